@@ -1,0 +1,35 @@
+// Quality and memory numbers derived from a run. Torch-free and cheap.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "l2a/engine/config.h"
+#include "l2a/engine/run_options.h"
+
+namespace l2a {
+
+struct LayerKv {
+    std::int64_t local_bytes = 0;   // sliding-window cache: min(T, W) tokens
+    std::int64_t global_bytes = 0;  // full cache: T tokens, 0 when the layer is pruned
+};
+
+struct RunMetrics {
+    double mean_nll = 0.0;     // over tokens 1..T-1 (token 0 has no prediction)
+    double perplexity = 0.0;   // exp(mean_nll)
+    std::vector<double> global_fraction;  // per layer: share of tokens that ran global attention
+    double global_fraction_overall = 0.0;
+    std::vector<LayerKv> kv;              // per layer
+    std::int64_t kv_bytes_total = 0;
+    std::int64_t kv_bytes_without_l2a = 0;  // same model with one full-attention cache per layer
+};
+
+// Bytes one token occupies in one K/V cache of one layer: 2 * Hkv * D * bytes_per_element.
+std::int64_t kv_bytes_per_token(const ModelConfig& config, int bytes_per_element);
+
+RunMetrics compute_metrics(const ModelConfig& config, const RunOptions& options,
+                           std::int64_t num_tokens, std::span<const std::uint8_t> decisions,
+                           std::span<const float> token_nll);
+
+}  // namespace l2a
