@@ -50,12 +50,14 @@ struct ModelConfig {
     std::int64_t num_hidden_layers = 0;
     std::int64_t num_attention_heads = 0;
     std::int64_t num_key_value_heads = 0;
-    std::int64_t head_dim = 0;  // explicit in Qwen3; hidden_size / heads when absent
+    // When config.json has none: 128 for the Qwen3 types (Qwen3Config's default, which
+    // transformers uses), hidden_size / num_attention_heads for the Qwen2 types.
+    std::int64_t head_dim = 0;
     std::int64_t max_position_embeddings = 32768;
     double rope_theta = 10000.0;
     RopeScaling rope_scaling;
     double rms_norm_eps = 1e-6;
-    bool attention_bias = false;  // q/k/v biases; Qwen2 configs imply true
+    bool attention_bias = false;  // q/k/v biases; always true for the Qwen2 types, as in HF
     bool tie_word_embeddings = false;
     std::string hidden_act = "silu";
     std::string torch_dtype = "bfloat16";

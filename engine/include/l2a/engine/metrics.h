@@ -28,6 +28,12 @@ struct RunMetrics {
 // Bytes one token occupies in one K/V cache of one layer: 2 * Hkv * D * bytes_per_element.
 std::int64_t kv_bytes_per_token(const ModelConfig& config, int bytes_per_element);
 
+// `decisions` is [layers, num_tokens] row-major, 1 where the token ran global attention; a plain
+// model may pass it empty (every token is global). `token_nll` has num_tokens entries (token 0
+// is NaN: nothing predicts it) or is empty when NLL was not measured. With no finite NLL from
+// token 1 on (e.g. 0 or 1 tokens) mean_nll and perplexity are NaN; with 0 tokens every global
+// fraction is 0. Pruning applies to L2A models only. Throws l2a::Error on mismatched sizes or
+// a pruned layer that does not exist.
 RunMetrics compute_metrics(const ModelConfig& config, const RunOptions& options,
                            std::int64_t num_tokens, std::span<const std::uint8_t> decisions,
                            std::span<const float> token_nll);

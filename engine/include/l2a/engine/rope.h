@@ -10,7 +10,9 @@
 namespace l2a {
 
 struct RopeParams {
-    std::vector<double> inv_freq;  // head_dim / 2 entries
+    // head_dim / 2 entries, each exactly the float32 value of HF's inv_freq buffer (within an
+    // ulp of torch's pow), so cos/sin computed in float32 from them match HF's.
+    std::vector<double> inv_freq;
     double attention_scaling = 1.0;  // multiplies cos and sin (YaRN's mscale)
 };
 
