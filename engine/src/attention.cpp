@@ -1,2 +1,92 @@
-// placeholder: being written
-namespace l2a {}
+#include "attention.h"
+
+#include <cmath>
+#include <limits>
+
+namespace l2a {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+    at::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
+    return weight * (x * at::rsqrt(variance + eps));
+}
+
+RopeTables make_rope_tables(const std::vector<double>& inv_freq, double attention_scaling,
+                            std::int64_t positions) {
+    // Angles in double: at 128K positions fp32 products lose several digits of the phase.
+    const auto half = static_cast<std::int64_t>(inv_freq.size());
+    at::Tensor freq = at::tensor(inv_freq, at::TensorOptions().dtype(at::kDouble));
+    at::Tensor pos = at::arange(positions, at::TensorOptions().dtype(at::kDouble));
+    at::Tensor angles = at::outer(pos, freq);             // [P, D/2]
+    at::Tensor full = at::cat({angles, angles}, /*dim=*/1);  // [P, D], HF's rotate_half layout
+    (void)half;
+    return {(full.cos() * attention_scaling).to(at::kFloat),
+            (full.sin() * attention_scaling).to(at::kFloat)};
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables, const at::Tensor& positions) {
+    const std::int64_t half = x.size(-1) / 2;
+    at::Tensor cos = tables.cos.index_select(0, positions);  // [n, D]
+    at::Tensor sin = tables.sin.index_select(0, positions);
+    at::Tensor x1 = x.narrow(-1, 0, half);
+    at::Tensor x2 = x.narrow(-1, half, half);
+    at::Tensor rotated = at::cat({-x2, x1}, -1);
+    return x * cos + rotated * sin;
+}
+
+at::Tensor blocked_attention(const at::Tensor& q, const at::Tensor& positions, const at::Tensor& k,
+                             const at::Tensor& v, std::int64_t window, std::int64_t query_block,
+                             std::int64_t key_block, const std::function<void()>& check) {
+    const std::int64_t hq = q.size(0);
+    const std::int64_t n = q.size(1);
+    const std::int64_t dim = q.size(2);
+    const std::int64_t hkv = k.size(0);
+    const std::int64_t group = hq / hkv;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+
+    at::Tensor out = at::empty({n, hq * dim}, q.options());
+    if (n == 0) return out;
+    const auto* pos = positions.data_ptr<std::int64_t>();
+    // GQA without replicating K/V: the `group` query heads that share a KV head become rows.
+    at::Tensor qg = q.reshape({hkv, group, n, dim});
+
+    for (std::int64_t q0 = 0; q0 < n; q0 += query_block) {
+        if (check) check();
+        const std::int64_t qn = std::min(query_block, n - q0);
+        const std::int64_t first = pos[q0];
+        const std::int64_t last = pos[q0 + qn - 1];
+        const std::int64_t key_begin = window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
+        const std::int64_t key_end = last + 1;
+        at::Tensor qpos = positions.narrow(0, q0, qn).view({qn, 1});
+        at::Tensor qc = qg.narrow(2, q0, qn).reshape({hkv, group * qn, dim}) * scale;
+
+        at::Tensor row_max = at::full({hkv, group * qn, 1}, neg_inf, q.options());
+        at::Tensor row_sum = at::zeros({hkv, group * qn, 1}, q.options());
+        at::Tensor acc = at::zeros({hkv, group * qn, dim}, q.options());
+        for (std::int64_t k0 = key_begin; k0 < key_end; k0 += key_block) {
+            const std::int64_t kn = std::min(key_block, key_end - k0);
+            at::Tensor kpos = at::arange(k0, k0 + kn, positions.options()).view({1, kn});
+            at::Tensor allowed = kpos <= qpos;  // [qn, kn]
+            if (window > 0) allowed = allowed & (kpos > qpos - window);
+            at::Tensor scores = at::matmul(qc, k.narrow(1, k0, kn).transpose(1, 2));  // [hkv, g*qn, kn]
+            scores = scores.view({hkv, group, qn, kn})
+                         .masked_fill(allowed.logical_not(), neg_inf)
+                         .view({hkv, group * qn, kn});
+            at::Tensor block_max = std::get<0>(scores.max(-1, /*keepdim=*/true));
+            at::Tensor new_max = at::maximum(row_max, block_max);
+            // Rows with no allowed key yet keep a -inf maximum; shift by 0 there to avoid inf - inf.
+            at::Tensor shift = at::where(at::isinf(new_max), at::zeros_like(new_max), new_max);
+            at::Tensor p = at::exp(scores - shift);
+            at::Tensor correction = at::exp(row_max - shift);
+            row_sum = row_sum * correction + p.sum(-1, /*keepdim=*/true);
+            acc = acc * correction + at::matmul(p, v.narrow(1, k0, kn));
+            row_max = new_max;
+        }
+        // Every query sees at least itself, so row_sum > 0.
+        at::Tensor o = (acc / row_sum).view({hkv, group, qn, dim}).reshape({hq, qn, dim});
+        out.narrow(0, q0, qn).copy_(o.permute({1, 0, 2}).reshape({qn, hq * dim}));
+    }
+    return out;
+}
+
+}  // namespace l2a

@@ -1,0 +1,199 @@
+// The prefill runner's contract with its callers: observer calls, named ranges, progress,
+// cancellation, and clear errors for options that cannot apply.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/demo.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
+
+namespace {
+
+const l2a::Model& demo_model() {
+    static const l2a::Model model = [] {
+        const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill" / "demo";
+        return l2a::Model::load(l2a::ensure_demo_model(dir));
+    }();
+    return model;
+}
+
+std::vector<std::int32_t> some_tokens(std::size_t n) {
+    std::vector<std::int32_t> ids(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = static_cast<std::int32_t>((i * 37 + 11) % 256);
+    return ids;
+}
+
+class Recorder : public l2a::PrefillObserver {
+public:
+    std::vector<std::string> events;
+    std::vector<std::vector<float>> logits;
+    std::vector<std::vector<std::uint8_t>> decisions;
+    int depth = 0;
+    int max_depth = 0;
+
+    void on_layer_begin(int layer) override { events.push_back("begin " + std::to_string(layer)); }
+    void on_layer_end(int layer) override { events.push_back("end " + std::to_string(layer)); }
+    void on_routing(int layer, std::span<const float> z, std::span<const std::uint8_t> d) override {
+        events.push_back("routing " + std::to_string(layer));
+        logits.emplace_back(z.begin(), z.end());
+        decisions.emplace_back(d.begin(), d.end());
+    }
+    void on_range_begin(std::string_view name) override {
+        open.emplace_back(name);
+        max_depth = std::max(max_depth, ++depth);
+    }
+    void on_range_end(std::string_view name) override {
+        ASSERT_FALSE(open.empty());
+        EXPECT_EQ(open.back(), name);
+        open.pop_back();
+        --depth;
+        closed.emplace_back(name);
+    }
+    std::vector<std::string> open;
+    std::vector<std::string> closed;
+};
+
+TEST(Prefill, ObserverSeesEveryLayerAndTheAppliedDecisions) {
+    const auto& model = demo_model();
+    const auto tokens = some_tokens(300);
+    l2a::RunOptions options;
+    options.prune = {2};
+    Recorder recorder;
+    l2a::PrefillHooks hooks;
+    hooks.observer = &recorder;
+    const auto result = l2a::run_prefill(model, tokens, options, hooks);
+
+    const auto L = model.config().num_hidden_layers;
+    ASSERT_EQ(static_cast<std::int64_t>(recorder.decisions.size()), L);
+    for (std::int64_t layer = 0; layer < L; ++layer) {
+        const auto offset = static_cast<std::size_t>(layer) * tokens.size();
+        for (std::size_t t = 0; t < tokens.size(); ++t) {
+            EXPECT_EQ(recorder.decisions[layer][t], result.decisions[offset + t]);
+            EXPECT_EQ(recorder.logits[layer][t], result.router_logits[offset + t]);
+            EXPECT_TRUE(std::isfinite(result.router_logits[offset + t]));
+        }
+    }
+    // The pruned layer ran no global attention, whatever its router said.
+    for (std::size_t t = 0; t < tokens.size(); ++t) EXPECT_EQ(recorder.decisions[2][t], 0);
+    EXPECT_TRUE(recorder.open.empty());
+    EXPECT_EQ(recorder.depth, 0);
+    EXPECT_EQ(recorder.max_depth, 2);  // "layer i" around its phases
+    EXPECT_EQ(recorder.events.front(), "begin 0");
+    EXPECT_EQ(recorder.events.back(), "end " + std::to_string(L - 1));
+    // Named ranges for every phase; layer 2 is pruned so it has no global range.
+    auto has = [&](const std::string& name) {
+        return std::find(recorder.closed.begin(), recorder.closed.end(), name) != recorder.closed.end();
+    };
+    EXPECT_TRUE(has("embed"));
+    EXPECT_TRUE(has("layer 0 / local"));
+    EXPECT_TRUE(has("layer 0 / router"));
+    EXPECT_TRUE(has("layer 0 / mlp"));
+    EXPECT_TRUE(has("lm_head"));
+    EXPECT_FALSE(has("layer 2 / global"));
+    // Host-timed copies of the same ranges, ordered and non-negative.
+    ASSERT_EQ(result.ranges.size(), recorder.closed.size());
+    for (const auto& r : result.ranges) EXPECT_LE(r.begin_ns, r.end_ns) << r.name;
+    EXPECT_TRUE(std::isnan(result.token_nll[0]));
+    for (std::size_t t = 1; t < tokens.size(); ++t) EXPECT_GT(result.token_nll[t], 0.0f);
+}
+
+TEST(Prefill, ProgressIsMonotonicAndEndsAtOne) {
+    std::vector<double> seen;
+    l2a::PrefillHooks hooks;
+    hooks.progress = [&](double f, std::string_view) { seen.push_back(f); };
+    l2a::run_prefill(demo_model(), some_tokens(200), {}, hooks);
+    ASSERT_GE(seen.size(), 6u);
+    for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
+    EXPECT_DOUBLE_EQ(seen.back(), 1.0);
+}
+
+TEST(Prefill, CancellationStopsTheRunAndClosesRanges) {
+    std::atomic<bool> cancel{false};
+    Recorder recorder;
+    l2a::PrefillHooks hooks;
+    hooks.cancel = &cancel;
+    hooks.observer = &recorder;
+    hooks.progress = [&](double f, std::string_view) {
+        if (f > 0.3) cancel = true;
+    };
+    EXPECT_THROW(l2a::run_prefill(demo_model(), some_tokens(400), {}, hooks), l2a::Cancelled);
+    EXPECT_EQ(recorder.depth, 0);
+    EXPECT_LT(static_cast<std::int64_t>(recorder.decisions.size()),
+              demo_model().config().num_hidden_layers);
+}
+
+TEST(Prefill, ResultDoesNotDependOnChunkSize) {
+    const auto tokens = some_tokens(333);
+    l2a::RunOptions small;
+    small.chunk_size = 7;
+    l2a::RunOptions large;
+    large.chunk_size = 512;
+    std::vector<float> a, b;
+    auto sink_into = [](std::vector<float>& out) {
+        return [&out](std::int64_t, std::int64_t rows, std::int64_t vocab, const float* data) {
+            out.insert(out.end(), data, data + rows * vocab);
+        };
+    };
+    l2a::PrefillHooks ha, hb;
+    ha.logits_sink = sink_into(a);
+    hb.logits_sink = sink_into(b);
+    const auto ra = l2a::run_prefill(demo_model(), tokens, small, ha);
+    const auto rb = l2a::run_prefill(demo_model(), tokens, large, hb);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_EQ(a.size(), tokens.size() * static_cast<std::size_t>(demo_model().config().vocab_size));
+    float worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+    EXPECT_LT(worst, 1e-4f);
+    EXPECT_EQ(ra.decisions, rb.decisions);
+}
+
+TEST(Prefill, RandomRoutingIsSeededAndNearItsFraction) {
+    const auto tokens = some_tokens(1000);
+    l2a::RunOptions options;
+    options.routing = l2a::RoutingPolicy::parse("random:0.2");
+    options.seed = 7;
+    const auto a = l2a::run_prefill(demo_model(), tokens, options);
+    const auto b = l2a::run_prefill(demo_model(), tokens, options);
+    EXPECT_EQ(a.decisions, b.decisions);
+    options.seed = 8;
+    const auto c = l2a::run_prefill(demo_model(), tokens, options);
+    EXPECT_NE(a.decisions, c.decisions);
+    double routed = 0;
+    for (auto d : a.decisions) routed += d;
+    EXPECT_NEAR(routed / static_cast<double>(a.decisions.size()), 0.2, 0.03);
+}
+
+std::string error_of(const l2a::RunOptions& options, std::vector<std::int32_t> tokens) {
+    try {
+        l2a::run_prefill(demo_model(), tokens, options);
+    } catch (const l2a::Error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+TEST(Prefill, BadOptionsAndInputsAreClearErrors) {
+    l2a::RunOptions prune_missing;
+    prune_missing.prune = {0, 6};
+    EXPECT_NE(error_of(prune_missing, some_tokens(10)).find("--prune: layer 6 does not exist"),
+              std::string::npos);
+    l2a::RunOptions bad_threshold;
+    bad_threshold.threshold = 1.0;
+    EXPECT_NE(error_of(bad_threshold, some_tokens(10)).find("--threshold"), std::string::npos);
+    EXPECT_NE(error_of({}, {}).find("no tokens"), std::string::npos);
+    EXPECT_NE(error_of({}, {1, 2, 100000}).find("token id 100000 at position 2"), std::string::npos);
+    l2a::RunOptions cuda;
+    cuda.device = "cuda";
+    EXPECT_NE(error_of(cuda, some_tokens(4)).find("--device cuda"), std::string::npos);
+    l2a::RunOptions chunk;
+    chunk.chunk_size = 0;
+    EXPECT_NE(error_of(chunk, some_tokens(4)).find("--chunk"), std::string::npos);
+}
+
+}  // namespace
