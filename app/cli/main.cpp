@@ -1,1 +1,80 @@
-int main() { return 0; }
+// `l2a`: the command-line entry point. Every failure ends as one line on stderr: usage mistakes
+// exit with 2, failed runs with 1, a cancelled run with 130 (as after SIGINT).
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "arguments.h"
+#include "commands.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/prefill.h"
+#include "text_format.h"
+
+namespace {
+
+using l2a::cli::help_text;
+
+int dispatch(std::span<const std::string_view> args) {
+    if (args.empty()) {
+        std::fputs(help_text(""), stderr);
+        return 2;
+    }
+    const std::string_view command = args[0];
+    const auto rest = args.subspan(1);
+    if (command == "--help" || command == "-h") {
+        std::fputs(help_text(""), stdout);
+        return 0;
+    }
+    if (command == "--version") {
+        std::printf("l2a %s\n", l2a::cli::tool_version());
+        return 0;
+    }
+    if (command == "help") {
+        if (rest.empty()) {
+            std::fputs(help_text(""), stdout);
+            return 0;
+        }
+        if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export") {
+            std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
+                         static_cast<int>(rest[0].size()), rest[0].data());
+            return 2;
+        }
+        std::fputs(help_text(rest[0]), stdout);
+        return 0;
+    }
+    if (command == "info") return l2a::cli::info_command(rest);
+    if (command == "run") return l2a::cli::run_command(rest);
+    if (command == "export") return l2a::cli::export_command(rest);
+    if (!command.empty() && command[0] == '-') {
+        std::fprintf(stderr, "l2a: unknown option '%.*s' (see l2a --help)\n",
+                     static_cast<int>(command.size()), command.data());
+    } else {
+        std::fprintf(stderr, "l2a: unknown command '%.*s' (see l2a --help)\n",
+                     static_cast<int>(command.size()), command.data());
+    }
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string_view> args(argv + 1, argv + argc);
+    try {
+        return dispatch(args);
+    } catch (const l2a::cli::UsageError& e) {
+        std::fprintf(stderr, "l2a %s: %s (see l2a %s --help)\n", e.command().c_str(),
+                     l2a::cli::first_line(e.what()).c_str(), e.command().c_str());
+        return 2;
+    } catch (const l2a::Cancelled&) {
+        std::fflush(stdout);
+        std::fputs("l2a: cancelled\n", stderr);
+        return 130;
+    } catch (const std::exception& e) {
+        // l2a::Error and anything from the libraries below (LibTorch's c10::Error included).
+        std::fflush(stdout);
+        std::fprintf(stderr, "l2a: error: %s\n", l2a::cli::first_line(e.what()).c_str());
+        return 1;
+    }
+}

@@ -1,0 +1,96 @@
+#include "commands.h"
+
+namespace l2a::cli {
+namespace {
+
+constexpr const char* kMainHelp =
+    R"(l2a: run L2A language models on documents and see which tokens reach for global attention
+
+Usage: l2a <command> [options]
+
+Commands:
+  info      describe a model: architecture, L2A settings, KV-cache memory per token
+  run       run a document through a model; report routing, quality, memory and time
+  export    convert a saved profile (.l2a) into another format
+  help      show the help of a command: l2a help run
+
+Options:
+  -h, --help   show this help
+  --version    show the version
+
+Without a model of your own, try: l2a run --demo
+)";
+
+constexpr const char* kInfoHelp = R"(Usage: l2a info (--model DIR | --demo) [--json]
+
+Describes a model folder without running it: architecture, sizes, parameter count, the L2A
+settings (sliding window, router temperature and threshold), and how many bytes of KV cache each
+token costs with and without L2A.
+
+Options:
+  --model DIR   a HuggingFace model folder (config.json and safetensors weights)
+  --demo        the built-in demo model (random weights; created on first use)
+  --json        print the description as JSON
+  -h, --help    show this help
+)";
+
+constexpr const char* kRunHelp =
+    R"(Usage: l2a run (--model DIR | --demo) [--doc FILE | --tokens FILE] [options]
+
+Runs the prefill of one document and reports, layer by layer, the share of tokens that ran
+global attention, the model's loss on the document (mean NLL, perplexity), the KV-cache memory
+with and without L2A, and the time taken.
+
+Input:
+  --model DIR         a HuggingFace model folder (config.json, safetensors, tokenizer.json)
+  --demo              the built-in demo model (random weights; created on first use); without
+                      --doc or --tokens it reads the built-in demo document
+  --doc FILE          a UTF-8 text or Markdown document (invalid bytes are replaced, with a
+                      warning)
+  --tokens FILE       a JSON array of token ids, instead of --doc
+  --max-tokens N      keep only the first N tokens of the input
+
+Run:
+  --routing POLICY    learned (default), global, local, random:F or top:F with 0 <= F <= 1
+  --threshold X       router threshold theta in (0, 1) instead of the model's
+  --prune LAYERS      layers whose global attention is removed, e.g. 0,5,7
+  --seed S            seed of random routing (default 0)
+  --chunk N           query rows computed at a time (default 256)
+  --device NAME       cpu (default) or cuda
+  --backend NAME      reference (default), sdpa or kernels
+
+Output:
+  --out FILE          save the profile (.l2a) for `l2a export` and the desktop app
+  --logits-out FILE   save the next-token logits, float32 [tokens, vocab], as tensor "logits"
+                      of a safetensors file
+  --json              print the profile as JSON (as `l2a export --format json`) instead of the
+                      report
+  --quiet             no progress bar
+  -h, --help          show this help
+
+Ctrl-C stops the run between chunks; nothing is written then.
+)";
+
+constexpr const char* kExportHelp = R"(Usage: l2a export --profile FILE [--format json] [--out FILE]
+
+Converts a profile saved by `l2a run --out` into another format.
+
+Options:
+  --profile FILE   the .l2a profile to read
+  --format NAME    json (default); chrome, csv, html and pdf are not supported yet
+  --out FILE       where to write; - (the default) writes to standard output
+  -h, --help       show this help
+)";
+
+}  // namespace
+
+const char* help_text(std::string_view command) {
+    if (command == "info") return kInfoHelp;
+    if (command == "run") return kRunHelp;
+    if (command == "export") return kExportHelp;
+    return kMainHelp;
+}
+
+const char* tool_version() { return L2A_VERSION; }
+
+}  // namespace l2a::cli

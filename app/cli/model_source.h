@@ -1,0 +1,18 @@
+// Which model a command works on: --model DIR, or --demo (created on first use).
+#pragma once
+
+#include <filesystem>
+
+#include "arguments.h"
+
+namespace l2a::cli {
+
+inline const OptionSpec kModelOption{"--model", true};
+inline const OptionSpec kDemoOption{"--demo", false};
+
+// The model folder named by the arguments; usage error when neither or both are given.
+std::filesystem::path model_folder(const Arguments& args);
+// What a report calls the model: the folder, or "<demo model>".
+std::string model_label(const Arguments& args, const std::filesystem::path& folder);
+
+}  // namespace l2a::cli

@@ -1,0 +1,437 @@
+// `l2a run`: one document through one model, reported as text or JSON and optionally saved as a
+// profile and a logits file.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "arguments.h"
+#include "commands.h"
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/demo.h"
+#include "l2a/engine/document.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/metrics.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/engine/profile.h"
+#include "l2a/engine/run_options.h"
+#include "l2a/engine/safetensors.h"
+#include "model_source.h"
+#include "progress_bar.h"
+#include "text_format.h"
+
+namespace l2a::cli {
+namespace {
+
+constexpr const char* kDemoDocumentLabel = "<demo document>";
+
+// ---- Ctrl-C --------------------------------------------------------------------------------
+
+std::atomic<bool> g_cancel_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+
+extern "C" void request_cancel(int) { g_cancel_requested.store(true, std::memory_order_relaxed); }
+
+// The first Ctrl-C asks the run to stop between chunks (so nothing half-written is left); the
+// handler then resets itself, and a second Ctrl-C ends the process at once.
+class CancelOnSigint {
+public:
+    CancelOnSigint() {
+        g_cancel_requested.store(false);
+        struct sigaction action {};
+        action.sa_handler = request_cancel;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESETHAND;
+        installed_ = ::sigaction(SIGINT, &action, &previous_) == 0;
+    }
+    ~CancelOnSigint() {
+        if (installed_) ::sigaction(SIGINT, &previous_, nullptr);
+    }
+    CancelOnSigint(const CancelOnSigint&) = delete;
+    CancelOnSigint& operator=(const CancelOnSigint&) = delete;
+
+    const std::atomic<bool>* flag() const { return &g_cancel_requested; }
+    void throw_if_requested() const {
+        if (g_cancel_requested.load()) throw Cancelled();
+    }
+
+private:
+    struct sigaction previous_ {};
+    bool installed_ = false;
+};
+
+// ---- inputs --------------------------------------------------------------------------------
+
+struct TokenizedInput {
+    std::string label;  // the file as the user named it, or "<demo document>"
+    std::string text;
+    std::size_t replaced_sequences = 0;
+    std::vector<std::int32_t> ids;
+    std::vector<std::uint32_t> begin;
+    std::vector<std::uint32_t> end;
+};
+
+TokenizedInput tokenize(std::string label, std::string text, std::size_t replaced,
+                        const Tokenizer& tokenizer) {
+    TokenizedInput input{std::move(label), std::move(text), replaced, {}, {}, {}};
+    Encoding encoding = tokenizer.encode(input.text);
+    input.ids = std::move(encoding.ids);
+    input.begin.reserve(input.ids.size());
+    input.end.reserve(input.ids.size());
+    for (const auto& [b, e] : encoding.offsets) {
+        input.begin.push_back(b);
+        input.end.push_back(e);
+    }
+    return input;
+}
+
+const Tokenizer& require_tokenizer(const Model& model, const std::string& folder_label) {
+    const Tokenizer* tokenizer = model.tokenizer();
+    if (!tokenizer) {
+        fail(folder_label,
+             "the model folder has no tokenizer.json, so a document cannot be "
+             "tokenized (give token ids with --tokens FILE instead)");
+    }
+    return *tokenizer;
+}
+
+std::string strip_json_exception_prefix(const std::string& what) {
+    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
+    if (!what.empty() && what.front() == '[') {
+        if (auto close = what.find("] "); close != std::string::npos) return what.substr(close + 2);
+    }
+    return what;
+}
+
+// A JSON array of token ids. With a tokenizer, each token's text is recorded so that views can
+// show it; without one the profile holds ids only (empty text, empty spans).
+TokenizedInput read_token_file(const std::filesystem::path& path, const Model& model) {
+    const std::string origin = path.string();
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+        fail(origin, "malformed JSON: " + strip_json_exception_prefix(e.what()));
+    }
+    if (!j.is_array()) fail(origin, "expected a JSON array of token ids, e.g. [9707, 11, 1879]");
+    const std::int64_t vocab = model.config().vocab_size;
+    TokenizedInput input{origin, {}, 0, {}, {}, {}};
+    input.ids.reserve(j.size());
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const nlohmann::json& entry = j[i];
+        if (!entry.is_number_integer()) {
+            fail(origin, "entry " + std::to_string(i) + " (" + entry.dump() +
+                             ") is not an integer token id");
+        }
+        const auto id = entry.get<std::int64_t>();
+        if (id < 0 || id >= vocab) {
+            fail(origin, "token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                             " is outside the model's vocabulary (0.." + std::to_string(vocab - 1) +
+                             ")");
+        }
+        input.ids.push_back(static_cast<std::int32_t>(id));
+    }
+    if (const Tokenizer* tokenizer = model.tokenizer()) {
+        std::string valid;
+        for (std::int32_t id : input.ids) {
+            input.begin.push_back(static_cast<std::uint32_t>(input.text.size()));
+            // A token that holds part of a character is shown by its display text (U+FFFD), so
+            // that the recorded text stays valid UTF-8 and every token keeps its own span.
+            const std::string bytes = tokenizer->decode({id});
+            input.text += sanitize_utf8(bytes, valid) == 0 ? bytes : tokenizer->token_text(id);
+            input.end.push_back(static_cast<std::uint32_t>(input.text.size()));
+        }
+    } else {
+        input.begin.assign(input.ids.size(), 0);
+        input.end.assign(input.ids.size(), 0);
+    }
+    return input;
+}
+
+TokenizedInput read_input(const std::optional<std::string>& doc,
+                          const std::optional<std::string>& tokens_file, const Model& model,
+                          const std::filesystem::path& folder) {
+    TokenizedInput input;
+    if (doc) {
+        Document document = load_document(*doc);
+        if (document.replaced_sequences > 0) {
+            std::fprintf(
+                stderr, "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
+                doc->c_str(),
+                group_digits(static_cast<std::int64_t>(document.replaced_sequences)).c_str(),
+                document.replaced_sequences == 1 ? "" : "s");
+        }
+        input = tokenize(*doc, std::move(document.text), document.replaced_sequences,
+                         require_tokenizer(model, folder.string()));
+    } else if (tokens_file) {
+        input = read_token_file(*tokens_file, model);
+    } else {
+        input = tokenize(kDemoDocumentLabel, demo_document(), 0,
+                         require_tokenizer(model, folder.string()));
+    }
+    if (input.ids.empty()) fail(input.label, "the input has no tokens");
+    return input;
+}
+
+// Keeps the first `max_tokens` tokens (0: all) and says so on stderr.
+void truncate_input(TokenizedInput& input, std::int64_t max_tokens) {
+    const auto tokens = static_cast<std::int64_t>(input.ids.size());
+    if (max_tokens <= 0 || tokens <= max_tokens) return;
+    const auto keep = static_cast<std::size_t>(max_tokens);
+    input.ids.resize(keep);
+    input.begin.resize(keep);
+    input.end.resize(keep);
+    // The text beyond the last kept token is not part of the run.
+    if (!input.text.empty()) input.text.resize(input.end.back());
+    std::fprintf(stderr, "l2a: %s: %s tokens, truncated to %s (--max-tokens)\n",
+                 input.label.c_str(), group_digits(tokens).c_str(),
+                 group_digits(max_tokens).c_str());
+}
+
+// ---- options -------------------------------------------------------------------------------
+
+RunOptions run_options(const Arguments& args) {
+    RunOptions options;
+    try {
+        if (auto routing = args.value("--routing"))
+            options.routing = RoutingPolicy::parse(*routing);
+        if (auto prune = args.value("--prune")) options.prune = parse_pruning_plan(*prune);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    if (auto threshold = args.number("--threshold")) {
+        if (!(*threshold > 0.0 && *threshold < 1.0)) {
+            args.usage_error("--threshold: " + *args.value("--threshold") +
+                             " is not strictly between 0 and 1");
+        }
+        options.threshold = threshold;
+    }
+    if (auto max_tokens = args.integer("--max-tokens", 1, INT64_MAX))
+        options.max_tokens = *max_tokens;
+    if (auto chunk = args.integer("--chunk", 1, 1 << 24)) options.chunk_size = *chunk;
+    if (auto seed = args.unsigned_integer("--seed")) options.seed = *seed;
+    if (auto device = args.value("--device")) options.device = *device;
+    if (auto backend = args.value("--backend")) options.backend = *backend;
+    return options;
+}
+
+std::string utc_now_iso8601() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return buffer;
+}
+
+// ---- the report ----------------------------------------------------------------------------
+
+void print_report(const Profile& p, const std::string& model_label) {
+    const ModelSummary& m = p.model;
+    const RunMetrics& metrics = p.metrics;
+    const auto line = [](const std::string& label, const std::string& text) {
+        std::printf("%-11s %s\n", label.c_str(), text.c_str());
+    };
+
+    line("model", model_label + " (" + m.model_type + ", " + std::to_string(m.num_layers) +
+                      " layers, " + format_count_short(m.parameter_count) + " parameters)");
+    if (m.untrained) {
+        line("",
+             "UNTRAINED: random weights, so routing and quality show how the tool works, not "
+             "what a trained model does");
+    }
+    std::string document = p.document_path + ": " + group_digits(p.num_tokens()) + " tokens";
+    if (!p.document_text.empty())
+        document +=
+            " (" + group_digits(static_cast<std::int64_t>(p.document_text.size())) + " bytes)";
+    if (p.tokens_before_truncation > p.num_tokens()) {
+        document += ", truncated from " + group_digits(p.tokens_before_truncation);
+    }
+    line("document", document);
+    if (m.is_l2a) {
+        const double theta = p.options.threshold.value_or(m.sigmoid_threshold);
+        std::string run = "routing " + p.options.routing.to_string();
+        if (p.options.routing.kind == RoutingKind::Learned) {
+            run += ", threshold " + format_fixed(theta, 3) +
+                   (p.options.threshold ? " (--threshold)" : " (the model's)");
+        }
+        run +=
+            ", pruned layers: " +
+            (p.options.prune.empty() ? std::string("none") : format_pruning_plan(p.options.prune));
+        line("run", run);
+    } else {
+        line("run", "plain model: every layer runs full causal attention");
+    }
+
+    std::printf("\n%-5s  %7s\n", "layer", "global");
+    for (std::int64_t layer = 0; layer < p.num_layers; ++layer) {
+        const auto i = static_cast<std::size_t>(layer);
+        const double fraction = i < metrics.global_fraction.size() ? metrics.global_fraction[i] : 0;
+        const bool pruned = std::find(p.options.prune.begin(), p.options.prune.end(),
+                                      static_cast<int>(layer)) != p.options.prune.end();
+        std::printf("%5lld  %6s%%  %s%s\n", static_cast<long long>(layer),
+                    format_fixed(fraction * 100, 1).c_str(), fraction_bar(fraction, 20).c_str(),
+                    pruned ? "  pruned" : "");
+    }
+    std::printf("%5s  %6s%%  of token-layer pairs ran global attention\n\n", "all",
+                format_fixed(metrics.global_fraction_overall * 100, 1).c_str());
+
+    line("quality", "mean NLL " + format_fixed(metrics.mean_nll, 4) + " nats/token, perplexity " +
+                        format_fixed(metrics.perplexity, 2));
+    std::int64_t local = 0;
+    std::int64_t global = 0;
+    for (const LayerKv& kv : metrics.kv) {
+        local += kv.local_bytes;
+        global += kv.global_bytes;
+    }
+    const std::string element = p.options.kv_bytes_per_element == 2
+                                    ? "bf16"
+                                    : std::to_string(p.options.kv_bytes_per_element) + " B/element";
+    if (m.is_l2a) {
+        line("KV cache", format_bytes(metrics.kv_bytes_total) + " with L2A (" + element +
+                             "; local " + format_bytes(local) + " + global " +
+                             format_bytes(global) + ")");
+        line("", format_bytes(metrics.kv_bytes_without_l2a) +
+                     " for the same model with full attention in every layer");
+    } else {
+        line("KV cache", format_bytes(metrics.kv_bytes_total) + " (" + element + ")");
+    }
+    const double tokens_per_second =
+        p.wall_seconds > 0 ? static_cast<double>(p.num_tokens()) / p.wall_seconds : 0.0;
+    line("time", format_seconds(p.wall_seconds) + ", " +
+                     group_digits(static_cast<std::int64_t>(tokens_per_second + 0.5)) +
+                     " tokens/s (" + p.options.device + ", " + p.options.backend + ")");
+}
+
+}  // namespace
+
+int run_command(std::span<const std::string_view> raw) {
+    Arguments args("run",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--doc", true},
+                    {"--tokens", true},
+                    {"--max-tokens", true},
+                    {"--threshold", true},
+                    {"--routing", true},
+                    {"--prune", true},
+                    {"--seed", true},
+                    {"--chunk", true},
+                    {"--device", true},
+                    {"--backend", true},
+                    {"--out", true},
+                    {"--logits-out", true},
+                    {"--json", false},
+                    {"--quiet", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("run"), stdout);
+        return 0;
+    }
+    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const auto doc = args.value("--doc");
+    const auto tokens_file = args.value("--tokens");
+    if (doc && tokens_file) args.usage_error("give either --doc FILE or --tokens FILE, not both");
+    if (!doc && !tokens_file && !args.has("--demo")) {
+        args.usage_error("give the input: --doc FILE or --tokens FILE");
+    }
+    RunOptions options = run_options(args);
+    const auto out = args.value("--out");
+    const auto logits_out = args.value("--logits-out");
+    const bool quiet = args.has("--quiet");
+
+    CancelOnSigint cancel;
+    const std::filesystem::path folder = model_folder(args);
+    const std::string label = model_label(args, folder);
+    const Model model = Model::load(folder);
+    cancel.throw_if_requested();
+
+    TokenizedInput input = read_input(doc, tokens_file, model, folder);
+    const auto tokens_before = static_cast<std::int64_t>(input.ids.size());
+    truncate_input(input, options.max_tokens);
+    const auto num_tokens = static_cast<std::int64_t>(input.ids.size());
+    const ModelConfig& config = model.config();
+    if (num_tokens > config.max_position_embeddings) {
+        std::fprintf(stderr,
+                     "l2a: warning: %s tokens are more than the model's max_position_embeddings "
+                     "(%s)\n",
+                     group_digits(num_tokens).c_str(),
+                     group_digits(config.max_position_embeddings).c_str());
+    }
+
+    std::optional<SafetensorsWriter> logits_writer;
+    std::int64_t logits_rows_written = 0;
+    if (logits_out) {
+        logits_writer.emplace(*logits_out);
+        logits_writer->set_metadata("format", "pt");
+        logits_writer->set_metadata("l2a.document", input.label);
+        logits_writer->set_metadata("l2a.model", label);
+        logits_writer->declare("logits", DType::F32, {num_tokens, config.vocab_size});
+    }
+
+    PrefillHooks hooks;
+    hooks.cancel = cancel.flag();
+    ProgressBar progress("prefill of " + group_digits(num_tokens) + " tokens", !quiet);
+    hooks.progress = [&progress](double fraction, std::string_view stage) {
+        progress.update(fraction, stage);
+    };
+    if (logits_writer) {
+        hooks.logits_sink = [&](std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
+                                const float* data) {
+            if (vocab != config.vocab_size || first_row != logits_rows_written) {
+                fail(*logits_out, "logits arrived out of order (rows from " +
+                                      std::to_string(first_row) + ", vocabulary " +
+                                      std::to_string(vocab) + ")");
+            }
+            logits_writer->write(data, static_cast<std::size_t>(rows * vocab) * sizeof(float));
+            logits_rows_written += rows;
+        };
+    }
+
+    PrefillResult result = run_prefill(model, input.ids, options, hooks);
+    progress.finish();
+    cancel.throw_if_requested();
+
+    Profile profile;
+    profile.model = model.summary();
+    profile.document_path = input.label;
+    profile.document_text = std::move(input.text);
+    profile.replaced_sequences = input.replaced_sequences;
+    profile.tokens_before_truncation = tokens_before;
+    profile.token_ids = std::move(input.ids);
+    profile.token_begin = std::move(input.begin);
+    profile.token_end = std::move(input.end);
+    profile.num_layers = result.num_layers;
+    profile.router_logits = std::move(result.router_logits);
+    profile.decisions = std::move(result.decisions);
+    profile.token_nll = std::move(result.token_nll);
+    profile.options = options;
+    profile.metrics =
+        compute_metrics(config, options, num_tokens, profile.decisions, profile.token_nll);
+    profile.ranges = std::move(result.ranges);
+    profile.wall_seconds = result.wall_seconds;
+    profile.created_at = utc_now_iso8601();
+    profile.tool_version = tool_version();
+
+    if (logits_writer) logits_writer->finish();
+    if (out) save_profile(profile, *out);
+
+    if (args.has("--json")) {
+        std::cout << profile_to_json(profile) << "\n";
+    } else {
+        print_report(profile, label);
+    }
+    return 0;
+}
+
+}  // namespace l2a::cli

@@ -1,0 +1,474 @@
+// End-to-end tests of the `l2a` command line: they run the built binary as a user would and
+// check exit status, output and the one-line error messages.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "l2a/engine/demo.h"
+#include "l2a/engine/profile.h"
+#include "l2a/engine/safetensors.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const fs::path kBinary = fs::path(L2A_BIN_DIR) / "l2a";
+
+// One demo model for all tests of this binary (created by the first run that needs it;
+// creation is atomic, so parallel test processes may race for it safely).
+fs::path demo_dir() { return fs::path(L2A_TEST_WORK_DIR) / "cli" / "demo-model"; }
+
+// Creating the demo model prints a note on first use; tests that count stderr lines should not
+// depend on which test happens to run first.
+class DemoModelEnvironment : public ::testing::Environment {
+public:
+    void SetUp() override { l2a::ensure_demo_model(demo_dir()); }
+};
+const auto* const kDemoEnvironment = ::testing::AddGlobalTestEnvironment(new DemoModelEnvironment);
+
+// Each test works in its own folder, removed again when the test passes (failures keep theirs
+// for inspection).
+class Cli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        dir_ = fs::path(L2A_TEST_WORK_DIR) / "cli" / info->name();
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override {
+        if (!HasFailure()) fs::remove_all(dir_);
+    }
+    fs::path dir_;
+};
+
+std::string quote(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) {
+        if (c == '\'') {
+            out += "'\\''";
+        } else {
+            out += c;
+        }
+    }
+    return out + "'";
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out << bytes;
+}
+
+struct Result {
+    int status = -1;
+    std::string out;
+    std::string err;
+
+    int err_lines() const {
+        int lines = 0;
+        for (char c : err) lines += c == '\n';
+        return lines;
+    }
+};
+
+// Runs `l2a <args>` (args already shell-quoted where needed) in `dir`.
+Result l2a(const std::string& args, const fs::path& dir, const fs::path& demo = demo_dir()) {
+    const fs::path out = dir / "stdout.txt";
+    const fs::path err = dir / "stderr.txt";
+    const std::string command = "cd " + quote(dir.string()) +
+                                " && L2A_DEMO_DIR=" + quote(demo.string()) + " " +
+                                quote(kBinary.string()) + " " + args + " >" + quote(out.string()) +
+                                " 2>" + quote(err.string()) + " </dev/null";
+    const int raw = std::system(command.c_str());
+    Result result;
+    result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    result.out = read_file(out);
+    result.err = read_file(err);
+    return result;
+}
+
+bool contains(const std::string& text, const std::string& piece) {
+    return text.find(piece) != std::string::npos;
+}
+
+// A copy of the demo model that a test may damage.
+fs::path copy_of_demo(const fs::path& dir) {
+    const fs::path scratch = dir / "model-copy";
+    const Result made = l2a("info --demo", dir);  // makes sure the demo model exists
+    EXPECT_EQ(made.status, 0) << made.err;
+    fs::copy(demo_dir(), scratch, fs::copy_options::recursive);
+    return scratch;
+}
+
+#define EXPECT_ONE_LINE_ERROR(result, status_code, piece)                        \
+    do {                                                                         \
+        EXPECT_EQ((result).status, status_code) << (result).out << (result).err; \
+        EXPECT_EQ((result).err_lines(), 1) << (result).err;                      \
+        EXPECT_TRUE(contains((result).err, piece))                               \
+            << "expected '" << (piece) << "' in: " << (result).err;              \
+    } while (false)
+
+TEST_F(Cli, HelpOfEveryCommandExitsZero) {
+    const fs::path& dir = dir_;
+    for (const char* args :
+         {"--help", "help", "help run", "info --help", "run --help", "export --help", "run -h"}) {
+        const Result r = l2a(args, dir);
+        EXPECT_EQ(r.status, 0) << args << ": " << r.err;
+        EXPECT_TRUE(contains(r.out, "Usage: l2a")) << args << ": " << r.out;
+        EXPECT_TRUE(r.err.empty()) << args << ": " << r.err;
+    }
+    EXPECT_TRUE(contains(l2a("run --help", dir).out, "--max-tokens"));
+    const Result version = l2a("--version", dir);
+    EXPECT_EQ(version.status, 0);
+    EXPECT_TRUE(contains(version.out, "l2a 0.")) << version.out;
+}
+
+TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
+    const fs::path& dir = dir_;
+    Result r = l2a("run --foo", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "l2a run: unknown option '--foo' (see l2a run --help)");
+    r = l2a("run --demo --max-tokens", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "'--max-tokens' needs a value");
+    r = l2a("run --demo --max-tokens abc", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--max-tokens: 'abc' is not a whole number");
+    r = l2a("run --demo --threshold 1.5", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--threshold");
+    r = l2a("run --demo --routing sometimes", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--routing");
+    r = l2a("run --doc x.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--model DIR or --demo");
+    r = l2a("info --demo extra", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "unexpected argument 'extra'");
+    r = l2a("frobnicate", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "unknown command 'frobnicate'");
+    r = l2a("export --profile p.l2a --format xml", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "unknown format 'xml'");
+}
+
+TEST_F(Cli, InfoDescribesTheDemoModel) {
+    const fs::path& dir = dir_;
+    Result r = l2a("info --demo", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "l2a_qwen3")) << r.out;
+    EXPECT_TRUE(contains(r.out, "UNTRAINED")) << r.out;
+    EXPECT_TRUE(contains(r.out, "sliding window 256")) << r.out;
+    EXPECT_TRUE(contains(r.out, "KV cache")) << r.out;
+
+    r = l2a("info --demo --json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["num_layers"], 6);
+    EXPECT_EQ(j["untrained"], true);
+    // 2 (K and V) x 2 kv heads x 64 x 2 bytes (bf16)
+    EXPECT_EQ(j["kv_cache"]["bytes_per_token_per_layer_per_cache"], 512);
+    EXPECT_EQ(j["kv_cache"]["examples"][0]["tokens"], 8192);
+    EXPECT_EQ(j["kv_cache"]["examples"][0]["without_l2a_bytes"], 6 * 8192 * 512);
+    EXPECT_EQ(j["kv_cache"]["examples"][0]["with_l2a_bytes"], 6 * (8192 + 256) * 512);
+    EXPECT_GT(j["parameter_count"].get<std::int64_t>(), 5'000'000);
+}
+
+TEST_F(Cli, FirstUseOfTheDemoCreatesItWithANote) {
+    const fs::path& dir = dir_;
+    Result r = l2a("info --demo", dir, dir / "fresh-demo");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "creating the demo model")) << r.err;
+    EXPECT_TRUE(fs::exists(dir / "fresh-demo" / "model.safetensors"));
+    r = l2a("info --demo", dir, dir / "fresh-demo");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+}
+
+TEST_F(Cli, RunDemoPrintsTheReportWithTheUntrainedLabel) {
+    const fs::path& dir = dir_;
+    const Result r = l2a("run --demo --max-tokens 256", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "UNTRAINED")) << r.out;
+    EXPECT_TRUE(contains(r.out, "<demo document>: 256 tokens")) << r.out;
+    EXPECT_TRUE(contains(r.out, "perplexity")) << r.out;
+    EXPECT_TRUE(contains(r.out, "KV cache")) << r.out;
+    EXPECT_TRUE(contains(r.out, "tokens/s")) << r.out;
+    EXPECT_TRUE(contains(r.err, "truncated to 256 (--max-tokens)")) << r.err;
+}
+
+TEST_F(Cli, RunOutThenExportJson) {
+    const fs::path& dir = dir_;
+    Result r =
+        l2a("run --demo --max-tokens 200 --routing random:0.25 --seed 7 --prune 1,3 "
+            "--out p.l2a --quiet",
+            dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_TRUE(fs::exists(dir / "p.l2a"));
+
+    r = l2a("export --profile p.l2a --format json --out e.json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(read_file(dir / "e.json"));
+    for (const char* key : {"model", "document", "run", "layers", "metrics", "timing"}) {
+        EXPECT_TRUE(j.contains(key)) << key;
+    }
+    EXPECT_EQ(j["model"]["model_type"], "l2a_qwen3");
+    EXPECT_EQ(j["model"]["num_layers"], 6);
+    EXPECT_EQ(j["model"]["hidden_size"], 256);
+    EXPECT_EQ(j["model"]["untrained"], true);
+    EXPECT_EQ(j["document"]["path"], "<demo document>");
+    EXPECT_EQ(j["document"]["num_tokens"], 200);
+    EXPECT_EQ(j["document"]["truncated"], true);
+    EXPECT_EQ(j["run"]["routing"], "random:0.25");
+    EXPECT_EQ(j["run"]["seed"], 7);
+    EXPECT_EQ(j["run"]["prune"], json::array({1, 3}));
+    ASSERT_EQ(j["layers"].size(), 6u);
+    EXPECT_EQ(j["layers"][1]["pruned"], true);
+    EXPECT_EQ(j["layers"][1]["global_fraction"], 0.0);
+    EXPECT_EQ(j["layers"][1]["kv_global_bytes"], 0);
+    EXPECT_GT(j["layers"][0]["kv_global_bytes"].get<std::int64_t>(), 0);
+    EXPECT_GT(j["metrics"]["mean_nll"].get<double>(), 0.0);
+    EXPECT_GT(j["timing"]["wall_seconds"].get<double>(), 0.0);
+
+    // --out - (the default) writes the same document to stdout; --json on run prints it too.
+    r = l2a("export --profile p.l2a", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out), j);
+    r = l2a("run --demo --max-tokens 64 --json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["document"]["num_tokens"], 64);
+
+    r = l2a("export --profile p.l2a --format csv", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "not supported yet (supported: json)");
+    r = l2a("export --profile missing.l2a", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "missing.l2a");
+    write_file(dir / "garbage.l2a", "not a safetensors file at all");
+    r = l2a("export --profile garbage.l2a", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "garbage.l2a");
+}
+
+TEST_F(Cli, LogitsOutMatchesTheProfile) {
+    const fs::path& dir = dir_;
+    const Result r =
+        l2a("run --demo --max-tokens 48 --out p.l2a --logits-out logits.safetensors", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const l2a::Profile profile = l2a::load_profile(dir / "p.l2a");
+    const l2a::SafetensorsFile file = l2a::SafetensorsFile::open(dir / "logits.safetensors");
+    const l2a::TensorView logits = file.view("logits");
+    ASSERT_EQ(logits.info->dtype, l2a::DType::F32);
+    ASSERT_EQ(logits.info->shape, (std::vector<std::int64_t>{48, 264}));
+    std::vector<float> values(48 * 264);
+    std::memcpy(values.data(), logits.data, values.size() * sizeof(float));
+    // The NLL of token t is -log_softmax(logits[t - 1])[token t].
+    for (std::size_t t = 1; t < 48; ++t) {
+        const float* row = values.data() + (t - 1) * 264;
+        double max = row[0];
+        for (int v = 0; v < 264; ++v) max = std::max(max, static_cast<double>(row[v]));
+        double sum = 0;
+        for (int v = 0; v < 264; ++v) sum += std::exp(row[v] - max);
+        const double nll = max + std::log(sum) - row[profile.token_ids[t]];
+        EXPECT_NEAR(nll, profile.token_nll[t], 1e-3) << "token " << t;
+    }
+}
+
+TEST_F(Cli, MissingModelFolder) {
+    const fs::path& dir = dir_;
+    write_file(dir / "doc.txt", "hello");
+    const Result r = l2a("run --model no-such-model --doc doc.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "no-such-model");
+    EXPECT_TRUE(contains(r.err, "l2a: error: ")) << r.err;
+}
+
+TEST_F(Cli, CorruptWeights) {
+    const fs::path& dir = dir_;
+    const fs::path model = copy_of_demo(dir);
+    fs::resize_file(model / "model.safetensors", fs::file_size(model / "model.safetensors") / 2);
+    write_file(dir / "doc.txt", "hello");
+    const Result r = l2a("run --model model-copy --doc doc.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "model.safetensors");
+}
+
+TEST_F(Cli, MalformedConfig) {
+    const fs::path& dir = dir_;
+    const fs::path model = copy_of_demo(dir);
+    write_file(model / "config.json", "{ \"model_type\": \"l2a_qwen3\", ");
+    write_file(dir / "doc.txt", "hello");
+    Result r = l2a("run --model model-copy --doc doc.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "config.json");
+    r = l2a("info --model model-copy", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "config.json");
+}
+
+TEST_F(Cli, MissingTokenizer) {
+    const fs::path& dir = dir_;
+    const fs::path model = copy_of_demo(dir);
+    fs::remove(model / "tokenizer.json");
+    write_file(dir / "doc.txt", "hello");
+    Result r = l2a("run --model model-copy --doc doc.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "model-copy");
+    EXPECT_TRUE(contains(r.err, "tokenizer.json")) << r.err;
+
+    // Token ids still work without a tokenizer.
+    write_file(dir / "ids.json", "[72, 101, 108, 108, 111]");
+    r = l2a("run --model model-copy --tokens ids.json --quiet", dir);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "ids.json: 5 tokens")) << r.out;
+}
+
+TEST_F(Cli, MalformedTokenizer) {
+    const fs::path& dir = dir_;
+    const fs::path model = copy_of_demo(dir);
+    write_file(model / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": 3}}");
+    write_file(dir / "doc.txt", "hello");
+    const Result r = l2a("run --model model-copy --doc doc.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "tokenizer.json");
+}
+
+TEST_F(Cli, EmptyDocument) {
+    const fs::path& dir = dir_;
+    write_file(dir / "empty.txt", "");
+    const Result r = l2a("run --demo --doc empty.txt", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "empty.txt");
+}
+
+TEST_F(Cli, InvalidUtf8IsReplacedWithAWarning) {
+    const fs::path& dir = dir_;
+    write_file(dir / "bad.txt", "caf\xc3 au lait \xff\xfe ok");
+    const Result r = l2a("run --demo --doc bad.txt --out p.l2a --quiet", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "warning: bad.txt: replaced 3 invalid UTF-8 sequences")) << r.err;
+    const l2a::Profile p = l2a::load_profile(dir / "p.l2a");
+    EXPECT_EQ(p.replaced_sequences, 3u);
+    EXPECT_TRUE(contains(p.document_text, "\xef\xbf\xbd")) << "U+FFFD expected";
+}
+
+TEST_F(Cli, MaxTokensTruncationIsReported) {
+    const fs::path& dir = dir_;
+    write_file(dir / "doc.txt", std::string(1500, 'a'));  // one token per byte in the demo
+    const Result r = l2a("run --demo --doc doc.txt --max-tokens 100 --out p.l2a", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "doc.txt: 1,500 tokens, truncated to 100 (--max-tokens)")) << r.err;
+    const l2a::Profile p = l2a::load_profile(dir / "p.l2a");
+    EXPECT_EQ(p.num_tokens(), 100);
+    EXPECT_EQ(p.tokens_before_truncation, 1500);
+    EXPECT_EQ(p.document_text, std::string(100, 'a'));
+}
+
+TEST_F(Cli, BadTokenFiles) {
+    const fs::path& dir = dir_;
+    write_file(dir / "broken.json", "[1, 2,");
+    Result r = l2a("run --demo --tokens broken.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "broken.json: malformed JSON");
+    write_file(dir / "object.json", "{\"ids\": [1]}");
+    r = l2a("run --demo --tokens object.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "object.json: expected a JSON array");
+    write_file(dir / "text.json", "[1, \"two\"]");
+    r = l2a("run --demo --tokens text.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "text.json: entry 1");
+    write_file(dir / "large.json", "[1, 264]");
+    r = l2a("run --demo --tokens large.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "large.json: token id 264 at position 1");
+    write_file(dir / "none.json", "[]");
+    r = l2a("run --demo --tokens none.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "none.json");
+
+    write_file(dir / "good.json", "[72, 105, 256]");
+    r = l2a("run --demo --tokens good.json --out p.l2a", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(l2a::load_profile(dir / "p.l2a").document_text, "Hi<|endoftext|>");
+}
+
+TEST_F(Cli, PruneOutOfRange) {
+    const fs::path& dir = dir_;
+    Result r = l2a("run --demo --max-tokens 16 --prune 9", dir);
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_EQ(r.err_lines(), 2) << r.err;  // the truncation note, then the error
+    EXPECT_TRUE(contains(r.err, "--prune")) << r.err;
+    EXPECT_TRUE(contains(r.err, "9")) << r.err;
+    r = l2a("run --demo --prune x", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--prune");
+}
+
+// Whether process `pid` has a handler for SIGINT (Linux: the SigCgt mask in /proc).
+bool catches_sigint(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("SigCgt:", 0) == 0) {
+            const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+            return (mask >> (SIGINT - 1)) & 1;
+        }
+    }
+    return false;
+}
+
+// Ctrl-C during a long run: exit status 130, "l2a: cancelled", and no profile written.
+TEST_F(Cli, InterruptCancelsWithoutWriting) {
+    const fs::path& dir = dir_;
+    ASSERT_EQ(l2a("info --demo", dir).status, 0);  // the model exists before the clock starts
+    const std::string doc = (dir / "long.txt").string();
+    std::string text;
+    while (text.size() < 60000) text += "All work and no play makes a dull log. ";
+    write_file(doc, text);
+    const std::string out = (dir / "p.l2a").string();
+    const std::string logits = (dir / "logits.safetensors").string();
+    const std::string err = (dir / "stderr.txt").string();
+    const std::string env = "L2A_DEMO_DIR=" + demo_dir().string();
+    std::vector<std::string> args = {kBinary.string(), "run", "--demo",       "--doc", doc,
+                                     "--out",          out,   "--logits-out", logits};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings = {env};
+    for (char** e = environ; *e; ++e) {
+        if (std::strncmp(*e, "L2A_DEMO_DIR=", 13) != 0) env_strings.emplace_back(*e);
+    }
+    std::vector<char*> envp;
+    for (std::string& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+
+    // Wait until the handler is in place (loading LibTorch can take a while on a busy machine),
+    // then give the run time to get into the prefill.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!catches_sigint(pid) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ::kill(pid, SIGINT);
+    int raw = 0;
+    ASSERT_EQ(::waitpid(pid, &raw, 0), pid);
+    ASSERT_TRUE(WIFEXITED(raw)) << "killed by a signal instead of stopping cleanly";
+    if (WEXITSTATUS(raw) == 0) GTEST_SKIP() << "the run finished before the interrupt";
+    EXPECT_EQ(WEXITSTATUS(raw), 130);
+    EXPECT_TRUE(contains(read_file(err), "l2a: cancelled")) << read_file(err);
+    EXPECT_FALSE(fs::exists(out));
+    EXPECT_FALSE(fs::exists(logits));
+    for (const auto& entry : fs::directory_iterator(dir)) {  // no temporary files left either
+        const std::string name = entry.path().filename().string();
+        EXPECT_FALSE(contains(name, "p.l2a") || contains(name, "logits")) << entry.path();
+    }
+}
+
+}  // namespace

@@ -1,0 +1,417 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "l2a/engine/error.h"
+#include "l2a/engine/profile.h"
+#include "l2a/engine/safetensors.h"
+
+namespace l2a {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+fs::path scratch_dir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "profile" / info->name();
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    return dir;
+}
+
+// Three layers, five tokens; layer 0 behaves like a plain layer (NaN logits), the text is not
+// ASCII, and several doubles are chosen to catch any rounding on the way through JSON.
+Profile sample_profile() {
+    Profile p;
+    p.model.path = "/models/qwen3-l2a-tiny";
+    p.model.model_type = "l2a_qwen3";
+    p.model.num_layers = 3;
+    p.model.hidden_size = 64;
+    p.model.intermediate_size = 176;
+    p.model.num_heads = 4;
+    p.model.num_kv_heads = 2;
+    p.model.head_dim = 16;
+    p.model.vocab_size = 300;
+    p.model.parameter_count = 123456789012;
+    p.model.is_l2a = true;
+    p.model.untrained = true;
+    p.model.sliding_window = 4095;
+    p.model.sigmoid_temp = 0.1;
+    p.model.sigmoid_threshold = 0.5;
+    p.model.router_input = "hidden_linearproj";
+
+    p.document_path = "docs/naïve 文書.md";
+    p.document_text = "Grüße, 世界! 🙂";
+    p.replaced_sequences = 2;
+    p.tokens_before_truncation = 9;
+    p.token_ids = {11, 0, 299, 42, 7};
+    p.token_begin = {0, 5, 8, 16, 18};
+    p.token_end = {5, 8, 16, 18, static_cast<std::uint32_t>(p.document_text.size())};
+
+    p.num_layers = 3;
+    p.router_logits = {kNaN,
+                       kNaN,
+                       kNaN,
+                       kNaN,
+                       kNaN,  //
+                       -1.5f,
+                       0.0f,
+                       -0.0f,
+                       3.25f,
+                       1e-30f,  //
+                       std::numeric_limits<float>::infinity(),
+                       -2.0f,
+                       0.1f,
+                       7.0f,
+                       -7.0f};
+    p.decisions = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 0};
+    p.token_nll = {kNaN, 5.5f, 0.25f, 12.0f, 1.0f / 3.0f};
+
+    p.options.max_tokens = 5;
+    p.options.threshold = 0.3;
+    p.options.routing = {RoutingKind::Random, 1.0 / 3.0};
+    p.options.prune = {0, 2};
+    p.options.seed = std::numeric_limits<std::uint64_t>::max();
+    p.options.chunk_size = 128;
+    p.options.device = "cpu";
+    p.options.backend = "reference";
+    p.options.kv_bytes_per_element = 2;
+
+    p.metrics.mean_nll = std::numeric_limits<double>::quiet_NaN();
+    p.metrics.perplexity = std::numeric_limits<double>::infinity();
+    p.metrics.global_fraction = {1.0, 0.8, 1.0 / 3.0};
+    p.metrics.global_fraction_overall = 0.1 + 0.2;  // 0.30000000000000004
+    p.metrics.kv = {{640, 0}, {640, 1600}, {640, 0}};
+    p.metrics.kv_bytes_total = 3520;
+    p.metrics.kv_bytes_without_l2a = 4800;
+
+    p.ranges = {{"embed", 0, 1000, 0},
+                {"layer 0", 1000, 5000, 0},
+                {"layer 0 / local", 1100, 2000, 1},
+                {"layer 0 / global", 2000, 4000, 1},
+                {"layer 1 / global", 6000, 6500, 1}};
+    p.wall_seconds = 5e-324;  // the smallest subnormal double
+    p.created_at = "2026-11-22T04:12:00Z";
+    p.tool_version = "0.1.0";
+    return p;
+}
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+void expect_equal(const Profile& a, const Profile& b) {
+    EXPECT_EQ(a.model.path, b.model.path);
+    EXPECT_EQ(a.model.model_type, b.model.model_type);
+    EXPECT_EQ(a.model.num_layers, b.model.num_layers);
+    EXPECT_EQ(a.model.hidden_size, b.model.hidden_size);
+    EXPECT_EQ(a.model.intermediate_size, b.model.intermediate_size);
+    EXPECT_EQ(a.model.num_heads, b.model.num_heads);
+    EXPECT_EQ(a.model.num_kv_heads, b.model.num_kv_heads);
+    EXPECT_EQ(a.model.head_dim, b.model.head_dim);
+    EXPECT_EQ(a.model.vocab_size, b.model.vocab_size);
+    EXPECT_EQ(a.model.parameter_count, b.model.parameter_count);
+    EXPECT_EQ(a.model.is_l2a, b.model.is_l2a);
+    EXPECT_EQ(a.model.untrained, b.model.untrained);
+    EXPECT_EQ(a.model.sliding_window, b.model.sliding_window);
+    EXPECT_TRUE(same_bits(a.model.sigmoid_temp, b.model.sigmoid_temp));
+    EXPECT_TRUE(same_bits(a.model.sigmoid_threshold, b.model.sigmoid_threshold));
+    EXPECT_EQ(a.model.router_input, b.model.router_input);
+
+    EXPECT_EQ(a.document_path, b.document_path);
+    EXPECT_EQ(a.document_text, b.document_text);
+    EXPECT_EQ(a.replaced_sequences, b.replaced_sequences);
+    EXPECT_EQ(a.tokens_before_truncation, b.tokens_before_truncation);
+    EXPECT_EQ(a.token_ids, b.token_ids);
+    EXPECT_EQ(a.token_begin, b.token_begin);
+    EXPECT_EQ(a.token_end, b.token_end);
+    EXPECT_EQ(a.num_layers, b.num_layers);
+    EXPECT_TRUE(same_bits(a.router_logits, b.router_logits));
+    EXPECT_EQ(a.decisions, b.decisions);
+    EXPECT_TRUE(same_bits(a.token_nll, b.token_nll));
+
+    EXPECT_EQ(a.options.max_tokens, b.options.max_tokens);
+    ASSERT_EQ(a.options.threshold.has_value(), b.options.threshold.has_value());
+    if (a.options.threshold) {
+        EXPECT_TRUE(same_bits(*a.options.threshold, *b.options.threshold));
+    }
+    EXPECT_EQ(a.options.routing.kind, b.options.routing.kind);
+    EXPECT_TRUE(same_bits(a.options.routing.fraction, b.options.routing.fraction));
+    EXPECT_EQ(a.options.prune, b.options.prune);
+    EXPECT_EQ(a.options.seed, b.options.seed);
+    EXPECT_EQ(a.options.chunk_size, b.options.chunk_size);
+    EXPECT_EQ(a.options.device, b.options.device);
+    EXPECT_EQ(a.options.backend, b.options.backend);
+    EXPECT_EQ(a.options.kv_bytes_per_element, b.options.kv_bytes_per_element);
+
+    EXPECT_TRUE(same_bits(a.metrics.mean_nll, b.metrics.mean_nll));
+    EXPECT_TRUE(same_bits(a.metrics.perplexity, b.metrics.perplexity));
+    EXPECT_TRUE(same_bits(a.metrics.global_fraction, b.metrics.global_fraction));
+    EXPECT_TRUE(same_bits(a.metrics.global_fraction_overall, b.metrics.global_fraction_overall));
+    ASSERT_EQ(a.metrics.kv.size(), b.metrics.kv.size());
+    for (std::size_t i = 0; i < a.metrics.kv.size(); ++i) {
+        EXPECT_EQ(a.metrics.kv[i].local_bytes, b.metrics.kv[i].local_bytes);
+        EXPECT_EQ(a.metrics.kv[i].global_bytes, b.metrics.kv[i].global_bytes);
+    }
+    EXPECT_EQ(a.metrics.kv_bytes_total, b.metrics.kv_bytes_total);
+    EXPECT_EQ(a.metrics.kv_bytes_without_l2a, b.metrics.kv_bytes_without_l2a);
+
+    ASSERT_EQ(a.ranges.size(), b.ranges.size());
+    for (std::size_t i = 0; i < a.ranges.size(); ++i) {
+        EXPECT_EQ(a.ranges[i].name, b.ranges[i].name);
+        EXPECT_EQ(a.ranges[i].begin_ns, b.ranges[i].begin_ns);
+        EXPECT_EQ(a.ranges[i].end_ns, b.ranges[i].end_ns);
+        EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
+    }
+    EXPECT_TRUE(same_bits(a.wall_seconds, b.wall_seconds));
+    EXPECT_EQ(a.created_at, b.created_at);
+    EXPECT_EQ(a.tool_version, b.tool_version);
+}
+
+// Copies a saved profile, letting the test change its metadata JSON and drop or replace
+// tensors, to produce the damaged files a loader must reject.
+void rewrite(const fs::path& from, const fs::path& to, const std::function<void(json&)>& edit_meta,
+             const std::string& drop = "",
+             const std::function<void(SafetensorsWriter&)>& extra = nullptr) {
+    SafetensorsFile file = SafetensorsFile::open(from);
+    json meta = json::parse(file.metadata().at("l2a.profile"));
+    edit_meta(meta);
+    SafetensorsWriter writer(to);
+    writer.set_metadata("l2a.profile", meta.dump());
+    for (const TensorInfo& info : file.tensors()) {
+        if (info.name == drop) continue;
+        TensorView view = file.view(info);
+        writer.add(info.name, info.dtype, info.shape,
+                   std::span<const std::byte>(view.data, view.size_bytes()));
+    }
+    if (extra) extra(writer);
+    writer.finish();
+}
+
+std::string load_error(const fs::path& path) {
+    try {
+        load_profile(path);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(Profile, RoundTripsLosslessly) {
+    const fs::path dir = scratch_dir();
+    const Profile original = sample_profile();
+    save_profile(original, dir / "run.l2a");
+    const Profile loaded = load_profile(dir / "run.l2a");
+    expect_equal(original, loaded);
+
+    // A second save of the loaded profile is byte-identical: nothing drifts on the way through.
+    save_profile(loaded, dir / "again.l2a");
+    EXPECT_EQ(fs::file_size(dir / "run.l2a"), fs::file_size(dir / "again.l2a"));
+    expect_equal(original, load_profile(dir / "again.l2a"));
+}
+
+TEST(Profile, RoundTripsDoublesExactly) {
+    const fs::path dir = scratch_dir();
+    Profile p = sample_profile();
+    for (double value : {0.1, 1.0 / 3.0, 2.0 / 3.0, 1e-300, -0.0, 1.7976931348623157e308,
+                         0.30000000000000004, 123456.789e-7, std::nextafter(1.0, 2.0)}) {
+        p.metrics.mean_nll = value;
+        p.options.threshold = value;
+        p.wall_seconds = -value;
+        save_profile(p, dir / "d.l2a");
+        const Profile q = load_profile(dir / "d.l2a");
+        EXPECT_TRUE(same_bits(q.metrics.mean_nll, value)) << value;
+        EXPECT_TRUE(same_bits(*q.options.threshold, value)) << value;
+        EXPECT_TRUE(same_bits(q.wall_seconds, -value)) << value;
+    }
+}
+
+TEST(Profile, EmptyThresholdAndDefaultOptionsRoundTrip) {
+    const fs::path dir = scratch_dir();
+    Profile p = sample_profile();
+    p.options = RunOptions{};
+    save_profile(p, dir / "o.l2a");
+    const Profile q = load_profile(dir / "o.l2a");
+    EXPECT_FALSE(q.options.threshold.has_value());
+    EXPECT_EQ(q.options, RunOptions{});
+}
+
+TEST(Profile, StoresArraysAsTypedTensors) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "t.l2a");
+    SafetensorsFile file = SafetensorsFile::open(dir / "t.l2a");
+    auto expect_tensor = [&](const char* name, DType dtype, std::vector<std::int64_t> shape) {
+        const TensorInfo* info = file.find(name);
+        ASSERT_NE(info, nullptr) << name;
+        EXPECT_EQ(info->dtype, dtype) << name;
+        EXPECT_EQ(info->shape, shape) << name;
+    };
+    expect_tensor("token_ids", DType::I32, {5});
+    expect_tensor("token_begin", DType::I64, {5});
+    expect_tensor("token_end", DType::I64, {5});
+    expect_tensor("router_logits", DType::F32, {3, 5});
+    expect_tensor("decisions", DType::U8, {3, 5});
+    expect_tensor("token_nll", DType::F32, {5});
+    const json meta = json::parse(file.metadata().at("l2a.profile"));
+    EXPECT_EQ(meta.at("format_version"), kProfileFormatVersion);
+    EXPECT_EQ(meta.at("metrics").at("mean_nll"), "nan");
+    EXPECT_EQ(meta.at("document").at("text"), "Grüße, 世界! 🙂");
+}
+
+TEST(Profile, AcceptsThirtyTwoBitOffsets) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+    const std::vector<std::int32_t> begin = {0, 1, 2, 3, 4};
+    rewrite(
+        dir / "a.l2a", dir / "b.l2a", [](json&) {}, "token_begin",
+        [&](SafetensorsWriter& w) {
+            w.add("token_begin", DType::I32, {5}, std::as_bytes(std::span(begin)));
+        });
+    const Profile p = load_profile(dir / "b.l2a");
+    EXPECT_EQ(p.token_begin, (std::vector<std::uint32_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(Profile, RejectsNewerFormatVersion) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+    rewrite(dir / "a.l2a", dir / "newer.l2a", [](json& m) { m["format_version"] = 2; });
+    const std::string error = load_error(dir / "newer.l2a");
+    EXPECT_NE(error.find((dir / "newer.l2a").string()), std::string::npos) << error;
+    EXPECT_NE(error.find("version 2"), std::string::npos) << error;
+    EXPECT_NE(error.find("newer"), std::string::npos) << error;
+}
+
+TEST(Profile, RejectsInconsistentSizes) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+
+    rewrite(dir / "a.l2a", dir / "layers.l2a", [](json& m) { m["num_layers"] = 4; });
+    std::string error = load_error(dir / "layers.l2a");
+    EXPECT_NE(error.find((dir / "layers.l2a").string()), std::string::npos) << error;
+    EXPECT_NE(error.find("router_logits"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "tokens.l2a", [](json& m) { m["num_tokens"] = 6; });
+    error = load_error(dir / "tokens.l2a");
+    EXPECT_NE(error.find("num_tokens"), std::string::npos) << error;
+
+    const std::vector<float> short_nll = {1.0f, 2.0f};
+    rewrite(
+        dir / "a.l2a", dir / "nll.l2a", [](json&) {}, "token_nll",
+        [&](SafetensorsWriter& w) {
+            w.add("token_nll", DType::F32, {2}, std::as_bytes(std::span(short_nll)));
+        });
+    error = load_error(dir / "nll.l2a");
+    EXPECT_NE(error.find("token_nll"), std::string::npos) << error;
+    EXPECT_NE(error.find("[2]"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "kv.l2a", [](json& m) { m["metrics"]["kv"].erase(0); });
+    error = load_error(dir / "kv.l2a");
+    EXPECT_NE(error.find("metrics.kv"), std::string::npos) << error;
+}
+
+TEST(Profile, RejectsMissingPiecesAndBadOffsets) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+
+    rewrite(
+        dir / "a.l2a", dir / "nodec.l2a", [](json&) {}, "decisions");
+    std::string error = load_error(dir / "nodec.l2a");
+    EXPECT_NE(error.find("missing tensor 'decisions'"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "nofield.l2a", [](json& m) { m.erase("options"); });
+    error = load_error(dir / "nofield.l2a");
+    EXPECT_NE(error.find("options"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "text.l2a", [](json& m) { m["document"]["text"] = "short"; });
+    error = load_error(dir / "text.l2a");
+    EXPECT_NE(error.find("outside the document text"), std::string::npos) << error;
+
+    SafetensorsWriter plain(dir / "plain.safetensors");
+    const std::vector<float> w = {1.0f};
+    plain.add("w", DType::F32, {1}, std::as_bytes(std::span(w)));
+    plain.finish();
+    error = load_error(dir / "plain.safetensors");
+    EXPECT_NE(error.find("not an L2A profile"), std::string::npos) << error;
+    EXPECT_NE(error.find("plain.safetensors"), std::string::npos) << error;
+
+    error = load_error(dir / "does-not-exist.l2a");
+    EXPECT_NE(error.find("does-not-exist.l2a"), std::string::npos) << error;
+}
+
+TEST(Profile, SaveRejectsInconsistentArrays) {
+    const fs::path dir = scratch_dir();
+    Profile p = sample_profile();
+    p.decisions.pop_back();
+    try {
+        save_profile(p, dir / "bad.l2a");
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("bad.l2a"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(dir / "bad.l2a"));
+}
+
+TEST(Profile, ExportJsonHasTheDocumentedShape) {
+    Profile p = sample_profile();
+    const json j = json::parse(profile_to_json(p));
+    for (const char* key : {"model", "document", "run", "layers", "metrics", "timing"}) {
+        EXPECT_TRUE(j.contains(key)) << key;
+    }
+    EXPECT_EQ(j["model"]["model_type"], "l2a_qwen3");
+    EXPECT_EQ(j["model"]["num_layers"], 3);
+    EXPECT_EQ(j["model"]["hidden_size"], 64);
+    EXPECT_EQ(j["model"]["untrained"], true);
+    EXPECT_EQ(j["document"]["path"], p.document_path);
+    EXPECT_EQ(j["document"]["num_tokens"], 5);
+    EXPECT_EQ(j["document"]["replaced_sequences"], 2);
+    EXPECT_EQ(j["document"]["truncated"], true);
+    EXPECT_EQ(j["run"]["routing"], p.options.routing.to_string());
+    EXPECT_DOUBLE_EQ(j["run"]["threshold"].get<double>(), 0.3);
+    EXPECT_EQ(j["run"]["threshold_overridden"], true);
+    EXPECT_EQ(j["run"]["prune"], json::array({0, 2}));
+    EXPECT_EQ(j["run"]["seed"].get<std::uint64_t>(), std::numeric_limits<std::uint64_t>::max());
+    EXPECT_EQ(j["run"]["max_tokens"], 5);
+
+    ASSERT_EQ(j["layers"].size(), 3u);
+    EXPECT_EQ(j["layers"][1]["index"], 1);
+    EXPECT_DOUBLE_EQ(j["layers"][1]["global_fraction"].get<double>(), 0.8);
+    EXPECT_EQ(j["layers"][1]["kv_bytes"], 2240);
+    EXPECT_EQ(j["layers"][1]["kv_local_bytes"], 640);
+    EXPECT_EQ(j["layers"][1]["kv_global_bytes"], 1600);
+    EXPECT_EQ(j["layers"][0]["pruned"], true);
+    EXPECT_EQ(j["layers"][1]["pruned"], false);
+
+    EXPECT_TRUE(j["metrics"]["mean_nll"].is_null());  // NaN is not JSON
+    EXPECT_TRUE(j["metrics"]["perplexity"].is_null());
+    EXPECT_EQ(j["metrics"]["kv_bytes_total"], 3520);
+    EXPECT_EQ(j["metrics"]["kv_bytes_without_l2a"], 4800);
+    EXPECT_DOUBLE_EQ(j["metrics"]["global_fraction"].get<double>(), 0.1 + 0.2);
+
+    EXPECT_EQ(j["timing"]["stages"]["global"]["count"], 2);
+    EXPECT_NEAR(j["timing"]["stages"]["global"]["seconds"].get<double>(), 2.5e-6, 1e-15);
+    EXPECT_EQ(j["timing"]["ranges"]["layer 0 / global"]["count"], 1);
+    EXPECT_EQ(j["timing"]["stages"]["layers"]["count"], 1);
+    EXPECT_FALSE(j["timing"]["stages"].contains("layer 0"));
+    EXPECT_FALSE(j.contains("tokens"));
+
+    // Without an override the effective threshold is the model's.
+    p.options.threshold.reset();
+    const json k = json::parse(profile_to_json(p));
+    EXPECT_DOUBLE_EQ(k["run"]["threshold"].get<double>(), 0.5);
+    EXPECT_EQ(k["run"]["threshold_overridden"], false);
+}
+
+}  // namespace
+}  // namespace l2a
