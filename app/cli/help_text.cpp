@@ -12,6 +12,7 @@ Commands:
   info      describe a model: architecture, L2A settings, KV-cache memory per token
   run       run a document through a model; report routing, quality, memory and time
   export    convert a saved profile (.l2a) into another format
+  bench     time prefill at several lengths: l2a bench prefill --demo
   help      show the help of a command: l2a help run
 
 Options:
@@ -56,8 +57,9 @@ Run:
   --prune LAYERS      layers whose global attention is removed, e.g. 0,5,7
   --seed S            seed of random routing (default 0)
   --chunk N           query rows computed at a time (default 256)
-  --device NAME       cpu (default) or cuda
-  --backend NAME      reference (default), sdpa or kernels
+  --device NAME       cpu (default; the only device of this version)
+  --backend NAME      reference (default; the only attention backend of this version)
+  --threads N         CPU threads (default: one per core)
 
 Output:
   --out FILE          save the profile (.l2a) for `l2a export` and the desktop app
@@ -82,12 +84,32 @@ Options:
   -h, --help       show this help
 )";
 
+constexpr const char* kBenchHelp =
+    R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
+
+Times whole-model prefill at several lengths in one process and prints a table: median and best
+wall time of the timed repeats, tokens per second, and the process's peak resident memory.
+The input is the document (--doc) or the demo document, repeated until it is long enough.
+
+Options:
+  --model DIR         a HuggingFace model folder
+  --demo              the built-in demo model
+  --doc FILE          the text to run (default: the demo document)
+  --tokens N,N,...    lengths to time (default 2048,8192)
+  --repeat N          timed runs per length (default 3), after one untimed warm-up run
+  --routing POLICY    as in `l2a run` (default learned)
+  --threads N         CPU threads (default: one per core)
+  --json              print the results as JSON
+  -h, --help          show this help
+)";
+
 }  // namespace
 
 const char* help_text(std::string_view command) {
     if (command == "info") return kInfoHelp;
     if (command == "run") return kRunHelp;
     if (command == "export") return kExportHelp;
+    if (command == "bench") return kBenchHelp;
     return kMainHelp;
 }
 

@@ -36,7 +36,7 @@ int dispatch(std::span<const std::string_view> args) {
             std::fputs(help_text(""), stdout);
             return 0;
         }
-        if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export") {
+        if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export" && rest[0] != "bench") {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());
             return 2;
@@ -47,6 +47,7 @@ int dispatch(std::span<const std::string_view> args) {
     if (command == "info") return l2a::cli::info_command(rest);
     if (command == "run") return l2a::cli::run_command(rest);
     if (command == "export") return l2a::cli::export_command(rest);
+    if (command == "bench") return l2a::cli::bench_command(rest);
     if (!command.empty() && command[0] == '-') {
         std::fprintf(stderr, "l2a: unknown option '%.*s' (see l2a --help)\n",
                      static_cast<int>(command.size()), command.data());

@@ -331,6 +331,7 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--backend", true},
                     {"--out", true},
                     {"--logits-out", true},
+                    {"--threads", true},
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -346,6 +347,7 @@ int run_command(std::span<const std::string_view> raw) {
         args.usage_error("give the input: --doc FILE or --tokens FILE");
     }
     RunOptions options = run_options(args);
+    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
     const bool quiet = args.has("--quiet");

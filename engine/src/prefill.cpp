@@ -7,6 +7,8 @@
 #include <numeric>
 #include <string>
 
+#include <ATen/Parallel.h>
+
 #include "attention.h"
 #include "l2a/engine/rope.h"
 #include "model_impl.h"
@@ -195,6 +197,12 @@ at::Tensor mlp(const LayerWeights& layer, const at::Tensor& x) {
 }
 
 }  // namespace
+
+void set_cpu_threads(int threads) {
+    if (threads > 0) at::set_num_threads(threads);
+}
+
+int cpu_threads() { return at::get_num_threads(); }
 
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks) {

@@ -49,6 +49,11 @@ struct PrefillResult {
     double wall_seconds = 0.0;
 };
 
+// CPU threads the engine's operators use (LibTorch intra-op threads); 0 keeps the default (one
+// per core). More threads than free cores makes OpenMP's spinning workers much slower.
+void set_cpu_threads(int threads);
+int cpu_threads();
+
 // Throws l2a::Error for bad input (empty token list, ids outside the vocabulary, bad options:
 // prune index out of range, threshold outside (0, 1)) and l2a::Cancelled when cancelled.
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
