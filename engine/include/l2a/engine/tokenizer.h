@@ -32,7 +32,11 @@ public:
 
     // `text` must be valid UTF-8 (see document.h). Added/special tokens that occur in the text
     // are matched as single tokens, as HF does with encode(text, add_special_tokens=False).
+    // Throws l2a::Error when `text` is not valid UTF-8. Safe to call from several threads.
     Encoding encode(std::string_view text) const;
+    // The bytes the ids stand for (byte-level tokens mapped back through GPT-2's byte table).
+    // Exact, so that decode(encode(t).ids) is t after normalization; ids that split a character
+    // give a partial UTF-8 sequence at that end. Ids without a token are skipped, as HF does.
     std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = false) const;
     // The token's text as shown to a user (bytes decoded; may be a partial UTF-8 sequence,
     // which is rendered with U+FFFD).
