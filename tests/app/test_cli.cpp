@@ -13,12 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../engine/test_support.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
@@ -27,6 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using l2a::test::read_file;
+using l2a::test::shell_quote;
+using l2a::test::write_file;
 
 const fs::path kBinary = fs::path(L2A_BIN_DIR) / "l2a";
 
@@ -44,41 +47,10 @@ const auto* const kDemoEnvironment = ::testing::AddGlobalTestEnvironment(new Dem
 
 // Each test works in its own folder, removed again when the test passes (failures keep theirs
 // for inspection).
-class Cli : public ::testing::Test {
+class Cli : public l2a::test::ScratchDirTest {
 protected:
-    void SetUp() override {
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::path(L2A_TEST_WORK_DIR) / "cli" / info->name();
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        if (!HasFailure()) fs::remove_all(dir_);
-    }
-    fs::path dir_;
+    Cli() : ScratchDirTest("cli") {}
 };
-
-std::string quote(const std::string& text) {
-    std::string out = "'";
-    for (char c : text) {
-        if (c == '\'') {
-            out += "'\\''";
-        } else {
-            out += c;
-        }
-    }
-    return out + "'";
-}
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out << bytes;
-}
 
 struct Result {
     int status = -1;
@@ -96,10 +68,10 @@ struct Result {
 Result l2a(const std::string& args, const fs::path& dir, const fs::path& demo = demo_dir()) {
     const fs::path out = dir / "stdout.txt";
     const fs::path err = dir / "stderr.txt";
-    const std::string command = "cd " + quote(dir.string()) +
-                                " && L2A_DEMO_DIR=" + quote(demo.string()) + " " +
-                                quote(kBinary.string()) + " " + args + " >" + quote(out.string()) +
-                                " 2>" + quote(err.string()) + " </dev/null";
+    const std::string command =
+        "cd " + shell_quote(dir.string()) + " && L2A_DEMO_DIR=" + shell_quote(demo.string()) + " " +
+        shell_quote(kBinary.string()) + " " + args + " >" + shell_quote(out.string()) + " 2>" +
+        shell_quote(err.string()) + " </dev/null";
     const int raw = std::system(command.c_str());
     Result result;
     result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -145,25 +117,25 @@ TEST_F(Cli, HelpOfEveryCommandExitsZero) {
 }
 
 TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
-    const fs::path& dir = dir_;
-    Result r = l2a("run --foo", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "l2a run: unknown option '--foo' (see l2a run --help)");
-    r = l2a("run --demo --max-tokens", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "'--max-tokens' needs a value");
-    r = l2a("run --demo --max-tokens abc", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "--max-tokens: 'abc' is not a whole number");
-    r = l2a("run --demo --threshold 1.5", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "--threshold");
-    r = l2a("run --demo --routing sometimes", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "--routing");
-    r = l2a("run --doc x.txt", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "--model DIR or --demo");
-    r = l2a("info --demo extra", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "unexpected argument 'extra'");
-    r = l2a("frobnicate", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "unknown command 'frobnicate'");
-    r = l2a("export --profile p.l2a --format xml", dir);
-    EXPECT_ONE_LINE_ERROR(r, 2, "unknown format 'xml'");
+    const struct {
+        const char* args;
+        const char* error;  // part of the one line on stderr
+    } mistakes[] = {
+        {"run --foo", "l2a run: unknown option '--foo' (see l2a run --help)"},
+        {"run --demo --max-tokens", "'--max-tokens' needs a value"},
+        {"run --demo --max-tokens abc", "--max-tokens: 'abc' is not a whole number"},
+        {"run --demo --threshold 1.5", "--threshold"},
+        {"run --demo --routing sometimes", "--routing"},
+        {"run --doc x.txt", "--model DIR or --demo"},
+        {"info --demo extra", "unexpected argument 'extra'"},
+        {"frobnicate", "unknown command 'frobnicate'"},
+        {"export --profile p.l2a --format xml", "unknown format 'xml'"},
+    };
+    for (const auto& mistake : mistakes) {
+        SCOPED_TRACE(mistake.args);
+        const Result r = l2a(mistake.args, dir_);
+        EXPECT_ONE_LINE_ERROR(r, 2, mistake.error);
+    }
 }
 
 TEST_F(Cli, InfoDescribesTheDemoModel) {
@@ -271,8 +243,7 @@ TEST_F(Cli, LogitsOutMatchesTheProfile) {
     const l2a::TensorView logits = file.view("logits");
     ASSERT_EQ(logits.info->dtype, l2a::DType::F32);
     ASSERT_EQ(logits.info->shape, (std::vector<std::int64_t>{48, 264}));
-    std::vector<float> values(48 * 264);
-    std::memcpy(values.data(), logits.data, values.size() * sizeof(float));
+    const std::vector<float> values = l2a::test::elements_of<float>(logits);
     // The NLL of token t is -log_softmax(logits[t - 1])[token t].
     for (std::size_t t = 1; t < 48; ++t) {
         const float* row = values.data() + (t - 1) * 264;
@@ -371,24 +342,26 @@ TEST_F(Cli, MaxTokensTruncationIsReported) {
 
 TEST_F(Cli, BadTokenFiles) {
     const fs::path& dir = dir_;
-    write_file(dir / "broken.json", "[1, 2,");
-    Result r = l2a("run --demo --tokens broken.json", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "broken.json: malformed JSON");
-    write_file(dir / "object.json", "{\"ids\": [1]}");
-    r = l2a("run --demo --tokens object.json", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "object.json: expected a JSON array");
-    write_file(dir / "text.json", "[1, \"two\"]");
-    r = l2a("run --demo --tokens text.json", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "text.json: entry 1");
-    write_file(dir / "large.json", "[1, 264]");
-    r = l2a("run --demo --tokens large.json", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "large.json: token id 264 at position 1");
-    write_file(dir / "none.json", "[]");
-    r = l2a("run --demo --tokens none.json", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "none.json");
+    const struct {
+        const char* file;
+        const char* content;
+        const char* error;  // part of the one line on stderr
+    } bad_files[] = {
+        {"broken.json", "[1, 2,", "broken.json: malformed JSON"},
+        {"object.json", "{\"ids\": [1]}", "object.json: expected a JSON array"},
+        {"text.json", "[1, \"two\"]", "text.json: entry 1"},
+        {"large.json", "[1, 264]", "large.json: token id 264 at position 1"},
+        {"none.json", "[]", "none.json"},
+    };
+    for (const auto& bad : bad_files) {
+        SCOPED_TRACE(bad.file);
+        write_file(dir / bad.file, bad.content);
+        const Result r = l2a(std::string("run --demo --tokens ") + bad.file, dir);
+        EXPECT_ONE_LINE_ERROR(r, 1, bad.error);
+    }
 
     write_file(dir / "good.json", "[72, 105, 256]");
-    r = l2a("run --demo --tokens good.json --out p.l2a", dir);
+    const Result r = l2a("run --demo --tokens good.json --out p.l2a", dir);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(l2a::load_profile(dir / "p.l2a").document_text, "Hi<|endoftext|>");
 }

@@ -3,8 +3,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,33 +10,16 @@
 #include "l2a/engine/checkpoint.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using l2a::DType;
+using l2a::test::message_of;
+using l2a::test::write_file;
 
 namespace {
 
-fs::path scratch_dir() {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "checkpoint" /
-                         (std::string(test->test_suite_name()) + "." + test->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
-
-std::string message_of(const std::function<void()>& action) {
-    try {
-        action();
-    } catch (const l2a::Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "expected l2a::Error";
-    return {};
-}
-
-#define EXPECT_CONTAINS(text, part) \
-    EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
+fs::path scratch_dir() { return l2a::test::scratch_dir("checkpoint"); }
 
 // Each tensor holds floats counting up from `first`, so every tensor's bytes are distinct.
 void write_shard(const fs::path& path,
@@ -60,8 +41,6 @@ void write_shard(const fs::path& path,
     writer.finish();
 }
 
-void write_text(const fs::path& path, std::string_view text) { std::ofstream(path) << text; }
-
 float first_value(const l2a::TensorView& view) {
     float value = 0;
     std::memcpy(&value, view.data, sizeof value);
@@ -74,7 +53,7 @@ fs::path sharded_model() {
     write_shard(dir / "model-00001-of-00002.safetensors",
                 {{"model.embed_tokens.weight", {4, 2}}, {"model.norm.weight", {2}}}, 0.f);
     write_shard(dir / "model-00002-of-00002.safetensors", {{"lm_head.weight", {4, 2}}}, 100.f);
-    write_text(dir / "model.safetensors.index.json", R"({
+    write_file(dir / "model.safetensors.index.json", R"({
         "metadata": {"total_size": 72},
         "weight_map": {
             "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
@@ -173,7 +152,7 @@ TEST(Checkpoint, IndexWithMissingShard) {
 
 TEST(Checkpoint, IndexNamesTensorAbsentFromItsShard) {
     const fs::path dir = sharded_model();
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": {
+    write_file(dir / "model.safetensors.index.json", R"({"weight_map": {
         "model.norm.weight": "model-00001-of-00002.safetensors",
         "lm_head.weight": "model-00001-of-00002.safetensors"}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
@@ -187,38 +166,38 @@ TEST(Checkpoint, MalformedIndex) {
     const fs::path index = dir / "model.safetensors.index.json";
     const std::string prefix = index.string() + ": ";
 
-    write_text(index, R"({"weight_map": {"a": )");
+    write_file(index, R"({"weight_map": {"a": )");
     EXPECT_CONTAINS(message_of([&] { l2a::Checkpoint::open(dir); }), prefix + "not valid JSON: ");
-    write_text(index, "[]");
+    write_file(index, "[]");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix + "expected a JSON object, found array");
-    write_text(index, R"({"metadata": {}})");
+    write_file(index, R"({"metadata": {}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix + "missing \"weight_map\" object {tensor name: shard file}");
-    write_text(index, R"({"weight_map": {}})");
+    write_file(index, R"({"weight_map": {}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix + "\"weight_map\" lists no tensors");
-    write_text(index, R"({"weight_map": {"lm_head.weight": 2}})");
+    write_file(index, R"({"weight_map": {"lm_head.weight": 2}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix +
                   "weight_map: tensor 'lm_head.weight' must map to a shard file name, "
                   "found number");
-    write_text(index, R"({"metadata": 3, "weight_map": {"a": "x.safetensors"}})");
+    write_file(index, R"({"metadata": 3, "weight_map": {"a": "x.safetensors"}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix + "\"metadata\" must be an object");
-    write_text(index, R"({"weight_map": {"a": "../model-00001-of-00002.safetensors"}})");
+    write_file(index, R"({"weight_map": {"a": "../model-00001-of-00002.safetensors"}})");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix +
                   "weight_map: shard '../model-00001-of-00002.safetensors' (for tensor "
                   "'a') is not a file inside the model folder");
-    write_text(index, R"({"weight_map": {"a": "/etc/passwd"}})");
+    write_file(index, R"({"weight_map": {"a": "/etc/passwd"}})");
     EXPECT_CONTAINS(message_of([&] { l2a::Checkpoint::open(dir); }),
                     "is not a file inside the model folder");
 }
 
 TEST(Checkpoint, InvalidShardIsNamed) {
     const fs::path dir = sharded_model();
-    write_text(dir / "model-00002-of-00002.safetensors", "not safetensors at all");
+    write_file(dir / "model-00002-of-00002.safetensors", "not safetensors at all");
     const std::string message = message_of([&] { l2a::Checkpoint::open(dir); });
     EXPECT_CONTAINS(message,
                     (dir / "model-00002-of-00002.safetensors").string() + ": header length");
@@ -226,7 +205,7 @@ TEST(Checkpoint, InvalidShardIsNamed) {
 
 TEST(Checkpoint, InvalidSingleFileIsNamed) {
     const fs::path dir = scratch_dir();
-    write_text(dir / "model.safetensors", "");
+    write_file(dir / "model.safetensors", "");
     EXPECT_CONTAINS(message_of([&] { l2a::Checkpoint::open(dir); }),
                     (dir / "model.safetensors").string() + ": file is too short");
 }

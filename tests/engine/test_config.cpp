@@ -8,6 +8,7 @@
 
 #include "l2a/engine/config.h"
 #include "l2a/engine/error.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
@@ -90,12 +91,7 @@ ModelConfig parse(const json& config) {
 
 // The message of the l2a::Error that parsing `config` throws ("" when it does not throw).
 std::string parse_error(const std::string& text) {
-    try {
-        parse_model_config(text, kOrigin);
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test::thrown_error([&] { parse_model_config(text, kOrigin); }).value_or("");
 }
 
 std::string parse_error(const json& config) {
@@ -611,15 +607,8 @@ TEST(Config, LongStringsAreShortenedInMessages) {
     EXPECT_LT(message.size(), 300u);
 }
 
-fs::path scratch_dir(const std::string& name) {
-    const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "test_config" / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
-
 TEST(Config, LoadFromFile) {
-    const fs::path dir = scratch_dir("load");
+    const fs::path dir = test::scratch_dir("test_config");
     const fs::path file = dir / "config.json";
     std::ofstream(file) << qwen25_config().dump(2);
     EXPECT_EQ(load_model_config(file).hidden_size, 3584);
@@ -716,21 +705,16 @@ TEST(Config, WritesHuggingFaceFieldNames) {
     EXPECT_EQ(l2a.at("rope_scaling"), nullptr);
 }
 
-bool python_has_transformers() {
-    const std::string command =
-        std::string("\"") + L2A_PYTHON + "\" -c \"import torch, transformers\" >/dev/null 2>&1";
-    return std::string(L2A_PYTHON).size() > 0 && std::system(command.c_str()) == 0;
-}
-
 // transformers reads what we write for the plain model types (same geometry, same RoPE), and
 // we read back what transformers then saves in its own spelling. One Python run does all.
 TEST(Config, TransformersReadsWrittenConfig) {
-    if (!python_has_transformers()) {
+    if (!test::python_can_import("torch, transformers")) {
         GTEST_SKIP() << "needs " << L2A_PYTHON << " with torch and transformers";
     }
     const auto configs = configs_to_round_trip();
     const std::vector<std::size_t> plain = {0, 1, 3, 4, 5};
-    const fs::path root = scratch_dir("transformers");
+    const fs::path work = test::scratch_dir("test_config");
+    const fs::path root = work / "configs";  // one folder per config, nothing else
     for (std::size_t index : plain) {
         const fs::path dir = root / std::to_string(index);
         fs::create_directories(dir);
@@ -749,7 +733,7 @@ TEST(Config, TransformersReadsWrittenConfig) {
         "               'dtype': str(c.dtype), 'rope': c.rope_parameters},\n"
         "              open(os.path.join(folder, 'read_back.json'), 'w'))\n"
         "    c.save_pretrained(os.path.join(folder, 'resaved'))\n";
-    const fs::path script_file = scratch_dir("transformers_script") / "read_back.py";
+    const fs::path script_file = work / "read_back.py";
     std::ofstream(script_file) << script;
     const std::string command = std::string("\"") + L2A_PYTHON + "\" \"" +
                                 script_file.string() + "\" \"" + root.string() + "\"";

@@ -4,10 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -17,6 +14,7 @@
 #include "l2a/engine/config.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/tokenizer.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
@@ -24,25 +22,13 @@ namespace {
 namespace fs = std::filesystem;
 
 // Each test works in its own folder (the demo model is 22 MB), removed again when it passes.
-class Demo : public ::testing::Test {
+class Demo : public test::ScratchDirTest {
 protected:
-    void SetUp() override {
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::path(L2A_TEST_WORK_DIR) / "demo" / info->name();
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        if (!HasFailure()) fs::remove_all(dir_);
-    }
+    Demo() : ScratchDirTest("demo") {}
     fs::path scratch_dir() const { return dir_; }
-    fs::path dir_;
 };
 
-std::string file_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using test::read_file;
 
 // Sets an environment variable for one scope and restores it afterwards.
 class ScopedEnv {
@@ -119,9 +105,9 @@ TEST_F(Demo, SameBytesOnEveryCreation) {
     const fs::path b = ensure_demo_model(dir / "b");
     EXPECT_EQ(a, dir / "a");
     for (const char* name : {"config.json", "model.safetensors", "tokenizer.json"}) {
-        const std::string bytes_a = file_bytes(a / name);
+        const std::string bytes_a = read_file(a / name);
         EXPECT_GT(bytes_a.size(), 0u) << name;
-        EXPECT_TRUE(bytes_a == file_bytes(b / name)) << name << " differs between two creations";
+        EXPECT_TRUE(bytes_a == read_file(b / name)) << name << " differs between two creations";
     }
     // Nothing but the three files (no temporary folders left beside them).
     int entries = 0;
@@ -133,7 +119,7 @@ TEST_F(Demo, ReusesACompleteFolderAndRebuildsAnIncompleteOne) {
     const fs::path dir = scratch_dir() / "demo";
     ensure_demo_model(dir);
     const auto written = fs::last_write_time(dir / "model.safetensors");
-    const std::string weights = file_bytes(dir / "model.safetensors");
+    const std::string weights = read_file(dir / "model.safetensors");
     ensure_demo_model(dir);
     EXPECT_EQ(fs::last_write_time(dir / "model.safetensors"), written);
 
@@ -143,7 +129,7 @@ TEST_F(Demo, ReusesACompleteFolderAndRebuildsAnIncompleteOne) {
 
     write_text_atomically(dir / "config.json", "{}");  // not the demo's config any more
     ensure_demo_model(dir);
-    EXPECT_TRUE(file_bytes(dir / "model.safetensors") == weights);
+    EXPECT_TRUE(read_file(dir / "model.safetensors") == weights);
     EXPECT_EQ(load_model_config(dir / "config.json").model_type, ModelType::L2AQwen3);
 }
 
@@ -172,8 +158,7 @@ TEST_F(Demo, ConfigAndWeightsDescribeAnUntrainedL2AQwen3) {
     for (const auto& [name, shape] : expected) {
         const TensorView view = checkpoint.get(name, shape);
         EXPECT_EQ(view.info->dtype, DType::F32) << name;
-        std::vector<float> values(view.size_bytes() / sizeof(float));
-        std::memcpy(values.data(), view.data, view.size_bytes());
+        const std::vector<float> values = test::elements_of<float>(view);
         double sum = 0, sum_sq = 0;
         for (float v : values) {
             sum += v;
@@ -210,8 +195,7 @@ TEST_F(Demo, TokenizerIsByteLevel) {
 TEST_F(Demo, PythonTokenizersLoadsTheTokenizer) {
     const fs::path dir = ensure_demo_model(scratch_dir() / "demo");
     const std::string python = L2A_PYTHON;
-    if (python.empty() || !fs::exists(python) ||
-        std::system((python + " -c 'import tokenizers' 2>/dev/null").c_str()) != 0) {
+    if (!test::python_can_import("tokenizers")) {
         GTEST_SKIP() << "needs Python with the tokenizers package (" << python << ")";
     }
     const fs::path script = dir.parent_path() / "check.py";
@@ -227,7 +211,7 @@ TEST_F(Demo, PythonTokenizersLoadsTheTokenizer) {
     const std::string command = python + " '" + script.string() + "' '" +
                                 (dir / "tokenizer.json").string() + "' > '" + out.string() + "'";
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
-    EXPECT_EQ(file_bytes(out),
+    EXPECT_EQ(read_file(out),
               "71 114 195 188 195 159 101 32 257 10 9 120 256\n"
               "True\n");
 }

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,36 +12,15 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
+using l2a::test::message_of;
+using l2a::test::write_file;
 
 namespace {
 
-// A fresh folder per test, so tests may run in parallel.
-fs::path scratch_dir() {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "document" /
-                         (std::string(test->test_suite_name()) + "." + test->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
-
-void write_bytes(const fs::path& path, std::string_view bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    ASSERT_TRUE(out.good()) << path;
-}
-
-std::string message_of(const std::function<void()>& action) {
-    try {
-        action();
-    } catch (const l2a::Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "expected l2a::Error";
-    return {};
-}
+fs::path scratch_dir() { return l2a::test::scratch_dir("document"); }
 
 std::vector<std::string> folder_entries(const fs::path& dir) {
     std::vector<std::string> names;
@@ -127,7 +104,7 @@ TEST(SanitizeUtf8, ReplacesMaximalSubpartsLikePython) {
 
 TEST(LoadDocument, ReadsTextAndStripsByteOrderMark) {
     const fs::path dir = scratch_dir();
-    write_bytes(dir / "doc.txt", "\xEF\xBB\xBFHello \xE2\x80\x94 world\n");
+    write_file(dir / "doc.txt", "\xEF\xBB\xBFHello \xE2\x80\x94 world\n");
     const l2a::Document doc = l2a::load_document(dir / "doc.txt");
     EXPECT_EQ(doc.text, "Hello \xE2\x80\x94 world\n");
     EXPECT_EQ(doc.replaced_sequences, 0u);
@@ -136,13 +113,13 @@ TEST(LoadDocument, ReadsTextAndStripsByteOrderMark) {
 
 TEST(LoadDocument, OnlyALeadingByteOrderMarkIsRemoved) {
     const fs::path dir = scratch_dir();
-    write_bytes(dir / "doc.txt", "a\xEF\xBB\xBF");
+    write_file(dir / "doc.txt", "a\xEF\xBB\xBF");
     EXPECT_EQ(l2a::load_document(dir / "doc.txt").text, "a\xEF\xBB\xBF");
 }
 
 TEST(LoadDocument, ReplacesAndCountsInvalidBytes) {
     const fs::path dir = scratch_dir();
-    write_bytes(dir / "doc.txt", "ok \xFF\xFE then \xE2\x82 end");
+    write_file(dir / "doc.txt", "ok \xFF\xFE then \xE2\x82 end");
     const l2a::Document doc = l2a::load_document(dir / "doc.txt");
     EXPECT_EQ(doc.text, "ok " + fffd + fffd + " then " + fffd + " end");
     EXPECT_EQ(doc.replaced_sequences, 3u);
@@ -150,10 +127,10 @@ TEST(LoadDocument, ReplacesAndCountsInvalidBytes) {
 
 TEST(LoadDocument, EmptyFileIsAnError) {
     const fs::path dir = scratch_dir();
-    write_bytes(dir / "doc.txt", "");
+    write_file(dir / "doc.txt", "");
     EXPECT_EQ(message_of([&] { l2a::load_document(dir / "doc.txt"); }),
               (dir / "doc.txt").string() + ": the document is empty");
-    write_bytes(dir / "bom.txt", "\xEF\xBB\xBF");
+    write_file(dir / "bom.txt", "\xEF\xBB\xBF");
     EXPECT_EQ(message_of([&] { l2a::load_document(dir / "bom.txt"); }),
               (dir / "bom.txt").string() + ": the document is empty");
 }

@@ -2,18 +2,12 @@
 // tests/engine/hf_reference.py (several head layouts, rope scalings, tied and untied heads,
 // biases, shards, bf16 weights, legacy config.json) must give transformers' logits.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <ostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,83 +17,36 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kSkipExitCode = 77;  // hf_reference.py: a Python package is missing
 constexpr double kLogitTolerance = 1e-3;
 // Both sides run in float32; splitting the same computation into chunks only reorders sums.
 constexpr double kChunkTolerance = 1e-5;
 
+using test::max_abs_difference;
+using test::read_file;
+using test::read_tensor;
+using test::ReferenceStatus;
+using test::scientific;
+
 fs::path work_dir() { return fs::path(L2A_TEST_WORK_DIR) / "hf_parity"; }
-
-std::string shell_quote(const std::string& text) {
-    std::string quoted = "'";
-    for (char c : text) {
-        quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    }
-    return quoted + "'";
-}
-
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
-
-struct ReferenceStatus {
-    bool ready = false;
-    bool skip = false;
-    std::string message;
-};
 
 // ctest runs every test in its own process, so each process asks the script once; the script
 // returns at once when its outputs are current.
 const ReferenceStatus& reference_status() {
     static const ReferenceStatus status = [] {
-        ReferenceStatus s;
-        const std::string python = L2A_PYTHON;
-        if (python.empty() || !fs::exists(python)) {
-            s.skip = true;
-            s.message = "L2A_PYTHON (" + python + ") is not available";
-            return s;
-        }
         fs::create_directories(work_dir());
-        const fs::path log = work_dir() / "hf_reference.log";
-        const fs::path script = fs::path(L2A_SOURCE_DIR) / "tests/engine/hf_reference.py";
-        const std::string command = shell_quote(python) + " " + shell_quote(script.string()) +
-                                    " " + shell_quote(work_dir().string()) + " > " +
-                                    shell_quote(log.string()) + " 2>&1";
-        const int status = std::system(command.c_str());
-        const int exit_code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (exit_code == 0) {
-            s.ready = true;
-        } else if (exit_code == kSkipExitCode) {
-            s.skip = true;
-            s.message = "transformers reference unavailable: " + read_text(log);
-        } else {
-            s.message = "hf_reference.py failed (exit " + std::to_string(exit_code) +
-                        "):\n" + read_text(log);
-        }
-        return s;
+        return test::make_reference(fs::path(L2A_SOURCE_DIR) / "tests/engine/hf_reference.py",
+                                    test::shell_quote(work_dir().string()),
+                                    work_dir() / "hf_reference.log", "transformers reference",
+                                    "hf_reference.py");
     }();
     return status;
-}
-
-template <typename T>
-std::vector<T> read_tensor(const SafetensorsFile& file, const std::string& name, DType dtype) {
-    const TensorView view = file.view(name);
-    if (view.info->dtype != dtype) {
-        throw std::runtime_error(file.path().string() + ": " + name + " has dtype " +
-                                 dtype_name(view.info->dtype));
-    }
-    std::vector<T> values(view.size_bytes() / sizeof(T));
-    std::memcpy(values.data(), view.data, values.size() * sizeof(T));
-    return values;
 }
 
 struct Reference {
@@ -146,23 +93,6 @@ EngineRun run_engine(const Model& model, const std::vector<std::int32_t>& tokens
     return run;
 }
 
-std::string scientific(double value) {
-    std::ostringstream text;
-    text << std::scientific << std::setprecision(2) << value;
-    return text.str();
-}
-
-double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
-    double worst = 0.0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-        const double difference = std::abs(static_cast<double>(a[i]) - b[i]);
-        if (!(difference <= worst)) {
-            worst = difference;  // also propagates NaN
-        }
-    }
-    return worst;
-}
-
 std::int64_t argmax(const float* row, std::int64_t n) {
     return std::max_element(row, row + n) - row;
 }
@@ -195,21 +125,12 @@ const std::vector<ParityCase>& parity_cases() {
     return cases;
 }
 
-class HfReference : public testing::Test {
-protected:
-    void SetUp() override {
-        const ReferenceStatus& status = reference_status();
-        if (status.skip) {
-            GTEST_SKIP() << status.message;
-        }
-        ASSERT_TRUE(status.ready) << status.message;
-    }
-};
+class HfReference : public test::ReferenceTest<reference_status> {};
 
 class HfParity : public HfReference, public testing::WithParamInterface<ParityCase> {};
 
 TEST_F(HfReference, CaseListMatchesReferenceScript) {
-    const auto listed = nlohmann::json::parse(read_text(work_dir() / "cases.json"));
+    const auto listed = nlohmann::json::parse(read_file(work_dir() / "cases.json"));
     std::vector<std::string> expected;
     for (const ParityCase& c : parity_cases()) {
         expected.push_back(c.name);

@@ -2,22 +2,17 @@
 // from the L2A design in float64 with full T x T masks): routing policies, windows, router
 // modes, pruning, threshold override and chunking must all give the reference's logits.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iomanip>
 #include <limits>
 #include <optional>
 #include <ostream>
 #include <random>
 #include <span>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,13 +24,13 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kSkipExitCode = 77;  // l2a_reference.py: a Python package is missing
 constexpr double kLogitTolerance = 1e-4;
 constexpr double kRouterTolerance = 1e-4;
 // Decisions of tokens this close to the cutoff may differ by rounding alone.
@@ -47,72 +42,22 @@ fs::path work_dir() { return fs::path(L2A_TEST_WORK_DIR) / "l2a_semantics"; }
 fs::path script() { return fs::path(L2A_SOURCE_DIR) / "tests/engine/l2a_reference.py"; }
 fs::path model_dir(const std::string& name) { return work_dir() / "models" / name; }
 
-std::string shell_quote(const std::string& text) {
-    std::string quoted = "'";
-    for (char c : text) {
-        quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    }
-    return quoted + "'";
-}
-
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
-
-// Runs the reference script with `arguments`; returns its exit code, output in `log`.
-int run_script(const std::string& arguments, const fs::path& log) {
-    const std::string command = shell_quote(L2A_PYTHON) + " " + shell_quote(script().string()) +
-                                " " + arguments + " > " + shell_quote(log.string()) + " 2>&1";
-    const int status = std::system(command.c_str());
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-struct ReferenceStatus {
-    bool ready = false;
-    bool skip = false;
-    std::string message;
-};
+using test::max_abs_difference;
+using test::read_file;
+using test::read_tensor;
+using test::ReferenceStatus;
+using test::scientific;
+using test::shell_quote;
 
 // Once per process (ctest runs each test alone); the script returns at once when current.
 const ReferenceStatus& reference_status() {
     static const ReferenceStatus status = [] {
-        ReferenceStatus s;
-        const std::string python = L2A_PYTHON;
-        if (python.empty() || !fs::exists(python)) {
-            s.skip = true;
-            s.message = "L2A_PYTHON (" + python + ") is not available";
-            return s;
-        }
         fs::create_directories(work_dir() / "runs");
-        const fs::path log = work_dir() / "make.log";
-        const int exit_code = run_script("make " + shell_quote(model_dir("").string()), log);
-        if (exit_code == 0) {
-            s.ready = true;
-        } else if (exit_code == kSkipExitCode) {
-            s.skip = true;
-            s.message = "L2A reference unavailable: " + read_text(log);
-        } else {
-            s.message = "l2a_reference.py make failed (exit " + std::to_string(exit_code) +
-                        "):\n" + read_text(log);
-        }
-        return s;
+        return test::make_reference(script(), "make " + shell_quote(model_dir("").string()),
+                                    work_dir() / "make.log", "L2A reference",
+                                    "l2a_reference.py make");
     }();
     return status;
-}
-
-template <typename T>
-std::vector<T> read_tensor(const SafetensorsFile& file, const std::string& name, DType dtype) {
-    const TensorView view = file.view(name);
-    if (view.info->dtype != dtype) {
-        throw std::runtime_error(file.path().string() + ": " + name + " has dtype " +
-                                 dtype_name(view.info->dtype));
-    }
-    std::vector<T> values(view.size_bytes() / sizeof(T));
-    std::memcpy(values.data(), view.data, values.size() * sizeof(T));
-    return values;
 }
 
 struct ReferenceRun {
@@ -166,11 +111,12 @@ ReferenceRun run_reference(const std::string& model_name, const std::vector<std:
     std::ofstream(request_path) << json.dump();
 
     const fs::path log = runs / (file_stem + ".log");
-    const int exit_code = run_script("run " + shell_quote(request_path.string()), log);
+    const int exit_code =
+        test::run_python_script(script(), "run " + shell_quote(request_path.string()), log);
     if (exit_code != 0) {
         throw std::runtime_error("l2a_reference.py run " + request_path.string() +
                                  " failed (exit " + std::to_string(exit_code) + "):\n" +
-                                 read_text(log));
+                                 read_file(log));
     }
     const auto file = SafetensorsFile::open(out);
     ReferenceRun run;
@@ -232,23 +178,6 @@ std::vector<std::int32_t> random_tokens(std::int64_t count, std::int64_t vocab,
     return tokens;
 }
 
-std::string scientific(double value) {
-    std::ostringstream text;
-    text << std::scientific << std::setprecision(2) << value;
-    return text.str();
-}
-
-double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
-    double worst = 0.0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-        const double difference = std::abs(static_cast<double>(a[i]) - b[i]);
-        if (!(difference <= worst)) {
-            worst = difference;  // also propagates NaN
-        }
-    }
-    return worst;
-}
-
 std::int64_t count_ones(std::span<const std::uint8_t> values) {
     return std::count(values.begin(), values.end(), std::uint8_t{1});
 }
@@ -303,24 +232,16 @@ ReferenceRequest given(const EngineRun& engine) {
     return request;
 }
 
-class L2AReference : public testing::Test {
-protected:
-    void SetUp() override {
-        const ReferenceStatus& status = reference_status();
-        if (status.skip) {
-            GTEST_SKIP() << status.message;
-        }
-        ASSERT_TRUE(status.ready) << status.message;
-    }
-};
+class L2AReference : public test::ReferenceTest<reference_status> {};
 
 TEST_F(L2AReference, ReferenceAgreesWithTransformers) {
     const fs::path log = work_dir() / "selftest.log";
-    const int exit_code = run_script("selftest " + shell_quote(model_dir("").string()), log);
-    if (exit_code == kSkipExitCode) {
-        GTEST_SKIP() << read_text(log);
+    const int exit_code =
+        test::run_python_script(script(), "selftest " + shell_quote(model_dir("").string()), log);
+    if (exit_code == test::kPythonSkipExitCode) {
+        GTEST_SKIP() << read_file(log);
     }
-    EXPECT_EQ(exit_code, 0) << read_text(log);
+    EXPECT_EQ(exit_code, 0) << read_file(log);
 }
 
 TEST_F(L2AReference, ModelSummaryDescribesL2A) {

@@ -12,6 +12,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
+#include "test_support.h"
 
 namespace {
 
@@ -170,12 +171,8 @@ TEST(Prefill, RandomRoutingIsSeededAndNearItsFraction) {
 }
 
 std::string error_of(const l2a::RunOptions& options, std::vector<std::int32_t> tokens) {
-    try {
-        l2a::run_prefill(demo_model(), tokens, options);
-    } catch (const l2a::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
+    return l2a::test::thrown_error([&] { l2a::run_prefill(demo_model(), tokens, options); })
+        .value_or("(no error)");
 }
 
 TEST(Prefill, BadOptionsAndInputsAreClearErrors) {

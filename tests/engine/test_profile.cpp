@@ -11,6 +11,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
@@ -20,13 +21,7 @@ using json = nlohmann::json;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-fs::path scratch_dir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "profile" / info->name();
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
+fs::path scratch_dir() { return test::scratch_dir("profile"); }
 
 // Three layers, five tokens; layer 0 behaves like a plain layer (NaN logits), the text is not
 // ASCII, and several doubles are chosen to catch any rounding on the way through JSON.
@@ -200,13 +195,9 @@ void rewrite(const fs::path& from, const fs::path& to, const std::function<void(
     writer.finish();
 }
 
+// The message of the l2a::Error that loading `path` throws ("" when it does not throw).
 std::string load_error(const fs::path& path) {
-    try {
-        load_profile(path);
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test::thrown_error([&] { load_profile(path); }).value_or("");
 }
 
 TEST(Profile, RoundTripsLosslessly) {

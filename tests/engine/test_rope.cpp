@@ -10,6 +10,7 @@
 #include "l2a/engine/config.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/rope.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
@@ -102,12 +103,6 @@ TEST(Rope, RejectsOddHeadDim) {
     EXPECT_THROW(compute_rope(small_config(0, 10000.0), 8), Error);
 }
 
-bool python_has_transformers() {
-    const std::string command =
-        std::string("\"") + L2A_PYTHON + "\" -c \"import torch, transformers\" >/dev/null 2>&1";
-    return std::string(L2A_PYTHON).size() > 0 && std::system(command.c_str()) == 0;
-}
-
 double relative_difference(double actual, double expected) {
     if (actual == expected) {
         return 0.0;
@@ -117,7 +112,7 @@ double relative_difference(double actual, double expected) {
 
 // Every rope type against transformers' own rotary embedding module (see rope_golden.py).
 TEST(Rope, MatchesTransformers) {
-    if (!python_has_transformers()) {
+    if (!test::python_can_import("torch, transformers")) {
         GTEST_SKIP() << "needs " << L2A_PYTHON << " with torch and transformers";
     }
     const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "test_rope";

@@ -5,6 +5,7 @@
 
 #include "l2a/engine/error.h"
 #include "l2a/engine/run_options.h"
+#include "test_support.h"
 
 namespace l2a {
 namespace {
@@ -12,12 +13,7 @@ namespace {
 // The message of the l2a::Error that `action` throws ("" when it does not throw).
 template <typename Action>
 std::string error_of(Action action) {
-    try {
-        action();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test::thrown_error(action).value_or("");
 }
 
 TEST(RoutingPolicy, ParsesEveryKind) {

@@ -7,28 +7,23 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using l2a::DType;
+using l2a::test::message_of;
+using l2a::test::python_can_import;
 using nlohmann::json;
 
 namespace {
 
-fs::path scratch_dir() {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "safetensors" /
-                         (std::string(test->test_suite_name()) + "." + test->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
+fs::path scratch_dir() { return l2a::test::scratch_dir("safetensors"); }
 
 std::vector<std::byte> to_bytes(std::string_view text) {
     std::vector<std::byte> bytes(text.size());
@@ -69,23 +64,10 @@ std::vector<std::byte> read_file(const fs::path& path) {
     return bytes;
 }
 
-std::string message_of(const std::function<void()>& action) {
-    try {
-        action();
-    } catch (const l2a::Error& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "expected l2a::Error";
-    return {};
-}
-
 std::string bytes_error(std::string_view header, std::size_t data_size = 0) {
     return message_of(
         [&] { l2a::SafetensorsFile::from_bytes(raw_file(header, data_size), "m.safetensors"); });
 }
-
-#define EXPECT_CONTAINS(text, part) \
-    EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
 
 std::vector<std::byte> view_bytes(const l2a::TensorView& view) {
     return {view.data, view.data + view.size_bytes()};
@@ -135,12 +117,6 @@ void write_samples(const fs::path& path, const std::vector<Sample>& samples) {
         writer.write(bytes.data() + half, bytes.size() - half);
     }
     writer.finish();
-}
-
-bool python_has(const std::string& modules) {
-    const std::string command =
-        std::string("\"") + L2A_PYTHON + "\" -c \"import " + modules + "\" >/dev/null 2>&1";
-    return std::system(command.c_str()) == 0;
 }
 
 std::vector<std::byte> from_hex(const std::string& hex) {
@@ -618,16 +594,14 @@ bool run_python(const fs::path& script, const std::string& args) {
     return std::system(command.c_str()) == 0;
 }
 
-void write_text(const fs::path& path, std::string_view text) { std::ofstream(path) << text; }
-
 }  // namespace
 
 TEST(SafetensorsPython, PythonReadsWhatWeWrite) {
-    if (!python_has("safetensors.numpy, numpy, torch")) {
+    if (!python_can_import("safetensors.numpy, numpy, torch")) {
         GTEST_SKIP() << L2A_PYTHON << " cannot import safetensors, numpy and torch";
     }
     const fs::path dir = scratch_dir();
-    write_text(dir / "read.py", python_reader);
+    l2a::test::write_file(dir / "read.py", python_reader);
     auto without_bf16 = every_dtype();
     std::erase_if(without_bf16, [](const Sample& s) { return s.dtype == DType::BF16; });
     // numpy has no bfloat16: the file without it goes through safetensors.numpy.load_file.
@@ -654,11 +628,11 @@ TEST(SafetensorsPython, PythonReadsWhatWeWrite) {
 }
 
 TEST(SafetensorsPython, WeReadWhatPythonWrites) {
-    if (!python_has("safetensors.numpy, safetensors.torch, numpy, torch")) {
+    if (!python_can_import("safetensors.numpy, safetensors.torch, numpy, torch")) {
         GTEST_SKIP() << L2A_PYTHON << " cannot import safetensors, numpy and torch";
     }
     const fs::path dir = scratch_dir();
-    write_text(dir / "write.py", python_writer);
+    l2a::test::write_file(dir / "write.py", python_writer);
     ASSERT_TRUE(run_python(dir / "write.py", "\"" + dir.string() + "\""));
     const json expected = json::parse(std::ifstream(dir / "expected.json"));
     const std::map<std::string, std::map<std::string, std::string>> metadata = {

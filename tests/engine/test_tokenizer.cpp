@@ -1,13 +1,10 @@
 // The tokenizer: parity with HuggingFace `tokenizers` (ids and byte offsets) on the fixtures and,
 // when installed, the real Qwen3 tokenizer; decoding; errors; NFC alignment; speed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -18,6 +15,7 @@
 #include "../../engine/src/unicode.h"  // NFC alignment is checked directly below
 #include "l2a/engine/error.h"
 #include "l2a/engine/tokenizer.h"
+#include "test_support.h"
 
 namespace {
 
@@ -25,6 +23,7 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using l2a::Encoding;
 using l2a::Tokenizer;
+using l2a::test::read_file;
 
 const fs::path fixtures_dir = fs::path(L2A_SOURCE_DIR) / "tests" / "data" / "tokenizers";
 
@@ -39,13 +38,6 @@ constexpr double slowdown = 1.0;
 #else
 constexpr double slowdown = 1.0;
 #endif
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream content;
-    content << in.rdbuf();
-    return content.str();
-}
 
 std::string excerpt(const std::string& text, std::size_t at = 0) {
     const std::size_t begin = at > 40 ? at - 40 : 0;
@@ -76,12 +68,9 @@ GoldenRun run_golden(const std::string& selection) {
     }
     const fs::path script = fs::path(L2A_SOURCE_DIR) / "tests" / "engine" / "tokenizer_golden.py";
     const fs::path log = run.dir / "golden.log";
-    const std::string command = "\"" + python.string() + "\" \"" + script.string() + "\" \"" +
-                                run.dir.string() + "\" " + selection + " > \"" + log.string() +
-                                "\" 2>&1";
-    const int status = std::system(command.c_str());
-    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (code == 77) {
+    const int code = l2a::test::run_python_script(
+        script, l2a::test::shell_quote(run.dir.string()) + " " + selection, log);
+    if (code == l2a::test::kPythonSkipExitCode) {
         run.status = GoldenRun::Status::skipped;
         run.message = read_file(log);
         return run;
@@ -368,12 +357,7 @@ TEST(Tokenizer, RejectsInvalidUtf8Input) {
 
 // The error message for `json`, which must name the origin.
 std::string error_for(const Json& json) {
-    try {
-        build(json);
-    } catch (const l2a::Error& error) {
-        return error.what();
-    }
-    return "(no error)";
+    return l2a::test::thrown_error([&] { build(json); }).value_or("(no error)");
 }
 
 void expect_error(const Json& json, const std::string& expected) {
