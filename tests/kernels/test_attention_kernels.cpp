@@ -1,0 +1,792 @@
+// GPU kernels of kernels/ against fp32 CPU references (double accumulation), on fresh random
+// inputs. Outputs are poisoned (all-ones bits: NaN in bf16, fp16 and fp32) before each run, so
+// the tests see both that every row that should be written was, and that nothing else was.
+// Tests that need a GPU skip without one; argument validation runs everywhere.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "l2a/kernels/attention.h"
+
+namespace l2a::kernels {
+namespace {
+
+// ---- host-side 16-bit floats (round to nearest even) --------------------------------------
+
+uint16_t float_to_bf16(float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return static_cast<uint16_t>(bits >> 16);
+}
+
+float bf16_to_float(uint16_t half) {
+    const uint32_t bits = uint32_t(half) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof(value));
+    return value;
+}
+
+uint16_t float_to_fp16(float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    const auto sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+    bits &= 0x7fffffffu;
+    if (bits > 0x7f800000u) return sign | 0x7e00;
+    if (bits >= 0x477ff000u) return sign | 0x7c00;  // rounds past 65504: infinity
+    if (bits < 0x38800000u) {                       // below 2^-14: subnormal
+        float magnitude;
+        std::memcpy(&magnitude, &bits, sizeof(magnitude));
+        return sign | static_cast<uint16_t>(std::nearbyint(magnitude * 16777216.0f));
+    }
+    bits += 0xc8000fffu + ((bits >> 13) & 1u);  // rebias the exponent, round to nearest even
+    return sign | static_cast<uint16_t>(bits >> 13);
+}
+
+float fp16_to_float(uint16_t half) {
+    const int exponent = (half >> 10) & 0x1f;
+    const int mantissa = half & 0x3ff;
+    float magnitude;
+    if (exponent == 0) {
+        magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    } else if (exponent == 31) {
+        magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity()
+                                  : std::numeric_limits<float>::quiet_NaN();
+    } else {
+        magnitude = std::ldexp(static_cast<float>(mantissa + 1024), exponent - 25);
+    }
+    return (half & 0x8000) ? -magnitude : magnitude;
+}
+
+uint16_t to_bits(ElementType type, float value) {
+    return type == ElementType::bf16 ? float_to_bf16(value) : float_to_fp16(value);
+}
+
+float from_bits(ElementType type, uint16_t bits) {
+    return type == ElementType::bf16 ? bf16_to_float(bits) : fp16_to_float(bits);
+}
+
+constexpr uint16_t kPoison16 = 0xffff;
+constexpr uint32_t kPoison32 = 0xffffffffu;
+
+// ---- device plumbing ------------------------------------------------------------------------
+
+void cuda_ok(cudaError_t status, const std::string& what) {
+    if (status != cudaSuccess) {
+        throw std::runtime_error(what + ": " + cudaGetErrorString(status));
+    }
+}
+
+bool has_cuda_device() {
+    static const bool present = [] {
+        int devices = 0;
+        const cudaError_t status = cudaGetDeviceCount(&devices);
+        if (status != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return devices > 0;
+    }();
+    return present;
+}
+
+class DeviceBuffer {
+public:
+    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+        if (bytes_ > 0) cuda_ok(cudaMalloc(&data_, bytes_), "cudaMalloc");
+    }
+    ~DeviceBuffer() {
+        if (data_ != nullptr) cudaFree(data_);
+    }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+    template <typename T>
+    T* as() const {
+        return static_cast<T*>(data_);
+    }
+    template <typename T>
+    void upload(const std::vector<T>& host) {
+        if (host.size() * sizeof(T) != bytes_) throw std::runtime_error("upload size mismatch");
+        if (bytes_ > 0)
+            cuda_ok(cudaMemcpy(data_, host.data(), bytes_, cudaMemcpyHostToDevice), "upload");
+    }
+    template <typename T>
+    std::vector<T> download() const {
+        std::vector<T> host(bytes_ / sizeof(T));
+        if (bytes_ > 0) {
+            cuda_ok(cudaMemcpy(host.data(), data_, bytes_, cudaMemcpyDeviceToHost), "download");
+        }
+        return host;
+    }
+
+private:
+    void* data_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+class Stream {
+public:
+    Stream() { cuda_ok(cudaStreamCreate(&stream_), "cudaStreamCreate"); }
+    ~Stream() { cudaStreamDestroy(stream_); }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    cudaStream_t get() const { return stream_; }
+    void finish() const {
+        cuda_ok(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        cuda_ok(cudaGetLastError(), "after the kernels");
+    }
+
+private:
+    cudaStream_t stream_ = nullptr;
+};
+
+// ---- routing patterns -----------------------------------------------------------------------
+
+enum class Routing { none, fifth, all, first_only, last_only };
+
+const char* routing_name(Routing routing) {
+    switch (routing) {
+        case Routing::none:
+            return "none";
+        case Routing::fifth:
+            return "fifth";
+        case Routing::all:
+            return "all";
+        case Routing::first_only:
+            return "first";
+        case Routing::last_only:
+            return "last";
+    }
+    return "?";
+}
+
+std::vector<uint8_t> make_decisions(int64_t tokens, Routing routing, std::mt19937& random) {
+    std::vector<uint8_t> decisions(static_cast<size_t>(tokens), 0);
+    std::bernoulli_distribution fifth(0.2);
+    for (int64_t t = 0; t < tokens; ++t) {
+        switch (routing) {
+            case Routing::none:
+                break;
+            case Routing::fifth:
+                decisions[t] = fifth(random) ? 1 : 0;
+                break;
+            case Routing::all:
+                decisions[t] = 1;
+                break;
+            case Routing::first_only:
+                decisions[t] = t == 0 ? 1 : 0;
+                break;
+            case Routing::last_only:
+                decisions[t] = t == tokens - 1 ? 1 : 0;
+                break;
+        }
+    }
+    // Any nonzero byte means routed, not only 1.
+    for (auto& decision : decisions) {
+        if (decision != 0) decision = static_cast<uint8_t>(1 + random() % 255);
+    }
+    return decisions;
+}
+
+std::vector<int32_t> routed_positions(const std::vector<uint8_t>& decisions) {
+    std::vector<int32_t> positions;
+    for (size_t t = 0; t < decisions.size(); ++t) {
+        if (decisions[t] != 0) positions.push_back(static_cast<int32_t>(t));
+    }
+    return positions;
+}
+
+std::mt19937 seeded_random(const std::string& case_name) {
+    return std::mt19937(static_cast<uint32_t>(std::hash<std::string>{}(case_name)));
+}
+
+// ---- compaction -----------------------------------------------------------------------------
+
+struct CompactionCase {
+    int64_t tokens;
+    Routing routing;
+};
+
+std::string compaction_case_name(const testing::TestParamInfo<CompactionCase>& info) {
+    return "T" + std::to_string(info.param.tokens) + "_" + routing_name(info.param.routing);
+}
+
+class CompactionTest : public testing::TestWithParam<CompactionCase> {
+protected:
+    void SetUp() override {
+        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+TEST_P(CompactionTest, MatchesCpuCompaction) {
+    const CompactionCase& c = GetParam();
+    std::mt19937 random = seeded_random(compaction_case_name({c, 0}));
+    const std::vector<uint8_t> decisions = make_decisions(c.tokens, c.routing, random);
+    const std::vector<int32_t> expected = routed_positions(decisions);
+
+    DeviceBuffer decisions_device(decisions.size());
+    decisions_device.upload(decisions);
+    constexpr int32_t kUnwritten = -7;
+    const size_t position_slots = static_cast<size_t>(std::max<int64_t>(c.tokens, 1));
+    DeviceBuffer positions(position_slots * sizeof(int32_t));
+    positions.upload(std::vector<int32_t>(position_slots, kUnwritten));
+    DeviceBuffer count(sizeof(int32_t));
+    count.upload(std::vector<int32_t>{kUnwritten});
+    const size_t workspace_bytes = routed_compaction_workspace_bytes(c.tokens);
+    DeviceBuffer workspace(workspace_bytes);
+
+    Stream stream;
+    compact_routed_queries(decisions_device.as<uint8_t>(), c.tokens, positions.as<int32_t>(),
+                           count.as<int32_t>(), workspace.as<void>(), workspace_bytes,
+                           stream.get());
+    stream.finish();
+
+    const int32_t count_host = count.download<int32_t>()[0];
+    ASSERT_EQ(count_host, static_cast<int32_t>(expected.size()));
+    const std::vector<int32_t> positions_host = positions.download<int32_t>();
+    for (size_t i = 0; i < expected.size(); ++i) {
+        ASSERT_EQ(positions_host[i], expected[i]) << "routed index " << i;
+    }
+    for (size_t i = expected.size(); i < positions_host.size(); ++i) {
+        ASSERT_EQ(positions_host[i], kUnwritten) << "slot " << i << " past the count was written";
+    }
+}
+
+std::vector<CompactionCase> compaction_cases() {
+    std::vector<CompactionCase> cases{{0, Routing::none}};
+    for (int64_t tokens : {1, 17, 4095, 4096, 4097, 10000, 131077}) {
+        for (Routing routing : {Routing::none, Routing::fifth, Routing::all, Routing::first_only,
+                                Routing::last_only}) {
+            cases.push_back({tokens, routing});
+        }
+    }
+    return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, CompactionTest, testing::ValuesIn(compaction_cases()),
+                         compaction_case_name);
+
+// ---- attention ------------------------------------------------------------------------------
+
+enum class Kind { global, window };
+
+struct AttentionCase {
+    Kind kind;
+    int64_t tokens;
+    int q_heads;
+    int kv_heads;
+    int head_dim;
+    ElementType type;
+    Routing routing;     // global attention
+    int64_t window;      // sliding-window attention
+    bool padded_layout;  // strides larger than the dense ones, padding filled with NaN
+};
+
+std::string attention_case_name(const AttentionCase& c) {
+    std::string name = "T" + std::to_string(c.tokens) + "_D" + std::to_string(c.head_dim) + "_H" +
+                       std::to_string(c.q_heads) + "x" + std::to_string(c.kv_heads) + "_" +
+                       (c.type == ElementType::bf16 ? "bf16" : "fp16");
+    name += c.kind == Kind::global ? std::string("_routed_") + routing_name(c.routing)
+                                   : "_W" + std::to_string(c.window);
+    if (c.padded_layout) name += "_padded";
+    return name;
+}
+
+// A [tokens, heads, head_dim] tensor: dense values for the reference, strided 16-bit bits for
+// the device.
+struct HostTensor {
+    int64_t tokens = 0;
+    int heads = 0;
+    int head_dim = 0;
+    int64_t token_stride = 0;
+    int64_t head_stride = 0;
+    std::vector<float> values;   // dense [tokens, heads, head_dim], already rounded
+    std::vector<uint16_t> bits;  // strided, padding poisoned
+
+    float at(int64_t t, int h, int d) const {
+        return values[(static_cast<size_t>(t) * heads + h) * head_dim + d];
+    }
+    size_t offset(int64_t t, int h, int d) const {
+        return static_cast<size_t>(t * token_stride + h * head_stride + d);
+    }
+};
+
+HostTensor make_layout(int64_t tokens, int heads, int head_dim, bool padded) {
+    HostTensor tensor;
+    tensor.tokens = tokens;
+    tensor.heads = heads;
+    tensor.head_dim = head_dim;
+    tensor.head_stride = head_dim + (padded ? 8 : 0);
+    tensor.token_stride = heads * tensor.head_stride + (padded ? 16 : 0);
+    tensor.bits.assign(static_cast<size_t>(std::max<int64_t>(tokens, 1) * tensor.token_stride),
+                       kPoison16);
+    return tensor;
+}
+
+HostTensor random_tensor(int64_t tokens, int heads, int head_dim, bool padded, ElementType type,
+                         std::mt19937& random) {
+    HostTensor tensor = make_layout(tokens, heads, head_dim, padded);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    tensor.values.resize(static_cast<size_t>(tokens) * heads * head_dim);
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (int h = 0; h < heads; ++h) {
+            for (int d = 0; d < head_dim; ++d) {
+                const uint16_t bits = to_bits(type, normal(random));
+                tensor.bits[tensor.offset(t, h, d)] = bits;
+                tensor.values[(static_cast<size_t>(t) * heads + h) * head_dim + d] =
+                    from_bits(type, bits);
+            }
+        }
+    }
+    return tensor;
+}
+
+struct ReferenceResult {
+    std::vector<double> out;  // dense [tokens, q_heads, head_dim]; rows of `positions` only
+    std::vector<double> lse;  // [q_heads, tokens]
+};
+
+// Softmax attention in double for the given query positions; a query at p sees keys
+// first..p with first = 0 (window 0) or max(0, p - window + 1).
+ReferenceResult reference_attention(const HostTensor& q, const HostTensor& k, const HostTensor& v,
+                                    const std::vector<int32_t>& positions, int64_t window) {
+    const int64_t tokens = q.tokens;
+    const int q_heads = q.heads;
+    const int head_dim = q.head_dim;
+    const int q_per_kv = q_heads / k.heads;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    ReferenceResult result;
+    result.out.assign(static_cast<size_t>(tokens) * q_heads * head_dim, 0.0);
+    result.lse.assign(static_cast<size_t>(tokens) * q_heads, 0.0);
+    std::vector<double> scores;
+    std::vector<double> accumulator(static_cast<size_t>(head_dim));
+    for (const int32_t p : positions) {
+        const int64_t first = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+        scores.assign(static_cast<size_t>(p - first + 1), 0.0);
+        for (int h = 0; h < q_heads; ++h) {
+            const int kv = h / q_per_kv;
+            double max_score = -std::numeric_limits<double>::infinity();
+            for (int64_t j = first; j <= p; ++j) {
+                double dot = 0.0;
+                for (int d = 0; d < head_dim; ++d) {
+                    dot += static_cast<double>(q.at(p, h, d)) * k.at(j, kv, d);
+                }
+                scores[j - first] = dot * scale;
+                max_score = std::max(max_score, scores[j - first]);
+            }
+            double sum = 0.0;
+            std::fill(accumulator.begin(), accumulator.end(), 0.0);
+            for (int64_t j = first; j <= p; ++j) {
+                const double weight = std::exp(scores[j - first] - max_score);
+                sum += weight;
+                for (int d = 0; d < head_dim; ++d) accumulator[d] += weight * v.at(j, kv, d);
+            }
+            for (int d = 0; d < head_dim; ++d) {
+                result.out[(static_cast<size_t>(p) * q_heads + h) * head_dim + d] =
+                    accumulator[d] / sum;
+            }
+            result.lse[static_cast<size_t>(h) * tokens + p] = max_score + std::log(sum);
+        }
+    }
+    return result;
+}
+
+ConstTokenHeadTensor const_view(const DeviceBuffer& buffer, const HostTensor& layout) {
+    return {buffer.as<void>(), layout.token_stride, layout.head_stride};
+}
+
+// Checks every element of the output buffer and LSE: rows of `positions` hold finite values
+// close to the reference, everything else still holds the poison.
+void check_outputs(const AttentionCase& c, const HostTensor& out_layout,
+                   const std::vector<uint16_t>& out_bits, const std::vector<float>& lse,
+                   const std::vector<int32_t>& positions, const ReferenceResult& reference) {
+    std::vector<uint8_t> written(out_bits.size(), 0);
+    double error_squared = 0.0;
+    double reference_squared = 0.0;
+    for (const int32_t p : positions) {
+        for (int h = 0; h < c.q_heads; ++h) {
+            for (int d = 0; d < c.head_dim; ++d) {
+                const size_t slot = out_layout.offset(p, h, d);
+                written[slot] = 1;
+                const float value = from_bits(c.type, out_bits[slot]);
+                ASSERT_TRUE(std::isfinite(value))
+                    << "out[" << p << ", " << h << ", " << d << "] was not written (or is not "
+                    << "finite): bits 0x" << std::hex << out_bits[slot];
+                const double expected =
+                    reference.out[(static_cast<size_t>(p) * c.q_heads + h) * c.head_dim + d];
+                error_squared += (value - expected) * (value - expected);
+                reference_squared += expected * expected;
+            }
+        }
+    }
+    for (size_t slot = 0; slot < out_bits.size(); ++slot) {
+        if (written[slot] == 0) {
+            ASSERT_EQ(out_bits[slot], kPoison16)
+                << "output element " << slot << " outside the computed rows was written";
+        }
+    }
+    if (!positions.empty()) {
+        const double relative_error = std::sqrt(error_squared / reference_squared);
+        EXPECT_LE(relative_error, 1e-2) << "||out - ref|| / ||ref|| over the computed rows";
+    }
+
+    std::vector<uint8_t> lse_written(lse.size(), 0);
+    for (const int32_t p : positions) {
+        for (int h = 0; h < c.q_heads; ++h) {
+            const size_t slot = static_cast<size_t>(h) * c.tokens + p;
+            lse_written[slot] = 1;
+            const double expected = reference.lse[slot];
+            ASSERT_TRUE(std::isfinite(lse[slot])) << "lse[" << h << ", " << p << "]";
+            ASSERT_NEAR(lse[slot], expected, 1e-3 * std::max(1.0, std::abs(expected)))
+                << "lse[" << h << ", " << p << "]";
+        }
+    }
+    for (size_t slot = 0; slot < lse.size(); ++slot) {
+        if (lse_written[slot] == 0) {
+            uint32_t bits;
+            std::memcpy(&bits, &lse[slot], sizeof(bits));
+            ASSERT_EQ(bits, kPoison32) << "lse entry " << slot << " outside the computed rows";
+        }
+    }
+}
+
+class AttentionTest : public testing::TestWithParam<AttentionCase> {
+protected:
+    void SetUp() override {
+        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
+TEST_P(AttentionTest, MatchesReference) {
+    const AttentionCase& c = GetParam();
+    std::mt19937 random = seeded_random(attention_case_name(c));
+    const HostTensor q =
+        random_tensor(c.tokens, c.q_heads, c.head_dim, c.padded_layout, c.type, random);
+    const HostTensor k =
+        random_tensor(c.tokens, c.kv_heads, c.head_dim, c.padded_layout, c.type, random);
+    const HostTensor v =
+        random_tensor(c.tokens, c.kv_heads, c.head_dim, c.padded_layout, c.type, random);
+    const HostTensor out_layout = make_layout(c.tokens, c.q_heads, c.head_dim, c.padded_layout);
+
+    std::vector<int32_t> positions;
+    if (c.kind == Kind::global) {
+        positions = routed_positions(make_decisions(c.tokens, c.routing, random));
+    } else {
+        for (int64_t t = 0; t < c.tokens; ++t) positions.push_back(static_cast<int32_t>(t));
+    }
+
+    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
+    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
+    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
+    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
+    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
+    q_device.upload(q.bits);
+    k_device.upload(k.bits);
+    v_device.upload(v.bits);
+    out_device.upload(out_layout.bits);  // all poison
+    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+
+    // Slots past the count hold an out-of-range position: reading one would show up.
+    std::vector<int32_t> position_slots(static_cast<size_t>(c.tokens),
+                                        static_cast<int32_t>(c.tokens + 1000));
+    std::copy(positions.begin(), positions.end(), position_slots.begin());
+    DeviceBuffer positions_device(position_slots.size() * sizeof(int32_t));
+    positions_device.upload(position_slots);
+    DeviceBuffer count_device(sizeof(int32_t));
+    count_device.upload(std::vector<int32_t>{static_cast<int32_t>(positions.size())});
+
+    const AttentionShape shape{c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
+    const TokenHeadTensor out_view{out_device.as<void>(), out_layout.token_stride,
+                                   out_layout.head_stride};
+    Stream stream;
+    if (c.kind == Kind::global) {
+        GlobalAttentionArgs args;
+        args.shape = shape;
+        args.q = const_view(q_device, q);
+        args.k = const_view(k_device, k);
+        args.v = const_view(v_device, v);
+        args.out = out_view;
+        args.lse = lse_device.as<float>();
+        args.routed_positions = positions_device.as<int32_t>();
+        args.routed_count = count_device.as<int32_t>();
+        global_attention_forward(args, stream.get());
+    } else {
+        SlidingWindowAttentionArgs args;
+        args.shape = shape;
+        args.q = const_view(q_device, q);
+        args.k = const_view(k_device, k);
+        args.v = const_view(v_device, v);
+        args.out = out_view;
+        args.lse = lse_device.as<float>();
+        args.window = c.window;
+        sliding_window_attention_forward(args, stream.get());
+    }
+    stream.finish();
+
+    const ReferenceResult reference =
+        reference_attention(q, k, v, positions, c.kind == Kind::window ? c.window : 0);
+    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
+                  positions, reference);
+}
+
+const std::vector<int64_t> kTokenCounts{1, 17, 64, 200, 1000, 2049};
+const std::vector<Routing> kAllRoutings{Routing::none, Routing::fifth, Routing::all,
+                                        Routing::first_only, Routing::last_only};
+
+AttentionCase global_case(int64_t tokens, int q_heads, int kv_heads, int head_dim, ElementType type,
+                          Routing routing, bool padded = false) {
+    return {Kind::global, tokens, q_heads, kv_heads, head_dim, type, routing, 0, padded};
+}
+
+AttentionCase window_case(int64_t tokens, int q_heads, int kv_heads, int head_dim, ElementType type,
+                          int64_t window, bool padded = false) {
+    return {Kind::window, tokens, q_heads, kv_heads, head_dim, type, Routing::all, window, padded};
+}
+
+std::vector<AttentionCase> global_cases() {
+    std::vector<AttentionCase> cases;
+    for (int64_t tokens : kTokenCounts) {
+        for (int head_dim : {64, 128}) {
+            for (Routing routing : kAllRoutings) {
+                cases.push_back(global_case(tokens, 4, 1, head_dim, ElementType::bf16, routing));
+            }
+        }
+    }
+    // GQA ratios 1, 7 and 28/4 (Qwen2.5-7B's heads).
+    for (auto [q_heads, kv_heads] : {std::pair{2, 2}, std::pair{7, 1}, std::pair{28, 4}}) {
+        for (int64_t tokens : {17, 200, 1000}) {
+            for (int head_dim : {64, 128}) {
+                for (Routing routing : {Routing::fifth, Routing::all}) {
+                    cases.push_back(global_case(tokens, q_heads, kv_heads, head_dim,
+                                                ElementType::bf16, routing));
+                }
+            }
+        }
+    }
+    for (int64_t tokens : {17, 200, 2049}) {
+        for (int head_dim : {64, 128}) {
+            for (Routing routing : {Routing::fifth, Routing::all, Routing::last_only}) {
+                cases.push_back(global_case(tokens, 4, 1, head_dim, ElementType::fp16, routing));
+            }
+        }
+    }
+    for (int head_dim : {64, 128}) {
+        for (ElementType type : {ElementType::bf16, ElementType::fp16}) {
+            cases.push_back(global_case(200, 7, 1, head_dim, type, Routing::fifth, true));
+        }
+    }
+    return cases;
+}
+
+std::vector<AttentionCase> window_cases() {
+    std::vector<AttentionCase> cases;
+    for (int64_t tokens : kTokenCounts) {
+        for (int head_dim : {64, 128}) {
+            for (int64_t window : {1, 16, 100, 4095}) {
+                cases.push_back(window_case(tokens, 4, 1, head_dim, ElementType::bf16, window));
+            }
+        }
+    }
+    for (int64_t tokens : {200, 2049}) {
+        for (int head_dim : {64, 128}) {
+            for (int64_t window : {16, 100, 4095}) {
+                cases.push_back(window_case(tokens, 4, 1, head_dim, ElementType::fp16, window));
+            }
+        }
+    }
+    for (auto [q_heads, kv_heads] : {std::pair{2, 2}, std::pair{7, 1}, std::pair{28, 4}}) {
+        for (int64_t tokens : {200, 1000}) {
+            for (int head_dim : {64, 128}) {
+                for (int64_t window : {100, 4095}) {
+                    cases.push_back(window_case(tokens, q_heads, kv_heads, head_dim,
+                                                ElementType::bf16, window));
+                }
+            }
+        }
+    }
+    for (int head_dim : {64, 128}) {
+        cases.push_back(window_case(200, 7, 1, head_dim, ElementType::bf16, 100, true));
+    }
+    return cases;
+}
+
+std::string attention_param_name(const testing::TestParamInfo<AttentionCase>& info) {
+    return attention_case_name(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Global, AttentionTest, testing::ValuesIn(global_cases()),
+                         attention_param_name);
+INSTANTIATE_TEST_SUITE_P(Window, AttentionTest, testing::ValuesIn(window_cases()),
+                         attention_param_name);
+
+// Decisions -> compaction -> global attention, with the count never leaving the device.
+TEST(RoutedPipelineTest, CompactionFeedsGlobalAttention) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    const AttentionCase c = global_case(1000, 28, 4, 128, ElementType::bf16, Routing::fifth);
+    std::mt19937 random = seeded_random("pipeline");
+    const HostTensor q = random_tensor(c.tokens, c.q_heads, c.head_dim, false, c.type, random);
+    const HostTensor k = random_tensor(c.tokens, c.kv_heads, c.head_dim, false, c.type, random);
+    const HostTensor v = random_tensor(c.tokens, c.kv_heads, c.head_dim, false, c.type, random);
+    const HostTensor out_layout = make_layout(c.tokens, c.q_heads, c.head_dim, false);
+    const std::vector<uint8_t> decisions = make_decisions(c.tokens, c.routing, random);
+    const std::vector<int32_t> positions = routed_positions(decisions);
+
+    DeviceBuffer decisions_device(decisions.size());
+    decisions_device.upload(decisions);
+    DeviceBuffer positions_device(static_cast<size_t>(c.tokens) * sizeof(int32_t));
+    DeviceBuffer count_device(sizeof(int32_t));
+    const size_t workspace_bytes = routed_compaction_workspace_bytes(c.tokens);
+    DeviceBuffer workspace(workspace_bytes);
+    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
+    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
+    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
+    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
+    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
+    q_device.upload(q.bits);
+    k_device.upload(k.bits);
+    v_device.upload(v.bits);
+    out_device.upload(out_layout.bits);
+    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+
+    Stream stream;
+    compact_routed_queries(decisions_device.as<uint8_t>(), c.tokens, positions_device.as<int32_t>(),
+                           count_device.as<int32_t>(), workspace.as<void>(), workspace_bytes,
+                           stream.get());
+    GlobalAttentionArgs args;
+    args.shape = {c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
+    args.q = const_view(q_device, q);
+    args.k = const_view(k_device, k);
+    args.v = const_view(v_device, v);
+    args.out = {out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
+    args.lse = lse_device.as<float>();
+    args.routed_positions = positions_device.as<int32_t>();
+    args.routed_count = count_device.as<int32_t>();
+    global_attention_forward(args, stream.get());
+    stream.finish();
+
+    ASSERT_EQ(count_device.download<int32_t>()[0], static_cast<int32_t>(positions.size()));
+    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
+                  positions, reference_attention(q, k, v, positions, 0));
+}
+
+// ---- argument validation: host-only, runs without a GPU -------------------------------------
+
+GlobalAttentionArgs plausible_global_args(void* fake_device_memory) {
+    GlobalAttentionArgs args;
+    args.shape = {16, 4, 1, 64, ElementType::bf16};
+    args.q = {fake_device_memory, 4 * 64, 64};
+    args.k = {fake_device_memory, 64, 64};
+    args.v = {fake_device_memory, 64, 64};
+    args.out = {fake_device_memory, 4 * 64, 64};
+    args.routed_positions = static_cast<const int32_t*>(fake_device_memory);
+    args.routed_count = static_cast<const int32_t*>(fake_device_memory);
+    return args;
+}
+
+std::string global_error(const GlobalAttentionArgs& args) {
+    try {
+        global_attention_forward(args, nullptr);
+    } catch (const KernelError& error) {
+        return error.what();
+    }
+    return "";
+}
+
+TEST(AttentionValidationTest, RejectsUnsupportedHeadDim) {
+    alignas(16) static unsigned char memory[16];
+    GlobalAttentionArgs args = plausible_global_args(memory);
+    args.shape.head_dim = 96;
+    EXPECT_EQ(global_error(args),
+              "l2a::kernels::global_attention_forward: head_dim 96 is not supported (64 or 128)");
+}
+
+TEST(AttentionValidationTest, RejectsHeadsThatDoNotGroup) {
+    alignas(16) static unsigned char memory[16];
+    GlobalAttentionArgs args = plausible_global_args(memory);
+    args.shape.q_heads = 28;
+    args.shape.kv_heads = 5;
+    EXPECT_EQ(global_error(args),
+              "l2a::kernels::global_attention_forward: q_heads (28) is not a multiple of "
+              "kv_heads (5)");
+}
+
+TEST(AttentionValidationTest, RejectsMisalignedTensorsAndStrides) {
+    alignas(16) static unsigned char memory[32];
+    GlobalAttentionArgs args = plausible_global_args(memory);
+    args.k.data = memory + 2;
+    EXPECT_EQ(global_error(args),
+              "l2a::kernels::global_attention_forward: k is not 16-byte aligned");
+    args = plausible_global_args(memory);
+    args.v.token_stride = 68;
+    EXPECT_EQ(global_error(args),
+              "l2a::kernels::global_attention_forward: v strides (token 68, head 64) must be "
+              "non-negative multiples of 8 elements");
+}
+
+TEST(AttentionValidationTest, RejectsMissingRouting) {
+    alignas(16) static unsigned char memory[16];
+    GlobalAttentionArgs args = plausible_global_args(memory);
+    args.routed_count = nullptr;
+    EXPECT_EQ(global_error(args), "l2a::kernels::global_attention_forward: routed_count is null");
+}
+
+TEST(AttentionValidationTest, RejectsEmptyWindow) {
+    alignas(16) static unsigned char memory[16];
+    SlidingWindowAttentionArgs args;
+    args.shape = {16, 4, 1, 64, ElementType::fp16};
+    args.q = {memory, 4 * 64, 64};
+    args.k = {memory, 64, 64};
+    args.v = {memory, 64, 64};
+    args.out = {memory, 4 * 64, 64};
+    args.window = 0;
+    try {
+        sliding_window_attention_forward(args, nullptr);
+        FAIL() << "window 0 was accepted";
+    } catch (const KernelError& error) {
+        EXPECT_STREQ(error.what(),
+                     "l2a::kernels::sliding_window_attention_forward: window (0) must be at "
+                     "least 1");
+    }
+}
+
+TEST(AttentionValidationTest, ZeroTokensLaunchNothing) {
+    // No pointer is needed, and nothing touches the device, when there is nothing to compute.
+    GlobalAttentionArgs global;
+    global.shape = {0, 4, 1, 128, ElementType::bf16};
+    EXPECT_NO_THROW(global_attention_forward(global, nullptr));
+    SlidingWindowAttentionArgs window;
+    window.shape = {0, 4, 1, 128, ElementType::bf16};
+    window.window = 4095;
+    EXPECT_NO_THROW(sliding_window_attention_forward(window, nullptr));
+}
+
+TEST(CompactionValidationTest, RejectsSmallWorkspace) {
+    alignas(16) static unsigned char memory[16];
+    const size_t needed = routed_compaction_workspace_bytes(10000);
+    ASSERT_GT(needed, 4u);
+    try {
+        compact_routed_queries(memory, 10000, reinterpret_cast<int32_t*>(memory),
+                               reinterpret_cast<int32_t*>(memory), memory, 4, nullptr);
+        FAIL() << "a 4-byte workspace was accepted";
+    } catch (const KernelError& error) {
+        EXPECT_STREQ(error.what(), ("l2a::kernels::compact_routed_queries: workspace has 4 "
+                                    "bytes, needs " +
+                                    std::to_string(needed))
+                                       .c_str());
+    }
+}
+
+}  // namespace
+}  // namespace l2a::kernels
