@@ -71,33 +71,6 @@ double get_double(const json& object, std::string_view name, std::string_view wh
                           "field '" + std::string(where) + "." + std::string(name) + "'");
 }
 
-const char* routing_kind_name(RoutingKind kind) {
-    switch (kind) {
-        case RoutingKind::Learned:
-            return "learned";
-        case RoutingKind::Global:
-            return "global";
-        case RoutingKind::Local:
-            return "local";
-        case RoutingKind::Random:
-            return "random";
-        case RoutingKind::Top:
-            return "top";
-    }
-    return "learned";
-}
-
-RoutingKind parse_routing_kind(const std::string& name) {
-    static const std::map<std::string, RoutingKind> kinds = {
-        {"learned", RoutingKind::Learned}, {"global", RoutingKind::Global},
-        {"local", RoutingKind::Local},     {"random", RoutingKind::Random},
-        {"top", RoutingKind::Top},
-    };
-    auto it = kinds.find(name);
-    if (it == kinds.end()) throw FieldError{"unknown routing kind '" + name + "'"};
-    return it->second;
-}
-
 json summary_to_json(const ModelSummary& s) {
     json j;
     j["path"] = s.path;
@@ -143,10 +116,8 @@ ModelSummary summary_from_json(const json& j) {
 
 json options_to_json(const RunOptions& o) {
     json j;
-    // The string is for people; kind and fraction bring the policy back exactly.
+    // to_string writes the shortest text that parses back to the same fraction: lossless.
     j["routing"] = o.routing.to_string();
-    j["routing_kind"] = routing_kind_name(o.routing.kind);
-    j["routing_fraction"] = double_to_json(o.routing.fraction);
     j["threshold"] = o.threshold ? double_to_json(*o.threshold) : json(nullptr);
     j["prune"] = o.prune;
     j["seed"] = o.seed;
@@ -161,8 +132,11 @@ json options_to_json(const RunOptions& o) {
 RunOptions options_from_json(const json& j) {
     constexpr std::string_view w = "options";
     RunOptions o;
-    o.routing.kind = parse_routing_kind(get_as<std::string>(j, "routing_kind", w));
-    o.routing.fraction = get_double(j, "routing_fraction", w);
+    try {
+        o.routing = RoutingPolicy::parse(get_as<std::string>(j, "routing", w));
+    } catch (const Error& e) {
+        throw FieldError{std::string("field 'options.routing': ") + e.what()};
+    }
     const json& threshold = field(j, "threshold", w);
     if (!threshold.is_null()) o.threshold = json_to_double(threshold, "field 'options.threshold'");
     o.prune = get_as<std::vector<int>>(j, "prune", w);
