@@ -16,15 +16,23 @@
 
 namespace l2a::kernels::detail {
 
-// A block computes kBlockM query rows of one query head; each of its kWarps warps owns 16 of
-// those rows and walks the block's key range in tiles of kBlockN keys.
-template <int HeadDim, int BlockM, int BlockN, int Warps>
+// A block computes kBlockM query rows of one query head; each of its kWarps warps owns
+// kWarpRows of those rows (kMTiles mma M tiles of 16) and walks the block's key range in tiles of
+// kBlockN keys. A warp with more rows reuses every K and V fragment it reads from shared memory
+// for more mma instructions: with 16 rows per warp, ldmatrix traffic rather than the tensor
+// cores bounds the kernel.
+template <int HeadDim, int BlockM, int BlockN, int Warps, bool QInRegisters>
 struct AttentionTileTraits {
     static constexpr int kHeadDim = HeadDim;
     static constexpr int kBlockM = BlockM;
     static constexpr int kBlockN = BlockN;
     static constexpr int kWarps = Warps;
     static constexpr int kThreads = 32 * Warps;
+    static constexpr int kWarpRows = BlockM / Warps;
+    static constexpr int kMTiles = kWarpRows / 16;
+    // Whether a warp holds its Q fragments in registers for the whole key loop, or reads them
+    // from shared memory at every key tile (where holding them would leave too few registers).
+    static constexpr bool kQInRegisters = QInRegisters;
     // Shared-memory rows are padded by 16 bytes so that the 8 row addresses of one ldmatrix
     // land in 8 different 16-byte bank groups.
     static constexpr int kSmemRowElements = HeadDim + 8;
@@ -32,7 +40,7 @@ struct AttentionTileTraits {
     // Q tile, one K tile, one V tile; 2-byte elements.
     static constexpr size_t kSmemBytes = size_t(BlockM + 2 * BlockN) * kSmemRowElements * 2;
 
-    static_assert(BlockM == 16 * Warps, "each warp owns 16 query rows (one mma M tile)");
+    static_assert(BlockM % (16 * Warps) == 0, "each warp owns whole mma M tiles of 16 rows");
     static_assert(HeadDim % 16 == 0 && BlockN % 16 == 0, "mma.m16n8k16 works on 16-wide steps");
 };
 
@@ -40,11 +48,13 @@ template <int HeadDim>
 struct DefaultAttentionTraits;
 template <>
 struct DefaultAttentionTraits<64> {
-    using type = AttentionTileTraits<64, 64, 64, 4>;
+    using type = AttentionTileTraits<64, 128, 64, 4, true>;
 };
+// 32 rows per warp with D = 128: the output accumulators alone take 128 registers per thread,
+// so Q is re-read from shared memory instead of held.
 template <>
 struct DefaultAttentionTraits<128> {
-    using type = AttentionTileTraits<128, 64, 64, 4>;
+    using type = AttentionTileTraits<128, 128, 64, 4, false>;
 };
 
 // Everything a launch needs, passed by value in kernel parameter space. Strides in elements.
@@ -116,6 +126,60 @@ __device__ __forceinline__ void load_key_tile(Element* tile, const Element* head
         cp_async_16(tile + row * Traits::kSmemRowElements + column, source, inside);
     }
 }
+
+// 2^x on the special-function unit; 2^-inf = 0. Scores are already in the exp2 domain, so
+// this is the whole exponential (exp2f adds a subnormal fix-up that probabilities don't need).
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// A warp's Q fragments (A operands of S = Q K^T) for its kMTiles row tiles: held in registers,
+// or read from the block's Q tile in shared memory at each use.
+template <typename Traits, typename Element, bool InRegisters = Traits::kQInRegisters>
+struct QueryFragments;
+
+template <typename Traits, typename Element>
+__device__ __forceinline__ void load_query_fragment(uint32_t (&fragment)[4],
+                                                    const Element* warp_q_tile, int m_tile,
+                                                    int k_step, int lane) {
+    const int row = m_tile * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
+    const int column = k_step * 16 + (lane / 16) * 8;
+    ldmatrix_x4(fragment, warp_q_tile + row * Traits::kSmemRowElements + column);
+}
+
+template <typename Traits, typename Element>
+struct QueryFragments<Traits, Element, true> {
+    uint32_t held[Traits::kHeadDim / 16][Traits::kMTiles][4];
+
+    __device__ __forceinline__ QueryFragments(const Element* warp_q_tile, int lane) {
+#pragma unroll
+        for (int k_step = 0; k_step < Traits::kHeadDim / 16; ++k_step) {
+#pragma unroll
+            for (int m_tile = 0; m_tile < Traits::kMTiles; ++m_tile) {
+                load_query_fragment<Traits>(held[k_step][m_tile], warp_q_tile, m_tile, k_step,
+                                            lane);
+            }
+        }
+    }
+    __device__ __forceinline__ void get(uint32_t (&fragment)[4], int m_tile, int k_step,
+                                        int) const {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) fragment[i] = held[k_step][m_tile][i];
+    }
+};
+
+template <typename Traits, typename Element>
+struct QueryFragments<Traits, Element, false> {
+    const Element* warp_q_tile;
+
+    __device__ __forceinline__ QueryFragments(const Element* tile, int) : warp_q_tile(tile) {}
+    __device__ __forceinline__ void get(uint32_t (&fragment)[4], int m_tile, int k_step,
+                                        int lane) const {
+        load_query_fragment<Traits>(fragment, warp_q_tile, m_tile, k_step, lane);
+    }
+};
 
 // Grid: x = query-row tiles (sized for the largest possible row count, tiles past the actual
 // count exit at once), y = query heads. Block x runs tile gridDim.x - 1 - x so that the tiles
@@ -189,37 +253,46 @@ __global__ void __launch_bounds__(Traits::kThreads)
     cp_async_wait<0>();
     __syncthreads();
 
+    constexpr int kMTiles = Traits::kMTiles;
     const int warp = threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     const int lane_row = lane / 4;           // g: fragment row (and row + 8)
     const int lane_column = 2 * (lane % 4);  // 2c: first of two fragment columns
+    const int warp_first_row = warp * Traits::kWarpRows;
+    const float scale_log2 = params.scale_log2;
 
-    // The warp's 16 Q rows stay in registers for the whole key loop.
-    uint32_t q_fragments[kHeadDim / 16][4];
+    const QueryFragments<Traits, Element> query(q_tile + warp_first_row * kRowElements, lane);
+
+    // This thread's rows: warp_first_row + 16 m + lane_row, and that + 8. Their first keys are
+    // recomputed where masking needs them rather than held: registers are the scarce resource.
+    int my_position[kMTiles][2];
 #pragma unroll
-    for (int k_step = 0; k_step < kHeadDim / 16; ++k_step) {
-        const int row = warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-        const int column = k_step * 16 + (lane / 16) * 8;
-        ldmatrix_x4(q_fragments[k_step], q_tile + row * kRowElements + column);
+    for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            my_position[m][half] = row_positions[warp_first_row + m * 16 + lane_row + 8 * half];
+        }
     }
 
-    // This thread's two rows: warp * 16 + lane_row and that + 8.
-    int my_position[2];
-    int my_first_key[2];
+    float out_accumulator[kMTiles][kHeadDim / 8][4];
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        my_position[half] = row_positions[warp * 16 + lane_row + 8 * half];
-        my_first_key[half] = KeyRange::first_key(params, my_position[half]);
+    for (int m = 0; m < kMTiles; ++m) {
+#pragma unroll
+        for (int d = 0; d < kHeadDim / 8; ++d) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) out_accumulator[m][d][e] = 0.0f;
+        }
     }
-
-    float out_accumulator[kHeadDim / 8][4];
+    float row_max[kMTiles][2];  // exp2 domain
+    float row_sum[kMTiles][2];  // this thread's share; quad-reduced at the end
 #pragma unroll
-    for (int d = 0; d < kHeadDim / 8; ++d) {
+    for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) out_accumulator[d][e] = 0.0f;
+        for (int half = 0; half < 2; ++half) {
+            row_max[m][half] = -INFINITY;
+            row_sum[m][half] = 0.0f;
+        }
     }
-    float row_max[2] = {-INFINITY, -INFINITY};  // exp2 domain
-    float row_sum[2] = {0.0f, 0.0f};            // this thread's share; quad-reduced at the end
 
     for (int tile = first_tile; tile <= last_tile; ++tile) {
         const int tile_first_key = tile * kBlockN;
@@ -227,15 +300,21 @@ __global__ void __launch_bounds__(Traits::kThreads)
                               params.tokens);
         cp_async_commit();
 
-        // S = Q K^T for the warp's 16 rows and kBlockN keys.
-        float scores[kBlockN / 8][4];
+        // S = Q K^T for the warp's rows and kBlockN keys; each K fragment feeds kMTiles rows.
+        float scores[kMTiles][kBlockN / 8][4];
 #pragma unroll
-        for (int n = 0; n < kBlockN / 8; ++n) {
+        for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) scores[n][e] = 0.0f;
+            for (int n = 0; n < kBlockN / 8; ++n) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) scores[m][n][e] = 0.0f;
+            }
         }
 #pragma unroll
         for (int k_step = 0; k_step < kHeadDim / 16; ++k_step) {
+            uint32_t q_fragments[kMTiles][4];
+#pragma unroll
+            for (int m = 0; m < kMTiles; ++m) query.get(q_fragments[m], m, k_step, lane);
 #pragma unroll
             for (int n_pair = 0; n_pair < kBlockN / 16; ++n_pair) {
                 // Matrices: keys +0..7 / dims +0..7, keys +0..7 / dims +8..15,
@@ -244,9 +323,13 @@ __global__ void __launch_bounds__(Traits::kThreads)
                 const int column = k_step * 16 + ((lane / 8) % 2) * 8;
                 uint32_t k_fragments[4];
                 ldmatrix_x4(k_fragments, k_tile + row * kRowElements + column);
-                Ops::mma(scores[2 * n_pair], q_fragments[k_step], k_fragments[0], k_fragments[1]);
-                Ops::mma(scores[2 * n_pair + 1], q_fragments[k_step], k_fragments[2],
-                         k_fragments[3]);
+#pragma unroll
+                for (int m = 0; m < kMTiles; ++m) {
+                    Ops::mma(scores[m][2 * n_pair], q_fragments[m], k_fragments[0],
+                             k_fragments[1]);
+                    Ops::mma(scores[m][2 * n_pair + 1], q_fragments[m], k_fragments[2],
+                             k_fragments[3]);
+                }
             }
         }
 
@@ -263,66 +346,76 @@ __global__ void __launch_bounds__(Traits::kThreads)
                                        tile_first_key + kBlockN - 1 <= earliest_position);
         if (tile_needs_mask) {
 #pragma unroll
-            for (int n = 0; n < kBlockN / 8; ++n) {
+            for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int half = e / 2;
-                    const int key = tile_first_key + n * 8 + lane_column + (e % 2);
-                    if (key > my_position[half] || key < my_first_key[half]) {
-                        scores[n][e] = -INFINITY;
+                for (int n = 0; n < kBlockN / 8; ++n) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int half = e / 2;
+                        const int key = tile_first_key + n * 8 + lane_column + (e % 2);
+                        if (key > my_position[m][half] ||
+                            key < KeyRange::first_key(params, my_position[m][half])) {
+                            scores[m][n][e] = -INFINITY;
+                        }
                     }
                 }
             }
         }
 
-        // Online softmax. A row that sees no key of this tile yet (max still -inf) uses 0 as
-        // its reference so that exp2(-inf - ref) gives 0 instead of NaN.
+        // Online softmax. The scale is positive, so the row maximum is taken on raw scores and
+        // scaled once. A row that sees no key of this tile yet (max still -inf) uses 0 as its
+        // reference so that exp2(-inf - ref) gives 0 instead of NaN.
+        uint32_t p_fragments[kMTiles][kBlockN / 16][4];
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            float tile_max = row_max[half];
+        for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
-            for (int n = 0; n < kBlockN / 8; ++n) {
-                tile_max = fmaxf(tile_max, fmaxf(scores[n][2 * half], scores[n][2 * half + 1]) *
-                                               params.scale_log2);
-            }
-            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-            const float reference = tile_max == -INFINITY ? 0.0f : tile_max;
-            const float rescale = exp2f(row_max[half] - reference);
-            row_max[half] = tile_max;
-            row_sum[half] *= rescale;
+            for (int half = 0; half < 2; ++half) {
+                float raw_max = -INFINITY;
 #pragma unroll
-            for (int d = 0; d < kHeadDim / 8; ++d) {
-                out_accumulator[d][2 * half] *= rescale;
-                out_accumulator[d][2 * half + 1] *= rescale;
-            }
+                for (int n = 0; n < kBlockN / 8; ++n) {
+                    raw_max = fmaxf(raw_max, fmaxf(scores[m][n][2 * half],
+                                                   scores[m][n][2 * half + 1]));
+                }
+                raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 1));
+                raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 2));
+                const float tile_max = fmaxf(row_max[m][half], raw_max * scale_log2);
+                const float reference = tile_max == -INFINITY ? 0.0f : tile_max;
+                const float rescale = fast_exp2(row_max[m][half] - reference);
+                row_max[m][half] = tile_max;
+                row_sum[m][half] *= rescale;
 #pragma unroll
-            for (int n = 0; n < kBlockN / 8; ++n) {
+                for (int d = 0; d < kHeadDim / 8; ++d) {
+                    out_accumulator[m][d][2 * half] *= rescale;
+                    out_accumulator[m][d][2 * half + 1] *= rescale;
+                }
 #pragma unroll
-                for (int e = 2 * half; e < 2 * half + 2; ++e) {
-                    scores[n][e] = exp2f(scores[n][e] * params.scale_log2 - reference);
-                    row_sum[half] += scores[n][e];
+                for (int n = 0; n < kBlockN / 8; ++n) {
+#pragma unroll
+                    for (int e = 2 * half; e < 2 * half + 2; ++e) {
+                        scores[m][n][e] = fast_exp2(fmaf(scores[m][n][e], scale_log2, -reference));
+                        row_sum[m][half] += scores[m][n][e];
+                    }
                 }
             }
-        }
-
-        // The probabilities, as C fragments of key blocks 2j and 2j+1, are exactly the A
-        // fragment of key step j for P V.
-        uint32_t p_fragments[kBlockN / 16][4];
+            // The probabilities, as C fragments of key blocks 2j and 2j+1, are exactly the A
+            // fragment of key step j for P V.
 #pragma unroll
-        for (int k_step = 0; k_step < kBlockN / 16; ++k_step) {
-            p_fragments[k_step][0] = Ops::pack(scores[2 * k_step][0], scores[2 * k_step][1]);
-            p_fragments[k_step][1] = Ops::pack(scores[2 * k_step][2], scores[2 * k_step][3]);
-            p_fragments[k_step][2] =
-                Ops::pack(scores[2 * k_step + 1][0], scores[2 * k_step + 1][1]);
-            p_fragments[k_step][3] =
-                Ops::pack(scores[2 * k_step + 1][2], scores[2 * k_step + 1][3]);
+            for (int k_step = 0; k_step < kBlockN / 16; ++k_step) {
+                p_fragments[m][k_step][0] =
+                    Ops::pack(scores[m][2 * k_step][0], scores[m][2 * k_step][1]);
+                p_fragments[m][k_step][1] =
+                    Ops::pack(scores[m][2 * k_step][2], scores[m][2 * k_step][3]);
+                p_fragments[m][k_step][2] =
+                    Ops::pack(scores[m][2 * k_step + 1][0], scores[m][2 * k_step + 1][1]);
+                p_fragments[m][k_step][3] =
+                    Ops::pack(scores[m][2 * k_step + 1][2], scores[m][2 * k_step + 1][3]);
+            }
         }
 
         cp_async_wait<1>();  // this tile's V has landed; the K prefetch may still be in flight
         __syncthreads();
 
-        // O += P V.
+        // O += P V; each V fragment feeds kMTiles rows.
 #pragma unroll
         for (int k_step = 0; k_step < kBlockN / 16; ++k_step) {
 #pragma unroll
@@ -333,10 +426,13 @@ __global__ void __launch_bounds__(Traits::kThreads)
                 const int column = d_pair * 16 + (lane / 16) * 8;
                 uint32_t v_fragments[4];
                 ldmatrix_x4_trans(v_fragments, v_tile + row * kRowElements + column);
-                Ops::mma(out_accumulator[2 * d_pair], p_fragments[k_step], v_fragments[0],
-                         v_fragments[1]);
-                Ops::mma(out_accumulator[2 * d_pair + 1], p_fragments[k_step], v_fragments[2],
-                         v_fragments[3]);
+#pragma unroll
+                for (int m = 0; m < kMTiles; ++m) {
+                    Ops::mma(out_accumulator[m][2 * d_pair], p_fragments[m][k_step],
+                             v_fragments[0], v_fragments[1]);
+                    Ops::mma(out_accumulator[m][2 * d_pair + 1], p_fragments[m][k_step],
+                             v_fragments[2], v_fragments[3]);
+                }
             }
         }
 
@@ -348,25 +444,28 @@ __global__ void __launch_bounds__(Traits::kThreads)
     Element* out_head_base =
         static_cast<Element*>(params.out) + int64_t(q_head) * params.out_head_stride;
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        float sum = row_sum[half];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        const int row = warp * 16 + lane_row + 8 * half;
-        if (row >= rows_here) continue;
-        const int position = my_position[half];
-        const float inverse_sum = 1.0f / sum;
-        Element* out_row = out_head_base + int64_t(position) * params.out_token_stride;
+    for (int m = 0; m < kMTiles; ++m) {
 #pragma unroll
-        for (int d = 0; d < kHeadDim / 8; ++d) {
-            *reinterpret_cast<uint32_t*>(out_row + d * 8 + lane_column) =
-                Ops::pack(out_accumulator[d][2 * half] * inverse_sum,
-                          out_accumulator[d][2 * half + 1] * inverse_sum);
-        }
-        if (params.lse != nullptr && lane % 4 == 0) {
-            constexpr float kLn2 = 0.693147180559945309f;
-            params.lse[int64_t(q_head) * params.tokens + position] =
-                (row_max[half] + log2f(sum)) * kLn2;
+        for (int half = 0; half < 2; ++half) {
+            float sum = row_sum[m][half];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const int row = warp_first_row + m * 16 + lane_row + 8 * half;
+            if (row >= rows_here) continue;
+            const int position = my_position[m][half];
+            const float inverse_sum = 1.0f / sum;
+            Element* out_row = out_head_base + int64_t(position) * params.out_token_stride;
+#pragma unroll
+            for (int d = 0; d < kHeadDim / 8; ++d) {
+                *reinterpret_cast<uint32_t*>(out_row + d * 8 + lane_column) =
+                    Ops::pack(out_accumulator[m][d][2 * half] * inverse_sum,
+                              out_accumulator[m][d][2 * half + 1] * inverse_sum);
+            }
+            if (params.lse != nullptr && lane % 4 == 0) {
+                constexpr float kLn2 = 0.693147180559945309f;
+                params.lse[int64_t(q_head) * params.tokens + position] =
+                    (row_max[m][half] + log2f(sum)) * kLn2;
+            }
         }
     }
 }
