@@ -212,6 +212,15 @@ std::mt19937 seeded_random(const std::string& case_name) {
     return std::mt19937(static_cast<uint32_t>(std::hash<std::string>{}(case_name)));
 }
 
+// Parameterized GPU tests skip, rather than fail, on machines without a CUDA device.
+template <typename Case>
+class GpuTest : public testing::TestWithParam<Case> {
+protected:
+    void SetUp() override {
+        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    }
+};
+
 // ---- compaction -----------------------------------------------------------------------------
 
 struct CompactionCase {
@@ -223,12 +232,7 @@ std::string compaction_case_name(const testing::TestParamInfo<CompactionCase>& i
     return "T" + std::to_string(info.param.tokens) + "_" + routing_name(info.param.routing);
 }
 
-class CompactionTest : public testing::TestWithParam<CompactionCase> {
-protected:
-    void SetUp() override {
-        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
-    }
-};
+using CompactionTest = GpuTest<CompactionCase>;
 
 TEST_P(CompactionTest, MatchesCpuCompaction) {
     const CompactionCase& c = GetParam();
@@ -462,12 +466,7 @@ void check_outputs(const AttentionCase& c, const HostTensor& out_layout,
     }
 }
 
-class AttentionTest : public testing::TestWithParam<AttentionCase> {
-protected:
-    void SetUp() override {
-        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
-    }
-};
+using AttentionTest = GpuTest<AttentionCase>;
 
 TEST_P(AttentionTest, MatchesReference) {
     const AttentionCase& c = GetParam();
