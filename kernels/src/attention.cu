@@ -147,6 +147,7 @@ void global_attention_forward(const GlobalAttentionArgs& args, cudaStream_t stre
     AttentionParams params = make_params(args.shape, args.q, args.k, args.v, args.out, args.lse);
     params.routed_positions = args.routed_positions;
     params.routed_count = args.routed_count;
+    params.packed = args.packed;
     dispatch<detail::RoutedQueries, detail::CausalKeys>(where, args.shape, params, stream);
 }
 

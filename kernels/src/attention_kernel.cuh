@@ -74,6 +74,7 @@ struct AttentionParams {
     const int32_t* routed_positions;
     const int32_t* routed_count;
     int window;
+    bool packed;  // routed queries: Q and O rows are routed indices, not token positions
 };
 
 // ---- query-set policies -------------------------------------------------------------------
@@ -87,6 +88,11 @@ struct RoutedQueries {
     static __device__ __forceinline__ int position(const AttentionParams& p, int row) {
         return p.routed_positions[row];
     }
+    // The row of Q and O that holds query `row` sitting at `position`.
+    static __device__ __forceinline__ int storage_row(const AttentionParams& p, int row,
+                                                      int position) {
+        return p.packed ? row : position;
+    }
 };
 
 // Every token: row r sits at position r.
@@ -94,6 +100,9 @@ struct AllQueries {
     static constexpr const char* kName = "all";
     static __device__ __forceinline__ int count(const AttentionParams& p) { return p.tokens; }
     static __device__ __forceinline__ int position(const AttentionParams&, int row) { return row; }
+    static __device__ __forceinline__ int storage_row(const AttentionParams&, int row, int) {
+        return row;
+    }
 };
 
 // ---- key-range policies: a query at `position` sees keys first_key(position) .. position ----
@@ -237,14 +246,15 @@ __global__ void __launch_bounds__(Traits::kThreads)
     const Element* v_head_base =
         static_cast<const Element*>(params.v) + int64_t(kv_head) * params.v_head_stride;
 
-    // Q rows are gathered straight from their token positions: no separate gather pass.
+    // Q rows are gathered straight from their storage rows: no separate gather pass.
     for (int chunk = threadIdx.x; chunk < kBlockM * Traits::kChunksPerRow;
          chunk += Traits::kThreads) {
         const int row = chunk / Traits::kChunksPerRow;
         const int column = (chunk % Traits::kChunksPerRow) * 8;
+        const int q_row = QuerySet::storage_row(params, first_row + min(row, rows_here - 1),
+                                                row_positions[row]);
         cp_async_16(q_tile + row * kRowElements + column,
-                    q_head_base + int64_t(row_positions[row]) * params.q_token_stride + column,
-                    true);
+                    q_head_base + int64_t(q_row) * params.q_token_stride + column, true);
     }
     cp_async_commit();
     load_key_tile<Traits>(k_tile, k_head_base, params.k_token_stride, first_tile * kBlockN,
@@ -454,7 +464,8 @@ __global__ void __launch_bounds__(Traits::kThreads)
             if (row >= rows_here) continue;
             const int position = my_position[m][half];
             const float inverse_sum = 1.0f / sum;
-            Element* out_row = out_head_base + int64_t(position) * params.out_token_stride;
+            const int out_index = QuerySet::storage_row(params, first_row + row, position);
+            Element* out_row = out_head_base + int64_t(out_index) * params.out_token_stride;
 #pragma unroll
             for (int d = 0; d < kHeadDim / 8; ++d) {
                 *reinterpret_cast<uint32_t*>(out_row + d * 8 + lane_column) =

@@ -296,6 +296,7 @@ struct AttentionCase {
     Routing routing;     // global attention
     int64_t window;      // sliding-window attention
     bool padded_layout;  // strides larger than the dense ones, padding filled with NaN
+    bool packed = false; // global: Q and O hold only the routed rows, in routing order
 };
 
 std::string attention_case_name(const AttentionCase& c) {
@@ -305,6 +306,7 @@ std::string attention_case_name(const AttentionCase& c) {
     name += c.kind == Kind::global ? std::string("_routed_") + routing_name(c.routing)
                                    : "_W" + std::to_string(c.window);
     if (c.padded_layout) name += "_padded";
+    if (c.packed) name += "_packed";
     return name;
 }
 
@@ -510,7 +512,46 @@ TEST_P(AttentionTest, MatchesReference) {
     const TokenHeadTensor out_view{out_device.as<void>(), out_layout.token_stride,
                                    out_layout.head_stride};
     Stream stream;
-    if (c.kind == Kind::global) {
+    std::vector<uint16_t> out_bits;
+    if (c.kind == Kind::global && c.packed) {
+        // Q rows gathered into routing order; O comes back in routing order and is scattered to
+        // token rows here, so that the same checks see every element.
+        const size_t row_elements = static_cast<size_t>(q.token_stride);
+        std::vector<uint16_t> packed_q(std::max<size_t>(positions.size(), 1) * row_elements,
+                                       kPoison16);
+        for (size_t i = 0; i < positions.size(); ++i) {
+            std::copy_n(q.bits.begin() + static_cast<ptrdiff_t>(positions[i] * row_elements),
+                        row_elements, packed_q.begin() + static_cast<ptrdiff_t>(i * row_elements));
+        }
+        const size_t out_row = static_cast<size_t>(out_layout.token_stride);
+        DeviceBuffer packed_q_device(packed_q.size() * sizeof(uint16_t));
+        packed_q_device.upload(packed_q);
+        DeviceBuffer packed_out_device(packed_q.size() / row_elements * out_row * sizeof(uint16_t));
+        packed_out_device.upload(std::vector<uint16_t>(packed_q.size() / row_elements * out_row,
+                                                       kPoison16));
+        GlobalAttentionArgs args;
+        args.shape = shape;
+        args.q = {packed_q_device.as<void>(), q.token_stride, q.head_stride};
+        args.k = const_view(k_device, k);
+        args.v = const_view(v_device, v);
+        args.out = {packed_out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
+        args.lse = lse_device.as<float>();
+        args.routed_positions = positions_device.as<int32_t>();
+        args.routed_count = count_device.as<int32_t>();
+        args.packed = true;
+        global_attention_forward(args, stream.get());
+        stream.finish();
+        const std::vector<uint16_t> packed_out = packed_out_device.download<uint16_t>();
+        // Rows past the count must still hold the poison.
+        for (size_t slot = positions.size() * out_row; slot < packed_out.size(); ++slot) {
+            ASSERT_EQ(packed_out[slot], kPoison16) << "packed output row past the count written";
+        }
+        out_bits = out_layout.bits;
+        for (size_t i = 0; i < positions.size(); ++i) {
+            std::copy_n(packed_out.begin() + static_cast<ptrdiff_t>(i * out_row), out_row,
+                        out_bits.begin() + static_cast<ptrdiff_t>(positions[i] * out_row));
+        }
+    } else if (c.kind == Kind::global) {
         GlobalAttentionArgs args;
         args.shape = shape;
         args.q = const_view(q_device, q);
@@ -533,11 +574,11 @@ TEST_P(AttentionTest, MatchesReference) {
         sliding_window_attention_forward(args, stream.get());
     }
     stream.finish();
+    if (out_bits.empty()) out_bits = out_device.download<uint16_t>();
 
     const ReferenceResult reference =
         reference_attention(q, k, v, positions, c.kind == Kind::window ? c.window : 0);
-    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
-                  positions, reference);
+    check_outputs(c, out_layout, out_bits, lse_device.download<float>(), positions, reference);
 }
 
 const std::vector<int64_t> kTokenCounts{1, 17, 64, 200, 1000, 2049};
@@ -584,6 +625,17 @@ std::vector<AttentionCase> global_cases() {
     for (int head_dim : {64, 128}) {
         for (ElementType type : {ElementType::bf16, ElementType::fp16}) {
             cases.push_back(global_case(200, 7, 1, head_dim, type, Routing::fifth, true));
+        }
+    }
+    // Packed Q and O (the engine's layout: only routed rows are projected).
+    for (int64_t tokens : {1, 200, 2049}) {
+        for (int head_dim : {64, 128}) {
+            for (Routing routing : kAllRoutings) {
+                AttentionCase packed = global_case(tokens, 28, 4, head_dim, ElementType::bf16,
+                                                   routing, tokens == 200);
+                packed.packed = true;
+                cases.push_back(packed);
+            }
         }
     }
     return cases;

@@ -69,9 +69,12 @@ void compact_routed_queries(const uint8_t* decisions, int64_t tokens, int32_t* p
 // ---- attention ----------------------------------------------------------------------------
 
 // Global (full causal) attention for the routed queries only. The routed query at position p
-// attends keys 0..p with scale 1/sqrt(D). Q is the full [T, Hq, D] projection (rows of unrouted
-// tokens are never read); K and V are [T, Hkv, D] for every token. Row p of O (all heads) and
-// lse[h * T + p] are written for routed p only; every other row and LSE entry is left as it was.
+// attends keys 0..p with scale 1/sqrt(D). K and V are [T, Hkv, D] for every token.
+// - packed = false: Q is the full [T, Hq, D] projection (rows of unrouted tokens are never read)
+//   and row p of O (all heads) is written for routed p only; other rows are left as they were.
+// - packed = true: Q and O hold the routed queries only, in routing order: row i is the routed
+//   query at routed_positions[i] (Q and O need `count` rows; the engine projects only those).
+// In both modes lse[h * T + p] is written for routed p only.
 struct GlobalAttentionArgs {
     AttentionShape shape;
     ConstTokenHeadTensor q;
@@ -81,6 +84,7 @@ struct GlobalAttentionArgs {
     float* lse = nullptr;                       // optional, [Hq, T]
     const int32_t* routed_positions = nullptr;  // device, [count], increasing
     const int32_t* routed_count = nullptr;      // device, one value in [0, T]
+    bool packed = false;                        // Q and O rows indexed by routed index
 };
 void global_attention_forward(const GlobalAttentionArgs& args, cudaStream_t stream);
 
