@@ -30,12 +30,30 @@ struct ModelSummary {
     std::string router_input;  // "hidden_linearproj", ...
 };
 
+// Where a model's weights live and in which precision.
+struct Placement {
+    std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+    // "auto" (fp32 on the CPU, bf16 on CUDA), "fp32", "bf16" or "fp16". The CPU engine runs
+    // fp32 only; CUDA runs bf16 or fp16 (fp32 on CUDA for tests).
+    std::string dtype = "auto";
+    bool operator==(const Placement&) const = default;
+};
+
 class Model {
 public:
     // Reads config.json, the weights (sharded or not; every expected tensor present with the
-    // right shape), and tokenizer.json when the folder has one. Weights are converted to fp32
-    // for the CPU engine. Throws l2a::Error naming the file and the problem.
-    static Model load(const std::filesystem::path& model_dir);
+    // right shape), and tokenizer.json when the folder has one, and places the weights as asked.
+    // Throws l2a::Error naming the file and the problem (out of GPU memory included).
+    static Model load(const std::filesystem::path& model_dir, const Placement& placement = {});
+
+    // A model of the given shape with random weights (seeded, deterministic for a seed on one
+    // device), made directly on the device: benchmarks of real published shapes need no download.
+    // Linear weights ~ N(0, 0.02), norms 1, router weights ~ N(0, 0.02).
+    static Model random(const ModelConfig& config, std::uint64_t seed,
+                        const Placement& placement = {});
+
+    // The placement actually used ("auto" resolved).
+    const Placement& placement() const;
 
     const ModelConfig& config() const;
     const ModelSummary& summary() const;

@@ -45,8 +45,11 @@ struct PrefillResult {
     std::vector<float> router_logits;       // [num_layers, num_tokens]; NaN for plain layers
     std::vector<std::uint8_t> decisions;    // [num_layers, num_tokens]; applied decisions
     std::vector<float> token_nll;           // [num_tokens]; token_nll[0] = NaN (no prediction)
-    std::vector<TimedRange> ranges;         // host-timed named ranges
+    std::vector<TimedRange> ranges;         // host-timed named ranges (CUDA: synchronized)
+    std::vector<float> last_logits;         // [vocab] logits of the last row (next token)
     double wall_seconds = 0.0;
+    std::string device;                     // "cpu" or the GPU's name
+    std::int64_t peak_device_bytes = 0;     // CUDA: peak bytes allocated during the run
 };
 
 // CPU threads the engine's operators use (LibTorch intra-op threads); 0 keeps the default (one

@@ -36,8 +36,18 @@ struct RunOptions {
     PruningPlan prune;
     std::uint64_t seed = 0;           // for random routing
     std::int64_t chunk_size = 256;    // query rows per attention / MLP / LM-head chunk
+    // Must match the model's placement ("cpu", "cuda", "cuda:N").
     std::string device = "cpu";
+    // Attention backend. "reference": blocked LibTorch ops (CPU and CUDA). "sdpa" (CUDA):
+    // LibTorch scaled_dot_product_attention (cuDNN / FlashAttention for full causal, masked for
+    // the window and the routed queries). "kernels" (CUDA): the project's kernels/.
     std::string backend = "reference";
+    // Run an L2A model as its base model: every layer runs full causal attention with its first
+    // (local) attention set, no router, no global set. The baseline of `l2a bench prefill`.
+    bool as_base = false;
+    // Compute the per-token NLL (needs logits of every row). Off: only the last row's logits
+    // are computed (time to first token).
+    bool token_nll = true;
     int kv_bytes_per_element = 2;     // KV-cache accounting assumes a bf16 cache by default
     bool operator==(const RunOptions&) const = default;
 };
