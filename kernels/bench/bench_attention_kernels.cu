@@ -7,6 +7,8 @@
 //
 //     bench_attention_kernels [--tokens 8192,32768,131072] [--fractions 0,0.1,0.2,0.5,1]
 //                             [--heads 28/4] [--head-dim 128] [--window 4095] [--csv FILE]
+//
+// L2A_ATTENTION_PATH=mma|wgmma in the environment times one path of the dispatcher.
 
 #include <l2a/kernels/attention.h>
 
@@ -655,6 +657,11 @@ int run(const Options& options) {
                 options.q_heads, options.kv_heads, options.head_dim,
                 static_cast<long long>(options.window), options.warmup, options.repeats,
                 static_cast<unsigned long long>(options.seed));
+    // The dispatcher's choice is not visible through the API: report what was asked for
+    // (automatic = wgmma on a 9.x device with sm_90a code, else mma.sync).
+    const char* path = std::getenv("L2A_ATTENTION_PATH");
+    std::printf("L2A_ATTENTION_PATH=%s\n", path != nullptr && path[0] != '\0' ? path
+                                                                               : "(automatic)");
     std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s\n", "tokens", "routed",
                 "count", "global_ms", "g_tflops", "g_causal", "local_ms", "l_tflops", "l_causal",
                 "whole_ms", "w_tflops", "w_causal", "g_err", "l_err");

@@ -1,5 +1,10 @@
 // Host side of global and sliding-window attention: argument validation, and the one
-// dispatcher that picks the kernel instantiation by element type and head dim.
+// dispatcher that picks the path (the Hopper wgmma kernels of attention_sm90.cu where the device
+// and the build allow, else the mma.sync kernels of attention_kernel.cuh) and the kernel
+// instantiation by element type and head dim.
+//
+// Environment variable L2A_ATTENTION_PATH=mma|wgmma forces a path (unset or empty: automatic);
+// forcing wgmma where it cannot run is an error.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -7,9 +12,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "attention_kernel.cuh"
+#include "attention_sm90.h"
 #include "l2a/kernels/attention.h"
 #include "launch_check.h"
 
@@ -113,10 +120,39 @@ void launch(const std::string& where, const AttentionParams& params, int q_heads
     detail::check_launch(where, name);
 }
 
-// The one dispatcher: element type x head dim, for a given query-set and key-range policy.
+enum class Path { automatic, mma, wgmma };
+
+// Read at every call (cheap next to a launch) so that tests can switch paths in one process.
+Path requested_path(const std::string& where) {
+    const char* value = std::getenv("L2A_ATTENTION_PATH");
+    if (value == nullptr || value[0] == '\0') return Path::automatic;
+    const std::string text(value);
+    if (text == "mma") return Path::mma;
+    if (text == "wgmma") return Path::wgmma;
+    fail(where, "environment variable L2A_ATTENTION_PATH is \"" + text +
+                    "\"; expected \"mma\", \"wgmma\" or unset");
+}
+
+// The one dispatcher: path, then element type x head dim, for a given query-set and key-range
+// policy.
 template <typename QuerySet, typename KeyRange>
 void dispatch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
               cudaStream_t stream) {
+    const Path path = requested_path(where);
+    if (path == Path::wgmma && !detail::sm90_attention_available()) {
+        fail(where, "L2A_ATTENTION_PATH=wgmma, but the wgmma path cannot run here: " +
+                        detail::sm90_attention_unavailable_reason());
+    }
+    if (path != Path::mma && detail::sm90_attention_available()) {
+        if (detail::sm90_attention_launch<QuerySet, KeyRange>(where, shape, params, stream)) {
+            return;
+        }
+        if (path == Path::wgmma) {
+            fail(where, "L2A_ATTENTION_PATH=wgmma, but K or V cannot be described by a tensor "
+                        "map (token stride " + std::to_string(params.k_token_stride) + " / " +
+                        std::to_string(params.v_token_stride) + ")");
+        }
+    }
     const int64_t rows = shape.tokens;  // the worst case; the kernel reads the real count
     const bool bf16 = shape.element_type == ElementType::bf16;
     if (shape.head_dim == 64) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -212,6 +213,58 @@ std::mt19937 seeded_random(const std::string& case_name) {
     return std::mt19937(static_cast<uint32_t>(std::hash<std::string>{}(case_name)));
 }
 
+// The attention paths the dispatcher can be forced onto through L2A_ATTENTION_PATH.
+enum class AttentionPath { mma, wgmma };
+
+const char* path_name(AttentionPath path) { return path == AttentionPath::mma ? "mma" : "wgmma"; }
+
+// Whether the wgmma path must run here: a compute capability 9.x device and a build whose
+// CUDA architectures include sm_90a (then the dispatcher has no reason to refuse it).
+bool wgmma_path_expected() {
+#if defined(L2A_HAVE_SM90A)
+    if (!has_cuda_device()) return false;
+    int device = 0;
+    int major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return major == 9;
+#else
+    return false;
+#endif
+}
+
+// Sets L2A_ATTENTION_PATH for one scope and restores the previous value.
+class ScopedAttentionPath {
+public:
+    explicit ScopedAttentionPath(const char* value) {
+        const char* previous = std::getenv(kVariable);
+        had_previous_ = previous != nullptr;
+        if (had_previous_) previous_ = previous;
+        if (value == nullptr) {
+            unsetenv(kVariable);
+        } else {
+            setenv(kVariable, value, 1);
+        }
+    }
+    ~ScopedAttentionPath() {
+        if (had_previous_) {
+            setenv(kVariable, previous_.c_str(), 1);
+        } else {
+            unsetenv(kVariable);
+        }
+    }
+    ScopedAttentionPath(const ScopedAttentionPath&) = delete;
+    ScopedAttentionPath& operator=(const ScopedAttentionPath&) = delete;
+
+private:
+    static constexpr const char* kVariable = "L2A_ATTENTION_PATH";
+    bool had_previous_ = false;
+    std::string previous_;
+};
+
 // Parameterized GPU tests skip, rather than fail, on machines without a CUDA device.
 template <typename Case>
 class GpuTest : public testing::TestWithParam<Case> {
@@ -297,6 +350,7 @@ struct AttentionCase {
     int64_t window;      // sliding-window attention
     bool padded_layout;  // strides larger than the dense ones, padding filled with NaN
     bool packed = false; // global: Q and O hold only the routed rows, in routing order
+    AttentionPath path = AttentionPath::mma;
 };
 
 std::string attention_case_name(const AttentionCase& c) {
@@ -307,6 +361,7 @@ std::string attention_case_name(const AttentionCase& c) {
                                    : "_W" + std::to_string(c.window);
     if (c.padded_layout) name += "_padded";
     if (c.packed) name += "_packed";
+    name += std::string("_") + path_name(c.path);
     return name;
 }
 
@@ -472,6 +527,10 @@ using AttentionTest = GpuTest<AttentionCase>;
 
 TEST_P(AttentionTest, MatchesReference) {
     const AttentionCase& c = GetParam();
+    if (c.path == AttentionPath::wgmma && !wgmma_path_expected()) {
+        GTEST_SKIP() << "the wgmma path needs a compute capability 9.x device and sm_90a code";
+    }
+    const ScopedAttentionPath forced_path(path_name(c.path));
     std::mt19937 random = seeded_random(attention_case_name(c));
     const HostTensor q =
         random_tensor(c.tokens, c.q_heads, c.head_dim, c.padded_layout, c.type, random);
@@ -673,13 +732,24 @@ std::vector<AttentionCase> window_cases() {
     return cases;
 }
 
+// Every case on each path.
+std::vector<AttentionCase> on_every_path(std::vector<AttentionCase> cases) {
+    const size_t count = cases.size();
+    for (size_t i = 0; i < count; ++i) {
+        AttentionCase on_wgmma = cases[i];
+        on_wgmma.path = AttentionPath::wgmma;
+        cases.push_back(on_wgmma);
+    }
+    return cases;
+}
+
 std::string attention_param_name(const testing::TestParamInfo<AttentionCase>& info) {
     return attention_case_name(info.param);
 }
 
-INSTANTIATE_TEST_SUITE_P(Global, AttentionTest, testing::ValuesIn(global_cases()),
+INSTANTIATE_TEST_SUITE_P(Global, AttentionTest, testing::ValuesIn(on_every_path(global_cases())),
                          attention_param_name);
-INSTANTIATE_TEST_SUITE_P(Window, AttentionTest, testing::ValuesIn(window_cases()),
+INSTANTIATE_TEST_SUITE_P(Window, AttentionTest, testing::ValuesIn(on_every_path(window_cases())),
                          attention_param_name);
 
 // Decisions -> compaction -> global attention, with the count never leaving the device.
@@ -791,6 +861,26 @@ TEST(AttentionValidationTest, RejectsMissingRouting) {
     GlobalAttentionArgs args = plausible_global_args(memory);
     args.routed_count = nullptr;
     EXPECT_EQ(global_error(args), "l2a::kernels::global_attention_forward: routed_count is null");
+}
+
+TEST(AttentionValidationTest, RejectsUnknownPathInEnvironment) {
+    alignas(16) static unsigned char memory[16];
+    const ScopedAttentionPath forced_path("tensor-cores");
+    EXPECT_EQ(global_error(plausible_global_args(memory)),
+              "l2a::kernels::global_attention_forward: environment variable L2A_ATTENTION_PATH is "
+              "\"tensor-cores\"; expected \"mma\", \"wgmma\" or unset");
+}
+
+TEST(AttentionValidationTest, RejectsForcedWgmmaWhereItCannotRun) {
+    if (wgmma_path_expected()) GTEST_SKIP() << "the wgmma path runs on this machine";
+    alignas(16) static unsigned char memory[16];
+    const ScopedAttentionPath forced_path("wgmma");
+    const std::string error = global_error(plausible_global_args(memory));
+    EXPECT_EQ(error.rfind("l2a::kernels::global_attention_forward: L2A_ATTENTION_PATH=wgmma, but "
+                          "the wgmma path cannot run here: ",
+                          0),
+              0u)
+        << error;
 }
 
 TEST(AttentionValidationTest, RejectsEmptyWindow) {
