@@ -57,8 +57,15 @@ Run:
   --prune LAYERS      layers whose global attention is removed, e.g. 0,5,7
   --seed S            seed of random routing (default 0)
   --chunk N           query rows computed at a time (default 256)
-  --device NAME       cpu (default; the only device of this version)
-  --backend NAME      reference (default; the only attention backend of this version)
+  --device NAME       cpu (default), cuda or cuda:N (builds with CUDA; `l2a info` lists GPUs)
+  --dtype TYPE        auto (default: fp32 on the CPU, bf16 on CUDA), bf16, fp16 or fp32
+                      (the CPU runs fp32 only)
+  --backend NAME      attention: reference (default; blocked LibTorch ops, CPU and CUDA),
+                      sdpa (CUDA: cuDNN / FlashAttention, masked for the window and the
+                      routed tokens) or kernels (CUDA, bf16/fp16, head_dim 64 or 128: the
+                      project's sliding-window and routed global attention kernels)
+  --as-base           run an L2A model as its base model: full causal attention with the
+                      local weights in every layer, no router
   --threads N         CPU threads (default: one per core)
 
 Output:

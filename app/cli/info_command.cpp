@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "l2a/engine/checkpoint.h"
 #include "l2a/engine/config.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/metrics.h"
 #include "model_source.h"
 #include "text_format.h"
@@ -133,6 +134,18 @@ int info_command(std::span<const std::string_view> raw) {
              c.is_l2a() ? json(L * W * kv.per_token_per_cache) : json(nullptr)},
             {"examples", std::move(examples)},
         };
+        json devices = json::array();
+        for (int i = 0; i < cuda_device_count(); ++i) {
+            const CudaDeviceInfo d = cuda_device_info(i);
+            devices.push_back({{"device", "cuda:" + std::to_string(i)},
+                               {"name", d.name},
+                               {"compute_capability", std::to_string(d.compute_major) + "." +
+                                                          std::to_string(d.compute_minor)},
+                               {"total_bytes", d.total_bytes},
+                               {"free_bytes", d.free_bytes}});
+        }
+        j["cuda_built"] = cuda_built();
+        j["cuda_devices"] = std::move(devices);
         std::cout << j.dump(2) << "\n";
         return 0;
     }
@@ -190,6 +203,22 @@ int info_command(std::span<const std::string_view> raw) {
                     format_bytes(kv.without_l2a(L, t)).c_str());
         if (c.is_l2a()) std::printf("  %16s", format_bytes(kv.with_l2a(L, t, W)).c_str());
         std::printf("\n");
+    }
+
+    std::printf("\n");
+    if (!cuda_built()) {
+        line("devices", "cpu (this build has no CUDA support)");
+    } else if (cuda_device_count() == 0) {
+        line("devices", "cpu (no CUDA device visible)");
+    } else {
+        line("devices", "cpu, and:");
+        for (int i = 0; i < cuda_device_count(); ++i) {
+            const CudaDeviceInfo d = cuda_device_info(i);
+            line("  cuda:" + std::to_string(i),
+                 d.name + " (compute " + std::to_string(d.compute_major) + "." +
+                     std::to_string(d.compute_minor) + ", " + format_bytes(d.total_bytes) + ", " +
+                     format_bytes(d.free_bytes) + " free)");
+        }
     }
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
@@ -222,6 +223,7 @@ RunOptions run_options(const Arguments& args) {
     if (auto seed = args.unsigned_integer("--seed")) options.seed = *seed;
     if (auto device = args.value("--device")) options.device = *device;
     if (auto backend = args.value("--backend")) options.backend = *backend;
+    options.as_base = args.has("--as-base");
     return options;
 }
 
@@ -236,7 +238,7 @@ std::string utc_now_iso8601() {
 
 // ---- the report ----------------------------------------------------------------------------
 
-void print_report(const Profile& p, const std::string& model_label) {
+void print_report(const Profile& p, const std::string& model_label, const std::string& device) {
     const ModelSummary& m = p.model;
     const RunMetrics& metrics = p.metrics;
     const auto line = [](const std::string& label, const std::string& text) {
@@ -310,7 +312,8 @@ void print_report(const Profile& p, const std::string& model_label) {
         p.wall_seconds > 0 ? static_cast<double>(p.num_tokens()) / p.wall_seconds : 0.0;
     line("time", format_seconds(p.wall_seconds) + ", " +
                      group_digits(static_cast<std::int64_t>(tokens_per_second + 0.5)) +
-                     " tokens/s (" + p.options.device + ", " + p.options.backend + ")");
+                     " tokens/s (" + device + ", " + p.options.backend +
+                     (p.options.as_base ? ", as base model" : "") + ")");
 }
 
 }  // namespace
@@ -329,6 +332,8 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--chunk", true},
                     {"--device", true},
                     {"--backend", true},
+                    {"--dtype", true},
+                    {"--as-base", false},
                     {"--out", true},
                     {"--logits-out", true},
                     {"--threads", true},
@@ -347,6 +352,15 @@ int run_command(std::span<const std::string_view> raw) {
         args.usage_error("give the input: --doc FILE or --tokens FILE");
     }
     RunOptions options = run_options(args);
+    if (options.backend != "reference" && options.backend != "sdpa" && options.backend != "kernels") {
+        args.usage_error("--backend " + options.backend + ": expected reference, sdpa or kernels");
+    }
+    if (options.device == "cpu" && options.backend != "reference") {
+        args.usage_error("--backend " + options.backend +
+                         ": runs on CUDA devices only (add --device cuda; on the CPU the backend "
+                         "is reference)");
+    }
+    require_device(options.device);
     if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
@@ -355,7 +369,10 @@ int run_command(std::span<const std::string_view> raw) {
     CancelOnSigint cancel;
     const std::filesystem::path folder = model_folder(args);
     const std::string label = model_label(args, folder);
-    const Model model = Model::load(folder);
+    Placement placement;
+    placement.device = options.device;
+    if (auto dtype = args.value("--dtype")) placement.dtype = *dtype;
+    const Model model = Model::load(folder, placement);
     cancel.throw_if_requested();
 
     TokenizedInput input = read_input(doc, tokens_file, model, folder);
@@ -431,7 +448,8 @@ int run_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << profile_to_json(profile) << "\n";
     } else {
-        print_report(profile, label);
+        print_report(profile, label,
+                     result.device == "cpu" ? std::string("cpu") : options.device + ": " + result.device);
     }
     return 0;
 }

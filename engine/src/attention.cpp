@@ -1,52 +1,58 @@
 #include "attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 namespace l2a {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-    at::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
-    return weight * (x * at::rsqrt(variance + eps));
+    const at::Tensor xf = x.to(at::kFloat);
+    at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+    return weight.to(at::kFloat) * (xf * at::rsqrt(variance + eps));
 }
 
 RopeTables make_rope_tables(const std::vector<double>& inv_freq, double attention_scaling,
-                            std::int64_t positions) {
+                            std::int64_t positions, const at::Device& device) {
     // Angles in double: at 128K positions fp32 products lose several digits of the phase.
-    const auto half = static_cast<std::int64_t>(inv_freq.size());
     at::Tensor freq = at::tensor(inv_freq, at::TensorOptions().dtype(at::kDouble));
     at::Tensor pos = at::arange(positions, at::TensorOptions().dtype(at::kDouble));
-    at::Tensor angles = at::outer(pos, freq);             // [P, D/2]
+    at::Tensor angles = at::outer(pos, freq);                // [P, D/2]
     at::Tensor full = at::cat({angles, angles}, /*dim=*/1);  // [P, D], HF's rotate_half layout
-    (void)half;
-    return {(full.cos() * attention_scaling).to(at::kFloat),
-            (full.sin() * attention_scaling).to(at::kFloat)};
+    return {(full.cos() * attention_scaling).to(device, at::kFloat),
+            (full.sin() * attention_scaling).to(device, at::kFloat)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables, const at::Tensor& positions) {
     const std::int64_t half = x.size(-1) / 2;
-    at::Tensor cos = tables.cos.index_select(0, positions);  // [n, D]
-    at::Tensor sin = tables.sin.index_select(0, positions);
+    at::Tensor cos = tables.cos.index_select(0, positions).unsqueeze(1);  // [n, 1, D]
+    at::Tensor sin = tables.sin.index_select(0, positions).unsqueeze(1);
     at::Tensor x1 = x.narrow(-1, 0, half);
     at::Tensor x2 = x.narrow(-1, half, half);
     at::Tensor rotated = at::cat({-x2, x1}, -1);
     return x * cos + rotated * sin;
 }
 
-at::Tensor blocked_attention(const at::Tensor& q, const at::Tensor& positions, const at::Tensor& k,
-                             const at::Tensor& v, std::int64_t window, std::int64_t query_block,
-                             std::int64_t key_block, const std::function<void()>& check) {
-    const std::int64_t hq = q.size(0);
-    const std::int64_t n = q.size(1);
-    const std::int64_t dim = q.size(2);
-    const std::int64_t hkv = k.size(0);
+at::Tensor reference_attention(const at::Tensor& q_rows, const QueryRows& rows, const at::Tensor& k_rows,
+                               const at::Tensor& v_rows, std::int64_t window, std::int64_t query_block,
+                               const std::function<void()>& check) {
+    const std::int64_t n = q_rows.size(0);
+    const std::int64_t hq = q_rows.size(1);
+    const std::int64_t dim = q_rows.size(2);
+    const std::int64_t hkv = k_rows.size(1);
     const std::int64_t group = hq / hkv;
+    const std::int64_t key_block = std::max<std::int64_t>(query_block, 1024);
     const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
     const float neg_inf = -std::numeric_limits<float>::infinity();
 
-    at::Tensor out = at::empty({n, hq * dim}, q.options());
-    if (n == 0) return out;
-    const auto* pos = positions.data_ptr<std::int64_t>();
+    // Head-major fp32: [heads, tokens, D].
+    const at::Tensor q = q_rows.permute({1, 0, 2}).to(at::kFloat).contiguous();
+    const at::Tensor k = k_rows.permute({1, 0, 2}).to(at::kFloat).contiguous();
+    const at::Tensor v = v_rows.permute({1, 0, 2}).to(at::kFloat).contiguous();
+    const at::TensorOptions f32 = q.options();
+    at::Tensor out = at::empty({n, hq * dim}, f32);
+    if (n == 0) return out.to(q_rows.scalar_type());
+    const std::int64_t* pos = rows.positions.data();
     // GQA without replicating K/V: the `group` query heads that share a KV head become rows.
     at::Tensor qg = q.reshape({hkv, group, n, dim});
 
@@ -57,15 +63,15 @@ at::Tensor blocked_attention(const at::Tensor& q, const at::Tensor& positions, c
         const std::int64_t last = pos[q0 + qn - 1];
         const std::int64_t key_begin = window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
         const std::int64_t key_end = last + 1;
-        at::Tensor qpos = positions.narrow(0, q0, qn).view({qn, 1});
+        at::Tensor qpos = rows.device_positions.narrow(0, q0, qn).view({qn, 1});
         at::Tensor qc = qg.narrow(2, q0, qn).reshape({hkv, group * qn, dim}) * scale;
 
-        at::Tensor row_max = at::full({hkv, group * qn, 1}, neg_inf, q.options());
-        at::Tensor row_sum = at::zeros({hkv, group * qn, 1}, q.options());
-        at::Tensor acc = at::zeros({hkv, group * qn, dim}, q.options());
+        at::Tensor row_max = at::full({hkv, group * qn, 1}, neg_inf, f32);
+        at::Tensor row_sum = at::zeros({hkv, group * qn, 1}, f32);
+        at::Tensor acc = at::zeros({hkv, group * qn, dim}, f32);
         for (std::int64_t k0 = key_begin; k0 < key_end; k0 += key_block) {
             const std::int64_t kn = std::min(key_block, key_end - k0);
-            at::Tensor kpos = at::arange(k0, k0 + kn, positions.options()).view({1, kn});
+            at::Tensor kpos = at::arange(k0, k0 + kn, qpos.options()).view({1, kn});
             at::Tensor allowed = kpos <= qpos;  // [qn, kn]
             if (window > 0) allowed = allowed & (kpos > qpos - window);
             at::Tensor scores = at::matmul(qc, k.narrow(1, k0, kn).transpose(1, 2));  // [hkv, g*qn, kn]
@@ -86,7 +92,7 @@ at::Tensor blocked_attention(const at::Tensor& q, const at::Tensor& positions, c
         at::Tensor o = (acc / row_sum).view({hkv, group, qn, dim}).reshape({hq, qn, dim});
         out.narrow(0, q0, qn).copy_(o.permute({1, 0, 2}).reshape({qn, hq * dim}));
     }
-    return out;
+    return out.to(q_rows.scalar_type());
 }
 
 }  // namespace l2a

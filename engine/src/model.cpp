@@ -3,7 +3,12 @@
 #include <string>
 #include <utility>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
+#include "device_runtime.h"
 #include "l2a/engine/checkpoint.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "model_impl.h"
 
@@ -27,12 +32,17 @@ bool is_float(DType dtype) {
     return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
 }
 
-// Copies a mapped tensor into an owned fp32 tensor (the mapping closes with the checkpoint).
-class WeightReader {
-public:
-    explicit WeightReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
+// What a tensor is, for weights that are made rather than read (Model::random).
+enum class Init { Matrix, Norm, Bias, Router };
 
-    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape) {
+// Copies mapped tensors onto the placement's device, in its dtype (the mapping closes with the
+// checkpoint).
+class CheckpointWeights {
+public:
+    CheckpointWeights(const Checkpoint& checkpoint, const at::Device& device, at::ScalarType dtype)
+        : checkpoint_(checkpoint), device_(device), dtype_(dtype) {}
+
+    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init /*init*/) {
         TensorView view = checkpoint_.get(name, shape);
         if (!is_float(view.info->dtype)) {
             fail(checkpoint_.file_of(name).string(),
@@ -41,44 +51,124 @@ public:
         }
         at::Tensor mapped = at::from_blob(const_cast<std::byte*>(view.data), shape,
                                           at::TensorOptions().dtype(scalar_type(view.info->dtype)));
-        at::Tensor owned = mapped.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+        // The stored dtype travels (fewer bytes over PCIe); the conversion runs on the device.
+        at::Tensor owned = device_.is_cpu()
+                               ? mapped.to(dtype_, /*non_blocking=*/false, /*copy=*/true)
+                               : mapped.to(device_, mapped.scalar_type(), false, true).to(dtype_);
         parameters_ += owned.numel();
         return owned;
-    }
-
-    at::Tensor get_optional(const std::string& name, std::vector<std::int64_t> shape) {
-        return checkpoint_.has(name) ? get(name, std::move(shape)) : at::Tensor();
     }
 
     std::int64_t parameters() const { return parameters_; }
 
 private:
     const Checkpoint& checkpoint_;
+    at::Device device_;
+    at::ScalarType dtype_;
     std::int64_t parameters_ = 0;
 };
 
-AttentionWeights load_attention(WeightReader& reader, const ModelConfig& c, const std::string& prefix,
+// Random weights made on the device. Each tensor has its own generator, seeded by the model seed
+// and the tensor's name, so that a plain model and an L2A model of the same shape and seed share
+// every base weight (the L2A model's local set equals the plain model's attention).
+class RandomWeights {
+public:
+    RandomWeights(std::uint64_t seed, const at::Device& device, at::ScalarType dtype)
+        : seed_(seed), device_(device), dtype_(dtype) {}
+
+    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init init) {
+        const at::TensorOptions options = at::TensorOptions().device(device_).dtype(dtype_);
+        at::Tensor t;
+        switch (init) {
+        case Init::Norm: t = at::ones(shape, options); break;
+        case Init::Bias: t = at::zeros(shape, options); break;
+        case Init::Matrix:
+        case Init::Router: {
+            at::Generator generator = make_generator(tensor_seed(name));
+            t = at::empty(shape, options).normal_(0.0, 0.02, generator);
+            break;
+        }
+        }
+        parameters_ += t.numel();
+        return t;
+    }
+
+    std::int64_t parameters() const { return parameters_; }
+
+private:
+    std::uint64_t tensor_seed(const std::string& name) const {
+        std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+        for (unsigned char ch : name) h = (h ^ ch) * 0x100000001b3ull;
+        return h ^ (seed_ * 0x9E3779B97F4A7C15ull);
+    }
+    at::Generator make_generator(std::uint64_t seed) const {
+        if (device_.is_cpu()) return at::detail::createCPUGenerator(seed);
+        at::Generator generator = at::detail::getCUDAHooks().getNewGenerator(device_.index());
+        generator.set_current_seed(seed);
+        return generator;
+    }
+
+    std::uint64_t seed_;
+    at::Device device_;
+    at::ScalarType dtype_;
+    std::int64_t parameters_ = 0;
+};
+
+template <typename Weights>
+AttentionWeights make_attention(Weights& weights, const ModelConfig& c, const std::string& prefix,
                                 const std::string& suffix) {
     const std::int64_t d = c.hidden_size;
     const std::int64_t q_out = c.num_attention_heads * c.head_dim;
     const std::int64_t kv_out = c.num_key_value_heads * c.head_dim;
     AttentionWeights a;
-    a.q_proj = reader.get(prefix + "q_proj" + suffix + ".weight", {q_out, d});
-    a.k_proj = reader.get(prefix + "k_proj" + suffix + ".weight", {kv_out, d});
-    a.v_proj = reader.get(prefix + "v_proj" + suffix + ".weight", {kv_out, d});
-    a.o_proj = reader.get(prefix + "o_proj" + suffix + ".weight", {d, q_out});
+    a.q_proj = weights.get(prefix + "q_proj" + suffix + ".weight", {q_out, d}, Init::Matrix);
+    a.k_proj = weights.get(prefix + "k_proj" + suffix + ".weight", {kv_out, d}, Init::Matrix);
+    a.v_proj = weights.get(prefix + "v_proj" + suffix + ".weight", {kv_out, d}, Init::Matrix);
+    a.o_proj = weights.get(prefix + "o_proj" + suffix + ".weight", {d, q_out}, Init::Matrix);
     if (c.has_qkv_bias()) {
-        a.q_bias = reader.get(prefix + "q_proj" + suffix + ".bias", {q_out});
-        a.k_bias = reader.get(prefix + "k_proj" + suffix + ".bias", {kv_out});
-        a.v_bias = reader.get(prefix + "v_proj" + suffix + ".bias", {kv_out});
+        a.q_bias = weights.get(prefix + "q_proj" + suffix + ".bias", {q_out}, Init::Bias);
+        a.k_bias = weights.get(prefix + "k_proj" + suffix + ".bias", {kv_out}, Init::Bias);
+        a.v_bias = weights.get(prefix + "v_proj" + suffix + ".bias", {kv_out}, Init::Bias);
         // Qwen3 puts the bias flag on all four projections, Qwen2 on q/k/v only.
-        if (c.has_qk_norm()) a.o_bias = reader.get(prefix + "o_proj" + suffix + ".bias", {d});
+        if (c.has_qk_norm()) a.o_bias = weights.get(prefix + "o_proj" + suffix + ".bias", {d}, Init::Bias);
     }
     if (c.has_qk_norm()) {
-        a.q_norm = reader.get(prefix + "q_norm" + suffix + ".weight", {c.head_dim});
-        a.k_norm = reader.get(prefix + "k_norm" + suffix + ".weight", {c.head_dim});
+        a.q_norm = weights.get(prefix + "q_norm" + suffix + ".weight", {c.head_dim}, Init::Norm);
+        a.k_norm = weights.get(prefix + "k_norm" + suffix + ".weight", {c.head_dim}, Init::Norm);
     }
     return a;
+}
+
+template <typename Weights>
+void make_weights(Weights& weights, Model::Impl& impl) {
+    const ModelConfig& c = impl.config;
+    const std::int64_t d = c.hidden_size;
+    impl.embed = weights.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Matrix);
+    impl.final_norm = weights.get("model.norm.weight", {d}, Init::Norm);
+    impl.lm_head = c.tie_word_embeddings
+                       ? impl.embed
+                       : weights.get("lm_head.weight", {c.vocab_size, d}, Init::Matrix);
+    impl.layers.reserve(static_cast<std::size_t>(c.num_hidden_layers));
+    for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        const std::int64_t m = c.intermediate_size;
+        LayerWeights layer;
+        layer.input_norm = weights.get(p + "input_layernorm.weight", {d}, Init::Norm);
+        layer.post_norm = weights.get(p + "post_attention_layernorm.weight", {d}, Init::Norm);
+        layer.attn = make_attention(weights, c, p + "self_attn.", "");
+        layer.gate_proj = weights.get(p + "mlp.gate_proj.weight", {m, d}, Init::Matrix);
+        layer.up_proj = weights.get(p + "mlp.up_proj.weight", {m, d}, Init::Matrix);
+        layer.down_proj = weights.get(p + "mlp.down_proj.weight", {d, m}, Init::Matrix);
+        if (c.is_l2a()) {
+            layer.global_norm = weights.get(p + "input_layernorm_global.weight", {d}, Init::Norm);
+            layer.global = make_attention(weights, c, p + "self_attn.", "_global");
+            if (c.l2a.router_input == RouterInput::HiddenLinearProj) {
+                layer.router =
+                    weights.get(p + "self_attn.sigmoid_linear.weight", {1, d}, Init::Router).reshape({d});
+            }
+        }
+        impl.layers.push_back(std::move(layer));
+    }
 }
 
 std::string router_input_name(RouterInput input) {
@@ -90,84 +180,123 @@ std::string router_input_name(RouterInput input) {
     return "?";
 }
 
+void fill_summary(Model::Impl& impl, std::string path, std::int64_t parameters) {
+    const ModelConfig& c = impl.config;
+    ModelSummary& s = impl.summary;
+    s.path = std::move(path);
+    s.model_type = model_type_name(c.model_type);
+    s.num_layers = c.num_hidden_layers;
+    s.hidden_size = c.hidden_size;
+    s.intermediate_size = c.intermediate_size;
+    s.num_heads = c.num_attention_heads;
+    s.num_kv_heads = c.num_key_value_heads;
+    s.head_dim = c.head_dim;
+    s.vocab_size = c.vocab_size;
+    s.parameter_count = parameters;
+    s.is_l2a = c.is_l2a();
+    s.untrained = c.untrained;
+    if (c.is_l2a()) {
+        s.sliding_window = c.l2a.sliding_window;
+        s.sigmoid_temp = c.l2a.sigmoid_temp;
+        s.sigmoid_threshold = c.l2a.sigmoid_threshold;
+        s.router_input = router_input_name(c.l2a.router_input);
+    }
+}
+
+// Checks the placement against this build and machine and resolves dtype "auto".
+void place(Model::Impl& impl, const Placement& requested) {
+    impl.device = resolve_device(requested.device);
+    Placement& p = impl.placement;
+    p.device = requested.device;
+    p.dtype = requested.dtype;
+    if (p.dtype == "auto") p.dtype = impl.device.is_cpu() ? "fp32" : "bf16";
+    if (p.dtype == "fp32") {
+        impl.dtype = at::kFloat;
+    } else if (p.dtype == "bf16") {
+        impl.dtype = at::kBFloat16;
+    } else if (p.dtype == "fp16") {
+        impl.dtype = at::kHalf;
+    } else {
+        fail("", "--dtype " + requested.dtype + ": expected auto, bf16, fp16 or fp32");
+    }
+    if (impl.device.is_cpu() && impl.dtype != at::kFloat) {
+        fail("", "--dtype " + requested.dtype +
+                     ": the CPU engine runs fp32 only (bf16 and fp16 need --device cuda)");
+    }
+}
+
+// Weights that do not fit are an error that says so, not a crash.
+template <typename Make>
+void make_on_device(Model::Impl& impl, const std::string& what, Make&& make) {
+    try {
+        make();
+    } catch (const c10::OutOfMemoryError&) {
+        impl.layers.clear();
+        impl.embed = impl.lm_head = impl.final_norm = at::Tensor();
+        fail("", out_of_memory_message(impl.device, "loading " + what,
+                                       std::to_string(impl.config.num_hidden_layers) + " layers in " +
+                                           impl.placement.dtype,
+                                       "try a smaller model"));
+    }
+}
+
 }  // namespace
 
 Model::Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 
+const Placement& Model::placement() const { return impl_->placement; }
 const ModelConfig& Model::config() const { return impl_->config; }
 const ModelSummary& Model::summary() const { return impl_->summary; }
 const Tokenizer* Model::tokenizer() const {
     return impl_->tokenizer ? &*impl_->tokenizer : nullptr;
 }
 
-Model Model::load(const std::filesystem::path& model_dir) {
+Model Model::load(const std::filesystem::path& model_dir, const Placement& placement) {
+    auto impl = std::make_shared<Impl>();
+    place(*impl, placement);
     std::error_code ec;
     if (!std::filesystem::is_directory(model_dir, ec)) {
         fail(model_dir.string(), std::filesystem::exists(model_dir, ec)
                                      ? "not a folder (a model is a folder with config.json and weights)"
                                      : "no such model folder");
     }
-    auto impl = std::make_shared<Impl>();
     impl->dir = model_dir;
     impl->config = load_model_config(model_dir / "config.json");
-    const ModelConfig& c = impl->config;
 
     {
         at::NoGradGuard no_grad;
         Checkpoint checkpoint = Checkpoint::open(model_dir);
-        WeightReader reader(checkpoint);
-        const std::int64_t d = c.hidden_size;
-        impl->embed = reader.get("model.embed_tokens.weight", {c.vocab_size, d});
-        impl->final_norm = reader.get("model.norm.weight", {d});
-        if (c.tie_word_embeddings) {
-            impl->lm_head = impl->embed;
-        } else {
-            impl->lm_head = reader.get("lm_head.weight", {c.vocab_size, d});
-        }
-        impl->layers.reserve(static_cast<std::size_t>(c.num_hidden_layers));
-        for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-            const std::string p = "model.layers." + std::to_string(i) + ".";
-            LayerWeights layer;
-            layer.input_norm = reader.get(p + "input_layernorm.weight", {d});
-            layer.post_norm = reader.get(p + "post_attention_layernorm.weight", {d});
-            layer.attn = load_attention(reader, c, p + "self_attn.", "");
-            layer.gate_proj = reader.get(p + "mlp.gate_proj.weight", {c.intermediate_size, d});
-            layer.up_proj = reader.get(p + "mlp.up_proj.weight", {c.intermediate_size, d});
-            layer.down_proj = reader.get(p + "mlp.down_proj.weight", {d, c.intermediate_size});
-            if (c.is_l2a()) {
-                layer.global_norm = reader.get(p + "input_layernorm_global.weight", {d});
-                layer.global = load_attention(reader, c, p + "self_attn.", "_global");
-                if (c.l2a.router_input == RouterInput::HiddenLinearProj) {
-                    layer.router = reader.get(p + "self_attn.sigmoid_linear.weight", {1, d}).reshape({d});
-                }
-            }
-            impl->layers.push_back(std::move(layer));
-        }
-
-        ModelSummary& s = impl->summary;
-        s.path = model_dir.string();
-        s.model_type = model_type_name(c.model_type);
-        s.num_layers = c.num_hidden_layers;
-        s.hidden_size = d;
-        s.intermediate_size = c.intermediate_size;
-        s.num_heads = c.num_attention_heads;
-        s.num_kv_heads = c.num_key_value_heads;
-        s.head_dim = c.head_dim;
-        s.vocab_size = c.vocab_size;
-        s.parameter_count = reader.parameters();
-        s.is_l2a = c.is_l2a();
-        s.untrained = c.untrained;
-        if (c.is_l2a()) {
-            s.sliding_window = c.l2a.sliding_window;
-            s.sigmoid_temp = c.l2a.sigmoid_temp;
-            s.sigmoid_threshold = c.l2a.sigmoid_threshold;
-            s.router_input = router_input_name(c.l2a.router_input);
-        }
+        CheckpointWeights weights(checkpoint, impl->device, impl->dtype);
+        make_on_device(*impl, model_dir.string(), [&] { make_weights(weights, *impl); });
+        fill_summary(*impl, model_dir.string(), weights.parameters());
     }
 
     const std::filesystem::path tokenizer_json = model_dir / "tokenizer.json";
     if (std::filesystem::exists(tokenizer_json, ec)) {
         impl->tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
+    }
+    return Model(std::move(impl));
+}
+
+Model Model::random(const ModelConfig& config, std::uint64_t seed, const Placement& placement) {
+    auto impl = std::make_shared<Impl>();
+    place(*impl, placement);
+    const ModelConfig& c = config;
+    const std::string name = std::string("random ") + model_type_name(c.model_type) + " model";
+    if (c.vocab_size < 1 || c.hidden_size < 1 || c.intermediate_size < 1 ||
+        c.num_hidden_layers < 1 || c.num_attention_heads < 1 || c.num_key_value_heads < 1 ||
+        c.head_dim < 2 || c.head_dim % 2 != 0 ||
+        c.num_attention_heads % c.num_key_value_heads != 0) {
+        fail("", name + ": the configuration has an empty or inconsistent shape");
+    }
+    if (c.is_l2a() && c.l2a.sliding_window < 1) fail("", name + ": sliding_window must be at least 1");
+    impl->config = config;
+    impl->config.untrained = true;
+    {
+        at::NoGradGuard no_grad;
+        RandomWeights weights(seed, impl->device, impl->dtype);
+        make_on_device(*impl, name, [&] { make_weights(weights, *impl); });
+        fill_summary(*impl, name + " (seed " + std::to_string(seed) + ")", weights.parameters());
     }
     return Model(std::move(impl));
 }

@@ -1,4 +1,5 @@
-// The weights of a loaded model as LibTorch tensors (fp32 on the CPU). Private to the engine.
+// The weights of a loaded model as LibTorch tensors on their device, in the placement's dtype (fp32
+// on the CPU). Private to the engine.
 #pragma once
 
 #include <filesystem>
@@ -32,6 +33,9 @@ struct LayerWeights {
 
 struct Model::Impl {
     std::filesystem::path dir;
+    Placement placement;                  // as resolved: dtype never "auto"
+    at::Device device = at::Device(at::kCPU);
+    at::ScalarType dtype = at::kFloat;
     ModelConfig config;
     ModelSummary summary;
     std::optional<Tokenizer> tokenizer;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -10,6 +11,8 @@
 #include <ATen/Parallel.h>
 
 #include "attention.h"
+#include "device_runtime.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/rope.h"
 #include "model_impl.h"
 
@@ -18,47 +21,61 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Host-timed named ranges, forwarded to the observer and kept for the Profile.
+// Host-timed named ranges, forwarded to the observer and kept for the Profile. On a GPU the
+// stream is synchronized at both ends, so that a range times the work queued inside it.
 class RangeRecorder {
 public:
-    RangeRecorder(PrefillObserver* observer, std::vector<TimedRange>& out)
-        : observer_(observer), out_(out), start_(Clock::now()) {}
+    RangeRecorder(PrefillObserver* observer, std::vector<TimedRange>& out, const at::Device& device)
+        : observer_(observer), out_(out), device_(device), start_(Clock::now()) {}
 
     void begin(std::string name) {
+        synchronize(device_);
         if (observer_) observer_->on_range_begin(name);
         open_.push_back(out_.size());
         out_.push_back({std::move(name), now_ns(), 0, static_cast<int>(open_.size()) - 1});
     }
     void end() {
-        TimedRange& range = out_[open_.back()];
-        open_.pop_back();
-        range.end_ns = now_ns();
-        if (observer_) observer_->on_range_end(range.name);
+        synchronize(device_);
+        close();
     }
-    // Closes ranges left open by an exception so observers see balanced pairs.
+    // Closes ranges left open by an exception so observers see balanced pairs (no
+    // synchronization: the device may be what failed).
     void unwind() {
-        while (!open_.empty()) end();
+        while (!open_.empty()) close();
     }
+    // The innermost open range ("layer 3 / mlp"), for error messages.
+    std::string current() const { return open_.empty() ? "the run" : out_[open_.back()].name; }
     double seconds() const {
         return std::chrono::duration<double>(Clock::now() - start_).count();
     }
 
 private:
+    void close() {
+        TimedRange& range = out_[open_.back()];
+        open_.pop_back();
+        range.end_ns = now_ns();
+        if (observer_) observer_->on_range_end(range.name);
+    }
     std::int64_t now_ns() const {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
     }
     PrefillObserver* observer_;
     std::vector<TimedRange>& out_;
+    at::Device device_;
     std::vector<std::size_t> open_;
     Clock::time_point start_;
 };
 
 struct Range {
     Range(RangeRecorder& recorder, std::string name) : recorder(recorder) { recorder.begin(std::move(name)); }
-    ~Range() { recorder.end(); }
+    ~Range() noexcept(false) {
+        // During unwinding the recorder's unwind() closes what is left, without touching the device.
+        if (std::uncaught_exceptions() == exceptions_) recorder.end();
+    }
     Range(const Range&) = delete;
     Range& operator=(const Range&) = delete;
     RangeRecorder& recorder;
+    int exceptions_ = std::uncaught_exceptions();
 };
 
 // splitmix64: a small, fully specified generator, so that random routing with a given seed
@@ -70,8 +87,11 @@ std::uint64_t splitmix64(std::uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-void validate(const Model& model, std::span<const std::int32_t> tokens, const RunOptions& options) {
+enum class Backend { Reference, Sdpa, Kernels };
+
+Backend validate(const Model& model, std::span<const std::int32_t> tokens, const RunOptions& options) {
     const ModelConfig& c = model.config();
+    const Model::Impl& m = model.impl();
     const std::string& where = model.summary().path;
     if (tokens.empty()) fail("", "nothing to run: the input has no tokens");
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -81,20 +101,46 @@ void validate(const Model& model, std::span<const std::int32_t> tokens, const Ru
         }
     }
     if (options.chunk_size < 1) fail("", "--chunk: must be at least 1");
-    if (options.device != "cpu") {
-        fail("", "--device " + options.device + ": this build runs on the CPU only (device: cpu)");
+    if (canonical_device(options.device) != canonical_device(m.placement.device)) {
+        require_device(options.device);
+        fail("", "--device " + options.device + ": the model was loaded on " + m.placement.device +
+                     " (load it with the same device as the run)");
     }
-    if (options.backend != "reference") {
-        fail("", "--backend " + options.backend +
-                     ": not available in this build (available: reference)");
+    Backend backend = Backend::Reference;
+    if (options.backend == "sdpa") {
+        backend = Backend::Sdpa;
+    } else if (options.backend == "kernels") {
+        backend = Backend::Kernels;
+    } else if (options.backend != "reference") {
+        fail("", "--backend " + options.backend + ": expected reference, sdpa or kernels");
     }
-    if (!c.is_l2a()) {
-        const std::string plain = where + " is a plain " + model_type_name(c.model_type) +
-                                  " model without L2A layers";
+    if (backend != Backend::Reference) {
+        if (m.device.is_cpu()) {
+            fail("", "--backend " + options.backend +
+                         ": runs on CUDA devices only (this run is on the CPU, where the backend "
+                         "is reference)");
+        }
+        if (!cuda_built()) fail("", "--backend " + options.backend + ": this build has no CUDA support");
+    }
+    if (backend == Backend::Kernels) {
+        if (m.dtype != at::kBFloat16 && m.dtype != at::kHalf) {
+            fail("", "--backend kernels: needs bf16 or fp16 weights (the model is placed in " +
+                         m.placement.dtype + "; use --dtype bf16)");
+        }
+        if (c.head_dim != 64 && c.head_dim != 128) {
+            fail("", "--backend kernels: head_dim " + std::to_string(c.head_dim) +
+                         " is not supported by the kernels (64 or 128); use --backend sdpa");
+        }
+    }
+    const bool l2a = c.is_l2a() && !options.as_base;
+    if (!l2a) {
+        const std::string plain = c.is_l2a() ? std::string("--as-base runs no router")
+                                             : where + " is a plain " + model_type_name(c.model_type) +
+                                                   " model without L2A layers";
         if (options.routing.kind != RoutingKind::Learned) fail("", "--routing: " + plain);
         if (!options.prune.empty()) fail("", "--prune: " + plain);
         if (options.threshold) fail("", "--threshold: " + plain);
-        return;
+        return backend;
     }
     for (int layer : options.prune) {
         if (layer < 0 || layer >= c.num_hidden_layers) {
@@ -107,47 +153,114 @@ void validate(const Model& model, std::span<const std::int32_t> tokens, const Ru
         fail("", "--threshold: " + std::to_string(*options.threshold) +
                      " is not a probability strictly between 0 and 1");
     }
+    return backend;
 }
 
-// Projects normalized rows to heads: [n, d] -> [heads, n, D], with bias and QK-norm.
-at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                   const at::Tensor& norm, std::int64_t heads, std::int64_t head_dim, double eps) {
-    at::Tensor y = bias.defined() ? at::addmm(bias, x, weight.t()) : at::matmul(x, weight.t());
-    y = y.view({x.size(0), heads, head_dim});
-    if (norm.defined()) y = rms_norm(y, norm, eps);
-    return y.permute({1, 0, 2}).contiguous();
+AttentionBackend backend_function(Backend backend) {
+#if L2A_ENGINE_CUDA
+    if (backend == Backend::Sdpa) return &sdpa_attention;
+    if (backend == Backend::Kernels) return &kernels_attention;
+#else
+    (void)backend;
+#endif
+    return &reference_attention;
+}
+
+// How a run computes: device, dtype, backend, and the row blocks of the row-wise stages.
+struct Engine {
+    const ModelConfig& c;
+    at::ScalarType dtype;
+    AttentionBackend attend;
+    std::int64_t query_block;  // attention query rows per block (--chunk)
+    std::int64_t norm_rows;    // rows per block of norms and projections
+    std::int64_t mlp_rows;
+    std::int64_t head_rows;    // LM head
+    const RopeTables& rope;
+    std::function<void()> check;
+    // The kernels backend's fused per-token operators (norms, QK-norm + RoPE, router logit,
+    // gated scatter-add) instead of LibTorch ops.
+    bool fused = false;
+};
+
+// Normalized rows in the model dtype, computed in fp32 blocks of `rows`.
+at::Tensor norm_rows(const Engine& e, const at::Tensor& x, const at::Tensor& weight) {
+    const std::int64_t t = x.size(0);
+#if L2A_ENGINE_CUDA
+    if (e.fused) {
+        at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+        fused_add_rms_norm(x, {}, {}, weight, e.c.rms_norm_eps, y, {}, {});
+        return y;
+    }
+#endif
+    if (t <= e.norm_rows) return rms_norm(x, weight, e.c.rms_norm_eps).to(e.dtype);
+    at::Tensor y = at::empty_like(x, x.options().dtype(e.dtype));
+    for (std::int64_t r0 = 0; r0 < t; r0 += e.norm_rows) {
+        const std::int64_t n = std::min(e.norm_rows, t - r0);
+        y.narrow(0, r0, n).copy_(rms_norm(x.narrow(0, r0, n), weight, e.c.rms_norm_eps));
+    }
+    return y;
+}
+
+// Normalized rows x [n, d] projected to heads [n, heads, D] in the model dtype: bias, then
+// QK-norm (optional) and RoPE at the positions of `rows` (none when null) in fp32.
+at::Tensor project(const Engine& e, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                   const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) {
+    const std::int64_t t = x.size(0);
+    const std::int64_t dim = e.c.head_dim;
+#if L2A_ENGINE_CUDA
+    if (e.fused) {
+        at::Tensor y = bias.defined() ? at::addmm(bias, x, weight.t()) : at::matmul(x, weight.t());
+        y = y.view({t, heads, dim});
+        if (rows) {
+            fused_norm_rope(y, norm, e.c.rms_norm_eps, e.rope,
+                            rows->all ? at::Tensor() : rows->device_positions32);
+        }
+        return y;
+    }
+#endif
+    const at::Tensor* positions = rows ? &rows->device_positions : nullptr;
+    auto block = [&](const at::Tensor& rows, std::int64_t r0) {
+        at::Tensor y = bias.defined() ? at::addmm(bias, rows, weight.t()) : at::matmul(rows, weight.t());
+        y = y.view({rows.size(0), heads, dim});
+        if (!norm.defined() && !positions) return y;
+        at::Tensor f = norm.defined() ? rms_norm(y, norm, e.c.rms_norm_eps) : y.to(at::kFloat);
+        if (positions) f = apply_rope(f, e.rope, positions->narrow(0, r0, rows.size(0)));
+        return f.to(e.dtype);
+    };
+    if (t <= e.norm_rows) return block(x, 0).contiguous();
+    at::Tensor out = at::empty({t, heads, dim}, x.options().dtype(e.dtype));
+    for (std::int64_t r0 = 0; r0 < t; r0 += e.norm_rows) {
+        const std::int64_t n = std::min(e.norm_rows, t - r0);
+        out.narrow(0, r0, n).copy_(block(x.narrow(0, r0, n), r0));
+    }
+    return out;
 }
 
 at::Tensor output_projection(const at::Tensor& attn, const AttentionWeights& w) {
     return w.o_bias.defined() ? at::addmm(w.o_bias, attn, w.o_proj.t()) : at::matmul(attn, w.o_proj.t());
 }
 
-struct AttentionInputs {
-    const AttentionWeights& weights;
-    const at::Tensor& queries_from;  // rows that produce queries: [n, d]
-    const at::Tensor& query_positions;  // [n] int64
-    const at::Tensor& keys_from;     // all rows: [T, d]
-    const at::Tensor& all_positions; // [T] int64
-};
-
 // Attention of one set of projections, returned after the output projection: [n, d].
-at::Tensor attention(const AttentionInputs& in, const ModelConfig& c, const RopeTables& rope,
-                     std::int64_t window, std::int64_t chunk, const std::function<void()>& check) {
-    const double eps = c.rms_norm_eps;
-    const AttentionWeights& w = in.weights;
-    at::Tensor q = project(in.queries_from, w.q_proj, w.q_bias, w.q_norm, c.num_attention_heads, c.head_dim, eps);
-    at::Tensor k = project(in.keys_from, w.k_proj, w.k_bias, w.k_norm, c.num_key_value_heads, c.head_dim, eps);
-    at::Tensor v = project(in.keys_from, w.v_proj, w.v_bias, at::Tensor(), c.num_key_value_heads, c.head_dim, eps);
-    q = apply_rope(q, rope, in.query_positions);
-    k = apply_rope(k, rope, in.all_positions);
-    const std::int64_t key_block = std::max<std::int64_t>(chunk, 1024);
-    at::Tensor out = blocked_attention(q, in.query_positions, k, v, window, chunk, key_block, check);
+// queries_from: the normalized rows that produce queries; keys_from: all normalized rows.
+at::Tensor attention(const Engine& e, const AttentionWeights& w, const at::Tensor& queries_from,
+                     const QueryRows& rows, const at::Tensor& keys_from, const QueryRows& all_rows,
+                     std::int64_t window) {
+    const std::int64_t hq = e.c.num_attention_heads;
+    const std::int64_t hkv = e.c.num_key_value_heads;
+    at::Tensor out;
+    {
+        const at::Tensor q = project(e, queries_from, w.q_proj, w.q_bias, w.q_norm, hq, &rows);
+        const at::Tensor k = project(e, keys_from, w.k_proj, w.k_bias, w.k_norm, hkv, &all_rows);
+        const at::Tensor v = project(e, keys_from, w.v_proj, w.v_bias, at::Tensor(), hkv, nullptr);
+        out = e.attend(q, rows, k, v, window, e.query_block, e.check);
+    }
     return output_projection(out, w);
 }
 
+// Router logits (fp32) of the fp32 normalized rows.
 at::Tensor router_logits(const LayerWeights& layer, const at::Tensor& u, RouterInput input) {
     switch (input) {
-    case RouterInput::HiddenLinearProj: return at::matmul(u, layer.router);
+    case RouterInput::HiddenLinearProj: return at::matmul(u, layer.router.to(at::kFloat));
     case RouterInput::HiddenFirstDim: return u.select(1, 0).contiguous();
     case RouterInput::HiddenMean: return u.mean(-1);
     }
@@ -196,6 +309,13 @@ at::Tensor mlp(const LayerWeights& layer, const at::Tensor& x) {
     return at::matmul(at::silu(gate) * up, layer.down_proj.t());
 }
 
+// Copies a device tensor's elements to a host span of the same length.
+template <typename T>
+void copy_to_host(const at::Tensor& t, T* out) {
+    const at::Tensor host = t.device().is_cpu() ? t.contiguous() : t.to(at::kCPU).contiguous();
+    std::copy_n(host.data_ptr<T>(), host.numel(), out);
+}
+
 }  // namespace
 
 void set_cpu_threads(int threads) {
@@ -206,9 +326,12 @@ int cpu_threads() { return at::get_num_threads(); }
 
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks) {
-    validate(model, tokens, options);
+    const Backend backend = validate(model, tokens, options);
     const Model::Impl& m = model.impl();
     const ModelConfig& c = m.config;
+    const at::Device device = m.device;
+    const bool cuda = device.is_cuda();
+    const bool l2a = c.is_l2a() && !options.as_base;
     const auto T = static_cast<std::int64_t>(tokens.size());
     const std::int64_t L = c.num_hidden_layers;
     const std::int64_t chunk = options.chunk_size;
@@ -219,8 +342,9 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
     result.router_logits.assign(static_cast<std::size_t>(L * T), std::numeric_limits<float>::quiet_NaN());
     result.decisions.assign(static_cast<std::size_t>(L * T), 1);
     result.token_nll.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());
+    result.device = device_label(device);
 
-    RangeRecorder ranges(hooks.observer, result.ranges);
+    RangeRecorder ranges(hooks.observer, result.ranges, device);
     auto check = [&] {
         if (hooks.cancel && hooks.cancel->load(std::memory_order_relaxed)) throw Cancelled();
     };
@@ -229,13 +353,32 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
     };
 
     at::InferenceMode inference;
+    reset_peak_memory(device);
     try {
         const at::TensorOptions i64 = at::TensorOptions().dtype(at::kLong);
-        at::Tensor ids = at::empty({T}, i64);
-        std::copy(tokens.begin(), tokens.end(), ids.data_ptr<std::int64_t>());
-        const at::Tensor positions = at::arange(T, i64);
+        std::vector<std::int64_t> all_positions(static_cast<std::size_t>(T));
+        std::iota(all_positions.begin(), all_positions.end(), std::int64_t{0});
+        at::Tensor ids_host = at::empty({T}, i64);
+        std::copy(tokens.begin(), tokens.end(), ids_host.data_ptr<std::int64_t>());
+        const at::Tensor ids = ids_host.to(device);
+        const at::Tensor positions = at::arange(T, i64.device(device));
+        const QueryRows every_row{all_positions, positions, true, at::Tensor()};
         const RopeParams rope_params = compute_rope(c, T);
-        const RopeTables rope = make_rope_tables(rope_params.inv_freq, rope_params.attention_scaling, T);
+        const RopeTables rope =
+            make_rope_tables(rope_params.inv_freq, rope_params.attention_scaling, T, device);
+        // On the GPU, row-wise stages run in blocks that keep their fp32 temporaries a small,
+        // fixed size; on the CPU the whole sequence is one block, as before.
+        const Engine engine{c,
+                            m.dtype,
+                            backend_function(backend),
+                            chunk,
+                            cuda ? std::int64_t{16384} : T,
+                            cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
+                            cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64),
+                            rope,
+                            check,
+                            backend == Backend::Kernels && c.hidden_size % 8 == 0 &&
+                                c.hidden_size <= 16384};
 
         at::Tensor x;
         {
@@ -255,24 +398,46 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
             std::span<std::uint8_t> d_out(result.decisions.data() + li * T, static_cast<std::size_t>(T));
 
             at::Tensor h;
-            if (!c.is_l2a()) {
-                // Plain Qwen layer: full causal attention, which is global attention for every token.
+            if (!l2a) {
+                // Plain Qwen layer (or an L2A layer run as its base): full causal attention with
+                // the first attention set, which is global attention for every token.
                 Range r(ranges, name + " / global");
-                at::Tensor xn = rms_norm(x, w.input_norm, c.rms_norm_eps);
-                h = x + attention({w.attn, xn, positions, xn, positions}, c, rope, 0, chunk, check);
+                const at::Tensor xn = norm_rows(engine, x, w.input_norm);
+                h = x.add_(attention(engine, w.attn, xn, every_row, xn, every_row, 0));
             } else {
+                at::Tensor local;
                 {
                     Range r(ranges, name + " / local");
-                    at::Tensor xn = rms_norm(x, w.input_norm, c.rms_norm_eps);
-                    h = x + attention({w.attn, xn, positions, xn, positions}, c, rope,
-                                      c.l2a.sliding_window, chunk, check);
+                    const at::Tensor xn = norm_rows(engine, x, w.input_norm);
+                    local = attention(engine, w.attn, xn, every_row, xn, every_row, c.l2a.sliding_window);
+                    // Fused, the residual add happens in the router's pass below.
+                    if (!engine.fused) h = x.add_(local);
                 }
                 at::Tensor u;
                 {
                     Range r(ranges, name + " / router");
-                    u = rms_norm(h, w.global_norm, c.rms_norm_eps);
-                    at::Tensor z = router_logits(w, u, c.l2a.router_input).contiguous();
-                    std::copy_n(z.data_ptr<float>(), T, z_out.begin());
+                    at::Tensor z = at::empty({T}, x.options().dtype(at::kFloat));
+                    u = at::empty_like(x, x.options().dtype(m.dtype));
+                    if (engine.fused) {
+#if L2A_ENGINE_CUDA
+                        // h = x + local, u = RMSNorm_global(h) and z = w . u in one pass.
+                        const bool linear = c.l2a.router_input == RouterInput::HiddenLinearProj;
+                        fused_add_rms_norm(local, x, x, w.global_norm, c.rms_norm_eps, u,
+                                           linear ? w.router : at::Tensor(), linear ? z : at::Tensor());
+                        if (!linear) z = router_logits(w, u.to(at::kFloat), c.l2a.router_input);
+                        h = x;
+#endif
+                    } else {
+                        // The router sees the fp32 normalized rows; attention gets them in the dtype.
+                        for (std::int64_t r0 = 0; r0 < T; r0 += engine.norm_rows) {
+                            const std::int64_t n = std::min(engine.norm_rows, T - r0);
+                            const at::Tensor uf = rms_norm(h.narrow(0, r0, n), w.global_norm, c.rms_norm_eps);
+                            z.narrow(0, r0, n).copy_(router_logits(w, uf, c.l2a.router_input));
+                            u.narrow(0, r0, n).copy_(uf);
+                        }
+                    }
+                    local = at::Tensor();
+                    copy_to_host(z, z_out.data());
                     const bool pruned =
                         std::binary_search(options.prune.begin(), options.prune.end(), layer);
                     if (pruned) {
@@ -287,25 +452,35 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
                 }
                 if (!routed.empty()) {
                     Range r(ranges, name + " / global");
-                    at::Tensor idx = at::tensor(routed, i64);
-                    at::Tensor a = attention({w.global, u.index_select(0, idx), idx, u, positions}, c,
-                                             rope, 0, chunk, check);
-                    h.index_add_(0, idx, a);  // gated residual: unrouted rows add nothing
+                    const at::Tensor idx = at::tensor(routed, i64).to(device);
+                    const QueryRows routed_rows{routed, idx, false,
+                                                engine.fused ? idx.to(at::kInt) : at::Tensor()};
+                    const at::Tensor a = attention(engine, w.global, u.index_select(0, idx), routed_rows,
+                                                   u, every_row, 0);
+                    // Gated residual: unrouted rows add nothing.
+                    if (engine.fused) {
+#if L2A_ENGINE_CUDA
+                        const at::Tensor count = at::full(
+                            {1}, static_cast<std::int64_t>(routed.size()),
+                            at::TensorOptions().dtype(at::kInt).device(device));
+                        fused_scatter_add_rows(h, a, routed_rows.device_positions32, count);
+#endif
+                    } else {
+                        h.index_add_(0, idx, a);
+                    }
                 }
             }
             if (hooks.observer) hooks.observer->on_routing(layer, z_out, d_out);
             progress(static_cast<double>(li) + 0.8, name + " / mlp");
             {
                 Range r(ranges, name + " / mlp");
-                at::Tensor y = at::empty_like(h);
-                const std::int64_t rows = std::max<std::int64_t>(chunk, 256);
-                for (std::int64_t r0 = 0; r0 < T; r0 += rows) {
+                for (std::int64_t r0 = 0; r0 < T; r0 += engine.mlp_rows) {
                     check();
-                    const std::int64_t n = std::min(rows, T - r0);
+                    const std::int64_t n = std::min(engine.mlp_rows, T - r0);
                     at::Tensor hc = h.narrow(0, r0, n);
-                    y.narrow(0, r0, n).copy_(hc + mlp(w, rms_norm(hc, w.post_norm, c.rms_norm_eps)));
+                    hc.add_(mlp(w, norm_rows(engine, hc, w.post_norm)));
                 }
-                x = y;
+                x = h;
             }
             if (hooks.observer) hooks.observer->on_layer_end(layer);
             progress(static_cast<double>(li + 1), "layer " + std::to_string(li + 1) + " / " + std::to_string(L));
@@ -313,29 +488,59 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
 
         {
             Range r(ranges, "lm_head");
-            at::Tensor xn = rms_norm(x, m.final_norm, c.rms_norm_eps);
-            const std::int64_t rows = std::max<std::int64_t>(chunk, 64);
-            for (std::int64_t r0 = 0; r0 < T; r0 += rows) {
+            // Without the per-token NLL (and without a logits sink) only the last row is needed:
+            // the next token's logits, which is all that time-to-first-token covers.
+            const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
+            const std::int64_t first = all_rows ? 0 : T - 1;
+            const at::Tensor xn = norm_rows(engine, x.narrow(0, first, T - first), m.final_norm);
+            x = at::Tensor();
+            for (std::int64_t r0 = first; r0 < T; r0 += engine.head_rows) {
                 check();
-                const std::int64_t n = std::min(rows, T - r0);
-                at::Tensor logits = at::matmul(xn.narrow(0, r0, n), m.lm_head.t()).contiguous();
-                if (hooks.logits_sink) hooks.logits_sink(r0, n, c.vocab_size, logits.data_ptr<float>());
+                const std::int64_t n = std::min(engine.head_rows, T - r0);
+                const at::Tensor rows = xn.narrow(0, r0 - first, n);
+                // Half-precision weights, fp32 logits straight from the GEMM's fp32 accumulator.
+                at::Tensor logits = m.dtype == at::kFloat ? at::matmul(rows, m.lm_head.t())
+                                                          : at::mm(rows, m.lm_head.t(), at::kFloat);
+                if (r0 + n == T) {
+                    result.last_logits.resize(static_cast<std::size_t>(c.vocab_size));
+                    copy_to_host(logits.narrow(0, n - 1, 1), result.last_logits.data());
+                }
+                if (hooks.logits_sink) {
+                    const at::Tensor host = logits.to(at::kCPU).contiguous();
+                    hooks.logits_sink(r0, n, c.vocab_size, host.data_ptr<float>());
+                }
                 // Row t predicts token t + 1.
-                const std::int64_t predicted = std::min(n, T - 1 - r0);
+                const std::int64_t predicted = options.token_nll ? std::min(n, T - 1 - r0) : 0;
                 if (predicted > 0) {
                     at::Tensor logp = at::log_softmax(logits.narrow(0, 0, predicted), -1);
                     at::Tensor next = ids.narrow(0, r0 + 1, predicted).view({predicted, 1});
-                    at::Tensor nll = -logp.gather(1, next).view({predicted}).contiguous();
-                    std::copy_n(nll.data_ptr<float>(), predicted, result.token_nll.begin() + r0 + 1);
+                    at::Tensor nll = -logp.gather(1, next).view({predicted});
+                    copy_to_host(nll, result.token_nll.data() + r0 + 1);
                 }
                 progress(static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T), "lm_head");
             }
         }
+    } catch (const c10::OutOfMemoryError&) {
+        const std::string stage = ranges.current();
+        ranges.unwind();
+        fail("", out_of_memory_message(device, "running " + stage,
+                                       std::to_string(T) + " tokens",
+                                       "try --max-tokens or a smaller model"));
+    } catch (const Error&) {
+        ranges.unwind();
+        throw;
+    } catch (const c10::Error& e) {
+        const std::string stage = ranges.current();
+        ranges.unwind();
+        const std::string what = e.what_without_backtrace();
+        fail("", "LibTorch failed while running " + stage + " on " + result.device + ": " +
+                     what.substr(0, what.find('\n')));
     } catch (...) {
         ranges.unwind();
         throw;
     }
     result.wall_seconds = ranges.seconds();
+    result.peak_device_bytes = peak_memory(device);
     return result;
 }
 

@@ -128,6 +128,8 @@ TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
         {"run --demo --routing sometimes", "--routing"},
         {"run --doc x.txt", "--model DIR or --demo"},
         {"info --demo extra", "unexpected argument 'extra'"},
+        {"run --demo --backend kernels", "--backend kernels: runs on CUDA devices only"},
+        {"run --demo --backend flash", "--backend flash: expected reference, sdpa or kernels"},
         {"frobnicate", "unknown command 'frobnicate'"},
         {"export --profile p.l2a --format xml", "unknown format 'xml'"},
     };
@@ -136,6 +138,16 @@ TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
         const Result r = l2a(mistake.args, dir_);
         EXPECT_ONE_LINE_ERROR(r, 2, mistake.error);
     }
+}
+
+TEST_F(Cli, DevicesThatCannotRunAreOneLineErrors) {
+    Result r = l2a("run --demo --device gpu", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--device gpu: expected cpu, cuda or cuda:N");
+    r = l2a("run --demo --device cuda:99", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--device cuda:99");
+    EXPECT_ONE_LINE_ERROR(r, 1, "available: cpu");
+    r = l2a("run --demo --dtype bf16", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--dtype bf16: the CPU engine runs fp32 only");
 }
 
 TEST_F(Cli, InfoDescribesTheDemoModel) {
