@@ -1,48 +1,116 @@
-// `l2a bench prefill`: whole-model prefill time at several lengths, in one process, so that the
-// numbers in docs/BENCHMARKS.md come from one command.
+// `l2a bench prefill` and `l2a bench attention`: whole-model prefill time, and attention alone,
+// each in one process with its baselines, so that the numbers in docs/BENCHMARKS.md come from
+// one command.
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arguments.h"
 #include "commands.h"
+#include "l2a/engine/bench.h"
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/shapes.h"
 #include "model_source.h"
 #include "text_format.h"
 
 namespace l2a::cli {
 namespace {
 
-std::vector<std::int64_t> parse_lengths(const Arguments& args) {
-    std::vector<std::int64_t> lengths;
-    const std::string text = args.value("--tokens").value_or("2048,8192");
+// Comma-separated items of an option's value ("" items included, so that "8K,,32K" is an error).
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> items;
     std::size_t start = 0;
     while (start <= text.size()) {
         const std::size_t comma = std::min(text.find(',', start), text.size());
-        const std::string item = text.substr(start, comma - start);
+        items.push_back(text.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return items;
+}
+
+// "8192", "8K" (x 1024) or "1M" (x 1048576).
+std::optional<std::int64_t> parse_length(const std::string& item) {
+    if (item.empty()) return std::nullopt;
+    std::int64_t scale = 1;
+    std::string digits = item;
+    const char last = digits.back();
+    if (last == 'K' || last == 'k') scale = 1024;
+    if (last == 'M' || last == 'm') scale = 1024 * 1024;
+    if (scale != 1) digits.pop_back();
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
+            return c >= '0' && c <= '9';
+        })) {
+        return std::nullopt;
+    }
+    if (digits.size() > 10) return std::nullopt;
+    const std::int64_t n = std::stoll(digits) * scale;
+    if (n > std::numeric_limits<std::int32_t>::max()) return std::nullopt;
+    return n;
+}
+
+std::vector<std::int64_t> parse_lengths(const Arguments& args, const std::string& fallback) {
+    std::vector<std::int64_t> lengths;
+    for (const std::string& item : split_list(args.value("--tokens").value_or(fallback))) {
+        const std::optional<std::int64_t> n = parse_length(item);
+        if (!n || *n < 2) {
+            args.usage_error("--tokens: '" + item +
+                             "' is not a length of at least 2 tokens (e.g. 8192 or 8K)");
+        }
+        lengths.push_back(*n);
+    }
+    return lengths;
+}
+
+std::vector<double> parse_fractions(const Arguments& args) {
+    std::vector<double> fractions;
+    for (const std::string& item : split_list(args.value("--fractions").value_or("0,0.1,0.2,0.5,1"))) {
         std::size_t used = 0;
-        long long n = 0;
+        double f = -1;
         try {
-            n = std::stoll(item, &used);
+            f = std::stod(item, &used);
         } catch (const std::exception&) {
             used = 0;
         }
-        if (used != item.size() || item.empty() || n < 2) {
-            args.usage_error("--tokens: '" + item + "' is not a length of at least 2 tokens");
+        if (item.empty() || used != item.size() || !(f >= 0.0 && f <= 1.0)) {
+            args.usage_error("--fractions: '" + item + "' is not a fraction in [0, 1]");
         }
-        lengths.push_back(n);
-        start = comma + 1;
+        fractions.push_back(f);
     }
-    return lengths;
+    return fractions;
+}
+
+std::vector<AttentionHeads> parse_head_shapes(const Arguments& args) {
+    std::vector<AttentionHeads> shapes;
+    for (const std::string& item : split_list(args.value("--shapes").value_or("28/4/128,32/8/128"))) {
+        AttentionHeads h;
+        char extra = 0;
+        if (std::sscanf(item.c_str(), "%d/%d/%d%c", &h.q_heads, &h.kv_heads, &h.head_dim, &extra) !=
+                3 ||
+            h.q_heads < 1 || h.kv_heads < 1 || h.q_heads % h.kv_heads != 0 ||
+            (h.head_dim != 64 && h.head_dim != 128)) {
+            args.usage_error("--shapes: '" + item +
+                             "' is not Hq/Hkv/D with Hq a multiple of Hkv and D 64 or 128 "
+                             "(e.g. 28/4/128)");
+        }
+        shapes.push_back(h);
+    }
+    return shapes;
 }
 
 double peak_rss_mib() {
@@ -51,33 +119,29 @@ double peak_rss_mib() {
     return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-}  // namespace
+double median_of(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    const std::size_t n = values.size();
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
 
-int bench_command(std::span<const std::string_view> raw) {
-    if (!raw.empty() && (raw[0] == "--help" || raw[0] == "-h")) {
-        std::fputs(help_text("bench"), stdout);
-        return 0;
+double routed_share(const PrefillResult& result) {
+    double routed = 0;
+    std::int64_t counted = 0;
+    const std::size_t n = std::min(result.decisions.size(), result.router_logits.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        // Plain (as-base) layers have NaN logits and no routing.
+        if (std::isnan(result.router_logits[i])) continue;
+        routed += result.decisions[i];
+        ++counted;
     }
-    if (raw.empty() || raw[0] != "prefill") {
-        throw UsageError("bench", raw.empty() ? "name a benchmark: prefill"
-                                              : "unknown benchmark '" + std::string(raw[0]) +
-                                                    "' (available: prefill)");
-    }
-    Arguments args("bench",
-                   {kModelOption,
-                    kDemoOption,
-                    {"--doc", true},
-                    {"--tokens", true},
-                    {"--repeat", true},
-                    {"--routing", true},
-                    {"--threads", true},
-                    {"--json", false}},
-                   raw.subspan(1));
-    if (args.help()) {
-        std::fputs(help_text("bench"), stdout);
-        return 0;
-    }
-    const std::vector<std::int64_t> lengths = parse_lengths(args);
+    return counted ? routed / static_cast<double>(counted) : std::nan("");
+}
+
+// ---- bench prefill: a model folder or the demo model on its own text ---------------------------
+
+int bench_prefill_folder(const Arguments& args) {
+    const std::vector<std::int64_t> lengths = parse_lengths(args, "2048,8192");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
     RunOptions options;
     try {
@@ -150,6 +214,367 @@ int bench_command(std::span<const std::string_view> raw) {
                   << "\n";
     }
     return 0;
+}
+
+// ---- bench prefill --shape: a published shape with random weights, ours against the base -----
+
+struct PrefillTiming {
+    double median_seconds = 0;
+    double best_seconds = 0;
+    std::int64_t peak_device_bytes = 0;
+    double routed = std::nan("");
+};
+
+PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> input,
+                           const RunOptions& options, std::int64_t repeat,
+                           const std::string& what, bool quiet) {
+    // A short run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first blocks.
+    const std::size_t warm = std::min<std::size_t>(input.size(), 4096);
+    if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
+    run_prefill(model, input.subspan(0, warm), options);
+    std::vector<double> seconds;
+    PrefillTiming t;
+    for (std::int64_t r = 0; r < repeat; ++r) {
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
+                         static_cast<long long>(r + 1), static_cast<long long>(repeat));
+        }
+        const PrefillResult result = run_prefill(model, input, options);
+        seconds.push_back(result.wall_seconds);
+        t.peak_device_bytes = std::max(t.peak_device_bytes, result.peak_device_bytes);
+        t.routed = routed_share(result);
+    }
+    t.median_seconds = median_of(seconds);
+    t.best_seconds = *std::min_element(seconds.begin(), seconds.end());
+    return t;
+}
+
+// Peak GPU memory; the CPU engine does not track its allocations.
+std::string peak_cell(std::int64_t bytes, const std::string& device) {
+    return device == "cpu" ? "n/a" : format_bytes(bytes);
+}
+
+int bench_prefill_shape(const Arguments& args) {
+    if (args.has("--model") || args.has("--demo") || args.has("--doc")) {
+        args.usage_error("--shape benchmarks random weights on random tokens: it takes no "
+                         "--model, --demo or --doc");
+    }
+    const std::string shape_name = *args.value("--shape");
+    ModelConfig config;
+    try {
+        config = published_shape(shape_name, true, args.integer("--window", 1, 1 << 30).value_or(4095));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
+    const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
+    const std::uint64_t seed = args.unsigned_integer("--seed").value_or(0);
+    RunOptions ours;
+    try {
+        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    ours.device = args.value("--device").value_or("cuda");
+    ours.backend = args.value("--backend").value_or(ours.device == "cpu" ? "reference" : "kernels");
+    if (ours.backend != "reference" && ours.backend != "sdpa" && ours.backend != "kernels") {
+        args.usage_error("--backend: '" + ours.backend + "' is not reference, sdpa or kernels");
+    }
+    ours.token_nll = false;
+    ours.seed = seed;
+    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
+    RunOptions base = ours;
+    base.as_base = true;
+    base.backend = ours.device == "cpu" ? "reference" : "sdpa";
+    base.routing = RoutingPolicy{};
+    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    const bool json = args.has("--json");
+    const bool quiet = args.has("--quiet");
+
+    require_device(ours.device);
+    Placement placement;
+    placement.device = ours.device;
+    placement.dtype = args.value("--dtype").value_or(ours.device == "cpu" ? "fp32" : "bf16");
+    if (!quiet) std::fprintf(stderr, "l2a bench: making a random %s model\n", shape_name.c_str());
+    const Model model = Model::random(config, seed, placement);
+    const ModelSummary& s = model.summary();
+
+    const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(longest));
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(s.vocab_size - 1));
+    for (std::int32_t& id : ids) id = token(rng);
+
+    const std::string ours_label =
+        "backend " + ours.backend + ", routing " + ours.routing.to_string();
+    const std::string base_label =
+        "backend " + base.backend + ", run as the base model (full causal attention everywhere)";
+    std::string device_name = ours.device;
+    if (ours.device != "cpu") {
+        const std::string& d = ours.device;
+        device_name = cuda_device_info(d == "cuda" ? 0 : std::stoi(d.substr(5))).name;
+    }
+    if (!json) {
+        std::printf("shape %s (%s, %lld layers, %lld/%lld heads, head dim %lld, %s parameters, "
+                    "W=%lld), random weights (seed %llu)\n",
+                    shape_name.c_str(), s.model_type.c_str(), static_cast<long long>(s.num_layers),
+                    static_cast<long long>(s.num_heads), static_cast<long long>(s.num_kv_heads),
+                    static_cast<long long>(s.head_dim), format_count_short(s.parameter_count).c_str(),
+                    static_cast<long long>(s.sliding_window),
+                    static_cast<unsigned long long>(seed));
+        std::printf("%s, %s; time to first token, median of %lld runs after a warm-up\n",
+                    device_name.c_str(), model.placement().dtype.c_str(),
+                    static_cast<long long>(repeat));
+        std::printf("ours: %s; base: %s\n", ours_label.c_str(), base_label.c_str());
+        std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s\n", "tokens", "ours s", "base s",
+                    "base/ours", "global", "ours peak", "base peak");
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::int64_t n : lengths) {
+        const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
+        const std::string at = " at " + std::to_string(n) + " tokens";
+        const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet);
+        const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet);
+        const double ratio = b.median_seconds / a.median_seconds;
+        if (json) {
+            rows.push_back({{"tokens", n},
+                            {"ours_median_seconds", a.median_seconds},
+                            {"ours_best_seconds", a.best_seconds},
+                            {"base_median_seconds", b.median_seconds},
+                            {"base_best_seconds", b.best_seconds},
+                            {"base_over_ours", ratio},
+                            {"ours_global_fraction", a.routed},
+                            {"ours_peak_device_bytes", a.peak_device_bytes},
+                            {"base_peak_device_bytes", b.peak_device_bytes}});
+        } else {
+            std::printf("%8lld  %9.3f  %9.3f  %9.2fx  %6.1f%%  %10s  %10s\n",
+                        static_cast<long long>(n), a.median_seconds, b.median_seconds, ratio,
+                        a.routed * 100, peak_cell(a.peak_device_bytes, ours.device).c_str(),
+                        peak_cell(b.peak_device_bytes, ours.device).c_str());
+            std::fflush(stdout);
+        }
+    }
+    if (json) {
+        std::cout << nlohmann::json{{"shape", shape_name},
+                                    {"model_type", s.model_type},
+                                    {"parameters", s.parameter_count},
+                                    {"device", device_name},
+                                    {"dtype", model.placement().dtype},
+                                    {"seed", seed},
+                                    {"repeat", repeat},
+                                    {"ours", {{"backend", ours.backend},
+                                              {"routing", ours.routing.to_string()}}},
+                                    {"base", {{"backend", base.backend}, {"as_base", true}}},
+                                    {"results", rows}}
+                         .dump(2)
+                  << "\n";
+    }
+    return 0;
+}
+
+int bench_prefill(std::span<const std::string_view> raw) {
+    Arguments args("bench",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--doc", true},
+                    {"--shape", true},
+                    {"--tokens", true},
+                    {"--repeat", true},
+                    {"--routing", true},
+                    {"--threads", true},
+                    {"--device", true},
+                    {"--dtype", true},
+                    {"--backend", true},
+                    {"--seed", true},
+                    {"--window", true},
+                    {"--chunk", true},
+                    {"--quiet", false},
+                    {"--json", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("bench"), stdout);
+        return 0;
+    }
+    if (args.has("--shape")) return bench_prefill_shape(args);
+    for (const char* option : {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk"}) {
+        if (args.has(option)) {
+            args.usage_error(std::string(option) + " applies to --shape (random weights) only");
+        }
+    }
+    return bench_prefill_folder(args);
+}
+
+// ---- bench attention -------------------------------------------------------------------------
+
+std::string cell_ms(const BenchTime& t) { return t.available ? format_fixed(t.ms, 2) : "n/a"; }
+
+std::string cell_tflops(const BenchTime& t, double flop) {
+    return t.available && t.ms > 0 ? format_fixed(flop / (t.ms * 1e-3) / 1e12, 0) : "n/a";
+}
+
+std::string cell_ratio(const BenchTime& ours, const BenchTime& base) {
+    return ours.available && base.available && base.ms > 0 ? format_fixed(ours.ms / base.ms, 2)
+                                                           : "n/a";
+}
+
+nlohmann::json time_json(const BenchTime& t, double flop) {
+    if (!t.available) return {{"available", false}, {"reason", t.reason}};
+    return {{"ms", t.ms}, {"tflops", t.ms > 0 ? flop / (t.ms * 1e-3) / 1e12 : 0.0}};
+}
+
+int bench_attention_command(std::span<const std::string_view> raw) {
+    Arguments args("bench",
+                   {{"--tokens", true},
+                    {"--fractions", true},
+                    {"--shapes", true},
+                    {"--window", true},
+                    {"--repeat", true},
+                    {"--seed", true},
+                    {"--device", true},
+                    {"--json", false},
+                    {"--quiet", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("bench"), stdout);
+        return 0;
+    }
+    AttentionBenchOptions options;
+    options.tokens = parse_lengths(args, "8K,32K,64K,128K");
+    options.fractions = parse_fractions(args);
+    options.shapes = parse_head_shapes(args);
+    options.window = args.integer("--window", 1, std::numeric_limits<std::int32_t>::max())
+                         .value_or(4095);
+    options.repeat = static_cast<int>(args.integer("--repeat", 1, 1000).value_or(10));
+    options.seed = args.unsigned_integer("--seed").value_or(0);
+    options.device = args.value("--device").value_or("cuda");
+    if (options.device.rfind("cuda", 0) != 0) {
+        args.usage_error("--device: bench attention runs on cuda or cuda:N, not '" +
+                         options.device + "'");
+    }
+    if (!cuda_built()) {
+        fail("", "bench attention: this build has no CUDA support (it was configured with "
+                 "L2A_WITH_CUDA=OFF); the attention kernels need a CUDA build and a GPU");
+    }
+    try {
+        require_device(options.device);
+    } catch (const Error& e) {
+        fail("", std::string("bench attention needs a GPU: ") + e.what());
+    }
+    const bool json = args.has("--json");
+    if (!args.has("--quiet")) {
+        options.progress = [](std::string_view what) {
+            std::fprintf(stderr, "l2a bench attention: %.*s\n", static_cast<int>(what.size()),
+                         what.data());
+        };
+    }
+    const AttentionBenchResult result = bench_attention(options);
+
+    if (json) {
+        nlohmann::json rows = nlohmann::json::array();
+        for (const AttentionBenchRow& r : result.rows) {
+            const double whole_flop = r.global_flop + r.local_flop;
+            rows.push_back(
+                {{"tokens", r.tokens},
+                 {"q_heads", r.heads.q_heads},
+                 {"kv_heads", r.heads.kv_heads},
+                 {"head_dim", r.heads.head_dim},
+                 {"fraction", r.fraction},
+                 {"routed", r.routed},
+                 {"global_flop", r.global_flop},
+                 {"local_flop", r.local_flop},
+                 {"full_causal_flop", r.full_flop},
+                 {"global", time_json(r.global, r.global_flop)},
+                 {"local", time_json(r.local, r.local_flop)},
+                 {"whole", time_json(r.whole, whole_flop)},
+                 {"sdpa_cudnn", time_json(r.cudnn, r.full_flop)},
+                 {"sdpa_flash", time_json(r.flash, r.full_flop)},
+                 {"whole_over_cudnn",
+                  r.whole.available && r.cudnn.available ? nlohmann::json(r.whole.ms / r.cudnn.ms)
+                                                         : nlohmann::json(nullptr)},
+                 {"global_over_cudnn",
+                  r.global.available && r.cudnn.available ? nlohmann::json(r.global.ms / r.cudnn.ms)
+                                                          : nlohmann::json(nullptr)},
+                 {"global_max_relative_error", r.global_error},
+                 {"local_max_relative_error", r.local_error}});
+        }
+        std::cout << nlohmann::json{{"device", result.device},
+                                    {"dtype", "bf16"},
+                                    {"window", options.window},
+                                    {"repeat", options.repeat},
+                                    {"seed", options.seed},
+                                    {"global_includes",
+                                     "routed-query compaction, packed global attention, gated "
+                                     "add into the residual"},
+                                    {"whole_includes", "local part then global part"},
+                                    {"results", rows}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+
+    std::printf("attention on %s, bf16, W=%lld, random routing (seed %llu), median of %d runs; "
+                "times in ms, TFLOP/s counted exactly\n",
+                result.device.c_str(), static_cast<long long>(options.window),
+                static_cast<unsigned long long>(options.seed), options.repeat);
+    std::printf("global = routed-query compaction + packed global attention + gated add; "
+                "local = sliding window;\nwhole = local then global in sequence; cuDNN, flash = "
+                "SDPA full causal with that backend forced\n");
+    std::printf("every row checked first against fp32 on sampled rows (max relative error "
+                "shown as err)\n");
+    const char* header_format = "%7s %-10s %6s  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
+                                "%7s %7s  %7s\n";
+    const char* row_format = "%7s %-10s %5.0f%%  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
+                             "%7s %7s  %7s\n";
+    std::printf(header_format, "tokens", "Hq/Hkv/D", "routed", "global", "TF/s", "local", "TF/s",
+                "whole", "TF/s", "cuDNN", "TF/s", "flash", "TF/s", "whl/cDN", "glb/cDN", "err");
+    std::string previous;
+    for (const AttentionBenchRow& r : result.rows) {
+        const std::string heads = std::to_string(r.heads.q_heads) + "/" +
+                                  std::to_string(r.heads.kv_heads) + "/" +
+                                  std::to_string(r.heads.head_dim);
+        const std::string group = std::to_string(r.tokens) + heads;
+        if (!previous.empty() && group != previous) std::printf("\n");
+        previous = group;
+        char err[32];
+        std::snprintf(err, sizeof err, "%.1e", std::max(r.global_error, r.local_error));
+        std::printf(row_format, std::to_string(r.tokens).c_str(), heads.c_str(),
+                    r.fraction * 100, cell_ms(r.global).c_str(),
+                    cell_tflops(r.global, r.global_flop).c_str(), cell_ms(r.local).c_str(),
+                    cell_tflops(r.local, r.local_flop).c_str(), cell_ms(r.whole).c_str(),
+                    cell_tflops(r.whole, r.global_flop + r.local_flop).c_str(),
+                    cell_ms(r.cudnn).c_str(), cell_tflops(r.cudnn, r.full_flop).c_str(),
+                    cell_ms(r.flash).c_str(), cell_tflops(r.flash, r.full_flop).c_str(),
+                    cell_ratio(r.whole, r.cudnn).c_str(), cell_ratio(r.global, r.cudnn).c_str(),
+                    err);
+    }
+    // Unavailable baselines, each reason once.
+    std::vector<std::string> said;
+    for (const AttentionBenchRow& r : result.rows) {
+        for (const auto& [name, t] : {std::pair{"cuDNN", &r.cudnn}, std::pair{"flash", &r.flash}}) {
+            if (t->available) continue;
+            const std::string line = std::string(name) + " n/a: " + t->reason;
+            if (std::find(said.begin(), said.end(), line) != said.end()) continue;
+            said.push_back(line);
+            std::printf("%s\n", line.c_str());
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+int bench_command(std::span<const std::string_view> raw) {
+    if (!raw.empty() && (raw[0] == "--help" || raw[0] == "-h")) {
+        std::fputs(help_text("bench"), stdout);
+        return 0;
+    }
+    if (raw.empty() || (raw[0] != "prefill" && raw[0] != "attention")) {
+        throw UsageError("bench", raw.empty() ? "name a benchmark: prefill or attention"
+                                              : "unknown benchmark '" + std::string(raw[0]) +
+                                                    "' (available: prefill, attention)");
+    }
+    if (raw[0] == "attention") return bench_attention_command(raw.subspan(1));
+    return bench_prefill(raw.subspan(1));
 }
 
 }  // namespace l2a::cli

@@ -12,7 +12,7 @@ Commands:
   info      describe a model: architecture, L2A settings, KV-cache memory per token
   run       run a document through a model; report routing, quality, memory and time
   export    convert a saved profile (.l2a) into another format
-  bench     time prefill at several lengths: l2a bench prefill --demo
+  bench     time prefill or attention: l2a bench prefill --demo, l2a bench attention
   help      show the help of a command: l2a help run
 
 Options:
@@ -93,20 +93,63 @@ Options:
 
 constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
+       l2a bench prefill --shape NAME [--device cuda] [options]
+       l2a bench attention [options]
 
-Times whole-model prefill at several lengths in one process and prints a table: median and best
-wall time of the timed repeats, tokens per second, and the process's peak resident memory.
-The input is the document (--doc) or the demo document, repeated until it is long enough.
+bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
+and prints a table: median and best wall time of the timed repeats, tokens per second, and the
+process's peak resident memory. The input is the document (--doc) or the demo document,
+repeated until it is long enough.
 
-Options:
+bench prefill --shape NAME builds a model of a published shape with random weights (no
+download) and random token ids (seeded), and times the time to first token (prefill of every
+token, logits of the last one only) of the L2A model ("ours": --backend, --routing) against the
+same model run as its base model, full causal attention in every layer through cuDNN SDPA
+("base"), with the ratio base/ours and the peak GPU memory of each.
+Shapes: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b, qwen2.5-0.5b, qwen2.5-1.5b,
+qwen2.5-3b, qwen2.5-7b, qwen2.5-14b.
+
+Prefill options:
   --model DIR         a HuggingFace model folder
   --demo              the built-in demo model
   --doc FILE          the text to run (default: the demo document)
-  --tokens N,N,...    lengths to time (default 2048,8192)
+  --shape NAME        a published shape with random weights instead of a model folder
+  --tokens N,N,...    lengths to time, e.g. 8192 or 128K (default 2048,8192; with --shape
+                      32768)
   --repeat N          timed runs per length (default 3), after one untimed warm-up run
-  --routing POLICY    as in `l2a run` (default learned)
+  --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
   --threads N         CPU threads (default: one per core)
   --json              print the results as JSON
+ With --shape only:
+  --device NAME       cuda (default), cuda:N or cpu
+  --dtype TYPE        bf16 (default on CUDA), fp16 or fp32
+  --backend NAME      attention backend of "ours": kernels (default on CUDA), sdpa or
+                      reference; the base always runs sdpa (reference on the CPU)
+  --seed S            seed of the weights, the tokens and random routing (default 0)
+  --window W          sliding window of the L2A layers (default 4095)
+  --chunk N           query rows computed at a time (default 256)
+  --quiet             no progress lines on standard error
+
+bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 inputs
+with random routing (seeded): ours, as the global part (routed-query compaction, packed global
+attention, gated add into the residual), the local part (sliding window) and the whole L2A
+attention (local then global, in sequence), against full causal attention through SDPA with
+the cuDNN and the FlashAttention backend forced (n/a with the reason when a backend refuses).
+Before timing, each configuration is checked against an fp32 reference on sampled rows (64
+routed, 64 local; relative error <= 1e-2) and the run stops if it fails. Times are medians of
+CUDA-event timings after a warm-up; FLOPs are counted exactly (4 x D x Hq per query-key pair
+visited), with TFLOP/s and the ratios whole/cuDNN and global/cuDNN.
+
+Attention options:
+  --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)
+  --fractions F,...   routed shares in [0, 1] (default 0,0.1,0.2,0.5,1)
+  --shapes H/K/D,...  query heads / KV heads / head dim (default 28/4/128,32/8/128)
+  --window W          sliding window (default 4095)
+  --repeat N          timed runs per measurement (default 10)
+  --seed S            seed of the inputs and the routing (default 0)
+  --device NAME       cuda (default) or cuda:N
+  --json              print the results as JSON
+  --quiet             no progress lines on standard error
   -h, --help          show this help
 )";
 

@@ -456,4 +456,64 @@ TEST_F(Cli, InterruptCancelsWithoutWriting) {
     }
 }
 
+
+// ---- bench: argument errors, found before any model is made or any GPU is needed -------------
+
+TEST_F(Cli, BenchUnknownShapeListsTheKnownOnes) {
+    const Result r = l2a("bench prefill --shape qwen9-1b", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--shape: unknown shape 'qwen9-1b'");
+    EXPECT_TRUE(contains(r.err, "qwen3-8b")) << r.err;
+    EXPECT_TRUE(contains(r.err, "qwen2.5-7b")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(Cli, BenchBadArgumentsExitTwo) {
+    const struct {
+        const char* args;
+        const char* error;
+    } mistakes[] = {
+        {"bench prefill --shape qwen3-8b --tokens 12x", "--tokens: '12x'"},
+        {"bench prefill --shape qwen3-8b --tokens 1", "--tokens: '1'"},
+        {"bench prefill --shape qwen3-8b --tokens 8K,,32K", "--tokens: ''"},
+        {"bench prefill --shape qwen3-8b --routing sometimes", "--routing"},
+        {"bench prefill --shape qwen3-8b --backend magic", "--backend: 'magic'"},
+        {"bench prefill --shape qwen3-8b --demo", "--shape"},
+        {"bench prefill --demo --device cuda", "--device applies to --shape"},
+        {"bench attention --tokens 0", "--tokens: '0'"},
+        {"bench attention --tokens 99999999999K", "--tokens"},
+        {"bench attention --fractions 0.2,1.5", "--fractions: '1.5'"},
+        {"bench attention --shapes 28/5/128", "--shapes: '28/5/128'"},
+        {"bench attention --shapes 28/4/96", "--shapes: '28/4/96'"},
+        {"bench attention --window 0", "--window"},
+        {"bench attention --device cpu", "--device"},
+        {"bench attention --model x", "unknown option '--model'"},
+        {"bench sideways", "unknown benchmark 'sideways' (available: prefill, attention)"},
+    };
+    for (const auto& mistake : mistakes) {
+        SCOPED_TRACE(mistake.args);
+        const Result r = l2a(mistake.args, dir_);
+        EXPECT_ONE_LINE_ERROR(r, 2, mistake.error);
+    }
+}
+
+// Without a CUDA build, or without a GPU, bench attention says which of the two is missing.
+TEST_F(Cli, BenchAttentionWithoutCudaSaysSo) {
+    const Result r = l2a("bench attention --quiet --tokens 256 --fractions 0.5 --shapes 4/2/64 "
+                         "--repeat 1",
+                         dir_);
+    if (r.status == 0) GTEST_SKIP() << "this build and machine have a GPU: the bench ran";
+    EXPECT_ONE_LINE_ERROR(r, 1, "bench attention");
+    EXPECT_TRUE(contains(r.err, "CUDA")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(Cli, BenchHelpNamesBothBenchmarks) {
+    const Result r = l2a("bench --help", dir_);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "l2a bench attention")) << r.out;
+    EXPECT_TRUE(contains(r.out, "--shape NAME")) << r.out;
+    EXPECT_TRUE(contains(r.out, "qwen2.5-14b")) << r.out;
+    EXPECT_EQ(l2a("bench attention --help", dir_).out, r.out);
+}
+
 }  // namespace

@@ -101,7 +101,9 @@ TEST(PublishedShapes, RoundTripThroughConfigJson) {
             EXPECT_EQ(back.attention_bias, c.attention_bias) << name;
             EXPECT_DOUBLE_EQ(back.rope_theta, c.rope_theta) << name;
             EXPECT_DOUBLE_EQ(back.rms_norm_eps, c.rms_norm_eps) << name;
-            if (l2a) EXPECT_EQ(back.l2a.sliding_window, c.l2a.sliding_window) << name;
+            if (l2a) {
+                EXPECT_EQ(back.l2a.sliding_window, c.l2a.sliding_window) << name;
+            }
         }
     }
 }

@@ -15,7 +15,45 @@
 
 namespace l2a {
 
-inline constexpr int kProfileFormatVersion = 1;
+// 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
+// Version 1 files still load (with an empty timeline).
+inline constexpr int kProfileFormatVersion = 2;
+
+// One GPU kernel of the run. Times are nanoseconds since the start of the run, on the same clock
+// base as the host ranges, so a kernel lies inside the range that launched it (give or take the
+// launch latency).
+struct KernelRecord {
+    std::string name;
+    std::int32_t stream_id = 0;
+    std::int32_t device_id = 0;
+    std::int64_t begin_ns = 0;
+    std::int64_t end_ns = 0;
+    std::int64_t range = -1;  // index into Profile::ranges of the range that launched it; -1: none
+    bool operator==(const KernelRecord&) const = default;
+};
+
+enum class MemoryOpKind : std::uint8_t {
+    CopyHostToDevice,
+    CopyDeviceToHost,
+    CopyDeviceToDevice,
+    CopyOther,  // host to host, peer to peer, arrays
+    Set,
+};
+
+// "memcpy HtoD", "memcpy DtoH", "memcpy DtoD", "memcpy other", "memset".
+const char* memory_op_kind_name(MemoryOpKind kind);
+
+// One memcpy or memset on a GPU stream.
+struct MemoryOpRecord {
+    MemoryOpKind kind = MemoryOpKind::CopyHostToDevice;
+    std::int64_t bytes = 0;
+    std::int32_t stream_id = 0;
+    std::int32_t device_id = 0;
+    std::int64_t begin_ns = 0;  // as KernelRecord
+    std::int64_t end_ns = 0;
+    std::int64_t range = -1;
+    bool operator==(const MemoryOpRecord&) const = default;
+};
 
 struct Profile {
     ModelSummary model;
@@ -37,6 +75,13 @@ struct Profile {
     RunOptions options;
     RunMetrics metrics;
     std::vector<TimedRange> ranges;
+    // The GPU timeline (empty on the CPU, or when the tracer could not run).
+    std::vector<KernelRecord> kernels;
+    std::vector<MemoryOpRecord> memory_ops;
+    // "cupti", or "host timers only: <why>" (CPU run, CUPTI missing or owned by another tool).
+    std::string timeline_source;
+    std::string device;                   // "cpu" or the GPU's name; "" when not recorded (v1)
+    std::int64_t peak_device_bytes = 0;   // GPU: peak bytes allocated during the run
     double wall_seconds = 0.0;
     std::string created_at;  // ISO 8601 UTC
     std::string tool_version;
@@ -46,8 +91,53 @@ struct Profile {
 
 // Atomic write. Throws l2a::Error naming the file.
 void save_profile(const Profile& profile, const std::filesystem::path& path);
-// Validates (format version, array sizes consistent with T and L); errors name the file.
+// Validates (format version, array sizes consistent with T and L, timeline records: end before
+// begin, range index out of bounds); errors name the file. Version 1 files load with an empty
+// timeline, timeline_source "host timers only: ..." and the run options they did not record at
+// their defaults.
 Profile load_profile(const std::filesystem::path& path);
+
+// Where a run's time went, per layer, from the host ranges and the kernels.
+struct PhaseTime {
+    double seconds = 0.0;        // host ranges named "layer N / <phase>"
+    std::int64_t kernels = 0;    // kernels launched inside them
+    double kernel_seconds = 0.0; // their summed GPU time
+};
+
+inline constexpr int kNumPhases = 4;
+// The phases of a layer, in the order they run; plain layers have only global and mlp.
+inline constexpr const char* kPhaseNames[kNumPhases] = {"local", "router", "global", "mlp"};
+
+struct LayerTiming {
+    std::int64_t layer = 0;
+    double seconds = 0.0;          // the "layer N" range (the sum of its phases if it has none)
+    PhaseTime phases[kNumPhases];  // in kPhaseNames order
+    std::int64_t kernels = 0;      // kernels launched anywhere in the layer
+    double kernel_seconds = 0.0;
+    double share = 0.0;            // seconds / TimelineSummary::run_seconds
+};
+
+// Time outside the layers ("embed", "lm_head", ...), by range name in order of appearance.
+struct StageTiming {
+    std::string name;
+    double seconds = 0.0;
+    std::int64_t kernels = 0;
+    double kernel_seconds = 0.0;
+    double share = 0.0;
+};
+
+struct TimelineSummary {
+    // The whole run: wall_seconds, or the end of the last range or kernel if that is later.
+    double run_seconds = 0.0;
+    std::vector<LayerTiming> layers;  // one per model layer, in order
+    std::vector<StageTiming> stages;
+    std::int64_t kernels = 0;
+    std::int64_t unattributed_kernels = 0;  // range -1
+    double kernel_seconds = 0.0;
+};
+
+// Ranges not named after a layer of the profile ("layer 99" of a 4-layer run) count as stages.
+TimelineSummary summarize_timeline(const Profile& profile);
 
 // The `l2a export --format json` document (model, document, run, layers, metrics, ...).
 std::string profile_to_json(const Profile& profile, int indent = 2);

@@ -1,0 +1,76 @@
+// Attention benchmarks on the GPU: the project's L2A kernels against full causal attention
+// through LibTorch's SDPA backends, in one process. Free of LibTorch and CUDA headers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace l2a {
+
+struct AttentionHeads {
+    int q_heads = 28;   // Hq
+    int kv_heads = 4;   // Hkv
+    int head_dim = 128; // D
+    bool operator==(const AttentionHeads&) const = default;
+};
+
+struct AttentionBenchOptions {
+    std::vector<std::int64_t> tokens = {8192, 32768, 65536, 131072};
+    std::vector<double> fractions = {0.0, 0.1, 0.2, 0.5, 1.0};  // routed share, each in [0, 1]
+    std::vector<AttentionHeads> shapes = {{28, 4, 128}, {32, 8, 128}};
+    std::int64_t window = 4095;  // W of the local part
+    int repeat = 10;             // timed runs per measurement (the median is reported)
+    int warmup = 3;              // untimed runs before them
+    std::uint64_t seed = 0;      // inputs and routing
+    std::string device = "cuda"; // "cuda" or "cuda:N"
+    int check_rows = 64;         // sampled rows per part checked against fp32 before timing
+    double tolerance = 1e-2;     // relative error allowed per checked row
+    // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
+    std::function<void(std::string_view)> progress;
+};
+
+// One time in milliseconds (median of the timed runs), or unavailable with the reason.
+struct BenchTime {
+    double ms = 0.0;
+    bool available = false;
+    std::string reason;  // why not, when unavailable
+};
+
+struct AttentionBenchRow {
+    std::int64_t tokens = 0;
+    AttentionHeads heads;
+    double fraction = 0.0;      // requested routed share
+    std::int64_t routed = 0;    // tokens actually routed (random, seeded)
+    // FLOPs counted exactly: 4 * D * Hq per (query, key) pair, over the pairs each part visits.
+    double global_flop = 0.0;   // routed rows p: p + 1 keys
+    double local_flop = 0.0;    // every row t: min(t + 1, W) keys
+    double full_flop = 0.0;     // every row t: t + 1 keys (the SDPA baselines)
+    // Ours. global: routed-query compaction + packed global attention + gated add of the routed
+    // rows into the residual. local: sliding-window attention of every row. whole: local then
+    // global, in sequence on one stream (the router's logit is not included: the engine fuses
+    // it into the RMSNorm before global attention).
+    BenchTime global;
+    BenchTime local;
+    BenchTime whole;
+    BenchTime cudnn;  // SDPA, cuDNN backend, full causal (same for every fraction)
+    BenchTime flash;  // SDPA, FlashAttention backend, full causal
+    // Largest relative error (row norm) of the sampled rows against the fp32 reference.
+    double global_error = 0.0;
+    double local_error = 0.0;
+};
+
+struct AttentionBenchResult {
+    std::string device;  // the GPU's name
+    std::vector<AttentionBenchRow> rows;
+};
+
+// Runs the grid, every (tokens, shape) pair checked against an fp32 LibTorch reference first:
+// a part whose sampled rows miss the tolerance throws l2a::Error naming the part, the shape and
+// the error, before anything is timed. Throws l2a::Error when the build has no CUDA path or the
+// device is missing, and for bad options.
+AttentionBenchResult bench_attention(const AttentionBenchOptions& options);
+
+}  // namespace l2a
