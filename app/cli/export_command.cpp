@@ -1,18 +1,34 @@
 // `l2a export`: a saved profile in another format.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "arguments.h"
 #include "commands.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/export.h"
 #include "l2a/engine/profile.h"
 
 namespace l2a::cli {
+namespace {
+
+void write_output(const std::string& out, const std::string& text) {
+    if (out == "-") {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+    } else {
+        write_text_atomically(out, text);
+    }
+}
+
+}  // namespace
 
 int export_command(std::span<const std::string_view> raw) {
-    Arguments args("export", {{"--profile", true}, {"--format", true}, {"--out", true}}, raw);
+    Arguments args("export",
+                   {{"--profile", true}, {"--format", true}, {"--out", true}, {"--compare", true}},
+                   raw);
     if (args.help()) {
         std::fputs(help_text("export"), stdout);
         return 0;
@@ -21,19 +37,34 @@ int export_command(std::span<const std::string_view> raw) {
     if (!profile_path) args.usage_error("give the profile to export: --profile FILE");
     const std::string format = args.value("--format").value_or("json");
     const std::string out = args.value("--out").value_or("-");
-    if (format == "chrome" || format == "csv" || format == "html" || format == "pdf") {
-        fail("--format " + format, "not supported yet (supported: json)");
+    const auto compare_path = args.value("--compare");
+    if (format == "pdf") fail("--format pdf", "not supported in this build yet");
+    if (format != "json" && format != "chrome" && format != "csv" && format != "html") {
+        args.usage_error("--format: unknown format '" + format +
+                         "' (supported: json, chrome, csv, html)");
     }
-    if (format != "json")
-        args.usage_error("--format: unknown format '" + format + "' (supported: json)");
+    if (compare_path && format != "html") {
+        args.usage_error("--compare: only --format html shows a comparison");
+    }
+    if (format == "csv" && out == "-") {
+        args.usage_error(
+            "--format csv writes two tables: give --out FILE (FILE.layers.csv and "
+            "FILE.tokens.csv)");
+    }
 
     const Profile profile = load_profile(*profile_path);
-    const std::string text = profile_to_json(profile) + "\n";
-    if (out == "-") {
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fflush(stdout);
+    if (format == "json") {
+        write_output(out, profile_to_json(profile) + "\n");
+    } else if (format == "chrome") {
+        write_output(out, profile_to_chrome_trace(profile) + "\n");
+    } else if (format == "csv") {
+        const CsvPaths paths = export_csv(profile, out);
+        std::fprintf(stderr, "l2a: wrote %s and %s\n", paths.layers.string().c_str(),
+                     paths.tokens.string().c_str());
     } else {
-        write_text_atomically(out, text);
+        std::optional<Profile> compare;
+        if (compare_path) compare = load_profile(*compare_path);
+        write_output(out, profile_to_html(profile, compare ? &*compare : nullptr));
     }
     return 0;
 }

@@ -80,14 +80,35 @@ Output:
 Ctrl-C stops the run between chunks; nothing is written then.
 )";
 
-constexpr const char* kExportHelp = R"(Usage: l2a export --profile FILE [--format json] [--out FILE]
+constexpr const char* kExportHelp =
+    R"(Usage: l2a export --profile FILE [--format json|chrome|csv|html] [--out FILE]
+                  [--compare FILE]
 
-Converts a profile saved by `l2a run --out` into another format.
+Converts a profile saved by `l2a run --out` into another format. Files are written atomically
+(a temporary file renamed into place).
+
+Formats:
+  json     the profile as one JSON document: model, document, run options, per-layer routing,
+           KV memory and timing, metrics
+  chrome   Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing: the
+           layer/phase ranges on a host track, kernels and memory copies on one track per GPU
+           stream (when the run recorded them), a counter track of the routed fraction per
+           layer; times in microseconds since the start of the run
+  csv      two RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
+           global fraction, routed tokens, pruned, KV bytes with and without L2A, time per
+           phase, kernels, share of the run) and run.tokens.csv (per token: position, id, byte
+           range, text, NLL, layers routed, first and last routed layer)
+  html     a self-contained report (no scripts, no network): run metadata, sparsity per layer,
+           token x layer routing map, time per layer and phase, the document with its
+           most-routed passages highlighted
+  pdf      not supported in this build yet
 
 Options:
   --profile FILE   the .l2a profile to read
-  --format NAME    json (default); chrome, csv, html and pdf are not supported yet
-  --out FILE       where to write; - (the default) writes to standard output
+  --format NAME    json (default), chrome, csv or html
+  --out FILE       where to write; - (the default) writes to standard output (not for csv)
+  --compare FILE   html only: a second profile of the same document (a what-if run, e.g.
+                   pruned); the report adds the change in NLL per token and in routing per layer
   -h, --help       show this help
 )";
 

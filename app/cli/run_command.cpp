@@ -439,6 +439,12 @@ int run_command(std::span<const std::string_view> raw) {
         compute_metrics(config, options, num_tokens, profile.decisions, profile.token_nll);
     profile.ranges = std::move(result.ranges);
     profile.wall_seconds = result.wall_seconds;
+    profile.device = result.device;
+    profile.peak_device_bytes = result.peak_device_bytes;
+    // The kernel timeline comes from the CUPTI tracer, which this build does not have yet.
+    profile.timeline_source = options.device == "cpu"
+                                  ? "host timers only: CPU run"
+                                  : "host timers only: no kernel tracer in this build";
     profile.created_at = utc_now_iso8601();
     profile.tool_version = tool_version();
 

@@ -5,11 +5,13 @@
 #include "l2a/engine/profile.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -126,10 +128,13 @@ json options_to_json(const RunOptions& o) {
     j["device"] = o.device;
     j["backend"] = o.backend;
     j["kv_bytes_per_element"] = o.kv_bytes_per_element;
+    j["as_base"] = o.as_base;
+    j["token_nll"] = o.token_nll;
     return j;
 }
 
-RunOptions options_from_json(const json& j) {
+// Version 1 did not record as_base and token_nll: such runs had neither (their defaults).
+RunOptions options_from_json(const json& j, std::int64_t version) {
     constexpr std::string_view w = "options";
     RunOptions o;
     try {
@@ -146,6 +151,10 @@ RunOptions options_from_json(const json& j) {
     o.device = get_as<std::string>(j, "device", w);
     o.backend = get_as<std::string>(j, "backend", w);
     o.kv_bytes_per_element = get_as<int>(j, "kv_bytes_per_element", w);
+    if (version >= 2) {
+        o.as_base = get_as<bool>(j, "as_base", w);
+        o.token_nll = get_as<bool>(j, "token_nll", w);
+    }
     return o;
 }
 
@@ -211,7 +220,92 @@ std::vector<TimedRange> ranges_from_json(const json& j) {
     return ranges;
 }
 
-std::string profile_metadata(const Profile& p) {
+// The timeline's records are stored as rows of int64 tensors (a run may hold 10^5 kernels: far
+// too many for JSON); kernel names, which repeat, as a table in the metadata.
+constexpr std::int64_t kKernelColumns = 6;    // name index, stream, device, begin, end, range
+constexpr std::int64_t kMemoryOpColumns = 7;  // kind, bytes, stream, device, begin, end, range
+
+struct EncodedTimeline {
+    std::vector<std::string> names;
+    std::vector<std::int64_t> kernels;     // [K, kKernelColumns]
+    std::vector<std::int64_t> memory_ops;  // [M, kMemoryOpColumns]
+};
+
+EncodedTimeline encode_timeline(const Profile& p) {
+    EncodedTimeline e;
+    std::map<std::string_view, std::int64_t> index;
+    e.kernels.reserve(p.kernels.size() * kKernelColumns);
+    for (const KernelRecord& k : p.kernels) {
+        auto [it, added] = index.try_emplace(k.name, static_cast<std::int64_t>(e.names.size()));
+        if (added) e.names.push_back(k.name);
+        e.kernels.insert(e.kernels.end(),
+                         {it->second, k.stream_id, k.device_id, k.begin_ns, k.end_ns, k.range});
+    }
+    e.memory_ops.reserve(p.memory_ops.size() * kMemoryOpColumns);
+    for (const MemoryOpRecord& m : p.memory_ops) {
+        e.memory_ops.insert(e.memory_ops.end(),
+                            {static_cast<std::int64_t>(m.kind), m.bytes, m.stream_id, m.device_id,
+                             m.begin_ns, m.end_ns, m.range});
+    }
+    return e;
+}
+
+// Checks what the file format cannot: times in order, range indices that exist. `prefix` says
+// whether a save or a load found the problem.
+void validate_timeline(const Profile& p, const std::string& origin, const std::string& prefix) {
+    for (std::size_t i = 0; i < p.ranges.size(); ++i) {
+        const TimedRange& r = p.ranges[i];
+        if (r.end_ns < r.begin_ns) {
+            fail(origin, prefix + "range " + std::to_string(i) + " ('" + r.name + "') ends (" +
+                             std::to_string(r.end_ns) + " ns) before it begins (" +
+                             std::to_string(r.begin_ns) + " ns)");
+        }
+        if (r.depth < 0) {
+            fail(origin, prefix + "range " + std::to_string(i) + " ('" + r.name +
+                             "') has negative depth " + std::to_string(r.depth));
+        }
+    }
+    const auto ranges = static_cast<std::int64_t>(p.ranges.size());
+    auto check = [&](const char* what, std::size_t i, std::int64_t begin, std::int64_t end,
+                     std::int64_t range) {
+        const std::string which = std::string(what) + " " + std::to_string(i);
+        if (end < begin) {
+            fail(origin, prefix + which + " ends (" + std::to_string(end) +
+                             " ns) before it begins (" + std::to_string(begin) + " ns)");
+        }
+        if (range < -1 || range >= ranges) {
+            fail(origin, prefix + which + " names range " + std::to_string(range) + " of " +
+                             std::to_string(ranges) + " (expected -1 or 0.." +
+                             std::to_string(ranges - 1) + ")");
+        }
+    };
+    for (std::size_t i = 0; i < p.kernels.size(); ++i) {
+        const KernelRecord& k = p.kernels[i];
+        check("kernel", i, k.begin_ns, k.end_ns, k.range);
+    }
+    for (std::size_t i = 0; i < p.memory_ops.size(); ++i) {
+        const MemoryOpRecord& m = p.memory_ops[i];
+        check("memory operation", i, m.begin_ns, m.end_ns, m.range);
+        if (m.bytes < 0) {
+            fail(origin, prefix + "memory operation " + std::to_string(i) + " has " +
+                             std::to_string(m.bytes) + " bytes");
+        }
+        if (static_cast<int>(m.kind) > static_cast<int>(MemoryOpKind::Set)) {
+            fail(origin, prefix + "memory operation " + std::to_string(i) + " has unknown kind " +
+                             std::to_string(static_cast<int>(m.kind)));
+        }
+    }
+}
+
+std::int32_t narrow_id(std::int64_t value, const std::string& origin, const std::string& what) {
+    if (value < std::numeric_limits<std::int32_t>::min() ||
+        value > std::numeric_limits<std::int32_t>::max()) {
+        fail(origin, what + " (" + std::to_string(value) + ") is out of range");
+    }
+    return static_cast<std::int32_t>(value);
+}
+
+std::string profile_metadata(const Profile& p, const std::vector<std::string>& kernel_names) {
     json j;
     j["format_version"] = kProfileFormatVersion;
     j["tool_version"] = p.tool_version;
@@ -226,6 +320,9 @@ std::string profile_metadata(const Profile& p) {
     j["options"] = options_to_json(p.options);
     j["metrics"] = metrics_to_json(p.metrics);
     j["ranges"] = ranges_to_json(p.ranges);
+    j["timeline"] = {{"source", p.timeline_source}, {"kernel_names", kernel_names}};
+    j["device"] = p.device;
+    j["peak_device_bytes"] = p.peak_device_bytes;
     j["wall_seconds"] = double_to_json(p.wall_seconds);
     // The text is valid UTF-8 by construction (document.h); a path need not be, and a run
     // should not be lost over how its file name is displayed.
@@ -307,7 +404,178 @@ std::string stage_of_range(std::string_view name) {
     return slash == std::string_view::npos ? "layers" : std::string(name.substr(slash + 3));
 }
 
+// The number of rows of a 2-D int64 tensor with `columns` columns.
+std::int64_t table_rows(const SafetensorsFile& file, std::string_view name, std::int64_t columns) {
+    const TensorInfo* info = file.find(name);
+    const std::string origin = file.path().string();
+    if (!info)
+        fail(origin, "not a complete L2A profile: missing tensor '" + std::string(name) + "'");
+    if (info->shape.size() != 2 || info->shape[1] != columns) {
+        fail(origin, "tensor '" + std::string(name) + "' is not a table of " +
+                         std::to_string(columns) + " columns");
+    }
+    return info->shape[0];
+}
+
+void read_timeline(const SafetensorsFile& file, const std::vector<std::string>& names, Profile& p) {
+    const std::string origin = file.path().string();
+    const std::int64_t kernels = table_rows(file, "kernels", kKernelColumns);
+    const auto k =
+        read_tensor<std::int64_t>(file, "kernels", DType::I64, {kernels, kKernelColumns});
+    p.kernels.reserve(static_cast<std::size_t>(kernels));
+    for (std::size_t row = 0; row < static_cast<std::size_t>(kernels); ++row) {
+        const std::int64_t* c = k.data() + row * kKernelColumns;
+        const std::string which = "kernel " + std::to_string(row);
+        if (c[0] < 0 || c[0] >= static_cast<std::int64_t>(names.size())) {
+            fail(origin, which + " names kernel " + std::to_string(c[0]) + " of the " +
+                             std::to_string(names.size()) + " in timeline.kernel_names");
+        }
+        p.kernels.push_back({names[static_cast<std::size_t>(c[0])],
+                             narrow_id(c[1], origin, which + " stream"),
+                             narrow_id(c[2], origin, which + " device"), c[3], c[4], c[5]});
+    }
+    const std::int64_t ops = table_rows(file, "memory_ops", kMemoryOpColumns);
+    const auto m =
+        read_tensor<std::int64_t>(file, "memory_ops", DType::I64, {ops, kMemoryOpColumns});
+    p.memory_ops.reserve(static_cast<std::size_t>(ops));
+    for (std::size_t row = 0; row < static_cast<std::size_t>(ops); ++row) {
+        const std::int64_t* c = m.data() + row * kMemoryOpColumns;
+        const std::string which = "memory operation " + std::to_string(row);
+        if (c[0] < 0 || c[0] > static_cast<std::int64_t>(MemoryOpKind::Set)) {
+            fail(origin, which + " has unknown kind " + std::to_string(c[0]));
+        }
+        p.memory_ops.push_back({static_cast<MemoryOpKind>(c[0]), c[1],
+                                narrow_id(c[2], origin, which + " stream"),
+                                narrow_id(c[3], origin, which + " device"), c[4], c[5], c[6]});
+    }
+}
+
+// "layer 7 / global" -> {7, 2}; "layer 7" -> {7, -1}; anything else -> nullopt.
+std::optional<std::pair<std::int64_t, int>> layer_and_phase(std::string_view name) {
+    if (name.substr(0, 6) != "layer ") return std::nullopt;
+    name.remove_prefix(6);
+    std::int64_t layer = 0;
+    const auto [rest, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
+    if (ec != std::errc() || rest == name.data()) return std::nullopt;
+    std::string_view tail(rest, static_cast<std::size_t>(name.data() + name.size() - rest));
+    if (tail.empty()) return std::pair{layer, -1};
+    if (tail.substr(0, 3) != " / ") return std::nullopt;
+    tail.remove_prefix(3);
+    for (int phase = 0; phase < kNumPhases; ++phase) {
+        if (tail == kPhaseNames[phase]) return std::pair{layer, phase};
+    }
+    return std::nullopt;
+}
+
 }  // namespace
+
+const char* memory_op_kind_name(MemoryOpKind kind) {
+    switch (kind) {
+        case MemoryOpKind::CopyHostToDevice:
+            return "memcpy HtoD";
+        case MemoryOpKind::CopyDeviceToHost:
+            return "memcpy DtoH";
+        case MemoryOpKind::CopyDeviceToDevice:
+            return "memcpy DtoD";
+        case MemoryOpKind::CopyOther:
+            return "memcpy other";
+        case MemoryOpKind::Set:
+            return "memset";
+    }
+    return "memory operation";
+}
+
+TimelineSummary summarize_timeline(const Profile& p) {
+    TimelineSummary s;
+    const std::int64_t num_layers = std::max<std::int64_t>(p.num_layers, 0);
+    s.layers.resize(static_cast<std::size_t>(num_layers));
+    for (std::int64_t i = 0; i < num_layers; ++i) s.layers[static_cast<std::size_t>(i)].layer = i;
+    std::vector<bool> has_layer_range(s.layers.size(), false);
+
+    // Where each range's time and kernels go: a layer (and phase), or a stage.
+    struct Target {
+        std::int64_t layer = -1;
+        int phase = -1;
+        std::size_t stage = 0;
+    };
+    std::vector<Target> targets(p.ranges.size());
+    std::map<std::string, std::size_t, std::less<>> stage_index;
+    std::int64_t end_ns = 0;
+    for (std::size_t i = 0; i < p.ranges.size(); ++i) {
+        const TimedRange& r = p.ranges[i];
+        // Nanoseconds until the end (exact in a double), so that sums carry no rounding noise.
+        const auto seconds = static_cast<double>(r.end_ns - r.begin_ns);
+        end_ns = std::max(end_ns, r.end_ns);
+        const auto lp = layer_and_phase(r.name);
+        if (lp && lp->first >= 0 && lp->first < num_layers) {
+            LayerTiming& layer = s.layers[static_cast<std::size_t>(lp->first)];
+            targets[i] = {lp->first, lp->second, 0};
+            if (lp->second < 0) {
+                layer.seconds += seconds;
+                has_layer_range[static_cast<std::size_t>(lp->first)] = true;
+            } else {
+                layer.phases[lp->second].seconds += seconds;
+            }
+            continue;
+        }
+        auto [it, added] = stage_index.try_emplace(r.name, s.stages.size());
+        if (added) s.stages.push_back({r.name, 0.0, 0, 0.0, 0.0});
+        s.stages[it->second].seconds += seconds;
+        targets[i].stage = it->second;
+    }
+    for (const KernelRecord& k : p.kernels) {
+        const auto seconds = static_cast<double>(k.end_ns - k.begin_ns);
+        end_ns = std::max(end_ns, k.end_ns);
+        ++s.kernels;
+        s.kernel_seconds += seconds;
+        if (k.range < 0 || k.range >= static_cast<std::int64_t>(targets.size())) {
+            ++s.unattributed_kernels;
+            continue;
+        }
+        const Target& t = targets[static_cast<std::size_t>(k.range)];
+        if (t.layer >= 0) {
+            LayerTiming& layer = s.layers[static_cast<std::size_t>(t.layer)];
+            ++layer.kernels;
+            layer.kernel_seconds += seconds;
+            if (t.phase >= 0) {
+                ++layer.phases[t.phase].kernels;
+                layer.phases[t.phase].kernel_seconds += seconds;
+            }
+        } else {
+            ++s.stages[t.stage].kernels;
+            s.stages[t.stage].kernel_seconds += seconds;
+        }
+    }
+    for (const MemoryOpRecord& m : p.memory_ops) end_ns = std::max(end_ns, m.end_ns);
+
+    for (std::size_t i = 0; i < s.layers.size(); ++i) {
+        if (has_layer_range[i]) continue;
+        for (const PhaseTime& phase : s.layers[i].phases) s.layers[i].seconds += phase.seconds;
+    }
+    constexpr double kSecond = 1e9;
+    s.kernel_seconds /= kSecond;
+    for (LayerTiming& layer : s.layers) {
+        layer.seconds /= kSecond;
+        layer.kernel_seconds /= kSecond;
+        for (PhaseTime& phase : layer.phases) {
+            phase.seconds /= kSecond;
+            phase.kernel_seconds /= kSecond;
+        }
+    }
+    for (StageTiming& stage : s.stages) {
+        stage.seconds /= kSecond;
+        stage.kernel_seconds /= kSecond;
+    }
+    s.run_seconds = static_cast<double>(end_ns) / kSecond;
+    if (std::isfinite(p.wall_seconds)) s.run_seconds = std::max(s.run_seconds, p.wall_seconds);
+    for (LayerTiming& layer : s.layers) {
+        layer.share = s.run_seconds > 0 ? layer.seconds / s.run_seconds : 0.0;
+    }
+    for (StageTiming& stage : s.stages) {
+        stage.share = s.run_seconds > 0 ? stage.seconds / s.run_seconds : 0.0;
+    }
+    return s;
+}
 
 void save_profile(const Profile& profile, const std::filesystem::path& path) {
     const std::int64_t num_tokens = profile.num_tokens();
@@ -328,11 +596,14 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
         fail(origin, "cannot save: token_nll does not match the " + std::to_string(t) + " tokens");
     }
 
+    validate_timeline(profile, origin, "cannot save: ");
+
     std::vector<std::int64_t> begin(profile.token_begin.begin(), profile.token_begin.end());
     std::vector<std::int64_t> end(profile.token_end.begin(), profile.token_end.end());
+    const EncodedTimeline timeline = encode_timeline(profile);
 
     SafetensorsWriter writer(path);
-    writer.set_metadata(kMetadataKey, profile_metadata(profile));
+    writer.set_metadata(kMetadataKey, profile_metadata(profile, timeline.names));
     writer.add("token_ids", DType::I32, {num_tokens}, bytes_of(profile.token_ids));
     writer.add("token_begin", DType::I64, {num_tokens}, bytes_of(begin));
     writer.add("token_end", DType::I64, {num_tokens}, bytes_of(end));
@@ -340,6 +611,12 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
                bytes_of(profile.router_logits));
     writer.add("decisions", DType::U8, {num_layers, num_tokens}, bytes_of(profile.decisions));
     writer.add("token_nll", DType::F32, {num_tokens}, bytes_of(profile.token_nll));
+    writer.add("kernels", DType::I64,
+               {static_cast<std::int64_t>(profile.kernels.size()), kKernelColumns},
+               bytes_of(timeline.kernels));
+    writer.add("memory_ops", DType::I64,
+               {static_cast<std::int64_t>(profile.memory_ops.size()), kMemoryOpColumns},
+               bytes_of(timeline.memory_ops));
     writer.finish();
 }
 
@@ -358,17 +635,22 @@ Profile load_profile(const std::filesystem::path& path) {
     }
 
     Profile p;
+    std::int64_t version = 0;
+    std::vector<std::string> kernel_names;
     try {
         if (!j.is_object()) throw FieldError{"profile metadata is not a JSON object"};
-        const json& version = field(j, "format_version", "profile");
-        if (!version.is_number_integer()) throw FieldError{"format_version is not an integer"};
-        const auto v = version.get<std::int64_t>();
+        const json& stated_version = field(j, "format_version", "profile");
+        if (!stated_version.is_number_integer()) {
+            throw FieldError{"format_version is not an integer"};
+        }
+        const auto v = stated_version.get<std::int64_t>();
         if (v > kProfileFormatVersion) {
             fail(origin, "profile format version " + std::to_string(v) +
                              " is newer than this l2a understands (" +
                              std::to_string(kProfileFormatVersion) + "); update l2a to open it");
         }
         if (v < 1) throw FieldError{"invalid format_version " + std::to_string(v)};
+        version = v;
 
         p.tool_version = get_as<std::string>(j, "tool_version", "profile");
         p.created_at = get_as<std::string>(j, "created_at", "profile");
@@ -380,10 +662,20 @@ Profile load_profile(const std::filesystem::path& path) {
         p.tokens_before_truncation =
             get_as<std::int64_t>(doc, "tokens_before_truncation", "document");
         p.num_layers = get_as<std::int64_t>(j, "num_layers", "profile");
-        p.options = options_from_json(field(j, "options", "profile"));
+        p.options = options_from_json(field(j, "options", "profile"), version);
         p.metrics = metrics_from_json(field(j, "metrics", "profile"));
         p.ranges = ranges_from_json(field(j, "ranges", "profile"));
         p.wall_seconds = get_double(j, "wall_seconds", "profile");
+        if (version >= 2) {
+            const json& timeline = field(j, "timeline", "profile");
+            p.timeline_source = get_as<std::string>(timeline, "source", "timeline");
+            kernel_names = get_as<std::vector<std::string>>(timeline, "kernel_names", "timeline");
+            p.device = get_as<std::string>(j, "device", "profile");
+            p.peak_device_bytes = get_as<std::int64_t>(j, "peak_device_bytes", "profile");
+            if (p.peak_device_bytes < 0) throw FieldError{"negative peak_device_bytes"};
+        } else {
+            p.timeline_source = "host timers only: profile format version 1 has no kernel timeline";
+        }
     } catch (const FieldError& e) {
         fail(origin, "invalid profile metadata: " + e.message);
     }
@@ -413,6 +705,8 @@ Profile load_profile(const std::filesystem::path& path) {
         read_tensor<float>(file, "router_logits", DType::F32, {num_layers, num_tokens});
     p.decisions = read_tensor<std::uint8_t>(file, "decisions", DType::U8, {num_layers, num_tokens});
     p.token_nll = read_tensor<float>(file, "token_nll", DType::F32, {num_tokens});
+    if (version >= 2) read_timeline(file, kernel_names, p);
+    validate_timeline(p, origin, "");
 
     const auto layers = static_cast<std::size_t>(num_layers);
     if (!p.metrics.global_fraction.empty()) {
@@ -466,7 +760,13 @@ std::string profile_to_json(const Profile& p, int indent) {
     run["device"] = p.options.device;
     run["backend"] = p.options.backend;
     run["kv_bytes_per_element"] = p.options.kv_bytes_per_element;
+    run["as_base"] = p.options.as_base;
+    run["token_nll"] = p.options.token_nll;
+    run["device_name"] = p.device;
+    run["peak_device_bytes"] = p.peak_device_bytes;
     j["run"] = std::move(run);
+
+    const TimelineSummary summary = summarize_timeline(p);
 
     json layers = json::array();
     for (std::int64_t layer = 0; layer < p.num_layers; ++layer) {
@@ -474,6 +774,11 @@ std::string profile_to_json(const Profile& p, int indent) {
         const LayerKv kv = i < metrics.kv.size() ? metrics.kv[i] : LayerKv{};
         const bool pruned = std::find(p.options.prune.begin(), p.options.prune.end(),
                                       static_cast<int>(layer)) != p.options.prune.end();
+        const LayerTiming& timing = summary.layers[i];
+        json phases = json::object();
+        for (int phase = 0; phase < kNumPhases; ++phase) {
+            phases[kPhaseNames[phase]] = number(timing.phases[phase].seconds);
+        }
         layers.push_back({
             {"index", layer},
             {"global_fraction", i < metrics.global_fraction.size()
@@ -483,6 +788,11 @@ std::string profile_to_json(const Profile& p, int indent) {
             {"kv_local_bytes", kv.local_bytes},
             {"kv_global_bytes", kv.global_bytes},
             {"pruned", pruned},
+            {"seconds", number(timing.seconds)},
+            {"phase_seconds", std::move(phases)},
+            {"kernels", timing.kernels},
+            {"kernel_seconds", number(timing.kernel_seconds)},
+            {"share_of_run", number(timing.share)},
         });
     }
     j["layers"] = std::move(layers);
@@ -515,6 +825,11 @@ std::string profile_to_json(const Profile& p, int indent) {
                                   : json(nullptr)},
         {"stages", std::move(by_stage)},
         {"ranges", std::move(by_name)},
+        {"timeline_source", p.timeline_source},
+        {"kernels", summary.kernels},
+        {"unattributed_kernels", summary.unattributed_kernels},
+        {"kernel_seconds", number(summary.kernel_seconds)},
+        {"memory_ops", p.memory_ops.size()},
     };
     return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }

@@ -60,17 +60,17 @@ struct Profile {
 
     std::string document_path;
     std::string document_text;
-    std::size_t replaced_sequences = 0;   // invalid UTF-8 sequences replaced when loading
+    std::size_t replaced_sequences = 0;         // invalid UTF-8 sequences replaced when loading
     std::int64_t tokens_before_truncation = 0;  // > num_tokens when --max-tokens cut the input
 
-    std::vector<std::int32_t> token_ids;        // [T]
-    std::vector<std::uint32_t> token_begin;     // [T] byte offsets into document_text
-    std::vector<std::uint32_t> token_end;       // [T]
+    std::vector<std::int32_t> token_ids;     // [T]
+    std::vector<std::uint32_t> token_begin;  // [T] byte offsets into document_text
+    std::vector<std::uint32_t> token_end;    // [T]
 
     std::int64_t num_layers = 0;
-    std::vector<float> router_logits;           // [L, T]
-    std::vector<std::uint8_t> decisions;        // [L, T]
-    std::vector<float> token_nll;               // [T]
+    std::vector<float> router_logits;     // [L, T]
+    std::vector<std::uint8_t> decisions;  // [L, T]
+    std::vector<float> token_nll;         // [T]
 
     RunOptions options;
     RunMetrics metrics;
@@ -80,8 +80,8 @@ struct Profile {
     std::vector<MemoryOpRecord> memory_ops;
     // "cupti", or "host timers only: <why>" (CPU run, CUPTI missing or owned by another tool).
     std::string timeline_source;
-    std::string device;                   // "cpu" or the GPU's name; "" when not recorded (v1)
-    std::int64_t peak_device_bytes = 0;   // GPU: peak bytes allocated during the run
+    std::string device;                  // "cpu" or the GPU's name; "" when not recorded (v1)
+    std::int64_t peak_device_bytes = 0;  // GPU: peak bytes allocated during the run
     double wall_seconds = 0.0;
     std::string created_at;  // ISO 8601 UTC
     std::string tool_version;
@@ -99,9 +99,9 @@ Profile load_profile(const std::filesystem::path& path);
 
 // Where a run's time went, per layer, from the host ranges and the kernels.
 struct PhaseTime {
-    double seconds = 0.0;        // host ranges named "layer N / <phase>"
-    std::int64_t kernels = 0;    // kernels launched inside them
-    double kernel_seconds = 0.0; // their summed GPU time
+    double seconds = 0.0;         // host ranges named "layer N / <phase>"
+    std::int64_t kernels = 0;     // kernels launched inside them
+    double kernel_seconds = 0.0;  // their summed GPU time
 };
 
 inline constexpr int kNumPhases = 4;
@@ -114,7 +114,7 @@ struct LayerTiming {
     PhaseTime phases[kNumPhases];  // in kPhaseNames order
     std::int64_t kernels = 0;      // kernels launched anywhere in the layer
     double kernel_seconds = 0.0;
-    double share = 0.0;            // seconds / TimelineSummary::run_seconds
+    double share = 0.0;  // seconds / TimelineSummary::run_seconds
 };
 
 // Time outside the layers ("embed", "lm_head", ...), by range name in order of appearance.

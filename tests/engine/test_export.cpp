@@ -1,0 +1,875 @@
+// The profile's timeline (format version 2) and the exporters: Chrome trace, CSV, HTML.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/export.h"
+#include "l2a/engine/profile.h"
+#include "l2a/engine/safetensors.h"
+#include "test_support.h"
+
+namespace l2a {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr std::int64_t kLayers = 4;
+constexpr std::int64_t kPrunedLayer = 2;
+
+// A document of `words` words whose tokens are single words and the spaces and punctuation
+// between them, with the characters that CSV and HTML must escape, multi-byte characters and
+// one token boundary inside a two-byte character.
+struct Text {
+    std::string text;
+    std::vector<std::uint32_t> begin, end;
+};
+
+Text make_text(int words) {
+    const char* vocabulary[] = {"log",      "replica", "a,b",         "say \"hi\"",
+                                "<b>&amp;", "naïve",   "line\nbreak", "世界",
+                                "term",     "quorum",  "'quoted'",    "x\r\ny"};
+    Text t;
+    auto add = [&](const std::string& piece) {
+        t.begin.push_back(static_cast<std::uint32_t>(t.text.size()));
+        t.text += piece;
+        t.end.push_back(static_cast<std::uint32_t>(t.text.size()));
+    };
+    std::mt19937 rng(5);
+    for (int w = 0; w < words; ++w) {
+        if (w == 3) {
+            // "é" (C3 A9) split between two byte-level tokens.
+            add("caf\xC3");
+            add("\xA9");
+        } else {
+            add(vocabulary[rng() % std::size(vocabulary)]);
+        }
+        add(w % 9 == 8 ? ".\n" : " ");
+    }
+    return t;
+}
+
+// A realistic run: embed, four layers of local/router/global/mlp (layer 2 pruned: no global
+// range), lm_head; kernels on two streams inside the ranges, one outside any range, two that
+// overlap partially on one stream; memory operations on both streams.
+Profile make_profile(int words = 150, std::uint32_t seed = 1) {
+    Profile p;
+    p.model.path = "/models/l2a, \"tiny\"";
+    p.model.model_type = "l2a_qwen3";
+    p.model.num_layers = kLayers;
+    p.model.hidden_size = 64;
+    p.model.intermediate_size = 128;
+    p.model.num_heads = 4;
+    p.model.num_kv_heads = 2;
+    p.model.head_dim = 16;
+    p.model.vocab_size = 1000;
+    p.model.parameter_count = 1234567;
+    p.model.is_l2a = true;
+    p.model.sliding_window = 64;
+    p.model.sigmoid_temp = 0.1;
+    p.model.sigmoid_threshold = 0.5;
+    p.model.router_input = "hidden_linearproj";
+
+    Text text = make_text(words);
+    p.document_path = "docs/<report> & co.md";
+    p.document_text = std::move(text.text);
+    p.token_begin = std::move(text.begin);
+    p.token_end = std::move(text.end);
+    const auto tokens = static_cast<std::int64_t>(p.token_begin.size());
+    p.tokens_before_truncation = tokens;
+    std::mt19937 rng(seed);
+    for (std::int64_t t = 0; t < tokens; ++t) p.token_ids.push_back(static_cast<int>(rng() % 1000));
+
+    p.num_layers = kLayers;
+    std::uniform_real_distribution<float> logit(-4.0f, 4.0f);
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            const float z = logit(rng);
+            p.router_logits.push_back(z);
+            // Later layers route more, so the highlights and the chart have something to show.
+            p.decisions.push_back(l != kPrunedLayer && z > 3.0f - static_cast<float>(l));
+        }
+    }
+    p.token_nll.push_back(std::numeric_limits<float>::quiet_NaN());
+    for (std::int64_t t = 1; t < tokens; ++t) p.token_nll.push_back(logit(rng) + 5.0f);
+
+    p.options.routing = {RoutingKind::Learned, 0.0};
+    p.options.prune = {static_cast<int>(kPrunedLayer)};
+    p.options.threshold = 0.25;
+    p.options.seed = 99;
+    p.options.max_tokens = 4096;
+    p.options.chunk_size = 64;
+    p.options.device = "cuda:0";
+    p.options.backend = "kernels";
+    p.options.as_base = false;
+    p.options.token_nll = true;
+    p.options.kv_bytes_per_element = 2;
+
+    double sum = 0.0;
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        std::int64_t routed = 0;
+        for (std::int64_t t = 0; t < tokens; ++t) routed += p.decisions[l * tokens + t];
+        p.metrics.global_fraction.push_back(static_cast<double>(routed) / tokens);
+        sum += p.metrics.global_fraction.back();
+        const std::int64_t per_token = 2 * 2 * 16 * 2;
+        p.metrics.kv.push_back({std::min<std::int64_t>(tokens, 64) * per_token,
+                                l == kPrunedLayer ? 0 : tokens * per_token});
+        p.metrics.kv_bytes_total +=
+            p.metrics.kv.back().local_bytes + p.metrics.kv.back().global_bytes;
+        p.metrics.kv_bytes_without_l2a += tokens * per_token;
+    }
+    p.metrics.global_fraction_overall = sum / kLayers;
+    p.metrics.mean_nll = 5.1;
+    p.metrics.perplexity = std::exp(5.1);
+
+    // Ranges (ns) and kernels inside them; stream 7 runs the compute, stream 13 copies.
+    std::int64_t now = 1000;
+    auto range = [&](const std::string& name, int depth, std::int64_t length) {
+        p.ranges.push_back({name, now, now + length, depth});
+        return static_cast<std::int64_t>(p.ranges.size() - 1);
+    };
+    auto kernels_in = [&](std::int64_t r, const std::string& name, int count) {
+        const TimedRange& host = p.ranges[static_cast<std::size_t>(r)];
+        const std::int64_t step = (host.end_ns - host.begin_ns) / (count + 1);
+        for (int k = 0; k < count; ++k) {
+            const std::int64_t b = host.begin_ns + step * k + 50;
+            p.kernels.push_back({name + "_" + std::to_string(k % 2), 7, 0, b, b + step - 100, r});
+        }
+    };
+    const std::int64_t embed = range("embed", 0, 4000);
+    kernels_in(embed, "index_select", 1);
+    p.memory_ops.push_back({MemoryOpKind::CopyHostToDevice, 4096, 13, 0, 1100, 1900, embed});
+    now += 4000;
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        const std::string name = "layer " + std::to_string(l);
+        const std::int64_t layer_range = range(name, 0, 0);
+        const std::int64_t layer_begin = now;
+        for (const char* phase : {"local", "router", "global", "mlp"}) {
+            if (l == kPrunedLayer && std::string(phase) == "global") continue;
+            const std::int64_t length = 10000 + 3000 * l + (std::string(phase) == "mlp" ? 8000 : 0);
+            const std::int64_t r = range(name + " / " + phase, 1, length);
+            kernels_in(r, std::string("l2a_") + phase, std::string(phase) == "router" ? 1 : 3);
+            now += length;
+        }
+        p.ranges[static_cast<std::size_t>(layer_range)].end_ns = now;
+        p.ranges[static_cast<std::size_t>(layer_range)].begin_ns = layer_begin;
+    }
+    const std::int64_t head = range("lm_head", 0, 20000);
+    kernels_in(head, "gemm", 2);
+    p.memory_ops.push_back(
+        {MemoryOpKind::CopyDeviceToHost, 1 << 20, 13, 0, now + 15000, now + 19000, head});
+    p.memory_ops.push_back({MemoryOpKind::Set, 256, 7, 0, now + 19100, now + 19200, head});
+    now += 20000;
+    // Partly overlapping on stream 13 (a tracer may report such records): the trace must still
+    // nest on each track.
+    p.kernels.push_back({"async_copy_kernel", 13, 0, 3000, 9000, -1});
+    p.kernels.push_back({"async_reduce_kernel", 13, 0, 8000, 12000, -1});
+
+    p.timeline_source = "cupti";
+    p.device = "NVIDIA H100 80GB HBM3";
+    p.peak_device_bytes = 123456789;
+    p.wall_seconds = static_cast<double>(now + 500) * 1e-9;
+    p.created_at = "2026-11-22T07:00:00Z";
+    p.tool_version = "0.1.0";
+    return p;
+}
+
+class Export : public test::ScratchDirTest {
+protected:
+    Export() : ScratchDirTest("export") {}
+};
+
+// ---- profile format version 2 ------------------------------------------------------------------
+
+void expect_same_timeline(const Profile& a, const Profile& b) {
+    EXPECT_EQ(a.kernels, b.kernels);
+    EXPECT_EQ(a.memory_ops, b.memory_ops);
+    EXPECT_EQ(a.timeline_source, b.timeline_source);
+    EXPECT_EQ(a.device, b.device);
+    EXPECT_EQ(a.peak_device_bytes, b.peak_device_bytes);
+    EXPECT_EQ(a.options, b.options);
+    ASSERT_EQ(a.ranges.size(), b.ranges.size());
+    for (std::size_t i = 0; i < a.ranges.size(); ++i) {
+        EXPECT_EQ(a.ranges[i].name, b.ranges[i].name);
+        EXPECT_EQ(a.ranges[i].begin_ns, b.ranges[i].begin_ns);
+        EXPECT_EQ(a.ranges[i].end_ns, b.ranges[i].end_ns);
+        EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
+    }
+}
+
+TEST_F(Export, ProfileVersionTwoRoundTripsTheTimelineAndRunFacts) {
+    Profile p = make_profile();
+    p.options.as_base = true;
+    p.options.token_nll = false;
+    p.kernels.push_back({"", -3, 2, 0, 0, -1});  // empty name, negative stream, zero length
+    p.memory_ops.push_back({MemoryOpKind::CopyOther, 0, 1, 1, 5, 5, 0});
+    p.memory_ops.push_back({MemoryOpKind::CopyDeviceToDevice, 1LL << 40, 2, 1, 7, 9, 3});
+    save_profile(p, dir_ / "v2.l2a");
+    const Profile q = load_profile(dir_ / "v2.l2a");
+    expect_same_timeline(p, q);
+    EXPECT_TRUE(q.options.as_base);
+    EXPECT_FALSE(q.options.token_nll);
+    EXPECT_EQ(q.decisions, p.decisions);
+    EXPECT_EQ(q.document_text, p.document_text);
+
+    SafetensorsFile file = SafetensorsFile::open(dir_ / "v2.l2a");
+    const json meta = json::parse(file.metadata().at("l2a.profile"));
+    EXPECT_EQ(meta.at("format_version"), 2);
+    EXPECT_EQ(file.find("kernels")->shape,
+              (std::vector<std::int64_t>{static_cast<std::int64_t>(p.kernels.size()), 6}));
+    // Names are stored once each.
+    EXPECT_LT(meta.at("timeline").at("kernel_names").size(), p.kernels.size());
+
+    // And again: nothing drifts.
+    save_profile(q, dir_ / "again.l2a");
+    EXPECT_EQ(test::read_file(dir_ / "v2.l2a"), test::read_file(dir_ / "again.l2a"));
+}
+
+TEST_F(Export, EmptyTimelineRoundTrips) {
+    Profile p = make_profile(10);
+    p.kernels.clear();
+    p.memory_ops.clear();
+    p.ranges.clear();
+    p.timeline_source = "host timers only: CPU run";
+    p.device = "cpu";
+    p.peak_device_bytes = 0;
+    save_profile(p, dir_ / "e.l2a");
+    expect_same_timeline(p, load_profile(dir_ / "e.l2a"));
+}
+
+// Copies a profile, editing its metadata and dropping or replacing tensors.
+void rewrite(const fs::path& from, const fs::path& to, const std::function<void(json&)>& edit,
+             const std::set<std::string>& drop = {},
+             const std::function<void(SafetensorsWriter&)>& extra = nullptr) {
+    SafetensorsFile file = SafetensorsFile::open(from);
+    json meta = json::parse(file.metadata().at("l2a.profile"));
+    edit(meta);
+    SafetensorsWriter writer(to);
+    writer.set_metadata("l2a.profile", meta.dump());
+    for (const TensorInfo& info : file.tensors()) {
+        if (drop.count(info.name)) continue;
+        TensorView view = file.view(info);
+        writer.add(info.name, info.dtype, info.shape,
+                   std::span<const std::byte>(view.data, view.size_bytes()));
+    }
+    if (extra) extra(writer);
+    writer.finish();
+}
+
+TEST_F(Export, VersionOneFilesStillLoad) {
+    const Profile p = make_profile();
+    save_profile(p, dir_ / "v2.l2a");
+    // A version 1 file as the previous writer produced it: no timeline, no device facts, no
+    // as_base / token_nll options.
+    rewrite(dir_ / "v2.l2a", dir_ / "v1.l2a",
+            [](json& m) {
+                m["format_version"] = 1;
+                m.erase("timeline");
+                m.erase("device");
+                m.erase("peak_device_bytes");
+                m["options"].erase("as_base");
+                m["options"].erase("token_nll");
+            },
+            {"kernels", "memory_ops"});
+    const Profile q = load_profile(dir_ / "v1.l2a");
+    EXPECT_TRUE(q.kernels.empty());
+    EXPECT_TRUE(q.memory_ops.empty());
+    EXPECT_EQ(q.timeline_source.rfind("host timers only: ", 0), 0u) << q.timeline_source;
+    EXPECT_EQ(q.device, "");
+    EXPECT_EQ(q.peak_device_bytes, 0);
+    EXPECT_FALSE(q.options.as_base);
+    EXPECT_TRUE(q.options.token_nll);
+    EXPECT_EQ(q.options.backend, "kernels");
+    EXPECT_EQ(q.ranges.size(), p.ranges.size());
+    EXPECT_EQ(q.decisions, p.decisions);
+    EXPECT_EQ(q.token_ids, p.token_ids);
+
+    // A version 2 file must have what version 2 added.
+    rewrite(dir_ / "v2.l2a", dir_ / "no-timeline.l2a", [](json& m) { m.erase("timeline"); });
+    EXPECT_CONTAINS(test::message_of([&] { load_profile(dir_ / "no-timeline.l2a"); }), "timeline");
+    rewrite(dir_ / "v2.l2a", dir_ / "no-kernels.l2a", [](json&) {}, {"kernels"});
+    EXPECT_CONTAINS(test::message_of([&] { load_profile(dir_ / "no-kernels.l2a"); }),
+                    "missing tensor 'kernels'");
+
+    // Newer than this build: refused with the version named.
+    rewrite(dir_ / "v2.l2a", dir_ / "v3.l2a", [](json& m) { m["format_version"] = 3; });
+    const std::string error = test::message_of([&] { load_profile(dir_ / "v3.l2a"); });
+    EXPECT_CONTAINS(error, "v3.l2a");
+    EXPECT_CONTAINS(error, "version 3");
+}
+
+// Rewrites the kernels table of `from` after `edit` changed its int64 cells.
+void rewrite_kernels(const fs::path& from, const fs::path& to,
+                     const std::function<void(std::vector<std::int64_t>&)>& edit,
+                     std::int64_t columns = 6) {
+    SafetensorsFile file = SafetensorsFile::open(from);
+    std::vector<std::int64_t> cells = test::elements_of<std::int64_t>(file.view("kernels"));
+    edit(cells);
+    rewrite(
+        from, to, [](json&) {}, {"kernels"},
+        [&](SafetensorsWriter& w) {
+            w.add("kernels", DType::I64,
+                  {static_cast<std::int64_t>(cells.size()) / columns, columns},
+                  std::as_bytes(std::span(cells)));
+        });
+}
+
+TEST_F(Export, LoadRejectsBadTimelinesNamingTheFile) {
+    const Profile p = make_profile(20);
+    save_profile(p, dir_ / "a.l2a");
+    const auto rows = static_cast<std::int64_t>(p.kernels.size());
+
+    rewrite_kernels(dir_ / "a.l2a", dir_ / "range.l2a", [&](auto& c) { c[5] = 9999; });
+    std::string error = test::message_of([&] { load_profile(dir_ / "range.l2a"); });
+    EXPECT_CONTAINS(error, "range.l2a");
+    EXPECT_CONTAINS(error, "kernel 0 names range 9999");
+
+    rewrite_kernels(dir_ / "a.l2a", dir_ / "order.l2a", [&](auto& c) { c[4] = c[3] - 1; });
+    error = test::message_of([&] { load_profile(dir_ / "order.l2a"); });
+    EXPECT_CONTAINS(error, "order.l2a");
+    EXPECT_CONTAINS(error, "kernel 0 ends");
+
+    rewrite_kernels(dir_ / "a.l2a", dir_ / "name.l2a", [&](auto& c) { c[6] = 12345; });
+    error = test::message_of([&] { load_profile(dir_ / "name.l2a"); });
+    EXPECT_CONTAINS(error, "kernel 1 names kernel 12345");
+
+    rewrite_kernels(
+        dir_ / "a.l2a", dir_ / "columns.l2a", [&](auto& c) { c.resize(rows * 5); }, 5);
+    error = test::message_of([&] { load_profile(dir_ / "columns.l2a"); });
+    EXPECT_CONTAINS(error, "'kernels' is not a table of 6 columns");
+
+    rewrite_kernels(dir_ / "a.l2a", dir_ / "stream.l2a", [&](auto& c) { c[1] = 1LL << 40; });
+    error = test::message_of([&] { load_profile(dir_ / "stream.l2a"); });
+    EXPECT_CONTAINS(error, "stream");
+
+    rewrite(dir_ / "a.l2a", dir_ / "ranges.l2a", [](json& m) {
+        m["ranges"][1]["end_ns"] = m["ranges"][1]["begin_ns"].get<std::int64_t>() - 5;
+    });
+    error = test::message_of([&] { load_profile(dir_ / "ranges.l2a"); });
+    EXPECT_CONTAINS(error, "ranges.l2a");
+    EXPECT_CONTAINS(error, "range 1");
+
+    rewrite(dir_ / "a.l2a", dir_ / "peak.l2a", [](json& m) { m["peak_device_bytes"] = "lots"; });
+    EXPECT_CONTAINS(test::message_of([&] { load_profile(dir_ / "peak.l2a"); }),
+                    "peak_device_bytes");
+}
+
+TEST_F(Export, SaveRejectsBadTimelines) {
+    Profile p = make_profile(20);
+    p.kernels[2].range = static_cast<std::int64_t>(p.ranges.size());
+    std::string error = test::message_of([&] { save_profile(p, dir_ / "bad.l2a"); });
+    EXPECT_CONTAINS(error, "bad.l2a");
+    EXPECT_CONTAINS(error, "cannot save: kernel 2 names range");
+    EXPECT_FALSE(fs::exists(dir_ / "bad.l2a"));
+
+    p = make_profile(20);
+    p.memory_ops[0].end_ns = p.memory_ops[0].begin_ns - 1;
+    EXPECT_CONTAINS(test::message_of([&] { save_profile(p, dir_ / "bad.l2a"); }),
+                    "memory operation 0 ends");
+    p = make_profile(20);
+    p.memory_ops[1].bytes = -1;
+    EXPECT_CONTAINS(test::message_of([&] { save_profile(p, dir_ / "bad.l2a"); }), "-1 bytes");
+    EXPECT_FALSE(fs::exists(dir_ / "bad.l2a"));
+}
+
+// ---- summaries ---------------------------------------------------------------------------------
+
+TEST_F(Export, SummarizeTimelineAddsPhasesKernelsAndShares) {
+    const Profile p = make_profile();
+    const TimelineSummary s = summarize_timeline(p);
+    ASSERT_EQ(s.layers.size(), static_cast<std::size_t>(kLayers));
+    std::int64_t counted = 0;
+    for (const LayerTiming& layer : s.layers) {
+        const std::int64_t l = layer.layer;
+        const double unit = (10000 + 3000 * l) * 1e-9;
+        EXPECT_DOUBLE_EQ(layer.phases[0].seconds, unit) << l;  // local
+        EXPECT_DOUBLE_EQ(layer.phases[1].seconds, unit) << l;  // router
+        EXPECT_DOUBLE_EQ(layer.phases[2].seconds, l == kPrunedLayer ? 0.0 : unit) << l;
+        EXPECT_DOUBLE_EQ(layer.phases[3].seconds, unit + 8000e-9) << l;  // mlp
+        EXPECT_NEAR(layer.seconds,
+                    layer.phases[0].seconds + layer.phases[1].seconds + layer.phases[2].seconds +
+                        layer.phases[3].seconds,
+                    1e-15);
+        EXPECT_EQ(layer.phases[1].kernels, 1);
+        EXPECT_EQ(layer.phases[2].kernels, l == kPrunedLayer ? 0 : 3);
+        EXPECT_EQ(layer.kernels, l == kPrunedLayer ? 7 : 10);
+        EXPECT_GT(layer.kernel_seconds, 0.0);
+        EXPECT_LT(layer.kernel_seconds, layer.seconds);
+        EXPECT_NEAR(layer.share, layer.seconds / s.run_seconds, 1e-12);
+        counted += layer.kernels;
+    }
+    ASSERT_EQ(s.stages.size(), 2u);
+    EXPECT_EQ(s.stages[0].name, "embed");
+    EXPECT_EQ(s.stages[0].kernels, 1);
+    EXPECT_EQ(s.stages[1].name, "lm_head");
+    EXPECT_EQ(s.stages[1].kernels, 2);
+    EXPECT_EQ(s.kernels, static_cast<std::int64_t>(p.kernels.size()));
+    EXPECT_EQ(s.unattributed_kernels, 2);
+    EXPECT_EQ(counted + 3 + s.unattributed_kernels, s.kernels);
+    EXPECT_DOUBLE_EQ(s.run_seconds, p.wall_seconds);
+    double shares = 0.0;
+    for (const LayerTiming& layer : s.layers) shares += layer.share;
+    for (const StageTiming& stage : s.stages) shares += stage.share;
+    EXPECT_GT(shares, 0.95);
+    EXPECT_LE(shares, 1.0);
+
+    // Ranges of layers the model does not have are stages, not a crash.
+    Profile odd = p;
+    odd.ranges.push_back({"layer 99 / mlp", 0, 10, 1});
+    odd.ranges.push_back({"layer x", 0, 10, 0});
+    const TimelineSummary t = summarize_timeline(odd);
+    EXPECT_EQ(t.stages.size(), 4u);
+}
+
+// ---- JSON --------------------------------------------------------------------------------------
+
+TEST_F(Export, JsonRoundTripHoldsTheNewFields) {
+    const Profile p = make_profile();
+    save_profile(p, dir_ / "p.l2a");
+    const std::string text = profile_to_json(load_profile(dir_ / "p.l2a"));
+    EXPECT_EQ(text, profile_to_json(p));  // the file loses nothing the export shows
+    const json j = json::parse(text);
+    EXPECT_EQ(j["format_version"], kProfileFormatVersion);
+    EXPECT_EQ(j["run"]["device_name"], "NVIDIA H100 80GB HBM3");
+    EXPECT_EQ(j["run"]["peak_device_bytes"], 123456789);
+    EXPECT_EQ(j["run"]["as_base"], false);
+    EXPECT_EQ(j["run"]["token_nll"], true);
+    EXPECT_EQ(j["run"]["backend"], "kernels");
+    ASSERT_EQ(j["layers"].size(), static_cast<std::size_t>(kLayers));
+    EXPECT_EQ(j["layers"][1]["kernels"], 10);
+    EXPECT_EQ(j["layers"][kPrunedLayer]["pruned"], true);
+    EXPECT_EQ(j["layers"][kPrunedLayer]["phase_seconds"]["global"], 0.0);
+    EXPECT_GT(j["layers"][0]["share_of_run"].get<double>(), 0.0);
+    EXPECT_EQ(j["timing"]["timeline_source"], "cupti");
+    EXPECT_EQ(j["timing"]["kernels"], p.kernels.size());
+    EXPECT_EQ(j["timing"]["unattributed_kernels"], 2);
+    EXPECT_EQ(j["timing"]["memory_ops"], p.memory_ops.size());
+    EXPECT_EQ(j["document"]["path"], p.document_path);
+}
+
+// ---- Chrome trace ------------------------------------------------------------------------------
+
+std::int64_t to_ns(const json& micros) { return std::llround(micros.get<double>() * 1000.0); }
+
+TEST_F(Export, ChromeTraceParsesNestsAndCountsEverything) {
+    const Profile p = make_profile();
+    export_chrome_trace(p, dir_ / "trace.json");
+    const json trace = json::parse(test::read_file(dir_ / "trace.json"));
+    ASSERT_TRUE(trace.at("traceEvents").is_array());
+    EXPECT_EQ(trace.at("otherData").at("timeline_source"), "cupti");
+
+    std::map<std::pair<int, int>, std::vector<const json*>> tracks;
+    std::map<std::pair<int, int>, std::string> thread_names;
+    std::map<int, std::string> process_names;
+    std::vector<const json*> counters;
+    std::int64_t kernels = 0, copies = 0, sets = 0, ranges = 0;
+    for (const json& e : trace["traceEvents"]) {
+        for (const char* key : {"name", "ph", "ts", "pid", "tid"}) {
+            ASSERT_TRUE(e.contains(key)) << key << " missing in " << e.dump();
+        }
+        ASSERT_TRUE(e["ts"].is_number()) << e.dump();
+        const std::string ph = e["ph"];
+        const std::pair<int, int> track{e["pid"], e["tid"]};
+        if (ph == "X") {
+            ASSERT_TRUE(e.contains("dur") && e["dur"].is_number()) << e.dump();
+            EXPECT_GE(e["dur"].get<double>(), 0.0) << e.dump();
+            tracks[track].push_back(&e);
+            const std::string cat = e.value("cat", "");
+            kernels += cat == "kernel";
+            copies += cat == "memcpy";
+            sets += cat == "memset";
+            ranges += cat == "range";
+        } else if (ph == "C") {
+            ASSERT_TRUE(e.contains("args") && e["args"].contains("routed")) << e.dump();
+            counters.push_back(&e);
+        } else if (ph == "M") {
+            ASSERT_TRUE(e.contains("args")) << e.dump();
+            if (e["name"] == "process_name") process_names[e["pid"]] = e["args"]["name"];
+            if (e["name"] == "thread_name") thread_names[track] = e["args"]["name"];
+        } else {
+            ADD_FAILURE() << "unexpected phase " << ph;
+        }
+    }
+    EXPECT_EQ(kernels, static_cast<std::int64_t>(p.kernels.size()));
+    EXPECT_EQ(copies, 2);
+    EXPECT_EQ(sets, 1);
+    EXPECT_EQ(ranges, static_cast<std::int64_t>(p.ranges.size()));
+    EXPECT_EQ(process_names[1], "L2A host");
+    EXPECT_EQ(process_names[2], "GPU 0: NVIDIA H100 80GB HBM3");
+
+    // Each track: timestamps in order, every pair of events disjoint or nested.
+    bool overlap_track = false;
+    for (const auto& [track, events] : tracks) {
+        ASSERT_TRUE(thread_names.count(track)) << track.first << "/" << track.second;
+        overlap_track |= thread_names[track].find("overlap") != std::string::npos;
+        std::vector<std::int64_t> open;  // ends of enclosing events
+        std::int64_t last = std::numeric_limits<std::int64_t>::min();
+        for (const json* e : events) {
+            const std::int64_t b = to_ns((*e)["ts"]);
+            const std::int64_t end = b + to_ns((*e)["dur"]);
+            EXPECT_GE(b, last) << thread_names[track] << ": " << e->dump();
+            last = b;
+            while (!open.empty() && open.back() <= b) open.pop_back();
+            if (!open.empty()) {
+                EXPECT_LE(end, open.back())
+                    << thread_names[track] << ": partial overlap at " << e->dump();
+            }
+            open.push_back(end);
+        }
+    }
+    EXPECT_TRUE(overlap_track) << "the two overlapping kernels of stream 13 share a track";
+    EXPECT_TRUE(tracks.count({1, 1}));
+    EXPECT_EQ(thread_names[(std::pair<int, int>(1, 1))], "ranges");
+
+    // One counter per layer, at the layer's start, holding its routed fraction.
+    ASSERT_EQ(counters.size(), static_cast<std::size_t>(kLayers));
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        const json& c = *counters[static_cast<std::size_t>(l)];
+        EXPECT_DOUBLE_EQ(c["args"]["routed"].get<double>(), p.metrics.global_fraction[l]);
+        const auto layer_range = std::find_if(p.ranges.begin(), p.ranges.end(), [&](auto& r) {
+            return r.name == "layer " + std::to_string(l);
+        });
+        EXPECT_EQ(to_ns(c["ts"]), layer_range->begin_ns);
+    }
+
+    // The kernels carry the name of the range that launched them.
+    const json* first_global = nullptr;
+    for (const json& e : trace["traceEvents"]) {
+        if (e.value("cat", "") == "kernel" && e["name"] == "l2a_global_0") {
+            first_global = &e;
+            break;
+        }
+    }
+    ASSERT_NE(first_global, nullptr);
+    EXPECT_EQ((*first_global)["args"]["range"], "layer 0 / global");
+}
+
+TEST_F(Export, ChromeTraceOfAHostOnlyRun) {
+    Profile p = make_profile(20);
+    p.kernels.clear();
+    p.memory_ops.clear();
+    p.timeline_source = "host timers only: CPU run";
+    const json trace = json::parse(profile_to_chrome_trace(p));
+    std::set<int> pids;
+    std::int64_t counters = 0;
+    for (const json& e : trace["traceEvents"]) {
+        pids.insert(e["pid"].get<int>());
+        counters += e["ph"] == "C";
+    }
+    EXPECT_EQ(pids, (std::set<int>{1}));
+    EXPECT_EQ(counters, kLayers);
+    EXPECT_EQ(trace["otherData"]["timeline_source"], "host timers only: CPU run");
+}
+
+// ---- CSV ---------------------------------------------------------------------------------------
+
+// RFC 4180 records; fails the test on a malformed file.
+std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
+    std::vector<std::vector<std::string>> records;
+    std::vector<std::string> record;
+    std::string field;
+    bool quoted = false, was_quoted = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+                field += '"';
+                ++i;
+            } else if (c == '"') {
+                quoted = false;
+            } else {
+                field += c;
+            }
+        } else if (c == '"') {
+            EXPECT_TRUE(field.empty() && !was_quoted) << "quote inside a field at " << i;
+            quoted = was_quoted = true;
+        } else if (c == ',') {
+            record.push_back(std::move(field));
+            field.clear();
+            was_quoted = false;
+        } else if (c == '\r') {
+            EXPECT_TRUE(i + 1 < text.size() && text[i + 1] == '\n') << "bare CR at " << i;
+        } else if (c == '\n') {
+            EXPECT_TRUE(i > 0 && text[i - 1] == '\r') << "LF without CR at " << i;
+            record.push_back(std::move(field));
+            field.clear();
+            was_quoted = false;
+            records.push_back(std::move(record));
+            record.clear();
+        } else {
+            field += c;
+        }
+    }
+    EXPECT_FALSE(quoted) << "unterminated quote";
+    EXPECT_TRUE(field.empty() && record.empty()) << "last record without CRLF";
+    return records;
+}
+
+TEST_F(Export, CsvTablesHaveTheDocumentedColumnsAndQuoteProperly) {
+    const Profile p = make_profile();
+    EXPECT_EQ(csv_paths(dir_ / "run.csv").layers, dir_ / "run.layers.csv");
+    EXPECT_EQ(csv_paths(dir_ / "run").tokens, dir_ / "run.tokens.csv");
+    const CsvPaths paths = export_csv(p, dir_ / "run.csv");
+    EXPECT_FALSE(fs::exists(dir_ / "run.csv"));
+
+    const auto layers = parse_csv(test::read_file(paths.layers));
+    ASSERT_EQ(layers.size(), static_cast<std::size_t>(kLayers) + 1);
+    const std::vector<std::string> layer_columns = {
+        "layer",         "global_fraction", "routed_tokens",        "tokens",
+        "pruned",        "kv_bytes",        "kv_bytes_without_l2a", "seconds",
+        "local_seconds", "router_seconds",  "global_seconds",       "mlp_seconds",
+        "kernels",       "kernel_seconds",  "share_of_run"};
+    EXPECT_EQ(layers[0], layer_columns);
+    const TimelineSummary s = summarize_timeline(p);
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        const auto& row = layers[static_cast<std::size_t>(l) + 1];
+        ASSERT_EQ(row.size(), layer_columns.size());
+        EXPECT_EQ(row[0], std::to_string(l));
+        EXPECT_EQ(std::stod(row[1]), p.metrics.global_fraction[l]);  // exact: shortest round trip
+        EXPECT_EQ(std::stoll(row[2]),
+                  std::llround(p.metrics.global_fraction[l] * static_cast<double>(p.num_tokens())));
+        EXPECT_EQ(row[4], l == kPrunedLayer ? "true" : "false");
+        EXPECT_EQ(std::stoll(row[5]), p.metrics.kv[l].local_bytes + p.metrics.kv[l].global_bytes);
+        EXPECT_EQ(std::stoll(row[6]), p.metrics.kv_bytes_without_l2a / kLayers);
+        EXPECT_EQ(std::stod(row[10]), s.layers[l].phases[2].seconds);
+        EXPECT_EQ(std::stoll(row[12]), s.layers[l].kernels);
+    }
+
+    const std::string tokens_text = test::read_file(paths.tokens);
+    const auto tokens = parse_csv(tokens_text);
+    ASSERT_EQ(tokens.size(), static_cast<std::size_t>(p.num_tokens()) + 1);
+    EXPECT_EQ(tokens[0], (std::vector<std::string>{"position", "token_id", "byte_begin", "byte_end",
+                                                   "text", "nll", "routed_layers",
+                                                   "first_routed_layer", "last_routed_layer"}));
+    int quoted_specials = 0;
+    for (std::int64_t t = 0; t < p.num_tokens(); ++t) {
+        const auto& row = tokens[static_cast<std::size_t>(t) + 1];
+        ASSERT_EQ(row.size(), 9u);
+        const auto i = static_cast<std::size_t>(t);
+        EXPECT_EQ(row[1], std::to_string(p.token_ids[i]));
+        const std::string piece =
+            p.document_text.substr(p.token_begin[i], p.token_end[i] - p.token_begin[i]);
+        if (t == 6) {
+            EXPECT_EQ(row[4], "caf\xEF\xBF\xBD");  // the half character shown as U+FFFD
+        } else if (t != 7) {
+            EXPECT_EQ(row[4], piece) << "token " << t;
+        }
+        quoted_specials += piece.find_first_of(",\"\n") != std::string::npos;
+        EXPECT_EQ(row[5].empty(), t == 0);  // NaN: no prediction for token 0
+        std::int64_t routed = 0, first = -1;
+        for (std::int64_t l = 0; l < kLayers; ++l) {
+            if (p.decisions[static_cast<std::size_t>(l * p.num_tokens() + t)]) {
+                ++routed;
+                if (first < 0) first = l;
+            }
+        }
+        EXPECT_EQ(row[6], std::to_string(routed));
+        EXPECT_EQ(row[7], first < 0 ? "" : std::to_string(first));
+    }
+    EXPECT_GT(quoted_specials, 10);
+    EXPECT_NE(tokens_text.find("\"say \"\"hi\"\"\""), std::string::npos);
+}
+
+// ---- HTML --------------------------------------------------------------------------------------
+
+struct HtmlCheck {
+    bool skipped = false;
+    json result;
+};
+
+// Runs tests/engine/report_check.py on `path`; fails the test on malformed input.
+HtmlCheck check_with_python(const std::string& mode, const fs::path& path, const fs::path& dir) {
+    HtmlCheck check;
+    const std::string python = L2A_PYTHON;
+    if (python.empty() || !fs::exists(python)) {
+        check.skipped = true;
+        return check;
+    }
+    const fs::path script = fs::path(L2A_SOURCE_DIR) / "tests" / "engine" / "report_check.py";
+    const fs::path out = dir / (mode + "-check.json");
+    const int status =
+        test::run_python_script(script, mode + " " + test::shell_quote(path.string()), out);
+    EXPECT_EQ(status, 0) << test::read_file(out);
+    if (status == 0) check.result = json::parse(test::read_file(out));
+    return check;
+}
+
+TEST_F(Export, HtmlIsWellFormedSelfContainedAndComplete) {
+    const Profile p = make_profile();
+    export_html(p, dir_ / "report.html");
+    const std::string html = test::read_file(dir_ / "report.html");
+    EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+    EXPECT_EQ(html.find("<script"), std::string::npos);
+    EXPECT_EQ(html.find("<b>&amp;"), std::string::npos) << "document text not escaped";
+    EXPECT_NE(html.find("&lt;b&gt;&amp;amp;"), std::string::npos);
+    EXPECT_NE(html.find("docs/&lt;report&gt; &amp; co.md"), std::string::npos);
+    EXPECT_NE(html.find("what-if comparison"), std::string::npos);
+    EXPECT_NE(html.find("NVIDIA H100 80GB HBM3"), std::string::npos);
+    EXPECT_NE(html.find("<mark"), std::string::npos) << "no passage highlighted";
+
+    const HtmlCheck check = check_with_python("html", dir_ / "report.html", dir_);
+    if (check.skipped) GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") is not available";
+    ASSERT_FALSE(check.result.is_null());
+    EXPECT_EQ(check.result["ids"],
+              json::array({"run", "sparsity", "routing-map", "timing", "what-if", "document"}));
+    EXPECT_EQ(check.result["counts"]["svg"], 3);
+    // The visible text holds the document (outside the highlights too), unescaped.
+    const std::string text = check.result["text"];
+    EXPECT_NE(text.find("say \"hi\""), std::string::npos);
+    EXPECT_NE(text.find("<b>&amp;"), std::string::npos);
+}
+
+TEST_F(Export, HtmlRoutingMapMaxPoolsSoARoutedTokenNeverDisappears) {
+    Profile p = make_profile(8000);  // 16000 tokens, about 57 KB of text
+    const std::int64_t tokens = p.num_tokens();
+    ASSERT_GT(tokens, kHtmlMapColumns * 4);
+    std::fill(p.decisions.begin(), p.decisions.end(), 0);
+    p.decisions[static_cast<std::size_t>(1 * tokens + 4321)] = 1;
+    p.metrics.global_fraction.assign(kLayers, 0.0);
+    const std::string html = profile_to_html(p);
+    const std::size_t map = html.find("id=\"routing-map\"");
+    const std::size_t map_end = html.find("</svg>", map);
+    ASSERT_NE(map, std::string::npos);
+    const std::string svg = html.substr(map, map_end - map);
+    std::size_t red = 0;
+    for (std::size_t at = svg.find("fill=\"#c0392b\""); at != std::string::npos;
+         at = svg.find("fill=\"#c0392b\"", at + 1)) {
+        ++red;
+    }
+    EXPECT_EQ(red, 1u);
+    EXPECT_NE(html.find("Downsampled to 1200 x 4 cells"), std::string::npos);
+
+    // The long document is trimmed with a note, and stays bounded in size.
+    EXPECT_NE(html.find("tokens omitted"), std::string::npos);
+    EXPECT_NE(html.find("around its most-routed passages"), std::string::npos);
+    EXPECT_LT(html.size(), 400000u);
+}
+
+TEST_F(Export, HtmlCompareShowsTheWhatIf) {
+    const Profile base = make_profile();
+    Profile variant = base;
+    variant.options.prune = {0, static_cast<int>(kPrunedLayer)};
+    std::fill(variant.decisions.begin(), variant.decisions.begin() + base.num_tokens(), 0);
+    variant.metrics.global_fraction[0] = 0.0;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.5f;
+    variant.token_nll[17] += 3.0f;
+    variant.metrics.mean_nll = 5.6;
+    const std::string html = profile_to_html(base, &variant);
+    EXPECT_NE(html.find("NLL change per token"), std::string::npos);
+    EXPECT_NE(html.find("at token 17"), std::string::npos);
+    EXPECT_NE(html.find("tokens decided differently"), std::string::npos);
+    EXPECT_NE(html.find("<td>0.5000</td>"), std::string::npos);        // Δ mean NLL
+    EXPECT_NE(html.find("<td>variant only</td>"), std::string::npos);  // layer 0
+
+    Profile other = base;
+    other.token_ids[0] += 1;
+    EXPECT_CONTAINS(test::message_of([&] { profile_to_html(base, &other); }), "--compare");
+
+    write_text_atomically(dir_ / "compare.html", html);
+    const HtmlCheck check = check_with_python("html", dir_ / "compare.html", dir_);
+    if (check.skipped) GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") is not available";
+    EXPECT_EQ(check.result["counts"]["svg"], 4);
+}
+
+TEST_F(Export, ExportersRejectInconsistentProfiles) {
+    Profile p = make_profile(10);
+    p.decisions.pop_back();
+    EXPECT_CONTAINS(test::message_of([&] { profile_to_html(p); }), "do not match");
+    EXPECT_CONTAINS(test::message_of([&] { profile_to_chrome_trace(p); }), "do not match");
+    EXPECT_CONTAINS(test::message_of([&] { export_csv(p, dir_ / "x.csv"); }), "do not match");
+    EXPECT_FALSE(fs::exists(dir_ / "x.layers.csv"));
+}
+
+TEST_F(Export, ExportersHandleTinyAndPlainProfiles) {
+    // One token of a plain model, no text, no timings; and a run of no layers.
+    Profile p;
+    p.model.model_type = "qwen3";
+    p.num_layers = 2;
+    p.token_ids = {42};
+    p.token_begin = {0};
+    p.token_end = {0};
+    p.decisions = {1, 1};
+    p.router_logits = {0.0f, 0.0f};
+    p.token_nll = {std::numeric_limits<float>::quiet_NaN()};
+    p.metrics.mean_nll = std::numeric_limits<double>::quiet_NaN();
+    for (const Profile& q : {p, [&] {
+                                 Profile none = p;
+                                 none.num_layers = 0;
+                                 none.decisions.clear();
+                                 none.router_logits.clear();
+                                 return none;
+                             }()}) {
+        const std::string html = profile_to_html(q);
+        EXPECT_NE(html.find("token ids only"), std::string::npos);
+        EXPECT_NE(html.find("recorded no layer timings"), std::string::npos);
+        const json trace = json::parse(profile_to_chrome_trace(q));
+        std::int64_t counters = 0;
+        for (const json& e : trace["traceEvents"]) counters += e["ph"] == "C";
+        EXPECT_EQ(counters, q.num_layers);
+        EXPECT_EQ(parse_csv(profile_layers_csv(q)).size(),
+                  static_cast<std::size_t>(q.num_layers) + 1);
+        const auto tokens = parse_csv(profile_tokens_csv(q));
+        ASSERT_EQ(tokens.size(), 2u);
+        EXPECT_EQ(tokens[1][5], "");  // NaN NLL
+        EXPECT_EQ(tokens[1][6], std::to_string(q.num_layers));
+        const TimelineSummary s = summarize_timeline(q);
+        EXPECT_EQ(s.layers.size(), static_cast<std::size_t>(q.num_layers));
+        EXPECT_EQ(s.run_seconds, 0.0);
+    }
+}
+
+// The first of the usual Chromium names on PATH, or "".
+std::string find_chromium() {
+    for (const char* name :
+         {"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}) {
+        const std::string command = std::string("command -v ") + name + " >/dev/null 2>&1";
+        if (std::system(command.c_str()) == 0) return name;
+    }
+    return "";
+}
+
+TEST_F(Export, HtmlRendersInHeadlessChromium) {
+    const std::string chromium = find_chromium();
+    if (chromium.empty()) {
+        GTEST_SKIP() << "no Chromium on PATH (chromium, chromium-browser, google-chrome): "
+                        "install the chromium package (scripts/setup does) to render the report";
+    }
+    export_html(make_profile(), dir_ / "report.html");
+    const fs::path png = dir_ / "report.png";
+    // A private profile folder: a desktop session's Chromium must not be touched.
+    const std::string command =
+        "timeout 120 " + chromium + " --headless --no-sandbox --disable-gpu --hide-scrollbars " +
+        "--no-first-run --user-data-dir=" + test::shell_quote((dir_ / "chromium").string()) +
+        " --screenshot=" + test::shell_quote(png.string()) + " --window-size=1200,2000 " +
+        test::shell_quote("file://" + (dir_ / "report.html").string()) + " > " +
+        test::shell_quote((dir_ / "chromium.log").string()) + " 2>&1";
+    const int status = std::system(command.c_str());
+    ASSERT_TRUE(fs::exists(png)) << "exit " << status << "\n"
+                                 << test::read_file(dir_ / "chromium.log");
+
+    const HtmlCheck check = check_with_python("png", png, dir_);
+    if (check.skipped) GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") is not available";
+    ASSERT_FALSE(check.result.is_null());
+    EXPECT_EQ(check.result["width"], 1200);
+    EXPECT_EQ(check.result["height"], 2000);
+    EXPECT_GT(check.result["colours"].get<int>(), 16) << "the screenshot is (nearly) blank";
+    EXPECT_LT(check.result["dominant_share"].get<double>(), 0.97);
+}
+
+}  // namespace
+}  // namespace l2a
