@@ -8,7 +8,7 @@
 #include "commands.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
-#include "l2a/engine/export.h"
+#include "l2a/profiler/export.h"
 #include "l2a/engine/profile.h"
 
 namespace l2a::cli {

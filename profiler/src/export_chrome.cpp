@@ -11,7 +11,7 @@
 
 #include "export_support.h"
 #include "l2a/engine/atomic_file.h"
-#include "l2a/engine/export.h"
+#include "l2a/profiler/export.h"
 
 namespace l2a {
 namespace {

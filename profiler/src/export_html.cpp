@@ -14,7 +14,7 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
-#include "l2a/engine/export.h"
+#include "l2a/profiler/export.h"
 
 namespace l2a {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
-#include "l2a/engine/export.h"
+#include "l2a/profiler/export.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
 #include "test_support.h"
@@ -692,7 +692,7 @@ struct HtmlCheck {
     json result;
 };
 
-// Runs tests/engine/report_check.py on `path`; fails the test on malformed input.
+// Runs tests/profiler/report_check.py on `path`; fails the test on malformed input.
 HtmlCheck check_with_python(const std::string& mode, const fs::path& path, const fs::path& dir) {
     HtmlCheck check;
     const std::string python = L2A_PYTHON;
@@ -700,7 +700,7 @@ HtmlCheck check_with_python(const std::string& mode, const fs::path& path, const
         check.skipped = true;
         return check;
     }
-    const fs::path script = fs::path(L2A_SOURCE_DIR) / "tests" / "engine" / "report_check.py";
+    const fs::path script = fs::path(L2A_SOURCE_DIR) / "tests" / "profiler" / "report_check.py";
     const fs::path out = dir / (mode + "-check.json");
     const int status =
         test::run_python_script(script, mode + " " + test::shell_quote(path.string()), out);
