@@ -26,6 +26,7 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/shapes.h"
+#include "l2a/profiler/cupti_tracer.h"
 #include "model_source.h"
 #include "text_format.h"
 
@@ -223,23 +224,36 @@ struct PrefillTiming {
     double best_seconds = 0;
     std::int64_t peak_device_bytes = 0;
     double routed = std::nan("");
+    std::int64_t kernels = 0;  // traced runs: kernels recorded in the last run
 };
 
+// With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
+// kernel tracer; its flush and conversion after the run are not timed.
 PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> input,
                            const RunOptions& options, std::int64_t repeat,
-                           const std::string& what, bool quiet) {
+                           const std::string& what, bool quiet, bool trace = false) {
+    PrefillTiming t;
+    auto run = [&](std::span<const std::int32_t> tokens) {
+        if (!trace) return run_prefill(model, tokens, options);
+        KernelTracer tracer;
+        if (!tracer.active()) fail("--trace", "no kernel tracer: " + tracer.reason());
+        PrefillHooks hooks;
+        hooks.observer = &tracer;
+        PrefillResult result = run_prefill(model, tokens, options, hooks);
+        t.kernels = static_cast<std::int64_t>(tracer.finish(result.ranges).kernels.size());
+        return result;
+    };
     // A short run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first blocks.
     const std::size_t warm = std::min<std::size_t>(input.size(), 4096);
     if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
-    run_prefill(model, input.subspan(0, warm), options);
+    run(input.subspan(0, warm));
     std::vector<double> seconds;
-    PrefillTiming t;
     for (std::int64_t r = 0; r < repeat; ++r) {
         if (!quiet) {
             std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
                          static_cast<long long>(r + 1), static_cast<long long>(repeat));
         }
-        const PrefillResult result = run_prefill(model, input, options);
+        const PrefillResult result = run(input);
         seconds.push_back(result.wall_seconds);
         t.peak_device_bytes = std::max(t.peak_device_bytes, result.peak_device_bytes);
         t.routed = routed_share(result);
@@ -290,6 +304,8 @@ int bench_prefill_shape(const Arguments& args) {
     if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
     const bool json = args.has("--json");
     const bool quiet = args.has("--quiet");
+    const bool trace = args.has("--trace");
+    if (trace && ours.device == "cpu") args.usage_error("--trace: the kernel tracer needs --device cuda");
 
     require_device(ours.device);
     Placement placement;
@@ -326,8 +342,10 @@ int bench_prefill_shape(const Arguments& args) {
                     device_name.c_str(), model.placement().dtype.c_str(),
                     static_cast<long long>(repeat));
         std::printf("ours: %s; base: %s\n", ours_label.c_str(), base_label.c_str());
-        std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s\n", "tokens", "ours s", "base s",
+        if (trace) std::printf("traced: ours again under the CUPTI kernel tracer\n");
+        std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s", "tokens", "ours s", "base s",
                     "base/ours", "global", "ours peak", "base peak");
+        std::printf(trace ? "  %9s  %8s  %8s\n" : "\n", "traced s", "overhead", "kernels");
     }
     nlohmann::json rows = nlohmann::json::array();
     for (std::int64_t n : lengths) {
@@ -336,6 +354,9 @@ int bench_prefill_shape(const Arguments& args) {
         const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet);
         const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet);
         const double ratio = b.median_seconds / a.median_seconds;
+        PrefillTiming traced;
+        if (trace) traced = time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, true);
+        const double overhead = (traced.median_seconds / a.median_seconds - 1.0) * 100.0;
         if (json) {
             rows.push_back({{"tokens", n},
                             {"ours_median_seconds", a.median_seconds},
@@ -346,11 +367,21 @@ int bench_prefill_shape(const Arguments& args) {
                             {"ours_global_fraction", a.routed},
                             {"ours_peak_device_bytes", a.peak_device_bytes},
                             {"base_peak_device_bytes", b.peak_device_bytes}});
+            if (trace) {
+                rows.back()["ours_traced_median_seconds"] = traced.median_seconds;
+                rows.back()["trace_overhead_percent"] = overhead;
+                rows.back()["traced_kernels"] = traced.kernels;
+            }
         } else {
-            std::printf("%8lld  %9.3f  %9.3f  %9.2fx  %6.1f%%  %10s  %10s\n",
+            std::printf("%8lld  %9.3f  %9.3f  %9.2fx  %6.1f%%  %10s  %10s",
                         static_cast<long long>(n), a.median_seconds, b.median_seconds, ratio,
                         a.routed * 100, peak_cell(a.peak_device_bytes, ours.device).c_str(),
                         peak_cell(b.peak_device_bytes, ours.device).c_str());
+            if (trace) {
+                std::printf("  %9.3f  %7.1f%%  %8lld", traced.median_seconds, overhead,
+                            static_cast<long long>(traced.kernels));
+            }
+            std::printf("\n");
             std::fflush(stdout);
         }
     }
@@ -388,6 +419,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
                     {"--seed", true},
                     {"--window", true},
                     {"--chunk", true},
+                    {"--trace", false},
                     {"--quiet", false},
                     {"--json", false}},
                    raw);
@@ -396,7 +428,8 @@ int bench_prefill(std::span<const std::string_view> raw) {
         return 0;
     }
     if (args.has("--shape")) return bench_prefill_shape(args);
-    for (const char* option : {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk"}) {
+    for (const char* option :
+         {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {
         if (args.has(option)) {
             args.usage_error(std::string(option) + " applies to --shape (random weights) only");
         }

@@ -13,6 +13,8 @@ Commands:
   run       run a document through a model; report routing, quality, memory and time
   export    convert a saved profile (.l2a) into another format
   bench     time prefill or attention: l2a bench prefill --demo, l2a bench attention
+  whatif    re-run a profile with layers pruned or other routing; compare quality, memory, time
+  suggest-prune  propose layers to prune within a quality budget
   help      show the help of a command: l2a help run
 
 Options:
@@ -67,6 +69,10 @@ Run:
   --as-base           run an L2A model as its base model: full causal attention with the
                       local weights in every layer, no router
   --threads N         CPU threads (default: one per core)
+  --no-trace          on CUDA, do not record the kernel timeline (by default every kernel,
+                      memcpy and memset is recorded through CUPTI and attributed to its range;
+                      without CUPTI, or with another profiler attached, the run goes on with
+                      host timers only)
 
 Output:
   --out FILE          save the profile (.l2a) for `l2a export` and the desktop app
@@ -149,6 +155,8 @@ Prefill options:
   --seed S            seed of the weights, the tokens and random routing (default 0)
   --window W          sliding window of the L2A layers (default 4095)
   --chunk N           query rows computed at a time (default 256)
+  --trace             also time "ours" under the CUPTI kernel tracer (as `l2a run` records the
+                      timeline) and print the tracer's overhead in % and the kernels recorded
   --quiet             no progress lines on standard error
 
 bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 inputs
@@ -174,6 +182,57 @@ Attention options:
   -h, --help          show this help
 )";
 
+// ---- what-if ----
+
+constexpr const char* kWhatIfHelp =
+    R"(Usage: l2a whatif --profile FILE (--model DIR | --demo) [options]
+
+Re-runs the document of a saved profile with other routing options and compares the variant
+with the base. The base is re-run first to get its residual-stream checkpoints (the profile
+does not store them); the variant then runs from the first layer its options change (the
+lowest newly pruned or unpruned layer; layer 0 for threshold or routing changes).
+
+Options:
+  --profile FILE      the base run, saved by l2a run --out (its tokens and options)
+  --model DIR         the model the profile was made with
+  --demo              use the demo model
+  --prune LIST        layers whose global attention is removed, e.g. 3,7 ("" for none)
+  --threshold X       router threshold theta, 0 < X < 1
+  --routing POLICY    learned, global, local, random:F or top:F
+  --seed N            seed of random routing
+  --out FILE          save the variant's profile (.l2a)
+  --threads N         CPU threads
+  --json              print the comparison as JSON
+  --quiet             no progress lines on standard error
+  -h, --help          show this help
+
+Reports mean NLL and perplexity (and their change), KL(base || variant) of the next-token
+distributions (mean and max over tokens), top-1 agreement, the tokens whose loss changed most,
+KV-cache bytes (and their share of the same model without L2A), the global fraction per layer
+(0 in pruned layers), and time to first token: measured (the base's time up to the first
+changed layer plus the re-run) and predicted by a per-layer model calibrated on the base
+(local, router and MLP time fixed; global time proportional to the keys the routed tokens read).
+)";
+
+constexpr const char* kSuggestPruneHelp =
+    R"(Usage: l2a suggest-prune --profile FILE (--model DIR | --demo) --max-dnll X [options]
+
+Proposes layers whose global attention can be removed within a quality budget: greedily, it
+tries pruning each remaining layer, keeps the one that raises the mean NLL least, and repeats
+while the total rise stays within X nats per token. Prints the layers and the KV-cache bytes and
+predicted time to first token they save.
+
+Options:
+  --profile FILE      the base run, saved by l2a run --out
+  --model DIR         the model the profile was made with
+  --demo              use the demo model
+  --max-dnll X        the budget: mean NLL may rise by at most X nats per token (X >= 0)
+  --threads N         CPU threads
+  --json              print the suggestion as JSON
+  --quiet             no progress lines on standard error
+  -h, --help          show this help
+)";
+
 }  // namespace
 
 const char* help_text(std::string_view command) {
@@ -181,6 +240,8 @@ const char* help_text(std::string_view command) {
     if (command == "run") return kRunHelp;
     if (command == "export") return kExportHelp;
     if (command == "bench") return kBenchHelp;
+    if (command == "whatif") return kWhatIfHelp;
+    if (command == "suggest-prune") return kSuggestPruneHelp;
     return kMainHelp;
 }
 

@@ -27,6 +27,7 @@
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
+#include "l2a/profiler/cupti_tracer.h"
 #include "model_source.h"
 #include "progress_bar.h"
 #include "text_format.h"
@@ -334,6 +335,7 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--backend", true},
                     {"--dtype", true},
                     {"--as-base", false},
+                    {"--no-trace", false},
                     {"--out", true},
                     {"--logits-out", true},
                     {"--threads", true},
@@ -417,7 +419,18 @@ int run_command(std::span<const std::string_view> raw) {
         };
     }
 
+    // The kernel timeline of CUDA runs; started last so that it records the run alone.
+    std::optional<KernelTracer> tracer;
+    if (options.device != "cpu" && !args.has("--no-trace")) {
+        tracer.emplace();
+        hooks.observer = &*tracer;
+        if (!tracer->active() && !quiet) {
+            std::fprintf(stderr, "l2a: warning: no kernel timeline: %s\n", tracer->reason().c_str());
+        }
+    }
     PrefillResult result = run_prefill(model, input.ids, options, hooks);
+    KernelTimeline timeline;
+    if (tracer) timeline = tracer->finish(result.ranges);
     progress.finish();
     cancel.throw_if_requested();
 
@@ -441,10 +454,11 @@ int run_command(std::span<const std::string_view> raw) {
     profile.wall_seconds = result.wall_seconds;
     profile.device = result.device;
     profile.peak_device_bytes = result.peak_device_bytes;
-    // The kernel timeline comes from the CUPTI tracer, which this build does not have yet.
-    profile.timeline_source = options.device == "cpu"
-                                  ? "host timers only: CPU run"
-                                  : "host timers only: no kernel tracer in this build";
+    profile.kernels = std::move(timeline.kernels);
+    profile.memory_ops = std::move(timeline.memory_ops);
+    profile.timeline_source = options.device == "cpu" ? "host timers only: CPU run"
+                              : tracer            ? timeline.source
+                                                  : "host timers only: --no-trace";
     profile.created_at = utc_now_iso8601();
     profile.tool_version = tool_version();
 

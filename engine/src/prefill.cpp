@@ -324,9 +324,35 @@ void set_cpu_threads(int threads) {
 
 int cpu_threads() { return at::get_num_threads(); }
 
-PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
-                          const RunOptions& options, const PrefillHooks& hooks) {
+namespace {
+
+// Copies the device rows x [T, d] into a fp32 host array.
+void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
+    out.resize(static_cast<std::size_t>(x.numel()));
+    copy_to_host(x.to(at::kFloat), out.data());
+}
+
+// run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
+PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
+                         const RunOptions& options, std::int64_t start_layer,
+                         std::span<const float> hidden, const PrefillHooks& hooks) {
     const Backend backend = validate(model, tokens, options);
+    if (hidden.data()) {
+        // After the options: a bad --prune names itself rather than the layer it would start at.
+        const ModelConfig& config = model.config();
+        if (start_layer < 0 || start_layer > config.num_hidden_layers) {
+            fail("", "re-run from layer " + std::to_string(start_layer) + ": the model has " +
+                         std::to_string(config.num_hidden_layers) + " layers (start 0-" +
+                         std::to_string(config.num_hidden_layers) + ")");
+        }
+        const std::size_t expected = tokens.size() * static_cast<std::size_t>(config.hidden_size);
+        if (hidden.size() != expected) {
+            fail("", "re-run from layer " + std::to_string(start_layer) + ": the checkpoint has " +
+                         std::to_string(hidden.size()) + " values, expected " +
+                         std::to_string(tokens.size()) + " tokens x " +
+                         std::to_string(config.hidden_size));
+        }
+    }
     const Model::Impl& m = model.impl();
     const ModelConfig& c = m.config;
     const at::Device device = m.device;
@@ -343,6 +369,20 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
     result.decisions.assign(static_cast<std::size_t>(L * T), 1);
     result.token_nll.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());
     result.device = device_label(device);
+    std::fill_n(result.decisions.begin(), static_cast<std::size_t>(start_layer * T), 0);
+    ResidualCheckpoints* keep = hooks.checkpoints;
+    if (keep) {
+        keep->entering.assign(static_cast<std::size_t>(L), {});
+        keep->final_hidden.clear();
+        keep->num_tokens = T;
+        keep->hidden_size = c.hidden_size;
+    }
+    auto kept = [&](std::int64_t layer) {
+        if (!keep) return false;
+        if (keep->every_layer) return true;
+        return std::find(keep->layers.begin(), keep->layers.end(), static_cast<int>(layer)) !=
+               keep->layers.end();
+    };
 
     RangeRecorder ranges(hooks.observer, result.ranges, device);
     auto check = [&] {
@@ -381,14 +421,21 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
                                 c.hidden_size <= 16384};
 
         at::Tensor x;
-        {
+        if (hidden.data()) {
+            // A copy the run owns: the layers update x in place.
+            at::Tensor host = at::empty({T, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
+            std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
+            x = host.to(device).to(m.dtype);
+        } else {
             Range r(ranges, "embed");
             x = m.embed.index_select(0, ids);
         }
-        progress(0, "layer 0 / " + std::to_string(L));
+        progress(static_cast<double>(start_layer),
+                 "layer " + std::to_string(start_layer) + " / " + std::to_string(L));
 
-        for (std::int64_t li = 0; li < L; ++li) {
+        for (std::int64_t li = start_layer; li < L; ++li) {
             check();
+            if (kept(li)) keep_hidden(x, keep->entering[static_cast<std::size_t>(li)]);
             const int layer = static_cast<int>(li);
             const LayerWeights& w = m.layers[static_cast<std::size_t>(li)];
             const std::string name = "layer " + std::to_string(li);
@@ -486,6 +533,7 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
             progress(static_cast<double>(li + 1), "layer " + std::to_string(li + 1) + " / " + std::to_string(L));
         }
 
+        if (keep) keep_hidden(x, keep->final_hidden);
         {
             Range r(ranges, "lm_head");
             // Without the per-token NLL (and without a logits sink) only the last row is needed:
@@ -542,6 +590,53 @@ PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> toke
     result.wall_seconds = ranges.seconds();
     result.peak_device_bytes = peak_memory(device);
     return result;
+}
+
+}  // namespace
+
+PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
+                          const RunOptions& options, const PrefillHooks& hooks) {
+    return run_layers(model, tokens, options, 0, {}, hooks);
+}
+
+PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,
+                               const RunOptions& options, int start_layer,
+                               std::span<const float> hidden_at_start, const PrefillHooks& hooks) {
+    // A non-null data pointer marks a resumed run, even for an empty checkpoint (an error).
+    static const float kNoState = 0.0f;
+    if (!hidden_at_start.data()) hidden_at_start = std::span<const float>(&kNoState, 0);
+    return run_layers(model, tokens, options, start_layer, hidden_at_start, hooks);
+}
+
+void run_lm_head(const Model& model, std::span<const float> final_hidden, std::int64_t rows,
+                 const std::function<void(std::int64_t, std::int64_t, std::int64_t,
+                                          const float*)>& sink,
+                 std::int64_t block_rows) {
+    const Model::Impl& m = model.impl();
+    const ModelConfig& c = m.config;
+    if (rows < 0 || final_hidden.size() != static_cast<std::size_t>(rows * c.hidden_size)) {
+        fail("", "LM head: " + std::to_string(final_hidden.size()) + " hidden values are not " +
+                     std::to_string(rows) + " rows of " + std::to_string(c.hidden_size));
+    }
+    if (block_rows < 1) block_rows = 256;
+    at::InferenceMode inference;
+    try {
+        at::Tensor host = at::empty({rows, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
+        std::copy(final_hidden.begin(), final_hidden.end(), host.data_ptr<float>());
+        const at::Tensor x = host.to(m.device).to(m.dtype);
+        for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+            const std::int64_t n = std::min(block_rows, rows - r0);
+            const at::Tensor xn =
+                rms_norm(x.narrow(0, r0, n), m.final_norm, c.rms_norm_eps).to(m.dtype);
+            const at::Tensor logits = m.dtype == at::kFloat ? at::matmul(xn, m.lm_head.t())
+                                                            : at::mm(xn, m.lm_head.t(), at::kFloat);
+            const at::Tensor out = logits.to(at::kCPU).contiguous();
+            sink(r0, n, c.vocab_size, out.data_ptr<float>());
+        }
+    } catch (const c10::Error& e) {
+        const std::string what = e.what_without_backtrace();
+        fail("", "LibTorch failed while running the LM head: " + what.substr(0, what.find('\n')));
+    }
 }
 
 }  // namespace l2a

@@ -516,4 +516,134 @@ TEST_F(Cli, BenchHelpNamesBothBenchmarks) {
     EXPECT_EQ(l2a("bench attention --help", dir_).out, r.out);
 }
 
+// ---- whatif and suggest-prune ----------------------------------------------------------------
+
+// A base profile of the demo with few tokens, saved as base.l2a in `dir`.
+void make_base_profile(const fs::path& dir) {
+    const Result r = l2a("run --demo --max-tokens 48 --quiet --out base.l2a", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(Cli, WhatIfPruneEndToEnd) {
+    make_base_profile(dir_);
+    const Result r =
+        l2a("whatif --profile base.l2a --demo --prune 2 --out variant.l2a --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["tokens"], 48);
+    EXPECT_EQ(j["start_layer"], 2);
+    EXPECT_EQ(j["prune"], json::array({2}));
+    EXPECT_EQ(j["layers"][2]["variant_global_fraction"], 0.0);
+    EXPECT_EQ(j["layers"][2]["pruned"], true);
+    EXPECT_EQ(j["layers"][0]["variant_global_fraction"], j["layers"][0]["base_global_fraction"]);
+    EXPECT_LT(j["kv_bytes"]["variant"].get<std::int64_t>(), j["kv_bytes"]["base"].get<std::int64_t>());
+    EXPECT_GT(j["kl"]["max"].get<double>(), 0.0);
+    EXPECT_EQ(j["token_delta_nll"].size(), 48u);
+    EXPECT_TRUE(j["token_delta_nll"][0].is_null());
+    EXPECT_GT(j["ttft_seconds"]["variant_predicted"].get<double>(), 0.0);
+
+    const l2a::Profile base = l2a::load_profile(dir_ / "base.l2a");
+    const l2a::Profile variant = l2a::load_profile(dir_ / "variant.l2a");
+    EXPECT_EQ(variant.options.prune, (std::vector<int>{2}));
+    EXPECT_EQ(variant.token_ids, base.token_ids);
+    ASSERT_EQ(variant.decisions.size(), base.decisions.size());
+    for (std::size_t t = 0; t < 48; ++t) {
+        EXPECT_EQ(variant.decisions[2 * 48 + t], 0) << t;
+        EXPECT_EQ(variant.decisions[t], base.decisions[t]) << t;
+        EXPECT_EQ(variant.router_logits[48 + t], base.router_logits[48 + t]) << t;
+    }
+    EXPECT_EQ(variant.metrics.global_fraction[2], 0.0);
+    EXPECT_NEAR(variant.metrics.mean_nll - base.metrics.mean_nll,
+                j["mean_nll"]["delta"].get<double>(), 1e-6);
+
+    // The text report shows the comparison table.
+    const Result text = l2a("whatif --profile base.l2a --demo --prune 2,4 --quiet", dir_);
+    ASSERT_EQ(text.status, 0) << text.err;
+    for (const char* piece : {"mean NLL", "perplexity", "KV cache", "TTFT measured",
+                              "TTFT predicted", "KL(base || variant)", "top-1 agreement",
+                              "re-run from layer 2", "pruned"}) {
+        EXPECT_TRUE(contains(text.out, piece)) << piece << " in: " << text.out;
+    }
+}
+
+TEST_F(Cli, WhatIfWithoutChangeIsExactlyTheBase) {
+    make_base_profile(dir_);
+    const Result r = l2a("whatif --profile base.l2a --demo --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["mean_nll"]["delta"], 0.0);
+    EXPECT_EQ(j["kl"]["max"], 0.0);
+    EXPECT_EQ(j["kl"]["mean"], 0.0);
+    EXPECT_EQ(j["top1_agreement"], 1.0);
+    EXPECT_EQ(j["start_layer"], 6);
+    // A threshold change re-runs every layer.
+    const Result t = l2a("whatif --profile base.l2a --demo --threshold 0.3 --json --quiet", dir_);
+    ASSERT_EQ(t.status, 0) << t.err;
+    EXPECT_EQ(json::parse(t.out)["start_layer"], 0);
+}
+
+TEST_F(Cli, SuggestPruneEndToEnd) {
+    make_base_profile(dir_);
+    const Result r = l2a("suggest-prune --profile base.l2a --demo --max-dnll 0.02 --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_LE(j["delta_mean_nll"].get<double>(), 0.02);
+    EXPECT_GT(j["runs"].get<int>(), 0);
+    EXPECT_EQ(j["kv_bytes_saved"].get<std::int64_t>() > 0, !j["layers"].empty());
+    // Without a limit every layer goes.
+    const Result all = l2a("suggest-prune --profile base.l2a --demo --max-dnll 1000 --quiet", dir_);
+    ASSERT_EQ(all.status, 0) << all.err;
+    EXPECT_TRUE(contains(all.out, "--prune 0,1,2,3,4,5")) << all.out;
+    EXPECT_TRUE(contains(all.out, "KV cache    saves")) << all.out;
+}
+
+TEST_F(Cli, WhatIfAndSuggestPruneErrors) {
+    make_base_profile(dir_);
+    // The same profile, recorded by "another model".
+    l2a::Profile other = l2a::load_profile(dir_ / "base.l2a");
+    other.model.hidden_size += 64;
+    l2a::save_profile(other, dir_ / "other.l2a");
+    write_file(dir_ / "garbage.l2a", "not a profile");
+    const struct {
+        const char* args;
+        int status;
+        const char* error;
+    } mistakes[] = {
+        {"whatif --demo", 2, "--profile FILE"},
+        {"whatif --profile base.l2a", 2, "--model DIR or --demo"},
+        {"whatif --profile missing.l2a --demo", 1, "missing.l2a"},
+        {"whatif --profile garbage.l2a --demo", 1, "garbage.l2a"},
+        {"whatif --profile other.l2a --demo", 1, "another model (hidden_size"},
+        {"whatif --profile base.l2a --demo --threshold 1.5", 2, "--threshold: 1.5"},
+        {"whatif --profile base.l2a --demo --threshold abc", 2, "--threshold"},
+        {"whatif --profile base.l2a --demo --prune x", 2, "--prune"},
+        {"whatif --profile base.l2a --demo --prune 9", 1, "--prune: layer 9 does not exist"},
+        {"whatif --profile base.l2a --demo --routing sometimes", 2, "--routing"},
+        {"suggest-prune --profile base.l2a --demo", 2, "--max-dnll X"},
+        {"suggest-prune --profile base.l2a --demo --max-dnll -1", 2, "--max-dnll: -1"},
+        {"suggest-prune --profile base.l2a --demo --max-dnll abc", 2, "--max-dnll"},
+        {"suggest-prune --profile missing.l2a --demo --max-dnll 0.1", 1, "missing.l2a"},
+        {"suggest-prune --profile other.l2a --demo --max-dnll 0.1", 1, "another model"},
+    };
+    for (const auto& mistake : mistakes) {
+        SCOPED_TRACE(mistake.args);
+        const Result r = l2a(std::string(mistake.args) + " --quiet", dir_);
+        EXPECT_ONE_LINE_ERROR(r, mistake.status, mistake.error);
+        EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+    EXPECT_FALSE(fs::exists(dir_ / "variant.l2a"));
+}
+
+TEST_F(Cli, WhatIfHelp) {
+    for (const char* args : {"whatif --help", "help whatif", "suggest-prune --help", "help suggest-prune"}) {
+        const Result r = l2a(args, dir_);
+        EXPECT_EQ(r.status, 0) << args << ": " << r.err;
+        EXPECT_TRUE(contains(r.out, "Usage: l2a")) << args << ": " << r.out;
+    }
+    EXPECT_TRUE(contains(l2a("help whatif", dir_).out, "--prune LIST"));
+    EXPECT_TRUE(contains(l2a("help suggest-prune", dir_).out, "--max-dnll X"));
+    EXPECT_TRUE(contains(l2a("--help", dir_).out, "suggest-prune"));
+}
+
 }  // namespace

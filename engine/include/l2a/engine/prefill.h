@@ -28,6 +28,22 @@ struct TimedRange {
     int depth = 0;
 };
 
+// Residual-stream checkpoints of a run, for what-if re-runs from a chosen layer. Each is the
+// hidden state as fp32 host rows [num_tokens, hidden_size], row-major (exact for fp32 weights;
+// bf16/fp16 states widen losslessly). Memory: 4 * T * hidden bytes per kept layer.
+struct ResidualCheckpoints {
+    // What to keep: the state entering every layer, or entering the listed layers only.
+    bool every_layer = false;
+    std::vector<int> layers;
+    // Filled by the run. entering[l]: the state entering layer l (empty where not kept; layers
+    // below a run_prefill_from start are never kept). final_hidden: after the last layer,
+    // before the final norm, always kept.
+    std::vector<std::vector<float>> entering;  // [num_layers]
+    std::vector<float> final_hidden;
+    std::int64_t num_tokens = 0;
+    std::int64_t hidden_size = 0;
+};
+
 struct PrefillHooks {
     PrefillObserver* observer = nullptr;
     // fraction in [0, 1] and what is running ("layer 3 / 28").
@@ -37,6 +53,8 @@ struct PrefillHooks {
     // Receives the float32 next-token logits in order, `rows` rows of `vocab` floats at a time.
     std::function<void(std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
                        const float* data)> logits_sink;
+    // When set, receives the run's residual-stream checkpoints (see ResidualCheckpoints).
+    ResidualCheckpoints* checkpoints = nullptr;
 };
 
 struct PrefillResult {
@@ -61,5 +79,25 @@ int cpu_threads();
 // prune index out of range, threshold outside (0, 1)) and l2a::Cancelled when cancelled.
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks = {});
+
+// Resumes a run at `start_layer` (0..num_layers) from `hidden_at_start`, the state entering
+// that layer as ResidualCheckpoints holds it: runs layers start_layer.. and the LM head. With
+// the checkpoint of a run with the same options below start_layer, the result equals that of
+// run_prefill (same device and backend). Layers below start_layer are not run: their router
+// logits are NaN and their decisions 0; callers take them from the run they resume. Ranges
+// and progress cover the layers run. Throws l2a::Error as run_prefill does, and for a start
+// outside 0..num_layers or a checkpoint that is not num_tokens x hidden_size.
+PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,
+                               const RunOptions& options, int start_layer,
+                               std::span<const float> hidden_at_start,
+                               const PrefillHooks& hooks = {});
+
+// The LM head alone over final hidden states (ResidualCheckpoints::final_hidden, `rows` rows):
+// final norm and head as run_prefill computes them on the CPU, the fp32 logits delivered to
+// `sink` in order, a block of rows at a time. Throws l2a::Error for a size mismatch.
+void run_lm_head(const Model& model, std::span<const float> final_hidden, std::int64_t rows,
+                 const std::function<void(std::int64_t first_row, std::int64_t rows,
+                                          std::int64_t vocab, const float* data)>& sink,
+                 std::int64_t block_rows = 256);
 
 }  // namespace l2a

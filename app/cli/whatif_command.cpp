@@ -1,0 +1,436 @@
+// `l2a whatif` and `l2a suggest-prune`: re-run a saved profile's document with other routing
+// options from the first layer they change, and compare with the base run.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "arguments.h"
+#include "commands.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/metrics.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/engine/profile.h"
+#include "l2a/engine/run_options.h"
+#include "l2a/engine/whatif.h"
+#include "model_source.h"
+#include "progress_bar.h"
+#include "text_format.h"
+
+namespace l2a::cli {
+namespace {
+
+using json = nlohmann::json;
+
+std::string utc_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return buffer;
+}
+
+// Small runs take milliseconds; "0.00 s" would say nothing.
+std::string format_time(double seconds) {
+    if (!std::isfinite(seconds)) return "n/a";
+    if (std::abs(seconds) < 1.0) return format_fixed(seconds * 1e3, 2) + " ms";
+    return format_seconds(seconds);
+}
+
+std::string signed_fixed(double value, int decimals) {
+    if (!std::isfinite(value)) return "n/a";
+    return (value >= 0 ? "+" : "") + format_fixed(value, decimals);
+}
+
+std::string percent(double fraction) { return format_fixed(fraction * 100.0, 1) + "%"; }
+
+// What a profile needs to be re-run: the model it was made with and its tokens.
+struct Loaded {
+    Profile profile;
+    Model model;
+    std::string label;
+};
+
+void check_same_model(const ModelSummary& recorded, const ModelSummary& loaded,
+                      const std::string& profile_path) {
+    const auto field = [&](const char* name, const std::string& a, const std::string& b) {
+        if (a != b) {
+            fail(profile_path, std::string("was recorded with another model (") + name + " " + a +
+                                   " in the profile, " + b + " in " + loaded.path +
+                                   "); give the model it was made with");
+        }
+    };
+    const auto num = [](std::int64_t v) { return std::to_string(v); };
+    field("model_type", recorded.model_type, loaded.model_type);
+    field("layers", num(recorded.num_layers), num(loaded.num_layers));
+    field("hidden_size", num(recorded.hidden_size), num(loaded.hidden_size));
+    field("intermediate_size", num(recorded.intermediate_size), num(loaded.intermediate_size));
+    field("heads", num(recorded.num_heads), num(loaded.num_heads));
+    field("kv heads", num(recorded.num_kv_heads), num(loaded.num_kv_heads));
+    field("head_dim", num(recorded.head_dim), num(loaded.head_dim));
+    field("vocabulary", num(recorded.vocab_size), num(loaded.vocab_size));
+    field("parameters", num(recorded.parameter_count), num(loaded.parameter_count));
+    field("sliding_window", num(recorded.sliding_window), num(loaded.sliding_window));
+}
+
+Loaded load_inputs(const Arguments& args) {
+    const auto profile_path = args.value("--profile");
+    if (!profile_path) args.usage_error("give the base run: --profile FILE");
+    if (profile_path->empty()) args.usage_error("--profile: the file name is empty");
+    // Before the model: a missing profile should not wait for a model to load.
+    Profile profile = load_profile(*profile_path);
+    const std::filesystem::path folder = model_folder(args);
+    Placement placement;
+    placement.device = profile.options.device;
+    Model model = Model::load(folder, placement);
+    check_same_model(profile.model, model.summary(), *profile_path);
+    if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
+    return {std::move(profile), std::move(model), model_label(args, folder)};
+}
+
+// The base re-run should reproduce the profile; say so when it does not (another device or
+// build), since the comparison is against the re-run.
+void check_reproduced(const Profile& profile, const WhatIfRun& base, const std::string& path) {
+    double worst = 0.0;
+    const std::size_t n = std::min(profile.token_nll.size(), base.result.token_nll.size());
+    for (std::size_t i = 1; i < n; ++i) {
+        const double a = profile.token_nll[i];
+        const double b = base.result.token_nll[i];
+        if (std::isfinite(a) && std::isfinite(b)) worst = std::max(worst, std::abs(a - b));
+    }
+    if (worst > 1e-3) {
+        std::fprintf(stderr,
+                     "l2a: warning: %s: the re-run of the base differs from the profile (per-token "
+                     "NLL by up to %s); comparing against the re-run\n",
+                     path.c_str(), format_fixed(worst, 4).c_str());
+    }
+}
+
+PrefillHooks progress_hooks(ProgressBar& bar) {
+    PrefillHooks hooks;
+    hooks.progress = [&bar](double fraction, std::string_view stage) {
+        bar.update(fraction, stage);
+    };
+    return hooks;
+}
+
+std::string describe(const RunOptions& o, const ModelSummary& m) {
+    if (!m.is_l2a || o.as_base) return "full attention in every layer";
+    std::string text = "routing " + o.routing.to_string();
+    if (o.routing.kind == RoutingKind::Learned) {
+        text += ", threshold " + format_fixed(o.threshold.value_or(m.sigmoid_threshold), 3);
+    }
+    text += ", pruned: " + (o.prune.empty() ? std::string("none") : format_pruning_plan(o.prune));
+    return text;
+}
+
+json comparison_json(const WhatIfComparison& c, const RunOptions& base, const RunOptions& variant,
+                     const ModelSummary& model) {
+    const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+    json delta = json::array();
+    json kl = json::array();
+    for (std::size_t t = 0; t < c.delta_nll.size(); ++t) {
+        delta.push_back(number(c.delta_nll[t]));
+        kl.push_back(number(c.kl[t]));
+    }
+    json layers = json::array();
+    for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {
+        const bool pruned =
+            std::binary_search(variant.prune.begin(), variant.prune.end(), static_cast<int>(l));
+        layers.push_back({{"layer", l},
+                          {"base_global_fraction", c.base_global_fraction[l]},
+                          {"variant_global_fraction", c.variant_global_fraction[l]},
+                          {"pruned", pruned}});
+    }
+    return {
+        {"tokens", c.num_tokens},
+        {"start_layer", c.start_layer},
+        {"base", describe(base, model)},
+        {"variant", describe(variant, model)},
+        {"prune", variant.prune},
+        {"mean_nll",
+         {{"base", number(c.base_mean_nll)},
+          {"variant", number(c.variant_mean_nll)},
+          {"delta", number(c.delta_mean_nll)}}},
+        {"perplexity",
+         {{"base", number(c.base_perplexity)},
+          {"variant", number(c.variant_perplexity)},
+          {"delta", number(c.delta_perplexity)}}},
+        {"kl", {{"mean", c.kl_mean}, {"max", c.kl_max}, {"max_token", c.kl_max_token}}},
+        {"top1_agreement", c.top1_agreement},
+        {"kv_bytes",
+         {{"base", c.base_kv_bytes},
+          {"variant", c.variant_kv_bytes},
+          {"without_l2a", c.kv_bytes_without_l2a},
+          {"base_relative", c.base_kv_relative},
+          {"variant_relative", c.variant_kv_relative}}},
+        {"ttft_seconds",
+         {{"base_measured", c.base_ttft_measured},
+          {"variant_measured", c.variant_ttft_measured},
+          {"base_predicted", c.base_ttft_predicted},
+          {"variant_predicted", c.variant_ttft_predicted}}},
+        {"layers", layers},
+        {"token_delta_nll", delta},
+        {"token_kl", kl},
+    };
+}
+
+void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant) {
+    const Profile& p = in.profile;
+    std::printf("model       %s (%s, %lld layers)\n", in.label.c_str(), p.model.model_type.c_str(),
+                static_cast<long long>(p.model.num_layers));
+    std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
+                group_digits(c.num_tokens).c_str());
+    std::printf("base        %s\n", describe(p.options, p.model).c_str());
+    std::printf("variant     %s (re-run from layer %d)\n\n", describe(variant, p.model).c_str(),
+                c.start_layer);
+
+    std::printf("%-18s %16s %16s %16s\n", "", "base", "variant", "change");
+    const auto row = [](const char* name, const std::string& a, const std::string& b,
+                        const std::string& d) {
+        std::printf("%-18s %16s %16s %16s\n", name, a.c_str(), b.c_str(), d.c_str());
+    };
+    row("mean NLL", format_fixed(c.base_mean_nll, 4), format_fixed(c.variant_mean_nll, 4),
+        signed_fixed(c.delta_mean_nll, 4));
+    row("perplexity", format_fixed(c.base_perplexity, 3), format_fixed(c.variant_perplexity, 3),
+        signed_fixed(c.delta_perplexity, 3));
+    row("KV cache", format_bytes(c.base_kv_bytes), format_bytes(c.variant_kv_bytes),
+        (c.variant_kv_bytes >= c.base_kv_bytes ? "+" : "-") +
+            format_bytes(std::abs(c.variant_kv_bytes - c.base_kv_bytes)));
+    row("  of no-L2A", percent(c.base_kv_relative), percent(c.variant_kv_relative),
+        "(" + format_bytes(c.kv_bytes_without_l2a) + ")");
+    row("TTFT measured", format_time(c.base_ttft_measured), format_time(c.variant_ttft_measured),
+        (c.variant_ttft_measured >= c.base_ttft_measured ? "+" : "-") +
+            format_time(std::abs(c.variant_ttft_measured - c.base_ttft_measured)));
+    row("TTFT predicted", format_time(c.base_ttft_predicted), format_time(c.variant_ttft_predicted),
+        (c.variant_ttft_predicted >= c.base_ttft_predicted ? "+" : "-") +
+            format_time(std::abs(c.variant_ttft_predicted - c.base_ttft_predicted)));
+    std::printf("\nKL(base || variant)  mean %s, max %s nats (token %lld)\n",
+                format_fixed(c.kl_mean, 6).c_str(), format_fixed(c.kl_max, 6).c_str(),
+                static_cast<long long>(c.kl_max_token));
+    std::printf("top-1 agreement      %s of next-token predictions\n",
+                percent(c.top1_agreement).c_str());
+    std::printf(
+        "TTFT measured: the base's time up to layer %d plus the re-run; predicted: a "
+        "per-layer model calibrated on the base\n\n",
+        c.start_layer);
+
+    std::printf("%-5s  %8s  %8s\n", "layer", "base", "variant");
+    for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {
+        const bool pruned =
+            std::binary_search(variant.prune.begin(), variant.prune.end(), static_cast<int>(l));
+        std::printf(
+            "%5zu  %7s%%  %7s%%%s\n", l, format_fixed(c.base_global_fraction[l] * 100, 1).c_str(),
+            format_fixed(c.variant_global_fraction[l] * 100, 1).c_str(), pruned ? "  pruned" : "");
+    }
+
+    // The tokens whose loss changed most.
+    std::vector<std::size_t> order;
+    for (std::size_t t = 0; t < c.delta_nll.size(); ++t) {
+        if (std::isfinite(c.delta_nll[t]) && c.delta_nll[t] != 0.0) order.push_back(t);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return std::abs(c.delta_nll[a]) > std::abs(c.delta_nll[b]);
+    });
+    if (order.empty()) {
+        std::printf("\nper-token loss: unchanged\n");
+        return;
+    }
+    std::printf("\n%-7s  %10s  %s\n", "token", "Δ loss", "text");
+    for (std::size_t i = 0; i < std::min<std::size_t>(order.size(), 5); ++i) {
+        const std::size_t t = order[i];
+        std::string text;
+        if (t < p.token_begin.size() && p.token_end[t] <= p.document_text.size() &&
+            p.token_begin[t] <= p.token_end[t]) {
+            text = p.document_text.substr(p.token_begin[t], p.token_end[t] - p.token_begin[t]);
+            std::replace(text.begin(), text.end(), '\n', ' ');
+        }
+        std::printf("%7zu  %10s  \"%s\"\n", t, signed_fixed(c.delta_nll[t], 4).c_str(),
+                    text.c_str());
+    }
+}
+
+}  // namespace
+
+int whatif_command(std::span<const std::string_view> raw) {
+    Arguments args("whatif",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--profile", true},
+                    {"--prune", true},
+                    {"--threshold", true},
+                    {"--routing", true},
+                    {"--seed", true},
+                    {"--out", true},
+                    {"--threads", true},
+                    {"--json", false},
+                    {"--quiet", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("whatif"), stdout);
+        return 0;
+    }
+    std::optional<PruningPlan> prune;
+    std::optional<RoutingPolicy> routing;
+    try {
+        if (auto text = args.value("--prune")) prune = parse_pruning_plan(*text);
+        if (auto text = args.value("--routing")) routing = RoutingPolicy::parse(*text);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    const std::optional<double> threshold = args.number("--threshold");
+    if (threshold && !(*threshold > 0.0 && *threshold < 1.0)) {
+        args.usage_error("--threshold: " + *args.value("--threshold") +
+                         " is not strictly between 0 and 1");
+    }
+    const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
+    if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
+    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    if (auto threads = args.integer("--threads", 1, 1024))
+        set_cpu_threads(static_cast<int>(*threads));
+    const auto out = args.value("--out");
+    if (out && out->empty()) args.usage_error("--out: the file name is empty");
+
+    const Loaded in = load_inputs(args);
+    const Profile& p = in.profile;
+    RunOptions variant = p.options;
+    if (prune) variant.prune = *prune;
+    if (routing) variant.routing = *routing;
+    if (threshold) variant.threshold = threshold;
+    if (seed) variant.seed = *seed;
+
+    // Only the checkpoint the variant starts from is kept (the others would cost host memory).
+    const std::vector<int> keep = {first_changed_layer(in.model.config(), p.options, variant)};
+    ProgressBar base_bar("re-run of the base, " + group_digits(p.num_tokens()) + " tokens",
+                         !args.has("--quiet"));
+    const WhatIfRun base =
+        run_whatif_base(in.model, p.token_ids, p.options, progress_hooks(base_bar), &keep);
+    base_bar.finish();
+    check_reproduced(p, base, *args.value("--profile"));
+    ProgressBar variant_bar("variant", !args.has("--quiet"));
+    const WhatIfRun run =
+        run_whatif_variant(in.model, p.token_ids, base, variant, progress_hooks(variant_bar));
+    variant_bar.finish();
+    const WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+
+    if (out) {
+        Profile v = p;
+        v.router_logits = run.result.router_logits;
+        v.decisions = run.result.decisions;
+        v.token_nll = run.result.token_nll;
+        v.options = variant;
+        v.metrics = run.metrics;
+        v.ranges = run.result.ranges;
+        v.kernels.clear();
+        v.memory_ops.clear();
+        v.timeline_source =
+            "host timers only: what-if re-run from layer " + std::to_string(run.start_layer);
+        v.device = run.result.device;
+        v.peak_device_bytes = run.result.peak_device_bytes;
+        v.wall_seconds = run.measured_seconds;
+        v.created_at = utc_now();
+        v.tool_version = tool_version();
+        save_profile(v, *out);
+    }
+    if (args.has("--json")) {
+        std::cout << comparison_json(c, p.options, variant, p.model).dump(2) << "\n";
+    } else {
+        print_comparison(c, in, variant);
+    }
+    return 0;
+}
+
+int suggest_prune_command(std::span<const std::string_view> raw) {
+    Arguments args("suggest-prune",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--profile", true},
+                    {"--max-dnll", true},
+                    {"--threads", true},
+                    {"--json", false},
+                    {"--quiet", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("suggest-prune"), stdout);
+        return 0;
+    }
+    const std::optional<double> budget = args.number("--max-dnll");
+    if (!budget) args.usage_error("give the quality budget: --max-dnll X (nats per token)");
+    if (!(*budget >= 0.0) || !std::isfinite(*budget)) {
+        args.usage_error("--max-dnll: " + *args.value("--max-dnll") +
+                         " is not a non-negative number of nats per token");
+    }
+    if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
+    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    if (auto threads = args.integer("--threads", 1, 1024))
+        set_cpu_threads(static_cast<int>(*threads));
+
+    const Loaded in = load_inputs(args);
+    const Profile& p = in.profile;
+    if (!p.model.is_l2a || p.options.as_base) {
+        fail(*args.value("--profile"),
+             "the run has no L2A layers, so there is no global attention to prune");
+    }
+    ProgressBar base_bar("re-run of the base, " + group_digits(p.num_tokens()) + " tokens",
+                         !args.has("--quiet"));
+    const WhatIfRun base =
+        run_whatif_base(in.model, p.token_ids, p.options, progress_hooks(base_bar));
+    base_bar.finish();
+    check_reproduced(p, base, *args.value("--profile"));
+    ProgressBar search_bar("greedy search", !args.has("--quiet"));
+    const PruneSuggestion s = suggest_prune(
+        in.model, p.token_ids, base, *budget, [&search_bar](std::int64_t done, std::int64_t most) {
+            search_bar.update(
+                static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(most, 1)),
+                "variant " + std::to_string(done));
+        });
+    search_bar.finish();
+    const TimingModel timing = calibrate_timing(base);
+    const double base_seconds = timing.predict(base.result.decisions, p.num_tokens());
+
+    if (args.has("--json")) {
+        json j = {{"max_dnll", *budget},
+                  {"layers", s.layers},
+                  {"plan", s.plan},
+                  {"delta_mean_nll", s.delta_mean_nll},
+                  {"kv_bytes_base", base.metrics.kv_bytes_total},
+                  {"kv_bytes_saved", s.kv_bytes_saved},
+                  {"seconds_base_predicted", base_seconds},
+                  {"seconds_saved_predicted", s.seconds_saved},
+                  {"runs", s.runs}};
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("model       %s (%lld layers)\n", in.label.c_str(),
+                static_cast<long long>(p.model.num_layers));
+    std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
+                group_digits(p.num_tokens()).c_str());
+    std::printf("budget      mean ΔNLL <= %s nats/token (%lld variant runs)\n",
+                format_fixed(*budget, 4).c_str(), static_cast<long long>(s.runs));
+    if (s.layers.empty()) {
+        std::printf("suggestion  none: pruning any one more layer costs more than the budget\n");
+        return 0;
+    }
+    std::printf("suggestion  --prune %s (ΔNLL %s)\n", format_pruning_plan(s.plan).c_str(),
+                signed_fixed(s.delta_mean_nll, 4).c_str());
+    const double kv_share = base.metrics.kv_bytes_total > 0
+                                ? static_cast<double>(s.kv_bytes_saved) /
+                                      static_cast<double>(base.metrics.kv_bytes_total)
+                                : 0.0;
+    std::printf("KV cache    saves %s (%s of the base's %s)\n",
+                format_bytes(s.kv_bytes_saved).c_str(), percent(kv_share).c_str(),
+                format_bytes(base.metrics.kv_bytes_total).c_str());
+    std::printf("time        saves %s of %s predicted time to first token\n",
+                format_time(s.seconds_saved).c_str(), format_time(base_seconds).c_str());
+    return 0;
+}
+
+}  // namespace l2a::cli

@@ -1,0 +1,390 @@
+#include "l2a/engine/whatif.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "device_runtime.h"
+#include "l2a/engine/error.h"
+
+namespace l2a {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// "layer 12" -> 12, anything else (including "layer 12 / mlp") -> -1.
+std::int64_t layer_of_range(std::string_view name) {
+    constexpr std::string_view prefix = "layer ";
+    if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size()) return -1;
+    std::int64_t layer = 0;
+    for (char ch : name.substr(prefix.size())) {
+        if (ch < '0' || ch > '9') return -1;
+        layer = layer * 10 + (ch - '0');
+    }
+    return layer;
+}
+
+// Keys read by the causal global attention of the routed tokens of one layer.
+double global_work(std::span<const std::uint8_t> decisions) {
+    double work = 0.0;
+    for (std::size_t t = 0; t < decisions.size(); ++t) {
+        if (decisions[t]) work += static_cast<double>(t + 1);
+    }
+    return work;
+}
+
+RunMetrics metrics_of(const Model& model, const RunOptions& options, const PrefillResult& result) {
+    return compute_metrics(model.config(), options, result.num_tokens, result.decisions,
+                           result.token_nll);
+}
+
+void require_same_tokens(std::span<const std::int32_t> tokens, const WhatIfRun& run,
+                         const char* which) {
+    if (run.result.num_tokens != static_cast<std::int64_t>(tokens.size())) {
+        fail("", std::string("what-if: the ") + which + " run has " +
+                     std::to_string(run.result.num_tokens) + " tokens, the input " +
+                     std::to_string(tokens.size()));
+    }
+}
+
+}  // namespace
+
+int first_changed_layer(const ModelConfig& config, const RunOptions& base,
+                        const RunOptions& variant) {
+    const bool random =
+        base.routing.kind == RoutingKind::Random || variant.routing.kind == RoutingKind::Random;
+    if (base.threshold != variant.threshold || !(base.routing == variant.routing) ||
+        (random && base.seed != variant.seed) || base.as_base != variant.as_base ||
+        base.backend != variant.backend || base.chunk_size != variant.chunk_size) {
+        return 0;
+    }
+    std::vector<int> changed;
+    std::set_symmetric_difference(base.prune.begin(), base.prune.end(), variant.prune.begin(),
+                                  variant.prune.end(), std::back_inserter(changed));
+    if (changed.empty()) return static_cast<int>(config.num_hidden_layers);
+    return std::max(0, *std::min_element(changed.begin(), changed.end()));
+}
+
+WhatIfRun run_whatif_base(const Model& model, std::span<const std::int32_t> tokens,
+                          const RunOptions& options, const PrefillHooks& hooks,
+                          const std::vector<int>* keep_layers) {
+    WhatIfRun run;
+    run.options = options;
+    run.checkpoints.every_layer = keep_layers == nullptr;
+    if (keep_layers) run.checkpoints.layers = *keep_layers;
+    PrefillHooks with_checkpoints = hooks;
+    with_checkpoints.checkpoints = &run.checkpoints;
+    run.result = run_prefill(model, tokens, options, with_checkpoints);
+    run.start_layer = 0;
+    run.measured_seconds = run.result.wall_seconds;
+    run.metrics = metrics_of(model, options, run.result);
+    return run;
+}
+
+WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> tokens,
+                             const WhatIfRun& base, const RunOptions& variant,
+                             const PrefillHooks& hooks) {
+    require_same_tokens(tokens, base, "base");
+    if (variant.max_tokens != base.options.max_tokens && variant.max_tokens != 0 &&
+        variant.max_tokens < static_cast<std::int64_t>(tokens.size())) {
+        fail("", "what-if: --max-tokens cannot change (the variant runs the base's tokens)");
+    }
+    if (canonical_device(variant.device) != canonical_device(base.options.device)) {
+        fail("", "what-if: the variant runs on " + variant.device + ", the base on " +
+                     base.options.device + " (a what-if keeps the device)");
+    }
+    const ModelConfig& config = model.config();
+    const std::int64_t L = config.num_hidden_layers;
+    const auto T = static_cast<std::int64_t>(tokens.size());
+    const int start = first_changed_layer(config, base.options, variant);
+
+    std::span<const float> hidden;
+    if (start < L) {
+        const auto s = static_cast<std::size_t>(start);
+        if (s >= base.checkpoints.entering.size() || base.checkpoints.entering[s].empty()) {
+            fail("", "what-if: the base run kept no checkpoint entering layer " +
+                         std::to_string(start));
+        }
+        hidden = base.checkpoints.entering[s];
+    } else {
+        if (base.checkpoints.final_hidden.empty()) {
+            fail("", "what-if: the base run kept no final hidden state");
+        }
+        hidden = base.checkpoints.final_hidden;
+    }
+
+    WhatIfRun run;
+    run.options = variant;
+    run.start_layer = start;
+    PrefillHooks with_checkpoints = hooks;
+    with_checkpoints.checkpoints = &run.checkpoints;
+    run.result = run_prefill_from(model, tokens, variant, start, hidden, with_checkpoints);
+    // The layers below the start ran exactly as in the base.
+    const auto below = static_cast<std::size_t>(start) * static_cast<std::size_t>(T);
+    std::copy_n(base.result.router_logits.begin(), below, run.result.router_logits.begin());
+    std::copy_n(base.result.decisions.begin(), below, run.result.decisions.begin());
+
+    // The base's time up to the end of the last stage the variant reused.
+    std::int64_t reused_ns = 0;
+    for (const TimedRange& range : base.result.ranges) {
+        if (range.depth != 0) continue;
+        const std::int64_t layer = layer_of_range(range.name);
+        if (range.name == "embed" || (layer >= 0 && layer < start)) {
+            reused_ns = std::max(reused_ns, range.end_ns);
+        }
+    }
+    run.measured_seconds = static_cast<double>(reused_ns) * 1e-9 + run.result.wall_seconds;
+    run.metrics = metrics_of(model, variant, run.result);
+    return run;
+}
+
+double TimingModel::predict(std::span<const std::uint8_t> decisions,
+                            std::int64_t num_tokens) const {
+    double seconds = outside_seconds;
+    const auto T = static_cast<std::size_t>(num_tokens);
+    for (std::size_t l = 0; l < fixed_seconds.size(); ++l) {
+        seconds += fixed_seconds[l];
+        if ((l + 1) * T <= decisions.size()) {
+            seconds += global_coefficient[l] * global_work(decisions.subspan(l * T, T));
+        }
+    }
+    return seconds;
+}
+
+TimingModel calibrate_timing(const WhatIfRun& base) {
+    const PrefillResult& r = base.result;
+    const auto L = static_cast<std::size_t>(r.num_layers);
+    const auto T = static_cast<std::size_t>(r.num_tokens);
+    std::vector<double> layer_seconds(L, 0.0);
+    std::vector<double> global_seconds(L, 0.0);
+    for (const TimedRange& range : r.ranges) {
+        const double seconds = static_cast<double>(range.end_ns - range.begin_ns) * 1e-9;
+        const std::int64_t layer = layer_of_range(range.name);
+        if (layer >= 0 && static_cast<std::size_t>(layer) < L) {
+            layer_seconds[static_cast<std::size_t>(layer)] += seconds;
+            continue;
+        }
+        // "layer N / global"
+        const auto slash = range.name.find(" / global");
+        if (slash != std::string::npos && slash + 9 == range.name.size()) {
+            const std::int64_t owner =
+                layer_of_range(std::string_view(range.name).substr(0, slash));
+            if (owner >= 0 && static_cast<std::size_t>(owner) < L) {
+                global_seconds[static_cast<std::size_t>(owner)] += seconds;
+            }
+        }
+    }
+    TimingModel model;
+    model.fixed_seconds.resize(L);
+    model.global_coefficient.assign(L, kNaN);
+    double inside = 0.0;
+    double coefficient_sum = 0.0;
+    int calibrated = 0;
+    for (std::size_t l = 0; l < L; ++l) {
+        inside += layer_seconds[l];
+        model.fixed_seconds[l] = layer_seconds[l] - global_seconds[l];
+        const double work =
+            (l + 1) * T <= r.decisions.size()
+                ? global_work(std::span<const std::uint8_t>(r.decisions).subspan(l * T, T))
+                : 0.0;
+        if (work > 0) {
+            model.global_coefficient[l] = global_seconds[l] / work;
+            coefficient_sum += model.global_coefficient[l];
+            ++calibrated;
+        }
+    }
+    const double fallback = calibrated > 0 ? coefficient_sum / calibrated : 0.0;
+    for (double& k : model.global_coefficient) {
+        if (std::isnan(k)) k = fallback;
+    }
+    model.outside_seconds = r.wall_seconds - inside;
+    return model;
+}
+
+WhatIfComparison compare(const Model& model, std::span<const std::int32_t> tokens,
+                         const WhatIfRun& base, const WhatIfRun& variant) {
+    require_same_tokens(tokens, base, "base");
+    require_same_tokens(tokens, variant, "variant");
+    const auto T = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t d = model.config().hidden_size;
+    for (const WhatIfRun* run : {&base, &variant}) {
+        if (run->checkpoints.final_hidden.size() != static_cast<std::size_t>(T * d)) {
+            fail("", std::string("what-if: the ") + (run == &base ? "base" : "variant") +
+                         " run kept no final hidden state to compare");
+        }
+    }
+
+    WhatIfComparison c;
+    c.num_tokens = T;
+    c.start_layer = variant.start_layer;
+    c.delta_nll.assign(static_cast<std::size_t>(T), kNaN);
+    for (std::int64_t t = 0; t < T; ++t) {
+        const auto i = static_cast<std::size_t>(t);
+        if (i < base.result.token_nll.size() && i < variant.result.token_nll.size()) {
+            c.delta_nll[i] = static_cast<double>(variant.result.token_nll[i]) -
+                             static_cast<double>(base.result.token_nll[i]);
+        }
+    }
+    c.base_mean_nll = base.metrics.mean_nll;
+    c.variant_mean_nll = variant.metrics.mean_nll;
+    c.delta_mean_nll = c.variant_mean_nll - c.base_mean_nll;
+    c.base_perplexity = base.metrics.perplexity;
+    c.variant_perplexity = variant.metrics.perplexity;
+    c.delta_perplexity = c.variant_perplexity - c.base_perplexity;
+
+    // Next-token distributions of both runs from their final states, a block of rows at a time.
+    c.kl.assign(static_cast<std::size_t>(T), 0.0);
+    std::int64_t agree = 0;
+    constexpr std::int64_t kBlock = 64;
+    std::vector<float> base_logits;
+    std::vector<float> variant_logits;
+    std::int64_t vocab = 0;
+    auto into = [&vocab](std::vector<float>& out) {
+        return [&out, &vocab](std::int64_t first, std::int64_t rows, std::int64_t v,
+                              const float* data) {
+            vocab = v;
+            if (first == 0) out.clear();
+            out.insert(out.end(), data, data + rows * v);
+        };
+    };
+    for (std::int64_t r0 = 0; r0 < T; r0 += kBlock) {
+        const std::int64_t n = std::min(kBlock, T - r0);
+        const auto offset = static_cast<std::size_t>(r0 * d);
+        const auto count = static_cast<std::size_t>(n * d);
+        run_lm_head(model,
+                    std::span<const float>(base.checkpoints.final_hidden).subspan(offset, count), n,
+                    into(base_logits), kBlock);
+        run_lm_head(model,
+                    std::span<const float>(variant.checkpoints.final_hidden).subspan(offset, count),
+                    n, into(variant_logits), kBlock);
+        for (std::int64_t row = 0; row < n; ++row) {
+            const float* p = base_logits.data() + row * vocab;
+            const float* q = variant_logits.data() + row * vocab;
+            const float* p_top = std::max_element(p, p + vocab);
+            const float* q_top = std::max_element(q, q + vocab);
+            if (p_top - p == q_top - q) ++agree;
+            // log-sum-exp in double around each row's maximum.
+            double p_sum = 0.0;
+            double q_sum = 0.0;
+            for (std::int64_t v = 0; v < vocab; ++v) {
+                p_sum += std::exp(static_cast<double>(p[v]) - *p_top);
+                q_sum += std::exp(static_cast<double>(q[v]) - *q_top);
+            }
+            const double p_norm = *p_top + std::log(p_sum);
+            const double q_norm = *q_top + std::log(q_sum);
+            double kl = 0.0;
+            for (std::int64_t v = 0; v < vocab; ++v) {
+                const double log_p = static_cast<double>(p[v]) - p_norm;
+                const double log_q = static_cast<double>(q[v]) - q_norm;
+                kl += std::exp(log_p) * (log_p - log_q);
+            }
+            // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
+            c.kl[static_cast<std::size_t>(r0 + row)] = std::max(0.0, kl);
+        }
+    }
+    double kl_sum = 0.0;
+    for (std::int64_t t = 0; t < T; ++t) {
+        const double kl = c.kl[static_cast<std::size_t>(t)];
+        kl_sum += kl;
+        if (kl > c.kl_max) {
+            c.kl_max = kl;
+            c.kl_max_token = t;
+        }
+    }
+    c.kl_mean = T > 0 ? kl_sum / static_cast<double>(T) : 0.0;
+    c.top1_agreement = T > 0 ? static_cast<double>(agree) / static_cast<double>(T) : 0.0;
+
+    c.base_kv_bytes = base.metrics.kv_bytes_total;
+    c.variant_kv_bytes = variant.metrics.kv_bytes_total;
+    c.kv_bytes_without_l2a = base.metrics.kv_bytes_without_l2a;
+    if (c.kv_bytes_without_l2a > 0) {
+        c.base_kv_relative =
+            static_cast<double>(c.base_kv_bytes) / static_cast<double>(c.kv_bytes_without_l2a);
+        c.variant_kv_relative =
+            static_cast<double>(c.variant_kv_bytes) / static_cast<double>(c.kv_bytes_without_l2a);
+    }
+    c.base_global_fraction = base.metrics.global_fraction;
+    c.variant_global_fraction = variant.metrics.global_fraction;
+
+    const TimingModel timing = calibrate_timing(base);
+    c.base_ttft_measured = base.measured_seconds;
+    c.variant_ttft_measured = variant.measured_seconds;
+    c.base_ttft_predicted = timing.predict(base.result.decisions, T);
+    c.variant_ttft_predicted = timing.predict(variant.result.decisions, T);
+    return c;
+}
+
+PruneSuggestion suggest_prune(const Model& model, std::span<const std::int32_t> tokens,
+                              const WhatIfRun& base, double max_dnll,
+                              const std::function<void(std::int64_t, std::int64_t)>& progress,
+                              const PrefillHooks& hooks) {
+    const ModelConfig& config = model.config();
+    if (!config.is_l2a() || base.options.as_base) {
+        fail("", "suggest-prune: " + model.summary().path +
+                     " runs without L2A layers here, so there is no global attention to prune");
+    }
+    if (!(max_dnll >= 0.0) || !std::isfinite(max_dnll)) {
+        fail("", "suggest-prune: the budget " + std::to_string(max_dnll) +
+                     " is not a non-negative number of nats per token");
+    }
+    if (!std::isfinite(base.metrics.mean_nll)) {
+        fail("",
+             "suggest-prune: the base run has no NLL to compare (it needs at least two tokens "
+             "and the per-token NLL)");
+    }
+    PruneSuggestion s;
+    s.plan = base.options.prune;
+    std::vector<int> remaining;
+    for (int l = 0; l < static_cast<int>(config.num_hidden_layers); ++l) {
+        if (!std::binary_search(s.plan.begin(), s.plan.end(), l)) remaining.push_back(l);
+    }
+    const auto n = static_cast<std::int64_t>(remaining.size());
+    const std::int64_t most = n * (n + 1) / 2;
+    std::vector<std::uint8_t> chosen_decisions;
+    std::int64_t chosen_kv = base.metrics.kv_bytes_total;
+    while (!remaining.empty()) {
+        double best = std::numeric_limits<double>::infinity();
+        std::size_t best_index = 0;
+        std::vector<std::uint8_t> best_decisions;
+        std::int64_t best_kv = 0;
+        for (std::size_t i = 0; i < remaining.size(); ++i) {
+            RunOptions options = base.options;
+            options.prune = s.plan;
+            options.prune.insert(
+                std::upper_bound(options.prune.begin(), options.prune.end(), remaining[i]),
+                remaining[i]);
+            const WhatIfRun variant = run_whatif_variant(model, tokens, base, options, hooks);
+            ++s.runs;
+            if (progress) progress(s.runs, most);
+            const double dnll = variant.metrics.mean_nll - base.metrics.mean_nll;
+            // Ties go to the lower layer (visited first).
+            if (dnll < best) {
+                best = dnll;
+                best_index = i;
+                best_decisions = variant.result.decisions;
+                best_kv = variant.metrics.kv_bytes_total;
+            }
+        }
+        if (!(best <= max_dnll)) break;
+        const int layer = remaining[best_index];
+        s.layers.insert(std::upper_bound(s.layers.begin(), s.layers.end(), layer), layer);
+        s.plan.insert(std::upper_bound(s.plan.begin(), s.plan.end(), layer), layer);
+        remaining.erase(remaining.begin() + static_cast<std::ptrdiff_t>(best_index));
+        s.delta_mean_nll = best;
+        chosen_decisions = std::move(best_decisions);
+        chosen_kv = best_kv;
+    }
+    s.kv_bytes_saved = base.metrics.kv_bytes_total - chosen_kv;
+    if (!s.layers.empty()) {
+        const TimingModel timing = calibrate_timing(base);
+        const auto T = static_cast<std::int64_t>(tokens.size());
+        s.seconds_saved =
+            timing.predict(base.result.decisions, T) - timing.predict(chosen_decisions, T);
+    }
+    return s;
+}
+
+}  // namespace l2a
