@@ -1,0 +1,38 @@
+// The document with every token tinted: by how many layers sent it to global attention, by the
+// router probability in the selected layer, or by its loss change in the what-if variant. Hover
+// shows position, token, per-layer decisions and probabilities; a click selects the token, and
+// the view scrolls to the token selected elsewhere. Stays responsive at 128K tokens (tints are
+// applied per visible block, not to the whole text at once).
+#pragma once
+
+#include <QWidget>
+#include <memory>
+
+namespace l2a::ui {
+
+class Selection;
+class Session;
+
+class DocumentView : public QWidget {
+    Q_OBJECT
+public:
+    enum class Tint { RoutedLayers, RouterProbability, LossChange };
+
+    DocumentView(Session* session, Selection* selection, QWidget* parent = nullptr);
+    ~DocumentView() override;
+
+    Tint tint() const;
+    void setTint(Tint tint);
+    // The token under a point of the text area (viewport coordinates), -1 if none. For tests.
+    qint64 tokenAt(const QPoint& viewport_pos) const;
+    // Where the selected token is drawn (viewport coordinates); empty when none is selected.
+    QRect selectedTokenRect() const;
+    // The tooltip text for a token (what hovering shows).
+    QString tokenToolTip(qint64 token) const;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace l2a::ui

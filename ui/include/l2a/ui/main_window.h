@@ -1,0 +1,62 @@
+// The studio's main window: menus, toolbar with the run options, dockable views sharing one
+// Selection, status bar (device, tokens, wall time, memory), settings and layout in QSettings.
+#pragma once
+
+#include <QMainWindow>
+#include <QString>
+#include <memory>
+
+namespace l2a::ui {
+
+class RunController;
+class Selection;
+class Session;
+class DocumentView;
+class RoutingMapView;
+class LayersView;
+class TimelineView;
+class WhatIfView;
+
+struct StudioOptions {
+    QString model_dir;     // empty: the demo model
+    QString document;      // empty: the demo document
+    QString profile;       // open this .l2a instead of running
+    bool run_on_start = true;  // the first start runs the default at once
+};
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(const StudioOptions& options = {}, QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    Session* session() const;
+    Selection* selection() const;
+    RunController* controller() const;
+    DocumentView* documentView() const;
+    RoutingMapView* routingMapView() const;
+    LayersView* layersView() const;
+    TimelineView* timelineView() const;
+    WhatIfView* whatIfView() const;
+
+public slots:
+    void runNow();                                   // F5
+    void cancelRun();                                // Esc
+    void openModelFolder(const QString& dir);        // Ctrl+Shift+O (dialog when empty)
+    void openDocument(const QString& path);          // Ctrl+O
+    void openProfile(const QString& path);           // Ctrl+Shift+P ... (dialog when empty)
+    void saveProfile(const QString& path);           // Ctrl+S
+    // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
+    bool exportTo(const QString& format, const QString& path);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+    void dragEnterEvent(QDragEnterEvent* event) override;
+    void dropEvent(QDropEvent* event) override;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace l2a::ui

@@ -1,0 +1,61 @@
+// Runs on one worker thread owned by this object: model loading, tokenizing, the base prefill
+// and what-if re-runs. The GUI thread only sends requests and receives results through queued
+// signals; nothing here blocks it. Cancel is checked between chunks and layers by the engine.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "l2a/engine/run_options.h"
+#include "l2a/ui/session.h"
+
+namespace l2a::ui {
+
+struct RunRequest {
+    std::filesystem::path model_dir;  // empty: the embedded demo model (created on first use)
+    std::filesystem::path document;   // empty: the demo document
+    RunOptions options;               // device, backend, max_tokens, routing, threshold, ...
+    std::string dtype = "auto";       // Placement::dtype
+};
+
+class RunController : public QObject {
+    Q_OBJECT
+public:
+    explicit RunController(QObject* parent = nullptr);
+    ~RunController() override;  // cancels the current job and joins the worker
+
+    bool busy() const;
+
+    // A full base run. The model stays loaded for later what-ifs (reloaded only when the folder,
+    // device or dtype change). A request while busy cancels the running job and replaces it.
+    void startRun(const RunRequest& request);
+    // Makes `profile` (opened from a file) the base for later what-ifs. Its model is loaded
+    // from profile->model.path when the first what-if needs it, and its base re-run then (what-if
+    // needs the residual checkpoints a saved profile does not hold).
+    void adoptBase(ProfilePtr profile);
+    // Re-runs the base with `variant` options from the first layer they change. While a what-if
+    // runs, a newer request replaces the queued one (latest wins); a running base run is not
+    // interrupted by it. Fails (signal) when there is no base.
+    void startWhatIf(const RunOptions& variant);
+    // Effective within 0.5 s; emits cancelled() once the worker has stopped.
+    void cancel();
+
+signals:
+    void busyChanged(bool busy);
+    void started(const QString& what);                  // "Running 2,048 tokens on cpu"
+    void progress(double fraction, const QString& stage);  // fraction in [0, 1]
+    void runFinished(l2a::ui::ProfilePtr profile);
+    void whatIfFinished(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
+    // One line that names the file or input and the problem ("model.safetensors: truncated ...").
+    void failed(const QString& message);
+    void cancelled();
+
+private:
+    struct Worker;
+    std::unique_ptr<Worker> worker_;
+};
+
+}  // namespace l2a::ui

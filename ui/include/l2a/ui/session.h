@@ -1,0 +1,58 @@
+// What the views show: the base run, the what-if variant (or a second profile opened for
+// comparison) and the options the user is editing for the next what-if. Lives on the GUI
+// thread; profiles are immutable and shared.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <memory>
+
+#include "l2a/engine/profile.h"
+#include "l2a/engine/run_options.h"
+#include "l2a/engine/whatif.h"
+
+namespace l2a::ui {
+
+using ProfilePtr = std::shared_ptr<const Profile>;
+using ComparisonPtr = std::shared_ptr<const WhatIfComparison>;
+
+class Session : public QObject {
+    Q_OBJECT
+public:
+    explicit Session(QObject* parent = nullptr);
+
+    const ProfilePtr& base() const { return base_; }
+    // The variant: a what-if re-run of the base (with its comparison), or a profile opened for
+    // side-by-side comparison (comparison null). Null when there is none.
+    const ProfilePtr& variant() const { return variant_; }
+    const ComparisonPtr& comparison() const { return comparison_; }
+    // Where the base came from ("" for a fresh run): the .l2a file it was opened from or saved to.
+    const QString& baseFile() const { return base_file_; }
+
+    // The options of the next what-if: the base's options with the user's edits (pruned layers,
+    // threshold, routing policy). Equal to the base's options right after setBase.
+    const RunOptions& whatIfOptions() const { return whatif_options_; }
+
+    void setBase(ProfilePtr base, const QString& file = {});  // drops the variant
+    void setBaseFile(const QString& file);
+    void setVariant(ProfilePtr variant, ComparisonPtr comparison = nullptr);
+    void clearVariant();
+    // Emits whatIfOptionsChanged when they differ from the current ones.
+    void setWhatIfOptions(const RunOptions& options);
+    // Convenience for the layer table's check boxes.
+    void setLayerPruned(int layer, bool pruned);
+
+signals:
+    void baseChanged();
+    void variantChanged();
+    void whatIfOptionsChanged();
+
+private:
+    ProfilePtr base_;
+    ProfilePtr variant_;
+    ComparisonPtr comparison_;
+    QString base_file_;
+    RunOptions whatif_options_;
+};
+
+}  // namespace l2a::ui

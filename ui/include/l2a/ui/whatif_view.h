@@ -1,0 +1,34 @@
+// What-if controls and results. Controls: routing policy, threshold, "reset to base"; pruning
+// is edited in the Layers view. Every edit changes the session's what-if options (the main
+// window re-runs from the first changed layer). Results: Δ mean NLL and perplexity, KL(base ||
+// variant) mean and max, top-1 agreement, KV memory (absolute, saved, relative to no L2A), TTFT
+// measured and predicted, base and variant; a per-layer comparison; for two opened profiles
+// (no comparison) the side-by-side numbers they both hold.
+#pragma once
+
+#include <QWidget>
+#include <memory>
+
+namespace l2a::ui {
+
+class Selection;
+class Session;
+
+class WhatIfView : public QWidget {
+    Q_OBJECT
+public:
+    WhatIfView(Session* session, Selection* selection, QWidget* parent = nullptr);
+    ~WhatIfView() override;
+
+    // The value shown for a metric ("delta_nll", "perplexity", "kl_mean", "kl_max", "top1",
+    // "kv_saved", "ttft_measured", "ttft_predicted"), as displayed; "" when none. For tests.
+    QString shownValue(const QString& metric) const;
+    // Shows "running..." over the results while a what-if is on its way.
+    void setRunning(bool running);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace l2a::ui
