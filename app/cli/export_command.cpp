@@ -8,8 +8,9 @@
 #include "commands.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
-#include "l2a/profiler/export.h"
 #include "l2a/engine/profile.h"
+#include "l2a/profiler/export.h"
+#include "l2a/profiler/report_pdf.h"
 
 namespace l2a::cli {
 namespace {
@@ -38,13 +39,19 @@ int export_command(std::span<const std::string_view> raw) {
     const std::string format = args.value("--format").value_or("json");
     const std::string out = args.value("--out").value_or("-");
     const auto compare_path = args.value("--compare");
-    if (format == "pdf") fail("--format pdf", "not supported in this build yet");
-    if (format != "json" && format != "chrome" && format != "csv" && format != "html") {
+    if (format != "json" && format != "chrome" && format != "csv" && format != "html" &&
+        format != "pdf") {
         args.usage_error("--format: unknown format '" + format +
-                         "' (supported: json, chrome, csv, html)");
+                         "' (supported: json, chrome, csv, html, pdf)");
     }
-    if (compare_path && format != "html") {
-        args.usage_error("--compare: only --format html shows a comparison");
+    if (compare_path && format != "html" && format != "pdf") {
+        args.usage_error("--compare: only the reports (--format html or pdf) show a comparison");
+    }
+    if (format == "pdf" && out == "-") args.usage_error("--format pdf: give --out FILE.pdf");
+    if (format == "pdf" && !pdf_export_available()) {
+        fail("--format pdf",
+             "PDF export needs a build with Qt 6 (this one was configured without it); "
+             "export --format html and print that, or rebuild with Qt");
     }
     if (format == "csv" && out == "-") {
         args.usage_error(
@@ -64,7 +71,13 @@ int export_command(std::span<const std::string_view> raw) {
     } else {
         std::optional<Profile> compare;
         if (compare_path) compare = load_profile(*compare_path);
-        write_output(out, profile_to_html(profile, compare ? &*compare : nullptr));
+        const Profile* other = compare ? &*compare : nullptr;
+        if (format == "pdf") {
+            export_pdf(profile, out, other);
+            std::fprintf(stderr, "l2a: wrote %s\n", out.c_str());
+        } else {
+            write_output(out, profile_to_html(profile, other));
+        }
     }
     return 0;
 }

@@ -107,13 +107,13 @@ Formats:
   html     a self-contained report (no scripts, no network): run metadata, sparsity per layer,
            token x layer routing map, time per layer and phase, the document with its
            most-routed passages highlighted
-  pdf      not supported in this build yet
+  pdf      the same report on A4 pages with vector charts (builds with Qt 6; needs --out)
 
 Options:
   --profile FILE   the .l2a profile to read
-  --format NAME    json (default), chrome, csv or html
+  --format NAME    json (default), chrome, csv, html or pdf
   --out FILE       where to write; - (the default) writes to standard output (not for csv)
-  --compare FILE   html only: a second profile of the same document (a what-if run, e.g.
+  --compare FILE   html and pdf: a second profile of the same document (a what-if run, e.g.
                    pruned); the report adds the change in NLL per token and in routing per layer
   -h, --help       show this help
 )";

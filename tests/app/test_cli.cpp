@@ -236,8 +236,17 @@ TEST_F(Cli, RunOutThenExportJson) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(json::parse(r.out)["document"]["num_tokens"], 64);
 
+#if L2A_TEST_PDF
     r = l2a("export --profile p.l2a --format pdf", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "not supported in this build yet");
+    EXPECT_ONE_LINE_ERROR(r, 2, "give --out FILE.pdf");
+    r = l2a("export --profile p.l2a --format pdf --out report.pdf --compare p.l2a", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(read_file(dir / "report.pdf").rfind("%PDF-", 0), 0u);
+#else
+    r = l2a("export --profile p.l2a --format pdf --out report.pdf", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "needs a build with Qt 6");
+    EXPECT_FALSE(fs::exists(dir / "report.pdf"));
+#endif
     r = l2a("export --profile missing.l2a", dir);
     EXPECT_ONE_LINE_ERROR(r, 1, "missing.l2a");
     write_file(dir / "garbage.l2a", "not a safetensors file at all");

@@ -19,6 +19,10 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/profiler/export.h"
+#include "l2a/profiler/report_pdf.h"
+#if L2A_TEST_PDF
+#include "l2a/profiler/report_painter.h"
+#endif
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
 #include "test_support.h"
@@ -870,6 +874,112 @@ TEST_F(Export, HtmlRendersInHeadlessChromium) {
     EXPECT_GT(check.result["colours"].get<int>(), 16) << "the screenshot is (nearly) blank";
     EXPECT_LT(check.result["dominant_share"].get<double>(), 0.97);
 }
+
+// ---- PDF (builds with Qt) ----------------------------------------------------------------------
+
+#if L2A_TEST_PDF
+// Pixels of `image` within `tolerance` (per channel) of `colour`.
+std::int64_t count_colour(const QImage& image, QRgb colour, int tolerance = 6) {
+    std::int64_t n = 0;
+    for (int y = 0; y < image.height(); ++y) {
+        const auto* row = reinterpret_cast<const QRgb*>(image.constScanLine(y));
+        for (int x = 0; x < image.width(); ++x) {
+            n += std::abs(qRed(row[x]) - qRed(colour)) <= tolerance &&
+                 std::abs(qGreen(row[x]) - qGreen(colour)) <= tolerance &&
+                 std::abs(qBlue(row[x]) - qBlue(colour)) <= tolerance;
+        }
+    }
+    return n;
+}
+
+std::int64_t non_white(const QImage& image) {
+    return image.width() * static_cast<std::int64_t>(image.height()) -
+           count_colour(image, qRgb(255, 255, 255), 0);
+}
+
+// PDF page objects ("/Type /Page", not "/Type /Pages").
+int pdf_pages(const std::string& pdf) {
+    int pages = 0;
+    for (std::size_t at = pdf.find("/Type /Page"); at != std::string::npos;
+         at = pdf.find("/Type /Page", at + 1)) {
+        pages += pdf.compare(at, 12, "/Type /Pages") != 0;
+    }
+    return pages;
+}
+
+TEST_F(Export, PdfIsAWholeDocumentWithOnePagePerReportPage) {
+    const Profile p = make_profile(400);
+    ASSERT_TRUE(pdf_export_available());
+    export_pdf(p, dir_ / "report.pdf");
+    const std::string pdf = test::read_file(dir_ / "report.pdf");
+    EXPECT_EQ(pdf.rfind("%PDF-1.", 0), 0u);
+    EXPECT_NE(pdf.find("%%EOF", pdf.size() - 16), std::string::npos) << "truncated PDF";
+    const int pages = report_page_count(p);
+    EXPECT_GE(pages, 2);
+    EXPECT_EQ(pdf_pages(pdf), pages);
+    // The comparison adds its tables and chart.
+    Profile variant = p;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.5f;
+    export_pdf(p, dir_ / "compare.pdf", &variant);
+    EXPECT_GT(report_page_count(p, &variant), pages - 1);
+    EXPECT_EQ(pdf_pages(test::read_file(dir_ / "compare.pdf")), report_page_count(p, &variant));
+}
+
+TEST_F(Export, PdfPagesShowTheChartsAndTheHighlightedDocument) {
+    const Profile p = make_profile(400);
+    Profile variant = p;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) {
+        variant.token_nll[t] += t % 3 == 0 ? -0.4f : 0.6f;
+    }
+    const int pages = report_page_count(p, &variant);
+    std::int64_t bars = 0, routed = 0, phases = 0, better = 0, marks = 0;
+    for (int page = 0; page < pages; ++page) {
+        const QImage image = render_report_page(p, &variant, page, 96);
+        EXPECT_EQ(image.width(), 794);  // A4 at 96 dpi
+        // For a look at the layout: L2A_REPORT_PAGES_DIR=folder keeps the rendered pages.
+        if (const char* keep = std::getenv("L2A_REPORT_PAGES_DIR")) {
+            image.save(QString::fromStdString(
+                (fs::path(keep) / ("page-" + std::to_string(page) + ".png")).string()));
+        }
+        EXPECT_GT(non_white(image), 2000) << "page " << page << " is blank";
+        bars += count_colour(image, qRgb(0x3b, 0x6f, 0xb6));     // sparsity bars
+        routed += count_colour(image, qRgb(0xc0, 0x39, 0x2b));   // routing map, worse tokens
+        phases += count_colour(image, qRgb(0x8b, 0xbf, 0x72));   // mlp phase of the timing chart
+        better += count_colour(image, qRgb(0x2e, 0x8b, 0x57));   // tokens the variant improved
+        marks += count_colour(image, qRgb(0xed, 0x89, 0x36)) +  // highlighted passages
+                 count_colour(image, qRgb(0xfd, 0xe9, 0xc4));
+    }
+    EXPECT_GT(bars, 300);
+    EXPECT_GT(routed, 300);
+    EXPECT_GT(phases, 100);
+    EXPECT_GT(better, 20);
+    EXPECT_GT(marks, 50);
+    EXPECT_CONTAINS(test::message_of([&] { render_report_page(p, nullptr, 99, 96); }),
+                    "does not exist");
+}
+
+TEST_F(Export, PdfErrorsNameTheFileAndLeaveNothingBehind) {
+    const Profile p = make_profile(20);
+    const fs::path missing = dir_ / "no-such-folder" / "report.pdf";
+    EXPECT_CONTAINS(test::message_of([&] { export_pdf(p, missing); }), "report.pdf");
+    EXPECT_FALSE(fs::exists(missing.parent_path()));
+    Profile broken = p;
+    broken.decisions.pop_back();
+    EXPECT_CONTAINS(test::message_of([&] { export_pdf(broken, dir_ / "x.pdf"); }), "do not match");
+    EXPECT_FALSE(fs::exists(dir_ / "x.pdf"));
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+        EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos)
+            << "temporary file left: " << entry.path();
+    }
+}
+#else
+TEST_F(Export, PdfSaysItNeedsQt) {
+    EXPECT_FALSE(pdf_export_available());
+    EXPECT_CONTAINS(test::message_of([&] { export_pdf(make_profile(10), dir_ / "r.pdf"); }),
+                    "needs a build with Qt 6");
+    EXPECT_FALSE(fs::exists(dir_ / "r.pdf"));
+}
+#endif
 
 }  // namespace
 }  // namespace l2a

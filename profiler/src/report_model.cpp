@@ -1,0 +1,452 @@
+#include "report_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string_view>
+
+#include "export_support.h"
+#include "l2a/engine/document.h"
+#include "l2a/engine/error.h"
+
+namespace l2a::report {
+namespace {
+
+// The first character boundary at or after `offset` (a byte-level token may split one).
+std::size_t char_boundary(const std::string& text, std::size_t offset) {
+    while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0) == 0x80) {
+        ++offset;
+    }
+    return std::min(offset, text.size());
+}
+
+}  // namespace
+
+std::string fixed(double value, int digits) {
+    if (!std::isfinite(value)) return "n/a";
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", digits, value);
+    return buffer;
+}
+
+std::string percent(double fraction) {
+    return std::isfinite(fraction) ? fixed(100.0 * fraction, 1) + "%" : "n/a";
+}
+
+std::string duration(double seconds) {
+    if (!std::isfinite(seconds)) return "n/a";
+    if (seconds >= 1.0) return fixed(seconds, 3) + " s";
+    if (seconds >= 1e-3) return fixed(seconds * 1e3, 3) + " ms";
+    return fixed(seconds * 1e6, 1) + " µs";
+}
+
+std::string byte_size(std::int64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double value = static_cast<double>(bytes);
+    int unit = 0;
+    while (std::abs(value) >= 1024.0 && unit < 4) {
+        value /= 1024.0;
+        ++unit;
+    }
+    return unit == 0 ? std::to_string(bytes) + " B" : fixed(value, 2) + " " + units[unit];
+}
+
+void check_reportable(const Profile& p, const Profile* compare) {
+    export_support::check_arrays(p, "report");
+    if (!compare) return;
+    export_support::check_arrays(*compare, "--compare");
+    if (compare->token_ids != p.token_ids) {
+        fail("--compare", "the two profiles ran different tokens (" +
+                              std::to_string(p.num_tokens()) + " and " +
+                              std::to_string(compare->num_tokens()) +
+                              "): compare runs of the same document");
+    }
+    if (compare->num_layers != p.num_layers) {
+        fail("--compare", "the two profiles have " + std::to_string(p.num_layers) + " and " +
+                              std::to_string(compare->num_layers) + " layers");
+    }
+}
+
+std::string subtitle(const Profile& p) {
+    return p.document_path + " through " + p.model.path + ", " + std::to_string(p.num_tokens()) +
+           " tokens, " + p.created_at;
+}
+
+std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
+    const ModelSummary& m = p.model;
+    const RunOptions& o = p.options;
+    const RunMetrics& metrics = p.metrics;
+    std::vector<Rows> tables(3);
+    Rows& model = tables[0];
+    model.emplace_back("model", m.path);
+    model.emplace_back("type", m.model_type + (m.untrained ? " (untrained router)" : ""));
+    model.emplace_back("layers", std::to_string(m.num_layers) + " (hidden " +
+                                     std::to_string(m.hidden_size) + ", " +
+                                     std::to_string(m.num_heads) + " heads / " +
+                                     std::to_string(m.num_kv_heads) + " KV heads of " +
+                                     std::to_string(m.head_dim) + ")");
+    model.emplace_back("parameters", std::to_string(m.parameter_count));
+    if (m.is_l2a) model.emplace_back("sliding window", std::to_string(m.sliding_window));
+    model.emplace_back("document", p.document_path);
+    std::string tokens = std::to_string(p.num_tokens());
+    if (p.tokens_before_truncation > p.num_tokens()) {
+        tokens += " (truncated from " + std::to_string(p.tokens_before_truncation) + ")";
+    }
+    model.emplace_back("tokens", tokens);
+    model.emplace_back("text", std::to_string(p.document_text.size()) + " bytes" +
+                                   (p.replaced_sequences
+                                        ? ", " + std::to_string(p.replaced_sequences) +
+                                              " invalid UTF-8 sequences replaced"
+                                        : std::string()));
+
+    Rows& run = tables[1];
+    run.emplace_back("routing",
+                     o.routing.to_string() + (o.as_base ? " (run as the base model)" : ""));
+    run.emplace_back("threshold",
+                     o.threshold ? export_support::number_text(*o.threshold) + " (overridden)"
+                                 : export_support::number_text(m.sigmoid_threshold));
+    run.emplace_back("pruned layers", o.prune.empty() ? "none" : format_pruning_plan(o.prune));
+    run.emplace_back("seed", std::to_string(o.seed));
+    run.emplace_back("chunk size", std::to_string(o.chunk_size));
+    run.emplace_back("device", o.device + (p.device.empty() || p.device == o.device
+                                               ? ""
+                                               : " (" + p.device + ")"));
+    run.emplace_back("backend", o.backend);
+    if (p.peak_device_bytes > 0) run.emplace_back("peak GPU memory", byte_size(p.peak_device_bytes));
+    run.emplace_back("per-token NLL", o.token_nll ? "measured" : "not measured (last row only)");
+
+    Rows& results = tables[2];
+    results.emplace_back("mean NLL", fixed(metrics.mean_nll, 4));
+    results.emplace_back("perplexity", fixed(metrics.perplexity, 3));
+    results.emplace_back("global attention",
+                         percent(metrics.global_fraction_overall) + " of token-layers");
+    std::string kv = byte_size(metrics.kv_bytes_total);
+    if (metrics.kv_bytes_without_l2a > 0) {
+        kv += " (" +
+              percent(static_cast<double>(metrics.kv_bytes_total) /
+                      static_cast<double>(metrics.kv_bytes_without_l2a)) +
+              " of " + byte_size(metrics.kv_bytes_without_l2a) + " without L2A)";
+    }
+    results.emplace_back("KV cache", kv);
+    results.emplace_back("wall time", duration(p.wall_seconds));
+    if (p.wall_seconds > 0) {
+        results.emplace_back("throughput",
+                             fixed(static_cast<double>(p.num_tokens()) / p.wall_seconds, 1) +
+                                 " tokens/s");
+    }
+    results.emplace_back("timeline", !p.timeline_source.empty() ? p.timeline_source
+                                     : p.ranges.empty()         ? "not recorded"
+                                                                : "host timers only");
+    results.emplace_back("kernels", std::to_string(summary.kernels) + " (" +
+                                        std::to_string(summary.unattributed_kernels) +
+                                        " outside any range), " +
+                                        std::to_string(p.memory_ops.size()) +
+                                        " memory operations");
+    results.emplace_back("created", p.created_at + " by l2a " + p.tool_version);
+    return tables;
+}
+
+std::vector<LayerBar> layer_bars(const Profile& p) {
+    std::vector<LayerBar> bars;
+    for (std::int64_t layer = 0; layer < p.num_layers; ++layer) {
+        LayerBar bar;
+        bar.layer = layer;
+        bar.fraction = export_support::global_fraction(p, layer);
+        bar.pruned = export_support::is_pruned(p, layer);
+        bar.title = "layer " + std::to_string(layer) + ": " + percent(bar.fraction) +
+                    " of tokens global" + (bar.pruned ? " (pruned)" : "");
+        bars.push_back(std::move(bar));
+    }
+    return bars;
+}
+
+RoutingGrid routing_grid(const Profile& p, std::int64_t max_columns, std::int64_t max_rows) {
+    RoutingGrid grid;
+    const std::int64_t tokens = p.num_tokens(), layers = p.num_layers;
+    if (tokens == 0 || layers == 0) return grid;
+    grid.columns = std::min<std::int64_t>(tokens, max_columns);
+    grid.rows = std::min<std::int64_t>(layers, max_rows);
+    grid.level.assign(static_cast<std::size_t>(grid.columns * grid.rows), 0);
+    for (std::int64_t row = 0; row < grid.rows; ++row) {
+        const std::int64_t l0 = row * layers / grid.rows, l1 = (row + 1) * layers / grid.rows;
+        grid.first_layer.push_back(l0);
+        for (std::int64_t col = 0; col < grid.columns; ++col) {
+            const std::int64_t t0 = col * tokens / grid.columns;
+            const std::int64_t t1 = (col + 1) * tokens / grid.columns;
+            std::int64_t routed = 0;
+            for (std::int64_t l = l0; l < l1; ++l) {
+                const std::uint8_t* d = p.decisions.data() + l * tokens;
+                for (std::int64_t t = t0; t < t1; ++t) routed += d[t] != 0;
+            }
+            if (routed == 0) continue;
+            const double share =
+                static_cast<double>(routed) / static_cast<double>((l1 - l0) * (t1 - t0));
+            grid.level[static_cast<std::size_t>(row * grid.columns + col)] =
+                static_cast<std::uint8_t>(1 + static_cast<int>(std::floor(share * 7.0)));
+        }
+    }
+    grid.note =
+        "Rows: layers (top: layer 0); columns: tokens. Red: tokens that ran global "
+        "attention, darker where more of the cell did.";
+    if (grid.columns < tokens || grid.rows < layers) {
+        grid.note += " Downsampled to " + std::to_string(grid.columns) + " x " +
+                     std::to_string(grid.rows) + " cells of up to " +
+                     std::to_string((tokens + grid.columns - 1) / grid.columns) + " tokens x " +
+                     std::to_string((layers + grid.rows - 1) / grid.rows) +
+                     " layers; a cell with any routed token is coloured.";
+    }
+    return grid;
+}
+
+double level_opacity(int level) { return 0.3 + 0.7 * (level - 1) / 7.0; }
+
+double timing_scale(const TimelineSummary& s) {
+    double most = 0.0;
+    for (const LayerTiming& layer : s.layers) {
+        double stacked = 0.0;
+        for (const PhaseTime& phase : layer.phases) stacked += phase.seconds;
+        most = std::max({most, stacked, layer.seconds});
+    }
+    return most;
+}
+
+std::vector<StageRow> stage_rows(const TimelineSummary& s) {
+    std::vector<StageRow> rows;
+    for (const StageTiming& stage : s.stages) {
+        rows.push_back({stage.name, stage.seconds, stage.share, stage.kernels});
+    }
+    double layer_seconds = 0.0;
+    std::int64_t layer_kernels = 0;
+    for (const LayerTiming& layer : s.layers) {
+        layer_seconds += layer.seconds;
+        layer_kernels += layer.kernels;
+    }
+    rows.push_back({"all layers", layer_seconds,
+                    s.run_seconds > 0 ? layer_seconds / s.run_seconds : 0.0, layer_kernels});
+    rows.push_back({"whole run", s.run_seconds, 1.0, s.kernels});
+    return rows;
+}
+
+std::string phase_title(const LayerTiming& layer, int phase) {
+    const PhaseTime& t = layer.phases[phase];
+    return "layer " + std::to_string(layer.layer) + " / " + kPhaseNames[phase] + ": " +
+           duration(t.seconds) + ", " + std::to_string(t.kernels) + " kernels";
+}
+
+Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bins) {
+    Comparison c;
+    c.variant_description =
+        v.document_path + " run with routing " + v.options.routing.to_string() +
+        ", pruned layers " +
+        (v.options.prune.empty() ? "none" : format_pruning_plan(v.options.prune)) +
+        (v.options.threshold ? ", threshold " + export_support::number_text(*v.options.threshold)
+                             : std::string()) +
+        ".";
+    c.metrics = {
+        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4},
+        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3},
+        {"global attention (%)", 100 * base.metrics.global_fraction_overall,
+         100 * v.metrics.global_fraction_overall, 2},
+        {"KV cache (MiB)", static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
+         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20), 3},
+        {"wall time (s)", base.wall_seconds, v.wall_seconds, 4},
+    };
+
+    const std::int64_t tokens = base.num_tokens();
+    std::vector<double> delta(static_cast<std::size_t>(tokens),
+                              std::numeric_limits<double>::quiet_NaN());
+    double worst = 0.0;
+    std::int64_t worst_at = -1, worse = 0, better = 0;
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        const auto i = static_cast<std::size_t>(t);
+        const double d = static_cast<double>(v.token_nll[i]) - base.token_nll[i];
+        delta[i] = d;
+        if (!std::isfinite(d)) continue;
+        worse += d > 1e-6;
+        better += d < -1e-6;
+        if (worst_at < 0 || d > worst) {
+            worst = d;
+            worst_at = t;
+        }
+    }
+    const std::int64_t columns =
+        std::max<std::int64_t>(1, std::min<std::int64_t>(tokens, max_bins));
+    c.nll_bins.assign(static_cast<std::size_t>(columns), 0.0);
+    for (std::int64_t col = 0; col < columns; ++col) {
+        const std::int64_t t0 = col * tokens / columns, t1 = (col + 1) * tokens / columns;
+        double sum = 0.0;
+        std::int64_t n = 0;
+        for (std::int64_t t = t0; t < t1; ++t) {
+            const double d = delta[static_cast<std::size_t>(t)];
+            if (std::isfinite(d)) {
+                sum += d;
+                ++n;
+            }
+        }
+        double& bin = c.nll_bins[static_cast<std::size_t>(col)];
+        bin = n ? sum / static_cast<double>(n) : 0.0;
+        c.nll_scale = std::max(c.nll_scale, std::abs(bin));
+    }
+    c.nll_note = std::to_string(worse) + " tokens got worse, " + std::to_string(better) +
+                 " better (red: higher NLL in the variant).";
+    if (worst_at >= 0 && worst > 0) {
+        const auto i = static_cast<std::size_t>(worst_at);
+        std::string piece;
+        const std::size_t b = char_boundary(base.document_text, base.token_begin[i]);
+        const std::size_t e = std::max(b, char_boundary(base.document_text, base.token_end[i]));
+        sanitize_utf8(std::string_view(base.document_text).substr(b, e - b), piece);
+        c.nll_note += " Largest increase: +" + fixed(worst, 4) + " at token " +
+                      std::to_string(worst_at) + " (\"" + piece + "\").";
+    }
+
+    for (std::int64_t layer = 0; layer < base.num_layers; ++layer) {
+        LayerChange row;
+        row.layer = layer;
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            const auto i = static_cast<std::size_t>(layer * tokens + t);
+            row.changed += (base.decisions[i] != 0) != (v.decisions[i] != 0);
+        }
+        row.base = export_support::global_fraction(base, layer);
+        row.variant = export_support::global_fraction(v, layer);
+        const bool pa = export_support::is_pruned(base, layer);
+        const bool pb = export_support::is_pruned(v, layer);
+        row.pruned = pa == pb ? (pa ? "both" : "") : (pa ? "base only" : "variant only");
+        c.layers.push_back(std::move(row));
+    }
+    return c;
+}
+
+DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
+                                 std::int64_t context_tokens) {
+    DocumentExcerpt out;
+    const std::string& text = p.document_text;
+    const std::int64_t tokens = p.num_tokens(), layers = p.num_layers;
+    if (text.empty()) return out;
+    out.has_text = true;
+    // Score: the layers in which a token ran global attention.
+    std::vector<std::int64_t> score(static_cast<std::size_t>(tokens), 0);
+    for (std::int64_t l = 0; l < layers; ++l) {
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            score[static_cast<std::size_t>(t)] +=
+                p.decisions[static_cast<std::size_t>(l * tokens + t)] != 0;
+        }
+    }
+    // Highlighted: the top tenth of tokens by score, when that singles anything out.
+    std::vector<std::int64_t> sorted = score;
+    std::sort(sorted.begin(), sorted.end());
+    const std::int64_t threshold = sorted.empty() ? 0 : sorted[(sorted.size() - 1) * 9 / 10];
+    const bool distinctive =
+        p.model.is_l2a && !p.options.as_base && threshold > 0 && sorted.front() < sorted.back();
+    const std::int64_t top = sorted.empty() ? 0 : sorted.back();
+    auto highlighted = [&](std::int64_t t) {
+        return distinctive && score[static_cast<std::size_t>(t)] >= threshold;
+    };
+
+    // Which tokens are shown: all of them, or windows around the best passages.
+    std::vector<char> shown(static_cast<std::size_t>(tokens), 1);
+    bool trimmed = false;
+    if (text.size() > budget_bytes && tokens > 0) {
+        trimmed = true;
+        std::fill(shown.begin(), shown.end(), 0);
+        std::vector<std::int64_t> order;
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            if (highlighted(t)) order.push_back(t);
+        }
+        std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+            return score[static_cast<std::size_t>(a)] > score[static_cast<std::size_t>(b)];
+        });
+        if (order.empty()) order.push_back(0);  // nothing stands out: show the beginning
+        std::size_t used = 0;
+        for (std::int64_t t : order) {
+            if (used >= budget_bytes) break;
+            const std::int64_t a = std::max<std::int64_t>(0, t - context_tokens);
+            const std::int64_t b = std::min(tokens, t + context_tokens + 1);
+            for (std::int64_t i = a; i < b; ++i) {
+                auto& s = shown[static_cast<std::size_t>(i)];
+                if (!s)
+                    used += p.token_end[static_cast<std::size_t>(i)] -
+                            p.token_begin[static_cast<std::size_t>(i)] + 1;
+                s = 1;
+            }
+        }
+    }
+
+    std::int64_t passages = 0;
+    std::size_t shown_bytes = 0;
+    std::vector<DocumentPiece>& pieces = out.pieces;
+    auto add_text = [&](std::string_view piece) {
+        if (piece.empty()) return;
+        if (pieces.empty() || pieces.back().kind != DocumentPiece::Kind::Text) {
+            pieces.push_back({DocumentPiece::Kind::Text, {}, 0, {}});
+        }
+        pieces.back().text += piece;
+        shown_bytes += piece.size();
+    };
+    bool in_mark = false;
+    std::size_t cursor = 0;
+    for (std::int64_t t = 0; t < tokens;) {
+        if (!shown[static_cast<std::size_t>(t)]) {
+            std::int64_t end = t;
+            while (end < tokens && !shown[static_cast<std::size_t>(end)]) ++end;
+            in_mark = false;
+            pieces.push_back({DocumentPiece::Kind::Gap,
+                              "[… " + std::to_string(end - t) + " tokens omitted …]", 0, {}});
+            cursor = std::max(cursor,
+                              char_boundary(text, p.token_end[static_cast<std::size_t>(end - 1)]));
+            t = end;
+            continue;
+        }
+        const auto i = static_cast<std::size_t>(t);
+        const std::size_t b = std::max(cursor, char_boundary(text, p.token_begin[i]));
+        const std::size_t e = std::max(b, char_boundary(text, p.token_end[i]));
+        if (b > cursor) {
+            in_mark = false;
+            add_text(std::string_view(text).substr(cursor, b - cursor));
+        }
+        const std::string_view piece = std::string_view(text).substr(b, e - b);
+        if (highlighted(t)) {
+            if (!in_mark) {
+                const std::int64_t s = score[i];
+                const int level = 1 + static_cast<int>(4 * (s - threshold) / (top - threshold + 1));
+                pieces.push_back({DocumentPiece::Kind::Mark, {}, std::clamp(level, 1, 4),
+                                  "from token " + std::to_string(t) + ": global in " +
+                                      std::to_string(s) + " of " + std::to_string(layers) +
+                                      " layers"});
+                in_mark = true;
+                ++passages;
+            }
+            pieces.back().text += piece;
+            shown_bytes += piece.size();
+        } else {
+            in_mark = false;
+            add_text(piece);
+        }
+        cursor = e;
+        ++t;
+    }
+    if (cursor < text.size() && (!trimmed || shown.back())) {
+        add_text(std::string_view(text).substr(cursor));
+    }
+
+    if (distinctive) {
+        out.note = "Highlighted: the tokens that ran global attention in the most layers (at "
+                   "least " +
+                   std::to_string(threshold) + " of " + std::to_string(layers) + "; " +
+                   std::to_string(passages) + " passages), darker where more.";
+    } else {
+        out.note =
+            p.model.is_l2a && !p.options.as_base
+                ? "No tokens stand out: every token ran global attention in as many layers."
+                : "A plain model (or a base run): every token runs global attention, nothing is "
+                  "highlighted.";
+    }
+    if (trimmed) {
+        out.note += " The document has " + std::to_string(text.size()) + " bytes; shown are " +
+                    std::to_string(shown_bytes) +
+                    " bytes around its most-routed passages, the rest is marked as omitted.";
+    }
+    return out;
+}
+
+}  // namespace l2a::report

@@ -1,0 +1,110 @@
+// What the HTML and PDF reports show, computed once from a Profile and rendered by each: the
+// run's facts, per-layer sparsity, the pooled routing map, timings, the what-if comparison and
+// the document's most-routed passages. Plain data, no markup.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "l2a/engine/profile.h"
+
+namespace l2a::report {
+
+// ---- number formatting shared by the reports -------------------------------------------------
+std::string fixed(double value, int digits);  // "n/a" for NaN and infinities
+std::string percent(double fraction);          // "12.3%"
+std::string duration(double seconds);          // "1.234 s", "12.345 ms", "5.0 µs"
+std::string byte_size(std::int64_t bytes);     // "512 B", "1.50 MiB"
+
+// Throws l2a::Error when the profile's arrays are inconsistent, or when `compare` is not a run
+// of the same tokens through a model with as many layers.
+void check_reportable(const Profile& profile, const Profile* compare);
+
+// "L2A Studio report" subtitle: document, model, tokens, date.
+std::string subtitle(const Profile& p);
+
+// ---- run facts: three label/value tables (model and document; run options; results) ----------
+using Rows = std::vector<std::pair<std::string, std::string>>;
+std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary);
+
+// ---- sparsity per layer -----------------------------------------------------------------------
+struct LayerBar {
+    std::int64_t layer = 0;
+    double fraction = 0.0;  // may be NaN
+    bool pruned = false;
+    std::string title;  // "layer 3: 21.0% of tokens global (pruned)"
+};
+std::vector<LayerBar> layer_bars(const Profile& p);
+
+// ---- routing map, max-pooled -----------------------------------------------------------------
+// Each cell covers a block of tokens x layers; level 0: no routed token in it, 1..8: some, by
+// the routed share (1 + floor(share * 7)), so that a routed token never disappears.
+struct RoutingGrid {
+    std::int64_t columns = 0;
+    std::int64_t rows = 0;
+    std::vector<std::uint8_t> level;       // [rows, columns]
+    std::vector<std::int64_t> first_layer;  // [rows]
+    std::string note;
+};
+RoutingGrid routing_grid(const Profile& p, std::int64_t max_columns, std::int64_t max_rows);
+// Cell opacity for a level (1..8): 0.3 .. 1.0.
+double level_opacity(int level);
+
+// ---- timing -----------------------------------------------------------------------------------
+struct StageRow {
+    std::string name;
+    double seconds = 0.0;
+    double share = 0.0;
+    std::int64_t kernels = 0;
+};
+// The tallest stacked layer bar (0 when nothing was timed).
+double timing_scale(const TimelineSummary& s);
+// The stages outside the layers, then "all layers" and "whole run".
+std::vector<StageRow> stage_rows(const TimelineSummary& s);
+std::string phase_title(const LayerTiming& layer, int phase);
+
+// ---- what-if comparison -----------------------------------------------------------------------
+struct MetricRow {
+    std::string name;
+    double base = 0.0;
+    double variant = 0.0;
+    int digits = 3;
+};
+struct LayerChange {
+    std::int64_t layer = 0;
+    double base = 0.0;
+    double variant = 0.0;
+    std::int64_t changed = 0;  // tokens decided differently
+    std::string pruned;        // "", "both", "base only", "variant only"
+};
+struct Comparison {
+    std::string variant_description;  // "file run with routing ..., pruned layers ..."
+    std::vector<MetricRow> metrics;
+    std::vector<double> nll_bins;  // mean NLL change per bin of tokens
+    double nll_scale = 0.0;        // max |bin|
+    std::string nll_note;          // "N tokens got worse, M better ... Largest increase ..."
+    std::vector<LayerChange> layers;
+};
+Comparison comparison(const Profile& base, const Profile& variant, std::int64_t max_bins);
+
+// ---- the document -----------------------------------------------------------------------------
+struct DocumentPiece {
+    enum class Kind { Text, Mark, Gap };
+    Kind kind = Kind::Text;
+    std::string text;   // valid UTF-8 (Gap: "[… 120 tokens omitted …]")
+    int level = 0;      // Mark: 1..4, darker where more layers routed it
+    std::string title;  // Mark: "from token 12: global in 5 of 8 layers"
+};
+struct DocumentExcerpt {
+    bool has_text = false;
+    std::vector<DocumentPiece> pieces;
+    std::string note;
+};
+// The whole text, or (past `budget_bytes`) windows of `context_tokens` around its most-routed
+// passages; highlighted: the top tenth of tokens by the number of layers that routed them.
+DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
+                                 std::int64_t context_tokens);
+
+}  // namespace l2a::report
