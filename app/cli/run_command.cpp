@@ -24,6 +24,7 @@
 #include "l2a/engine/metrics.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/document_run.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
@@ -74,27 +75,11 @@ private:
 
 // ---- inputs --------------------------------------------------------------------------------
 
-struct TokenizedInput {
-    std::string label;  // the file as the user named it, or "<demo document>"
-    std::string text;
-    std::size_t replaced_sequences = 0;
-    std::vector<std::int32_t> ids;
-    std::vector<std::uint32_t> begin;
-    std::vector<std::uint32_t> end;
-};
+using TokenizedInput = TokenizedDocument;
 
 TokenizedInput tokenize(std::string label, std::string text, std::size_t replaced,
                         const Tokenizer& tokenizer) {
-    TokenizedInput input{std::move(label), std::move(text), replaced, {}, {}, {}};
-    Encoding encoding = tokenizer.encode(input.text);
-    input.ids = std::move(encoding.ids);
-    input.begin.reserve(input.ids.size());
-    input.end.reserve(input.ids.size());
-    for (const auto& [b, e] : encoding.offsets) {
-        input.begin.push_back(b);
-        input.end.push_back(e);
-    }
-    return input;
+    return tokenize_document(std::move(label), std::move(text), replaced, tokenizer);
 }
 
 const Tokenizer& require_tokenizer(const Model& model, const std::string& folder_label) {
@@ -189,12 +174,7 @@ TokenizedInput read_input(const std::optional<std::string>& doc,
 void truncate_input(TokenizedInput& input, std::int64_t max_tokens) {
     const auto tokens = static_cast<std::int64_t>(input.ids.size());
     if (max_tokens <= 0 || tokens <= max_tokens) return;
-    const auto keep = static_cast<std::size_t>(max_tokens);
-    input.ids.resize(keep);
-    input.begin.resize(keep);
-    input.end.resize(keep);
-    // The text beyond the last kept token is not part of the run.
-    if (!input.text.empty()) input.text.resize(input.end.back());
+    truncate(input, max_tokens);
     std::fprintf(stderr, "l2a: %s: %s tokens, truncated to %s (--max-tokens)\n",
                  input.label.c_str(), group_digits(tokens).c_str(),
                  group_digits(max_tokens).c_str());
@@ -226,15 +206,6 @@ RunOptions run_options(const Arguments& args) {
     if (auto backend = args.value("--backend")) options.backend = *backend;
     options.as_base = args.has("--as-base");
     return options;
-}
-
-std::string utc_now_iso8601() {
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    char buffer[32];
-    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return buffer;
 }
 
 // ---- the report ----------------------------------------------------------------------------
@@ -378,7 +349,6 @@ int run_command(std::span<const std::string_view> raw) {
     cancel.throw_if_requested();
 
     TokenizedInput input = read_input(doc, tokens_file, model, folder);
-    const auto tokens_before = static_cast<std::int64_t>(input.ids.size());
     truncate_input(input, options.max_tokens);
     const auto num_tokens = static_cast<std::int64_t>(input.ids.size());
     const ModelConfig& config = model.config();
@@ -434,33 +404,12 @@ int run_command(std::span<const std::string_view> raw) {
     progress.finish();
     cancel.throw_if_requested();
 
-    Profile profile;
-    profile.model = model.summary();
-    profile.document_path = input.label;
-    profile.document_text = std::move(input.text);
-    profile.replaced_sequences = input.replaced_sequences;
-    profile.tokens_before_truncation = tokens_before;
-    profile.token_ids = std::move(input.ids);
-    profile.token_begin = std::move(input.begin);
-    profile.token_end = std::move(input.end);
-    profile.num_layers = result.num_layers;
-    profile.router_logits = std::move(result.router_logits);
-    profile.decisions = std::move(result.decisions);
-    profile.token_nll = std::move(result.token_nll);
-    profile.options = options;
-    profile.metrics =
-        compute_metrics(config, options, num_tokens, profile.decisions, profile.token_nll);
-    profile.ranges = std::move(result.ranges);
-    profile.wall_seconds = result.wall_seconds;
-    profile.device = result.device;
-    profile.peak_device_bytes = result.peak_device_bytes;
+    Profile profile = make_profile(model, std::move(input), options, std::move(result));
     profile.kernels = std::move(timeline.kernels);
     profile.memory_ops = std::move(timeline.memory_ops);
-    profile.timeline_source = options.device == "cpu" ? "host timers only: CPU run"
-                              : tracer            ? timeline.source
-                                                  : "host timers only: --no-trace";
-    profile.created_at = utc_now_iso8601();
-    profile.tool_version = tool_version();
+    if (options.device != "cpu") {
+        profile.timeline_source = tracer ? timeline.source : "host timers only: --no-trace";
+    }
 
     if (logits_writer) logits_writer->finish();
     if (out) save_profile(profile, *out);
@@ -469,7 +418,8 @@ int run_command(std::span<const std::string_view> raw) {
         std::cout << profile_to_json(profile) << "\n";
     } else {
         print_report(profile, label,
-                     result.device == "cpu" ? std::string("cpu") : options.device + ": " + result.device);
+                     profile.device == "cpu" ? std::string("cpu")
+                                             : options.device + ": " + profile.device);
     }
     return 0;
 }

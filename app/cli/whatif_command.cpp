@@ -13,6 +13,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
 #include "l2a/engine/model.h"
@@ -28,15 +29,6 @@ namespace l2a::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    char buffer[32];
-    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return buffer;
-}
 
 // Small runs take milliseconds; "0.00 s" would say nothing.
 std::string format_time(double seconds) {
@@ -322,22 +314,7 @@ int whatif_command(std::span<const std::string_view> raw) {
     const WhatIfComparison c = compare(in.model, p.token_ids, base, run);
 
     if (out) {
-        Profile v = p;
-        v.router_logits = run.result.router_logits;
-        v.decisions = run.result.decisions;
-        v.token_nll = run.result.token_nll;
-        v.options = variant;
-        v.metrics = run.metrics;
-        v.ranges = run.result.ranges;
-        v.kernels.clear();
-        v.memory_ops.clear();
-        v.timeline_source =
-            "host timers only: what-if re-run from layer " + std::to_string(run.start_layer);
-        v.device = run.result.device;
-        v.peak_device_bytes = run.result.peak_device_bytes;
-        v.wall_seconds = run.measured_seconds;
-        v.created_at = utc_now();
-        v.tool_version = tool_version();
+        const Profile v = make_variant_profile(p, run);
         save_profile(v, *out);
     }
     if (args.has("--json")) {

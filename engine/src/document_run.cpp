@@ -1,0 +1,107 @@
+#include "l2a/engine/document_run.h"
+
+#include <algorithm>
+#include <ctime>
+#include <utility>
+
+#include "l2a/engine/error.h"
+#include "l2a/engine/metrics.h"
+
+#ifndef L2A_VERSION
+#define L2A_VERSION "unknown"
+#endif
+
+namespace l2a {
+
+TokenizedDocument tokenize_document(std::string label, std::string text,
+                                    std::size_t replaced_sequences, const Tokenizer& tokenizer) {
+    TokenizedDocument doc;
+    doc.label = std::move(label);
+    doc.text = std::move(text);
+    doc.replaced_sequences = replaced_sequences;
+    Encoding encoding = tokenizer.encode(doc.text);
+    doc.ids = std::move(encoding.ids);
+    doc.begin.reserve(doc.ids.size());
+    doc.end.reserve(doc.ids.size());
+    for (const auto& [b, e] : encoding.offsets) {
+        doc.begin.push_back(static_cast<std::uint32_t>(b));
+        doc.end.push_back(static_cast<std::uint32_t>(e));
+    }
+    doc.tokens_before_truncation = static_cast<std::int64_t>(doc.ids.size());
+    return doc;
+}
+
+void truncate(TokenizedDocument& doc, std::int64_t max_tokens) {
+    const auto tokens = static_cast<std::int64_t>(doc.ids.size());
+    doc.tokens_before_truncation = std::max(doc.tokens_before_truncation, tokens);
+    if (max_tokens <= 0 || tokens <= max_tokens) return;
+    const auto keep = static_cast<std::size_t>(max_tokens);
+    doc.ids.resize(keep);
+    if (doc.begin.size() > keep) doc.begin.resize(keep);
+    if (doc.end.size() > keep) doc.end.resize(keep);
+    // The text beyond the last kept token is not part of the run.
+    if (!doc.text.empty() && !doc.end.empty()) doc.text.resize(doc.end.back());
+}
+
+Profile make_profile(const Model& model, TokenizedDocument document, const RunOptions& options,
+                     PrefillResult result) {
+    const auto num_tokens = static_cast<std::int64_t>(document.ids.size());
+    Profile profile;
+    profile.model = model.summary();
+    profile.document_path = std::move(document.label);
+    profile.document_text = std::move(document.text);
+    profile.replaced_sequences = document.replaced_sequences;
+    profile.tokens_before_truncation = std::max(document.tokens_before_truncation, num_tokens);
+    profile.token_ids = std::move(document.ids);
+    profile.token_begin = std::move(document.begin);
+    profile.token_end = std::move(document.end);
+    profile.num_layers = result.num_layers;
+    profile.router_logits = std::move(result.router_logits);
+    profile.decisions = std::move(result.decisions);
+    profile.token_nll = std::move(result.token_nll);
+    profile.options = options;
+    profile.metrics = compute_metrics(model.config(), options, num_tokens, profile.decisions,
+                                      profile.token_nll);
+    profile.ranges = std::move(result.ranges);
+    profile.wall_seconds = result.wall_seconds;
+    profile.device = std::move(result.device);
+    profile.peak_device_bytes = result.peak_device_bytes;
+    profile.timeline_source = options.device == "cpu" ? "host timers only: CPU run"
+                                                      : "host timers only";
+    profile.created_at = utc_now_iso8601();
+    profile.tool_version = tool_version();
+    return profile;
+}
+
+Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
+    Profile v = base;
+    v.router_logits = run.result.router_logits;
+    v.decisions = run.result.decisions;
+    v.token_nll = run.result.token_nll;
+    v.options = run.options;
+    v.metrics = run.metrics;
+    v.ranges = run.result.ranges;
+    v.kernels.clear();
+    v.memory_ops.clear();
+    v.timeline_source =
+        "host timers only: what-if re-run from layer " + std::to_string(run.start_layer);
+    v.device = run.result.device;
+    v.peak_device_bytes = run.result.peak_device_bytes;
+    v.wall_seconds = run.measured_seconds;
+    v.created_at = utc_now_iso8601();
+    v.tool_version = tool_version();
+    return v;
+}
+
+std::string utc_now_iso8601() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return buffer;
+}
+
+std::string tool_version() { return L2A_VERSION; }
+
+}  // namespace l2a
