@@ -12,6 +12,7 @@ namespace l2a::ui {
 
 class Selection;
 class Session;
+class DocumentText;
 
 class DocumentView : public QWidget {
     Q_OBJECT
@@ -31,6 +32,9 @@ public:
     QString tokenToolTip(qint64 token) const;
 
 private:
+    friend class DocumentText;
+    void updateLegend();
+
     struct State;
     std::unique_ptr<State> state_;
 };

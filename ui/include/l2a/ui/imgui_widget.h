@@ -45,11 +45,14 @@ protected:
     ImGuiContext* imguiContext() const { return context_; }
 
 private:
+    void renderDrawData();
+
     struct Renderer;
     ImGuiContext* context_ = nullptr;
     Renderer* renderer_ = nullptr;
     QElapsedTimer clock_;
     double last_frame_ms_ = 0.0;
+    double last_time_ = 0.0;
 };
 
 }  // namespace l2a::ui

@@ -27,6 +27,9 @@ public:
     void setRunning(bool running);
 
 private:
+    void syncControls();
+    void showResults();
+
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -1,0 +1,370 @@
+#include "l2a/ui/run_controller.h"
+
+#include <QMetaObject>
+#include <QPointer>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <variant>
+
+#include "l2a/engine/demo.h"
+#include "l2a/engine/document.h"
+#include "l2a/engine/document_run.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/engine/whatif.h"
+
+namespace l2a::ui {
+namespace {
+
+// Residual checkpoints of every layer are kept for live what-ifs while they take at most this
+// much host memory; beyond it only the final state is kept and a what-if re-runs the base once
+// keeping the checkpoint it needs.
+constexpr std::int64_t kCheckpointBudgetBytes = std::int64_t(2) << 30;
+constexpr auto kProgressInterval = std::chrono::milliseconds(33);
+
+const char* const kDemoDocumentLabel = "<demo document>";
+
+QString q(const std::string& text) { return QString::fromStdString(text); }
+
+QString group_digits(std::int64_t n) {
+    QString digits = QString::number(n);
+    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
+    return digits;
+}
+
+struct RunJob {
+    RunRequest request;
+};
+struct WhatIfJob {
+    RunOptions options;
+};
+struct AdoptJob {
+    ProfilePtr profile;
+};
+using Job = std::variant<RunJob, WhatIfJob, AdoptJob>;
+
+}  // namespace
+
+struct RunController::Worker {
+    explicit Worker(RunController* owner) : owner(owner) {
+        thread = std::thread([this] { loop(); });
+    }
+
+    ~Worker() {
+        {
+            std::lock_guard lock(mutex);
+            stopping = true;
+            pending_run.reset();
+            pending_whatif.reset();
+            pending_adopt.reset();
+        }
+        cancel_flag = true;
+        wake.notify_all();
+        thread.join();
+    }
+
+    // ---- called on the GUI thread ----------------------------------------------------------
+
+    void submit_run(RunRequest request) {
+        {
+            std::lock_guard lock(mutex);
+            pending_run = RunJob{std::move(request)};
+            pending_adopt.reset();
+            pending_whatif.reset();  // its options were made for the old base
+            if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void submit_adopt(ProfilePtr profile) {
+        {
+            std::lock_guard lock(mutex);
+            pending_adopt = AdoptJob{std::move(profile)};
+            pending_run.reset();
+            pending_whatif.reset();
+            if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void submit_whatif(RunOptions options) {
+        {
+            std::lock_guard lock(mutex);
+            pending_whatif = WhatIfJob{std::move(options)};
+            // Latest wins: a running what-if is stale now; a running base run is not touched.
+            if (running && running_whatif) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void cancel() {
+        {
+            std::lock_guard lock(mutex);
+            pending_run.reset();
+            pending_whatif.reset();
+            pending_adopt.reset();
+            if (running) cancel_flag = true;
+        }
+        wake.notify_all();
+        if (!running_now()) {
+            set_busy(false);
+        }
+    }
+
+    bool running_now() {
+        std::lock_guard lock(mutex);
+        return running || pending_run || pending_whatif || pending_adopt;
+    }
+
+    // ---- the worker thread -----------------------------------------------------------------
+
+    void loop() {
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock lock(mutex);
+                wake.wait(lock, [&] {
+                    return stopping || pending_run || pending_whatif || pending_adopt;
+                });
+                if (stopping) return;
+                if (pending_adopt) {
+                    job = std::move(*pending_adopt);
+                    pending_adopt.reset();
+                } else if (pending_run) {
+                    job = std::move(*pending_run);
+                    pending_run.reset();
+                } else {
+                    job = std::move(*pending_whatif);
+                    pending_whatif.reset();
+                }
+                running = true;
+                running_whatif = std::holds_alternative<WhatIfJob>(job);
+                cancel_flag = false;
+            }
+            try {
+                std::visit([this](auto& j) { execute(j); }, job);
+            } catch (const Cancelled&) {
+                post([](RunController* c) { emit c->cancelled(); });
+            } catch (const std::bad_alloc&) {
+                post_failure("out of memory: the run needs more host memory than is free");
+            } catch (const std::exception& e) {
+                post_failure(e.what());
+            }
+            bool idle = false;
+            {
+                std::lock_guard lock(mutex);
+                running = false;
+                running_whatif = false;
+                idle = !pending_run && !pending_whatif && !pending_adopt;
+            }
+            if (idle) {
+                post([](RunController* c) {
+                    // A new request may have arrived in between: only the last word counts.
+                    if (!c->worker_->running_now()) c->worker_->set_busy(false);
+                });
+            }
+        }
+    }
+
+    void execute(RunJob& job) {
+        const RunRequest& r = job.request;
+        post_started("Loading the model");
+        Placement placement;
+        placement.device = r.options.device;
+        placement.dtype = r.dtype;
+        const std::filesystem::path dir = r.model_dir.empty() ? ensure_demo_model() : r.model_dir;
+        const Model& m = load_model(dir, placement);
+        check_cancel();
+
+        TokenizedDocument doc;
+        const Tokenizer* tokenizer = m.tokenizer();
+        if (!tokenizer) {
+            fail(dir.string(), "the model folder has no tokenizer.json, so a document cannot be "
+                               "tokenized");
+        }
+        if (r.document.empty()) {
+            doc = tokenize_document(kDemoDocumentLabel, demo_document(), 0, *tokenizer);
+        } else {
+            Document d = load_document(r.document);
+            doc = tokenize_document(r.document.string(), std::move(d.text), d.replaced_sequences,
+                                    *tokenizer);
+        }
+        if (doc.ids.empty()) fail(doc.label, "the document has no tokens");
+        truncate(doc, r.options.max_tokens);
+        check_cancel();
+
+        const auto T = static_cast<std::int64_t>(doc.ids.size());
+        post_started("Running " + group_digits(T) + " tokens on " + q(r.options.device));
+        const ModelConfig& config = m.config();
+        const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
+        const std::vector<int> none;
+        WhatIfRun run = run_whatif_base(m, doc.ids, r.options, hooks(),
+                                        bytes <= kCheckpointBudgetBytes ? nullptr : &none);
+        check_cancel();
+        tokens = doc.ids;
+        PrefillResult result = run.result;  // the base keeps its own copy for what-ifs
+        auto profile = std::make_shared<const Profile>(
+            make_profile(m, std::move(doc), r.options, std::move(result)));
+        base_run = std::move(run);
+        base_profile = profile;
+        post([profile](RunController* c) { emit c->runFinished(profile); });
+    }
+
+    void execute(AdoptJob& job) {
+        // Nothing to compute now: the model and the base re-run wait for the first what-if.
+        base_profile = std::move(job.profile);
+        base_run.reset();
+        tokens = base_profile ? base_profile->token_ids : std::vector<std::int32_t>{};
+    }
+
+    void execute(WhatIfJob& job) {
+        if (!base_profile) fail("what-if", "there is no base run yet: run a document first");
+        RunOptions variant = job.options;
+        // A what-if keeps the base's document, device and backend.
+        variant.device = base_profile->options.device;
+        variant.max_tokens = base_profile->options.max_tokens;
+        const Model& m = model_for_base();
+        const int start = first_changed_layer(m.config(), base_profile->options, variant);
+        const auto needs_checkpoint = [&] {
+            const auto L = static_cast<int>(m.config().num_hidden_layers);
+            if (!base_run) return true;
+            if (start >= L) return base_run->checkpoints.final_hidden.empty();
+            const auto s = static_cast<std::size_t>(start);
+            return s >= base_run->checkpoints.entering.size() ||
+                   base_run->checkpoints.entering[s].empty();
+        };
+        if (needs_checkpoint()) {
+            post_started("Re-running the base to keep the state entering layer " +
+                         QString::number(start));
+            const std::vector<int> keep = {start};
+            base_run = run_whatif_base(m, tokens, base_profile->options, hooks(), &keep);
+            check_cancel();
+        }
+        post_started("What-if from layer " + QString::number(start));
+        WhatIfRun run = run_whatif_variant(m, tokens, *base_run, variant, hooks());
+        check_cancel();
+        auto comparison = std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
+        auto profile = std::make_shared<const Profile>(make_variant_profile(*base_profile, run));
+        post([profile, comparison](RunController* c) { emit c->whatIfFinished(profile, comparison); });
+    }
+
+    // The model the base profile was made with (loaded once).
+    const Model& model_for_base() {
+        std::filesystem::path dir = base_profile->model.path;
+        if (dir.empty()) fail("what-if", "the profile does not say which model made it");
+        if (!std::filesystem::exists(dir / "config.json") && dir == demo_model_dir()) {
+            dir = ensure_demo_model();
+        }
+        Placement placement;
+        placement.device = base_profile->options.device;
+        return load_model(dir, placement);
+    }
+
+    const Model& load_model(const std::filesystem::path& dir, const Placement& placement) {
+        if (!model || model_dir != dir || !(model->placement() == placement ||
+                                            (placement.dtype == "auto" &&
+                                             model->placement().device == placement.device))) {
+            model.reset();
+            base_run.reset();
+            model.emplace(Model::load(dir, placement));
+            model_dir = dir;
+        }
+        return *model;
+    }
+
+    PrefillHooks hooks() {
+        PrefillHooks h;
+        h.cancel = &cancel_flag;
+        h.progress = [this](double fraction, std::string_view stage) {
+            const auto now = std::chrono::steady_clock::now();
+            if (fraction < 1.0 && now - last_progress < kProgressInterval) return;
+            last_progress = now;
+            const QString text = QString::fromUtf8(stage.data(), qsizetype(stage.size()));
+            post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
+        };
+        return h;
+    }
+
+    void check_cancel() const {
+        if (cancel_flag) throw Cancelled();
+    }
+
+    void post_started(const QString& what) {
+        post([what](RunController* c) { emit c->started(what); });
+    }
+
+    void post_failure(const std::string& message) {
+        // One line: the first line of the engine's message, which names the file.
+        std::string line = message.substr(0, message.find('\n'));
+        const QString text = q(line);
+        post([text](RunController* c) { emit c->failed(text); });
+    }
+
+    template <typename F>
+    void post(F&& f) {
+        QPointer<RunController> target(owner);
+        QMetaObject::invokeMethod(
+            owner,
+            [target, f = std::forward<F>(f)] {
+                if (target) f(target.data());
+            },
+            Qt::QueuedConnection);
+    }
+
+    void set_busy(bool value) {
+        if (busy == value) return;
+        busy = value;
+        emit owner->busyChanged(value);
+    }
+
+    RunController* owner;
+    std::thread thread;
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool stopping = false;
+    bool running = false;
+    bool running_whatif = false;
+    std::optional<RunJob> pending_run;
+    std::optional<WhatIfJob> pending_whatif;
+    std::optional<AdoptJob> pending_adopt;
+    std::atomic<bool> cancel_flag{false};
+    bool busy = false;  // GUI thread only
+
+    // Worker-thread state.
+    std::optional<Model> model;
+    std::filesystem::path model_dir;
+    std::optional<WhatIfRun> base_run;
+    ProfilePtr base_profile;
+    std::vector<std::int32_t> tokens;
+    std::chrono::steady_clock::time_point last_progress{};
+};
+
+RunController::RunController(QObject* parent) : QObject(parent) {
+    qRegisterMetaType<l2a::ui::ProfilePtr>("l2a::ui::ProfilePtr");
+    qRegisterMetaType<l2a::ui::ComparisonPtr>("l2a::ui::ComparisonPtr");
+    worker_ = std::make_unique<Worker>(this);
+}
+
+RunController::~RunController() = default;
+
+bool RunController::busy() const { return worker_->busy; }
+
+void RunController::startRun(const RunRequest& request) { worker_->submit_run(request); }
+
+void RunController::adoptBase(ProfilePtr profile) { worker_->submit_adopt(std::move(profile)); }
+
+void RunController::startWhatIf(const RunOptions& variant) { worker_->submit_whatif(variant); }
+
+void RunController::cancel() { worker_->cancel(); }
+
+}  // namespace l2a::ui

@@ -1,0 +1,418 @@
+// The routing map. The decisions of a run become a pyramid of RGBA textures (level k: 2^k tokens
+// per texel, colour = "any routed" lifting the alpha to a visible floor, plus the routed share on
+// top), uploaded once per profile. Each frame draws the level whose texels are about one screen
+// pixel wide, as a few textured quads: wide documents are wrapped into rows of the GL's maximum
+// texture width, one quad per wrapped row segment in view.
+#include "l2a/ui/routing_map_view.h"
+
+#include <imgui.h>
+
+#include <QOpenGLFramebufferObject>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "l2a/ui/selection.h"
+#include "l2a/ui/session.h"
+
+namespace l2a::ui {
+namespace {
+
+constexpr unsigned char kRouted[3] = {0xc0, 0x39, 0x2b};
+constexpr int kLeftAxis = 34;   // px for layer labels
+constexpr int kBottomAxis = 18;  // px for token labels
+constexpr int kTopBar = 24;      // px for the toolbar line
+
+// Alpha of a texel: 0 without a routed token; else a floor that keeps a lone routed token
+// visible at any zoom, rising with the routed share.
+unsigned char texel_alpha(std::uint32_t routed, std::uint32_t count) {
+    if (routed == 0) return 0;
+    const double share = static_cast<double>(routed) / static_cast<double>(count);
+    return static_cast<unsigned char>(std::lround(255.0 * (0.35 + 0.65 * share)));
+}
+
+ImU32 colour(unsigned char r, unsigned char g, unsigned char b, unsigned char a = 255) {
+    return IM_COL32(r, g, b, a);
+}
+
+}  // namespace
+
+RoutingPyramid RoutingPyramid::build(const std::vector<unsigned char>& decisions, long long tokens,
+                                     int layers) {
+    RoutingPyramid pyramid;
+    if (tokens <= 0 || layers <= 0) return pyramid;
+    // Level 0 counts, then each level sums pairs of the one below (routed, count) per layer.
+    std::vector<std::uint32_t> routed(static_cast<std::size_t>(tokens * layers));
+    std::vector<std::uint32_t> count(routed.size(), 1);
+    for (std::size_t i = 0; i < routed.size(); ++i) routed[i] = decisions[i] != 0;
+    long long width = tokens;
+    int step = 1;
+    for (;;) {
+        Level level;
+        level.tokens_per_texel = step;
+        level.width = static_cast<int>(width);
+        level.height = layers;
+        level.texels.resize(static_cast<std::size_t>(width * layers) * 2);
+        for (std::size_t i = 0; i < static_cast<std::size_t>(width * layers); ++i) {
+            level.texels[2 * i] = static_cast<unsigned char>(
+                std::lround(255.0 * routed[i] / std::max<std::uint32_t>(1, count[i])));
+            level.texels[2 * i + 1] = routed[i] ? 255 : 0;
+        }
+        pyramid.levels.push_back(std::move(level));
+        if (width == 1) break;
+        const long long next = (width + 1) / 2;
+        std::vector<std::uint32_t> r2(static_cast<std::size_t>(next * layers));
+        std::vector<std::uint32_t> c2(r2.size());
+        for (int l = 0; l < layers; ++l) {
+            for (long long x = 0; x < next; ++x) {
+                const auto a = static_cast<std::size_t>(l * width + 2 * x);
+                const auto o = static_cast<std::size_t>(l * next + x);
+                r2[o] = routed[a];
+                c2[o] = count[a];
+                if (2 * x + 1 < width) {
+                    r2[o] += routed[a + 1];
+                    c2[o] += count[a + 1];
+                }
+            }
+        }
+        routed.swap(r2);
+        count.swap(c2);
+        width = next;
+        step *= 2;
+    }
+    return pyramid;
+}
+
+struct RoutingMapView::State {
+    Session* session = nullptr;
+    Selection* selection = nullptr;
+    ProfilePtr shown;    // the profile the textures hold
+    bool show_variant = false;
+    RoutingPyramid pyramid;
+    bool dirty = true;   // textures to (re)build on the next frame
+
+    // One GL texture per level: the level's rows wrapped at max_width texels.
+    struct Texture {
+        GLuint id = 0;
+        int width = 0;      // texels per wrapped row
+        int segments = 0;   // wrapped segments (each `layers` rows tall)
+        int tokens_per_texel = 1;
+        long long texels = 0;  // texels per layer
+    };
+    std::vector<Texture> textures;
+    int max_width = 4096;
+
+    // View: tokens [view_first, view_last) across the width.
+    double view_first = 0.0, view_last = 1.0;
+    bool dragging = false;
+    ImVec2 press_pos{};
+    double press_first = 0.0, press_last = 0.0;
+};
+
+RoutingMapView::RoutingMapView(Session* session, Selection* selection, QWidget* parent)
+    : ImGuiWidget(parent), state_(std::make_unique<State>()) {
+    state_->session = session;
+    state_->selection = selection;
+    setToolTip({});
+    auto rebuild = [this] {
+        state_->dirty = true;
+        update();
+    };
+    connect(session, &Session::baseChanged, this, [this, rebuild] {
+        const ProfilePtr& p = state_->session->base();
+        state_->view_first = 0.0;
+        state_->view_last = p ? static_cast<double>(std::max<std::int64_t>(1, p->num_tokens())) : 1.0;
+        rebuild();
+    });
+    connect(session, &Session::variantChanged, this, rebuild);
+    connect(selection, &Selection::tokenChanged, this, [this](qint64 token) {
+        State& s = *state_;
+        if (token >= 0 && (token < s.view_first || token >= s.view_last)) {
+            const double span = s.view_last - s.view_first;
+            s.view_first = std::max(0.0, static_cast<double>(token) - span / 2);
+            s.view_last = s.view_first + span;
+        }
+        update();
+    });
+    connect(selection, &Selection::layerChanged, this, [this] { update(); });
+}
+
+RoutingMapView::~RoutingMapView() {
+    if (isValid()) {
+        makeCurrent();
+        releaseResources();
+        doneCurrent();
+    }
+}
+
+QSize RoutingMapView::textureSize() const {
+    if (state_->textures.empty()) return {};
+    const State::Texture& t = state_->textures.front();
+    return {static_cast<int>(t.texels), static_cast<int>(state_->pyramid.levels.front().height)};
+}
+
+void RoutingMapView::setVisibleTokens(double first, double last) {
+    state_->view_first = first;
+    state_->view_last = std::max(first + 1.0, last);
+    update();
+}
+
+void RoutingMapView::initializeResources() {
+    GLint max_size = 0;
+    glGetIntegerv(GL_MAX_TEXTURE_SIZE, &max_size);
+    state_->max_width = std::clamp(static_cast<int>(max_size), 256, 16384);
+    state_->textures.clear();  // ids of a lost context are gone with it
+    state_->dirty = true;
+}
+
+void RoutingMapView::releaseResources() {
+    for (State::Texture& t : state_->textures) {
+        if (t.id) glDeleteTextures(1, &t.id);
+    }
+    state_->textures.clear();
+}
+
+long long RoutingMapView::routedTexelsOnGpu() {
+    if (state_->textures.empty()) return 0;
+    makeCurrent();
+    const State::Texture& t = state_->textures.front();
+    const int layers = state_->pyramid.levels.front().height;
+    const int rows = t.segments * layers;
+    GLuint fbo = 0;
+    glGenFramebuffers(1, &fbo);
+    glBindFramebuffer(GL_FRAMEBUFFER, fbo);
+    glFramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, t.id, 0);
+    std::vector<unsigned char> pixels(static_cast<std::size_t>(t.width) * rows * 4);
+    glPixelStorei(GL_PACK_ALIGNMENT, 1);
+    glReadPixels(0, 0, t.width, rows, GL_RGBA, GL_UNSIGNED_BYTE, pixels.data());
+    glBindFramebuffer(GL_FRAMEBUFFER, defaultFramebufferObject());
+    glDeleteFramebuffers(1, &fbo);
+    doneCurrent();
+    long long routed = 0;
+    for (int row = 0; row < rows; ++row) {
+        const int segment = row / layers;
+        for (int x = 0; x < t.width; ++x) {
+            const long long token = static_cast<long long>(segment) * t.width + x;
+            if (token >= t.texels) break;
+            routed += pixels[(static_cast<std::size_t>(row) * t.width + x) * 4 + 3] != 0;
+        }
+    }
+    return routed;
+}
+
+void RoutingMapView::drawFrame() {
+    State& s = *state_;
+    const ProfilePtr& base = s.session->base();
+    const ProfilePtr& variant = s.session->variant();
+    const ProfilePtr& want = s.show_variant && variant ? variant : base;
+    if (s.dirty || want != s.shown) {
+        releaseResources();
+        s.shown = want;
+        s.dirty = false;
+        s.pyramid = {};
+        if (want && want->num_tokens() > 0 && want->num_layers > 0) {
+            s.pyramid = RoutingPyramid::build(want->decisions, want->num_tokens(),
+                                              static_cast<int>(want->num_layers));
+            for (const RoutingPyramid::Level& level : s.pyramid.levels) {
+                State::Texture t;
+                t.tokens_per_texel = level.tokens_per_texel;
+                t.texels = level.width;
+                t.width = std::min(level.width, s.max_width);
+                t.segments = (level.width + t.width - 1) / t.width;
+                const int rows = t.segments * level.height;
+                std::vector<unsigned char> rgba(static_cast<std::size_t>(t.width) * rows * 4, 0);
+                for (int l = 0; l < level.height; ++l) {
+                    for (int x = 0; x < level.width; ++x) {
+                        const std::size_t in = (static_cast<std::size_t>(l) * level.width + x) * 2;
+                        const int segment = x / t.width;
+                        const int row = segment * level.height + l;
+                        unsigned char* out =
+                            &rgba[(static_cast<std::size_t>(row) * t.width + x % t.width) * 4];
+                        out[0] = kRouted[0];
+                        out[1] = kRouted[1];
+                        out[2] = kRouted[2];
+                        const std::uint32_t share = level.texels[in];
+                        out[3] = level.texels[in + 1] ? texel_alpha(share, 255) : 0;
+                    }
+                }
+                glGenTextures(1, &t.id);
+                glBindTexture(GL_TEXTURE_2D, t.id);
+                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
+                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
+                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+                glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
+                glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, t.width, rows, 0, GL_RGBA,
+                             GL_UNSIGNED_BYTE, rgba.data());
+                s.textures.push_back(t);
+            }
+        }
+    }
+
+    // Toolbar line: what is shown, base or variant.
+    ImGui::AlignTextToFramePadding();
+    if (!want) {
+        ImGui::TextDisabled("No run yet. Run a document (F5) to see which tokens reach global attention.");
+        return;
+    }
+    ImGui::Text("%lld tokens x %lld layers", static_cast<long long>(want->num_tokens()),
+                static_cast<long long>(want->num_layers));
+    if (variant) {
+        ImGui::SameLine();
+        if (ImGui::RadioButton("base", !s.show_variant)) s.show_variant = false;
+        ImGui::SameLine();
+        if (ImGui::RadioButton("what-if variant", s.show_variant)) s.show_variant = true;
+    }
+    ImGui::SameLine();
+    ImGui::TextDisabled("  wheel: zoom, drag: pan, double-click: reset");
+
+    const ImVec2 origin = ImGui::GetWindowPos();
+    const ImVec2 size = ImGui::GetWindowSize();
+    const ImVec2 map_min(origin.x + kLeftAxis, origin.y + kTopBar);
+    const ImVec2 map_max(origin.x + size.x - 4, origin.y + size.y - kBottomAxis);
+    if (map_max.x <= map_min.x + 4 || map_max.y <= map_min.y + 4 || s.textures.empty()) return;
+    const double map_w = map_max.x - map_min.x, map_h = map_max.y - map_min.y;
+    const auto T = static_cast<double>(want->num_tokens());
+    const int L = static_cast<int>(want->num_layers);
+    const double row_h = map_h / L;
+
+    // Input: zoom about the cursor, drag to pan, click to select.
+    ImGuiIO& io = ImGui::GetIO();
+    const bool hovered = io.MousePos.x >= map_min.x && io.MousePos.x < map_max.x &&
+                         io.MousePos.y >= map_min.y && io.MousePos.y < map_max.y;
+    auto token_at = [&](float x) {
+        return s.view_first + (x - map_min.x) / map_w * (s.view_last - s.view_first);
+    };
+    if (hovered && io.MouseWheel != 0.0f) {
+        const double anchor = token_at(io.MousePos.x);
+        const double factor = std::pow(0.8, io.MouseWheel);
+        double span = std::clamp((s.view_last - s.view_first) * factor, 16.0, T);
+        double first = anchor - (anchor - s.view_first) * span / (s.view_last - s.view_first);
+        first = std::clamp(first, 0.0, T - span);
+        s.view_first = first;
+        s.view_last = first + span;
+    }
+    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        s.view_first = 0.0;
+        s.view_last = T;
+    } else if (hovered && ImGui::IsMouseClicked(0)) {
+        s.dragging = true;
+        s.press_pos = io.MousePos;
+        s.press_first = s.view_first;
+        s.press_last = s.view_last;
+    }
+    if (s.dragging && ImGui::IsMouseDown(0)) {
+        const double span = s.press_last - s.press_first;
+        double first = s.press_first - (io.MousePos.x - s.press_pos.x) / map_w * span;
+        first = std::clamp(first, 0.0, std::max(0.0, T - span));
+        s.view_first = first;
+        s.view_last = first + span;
+    }
+    if (s.dragging && ImGui::IsMouseReleased(0)) {
+        s.dragging = false;
+        const float moved = std::abs(io.MousePos.x - s.press_pos.x) + std::abs(io.MousePos.y - s.press_pos.y);
+        if (moved < 4.0f && hovered) {
+            const auto token = static_cast<qint64>(std::clamp(token_at(io.MousePos.x), 0.0, T - 1));
+            const int layer = std::clamp(static_cast<int>((io.MousePos.y - map_min.y) / row_h), 0, L - 1);
+            s.selection->setToken(token);
+            s.selection->setLayer(layer);
+        }
+    }
+
+    ImDrawList* draw = ImGui::GetWindowDrawList();
+    draw->AddRectFilled(map_min, map_max, colour(0xf1, 0xf3, 0xf7));
+    // The finest level whose texels are at least a pixel wide: nearest sampling of finer texels
+    // would skip some, and a routed token could vanish between pixels.
+    const double tokens_per_px = (s.view_last - s.view_first) / map_w;
+    std::size_t level = 0;
+    while (level + 1 < s.textures.size() && s.textures[level].tokens_per_texel < tokens_per_px) {
+        ++level;
+    }
+    const State::Texture& tex = s.textures[level];
+    const auto tex_id = reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(tex.id));
+    const double first_texel = s.view_first / tex.tokens_per_texel;
+    const double last_texel = s.view_last / tex.tokens_per_texel;
+    const int rows = tex.segments * L;
+    for (int segment = static_cast<int>(first_texel) / tex.width;
+         segment < tex.segments && static_cast<double>(segment) * tex.width < last_texel; ++segment) {
+        const double seg_first = std::max(first_texel, static_cast<double>(segment) * tex.width);
+        const double seg_last =
+            std::min({last_texel, static_cast<double>(segment + 1) * tex.width,
+                      static_cast<double>(tex.texels)});
+        if (seg_last <= seg_first) continue;
+        const float x0 = static_cast<float>(map_min.x + (seg_first - first_texel) /
+                                                             (last_texel - first_texel) * map_w);
+        const float x1 = static_cast<float>(map_min.x + (seg_last - first_texel) /
+                                                             (last_texel - first_texel) * map_w);
+        const ImVec2 uv0(static_cast<float>((seg_first - segment * tex.width) / tex.width),
+                         static_cast<float>(segment * L) / rows);
+        const ImVec2 uv1(static_cast<float>((seg_last - segment * tex.width) / tex.width),
+                         static_cast<float>((segment + 1) * L) / rows);
+        draw->AddImage(tex_id, ImVec2(x0, map_min.y), ImVec2(x1, map_max.y), uv0, uv1);
+    }
+
+    // Axes: layer labels on the left, token positions below.
+    const int label_every = std::max(1, static_cast<int>(std::ceil(14.0 / row_h)));
+    for (int l = 0; l < L; l += label_every) {
+        const std::string text = std::to_string(l);
+        draw->AddText(ImVec2(origin.x + 4, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
+                      colour(0x5a, 0x63, 0x72), text.c_str());
+    }
+    for (int tick = 0; tick <= 4; ++tick) {
+        const double token = s.view_first + (s.view_last - s.view_first) * tick / 4.0;
+        const std::string text = std::to_string(static_cast<long long>(token));
+        const float x = static_cast<float>(map_min.x + map_w * tick / 4.0);
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        draw->AddText(ImVec2(std::clamp(x - w / 2, map_min.x, map_max.x - w), map_max.y + 2),
+                      colour(0x5a, 0x63, 0x72), text.c_str());
+    }
+
+    // The selection: the token as a vertical line, the layer as a band outline.
+    auto x_of = [&](double token) {
+        return static_cast<float>(map_min.x + (token - s.view_first) / (s.view_last - s.view_first) * map_w);
+    };
+    if (const int layer = s.selection->layer(); layer >= 0 && layer < L) {
+        draw->AddRect(ImVec2(map_min.x, static_cast<float>(map_min.y + row_h * layer)),
+                      ImVec2(map_max.x, static_cast<float>(map_min.y + row_h * (layer + 1))),
+                      colour(0x1d, 0x23, 0x30, 200));
+    }
+    if (const qint64 token = s.selection->token(); token >= 0 && token < want->num_tokens()) {
+        const float x = x_of(static_cast<double>(token) + 0.5);
+        if (x >= map_min.x && x <= map_max.x) {
+            draw->AddLine(ImVec2(x, map_min.y), ImVec2(x, map_max.y), colour(0x1d, 0x23, 0x30), 2.0f);
+        }
+    }
+
+    // Crosshair and tooltip under the mouse.
+    if (hovered && !s.dragging) {
+        draw->AddLine(ImVec2(io.MousePos.x, map_min.y), ImVec2(io.MousePos.x, map_max.y),
+                      colour(0x39, 0x41, 0x4f, 90));
+        draw->AddLine(ImVec2(map_min.x, io.MousePos.y), ImVec2(map_max.x, io.MousePos.y),
+                      colour(0x39, 0x41, 0x4f, 90));
+        const auto token = static_cast<std::int64_t>(std::clamp(token_at(io.MousePos.x), 0.0, T - 1));
+        const int layer = std::clamp(static_cast<int>((io.MousePos.y - map_min.y) / row_h), 0, L - 1);
+        const auto i = static_cast<std::size_t>(layer * want->num_tokens() + token);
+        std::string text;
+        const auto t = static_cast<std::size_t>(token);
+        if (t < want->token_begin.size() && want->token_end[t] <= want->document_text.size()) {
+            text = want->document_text.substr(want->token_begin[t],
+                                              want->token_end[t] - want->token_begin[t]);
+        }
+        for (char& c : text) {
+            if (c == '\n') c = ' ';
+        }
+        const double z = want->router_logits[i];
+        const double temp = want->model.sigmoid_temp > 0 ? want->model.sigmoid_temp : 1.0;
+        ImGui::BeginTooltip();
+        ImGui::Text("token %lld  \"%s\"", static_cast<long long>(token), text.c_str());
+        ImGui::Text("layer %d: %s", layer, want->decisions[i] ? "global attention" : "local only");
+        if (std::isfinite(z)) {
+            ImGui::Text("router logit %.3f, p = %.3f", z, 1.0 / (1.0 + std::exp(-z / temp)));
+        }
+        if (level > 0) ImGui::TextDisabled("%d tokens per texel here", tex.tokens_per_texel);
+        ImGui::EndTooltip();
+    }
+}
+
+}  // namespace l2a::ui

@@ -1,0 +1,237 @@
+// The layer table: one row per layer, a prune check box that edits the session's what-if
+// options, in-cell bars for the global fraction, and times per phase from the timeline summary.
+#include "l2a/ui/layers_view.h"
+
+#include <QAbstractTableModel>
+#include <QHeaderView>
+#include <QItemSelectionModel>
+#include <QPainter>
+#include <QStyledItemDelegate>
+#include <QTableView>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+
+#include "l2a/ui/selection.h"
+#include "l2a/ui/session.h"
+
+namespace l2a::ui {
+namespace {
+
+QString seconds_text(double s) {
+    if (!(s > 0)) return {};
+    if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
+    if (s >= 1e-3) return QString::number(s * 1e3, 'f', 2) + " ms";
+    return QString::number(s * 1e6, 'f', 1) + " µs";
+}
+
+QString bytes_text(std::int64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        ++u;
+    }
+    return u == 0 ? QString::number(bytes) + " B" : QString::number(v, 'f', 2) + " " + units[u];
+}
+
+constexpr int kFractionRole = Qt::UserRole + 1;
+
+class LayerModel : public QAbstractTableModel {
+public:
+    explicit LayerModel(Session* session) : session_(session) {}
+
+    void reset() {
+        beginResetModel();
+        timing_ = session_->base() ? summarize_timeline(*session_->base()) : TimelineSummary{};
+        endResetModel();
+    }
+    void refreshVariant() {
+        if (rowCount() > 0) emit dataChanged(index(0, 0), index(rowCount() - 1, LayersView::ColumnCount - 1));
+    }
+
+    int rowCount(const QModelIndex& parent = {}) const override {
+        if (parent.isValid() || !session_->base()) return 0;
+        return static_cast<int>(session_->base()->num_layers);
+    }
+    int columnCount(const QModelIndex& parent = {}) const override {
+        return parent.isValid() ? 0 : LayersView::ColumnCount;
+    }
+
+    bool prunable() const {
+        const ProfilePtr& p = session_->base();
+        return p && p->model.is_l2a && !p->options.as_base;
+    }
+
+    Qt::ItemFlags flags(const QModelIndex& index) const override {
+        Qt::ItemFlags f = Qt::ItemIsEnabled | Qt::ItemIsSelectable;
+        if (index.column() == LayersView::Prune && prunable()) f |= Qt::ItemIsUserCheckable;
+        return f;
+    }
+
+    QVariant data(const QModelIndex& index, int role) const override {
+        const ProfilePtr& p = session_->base();
+        if (!p || !index.isValid()) return {};
+        const int layer = index.row();
+        const auto l = static_cast<std::size_t>(layer);
+        const ProfilePtr& v = session_->variant();
+        const auto& prune = session_->whatIfOptions().prune;
+        const bool pruned = std::find(prune.begin(), prune.end(), layer) != prune.end();
+        auto phase = [&](int i) {
+            return l < timing_.layers.size() ? timing_.layers[l].phases[i].seconds : 0.0;
+        };
+        switch (index.column()) {
+            case LayersView::Layer:
+                if (role == Qt::DisplayRole) return layer;
+                break;
+            case LayersView::Prune:
+                if (role == Qt::CheckStateRole && prunable()) return pruned ? Qt::Checked : Qt::Unchecked;
+                if (role == Qt::ToolTipRole) {
+                    return prunable() ? QString("Remove layer %1's global attention in the what-if").arg(layer)
+                                      : QString("Only the global attention of L2A layers can be pruned");
+                }
+                break;
+            case LayersView::GlobalFraction:
+            case LayersView::VariantFraction: {
+                const Profile* src = index.column() == LayersView::GlobalFraction ? p.get() : v.get();
+                if (!src || l >= src->metrics.global_fraction.size()) return {};
+                const double f = src->metrics.global_fraction[l];
+                if (role == Qt::DisplayRole) return QString::number(100.0 * f, 'f', 1) + "%";
+                if (role == kFractionRole) return f;
+                if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
+                break;
+            }
+            case LayersView::Local:
+            case LayersView::Router:
+            case LayersView::Global:
+            case LayersView::Mlp:
+                if (role == Qt::DisplayRole) return seconds_text(phase(index.column() - LayersView::Local));
+                if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
+                break;
+            case LayersView::KvBytes:
+                if (l < p->metrics.kv.size()) {
+                    const LayerKv& kv = p->metrics.kv[l];
+                    if (role == Qt::DisplayRole) return bytes_text(kv.local_bytes + kv.global_bytes);
+                    if (role == Qt::ToolTipRole) {
+                        return QString("local cache %1, global cache %2")
+                            .arg(bytes_text(kv.local_bytes), bytes_text(kv.global_bytes));
+                    }
+                    if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
+                }
+                break;
+            default:
+                break;
+        }
+        return {};
+    }
+
+    bool setData(const QModelIndex& index, const QVariant& value, int role) override {
+        if (index.column() != LayersView::Prune || role != Qt::CheckStateRole || !prunable()) return false;
+        const bool pruned = value.toInt() == Qt::Checked;
+        session_->setLayerPruned(index.row(), pruned);
+        emit dataChanged(index, index, {Qt::CheckStateRole});
+        return true;
+    }
+
+    QVariant headerData(int section, Qt::Orientation orientation, int role) const override {
+        if (orientation != Qt::Horizontal) return {};
+        static const char* names[] = {"layer", "prune", "global", "what-if", "local", "router",
+                                      "global attn", "mlp", "KV cache"};
+        static const char* tips[] = {
+            "Layer index",
+            "Check to remove this layer's global attention in the what-if run",
+            "Share of tokens that ran global attention in the base run",
+            "Share of tokens that ran global attention in the what-if variant",
+            "Time of the local (sliding-window) attention phase",
+            "Time of the router phase",
+            "Time of the global attention phase",
+            "Time of the MLP phase",
+            "KV-cache bytes of the layer (local window + global cache)"};
+        if (role == Qt::DisplayRole) return names[section];
+        if (role == Qt::ToolTipRole) return tips[section];
+        return {};
+    }
+
+private:
+    Session* session_;
+    TimelineSummary timing_;
+};
+
+// A bar under the percentage, so the table reads as a chart at a glance.
+class FractionDelegate : public QStyledItemDelegate {
+public:
+    using QStyledItemDelegate::QStyledItemDelegate;
+    void paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const override {
+        const QVariant f = index.data(kFractionRole);
+        if (f.isValid()) {
+            const double fraction = std::clamp(f.toDouble(), 0.0, 1.0);
+            QRectF bar = option.rect.adjusted(2, 3, -2, -3);
+            bar.setWidth(bar.width() * fraction);
+            painter->fillRect(bar, QColor(0x3b, 0x6f, 0xb6, 90));
+        }
+        QStyledItemDelegate::paint(painter, option, index);
+    }
+};
+
+}  // namespace
+
+struct LayersView::State {
+    Session* session = nullptr;
+    Selection* selection = nullptr;
+    QTableView* table = nullptr;
+    LayerModel* model = nullptr;
+};
+
+LayersView::LayersView(Session* session, Selection* selection, QWidget* parent)
+    : QWidget(parent), state_(std::make_unique<State>()) {
+    State& s = *state_;
+    s.session = session;
+    s.selection = selection;
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(0, 0, 0, 0);
+    s.table = new QTableView(this);
+    s.model = new LayerModel(session);
+    s.model->setParent(this);
+    s.table->setModel(s.model);
+    s.table->setSelectionBehavior(QAbstractItemView::SelectRows);
+    s.table->setSelectionMode(QAbstractItemView::SingleSelection);
+    s.table->verticalHeader()->setVisible(false);
+    s.table->verticalHeader()->setDefaultSectionSize(20);
+    s.table->horizontalHeader()->setStretchLastSection(true);
+    s.table->setAlternatingRowColors(true);
+    auto* bars = new FractionDelegate(s.table);
+    s.table->setItemDelegateForColumn(GlobalFraction, bars);
+    s.table->setItemDelegateForColumn(VariantFraction, bars);
+    layout->addWidget(s.table);
+
+    connect(session, &Session::baseChanged, this, [this] {
+        state_->model->reset();
+        state_->table->resizeColumnsToContents();
+    });
+    connect(session, &Session::variantChanged, this, [this] { state_->model->refreshVariant(); });
+    connect(session, &Session::whatIfOptionsChanged, this, [this] { state_->model->refreshVariant(); });
+    connect(s.table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
+            [this](const QModelIndex& current) {
+                if (current.isValid()) state_->selection->setLayer(current.row());
+            });
+    connect(selection, &Selection::layerChanged, this, [this](int layer) {
+        State& st = *state_;
+        if (layer < 0 || layer >= st.model->rowCount()) {
+            st.table->clearSelection();
+            return;
+        }
+        if (st.table->currentIndex().row() != layer) {
+            st.table->setCurrentIndex(st.model->index(layer, Layer));
+            st.table->scrollTo(st.model->index(layer, Layer));
+        }
+    });
+}
+
+LayersView::~LayersView() = default;
+
+QTableView* LayersView::table() const { return state_->table; }
+
+QAbstractItemModel* LayersView::model() const { return state_->model; }
+
+}  // namespace l2a::ui
