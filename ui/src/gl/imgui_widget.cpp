@@ -6,6 +6,7 @@
 #include <imgui.h>
 
 #include <QKeyEvent>
+#include <QMetaObject>
 #include <QMouseEvent>
 #include <QOpenGLBuffer>
 #include <QOpenGLShaderProgram>
@@ -176,6 +177,13 @@ void ImGuiWidget::paintGL() {
     const double now = static_cast<double>(clock_.nsecsElapsed()) * 1e-9;
     io.DeltaTime = std::max(1e-4f, static_cast<float>(now - last_time_));
     last_time_ = now;
+    // ImGui sees button edges only from one frame to the next: a press and a release that reach
+    // the same frame would cancel out, so each frame takes one edge and asks for another frame.
+    if (!button_edges_.empty()) {
+        io.MouseDown[button_edges_.front().button] = button_edges_.front().down;
+        button_edges_.pop_front();
+        if (!button_edges_.empty()) QMetaObject::invokeMethod(this, [this] { update(); }, Qt::QueuedConnection);
+    }
     io.DisplaySize = ImVec2(static_cast<float>(width()), static_cast<float>(height()));
     const auto ratio = static_cast<float>(devicePixelRatioF());
     io.DisplayFramebufferScale = ImVec2(ratio, ratio);
@@ -314,11 +322,9 @@ void ImGuiWidget::mousePressEvent(QMouseEvent* event) {
     ImGuiIO& io = ImGui::GetIO();
     io.MousePos = ImVec2(static_cast<float>(event->position().x()),
                          static_cast<float>(event->position().y()));
-    if (const int i = mouse_index(event->button()); i >= 0) io.MouseDown[i] = true;
+    if (const int i = mouse_index(event->button()); i >= 0) button_edges_.push_back({i, true});
     set_modifiers(io, event->modifiers());
-    // ImGui sees button edges only in frames: a press and a release painted in one frame would
-    // be lost, so each gets its own frame at once.
-    if (isVisible()) repaint();
+    update();
 }
 
 void ImGuiWidget::mouseReleaseEvent(QMouseEvent* event) {
@@ -326,8 +332,8 @@ void ImGuiWidget::mouseReleaseEvent(QMouseEvent* event) {
     ImGuiIO& io = ImGui::GetIO();
     io.MousePos = ImVec2(static_cast<float>(event->position().x()),
                          static_cast<float>(event->position().y()));
-    if (const int i = mouse_index(event->button()); i >= 0) io.MouseDown[i] = false;
-    if (isVisible()) repaint();
+    if (const int i = mouse_index(event->button()); i >= 0) button_edges_.push_back({i, false});
+    update();
 }
 
 void ImGuiWidget::mouseMoveEvent(QMouseEvent* event) {

@@ -293,14 +293,15 @@ void RoutingMapView::drawFrame() {
         s.view_first = first;
         s.view_last = first + span;
     }
-    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
-        s.view_first = 0.0;
-        s.view_last = T;
-    } else if (hovered && ImGui::IsMouseClicked(0)) {
+    if (hovered && ImGui::IsMouseClicked(0)) {
         s.dragging = true;
         s.press_pos = io.MousePos;
         s.press_first = s.view_first;
         s.press_last = s.view_last;
+    }
+    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        s.view_first = s.press_first = 0.0;
+        s.view_last = s.press_last = T;
     }
     if (s.dragging && ImGui::IsMouseDown(0)) {
         const double span = s.press_last - s.press_first;

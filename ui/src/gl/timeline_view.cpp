@@ -210,14 +210,15 @@ void TimelineView::drawFrame() {
         s.view_begin = anchor - (anchor - s.view_begin) * span / (s.view_end - s.view_begin);
         s.view_end = s.view_begin + span;
     }
-    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
-        s.view_begin = 0.0;
-        s.view_end = static_cast<double>(s.run_end);
-    } else if (hovered && ImGui::IsMouseClicked(0)) {
+    if (hovered && ImGui::IsMouseClicked(0)) {
         s.dragging = true;
         s.press_pos = io.MousePos;
         s.press_begin = s.view_begin;
         s.press_end = s.view_end;
+    }
+    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        s.view_begin = s.press_begin = 0.0;
+        s.view_end = s.press_end = static_cast<double>(s.run_end);
     }
     if (s.dragging && ImGui::IsMouseDown(0)) {
         const double shift = (io.MousePos.x - s.press_pos.x) / width * (s.press_end - s.press_begin);

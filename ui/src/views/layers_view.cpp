@@ -48,7 +48,8 @@ public:
         endResetModel();
     }
     void refreshVariant() {
-        if (rowCount() > 0) emit dataChanged(index(0, 0), index(rowCount() - 1, LayersView::ColumnCount - 1));
+        if (rowCount() > 0)
+            emit dataChanged(index(0, 0), index(rowCount() - 1, LayersView::ColumnCount - 1));
     }
 
     int rowCount(const QModelIndex& parent = {}) const override {
@@ -86,15 +87,19 @@ public:
                 if (role == Qt::DisplayRole) return layer;
                 break;
             case LayersView::Prune:
-                if (role == Qt::CheckStateRole && prunable()) return pruned ? Qt::Checked : Qt::Unchecked;
+                if (role == Qt::CheckStateRole && prunable())
+                    return pruned ? Qt::Checked : Qt::Unchecked;
                 if (role == Qt::ToolTipRole) {
-                    return prunable() ? QString("Remove layer %1's global attention in the what-if").arg(layer)
-                                      : QString("Only the global attention of L2A layers can be pruned");
+                    return prunable()
+                               ? QString("Remove layer %1's global attention in the what-if")
+                                     .arg(layer)
+                               : QString("Only the global attention of L2A layers can be pruned");
                 }
                 break;
             case LayersView::GlobalFraction:
             case LayersView::VariantFraction: {
-                const Profile* src = index.column() == LayersView::GlobalFraction ? p.get() : v.get();
+                const Profile* src =
+                    index.column() == LayersView::GlobalFraction ? p.get() : v.get();
                 if (!src || l >= src->metrics.global_fraction.size()) return {};
                 const double f = src->metrics.global_fraction[l];
                 if (role == Qt::DisplayRole) return QString::number(100.0 * f, 'f', 1) + "%";
@@ -106,18 +111,21 @@ public:
             case LayersView::Router:
             case LayersView::Global:
             case LayersView::Mlp:
-                if (role == Qt::DisplayRole) return seconds_text(phase(index.column() - LayersView::Local));
+                if (role == Qt::DisplayRole)
+                    return seconds_text(phase(index.column() - LayersView::Local));
                 if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
                 break;
             case LayersView::KvBytes:
                 if (l < p->metrics.kv.size()) {
                     const LayerKv& kv = p->metrics.kv[l];
-                    if (role == Qt::DisplayRole) return bytes_text(kv.local_bytes + kv.global_bytes);
+                    if (role == Qt::DisplayRole)
+                        return bytes_text(kv.local_bytes + kv.global_bytes);
                     if (role == Qt::ToolTipRole) {
                         return QString("local cache %1, global cache %2")
                             .arg(bytes_text(kv.local_bytes), bytes_text(kv.global_bytes));
                     }
-                    if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
+                    if (role == Qt::TextAlignmentRole)
+                        return int(Qt::AlignRight | Qt::AlignVCenter);
                 }
                 break;
             default:
@@ -127,7 +135,8 @@ public:
     }
 
     bool setData(const QModelIndex& index, const QVariant& value, int role) override {
-        if (index.column() != LayersView::Prune || role != Qt::CheckStateRole || !prunable()) return false;
+        if (index.column() != LayersView::Prune || role != Qt::CheckStateRole || !prunable())
+            return false;
         const bool pruned = value.toInt() == Qt::Checked;
         session_->setLayerPruned(index.row(), pruned);
         emit dataChanged(index, index, {Qt::CheckStateRole});
@@ -136,8 +145,9 @@ public:
 
     QVariant headerData(int section, Qt::Orientation orientation, int role) const override {
         if (orientation != Qt::Horizontal) return {};
-        static const char* names[] = {"layer", "prune", "global", "what-if", "local", "router",
-                                      "global attn", "mlp", "KV cache"};
+        static const char* names[] = {"layer",         "prune", "global share",
+                                      "what-if share", "local", "router",
+                                      "global attn",   "mlp",   "KV cache"};
         static const char* tips[] = {
             "Layer index",
             "Check to remove this layer's global attention in the what-if run",
@@ -162,7 +172,8 @@ private:
 class FractionDelegate : public QStyledItemDelegate {
 public:
     using QStyledItemDelegate::QStyledItemDelegate;
-    void paint(QPainter* painter, const QStyleOptionViewItem& option, const QModelIndex& index) const override {
+    void paint(QPainter* painter, const QStyleOptionViewItem& option,
+               const QModelIndex& index) const override {
         const QVariant f = index.data(kFractionRole);
         if (f.isValid()) {
             const double fraction = std::clamp(f.toDouble(), 0.0, 1.0);
@@ -205,27 +216,44 @@ LayersView::LayersView(Session* session, Selection* selection, QWidget* parent)
     s.table->setItemDelegateForColumn(VariantFraction, bars);
     layout->addWidget(s.table);
 
-    connect(session, &Session::baseChanged, this, [this] {
-        state_->model->reset();
-        state_->table->resizeColumnsToContents();
-    });
-    connect(session, &Session::variantChanged, this, [this] { state_->model->refreshVariant(); });
-    connect(session, &Session::whatIfOptionsChanged, this, [this] { state_->model->refreshVariant(); });
-    connect(s.table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
-            [this](const QModelIndex& current) {
-                if (current.isValid()) state_->selection->setLayer(current.row());
-            });
-    connect(selection, &Selection::layerChanged, this, [this](int layer) {
+    auto show_layer = [this](int layer) {
         State& st = *state_;
         if (layer < 0 || layer >= st.model->rowCount()) {
-            st.table->clearSelection();
+            st.table->selectionModel()->clear();  // also the current index, so a click re-selects
             return;
         }
         if (st.table->currentIndex().row() != layer) {
             st.table->setCurrentIndex(st.model->index(layer, Layer));
             st.table->scrollTo(st.model->index(layer, Layer));
         }
-    });
+    };
+    auto load_base = [this, show_layer] {
+        state_->model->reset();
+        QTableView* table = state_->table;
+        table->resizeColumnsToContents();
+        // Room for the bars, not only for the percentages.
+        for (int c : {GlobalFraction, VariantFraction}) {
+            table->setColumnWidth(c, std::max(table->columnWidth(c), 96));
+        }
+        show_layer(state_->selection->layer());
+    };
+    connect(session, &Session::baseChanged, this, load_base);
+    // The what-if column only while there is something to show in it.
+    auto refresh_variant = [this] {
+        state_->model->refreshVariant();
+        state_->table->setColumnHidden(VariantFraction, !state_->session->variant());
+    };
+    connect(session, &Session::variantChanged, this, refresh_variant);
+    refresh_variant();
+    connect(session, &Session::whatIfOptionsChanged, this,
+            [this] { state_->model->refreshVariant(); });
+    connect(s.table->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
+            [this](const QModelIndex& current) {
+                if (current.isValid()) state_->selection->setLayer(current.row());
+            });
+    connect(selection, &Selection::layerChanged, this, show_layer);
+    // A view made after the run shows it at once.
+    load_base();
 }
 
 LayersView::~LayersView() = default;

@@ -10,7 +10,10 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QProgressBar>
 #include <QPushButton>
+#include <QSlider>
+#include <QStackedWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
 #include <cmath>
@@ -22,7 +25,11 @@
 namespace l2a::ui {
 namespace {
 
-QString fixed(double v, int digits) { return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a"; }
+constexpr int kSliderSteps = 1000;  // threshold slider: (0, 1) in steps of 0.001
+
+QString fixed(double v, int digits) {
+    return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
+}
 
 QString signed_fixed(double v, int digits) {
     if (!std::isfinite(v)) return "n/a";
@@ -31,14 +38,14 @@ QString signed_fixed(double v, int digits) {
 
 QString bytes_text(std::int64_t bytes) {
     const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(std::llabs(bytes));
+    double v = std::abs(static_cast<double>(bytes));
     int u = 0;
     while (v >= 1024.0 && u < 4) {
         v /= 1024.0;
         ++u;
     }
-    const QString sign = bytes < 0 ? "-" : "";
-    return u == 0 ? QString::number(bytes) + " B" : sign + QString::number(v, 'f', 2) + " " + units[u];
+    if (u == 0) return QString::number(bytes) + " B";
+    return (bytes < 0 ? "-" : "") + QString::number(v, 'f', 2) + " " + units[u];
 }
 
 QString seconds_text(double s) {
@@ -46,6 +53,55 @@ QString seconds_text(double s) {
     if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
     return QString::number(s * 1e3, 'f', 1) + " ms";
 }
+
+QString options_text(const RunOptions& o) {
+    QString text = QString::fromStdString(o.routing.to_string());
+    if (o.threshold) text += QString(", θ %1").arg(*o.threshold);
+    if (!o.prune.empty()) text += ", prune " + QString::fromStdString(format_pruning_plan(o.prune));
+    if (o.as_base) text += ", as base model";
+    return text + ", " + QString::fromStdString(o.device) + "/" + QString::fromStdString(o.backend);
+}
+
+QTableWidgetItem* cell(const QString& text, bool number = true) {
+    auto* item = new QTableWidgetItem(text);
+    if (number) item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return item;
+}
+
+QTableWidget* make_table(int columns, const QStringList& headers, QWidget* parent) {
+    auto* table = new QTableWidget(0, columns, parent);
+    table->setHorizontalHeaderLabels(headers);
+    table->verticalHeader()->setDefaultSectionSize(20);
+    table->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    table->setSelectionBehavior(QAbstractItemView::SelectRows);
+    table->horizontalHeader()->setStretchLastSection(true);
+    return table;
+}
+
+// Metrics of the results form: key (shownValue's name), label, tooltip.
+struct MetricRow {
+    const char* key;
+    const char* label;
+    const char* tip;
+};
+constexpr MetricRow kMetricRows[] = {
+    {"delta_nll", "mean NLL", "Mean negative log-likelihood in nats per token, base → variant (Δ)"},
+    {"perplexity", "perplexity", "exp(mean NLL), base → variant (Δ)"},
+    {"kl_mean", "KL mean", "Mean KL(base ‖ variant) of the next-token distributions"},
+    {"kl_max", "KL max", "Largest KL(base ‖ variant) over the tokens"},
+    {"top1", "top-1 agreement", "Share of tokens whose most likely next token agrees"},
+    {"kv", "KV memory", "KV-cache bytes, base → variant, and relative to the model without L2A"},
+    {"kv_saved", "KV memory saved", "Base KV-cache bytes minus the variant's"},
+    {"ttft_measured", "TTFT measured", "Time to first token, base → variant, measured"},
+    {"ttft_predicted", "TTFT predicted",
+     "Time to first token from the timing model calibrated on the base run"},
+};
+
+// Rows of the side-by-side table of two opened profiles: key, label.
+constexpr std::pair<const char*, const char*> kSideRows[] = {
+    {"mean_nll", "mean NLL"}, {"perplexity", "perplexity"}, {"global_fraction", "global fraction"},
+    {"kv", "KV memory"},      {"wall", "wall time"},        {"options", "options"},
+};
 
 }  // namespace
 
@@ -56,12 +112,18 @@ struct WhatIfView::State {
     QDoubleSpinBox* fraction = nullptr;
     QCheckBox* override_threshold = nullptr;
     QDoubleSpinBox* threshold = nullptr;
+    QSlider* threshold_slider = nullptr;
     QPushButton* reset = nullptr;
     QLabel* status = nullptr;
-    QLabel* kl_token = nullptr;
+    QProgressBar* busy = nullptr;
+    QStackedWidget* pages = nullptr;  // the comparison, or two profiles side by side
+    QWidget* comparison_page = nullptr;
     std::map<QString, QLabel*> values;
+    QPushButton* kl_token = nullptr;
     QTableWidget* layers = nullptr;
+    QTableWidget* side = nullptr;
     bool updating = false;  // controls being set from the session, not by the user
+    bool running = false;
     qint64 kl_max_token = -1;
 };
 
@@ -73,13 +135,15 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
 
-    auto* controls = new QGroupBox("What-if options (pruning: check layers in the Layers view)", this);
+    auto* controls =
+        new QGroupBox("What-if options (pruning: the Layers view's check boxes)", this);
     auto* form = new QFormLayout(controls);
     auto* routing_row = new QHBoxLayout;
     s.routing = new QComboBox(controls);
-    s.routing->addItems({"learned", "global", "local", "random", "top"});
-    s.routing->setToolTip("Routing policy: the learned router, all tokens global, all local, a random "
-                          "fraction, or the top fraction by router logit");
+    s.routing->addItems({"learned", "global", "local", "random", "top"});  // RoutingKind order
+    s.routing->setToolTip(
+        "Routing policy: the learned router, every token global, every token "
+        "local, a random fraction, or the top fraction by router logit");
     s.fraction = new QDoubleSpinBox(controls);
     s.fraction->setRange(0.0, 1.0);
     s.fraction->setSingleStep(0.05);
@@ -92,79 +156,139 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     form->addRow("routing", routing_row);
     auto* threshold_row = new QHBoxLayout;
     s.override_threshold = new QCheckBox("override", controls);
+    s.override_threshold->setToolTip("Replace the checkpoint's router threshold");
     s.threshold = new QDoubleSpinBox(controls);
-    s.threshold->setRange(0.001, 0.999);
+    s.threshold->setRange(1.0 / kSliderSteps, 1.0 - 1.0 / kSliderSteps);
     s.threshold->setSingleStep(0.05);
     s.threshold->setDecimals(3);
     s.threshold->setValue(0.5);
     s.threshold->setToolTip("Router probability a token needs to run global attention");
+    s.threshold_slider = new QSlider(Qt::Horizontal, controls);
+    s.threshold_slider->setRange(1, kSliderSteps - 1);
+    s.threshold_slider->setValue(kSliderSteps / 2);
+    s.threshold_slider->setToolTip(s.threshold->toolTip());
     threshold_row->addWidget(s.override_threshold);
     threshold_row->addWidget(s.threshold);
+    threshold_row->addWidget(s.threshold_slider, 1);
     form->addRow("threshold", threshold_row);
     s.reset = new QPushButton("Reset to base", controls);
-    s.reset->setToolTip("Back to the base run's options (no pruning, its routing and threshold)");
+    s.reset->setToolTip("Back to the base run's options: its pruning, routing and threshold");
     form->addRow(QString(), s.reset);
     layout->addWidget(controls);
 
-    s.status = new QLabel("No what-if yet: prune a layer or change the routing.", this);
+    auto* status_row = new QHBoxLayout;
+    s.status = new QLabel(this);
     s.status->setStyleSheet("color: #5a6372");
     s.status->setWordWrap(true);
-    layout->addWidget(s.status);
+    s.busy = new QProgressBar(this);
+    s.busy->setRange(0, 0);  // indeterminate
+    s.busy->setMaximumWidth(90);
+    s.busy->setMaximumHeight(12);
+    s.busy->setTextVisible(false);
+    s.busy->setVisible(false);
+    status_row->addWidget(s.status, 1);
+    status_row->addWidget(s.busy);
+    layout->addLayout(status_row);
 
-    auto* results = new QGroupBox("Result (variant vs base)", this);
+    s.pages = new QStackedWidget(this);
+    s.comparison_page = new QWidget(s.pages);
+    auto* comparison_layout = new QVBoxLayout(s.comparison_page);
+    comparison_layout->setContentsMargins(0, 0, 0, 0);
+    auto* results = new QGroupBox("Variant vs base", s.comparison_page);
     auto* grid = new QFormLayout(results);
-    const std::pair<const char*, const char*> rows[] = {
-        {"delta_nll", "Δ mean NLL"},   {"perplexity", "perplexity"},
-        {"kl_mean", "KL mean"},        {"kl_max", "KL max"},
-        {"top1", "top-1 agreement"},   {"kv_saved", "KV memory saved"},
-        {"kv", "KV memory"},           {"ttft_measured", "TTFT measured"},
-        {"ttft_predicted", "TTFT predicted"}};
-    for (const auto& [key, label] : rows) {
-        auto* value = new QLabel("–", results);
+    for (const MetricRow& row : kMetricRows) {
+        auto* value = new QLabel(results);
         value->setTextInteractionFlags(Qt::TextSelectableByMouse);
         value->setStyleSheet("font-family: monospace");
-        grid->addRow(label, value);
-        s.values[key] = value;
+        value->setToolTip(row.tip);
+        auto* label = new QLabel(row.label, results);
+        label->setToolTip(row.tip);
+        if (QString(row.key) == "kl_max") {
+            // The token of the largest KL is a click away.
+            auto* kl_row = new QHBoxLayout;
+            s.kl_token = new QPushButton(results);
+            s.kl_token->setFlat(true);
+            s.kl_token->setCursor(Qt::PointingHandCursor);
+            s.kl_token->setStyleSheet("color: #3b6fb6; text-decoration: underline; padding: 0");
+            s.kl_token->setToolTip("Select the token with the largest KL in every view");
+            kl_row->addWidget(value);
+            kl_row->addWidget(s.kl_token);
+            kl_row->addStretch(1);
+            grid->addRow(label, kl_row);
+        } else {
+            grid->addRow(label, value);
+        }
+        s.values[row.key] = value;
     }
-    s.kl_token = new QLabel(results);
-    s.kl_token->setTextFormat(Qt::RichText);
-    grid->addRow(QString(), s.kl_token);
-    layout->addWidget(results);
-
-    s.layers = new QTableWidget(0, 4, this);
-    s.layers->setHorizontalHeaderLabels({"layer", "base global", "variant global", "change"});
+    comparison_layout->addWidget(results);
+    s.layers =
+        make_table(4, {"layer", "base global", "variant global", "change"}, s.comparison_page);
     s.layers->verticalHeader()->setVisible(false);
-    s.layers->verticalHeader()->setDefaultSectionSize(20);
-    s.layers->setEditTriggers(QAbstractItemView::NoEditTriggers);
-    s.layers->setSelectionBehavior(QAbstractItemView::SelectRows);
-    s.layers->horizontalHeader()->setStretchLastSection(true);
-    layout->addWidget(s.layers, 1);
+    s.layers->horizontalHeaderItem(1)->setToolTip("Share of tokens with global attention, base");
+    s.layers->horizontalHeaderItem(2)->setToolTip(
+        "Share of tokens with global attention, variant "
+        "(0 in pruned layers)");
+    s.layers->horizontalHeaderItem(3)->setToolTip("Variant minus base, percentage points");
+    comparison_layout->addWidget(s.layers, 1);
+    s.pages->addWidget(s.comparison_page);
+    s.side = make_table(2, {"base", "other"}, s.pages);
+    s.side->setRowCount(static_cast<int>(std::size(kSideRows)));
+    for (int r = 0; r < s.side->rowCount(); ++r) {
+        s.side->setVerticalHeaderItem(r, new QTableWidgetItem(kSideRows[r].second));
+    }
+    s.side->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
+    s.pages->addWidget(s.side);
+    layout->addWidget(s.pages, 1);
 
     auto edited = [this] {
         State& st = *state_;
         if (st.updating || !st.session->base()) return;
         RunOptions o = st.session->whatIfOptions();
-        const QString kind = st.routing->currentText();
-        const double f = st.fraction->value();
-        o.routing = kind == "learned"  ? RoutingPolicy{RoutingKind::Learned, 0.0}
-                    : kind == "global" ? RoutingPolicy{RoutingKind::Global, 0.0}
-                    : kind == "local"  ? RoutingPolicy{RoutingKind::Local, 0.0}
-                    : kind == "random" ? RoutingPolicy{RoutingKind::Random, f}
-                                       : RoutingPolicy{RoutingKind::Top, f};
-        o.threshold = st.override_threshold->isChecked() ? std::optional<double>(st.threshold->value())
-                                                         : std::nullopt;
+        const auto kind = static_cast<RoutingKind>(st.routing->currentIndex());
+        const bool has_fraction = kind == RoutingKind::Random || kind == RoutingKind::Top;
+        o.routing = RoutingPolicy{kind, has_fraction ? st.fraction->value() : 0.0};
+        o.threshold = st.override_threshold->isChecked()
+                          ? std::optional<double>(st.threshold->value())
+                          : std::nullopt;
         st.threshold->setEnabled(st.override_threshold->isChecked());
-        st.fraction->setEnabled(kind == "random" || kind == "top");
+        st.threshold_slider->setEnabled(st.override_threshold->isChecked());
+        st.fraction->setEnabled(has_fraction);
         st.session->setWhatIfOptions(o);
     };
+    // Names for tests and style sheets.
+    s.routing->setObjectName("routing");
+    s.fraction->setObjectName("fraction");
+    s.override_threshold->setObjectName("thresholdOverride");
+    s.threshold->setObjectName("threshold");
+    s.threshold_slider->setObjectName("thresholdSlider");
+    s.reset->setObjectName("reset");
+    s.kl_token->setObjectName("klMaxToken");
+    s.busy->setObjectName("busy");
+    s.layers->setObjectName("layerComparison");
+    s.side->setObjectName("sideBySide");
+
     connect(s.routing, &QComboBox::currentIndexChanged, this, edited);
     connect(s.fraction, &QDoubleSpinBox::valueChanged, this, edited);
     connect(s.override_threshold, &QCheckBox::toggled, this, edited);
-    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, edited);
-    connect(s.reset, &QPushButton::clicked, this, [this] {
-        if (state_->session->base()) state_->session->setWhatIfOptions(state_->session->base()->options);
+    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, [this, edited](double v) {
+        State& st = *state_;
+        const bool was = st.updating;
+        st.updating = true;  // the slider follows; one edit, not two
+        st.threshold_slider->setValue(static_cast<int>(std::lround(v * kSliderSteps)));
+        st.updating = was;
+        edited();
     });
-    connect(s.kl_token, &QLabel::linkActivated, this, [this] {
+    connect(s.threshold_slider, &QSlider::valueChanged, this, [this](int v) {
+        State& st = *state_;
+        if (st.updating) return;
+        st.threshold->setValue(static_cast<double>(v) / kSliderSteps);  // which edits the options
+    });
+    connect(s.reset, &QPushButton::clicked, this, [this] {
+        if (state_->session->base()) {
+            state_->session->setWhatIfOptions(state_->session->base()->options);
+        }
+    });
+    connect(s.kl_token, &QPushButton::clicked, this, [this] {
         if (state_->kl_max_token >= 0) state_->selection->setToken(state_->kl_max_token);
     });
     connect(session, &Session::whatIfOptionsChanged, this, [this] { syncControls(); });
@@ -174,6 +298,7 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     });
     connect(session, &Session::variantChanged, this, [this] { showResults(); });
     syncControls();
+    showResults();
 }
 
 WhatIfView::~WhatIfView() = default;
@@ -182,121 +307,142 @@ void WhatIfView::syncControls() {
     State& s = *state_;
     s.updating = true;
     const RunOptions& o = s.session->whatIfOptions();
-    const char* names[] = {"learned", "global", "local", "random", "top"};
-    s.routing->setCurrentText(names[static_cast<int>(o.routing.kind)]);
-    if (o.routing.kind == RoutingKind::Random || o.routing.kind == RoutingKind::Top) {
-        s.fraction->setValue(o.routing.fraction);
-    }
-    s.fraction->setEnabled(o.routing.kind == RoutingKind::Random || o.routing.kind == RoutingKind::Top);
+    s.routing->setCurrentIndex(static_cast<int>(o.routing.kind));
+    const bool has_fraction =
+        o.routing.kind == RoutingKind::Random || o.routing.kind == RoutingKind::Top;
+    if (has_fraction) s.fraction->setValue(o.routing.fraction);
     s.override_threshold->setChecked(o.threshold.has_value());
-    s.threshold->setEnabled(o.threshold.has_value());
-    if (o.threshold) s.threshold->setValue(*o.threshold);
+    if (o.threshold) {
+        s.threshold->setValue(*o.threshold);
+        s.threshold_slider->setValue(static_cast<int>(std::lround(*o.threshold * kSliderSteps)));
+    }
     const ProfilePtr& base = s.session->base();
+    // Routing and threshold mean nothing to a plain model or an L2A model run as its base.
     const bool l2a = base && base->model.is_l2a && !base->options.as_base;
     s.routing->setEnabled(l2a);
+    s.fraction->setEnabled(l2a && has_fraction);
     s.override_threshold->setEnabled(l2a);
-    s.reset->setEnabled(static_cast<bool>(base));
+    s.threshold->setEnabled(l2a && o.threshold.has_value());
+    s.threshold_slider->setEnabled(l2a && o.threshold.has_value());
+    s.reset->setEnabled(base && !(o == base->options));
     s.updating = false;
 }
 
 void WhatIfView::showResults() {
     State& s = *state_;
-    for (auto& [key, label] : s.values) label->setText("–");
-    s.kl_token->clear();
+    for (auto& [key, label] : s.values) label->clear();
+    s.kl_token->setVisible(false);
     s.kl_max_token = -1;
     s.layers->setRowCount(0);
+    for (int r = 0; r < s.side->rowCount(); ++r) {
+        s.side->setItem(r, 0, nullptr);
+        s.side->setItem(r, 1, nullptr);
+    }
+    s.pages->setCurrentWidget(s.comparison_page);
     const ProfilePtr& base = s.session->base();
     const ProfilePtr& variant = s.session->variant();
     const ComparisonPtr& c = s.session->comparison();
-    if (!base || !variant) {
-        s.status->setText(base ? "No what-if yet: prune a layer in the Layers view or change the routing."
-                               : "No run yet.");
-        return;
+    if (s.running) {
+        s.status->setText("Running the what-if…");
+    } else if (!base) {
+        s.status->setText("No run yet.");
+    } else if (!variant) {
+        s.status->setText(
+            "No what-if yet: prune a layer in the Layers view or change the "
+            "routing.");
     }
+    if (!base || !variant) return;
     if (c) {
-        s.status->setText(QString("Variant: routing %1, pruned layers %2%3; re-run from layer %4.")
-                              .arg(QString::fromStdString(variant->options.routing.to_string()))
-                              .arg(variant->options.prune.empty()
-                                       ? QString("none")
-                                       : QString::fromStdString(format_pruning_plan(variant->options.prune)))
-                              .arg(variant->options.threshold
-                                       ? QString(", threshold %1").arg(*variant->options.threshold)
-                                       : QString())
-                              .arg(c->start_layer));
+        if (!s.running) {
+            s.status->setText(QString("Variant: %1; re-run from layer %2.")
+                                  .arg(options_text(variant->options))
+                                  .arg(c->start_layer));
+        }
         s.values["delta_nll"]->setText(QString("%1 → %2  (%3)")
-                                           .arg(fixed(c->base_mean_nll, 4), fixed(c->variant_mean_nll, 4),
+                                           .arg(fixed(c->base_mean_nll, 4),
+                                                fixed(c->variant_mean_nll, 4),
                                                 signed_fixed(c->delta_mean_nll, 4)));
         s.values["perplexity"]->setText(QString("%1 → %2  (%3)")
-                                            .arg(fixed(c->base_perplexity, 3), fixed(c->variant_perplexity, 3),
+                                            .arg(fixed(c->base_perplexity, 3),
+                                                 fixed(c->variant_perplexity, 3),
                                                  signed_fixed(c->delta_perplexity, 3)));
         s.values["kl_mean"]->setText(fixed(c->kl_mean, 5) + " nats");
         s.values["kl_max"]->setText(fixed(c->kl_max, 5) + " nats");
         s.values["top1"]->setText(fixed(100.0 * c->top1_agreement, 2) + "%");
-        s.values["kv_saved"]->setText(bytes_text(c->base_kv_bytes - c->variant_kv_bytes));
-        s.values["kv"]->setText(QString("%1 → %2  (%3% → %4% of no L2A)")
-                                    .arg(bytes_text(c->base_kv_bytes), bytes_text(c->variant_kv_bytes),
+        s.values["kv"]->setText(QString("%1 → %2  (%3% → %4% of no L2A, %5)")
+                                    .arg(bytes_text(c->base_kv_bytes),
+                                         bytes_text(c->variant_kv_bytes),
                                          fixed(100.0 * c->base_kv_relative, 1),
-                                         fixed(100.0 * c->variant_kv_relative, 1)));
-        s.values["ttft_measured"]->setText(
-            seconds_text(c->base_ttft_measured) + " → " + seconds_text(c->variant_ttft_measured));
-        s.values["ttft_predicted"]->setText(
-            seconds_text(c->base_ttft_predicted) + " → " + seconds_text(c->variant_ttft_predicted));
-        if (c->kl_max > 0) {
+                                         fixed(100.0 * c->variant_kv_relative, 1),
+                                         bytes_text(c->kv_bytes_without_l2a)));
+        s.values["kv_saved"]->setText(bytes_text(c->base_kv_bytes - c->variant_kv_bytes));
+        s.values["ttft_measured"]->setText(seconds_text(c->base_ttft_measured) + " → " +
+                                           seconds_text(c->variant_ttft_measured));
+        s.values["ttft_predicted"]->setText(seconds_text(c->base_ttft_predicted) + " → " +
+                                            seconds_text(c->variant_ttft_predicted));
+        if (c->kl_max > 0 && c->kl_max_token >= 0 && c->kl_max_token < base->num_tokens()) {
             s.kl_max_token = c->kl_max_token;
-            s.kl_token->setText(QString("largest KL at <a href='#'>token %1</a>").arg(c->kl_max_token));
+            s.kl_token->setText(QString("at token %1").arg(c->kl_max_token));
+            s.kl_token->setVisible(true);
         }
         const std::size_t layers = c->base_global_fraction.size();
         s.layers->setRowCount(static_cast<int>(layers));
         for (std::size_t l = 0; l < layers; ++l) {
             const double a = c->base_global_fraction[l];
-            const double b = l < c->variant_global_fraction.size() ? c->variant_global_fraction[l] : 0.0;
+            const double b =
+                l < c->variant_global_fraction.size() ? c->variant_global_fraction[l] : 0.0;
             const int row = static_cast<int>(l);
-            s.layers->setItem(row, 0, new QTableWidgetItem(QString::number(l)));
-            s.layers->setItem(row, 1, new QTableWidgetItem(fixed(100 * a, 1) + "%"));
-            s.layers->setItem(row, 2, new QTableWidgetItem(fixed(100 * b, 1) + "%"));
-            s.layers->setItem(row, 3, new QTableWidgetItem(signed_fixed(100 * (b - a), 1) + " pp"));
+            s.layers->setItem(row, 0, cell(QString::number(l)));
+            s.layers->setItem(row, 1, cell(fixed(100 * a, 1) + "%"));
+            s.layers->setItem(row, 2, cell(fixed(100 * b, 1) + "%"));
+            s.layers->setItem(row, 3, cell(signed_fixed(100 * (b - a), 1) + " pp"));
         }
         return;
     }
-    // Two opened profiles side by side: what both hold.
-    s.status->setText("Comparing two saved profiles (" + QString::fromStdString(variant->document_path) +
-                      "): the numbers both runs recorded.");
-    s.values["delta_nll"]->setText(QString("%1 → %2  (%3)")
-                                       .arg(fixed(base->metrics.mean_nll, 4), fixed(variant->metrics.mean_nll, 4),
-                                            signed_fixed(variant->metrics.mean_nll - base->metrics.mean_nll, 4)));
-    s.values["perplexity"]->setText(fixed(base->metrics.perplexity, 3) + " → " +
-                                    fixed(variant->metrics.perplexity, 3));
-    s.values["kv_saved"]->setText(bytes_text(base->metrics.kv_bytes_total - variant->metrics.kv_bytes_total));
-    s.values["kv"]->setText(bytes_text(base->metrics.kv_bytes_total) + " → " +
-                            bytes_text(variant->metrics.kv_bytes_total));
-    s.values["ttft_measured"]->setText(seconds_text(base->wall_seconds) + " → " +
-                                       seconds_text(variant->wall_seconds));
-    const std::size_t layers = std::min(base->metrics.global_fraction.size(), variant->metrics.global_fraction.size());
-    s.layers->setRowCount(static_cast<int>(layers));
-    for (std::size_t l = 0; l < layers; ++l) {
-        const double a = base->metrics.global_fraction[l], b = variant->metrics.global_fraction[l];
-        const int row = static_cast<int>(l);
-        s.layers->setItem(row, 0, new QTableWidgetItem(QString::number(l)));
-        s.layers->setItem(row, 1, new QTableWidgetItem(fixed(100 * a, 1) + "%"));
-        s.layers->setItem(row, 2, new QTableWidgetItem(fixed(100 * b, 1) + "%"));
-        s.layers->setItem(row, 3, new QTableWidgetItem(signed_fixed(100 * (b - a), 1) + " pp"));
+    // Two opened profiles side by side: only what both recorded.
+    if (!s.running) {
+        s.status->setText("Two profiles side by side: " +
+                          QString::fromStdString(variant->document_path) + " against the base.");
+    }
+    s.pages->setCurrentWidget(s.side);
+    const Profile* runs[2] = {base.get(), variant.get()};
+    for (int col = 0; col < 2; ++col) {
+        const Profile& p = *runs[col];
+        const QString texts[] = {
+            fixed(p.metrics.mean_nll, 4) + " nats",
+            fixed(p.metrics.perplexity, 3),
+            fixed(100.0 * p.metrics.global_fraction_overall, 1) + "%",
+            bytes_text(p.metrics.kv_bytes_total),
+            seconds_text(p.wall_seconds),
+            options_text(p.options),
+        };
+        for (int r = 0; r < s.side->rowCount(); ++r) {
+            s.side->setItem(r, col, cell(texts[r], r + 1 < s.side->rowCount()));
+        }
     }
 }
 
 QString WhatIfView::shownValue(const QString& metric) const {
-    auto it = state_->values.find(metric);
-    if (it == state_->values.end() || it->second->text() == "–") return {};
-    return it->second->text();
+    const State& s = *state_;
+    if (s.pages->currentWidget() == s.side) {
+        for (int r = 0; r < s.side->rowCount(); ++r) {
+            if (metric != kSideRows[r].first) continue;
+            const QTableWidgetItem* a = s.side->item(r, 0);
+            const QTableWidgetItem* b = s.side->item(r, 1);
+            return a && b ? a->text() + " | " + b->text() : QString();
+        }
+        return {};
+    }
+    auto it = s.values.find(metric);
+    return it == s.values.end() ? QString() : it->second->text();
 }
 
 void WhatIfView::setRunning(bool running) {
-    state_->status->setText(running ? "Running the what-if…" : state_->status->text());
-    if (running) {
-        state_->status->setStyleSheet("color: #b7791f");
-    } else {
-        state_->status->setStyleSheet("color: #5a6372");
-        showResults();
-    }
+    State& s = *state_;
+    s.running = running;
+    s.busy->setVisible(running);
+    s.status->setStyleSheet(running ? "color: #b7791f" : "color: #5a6372");
+    showResults();
 }
 
 }  // namespace l2a::ui

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <QElapsedTimer>
+#include <deque>
 #include <QOpenGLExtraFunctions>
 #include <QOpenGLWidget>
 
@@ -53,6 +54,11 @@ private:
     QElapsedTimer clock_;
     double last_frame_ms_ = 0.0;
     double last_time_ = 0.0;
+    struct ButtonEdge {
+        int button;
+        bool down;
+    };
+    std::deque<ButtonEdge> button_edges_;  // mouse button changes not yet seen by a frame
 };
 
 }  // namespace l2a::ui

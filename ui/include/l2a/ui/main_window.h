@@ -55,6 +55,10 @@ protected:
     void dropEvent(QDropEvent* event) override;
 
 private:
+    void addRecent(const QString& path);
+    void updateRecent();
+    void updateStatus();
+
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -1,0 +1,605 @@
+// The studio's main window: wiring only. Views, the session and the run controller do the work;
+// this file holds menus, the run-options toolbar, docks, the status bar, settings and exports.
+#include "l2a/ui/main_window.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QComboBox>
+#include <QDockWidget>
+#include <QDoubleSpinBox>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QKeySequence>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QStatusBar>
+#include <QTimer>
+#include <QToolBar>
+#include <QUrl>
+#include <filesystem>
+#include <fstream>
+
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/device.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/profile.h"
+#include "l2a/profiler/export.h"
+#include "l2a/profiler/report_pdf.h"
+#include "l2a/ui/document_view.h"
+#include "l2a/ui/layers_view.h"
+#include "l2a/ui/routing_map_view.h"
+#include "l2a/ui/run_controller.h"
+#include "l2a/ui/selection.h"
+#include "l2a/ui/session.h"
+#include "l2a/ui/timeline_view.h"
+#include "l2a/ui/whatif_view.h"
+
+#ifndef L2A_VERSION
+#define L2A_VERSION "0.1.0"
+#endif
+
+namespace l2a::ui {
+namespace {
+
+constexpr int kMaxRecent = 10;
+constexpr int kWhatIfDebounceMs = 200;
+
+std::filesystem::path to_path(const QString& s) { return std::filesystem::path(s.toStdString()); }
+
+QString bytes_text(std::int64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        ++u;
+    }
+    return u == 0 ? QString::number(bytes) + " B" : QString::number(v, 'f', 1) + " " + units[u];
+}
+
+// Resident memory of this process (Linux), for the status bar on CPU runs.
+std::int64_t resident_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    long long pages = 0, resident = 0;
+    if (!(statm >> pages >> resident)) return 0;
+    return resident * 4096;
+}
+
+}  // namespace
+
+struct MainWindow::State {
+    StudioOptions options;
+    Session* session = nullptr;
+    Selection* selection = nullptr;
+    RunController* controller = nullptr;
+    DocumentView* document = nullptr;
+    RoutingMapView* map = nullptr;
+    LayersView* layers = nullptr;
+    TimelineView* timeline = nullptr;
+    WhatIfView* whatif = nullptr;
+    std::vector<QDockWidget*> docks;
+
+    QString model_dir;  // empty: the demo model
+    QString document_path;  // empty: the demo document
+
+    QComboBox* device = nullptr;
+    QComboBox* backend = nullptr;
+    QSpinBox* max_tokens = nullptr;
+    QComboBox* routing = nullptr;
+    QDoubleSpinBox* fraction = nullptr;
+    QDoubleSpinBox* threshold = nullptr;
+
+    QLabel* status_device = nullptr;
+    QLabel* status_tokens = nullptr;
+    QLabel* status_time = nullptr;
+    QLabel* status_memory = nullptr;
+    QLabel* status_stage = nullptr;
+    QProgressBar* progress = nullptr;
+    QPushButton* cancel = nullptr;
+    QMenu* recent = nullptr;
+    QTimer* whatif_timer = nullptr;
+    bool whatif_running = false;
+    QByteArray default_state;
+};
+
+MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
+    : QMainWindow(parent), state_(std::make_unique<State>()) {
+    State& s = *state_;
+    s.options = options;
+    s.model_dir = options.model_dir;
+    s.document_path = options.document;
+    setObjectName("MainWindow");
+    setAcceptDrops(true);
+    setDockNestingEnabled(true);
+    resize(1500, 950);
+
+    s.session = new Session(this);
+    s.selection = new Selection(this);
+    s.controller = new RunController(this);
+
+    // ---- views in docks ----------------------------------------------------------------------
+    s.map = new RoutingMapView(s.session, s.selection);
+    s.document = new DocumentView(s.session, s.selection);
+    s.layers = new LayersView(s.session, s.selection);
+    s.timeline = new TimelineView(s.session, s.selection);
+    s.whatif = new WhatIfView(s.session, s.selection);
+    setCentralWidget(s.map);
+    auto dock = [&](const QString& title, const QString& name, QWidget* widget, Qt::DockWidgetArea area) {
+        auto* d = new QDockWidget(title, this);
+        d->setObjectName(name);
+        d->setWidget(widget);
+        addDockWidget(area, d);
+        s.docks.push_back(d);
+        return d;
+    };
+    QDockWidget* doc_dock = dock("Document", "DocumentDock", s.document, Qt::BottomDockWidgetArea);
+    QDockWidget* timeline_dock = dock("Timeline", "TimelineDock", s.timeline, Qt::BottomDockWidgetArea);
+    tabifyDockWidget(doc_dock, timeline_dock);
+    doc_dock->raise();
+    dock("Layers", "LayersDock", s.layers, Qt::RightDockWidgetArea);
+    dock("What-if", "WhatIfDock", s.whatif, Qt::RightDockWidgetArea);
+    resizeDocks({doc_dock}, {330}, Qt::Vertical);
+
+    // ---- run options toolbar -------------------------------------------------------------------
+    auto* bar = addToolBar("Run options");
+    bar->setObjectName("RunOptionsToolBar");
+    bar->addWidget(new QLabel(" device "));
+    s.device = new QComboBox;
+    s.device->addItem("cpu");
+    for (int i = 0; i < cuda_device_count(); ++i) {
+        s.device->addItem(QString("cuda:%1").arg(i));
+    }
+    s.device->setToolTip(cuda_built() ? "Where the model runs" : "This build runs on the CPU only");
+    bar->addWidget(s.device);
+    bar->addWidget(new QLabel("  backend "));
+    s.backend = new QComboBox;
+    s.backend->addItems({"reference", "sdpa", "kernels"});
+    s.backend->setToolTip("Attention implementation: reference (CPU and GPU), sdpa and kernels (GPU)");
+    bar->addWidget(s.backend);
+    bar->addWidget(new QLabel("  max tokens "));
+    s.max_tokens = new QSpinBox;
+    s.max_tokens->setRange(0, 1 << 20);
+    s.max_tokens->setSpecialValueText("all");
+    s.max_tokens->setSingleStep(1024);
+    s.max_tokens->setValue(4096);
+    s.max_tokens->setToolTip("Tokens of the document to run (0: all of them)");
+    bar->addWidget(s.max_tokens);
+    bar->addWidget(new QLabel("  routing "));
+    s.routing = new QComboBox;
+    s.routing->addItems({"learned", "global", "local", "random", "top"});
+    bar->addWidget(s.routing);
+    s.fraction = new QDoubleSpinBox;
+    s.fraction->setRange(0, 1);
+    s.fraction->setSingleStep(0.05);
+    s.fraction->setValue(0.2);
+    s.fraction->setToolTip("Fraction for random and top routing");
+    bar->addWidget(s.fraction);
+    bar->addWidget(new QLabel("  threshold "));
+    s.threshold = new QDoubleSpinBox;
+    s.threshold->setRange(0, 0.999);
+    s.threshold->setDecimals(3);
+    s.threshold->setSingleStep(0.05);
+    s.threshold->setSpecialValueText("model");
+    s.threshold->setValue(0);
+    s.threshold->setToolTip("Router probability threshold (\"model\": the checkpoint's own)");
+    bar->addWidget(s.threshold);
+    auto update_backends = [this] {
+        State& st = *state_;
+        const bool cpu = st.device->currentText() == "cpu";
+        if (cpu) st.backend->setCurrentText("reference");
+        for (int i = 1; i < st.backend->count(); ++i) {
+            st.backend->setItemData(i, cpu ? 0 : QVariant(), Qt::UserRole - 1);  // disable on CPU
+        }
+        st.fraction->setEnabled(st.routing->currentText() == "random" || st.routing->currentText() == "top");
+    };
+    connect(s.device, &QComboBox::currentIndexChanged, this, update_backends);
+    connect(s.routing, &QComboBox::currentIndexChanged, this, update_backends);
+    update_backends();
+
+    // ---- menus -----------------------------------------------------------------------------------
+    QMenu* file = menuBar()->addMenu("&File");
+    QAction* open_model = file->addAction("Open &Model Folder…", this, [this] { openModelFolder({}); });
+    open_model->setShortcut(QKeySequence("Ctrl+Shift+O"));
+    QAction* open_doc = file->addAction("&Open Document…", this, [this] { openDocument({}); });
+    open_doc->setShortcut(QKeySequence::Open);
+    QAction* open_profile = file->addAction("Open &Profile…", this, [this] { openProfile({}); });
+    open_profile->setShortcut(QKeySequence("Ctrl+Shift+P"));
+    QAction* compare = file->addAction("Open Profile to &Compare…", this, [this] {
+        const QString path = QFileDialog::getOpenFileName(this, "Profile to compare", {}, "L2A profiles (*.l2a)");
+        if (path.isEmpty()) return;
+        try {
+            auto other = std::make_shared<const Profile>(load_profile(to_path(path)));
+            state_->session->setVariant(other, nullptr);
+        } catch (const std::exception& e) {
+            QMessageBox::critical(this, "Cannot open the profile", QString::fromStdString(e.what()));
+        }
+    });
+    compare->setToolTip("Show a second profile of the same document side by side");
+    s.recent = file->addMenu("Recent Files");
+    file->addSeparator();
+    QAction* save = file->addAction("&Save Profile…", this, [this] { saveProfile({}); });
+    save->setShortcut(QKeySequence::Save);
+    QMenu* exports = file->addMenu("&Export");
+    const std::pair<const char*, const char*> formats[] = {
+        {"html", "HTML report…"}, {"pdf", "PDF report…"}, {"json", "JSON…"},
+        {"csv", "CSV tables…"},   {"chrome", "Chrome / Perfetto trace…"}};
+    for (const auto& [format, label] : formats) {
+        QAction* a = exports->addAction(label, this, [this, f = QString(format)] { exportTo(f, {}); });
+        if (QString(format) == "pdf" && !pdf_export_available()) a->setEnabled(false);
+        if (QString(format) == "html") a->setShortcut(QKeySequence("Ctrl+E"));
+    }
+    file->addSeparator();
+    QAction* quit = file->addAction("&Quit", this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+
+    QMenu* run = menuBar()->addMenu("&Run");
+    QAction* run_now = run->addAction("&Run", this, &MainWindow::runNow);
+    run_now->setShortcut(QKeySequence(Qt::Key_F5));
+    QAction* cancel = run->addAction("&Cancel", this, &MainWindow::cancelRun);
+    cancel->setShortcut(QKeySequence(Qt::Key_Escape));
+    run->addSeparator();
+    QAction* reset = run->addAction("Reset &What-if", this, [this] {
+        if (state_->session->base()) {
+            state_->session->setWhatIfOptions(state_->session->base()->options);
+            state_->session->clearVariant();
+        }
+    });
+    reset->setShortcut(QKeySequence("Ctrl+R"));
+
+    QMenu* view = menuBar()->addMenu("&View");
+    for (QDockWidget* d : s.docks) view->addAction(d->toggleViewAction());
+    view->addSeparator();
+    view->addAction("Reset &Layout", this, [this] { restoreState(state_->default_state); });
+
+    QMenu* help = menuBar()->addMenu("&Help");
+    help->addAction("&Keyboard Shortcuts", this, [this] {
+        QMessageBox::information(
+            this, "Keyboard shortcuts",
+            "F5\tRun the document\nEsc\tCancel the run\nCtrl+O\tOpen a document\n"
+            "Ctrl+Shift+O\tOpen a model folder\nCtrl+Shift+P\tOpen a profile\nCtrl+S\tSave the "
+            "profile\nCtrl+E\tExport an HTML report\nCtrl+R\tReset the what-if\nCtrl+Q\tQuit\n\n"
+            "Routing map and timeline: wheel zooms, drag pans, double-click shows everything, a "
+            "click selects.");
+    });
+    help->addAction("&About L2A Studio", this, [this] {
+        QMessageBox::about(this, "About L2A Studio",
+                           QString("<b>L2A Studio %1</b><p>Runs Qwen and L2A models over long documents "
+                                   "and shows which tokens reach for global attention, what each layer "
+                                   "costs, and what pruning would change.</p>")
+                               .arg(L2A_VERSION));
+    });
+
+    // ---- status bar ----------------------------------------------------------------------------
+    s.status_stage = new QLabel("Ready");
+    s.status_device = new QLabel;
+    s.status_tokens = new QLabel;
+    s.status_time = new QLabel;
+    s.status_memory = new QLabel;
+    s.progress = new QProgressBar;
+    s.progress->setRange(0, 1000);
+    s.progress->setMaximumWidth(220);
+    s.progress->setVisible(false);
+    s.cancel = new QPushButton("Cancel");
+    s.cancel->setVisible(false);
+    s.cancel->setToolTip("Stop the run (Esc)");
+    statusBar()->addWidget(s.status_stage, 1);
+    statusBar()->addPermanentWidget(s.progress);
+    statusBar()->addPermanentWidget(s.cancel);
+    for (QLabel* l : {s.status_device, s.status_tokens, s.status_time, s.status_memory}) {
+        l->setMinimumWidth(90);
+        statusBar()->addPermanentWidget(l);
+    }
+    connect(s.cancel, &QPushButton::clicked, this, &MainWindow::cancelRun);
+
+    // ---- runs ----------------------------------------------------------------------------------
+    RunController* c = s.controller;
+    connect(c, &RunController::started, this, [this](const QString& what) {
+        state_->status_stage->setText(what + "…");
+    });
+    connect(c, &RunController::progress, this, [this](double fraction, const QString& stage) {
+        state_->progress->setValue(static_cast<int>(fraction * 1000));
+        state_->status_stage->setText(stage);
+    });
+    connect(c, &RunController::busyChanged, this, [this](bool busy) {
+        state_->progress->setVisible(busy);
+        state_->cancel->setVisible(busy);
+        if (busy) state_->progress->setValue(0);
+        if (!busy && state_->whatif_running) {
+            state_->whatif_running = false;
+            state_->whatif->setRunning(false);
+        }
+    });
+    connect(c, &RunController::runFinished, this, [this](ProfilePtr profile) {
+        state_->session->setBase(std::move(profile));
+        state_->status_stage->setText("Run finished");
+    });
+    connect(c, &RunController::whatIfFinished, this, [this](ProfilePtr variant, ComparisonPtr comparison) {
+        state_->session->setVariant(std::move(variant), std::move(comparison));
+        state_->status_stage->setText("What-if finished");
+    });
+    connect(c, &RunController::failed, this, [this](const QString& message) {
+        state_->status_stage->setText("Failed");
+        QMessageBox::critical(this, "L2A Studio", message);
+    });
+    connect(c, &RunController::cancelled, this, [this] { state_->status_stage->setText("Cancelled"); });
+    s.whatif_timer = new QTimer(this);
+    s.whatif_timer->setSingleShot(true);
+    s.whatif_timer->setInterval(kWhatIfDebounceMs);
+    connect(s.session, &Session::whatIfOptionsChanged, s.whatif_timer, qOverload<>(&QTimer::start));
+    connect(s.whatif_timer, &QTimer::timeout, this, [this] {
+        State& st = *state_;
+        if (!st.session->base()) return;
+        if (st.session->whatIfOptions() == st.session->base()->options) {
+            st.session->clearVariant();
+            return;
+        }
+        st.whatif_running = true;
+        st.whatif->setRunning(true);
+        st.controller->startWhatIf(st.session->whatIfOptions());
+    });
+    connect(s.session, &Session::baseChanged, this, [this] { updateStatus(); });
+
+    s.default_state = saveState();
+    QSettings settings;
+    restoreGeometry(settings.value("window/geometry").toByteArray());
+    restoreState(settings.value("window/state").toByteArray());
+    s.max_tokens->setValue(settings.value("run/max_tokens", 4096).toInt());
+    s.device->setCurrentText(settings.value("run/device", "cpu").toString());
+    s.backend->setCurrentText(settings.value("run/backend", "reference").toString());
+    update_backends();
+    updateRecent();
+    updateStatus();
+
+    if (!options.profile.isEmpty()) {
+        QTimer::singleShot(0, this, [this] { openProfile(state_->options.profile); });
+    } else if (options.run_on_start) {
+        QTimer::singleShot(0, this, &MainWindow::runNow);
+    }
+}
+
+MainWindow::~MainWindow() = default;
+
+Session* MainWindow::session() const { return state_->session; }
+Selection* MainWindow::selection() const { return state_->selection; }
+RunController* MainWindow::controller() const { return state_->controller; }
+DocumentView* MainWindow::documentView() const { return state_->document; }
+RoutingMapView* MainWindow::routingMapView() const { return state_->map; }
+LayersView* MainWindow::layersView() const { return state_->layers; }
+TimelineView* MainWindow::timelineView() const { return state_->timeline; }
+WhatIfView* MainWindow::whatIfView() const { return state_->whatif; }
+
+void MainWindow::runNow() {
+    State& s = *state_;
+    RunRequest request;
+    if (!s.model_dir.isEmpty()) request.model_dir = to_path(s.model_dir);
+    if (!s.document_path.isEmpty()) request.document = to_path(s.document_path);
+    request.options.device = s.device->currentText().toStdString();
+    request.options.backend = s.backend->currentText().toStdString();
+    request.options.max_tokens = s.max_tokens->value();
+    const QString routing = s.routing->currentText();
+    const double f = s.fraction->value();
+    request.options.routing = routing == "learned"  ? RoutingPolicy{RoutingKind::Learned, 0.0}
+                              : routing == "global" ? RoutingPolicy{RoutingKind::Global, 0.0}
+                              : routing == "local"  ? RoutingPolicy{RoutingKind::Local, 0.0}
+                              : routing == "random" ? RoutingPolicy{RoutingKind::Random, f}
+                                                    : RoutingPolicy{RoutingKind::Top, f};
+    if (s.threshold->value() > 0) request.options.threshold = s.threshold->value();
+    s.whatif_timer->stop();
+    s.controller->startRun(request);
+    setWindowTitle(QString("%1 — %2 — L2A Studio")
+                       .arg(s.document_path.isEmpty() ? "demo document" : QFileInfo(s.document_path).fileName(),
+                            s.model_dir.isEmpty() ? "demo model" : QFileInfo(s.model_dir).fileName()));
+}
+
+void MainWindow::cancelRun() { state_->controller->cancel(); }
+
+void MainWindow::openModelFolder(const QString& dir) {
+    QString path = dir;
+    if (path.isEmpty()) {
+        path = QFileDialog::getExistingDirectory(this, "Model folder (config.json, *.safetensors, tokenizer.json)");
+        if (path.isEmpty()) return;
+    }
+    if (!QFileInfo(path + "/config.json").exists()) {
+        QMessageBox::critical(this, "Cannot open the model",
+                              path + ": not a model folder (it has no config.json)");
+        return;
+    }
+    state_->model_dir = path;
+    addRecent(path);
+    runNow();
+}
+
+void MainWindow::openDocument(const QString& path_in) {
+    QString path = path_in;
+    if (path.isEmpty()) {
+        path = QFileDialog::getOpenFileName(this, "Document", {}, "Text and Markdown (*.txt *.md *.markdown);;All files (*)");
+        if (path.isEmpty()) return;
+    }
+    if (!QFileInfo(path).isFile()) {
+        QMessageBox::critical(this, "Cannot open the document", path + ": no such file");
+        return;
+    }
+    state_->document_path = path;
+    addRecent(path);
+    runNow();
+}
+
+void MainWindow::openProfile(const QString& path_in) {
+    QString path = path_in;
+    if (path.isEmpty()) {
+        path = QFileDialog::getOpenFileName(this, "Profile", {}, "L2A profiles (*.l2a)");
+        if (path.isEmpty()) return;
+    }
+    try {
+        auto profile = std::make_shared<const Profile>(load_profile(to_path(path)));
+        state_->controller->cancel();
+        state_->controller->adoptBase(profile);
+        state_->session->setBase(profile, path);
+        addRecent(path);
+        setWindowTitle(QFileInfo(path).fileName() + " — L2A Studio");
+    } catch (const std::exception& e) {
+        QMessageBox::critical(this, "Cannot open the profile", QString::fromStdString(e.what()));
+    }
+}
+
+void MainWindow::saveProfile(const QString& path_in) {
+    if (!state_->session->base()) {
+        QMessageBox::information(this, "Nothing to save", "Run a document first.");
+        return;
+    }
+    QString path = path_in;
+    if (path.isEmpty()) {
+        path = QFileDialog::getSaveFileName(this, "Save profile", "run.l2a", "L2A profiles (*.l2a)");
+        if (path.isEmpty()) return;
+    }
+    try {
+        save_profile(*state_->session->base(), to_path(path));
+        state_->session->setBaseFile(path);
+        addRecent(path);
+        state_->status_stage->setText("Saved " + path);
+    } catch (const std::exception& e) {
+        QMessageBox::critical(this, "Cannot save the profile", QString::fromStdString(e.what()));
+    }
+}
+
+bool MainWindow::exportTo(const QString& format, const QString& path_in) {
+    const ProfilePtr& base = state_->session->base();
+    if (!base) {
+        QMessageBox::information(this, "Nothing to export", "Run a document first.");
+        return false;
+    }
+    QString path = path_in;
+    if (path.isEmpty()) {
+        const QString filter = format == "html"   ? "HTML (*.html)"
+                               : format == "pdf"  ? "PDF (*.pdf)"
+                               : format == "csv"  ? "CSV (*.csv)"
+                                                  : "JSON (*.json)";
+        const QString name = format == "chrome" ? "run.trace.json" : "run." + format;
+        path = QFileDialog::getSaveFileName(this, "Export " + format, name, filter);
+        if (path.isEmpty()) return false;
+    }
+    // Reports compare with the variant when it is a run of the same tokens.
+    const ProfilePtr& variant = state_->session->variant();
+    const Profile* compare =
+        variant && variant->token_ids == base->token_ids && variant->num_layers == base->num_layers
+            ? variant.get()
+            : nullptr;
+    try {
+        const std::filesystem::path out = to_path(path);
+        if (format == "html") {
+            export_html(*base, out, compare);
+        } else if (format == "pdf") {
+            export_pdf(*base, out, compare);
+        } else if (format == "json") {
+            write_text_atomically(out, profile_to_json(*base) + "\n");
+        } else if (format == "csv") {
+            export_csv(*base, out);
+        } else if (format == "chrome") {
+            export_chrome_trace(*base, out);
+        } else {
+            throw Error("export: unknown format " + format.toStdString());
+        }
+        state_->status_stage->setText("Exported " + path);
+        return true;
+    } catch (const std::exception& e) {
+        QMessageBox::critical(this, "Export failed", QString::fromStdString(e.what()));
+        return false;
+    }
+}
+
+void MainWindow::addRecent(const QString& path) {
+    QSettings settings;
+    QStringList files = settings.value("recent").toStringList();
+    files.removeAll(path);
+    files.prepend(path);
+    while (files.size() > kMaxRecent) files.removeLast();
+    settings.setValue("recent", files);
+    updateRecent();
+}
+
+void MainWindow::updateRecent() {
+    State& s = *state_;
+    s.recent->clear();
+    QSettings settings;
+    const QStringList files = settings.value("recent").toStringList();
+    for (const QString& path : files) {
+        s.recent->addAction(path, this, [this, path] {
+            const QFileInfo info(path);
+            if (!info.exists()) {
+                QMessageBox::warning(this, "Recent files", path + ": no longer exists; removed from the list");
+                QSettings st;
+                QStringList list = st.value("recent").toStringList();
+                list.removeAll(path);
+                st.setValue("recent", list);
+                updateRecent();
+            } else if (info.isDir()) {
+                openModelFolder(path);
+            } else if (path.endsWith(".l2a")) {
+                openProfile(path);
+            } else {
+                openDocument(path);
+            }
+        });
+    }
+    s.recent->setEnabled(!files.isEmpty());
+}
+
+void MainWindow::updateStatus() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    if (!p) {
+        s.status_device->setText("cpu");
+        s.status_tokens->clear();
+        s.status_time->clear();
+        s.status_memory->setText(bytes_text(resident_bytes()) + " RSS");
+        return;
+    }
+    s.status_device->setText(QString::fromStdString(p->device.empty() ? p->options.device : p->device));
+    s.status_tokens->setText(QString("%1 tokens").arg(p->num_tokens()));
+    s.status_time->setText(QString("%1 s").arg(p->wall_seconds, 0, 'f', 3));
+    s.status_memory->setText(p->peak_device_bytes > 0 ? bytes_text(p->peak_device_bytes) + " GPU peak"
+                                                      : bytes_text(resident_bytes()) + " RSS");
+    s.status_memory->setToolTip(QString("KV cache of this run: %1").arg(bytes_text(p->metrics.kv_bytes_total)));
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    QSettings settings;
+    settings.setValue("window/geometry", saveGeometry());
+    settings.setValue("window/state", saveState());
+    settings.setValue("run/max_tokens", state_->max_tokens->value());
+    settings.setValue("run/device", state_->device->currentText());
+    settings.setValue("run/backend", state_->backend->currentText());
+    state_->controller->cancel();
+    event->accept();
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+    if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+    for (const QUrl& url : event->mimeData()->urls()) {
+        const QString path = url.toLocalFile();
+        const QFileInfo info(path);
+        if (info.isDir()) {
+            openModelFolder(path);
+        } else if (path.endsWith(".l2a")) {
+            openProfile(path);
+        } else if (info.isFile()) {
+            openDocument(path);
+        }
+        break;  // one file at a time: each starts a run
+    }
+    event->acceptProposedAction();
+}
+
+}  // namespace l2a::ui
