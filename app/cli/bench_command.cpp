@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -26,6 +27,7 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/shapes.h"
+#include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
 #include "model_source.h"
 #include "text_format.h"
@@ -594,6 +596,86 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     return 0;
 }
 
+
+// ---- bench whatif: how long a live what-if takes after a base run -----------------------------
+
+// What the desktop app does when a layer's prune box is toggled: the base run once (keeping
+// every layer's residual checkpoint), then re-runs from the changed layer, each timed.
+int bench_whatif(std::span<const std::string_view> raw) {
+    Arguments args("bench whatif",
+                   {{"--model", true}, {"--demo", false}, {"--doc", true}, {"--tokens", true},
+                    {"--layer", true}, {"--repeat", true}, {"--threads", true}, {"--json", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("bench"), stdout);
+        return 0;
+    }
+    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(4096);
+    const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
+    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    const std::filesystem::path folder = model_folder(args);
+    const Model model = Model::load(folder);
+    const Tokenizer* tokenizer = model.tokenizer();
+    if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");
+    if (!model.summary().is_l2a) fail(folder.string(), "a what-if prunes L2A layers: this model is plain");
+    const std::int64_t layers = model.config().num_hidden_layers;
+    const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
+    std::string text = args.value("--doc") ? load_document(*args.value("--doc")).text
+                                           : demo_document(static_cast<std::size_t>(tokens) * 4);
+    std::vector<std::int32_t> ids = tokenizer->encode(text).ids;
+    if (ids.empty()) fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
+    const std::size_t base_size = ids.size();
+    while (static_cast<std::int64_t>(ids.size()) < tokens) ids.push_back(ids[ids.size() % base_size]);
+    ids.resize(static_cast<std::size_t>(tokens));
+
+    RunOptions options;
+    const auto clock = [] { return std::chrono::steady_clock::now(); };
+    const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    auto t0 = clock();
+    const WhatIfRun base = run_whatif_base(model, ids, options);
+    const double base_s = seconds(t0, clock());
+    RunOptions variant = options;
+    variant.prune = {static_cast<int>(layer)};
+    std::vector<double> rerun, compared;
+    for (std::int64_t r = 0; r < repeat; ++r) {
+        t0 = clock();
+        const WhatIfRun run = run_whatif_variant(model, ids, base, variant);
+        const auto t1 = clock();
+        compare(model, ids, base, run);  // the numbers the app shows
+        rerun.push_back(seconds(t0, t1));
+        compared.push_back(seconds(t0, clock()));
+    }
+    std::sort(rerun.begin(), rerun.end());
+    std::sort(compared.begin(), compared.end());
+    const double rerun_median = rerun[rerun.size() / 2];
+    const double total_median = compared[compared.size() / 2];
+    if (args.has("--json")) {
+        std::cout << nlohmann::json{{"model", model.summary().model_type},
+                                    {"layers", layers},
+                                    {"tokens", tokens},
+                                    {"pruned_layer", layer},
+                                    {"threads", cpu_threads()},
+                                    {"base_seconds", base_s},
+                                    {"rerun_median_seconds", rerun_median},
+                                    {"rerun_and_compare_median_seconds", total_median},
+                                    {"repeat", repeat}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+    std::printf("model %s (%s, %lld layers), %lld tokens, %d CPU threads, %lld repeats\n",
+                model_label(args, folder).c_str(), model.summary().model_type.c_str(),
+                static_cast<long long>(layers), static_cast<long long>(tokens), cpu_threads(),
+                static_cast<long long>(repeat));
+    std::printf("base run (every layer's checkpoint kept)    %8.3f s\n", base_s);
+    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n", static_cast<long long>(layer),
+                rerun_median);
+    std::printf("what-if re-run + comparison (median)        %8.3f s   <- what the app waits for\n",
+                total_median);
+    return 0;
+}
+
 }  // namespace
 
 int bench_command(std::span<const std::string_view> raw) {
@@ -601,12 +683,13 @@ int bench_command(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    if (raw.empty() || (raw[0] != "prefill" && raw[0] != "attention")) {
-        throw UsageError("bench", raw.empty() ? "name a benchmark: prefill or attention"
+    if (raw.empty() || (raw[0] != "prefill" && raw[0] != "attention" && raw[0] != "whatif")) {
+        throw UsageError("bench", raw.empty() ? "name a benchmark: prefill, attention or whatif"
                                               : "unknown benchmark '" + std::string(raw[0]) +
-                                                    "' (available: prefill, attention)");
+                                                    "' (available: prefill, attention, whatif)");
     }
     if (raw[0] == "attention") return bench_attention_command(raw.subspan(1));
+    if (raw[0] == "whatif") return bench_whatif(raw.subspan(1));
     return bench_prefill(raw.subspan(1));
 }
 

@@ -122,6 +122,12 @@ constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench attention [options]
+       l2a bench whatif (--model DIR | --demo) [--tokens N] [--layer L] [--repeat N]
+
+bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
+run keeping every layer's residual checkpoint, then re-runs pruning --layer's global attention
+(default: the last layer) from that layer on, and the comparison with the base (median of
+--repeat, default 5) on --tokens of the document (default 4096, the app's default).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the

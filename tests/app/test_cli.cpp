@@ -496,7 +496,7 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench attention --window 0", "--window"},
         {"bench attention --device cpu", "--device"},
         {"bench attention --model x", "unknown option '--model'"},
-        {"bench sideways", "unknown benchmark 'sideways' (available: prefill, attention)"},
+        {"bench sideways", "unknown benchmark 'sideways' (available: prefill, attention, whatif)"},
     };
     for (const auto& mistake : mistakes) {
         SCOPED_TRACE(mistake.args);
@@ -653,6 +653,24 @@ TEST_F(Cli, WhatIfHelp) {
     EXPECT_TRUE(contains(l2a("help whatif", dir_).out, "--prune LIST"));
     EXPECT_TRUE(contains(l2a("help suggest-prune", dir_).out, "--max-dnll X"));
     EXPECT_TRUE(contains(l2a("--help", dir_).out, "suggest-prune"));
+}
+
+
+TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
+    Result r = l2a("bench whatif --demo --tokens 128 --repeat 2 --layer 1 --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["tokens"], 128);
+    EXPECT_EQ(j["pruned_layer"], 1);
+    EXPECT_GT(j["base_seconds"].get<double>(), 0.0);
+    EXPECT_GT(j["rerun_median_seconds"].get<double>(), 0.0);
+    EXPECT_GE(j["rerun_and_compare_median_seconds"].get<double>(),
+              j["rerun_median_seconds"].get<double>());
+    r = l2a("bench whatif --demo --tokens 64 --repeat 1", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "what the app waits for")) << r.out;
+    EXPECT_ONE_LINE_ERROR(l2a("bench whatif --demo --layer 99", dir_), 2, "--layer");
+    EXPECT_ONE_LINE_ERROR(l2a("bench whatif", dir_), 2, "--demo");
 }
 
 }  // namespace
