@@ -1,0 +1,160 @@
+// The Dear ImGui views on OpenGL: the routing map's pyramid keeps every routed token, its GPU
+// texture holds the profile's decisions, clicks select and selections are followed; the
+// timeline has one lane per host depth and stream and folds events too narrow to see.
+#include <QSignalSpy>
+#include <QTest>
+#include <algorithm>
+
+#include "l2a/ui/routing_map_view.h"
+#include "l2a/ui/selection.h"
+#include "l2a/ui/session.h"
+#include "l2a/ui/timeline_view.h"
+#include "l2a/ui/view_benchmark.h"
+
+using namespace l2a;
+using namespace l2a::ui;
+
+namespace {
+
+template <typename View>
+bool show_with_gl(View& view) {
+    view.resize(900, 400);
+    view.show();
+    if (!QTest::qWaitForWindowExposed(&view)) return false;
+    view.repaint();
+    return view.isValid() && view.context();
+}
+
+}  // namespace
+
+class GlViewsTest : public QObject {
+    Q_OBJECT
+
+private slots:
+    void pyramidKeepsALoneRoutedTokenAndAveragesShares() {
+        const long long tokens = 1000;
+        const int layers = 3;
+        std::vector<unsigned char> d(static_cast<std::size_t>(tokens * layers), 0);
+        d[1 * tokens + 777] = 1;                                  // one token in layer 1
+        for (long long t = 0; t < tokens; t += 2) d[2 * tokens + t] = 1;  // half of layer 2
+        const RoutingPyramid p = RoutingPyramid::build(d, tokens, layers);
+        QVERIFY(p.levels.size() >= 10);
+        QCOMPARE(p.levels.front().width, 1000);
+        QCOMPARE(p.levels.back().width, 1);
+        for (const RoutingPyramid::Level& level : p.levels) {
+            // Layer 1: the texel holding token 777 says "routed" at every level.
+            const int x = 777 / level.tokens_per_texel;
+            QCOMPARE(int(level.texels[2 * (1 * level.width + x) + 1]), 255);
+            // Layer 0: nothing routed anywhere.
+            for (int i = 0; i < level.width; ++i) QCOMPARE(int(level.texels[2 * i + 1]), 0);
+        }
+        // Layer 2 at the top level: half the tokens routed -> mean share 128 of 255.
+        const RoutingPyramid::Level& top = p.levels.back();
+        QVERIFY(std::abs(int(top.texels[2 * 2]) - 128) <= 1);
+        // Layer 1 at the top level: 1 of 1000.
+        QVERIFY(top.texels[2 * 1] <= 1);
+    }
+
+    void routingMapTextureHoldsTheDecisions() {
+        Session session;
+        Selection selection;
+        RoutingMapView map(&session, &selection);
+        if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        // Wider than any texture row: the map wraps it into several.
+        auto profile = std::make_shared<const Profile>(synthetic_profile(40000, 7, 0.2, 1));
+        session.setBase(profile);
+        map.repaint();
+        QTRY_COMPARE(map.textureSize(), QSize(40000, 7));
+        const long long routed = std::count(profile->decisions.begin(), profile->decisions.end(), 1);
+        QVERIFY(routed > 1000);
+        QCOMPARE(map.routedTexelsOnGpu(), routed);
+        // Another profile replaces the textures.
+        session.setBase(std::make_shared<const Profile>(synthetic_profile(300, 2, 0.5, 1, 7)));
+        map.repaint();
+        QTRY_COMPARE(map.textureSize(), QSize(300, 2));
+    }
+
+    void routingMapClickSelectsAndFollowsTheSelection() {
+        Session session;
+        Selection selection;
+        RoutingMapView map(&session, &selection);
+        if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        session.setBase(std::make_shared<const Profile>(synthetic_profile(1000, 4, 0.2, 1)));
+        map.repaint();
+        // Bottom-right area: the last layer, late tokens.
+        const QPoint at(map.width() - 40, map.height() - 40);
+        QTest::mouseMove(&map, at);
+        QTest::mousePress(&map, Qt::LeftButton, {}, at);
+        QTest::mouseRelease(&map, Qt::LeftButton, {}, at);
+        QTRY_VERIFY(selection.token() >= 0);
+        QCOMPARE(selection.layer(), 3);
+        QVERIFY(selection.token() > 800);
+        // Zoomed in on the start, a token selected elsewhere brings the view to it.
+        map.setVisibleTokens(0, 100);
+        selection.setToken(-1);
+        selection.setToken(10);
+        map.repaint();
+        selection.setToken(900);
+        map.repaint();
+        QTest::mouseMove(&map, QPoint(map.width() / 2, map.height() / 2));
+        QTest::mousePress(&map, Qt::LeftButton, {}, QPoint(map.width() / 2, map.height() / 2));
+        QTest::mouseRelease(&map, Qt::LeftButton, {}, QPoint(map.width() / 2, map.height() / 2));
+        // The click in the middle of the re-centred view lands near token 900.
+        QTRY_VERIFY(selection.token() != 900);
+        QVERIFY2(std::abs(selection.token() - 900) < 60, qPrintable(QString::number(selection.token())));
+    }
+
+    void timelineHasLanesFoldsAndSelectsLayers() {
+        Session session;
+        Selection selection;
+        TimelineView timeline(&session, &selection);
+        if (!show_with_gl(timeline)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        // 5 layers, 2,000 kernels per phase on two streams: far more events than pixels.
+        auto profile = std::make_shared<const Profile>(synthetic_profile(100, 5, 0.2, 2000));
+        session.setBase(profile);
+        timeline.measureFrames(1);
+        QTRY_COMPARE(timeline.laneCount(), 4);  // host depth 0, host depth 1, stream 7, stream 13
+        const long long events = static_cast<long long>(profile->kernels.size() + profile->ranges.size());
+        QVERIFY(events > 40000);
+        QVERIFY(timeline.boxesDrawnLastFrame() > 0);
+        QVERIFY2(timeline.boxesDrawnLastFrame() < events / 20,
+                 qPrintable(QString::number(timeline.boxesDrawnLastFrame())));
+        // Zoomed in far enough, single kernels get their own boxes again (more than folded).
+        const long long folded = timeline.boxesDrawnLastFrame();
+        const TimedRange& r = profile->ranges[2];  // layer 0 / local: kernels of ~160 ns
+        timeline.setVisibleTime(r.begin_ns * 1e-9, (r.begin_ns + (r.end_ns - r.begin_ns) / 50) * 1e-9);
+        timeline.measureFrames(1);
+        QVERIFY(timeline.boxesDrawnLastFrame() > 0);
+        QVERIFY(timeline.boxesDrawnLastFrame() != folded);
+
+        // A click on a layer's range on the host lane selects that layer.
+        timeline.setVisibleTime(0, profile->wall_seconds);
+        timeline.measureFrames(1);
+        const TimedRange* layer2 = nullptr;
+        for (const TimedRange& range : profile->ranges) {
+            if (range.name == "layer 2") layer2 = &range;
+        }
+        QVERIFY(layer2);
+        const double mid = 0.5 * (layer2->begin_ns + layer2->end_ns) / (profile->wall_seconds * 1e9);
+        const int x = 96 + static_cast<int>(mid * (timeline.width() - 96 - 4));
+        const QPoint at(x, 24 + 18 + 10);  // first lane: the host's layer ranges
+        QTest::mouseMove(&timeline, at);
+        QTest::mousePress(&timeline, Qt::LeftButton, {}, at);
+        QTest::mouseRelease(&timeline, Qt::LeftButton, {}, at);
+        QTRY_COMPARE(selection.layer(), 2);
+    }
+
+    void frameTimesAreMeasured() {
+        Session session;
+        Selection selection;
+        RoutingMapView map(&session, &selection);
+        if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        session.setBase(std::make_shared<const Profile>(synthetic_profile(5000, 8, 0.2, 1)));
+        const double ms = map.measureFrames(3);
+        QVERIFY(ms > 0.0);
+        QVERIFY(map.lastFrameMs() > 0.0);
+    }
+};
+
+QTEST_MAIN(GlViewsTest)
+#include "test_gl_views.moc"
