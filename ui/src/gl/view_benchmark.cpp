@@ -2,6 +2,8 @@
 
 #include <QApplication>
 #include <QElapsedTimer>
+#include <QOpenGLContext>
+#include <QOpenGLFunctions>
 #include <QString>
 #include <QTest>
 #include <cmath>
@@ -149,6 +151,11 @@ int run_view_benchmark(int argc, char** argv) {
 
     std::printf("synthetic profile: %lld tokens x %d layers, %zu ranges, %zu kernels (made in %.0f ms)\n",
                 tokens, layers, profile->ranges.size(), profile->kernels.size(), make_ms);
+    map.makeCurrent();
+    QOpenGLFunctions* gl = QOpenGLContext::currentContext()->functions();
+    std::printf("OpenGL: %s, %s\n", reinterpret_cast<const char*>(gl->glGetString(GL_RENDERER)),
+                reinterpret_cast<const char*>(gl->glGetString(GL_VERSION)));
+    map.doneCurrent();
     std::printf("window %dx%d, %d frames each; frame = ImGui build + GL draw + glFinish\n", width, height,
                 frames);
     std::printf("routing map: pyramid build + texture upload (first frame) %.1f ms\n", upload_ms);
