@@ -5,8 +5,12 @@
 #include <QApplication>
 #include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QImage>
+#include <QMenu>
 #include <QMessageBox>
+#include <QSet>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QTableView>
 #include <QTemporaryDir>
@@ -56,6 +60,16 @@ private:
 
 bool gl_available(RoutingMapView* map) { return map->isValid() && map->context(); }
 
+// Distinct colours in a grid of samples over `area` of `image`: a blank or unpainted region
+// (a GL view that was not composited grabs as black or as one background colour) has one or two.
+int distinct_colours(const QImage& image, const QRect& area) {
+    QSet<QRgb> colours;
+    for (int y = area.top(); y < area.bottom(); y += 3) {
+        for (int x = area.left(); x < area.right(); x += 3) colours.insert(image.pixel(x, y));
+    }
+    return static_cast<int>(colours.size());
+}
+
 }  // namespace
 
 class StudioTest : public QObject {
@@ -78,6 +92,9 @@ private slots:
         const ProfilePtr& p = window_->session()->base();
         QVERIFY(p->num_tokens() > 100);
         QCOMPARE(p->document_path, std::string("<demo document>"));
+        QVERIFY2(window_->windowTitle().contains("demo document") &&
+                     window_->windowTitle().contains("demo model"),
+                 qPrintable(window_->windowTitle()));
         QCOMPARE(window_->layersView()->model()->rowCount(), static_cast<int>(p->num_layers));
         RoutingMapView* map = window_->routingMapView();
         map->update();
@@ -85,7 +102,8 @@ private slots:
         if (!gl_available(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
         map->repaint();
         QTRY_VERIFY(!map->textureSize().isEmpty());
-        QCOMPARE(map->textureSize(), QSize(static_cast<int>(p->num_tokens()), static_cast<int>(p->num_layers)));
+        QCOMPARE(map->textureSize(),
+                 QSize(static_cast<int>(p->num_tokens()), static_cast<int>(p->num_layers)));
         const long long routed = std::count(p->decisions.begin(), p->decisions.end(), 1);
         QVERIFY(routed > 0);
         QCOMPARE(map->routedTexelsOnGpu(), routed);
@@ -118,7 +136,8 @@ private slots:
         QAbstractItemModel* model = window_->layersView()->model();
         const int last = model->rowCount() - 1;
         QSignalSpy finished(window_->controller(), &RunController::whatIfFinished);
-        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Checked, Qt::CheckStateRole));
+        QVERIFY(
+            model->setData(model->index(last, LayersView::Prune), Qt::Checked, Qt::CheckStateRole));
         QVERIFY(finished.wait(kRunTimeoutMs));
         QTRY_VERIFY(window_->session()->variant() != nullptr);
         const QString dnll = window_->whatIfView()->shownValue("delta_nll");
@@ -127,7 +146,8 @@ private slots:
         QVERIFY(window_->whatIfView()->shownValue("kv_saved") != "0 B");
         QVERIFY(window_->session()->comparison()->delta_mean_nll != 0.0);
         // Un-pruning returns to the base: the variant goes away.
-        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Unchecked, Qt::CheckStateRole));
+        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Unchecked,
+                               Qt::CheckStateRole));
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
         QVERIFY(window_->session()->base() == base);
     }
@@ -137,7 +157,8 @@ private slots:
         const QStringList formats = {"html", "json", "csv", "chrome", "pdf"};
         for (const QString& format : formats) {
             if (format == "pdf" && !pdf_export_available()) continue;
-            const QString path = dir.filePath("report." + (format == "chrome" ? QString("trace.json") : format));
+            const QString path =
+                dir.filePath("report." + (format == "chrome" ? QString("trace.json") : format));
             QVERIFY2(window_->exportTo(format, path), qPrintable(format));
             const QString written = format == "csv" ? dir.filePath("report.layers.csv") : path;
             QFile file(written);
@@ -178,7 +199,8 @@ private slots:
         QTemporaryDir dir;
         const std::filesystem::path model = dir.filePath("broken-model").toStdString();
         std::filesystem::create_directories(model);
-        std::ofstream(model / "config.json") << "{\"model_type\": \"l2a_qwen3\", \"hidden_size\": 64";
+        std::ofstream(model / "config.json")
+            << "{\"model_type\": \"l2a_qwen3\", \"hidden_size\": 64";
         MessageBoxCatcher catcher;
         window_->openModelFolder(QString::fromStdString(model.string()));
         QTRY_VERIFY_WITH_TIMEOUT(!catcher.text.isEmpty(), kRunTimeoutMs);
@@ -190,23 +212,63 @@ private slots:
         QVERIFY(finished.wait(kRunTimeoutMs));
     }
 
+    void profileRoundTripAndRecentFiles() {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("run.l2a");
+        const qint64 tokens = window_->session()->base()->num_tokens();
+        window_->saveProfile(path);
+        QVERIFY(QFileInfo(path).size() > 0);
+        QCOMPARE(window_->session()->baseFile(), path);
+        QCOMPARE(QSettings().value("recent").toStringList().value(0), path);
+        window_->openProfile(path);
+        QCOMPARE(window_->session()->base()->num_tokens(), tokens);
+        QCOMPARE(window_->session()->baseFile(), path);
+        // A recent file that has gone: a message names it and it leaves the list.
+        QVERIFY(QFile::remove(path));
+        QMenu* recent = nullptr;
+        for (QMenu* menu : window_->findChildren<QMenu*>()) {
+            if (menu->title() == "Recent Files") recent = menu;
+        }
+        QVERIFY(recent != nullptr);
+        QVERIFY(!recent->actions().isEmpty());
+        QCOMPARE(recent->actions().first()->text(), path);
+        MessageBoxCatcher catcher;
+        recent->actions().first()->trigger();
+        QTRY_VERIFY(!catcher.text.isEmpty());
+        QVERIFY2(catcher.text.contains(path), qPrintable(catcher.text));
+        QVERIFY(!QSettings().value("recent").toStringList().contains(path));
+        QTRY_VERIFY(recent->actions().isEmpty() || recent->actions().first()->text() != path);
+    }
+
     void screenshot() {
         if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") != "1") {
             QSKIP("set L2A_WRITE_SCREENSHOT=1 to write docs/images/studio-main.png");
         }
-        // The default run, a selected token and a pruned layer: what a newcomer sees first.
-        QSignalSpy finished(window_->controller(), &RunController::runFinished);
-        window_->runNow();
-        QVERIFY(finished.wait(kRunTimeoutMs));
+        // A fresh window (the tests above opened other documents and models) with the default
+        // run, a selected token and a pruned layer: what a newcomer sees first.
+        window_ = std::make_unique<MainWindow>(StudioOptions{});
+        window_->resize(1400, 900);
+        window_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->base() != nullptr, kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
         window_->selection()->setLayer(2);
         window_->selection()->setToken(window_->session()->base()->num_tokens() / 3);
         QAbstractItemModel* model = window_->layersView()->model();
         QSignalSpy whatif(window_->controller(), &RunController::whatIfFinished);
-        model->setData(model->index(model->rowCount() - 2, LayersView::Prune), Qt::Checked, Qt::CheckStateRole);
+        model->setData(model->index(model->rowCount() - 2, LayersView::Prune), Qt::Checked,
+                       Qt::CheckStateRole);
         QVERIFY(whatif.wait(kRunTimeoutMs));
         QTest::qWait(300);
         const QImage image = window_->grab().toImage();
         QVERIFY(!image.isNull());
+        QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+        // The routing map (a GL view) must be in the picture, not a black or empty rectangle.
+        RoutingMapView* map = window_->routingMapView();
+        const qreal dpr = image.devicePixelRatio();
+        const QRect map_area(map->mapTo(window_.get(), QPoint(0, 0)) * dpr, map->size() * dpr);
+        const int map_colours = distinct_colours(image, map_area);
+        QVERIFY2(map_colours > 8, qPrintable(QString("routing map: %1 colours").arg(map_colours)));
         const QString path = QString(L2A_SOURCE_DIR) + "/docs/images/studio-main.png";
         QDir().mkpath(QString(L2A_SOURCE_DIR) + "/docs/images");
         QVERIFY(image.save(path));

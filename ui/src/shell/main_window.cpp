@@ -25,8 +25,10 @@
 #include <QTimer>
 #include <QToolBar>
 #include <QUrl>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/device.h"
@@ -74,6 +76,19 @@ std::int64_t resident_bytes() {
     return resident * 4096;
 }
 
+// The engine's and exporters' errors name the file already; this makes sure the dialog does.
+QString naming_file(const QString& path, const std::exception& e) {
+    const QString message = QString::fromStdString(e.what());
+    return message.contains(QFileInfo(path).fileName()) ? message : path + ": " + message;
+}
+
+// "report" for the demo document, else the document's base name ("notes" for notes.md).
+QString default_file_stem(const Session& session, const QString& document_path) {
+    if (!session.baseFile().isEmpty()) return QFileInfo(session.baseFile()).completeBaseName();
+    if (!document_path.isEmpty()) return QFileInfo(document_path).completeBaseName();
+    return "report";
+}
+
 }  // namespace
 
 struct MainWindow::State {
@@ -88,7 +103,7 @@ struct MainWindow::State {
     WhatIfView* whatif = nullptr;
     std::vector<QDockWidget*> docks;
 
-    QString model_dir;  // empty: the demo model
+    QString model_dir;      // empty: the demo model
     QString document_path;  // empty: the demo document
 
     QComboBox* device = nullptr;
@@ -109,6 +124,7 @@ struct MainWindow::State {
     QTimer* whatif_timer = nullptr;
     bool whatif_running = false;
     QByteArray default_state;
+    std::function<void()> default_sizes;
 };
 
 MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
@@ -133,7 +149,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.timeline = new TimelineView(s.session, s.selection);
     s.whatif = new WhatIfView(s.session, s.selection);
     setCentralWidget(s.map);
-    auto dock = [&](const QString& title, const QString& name, QWidget* widget, Qt::DockWidgetArea area) {
+    auto dock = [&](const QString& title, const QString& name, QWidget* widget,
+                    Qt::DockWidgetArea area) {
         auto* d = new QDockWidget(title, this);
         d->setObjectName(name);
         d->setWidget(widget);
@@ -141,13 +158,25 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         s.docks.push_back(d);
         return d;
     };
+    // The default layout: the routing map in the centre, the what-if results at the right, and
+    // along the bottom the document (the timeline in a tab behind it) beside the layer table.
     QDockWidget* doc_dock = dock("Document", "DocumentDock", s.document, Qt::BottomDockWidgetArea);
-    QDockWidget* timeline_dock = dock("Timeline", "TimelineDock", s.timeline, Qt::BottomDockWidgetArea);
+    QDockWidget* layers_dock = dock("Layers", "LayersDock", s.layers, Qt::BottomDockWidgetArea);
+    splitDockWidget(doc_dock, layers_dock, Qt::Horizontal);
+    QDockWidget* timeline_dock =
+        dock("Timeline", "TimelineDock", s.timeline, Qt::BottomDockWidgetArea);
     tabifyDockWidget(doc_dock, timeline_dock);
     doc_dock->raise();
-    dock("Layers", "LayersDock", s.layers, Qt::RightDockWidgetArea);
-    dock("What-if", "WhatIfDock", s.whatif, Qt::RightDockWidgetArea);
-    resizeDocks({doc_dock}, {330}, Qt::Vertical);
+    QDockWidget* whatif_dock = dock("What-if", "WhatIfDock", s.whatif, Qt::RightDockWidgetArea);
+    // Sizes, applied once the window has its size: the layer table wide enough for all its
+    // columns, the document tall enough to read a paragraph, the what-if results unclipped.
+    s.default_sizes = [this, doc_dock, layers_dock, whatif_dock] {
+        resizeDocks({doc_dock}, {height() * 3 / 10}, Qt::Vertical);
+        resizeDocks({whatif_dock}, {std::min(600, width() * 2 / 5)}, Qt::Horizontal);
+        const int layers_width = std::min(680, width() / 2);
+        resizeDocks({doc_dock, layers_dock}, {width() - layers_width, layers_width},
+                    Qt::Horizontal);
+    };
 
     // ---- run options toolbar -------------------------------------------------------------------
     auto* bar = addToolBar("Run options");
@@ -163,7 +192,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     bar->addWidget(new QLabel("  backend "));
     s.backend = new QComboBox;
     s.backend->addItems({"reference", "sdpa", "kernels"});
-    s.backend->setToolTip("Attention implementation: reference (CPU and GPU), sdpa and kernels (GPU)");
+    s.backend->setToolTip(
+        "Attention implementation: reference (CPU and GPU), sdpa and kernels (GPU)");
     bar->addWidget(s.backend);
     bar->addWidget(new QLabel("  max tokens "));
     s.max_tokens = new QSpinBox;
@@ -199,28 +229,31 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         for (int i = 1; i < st.backend->count(); ++i) {
             st.backend->setItemData(i, cpu ? 0 : QVariant(), Qt::UserRole - 1);  // disable on CPU
         }
-        st.fraction->setEnabled(st.routing->currentText() == "random" || st.routing->currentText() == "top");
+        st.fraction->setEnabled(st.routing->currentText() == "random" ||
+                                st.routing->currentText() == "top");
     };
     connect(s.device, &QComboBox::currentIndexChanged, this, update_backends);
     connect(s.routing, &QComboBox::currentIndexChanged, this, update_backends);
     update_backends();
 
-    // ---- menus -----------------------------------------------------------------------------------
+    // ---- menus ---------------------------------------------------------------------------------
     QMenu* file = menuBar()->addMenu("&File");
-    QAction* open_model = file->addAction("Open &Model Folder…", this, [this] { openModelFolder({}); });
+    QAction* open_model =
+        file->addAction("Open &Model Folder…", this, [this] { openModelFolder({}); });
     open_model->setShortcut(QKeySequence("Ctrl+Shift+O"));
     QAction* open_doc = file->addAction("&Open Document…", this, [this] { openDocument({}); });
     open_doc->setShortcut(QKeySequence::Open);
     QAction* open_profile = file->addAction("Open &Profile…", this, [this] { openProfile({}); });
     open_profile->setShortcut(QKeySequence("Ctrl+Shift+P"));
     QAction* compare = file->addAction("Open Profile to &Compare…", this, [this] {
-        const QString path = QFileDialog::getOpenFileName(this, "Profile to compare", {}, "L2A profiles (*.l2a)");
+        const QString path =
+            QFileDialog::getOpenFileName(this, "Profile to compare", {}, "L2A profiles (*.l2a)");
         if (path.isEmpty()) return;
         try {
             auto other = std::make_shared<const Profile>(load_profile(to_path(path)));
             state_->session->setVariant(other, nullptr);
         } catch (const std::exception& e) {
-            QMessageBox::critical(this, "Cannot open the profile", QString::fromStdString(e.what()));
+            QMessageBox::critical(this, "Cannot open the profile", naming_file(path, e));
         }
     });
     compare->setToolTip("Show a second profile of the same document side by side");
@@ -229,11 +262,14 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     QAction* save = file->addAction("&Save Profile…", this, [this] { saveProfile({}); });
     save->setShortcut(QKeySequence::Save);
     QMenu* exports = file->addMenu("&Export");
-    const std::pair<const char*, const char*> formats[] = {
-        {"html", "HTML report…"}, {"pdf", "PDF report…"}, {"json", "JSON…"},
-        {"csv", "CSV tables…"},   {"chrome", "Chrome / Perfetto trace…"}};
+    const std::pair<const char*, const char*> formats[] = {{"html", "HTML report…"},
+                                                           {"pdf", "PDF report…"},
+                                                           {"json", "JSON…"},
+                                                           {"csv", "CSV tables…"},
+                                                           {"chrome", "Chrome / Perfetto trace…"}};
     for (const auto& [format, label] : formats) {
-        QAction* a = exports->addAction(label, this, [this, f = QString(format)] { exportTo(f, {}); });
+        QAction* a =
+            exports->addAction(label, this, [this, f = QString(format)] { exportTo(f, {}); });
         if (QString(format) == "pdf" && !pdf_export_available()) a->setEnabled(false);
         if (QString(format) == "html") a->setShortcut(QKeySequence("Ctrl+E"));
     }
@@ -258,7 +294,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     QMenu* view = menuBar()->addMenu("&View");
     for (QDockWidget* d : s.docks) view->addAction(d->toggleViewAction());
     view->addSeparator();
-    view->addAction("Reset &Layout", this, [this] { restoreState(state_->default_state); });
+    view->addAction("Reset &Layout", this, [this] {
+        restoreState(state_->default_state);
+        for (QDockWidget* d : state_->docks) d->show();
+        state_->default_sizes();
+    });
 
     QMenu* help = menuBar()->addMenu("&Help");
     help->addAction("&Keyboard Shortcuts", this, [this] {
@@ -271,11 +311,12 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
             "click selects.");
     });
     help->addAction("&About L2A Studio", this, [this] {
-        QMessageBox::about(this, "About L2A Studio",
-                           QString("<b>L2A Studio %1</b><p>Runs Qwen and L2A models over long documents "
-                                   "and shows which tokens reach for global attention, what each layer "
-                                   "costs, and what pruning would change.</p>")
-                               .arg(L2A_VERSION));
+        QMessageBox::about(
+            this, "About L2A Studio",
+            QString("<b>L2A Studio %1</b><p>Runs Qwen and L2A models over long documents "
+                    "and shows which tokens reach for global attention, what each layer "
+                    "costs, and what pruning would change.</p>")
+                .arg(L2A_VERSION));
     });
 
     // ---- status bar ----------------------------------------------------------------------------
@@ -302,9 +343,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
 
     // ---- runs ----------------------------------------------------------------------------------
     RunController* c = s.controller;
-    connect(c, &RunController::started, this, [this](const QString& what) {
-        state_->status_stage->setText(what + "…");
-    });
+    connect(c, &RunController::started, this,
+            [this](const QString& what) { state_->status_stage->setText(what + "…"); });
     connect(c, &RunController::progress, this, [this](double fraction, const QString& stage) {
         state_->progress->setValue(static_cast<int>(fraction * 1000));
         state_->status_stage->setText(stage);
@@ -322,15 +362,17 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         state_->session->setBase(std::move(profile));
         state_->status_stage->setText("Run finished");
     });
-    connect(c, &RunController::whatIfFinished, this, [this](ProfilePtr variant, ComparisonPtr comparison) {
-        state_->session->setVariant(std::move(variant), std::move(comparison));
-        state_->status_stage->setText("What-if finished");
-    });
+    connect(c, &RunController::whatIfFinished, this,
+            [this](ProfilePtr variant, ComparisonPtr comparison) {
+                state_->session->setVariant(std::move(variant), std::move(comparison));
+                state_->status_stage->setText("What-if finished");
+            });
     connect(c, &RunController::failed, this, [this](const QString& message) {
         state_->status_stage->setText("Failed");
         QMessageBox::critical(this, "L2A Studio", message);
     });
-    connect(c, &RunController::cancelled, this, [this] { state_->status_stage->setText("Cancelled"); });
+    connect(c, &RunController::cancelled, this,
+            [this] { state_->status_stage->setText("Cancelled"); });
     s.whatif_timer = new QTimer(this);
     s.whatif_timer->setSingleShot(true);
     s.whatif_timer->setInterval(kWhatIfDebounceMs);
@@ -351,10 +393,16 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.default_state = saveState();
     QSettings settings;
     restoreGeometry(settings.value("window/geometry").toByteArray());
-    restoreState(settings.value("window/state").toByteArray());
+    if (!restoreState(settings.value("window/state").toByteArray())) {
+        QTimer::singleShot(0, this, [this] { state_->default_sizes(); });
+    }
     s.max_tokens->setValue(settings.value("run/max_tokens", 4096).toInt());
+    // A saved device this machine no longer has (a GPU build moved to a laptop) stays "cpu".
     s.device->setCurrentText(settings.value("run/device", "cpu").toString());
     s.backend->setCurrentText(settings.value("run/backend", "reference").toString());
+    s.routing->setCurrentText(settings.value("run/routing", "learned").toString());
+    s.fraction->setValue(settings.value("run/fraction", 0.2).toDouble());
+    s.threshold->setValue(settings.value("run/threshold", 0.0).toDouble());
     update_backends();
     updateRecent();
     updateStatus();
@@ -395,9 +443,10 @@ void MainWindow::runNow() {
     if (s.threshold->value() > 0) request.options.threshold = s.threshold->value();
     s.whatif_timer->stop();
     s.controller->startRun(request);
-    setWindowTitle(QString("%1 — %2 — L2A Studio")
-                       .arg(s.document_path.isEmpty() ? "demo document" : QFileInfo(s.document_path).fileName(),
-                            s.model_dir.isEmpty() ? "demo model" : QFileInfo(s.model_dir).fileName()));
+    const QString document =
+        s.document_path.isEmpty() ? "demo document" : QFileInfo(s.document_path).fileName();
+    const QString model = s.model_dir.isEmpty() ? "demo model" : QFileInfo(s.model_dir).fileName();
+    setWindowTitle(QString("%1 — %2 — L2A Studio").arg(document, model));
 }
 
 void MainWindow::cancelRun() { state_->controller->cancel(); }
@@ -405,7 +454,8 @@ void MainWindow::cancelRun() { state_->controller->cancel(); }
 void MainWindow::openModelFolder(const QString& dir) {
     QString path = dir;
     if (path.isEmpty()) {
-        path = QFileDialog::getExistingDirectory(this, "Model folder (config.json, *.safetensors, tokenizer.json)");
+        path = QFileDialog::getExistingDirectory(
+            this, "Model folder (config.json, *.safetensors, tokenizer.json)");
         if (path.isEmpty()) return;
     }
     if (!QFileInfo(path + "/config.json").exists()) {
@@ -421,7 +471,8 @@ void MainWindow::openModelFolder(const QString& dir) {
 void MainWindow::openDocument(const QString& path_in) {
     QString path = path_in;
     if (path.isEmpty()) {
-        path = QFileDialog::getOpenFileName(this, "Document", {}, "Text and Markdown (*.txt *.md *.markdown);;All files (*)");
+        path = QFileDialog::getOpenFileName(
+            this, "Document", {}, "Text and Markdown (*.txt *.md *.markdown);;All files (*)");
         if (path.isEmpty()) return;
     }
     if (!QFileInfo(path).isFile()) {
@@ -447,7 +498,7 @@ void MainWindow::openProfile(const QString& path_in) {
         addRecent(path);
         setWindowTitle(QFileInfo(path).fileName() + " — L2A Studio");
     } catch (const std::exception& e) {
-        QMessageBox::critical(this, "Cannot open the profile", QString::fromStdString(e.what()));
+        QMessageBox::critical(this, "Cannot open the profile", naming_file(path, e));
     }
 }
 
@@ -458,7 +509,11 @@ void MainWindow::saveProfile(const QString& path_in) {
     }
     QString path = path_in;
     if (path.isEmpty()) {
-        path = QFileDialog::getSaveFileName(this, "Save profile", "run.l2a", "L2A profiles (*.l2a)");
+        const QString name =
+            state_->session->baseFile().isEmpty()
+                ? default_file_stem(*state_->session, state_->document_path) + ".l2a"
+                : state_->session->baseFile();
+        path = QFileDialog::getSaveFileName(this, "Save profile", name, "L2A profiles (*.l2a)");
         if (path.isEmpty()) return;
     }
     try {
@@ -467,7 +522,7 @@ void MainWindow::saveProfile(const QString& path_in) {
         addRecent(path);
         state_->status_stage->setText("Saved " + path);
     } catch (const std::exception& e) {
-        QMessageBox::critical(this, "Cannot save the profile", QString::fromStdString(e.what()));
+        QMessageBox::critical(this, "Cannot save the profile", naming_file(path, e));
     }
 }
 
@@ -479,11 +534,14 @@ bool MainWindow::exportTo(const QString& format, const QString& path_in) {
     }
     QString path = path_in;
     if (path.isEmpty()) {
-        const QString filter = format == "html"   ? "HTML (*.html)"
-                               : format == "pdf"  ? "PDF (*.pdf)"
-                               : format == "csv"  ? "CSV (*.csv)"
-                                                  : "JSON (*.json)";
-        const QString name = format == "chrome" ? "run.trace.json" : "run." + format;
+        const QString filter = format == "html"     ? "HTML report (*.html)"
+                               : format == "pdf"    ? "PDF report (*.pdf)"
+                               : format == "csv"    ? "CSV tables (*.csv)"
+                               : format == "chrome" ? "Chrome trace / Perfetto (*.json)"
+                                                    : "JSON (*.json)";
+        // Named after what was run, so exports of several documents do not overwrite each other.
+        const QString stem = default_file_stem(*state_->session, state_->document_path);
+        const QString name = format == "chrome" ? stem + ".trace.json" : stem + "." + format;
         path = QFileDialog::getSaveFileName(this, "Export " + format, name, filter);
         if (path.isEmpty()) return false;
     }
@@ -511,7 +569,7 @@ bool MainWindow::exportTo(const QString& format, const QString& path_in) {
         state_->status_stage->setText("Exported " + path);
         return true;
     } catch (const std::exception& e) {
-        QMessageBox::critical(this, "Export failed", QString::fromStdString(e.what()));
+        QMessageBox::critical(this, "Export failed", naming_file(path, e));
         return false;
     }
 }
@@ -528,14 +586,20 @@ void MainWindow::addRecent(const QString& path) {
 
 void MainWindow::updateRecent() {
     State& s = *state_;
-    s.recent->clear();
+    // Not QMenu::clear(): the list changes from inside a recent file's own action (opening it
+    // moves it to the top), and that action must outlive its triggered() signal.
+    for (QAction* action : s.recent->actions()) {
+        s.recent->removeAction(action);
+        action->deleteLater();
+    }
     QSettings settings;
     const QStringList files = settings.value("recent").toStringList();
     for (const QString& path : files) {
         s.recent->addAction(path, this, [this, path] {
             const QFileInfo info(path);
             if (!info.exists()) {
-                QMessageBox::warning(this, "Recent files", path + ": no longer exists; removed from the list");
+                QMessageBox::warning(this, "Recent files",
+                                     path + ": no longer exists; removed from the list");
                 QSettings st;
                 QStringList list = st.value("recent").toStringList();
                 list.removeAll(path);
@@ -563,12 +627,15 @@ void MainWindow::updateStatus() {
         s.status_memory->setText(bytes_text(resident_bytes()) + " RSS");
         return;
     }
-    s.status_device->setText(QString::fromStdString(p->device.empty() ? p->options.device : p->device));
+    s.status_device->setText(
+        QString::fromStdString(p->device.empty() ? p->options.device : p->device));
     s.status_tokens->setText(QString("%1 tokens").arg(p->num_tokens()));
     s.status_time->setText(QString("%1 s").arg(p->wall_seconds, 0, 'f', 3));
-    s.status_memory->setText(p->peak_device_bytes > 0 ? bytes_text(p->peak_device_bytes) + " GPU peak"
-                                                      : bytes_text(resident_bytes()) + " RSS");
-    s.status_memory->setToolTip(QString("KV cache of this run: %1").arg(bytes_text(p->metrics.kv_bytes_total)));
+    s.status_memory->setText(p->peak_device_bytes > 0
+                                 ? bytes_text(p->peak_device_bytes) + " GPU peak"
+                                 : bytes_text(resident_bytes()) + " RSS");
+    s.status_memory->setToolTip(
+        QString("KV cache of this run: %1").arg(bytes_text(p->metrics.kv_bytes_total)));
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
@@ -578,12 +645,16 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     settings.setValue("run/max_tokens", state_->max_tokens->value());
     settings.setValue("run/device", state_->device->currentText());
     settings.setValue("run/backend", state_->backend->currentText());
+    settings.setValue("run/routing", state_->routing->currentText());
+    settings.setValue("run/fraction", state_->fraction->value());
+    settings.setValue("run/threshold", state_->threshold->value());
     state_->controller->cancel();
     event->accept();
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
-    if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+    const QList<QUrl> urls = event->mimeData()->urls();
+    if (!urls.isEmpty() && urls.front().isLocalFile()) event->acceptProposedAction();
 }
 
 void MainWindow::dropEvent(QDropEvent* event) {
