@@ -15,6 +15,7 @@ Commands:
   bench     time prefill or attention: l2a bench prefill --demo, l2a bench attention
   whatif    re-run a profile with layers pruned or other routing; compare quality, memory, time
   suggest-prune  propose layers to prune within a quality budget
+  make-docs long documents with long-range dependencies, and a byte-level tokenizer
   help      show the help of a command: l2a help run
 
 Options:
@@ -220,6 +221,30 @@ changed layer plus the re-run) and predicted by a per-layer model calibrated on 
 (local, router and MLP time fixed; global time proportional to the keys the routed tokens read).
 )";
 
+constexpr const char* kMakeDocsHelp =
+    R"(Usage: l2a make-docs --out DIR [options]
+       l2a make-docs --tokenizer-out tokenizer.json
+
+Writes long documents whose text can only be predicted in places by looking far back: keys and
+their values, defined terms and numbered claims stated early and recalled much later, and
+passages repeated verbatim. Each DIR/doc_NNNNNN.txt comes with DIR/doc_NNNNNN.json, which lists
+the byte spans of those long-range references (and of what they refer to), so that routing and
+loss can be measured on exactly them. Values are random word pairs: nothing nearby predicts them.
+
+Options:
+  --out DIR             where the documents go (created if missing)
+  --count N             documents to write (default 16)
+  --tokens N            length of each document in bytes, i.e. byte-level tokens (default 8192)
+  --seed S              seed (default 1); document i uses its own seed derived from S and i
+  --min-distance N      bytes between a fact and its recall, at least (default 1536): more than
+                        a sliding window of that size can see
+  --mix FILE[,FILE...]  interleave chunks of these natural-text files with the generated filler
+  --tokenizer-out FILE  also write a byte-level tokenizer.json (HuggingFace format: ids 0-255
+                        are the bytes, then <|endoftext|>, <|im_start|>, <|im_end|>)
+  --quiet               no summary on standard error
+  -h, --help            show this help
+)";
+
 constexpr const char* kSuggestPruneHelp =
     R"(Usage: l2a suggest-prune --profile FILE (--model DIR | --demo) --max-dnll X [options]
 
@@ -248,6 +273,7 @@ const char* help_text(std::string_view command) {
     if (command == "bench") return kBenchHelp;
     if (command == "whatif") return kWhatIfHelp;
     if (command == "suggest-prune") return kSuggestPruneHelp;
+    if (command == "make-docs") return kMakeDocsHelp;
     return kMainHelp;
 }
 

@@ -214,7 +214,9 @@ std::string byte_level_symbol(int byte) {
     return out;
 }
 
-std::string demo_tokenizer_json() {
+}  // namespace
+
+std::string byte_level_tokenizer_json() {
     json byte_level = {{"type", "ByteLevel"},
                        {"add_prefix_space", false},
                        {"trim_offsets", false},
@@ -255,6 +257,8 @@ std::string demo_tokenizer_json() {
                   {"merges", json::array()}};
     return j.dump(2) + "\n";
 }
+
+namespace {
 
 void write_demo_weights(const std::filesystem::path& path) {
     SafetensorsWriter writer(path);
@@ -327,7 +331,7 @@ std::filesystem::path ensure_demo_model(const std::filesystem::path& dir) {
     if (ec) fail(origin, "cannot create the demo model folder: " + ec.message());
     try {
         write_text_atomically(temp / "config.json", demo_config_json());
-        write_text_atomically(temp / "tokenizer.json", demo_tokenizer_json());
+        write_text_atomically(temp / "tokenizer.json", byte_level_tokenizer_json());
         write_demo_weights(temp / "model.safetensors");
     } catch (...) {
         std::filesystem::remove_all(temp, ec);

@@ -673,4 +673,37 @@ TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
     EXPECT_ONE_LINE_ERROR(l2a("bench whatif", dir_), 2, "--demo");
 }
 
+
+TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
+    Result r = l2a("make-docs --out docs --count 3 --tokens 4096 --min-distance 1000 --seed 5 "
+                   "--tokenizer-out docs/tokenizer.json",
+                   dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "3 documents")) << r.err;
+    for (const char* name : {"doc_000000", "doc_000001", "doc_000002"}) {
+        const std::string text = read_file(dir_ / "docs" / (std::string(name) + ".txt"));
+        const json side = json::parse(read_file(dir_ / "docs" / (std::string(name) + ".json")));
+        EXPECT_EQ(side["bytes"], text.size());
+        ASSERT_FALSE(side["references"].empty());
+        for (const json& ref : side["references"]) {
+            const auto b = ref["begin"].get<std::size_t>(), e = ref["end"].get<std::size_t>();
+            const auto sb = ref["source_begin"].get<std::size_t>();
+            const auto se = ref["source_end"].get<std::size_t>();
+            EXPECT_GE(b, se + 1000);
+            EXPECT_EQ(text.substr(b, e - b), text.substr(sb, se - sb));
+        }
+    }
+    EXPECT_NE(read_file(dir_ / "docs/doc_000000.txt"), read_file(dir_ / "docs/doc_000001.txt"));
+    EXPECT_EQ(json::parse(read_file(dir_ / "docs/tokenizer.json"))["model"]["type"], "BPE");
+    // The same seed writes the same documents.
+    ASSERT_EQ(l2a("make-docs --out again --count 1 --tokens 4096 --min-distance 1000 --seed 5 --quiet", dir_).status, 0);
+    EXPECT_EQ(read_file(dir_ / "again/doc_000000.txt"), read_file(dir_ / "docs/doc_000000.txt"));
+
+    EXPECT_ONE_LINE_ERROR(l2a("make-docs", dir_), 2, "--out DIR");
+    EXPECT_ONE_LINE_ERROR(l2a("make-docs --out d --tokens 1000 --min-distance 600", dir_), 2,
+                          "--min-distance");
+    EXPECT_ONE_LINE_ERROR(l2a("make-docs --out d --mix missing.txt", dir_), 1, "missing.txt");
+    EXPECT_TRUE(contains(l2a("help make-docs", dir_).out, "--tokenizer-out"));
+}
+
 }  // namespace
