@@ -16,6 +16,7 @@ Commands:
   whatif    re-run a profile with layers pruned or other routing; compare quality, memory, time
   suggest-prune  propose layers to prune within a quality budget
   make-docs long documents with long-range dependencies, and a byte-level tokenizer
+  construct turn a Qwen2/Qwen3 checkpoint into an L2A checkpoint
   help      show the help of a command: l2a help run
 
 Options:
@@ -245,6 +246,27 @@ Options:
   -h, --help            show this help
 )";
 
+constexpr const char* kConstructHelp =
+    R"(Usage: l2a construct --base DIR --out DIR [options]
+
+Turns a Qwen2 or Qwen3 checkpoint (HuggingFace folder, sharded or not) into an L2A checkpoint
+(model_type l2a_qwen3 or l2a_qwen2) as the L2A recipe does: the local and the global attention
+sets both start as copies of the base attention (projections, biases, QK norms), the global
+input norm as a copy of the input norm, and the router at zero, so that every token runs global
+attention until the router is trained (l2a train). The tokenizer files come along. The output
+is written to a temporary folder and renamed when complete.
+
+Options:
+  --base DIR         the Qwen2/Qwen3 model folder
+  --out DIR          the L2A model folder to write (must not exist, unless --force)
+  --window W         sliding window of the local attention, in tokens (default 4095)
+  --temp T           router temperature tau (default 0.1)
+  --threshold X      router probability threshold theta, in (0, 1) (default 0.5)
+  --force            replace --out if it exists (only once the new folder is complete)
+  --quiet            no progress bar or summary
+  -h, --help         show this help
+)";
+
 constexpr const char* kSuggestPruneHelp =
     R"(Usage: l2a suggest-prune --profile FILE (--model DIR | --demo) --max-dnll X [options]
 
@@ -274,6 +296,7 @@ const char* help_text(std::string_view command) {
     if (command == "whatif") return kWhatIfHelp;
     if (command == "suggest-prune") return kSuggestPruneHelp;
     if (command == "make-docs") return kMakeDocsHelp;
+    if (command == "construct") return kConstructHelp;
     return kMainHelp;
 }
 

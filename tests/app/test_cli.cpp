@@ -706,4 +706,20 @@ TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
     EXPECT_TRUE(contains(l2a("help make-docs", dir_).out, "--tokenizer-out"));
 }
 
+
+TEST_F(Cli, ConstructErrorsAreOneLine) {
+    EXPECT_ONE_LINE_ERROR(l2a("construct --out x", dir_), 2, "--base DIR");
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base b", dir_), 2, "--out DIR");
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --quiet", dir_), 1, "no config.json");
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --threshold 1.5", dir_), 2, "--threshold");
+    // The demo model is already an L2A model.
+    const Result info = l2a("info --demo --json", dir_);
+    ASSERT_EQ(info.status, 0) << info.err;
+    const std::string demo = json::parse(info.out)["path"].get<std::string>();
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base '" + demo + "' --out x --quiet", dir_), 1,
+                          "already an L2A model");
+    EXPECT_FALSE(fs::exists(dir_ / "x"));
+    EXPECT_TRUE(contains(l2a("help construct", dir_).out, "--window W"));
+}
+
 }  // namespace
