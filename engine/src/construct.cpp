@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -31,10 +31,23 @@ constexpr const char* kSideFiles[] = {"tokenizer.json",          "tokenizer_conf
 // "model.layers.3.self_attn.q_proj.weight" -> "model.layers.3.self_attn.q_proj_global.weight";
 // the attention tensors the global set copies (projections, their biases, QK norms).
 std::string global_name(const std::string& name) {
-    static const std::regex attention(R"(^(model\.layers\.\d+\.self_attn\.)([qkvo]_proj|[qk]_norm)\.(weight|bias)$)");
-    std::smatch m;
-    if (!std::regex_match(name, m, attention)) return {};
-    return m[1].str() + m[2].str() + "_global." + m[3].str();
+    const std::string_view layers = "model.layers.";
+    if (name.rfind(layers, 0) != 0) return {};
+    std::size_t at = layers.size();
+    const std::size_t digits = at;
+    while (at < name.size() && name[at] >= '0' && name[at] <= '9') ++at;
+    const std::string_view attn = ".self_attn.";
+    if (at == digits || name.compare(at, attn.size(), attn) != 0) return {};
+    at += attn.size();
+    const std::string rest = name.substr(at);
+    for (const char* part : {"q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"}) {
+        for (const char* kind : {"weight", "bias"}) {
+            if (rest == std::string(part) + "." + kind) {
+                return name.substr(0, at) + part + "_global." + kind;
+            }
+        }
+    }
+    return {};
 }
 
 struct Output {
