@@ -17,6 +17,7 @@ Commands:
   suggest-prune  propose layers to prune within a quality budget
   make-docs long documents with long-range dependencies, and a byte-level tokenizer
   construct turn a Qwen2/Qwen3 checkpoint into an L2A checkpoint
+  train     train an L2A model's routers (or a model from scratch) on documents
   help      show the help of a command: l2a help run
 
 Options:
@@ -267,6 +268,47 @@ Options:
   -h, --help         show this help
 )";
 
+constexpr const char* kTrainHelp =
+    R"(Usage: l2a train --data DIR --out DIR (--model DIR | --config FILE --tokenizer FILE) [options]
+       l2a train --data DIR --out DIR --resume [the same options]
+
+Trains with the L2A objective: cross-entropy + lambda x (mean over layers of the sum over tokens
+of p_t^2), p_t = sigmoid(z_t / tau), decisions made hard with a straight-through estimator;
+lambda is 0 during warm-up and then ramps linearly to --lambda; with probability --dense-prob
+per layer and step the global attention runs for every token (so skipped tokens get a router
+gradient). AdamW (betas 0.9, 0.95), linear warm-up then cosine decay to 10% of --lr, gradient
+clipping at norm 1, bf16 autocast on CUDA. Training windows are drawn at random from the
+documents' tokens (seeded). DIR/last holds the latest checkpoint (an l2a_qwen3 model folder the
+other commands load, plus the optimizer and the data generator's state, so --resume continues
+exactly); DIR/train.csv logs loss, cross-entropy, mean p^2, lambda, learning rate, tokens/s and
+each layer's share of routed tokens.
+
+Options:
+  --data DIR           a folder of .txt documents (l2a make-docs writes some)
+  --out DIR            checkpoints and the log
+  --model DIR          start from this L2A model (e.g. made by l2a construct)
+  --config FILE        start from random weights of this config.json (model_type l2a_qwen3)
+  --tokenizer FILE     with --config: the tokenizer.json (copied into the checkpoints)
+  --train GROUP        attention (default with --model: attention sets, norms and router; FFN,
+                       embeddings and LM head frozen) or all (default with --config)
+  --device NAME        cpu (default), cuda or cuda:N
+  --steps N            optimizer steps (default 100)
+  --batch N            sequences per step (default 4)
+  --seq-len N          tokens per sequence (default 1024)
+  --lr X               peak learning rate (default 3e-4)
+  --warmup N           warm-up steps (default 10)
+  --weight-decay X     AdamW weight decay (default 0.1)
+  --lambda X           sparsity weight at the end of the ramp (default 1e-3)
+  --lambda-ramp N      steps from the end of warm-up to full lambda (default: to the last step)
+  --dense-prob X       probability of dense global attention per layer and step (default 0.1)
+  --seed S             seed of the weights (with --config), the data windows and the draws
+  --save-every N       also keep DIR/step-N every N steps (default: only DIR/last at the end)
+  --resume             continue from DIR/last (the options must be the same)
+  --no-autocast        train in fp32 on CUDA too
+  --quiet              no progress bar or summary
+  -h, --help           show this help
+)";
+
 constexpr const char* kSuggestPruneHelp =
     R"(Usage: l2a suggest-prune --profile FILE (--model DIR | --demo) --max-dnll X [options]
 
@@ -297,6 +339,7 @@ const char* help_text(std::string_view command) {
     if (command == "suggest-prune") return kSuggestPruneHelp;
     if (command == "make-docs") return kMakeDocsHelp;
     if (command == "construct") return kConstructHelp;
+    if (command == "train") return kTrainHelp;
     return kMainHelp;
 }
 

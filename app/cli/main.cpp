@@ -38,7 +38,7 @@ int dispatch(std::span<const std::string_view> args) {
         }
         if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export" && rest[0] != "bench" &&
             rest[0] != "whatif" && rest[0] != "suggest-prune" && rest[0] != "make-docs" &&
-            rest[0] != "construct") {
+            rest[0] != "construct" && rest[0] != "train") {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());
             return 2;
@@ -54,6 +54,7 @@ int dispatch(std::span<const std::string_view> args) {
     if (command == "suggest-prune") return l2a::cli::suggest_prune_command(rest);
     if (command == "make-docs") return l2a::cli::make_docs_command(rest);
     if (command == "construct") return l2a::cli::construct_command(rest);
+    if (command == "train") return l2a::cli::train_command(rest);
     if (!command.empty() && command[0] == '-') {
         std::fprintf(stderr, "l2a: unknown option '%.*s' (see l2a --help)\n",
                      static_cast<int>(command.size()), command.data());

@@ -722,4 +722,30 @@ TEST_F(Cli, ConstructErrorsAreOneLine) {
     EXPECT_TRUE(contains(l2a("help construct", dir_).out, "--window W"));
 }
 
+
+TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
+    const Result info = l2a("info --demo --json", dir_);
+    ASSERT_EQ(info.status, 0) << info.err;
+    const std::string demo = json::parse(info.out)["path"].get<std::string>();
+    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 2048 --min-distance 300 --quiet", dir_).status, 0);
+    Result r = l2a("train --model '" + demo + "' --data docs --out run --steps 3 --batch 1 --seq-len 128 "
+                   "--warmup 1 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(fs::exists(dir_ / "run/last/model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir_ / "run/last/train_state.json"));
+    const std::string log = read_file(dir_ / "run/train.csv");
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 4) << log;  // header + 3 steps
+    // The trained checkpoint runs.
+    r = l2a("run --model run/last --doc docs/doc_000000.txt --max-tokens 64 --quiet --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+
+    EXPECT_ONE_LINE_ERROR(l2a("train --data docs --out x", dir_), 2, "--model DIR");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --out x", dir_), 2, "--data DIR");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --train some", dir_), 2, "--train some");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data nowhere --out x --quiet", dir_), 1, "nowhere");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data docs --out run --resume --steps 5 --quiet", dir_), 1,
+                          "train_state.json");
+    EXPECT_TRUE(contains(l2a("help train", dir_).out, "--dense-prob"));
+}
+
 }  // namespace

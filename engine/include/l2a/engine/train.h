@@ -1,0 +1,78 @@
+// Training L2A routers (and, for a model trained from scratch, everything) with the paper's
+// objective: cross-entropy + lambda * mean over layers of the sum over tokens of p_t^2, with a
+// straight-through estimator for the hard decisions, temperature tau, and an optional dense
+// global attention per layer and step so that skipped tokens get a router gradient. AdamW with a
+// cosine schedule after linear warm-up, gradient clipping, checkpoints that resume exactly.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/config.h"
+
+namespace l2a {
+
+struct TrainOptions {
+    // The model: continue from a folder (e.g. made by `l2a construct`), or create one from
+    // `init_config` with random weights (`train_all` is then the sensible choice).
+    std::filesystem::path model_dir;
+    std::optional<ModelConfig> init_config;
+    std::filesystem::path tokenizer_json;  // with init_config: copied into the checkpoints
+
+    std::filesystem::path data_dir;  // *.txt documents
+    std::filesystem::path out_dir;   // checkpoints: out_dir/step-N and out_dir/last
+    std::filesystem::path log_csv;   // "": out_dir/train.csv
+
+    std::string device = "cpu";      // "cpu", "cuda", "cuda:N"
+    bool bf16_autocast = true;       // CUDA only
+    bool train_all = false;          // false: attention, norms and router; FFN, embeddings, head frozen
+
+    std::int64_t steps = 100;
+    std::int64_t batch = 4;
+    std::int64_t seq_len = 1024;
+    double lr = 3e-4;
+    double min_lr_ratio = 0.1;       // cosine decays to lr * this
+    std::int64_t warmup = 10;        // linear warm-up steps (learning rate and the lambda ramp's start)
+    double weight_decay = 0.1;
+    double grad_clip = 1.0;
+
+    double lambda = 1e-3;            // sparsity weight reached at the end of the ramp
+    std::int64_t lambda_ramp_steps = 0;  // steps after warm-up to reach `lambda` (0: steps - warmup)
+    double dense_prob = 0.1;         // per layer and step: global attention for every token
+    std::uint64_t seed = 1;
+
+    std::int64_t save_every = 0;     // 0: only at the end
+    bool resume = false;             // continue from out_dir/last (options must match)
+};
+
+struct TrainStepLog {
+    std::int64_t step = 0;  // 1-based
+    double loss = 0.0;
+    double cross_entropy = 0.0;
+    double sparsity = 0.0;       // mean over layers of mean over tokens of p_t^2
+    double lambda = 0.0;
+    double lr = 0.0;
+    std::vector<double> global_fraction;  // per layer: hard decisions that were 1
+    double tokens_per_second = 0.0;
+};
+
+struct TrainResult {
+    std::vector<TrainStepLog> steps;  // this invocation's steps
+    std::filesystem::path last_checkpoint;
+    std::int64_t parameters = 0;
+    std::int64_t trainable_parameters = 0;
+};
+
+// Throws l2a::Error naming the file or option: no documents, a model that is not L2A, options
+// that differ from the checkpoint being resumed, an unknown device. `progress` (may be empty)
+// gets every step's log; `cancel` (may be null) stops between steps with a checkpoint.
+TrainResult train(const TrainOptions& options,
+                  const std::function<void(const TrainStepLog&)>& progress = {},
+                  const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace l2a

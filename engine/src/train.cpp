@@ -1,0 +1,423 @@
+// Training. The model is re-expressed as plain tensors with gradients (the inference engine's
+// weights stay untouched) and run by a short differentiable forward: full-sequence attention
+// through LibTorch's scaled_dot_product_attention with a causal or sliding-window mask, since
+// training sequences are short enough for it. The objective, estimator and schedules follow the
+// L2A recipe (see train.h). Data windows and the dense-global draws come from one counter-based
+// generator whose state is saved with the checkpoint, so a resumed run continues exactly.
+#include "l2a/engine/train.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <numeric>
+
+#include "attention.h"
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/document.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/rope.h"
+#include "l2a/engine/safetensors.h"
+#include "l2a/engine/tokenizer.h"
+#include "model_impl.h"
+
+namespace l2a {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t splitmix(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// One named parameter in HuggingFace's layout (the router is stored [1, d], kept [d] here).
+struct Param {
+    std::string name;
+    at::Tensor tensor;
+    bool trainable = false;
+    bool router = false;
+};
+
+struct Attn {
+    at::Tensor q, k, v, o, qb, kb, vb, ob, qn, kn;
+};
+
+struct Layer {
+    at::Tensor input_norm, post_norm, gate, up, down, global_norm, router;
+    Attn local, global;
+};
+
+struct Net {
+    ModelConfig config;
+    at::Tensor embed, final_norm, lm_head;
+    std::vector<Layer> layers;
+    std::vector<Param> params;
+    RopeTables rope;
+};
+
+at::Tensor copy_param(Net& net, const std::string& name, const at::Tensor& source, bool trainable,
+                      bool router = false) {
+    if (!source.defined()) return {};
+    at::Tensor t = source.detach().to(at::kFloat).clone();
+    t.set_requires_grad(trainable);
+    net.params.push_back({name, t, trainable, router});
+    return t;
+}
+
+Attn copy_attention(Net& net, const AttentionWeights& w, const std::string& prefix,
+                    const std::string& suffix, bool trainable) {
+    Attn a;
+    a.q = copy_param(net, prefix + "q_proj" + suffix + ".weight", w.q_proj, trainable);
+    a.k = copy_param(net, prefix + "k_proj" + suffix + ".weight", w.k_proj, trainable);
+    a.v = copy_param(net, prefix + "v_proj" + suffix + ".weight", w.v_proj, trainable);
+    a.o = copy_param(net, prefix + "o_proj" + suffix + ".weight", w.o_proj, trainable);
+    a.qb = copy_param(net, prefix + "q_proj" + suffix + ".bias", w.q_bias, trainable);
+    a.kb = copy_param(net, prefix + "k_proj" + suffix + ".bias", w.k_bias, trainable);
+    a.vb = copy_param(net, prefix + "v_proj" + suffix + ".bias", w.v_bias, trainable);
+    a.ob = copy_param(net, prefix + "o_proj" + suffix + ".bias", w.o_bias, trainable);
+    a.qn = copy_param(net, prefix + "q_norm" + suffix + ".weight", w.q_norm, trainable);
+    a.kn = copy_param(net, prefix + "k_norm" + suffix + ".weight", w.k_norm, trainable);
+    return a;
+}
+
+Net make_net(const Model& model, bool train_all, std::int64_t max_positions) {
+    const Model::Impl& m = model.impl();
+    Net net;
+    net.config = m.config;
+    const ModelConfig& c = net.config;
+    net.embed = copy_param(net, "model.embed_tokens.weight", m.embed, train_all);
+    net.final_norm = copy_param(net, "model.norm.weight", m.final_norm, train_all);
+    net.lm_head = c.tie_word_embeddings ? net.embed : copy_param(net, "lm_head.weight", m.lm_head, train_all);
+    for (std::size_t i = 0; i < m.layers.size(); ++i) {
+        const LayerWeights& w = m.layers[i];
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        Layer l;
+        l.input_norm = copy_param(net, p + "input_layernorm.weight", w.input_norm, true);
+        l.post_norm = copy_param(net, p + "post_attention_layernorm.weight", w.post_norm, true);
+        l.gate = copy_param(net, p + "mlp.gate_proj.weight", w.gate_proj, train_all);
+        l.up = copy_param(net, p + "mlp.up_proj.weight", w.up_proj, train_all);
+        l.down = copy_param(net, p + "mlp.down_proj.weight", w.down_proj, train_all);
+        l.local = copy_attention(net, w.attn, p + "self_attn.", "", true);
+        l.global_norm = copy_param(net, p + "input_layernorm_global.weight", w.global_norm, true);
+        l.global = copy_attention(net, w.global, p + "self_attn.", "_global", true);
+        l.router = copy_param(net, p + "self_attn.sigmoid_linear.weight", w.router, true, true);
+        net.layers.push_back(std::move(l));
+    }
+    const RopeParams rope = compute_rope(c, max_positions);
+    net.rope = make_rope_tables(rope.inv_freq, rope.attention_scaling, max_positions, m.device);
+    return net;
+}
+
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = {}) {
+    return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+// x: [B, T, d] -> attention output [B, T, d]. mask: [T, T] bool (true = attend).
+at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, const at::Tensor& mask,
+                     const at::Tensor& positions) {
+    const ModelConfig& c = net.config;
+    const std::int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
+                       Hkv = c.num_key_value_heads, D = c.head_dim;
+    at::Tensor q = dense(x, a.q, a.qb).view({B * T, H, D});
+    at::Tensor k = dense(x, a.k, a.kb).view({B * T, Hkv, D});
+    at::Tensor v = dense(x, a.v, a.vb).view({B, T, Hkv, D});
+    if (a.qn.defined()) {
+        q = rms_norm(q, a.qn, c.rms_norm_eps);
+        k = rms_norm(k, a.kn, c.rms_norm_eps);
+    }
+    q = apply_rope(q, net.rope, positions).view({B, T, H, D}).transpose(1, 2);
+    k = apply_rope(k, net.rope, positions).view({B, T, Hkv, D}).transpose(1, 2);
+    v = v.transpose(1, 2);
+    if (Hkv != H) {
+        k = k.repeat_interleave(H / Hkv, 1);
+        v = v.repeat_interleave(H / Hkv, 1);
+    }
+    at::Tensor out = at::scaled_dot_product_attention(q.to(v.scalar_type()), k.to(v.scalar_type()), v, mask);
+    return dense(out.transpose(1, 2).reshape({B, T, H * D}), a.o, a.ob);
+}
+
+struct Forward {
+    at::Tensor loss, cross_entropy, sparsity;
+    std::vector<double> global_fraction;
+};
+
+Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
+                const std::vector<bool>& dense_global) {
+    const ModelConfig& c = net.config;
+    const std::int64_t B = inputs.size(0), T = inputs.size(1);
+    const auto device = inputs.device();
+    const at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)).repeat({B});
+    const at::Tensor i = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device));
+    const at::Tensor causal = i.unsqueeze(1) >= i.unsqueeze(0);
+    const at::Tensor window = causal & (i.unsqueeze(1) - i.unsqueeze(0) < c.l2a.sliding_window);
+    const double tau = c.l2a.sigmoid_temp;
+    const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+
+    Forward f;
+    at::Tensor x = at::embedding(net.embed, inputs);
+    std::vector<at::Tensor> sparsity;
+    for (std::size_t l = 0; l < net.layers.size(); ++l) {
+        const Layer& layer = net.layers[l];
+        at::Tensor h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), window, pos);
+        at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
+        at::Tensor z = at::matmul(u.to(at::kFloat), layer.router);  // [B, T]
+        at::Tensor p = at::sigmoid(z / tau);
+        at::Tensor hard = (z >= cut).to(at::kFloat);
+        at::Tensor d = hard + p - p.detach();  // straight-through: forward hard, gradient of p
+        at::Tensor a = attention(net, layer.global, u, causal, pos);
+        // Without the dense draw, unrouted rows of the global attention are never computed,
+        // so they carry no router gradient (as in the routed-only inference).
+        if (!dense_global[l]) a = a * hard.unsqueeze(-1).to(a.scalar_type());
+        h = h + d.unsqueeze(-1).to(a.scalar_type()) * a;
+        at::Tensor n = rms_norm(h, layer.post_norm, c.rms_norm_eps).to(h.scalar_type());
+        x = h + dense(at::silu(dense(n, layer.gate)) * dense(n, layer.up), layer.down);
+        sparsity.push_back((p * p).sum(1).mean());  // per sequence: sum over tokens, then mean
+        f.global_fraction.push_back(hard.mean().item<double>());
+    }
+    at::Tensor logits = dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
+    f.cross_entropy = at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
+    f.sparsity = at::stack(sparsity).mean();
+    f.loss = f.cross_entropy + lambda * f.sparsity;
+    return f;
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+std::vector<std::int32_t> load_tokens(const fs::path& dir, const Tokenizer& tokenizer) {
+    if (!fs::is_directory(dir)) fail(dir.string(), "not a folder of .txt documents");
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        if (entry.path().extension() == ".txt") files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) fail(dir.string(), "holds no .txt documents");
+    std::vector<std::int32_t> ids;
+    const auto eot = tokenizer.token_to_id("<|endoftext|>");
+    for (const fs::path& f : files) {
+        const Encoding e = tokenizer.encode(load_document(f).text);
+        ids.insert(ids.end(), e.ids.begin(), e.ids.end());
+        if (eot) ids.push_back(*eot);
+    }
+    return ids;
+}
+
+// ---- checkpoints -----------------------------------------------------------------------------
+
+void save_model(const Net& net, const fs::path& dir, const fs::path& tokenizer_json) {
+    fs::create_directories(dir);
+    ModelConfig c = net.config;
+    c.untrained = false;
+    write_text_atomically(dir / "config.json", model_config_to_json(c));
+    if (!tokenizer_json.empty() && fs::exists(tokenizer_json)) {
+        fs::copy_file(tokenizer_json, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+    }
+    SafetensorsWriter writer(dir / "model.safetensors");
+    writer.set_metadata("format", "pt");
+    for (const Param& p : net.params) {
+        std::vector<std::int64_t> shape(p.tensor.sizes().begin(), p.tensor.sizes().end());
+        if (p.router) shape = {1, shape.front()};
+        writer.declare(p.name, DType::F32, shape);
+    }
+    for (const Param& p : net.params) {
+        const at::Tensor t = p.tensor.detach().to(at::kCPU).contiguous();
+        writer.write(t.data_ptr<float>(), static_cast<std::size_t>(t.numel()) * sizeof(float));
+    }
+    writer.finish();
+}
+
+nlohmann::json options_json(const TrainOptions& o) {
+    return {{"train_all", o.train_all}, {"batch", o.batch},     {"seq_len", o.seq_len},
+            {"lr", o.lr},               {"warmup", o.warmup},   {"steps", o.steps},
+            {"lambda", o.lambda},       {"lambda_ramp_steps", o.lambda_ramp_steps},
+            {"dense_prob", o.dense_prob}, {"seed", o.seed},     {"weight_decay", o.weight_decay},
+            {"min_lr_ratio", o.min_lr_ratio}, {"grad_clip", o.grad_clip}};
+}
+
+double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
+    if (step <= o.warmup) return o.lr * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, o.warmup));
+    const double progress = static_cast<double>(step - o.warmup) /
+                            static_cast<double>(std::max<std::int64_t>(1, o.steps - o.warmup));
+    const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(1.0, progress)));
+    return o.lr * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine);
+}
+
+double lambda_at(const TrainOptions& o, std::int64_t step) {
+    if (step <= o.warmup) return 0.0;
+    const std::int64_t ramp = o.lambda_ramp_steps > 0 ? o.lambda_ramp_steps : std::max<std::int64_t>(1, o.steps - o.warmup);
+    return o.lambda * std::min(1.0, static_cast<double>(step - o.warmup) / static_cast<double>(ramp));
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o, const std::function<void(const TrainStepLog&)>& progress,
+                  const std::atomic<bool>* cancel) {
+    if (o.steps < 1 || o.batch < 1 || o.seq_len < 2) fail("train", "--steps, --batch must be positive and --seq-len at least 2");
+    if (!(o.lr > 0)) fail("--lr", "must be positive");
+    if (!(o.lambda >= 0)) fail("--lambda", "must not be negative");
+    if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) fail("--dense-prob", "must be within 0..1");
+    if (o.out_dir.empty()) fail("--out", "give the checkpoint folder");
+    const fs::path last = o.out_dir / "last";
+
+    Placement placement;
+    placement.device = o.device;
+    placement.dtype = "fp32";
+    fs::path model_source = o.resume ? last : o.model_dir;
+    std::optional<Model> model;
+    fs::path tokenizer_json;
+    if (!model_source.empty()) {
+        model.emplace(Model::load(model_source, placement));
+        tokenizer_json = model_source / "tokenizer.json";
+    } else if (o.init_config) {
+        model.emplace(Model::random(*o.init_config, o.seed, placement));
+        tokenizer_json = o.tokenizer_json;
+    } else {
+        fail("train", "give --model DIR, or a configuration to start from random weights");
+    }
+    if (!model->config().is_l2a()) {
+        fail(model_source.empty() ? std::string("train") : model_source.string(),
+             "is not an L2A model (make one with `l2a construct`)");
+    }
+    if (model->config().l2a.router_input != RouterInput::HiddenLinearProj) {
+        fail(model_source.string(), "training supports the hidden_linearproj router only");
+    }
+    std::optional<Tokenizer> tokenizer;
+    if (model->tokenizer()) {
+        tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
+    } else if (!tokenizer_json.empty() && fs::exists(tokenizer_json)) {
+        tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
+    } else {
+        fail("train", "no tokenizer.json: give the model folder one, or --tokenizer FILE");
+    }
+    const std::vector<std::int32_t> data = load_tokens(o.data_dir, *tokenizer);
+    if (static_cast<std::int64_t>(data.size()) < o.seq_len + 2) {
+        fail(o.data_dir.string(), "holds " + std::to_string(data.size()) + " tokens, fewer than one training window of " +
+                                      std::to_string(o.seq_len + 1));
+    }
+
+    Net net = make_net(*model, o.train_all, o.seq_len);
+    const at::Device device = model->impl().device;
+    std::vector<at::Tensor> trainable;
+    TrainResult result;
+    for (const Param& p : net.params) {
+        if (p.name == "lm_head.weight" && net.config.tie_word_embeddings) continue;
+        result.parameters += p.tensor.numel();
+        if (p.trainable) {
+            trainable.push_back(p.tensor);
+            result.trainable_parameters += p.tensor.numel();
+        }
+    }
+    torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95}));
+
+    std::int64_t step = 0;
+    std::uint64_t rng = o.seed * 0xD1B54A32D192ED03ull + 7;
+    if (o.resume) {
+        const auto state = nlohmann::json::parse(read_text_file(last / "train_state.json"));
+        if (state.at("options") != options_json(o)) {
+            fail((last / "train_state.json").string(), "was written with other options: " + state.at("options").dump());
+        }
+        step = state.at("step").get<std::int64_t>();
+        rng = state.at("rng").get<std::uint64_t>();
+        torch::load(optimizer, (last / "optimizer.pt").string());
+    }
+    fs::create_directories(o.out_dir);
+    const fs::path log_path = o.log_csv.empty() ? o.out_dir / "train.csv" : o.log_csv;
+    std::ofstream log(log_path, o.resume ? std::ios::app : std::ios::trunc);
+    if (!log) fail(log_path.string(), "cannot open for writing");
+    if (!o.resume) {
+        log << "step,loss,cross_entropy,sparsity,lambda,lr,tokens_per_second";
+        for (std::size_t l = 0; l < net.layers.size(); ++l) log << ",global_fraction_" << l;
+        log << "\n";
+    }
+
+    auto save = [&](const fs::path& dir) {
+        const fs::path temp = dir.parent_path() / ("." + dir.filename().string() + ".tmp");
+        fs::remove_all(temp);
+        save_model(net, temp, tokenizer_json);
+        torch::save(optimizer, (temp / "optimizer.pt").string());
+        write_text_atomically(temp / "train_state.json",
+                              nlohmann::json{{"step", step}, {"rng", rng}, {"options", options_json(o)}}.dump(2) + "\n");
+        fs::remove_all(dir);
+        fs::rename(temp, dir);
+    };
+
+    const bool autocast = o.bf16_autocast && device.is_cuda();
+    while (step < o.steps) {
+        if (cancel && *cancel) break;
+        const auto t0 = std::chrono::steady_clock::now();
+        ++step;
+        const double lr = lr_at(o, step), lambda = lambda_at(o, step);
+        for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+        // The batch: random windows of the token stream, and the dense-global draws.
+        std::vector<std::int64_t> window(static_cast<std::size_t>(o.batch * (o.seq_len + 1)));
+        const auto span = static_cast<std::uint64_t>(data.size() - static_cast<std::size_t>(o.seq_len) - 1);
+        for (std::int64_t b = 0; b < o.batch; ++b) {
+            const std::size_t start = static_cast<std::size_t>(splitmix(rng) % span);
+            for (std::int64_t t = 0; t <= o.seq_len; ++t) {
+                window[static_cast<std::size_t>(b * (o.seq_len + 1) + t)] = data[start + static_cast<std::size_t>(t)];
+            }
+        }
+        std::vector<bool> dense_global(net.layers.size());
+        for (std::size_t l = 0; l < dense_global.size(); ++l) {
+            dense_global[l] = static_cast<double>(splitmix(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
+        }
+        const at::Tensor tokens = at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
+        const at::Tensor inputs = tokens.narrow(1, 0, o.seq_len);
+        const at::Tensor targets = tokens.narrow(1, 1, o.seq_len).contiguous();
+
+        optimizer.zero_grad();
+        Forward f;
+        if (autocast) {
+            at::autocast::set_autocast_enabled(at::kCUDA, true);
+            at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+            f = forward(net, inputs, targets, lambda, dense_global);
+            at::autocast::set_autocast_enabled(at::kCUDA, false);
+            at::autocast::clear_cache();
+        } else {
+            f = forward(net, inputs, targets, lambda, dense_global);
+        }
+        f.loss.backward();
+        if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
+        optimizer.step();
+
+        TrainStepLog entry;
+        entry.step = step;
+        entry.loss = f.loss.item<double>();
+        entry.cross_entropy = f.cross_entropy.item<double>();
+        entry.sparsity = f.sparsity.item<double>() / static_cast<double>(o.seq_len);
+        entry.lambda = lambda;
+        entry.lr = lr;
+        entry.global_fraction = f.global_fraction;
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        entry.tokens_per_second = static_cast<double>(o.batch * o.seq_len) / std::max(seconds, 1e-9);
+        if (!std::isfinite(entry.loss)) fail("train", "the loss is not finite at step " + std::to_string(step) + " (lower --lr)");
+        log << entry.step << "," << entry.loss << "," << entry.cross_entropy << "," << entry.sparsity << ","
+            << entry.lambda << "," << entry.lr << "," << entry.tokens_per_second;
+        for (double g : entry.global_fraction) log << "," << g;
+        log << "\n";
+        log.flush();
+        result.steps.push_back(entry);
+        if (progress) progress(entry);
+        if (o.save_every > 0 && step % o.save_every == 0 && step < o.steps) {
+            save(last);
+            save(o.out_dir / ("step-" + std::to_string(step)));
+        }
+    }
+    save(last);
+    result.last_checkpoint = last;
+    return result;
+}
+
+}  // namespace l2a

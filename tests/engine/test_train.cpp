@@ -1,0 +1,206 @@
+// Training on the CPU with a tiny byte-level L2A model: the loss goes down, the sparsity weight
+// makes routing sparser, a resumed run continues exactly as an uninterrupted one, the router
+// learns through the straight-through estimator, and the checkpoint runs in the engine.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/config.h"
+#include "l2a/engine/demo.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/engine/safetensors.h"
+#include "l2a/engine/synthetic_docs.h"
+#include "l2a/engine/train.h"
+#include "test_support.h"
+
+namespace l2a {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path work() { return fs::path(L2A_TEST_WORK_DIR) / "train"; }
+
+ModelConfig tiny_config() {
+    ModelConfig c;
+    c.model_type = ModelType::L2AQwen3;
+    c.vocab_size = 259;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 16;
+    c.max_position_embeddings = 4096;
+    c.rope_theta = 10000.0;
+    c.tie_word_embeddings = true;
+    c.l2a.sliding_window = 16;
+    c.l2a.sigmoid_temp = 0.1;
+    c.l2a.sigmoid_threshold = 0.5;
+    return c;
+}
+
+// Documents and the byte-level tokenizer, once per process.
+const fs::path& data_dir() {
+    static const fs::path dir = [] {
+        const fs::path d = work() / "data";
+        fs::create_directories(d);
+        for (int i = 0; i < 4; ++i) {
+            SyntheticDocOptions o;
+            o.target_bytes = 3000;
+            o.min_distance = 200;
+            o.seed = 100 + static_cast<std::uint64_t>(i);
+            write_text_atomically(d / ("doc_" + std::to_string(i) + ".txt"), make_synthetic_doc(o).text);
+        }
+        write_text_atomically(work() / "tokenizer.json", byte_level_tokenizer_json());
+        return d;
+    }();
+    return dir;
+}
+
+TrainOptions tiny_options(const std::string& name) {
+    TrainOptions o;
+    o.init_config = tiny_config();
+    o.tokenizer_json = work() / "tokenizer.json";
+    o.data_dir = data_dir();
+    o.out_dir = work() / name;
+    fs::remove_all(o.out_dir);
+    o.train_all = true;
+    o.steps = 40;
+    o.batch = 2;
+    o.seq_len = 64;
+    o.lr = 3e-3;
+    o.warmup = 4;
+    o.lambda = 0.0;
+    o.dense_prob = 0.1;
+    o.seed = 3;
+    return o;
+}
+
+double mean_of(const std::vector<TrainStepLog>& steps, std::size_t first, std::size_t count,
+               double TrainStepLog::*field) {
+    double sum = 0.0;
+    for (std::size_t i = first; i < first + count; ++i) sum += steps[i].*field;
+    return sum / static_cast<double>(count);
+}
+
+double routed(const std::vector<TrainStepLog>& steps, std::size_t first, std::size_t count) {
+    double sum = 0.0;
+    for (std::size_t i = first; i < first + count; ++i) {
+        sum += std::accumulate(steps[i].global_fraction.begin(), steps[i].global_fraction.end(), 0.0) /
+               static_cast<double>(steps[i].global_fraction.size());
+    }
+    return sum / static_cast<double>(count);
+}
+
+std::vector<float> tensor(const fs::path& file, const std::string& name) {
+    const auto f = SafetensorsFile::open(file);
+    return test::read_tensor<float>(f, name, DType::F32);
+}
+
+TEST(Train, LossGoesDownAndTheCheckpointRuns) {
+    TrainOptions o = tiny_options("loss");
+    const TrainResult r = train(o);
+    ASSERT_EQ(r.steps.size(), 40u);
+    const double first = mean_of(r.steps, 0, 5, &TrainStepLog::cross_entropy);
+    const double last = mean_of(r.steps, 35, 5, &TrainStepLog::cross_entropy);
+    EXPECT_LT(last, first - 0.5) << "cross-entropy " << first << " -> " << last;
+    EXPECT_GT(r.trainable_parameters, 0);
+    EXPECT_TRUE(fs::exists(o.out_dir / "train.csv"));
+
+    // The checkpoint is an l2a_qwen3 model the engine runs.
+    const Model model = Model::load(r.last_checkpoint);
+    EXPECT_TRUE(model.summary().is_l2a);
+    ASSERT_NE(model.tokenizer(), nullptr);
+    const std::vector<std::int32_t> ids = model.tokenizer()->encode("Key K-1234 is 'amber falcon'.").ids;
+    const PrefillResult run = run_prefill(model, ids, RunOptions{});
+    EXPECT_EQ(run.num_layers, 2);
+    EXPECT_TRUE(std::isfinite(run.token_nll.back()));
+}
+
+TEST(Train, SparsityGrowsWithLambda) {
+    // The sparsity term (mean over layers and tokens of p^2) at the end of equal runs that
+    // differ only in lambda: each larger lambda ends sparser, and no run routes more tokens.
+    std::vector<double> term, fraction;
+    for (const double lambda : {0.0, 0.01, 0.2}) {
+        TrainOptions o = tiny_options("lambda" + std::to_string(term.size()));
+        o.lambda = lambda;
+        const TrainResult r = train(o);
+        term.push_back(mean_of(r.steps, 35, 5, &TrainStepLog::sparsity));
+        fraction.push_back(routed(r.steps, 35, 5));
+        if (lambda > 0) {
+            EXPECT_EQ(r.steps[2].lambda, 0.0);         // still warming up
+            EXPECT_NEAR(r.steps[39].lambda, lambda, 1e-12);  // ramped to the end
+        }
+    }
+    EXPECT_LT(term[1], term[0] * 0.5) << term[0] << " -> " << term[1];
+    EXPECT_LT(term[2], term[1] * 0.5) << term[1] << " -> " << term[2];
+    RecordProperty("sparsity_terms", std::to_string(term[0]) + " " + std::to_string(term[1]) + " " + std::to_string(term[2]));
+    EXPECT_LE(fraction[2], fraction[0]);
+}
+
+TEST(Train, ResumeContinuesExactly) {
+    TrainOptions straight = tiny_options("straight");
+    straight.steps = 16;
+    const TrainResult whole = train(straight);
+
+    TrainOptions first = tiny_options("resumed");
+    first.steps = 16;
+    std::atomic<bool> stop{false};
+    const TrainResult part = train(first, [&](const TrainStepLog& s) { stop = s.step >= 8; }, &stop);
+    ASSERT_EQ(part.steps.size(), 8u);
+    TrainOptions second = first;
+    second.resume = true;
+    const TrainResult rest = train(second);
+    ASSERT_EQ(rest.steps.size(), 8u);
+    for (std::size_t i = 0; i < 8; ++i) {
+        EXPECT_EQ(rest.steps[i].step, static_cast<std::int64_t>(9 + i));
+        EXPECT_EQ(rest.steps[i].loss, whole.steps[8 + i].loss) << "step " << 9 + i;
+    }
+    const auto a = tensor(whole.last_checkpoint / "model.safetensors", "model.layers.1.self_attn.sigmoid_linear.weight");
+    const auto b = tensor(rest.last_checkpoint / "model.safetensors", "model.layers.1.self_attn.sigmoid_linear.weight");
+    EXPECT_EQ(a, b);
+
+    // Other options than the checkpoint's are refused, naming the state file.
+    TrainOptions other = first;
+    other.resume = true;
+    other.lr = 1e-2;
+    EXPECT_CONTAINS(test::message_of([&] { train(other); }), "train_state.json");
+}
+
+TEST(Train, RouterLearnsThroughTheStraightThroughEstimator) {
+    // Attention, norms and router train (the FFN, embeddings and head are frozen); no dense
+    // draws and no weight decay, so the router moves only if the estimator's p - stopgrad(p)
+    // carries a gradient to it.
+    TrainOptions o = tiny_options("router");
+    o.train_all = false;
+    o.steps = 6;
+    o.dense_prob = 0.0;
+    o.weight_decay = 0.0;
+    o.save_every = 1;
+    const TrainResult r = train(o);
+    const std::string name = "model.layers.0.self_attn.sigmoid_linear.weight";
+    const auto early = tensor(o.out_dir / "step-1" / "model.safetensors", name);
+    const auto late = tensor(r.last_checkpoint / "model.safetensors", name);
+    ASSERT_EQ(early.size(), late.size());
+    double moved = 0.0;
+    for (std::size_t i = 0; i < early.size(); ++i) moved += std::abs(late[i] - early[i]);
+    EXPECT_GT(moved, 1e-4);
+    // The frozen MLP did not move.
+    const std::string mlp = "model.layers.0.mlp.up_proj.weight";
+    EXPECT_EQ(tensor(o.out_dir / "step-1" / "model.safetensors", mlp),
+              tensor(r.last_checkpoint / "model.safetensors", mlp));
+
+    TrainOptions bad = tiny_options("bad");
+    bad.data_dir = work() / "nowhere";
+    EXPECT_CONTAINS(test::message_of([&] { train(bad); }), "nowhere");
+}
+
+}  // namespace
+}  // namespace l2a
