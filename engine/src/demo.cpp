@@ -19,6 +19,7 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
+#include "splitmix.h"
 
 namespace l2a {
 namespace {
@@ -46,13 +47,6 @@ constexpr DemoShape kShape;
 
 constexpr std::array<const char*, 3> kSpecialTokens = {"<|endoftext|>", "<|im_start|>",
                                                        "<|im_end|>"};
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 class Xoshiro256 {
 public:

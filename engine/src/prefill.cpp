@@ -15,6 +15,7 @@
 #include "l2a/engine/device.h"
 #include "l2a/engine/rope.h"
 #include "model_impl.h"
+#include "splitmix.h"
 
 namespace l2a {
 namespace {
@@ -77,15 +78,6 @@ struct Range {
     RangeRecorder& recorder;
     int exceptions_ = std::uncaught_exceptions();
 };
-
-// splitmix64: a small, fully specified generator, so that random routing with a given seed
-// picks the same tokens on every platform and in every later version.
-std::uint64_t splitmix64(std::uint64_t& state) {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 enum class Backend { Reference, Sdpa, Kernels };
 

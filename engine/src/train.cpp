@@ -30,18 +30,12 @@
 #include "l2a/engine/safetensors.h"
 #include "l2a/engine/tokenizer.h"
 #include "model_impl.h"
+#include "splitmix.h"
 
 namespace l2a {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::uint64_t splitmix(std::uint64_t& state) {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 // One named parameter in HuggingFace's layout (the router is stored [1, d], kept [d] here).
 struct Param {
@@ -364,14 +358,14 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         std::vector<std::int64_t> window(static_cast<std::size_t>(o.batch * (o.seq_len + 1)));
         const auto span = static_cast<std::uint64_t>(data.size() - static_cast<std::size_t>(o.seq_len) - 1);
         for (std::int64_t b = 0; b < o.batch; ++b) {
-            const std::size_t start = static_cast<std::size_t>(splitmix(rng) % span);
+            const std::size_t start = static_cast<std::size_t>(splitmix64(rng) % span);
             for (std::int64_t t = 0; t <= o.seq_len; ++t) {
                 window[static_cast<std::size_t>(b * (o.seq_len + 1) + t)] = data[start + static_cast<std::size_t>(t)];
             }
         }
         std::vector<bool> dense_global(net.layers.size());
         for (std::size_t l = 0; l < dense_global.size(); ++l) {
-            dense_global[l] = static_cast<double>(splitmix(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
+            dense_global[l] = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
         }
         const at::Tensor tokens = at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
         const at::Tensor inputs = tokens.narrow(1, 0, o.seq_len);

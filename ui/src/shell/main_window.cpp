@@ -44,6 +44,7 @@
 #include "l2a/ui/session.h"
 #include "l2a/ui/timeline_view.h"
 #include "l2a/ui/whatif_view.h"
+#include "l2a/ui/units.h"
 
 #ifndef L2A_VERSION
 #define L2A_VERSION "0.1.0"
@@ -57,16 +58,7 @@ constexpr int kWhatIfDebounceMs = 200;
 
 std::filesystem::path to_path(const QString& s) { return std::filesystem::path(s.toStdString()); }
 
-QString bytes_text(std::int64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024.0 && u < 4) {
-        v /= 1024.0;
-        ++u;
-    }
-    return u == 0 ? QString::number(bytes) + " B" : QString::number(v, 'f', 1) + " " + units[u];
-}
+QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 1); }
 
 // Resident memory of this process (Linux), for the status bar on CPU runs.
 std::int64_t resident_bytes() {

@@ -14,6 +14,7 @@
 
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/units.h"
 
 namespace l2a::ui {
 namespace {
@@ -25,16 +26,7 @@ QString seconds_text(double s) {
     return QString::number(s * 1e6, 'f', 1) + " µs";
 }
 
-QString bytes_text(std::int64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024.0 && u < 4) {
-        v /= 1024.0;
-        ++u;
-    }
-    return u == 0 ? QString::number(bytes) + " B" : QString::number(v, 'f', 2) + " " + units[u];
-}
+QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
 constexpr int kFractionRole = Qt::UserRole + 1;
 

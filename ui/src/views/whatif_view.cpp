@@ -21,6 +21,7 @@
 
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/units.h"
 
 namespace l2a::ui {
 namespace {
@@ -36,17 +37,7 @@ QString signed_fixed(double v, int digits) {
     return (v > 0 ? "+" : "") + QString::number(v, 'f', digits);
 }
 
-QString bytes_text(std::int64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = std::abs(static_cast<double>(bytes));
-    int u = 0;
-    while (v >= 1024.0 && u < 4) {
-        v /= 1024.0;
-        ++u;
-    }
-    if (u == 0) return QString::number(bytes) + " B";
-    return (bytes < 0 ? "-" : "") + QString::number(v, 'f', 2) + " " + units[u];
-}
+QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
 QString seconds_text(double s) {
     if (!std::isfinite(s)) return "n/a";

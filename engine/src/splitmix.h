@@ -1,0 +1,16 @@
+// SplitMix64: a small, portable generator (the standard library's distributions differ between
+// implementations, and seeded results must be the same on every machine). Private to the engine.
+#pragma once
+
+#include <cstdint>
+
+namespace l2a {
+
+inline std::uint64_t splitmix64(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+}  // namespace l2a
