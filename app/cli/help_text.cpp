@@ -18,6 +18,8 @@ Commands:
   make-docs long documents with long-range dependencies, and a byte-level tokenizer
   construct turn a Qwen2/Qwen3 checkpoint into an L2A checkpoint
   train     train an L2A model's routers (or a model from scratch) on documents
+  convert   store a model's weights as bf16, f16 or f32
+  evaluate  measure whether a model's routing follows the long-range references of documents
   help      show the help of a command: l2a help run
 
 Options:
@@ -35,7 +37,8 @@ token costs with and without L2A.
 
 Options:
   --model DIR   a HuggingFace model folder (config.json and safetensors weights)
-  --demo        the built-in demo model (random weights; created on first use)
+  --demo        the demo model shipped with the tool (a small trained byte-level L2A
+                model; see assets/models/l2a-demo/README.md)
   --json        print the description as JSON
   -h, --help    show this help
 )";
@@ -49,8 +52,9 @@ with and without L2A, and the time taken.
 
 Input:
   --model DIR         a HuggingFace model folder (config.json, safetensors, tokenizer.json)
-  --demo              the built-in demo model (random weights; created on first use); without
-                      --doc or --tokens it reads the built-in demo document
+  --demo              the demo model shipped with the tool (a small trained byte-level L2A
+                      model); without --doc or --tokens it reads the built-in demo document (a
+                      generated 8K document of facts recalled far later)
   --doc FILE          a UTF-8 text or Markdown document (invalid bytes are replaced, with a
                       warning)
   --tokens FILE       a JSON array of token ids, instead of --doc
@@ -231,7 +235,8 @@ Writes long documents whose text can only be predicted in places by looking far 
 their values, defined terms and numbered claims stated early and recalled much later, and
 passages repeated verbatim. Each DIR/doc_NNNNNN.txt comes with DIR/doc_NNNNNN.json, which lists
 the byte spans of those long-range references (and of what they refer to), so that routing and
-loss can be measured on exactly them. Values are random word pairs: nothing nearby predicts them.
+loss can be measured on exactly them. Values are random word pairs, codes or made-up words:
+nothing nearby predicts them.
 
 Options:
   --out DIR             where the documents go (created if missing)
@@ -241,6 +246,9 @@ Options:
   --min-distance N      bytes between a fact and its recall, at least (default 1536): more than
                         a sliding window of that size can see
   --mix FILE[,FILE...]  interleave chunks of these natural-text files with the generated filler
+  --dense               no filler, and most facts recalled: a fifth or more of the text needs
+                        looking back (a first training stage on short documents teaches a model
+                        to look back far sooner than the default mix does)
   --tokenizer-out FILE  also write a byte-level tokenizer.json (HuggingFace format: ids 0-255
                         are the bytes, then <|endoftext|>, <|im_start|>, <|im_end|>)
   --quiet               no summary on standard error
@@ -283,11 +291,15 @@ other commands load, plus the optimizer and the data generator's state, so --res
 exactly); DIR/train.csv logs loss, cross-entropy, mean p^2, lambda, learning rate, tokens/s and
 each layer's share of routed tokens.
 
+A plain Qwen2/Qwen3 model (--model, or --config with model_type qwen3) trains as well, with full
+causal attention and cross-entropy alone: the base model that l2a construct then turns into an
+L2A model. The L2A recipe: train the base, construct, then train --train attention.
+
 Options:
   --data DIR           a folder of .txt documents (l2a make-docs writes some)
   --out DIR            checkpoints and the log
-  --model DIR          start from this L2A model (e.g. made by l2a construct)
-  --config FILE        start from random weights of this config.json (model_type l2a_qwen3)
+  --model DIR          start from this model (an L2A one made by l2a construct, or a plain one)
+  --config FILE        start from random weights of this config.json (l2a_qwen3 or qwen3)
   --tokenizer FILE     with --config: the tokenizer.json (copied into the checkpoints)
   --train GROUP        attention (default with --model: attention sets, norms and router; FFN,
                        embeddings and LM head frozen) or all (default with --config)
@@ -299,14 +311,69 @@ Options:
   --warmup N           warm-up steps (default 10)
   --weight-decay X     AdamW weight decay (default 0.1)
   --lambda X           sparsity weight at the end of the ramp (default 1e-3)
-  --lambda-ramp N      steps from the end of warm-up to full lambda (default: to the last step)
+  --lambda-ramp N      steps from the end of warm-up (and of --router-freeze) to full lambda
+                       (default: to the last step)
   --dense-prob X       probability of dense global attention per layer and step (default 0.1)
+  --router-freeze N    keep the routers fixed for the first N steps (default 0): after l2a
+                       construct every token routes, and the local and global attention sets
+                       first learn to work together
+  --router-lr-scale X  the routers' learning rate is X times --lr (default 1)
   --seed S             seed of the weights (with --config), the data windows and the draws
   --save-every N       also keep DIR/step-N every N steps (default: only DIR/last at the end)
   --resume             continue from DIR/last (the options must be the same)
   --no-autocast        train in fp32 on CUDA too
+  --checkpointing      gradient checkpointing: keep one layer's activations, recompute the
+                       rest in the backward pass (less memory for long sequences, ~1/3 slower)
   --quiet              no progress bar or summary
   -h, --help           show this help
+)";
+
+constexpr const char* kConvertHelp =
+    R"(Usage: l2a convert --model DIR --out DIR --dtype bf16|f16|f32 [--force] [--quiet]
+
+Writes a copy of a model folder whose floating-point weights are stored in another type
+(rounded to nearest even), e.g. an fp32 training checkpoint as bf16 at half the size. Integer
+tensors, config.json and the tokenizer files are copied unchanged; the weights go into one
+model.safetensors. The output is written to a temporary folder and renamed when complete.
+
+Options:
+  --model DIR        the model folder
+  --out DIR          the folder to write (must not exist, unless --force)
+  --dtype TYPE       bf16, f16 or f32
+  --force            replace --out if it exists (only once the new folder is complete)
+  --quiet            no progress bar or summary
+  -h, --help         show this help
+)";
+
+constexpr const char* kEvaluateHelp =
+    R"(Usage: l2a evaluate (--model DIR | --demo) --docs DIR [options]
+
+Measures whether a model's learned routing means something, on documents with known long-range
+references (l2a make-docs writes them, each .txt with a .json sidecar of reference spans; use
+documents the model was not trained on). A reference token is one that can only be predicted by
+looking far back (it repeats or completes what was stated earlier); a reference position is one
+whose next token is a reference token. Each document runs four times: learned routing, every
+token local, the busiest layer's global attention pruned, the sparsest layer's pruned. Reports:
+- the global-attention rate at reference positions and at the others (shares of positions x
+  layers), their ratio, the overall global fraction, per layer and per kind of reference;
+- the mean NLL of reference tokens and of the other tokens in each of the four runs;
+- four checks: rate at references >= 3x the others; overall global fraction <= 30%; all local
+  raises the reference NLL more than the other NLL; pruning the busiest layer raises the
+  reference NLL more than pruning the sparsest.
+
+Options:
+  --model DIR        an L2A model folder with its tokenizer.json
+  --demo             the built-in demo model
+  --docs DIR         the documents (.txt with .json sidecars)
+  --count N          only the first N documents
+  --max-tokens N     only the first N tokens of each document
+  --device NAME      cpu (default), cuda or cuda:N
+  --backend NAME     reference (default), sdpa or kernels (CUDA)
+  --threads N        CPU threads
+  --out FILE         also write the result as JSON to FILE
+  --json             print the result as JSON instead of the table
+  --quiet            no progress bar
+  -h, --help         show this help
 )";
 
 constexpr const char* kSuggestPruneHelp =
@@ -340,6 +407,8 @@ const char* help_text(std::string_view command) {
     if (command == "make-docs") return kMakeDocsHelp;
     if (command == "construct") return kConstructHelp;
     if (command == "train") return kTrainHelp;
+    if (command == "convert") return kConvertHelp;
+    if (command == "evaluate") return kEvaluateHelp;
     return kMainHelp;
 }
 

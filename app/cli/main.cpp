@@ -38,7 +38,7 @@ int dispatch(std::span<const std::string_view> args) {
         }
         if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export" && rest[0] != "bench" &&
             rest[0] != "whatif" && rest[0] != "suggest-prune" && rest[0] != "make-docs" &&
-            rest[0] != "construct" && rest[0] != "train") {
+            rest[0] != "construct" && rest[0] != "train" && rest[0] != "convert" && rest[0] != "evaluate") {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());
             return 2;
@@ -55,6 +55,8 @@ int dispatch(std::span<const std::string_view> args) {
     if (command == "make-docs") return l2a::cli::make_docs_command(rest);
     if (command == "construct") return l2a::cli::construct_command(rest);
     if (command == "train") return l2a::cli::train_command(rest);
+    if (command == "convert") return l2a::cli::convert_command(rest);
+    if (command == "evaluate") return l2a::cli::evaluate_command(rest);
     if (!command.empty() && command[0] == '-') {
         std::fprintf(stderr, "l2a: unknown option '%.*s' (see l2a --help)\n",
                      static_cast<int>(command.size()), command.data());

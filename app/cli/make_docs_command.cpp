@@ -23,6 +23,7 @@ int make_docs_command(std::span<const std::string_view> raw) {
                     {"--seed", true},
                     {"--min-distance", true},
                     {"--mix", true},
+                    {"--dense", false},
                     {"--tokenizer-out", true},
                     {"--quiet", false}},
                    raw);
@@ -49,6 +50,7 @@ int make_docs_command(std::span<const std::string_view> raw) {
     SyntheticDocOptions options;
     options.target_bytes = static_cast<std::size_t>(tokens);
     options.min_distance = static_cast<std::size_t>(distance);
+    options.dense = args.has("--dense");
     if (auto mix = args.value("--mix")) {
         std::size_t start = 0;
         while (start <= mix->size()) {

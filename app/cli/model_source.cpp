@@ -1,7 +1,5 @@
 #include "model_source.h"
 
-#include <cstdio>
-
 #include "l2a/engine/demo.h"
 
 namespace l2a::cli {
@@ -15,13 +13,7 @@ std::filesystem::path model_folder(const Arguments& args) {
         if (model->empty()) args.usage_error("--model: the folder name is empty");
         return *model;
     }
-    const std::filesystem::path dir = demo_model_dir();
-    std::error_code ec;
-    if (!std::filesystem::exists(dir / "model.safetensors", ec)) {
-        std::fprintf(stderr, "l2a: creating the demo model (random weights) in %s\n",
-                     dir.string().c_str());
-    }
-    return ensure_demo_model(dir);
+    return require_demo_model();
 }
 
 std::string model_label(const Arguments& args, const std::filesystem::path& folder) {

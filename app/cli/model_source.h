@@ -1,4 +1,4 @@
-// Which model a command works on: --model DIR, or --demo (created on first use).
+// Which model a command works on: --model DIR, or --demo (the shipped demo model).
 #pragma once
 
 #include <filesystem>

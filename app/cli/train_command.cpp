@@ -21,7 +21,7 @@ int train_command(std::span<const std::string_view> raw) {
                     {"--lr", true},        {"--warmup", true},     {"--lambda", true},
                     {"--lambda-ramp", true}, {"--dense-prob", true}, {"--train", true},
                     {"--seed", true},      {"--save-every", true}, {"--weight-decay", true},
-                    {"--resume", false},   {"--no-autocast", false}, {"--quiet", false}},
+                    {"--resume", false},   {"--no-autocast", false}, {"--checkpointing", false}, {"--router-lr-scale", true}, {"--router-freeze", true}, {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("train"), stdout);
@@ -59,6 +59,11 @@ int train_command(std::span<const std::string_view> raw) {
     if (auto v = args.number("--lambda")) o.lambda = *v;
     if (auto v = args.number("--dense-prob")) o.dense_prob = *v;
     if (auto v = args.number("--weight-decay")) o.weight_decay = *v;
+    if (auto v = args.number("--router-lr-scale")) {
+        if (!(*v >= 0)) args.usage_error("--router-lr-scale: must not be negative");
+        o.router_lr_scale = *v;
+    }
+    if (auto v = args.integer("--router-freeze", 0, std::int64_t(1) << 40)) o.router_freeze_steps = *v;
     if (!(o.lr > 0)) args.usage_error("--lr: must be positive");
     if (!(o.lambda >= 0)) args.usage_error("--lambda: must not be negative");
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) args.usage_error("--dense-prob: must be within 0..1");
@@ -71,19 +76,22 @@ int train_command(std::span<const std::string_view> raw) {
         o.train_all = o.init_config.has_value();  // from scratch everything trains
     }
     o.bf16_autocast = !args.has("--no-autocast");
+    o.gradient_checkpointing = args.has("--checkpointing");
     const bool quiet = args.has("--quiet");
 
     ProgressBar bar("training, " + group_digits(o.steps) + " steps", !quiet);
     const TrainResult r = train(o, [&](const TrainStepLog& s) {
         char stage[160];
-        std::snprintf(stage, sizeof stage, "step %lld, loss %.4f (CE %.4f), routed %.1f%%, %.0f tok/s",
-                      static_cast<long long>(s.step), s.loss, s.cross_entropy,
-                      [&] {
-                          double sum = 0;
-                          for (double g : s.global_fraction) sum += g;
-                          return 100.0 * sum / static_cast<double>(std::max<std::size_t>(1, s.global_fraction.size()));
-                      }(),
-                      s.tokens_per_second);
+        if (s.global_fraction.empty()) {  // a plain model: no routing
+            std::snprintf(stage, sizeof stage, "step %lld, loss %.4f, %.0f tok/s", static_cast<long long>(s.step),
+                          s.loss, s.tokens_per_second);
+        } else {
+            double sum = 0;
+            for (double g : s.global_fraction) sum += g;
+            std::snprintf(stage, sizeof stage, "step %lld, loss %.4f (CE %.4f), routed %.1f%%, %.0f tok/s",
+                          static_cast<long long>(s.step), s.loss, s.cross_entropy,
+                          100.0 * sum / static_cast<double>(s.global_fraction.size()), s.tokens_per_second);
+        }
         bar.update(static_cast<double>(s.step) / static_cast<double>(o.steps), stage);
     });
     bar.finish();

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
+#include <limits>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -57,6 +60,58 @@ struct Output {
     std::string source;  // base tensor to copy; empty: zeros
 };
 
+
+// Writes a model folder atomically: `fill` writes into a temporary folder beside `out`, which
+// then replaces `out` (an existing one only once the new one is complete).
+template <typename Fill>
+void write_model_folder(const std::filesystem::path& out, Fill&& fill) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+    fs::create_directories(parent, ec);
+    if (ec) fail(parent.string(), "cannot create the folder: " + ec.message());
+    const fs::path temp = parent / ("." + out.filename().string() + ".writing-" + std::to_string(::getpid()));
+    fs::remove_all(temp, ec);
+    fs::create_directories(temp, ec);
+    if (ec) fail(temp.string(), "cannot create a temporary folder: " + ec.message());
+    try {
+        fill(temp);
+        if (fs::exists(out)) {
+            const fs::path old = parent / ("." + out.filename().string() + ".replaced-" + std::to_string(::getpid()));
+            fs::rename(out, old);
+            fs::rename(temp, out);
+            fs::remove_all(old, ec);
+        } else {
+            fs::rename(temp, out);
+        }
+    } catch (const fs::filesystem_error& e) {
+        fs::remove_all(temp, ec);
+        fail(out.string(), std::string("cannot write: ") + e.code().message());
+    } catch (...) {
+        fs::remove_all(temp, ec);
+        throw;
+    }
+}
+
+void copy_side_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+    namespace fs = std::filesystem;
+    for (const char* file : kSideFiles) {
+        if (!fs::exists(from / file)) continue;
+        std::error_code ec;
+        fs::copy_file(from / file, to / file, fs::copy_options::overwrite_existing, ec);
+        if (ec) fail((from / file).string(), "cannot copy: " + ec.message());
+    }
+}
+
+void check_output_folder(const std::filesystem::path& base, const std::filesystem::path& out, bool overwrite) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::exists(out)) {
+        if (fs::equivalent(out, base, ec)) fail(out.string(), "is the source model's own folder");
+        if (!overwrite) fail(out.string(), "already exists (give --force to replace it)");
+    }
+}
+
 }  // namespace
 
 ConstructSummary construct_l2a(const std::filesystem::path& base, const std::filesystem::path& out,
@@ -75,11 +130,7 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
         fail("--temp", "must be a positive number");
     }
     if (!(options.threshold > 0.0 && options.threshold < 1.0)) fail("--threshold", "must be strictly between 0 and 1");
-    std::error_code ec;
-    if (fs::exists(out)) {
-        if (fs::equivalent(out, base, ec)) fail(out.string(), "is the base model's own folder");
-        if (!options.overwrite) fail(out.string(), "already exists (give --force to replace it)");
-    }
+    check_output_folder(base, out, options.overwrite);
 
     ConstructSummary summary;
     summary.base_type = model_type_name(config.model_type);
@@ -133,21 +184,9 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
     }
 
     // Write into a temporary folder beside the output, then move it into place.
-    const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-    fs::create_directories(parent, ec);
-    if (ec) fail(parent.string(), "cannot create the folder: " + ec.message());
-    const fs::path temp = parent / ("." + out.filename().string() + ".construct-" + std::to_string(::getpid()));
-    fs::remove_all(temp, ec);
-    fs::create_directories(temp, ec);
-    if (ec) fail(temp.string(), "cannot create a temporary folder: " + ec.message());
-    try {
+    write_model_folder(out, [&](const fs::path& temp) {
         write_text_atomically(temp / "config.json", j.dump(2) + "\n");
-        for (const char* file : kSideFiles) {
-            if (fs::exists(base / file)) {
-                fs::copy_file(base / file, temp / file, fs::copy_options::overwrite_existing, ec);
-                if (ec) fail((base / file).string(), "cannot copy: " + ec.message());
-            }
-        }
+        copy_side_files(base, temp);
         SafetensorsWriter writer(temp / "model.safetensors");
         writer.set_metadata("format", "pt");
         writer.set_metadata("l2a.constructed_from", base.string());
@@ -171,23 +210,127 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
         writer.finish();
         summary.tensors_written = static_cast<std::int64_t>(outputs.size());
         summary.bytes_written = done;
+    });
+    return summary;
+}
 
-        if (fs::exists(out)) {
-            // --force: the old folder goes only once the new one is complete.
-            const fs::path old = parent / ("." + out.filename().string() + ".replaced-" + std::to_string(::getpid()));
-            fs::rename(out, old);
-            fs::rename(temp, out);
-            fs::remove_all(old, ec);
-        } else {
-            fs::rename(temp, out);
-        }
-    } catch (const fs::filesystem_error& e) {
-        fs::remove_all(temp, ec);
-        fail(out.string(), std::string("cannot write: ") + e.code().message());
-    } catch (...) {
-        fs::remove_all(temp, ec);
-        throw;
+// ---- convert ---------------------------------------------------------------------------------
+
+namespace {
+
+float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+
+std::uint16_t float_to_bf16(float f) {  // round to nearest even; NaN stays NaN
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+    if (std::isnan(f)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
+    return static_cast<std::uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+
+float f16_to_float(std::uint16_t h) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
+    const std::uint32_t exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+    float magnitude;
+    if (exponent == 0) {
+        magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    } else if (exponent == 31) {
+        magnitude = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    } else {
+        magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
     }
+    return std::bit_cast<float>(std::bit_cast<std::uint32_t>(magnitude) | sign);
+}
+
+std::uint16_t float_to_f16(float f) {  // round to nearest even, overflow to infinity
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+    const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000);
+    const float a = std::fabs(f);
+    if (std::isnan(f)) return static_cast<std::uint16_t>(sign | 0x7E00);
+    if (a >= 65520.0f) return static_cast<std::uint16_t>(sign | 0x7C00);
+    if (a < 6.103515625e-05f) {  // subnormal: multiples of 2^-24
+        return static_cast<std::uint16_t>(sign | static_cast<std::uint16_t>(std::nearbyint(a * 16777216.0f)));
+    }
+    const std::uint32_t abits = std::bit_cast<std::uint32_t>(a);
+    const std::uint32_t exponent = (abits >> 23) - 127 + 15;
+    std::uint32_t mantissa = abits & 0x7FFFFF;
+    std::uint32_t h = (exponent << 10) | (mantissa >> 13);
+    const std::uint32_t rest = mantissa & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
+    return static_cast<std::uint16_t>(sign | h);
+}
+
+bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; }
+
+}  // namespace
+
+ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std::filesystem::path& out,
+                                  DType dtype, bool overwrite,
+                                  const std::function<void(std::int64_t, std::int64_t)>& progress) {
+    namespace fs = std::filesystem;
+    if (!is_float_dtype(dtype)) fail("--dtype", "expected f32, bf16 or f16");
+    const fs::path config_path = model / "config.json";
+    if (!fs::exists(config_path)) fail(model.string(), "not a model folder (it has no config.json)");
+    (void)load_model_config(config_path);  // a readable configuration, or a clear error
+    check_output_folder(model, out, overwrite);
+    const Checkpoint checkpoint = Checkpoint::open(model);
+    std::vector<std::string> names = checkpoint.tensor_names();
+    std::sort(names.begin(), names.end());
+    ConvertSummary summary;
+    std::int64_t total = 0;
+    for (const std::string& name : names) total += static_cast<std::int64_t>(checkpoint.get(name).size_bytes());
+    write_model_folder(out, [&](const fs::path& temp) {
+        // config.json as it was, but for the type it names for the weights.
+        nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_text_file(config_path));
+        config["torch_dtype"] = dtype == DType::BF16 ? "bfloat16" : dtype == DType::F16 ? "float16" : "float32";
+        write_text_atomically(temp / "config.json", config.dump(2) + "\n");
+        copy_side_files(model, temp);
+        SafetensorsWriter writer(temp / "model.safetensors");
+        writer.set_metadata("format", "pt");
+        std::vector<DType> types;
+        for (const std::string& name : names) {
+            const TensorView view = checkpoint.get(name);
+            types.push_back(is_float_dtype(view.info->dtype) ? dtype : view.info->dtype);
+            writer.declare(name, types.back(), view.info->shape);
+        }
+        std::vector<std::byte> buffer;
+        std::int64_t done = 0;
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const TensorView view = checkpoint.get(names[i]);
+            const DType from = view.info->dtype, to = types[i];
+            summary.bytes_before += static_cast<std::int64_t>(view.size_bytes());
+            if (from == to) {
+                writer.write(view.data, view.size_bytes());
+                summary.bytes_after += static_cast<std::int64_t>(view.size_bytes());
+            } else {
+                const std::size_t n = view.size_bytes() / dtype_size(from);
+                buffer.resize(n * dtype_size(to));
+                const auto* src = reinterpret_cast<const unsigned char*>(view.data);
+                auto* dst = reinterpret_cast<unsigned char*>(buffer.data());
+                for (std::size_t k = 0; k < n; ++k) {
+                    float v;
+                    if (from == DType::F32) {
+                        std::memcpy(&v, src + 4 * k, 4);
+                    } else {
+                        std::uint16_t h;
+                        std::memcpy(&h, src + 2 * k, 2);
+                        v = from == DType::BF16 ? bf16_to_float(h) : f16_to_float(h);
+                    }
+                    if (to == DType::F32) {
+                        std::memcpy(dst + 4 * k, &v, 4);
+                    } else {
+                        const std::uint16_t h = to == DType::BF16 ? float_to_bf16(v) : float_to_f16(v);
+                        std::memcpy(dst + 2 * k, &h, 2);
+                    }
+                }
+                writer.write(buffer.data(), buffer.size());
+                summary.bytes_after += static_cast<std::int64_t>(buffer.size());
+                ++summary.tensors_converted;
+            }
+            done += static_cast<std::int64_t>(view.size_bytes());
+            if (progress) progress(done, total);
+        }
+        writer.finish();
+        summary.tensors = static_cast<std::int64_t>(names.size());
+    });
     return summary;
 }
 

@@ -1,6 +1,9 @@
-// The demo model and document. The model is a small l2a_qwen3 with random weights drawn from our
-// own generator (splitmix64 seeding xoshiro256**, Box-Muller): std::normal_distribution is
-// implementation-defined, and every machine must produce the same bytes.
+// The demo model and document. The demo model is the trained one shipped in
+// assets/models/l2a-demo; this file finds it. The untrained model (tests, fixtures) is a small
+// l2a_qwen3 of the same shape with random weights drawn from our own generator (splitmix64
+// seeding xoshiro256**, Box-Muller): std::normal_distribution is implementation-defined, and
+// every machine must produce the same bytes. The demo document comes from the same generator as
+// the demo model's training documents, with a seed of its own.
 #include "l2a/engine/demo.h"
 
 #include <unistd.h>
@@ -19,6 +22,7 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
+#include "l2a/engine/synthetic_docs.h"
 #include "splitmix.h"
 
 namespace l2a {
@@ -26,10 +30,13 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-constexpr const char* kDemoFolderName = "demo-untrained-v1";
 // Written into config.json; a folder without it (or with another value) is rebuilt.
 constexpr const char* kDemoMarker = "untrained-v1";
+// The shipped demo model's folder name (assets/models/, share/l2a-studio/models/).
+constexpr const char* kDemoModelName = "l2a-demo";
 constexpr std::uint64_t kDemoSeed = 0x4c32'4144'454d'4f31ULL;
+// Not a seed of the demo model's training or held-out documents (scripts/train-demo).
+constexpr std::uint64_t kDemoDocumentSeed = 20261203;
 
 // Architecture of the demo model: small enough to run a few thousand tokens per second on a
 // laptop CPU, large enough to have real GQA, QK-norm and a window shorter than the document.
@@ -257,7 +264,7 @@ namespace {
 void write_demo_weights(const std::filesystem::path& path) {
     SafetensorsWriter writer(path);
     writer.set_metadata("format", "pt");
-    writer.set_metadata("l2a.note", "random weights, untrained (L2A Studio demo model)");
+    writer.set_metadata("l2a.note", "random weights, untrained (L2A Studio untrained model)");
     const std::vector<WeightSpec> specs = demo_weights();
     for (const WeightSpec& spec : specs) writer.declare(spec.name, DType::F32, spec.shape);
     std::vector<float> buffer;
@@ -298,20 +305,41 @@ std::string env(const char* name) {
 
 }  // namespace
 
-std::filesystem::path demo_model_dir() {
-    if (std::string dir = env("L2A_DEMO_DIR"); !dir.empty()) return dir;
-    std::filesystem::path cache;
-    if (std::string xdg = env("XDG_CACHE_HOME"); !xdg.empty() && xdg.front() == '/') {
-        cache = xdg;
-    } else if (std::string home = env("HOME"); !home.empty()) {
-        cache = std::filesystem::path(home) / ".cache";
-    } else {
-        cache = std::filesystem::temp_directory_path();
+std::vector<std::filesystem::path> demo_model_candidates() {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> candidates;
+    if (std::string dir = env("L2A_DEMO_DIR"); !dir.empty()) return {fs::path(dir)};
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec && exe.has_parent_path()) {
+        candidates.push_back(exe.parent_path().parent_path() / "share" / "l2a-studio" / "models" / kDemoModelName);
     }
-    return cache / "l2a-studio" / kDemoFolderName;
+#ifdef L2A_ASSETS_DIR
+    candidates.push_back(fs::path(L2A_ASSETS_DIR) / "models" / kDemoModelName);
+#endif
+    return candidates;
 }
 
-std::filesystem::path ensure_demo_model(const std::filesystem::path& dir) {
+std::filesystem::path demo_model_dir() {
+    const auto candidates = demo_model_candidates();
+    std::error_code ec;
+    for (const auto& dir : candidates) {
+        if (std::filesystem::is_regular_file(dir / "config.json", ec)) return dir;
+    }
+    return candidates.empty() ? std::filesystem::path(kDemoModelName) : candidates.back();
+}
+
+std::filesystem::path require_demo_model() {
+    const std::filesystem::path dir = demo_model_dir();
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(dir / "config.json", ec)) return dir;
+    std::string looked;
+    for (const auto& c : demo_model_candidates()) looked += (looked.empty() ? "" : ", ") + c.string();
+    fail(dir.string(), "the demo model is missing (looked in " + looked +
+                           "); reinstall L2A Studio, or set L2A_DEMO_DIR to a model folder");
+}
+
+std::filesystem::path ensure_untrained_model(const std::filesystem::path& dir) {
     if (demo_folder_complete(dir)) return dir;
 
     static std::atomic<unsigned> counter{0};
@@ -322,7 +350,7 @@ std::filesystem::path ensure_demo_model(const std::filesystem::path& dir) {
     const std::string origin = dir.string();
     std::error_code ec;
     std::filesystem::create_directories(temp, ec);
-    if (ec) fail(origin, "cannot create the demo model folder: " + ec.message());
+    if (ec) fail(origin, "cannot create the untrained model folder: " + ec.message());
     try {
         write_text_atomically(temp / "config.json", demo_config_json());
         write_text_atomically(temp / "tokenizer.json", byte_level_tokenizer_json());
@@ -341,232 +369,25 @@ std::filesystem::path ensure_demo_model(const std::filesystem::path& dir) {
         std::error_code ignored;
         std::filesystem::remove_all(temp, ignored);
         if (demo_folder_complete(dir)) return dir;
-        fail(origin, "cannot create the demo model folder: " + ec.message());
+        fail(origin, "cannot create the untrained model folder: " + ec.message());
     }
     return dir;
 }
 
 // ---- the demo document ------------------------------------------------------------------------
 
-namespace {
-
-struct Term {
-    const char* word;
-    const char* definition;
-};
-
-// A glossary of replicated logs. Definitions come early; the rest of the document leans on them
-// ("as in Definition 3") and asks about them again, so reading it well takes long-range recall.
-constexpr std::array<Term, 14> kTerms = {{
-    {"replica", "a server that keeps its own copy of the log and applies its entries in order"},
-    {"log entry", "a client command together with the term in which the leader received it"},
-    {"quorum", "any majority of the replicas, so that two quorums always share a replica"},
-    {"term", "a numbered stretch of time that begins with an election and has at most one leader"},
-    {"leader", "the one replica of a term that accepts commands and sends them to the others"},
-    {"follower", "a replica that answers the leader and stores the entries it is sent"},
-    {"heartbeat", "an empty append message that a leader sends to show that it is alive"},
-    {"election timeout",
-     "the time a follower waits without a heartbeat before it starts an election"},
-    {"commit index", "the position of the newest entry known to be stored on a quorum"},
-    {"snapshot", "a compact image of the state machine that replaces a prefix of the log"},
-    {"lease", "a promise, bounded in time, that no other replica will act as leader"},
-    {"partition", "a network failure that splits the replicas into groups that cannot talk"},
-    {"state machine", "the deterministic program that every replica runs on committed entries"},
-    {"joint consensus",
-     "a transition in which every decision needs a quorum of the old and of the new members"},
-}};
-
-constexpr std::array<const char*, 7> kNodes = {"alder", "birch", "cedar",  "elm",
-                                               "fir",   "hazel", "juniper"};
-
-constexpr const char* kGoldenRule =
-    "The golden rule, repeated on purpose: an entry is committed once a quorum has stored it, "
-    "and a committed entry is never lost, whatever fails afterwards.";
-
-struct Topic {
-    const char* title;
-    const char* body;  // {N} refers to Definition N (1-based): "*word* (Definition N)"
-};
-
-constexpr std::array<Topic, 10> kTopics = {{
-    {"Electing a leader",
-     "Every replica starts as a {6}. When its {8} runs out, it increases the {4}, votes for "
-     "itself and asks the others for their votes. A candidate that collects votes from a {3} "
-     "becomes the {5} and sends a {7} at once, so that nobody else starts a competing election."},
-    {"Appending entries",
-     "Clients talk only to the {5}. It wraps each command in a {2}, appends it to its own log and "
-     "sends it to every {6}. A follower accepts the entry only if its log matches the leader's "
-     "log just before it; otherwise it refuses, and the leader retries one position earlier."},
-    {"Committing",
-     "The {5} advances the {9} as soon as a {3} has stored an entry of the current {4}. Only then "
-     "does each {1} hand the entry to its {13}. Entries of older terms are committed indirectly, "
-     "by committing a newer entry after them."},
-    {"Snapshots",
-     "A log that grows forever is a liability. From time to time each {1} writes a {10} and "
-     "drops the entries it covers. A {6} that falls far behind receives the snapshot instead of "
-     "the missing entries, then continues from the position the snapshot ends at."},
-    {"Reading safely",
-     "A read served by a stale {5} may miss a write that a newer leader has committed. Either "
-     "the leader confirms with a {3} before it answers, or it holds a {11} and answers alone "
-     "while the lease lasts. The lease trades a round trip for a bound on clock drift."},
-    {"Surviving a partition",
-     "During a {12}, at most one side can contain a {3}. The side without one cannot commit "
-     "anything, even if it still has a {5} from an earlier {4}; its writes wait, and are "
-     "discarded when the network heals and a newer leader speaks."},
-    {"Changing the membership",
-     "Adding or removing replicas is dangerous because the meaning of {3} changes. With {14}, "
-     "the cluster passes through a state in which both the old and the new members must agree, "
-     "so that two leaders can never be elected for the same {4}."},
-    {"Recovering after a crash",
-     "A {1} that restarts reads its latest {10} and replays every {2} written after it. It has "
-     "forgotten "
-     "nothing that it acknowledged, because it writes every entry to stable storage before "
-     "answering. It then waits as a {6} for the current leader's {7}."},
-    {"Tuning the timeouts",
-     "An {8} much longer than the interval between heartbeats avoids needless elections; one "
-     "much shorter than a network delay causes them constantly. A common choice is ten "
-     "heartbeat intervals, with a random spread so that candidates rarely collide."},
-    {"Measuring latency",
-     "A write costs one round trip from the {5} to the fastest {3}, plus one write to stable "
-     "storage. A slow {1} does not slow the cluster down, as long as a quorum of fast replicas "
-     "remains; the {9} simply moves on without it."},
-}};
-
-const char* article(std::string_view word) {
-    return std::string_view("aeiou").find(word.front()) != std::string_view::npos ? "an" : "a";
-}
-
-std::string with_article(std::string_view word) {
-    return article(word) + (" " + std::string(word));
-}
-
-std::string cap(std::string text) {
-    if (!text.empty() && text[0] >= 'a' && text[0] <= 'z')
-        text[0] = static_cast<char>(text[0] - 32);
-    return text;
-}
-
-// "{3}" -> "*quorum* (Definition 3)" the first time a section names it, "quorum" afterwards.
-std::string expand_references(std::string_view body) {
-    std::string out;
-    std::vector<bool> seen(kTerms.size() + 1, false);
-    for (std::size_t i = 0; i < body.size(); ++i) {
-        if (body[i] != '{') {
-            out += body[i];
-            continue;
-        }
-        const std::size_t close = body.find('}', i);
-        const int n = std::stoi(std::string(body.substr(i + 1, close - i - 1)));
-        const std::string word = kTerms[static_cast<std::size_t>(n - 1)].word;
-        if (!seen[static_cast<std::size_t>(n)]) {
-            out += "*" + word + "* (Definition " + std::to_string(n) + ")";
-            seen[static_cast<std::size_t>(n)] = true;
-        } else {
-            out += word;
-        }
-        i = close;
-    }
-    return out;
-}
-
-class DemoWriter {
-public:
-    explicit DemoWriter(std::size_t target) : target_(target), rng_(kDemoSeed) {}
-
-    std::string write() {
-        add("# A Field Guide to Replicated Logs\n\n");
-        add("This guide explains how a small group of servers keeps one ordered log of commands "
-            "even when some of them crash or the network misbehaves. It is meant to be read in "
-            "order: the first section fixes the vocabulary, and every later section builds on "
-            "it.\n\n");
-        add("## Section 1: Vocabulary\n\n");
-        for (std::size_t i = 0; i < kTerms.size() && !done(); ++i) {
-            add("Definition " + std::to_string(i + 1) + ": " + article(kTerms[i].word) + " *" +
-                kTerms[i].word + "* is " + kTerms[i].definition + ".\n\n");
-        }
-        int section = 2;
-        for (std::size_t round = 0; !done(); ++round) {
-            for (std::size_t t = 0; t < kTopics.size() && !done(); ++t, ++section) {
-                write_section(section, kTopics[t], round);
-            }
-        }
-        return text_;
-    }
-
-private:
-    bool done() const { return text_.size() >= target_; }
-    void add(const std::string& piece) { text_ += piece; }
-    const char* node() { return kNodes[rng_.below(kNodes.size())]; }
-    std::size_t term_index() { return rng_.below(kTerms.size()); }
-
-    void write_section(int number, const Topic& topic, std::size_t round) {
-        std::string title = topic.title;
-        if (round > 0) title += ", revisited (" + std::to_string(round + 1) + ")";
-        add("## Section " + std::to_string(number) + ": " + title + "\n\n");
-        add(expand_references(topic.body) + "\n\n");
-        add(example(number));
-        // Some passages come back word for word: a reader (or a model) that remembers them can
-        // predict them exactly.
-        if (number % 3 == 0) add(std::string(kGoldenRule) + "\n\n");
-        add(check_yourself());
-    }
-
-    std::string example(int section) {
-        const std::string leader = node();
-        std::string follower = node();
-        while (follower == leader) follower = node();
-        const auto term = 2 + rng_.below(40);
-        const auto index = 10 + rng_.below(900);
-        const std::size_t cited = term_index();
-        std::string out = "Example " + std::to_string(section) + ".1: in a cluster of five, " +
-                          leader + " is the leader of term " + std::to_string(term) + " and " +
-                          follower + " has stored entries up to index " + std::to_string(index) +
-                          ". ";
-        switch (rng_.below(4)) {
-            case 0:
-                out += "If " + leader + " crashes, " + follower + " waits for its election " +
-                       "timeout, asks for votes in term " + std::to_string(term + 1) +
-                       ", and wins if three replicas answer.";
-                break;
-            case 1:
-                out += "The leader can move the commit index to " + std::to_string(index) +
-                       " only after two more replicas confirm that entry.";
-                break;
-            case 2:
-                out += "A partition that leaves " + leader + " with one other replica stops all " +
-                       "commits until the network heals.";
-                break;
-            default:
-                out += "When " + follower + " falls behind by more than a snapshot, the leader " +
-                       "sends the snapshot and the entries after it.";
-                break;
-        }
-        out += " Recall, as in Definition " + std::to_string(cited + 1) + ", that " +
-               with_article(kTerms[cited].word) + " is " + kTerms[cited].definition + ".\n\n";
-        return out;
-    }
-
-    // Asks for a definition and answers with its exact words from Section 1.
-    std::string check_yourself() {
-        const std::size_t i = term_index();
-        return "Check yourself: what is " + with_article(kTerms[i].word) + "? Answer, as in " +
-               "Definition " + std::to_string(i + 1) + ": " + cap(kTerms[i].definition) + ".\n\n";
-    }
-
-    std::size_t target_;
-    Xoshiro256 rng_;
-    std::string text_;
-};
-
-}  // namespace
-
 std::string demo_document(std::size_t approx_bytes) {
-    std::string text = DemoWriter(approx_bytes).write();
+    SyntheticDocOptions options;
+    options.target_bytes = std::max<std::size_t>(approx_bytes, 1);
+    options.seed = kDemoDocumentSeed;
+    // References reach beyond the demo model's window (256) by far; short documents keep the
+    // distance to a quarter of their length so that they still hold some.
+    options.min_distance = std::min<std::size_t>(1536, std::max<std::size_t>(64, approx_bytes / 4));
+    std::string text = make_synthetic_doc(options).text;
     if (text.size() > approx_bytes + approx_bytes / 10) {
-        // Very small requests: end at a sentence boundary near the requested size.
-        const std::size_t cut = text.rfind(". ", approx_bytes);
-        text.resize(cut == std::string::npos ? approx_bytes : cut + 1);
-        text += "\n";
+        // Very small requests: end at a line boundary near the requested size.
+        const std::size_t cut = text.rfind('\n', approx_bytes);
+        text.resize(cut == std::string::npos || cut == 0 ? approx_bytes : cut + 1);
     }
     return text;
 }

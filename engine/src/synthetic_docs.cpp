@@ -2,27 +2,30 @@
 // (a key and its value, a defined term, a numbered section with a claim), writes filler (or a
 // chunk of the mixed-in natural text), or, once a fact is old enough, refers back to it in a
 // sentence whose ending can only be completed by remembering the fact. Values and definitions
-// are random word pairs, so nothing nearby predicts them.
+// are random word pairs, codes or made-up words, so nothing nearby predicts them. Codes and
+// made-up words carry information in every byte: a model that learns to look back and copy them
+// gains on every byte, which is what makes it learn to look back at all.
 #include "l2a/engine/synthetic_docs.h"
+
+#include "splitmix.h"
 
 #include <algorithm>
 #include <deque>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
 namespace l2a {
 namespace {
 
-// splitmix64: a small, portable generator (std distributions differ between libraries).
 class Random {
 public:
-    explicit Random(std::uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
+    // The seed goes through the mixing function first: with a plain multiple of the increment,
+    // seeds S and S + 1 would give the same stream shifted by one draw (nearly the same
+    // documents), and a model trained on such documents memorizes instead of looking back.
+    explicit Random(std::uint64_t seed) : state_(splitmix_mix(seed + 0x632BE59BD9B4E019ull)) {}
+    std::uint64_t next() { return splitmix64(state_); }
     std::size_t below(std::size_t n) { return n ? static_cast<std::size_t>(next() % n) : 0; }
     template <typename T, std::size_t N>
     const T& pick(const T (&items)[N]) {
@@ -46,22 +49,56 @@ constexpr const char* kNouns[] = {
 constexpr const char* kTermStarts[] = {"glor", "vend", "quil", "tras", "mirn", "zeph", "brol",
                                        "cand", "plum", "drev", "skar", "welt"};
 constexpr const char* kTermEnds[] = {"ix", "ane", "otl", "ume", "ark", "esh", "ona", "ith"};
+// Filler: sentences assembled from parts (thousands of combinations), so that no amount of
+// training makes the filler memorable, but none of it needs anything far back.
+constexpr const char* kSubjects[] = {
+    "The committee", "Our team", "The auditor", "Each reader", "The second survey", "A later draft",
+    "The field crew", "This chapter", "The night shift", "An outside reviewer", "The working group",
+    "The summary table", "Most observers", "The first report", "A small panel", "The archive staff"};
+constexpr const char* kVerbs[] = {
+    "reviewed", "summarized", "questioned", "revisited", "measured", "compared", "described",
+    "postponed", "checked", "recorded", "discussed", "corrected", "estimated", "listed"};
+constexpr const char* kObjects[] = {
+    "the schedule", "the earlier figures", "the shipping records", "two of the samples",
+    "the draft budget", "the weather notes", "the list of open questions", "the older maps",
+    "the survey results", "the supply counts", "the travel plans", "the minutes of the meeting",
+    "the remaining items", "the first estimates"};
+constexpr const char* kTails[] = {
+    " and agreed to revisit it later", " before the meeting ended", " without changing the conclusions",
+    " in some detail", "", "", " once more", " for the third time", " with mixed results",
+    " at the request of the board", " as planned", " over two weeks"};
 constexpr const char* kFiller[] = {
-    "The committee reviewed the schedule and agreed to revisit it later.",
     "Several readers asked for more examples, so a few are included below.",
     "This paragraph restates the background for readers who skipped ahead.",
     "Nothing in this part changes the earlier conclusions.",
-    "The measurements were repeated on three days with similar results.",
     "A short note on notation: numbers in brackets are counts.",
     "Most of the remaining text is routine and can be skimmed.",
-    "The next paragraphs describe the procedure step by step.",
-    "Each step was checked twice before the results were written down.",
-    "Some of the wording follows the original report closely.",
-    "The appendix lists the same items in a different order.",
     "Readers familiar with the method may skip to the next section."};
 
 std::string value_phrase(Random& r) {
     return std::string(r.pick(kAdjectives)) + " " + r.pick(kNouns);
+}
+
+// A code such as "RWT-5821": three letters, four digits.
+std::string value_code(Random& r) {
+    std::string code;
+    for (int i = 0; i < 3; ++i) code += static_cast<char>('A' + r.below(26));
+    code += '-';
+    for (int i = 0; i < 4; ++i) code += static_cast<char>('0' + r.below(10));
+    return code;
+}
+
+// A made-up word of two or three consonant-vowel syllables, such as "ketoma".
+std::string made_up_word(Random& r) {
+    static constexpr char kConsonants[] = "bdfgklmnprstvz";
+    static constexpr char kVowels[] = "aeiou";
+    std::string word;
+    const std::size_t syllables = 2 + r.below(2);
+    for (std::size_t i = 0; i < syllables; ++i) {
+        word += kConsonants[r.below(sizeof kConsonants - 1)];
+        word += kVowels[r.below(sizeof kVowels - 1)];
+    }
+    return word;
 }
 
 struct Fact {
@@ -81,13 +118,13 @@ public:
         heading(section, subsection);
         while (doc_.text.size() < o_.target_bytes) {
             const std::size_t roll = r_.below(100);
-            // Refer back when a fact is old enough (about a third of the steps).
-            if (!facts_.empty() && facts_.front().stated_at + o_.min_distance <= doc_.text.size() &&
-                roll < 35) {
+            // Refer back when a fact is old enough (about a third of the steps; dense: most).
+            const bool can_refer = !facts_.empty() && facts_.front().stated_at + o_.min_distance <= doc_.text.size();
+            if (can_refer && roll < (o_.dense ? 55u : 35u)) {
                 refer_back();
-            } else if (roll < 60) {
+            } else if (roll < 60 || (o_.dense && roll < 92)) {
                 state_fact(section, subsection);
-            } else if (roll < 70) {
+            } else if (roll < 70 || o_.dense) {
                 if (++subsection > 4) {
                     ++section;
                     subsection = 0;
@@ -128,7 +165,12 @@ private:
         }
         const std::size_t sentences = 1 + r_.below(3);
         for (std::size_t i = 0; i < sentences; ++i) {
-            add(r_.pick(kFiller));
+            if (r_.below(5) == 0) {
+                add(r_.pick(kFiller));
+            } else {
+                add(std::string(r_.pick(kSubjects)) + " " + r_.pick(kVerbs) + " " + r_.pick(kObjects) + r_.pick(kTails) +
+                    (r_.below(4) == 0 ? " (" + std::to_string(2 + r_.below(40)) + " pages)." : "."));
+            }
             add(" ");
         }
         add("\n");
@@ -137,9 +179,11 @@ private:
     void state_fact(int section, int subsection) {
         Fact f;
         const std::size_t kind = r_.below(4);
-        const std::string value = value_phrase(r_);
         if (kind == 0) {
-            const std::string key = "K-" + std::to_string(1000 + r_.below(9000));
+            const std::string value = value_code(r_);
+            std::string key = "K-" + std::to_string(1000 + r_.below(9000));
+            while (used_.count(key)) key = "K-" + std::to_string(1000 + r_.below(9000));
+            used_.insert(key);
             add("Key " + key + " is '");
             f.kind = "key";
             f.cue = "Recall that key " + key + " is '";
@@ -149,7 +193,14 @@ private:
             f.source_end = doc_.text.size();
             add("'.\n");
         } else if (kind == 1) {
-            const std::string term = std::string(r_.pick(kTermStarts)) + r_.pick(kTermEnds);
+            // Each term is defined once per document, so that its recall is unambiguous.
+            std::string term = std::string(r_.pick(kTermStarts)) + r_.pick(kTermEnds);
+            for (int tries = 0; used_.count(term) && tries < 8; ++tries) {
+                term = std::string(r_.pick(kTermStarts)) + r_.pick(kTermEnds);
+            }
+            if (used_.count(term)) term += std::to_string(used_.size());
+            used_.insert(term);
+            const std::string value = value_phrase(r_);
             add("Definition: a *" + term + "* is a ");
             f.kind = "term";
             f.cue = "As defined above, a *" + term + "* is a ";
@@ -159,23 +210,26 @@ private:
             f.source_end = doc_.text.size();
             add(".\n");
         } else if (kind == 2) {
-            const std::string label = std::to_string(section) + "." + std::to_string(subsection);
-            add("Claim " + label + ": the " + r_.pick(kNouns) + " count is ");
+            // Claims are numbered within their section (section 2.1 holds claims 2.1.1, 2.1.2, ...).
+            const std::string label = std::to_string(section) + "." + std::to_string(subsection) + "." +
+                                      std::to_string(++claims_[section * 100 + subsection]);
+            const std::string noun = r_.pick(kNouns);
+            add("Claim " + label + ": the " + noun + " count is ");
             const std::string number = std::to_string(10 + r_.below(990));
             f.kind = "section";
-            f.cue = "By the claim of section " + label + ", the count is ";
+            f.cue = "By claim " + label + ", the " + noun + " count is ";
             f.answer = number;
             f.source_begin = doc_.text.size();
             add(number);
             f.source_end = doc_.text.size();
             add(".\n");
         } else {
-            // A passage of random words, repeated verbatim later after its first two words.
+            // A passage of made-up words, repeated verbatim later after its first two words.
             std::string passage;
             const std::size_t words = 8 + r_.below(8);
             for (std::size_t i = 0; i < words; ++i) {
                 if (i) passage += ' ';
-                passage += i % 2 ? r_.pick(kNouns) : r_.pick(kAdjectives);
+                passage += made_up_word(r_);
             }
             const std::size_t split = passage.find(' ', passage.find(' ') + 1);
             f.kind = "repeat";
@@ -215,6 +269,8 @@ private:
     Random r_;
     SyntheticDoc doc_;
     std::deque<Fact> facts_;
+    std::set<std::string> used_;     // keys and defined terms
+    std::map<int, int> claims_;      // claims so far per section
     std::size_t mix_index_ = 0, mix_offset_ = 0;
 };
 

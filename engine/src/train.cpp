@@ -7,6 +7,7 @@
 #include "l2a/engine/train.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/autograd.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
@@ -119,8 +120,40 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b =
     return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
-// x: [B, T, d] -> attention output [B, T, d]. mask: [T, T] bool (true = attend).
-at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, const at::Tensor& mask,
+// Scaled dot-product attention of q, k, v [B, H, T, D] (k and v with H heads already), causal,
+// each query seeing at most the `window` latest keys (itself included; window >= T: full causal).
+// Full causal goes to LibTorch's fused kernels (FlashAttention / cuDNN on CUDA). The window is
+// computed in blocks of `window` queries, each against the 2 * window keys that can reach it, so
+// memory grows as T * window, never T * T.
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t window) {
+    const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+    if (window >= T) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    const std::int64_t W = window, blocks = (T + W - 1) / W, padded = blocks * W;
+    // Queries padded at the end (their rows are dropped); keys and values also padded with W
+    // rows in front, so that block b's keys are rows [b * W, b * W + 2W) of the padded tensor,
+    // i.e. positions [(b - 1) * W, (b + 1) * W).
+    const at::Tensor qb = at::constant_pad_nd(q, {0, 0, 0, padded - T})
+                              .view({B, H, blocks, W, D}).permute({0, 2, 1, 3, 4}).reshape({B * blocks, H, W, D});
+    auto key_blocks = [&](const at::Tensor& t) {
+        return at::constant_pad_nd(t, {0, 0, W, padded - T})
+            .unfold(2, 2 * W, W)            // [B, H, blocks, D, 2W]
+            .permute({0, 2, 1, 4, 3})       // [B, blocks, H, 2W, D]
+            .reshape({B * blocks, H, 2 * W, D});
+    };
+    // Query r of a block (position b * W + r) sees key c (position (b - 1) * W + c) when
+    // 0 <= r + W - c < W, i.e. r < c <= r + W; in block 0 the first W keys are padding.
+    const auto options = at::TensorOptions().dtype(at::kLong).device(q.device());
+    const at::Tensor r = at::arange(W, options).unsqueeze(1), c = at::arange(2 * W, options).unsqueeze(0);
+    const at::Tensor inside = (c > r) & (c <= r + W);  // [W, 2W]
+    at::Tensor mask = inside.unsqueeze(0).repeat({blocks, 1, 1});
+    mask.select(0, 0).logical_and_(c >= W);
+    mask = mask.unsqueeze(0).expand({B, blocks, W, 2 * W}).reshape({B * blocks, 1, W, 2 * W});
+    const at::Tensor out = at::scaled_dot_product_attention(qb, key_blocks(k), key_blocks(v), mask);
+    return out.view({B, blocks, H, W, D}).permute({0, 2, 1, 3, 4}).reshape({B, H, padded, D}).narrow(2, 0, T);
+}
+
+// x: [B, T, d] -> attention output [B, T, d].
+at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, std::int64_t window,
                      const at::Tensor& positions) {
     const ModelConfig& c = net.config;
     const std::int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
@@ -139,52 +172,143 @@ at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, const a
         k = k.repeat_interleave(H / Hkv, 1);
         v = v.repeat_interleave(H / Hkv, 1);
     }
-    at::Tensor out = at::scaled_dot_product_attention(q.to(v.scalar_type()), k.to(v.scalar_type()), v, mask);
+    at::Tensor out = causal_attention(q.to(v.scalar_type()), k.to(v.scalar_type()), v, window);
     return dense(out.transpose(1, 2).reshape({B, T, H * D}), a.o, a.ob);
 }
 
-struct Forward {
-    at::Tensor loss, cross_entropy, sparsity;
-    std::vector<double> global_fraction;
+// One decoder layer. For an L2A layer: local attention, router, straight-through decisions,
+// global attention (dense or routed rows only), MLP; `sparsity` is the sum over tokens of p^2
+// averaged over the batch, `fraction` the share of hard decisions that are 1. For a plain layer
+// (a base model being trained): full causal attention and MLP; sparsity and fraction are 0.
+struct LayerOutput {
+    at::Tensor x, sparsity, fraction;
 };
 
-Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
-                const std::vector<bool>& dense_global) {
+LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x, const at::Tensor& positions,
+                          bool dense_global) {
     const ModelConfig& c = net.config;
-    const std::int64_t B = inputs.size(0), T = inputs.size(1);
-    const auto device = inputs.device();
-    const at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)).repeat({B});
-    const at::Tensor i = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device));
-    const at::Tensor causal = i.unsqueeze(1) >= i.unsqueeze(0);
-    const at::Tensor window = causal & (i.unsqueeze(1) - i.unsqueeze(0) < c.l2a.sliding_window);
-    const double tau = c.l2a.sigmoid_temp;
-    const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
-
-    Forward f;
-    at::Tensor x = at::embedding(net.embed, inputs);
-    std::vector<at::Tensor> sparsity;
-    for (std::size_t l = 0; l < net.layers.size(); ++l) {
-        const Layer& layer = net.layers[l];
-        at::Tensor h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), window, pos);
+    const Layer& layer = net.layers[index];
+    const std::int64_t T = x.size(1);
+    LayerOutput out;
+    at::Tensor h;
+    if (!c.is_l2a()) {
+        h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), T, positions);
+        out.sparsity = at::zeros({}, x.options().dtype(at::kFloat));
+        out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
+    } else {
+        const double tau = c.l2a.sigmoid_temp;
+        const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+        h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
+                          c.l2a.sliding_window, positions);
         at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
         at::Tensor z = at::matmul(u.to(at::kFloat), layer.router);  // [B, T]
         at::Tensor p = at::sigmoid(z / tau);
         at::Tensor hard = (z >= cut).to(at::kFloat);
         at::Tensor d = hard + p - p.detach();  // straight-through: forward hard, gradient of p
-        at::Tensor a = attention(net, layer.global, u, causal, pos);
+        at::Tensor a = attention(net, layer.global, u, T, positions);
         // Without the dense draw, unrouted rows of the global attention are never computed,
         // so they carry no router gradient (as in the routed-only inference).
-        if (!dense_global[l]) a = a * hard.unsqueeze(-1).to(a.scalar_type());
+        if (!dense_global) a = a * hard.unsqueeze(-1).to(a.scalar_type());
         h = h + d.unsqueeze(-1).to(a.scalar_type()) * a;
-        at::Tensor n = rms_norm(h, layer.post_norm, c.rms_norm_eps).to(h.scalar_type());
-        x = h + dense(at::silu(dense(n, layer.gate)) * dense(n, layer.up), layer.down);
-        sparsity.push_back((p * p).sum(1).mean());  // per sequence: sum over tokens, then mean
-        f.global_fraction.push_back(hard.mean().item<double>());
+        out.sparsity = (p * p).sum(1).mean();  // per sequence: sum over tokens, then mean
+        out.fraction = hard.mean().detach();
+    }
+    at::Tensor n = rms_norm(h, layer.post_norm, c.rms_norm_eps).to(h.scalar_type());
+    out.x = h + dense(at::silu(dense(n, layer.gate)) * dense(n, layer.up), layer.down);
+    return out;
+}
+
+void set_autocast(bool on) {
+    at::autocast::set_autocast_enabled(at::kCUDA, on);
+    if (on) {
+        at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    } else {
+        at::autocast::clear_cache();
+    }
+}
+
+// Gradient checkpointing of one layer: the forward keeps only the layer's input; the backward
+// runs the layer again with gradients on and back-propagates through it, which accumulates the
+// weights' gradients and returns the input's. The layer is deterministic for given inputs (the
+// dense draw is an argument), so the recomputation equals the original.
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+public:
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                                                  const at::Tensor& positions, const Net* net,
+                                                  std::int64_t index, bool dense_global, bool autocast) {
+        ctx->save_for_backward({x, positions});
+        ctx->saved_data["net"] = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(net));
+        ctx->saved_data["index"] = index;
+        ctx->saved_data["dense"] = dense_global;
+        ctx->saved_data["autocast"] = autocast;
+        LayerOutput out = layer_forward(*net, static_cast<std::size_t>(index), x, positions, dense_global);
+        ctx->mark_non_differentiable({out.fraction});
+        return {out.x, out.sparsity, out.fraction};
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const auto* net = reinterpret_cast<const Net*>(static_cast<std::intptr_t>(ctx->saved_data["net"].toInt()));
+        const bool autocast = ctx->saved_data["autocast"].toBool();
+        at::Tensor x = saved[0].detach().set_requires_grad(true);
+        {
+            at::AutoGradMode enable(true);
+            // The backward may run on another thread: autocast is per thread.
+            if (autocast) set_autocast(true);
+            LayerOutput out = layer_forward(*net, static_cast<std::size_t>(ctx->saved_data["index"].toInt()), x,
+                                            saved[1], ctx->saved_data["dense"].toBool());
+            if (autocast) set_autocast(false);
+            std::vector<at::Tensor> outputs{out.x}, output_grads{grads[0]};
+            if (out.sparsity.requires_grad() && grads[1].defined()) {
+                outputs.push_back(out.sparsity);
+                output_grads.push_back(grads[1]);
+            }
+            torch::autograd::backward(outputs, output_grads);
+        }
+        return {x.grad(), {}, {}, {}, {}, {}};
+    }
+};
+
+struct Forward {
+    at::Tensor loss, cross_entropy, sparsity;
+    std::vector<double> global_fraction;  // empty for a plain model
+};
+
+Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
+                const std::vector<bool>& dense_global, bool checkpointing, bool autocast) {
+    const ModelConfig& c = net.config;
+    const std::int64_t B = inputs.size(0), T = inputs.size(1);
+    const auto device = inputs.device();
+    const at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)).repeat({B});
+
+    Forward f;
+    at::Tensor x = at::embedding(net.embed, inputs);
+    // A checkpointed layer passes gradients on only when its input needs them (frozen
+    // embeddings: it would not).
+    if (checkpointing && !x.requires_grad()) x = x.detach().set_requires_grad(true);
+    std::vector<at::Tensor> sparsity, fraction;
+    for (std::size_t l = 0; l < net.layers.size(); ++l) {
+        LayerOutput out;
+        if (checkpointing) {
+            auto outputs = CheckpointedLayer::apply(x, pos, &net, static_cast<std::int64_t>(l),
+                                                    static_cast<bool>(dense_global[l]), autocast);
+            out = {outputs[0], outputs[1], outputs[2]};
+        } else {
+            out = layer_forward(net, l, x, pos, dense_global[l]);
+        }
+        x = out.x;
+        sparsity.push_back(out.sparsity);
+        fraction.push_back(out.fraction);
     }
     at::Tensor logits = dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
     f.cross_entropy = at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
     f.sparsity = at::stack(sparsity).mean();
     f.loss = f.cross_entropy + lambda * f.sparsity;
+    if (c.is_l2a()) {
+        const at::Tensor fractions = at::stack(fraction).to(at::kCPU, at::kDouble).contiguous();
+        f.global_fraction.assign(fractions.data_ptr<double>(), fractions.data_ptr<double>() + fractions.numel());
+    }
     return f;
 }
 
@@ -237,7 +361,8 @@ nlohmann::json options_json(const TrainOptions& o) {
             {"lr", o.lr},               {"warmup", o.warmup},   {"steps", o.steps},
             {"lambda", o.lambda},       {"lambda_ramp_steps", o.lambda_ramp_steps},
             {"dense_prob", o.dense_prob}, {"seed", o.seed},     {"weight_decay", o.weight_decay},
-            {"min_lr_ratio", o.min_lr_ratio}, {"grad_clip", o.grad_clip}};
+            {"min_lr_ratio", o.min_lr_ratio}, {"grad_clip", o.grad_clip},
+            {"router_lr_scale", o.router_lr_scale}, {"router_freeze_steps", o.router_freeze_steps}};
 }
 
 double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
@@ -248,10 +373,12 @@ double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
     return o.lr * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * cosine);
 }
 
+// 0 until the end of the warm-up (and of the router freeze), then a linear ramp.
 double lambda_at(const TrainOptions& o, std::int64_t step) {
-    if (step <= o.warmup) return 0.0;
-    const std::int64_t ramp = o.lambda_ramp_steps > 0 ? o.lambda_ramp_steps : std::max<std::int64_t>(1, o.steps - o.warmup);
-    return o.lambda * std::min(1.0, static_cast<double>(step - o.warmup) / static_cast<double>(ramp));
+    const std::int64_t start = std::max(o.warmup, o.router_freeze_steps);
+    if (step <= start) return 0.0;
+    const std::int64_t ramp = o.lambda_ramp_steps > 0 ? o.lambda_ramp_steps : std::max<std::int64_t>(1, o.steps - start);
+    return o.lambda * std::min(1.0, static_cast<double>(step - start) / static_cast<double>(ramp));
 }
 
 }  // namespace
@@ -280,11 +407,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     } else {
         fail("train", "give --model DIR, or a configuration to start from random weights");
     }
-    if (!model->config().is_l2a()) {
-        fail(model_source.empty() ? std::string("train") : model_source.string(),
-             "is not an L2A model (make one with `l2a construct`)");
-    }
-    if (model->config().l2a.router_input != RouterInput::HiddenLinearProj) {
+    if (model->config().is_l2a() && model->config().l2a.router_input != RouterInput::HiddenLinearProj) {
         fail(model_source.string(), "training supports the hidden_linearproj router only");
     }
     std::optional<Tokenizer> tokenizer;
@@ -303,17 +426,23 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
 
     Net net = make_net(*model, o.train_all, o.seq_len);
     const at::Device device = model->impl().device;
-    std::vector<at::Tensor> trainable;
+    std::vector<at::Tensor> trainable, weights, routers;
     TrainResult result;
     for (const Param& p : net.params) {
         if (p.name == "lm_head.weight" && net.config.tie_word_embeddings) continue;
         result.parameters += p.tensor.numel();
         if (p.trainable) {
             trainable.push_back(p.tensor);
+            (p.router ? routers : weights).push_back(p.tensor);
             result.trainable_parameters += p.tensor.numel();
         }
     }
-    torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95}));
+    // Two groups: the routers have their own learning rate (frozen during router_freeze_steps).
+    const auto adamw = torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95});
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(weights, std::make_unique<torch::optim::AdamWOptions>(adamw));
+    if (!routers.empty()) groups.emplace_back(routers, std::make_unique<torch::optim::AdamWOptions>(adamw));
+    torch::optim::AdamW optimizer(std::move(groups), adamw);
 
     std::int64_t step = 0;
     std::uint64_t rng = o.seed * 0xD1B54A32D192ED03ull + 7;
@@ -332,7 +461,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     if (!log) fail(log_path.string(), "cannot open for writing");
     if (!o.resume) {
         log << "step,loss,cross_entropy,sparsity,lambda,lr,tokens_per_second";
-        for (std::size_t l = 0; l < net.layers.size(); ++l) log << ",global_fraction_" << l;
+        if (net.config.is_l2a()) {
+            for (std::size_t l = 0; l < net.layers.size(); ++l) log << ",global_fraction_" << l;
+        }
         log << "\n";
     }
 
@@ -353,7 +484,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         const auto t0 = std::chrono::steady_clock::now();
         ++step;
         const double lr = lr_at(o, step), lambda = lambda_at(o, step);
-        for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+        const double router_lr = step > o.router_freeze_steps ? lr * o.router_lr_scale : 0.0;
+        for (std::size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+            static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options()).lr(g == 0 ? lr : router_lr);
+        }
         // The batch: random windows of the token stream, and the dense-global draws.
         std::vector<std::int64_t> window(static_cast<std::size_t>(o.batch * (o.seq_len + 1)));
         const auto span = static_cast<std::uint64_t>(data.size() - static_cast<std::size_t>(o.seq_len) - 1);
@@ -372,16 +506,9 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         const at::Tensor targets = tokens.narrow(1, 1, o.seq_len).contiguous();
 
         optimizer.zero_grad();
-        Forward f;
-        if (autocast) {
-            at::autocast::set_autocast_enabled(at::kCUDA, true);
-            at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-            f = forward(net, inputs, targets, lambda, dense_global);
-            at::autocast::set_autocast_enabled(at::kCUDA, false);
-            at::autocast::clear_cache();
-        } else {
-            f = forward(net, inputs, targets, lambda, dense_global);
-        }
+        if (autocast) set_autocast(true);
+        Forward f = forward(net, inputs, targets, lambda, dense_global, o.gradient_checkpointing, autocast);
+        if (autocast) set_autocast(false);
         f.loss.backward();
         if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
         optimizer.step();

@@ -41,7 +41,7 @@ fs::path demo_dir() { return fs::path(L2A_TEST_WORK_DIR) / "cli" / "demo-model";
 // depend on which test happens to run first.
 class DemoModelEnvironment : public ::testing::Environment {
 public:
-    void SetUp() override { l2a::ensure_demo_model(demo_dir()); }
+    void SetUp() override { l2a::ensure_untrained_model(demo_dir()); }
 };
 const auto* const kDemoEnvironment = ::testing::AddGlobalTestEnvironment(new DemoModelEnvironment);
 
@@ -65,11 +65,15 @@ struct Result {
 };
 
 // Runs `l2a <args>` (args already shell-quoted where needed) in `dir`.
+// `demo` is the folder that --demo reads (L2A_DEMO_DIR): the untrained model by default, which
+// keeps these tests' numbers independent of the shipped model; empty: the shipped demo model.
 Result l2a(const std::string& args, const fs::path& dir, const fs::path& demo = demo_dir()) {
     const fs::path out = dir / "stdout.txt";
     const fs::path err = dir / "stderr.txt";
+    const std::string demo_env =
+        demo.empty() ? std::string("env -u L2A_DEMO_DIR ") : "L2A_DEMO_DIR=" + shell_quote(demo.string()) + " ";
     const std::string command =
-        "cd " + shell_quote(dir.string()) + " && L2A_DEMO_DIR=" + shell_quote(demo.string()) + " " +
+        "cd " + shell_quote(dir.string()) + " && " + demo_env +
         shell_quote(kBinary.string()) + " " + args + " >" + shell_quote(out.string()) + " 2>" +
         shell_quote(err.string()) + " </dev/null";
     const int raw = std::system(command.c_str());
@@ -87,8 +91,6 @@ bool contains(const std::string& text, const std::string& piece) {
 // A copy of the demo model that a test may damage.
 fs::path copy_of_demo(const fs::path& dir) {
     const fs::path scratch = dir / "model-copy";
-    const Result made = l2a("info --demo", dir);  // makes sure the demo model exists
-    EXPECT_EQ(made.status, 0) << made.err;
     fs::copy(demo_dir(), scratch, fs::copy_options::recursive);
     return scratch;
 }
@@ -172,15 +174,26 @@ TEST_F(Cli, InfoDescribesTheDemoModel) {
     EXPECT_GT(j["parameter_count"].get<std::int64_t>(), 5'000'000);
 }
 
-TEST_F(Cli, FirstUseOfTheDemoCreatesItWithANote) {
+// Without L2A_DEMO_DIR, --demo is the trained model shipped with the tool.
+TEST_F(Cli, DemoIsTheShippedTrainedModel) {
     const fs::path& dir = dir_;
-    Result r = l2a("info --demo", dir, dir / "fresh-demo");
-    EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.err, "creating the demo model")) << r.err;
-    EXPECT_TRUE(fs::exists(dir / "fresh-demo" / "model.safetensors"));
-    r = l2a("info --demo", dir, dir / "fresh-demo");
-    EXPECT_EQ(r.status, 0) << r.err;
+    Result r = l2a("info --demo --json", dir, fs::path());
+    ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["untrained"], false);
+    EXPECT_EQ(j["model_type"], "l2a_qwen3");
+    r = l2a("run --demo --max-tokens 2048", dir, fs::path());
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(contains(r.out, "UNTRAINED")) << r.out;
+    EXPECT_TRUE(contains(r.out, "<demo document>: 2,048 tokens")) << r.out;
+}
+
+TEST_F(Cli, MissingDemoModelIsAOneLineError) {
+    const fs::path& dir = dir_;
+    const Result r = l2a("run --demo", dir, dir / "no-such-folder");
+    EXPECT_ONE_LINE_ERROR(r, 1, "demo model is missing");
+    EXPECT_TRUE(contains(r.err, (dir / "no-such-folder").string())) << r.err;
 }
 
 TEST_F(Cli, RunDemoPrintsTheReportWithTheUntrainedLabel) {
@@ -746,6 +759,38 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data docs --out run --resume --steps 5 --quiet", dir_), 1,
                           "train_state.json");
     EXPECT_TRUE(contains(l2a("help train", dir_).out, "--dense-prob"));
+}
+
+TEST_F(Cli, ConvertThenEvaluateAndTheirMistakesAreOneLine) {
+    const Result info = l2a("info --demo --json", dir_);
+    ASSERT_EQ(info.status, 0) << info.err;
+    const std::string demo = json::parse(info.out)["path"].get<std::string>();
+    Result r = l2a("convert --model '" + demo + "' --out half --dtype bf16", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "converted to bf16")) << r.out;
+    EXPECT_EQ(json::parse(read_file(dir_ / "half/config.json"))["torch_dtype"], "bfloat16");
+    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 1024 --min-distance 200 --quiet", dir_).status, 0);
+    r = l2a("evaluate --model half --docs docs --max-tokens 512 --json --quiet --out e.json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["documents"], 2);
+    EXPECT_EQ(j["tokens"], 1024);
+    EXPECT_EQ(j["variants"].size(), 4u);
+    EXPECT_EQ(j["checks"].size(), 4u);
+    EXPECT_EQ(json::parse(read_file(dir_ / "e.json")), j);
+    r = l2a("evaluate --model half --docs docs --count 1 --max-tokens 256 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "Checks:")) << r.out;
+    EXPECT_TRUE(contains(r.out, "1 documents, 256 tokens")) << r.out;
+
+    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half2 --dtype int8", dir_), 2, "--dtype int8");
+    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half --dtype f32", dir_), 1, "own folder");
+    EXPECT_ONE_LINE_ERROR(l2a("convert --model '" + demo + "' --out half --dtype f32 --quiet", dir_), 1, "--force");
+    EXPECT_ONE_LINE_ERROR(l2a("evaluate --model half", dir_), 2, "--docs DIR");
+    fs::create_directories(dir_ / "empty");
+    EXPECT_ONE_LINE_ERROR(l2a("evaluate --model half --docs empty --quiet", dir_), 1, "make-docs");
+    EXPECT_TRUE(contains(l2a("help evaluate", dir_).out, "reference position"));
+    EXPECT_TRUE(contains(l2a("help convert", dir_).out, "--dtype"));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // cases of hf_reference.py (the parity test's), so they are genuine transformers checkpoints.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -161,11 +162,98 @@ TEST_F(ConstructErrors, NameTheFileAndLeaveNothingBehind) {
     EXPECT_CONTAINS(test::message_of([&] { construct_l2a(work_dir() / "nothing", out, options); }),
                     "no config.json");
     EXPECT_CONTAINS(test::message_of([&] { construct_l2a(base, base, ConstructOptions{.overwrite = true}); }),
-                    "base model's own folder");
+                    "source model's own folder");
     for (const auto& entry : fs::directory_iterator(work_dir())) {
-        EXPECT_EQ(entry.path().filename().string().find(".construct-"), std::string::npos)
+        EXPECT_EQ(entry.path().filename().string().find(".writing-"), std::string::npos)
             << "temporary folder left: " << entry.path();
     }
+}
+
+// `convert`: the bf16 copy holds every weight rounded to nearest even (checked here bit by bit
+// against an independent rounding of the fp32 source), loads, and runs close to the original; a
+// second conversion back to fp32 is exact. Config and tokenizer files come along.
+std::uint16_t round_to_bf16(float f) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    const std::uint32_t lsb = (bits >> 16) & 1u;
+    return static_cast<std::uint16_t>((bits + 0x7FFFu + lsb) >> 16);
+}
+
+TEST_F(ConstructErrors, ConvertToBf16AndBack) {
+    const fs::path base = reference_dir() / "qwen3_gqa4_bias";
+    const fs::path l2a = work_dir() / "convert_source";
+    const fs::path half = work_dir() / "convert_bf16";
+    const fs::path back = work_dir() / "convert_f32";
+    ConstructOptions options;
+    options.overwrite = true;
+    construct_l2a(base, l2a, options);
+    const ConvertSummary s = convert_checkpoint(l2a, half, DType::BF16, /*overwrite=*/true);
+    EXPECT_GT(s.tensors, 0);
+    EXPECT_EQ(s.tensors_converted, s.tensors);
+    EXPECT_LT(s.bytes_after, s.bytes_before * 6 / 10);
+    // config.json names the new type of the weights; everything else in it is unchanged.
+    auto config_half = nlohmann::json::parse(test::read_file(half / "config.json"));
+    auto config_source = nlohmann::json::parse(test::read_file(l2a / "config.json"));
+    EXPECT_EQ(config_half["torch_dtype"], "bfloat16");
+    config_half.erase("torch_dtype");
+    config_source.erase("torch_dtype");
+    EXPECT_EQ(config_half, config_source);
+    for (const auto& entry : fs::directory_iterator(l2a)) {
+        if (entry.path().extension() != ".safetensors") {
+            EXPECT_TRUE(fs::exists(half / entry.path().filename())) << entry.path().filename() << " not copied";
+        }
+    }
+
+    const auto source = SafetensorsFile::open(l2a / "model.safetensors");
+    const auto converted = SafetensorsFile::open(half / "model.safetensors");
+    ASSERT_EQ(source.tensors().size(), converted.tensors().size());
+    for (const TensorInfo& info : source.tensors()) {
+        const TensorView v = converted.view(info.name);
+        ASSERT_EQ(v.info->dtype, DType::BF16) << info.name;
+        ASSERT_EQ(v.info->shape, info.shape) << info.name;
+        const std::vector<float> f = test::elements_of<float>(source.view(info));
+        const std::vector<std::uint16_t> h = test::elements_of<std::uint16_t>(v);
+        ASSERT_EQ(f.size(), h.size());
+        for (std::size_t i = 0; i < f.size(); ++i) ASSERT_EQ(h[i], round_to_bf16(f[i])) << info.name << "[" << i << "]";
+    }
+
+    const Model original = Model::load(l2a);
+    const Model copy = Model::load(half);
+    const auto file = SafetensorsFile::open(reference_dir() / "qwen3_gqa4_bias.reference.safetensors");
+    const std::vector<std::int32_t> tokens = test::read_tensor<std::int32_t>(file, "tokens", DType::I32);
+    const Logits a = run(original, tokens, RoutingKind::Local);
+    const Logits b = run(copy, tokens, RoutingKind::Local);
+    ASSERT_EQ(a.values.size(), b.values.size());
+    const double difference = max_difference(a.values, b.values);
+    EXPECT_GT(difference, 0.0) << "the weights were rounded, so the logits must move";
+    EXPECT_LT(difference, 0.25);
+
+    // bf16 -> f32 is exact: converting back gives the bf16 values widened.
+    convert_checkpoint(half, back, DType::F32, /*overwrite=*/true);
+    const auto widened = SafetensorsFile::open(back / "model.safetensors");
+    for (const TensorInfo& info : converted.tensors()) {
+        const std::vector<std::uint16_t> h = test::elements_of<std::uint16_t>(converted.view(info));
+        const std::vector<float> f = test::read_tensor<float>(widened, info.name, DType::F32);
+        for (std::size_t i = 0; i < h.size(); ++i) {
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(f[i]), std::uint32_t{h[i]} << 16) << info.name;
+        }
+    }
+    const Logits c = run(Model::load(back), tokens, RoutingKind::Local);
+    EXPECT_EQ(max_difference(b.values, c.values), 0.0);
+}
+
+TEST_F(ConstructErrors, ConvertErrorsNameTheProblem) {
+    const fs::path base = reference_dir() / "qwen3_mha";
+    const fs::path out = work_dir() / "convert_errors";
+    fs::remove_all(out);
+    convert_checkpoint(base, out, DType::F16, false);
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::F16, false); }), "--force");
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(work_dir() / "nothing", out, DType::F16, true); }),
+                    "no config.json");
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, base, DType::F16, true); }), "own folder");
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::I32, true); }), "f32, bf16 or f16");
+    // f16 keeps the values that fit: a model loads and runs.
+    EXPECT_NO_THROW(Model::load(out));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Construct,

@@ -37,7 +37,7 @@ fs::path work_dir() { return fs::path(L2A_TEST_WORK_DIR) / "cuda_prefill"; }
 
 // The demo model: 6 L2A layers, 4 query / 2 KV heads of 64, window 256, byte vocabulary.
 const fs::path& demo_dir() {
-    static const fs::path dir = l2a::ensure_demo_model(work_dir() / "demo");
+    static const fs::path dir = l2a::ensure_untrained_model(work_dir() / "demo");
     return dir;
 }
 

@@ -84,25 +84,65 @@ std::map<std::string, std::vector<std::int64_t>> expected_tensors(const ModelCon
     return shapes;
 }
 
-TEST_F(Demo, ModelDirFollowsTheEnvironment) {
+TEST_F(Demo, ModelDirFollowsTheEnvironmentElseTheShippedModel) {
     {
         ScopedEnv demo("L2A_DEMO_DIR", "/tmp/somewhere/demo");
         EXPECT_EQ(demo_model_dir(), fs::path("/tmp/somewhere/demo"));
+        EXPECT_EQ(demo_model_candidates(), std::vector<fs::path>{fs::path("/tmp/somewhere/demo")});
+        // Missing: the error names the folder and what to do.
+        const std::string message = test::message_of([] { require_demo_model(); });
+        EXPECT_NE(message.find("/tmp/somewhere/demo"), std::string::npos) << message;
+        EXPECT_NE(message.find("demo model is missing"), std::string::npos) << message;
+        EXPECT_NE(message.find("L2A_DEMO_DIR"), std::string::npos) << message;
     }
     ScopedEnv demo("L2A_DEMO_DIR", nullptr);
-    {
-        ScopedEnv xdg("XDG_CACHE_HOME", "/var/cache/me");
-        EXPECT_EQ(demo_model_dir(), fs::path("/var/cache/me/l2a-studio/demo-untrained-v1"));
+    // In a build tree: the source tree's assets (no share/ folder beside bin/).
+    const fs::path shipped = fs::path(L2A_SOURCE_DIR) / "assets" / "models" / "l2a-demo";
+    EXPECT_EQ(fs::weakly_canonical(require_demo_model()), fs::weakly_canonical(shipped));
+    const auto candidates = demo_model_candidates();
+    ASSERT_EQ(candidates.size(), 2u);
+    EXPECT_EQ(candidates[0].filename(), "l2a-demo");
+    EXPECT_EQ(candidates[0].parent_path().filename(), "models");
+}
+
+// The shipped demo model: trained (no untrained mark), the demo's shape, within the size limits
+// it is held to (at most 8M parameters, 16 MB of weights, a context of at least 8K tokens).
+TEST_F(Demo, ShippedModelIsATrainedSmallL2AQwen3) {
+    ScopedEnv demo("L2A_DEMO_DIR", nullptr);
+    const fs::path dir = require_demo_model();
+    const ModelConfig c = load_model_config(dir / "config.json");
+    EXPECT_EQ(c.model_type, ModelType::L2AQwen3);
+    EXPECT_FALSE(c.untrained);
+    EXPECT_EQ(c.vocab_size, 264);
+    EXPECT_GE(c.max_position_embeddings, 8192);
+    EXPECT_EQ(c.l2a.router_input, RouterInput::HiddenLinearProj);
+    EXPECT_LE(fs::file_size(dir / "model.safetensors"), 16u * 1000 * 1000);
+    const Checkpoint checkpoint = Checkpoint::open(dir);
+    std::int64_t parameters = 0;
+    for (const auto& [name, shape] : expected_tensors(c)) {
+        const TensorView view = checkpoint.get(name, shape);
+        EXPECT_EQ(view.info->dtype, DType::BF16) << name;
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        parameters += n;
     }
-    ScopedEnv xdg("XDG_CACHE_HOME", nullptr);
-    ScopedEnv home("HOME", "/home/someone");
-    EXPECT_EQ(demo_model_dir(), fs::path("/home/someone/.cache/l2a-studio/demo-untrained-v1"));
+    EXPECT_EQ(checkpoint.tensor_names().size(), expected_tensors(c).size());
+    EXPECT_LE(parameters, 8'000'000);
+    EXPECT_GT(parameters, 5'000'000);
+    // Its routers were trained: not the zero router that l2a construct writes.
+    for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+        const std::string name = "model.layers." + std::to_string(layer) + ".self_attn.sigmoid_linear.weight";
+        const auto bits = test::elements_of<std::uint16_t>(checkpoint.get(name));
+        // bf16: zero and minus zero have no bits but the sign bit.
+        EXPECT_TRUE(std::any_of(bits.begin(), bits.end(), [](std::uint16_t b) { return (b & 0x7fff) != 0; })) << name;
+    }
+    EXPECT_EQ(Tokenizer::from_file(dir / "tokenizer.json").vocab_size(), 259);
 }
 
 TEST_F(Demo, SameBytesOnEveryCreation) {
     const fs::path dir = scratch_dir();
-    const fs::path a = ensure_demo_model(dir / "a");
-    const fs::path b = ensure_demo_model(dir / "b");
+    const fs::path a = ensure_untrained_model(dir / "a");
+    const fs::path b = ensure_untrained_model(dir / "b");
     EXPECT_EQ(a, dir / "a");
     for (const char* name : {"config.json", "model.safetensors", "tokenizer.json"}) {
         const std::string bytes_a = read_file(a / name);
@@ -117,24 +157,24 @@ TEST_F(Demo, SameBytesOnEveryCreation) {
 
 TEST_F(Demo, ReusesACompleteFolderAndRebuildsAnIncompleteOne) {
     const fs::path dir = scratch_dir() / "demo";
-    ensure_demo_model(dir);
+    ensure_untrained_model(dir);
     const auto written = fs::last_write_time(dir / "model.safetensors");
     const std::string weights = read_file(dir / "model.safetensors");
-    ensure_demo_model(dir);
+    ensure_untrained_model(dir);
     EXPECT_EQ(fs::last_write_time(dir / "model.safetensors"), written);
 
     fs::remove(dir / "tokenizer.json");
-    ensure_demo_model(dir);
+    ensure_untrained_model(dir);
     EXPECT_TRUE(fs::exists(dir / "tokenizer.json"));
 
     write_text_atomically(dir / "config.json", "{}");  // not the demo's config any more
-    ensure_demo_model(dir);
+    ensure_untrained_model(dir);
     EXPECT_TRUE(read_file(dir / "model.safetensors") == weights);
     EXPECT_EQ(load_model_config(dir / "config.json").model_type, ModelType::L2AQwen3);
 }
 
 TEST_F(Demo, ConfigAndWeightsDescribeAnUntrainedL2AQwen3) {
-    const fs::path dir = ensure_demo_model(scratch_dir() / "demo");
+    const fs::path dir = ensure_untrained_model(scratch_dir() / "demo");
     const ModelConfig c = load_model_config(dir / "config.json");
     EXPECT_EQ(c.model_type, ModelType::L2AQwen3);
     EXPECT_TRUE(c.untrained);
@@ -178,7 +218,7 @@ TEST_F(Demo, ConfigAndWeightsDescribeAnUntrainedL2AQwen3) {
 }
 
 TEST_F(Demo, TokenizerIsByteLevel) {
-    const fs::path dir = ensure_demo_model(scratch_dir() / "demo");
+    const fs::path dir = ensure_untrained_model(scratch_dir() / "demo");
     const Tokenizer tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
     const std::string text = "Grüße <|im_start|>\n\tx<|endoftext|>";
     const Encoding encoding = tokenizer.encode(text);
@@ -193,7 +233,7 @@ TEST_F(Demo, TokenizerIsByteLevel) {
 }
 
 TEST_F(Demo, PythonTokenizersLoadsTheTokenizer) {
-    const fs::path dir = ensure_demo_model(scratch_dir() / "demo");
+    const fs::path dir = ensure_untrained_model(scratch_dir() / "demo");
     const std::string python = L2A_PYTHON;
     if (!test::python_can_import("tokenizers")) {
         GTEST_SKIP() << "needs Python with the tokenizers package (" << python << ")";
@@ -216,29 +256,30 @@ TEST_F(Demo, PythonTokenizersLoadsTheTokenizer) {
               "True\n");
 }
 
-TEST_F(Demo, DocumentIsDeterministicEnglishWithReferences) {
+TEST_F(Demo, DocumentIsDeterministicWithLongRangeReferences) {
     const std::string doc = demo_document();
     EXPECT_EQ(doc, demo_document());
-    EXPECT_GT(doc.size(), 5000u);
-    EXPECT_LT(doc.size(), 7000u);
+    EXPECT_GT(doc.size(), 8000u);
+    EXPECT_LT(doc.size(), 9000u);
     for (unsigned char c : doc) {
         EXPECT_TRUE(c == '\n' || (c >= 0x20 && c < 0x7f)) << "unexpected byte " << int(c);
         if (!(c == '\n' || (c >= 0x20 && c < 0x7f))) break;
     }
-    const auto definition = doc.find("Definition 3: a *quorum* is");
-    ASSERT_NE(definition, std::string::npos);
-    EXPECT_LT(definition, 2000u);  // definitions come early
-    EXPECT_NE(doc.find("## Section 2:"), std::string::npos);
-    EXPECT_GT(doc.find("as in Definition", definition), definition);
+    // Facts stated early and recalled beyond the demo model's window (256 bytes).
+    const auto key = doc.find("Key K-");
+    ASSERT_NE(key, std::string::npos);
+    const std::string name = doc.substr(key + 4, 6);  // "K-1234"
+    const auto recall = doc.find("Recall that key " + name);
+    ASSERT_NE(recall, std::string::npos) << name;
+    EXPECT_GT(recall, key + 1536);
 
     const std::string big = demo_document(40000);
-    EXPECT_GT(big.size(), 38000u);
+    EXPECT_GT(big.size(), 39000u);
     EXPECT_LT(big.size(), 44000u);
-    EXPECT_NE(big.find("## Section 30:"), std::string::npos);
-    // Passages recur verbatim far apart, which is what global attention is for.
-    const std::string golden = "The golden rule, repeated on purpose";
-    EXPECT_GT(big.rfind(golden), big.find(golden) + 20000);
-    EXPECT_LT(demo_document(300).size(), 400u);
+    EXPECT_NE(big, doc.substr(0, big.size()));
+    const std::string small = demo_document(300);
+    EXPECT_LT(small.size(), 400u);
+    EXPECT_GT(small.size(), 100u);
 }
 
 }  // namespace

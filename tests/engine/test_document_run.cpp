@@ -15,7 +15,7 @@ namespace {
 const l2a::Model& demo_model() {
     static const l2a::Model model = [] {
         const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "document_run" / "demo";
-        return l2a::Model::load(l2a::ensure_demo_model(dir));
+        return l2a::Model::load(l2a::ensure_untrained_model(dir));
     }();
     return model;
 }

@@ -61,6 +61,32 @@ TEST(SyntheticDocs, ReferencesRepeatWhatWasStatedFarEarlier) {
     }
 }
 
+// Dense documents: a far larger share of the bytes are recalls, still at the minimum distance.
+TEST(SyntheticDocs, DenseDocumentsRecallMore) {
+    auto share = [](bool dense) {
+        std::size_t recalled = 0, total = 0;
+        for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+            SyntheticDocOptions o;
+            o.target_bytes = 1024;
+            o.min_distance = 64;
+            o.seed = seed;
+            o.dense = dense;
+            const SyntheticDoc doc = make_synthetic_doc(o);
+            for (const ReferenceSpan& r : doc.references) {
+                EXPECT_LE(r.source_end + o.min_distance, r.begin);
+                EXPECT_EQ(doc.text.substr(r.begin, r.end - r.begin),
+                          doc.text.substr(r.source_begin, r.source_end - r.source_begin));
+                recalled += r.end - r.begin;
+            }
+            total += doc.text.size();
+        }
+        return static_cast<double>(recalled) / static_cast<double>(total);
+    };
+    const double sparse = share(false), dense = share(true);
+    EXPECT_GT(dense, 0.12);
+    EXPECT_GT(dense, 2.0 * sparse);
+}
+
 TEST(SyntheticDocs, MixedTextIsInterleaved) {
     SyntheticDocOptions o;
     o.target_bytes = 8000;

@@ -12,6 +12,8 @@
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/config.h"
+#include "l2a/engine/construct.h"
+#include "l2a/engine/tokenizer.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -127,10 +129,12 @@ TEST(Train, LossGoesDownAndTheCheckpointRuns) {
 TEST(Train, SparsityGrowsWithLambda) {
     // The sparsity term (mean over layers and tokens of p^2) at the end of equal runs that
     // differ only in lambda: each larger lambda ends sparser, and no run routes more tokens.
+    // (lambda 2e-4 weighs p^2 at 2e-4 x 64 tokens / 2 layers = 0.0064 nats per token and layer.)
     std::vector<double> term, fraction;
-    for (const double lambda : {0.0, 0.01, 0.2}) {
+    for (const double lambda : {0.0, 2e-4, 0.1}) {
         TrainOptions o = tiny_options("lambda" + std::to_string(term.size()));
         o.lambda = lambda;
+        o.seed = 5;  // weights where lambda 0 keeps about half the tokens routed
         const TrainResult r = train(o);
         term.push_back(mean_of(r.steps, 35, 5, &TrainStepLog::sparsity));
         fraction.push_back(routed(r.steps, 35, 5));
@@ -172,6 +176,106 @@ TEST(Train, ResumeContinuesExactly) {
     other.resume = true;
     other.lr = 1e-2;
     EXPECT_CONTAINS(test::message_of([&] { train(other); }), "train_state.json");
+}
+
+// The first step's cross-entropy is the initial model's loss on the window: with one document
+// exactly one window long, it must equal the inference engine's mean NLL on that document
+// (learned routing; the window W = 16 < T, so the blocked local attention is exercised, and a
+// random router routes some tokens and not others). Plain models too.
+double engine_mean_nll(const Model& model, const std::vector<std::int32_t>& ids) {
+    const PrefillResult run = run_prefill(model, ids, RunOptions{});
+    double sum = 0.0;
+    for (std::size_t t = 1; t < run.token_nll.size(); ++t) sum += run.token_nll[t];
+    return sum / static_cast<double>(run.token_nll.size() - 1);
+}
+
+TEST(Train, FirstStepLossEqualsTheEngine) {
+    const fs::path one = work() / "one-doc";
+    fs::create_directories(one);
+    SyntheticDocOptions d;
+    d.target_bytes = 200;
+    d.min_distance = 50;
+    d.seed = 5;
+    const std::string text = make_synthetic_doc(d).text;
+    write_text_atomically(one / "doc.txt", text);
+    for (const ModelType type : {ModelType::L2AQwen3, ModelType::Qwen3}) {
+        for (const bool checkpointing : {false, true}) {
+            TrainOptions o = tiny_options(std::string("first-step-") + model_type_name(type) + (checkpointing ? "-ckpt" : ""));
+            o.init_config->model_type = type;
+            o.data_dir = one;
+            o.batch = 1;
+            o.seq_len = static_cast<std::int64_t>(text.size()) - 1;  // the document plus <|endoftext|>: one window
+            o.steps = 1;
+            o.gradient_checkpointing = checkpointing;
+            const TrainResult r = train(o);
+            const Model model = Model::random(*o.init_config, o.seed, Placement{});
+            const Encoding e = Tokenizer::from_file(o.tokenizer_json).encode(text);
+            EXPECT_NEAR(r.steps[0].cross_entropy, engine_mean_nll(model, e.ids), 2e-5) << model_type_name(type);
+            if (type == ModelType::L2AQwen3) {
+                const auto& f = r.steps[0].global_fraction;
+                ASSERT_EQ(f.size(), 2u);
+                EXPECT_GT(f[0] + f[1], 0.0);  // a random router routes some tokens
+                EXPECT_LT(f[0] + f[1], 2.0);  // and not all
+            } else {
+                EXPECT_TRUE(r.steps[0].global_fraction.empty());
+            }
+        }
+    }
+}
+
+// Gradient checkpointing recomputes each layer in the backward pass: the same updates as
+// keeping every activation (to rounding), for an L2A model with the dense draws and for the
+// attention-only group (frozen embeddings: the first layer's input needs no gradient).
+TEST(Train, GradientCheckpointingGivesTheSameWeights) {
+    for (const bool all : {true, false}) {
+        TrainOptions plain = tiny_options(std::string("ckpt-off-") + (all ? "all" : "attn"));
+        plain.steps = 4;
+        plain.train_all = all;
+        plain.dense_prob = 0.5;
+        TrainOptions checkpointed = plain;
+        checkpointed.out_dir = work() / (std::string("ckpt-on-") + (all ? "all" : "attn"));
+        fs::remove_all(checkpointed.out_dir);
+        checkpointed.gradient_checkpointing = true;
+        const TrainResult a = train(plain), b = train(checkpointed);
+        for (std::size_t i = 0; i < a.steps.size(); ++i) EXPECT_NEAR(a.steps[i].loss, b.steps[i].loss, 1e-5);
+        const auto fa = SafetensorsFile::open(a.last_checkpoint / "model.safetensors");
+        const auto fb = SafetensorsFile::open(b.last_checkpoint / "model.safetensors");
+        for (const std::string name : {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.o_proj_global.weight",
+                                       "model.layers.0.self_attn.sigmoid_linear.weight", "model.embed_tokens.weight"}) {
+            const auto x = test::read_tensor<float>(fa, name, DType::F32), y = test::read_tensor<float>(fb, name, DType::F32);
+            ASSERT_EQ(x.size(), y.size());
+            double worst = 0.0;
+            for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(x[i] - y[i])));
+            EXPECT_LT(worst, 1e-5) << name;
+        }
+    }
+}
+
+// A plain Qwen3 model (the base of the recipe) trains, and l2a construct turns its checkpoint
+// into an L2A model.
+TEST(Train, PlainBaseTrainsAndConstructs) {
+    TrainOptions o = tiny_options("plain");
+    o.init_config->model_type = ModelType::Qwen3;
+    const TrainResult r = train(o);
+    EXPECT_LT(mean_of(r.steps, 35, 5, &TrainStepLog::cross_entropy),
+              mean_of(r.steps, 0, 5, &TrainStepLog::cross_entropy) - 0.5);
+    EXPECT_DOUBLE_EQ(r.steps.back().sparsity, 0.0);
+    const Model base = Model::load(r.last_checkpoint);
+    EXPECT_FALSE(base.summary().is_l2a);
+    const std::string header = read_text_file(o.out_dir / "train.csv").substr(0, 80);
+    EXPECT_EQ(header.find("global_fraction"), std::string::npos);
+    const fs::path l2a = work() / "plain-constructed";
+    fs::remove_all(l2a);
+    ConstructOptions c;
+    c.window = 4096;
+    construct_l2a(r.last_checkpoint, l2a, c);
+    // Every token local with a window covering the text: the base model's loss.
+    const Model constructed = Model::load(l2a);
+    const std::vector<std::int32_t> ids = base.tokenizer()->encode("Key K-1234 is 'amber falcon'. Recall that key").ids;
+    RunOptions local;
+    local.routing.kind = RoutingKind::Local;
+    const PrefillResult x = run_prefill(base, ids, RunOptions{}), y = run_prefill(constructed, ids, local);
+    for (std::size_t t = 1; t < ids.size(); ++t) EXPECT_NEAR(x.token_nll[t], y.token_nll[t], 1e-4);
 }
 
 TEST(Train, RouterLearnsThroughTheStraightThroughEstimator) {

@@ -71,7 +71,7 @@ struct Counting : PrefillObserver {
 };
 
 void check_traced_run(const fs::path& dir, const std::string& backend) {
-    const fs::path model_dir = ensure_demo_model(dir / "demo");
+    const fs::path model_dir = ensure_untrained_model(dir / "demo");
     const Model model = Model::load(model_dir, Placement{"cuda", "bf16"});
     RunOptions options;
     options.device = "cuda";

@@ -89,7 +89,7 @@ private slots:
         QVERIFY(!message.contains('\n'));
 
         // A bad safetensors header names that file.
-        std::filesystem::copy(ensure_demo_model(), model,
+        std::filesystem::copy(require_demo_model(), model,
                               std::filesystem::copy_options::overwrite_existing |
                                   std::filesystem::copy_options::recursive);
         write_file(model / "model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{", 9));

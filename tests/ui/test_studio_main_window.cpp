@@ -208,7 +208,7 @@ private slots:
         QTRY_VERIFY(!window_->controller()->busy());
         // Back to the demo model: a run completes.
         QSignalSpy finished(window_->controller(), &RunController::runFinished);
-        window_->openModelFolder(QString::fromStdString(ensure_demo_model().string()));
+        window_->openModelFolder(QString::fromStdString(require_demo_model().string()));
         QVERIFY(finished.wait(kRunTimeoutMs));
     }
 

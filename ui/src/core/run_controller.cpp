@@ -182,7 +182,7 @@ struct RunController::Worker {
         Placement placement;
         placement.device = r.options.device;
         placement.dtype = r.dtype;
-        const std::filesystem::path dir = r.model_dir.empty() ? ensure_demo_model() : r.model_dir;
+        const std::filesystem::path dir = r.model_dir.empty() ? require_demo_model() : r.model_dir;
         const Model& m = load_model(dir, placement);
         check_cancel();
 
@@ -262,9 +262,6 @@ struct RunController::Worker {
     const Model& model_for_base() {
         std::filesystem::path dir = base_profile->model.path;
         if (dir.empty()) fail("what-if", "the profile does not say which model made it");
-        if (!std::filesystem::exists(dir / "config.json") && dir == demo_model_dir()) {
-            dir = ensure_demo_model();
-        }
         Placement placement;
         placement.device = base_profile->options.device;
         return load_model(dir, placement);

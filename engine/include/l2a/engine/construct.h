@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <string>
+
+#include "l2a/engine/safetensors.h"
 
 namespace l2a {
 
@@ -33,5 +36,20 @@ struct ConstructSummary {
 ConstructSummary construct_l2a(const std::filesystem::path& base, const std::filesystem::path& out,
                                const ConstructOptions& options,
                                const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+struct ConvertSummary {
+    std::int64_t tensors = 0;
+    std::int64_t tensors_converted = 0;
+    std::int64_t bytes_before = 0;
+    std::int64_t bytes_after = 0;
+};
+
+// Writes a copy of the model folder whose floating-point tensors are stored as `dtype` (F32,
+// BF16 or F16; rounding to nearest even), e.g. to ship an fp32 training checkpoint at half the
+// size. Other tensors, config.json and the tokenizer files are copied unchanged; the weights go
+// into one model.safetensors. Atomic as construct_l2a; the same errors.
+ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std::filesystem::path& out,
+                                  DType dtype, bool overwrite,
+                                  const std::function<void(std::int64_t, std::int64_t)>& progress = {});
 
 }  // namespace l2a

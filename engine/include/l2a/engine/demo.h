@@ -1,29 +1,42 @@
-// The embedded default: a small L2A model created deterministically on first use (random
-// weights, labelled untrained) and a generated demo document.
+// The embedded default: the trained demo model shipped with the tool (assets/models/l2a-demo, a
+// small byte-level L2A Qwen3; its model card is the README there) and a generated demo document
+// of the kind it was trained on. Also a deterministic untrained model of the same shape (random
+// weights, labelled untrained) for tests and fixtures.
 #pragma once
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace l2a {
 
-// Where the demo model lives: $L2A_DEMO_DIR, else $XDG_CACHE_HOME/l2a-studio/..., else
-// ~/.cache/l2a-studio/... (versioned folder name).
+// Where the demo model may be, in order: $L2A_DEMO_DIR alone when it is set; else
+// <executable's folder>/../share/l2a-studio/models/l2a-demo (an installed tool) and the source
+// tree's assets/models/l2a-demo (a build tree).
+std::vector<std::filesystem::path> demo_model_candidates();
+
+// The first candidate that holds a config.json (the last candidate when none does).
 std::filesystem::path demo_model_dir();
 
-// Creates the demo model folder (config.json, model.safetensors, tokenizer.json) unless it is
-// already there and complete; written atomically (temporary folder renamed). Returns its path.
-// The weights depend only on a fixed seed: every machine gets the same bytes.
-std::filesystem::path ensure_demo_model(const std::filesystem::path& dir = demo_model_dir());
+// demo_model_dir(), checked: throws l2a::Error naming the folders looked in when the model is
+// missing.
+std::filesystem::path require_demo_model();
+
+// Creates an untrained L2A model of the demo model's shape (config.json, model.safetensors,
+// tokenizer.json) in `dir` unless it is already there and complete; written atomically
+// (temporary folder renamed). Returns `dir`. The weights depend only on a fixed seed: every
+// machine gets the same bytes. Its config.json says "l2a_untrained": true.
+std::filesystem::path ensure_untrained_model(const std::filesystem::path& dir);
 
 // A byte-level tokenizer.json in HuggingFace's format: ids 0..255 are the bytes (GPT-2's
 // byte-to-unicode symbols, no merges, no regex split), then <|endoftext|> 256, <|im_start|> 257,
-// <|im_end|> 258. The demo model and `l2a make-docs --tokenizer-out` use it; HuggingFace
+// <|im_end|> 258. The demo models and `l2a make-docs --tokenizer-out` use it; HuggingFace
 // `tokenizers` loads it and encodes every text to its UTF-8 bytes, as our tokenizer does.
 std::string byte_level_tokenizer_json();
 
-// A generated English document with numbered sections, early definitions and later references
-// (about `approx_bytes` long, deterministic).
-std::string demo_document(std::size_t approx_bytes = 6000);
+// The demo document: a generated document (l2a make-docs' generator, a fixed seed of its own)
+// of about `approx_bytes` bytes with keys, defined terms, numbered claims and repeated passages
+// recalled far later. Deterministic.
+std::string demo_document(std::size_t approx_bytes = 8192);
 
 }  // namespace l2a

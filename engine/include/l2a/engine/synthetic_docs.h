@@ -17,6 +17,10 @@ struct SyntheticDocOptions {
     // A reference is at least this many bytes after what it refers to, so that a sliding
     // window of fewer bytes cannot see both.
     std::size_t min_distance = 1536;
+    // Dense: no filler, recalls whenever a fact is old enough (most facts are recalled, and a
+    // fifth or more of the text can only be predicted by looking back). For a first training
+    // stage that teaches a model to look back at all; evaluation documents use the default mix.
+    bool dense = false;
     // Natural text to interleave (chunks of a few hundred bytes, taken in order, wrapping);
     // empty: generated filler only.
     std::vector<std::string> mix_texts;

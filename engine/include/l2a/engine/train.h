@@ -31,6 +31,9 @@ struct TrainOptions {
     std::string device = "cpu";      // "cpu", "cuda", "cuda:N"
     bool bf16_autocast = true;       // CUDA only
     bool train_all = false;          // false: attention, norms and router; FFN, embeddings, head frozen
+    // Keep only each layer's input during the forward and recompute the layer in the backward:
+    // activation memory of one layer instead of all (about a third more compute).
+    bool gradient_checkpointing = false;
 
     std::int64_t steps = 100;
     std::int64_t batch = 4;
@@ -42,8 +45,15 @@ struct TrainOptions {
     double grad_clip = 1.0;
 
     double lambda = 1e-3;            // sparsity weight reached at the end of the ramp
-    std::int64_t lambda_ramp_steps = 0;  // steps after warm-up to reach `lambda` (0: steps - warmup)
+    std::int64_t lambda_ramp_steps = 0;  // steps after warm-up (and router freeze) to reach `lambda` (0: to the end)
     double dense_prob = 0.1;         // per layer and step: global attention for every token
+    // The routers' learning rate is lr * router_lr_scale, and 0 for the first
+    // router_freeze_steps steps: a freshly constructed model routes every token and runs the
+    // sum of its local and global attention (both copies of the base attention), so the
+    // attention sets first adapt to working together before the router may drop tokens.
+    // lambda's ramp starts after the freeze.
+    double router_lr_scale = 1.0;
+    std::int64_t router_freeze_steps = 0;
     std::uint64_t seed = 1;
 
     std::int64_t save_every = 0;     // 0: only at the end
@@ -68,7 +78,9 @@ struct TrainResult {
     std::int64_t trainable_parameters = 0;
 };
 
-// Throws l2a::Error naming the file or option: no documents, a model that is not L2A, options
+// A plain Qwen2/Qwen3 model (no L2A layers) trains too, as the base that `l2a construct` turns
+// into an L2A model: full causal attention, cross-entropy only, no routing columns in the log.
+// Throws l2a::Error naming the file or option: no documents, an unsupported router, options
 // that differ from the checkpoint being resumed, an unknown device. `progress` (may be empty)
 // gets every step's log; `cancel` (may be null) stops between steps with a checkpoint.
 TrainResult train(const TrainOptions& options,

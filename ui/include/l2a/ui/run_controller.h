@@ -15,7 +15,7 @@
 namespace l2a::ui {
 
 struct RunRequest {
-    std::filesystem::path model_dir;  // empty: the embedded demo model (created on first use)
+    std::filesystem::path model_dir;  // empty: the shipped demo model
     std::filesystem::path document;   // empty: the demo document
     RunOptions options;               // device, backend, max_tokens, routing, threshold, ...
     std::string dtype = "auto";       // Placement::dtype
