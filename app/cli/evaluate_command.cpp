@@ -70,6 +70,8 @@ int evaluate_command(std::span<const std::string_view> raw) {
     std::printf("  positions predicting a reference token  %6.2f%%\n", pct(r.reference_rate));
     std::printf("  other positions                         %6.2f%%\n", pct(r.other_rate));
     std::printf("  ratio                                   %6.2fx\n", r.rate_ratio);
+    std::printf("  the reference tokens themselves         %6.2f%%  (other tokens %.2f%%)\n", pct(r.reference_token_rate),
+                pct(r.other_token_rate));
     std::printf("  overall                                 %6.2f%%\n", pct(r.global_fraction));
     for (const auto& [kind, rate] : r.kind_rate) std::printf("  references of kind %-20s %6.2f%%\n", kind.c_str(), pct(rate));
     std::printf("\n  layer  global  at references\n");

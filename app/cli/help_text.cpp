@@ -355,7 +355,8 @@ looking far back (it repeats or completes what was stated earlier); a reference 
 whose next token is a reference token. Each document runs four times: learned routing, every
 token local, the busiest layer's global attention pruned, the sparsest layer's pruned. Reports:
 - the global-attention rate at reference positions and at the others (shares of positions x
-  layers), their ratio, the overall global fraction, per layer and per kind of reference;
+  layers), their ratio, the same rates at the reference tokens themselves, the overall global
+  fraction, per layer and per kind of reference;
 - the mean NLL of reference tokens and of the other tokens in each of the four runs;
 - four checks: rate at references >= 3x the others; overall global fraction <= 30%; all local
   raises the reference NLL more than the other NLL; pruning the busiest layer raises the

@@ -165,6 +165,7 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
     std::vector<double> layer_total(static_cast<std::size_t>(L), 0.0), layer_ref(static_cast<std::size_t>(L), 0.0);
     std::vector<double> kind_routed(kinds.size(), 0.0), kind_cells(kinds.size(), 0.0);
     double ref_routed = 0, ref_cells = 0, other_routed = 0, other_cells = 0;
+    double token_ref_routed = 0, token_ref_cells = 0, token_other_routed = 0, token_other_cells = 0;
     NllSums learned;
     for (std::size_t i = 0; i < docs.size(); ++i) {
         const Prepared& p = docs[i];
@@ -175,7 +176,11 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
         learned.add(p, r);
         for (std::size_t l = 0; l < static_cast<std::size_t>(L); ++l) {
             const std::uint8_t* d = r.decisions.data() + l * T;
-            for (std::size_t t = 0; t < T; ++t) layer_total[l] += d[t];
+            for (std::size_t t = 0; t < T; ++t) {
+                layer_total[l] += d[t];
+                (p.reference[t] ? token_ref_routed : token_other_routed) += d[t];
+                (p.reference[t] ? token_ref_cells : token_other_cells) += 1;
+            }
             // Position t predicts token t + 1 (the last position predicts nothing measured).
             for (std::size_t t = 0; t + 1 < T; ++t) {
                 if (const std::uint8_t kind = p.reference[t + 1]) {
@@ -200,6 +205,8 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
     result.reference_rate = ratio(ref_routed, ref_cells);
     result.other_rate = ratio(other_routed, other_cells);
     result.rate_ratio = ratio(result.reference_rate, result.other_rate);
+    result.reference_token_rate = ratio(token_ref_routed, token_ref_cells);
+    result.other_token_rate = ratio(token_other_routed, token_other_cells);
     result.global_fraction = ratio(learned.routed, learned.cells);
     result.busiest_layer = static_cast<int>(std::max_element(result.layer_fraction.begin(), result.layer_fraction.end()) -
                                             result.layer_fraction.begin());
@@ -253,6 +260,8 @@ std::string routing_eval_json(const RoutingEvalResult& r) {
                           {"reference_rate", number(r.reference_rate)},
                           {"other_rate", number(r.other_rate)},
                           {"rate_ratio", number(r.rate_ratio)},
+                          {"reference_token_rate", number(r.reference_token_rate)},
+                          {"other_token_rate", number(r.other_token_rate)},
                           {"global_fraction", number(r.global_fraction)},
                           {"layer_fraction", r.layer_fraction},
                           {"layer_reference_rate", r.layer_reference_rate},

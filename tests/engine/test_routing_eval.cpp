@@ -59,7 +59,7 @@ const std::vector<fs::path>& documents() {
 
 struct Recomputed {
     double reference_nll = 0, other_nll = 0, fraction = 0;
-    double reference_rate = 0, other_rate = 0;
+    double reference_rate = 0, other_rate = 0, reference_token_rate = 0, other_token_rate = 0;
     std::vector<double> layer_fraction;
 };
 
@@ -67,6 +67,7 @@ Recomputed recompute(const RunOptions& options) {
     const int L = model().config().num_hidden_layers;
     double ref_nll = 0, other_nll = 0, ref_n = 0, other_n = 0, routed = 0, cells = 0;
     double ref_routed = 0, ref_cells = 0, other_routed = 0, other_cells = 0;
+    double tok_ref_routed = 0, tok_ref_cells = 0, tok_other_routed = 0, tok_other_cells = 0;
     std::vector<double> layer(static_cast<std::size_t>(L), 0.0);
     double tokens = 0;
     for (const fs::path& f : documents()) {
@@ -93,6 +94,8 @@ Recomputed recompute(const RunOptions& options) {
                 routed += decision;
                 cells += 1;
                 layer[static_cast<std::size_t>(l)] += decision;
+                (is_reference[t] ? tok_ref_routed : tok_other_routed) += decision;
+                (is_reference[t] ? tok_ref_cells : tok_other_cells) += 1;
                 if (t + 1 < T) {
                     (is_reference[t + 1] ? ref_routed : other_routed) += decision;
                     (is_reference[t + 1] ? ref_cells : other_cells) += 1;
@@ -106,6 +109,8 @@ Recomputed recompute(const RunOptions& options) {
     out.fraction = routed / cells;
     out.reference_rate = ref_routed / ref_cells;
     out.other_rate = other_routed / other_cells;
+    out.reference_token_rate = tok_ref_routed / tok_ref_cells;
+    out.other_token_rate = tok_other_routed / tok_other_cells;
     for (double& x : layer) x /= tokens;
     out.layer_fraction = layer;
     return out;
@@ -137,6 +142,8 @@ TEST(RoutingEval, AgreesWithAnIndependentRecomputation) {
     EXPECT_NEAR(r.global_fraction, learned.fraction, 1e-12);
     EXPECT_NEAR(r.reference_rate, learned.reference_rate, 1e-12);
     EXPECT_NEAR(r.other_rate, learned.other_rate, 1e-12);
+    EXPECT_NEAR(r.reference_token_rate, learned.reference_token_rate, 1e-12);
+    EXPECT_NEAR(r.other_token_rate, learned.other_token_rate, 1e-12);
     EXPECT_NEAR(r.rate_ratio, learned.reference_rate / learned.other_rate, 1e-9);
     EXPECT_NEAR(r.variants[0].reference_nll, learned.reference_nll, 1e-9);
     EXPECT_NEAR(r.variants[0].other_nll, learned.other_nll, 1e-9);
@@ -217,6 +224,7 @@ TEST(RoutingEval, ShippedDemoModelRoutesTheLongRangeReferences) {
     const Model demo = Model::load(require_demo_model());
     const RoutingEvalResult r = evaluate_routing(demo, files, RoutingEvalOptions{});
     EXPECT_TRUE(r.rate_ratio_ok()) << r.rate_ratio;
+    EXPECT_GE(r.reference_token_rate, 3.0 * r.other_token_rate) << routing_eval_json(r);
     EXPECT_TRUE(r.fraction_ok()) << r.global_fraction;
     EXPECT_TRUE(r.local_ok()) << routing_eval_json(r);
     EXPECT_TRUE(r.prune_ok()) << routing_eval_json(r);

@@ -63,6 +63,9 @@ struct RoutingEvalResult {
     double reference_rate = 0.0;
     double other_rate = 0.0;
     double rate_ratio = 0.0;                 // reference_rate / other_rate (inf when other is 0)
+    // The same rates at the reference tokens themselves and at the other tokens (token 0 too).
+    double reference_token_rate = 0.0;
+    double other_token_rate = 0.0;
     double global_fraction = 0.0;            // over all positions and layers
     std::vector<double> layer_fraction;      // [layers]
     std::vector<double> layer_reference_rate;  // [layers]
