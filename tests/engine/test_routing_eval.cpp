@@ -35,24 +35,28 @@ const Model& model() {
     return m;
 }
 
+// `count` generated documents with their sidecars in `dir`, seeds first_seed, first_seed + 1, ...
+std::vector<fs::path> write_documents(const fs::path& dir, int count, SyntheticDocOptions o, std::uint64_t first_seed) {
+    fs::create_directories(dir);
+    std::vector<fs::path> out;
+    for (int i = 0; i < count; ++i) {
+        o.seed = first_seed + static_cast<std::uint64_t>(i);
+        const SyntheticDoc d = make_synthetic_doc(o);
+        const fs::path txt = dir / ("doc_" + std::to_string(i) + ".txt");
+        write_text_atomically(txt, d.text);
+        write_text_atomically(fs::path(txt).replace_extension(".json"), synthetic_doc_sidecar_json(d, o.seed));
+        out.push_back(txt);
+    }
+    return out;
+}
+
 // Two generated documents with their sidecars; references within the first kMaxTokens bytes.
 const std::vector<fs::path>& documents() {
     static const std::vector<fs::path> files = [] {
-        const fs::path dir = work() / "docs";
-        fs::create_directories(dir);
-        std::vector<fs::path> out;
-        for (int i = 0; i < 2; ++i) {
-            SyntheticDocOptions o;
-            o.target_bytes = 900;
-            o.min_distance = 80;
-            o.seed = 40 + static_cast<std::uint64_t>(i);
-            const SyntheticDoc d = make_synthetic_doc(o);
-            const fs::path txt = dir / ("doc_" + std::to_string(i) + ".txt");
-            write_text_atomically(txt, d.text);
-            write_text_atomically(fs::path(txt).replace_extension(".json"), synthetic_doc_sidecar_json(d, o.seed));
-            out.push_back(txt);
-        }
-        return out;
+        SyntheticDocOptions o;
+        o.target_bytes = 900;
+        o.min_distance = 80;
+        return write_documents(work() / "docs", 2, o, 40);
     }();
     return files;
 }
@@ -209,18 +213,8 @@ TEST(RoutingEval, BadInputNamesTheFile) {
 // scripts/train-demo makes its held-out set): its routing meets the four checks of its model
 // card. The untrained model meets none of the three that need a trained router.
 TEST(RoutingEval, ShippedDemoModelRoutesTheLongRangeReferences) {
-    const fs::path dir = work() / "heldout";
-    fs::create_directories(dir);
-    std::vector<fs::path> files;
-    for (int i = 0; i < 3; ++i) {
-        SyntheticDocOptions o;  // 8,192 bytes, references 1,536 bytes or more after their facts
-        o.seed = 99000 + static_cast<std::uint64_t>(i);
-        const SyntheticDoc d = make_synthetic_doc(o);
-        const fs::path txt = dir / ("doc_" + std::to_string(i) + ".txt");
-        write_text_atomically(txt, d.text);
-        write_text_atomically(fs::path(txt).replace_extension(".json"), synthetic_doc_sidecar_json(d, o.seed));
-        files.push_back(txt);
-    }
+    // 8,192 bytes each, references 1,536 bytes or more after their facts.
+    const std::vector<fs::path> files = write_documents(work() / "heldout", 3, SyntheticDocOptions{}, 99000);
     const Model demo = Model::load(require_demo_model());
     const RoutingEvalResult r = evaluate_routing(demo, files, RoutingEvalOptions{});
     EXPECT_TRUE(r.rate_ratio_ok()) << r.rate_ratio;
