@@ -274,9 +274,12 @@ ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std:
     const Checkpoint checkpoint = Checkpoint::open(model);
     std::vector<std::string> names = checkpoint.tensor_names();
     std::sort(names.begin(), names.end());
+    std::vector<TensorView> views;
     ConvertSummary summary;
-    std::int64_t total = 0;
-    for (const std::string& name : names) total += static_cast<std::int64_t>(checkpoint.get(name).size_bytes());
+    for (const std::string& name : names) {
+        views.push_back(checkpoint.get(name));
+        summary.bytes_before += static_cast<std::int64_t>(views.back().size_bytes());
+    }
     write_model_folder(out, [&](const fs::path& temp) {
         // config.json as it was, but for the type it names for the weights.
         nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_text_file(config_path));
@@ -286,17 +289,15 @@ ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std:
         SafetensorsWriter writer(temp / "model.safetensors");
         writer.set_metadata("format", "pt");
         std::vector<DType> types;
-        for (const std::string& name : names) {
-            const TensorView view = checkpoint.get(name);
-            types.push_back(is_float_dtype(view.info->dtype) ? dtype : view.info->dtype);
-            writer.declare(name, types.back(), view.info->shape);
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            types.push_back(is_float_dtype(views[i].info->dtype) ? dtype : views[i].info->dtype);
+            writer.declare(names[i], types.back(), views[i].info->shape);
         }
         std::vector<std::byte> buffer;
         std::int64_t done = 0;
         for (std::size_t i = 0; i < names.size(); ++i) {
-            const TensorView view = checkpoint.get(names[i]);
+            const TensorView& view = views[i];
             const DType from = view.info->dtype, to = types[i];
-            summary.bytes_before += static_cast<std::int64_t>(view.size_bytes());
             if (from == to) {
                 writer.write(view.data, view.size_bytes());
                 summary.bytes_after += static_cast<std::int64_t>(view.size_bytes());
@@ -326,7 +327,7 @@ ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std:
                 ++summary.tensors_converted;
             }
             done += static_cast<std::int64_t>(view.size_bytes());
-            if (progress) progress(done, total);
+            if (progress) progress(done, summary.bytes_before);
         }
         writer.finish();
         summary.tensors = static_cast<std::int64_t>(names.size());

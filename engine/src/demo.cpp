@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <vector>
@@ -320,23 +321,32 @@ std::vector<std::filesystem::path> demo_model_candidates() {
     return candidates;
 }
 
-std::filesystem::path demo_model_dir() {
-    const auto candidates = demo_model_candidates();
+namespace {
+
+// The first candidate that holds a config.json, if any.
+std::optional<std::filesystem::path> first_model_folder(const std::vector<std::filesystem::path>& candidates) {
     std::error_code ec;
     for (const auto& dir : candidates) {
         if (std::filesystem::is_regular_file(dir / "config.json", ec)) return dir;
     }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::filesystem::path demo_model_dir() {
+    const auto candidates = demo_model_candidates();
+    if (auto dir = first_model_folder(candidates)) return *dir;
     return candidates.empty() ? std::filesystem::path(kDemoModelName) : candidates.back();
 }
 
 std::filesystem::path require_demo_model() {
-    const std::filesystem::path dir = demo_model_dir();
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(dir / "config.json", ec)) return dir;
+    const auto candidates = demo_model_candidates();
+    if (auto dir = first_model_folder(candidates)) return *dir;
     std::string looked;
-    for (const auto& c : demo_model_candidates()) looked += (looked.empty() ? "" : ", ") + c.string();
-    fail(dir.string(), "the demo model is missing (looked in " + looked +
-                           "); reinstall L2A Studio, or set L2A_DEMO_DIR to a model folder");
+    for (const auto& c : candidates) looked += (looked.empty() ? "" : ", ") + c.string();
+    fail(candidates.empty() ? std::string(kDemoModelName) : candidates.back().string(),
+         "the demo model is missing (looked in " + looked + "); reinstall L2A Studio, or set L2A_DEMO_DIR to a model folder");
 }
 
 std::filesystem::path ensure_untrained_model(const std::filesystem::path& dir) {
