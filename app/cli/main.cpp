@@ -83,8 +83,10 @@ int main(int argc, char** argv) {
         return 130;
     } catch (const std::exception& e) {
         // l2a::Error and anything from the libraries below (LibTorch's c10::Error included).
+        // The engine words JSON errors itself; a library tag that slips through is dropped here.
         std::fflush(stdout);
-        std::fprintf(stderr, "l2a: error: %s\n", l2a::cli::first_line(e.what()).c_str());
+        std::fprintf(stderr, "l2a: error: %s\n",
+                     l2a::cli::first_line(l2a::without_library_tags(e.what())).c_str());
         return 1;
     }
 }

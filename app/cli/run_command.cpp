@@ -92,14 +92,6 @@ const Tokenizer& require_tokenizer(const Model& model, const std::string& folder
     return *tokenizer;
 }
 
-std::string strip_json_exception_prefix(const std::string& what) {
-    // "[json.exception.parse_error.101] parse error at ..." -> "parse error at ..."
-    if (!what.empty() && what.front() == '[') {
-        if (auto close = what.find("] "); close != std::string::npos) return what.substr(close + 2);
-    }
-    return what;
-}
-
 // A JSON array of token ids. With a tokenizer, each token's text is recorded so that views can
 // show it; without one the profile holds ids only (empty text, empty spans).
 TokenizedInput read_token_file(const std::filesystem::path& path, const Model& model) {
@@ -108,7 +100,7 @@ TokenizedInput read_token_file(const std::filesystem::path& path, const Model& m
     try {
         j = nlohmann::json::parse(read_text_file(path));
     } catch (const nlohmann::json::exception& e) {
-        fail(origin, "malformed JSON: " + strip_json_exception_prefix(e.what()));
+        fail(origin, describe_json_error(e.what()));
     }
     if (!j.is_array()) fail(origin, "expected a JSON array of token ids, e.g. [9707, 11, 1879]");
     const std::int64_t vocab = model.config().vocab_size;

@@ -71,13 +71,7 @@ struct Checkpoint::Impl {
         try {
             index = json::parse(read_text_file(index_path));
         } catch (const json::exception& e) {
-            std::string reason = e.what();
-            // nlohmann prefixes "[json.exception.parse_error.101] ", which says nothing to a user.
-            if (const auto close = reason.find("] ");
-                !reason.empty() && reason[0] == '[' && close != std::string::npos) {
-                reason.erase(0, close + 2);
-            }
-            fail(origin, "not valid JSON: " + reason);
+            fail(origin, describe_json_error(e.what()));
         }
         if (!index.is_object()) {
             fail(origin, std::string("expected a JSON object, found ") + index.type_name());

@@ -448,8 +448,9 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
     try {
         root_json = json::parse(json_text.begin(), json_text.end());
     } catch (const json::exception& e) {
-        // The parser quotes what it last read, which can be most of a malformed file.
-        fail(origin, "invalid JSON: " + clip(e.what(), 200));
+        // Line, column and reason; what the parser last read is clipped (it can be most of a
+        // malformed file).
+        fail(origin, describe_json_error(e.what()));
     }
     if (!root_json.is_object()) {
         fail(origin, "config must be a JSON object, got " + describe(root_json));

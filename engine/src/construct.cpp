@@ -142,7 +142,7 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
     try {
         j = nlohmann::json::parse(read_text_file(config_path));
     } catch (const nlohmann::json::exception& e) {
-        fail(config_path.string(), std::string("malformed JSON: ") + e.what());
+        fail(config_path.string(), describe_json_error(e.what()));
     }
     j["model_type"] = summary.l2a_type;
     j["architectures"] = {config.model_type == ModelType::Qwen3 ? "L2AQwen3ForCausalLM" : "L2AQwen2ForCausalLM"};

@@ -630,8 +630,8 @@ Profile load_profile(const std::filesystem::path& path) {
     json j;
     try {
         j = json::parse(meta->second);
-    } catch (const json::parse_error& e) {
-        fail(origin, std::string("malformed profile metadata: ") + e.what());
+    } catch (const json::exception& e) {
+        fail(origin, "profile metadata: " + describe_json_error(e.what()));
     }
 
     Profile p;
@@ -686,6 +686,22 @@ Profile load_profile(const std::filesystem::path& path) {
     const std::int64_t num_tokens = ids->shape[0];
     const std::int64_t num_layers = p.num_layers;
     if (num_layers < 0) fail(origin, "invalid profile metadata: negative num_layers");
+    // Checked before anything is sized by them: with no tokens, the arrays hold no bytes, so
+    // the tensors' sizes cannot bound the layer count.
+    if (num_layers > kMaxProfileLayers) {
+        fail(origin, "invalid profile metadata: num_layers = " + std::to_string(num_layers) +
+                         " is more than any model has (at most " +
+                         std::to_string(kMaxProfileLayers) + ")");
+    }
+    if (p.model.num_layers < 0 || p.model.num_layers > kMaxProfileLayers) {
+        fail(origin, "invalid profile metadata: model.num_layers = " +
+                         std::to_string(p.model.num_layers) + " is outside 0.." +
+                         std::to_string(kMaxProfileLayers));
+    }
+    if (p.options.kv_bytes_per_element < 1 || p.options.kv_bytes_per_element > 8) {
+        fail(origin, "invalid profile metadata: options.kv_bytes_per_element = " +
+                         std::to_string(p.options.kv_bytes_per_element) + " (expected 1..8)");
+    }
     const json& stated_tokens = j["num_tokens"];
     if (!stated_tokens.is_number_integer() || stated_tokens.get<std::int64_t>() != num_tokens) {
         fail(origin, "metadata num_tokens (" + stated_tokens.dump() +

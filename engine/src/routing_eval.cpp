@@ -40,7 +40,7 @@ ReferencedDocument load_referenced_document(const fs::path& txt) {
             d.references.push_back(std::move(s));
         }
     } catch (const nlohmann::json::exception& e) {
-        fail(sidecar.string(), std::string("not a reference sidecar: ") + e.what());
+        fail(sidecar.string(), "not a reference sidecar: " + describe_json_error(e.what()));
     }
     return d;
 }

@@ -68,18 +68,6 @@ std::optional<ShapeSize> shape_size(const std::vector<std::int64_t>& shape, DTyp
     return size;
 }
 
-// nlohmann's messages start with "[json.exception.parse_error.101] "; the user needs the rest.
-std::string json_error_text(const std::exception& e) {
-    std::string text = e.what();
-    if (!text.empty() && text.front() == '[') {
-        const auto close = text.find("] ");
-        if (close != std::string::npos) {
-            text.erase(0, close + 2);
-        }
-    }
-    return text;
-}
-
 std::uint64_t read_le64(const std::byte* p) {
     std::uint64_t value = 0;
     for (int i = 7; i >= 0; --i) {
@@ -209,7 +197,7 @@ ParsedHeader parse_header(const std::string& origin, const std::byte* bytes, std
         };
         header = json::parse(header_begin, header_begin + header_size, limit_depth);
     } catch (const json::exception& e) {
-        fail(origin, "header is not valid JSON: " + json_error_text(e));
+        fail(origin, "header: " + describe_json_error(e.what()));
     }
     if (!header.is_object()) {
         fail(origin, std::string("header is not a JSON object but ") + header.type_name());
@@ -517,7 +505,7 @@ struct SafetensorsWriter::Impl {
         try {
             text = header.dump();
         } catch (const json::exception& e) {
-            fail(origin, "cannot write the header: " + json_error_text(e));
+            fail(origin, "cannot write the header: " + describe_json_error(e.what()));
         }
         // The format allows trailing spaces; they make the data section start 8-byte aligned.
         text.append((8 - text.size() % 8) % 8, ' ');

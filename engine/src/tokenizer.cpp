@@ -1332,7 +1332,7 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, std::string_view orig
     try {
         root = Json::parse(json_text.begin(), json_text.end());
     } catch (const Json::exception& error) {
-        fail_in(origin, std::string("malformed JSON: ") + error.what());
+        fail_in(origin, describe_json_error(error.what()));
     }
     if (!root.is_object()) {
         fail_in(origin, "malformed tokenizer: expected a JSON object at the top");
@@ -1358,7 +1358,7 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, std::string_view orig
         index_ids(reader, *impl);
     } catch (const Json::exception& error) {
         // Type mismatches that the checks above did not anticipate.
-        fail_in(origin, std::string("malformed tokenizer: ") + error.what());
+        fail_in(origin, "malformed tokenizer: " + describe_json_error(error.what()));
     }
     return Tokenizer(std::move(impl));
 }

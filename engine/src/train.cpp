@@ -447,12 +447,18 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     std::int64_t step = 0;
     std::uint64_t rng = o.seed * 0xD1B54A32D192ED03ull + 7;
     if (o.resume) {
-        const auto state = nlohmann::json::parse(read_text_file(last / "train_state.json"));
-        if (state.at("options") != options_json(o)) {
-            fail((last / "train_state.json").string(), "was written with other options: " + state.at("options").dump());
+        const fs::path state_path = last / "train_state.json";
+        nlohmann::json state;
+        try {
+            state = nlohmann::json::parse(read_text_file(state_path));
+            step = state.at("step").get<std::int64_t>();
+            rng = state.at("rng").get<std::uint64_t>();
+            if (state.at("options") != options_json(o)) {
+                fail(state_path.string(), "was written with other options: " + state.at("options").dump());
+            }
+        } catch (const nlohmann::json::exception& e) {
+            fail(state_path.string(), describe_json_error(e.what()));
         }
-        step = state.at("step").get<std::int64_t>();
-        rng = state.at("rng").get<std::uint64_t>();
         torch::load(optimizer, (last / "optimizer.pt").string());
     }
     fs::create_directories(o.out_dir);

@@ -167,7 +167,8 @@ TEST(Checkpoint, MalformedIndex) {
     const std::string prefix = index.string() + ": ";
 
     write_file(index, R"({"weight_map": {"a": )");
-    EXPECT_CONTAINS(message_of([&] { l2a::Checkpoint::open(dir); }), prefix + "not valid JSON: ");
+    EXPECT_CONTAINS(message_of([&] { l2a::Checkpoint::open(dir); }),
+                    prefix + "malformed JSON at line 1, column ");
     write_file(index, "[]");
     EXPECT_EQ(message_of([&] { l2a::Checkpoint::open(dir); }),
               prefix + "expected a JSON object, found array");

@@ -438,9 +438,11 @@ std::string assigned(const std::string& key, const json& value) {
 
 std::vector<BadConfig> bad_configs() {
     return {
-        {"not_json", "{\"model_type\": ", {"invalid JSON"}},
-        {"unterminated_string", "{\"model_type\": \"" + std::string(5000, 'q'), {"invalid JSON"}},
-        {"empty", "", {"invalid JSON"}},
+        {"not_json", "{\"model_type\": ", {"malformed JSON at line 1, column 16: "}},
+        {"unterminated_string", "{\"model_type\": \"" + std::string(5000, 'q'),
+         {"malformed JSON at line 1, column 5017: "}},
+        {"empty", "", {"malformed JSON at line 1, column 1: "}},
+        {"second_line", "{\n  \"model_type\": qwen2\n}", {"malformed JSON at line 2, column 17: "}},
         {"array", "[1, 2]", {"config must be a JSON object, got an array"}},
         {"number", "42", {"config must be a JSON object, got number 42"}},
         {"no_model_type", patched(R"({"model_type": null})", false),
@@ -585,6 +587,47 @@ TEST_P(ConfigErrors, NameTheFileAndTheField) {
         EXPECT_NE(message.find(part), std::string::npos)
             << "message: " << message << "\nexpected to contain: " << part;
     }
+    EXPECT_EQ(message.find("json.exception"), std::string::npos) << message;
+}
+
+// Every JSON file the engine reads words the library's errors the same way: where, then why,
+// without the library's tags.
+TEST(JsonErrors, LibraryTagsBecomeWords) {
+    auto what_of = [](auto&& action) -> std::string {
+        try {
+            action();
+        } catch (const json::exception& e) {
+            return e.what();
+        }
+        return "";
+    };
+    const std::string parse =
+        what_of([] { [[maybe_unused]] const json j = json::parse("{\"a\": [1, 2,\n  }"); });
+    ASSERT_NE(parse.find("[json.exception.parse_error"), std::string::npos) << parse;
+    std::string m = describe_json_error(parse);
+    EXPECT_EQ(m.rfind("malformed JSON at line 2, column 3: ", 0), 0u) << m;
+    EXPECT_EQ(m.find("json.exception"), std::string::npos) << m;
+
+    m = describe_json_error(
+        what_of([] { [[maybe_unused]] const json j = json::parse("{}").at("step"); }));
+    EXPECT_EQ(m, "unexpected JSON content: key 'step' not found");
+    m = describe_json_error(what_of([] { (void)json(5).get<std::string>(); }));
+    EXPECT_EQ(m, "unexpected JSON content: type must be string, but is number");
+
+    // What the parser last read is clipped, and bytes that are not text are not echoed.
+    m = describe_json_error(what_of(
+        [] { [[maybe_unused]] const json j = json::parse("\"" + std::string(5000, 'q')); }));
+    EXPECT_LT(m.size(), 260u) << m;
+    m = describe_json_error(
+        what_of([] { [[maybe_unused]] const json j = json::parse("[\"\x01\xFF\"]"); }));
+    EXPECT_EQ(m.find('\x01'), std::string::npos) << m;
+    EXPECT_EQ(m.find('\xFF'), std::string::npos) << m;
+
+    const std::string tagged =
+        "x.json: " + what_of([] { [[maybe_unused]] const json j = json::parse("[1]").at(3); });
+    EXPECT_EQ(without_library_tags(tagged),
+              "x.json: unexpected JSON content: array index 3 is out of range");
+    EXPECT_EQ(without_library_tags("model: [not a tag] fine"), "model: [not a tag] fine");
 }
 
 INSTANTIATE_TEST_SUITE_P(Config, ConfigErrors, ::testing::ValuesIn(bad_configs()),

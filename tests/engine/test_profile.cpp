@@ -313,6 +313,71 @@ TEST(Profile, RejectsInconsistentSizes) {
     EXPECT_NE(error.find("metrics.kv"), std::string::npos) << error;
 }
 
+// Arrays that agree with each other but claim 10^12 layers of zero tokens: nothing bounds the
+// count but a limit, which must be checked before anything is sized by it.
+TEST(Profile, RejectsAbsurdLayerCountBeforeAllocating) {
+    const fs::path dir = scratch_dir();
+    Profile empty = sample_profile();
+    empty.document_text.clear();
+    empty.token_ids.clear();
+    empty.token_begin.clear();
+    empty.token_end.clear();
+    empty.token_nll.clear();
+    empty.router_logits.clear();
+    empty.decisions.clear();
+    empty.options.prune.clear();
+    empty.metrics.global_fraction.clear();
+    empty.metrics.kv.clear();
+    save_profile(empty, dir / "empty.l2a");
+    ASSERT_EQ(load_error(dir / "empty.l2a"), "");  // three layers of no tokens are fine
+
+    static constexpr std::int64_t kLayers = 1'000'000'000'000;
+    const std::vector<float> no_floats;
+    const std::vector<std::uint8_t> no_bytes;
+    auto absurd = [&](const fs::path& to, const std::function<void(json&)>& edit) {
+        SafetensorsFile file = SafetensorsFile::open(dir / "empty.l2a");
+        json meta = json::parse(file.metadata().at("l2a.profile"));
+        edit(meta);
+        SafetensorsWriter writer(to);
+        writer.set_metadata("l2a.profile", meta.dump());
+        for (const TensorInfo& info : file.tensors()) {
+            if (info.name == "router_logits") {
+                writer.add(info.name, DType::F32, {kLayers, 0}, std::as_bytes(std::span(no_floats)));
+            } else if (info.name == "decisions") {
+                writer.add(info.name, DType::U8, {kLayers, 0}, std::as_bytes(std::span(no_bytes)));
+            } else {
+                TensorView view = file.view(info);
+                writer.add(info.name, info.dtype, info.shape,
+                           std::span<const std::byte>(view.data, view.size_bytes()));
+            }
+        }
+        writer.finish();
+    };
+    absurd(dir / "layers.l2a", [](json& m) { m["num_layers"] = kLayers; });
+    std::string error = load_error(dir / "layers.l2a");
+    EXPECT_NE(error.find((dir / "layers.l2a").string()), std::string::npos) << error;
+    EXPECT_NE(error.find("num_layers = 1000000000000"), std::string::npos) << error;
+    EXPECT_NE(error.find("at most " + std::to_string(kMaxProfileLayers)), std::string::npos)
+        << error;
+
+    absurd(dir / "model.l2a", [](json& m) {
+        m["num_layers"] = kLayers;
+        m["model"]["num_layers"] = kLayers;
+    });
+    error = load_error(dir / "model.l2a");
+    EXPECT_NE(error.find("num_layers = 1000000000000"), std::string::npos) << error;
+
+    rewrite(dir / "empty.l2a", dir / "model-only.l2a",
+            [](json& m) { m["model"]["num_layers"] = kLayers; });
+    error = load_error(dir / "model-only.l2a");
+    EXPECT_NE(error.find("model.num_layers"), std::string::npos) << error;
+
+    rewrite(dir / "empty.l2a", dir / "kv.l2a",
+            [](json& m) { m["options"]["kv_bytes_per_element"] = 0; });
+    error = load_error(dir / "kv.l2a");
+    EXPECT_NE(error.find("kv_bytes_per_element"), std::string::npos) << error;
+}
+
 TEST(Profile, RejectsMissingPiecesAndBadOffsets) {
     const fs::path dir = scratch_dir();
     save_profile(sample_profile(), dir / "a.l2a");
@@ -340,6 +405,20 @@ TEST(Profile, RejectsMissingPiecesAndBadOffsets) {
 
     error = load_error(dir / "does-not-exist.l2a");
     EXPECT_NE(error.find("does-not-exist.l2a"), std::string::npos) << error;
+}
+
+TEST(Profile, MalformedMetadataSaysWhereWithoutLibraryTags) {
+    const fs::path dir = scratch_dir();
+    SafetensorsWriter writer(dir / "broken.l2a");
+    writer.set_metadata("l2a.profile", "{\"format_version\": 2,\n \"model\": }");
+    writer.finish();
+    const std::string error = load_error(dir / "broken.l2a");
+    EXPECT_EQ(error.rfind((dir / "broken.l2a").string() +
+                              ": profile metadata: malformed JSON at line 2, column 11: ",
+                          0),
+              0u)
+        << error;
+    EXPECT_EQ(error.find("json.exception"), std::string::npos) << error;
 }
 
 TEST(Profile, SaveRejectsInconsistentArrays) {

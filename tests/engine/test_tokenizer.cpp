@@ -384,7 +384,9 @@ TEST(TokenizerErrors, MalformedJson) {
         FAIL() << "no error";
     } catch (const l2a::Error& error) {
         const std::string message = error.what();
-        EXPECT_EQ(message.rfind("broken/tokenizer.json: malformed JSON", 0), 0u) << message;
+        EXPECT_EQ(message.rfind("broken/tokenizer.json: malformed JSON at line 1, column 12: ", 0), 0u)
+            << message;
+        EXPECT_EQ(message.find("json.exception"), std::string::npos) << message;
     }
     try {
         Tokenizer::from_json("[1, 2]", "list.json");

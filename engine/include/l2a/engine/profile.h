@@ -18,6 +18,10 @@ namespace l2a {
 // 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
 // Version 1 files still load (with an empty timeline).
 inline constexpr int kProfileFormatVersion = 2;
+// The most layers a profile may claim. Real models have at most a few hundred; a profile with
+// no tokens holds no bytes per layer, so this limit is what keeps a damaged count from costing
+// memory.
+inline constexpr std::int64_t kMaxProfileLayers = 4096;
 
 // One GPU kernel of the run. Times are nanoseconds since the start of the run, on the same clock
 // base as the host ranges, so a kernel lies inside the range that launched it (give or take the
