@@ -19,6 +19,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/bench.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
@@ -186,6 +187,7 @@ int bench_prefill_folder(const Arguments& args) {
         std::vector<double> seconds;
         double global = 0;
         for (std::int64_t r = 0; r < repeat; ++r) {
+            throw_if_cancelled();
             const PrefillResult result = run_prefill(model, input, options);
             seconds.push_back(result.wall_seconds);
             double routed = 0;
@@ -251,6 +253,7 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
     run(input.subspan(0, warm));
     std::vector<double> seconds;
     for (std::int64_t r = 0; r < repeat; ++r) {
+        throw_if_cancelled();
         if (!quiet) {
             std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
                          static_cast<long long>(r + 1), static_cast<long long>(repeat));

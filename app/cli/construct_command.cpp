@@ -5,6 +5,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/construct.h"
 #include "l2a/engine/safetensors.h"
 #include "progress_bar.h"
@@ -46,6 +47,7 @@ int construct_command(std::span<const std::string_view> raw) {
     ProgressBar bar("construct " + *out, !quiet);
     const ConstructSummary s = construct_l2a(*base, *out, options, [&](std::int64_t done, std::int64_t all) {
         bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0, "weights");
+        throw_if_cancelled();  // the half-written folder is removed as this unwinds
     });
     bar.finish();
     if (!quiet) {
@@ -87,6 +89,7 @@ int convert_command(std::span<const std::string_view> raw) {
                                                 [&](std::int64_t done, std::int64_t all) {
                                                     bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0,
                                                                "weights");
+                                                    throw_if_cancelled();
                                                 });
     bar.finish();
     if (!quiet) {

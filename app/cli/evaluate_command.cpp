@@ -5,6 +5,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/model.h"
@@ -40,6 +41,7 @@ int evaluate_command(std::span<const std::string_view> raw) {
     if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
     require_device(options.device);
     const bool quiet = args.has("--quiet"), json = args.has("--json");
+    if (auto out = args.value("--out")) check_output_file(args, {"--out", *out});
 
     std::vector<std::filesystem::path> files = referenced_documents_in(*docs);
     if (auto count = args.integer("--count", 1, 1 << 30)) {
@@ -53,8 +55,9 @@ int evaluate_command(std::span<const std::string_view> raw) {
     ProgressBar bar("evaluating " + std::to_string(files.size()) + " documents", !quiet);
     const RoutingEvalResult r = evaluate_routing(model, files, options, [&](double f, std::string_view stage) {
         bar.update(f, stage);
-    });
+    }, cancel_flag());
     bar.finish();
+    throw_if_cancelled();
     const std::string text = routing_eval_json(r);
     if (auto out = args.value("--out")) write_text_atomically(*out, text);
     if (json) {

@@ -6,6 +6,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/profile.h"
@@ -16,6 +17,7 @@ namespace l2a::cli {
 namespace {
 
 void write_output(const std::string& out, const std::string& text) {
+    throw_if_cancelled();  // a signal while the text was made: nothing is written
     if (out == "-") {
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
@@ -59,7 +61,11 @@ int export_command(std::span<const std::string_view> raw) {
             "FILE.tokens.csv)");
     }
 
+    check_output_file(args, {"--out", out},
+                      {{"--profile", *profile_path}, {"--compare", compare_path.value_or("")}});
+
     const Profile profile = load_profile(*profile_path);
+    throw_if_cancelled();
     if (format == "json") {
         write_output(out, profile_to_json(profile) + "\n");
     } else if (format == "chrome") {
@@ -72,6 +78,7 @@ int export_command(std::span<const std::string_view> raw) {
         std::optional<Profile> compare;
         if (compare_path) compare = load_profile(*compare_path);
         const Profile* other = compare ? &*compare : nullptr;
+        throw_if_cancelled();
         if (format == "pdf") {
             export_pdf(profile, out, other);
             std::fprintf(stderr, "l2a: wrote %s\n", out.c_str());

@@ -8,6 +8,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
 #include "text_format.h"
@@ -71,6 +72,8 @@ int dispatch(std::span<const std::string_view> args) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
+    // Every command stops cleanly on SIGINT, SIGTERM and SIGHUP (guards.h).
+    l2a::cli::install_cancel_handlers();
     try {
         return dispatch(args);
     } catch (const l2a::cli::UsageError& e) {

@@ -7,6 +7,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/document.h"
@@ -75,6 +76,7 @@ int make_docs_command(std::span<const std::string_view> raw) {
 
     std::size_t references = 0, bytes = 0;
     for (std::int64_t i = 0; i < count; ++i) {
+        throw_if_cancelled();  // the documents written so far are complete; the rest are not begun
         options.seed = seed * 1000003ull + static_cast<std::uint64_t>(i);
         const SyntheticDoc doc = make_synthetic_doc(options);
         char name[32];

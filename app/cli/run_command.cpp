@@ -1,7 +1,5 @@
 // `l2a run`: one document through one model, reported as text or JSON and optionally saved as a
 // profile and a logits file.
-#include <signal.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,6 +14,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
@@ -37,41 +36,6 @@ namespace l2a::cli {
 namespace {
 
 constexpr const char* kDemoDocumentLabel = "<demo document>";
-
-// ---- Ctrl-C --------------------------------------------------------------------------------
-
-std::atomic<bool> g_cancel_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
-
-extern "C" void request_cancel(int) { g_cancel_requested.store(true, std::memory_order_relaxed); }
-
-// The first Ctrl-C asks the run to stop between chunks (so nothing half-written is left); the
-// handler then resets itself, and a second Ctrl-C ends the process at once.
-class CancelOnSigint {
-public:
-    CancelOnSigint() {
-        g_cancel_requested.store(false);
-        struct sigaction action {};
-        action.sa_handler = request_cancel;
-        sigemptyset(&action.sa_mask);
-        action.sa_flags = SA_RESETHAND;
-        installed_ = ::sigaction(SIGINT, &action, &previous_) == 0;
-    }
-    ~CancelOnSigint() {
-        if (installed_) ::sigaction(SIGINT, &previous_, nullptr);
-    }
-    CancelOnSigint(const CancelOnSigint&) = delete;
-    CancelOnSigint& operator=(const CancelOnSigint&) = delete;
-
-    const std::atomic<bool>* flag() const { return &g_cancel_requested; }
-    void throw_if_requested() const {
-        if (g_cancel_requested.load()) throw Cancelled();
-    }
-
-private:
-    struct sigaction previous_ {};
-    bool installed_ = false;
-};
 
 // ---- inputs --------------------------------------------------------------------------------
 
@@ -330,15 +294,25 @@ int run_command(std::span<const std::string_view> raw) {
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
     const bool quiet = args.has("--quiet");
+    // Before the model loads: a run that cannot save its result should not start.
+    if (out) {
+        check_output_file(args, {"--out", *out},
+                          {{"--doc", doc.value_or("")},
+                           {"--tokens", tokens_file.value_or("")},
+                           {"--logits-out", logits_out.value_or("")}});
+    }
+    if (logits_out) {
+        check_output_file(args, {"--logits-out", *logits_out},
+                          {{"--doc", doc.value_or("")}, {"--tokens", tokens_file.value_or("")}});
+    }
 
-    CancelOnSigint cancel;
     const std::filesystem::path folder = model_folder(args);
     const std::string label = model_label(args, folder);
     Placement placement;
     placement.device = options.device;
     if (auto dtype = args.value("--dtype")) placement.dtype = *dtype;
     const Model model = Model::load(folder, placement);
-    cancel.throw_if_requested();
+    throw_if_cancelled();
 
     TokenizedInput input = read_input(doc, tokens_file, model, folder);
     truncate_input(input, options.max_tokens);
@@ -363,7 +337,7 @@ int run_command(std::span<const std::string_view> raw) {
     }
 
     PrefillHooks hooks;
-    hooks.cancel = cancel.flag();
+    hooks.cancel = cancel_flag();
     ProgressBar progress("prefill of " + group_digits(num_tokens) + " tokens", !quiet);
     hooks.progress = [&progress](double fraction, std::string_view stage) {
         progress.update(fraction, stage);
@@ -394,7 +368,7 @@ int run_command(std::span<const std::string_view> raw) {
     KernelTimeline timeline;
     if (tracer) timeline = tracer->finish(result.ranges);
     progress.finish();
-    cancel.throw_if_requested();
+    throw_if_cancelled();
 
     Profile profile = make_profile(model, std::move(input), options, std::move(result));
     profile.kernels = std::move(timeline.kernels);

@@ -4,6 +4,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/config.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
@@ -32,6 +33,7 @@ int train_command(std::span<const std::string_view> raw) {
     const auto out = args.value("--out");
     if (!data) args.usage_error("give the documents: --data DIR (a folder of .txt files)");
     if (!out) args.usage_error("give the checkpoint folder: --out DIR");
+    check_output_folder({"--out", *out});
     o.data_dir = *data;
     o.out_dir = *out;
     o.resume = args.has("--resume");
@@ -93,8 +95,15 @@ int train_command(std::span<const std::string_view> raw) {
                           100.0 * sum / static_cast<double>(s.global_fraction.size()), s.tokens_per_second);
         }
         bar.update(static_cast<double>(s.step) / static_cast<double>(o.steps), stage);
-    });
+    }, cancel_flag());
     bar.finish();
+    if (cancel_requested()) {
+        // train() stopped between steps and saved a complete checkpoint to resume from.
+        std::fprintf(stderr, "l2a: train: stopped after step %lld; %s holds it (continue with --resume)\n",
+                     static_cast<long long>(r.steps.empty() ? 0 : r.steps.back().step),
+                     r.last_checkpoint.string().c_str());
+        throw_if_cancelled();
+    }
     if (!quiet && !r.steps.empty()) {
         const TrainStepLog& s = r.steps.back();
         std::printf("%s parameters (%s trained); step %lld: loss %.4f, cross-entropy %.4f, mean p^2 %.4g, lambda %.3g\n",

@@ -13,6 +13,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "guards.h"
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
@@ -111,6 +112,7 @@ PrefillHooks progress_hooks(ProgressBar& bar) {
     hooks.progress = [&bar](double fraction, std::string_view stage) {
         bar.update(fraction, stage);
     };
+    hooks.cancel = cancel_flag();
     return hooks;
 }
 
@@ -289,7 +291,7 @@ int whatif_command(std::span<const std::string_view> raw) {
     if (auto threads = args.integer("--threads", 1, 1024))
         set_cpu_threads(static_cast<int>(*threads));
     const auto out = args.value("--out");
-    if (out && out->empty()) args.usage_error("--out: the file name is empty");
+    if (out) check_output_file(args, {"--out", *out}, {{"--profile", *args.value("--profile")}});
 
     const Loaded in = load_inputs(args);
     const Profile& p = in.profile;
@@ -312,6 +314,7 @@ int whatif_command(std::span<const std::string_view> raw) {
         run_whatif_variant(in.model, p.token_ids, base, variant, progress_hooks(variant_bar));
     variant_bar.finish();
     const WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+    throw_if_cancelled();
 
     if (out) {
         const Profile v = make_variant_profile(p, run);
@@ -363,13 +366,18 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
     base_bar.finish();
     check_reproduced(p, base, *args.value("--profile"));
     ProgressBar search_bar("greedy search", !args.has("--quiet"));
+    PrefillHooks search_hooks;  // each variant run stops at a signal too
+    search_hooks.cancel = cancel_flag();
     const PruneSuggestion s = suggest_prune(
-        in.model, p.token_ids, base, *budget, [&search_bar](std::int64_t done, std::int64_t most) {
+        in.model, p.token_ids, base, *budget,
+        [&search_bar](std::int64_t done, std::int64_t most) {
             search_bar.update(
                 static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(most, 1)),
                 "variant " + std::to_string(done));
-        });
+        },
+        search_hooks);
     search_bar.finish();
+    throw_if_cancelled();
     const TimingModel timing = calibrate_timing(base);
     const double base_seconds = timing.predict(base.result.decisions, p.num_tokens());
 

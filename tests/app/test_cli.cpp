@@ -411,73 +411,188 @@ TEST_F(Cli, PruneOutOfRange) {
     EXPECT_ONE_LINE_ERROR(r, 2, "--prune");
 }
 
-// Whether process `pid` has a handler for SIGINT (Linux: the SigCgt mask in /proc).
-bool catches_sigint(pid_t pid) {
+// Whether process `pid` has a handler for `signal` (Linux: the SigCgt mask in /proc).
+bool catches(pid_t pid, int signal) {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");
     std::string line;
     while (std::getline(status, line)) {
         if (line.rfind("SigCgt:", 0) == 0) {
             const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
-            return (mask >> (SIGINT - 1)) & 1;
+            return (mask >> (signal - 1)) & 1;
         }
     }
     return false;
 }
 
-// Ctrl-C during a long run: exit status 130, "l2a: cancelled", and no profile written.
-TEST_F(Cli, InterruptCancelsWithoutWriting) {
-    const fs::path& dir = dir_;
-    ASSERT_EQ(l2a("info --demo", dir).status, 0);  // the model exists before the clock starts
-    const std::string doc = (dir / "long.txt").string();
-    std::string text;
-    while (text.size() < 60000) text += "All work and no play makes a dull log. ";
-    write_file(doc, text);
-    const std::string out = (dir / "p.l2a").string();
-    const std::string logits = (dir / "logits.safetensors").string();
-    const std::string err = (dir / "stderr.txt").string();
-    const std::string env = "L2A_DEMO_DIR=" + demo_dir().string();
-    std::vector<std::string> args = {kBinary.string(), "run", "--demo",       "--doc", doc,
-                                     "--out",          out,   "--logits-out", logits};
+// How a signalled command ended.
+struct Stopped {
+    bool exited = false;  // false: killed by the signal instead of stopping cleanly
+    int status = -1;
+    std::string err;
+};
+
+// Starts `l2a <args>` (absolute paths) with the untrained demo model, waits until it handles
+// `signal` and `delay` more, sends it, and waits for the end.
+Stopped interrupt(std::vector<std::string> args, int signal, const fs::path& err_file,
+                  std::chrono::milliseconds delay) {
+    args.insert(args.begin(), kBinary.string());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    std::vector<std::string> env_strings = {env};
+    std::vector<std::string> env_strings = {"L2A_DEMO_DIR=" + demo_dir().string()};
     for (char** e = environ; *e; ++e) {
         if (std::strncmp(*e, "L2A_DEMO_DIR=", 13) != 0) env_strings.emplace_back(*e);
     }
     std::vector<char*> envp;
     for (std::string& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
+    const std::string err = err_file.string();
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     pid_t pid = 0;
-    ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
+    Stopped stopped;
+    if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) {
+        ADD_FAILURE() << "cannot start " << kBinary;
+        return stopped;
+    }
     posix_spawn_file_actions_destroy(&actions);
-
     // Wait until the handler is in place (loading LibTorch can take a while on a busy machine),
-    // then give the run time to get into the prefill.
+    // then give the command time to get into its work.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!catches_sigint(pid) && std::chrono::steady_clock::now() < deadline) {
+    while (!catches(pid, signal) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    ::kill(pid, SIGINT);
+    std::this_thread::sleep_for(delay);
+    ::kill(pid, signal);
     int raw = 0;
-    ASSERT_EQ(::waitpid(pid, &raw, 0), pid);
-    ASSERT_TRUE(WIFEXITED(raw)) << "killed by a signal instead of stopping cleanly";
-    if (WEXITSTATUS(raw) == 0) GTEST_SKIP() << "the run finished before the interrupt";
-    EXPECT_EQ(WEXITSTATUS(raw), 130);
-    EXPECT_TRUE(contains(read_file(err), "l2a: cancelled")) << read_file(err);
-    EXPECT_FALSE(fs::exists(out));
-    EXPECT_FALSE(fs::exists(logits));
-    for (const auto& entry : fs::directory_iterator(dir)) {  // no temporary files left either
+    EXPECT_EQ(::waitpid(pid, &raw, 0), pid);
+    stopped.exited = WIFEXITED(raw);
+    stopped.status = stopped.exited ? WEXITSTATUS(raw) : -1;
+    stopped.err = read_file(err_file);
+    return stopped;
+}
+
+// Nothing in `dir` whose name contains one of `pieces` (outputs and their temporary files).
+void expect_no_files_named(const fs::path& dir, std::initializer_list<const char*> pieces) {
+    for (const auto& entry : fs::recursive_directory_iterator(dir)) {
         const std::string name = entry.path().filename().string();
-        EXPECT_FALSE(contains(name, "p.l2a") || contains(name, "logits")) << entry.path();
+        for (const char* piece : pieces) {
+            EXPECT_FALSE(contains(name, piece)) << entry.path();
+        }
     }
 }
 
+std::string long_document(const fs::path& dir) {
+    const std::string doc = (dir / "long.txt").string();
+    std::string text;
+    while (text.size() < 60000) text += "All work and no play makes a dull log. ";
+    write_file(doc, text);
+    return doc;
+}
+
+// Ctrl-C, SIGTERM and SIGHUP during a long run: exit status 130, "l2a: cancelled", and neither
+// the profile nor the logits written, nor any temporary file left.
+TEST_F(Cli, InterruptCancelsWithoutWriting) {
+    const fs::path& dir = dir_;
+    ASSERT_EQ(l2a("info --demo", dir).status, 0);  // the model exists before the clock starts
+    const std::string doc = long_document(dir);
+    const std::string out = (dir / "p.l2a").string();
+    const std::string logits = (dir / "logits.safetensors").string();
+    int interrupted = 0;
+    for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
+        SCOPED_TRACE(strsignal(signal));
+        const Stopped s = interrupt({"run", "--demo", "--doc", doc, "--out", out, "--logits-out", logits},
+                                    signal, dir / "stderr.txt", std::chrono::milliseconds(1500));
+        ASSERT_TRUE(s.exited) << "killed by the signal instead of stopping cleanly";
+        if (s.status == 0) continue;  // the run finished before the signal
+        ++interrupted;
+        EXPECT_EQ(s.status, 130) << s.err;
+        EXPECT_TRUE(contains(s.err, "l2a: cancelled")) << s.err;
+        EXPECT_FALSE(fs::exists(out));
+        EXPECT_FALSE(fs::exists(logits));
+        expect_no_files_named(dir, {"p.l2a", "logits", ".tmp"});
+    }
+    if (interrupted == 0) GTEST_SKIP() << "every run finished before the signal";
+}
+
+// whatif, suggest-prune, export and train stop as run does: 130, one line, no partial output.
+TEST_F(Cli, EveryLongCommandCancelsCleanly) {
+    const fs::path& dir = dir_;
+    ASSERT_EQ(l2a("info --demo", dir).status, 0);
+    long_document(dir);
+    // A base profile of the long document to re-run.
+    ASSERT_EQ(l2a("run --demo --doc long.txt --max-tokens 4000 --out base.l2a --quiet", dir).status, 0);
+    const std::string base = (dir / "base.l2a").string();
+    int interrupted = 0;
+    auto check = [&](std::vector<std::string> args, int signal,
+                     std::initializer_list<const char*> outputs) {
+        SCOPED_TRACE(args.front() + " / " + strsignal(signal));
+        const Stopped s = interrupt(args, signal, dir / "stderr.txt", std::chrono::milliseconds(1500));
+        ASSERT_TRUE(s.exited) << "killed by the signal instead of stopping cleanly";
+        if (s.status == 0) return;  // it finished before the signal
+        ++interrupted;
+        EXPECT_EQ(s.status, 130) << s.err;
+        EXPECT_TRUE(contains(s.err, "l2a: cancelled")) << s.err;
+        expect_no_files_named(dir, outputs);
+    };
+    check({"whatif", "--demo", "--profile", base, "--threshold", "0.3", "--out",
+           (dir / "variant.l2a").string()},
+          SIGINT, {"variant", ".tmp"});
+    check({"suggest-prune", "--demo", "--profile", base, "--max-dnll", "1000"}, SIGTERM, {".tmp"});
+
+    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 4096 --min-distance 300 --quiet", dir).status, 0);
+    const std::string demo = json::parse(l2a("info --demo --json", dir).out)["path"].get<std::string>();
+    check({"train", "--model", demo, "--data", (dir / "docs").string(), "--out", (dir / "run").string(),
+           "--steps", "100000", "--batch", "1", "--seq-len", "256", "--warmup", "1"},
+          SIGINT, {".tmp", ".writing"});
+    // A cancelled training run keeps the complete checkpoint it stopped at, so it can resume.
+    if (fs::exists(dir / "run")) {
+        EXPECT_TRUE(fs::exists(dir / "run/last/train_state.json"));
+    }
+    if (interrupted == 0) GTEST_SKIP() << "every command finished before the signal";
+}
+
+// An output is refused before any work when it is one of the inputs (by another name too), a
+// folder, or in a folder that does not exist.
+TEST_F(Cli, OutputsAreCheckedBeforeAnyWork) {
+    const fs::path& dir = dir_;
+    write_file(dir / "doc.txt", "Hello there, general Kenobi.");
+    ASSERT_EQ(l2a("run --demo --doc doc.txt --out p.l2a --quiet", dir).status, 0);
+    const std::string doc_before = read_file(dir / "doc.txt");
+    const std::string profile_before = read_file(dir / "p.l2a");
+    fs::create_directories(dir / "sub");
+    const struct {
+        const char* args;
+        int status;
+        const char* error;
+    } mistakes[] = {
+        {"run --demo --doc doc.txt --out doc.txt", 2, "--out doc.txt names the same file as --doc doc.txt"},
+        {"run --demo --doc doc.txt --out sub/../doc.txt", 2, "names the same file as --doc doc.txt"},
+        {"run --demo --doc doc.txt --out p2.l2a --logits-out doc.txt", 2,
+         "--logits-out doc.txt names the same file as --doc"},
+        {"run --demo --doc doc.txt --out x.l2a --logits-out x.l2a", 2, "names the same file as --logits-out"},
+        {"whatif --demo --profile p.l2a --out ./p.l2a --prune 1", 2, "names the same file as --profile p.l2a"},
+        {"export --profile p.l2a --out p.l2a", 2, "names the same file as --profile p.l2a"},
+        {"run --demo --doc doc.txt --out missing/p.l2a", 1, "--out missing/p.l2a: the folder"},
+        {"run --demo --doc doc.txt --out sub", 1, "--out sub: is a folder"},
+        {"run --demo --doc doc.txt --logits-out missing/l.safetensors", 1, "does not exist"},
+        {"whatif --demo --profile p.l2a --prune 1 --out missing/v.l2a", 1, "--out missing/v.l2a: the folder"},
+        {"export --profile p.l2a --format html --out missing/r.html", 1, "does not exist"},
+        {"evaluate --demo --docs sub --out missing/e.json", 1, "does not exist"},
+        {"train --model m --data docs --out doc.txt/run", 1, "--out doc.txt/run"},
+    };
+    for (const auto& mistake : mistakes) {
+        SCOPED_TRACE(mistake.args);
+        const Result r = l2a(mistake.args, dir);
+        EXPECT_ONE_LINE_ERROR(r, mistake.status, mistake.error);
+        EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+    EXPECT_EQ(read_file(dir / "doc.txt"), doc_before);
+    EXPECT_EQ(read_file(dir / "p.l2a"), profile_before);
+    EXPECT_FALSE(fs::exists(dir / "missing"));
+}
 
 // ---- bench: argument errors, found before any model is made or any GPU is needed -------------
 
