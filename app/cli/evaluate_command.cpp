@@ -51,6 +51,7 @@ int evaluate_command(std::span<const std::string_view> raw) {
     Placement placement;
     placement.device = options.device;
     const Model model = Model::load(folder, placement);
+    print_load_warnings(model.warnings());
 
     ProgressBar bar("evaluating " + std::to_string(files.size()) + " documents", !quiet);
     const RoutingEvalResult r = evaluate_routing(model, files, options, [&](double f, std::string_view stage) {

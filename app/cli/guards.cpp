@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <system_error>
 
 #include "l2a/engine/error.h"
@@ -84,6 +85,12 @@ void check_output_file(const Arguments& args, const NamedPath& output,
     }
     if (!writable_folder(folder)) {
         fail(name + " " + value, "the folder " + folder.string() + " is not writable");
+    }
+}
+
+void print_load_warnings(const std::vector<std::string>& warnings) {
+    for (const std::string& warning : warnings) {
+        std::fprintf(stderr, "l2a: warning: %s\n", warning.c_str());
     }
 }
 

@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "arguments.h"
 
@@ -36,5 +37,8 @@ void check_output_file(const Arguments& args, const NamedPath& output,
 // The same for an output folder that the command creates (with its parents) or fills: it is
 // not a file, and the nearest folder that exists above it is writable.
 void check_output_folder(const NamedPath& output);
+
+// The model's load warnings (Model::warnings()) on stderr, one "l2a: warning: ..." line each.
+void print_load_warnings(const std::vector<std::string>& warnings);
 
 }  // namespace l2a::cli

@@ -75,6 +75,10 @@ Run:
                       project's sliding-window and routed global attention kernels)
   --as-base           run an L2A model as its base model: full causal attention with the
                       local weights in every layer, no router
+  --allow-nonfinite-weights
+                      load weights that hold NaN or Inf (refused by default, naming the
+                      tensor) and run with a warning; a layer whose output is not finite
+                      still stops the run
   --threads N         CPU threads (default: one per core)
   --no-trace          on CUDA, do not record the kernel timeline (by default every kernel,
                       memcpy and memset is recorded through CUPTI and attributed to its range;
@@ -90,7 +94,7 @@ Output:
   --quiet             no progress bar
   -h, --help          show this help
 
-Ctrl-C stops the run between chunks; nothing is written then.
+Ctrl-C (or SIGTERM, SIGHUP) stops the run between chunks; nothing is written then.
 )";
 
 constexpr const char* kExportHelp =

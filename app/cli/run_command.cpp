@@ -262,6 +262,7 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--backend", true},
                     {"--dtype", true},
                     {"--as-base", false},
+                    {"--allow-nonfinite-weights", false},
                     {"--no-trace", false},
                     {"--out", true},
                     {"--logits-out", true},
@@ -311,7 +312,9 @@ int run_command(std::span<const std::string_view> raw) {
     Placement placement;
     placement.device = options.device;
     if (auto dtype = args.value("--dtype")) placement.dtype = *dtype;
+    placement.allow_nonfinite_weights = args.has("--allow-nonfinite-weights");
     const Model model = Model::load(folder, placement);
+    print_load_warnings(model.warnings());
     throw_if_cancelled();
 
     TokenizedInput input = read_input(doc, tokens_file, model, folder);

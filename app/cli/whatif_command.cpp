@@ -84,6 +84,7 @@ Loaded load_inputs(const Arguments& args) {
     Placement placement;
     placement.device = profile.options.device;
     Model model = Model::load(folder, placement);
+    print_load_warnings(model.warnings());
     check_same_model(profile.model, model.summary(), *profile_path);
     if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
     return {std::move(profile), std::move(model), model_label(args, folder)};

@@ -1,7 +1,12 @@
 #include "l2a/engine/model.h"
 
+#include <algorithm>
+#include <charconv>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -56,17 +61,106 @@ public:
                                ? mapped.to(dtype_, /*non_blocking=*/false, /*copy=*/true)
                                : mapped.to(device_, mapped.scalar_type(), false, true).to(dtype_);
         parameters_ += owned.numel();
+        used_.push_back(name);
+        // One pass per tensor on its device (min and max, which NaN and Inf reach, with no
+        // full-size temporary), read back once for all of them (nonfinite()).
+        if (owned.numel() > 0) {
+            const auto [lo, hi] = at::aminmax(owned);
+            finite_.push_back(at::isfinite(lo).logical_and(at::isfinite(hi)));
+        } else {
+            finite_.push_back(at::ones({}, owned.options().dtype(at::kBool)));
+        }
         return owned;
     }
 
     std::int64_t parameters() const { return parameters_; }
+
+    // The tensors read that hold NaN or Inf in the placement's dtype, with how many.
+    std::vector<std::pair<std::string, std::int64_t>> nonfinite() const {
+        std::vector<std::pair<std::string, std::int64_t>> bad;
+        if (finite_.empty()) return bad;
+        const at::Tensor flags = at::stack(finite_).to(at::kCPU);
+        const bool* ok = flags.data_ptr<bool>();
+        for (std::size_t i = 0; i < used_.size(); ++i) {
+            if (ok[i]) continue;
+            // Error path only: read the tensor again to count.
+            const TensorView view = checkpoint_.get(used_[i]);
+            const std::vector<std::int64_t> shape(view.info->shape.begin(), view.info->shape.end());
+            const at::Tensor mapped = at::from_blob(const_cast<std::byte*>(view.data), shape,
+                                                    at::TensorOptions().dtype(scalar_type(view.info->dtype)));
+            const std::int64_t stored = (~at::isfinite(mapped)).sum().item<std::int64_t>();
+            bad.emplace_back(used_[i], stored);  // 0: finite as stored, not in the dtype
+        }
+        return bad;
+    }
+
+    // Names in the checkpoint that no get() asked for.
+    std::vector<std::string> unused() const {
+        std::set<std::string, std::less<>> used(used_.begin(), used_.end());
+        std::vector<std::string> names;
+        for (std::string& name : checkpoint_.tensor_names()) {
+            if (!used.contains(name)) names.push_back(std::move(name));
+        }
+        return names;
+    }
 
 private:
     const Checkpoint& checkpoint_;
     at::Device device_;
     at::ScalarType dtype_;
     std::int64_t parameters_ = 0;
+    std::vector<std::string> used_;
+    std::vector<at::Tensor> finite_;
 };
+
+// "model.layers.7.mlp.up_proj.weight" -> 7; -1 for names outside the layers.
+std::int64_t layer_of(std::string_view name) {
+    constexpr std::string_view prefix = "model.layers.";
+    if (!name.starts_with(prefix)) return -1;
+    name.remove_prefix(prefix.size());
+    std::int64_t layer = 0;
+    const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
+    if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.') return -1;
+    return layer;
+}
+
+// Weights the config leaves out (a config with fewer layers than the checkpoint, usually a
+// mistake): one warning for the layers beyond num_hidden_layers.
+void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint, Model::Impl& impl) {
+    std::int64_t count = 0, first = -1, last = -1;
+    std::string example;
+    for (const std::string& name : weights.unused()) {
+        const std::int64_t layer = layer_of(name);
+        if (layer < impl.config.num_hidden_layers) continue;
+        ++count;
+        first = first < 0 ? layer : std::min(first, layer);
+        last = std::max(last, layer);
+        if (example.empty()) example = name;
+    }
+    if (count == 0) return;
+    const std::string layers = first == last ? "layer " + std::to_string(first)
+                                             : "layers " + std::to_string(first) + "-" + std::to_string(last);
+    impl.warnings.push_back(checkpoint.file_of(example).filename().string() + ": " + std::to_string(count) +
+                            " tensors of " + layers + " are not used by config.json (num_hidden_layers = " +
+                            std::to_string(impl.config.num_hidden_layers) + ")");
+}
+
+// NaN or Inf in the weights make every later number meaningless: refused, naming the tensor,
+// unless the placement allows them (then a warning).
+void check_finite(const CheckpointWeights& weights, const Checkpoint& checkpoint, Model::Impl& impl) {
+    const auto bad = weights.nonfinite();
+    if (bad.empty()) return;
+    const auto& [name, stored] = bad.front();
+    std::string what = "tensor '" + name + "' holds " +
+                       (stored > 0 ? std::to_string(stored) + " non-finite values (NaN or Inf)"
+                                   : "values that overflow " + impl.placement.dtype + " (Inf after conversion)");
+    if (bad.size() > 1) what += ", and " + std::to_string(bad.size() - 1) + " more tensors do too";
+    const std::string file = checkpoint.file_of(name).string();
+    if (!impl.placement.allow_nonfinite_weights) {
+        fail(file, what + "; refusing to run a model with broken weights (--allow-nonfinite-weights runs it anyway)");
+    }
+    impl.warnings.push_back(file + ": " + what + "; running anyway (--allow-nonfinite-weights)");
+}
 
 // Random weights made on the device. Each tensor has its own generator, seeded by the model seed
 // and the tensor's name, so that a plain model and an L2A model of the same shape and seed share
@@ -209,6 +303,7 @@ void place(Model::Impl& impl, const Placement& requested) {
     Placement& p = impl.placement;
     p.device = requested.device;
     p.dtype = requested.dtype;
+    p.allow_nonfinite_weights = requested.allow_nonfinite_weights;
     if (p.dtype == "auto") p.dtype = impl.device.is_cpu() ? "fp32" : "bf16";
     if (p.dtype == "fp32") {
         impl.dtype = at::kFloat;
@@ -250,6 +345,7 @@ const ModelSummary& Model::summary() const { return impl_->summary; }
 const Tokenizer* Model::tokenizer() const {
     return impl_->tokenizer ? &*impl_->tokenizer : nullptr;
 }
+const std::vector<std::string>& Model::warnings() const { return impl_->warnings; }
 
 Model Model::load(const std::filesystem::path& model_dir, const Placement& placement) {
     auto impl = std::make_shared<Impl>();
@@ -268,6 +364,8 @@ Model Model::load(const std::filesystem::path& model_dir, const Placement& place
         Checkpoint checkpoint = Checkpoint::open(model_dir);
         CheckpointWeights weights(checkpoint, impl->device, impl->dtype);
         make_on_device(*impl, model_dir.string(), [&] { make_weights(weights, *impl); });
+        check_finite(weights, checkpoint, *impl);
+        warn_unused(weights, checkpoint, *impl);
         fill_summary(*impl, model_dir.string(), weights.parameters());
     }
 

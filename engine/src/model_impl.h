@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "l2a/engine/config.h"
@@ -43,6 +44,7 @@ struct Model::Impl {
     at::Tensor final_norm;     // [d]
     at::Tensor lm_head;        // [V, d] (the embedding when tied)
     std::vector<LayerWeights> layers;
+    std::vector<std::string> warnings;  // Model::warnings()
 };
 
 }  // namespace l2a

@@ -324,6 +324,15 @@ void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
     copy_to_host(x.to(at::kFloat), out.data());
 }
 
+// NaN or Inf in the residual stream make every later number meaningless (the loss comes out as
+// "n/a"): the run stops and says where it happened.
+[[noreturn]] void nonfinite_activations(const Model& model, std::int64_t layer) {
+    fail(model.summary().path,
+         "layer " + std::to_string(layer) +
+             " produced non-finite activations (NaN or Inf); the run is stopped (the layer's "
+             "weights, or values too large for " + model.placement().dtype + ", are the likely cause)");
+}
+
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
 PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
                          const RunOptions& options, std::int64_t start_layer,
@@ -412,6 +421,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                             backend == Backend::Kernels && c.hidden_size % 8 == 0 &&
                                 c.hidden_size <= 16384};
 
+        std::vector<at::Tensor> finite_flags;  // CUDA: per layer, read after the last one
         at::Tensor x;
         if (hidden.data()) {
             // A copy the run owns: the layers update x in place.
@@ -521,8 +531,23 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 }
                 x = h;
             }
+            // One reduction over the layer's output. The CPU reads it at once; on CUDA each
+            // layer's flag stays on the device and all are read after the last layer, so the
+            // check adds no synchronization.
+            at::Tensor finite = at::isfinite(x).all();
+            if (cuda) {
+                finite_flags.push_back(std::move(finite));
+            } else if (!finite.item<bool>()) {
+                nonfinite_activations(model, li);
+            }
             if (hooks.observer) hooks.observer->on_layer_end(layer);
             progress(static_cast<double>(li + 1), "layer " + std::to_string(li + 1) + " / " + std::to_string(L));
+        }
+        if (!finite_flags.empty()) {
+            const at::Tensor flags = at::stack(finite_flags).to(at::kCPU);
+            for (std::int64_t i = 0; i < flags.numel(); ++i) {
+                if (!flags[i].item<bool>()) nonfinite_activations(model, start_layer + i);
+            }
         }
 
         if (keep) keep_hidden(x, keep->final_hidden);

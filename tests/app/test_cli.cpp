@@ -13,6 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -592,6 +594,93 @@ TEST_F(Cli, OutputsAreCheckedBeforeAnyWork) {
     EXPECT_EQ(read_file(dir / "doc.txt"), doc_before);
     EXPECT_EQ(read_file(dir / "p.l2a"), profile_before);
     EXPECT_FALSE(fs::exists(dir / "missing"));
+}
+
+// ---- weights and activations that are not numbers ---------------------------------------------
+
+// A copy of the demo model in dir/`folder` whose F32 tensor `name` is changed by `edit`.
+fs::path demo_with_tensor(const fs::path& dir, const std::string& folder, const std::string& name,
+                          const std::function<void(std::vector<float>&)>& edit) {
+    const fs::path copy = dir / folder;
+    fs::create_directories(copy);
+    for (const char* file : {"config.json", "tokenizer.json"}) fs::copy_file(demo_dir() / file, copy / file);
+    const l2a::SafetensorsFile source = l2a::SafetensorsFile::open(demo_dir() / "model.safetensors");
+    l2a::SafetensorsWriter writer(copy / "model.safetensors");
+    bool found = false;
+    for (const l2a::TensorInfo& info : source.tensors()) {
+        const l2a::TensorView view = source.view(info);
+        if (info.name != name) {
+            writer.add(info.name, info.dtype, info.shape, std::span<const std::byte>(view.data, view.size_bytes()));
+            continue;
+        }
+        found = true;
+        EXPECT_EQ(info.dtype, l2a::DType::F32);
+        std::vector<float> values(view.size_bytes() / sizeof(float));
+        std::memcpy(values.data(), view.data, view.size_bytes());
+        edit(values);
+        writer.add(info.name, info.dtype, info.shape, std::as_bytes(std::span<const float>(values)));
+    }
+    EXPECT_TRUE(found) << name;
+    writer.finish();
+    return copy;
+}
+
+// A NaN in the weights is refused at load, naming the tensor; run anyway on request, the NaN
+// reaches the residual stream and the run stops naming the layer (no "mean NLL n/a" report).
+TEST_F(Cli, NonFiniteWeightsAreRefusedNamingTheTensor) {
+    write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog. Twice, even.");
+    demo_with_tensor(dir_, "nan", "model.layers.1.mlp.up_proj.weight", [](std::vector<float>& v) {
+        v[5] = std::numeric_limits<float>::quiet_NaN();
+        v[9] = std::numeric_limits<float>::infinity();
+    });
+    Result r = l2a("run --model nan --doc doc.txt --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "nan/model.safetensors: tensor 'model.layers.1.mlp.up_proj.weight' holds 2 "
+                                "non-finite values (NaN or Inf)");
+    EXPECT_TRUE(contains(r.err, "--allow-nonfinite-weights")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+
+    r = l2a("run --model nan --doc doc.txt --quiet --allow-nonfinite-weights", dir_);
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_EQ(r.err_lines(), 2) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: warning: ")) << r.err;
+    EXPECT_TRUE(contains(r.err, "running anyway")) << r.err;
+    EXPECT_TRUE(contains(r.err, "layer 1 produced non-finite activations")) << r.err;
+    EXPECT_FALSE(contains(r.out, "n/a")) << r.out;
+}
+
+// Finite weights whose products overflow: the layer where the residual stream stops being
+// finite is named, and nothing is reported or saved.
+TEST_F(Cli, NonFiniteActivationsStopTheRunNamingTheLayer) {
+    write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog. Twice, even.");
+    demo_with_tensor(dir_, "huge", "model.layers.2.post_attention_layernorm.weight",
+                     [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 1e38f); });
+    const Result r = l2a("run --model huge --doc doc.txt --out p.l2a --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "layer 2 produced non-finite activations (NaN or Inf)");
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
+}
+
+// A config.json that uses fewer layers than the weights hold says so, once.
+TEST_F(Cli, ConfigWithFewerLayersWarnsAboutUnusedTensors) {
+    write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog.");
+    const fs::path copy = copy_of_demo(dir_);
+    json config = json::parse(read_file(copy / "config.json"));
+    ASSERT_EQ(config["num_hidden_layers"], 6);
+    config["num_hidden_layers"] = 4;
+    write_file(copy / "config.json", config.dump(2));
+    int beyond = 0;
+    const l2a::SafetensorsFile weights = l2a::SafetensorsFile::open(copy / "model.safetensors");
+    for (const l2a::TensorInfo& info : weights.tensors()) {
+        beyond += info.name.rfind("model.layers.4.", 0) == 0 || info.name.rfind("model.layers.5.", 0) == 0;
+    }
+    ASSERT_GT(beyond, 0);
+    const Result r = l2a("run --model model-copy --doc doc.txt --quiet --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "l2a: warning: model.safetensors: " + std::to_string(beyond) +
+                         " tensors of layers 4-5 are not used by config.json (num_hidden_layers = 4)\n");
+    EXPECT_EQ(json::parse(r.out)["layers"].size(), 4u);
+    // The matching config warns about nothing.
+    EXPECT_EQ(l2a("run --demo --doc doc.txt --quiet --json", dir_).err, "");
 }
 
 // ---- bench: argument errors, found before any model is made or any GPU is needed -------------

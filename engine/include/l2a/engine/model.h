@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "l2a/engine/config.h"
 #include "l2a/engine/tokenizer.h"
@@ -36,6 +37,9 @@ struct Placement {
     // "auto" (fp32 on the CPU, bf16 on CUDA), "fp32", "bf16" or "fp16". The CPU engine runs
     // fp32 only; CUDA runs bf16 or fp16 (fp32 on CUDA for tests).
     std::string dtype = "auto";
+    // Weights that hold NaN or Inf (as stored, or after conversion to the dtype) are refused at
+    // load, naming the tensor; true loads them anyway with a warning (warnings()).
+    bool allow_nonfinite_weights = false;
     bool operator==(const Placement&) const = default;
 };
 
@@ -59,6 +63,10 @@ public:
     const ModelSummary& summary() const;
     // nullptr when the folder has no tokenizer.json.
     const Tokenizer* tokenizer() const;
+    // What load() found questionable but not fatal, one line each ("model.safetensors: 12
+    // tensors of layers 6-7 are not used by config.json (num_hidden_layers = 6)"), for the
+    // caller to show.
+    const std::vector<std::string>& warnings() const;
 
     struct Impl;
     const Impl& impl() const { return *impl_; }
