@@ -103,19 +103,19 @@ TokenizedInput read_token_file(const std::filesystem::path& path, const Model& m
 
 TokenizedInput read_input(const std::optional<std::string>& doc,
                           const std::optional<std::string>& tokens_file, const Model& model,
-                          const std::filesystem::path& folder) {
+                          const std::filesystem::path& folder, std::int64_t max_tokens) {
     TokenizedInput input;
     if (doc) {
-        Document document = load_document(*doc);
-        if (document.replaced_sequences > 0) {
+        // Only as much of the file as max_tokens needs is read.
+        input = load_tokenized_document(*doc, *doc, require_tokenizer(model, folder.string()),
+                                        max_tokens);
+        if (input.replaced_sequences > 0) {
             std::fprintf(
                 stderr, "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
                 doc->c_str(),
-                group_digits(static_cast<std::int64_t>(document.replaced_sequences)).c_str(),
-                document.replaced_sequences == 1 ? "" : "s");
+                group_digits(static_cast<std::int64_t>(input.replaced_sequences)).c_str(),
+                input.replaced_sequences == 1 ? "" : "s");
         }
-        input = tokenize(*doc, std::move(document.text), document.replaced_sequences,
-                         require_tokenizer(model, folder.string()));
     } else if (tokens_file) {
         input = read_token_file(*tokens_file, model);
     } else {
@@ -131,6 +131,16 @@ void truncate_input(TokenizedInput& input, std::int64_t max_tokens) {
     const auto tokens = static_cast<std::int64_t>(input.ids.size());
     if (max_tokens <= 0 || tokens <= max_tokens) return;
     truncate(input, max_tokens);
+    if (!input.counted_all) {
+        // Only the beginning was read: the count is of that part.
+        std::fprintf(stderr,
+                     "l2a: %s: read the first %s of %s bytes: at least %s tokens, truncated to %s "
+                     "(--max-tokens)\n",
+                     input.label.c_str(), group_digits(static_cast<std::int64_t>(input.bytes_read)).c_str(),
+                     group_digits(static_cast<std::int64_t>(input.file_bytes)).c_str(),
+                     group_digits(tokens).c_str(), group_digits(max_tokens).c_str());
+        return;
+    }
     std::fprintf(stderr, "l2a: %s: %s tokens, truncated to %s (--max-tokens)\n",
                  input.label.c_str(), group_digits(tokens).c_str(),
                  group_digits(max_tokens).c_str());
@@ -166,7 +176,10 @@ RunOptions run_options(const Arguments& args) {
 
 // ---- the report ----------------------------------------------------------------------------
 
-void print_report(const Profile& p, const std::string& model_label, const std::string& device) {
+// `counted_all`: false when only the beginning of the document was read, so that the token count
+// before truncation is a lower bound.
+void print_report(const Profile& p, const std::string& model_label, const std::string& device,
+                  bool counted_all) {
     const ModelSummary& m = p.model;
     const RunMetrics& metrics = p.metrics;
     const auto line = [](const std::string& label, const std::string& text) {
@@ -185,7 +198,8 @@ void print_report(const Profile& p, const std::string& model_label, const std::s
         document +=
             " (" + group_digits(static_cast<std::int64_t>(p.document_text.size())) + " bytes)";
     if (p.tokens_before_truncation > p.num_tokens()) {
-        document += ", truncated from " + group_digits(p.tokens_before_truncation);
+        document += std::string(", truncated from ") + (counted_all ? "" : "at least ") +
+                    group_digits(p.tokens_before_truncation);
     }
     line("document", document);
     if (m.is_l2a) {
@@ -317,8 +331,10 @@ int run_command(std::span<const std::string_view> raw) {
     print_load_warnings(model.warnings());
     throw_if_cancelled();
 
-    TokenizedInput input = read_input(doc, tokens_file, model, folder);
+    TokenizedInput input = read_input(doc, tokens_file, model, folder, options.max_tokens);
     truncate_input(input, options.max_tokens);
+    const bool counted_all = input.counted_all;
+    throw_if_cancelled();
     const auto num_tokens = static_cast<std::int64_t>(input.ids.size());
     const ModelConfig& config = model.config();
     if (num_tokens > config.max_position_embeddings) {
@@ -386,9 +402,10 @@ int run_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << profile_to_json(profile) << "\n";
     } else {
-        print_report(profile, label,
-                     profile.device == "cpu" ? std::string("cpu")
-                                             : options.device + ": " + profile.device);
+        print_report(
+            profile, label,
+            profile.device == "cpu" ? std::string("cpu") : options.device + ": " + profile.device,
+            counted_all);
     }
     return 0;
 }

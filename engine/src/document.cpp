@@ -1,6 +1,13 @@
 #include "l2a/engine/document.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
@@ -72,8 +79,98 @@ std::size_t sanitize_utf8(std::string_view in, std::string& out) {
     return replaced;
 }
 
-Document load_document(const std::filesystem::path& path) {
-    std::string bytes = read_text_file(path);
+namespace {
+
+std::string size_text(std::uint64_t bytes) {
+    if (bytes >= (1ull << 20)) return std::to_string(bytes >> 20) + " MiB";
+    return std::to_string(bytes) + " bytes";
+}
+
+// The first `limit` bytes of the file (all of it when shorter); `more` says whether it goes on.
+std::string read_prefix(const std::filesystem::path& path, std::uint64_t max_bytes, bool& more,
+                        std::uint64_t& file_bytes) {
+    const std::string origin = path.string();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int error = errno;
+        fail(origin, std::string("cannot open: ") + std::strerror(error));
+    }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+        const int error = errno;
+        fail(origin, std::string("cannot read: ") + std::strerror(error));
+    }
+    if (S_ISDIR(info.st_mode)) fail(origin, "is a folder, not a file");
+    const bool regular = S_ISREG(info.st_mode);
+    std::uint64_t limit = max_bytes;
+    if (regular) {
+        file_bytes = static_cast<std::uint64_t>(info.st_size);
+        if (max_bytes == 0 && file_bytes > kMaxDocumentBytes) {
+            fail(origin, "the document is " + size_text(file_bytes) +
+                             "; at most 4 GiB can be run (give --max-tokens to run its beginning)");
+        }
+        if (limit == 0) limit = kMaxDocumentBytes;
+    } else if (limit == 0 || limit > kMaxStreamedDocumentBytes) {
+        limit = kMaxStreamedDocumentBytes;
+    }
+    std::string text;
+    if (regular) text.reserve(static_cast<std::size_t>(std::min(file_bytes, limit)));
+    // One byte past the limit says whether there is more.
+    std::uint64_t want = limit + 1;
+    char buffer[1 << 16];
+    while (want > 0) {
+        const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(want, sizeof buffer));
+        const ssize_t got = ::read(fd, buffer, chunk);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            const int error = errno;
+            fail(origin, std::string("cannot read: ") + std::strerror(error));
+        }
+        if (got == 0) break;
+        text.append(buffer, static_cast<std::size_t>(got));
+        want -= static_cast<std::uint64_t>(got);
+    }
+    more = text.size() > limit;
+    if (more) text.resize(static_cast<std::size_t>(limit));
+    if (!regular) {
+        if (more && (max_bytes == 0 || max_bytes > kMaxStreamedDocumentBytes)) {
+            fail(origin, "is not a regular file (a pipe or device) and gives more than " +
+                             size_text(kMaxStreamedDocumentBytes) +
+                             "; save the document to a file, or give --max-tokens");
+        }
+        file_bytes = text.size();
+    }
+    return text;
+}
+
+// The length of the longest prefix of `text` that does not end inside a UTF-8 sequence.
+std::size_t whole_characters(std::string_view text) {
+    std::size_t end = text.size();
+    // Step back over at most three continuation bytes to the lead byte of the last sequence.
+    std::size_t i = end;
+    int continuation = 0;
+    while (i > 0 && continuation < 3 && (static_cast<std::uint8_t>(text[i - 1]) & 0xC0) == 0x80) {
+        --i;
+        ++continuation;
+    }
+    if (i == 0) return end;
+    const auto lead = static_cast<std::uint8_t>(text[i - 1]);
+    const int needed = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+    if (needed > continuation) return i - 1;  // an incomplete sequence: leave it out
+    return end;
+}
+
+}  // namespace
+
+Document load_document(const std::filesystem::path& path, std::uint64_t max_bytes) {
+    bool more = false;
+    std::uint64_t file_bytes = 0;
+    std::string bytes = read_prefix(path, max_bytes, more, file_bytes);
+    if (more) bytes.resize(whole_characters(bytes));
     std::string_view text = bytes;
     if (text.starts_with(byte_order_mark)) {
         text.remove_prefix(byte_order_mark.size());
@@ -84,6 +181,8 @@ Document load_document(const std::filesystem::path& path) {
     Document document;
     document.path = path;
     document.replaced_sequences = sanitize_utf8(text, document.text);
+    document.complete = !more;
+    document.file_bytes = file_bytes;
     return document;
 }
 

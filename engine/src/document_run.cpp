@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <ctime>
+#include <string_view>
 #include <utility>
 
+#include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
 
@@ -29,6 +31,64 @@ TokenizedDocument tokenize_document(std::string label, std::string text,
     }
     doc.tokens_before_truncation = static_cast<std::int64_t>(doc.ids.size());
     return doc;
+}
+
+namespace {
+
+bool ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// The last position in `text` (0: none) before which the byte-level pre-tokenizers split
+// whatever follows: right after a line break that is followed by a character that is not
+// whitespace, or between a letter and " word". A piece of the pre-tokenizer never spans such a
+// point, so the tokens before it do not depend on what comes after.
+std::size_t last_safe_cut(std::string_view text) {
+    if (text.size() < 2) return 0;
+    for (std::size_t i = text.size() - 1; i >= 1; --i) {
+        const unsigned char next = static_cast<unsigned char>(text[i]);
+        if (text[i - 1] == '\n' && next >= 0x21 && next != 0x7F) return i;
+        if (text[i] == ' ' && i + 1 < text.size() && ascii_letter(text[i - 1]) && ascii_letter(text[i + 1])) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+TokenizedDocument load_tokenized_document(const std::filesystem::path& path, std::string label,
+                                          const Tokenizer& tokenizer, std::int64_t max_tokens) {
+    // Text runs about four bytes per token; sixteen leaves room, and each retry reads four
+    // times more, up to the whole file.
+    std::uint64_t budget = max_tokens > 0 ? std::max<std::uint64_t>(std::uint64_t{1} << 16,
+                                                                    static_cast<std::uint64_t>(max_tokens) * 16)
+                                          : 0;
+    for (;;) {
+        Document document = load_document(path, budget);
+        if (document.complete) {
+            TokenizedDocument doc = tokenize_document(std::move(label), std::move(document.text),
+                                                      document.replaced_sequences, tokenizer);
+            doc.file_bytes = document.file_bytes;
+            doc.bytes_read = document.file_bytes;
+            return doc;
+        }
+        const std::size_t cut = last_safe_cut(document.text);
+        if (cut > 0) {
+            document.text.resize(cut);
+            TokenizedDocument doc = tokenize_document(label, std::move(document.text),
+                                                      document.replaced_sequences, tokenizer);
+            if (static_cast<std::int64_t>(doc.ids.size()) > max_tokens) {
+                doc.counted_all = false;
+                doc.file_bytes = document.file_bytes;
+                doc.bytes_read = cut;
+                return doc;
+            }
+        }
+        if (budget >= kMaxDocumentBytes / 4) {
+            budget = 0;  // the whole file
+        } else {
+            budget *= 4;
+        }
+    }
 }
 
 void truncate(TokenizedDocument& doc, std::int64_t max_tokens) {

@@ -596,6 +596,35 @@ TEST_F(Cli, OutputsAreCheckedBeforeAnyWork) {
     EXPECT_FALSE(fs::exists(dir / "missing"));
 }
 
+// A long document with a small --max-tokens is read only as far as needed, and says so; a
+// device gives a clear error instead of filling memory.
+TEST_F(Cli, MaxTokensReadsOnlyTheBeginningOfALongDocument) {
+    std::string text;
+    while (text.size() < 3'000'000) text += "All work and no play makes Jack a dull boy.\n";
+    write_file(dir_ / "big.txt", text);
+    Result r = l2a("run --demo --doc big.txt --max-tokens 64 --quiet --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: big.txt: read the first ")) << r.err;
+    EXPECT_TRUE(contains(r.err, " of 3,000,")) << r.err;
+    EXPECT_TRUE(contains(r.err, "bytes: at least ")) << r.err;
+    EXPECT_TRUE(contains(r.err, "tokens, truncated to 64 (--max-tokens)")) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["document"]["num_tokens"], 64);
+    EXPECT_TRUE(j["document"]["truncated"].get<bool>());
+    // The same 64 tokens as from a file that holds just their text.
+    const std::string kept = j["document"]["num_bytes"].dump();
+    write_file(dir_ / "head.txt", text.substr(0, std::stoul(kept)));
+    const Result head = l2a("run --demo --doc head.txt --quiet --json", dir_);
+    ASSERT_EQ(head.status, 0) << head.err;
+    EXPECT_EQ(json::parse(head.out)["metrics"], j["metrics"]);
+
+    r = l2a("run --demo --doc /dev/zero --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB");
+    r = l2a("run --demo --doc /dev/zero --max-tokens 10 --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "/dev/zero: is not a regular file");
+}
+
 // ---- weights and activations that are not numbers ---------------------------------------------
 
 // A copy of the demo model in dir/`folder` whose F32 tensor `name` is changed by `edit`.

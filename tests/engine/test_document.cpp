@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "l2a/engine/atomic_file.h"
@@ -145,6 +146,51 @@ TEST(LoadDocument, MissingFileAndFolderAreErrors) {
     const std::string folder = message_of([&] { l2a::load_document(dir / "folder.txt"); });
     EXPECT_NE(folder.find("folder.txt"), std::string::npos) << folder;
     EXPECT_NE(folder.find("folder, not a file"), std::string::npos) << folder;
+}
+
+// With a byte budget only the beginning is read, never ending inside a character.
+TEST(LoadDocument, PrefixStopsAtAWholeCharacter) {
+    const fs::path dir = scratch_dir();
+    write_file(dir / "doc.txt", "ab\xE2\x82\xAC" "cd");  // "ab€cd", 7 bytes
+    l2a::Document doc = l2a::load_document(dir / "doc.txt", 3);
+    EXPECT_EQ(doc.text, "ab");  // not "ab" + U+FFFD for the cut euro sign
+    EXPECT_EQ(doc.replaced_sequences, 0u);
+    EXPECT_FALSE(doc.complete);
+    EXPECT_EQ(doc.file_bytes, 7u);
+    doc = l2a::load_document(dir / "doc.txt", 5);
+    EXPECT_EQ(doc.text, "ab\xE2\x82\xAC");
+    EXPECT_FALSE(doc.complete);
+    doc = l2a::load_document(dir / "doc.txt", 7);
+    EXPECT_EQ(doc.text, "ab\xE2\x82\xAC" "cd");
+    EXPECT_TRUE(doc.complete);
+    EXPECT_TRUE(l2a::load_document(dir / "doc.txt").complete);
+}
+
+// A device or pipe has no size to check first: reading stops at a cap with a clear error.
+TEST(LoadDocument, PipesAndDevicesHaveASizeCap) {
+    const std::string zero = message_of([&] { l2a::load_document("/dev/zero"); });
+    EXPECT_EQ(zero, "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB; "
+                    "save the document to a file, or give --max-tokens");
+    // A budget within the cap reads just that much.
+    const l2a::Document head = l2a::load_document("/dev/urandom", 4096);
+    EXPECT_FALSE(head.complete);
+    EXPECT_LE(head.file_bytes, 4096u);
+
+    // A FIFO that ends is read like a file.
+    const fs::path dir = scratch_dir();
+    const fs::path fifo = dir / "pipe";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::thread writer([&] {
+        std::FILE* f = std::fopen(fifo.c_str(), "w");
+        if (f) {
+            std::fputs("Hello through a pipe.", f);
+            std::fclose(f);
+        }
+    });
+    const l2a::Document piped = l2a::load_document(fifo);
+    writer.join();
+    EXPECT_EQ(piped.text, "Hello through a pipe.");
+    EXPECT_TRUE(piped.complete);
 }
 
 TEST(AtomicFile, WritesAndReplacesText) {

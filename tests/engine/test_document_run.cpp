@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -88,5 +89,66 @@ TEST(DocumentRun, TimestampIsIso8601Utc) {
     EXPECT_EQ(now[10], 'T');
     EXPECT_EQ(now.back(), 'Z');
 }
+
+// A long file is read only as far as max_tokens needs, and the tokens read are exactly the
+// first tokens of the whole file (the cut lies where the pre-tokenizer splits anyway).
+// Both the demo's byte-level tokenizer and a Qwen-style one with BPE merges.
+class LongDocument : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
+    const l2a::Tokenizer qwen_style = l2a::Tokenizer::from_file(
+        std::filesystem::path(L2A_SOURCE_DIR) / "tests/data/tokenizers/qwen_style.json");
+    const l2a::Tokenizer& tokenizer = GetParam() == "demo" ? *demo_model().tokenizer() : qwen_style;
+    const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "document_run" / ("long-" + GetParam());
+    std::filesystem::create_directories(dir);
+    const std::string unit = l2a::demo_document(4000);
+    std::string text;
+    while (text.size() < 2'000'000) text += unit;
+    const auto path = dir / "long.txt";
+    {
+        std::FILE* f = std::fopen(path.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        std::fwrite(text.data(), 1, text.size(), f);
+        std::fclose(f);
+    }
+    const l2a::TokenizedDocument full = l2a::tokenize_document("long.txt", text, 0, tokenizer);
+    for (const std::int64_t max_tokens : {1, 300, 20000}) {
+        SCOPED_TRACE(max_tokens);
+        l2a::TokenizedDocument part = l2a::load_tokenized_document(path, "long.txt", tokenizer, max_tokens);
+        EXPECT_FALSE(part.counted_all);
+        EXPECT_EQ(part.file_bytes, text.size());
+        EXPECT_LT(part.bytes_read, text.size() / 4);
+        const auto n = static_cast<std::size_t>(max_tokens);
+        ASSERT_GT(part.ids.size(), n);
+        for (std::size_t i = 0; i < part.ids.size(); ++i) {
+            ASSERT_EQ(part.ids[i], full.ids[i]) << i;
+            ASSERT_EQ(part.begin[i], full.begin[i]) << i;
+            ASSERT_EQ(part.end[i], full.end[i]) << i;
+        }
+        l2a::truncate(part, max_tokens);
+        EXPECT_EQ(part.ids.size(), n);
+        EXPECT_GT(part.tokens_before_truncation, max_tokens);  // a lower bound of the whole
+        EXPECT_EQ(part.text, text.substr(0, full.end[n - 1]));
+    }
+    // Asking for more than there is reads it all and counts it all.
+    const l2a::TokenizedDocument all = l2a::load_tokenized_document(path, "long.txt", tokenizer, 10'000'000);
+    EXPECT_TRUE(all.counted_all);
+    EXPECT_EQ(all.ids, full.ids);
+
+    // One line without spaces gives no safe place to cut: it is read whole, never cut wrongly.
+    const auto line = dir / "line.txt";
+    {
+        std::FILE* f = std::fopen(line.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        const std::string word(300'000, 'x');
+        std::fwrite(word.data(), 1, word.size(), f);
+        std::fclose(f);
+    }
+    const l2a::TokenizedDocument word = l2a::load_tokenized_document(line, "line.txt", tokenizer, 10);
+    EXPECT_TRUE(word.counted_all);
+    EXPECT_EQ(word.ids, l2a::tokenize_document("line.txt", std::string(300'000, 'x'), 0, tokenizer).ids);
+}
+
+INSTANTIATE_TEST_SUITE_P(DocumentRun, LongDocument, ::testing::Values("demo", "qwen_style"));
 
 }  // namespace

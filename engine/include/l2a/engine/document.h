@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -12,13 +13,25 @@ struct Document {
     std::filesystem::path path;
     std::string text;                    // valid UTF-8
     std::size_t replaced_sequences = 0;  // invalid byte sequences replaced by U+FFFD
+    // false: `text` is only the beginning of the file (load_document with max_bytes).
+    bool complete = true;
+    // The file's size in bytes when it is a regular file; else the bytes read.
+    std::uint64_t file_bytes = 0;
 };
+
+// Documents are limited to what 32-bit token offsets can address.
+inline constexpr std::uint64_t kMaxDocumentBytes = 0xFFFFFFFFull;
+// Pipes and devices (/dev/zero, a FIFO) have no size to check up front: reading one stops here.
+inline constexpr std::uint64_t kMaxStreamedDocumentBytes = 64ull << 20;
 
 // Replaces each maximal invalid subsequence by U+FFFD (the WHATWG / Unicode "substitution of
 // maximal subparts" practice) and returns how many were replaced.
 std::size_t sanitize_utf8(std::string_view in, std::string& out);
 
-// Reads and sanitizes. Throws l2a::Error naming the file when it cannot be read or is empty.
-Document load_document(const std::filesystem::path& path);
+// Reads and sanitizes. Throws l2a::Error naming the file when it cannot be read, is empty, is
+// larger than kMaxDocumentBytes, or is a pipe or device that gives more than
+// kMaxStreamedDocumentBytes. With `max_bytes` > 0 only the first max_bytes bytes are read (cut
+// back to a whole UTF-8 character), and `complete` says whether that was all of it.
+Document load_document(const std::filesystem::path& path, std::uint64_t max_bytes = 0);
 
 }  // namespace l2a

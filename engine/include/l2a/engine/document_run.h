@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -24,11 +25,25 @@ struct TokenizedDocument {
     std::vector<std::uint32_t> begin;  // [T] byte offsets into text
     std::vector<std::uint32_t> end;    // [T]
     std::int64_t tokens_before_truncation = 0;  // = ids.size() unless truncate() cut it
+    // false when only the beginning of the file was read (load_tokenized_document): then
+    // tokens_before_truncation is a lower bound, the tokens of the part read.
+    bool counted_all = true;
+    std::uint64_t file_bytes = 0;  // the file's size (regular files), else the bytes read
+    std::uint64_t bytes_read = 0;  // how much of it was tokenized
 };
 
 // `text` must be valid UTF-8 (load_document and sanitize_utf8 make it so).
 TokenizedDocument tokenize_document(std::string label, std::string text,
                                     std::size_t replaced_sequences, const Tokenizer& tokenizer);
+
+// Reads the document at `path` and tokenizes no more of it than `max_tokens` tokens need (0:
+// all of it): the beginning of a long file is read in growing steps and cut where the
+// tokenizer's pre-tokenization is known to split (after a line break followed by text, or
+// between two words), so that its tokens are exactly the first tokens of the whole file. The
+// result holds every token of the part read (counted_all false when that is not the whole
+// file); truncate() then keeps max_tokens. Errors as load_document.
+TokenizedDocument load_tokenized_document(const std::filesystem::path& path, std::string label,
+                                          const Tokenizer& tokenizer, std::int64_t max_tokens);
 
 // Keeps the first `max_tokens` tokens (0: all) and the text they cover; records how many there
 // were before.
