@@ -2,6 +2,7 @@
 // exit with 2, failed runs with 1, a cancelled run with 130 (as after SIGINT).
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,12 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         std::fputs("l2a: cancelled\n", stderr);
         return 130;
+    } catch (const std::bad_alloc&) {
+        // Inputs are checked before anything is sized by them; this is the last line of defence.
+        std::fflush(stdout);
+        std::fputs("l2a: error: out of memory (the input is larger than this machine can hold)\n",
+                   stderr);
+        return 1;
     } catch (const std::exception& e) {
         // l2a::Error and anything from the libraries below (LibTorch's c10::Error included).
         // The engine words JSON errors itself; a library tag that slips through is dropped here.

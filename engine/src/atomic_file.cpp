@@ -171,11 +171,18 @@ std::string read_text_file(const std::filesystem::path& path) {
         fail(path.string(), "is a folder, not a file");
     }
     std::string text;
-    if (S_ISREG(info.st_mode)) {
+    const bool regular = S_ISREG(info.st_mode);
+    if (regular) {
         text.reserve(static_cast<std::size_t>(info.st_size));
     }
+    // A pipe or device has no size to check first (/dev/zero never ends): reading stops here.
+    constexpr std::size_t stream_limit = std::size_t{256} << 20;
     char buffer[1 << 16];
     for (;;) {
+        if (!regular && text.size() > stream_limit) {
+            ::close(fd);
+            fail(path.string(), "is not a regular file (a pipe or device) and gives more than 256 MiB");
+        }
         const ssize_t got = ::read(fd, buffer, sizeof buffer);
         if (got < 0) {
             if (errno == EINTR) {

@@ -286,4 +286,7 @@ TEST(ReadTextFile, ErrorsNameTheFile) {
     const fs::path dir = scratch_dir();
     const std::string message = message_of([&] { l2a::read_text_file(dir / "absent.json"); });
     EXPECT_EQ(message.rfind((dir / "absent.json").string() + ": cannot open", 0), 0u) << message;
+    // A device that never ends (a config or token file given as /dev/zero) stops with a line.
+    EXPECT_EQ(message_of([&] { l2a::read_text_file("/dev/zero"); }),
+              "/dev/zero: is not a regular file (a pipe or device) and gives more than 256 MiB");
 }

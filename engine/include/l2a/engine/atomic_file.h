@@ -44,7 +44,8 @@ void write_file_atomically(const std::filesystem::path& path,
 
 void write_text_atomically(const std::filesystem::path& path, std::string_view text);
 
-// Reads a whole file; l2a::Error names the file when it cannot be read.
+// Reads a whole file; l2a::Error names the file when it cannot be read, or when it is a pipe or
+// device that gives more than 256 MiB.
 std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace l2a
