@@ -620,9 +620,11 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
     writer.finish();
 }
 
-Profile load_profile(const std::filesystem::path& path) {
-    const std::string origin = path.string();
-    SafetensorsFile file = SafetensorsFile::open(path);
+namespace {
+
+// A profile out of an opened safetensors file; `origin` names it in errors.
+Profile load_from(const SafetensorsFile& file, const std::string& origin) {
+    const std::filesystem::path path = origin;
     auto meta = file.metadata().find(kMetadataKey);
     if (meta == file.metadata().end()) {
         fail(origin, "not an L2A profile (safetensors file without 'l2a.profile' metadata)");
@@ -736,6 +738,16 @@ Profile load_profile(const std::filesystem::path& path) {
         }
     }
     return p;
+}
+
+}  // namespace
+
+Profile load_profile(const std::filesystem::path& path) {
+    return load_from(SafetensorsFile::open(path), path.string());
+}
+
+Profile load_profile_from_bytes(std::vector<std::byte> bytes, const std::string& origin) {
+    return load_from(SafetensorsFile::from_bytes(std::move(bytes), origin), origin);
 }
 
 std::string profile_to_json(const Profile& p, int indent) {

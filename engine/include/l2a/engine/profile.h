@@ -3,6 +3,7 @@
 // the rest as JSON (key "l2a.profile"). Loads back losslessly.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -100,6 +101,8 @@ void save_profile(const Profile& profile, const std::filesystem::path& path);
 // timeline, timeline_source "host timers only: ..." and the run options they did not record at
 // their defaults.
 Profile load_profile(const std::filesystem::path& path);
+// The same for the bytes of a profile file (fuzzing, tests); `origin` names it in errors.
+Profile load_profile_from_bytes(std::vector<std::byte> bytes, const std::string& origin);
 
 // Where a run's time went, per layer, from the host ranges and the kernels.
 struct PhaseTime {
