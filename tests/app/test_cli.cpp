@@ -315,9 +315,22 @@ TEST_F(Cli, MalformedConfig) {
     write_file(model / "config.json", "{ \"model_type\": \"l2a_qwen3\", ");
     write_file(dir / "doc.txt", "hello");
     Result r = l2a("run --model model-copy --doc doc.txt", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "config.json");
+    EXPECT_ONE_LINE_ERROR(r, 1, "config.json: malformed JSON at line 1, column 30: ");
+    EXPECT_FALSE(contains(r.err, "json.exception")) << r.err;
     r = l2a("info --model model-copy", dir);
     EXPECT_ONE_LINE_ERROR(r, 1, "config.json");
+
+    // The JSON of a profile's metadata and of a --tokens file too: where, then why.
+    l2a::SafetensorsWriter broken((dir / "broken.l2a").string());
+    broken.set_metadata("l2a.profile", "{\"format_version\": 2,");
+    broken.finish();
+    r = l2a("export --profile broken.l2a", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "broken.l2a: profile metadata: malformed JSON at line 1, column 22: ");
+    EXPECT_FALSE(contains(r.err, "json.exception")) << r.err;
+    write_file(dir / "ids.json", "[1, 2,\n 3 4]");
+    r = l2a("run --demo --tokens ids.json", dir);
+    EXPECT_ONE_LINE_ERROR(r, 1, "ids.json: malformed JSON at line 2, column 4: ");
+    EXPECT_FALSE(contains(r.err, "json.exception")) << r.err;
 }
 
 TEST_F(Cli, MissingTokenizer) {
@@ -343,6 +356,7 @@ TEST_F(Cli, MalformedTokenizer) {
     write_file(dir / "doc.txt", "hello");
     const Result r = l2a("run --model model-copy --doc doc.txt", dir);
     EXPECT_ONE_LINE_ERROR(r, 1, "tokenizer.json");
+    EXPECT_FALSE(contains(r.err, "json.exception")) << r.err;
 }
 
 TEST_F(Cli, EmptyDocument) {
