@@ -152,9 +152,11 @@ void check_finite(const CheckpointWeights& weights, const Checkpoint& checkpoint
     if (bad.empty()) return;
     const auto& [name, stored] = bad.front();
     std::string what = "tensor '" + name + "' holds " +
-                       (stored > 0 ? std::to_string(stored) + " non-finite values (NaN or Inf)"
+                       (stored > 0 ? std::to_string(stored) + " non-finite value" + (stored == 1 ? "" : "s") +
+                                         " (NaN or Inf)"
                                    : "values that overflow " + impl.placement.dtype + " (Inf after conversion)");
-    if (bad.size() > 1) what += ", and " + std::to_string(bad.size() - 1) + " more tensors do too";
+    if (bad.size() == 2) what += ", and 1 more tensor does too";
+    if (bad.size() > 2) what += ", and " + std::to_string(bad.size() - 1) + " more tensors do too";
     const std::string file = checkpoint.file_of(name).string();
     if (!impl.placement.allow_nonfinite_weights) {
         fail(file, what + "; refusing to run a model with broken weights (--allow-nonfinite-weights runs it anyway)");

@@ -564,10 +564,12 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 }
                 x = h;
             }
-            // One reduction over the layer's output. The CPU reads it at once; on CUDA each
-            // layer's flag stays on the device and all are read after the last layer, so the
-            // check adds no synchronization.
-            at::Tensor finite = at::isfinite(x).all();
+            // One reduction over the layer's output (min and max, which NaN and Inf reach, with
+            // no full-size temporary). The CPU reads it at once; on CUDA each layer's flag stays
+            // on the device and all are read after the last layer, so the check adds no
+            // synchronization.
+            const auto [lowest, highest] = at::aminmax(x);
+            at::Tensor finite = at::isfinite(lowest).logical_and(at::isfinite(highest));
             if (cuda) {
                 finite_flags.push_back(std::move(finite));
             } else if (!finite.item<bool>()) {

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -641,29 +642,32 @@ TEST_F(Cli, MaxTokensReadsOnlyTheBeginningOfALongDocument) {
 
 // ---- weights and activations that are not numbers ---------------------------------------------
 
-// A copy of the demo model in dir/`folder` whose F32 tensor `name` is changed by `edit`.
-fs::path demo_with_tensor(const fs::path& dir, const std::string& folder, const std::string& name,
-                          const std::function<void(std::vector<float>&)>& edit) {
+using TensorEdit = std::function<void(std::vector<float>&)>;
+
+// A copy of the demo model in dir/`folder` whose F32 tensors named in `edits` are changed.
+fs::path demo_with_tensors(const fs::path& dir, const std::string& folder,
+                           const std::map<std::string, TensorEdit>& edits) {
     const fs::path copy = dir / folder;
     fs::create_directories(copy);
     for (const char* file : {"config.json", "tokenizer.json"}) fs::copy_file(demo_dir() / file, copy / file);
     const l2a::SafetensorsFile source = l2a::SafetensorsFile::open(demo_dir() / "model.safetensors");
     l2a::SafetensorsWriter writer(copy / "model.safetensors");
-    bool found = false;
+    std::size_t found = 0;
     for (const l2a::TensorInfo& info : source.tensors()) {
         const l2a::TensorView view = source.view(info);
-        if (info.name != name) {
+        const auto edit = edits.find(info.name);
+        if (edit == edits.end()) {
             writer.add(info.name, info.dtype, info.shape, std::span<const std::byte>(view.data, view.size_bytes()));
             continue;
         }
-        found = true;
+        ++found;
         EXPECT_EQ(info.dtype, l2a::DType::F32);
         std::vector<float> values(view.size_bytes() / sizeof(float));
         std::memcpy(values.data(), view.data, view.size_bytes());
-        edit(values);
+        edit->second(values);
         writer.add(info.name, info.dtype, info.shape, std::as_bytes(std::span<const float>(values)));
     }
-    EXPECT_TRUE(found) << name;
+    EXPECT_EQ(found, edits.size());
     writer.finish();
     return copy;
 }
@@ -672,13 +676,24 @@ fs::path demo_with_tensor(const fs::path& dir, const std::string& folder, const 
 // reaches the residual stream and the run stops naming the layer (no "mean NLL n/a" report).
 TEST_F(Cli, NonFiniteWeightsAreRefusedNamingTheTensor) {
     write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog. Twice, even.");
-    demo_with_tensor(dir_, "nan", "model.layers.1.mlp.up_proj.weight", [](std::vector<float>& v) {
-        v[5] = std::numeric_limits<float>::quiet_NaN();
-        v[9] = std::numeric_limits<float>::infinity();
-    });
-    Result r = l2a("run --model nan --doc doc.txt --quiet", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "nan/model.safetensors: tensor 'model.layers.1.mlp.up_proj.weight' holds 2 "
-                                "non-finite values (NaN or Inf)");
+    // One NaN in one tensor (the check must see NaN, not only Inf), two infinities in another.
+    demo_with_tensors(dir_, "nan",
+                      {{"model.layers.1.mlp.up_proj.weight",
+                        [](std::vector<float>& v) { v[5] = std::numeric_limits<float>::quiet_NaN(); }},
+                       {"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
+                            v[1] = std::numeric_limits<float>::infinity();
+                            v[2] = -std::numeric_limits<float>::infinity();
+                        }}});
+    demo_with_tensors(dir_, "inf", {{"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
+                                         v[1] = std::numeric_limits<float>::infinity();
+                                         v[2] = -std::numeric_limits<float>::infinity();
+                                     }}});
+    Result r = l2a("run --model inf --doc doc.txt --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "inf/model.safetensors: tensor 'model.layers.3.mlp.gate_proj.weight' holds 2 "
+                                "non-finite values (NaN or Inf); refusing");
+    r = l2a("run --model nan --doc doc.txt --quiet", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "nan/model.safetensors: tensor 'model.layers.1.mlp.up_proj.weight' holds 1 "
+                                "non-finite value (NaN or Inf), and 1 more tensor does too; refusing");
     EXPECT_TRUE(contains(r.err, "--allow-nonfinite-weights")) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
 
@@ -695,8 +710,9 @@ TEST_F(Cli, NonFiniteWeightsAreRefusedNamingTheTensor) {
 // finite is named, and nothing is reported or saved.
 TEST_F(Cli, NonFiniteActivationsStopTheRunNamingTheLayer) {
     write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog. Twice, even.");
-    demo_with_tensor(dir_, "huge", "model.layers.2.post_attention_layernorm.weight",
-                     [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 1e38f); });
+    demo_with_tensors(dir_, "huge",
+                      {{"model.layers.2.post_attention_layernorm.weight",
+                        [](std::vector<float>& v) { std::fill(v.begin(), v.end(), 1e38f); }}});
     const Result r = l2a("run --model huge --doc doc.txt --out p.l2a --quiet", dir_);
     EXPECT_ONE_LINE_ERROR(r, 1, "layer 2 produced non-finite activations (NaN or Inf)");
     EXPECT_TRUE(r.out.empty()) << r.out;
