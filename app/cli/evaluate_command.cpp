@@ -54,9 +54,9 @@ int evaluate_command(std::span<const std::string_view> raw) {
     print_load_warnings(model.warnings());
 
     ProgressBar bar("evaluating " + std::to_string(files.size()) + " documents", !quiet);
-    const RoutingEvalResult r = evaluate_routing(model, files, options, [&](double f, std::string_view stage) {
-        bar.update(f, stage);
-    }, cancel_flag());
+    const RoutingEvalResult r = evaluate_routing(
+        model, files, options, [&](double f, std::string_view stage) { bar.update(f, stage); },
+        cancel_flag());
     bar.finish();
     throw_if_cancelled();
     const std::string text = routing_eval_json(r);

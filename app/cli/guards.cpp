@@ -102,7 +102,8 @@ void check_output_folder(const NamedPath& output) {
         fail(name + " " + value, "is a file, not a folder");
     }
     // The nearest folder that exists: the command creates the rest.
-    while (!dir.empty() && !fs::exists(dir, ec) && dir != dir.parent_path()) dir = dir.parent_path();
+    while (!dir.empty() && !fs::exists(dir, ec) && dir != dir.parent_path())
+        dir = dir.parent_path();
     if (!fs::is_directory(dir, ec)) {
         fail(name + " " + value, dir.string() + " is not a folder");
     }

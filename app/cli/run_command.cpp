@@ -136,7 +136,8 @@ void truncate_input(TokenizedInput& input, std::int64_t max_tokens) {
         std::fprintf(stderr,
                      "l2a: %s: read the first %s of %s bytes: at least %s tokens, truncated to %s "
                      "(--max-tokens)\n",
-                     input.label.c_str(), group_digits(static_cast<std::int64_t>(input.bytes_read)).c_str(),
+                     input.label.c_str(),
+                     group_digits(static_cast<std::int64_t>(input.bytes_read)).c_str(),
                      group_digits(static_cast<std::int64_t>(input.file_bytes)).c_str(),
                      group_digits(tokens).c_str(), group_digits(max_tokens).c_str());
         return;

@@ -181,7 +181,8 @@ std::string read_text_file(const std::filesystem::path& path) {
     for (;;) {
         if (!regular && text.size() > stream_limit) {
             ::close(fd);
-            fail(path.string(), "is not a regular file (a pipe or device) and gives more than 256 MiB");
+            fail(path.string(),
+                 "is not a regular file (a pipe or device) and gives more than 256 MiB");
         }
         const ssize_t got = ::read(fd, buffer, sizeof buffer);
         if (got < 0) {

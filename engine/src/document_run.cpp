@@ -47,7 +47,8 @@ std::size_t last_safe_cut(std::string_view text) {
     for (std::size_t i = text.size() - 1; i >= 1; --i) {
         const unsigned char next = static_cast<unsigned char>(text[i]);
         if (text[i - 1] == '\n' && next >= 0x21 && next != 0x7F) return i;
-        if (text[i] == ' ' && i + 1 < text.size() && ascii_letter(text[i - 1]) && ascii_letter(text[i + 1])) {
+        if (text[i] == ' ' && i + 1 < text.size() && ascii_letter(text[i - 1]) &&
+            ascii_letter(text[i + 1])) {
             return i;
         }
     }
@@ -60,9 +61,10 @@ TokenizedDocument load_tokenized_document(const std::filesystem::path& path, std
                                           const Tokenizer& tokenizer, std::int64_t max_tokens) {
     // Text runs about four bytes per token; sixteen leaves room, and each retry reads four
     // times more, up to the whole file.
-    std::uint64_t budget = max_tokens > 0 ? std::max<std::uint64_t>(std::uint64_t{1} << 16,
-                                                                    static_cast<std::uint64_t>(max_tokens) * 16)
-                                          : 0;
+    std::uint64_t budget =
+        max_tokens > 0 ? std::max<std::uint64_t>(std::uint64_t{1} << 16,
+                                                 static_cast<std::uint64_t>(max_tokens) * 16)
+                       : 0;
     for (;;) {
         Document document = load_document(path, budget);
         if (document.complete) {

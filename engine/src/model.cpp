@@ -1,5 +1,8 @@
 #include "l2a/engine/model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
 #include <algorithm>
 #include <charconv>
 #include <set>
@@ -7,9 +10,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include "device_runtime.h"
 #include "l2a/engine/checkpoint.h"
@@ -86,8 +86,9 @@ public:
             // Error path only: read the tensor again to count.
             const TensorView view = checkpoint_.get(used_[i]);
             const std::vector<std::int64_t> shape(view.info->shape.begin(), view.info->shape.end());
-            const at::Tensor mapped = at::from_blob(const_cast<std::byte*>(view.data), shape,
-                                                    at::TensorOptions().dtype(scalar_type(view.info->dtype)));
+            const at::Tensor mapped =
+                at::from_blob(const_cast<std::byte*>(view.data), shape,
+                              at::TensorOptions().dtype(scalar_type(view.info->dtype)));
             const std::int64_t stored = (~at::isfinite(mapped)).sum().item<std::int64_t>();
             bad.emplace_back(used_[i], stored);  // 0: finite as stored, not in the dtype
         }
@@ -120,13 +121,15 @@ std::int64_t layer_of(std::string_view name) {
     name.remove_prefix(prefix.size());
     std::int64_t layer = 0;
     const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
-    if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.') return -1;
+    if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.')
+        return -1;
     return layer;
 }
 
 // Weights the config leaves out (a config with fewer layers than the checkpoint, usually a
 // mistake): one warning for the layers beyond num_hidden_layers.
-void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint, Model::Impl& impl) {
+void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint,
+                 Model::Impl& impl) {
     std::int64_t count = 0, first = -1, last = -1;
     std::string example;
     for (const std::string& name : weights.unused()) {
@@ -138,28 +141,34 @@ void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint,
         if (example.empty()) example = name;
     }
     if (count == 0) return;
-    const std::string layers = first == last ? "layer " + std::to_string(first)
-                                             : "layers " + std::to_string(first) + "-" + std::to_string(last);
-    impl.warnings.push_back(checkpoint.file_of(example).filename().string() + ": " + std::to_string(count) +
-                            " tensors of " + layers + " are not used by config.json (num_hidden_layers = " +
+    const std::string layers = first == last
+                                   ? "layer " + std::to_string(first)
+                                   : "layers " + std::to_string(first) + "-" + std::to_string(last);
+    impl.warnings.push_back(checkpoint.file_of(example).filename().string() + ": " +
+                            std::to_string(count) + " tensors of " + layers +
+                            " are not used by config.json (num_hidden_layers = " +
                             std::to_string(impl.config.num_hidden_layers) + ")");
 }
 
 // NaN or Inf in the weights make every later number meaningless: refused, naming the tensor,
 // unless the placement allows them (then a warning).
-void check_finite(const CheckpointWeights& weights, const Checkpoint& checkpoint, Model::Impl& impl) {
+void check_finite(const CheckpointWeights& weights, const Checkpoint& checkpoint,
+                  Model::Impl& impl) {
     const auto bad = weights.nonfinite();
     if (bad.empty()) return;
     const auto& [name, stored] = bad.front();
-    std::string what = "tensor '" + name + "' holds " +
-                       (stored > 0 ? std::to_string(stored) + " non-finite value" + (stored == 1 ? "" : "s") +
-                                         " (NaN or Inf)"
-                                   : "values that overflow " + impl.placement.dtype + " (Inf after conversion)");
+    std::string what =
+        "tensor '" + name + "' holds " +
+        (stored > 0 ? std::to_string(stored) + " non-finite value" + (stored == 1 ? "" : "s") +
+                          " (NaN or Inf)"
+                    : "values that overflow " + impl.placement.dtype + " (Inf after conversion)");
     if (bad.size() == 2) what += ", and 1 more tensor does too";
     if (bad.size() > 2) what += ", and " + std::to_string(bad.size() - 1) + " more tensors do too";
     const std::string file = checkpoint.file_of(name).string();
     if (!impl.placement.allow_nonfinite_weights) {
-        fail(file, what + "; refusing to run a model with broken weights (--allow-nonfinite-weights runs it anyway)");
+        fail(file, what +
+                       "; refusing to run a model with broken weights (--allow-nonfinite-weights "
+                       "runs it anyway)");
     }
     impl.warnings.push_back(file + ": " + what + "; running anyway (--allow-nonfinite-weights)");
 }

@@ -363,7 +363,8 @@ void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
     fail(model.summary().path,
          "layer " + std::to_string(layer) +
              " produced non-finite activations (NaN or Inf); the run is stopped (the layer's "
-             "weights, or values too large for " + model.placement().dtype + ", are the likely cause)");
+             "weights, or values too large for " +
+             model.placement().dtype + ", are the likely cause)");
 }
 
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).

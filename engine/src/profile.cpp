@@ -706,9 +706,9 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
                          std::to_string(kMaxProfileLayers) + ")");
     }
     if (p.model.num_layers < 0 || p.model.num_layers > kMaxProfileLayers) {
-        fail(origin, "invalid profile metadata: model.num_layers = " +
-                         std::to_string(p.model.num_layers) + " is outside 0.." +
-                         std::to_string(kMaxProfileLayers));
+        fail(origin,
+             "invalid profile metadata: model.num_layers = " + std::to_string(p.model.num_layers) +
+                 " is outside 0.." + std::to_string(kMaxProfileLayers));
     }
     if (p.options.kv_bytes_per_element < 1 || p.options.kv_bytes_per_element > 8) {
         fail(origin, "invalid profile metadata: options.kv_bytes_per_element = " +

@@ -454,7 +454,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             step = state.at("step").get<std::int64_t>();
             rng = state.at("rng").get<std::uint64_t>();
             if (state.at("options") != options_json(o)) {
-                fail(state_path.string(), "was written with other options: " + state.at("options").dump());
+                fail(state_path.string(),
+                     "was written with other options: " + state.at("options").dump());
             }
         } catch (const nlohmann::json::exception& e) {
             fail(state_path.string(), describe_json_error(e.what()));

@@ -326,7 +326,8 @@ TEST_F(Cli, MalformedConfig) {
     broken.set_metadata("l2a.profile", "{\"format_version\": 2,");
     broken.finish();
     r = l2a("export --profile broken.l2a", dir);
-    EXPECT_ONE_LINE_ERROR(r, 1, "broken.l2a: profile metadata: malformed JSON at line 1, column 22: ");
+    EXPECT_ONE_LINE_ERROR(r, 1,
+                          "broken.l2a: profile metadata: malformed JSON at line 1, column 22: ");
     EXPECT_FALSE(contains(r.err, "json.exception")) << r.err;
     write_file(dir / "ids.json", "[1, 2,\n 3 4]");
     r = l2a("run --demo --tokens ids.json", dir);
@@ -520,8 +521,9 @@ TEST_F(Cli, InterruptCancelsWithoutWriting) {
     int interrupted = 0;
     for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
         SCOPED_TRACE(strsignal(signal));
-        const Stopped s = interrupt({"run", "--demo", "--doc", doc, "--out", out, "--logits-out", logits},
-                                    signal, dir / "stderr.txt", std::chrono::milliseconds(1500));
+        const Stopped s =
+            interrupt({"run", "--demo", "--doc", doc, "--out", out, "--logits-out", logits}, signal,
+                      dir / "stderr.txt", std::chrono::milliseconds(1500));
         ASSERT_TRUE(s.exited) << "killed by the signal instead of stopping cleanly";
         if (s.status == 0) continue;  // the run finished before the signal
         ++interrupted;
@@ -540,13 +542,15 @@ TEST_F(Cli, EveryLongCommandCancelsCleanly) {
     ASSERT_EQ(l2a("info --demo", dir).status, 0);
     long_document(dir);
     // A base profile of the long document to re-run.
-    ASSERT_EQ(l2a("run --demo --doc long.txt --max-tokens 4000 --out base.l2a --quiet", dir).status, 0);
+    ASSERT_EQ(l2a("run --demo --doc long.txt --max-tokens 4000 --out base.l2a --quiet", dir).status,
+              0);
     const std::string base = (dir / "base.l2a").string();
     int interrupted = 0;
     auto check = [&](std::vector<std::string> args, int signal,
                      std::initializer_list<const char*> outputs) {
         SCOPED_TRACE(args.front() + " / " + strsignal(signal));
-        const Stopped s = interrupt(args, signal, dir / "stderr.txt", std::chrono::milliseconds(1500));
+        const Stopped s =
+            interrupt(args, signal, dir / "stderr.txt", std::chrono::milliseconds(1500));
         ASSERT_TRUE(s.exited) << "killed by the signal instead of stopping cleanly";
         if (s.status == 0) return;  // it finished before the signal
         ++interrupted;
@@ -559,10 +563,14 @@ TEST_F(Cli, EveryLongCommandCancelsCleanly) {
           SIGINT, {"variant", ".tmp"});
     check({"suggest-prune", "--demo", "--profile", base, "--max-dnll", "1000"}, SIGTERM, {".tmp"});
 
-    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 4096 --min-distance 300 --quiet", dir).status, 0);
-    const std::string demo = json::parse(l2a("info --demo --json", dir).out)["path"].get<std::string>();
-    check({"train", "--model", demo, "--data", (dir / "docs").string(), "--out", (dir / "run").string(),
-           "--steps", "100000", "--batch", "1", "--seq-len", "256", "--warmup", "1"},
+    ASSERT_EQ(
+        l2a("make-docs --out docs --count 2 --tokens 4096 --min-distance 300 --quiet", dir).status,
+        0);
+    const std::string demo =
+        json::parse(l2a("info --demo --json", dir).out)["path"].get<std::string>();
+    check({"train", "--model", demo, "--data", (dir / "docs").string(), "--out",
+           (dir / "run").string(), "--steps", "100000", "--batch", "1", "--seq-len", "256",
+           "--warmup", "1"},
           SIGINT, {".tmp", ".writing"});
     // A cancelled training run keeps the complete checkpoint it stopped at, so it can resume.
     if (fs::exists(dir / "run")) {
@@ -585,17 +593,22 @@ TEST_F(Cli, OutputsAreCheckedBeforeAnyWork) {
         int status;
         const char* error;
     } mistakes[] = {
-        {"run --demo --doc doc.txt --out doc.txt", 2, "--out doc.txt names the same file as --doc doc.txt"},
-        {"run --demo --doc doc.txt --out sub/../doc.txt", 2, "names the same file as --doc doc.txt"},
+        {"run --demo --doc doc.txt --out doc.txt", 2,
+         "--out doc.txt names the same file as --doc doc.txt"},
+        {"run --demo --doc doc.txt --out sub/../doc.txt", 2,
+         "names the same file as --doc doc.txt"},
         {"run --demo --doc doc.txt --out p2.l2a --logits-out doc.txt", 2,
          "--logits-out doc.txt names the same file as --doc"},
-        {"run --demo --doc doc.txt --out x.l2a --logits-out x.l2a", 2, "names the same file as --logits-out"},
-        {"whatif --demo --profile p.l2a --out ./p.l2a --prune 1", 2, "names the same file as --profile p.l2a"},
+        {"run --demo --doc doc.txt --out x.l2a --logits-out x.l2a", 2,
+         "names the same file as --logits-out"},
+        {"whatif --demo --profile p.l2a --out ./p.l2a --prune 1", 2,
+         "names the same file as --profile p.l2a"},
         {"export --profile p.l2a --out p.l2a", 2, "names the same file as --profile p.l2a"},
         {"run --demo --doc doc.txt --out missing/p.l2a", 1, "--out missing/p.l2a: the folder"},
         {"run --demo --doc doc.txt --out sub", 1, "--out sub: is a folder"},
         {"run --demo --doc doc.txt --logits-out missing/l.safetensors", 1, "does not exist"},
-        {"whatif --demo --profile p.l2a --prune 1 --out missing/v.l2a", 1, "--out missing/v.l2a: the folder"},
+        {"whatif --demo --profile p.l2a --prune 1 --out missing/v.l2a", 1,
+         "--out missing/v.l2a: the folder"},
         {"export --profile p.l2a --format html --out missing/r.html", 1, "does not exist"},
         {"evaluate --demo --docs sub --out missing/e.json", 1, "does not exist"},
         {"train --model m --data docs --out doc.txt/run", 1, "--out doc.txt/run"},
@@ -635,7 +648,8 @@ TEST_F(Cli, MaxTokensReadsOnlyTheBeginningOfALongDocument) {
     EXPECT_EQ(json::parse(head.out)["metrics"], j["metrics"]);
 
     r = l2a("run --demo --doc /dev/zero --quiet", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB");
+    EXPECT_ONE_LINE_ERROR(
+        r, 1, "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB");
     r = l2a("run --demo --doc /dev/zero --max-tokens 10 --quiet", dir_);
     EXPECT_ONE_LINE_ERROR(r, 1, "/dev/zero: is not a regular file");
 }
@@ -649,15 +663,18 @@ fs::path demo_with_tensors(const fs::path& dir, const std::string& folder,
                            const std::map<std::string, TensorEdit>& edits) {
     const fs::path copy = dir / folder;
     fs::create_directories(copy);
-    for (const char* file : {"config.json", "tokenizer.json"}) fs::copy_file(demo_dir() / file, copy / file);
-    const l2a::SafetensorsFile source = l2a::SafetensorsFile::open(demo_dir() / "model.safetensors");
+    for (const char* file : {"config.json", "tokenizer.json"})
+        fs::copy_file(demo_dir() / file, copy / file);
+    const l2a::SafetensorsFile source =
+        l2a::SafetensorsFile::open(demo_dir() / "model.safetensors");
     l2a::SafetensorsWriter writer(copy / "model.safetensors");
     std::size_t found = 0;
     for (const l2a::TensorInfo& info : source.tensors()) {
         const l2a::TensorView view = source.view(info);
         const auto edit = edits.find(info.name);
         if (edit == edits.end()) {
-            writer.add(info.name, info.dtype, info.shape, std::span<const std::byte>(view.data, view.size_bytes()));
+            writer.add(info.name, info.dtype, info.shape,
+                       std::span<const std::byte>(view.data, view.size_bytes()));
             continue;
         }
         ++found;
@@ -665,7 +682,8 @@ fs::path demo_with_tensors(const fs::path& dir, const std::string& folder,
         std::vector<float> values(view.size_bytes() / sizeof(float));
         std::memcpy(values.data(), view.data, view.size_bytes());
         edit->second(values);
-        writer.add(info.name, info.dtype, info.shape, std::as_bytes(std::span<const float>(values)));
+        writer.add(info.name, info.dtype, info.shape,
+                   std::as_bytes(std::span<const float>(values)));
     }
     EXPECT_EQ(found, edits.size());
     writer.finish();
@@ -677,23 +695,29 @@ fs::path demo_with_tensors(const fs::path& dir, const std::string& folder,
 TEST_F(Cli, NonFiniteWeightsAreRefusedNamingTheTensor) {
     write_file(dir_ / "doc.txt", "The quick brown fox jumps over the lazy dog. Twice, even.");
     // One NaN in one tensor (the check must see NaN, not only Inf), two infinities in another.
-    demo_with_tensors(dir_, "nan",
-                      {{"model.layers.1.mlp.up_proj.weight",
-                        [](std::vector<float>& v) { v[5] = std::numeric_limits<float>::quiet_NaN(); }},
-                       {"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
+    demo_with_tensors(
+        dir_, "nan",
+        {{"model.layers.1.mlp.up_proj.weight",
+          [](std::vector<float>& v) { v[5] = std::numeric_limits<float>::quiet_NaN(); }},
+         {"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
+              v[1] = std::numeric_limits<float>::infinity();
+              v[2] = -std::numeric_limits<float>::infinity();
+          }}});
+    demo_with_tensors(dir_, "inf",
+                      {{"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
                             v[1] = std::numeric_limits<float>::infinity();
                             v[2] = -std::numeric_limits<float>::infinity();
                         }}});
-    demo_with_tensors(dir_, "inf", {{"model.layers.3.mlp.gate_proj.weight", [](std::vector<float>& v) {
-                                         v[1] = std::numeric_limits<float>::infinity();
-                                         v[2] = -std::numeric_limits<float>::infinity();
-                                     }}});
     Result r = l2a("run --model inf --doc doc.txt --quiet", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "inf/model.safetensors: tensor 'model.layers.3.mlp.gate_proj.weight' holds 2 "
-                                "non-finite values (NaN or Inf); refusing");
+    EXPECT_ONE_LINE_ERROR(
+        r, 1,
+        "inf/model.safetensors: tensor 'model.layers.3.mlp.gate_proj.weight' holds 2 "
+        "non-finite values (NaN or Inf); refusing");
     r = l2a("run --model nan --doc doc.txt --quiet", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "nan/model.safetensors: tensor 'model.layers.1.mlp.up_proj.weight' holds 1 "
-                                "non-finite value (NaN or Inf), and 1 more tensor does too; refusing");
+    EXPECT_ONE_LINE_ERROR(
+        r, 1,
+        "nan/model.safetensors: tensor 'model.layers.1.mlp.up_proj.weight' holds 1 "
+        "non-finite value (NaN or Inf), and 1 more tensor does too; refusing");
     EXPECT_TRUE(contains(r.err, "--allow-nonfinite-weights")) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
 
@@ -730,13 +754,15 @@ TEST_F(Cli, ConfigWithFewerLayersWarnsAboutUnusedTensors) {
     int beyond = 0;
     const l2a::SafetensorsFile weights = l2a::SafetensorsFile::open(copy / "model.safetensors");
     for (const l2a::TensorInfo& info : weights.tensors()) {
-        beyond += info.name.rfind("model.layers.4.", 0) == 0 || info.name.rfind("model.layers.5.", 0) == 0;
+        beyond += info.name.rfind("model.layers.4.", 0) == 0 ||
+                  info.name.rfind("model.layers.5.", 0) == 0;
     }
     ASSERT_GT(beyond, 0);
     const Result r = l2a("run --model model-copy --doc doc.txt --quiet --json", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.err, "l2a: warning: model.safetensors: " + std::to_string(beyond) +
-                         " tensors of layers 4-5 are not used by config.json (num_hidden_layers = 4)\n");
+    EXPECT_EQ(r.err,
+              "l2a: warning: model.safetensors: " + std::to_string(beyond) +
+                  " tensors of layers 4-5 are not used by config.json (num_hidden_layers = 4)\n");
     EXPECT_EQ(json::parse(r.out)["layers"].size(), 4u);
     // The matching config warns about nothing.
     EXPECT_EQ(l2a("run --demo --doc doc.txt --quiet --json", dir_).err, "");

@@ -151,7 +151,9 @@ TEST(LoadDocument, MissingFileAndFolderAreErrors) {
 // With a byte budget only the beginning is read, never ending inside a character.
 TEST(LoadDocument, PrefixStopsAtAWholeCharacter) {
     const fs::path dir = scratch_dir();
-    write_file(dir / "doc.txt", "ab\xE2\x82\xAC" "cd");  // "ab€cd", 7 bytes
+    write_file(dir / "doc.txt",
+               "ab\xE2\x82\xAC"
+               "cd");  // "ab€cd", 7 bytes
     l2a::Document doc = l2a::load_document(dir / "doc.txt", 3);
     EXPECT_EQ(doc.text, "ab");  // not "ab" + U+FFFD for the cut euro sign
     EXPECT_EQ(doc.replaced_sequences, 0u);
@@ -161,7 +163,9 @@ TEST(LoadDocument, PrefixStopsAtAWholeCharacter) {
     EXPECT_EQ(doc.text, "ab\xE2\x82\xAC");
     EXPECT_FALSE(doc.complete);
     doc = l2a::load_document(dir / "doc.txt", 7);
-    EXPECT_EQ(doc.text, "ab\xE2\x82\xAC" "cd");
+    EXPECT_EQ(doc.text,
+              "ab\xE2\x82\xAC"
+              "cd");
     EXPECT_TRUE(doc.complete);
     EXPECT_TRUE(l2a::load_document(dir / "doc.txt").complete);
 }
@@ -169,8 +173,9 @@ TEST(LoadDocument, PrefixStopsAtAWholeCharacter) {
 // A device or pipe has no size to check first: reading stops at a cap with a clear error.
 TEST(LoadDocument, PipesAndDevicesHaveASizeCap) {
     const std::string zero = message_of([&] { l2a::load_document("/dev/zero"); });
-    EXPECT_EQ(zero, "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB; "
-                    "save the document to a file, or give --max-tokens");
+    EXPECT_EQ(zero,
+              "/dev/zero: is not a regular file (a pipe or device) and gives more than 64 MiB; "
+              "save the document to a file, or give --max-tokens");
     // A budget within the cap reads just that much.
     const l2a::Document head = l2a::load_document("/dev/urandom", 4096);
     EXPECT_FALSE(head.complete);

@@ -99,7 +99,8 @@ TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
     const l2a::Tokenizer qwen_style = l2a::Tokenizer::from_file(
         std::filesystem::path(L2A_SOURCE_DIR) / "tests/data/tokenizers/qwen_style.json");
     const l2a::Tokenizer& tokenizer = GetParam() == "demo" ? *demo_model().tokenizer() : qwen_style;
-    const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "document_run" / ("long-" + GetParam());
+    const auto dir =
+        std::filesystem::path(L2A_TEST_WORK_DIR) / "document_run" / ("long-" + GetParam());
     std::filesystem::create_directories(dir);
     const std::string unit = l2a::demo_document(4000);
     std::string text;
@@ -114,7 +115,8 @@ TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
     const l2a::TokenizedDocument full = l2a::tokenize_document("long.txt", text, 0, tokenizer);
     for (const std::int64_t max_tokens : {1, 300, 20000}) {
         SCOPED_TRACE(max_tokens);
-        l2a::TokenizedDocument part = l2a::load_tokenized_document(path, "long.txt", tokenizer, max_tokens);
+        l2a::TokenizedDocument part =
+            l2a::load_tokenized_document(path, "long.txt", tokenizer, max_tokens);
         EXPECT_FALSE(part.counted_all);
         EXPECT_EQ(part.file_bytes, text.size());
         EXPECT_LT(part.bytes_read, text.size() / 4);
@@ -131,7 +133,8 @@ TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
         EXPECT_EQ(part.text, text.substr(0, full.end[n - 1]));
     }
     // Asking for more than there is reads it all and counts it all.
-    const l2a::TokenizedDocument all = l2a::load_tokenized_document(path, "long.txt", tokenizer, 10'000'000);
+    const l2a::TokenizedDocument all =
+        l2a::load_tokenized_document(path, "long.txt", tokenizer, 10'000'000);
     EXPECT_TRUE(all.counted_all);
     EXPECT_EQ(all.ids, full.ids);
 
@@ -144,9 +147,11 @@ TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
         std::fwrite(word.data(), 1, word.size(), f);
         std::fclose(f);
     }
-    const l2a::TokenizedDocument word = l2a::load_tokenized_document(line, "line.txt", tokenizer, 10);
+    const l2a::TokenizedDocument word =
+        l2a::load_tokenized_document(line, "line.txt", tokenizer, 10);
     EXPECT_TRUE(word.counted_all);
-    EXPECT_EQ(word.ids, l2a::tokenize_document("line.txt", std::string(300'000, 'x'), 0, tokenizer).ids);
+    EXPECT_EQ(word.ids,
+              l2a::tokenize_document("line.txt", std::string(300'000, 'x'), 0, tokenizer).ids);
 }
 
 INSTANTIATE_TEST_SUITE_P(DocumentRun, LongDocument, ::testing::Values("demo", "qwen_style"));

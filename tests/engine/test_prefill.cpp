@@ -5,8 +5,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -204,9 +204,11 @@ namespace {
 // (nothing when `name` is empty).
 std::filesystem::path damaged_model(const std::filesystem::path& dir, const std::string& name,
                                     const std::function<void(std::vector<float>&)>& edit) {
-    const auto source = l2a::ensure_untrained_model(std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill" / "demo");
+    const auto source =
+        l2a::ensure_untrained_model(std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill" / "demo");
     l2a::test::fresh_dir(dir);
-    for (const char* file : {"config.json", "tokenizer.json"}) std::filesystem::copy_file(source / file, dir / file);
+    for (const char* file : {"config.json", "tokenizer.json"})
+        std::filesystem::copy_file(source / file, dir / file);
     const l2a::SafetensorsFile weights = l2a::SafetensorsFile::open(source / "model.safetensors");
     l2a::SafetensorsWriter writer(dir / "model.safetensors");
     for (const l2a::TensorInfo& info : weights.tensors()) {
@@ -214,7 +216,8 @@ std::filesystem::path damaged_model(const std::filesystem::path& dir, const std:
         std::vector<float> values(view.size_bytes() / sizeof(float));
         std::memcpy(values.data(), view.data, view.size_bytes());
         if (info.name == name) edit(values);
-        writer.add(info.name, info.dtype, info.shape, std::as_bytes(std::span<const float>(values)));
+        writer.add(info.name, info.dtype, info.shape,
+                   std::as_bytes(std::span<const float>(values)));
     }
     writer.finish();
     return dir;
@@ -229,28 +232,33 @@ TEST(Prefill, NonFiniteWeightsAndActivationsNameTheirPlace) {
     const auto nan = damaged_model(work / "nan-model", "model.layers.2.self_attn.v_proj.weight",
                                    [](std::vector<float>& v) { v[3] = std::nanf(""); });
     const std::string refused = l2a::test::message_of([&] { l2a::Model::load(nan); });
-    EXPECT_NE(refused.find("tensor 'model.layers.2.self_attn.v_proj.weight' holds 1 non-finite value"),
-              std::string::npos)
+    EXPECT_NE(
+        refused.find("tensor 'model.layers.2.self_attn.v_proj.weight' holds 1 non-finite value"),
+        std::string::npos)
         << refused;
 
     l2a::Placement allow;
     allow.allow_nonfinite_weights = true;
     const l2a::Model loaded = l2a::Model::load(nan, allow);
     ASSERT_EQ(loaded.warnings().size(), 1u);
-    EXPECT_NE(loaded.warnings()[0].find("running anyway"), std::string::npos) << loaded.warnings()[0];
+    EXPECT_NE(loaded.warnings()[0].find("running anyway"), std::string::npos)
+        << loaded.warnings()[0];
     const std::string stopped =
         l2a::test::message_of([&] { l2a::run_prefill(loaded, some_tokens(40), {}); });
-    EXPECT_NE(stopped.find("layer 2 produced non-finite activations"), std::string::npos) << stopped;
+    EXPECT_NE(stopped.find("layer 2 produced non-finite activations"), std::string::npos)
+        << stopped;
 
     // The untouched model has no warnings and runs to a finite loss.
     EXPECT_TRUE(demo_model().warnings().empty());
     const l2a::PrefillResult fine = l2a::run_prefill(demo_model(), some_tokens(40), {});
-    for (std::size_t t = 1; t < fine.token_nll.size(); ++t) EXPECT_TRUE(std::isfinite(fine.token_nll[t])) << t;
+    for (std::size_t t = 1; t < fine.token_nll.size(); ++t)
+        EXPECT_TRUE(std::isfinite(fine.token_nll[t])) << t;
 }
 
 TEST(Prefill, ConfigWithFewerLayersThanTheWeightsWarns) {
-    const auto dir = damaged_model(std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill" / "five-layers", "",
-                                   [](std::vector<float>&) {});
+    const auto dir =
+        damaged_model(std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill" / "five-layers", "",
+                      [](std::vector<float>&) {});
     std::string config = l2a::test::read_file(dir / "config.json");
     const auto at = config.find("\"num_hidden_layers\": 6");
     ASSERT_NE(at, std::string::npos) << config;
@@ -258,8 +266,10 @@ TEST(Prefill, ConfigWithFewerLayersThanTheWeightsWarns) {
     l2a::test::write_file(dir / "config.json", config);
     const l2a::Model model = l2a::Model::load(dir);
     ASSERT_EQ(model.warnings().size(), 1u);
-    EXPECT_NE(model.warnings()[0].find("model.safetensors: "), std::string::npos) << model.warnings()[0];
-    EXPECT_NE(model.warnings()[0].find(" tensors of layer 5 are not used by config.json (num_hidden_layers = 5)"),
+    EXPECT_NE(model.warnings()[0].find("model.safetensors: "), std::string::npos)
+        << model.warnings()[0];
+    EXPECT_NE(model.warnings()[0].find(
+                  " tensors of layer 5 are not used by config.json (num_hidden_layers = 5)"),
               std::string::npos)
         << model.warnings()[0];
 }

@@ -346,7 +346,8 @@ TEST(Profile, RejectsAbsurdLayerCountBeforeAllocating) {
         writer.set_metadata("l2a.profile", meta.dump());
         for (const TensorInfo& info : file.tensors()) {
             if (info.name == "router_logits") {
-                writer.add(info.name, DType::F32, {kLayers, 0}, std::as_bytes(std::span(no_floats)));
+                writer.add(info.name, DType::F32, {kLayers, 0},
+                           std::as_bytes(std::span(no_floats)));
             } else if (info.name == "decisions") {
                 writer.add(info.name, DType::U8, {kLayers, 0}, std::as_bytes(std::span(no_bytes)));
             } else {

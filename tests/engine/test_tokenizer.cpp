@@ -384,7 +384,8 @@ TEST(TokenizerErrors, MalformedJson) {
         FAIL() << "no error";
     } catch (const l2a::Error& error) {
         const std::string message = error.what();
-        EXPECT_EQ(message.rfind("broken/tokenizer.json: malformed JSON at line 1, column 12: ", 0), 0u)
+        EXPECT_EQ(message.rfind("broken/tokenizer.json: malformed JSON at line 1, column 12: ", 0),
+                  0u)
             << message;
         EXPECT_EQ(message.find("json.exception"), std::string::npos) << message;
     }
