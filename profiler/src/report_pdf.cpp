@@ -48,6 +48,7 @@ constexpr double kPageWidthPt = 595.28;
 constexpr double kPageHeightPt = 841.89;
 constexpr double kMarginPt = 42.5;
 constexpr double kFooterPt = 18.0;
+constexpr int kLayoutDpi = 1200;  // the document's layout resolution, for every device
 
 constexpr std::size_t kDocumentBudgetBytes = 20000;  // a PDF page holds less than a screen
 constexpr std::int64_t kContextTokens = 40;
@@ -609,11 +610,17 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
 // The laid-out report for one paint device: pages of the text document plus footers.
 class ReportPages {
 public:
-    ReportPages(const Profile& profile, const Profile* compare, QPaintDevice* device)
-        : objects_(std::vector<Chart>{}) {
+    // The layout is made once, at kLayoutDpi, whatever the device: laid out for the device
+    // itself, font metrics rounded to its pixels moved lines and page breaks from one
+    // resolution to the next. Painting scales it to the device.
+    ReportPages(const Profile& profile, const Profile* compare)
+        : probe_(1, 1, QImage::Format_RGB32), objects_(std::vector<Chart>{}) {
         report::check_reportable(profile, compare);
-        dpi_ = device->logicalDpiY();
-        doc_.documentLayout()->setPaintDevice(device);
+        const int dpm = static_cast<int>(std::lround(kLayoutDpi / 0.0254));
+        probe_.setDotsPerMeterX(dpm);
+        probe_.setDotsPerMeterY(dpm);
+        dpi_ = probe_.logicalDpiY();
+        doc_.documentLayout()->setPaintDevice(&probe_);
         doc_.setDocumentMargin(0);
         doc_.setUseDesignMetrics(true);
         doc_.documentLayout()->registerHandler(kChartObjectType, &objects_);
@@ -660,8 +667,10 @@ public:
             fail("report", "page " + std::to_string(page) + " does not exist (the report has " +
                                std::to_string(pages) + ")");
         }
-        const double px = dpi_ / 72.0;
+        const double device_dpi = painter.device()->logicalDpiY();
+        const double px = device_dpi / 72.0;
         painter.save();
+        painter.scale(device_dpi / dpi_, device_dpi / dpi_);
         painter.translate(text_rect_.left(), text_rect_.top() - page * text_rect_.height());
         const QRectF clip(0, page * text_rect_.height(), text_rect_.width(), text_rect_.height());
         QAbstractTextDocumentLayout::PaintContext context;
@@ -676,8 +685,8 @@ public:
         font.setPointSizeF(7.5);
         painter.setFont(font);
         painter.setPen(kMuted);
-        const QRectF footer(text_rect_.left(), (kPageHeightPt - kMarginPt - kFooterPt + 6) * px,
-                            text_rect_.width(), (kFooterPt - 6) * px);
+        const QRectF footer(kMarginPt * px, (kPageHeightPt - kMarginPt - kFooterPt + 6) * px,
+                            (kPageWidthPt - 2 * kMarginPt) * px, (kFooterPt - 6) * px);
         painter.setPen(QPen(kGrid, px * 0.5));
         painter.drawLine(footer.topLeft(), footer.topRight());
         painter.setPen(kMuted);
@@ -690,6 +699,7 @@ public:
     }
 
 private:
+    QImage probe_;  // the layout's paint device: fonts and sizes at kLayoutDpi
     QTextDocument doc_;
     ChartObjects objects_;
     QRectF text_rect_;
@@ -738,7 +748,7 @@ void export_pdf(const Profile& profile, const std::filesystem::path& path,
                                          QMarginsF(0, 0, 0, 0)));
         writer.setTitle("L2A Studio report: " + q(profile.document_path));
         writer.setCreator("L2A Studio");
-        ReportPages pages(profile, compare, &writer);
+        ReportPages pages(profile, compare);
         QPainter painter;
         if (!painter.begin(&writer)) fail(path.string(), "cannot start the PDF writer");
         const int count = pages.pageCount();
@@ -759,10 +769,7 @@ void export_pdf(const Profile& profile, const std::filesystem::path& path,
 
 int report_page_count(const Profile& profile, const Profile* compare) {
     ensure_gui_application();
-    QImage probe(1, 1, QImage::Format_RGB32);
-    probe.setDotsPerMeterX(static_cast<int>(std::lround(300 / 0.0254)));
-    probe.setDotsPerMeterY(static_cast<int>(std::lround(300 / 0.0254)));
-    ReportPages pages(profile, compare, &probe);
+    ReportPages pages(profile, compare);
     return pages.pageCount();
 }
 
@@ -776,7 +783,7 @@ QImage render_report_page(const Profile& profile, const Profile* compare, int pa
     image.setDotsPerMeterX(dpm);
     image.setDotsPerMeterY(dpm);
     image.fill(Qt::white);
-    ReportPages pages(profile, compare, &image);
+    ReportPages pages(profile, compare);
     QPainter painter(&image);
     painter.setRenderHint(QPainter::TextAntialiasing);
     pages.paint(painter, page);
