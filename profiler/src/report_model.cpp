@@ -113,6 +113,8 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
                                                ? ""
                                                : " (" + p.device + ")"));
     run.emplace_back("backend", o.backend);
+    run.emplace_back("CPU threads",
+                     p.cpu_threads > 0 ? std::to_string(p.cpu_threads) : "not recorded");
     if (p.peak_device_bytes > 0) run.emplace_back("peak GPU memory", byte_size(p.peak_device_bytes));
     run.emplace_back("per-token NLL", o.token_nll ? "measured" : "not measured (last row only)");
 
@@ -131,9 +133,12 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     results.emplace_back("KV cache", kv);
     // The run's wall time, not a time to first token: it covers the whole prefill and, when
     // one ran, the per-token NLL pass over every row's logits.
-    results.emplace_back("wall time of the run",
-                         duration(p.wall_seconds) +
-                             (p.options.token_nll ? " (includes the per-token NLL pass)" : ""));
+    results.emplace_back(
+        "wall time of the run",
+        duration(p.wall_seconds) +
+            (!p.time_basis.empty()  ? " (" + p.time_basis + ")"
+             : p.options.token_nll ? " (one run measured end to end, per-token NLL pass included)"
+                                   : " (one run measured end to end)"));
     if (p.wall_seconds > 0) {
         results.emplace_back("throughput",
                              fixed(static_cast<double>(p.num_tokens()) / p.wall_seconds, 1) +
@@ -247,6 +252,14 @@ std::vector<std::string> timing_differences(const Profile& base, const Profile& 
         out.push_back("device " + base.device + " vs " + v.device);
     }
     if (a.backend != b.backend) out.push_back("backend " + a.backend + " vs " + b.backend);
+    // Threads matter on the CPU; a profile written before they were recorded says 0.
+    if (base.cpu_threads != v.cpu_threads && (base.cpu_threads > 0 || v.cpu_threads > 0)) {
+        auto threads = [](std::int64_t n) {
+            return n > 0 ? std::to_string(n) : std::string("unrecorded");
+        };
+        out.push_back(threads(base.cpu_threads) + " vs " + threads(v.cpu_threads) +
+                      " CPU threads");
+    }
     if (a.token_nll != b.token_nll) {
         out.push_back(std::string("per-token NLL pass ") + (a.token_nll ? "run" : "not run") +
                       " vs " + (b.token_nll ? "run" : "not run"));
@@ -265,13 +278,13 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
                              : std::string()) +
         ".";
     c.metrics = {
-        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}},
-        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}},
+        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}, {}},
+        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}, {}},
         {"global attention (%)", 100 * base.metrics.global_fraction_overall,
-         100 * v.metrics.global_fraction_overall, 2, {}},
+         100 * v.metrics.global_fraction_overall, 2, {}, {}},
         {"KV cache (MiB)", static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
-         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20), 3, {}},
-        {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}},
+         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20), 3, {}, {}},
+        {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}, {}},
     };
     // The KV sizes assume a cache precision; the run's wall time (which includes the per-token
     // NLL pass when one ran) depends on where and how it ran.
@@ -284,6 +297,13 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
         std::string why;
         for (const std::string& d : c.not_comparable) why += (why.empty() ? "" : "; ") + d;
         c.metrics[4].not_comparable = "not comparable: " + why;
+    }
+    // A what-if variant's time may be composed (base layers reused + a re-run): say how.
+    for (const auto& [who, p] : {std::pair{"base", &base}, std::pair{"variant", &v}}) {
+        if (!p->time_basis.empty()) {
+            c.metrics[4].note += std::string(c.metrics[4].note.empty() ? "" : "; ") + who +
+                                 " time: " + p->time_basis;
+        }
     }
 
     const std::int64_t tokens = base.num_tokens();

@@ -736,6 +736,81 @@ TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
     EXPECT_GT(pruned_above_threshold, 0);
 }
 
+// ---- the PDF's own text, as poppler's pdftotext reads it -----------------------------------
+
+struct PdfWord {
+    double x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // points, origin top left
+    std::string text;
+    int line = 0;  // index into PdfPage::lines
+};
+struct PdfPage {
+    double width = 0, height = 0;
+    std::vector<PdfWord> words;
+    std::vector<std::string> lines;  // the words of each line, joined by spaces
+};
+
+std::string attribute(const std::string& tag, const std::string& name) {
+    const std::size_t at = tag.find(" " + name + "=\"");
+    if (at == std::string::npos) return "";
+    const std::size_t begin = at + name.size() + 3;
+    return tag.substr(begin, tag.find('"', begin) - begin);
+}
+
+std::string unescape_xml(std::string text) {
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
+                                   {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"},
+                                   {"&#39;", "'"}, {"&amp;", "&"}}) {
+        for (std::size_t at = text.find(from); at != std::string::npos;
+             at = text.find(from, at + to.size())) {
+            text.replace(at, from.size(), to);
+        }
+    }
+    return text;
+}
+
+bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
+
+// The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
+std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
+    const fs::path out = dir / (pdf.stem().string() + ".bbox.html");
+    const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) +
+                                " " + test::shell_quote(out.string()) + " 2>/dev/null";
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    const std::string html = test::read_file(out);
+    std::vector<PdfPage> pages;
+    std::string line_text;
+    for (std::size_t at = html.find('<'); at != std::string::npos; at = html.find('<', at + 1)) {
+        const std::size_t end = html.find('>', at);
+        const std::string tag = html.substr(at, end - at + 1);
+        if (tag.rfind("<page ", 0) == 0) {
+            pages.push_back({std::stod(attribute(tag, "width")),
+                             std::stod(attribute(tag, "height")), {}, {}});
+        } else if (tag.rfind("<line ", 0) == 0 && !pages.empty()) {
+            pages.back().lines.emplace_back();
+        } else if (tag.rfind("<word ", 0) == 0 && !pages.empty() && !pages.back().lines.empty()) {
+            PdfPage& page = pages.back();
+            const std::size_t close = html.find("</word>", end);
+            PdfWord w{std::stod(attribute(tag, "xMin")), std::stod(attribute(tag, "yMin")),
+                      std::stod(attribute(tag, "xMax")), std::stod(attribute(tag, "yMax")),
+                      unescape_xml(html.substr(end + 1, close - end - 1)),
+                      static_cast<int>(page.lines.size()) - 1};
+            std::string& line = page.lines.back();
+            line += (line.empty() ? "" : " ") + w.text;
+            page.words.push_back(std::move(w));
+        }
+    }
+    return pages;
+}
+
+// The PDF's text, line by line.
+std::string pdf_text(const fs::path& pdf, const fs::path& dir) {
+    std::string text;
+    for (const PdfPage& page : pdf_words(pdf, dir)) {
+        for (const std::string& line : page.lines) text += line + "\n";
+    }
+    return text;
+}
+
 // ---- HTML --------------------------------------------------------------------------------------
 
 struct HtmlCheck {
@@ -835,6 +910,100 @@ TEST_F(Export, HtmlCompareShowsTheWhatIf) {
     const HtmlCheck check = check_with_python("html", dir_ / "compare.html", dir_);
     if (check.skipped) GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") is not available";
     EXPECT_EQ(check.result["counts"]["svg"], 4);
+}
+
+TEST_F(Export, ReportsSayWhenTheNllChartIsClipped) {
+    // 16000 tokens in 1200 bins of up to 14: one token far above its bin's mean.
+    const Profile base = make_profile(8000);
+    Profile variant = base;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.25f;
+    variant.token_nll[4321] += 4.0f;
+    const std::string html = profile_to_html(base, &variant);
+    EXPECT_NE(html.find("Clipped: the scale ends at ±"), std::string::npos);
+    EXPECT_NE(html.find("single tokens in 1 bin go beyond it, up to +4.250"), std::string::npos);
+    EXPECT_NE(html.find("mean NLL change per bin of up to 14 tokens (clipped at ±"),
+              std::string::npos);
+    std::size_t marks = 0;
+    for (std::size_t at = html.find("class=\"beyond\""); at != std::string::npos;
+         at = html.find("class=\"beyond\"", at + 1)) {
+        ++marks;
+    }
+    EXPECT_EQ(marks, 1u);
+    // The axis label is the largest bin mean, below the single token's change.
+    const std::size_t label = html.find("text-anchor=\"end\">+", html.find("NLL change per token"));
+    ASSERT_NE(label, std::string::npos);
+    const double scale = std::stod(html.substr(label + 19, 8));
+    EXPECT_GT(scale, 0.25);
+    EXPECT_LT(scale, 4.25);
+
+    // One token per bin: the bars are the tokens, nothing lies beyond the scale.
+    const Profile small = make_profile(150);
+    Profile small_variant = small;
+    for (std::size_t t = 1; t < small_variant.token_nll.size(); ++t) small_variant.token_nll[t] += 0.25f;
+    small_variant.token_nll[17] += 4.0f;
+    const std::string plain = profile_to_html(small, &small_variant);
+    EXPECT_EQ(plain.find("Clipped"), std::string::npos);
+    EXPECT_EQ(plain.find("class=\"beyond\""), std::string::npos);
+    EXPECT_NE(plain.find(">NLL change per token</text>"), std::string::npos);
+
+#if L2A_TEST_PDF
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    export_pdf(base, dir_ / "clipped.pdf", &variant);
+    const std::string text = pdf_text(dir_ / "clipped.pdf", dir_);
+    EXPECT_NE(text.find("Clipped: the scale ends at ±"), std::string::npos) << text;
+    EXPECT_NE(text.find("(clipped at ±"), std::string::npos);
+    export_pdf(small, dir_ / "plain.pdf", &small_variant);
+    EXPECT_EQ(pdf_text(dir_ / "plain.pdf", dir_).find("lipped"), std::string::npos);
+#endif
+}
+
+TEST_F(Export, ReportsNeverSetTimesOfDifferentRunsAgainstEachOther) {
+    Profile base = make_profile(100);
+    base.options.device = "cpu";
+    base.device = "cpu";
+    base.cpu_threads = 2;
+    base.wall_seconds = 22.96;
+    Profile variant = base;
+    variant.cpu_threads = 1;
+    variant.wall_seconds = 2.89;
+    const std::string html = profile_to_html(base, &variant);
+    EXPECT_NE(html.find("<th>wall time of the run (s)</th><td>22.9600</td><td>2.8900</td>"
+                        "<td class=\"warn\">⚠ not comparable: 2 vs 1 CPU threads</td>"),
+              std::string::npos);
+    EXPECT_EQ(html.find("-20.0700"), std::string::npos) << "the difference is shown as a change";
+    EXPECT_NE(html.find("2 vs 1 CPU threads): their times are shown side by side"),
+              std::string::npos);
+    EXPECT_EQ(html.find("time to first token"), std::string::npos);
+    EXPECT_EQ(html.find("TTFT"), std::string::npos);
+
+    // Device and backend too; a composed variant time says how it was obtained.
+    variant.cpu_threads = 2;
+    variant.options.device = "cuda:0";
+    variant.options.backend = "sdpa";
+    variant.time_basis = "base layers 0-2 reused (20.1 s) + re-run from layer 3 (0.5 s)";
+    const std::string other = profile_to_html(base, &variant);
+    EXPECT_NE(other.find("not comparable: device cpu vs cuda:0; backend kernels vs sdpa"),
+              std::string::npos);
+    EXPECT_NE(other.find("variant time: base layers 0-2 reused"), std::string::npos);
+
+    // The same settings: a plain change, no warning.
+    Profile same = base;
+    same.wall_seconds = 20.0;
+    const std::string fine = profile_to_html(base, &same);
+    EXPECT_NE(fine.find("<td>22.9600</td><td>20.0000</td><td>-2.9600</td>"), std::string::npos);
+    EXPECT_EQ(fine.find("not comparable"), std::string::npos);
+    EXPECT_NE(fine.find("<th>CPU threads</th><td>2</td>"), std::string::npos);
+    EXPECT_NE(fine.find("one run measured end to end, per-token NLL pass included"),
+              std::string::npos);
+
+#if L2A_TEST_PDF
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    variant = base;
+    variant.cpu_threads = 1;
+    export_pdf(base, dir_ / "threads.pdf", &variant);
+    const std::string text = pdf_text(dir_ / "threads.pdf", dir_);
+    EXPECT_NE(text.find("not comparable: 2 vs 1 CPU threads"), std::string::npos) << text;
+#endif
 }
 
 TEST_F(Export, ExportersRejectInconsistentProfiles) {
@@ -1004,72 +1173,6 @@ TEST_F(Export, PdfPagesShowTheChartsAndTheHighlightedDocument) {
     EXPECT_GT(marks, 50);
     EXPECT_CONTAINS(test::message_of([&] { render_report_page(p, nullptr, 99, 96); }),
                     "does not exist");
-}
-
-// ---- the PDF's own text, as poppler's pdftotext reads it -----------------------------------
-
-struct PdfWord {
-    double x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // points, origin top left
-    std::string text;
-    int line = 0;  // index into PdfPage::lines
-};
-struct PdfPage {
-    double width = 0, height = 0;
-    std::vector<PdfWord> words;
-    std::vector<std::string> lines;  // the words of each line, joined by spaces
-};
-
-std::string attribute(const std::string& tag, const std::string& name) {
-    const std::size_t at = tag.find(" " + name + "=\"");
-    if (at == std::string::npos) return "";
-    const std::size_t begin = at + name.size() + 3;
-    return tag.substr(begin, tag.find('"', begin) - begin);
-}
-
-std::string unescape_xml(std::string text) {
-    for (const auto& [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
-                                   {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"},
-                                   {"&#39;", "'"}, {"&amp;", "&"}}) {
-        for (std::size_t at = text.find(from); at != std::string::npos;
-             at = text.find(from, at + to.size())) {
-            text.replace(at, from.size(), to);
-        }
-    }
-    return text;
-}
-
-bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
-
-// The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
-std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
-    const fs::path out = dir / (pdf.stem().string() + ".bbox.html");
-    const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) +
-                                " " + test::shell_quote(out.string()) + " 2>/dev/null";
-    EXPECT_EQ(std::system(command.c_str()), 0) << command;
-    const std::string html = test::read_file(out);
-    std::vector<PdfPage> pages;
-    std::string line_text;
-    for (std::size_t at = html.find('<'); at != std::string::npos; at = html.find('<', at + 1)) {
-        const std::size_t end = html.find('>', at);
-        const std::string tag = html.substr(at, end - at + 1);
-        if (tag.rfind("<page ", 0) == 0) {
-            pages.push_back({std::stod(attribute(tag, "width")),
-                             std::stod(attribute(tag, "height")), {}, {}});
-        } else if (tag.rfind("<line ", 0) == 0 && !pages.empty()) {
-            pages.back().lines.emplace_back();
-        } else if (tag.rfind("<word ", 0) == 0 && !pages.empty() && !pages.back().lines.empty()) {
-            PdfPage& page = pages.back();
-            const std::size_t close = html.find("</word>", end);
-            PdfWord w{std::stod(attribute(tag, "xMin")), std::stod(attribute(tag, "yMin")),
-                      std::stod(attribute(tag, "xMax")), std::stod(attribute(tag, "yMax")),
-                      unescape_xml(html.substr(end + 1, close - end - 1)),
-                      static_cast<int>(page.lines.size()) - 1};
-            std::string& line = page.lines.back();
-            line += (line.empty() ? "" : " ") + w.text;
-            page.words.push_back(std::move(w));
-        }
-    }
-    return pages;
 }
 
 // The report's headings: the only text that may be larger than the body.
