@@ -193,6 +193,13 @@ Profile make_profile(int words = 150, std::uint32_t seed = 1) {
     return p;
 }
 
+// Tokens of `layer` that ran global attention.
+std::int64_t export_support_routed(const Profile& p, std::int64_t layer) {
+    const std::int64_t t = p.num_tokens();
+    return std::count_if(p.decisions.begin() + layer * t, p.decisions.begin() + (layer + 1) * t,
+                         [](std::uint8_t d) { return d != 0; });
+}
+
 class Export : public test::ScratchDirTest {
 protected:
     Export() : ScratchDirTest("export") {}
@@ -1004,6 +1011,52 @@ TEST_F(Export, ReportsNeverSetTimesOfDifferentRunsAgainstEachOther) {
     const std::string text = pdf_text(dir_ / "threads.pdf", dir_);
     EXPECT_NE(text.find("not comparable: 2 vs 1 CPU threads"), std::string::npos) << text;
 #endif
+}
+
+// docs/PROFILE_FORMAT.md's Python example, run as it stands against a saved profile.
+TEST_F(Export, ProfileFormatDocExampleRuns) {
+    if (!test::python_can_import("numpy, safetensors")) {
+        GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") cannot import numpy and safetensors";
+    }
+    const std::string doc =
+        test::read_file(fs::path(L2A_SOURCE_DIR) / "docs" / "PROFILE_FORMAT.md");
+    const std::size_t begin = doc.find("```python\n");
+    ASSERT_NE(begin, std::string::npos) << "no Python example in docs/PROFILE_FORMAT.md";
+    const std::size_t end = doc.find("```\n", begin + 10);
+    ASSERT_NE(end, std::string::npos);
+    write_text_atomically(dir_ / "read_profile.py", doc.substr(begin + 10, end - begin - 10));
+
+    Profile p = make_profile(60);
+    p.token_nll[11] = 42.5f;  // the highest NLL, at a token whose text is known
+    save_profile(p, dir_ / "run.l2a");
+    const int status = test::run_python_script(
+        dir_ / "read_profile.py", test::shell_quote((dir_ / "run.l2a").string()), dir_ / "out.txt");
+    const std::string out = test::read_file(dir_ / "out.txt");
+    ASSERT_EQ(status, 0) << out;
+
+    double sum = 0.0;
+    int counted = 0;
+    for (float v : p.token_nll) {
+        if (std::isfinite(v)) {
+            sum += v;
+            ++counted;
+        }
+    }
+    char expected[160];
+    std::snprintf(expected, sizeof expected, "%lld tokens, %lld layers, mean NLL %.4f\n",
+                  static_cast<long long>(p.num_tokens()), static_cast<long long>(kLayers),
+                  sum / counted);
+    EXPECT_EQ(out.rfind(expected, 0), 0u) << out;
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        std::snprintf(expected, sizeof expected, "layer %lld: %.4f of tokens global\n",
+                      static_cast<long long>(l),
+                      static_cast<double>(export_support_routed(p, l)) / p.num_tokens());
+        EXPECT_NE(out.find(expected), std::string::npos) << expected << "\n" << out;
+    }
+    EXPECT_NE(out.find("highest NLL 42.5000 at token 11: "), std::string::npos) << out;
+    if (test::python_can_import("pandas")) {
+        EXPECT_NE(out.find("{0: "), std::string::npos) << "the pandas part printed nothing";
+    }
 }
 
 TEST_F(Export, ExportersRejectInconsistentProfiles) {
