@@ -381,7 +381,7 @@ public:
             keep_with_next_.back().points = chart.height_pt + 12;
         }
         charts_.push_back(std::move(chart));
-        cursor_.insertBlock(spaced(4, 2));
+        cursor_.insertBlock(spaced(4, 6));
         QTextCharFormat f;
         f.setObjectType(kChartObjectType);
         f.setProperty(kChartIndexProperty, static_cast<int>(charts_.size() - 1));
@@ -391,14 +391,15 @@ public:
     // A grid table: header row, then rows; first column left-aligned, the rest right-aligned.
     void table(const std::vector<std::string>& header,
                const std::vector<std::vector<std::string>>& rows, bool first_is_label = true) {
-        cursor_.insertBlock(spaced(2, 2));
+        cursor_.insertBlock(spaced(6, 2));
         QTextTableFormat format;
         format.setBorderStyle(QTextFrameFormat::BorderStyle_Solid);
         format.setBorder(0.5);
         format.setBorderBrush(QColor(0xd8, 0xdd, 0xe6));
-        format.setCellPadding(2.5);
+        format.setCellPadding(3.5);
         format.setCellSpacing(0);
         format.setBorderCollapse(true);
+        format.setTopMargin(6);  // clear of a chart's legend right above
         format.setHeaderRowCount(header.empty() ? 0 : 1);
         const int columns = static_cast<int>(header.empty() ? rows.front().size() : header.size());
         const int total = static_cast<int>(rows.size()) + (header.empty() ? 0 : 1);
