@@ -224,8 +224,8 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         const double y = top + height * (1.0 - tick / 4.0);
         h.raw("<line x1=\"" + fixed(left, 0) + "\" x2=\"1190\" y1=\"" + fixed(y, 1) + "\" y2=\"" +
               fixed(y, 1) + "\" stroke=\"#e3e7ee\"/><text x=\"" + fixed(left - 6, 0) + "\" y=\"" +
-              fixed(y + 4, 1) + "\" text-anchor=\"end\">" + (tick == 0 ? std::string("0") : escape(duration(most * tick / 4.0))) +
-              "</text>\n");
+              fixed(y + 4, 1) + "\" text-anchor=\"end\">" +
+              (tick == 0 ? std::string("0") : escape(duration(most * tick / 4.0))) + "</text>\n");
     }
     const std::size_t label_every = std::max<std::size_t>(1, s.layers.size() / 16);
     for (std::size_t i = 0; i < s.layers.size(); ++i) {

@@ -136,7 +136,7 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     results.emplace_back(
         "wall time of the run",
         duration(p.wall_seconds) +
-            (!p.time_basis.empty()  ? " (" + p.time_basis + ")"
+            (!p.time_basis.empty() ? " (" + p.time_basis + ")"
              : p.options.token_nll ? " (one run measured end to end, per-token NLL pass included)"
                                    : " (one run measured end to end)"));
     if (p.wall_seconds > 0) {
@@ -257,8 +257,7 @@ std::vector<std::string> timing_differences(const Profile& base, const Profile& 
         auto threads = [](std::int64_t n) {
             return n > 0 ? std::to_string(n) : std::string("unrecorded");
         };
-        out.push_back(threads(base.cpu_threads) + " vs " + threads(v.cpu_threads) +
-                      " CPU threads");
+        out.push_back(threads(base.cpu_threads) + " vs " + threads(v.cpu_threads) + " CPU threads");
     }
     if (a.token_nll != b.token_nll) {
         out.push_back(std::string("per-token NLL pass ") + (a.token_nll ? "run" : "not run") +
@@ -280,10 +279,18 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
     c.metrics = {
         {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}, {}},
         {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}, {}},
-        {"global attention (%)", 100 * base.metrics.global_fraction_overall,
-         100 * v.metrics.global_fraction_overall, 2, {}, {}},
-        {"KV cache (MiB)", static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
-         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20), 3, {}, {}},
+        {"global attention (%)",
+         100 * base.metrics.global_fraction_overall,
+         100 * v.metrics.global_fraction_overall,
+         2,
+         {},
+         {}},
+        {"KV cache (MiB)",
+         static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
+         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20),
+         3,
+         {},
+         {}},
         {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}, {}},
     };
     // The KV sizes assume a cache precision; the run's wall time (which includes the per-token
@@ -340,8 +347,10 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
             if (std::isfinite(d)) {
                 sum += d;
                 ++n;
-                high[static_cast<std::size_t>(col)] = std::max(high[static_cast<std::size_t>(col)], d);
-                low[static_cast<std::size_t>(col)] = std::min(low[static_cast<std::size_t>(col)], d);
+                high[static_cast<std::size_t>(col)] =
+                    std::max(high[static_cast<std::size_t>(col)], d);
+                low[static_cast<std::size_t>(col)] =
+                    std::min(low[static_cast<std::size_t>(col)], d);
             }
         }
         double& bin = c.nll_bins[static_cast<std::size_t>(col)];
@@ -357,19 +366,19 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
         if (low[col] < -limit) flag |= kBeyondBelow;
         c.nll_beyond_bins += flag != 0;
     }
-    c.nll_axis = c.nll_bin_tokens > 1
-                     ? "mean NLL change per bin of up to " + std::to_string(c.nll_bin_tokens) +
-                           " tokens"
-                     : "NLL change per token";
+    c.nll_axis = c.nll_bin_tokens > 1 ? "mean NLL change per bin of up to " +
+                                            std::to_string(c.nll_bin_tokens) + " tokens"
+                                      : "NLL change per token";
     if (c.nll_beyond_bins > 0) {
         std::string reach;
         if (worst > c.nll_scale) reach = "up to +" + fixed(worst, 3);
-        if (best < -c.nll_scale) reach += (reach.empty() ? "down to " : " and down to ") + fixed(best, 3);
+        if (best < -c.nll_scale)
+            reach += (reach.empty() ? "down to " : " and down to ") + fixed(best, 3);
         c.nll_clip_note = "Clipped: the scale ends at ±" + fixed(c.nll_scale, 3) +
                           " (the largest bin mean); single tokens in " +
                           std::to_string(c.nll_beyond_bins) +
-                          (c.nll_beyond_bins == 1 ? " bin" : " bins") +
-                          " go beyond it, " + reach + " (marked at the chart's edge).";
+                          (c.nll_beyond_bins == 1 ? " bin" : " bins") + " go beyond it, " + reach +
+                          " (marked at the chart's edge).";
     }
     c.nll_note = std::to_string(worse) + " tokens got worse, " + std::to_string(better) +
                  " better (red: higher NLL in the variant).";

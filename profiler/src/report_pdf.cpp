@@ -2,6 +2,9 @@
 // with its highlighted passages) whose charts are inline objects painted as vectors, laid out
 // on A4 pages by the document's own pagination, with a footer on every page. The content comes
 // from report_model.h, as the HTML report's does.
+#include "l2a/profiler/report_pdf.h"
+
+#include <QAbstractTextDocumentLayout>
 #include <QBuffer>
 #include <QByteArray>
 #include <QColor>
@@ -24,7 +27,6 @@
 #include <QTextObjectInterface>
 #include <QTextTable>
 #include <QTextTableFormat>
-#include <QAbstractTextDocumentLayout>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -37,7 +39,6 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/profiler/report_painter.h"
-#include "l2a/profiler/report_pdf.h"
 #include "report_model.h"
 
 namespace l2a {
@@ -206,9 +207,9 @@ Chart routing_chart(const Profile& profile) {
                         col = end;
                     }
                     if (grid->rows <= 32 || row % 4 == 0) {
-                        chart_text(p, QRectF(0, y, left - 4, cell_h),
-                                   Qt::AlignRight | Qt::AlignVCenter,
-                                   QString::number(grid->first_layer[static_cast<std::size_t>(row)]));
+                        chart_text(
+                            p, QRectF(0, y, left - 4, cell_h), Qt::AlignRight | Qt::AlignVCenter,
+                            QString::number(grid->first_layer[static_cast<std::size_t>(row)]));
                     }
                 }
                 chart_text(p, QRectF(left, map_h + 3, plot_w, 10), Qt::AlignLeft, "token 0");
@@ -576,9 +577,8 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         for (const report::MetricRow& m : c->metrics) {
             rows.push_back({m.name, report::fixed(m.base, m.digits),
                             report::fixed(m.variant, m.digits),
-                            (m.not_comparable.empty()
-                                 ? report::fixed(m.variant - m.base, m.digits)
-                                 : "⚠ " + m.not_comparable) +
+                            (m.not_comparable.empty() ? report::fixed(m.variant - m.base, m.digits)
+                                                      : "⚠ " + m.not_comparable) +
                                 (m.note.empty() ? "" : " (" + m.note + ")")});
         }
         b.table({"metric", "base", "variant", "change"}, rows);

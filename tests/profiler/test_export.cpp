@@ -765,8 +765,11 @@ std::string attribute(const std::string& tag, const std::string& name) {
 
 std::string unescape_xml(std::string text) {
     for (const auto& [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
-                                   {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"},
-                                   {"&#39;", "'"}, {"&amp;", "&"}}) {
+                                   {"&gt;", ">"},
+                                   {"&quot;", "\""},
+                                   {"&apos;", "'"},
+                                   {"&#39;", "'"},
+                                   {"&amp;", "&"}}) {
         for (std::size_t at = text.find(from); at != std::string::npos;
              at = text.find(from, at + to.size())) {
             text.replace(at, from.size(), to);
@@ -780,8 +783,8 @@ bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1
 // The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
 std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
     const fs::path out = dir / (pdf.stem().string() + ".bbox.html");
-    const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) +
-                                " " + test::shell_quote(out.string()) + " 2>/dev/null";
+    const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) + " " +
+                                test::shell_quote(out.string()) + " 2>/dev/null";
     EXPECT_EQ(std::system(command.c_str()), 0) << command;
     const std::string html = test::read_file(out);
     std::vector<PdfPage> pages;
@@ -790,15 +793,17 @@ std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
         const std::size_t end = html.find('>', at);
         const std::string tag = html.substr(at, end - at + 1);
         if (tag.rfind("<page ", 0) == 0) {
-            pages.push_back({std::stod(attribute(tag, "width")),
-                             std::stod(attribute(tag, "height")), {}, {}});
+            pages.push_back(
+                {std::stod(attribute(tag, "width")), std::stod(attribute(tag, "height")), {}, {}});
         } else if (tag.rfind("<line ", 0) == 0 && !pages.empty()) {
             pages.back().lines.emplace_back();
         } else if (tag.rfind("<word ", 0) == 0 && !pages.empty() && !pages.back().lines.empty()) {
             PdfPage& page = pages.back();
             const std::size_t close = html.find("</word>", end);
-            PdfWord w{std::stod(attribute(tag, "xMin")), std::stod(attribute(tag, "yMin")),
-                      std::stod(attribute(tag, "xMax")), std::stod(attribute(tag, "yMax")),
+            PdfWord w{std::stod(attribute(tag, "xMin")),
+                      std::stod(attribute(tag, "yMin")),
+                      std::stod(attribute(tag, "xMax")),
+                      std::stod(attribute(tag, "yMax")),
                       unescape_xml(html.substr(end + 1, close - end - 1)),
                       static_cast<int>(page.lines.size()) - 1};
             std::string& line = page.lines.back();
@@ -946,7 +951,8 @@ TEST_F(Export, ReportsSayWhenTheNllChartIsClipped) {
     // One token per bin: the bars are the tokens, nothing lies beyond the scale.
     const Profile small = make_profile(150);
     Profile small_variant = small;
-    for (std::size_t t = 1; t < small_variant.token_nll.size(); ++t) small_variant.token_nll[t] += 0.25f;
+    for (std::size_t t = 1; t < small_variant.token_nll.size(); ++t)
+        small_variant.token_nll[t] += 0.25f;
     small_variant.token_nll[17] += 4.0f;
     const std::string plain = profile_to_html(small, &small_variant);
     EXPECT_EQ(plain.find("Clipped"), std::string::npos);
@@ -1250,9 +1256,10 @@ void expect_readable_pages(const std::vector<PdfPage>& pages) {
     }
     ASSERT_FALSE(heights.empty()) << "the PDF has no text";
     const double body =
-        std::max_element(heights.begin(), heights.end(), [](const auto& a, const auto& b) {
-            return a.second < b.second;
-        })->first / 10.0;
+        std::max_element(heights.begin(), heights.end(),
+                         [](const auto& a, const auto& b) { return a.second < b.second; })
+            ->first /
+        10.0;
     int checked = 0;
     for (std::size_t n = 0; n < pages.size(); ++n) {
         const PdfPage& page = pages[n];
@@ -1268,8 +1275,8 @@ void expect_readable_pages(const std::vector<PdfPage>& pages) {
                 EXPECT_LE(ratio, 2.4) << "page " << n + 1 << ": heading '" << line << "'";
             } else {
                 EXPECT_TRUE(ratio >= 0.6 && ratio <= 1.2)
-                    << "page " << n + 1 << ": '" << w.text << "' (in '" << line << "') is "
-                    << ratio << " times the body text's size";
+                    << "page " << n + 1 << ": '" << w.text << "' (in '" << line << "') is " << ratio
+                    << " times the body text's size";
             }
             // Inside the 15 mm margins (42.5 pt), footer included.
             EXPECT_TRUE(w.x0 >= 40 && w.x1 <= page.width - 40 && w.y0 >= 40 &&
@@ -1281,8 +1288,8 @@ void expect_readable_pages(const std::vector<PdfPage>& pages) {
                 const double ox = std::min(w.x1, o.x1) - std::max(w.x0, o.x0);
                 const double oy = std::min(w.y1, o.y1) - std::max(w.y0, o.y0);
                 if (ox <= 0 || oy <= 0) continue;
-                const double smaller = std::min((w.x1 - w.x0) * (w.y1 - w.y0),
-                                                (o.x1 - o.x0) * (o.y1 - o.y0));
+                const double smaller =
+                    std::min((w.x1 - w.x0) * (w.y1 - w.y0), (o.x1 - o.x0) * (o.y1 - o.y0));
                 EXPECT_LT(ox * oy, 0.2 * smaller)
                     << "page " << n + 1 << ": '" << w.text << "' overlaps '" << o.text << "'";
             }
@@ -1310,12 +1317,13 @@ TEST_F(Export, PdfTextIsTheBodySizeInsideThePageOnEveryPage) {
         for (const std::string& line : page.lines) all += line + "\n";
     }
     std::size_t at = 0;
-    for (const char* section : {"Run", "Global attention per layer", "Routing map",
-                                "Time per layer and phase", "What-if comparison",
-                                "NLL change per token (variant - base)", "Routing per layer",
-                                "Document"}) {
+    for (const char* section :
+         {"Run", "Global attention per layer", "Routing map", "Time per layer and phase",
+          "What-if comparison", "NLL change per token (variant - base)", "Routing per layer",
+          "Document"}) {
         const std::size_t found = all.find(std::string("\n") + section + "\n", at);
-        EXPECT_NE(found, std::string::npos) << "section '" << section << "' missing or out of order";
+        EXPECT_NE(found, std::string::npos)
+            << "section '" << section << "' missing or out of order";
         if (found != std::string::npos) at = found + 1;
     }
     for (const char* label : {"25%", "layer (P: pruned)", "token 0", "mlp", "router",
@@ -1332,7 +1340,8 @@ TEST_F(Export, PdfOfTheDeepLongRunStaysReadable) {
     p.num_layers = p.model.num_layers = 36;
     p.router_logits.resize(static_cast<std::size_t>(36 * tokens), 0.5f);
     p.decisions.resize(static_cast<std::size_t>(36 * tokens), 0);
-    for (std::int64_t t = 0; t < tokens; t += 7) p.decisions[static_cast<std::size_t>(30 * tokens + t)] = 1;
+    for (std::int64_t t = 0; t < tokens; t += 7)
+        p.decisions[static_cast<std::size_t>(30 * tokens + t)] = 1;
     p.metrics.global_fraction.clear();
     p.metrics.kv.clear();
     Profile variant = p;
