@@ -83,7 +83,6 @@ table.meta th { text-align: left; font-weight: 600; padding: 2px 16px 2px 0; col
 table.meta td { padding: 2px 0; }
 table.grid th, table.grid td { border: 1px solid #d8dde6; padding: 3px 8px; text-align: right; }
 table.grid th { background: #f1f3f7; }
-table.grid td.note { color: #5a6372; text-align: left; border: none; }
 .columns { display: flex; flex-wrap: wrap; gap: 8px 48px; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #39414f; }
@@ -297,7 +296,6 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
               (m.not_comparable.empty()
                    ? "<td>" + fixed(m.variant - m.base, m.digits) + "</td>"
                    : "<td class=\"warn\">⚠ " + escape(m.not_comparable) + "</td>") +
-              (m.note.empty() ? std::string() : "<td class=\"note\">" + escape(m.note) + "</td>") +
               "</tr>\n");
     }
     h.raw("</table>\n");

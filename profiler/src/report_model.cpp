@@ -259,6 +259,15 @@ std::vector<std::string> timing_differences(const Profile& base, const Profile& 
         };
         out.push_back(threads(base.cpu_threads) + " vs " + threads(v.cpu_threads) + " CPU threads");
     }
+    // A what-if variant's time is composed (base layers reused from another run of the base +
+    // a re-run): not the same measurement as one run timed end to end.
+    if (base.time_basis != v.time_basis) {
+        auto basis = [](const Profile& p) {
+            return p.time_basis.empty() ? std::string("one run measured end to end")
+                                        : p.time_basis;
+        };
+        out.push_back("time of " + basis(base) + " vs " + basis(v));
+    }
     if (a.token_nll != b.token_nll) {
         out.push_back(std::string("per-token NLL pass ") + (a.token_nll ? "run" : "not run") +
                       " vs " + (b.token_nll ? "run" : "not run"));
@@ -277,21 +286,19 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
                              : std::string()) +
         ".";
     c.metrics = {
-        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}, {}},
-        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}, {}},
+        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}},
+        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}},
         {"global attention (%)",
          100 * base.metrics.global_fraction_overall,
          100 * v.metrics.global_fraction_overall,
          2,
-         {},
          {}},
         {"KV cache (MiB)",
          static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
          static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20),
          3,
-         {},
          {}},
-        {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}, {}},
+        {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}},
     };
     // The KV sizes assume a cache precision; the run's wall time (which includes the per-token
     // NLL pass when one ran) depends on where and how it ran.
@@ -304,13 +311,6 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
         std::string why;
         for (const std::string& d : c.not_comparable) why += (why.empty() ? "" : "; ") + d;
         c.metrics[4].not_comparable = "not comparable: " + why;
-    }
-    // A what-if variant's time may be composed (base layers reused + a re-run): say how.
-    for (const auto& [who, p] : {std::pair{"base", &base}, std::pair{"variant", &v}}) {
-        if (!p->time_basis.empty()) {
-            c.metrics[4].note += std::string(c.metrics[4].note.empty() ? "" : "; ") + who +
-                                 " time: " + p->time_basis;
-        }
     }
 
     const std::int64_t tokens = base.num_tokens();

@@ -74,7 +74,6 @@ struct MetricRow {
     // Set where the two values must not be set against each other: the change column shows
     // this ("not comparable: 2 vs 1 CPU threads") instead of a difference.
     std::string not_comparable;
-    std::string note;  // how a value was obtained, shown with the change ("variant time: ...")
 };
 struct LayerChange {
     std::int64_t layer = 0;

@@ -577,9 +577,8 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         for (const report::MetricRow& m : c->metrics) {
             rows.push_back({m.name, report::fixed(m.base, m.digits),
                             report::fixed(m.variant, m.digits),
-                            (m.not_comparable.empty() ? report::fixed(m.variant - m.base, m.digits)
-                                                      : "⚠ " + m.not_comparable) +
-                                (m.note.empty() ? "" : " (" + m.note + ")")});
+                            m.not_comparable.empty() ? report::fixed(m.variant - m.base, m.digits)
+                                                     : "⚠ " + m.not_comparable});
         }
         b.table({"metric", "base", "variant", "change"}, rows);
         b.subheading("NLL change per token (variant - base)");

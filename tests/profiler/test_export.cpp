@@ -995,9 +995,18 @@ TEST_F(Export, ReportsNeverSetTimesOfDifferentRunsAgainstEachOther) {
     variant.options.backend = "sdpa";
     variant.time_basis = "base layers 0-2 reused (20.1 s) + re-run from layer 3 (0.5 s)";
     const std::string other = profile_to_html(base, &variant);
-    EXPECT_NE(other.find("not comparable: device cpu vs cuda:0; backend kernels vs sdpa"),
+    EXPECT_NE(other.find("not comparable: device cpu vs cuda:0; backend kernels vs sdpa; time "
+                         "of one run measured end to end vs base layers 0-2 reused (20.1 s) + "
+                         "re-run from layer 3 (0.5 s)"),
               std::string::npos);
-    EXPECT_NE(other.find("variant time: base layers 0-2 reused"), std::string::npos);
+    // A composed time alone (same device, backend and threads) is not set against a measured one.
+    variant = base;
+    variant.time_basis = "base layers 0-2 reused (20.1 s) + re-run from layer 3 (0.5 s)";
+    variant.wall_seconds = 20.6;
+    const std::string composed = profile_to_html(base, &variant);
+    EXPECT_NE(composed.find("<td>22.9600</td><td>20.6000</td><td class=\"warn\">⚠ not "
+                            "comparable: time of one run measured end to end vs base layers"),
+              std::string::npos);
 
     // The same settings: a plain change, no warning.
     Profile same = base;
