@@ -180,12 +180,19 @@ int bench_prefill_folder(const Arguments& args) {
         std::printf("%8s  %10s  %10s  %12s  %8s  %14s\n", "tokens", "median s", "best s",
                     "tokens/s", "global", "peak RSS MiB");
     }
+    const bool quiet = args.has("--quiet");
     for (std::int64_t n : lengths) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
+        const std::string what = group_digits(n) + " tokens";
+        if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
         run_prefill(model, input, options);  // warm-up: first-touch allocations, thread pool
         std::vector<double> seconds;
         double global = 0;
         for (std::int64_t r = 0; r < repeat; ++r) {
+            if (!quiet) {
+                std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
+                             static_cast<long long>(r + 1), static_cast<long long>(repeat));
+            }
             const PrefillResult result = run_prefill(model, input, options);
             seconds.push_back(result.wall_seconds);
             double routed = 0;
@@ -604,7 +611,8 @@ int bench_attention_command(std::span<const std::string_view> raw) {
 int bench_whatif(std::span<const std::string_view> raw) {
     Arguments args("bench whatif",
                    {{"--model", true}, {"--demo", false}, {"--doc", true}, {"--tokens", true},
-                    {"--layer", true}, {"--repeat", true}, {"--threads", true}, {"--json", false}},
+                    {"--layer", true}, {"--repeat", true}, {"--threads", true}, {"--json", false},
+                    {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
@@ -632,6 +640,11 @@ int bench_whatif(std::span<const std::string_view> raw) {
     RunOptions options;
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    const bool quiet = args.has("--quiet");
+    const auto say = [&](const std::string& stage) {
+        if (!quiet) std::fprintf(stderr, "l2a bench whatif: %s\n", stage.c_str());
+    };
+    say("base run, " + group_digits(tokens) + " tokens");
     auto t0 = clock();
     const WhatIfRun base = run_whatif_base(model, ids, options);
     const double base_s = seconds(t0, clock());
@@ -639,6 +652,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
     variant.prune = {static_cast<int>(layer)};
     std::vector<double> rerun, compared;
     for (std::int64_t r = 0; r < repeat; ++r) {
+        say("re-run " + std::to_string(r + 1) + " of " + std::to_string(repeat));
         t0 = clock();
         const WhatIfRun run = run_whatif_variant(model, ids, base, variant);
         const auto t1 = clock();

@@ -56,7 +56,10 @@ int evaluate_command(std::span<const std::string_view> raw) {
     });
     bar.finish();
     const std::string text = routing_eval_json(r);
-    if (auto out = args.value("--out")) write_text_atomically(*out, text);
+    if (auto out = args.value("--out")) {
+        write_text_atomically(*out, text);
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
+    }
     if (json) {
         std::fputs(text.c_str(), stdout);
         return 0;

@@ -405,14 +405,24 @@ int run_command(std::span<const std::string_view> raw) {
     cancel.throw_if_requested();
 
     Profile profile = make_profile(model, std::move(input), options, std::move(result));
+    // Absolute, so that whatif and suggest-prune find the model from any folder.
+    std::error_code absolute_error;
+    const std::filesystem::path absolute = std::filesystem::absolute(folder, absolute_error);
+    if (!absolute_error) profile.model.path = absolute.lexically_normal().string();
     profile.kernels = std::move(timeline.kernels);
     profile.memory_ops = std::move(timeline.memory_ops);
     if (options.device != "cpu") {
         profile.timeline_source = tracer ? timeline.source : "host timers only: --no-trace";
     }
 
-    if (logits_writer) logits_writer->finish();
-    if (out) save_profile(profile, *out);
+    if (logits_writer) {
+        logits_writer->finish();
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", logits_out->c_str());
+    }
+    if (out) {
+        save_profile(profile, *out);
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
+    }
 
     if (args.has("--json")) {
         std::cout << profile_to_json(profile) << "\n";
