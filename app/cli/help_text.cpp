@@ -75,7 +75,7 @@ Run:
                       project's sliding-window and routed global attention kernels)
   --as-base           run an L2A model as its base model: full causal attention with the
                       local weights in every layer, no router
-  --threads N         CPU threads (default: one per core)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --no-trace          on CUDA, do not record the kernel timeline (by default every kernel,
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
@@ -132,6 +132,10 @@ constexpr const char* kBenchHelp =
        l2a bench whatif (--model DIR | --demo) [--tokens N] [--layer L] [--repeat N]
                         [--threads N] [--json] [--quiet]
 
+Every benchmark prints the CPU threads it uses and the machine's load average over the last
+minute (also in --json), and warns on standard error when the load is above 0.5: other work is
+running, and the timings will be slower and noisier than on an idle machine.
+
 bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
 run keeping every layer's residual checkpoint, then re-runs pruning --layer's global attention
 (default: the last layer) from that layer on, and the comparison with the base (median of
@@ -159,7 +163,7 @@ Prefill options:
                       32768)
   --repeat N          timed runs per length (default 3), after one untimed warm-up run
   --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
-  --threads N         CPU threads (default: one per core)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
  With --shape only:
@@ -191,6 +195,7 @@ Attention options:
   --repeat N          timed runs per measurement (default 10)
   --seed S            seed of the inputs and the routing (default 0)
   --device NAME       cuda (default) or cuda:N
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -217,7 +222,9 @@ Options:
   --routing POLICY    learned, global, local, random:F or top:F
   --seed N            seed of random routing
   --out FILE          save the variant's profile (.l2a)
-  --threads N         CPU threads
+  --ttft-repeats N    time to first token measured N times for each of base and variant
+                      (default 3; 0: predicted only)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the comparison as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -225,9 +232,11 @@ Options:
 Reports mean NLL and perplexity (and their change), KL(base || variant) of the next-token
 distributions (mean and max over tokens), top-1 agreement, the tokens whose loss changed most,
 KV-cache bytes (and their share of the same model without L2A), the global fraction per layer
-(0 in pruned layers), and time to first token: measured (the base's time up to the first
-changed layer plus the re-run) and predicted by a per-layer model calibrated on the base
-(local, router and MLP time fixed; global time proportional to the keys the routed tokens read).
+(0 in pruned layers), and time to first token. Measured: full prefills of base and variant
+alike (logits of the last token only), taken in turn --ttft-repeats times each on the same
+device and threads, as median (min-max, N runs). Predicted: a per-layer model calibrated on
+the base (local, router and MLP time fixed; global time proportional to the keys the routed
+tokens read).
 )";
 
 constexpr const char* kMakeDocsHelp =
@@ -327,6 +336,7 @@ Options:
   --no-autocast        train in fp32 on CUDA too
   --checkpointing      gradient checkpointing: keep one layer's activations, recompute the
                        rest in the backward pass (less memory for long sequences, ~1/3 slower)
+  --threads N          CPU threads (default: the cores the machine's load leaves free)
   --quiet              no progress bar or summary
   -h, --help           show this help
 )";
@@ -373,7 +383,7 @@ Options:
   --max-tokens N     only the first N tokens of each document
   --device NAME      cpu (default), cuda or cuda:N
   --backend NAME     reference (default), sdpa or kernels (CUDA)
-  --threads N        CPU threads
+  --threads N        CPU threads (default: the cores the machine's load leaves free)
   --out FILE         also write the result as JSON to FILE
   --json             print the result as JSON instead of the table
   --quiet            no progress bar
@@ -394,7 +404,7 @@ Options:
                       recorded, if it still holds the same model)
   --demo              use the demo model
   --max-dnll X        the budget: mean NLL may rise by at most X nats per token (X >= 0)
-  --threads N         CPU threads
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the suggestion as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help

@@ -2,8 +2,8 @@
 // exit with 2, failed runs with 1, a cancelled run with 130 (as after SIGINT).
 #include <algorithm>
 #include <cstdio>
-#include <iterator>
 #include <exception>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,8 +44,8 @@ int dispatch(std::span<const std::string_view> args) {
             return 0;
         }
         constexpr std::string_view kCommands[] = {
-            "info",  "run",   "export",  "bench",   "whatif",  "suggest-prune",
-            "make-docs", "construct", "train", "convert", "evaluate"};
+            "info",      "run",       "export", "bench",   "whatif",  "suggest-prune",
+            "make-docs", "construct", "train",  "convert", "evaluate"};
         if (std::find(std::begin(kCommands), std::end(kCommands), rest[0]) == std::end(kCommands)) {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());

@@ -27,6 +27,7 @@
 #include "model_source.h"
 #include "progress_bar.h"
 #include "text_format.h"
+#include "threads.h"
 
 namespace l2a::cli {
 namespace {
@@ -72,8 +73,8 @@ std::string model_difference(const ModelSummary& recorded, const ModelSummary& f
         {"vocabulary", {num(recorded.vocab_size), num(found.vocab_size)}},
         {"sliding_window", {num(recorded.sliding_window), num(found.sliding_window)}},
         {"parameters",
-         {num(recorded.parameter_count), parameters ? num(found.parameter_count)
-                                                    : num(recorded.parameter_count)}},
+         {num(recorded.parameter_count),
+          parameters ? num(found.parameter_count) : num(recorded.parameter_count)}},
     };
     for (const auto& [name, values] : fields) {
         if (values.first != values.second) {
@@ -112,13 +113,14 @@ void check_variant(const Arguments& args, const Profile& p, const std::string& p
     }
     if (!m.is_l2a || p.options.as_base) {
         const std::string why =
-            m.is_l2a ? profile_path + " is a run of the model as its base model (--as-base), which "
-                                      "has no routers"
+            m.is_l2a ? profile_path +
+                           " is a run of the model as its base model (--as-base), which "
+                           "has no routers"
                      : profile_path + " is a run of a plain " + m.model_type +
                            " model without L2A layers";
         for (const char* option : {"--prune", "--routing", "--threshold"}) {
-            if (args.has(option) && !(std::string(option) == "--prune" &&
-                                      args.value(option)->empty())) {
+            if (args.has(option) &&
+                !(std::string(option) == "--prune" && args.value(option)->empty())) {
                 fail("", std::string(option) + ": " + why);
             }
         }
@@ -126,9 +128,9 @@ void check_variant(const Arguments& args, const Profile& p, const std::string& p
     if (auto text = args.value("--prune")) {
         for (int layer : parse_pruning_plan(*text)) {
             if (layer < 0 || layer >= m.num_layers) {
-                fail("", "--prune: layer " + std::to_string(layer) + " does not exist (the model of " +
-                             profile_path + " has " + num(m.num_layers) + " layers: 0-" +
-                             num(m.num_layers - 1) + ")");
+                fail("", "--prune: layer " + std::to_string(layer) +
+                             " does not exist (the model of " + profile_path + " has " +
+                             num(m.num_layers) + " layers: 0-" + num(m.num_layers - 1) + ")");
             }
         }
     }
@@ -137,7 +139,7 @@ void check_variant(const Arguments& args, const Profile& p, const std::string& p
 // --model DIR, --demo, or else the folder the profile recorded, which must still hold the same
 // model. Returns the folder and what the report calls it.
 std::pair<std::filesystem::path, std::string> choose_model(const Arguments& args, const Profile& p,
-                                                          const std::string& profile_path) {
+                                                           const std::string& profile_path) {
     if (args.has("--model") || args.has("--demo")) {
         const std::filesystem::path folder = model_folder(args);
         return {folder, model_label(args, folder)};
@@ -235,6 +237,26 @@ std::string describe(const RunOptions& o, const ModelSummary& m) {
     return text;
 }
 
+// A measured time to first token: median, spread and every run; null when not measured.
+json measurement_json(const TtftMeasurement& m) {
+    if (!m.measured()) return nullptr;
+    return {{"median", m.median}, {"min", m.min}, {"max", m.max}, {"samples", m.samples}};
+}
+
+// "640.12-650.33 ms", "1.20-1.31 s"; each with its own unit when they differ.
+std::string format_time_range(double low, double high) {
+    if (high < 1.0) return format_fixed(low * 1e3, 2) + "-" + format_fixed(high * 1e3, 2) + " ms";
+    if (low >= 1.0 && high < 60.0) return format_fixed(low, 2) + "-" + format_fixed(high, 2) + " s";
+    return format_time(low) + " to " + format_time(high);
+}
+
+// "644.77 ms (640.12-650.33 ms, 3 runs)"
+std::string format_measurement(const TtftMeasurement& m) {
+    const std::size_t runs = m.samples.size();
+    return format_time(m.median) + " (" + format_time_range(m.min, m.max) + ", " +
+           std::to_string(runs) + (runs == 1 ? " run)" : " runs)");
+}
+
 json comparison_json(const WhatIfComparison& c, const RunOptions& base, const RunOptions& variant,
                      const ModelSummary& model) {
     const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
@@ -279,6 +301,8 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
          {{"base_measured", c.base_ttft.measured() ? number(c.base_ttft.median) : json(nullptr)},
           {"variant_measured",
            c.variant_ttft.measured() ? number(c.variant_ttft.median) : json(nullptr)},
+          {"base_measured_runs", measurement_json(c.base_ttft)},
+          {"variant_measured_runs", measurement_json(c.variant_ttft)},
           {"base_predicted", c.base_ttft_predicted},
           {"variant_predicted", c.variant_ttft_predicted}}},
         {"layers", layers},
@@ -287,10 +311,12 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
     };
 }
 
-void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant) {
+void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant,
+                      const std::string& threads) {
     const Profile& p = in.profile;
     std::printf("model       %s (%s, %lld layers)\n", in.label.c_str(), p.model.model_type.c_str(),
                 static_cast<long long>(p.model.num_layers));
+    std::printf("device      %s, %s\n", p.options.device.c_str(), threads.c_str());
     std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
                 group_digits(c.num_tokens).c_str());
     std::printf("base        %s\n", describe(p.options, p.model).c_str());
@@ -324,13 +350,21 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
                 static_cast<long long>(c.kl_max_token));
     std::printf("top-1 agreement      %s of next-token predictions\n",
                 percent(c.top1_agreement).c_str());
-    if (c.base_ttft.measured()) {
-        std::printf("TTFT measured: median of %zu full runs of each, alternating; predicted: a "
-                    "per-layer model calibrated on the base\n\n",
-                    c.base_ttft.samples.size());
+    // Time to first token is measured only as full prefills of both, never as the base's time
+    // up to a layer plus a re-run.
+    if (c.base_ttft.measured() && c.variant_ttft.measured()) {
+        std::printf("TTFT measured   base     %s\n", format_measurement(c.base_ttft).c_str());
+        std::printf("                variant  %s\n", format_measurement(c.variant_ttft).c_str());
+        std::printf(
+            "                full prefills (last token's logits only) of each in turn, "
+            "same device and threads\n");
     } else {
-        std::printf("TTFT predicted: a per-layer model calibrated on the base (not measured)\n\n");
+        std::printf("TTFT measured   not measured (--ttft-repeats 0)\n");
     }
+    std::printf(
+        "TTFT predicted  by a per-layer model calibrated on the base run (local, router "
+        "and MLP time\n                fixed; global time proportional to the keys the "
+        "routed tokens read)\n\n");
 
     std::printf("%-5s  %8s  %8s\n", "layer", "base", "variant");
     for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {
@@ -379,7 +413,8 @@ int whatif_command(std::span<const std::string_view> raw) {
                     {"--routing", true},
                     {"--seed", true},
                     {"--out", true},
-                    {"--threads", true},
+                    {"--ttft-repeats", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -401,9 +436,9 @@ int whatif_command(std::span<const std::string_view> raw) {
                          " is not strictly between 0 and 1");
     }
     const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
+    const int ttft_repeats = static_cast<int>(args.integer("--ttft-repeats", 0, 1000).value_or(3));
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    if (auto threads = args.integer("--threads", 1, 1024))
-        set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
     const auto out = args.value("--out");
     if (out && out->empty()) args.usage_error("--out: the file name is empty");
 
@@ -427,7 +462,23 @@ int whatif_command(std::span<const std::string_view> raw) {
     const WhatIfRun run =
         run_whatif_variant(in.model, p.token_ids, base, variant, progress_hooks(variant_bar));
     variant_bar.finish();
-    const WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+    WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+    if (ttft_repeats > 0) {
+        // The same measurement for both: full prefills, alternating, after a warm-up of each.
+        ProgressBar ttft_bar("time to first token, " + std::to_string(ttft_repeats) +
+                                 " runs each of base and variant",
+                             !args.has("--quiet"));
+        auto [base_ttft, variant_ttft] = measure_ttft_pair(
+            in.model, p.token_ids, p.options, variant, ttft_repeats, {},
+            [&ttft_bar](std::int64_t done, std::int64_t all) {
+                ttft_bar.update(
+                    static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(all, 1)),
+                    "run " + std::to_string(done) + " of " + std::to_string(all));
+            });
+        ttft_bar.finish();
+        c.base_ttft = std::move(base_ttft);
+        c.variant_ttft = std::move(variant_ttft);
+    }
 
     if (out) {
         const Profile v = make_variant_profile(p, run);
@@ -437,7 +488,7 @@ int whatif_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << comparison_json(c, p.options, variant, p.model).dump(2) << "\n";
     } else {
-        print_comparison(c, in, variant);
+        print_comparison(c, in, variant, threads);
     }
     return 0;
 }
@@ -448,7 +499,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                     kDemoOption,
                     {"--profile", true},
                     {"--max-dnll", true},
-                    {"--threads", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -463,8 +514,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                          " is not a non-negative number of nats per token");
     }
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    if (auto threads = args.integer("--threads", 1, 1024))
-        set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
 
     const Loaded in = load_inputs(args, true);
     const Profile& p = in.profile;
@@ -483,7 +533,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
         });
     search_bar.finish();
     const TimingModel timing = calibrate_timing(base);
-    const double base_seconds = timing.predict(base.result.decisions, p.num_tokens());
+    const double base_seconds = timing.predict_ttft(base.result.decisions, p.num_tokens());
 
     if (args.has("--json")) {
         json j = {{"max_dnll", *budget},
@@ -500,6 +550,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
     }
     std::printf("model       %s (%lld layers)\n", in.label.c_str(),
                 static_cast<long long>(p.model.num_layers));
+    std::printf("device      %s, %s\n", p.options.device.c_str(), threads.c_str());
     std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
                 group_digits(p.num_tokens()).c_str());
     std::printf("budget      mean ΔNLL <= %s nats/token (%lld variant runs)\n",

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -364,9 +365,14 @@ TEST_F(Cli, ExportSaysWhatItWrote) {
 // Sets an environment variable for the commands a test runs, and restores it.
 class ScopedEnv {
 public:
+    // A null value unsets it.
     ScopedEnv(const char* name, const char* value) : name_(name) {
         if (const char* old = std::getenv(name)) old_ = old;
-        ::setenv(name, value, 1);
+        if (value) {
+            ::setenv(name, value, 1);
+        } else {
+            ::unsetenv(name);
+        }
     }
     ~ScopedEnv() {
         if (old_) {
@@ -717,6 +723,20 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     EXPECT_EQ(j["token_delta_nll"].size(), 48u);
     EXPECT_TRUE(j["token_delta_nll"][0].is_null());
     EXPECT_GT(j["ttft_seconds"]["variant_predicted"].get<double>(), 0.0);
+    // Measured by default: 3 full prefills of each, as median, min and max of the samples.
+    for (const char* which : {"base", "variant"}) {
+        SCOPED_TRACE(which);
+        const json& runs = j["ttft_seconds"][std::string(which) + "_measured_runs"];
+        ASSERT_TRUE(runs.is_object()) << j["ttft_seconds"];
+        std::vector<double> samples = runs["samples"].get<std::vector<double>>();
+        ASSERT_EQ(samples.size(), 3u);
+        std::sort(samples.begin(), samples.end());
+        EXPECT_GT(samples[0], 0.0);
+        EXPECT_EQ(runs["min"].get<double>(), samples[0]);
+        EXPECT_EQ(runs["median"].get<double>(), samples[1]);
+        EXPECT_EQ(runs["max"].get<double>(), samples[2]);
+        EXPECT_EQ(j["ttft_seconds"][std::string(which) + "_measured"].get<double>(), samples[1]);
+    }
 
     const l2a::Profile base = l2a::load_profile(dir_ / "base.l2a");
     const l2a::Profile variant = l2a::load_profile(dir_ / "variant.l2a");
@@ -733,7 +753,8 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
                 j["mean_nll"]["delta"].get<double>(), 1e-6);
 
     // The text report shows the comparison table.
-    const Result text = l2a("whatif --profile base.l2a --demo --prune 2,4 --quiet", dir_);
+    const Result text =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 2 --quiet", dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     for (const char* piece : {"mean NLL", "perplexity", "KV cache", "TTFT predicted",
                               "KL(base || variant)", "top-1 agreement", "re-run from layer 2",
@@ -742,7 +763,25 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     }
     // Base-until-the-layer plus a re-run is not a time to first token: nothing is called
     // measured unless full runs of both were timed.
-    EXPECT_FALSE(contains(text.out, "TTFT measured")) << text.out;
+    for (const char* piece : {"TTFT measured   base ", " 2 runs)\n                variant  ",
+                              " 2 runs)\n                full prefills", "device      cpu, "}) {
+        EXPECT_TRUE(contains(text.out, piece)) << piece << " in: " << text.out;
+    }
+    const Result predicted =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 0 --json --quiet", dir_);
+    ASSERT_EQ(predicted.status, 0) << predicted.err;
+    const json p = json::parse(predicted.out)["ttft_seconds"];
+    EXPECT_TRUE(p["base_measured"].is_null()) << p;
+    EXPECT_TRUE(p["variant_measured_runs"].is_null()) << p;
+    EXPECT_GT(p["variant_predicted"].get<double>(), 0.0);
+    const Result not_measured =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 0 --quiet", dir_);
+    ASSERT_EQ(not_measured.status, 0) << not_measured.err;
+    EXPECT_TRUE(contains(not_measured.out, "TTFT measured   not measured (--ttft-repeats 0)"))
+        << not_measured.out;
+    EXPECT_FALSE(contains(not_measured.out, "runs)")) << not_measured.out;
+    EXPECT_ONE_LINE_ERROR(l2a("whatif --profile base.l2a --ttft-repeats -1", dir_), 2,
+                          "--ttft-repeats");
 }
 
 TEST_F(Cli, WhatIfWithoutChangeIsExactlyTheBase) {
@@ -924,6 +963,61 @@ TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
 }
 
 
+// --threads on every command that computes: a value out of range is that command's usage error
+// (an unknown option would be another one).
+TEST_F(Cli, ThreadsOnEveryCommandThatComputes) {
+    for (const char* command :
+         {"run --demo", "whatif --profile p.l2a", "suggest-prune --profile p.l2a --max-dnll 1",
+          "bench prefill --demo", "bench prefill --shape qwen3-0.6b", "bench whatif --demo",
+          "bench attention", "evaluate --demo --docs d", "train --data d --out o --model m"}) {
+        SCOPED_TRACE(command);
+        const Result r = l2a(std::string(command) + " --threads 0", dir_);
+        EXPECT_ONE_LINE_ERROR(r, 2, "--threads: 0 is out of range (1 to 1024)");
+    }
+    // The run summary says how many threads ran, and why.
+    Result r = l2a("run --demo --max-tokens 16 --threads 1 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "(cpu, reference, 1 thread by --threads)")) << r.out;
+    {
+        // Without --threads: OMP_NUM_THREADS when set, else the cores the load leaves free.
+        const ScopedEnv omp("OMP_NUM_THREADS", "1");
+        r = l2a("run --demo --max-tokens 16 --quiet", dir_);
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_TRUE(contains(r.out, "(cpu, reference, 1 thread by OMP_NUM_THREADS)")) << r.out;
+    }
+    const ScopedEnv no_omp("OMP_NUM_THREADS", nullptr);
+    r = l2a("run --demo --max-tokens 16 --quiet --out p.l2a", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const l2a::Profile p = l2a::load_profile(dir_ / "p.l2a");
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    EXPECT_GE(p.cpu_threads, 1);
+    EXPECT_LE(p.cpu_threads, std::max(cores, 1));
+    const std::string threads =
+        std::to_string(p.cpu_threads) + (p.cpu_threads == 1 ? " thread of " : " threads of ");
+    EXPECT_TRUE(contains(r.out, threads)) << r.out;
+    EXPECT_TRUE(contains(r.out, " core")) << r.out;
+    EXPECT_TRUE(contains(r.out, ", load ")) << r.out;
+    r = l2a("run --demo --max-tokens 16 --quiet --threads 2 --out p2.l2a", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(l2a::load_profile(dir_ / "p2.l2a").cpu_threads, 2);
+}
+
+// Benchmarks print the load average and the cores, and warn exactly when the load is above 0.5.
+TEST_F(Cli, BenchPrintsTheLoadAndWarnsWhenBusy) {
+    Result r = l2a("bench whatif --demo --tokens 32 --repeat 1 --threads 1 --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    const double load = j["machine"]["load_average_1min"].get<double>();
+    EXPECT_GE(load, 0.0);
+    EXPECT_GE(j["machine"]["cores"].get<int>(), 1);
+    EXPECT_EQ(j["machine"]["threads"], 1);
+    EXPECT_EQ(contains(r.err, "warning: the machine is busy (load average"), load > 0.5) << r.err;
+    r = l2a("bench prefill --demo --tokens 16 --repeat 1 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "CPU threads; load average ")) << r.out;
+    EXPECT_TRUE(contains(r.out, "over the last minute, ")) << r.out;
+}
+
 TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
     Result r = l2a("make-docs --out docs --count 3 --tokens 4096 --min-distance 1000 --seed 5 "
                    "--tokenizer-out docs/tokenizer.json",
@@ -979,7 +1073,7 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     const std::string demo = json::parse(info.out)["path"].get<std::string>();
     ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 2048 --min-distance 300 --quiet", dir_).status, 0);
     Result r = l2a("train --model '" + demo + "' --data docs --out run --steps 3 --batch 1 --seq-len 128 "
-                   "--warmup 1 --quiet", dir_);
+                   "--warmup 1 --threads 1 --quiet", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(fs::exists(dir_ / "run/last/model.safetensors"));
     EXPECT_TRUE(fs::exists(dir_ / "run/last/train_state.json"));
