@@ -329,9 +329,9 @@ int bench_prefill_shape(const Arguments& args) {
     const bool quiet = args.has("--quiet");
     const bool trace = args.has("--trace");
     if (trace && ours.device == "cpu") args.usage_error("--trace: the kernel tracer needs --device cuda");
-    const CpuLoad load = check_load("bench");
 
     require_device(ours.device);
+    const CpuLoad load = check_load("bench");
     Placement placement;
     placement.device = ours.device;
     placement.dtype = args.value("--dtype").value_or(ours.device == "cpu" ? "fp32" : "bf16");
