@@ -177,7 +177,12 @@ Loaded load_inputs(const Arguments& args, bool prune_search) {
     Profile profile = load_profile(*profile_path);
     if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
     check_variant(args, profile, *profile_path, prune_search);
-    require_device(profile.options.device);
+    try {
+        require_device(profile.options.device);
+    } catch (const Error& e) {
+        fail(*profile_path, "was recorded on " + profile.options.device +
+                                ", which cannot run here: " + e.what());
+    }
     auto [folder, label] = choose_model(args, profile, *profile_path);
     std::error_code error;
     if (std::filesystem::is_regular_file(folder / "config.json", error)) {

@@ -891,6 +891,17 @@ TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
     l2a::save_profile(plain, dir_ / "qwen3.l2a");
     r = l2a("whatif --profile qwen3.l2a --model no-such-model --routing local", dir_);
     EXPECT_ONE_LINE_ERROR(r, 1, "--routing: qwen3.l2a is a run of a plain qwen3 model without L2A layers");
+    // A profile recorded on a GPU, on a machine without one: said before any model is read.
+    l2a::Profile gpu = l2a::load_profile(dir_ / "base.l2a");
+    gpu.options.device = "cuda";
+    l2a::save_profile(gpu, dir_ / "gpu.l2a");
+    r = l2a("whatif --profile gpu.l2a --model no-such-model --prune 1", dir_);
+    const bool gpu_here = l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status == 0;
+    if (!gpu_here) {
+        EXPECT_ONE_LINE_ERROR(r, 1, "gpu.l2a: was recorded on cuda, which cannot run here: ");
+    } else {
+        EXPECT_ONE_LINE_ERROR(r, 1, "no-such-model");
+    }
     EXPECT_FALSE(fs::exists(dir_ / "no-such-model"));
 }
 
