@@ -124,7 +124,8 @@ nlohmann::json machine_json(const CpuLoad& load) {
 
 // The header line every benchmark prints: threads, cores and load.
 void print_machine_line(const CpuLoad& load) {
-    std::printf("%d CPU threads; %s\n", cpu_threads(), load_line(load).c_str());
+    std::printf("%d CPU thread%s; %s\n", cpu_threads(), cpu_threads() == 1 ? "" : "s",
+                load_line(load).c_str());
 }
 
 double peak_rss_mib() {

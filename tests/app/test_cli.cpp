@@ -1023,9 +1023,9 @@ TEST_F(Cli, BenchPrintsTheLoadAndWarnsWhenBusy) {
     EXPECT_GE(j["machine"]["cores"].get<int>(), 1);
     EXPECT_EQ(j["machine"]["threads"], 1);
     EXPECT_EQ(contains(r.err, "warning: the machine is busy (load average"), load > 0.5) << r.err;
-    r = l2a("bench prefill --demo --tokens 16 --repeat 1 --quiet", dir_);
+    r = l2a("bench prefill --demo --tokens 16 --repeat 1 --threads 2 --quiet", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.out, "CPU threads; load average ")) << r.out;
+    EXPECT_TRUE(contains(r.out, "2 CPU threads; load average ")) << r.out;
     EXPECT_TRUE(contains(r.out, "over the last minute, ")) << r.out;
 }
 
