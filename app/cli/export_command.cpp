@@ -15,12 +15,16 @@
 namespace l2a::cli {
 namespace {
 
+void say_wrote(const std::string& path) { std::fprintf(stderr, "l2a: wrote %s\n", path.c_str()); }
+
+// To standard output for "-"; else to the file, then one line on stderr naming it.
 void write_output(const std::string& out, const std::string& text) {
     if (out == "-") {
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
     } else {
         write_text_atomically(out, text);
+        say_wrote(out);
     }
 }
 
@@ -79,15 +83,16 @@ int export_command(std::span<const std::string_view> raw) {
         write_output(out, profile_to_chrome_trace(profile) + "\n");
     } else if (format == "csv") {
         const CsvPaths paths = export_csv(profile, out);
-        std::fprintf(stderr, "l2a: wrote %s, %s and %s\n", paths.layers.string().c_str(),
-                     paths.tokens.string().c_str(), paths.routing.string().c_str());
+        say_wrote(paths.layers.string());
+        say_wrote(paths.tokens.string());
+        say_wrote(paths.routing.string());
     } else {
         std::optional<Profile> compare;
         if (compare_path) compare = load_profile(*compare_path);
         const Profile* other = compare ? &*compare : nullptr;
         if (format == "pdf") {
             export_pdf(profile, out, other);
-            std::fprintf(stderr, "l2a: wrote %s\n", out.c_str());
+            say_wrote(out);
         } else {
             write_output(out, profile_to_html(profile, other));
         }

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -623,8 +624,29 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
     writer.finish();
 }
 
+namespace {
+
+// A safetensors file starts with the 8-byte length of its JSON header, then the header's '{'.
+// Anything else given as a profile (a text file, a document) is named as such, rather than by
+// what its first bytes would mean as a header length.
+void require_safetensors_start(const std::filesystem::path& path, const std::string& origin) {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(path, error)) return;  // open() says what is wrong
+    std::ifstream in(path, std::ios::binary);
+    if (!in.is_open()) return;  // unreadable: open() names the reason
+    char start[9] = {};
+    in.read(start, sizeof start);
+    if (in.gcount() == 0) fail(origin, "not an .l2a profile (the file is empty)");
+    if (in.gcount() < static_cast<std::streamsize>(sizeof start) || start[8] != '{') {
+        fail(origin, "not an .l2a profile (no safetensors header)");
+    }
+}
+
+}  // namespace
+
 Profile load_profile(const std::filesystem::path& path) {
     const std::string origin = path.string();
+    require_safetensors_start(path, origin);
     SafetensorsFile file = SafetensorsFile::open(path);
     auto meta = file.metadata().find(kMetadataKey);
     if (meta == file.metadata().end()) {
