@@ -32,6 +32,7 @@
 #include "l2a/profiler/cupti_tracer.h"
 #include "model_source.h"
 #include "text_format.h"
+#include "threads.h"
 
 namespace l2a::cli {
 namespace {
@@ -117,6 +118,17 @@ std::vector<AttentionHeads> parse_head_shapes(const Arguments& args) {
     return shapes;
 }
 
+// The machine a benchmark ran on: its load before the run, its cores and the threads used.
+nlohmann::json machine_json(const CpuLoad& load) {
+    return {{"load_average_1min", load.load1}, {"cores", load.cores}, {"threads", cpu_threads()}};
+}
+
+// The header line every benchmark prints: threads, cores and load.
+void print_machine_line(const CpuLoad& load) {
+    std::printf("%d CPU thread%s; %s\n", cpu_threads(), cpu_threads() == 1 ? "" : "s",
+                load_line(load).c_str());
+}
+
 double peak_rss_mib() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
@@ -153,7 +165,7 @@ int bench_prefill_folder(const Arguments& args) {
     } catch (const Error& e) {
         args.usage_error(e.what());
     }
-    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    apply_threads(args);
 
     const std::filesystem::path folder = model_folder(args);
     const Model model = Model::load(folder);
@@ -171,23 +183,32 @@ int bench_prefill_folder(const Arguments& args) {
     const std::size_t base = ids.size();
     while (static_cast<std::int64_t>(ids.size()) < longest) ids.push_back(ids[ids.size() % base]);
 
+    const CpuLoad load = check_load("bench");
     nlohmann::json rows = nlohmann::json::array();
     const bool json = args.has("--json");
     if (!json) {
-        std::printf("model %s (%s, %s parameters), %d CPU threads, routing %s, %lld repeats\n",
+        std::printf("model %s (%s, %s parameters), routing %s, %lld repeats\n",
                     model_label(args, folder).c_str(), model.summary().model_type.c_str(),
-                    format_count_short(model.summary().parameter_count).c_str(), cpu_threads(),
+                    format_count_short(model.summary().parameter_count).c_str(),
                     options.routing.to_string().c_str(), static_cast<long long>(repeat));
+        print_machine_line(load);
         std::printf("%8s  %10s  %10s  %12s  %8s  %14s\n", "tokens", "median s", "best s",
                     "tokens/s", "global", "peak RSS MiB");
     }
+    const bool quiet = args.has("--quiet");
     for (std::int64_t n : lengths) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
+        const std::string what = group_digits(n) + " tokens";
+        if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
         run_prefill(model, input, options);  // warm-up: first-touch allocations, thread pool
         std::vector<double> seconds;
         double global = 0;
         for (std::int64_t r = 0; r < repeat; ++r) {
             throw_if_cancelled();
+            if (!quiet) {
+                std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
+                             static_cast<long long>(r + 1), static_cast<long long>(repeat));
+            }
             const PrefillResult result = run_prefill(model, input, options);
             seconds.push_back(result.wall_seconds);
             double routed = 0;
@@ -212,6 +233,7 @@ int bench_prefill_folder(const Arguments& args) {
     if (json) {
         std::cout << nlohmann::json{{"model", model.summary().model_type},
                                     {"threads", cpu_threads()},
+                                    {"machine", machine_json(load)},
                                     {"routing", options.routing.to_string()},
                                     {"repeat", repeat},
                                     {"results", rows}}
@@ -306,13 +328,14 @@ int bench_prefill_shape(const Arguments& args) {
     base.as_base = true;
     base.backend = ours.device == "cpu" ? "reference" : "sdpa";
     base.routing = RoutingPolicy{};
-    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    apply_threads(args);
     const bool json = args.has("--json");
     const bool quiet = args.has("--quiet");
     const bool trace = args.has("--trace");
     if (trace && ours.device == "cpu") args.usage_error("--trace: the kernel tracer needs --device cuda");
 
     require_device(ours.device);
+    const CpuLoad load = check_load("bench");
     Placement placement;
     placement.device = ours.device;
     placement.dtype = args.value("--dtype").value_or(ours.device == "cpu" ? "fp32" : "bf16");
@@ -347,6 +370,7 @@ int bench_prefill_shape(const Arguments& args) {
                     device_name.c_str(), model.placement().dtype.c_str(),
                     static_cast<long long>(repeat));
         std::printf("ours: %s; base: %s\n", ours_label.c_str(), base_label.c_str());
+        print_machine_line(load);
         if (trace) std::printf("traced: ours again under the CUPTI kernel tracer\n");
         std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s", "tokens", "ours s", "base s",
                     "base/ours", "global", "ours peak", "base peak");
@@ -396,10 +420,12 @@ int bench_prefill_shape(const Arguments& args) {
                                     {"parameters", s.parameter_count},
                                     {"device", device_name},
                                     {"dtype", model.placement().dtype},
+                                    {"machine", machine_json(load)},
                                     {"seed", seed},
                                     {"repeat", repeat},
-                                    {"ours", {{"backend", ours.backend},
-                                              {"routing", ours.routing.to_string()}}},
+                                    {"ours",
+                                     {{"backend", ours.backend},
+                                      {"routing", ours.routing.to_string()}}},
                                     {"base", {{"backend", base.backend}, {"as_base", true}}},
                                     {"results", rows}}
                          .dump(2)
@@ -417,7 +443,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
                     {"--tokens", true},
                     {"--repeat", true},
                     {"--routing", true},
-                    {"--threads", true},
+                    kThreadsOption,
                     {"--device", true},
                     {"--dtype", true},
                     {"--backend", true},
@@ -469,6 +495,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                     {"--repeat", true},
                     {"--seed", true},
                     {"--device", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -476,6 +503,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
+    apply_threads(args);
     AttentionBenchOptions options;
     options.tokens = parse_lengths(args, "8K,32K,64K,128K");
     options.fractions = parse_fractions(args);
@@ -499,6 +527,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         fail("", std::string("bench attention needs a GPU: ") + e.what());
     }
     const bool json = args.has("--json");
+    const CpuLoad load = check_load("bench");
     if (!args.has("--quiet")) {
         options.progress = [](std::string_view what) {
             std::fprintf(stderr, "l2a bench attention: %.*s\n", static_cast<int>(what.size()),
@@ -536,6 +565,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                  {"local_max_relative_error", r.local_error}});
         }
         std::cout << nlohmann::json{{"device", result.device},
+                                    {"machine", machine_json(load)},
                                     {"dtype", "bf16"},
                                     {"window", options.window},
                                     {"repeat", options.repeat},
@@ -554,6 +584,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                 "times in ms, TFLOP/s counted exactly\n",
                 result.device.c_str(), static_cast<long long>(options.window),
                 static_cast<unsigned long long>(options.seed), options.repeat);
+    print_machine_line(load);
     std::printf("global = routed-query compaction + packed global attention + gated add; "
                 "local = sliding window;\nwhole = local then global in sequence; cuDNN, flash = "
                 "SDPA full causal with that backend forced\n");
@@ -606,8 +637,15 @@ int bench_attention_command(std::span<const std::string_view> raw) {
 // every layer's residual checkpoint), then re-runs from the changed layer, each timed.
 int bench_whatif(std::span<const std::string_view> raw) {
     Arguments args("bench whatif",
-                   {{"--model", true}, {"--demo", false}, {"--doc", true}, {"--tokens", true},
-                    {"--layer", true}, {"--repeat", true}, {"--threads", true}, {"--json", false}},
+                   {{"--model", true},
+                    {"--demo", false},
+                    {"--doc", true},
+                    {"--tokens", true},
+                    {"--layer", true},
+                    {"--repeat", true},
+                    kThreadsOption,
+                    {"--json", false},
+                    {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
@@ -616,7 +654,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
     if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(4096);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
-    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    apply_threads(args);
     const std::filesystem::path folder = model_folder(args);
     const Model model = Model::load(folder);
     const Tokenizer* tokenizer = model.tokenizer();
@@ -632,9 +670,15 @@ int bench_whatif(std::span<const std::string_view> raw) {
     while (static_cast<std::int64_t>(ids.size()) < tokens) ids.push_back(ids[ids.size() % base_size]);
     ids.resize(static_cast<std::size_t>(tokens));
 
+    const CpuLoad load = check_load("bench");
     RunOptions options;
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    const bool quiet = args.has("--quiet");
+    const auto say = [&](const std::string& stage) {
+        if (!quiet) std::fprintf(stderr, "l2a bench whatif: %s\n", stage.c_str());
+    };
+    say("base run, " + group_digits(tokens) + " tokens");
     auto t0 = clock();
     const WhatIfRun base = run_whatif_base(model, ids, options);
     const double base_s = seconds(t0, clock());
@@ -642,6 +686,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
     variant.prune = {static_cast<int>(layer)};
     std::vector<double> rerun, compared;
     for (std::int64_t r = 0; r < repeat; ++r) {
+        say("re-run " + std::to_string(r + 1) + " of " + std::to_string(repeat));
         t0 = clock();
         const WhatIfRun run = run_whatif_variant(model, ids, base, variant);
         const auto t1 = clock();
@@ -659,6 +704,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
                                     {"tokens", tokens},
                                     {"pruned_layer", layer},
                                     {"threads", cpu_threads()},
+                                    {"machine", machine_json(load)},
                                     {"base_seconds", base_s},
                                     {"rerun_median_seconds", rerun_median},
                                     {"rerun_and_compare_median_seconds", total_median},
@@ -667,10 +713,11 @@ int bench_whatif(std::span<const std::string_view> raw) {
                   << "\n";
         return 0;
     }
-    std::printf("model %s (%s, %lld layers), %lld tokens, %d CPU threads, %lld repeats\n",
+    std::printf("model %s (%s, %lld layers), %lld tokens, %lld repeats\n",
                 model_label(args, folder).c_str(), model.summary().model_type.c_str(),
-                static_cast<long long>(layers), static_cast<long long>(tokens), cpu_threads(),
+                static_cast<long long>(layers), static_cast<long long>(tokens),
                 static_cast<long long>(repeat));
+    print_machine_line(load);
     std::printf("base run (every layer's checkpoint kept)    %8.3f s\n", base_s);
     std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n", static_cast<long long>(layer),
                 rerun_median);

@@ -13,13 +13,14 @@
 #include "l2a/engine/routing_eval.h"
 #include "model_source.h"
 #include "progress_bar.h"
+#include "threads.h"
 
 namespace l2a::cli {
 
 int evaluate_command(std::span<const std::string_view> raw) {
     Arguments args("evaluate",
                    {kModelOption, kDemoOption, {"--docs", true}, {"--count", true}, {"--max-tokens", true},
-                    {"--device", true}, {"--backend", true}, {"--threads", true}, {"--out", true},
+                    {"--device", true}, {"--backend", true}, kThreadsOption, {"--out", true},
                     {"--json", false}, {"--quiet", false}},
                    raw);
     if (args.help()) {
@@ -38,7 +39,7 @@ int evaluate_command(std::span<const std::string_view> raw) {
         args.usage_error("--backend " + options.backend + ": runs on CUDA devices only (add --device cuda)");
     }
     if (auto n = args.integer("--max-tokens", 2, std::int64_t(1) << 40)) options.max_tokens = *n;
-    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
     require_device(options.device);
     const bool quiet = args.has("--quiet"), json = args.has("--json");
     if (auto out = args.value("--out")) check_output_file(args, {"--out", *out});
@@ -60,7 +61,10 @@ int evaluate_command(std::span<const std::string_view> raw) {
     bar.finish();
     throw_if_cancelled();
     const std::string text = routing_eval_json(r);
-    if (auto out = args.value("--out")) write_text_atomically(*out, text);
+    if (auto out = args.value("--out")) {
+        write_text_atomically(*out, text);
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
+    }
     if (json) {
         std::fputs(text.c_str(), stdout);
         return 0;
@@ -70,6 +74,7 @@ int evaluate_command(std::span<const std::string_view> raw) {
                 static_cast<long long>(r.documents), static_cast<long long>(r.tokens),
                 static_cast<long long>(r.reference_tokens),
                 r.tokens ? pct(static_cast<double>(r.reference_tokens) / static_cast<double>(r.tokens)) : 0.0);
+    std::printf("%s, %s\n", options.device.c_str(), threads.c_str());
     std::printf("\nGlobal attention (learned routing), share of positions x layers:\n");
     std::printf("  positions predicting a reference token  %6.2f%%\n", pct(r.reference_rate));
     std::printf("  other positions                         %6.2f%%\n", pct(r.other_rate));

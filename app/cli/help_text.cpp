@@ -9,22 +9,22 @@ constexpr const char* kMainHelp =
 Usage: l2a <command> [options]
 
 Commands:
-  info      describe a model: architecture, L2A settings, KV-cache memory per token
-  run       run a document through a model; report routing, quality, memory and time
-  export    convert a saved profile (.l2a) into another format
-  bench     time prefill or attention: l2a bench prefill --demo, l2a bench attention
-  whatif    re-run a profile with layers pruned or other routing; compare quality, memory, time
+  info           describe a model: architecture, L2A settings, KV-cache memory per token
+  run            run a document through a model; report routing, quality, memory and time
+  export         convert a saved profile (.l2a) into another format
+  bench          time prefill, attention or a what-if: l2a bench prefill --demo
+  whatif         re-run a profile with other pruning or routing; compare quality, memory, time
   suggest-prune  propose layers to prune within a quality budget
-  make-docs long documents with long-range dependencies, and a byte-level tokenizer
-  construct turn a Qwen2/Qwen3 checkpoint into an L2A checkpoint
-  train     train an L2A model's routers (or a model from scratch) on documents
-  convert   store a model's weights as bf16, f16 or f32
-  evaluate  measure whether a model's routing follows the long-range references of documents
-  help      show the help of a command: l2a help run
+  make-docs      long documents with long-range dependencies, and a byte-level tokenizer
+  construct      turn a Qwen2/Qwen3 checkpoint into an L2A checkpoint
+  train          train an L2A model's routers (or a model from scratch) on documents
+  convert        store a model's weights as bf16, f16 or f32
+  evaluate       measure whether a model's routing follows documents' long-range references
+  help           show the help of a command: l2a help run
 
 Options:
-  -h, --help   show this help
-  --version    show the version
+  -h, --help     show this help
+  --version      show the version
 
 Without a model of your own, try: l2a run --demo
 )";
@@ -79,7 +79,7 @@ Run:
                       load weights that hold NaN or Inf (refused by default, naming the
                       tensor) and run with a warning; a layer whose output is not finite
                       still stops the run
-  --threads N         CPU threads (default: one per core)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --no-trace          on CUDA, do not record the kernel timeline (by default every kernel,
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
@@ -98,23 +98,27 @@ Ctrl-C (or SIGTERM, SIGHUP) stops the run between chunks; nothing is written the
 )";
 
 constexpr const char* kExportHelp =
-    R"(Usage: l2a export --profile FILE [--format json|chrome|csv|html] [--out FILE]
-                  [--compare FILE]
+    R"(Usage: l2a export --profile FILE [--format json|chrome|csv|html|pdf]
+                  [--out FILE] [--compare FILE]
 
 Converts a profile saved by `l2a run --out` into another format. Files are written atomically
 (a temporary file renamed into place).
 
 Formats:
   json     the profile as one JSON document: model, document, run options, per-layer routing,
-           KV memory and timing, metrics
+           KV memory and timing, metrics; with --detail full (the default) also a `tokens`
+           array (index, id, text, byte_begin, byte_end, nll) and each layer's `decisions`
+           and `router_logits` (one per token)
   chrome   Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing: the
            layer/phase ranges on a host track, kernels and memory copies on one track per GPU
            stream (when the run recorded them), a counter track of the routed fraction per
            layer; times in microseconds since the start of the run
-  csv      two RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
+  csv      three RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
            global fraction, routed tokens, pruned, KV bytes with and without L2A, time per
-           phase, kernels, share of the run) and run.tokens.csv (per token: position, id, byte
-           range, text, NLL, layers routed, first and last routed layer)
+           phase, kernels, share of the run), run.tokens.csv (per token: position, id, byte
+           range, text, NLL, layers routed, first and last routed layer) and run.routing.csv
+           (per token and layer: token,layer,router_logit,probability,decision with
+           probability = sigmoid(router_logit / sigmoid_temp); decision 0 in pruned layers)
   html     a self-contained report (no scripts, no network): run metadata, sparsity per layer,
            token x layer routing map, time per layer and phase, the document with its
            most-routed passages highlighted
@@ -126,6 +130,7 @@ Options:
   --out FILE       where to write; - (the default) writes to standard output (not for csv)
   --compare FILE   html and pdf: a second profile of the same document (a what-if run, e.g.
                    pruned); the report adds the change in NLL per token and in routing per layer
+  --detail LEVEL   json: full (default: with the per-token and per-layer arrays) or summary
   -h, --help       show this help
 )";
 
@@ -134,6 +139,11 @@ constexpr const char* kBenchHelp =
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench attention [options]
        l2a bench whatif (--model DIR | --demo) [--tokens N] [--layer L] [--repeat N]
+                        [--threads N] [--json] [--quiet]
+
+Every benchmark prints the CPU threads it uses and the machine's load average over the last
+minute (also in --json), and warns on standard error when the load is above 0.5: other work is
+running, and the timings will be slower and noisier than on an idle machine.
 
 bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
 run keeping every layer's residual checkpoint, then re-runs pruning --layer's global attention
@@ -162,8 +172,9 @@ Prefill options:
                       32768)
   --repeat N          timed runs per length (default 3), after one untimed warm-up run
   --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
-  --threads N         CPU threads (default: one per core)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the results as JSON
+  --quiet             no progress lines on standard error
  With --shape only:
   --device NAME       cuda (default), cuda:N or cpu
   --dtype TYPE        bf16 (default on CUDA), fp16 or fp32
@@ -174,7 +185,6 @@ Prefill options:
   --chunk N           query rows computed at a time (default 256)
   --trace             also time "ours" under the CUPTI kernel tracer (as `l2a run` records the
                       timeline) and print the tracer's overhead in % and the kernels recorded
-  --quiet             no progress lines on standard error
 
 bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 inputs
 with random routing (seeded): ours, as the global part (routed-query compaction, packed global
@@ -194,6 +204,7 @@ Attention options:
   --repeat N          timed runs per measurement (default 10)
   --seed S            seed of the inputs and the routing (default 0)
   --device NAME       cuda (default) or cuda:N
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -202,23 +213,27 @@ Attention options:
 // ---- what-if ----
 
 constexpr const char* kWhatIfHelp =
-    R"(Usage: l2a whatif --profile FILE (--model DIR | --demo) [options]
+    R"(Usage: l2a whatif --profile FILE [--model DIR | --demo] [options]
 
 Re-runs the document of a saved profile with other routing options and compares the variant
-with the base. The base is re-run first to get its residual-stream checkpoints (the profile
-does not store them); the variant then runs from the first layer its options change (the
-lowest newly pruned or unpruned layer; layer 0 for threshold or routing changes).
+with the base. The options are checked against the profile's model before anything runs. The
+base is re-run first to get its residual-stream checkpoints (the profile does not store them);
+the variant then runs from the first layer its options change (the lowest newly pruned or
+unpruned layer; layer 0 for threshold or routing changes).
 
 Options:
   --profile FILE      the base run, saved by l2a run --out (its tokens and options)
-  --model DIR         the model the profile was made with
+  --model DIR         the model the profile was made with (default: the folder the profile
+                      recorded, if it still holds the same model)
   --demo              use the demo model
   --prune LIST        layers whose global attention is removed, e.g. 3,7 ("" for none)
   --threshold X       router threshold theta, 0 < X < 1
   --routing POLICY    learned, global, local, random:F or top:F
   --seed N            seed of random routing
   --out FILE          save the variant's profile (.l2a)
-  --threads N         CPU threads
+  --ttft-repeats N    time to first token measured N times for each of base and variant
+                      (default 3; 0: predicted only)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the comparison as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -226,9 +241,11 @@ Options:
 Reports mean NLL and perplexity (and their change), KL(base || variant) of the next-token
 distributions (mean and max over tokens), top-1 agreement, the tokens whose loss changed most,
 KV-cache bytes (and their share of the same model without L2A), the global fraction per layer
-(0 in pruned layers), and time to first token: measured (the base's time up to the first
-changed layer plus the re-run) and predicted by a per-layer model calibrated on the base
-(local, router and MLP time fixed; global time proportional to the keys the routed tokens read).
+(0 in pruned layers), and time to first token. Measured: full prefills of base and variant
+alike (logits of the last token only), taken in turn --ttft-repeats times each on the same
+device and threads, as median (min-max, N runs). Predicted: a per-layer model calibrated on
+the base (local, router and MLP time fixed; global time proportional to the keys the routed
+tokens read).
 )";
 
 constexpr const char* kMakeDocsHelp =
@@ -328,6 +345,7 @@ Options:
   --no-autocast        train in fp32 on CUDA too
   --checkpointing      gradient checkpointing: keep one layer's activations, recompute the
                        rest in the backward pass (less memory for long sequences, ~1/3 slower)
+  --threads N          CPU threads (default: the cores the machine's load leaves free)
   --quiet              no progress bar or summary
   -h, --help           show this help
 )";
@@ -374,7 +392,7 @@ Options:
   --max-tokens N     only the first N tokens of each document
   --device NAME      cpu (default), cuda or cuda:N
   --backend NAME     reference (default), sdpa or kernels (CUDA)
-  --threads N        CPU threads
+  --threads N        CPU threads (default: the cores the machine's load leaves free)
   --out FILE         also write the result as JSON to FILE
   --json             print the result as JSON instead of the table
   --quiet            no progress bar
@@ -382,7 +400,7 @@ Options:
 )";
 
 constexpr const char* kSuggestPruneHelp =
-    R"(Usage: l2a suggest-prune --profile FILE (--model DIR | --demo) --max-dnll X [options]
+    R"(Usage: l2a suggest-prune --profile FILE --max-dnll X [--model DIR | --demo] [options]
 
 Proposes layers whose global attention can be removed within a quality budget: greedily, it
 tries pruning each remaining layer, keeps the one that raises the mean NLL least, and repeats
@@ -391,10 +409,11 @@ predicted time to first token they save.
 
 Options:
   --profile FILE      the base run, saved by l2a run --out
-  --model DIR         the model the profile was made with
+  --model DIR         the model the profile was made with (default: the folder the profile
+                      recorded, if it still holds the same model)
   --demo              use the demo model
   --max-dnll X        the budget: mean NLL may rise by at most X nats per token (X >= 0)
-  --threads N         CPU threads
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the suggestion as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help

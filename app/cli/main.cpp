@@ -1,7 +1,9 @@
 // `l2a`: the command-line entry point. Every failure ends as one line on stderr: usage mistakes
 // exit with 2, failed runs with 1, a cancelled run with 130 (as after SIGINT).
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <iterator>
 #include <new>
 #include <string>
 #include <string_view>
@@ -38,9 +40,15 @@ int dispatch(std::span<const std::string_view> args) {
             std::fputs(help_text(""), stdout);
             return 0;
         }
-        if (rest[0] != "info" && rest[0] != "run" && rest[0] != "export" && rest[0] != "bench" &&
-            rest[0] != "whatif" && rest[0] != "suggest-prune" && rest[0] != "make-docs" &&
-            rest[0] != "construct" && rest[0] != "train" && rest[0] != "convert" && rest[0] != "evaluate") {
+        // `l2a help --help` and `l2a help help` describe help itself: the overview.
+        if (rest[0] == "--help" || rest[0] == "-h" || rest[0] == "help") {
+            std::fputs(help_text(""), stdout);
+            return 0;
+        }
+        constexpr std::string_view kCommands[] = {
+            "info",      "run",       "export", "bench",   "whatif",  "suggest-prune",
+            "make-docs", "construct", "train",  "convert", "evaluate"};
+        if (std::find(std::begin(kCommands), std::end(kCommands), rest[0]) == std::end(kCommands)) {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());
             return 2;

@@ -1,5 +1,7 @@
-// Progress of a long run on stderr. Short runs print nothing: the bar appears only after one
-// second. On a terminal it redraws one line; elsewhere (logs, pipes) it prints one final line.
+// Progress of a long run on stderr. Short runs print nothing: progress appears only after one
+// second. On a terminal it redraws one line; elsewhere (logs, pipes) it prints a line whenever
+// the stage changes (at most one a second) and a final line with the time taken.
+// L2A_PROGRESS_SECONDS=S sets that second to S (0: every stage from the start).
 #pragma once
 
 #include <chrono>
@@ -15,8 +17,9 @@ public:
     ~ProgressBar();
 
     void update(double fraction, std::string_view stage);
-    // Clears the bar; on a non-terminal stderr, reports the time taken (runs over one second).
-    // Destroying an unfinished bar only clears it: errors and cancellation print their own line.
+    // Clears the bar; on a non-terminal stderr, reports the time taken (runs over the quiet
+    // period, or any run that printed a stage). Destroying an unfinished bar only clears it:
+    // errors and cancellation print their own line.
     void finish();
 
 private:
@@ -26,8 +29,11 @@ private:
     std::string what_;
     bool enabled_;
     bool terminal_;
+    Clock::duration quiet_;
     bool drawn_ = false;
     bool done_ = false;
+    bool logged_ = false;  // non-terminal: a stage line was printed
+    std::string logged_stage_;
     Clock::time_point start_;
     Clock::time_point last_draw_;
 };

@@ -31,6 +31,7 @@
 #include "model_source.h"
 #include "progress_bar.h"
 #include "text_format.h"
+#include "threads.h"
 
 namespace l2a::cli {
 namespace {
@@ -180,7 +181,7 @@ RunOptions run_options(const Arguments& args) {
 // `counted_all`: false when only the beginning of the document was read, so that the token count
 // before truncation is a lower bound.
 void print_report(const Profile& p, const std::string& model_label, const std::string& device,
-                  bool counted_all) {
+                  const std::string& threads, bool counted_all) {
     const ModelSummary& m = p.model;
     const RunMetrics& metrics = p.metrics;
     const auto line = [](const std::string& label, const std::string& text) {
@@ -256,7 +257,7 @@ void print_report(const Profile& p, const std::string& model_label, const std::s
     line("time", format_seconds(p.wall_seconds) + ", " +
                      group_digits(static_cast<std::int64_t>(tokens_per_second + 0.5)) +
                      " tokens/s (" + device + ", " + p.options.backend +
-                     (p.options.as_base ? ", as base model" : "") + ")");
+                     (p.options.as_base ? ", as base model" : "") + ", " + threads + ")");
 }
 
 }  // namespace
@@ -281,7 +282,7 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--no-trace", false},
                     {"--out", true},
                     {"--logits-out", true},
-                    {"--threads", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -306,7 +307,7 @@ int run_command(std::span<const std::string_view> raw) {
                          "is reference)");
     }
     require_device(options.device);
-    if (auto threads = args.integer("--threads", 1, 1024)) set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
     const bool quiet = args.has("--quiet");
@@ -391,22 +392,32 @@ int run_command(std::span<const std::string_view> raw) {
     throw_if_cancelled();
 
     Profile profile = make_profile(model, std::move(input), options, std::move(result));
+    // Absolute, so that whatif and suggest-prune find the model from any folder.
+    std::error_code absolute_error;
+    const std::filesystem::path absolute = std::filesystem::absolute(folder, absolute_error);
+    if (!absolute_error) profile.model.path = absolute.lexically_normal().string();
     profile.kernels = std::move(timeline.kernels);
     profile.memory_ops = std::move(timeline.memory_ops);
     if (options.device != "cpu") {
         profile.timeline_source = tracer ? timeline.source : "host timers only: --no-trace";
     }
 
-    if (logits_writer) logits_writer->finish();
-    if (out) save_profile(profile, *out);
+    if (logits_writer) {
+        logits_writer->finish();
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", logits_out->c_str());
+    }
+    if (out) {
+        save_profile(profile, *out);
+        if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
+    }
 
     if (args.has("--json")) {
         std::cout << profile_to_json(profile) << "\n";
     } else {
-        print_report(
-            profile, label,
-            profile.device == "cpu" ? std::string("cpu") : options.device + ": " + profile.device,
-            counted_all);
+        print_report(profile, label,
+                     profile.device == "cpu" ? std::string("cpu")
+                                             : options.device + ": " + profile.device,
+                     threads, counted_all);
     }
     return 0;
 }

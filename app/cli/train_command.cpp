@@ -11,6 +11,7 @@
 #include "l2a/engine/train.h"
 #include "progress_bar.h"
 #include "text_format.h"
+#include "threads.h"
 
 namespace l2a::cli {
 
@@ -22,7 +23,7 @@ int train_command(std::span<const std::string_view> raw) {
                     {"--lr", true},        {"--warmup", true},     {"--lambda", true},
                     {"--lambda-ramp", true}, {"--dense-prob", true}, {"--train", true},
                     {"--seed", true},      {"--save-every", true}, {"--weight-decay", true},
-                    {"--resume", false},   {"--no-autocast", false}, {"--checkpointing", false}, {"--router-lr-scale", true}, {"--router-freeze", true}, {"--quiet", false}},
+                    {"--resume", false},   {"--no-autocast", false}, {"--checkpointing", false}, {"--router-lr-scale", true}, {"--router-freeze", true}, kThreadsOption, {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("train"), stdout);
@@ -80,6 +81,7 @@ int train_command(std::span<const std::string_view> raw) {
     o.bf16_autocast = !args.has("--no-autocast");
     o.gradient_checkpointing = args.has("--checkpointing");
     const bool quiet = args.has("--quiet");
+    const std::string threads = apply_threads(args);
 
     ProgressBar bar("training, " + group_digits(o.steps) + " steps", !quiet);
     const TrainResult r = train(o, [&](const TrainStepLog& s) {
@@ -109,6 +111,7 @@ int train_command(std::span<const std::string_view> raw) {
         std::printf("%s parameters (%s trained); step %lld: loss %.4f, cross-entropy %.4f, mean p^2 %.4g, lambda %.3g\n",
                     format_count_short(r.parameters).c_str(), format_count_short(r.trainable_parameters).c_str(),
                     static_cast<long long>(s.step), s.loss, s.cross_entropy, s.sparsity, s.lambda);
+        std::printf("%s on %s\n", threads.c_str(), o.device.c_str());
         std::printf("checkpoint: %s (log: %s)\n", r.last_checkpoint.string().c_str(),
                     (o.out_dir / "train.csv").string().c_str());
     }

@@ -9,11 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arguments.h"
 #include "commands.h"
 #include "guards.h"
+#include "l2a/engine/config.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
@@ -25,6 +28,7 @@
 #include "model_source.h"
 #include "progress_bar.h"
 #include "text_format.h"
+#include "threads.h"
 
 namespace l2a::cli {
 namespace {
@@ -52,42 +56,156 @@ struct Loaded {
     std::string label;
 };
 
-void check_same_model(const ModelSummary& recorded, const ModelSummary& loaded,
-                      const std::string& profile_path) {
-    const auto field = [&](const char* name, const std::string& a, const std::string& b) {
-        if (a != b) {
-            fail(profile_path, std::string("was recorded with another model (") + name + " " + a +
-                                   " in the profile, " + b + " in " + loaded.path +
-                                   "); give the model it was made with");
-        }
+std::string num(std::int64_t v) { return std::to_string(v); }
+
+// The first field in which two model descriptions differ, as "layers 6 in the profile, 8 in
+// DIR"; empty when they agree. `parameters` compares the parameter counts too (known only once
+// the weights are read).
+std::string model_difference(const ModelSummary& recorded, const ModelSummary& found,
+                             const std::string& where, bool parameters) {
+    const std::pair<const char*, std::pair<std::string, std::string>> fields[] = {
+        {"model_type", {recorded.model_type, found.model_type}},
+        {"layers", {num(recorded.num_layers), num(found.num_layers)}},
+        {"hidden_size", {num(recorded.hidden_size), num(found.hidden_size)}},
+        {"intermediate_size", {num(recorded.intermediate_size), num(found.intermediate_size)}},
+        {"heads", {num(recorded.num_heads), num(found.num_heads)}},
+        {"kv heads", {num(recorded.num_kv_heads), num(found.num_kv_heads)}},
+        {"head_dim", {num(recorded.head_dim), num(found.head_dim)}},
+        {"vocabulary", {num(recorded.vocab_size), num(found.vocab_size)}},
+        {"sliding_window", {num(recorded.sliding_window), num(found.sliding_window)}},
+        {"parameters",
+         {num(recorded.parameter_count),
+          parameters ? num(found.parameter_count) : num(recorded.parameter_count)}},
     };
-    const auto num = [](std::int64_t v) { return std::to_string(v); };
-    field("model_type", recorded.model_type, loaded.model_type);
-    field("layers", num(recorded.num_layers), num(loaded.num_layers));
-    field("hidden_size", num(recorded.hidden_size), num(loaded.hidden_size));
-    field("intermediate_size", num(recorded.intermediate_size), num(loaded.intermediate_size));
-    field("heads", num(recorded.num_heads), num(loaded.num_heads));
-    field("kv heads", num(recorded.num_kv_heads), num(loaded.num_kv_heads));
-    field("head_dim", num(recorded.head_dim), num(loaded.head_dim));
-    field("vocabulary", num(recorded.vocab_size), num(loaded.vocab_size));
-    field("parameters", num(recorded.parameter_count), num(loaded.parameter_count));
-    field("sliding_window", num(recorded.sliding_window), num(loaded.sliding_window));
+    for (const auto& [name, values] : fields) {
+        if (values.first != values.second) {
+            return std::string(name) + " " + values.first + " in the profile, " + values.second +
+                   " in " + where;
+        }
+    }
+    return {};
 }
 
-Loaded load_inputs(const Arguments& args) {
+// The shape a model folder's config.json describes, in ModelSummary's terms (no weights read).
+ModelSummary summary_of_config(const std::filesystem::path& folder) {
+    const ModelConfig c = load_model_config(folder / "config.json");
+    ModelSummary s;
+    s.path = folder.string();
+    s.model_type = model_type_name(c.model_type);
+    s.num_layers = c.num_hidden_layers;
+    s.hidden_size = c.hidden_size;
+    s.intermediate_size = c.intermediate_size;
+    s.num_heads = c.num_attention_heads;
+    s.num_kv_heads = c.num_key_value_heads;
+    s.head_dim = c.head_dim;
+    s.vocab_size = c.vocab_size;
+    s.sliding_window = c.is_l2a() ? c.l2a.sliding_window : 0;
+    return s;
+}
+
+// The variant's options against the model the profile was recorded with, before any model is
+// loaded or anything runs: layers that do not exist, routing on a model (or a run) without
+// routers.
+void check_variant(const Arguments& args, const Profile& p, const std::string& profile_path,
+                   bool prune_search) {
+    const ModelSummary& m = p.model;
+    if (prune_search && (!m.is_l2a || p.options.as_base)) {
+        fail(profile_path, "the run has no L2A layers, so there is no global attention to prune");
+    }
+    if (!m.is_l2a || p.options.as_base) {
+        const std::string why =
+            m.is_l2a ? profile_path +
+                           " is a run of the model as its base model (--as-base), which "
+                           "has no routers"
+                     : profile_path + " is a run of a plain " + m.model_type +
+                           " model without L2A layers";
+        for (const char* option : {"--prune", "--routing", "--threshold"}) {
+            if (args.has(option) &&
+                !(std::string(option) == "--prune" && args.value(option)->empty())) {
+                fail("", std::string(option) + ": " + why);
+            }
+        }
+    }
+    if (auto text = args.value("--prune")) {
+        for (int layer : parse_pruning_plan(*text)) {
+            if (layer < 0 || layer >= m.num_layers) {
+                fail("", "--prune: layer " + std::to_string(layer) +
+                             " does not exist (the model of " + profile_path + " has " +
+                             num(m.num_layers) + " layers: 0-" + num(m.num_layers - 1) + ")");
+            }
+        }
+    }
+}
+
+// --model DIR, --demo, or else the folder the profile recorded, which must still hold the same
+// model. Returns the folder and what the report calls it.
+std::pair<std::filesystem::path, std::string> choose_model(const Arguments& args, const Profile& p,
+                                                           const std::string& profile_path) {
+    if (args.has("--model") || args.has("--demo")) {
+        const std::filesystem::path folder = model_folder(args);
+        return {folder, model_label(args, folder)};
+    }
+    const std::string& recorded = p.model.path;
+    if (recorded.empty()) {
+        fail(profile_path,
+             "does not record the folder of its model; give the model it was made with: "
+             "--model DIR (or --demo)");
+    }
+    const std::filesystem::path folder = recorded;
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(folder / "config.json", error)) {
+        fail(profile_path, "was recorded with the model in " + recorded +
+                               ", which is no longer there; give the model it was made with: "
+                               "--model DIR (or --demo)");
+    }
+    const std::string difference =
+        model_difference(p.model, summary_of_config(folder), recorded, false);
+    if (!difference.empty()) {
+        fail(profile_path, "was recorded with the model in " + recorded +
+                               ", which has changed since (" + difference +
+                               "); give the model it was made with: --model DIR");
+    }
+    return {folder, recorded};
+}
+
+// `prune_search`: suggest-prune, which needs a run with routers.
+Loaded load_inputs(const Arguments& args, bool prune_search) {
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the base run: --profile FILE");
     if (profile_path->empty()) args.usage_error("--profile: the file name is empty");
-    // Before the model: a missing profile should not wait for a model to load.
+    // Before the model: a missing profile or a layer the model lacks should not wait for a
+    // model to load.
     Profile profile = load_profile(*profile_path);
-    const std::filesystem::path folder = model_folder(args);
+    if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
+    check_variant(args, profile, *profile_path, prune_search);
+    try {
+        require_device(profile.options.device);
+    } catch (const Error& e) {
+        fail(*profile_path, "was recorded on " + profile.options.device +
+                                ", which cannot run here: " + e.what());
+    }
+    auto [folder, label] = choose_model(args, profile, *profile_path);
+    std::error_code error;
+    if (std::filesystem::is_regular_file(folder / "config.json", error)) {
+        // The shape first, from config.json alone: a mismatch should not wait for the weights.
+        const std::string shape =
+            model_difference(profile.model, summary_of_config(folder), folder.string(), false);
+        if (!shape.empty()) {
+            fail(*profile_path, "was recorded with another model (" + shape +
+                                    "); give the model it was made with");
+        }
+    }
     Placement placement;
     placement.device = profile.options.device;
     Model model = Model::load(folder, placement);
     print_load_warnings(model.warnings());
-    check_same_model(profile.model, model.summary(), *profile_path);
-    if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
-    return {std::move(profile), std::move(model), model_label(args, folder)};
+    const std::string difference =
+        model_difference(profile.model, model.summary(), folder.string(), true);
+    if (!difference.empty()) {
+        fail(*profile_path, "was recorded with another model (" + difference +
+                                "); give the model it was made with");
+    }
+    return {std::move(profile), std::move(model), std::move(label)};
 }
 
 // The base re-run should reproduce the profile; say so when it does not (another device or
@@ -125,6 +243,26 @@ std::string describe(const RunOptions& o, const ModelSummary& m) {
     }
     text += ", pruned: " + (o.prune.empty() ? std::string("none") : format_pruning_plan(o.prune));
     return text;
+}
+
+// A measured time to first token: median, spread and every run; null when not measured.
+json measurement_json(const TtftMeasurement& m) {
+    if (!m.measured()) return nullptr;
+    return {{"median", m.median}, {"min", m.min}, {"max", m.max}, {"samples", m.samples}};
+}
+
+// "640.12-650.33 ms", "1.20-1.31 s"; each with its own unit when they differ.
+std::string format_time_range(double low, double high) {
+    if (high < 1.0) return format_fixed(low * 1e3, 2) + "-" + format_fixed(high * 1e3, 2) + " ms";
+    if (low >= 1.0 && high < 60.0) return format_fixed(low, 2) + "-" + format_fixed(high, 2) + " s";
+    return format_time(low) + " to " + format_time(high);
+}
+
+// "644.77 ms (640.12-650.33 ms, 3 runs)"
+std::string format_measurement(const TtftMeasurement& m) {
+    const std::size_t runs = m.samples.size();
+    return format_time(m.median) + " (" + format_time_range(m.min, m.max) + ", " +
+           std::to_string(runs) + (runs == 1 ? " run)" : " runs)");
 }
 
 json comparison_json(const WhatIfComparison& c, const RunOptions& base, const RunOptions& variant,
@@ -171,6 +309,8 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
          {{"base_measured", c.base_ttft.measured() ? number(c.base_ttft.median) : json(nullptr)},
           {"variant_measured",
            c.variant_ttft.measured() ? number(c.variant_ttft.median) : json(nullptr)},
+          {"base_measured_runs", measurement_json(c.base_ttft)},
+          {"variant_measured_runs", measurement_json(c.variant_ttft)},
           {"base_predicted", c.base_ttft_predicted},
           {"variant_predicted", c.variant_ttft_predicted}}},
         {"layers", layers},
@@ -179,10 +319,12 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
     };
 }
 
-void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant) {
+void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant,
+                      const std::string& threads) {
     const Profile& p = in.profile;
     std::printf("model       %s (%s, %lld layers)\n", in.label.c_str(), p.model.model_type.c_str(),
                 static_cast<long long>(p.model.num_layers));
+    std::printf("device      %s, %s\n", p.options.device.c_str(), threads.c_str());
     std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
                 group_digits(c.num_tokens).c_str());
     std::printf("base        %s\n", describe(p.options, p.model).c_str());
@@ -216,13 +358,21 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
                 static_cast<long long>(c.kl_max_token));
     std::printf("top-1 agreement      %s of next-token predictions\n",
                 percent(c.top1_agreement).c_str());
-    if (c.base_ttft.measured()) {
-        std::printf("TTFT measured: median of %zu full runs of each, alternating; predicted: a "
-                    "per-layer model calibrated on the base\n\n",
-                    c.base_ttft.samples.size());
+    // Time to first token is measured only as full prefills of both, never as the base's time
+    // up to a layer plus a re-run.
+    if (c.base_ttft.measured() && c.variant_ttft.measured()) {
+        std::printf("TTFT measured   base     %s\n", format_measurement(c.base_ttft).c_str());
+        std::printf("                variant  %s\n", format_measurement(c.variant_ttft).c_str());
+        std::printf(
+            "                full prefills (last token's logits only) of each in turn, "
+            "same device and threads\n");
     } else {
-        std::printf("TTFT predicted: a per-layer model calibrated on the base (not measured)\n\n");
+        std::printf("TTFT measured   not measured (--ttft-repeats 0)\n");
     }
+    std::printf(
+        "TTFT predicted  by a per-layer model calibrated on the base run (local, router "
+        "and MLP time\n                fixed; global time proportional to the keys the "
+        "routed tokens read)\n\n");
 
     std::printf("%-5s  %8s  %8s\n", "layer", "base", "variant");
     for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {
@@ -271,7 +421,8 @@ int whatif_command(std::span<const std::string_view> raw) {
                     {"--routing", true},
                     {"--seed", true},
                     {"--out", true},
-                    {"--threads", true},
+                    {"--ttft-repeats", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -293,14 +444,13 @@ int whatif_command(std::span<const std::string_view> raw) {
                          " is not strictly between 0 and 1");
     }
     const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
+    const int ttft_repeats = static_cast<int>(args.integer("--ttft-repeats", 0, 1000).value_or(3));
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
-    if (auto threads = args.integer("--threads", 1, 1024))
-        set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
     const auto out = args.value("--out");
     if (out) check_output_file(args, {"--out", *out}, {{"--profile", *args.value("--profile")}});
 
-    const Loaded in = load_inputs(args);
+    const Loaded in = load_inputs(args, false);
     const Profile& p = in.profile;
     RunOptions variant = p.options;
     if (prune) variant.prune = *prune;
@@ -320,17 +470,36 @@ int whatif_command(std::span<const std::string_view> raw) {
     const WhatIfRun run =
         run_whatif_variant(in.model, p.token_ids, base, variant, progress_hooks(variant_bar));
     variant_bar.finish();
-    const WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+    WhatIfComparison c = compare(in.model, p.token_ids, base, run);
+    if (ttft_repeats > 0) {
+        // The same measurement for both: full prefills, alternating, after a warm-up of each.
+        ProgressBar ttft_bar("time to first token, " + std::to_string(ttft_repeats) +
+                                 " runs each of base and variant",
+                             !args.has("--quiet"));
+        PrefillHooks ttft_hooks;  // each timed run stops at a signal too
+        ttft_hooks.cancel = cancel_flag();
+        auto [base_ttft, variant_ttft] = measure_ttft_pair(
+            in.model, p.token_ids, p.options, variant, ttft_repeats, ttft_hooks,
+            [&ttft_bar](std::int64_t done, std::int64_t all) {
+                ttft_bar.update(
+                    static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(all, 1)),
+                    "run " + std::to_string(done) + " of " + std::to_string(all));
+            });
+        ttft_bar.finish();
+        c.base_ttft = std::move(base_ttft);
+        c.variant_ttft = std::move(variant_ttft);
+    }
     throw_if_cancelled();
 
     if (out) {
         const Profile v = make_variant_profile(p, run);
         save_profile(v, *out);
+        if (!args.has("--quiet")) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
     }
     if (args.has("--json")) {
         std::cout << comparison_json(c, p.options, variant, p.model).dump(2) << "\n";
     } else {
-        print_comparison(c, in, variant);
+        print_comparison(c, in, variant, threads);
     }
     return 0;
 }
@@ -341,7 +510,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                     kDemoOption,
                     {"--profile", true},
                     {"--max-dnll", true},
-                    {"--threads", true},
+                    kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -356,16 +525,10 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                          " is not a non-negative number of nats per token");
     }
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
-    if (auto threads = args.integer("--threads", 1, 1024))
-        set_cpu_threads(static_cast<int>(*threads));
+    const std::string threads = apply_threads(args);
 
-    const Loaded in = load_inputs(args);
+    const Loaded in = load_inputs(args, true);
     const Profile& p = in.profile;
-    if (!p.model.is_l2a || p.options.as_base) {
-        fail(*args.value("--profile"),
-             "the run has no L2A layers, so there is no global attention to prune");
-    }
     ProgressBar base_bar("re-run of the base, " + group_digits(p.num_tokens()) + " tokens",
                          !args.has("--quiet"));
     const WhatIfRun base =
@@ -386,7 +549,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
     search_bar.finish();
     throw_if_cancelled();
     const TimingModel timing = calibrate_timing(base);
-    const double base_seconds = timing.predict(base.result.decisions, p.num_tokens());
+    const double base_seconds = timing.predict_ttft(base.result.decisions, p.num_tokens());
 
     if (args.has("--json")) {
         json j = {{"max_dnll", *budget},
@@ -403,6 +566,7 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
     }
     std::printf("model       %s (%lld layers)\n", in.label.c_str(),
                 static_cast<long long>(p.model.num_layers));
+    std::printf("device      %s, %s\n", p.options.device.c_str(), threads.c_str());
     std::printf("document    %s: %s tokens\n", p.document_path.c_str(),
                 group_digits(p.num_tokens()).c_str());
     std::printf("budget      mean ΔNLL <= %s nats/token (%lld variant runs)\n",

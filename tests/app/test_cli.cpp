@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -16,7 +17,9 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,8 +111,8 @@ fs::path copy_of_demo(const fs::path& dir) {
 
 TEST_F(Cli, HelpOfEveryCommandExitsZero) {
     const fs::path& dir = dir_;
-    for (const char* args :
-         {"--help", "help", "help run", "info --help", "run --help", "export --help", "run -h"}) {
+    for (const char* args : {"--help", "help", "help run", "info --help", "run --help",
+                             "export --help", "run -h", "help --help", "help -h", "help help"}) {
         const Result r = l2a(args, dir);
         EXPECT_EQ(r.status, 0) << args << ": " << r.err;
         EXPECT_TRUE(contains(r.out, "Usage: l2a")) << args << ": " << r.out;
@@ -119,6 +122,66 @@ TEST_F(Cli, HelpOfEveryCommandExitsZero) {
     const Result version = l2a("--version", dir);
     EXPECT_EQ(version.status, 0);
     EXPECT_TRUE(contains(version.out, "l2a 0.")) << version.out;
+}
+
+// Option descriptions start in one column within each block of a help text, and the lines that
+// continue a description start there too. Returns the misaligned lines.
+std::vector<std::string> misaligned_help_lines(const std::string& help) {
+    std::vector<std::string> bad;
+    std::istringstream lines(help);
+    std::string line;
+    int column = -1;  // of the current block of option lines; -1 outside one
+    const auto indent = [](const std::string& l) {
+        return static_cast<int>(l.find_first_not_of(' '));
+    };
+    while (std::getline(lines, line)) {
+        const int lead = line.empty() ? -1 : indent(line);
+        // "  --name VALUE   text" or "  name   text" (a command or a format): a term of at most
+        // two words after an indent of 1-4, then two or more spaces, then the description.
+        const std::size_t gap = line.find("  ", lead > 0 ? static_cast<std::size_t>(lead) : 0);
+        const bool term_line = lead >= 1 && lead <= 4 && gap != std::string::npos &&
+                               gap + 2 < line.size() && line.find_first_not_of(' ', gap) != std::string::npos;
+        if (term_line) {
+            const int description = static_cast<int>(line.find_first_not_of(' ', gap));
+            const bool option = line[static_cast<std::size_t>(lead)] == '-';
+            if (column < 0 && !option && lead != 2) {
+                column = -1;
+                continue;
+            }
+            if (column < 0) {
+                column = description;
+            } else if (description != column) {
+                bad.push_back(line);
+            }
+            continue;
+        }
+        if (column >= 0 && lead > 4) {  // a description going on
+            if (lead != column) bad.push_back(line);
+            continue;
+        }
+        column = -1;
+    }
+    return bad;
+}
+
+TEST_F(Cli, HelpColumnsAlign) {
+    // The check itself catches a shifted description.
+    EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n  --bb      two\n").size(), 0u);
+    EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n  --bb       two\n").size(), 1u);
+    EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n             more\n").size(), 1u);
+    for (const char* command : {"", "info", "run", "export", "bench", "whatif", "suggest-prune",
+                                "make-docs", "construct", "train", "convert", "evaluate"}) {
+        SCOPED_TRACE(command);
+        const Result r = l2a(std::string("help ") + command, dir_);
+        ASSERT_EQ(r.status, 0) << r.err;
+        for (const std::string& line : misaligned_help_lines(r.out)) ADD_FAILURE() << line;
+        std::istringstream lines(r.out);
+        std::string line;
+        while (std::getline(lines, line)) EXPECT_LE(line.size(), 100u) << line;
+    }
+    // The export usage line names every format.
+    const std::string usage = l2a("export --help", dir_).out;
+    EXPECT_TRUE(contains(usage.substr(0, usage.find("\n\n")), "json|chrome|csv|html|pdf")) << usage;
 }
 
 TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
@@ -268,6 +331,153 @@ TEST_F(Cli, RunOutThenExportJson) {
     write_file(dir / "garbage.l2a", "not a safetensors file at all");
     r = l2a("export --profile garbage.l2a", dir);
     EXPECT_ONE_LINE_ERROR(r, 1, "garbage.l2a");
+}
+
+TEST_F(Cli, ExportPerTokenAndPerLayerData) {
+    const fs::path& dir = dir_;
+    Result r = l2a("run --demo --max-tokens 120 --prune 2 --out p.l2a --quiet", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+
+    // csv: three tables, each named on stderr; the routing table has a row per token and layer.
+    r = l2a("export --profile p.l2a --format csv --out t.csv", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.layers.csv")) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.tokens.csv")) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.routing.csv")) << r.err;
+    const std::string routing = read_file(dir / "t.routing.csv");
+    EXPECT_EQ(routing.rfind("token,layer,router_logit,probability,decision\r\n", 0), 0u);
+    std::size_t rows = 0, pruned_routed = 0;
+    for (std::size_t at = routing.find("\r\n"); at != std::string::npos;
+         at = routing.find("\r\n", at + 2)) {
+        ++rows;
+        const std::size_t next = routing.find("\r\n", at + 2);
+        if (next == std::string::npos) break;
+        const std::string row = routing.substr(at + 2, next - at - 2);
+        const std::size_t comma = row.find(',');
+        if (row.substr(comma + 1, row.find(',', comma + 1) - comma - 1) == "2" &&
+            row.back() == '1') {
+            ++pruned_routed;
+        }
+    }
+    EXPECT_EQ(rows, 1u + 120u * 6u);
+    EXPECT_EQ(pruned_routed, 0u);  // layer 2 is pruned: decision 0 for every token
+
+    // json: the tokens and each layer's arrays by default, left out with --detail summary.
+    r = l2a("export --profile p.l2a --format json --out full.json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json full = json::parse(read_file(dir / "full.json"));
+    ASSERT_EQ(full["tokens"].size(), 120u);
+    EXPECT_EQ(full["tokens"][0]["byte_begin"], 0);
+    EXPECT_TRUE(full["tokens"][0]["nll"].is_null());  // nothing predicts the first token
+    EXPECT_EQ(full["layers"][3]["decisions"].size(), 120u);
+    EXPECT_EQ(full["layers"][3]["router_logits"].size(), 120u);
+    r = l2a("export --profile p.l2a --detail summary", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json summary = json::parse(r.out);
+    EXPECT_FALSE(summary.contains("tokens"));
+    EXPECT_FALSE(summary["layers"][3].contains("decisions"));
+
+    r = l2a("export --profile p.l2a --detail brief", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--detail: unknown level 'brief'");
+    r = l2a("export --profile p.l2a --format csv --out u.csv --detail summary", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--detail: only --format json");
+    EXPECT_FALSE(fs::exists(dir / "u.layers.csv"));
+}
+
+// Every file an export writes gets one line on stderr; what goes to standard output gets none.
+TEST_F(Cli, ExportSaysWhatItWrote) {
+    ASSERT_EQ(l2a("run --demo --max-tokens 32 --quiet --out p.l2a", dir_).status, 0);
+    const struct {
+        const char* args;
+        std::vector<std::string> files;
+    } exports[] = {
+        {"--format json --out e.json", {"e.json"}},
+        {"--format chrome --out t.json", {"t.json"}},
+        {"--format html --out r.html", {"r.html"}},
+        {"--format csv --out run.csv", {"run.layers.csv", "run.tokens.csv", "run.routing.csv"}},
+    };
+    for (const auto& e : exports) {
+        SCOPED_TRACE(e.args);
+        const Result r = l2a(std::string("export --profile p.l2a ") + e.args, dir_);
+        ASSERT_EQ(r.status, 0) << r.err;
+        for (const std::string& file : e.files) {
+            EXPECT_TRUE(fs::exists(dir_ / file)) << file;
+            EXPECT_TRUE(contains(r.err, "l2a: wrote " + file + "\n")) << r.err;
+        }
+        EXPECT_EQ(r.err_lines(), static_cast<int>(e.files.size())) << r.err;
+    }
+    Result r = l2a("export --profile p.l2a --format json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    // run names the files it saved too (--quiet leaves them out).
+    r = l2a("run --demo --max-tokens 16 --out q.l2a --logits-out q.safetensors", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: wrote q.l2a\n")) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: wrote q.safetensors\n")) << r.err;
+}
+
+// Sets an environment variable for the commands a test runs, and restores it.
+class ScopedEnv {
+public:
+    // A null value unsets it.
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value) {
+            ::setenv(name, value, 1);
+        } else {
+            ::unsetenv(name);
+        }
+    }
+    ~ScopedEnv() {
+        if (old_) {
+            ::setenv(name_, old_->c_str(), 1);
+        } else {
+            ::unsetenv(name_);
+        }
+    }
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+int count_of(const std::string& text, const std::string& piece) {
+    int n = 0;
+    for (std::size_t at = text.find(piece); at != std::string::npos; at = text.find(piece, at + 1)) ++n;
+    return n;
+}
+
+// Without a terminal, long commands print one line per stage on stderr (not a redrawn bar).
+// L2A_PROGRESS_SECONDS=0 makes every run "long" and lets every stage through.
+TEST_F(Cli, ProgressWithoutATerminalIsOneLinePerStage) {
+    const ScopedEnv every_stage("L2A_PROGRESS_SECONDS", "0");
+    Result r = l2a("run --demo --max-tokens 64", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(contains(r.err, "\r")) << r.err;
+    EXPECT_FALSE(contains(r.err, "\x1b[")) << r.err;
+    for (int layer = 1; layer <= 6; ++layer) {
+        EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens: layer " + std::to_string(layer) + " / 6 ("), 1)
+            << layer << ": " << r.err;
+    }
+    EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens done in "), 1) << r.err;
+    r = l2a("run --demo --max-tokens 64 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(contains(r.err, "prefill of")) << r.err;
+
+    ASSERT_EQ(l2a("run --demo --max-tokens 48 --quiet --out base.l2a", dir_).status, 0);
+    r = l2a("whatif --profile base.l2a --prune 3", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: re-run of the base, 48 tokens: layer 1 / 6 (")) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: re-run of the base, 48 tokens done in ")) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: variant: layer 4 / 6 (")) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: variant done in ")) << r.err;
+
+    // A run shorter than the quiet period prints nothing (a long period: the machine may be busy).
+    const ScopedEnv quiet_period("L2A_PROGRESS_SECONDS", "60");
+    r = l2a("run --demo --max-tokens 8", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "truncated to 8 (--max-tokens)\n")) << r.err;
 }
 
 TEST_F(Cli, LogitsOutMatchesTheProfile) {
@@ -853,6 +1063,20 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     EXPECT_EQ(j["token_delta_nll"].size(), 48u);
     EXPECT_TRUE(j["token_delta_nll"][0].is_null());
     EXPECT_GT(j["ttft_seconds"]["variant_predicted"].get<double>(), 0.0);
+    // Measured by default: 3 full prefills of each, as median, min and max of the samples.
+    for (const char* which : {"base", "variant"}) {
+        SCOPED_TRACE(which);
+        const json& runs = j["ttft_seconds"][std::string(which) + "_measured_runs"];
+        ASSERT_TRUE(runs.is_object()) << j["ttft_seconds"];
+        std::vector<double> samples = runs["samples"].get<std::vector<double>>();
+        ASSERT_EQ(samples.size(), 3u);
+        std::sort(samples.begin(), samples.end());
+        EXPECT_GT(samples[0], 0.0);
+        EXPECT_EQ(runs["min"].get<double>(), samples[0]);
+        EXPECT_EQ(runs["median"].get<double>(), samples[1]);
+        EXPECT_EQ(runs["max"].get<double>(), samples[2]);
+        EXPECT_EQ(j["ttft_seconds"][std::string(which) + "_measured"].get<double>(), samples[1]);
+    }
 
     const l2a::Profile base = l2a::load_profile(dir_ / "base.l2a");
     const l2a::Profile variant = l2a::load_profile(dir_ / "variant.l2a");
@@ -869,7 +1093,8 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
                 j["mean_nll"]["delta"].get<double>(), 1e-6);
 
     // The text report shows the comparison table.
-    const Result text = l2a("whatif --profile base.l2a --demo --prune 2,4 --quiet", dir_);
+    const Result text =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 2 --quiet", dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     for (const char* piece : {"mean NLL", "perplexity", "KV cache", "TTFT predicted",
                               "KL(base || variant)", "top-1 agreement", "re-run from layer 2",
@@ -878,7 +1103,25 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     }
     // Base-until-the-layer plus a re-run is not a time to first token: nothing is called
     // measured unless full runs of both were timed.
-    EXPECT_FALSE(contains(text.out, "TTFT measured")) << text.out;
+    for (const char* piece : {"TTFT measured   base ", " 2 runs)\n                variant  ",
+                              " 2 runs)\n                full prefills", "device      cpu, "}) {
+        EXPECT_TRUE(contains(text.out, piece)) << piece << " in: " << text.out;
+    }
+    const Result predicted =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 0 --json --quiet", dir_);
+    ASSERT_EQ(predicted.status, 0) << predicted.err;
+    const json p = json::parse(predicted.out)["ttft_seconds"];
+    EXPECT_TRUE(p["base_measured"].is_null()) << p;
+    EXPECT_TRUE(p["variant_measured_runs"].is_null()) << p;
+    EXPECT_GT(p["variant_predicted"].get<double>(), 0.0);
+    const Result not_measured =
+        l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 0 --quiet", dir_);
+    ASSERT_EQ(not_measured.status, 0) << not_measured.err;
+    EXPECT_TRUE(contains(not_measured.out, "TTFT measured   not measured (--ttft-repeats 0)"))
+        << not_measured.out;
+    EXPECT_FALSE(contains(not_measured.out, "runs)")) << not_measured.out;
+    EXPECT_ONE_LINE_ERROR(l2a("whatif --profile base.l2a --ttft-repeats -1", dir_), 2,
+                          "--ttft-repeats");
 }
 
 TEST_F(Cli, WhatIfWithoutChangeIsExactlyTheBase) {
@@ -925,7 +1168,6 @@ TEST_F(Cli, WhatIfAndSuggestPruneErrors) {
         const char* error;
     } mistakes[] = {
         {"whatif --demo", 2, "--profile FILE"},
-        {"whatif --profile base.l2a", 2, "--model DIR or --demo"},
         {"whatif --profile missing.l2a --demo", 1, "missing.l2a"},
         {"whatif --profile garbage.l2a --demo", 1, "garbage.l2a"},
         {"whatif --profile other.l2a --demo", 1, "another model (hidden_size"},
@@ -947,6 +1189,99 @@ TEST_F(Cli, WhatIfAndSuggestPruneErrors) {
         EXPECT_TRUE(r.out.empty()) << r.out;
     }
     EXPECT_FALSE(fs::exists(dir_ / "variant.l2a"));
+}
+
+// A text file given as a profile is named as not being one, by every command that reads one.
+TEST_F(Cli, TextFileAsProfileIsNamedAsSuch) {
+    write_file(dir_ / "notes.txt", "Some notes about the run, not a profile.\n");
+    write_file(dir_ / "empty.l2a", "");
+    for (const char* args : {"export --profile notes.txt", "whatif --profile notes.txt --demo",
+                             "suggest-prune --profile notes.txt --demo --max-dnll 0.1",
+                             "whatif --profile notes.txt --prune 1"}) {
+        SCOPED_TRACE(args);
+        const Result r = l2a(args, dir_);
+        EXPECT_ONE_LINE_ERROR(r, 1, "notes.txt: not an .l2a profile (no safetensors header)");
+    }
+    EXPECT_ONE_LINE_ERROR(l2a("export --profile empty.l2a", dir_), 1,
+                          "empty.l2a: not an .l2a profile (the file is empty)");
+}
+
+// --prune, --routing and --threshold are checked against the profile's model before any model
+// is loaded or anything runs: a model folder that does not exist is never reached.
+TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
+    make_base_profile(dir_);
+    Result r = l2a("whatif --profile base.l2a --model no-such-model --prune 3,7", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--prune: layer 7 does not exist (the model of base.l2a has 6 layers: 0-5)");
+    r = l2a("whatif --profile base.l2a --prune 6", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--prune: layer 6 does not exist");
+    // A run without routers (a plain model, or --as-base) has nothing to prune or route.
+    ASSERT_EQ(l2a("run --demo --max-tokens 32 --as-base --quiet --out plain.l2a", dir_).status, 0);
+    for (const char* option : {"--prune 1", "--routing local", "--threshold 0.3"}) {
+        SCOPED_TRACE(option);
+        r = l2a(std::string("whatif --profile plain.l2a --model no-such-model ") + option, dir_);
+        EXPECT_ONE_LINE_ERROR(r, 1, "plain.l2a is a run of the model as its base model");
+        EXPECT_TRUE(contains(r.err, std::string(option).substr(0, std::string(option).find(' ')) + ":"))
+            << r.err;
+    }
+    r = l2a("suggest-prune --profile plain.l2a --model no-such-model --max-dnll 0.1", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "no global attention to prune");
+    l2a::Profile plain = l2a::load_profile(dir_ / "base.l2a");
+    plain.model.is_l2a = false;
+    plain.model.model_type = "qwen3";
+    l2a::save_profile(plain, dir_ / "qwen3.l2a");
+    r = l2a("whatif --profile qwen3.l2a --model no-such-model --routing local", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "--routing: qwen3.l2a is a run of a plain qwen3 model without L2A layers");
+    // A profile recorded on a GPU, on a machine without one: said before any model is read.
+    l2a::Profile gpu = l2a::load_profile(dir_ / "base.l2a");
+    gpu.options.device = "cuda";
+    l2a::save_profile(gpu, dir_ / "gpu.l2a");
+    r = l2a("whatif --profile gpu.l2a --model no-such-model --prune 1", dir_);
+    const bool gpu_here = l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status == 0;
+    if (!gpu_here) {
+        EXPECT_ONE_LINE_ERROR(r, 1, "gpu.l2a: was recorded on cuda, which cannot run here: ");
+    } else {
+        EXPECT_ONE_LINE_ERROR(r, 1, "no-such-model");
+    }
+    EXPECT_FALSE(fs::exists(dir_ / "no-such-model"));
+}
+
+// Without --model or --demo, whatif and suggest-prune use the folder the profile recorded, from
+// any working folder, as long as it still holds the same model.
+TEST_F(Cli, WhatIfDefaultsToTheRecordedModel) {
+    const fs::path model = copy_of_demo(dir_);
+    write_file(dir_ / "doc.txt", "The key is amber-fox. Later: the key is amber-fox again.");
+    ASSERT_EQ(l2a("run --model model-copy --doc doc.txt --quiet --out base.l2a", dir_).status, 0);
+    const l2a::Profile base = l2a::load_profile(dir_ / "base.l2a");
+    EXPECT_TRUE(fs::path(base.model.path).is_absolute()) << base.model.path;
+    EXPECT_TRUE(fs::equivalent(base.model.path, model)) << base.model.path;
+
+    fs::create_directories(dir_ / "elsewhere");
+    Result r = l2a("whatif --profile ../base.l2a --prune 5 --out v.l2a", dir_ / "elsewhere");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "model       " + base.model.path)) << r.out;
+    EXPECT_TRUE(contains(r.err, "l2a: wrote v.l2a\n")) << r.err;
+    EXPECT_EQ(l2a::load_profile(dir_ / "elsewhere" / "v.l2a").options.prune, std::vector<int>{5});
+    r = l2a("suggest-prune --profile base.l2a --max-dnll 1000 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "--prune 0,1,2,3,4,5")) << r.out;
+
+    // The folder changed: one line saying so, naming the folder and --model.
+    nlohmann::json config = json::parse(read_file(model / "config.json"));
+    config["num_hidden_layers"] = 5;
+    write_file(model / "config.json", config.dump());
+    r = l2a("whatif --profile base.l2a --prune 1", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "base.l2a: was recorded with the model in " + base.model.path +
+                                    ", which has changed since (layers 6 in the profile, 5 in");
+    EXPECT_TRUE(contains(r.err, "--model DIR")) << r.err;
+    // The folder is gone.
+    fs::rename(model, dir_ / "moved");
+    r = l2a("whatif --profile base.l2a --prune 1", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "base.l2a: was recorded with the model in " + base.model.path +
+                                    ", which is no longer there");
+    EXPECT_TRUE(contains(r.err, "--model DIR")) << r.err;
+    r = l2a("suggest-prune --profile base.l2a --max-dnll 0.1", dir_);
+    EXPECT_ONE_LINE_ERROR(r, 1, "which is no longer there");
+    EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
 TEST_F(Cli, WhatIfHelp) {
@@ -978,6 +1313,61 @@ TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
     EXPECT_ONE_LINE_ERROR(l2a("bench whatif", dir_), 2, "--demo");
 }
 
+
+// --threads on every command that computes: a value out of range is that command's usage error
+// (an unknown option would be another one).
+TEST_F(Cli, ThreadsOnEveryCommandThatComputes) {
+    for (const char* command :
+         {"run --demo", "whatif --profile p.l2a", "suggest-prune --profile p.l2a --max-dnll 1",
+          "bench prefill --demo", "bench prefill --shape qwen3-0.6b", "bench whatif --demo",
+          "bench attention", "evaluate --demo --docs d", "train --data d --out o --model m"}) {
+        SCOPED_TRACE(command);
+        const Result r = l2a(std::string(command) + " --threads 0", dir_);
+        EXPECT_ONE_LINE_ERROR(r, 2, "--threads: 0 is out of range (1 to 1024)");
+    }
+    // The run summary says how many threads ran, and why.
+    Result r = l2a("run --demo --max-tokens 16 --threads 1 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "(cpu, reference, 1 thread by --threads)")) << r.out;
+    {
+        // Without --threads: OMP_NUM_THREADS when set, else the cores the load leaves free.
+        const ScopedEnv omp("OMP_NUM_THREADS", "1");
+        r = l2a("run --demo --max-tokens 16 --quiet", dir_);
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_TRUE(contains(r.out, "(cpu, reference, 1 thread by OMP_NUM_THREADS)")) << r.out;
+    }
+    const ScopedEnv no_omp("OMP_NUM_THREADS", nullptr);
+    r = l2a("run --demo --max-tokens 16 --quiet --out p.l2a", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const l2a::Profile p = l2a::load_profile(dir_ / "p.l2a");
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    EXPECT_GE(p.cpu_threads, 1);
+    EXPECT_LE(p.cpu_threads, std::max(cores, 1));
+    const std::string threads =
+        std::to_string(p.cpu_threads) + (p.cpu_threads == 1 ? " thread of " : " threads of ");
+    EXPECT_TRUE(contains(r.out, threads)) << r.out;
+    EXPECT_TRUE(contains(r.out, " core")) << r.out;
+    EXPECT_TRUE(contains(r.out, ", load ")) << r.out;
+    r = l2a("run --demo --max-tokens 16 --quiet --threads 2 --out p2.l2a", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(l2a::load_profile(dir_ / "p2.l2a").cpu_threads, 2);
+}
+
+// Benchmarks print the load average and the cores, and warn exactly when the load is above 0.5.
+TEST_F(Cli, BenchPrintsTheLoadAndWarnsWhenBusy) {
+    Result r = l2a("bench whatif --demo --tokens 32 --repeat 1 --threads 1 --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    const double load = j["machine"]["load_average_1min"].get<double>();
+    EXPECT_GE(load, 0.0);
+    EXPECT_GE(j["machine"]["cores"].get<int>(), 1);
+    EXPECT_EQ(j["machine"]["threads"], 1);
+    EXPECT_EQ(contains(r.err, "warning: the machine is busy (load average"), load > 0.5) << r.err;
+    r = l2a("bench prefill --demo --tokens 16 --repeat 1 --threads 2 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "2 CPU threads; load average ")) << r.out;
+    EXPECT_TRUE(contains(r.out, "over the last minute, ")) << r.out;
+}
 
 TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
     Result r = l2a("make-docs --out docs --count 3 --tokens 4096 --min-distance 1000 --seed 5 "
@@ -1034,7 +1424,7 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     const std::string demo = json::parse(info.out)["path"].get<std::string>();
     ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 2048 --min-distance 300 --quiet", dir_).status, 0);
     Result r = l2a("train --model '" + demo + "' --data docs --out run --steps 3 --batch 1 --seq-len 128 "
-                   "--warmup 1 --quiet", dir_);
+                   "--warmup 1 --threads 1 --quiet", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(fs::exists(dir_ / "run/last/model.safetensors"));
     EXPECT_TRUE(fs::exists(dir_ / "run/last/train_state.json"));
