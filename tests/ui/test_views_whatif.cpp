@@ -2,6 +2,7 @@
 // changes, the KL-max token link, two opened profiles side by side, the busy indication, and
 // the controls editing the session's what-if options.
 #include <QCheckBox>
+#include <QLabel>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QProgressBar>
@@ -14,6 +15,7 @@
 
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/units.h"
 #include "l2a/ui/whatif_view.h"
 
 using namespace l2a;
@@ -226,6 +228,36 @@ private slots:
         session_->setBase(make_profile(2.5, false));
         QVERIFY(!child<QComboBox>("routing")->isEnabled());
         QVERIFY(!child<QCheckBox>("thresholdOverride")->isEnabled());
+    }
+
+    // Before a what-if there is no column of empty labels: the comparison is hidden and a
+    // line says how to make one; it shows once a variant exists.
+    void comparisonHiddenUntilThereIsAVariant() {
+        session_->setBase(make_profile(2.5));
+        QWidget* comparison = child<QWidget>("comparison");
+        QVERIFY(!comparison->isVisible());
+        const QLabel* status = child<QLabel>("whatifStatus");
+        QVERIFY2(status->text().contains("No what-if yet"), qPrintable(status->text()));
+        session_->setVariant(make_profile(2.75), make_comparison(2.75));
+        QVERIFY(comparison->isVisible());
+        session_->clearVariant();
+        QVERIFY(!comparison->isVisible());
+    }
+
+    // A change that rounds to zero reads "0.0 pp", never "-0.0 pp".
+    void noNegativeZero() {
+        QCOMPARE(signed_number(-0.0001, 1), QString("0.0"));
+        QCOMPARE(signed_number(0.0001, 1), QString("0.0"));
+        QCOMPARE(signed_number(-0.05, 1), QString("-0.1"));  // rounds away from zero: not zero
+        QCOMPARE(signed_number(0.25, 2), QString("+0.25"));
+        QCOMPARE(signed_number(std::nan(""), 2), QString("n/a"));
+        session_->setBase(make_profile(2.5));
+        auto c = make_comparison(2.75);
+        c->base_global_fraction = {0.5, 0.1, 0.125};
+        c->variant_global_fraction = {0.5, 0.0999999, 0.125};
+        session_->setVariant(make_profile(2.75), c);
+        const auto* table = child<QTableWidget>("layerComparison");
+        QCOMPARE(table->item(1, 3)->text(), QString("0.0 pp"));
     }
 };
 

@@ -2,6 +2,7 @@
 
 #include <QMetaObject>
 #include <QPointer>
+#include <QRegularExpression>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -37,6 +38,26 @@ QString group_digits(std::int64_t n) {
     QString digits = QString::number(n);
     for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
     return digits;
+}
+
+// The engine's stage names as the views count layers (from 0). The engine says "layer 4 / 6"
+// when layer 3 is done (a count of 6), and "layer 3 / mlp" inside layer 3.
+QString stage_text(const QString& stage, int layers) {
+    static const QRegularExpression count(R"(^layer (\d+) / (\d+)$)");
+    static const QRegularExpression phase(R"(^layer (\d+) / (\w+)$)");
+    const QString range = layers > 0 ? QString(" of 0-%1").arg(layers - 1) : QString();
+    if (const auto m = count.match(stage); m.hasMatch()) {
+        const int next = m.captured(1).toInt();
+        const int total = m.captured(2).toInt();
+        if (next >= total) return "LM head and per-token loss";
+        return QString("layer %1%2").arg(next).arg(total > 0 ? QString(" of 0-%1").arg(total - 1)
+                                                             : range);
+    }
+    if (const auto m = phase.match(stage); m.hasMatch()) {
+        return QString("layer %1%2: %3").arg(m.captured(1), range, m.captured(2));
+    }
+    if (stage == "lm_head") return "LM head and per-token loss";
+    return stage;
 }
 
 struct RunJob {
@@ -151,6 +172,12 @@ struct RunController::Worker {
                 running_whatif = std::holds_alternative<WhatIfJob>(job);
                 cancel_flag = false;
             }
+            progress_offset = 0.0;
+            progress_scale = 1.0;
+            last_fraction = 0.0;
+            if (!std::holds_alternative<AdoptJob>(job)) {
+                post([](RunController* c) { emit c->jobStarted(); });
+            }
             try {
                 std::visit([this](auto& j) { execute(j); }, job);
             } catch (const Cancelled&) {
@@ -200,24 +227,41 @@ struct RunController::Worker {
                                     *tokenizer);
         }
         if (doc.ids.empty()) fail(doc.label, "the document has no tokens");
-        truncate(doc, r.options.max_tokens);
+        const ModelConfig& config = m.config();
+        RunInfo info;
+        info.dtype = m.placement().dtype;
+        info.max_positions = config.max_position_embeddings;
+        info.requested_max_tokens = r.options.max_tokens;
+        // No limit asked: the whole document, up to the model's context. The options record
+        // the limit that applied, so a saved profile says how it was cut.
+        RunOptions options = r.options;
+        const auto document_tokens = static_cast<std::int64_t>(doc.ids.size());
+        if (options.max_tokens <= 0 && document_tokens > config.max_position_embeddings) {
+            options.max_tokens = config.max_position_embeddings;
+            info.cut_by = "context";
+        } else if (options.max_tokens > 0 && document_tokens > options.max_tokens) {
+            info.cut_by = "max tokens";
+        }
+        truncate(doc, options.max_tokens);
         check_cancel();
 
         const auto T = static_cast<std::int64_t>(doc.ids.size());
+        info.beyond_context = T > config.max_position_embeddings;
+        set_cpu_threads(r.threads > 0 ? r.threads : default_threads);
+        info.threads = cpu_threads();
         post_started("Running " + group_digits(T) + " tokens on " + q(r.options.device));
-        const ModelConfig& config = m.config();
         const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
         const std::vector<int> none;
-        WhatIfRun run = run_whatif_base(m, doc.ids, r.options, hooks(),
+        WhatIfRun run = run_whatif_base(m, doc.ids, options, hooks(),
                                         bytes <= kCheckpointBudgetBytes ? nullptr : &none);
         check_cancel();
         tokens = doc.ids;
         PrefillResult result = run.result;  // the base keeps its own copy for what-ifs
         auto profile = std::make_shared<const Profile>(
-            make_profile(m, std::move(doc), r.options, std::move(result)));
+            make_profile(m, std::move(doc), options, std::move(result)));
         base_run = std::move(run);
         base_profile = profile;
-        post([profile](RunController* c) { emit c->runFinished(profile); });
+        post([profile, info](RunController* c) { emit c->runFinished(profile, info); });
     }
 
     void execute(AdoptJob& job) {
@@ -246,9 +290,12 @@ struct RunController::Worker {
         if (needs_checkpoint()) {
             post_started("Re-running the base to keep the state entering layer " +
                          QString::number(start));
+            // Two passes in one progress bar: the base's first half, the variant's second.
+            progress_scale = 0.5;
             const std::vector<int> keep = {start};
             base_run = run_whatif_base(m, tokens, base_profile->options, hooks(), &keep);
             check_cancel();
+            progress_offset = 0.5;
         }
         post_started("What-if from layer " + QString::number(start));
         WhatIfRun run = run_whatif_variant(m, tokens, *base_run, variant, hooks());
@@ -282,11 +329,16 @@ struct RunController::Worker {
     PrefillHooks hooks() {
         PrefillHooks h;
         h.cancel = &cancel_flag;
-        h.progress = [this](double fraction, std::string_view stage) {
+        const int layers = model ? static_cast<int>(model->config().num_hidden_layers) : 0;
+        h.progress = [this, layers](double pass_fraction, std::string_view stage) {
+            const double fraction =
+                std::max(last_fraction, progress_offset + progress_scale * pass_fraction);
             const auto now = std::chrono::steady_clock::now();
-            if (fraction < 1.0 && now - last_progress < kProgressInterval) return;
+            if (pass_fraction < 1.0 && now - last_progress < kProgressInterval) return;
             last_progress = now;
-            const QString text = QString::fromUtf8(stage.data(), qsizetype(stage.size()));
+            last_fraction = fraction;
+            const QString text = stage_text(
+                QString::fromUtf8(stage.data(), qsizetype(stage.size())), layers);
             post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
         };
         return h;
@@ -344,11 +396,17 @@ struct RunController::Worker {
     ProfilePtr base_profile;
     std::vector<std::int32_t> tokens;
     std::chrono::steady_clock::time_point last_progress{};
+    double progress_offset = 0.0;  // this pass's share of the job's progress bar
+    double progress_scale = 1.0;
+    double last_fraction = 0.0;
+    // The engine's default thread count, before any run set another.
+    int default_threads = cpu_threads();
 };
 
 RunController::RunController(QObject* parent) : QObject(parent) {
     qRegisterMetaType<l2a::ui::ProfilePtr>("l2a::ui::ProfilePtr");
     qRegisterMetaType<l2a::ui::ComparisonPtr>("l2a::ui::ComparisonPtr");
+    qRegisterMetaType<l2a::ui::RunInfo>("l2a::ui::RunInfo");
     worker_ = std::make_unique<Worker>(this);
 }
 

@@ -32,10 +32,7 @@ QString fixed(double v, int digits) {
     return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
 }
 
-QString signed_fixed(double v, int digits) {
-    if (!std::isfinite(v)) return "n/a";
-    return (v > 0 ? "+" : "") + QString::number(v, 'f', digits);
-}
+QString signed_fixed(double v, int digits) { return signed_number(v, digits); }
 
 QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
@@ -255,6 +252,8 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.reset->setObjectName("reset");
     s.kl_token->setObjectName("klMaxToken");
     s.busy->setObjectName("busy");
+    s.status->setObjectName("whatifStatus");
+    s.pages->setObjectName("comparison");
     s.layers->setObjectName("layerComparison");
     s.side->setObjectName("sideBySide");
 
@@ -339,9 +338,13 @@ void WhatIfView::showResults() {
         s.status->setText("No run yet.");
     } else if (!variant) {
         s.status->setText(
-            "No what-if yet: prune a layer in the Layers view or change the "
-            "routing.");
+            "No what-if yet: prune a layer in the Layers view or change the routing or the "
+            "threshold above; the comparison with this run shows here. The run's own numbers "
+            "are in the run summary.");
     }
+    // No empty column of labels: the comparison shows once there is something to compare
+    // (the run's own numbers are in the run summary).
+    s.pages->setVisible(base && variant);
     if (!base || !variant) return;
     if (c) {
         if (!s.running) {
