@@ -60,7 +60,11 @@ void draw_pruned(ImDrawList* draw, ImVec2 a, ImVec2 b) {
 void add_vertical_text(ImDrawList* draw, ImVec2 centre, ImU32 col, const char* text) {
     const int first = draw->VtxBuffer.Size;
     const ImVec2 size = ImGui::CalcTextSize(text);
+    // Glyphs outside the clip rectangle are dropped before the turn: clip after it instead.
+    draw->PushClipRect(ImVec2(centre.x - size.x, centre.y - size.x),
+                       ImVec2(centre.x + size.x, centre.y + size.x), false);
     draw->AddText(ImVec2(centre.x - size.x / 2, centre.y - size.y / 2), col, text);
+    draw->PopClipRect();
     for (int i = first; i < draw->VtxBuffer.Size; ++i) {
         ImVec2& p = draw->VtxBuffer[i].pos;
         const float dx = p.x - centre.x, dy = p.y - centre.y;

@@ -250,9 +250,22 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     whatif_scroll->setWidget(s.whatif);
     whatif_scroll->setWidgetResizable(true);
     whatif_scroll->setFrameShape(QFrame::NoFrame);
+    whatif_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
     QDockWidget* whatif_dock =
         dock("What-if", "WhatIfDock", whatif_scroll, Qt::RightDockWidgetArea);
     splitDockWidget(summary_dock, whatif_dock, Qt::Vertical);
+    // The summary dock as tall as its rows need (they wrap in a narrow column); the what-if
+    // below takes the rest and scrolls.
+    connect(s.summary, &SummaryView::preferredHeightChanged, this,
+            [this, summary_dock, whatif_dock](int h) {
+                if (!summary_dock->isVisible() || summary_dock->isFloating()) return;
+                const int title_h = summary_dock->height() - state_->summary->height();
+                resizeDocks({summary_dock, whatif_dock},
+                            {h + std::max(0, title_h),
+                             std::max(80, whatif_dock->height() + summary_dock->height() - h -
+                                              std::max(0, title_h))},
+                            Qt::Vertical);
+            });
     // Sizes, applied once the window has its size: the bottom docks tall enough for every row
     // of a 6-layer table (more layers scroll) and a paragraph of the document; the layer table
     // wide enough for its columns and the document for a line of text; the right column as
@@ -266,15 +279,17 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
                              table->horizontalScrollBar()->sizeHint().height() + 6;
         const int bottom = std::clamp(height() * 3 / 10, six_rows, std::max(six_rows, height() / 2));
         resizeDocks({doc_dock}, {bottom}, Qt::Vertical);
-        const int right = std::clamp(width() * 3 / 10, 360, 560);
+        const int right = std::clamp(width() * 32 / 100, 400, 560);
         resizeDocks({whatif_dock}, {right}, Qt::Horizontal);
         const int centre_w = width() - right;
         const int layers_width = std::clamp(centre_w / 2, 300, 680);
         resizeDocks({doc_dock, layers_dock}, {centre_w - layers_width, layers_width},
                     Qt::Horizontal);
-        const int summary_h = state_->summary->sizeHint().height() + title_h;
-        resizeDocks({summary_dock, whatif_dock},
-                    {summary_h, std::max(120, height() - summary_h)}, Qt::Vertical);
+        // The summary as short as its rows allow (it keeps a minimum height for them), the
+        // what-if the rest.
+        const int summary_h = std::max(state_->summary->preferredHeight(), 120) + title_h;
+        resizeDocks({summary_dock, whatif_dock}, {summary_h, std::max(120, height() - summary_h)},
+                    Qt::Vertical);
     };
 
     // ---- run options toolbar -------------------------------------------------------------------

@@ -3,6 +3,10 @@
 
 #include <QFileInfo>
 #include <QFormLayout>
+#include <QLayout>
+#include <QResizeEvent>
+#include <QTimer>
+#include <algorithm>
 #include <QLabel>
 #include <QVBoxLayout>
 #include <cmath>
@@ -72,6 +76,8 @@ struct SummaryView::State {
     QLabel* kv_note = nullptr;
     QLabel* empty = nullptr;
     QWidget* form = nullptr;
+    QFormLayout* form_layout = nullptr;
+    int preferred_height = 0;
 };
 
 SummaryView::SummaryView(Session* session, QWidget* parent)
@@ -86,11 +92,13 @@ SummaryView::SummaryView(Session* session, QWidget* parent)
     layout->addWidget(s.empty);
     s.form = new QWidget(this);
     auto* form = new QFormLayout(s.form);
+    s.form_layout = form;
     form->setContentsMargins(0, 0, 0, 0);
     form->setVerticalSpacing(3);
     form->setFieldGrowthPolicy(QFormLayout::AllNonFixedFieldsGrow);
     for (const Row& row : kRows) {
         auto* label = new QLabel(row.label, s.form);
+        label->setAlignment(Qt::AlignLeft | Qt::AlignTop);
         label->setToolTip(row.tip);
         auto* value = new QLabel(s.form);
         value->setObjectName(QString("summary_") + row.key);
@@ -145,14 +153,11 @@ void SummaryView::refresh() {
                                  ? QString("demo document")
                                  : QFileInfo(QString::fromStdString(p->document_path)).fileName();
     const std::int64_t in_document = std::max(p->tokens_before_truncation, p->num_tokens());
-    QString doc_text = QString("%1: %2 of %3 tokens")
+    QString doc_text = QString("%1, %2 of %3 tokens")
                            .arg(document, group_digits(p->num_tokens()), group_digits(in_document));
     if (in_document > p->num_tokens()) {
-        doc_text += info.cut_by == "context"
-                        ? QString(" (cut at the model's context)")
-                        : QString(" (cut by max tokens)");
-    } else {
-        doc_text += " (all of it)";
+        doc_text += info.cut_by == "context" ? QString(", cut at the model's context")
+                                             : QString(", cut by max tokens");
     }
     s.values["document"]->setText(doc_text);
     s.values["document"]->setToolTip(QString::fromStdString(p->document_path));
@@ -162,7 +167,7 @@ void SummaryView::refresh() {
                                    ? QString("demo model")
                                    : QFileInfo(QString::fromStdString(m.path)).fileName();
     s.values["model"]->setText(
-        QString("%1 (%2, %3 layers, %4 parameters%5)")
+        QString("%1, %2, %3 layers, %4 parameters%5")
             .arg(model_name.isEmpty() ? QString("unnamed") : model_name,
                  QString::fromStdString(m.model_type), QString::number(m.num_layers),
                  parameters_text(m.parameter_count), m.is_l2a ? QString(", L2A") : QString()));
@@ -192,15 +197,14 @@ void SummaryView::refresh() {
     const std::int64_t with = p->metrics.kv_bytes_total;
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
     if (m.is_l2a && !p->options.as_base && without > 0) {
-        s.values["kv"]->setText(QString("%1 with L2A, %2 without (%3%)")
+        s.values["kv"]->setText(QString("%1 with L2A, %2 without: %3%")
                                     .arg(byte_size_text(with, 2), byte_size_text(without, 2),
                                          fixed(100.0 * static_cast<double>(with) /
                                                    static_cast<double>(without),
                                                1)));
         s.kv_note->setText(
-            "L2A keeps the global K/V of every token in every layer that is not pruned, plus "
-            "its sliding window, so its cache is slightly larger than the base model's; pruning "
-            "layers (Layers view) is what saves memory.");
+            "L2A keeps global K/V for every token of every layer that is not pruned (plus its "
+            "window): a little more than the base model. Pruning layers is what saves.");
         s.kv_note->setVisible(true);
     } else {
         s.values["kv"]->setText(byte_size_text(with, 2));
@@ -208,7 +212,43 @@ void SummaryView::refresh() {
         s.kv_note->setVisible(false);
     }
     s.values["time"]->setText(seconds_text(p->wall_seconds) +
-                              " wall time of the run, including the per-token loss pass");
+                              " wall time of the run, with the per-token loss pass");
+    // The new texts are laid out first, then their height is known.
+    QTimer::singleShot(0, this, [this] { fitHeight(); });
 }
+
+void SummaryView::resizeEvent(QResizeEvent* event) {
+    QWidget::resizeEvent(event);
+    fitHeight();
+}
+
+void SummaryView::fitHeight() {
+    // Wrapped lines need more height when the column is narrow: the height every row needs at
+    // the width the values have now, for the dock to take.
+    State& s = *state_;
+    QFormLayout* form = s.form_layout;
+    const QMargins outer = layout()->contentsMargins();
+    int h = outer.top() + outer.bottom();
+    if (s.empty->isVisible()) h += s.empty->sizeHint().height() + layout()->spacing();
+    const int fallback = std::max(100, width() * 2 / 3);
+    for (int row = 0; row < form->rowCount(); ++row) {
+        QLayoutItem* label = form->itemAt(row, QFormLayout::LabelRole);
+        QLayoutItem* field = form->itemAt(row, QFormLayout::FieldRole);
+        if (!field || !field->widget()) continue;
+        QWidget* w = field->widget();
+        const int field_w = w->width() > 20 ? w->width() : fallback;
+        const int field_h =
+            w->hasHeightForWidth() ? w->heightForWidth(field_w) : w->sizeHint().height();
+        const int label_h = label && label->widget() ? label->widget()->sizeHint().height() : 0;
+        h += std::max(label_h, field_h) + std::max(0, form->verticalSpacing());
+    }
+    h += fontMetrics().lineSpacing();  // room for a line that wraps once more than measured
+    if (h != state_->preferred_height) {
+        state_->preferred_height = h;
+        emit preferredHeightChanged(h);
+    }
+}
+
+int SummaryView::preferredHeight() const { return state_->preferred_height; }
 
 }  // namespace l2a::ui

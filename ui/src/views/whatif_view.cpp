@@ -188,6 +188,7 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
         auto* value = new QLabel(results);
         value->setTextInteractionFlags(Qt::TextSelectableByMouse);
         value->setStyleSheet("font-family: monospace");
+        value->setWordWrap(true);  // a narrow column wraps the longer rows
         value->setToolTip(row.tip);
         auto* label = new QLabel(row.label, results);
         label->setToolTip(row.tip);

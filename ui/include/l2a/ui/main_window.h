@@ -52,14 +52,15 @@ public slots:
     // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
     bool exportTo(const QString& format, const QString& path);
 
+public:
+    // The Help > Keyboard Shortcuts text (rich text).
+    static QString shortcutsText();
+
 protected:
     void closeEvent(QCloseEvent* event) override;
     void showEvent(QShowEvent* event) override;
     void dragEnterEvent(QDragEnterEvent* event) override;
     void dropEvent(QDropEvent* event) override;
-
-    // The Help > Keyboard Shortcuts text (rich text).
-    static QString shortcutsText();
 
 private:
     void updateTitle();

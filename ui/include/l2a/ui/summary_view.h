@@ -22,9 +22,18 @@ public:
     // The value shown for a row ("document", "model", "placement", "loss", "perplexity",
     // "global", "kv", "time"), as displayed; "" when there is no run. For tests.
     QString shownValue(const QString& row) const;
+    // The height that shows every row without clipping at the current width.
+    int preferredHeight() const;
+
+signals:
+    void preferredHeightChanged(int height);
+
+protected:
+    void resizeEvent(QResizeEvent* event) override;
 
 private:
     void refresh();
+    void fitHeight();
 
     struct State;
     std::unique_ptr<State> state_;
