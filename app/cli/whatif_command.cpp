@@ -165,8 +165,9 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
           {"base_relative", c.base_kv_relative},
           {"variant_relative", c.variant_kv_relative}}},
         {"ttft_seconds",
-         {{"base_measured", c.base_ttft_measured},
-          {"variant_measured", c.variant_ttft_measured},
+         {{"base_measured", c.base_ttft.measured() ? number(c.base_ttft.median) : json(nullptr)},
+          {"variant_measured",
+           c.variant_ttft.measured() ? number(c.variant_ttft.median) : json(nullptr)},
           {"base_predicted", c.base_ttft_predicted},
           {"variant_predicted", c.variant_ttft_predicted}}},
         {"layers", layers},
@@ -199,9 +200,11 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
             format_bytes(std::abs(c.variant_kv_bytes - c.base_kv_bytes)));
     row("  of no-L2A", percent(c.base_kv_relative), percent(c.variant_kv_relative),
         "(" + format_bytes(c.kv_bytes_without_l2a) + ")");
-    row("TTFT measured", format_time(c.base_ttft_measured), format_time(c.variant_ttft_measured),
-        (c.variant_ttft_measured >= c.base_ttft_measured ? "+" : "-") +
-            format_time(std::abs(c.variant_ttft_measured - c.base_ttft_measured)));
+    if (c.base_ttft.measured() && c.variant_ttft.measured()) {
+        row("TTFT measured", format_time(c.base_ttft.median), format_time(c.variant_ttft.median),
+            (c.variant_ttft.median >= c.base_ttft.median ? "+" : "-") +
+                format_time(std::abs(c.variant_ttft.median - c.base_ttft.median)));
+    }
     row("TTFT predicted", format_time(c.base_ttft_predicted), format_time(c.variant_ttft_predicted),
         (c.variant_ttft_predicted >= c.base_ttft_predicted ? "+" : "-") +
             format_time(std::abs(c.variant_ttft_predicted - c.base_ttft_predicted)));
@@ -210,10 +213,13 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
                 static_cast<long long>(c.kl_max_token));
     std::printf("top-1 agreement      %s of next-token predictions\n",
                 percent(c.top1_agreement).c_str());
-    std::printf(
-        "TTFT measured: the base's time up to layer %d plus the re-run; predicted: a "
-        "per-layer model calibrated on the base\n\n",
-        c.start_layer);
+    if (c.base_ttft.measured()) {
+        std::printf("TTFT measured: median of %zu full runs of each, alternating; predicted: a "
+                    "per-layer model calibrated on the base\n\n",
+                    c.base_ttft.samples.size());
+    } else {
+        std::printf("TTFT predicted: a per-layer model calibrated on the base (not measured)\n\n");
+    }
 
     std::printf("%-5s  %8s  %8s\n", "layer", "base", "variant");
     for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {

@@ -1,6 +1,7 @@
 #include "l2a/engine/document_run.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <utility>
 
@@ -64,6 +65,7 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
                                       profile.token_nll);
     profile.ranges = std::move(result.ranges);
     profile.wall_seconds = result.wall_seconds;
+    profile.cpu_threads = cpu_threads();
     profile.device = std::move(result.device);
     profile.peak_device_bytes = result.peak_device_bytes;
     profile.timeline_source = options.device == "cpu" ? "host timers only: CPU run"
@@ -72,6 +74,14 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     profile.tool_version = tool_version();
     return profile;
 }
+
+namespace {
+std::string format_seconds(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f s", seconds);
+    return text;
+}
+}  // namespace
 
 Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
     Profile v = base;
@@ -87,7 +97,18 @@ Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
         "host timers only: what-if re-run from layer " + std::to_string(run.start_layer);
     v.device = run.result.device;
     v.peak_device_bytes = run.result.peak_device_bytes;
-    v.wall_seconds = run.measured_seconds;
+    v.cpu_threads = cpu_threads();
+    if (run.start_layer > 0) {
+        // Not one measured run: the base's time for the layers reused plus the re-run's.
+        v.wall_seconds = run.reused_base_seconds + run.run_seconds;
+        v.time_basis = "what-if: layers 0-" + std::to_string(run.start_layer - 1) +
+                       " reused from the base run (" + format_seconds(run.reused_base_seconds) +
+                       ") + re-run from layer " + std::to_string(run.start_layer) + " (" +
+                       format_seconds(run.run_seconds) + ")";
+    } else {
+        v.wall_seconds = run.run_seconds;
+        v.time_basis.clear();
+    }
     v.created_at = utc_now_iso8601();
     v.tool_version = tool_version();
     return v;

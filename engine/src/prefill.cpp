@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <limits>
 #include <numeric>
 #include <string>
+#include <thread>
 
 #include <ATen/Parallel.h>
+#include <sched.h>
 
 #include "attention.h"
 #include "device_runtime.h"
@@ -315,6 +318,36 @@ void set_cpu_threads(int threads) {
 }
 
 int cpu_threads() { return at::get_num_threads(); }
+
+CpuLoad cpu_load() {
+    CpuLoad load;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        load.cores = std::max(1, CPU_COUNT(&set));
+    } else {
+        load.cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    }
+    double averages[1] = {0.0};
+    if (getloadavg(averages, 1) == 1 && std::isfinite(averages[0]) && averages[0] >= 0.0) {
+        load.load1 = averages[0];
+    }
+    return load;
+}
+
+int default_cpu_threads(const CpuLoad& load) {
+    if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+        char* end = nullptr;
+        const long n = std::strtol(env, &end, 10);
+        if (end != env && *end == '\0' && n > 0 && n <= 4096) return static_cast<int>(n);
+    }
+    const int cores = std::max(1, load.cores);
+    if (load.load1 < 0.0) return cores;
+    const int busy = static_cast<int>(std::lround(load.load1));
+    return std::clamp(cores - busy, 1, cores);
+}
+
+int default_cpu_threads() { return default_cpu_threads(cpu_load()); }
 
 namespace {
 

@@ -324,6 +324,8 @@ std::string profile_metadata(const Profile& p, const std::vector<std::string>& k
     j["device"] = p.device;
     j["peak_device_bytes"] = p.peak_device_bytes;
     j["wall_seconds"] = double_to_json(p.wall_seconds);
+    j["time_basis"] = p.time_basis;
+    j["cpu_threads"] = p.cpu_threads;
     // The text is valid UTF-8 by construction (document.h); a path need not be, and a run
     // should not be lost over how its file name is displayed.
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -666,6 +668,14 @@ Profile load_profile(const std::filesystem::path& path) {
         p.metrics = metrics_from_json(field(j, "metrics", "profile"));
         p.ranges = ranges_from_json(field(j, "ranges", "profile"));
         p.wall_seconds = get_double(j, "wall_seconds", "profile");
+        // Absent in profiles written before they were recorded.
+        if (j.contains("time_basis")) p.time_basis = get_as<std::string>(j, "time_basis", "profile");
+        if (j.contains("cpu_threads")) {
+            p.cpu_threads = get_as<std::int64_t>(j, "cpu_threads", "profile");
+            if (p.cpu_threads < 0 || p.cpu_threads > 1 << 20) {
+                throw FieldError{"invalid cpu_threads " + std::to_string(p.cpu_threads)};
+            }
+        }
         if (version >= 2) {
             const json& timeline = field(j, "timeline", "profile");
             p.timeline_source = get_as<std::string>(timeline, "source", "timeline");
@@ -763,6 +773,7 @@ std::string profile_to_json(const Profile& p, int indent) {
     run["as_base"] = p.options.as_base;
     run["token_nll"] = p.options.token_nll;
     run["device_name"] = p.device;
+    run["cpu_threads"] = p.cpu_threads;
     run["peak_device_bytes"] = p.peak_device_bytes;
     j["run"] = std::move(run);
 
@@ -820,6 +831,7 @@ std::string profile_to_json(const Profile& p, int indent) {
     }
     j["timing"] = {
         {"wall_seconds", number(p.wall_seconds)},
+        {"time_basis", p.time_basis.empty() ? "one full run, measured" : p.time_basis},
         {"tokens_per_second", p.wall_seconds > 0
                                   ? number(static_cast<double>(p.num_tokens()) / p.wall_seconds)
                                   : json(nullptr)},

@@ -79,7 +79,7 @@ WhatIfRun run_whatif_base(const Model& model, std::span<const std::int32_t> toke
     with_checkpoints.checkpoints = &run.checkpoints;
     run.result = run_prefill(model, tokens, options, with_checkpoints);
     run.start_layer = 0;
-    run.measured_seconds = run.result.wall_seconds;
+    run.run_seconds = run.result.wall_seconds;
     run.metrics = metrics_of(model, options, run.result);
     return run;
 }
@@ -136,7 +136,8 @@ WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> t
             reused_ns = std::max(reused_ns, range.end_ns);
         }
     }
-    run.measured_seconds = static_cast<double>(reused_ns) * 1e-9 + run.result.wall_seconds;
+    run.reused_base_seconds = static_cast<double>(reused_ns) * 1e-9;
+    run.run_seconds = run.result.wall_seconds;
     run.metrics = metrics_of(model, variant, run.result);
     return run;
 }
@@ -201,6 +202,15 @@ TimingModel calibrate_timing(const WhatIfRun& base) {
         if (std::isnan(k)) k = fallback;
     }
     model.outside_seconds = r.wall_seconds - inside;
+    if (base.options.token_nll && T > 1) {
+        double head = 0.0;
+        for (const TimedRange& range : r.ranges) {
+            if (range.depth == 0 && range.name == "lm_head") {
+                head += static_cast<double>(range.end_ns - range.begin_ns) * 1e-9;
+            }
+        }
+        model.loss_rows_seconds = head * static_cast<double>(T - 1) / static_cast<double>(T);
+    }
     return model;
 }
 
@@ -310,11 +320,49 @@ WhatIfComparison compare(const Model& model, std::span<const std::int32_t> token
     c.variant_global_fraction = variant.metrics.global_fraction;
 
     const TimingModel timing = calibrate_timing(base);
-    c.base_ttft_measured = base.measured_seconds;
-    c.variant_ttft_measured = variant.measured_seconds;
-    c.base_ttft_predicted = timing.predict(base.result.decisions, T);
-    c.variant_ttft_predicted = timing.predict(variant.result.decisions, T);
+    c.base_ttft_predicted = timing.predict_ttft(base.result.decisions, T);
+    c.variant_ttft_predicted = timing.predict_ttft(variant.result.decisions, T);
     return c;
+}
+
+TtftMeasurement TtftMeasurement::of(std::vector<double> samples) {
+    TtftMeasurement m;
+    m.samples = std::move(samples);
+    if (m.samples.empty()) return m;
+    std::vector<double> sorted = m.samples;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t n = sorted.size();
+    m.median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    m.min = sorted.front();
+    m.max = sorted.back();
+    return m;
+}
+
+std::pair<TtftMeasurement, TtftMeasurement> measure_ttft_pair(
+    const Model& model, std::span<const std::int32_t> tokens, const RunOptions& base,
+    const RunOptions& variant, int repeats, const PrefillHooks& hooks,
+    const std::function<void(std::int64_t, std::int64_t)>& progress) {
+    if (repeats < 1) {
+        fail("", "what-if: time to first token needs at least one run (got " +
+                     std::to_string(repeats) + ")");
+    }
+    // Only what time to first token needs: every layer, the last row's logits.
+    RunOptions options[2] = {base, variant};
+    for (RunOptions& o : options) o.token_nll = false;
+    PrefillHooks quiet;  // no per-run progress or checkpoints; cancellation still applies
+    quiet.cancel = hooks.cancel;
+    const std::int64_t total = 2 * (static_cast<std::int64_t>(repeats) + 1);
+    std::int64_t done = 0;
+    std::vector<double> seconds[2];
+    for (int round = 0; round <= repeats; ++round) {  // round 0: warm-up, not timed
+        for (int which = 0; which < 2; ++which) {
+            const PrefillResult r = run_prefill(model, tokens, options[which], quiet);
+            if (round > 0) seconds[which].push_back(r.wall_seconds);
+            if (progress) progress(++done, total);
+        }
+    }
+    return {TtftMeasurement::of(std::move(seconds[0])),
+            TtftMeasurement::of(std::move(seconds[1]))};
 }
 
 PruneSuggestion suggest_prune(const Model& model, std::span<const std::int32_t> tokens,

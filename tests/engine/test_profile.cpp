@@ -95,6 +95,8 @@ Profile sample_profile() {
                 {"layer 0 / global", 2000, 4000, 1},
                 {"layer 1 / global", 6000, 6500, 1}};
     p.wall_seconds = 5e-324;  // the smallest subnormal double
+    p.time_basis = "what-if: layers 0-0 reused from the base run (0.001 s) + re-run";
+    p.cpu_threads = 3;
     p.created_at = "2026-11-22T04:12:00Z";
     p.tool_version = "0.1.0";
     return p;
@@ -171,6 +173,8 @@ void expect_equal(const Profile& a, const Profile& b) {
         EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
     }
     EXPECT_TRUE(same_bits(a.wall_seconds, b.wall_seconds));
+    EXPECT_EQ(a.time_basis, b.time_basis);
+    EXPECT_EQ(a.cpu_threads, b.cpu_threads);
     EXPECT_EQ(a.created_at, b.created_at);
     EXPECT_EQ(a.tool_version, b.tool_version);
 }
@@ -375,6 +379,8 @@ TEST(Profile, ExportJsonHasTheDocumentedShape) {
     EXPECT_EQ(j["run"]["prune"], json::array({0, 2}));
     EXPECT_EQ(j["run"]["seed"].get<std::uint64_t>(), std::numeric_limits<std::uint64_t>::max());
     EXPECT_EQ(j["run"]["max_tokens"], 5);
+    EXPECT_EQ(j["run"]["cpu_threads"], 3);
+    EXPECT_EQ(j["timing"]["time_basis"], p.time_basis);
 
     ASSERT_EQ(j["layers"].size(), 3u);
     EXPECT_EQ(j["layers"][1]["index"], 1);
@@ -403,6 +409,28 @@ TEST(Profile, ExportJsonHasTheDocumentedShape) {
     const json k = json::parse(profile_to_json(p));
     EXPECT_DOUBLE_EQ(k["run"]["threshold"].get<double>(), 0.5);
     EXPECT_EQ(k["run"]["threshold_overridden"], false);
+    // A full run says how its time was measured.
+    p.time_basis.clear();
+    EXPECT_EQ(json::parse(profile_to_json(p))["timing"]["time_basis"], "one full run, measured");
+}
+
+TEST(Profile, ThreadsAndTimeBasisMayBeAbsentButNotInvalid) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+    rewrite(dir / "a.l2a", dir / "old.l2a", [](json& meta) {
+        meta.erase("cpu_threads");
+        meta.erase("time_basis");
+    });
+    const Profile old = load_profile(dir / "old.l2a");
+    EXPECT_EQ(old.cpu_threads, 0);
+    EXPECT_EQ(old.time_basis, "");
+    rewrite(dir / "a.l2a", dir / "bad.l2a", [](json& meta) { meta["cpu_threads"] = -4; });
+    try {
+        load_profile(dir / "bad.l2a");
+        ADD_FAILURE() << "negative thread count accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("cpu_threads"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

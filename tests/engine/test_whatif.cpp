@@ -2,7 +2,9 @@
 // greedy pruning suggestion, on the demo model.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -197,13 +199,20 @@ TEST(WhatIf, ComparisonReportsPrunedLayersAndMemory) {
         c.variant_kv_relative,
         static_cast<double>(c.variant_kv_bytes) / static_cast<double>(c.kv_bytes_without_l2a),
         1e-12);
-    EXPECT_GT(c.base_ttft_measured, 0.0);
-    EXPECT_GT(c.variant_ttft_measured, 0.0);
+    // Nothing is measured unless asked for; predictions are always there.
+    EXPECT_FALSE(c.base_ttft.measured());
+    EXPECT_FALSE(c.variant_ttft.measured());
+    EXPECT_GT(base.run_seconds, 0.0);
+    EXPECT_GT(variant.run_seconds, 0.0);
     // Both predictions come from the base's timing model; the layers above a pruned one may
     // route more tokens, so the variant is not necessarily faster.
     const auto timing = l2a::calibrate_timing(base);
-    EXPECT_DOUBLE_EQ(c.base_ttft_predicted, timing.predict(base.result.decisions, kTokens));
-    EXPECT_DOUBLE_EQ(c.variant_ttft_predicted, timing.predict(variant.result.decisions, kTokens));
+    EXPECT_DOUBLE_EQ(c.base_ttft_predicted, timing.predict_ttft(base.result.decisions, kTokens));
+    EXPECT_DOUBLE_EQ(c.variant_ttft_predicted,
+                     timing.predict_ttft(variant.result.decisions, kTokens));
+    // The per-token loss pass of the LM head is not part of the time to first token.
+    EXPECT_GT(timing.loss_rows_seconds, 0.0);
+    EXPECT_LT(c.base_ttft_predicted, base.result.wall_seconds);
     // With every layer pruned no global work is left: it predicts less time.
     l2a::RunOptions everything;
     everything.prune = {0, 1, 2, 3, 4, 5};
@@ -228,6 +237,69 @@ TEST(WhatIf, TimingModelReproducesTheBaseWallTime) {
     double fixed = timing.outside_seconds;
     for (double s : timing.fixed_seconds) fixed += s;
     EXPECT_NEAR(timing.predict(none, kTokens), fixed, 1e-12);
+}
+
+TEST(WhatIf, TtftMeasurementMedianAndSpread) {
+    const auto odd = l2a::TtftMeasurement::of({0.3, 0.1, 0.2});
+    EXPECT_TRUE(odd.measured());
+    EXPECT_DOUBLE_EQ(odd.median, 0.2);
+    EXPECT_DOUBLE_EQ(odd.min, 0.1);
+    EXPECT_DOUBLE_EQ(odd.max, 0.3);
+    EXPECT_EQ(odd.samples, (std::vector<double>{0.3, 0.1, 0.2}));  // in the order run
+    const auto even = l2a::TtftMeasurement::of({0.4, 0.1, 0.3, 0.2});
+    EXPECT_DOUBLE_EQ(even.median, 0.25);
+    EXPECT_FALSE(l2a::TtftMeasurement::of({}).measured());
+}
+
+TEST(WhatIf, MeasuredTtftTimesFullRunsOfBothAlike) {
+    const auto& model = demo_model();
+    const auto tokens = some_tokens(kTokens);
+    l2a::RunOptions base;
+    l2a::RunOptions variant;
+    variant.prune = {5};
+    std::vector<std::pair<std::int64_t, std::int64_t>> steps;
+    const auto [b, v] = l2a::measure_ttft_pair(
+        model, tokens, base, variant, 3, {},
+        [&](std::int64_t done, std::int64_t total) { steps.emplace_back(done, total); });
+    ASSERT_EQ(b.samples.size(), 3u);
+    ASSERT_EQ(v.samples.size(), 3u);
+    for (double s : b.samples) EXPECT_GT(s, 0.0);
+    for (double s : v.samples) EXPECT_GT(s, 0.0);
+    EXPECT_LE(b.min, b.median);
+    EXPECT_LE(b.median, b.max);
+    // A warm-up run of each, then three of each; progress never goes back.
+    ASSERT_EQ(steps.size(), 8u);
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        EXPECT_EQ(steps[i].first, static_cast<std::int64_t>(i + 1));
+        EXPECT_EQ(steps[i].second, 8);
+    }
+    EXPECT_THROW(l2a::measure_ttft_pair(model, tokens, base, variant, 0), l2a::Error);
+    std::atomic<bool> cancel{true};
+    l2a::PrefillHooks hooks;
+    hooks.cancel = &cancel;
+    EXPECT_THROW(l2a::measure_ttft_pair(model, tokens, base, variant, 1, hooks), l2a::Cancelled);
+}
+
+TEST(WhatIf, DefaultThreadsLeaveBusyCoresAlone) {
+    // OMP_NUM_THREADS (set for the test suite) wins when present; check the load rule without it.
+    const char* saved = std::getenv("OMP_NUM_THREADS");
+    const std::string keep = saved ? saved : "";
+    unsetenv("OMP_NUM_THREADS");
+    EXPECT_EQ(l2a::default_cpu_threads({8, 0.1}), 8);
+    EXPECT_EQ(l2a::default_cpu_threads({8, 2.6}), 5);
+    EXPECT_EQ(l2a::default_cpu_threads({2, 1.2}), 1);
+    EXPECT_EQ(l2a::default_cpu_threads({2, 9.0}), 1);
+    EXPECT_EQ(l2a::default_cpu_threads({4, -1.0}), 4);  // load unknown: every core
+    setenv("OMP_NUM_THREADS", "3", 1);
+    EXPECT_EQ(l2a::default_cpu_threads({8, 7.0}), 3);
+    if (saved) {
+        setenv("OMP_NUM_THREADS", keep.c_str(), 1);
+    } else {
+        unsetenv("OMP_NUM_THREADS");
+    }
+    const l2a::CpuLoad now = l2a::cpu_load();
+    EXPECT_GE(now.cores, 1);
+    EXPECT_GE(l2a::default_cpu_threads(), 1);
 }
 
 TEST(WhatIf, FirstChangedLayer) {

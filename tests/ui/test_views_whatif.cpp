@@ -67,8 +67,8 @@ std::shared_ptr<WhatIfComparison> make_comparison(double variant_nll) {
     c->variant_kv_relative = 0.375;
     c->base_global_fraction = {0.5, 0.25, 0.125};
     c->variant_global_fraction = {0.5, 0.0, 0.125};
-    c->base_ttft_measured = 0.25;
-    c->variant_ttft_measured = 0.2;
+    c->base_ttft = l2a::TtftMeasurement::of({0.26, 0.25, 0.24});
+    c->variant_ttft = l2a::TtftMeasurement::of({0.2, 0.21, 0.19});
     c->base_ttft_predicted = 0.25;
     c->variant_ttft_predicted = 0.0125;
     return c;

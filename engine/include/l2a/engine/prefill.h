@@ -75,6 +75,20 @@ struct PrefillResult {
 void set_cpu_threads(int threads);
 int cpu_threads();
 
+// How busy this machine's processors are: cores the process may use and the 1-minute load
+// average (-1 when the system does not say).
+struct CpuLoad {
+    int cores = 1;
+    double load1 = -1.0;
+};
+CpuLoad cpu_load();
+
+// The thread count a run uses unless told otherwise: OMP_NUM_THREADS when set, else the cores
+// not already busy (cores minus the rounded load average, at least 1). On a loaded machine one
+// thread per core makes OpenMP's spinning workers many times slower than fewer threads.
+int default_cpu_threads();
+int default_cpu_threads(const CpuLoad& load);
+
 // Throws l2a::Error for bad input (empty token list, ids outside the vocabulary, bad options:
 // prune index out of range, threshold outside (0, 1)) and l2a::Cancelled when cancelled.
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,

@@ -82,7 +82,14 @@ struct Profile {
     std::string timeline_source;
     std::string device;                  // "cpu" or the GPU's name; "" when not recorded (v1)
     std::int64_t peak_device_bytes = 0;  // GPU: peak bytes allocated during the run
+    // Wall time of the run. A full run measures it (including the per-token loss pass, so it is
+    // more than the time to first token); a what-if variant composes it (time_basis says so).
     double wall_seconds = 0.0;
+    // How wall_seconds was obtained: "" for one full run measured end to end, else a sentence
+    // (a what-if variant: "base layers 0-4 reused (1.2 s) + re-run from layer 5 (0.3 s)").
+    // Times of different bases, devices, backends or thread counts are not comparable.
+    std::string time_basis;
+    std::int64_t cpu_threads = 0;  // host threads the run used; 0 when not recorded
     std::string created_at;  // ISO 8601 UTC
     std::string tool_version;
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "l2a/engine/metrics.h"
@@ -24,9 +25,12 @@ struct WhatIfRun {
     PrefillResult result;
     ResidualCheckpoints checkpoints;  // base: every layer and the final state; variant: final
     int start_layer = 0;              // the layer the run began at (0: a full run)
-    // Time to first token: a full run's wall time; for a variant, the base's time up to
-    // start_layer plus the re-run's own wall time.
-    double measured_seconds = 0.0;
+    // The wall time of this run's own computation: a full run for the base, the re-run from
+    // start_layer for a variant. Not a time to first token (it includes the per-token loss
+    // pass), and a variant's is not comparable with the base's: see measure_ttft_pair.
+    double run_seconds = 0.0;
+    // Variant: the base's time up to the end of the layers it reused (0 for a full run).
+    double reused_base_seconds = 0.0;
     RunMetrics metrics;
 };
 
@@ -60,10 +64,38 @@ struct TimingModel {
     double outside_seconds = 0.0;            // embed, LM head, everything outside the layers
     std::vector<double> fixed_seconds;       // [layers]
     std::vector<double> global_coefficient;  // [layers] seconds per key read
+    // The part of the LM head's time spent on rows 0..T-2 (the per-token loss pass); 0 when the
+    // base computed only the last row's logits.
+    double loss_rows_seconds = 0.0;
+    // The run's wall time as the base measured it (with its per-token loss pass, if any).
     double predict(std::span<const std::uint8_t> decisions, std::int64_t num_tokens) const;
+    // Time to first token: the same without the loss rows of the LM head.
+    double predict_ttft(std::span<const std::uint8_t> decisions, std::int64_t num_tokens) const {
+        return predict(decisions, num_tokens) - loss_rows_seconds;
+    }
 };
 
 TimingModel calibrate_timing(const WhatIfRun& base);
+
+// Time to first token measured over repeated full prefills (every layer from the embedding,
+// the last row's logits only): the same measurement for a base and a variant.
+struct TtftMeasurement {
+    std::vector<double> samples;  // seconds, in the order run; empty: not measured
+    double median = 0.0;
+    double min = 0.0;
+    double max = 0.0;
+    bool measured() const { return !samples.empty(); }
+    // From samples (median of an even count: the mean of the middle two).
+    static TtftMeasurement of(std::vector<double> samples);
+};
+
+// Times `repeats` full prefills of each option set, alternating base and variant so that a
+// change in machine load falls on both, after one untimed warm-up run of each. `progress` gets
+// (runs done, runs in all). Throws l2a::Error for repeats < 1 or options that cannot run.
+std::pair<TtftMeasurement, TtftMeasurement> measure_ttft_pair(
+    const Model& model, std::span<const std::int32_t> tokens, const RunOptions& base,
+    const RunOptions& variant, int repeats, const PrefillHooks& hooks = {},
+    const std::function<void(std::int64_t, std::int64_t)>& progress = {});
 
 struct WhatIfComparison {
     std::int64_t num_tokens = 0;
@@ -88,10 +120,12 @@ struct WhatIfComparison {
     double variant_kv_relative = 0.0;
     std::vector<double> base_global_fraction;     // [layers]
     std::vector<double> variant_global_fraction;  // [layers]; 0 in pruned layers
-    double base_ttft_measured = 0.0;
-    double variant_ttft_measured = 0.0;
+    // Predicted by the base's timing model (calibrate_timing): always filled, never measured.
     double base_ttft_predicted = 0.0;
     double variant_ttft_predicted = 0.0;
+    // Measured by measure_ttft_pair when the caller asks for it; empty otherwise.
+    TtftMeasurement base_ttft;
+    TtftMeasurement variant_ttft;
 };
 
 // Both runs must be of `tokens` on `model`. Throws l2a::Error when a run lacks its final state.
