@@ -282,6 +282,40 @@ private slots:
         QVERIFY(window_->session()->base() == base);
     }
 
+    // TTFT: the prediction shows with the what-if and says it is one; a measurement happens
+    // only on request, as full runs of both base and variant, and shows their medians.
+    void measureTtftOnRequest() {
+        QAbstractItemModel* model = window_->layersView()->model();
+        const int last = model->rowCount() - 1;
+        QSignalSpy finished(window_->controller(), &RunController::whatIfFinished);
+        QVERIFY(
+            model->setData(model->index(last, LayersView::Prune), Qt::Checked, Qt::CheckStateRole));
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->variant() != nullptr);
+        WhatIfView* whatif = window_->whatIfView();
+        QVERIFY2(whatif->shownValue("ttft_predicted").endsWith("predicted"),
+                 qPrintable(whatif->shownValue("ttft_predicted")));
+        QCOMPARE(whatif->shownValue("ttft_measured"), QString("not measured"));
+        QVERIFY(!window_->session()->comparison()->base_ttft.measured());
+        auto* repeats = child<QSpinBox>(whatif, "ttftRepeats");
+        repeats->setValue(2);
+        QSignalSpy measured(window_->controller(), &RunController::ttftMeasured);
+        QTest::mouseClick(child<QPushButton>(whatif, "measureTtft"), Qt::LeftButton);
+        QVERIFY(measured.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->comparison()->base_ttft.measured());
+        const ComparisonPtr c = window_->session()->comparison();
+        QCOMPARE(c->base_ttft.samples.size(), std::size_t(2));
+        QCOMPARE(c->variant_ttft.samples.size(), std::size_t(2));
+        QVERIFY(c->base_ttft.min > 0 && c->base_ttft.min <= c->base_ttft.median &&
+                c->base_ttft.median <= c->base_ttft.max);
+        QVERIFY2(whatif->shownValue("ttft_measured").contains("median of 2 runs each"),
+                 qPrintable(whatif->shownValue("ttft_measured")));
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        QVERIFY(
+            model->setData(model->index(last, LayersView::Prune), Qt::Unchecked, Qt::CheckStateRole));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
+    }
+
     void exportWritesEveryFormat() {
         QTemporaryDir dir;
         const QStringList formats = {"html", "json", "csv", "chrome", "pdf"};

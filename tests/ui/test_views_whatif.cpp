@@ -9,6 +9,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
+#include <QSpinBox>
 #include <QTableWidget>
 #include <QtTest>
 #include <memory>
@@ -117,8 +118,11 @@ private slots:
         QCOMPARE(view_->shownValue("kv_saved"), QString("512.00 KiB"));
         QVERIFY2(view_->shownValue("kv").contains("50.0% → 37.5% of no L2A"),
                  qPrintable(view_->shownValue("kv")));
-        QCOMPARE(view_->shownValue("ttft_measured"), QString("250.0 ms → 200.0 ms"));
-        QCOMPARE(view_->shownValue("ttft_predicted"), QString("250.0 ms → 12.5 ms"));
+        QCOMPARE(view_->shownValue("ttft_measured"),
+                 QString("250.0 ms (240.0–260.0 ms) → 200.0 ms (190.0–210.0 ms), median of 3 "
+                         "runs each, threads not recorded"));
+        QCOMPARE(view_->shownValue("ttft_predicted"),
+                 QString("250.0 ms → 12.5 ms  (-95.0%), predicted"));
         QVERIFY(view_->shownValue("no such metric").isEmpty());
         auto* layers = child<QTableWidget>("layerComparison");
         QCOMPARE(layers->rowCount(), 3);
@@ -157,7 +161,8 @@ private slots:
         session_->setVariant(other);
         QVERIFY(view_->shownValue("kl_mean").isEmpty());  // not something both hold
         QCOMPARE(view_->shownValue("mean_nll"), QString("2.5000 nats | 3.0000 nats"));
-        QCOMPARE(view_->shownValue("wall"), QString("250.0 ms | 1.500 s"));
+        QCOMPARE(view_->shownValue("wall"),
+                 QString("250.0 ms, threads not recorded | 1.500 s, threads not recorded"));
         QCOMPARE(view_->shownValue("kv"), QString("3.00 MiB | 3.00 MiB"));
         QVERIFY(view_->shownValue("options").contains("prune 1,2"));
         QVERIFY(child<QTableWidget>("sideBySide")->isVisible());
@@ -242,6 +247,45 @@ private slots:
         QVERIFY(comparison->isVisible());
         session_->clearVariant();
         QVERIFY(!comparison->isVisible());
+    }
+
+    // TTFT: predicted at once, measured only on request (the button asks for N runs of each)
+    // and then shown as median and spread; the button waits while a measurement runs.
+    void ttftPredictedLiveAndMeasuredOnRequest() {
+        session_->setBase(make_profile(2.5));
+        auto c = make_comparison(2.75);
+        c->base_ttft = {};
+        c->variant_ttft = {};
+        session_->setVariant(make_profile(2.75), c);
+        QCOMPARE(view_->shownValue("ttft_measured"), QString("not measured"));
+        QVERIFY(view_->shownValue("ttft_predicted").endsWith("predicted"));
+        auto* button = child<QPushButton>("measureTtft");
+        auto* repeats = child<QSpinBox>("ttftRepeats");
+        QCOMPARE(repeats->value(), 3);
+        repeats->setValue(5);
+        QSignalSpy asked(view_.get(), &WhatIfView::measureTtftRequested);
+        QVERIFY(button->isEnabled());
+        QTest::mouseClick(button, Qt::LeftButton);
+        QCOMPARE(asked.size(), 1);
+        QCOMPARE(asked.at(0).at(0).toInt(), 5);
+        view_->setMeasuring(true, 0.4);
+        QVERIFY(!button->isEnabled());
+        QVERIFY(child<QProgressBar>("ttftProgress")->isVisible());
+        QCOMPARE(child<QProgressBar>("ttftProgress")->value(), 400);
+        QCOMPARE(view_->shownValue("ttft_measured"), QString("measuring…"));
+        QTest::mouseClick(button, Qt::LeftButton);
+        QCOMPARE(asked.size(), 1);  // not twice at once
+        view_->setMeasuring(false);
+        auto measured = std::make_shared<WhatIfComparison>(*c);
+        measured->base_ttft = TtftMeasurement::of({1.2, 1.25, 1.19});
+        measured->variant_ttft = TtftMeasurement::of({1.1, 1.05, 1.12});
+        auto variant = make_profile(2.75);
+        variant->cpu_threads = 2;
+        session_->setVariant(variant, measured);
+        QCOMPARE(view_->shownValue("ttft_measured"),
+                 QString("1.200 s (1.190–1.250 s) → 1.100 s (1.050–1.120 s), median of 3 runs "
+                         "each, 2 threads"));
+        QVERIFY(!child<QProgressBar>("ttftProgress")->isVisible());
     }
 
     // A change that rounds to zero reads "0.0 pp", never "-0.0 pp".

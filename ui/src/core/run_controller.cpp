@@ -69,7 +69,12 @@ struct WhatIfJob {
 struct AdoptJob {
     ProfilePtr profile;
 };
-using Job = std::variant<RunJob, WhatIfJob, AdoptJob>;
+struct MeasureJob {
+    ProfilePtr variant;
+    ComparisonPtr comparison;
+    int repeats = 3;
+};
+using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob>;
 
 }  // namespace
 
@@ -85,6 +90,7 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
+            pending_measure.reset();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -99,6 +105,7 @@ struct RunController::Worker {
             pending_run = RunJob{std::move(request)};
             pending_adopt.reset();
             pending_whatif.reset();  // its options were made for the old base
+            pending_measure.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -111,7 +118,17 @@ struct RunController::Worker {
             pending_adopt = AdoptJob{std::move(profile)};
             pending_run.reset();
             pending_whatif.reset();
+            pending_measure.reset();
             if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void submit_measure(MeasureJob job) {
+        {
+            std::lock_guard lock(mutex);
+            pending_measure = std::move(job);
         }
         set_busy(true);
         wake.notify_all();
@@ -120,6 +137,7 @@ struct RunController::Worker {
     void submit_whatif(RunOptions options) {
         {
             std::lock_guard lock(mutex);
+            pending_measure.reset();  // made for the variant this one replaces
             pending_whatif = WhatIfJob{std::move(options)};
             // Latest wins: a running what-if is stale now; a running base run is not touched.
             if (running && running_whatif) cancel_flag = true;
@@ -134,6 +152,7 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
+            pending_measure.reset();
             if (running) cancel_flag = true;
         }
         wake.notify_all();
@@ -144,7 +163,7 @@ struct RunController::Worker {
 
     bool running_now() {
         std::lock_guard lock(mutex);
-        return running || pending_run || pending_whatif || pending_adopt;
+        return running || pending_run || pending_whatif || pending_adopt || pending_measure;
     }
 
     // ---- the worker thread -----------------------------------------------------------------
@@ -155,7 +174,8 @@ struct RunController::Worker {
             {
                 std::unique_lock lock(mutex);
                 wake.wait(lock, [&] {
-                    return stopping || pending_run || pending_whatif || pending_adopt;
+                    return stopping || pending_run || pending_whatif || pending_adopt ||
+                           pending_measure;
                 });
                 if (stopping) return;
                 if (pending_adopt) {
@@ -164,12 +184,17 @@ struct RunController::Worker {
                 } else if (pending_run) {
                     job = std::move(*pending_run);
                     pending_run.reset();
-                } else {
+                } else if (pending_whatif) {
                     job = std::move(*pending_whatif);
                     pending_whatif.reset();
+                } else {
+                    job = std::move(*pending_measure);
+                    pending_measure.reset();
                 }
                 running = true;
-                running_whatif = std::holds_alternative<WhatIfJob>(job);
+                // A newer what-if makes a running what-if or TTFT measurement stale.
+                running_whatif = std::holds_alternative<WhatIfJob>(job) ||
+                                 std::holds_alternative<MeasureJob>(job);
                 cancel_flag = false;
             }
             progress_offset = 0.0;
@@ -192,7 +217,7 @@ struct RunController::Worker {
                 std::lock_guard lock(mutex);
                 running = false;
                 running_whatif = false;
-                idle = !pending_run && !pending_whatif && !pending_adopt;
+                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure;
             }
             if (idle) {
                 post([](RunController* c) {
@@ -247,7 +272,7 @@ struct RunController::Worker {
 
         const auto T = static_cast<std::int64_t>(doc.ids.size());
         info.beyond_context = T > config.max_position_embeddings;
-        set_cpu_threads(r.threads > 0 ? r.threads : default_threads);
+        set_cpu_threads(r.threads > 0 ? r.threads : default_cpu_threads());
         info.threads = cpu_threads();
         post_started("Running " + group_digits(T) + " tokens on " + q(r.options.device));
         const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
@@ -303,6 +328,34 @@ struct RunController::Worker {
         auto comparison = std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
         auto profile = std::make_shared<const Profile>(make_variant_profile(*base_profile, run));
         post([profile, comparison](RunController* c) { emit c->whatIfFinished(profile, comparison); });
+    }
+
+    void execute(MeasureJob& job) {
+        if (!base_profile || !job.variant || !job.comparison) {
+            fail("TTFT", "there is no what-if to measure: make one first");
+        }
+        RunOptions variant = job.variant->options;
+        variant.device = base_profile->options.device;
+        variant.max_tokens = base_profile->options.max_tokens;
+        const Model& m = model_for_base();
+        post_started(QString("Measuring TTFT: %1 full runs each of the base and the variant")
+                         .arg(job.repeats));
+        PrefillHooks h;
+        h.cancel = &cancel_flag;
+        auto [base_ttft, variant_ttft] = measure_ttft_pair(
+            m, tokens, base_profile->options, variant, job.repeats, h,
+            [this](std::int64_t done, std::int64_t all) {
+                const double fraction = all > 0 ? static_cast<double>(done) / all : 0.0;
+                const QString stage = QString("TTFT run %1 of %2").arg(done).arg(all);
+                post([fraction, stage](RunController* c) { emit c->progress(fraction, stage); });
+            });
+        check_cancel();
+        auto measured = std::make_shared<WhatIfComparison>(*job.comparison);
+        measured->base_ttft = std::move(base_ttft);
+        measured->variant_ttft = std::move(variant_ttft);
+        ComparisonPtr result = measured;
+        ProfilePtr profile = job.variant;
+        post([profile, result](RunController* c) { emit c->ttftMeasured(profile, result); });
     }
 
     // The model the base profile was made with (loaded once).
@@ -386,6 +439,7 @@ struct RunController::Worker {
     std::optional<RunJob> pending_run;
     std::optional<WhatIfJob> pending_whatif;
     std::optional<AdoptJob> pending_adopt;
+    std::optional<MeasureJob> pending_measure;
     std::atomic<bool> cancel_flag{false};
     bool busy = false;  // GUI thread only
 
@@ -399,8 +453,6 @@ struct RunController::Worker {
     double progress_offset = 0.0;  // this pass's share of the job's progress bar
     double progress_scale = 1.0;
     double last_fraction = 0.0;
-    // The engine's default thread count, before any run set another.
-    int default_threads = cpu_threads();
 };
 
 RunController::RunController(QObject* parent) : QObject(parent) {
@@ -419,6 +471,10 @@ void RunController::startRun(const RunRequest& request) { worker_->submit_run(re
 void RunController::adoptBase(ProfilePtr profile) { worker_->submit_adopt(std::move(profile)); }
 
 void RunController::startWhatIf(const RunOptions& variant) { worker_->submit_whatif(variant); }
+
+void RunController::startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats) {
+    worker_->submit_measure(MeasureJob{std::move(variant), std::move(comparison), repeats});
+}
 
 void RunController::cancel() { worker_->cancel(); }
 

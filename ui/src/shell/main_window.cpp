@@ -102,12 +102,6 @@ QString document_name(const Profile& p) {
     return QFileInfo(QString::fromStdString(p.document_path)).fileName();
 }
 
-// The thread count a run gets when the Threads option is left at its default.
-int engine_default_threads() {
-    static const int threads = cpu_threads();
-    return threads;
-}
-
 QString model_name(const Profile& p) {
     std::error_code error;
     if (!p.model.path.empty() && std::filesystem::equivalent(p.model.path, demo_model_dir(), error))
@@ -165,6 +159,7 @@ struct MainWindow::State {
     QMenu* recent = nullptr;
     QTimer* whatif_timer = nullptr;
     bool whatif_running = false;
+    bool measuring = false;  // a TTFT measurement is running
     bool apply_default_sizes = false;  // on the first show
     int progress_value = 0;  // never lower within one job
     QByteArray default_state;
@@ -344,9 +339,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.threads->setObjectName("threads");
     s.threads->setRange(0, 1024);
     s.threads->setValue(0);
-    s.threads->setSpecialValueText(QString("default (%1)").arg(engine_default_threads()));
+    s.threads->setSpecialValueText("default");
     s.threads->setToolTip(
-        "CPU threads of the run. The default is the engine's: the cores not already busy");
+        QString("CPU threads of the run. \"default\": the engine's default when the run starts "
+                "(OMP_NUM_THREADS if set, else the cores not already busy; %1 now)")
+            .arg(default_cpu_threads()));
     bar->addWidget(s.threads);
     auto update_backends = [this] {
         State& st = *state_;
@@ -480,6 +477,7 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         st.progress_value = std::max(st.progress_value, static_cast<int>(fraction * 1000));
         st.progress->setValue(st.progress_value);
         st.status_stage->setText(stage);
+        if (st.measuring) st.whatif->setMeasuring(true, fraction);
     });
     connect(c, &RunController::busyChanged, this, [this](bool busy) {
         state_->progress->setVisible(busy);
@@ -492,6 +490,10 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
             state_->whatif_running = false;
             state_->whatif->setRunning(false);
         }
+        if (!busy && state_->measuring) {
+            state_->measuring = false;
+            state_->whatif->setMeasuring(false);
+        }
         if (!busy) updateStatus();
     });
     connect(c, &RunController::runFinished, this, [this](ProfilePtr profile, RunInfo info) {
@@ -503,6 +505,24 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
                 state_->session->setVariant(std::move(variant), std::move(comparison));
                 state_->status_stage->setText("What-if finished");
             });
+    connect(c, &RunController::ttftMeasured, this,
+            [this](ProfilePtr variant, ComparisonPtr comparison) {
+                State& st = *state_;
+                st.measuring = false;
+                st.whatif->setMeasuring(false);
+                // Only for the variant still shown (a newer what-if replaces it).
+                if (st.session->variant() == variant) {
+                    st.session->setVariant(std::move(variant), std::move(comparison));
+                    st.status_stage->setText("TTFT measured");
+                }
+            });
+    connect(s.whatif, &WhatIfView::measureTtftRequested, this, [this](int repeats) {
+        State& st = *state_;
+        if (!st.session->variant() || !st.session->comparison() || st.measuring) return;
+        st.measuring = true;
+        st.whatif->setMeasuring(true, 0.0);
+        st.controller->startMeasureTtft(st.session->variant(), st.session->comparison(), repeats);
+    });
     connect(c, &RunController::failed, this, [this](const QString& message) {
         state_->status_stage->setText("Failed");
         QMessageBox::critical(this, "L2A Studio", message);

@@ -177,7 +177,7 @@ void SummaryView::refresh() {
     const bool cpu = p->options.device == "cpu";
     QString dtype = QString::fromStdString(info.dtype);
     if (dtype.isEmpty() || dtype == "auto") dtype = cpu ? "fp32" : "dtype not recorded";
-    const int threads = info.threads;
+    const auto threads = info.threads > 0 ? std::int64_t{info.threads} : p->cpu_threads;
     const QString threads_text =
         threads > 0 ? QString("%1 thread%2").arg(threads).arg(threads == 1 ? "" : "s")
                     : QString("threads not recorded");

@@ -45,6 +45,10 @@ public:
     // runs, a newer request replaces the queued one (latest wins); a running base run is not
     // interrupted by it. Fails (signal) when there is no base.
     void startWhatIf(const RunOptions& variant);
+    // Times `repeats` full runs (after a warm-up) of the base and of `variant`'s options,
+    // alternately, on the worker (measure_ttft_pair), and emits ttftMeasured with a copy of
+    // `comparison` that holds both measurements. A newer what-if cancels it.
+    void startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats);
     // Effective within 0.5 s; emits cancelled() once the worker has stopped.
     void cancel();
 
@@ -58,6 +62,8 @@ signals:
     void progress(double fraction, const QString& stage);
     void runFinished(l2a::ui::ProfilePtr profile, l2a::ui::RunInfo info);
     void whatIfFinished(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
+    // The comparison of `variant` with its TTFT measured (base_ttft, variant_ttft filled).
+    void ttftMeasured(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
     // One line that names the file or input and the problem ("model.safetensors: truncated ...").
     void failed(const QString& message);
     void cancelled();
