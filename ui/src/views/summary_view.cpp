@@ -33,8 +33,10 @@ constexpr Row kRows[] = {
     {"perplexity", "perplexity", "exp(mean NLL)"},
     {"global", "global attention",
      "Share of all token-layer pairs that ran global attention (every layer, every token)"},
-    {"kv", "KV memory", "KV-cache bytes of the run (bf16 cache), with L2A and for the same model "
-                        "without L2A (one full-attention cache per layer)"},
+    {"kv", "KV memory", "KV-cache bytes of the run (bf16 cache), and relative to the same model "
+                        "without L2A"},
+    {"kv_base", "without L2A",
+     "KV-cache bytes of the same model without L2A: one full-attention cache per layer"},
     {"time", "time", "Wall time of the whole run: every layer, the LM head over every row and "
                      "the per-token loss; not a time to first token"},
 };
@@ -103,26 +105,17 @@ SummaryView::SummaryView(Session* session, QWidget* parent)
         auto* value = new QLabel(s.form);
         value->setObjectName(QString("summary_") + row.key);
         value->setToolTip(row.tip);
-        value->setWordWrap(true);
         value->setTextInteractionFlags(Qt::TextSelectableByMouse);
         s.values[row.key] = value;
-        if (QString(row.key) == "kv") {
-            auto* box = new QWidget(s.form);
-            auto* column = new QVBoxLayout(box);
-            column->setContentsMargins(0, 0, 0, 0);
-            column->setSpacing(1);
-            column->addWidget(value);
-            s.kv_note = new QLabel(box);
-            s.kv_note->setObjectName("summary_kv_note");
-            s.kv_note->setWordWrap(true);
-            s.kv_note->setStyleSheet("color: #5a6372; font-size: 8.5pt");
-            column->addWidget(s.kv_note);
-            form->addRow(label, box);
-        } else {
-            form->addRow(label, value);
-        }
+        form->addRow(label, value);
     }
     layout->addWidget(s.form);
+    // Why L2A's cache is not smaller: wrapped under the rows (which are one line each).
+    s.kv_note = new QLabel(this);
+    s.kv_note->setObjectName("summary_kv_note");
+    s.kv_note->setWordWrap(true);
+    s.kv_note->setStyleSheet("color: #5a6372; font-size: 8.5pt");
+    layout->addWidget(s.kv_note);
     layout->addStretch(1);
     connect(session, &Session::baseChanged, this, [this] { refresh(); });
     refresh();
@@ -156,7 +149,7 @@ void SummaryView::refresh() {
     QString doc_text = QString("%1, %2 of %3 tokens")
                            .arg(document, group_digits(p->num_tokens()), group_digits(in_document));
     if (in_document > p->num_tokens()) {
-        doc_text += info.cut_by == "context" ? QString(", cut at the model's context")
+        doc_text += info.cut_by == "context" ? QString(", cut at the context")
                                              : QString(", cut by max tokens");
     }
     s.values["document"]->setText(doc_text);
@@ -166,12 +159,14 @@ void SummaryView::refresh() {
     const QString model_name = is_demo_model(m.path)
                                    ? QString("demo model")
                                    : QFileInfo(QString::fromStdString(m.path)).fileName();
-    s.values["model"]->setText(
-        QString("%1, %2, %3 layers, %4 parameters%5")
-            .arg(model_name.isEmpty() ? QString("unnamed") : model_name,
-                 QString::fromStdString(m.model_type), QString::number(m.num_layers),
-                 parameters_text(m.parameter_count), m.is_l2a ? QString(", L2A") : QString()));
-    s.values["model"]->setToolTip(QString::fromStdString(m.path));
+    s.values["model"]->setText(QString("%1, %2 layers, %3 params")
+                                   .arg(model_name.isEmpty() ? QString("unnamed") : model_name,
+                                        QString::number(m.num_layers),
+                                        parameters_text(m.parameter_count)));
+    s.values["model"]->setToolTip(QString("%1 (%2%3)")
+                                      .arg(QString::fromStdString(m.path),
+                                           QString::fromStdString(m.model_type),
+                                           m.is_l2a ? QString(", L2A") : QString()));
 
     // Where it ran. The CPU engine runs fp32 only, so a CPU profile's precision is known.
     const bool cpu = p->options.device == "cpu";
@@ -197,22 +192,23 @@ void SummaryView::refresh() {
     const std::int64_t with = p->metrics.kv_bytes_total;
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
     if (m.is_l2a && !p->options.as_base && without > 0) {
-        s.values["kv"]->setText(QString("%1 with L2A, %2 without: %3%")
-                                    .arg(byte_size_text(with, 2), byte_size_text(without, 2),
-                                         fixed(100.0 * static_cast<double>(with) /
-                                                   static_cast<double>(without),
-                                               1)));
+        s.values["kv"]->setText(
+            QString("%1, %2% of without L2A")
+                .arg(byte_size_text(with, 2),
+                     fixed(100.0 * static_cast<double>(with) / static_cast<double>(without), 1)));
+        s.values["kv_base"]->setText(byte_size_text(without, 2));
         s.kv_note->setText(
             "L2A keeps global K/V for every token of every layer that is not pruned (plus its "
             "window): a little more than the base model. Pruning layers is what saves.");
         s.kv_note->setVisible(true);
     } else {
         s.values["kv"]->setText(byte_size_text(with, 2));
+        s.values["kv_base"]->setText(without > 0 ? byte_size_text(without, 2) : QString("—"));
         s.kv_note->clear();
         s.kv_note->setVisible(false);
     }
     s.values["time"]->setText(seconds_text(p->wall_seconds) +
-                              " wall time of the run, with the per-token loss pass");
+                              " wall time, with the per-token loss");
     // The new texts are laid out first, then their height is known.
     QTimer::singleShot(0, this, [this] { fitHeight(); });
 }
@@ -223,28 +219,21 @@ void SummaryView::resizeEvent(QResizeEvent* event) {
 }
 
 void SummaryView::fitHeight() {
-    // Wrapped lines need more height when the column is narrow: the height every row needs at
-    // the width the values have now, for the dock to take.
+    // The rows are one line each; the note wraps. The height all of it needs at this width,
+    // for the dock to take.
     State& s = *state_;
-    QFormLayout* form = s.form_layout;
     const QMargins outer = layout()->contentsMargins();
-    int h = outer.top() + outer.bottom();
+    const int inner_w = std::max(50, width() - outer.left() - outer.right());
+    int h = outer.top() + outer.bottom() + s.form->sizeHint().height();
     if (s.empty->isVisible()) h += s.empty->sizeHint().height() + layout()->spacing();
-    const int fallback = std::max(100, width() * 2 / 3);
-    for (int row = 0; row < form->rowCount(); ++row) {
-        QLayoutItem* label = form->itemAt(row, QFormLayout::LabelRole);
-        QLayoutItem* field = form->itemAt(row, QFormLayout::FieldRole);
-        if (!field || !field->widget()) continue;
-        QWidget* w = field->widget();
-        const int field_w = w->width() > 20 ? w->width() : fallback;
-        const int field_h =
-            w->hasHeightForWidth() ? w->heightForWidth(field_w) : w->sizeHint().height();
-        const int label_h = label && label->widget() ? label->widget()->sizeHint().height() : 0;
-        h += std::max(label_h, field_h) + std::max(0, form->verticalSpacing());
+    if (s.kv_note->isVisibleTo(this) && !s.kv_note->text().isEmpty()) {
+        const int note_h = s.kv_note->heightForWidth(inner_w);
+        if (note_h != s.kv_note->minimumHeight()) s.kv_note->setMinimumHeight(note_h);
+        h += note_h + layout()->spacing();
     }
-    h += fontMetrics().lineSpacing();  // room for a line that wraps once more than measured
-    if (h != state_->preferred_height) {
-        state_->preferred_height = h;
+    if (width() >= 250 && h != minimumHeight()) setMinimumHeight(h);
+    if (h != s.preferred_height) {
+        s.preferred_height = h;
         emit preferredHeightChanged(h);
     }
 }
