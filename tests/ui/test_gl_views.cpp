@@ -1,6 +1,7 @@
 // The Dear ImGui views on OpenGL: the routing map's pyramid keeps every routed token, its GPU
 // texture holds the profile's decisions, clicks select and selections are followed; the
 // timeline has one lane per host depth and stream and folds events too narrow to see.
+#include <QSet>
 #include <QSignalSpy>
 #include <QTest>
 #include <algorithm>
@@ -153,6 +154,15 @@ private slots:
             QVERIFY2(!ticks[i].contains(" us") && !ticks[i].startsWith("0.0 "), qPrintable(ticks[i]));
         }
         QCOMPARE(ticks.back(), QString::fromUtf8("50 \u00b5s"));
+        // 40 µs late in a run: the unit of the times on the axis, with the digits that tell
+        // the ticks apart.
+        timeline.setVisibleTime(17.6e-3, 17.6e-3 + 40e-6);
+        timeline.measureFrames(1);
+        const QStringList late = timeline.tickLabels();
+        QCOMPARE(late.size(), 6);
+        QCOMPARE(QSet<QString>(late.begin(), late.end()).size(), 6);
+        QVERIFY2(late.front() == "17.6000 ms" && late.back() == "17.6400 ms",
+                 qPrintable(late.join(" | ")));
         // The lanes start after the widest lane label.
         QVERIFY(timeline.eventArea().left() > 60);
     }

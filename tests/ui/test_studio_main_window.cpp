@@ -600,6 +600,14 @@ private slots:
         QTest::qWait(300);
         const QString extra = QDir::tempPath() + "/" + name;
         QVERIFY(window_->grab().toImage().save(extra.chopped(4) + "-timeline-zoom.png"));
+        // The variant with its pruned layer, and the timeline at a microsecond scale.
+        map->setVisibleTokens(0, static_cast<double>(window_->session()->base()->num_tokens()));
+        map->setShowVariant(true);
+        const TimedRange& first = window_->session()->base()->ranges.front();
+        timeline->setVisibleTime(first.begin_ns * 1e-9, first.begin_ns * 1e-9 + 40e-6);
+        QTest::qWait(300);
+        QVERIFY(window_->grab().toImage().save(extra.chopped(4) + "-variant-us.png"));
+        map->setShowVariant(false);
     }
 
     void cleanupTestCase() { window_.reset(); }

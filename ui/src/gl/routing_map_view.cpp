@@ -220,6 +220,11 @@ void RoutingMapView::setVisibleTokens(double first, double last) {
 
 QRectF RoutingMapView::mapArea() const { return state_->map_area; }
 
+void RoutingMapView::setShowVariant(bool variant) {
+    state_->show_variant = variant;
+    update();
+}
+
 int RoutingMapView::tokenTextsDrawn() const { return state_->token_texts; }
 
 void RoutingMapView::initializeResources() {
@@ -329,7 +334,12 @@ void RoutingMapView::drawFrame() {
         if (ImGui::RadioButton("what-if variant", s.show_variant)) s.show_variant = true;
     }
     ImGui::SameLine();
-    ImGui::TextDisabled("  wheel: zoom, drag: pan, double-click: whole document");
+    {
+        const float room = ImGui::GetContentRegionAvail().x;
+        const char* hint = "  wheel: zoom, drag: pan, double-click: whole document";
+        if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan";
+        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+    }
 
     const ImVec2 origin = ImGui::GetWindowPos();
     const ImVec2 size = ImGui::GetWindowSize();

@@ -78,11 +78,11 @@ std::string duration_text(std::int64_t ns) {
     return buffer;
 }
 
-// An axis tick: one unit for the whole axis, chosen by the visible span, with the decimals the
-// step between ticks needs ("0", "0.5 ms", "1.0 ms", ...).
-std::string tick_text(double ns, double step_ns) {
+// An axis tick: one unit for the whole axis, chosen by the largest time on it, with the
+// decimals the step between ticks needs ("0", "0.5 ms", "1.0 ms", "17.6062 ms", ...).
+std::string tick_text(double ns, double step_ns, double axis_max_ns) {
     if (std::abs(ns) < step_ns * 1e-6) return "0";
-    const double span = std::abs(step_ns) * 5;
+    const double span = std::abs(axis_max_ns);
     const char* unit = "s";
     double scale = 1e-9;
     if (span < 1e6) {
@@ -93,7 +93,7 @@ std::string tick_text(double ns, double step_ns) {
         scale = 1e-6;
     }
     const double step = step_ns * scale;
-    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step))) + 1, 0, 6);
+    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step))) + 1, 0, 7);
     char buffer[40];
     std::snprintf(buffer, sizeof buffer, "%.*f %s", decimals, ns * scale, unit);
     return buffer;
@@ -218,8 +218,14 @@ void TimelineView::drawFrame() {
         return;
     }
     ImGui::Text("%s", p->timeline_source.empty() ? "host timers" : p->timeline_source.c_str());
+    // The hint when it fits on the line, else a shorter one.
     ImGui::SameLine();
-    ImGui::TextDisabled("  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it");
+    {
+        const float room = ImGui::GetContentRegionAvail().x;
+        const char* hint = "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
+        if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan, double-click: all";
+        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+    }
 
     const ImVec2 origin = ImGui::GetWindowPos();
     const ImVec2 size = ImGui::GetWindowSize();
@@ -232,13 +238,14 @@ void TimelineView::drawFrame() {
             const char* label;
             ImU32 colour;
         };
-        std::vector<Key> keys = {{"local attention", phase_colour("local")},
+        // The phase names as the ranges spell them ("layer 3 / local").
+        std::vector<Key> keys = {{"local", phase_colour("local")},
                                  {"router", phase_colour("router")},
-                                 {"global attention", phase_colour("global")},
-                                 {"MLP", phase_colour("mlp")},
-                                 {"layer / other", phase_colour("")},
-                                 {"folded (too narrow to draw)", kFoldColour}};
-        if (memory) keys.insert(keys.end() - 1, Key{"memcpy / memset", kMemoryColour});
+                                 {"global", phase_colour("global")},
+                                 {"mlp", phase_colour("mlp")},
+                                 {"layer, other", phase_colour("")},
+                                 {"folded: too narrow", kFoldColour}};
+        if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
         float x = origin.x + 6;
         const float y = origin.y + 24;
         for (const Key& k : keys) {
@@ -298,7 +305,9 @@ void TimelineView::drawFrame() {
         const double t = s.view_begin + (s.view_end - s.view_begin) * tick / 5.0;
         const float x = x_of(t);
         draw->AddLine(ImVec2(x, area_min.y - 4), ImVec2(x, area_max.y), IM_COL32(0xe3, 0xe7, 0xee, 255));
-        const std::string text = tick_text(t, (s.view_end - s.view_begin) / 5.0);
+        const std::string text =
+            tick_text(t, (s.view_end - s.view_begin) / 5.0,
+                      std::max(std::abs(s.view_begin), std::abs(s.view_end)));
         s.ticks << QString::fromStdString(text);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
         draw->AddText(ImVec2(std::clamp(x - w / 2, area_min.x, area_max.x - w), area_min.y - kAxisH),
@@ -333,11 +342,20 @@ void TimelineView::drawFrame() {
                     draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1),
                                   IM_COL32(0x1d, 0x23, 0x30, 255), 0.0f, 0, 2.0f);
                 }
-                if (x1 - x0 > 30) {
-                    draw->PushClipRect(ImVec2(x0, y), ImVec2(x1, y + kLaneH), true);
-                    draw->AddText(ImVec2(x0 + 3, y + 3), IM_COL32(0x1d, 0x23, 0x30, 255),
-                                  it->name.c_str());
-                    draw->PopClipRect();
+                // The whole name when it fits, else its last part ("mlp" of "layer 3 / mlp"),
+                // never a name cut in the middle.
+                if (x1 - x0 > 12) {
+                    const std::string* label = &it->name;
+                    std::string shorter;
+                    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) {
+                        const std::size_t slash = it->name.rfind(" / ");
+                        shorter = slash == std::string::npos ? std::string() : it->name.substr(slash + 3);
+                        label = &shorter;
+                    }
+                    if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
+                        draw->AddText(ImVec2(x0 + 3, y + 3), IM_COL32(0x1d, 0x23, 0x30, 255),
+                                      label->c_str());
+                    }
                 }
                 if (io.MousePos.x >= x0 && io.MousePos.x < x1 && io.MousePos.y >= y &&
                     io.MousePos.y < y + kLaneH) {

@@ -50,6 +50,9 @@ public:
     // Where the last frame drew the map (widget coordinates), and how many tokens' text it
     // wrote under it (deep zoom only). For tests.
     QRectF mapArea() const;
+    // Shows the what-if variant (when there is one) instead of the base, as the radio buttons
+    // over the map do.
+    void setShowVariant(bool variant);
     int tokenTextsDrawn() const;
 
 protected:
