@@ -686,7 +686,9 @@ void MainWindow::updateNotice() {
             info.cut_by == "context"
                 ? QString("the model's context is %1 tokens (max_position_embeddings)")
                       .arg(group_digits(info.max_positions))
-                : QString("max tokens is %1").arg(group_digits(p->options.max_tokens));
+            : p->options.max_tokens > 0
+                ? QString("max tokens is %1").arg(group_digits(p->options.max_tokens))
+                : QString("the run that made this profile was limited");
         lines << QString("This run covers only the first %1 of the %2 tokens of %3: %4. The "
                          "loss and the routing are of that part only.")
                      .arg(group_digits(p->num_tokens()), group_digits(p->tokens_before_truncation),
