@@ -150,8 +150,10 @@ private slots:
         QCOMPARE(ticks.size(), 6);
         QCOMPARE(ticks.front(), QString("0"));
         for (int i = 1; i < ticks.size(); ++i) {
-            QVERIFY2(ticks[i].endsWith(QString::fromUtf8(" \u00b5s")), qPrintable(ticks.join(" | ")));
-            QVERIFY2(!ticks[i].contains(" us") && !ticks[i].startsWith("0.0 "), qPrintable(ticks[i]));
+            QVERIFY2(ticks[i].endsWith(QString::fromUtf8(" \u00b5s")),
+                     qPrintable(ticks.join(" | ")));
+            QVERIFY2(!ticks[i].contains(" us") && !ticks[i].startsWith("0.0 "),
+                     qPrintable(ticks[i]));
         }
         QCOMPARE(ticks.back(), QString::fromUtf8("50 \u00b5s"));
         // 40 µs late in a run: the unit of the times on the axis, with the digits that tell

@@ -7,25 +7,25 @@
 #include <QAbstractItemModel>
 #include <QApplication>
 #include <QDir>
-#include <QFile>
 #include <QDockWidget>
+#include <QFile>
 #include <QFileInfo>
 #include <QFrame>
-#include <QLabel>
-#include <QPushButton>
-#include <QSpinBox>
-#include <QStatusBar>
-#include <QTextDocument>
 #include <QImage>
+#include <QLabel>
 #include <QMenu>
 #include <QMessageBox>
+#include <QPushButton>
 #include <QRegularExpression>
 #include <QSet>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QSpinBox>
+#include <QStatusBar>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTextDocument>
 #include <QTimer>
 #include <filesystem>
 #include <fstream>
@@ -183,8 +183,7 @@ private slots:
         const QString tokens = group_digits(p->num_tokens());
         QVERIFY2(shown("document") == "demo document, " + tokens + " of " + tokens + " tokens",
                  qPrintable(shown("document")));
-        QVERIFY2(shown("model").startsWith("demo model, 6 layers, "),
-                 qPrintable(shown("model")));
+        QVERIFY2(shown("model").startsWith("demo model, 6 layers, "), qPrintable(shown("model")));
         QVERIFY2(shown("placement").startsWith("cpu · reference · fp32 · ") &&
                      shown("placement").contains("thread"),
                  qPrintable(shown("placement")));
@@ -199,8 +198,7 @@ private slots:
                                 static_cast<double>(p->metrics.kv_bytes_without_l2a);
         QVERIFY(relative > 1.0 && relative < 1.1);
         QCOMPARE(shown("kv"), byte_size_text(p->metrics.kv_bytes_total, 2) + ", " +
-                                  QString::number(100.0 * relative, 'f', 1) +
-                                  "% of without L2A");
+                                  QString::number(100.0 * relative, 'f', 1) + "% of without L2A");
         QCOMPARE(shown("kv_base"), byte_size_text(p->metrics.kv_bytes_without_l2a, 2));
         auto* note = child<QLabel>(window_.get(), "summary_kv_note");
         QVERIFY(note->isVisible());
@@ -313,8 +311,8 @@ private slots:
         QVERIFY2(whatif->shownValue("ttft_measured").contains("median of 2 runs each"),
                  qPrintable(whatif->shownValue("ttft_measured")));
         QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
-        QVERIFY(
-            model->setData(model->index(last, LayersView::Prune), Qt::Unchecked, Qt::CheckStateRole));
+        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Unchecked,
+                               Qt::CheckStateRole));
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
     }
 
@@ -494,7 +492,8 @@ private slots:
         QTextDocument doc;
         doc.setHtml(MainWindow::shortcutsText());
         const QString plain = doc.toPlainText();
-        QVERIFY2(!plain.contains("OOpen") && !plain.contains("Ctrl+Shift+OOpen"), qPrintable(plain));
+        QVERIFY2(!plain.contains("OOpen") && !plain.contains("Ctrl+Shift+OOpen"),
+                 qPrintable(plain));
         for (const char* key : {"F5", "Esc", "Ctrl+O", "Ctrl+Shift+O", "Ctrl+Shift+P", "Ctrl+S",
                                 "Ctrl+E", "Ctrl+R", "Ctrl+Q"}) {
             QVERIFY2(MainWindow::shortcutsText().contains(QString("<b>%1</b>").arg(key)), key);
@@ -515,8 +514,7 @@ private slots:
         StudioOptions options;
         options.run_on_start = false;
         MainWindow window(options);
-        window.session()->setBase(window_->session()->base(), {},
-                                  window_->session()->baseInfo());
+        window.session()->setBase(window_->session()->base(), {}, window_->session()->baseInfo());
         window.resize(size);
         window.show();
         QVERIFY(QTest::qWaitForWindowExposed(&window));
@@ -528,8 +526,12 @@ private slots:
             const QRect cell = table->visualRect(table->model()->index(row, 0));
             QVERIFY2(table->viewport()->rect().contains(cell),
                      qPrintable(QString("row %1 at %2,%3 %4x%5 of a viewport %6 px tall")
-                                    .arg(row).arg(cell.x()).arg(cell.y()).arg(cell.width())
-                                    .arg(cell.height()).arg(table->viewport()->height())));
+                                    .arg(row)
+                                    .arg(cell.x())
+                                    .arg(cell.y())
+                                    .arg(cell.width())
+                                    .arg(cell.height())
+                                    .arg(table->viewport()->height())));
         }
         DocumentView* document = window.documentView();
         QVERIFY2(document->width() >= 360 && document->height() >= 120,

@@ -1,6 +1,7 @@
 // The document view on synthetic profiles: token geometry and hit testing agree, UTF-8 byte
 // spans land on the right characters (multi-byte, and tokens that split a character), the
-// shared selection scrolls (to the middle of the pane) and marks, clicks select, tooltips, tints, and a 128K-token text.
+// shared selection scrolls (to the middle of the pane) and marks, clicks select, tooltips, tints,
+// and a 128K-token text.
 #include <QElapsedTimer>
 #include <QFontMetricsF>
 #include <QPlainTextEdit>
@@ -198,7 +199,9 @@ private slots:
             const QRect r = view_->selectedTokenRect();
             QVERIFY(!r.isEmpty());
             QVERIFY2(std::abs(r.center().y() - middle) <= line,
-                     qPrintable(QString("token %1 at y %2, middle %3").arg(token).arg(r.center().y())
+                     qPrintable(QString("token %1 at y %2, middle %3")
+                                    .arg(token)
+                                    .arg(r.center().y())
                                     .arg(middle)));
         }
         QScrollBar* bar = text()->verticalScrollBar();

@@ -2,9 +2,9 @@
 // changes, the KL-max token link, two opened profiles side by side, the busy indication, and
 // the controls editing the session's what-if options.
 #include <QCheckBox>
-#include <QLabel>
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>

@@ -50,8 +50,9 @@ QString stage_text(const QString& stage, int layers) {
         const int next = m.captured(1).toInt();
         const int total = m.captured(2).toInt();
         if (next >= total) return "LM head and per-token loss";
-        return QString("layer %1%2").arg(next).arg(total > 0 ? QString(" of 0-%1").arg(total - 1)
-                                                             : range);
+        return QString("layer %1%2")
+            .arg(next)
+            .arg(total > 0 ? QString(" of 0-%1").arg(total - 1) : range);
     }
     if (const auto m = phase.match(stage); m.hasMatch()) {
         return QString("layer %1%2: %3").arg(m.captured(1), range, m.captured(2));
@@ -390,8 +391,8 @@ struct RunController::Worker {
             if (pass_fraction < 1.0 && now - last_progress < kProgressInterval) return;
             last_progress = now;
             last_fraction = fraction;
-            const QString text = stage_text(
-                QString::fromUtf8(stage.data(), qsizetype(stage.size())), layers);
+            const QString text =
+                stage_text(QString::fromUtf8(stage.data(), qsizetype(stage.size())), layers);
             post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
         };
         return h;

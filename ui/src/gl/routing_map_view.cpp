@@ -20,8 +20,8 @@ namespace l2a::ui {
 namespace {
 
 constexpr unsigned char kRouted[3] = {0xc0, 0x39, 0x2b};
-constexpr int kLeftAxis = 44;    // px for the axis title and the layer labels
-constexpr int kTextStrip = 16;   // px under the map for the tokens' text at deep zoom
+constexpr int kLeftAxis = 44;   // px for the axis title and the layer labels
+constexpr int kTextStrip = 16;  // px under the map for the tokens' text at deep zoom
 constexpr int kBottomAxis = 18 + 18 + kTextStrip;  // text strip, token positions, title/legend
 constexpr int kTopBar = 24;      // px for the toolbar line
 constexpr float kTokenTextPx = 11.0f;  // token text shows once a token is this wide or wider
@@ -448,8 +448,8 @@ void RoutingMapView::drawFrame() {
             const char* label = "pruned";
             const ImVec2 size = ImGui::CalcTextSize(label);
             const ImVec2 at(a.x + 6, (a.y + b.y - size.y) / 2);
-            draw->AddRectFilled(ImVec2(at.x - 3, at.y - 1), ImVec2(at.x + size.x + 3, at.y + size.y + 1),
-                                kPrunedFill);
+            draw->AddRectFilled(ImVec2(at.x - 3, at.y - 1),
+                                ImVec2(at.x + size.x + 3, at.y + size.y + 1), kPrunedFill);
             draw->AddText(at, colour(0x39, 0x41, 0x4f), label);
         }
     }
@@ -463,8 +463,9 @@ void RoutingMapView::drawFrame() {
     for (int l = 0; l < L; l += label_every) {
         const std::string text = std::to_string(l);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddText(ImVec2(map_min.x - 4 - w, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
-                      muted, text.c_str());
+        draw->AddText(
+            ImVec2(map_min.x - 4 - w, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
+            muted, text.c_str());
     }
     const float px_per_token = static_cast<float>(map_w / (s.view_last - s.view_first));
     const float strip_y = map_max.y + 2;
@@ -483,16 +484,17 @@ void RoutingMapView::drawFrame() {
             }
             const std::string text = printable(want->document_text.substr(
                 want->token_begin[i], want->token_end[i] - want->token_begin[i]));
-            const float x0 = static_cast<float>(map_min.x + (static_cast<double>(t) - s.view_first) /
-                                                                (s.view_last - s.view_first) * map_w);
+            const float x0 =
+                static_cast<float>(map_min.x + (static_cast<double>(t) - s.view_first) /
+                                                   (s.view_last - s.view_first) * map_w);
             const float w = ImGui::CalcTextSize(text.c_str()).x;
             if (w > px_per_token - 1) {
                 // Too wide for its cell: its first character and an ellipsis mark.
                 draw->AddText(ImVec2(x0 + 1, strip_y), colour(0x1d, 0x23, 0x30),
                               text.substr(0, 1).c_str());
             } else {
-                draw->AddText(ImVec2(x0 + (px_per_token - w) / 2, strip_y), colour(0x1d, 0x23, 0x30),
-                              text.c_str());
+                draw->AddText(ImVec2(x0 + (px_per_token - w) / 2, strip_y),
+                              colour(0x1d, 0x23, 0x30), text.c_str());
             }
             ++s.token_texts;
             if (t > first) {
@@ -579,8 +581,9 @@ void RoutingMapView::drawFrame() {
         ImGui::BeginTooltip();
         ImGui::Text("token %lld  \"%s\"", static_cast<long long>(token), text.c_str());
         ImGui::Text("layer %d: %s", layer,
-                    pruned ? "pruned (no global attention)"
-                           : want->decisions[i] ? "global attention" : "local only");
+                    pruned               ? "pruned (no global attention)"
+                    : want->decisions[i] ? "global attention"
+                                         : "local only");
         if (std::isfinite(z)) {
             ImGui::Text("router logit %.3f, p = %.3f", z, 1.0 / (1.0 + std::exp(-z / temp)));
         }

@@ -138,10 +138,10 @@ std::vector<Lane> build_lanes(const Profile& p) {
         std::string phase;
         const int layer = range_layer(m.range, &phase);
         lane_for(m.device_id, m.stream_id)
-            .events.push_back({m.begin_ns, std::max(m.end_ns, m.begin_ns),
-                               std::string(memory_op_kind_name(m.kind)) + " " +
-                                   std::to_string(m.bytes) + " B",
-                               layer, kMemoryColour});
+            .events.push_back(
+                {m.begin_ns, std::max(m.end_ns, m.begin_ns),
+                 std::string(memory_op_kind_name(m.kind)) + " " + std::to_string(m.bytes) + " B",
+                 layer, kMemoryColour});
     }
     for (Lane& lane : lanes) {
         std::stable_sort(lane.events.begin(), lane.events.end(),
@@ -222,8 +222,10 @@ void TimelineView::drawFrame() {
     ImGui::SameLine();
     {
         const float room = ImGui::GetContentRegionAvail().x;
-        const char* hint = "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
-        if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan, double-click: all";
+        const char* hint =
+            "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
+        if (ImGui::CalcTextSize(hint).x > room)
+            hint = "  wheel: zoom, drag: pan, double-click: all";
         if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
     }
 
@@ -239,12 +241,10 @@ void TimelineView::drawFrame() {
             ImU32 colour;
         };
         // The phase names as the ranges spell them ("layer 3 / local").
-        std::vector<Key> keys = {{"local", phase_colour("local")},
-                                 {"router", phase_colour("router")},
-                                 {"global", phase_colour("global")},
-                                 {"mlp", phase_colour("mlp")},
-                                 {"layer, other", phase_colour("")},
-                                 {"folded: too narrow", kFoldColour}};
+        std::vector<Key> keys = {
+            {"local", phase_colour("local")},   {"router", phase_colour("router")},
+            {"global", phase_colour("global")}, {"mlp", phase_colour("mlp")},
+            {"layer, other", phase_colour("")}, {"folded: too narrow", kFoldColour}};
         if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
         float x = origin.x + 6;
         const float y = origin.y + 24;
@@ -305,9 +305,8 @@ void TimelineView::drawFrame() {
         const double t = s.view_begin + (s.view_end - s.view_begin) * tick / 5.0;
         const float x = x_of(t);
         draw->AddLine(ImVec2(x, area_min.y - 4), ImVec2(x, area_max.y), IM_COL32(0xe3, 0xe7, 0xee, 255));
-        const std::string text =
-            tick_text(t, (s.view_end - s.view_begin) / 5.0,
-                      std::max(std::abs(s.view_begin), std::abs(s.view_end)));
+        const std::string text = tick_text(t, (s.view_end - s.view_begin) / 5.0,
+                                           std::max(std::abs(s.view_begin), std::abs(s.view_end)));
         s.ticks << QString::fromStdString(text);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
         draw->AddText(ImVec2(std::clamp(x - w / 2, area_min.x, area_max.x - w), area_min.y - kAxisH),
@@ -349,7 +348,8 @@ void TimelineView::drawFrame() {
                     std::string shorter;
                     if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) {
                         const std::size_t slash = it->name.rfind(" / ");
-                        shorter = slash == std::string::npos ? std::string() : it->name.substr(slash + 3);
+                        shorter =
+                            slash == std::string::npos ? std::string() : it->name.substr(slash + 3);
                         label = &shorter;
                     }
                     if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {

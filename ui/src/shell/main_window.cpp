@@ -14,8 +14,8 @@
 #include <QFileInfo>
 #include <QFrame>
 #include <QGuiApplication>
-#include <QScreen>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QKeySequence>
 #include <QLabel>
 #include <QMenuBar>
@@ -23,13 +23,13 @@
 #include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScreen>
 #include <QScrollArea>
 #include <QScrollBar>
 #include <QSettings>
 #include <QSpinBox>
-#include <QTableView>
-#include <QHeaderView>
 #include <QStatusBar>
+#include <QTableView>
 #include <QTimer>
 #include <QToolBar>
 #include <QUrl>
@@ -55,8 +55,8 @@
 #include "l2a/ui/session.h"
 #include "l2a/ui/summary_view.h"
 #include "l2a/ui/timeline_view.h"
-#include "l2a/ui/whatif_view.h"
 #include "l2a/ui/units.h"
+#include "l2a/ui/whatif_view.h"
 
 #ifndef L2A_VERSION
 #define L2A_VERSION "0.1.0"
@@ -159,9 +159,9 @@ struct MainWindow::State {
     QMenu* recent = nullptr;
     QTimer* whatif_timer = nullptr;
     bool whatif_running = false;
-    bool measuring = false;  // a TTFT measurement is running
+    bool measuring = false;            // a TTFT measurement is running
     bool apply_default_sizes = false;  // on the first show
-    int progress_value = 0;  // never lower within one job
+    int progress_value = 0;            // never lower within one job
     QByteArray default_state;
     std::function<void()> default_sizes;
 };
@@ -272,7 +272,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         const int title_h = fontMetrics().height() + 10;
         const int six_rows = title_h + header_h + 6 * row_h + 2 * table->frameWidth() +
                              table->horizontalScrollBar()->sizeHint().height() + 6;
-        const int bottom = std::clamp(height() * 3 / 10, six_rows, std::max(six_rows, height() / 2));
+        const int bottom =
+            std::clamp(height() * 3 / 10, six_rows, std::max(six_rows, height() / 2));
         resizeDocks({doc_dock}, {bottom}, Qt::Vertical);
         const int right = std::clamp(width() * 32 / 100, 400, 560);
         resizeDocks({whatif_dock}, {right}, Qt::Horizontal);
@@ -425,8 +426,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
 
     QMenu* help = menuBar()->addMenu("&Help");
     help->addAction("&Keyboard Shortcuts", this, [this] {
-        QMessageBox box(QMessageBox::Information, "Keyboard shortcuts", shortcutsText(), QMessageBox::Ok,
-                        this);
+        QMessageBox box(QMessageBox::Information, "Keyboard shortcuts", shortcutsText(),
+                        QMessageBox::Ok, this);
         box.setObjectName("shortcutsDialog");
         box.setTextFormat(Qt::RichText);
         box.exec();
@@ -528,9 +529,8 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         QMessageBox::critical(this, "L2A Studio", message);
     });
     connect(c, &RunController::cancelled, this, [this] {
-        state_->status_stage->setText(state_->session->base()
-                                          ? "Cancelled; the views show the previous run"
-                                          : "Cancelled");
+        state_->status_stage->setText(
+            state_->session->base() ? "Cancelled; the views show the previous run" : "Cancelled");
         updateTitle();
         updateStatus();
     });
@@ -619,9 +619,10 @@ void MainWindow::runNow() {
     const QString model = s.model_dir.isEmpty() ? "demo model" : QFileInfo(s.model_dir).fileName();
     s.status_stage->setText(QString("Starting a run of %1 on %2…").arg(document, model));
     s.status_device->setText(s.device->currentText());
-    s.status_tokens->setText(request.options.max_tokens > 0
-                                 ? QString("≤ %1 tokens").arg(group_digits(request.options.max_tokens))
-                                 : QString("whole document"));
+    s.status_tokens->setText(
+        request.options.max_tokens > 0
+            ? QString("≤ %1 tokens").arg(group_digits(request.options.max_tokens))
+            : QString("whole document"));
     s.status_time->setText("running");
 }
 
@@ -655,11 +656,12 @@ QString MainWindow::shortcutsText() {
     };
     QString html = "<table cellspacing='0' cellpadding='3'>";
     for (const auto& [key, action] : keys) {
-        html += QString("<tr><td><b>%1</b></td><td>&nbsp;&nbsp;</td><td>%2</td></tr>")
-                    .arg(key, action);
+        html +=
+            QString("<tr><td><b>%1</b></td><td>&nbsp;&nbsp;</td><td>%2</td></tr>").arg(key, action);
     }
-    html += "</table><p>Routing map and timeline: the wheel zooms, dragging pans, a double-click "
-            "shows everything, a click selects.</p>";
+    html +=
+        "</table><p>Routing map and timeline: the wheel zooms, dragging pans, a double-click "
+        "shows everything, a click selects.</p>";
     return html;
 }
 
@@ -689,14 +691,16 @@ void MainWindow::updateNotice() {
             : p->options.max_tokens > 0
                 ? QString("max tokens is %1").arg(group_digits(p->options.max_tokens))
                 : QString("the run that made this profile was limited");
-        lines << QString("This run covers only the first %1 of the %2 tokens of %3: %4. The "
-                         "loss and the routing are of that part only.")
+        lines << QString(
+                     "This run covers only the first %1 of the %2 tokens of %3: %4. The "
+                     "loss and the routing are of that part only.")
                      .arg(group_digits(p->num_tokens()), group_digits(p->tokens_before_truncation),
                           document_name(*p), why);
     }
     if (p && info.beyond_context) {
-        lines << QString("%1 tokens are more than the model's max_position_embeddings (%2): "
-                         "positions past it are outside what the model was trained for.")
+        lines << QString(
+                     "%1 tokens are more than the model's max_position_embeddings (%2): "
+                     "positions past it are outside what the model was trained for.")
                      .arg(group_digits(p->num_tokens()), group_digits(info.max_positions));
     }
     s.notice_text->setText(lines.join("\n"));

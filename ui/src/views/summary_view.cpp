@@ -3,12 +3,12 @@
 
 #include <QFileInfo>
 #include <QFormLayout>
+#include <QLabel>
 #include <QLayout>
 #include <QResizeEvent>
 #include <QTimer>
-#include <algorithm>
-#include <QLabel>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -33,12 +33,14 @@ constexpr Row kRows[] = {
     {"perplexity", "perplexity", "exp(mean NLL)"},
     {"global", "global attention",
      "Share of all token-layer pairs that ran global attention (every layer, every token)"},
-    {"kv", "KV memory", "KV-cache bytes of the run (bf16 cache), and relative to the same model "
-                        "without L2A"},
+    {"kv", "KV memory",
+     "KV-cache bytes of the run (bf16 cache), and relative to the same model "
+     "without L2A"},
     {"kv_base", "without L2A",
      "KV-cache bytes of the same model without L2A: one full-attention cache per layer"},
-    {"time", "time", "Wall time of the whole run: every layer, the LM head over every row and "
-                     "the per-token loss; not a time to first token"},
+    {"time", "time",
+     "Wall time of the whole run: every layer, the LM head over every row and "
+     "the per-token loss; not a time to first token"},
 };
 
 QString group_digits(std::int64_t n) {
@@ -180,9 +182,9 @@ void SummaryView::refresh() {
                            (p->device.empty() || p->device == p->options.device
                                 ? QString()
                                 : " (" + QString::fromStdString(p->device) + ")");
-    s.values["placement"]->setText(QString("%1 · %2 · %3 · %4")
-                                       .arg(device, QString::fromStdString(p->options.backend),
-                                            dtype, threads_text));
+    s.values["placement"]->setText(
+        QString("%1 · %2 · %3 · %4")
+            .arg(device, QString::fromStdString(p->options.backend), dtype, threads_text));
 
     s.values["loss"]->setText(fixed(p->metrics.mean_nll, 4) + " nats/token");
     s.values["perplexity"]->setText(fixed(p->metrics.perplexity, 3));

@@ -50,10 +50,10 @@ QString measurement_text(const TtftMeasurement& m) {
     const bool ms = m.max < 1.0;
     const double f = ms ? 1e3 : 1.0;
     const int digits = ms ? 1 : 3;
-    return seconds_text(m.median) +
-           QString(" (%1–%2 %3)")
-               .arg(QString::number(m.min * f, 'f', digits), QString::number(m.max * f, 'f', digits),
-                    ms ? "ms" : "s");
+    return seconds_text(m.median) + QString(" (%1–%2 %3)")
+                                        .arg(QString::number(m.min * f, 'f', digits),
+                                             QString::number(m.max * f, 'f', digits),
+                                             ms ? "ms" : "s");
 }
 
 QString threads_text(std::int64_t threads) {
@@ -109,8 +109,12 @@ constexpr MetricRow kMetricRows[] = {
 
 // Rows of the side-by-side table of two opened profiles: key, label.
 constexpr std::pair<const char*, const char*> kSideRows[] = {
-    {"mean_nll", "mean NLL"}, {"perplexity", "perplexity"}, {"global_fraction", "global fraction"},
-    {"kv", "KV memory"},      {"wall", "wall time, threads"}, {"options", "options"},
+    {"mean_nll", "mean NLL"},
+    {"perplexity", "perplexity"},
+    {"global_fraction", "global fraction"},
+    {"kv", "KV memory"},
+    {"wall", "wall time, threads"},
+    {"options", "options"},
 };
 
 }  // namespace
@@ -435,7 +439,8 @@ void WhatIfView::showResults() {
             s.values["ttft_measured"]->setText(
                 QString("%1 → %2, %3, %4")
                     .arg(measurement_text(c->base_ttft), measurement_text(c->variant_ttft),
-                         runs == 1 ? QString("1 run each") : QString("median of %1 runs each").arg(runs),
+                         runs == 1 ? QString("1 run each")
+                                   : QString("median of %1 runs each").arg(runs),
                          threads_text(variant->cpu_threads)));
         } else {
             s.values["ttft_measured"]->setText(s.measuring ? QString("measuring…")
@@ -444,10 +449,10 @@ void WhatIfView::showResults() {
         const double change = c->base_ttft_predicted > 0
                                   ? c->variant_ttft_predicted / c->base_ttft_predicted - 1.0
                                   : std::nan("");
-        s.values["ttft_predicted"]->setText(
-            QString("%1 → %2  (%3%), predicted")
-                .arg(seconds_text(c->base_ttft_predicted),
-                     seconds_text(c->variant_ttft_predicted), signed_fixed(100.0 * change, 1)));
+        s.values["ttft_predicted"]->setText(QString("%1 → %2  (%3%), predicted")
+                                                .arg(seconds_text(c->base_ttft_predicted),
+                                                     seconds_text(c->variant_ttft_predicted),
+                                                     signed_fixed(100.0 * change, 1)));
         if (c->kl_max > 0 && c->kl_max_token >= 0 && c->kl_max_token < base->num_tokens()) {
             s.kl_max_token = c->kl_max_token;
             s.kl_token->setText(QString("at token %1").arg(c->kl_max_token));

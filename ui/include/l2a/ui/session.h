@@ -21,9 +21,9 @@ using ComparisonPtr = std::shared_ptr<const WhatIfComparison>;
 // What a fresh run knows beside its Profile: how the model was placed and why the document
 // was cut. A profile opened from a file has none of it (every field at its default).
 struct RunInfo {
-    std::string dtype;                  // the placement's dtype ("fp32", "bf16", ...); "" unknown
-    int threads = 0;                    // CPU threads the run used; 0 unknown
-    std::int64_t max_positions = 0;     // the model's max_position_embeddings; 0 unknown
+    std::string dtype;               // the placement's dtype ("fp32", "bf16", ...); "" unknown
+    int threads = 0;                 // CPU threads the run used; 0 unknown
+    std::int64_t max_positions = 0;  // the model's max_position_embeddings; 0 unknown
     std::int64_t requested_max_tokens = 0;  // the run option as asked (0: the whole document)
     // Why the document was cut: "" (it was not), "max tokens" (the run option) or "context"
     // (the whole document is longer than the model's max_position_embeddings).
