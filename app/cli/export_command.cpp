@@ -28,7 +28,11 @@ void write_output(const std::string& out, const std::string& text) {
 
 int export_command(std::span<const std::string_view> raw) {
     Arguments args("export",
-                   {{"--profile", true}, {"--format", true}, {"--out", true}, {"--compare", true}},
+                   {{"--profile", true},
+                    {"--format", true},
+                    {"--out", true},
+                    {"--compare", true},
+                    {"--detail", true}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("export"), stdout);
@@ -44,6 +48,13 @@ int export_command(std::span<const std::string_view> raw) {
         args.usage_error("--format: unknown format '" + format +
                          "' (supported: json, chrome, csv, html, pdf)");
     }
+    const auto detail = args.value("--detail");
+    if (detail && *detail != "full" && *detail != "summary") {
+        args.usage_error("--detail: unknown level '" + *detail + "' (supported: full, summary)");
+    }
+    if (detail && format != "json") {
+        args.usage_error("--detail: only --format json has a summary form");
+    }
     if (compare_path && format != "html" && format != "pdf") {
         args.usage_error("--compare: only the reports (--format html or pdf) show a comparison");
     }
@@ -55,19 +66,21 @@ int export_command(std::span<const std::string_view> raw) {
     }
     if (format == "csv" && out == "-") {
         args.usage_error(
-            "--format csv writes two tables: give --out FILE (FILE.layers.csv and "
-            "FILE.tokens.csv)");
+            "--format csv writes three tables: give --out FILE (FILE.layers.csv, "
+            "FILE.tokens.csv and FILE.routing.csv)");
     }
 
     const Profile profile = load_profile(*profile_path);
     if (format == "json") {
-        write_output(out, profile_to_json(profile) + "\n");
+        const JsonDetail level =
+            detail.value_or("full") == "summary" ? JsonDetail::Summary : JsonDetail::Full;
+        write_output(out, profile_to_json(profile, 2, level) + "\n");
     } else if (format == "chrome") {
         write_output(out, profile_to_chrome_trace(profile) + "\n");
     } else if (format == "csv") {
         const CsvPaths paths = export_csv(profile, out);
-        std::fprintf(stderr, "l2a: wrote %s and %s\n", paths.layers.string().c_str(),
-                     paths.tokens.string().c_str());
+        std::fprintf(stderr, "l2a: wrote %s, %s and %s\n", paths.layers.string().c_str(),
+                     paths.tokens.string().c_str(), paths.routing.string().c_str());
     } else {
         std::optional<Profile> compare;
         if (compare_path) compare = load_profile(*compare_path);

@@ -102,15 +102,19 @@ Converts a profile saved by `l2a run --out` into another format. Files are writt
 
 Formats:
   json     the profile as one JSON document: model, document, run options, per-layer routing,
-           KV memory and timing, metrics
+           KV memory and timing, metrics; with --detail full (the default) also a `tokens`
+           array (index, id, text, byte_begin, byte_end, nll) and each layer's `decisions`
+           and `router_logits` (one per token)
   chrome   Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing: the
            layer/phase ranges on a host track, kernels and memory copies on one track per GPU
            stream (when the run recorded them), a counter track of the routed fraction per
            layer; times in microseconds since the start of the run
-  csv      two RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
+  csv      three RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
            global fraction, routed tokens, pruned, KV bytes with and without L2A, time per
-           phase, kernels, share of the run) and run.tokens.csv (per token: position, id, byte
-           range, text, NLL, layers routed, first and last routed layer)
+           phase, kernels, share of the run), run.tokens.csv (per token: position, id, byte
+           range, text, NLL, layers routed, first and last routed layer) and run.routing.csv
+           (per token and layer: token,layer,router_logit,probability,decision with
+           probability = sigmoid(router_logit / sigmoid_temp); decision 0 in pruned layers)
   html     a self-contained report (no scripts, no network): run metadata, sparsity per layer,
            token x layer routing map, time per layer and phase, the document with its
            most-routed passages highlighted
@@ -122,6 +126,7 @@ Options:
   --out FILE       where to write; - (the default) writes to standard output (not for csv)
   --compare FILE   html and pdf: a second profile of the same document (a what-if run, e.g.
                    pruned); the report adds the change in NLL per token and in routing per layer
+  --detail LEVEL   json: full (default: with the per-token and per-layer arrays) or summary
   -h, --help       show this help
 )";
 

@@ -15,6 +15,7 @@
 #include <span>
 #include <string_view>
 
+#include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
 
@@ -732,15 +733,38 @@ Profile load_profile(const std::filesystem::path& path) {
     return p;
 }
 
-std::string profile_to_json(const Profile& p, int indent) {
+std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
     const ModelSummary& m = p.model;
     const RunMetrics& metrics = p.metrics;
+    const bool full = detail == JsonDetail::Full;
     // Plain JSON for other tools: non-finite numbers become null.
     auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+    // A float as the shortest decimal that reads back as the same float ("0.1", not the
+    // double "0.10000000149011612").
+    auto float_number = [](float v) {
+        if (!std::isfinite(v)) return json(nullptr);
+        char buffer[32];
+        const auto result = std::to_chars(buffer, buffer + sizeof buffer, v);
+        double shortest = 0.0;
+        std::from_chars(buffer, result.ptr, shortest);
+        return json(shortest);
+    };
+    const std::int64_t num_tokens = p.num_tokens();
+    const bool arrays_fit =
+        p.num_layers >= 0 &&
+        p.router_logits.size() == static_cast<std::size_t>(p.num_layers * num_tokens) &&
+        p.decisions.size() == p.router_logits.size() &&
+        p.token_nll.size() == static_cast<std::size_t>(num_tokens) &&
+        p.token_begin.size() == p.token_nll.size() && p.token_end.size() == p.token_nll.size();
+    if (full && !arrays_fit) {
+        fail("json", "the profile's arrays do not match its " + std::to_string(num_tokens) +
+                         " tokens and " + std::to_string(p.num_layers) + " layers");
+    }
 
     json j;
     j["format"] = "l2a-profile";
     j["format_version"] = kProfileFormatVersion;
+    j["detail"] = full ? "full" : "summary";
     j["tool_version"] = p.tool_version;
     j["created_at"] = p.created_at;
 
@@ -805,8 +829,38 @@ std::string profile_to_json(const Profile& p, int indent) {
             {"kernel_seconds", number(timing.kernel_seconds)},
             {"share_of_run", number(timing.share)},
         });
+        if (full) {
+            json decisions = json::array(), logits = json::array();
+            for (std::int64_t t = 0; t < num_tokens; ++t) {
+                const auto at = static_cast<std::size_t>(layer * num_tokens + t);
+                decisions.push_back(p.decisions[at] != 0 ? 1 : 0);
+                logits.push_back(float_number(p.router_logits[at]));
+            }
+            layers.back()["decisions"] = std::move(decisions);
+            layers.back()["router_logits"] = std::move(logits);
+        }
     }
     j["layers"] = std::move(layers);
+    if (full) {
+        // Each token's own bytes, as valid UTF-8 (a byte-level token may hold part of a
+        // character: that part reads U+FFFD; byte_begin/byte_end stay exact).
+        json tokens = json::array();
+        for (std::int64_t t = 0; t < num_tokens; ++t) {
+            const auto i = static_cast<std::size_t>(t);
+            const std::size_t b = std::min<std::size_t>(p.token_begin[i], p.document_text.size());
+            const std::size_t e =
+                std::clamp<std::size_t>(p.token_end[i], b, p.document_text.size());
+            std::string text;
+            sanitize_utf8(std::string_view(p.document_text).substr(b, e - b), text);
+            tokens.push_back({{"index", t},
+                              {"id", p.token_ids[i]},
+                              {"text", std::move(text)},
+                              {"byte_begin", p.token_begin[i]},
+                              {"byte_end", p.token_end[i]},
+                              {"nll", float_number(p.token_nll[i])}});
+        }
+        j["tokens"] = std::move(tokens);
+    }
 
     j["metrics"] = {
         {"mean_nll", number(metrics.mean_nll)},

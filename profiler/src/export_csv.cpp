@@ -1,7 +1,10 @@
 // CSV tables of a profile, RFC 4180: records end in CRLF; a field holding a comma, a quote or a
 // line break is quoted, with its quotes doubled.
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,17 +112,75 @@ std::string profile_tokens_csv(const Profile& p) {
     return out;
 }
 
+namespace {
+
+// The routing table record by record, to `emit` in pieces of about a megabyte: a long document
+// through a deep model has millions of records.
+template <typename Emit>
+void routing_records(const Profile& p, Emit&& emit) {
+    const std::int64_t tokens = p.num_tokens(), layers = p.num_layers;
+    const double tau = p.model.sigmoid_temp;
+    std::string out = std::string(kRoutingCsvHeader) + "\r\n";
+    char buffer[32];
+    auto float_text = [&](float value) {
+        if (!std::isfinite(value)) return std::string();
+        const auto r = std::to_chars(buffer, buffer + sizeof buffer, value);
+        return std::string(buffer, r.ptr);
+    };
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        for (std::int64_t l = 0; l < layers; ++l) {
+            const auto i = static_cast<std::size_t>(l * tokens + t);
+            const float z = p.router_logits[i];
+            std::string probability;
+            if (std::isfinite(z) && std::isfinite(tau) && tau > 0) {
+                probability = number_text(1.0 / (1.0 + std::exp(-static_cast<double>(z) / tau)));
+            }
+            out += std::to_string(t);
+            out += ',';
+            out += std::to_string(l);
+            out += ',';
+            out += float_text(z);
+            out += ',';
+            out += probability;
+            out += p.decisions[i] != 0 ? ",1\r\n" : ",0\r\n";
+        }
+        if (out.size() >= (1u << 20)) {
+            emit(out);
+            out.clear();
+        }
+    }
+    emit(out);
+}
+
+}  // namespace
+
+std::string profile_routing_csv(const Profile& p) {
+    export_support::check_arrays(p, "csv");
+    std::string text;
+    routing_records(p, [&](const std::string& piece) { text += piece; });
+    return text;
+}
+
 CsvPaths csv_paths(const std::filesystem::path& out) {
     std::filesystem::path stem = out;
     if (stem.extension() == ".csv") stem.replace_extension();
-    return {stem.string() + ".layers.csv", stem.string() + ".tokens.csv"};
+    return {stem.string() + ".layers.csv", stem.string() + ".tokens.csv",
+            stem.string() + ".routing.csv"};
 }
 
 CsvPaths export_csv(const Profile& profile, const std::filesystem::path& out) {
     const CsvPaths paths = csv_paths(out);
-    // Both tables are built before either file is written: a bad profile leaves no half pair.
+    // The small tables are built (and the profile checked) before any file is written: a bad
+    // profile leaves no partial set. The routing table, the large one, streams to its file.
     const std::string layers = profile_layers_csv(profile);
     const std::string tokens = profile_tokens_csv(profile);
+    write_file_atomically(paths.routing, [&](std::FILE* f) {
+        routing_records(profile, [&](const std::string& piece) {
+            if (std::fwrite(piece.data(), 1, piece.size(), f) != piece.size()) {
+                fail(paths.routing.string(), "short write");
+            }
+        });
+    });
     write_text_atomically(paths.layers, layers);
     write_text_atomically(paths.tokens, tokens);
     return paths;

@@ -76,6 +76,8 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d8dde6; padding-bottom: 4px; }
 p.sub, p.note { color: #5a6372; margin: 4px 0 10px; }
+p.warn, td.warn { color: #8a4b00; }
+p.warn { margin: 4px 0 10px; }
 table { border-collapse: collapse; font-size: 13px; }
 table.meta th { text-align: left; font-weight: 600; padding: 2px 16px 2px 0; color: #39414f; }
 table.meta td { padding: 2px 0; }
@@ -221,8 +223,8 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         const double y = top + height * (1.0 - tick / 4.0);
         h.raw("<line x1=\"" + fixed(left, 0) + "\" x2=\"1190\" y1=\"" + fixed(y, 1) + "\" y2=\"" +
               fixed(y, 1) + "\" stroke=\"#e3e7ee\"/><text x=\"" + fixed(left - 6, 0) + "\" y=\"" +
-              fixed(y + 4, 1) + "\" text-anchor=\"end\">" + escape(duration(most * tick / 4.0)) +
-              "</text>\n");
+              fixed(y + 4, 1) + "\" text-anchor=\"end\">" +
+              (tick == 0 ? std::string("0") : escape(duration(most * tick / 4.0))) + "</text>\n");
     }
     const std::size_t label_every = std::max<std::size_t>(1, s.layers.size() / 16);
     for (std::size_t i = 0; i < s.layers.size(); ++i) {
@@ -278,35 +280,61 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
     const report::Comparison c = report::comparison(base, *variant, 1200);
     h.raw("<p class=\"sub\">Base: this report&#39;s run. Variant: ");
     h.text(c.variant_description);
+    h.raw("</p>\n");
+    if (!c.not_comparable.empty()) {
+        std::string why;
+        for (const std::string& d : c.not_comparable) why += (why.empty() ? "" : "; ") + d;
+        h.raw("<p class=\"warn\">⚠ The two runs ran differently (" + escape(why) +
+              "): their times are shown side by side, not as a change.</p>\n");
+    }
     h.raw(
-        "</p>\n<table class=\"grid\"><tr><th>metric</th><th>base</th><th>variant</th>"
+        "<table class=\"grid\"><tr><th>metric</th><th>base</th><th>variant</th>"
         "<th>change</th></tr>\n");
     for (const report::MetricRow& m : c.metrics) {
         h.raw("<tr><th>" + escape(m.name) + "</th><td>" + fixed(m.base, m.digits) + "</td><td>" +
-              fixed(m.variant, m.digits) + "</td><td>" + fixed(m.variant - m.base, m.digits) +
-              "</td></tr>\n");
+              fixed(m.variant, m.digits) + "</td>" +
+              (m.not_comparable.empty()
+                   ? "<td>" + fixed(m.variant - m.base, m.digits) + "</td>"
+                   : "<td class=\"warn\">⚠ " + escape(m.not_comparable) + "</td>") +
+              "</tr>\n");
     }
     h.raw("</table>\n");
 
+    // Bars: mean change per bin between y 10 and 150 around the zero line at 80; bins holding a
+    // token beyond the scale get a mark in the margin above or below.
     h.raw("<h3>NLL change per token (variant - base)</h3>\n");
     h.raw(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"170\" "
-        "viewBox=\"0 0 1200 170\" role=\"img\" aria-label=\"NLL change per token\" "
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"190\" "
+        "viewBox=\"0 0 1200 190\" role=\"img\" aria-label=\"NLL change per token\" "
         "shape-rendering=\"crispEdges\">\n<line x1=\"80\" x2=\"1190\" y1=\"80\" y2=\"80\" "
         "stroke=\"#8a93a3\"/>\n");
     const double cell_w = 1110.0 / static_cast<double>(c.nll_bins.size());
     for (std::size_t col = 0; col < c.nll_bins.size() && c.nll_scale > 0; ++col) {
         const double d = c.nll_bins[col];
+        const double x = 80 + cell_w * static_cast<double>(col);
+        const double w = std::max(cell_w, 0.5);
+        if (c.nll_beyond[col] & report::kBeyondAbove) {
+            h.raw("<rect class=\"beyond\" x=\"" + fixed(x, 2) + "\" y=\"3\" width=\"" +
+                  fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#7b241c\"/>");
+        }
+        if (c.nll_beyond[col] & report::kBeyondBelow) {
+            h.raw("<rect class=\"beyond\" x=\"" + fixed(x, 2) + "\" y=\"152\" width=\"" +
+                  fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#1e5c3a\"/>");
+        }
         if (d == 0.0) continue;
         const double bar_h = 70.0 * std::abs(d) / c.nll_scale;
-        h.raw("<rect x=\"" + fixed(80 + cell_w * static_cast<double>(col), 2) + "\" y=\"" +
-              fixed(d > 0 ? 80 - bar_h : 80, 2) + "\" width=\"" + fixed(std::max(cell_w, 0.5), 2) +
-              "\" height=\"" + fixed(bar_h, 2) + "\" fill=\"" + (d > 0 ? "#c0392b" : "#2e8b57") +
-              "\"/>");
+        h.raw("<rect x=\"" + fixed(x, 2) + "\" y=\"" + fixed(d > 0 ? 80 - bar_h : 80, 2) +
+              "\" width=\"" + fixed(w, 2) + "\" height=\"" + fixed(bar_h, 2) + "\" fill=\"" +
+              (d > 0 ? "#c0392b" : "#2e8b57") + "\"/>");
     }
     h.raw("\n<text x=\"74\" y=\"14\" text-anchor=\"end\">+" + fixed(c.nll_scale, 3) +
           "</text><text x=\"74\" y=\"154\" text-anchor=\"end\">-" + fixed(c.nll_scale, 3) +
+          "</text>\n<text x=\"635\" y=\"178\" text-anchor=\"middle\">" + escape(c.nll_axis) +
+          (c.nll_beyond_bins ? " (clipped at ±" + fixed(c.nll_scale, 3) + ")" : std::string()) +
           "</text>\n</svg>\n");
+    if (!c.nll_clip_note.empty()) {
+        h.raw("<p class=\"warn\">" + escape(c.nll_clip_note) + "</p>\n");
+    }
     h.raw("<p class=\"note\">" + escape(c.nll_note) + "</p>\n");
 
     h.raw(

@@ -113,6 +113,8 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
                                                ? ""
                                                : " (" + p.device + ")"));
     run.emplace_back("backend", o.backend);
+    run.emplace_back("CPU threads",
+                     p.cpu_threads > 0 ? std::to_string(p.cpu_threads) : "not recorded");
     if (p.peak_device_bytes > 0) run.emplace_back("peak GPU memory", byte_size(p.peak_device_bytes));
     run.emplace_back("per-token NLL", o.token_nll ? "measured" : "not measured (last row only)");
 
@@ -129,11 +131,18 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
               " of " + byte_size(metrics.kv_bytes_without_l2a) + " without L2A)";
     }
     results.emplace_back("KV cache", kv);
-    results.emplace_back("wall time", duration(p.wall_seconds));
+    // The run's wall time, not a time to first token: it covers the whole prefill and, when
+    // one ran, the per-token NLL pass over every row's logits.
+    results.emplace_back(
+        "wall time of the run",
+        duration(p.wall_seconds) +
+            (!p.time_basis.empty() ? " (" + p.time_basis + ")"
+             : p.options.token_nll ? " (one run measured end to end, per-token NLL pass included)"
+                                   : " (one run measured end to end)"));
     if (p.wall_seconds > 0) {
         results.emplace_back("throughput",
                              fixed(static_cast<double>(p.num_tokens()) / p.wall_seconds, 1) +
-                                 " tokens/s");
+                                 " tokens/s over the whole run");
     }
     results.emplace_back("timeline", !p.timeline_source.empty() ? p.timeline_source
                                      : p.ranges.empty()         ? "not recorded"
@@ -234,8 +243,41 @@ std::string phase_title(const LayerTiming& layer, int phase) {
            duration(t.seconds) + ", " + std::to_string(t.kernels) + " kernels";
 }
 
+std::vector<std::string> timing_differences(const Profile& base, const Profile& v) {
+    std::vector<std::string> out;
+    const RunOptions &a = base.options, &b = v.options;
+    if (a.device != b.device) {
+        out.push_back("device " + a.device + " vs " + b.device);
+    } else if (!base.device.empty() && !v.device.empty() && base.device != v.device) {
+        out.push_back("device " + base.device + " vs " + v.device);
+    }
+    if (a.backend != b.backend) out.push_back("backend " + a.backend + " vs " + b.backend);
+    // Threads matter on the CPU; a profile written before they were recorded says 0.
+    if (base.cpu_threads != v.cpu_threads && (base.cpu_threads > 0 || v.cpu_threads > 0)) {
+        auto threads = [](std::int64_t n) {
+            return n > 0 ? std::to_string(n) : std::string("unrecorded");
+        };
+        out.push_back(threads(base.cpu_threads) + " vs " + threads(v.cpu_threads) + " CPU threads");
+    }
+    // A what-if variant's time is composed (base layers reused from another run of the base +
+    // a re-run): not the same measurement as one run timed end to end.
+    if (base.time_basis != v.time_basis) {
+        auto basis = [](const Profile& p) {
+            return p.time_basis.empty() ? std::string("one run measured end to end")
+                                        : p.time_basis;
+        };
+        out.push_back("time of " + basis(base) + " vs " + basis(v));
+    }
+    if (a.token_nll != b.token_nll) {
+        out.push_back(std::string("per-token NLL pass ") + (a.token_nll ? "run" : "not run") +
+                      " vs " + (b.token_nll ? "run" : "not run"));
+    }
+    return out;
+}
+
 Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bins) {
     Comparison c;
+    c.not_comparable = timing_differences(base, v);
     c.variant_description =
         v.document_path + " run with routing " + v.options.routing.to_string() +
         ", pruned layers " +
@@ -244,19 +286,37 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
                              : std::string()) +
         ".";
     c.metrics = {
-        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4},
-        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3},
-        {"global attention (%)", 100 * base.metrics.global_fraction_overall,
-         100 * v.metrics.global_fraction_overall, 2},
-        {"KV cache (MiB)", static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
-         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20), 3},
-        {"wall time (s)", base.wall_seconds, v.wall_seconds, 4},
+        {"mean NLL", base.metrics.mean_nll, v.metrics.mean_nll, 4, {}},
+        {"perplexity", base.metrics.perplexity, v.metrics.perplexity, 3, {}},
+        {"global attention (%)",
+         100 * base.metrics.global_fraction_overall,
+         100 * v.metrics.global_fraction_overall,
+         2,
+         {}},
+        {"KV cache (MiB)",
+         static_cast<double>(base.metrics.kv_bytes_total) / (1 << 20),
+         static_cast<double>(v.metrics.kv_bytes_total) / (1 << 20),
+         3,
+         {}},
+        {"wall time of the run (s)", base.wall_seconds, v.wall_seconds, 4, {}},
     };
+    // The KV sizes assume a cache precision; the run's wall time (which includes the per-token
+    // NLL pass when one ran) depends on where and how it ran.
+    if (base.options.kv_bytes_per_element != v.options.kv_bytes_per_element) {
+        c.metrics[3].not_comparable =
+            "not comparable: " + std::to_string(base.options.kv_bytes_per_element) + " vs " +
+            std::to_string(v.options.kv_bytes_per_element) + " bytes per cached element";
+    }
+    if (!c.not_comparable.empty()) {
+        std::string why;
+        for (const std::string& d : c.not_comparable) why += (why.empty() ? "" : "; ") + d;
+        c.metrics[4].not_comparable = "not comparable: " + why;
+    }
 
     const std::int64_t tokens = base.num_tokens();
     std::vector<double> delta(static_cast<std::size_t>(tokens),
                               std::numeric_limits<double>::quiet_NaN());
-    double worst = 0.0;
+    double worst = 0.0, best = 0.0;
     std::int64_t worst_at = -1, worse = 0, better = 0;
     for (std::int64_t t = 0; t < tokens; ++t) {
         const auto i = static_cast<std::size_t>(t);
@@ -269,12 +329,17 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
             worst = d;
             worst_at = t;
         }
+        best = std::min(best, d);
     }
     const std::int64_t columns =
         std::max<std::int64_t>(1, std::min<std::int64_t>(tokens, max_bins));
     c.nll_bins.assign(static_cast<std::size_t>(columns), 0.0);
+    c.nll_beyond.assign(static_cast<std::size_t>(columns), 0);
+    std::vector<double> high(static_cast<std::size_t>(columns), 0.0);
+    std::vector<double> low(static_cast<std::size_t>(columns), 0.0);
     for (std::int64_t col = 0; col < columns; ++col) {
         const std::int64_t t0 = col * tokens / columns, t1 = (col + 1) * tokens / columns;
+        c.nll_bin_tokens = std::max(c.nll_bin_tokens, t1 - t0);
         double sum = 0.0;
         std::int64_t n = 0;
         for (std::int64_t t = t0; t < t1; ++t) {
@@ -282,11 +347,38 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
             if (std::isfinite(d)) {
                 sum += d;
                 ++n;
+                high[static_cast<std::size_t>(col)] =
+                    std::max(high[static_cast<std::size_t>(col)], d);
+                low[static_cast<std::size_t>(col)] =
+                    std::min(low[static_cast<std::size_t>(col)], d);
             }
         }
         double& bin = c.nll_bins[static_cast<std::size_t>(col)];
         bin = n ? sum / static_cast<double>(n) : 0.0;
         c.nll_scale = std::max(c.nll_scale, std::abs(bin));
+    }
+    // A bar is the mean of its bin, so single tokens can lie beyond the scale: those bins are
+    // marked, and the chart says so (it would otherwise read as if nothing went further).
+    for (std::size_t col = 0; col < high.size(); ++col) {
+        const double limit = c.nll_scale * (1.0 + 1e-9);
+        std::uint8_t& flag = c.nll_beyond[col];
+        if (high[col] > limit) flag |= kBeyondAbove;
+        if (low[col] < -limit) flag |= kBeyondBelow;
+        c.nll_beyond_bins += flag != 0;
+    }
+    c.nll_axis = c.nll_bin_tokens > 1 ? "mean NLL change per bin of up to " +
+                                            std::to_string(c.nll_bin_tokens) + " tokens"
+                                      : "NLL change per token";
+    if (c.nll_beyond_bins > 0) {
+        std::string reach;
+        if (worst > c.nll_scale) reach = "up to +" + fixed(worst, 3);
+        if (best < -c.nll_scale)
+            reach += (reach.empty() ? "down to " : " and down to ") + fixed(best, 3);
+        c.nll_clip_note = "Clipped: the scale ends at ±" + fixed(c.nll_scale, 3) +
+                          " (the largest bin mean); single tokens in " +
+                          std::to_string(c.nll_beyond_bins) +
+                          (c.nll_beyond_bins == 1 ? " bin" : " bins") + " go beyond it, " + reach +
+                          " (marked at the chart's edge).";
     }
     c.nll_note = std::to_string(worse) + " tokens got worse, " + std::to_string(better) +
                  " better (red: higher NLL in the variant).";

@@ -71,6 +71,9 @@ struct MetricRow {
     double base = 0.0;
     double variant = 0.0;
     int digits = 3;
+    // Set where the two values must not be set against each other: the change column shows
+    // this ("not comparable: 2 vs 1 CPU threads") instead of a difference.
+    std::string not_comparable;
 };
 struct LayerChange {
     std::int64_t layer = 0;
@@ -79,14 +82,29 @@ struct LayerChange {
     std::int64_t changed = 0;  // tokens decided differently
     std::string pruned;        // "", "both", "base only", "variant only"
 };
+// Bits of Comparison::nll_beyond: a single token of the bin lies above +scale / below -scale.
+inline constexpr std::uint8_t kBeyondAbove = 1;
+inline constexpr std::uint8_t kBeyondBelow = 2;
 struct Comparison {
     std::string variant_description;  // "file run with routing ..., pruned layers ..."
+    // How the two runs' settings differ where that changes their timings ("device cpu vs
+    // cuda:0", "2 vs 1 CPU threads"); empty when the times can be set against each other.
+    std::vector<std::string> not_comparable;
     std::vector<MetricRow> metrics;
     std::vector<double> nll_bins;  // mean NLL change per bin of tokens
-    double nll_scale = 0.0;        // max |bin|
-    std::string nll_note;          // "N tokens got worse, M better ... Largest increase ..."
+    double nll_scale = 0.0;        // the chart's scale: max |bin|
+    std::int64_t nll_bin_tokens = 1;  // the most tokens in one bin
+    // Per bin, kBeyondAbove / kBeyondBelow where a single token's change lies outside +-scale:
+    // the chart marks those bins at its edge and says that it is clipped.
+    std::vector<std::uint8_t> nll_beyond;
+    std::int64_t nll_beyond_bins = 0;
+    std::string nll_axis;       // what a bar is: "mean NLL change per bin of up to 7 tokens"
+    std::string nll_clip_note;  // "" when no single token lies beyond the scale
+    std::string nll_note;       // "N tokens got worse, M better ... Largest increase ..."
     std::vector<LayerChange> layers;
 };
+// The settings that make two runs' timings incomparable, as "what: base vs variant" phrases.
+std::vector<std::string> timing_differences(const Profile& base, const Profile& variant);
 Comparison comparison(const Profile& base, const Profile& variant, std::int64_t max_bins);
 
 // ---- the document -----------------------------------------------------------------------------

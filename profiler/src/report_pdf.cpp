@@ -2,11 +2,15 @@
 // with its highlighted passages) whose charts are inline objects painted as vectors, laid out
 // on A4 pages by the document's own pagination, with a footer on every page. The content comes
 // from report_model.h, as the HTML report's does.
+#include "l2a/profiler/report_pdf.h"
+
+#include <QAbstractTextDocumentLayout>
 #include <QBuffer>
 #include <QByteArray>
 #include <QColor>
 #include <QFont>
 #include <QFontDatabase>
+#include <QFontMetricsF>
 #include <QGuiApplication>
 #include <QImage>
 #include <QPageLayout>
@@ -23,7 +27,6 @@
 #include <QTextObjectInterface>
 #include <QTextTable>
 #include <QTextTableFormat>
-#include <QAbstractTextDocumentLayout>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -36,7 +39,6 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
 #include "l2a/profiler/report_painter.h"
-#include "l2a/profiler/report_pdf.h"
 #include "report_model.h"
 
 namespace l2a {
@@ -47,6 +49,7 @@ constexpr double kPageWidthPt = 595.28;
 constexpr double kPageHeightPt = 841.89;
 constexpr double kMarginPt = 42.5;
 constexpr double kFooterPt = 18.0;
+constexpr int kLayoutDpi = 1200;  // the document's layout resolution, for every device
 
 constexpr std::size_t kDocumentBudgetBytes = 20000;  // a PDF page holds less than a screen
 constexpr std::int64_t kContextTokens = 40;
@@ -60,6 +63,7 @@ const QColor kPanel(0xf1, 0xf3, 0xf7);
 const QColor kBar(0x3b, 0x6f, 0xb6);
 const QColor kRouted(0xc0, 0x39, 0x2b);
 const QColor kBetter(0x2e, 0x8b, 0x57);
+const QColor kWarn(0x8a, 0x4b, 0x00);
 const QColor kPhaseColors[kNumPhases] = {QColor(0x7a, 0xa6, 0xd8), QColor(0xf2, 0xb8, 0x4b),
                                          QColor(0xd9, 0x53, 0x4f), QColor(0x8b, 0xbf, 0x72)};
 const QColor kMarkColors[4] = {QColor(0xfd, 0xe9, 0xc4), QColor(0xfb, 0xd3, 0x8d),
@@ -112,13 +116,34 @@ private:
     std::vector<Chart> charts_;
 };
 
-void chart_text(QPainter& p, const QRectF& box, Qt::Alignment align, const QString& text,
-                double size_pt = 7.0) {
-    QFont font = p.font();
+// Chart text. The charts paint in points through a scaled painter, but a font's point size is
+// turned into pixels with the device's resolution before the painter's scale applies: a 7 pt
+// font drawn that way came out 7 x (dpi / 72) points tall (29 pt at 300 dpi). So the text is
+// drawn unscaled, into the box mapped to device pixels, with the font at its true point size.
+constexpr double kChartTextPt = 7.5;
+
+QFont chart_font(double size_pt) {
+    QFont font("DejaVu Sans");
+    font.setStyleHint(QFont::SansSerif);
     font.setPointSizeF(size_pt);
-    p.setFont(font);
-    p.setPen(kMuted);
-    p.drawText(box, align | Qt::TextDontClip, text);
+    return font;
+}
+
+// The width of `text` in points at `size_pt`, on the painter's device.
+double text_width_pt(QPainter& p, const QString& text, double size_pt = kChartTextPt) {
+    const double dpi = p.device()->logicalDpiX();
+    return QFontMetricsF(chart_font(size_pt), p.device()).horizontalAdvance(text) * 72.0 / dpi;
+}
+
+void chart_text(QPainter& p, const QRectF& box, Qt::Alignment align, const QString& text,
+                double size_pt = kChartTextPt, const QColor& color = kMuted) {
+    const QRectF device_box = p.transform().mapRect(box);
+    p.save();
+    p.resetTransform();
+    p.setFont(chart_font(size_pt));
+    p.setPen(color);
+    p.drawText(device_box, align | Qt::TextDontClip, text);
+    p.restore();
 }
 
 Chart sparsity_chart(const Profile& profile) {
@@ -182,10 +207,9 @@ Chart routing_chart(const Profile& profile) {
                         col = end;
                     }
                     if (grid->rows <= 32 || row % 4 == 0) {
-                        chart_text(p, QRectF(0, y, left - 4, cell_h),
-                                   Qt::AlignRight | Qt::AlignVCenter,
-                                   QString::number(grid->first_layer[static_cast<std::size_t>(row)]),
-                                   std::min(7.0, cell_h * 0.9 + 2));
+                        chart_text(
+                            p, QRectF(0, y, left - 4, cell_h), Qt::AlignRight | Qt::AlignVCenter,
+                            QString::number(grid->first_layer[static_cast<std::size_t>(row)]));
                     }
                 }
                 chart_text(p, QRectF(left, map_h + 3, plot_w, 10), Qt::AlignLeft, "token 0");
@@ -194,11 +218,22 @@ Chart routing_chart(const Profile& profile) {
             }};
 }
 
+// A time axis tick: "0" at the origin, then durations.
+std::string tick_label(double most, int tick) {
+    return tick == 0 ? "0" : report::duration(most * tick / 4.0);
+}
+
 Chart timing_chart(const TimelineSummary& summary) {
     auto s = std::make_shared<TimelineSummary>(summary);
     const double most = report::timing_scale(summary);
-    return {150.0, [s, most](QPainter& p, const QRectF& r) {
-                const double left = 56, top = 6, height = r.height() - 30;
+    return {160.0, [s, most](QPainter& p, const QRectF& r) {
+                // Rows under the plot: layer numbers, the axis title, the legend.
+                const double top = 6, height = r.height() - 44;
+                double left = 0;
+                for (int tick = 0; tick <= 4; ++tick) {
+                    left = std::max(left, text_width_pt(p, q(tick_label(most, tick))));
+                }
+                left += 8;
                 const double plot_w = r.width() - left - 4;
                 const double bar = plot_w / static_cast<double>(s->layers.size());
                 for (int tick = 0; tick <= 4; ++tick) {
@@ -206,7 +241,7 @@ Chart timing_chart(const TimelineSummary& summary) {
                     p.setPen(QPen(kGrid, 0.5));
                     p.drawLine(QPointF(left, y), QPointF(r.width(), y));
                     chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
-                               q(report::duration(most * tick / 4.0)));
+                               q(tick_label(most, tick)));
                 }
                 const std::size_t label_every = std::max<std::size_t>(1, s->layers.size() / 16);
                 for (std::size_t i = 0; i < s->layers.size(); ++i) {
@@ -225,36 +260,60 @@ Chart timing_chart(const TimelineSummary& summary) {
                                    Qt::AlignHCenter, QString::number(layer.layer));
                     }
                 }
-                // Legend under the axis.
+                chart_text(p, QRectF(left, top + height + 13, plot_w, 10), Qt::AlignHCenter,
+                           "layer");
+                // The legend on its own row, each entry as wide as its name.
                 double lx = left;
                 for (int phase = 0; phase < kNumPhases; ++phase) {
-                    p.fillRect(QRectF(lx, r.height() - 9, 7, 7), kPhaseColors[phase]);
-                    chart_text(p, QRectF(lx + 10, r.height() - 11, 60, 10), Qt::AlignLeft,
-                               kPhaseNames[phase]);
-                    lx += 64;
+                    p.fillRect(QRectF(lx, r.height() - 8.5, 7, 7), kPhaseColors[phase]);
+                    const QString name = kPhaseNames[phase];
+                    const double w = text_width_pt(p, name);
+                    chart_text(p, QRectF(lx + 10, r.height() - 10, w + 2, 10),
+                               Qt::AlignLeft | Qt::AlignVCenter, name);
+                    lx += 10 + w + 16;
                 }
             }};
 }
 
 Chart nll_chart(std::shared_ptr<const report::Comparison> c) {
-    return {90.0, [c](QPainter& p, const QRectF& r) {
-                const double left = 44, plot_w = r.width() - left, mid = r.height() / 2;
-                const double half = mid - 8;
+    return {110.0, [c](QPainter& p, const QRectF& r) {
+                // Marks for bins with tokens beyond the scale sit just outside the plot.
+                const double top = 7, bottom = r.height() - 21;
+                const double mid = (top + bottom) / 2, half = (bottom - top) / 2;
+                const QString plus = "+" + q(report::fixed(c->nll_scale, 3));
+                const QString minus = "-" + q(report::fixed(c->nll_scale, 3));
+                const double left = std::max(text_width_pt(p, plus), text_width_pt(p, minus)) + 8;
+                const double plot_w = r.width() - left;
                 p.setPen(QPen(QColor(0x8a, 0x93, 0xa3), 0.5));
                 p.drawLine(QPointF(left, mid), QPointF(r.width(), mid));
                 const double cell_w = plot_w / static_cast<double>(c->nll_bins.size());
                 for (std::size_t col = 0; col < c->nll_bins.size() && c->nll_scale > 0; ++col) {
+                    const double x = left + cell_w * static_cast<double>(col);
+                    const double w = std::max(cell_w, 0.3);
+                    if (c->nll_beyond[col] & report::kBeyondAbove) {
+                        p.fillRect(QRectF(x, 1, std::max(w, 1.2), 4), QColor(0x7b, 0x24, 0x1c));
+                    }
+                    if (c->nll_beyond[col] & report::kBeyondBelow) {
+                        p.fillRect(QRectF(x, bottom + 2, std::max(w, 1.2), 4),
+                                   QColor(0x1e, 0x5c, 0x3a));
+                    }
                     const double d = c->nll_bins[col];
                     if (d == 0.0) continue;
                     const double bar_h = half * std::abs(d) / c->nll_scale;
-                    p.fillRect(QRectF(left + cell_w * static_cast<double>(col),
-                                      d > 0 ? mid - bar_h : mid, std::max(cell_w, 0.3), bar_h),
+                    p.fillRect(QRectF(x, d > 0 ? mid - bar_h : mid, w, bar_h),
                                d > 0 ? kRouted : kBetter);
                 }
-                chart_text(p, QRectF(0, 0, left - 4, 10), Qt::AlignRight,
-                           "+" + q(report::fixed(c->nll_scale, 3)));
-                chart_text(p, QRectF(0, r.height() - 10, left - 4, 10), Qt::AlignRight,
-                           "-" + q(report::fixed(c->nll_scale, 3)));
+                chart_text(p, QRectF(0, top - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
+                           plus);
+                chart_text(p, QRectF(0, mid - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
+                           "0");
+                chart_text(p, QRectF(0, bottom - 5, left - 4, 10),
+                           Qt::AlignRight | Qt::AlignVCenter, minus);
+                QString axis = q(c->nll_axis);
+                if (c->nll_beyond_bins > 0) {
+                    axis += " (clipped at ±" + q(report::fixed(c->nll_scale, 3)) + ")";
+                }
+                chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter, axis);
             }};
 }
 
@@ -310,6 +369,11 @@ public:
         cursor_.insertText(q(text), format);
     }
     void note(const std::string& text) { paragraph(text, note_); }
+    void warning(const std::string& text) {
+        QTextCharFormat f = note_;
+        f.setForeground(kWarn);
+        paragraph(text, f);
+    }
 
     void chart(Chart chart) {
         // A heading right above a chart stays with all of it.
@@ -318,7 +382,7 @@ public:
             keep_with_next_.back().points = chart.height_pt + 12;
         }
         charts_.push_back(std::move(chart));
-        cursor_.insertBlock(spaced(4, 2));
+        cursor_.insertBlock(spaced(4, 6));
         QTextCharFormat f;
         f.setObjectType(kChartObjectType);
         f.setProperty(kChartIndexProperty, static_cast<int>(charts_.size() - 1));
@@ -328,14 +392,15 @@ public:
     // A grid table: header row, then rows; first column left-aligned, the rest right-aligned.
     void table(const std::vector<std::string>& header,
                const std::vector<std::vector<std::string>>& rows, bool first_is_label = true) {
-        cursor_.insertBlock(spaced(2, 2));
+        cursor_.insertBlock(spaced(6, 2));
         QTextTableFormat format;
         format.setBorderStyle(QTextFrameFormat::BorderStyle_Solid);
         format.setBorder(0.5);
         format.setBorderBrush(QColor(0xd8, 0xdd, 0xe6));
-        format.setCellPadding(2.5);
+        format.setCellPadding(3.5);
         format.setCellSpacing(0);
         format.setBorderCollapse(true);
+        format.setTopMargin(6);  // clear of a chart's legend right above
         format.setHeaderRowCount(header.empty() ? 0 : 1);
         const int columns = static_cast<int>(header.empty() ? rows.front().size() : header.size());
         const int total = static_cast<int>(rows.size()) + (header.empty() ? 0 : 1);
@@ -502,15 +567,23 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
     } else {
         auto c = std::make_shared<const report::Comparison>(report::comparison(p, *compare, 600));
         b.paragraph("Base: this report's run. Variant: " + c->variant_description, b.body());
+        if (!c->not_comparable.empty()) {
+            std::string why;
+            for (const std::string& d : c->not_comparable) why += (why.empty() ? "" : "; ") + d;
+            b.warning("⚠ The two runs ran differently (" + why +
+                      "): their times are shown side by side, not as a change.");
+        }
         std::vector<std::vector<std::string>> rows;
         for (const report::MetricRow& m : c->metrics) {
             rows.push_back({m.name, report::fixed(m.base, m.digits),
                             report::fixed(m.variant, m.digits),
-                            report::fixed(m.variant - m.base, m.digits)});
+                            m.not_comparable.empty() ? report::fixed(m.variant - m.base, m.digits)
+                                                     : "⚠ " + m.not_comparable});
         }
         b.table({"metric", "base", "variant", "change"}, rows);
         b.subheading("NLL change per token (variant - base)");
         b.chart(nll_chart(c));
+        if (!c->nll_clip_note.empty()) b.warning(c->nll_clip_note);
         b.note(c->nll_note);
         b.subheading("Routing per layer");
         rows.clear();
@@ -539,11 +612,17 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
 // The laid-out report for one paint device: pages of the text document plus footers.
 class ReportPages {
 public:
-    ReportPages(const Profile& profile, const Profile* compare, QPaintDevice* device)
-        : objects_(std::vector<Chart>{}) {
+    // The layout is made once, at kLayoutDpi, whatever the device: laid out for the device
+    // itself, font metrics rounded to its pixels moved lines and page breaks from one
+    // resolution to the next. Painting scales it to the device.
+    ReportPages(const Profile& profile, const Profile* compare)
+        : probe_(1, 1, QImage::Format_RGB32), objects_(std::vector<Chart>{}) {
         report::check_reportable(profile, compare);
-        dpi_ = device->logicalDpiY();
-        doc_.documentLayout()->setPaintDevice(device);
+        const int dpm = static_cast<int>(std::lround(kLayoutDpi / 0.0254));
+        probe_.setDotsPerMeterX(dpm);
+        probe_.setDotsPerMeterY(dpm);
+        dpi_ = probe_.logicalDpiY();
+        doc_.documentLayout()->setPaintDevice(&probe_);
         doc_.setDocumentMargin(0);
         doc_.setUseDesignMetrics(true);
         doc_.documentLayout()->registerHandler(kChartObjectType, &objects_);
@@ -555,6 +634,11 @@ public:
         doc_.setPageSize(text_rect_.size());
         // QTextDocument has no "keep with next": a heading that would end a page without what
         // follows it starts the next page instead. In order, since each break moves the rest.
+        // A changed block format makes Qt (6.4) re-lay the document out lazily from there, and
+        // that partial layout left later blocks unplaced (zero height: the NLL chart, the
+        // second table's heading and the whole document section vanished from the PDF). So
+        // after each break the whole document is laid out again before the next measurement,
+        // and once more at the end.
         for (const ReportBuilder::Keep& keep : builder.keepWithNext()) {
             const QTextBlock block = doc_.findBlockByNumber(keep.block);
             const QRectF box = doc_.documentLayout()->blockBoundingRect(block);
@@ -564,12 +648,20 @@ public:
                 QTextBlockFormat format = block.blockFormat();
                 format.setPageBreakPolicy(QTextFormat::PageBreak_AlwaysBefore);
                 QTextCursor(block).setBlockFormat(format);
+                relayout();
             }
         }
+        relayout();
         footer_ = "L2A Studio report · " + q(profile.document_path);
     }
 
     int pageCount() { return doc_.pageCount(); }
+
+    // Every block of the laid-out document, with its box in points relative to its page.
+    void relayout() {
+        doc_.markContentsDirty(0, doc_.characterCount());
+        (void)doc_.documentLayout()->documentSize();
+    }
 
     void paint(QPainter& painter, int page) {
         const int pages = pageCount();
@@ -577,8 +669,10 @@ public:
             fail("report", "page " + std::to_string(page) + " does not exist (the report has " +
                                std::to_string(pages) + ")");
         }
-        const double px = dpi_ / 72.0;
+        const double device_dpi = painter.device()->logicalDpiY();
+        const double px = device_dpi / 72.0;
         painter.save();
+        painter.scale(device_dpi / dpi_, device_dpi / dpi_);
         painter.translate(text_rect_.left(), text_rect_.top() - page * text_rect_.height());
         const QRectF clip(0, page * text_rect_.height(), text_rect_.width(), text_rect_.height());
         QAbstractTextDocumentLayout::PaintContext context;
@@ -593,8 +687,8 @@ public:
         font.setPointSizeF(7.5);
         painter.setFont(font);
         painter.setPen(kMuted);
-        const QRectF footer(text_rect_.left(), (kPageHeightPt - kMarginPt - kFooterPt + 6) * px,
-                            text_rect_.width(), (kFooterPt - 6) * px);
+        const QRectF footer(kMarginPt * px, (kPageHeightPt - kMarginPt - kFooterPt + 6) * px,
+                            (kPageWidthPt - 2 * kMarginPt) * px, (kFooterPt - 6) * px);
         painter.setPen(QPen(kGrid, px * 0.5));
         painter.drawLine(footer.topLeft(), footer.topRight());
         painter.setPen(kMuted);
@@ -607,6 +701,7 @@ public:
     }
 
 private:
+    QImage probe_;  // the layout's paint device: fonts and sizes at kLayoutDpi
     QTextDocument doc_;
     ChartObjects objects_;
     QRectF text_rect_;
@@ -655,7 +750,7 @@ void export_pdf(const Profile& profile, const std::filesystem::path& path,
                                          QMarginsF(0, 0, 0, 0)));
         writer.setTitle("L2A Studio report: " + q(profile.document_path));
         writer.setCreator("L2A Studio");
-        ReportPages pages(profile, compare, &writer);
+        ReportPages pages(profile, compare);
         QPainter painter;
         if (!painter.begin(&writer)) fail(path.string(), "cannot start the PDF writer");
         const int count = pages.pageCount();
@@ -676,10 +771,7 @@ void export_pdf(const Profile& profile, const std::filesystem::path& path,
 
 int report_page_count(const Profile& profile, const Profile* compare) {
     ensure_gui_application();
-    QImage probe(1, 1, QImage::Format_RGB32);
-    probe.setDotsPerMeterX(static_cast<int>(std::lround(300 / 0.0254)));
-    probe.setDotsPerMeterY(static_cast<int>(std::lround(300 / 0.0254)));
-    ReportPages pages(profile, compare, &probe);
+    ReportPages pages(profile, compare);
     return pages.pageCount();
 }
 
@@ -693,7 +785,7 @@ QImage render_report_page(const Profile& profile, const Profile* compare, int pa
     image.setDotsPerMeterX(dpm);
     image.setDotsPerMeterY(dpm);
     image.fill(Qt::white);
-    ReportPages pages(profile, compare, &image);
+    ReportPages pages(profile, compare);
     QPainter painter(&image);
     painter.setRenderHint(QPainter::TextAntialiasing);
     pages.paint(painter, page);

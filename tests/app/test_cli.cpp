@@ -267,6 +267,57 @@ TEST_F(Cli, RunOutThenExportJson) {
     EXPECT_ONE_LINE_ERROR(r, 1, "garbage.l2a");
 }
 
+TEST_F(Cli, ExportPerTokenAndPerLayerData) {
+    const fs::path& dir = dir_;
+    Result r = l2a("run --demo --max-tokens 120 --prune 2 --out p.l2a --quiet", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+
+    // csv: three tables, each named on stderr; the routing table has a row per token and layer.
+    r = l2a("export --profile p.l2a --format csv --out t.csv", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.layers.csv")) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.tokens.csv")) << r.err;
+    EXPECT_TRUE(contains(r.err, "t.routing.csv")) << r.err;
+    const std::string routing = read_file(dir / "t.routing.csv");
+    EXPECT_EQ(routing.rfind("token,layer,router_logit,probability,decision\r\n", 0), 0u);
+    std::size_t rows = 0, pruned_routed = 0;
+    for (std::size_t at = routing.find("\r\n"); at != std::string::npos;
+         at = routing.find("\r\n", at + 2)) {
+        ++rows;
+        const std::size_t next = routing.find("\r\n", at + 2);
+        if (next == std::string::npos) break;
+        const std::string row = routing.substr(at + 2, next - at - 2);
+        const std::size_t comma = row.find(',');
+        if (row.substr(comma + 1, row.find(',', comma + 1) - comma - 1) == "2" &&
+            row.back() == '1') {
+            ++pruned_routed;
+        }
+    }
+    EXPECT_EQ(rows, 1u + 120u * 6u);
+    EXPECT_EQ(pruned_routed, 0u);  // layer 2 is pruned: decision 0 for every token
+
+    // json: the tokens and each layer's arrays by default, left out with --detail summary.
+    r = l2a("export --profile p.l2a --format json --out full.json", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json full = json::parse(read_file(dir / "full.json"));
+    ASSERT_EQ(full["tokens"].size(), 120u);
+    EXPECT_EQ(full["tokens"][0]["byte_begin"], 0);
+    EXPECT_TRUE(full["tokens"][0]["nll"].is_null());  // nothing predicts the first token
+    EXPECT_EQ(full["layers"][3]["decisions"].size(), 120u);
+    EXPECT_EQ(full["layers"][3]["router_logits"].size(), 120u);
+    r = l2a("export --profile p.l2a --detail summary", dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json summary = json::parse(r.out);
+    EXPECT_FALSE(summary.contains("tokens"));
+    EXPECT_FALSE(summary["layers"][3].contains("decisions"));
+
+    r = l2a("export --profile p.l2a --detail brief", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--detail: unknown level 'brief'");
+    r = l2a("export --profile p.l2a --format csv --out u.csv --detail summary", dir);
+    EXPECT_ONE_LINE_ERROR(r, 2, "--detail: only --format json");
+    EXPECT_FALSE(fs::exists(dir / "u.layers.csv"));
+}
+
 TEST_F(Cli, LogitsOutMatchesTheProfile) {
     const fs::path& dir = dir_;
     const Result r =

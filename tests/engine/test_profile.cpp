@@ -402,7 +402,25 @@ TEST(Profile, ExportJsonHasTheDocumentedShape) {
     EXPECT_EQ(j["timing"]["ranges"]["layer 0 / global"]["count"], 1);
     EXPECT_EQ(j["timing"]["stages"]["layers"]["count"], 1);
     EXPECT_FALSE(j["timing"]["stages"].contains("layer 0"));
-    EXPECT_FALSE(j.contains("tokens"));
+    EXPECT_EQ(j["detail"], "full");
+    EXPECT_TRUE(j.contains("tokens"));
+
+    // The summary is the same document without the per-token and per-layer arrays.
+    json summary = json::parse(profile_to_json(p, 2, JsonDetail::Summary));
+    EXPECT_EQ(summary["detail"], "summary");
+    EXPECT_FALSE(summary.contains("tokens"));
+    for (const json& layer : summary["layers"]) {
+        EXPECT_FALSE(layer.contains("decisions"));
+        EXPECT_FALSE(layer.contains("router_logits"));
+    }
+    json trimmed = j;
+    trimmed.erase("tokens");
+    for (json& layer : trimmed["layers"]) {
+        layer.erase("decisions");
+        layer.erase("router_logits");
+    }
+    trimmed["detail"] = "summary";
+    EXPECT_EQ(trimmed, summary);
 
     // Without an override the effective threshold is the model's.
     p.options.threshold.reset();
@@ -430,6 +448,60 @@ TEST(Profile, ThreadsAndTimeBasisMayBeAbsentButNotInvalid) {
         ADD_FAILURE() << "negative thread count accepted";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("cpu_threads"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Profile, ExportJsonFullHoldsEveryTokenAndEveryRoutingDecision) {
+    const Profile p = sample_profile();
+    const json j = json::parse(profile_to_json(p));
+    const std::int64_t tokens = p.num_tokens();
+    ASSERT_EQ(j["tokens"].size(), static_cast<std::size_t>(tokens));
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        const auto i = static_cast<std::size_t>(t);
+        const json& token = j["tokens"][i];
+        EXPECT_EQ(token["index"], t);
+        EXPECT_EQ(token["id"], p.token_ids[i]);
+        EXPECT_EQ(token["byte_begin"], p.token_begin[i]);
+        EXPECT_EQ(token["byte_end"], p.token_end[i]);
+        if (std::isnan(p.token_nll[i])) {
+            EXPECT_TRUE(token["nll"].is_null());
+        } else {
+            // The float comes back exactly from its shortest decimal.
+            EXPECT_EQ(static_cast<float>(token["nll"].get<double>()), p.token_nll[i]) << t;
+        }
+    }
+    // Token 0 ends inside "ß": its half character reads U+FFFD; the others are their bytes.
+    EXPECT_EQ(j["tokens"][0]["text"], "Grü\xEF\xBF\xBD");
+    EXPECT_EQ(j["tokens"][2]["text"], " 世界!");
+    EXPECT_EQ(j["tokens"][1]["nll"].dump(), "5.5");
+
+    ASSERT_EQ(j["layers"].size(), static_cast<std::size_t>(p.num_layers));
+    for (std::int64_t l = 0; l < p.num_layers; ++l) {
+        const json& layer = j["layers"][static_cast<std::size_t>(l)];
+        ASSERT_EQ(layer["decisions"].size(), static_cast<std::size_t>(tokens));
+        ASSERT_EQ(layer["router_logits"].size(), static_cast<std::size_t>(tokens));
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            const auto i = static_cast<std::size_t>(l * tokens + t);
+            EXPECT_EQ(layer["decisions"][static_cast<std::size_t>(t)], p.decisions[i] ? 1 : 0);
+            const json& z = layer["router_logits"][static_cast<std::size_t>(t)];
+            if (std::isfinite(p.router_logits[i])) {
+                EXPECT_EQ(static_cast<float>(z.get<double>()), p.router_logits[i]) << l << "," << t;
+            } else {
+                EXPECT_TRUE(z.is_null()) << l << "," << t;  // NaN (no router) and infinity
+            }
+        }
+    }
+    EXPECT_EQ(j["layers"][2]["router_logits"][2].dump(), "0.1");  // not 0.10000000149011612
+
+    // Arrays that do not fit the profile's counts are refused, not read past their end.
+    Profile bad = p;
+    bad.router_logits.pop_back();
+    bad.decisions.pop_back();
+    try {
+        profile_to_json(bad);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("do not match"), std::string::npos) << e.what();
     }
 }
 

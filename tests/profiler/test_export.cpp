@@ -193,6 +193,13 @@ Profile make_profile(int words = 150, std::uint32_t seed = 1) {
     return p;
 }
 
+// Tokens of `layer` that ran global attention.
+std::int64_t export_support_routed(const Profile& p, std::int64_t layer) {
+    const std::int64_t t = p.num_tokens();
+    return std::count_if(p.decisions.begin() + layer * t, p.decisions.begin() + (layer + 1) * t,
+                         [](std::uint8_t d) { return d != 0; });
+}
+
 class Export : public test::ScratchDirTest {
 protected:
     Export() : ScratchDirTest("export") {}
@@ -689,6 +696,133 @@ TEST_F(Export, CsvTablesHaveTheDocumentedColumnsAndQuoteProperly) {
     EXPECT_NE(tokens_text.find("\"say \"\"hi\"\"\""), std::string::npos);
 }
 
+TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
+    Profile p = make_profile();
+    const std::int64_t tokens = p.num_tokens();
+    // Two tokens without a router logit (as a plain model's layers record).
+    p.router_logits[static_cast<std::size_t>(1 * tokens + 5)] =
+        std::numeric_limits<float>::quiet_NaN();
+    p.router_logits[static_cast<std::size_t>(3 * tokens + 9)] =
+        std::numeric_limits<float>::quiet_NaN();
+    const CsvPaths paths = export_csv(p, dir_ / "run.csv");
+    EXPECT_EQ(paths.routing, dir_ / "run.routing.csv");
+    EXPECT_EQ(csv_paths(dir_ / "run").routing, dir_ / "run.routing.csv");
+    const std::string text = test::read_file(paths.routing);
+    EXPECT_EQ(text.rfind("token,layer,router_logit,probability,decision\r\n", 0), 0u);
+    EXPECT_EQ(text, profile_routing_csv(p));
+    const auto rows = parse_csv(text);
+    ASSERT_EQ(rows.size(), static_cast<std::size_t>(tokens * kLayers) + 1);
+    const double tau = p.model.sigmoid_temp;
+    std::int64_t pruned_above_threshold = 0, routed = 0;
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        for (std::int64_t l = 0; l < kLayers; ++l) {
+            const auto& row = rows[static_cast<std::size_t>(t * kLayers + l) + 1];
+            ASSERT_EQ(row.size(), 5u);
+            EXPECT_EQ(row[0], std::to_string(t));
+            EXPECT_EQ(row[1], std::to_string(l));
+            const auto i = static_cast<std::size_t>(l * tokens + t);
+            const float z = p.router_logits[i];
+            if (std::isnan(z)) {
+                EXPECT_EQ(row[2], "") << t << "," << l;
+                EXPECT_EQ(row[3], "") << t << "," << l;
+            } else {
+                EXPECT_EQ(std::stof(row[2]), z);  // the float's shortest text reads back exactly
+                const double probability = std::stod(row[3]);
+                EXPECT_NEAR(probability, 1.0 / (1.0 + std::exp(-z / tau)), 1e-12);
+                if (l == kPrunedLayer && probability >= 0.5) ++pruned_above_threshold;
+            }
+            EXPECT_EQ(row[4], p.decisions[i] ? "1" : "0");
+            routed += p.decisions[i] != 0;
+            if (l == kPrunedLayer) {
+                EXPECT_EQ(row[4], "0");
+            }
+        }
+    }
+    EXPECT_GT(routed, 0);
+    // The router wanted some tokens of the pruned layer; its decision is still 0.
+    EXPECT_GT(pruned_above_threshold, 0);
+}
+
+// ---- the PDF's own text, as poppler's pdftotext reads it -----------------------------------
+
+struct PdfWord {
+    double x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // points, origin top left
+    std::string text;
+    int line = 0;  // index into PdfPage::lines
+};
+struct PdfPage {
+    double width = 0, height = 0;
+    std::vector<PdfWord> words;
+    std::vector<std::string> lines;  // the words of each line, joined by spaces
+};
+
+std::string attribute(const std::string& tag, const std::string& name) {
+    const std::size_t at = tag.find(" " + name + "=\"");
+    if (at == std::string::npos) return "";
+    const std::size_t begin = at + name.size() + 3;
+    return tag.substr(begin, tag.find('"', begin) - begin);
+}
+
+std::string unescape_xml(std::string text) {
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
+                                   {"&gt;", ">"},
+                                   {"&quot;", "\""},
+                                   {"&apos;", "'"},
+                                   {"&#39;", "'"},
+                                   {"&amp;", "&"}}) {
+        for (std::size_t at = text.find(from); at != std::string::npos;
+             at = text.find(from, at + to.size())) {
+            text.replace(at, from.size(), to);
+        }
+    }
+    return text;
+}
+
+bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
+
+// The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
+std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
+    const fs::path out = dir / (pdf.stem().string() + ".bbox.html");
+    const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) + " " +
+                                test::shell_quote(out.string()) + " 2>/dev/null";
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    const std::string html = test::read_file(out);
+    std::vector<PdfPage> pages;
+    std::string line_text;
+    for (std::size_t at = html.find('<'); at != std::string::npos; at = html.find('<', at + 1)) {
+        const std::size_t end = html.find('>', at);
+        const std::string tag = html.substr(at, end - at + 1);
+        if (tag.rfind("<page ", 0) == 0) {
+            pages.push_back(
+                {std::stod(attribute(tag, "width")), std::stod(attribute(tag, "height")), {}, {}});
+        } else if (tag.rfind("<line ", 0) == 0 && !pages.empty()) {
+            pages.back().lines.emplace_back();
+        } else if (tag.rfind("<word ", 0) == 0 && !pages.empty() && !pages.back().lines.empty()) {
+            PdfPage& page = pages.back();
+            const std::size_t close = html.find("</word>", end);
+            PdfWord w{std::stod(attribute(tag, "xMin")),
+                      std::stod(attribute(tag, "yMin")),
+                      std::stod(attribute(tag, "xMax")),
+                      std::stod(attribute(tag, "yMax")),
+                      unescape_xml(html.substr(end + 1, close - end - 1)),
+                      static_cast<int>(page.lines.size()) - 1};
+            std::string& line = page.lines.back();
+            line += (line.empty() ? "" : " ") + w.text;
+            page.words.push_back(std::move(w));
+        }
+    }
+    return pages;
+}
+
+// The PDF's text, line by line.
+std::string pdf_text(const fs::path& pdf, const fs::path& dir) {
+    std::string text;
+    for (const PdfPage& page : pdf_words(pdf, dir)) {
+        for (const std::string& line : page.lines) text += line + "\n";
+    }
+    return text;
+}
+
 // ---- HTML --------------------------------------------------------------------------------------
 
 struct HtmlCheck {
@@ -790,6 +924,156 @@ TEST_F(Export, HtmlCompareShowsTheWhatIf) {
     EXPECT_EQ(check.result["counts"]["svg"], 4);
 }
 
+TEST_F(Export, ReportsSayWhenTheNllChartIsClipped) {
+    // 16000 tokens in 1200 bins of up to 14: one token far above its bin's mean.
+    const Profile base = make_profile(8000);
+    Profile variant = base;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.25f;
+    variant.token_nll[4321] += 4.0f;
+    const std::string html = profile_to_html(base, &variant);
+    EXPECT_NE(html.find("Clipped: the scale ends at ±"), std::string::npos);
+    EXPECT_NE(html.find("single tokens in 1 bin go beyond it, up to +4.250"), std::string::npos);
+    EXPECT_NE(html.find("mean NLL change per bin of up to 14 tokens (clipped at ±"),
+              std::string::npos);
+    std::size_t marks = 0;
+    for (std::size_t at = html.find("class=\"beyond\""); at != std::string::npos;
+         at = html.find("class=\"beyond\"", at + 1)) {
+        ++marks;
+    }
+    EXPECT_EQ(marks, 1u);
+    // The axis label is the largest bin mean, below the single token's change.
+    const std::size_t label = html.find("text-anchor=\"end\">+", html.find("NLL change per token"));
+    ASSERT_NE(label, std::string::npos);
+    const double scale = std::stod(html.substr(label + 19, 8));
+    EXPECT_GT(scale, 0.25);
+    EXPECT_LT(scale, 4.25);
+
+    // One token per bin: the bars are the tokens, nothing lies beyond the scale.
+    const Profile small = make_profile(150);
+    Profile small_variant = small;
+    for (std::size_t t = 1; t < small_variant.token_nll.size(); ++t)
+        small_variant.token_nll[t] += 0.25f;
+    small_variant.token_nll[17] += 4.0f;
+    const std::string plain = profile_to_html(small, &small_variant);
+    EXPECT_EQ(plain.find("Clipped"), std::string::npos);
+    EXPECT_EQ(plain.find("class=\"beyond\""), std::string::npos);
+    EXPECT_NE(plain.find(">NLL change per token</text>"), std::string::npos);
+
+#if L2A_TEST_PDF
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    export_pdf(base, dir_ / "clipped.pdf", &variant);
+    const std::string text = pdf_text(dir_ / "clipped.pdf", dir_);
+    EXPECT_NE(text.find("Clipped: the scale ends at ±"), std::string::npos) << text;
+    EXPECT_NE(text.find("(clipped at ±"), std::string::npos);
+    export_pdf(small, dir_ / "plain.pdf", &small_variant);
+    EXPECT_EQ(pdf_text(dir_ / "plain.pdf", dir_).find("lipped"), std::string::npos);
+#endif
+}
+
+TEST_F(Export, ReportsNeverSetTimesOfDifferentRunsAgainstEachOther) {
+    Profile base = make_profile(100);
+    base.options.device = "cpu";
+    base.device = "cpu";
+    base.cpu_threads = 2;
+    base.wall_seconds = 22.96;
+    Profile variant = base;
+    variant.cpu_threads = 1;
+    variant.wall_seconds = 2.89;
+    const std::string html = profile_to_html(base, &variant);
+    EXPECT_NE(html.find("<th>wall time of the run (s)</th><td>22.9600</td><td>2.8900</td>"
+                        "<td class=\"warn\">⚠ not comparable: 2 vs 1 CPU threads</td>"),
+              std::string::npos);
+    EXPECT_EQ(html.find("-20.0700"), std::string::npos) << "the difference is shown as a change";
+    EXPECT_NE(html.find("2 vs 1 CPU threads): their times are shown side by side"),
+              std::string::npos);
+    EXPECT_EQ(html.find("time to first token"), std::string::npos);
+    EXPECT_EQ(html.find("TTFT"), std::string::npos);
+
+    // Device and backend too; a composed variant time says how it was obtained.
+    variant.cpu_threads = 2;
+    variant.options.device = "cuda:0";
+    variant.options.backend = "sdpa";
+    variant.time_basis = "base layers 0-2 reused (20.1 s) + re-run from layer 3 (0.5 s)";
+    const std::string other = profile_to_html(base, &variant);
+    EXPECT_NE(other.find("not comparable: device cpu vs cuda:0; backend kernels vs sdpa; time "
+                         "of one run measured end to end vs base layers 0-2 reused (20.1 s) + "
+                         "re-run from layer 3 (0.5 s)"),
+              std::string::npos);
+    // A composed time alone (same device, backend and threads) is not set against a measured one.
+    variant = base;
+    variant.time_basis = "base layers 0-2 reused (20.1 s) + re-run from layer 3 (0.5 s)";
+    variant.wall_seconds = 20.6;
+    const std::string composed = profile_to_html(base, &variant);
+    EXPECT_NE(composed.find("<td>22.9600</td><td>20.6000</td><td class=\"warn\">⚠ not "
+                            "comparable: time of one run measured end to end vs base layers"),
+              std::string::npos);
+
+    // The same settings: a plain change, no warning.
+    Profile same = base;
+    same.wall_seconds = 20.0;
+    const std::string fine = profile_to_html(base, &same);
+    EXPECT_NE(fine.find("<td>22.9600</td><td>20.0000</td><td>-2.9600</td>"), std::string::npos);
+    EXPECT_EQ(fine.find("not comparable"), std::string::npos);
+    EXPECT_NE(fine.find("<th>CPU threads</th><td>2</td>"), std::string::npos);
+    EXPECT_NE(fine.find("one run measured end to end, per-token NLL pass included"),
+              std::string::npos);
+
+#if L2A_TEST_PDF
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    variant = base;
+    variant.cpu_threads = 1;
+    export_pdf(base, dir_ / "threads.pdf", &variant);
+    const std::string text = pdf_text(dir_ / "threads.pdf", dir_);
+    EXPECT_NE(text.find("not comparable: 2 vs 1 CPU threads"), std::string::npos) << text;
+#endif
+}
+
+// docs/PROFILE_FORMAT.md's Python example, run as it stands against a saved profile.
+TEST_F(Export, ProfileFormatDocExampleRuns) {
+    if (!test::python_can_import("numpy, safetensors")) {
+        GTEST_SKIP() << "L2A_PYTHON (" << L2A_PYTHON << ") cannot import numpy and safetensors";
+    }
+    const std::string doc =
+        test::read_file(fs::path(L2A_SOURCE_DIR) / "docs" / "PROFILE_FORMAT.md");
+    const std::size_t begin = doc.find("```python\n");
+    ASSERT_NE(begin, std::string::npos) << "no Python example in docs/PROFILE_FORMAT.md";
+    const std::size_t end = doc.find("```\n", begin + 10);
+    ASSERT_NE(end, std::string::npos);
+    write_text_atomically(dir_ / "read_profile.py", doc.substr(begin + 10, end - begin - 10));
+
+    Profile p = make_profile(60);
+    p.token_nll[11] = 42.5f;  // the highest NLL, at a token whose text is known
+    save_profile(p, dir_ / "run.l2a");
+    const int status = test::run_python_script(
+        dir_ / "read_profile.py", test::shell_quote((dir_ / "run.l2a").string()), dir_ / "out.txt");
+    const std::string out = test::read_file(dir_ / "out.txt");
+    ASSERT_EQ(status, 0) << out;
+
+    double sum = 0.0;
+    int counted = 0;
+    for (float v : p.token_nll) {
+        if (std::isfinite(v)) {
+            sum += v;
+            ++counted;
+        }
+    }
+    char expected[160];
+    std::snprintf(expected, sizeof expected, "%lld tokens, %lld layers, mean NLL %.4f\n",
+                  static_cast<long long>(p.num_tokens()), static_cast<long long>(kLayers),
+                  sum / counted);
+    EXPECT_EQ(out.rfind(expected, 0), 0u) << out;
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        std::snprintf(expected, sizeof expected, "layer %lld: %.4f of tokens global\n",
+                      static_cast<long long>(l),
+                      static_cast<double>(export_support_routed(p, l)) / p.num_tokens());
+        EXPECT_NE(out.find(expected), std::string::npos) << expected << "\n" << out;
+    }
+    EXPECT_NE(out.find("highest NLL 42.5000 at token 11: "), std::string::npos) << out;
+    if (test::python_can_import("pandas")) {
+        EXPECT_NE(out.find("{0: "), std::string::npos) << "the pandas part printed nothing";
+    }
+}
+
 TEST_F(Export, ExportersRejectInconsistentProfiles) {
     Profile p = make_profile(10);
     p.decisions.pop_back();
@@ -797,6 +1081,7 @@ TEST_F(Export, ExportersRejectInconsistentProfiles) {
     EXPECT_CONTAINS(test::message_of([&] { profile_to_chrome_trace(p); }), "do not match");
     EXPECT_CONTAINS(test::message_of([&] { export_csv(p, dir_ / "x.csv"); }), "do not match");
     EXPECT_FALSE(fs::exists(dir_ / "x.layers.csv"));
+    EXPECT_FALSE(fs::exists(dir_ / "x.routing.csv"));
 }
 
 TEST_F(Export, ExportersHandleTinyAndPlainProfiles) {
@@ -956,6 +1241,174 @@ TEST_F(Export, PdfPagesShowTheChartsAndTheHighlightedDocument) {
     EXPECT_GT(marks, 50);
     EXPECT_CONTAINS(test::message_of([&] { render_report_page(p, nullptr, 99, 96); }),
                     "does not exist");
+}
+
+// The report's headings: the only text that may be larger than the body.
+const std::set<std::string> kHeadings = {"L2A Studio report",
+                                         "Run",
+                                         "Global attention per layer",
+                                         "Routing map",
+                                         "Time per layer and phase",
+                                         "What-if comparison",
+                                         "NLL change per token (variant - base)",
+                                         "Routing per layer",
+                                         "Document"};
+
+// Every word of every page: the size of the body text (headings aside), inside the page's
+// printable area, and clear of every other word.
+void expect_readable_pages(const std::vector<PdfPage>& pages) {
+    // A word's box is its font's ascent + descent high, in proportion to the font size, so
+    // heights compare as font sizes do. The body: the most common height.
+    std::map<long, int> heights;
+    for (const PdfPage& page : pages) {
+        for (const PdfWord& w : page.words) ++heights[std::lround((w.y1 - w.y0) * 10)];
+    }
+    ASSERT_FALSE(heights.empty()) << "the PDF has no text";
+    const double body =
+        std::max_element(heights.begin(), heights.end(),
+                         [](const auto& a, const auto& b) { return a.second < b.second; })
+            ->first /
+        10.0;
+    int checked = 0;
+    for (std::size_t n = 0; n < pages.size(); ++n) {
+        const PdfPage& page = pages[n];
+        EXPECT_NEAR(page.width, 595.0, 1.0);  // A4
+        EXPECT_NEAR(page.height, 842.0, 1.0);
+        for (std::size_t i = 0; i < page.words.size(); ++i) {
+            const PdfWord& w = page.words[i];
+            const std::string& line = page.lines[static_cast<std::size_t>(w.line)];
+            const double ratio = (w.y1 - w.y0) / body;
+            const bool heading = kHeadings.count(line) > 0;
+            ++checked;
+            if (heading) {
+                EXPECT_LE(ratio, 2.4) << "page " << n + 1 << ": heading '" << line << "'";
+            } else {
+                EXPECT_TRUE(ratio >= 0.6 && ratio <= 1.2)
+                    << "page " << n + 1 << ": '" << w.text << "' (in '" << line << "') is " << ratio
+                    << " times the body text's size";
+            }
+            // Inside the 15 mm margins (42.5 pt), footer included.
+            EXPECT_TRUE(w.x0 >= 40 && w.x1 <= page.width - 40 && w.y0 >= 40 &&
+                        w.y1 <= page.height - 40)
+                << "page " << n + 1 << ": '" << w.text << "' at " << w.x0 << "," << w.y0 << "-"
+                << w.x1 << "," << w.y1 << " lies outside the printable area";
+            for (std::size_t k = i + 1; k < page.words.size(); ++k) {
+                const PdfWord& o = page.words[k];
+                const double ox = std::min(w.x1, o.x1) - std::max(w.x0, o.x0);
+                const double oy = std::min(w.y1, o.y1) - std::max(w.y0, o.y0);
+                if (ox <= 0 || oy <= 0) continue;
+                const double smaller =
+                    std::min((w.x1 - w.x0) * (w.y1 - w.y0), (o.x1 - o.x0) * (o.y1 - o.y0));
+                EXPECT_LT(ox * oy, 0.2 * smaller)
+                    << "page " << n + 1 << ": '" << w.text << "' overlaps '" << o.text << "'";
+            }
+        }
+    }
+    EXPECT_GT(checked, 500);
+}
+
+TEST_F(Export, PdfTextIsTheBodySizeInsideThePageOnEveryPage) {
+    if (!have_pdftotext()) {
+        GTEST_SKIP() << "no pdftotext on PATH: install poppler-utils (scripts/setup does) to "
+                        "read the PDF's text boxes";
+    }
+    const Profile p = make_profile(400);
+    Profile variant = p;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.3f;
+    export_pdf(p, dir_ / "report.pdf", &variant);
+    const std::vector<PdfPage> pages = pdf_words(dir_ / "report.pdf", dir_);
+    ASSERT_EQ(static_cast<int>(pages.size()), report_page_count(p, &variant));
+    expect_readable_pages(pages);
+
+    // Every section is there, in the HTML report's order, and the charts' labels with them.
+    std::string all;
+    for (const PdfPage& page : pages) {
+        for (const std::string& line : page.lines) all += line + "\n";
+    }
+    std::size_t at = 0;
+    for (const char* section :
+         {"Run", "Global attention per layer", "Routing map", "Time per layer and phase",
+          "What-if comparison", "NLL change per token (variant - base)", "Routing per layer",
+          "Document"}) {
+        const std::size_t found = all.find(std::string("\n") + section + "\n", at);
+        EXPECT_NE(found, std::string::npos)
+            << "section '" << section << "' missing or out of order";
+        if (found != std::string::npos) at = found + 1;
+    }
+    for (const char* label : {"25%", "layer (P: pruned)", "token 0", "mlp", "router",
+                              "NLL change per token", "\nsay \"hi\"", "naïve"}) {
+        EXPECT_NE(all.find(label), std::string::npos) << label;
+    }
+}
+
+TEST_F(Export, PdfOfTheDeepLongRunStaysReadable) {
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    // 36 layers and 16000 tokens: every layer label of the map and the charts at their size.
+    Profile p = make_profile(8000);
+    const std::int64_t tokens = p.num_tokens();
+    p.num_layers = p.model.num_layers = 36;
+    p.router_logits.resize(static_cast<std::size_t>(36 * tokens), 0.5f);
+    p.decisions.resize(static_cast<std::size_t>(36 * tokens), 0);
+    for (std::int64_t t = 0; t < tokens; t += 7)
+        p.decisions[static_cast<std::size_t>(30 * tokens + t)] = 1;
+    p.metrics.global_fraction.clear();
+    p.metrics.kv.clear();
+    Profile variant = p;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) {
+        variant.token_nll[t] += t % 500 == 0 ? 4.0f : 0.05f;
+    }
+    export_pdf(p, dir_ / "deep.pdf", &variant);
+    const std::vector<PdfPage> pages = pdf_words(dir_ / "deep.pdf", dir_);
+    ASSERT_EQ(static_cast<int>(pages.size()), report_page_count(p, &variant));
+    expect_readable_pages(pages);
+}
+
+// The same page at two resolutions is the same picture, scaled, text included: the bands of
+// the page (1/72 inch high, 1/8 of the width wide) that hold ink are the same.
+TEST_F(Export, PdfPagesLookTheSameAtAnyResolution) {
+    const Profile p = make_profile(400);
+    Profile variant = p;
+    for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.3f;
+    const int pages = report_page_count(p, &variant);
+    constexpr int kRows = 842, kColumns = 8;
+    auto inked = [](const QImage& image) {
+        std::vector<char> cells(kRows * kColumns, 0);
+        for (int y = 0; y < image.height(); ++y) {
+            const auto* line = reinterpret_cast<const QRgb*>(image.constScanLine(y));
+            const int row = std::min(kRows - 1, static_cast<int>(y * 841.89 / image.height()));
+            for (int x = 0; x < image.width(); ++x) {
+                if (qGray(line[x]) < 200) cells[row * kColumns + x * kColumns / image.width()] = 1;
+            }
+        }
+        return cells;
+    };
+    for (int page = 0; page < pages; ++page) {
+        const std::vector<char> low = inked(render_report_page(p, &variant, page, 100));
+        const std::vector<char> high = inked(render_report_page(p, &variant, page, 300));
+        // A cell inked at one resolution must be inked at the other within a point.
+        auto unmatched = [](const std::vector<char>& a, const std::vector<char>& b) {
+            int count = 0, total = 0;
+            for (int r = 0; r < kRows; ++r) {
+                for (int c = 0; c < kColumns; ++c) {
+                    if (!a[r * kColumns + c]) continue;
+                    ++total;
+                    bool near = false;
+                    for (int d = -1; d <= 1; ++d) {
+                        const int rr = std::clamp(r + d, 0, kRows - 1);
+                        near = near || b[rr * kColumns + c];
+                    }
+                    count += !near;
+                }
+            }
+            return std::pair{count, total};
+        };
+        const auto [missing, inked_high] = unmatched(high, low);
+        const auto [extra, inked_low] = unmatched(low, high);
+        ASSERT_GT(inked_high, 100) << "page " << page + 1 << " is (nearly) blank";
+        EXPECT_LT(missing + extra, (inked_high + inked_low) / 50)
+            << "page " << page + 1 << ": " << missing << " + " << extra
+            << " bands inked at only one of 100 and 300 dpi";
+    }
 }
 
 TEST_F(Export, PdfErrorsNameTheFileAndLeaveNothingBehind) {

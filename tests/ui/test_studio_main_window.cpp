@@ -332,7 +332,10 @@ private slots:
             if (format == "html") QVERIFY(head.startsWith("<!DOCTYPE html>"));
             if (format == "pdf") QVERIFY(head.startsWith("%PDF-"));
             if (format == "json" || format == "chrome") QVERIFY(head.startsWith("{"));
-            if (format == "csv") QVERIFY(QFile::exists(dir.filePath("report.tokens.csv")));
+            if (format == "csv") {
+                QVERIFY(QFile::exists(dir.filePath("report.tokens.csv")));
+                QVERIFY(QFile::exists(dir.filePath("report.routing.csv")));
+            }
         }
         // A folder that does not exist: a dialog names the file, nothing is written.
         MessageBoxCatcher catcher;

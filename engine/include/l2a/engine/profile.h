@@ -146,7 +146,14 @@ struct TimelineSummary {
 // Ranges not named after a layer of the profile ("layer 99" of a 4-layer run) count as stages.
 TimelineSummary summarize_timeline(const Profile& profile);
 
-// The `l2a export --format json` document (model, document, run, layers, metrics, ...).
-std::string profile_to_json(const Profile& profile, int indent = 2);
+// How much of a profile the JSON export holds: Full adds the per-token and per-layer arrays
+// (`tokens`: index, id, text, byte_begin, byte_end, nll; each layer's `decisions` and
+// `router_logits`, in token order); Summary leaves them out.
+enum class JsonDetail { Full, Summary };
+
+// The `l2a export --format json` document (model, document, run, layers, metrics, timing,
+// and with Full detail the tokens). Non-finite numbers are null.
+std::string profile_to_json(const Profile& profile, int indent = 2,
+                            JsonDetail detail = JsonDetail::Full);
 
 }  // namespace l2a

@@ -29,12 +29,24 @@ std::string profile_layers_csv(const Profile& profile);
 // first_routed_layer, last_routed_layer (empty when the token was routed nowhere).
 std::string profile_tokens_csv(const Profile& profile);
 
-// The two files of `out`: "run.csv" or "run" -> "run.layers.csv" and "run.tokens.csv".
+// Per token and layer (token-major: every layer of token 0, then token 1, ...): token, layer,
+// router_logit, probability, decision. probability = sigmoid(router_logit / sigmoid_temp), the
+// engine's definition (its decision rule is probability >= threshold); router_logit and
+// probability are empty where the run computed no logit (plain models, base runs). decision
+// is 1 where the token ran global attention in the layer, 0 otherwise (always 0 in a pruned
+// layer).
+std::string profile_routing_csv(const Profile& profile);
+inline constexpr const char* kRoutingCsvHeader = "token,layer,router_logit,probability,decision";
+
+// The files of `out`: "run.csv" or "run" -> "run.layers.csv", "run.tokens.csv" and
+// "run.routing.csv".
 struct CsvPaths {
     std::filesystem::path layers;
     std::filesystem::path tokens;
+    std::filesystem::path routing;
 };
 CsvPaths csv_paths(const std::filesystem::path& out);
+// Checks the profile, then writes the three files, each atomically.
 CsvPaths export_csv(const Profile& profile, const std::filesystem::path& out);
 
 // ---- HTML report -----------------------------------------------------------------------------
