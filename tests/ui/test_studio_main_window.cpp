@@ -19,6 +19,7 @@
 #include <QRegularExpression>
 #include <QSet>
 #include <QSettings>
+#include <QScrollBar>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QStatusBar>
@@ -45,6 +46,7 @@
 #include "l2a/ui/summary_view.h"
 #include "l2a/ui/timeline_view.h"
 #include "l2a/ui/units.h"
+#include "l2a/ui/view_benchmark.h"
 #include "l2a/ui/whatif_view.h"
 
 using namespace l2a;
@@ -547,6 +549,13 @@ private slots:
         auto* time = child<QLabel>(&window, "summary_time");
         QVERIFY2(time->mapTo(summary, QPoint(0, time->height())).y() <= summary->height(),
                  qPrintable(QString("summary %1 px tall").arg(summary->height())));
+        // A 36-layer model: the table scrolls to its last row.
+        window.session()->setBase(std::make_shared<const Profile>(synthetic_profile(500, 36, 0.2, 1)));
+        QCOMPARE(table->model()->rowCount(), 36);
+        QTRY_VERIFY(table->verticalScrollBar()->isVisible());
+        table->scrollToBottom();
+        QVERIFY(table->viewport()->rect().contains(
+            table->visualRect(table->model()->index(35, 0))));
     }
 
     // docs/images/studio-1280x720.png and studio-1920x1080.png: a fresh window of each size
