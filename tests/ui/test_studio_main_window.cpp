@@ -17,9 +17,9 @@
 #include <QMessageBox>
 #include <QPushButton>
 #include <QRegularExpression>
+#include <QScrollBar>
 #include <QSet>
 #include <QSettings>
-#include <QScrollBar>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QStatusBar>
@@ -550,12 +550,13 @@ private slots:
         QVERIFY2(time->mapTo(summary, QPoint(0, time->height())).y() <= summary->height(),
                  qPrintable(QString("summary %1 px tall").arg(summary->height())));
         // A 36-layer model: the table scrolls to its last row.
-        window.session()->setBase(std::make_shared<const Profile>(synthetic_profile(500, 36, 0.2, 1)));
+        window.session()->setBase(
+            std::make_shared<const Profile>(synthetic_profile(500, 36, 0.2, 1)));
         QCOMPARE(table->model()->rowCount(), 36);
         QTRY_VERIFY(table->verticalScrollBar()->isVisible());
         table->scrollToBottom();
-        QVERIFY(table->viewport()->rect().contains(
-            table->visualRect(table->model()->index(35, 0))));
+        QVERIFY(
+            table->viewport()->rect().contains(table->visualRect(table->model()->index(35, 0))));
     }
 
     // docs/images/studio-1280x720.png and studio-1920x1080.png: a fresh window of each size
