@@ -1,6 +1,7 @@
 // The Dear ImGui views on OpenGL: the routing map's pyramid keeps every routed token, its GPU
 // texture holds the profile's decisions, clicks select and selections are followed; the
 // timeline has one lane per host depth and stream and folds events too narrow to see.
+#include <QSet>
 #include <QSignalSpy>
 #include <QTest>
 #include <algorithm>
@@ -81,8 +82,10 @@ private slots:
         if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
         session.setBase(std::make_shared<const Profile>(synthetic_profile(1000, 4, 0.2, 1)));
         map.repaint();
-        // Bottom-right area: the last layer, late tokens.
-        const QPoint at(map.width() - 40, map.height() - 40);
+        // Bottom-right area of the map: the last layer, late tokens.
+        QTRY_VERIFY(!map.mapArea().isEmpty());
+        const QPoint at(static_cast<int>(map.mapArea().right()) - 30,
+                        static_cast<int>(map.mapArea().bottom()) - 8);
         QTest::mouseMove(&map, at);
         QTest::mousePress(&map, Qt::LeftButton, {}, at);
         QTest::mouseRelease(&map, Qt::LeftButton, {}, at);
@@ -102,6 +105,68 @@ private slots:
         // The click in the middle of the re-centred view lands near token 900.
         QTRY_VERIFY(selection.token() != 900);
         QVERIFY2(std::abs(selection.token() - 900) < 60, qPrintable(QString::number(selection.token())));
+    }
+
+    void routingMapDoubleClickKeepsTheSelection() {
+        Session session;
+        Selection selection;
+        RoutingMapView map(&session, &selection);
+        if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        session.setBase(std::make_shared<const Profile>(synthetic_profile(1000, 4, 0.2, 1)));
+        selection.setToken(100);
+        selection.setLayer(1);
+        // Zoomed in far enough that the tokens' text shows under the map.
+        map.setVisibleTokens(500, 530);
+        map.repaint();
+        QTRY_VERIFY(map.tokenTextsDrawn() >= 20);
+        const QRectF area = map.mapArea();
+        QVERIFY(!area.isEmpty());
+        // A double-click in the map (two clicks in quick succession, not moving) shows the whole
+        // document again and leaves the selection as it was before it.
+        const QPoint at(static_cast<int>(area.center().x()), static_cast<int>(area.bottom()) - 5);
+        QTest::mouseMove(&map, at);
+        QTest::mousePress(&map, Qt::LeftButton, {}, at);
+        QTest::mouseRelease(&map, Qt::LeftButton, {}, at);
+        QTest::mousePress(&map, Qt::LeftButton, {}, at);
+        QTest::mouseRelease(&map, Qt::LeftButton, {}, at);
+        QTRY_COMPARE(map.tokenTextsDrawn(), 0);  // 1000 tokens across: no text
+        QTest::qWait(200);
+        map.repaint();
+        QCOMPARE(selection.token(), qint64(100));
+        QCOMPARE(selection.layer(), 1);
+    }
+
+    void timelineAxisSaysMicrosecondsAndZero() {
+        Session session;
+        Selection selection;
+        TimelineView timeline(&session, &selection);
+        if (!show_with_gl(timeline)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        auto profile = std::make_shared<const Profile>(synthetic_profile(100, 2, 0.2, 10));
+        session.setBase(profile);
+        timeline.measureFrames(1);
+        timeline.setVisibleTime(0, 50e-6);  // 50 µs across
+        timeline.measureFrames(1);
+        const QStringList ticks = timeline.tickLabels();
+        QCOMPARE(ticks.size(), 6);
+        QCOMPARE(ticks.front(), QString("0"));
+        for (int i = 1; i < ticks.size(); ++i) {
+            QVERIFY2(ticks[i].endsWith(QString::fromUtf8(" \u00b5s")),
+                     qPrintable(ticks.join(" | ")));
+            QVERIFY2(!ticks[i].contains(" us") && !ticks[i].startsWith("0.0 "),
+                     qPrintable(ticks[i]));
+        }
+        QCOMPARE(ticks.back(), QString::fromUtf8("50 \u00b5s"));
+        // 40 µs late in a run: the unit of the times on the axis, with the digits that tell
+        // the ticks apart.
+        timeline.setVisibleTime(17.6e-3, 17.6e-3 + 40e-6);
+        timeline.measureFrames(1);
+        const QStringList late = timeline.tickLabels();
+        QCOMPARE(late.size(), 6);
+        QCOMPARE(QSet<QString>(late.begin(), late.end()).size(), 6);
+        QVERIFY2(late.front() == "17.6000 ms" && late.back() == "17.6400 ms",
+                 qPrintable(late.join(" | ")));
+        // The lanes start after the widest lane label.
+        QVERIFY(timeline.eventArea().left() > 60);
     }
 
     void timelineHasLanesFoldsAndSelectsLayers() {
@@ -136,8 +201,10 @@ private slots:
         }
         QVERIFY(layer2);
         const double mid = 0.5 * (layer2->begin_ns + layer2->end_ns) / (profile->wall_seconds * 1e9);
-        const int x = 96 + static_cast<int>(mid * (timeline.width() - 96 - 4));
-        const QPoint at(x, 24 + 18 + 10);  // first lane: the host's layer ranges
+        const QRectF area = timeline.eventArea();
+        QVERIFY(!area.isEmpty());
+        const int x = static_cast<int>(area.left() + mid * area.width());
+        const QPoint at(x, static_cast<int>(area.top()) + 10);  // first lane: the layer ranges
         QTest::mouseMove(&timeline, at);
         QTest::mousePress(&timeline, Qt::LeftButton, {}, at);
         QTest::mouseRelease(&timeline, Qt::LeftButton, {}, at);

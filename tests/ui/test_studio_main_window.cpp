@@ -1,25 +1,40 @@
-// The studio as a user meets it: it starts with the default and completes a run, the views share
-// one selection, a prune box triggers a live what-if, every export format is written, a run can
-// be cancelled, and a corrupt model folder is an error dialog after which the app still works.
+// The studio as a user meets it: it starts with the default and completes a run of the whole
+// demo document (the loss `l2a run --demo` reports) with its summary shown, a cut run says so
+// and runs whole in one click, the views share one selection, a prune box triggers a live
+// what-if, every export format is written, a run can be cancelled (the title still names what
+// is shown), progress never goes back, the layout gives every view room at 1280x720 and
+// 1920x1080, and a corrupt model folder is an error dialog after which the app still works.
 #include <QAbstractItemModel>
 #include <QApplication>
 #include <QDir>
+#include <QDockWidget>
 #include <QFile>
 #include <QFileInfo>
+#include <QFrame>
 #include <QImage>
+#include <QLabel>
 #include <QMenu>
 #include <QMessageBox>
+#include <QPushButton>
+#include <QRegularExpression>
+#include <QScrollBar>
 #include <QSet>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QSpinBox>
+#include <QStatusBar>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTextDocument>
 #include <QTimer>
 #include <filesystem>
 #include <fstream>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/document_run.h"
+#include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
 #include "l2a/profiler/report_pdf.h"
 #include "l2a/ui/document_view.h"
 #include "l2a/ui/layers_view.h"
@@ -28,7 +43,10 @@
 #include "l2a/ui/run_controller.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/summary_view.h"
 #include "l2a/ui/timeline_view.h"
+#include "l2a/ui/units.h"
+#include "l2a/ui/view_benchmark.h"
 #include "l2a/ui/whatif_view.h"
 
 using namespace l2a;
@@ -70,6 +88,26 @@ int distinct_colours(const QImage& image, const QRect& area) {
     return static_cast<int>(colours.size());
 }
 
+QString group_digits(qint64 n) {
+    QString digits = QString::number(n);
+    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
+    return digits;
+}
+
+template <typename W>
+W* child(QWidget* window, const char* name) {
+    W* w = window->findChild<W*>(name);
+    if (!w) qFatal("no child %s", name);
+    return w;
+}
+
+// Everything the status bar's labels say, joined.
+QString status_text(QMainWindow* window) {
+    QStringList texts;
+    for (QLabel* label : window->statusBar()->findChildren<QLabel*>()) texts << label->text();
+    return texts.join(" | ");
+}
+
 }  // namespace
 
 class StudioTest : public QObject {
@@ -79,6 +117,10 @@ private slots:
     void initTestCase() {
         QApplication::setOrganizationName("L2A Studio tests");
         QApplication::setApplicationName("l2a-studio-test");
+        // A fresh start, except for the max-tokens limit an earlier version saved by default:
+        // it must not cut the run.
+        QSettings().clear();
+        QSettings().setValue("run/max_tokens", 4096);
         window_ = std::make_unique<MainWindow>(StudioOptions{});
         window_->resize(1400, 900);
         window_->show();
@@ -108,6 +150,96 @@ private slots:
         QVERIFY(routed > 0);
         QCOMPARE(map->routedTexelsOnGpu(), routed);
         QVERIFY(window_->timelineView()->laneCount() >= 1 || !window_->timelineView()->isVisible());
+    }
+
+    // The whole demo document ran (an old saved limit of 4096 was dropped), the same tokens
+    // and the same loss as the engine's run of the demo, which is what `l2a run --demo` does.
+    void defaultRunIsTheWholeDemoDocument() {
+        const ProfilePtr p = window_->session()->base();
+        QVERIFY(!QSettings().contains("run/max_tokens"));
+        QCOMPARE(child<QSpinBox>(window_.get(), "maxTokens")->value(), 0);
+        QCOMPARE(p->num_tokens(), p->tokens_before_truncation);
+        QVERIFY(!child<QFrame>(window_.get(), "runNotice")->isVisible());
+        const Model model = Model::load(require_demo_model());
+        TokenizedDocument doc =
+            tokenize_document("<demo document>", demo_document(), 0, *model.tokenizer());
+        QVERIFY(doc.ids.size() > 4096);
+        QCOMPARE(p->num_tokens(), static_cast<qint64>(doc.ids.size()));
+        QVERIFY(p->token_ids == doc.ids);
+        const RunOptions options;
+        PrefillResult result = run_prefill(model, doc.ids, options);
+        const Profile reference = make_profile(model, std::move(doc), options, std::move(result));
+        QVERIFY2(std::abs(reference.metrics.mean_nll - p->metrics.mean_nll) < 1e-4,
+                 qPrintable(QString("app %1, engine %2")
+                                .arg(p->metrics.mean_nll, 0, 'f', 6)
+                                .arg(reference.metrics.mean_nll, 0, 'f', 6)));
+    }
+
+    // After the default run, without any what-if: every row of the run summary, from the
+    // profile's own numbers; no empty what-if comparison.
+    void summaryShownAfterTheDefaultRun() {
+        const ProfilePtr p = window_->session()->base();
+        auto* summary = child<SummaryView>(window_.get(), "runSummary");
+        QVERIFY(summary->isVisible());
+        auto shown = [&](const char* row) { return summary->shownValue(row); };
+        const QString tokens = group_digits(p->num_tokens());
+        QVERIFY2(shown("document") == "demo document, " + tokens + " of " + tokens + " tokens",
+                 qPrintable(shown("document")));
+        QVERIFY2(shown("model").startsWith("demo model, 6 layers, "), qPrintable(shown("model")));
+        QVERIFY2(shown("placement").startsWith("cpu · reference · fp32 · ") &&
+                     shown("placement").contains("thread"),
+                 qPrintable(shown("placement")));
+        QCOMPARE(shown("loss"), QString::number(p->metrics.mean_nll, 'f', 4) + " nats/token");
+        QCOMPARE(shown("perplexity"), QString::number(p->metrics.perplexity, 'f', 3));
+        QVERIFY2(shown("global").startsWith(
+                     QString::number(100.0 * p->metrics.global_fraction_overall, 'f', 1) + "%"),
+                 qPrintable(shown("global")));
+        // KV memory with and without L2A: a little more with it (global K/V of every token
+        // plus the window), and the line that says why.
+        const double relative = static_cast<double>(p->metrics.kv_bytes_total) /
+                                static_cast<double>(p->metrics.kv_bytes_without_l2a);
+        QVERIFY(relative > 1.0 && relative < 1.1);
+        QCOMPARE(shown("kv"), byte_size_text(p->metrics.kv_bytes_total, 2) + ", " +
+                                  QString::number(100.0 * relative, 'f', 1) + "% of without L2A");
+        QCOMPARE(shown("kv_base"), byte_size_text(p->metrics.kv_bytes_without_l2a, 2));
+        auto* note = child<QLabel>(window_.get(), "summary_kv_note");
+        QVERIFY(note->isVisible());
+        QVERIFY2(note->text().contains("Pruning layers is what saves"), qPrintable(note->text()));
+        QVERIFY2(shown("time").contains("wall time") && shown("time").contains("per-token loss"),
+                 qPrintable(shown("time")));
+        // Nothing to compare yet: the what-if's comparison is hidden, not a column of blanks.
+        QVERIFY(!child<QWidget>(window_->whatIfView(), "comparison")->isVisible());
+    }
+
+    // A run cut by the max-tokens option says so over the map, and one click runs it whole.
+    void cutRunShowsANoticeAndRunsWhole() {
+        auto* max_tokens = child<QSpinBox>(window_.get(), "maxTokens");
+        max_tokens->setValue(1000);
+        QSignalSpy finished(window_->controller(), &RunController::runFinished);
+        window_->runNow();
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        const ProfilePtr cut = window_->session()->base();
+        QCOMPARE(cut->num_tokens(), qint64(1000));
+        QVERIFY(cut->tokens_before_truncation > 1000);
+        auto* notice = child<QFrame>(window_.get(), "runNotice");
+        QTRY_VERIFY(notice->isVisible());
+        const QString text = child<QLabel>(window_.get(), "runNoticeText")->text();
+        QVERIFY2(text.contains("first 1,000 of the " + group_digits(cut->tokens_before_truncation) +
+                               " tokens") &&
+                     text.contains("max tokens"),
+                 qPrintable(text));
+        QVERIFY(child<SummaryView>(window_.get(), "runSummary")
+                    ->shownValue("document")
+                    .contains("cut by max tokens"));
+        auto* whole = child<QPushButton>(window_.get(), "runWholeDocument");
+        QVERIFY(whole->isVisible());
+        QTest::mouseClick(whole, Qt::LeftButton);
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        const ProfilePtr p = window_->session()->base();
+        QCOMPARE(p->num_tokens(), cut->tokens_before_truncation);
+        QCOMPARE(p->tokens_before_truncation, p->num_tokens());
+        QVERIFY(!notice->isVisible());
+        QCOMPARE(max_tokens->value(), 0);
     }
 
     void selectionIsSharedByTheViews() {
@@ -152,6 +284,40 @@ private slots:
         QVERIFY(window_->session()->base() == base);
     }
 
+    // TTFT: the prediction shows with the what-if and says it is one; a measurement happens
+    // only on request, as full runs of both base and variant, and shows their medians.
+    void measureTtftOnRequest() {
+        QAbstractItemModel* model = window_->layersView()->model();
+        const int last = model->rowCount() - 1;
+        QSignalSpy finished(window_->controller(), &RunController::whatIfFinished);
+        QVERIFY(
+            model->setData(model->index(last, LayersView::Prune), Qt::Checked, Qt::CheckStateRole));
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->variant() != nullptr);
+        WhatIfView* whatif = window_->whatIfView();
+        QVERIFY2(whatif->shownValue("ttft_predicted").endsWith("predicted"),
+                 qPrintable(whatif->shownValue("ttft_predicted")));
+        QCOMPARE(whatif->shownValue("ttft_measured"), QString("not measured"));
+        QVERIFY(!window_->session()->comparison()->base_ttft.measured());
+        auto* repeats = child<QSpinBox>(whatif, "ttftRepeats");
+        repeats->setValue(2);
+        QSignalSpy measured(window_->controller(), &RunController::ttftMeasured);
+        QTest::mouseClick(child<QPushButton>(whatif, "measureTtft"), Qt::LeftButton);
+        QVERIFY(measured.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->comparison()->base_ttft.measured());
+        const ComparisonPtr c = window_->session()->comparison();
+        QCOMPARE(c->base_ttft.samples.size(), std::size_t(2));
+        QCOMPARE(c->variant_ttft.samples.size(), std::size_t(2));
+        QVERIFY(c->base_ttft.min > 0 && c->base_ttft.min <= c->base_ttft.median &&
+                c->base_ttft.median <= c->base_ttft.max);
+        QVERIFY2(whatif->shownValue("ttft_measured").contains("median of 2 runs each"),
+                 qPrintable(whatif->shownValue("ttft_measured")));
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Unchecked,
+                               Qt::CheckStateRole));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
+    }
+
     void exportWritesEveryFormat() {
         QTemporaryDir dir;
         const QStringList formats = {"html", "json", "csv", "chrome", "pdf"};
@@ -190,12 +356,65 @@ private slots:
         QSignalSpy cancelled(window_->controller(), &RunController::cancelled);
         QSignalSpy progress(window_->controller(), &RunController::progress);
         const ProfilePtr before = window_->session()->base();
+        const QString title = window_->windowTitle();
+        QVERIFY2(title.contains("demo document"), qPrintable(title));
         window_->openDocument(doc);  // starts a run
+        // The status bar says at once what is starting; the title still names what is shown.
+        QVERIFY2(status_text(window_.get()).contains("long.txt"),
+                 qPrintable(status_text(window_.get())));
+        QCOMPARE(window_->windowTitle(), title);
         QTRY_VERIFY_WITH_TIMEOUT(progress.size() > 0, kRunTimeoutMs);
         window_->cancelRun();  // what Esc and the status bar's Cancel button do
         QVERIFY(cancelled.wait(5000));
         QTRY_VERIFY(!window_->controller()->busy());
         QVERIFY(window_->session()->base() == before);  // the shown run is untouched
+        // After the cancel the title names the document still shown, not the cancelled one.
+        QCOMPARE(window_->windowTitle(), title);
+        QVERIFY(!window_->windowTitle().contains("long.txt"));
+        QVERIFY2(status_text(window_.get()).contains("Cancelled"),
+                 qPrintable(status_text(window_.get())));
+    }
+
+    // A model whose context is shorter than the document: the whole-document default stops at
+    // the context and says so; "Run the whole document" runs past it with a warning, as the
+    // command line warns.
+    void contextCutIsSaidAndPastTheContextWarns() {
+        QTemporaryDir dir;
+        const std::filesystem::path demo = require_demo_model();
+        const std::filesystem::path model = dir.filePath("short-context").toStdString();
+        std::filesystem::create_directories(model);
+        for (const char* name : {"model.safetensors", "tokenizer.json"}) {
+            std::filesystem::copy_file(demo / name, model / name);
+        }
+        QFile config(QString::fromStdString((demo / "config.json").string()));
+        QVERIFY(config.open(QIODevice::ReadOnly));
+        QByteArray text = config.readAll();
+        QVERIFY(text.contains("\"max_position_embeddings\": 16384"));
+        text.replace("\"max_position_embeddings\": 16384", "\"max_position_embeddings\": 2048");
+        QFile out(QString::fromStdString((model / "config.json").string()));
+        QVERIFY(out.open(QIODevice::WriteOnly));
+        out.write(text);
+        out.close();
+
+        QSignalSpy finished(window_->controller(), &RunController::runFinished);
+        window_->openModelFolder(QString::fromStdString(model.string()));
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        const ProfilePtr cut = window_->session()->base();
+        QCOMPARE(cut->num_tokens(), qint64(2048));
+        QVERIFY(cut->tokens_before_truncation > 2048);
+        auto* notice = child<QFrame>(window_.get(), "runNotice");
+        auto* label = child<QLabel>(window_.get(), "runNoticeText");
+        QTRY_VERIFY(notice->isVisible());
+        QVERIFY2(label->text().contains("context is 2,048 tokens"), qPrintable(label->text()));
+        QTest::mouseClick(child<QPushButton>(window_.get(), "runWholeDocument"), Qt::LeftButton);
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        const ProfilePtr whole = window_->session()->base();
+        QCOMPARE(whole->num_tokens(), cut->tokens_before_truncation);
+        QTRY_VERIFY(notice->isVisible());
+        QVERIFY2(label->text().contains("more than the model's max_position_embeddings (2,048)"),
+                 qPrintable(label->text()));
+        QVERIFY(!child<QPushButton>(window_.get(), "runWholeDocument")->isVisible());
+        child<QSpinBox>(window_.get(), "maxTokens")->setValue(0);
     }
 
     void corruptModelIsAnErrorAndTheAppKeepsWorking() {
@@ -243,14 +462,123 @@ private slots:
         QTRY_VERIFY(recent->actions().isEmpty() || recent->actions().first()->text() != path);
     }
 
+    // A what-if on a profile opened from a file re-runs the base first, then the variant: one
+    // progress bar that never goes back, and stages that count layers as the views do.
+    void progressCountsLayersFromZeroAndNeverGoesBack() {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("run.l2a");
+        window_->saveProfile(path);
+        window_->openProfile(path);
+        const qint64 layers = window_->session()->base()->num_layers;
+        QSignalSpy progress(window_->controller(), &RunController::progress);
+        QSignalSpy finished(window_->controller(), &RunController::whatIfFinished);
+        window_->session()->setLayerPruned(static_cast<int>(layers) - 1, true);
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        QVERIFY(progress.size() >= 3);
+        double last = 0.0;
+        for (const QList<QVariant>& args : progress) {
+            const double fraction = args.at(0).toDouble();
+            QVERIFY2(fraction >= last, qPrintable(QString("%1 after %2").arg(fraction).arg(last)));
+            last = fraction;
+            const QString stage = args.at(1).toString();
+            static const QRegularExpression layer(R"(layer (\d+))");
+            const auto m = layer.match(stage);
+            if (m.hasMatch()) {
+                QVERIFY2(m.captured(1).toInt() < layers, qPrintable(stage));
+            }
+        }
+        QVERIFY(last > 0.5);  // both passes are in the one bar
+        window_->session()->setLayerPruned(static_cast<int>(layers) - 1, false);
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+    }
+
+    void shortcutsDialogText() {
+        QTextDocument doc;
+        doc.setHtml(MainWindow::shortcutsText());
+        const QString plain = doc.toPlainText();
+        QVERIFY2(!plain.contains("OOpen") && !plain.contains("Ctrl+Shift+OOpen"),
+                 qPrintable(plain));
+        for (const char* key : {"F5", "Esc", "Ctrl+O", "Ctrl+Shift+O", "Ctrl+Shift+P", "Ctrl+S",
+                                "Ctrl+E", "Ctrl+R", "Ctrl+Q"}) {
+            QVERIFY2(MainWindow::shortcutsText().contains(QString("<b>%1</b>").arg(key)), key);
+        }
+    }
+
+    // At 1280x720 and 1920x1080 the default layout shows every row of the 6-layer table, a
+    // document pane with room for lines of text, the routing map and the summary.
+    void layoutAtBothSizes_data() {
+        QTest::addColumn<QSize>("size");
+        QTest::newRow("1280x720") << QSize(1280, 720);
+        QTest::newRow("1920x1080") << QSize(1920, 1080);
+    }
+    void layoutAtBothSizes() {
+        QFETCH(QSize, size);
+        QSettings().remove("window/state");
+        QSettings().remove("window/geometry");
+        StudioOptions options;
+        options.run_on_start = false;
+        MainWindow window(options);
+        window.session()->setBase(window_->session()->base(), {}, window_->session()->baseInfo());
+        window.resize(size);
+        window.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&window));
+        QTest::qWait(300);  // the default sizes are applied once the window is shown
+        QCOMPARE(window.size(), size);
+        QTableView* table = window.layersView()->table();
+        QCOMPARE(table->model()->rowCount(), 6);
+        for (int row = 0; row < 6; ++row) {
+            const QRect cell = table->visualRect(table->model()->index(row, 0));
+            QVERIFY2(table->viewport()->rect().contains(cell),
+                     qPrintable(QString("row %1 at %2,%3 %4x%5 of a viewport %6 px tall")
+                                    .arg(row)
+                                    .arg(cell.x())
+                                    .arg(cell.y())
+                                    .arg(cell.width())
+                                    .arg(cell.height())
+                                    .arg(table->viewport()->height())));
+        }
+        DocumentView* document = window.documentView();
+        QVERIFY2(document->width() >= 360 && document->height() >= 120,
+                 qPrintable(QString("%1x%2").arg(document->width()).arg(document->height())));
+        QVERIFY(window.routingMapView()->height() >= 200);
+        QVERIFY(window.routingMapView()->width() >= 500);
+        auto* summary = child<SummaryView>(&window, "runSummary");
+        QVERIFY(summary->isVisible());
+        // Every row of the summary fits (its last, the time, is inside the widget).
+        auto* time = child<QLabel>(&window, "summary_time");
+        QVERIFY2(time->mapTo(summary, QPoint(0, time->height())).y() <= summary->height(),
+                 qPrintable(QString("summary %1 px tall").arg(summary->height())));
+        // A 36-layer model: the table scrolls to its last row.
+        window.session()->setBase(
+            std::make_shared<const Profile>(synthetic_profile(500, 36, 0.2, 1)));
+        QCOMPARE(table->model()->rowCount(), 36);
+        QTRY_VERIFY(table->verticalScrollBar()->isVisible());
+        table->scrollToBottom();
+        QVERIFY(
+            table->viewport()->rect().contains(table->visualRect(table->model()->index(35, 0))));
+    }
+
+    // docs/images/studio-1280x720.png and studio-1920x1080.png: a fresh window of each size
+    // with the default run, a selected token and a pruned layer, what a newcomer sees first.
+    // Also the timeline tab and a deep zoom of the routing map, in the temporary folder.
+    void screenshot_data() {
+        QTest::addColumn<QSize>("size");
+        QTest::newRow("1280x720") << QSize(1280, 720);
+        QTest::newRow("1920x1080") << QSize(1920, 1080);
+    }
     void screenshot() {
         if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") != "1") {
-            QSKIP("set L2A_WRITE_SCREENSHOT=1 to write docs/images/studio-main.png");
+            QSKIP("set L2A_WRITE_SCREENSHOT=1 to write docs/images/studio-*.png");
         }
-        // A fresh window (the tests above opened other documents and models) with the default
-        // run, a selected token and a pruned layer: what a newcomer sees first.
+        QFETCH(QSize, size);
+        child<QSpinBox>(window_.get(), "maxTokens")->setValue(0);
+        window_->close();  // saves its options (the whole document) for the next window
+        // The default layout, not the one the last window saved.
+        QSettings().remove("window/state");
+        QSettings().remove("window/geometry");
         window_ = std::make_unique<MainWindow>(StudioOptions{});
-        window_->resize(1400, 900);
+        window_->resize(size);
         window_->show();
         QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->base() != nullptr, kRunTimeoutMs);
@@ -265,6 +593,7 @@ private slots:
         QTest::qWait(300);
         const QImage image = window_->grab().toImage();
         QVERIFY(!image.isNull());
+        QCOMPARE(image.size() / image.devicePixelRatio(), size);
         QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
         // The routing map (a GL view) must be in the picture, not a black or empty rectangle.
         RoutingMapView* map = window_->routingMapView();
@@ -272,9 +601,28 @@ private slots:
         const QRect map_area(map->mapTo(window_.get(), QPoint(0, 0)) * dpr, map->size() * dpr);
         const int map_colours = distinct_colours(image, map_area);
         QVERIFY2(map_colours > 8, qPrintable(QString("routing map: %1 colours").arg(map_colours)));
-        const QString path = QString(L2A_SOURCE_DIR) + "/docs/images/studio-main.png";
+        const QString name = QString("studio-%1x%2.png").arg(size.width()).arg(size.height());
+        const QString path = QString(L2A_SOURCE_DIR) + "/docs/images/" + name;
         QDir().mkpath(QString(L2A_SOURCE_DIR) + "/docs/images");
         QVERIFY(image.save(path));
+
+        // For a look by eye: the timeline tab, and the map zoomed in to single tokens.
+        TimelineView* timeline = window_->timelineView();
+        for (QDockWidget* d : window_->findChildren<QDockWidget*>()) {
+            if (d->widget() == timeline) d->raise();
+        }
+        map->setVisibleTokens(1000, 1060);
+        QTest::qWait(300);
+        const QString extra = QDir::tempPath() + "/" + name;
+        QVERIFY(window_->grab().toImage().save(extra.chopped(4) + "-timeline-zoom.png"));
+        // The variant with its pruned layer, and the timeline at a microsecond scale.
+        map->setVisibleTokens(0, static_cast<double>(window_->session()->base()->num_tokens()));
+        map->setShowVariant(true);
+        const TimedRange& first = window_->session()->base()->ranges.front();
+        timeline->setVisibleTime(first.begin_ns * 1e-9, first.begin_ns * 1e-9 + 40e-6);
+        QTest::qWait(300);
+        QVERIFY(window_->grab().toImage().save(extra.chopped(4) + "-variant-us.png"));
+        map->setShowVariant(false);
     }
 
     void cleanupTestCase() { window_.reset(); }

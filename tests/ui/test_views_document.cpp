@@ -1,6 +1,7 @@
 // The document view on synthetic profiles: token geometry and hit testing agree, UTF-8 byte
 // spans land on the right characters (multi-byte, and tokens that split a character), the
-// shared selection scrolls and marks, clicks select, tooltips, tints, and a 128K-token text.
+// shared selection scrolls (to the middle of the pane) and marks, clicks select, tooltips, tints,
+// and a 128K-token text.
 #include <QElapsedTimer>
 #include <QFontMetricsF>
 #include <QPlainTextEdit>
@@ -182,6 +183,35 @@ private slots:
         selection_->setToken(0);
         QCOMPARE(bar->value(), 0);
         QCOMPARE(view_->tokenAt(view_->selectedTokenRect().center()), qint64(0));
+    }
+
+    // A token selected elsewhere lands in the middle of the pane, not at its edge; a click in
+    // the document selects without moving the text.
+    void selectedTokenIsCentred() {
+        std::vector<std::string> pieces;
+        for (int i = 0; i < 600; ++i) pieces.push_back("line " + std::to_string(i) + "\n");
+        show(make_profile(pieces, 2));
+        const int middle = text()->viewport()->height() / 2;
+        const int line = text()->fontMetrics().lineSpacing();
+        for (qint64 token : {300, 120, 450}) {
+            selection_->setToken(token);
+            QCoreApplication::processEvents();
+            const QRect r = view_->selectedTokenRect();
+            QVERIFY(!r.isEmpty());
+            QVERIFY2(std::abs(r.center().y() - middle) <= line,
+                     qPrintable(QString("token %1 at y %2, middle %3")
+                                    .arg(token)
+                                    .arg(r.center().y())
+                                    .arg(middle)));
+        }
+        QScrollBar* bar = text()->verticalScrollBar();
+        const int before = bar->value();
+        const QPoint near_top(10, line / 2 + 2);
+        const qint64 clicked = view_->tokenAt(near_top);
+        QVERIFY(clicked >= 0);
+        QTest::mouseClick(text()->viewport(), Qt::LeftButton, {}, near_top);
+        QCOMPARE(selection_->token(), clicked);
+        QCOMPARE(bar->value(), before);
     }
 
     void clickSelectsToken() {

@@ -4,16 +4,19 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
+#include <QSpinBox>
 #include <QTableWidget>
 #include <QtTest>
 #include <memory>
 
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/units.h"
 #include "l2a/ui/whatif_view.h"
 
 using namespace l2a;
@@ -115,8 +118,11 @@ private slots:
         QCOMPARE(view_->shownValue("kv_saved"), QString("512.00 KiB"));
         QVERIFY2(view_->shownValue("kv").contains("50.0% → 37.5% of no L2A"),
                  qPrintable(view_->shownValue("kv")));
-        QCOMPARE(view_->shownValue("ttft_measured"), QString("250.0 ms → 200.0 ms"));
-        QCOMPARE(view_->shownValue("ttft_predicted"), QString("250.0 ms → 12.5 ms"));
+        QCOMPARE(view_->shownValue("ttft_measured"),
+                 QString("250.0 ms (240.0–260.0 ms) → 200.0 ms (190.0–210.0 ms), median of 3 "
+                         "runs each, threads not recorded"));
+        QCOMPARE(view_->shownValue("ttft_predicted"),
+                 QString("250.0 ms → 12.5 ms  (-95.0%), predicted"));
         QVERIFY(view_->shownValue("no such metric").isEmpty());
         auto* layers = child<QTableWidget>("layerComparison");
         QCOMPARE(layers->rowCount(), 3);
@@ -155,7 +161,8 @@ private slots:
         session_->setVariant(other);
         QVERIFY(view_->shownValue("kl_mean").isEmpty());  // not something both hold
         QCOMPARE(view_->shownValue("mean_nll"), QString("2.5000 nats | 3.0000 nats"));
-        QCOMPARE(view_->shownValue("wall"), QString("250.0 ms | 1.500 s"));
+        QCOMPARE(view_->shownValue("wall"),
+                 QString("250.0 ms, threads not recorded | 1.500 s, threads not recorded"));
         QCOMPARE(view_->shownValue("kv"), QString("3.00 MiB | 3.00 MiB"));
         QVERIFY(view_->shownValue("options").contains("prune 1,2"));
         QVERIFY(child<QTableWidget>("sideBySide")->isVisible());
@@ -226,6 +233,75 @@ private slots:
         session_->setBase(make_profile(2.5, false));
         QVERIFY(!child<QComboBox>("routing")->isEnabled());
         QVERIFY(!child<QCheckBox>("thresholdOverride")->isEnabled());
+    }
+
+    // Before a what-if there is no column of empty labels: the comparison is hidden and a
+    // line says how to make one; it shows once a variant exists.
+    void comparisonHiddenUntilThereIsAVariant() {
+        session_->setBase(make_profile(2.5));
+        QWidget* comparison = child<QWidget>("comparison");
+        QVERIFY(!comparison->isVisible());
+        const QLabel* status = child<QLabel>("whatifStatus");
+        QVERIFY2(status->text().contains("No what-if yet"), qPrintable(status->text()));
+        session_->setVariant(make_profile(2.75), make_comparison(2.75));
+        QVERIFY(comparison->isVisible());
+        session_->clearVariant();
+        QVERIFY(!comparison->isVisible());
+    }
+
+    // TTFT: predicted at once, measured only on request (the button asks for N runs of each)
+    // and then shown as median and spread; the button waits while a measurement runs.
+    void ttftPredictedLiveAndMeasuredOnRequest() {
+        session_->setBase(make_profile(2.5));
+        auto c = make_comparison(2.75);
+        c->base_ttft = {};
+        c->variant_ttft = {};
+        session_->setVariant(make_profile(2.75), c);
+        QCOMPARE(view_->shownValue("ttft_measured"), QString("not measured"));
+        QVERIFY(view_->shownValue("ttft_predicted").endsWith("predicted"));
+        auto* button = child<QPushButton>("measureTtft");
+        auto* repeats = child<QSpinBox>("ttftRepeats");
+        QCOMPARE(repeats->value(), 3);
+        repeats->setValue(5);
+        QSignalSpy asked(view_.get(), &WhatIfView::measureTtftRequested);
+        QVERIFY(button->isEnabled());
+        QTest::mouseClick(button, Qt::LeftButton);
+        QCOMPARE(asked.size(), 1);
+        QCOMPARE(asked.at(0).at(0).toInt(), 5);
+        view_->setMeasuring(true, 0.4);
+        QVERIFY(!button->isEnabled());
+        QVERIFY(child<QProgressBar>("ttftProgress")->isVisible());
+        QCOMPARE(child<QProgressBar>("ttftProgress")->value(), 400);
+        QCOMPARE(view_->shownValue("ttft_measured"), QString("measuring…"));
+        QTest::mouseClick(button, Qt::LeftButton);
+        QCOMPARE(asked.size(), 1);  // not twice at once
+        view_->setMeasuring(false);
+        auto measured = std::make_shared<WhatIfComparison>(*c);
+        measured->base_ttft = TtftMeasurement::of({1.2, 1.25, 1.19});
+        measured->variant_ttft = TtftMeasurement::of({1.1, 1.05, 1.12});
+        auto variant = make_profile(2.75);
+        variant->cpu_threads = 2;
+        session_->setVariant(variant, measured);
+        QCOMPARE(view_->shownValue("ttft_measured"),
+                 QString("1.200 s (1.190–1.250 s) → 1.100 s (1.050–1.120 s), median of 3 runs "
+                         "each, 2 threads"));
+        QVERIFY(!child<QProgressBar>("ttftProgress")->isVisible());
+    }
+
+    // A change that rounds to zero reads "0.0 pp", never "-0.0 pp".
+    void noNegativeZero() {
+        QCOMPARE(signed_number(-0.0001, 1), QString("0.0"));
+        QCOMPARE(signed_number(0.0001, 1), QString("0.0"));
+        QCOMPARE(signed_number(-0.05, 1), QString("-0.1"));  // rounds away from zero: not zero
+        QCOMPARE(signed_number(0.25, 2), QString("+0.25"));
+        QCOMPARE(signed_number(std::nan(""), 2), QString("n/a"));
+        session_->setBase(make_profile(2.5));
+        auto c = make_comparison(2.75);
+        c->base_global_fraction = {0.5, 0.1, 0.125};
+        c->variant_global_fraction = {0.5, 0.0999999, 0.125};
+        session_->setVariant(make_profile(2.75), c);
+        const auto* table = child<QTableWidget>("layerComparison");
+        QCOMPARE(table->item(1, 3)->text(), QString("0.0 pp"));
     }
 };
 

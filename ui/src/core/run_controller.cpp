@@ -2,6 +2,7 @@
 
 #include <QMetaObject>
 #include <QPointer>
+#include <QRegularExpression>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -39,6 +40,27 @@ QString group_digits(std::int64_t n) {
     return digits;
 }
 
+// The engine's stage names as the views count layers (from 0). The engine says "layer 4 / 6"
+// when layer 3 is done (a count of 6), and "layer 3 / mlp" inside layer 3.
+QString stage_text(const QString& stage, int layers) {
+    static const QRegularExpression count(R"(^layer (\d+) / (\d+)$)");
+    static const QRegularExpression phase(R"(^layer (\d+) / (\w+)$)");
+    const QString range = layers > 0 ? QString(" of 0-%1").arg(layers - 1) : QString();
+    if (const auto m = count.match(stage); m.hasMatch()) {
+        const int next = m.captured(1).toInt();
+        const int total = m.captured(2).toInt();
+        if (next >= total) return "LM head and per-token loss";
+        return QString("layer %1%2")
+            .arg(next)
+            .arg(total > 0 ? QString(" of 0-%1").arg(total - 1) : range);
+    }
+    if (const auto m = phase.match(stage); m.hasMatch()) {
+        return QString("layer %1%2: %3").arg(m.captured(1), range, m.captured(2));
+    }
+    if (stage == "lm_head") return "LM head and per-token loss";
+    return stage;
+}
+
 struct RunJob {
     RunRequest request;
 };
@@ -48,7 +70,12 @@ struct WhatIfJob {
 struct AdoptJob {
     ProfilePtr profile;
 };
-using Job = std::variant<RunJob, WhatIfJob, AdoptJob>;
+struct MeasureJob {
+    ProfilePtr variant;
+    ComparisonPtr comparison;
+    int repeats = 3;
+};
+using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob>;
 
 }  // namespace
 
@@ -64,6 +91,7 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
+            pending_measure.reset();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -78,6 +106,7 @@ struct RunController::Worker {
             pending_run = RunJob{std::move(request)};
             pending_adopt.reset();
             pending_whatif.reset();  // its options were made for the old base
+            pending_measure.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -90,7 +119,17 @@ struct RunController::Worker {
             pending_adopt = AdoptJob{std::move(profile)};
             pending_run.reset();
             pending_whatif.reset();
+            pending_measure.reset();
             if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void submit_measure(MeasureJob job) {
+        {
+            std::lock_guard lock(mutex);
+            pending_measure = std::move(job);
         }
         set_busy(true);
         wake.notify_all();
@@ -99,6 +138,7 @@ struct RunController::Worker {
     void submit_whatif(RunOptions options) {
         {
             std::lock_guard lock(mutex);
+            pending_measure.reset();  // made for the variant this one replaces
             pending_whatif = WhatIfJob{std::move(options)};
             // Latest wins: a running what-if is stale now; a running base run is not touched.
             if (running && running_whatif) cancel_flag = true;
@@ -113,6 +153,7 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
+            pending_measure.reset();
             if (running) cancel_flag = true;
         }
         wake.notify_all();
@@ -123,7 +164,7 @@ struct RunController::Worker {
 
     bool running_now() {
         std::lock_guard lock(mutex);
-        return running || pending_run || pending_whatif || pending_adopt;
+        return running || pending_run || pending_whatif || pending_adopt || pending_measure;
     }
 
     // ---- the worker thread -----------------------------------------------------------------
@@ -134,7 +175,8 @@ struct RunController::Worker {
             {
                 std::unique_lock lock(mutex);
                 wake.wait(lock, [&] {
-                    return stopping || pending_run || pending_whatif || pending_adopt;
+                    return stopping || pending_run || pending_whatif || pending_adopt ||
+                           pending_measure;
                 });
                 if (stopping) return;
                 if (pending_adopt) {
@@ -143,13 +185,24 @@ struct RunController::Worker {
                 } else if (pending_run) {
                     job = std::move(*pending_run);
                     pending_run.reset();
-                } else {
+                } else if (pending_whatif) {
                     job = std::move(*pending_whatif);
                     pending_whatif.reset();
+                } else {
+                    job = std::move(*pending_measure);
+                    pending_measure.reset();
                 }
                 running = true;
-                running_whatif = std::holds_alternative<WhatIfJob>(job);
+                // A newer what-if makes a running what-if or TTFT measurement stale.
+                running_whatif = std::holds_alternative<WhatIfJob>(job) ||
+                                 std::holds_alternative<MeasureJob>(job);
                 cancel_flag = false;
+            }
+            progress_offset = 0.0;
+            progress_scale = 1.0;
+            last_fraction = 0.0;
+            if (!std::holds_alternative<AdoptJob>(job)) {
+                post([](RunController* c) { emit c->jobStarted(); });
             }
             try {
                 std::visit([this](auto& j) { execute(j); }, job);
@@ -165,7 +218,7 @@ struct RunController::Worker {
                 std::lock_guard lock(mutex);
                 running = false;
                 running_whatif = false;
-                idle = !pending_run && !pending_whatif && !pending_adopt;
+                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure;
             }
             if (idle) {
                 post([](RunController* c) {
@@ -200,24 +253,41 @@ struct RunController::Worker {
                                     *tokenizer);
         }
         if (doc.ids.empty()) fail(doc.label, "the document has no tokens");
-        truncate(doc, r.options.max_tokens);
+        const ModelConfig& config = m.config();
+        RunInfo info;
+        info.dtype = m.placement().dtype;
+        info.max_positions = config.max_position_embeddings;
+        info.requested_max_tokens = r.options.max_tokens;
+        // No limit asked: the whole document, up to the model's context. The options record
+        // the limit that applied, so a saved profile says how it was cut.
+        RunOptions options = r.options;
+        const auto document_tokens = static_cast<std::int64_t>(doc.ids.size());
+        if (options.max_tokens <= 0 && document_tokens > config.max_position_embeddings) {
+            options.max_tokens = config.max_position_embeddings;
+            info.cut_by = "context";
+        } else if (options.max_tokens > 0 && document_tokens > options.max_tokens) {
+            info.cut_by = "max tokens";
+        }
+        truncate(doc, options.max_tokens);
         check_cancel();
 
         const auto T = static_cast<std::int64_t>(doc.ids.size());
+        info.beyond_context = T > config.max_position_embeddings;
+        set_cpu_threads(r.threads > 0 ? r.threads : default_cpu_threads());
+        info.threads = cpu_threads();
         post_started("Running " + group_digits(T) + " tokens on " + q(r.options.device));
-        const ModelConfig& config = m.config();
         const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
         const std::vector<int> none;
-        WhatIfRun run = run_whatif_base(m, doc.ids, r.options, hooks(),
+        WhatIfRun run = run_whatif_base(m, doc.ids, options, hooks(),
                                         bytes <= kCheckpointBudgetBytes ? nullptr : &none);
         check_cancel();
         tokens = doc.ids;
         PrefillResult result = run.result;  // the base keeps its own copy for what-ifs
         auto profile = std::make_shared<const Profile>(
-            make_profile(m, std::move(doc), r.options, std::move(result)));
+            make_profile(m, std::move(doc), options, std::move(result)));
         base_run = std::move(run);
         base_profile = profile;
-        post([profile](RunController* c) { emit c->runFinished(profile); });
+        post([profile, info](RunController* c) { emit c->runFinished(profile, info); });
     }
 
     void execute(AdoptJob& job) {
@@ -246,9 +316,12 @@ struct RunController::Worker {
         if (needs_checkpoint()) {
             post_started("Re-running the base to keep the state entering layer " +
                          QString::number(start));
+            // Two passes in one progress bar: the base's first half, the variant's second.
+            progress_scale = 0.5;
             const std::vector<int> keep = {start};
             base_run = run_whatif_base(m, tokens, base_profile->options, hooks(), &keep);
             check_cancel();
+            progress_offset = 0.5;
         }
         post_started("What-if from layer " + QString::number(start));
         WhatIfRun run = run_whatif_variant(m, tokens, *base_run, variant, hooks());
@@ -256,6 +329,34 @@ struct RunController::Worker {
         auto comparison = std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
         auto profile = std::make_shared<const Profile>(make_variant_profile(*base_profile, run));
         post([profile, comparison](RunController* c) { emit c->whatIfFinished(profile, comparison); });
+    }
+
+    void execute(MeasureJob& job) {
+        if (!base_profile || !job.variant || !job.comparison) {
+            fail("TTFT", "there is no what-if to measure: make one first");
+        }
+        RunOptions variant = job.variant->options;
+        variant.device = base_profile->options.device;
+        variant.max_tokens = base_profile->options.max_tokens;
+        const Model& m = model_for_base();
+        post_started(QString("Measuring TTFT: %1 full runs each of the base and the variant")
+                         .arg(job.repeats));
+        PrefillHooks h;
+        h.cancel = &cancel_flag;
+        auto [base_ttft, variant_ttft] = measure_ttft_pair(
+            m, tokens, base_profile->options, variant, job.repeats, h,
+            [this](std::int64_t done, std::int64_t all) {
+                const double fraction = all > 0 ? static_cast<double>(done) / all : 0.0;
+                const QString stage = QString("TTFT run %1 of %2").arg(done).arg(all);
+                post([fraction, stage](RunController* c) { emit c->progress(fraction, stage); });
+            });
+        check_cancel();
+        auto measured = std::make_shared<WhatIfComparison>(*job.comparison);
+        measured->base_ttft = std::move(base_ttft);
+        measured->variant_ttft = std::move(variant_ttft);
+        ComparisonPtr result = measured;
+        ProfilePtr profile = job.variant;
+        post([profile, result](RunController* c) { emit c->ttftMeasured(profile, result); });
     }
 
     // The model the base profile was made with (loaded once).
@@ -282,11 +383,16 @@ struct RunController::Worker {
     PrefillHooks hooks() {
         PrefillHooks h;
         h.cancel = &cancel_flag;
-        h.progress = [this](double fraction, std::string_view stage) {
+        const int layers = model ? static_cast<int>(model->config().num_hidden_layers) : 0;
+        h.progress = [this, layers](double pass_fraction, std::string_view stage) {
+            const double fraction =
+                std::max(last_fraction, progress_offset + progress_scale * pass_fraction);
             const auto now = std::chrono::steady_clock::now();
-            if (fraction < 1.0 && now - last_progress < kProgressInterval) return;
+            if (pass_fraction < 1.0 && now - last_progress < kProgressInterval) return;
             last_progress = now;
-            const QString text = QString::fromUtf8(stage.data(), qsizetype(stage.size()));
+            last_fraction = fraction;
+            const QString text =
+                stage_text(QString::fromUtf8(stage.data(), qsizetype(stage.size())), layers);
             post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
         };
         return h;
@@ -334,6 +440,7 @@ struct RunController::Worker {
     std::optional<RunJob> pending_run;
     std::optional<WhatIfJob> pending_whatif;
     std::optional<AdoptJob> pending_adopt;
+    std::optional<MeasureJob> pending_measure;
     std::atomic<bool> cancel_flag{false};
     bool busy = false;  // GUI thread only
 
@@ -344,11 +451,15 @@ struct RunController::Worker {
     ProfilePtr base_profile;
     std::vector<std::int32_t> tokens;
     std::chrono::steady_clock::time_point last_progress{};
+    double progress_offset = 0.0;  // this pass's share of the job's progress bar
+    double progress_scale = 1.0;
+    double last_fraction = 0.0;
 };
 
 RunController::RunController(QObject* parent) : QObject(parent) {
     qRegisterMetaType<l2a::ui::ProfilePtr>("l2a::ui::ProfilePtr");
     qRegisterMetaType<l2a::ui::ComparisonPtr>("l2a::ui::ComparisonPtr");
+    qRegisterMetaType<l2a::ui::RunInfo>("l2a::ui::RunInfo");
     worker_ = std::make_unique<Worker>(this);
 }
 
@@ -361,6 +472,10 @@ void RunController::startRun(const RunRequest& request) { worker_->submit_run(re
 void RunController::adoptBase(ProfilePtr profile) { worker_->submit_adopt(std::move(profile)); }
 
 void RunController::startWhatIf(const RunOptions& variant) { worker_->submit_whatif(variant); }
+
+void RunController::startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats) {
+    worker_->submit_measure(MeasureJob{std::move(variant), std::move(comparison), repeats});
+}
 
 void RunController::cancel() { worker_->cancel(); }
 

@@ -6,9 +6,10 @@ namespace l2a::ui {
 
 Session::Session(QObject* parent) : QObject(parent) {}
 
-void Session::setBase(ProfilePtr base, const QString& file) {
+void Session::setBase(ProfilePtr base, const QString& file, const RunInfo& info) {
     base_ = std::move(base);
     base_file_ = file;
+    base_info_ = info;
     variant_.reset();
     comparison_.reset();
     whatif_options_ = base_ ? base_->options : RunOptions{};

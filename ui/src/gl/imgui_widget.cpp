@@ -114,6 +114,11 @@ ImGuiWidget::ImGuiWidget(QWidget* parent) : QOpenGLWidget(parent) {
     style.WindowBorderSize = 0.0f;
     style.WindowPadding = ImVec2(6, 4);
     style.Colors[ImGuiCol_WindowBg] = ImVec4(1, 1, 1, 1);
+    // Frames (radio buttons, check boxes) outlined and tinted, so that an unselected one is
+    // visible on the white background.
+    style.FrameBorderSize = 1.0f;
+    style.Colors[ImGuiCol_Border] = ImVec4(0.55f, 0.58f, 0.64f, 1.0f);
+    style.Colors[ImGuiCol_FrameBg] = ImVec4(0.93f, 0.94f, 0.96f, 1.0f);
     clock_.start();
 }
 

@@ -20,9 +20,11 @@ namespace l2a::ui {
 namespace {
 
 constexpr unsigned char kRouted[3] = {0xc0, 0x39, 0x2b};
-constexpr int kLeftAxis = 34;   // px for layer labels
-constexpr int kBottomAxis = 18;  // px for token labels
+constexpr int kLeftAxis = 44;   // px for the axis title and the layer labels
+constexpr int kTextStrip = 16;  // px under the map for the tokens' text at deep zoom
+constexpr int kBottomAxis = 18 + 18 + kTextStrip;  // text strip, token positions, title/legend
 constexpr int kTopBar = 24;      // px for the toolbar line
+constexpr float kTokenTextPx = 11.0f;  // token text shows once a token is this wide or wider
 
 // Alpha of a texel: 0 without a routed token; else a floor that keeps a lone routed token
 // visible at any zoom, rising with the routed share.
@@ -34,6 +36,57 @@ unsigned char texel_alpha(std::uint32_t routed, std::uint32_t count) {
 
 ImU32 colour(unsigned char r, unsigned char g, unsigned char b, unsigned char a = 255) {
     return IM_COL32(r, g, b, a);
+}
+
+const ImU32 kBackground = IM_COL32(0xf1, 0xf3, 0xf7, 255);  // a token that stayed local
+const ImU32 kPrunedFill = IM_COL32(0xd5, 0xd9, 0xe0, 255);
+const ImU32 kPrunedHatch = IM_COL32(0x8a, 0x93, 0xa3, 255);
+const ImU32 kMuted = IM_COL32(0x5a, 0x63, 0x72, 255);
+
+// Grey with diagonal hatching: a layer whose global attention was removed, unlike a layer whose
+// router chose no token (plain background).
+void draw_pruned(ImDrawList* draw, ImVec2 a, ImVec2 b) {
+    draw->AddRectFilled(a, b, kPrunedFill);
+    draw->PushClipRect(a, b, true);
+    const float h = b.y - a.y;
+    for (float x = a.x - h; x < b.x; x += 7.0f) {
+        draw->AddLine(ImVec2(x, b.y), ImVec2(x + h, a.y), kPrunedHatch, 1.0f);
+    }
+    draw->PopClipRect();
+}
+
+// Text read from bottom to top, centred on `centre` (ImGui draws text horizontally only: the
+// glyphs' vertices are turned a quarter turn after they are added).
+void add_vertical_text(ImDrawList* draw, ImVec2 centre, ImU32 col, const char* text) {
+    const int first = draw->VtxBuffer.Size;
+    const ImVec2 size = ImGui::CalcTextSize(text);
+    // Glyphs outside the clip rectangle are dropped before the turn: clip after it instead.
+    draw->PushClipRect(ImVec2(centre.x - size.x, centre.y - size.x),
+                       ImVec2(centre.x + size.x, centre.y + size.x), false);
+    draw->AddText(ImVec2(centre.x - size.x / 2, centre.y - size.y / 2), col, text);
+    draw->PopClipRect();
+    for (int i = first; i < draw->VtxBuffer.Size; ++i) {
+        ImVec2& p = draw->VtxBuffer[i].pos;
+        const float dx = p.x - centre.x, dy = p.y - centre.y;
+        p = ImVec2(centre.x + dy, centre.y - dx);
+    }
+}
+
+// A token's text as one line: newlines and tabs shown as symbols, control bytes as "·".
+std::string printable(std::string text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            out += '.';
+        } else {
+            out += c;
+        }
+    }
+    return out;
 }
 
 }  // namespace
@@ -106,8 +159,15 @@ struct RoutingMapView::State {
     // View: tokens [view_first, view_last) across the width.
     double view_first = 0.0, view_last = 1.0;
     bool dragging = false;
+    bool double_clicked = false;  // the press was a double-click: its release selects nothing
     ImVec2 press_pos{};
     double press_first = 0.0, press_last = 0.0;
+    // The selection before the first click of a possible double-click, which the
+    // double-click puts back.
+    QRectF map_area;
+    int token_texts = 0;
+    qint64 token_before_click = -1;
+    int layer_before_click = -1;
 };
 
 RoutingMapView::RoutingMapView(Session* session, Selection* selection, QWidget* parent)
@@ -157,6 +217,15 @@ void RoutingMapView::setVisibleTokens(double first, double last) {
     state_->view_last = std::max(first + 1.0, last);
     update();
 }
+
+QRectF RoutingMapView::mapArea() const { return state_->map_area; }
+
+void RoutingMapView::setShowVariant(bool variant) {
+    state_->show_variant = variant;
+    update();
+}
+
+int RoutingMapView::tokenTextsDrawn() const { return state_->token_texts; }
 
 void RoutingMapView::initializeResources() {
     GLint max_size = 0;
@@ -265,7 +334,12 @@ void RoutingMapView::drawFrame() {
         if (ImGui::RadioButton("what-if variant", s.show_variant)) s.show_variant = true;
     }
     ImGui::SameLine();
-    ImGui::TextDisabled("  wheel: zoom, drag: pan, double-click: reset");
+    {
+        const float room = ImGui::GetContentRegionAvail().x;
+        const char* hint = "  wheel: zoom, drag: pan, double-click: whole document";
+        if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan";
+        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+    }
 
     const ImVec2 origin = ImGui::GetWindowPos();
     const ImVec2 size = ImGui::GetWindowSize();
@@ -273,6 +347,8 @@ void RoutingMapView::drawFrame() {
     const ImVec2 map_max(origin.x + size.x - 4, origin.y + size.y - kBottomAxis);
     if (map_max.x <= map_min.x + 4 || map_max.y <= map_min.y + 4 || s.textures.empty()) return;
     const double map_w = map_max.x - map_min.x, map_h = map_max.y - map_min.y;
+    s.map_area = QRectF(QPointF(map_min.x - origin.x, map_min.y - origin.y),
+                        QPointF(map_max.x - origin.x, map_max.y - origin.y));
     const auto T = static_cast<double>(want->num_tokens());
     const int L = static_cast<int>(want->num_layers);
     const double row_h = map_h / L;
@@ -298,10 +374,18 @@ void RoutingMapView::drawFrame() {
         s.press_pos = io.MousePos;
         s.press_first = s.view_first;
         s.press_last = s.view_last;
+        s.double_clicked = ImGui::IsMouseDoubleClicked(0);
+        if (!s.double_clicked) {
+            s.token_before_click = s.selection->token();
+            s.layer_before_click = s.selection->layer();
+        }
     }
     if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        // Shows the whole document; the selection stays what it was before the first click.
         s.view_first = s.press_first = 0.0;
         s.view_last = s.press_last = T;
+        s.selection->setToken(s.token_before_click);
+        s.selection->setLayer(s.layer_before_click);
     }
     if (s.dragging && ImGui::IsMouseDown(0)) {
         const double span = s.press_last - s.press_first;
@@ -313,7 +397,7 @@ void RoutingMapView::drawFrame() {
     if (s.dragging && ImGui::IsMouseReleased(0)) {
         s.dragging = false;
         const float moved = std::abs(io.MousePos.x - s.press_pos.x) + std::abs(io.MousePos.y - s.press_pos.y);
-        if (moved < 4.0f && hovered) {
+        if (moved < 4.0f && hovered && !s.double_clicked) {
             const auto token = static_cast<qint64>(std::clamp(token_at(io.MousePos.x), 0.0, T - 1));
             const int layer = std::clamp(static_cast<int>((io.MousePos.y - map_min.y) / row_h), 0, L - 1);
             s.selection->setToken(token);
@@ -322,7 +406,7 @@ void RoutingMapView::drawFrame() {
     }
 
     ImDrawList* draw = ImGui::GetWindowDrawList();
-    draw->AddRectFilled(map_min, map_max, colour(0xf1, 0xf3, 0xf7));
+    draw->AddRectFilled(map_min, map_max, kBackground);
     // The finest level whose texels are at least a pixel wide: nearest sampling of finer texels
     // would skip some, and a routed token could vanish between pixels.
     const double tokens_per_px = (s.view_last - s.view_first) / map_w;
@@ -353,20 +437,107 @@ void RoutingMapView::drawFrame() {
         draw->AddImage(tex_id, ImVec2(x0, map_min.y), ImVec2(x1, map_max.y), uv0, uv1);
     }
 
-    // Axes: layer labels on the left, token positions below.
+    // Pruned layers of the run shown: hatched, so that they do not read as layers whose router
+    // chose no token.
+    for (int layer : want->options.prune) {
+        if (layer < 0 || layer >= L) continue;
+        const ImVec2 a(map_min.x, static_cast<float>(map_min.y + row_h * layer));
+        const ImVec2 b(map_max.x, static_cast<float>(map_min.y + row_h * (layer + 1)));
+        draw_pruned(draw, a, b);
+        if (row_h >= 14) {
+            const char* label = "pruned";
+            const ImVec2 size = ImGui::CalcTextSize(label);
+            const ImVec2 at(a.x + 6, (a.y + b.y - size.y) / 2);
+            draw->AddRectFilled(ImVec2(at.x - 3, at.y - 1),
+                                ImVec2(at.x + size.x + 3, at.y + size.y + 1), kPrunedFill);
+            draw->AddText(at, colour(0x39, 0x41, 0x4f), label);
+        }
+    }
+
+    // Axes: the layer axis's title and labels on the left; below the map the tokens' text (at
+    // deep zoom), token positions, the axis title and the colour legend.
+    const ImU32 muted = kMuted;
+    add_vertical_text(draw, ImVec2(origin.x + 9, static_cast<float>((map_min.y + map_max.y) / 2)),
+                      muted, "layer");
     const int label_every = std::max(1, static_cast<int>(std::ceil(14.0 / row_h)));
     for (int l = 0; l < L; l += label_every) {
         const std::string text = std::to_string(l);
-        draw->AddText(ImVec2(origin.x + 4, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
-                      colour(0x5a, 0x63, 0x72), text.c_str());
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        draw->AddText(
+            ImVec2(map_min.x - 4 - w, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
+            muted, text.c_str());
     }
+    const float px_per_token = static_cast<float>(map_w / (s.view_last - s.view_first));
+    const float strip_y = map_max.y + 2;
+    s.token_texts = 0;
+    if (px_per_token >= kTokenTextPx) {
+        draw->PushClipRect(ImVec2(map_min.x, map_max.y), ImVec2(map_max.x, map_max.y + kTextStrip),
+                           true);
+        const auto first = static_cast<std::int64_t>(std::floor(s.view_first));
+        const auto last = std::min<std::int64_t>(want->num_tokens(),
+                                                 static_cast<std::int64_t>(std::ceil(s.view_last)));
+        for (std::int64_t t = std::max<std::int64_t>(0, first); t < last; ++t) {
+            const auto i = static_cast<std::size_t>(t);
+            if (i >= want->token_begin.size() || want->token_end[i] > want->document_text.size() ||
+                want->token_end[i] < want->token_begin[i]) {
+                continue;
+            }
+            const std::string text = printable(want->document_text.substr(
+                want->token_begin[i], want->token_end[i] - want->token_begin[i]));
+            const float x0 =
+                static_cast<float>(map_min.x + (static_cast<double>(t) - s.view_first) /
+                                                   (s.view_last - s.view_first) * map_w);
+            const float w = ImGui::CalcTextSize(text.c_str()).x;
+            if (w > px_per_token - 1) {
+                // Too wide for its cell: its first character and an ellipsis mark.
+                draw->AddText(ImVec2(x0 + 1, strip_y), colour(0x1d, 0x23, 0x30),
+                              text.substr(0, 1).c_str());
+            } else {
+                draw->AddText(ImVec2(x0 + (px_per_token - w) / 2, strip_y),
+                              colour(0x1d, 0x23, 0x30), text.c_str());
+            }
+            ++s.token_texts;
+            if (t > first) {
+                draw->AddLine(ImVec2(x0, map_max.y), ImVec2(x0, map_max.y + kTextStrip - 2),
+                              colour(0xd5, 0xd9, 0xe0));
+            }
+        }
+        draw->PopClipRect();
+    } else {
+        draw->AddText(ImVec2(map_min.x, strip_y), colour(0x9a, 0xa1, 0xab),
+                      "zoom in (wheel) to read the tokens");
+    }
+    const float ticks_y = map_max.y + kTextStrip + 2;
     for (int tick = 0; tick <= 4; ++tick) {
         const double token = s.view_first + (s.view_last - s.view_first) * tick / 4.0;
         const std::string text = std::to_string(static_cast<long long>(token));
         const float x = static_cast<float>(map_min.x + map_w * tick / 4.0);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddText(ImVec2(std::clamp(x - w / 2, map_min.x, map_max.x - w), map_max.y + 2),
-                      colour(0x5a, 0x63, 0x72), text.c_str());
+        draw->AddLine(ImVec2(x, map_max.y), ImVec2(x, map_max.y + 3), muted);
+        draw->AddText(ImVec2(std::clamp(x - w / 2, map_min.x, map_max.x - w), ticks_y), muted,
+                      text.c_str());
+    }
+    const float title_y = ticks_y + 17;
+    draw->AddText(ImVec2(map_min.x, title_y), muted, "token position in the document");
+    // Legend, right-aligned on the title's line.
+    {
+        struct Key {
+            const char* label;
+            int kind;  // 0: routed, 1: local, 2: pruned
+        };
+        const Key keys[] = {{"global attention", 0}, {"local only", 1}, {"pruned layer", 2}};
+        float width = 0;
+        for (const Key& k : keys) width += 14 + 4 + ImGui::CalcTextSize(k.label).x + 14;
+        float x = std::max(map_min.x + 240.0f, map_max.x - width);
+        for (const Key& k : keys) {
+            const ImVec2 a(x, title_y + 2), b(x + 14, title_y + 12);
+            if (k.kind == 0) draw->AddRectFilled(a, b, colour(kRouted[0], kRouted[1], kRouted[2]));
+            if (k.kind == 1) draw->AddRectFilled(a, b, kBackground);
+            if (k.kind == 2) draw_pruned(draw, a, b);
+            draw->AddRect(a, b, colour(0x9a, 0xa1, 0xab));
+            draw->AddText(ImVec2(b.x + 4, title_y), muted, k.label);
+            x = b.x + 4 + ImGui::CalcTextSize(k.label).x + 14;
+        }
     }
 
     // The selection: the token as a vertical line, the layer as a band outline.
@@ -405,9 +576,14 @@ void RoutingMapView::drawFrame() {
         }
         const double z = want->router_logits[i];
         const double temp = want->model.sigmoid_temp > 0 ? want->model.sigmoid_temp : 1.0;
+        const bool pruned = std::find(want->options.prune.begin(), want->options.prune.end(),
+                                      layer) != want->options.prune.end();
         ImGui::BeginTooltip();
         ImGui::Text("token %lld  \"%s\"", static_cast<long long>(token), text.c_str());
-        ImGui::Text("layer %d: %s", layer, want->decisions[i] ? "global attention" : "local only");
+        ImGui::Text("layer %d: %s", layer,
+                    pruned               ? "pruned (no global attention)"
+                    : want->decisions[i] ? "global attention"
+                                         : "local only");
         if (std::isfinite(z)) {
             ImGui::Text("router logit %.3f, p = %.3f", z, 1.0 / (1.0 + std::exp(-z / temp)));
         }

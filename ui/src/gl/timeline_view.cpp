@@ -22,8 +22,8 @@ namespace {
 
 constexpr float kFoldPx = 3.0f;
 constexpr float kLaneH = 20.0f;
-constexpr float kLabelW = 96.0f;
-constexpr float kTopBar = 24.0f;
+constexpr float kMinLabelW = 60.0f;  // lane labels: at least this, else their widest
+constexpr float kTopBar = 44.0f;     // the source line and the colour legend
 constexpr float kAxisH = 18.0f;
 
 struct Event {
@@ -60,15 +60,42 @@ ImU32 phase_colour(const std::string& phase) {
     return IM_COL32(0xb7, 0xbf, 0xcc, 255);
 }
 
+const ImU32 kMemoryColour = IM_COL32(0x9b, 0x7f, 0xc9, 255);
+const ImU32 kFoldColour = IM_COL32(0x8a, 0x93, 0xa3, 255);
+
+// A duration or a time since the run began: "0", "12.40 µs", "3.125 ms", "1.204 s".
 std::string duration_text(std::int64_t ns) {
     char buffer[32];
-    if (ns >= 1000000000) {
-        std::snprintf(buffer, sizeof buffer, "%.3f s", static_cast<double>(ns) * 1e-9);
-    } else if (ns >= 1000000) {
-        std::snprintf(buffer, sizeof buffer, "%.3f ms", static_cast<double>(ns) * 1e-6);
+    if (ns == 0) return "0";
+    const double v = static_cast<double>(ns);
+    if (std::abs(v) >= 1e9) {
+        std::snprintf(buffer, sizeof buffer, "%.3f s", v * 1e-9);
+    } else if (std::abs(v) >= 1e6) {
+        std::snprintf(buffer, sizeof buffer, "%.3f ms", v * 1e-6);
     } else {
-        std::snprintf(buffer, sizeof buffer, "%.1f us", static_cast<double>(ns) * 1e-3);
+        std::snprintf(buffer, sizeof buffer, "%.2f \u00b5s", v * 1e-3);
     }
+    return buffer;
+}
+
+// An axis tick: one unit for the whole axis, chosen by the largest time on it, with the
+// decimals the step between ticks needs ("0", "0.5 ms", "1.0 ms", "17.6062 ms", ...).
+std::string tick_text(double ns, double step_ns, double axis_max_ns) {
+    if (std::abs(ns) < step_ns * 1e-6) return "0";
+    const double span = std::abs(axis_max_ns);
+    const char* unit = "s";
+    double scale = 1e-9;
+    if (span < 1e6) {
+        unit = "\u00b5s";
+        scale = 1e-3;
+    } else if (span < 1e9) {
+        unit = "ms";
+        scale = 1e-6;
+    }
+    const double step = step_ns * scale;
+    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step))) + 1, 0, 7);
+    char buffer[40];
+    std::snprintf(buffer, sizeof buffer, "%.*f %s", decimals, ns * scale, unit);
     return buffer;
 }
 
@@ -111,10 +138,10 @@ std::vector<Lane> build_lanes(const Profile& p) {
         std::string phase;
         const int layer = range_layer(m.range, &phase);
         lane_for(m.device_id, m.stream_id)
-            .events.push_back({m.begin_ns, std::max(m.end_ns, m.begin_ns),
-                               std::string(memory_op_kind_name(m.kind)) + " " +
-                                   std::to_string(m.bytes) + " B",
-                               layer, IM_COL32(0x9b, 0x7f, 0xc9, 255)});
+            .events.push_back(
+                {m.begin_ns, std::max(m.end_ns, m.begin_ns),
+                 std::string(memory_op_kind_name(m.kind)) + " " + std::to_string(m.bytes) + " B",
+                 layer, kMemoryColour});
     }
     for (Lane& lane : lanes) {
         std::stable_sort(lane.events.begin(), lane.events.end(),
@@ -133,6 +160,8 @@ struct TimelineView::State {
     std::int64_t run_end = 1;
     double view_begin = 0.0, view_end = 1.0;  // ns
     long long boxes = 0;
+    QRectF event_area;
+    QStringList ticks;
     bool dragging = false;
     ImVec2 press_pos{};
     double press_begin = 0.0, press_end = 0.0;
@@ -161,6 +190,10 @@ void TimelineView::setVisibleTime(double begin_s, double end_s) {
     update();
 }
 
+QRectF TimelineView::eventArea() const { return state_->event_area; }
+
+QStringList TimelineView::tickLabels() const { return state_->ticks; }
+
 void TimelineView::drawFrame() {
     State& s = *state_;
     const ProfilePtr& p = s.session->base();
@@ -185,14 +218,51 @@ void TimelineView::drawFrame() {
         return;
     }
     ImGui::Text("%s", p->timeline_source.empty() ? "host timers" : p->timeline_source.c_str());
+    // The hint when it fits on the line, else a shorter one.
     ImGui::SameLine();
-    ImGui::TextDisabled("  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it");
+    {
+        const float room = ImGui::GetContentRegionAvail().x;
+        const char* hint =
+            "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
+        if (ImGui::CalcTextSize(hint).x > room)
+            hint = "  wheel: zoom, drag: pan, double-click: all";
+        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+    }
 
     const ImVec2 origin = ImGui::GetWindowPos();
     const ImVec2 size = ImGui::GetWindowSize();
-    const ImVec2 area_min(origin.x + kLabelW, origin.y + kTopBar + kAxisH);
+    ImDrawList* draw = ImGui::GetWindowDrawList();
+    const ImU32 muted = IM_COL32(0x5a, 0x63, 0x72, 255);
+    // Colour legend on the second line: the phases, then what GPU lanes add.
+    {
+        bool memory = !p->memory_ops.empty();
+        struct Key {
+            const char* label;
+            ImU32 colour;
+        };
+        // The phase names as the ranges spell them ("layer 3 / local").
+        std::vector<Key> keys = {
+            {"local", phase_colour("local")},   {"router", phase_colour("router")},
+            {"global", phase_colour("global")}, {"mlp", phase_colour("mlp")},
+            {"layer, other", phase_colour("")}, {"folded: too narrow", kFoldColour}};
+        if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
+        float x = origin.x + 6;
+        const float y = origin.y + 24;
+        for (const Key& k : keys) {
+            draw->AddRectFilled(ImVec2(x, y + 2), ImVec2(x + 12, y + 12), k.colour);
+            draw->AddText(ImVec2(x + 16, y), muted, k.label);
+            x += 16 + ImGui::CalcTextSize(k.label).x + 14;
+        }
+    }
+    float label_w = kMinLabelW;
+    for (const Lane& lane : s.lanes) {
+        label_w = std::max(label_w, ImGui::CalcTextSize(lane.label.c_str()).x + 12);
+    }
+    const ImVec2 area_min(origin.x + label_w, origin.y + kTopBar + kAxisH);
     const ImVec2 area_max(origin.x + size.x - 4, origin.y + size.y - 2);
     if (area_max.x <= area_min.x + 8) return;
+    s.event_area = QRectF(QPointF(area_min.x - origin.x, area_min.y - origin.y),
+                          QPointF(area_max.x - origin.x, area_max.y - origin.y));
     const double width = area_max.x - area_min.x;
     ImGuiIO& io = ImGui::GetIO();
     const bool hovered = io.MousePos.x >= area_min.x && io.MousePos.x < area_max.x &&
@@ -229,14 +299,15 @@ void TimelineView::drawFrame() {
                          std::abs(io.MousePos.x - s.press_pos.x) + std::abs(io.MousePos.y - s.press_pos.y) < 4.0f;
     if (ImGui::IsMouseReleased(0)) s.dragging = false;
 
-    ImDrawList* draw = ImGui::GetWindowDrawList();
-    const ImU32 muted = IM_COL32(0x5a, 0x63, 0x72, 255);
     // Time axis.
+    s.ticks.clear();
     for (int tick = 0; tick <= 5; ++tick) {
         const double t = s.view_begin + (s.view_end - s.view_begin) * tick / 5.0;
         const float x = x_of(t);
         draw->AddLine(ImVec2(x, area_min.y - 4), ImVec2(x, area_max.y), IM_COL32(0xe3, 0xe7, 0xee, 255));
-        const std::string text = duration_text(static_cast<std::int64_t>(t));
+        const std::string text = tick_text(t, (s.view_end - s.view_begin) / 5.0,
+                                           std::max(std::abs(s.view_begin), std::abs(s.view_end)));
+        s.ticks << QString::fromStdString(text);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
         draw->AddText(ImVec2(std::clamp(x - w / 2, area_min.x, area_max.x - w), area_min.y - kAxisH),
                       muted, text.c_str());
@@ -270,11 +341,21 @@ void TimelineView::drawFrame() {
                     draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1),
                                   IM_COL32(0x1d, 0x23, 0x30, 255), 0.0f, 0, 2.0f);
                 }
-                if (x1 - x0 > 30) {
-                    draw->PushClipRect(ImVec2(x0, y), ImVec2(x1, y + kLaneH), true);
-                    draw->AddText(ImVec2(x0 + 3, y + 3), IM_COL32(0x1d, 0x23, 0x30, 255),
-                                  it->name.c_str());
-                    draw->PopClipRect();
+                // The whole name when it fits, else its last part ("mlp" of "layer 3 / mlp"),
+                // never a name cut in the middle.
+                if (x1 - x0 > 12) {
+                    const std::string* label = &it->name;
+                    std::string shorter;
+                    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) {
+                        const std::size_t slash = it->name.rfind(" / ");
+                        shorter =
+                            slash == std::string::npos ? std::string() : it->name.substr(slash + 3);
+                        label = &shorter;
+                    }
+                    if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
+                        draw->AddText(ImVec2(x0 + 3, y + 3), IM_COL32(0x1d, 0x23, 0x30, 255),
+                                      label->c_str());
+                    }
                 }
                 if (io.MousePos.x >= x0 && io.MousePos.x < x1 && io.MousePos.y >= y &&
                     io.MousePos.y < y + kLaneH) {
@@ -308,8 +389,7 @@ void TimelineView::drawFrame() {
                 }
             }
             const float right = std::max(fold_end, x0 + kFoldPx);
-            draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1),
-                                IM_COL32(0x8a, 0x93, 0xa3, 255));
+            draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1), kFoldColour);
             if (right - x0 > 24) {
                 const std::string label = std::to_string(count);
                 draw->AddText(ImVec2(x0 + 2, y + 3), IM_COL32(255, 255, 255, 255), label.c_str());

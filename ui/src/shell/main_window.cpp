@@ -12,6 +12,10 @@
 #include <QDropEvent>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFrame>
+#include <QGuiApplication>
+#include <QHBoxLayout>
+#include <QHeaderView>
 #include <QKeySequence>
 #include <QLabel>
 #include <QMenuBar>
@@ -19,20 +23,27 @@
 #include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScreen>
+#include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QSpinBox>
 #include <QStatusBar>
+#include <QTableView>
 #include <QTimer>
 #include <QToolBar>
 #include <QUrl>
+#include <QVBoxLayout>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 
 #include "l2a/engine/atomic_file.h"
+#include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/prefill.h"
 #include "l2a/engine/profile.h"
 #include "l2a/profiler/export.h"
 #include "l2a/profiler/report_pdf.h"
@@ -42,9 +53,10 @@
 #include "l2a/ui/run_controller.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/summary_view.h"
 #include "l2a/ui/timeline_view.h"
-#include "l2a/ui/whatif_view.h"
 #include "l2a/ui/units.h"
+#include "l2a/ui/whatif_view.h"
 
 #ifndef L2A_VERSION
 #define L2A_VERSION "0.1.0"
@@ -55,6 +67,10 @@ namespace {
 
 constexpr int kMaxRecent = 10;
 constexpr int kWhatIfDebounceMs = 200;
+// The run option "max tokens" is saved under this key. Earlier versions saved 4096 by default
+// under "run/max_tokens", which cut every longer document; that key is dropped, not read.
+const char* const kMaxTokensKey = "run/max_tokens_limit";
+const char* const kOldMaxTokensKey = "run/max_tokens";
 
 std::filesystem::path to_path(const QString& s) { return std::filesystem::path(s.toStdString()); }
 
@@ -72,6 +88,26 @@ std::int64_t resident_bytes() {
 QString naming_file(const QString& path, const std::exception& e) {
     const QString message = QString::fromStdString(e.what());
     return message.contains(QFileInfo(path).fileName()) ? message : path + ": " + message;
+}
+
+QString group_digits(std::int64_t n) {
+    QString digits = QString::number(n);
+    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
+    return digits;
+}
+
+// What the title and messages call a profile's document and model.
+QString document_name(const Profile& p) {
+    if (p.document_path.empty() || p.document_path == "<demo document>") return "demo document";
+    return QFileInfo(QString::fromStdString(p.document_path)).fileName();
+}
+
+QString model_name(const Profile& p) {
+    std::error_code error;
+    if (!p.model.path.empty() && std::filesystem::equivalent(p.model.path, demo_model_dir(), error))
+        return "demo model";
+    const QString name = QFileInfo(QString::fromStdString(p.model.path)).fileName();
+    return name.isEmpty() ? QString("model") : name;
 }
 
 // "report" for the demo document, else the document's base name ("notes" for notes.md).
@@ -104,6 +140,14 @@ struct MainWindow::State {
     QComboBox* routing = nullptr;
     QDoubleSpinBox* fraction = nullptr;
     QDoubleSpinBox* threshold = nullptr;
+    QSpinBox* threads = nullptr;
+    SummaryView* summary = nullptr;
+
+    // The notice over the routing map: a run that was cut, or that went past the model's
+    // context.
+    QFrame* notice = nullptr;
+    QLabel* notice_text = nullptr;
+    QPushButton* notice_whole = nullptr;
 
     QLabel* status_device = nullptr;
     QLabel* status_tokens = nullptr;
@@ -115,6 +159,9 @@ struct MainWindow::State {
     QMenu* recent = nullptr;
     QTimer* whatif_timer = nullptr;
     bool whatif_running = false;
+    bool measuring = false;            // a TTFT measurement is running
+    bool apply_default_sizes = false;  // on the first show
+    int progress_value = 0;            // never lower within one job
     QByteArray default_state;
     std::function<void()> default_sizes;
 };
@@ -128,7 +175,12 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     setObjectName("MainWindow");
     setAcceptDrops(true);
     setDockNestingEnabled(true);
-    resize(1500, 950);
+    // Not larger than the screen (a 1280x720 laptop): the layout is sized from the window.
+    QSize size(1500, 950);
+    if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+        size = size.boundedTo(screen->availableGeometry().size());
+    }
+    resize(size);
 
     s.session = new Session(this);
     s.selection = new Selection(this);
@@ -140,7 +192,34 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.layers = new LayersView(s.session, s.selection);
     s.timeline = new TimelineView(s.session, s.selection);
     s.whatif = new WhatIfView(s.session, s.selection);
-    setCentralWidget(s.map);
+    s.summary = new SummaryView(s.session);
+    auto* centre = new QWidget;
+    auto* centre_layout = new QVBoxLayout(centre);
+    centre_layout->setContentsMargins(0, 0, 0, 0);
+    centre_layout->setSpacing(0);
+    s.notice = new QFrame(centre);
+    s.notice->setObjectName("runNotice");
+    s.notice->setStyleSheet(
+        "#runNotice { background: #fff4d6; border-bottom: 1px solid #e0c36b; }");
+    auto* notice_layout = new QHBoxLayout(s.notice);
+    notice_layout->setContentsMargins(8, 4, 8, 4);
+    s.notice_text = new QLabel(s.notice);
+    s.notice_text->setObjectName("runNoticeText");
+    s.notice_text->setWordWrap(true);
+    s.notice_whole = new QPushButton("Run the whole document", s.notice);
+    s.notice_whole->setObjectName("runWholeDocument");
+    s.notice_whole->setToolTip("Run every token of the document");
+    auto* notice_close = new QPushButton("Dismiss", s.notice);
+    notice_close->setFlat(true);
+    notice_layout->addWidget(s.notice_text, 1);
+    notice_layout->addWidget(s.notice_whole);
+    notice_layout->addWidget(notice_close);
+    s.notice->setVisible(false);
+    connect(s.notice_whole, &QPushButton::clicked, this, &MainWindow::runWholeDocument);
+    connect(notice_close, &QPushButton::clicked, s.notice, &QWidget::hide);
+    centre_layout->addWidget(s.notice);
+    centre_layout->addWidget(s.map, 1);
+    setCentralWidget(centre);
     auto dock = [&](const QString& title, const QString& name, QWidget* widget,
                     Qt::DockWidgetArea area) {
         auto* d = new QDockWidget(title, this);
@@ -159,15 +238,54 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         dock("Timeline", "TimelineDock", s.timeline, Qt::BottomDockWidgetArea);
     tabifyDockWidget(doc_dock, timeline_dock);
     doc_dock->raise();
-    QDockWidget* whatif_dock = dock("What-if", "WhatIfDock", s.whatif, Qt::RightDockWidgetArea);
-    // Sizes, applied once the window has its size: the layer table wide enough for all its
-    // columns, the document tall enough to read a paragraph, the what-if results unclipped.
-    s.default_sizes = [this, doc_dock, layers_dock, whatif_dock] {
-        resizeDocks({doc_dock}, {height() * 3 / 10}, Qt::Vertical);
-        resizeDocks({whatif_dock}, {std::min(600, width() * 2 / 5)}, Qt::Horizontal);
-        const int layers_width = std::min(680, width() / 2);
-        resizeDocks({doc_dock, layers_dock}, {width() - layers_width, layers_width},
+    QDockWidget* summary_dock =
+        dock("Run summary", "SummaryDock", s.summary, Qt::RightDockWidgetArea);
+    // The what-if results are taller than a small screen's column: they scroll.
+    auto* whatif_scroll = new QScrollArea;
+    whatif_scroll->setWidget(s.whatif);
+    whatif_scroll->setWidgetResizable(true);
+    whatif_scroll->setFrameShape(QFrame::NoFrame);
+    whatif_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    QDockWidget* whatif_dock =
+        dock("What-if", "WhatIfDock", whatif_scroll, Qt::RightDockWidgetArea);
+    splitDockWidget(summary_dock, whatif_dock, Qt::Vertical);
+    // The summary dock as tall as its rows need (they wrap in a narrow column); the what-if
+    // below takes the rest and scrolls.
+    connect(s.summary, &SummaryView::preferredHeightChanged, this,
+            [this, summary_dock, whatif_dock](int h) {
+                if (!summary_dock->isVisible() || summary_dock->isFloating()) return;
+                const int title_h = summary_dock->height() - state_->summary->height();
+                resizeDocks({summary_dock, whatif_dock},
+                            {h + std::max(0, title_h),
+                             std::max(80, whatif_dock->height() + summary_dock->height() - h -
+                                              std::max(0, title_h))},
+                            Qt::Vertical);
+            });
+    // Sizes, applied once the window has its size: the bottom docks tall enough for every row
+    // of a 6-layer table (more layers scroll) and a paragraph of the document; the layer table
+    // wide enough for its columns and the document for a line of text; the right column as
+    // wide as its numbers need; the summary as tall as its rows.
+    s.default_sizes = [this, doc_dock, layers_dock, summary_dock, whatif_dock] {
+        QTableView* table = state_->layers->table();
+        const int row_h = table->verticalHeader()->defaultSectionSize();
+        const int header_h = table->horizontalHeader()->sizeHint().height();
+        const int title_h = fontMetrics().height() + 10;
+        const int six_rows = title_h + header_h + 6 * row_h + 2 * table->frameWidth() +
+                             table->horizontalScrollBar()->sizeHint().height() + 6;
+        const int bottom =
+            std::clamp(height() * 3 / 10, six_rows, std::max(six_rows, height() / 2));
+        resizeDocks({doc_dock}, {bottom}, Qt::Vertical);
+        const int right = std::clamp(width() * 32 / 100, 400, 560);
+        resizeDocks({whatif_dock}, {right}, Qt::Horizontal);
+        const int centre_w = width() - right;
+        const int layers_width = std::clamp(centre_w / 2, 300, 680);
+        resizeDocks({doc_dock, layers_dock}, {centre_w - layers_width, layers_width},
                     Qt::Horizontal);
+        // The summary as short as its rows allow (it keeps a minimum height for them), the
+        // what-if the rest.
+        const int summary_h = std::max(state_->summary->preferredHeight(), 120) + title_h;
+        resizeDocks({summary_dock, whatif_dock}, {summary_h, std::max(120, height() - summary_h)},
+                    Qt::Vertical);
     };
 
     // ---- run options toolbar -------------------------------------------------------------------
@@ -189,11 +307,14 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     bar->addWidget(s.backend);
     bar->addWidget(new QLabel("  max tokens "));
     s.max_tokens = new QSpinBox;
-    s.max_tokens->setRange(0, 1 << 20);
-    s.max_tokens->setSpecialValueText("all");
+    s.max_tokens->setObjectName("maxTokens");
+    s.max_tokens->setRange(0, 1 << 24);
+    s.max_tokens->setSpecialValueText("whole document");
     s.max_tokens->setSingleStep(1024);
-    s.max_tokens->setValue(4096);
-    s.max_tokens->setToolTip("Tokens of the document to run (0: all of them)");
+    s.max_tokens->setValue(0);
+    s.max_tokens->setToolTip(
+        "Tokens of the document to run. \"whole document\": all of it, up to the model's "
+        "context (max_position_embeddings); a cut run says so above the routing map");
     bar->addWidget(s.max_tokens);
     bar->addWidget(new QLabel("  routing "));
     s.routing = new QComboBox;
@@ -214,6 +335,17 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.threshold->setValue(0);
     s.threshold->setToolTip("Router probability threshold (\"model\": the checkpoint's own)");
     bar->addWidget(s.threshold);
+    bar->addWidget(new QLabel("  threads "));
+    s.threads = new QSpinBox;
+    s.threads->setObjectName("threads");
+    s.threads->setRange(0, 1024);
+    s.threads->setValue(0);
+    s.threads->setSpecialValueText("default");
+    s.threads->setToolTip(
+        QString("CPU threads of the run. \"default\": the engine's default when the run starts "
+                "(OMP_NUM_THREADS if set, else the cores not already busy; %1 now)")
+            .arg(default_cpu_threads()));
+    bar->addWidget(s.threads);
     auto update_backends = [this] {
         State& st = *state_;
         const bool cpu = st.device->currentText() == "cpu";
@@ -294,13 +426,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
 
     QMenu* help = menuBar()->addMenu("&Help");
     help->addAction("&Keyboard Shortcuts", this, [this] {
-        QMessageBox::information(
-            this, "Keyboard shortcuts",
-            "F5\tRun the document\nEsc\tCancel the run\nCtrl+O\tOpen a document\n"
-            "Ctrl+Shift+O\tOpen a model folder\nCtrl+Shift+P\tOpen a profile\nCtrl+S\tSave the "
-            "profile\nCtrl+E\tExport an HTML report\nCtrl+R\tReset the what-if\nCtrl+Q\tQuit\n\n"
-            "Routing map and timeline: wheel zooms, drag pans, double-click shows everything, a "
-            "click selects.");
+        QMessageBox box(QMessageBox::Information, "Keyboard shortcuts", shortcutsText(),
+                        QMessageBox::Ok, this);
+        box.setObjectName("shortcutsDialog");
+        box.setTextFormat(Qt::RichText);
+        box.exec();
     });
     help->addAction("&About L2A Studio", this, [this] {
         QMessageBox::about(
@@ -337,21 +467,38 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     RunController* c = s.controller;
     connect(c, &RunController::started, this,
             [this](const QString& what) { state_->status_stage->setText(what + "…"); });
+    connect(c, &RunController::jobStarted, this, [this] {
+        state_->progress_value = 0;
+        state_->progress->setValue(0);
+    });
     connect(c, &RunController::progress, this, [this](double fraction, const QString& stage) {
-        state_->progress->setValue(static_cast<int>(fraction * 1000));
-        state_->status_stage->setText(stage);
+        // One bar per job: a stage that starts over (a what-if's second pass) does not move
+        // it back.
+        State& st = *state_;
+        st.progress_value = std::max(st.progress_value, static_cast<int>(fraction * 1000));
+        st.progress->setValue(st.progress_value);
+        st.status_stage->setText(stage);
+        if (st.measuring) st.whatif->setMeasuring(true, fraction);
     });
     connect(c, &RunController::busyChanged, this, [this](bool busy) {
         state_->progress->setVisible(busy);
         state_->cancel->setVisible(busy);
-        if (busy) state_->progress->setValue(0);
+        if (busy) {
+            state_->progress_value = 0;
+            state_->progress->setValue(0);
+        }
         if (!busy && state_->whatif_running) {
             state_->whatif_running = false;
             state_->whatif->setRunning(false);
         }
+        if (!busy && state_->measuring) {
+            state_->measuring = false;
+            state_->whatif->setMeasuring(false);
+        }
+        if (!busy) updateStatus();
     });
-    connect(c, &RunController::runFinished, this, [this](ProfilePtr profile) {
-        state_->session->setBase(std::move(profile));
+    connect(c, &RunController::runFinished, this, [this](ProfilePtr profile, RunInfo info) {
+        state_->session->setBase(std::move(profile), {}, info);
         state_->status_stage->setText("Run finished");
     });
     connect(c, &RunController::whatIfFinished, this,
@@ -359,12 +506,34 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
                 state_->session->setVariant(std::move(variant), std::move(comparison));
                 state_->status_stage->setText("What-if finished");
             });
+    connect(c, &RunController::ttftMeasured, this,
+            [this](ProfilePtr variant, ComparisonPtr comparison) {
+                State& st = *state_;
+                st.measuring = false;
+                st.whatif->setMeasuring(false);
+                // Only for the variant still shown (a newer what-if replaces it).
+                if (st.session->variant() == variant) {
+                    st.session->setVariant(std::move(variant), std::move(comparison));
+                    st.status_stage->setText("TTFT measured");
+                }
+            });
+    connect(s.whatif, &WhatIfView::measureTtftRequested, this, [this](int repeats) {
+        State& st = *state_;
+        if (!st.session->variant() || !st.session->comparison() || st.measuring) return;
+        st.measuring = true;
+        st.whatif->setMeasuring(true, 0.0);
+        st.controller->startMeasureTtft(st.session->variant(), st.session->comparison(), repeats);
+    });
     connect(c, &RunController::failed, this, [this](const QString& message) {
         state_->status_stage->setText("Failed");
         QMessageBox::critical(this, "L2A Studio", message);
     });
-    connect(c, &RunController::cancelled, this,
-            [this] { state_->status_stage->setText("Cancelled"); });
+    connect(c, &RunController::cancelled, this, [this] {
+        state_->status_stage->setText(
+            state_->session->base() ? "Cancelled; the views show the previous run" : "Cancelled");
+        updateTitle();
+        updateStatus();
+    });
     s.whatif_timer = new QTimer(this);
     s.whatif_timer->setSingleShot(true);
     s.whatif_timer->setInterval(kWhatIfDebounceMs);
@@ -380,15 +549,22 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         st.whatif->setRunning(true);
         st.controller->startWhatIf(st.session->whatIfOptions());
     });
-    connect(s.session, &Session::baseChanged, this, [this] { updateStatus(); });
+    connect(s.session, &Session::baseChanged, this, [this] {
+        updateStatus();
+        updateTitle();
+        updateNotice();
+    });
 
     s.default_state = saveState();
     QSettings settings;
     restoreGeometry(settings.value("window/geometry").toByteArray());
-    if (!restoreState(settings.value("window/state").toByteArray())) {
-        QTimer::singleShot(0, this, [this] { state_->default_sizes(); });
-    }
-    s.max_tokens->setValue(settings.value("run/max_tokens", 4096).toInt());
+    // The default layout's sizes wait for the window's size (see showEvent).
+    s.apply_default_sizes = !restoreState(settings.value("window/state").toByteArray());
+    // A limit saved by an earlier version under the old key was its 4096 default nearly always:
+    // dropped, so that the whole document runs.
+    settings.remove(kOldMaxTokensKey);
+    s.max_tokens->setValue(settings.value(kMaxTokensKey, 0).toInt());
+    s.threads->setValue(settings.value("run/threads", 0).toInt());
     // A saved device this machine no longer has (a GPU build moved to a laptop) stays "cpu".
     s.device->setCurrentText(settings.value("run/device", "cpu").toString());
     s.backend->setCurrentText(settings.value("run/backend", "reference").toString());
@@ -433,12 +609,103 @@ void MainWindow::runNow() {
                               : routing == "random" ? RoutingPolicy{RoutingKind::Random, f}
                                                     : RoutingPolicy{RoutingKind::Top, f};
     if (s.threshold->value() > 0) request.options.threshold = s.threshold->value();
+    request.threads = s.threads->value();
     s.whatif_timer->stop();
     s.controller->startRun(request);
+    // The title keeps naming what the views show until the run finishes; the status bar says
+    // what is running now.
     const QString document =
         s.document_path.isEmpty() ? "demo document" : QFileInfo(s.document_path).fileName();
     const QString model = s.model_dir.isEmpty() ? "demo model" : QFileInfo(s.model_dir).fileName();
-    setWindowTitle(QString("%1 — %2 — L2A Studio").arg(document, model));
+    s.status_stage->setText(QString("Starting a run of %1 on %2…").arg(document, model));
+    s.status_device->setText(s.device->currentText());
+    s.status_tokens->setText(
+        request.options.max_tokens > 0
+            ? QString("≤ %1 tokens").arg(group_digits(request.options.max_tokens))
+            : QString("whole document"));
+    s.status_time->setText("running");
+}
+
+void MainWindow::runWholeDocument() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    const RunInfo& info = s.session->baseInfo();
+    // Past the model's context only when the whole document is longer than it; otherwise the
+    // "whole document" setting (which stops at the context) is enough.
+    if (p && info.max_positions > 0 && p->tokens_before_truncation > info.max_positions) {
+        s.max_tokens->setValue(static_cast<int>(
+            std::min<std::int64_t>(p->tokens_before_truncation, s.max_tokens->maximum())));
+    } else {
+        s.max_tokens->setValue(0);
+    }
+    s.notice->hide();
+    runNow();
+}
+
+QString MainWindow::shortcutsText() {
+    const std::pair<const char*, const char*> keys[] = {
+        {"F5", "Run the document"},
+        {"Esc", "Cancel the run"},
+        {"Ctrl+O", "Open a document"},
+        {"Ctrl+Shift+O", "Open a model folder"},
+        {"Ctrl+Shift+P", "Open a profile"},
+        {"Ctrl+S", "Save the profile"},
+        {"Ctrl+E", "Export an HTML report"},
+        {"Ctrl+R", "Reset the what-if"},
+        {"Ctrl+Q", "Quit"},
+    };
+    QString html = "<table cellspacing='0' cellpadding='3'>";
+    for (const auto& [key, action] : keys) {
+        html +=
+            QString("<tr><td><b>%1</b></td><td>&nbsp;&nbsp;</td><td>%2</td></tr>").arg(key, action);
+    }
+    html +=
+        "</table><p>Routing map and timeline: the wheel zooms, dragging pans, a double-click "
+        "shows everything, a click selects.</p>";
+    return html;
+}
+
+void MainWindow::updateTitle() {
+    const ProfilePtr& p = state_->session->base();
+    if (!p) {
+        setWindowTitle("L2A Studio");
+    } else if (!state_->session->baseFile().isEmpty()) {
+        setWindowTitle(QFileInfo(state_->session->baseFile()).fileName() + " — L2A Studio");
+    } else {
+        setWindowTitle(QString("%1 — %2 — L2A Studio").arg(document_name(*p), model_name(*p)));
+    }
+}
+
+void MainWindow::updateNotice() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    const RunInfo& info = s.session->baseInfo();
+    QStringList lines;
+    bool cut = false;
+    if (p && p->tokens_before_truncation > p->num_tokens()) {
+        cut = true;
+        const QString why =
+            info.cut_by == "context"
+                ? QString("the model's context is %1 tokens (max_position_embeddings)")
+                      .arg(group_digits(info.max_positions))
+            : p->options.max_tokens > 0
+                ? QString("max tokens is %1").arg(group_digits(p->options.max_tokens))
+                : QString("the run that made this profile was limited");
+        lines << QString(
+                     "This run covers only the first %1 of the %2 tokens of %3: %4. The "
+                     "loss and the routing are of that part only.")
+                     .arg(group_digits(p->num_tokens()), group_digits(p->tokens_before_truncation),
+                          document_name(*p), why);
+    }
+    if (p && info.beyond_context) {
+        lines << QString(
+                     "%1 tokens are more than the model's max_position_embeddings (%2): "
+                     "positions past it are outside what the model was trained for.")
+                     .arg(group_digits(p->num_tokens()), group_digits(info.max_positions));
+    }
+    s.notice_text->setText(lines.join("\n"));
+    s.notice_whole->setVisible(cut);
+    s.notice->setVisible(!lines.isEmpty());
 }
 
 void MainWindow::cancelRun() { state_->controller->cancel(); }
@@ -488,7 +755,6 @@ void MainWindow::openProfile(const QString& path_in) {
         state_->controller->adoptBase(profile);
         state_->session->setBase(profile, path);
         addRecent(path);
-        setWindowTitle(QFileInfo(path).fileName() + " — L2A Studio");
     } catch (const std::exception& e) {
         QMessageBox::critical(this, "Cannot open the profile", naming_file(path, e));
     }
@@ -511,6 +777,7 @@ void MainWindow::saveProfile(const QString& path_in) {
     try {
         save_profile(*state_->session->base(), to_path(path));
         state_->session->setBaseFile(path);
+        updateTitle();
         addRecent(path);
         state_->status_stage->setText("Saved " + path);
     } catch (const std::exception& e) {
@@ -634,7 +901,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     QSettings settings;
     settings.setValue("window/geometry", saveGeometry());
     settings.setValue("window/state", saveState());
-    settings.setValue("run/max_tokens", state_->max_tokens->value());
+    settings.setValue(kMaxTokensKey, state_->max_tokens->value());
+    settings.setValue("run/threads", state_->threads->value());
     settings.setValue("run/device", state_->device->currentText());
     settings.setValue("run/backend", state_->backend->currentText());
     settings.setValue("run/routing", state_->routing->currentText());
@@ -642,6 +910,14 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     settings.setValue("run/threshold", state_->threshold->value());
     state_->controller->cancel();
     event->accept();
+}
+
+void MainWindow::showEvent(QShowEvent* event) {
+    QMainWindow::showEvent(event);
+    if (state_->apply_default_sizes) {
+        state_->apply_default_sizes = false;
+        QTimer::singleShot(0, this, [this] { state_->default_sizes(); });
+    }
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* event) {

@@ -24,6 +24,7 @@
 
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
+#include "l2a/ui/units.h"
 
 namespace l2a::ui {
 namespace {
@@ -159,6 +160,7 @@ struct DocumentView::State {
     bool has_decisions = false;      // decisions hold [L, T]
     bool has_logits = false;         // router_logits hold [L, T]
     double max_abs_delta = 0.0;
+    bool clicked_here = false;  // the selection comes from a click in this view
 
     std::size_t numTokens() const { return begin.size(); }
 
@@ -308,7 +310,12 @@ void DocumentText::mouseReleaseEvent(QMouseEvent* event) {
     // A drag selects text (for copying); a plain click selects the token.
     if (event->button() == Qt::LeftButton && !textCursor().hasSelection()) {
         const qint64 t = view_->tokenAt(event->position().toPoint());
-        if (t >= 0) state_->selection->setToken(t);
+        if (t >= 0) {
+            // The token is under the mouse already: the text stays where it is.
+            state_->clicked_here = true;
+            state_->selection->setToken(t);
+            state_->clicked_here = false;
+        }
     }
 }
 
@@ -402,15 +409,12 @@ DocumentView::DocumentView(Session* session, Selection* selection, QWidget* pare
     connect(session, &Session::variantChanged, this, refresh_variant);
     auto show_token = [this](qint64 token) {
         State& st = *state_;
-        if (token >= 0 && static_cast<std::size_t>(token) < st.numTokens()) {
-            // Bring the token's end then its start into view, so the whole token shows.
+        if (token >= 0 && static_cast<std::size_t>(token) < st.numTokens() && !st.clicked_here) {
+            // The token's line in the middle of the pane, its text selected by nothing.
             QTextCursor cursor = st.text->textCursor();
-            cursor.setPosition(st.end[static_cast<std::size_t>(token)]);
-            st.text->setTextCursor(cursor);
-            st.text->ensureCursorVisible();
             cursor.setPosition(st.begin[static_cast<std::size_t>(token)]);
             st.text->setTextCursor(cursor);
-            st.text->ensureCursorVisible();
+            st.text->centerCursor();
         }
         st.text->viewport()->update();
     };
@@ -569,10 +573,9 @@ QString DocumentView::tokenToolTip(qint64 token) const {
         const ProfilePtr& v = s.session->variant();
         if (v && v->token_nll.size() == p.token_nll.size() && std::isfinite(v->token_nll[t])) {
             const double d = static_cast<double>(v->token_nll[t]) - p.token_nll[t];
-            tip += QString(", what-if %1 (Δ %2%3)")
+            tip += QString(", what-if %1 (Δ %2)")
                        .arg(v->token_nll[t], 0, 'f', 4)
-                       .arg(d > 0 ? "+" : "")
-                       .arg(d, 0, 'f', 4);
+                       .arg(signed_number(d, 4));
         }
     }
     return tip;

@@ -13,9 +13,11 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSlider>
+#include <QSpinBox>
 #include <QStackedWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -32,10 +34,7 @@ QString fixed(double v, int digits) {
     return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
 }
 
-QString signed_fixed(double v, int digits) {
-    if (!std::isfinite(v)) return "n/a";
-    return (v > 0 ? "+" : "") + QString::number(v, 'f', digits);
-}
+QString signed_fixed(double v, int digits) { return signed_number(v, digits); }
 
 QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
@@ -43,6 +42,23 @@ QString seconds_text(double s) {
     if (!std::isfinite(s)) return "n/a";
     if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
     return QString::number(s * 1e3, 'f', 1) + " ms";
+}
+
+// "1.204 s (1.190–1.251 s)": the median and the spread of the samples.
+QString measurement_text(const TtftMeasurement& m) {
+    if (m.samples.size() < 2) return seconds_text(m.median);
+    const bool ms = m.max < 1.0;
+    const double f = ms ? 1e3 : 1.0;
+    const int digits = ms ? 1 : 3;
+    return seconds_text(m.median) + QString(" (%1–%2 %3)")
+                                        .arg(QString::number(m.min * f, 'f', digits),
+                                             QString::number(m.max * f, 'f', digits),
+                                             ms ? "ms" : "s");
+}
+
+QString threads_text(std::int64_t threads) {
+    return threads > 0 ? QString("%1 thread%2").arg(threads).arg(threads == 1 ? "" : "s")
+                       : QString("threads not recorded");
 }
 
 QString options_text(const RunOptions& o) {
@@ -83,16 +99,22 @@ constexpr MetricRow kMetricRows[] = {
     {"top1", "top-1 agreement", "Share of tokens whose most likely next token agrees"},
     {"kv", "KV memory", "KV-cache bytes, base → variant, and relative to the model without L2A"},
     {"kv_saved", "KV memory saved", "Base KV-cache bytes minus the variant's"},
-    {"ttft_measured", "TTFT measured",
-     "Time to first token, base → variant: median of full runs of each (not measured live)"},
     {"ttft_predicted", "TTFT predicted",
-     "Time to first token from the timing model calibrated on the base run"},
+     "Time to first token, base → variant, predicted by the timing model calibrated on the base "
+     "run's layer times (without the per-token loss pass); updated with every what-if"},
+    {"ttft_measured", "TTFT measured",
+     "Time to first token, base → variant: median (min–max) of repeated full runs of each, "
+     "alternated, on the same device, backend and threads (Measure TTFT)"},
 };
 
 // Rows of the side-by-side table of two opened profiles: key, label.
 constexpr std::pair<const char*, const char*> kSideRows[] = {
-    {"mean_nll", "mean NLL"}, {"perplexity", "perplexity"}, {"global_fraction", "global fraction"},
-    {"kv", "KV memory"},      {"wall", "wall time"},        {"options", "options"},
+    {"mean_nll", "mean NLL"},
+    {"perplexity", "perplexity"},
+    {"global_fraction", "global fraction"},
+    {"kv", "KV memory"},
+    {"wall", "wall time, threads"},
+    {"options", "options"},
 };
 
 }  // namespace
@@ -112,6 +134,10 @@ struct WhatIfView::State {
     QWidget* comparison_page = nullptr;
     std::map<QString, QLabel*> values;
     QPushButton* kl_token = nullptr;
+    QPushButton* measure = nullptr;
+    QSpinBox* repeats = nullptr;
+    QProgressBar* measure_progress = nullptr;
+    bool measuring = false;
     QTableWidget* layers = nullptr;
     QTableWidget* side = nullptr;
     bool updating = false;  // controls being set from the session, not by the user
@@ -192,6 +218,7 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
         auto* value = new QLabel(results);
         value->setTextInteractionFlags(Qt::TextSelectableByMouse);
         value->setStyleSheet("font-family: monospace");
+        value->setWordWrap(true);  // a narrow column wraps the longer rows
         value->setToolTip(row.tip);
         auto* label = new QLabel(row.label, results);
         label->setToolTip(row.tip);
@@ -212,6 +239,27 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
         }
         s.values[row.key] = value;
     }
+    // Measured TTFT on request: both option sets run in full, alternately, N times each.
+    auto* measure_row = new QHBoxLayout;
+    s.measure = new QPushButton("Measure TTFT", results);
+    s.measure->setToolTip(
+        "Run the base and the variant in full (every layer, last row's logits only) N times "
+        "each, alternately, and show the median and the spread of their times to first token");
+    s.repeats = new QSpinBox(results);
+    s.repeats->setRange(1, 50);
+    s.repeats->setValue(3);
+    s.repeats->setSuffix(" runs each");
+    s.repeats->setToolTip("How many timed runs of each (after one untimed warm-up run of each)");
+    s.measure_progress = new QProgressBar(results);
+    s.measure_progress->setRange(0, 1000);
+    s.measure_progress->setMaximumHeight(14);
+    s.measure_progress->setTextVisible(false);
+    s.measure_progress->setVisible(false);
+    measure_row->addWidget(s.measure);
+    measure_row->addWidget(s.repeats);
+    measure_row->addWidget(s.measure_progress, 1);
+    measure_row->addStretch(0);
+    grid->addRow(QString(), measure_row);
     comparison_layout->addWidget(results);
     s.layers =
         make_table(4, {"layer", "base global", "variant global", "change"}, s.comparison_page);
@@ -256,6 +304,11 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.reset->setObjectName("reset");
     s.kl_token->setObjectName("klMaxToken");
     s.busy->setObjectName("busy");
+    s.status->setObjectName("whatifStatus");
+    s.measure->setObjectName("measureTtft");
+    s.repeats->setObjectName("ttftRepeats");
+    s.measure_progress->setObjectName("ttftProgress");
+    s.pages->setObjectName("comparison");
     s.layers->setObjectName("layerComparison");
     s.side->setObjectName("sideBySide");
 
@@ -278,6 +331,11 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     connect(s.reset, &QPushButton::clicked, this, [this] {
         if (state_->session->base()) {
             state_->session->setWhatIfOptions(state_->session->base()->options);
+        }
+    });
+    connect(s.measure, &QPushButton::clicked, this, [this] {
+        if (state_->session->comparison() && !state_->measuring) {
+            emit measureTtftRequested(state_->repeats->value());
         }
     });
     connect(s.kl_token, &QPushButton::clicked, this, [this] {
@@ -340,9 +398,15 @@ void WhatIfView::showResults() {
         s.status->setText("No run yet.");
     } else if (!variant) {
         s.status->setText(
-            "No what-if yet: prune a layer in the Layers view or change the "
-            "routing.");
+            "No what-if yet: prune a layer in the Layers view or change the routing or the "
+            "threshold above; the comparison with this run shows here. The run's own numbers "
+            "are in the run summary.");
     }
+    // No empty column of labels: the comparison shows once there is something to compare
+    // (the run's own numbers are in the run summary).
+    s.pages->setVisible(base && variant);
+    s.measure->setEnabled(c != nullptr && !s.measuring && !s.running);
+    s.measure_progress->setVisible(s.measuring);
     if (!base || !variant) return;
     if (c) {
         if (!s.running) {
@@ -368,12 +432,27 @@ void WhatIfView::showResults() {
                                          fixed(100.0 * c->variant_kv_relative, 1),
                                          bytes_text(c->kv_bytes_without_l2a)));
         s.values["kv_saved"]->setText(bytes_text(c->base_kv_bytes - c->variant_kv_bytes));
-        s.values["ttft_measured"]->setText(
-            c->base_ttft.measured() && c->variant_ttft.measured()
-                ? seconds_text(c->base_ttft.median) + " → " + seconds_text(c->variant_ttft.median)
-                : QString("not measured"));
-        s.values["ttft_predicted"]->setText(seconds_text(c->base_ttft_predicted) + " → " +
-                                            seconds_text(c->variant_ttft_predicted));
+        // Measured only as repeated full runs of both; never the base's time up to the first
+        // changed layer plus a re-run.
+        if (c->base_ttft.measured() && c->variant_ttft.measured()) {
+            const auto runs = std::min(c->base_ttft.samples.size(), c->variant_ttft.samples.size());
+            s.values["ttft_measured"]->setText(
+                QString("%1 → %2, %3, %4")
+                    .arg(measurement_text(c->base_ttft), measurement_text(c->variant_ttft),
+                         runs == 1 ? QString("1 run each")
+                                   : QString("median of %1 runs each").arg(runs),
+                         threads_text(variant->cpu_threads)));
+        } else {
+            s.values["ttft_measured"]->setText(s.measuring ? QString("measuring…")
+                                                           : QString("not measured"));
+        }
+        const double change = c->base_ttft_predicted > 0
+                                  ? c->variant_ttft_predicted / c->base_ttft_predicted - 1.0
+                                  : std::nan("");
+        s.values["ttft_predicted"]->setText(QString("%1 → %2  (%3%), predicted")
+                                                .arg(seconds_text(c->base_ttft_predicted),
+                                                     seconds_text(c->variant_ttft_predicted),
+                                                     signed_fixed(100.0 * change, 1)));
         if (c->kl_max > 0 && c->kl_max_token >= 0 && c->kl_max_token < base->num_tokens()) {
             s.kl_max_token = c->kl_max_token;
             s.kl_token->setText(QString("at token %1").arg(c->kl_max_token));
@@ -407,7 +486,8 @@ void WhatIfView::showResults() {
             fixed(p.metrics.perplexity, 3),
             fixed(100.0 * p.metrics.global_fraction_overall, 1) + "%",
             bytes_text(p.metrics.kv_bytes_total),
-            seconds_text(p.wall_seconds),
+            seconds_text(p.wall_seconds) + (p.time_basis.empty() ? "" : " (composed)") + ", " +
+                threads_text(p.cpu_threads),
             options_text(p.options),
         };
         for (int r = 0; r < s.side->rowCount(); ++r) {
@@ -429,6 +509,14 @@ QString WhatIfView::shownValue(const QString& metric) const {
     }
     auto it = s.values.find(metric);
     return it == s.values.end() ? QString() : it->second->text();
+}
+
+void WhatIfView::setMeasuring(bool measuring, double fraction) {
+    State& s = *state_;
+    s.measure_progress->setValue(static_cast<int>(std::clamp(fraction, 0.0, 1.0) * 1000));
+    if (s.measuring == measuring) return;
+    s.measuring = measuring;
+    showResults();
 }
 
 void WhatIfView::setRunning(bool running) {

@@ -42,6 +42,9 @@ public:
 public slots:
     void runNow();                                   // F5
     void cancelRun();                                // Esc
+    // Runs every token of the document (past the model's context when it is longer); the
+    // notice over a cut run offers it.
+    void runWholeDocument();
     void openModelFolder(const QString& dir);        // Ctrl+Shift+O (dialog when empty)
     void openDocument(const QString& path);          // Ctrl+O
     void openProfile(const QString& path);           // Ctrl+Shift+P ... (dialog when empty)
@@ -49,12 +52,19 @@ public slots:
     // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
     bool exportTo(const QString& format, const QString& path);
 
+public:
+    // The Help > Keyboard Shortcuts text (rich text).
+    static QString shortcutsText();
+
 protected:
     void closeEvent(QCloseEvent* event) override;
+    void showEvent(QShowEvent* event) override;
     void dragEnterEvent(QDragEnterEvent* event) override;
     void dropEvent(QDropEvent* event) override;
 
 private:
+    void updateTitle();
+    void updateNotice();
     void addRecent(const QString& path);
     void updateRecent();
     void updateStatus();

@@ -6,6 +6,7 @@
 // and a tooltip (position, token text, decision, router probability) under the mouse.
 #pragma once
 
+#include <QRectF>
 #include <QSize>
 #include <memory>
 #include <vector>
@@ -46,6 +47,13 @@ public:
     long long routedTexelsOnGpu();
     // Shows tokens [first, last) across the width.
     void setVisibleTokens(double first, double last);
+    // Where the last frame drew the map (widget coordinates), and how many tokens' text it
+    // wrote under it (deep zoom only). For tests.
+    QRectF mapArea() const;
+    // Shows the what-if variant (when there is one) instead of the base, as the radio buttons
+    // over the map do.
+    void setShowVariant(bool variant);
+    int tokenTextsDrawn() const;
 
 protected:
     void drawFrame() override;

@@ -17,8 +17,13 @@ namespace l2a::ui {
 struct RunRequest {
     std::filesystem::path model_dir;  // empty: the shipped demo model
     std::filesystem::path document;   // empty: the demo document
-    RunOptions options;               // device, backend, max_tokens, routing, threshold, ...
+    // device, backend, max_tokens, routing, threshold, ... max_tokens 0: the whole document up
+    // to the model's context (max_position_embeddings); a longer document is cut there and the
+    // RunInfo says so. A max_tokens above the context runs that many tokens (RunInfo says it
+    // went beyond the context).
+    RunOptions options;
     std::string dtype = "auto";       // Placement::dtype
+    int threads = 0;                  // CPU threads of the run; 0: the engine's default
 };
 
 class RunController : public QObject {
@@ -40,15 +45,25 @@ public:
     // runs, a newer request replaces the queued one (latest wins); a running base run is not
     // interrupted by it. Fails (signal) when there is no base.
     void startWhatIf(const RunOptions& variant);
+    // Times `repeats` full runs (after a warm-up) of the base and of `variant`'s options,
+    // alternately, on the worker (measure_ttft_pair), and emits ttftMeasured with a copy of
+    // `comparison` that holds both measurements. A newer what-if cancels it.
+    void startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats);
     // Effective within 0.5 s; emits cancelled() once the worker has stopped.
     void cancel();
 
 signals:
     void busyChanged(bool busy);
+    void jobStarted();                                  // a run or what-if begins: progress 0
     void started(const QString& what);                  // "Running 2,048 tokens on cpu"
-    void progress(double fraction, const QString& stage);  // fraction in [0, 1]
-    void runFinished(l2a::ui::ProfilePtr profile);
+    // fraction in [0, 1] of the whole job (a what-if that re-runs the base first counts both
+    // passes), never lower than the last within a job; stage names layers from 0 as the views
+    // do ("layer 3 of 0-5: mlp").
+    void progress(double fraction, const QString& stage);
+    void runFinished(l2a::ui::ProfilePtr profile, l2a::ui::RunInfo info);
     void whatIfFinished(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
+    // The comparison of `variant` with its TTFT measured (base_ttft, variant_ttft filled).
+    void ttftMeasured(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
     // One line that names the file or input and the problem ("model.safetensors: truncated ...").
     void failed(const QString& message);
     void cancelled();

@@ -5,7 +5,9 @@
 
 #include <QObject>
 #include <QString>
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
@@ -15,6 +17,19 @@ namespace l2a::ui {
 
 using ProfilePtr = std::shared_ptr<const Profile>;
 using ComparisonPtr = std::shared_ptr<const WhatIfComparison>;
+
+// What a fresh run knows beside its Profile: how the model was placed and why the document
+// was cut. A profile opened from a file has none of it (every field at its default).
+struct RunInfo {
+    std::string dtype;               // the placement's dtype ("fp32", "bf16", ...); "" unknown
+    int threads = 0;                 // CPU threads the run used; 0 unknown
+    std::int64_t max_positions = 0;  // the model's max_position_embeddings; 0 unknown
+    std::int64_t requested_max_tokens = 0;  // the run option as asked (0: the whole document)
+    // Why the document was cut: "" (it was not), "max tokens" (the run option) or "context"
+    // (the whole document is longer than the model's max_position_embeddings).
+    std::string cut_by;
+    bool beyond_context = false;  // more tokens ran than the model has positions
+};
 
 class Session : public QObject {
     Q_OBJECT
@@ -28,12 +43,15 @@ public:
     const ComparisonPtr& comparison() const { return comparison_; }
     // Where the base came from ("" for a fresh run): the .l2a file it was opened from or saved to.
     const QString& baseFile() const { return base_file_; }
+    // What the run of the base knew beside its profile (defaults for an opened profile).
+    const RunInfo& baseInfo() const { return base_info_; }
 
     // The options of the next what-if: the base's options with the user's edits (pruned layers,
     // threshold, routing policy). Equal to the base's options right after setBase.
     const RunOptions& whatIfOptions() const { return whatif_options_; }
 
-    void setBase(ProfilePtr base, const QString& file = {});  // drops the variant
+    void setBase(ProfilePtr base, const QString& file = {},
+                 const RunInfo& info = {});  // drops the variant
     void setBaseFile(const QString& file);
     void setVariant(ProfilePtr variant, ComparisonPtr comparison = nullptr);
     void clearVariant();
@@ -52,6 +70,7 @@ private:
     ProfilePtr variant_;
     ComparisonPtr comparison_;
     QString base_file_;
+    RunInfo base_info_;
     RunOptions whatif_options_;
 };
 

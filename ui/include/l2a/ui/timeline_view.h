@@ -5,6 +5,8 @@
 // Hover shows name, range, duration; a click on a layer's range selects that layer.
 #pragma once
 
+#include <QRectF>
+#include <QStringList>
 #include <memory>
 
 #include "l2a/ui/imgui_widget.h"
@@ -26,6 +28,10 @@ public:
     long long boxesDrawnLastFrame() const;
     // The visible time window in seconds since the start of the run.
     void setVisibleTime(double begin_s, double end_s);
+    // Where the last frame drew the lanes' events (widget coordinates; the first lane at the
+    // top) and the time axis's labels, left to right. For tests.
+    QRectF eventArea() const;
+    QStringList tickLabels() const;
 
 protected:
     void drawFrame() override;

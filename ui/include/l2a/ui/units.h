@@ -20,4 +20,17 @@ inline QString byte_size_text(std::int64_t bytes, int digits = 2) {
     return (bytes < 0 ? "-" : "") + QString::number(v, 'f', digits) + " " + units[u];
 }
 
+// "+0.25", "-1.50", and "0.00" for anything that rounds to zero (never "-0.00" or "+0.00");
+// "n/a" when not finite.
+inline QString signed_number(double v, int digits) {
+    if (!std::isfinite(v)) return "n/a";
+    QString text = QString::number(v, 'f', digits);
+    bool zero = true;
+    for (QChar c : text) {
+        if (c.isDigit() && c != QChar('0')) zero = false;
+    }
+    if (zero) return QString::number(0.0, 'f', digits);
+    return (v > 0 ? "+" : "") + text;
+}
+
 }  // namespace l2a::ui

@@ -2,8 +2,9 @@
 // is edited in the Layers view. Every edit changes the session's what-if options (the main
 // window re-runs from the first changed layer). Results: Δ mean NLL and perplexity, KL(base ||
 // variant) mean and max, top-1 agreement, KV memory (absolute, saved, relative to no L2A), TTFT
-// measured and predicted, base and variant; a per-layer comparison; for two opened profiles
-// (no comparison) the side-by-side numbers they both hold.
+// predicted (live, from the base's timing model) and measured (on request: repeated full runs of
+// both, median and spread); a per-layer comparison; for two opened profiles (no comparison) the
+// side-by-side numbers they both hold.
 #pragma once
 
 #include <QWidget>
@@ -25,6 +26,13 @@ public:
     QString shownValue(const QString& metric) const;
     // Shows "running..." over the results while a what-if is on its way.
     void setRunning(bool running);
+    // While the TTFT of base and variant is being measured: a progress bar (fraction of the
+    // runs done) and the button disabled.
+    void setMeasuring(bool measuring, double fraction = 0.0);
+
+signals:
+    // "Measure TTFT" was pressed: time `repeats` full runs of the base and of the variant.
+    void measureTtftRequested(int repeats);
 
 private:
     void syncControls();
