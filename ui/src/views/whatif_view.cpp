@@ -152,7 +152,22 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.selection = selection;
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
+    layout->addWidget(createOptions());
+    layout->addLayout(createStatusRow());
+    s.pages = new QStackedWidget(this);
+    s.pages->addWidget(createComparisonPage());
+    s.pages->addWidget(createSideBySidePage());
+    layout->addWidget(s.pages, 1);
+    nameWidgets();
+    connectControls();
+    connectSession();
+    syncControls();
+    showResults();
+}
 
+// The what-if options: routing and its fraction, the threshold override, Reset.
+QGroupBox* WhatIfView::createOptions() {
+    State& s = *state_;
     auto* controls =
         new QGroupBox("What-if options (pruning: the Layers view's check boxes)", this);
     auto* form = new QFormLayout(controls);
@@ -192,8 +207,12 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.reset = new QPushButton("Reset to base", controls);
     s.reset->setToolTip("Back to the base run's options: its pruning, routing and threshold");
     form->addRow(QString(), s.reset);
-    layout->addWidget(controls);
+    return controls;
+}
 
+// The status line and the busy bar of a running what-if.
+QHBoxLayout* WhatIfView::createStatusRow() {
+    State& s = *state_;
     auto* status_row = new QHBoxLayout;
     s.status = new QLabel(this);
     s.status->setStyleSheet("color: #5a6372");
@@ -206,9 +225,13 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.busy->setVisible(false);
     status_row->addWidget(s.status, 1);
     status_row->addWidget(s.busy);
-    layout->addLayout(status_row);
+    return status_row;
+}
 
-    s.pages = new QStackedWidget(this);
+// The comparison: the metric rows (with the token of the largest KL a click away), Measure
+// TTFT, and the per-layer table.
+QWidget* WhatIfView::createComparisonPage() {
+    State& s = *state_;
     s.comparison_page = new QWidget(s.pages);
     auto* comparison_layout = new QVBoxLayout(s.comparison_page);
     comparison_layout->setContentsMargins(0, 0, 0, 0);
@@ -270,32 +293,24 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
         "(0 in pruned layers)");
     s.layers->horizontalHeaderItem(3)->setToolTip("Variant minus base, percentage points");
     comparison_layout->addWidget(s.layers, 1);
-    s.pages->addWidget(s.comparison_page);
+    return s.comparison_page;
+}
+
+// Two profiles side by side (a profile opened to compare, not a what-if of the base).
+QTableWidget* WhatIfView::createSideBySidePage() {
+    State& s = *state_;
     s.side = make_table(2, {"base", "other"}, s.pages);
     s.side->setRowCount(static_cast<int>(std::size(kSideRows)));
     for (int r = 0; r < s.side->rowCount(); ++r) {
         s.side->setVerticalHeaderItem(r, new QTableWidgetItem(kSideRows[r].second));
     }
     s.side->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
-    s.pages->addWidget(s.side);
-    layout->addWidget(s.pages, 1);
+    return s.side;
+}
 
-    auto edited = [this] {
-        State& st = *state_;
-        if (st.updating || !st.session->base()) return;
-        RunOptions o = st.session->whatIfOptions();
-        const auto kind = static_cast<RoutingKind>(st.routing->currentIndex());
-        const bool has_fraction = kind == RoutingKind::Random || kind == RoutingKind::Top;
-        o.routing = RoutingPolicy{kind, has_fraction ? st.fraction->value() : 0.0};
-        o.threshold = st.override_threshold->isChecked()
-                          ? std::optional<double>(st.threshold->value())
-                          : std::nullopt;
-        st.threshold->setEnabled(st.override_threshold->isChecked());
-        st.threshold_slider->setEnabled(st.override_threshold->isChecked());
-        st.fraction->setEnabled(has_fraction);
-        st.session->setWhatIfOptions(o);
-    };
-    // Names for tests and style sheets.
+// Names for tests and style sheets.
+void WhatIfView::nameWidgets() {
+    State& s = *state_;
     s.routing->setObjectName("routing");
     s.fraction->setObjectName("fraction");
     s.override_threshold->setObjectName("thresholdOverride");
@@ -311,17 +326,38 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.pages->setObjectName("comparison");
     s.layers->setObjectName("layerComparison");
     s.side->setObjectName("sideBySide");
+}
 
-    connect(s.routing, &QComboBox::currentIndexChanged, this, edited);
-    connect(s.fraction, &QDoubleSpinBox::valueChanged, this, edited);
-    connect(s.override_threshold, &QCheckBox::toggled, this, edited);
-    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, [this, edited](double v) {
+// The options as the controls now say, into the session (which starts a what-if run).
+void WhatIfView::applyEdits() {
+    State& st = *state_;
+    if (st.updating || !st.session->base()) return;
+    RunOptions o = st.session->whatIfOptions();
+    const auto kind = static_cast<RoutingKind>(st.routing->currentIndex());
+    const bool has_fraction = kind == RoutingKind::Random || kind == RoutingKind::Top;
+    o.routing = RoutingPolicy{kind, has_fraction ? st.fraction->value() : 0.0};
+    o.threshold = st.override_threshold->isChecked() ? std::optional<double>(st.threshold->value())
+                                                     : std::nullopt;
+    st.threshold->setEnabled(st.override_threshold->isChecked());
+    st.threshold_slider->setEnabled(st.override_threshold->isChecked());
+    st.fraction->setEnabled(has_fraction);
+    st.session->setWhatIfOptions(o);
+}
+
+// The controls edit the session's what-if options; the slider and the spin box follow each
+// other; Reset, Measure TTFT and the KL token act.
+void WhatIfView::connectControls() {
+    State& s = *state_;
+    connect(s.routing, &QComboBox::currentIndexChanged, this, &WhatIfView::applyEdits);
+    connect(s.fraction, &QDoubleSpinBox::valueChanged, this, &WhatIfView::applyEdits);
+    connect(s.override_threshold, &QCheckBox::toggled, this, &WhatIfView::applyEdits);
+    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, [this](double v) {
         State& st = *state_;
         const bool was = st.updating;
         st.updating = true;  // the slider follows; one edit, not two
         st.threshold_slider->setValue(static_cast<int>(std::lround(v * kSliderSteps)));
         st.updating = was;
-        edited();
+        applyEdits();
     });
     connect(s.threshold_slider, &QSlider::valueChanged, this, [this](int v) {
         State& st = *state_;
@@ -341,14 +377,16 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     connect(s.kl_token, &QPushButton::clicked, this, [this] {
         if (state_->kl_max_token >= 0) state_->selection->setToken(state_->kl_max_token);
     });
-    connect(session, &Session::whatIfOptionsChanged, this, [this] { syncControls(); });
-    connect(session, &Session::baseChanged, this, [this] {
+}
+
+// A new base or variant, or options changed elsewhere, update the controls and the results.
+void WhatIfView::connectSession() {
+    connect(state_->session, &Session::whatIfOptionsChanged, this, [this] { syncControls(); });
+    connect(state_->session, &Session::baseChanged, this, [this] {
         syncControls();
         showResults();
     });
-    connect(session, &Session::variantChanged, this, [this] { showResults(); });
-    syncControls();
-    showResults();
+    connect(state_->session, &Session::variantChanged, this, [this] { showResults(); });
 }
 
 WhatIfView::~WhatIfView() = default;
