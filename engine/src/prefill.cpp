@@ -564,31 +564,32 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                     hc.add_(mlp(w, norm_rows(engine, hc, w.post_norm)));
                 }
                 x = h;
-            }
-            // One reduction over the layer's output (min and max, which NaN and Inf reach, with
-            // no full-size temporary). The CPU reads it at once; on CUDA each layer's flag stays
-            // on the device and all are read after the last layer, so the check adds no
-            // synchronization.
-            const auto [lowest, highest] = at::aminmax(x);
-            at::Tensor finite = at::isfinite(lowest).logical_and(at::isfinite(highest));
-            if (cuda) {
-                finite_flags.push_back(std::move(finite));
-            } else if (!finite.item<bool>()) {
-                nonfinite_activations(model, li);
+                // One reduction over the layer's output (min and max, which NaN and Inf reach,
+                // with no full-size temporary), timed with the MLP that produced it. The CPU
+                // reads it at once; on CUDA each layer's flag stays on the device and all are
+                // read after the last layer, so the check adds no synchronization.
+                const auto [lowest, highest] = at::aminmax(x);
+                at::Tensor finite = at::isfinite(lowest).logical_and(at::isfinite(highest));
+                if (cuda) {
+                    finite_flags.push_back(std::move(finite));
+                } else if (!finite.item<bool>()) {
+                    nonfinite_activations(model, li);
+                }
             }
             if (hooks.observer) hooks.observer->on_layer_end(layer);
             progress(static_cast<double>(li + 1), "layer " + std::to_string(li + 1) + " / " + std::to_string(L));
         }
-        if (!finite_flags.empty()) {
-            const at::Tensor flags = at::stack(finite_flags).to(at::kCPU);
-            for (std::int64_t i = 0; i < flags.numel(); ++i) {
-                if (!flags[i].item<bool>()) nonfinite_activations(model, start_layer + i);
-            }
-        }
-
         if (keep) keep_hidden(x, keep->final_hidden);
         {
             Range r(ranges, "lm_head");
+            // The layers' finiteness flags (CUDA), read here so that their few kernels fall
+            // inside a range of the timeline.
+            if (!finite_flags.empty()) {
+                const at::Tensor flags = at::stack(finite_flags).to(at::kCPU);
+                for (std::int64_t i = 0; i < flags.numel(); ++i) {
+                    if (!flags[i].item<bool>()) nonfinite_activations(model, start_layer + i);
+                }
+            }
             // Without the per-token NLL (and without a logits sink) only the last row is needed:
             // the next token's logits, which is all that time-to-first-token covers.
             const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
