@@ -183,19 +183,19 @@ int info_command(std::span<const std::string_view> raw) {
 
     const std::int64_t b = kv.per_token_per_cache;
     std::printf("\nKV cache (bf16, %d bytes per element)\n", kBf16Bytes);
-    line("  per token", format_bytes(b) + " per layer and cache (2 x " +
+    line("  per token", format_bytes_short(b) + " per layer and cache (2 x " +
                             std::to_string(c.num_key_value_heads) + " kv heads x " +
                             std::to_string(c.head_dim) + " x " + std::to_string(kBf16Bytes) +
                             " B)");
-    line("  without L2A", format_bytes(L * b) +
+    line("  without L2A", format_bytes_short(L * b) +
                               " per token: one full-attention cache in each of " +
                               std::to_string(L) + " layers");
     if (c.is_l2a()) {
-        line("  with L2A", format_bytes(L * b) +
+        line("  with L2A", format_bytes_short(L * b) +
                                " per token for the global caches (every layer "
                                "keeps all tokens), plus");
         line("", "local caches capped at " + group_digits(W) + " tokens: at most " +
-                     format_bytes(L * W * b) + " in all");
+                     format_bytes_short(L * W * b) + " in all");
         line("", "pruning a layer's global attention (l2a run --prune) removes its global cache");
     }
     std::printf("\n%15s  %16s", "tokens", "without L2A");
@@ -203,8 +203,8 @@ int info_command(std::span<const std::string_view> raw) {
     std::printf("\n");
     for (std::int64_t t : kExampleLengths) {
         std::printf("%15s  %16s", group_digits(t).c_str(),
-                    format_bytes(kv.without_l2a(t)).c_str());
-        if (c.is_l2a()) std::printf("  %16s", format_bytes(kv.with_l2a(t)).c_str());
+                    format_bytes_short(kv.without_l2a(t)).c_str());
+        if (c.is_l2a()) std::printf("  %16s", format_bytes_short(kv.with_l2a(t)).c_str());
         std::printf("\n");
     }
 
@@ -219,8 +219,8 @@ int info_command(std::span<const std::string_view> raw) {
             const CudaDeviceInfo d = cuda_device_info(i);
             line("  cuda:" + std::to_string(i),
                  d.name + " (compute " + std::to_string(d.compute_major) + "." +
-                     std::to_string(d.compute_minor) + ", " + format_bytes(d.total_bytes) +
-                     ", " + format_bytes(d.free_bytes) + " free)");
+                     std::to_string(d.compute_minor) + ", " + format_bytes_short(d.total_bytes) +
+                     ", " + format_bytes_short(d.free_bytes) + " free)");
         }
     }
     return 0;
