@@ -1,29 +1,18 @@
 #include "l2a/engine/tensor_names.h"
 
 #include <charconv>
+#include <cstddef>
+#include <iterator>
 
 namespace l2a::tensor_names {
 namespace {
 
 constexpr std::string_view kLayersPrefix = "model.layers.";
 
-std::string_view part_name(AttentionPart part) {
-    switch (part) {
-        case AttentionPart::QProj:
-            return "q_proj";
-        case AttentionPart::KProj:
-            return "k_proj";
-        case AttentionPart::VProj:
-            return "v_proj";
-        case AttentionPart::OProj:
-            return "o_proj";
-        case AttentionPart::QNorm:
-            return "q_norm";
-        case AttentionPart::KNorm:
-            return "k_norm";
-    }
-    return "?";
-}
+// Indexed by AttentionPart, in the order of its enumerators.
+constexpr std::string_view kPartNames[] = {"q_proj", "k_proj", "v_proj",
+                                           "o_proj", "q_norm", "k_norm"};
+static_assert(std::size(kPartNames) == std::size(kAttentionParts));
 
 }  // namespace
 
@@ -38,7 +27,7 @@ std::string layer_tensor(std::int64_t layer, std::string_view name) {
 std::string attention_tensor(std::int64_t layer, AttentionSet set, AttentionPart part,
                              TensorKind kind) {
     std::string name = "self_attn.";
-    name += part_name(part);
+    name += kPartNames[static_cast<std::size_t>(part)];
     if (set == AttentionSet::Global) name += "_global";
     name += kind == TensorKind::Weight ? ".weight" : ".bias";
     return layer_tensor(layer, name);
