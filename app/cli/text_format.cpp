@@ -7,14 +7,6 @@
 
 namespace l2a::cli {
 
-std::string format_count_short(std::int64_t value) {
-    const double v = static_cast<double>(value);
-    if (value >= 1'000'000'000) return format_fixed(v / 1e9, 2) + "B";
-    if (value >= 1'000'000) return format_fixed(v / 1e6, 1) + "M";
-    if (value >= 1'000) return format_fixed(v / 1e3, 1) + "K";
-    return std::to_string(value);
-}
-
 std::string fraction_bar(double fraction, int width) {
     static constexpr std::array<const char*, 8> partial = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
     if (!std::isfinite(fraction)) fraction = 0;

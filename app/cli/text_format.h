@@ -9,7 +9,6 @@
 
 namespace l2a::cli {
 
-std::string format_count_short(std::int64_t value);  // 5712640 -> "5.7M"
 // A bar `width` cells wide drawn with eighth blocks; fraction is clamped to [0, 1].
 std::string fraction_bar(double fraction, int width);
 // Keeps the first line of a message (library errors can carry stack traces).

@@ -59,6 +59,14 @@ std::string group_digits(std::int64_t value) {
     return out;
 }
 
+std::string format_count_short(std::int64_t value) {
+    const double v = static_cast<double>(value);
+    if (value >= 1'000'000'000) return format_fixed(v / 1e9, 2) + "B";
+    if (value >= 1'000'000) return format_fixed(v / 1e6, 1) + "M";
+    if (value >= 1'000) return format_fixed(v / 1e3, 1) + "K";
+    return std::to_string(value);
+}
+
 std::string format_percent(double fraction, int decimals) {
     if (!std::isfinite(fraction)) return "n/a";
     return format_fixed(100.0 * fraction, decimals) + "%";

@@ -46,6 +46,14 @@ TEST(Units, GroupDigits) {
     EXPECT_EQ(group_digits(std::numeric_limits<std::int64_t>::min()), "-9,223,372,036,854,775,808");
 }
 
+TEST(Units, CountShort) {
+    EXPECT_EQ(format_count_short(0), "0");
+    EXPECT_EQ(format_count_short(999), "999");
+    EXPECT_EQ(format_count_short(1234), "1.2K");
+    EXPECT_EQ(format_count_short(5712640), "5.7M");
+    EXPECT_EQ(format_count_short(7615616512), "7.62B");
+}
+
 TEST(Units, Percent) {
     EXPECT_EQ(format_percent(0.123), "12.3%");
     EXPECT_EQ(format_percent(1.0), "100.0%");

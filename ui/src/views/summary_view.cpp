@@ -53,13 +53,6 @@ bool is_demo_model(const std::string& path) {
     return std::filesystem::equivalent(path, demo_model_dir(), error);
 }
 
-QString parameters_text(std::int64_t n) {
-    if (n >= 1'000'000'000) return QString::number(n / 1e9, 'f', 2) + " B";
-    if (n >= 1'000'000) return QString::number(n / 1e6, 'f', 1) + " M";
-    if (n >= 1'000) return QString::number(n / 1e3, 'f', 1) + " k";
-    return QString::number(n);
-}
-
 }  // namespace
 
 struct SummaryView::State {
@@ -152,7 +145,7 @@ void SummaryView::refresh() {
     s.values["model"]->setText(QString("%1, %2 layers, %3 params")
                                    .arg(model_name.isEmpty() ? QString("unnamed") : model_name,
                                         QString::number(m.num_layers),
-                                        parameters_text(m.parameter_count)));
+                                        count_short_text(m.parameter_count)));
     s.values["model"]->setToolTip(QString("%1 (%2%3)")
                                       .arg(QString::fromStdString(m.path),
                                            QString::fromStdString(m.model_type),

@@ -22,6 +22,10 @@ std::string format_signed(double value, int decimals);
 // 12345 -> "12,345", -1234 -> "-1,234".
 std::string group_digits(std::int64_t value);
 
+// A count in three or four significant digits: 5712640 -> "5.7M", 1234 -> "1.2K",
+// 7615616512 -> "7.62B", 999 -> "999".
+std::string format_count_short(std::int64_t value);
+
 // "12.3%" for 0.123 (fraction of 1); "n/a" when not finite.
 std::string format_percent(double fraction, int decimals = 1);
 

@@ -28,6 +28,11 @@ inline QString fixed_text(double v, int digits) {
 // 12345 -> "12,345".
 inline QString count_text(std::int64_t n) { return QString::fromStdString(group_digits(n)); }
 
+// 5712640 -> "5.7M".
+inline QString count_short_text(std::int64_t n) {
+    return QString::fromStdString(format_count_short(n));
+}
+
 // "12.3%" for 0.123.
 inline QString percent_text(double fraction, int digits = 1) {
     return QString::fromStdString(format_percent(fraction, digits));
