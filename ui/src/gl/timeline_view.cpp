@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "l2a/engine/units.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
 
@@ -67,17 +68,7 @@ const ImU32 kInkColour = IM_COL32(0x1d, 0x23, 0x30, 255);    // names on boxes, 
 
 // A duration or a time since the run began: "0", "12.40 µs", "3.125 ms", "1.204 s".
 std::string duration_text(std::int64_t ns) {
-    char buffer[32];
-    if (ns == 0) return "0";
-    const double v = static_cast<double>(ns);
-    if (std::abs(v) >= 1e9) {
-        std::snprintf(buffer, sizeof buffer, "%.3f s", v * 1e-9);
-    } else if (std::abs(v) >= 1e6) {
-        std::snprintf(buffer, sizeof buffer, "%.3f ms", v * 1e-6);
-    } else {
-        std::snprintf(buffer, sizeof buffer, "%.2f \u00b5s", v * 1e-3);
-    }
-    return buffer;
+    return format_duration(static_cast<double>(ns) * 1e-9, {.s = 3, .ms = 3, .us = 2});
 }
 
 // An axis tick: one unit for the whole axis, chosen by the largest time on it, with the

@@ -90,12 +90,6 @@ QString naming_file(const QString& path, const std::exception& e) {
     return message.contains(QFileInfo(path).fileName()) ? message : path + ": " + message;
 }
 
-QString group_digits(std::int64_t n) {
-    QString digits = QString::number(n);
-    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
-    return digits;
-}
-
 // What the title and messages call a profile's document and model.
 QString document_name(const Profile& p) {
     if (p.document_path.empty() || p.document_path == "<demo document>") return "demo document";
@@ -667,7 +661,7 @@ void MainWindow::runNow() {
     s.status_device->setText(s.device->currentText());
     s.status_tokens->setText(
         request.options.max_tokens > 0
-            ? QString("≤ %1 tokens").arg(group_digits(request.options.max_tokens))
+            ? QString("≤ %1 tokens").arg(count_text(request.options.max_tokens))
             : QString("whole document"));
     s.status_time->setText("running");
 }
@@ -733,21 +727,21 @@ void MainWindow::updateNotice() {
         const QString why =
             info.cut_by == "context"
                 ? QString("the model's context is %1 tokens (max_position_embeddings)")
-                      .arg(group_digits(info.max_positions))
+                      .arg(count_text(info.max_positions))
             : p->options.max_tokens > 0
-                ? QString("max tokens is %1").arg(group_digits(p->options.max_tokens))
+                ? QString("max tokens is %1").arg(count_text(p->options.max_tokens))
                 : QString("the run that made this profile was limited");
         lines << QString(
                      "This run covers only the first %1 of the %2 tokens of %3: %4. The "
                      "loss and the routing are of that part only.")
-                     .arg(group_digits(p->num_tokens()), group_digits(p->tokens_before_truncation),
+                     .arg(count_text(p->num_tokens()), count_text(p->tokens_before_truncation),
                           document_name(*p), why);
     }
     if (p && info.beyond_context) {
         lines << QString(
                      "%1 tokens are more than the model's max_position_embeddings (%2): "
                      "positions past it are outside what the model was trained for.")
-                     .arg(group_digits(p->num_tokens()), group_digits(info.max_positions));
+                     .arg(count_text(p->num_tokens()), count_text(info.max_positions));
     }
     s.notice_text->setText(lines.join("\n"));
     s.notice_whole->setVisible(cut);

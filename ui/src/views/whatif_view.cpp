@@ -30,19 +30,9 @@ namespace {
 
 constexpr int kSliderSteps = 1000;  // threshold slider: (0, 1) in steps of 0.001
 
-QString fixed(double v, int digits) {
-    return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
-}
-
-QString signed_fixed(double v, int digits) { return signed_number(v, digits); }
-
 QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
-QString seconds_text(double s) {
-    if (!std::isfinite(s)) return "n/a";
-    if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
-    return QString::number(s * 1e3, 'f', 1) + " ms";
-}
+QString seconds_text(double s) { return duration_text(s, {.s = 3, .ms = 1, .us = 1}); }
 
 // "1.204 s (1.190–1.251 s)": the median and the spread of the samples.
 QString measurement_text(const TtftMeasurement& m) {
@@ -453,21 +443,21 @@ void WhatIfView::showResults() {
                                   .arg(c->start_layer));
         }
         s.values["delta_nll"]->setText(QString("%1 → %2  (%3)")
-                                           .arg(fixed(c->base_mean_nll, 4),
-                                                fixed(c->variant_mean_nll, 4),
-                                                signed_fixed(c->delta_mean_nll, 4)));
+                                           .arg(fixed_text(c->base_mean_nll, 4),
+                                                fixed_text(c->variant_mean_nll, 4),
+                                                signed_number(c->delta_mean_nll, 4)));
         s.values["perplexity"]->setText(QString("%1 → %2  (%3)")
-                                            .arg(fixed(c->base_perplexity, 3),
-                                                 fixed(c->variant_perplexity, 3),
-                                                 signed_fixed(c->delta_perplexity, 3)));
-        s.values["kl_mean"]->setText(fixed(c->kl_mean, 5) + " nats");
-        s.values["kl_max"]->setText(fixed(c->kl_max, 5) + " nats");
-        s.values["top1"]->setText(fixed(100.0 * c->top1_agreement, 2) + "%");
+                                            .arg(fixed_text(c->base_perplexity, 3),
+                                                 fixed_text(c->variant_perplexity, 3),
+                                                 signed_number(c->delta_perplexity, 3)));
+        s.values["kl_mean"]->setText(fixed_text(c->kl_mean, 5) + " nats");
+        s.values["kl_max"]->setText(fixed_text(c->kl_max, 5) + " nats");
+        s.values["top1"]->setText(percent_text(c->top1_agreement, 2));
         s.values["kv"]->setText(QString("%1 → %2  (%3% → %4% of no L2A, %5)")
                                     .arg(bytes_text(c->base_kv_bytes),
                                          bytes_text(c->variant_kv_bytes),
-                                         fixed(100.0 * c->base_kv_relative, 1),
-                                         fixed(100.0 * c->variant_kv_relative, 1),
+                                         fixed_text(100.0 * c->base_kv_relative, 1),
+                                         fixed_text(100.0 * c->variant_kv_relative, 1),
                                          bytes_text(c->kv_bytes_without_l2a)));
         s.values["kv_saved"]->setText(bytes_text(c->base_kv_bytes - c->variant_kv_bytes));
         // Measured only as repeated full runs of both; never the base's time up to the first
@@ -490,7 +480,7 @@ void WhatIfView::showResults() {
         s.values["ttft_predicted"]->setText(QString("%1 → %2  (%3%), predicted")
                                                 .arg(seconds_text(c->base_ttft_predicted),
                                                      seconds_text(c->variant_ttft_predicted),
-                                                     signed_fixed(100.0 * change, 1)));
+                                                     signed_number(100.0 * change, 1)));
         if (c->kl_max > 0 && c->kl_max_token >= 0 && c->kl_max_token < base->num_tokens()) {
             s.kl_max_token = c->kl_max_token;
             s.kl_token->setText(QString("at token %1").arg(c->kl_max_token));
@@ -504,9 +494,9 @@ void WhatIfView::showResults() {
                 l < c->variant_global_fraction.size() ? c->variant_global_fraction[l] : 0.0;
             const int row = static_cast<int>(l);
             s.layers->setItem(row, 0, cell(QString::number(l)));
-            s.layers->setItem(row, 1, cell(fixed(100 * a, 1) + "%"));
-            s.layers->setItem(row, 2, cell(fixed(100 * b, 1) + "%"));
-            s.layers->setItem(row, 3, cell(signed_fixed(100 * (b - a), 1) + " pp"));
+            s.layers->setItem(row, 1, cell(percent_text(a, 1)));
+            s.layers->setItem(row, 2, cell(percent_text(b, 1)));
+            s.layers->setItem(row, 3, cell(signed_number(100 * (b - a), 1) + " pp"));
         }
         return;
     }
@@ -520,9 +510,9 @@ void WhatIfView::showResults() {
     for (int col = 0; col < 2; ++col) {
         const Profile& p = *runs[col];
         const QString texts[] = {
-            fixed(p.metrics.mean_nll, 4) + " nats",
-            fixed(p.metrics.perplexity, 3),
-            fixed(100.0 * p.metrics.global_fraction_overall, 1) + "%",
+            fixed_text(p.metrics.mean_nll, 4) + " nats",
+            fixed_text(p.metrics.perplexity, 3),
+            percent_text(p.metrics.global_fraction_overall, 1),
             bytes_text(p.metrics.kv_bytes_total),
             seconds_text(p.wall_seconds) + (p.time_basis.empty() ? "" : " (composed)") + ", " +
                 threads_text(p.cpu_threads),
