@@ -268,8 +268,7 @@ void decide(const RunOptions& options, const L2AConfig& l2a, int layer, std::spa
     const std::size_t t = z.size();
     switch (options.routing.kind) {
     case RoutingKind::Learned: {
-        const double theta = options.threshold.value_or(l2a.sigmoid_threshold);
-        const double cut = l2a.sigmoid_temp * std::log(theta / (1.0 - theta));
+        const double cut = decision_cut(l2a, options.threshold);
         for (std::size_t i = 0; i < t; ++i) out[i] = static_cast<double>(z[i]) >= cut ? 1 : 0;
         break;
     }

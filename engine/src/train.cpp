@@ -197,7 +197,7 @@ LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x
         out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
     } else {
         const double tau = c.l2a.sigmoid_temp;
-        const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+        const double cut = decision_cut(c.l2a);
         h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
                           c.l2a.sliding_window, positions);
         at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
