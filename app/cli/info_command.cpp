@@ -91,8 +91,7 @@ int info_command(std::span<const std::string_view> raw) {
     const KvCost kv{c, kv_bytes_per_token(c, kBf16Bytes)};
     const std::int64_t L = c.num_hidden_layers;
     const std::int64_t W = c.l2a.sliding_window;
-    const double decision_logit =
-        c.l2a.sigmoid_temp * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+    const double decision_logit = decision_cut(c.l2a);
 
     if (args.has("--json")) {
         json j;

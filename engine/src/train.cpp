@@ -4,6 +4,9 @@
 // training sequences are short enough for it. The objective, estimator and schedules follow the
 // L2A recipe (see train.h). Data windows and the dense-global draws come from one counter-based
 // generator whose state is saved with the checkpoint, so a resumed run continues exactly.
+// This forward is a second definition of the model next to the engine's (prefill.cpp); they
+// share the router's logits (router_logits), and test_train checks that both compute the same
+// loss and decisions for every model type and router input.
 #include "l2a/engine/train.h"
 
 #include <ATen/autocast_mode.h>
@@ -31,6 +34,7 @@
 #include "l2a/engine/safetensors.h"
 #include "l2a/engine/tensor_names.h"
 #include "l2a/engine/tokenizer.h"
+#include "layer_ops.h"
 #include "model_impl.h"
 #include "splitmix.h"
 
@@ -210,11 +214,11 @@ LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x
         out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
     } else {
         const double tau = c.l2a.sigmoid_temp;
-        const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+        const double cut = decision_cut(c.l2a);
         h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
                           c.l2a.sliding_window, positions);
         at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
-        at::Tensor z = at::matmul(u.to(at::kFloat), layer.router);  // [B, T]
+        at::Tensor z = router_logits(u, layer.router, c.l2a.router_input);  // [B, T]
         at::Tensor p = at::sigmoid(z / tau);
         at::Tensor hard = (z >= cut).to(at::kFloat);
         at::Tensor d = hard + p - p.detach();  // straight-through: forward hard, gradient of p
@@ -419,9 +423,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         tokenizer_json = o.tokenizer_json;
     } else {
         fail("train", "give --model DIR, or a configuration to start from random weights");
-    }
-    if (model->config().is_l2a() && model->config().l2a.router_input != RouterInput::HiddenLinearProj) {
-        fail(model_source.string(), "training supports the hidden_linearproj router only");
     }
     std::optional<Tokenizer> tokenizer;
     if (model->tokenizer()) {
