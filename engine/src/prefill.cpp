@@ -32,11 +32,13 @@ public:
     RangeRecorder(PrefillObserver* observer, std::vector<TimedRange>& out, const at::Device& device)
         : observer_(observer), out_(out), device_(device), start_(Clock::now()) {}
 
-    void begin(std::string name) {
+    // `layer`: the layer of a layer phase, -1 for the stages outside the layers.
+    void begin(Phase phase, std::int64_t layer) {
         synchronize(device_);
-        if (observer_) observer_->on_range_begin(name);
+        const auto index = static_cast<std::int32_t>(layer);
+        if (observer_) observer_->on_range_begin(range_name(phase, index));
         open_.push_back(out_.size());
-        out_.push_back({std::move(name), now_ns(), 0, static_cast<int>(open_.size()) - 1});
+        out_.push_back({phase, index, now_ns(), 0, static_cast<int>(open_.size()) - 1, {}});
     }
     void end() {
         synchronize(device_);
@@ -48,7 +50,9 @@ public:
         while (!open_.empty()) close();
     }
     // The innermost open range ("layer 3 / mlp"), for error messages.
-    std::string current() const { return open_.empty() ? "the run" : out_[open_.back()].name; }
+    std::string current() const {
+        return open_.empty() ? "the run" : range_name(out_[open_.back()]);
+    }
     double seconds() const {
         return std::chrono::duration<double>(Clock::now() - start_).count();
     }
@@ -58,7 +62,7 @@ private:
         TimedRange& range = out_[open_.back()];
         open_.pop_back();
         range.end_ns = now_ns();
-        if (observer_) observer_->on_range_end(range.name);
+        if (observer_) observer_->on_range_end(range_name(range));
     }
     std::int64_t now_ns() const {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
@@ -71,7 +75,9 @@ private:
 };
 
 struct Range {
-    Range(RangeRecorder& recorder, std::string name) : recorder(recorder) { recorder.begin(std::move(name)); }
+    Range(RangeRecorder& recorder, Phase phase, std::int64_t layer = -1) : recorder(recorder) {
+        recorder.begin(phase, layer);
+    }
     ~Range() noexcept(false) {
         // During unwinding the recorder's unwind() closes what is left, without touching the device.
         if (std::uncaught_exceptions() == exceptions_) recorder.end();
@@ -463,7 +469,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
             x = host.to(device).to(m.dtype);
         } else {
-            Range r(ranges, "embed");
+            Range r(ranges, Phase::Embed);
             x = m.embed.index_select(0, ids);
         }
         progress(static_cast<double>(start_layer),
@@ -476,7 +482,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             const LayerWeights& w = m.layers[static_cast<std::size_t>(li)];
             const std::string name = "layer " + std::to_string(li);
             if (hooks.observer) hooks.observer->on_layer_begin(layer);
-            Range layer_range(ranges, name);
+            Range layer_range(ranges, Phase::Layer, li);
             std::span<float> z_out(result.router_logits.data() + li * T, static_cast<std::size_t>(T));
             std::span<std::uint8_t> d_out(result.decisions.data() + li * T, static_cast<std::size_t>(T));
 
@@ -484,13 +490,13 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             if (!l2a) {
                 // Plain Qwen layer (or an L2A layer run as its base): full causal attention with
                 // the first attention set, which is global attention for every token.
-                Range r(ranges, name + " / global");
+                Range r(ranges, Phase::Global, li);
                 const at::Tensor xn = norm_rows(engine, x, w.input_norm);
                 h = x.add_(attention(engine, w.attn, xn, every_row, xn, every_row, 0));
             } else {
                 at::Tensor local;
                 {
-                    Range r(ranges, name + " / local");
+                    Range r(ranges, Phase::Local, li);
                     const at::Tensor xn = norm_rows(engine, x, w.input_norm);
                     local = attention(engine, w.attn, xn, every_row, xn, every_row, c.l2a.sliding_window);
                     // Fused, the residual add happens in the router's pass below.
@@ -498,7 +504,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 }
                 at::Tensor u;
                 {
-                    Range r(ranges, name + " / router");
+                    Range r(ranges, Phase::Router, li);
                     at::Tensor z = at::empty({T}, x.options().dtype(at::kFloat));
                     u = at::empty_like(x, x.options().dtype(m.dtype));
                     if (engine.fused) {
@@ -534,7 +540,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                     if (d_out[static_cast<std::size_t>(t)]) routed.push_back(t);
                 }
                 if (!routed.empty()) {
-                    Range r(ranges, name + " / global");
+                    Range r(ranges, Phase::Global, li);
                     const at::Tensor idx = at::tensor(routed, i64).to(device);
                     const QueryRows routed_rows{routed, idx, false,
                                                 engine.fused ? idx.to(at::kInt) : at::Tensor()};
@@ -556,7 +562,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             if (hooks.observer) hooks.observer->on_routing(layer, z_out, d_out);
             progress(static_cast<double>(li) + 0.8, name + " / mlp");
             {
-                Range r(ranges, name + " / mlp");
+                Range r(ranges, Phase::Mlp, li);
                 for (std::int64_t r0 = 0; r0 < T; r0 += engine.mlp_rows) {
                     check();
                     const std::int64_t n = std::min(engine.mlp_rows, T - r0);
@@ -588,7 +594,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
 
         if (keep) keep_hidden(x, keep->final_hidden);
         {
-            Range r(ranges, "lm_head");
+            Range r(ranges, Phase::LmHead);
             // Without the per-token NLL (and without a logits sink) only the last row is needed:
             // the next token's logits, which is all that time-to-first-token covers.
             const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
