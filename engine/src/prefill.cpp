@@ -88,8 +88,6 @@ struct Range {
     int exceptions_ = std::uncaught_exceptions();
 };
 
-enum class Backend { Reference, Sdpa, Kernels };
-
 Backend validate(const Model& model, std::span<const std::int32_t> tokens, const RunOptions& options) {
     const ModelConfig& c = model.config();
     const Model::Impl& m = model.impl();
@@ -107,14 +105,9 @@ Backend validate(const Model& model, std::span<const std::int32_t> tokens, const
         fail("", "--device " + options.device + ": the model was loaded on " + m.placement.device +
                      " (load it with the same device as the run)");
     }
-    Backend backend = Backend::Reference;
-    if (options.backend == "sdpa") {
-        backend = Backend::Sdpa;
-    } else if (options.backend == "kernels") {
-        backend = Backend::Kernels;
-    } else if (options.backend != "reference") {
-        fail("", "--backend " + options.backend + ": expected reference, sdpa or kernels");
-    }
+    const std::optional<Backend> parsed = parse_backend(options.backend);
+    if (!parsed) fail("", "--backend " + options.backend + ": expected " + kBackendChoices);
+    const Backend backend = *parsed;
     if (backend != Backend::Reference) {
         if (m.device.is_cpu()) {
             fail("", "--backend " + options.backend +
