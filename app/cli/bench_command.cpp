@@ -292,7 +292,7 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
 
 // Peak GPU memory; the CPU engine does not track its allocations.
 std::string peak_cell(std::int64_t bytes, const std::string& device) {
-    return device == "cpu" ? "n/a" : format_bytes(bytes);
+    return device == "cpu" ? "n/a" : format_bytes_short(bytes);
 }
 
 int bench_prefill_shape(const Arguments& args) {

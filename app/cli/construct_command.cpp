@@ -51,11 +51,12 @@ int construct_command(std::span<const std::string_view> raw) {
     });
     bar.finish();
     if (!quiet) {
-        std::printf("%s -> %s: %s (%lld layers), %lld tensors, %s; window %lld, temperature %g, "
-                    "threshold %g, router zero (every token global until trained)\n",
-                    base->c_str(), out->c_str(), s.l2a_type.c_str(), static_cast<long long>(s.layers),
-                    static_cast<long long>(s.tensors_written), format_bytes(s.bytes_written).c_str(),
-                    static_cast<long long>(options.window), options.temperature, options.threshold);
+        std::printf(
+            "%s -> %s: %s (%lld layers), %lld tensors, %s; window %lld, temperature %g, "
+            "threshold %g, router zero (every token global until trained)\n",
+            base->c_str(), out->c_str(), s.l2a_type.c_str(), static_cast<long long>(s.layers),
+            static_cast<long long>(s.tensors_written), format_bytes_short(s.bytes_written).c_str(),
+            static_cast<long long>(options.window), options.temperature, options.threshold);
     }
     return 0;
 }
@@ -93,9 +94,11 @@ int convert_command(std::span<const std::string_view> raw) {
                                                 });
     bar.finish();
     if (!quiet) {
-        std::printf("%s -> %s: %lld tensors (%lld converted to %s), %s -> %s\n", model->c_str(), out->c_str(),
-                    static_cast<long long>(s.tensors), static_cast<long long>(s.tensors_converted), dtype_name->c_str(),
-                    format_bytes(s.bytes_before).c_str(), format_bytes(s.bytes_after).c_str());
+        std::printf("%s -> %s: %lld tensors (%lld converted to %s), %s -> %s\n", model->c_str(),
+                    out->c_str(), static_cast<long long>(s.tensors),
+                    static_cast<long long>(s.tensors_converted), dtype_name->c_str(),
+                    format_bytes_short(s.bytes_before).c_str(),
+                    format_bytes_short(s.bytes_after).c_str());
     }
     return 0;
 }

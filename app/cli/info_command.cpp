@@ -49,14 +49,16 @@ const char* router_input_name(RouterInput input) {
     return "?";
 }
 
+// KV-cache bytes of the whole model after `tokens` tokens, as compute_metrics counts them.
 struct KvCost {
+    const ModelConfig& config;
     std::int64_t per_token_per_cache;  // one layer, one cache (K and V)
-    std::int64_t without_l2a(std::int64_t layers, std::int64_t tokens) const {
-        return layers * tokens * per_token_per_cache;
+    std::int64_t without_l2a(std::int64_t tokens) const {
+        return config.num_hidden_layers * tokens * per_token_per_cache;
     }
-    // Every L2A layer keeps a global cache of all tokens and a local cache of at most W tokens.
-    std::int64_t with_l2a(std::int64_t layers, std::int64_t tokens, std::int64_t window) const {
-        return layers * (tokens + std::min(tokens, window)) * per_token_per_cache;
+    std::int64_t with_l2a(std::int64_t tokens) const {
+        const LayerKv layer = layer_kv_bytes(config, tokens, kBf16Bytes);
+        return config.num_hidden_layers * (layer.local_bytes + layer.global_bytes);
     }
 };
 
@@ -86,11 +88,10 @@ int info_command(std::span<const std::string_view> raw) {
     std::error_code ec;
     const bool has_tokenizer = std::filesystem::is_regular_file(folder / "tokenizer.json", ec);
 
-    const KvCost kv{kv_bytes_per_token(c, kBf16Bytes)};
+    const KvCost kv{c, kv_bytes_per_token(c, kBf16Bytes)};
     const std::int64_t L = c.num_hidden_layers;
     const std::int64_t W = c.l2a.sliding_window;
-    const double decision_logit =
-        c.l2a.sigmoid_temp * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+    const double decision_logit = decision_cut(c.l2a);
 
     if (args.has("--json")) {
         json j;
@@ -120,8 +121,8 @@ int info_command(std::span<const std::string_view> raw) {
         }
         json examples = json::array();
         for (std::int64_t t : kExampleLengths) {
-            json e = {{"tokens", t}, {"without_l2a_bytes", kv.without_l2a(L, t)}};
-            e["with_l2a_bytes"] = c.is_l2a() ? json(kv.with_l2a(L, t, W)) : json(nullptr);
+            json e = {{"tokens", t}, {"without_l2a_bytes", kv.without_l2a(t)}};
+            e["with_l2a_bytes"] = c.is_l2a() ? json(kv.with_l2a(t)) : json(nullptr);
             examples.push_back(std::move(e));
         }
         j["kv_cache"] = {
@@ -181,18 +182,19 @@ int info_command(std::span<const std::string_view> raw) {
 
     const std::int64_t b = kv.per_token_per_cache;
     std::printf("\nKV cache (bf16, %d bytes per element)\n", kBf16Bytes);
-    line("  per token", format_bytes(b) + " per layer and cache (2 x " +
+    line("  per token", format_bytes_short(b) + " per layer and cache (2 x " +
                             std::to_string(c.num_key_value_heads) + " kv heads x " +
                             std::to_string(c.head_dim) + " x " + std::to_string(kBf16Bytes) +
                             " B)");
-    line("  without L2A", format_bytes(L * b) + " per token: one full-attention cache in each of " +
+    line("  without L2A", format_bytes_short(L * b) +
+                              " per token: one full-attention cache in each of " +
                               std::to_string(L) + " layers");
     if (c.is_l2a()) {
-        line("  with L2A", format_bytes(L * b) +
+        line("  with L2A", format_bytes_short(L * b) +
                                " per token for the global caches (every layer "
                                "keeps all tokens), plus");
         line("", "local caches capped at " + group_digits(W) + " tokens: at most " +
-                     format_bytes(L * W * b) + " in all");
+                     format_bytes_short(L * W * b) + " in all");
         line("", "pruning a layer's global attention (l2a run --prune) removes its global cache");
     }
     std::printf("\n%15s  %16s", "tokens", "without L2A");
@@ -200,8 +202,8 @@ int info_command(std::span<const std::string_view> raw) {
     std::printf("\n");
     for (std::int64_t t : kExampleLengths) {
         std::printf("%15s  %16s", group_digits(t).c_str(),
-                    format_bytes(kv.without_l2a(L, t)).c_str());
-        if (c.is_l2a()) std::printf("  %16s", format_bytes(kv.with_l2a(L, t, W)).c_str());
+                    format_bytes_short(kv.without_l2a(t)).c_str());
+        if (c.is_l2a()) std::printf("  %16s", format_bytes_short(kv.with_l2a(t)).c_str());
         std::printf("\n");
     }
 
@@ -216,8 +218,8 @@ int info_command(std::span<const std::string_view> raw) {
             const CudaDeviceInfo d = cuda_device_info(i);
             line("  cuda:" + std::to_string(i),
                  d.name + " (compute " + std::to_string(d.compute_major) + "." +
-                     std::to_string(d.compute_minor) + ", " + format_bytes(d.total_bytes) + ", " +
-                     format_bytes(d.free_bytes) + " free)");
+                     std::to_string(d.compute_minor) + ", " + format_bytes_short(d.total_bytes) +
+                     ", " + format_bytes_short(d.free_bytes) + " free)");
         }
     }
     return 0;

@@ -52,7 +52,7 @@ void ProgressBar::update(double fraction, std::string_view stage) {
         last_draw_ = now;
         std::fprintf(stderr, "l2a: %s: %.*s (%d%%, %s)\n", what_.c_str(),
                      static_cast<int>(stage.size()), stage.data(), percent,
-                     format_seconds(seconds).c_str());
+                     format_elapsed(seconds).c_str());
         std::fflush(stderr);
         return;
     }
@@ -61,7 +61,7 @@ void ProgressBar::update(double fraction, std::string_view stage) {
     drawn_ = true;
     std::fprintf(stderr, "\r%s [%s] %3d%%  %.*s  %s\x1b[K", what_.c_str(),
                  fraction_bar(fraction, 30).c_str(), percent, static_cast<int>(stage.size()),
-                 stage.data(), format_seconds(seconds).c_str());
+                 stage.data(), format_elapsed(seconds).c_str());
     std::fflush(stderr);
 }
 
@@ -80,7 +80,7 @@ void ProgressBar::finish() {
     const auto elapsed = Clock::now() - start_;
     if (enabled_ && !terminal_ && (logged_ || elapsed >= quiet_)) {
         std::fprintf(stderr, "l2a: %s done in %s\n", what_.c_str(),
-                     format_seconds(std::chrono::duration<double>(elapsed).count()).c_str());
+                     format_elapsed(std::chrono::duration<double>(elapsed).count()).c_str());
     }
 }
 

@@ -244,17 +244,17 @@ void print_report(const Profile& p, const std::string& model_label, const std::s
                                     ? "bf16"
                                     : std::to_string(p.options.kv_bytes_per_element) + " B/element";
     if (m.is_l2a) {
-        line("KV cache", format_bytes(metrics.kv_bytes_total) + " with L2A (" + element +
-                             "; local " + format_bytes(local) + " + global " +
-                             format_bytes(global) + ")");
-        line("", format_bytes(metrics.kv_bytes_without_l2a) +
+        line("KV cache", format_bytes_short(metrics.kv_bytes_total) + " with L2A (" + element +
+                             "; local " + format_bytes_short(local) + " + global " +
+                             format_bytes_short(global) + ")");
+        line("", format_bytes_short(metrics.kv_bytes_without_l2a) +
                      " for the same model with full attention in every layer");
     } else {
-        line("KV cache", format_bytes(metrics.kv_bytes_total) + " (" + element + ")");
+        line("KV cache", format_bytes_short(metrics.kv_bytes_total) + " (" + element + ")");
     }
     const double tokens_per_second =
         p.wall_seconds > 0 ? static_cast<double>(p.num_tokens()) / p.wall_seconds : 0.0;
-    line("time", format_seconds(p.wall_seconds) + ", " +
+    line("time", format_elapsed(p.wall_seconds) + ", " +
                      group_digits(static_cast<std::int64_t>(tokens_per_second + 0.5)) +
                      " tokens/s (" + device + ", " + p.options.backend +
                      (p.options.as_base ? ", as base model" : "") + ", " + threads + ")");

@@ -39,15 +39,8 @@ using json = nlohmann::json;
 std::string format_time(double seconds) {
     if (!std::isfinite(seconds)) return "n/a";
     if (std::abs(seconds) < 1.0) return format_fixed(seconds * 1e3, 2) + " ms";
-    return format_seconds(seconds);
+    return format_elapsed(seconds);
 }
-
-std::string signed_fixed(double value, int decimals) {
-    if (!std::isfinite(value)) return "n/a";
-    return (value >= 0 ? "+" : "") + format_fixed(value, decimals);
-}
-
-std::string percent(double fraction) { return format_fixed(fraction * 100.0, 1) + "%"; }
 
 // What a profile needs to be re-run: the model it was made with and its tokens.
 struct Loaded {
@@ -337,14 +330,14 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
         std::printf("%-18s %16s %16s %16s\n", name, a.c_str(), b.c_str(), d.c_str());
     };
     row("mean NLL", format_fixed(c.base_mean_nll, 4), format_fixed(c.variant_mean_nll, 4),
-        signed_fixed(c.delta_mean_nll, 4));
+        format_signed(c.delta_mean_nll, 4));
     row("perplexity", format_fixed(c.base_perplexity, 3), format_fixed(c.variant_perplexity, 3),
-        signed_fixed(c.delta_perplexity, 3));
-    row("KV cache", format_bytes(c.base_kv_bytes), format_bytes(c.variant_kv_bytes),
+        format_signed(c.delta_perplexity, 3));
+    row("KV cache", format_bytes_short(c.base_kv_bytes), format_bytes_short(c.variant_kv_bytes),
         (c.variant_kv_bytes >= c.base_kv_bytes ? "+" : "-") +
-            format_bytes(std::abs(c.variant_kv_bytes - c.base_kv_bytes)));
-    row("  of no-L2A", percent(c.base_kv_relative), percent(c.variant_kv_relative),
-        "(" + format_bytes(c.kv_bytes_without_l2a) + ")");
+            format_bytes_short(std::abs(c.variant_kv_bytes - c.base_kv_bytes)));
+    row("  of no-L2A", format_percent(c.base_kv_relative), format_percent(c.variant_kv_relative),
+        "(" + format_bytes_short(c.kv_bytes_without_l2a) + ")");
     if (c.base_ttft.measured() && c.variant_ttft.measured()) {
         row("TTFT measured", format_time(c.base_ttft.median), format_time(c.variant_ttft.median),
             (c.variant_ttft.median >= c.base_ttft.median ? "+" : "-") +
@@ -357,7 +350,7 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
                 format_fixed(c.kl_mean, 6).c_str(), format_fixed(c.kl_max, 6).c_str(),
                 static_cast<long long>(c.kl_max_token));
     std::printf("top-1 agreement      %s of next-token predictions\n",
-                percent(c.top1_agreement).c_str());
+                format_percent(c.top1_agreement).c_str());
     // Time to first token is measured only as full prefills of both, never as the base's time
     // up to a layer plus a re-run.
     if (c.base_ttft.measured() && c.variant_ttft.measured()) {
@@ -404,7 +397,7 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
             text = p.document_text.substr(p.token_begin[t], p.token_end[t] - p.token_begin[t]);
             std::replace(text.begin(), text.end(), '\n', ' ');
         }
-        std::printf("%7zu  %10s  \"%s\"\n", t, signed_fixed(c.delta_nll[t], 4).c_str(),
+        std::printf("%7zu  %10s  \"%s\"\n", t, format_signed(c.delta_nll[t], 4).c_str(),
                     text.c_str());
     }
 }
@@ -576,14 +569,14 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
         return 0;
     }
     std::printf("suggestion  --prune %s (ΔNLL %s)\n", format_pruning_plan(s.plan).c_str(),
-                signed_fixed(s.delta_mean_nll, 4).c_str());
+                format_signed(s.delta_mean_nll, 4).c_str());
     const double kv_share = base.metrics.kv_bytes_total > 0
                                 ? static_cast<double>(s.kv_bytes_saved) /
                                       static_cast<double>(base.metrics.kv_bytes_total)
                                 : 0.0;
     std::printf("KV cache    saves %s (%s of the base's %s)\n",
-                format_bytes(s.kv_bytes_saved).c_str(), percent(kv_share).c_str(),
-                format_bytes(base.metrics.kv_bytes_total).c_str());
+                format_bytes_short(s.kv_bytes_saved).c_str(), format_percent(kv_share).c_str(),
+                format_bytes_short(base.metrics.kv_bytes_total).c_str());
     std::printf("time        saves %s of %s predicted time to first token\n",
                 format_time(s.seconds_saved).c_str(), format_time(base_seconds).c_str());
     return 0;

@@ -429,6 +429,11 @@ std::string parse_dtype(const FieldReader& root) {
 
 }  // namespace
 
+double decision_cut(const L2AConfig& l2a, std::optional<double> threshold) {
+    const double theta = threshold.value_or(l2a.sigmoid_threshold);
+    return l2a.sigmoid_temp * std::log(theta / (1.0 - theta));
+}
+
 const char* model_type_name(ModelType type) {
     switch (type) {
     case ModelType::Qwen2:

@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <limits>
-#include <cmath>
 #include <nlohmann/json.hpp>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "l2a/engine/atomic_file.h"
@@ -21,6 +21,7 @@
 #include "l2a/engine/config.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
+#include "l2a/engine/tensor_names.h"
 
 namespace l2a {
 namespace {
@@ -30,28 +31,6 @@ constexpr const char* kSideFiles[] = {"tokenizer.json",          "tokenizer_conf
                                       "special_tokens_map.json", "vocab.json",
                                       "merges.txt",              "generation_config.json",
                                       "added_tokens.json",       "README.md"};
-
-// "model.layers.3.self_attn.q_proj.weight" -> "model.layers.3.self_attn.q_proj_global.weight";
-// the attention tensors the global set copies (projections, their biases, QK norms).
-std::string global_name(const std::string& name) {
-    const std::string_view layers = "model.layers.";
-    if (name.rfind(layers, 0) != 0) return {};
-    std::size_t at = layers.size();
-    const std::size_t digits = at;
-    while (at < name.size() && name[at] >= '0' && name[at] <= '9') ++at;
-    const std::string_view attn = ".self_attn.";
-    if (at == digits || name.compare(at, attn.size(), attn) != 0) return {};
-    at += attn.size();
-    const std::string rest = name.substr(at);
-    for (const char* part : {"q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"}) {
-        for (const char* kind : {"weight", "bias"}) {
-            if (rest == std::string(part) + "." + kind) {
-                return name.substr(0, at) + part + "_global." + kind;
-            }
-        }
-    }
-    return {};
-}
 
 struct Output {
     std::string name;
@@ -164,21 +143,27 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
         const TensorView view = checkpoint.get(name);
         outputs.push_back({name, view.info->dtype, view.info->shape, name});
         total_bytes += static_cast<std::int64_t>(view.size_bytes());
-        if (const std::string g = global_name(name); !g.empty()) {
+        if (const std::string g = tensor_names::global_counterpart(name); !g.empty()) {
             outputs.push_back({g, view.info->dtype, view.info->shape, name});
             total_bytes += static_cast<std::int64_t>(view.size_bytes());
         }
     }
     for (std::int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-        const std::string prefix = "model.layers." + std::to_string(layer) + ".";
-        const std::string norm = prefix + "input_layernorm.weight";
+        namespace names = tensor_names;
+        const std::string norm = names::layer_tensor(layer, names::kInputNorm);
         const TensorView view = checkpoint.get(norm, {config.hidden_size});
         norm_dtype = view.info->dtype;
-        outputs.push_back({prefix + "input_layernorm_global.weight", norm_dtype, {config.hidden_size}, norm});
-        outputs.push_back({prefix + "self_attn.sigmoid_linear.weight", norm_dtype, {1, config.hidden_size}, ""});
+        outputs.push_back({names::layer_tensor(layer, names::kGlobalInputNorm),
+                           norm_dtype,
+                           {config.hidden_size},
+                           norm});
+        outputs.push_back(
+            {names::layer_tensor(layer, names::kRouter), norm_dtype, {1, config.hidden_size}, ""});
         total_bytes += 2 * static_cast<std::int64_t>(view.size_bytes());
-        for (const char* part : {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"}) {
-            const std::string t = prefix + "self_attn." + part;
+        for (names::AttentionPart part :
+             {names::AttentionPart::QProj, names::AttentionPart::KProj, names::AttentionPart::VProj,
+              names::AttentionPart::OProj}) {
+            const std::string t = names::attention_tensor(layer, names::AttentionSet::Local, part);
             if (!checkpoint.has(t)) fail(checkpoint.file_of(norm).string(), "missing tensor '" + t + "'");
         }
     }

@@ -24,6 +24,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/safetensors.h"
 #include "l2a/engine/synthetic_docs.h"
+#include "l2a/engine/tensor_names.h"
 #include "splitmix.h"
 
 namespace l2a {
@@ -130,29 +131,35 @@ std::vector<WeightSpec> demo_weights() {
     static_assert(kRouterSign.size() == kShape.layers);
 
     std::vector<WeightSpec> specs;
-    specs.push_back({"model.embed_tokens.weight", {s.vocab, s.hidden}, kMatrixStd});
+    namespace names = tensor_names;
+    using names::AttentionPart;
+    specs.push_back({std::string(names::kEmbedTokens), {s.vocab, s.hidden}, kMatrixStd});
     for (std::int64_t layer = 0; layer < s.layers; ++layer) {
-        const std::string p = "model.layers." + std::to_string(layer) + ".";
-        specs.push_back({p + "input_layernorm.weight", {s.hidden}, 0.0});
-        specs.push_back({p + "input_layernorm_global.weight", {s.hidden}, 0.0});
-        specs.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0.0});
-        for (const char* suffix : {"", "_global"}) {
-            const std::string a = p + "self_attn.";
-            specs.push_back({a + "q_proj" + suffix + ".weight", {q_rows, s.hidden}, kMatrixStd});
-            specs.push_back({a + "k_proj" + suffix + ".weight", {kv_rows, s.hidden}, kMatrixStd});
-            specs.push_back({a + "v_proj" + suffix + ".weight", {kv_rows, s.hidden}, kMatrixStd});
-            specs.push_back({a + "o_proj" + suffix + ".weight", {s.hidden, q_rows}, kMatrixStd});
-            specs.push_back({a + "q_norm" + suffix + ".weight", {s.head_dim}, 0.0});
-            specs.push_back({a + "k_norm" + suffix + ".weight", {s.head_dim}, 0.0});
+        const auto name = [layer](std::string_view tensor) {
+            return names::layer_tensor(layer, tensor);
+        };
+        specs.push_back({name(names::kInputNorm), {s.hidden}, 0.0});
+        specs.push_back({name(names::kGlobalInputNorm), {s.hidden}, 0.0});
+        specs.push_back({name(names::kPostAttentionNorm), {s.hidden}, 0.0});
+        for (names::AttentionSet set : {names::AttentionSet::Local, names::AttentionSet::Global}) {
+            const auto attn = [&](AttentionPart part) {
+                return names::attention_tensor(layer, set, part);
+            };
+            specs.push_back({attn(AttentionPart::QProj), {q_rows, s.hidden}, kMatrixStd});
+            specs.push_back({attn(AttentionPart::KProj), {kv_rows, s.hidden}, kMatrixStd});
+            specs.push_back({attn(AttentionPart::VProj), {kv_rows, s.hidden}, kMatrixStd});
+            specs.push_back({attn(AttentionPart::OProj), {s.hidden, q_rows}, kMatrixStd});
+            specs.push_back({attn(AttentionPart::QNorm), {s.head_dim}, 0.0});
+            specs.push_back({attn(AttentionPart::KNorm), {s.head_dim}, 0.0});
         }
-        specs.push_back({p + "self_attn.sigmoid_linear.weight",
+        specs.push_back({name(names::kRouter),
                          {1, s.hidden},
                          kRouterSign[static_cast<std::size_t>(layer)] * kRouterStd});
-        specs.push_back({p + "mlp.gate_proj.weight", {s.intermediate, s.hidden}, kMatrixStd});
-        specs.push_back({p + "mlp.up_proj.weight", {s.intermediate, s.hidden}, kMatrixStd});
-        specs.push_back({p + "mlp.down_proj.weight", {s.hidden, s.intermediate}, kMatrixStd});
+        specs.push_back({name(names::kMlpGate), {s.intermediate, s.hidden}, kMatrixStd});
+        specs.push_back({name(names::kMlpUp), {s.intermediate, s.hidden}, kMatrixStd});
+        specs.push_back({name(names::kMlpDown), {s.hidden, s.intermediate}, kMatrixStd});
     }
-    specs.push_back({"model.norm.weight", {s.hidden}, 0.0});
+    specs.push_back({std::string(names::kFinalNorm), {s.hidden}, 0.0});
     return specs;
 }
 

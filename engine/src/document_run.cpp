@@ -9,6 +9,7 @@
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
+#include "l2a/engine/units.h"
 
 #ifndef L2A_VERSION
 #define L2A_VERSION "unknown"
@@ -137,14 +138,6 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     return profile;
 }
 
-namespace {
-std::string format_seconds(double seconds) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.3f s", seconds);
-    return text;
-}
-}  // namespace
-
 Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
     Profile v = base;
     v.router_logits = run.result.router_logits;
@@ -164,9 +157,9 @@ Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
         // Not one measured run: the base's time for the layers reused plus the re-run's.
         v.wall_seconds = run.reused_base_seconds + run.run_seconds;
         v.time_basis = "what-if: layers 0-" + std::to_string(run.start_layer - 1) +
-                       " reused from the base run (" + format_seconds(run.reused_base_seconds) +
+                       " reused from the base run (" + format_duration(run.reused_base_seconds) +
                        ") + re-run from layer " + std::to_string(run.start_layer) + " (" +
-                       format_seconds(run.run_seconds) + ")";
+                       format_duration(run.run_seconds) + ")";
     } else {
         v.wall_seconds = run.run_seconds;
         v.time_basis.clear();

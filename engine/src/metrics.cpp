@@ -14,6 +14,19 @@ std::int64_t kv_bytes_per_token(const ModelConfig& config, int bytes_per_element
     return 2 * config.num_key_value_heads * config.head_dim * bytes_per_element;
 }
 
+LayerKv layer_kv_bytes(const ModelConfig& config, std::int64_t tokens, int bytes_per_element,
+                       bool pruned) {
+    const std::int64_t per_token = kv_bytes_per_token(config, bytes_per_element);
+    LayerKv kv;
+    if (config.is_l2a()) {
+        kv.local_bytes = std::min(tokens, config.l2a.sliding_window) * per_token;
+        kv.global_bytes = pruned ? 0 : tokens * per_token;
+    } else {
+        kv.global_bytes = tokens * per_token;
+    }
+    return kv;
+}
+
 // Conventions for degenerate inputs: with fewer than two tokens (or no finite NLL from token 1
 // on) there is nothing to average, so mean_nll and perplexity are NaN; with no tokens every
 // global fraction is 0. An empty `decisions` span is accepted for plain models, which run
@@ -82,21 +95,16 @@ RunMetrics compute_metrics(const ModelConfig& config, const RunOptions& options,
     }
     metrics.global_fraction_overall = layers > 0 ? fraction_sum / static_cast<double>(layers) : 0.0;
 
-    const std::int64_t per_token = kv_bytes_per_token(config, options.kv_bytes_per_element);
     metrics.kv.resize(static_cast<std::size_t>(layers));
     for (std::int64_t layer = 0; layer < layers; ++layer) {
+        const bool pruned = std::find(options.prune.begin(), options.prune.end(),
+                                      static_cast<int>(layer)) != options.prune.end();
         LayerKv& kv = metrics.kv[layer];
-        if (config.is_l2a()) {
-            const bool pruned = std::find(options.prune.begin(), options.prune.end(),
-                                          static_cast<int>(layer)) != options.prune.end();
-            kv.local_bytes = std::min(tokens, config.l2a.sliding_window) * per_token;
-            kv.global_bytes = pruned ? 0 : tokens * per_token;
-        } else {
-            kv.global_bytes = tokens * per_token;
-        }
+        kv = layer_kv_bytes(config, tokens, options.kv_bytes_per_element, pruned);
         metrics.kv_bytes_total += kv.local_bytes + kv.global_bytes;
     }
-    metrics.kv_bytes_without_l2a = layers * tokens * per_token;
+    metrics.kv_bytes_without_l2a =
+        layers * tokens * kv_bytes_per_token(config, options.kv_bytes_per_element);
     return metrics;
 }
 

@@ -16,6 +16,7 @@
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/run_choices.h"
+#include "l2a/engine/tensor_names.h"
 #include "model_impl.h"
 
 namespace l2a {
@@ -115,18 +116,6 @@ private:
     std::vector<at::Tensor> finite_;
 };
 
-// "model.layers.7.mlp.up_proj.weight" -> 7; -1 for names outside the layers.
-std::int64_t layer_of(std::string_view name) {
-    constexpr std::string_view prefix = "model.layers.";
-    if (!name.starts_with(prefix)) return -1;
-    name.remove_prefix(prefix.size());
-    std::int64_t layer = 0;
-    const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
-    if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.')
-        return -1;
-    return layer;
-}
-
 // Weights the config leaves out (a config with fewer layers than the checkpoint, usually a
 // mistake): one warning for the layers beyond num_hidden_layers.
 void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint,
@@ -134,7 +123,7 @@ void warn_unused(const CheckpointWeights& weights, const Checkpoint& checkpoint,
     std::int64_t count = 0, first = -1, last = -1;
     std::string example;
     for (const std::string& name : weights.unused()) {
-        const std::int64_t layer = layer_of(name);
+        const std::int64_t layer = tensor_names::layer_of(name);
         if (layer < impl.config.num_hidden_layers) continue;
         ++count;
         first = first < 0 ? layer : std::min(first, layer);
@@ -221,56 +210,61 @@ private:
 };
 
 template <typename Weights>
-AttentionWeights make_attention(Weights& weights, const ModelConfig& c, const std::string& prefix,
-                                const std::string& suffix) {
+AttentionWeights make_attention(Weights& weights, const ModelConfig& c, std::int64_t layer,
+                                tensor_names::AttentionSet set) {
+    using enum tensor_names::AttentionPart;
+    using tensor_names::TensorKind;
+    const auto name = [&](tensor_names::AttentionPart part, TensorKind kind = TensorKind::Weight) {
+        return tensor_names::attention_tensor(layer, set, part, kind);
+    };
     const std::int64_t d = c.hidden_size;
     const std::int64_t q_out = c.num_attention_heads * c.head_dim;
     const std::int64_t kv_out = c.num_key_value_heads * c.head_dim;
     AttentionWeights a;
-    a.q_proj = weights.get(prefix + "q_proj" + suffix + ".weight", {q_out, d}, Init::Matrix);
-    a.k_proj = weights.get(prefix + "k_proj" + suffix + ".weight", {kv_out, d}, Init::Matrix);
-    a.v_proj = weights.get(prefix + "v_proj" + suffix + ".weight", {kv_out, d}, Init::Matrix);
-    a.o_proj = weights.get(prefix + "o_proj" + suffix + ".weight", {d, q_out}, Init::Matrix);
+    a.q_proj = weights.get(name(QProj), {q_out, d}, Init::Matrix);
+    a.k_proj = weights.get(name(KProj), {kv_out, d}, Init::Matrix);
+    a.v_proj = weights.get(name(VProj), {kv_out, d}, Init::Matrix);
+    a.o_proj = weights.get(name(OProj), {d, q_out}, Init::Matrix);
     if (c.has_qkv_bias()) {
-        a.q_bias = weights.get(prefix + "q_proj" + suffix + ".bias", {q_out}, Init::Bias);
-        a.k_bias = weights.get(prefix + "k_proj" + suffix + ".bias", {kv_out}, Init::Bias);
-        a.v_bias = weights.get(prefix + "v_proj" + suffix + ".bias", {kv_out}, Init::Bias);
+        a.q_bias = weights.get(name(QProj, TensorKind::Bias), {q_out}, Init::Bias);
+        a.k_bias = weights.get(name(KProj, TensorKind::Bias), {kv_out}, Init::Bias);
+        a.v_bias = weights.get(name(VProj, TensorKind::Bias), {kv_out}, Init::Bias);
         // Qwen3 puts the bias flag on all four projections, Qwen2 on q/k/v only.
-        if (c.has_qk_norm()) a.o_bias = weights.get(prefix + "o_proj" + suffix + ".bias", {d}, Init::Bias);
+        if (c.has_qk_norm()) a.o_bias = weights.get(name(OProj, TensorKind::Bias), {d}, Init::Bias);
     }
     if (c.has_qk_norm()) {
-        a.q_norm = weights.get(prefix + "q_norm" + suffix + ".weight", {c.head_dim}, Init::Norm);
-        a.k_norm = weights.get(prefix + "k_norm" + suffix + ".weight", {c.head_dim}, Init::Norm);
+        a.q_norm = weights.get(name(QNorm), {c.head_dim}, Init::Norm);
+        a.k_norm = weights.get(name(KNorm), {c.head_dim}, Init::Norm);
     }
     return a;
 }
 
 template <typename Weights>
 void make_weights(Weights& weights, Model::Impl& impl) {
+    namespace names = tensor_names;
     const ModelConfig& c = impl.config;
     const std::int64_t d = c.hidden_size;
-    impl.embed = weights.get("model.embed_tokens.weight", {c.vocab_size, d}, Init::Matrix);
-    impl.final_norm = weights.get("model.norm.weight", {d}, Init::Norm);
+    impl.embed = weights.get(std::string(names::kEmbedTokens), {c.vocab_size, d}, Init::Matrix);
+    impl.final_norm = weights.get(std::string(names::kFinalNorm), {d}, Init::Norm);
     impl.lm_head = c.tie_word_embeddings
                        ? impl.embed
-                       : weights.get("lm_head.weight", {c.vocab_size, d}, Init::Matrix);
+                       : weights.get(std::string(names::kLmHead), {c.vocab_size, d}, Init::Matrix);
     impl.layers.reserve(static_cast<std::size_t>(c.num_hidden_layers));
     for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
-        const std::string p = "model.layers." + std::to_string(i) + ".";
+        const auto name = [i](std::string_view tensor) { return names::layer_tensor(i, tensor); };
         const std::int64_t m = c.intermediate_size;
         LayerWeights layer;
-        layer.input_norm = weights.get(p + "input_layernorm.weight", {d}, Init::Norm);
-        layer.post_norm = weights.get(p + "post_attention_layernorm.weight", {d}, Init::Norm);
-        layer.attn = make_attention(weights, c, p + "self_attn.", "");
-        layer.gate_proj = weights.get(p + "mlp.gate_proj.weight", {m, d}, Init::Matrix);
-        layer.up_proj = weights.get(p + "mlp.up_proj.weight", {m, d}, Init::Matrix);
-        layer.down_proj = weights.get(p + "mlp.down_proj.weight", {d, m}, Init::Matrix);
+        layer.input_norm = weights.get(name(names::kInputNorm), {d}, Init::Norm);
+        layer.post_norm = weights.get(name(names::kPostAttentionNorm), {d}, Init::Norm);
+        layer.attn = make_attention(weights, c, i, names::AttentionSet::Local);
+        layer.gate_proj = weights.get(name(names::kMlpGate), {m, d}, Init::Matrix);
+        layer.up_proj = weights.get(name(names::kMlpUp), {m, d}, Init::Matrix);
+        layer.down_proj = weights.get(name(names::kMlpDown), {d, m}, Init::Matrix);
         if (c.is_l2a()) {
-            layer.global_norm = weights.get(p + "input_layernorm_global.weight", {d}, Init::Norm);
-            layer.global = make_attention(weights, c, p + "self_attn.", "_global");
+            layer.global_norm = weights.get(name(names::kGlobalInputNorm), {d}, Init::Norm);
+            layer.global = make_attention(weights, c, i, names::AttentionSet::Global);
             if (c.l2a.router_input == RouterInput::HiddenLinearProj) {
-                layer.router =
-                    weights.get(p + "self_attn.sigmoid_linear.weight", {1, d}, Init::Router).reshape({d});
+                layer.router = weights.get(name(names::kRouter), {1, d}, Init::Router).reshape({d});
             }
         }
         impl.layers.push_back(std::move(layer));

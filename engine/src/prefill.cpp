@@ -17,6 +17,7 @@
 #include "device_runtime.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/rope.h"
+#include "layer_ops.h"
 #include "model_impl.h"
 #include "splitmix.h"
 
@@ -160,115 +161,13 @@ AttentionBackend backend_function(Backend backend) {
     return &reference_attention;
 }
 
-// How a run computes: device, dtype, backend, and the row blocks of the row-wise stages.
-struct Engine {
-    const ModelConfig& c;
-    at::ScalarType dtype;
-    AttentionBackend attend;
-    std::int64_t query_block;  // attention query rows per block (--chunk)
-    std::int64_t norm_rows;    // rows per block of norms and projections
-    std::int64_t mlp_rows;
-    std::int64_t head_rows;    // LM head
-    const RopeTables& rope;
-    std::function<void()> check;
-    // The kernels backend's fused per-token operators (norms, QK-norm + RoPE, router logit,
-    // gated scatter-add) instead of LibTorch ops.
-    bool fused = false;
-};
-
-// Normalized rows in the model dtype, computed in fp32 blocks of `rows`.
-at::Tensor norm_rows(const Engine& e, const at::Tensor& x, const at::Tensor& weight) {
-    const std::int64_t t = x.size(0);
-#if L2A_ENGINE_CUDA
-    if (e.fused) {
-        at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
-        fused_add_rms_norm(x, {}, {}, weight, e.c.rms_norm_eps, y, {}, {});
-        return y;
-    }
-#endif
-    if (t <= e.norm_rows) return rms_norm(x, weight, e.c.rms_norm_eps).to(e.dtype);
-    at::Tensor y = at::empty_like(x, x.options().dtype(e.dtype));
-    for (std::int64_t r0 = 0; r0 < t; r0 += e.norm_rows) {
-        const std::int64_t n = std::min(e.norm_rows, t - r0);
-        y.narrow(0, r0, n).copy_(rms_norm(x.narrow(0, r0, n), weight, e.c.rms_norm_eps));
-    }
-    return y;
-}
-
-// Normalized rows x [n, d] projected to heads [n, heads, D] in the model dtype: bias, then
-// QK-norm (optional) and RoPE at the positions of `rows` (none when null) in fp32.
-at::Tensor project(const Engine& e, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                   const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) {
-    const std::int64_t t = x.size(0);
-    const std::int64_t dim = e.c.head_dim;
-#if L2A_ENGINE_CUDA
-    if (e.fused) {
-        at::Tensor y = bias.defined() ? at::addmm(bias, x, weight.t()) : at::matmul(x, weight.t());
-        y = y.view({t, heads, dim});
-        if (rows) {
-            fused_norm_rope(y, norm, e.c.rms_norm_eps, e.rope,
-                            rows->all ? at::Tensor() : rows->device_positions32);
-        }
-        return y;
-    }
-#endif
-    const at::Tensor* positions = rows ? &rows->device_positions : nullptr;
-    auto block = [&](const at::Tensor& rows, std::int64_t r0) {
-        at::Tensor y = bias.defined() ? at::addmm(bias, rows, weight.t()) : at::matmul(rows, weight.t());
-        y = y.view({rows.size(0), heads, dim});
-        if (!norm.defined() && !positions) return y;
-        at::Tensor f = norm.defined() ? rms_norm(y, norm, e.c.rms_norm_eps) : y.to(at::kFloat);
-        if (positions) f = apply_rope(f, e.rope, positions->narrow(0, r0, rows.size(0)));
-        return f.to(e.dtype);
-    };
-    if (t <= e.norm_rows) return block(x, 0).contiguous();
-    at::Tensor out = at::empty({t, heads, dim}, x.options().dtype(e.dtype));
-    for (std::int64_t r0 = 0; r0 < t; r0 += e.norm_rows) {
-        const std::int64_t n = std::min(e.norm_rows, t - r0);
-        out.narrow(0, r0, n).copy_(block(x.narrow(0, r0, n), r0));
-    }
-    return out;
-}
-
-at::Tensor output_projection(const at::Tensor& attn, const AttentionWeights& w) {
-    return w.o_bias.defined() ? at::addmm(w.o_bias, attn, w.o_proj.t()) : at::matmul(attn, w.o_proj.t());
-}
-
-// Attention of one set of projections, returned after the output projection: [n, d].
-// queries_from: the normalized rows that produce queries; keys_from: all normalized rows.
-at::Tensor attention(const Engine& e, const AttentionWeights& w, const at::Tensor& queries_from,
-                     const QueryRows& rows, const at::Tensor& keys_from, const QueryRows& all_rows,
-                     std::int64_t window) {
-    const std::int64_t hq = e.c.num_attention_heads;
-    const std::int64_t hkv = e.c.num_key_value_heads;
-    at::Tensor out;
-    {
-        const at::Tensor q = project(e, queries_from, w.q_proj, w.q_bias, w.q_norm, hq, &rows);
-        const at::Tensor k = project(e, keys_from, w.k_proj, w.k_bias, w.k_norm, hkv, &all_rows);
-        const at::Tensor v = project(e, keys_from, w.v_proj, w.v_bias, at::Tensor(), hkv, nullptr);
-        out = e.attend(q, rows, k, v, window, e.query_block, e.check);
-    }
-    return output_projection(out, w);
-}
-
-// Router logits (fp32) of the fp32 normalized rows.
-at::Tensor router_logits(const LayerWeights& layer, const at::Tensor& u, RouterInput input) {
-    switch (input) {
-    case RouterInput::HiddenLinearProj: return at::matmul(u, layer.router.to(at::kFloat));
-    case RouterInput::HiddenFirstDim: return u.select(1, 0).contiguous();
-    case RouterInput::HiddenMean: return u.mean(-1);
-    }
-    return {};
-}
-
 // Applies the routing policy to one layer's router logits.
-void decide(const RunOptions& options, const L2AConfig& l2a, int layer, std::span<const float> z,
-            std::span<std::uint8_t> out) {
+void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer, std::span<const float> z,
+                  std::span<std::uint8_t> out) {
     const std::size_t t = z.size();
     switch (options.routing.kind) {
     case RoutingKind::Learned: {
-        const double theta = options.threshold.value_or(l2a.sigmoid_threshold);
-        const double cut = l2a.sigmoid_temp * std::log(theta / (1.0 - theta));
+        const double cut = decision_cut(l2a, options.threshold);
         for (std::size_t i = 0; i < t; ++i) out[i] = static_cast<double>(z[i]) >= cut ? 1 : 0;
         break;
     }
@@ -295,12 +194,6 @@ void decide(const RunOptions& options, const L2AConfig& l2a, int layer, std::spa
         break;
     }
     }
-}
-
-at::Tensor mlp(const LayerWeights& layer, const at::Tensor& x) {
-    at::Tensor gate = at::matmul(x, layer.gate_proj.t());
-    at::Tensor up = at::matmul(x, layer.up_proj.t());
-    return at::matmul(at::silu(gate) * up, layer.down_proj.t());
 }
 
 // Copies a device tensor's elements to a host span of the same length.
@@ -366,6 +259,182 @@ void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
              model.placement().dtype + ", are the likely cause)");
 }
 
+// What a run records around the arithmetic: timed ranges (forwarded to the observer), layer
+// events, progress, cancellation, residual checkpoints and the check for non-finite
+// activations. The arithmetic only marks where its phases begin and end.
+class RunRecorder {
+public:
+    RunRecorder(const Model& model, const PrefillHooks& hooks, PrefillResult& result, const at::Device& device)
+        : model_(model), hooks_(hooks), ranges_(hooks.observer, result.ranges, device), cuda_(device.is_cuda()),
+          layers_(result.num_layers) {
+        if (ResidualCheckpoints* keep = hooks.checkpoints) {
+            keep->entering.assign(static_cast<std::size_t>(result.num_layers), {});
+            keep->final_hidden.clear();
+            keep->num_tokens = result.num_tokens;
+            keep->hidden_size = model.config().hidden_size;
+        }
+    }
+
+    // Throws Cancelled once the caller asked the run to stop.
+    void check() const {
+        if (hooks_.cancel && hooks_.cancel->load(std::memory_order_relaxed)) throw Cancelled();
+    }
+    // `done` counts layers; the LM head is one more.
+    void progress(double done, const std::string& stage) const {
+        if (hooks_.progress) {
+            hooks_.progress(std::clamp(done / static_cast<double>(layers_ + 1), 0.0, 1.0), stage);
+        }
+    }
+    void progress_at_layer(std::int64_t layer) const {
+        progress(static_cast<double>(layer), "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
+    }
+
+    // A stage outside the layers (Phase::Embed, Phase::LmHead).
+    Range range(Phase phase) { return Range(ranges_, phase); }
+    // One part of a layer: (3, Phase::Router) is shown as "layer 3 / router".
+    Range phase(std::int64_t layer, Phase phase) { return Range(ranges_, phase, layer); }
+
+    // Enters a layer with x the residual stream: keeps x when asked, and opens the layer's range.
+    Range begin_layer(std::int64_t layer, const at::Tensor& x) {
+        check();
+        if (keeps(layer)) keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
+        if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
+        return Range(ranges_, Phase::Layer, layer);
+    }
+    // The layer's routing is decided; what is left of it is the MLP.
+    void routed(std::int64_t layer, std::span<const float> z, std::span<const std::uint8_t> d) const {
+        if (hooks_.observer) hooks_.observer->on_routing(static_cast<int>(layer), z, d);
+        progress(static_cast<double>(layer) + 0.8, "layer " + std::to_string(layer) + " / mlp");
+    }
+    // x is the layer's output: one reduction over it (min and max, which NaN and Inf reach,
+    // with no full-size temporary), called inside the layer's last phase so that its kernels
+    // fall in that range. The CPU reads it at once; on CUDA each layer's flag stays on the device
+    // until read_finite_flags, so the check adds no synchronization.
+    void check_finite(std::int64_t layer, const at::Tensor& x) {
+        const auto [lowest, highest] = at::aminmax(x);
+        at::Tensor finite = at::isfinite(lowest).logical_and(at::isfinite(highest));
+        if (cuda_) {
+            finite_flags_.emplace_back(layer, std::move(finite));
+        } else if (!finite.item<bool>()) {
+            nonfinite_activations(model_, layer);
+        }
+    }
+    // Leaves a layer.
+    void end_layer(std::int64_t layer) {
+        if (hooks_.observer) hooks_.observer->on_layer_end(static_cast<int>(layer));
+        progress_at_layer(layer + 1);
+    }
+    // After the last layer, x the final hidden state: the checkpoint.
+    void end_layers(const at::Tensor& x) {
+        if (hooks_.checkpoints) keep_hidden(x, hooks_.checkpoints->final_hidden);
+    }
+    // The layers' flags from the device (CUDA); called inside the LM head's range, so that the
+    // few kernels that gather them belong to a range of the timeline.
+    void read_finite_flags() {
+        if (finite_flags_.empty()) return;
+        std::vector<at::Tensor> flags;
+        for (const auto& [layer, flag] : finite_flags_) flags.push_back(flag);
+        const at::Tensor host = at::stack(flags).to(at::kCPU);
+        for (std::size_t i = 0; i < finite_flags_.size(); ++i) {
+            if (!host[static_cast<std::int64_t>(i)].item<bool>()) {
+                nonfinite_activations(model_, finite_flags_[i].first);
+            }
+        }
+    }
+
+    // The innermost open range, for error messages; unwind closes what an exception left open.
+    std::string current() const { return ranges_.current(); }
+    void unwind() { ranges_.unwind(); }
+    double seconds() const { return ranges_.seconds(); }
+
+private:
+    bool keeps(std::int64_t layer) const {
+        const ResidualCheckpoints* keep = hooks_.checkpoints;
+        if (!keep) return false;
+        return keep->every_layer ||
+               std::find(keep->layers.begin(), keep->layers.end(), static_cast<int>(layer)) != keep->layers.end();
+    }
+
+    const Model& model_;
+    const PrefillHooks& hooks_;
+    RangeRecorder ranges_;
+    bool cuda_;
+    std::int64_t layers_;
+    std::vector<std::pair<std::int64_t, at::Tensor>> finite_flags_;  // CUDA: read after the last layer
+};
+
+// How a run turns an L2A layer's router logits into decisions.
+struct Routing {
+    const RunOptions& options;
+    const L2AConfig& l2a;
+    bool l2a_layers;  // false: plain layers (a plain model, or an L2A model run --as-base)
+
+    // Reads the logits z into z_out (the one host synchronization of a layer), then decides.
+    void decide(int layer, const at::Tensor& z, std::span<float> z_out, std::span<std::uint8_t> d_out) const {
+        copy_to_host(z, z_out.data());
+        if (std::binary_search(options.prune.begin(), options.prune.end(), layer)) {
+            std::fill(d_out.begin(), d_out.end(), 0);
+        } else {
+            apply_policy(options, l2a, layer, z_out, d_out);
+        }
+    }
+};
+
+std::vector<std::int64_t> routed_positions(std::span<const std::uint8_t> decisions) {
+    std::vector<std::int64_t> routed;
+    for (std::size_t t = 0; t < decisions.size(); ++t) {
+        if (decisions[t]) routed.push_back(static_cast<std::int64_t>(t));
+    }
+    return routed;
+}
+
+// One decoder layer (L2A.md), in place on the residual stream x [T, d]. An L2A layer writes its
+// router logits and decisions to z and d; a plain layer leaves them as they are.
+void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& routing, int layer,
+                   at::Tensor& x, std::span<float> z, std::span<std::uint8_t> d, RunRecorder& record) {
+    if (!routing.l2a_layers) {
+        // A plain Qwen layer (or an L2A layer run as its base): full causal attention with the
+        // first attention set, i.e. global attention for every token.
+        const Range r = record.phase(layer, Phase::Global);
+        x.add_(ops.causal_attention(w.attn, ops.norm(x, w.input_norm), 0));
+    } else {
+        at::Tensor local;
+        {
+            const Range r = record.phase(layer, Phase::Local);
+            local = ops.causal_attention(w.attn, ops.norm(x, w.input_norm), routing.l2a.sliding_window);
+        }
+        RouterOutput router;
+        {
+            const Range r = record.phase(layer, Phase::Router);
+            router = ops.add_norm_router(x, std::move(local), w);  // x is now h = x + local
+            routing.decide(layer, router.z, z, d);
+        }
+        const std::vector<std::int64_t> routed = routed_positions(d);
+        if (!routed.empty()) {
+            const Range r = record.phase(layer, Phase::Global);
+            const QueryRows rows = ops.routed_rows(routed);
+            ops.gated_add(x, ops.routed_attention(w.global, router.u, rows), rows);
+        }
+    }
+    record.routed(layer, z, d);
+    const Range r = record.phase(layer, Phase::Mlp);
+    ops.add_mlp(x, w);
+    record.check_finite(layer, x);
+}
+
+// The LM head over normalized final rows xn [n, d]: fp32 logits (for half-precision weights
+// straight from the GEMM's fp32 accumulator), `block_rows` rows at a time, handed in order to
+// `each(first_row, logits)`. `check` (when set) runs before each block.
+void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows, const std::function<void()>& check,
+             const std::function<void(std::int64_t, const at::Tensor&)>& each) {
+    const std::int64_t rows = xn.size(0);
+    for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+        if (check) check();
+        const at::Tensor x = xn.narrow(0, r0, std::min(block_rows, rows - r0));
+        each(r0, m.dtype == at::kFloat ? at::matmul(x, m.lm_head.t()) : at::mm(x, m.lm_head.t(), at::kFloat));
+    }
+}
+
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
 PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
                          const RunOptions& options, std::int64_t start_layer,
@@ -391,7 +460,6 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     const ModelConfig& c = m.config;
     const at::Device device = m.device;
     const bool cuda = device.is_cuda();
-    const bool l2a = c.is_l2a() && !options.as_base;
     const auto T = static_cast<std::int64_t>(tokens.size());
     const std::int64_t L = c.num_hidden_layers;
     const std::int64_t chunk = options.chunk_size;
@@ -404,27 +472,8 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     result.token_nll.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());
     result.device = device_label(device);
     std::fill_n(result.decisions.begin(), static_cast<std::size_t>(start_layer * T), 0);
-    ResidualCheckpoints* keep = hooks.checkpoints;
-    if (keep) {
-        keep->entering.assign(static_cast<std::size_t>(L), {});
-        keep->final_hidden.clear();
-        keep->num_tokens = T;
-        keep->hidden_size = c.hidden_size;
-    }
-    auto kept = [&](std::int64_t layer) {
-        if (!keep) return false;
-        if (keep->every_layer) return true;
-        return std::find(keep->layers.begin(), keep->layers.end(), static_cast<int>(layer)) !=
-               keep->layers.end();
-    };
-
-    RangeRecorder ranges(hooks.observer, result.ranges, device);
-    auto check = [&] {
-        if (hooks.cancel && hooks.cancel->load(std::memory_order_relaxed)) throw Cancelled();
-    };
-    auto progress = [&](double done, const std::string& stage) {
-        if (hooks.progress) hooks.progress(std::clamp(done / static_cast<double>(L + 1), 0.0, 1.0), stage);
-    };
+    RunRecorder record(model, hooks, result, device);
+    const Routing routing{options, c.l2a, c.is_l2a() && !options.as_base};
 
     at::InferenceMode inference;
     reset_peak_memory(device);
@@ -442,19 +491,20 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             make_rope_tables(rope_params.inv_freq, rope_params.attention_scaling, T, device);
         // On the GPU, row-wise stages run in blocks that keep their fp32 temporaries a small,
         // fixed size; on the CPU the whole sequence is one block, as before.
-        const Engine engine{c,
-                            m.dtype,
-                            backend_function(backend),
-                            chunk,
-                            cuda ? std::int64_t{16384} : T,
-                            cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
-                            cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64),
-                            rope,
-                            check,
-                            backend == Backend::Kernels && c.hidden_size % 8 == 0 &&
-                                c.hidden_size <= 16384};
+        const LayerOpsSettings settings{c,
+                                        m.dtype,
+                                        backend_function(backend),
+                                        chunk,
+                                        cuda ? std::int64_t{16384} : T,
+                                        cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
+                                        rope,
+                                        every_row,
+                                        [&record] { record.check(); }};
+        const std::int64_t head_rows = cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64);
+        // The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
+        const bool fused = backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
+        const std::unique_ptr<LayerOps> ops = make_layer_ops(settings, fused);
 
-        std::vector<at::Tensor> finite_flags;  // CUDA: per layer, read after the last one
         at::Tensor x;
         if (hidden.data()) {
             // A copy the run owns: the layers update x in place.
@@ -462,184 +512,68 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
             x = host.to(device).to(m.dtype);
         } else {
-            Range r(ranges, Phase::Embed);
+            const Range r = record.range(Phase::Embed);
             x = m.embed.index_select(0, ids);
         }
-        progress(static_cast<double>(start_layer),
-                 "layer " + std::to_string(start_layer) + " / " + std::to_string(L));
-
+        record.progress_at_layer(start_layer);
         for (std::int64_t li = start_layer; li < L; ++li) {
-            check();
-            if (kept(li)) keep_hidden(x, keep->entering[static_cast<std::size_t>(li)]);
-            const int layer = static_cast<int>(li);
-            const LayerWeights& w = m.layers[static_cast<std::size_t>(li)];
-            const std::string name = "layer " + std::to_string(li);
-            if (hooks.observer) hooks.observer->on_layer_begin(layer);
-            Range layer_range(ranges, Phase::Layer, li);
-            std::span<float> z_out(result.router_logits.data() + li * T, static_cast<std::size_t>(T));
-            std::span<std::uint8_t> d_out(result.decisions.data() + li * T, static_cast<std::size_t>(T));
+            const Range layer_range = record.begin_layer(li, x);
+            std::span<float> z(result.router_logits.data() + li * T, static_cast<std::size_t>(T));
+            std::span<std::uint8_t> d(result.decisions.data() + li * T, static_cast<std::size_t>(T));
+            decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing, static_cast<int>(li), x, z, d, record);
+            record.end_layer(li);
+        }
+        record.end_layers(x);
 
-            at::Tensor h;
-            if (!l2a) {
-                // Plain Qwen layer (or an L2A layer run as its base): full causal attention with
-                // the first attention set, which is global attention for every token.
-                Range r(ranges, Phase::Global, li);
-                const at::Tensor xn = norm_rows(engine, x, w.input_norm);
-                h = x.add_(attention(engine, w.attn, xn, every_row, xn, every_row, 0));
-            } else {
-                at::Tensor local;
-                {
-                    Range r(ranges, Phase::Local, li);
-                    const at::Tensor xn = norm_rows(engine, x, w.input_norm);
-                    local = attention(engine, w.attn, xn, every_row, xn, every_row, c.l2a.sliding_window);
-                    // Fused, the residual add happens in the router's pass below.
-                    if (!engine.fused) h = x.add_(local);
-                }
-                at::Tensor u;
-                {
-                    Range r(ranges, Phase::Router, li);
-                    at::Tensor z = at::empty({T}, x.options().dtype(at::kFloat));
-                    u = at::empty_like(x, x.options().dtype(m.dtype));
-                    if (engine.fused) {
-#if L2A_ENGINE_CUDA
-                        // h = x + local, u = RMSNorm_global(h) and z = w . u in one pass.
-                        const bool linear = c.l2a.router_input == RouterInput::HiddenLinearProj;
-                        fused_add_rms_norm(local, x, x, w.global_norm, c.rms_norm_eps, u,
-                                           linear ? w.router : at::Tensor(), linear ? z : at::Tensor());
-                        if (!linear) z = router_logits(w, u.to(at::kFloat), c.l2a.router_input);
-                        h = x;
-#endif
-                    } else {
-                        // The router sees the fp32 normalized rows; attention gets them in the dtype.
-                        for (std::int64_t r0 = 0; r0 < T; r0 += engine.norm_rows) {
-                            const std::int64_t n = std::min(engine.norm_rows, T - r0);
-                            const at::Tensor uf = rms_norm(h.narrow(0, r0, n), w.global_norm, c.rms_norm_eps);
-                            z.narrow(0, r0, n).copy_(router_logits(w, uf, c.l2a.router_input));
-                            u.narrow(0, r0, n).copy_(uf);
-                        }
-                    }
-                    local = at::Tensor();
-                    copy_to_host(z, z_out.data());
-                    const bool pruned =
-                        std::binary_search(options.prune.begin(), options.prune.end(), layer);
-                    if (pruned) {
-                        std::fill(d_out.begin(), d_out.end(), 0);
-                    } else {
-                        decide(options, c.l2a, layer, z_out, d_out);
-                    }
-                }
-                std::vector<std::int64_t> routed;
-                for (std::int64_t t = 0; t < T; ++t) {
-                    if (d_out[static_cast<std::size_t>(t)]) routed.push_back(t);
-                }
-                if (!routed.empty()) {
-                    Range r(ranges, Phase::Global, li);
-                    const at::Tensor idx = at::tensor(routed, i64).to(device);
-                    const QueryRows routed_rows{routed, idx, false,
-                                                engine.fused ? idx.to(at::kInt) : at::Tensor()};
-                    const at::Tensor a = attention(engine, w.global, u.index_select(0, idx), routed_rows,
-                                                   u, every_row, 0);
-                    // Gated residual: unrouted rows add nothing.
-                    if (engine.fused) {
-#if L2A_ENGINE_CUDA
-                        const at::Tensor count = at::full(
-                            {1}, static_cast<std::int64_t>(routed.size()),
-                            at::TensorOptions().dtype(at::kInt).device(device));
-                        fused_scatter_add_rows(h, a, routed_rows.device_positions32, count);
-#endif
-                    } else {
-                        h.index_add_(0, idx, a);
-                    }
-                }
+        const Range r = record.range(Phase::LmHead);
+        record.read_finite_flags();
+        // Without the per-token NLL (and without a logits sink) only the last row is needed: the
+        // next token's logits, which is all that time-to-first-token covers.
+        const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
+        const std::int64_t first = all_rows ? 0 : T - 1;
+        const at::Tensor xn = ops->norm(x.narrow(0, first, T - first), m.final_norm);
+        x = at::Tensor();
+        lm_head(m, xn, head_rows, settings.check, [&](std::int64_t row, const at::Tensor& logits) {
+            const std::int64_t r0 = first + row;
+            const std::int64_t n = logits.size(0);
+            if (r0 + n == T) {
+                result.last_logits.resize(static_cast<std::size_t>(c.vocab_size));
+                copy_to_host(logits.narrow(0, n - 1, 1), result.last_logits.data());
             }
-            if (hooks.observer) hooks.observer->on_routing(layer, z_out, d_out);
-            progress(static_cast<double>(li) + 0.8, name + " / mlp");
-            {
-                Range r(ranges, Phase::Mlp, li);
-                for (std::int64_t r0 = 0; r0 < T; r0 += engine.mlp_rows) {
-                    check();
-                    const std::int64_t n = std::min(engine.mlp_rows, T - r0);
-                    at::Tensor hc = h.narrow(0, r0, n);
-                    hc.add_(mlp(w, norm_rows(engine, hc, w.post_norm)));
-                }
-                x = h;
+            if (hooks.logits_sink) {
+                const at::Tensor host = logits.to(at::kCPU).contiguous();
+                hooks.logits_sink(r0, n, c.vocab_size, host.data_ptr<float>());
             }
-            // One reduction over the layer's output (min and max, which NaN and Inf reach, with
-            // no full-size temporary). The CPU reads it at once; on CUDA each layer's flag stays
-            // on the device and all are read after the last layer, so the check adds no
-            // synchronization.
-            const auto [lowest, highest] = at::aminmax(x);
-            at::Tensor finite = at::isfinite(lowest).logical_and(at::isfinite(highest));
-            if (cuda) {
-                finite_flags.push_back(std::move(finite));
-            } else if (!finite.item<bool>()) {
-                nonfinite_activations(model, li);
+            // Row t predicts token t + 1.
+            const std::int64_t predicted = options.token_nll ? std::min(n, T - 1 - r0) : 0;
+            if (predicted > 0) {
+                at::Tensor logp = at::log_softmax(logits.narrow(0, 0, predicted), -1);
+                at::Tensor next = ids.narrow(0, r0 + 1, predicted).view({predicted, 1});
+                at::Tensor nll = -logp.gather(1, next).view({predicted});
+                copy_to_host(nll, result.token_nll.data() + r0 + 1);
             }
-            if (hooks.observer) hooks.observer->on_layer_end(layer);
-            progress(static_cast<double>(li + 1), "layer " + std::to_string(li + 1) + " / " + std::to_string(L));
-        }
-        if (!finite_flags.empty()) {
-            const at::Tensor flags = at::stack(finite_flags).to(at::kCPU);
-            for (std::int64_t i = 0; i < flags.numel(); ++i) {
-                if (!flags[i].item<bool>()) nonfinite_activations(model, start_layer + i);
-            }
-        }
-
-        if (keep) keep_hidden(x, keep->final_hidden);
-        {
-            Range r(ranges, Phase::LmHead);
-            // Without the per-token NLL (and without a logits sink) only the last row is needed:
-            // the next token's logits, which is all that time-to-first-token covers.
-            const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
-            const std::int64_t first = all_rows ? 0 : T - 1;
-            const at::Tensor xn = norm_rows(engine, x.narrow(0, first, T - first), m.final_norm);
-            x = at::Tensor();
-            for (std::int64_t r0 = first; r0 < T; r0 += engine.head_rows) {
-                check();
-                const std::int64_t n = std::min(engine.head_rows, T - r0);
-                const at::Tensor rows = xn.narrow(0, r0 - first, n);
-                // Half-precision weights, fp32 logits straight from the GEMM's fp32 accumulator.
-                at::Tensor logits = m.dtype == at::kFloat ? at::matmul(rows, m.lm_head.t())
-                                                          : at::mm(rows, m.lm_head.t(), at::kFloat);
-                if (r0 + n == T) {
-                    result.last_logits.resize(static_cast<std::size_t>(c.vocab_size));
-                    copy_to_host(logits.narrow(0, n - 1, 1), result.last_logits.data());
-                }
-                if (hooks.logits_sink) {
-                    const at::Tensor host = logits.to(at::kCPU).contiguous();
-                    hooks.logits_sink(r0, n, c.vocab_size, host.data_ptr<float>());
-                }
-                // Row t predicts token t + 1.
-                const std::int64_t predicted = options.token_nll ? std::min(n, T - 1 - r0) : 0;
-                if (predicted > 0) {
-                    at::Tensor logp = at::log_softmax(logits.narrow(0, 0, predicted), -1);
-                    at::Tensor next = ids.narrow(0, r0 + 1, predicted).view({predicted, 1});
-                    at::Tensor nll = -logp.gather(1, next).view({predicted});
-                    copy_to_host(nll, result.token_nll.data() + r0 + 1);
-                }
-                progress(static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T), "lm_head");
-            }
-        }
+            record.progress(static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T), "lm_head");
+        });
     } catch (const c10::OutOfMemoryError&) {
-        const std::string stage = ranges.current();
-        ranges.unwind();
+        const std::string stage = record.current();
+        record.unwind();
         fail("", out_of_memory_message(device, "running " + stage,
                                        std::to_string(T) + " tokens",
                                        "try --max-tokens or a smaller model"));
     } catch (const Error&) {
-        ranges.unwind();
+        record.unwind();
         throw;
     } catch (const c10::Error& e) {
-        const std::string stage = ranges.current();
-        ranges.unwind();
+        const std::string stage = record.current();
+        record.unwind();
         const std::string what = e.what_without_backtrace();
         fail("", "LibTorch failed while running " + stage + " on " + result.device + ": " +
                      what.substr(0, what.find('\n')));
     } catch (...) {
-        ranges.unwind();
+        record.unwind();
         throw;
     }
-    result.wall_seconds = ranges.seconds();
+    result.wall_seconds = record.seconds();
     result.peak_device_bytes = peak_memory(device);
     return result;
 }
@@ -676,15 +610,11 @@ void run_lm_head(const Model& model, std::span<const float> final_hidden, std::i
         at::Tensor host = at::empty({rows, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
         std::copy(final_hidden.begin(), final_hidden.end(), host.data_ptr<float>());
         const at::Tensor x = host.to(m.device).to(m.dtype);
-        for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
-            const std::int64_t n = std::min(block_rows, rows - r0);
-            const at::Tensor xn =
-                rms_norm(x.narrow(0, r0, n), m.final_norm, c.rms_norm_eps).to(m.dtype);
-            const at::Tensor logits = m.dtype == at::kFloat ? at::matmul(xn, m.lm_head.t())
-                                                            : at::mm(xn, m.lm_head.t(), at::kFloat);
+        const at::Tensor xn = norm_in_blocks(x, m.final_norm, c.rms_norm_eps, m.dtype, block_rows);
+        lm_head(m, xn, block_rows, {}, [&](std::int64_t r0, const at::Tensor& logits) {
             const at::Tensor out = logits.to(at::kCPU).contiguous();
-            sink(r0, n, c.vocab_size, out.data_ptr<float>());
-        }
+            sink(r0, logits.size(0), c.vocab_size, out.data_ptr<float>());
+        });
     } catch (const c10::Error& e) {
         const std::string what = e.what_without_backtrace();
         fail("", "LibTorch failed while running the LM head: " + what.substr(0, what.find('\n')));

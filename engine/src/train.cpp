@@ -4,6 +4,9 @@
 // training sequences are short enough for it. The objective, estimator and schedules follow the
 // L2A recipe (see train.h). Data windows and the dense-global draws come from one counter-based
 // generator whose state is saved with the checkpoint, so a resumed run continues exactly.
+// This forward is a second definition of the model next to the engine's (prefill.cpp); they
+// share the router's logits (router_logits), and test_train checks that both compute the same
+// loss and decisions for every model type and router input.
 #include "l2a/engine/train.h"
 
 #include <ATen/autocast_mode.h>
@@ -29,7 +32,9 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/rope.h"
 #include "l2a/engine/safetensors.h"
+#include "l2a/engine/tensor_names.h"
 #include "l2a/engine/tokenizer.h"
+#include "layer_ops.h"
 #include "model_impl.h"
 #include "splitmix.h"
 
@@ -72,43 +77,55 @@ at::Tensor copy_param(Net& net, const std::string& name, const at::Tensor& sourc
     return t;
 }
 
-Attn copy_attention(Net& net, const AttentionWeights& w, const std::string& prefix,
-                    const std::string& suffix, bool trainable) {
+Attn copy_attention(Net& net, const AttentionWeights& w, std::int64_t layer,
+                    tensor_names::AttentionSet set, bool trainable) {
+    using enum tensor_names::AttentionPart;
+    using tensor_names::TensorKind;
+    const auto copy = [&](tensor_names::AttentionPart part, TensorKind kind, const at::Tensor& t) {
+        return copy_param(net, tensor_names::attention_tensor(layer, set, part, kind), t,
+                          trainable);
+    };
     Attn a;
-    a.q = copy_param(net, prefix + "q_proj" + suffix + ".weight", w.q_proj, trainable);
-    a.k = copy_param(net, prefix + "k_proj" + suffix + ".weight", w.k_proj, trainable);
-    a.v = copy_param(net, prefix + "v_proj" + suffix + ".weight", w.v_proj, trainable);
-    a.o = copy_param(net, prefix + "o_proj" + suffix + ".weight", w.o_proj, trainable);
-    a.qb = copy_param(net, prefix + "q_proj" + suffix + ".bias", w.q_bias, trainable);
-    a.kb = copy_param(net, prefix + "k_proj" + suffix + ".bias", w.k_bias, trainable);
-    a.vb = copy_param(net, prefix + "v_proj" + suffix + ".bias", w.v_bias, trainable);
-    a.ob = copy_param(net, prefix + "o_proj" + suffix + ".bias", w.o_bias, trainable);
-    a.qn = copy_param(net, prefix + "q_norm" + suffix + ".weight", w.q_norm, trainable);
-    a.kn = copy_param(net, prefix + "k_norm" + suffix + ".weight", w.k_norm, trainable);
+    a.q = copy(QProj, TensorKind::Weight, w.q_proj);
+    a.k = copy(KProj, TensorKind::Weight, w.k_proj);
+    a.v = copy(VProj, TensorKind::Weight, w.v_proj);
+    a.o = copy(OProj, TensorKind::Weight, w.o_proj);
+    a.qb = copy(QProj, TensorKind::Bias, w.q_bias);
+    a.kb = copy(KProj, TensorKind::Bias, w.k_bias);
+    a.vb = copy(VProj, TensorKind::Bias, w.v_bias);
+    a.ob = copy(OProj, TensorKind::Bias, w.o_bias);
+    a.qn = copy(QNorm, TensorKind::Weight, w.q_norm);
+    a.kn = copy(KNorm, TensorKind::Weight, w.k_norm);
     return a;
 }
 
 Net make_net(const Model& model, bool train_all, std::int64_t max_positions) {
+    namespace names = tensor_names;
     const Model::Impl& m = model.impl();
     Net net;
     net.config = m.config;
     const ModelConfig& c = net.config;
-    net.embed = copy_param(net, "model.embed_tokens.weight", m.embed, train_all);
-    net.final_norm = copy_param(net, "model.norm.weight", m.final_norm, train_all);
-    net.lm_head = c.tie_word_embeddings ? net.embed : copy_param(net, "lm_head.weight", m.lm_head, train_all);
+    net.embed = copy_param(net, std::string(names::kEmbedTokens), m.embed, train_all);
+    net.final_norm = copy_param(net, std::string(names::kFinalNorm), m.final_norm, train_all);
+    net.lm_head = c.tie_word_embeddings
+                      ? net.embed
+                      : copy_param(net, std::string(names::kLmHead), m.lm_head, train_all);
     for (std::size_t i = 0; i < m.layers.size(); ++i) {
         const LayerWeights& w = m.layers[i];
-        const std::string p = "model.layers." + std::to_string(i) + ".";
+        const auto layer = static_cast<std::int64_t>(i);
+        const auto name = [layer](std::string_view tensor) {
+            return names::layer_tensor(layer, tensor);
+        };
         Layer l;
-        l.input_norm = copy_param(net, p + "input_layernorm.weight", w.input_norm, true);
-        l.post_norm = copy_param(net, p + "post_attention_layernorm.weight", w.post_norm, true);
-        l.gate = copy_param(net, p + "mlp.gate_proj.weight", w.gate_proj, train_all);
-        l.up = copy_param(net, p + "mlp.up_proj.weight", w.up_proj, train_all);
-        l.down = copy_param(net, p + "mlp.down_proj.weight", w.down_proj, train_all);
-        l.local = copy_attention(net, w.attn, p + "self_attn.", "", true);
-        l.global_norm = copy_param(net, p + "input_layernorm_global.weight", w.global_norm, true);
-        l.global = copy_attention(net, w.global, p + "self_attn.", "_global", true);
-        l.router = copy_param(net, p + "self_attn.sigmoid_linear.weight", w.router, true, true);
+        l.input_norm = copy_param(net, name(names::kInputNorm), w.input_norm, true);
+        l.post_norm = copy_param(net, name(names::kPostAttentionNorm), w.post_norm, true);
+        l.gate = copy_param(net, name(names::kMlpGate), w.gate_proj, train_all);
+        l.up = copy_param(net, name(names::kMlpUp), w.up_proj, train_all);
+        l.down = copy_param(net, name(names::kMlpDown), w.down_proj, train_all);
+        l.local = copy_attention(net, w.attn, layer, names::AttentionSet::Local, true);
+        l.global_norm = copy_param(net, name(names::kGlobalInputNorm), w.global_norm, true);
+        l.global = copy_attention(net, w.global, layer, names::AttentionSet::Global, true);
+        l.router = copy_param(net, name(names::kRouter), w.router, true, true);
         net.layers.push_back(std::move(l));
     }
     const RopeParams rope = compute_rope(c, max_positions);
@@ -197,11 +214,11 @@ LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x
         out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
     } else {
         const double tau = c.l2a.sigmoid_temp;
-        const double cut = tau * std::log(c.l2a.sigmoid_threshold / (1.0 - c.l2a.sigmoid_threshold));
+        const double cut = decision_cut(c.l2a);
         h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
                           c.l2a.sliding_window, positions);
         at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
-        at::Tensor z = at::matmul(u.to(at::kFloat), layer.router);  // [B, T]
+        at::Tensor z = router_logits(u, layer.router, c.l2a.router_input);  // [B, T]
         at::Tensor p = at::sigmoid(z / tau);
         at::Tensor hard = (z >= cut).to(at::kFloat);
         at::Tensor d = hard + p - p.detach();  // straight-through: forward hard, gradient of p
@@ -407,9 +424,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     } else {
         fail("train", "give --model DIR, or a configuration to start from random weights");
     }
-    if (model->config().is_l2a() && model->config().l2a.router_input != RouterInput::HiddenLinearProj) {
-        fail(model_source.string(), "training supports the hidden_linearproj router only");
-    }
     std::optional<Tokenizer> tokenizer;
     if (model->tokenizer()) {
         tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
@@ -429,7 +443,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     std::vector<at::Tensor> trainable, weights, routers;
     TrainResult result;
     for (const Param& p : net.params) {
-        if (p.name == "lm_head.weight" && net.config.tie_word_embeddings) continue;
+        if (p.name == tensor_names::kLmHead && net.config.tie_word_embeddings) continue;
         result.parameters += p.tensor.numel();
         if (p.trainable) {
             trainable.push_back(p.tensor);

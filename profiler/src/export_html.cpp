@@ -16,10 +16,6 @@
 namespace l2a {
 namespace {
 
-using report::duration;
-using report::fixed;
-using report::percent;
-
 // Past this many bytes of text the document is shown only around its most-routed passages.
 constexpr std::size_t kDocumentBudgetBytes = 40000;
 constexpr std::int64_t kContextTokens = 48;  // shown on each side of a highlighted token
@@ -128,9 +124,10 @@ void sparsity_section(Html& h, const Profile& p) {
         "attention per layer\">\n");
     for (int tick = 0; tick <= 4; ++tick) {
         const double y = top + height * (1.0 - tick / 4.0);
-        h.raw("<line x1=\"" + fixed(left, 1) + "\" x2=\"" + fixed(width, 1) + "\" y1=\"" +
-              fixed(y, 1) + "\" y2=\"" + fixed(y, 1) + "\" stroke=\"#e3e7ee\"/>");
-        h.raw("<text x=\"" + fixed(left - 6, 1) + "\" y=\"" + fixed(y + 4, 1) +
+        h.raw("<line x1=\"" + format_fixed(left, 1) + "\" x2=\"" + format_fixed(width, 1) +
+              "\" y1=\"" + format_fixed(y, 1) + "\" y2=\"" + format_fixed(y, 1) +
+              "\" stroke=\"#e3e7ee\"/>");
+        h.raw("<text x=\"" + format_fixed(left - 6, 1) + "\" y=\"" + format_fixed(y + 4, 1) +
               "\" text-anchor=\"end\">" + std::to_string(tick * 25) + "%</text>\n");
     }
     const std::int64_t label_every = std::max<std::int64_t>(1, layers / 16);
@@ -138,21 +135,22 @@ void sparsity_section(Html& h, const Profile& p) {
         const double f = std::isfinite(b.fraction) ? std::clamp(b.fraction, 0.0, 1.0) : 0.0;
         const double x = left + bar * static_cast<double>(b.layer);
         if (b.pruned) {
-            h.raw("<rect x=\"" + fixed(x + bar * 0.1, 2) + "\" y=\"" + fixed(top, 1) +
-                  "\" width=\"" + fixed(bar * 0.8, 2) + "\" height=\"" + fixed(height, 1) +
-                  "\" fill=\"#eceff4\"><title>" + escape(b.title) + "</title></rect>");
+            h.raw("<rect x=\"" + format_fixed(x + bar * 0.1, 2) + "\" y=\"" + format_fixed(top, 1) +
+                  "\" width=\"" + format_fixed(bar * 0.8, 2) + "\" height=\"" +
+                  format_fixed(height, 1) + "\" fill=\"#eceff4\"><title>" + escape(b.title) +
+                  "</title></rect>");
         }
-        h.raw("<rect x=\"" + fixed(x + bar * 0.1, 2) + "\" y=\"" +
-              fixed(top + height * (1.0 - f), 2) + "\" width=\"" + fixed(bar * 0.8, 2) +
-              "\" height=\"" + fixed(height * f, 2) + "\" fill=\"#3b6fb6\"><title>" +
-              escape(b.title) + "</title></rect>\n");
+        h.raw("<rect x=\"" + format_fixed(x + bar * 0.1, 2) + "\" y=\"" +
+              format_fixed(top + height * (1.0 - f), 2) + "\" width=\"" +
+              format_fixed(bar * 0.8, 2) + "\" height=\"" + format_fixed(height * f, 2) +
+              "\" fill=\"#3b6fb6\"><title>" + escape(b.title) + "</title></rect>\n");
         if (b.layer % label_every == 0) {
-            h.raw("<text x=\"" + fixed(x + bar / 2, 2) + "\" y=\"" + fixed(top + height + 16, 1) +
-                  "\" text-anchor=\"middle\">" + std::to_string(b.layer) + (b.pruned ? "P" : "") +
-                  "</text>");
+            h.raw("<text x=\"" + format_fixed(x + bar / 2, 2) + "\" y=\"" +
+                  format_fixed(top + height + 16, 1) + "\" text-anchor=\"middle\">" +
+                  std::to_string(b.layer) + (b.pruned ? "P" : "") + "</text>");
         }
     }
-    h.raw("<text x=\"" + fixed(left + plot_w / 2, 1) +
+    h.raw("<text x=\"" + format_fixed(left + plot_w / 2, 1) +
           "\" y=\"236\" text-anchor=\"middle\">layer (P: pruned)</text>\n</svg>\n");
     h.raw(
         "<p class=\"note\">Share of tokens that ran global attention in each layer; grey: a "
@@ -170,12 +168,12 @@ void routing_map_section(Html& h, const Profile& p) {
     const double cell_h = std::clamp(480.0 / static_cast<double>(rows), 4.0, 16.0);
     const double map_h = cell_h * static_cast<double>(rows);
     h.raw("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"" +
-          fixed(map_h + 30, 0) + "\" viewBox=\"0 0 1200 " + fixed(map_h + 30, 0) +
+          format_fixed(map_h + 30, 0) + "\" viewBox=\"0 0 1200 " + format_fixed(map_h + 30, 0) +
           "\" role=\"img\" aria-label=\"token by layer routing map\" "
           "shape-rendering=\"crispEdges\">\n");
     const double left = 40, plot_w = 1150, cell_w = plot_w / static_cast<double>(columns);
-    h.raw("<rect x=\"" + fixed(left, 0) + "\" y=\"0\" width=\"" + fixed(plot_w, 0) +
-          "\" height=\"" + fixed(map_h, 2) + "\" fill=\"#f1f3f7\"/>\n");
+    h.raw("<rect x=\"" + format_fixed(left, 0) + "\" y=\"0\" width=\"" + format_fixed(plot_w, 0) +
+          "\" height=\"" + format_fixed(map_h, 2) + "\" fill=\"#f1f3f7\"/>\n");
     // Runs of equal cells merge into one rectangle.
     for (std::int64_t row = 0; row < rows; ++row) {
         const std::uint8_t* level = grid.level.data() + row * columns;
@@ -185,24 +183,24 @@ void routing_map_section(Html& h, const Profile& p) {
             std::int64_t end = col + 1;
             while (end < columns && level[end] == v) ++end;
             if (v > 0) {
-                h.raw("<rect x=\"" + fixed(left + cell_w * static_cast<double>(col), 2) +
-                      "\" y=\"" + fixed(y, 2) + "\" width=\"" +
-                      fixed(cell_w * static_cast<double>(end - col), 2) + "\" height=\"" +
-                      fixed(cell_h, 2) + "\" fill=\"#c0392b\" fill-opacity=\"" +
-                      fixed(report::level_opacity(v), 2) + "\"/>");
+                h.raw("<rect x=\"" + format_fixed(left + cell_w * static_cast<double>(col), 2) +
+                      "\" y=\"" + format_fixed(y, 2) + "\" width=\"" +
+                      format_fixed(cell_w * static_cast<double>(end - col), 2) + "\" height=\"" +
+                      format_fixed(cell_h, 2) + "\" fill=\"#c0392b\" fill-opacity=\"" +
+                      format_fixed(report::level_opacity(v), 2) + "\"/>");
             }
             col = end;
         }
         if (rows <= 32 || row % 4 == 0) {
-            h.raw("<text x=\"" + fixed(left - 6, 0) + "\" y=\"" + fixed(y + cell_h / 2 + 4, 2) +
-                  "\" text-anchor=\"end\">" +
+            h.raw("<text x=\"" + format_fixed(left - 6, 0) + "\" y=\"" +
+                  format_fixed(y + cell_h / 2 + 4, 2) + "\" text-anchor=\"end\">" +
                   std::to_string(grid.first_layer[static_cast<std::size_t>(row)]) + "</text>");
         }
         h.raw("\n");
     }
-    h.raw("<text x=\"" + fixed(left, 0) + "\" y=\"" + fixed(map_h + 18, 1) +
-          "\">token 0</text><text x=\"" + fixed(left + plot_w, 0) + "\" y=\"" +
-          fixed(map_h + 18, 1) + "\" text-anchor=\"end\">token " +
+    h.raw("<text x=\"" + format_fixed(left, 0) + "\" y=\"" + format_fixed(map_h + 18, 1) +
+          "\">token 0</text><text x=\"" + format_fixed(left + plot_w, 0) + "\" y=\"" +
+          format_fixed(map_h + 18, 1) + "\" text-anchor=\"end\">token " +
           std::to_string(p.num_tokens() - 1) + "</text>\n</svg>\n");
     h.raw("<p class=\"note\">" + escape(grid.note) + "</p></section>\n");
 }
@@ -221,10 +219,12 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         "viewBox=\"0 0 1200 240\" role=\"img\" aria-label=\"time per layer and phase\">\n");
     for (int tick = 0; tick <= 4; ++tick) {
         const double y = top + height * (1.0 - tick / 4.0);
-        h.raw("<line x1=\"" + fixed(left, 0) + "\" x2=\"1190\" y1=\"" + fixed(y, 1) + "\" y2=\"" +
-              fixed(y, 1) + "\" stroke=\"#e3e7ee\"/><text x=\"" + fixed(left - 6, 0) + "\" y=\"" +
-              fixed(y + 4, 1) + "\" text-anchor=\"end\">" +
-              (tick == 0 ? std::string("0") : escape(duration(most * tick / 4.0))) + "</text>\n");
+        h.raw("<line x1=\"" + format_fixed(left, 0) + "\" x2=\"1190\" y1=\"" + format_fixed(y, 1) +
+              "\" y2=\"" + format_fixed(y, 1) + "\" stroke=\"#e3e7ee\"/><text x=\"" +
+              format_fixed(left - 6, 0) + "\" y=\"" + format_fixed(y + 4, 1) +
+              "\" text-anchor=\"end\">" +
+              (tick == 0 ? std::string("0") : escape(format_duration(most * tick / 4.0))) +
+              "</text>\n");
     }
     const std::size_t label_every = std::max<std::size_t>(1, s.layers.size() / 16);
     for (std::size_t i = 0; i < s.layers.size(); ++i) {
@@ -236,18 +236,19 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
             if (t.seconds <= 0) continue;
             const double bar_h = height * t.seconds / most;
             y -= bar_h;
-            h.raw("<rect x=\"" + fixed(x, 2) + "\" y=\"" + fixed(y, 2) + "\" width=\"" +
-                  fixed(bar * 0.8, 2) + "\" height=\"" + fixed(bar_h, 2) + "\" fill=\"" +
-                  kPhaseColors[phase] + "\"><title>" +
+            h.raw("<rect x=\"" + format_fixed(x, 2) + "\" y=\"" + format_fixed(y, 2) +
+                  "\" width=\"" + format_fixed(bar * 0.8, 2) + "\" height=\"" +
+                  format_fixed(bar_h, 2) + "\" fill=\"" + kPhaseColors[phase] + "\"><title>" +
                   escape(report::phase_title(layer, phase)) + "</title></rect>");
         }
         if (i % label_every == 0) {
-            h.raw("<text x=\"" + fixed(x + bar * 0.4, 2) + "\" y=\"" + fixed(top + height + 16, 1) +
-                  "\" text-anchor=\"middle\">" + std::to_string(layer.layer) + "</text>");
+            h.raw("<text x=\"" + format_fixed(x + bar * 0.4, 2) + "\" y=\"" +
+                  format_fixed(top + height + 16, 1) + "\" text-anchor=\"middle\">" +
+                  std::to_string(layer.layer) + "</text>");
         }
         h.raw("\n");
     }
-    h.raw("<text x=\"" + fixed(left + plot_w / 2, 0) +
+    h.raw("<text x=\"" + format_fixed(left + plot_w / 2, 0) +
           "\" y=\"236\" text-anchor=\"middle\">layer</text>\n</svg>\n<p class=\"legend\">");
     for (int phase = 0; phase < kNumPhases; ++phase) {
         h.raw(std::string("<span><i style=\"background:") + kPhaseColors[phase] + "\"></i>" +
@@ -257,8 +258,8 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         "</p>\n<table class=\"grid\"><tr><th>stage</th><th>time</th><th>share of run</th>"
         "<th>kernels</th></tr>\n");
     for (const report::StageRow& row : report::stage_rows(s)) {
-        h.raw("<tr><th>" + escape(row.name) + "</th><td>" + escape(duration(row.seconds)) +
-              "</td><td>" + percent(row.share) + "</td><td>" + std::to_string(row.kernels) +
+        h.raw("<tr><th>" + escape(row.name) + "</th><td>" + escape(format_duration(row.seconds)) +
+              "</td><td>" + format_percent(row.share) + "</td><td>" + std::to_string(row.kernels) +
               "</td></tr>\n");
     }
     h.raw("</table></section>\n");
@@ -291,10 +292,10 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
         "<table class=\"grid\"><tr><th>metric</th><th>base</th><th>variant</th>"
         "<th>change</th></tr>\n");
     for (const report::MetricRow& m : c.metrics) {
-        h.raw("<tr><th>" + escape(m.name) + "</th><td>" + fixed(m.base, m.digits) + "</td><td>" +
-              fixed(m.variant, m.digits) + "</td>" +
+        h.raw("<tr><th>" + escape(m.name) + "</th><td>" + format_fixed(m.base, m.digits) +
+              "</td><td>" + format_fixed(m.variant, m.digits) + "</td>" +
               (m.not_comparable.empty()
-                   ? "<td>" + fixed(m.variant - m.base, m.digits) + "</td>"
+                   ? "<td>" + format_fixed(m.variant - m.base, m.digits) + "</td>"
                    : "<td class=\"warn\">⚠ " + escape(m.not_comparable) + "</td>") +
               "</tr>\n");
     }
@@ -314,23 +315,25 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
         const double x = 80 + cell_w * static_cast<double>(col);
         const double w = std::max(cell_w, 0.5);
         if (c.nll_beyond[col] & report::kBeyondAbove) {
-            h.raw("<rect class=\"beyond\" x=\"" + fixed(x, 2) + "\" y=\"3\" width=\"" +
-                  fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#7b241c\"/>");
+            h.raw("<rect class=\"beyond\" x=\"" + format_fixed(x, 2) + "\" y=\"3\" width=\"" +
+                  format_fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#7b241c\"/>");
         }
         if (c.nll_beyond[col] & report::kBeyondBelow) {
-            h.raw("<rect class=\"beyond\" x=\"" + fixed(x, 2) + "\" y=\"152\" width=\"" +
-                  fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#1e5c3a\"/>");
+            h.raw("<rect class=\"beyond\" x=\"" + format_fixed(x, 2) + "\" y=\"152\" width=\"" +
+                  format_fixed(std::max(w, 2.0), 2) + "\" height=\"5\" fill=\"#1e5c3a\"/>");
         }
         if (d == 0.0) continue;
         const double bar_h = 70.0 * std::abs(d) / c.nll_scale;
-        h.raw("<rect x=\"" + fixed(x, 2) + "\" y=\"" + fixed(d > 0 ? 80 - bar_h : 80, 2) +
-              "\" width=\"" + fixed(w, 2) + "\" height=\"" + fixed(bar_h, 2) + "\" fill=\"" +
+        h.raw("<rect x=\"" + format_fixed(x, 2) + "\" y=\"" +
+              format_fixed(d > 0 ? 80 - bar_h : 80, 2) + "\" width=\"" + format_fixed(w, 2) +
+              "\" height=\"" + format_fixed(bar_h, 2) + "\" fill=\"" +
               (d > 0 ? "#c0392b" : "#2e8b57") + "\"/>");
     }
-    h.raw("\n<text x=\"74\" y=\"14\" text-anchor=\"end\">+" + fixed(c.nll_scale, 3) +
-          "</text><text x=\"74\" y=\"154\" text-anchor=\"end\">-" + fixed(c.nll_scale, 3) +
+    h.raw("\n<text x=\"74\" y=\"14\" text-anchor=\"end\">+" + format_fixed(c.nll_scale, 3) +
+          "</text><text x=\"74\" y=\"154\" text-anchor=\"end\">-" + format_fixed(c.nll_scale, 3) +
           "</text>\n<text x=\"635\" y=\"178\" text-anchor=\"middle\">" + escape(c.nll_axis) +
-          (c.nll_beyond_bins ? " (clipped at ±" + fixed(c.nll_scale, 3) + ")" : std::string()) +
+          (c.nll_beyond_bins ? " (clipped at ±" + format_fixed(c.nll_scale, 3) + ")"
+                             : std::string()) +
           "</text>\n</svg>\n");
     if (!c.nll_clip_note.empty()) {
         h.raw("<p class=\"warn\">" + escape(c.nll_clip_note) + "</p>\n");
@@ -342,9 +345,9 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
         "</th><th>variant global</th><th>change</th><th>tokens decided differently</th>"
         "<th>pruned</th></tr>\n");
     for (const report::LayerChange& row : c.layers) {
-        h.raw("<tr><td>" + std::to_string(row.layer) + "</td><td>" + percent(row.base) +
-              "</td><td>" + percent(row.variant) + "</td><td>" +
-              fixed(100 * (row.variant - row.base), 1) + " pp</td><td>" +
+        h.raw("<tr><td>" + std::to_string(row.layer) + "</td><td>" + format_percent(row.base) +
+              "</td><td>" + format_percent(row.variant) + "</td><td>" +
+              format_fixed(100 * (row.variant - row.base), 1) + " pp</td><td>" +
               std::to_string(row.changed) + "</td><td>" + row.pruned + "</td></tr>\n");
     }
     h.raw("</table></section>\n");

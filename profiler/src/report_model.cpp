@@ -23,35 +23,6 @@ std::size_t char_boundary(const std::string& text, std::size_t offset) {
 
 }  // namespace
 
-std::string fixed(double value, int digits) {
-    if (!std::isfinite(value)) return "n/a";
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.*f", digits, value);
-    return buffer;
-}
-
-std::string percent(double fraction) {
-    return std::isfinite(fraction) ? fixed(100.0 * fraction, 1) + "%" : "n/a";
-}
-
-std::string duration(double seconds) {
-    if (!std::isfinite(seconds)) return "n/a";
-    if (seconds >= 1.0) return fixed(seconds, 3) + " s";
-    if (seconds >= 1e-3) return fixed(seconds * 1e3, 3) + " ms";
-    return fixed(seconds * 1e6, 1) + " µs";
-}
-
-std::string byte_size(std::int64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double value = static_cast<double>(bytes);
-    int unit = 0;
-    while (std::abs(value) >= 1024.0 && unit < 4) {
-        value /= 1024.0;
-        ++unit;
-    }
-    return unit == 0 ? std::to_string(bytes) + " B" : fixed(value, 2) + " " + units[unit];
-}
-
 void check_reportable(const Profile& p, const Profile* compare) {
     export_support::check_arrays(p, "report");
     if (!compare) return;
@@ -115,33 +86,34 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     run.emplace_back("backend", o.backend);
     run.emplace_back("CPU threads",
                      p.cpu_threads > 0 ? std::to_string(p.cpu_threads) : "not recorded");
-    if (p.peak_device_bytes > 0) run.emplace_back("peak GPU memory", byte_size(p.peak_device_bytes));
+    if (p.peak_device_bytes > 0)
+        run.emplace_back("peak GPU memory", format_bytes(p.peak_device_bytes));
     run.emplace_back("per-token NLL", o.token_nll ? "measured" : "not measured (last row only)");
 
     Rows& results = tables[2];
-    results.emplace_back("mean NLL", fixed(metrics.mean_nll, 4));
-    results.emplace_back("perplexity", fixed(metrics.perplexity, 3));
+    results.emplace_back("mean NLL", format_fixed(metrics.mean_nll, 4));
+    results.emplace_back("perplexity", format_fixed(metrics.perplexity, 3));
     results.emplace_back("global attention",
-                         percent(metrics.global_fraction_overall) + " of token-layers");
-    std::string kv = byte_size(metrics.kv_bytes_total);
+                         format_percent(metrics.global_fraction_overall) + " of token-layers");
+    std::string kv = format_bytes(metrics.kv_bytes_total);
     if (metrics.kv_bytes_without_l2a > 0) {
         kv += " (" +
-              percent(static_cast<double>(metrics.kv_bytes_total) /
-                      static_cast<double>(metrics.kv_bytes_without_l2a)) +
-              " of " + byte_size(metrics.kv_bytes_without_l2a) + " without L2A)";
+              format_percent(static_cast<double>(metrics.kv_bytes_total) /
+                             static_cast<double>(metrics.kv_bytes_without_l2a)) +
+              " of " + format_bytes(metrics.kv_bytes_without_l2a) + " without L2A)";
     }
     results.emplace_back("KV cache", kv);
     // The run's wall time, not a time to first token: it covers the whole prefill and, when
     // one ran, the per-token NLL pass over every row's logits.
     results.emplace_back(
         "wall time of the run",
-        duration(p.wall_seconds) +
+        format_duration(p.wall_seconds) +
             (!p.time_basis.empty() ? " (" + p.time_basis + ")"
              : p.options.token_nll ? " (one run measured end to end, per-token NLL pass included)"
                                    : " (one run measured end to end)"));
     if (p.wall_seconds > 0) {
         results.emplace_back("throughput",
-                             fixed(static_cast<double>(p.num_tokens()) / p.wall_seconds, 1) +
+                             format_fixed(static_cast<double>(p.num_tokens()) / p.wall_seconds, 1) +
                                  " tokens/s over the whole run");
     }
     results.emplace_back("timeline", !p.timeline_source.empty() ? p.timeline_source
@@ -163,7 +135,7 @@ std::vector<LayerBar> layer_bars(const Profile& p) {
         bar.layer = layer;
         bar.fraction = export_support::global_fraction(p, layer);
         bar.pruned = export_support::is_pruned(p, layer);
-        bar.title = "layer " + std::to_string(layer) + ": " + percent(bar.fraction) +
+        bar.title = "layer " + std::to_string(layer) + ": " + format_percent(bar.fraction) +
                     " of tokens global" + (bar.pruned ? " (pruned)" : "");
         bars.push_back(std::move(bar));
     }
@@ -240,7 +212,7 @@ std::vector<StageRow> stage_rows(const TimelineSummary& s) {
 std::string phase_title(const LayerTiming& layer, int phase) {
     const PhaseTime& t = layer.phases[phase];
     return range_name(kLayerPhases[phase], static_cast<std::int32_t>(layer.layer)) + ": " +
-           duration(t.seconds) + ", " + std::to_string(t.kernels) + " kernels";
+           format_duration(t.seconds) + ", " + std::to_string(t.kernels) + " kernels";
 }
 
 std::vector<std::string> timing_differences(const Profile& base, const Profile& v) {
@@ -371,10 +343,10 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
                                       : "NLL change per token";
     if (c.nll_beyond_bins > 0) {
         std::string reach;
-        if (worst > c.nll_scale) reach = "up to +" + fixed(worst, 3);
+        if (worst > c.nll_scale) reach = "up to +" + format_fixed(worst, 3);
         if (best < -c.nll_scale)
-            reach += (reach.empty() ? "down to " : " and down to ") + fixed(best, 3);
-        c.nll_clip_note = "Clipped: the scale ends at ±" + fixed(c.nll_scale, 3) +
+            reach += (reach.empty() ? "down to " : " and down to ") + format_fixed(best, 3);
+        c.nll_clip_note = "Clipped: the scale ends at ±" + format_fixed(c.nll_scale, 3) +
                           " (the largest bin mean); single tokens in " +
                           std::to_string(c.nll_beyond_bins) +
                           (c.nll_beyond_bins == 1 ? " bin" : " bins") + " go beyond it, " + reach +
@@ -388,7 +360,7 @@ Comparison comparison(const Profile& base, const Profile& v, std::int64_t max_bi
         const std::size_t b = char_boundary(base.document_text, base.token_begin[i]);
         const std::size_t e = std::max(b, char_boundary(base.document_text, base.token_end[i]));
         sanitize_utf8(std::string_view(base.document_text).substr(b, e - b), piece);
-        c.nll_note += " Largest increase: +" + fixed(worst, 4) + " at token " +
+        c.nll_note += " Largest increase: +" + format_fixed(worst, 4) + " at token " +
                       std::to_string(worst_at) + " (\"" + piece + "\").";
     }
 

@@ -9,14 +9,9 @@
 #include <vector>
 
 #include "l2a/engine/profile.h"
+#include "l2a/engine/units.h"
 
 namespace l2a::report {
-
-// ---- number formatting shared by the reports -------------------------------------------------
-std::string fixed(double value, int digits);  // "n/a" for NaN and infinities
-std::string percent(double fraction);          // "12.3%"
-std::string duration(double seconds);          // "1.234 s", "12.345 ms", "5.0 µs"
-std::string byte_size(std::int64_t bytes);     // "512 B", "1.50 MiB"
 
 // Throws l2a::Error when the profile's arrays are inconsistent, or when `compare` is not a run
 // of the same tokens through a model with as many layers.

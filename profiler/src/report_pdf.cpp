@@ -220,7 +220,7 @@ Chart routing_chart(const Profile& profile) {
 
 // A time axis tick: "0" at the origin, then durations.
 std::string tick_label(double most, int tick) {
-    return tick == 0 ? "0" : report::duration(most * tick / 4.0);
+    return tick == 0 ? "0" : format_duration(most * tick / 4.0);
 }
 
 Chart timing_chart(const TimelineSummary& summary) {
@@ -280,8 +280,8 @@ Chart nll_chart(std::shared_ptr<const report::Comparison> c) {
                 // Marks for bins with tokens beyond the scale sit just outside the plot.
                 const double top = 7, bottom = r.height() - 21;
                 const double mid = (top + bottom) / 2, half = (bottom - top) / 2;
-                const QString plus = "+" + q(report::fixed(c->nll_scale, 3));
-                const QString minus = "-" + q(report::fixed(c->nll_scale, 3));
+                const QString plus = "+" + q(format_fixed(c->nll_scale, 3));
+                const QString minus = "-" + q(format_fixed(c->nll_scale, 3));
                 const double left = std::max(text_width_pt(p, plus), text_width_pt(p, minus)) + 8;
                 const double plot_w = r.width() - left;
                 p.setPen(QPen(QColor(0x8a, 0x93, 0xa3), 0.5));
@@ -311,7 +311,7 @@ Chart nll_chart(std::shared_ptr<const report::Comparison> c) {
                            Qt::AlignRight | Qt::AlignVCenter, minus);
                 QString axis = q(c->nll_axis);
                 if (c->nll_beyond_bins > 0) {
-                    axis += " (clipped at ±" + q(report::fixed(c->nll_scale, 3)) + ")";
+                    axis += " (clipped at ±" + q(format_fixed(c->nll_scale, 3)) + ")";
                 }
                 chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter, axis);
             }};
@@ -553,7 +553,7 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         b.chart(timing_chart(summary));
         std::vector<std::vector<std::string>> rows;
         for (const report::StageRow& row : report::stage_rows(summary)) {
-            rows.push_back({row.name, report::duration(row.seconds), report::percent(row.share),
+            rows.push_back({row.name, format_duration(row.seconds), format_percent(row.share),
                             std::to_string(row.kernels)});
         }
         b.table({"stage", "time", "share of run", "kernels"}, rows);
@@ -575,9 +575,9 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         }
         std::vector<std::vector<std::string>> rows;
         for (const report::MetricRow& m : c->metrics) {
-            rows.push_back({m.name, report::fixed(m.base, m.digits),
-                            report::fixed(m.variant, m.digits),
-                            m.not_comparable.empty() ? report::fixed(m.variant - m.base, m.digits)
+            rows.push_back({m.name, format_fixed(m.base, m.digits),
+                            format_fixed(m.variant, m.digits),
+                            m.not_comparable.empty() ? format_fixed(m.variant - m.base, m.digits)
                                                      : "⚠ " + m.not_comparable});
         }
         b.table({"metric", "base", "variant", "change"}, rows);
@@ -588,9 +588,9 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         b.subheading("Routing per layer");
         rows.clear();
         for (const report::LayerChange& row : c->layers) {
-            rows.push_back({std::to_string(row.layer), report::percent(row.base),
-                            report::percent(row.variant),
-                            report::fixed(100 * (row.variant - row.base), 1) + " pp",
+            rows.push_back({std::to_string(row.layer), format_percent(row.base),
+                            format_percent(row.variant),
+                            format_fixed(100 * (row.variant - row.base), 1) + " pp",
                             std::to_string(row.changed), row.pruned});
         }
         b.table({"layer", "base global", "variant global", "change", "tokens decided differently",

@@ -37,6 +37,25 @@ TEST(Metrics, KvBytesPerToken) {
     EXPECT_EQ(kv_bytes_per_token(qwen25_7b, 2), 2048);
 }
 
+// One function for a layer's KV cost: compute_metrics and `l2a info` both use it.
+TEST(Metrics, LayerKvBytes) {
+    const ModelConfig l2a = small_model(ModelType::L2AQwen3);  // W = 3, 32 B per token
+    LayerKv kv = layer_kv_bytes(l2a, 10, 2);
+    EXPECT_EQ(kv.local_bytes, 3 * 32);
+    EXPECT_EQ(kv.global_bytes, 10 * 32);
+    kv = layer_kv_bytes(l2a, 2, 2);  // fewer tokens than the window
+    EXPECT_EQ(kv.local_bytes, 2 * 32);
+    kv = layer_kv_bytes(l2a, 10, 2, /*pruned=*/true);
+    EXPECT_EQ(kv.local_bytes, 3 * 32);
+    EXPECT_EQ(kv.global_bytes, 0);
+    const ModelConfig plain = small_model(ModelType::Qwen3);
+    kv = layer_kv_bytes(plain, 10, 4);
+    EXPECT_EQ(kv.local_bytes, 0);
+    EXPECT_EQ(kv.global_bytes, 10 * 64);
+    // Pruning is an L2A notion: a plain layer keeps its cache.
+    EXPECT_EQ(layer_kv_bytes(plain, 10, 4, true).global_bytes, 10 * 64);
+}
+
 TEST(Metrics, L2AModel) {
     const ModelConfig config = small_model(ModelType::L2AQwen3);
     RunOptions options;

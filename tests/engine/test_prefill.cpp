@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -253,6 +255,32 @@ TEST(Prefill, NonFiniteWeightsAndActivationsNameTheirPlace) {
     const l2a::PrefillResult fine = l2a::run_prefill(demo_model(), some_tokens(40), {});
     for (std::size_t t = 1; t < fine.token_nll.size(); ++t)
         EXPECT_TRUE(std::isfinite(fine.token_nll[t])) << t;
+}
+
+// On CUDA the per-layer flags stay on the device until the last layer; the message still names
+// the first layer that went non-finite, and nothing of the run is returned.
+TEST(Prefill, NonFiniteActivationsOnCudaNameTheLayer) {
+    if (l2a::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    const auto work = std::filesystem::path(L2A_TEST_WORK_DIR) / "prefill";
+    const auto inf = damaged_model(work / "inf-model-cuda", "model.layers.3.mlp.down_proj.weight",
+                                   [](std::vector<float>& v) { v[0] = INFINITY; });
+    const std::pair<const char*, const char*> runs[] = {
+        {"bf16", "kernels"}, {"bf16", "reference"}, {"fp32", "reference"}};
+    for (const auto& [dtype, backend] : runs) {
+        SCOPED_TRACE(std::string(dtype) + " " + backend);
+        l2a::Placement allow;
+        allow.device = "cuda";
+        allow.dtype = dtype;
+        allow.allow_nonfinite_weights = true;
+        const l2a::Model loaded = l2a::Model::load(inf, allow);
+        l2a::RunOptions options;
+        options.device = "cuda";
+        options.backend = backend;
+        const std::string stopped =
+            l2a::test::message_of([&] { l2a::run_prefill(loaded, some_tokens(40), options); });
+        EXPECT_NE(stopped.find("layer 3 produced non-finite activations"), std::string::npos)
+            << stopped;
+    }
 }
 
 TEST(Prefill, ConfigWithFewerLayersThanTheWeightsWarns) {

@@ -223,6 +223,82 @@ TEST(Train, FirstStepLossEqualsTheEngine) {
     }
 }
 
+// The training forward (train.cpp) and the inference engine (prefill.cpp) are two definitions of
+// one model: the first step's cross-entropy equals the engine's mean NLL, and each layer's share
+// of routed tokens equals the engine's decisions, for every router input mode of both L2A model
+// types and for the plain types.
+TEST(Train, ForwardEqualsTheEngineForEveryModelTypeAndRouterInput) {
+    const fs::path one = work() / "one-doc-routers";
+    fs::create_directories(one);
+    SyntheticDocOptions d;
+    d.target_bytes = 200;
+    d.min_distance = 50;
+    d.seed = 6;
+    const std::string text = make_synthetic_doc(d).text;
+    write_text_atomically(one / "doc.txt", text);
+    struct Case {
+        ModelType type;
+        bool sigmoid_linear;
+        const char* sig_input_type;
+        RouterInput input;
+    };
+    const Case cases[] = {
+        {ModelType::L2AQwen3, true, "hidden_linearproj", RouterInput::HiddenLinearProj},
+        {ModelType::L2AQwen3, true, "hidden_firstdim", RouterInput::HiddenFirstDim},
+        {ModelType::L2AQwen3, false, "hidden_linearproj", RouterInput::HiddenMean},
+        {ModelType::L2AQwen2, true, "hidden_linearproj", RouterInput::HiddenLinearProj},
+        {ModelType::L2AQwen2, true, "hidden_firstdim", RouterInput::HiddenFirstDim},
+        {ModelType::L2AQwen2, false, "hidden_linearproj", RouterInput::HiddenMean},
+        {ModelType::Qwen3, true, "hidden_linearproj", RouterInput::HiddenLinearProj},
+        {ModelType::Qwen2, true, "hidden_linearproj", RouterInput::HiddenLinearProj},
+    };
+    for (const Case& k : cases) {
+        const std::string label = std::string(model_type_name(k.type)) + " " + k.sig_input_type +
+                                  (k.sigmoid_linear ? "" : " (mean)");
+        TrainOptions o = tiny_options(std::string("forward-") + model_type_name(k.type) + "-" + k.sig_input_type +
+                                      (k.sigmoid_linear ? "" : "-mean"));
+        ModelConfig& c = *o.init_config;
+        c.model_type = k.type;
+        c.attention_bias = k.type == ModelType::Qwen2 || k.type == ModelType::L2AQwen2;
+        c.l2a.sigmoid_linear = k.sigmoid_linear;
+        c.l2a.sig_input_type = k.sig_input_type;
+        c.l2a.router_input = k.input;
+        o.data_dir = one;
+        o.batch = 1;
+        o.seq_len = static_cast<std::int64_t>(text.size()) - 1;  // the document plus <|endoftext|>: one window
+        o.steps = 1;
+        const TrainResult r = train(o);
+        const Model model = Model::random(c, o.seed, Placement{});
+        const Encoding e = Tokenizer::from_file(o.tokenizer_json).encode(text);
+        const PrefillResult run = run_prefill(model, e.ids, RunOptions{});
+        double nll = 0.0;
+        for (std::size_t t = 1; t < run.token_nll.size(); ++t) nll += run.token_nll[t];
+        nll /= static_cast<double>(run.token_nll.size() - 1);
+        EXPECT_NEAR(r.steps[0].cross_entropy, nll, 2e-5) << label;
+        if (!c.is_l2a()) {
+            EXPECT_TRUE(r.steps[0].global_fraction.empty()) << label;
+            continue;
+        }
+        const auto& fraction = r.steps[0].global_fraction;
+        ASSERT_EQ(fraction.size(), 2u) << label;
+        // Training sees the window's inputs, every token but the last; decisions are causal, so
+        // the engine's first seq_len decisions of each layer are the ones to compare.
+        const auto T = static_cast<std::size_t>(run.num_tokens);
+        const auto inputs = static_cast<std::ptrdiff_t>(o.seq_len);
+        double routed_layers = 0.0;
+        for (std::size_t layer = 0; layer < 2; ++layer) {
+            const auto first = run.decisions.begin() + static_cast<std::ptrdiff_t>(layer * T);
+            const double engine =
+                static_cast<double>(std::accumulate(first, first + inputs, 0)) / static_cast<double>(inputs);
+            EXPECT_NEAR(fraction[layer], engine, 1e-6) << label << ", layer " << layer;
+            routed_layers += engine;
+        }
+        // Random routers route some tokens and not all, so the decisions are tested both ways.
+        EXPECT_GT(routed_layers, 0.0) << label;
+        EXPECT_LT(routed_layers, 2.0) << label;
+    }
+}
+
 // Gradient checkpointing recomputes each layer in the backward pass: the same updates as
 // keeping every activation (to rounding), for an L2A model with the dense draws and for the
 // attention-only group (frozen embeddings: the first layer's input needs no gradient).

@@ -769,14 +769,14 @@ struct PdfPage {
     std::vector<std::string> lines;  // the words of each line, joined by spaces
 };
 
-std::string attribute(const std::string& tag, const std::string& name) {
+[[maybe_unused]] std::string attribute(const std::string& tag, const std::string& name) {
     const std::size_t at = tag.find(" " + name + "=\"");
     if (at == std::string::npos) return "";
     const std::size_t begin = at + name.size() + 3;
     return tag.substr(begin, tag.find('"', begin) - begin);
 }
 
-std::string unescape_xml(std::string text) {
+[[maybe_unused]] std::string unescape_xml(std::string text) {
     for (const auto& [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
                                    {"&gt;", ">"},
                                    {"&quot;", "\""},
@@ -791,10 +791,10 @@ std::string unescape_xml(std::string text) {
     return text;
 }
 
-bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
+[[maybe_unused]] bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
 
 // The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
-std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
+[[maybe_unused]] std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
     const fs::path out = dir / (pdf.stem().string() + ".bbox.html");
     const std::string command = "pdftotext -bbox-layout " + test::shell_quote(pdf.string()) + " " +
                                 test::shell_quote(out.string()) + " 2>/dev/null";
@@ -828,7 +828,7 @@ std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
 }
 
 // The PDF's text, line by line.
-std::string pdf_text(const fs::path& pdf, const fs::path& dir) {
+[[maybe_unused]] std::string pdf_text(const fs::path& pdf, const fs::path& dir) {
     std::string text;
     for (const PdfPage& page : pdf_words(pdf, dir)) {
         for (const std::string& line : page.lines) text += line + "\n";

@@ -88,7 +88,8 @@ int distinct_colours(const QImage& image, const QRect& area) {
     return static_cast<int>(colours.size());
 }
 
-QString group_digits(qint64 n) {
+// The test's own grouping, independent of l2a::group_digits.
+QString with_commas(qint64 n) {
     QString digits = QString::number(n);
     for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
     return digits;
@@ -182,7 +183,7 @@ private slots:
         auto* summary = child<SummaryView>(window_.get(), "runSummary");
         QVERIFY(summary->isVisible());
         auto shown = [&](const char* row) { return summary->shownValue(row); };
-        const QString tokens = group_digits(p->num_tokens());
+        const QString tokens = with_commas(p->num_tokens());
         QVERIFY2(shown("document") == "demo document, " + tokens + " of " + tokens + " tokens",
                  qPrintable(shown("document")));
         QVERIFY2(shown("model").startsWith("demo model, 6 layers, "), qPrintable(shown("model")));
@@ -224,7 +225,7 @@ private slots:
         auto* notice = child<QFrame>(window_.get(), "runNotice");
         QTRY_VERIFY(notice->isVisible());
         const QString text = child<QLabel>(window_.get(), "runNoticeText")->text();
-        QVERIFY2(text.contains("first 1,000 of the " + group_digits(cut->tokens_before_truncation) +
+        QVERIFY2(text.contains("first 1,000 of the " + with_commas(cut->tokens_before_truncation) +
                                " tokens") &&
                      text.contains("max tokens"),
                  qPrintable(text));

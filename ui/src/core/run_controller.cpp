@@ -21,6 +21,7 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_choices.h"
 #include "l2a/engine/whatif.h"
+#include "l2a/ui/units.h"
 
 namespace l2a::ui {
 namespace {
@@ -34,12 +35,6 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(33);
 const char* const kDemoDocumentLabel = "<demo document>";
 
 QString q(const std::string& text) { return QString::fromStdString(text); }
-
-QString group_digits(std::int64_t n) {
-    QString digits = QString::number(n);
-    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
-    return digits;
-}
 
 // The engine's stage names as the views count layers (from 0). The engine says "layer 4 / 6"
 // when layer 3 is done (a count of 6), and "layer 3 / mlp" inside layer 3.
@@ -276,7 +271,7 @@ struct RunController::Worker {
         info.beyond_context = T > config.max_position_embeddings;
         set_cpu_threads(r.threads > 0 ? r.threads : default_cpu_threads());
         info.threads = cpu_threads();
-        post_started("Running " + group_digits(T) + " tokens on " + q(r.options.device));
+        post_started("Running " + count_text(T) + " tokens on " + q(r.options.device));
         const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
         const std::vector<int> none;
         WhatIfRun run = run_whatif_base(m, doc.ids, options, hooks(),

@@ -89,6 +89,218 @@ std::string printable(std::string text) {
     return out;
 }
 
+// One frame's geometry: the map's screen rectangle, the document's size and the visible tokens.
+struct MapFrame {
+    ImVec2 origin;            // the window's top left
+    ImVec2 map_min, map_max;  // the map
+    double map_w = 1.0;
+    double tokens = 1.0;  // tokens of the profile shown
+    int layers = 1;
+    double row_h = 1.0;  // px per layer
+    double view_first = 0.0, view_last = 1.0;
+
+    double token_at(float x) const {
+        return view_first + (x - map_min.x) / map_w * (view_last - view_first);
+    }
+    float x_of(double token) const {
+        return static_cast<float>(map_min.x +
+                                  (token - view_first) / (view_last - view_first) * map_w);
+    }
+    int layer_at(float y) const {
+        return std::clamp(static_cast<int>((y - map_min.y) / row_h), 0, layers - 1);
+    }
+};
+
+// Toolbar line: the run's size, base or variant, and the controls' hint when it fits.
+void draw_toolbar(const Profile& shown, bool has_variant, bool& show_variant) {
+    ImGui::Text("%lld tokens x %lld layers", static_cast<long long>(shown.num_tokens()),
+                static_cast<long long>(shown.num_layers));
+    if (has_variant) {
+        ImGui::SameLine();
+        if (ImGui::RadioButton("base", !show_variant)) show_variant = false;
+        ImGui::SameLine();
+        if (ImGui::RadioButton("what-if variant", show_variant)) show_variant = true;
+    }
+    ImGui::SameLine();
+    const float room = ImGui::GetContentRegionAvail().x;
+    const char* hint = "  wheel: zoom, drag: pan, double-click: whole document";
+    if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan";
+    if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+}
+
+// Pruned layers of the run shown: hatched, so that they do not read as layers whose router
+// chose no token.
+void draw_pruned_layers(ImDrawList* draw, const MapFrame& f, const std::vector<int>& prune) {
+    for (int layer : prune) {
+        if (layer < 0 || layer >= f.layers) continue;
+        const ImVec2 a(f.map_min.x, static_cast<float>(f.map_min.y + f.row_h * layer));
+        const ImVec2 b(f.map_max.x, static_cast<float>(f.map_min.y + f.row_h * (layer + 1)));
+        draw_pruned(draw, a, b);
+        if (f.row_h >= 14) {
+            const char* label = "pruned";
+            const ImVec2 size = ImGui::CalcTextSize(label);
+            const ImVec2 at(a.x + 6, (a.y + b.y - size.y) / 2);
+            draw->AddRectFilled(ImVec2(at.x - 3, at.y - 1),
+                                ImVec2(at.x + size.x + 3, at.y + size.y + 1), kPrunedFill);
+            draw->AddText(at, colour(0x39, 0x41, 0x4f), label);
+        }
+    }
+}
+
+// The layer axis left of the map: its title read upwards and every layer's number that fits.
+void draw_layer_axis(ImDrawList* draw, const MapFrame& f) {
+    add_vertical_text(draw,
+                      ImVec2(f.origin.x + 9, static_cast<float>((f.map_min.y + f.map_max.y) / 2)),
+                      kMuted, "layer");
+    const int label_every = std::max(1, static_cast<int>(std::ceil(14.0 / f.row_h)));
+    for (int l = 0; l < f.layers; l += label_every) {
+        const std::string text = std::to_string(l);
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        draw->AddText(ImVec2(f.map_min.x - 4 - w,
+                             static_cast<float>(f.map_min.y + f.row_h * l + f.row_h / 2 - 7)),
+                      kMuted, text.c_str());
+    }
+}
+
+// The strip under the map: each visible token's text once tokens are kTokenTextPx wide (a
+// token too wide for its cell shows its first character), else how to get there. Returns the
+// texts drawn.
+int draw_token_texts(ImDrawList* draw, const MapFrame& f, const Profile& p) {
+    const float px_per_token = static_cast<float>(f.map_w / (f.view_last - f.view_first));
+    const float strip_y = f.map_max.y + 2;
+    if (px_per_token < kTokenTextPx) {
+        draw->AddText(ImVec2(f.map_min.x, strip_y), colour(0x9a, 0xa1, 0xab),
+                      "zoom in (wheel) to read the tokens");
+        return 0;
+    }
+    int drawn = 0;
+    draw->PushClipRect(ImVec2(f.map_min.x, f.map_max.y),
+                       ImVec2(f.map_max.x, f.map_max.y + kTextStrip), true);
+    const auto first = static_cast<std::int64_t>(std::floor(f.view_first));
+    const auto last =
+        std::min<std::int64_t>(p.num_tokens(), static_cast<std::int64_t>(std::ceil(f.view_last)));
+    for (std::int64_t t = std::max<std::int64_t>(0, first); t < last; ++t) {
+        const auto i = static_cast<std::size_t>(t);
+        if (i >= p.token_begin.size() || p.token_end[i] > p.document_text.size() ||
+            p.token_end[i] < p.token_begin[i]) {
+            continue;
+        }
+        const std::string text =
+            printable(p.document_text.substr(p.token_begin[i], p.token_end[i] - p.token_begin[i]));
+        const float x0 = f.x_of(static_cast<double>(t));
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        if (w > px_per_token - 1) {
+            // Too wide for its cell: its first character and an ellipsis mark.
+            draw->AddText(ImVec2(x0 + 1, strip_y), colour(0x1d, 0x23, 0x30),
+                          text.substr(0, 1).c_str());
+        } else {
+            draw->AddText(ImVec2(x0 + (px_per_token - w) / 2, strip_y), colour(0x1d, 0x23, 0x30),
+                          text.c_str());
+        }
+        ++drawn;
+        if (t > first) {
+            draw->AddLine(ImVec2(x0, f.map_max.y), ImVec2(x0, f.map_max.y + kTextStrip - 2),
+                          colour(0xd5, 0xd9, 0xe0));
+        }
+    }
+    draw->PopClipRect();
+    return drawn;
+}
+
+// Colour legend, right-aligned on the line at title_y.
+void draw_legend(ImDrawList* draw, const MapFrame& f, float title_y) {
+    struct Key {
+        const char* label;
+        int kind;  // 0: routed, 1: local, 2: pruned
+    };
+    const Key keys[] = {{"global attention", 0}, {"local only", 1}, {"pruned layer", 2}};
+    float width = 0;
+    for (const Key& k : keys) width += 14 + 4 + ImGui::CalcTextSize(k.label).x + 14;
+    float x = std::max(f.map_min.x + 240.0f, f.map_max.x - width);
+    for (const Key& k : keys) {
+        const ImVec2 a(x, title_y + 2), b(x + 14, title_y + 12);
+        if (k.kind == 0) draw->AddRectFilled(a, b, colour(kRouted[0], kRouted[1], kRouted[2]));
+        if (k.kind == 1) draw->AddRectFilled(a, b, kBackground);
+        if (k.kind == 2) draw_pruned(draw, a, b);
+        draw->AddRect(a, b, colour(0x9a, 0xa1, 0xab));
+        draw->AddText(ImVec2(b.x + 4, title_y), kMuted, k.label);
+        x = b.x + 4 + ImGui::CalcTextSize(k.label).x + 14;
+    }
+}
+
+// The token axis under the text strip: five token positions, then the axis title and the
+// legend on one line.
+void draw_token_axis(ImDrawList* draw, const MapFrame& f) {
+    const float ticks_y = f.map_max.y + kTextStrip + 2;
+    for (int tick = 0; tick <= 4; ++tick) {
+        const double token = f.view_first + (f.view_last - f.view_first) * tick / 4.0;
+        const std::string text = std::to_string(static_cast<long long>(token));
+        const float x = static_cast<float>(f.map_min.x + f.map_w * tick / 4.0);
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        draw->AddLine(ImVec2(x, f.map_max.y), ImVec2(x, f.map_max.y + 3), kMuted);
+        draw->AddText(ImVec2(std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w), ticks_y), kMuted,
+                      text.c_str());
+    }
+    const float title_y = ticks_y + 17;
+    draw->AddText(ImVec2(f.map_min.x, title_y), kMuted, "token position in the document");
+    draw_legend(draw, f, title_y);
+}
+
+// The selection: the token as a vertical line, the layer as a band outline.
+void draw_selection(ImDrawList* draw, const MapFrame& f, const Selection& selection,
+                    std::int64_t tokens) {
+    if (const int layer = selection.layer(); layer >= 0 && layer < f.layers) {
+        draw->AddRect(ImVec2(f.map_min.x, static_cast<float>(f.map_min.y + f.row_h * layer)),
+                      ImVec2(f.map_max.x, static_cast<float>(f.map_min.y + f.row_h * (layer + 1))),
+                      colour(0x1d, 0x23, 0x30, 200));
+    }
+    if (const qint64 token = selection.token(); token >= 0 && token < tokens) {
+        const float x = f.x_of(static_cast<double>(token) + 0.5);
+        if (x >= f.map_min.x && x <= f.map_max.x) {
+            draw->AddLine(ImVec2(x, f.map_min.y), ImVec2(x, f.map_max.y), colour(0x1d, 0x23, 0x30),
+                          2.0f);
+        }
+    }
+}
+
+// Crosshair and tooltip under the mouse: the token and its text, the layer's decision, the
+// router's logit and probability; `tokens_per_texel` when the map is zoomed out past one token
+// per texel (0 otherwise).
+void draw_tooltip(ImDrawList* draw, const MapFrame& f, const Profile& p, int tokens_per_texel) {
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    draw->AddLine(ImVec2(mouse.x, f.map_min.y), ImVec2(mouse.x, f.map_max.y),
+                  colour(0x39, 0x41, 0x4f, 90));
+    draw->AddLine(ImVec2(f.map_min.x, mouse.y), ImVec2(f.map_max.x, mouse.y),
+                  colour(0x39, 0x41, 0x4f, 90));
+    const auto token =
+        static_cast<std::int64_t>(std::clamp(f.token_at(mouse.x), 0.0, f.tokens - 1));
+    const int layer = f.layer_at(mouse.y);
+    const auto i = static_cast<std::size_t>(layer * p.num_tokens() + token);
+    std::string text;
+    const auto t = static_cast<std::size_t>(token);
+    if (t < p.token_begin.size() && p.token_end[t] <= p.document_text.size()) {
+        text = p.document_text.substr(p.token_begin[t], p.token_end[t] - p.token_begin[t]);
+    }
+    for (char& c : text) {
+        if (c == '\n') c = ' ';
+    }
+    const double z = p.router_logits[i];
+    const double temp = p.model.sigmoid_temp > 0 ? p.model.sigmoid_temp : 1.0;
+    const bool pruned =
+        std::find(p.options.prune.begin(), p.options.prune.end(), layer) != p.options.prune.end();
+    ImGui::BeginTooltip();
+    ImGui::Text("token %lld  \"%s\"", static_cast<long long>(token), text.c_str());
+    ImGui::Text("layer %d: %s", layer,
+                pruned           ? "pruned (no global attention)"
+                : p.decisions[i] ? "global attention"
+                                 : "local only");
+    if (std::isfinite(z)) {
+        ImGui::Text("router logit %.3f, p = %.3f", z, 1.0 / (1.0 + std::exp(-z / temp)));
+    }
+    if (tokens_per_texel > 0) ImGui::TextDisabled("%d tokens per texel here", tokens_per_texel);
+    ImGui::EndTooltip();
+}
+
 }  // namespace
 
 RoutingPyramid RoutingPyramid::build(const std::vector<unsigned char>& decisions, long long tokens,
@@ -168,7 +380,127 @@ struct RoutingMapView::State {
     int token_texts = 0;
     qint64 token_before_click = -1;
     int layer_before_click = -1;
+
+    bool layOut(MapFrame& f, const Profile& p);
+    bool handleInput(const MapFrame& f);
+    std::size_t drawTexture(ImDrawList* draw, const MapFrame& f) const;
 };
+
+// The map's area between the toolbar line, the layer axis and the axes below; false when the
+// widget is too small for it or nothing was uploaded.
+bool RoutingMapView::State::layOut(MapFrame& f, const Profile& p) {
+    const ImVec2 size = ImGui::GetWindowSize();
+    f.origin = ImGui::GetWindowPos();
+    f.map_min = ImVec2(f.origin.x + kLeftAxis, f.origin.y + kTopBar);
+    f.map_max = ImVec2(f.origin.x + size.x - 4, f.origin.y + size.y - kBottomAxis);
+    if (f.map_max.x <= f.map_min.x + 4 || f.map_max.y <= f.map_min.y + 4 || textures.empty()) {
+        return false;
+    }
+    f.map_w = f.map_max.x - f.map_min.x;
+    const double map_h = f.map_max.y - f.map_min.y;
+    map_area = QRectF(QPointF(f.map_min.x - f.origin.x, f.map_min.y - f.origin.y),
+                      QPointF(f.map_max.x - f.origin.x, f.map_max.y - f.origin.y));
+    f.tokens = static_cast<double>(p.num_tokens());
+    f.layers = static_cast<int>(p.num_layers);
+    f.row_h = map_h / f.layers;
+    f.view_first = view_first;
+    f.view_last = view_last;
+    return true;
+}
+
+// Wheel zooms about the cursor, drag pans, a click selects a token and a layer, a double-click
+// shows the whole document (and keeps the selection of before its first click). Returns
+// whether the mouse is over the map.
+bool RoutingMapView::State::handleInput(const MapFrame& f) {
+    const double T = f.tokens;
+    ImGuiIO& io = ImGui::GetIO();
+    const bool hovered = io.MousePos.x >= f.map_min.x && io.MousePos.x < f.map_max.x &&
+                         io.MousePos.y >= f.map_min.y && io.MousePos.y < f.map_max.y;
+    if (hovered && io.MouseWheel != 0.0f) {
+        const double anchor = f.token_at(io.MousePos.x);
+        const double factor = std::pow(0.8, io.MouseWheel);
+        double span = std::clamp((view_last - view_first) * factor, 16.0, T);
+        double first = anchor - (anchor - view_first) * span / (view_last - view_first);
+        first = std::clamp(first, 0.0, T - span);
+        view_first = first;
+        view_last = first + span;
+    }
+    if (hovered && ImGui::IsMouseClicked(0)) {
+        dragging = true;
+        press_pos = io.MousePos;
+        press_first = view_first;
+        press_last = view_last;
+        double_clicked = ImGui::IsMouseDoubleClicked(0);
+        if (!double_clicked) {
+            token_before_click = selection->token();
+            layer_before_click = selection->layer();
+        }
+    }
+    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        view_first = press_first = 0.0;
+        view_last = press_last = T;
+        selection->setToken(token_before_click);
+        selection->setLayer(layer_before_click);
+    }
+    if (dragging && ImGui::IsMouseDown(0)) {
+        const double span = press_last - press_first;
+        double first = press_first - (io.MousePos.x - press_pos.x) / f.map_w * span;
+        first = std::clamp(first, 0.0, std::max(0.0, T - span));
+        view_first = first;
+        view_last = first + span;
+    }
+    if (dragging && ImGui::IsMouseReleased(0)) {
+        dragging = false;
+        const float moved =
+            std::abs(io.MousePos.x - press_pos.x) + std::abs(io.MousePos.y - press_pos.y);
+        if (moved < 4.0f && hovered && !double_clicked) {
+            MapFrame now = f;  // the view as this frame's input left it
+            now.view_first = view_first;
+            now.view_last = view_last;
+            const auto token =
+                static_cast<qint64>(std::clamp(now.token_at(io.MousePos.x), 0.0, T - 1));
+            selection->setToken(token);
+            selection->setLayer(f.layer_at(io.MousePos.y));
+        }
+    }
+    return hovered;
+}
+
+// The background and the level of the pyramid whose texels are at least a pixel wide (nearest
+// sampling of finer texels would skip some, and a routed token could vanish between pixels),
+// one quad per wrapped row segment in view. Returns the level drawn.
+std::size_t RoutingMapView::State::drawTexture(ImDrawList* draw, const MapFrame& f) const {
+    const int L = f.layers;
+    draw->AddRectFilled(f.map_min, f.map_max, kBackground);
+    const double tokens_per_px = (f.view_last - f.view_first) / f.map_w;
+    std::size_t level = 0;
+    while (level + 1 < textures.size() && textures[level].tokens_per_texel < tokens_per_px) {
+        ++level;
+    }
+    const Texture& tex = textures[level];
+    const auto tex_id = reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(tex.id));
+    const double first_texel = f.view_first / tex.tokens_per_texel;
+    const double last_texel = f.view_last / tex.tokens_per_texel;
+    const int rows = tex.segments * L;
+    for (int segment = static_cast<int>(first_texel) / tex.width;
+         segment < tex.segments && static_cast<double>(segment) * tex.width < last_texel;
+         ++segment) {
+        const double seg_first = std::max(first_texel, static_cast<double>(segment) * tex.width);
+        const double seg_last = std::min({last_texel, static_cast<double>(segment + 1) * tex.width,
+                                          static_cast<double>(tex.texels)});
+        if (seg_last <= seg_first) continue;
+        const float x0 = static_cast<float>(f.map_min.x + (seg_first - first_texel) /
+                                                              (last_texel - first_texel) * f.map_w);
+        const float x1 = static_cast<float>(f.map_min.x + (seg_last - first_texel) /
+                                                              (last_texel - first_texel) * f.map_w);
+        const ImVec2 uv0(static_cast<float>((seg_first - segment * tex.width) / tex.width),
+                         static_cast<float>(segment * L) / rows);
+        const ImVec2 uv1(static_cast<float>((seg_last - segment * tex.width) / tex.width),
+                         static_cast<float>((segment + 1) * L) / rows);
+        draw->AddImage(tex_id, ImVec2(x0, f.map_min.y), ImVec2(x1, f.map_max.y), uv0, uv1);
+    }
+    return level;
+}
 
 RoutingMapView::RoutingMapView(Session* session, Selection* selection, QWidget* parent)
     : ImGuiWidget(parent), state_(std::make_unique<State>()) {
@@ -270,325 +602,82 @@ long long RoutingMapView::routedTexelsOnGpu() {
     return routed;
 }
 
-void RoutingMapView::drawFrame() {
+// The textures of the profile shown: the pyramid of its decisions, one texture per level.
+void RoutingMapView::rebuildTextures() {
     State& s = *state_;
-    const ProfilePtr& base = s.session->base();
-    const ProfilePtr& variant = s.session->variant();
-    const ProfilePtr& want = s.show_variant && variant ? variant : base;
-    if (s.dirty || want != s.shown) {
-        releaseResources();
-        s.shown = want;
-        s.dirty = false;
-        s.pyramid = {};
-        if (want && want->num_tokens() > 0 && want->num_layers > 0) {
-            s.pyramid = RoutingPyramid::build(want->decisions, want->num_tokens(),
-                                              static_cast<int>(want->num_layers));
-            for (const RoutingPyramid::Level& level : s.pyramid.levels) {
-                State::Texture t;
-                t.tokens_per_texel = level.tokens_per_texel;
-                t.texels = level.width;
-                t.width = std::min(level.width, s.max_width);
-                t.segments = (level.width + t.width - 1) / t.width;
-                const int rows = t.segments * level.height;
-                std::vector<unsigned char> rgba(static_cast<std::size_t>(t.width) * rows * 4, 0);
-                for (int l = 0; l < level.height; ++l) {
-                    for (int x = 0; x < level.width; ++x) {
-                        const std::size_t in = (static_cast<std::size_t>(l) * level.width + x) * 2;
-                        const int segment = x / t.width;
-                        const int row = segment * level.height + l;
-                        unsigned char* out =
-                            &rgba[(static_cast<std::size_t>(row) * t.width + x % t.width) * 4];
-                        out[0] = kRouted[0];
-                        out[1] = kRouted[1];
-                        out[2] = kRouted[2];
-                        const std::uint32_t share = level.texels[in];
-                        out[3] = level.texels[in + 1] ? texel_alpha(share, 255) : 0;
-                    }
-                }
-                glGenTextures(1, &t.id);
-                glBindTexture(GL_TEXTURE_2D, t.id);
-                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
-                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
-                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
-                glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
-                glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
-                glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, t.width, rows, 0, GL_RGBA,
-                             GL_UNSIGNED_BYTE, rgba.data());
-                s.textures.push_back(t);
+    releaseResources();
+    s.dirty = false;
+    s.pyramid = {};
+    const ProfilePtr& want = s.shown;
+    if (!want || want->num_tokens() <= 0 || want->num_layers <= 0) return;
+    s.pyramid = RoutingPyramid::build(want->decisions, want->num_tokens(),
+                                      static_cast<int>(want->num_layers));
+    for (const RoutingPyramid::Level& level : s.pyramid.levels) {
+        State::Texture t;
+        t.tokens_per_texel = level.tokens_per_texel;
+        t.texels = level.width;
+        t.width = std::min(level.width, s.max_width);
+        t.segments = (level.width + t.width - 1) / t.width;
+        const int rows = t.segments * level.height;
+        std::vector<unsigned char> rgba(static_cast<std::size_t>(t.width) * rows * 4, 0);
+        for (int l = 0; l < level.height; ++l) {
+            for (int x = 0; x < level.width; ++x) {
+                const std::size_t in = (static_cast<std::size_t>(l) * level.width + x) * 2;
+                const int segment = x / t.width;
+                const int row = segment * level.height + l;
+                unsigned char* out =
+                    &rgba[(static_cast<std::size_t>(row) * t.width + x % t.width) * 4];
+                out[0] = kRouted[0];
+                out[1] = kRouted[1];
+                out[2] = kRouted[2];
+                const std::uint32_t share = level.texels[in];
+                out[3] = level.texels[in + 1] ? texel_alpha(share, 255) : 0;
             }
         }
+        glGenTextures(1, &t.id);
+        glBindTexture(GL_TEXTURE_2D, t.id);
+        glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
+        glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
+        glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+        glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+        glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
+        glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, t.width, rows, 0, GL_RGBA, GL_UNSIGNED_BYTE,
+                     rgba.data());
+        s.textures.push_back(t);
     }
+}
 
-    // Toolbar line: what is shown, base or variant.
+// The frame in parts: the toolbar line, the map's texture, its pruned layers, the axes and the
+// legend, the selection, the tooltip.
+void RoutingMapView::drawFrame() {
+    State& s = *state_;
+    const ProfilePtr& variant = s.session->variant();
+    const ProfilePtr& want = s.show_variant && variant ? variant : s.session->base();
+    if (s.dirty || want != s.shown) {
+        s.shown = want;
+        rebuildTextures();
+    }
     ImGui::AlignTextToFramePadding();
     if (!want) {
         ImGui::TextDisabled("No run yet. Run a document (F5) to see which tokens reach global attention.");
         return;
     }
-    ImGui::Text("%lld tokens x %lld layers", static_cast<long long>(want->num_tokens()),
-                static_cast<long long>(want->num_layers));
-    if (variant) {
-        ImGui::SameLine();
-        if (ImGui::RadioButton("base", !s.show_variant)) s.show_variant = false;
-        ImGui::SameLine();
-        if (ImGui::RadioButton("what-if variant", s.show_variant)) s.show_variant = true;
-    }
-    ImGui::SameLine();
-    {
-        const float room = ImGui::GetContentRegionAvail().x;
-        const char* hint = "  wheel: zoom, drag: pan, double-click: whole document";
-        if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan";
-        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
-    }
-
-    const ImVec2 origin = ImGui::GetWindowPos();
-    const ImVec2 size = ImGui::GetWindowSize();
-    const ImVec2 map_min(origin.x + kLeftAxis, origin.y + kTopBar);
-    const ImVec2 map_max(origin.x + size.x - 4, origin.y + size.y - kBottomAxis);
-    if (map_max.x <= map_min.x + 4 || map_max.y <= map_min.y + 4 || s.textures.empty()) return;
-    const double map_w = map_max.x - map_min.x, map_h = map_max.y - map_min.y;
-    s.map_area = QRectF(QPointF(map_min.x - origin.x, map_min.y - origin.y),
-                        QPointF(map_max.x - origin.x, map_max.y - origin.y));
-    const auto T = static_cast<double>(want->num_tokens());
-    const int L = static_cast<int>(want->num_layers);
-    const double row_h = map_h / L;
-
-    // Input: zoom about the cursor, drag to pan, click to select.
-    ImGuiIO& io = ImGui::GetIO();
-    const bool hovered = io.MousePos.x >= map_min.x && io.MousePos.x < map_max.x &&
-                         io.MousePos.y >= map_min.y && io.MousePos.y < map_max.y;
-    auto token_at = [&](float x) {
-        return s.view_first + (x - map_min.x) / map_w * (s.view_last - s.view_first);
-    };
-    if (hovered && io.MouseWheel != 0.0f) {
-        const double anchor = token_at(io.MousePos.x);
-        const double factor = std::pow(0.8, io.MouseWheel);
-        double span = std::clamp((s.view_last - s.view_first) * factor, 16.0, T);
-        double first = anchor - (anchor - s.view_first) * span / (s.view_last - s.view_first);
-        first = std::clamp(first, 0.0, T - span);
-        s.view_first = first;
-        s.view_last = first + span;
-    }
-    if (hovered && ImGui::IsMouseClicked(0)) {
-        s.dragging = true;
-        s.press_pos = io.MousePos;
-        s.press_first = s.view_first;
-        s.press_last = s.view_last;
-        s.double_clicked = ImGui::IsMouseDoubleClicked(0);
-        if (!s.double_clicked) {
-            s.token_before_click = s.selection->token();
-            s.layer_before_click = s.selection->layer();
-        }
-    }
-    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
-        // Shows the whole document; the selection stays what it was before the first click.
-        s.view_first = s.press_first = 0.0;
-        s.view_last = s.press_last = T;
-        s.selection->setToken(s.token_before_click);
-        s.selection->setLayer(s.layer_before_click);
-    }
-    if (s.dragging && ImGui::IsMouseDown(0)) {
-        const double span = s.press_last - s.press_first;
-        double first = s.press_first - (io.MousePos.x - s.press_pos.x) / map_w * span;
-        first = std::clamp(first, 0.0, std::max(0.0, T - span));
-        s.view_first = first;
-        s.view_last = first + span;
-    }
-    if (s.dragging && ImGui::IsMouseReleased(0)) {
-        s.dragging = false;
-        const float moved = std::abs(io.MousePos.x - s.press_pos.x) + std::abs(io.MousePos.y - s.press_pos.y);
-        if (moved < 4.0f && hovered && !s.double_clicked) {
-            const auto token = static_cast<qint64>(std::clamp(token_at(io.MousePos.x), 0.0, T - 1));
-            const int layer = std::clamp(static_cast<int>((io.MousePos.y - map_min.y) / row_h), 0, L - 1);
-            s.selection->setToken(token);
-            s.selection->setLayer(layer);
-        }
-    }
+    draw_toolbar(*want, variant != nullptr, s.show_variant);
+    MapFrame f;
+    if (!s.layOut(f, *want)) return;
+    const bool hovered = s.handleInput(f);
+    f.view_first = s.view_first;  // as the input left it
+    f.view_last = s.view_last;
 
     ImDrawList* draw = ImGui::GetWindowDrawList();
-    draw->AddRectFilled(map_min, map_max, kBackground);
-    // The finest level whose texels are at least a pixel wide: nearest sampling of finer texels
-    // would skip some, and a routed token could vanish between pixels.
-    const double tokens_per_px = (s.view_last - s.view_first) / map_w;
-    std::size_t level = 0;
-    while (level + 1 < s.textures.size() && s.textures[level].tokens_per_texel < tokens_per_px) {
-        ++level;
-    }
-    const State::Texture& tex = s.textures[level];
-    const auto tex_id = reinterpret_cast<ImTextureID>(static_cast<std::intptr_t>(tex.id));
-    const double first_texel = s.view_first / tex.tokens_per_texel;
-    const double last_texel = s.view_last / tex.tokens_per_texel;
-    const int rows = tex.segments * L;
-    for (int segment = static_cast<int>(first_texel) / tex.width;
-         segment < tex.segments && static_cast<double>(segment) * tex.width < last_texel; ++segment) {
-        const double seg_first = std::max(first_texel, static_cast<double>(segment) * tex.width);
-        const double seg_last =
-            std::min({last_texel, static_cast<double>(segment + 1) * tex.width,
-                      static_cast<double>(tex.texels)});
-        if (seg_last <= seg_first) continue;
-        const float x0 = static_cast<float>(map_min.x + (seg_first - first_texel) /
-                                                             (last_texel - first_texel) * map_w);
-        const float x1 = static_cast<float>(map_min.x + (seg_last - first_texel) /
-                                                             (last_texel - first_texel) * map_w);
-        const ImVec2 uv0(static_cast<float>((seg_first - segment * tex.width) / tex.width),
-                         static_cast<float>(segment * L) / rows);
-        const ImVec2 uv1(static_cast<float>((seg_last - segment * tex.width) / tex.width),
-                         static_cast<float>((segment + 1) * L) / rows);
-        draw->AddImage(tex_id, ImVec2(x0, map_min.y), ImVec2(x1, map_max.y), uv0, uv1);
-    }
-
-    // Pruned layers of the run shown: hatched, so that they do not read as layers whose router
-    // chose no token.
-    for (int layer : want->options.prune) {
-        if (layer < 0 || layer >= L) continue;
-        const ImVec2 a(map_min.x, static_cast<float>(map_min.y + row_h * layer));
-        const ImVec2 b(map_max.x, static_cast<float>(map_min.y + row_h * (layer + 1)));
-        draw_pruned(draw, a, b);
-        if (row_h >= 14) {
-            const char* label = "pruned";
-            const ImVec2 size = ImGui::CalcTextSize(label);
-            const ImVec2 at(a.x + 6, (a.y + b.y - size.y) / 2);
-            draw->AddRectFilled(ImVec2(at.x - 3, at.y - 1),
-                                ImVec2(at.x + size.x + 3, at.y + size.y + 1), kPrunedFill);
-            draw->AddText(at, colour(0x39, 0x41, 0x4f), label);
-        }
-    }
-
-    // Axes: the layer axis's title and labels on the left; below the map the tokens' text (at
-    // deep zoom), token positions, the axis title and the colour legend.
-    const ImU32 muted = kMuted;
-    add_vertical_text(draw, ImVec2(origin.x + 9, static_cast<float>((map_min.y + map_max.y) / 2)),
-                      muted, "layer");
-    const int label_every = std::max(1, static_cast<int>(std::ceil(14.0 / row_h)));
-    for (int l = 0; l < L; l += label_every) {
-        const std::string text = std::to_string(l);
-        const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddText(
-            ImVec2(map_min.x - 4 - w, static_cast<float>(map_min.y + row_h * l + row_h / 2 - 7)),
-            muted, text.c_str());
-    }
-    const float px_per_token = static_cast<float>(map_w / (s.view_last - s.view_first));
-    const float strip_y = map_max.y + 2;
-    s.token_texts = 0;
-    if (px_per_token >= kTokenTextPx) {
-        draw->PushClipRect(ImVec2(map_min.x, map_max.y), ImVec2(map_max.x, map_max.y + kTextStrip),
-                           true);
-        const auto first = static_cast<std::int64_t>(std::floor(s.view_first));
-        const auto last = std::min<std::int64_t>(want->num_tokens(),
-                                                 static_cast<std::int64_t>(std::ceil(s.view_last)));
-        for (std::int64_t t = std::max<std::int64_t>(0, first); t < last; ++t) {
-            const auto i = static_cast<std::size_t>(t);
-            if (i >= want->token_begin.size() || want->token_end[i] > want->document_text.size() ||
-                want->token_end[i] < want->token_begin[i]) {
-                continue;
-            }
-            const std::string text = printable(want->document_text.substr(
-                want->token_begin[i], want->token_end[i] - want->token_begin[i]));
-            const float x0 =
-                static_cast<float>(map_min.x + (static_cast<double>(t) - s.view_first) /
-                                                   (s.view_last - s.view_first) * map_w);
-            const float w = ImGui::CalcTextSize(text.c_str()).x;
-            if (w > px_per_token - 1) {
-                // Too wide for its cell: its first character and an ellipsis mark.
-                draw->AddText(ImVec2(x0 + 1, strip_y), colour(0x1d, 0x23, 0x30),
-                              text.substr(0, 1).c_str());
-            } else {
-                draw->AddText(ImVec2(x0 + (px_per_token - w) / 2, strip_y),
-                              colour(0x1d, 0x23, 0x30), text.c_str());
-            }
-            ++s.token_texts;
-            if (t > first) {
-                draw->AddLine(ImVec2(x0, map_max.y), ImVec2(x0, map_max.y + kTextStrip - 2),
-                              colour(0xd5, 0xd9, 0xe0));
-            }
-        }
-        draw->PopClipRect();
-    } else {
-        draw->AddText(ImVec2(map_min.x, strip_y), colour(0x9a, 0xa1, 0xab),
-                      "zoom in (wheel) to read the tokens");
-    }
-    const float ticks_y = map_max.y + kTextStrip + 2;
-    for (int tick = 0; tick <= 4; ++tick) {
-        const double token = s.view_first + (s.view_last - s.view_first) * tick / 4.0;
-        const std::string text = std::to_string(static_cast<long long>(token));
-        const float x = static_cast<float>(map_min.x + map_w * tick / 4.0);
-        const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddLine(ImVec2(x, map_max.y), ImVec2(x, map_max.y + 3), muted);
-        draw->AddText(ImVec2(std::clamp(x - w / 2, map_min.x, map_max.x - w), ticks_y), muted,
-                      text.c_str());
-    }
-    const float title_y = ticks_y + 17;
-    draw->AddText(ImVec2(map_min.x, title_y), muted, "token position in the document");
-    // Legend, right-aligned on the title's line.
-    {
-        struct Key {
-            const char* label;
-            int kind;  // 0: routed, 1: local, 2: pruned
-        };
-        const Key keys[] = {{"global attention", 0}, {"local only", 1}, {"pruned layer", 2}};
-        float width = 0;
-        for (const Key& k : keys) width += 14 + 4 + ImGui::CalcTextSize(k.label).x + 14;
-        float x = std::max(map_min.x + 240.0f, map_max.x - width);
-        for (const Key& k : keys) {
-            const ImVec2 a(x, title_y + 2), b(x + 14, title_y + 12);
-            if (k.kind == 0) draw->AddRectFilled(a, b, colour(kRouted[0], kRouted[1], kRouted[2]));
-            if (k.kind == 1) draw->AddRectFilled(a, b, kBackground);
-            if (k.kind == 2) draw_pruned(draw, a, b);
-            draw->AddRect(a, b, colour(0x9a, 0xa1, 0xab));
-            draw->AddText(ImVec2(b.x + 4, title_y), muted, k.label);
-            x = b.x + 4 + ImGui::CalcTextSize(k.label).x + 14;
-        }
-    }
-
-    // The selection: the token as a vertical line, the layer as a band outline.
-    auto x_of = [&](double token) {
-        return static_cast<float>(map_min.x + (token - s.view_first) / (s.view_last - s.view_first) * map_w);
-    };
-    if (const int layer = s.selection->layer(); layer >= 0 && layer < L) {
-        draw->AddRect(ImVec2(map_min.x, static_cast<float>(map_min.y + row_h * layer)),
-                      ImVec2(map_max.x, static_cast<float>(map_min.y + row_h * (layer + 1))),
-                      colour(0x1d, 0x23, 0x30, 200));
-    }
-    if (const qint64 token = s.selection->token(); token >= 0 && token < want->num_tokens()) {
-        const float x = x_of(static_cast<double>(token) + 0.5);
-        if (x >= map_min.x && x <= map_max.x) {
-            draw->AddLine(ImVec2(x, map_min.y), ImVec2(x, map_max.y), colour(0x1d, 0x23, 0x30), 2.0f);
-        }
-    }
-
-    // Crosshair and tooltip under the mouse.
+    const std::size_t level = s.drawTexture(draw, f);
+    draw_pruned_layers(draw, f, want->options.prune);
+    draw_layer_axis(draw, f);
+    s.token_texts = draw_token_texts(draw, f, *want);
+    draw_token_axis(draw, f);
+    draw_selection(draw, f, *s.selection, want->num_tokens());
     if (hovered && !s.dragging) {
-        draw->AddLine(ImVec2(io.MousePos.x, map_min.y), ImVec2(io.MousePos.x, map_max.y),
-                      colour(0x39, 0x41, 0x4f, 90));
-        draw->AddLine(ImVec2(map_min.x, io.MousePos.y), ImVec2(map_max.x, io.MousePos.y),
-                      colour(0x39, 0x41, 0x4f, 90));
-        const auto token = static_cast<std::int64_t>(std::clamp(token_at(io.MousePos.x), 0.0, T - 1));
-        const int layer = std::clamp(static_cast<int>((io.MousePos.y - map_min.y) / row_h), 0, L - 1);
-        const auto i = static_cast<std::size_t>(layer * want->num_tokens() + token);
-        std::string text;
-        const auto t = static_cast<std::size_t>(token);
-        if (t < want->token_begin.size() && want->token_end[t] <= want->document_text.size()) {
-            text = want->document_text.substr(want->token_begin[t],
-                                              want->token_end[t] - want->token_begin[t]);
-        }
-        for (char& c : text) {
-            if (c == '\n') c = ' ';
-        }
-        const double z = want->router_logits[i];
-        const double temp = want->model.sigmoid_temp > 0 ? want->model.sigmoid_temp : 1.0;
-        const bool pruned = std::find(want->options.prune.begin(), want->options.prune.end(),
-                                      layer) != want->options.prune.end();
-        ImGui::BeginTooltip();
-        ImGui::Text("token %lld  \"%s\"", static_cast<long long>(token), text.c_str());
-        ImGui::Text("layer %d: %s", layer,
-                    pruned               ? "pruned (no global attention)"
-                    : want->decisions[i] ? "global attention"
-                                         : "local only");
-        if (std::isfinite(z)) {
-            ImGui::Text("router logit %.3f, p = %.3f", z, 1.0 / (1.0 + std::exp(-z / temp)));
-        }
-        if (level > 0) ImGui::TextDisabled("%d tokens per texel here", tex.tokens_per_texel);
-        ImGui::EndTooltip();
+        draw_tooltip(draw, f, *want, level > 0 ? s.textures[level].tokens_per_texel : 0);
     }
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "l2a/engine/units.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
 
@@ -60,20 +61,12 @@ ImU32 phase_colour(Phase phase) {
 
 const ImU32 kMemoryColour = IM_COL32(0x9b, 0x7f, 0xc9, 255);
 const ImU32 kFoldColour = IM_COL32(0x8a, 0x93, 0xa3, 255);
+const ImU32 kMutedColour = IM_COL32(0x5a, 0x63, 0x72, 255);  // lane labels, legend, axis
+const ImU32 kInkColour = IM_COL32(0x1d, 0x23, 0x30, 255);    // names on boxes, selection
 
 // A duration or a time since the run began: "0", "12.40 µs", "3.125 ms", "1.204 s".
 std::string duration_text(std::int64_t ns) {
-    char buffer[32];
-    if (ns == 0) return "0";
-    const double v = static_cast<double>(ns);
-    if (std::abs(v) >= 1e9) {
-        std::snprintf(buffer, sizeof buffer, "%.3f s", v * 1e-9);
-    } else if (std::abs(v) >= 1e6) {
-        std::snprintf(buffer, sizeof buffer, "%.3f ms", v * 1e-6);
-    } else {
-        std::snprintf(buffer, sizeof buffer, "%.2f \u00b5s", v * 1e-3);
-    }
-    return buffer;
+    return format_duration(static_cast<double>(ns) * 1e-9, {.s = 3, .ms = 3, .us = 2});
 }
 
 // An axis tick: one unit for the whole axis, chosen by the largest time on it, with the
@@ -154,6 +147,190 @@ std::vector<Lane> build_lanes(const Profile& p) {
     return lanes;
 }
 
+// One frame's geometry: the screen rectangle of the lanes' events and the time window on it.
+struct Frame {
+    ImVec2 origin;                            // the window's top left
+    ImVec2 area_min, area_max;                // the events' area
+    double view_begin = 0.0, view_end = 1.0;  // ns
+
+    double width() const { return area_max.x - area_min.x; }
+    double time_at(float x) const {
+        return view_begin + (x - area_min.x) / width() * (view_end - view_begin);
+    }
+    float x_of(double t) const {
+        return static_cast<float>(area_min.x +
+                                  (t - view_begin) / (view_end - view_begin) * width());
+    }
+};
+
+// The event under the mouse: a box, or the first event of a fold of `fold` events.
+struct Hover {
+    const Event* event = nullptr;
+    long long fold = 0;
+};
+
+bool mouse_in(const ImVec2& mouse, float x0, float x1, float y) {
+    return mouse.x >= x0 && mouse.x < x1 && mouse.y >= y && mouse.y < y + kLaneH;
+}
+
+// First line: where the times come from, and the controls' hint when it fits (else a shorter one).
+void draw_source_line(const Profile& p) {
+    ImGui::Text("%s", p.timeline_source.empty() ? "host timers" : p.timeline_source.c_str());
+    ImGui::SameLine();
+    const float room = ImGui::GetContentRegionAvail().x;
+    const char* hint =
+        "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
+    if (ImGui::CalcTextSize(hint).x > room) hint = "  wheel: zoom, drag: pan, double-click: all";
+    if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
+}
+
+// Colour legend on the second line: the phases, then what GPU lanes add.
+void draw_legend(ImDrawList* draw, const ImVec2& origin, bool memory) {
+    struct Key {
+        const char* label;
+        ImU32 colour;
+    };
+    std::vector<Key> keys;
+    for (Phase phase : kLayerPhases) keys.push_back({phase_name(phase), phase_colour(phase)});
+    keys.push_back({"layer, other", phase_colour(Phase::Other)});
+    keys.push_back({"folded: too narrow", kFoldColour});
+    if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
+    float x = origin.x + 6;
+    const float y = origin.y + 24;
+    for (const Key& k : keys) {
+        draw->AddRectFilled(ImVec2(x, y + 2), ImVec2(x + 12, y + 12), k.colour);
+        draw->AddText(ImVec2(x + 16, y), kMutedColour, k.label);
+        x += 16 + ImGui::CalcTextSize(k.label).x + 14;
+    }
+}
+
+// The time axis above the lanes: six ticks with a grid line each; returns their labels.
+QStringList draw_axis(ImDrawList* draw, const Frame& f) {
+    QStringList ticks;
+    for (int tick = 0; tick <= 5; ++tick) {
+        const double t = f.view_begin + (f.view_end - f.view_begin) * tick / 5.0;
+        const float x = f.x_of(t);
+        draw->AddLine(ImVec2(x, f.area_min.y - 4), ImVec2(x, f.area_max.y),
+                      IM_COL32(0xe3, 0xe7, 0xee, 255));
+        const std::string text = tick_text(t, (f.view_end - f.view_begin) / 5.0,
+                                           std::max(std::abs(f.view_begin), std::abs(f.view_end)));
+        ticks << QString::fromStdString(text);
+        const float w = ImGui::CalcTextSize(text.c_str()).x;
+        draw->AddText(
+            ImVec2(std::clamp(x - w / 2, f.area_min.x, f.area_max.x - w), f.area_min.y - kAxisH),
+            kMutedColour, text.c_str());
+    }
+    return ticks;
+}
+
+// One event wide enough to see: its box in its phase's colour, outlined when its layer is the
+// selected one, and its whole name when it fits, else its last part ("mlp" of
+// "layer 3 / mlp"), never a name cut in the middle.
+void draw_event_box(ImDrawList* draw, const Event& e, float x0, float x1, float y,
+                    int selected_layer) {
+    draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), e.colour);
+    if (selected_layer >= 0 && e.layer == selected_layer) {
+        draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), kInkColour, 0.0f, 0, 2.0f);
+    }
+    if (x1 - x0 <= 12) return;
+    const std::string* label = &e.name;
+    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) label = &e.part;
+    if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
+        draw->AddText(ImVec2(x0 + 3, y + 3), kInkColour, label->c_str());
+    }
+}
+
+using EventIt = std::vector<Event>::const_iterator;
+
+// A fold from `it`, whose box ends at x1: every event that begins within kFoldPx of where the
+// fold ends so far and is itself narrower than kFoldPx, one grey box labelled with their count.
+// Returns the first event after the fold.
+EventIt draw_fold(ImDrawList* draw, const Frame& f, EventIt it, EventIt end, float x0, float x1,
+                  float y, Hover& hover) {
+    long long count = 0;
+    float fold_end = x1;
+    auto j = it;
+    while (j != end) {
+        const float bx = f.x_of(static_cast<double>(j->begin));
+        const float ex = f.x_of(static_cast<double>(j->end));
+        if (bx > fold_end + kFoldPx || ex - bx >= kFoldPx || bx > f.area_max.x) break;
+        fold_end = std::max(fold_end, ex);
+        ++count;
+        ++j;
+        // Jump over a long run of tiny events at once.
+        const double limit = f.time_at(fold_end + kFoldPx);
+        auto far = std::upper_bound(j, end, limit, [](double t, const Event& e) {
+            return t < static_cast<double>(e.begin);
+        });
+        if (far - j > 8) {
+            count += far - j;
+            fold_end = std::max(fold_end, f.x_of(static_cast<double>(std::prev(far)->end)));
+            j = far;
+        }
+    }
+    const float right = std::max(fold_end, x0 + kFoldPx);
+    draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1), kFoldColour);
+    if (right - x0 > 24) {
+        const std::string label = std::to_string(count);
+        draw->AddText(ImVec2(x0 + 2, y + 3), IM_COL32(255, 255, 255, 255), label.c_str());
+    }
+    if (mouse_in(ImGui::GetIO().MousePos, x0, right, y)) hover = {&*it, count};
+    return j;
+}
+
+// One lane (a host nesting depth or a GPU stream) at height y: its label, then its visible
+// events left to right, narrow runs folded. Returns the boxes drawn.
+long long draw_lane(ImDrawList* draw, const Frame& f, const Lane& lane, float y, int selected_layer,
+                    Hover& hover) {
+    draw->AddText(ImVec2(f.origin.x + 4, y + 3), kMutedColour, lane.label.c_str());
+    draw->PushClipRect(ImVec2(f.area_min.x, y), ImVec2(f.area_max.x, y + kLaneH), true);
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    const auto& ev = lane.events;
+    long long boxes = 0;
+    // First event that may be visible: events do not overlap within a lane, so the one before
+    // the first begin past view_begin may still reach into view.
+    auto it = std::upper_bound(ev.begin(), ev.end(), f.view_begin, [](double t, const Event& e) {
+        return t < static_cast<double>(e.begin);
+    });
+    if (it != ev.begin()) --it;
+    while (it != ev.end() && static_cast<double>(it->begin) < f.view_end) {
+        const float x0 = std::max(f.x_of(static_cast<double>(it->begin)), f.area_min.x - 1);
+        const float x1 = f.x_of(static_cast<double>(it->end));
+        if (x1 < f.area_min.x) {
+            ++it;
+            continue;
+        }
+        ++boxes;
+        if (x1 - x0 >= kFoldPx) {
+            draw_event_box(draw, *it, x0, x1, y, selected_layer);
+            if (mouse_in(mouse, x0, x1, y)) hover = {&*it, 0};
+            ++it;
+        } else {
+            it = draw_fold(draw, f, it, ev.end(), x0, x1, y, hover);
+        }
+    }
+    draw->PopClipRect();
+    return boxes;
+}
+
+// The hovered event's name, start and duration (or how many a fold holds); a click on an event
+// of a layer selects that layer.
+void draw_tooltip(const Hover& hover, bool clicked, Selection* selection) {
+    const Event& e = *hover.event;
+    ImGui::BeginTooltip();
+    if (hover.fold > 1) {
+        ImGui::Text("%lld events folded (zoom in to see them)", hover.fold);
+        ImGui::TextDisabled("first: %s", e.name.c_str());
+    } else {
+        ImGui::Text("%s", e.name.c_str());
+        ImGui::Text("start %s, duration %s", duration_text(e.begin).c_str(),
+                    duration_text(e.end - e.begin).c_str());
+        if (e.layer >= 0) ImGui::TextDisabled("layer %d (click to select)", e.layer);
+    }
+    ImGui::EndTooltip();
+    if (clicked && e.layer >= 0) selection->setLayer(e.layer);
+}
+
 }  // namespace
 
 struct TimelineView::State {
@@ -169,7 +346,84 @@ struct TimelineView::State {
     bool dragging = false;
     ImVec2 press_pos{};
     double press_begin = 0.0, press_end = 0.0;
+
+    void show(const ProfilePtr& p);
+    bool layOut(Frame& f);
+    bool handleInput(const Frame& f);
 };
+
+// Lanes of a newly shown profile; the whole run in view for the first one, or when the
+// view reached far past the new run's end.
+void TimelineView::State::show(const ProfilePtr& p) {
+    if (p == shown) return;
+    const bool fresh = !shown;
+    shown = p;
+    lanes = p ? build_lanes(*p) : std::vector<Lane>{};
+    run_end = 1;
+    for (const Lane& lane : lanes) {
+        for (const Event& e : lane.events) run_end = std::max(run_end, e.end);
+    }
+    if (p) run_end = std::max(run_end, static_cast<std::int64_t>(p->wall_seconds * 1e9));
+    if (fresh || view_end > static_cast<double>(run_end) * 1.5) {
+        view_begin = 0.0;
+        view_end = static_cast<double>(run_end);
+    }
+}
+
+// The events' area right of the lane labels and below the legend and the axis; false when
+// the window is too narrow for it.
+bool TimelineView::State::layOut(Frame& f) {
+    const ImVec2 size = ImGui::GetWindowSize();
+    f.origin = ImGui::GetWindowPos();
+    float label_w = kMinLabelW;
+    for (const Lane& lane : lanes) {
+        label_w = std::max(label_w, ImGui::CalcTextSize(lane.label.c_str()).x + 12);
+    }
+    f.area_min = ImVec2(f.origin.x + label_w, f.origin.y + kTopBar + kAxisH);
+    f.area_max = ImVec2(f.origin.x + size.x - 4, f.origin.y + size.y - 2);
+    if (f.area_max.x <= f.area_min.x + 8) return false;
+    event_area = QRectF(QPointF(f.area_min.x - f.origin.x, f.area_min.y - f.origin.y),
+                        QPointF(f.area_max.x - f.origin.x, f.area_max.y - f.origin.y));
+    f.view_begin = view_begin;
+    f.view_end = view_end;
+    return true;
+}
+
+// Wheel zooms about the cursor, drag pans, double-click shows the whole run. Returns whether
+// the mouse was clicked (released where it was pressed).
+bool TimelineView::State::handleInput(const Frame& f) {
+    ImGuiIO& io = ImGui::GetIO();
+    const double width = f.width();
+    const bool hovered = io.MousePos.x >= f.area_min.x && io.MousePos.x < f.area_max.x &&
+                         io.MousePos.y >= f.area_min.y - kAxisH && io.MousePos.y < f.area_max.y;
+    if (hovered && io.MouseWheel != 0.0f) {
+        const double anchor = f.time_at(io.MousePos.x);
+        const double span = std::clamp((view_end - view_begin) * std::pow(0.8, io.MouseWheel),
+                                       1000.0, static_cast<double>(run_end) * 2);
+        view_begin = anchor - (anchor - view_begin) * span / (view_end - view_begin);
+        view_end = view_begin + span;
+    }
+    if (hovered && ImGui::IsMouseClicked(0)) {
+        dragging = true;
+        press_pos = io.MousePos;
+        press_begin = view_begin;
+        press_end = view_end;
+    }
+    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
+        view_begin = press_begin = 0.0;
+        view_end = press_end = static_cast<double>(run_end);
+    }
+    if (dragging && ImGui::IsMouseDown(0)) {
+        const double shift = (io.MousePos.x - press_pos.x) / width * (press_end - press_begin);
+        view_begin = press_begin - shift;
+        view_end = press_end - shift;
+    }
+    const bool clicked =
+        dragging && ImGui::IsMouseReleased(0) &&
+        std::abs(io.MousePos.x - press_pos.x) + std::abs(io.MousePos.y - press_pos.y) < 4.0f;
+    if (ImGui::IsMouseReleased(0)) dragging = false;
+    return clicked;
+}
 
 TimelineView::TimelineView(Session* session, Selection* selection, QWidget* parent)
     : ImGuiWidget(parent), state_(std::make_unique<State>()) {
@@ -198,225 +452,36 @@ QRectF TimelineView::eventArea() const { return state_->event_area; }
 
 QStringList TimelineView::tickLabels() const { return state_->ticks; }
 
+// The frame as Tracy's timeline items: the source line, the legend, the axis, one lane after
+// another, the tooltip.
 void TimelineView::drawFrame() {
     State& s = *state_;
     const ProfilePtr& p = s.session->base();
-    if (p != s.shown) {
-        const bool fresh = !s.shown;
-        s.shown = p;
-        s.lanes = p ? build_lanes(*p) : std::vector<Lane>{};
-        s.run_end = 1;
-        for (const Lane& lane : s.lanes) {
-            for (const Event& e : lane.events) s.run_end = std::max(s.run_end, e.end);
-        }
-        if (p) s.run_end = std::max(s.run_end, static_cast<std::int64_t>(p->wall_seconds * 1e9));
-        if (fresh || s.view_end > static_cast<double>(s.run_end) * 1.5) {
-            s.view_begin = 0.0;
-            s.view_end = static_cast<double>(s.run_end);
-        }
-    }
+    s.show(p);
     s.boxes = 0;
     ImGui::AlignTextToFramePadding();
     if (!p || s.lanes.empty()) {
         ImGui::TextDisabled(p ? "This run recorded no timeline." : "No run yet.");
         return;
     }
-    ImGui::Text("%s", p->timeline_source.empty() ? "host timers" : p->timeline_source.c_str());
-    // The hint when it fits on the line, else a shorter one.
-    ImGui::SameLine();
-    {
-        const float room = ImGui::GetContentRegionAvail().x;
-        const char* hint =
-            "  wheel: zoom, drag: pan, double-click: whole run, click a layer: select it";
-        if (ImGui::CalcTextSize(hint).x > room)
-            hint = "  wheel: zoom, drag: pan, double-click: all";
-        if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
-    }
-
-    const ImVec2 origin = ImGui::GetWindowPos();
-    const ImVec2 size = ImGui::GetWindowSize();
+    draw_source_line(*p);
     ImDrawList* draw = ImGui::GetWindowDrawList();
-    const ImU32 muted = IM_COL32(0x5a, 0x63, 0x72, 255);
-    // Colour legend on the second line: the phases, then what GPU lanes add.
-    {
-        bool memory = !p->memory_ops.empty();
-        struct Key {
-            const char* label;
-            ImU32 colour;
-        };
-        std::vector<Key> keys;
-        for (Phase phase : kLayerPhases) keys.push_back({phase_name(phase), phase_colour(phase)});
-        keys.push_back({"layer, other", phase_colour(Phase::Other)});
-        keys.push_back({"folded: too narrow", kFoldColour});
-        if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
-        float x = origin.x + 6;
-        const float y = origin.y + 24;
-        for (const Key& k : keys) {
-            draw->AddRectFilled(ImVec2(x, y + 2), ImVec2(x + 12, y + 12), k.colour);
-            draw->AddText(ImVec2(x + 16, y), muted, k.label);
-            x += 16 + ImGui::CalcTextSize(k.label).x + 14;
-        }
-    }
-    float label_w = kMinLabelW;
-    for (const Lane& lane : s.lanes) {
-        label_w = std::max(label_w, ImGui::CalcTextSize(lane.label.c_str()).x + 12);
-    }
-    const ImVec2 area_min(origin.x + label_w, origin.y + kTopBar + kAxisH);
-    const ImVec2 area_max(origin.x + size.x - 4, origin.y + size.y - 2);
-    if (area_max.x <= area_min.x + 8) return;
-    s.event_area = QRectF(QPointF(area_min.x - origin.x, area_min.y - origin.y),
-                          QPointF(area_max.x - origin.x, area_max.y - origin.y));
-    const double width = area_max.x - area_min.x;
-    ImGuiIO& io = ImGui::GetIO();
-    const bool hovered = io.MousePos.x >= area_min.x && io.MousePos.x < area_max.x &&
-                         io.MousePos.y >= area_min.y - kAxisH && io.MousePos.y < area_max.y;
-    auto time_at = [&](float x) {
-        return s.view_begin + (x - area_min.x) / width * (s.view_end - s.view_begin);
-    };
-    auto x_of = [&](double t) {
-        return static_cast<float>(area_min.x + (t - s.view_begin) / (s.view_end - s.view_begin) * width);
-    };
-    if (hovered && io.MouseWheel != 0.0f) {
-        const double anchor = time_at(io.MousePos.x);
-        const double span = std::clamp((s.view_end - s.view_begin) * std::pow(0.8, io.MouseWheel),
-                                       1000.0, static_cast<double>(s.run_end) * 2);
-        s.view_begin = anchor - (anchor - s.view_begin) * span / (s.view_end - s.view_begin);
-        s.view_end = s.view_begin + span;
-    }
-    if (hovered && ImGui::IsMouseClicked(0)) {
-        s.dragging = true;
-        s.press_pos = io.MousePos;
-        s.press_begin = s.view_begin;
-        s.press_end = s.view_end;
-    }
-    if (hovered && ImGui::IsMouseDoubleClicked(0)) {
-        s.view_begin = s.press_begin = 0.0;
-        s.view_end = s.press_end = static_cast<double>(s.run_end);
-    }
-    if (s.dragging && ImGui::IsMouseDown(0)) {
-        const double shift = (io.MousePos.x - s.press_pos.x) / width * (s.press_end - s.press_begin);
-        s.view_begin = s.press_begin - shift;
-        s.view_end = s.press_end - shift;
-    }
-    const bool clicked = s.dragging && ImGui::IsMouseReleased(0) &&
-                         std::abs(io.MousePos.x - s.press_pos.x) + std::abs(io.MousePos.y - s.press_pos.y) < 4.0f;
-    if (ImGui::IsMouseReleased(0)) s.dragging = false;
-
-    // Time axis.
-    s.ticks.clear();
-    for (int tick = 0; tick <= 5; ++tick) {
-        const double t = s.view_begin + (s.view_end - s.view_begin) * tick / 5.0;
-        const float x = x_of(t);
-        draw->AddLine(ImVec2(x, area_min.y - 4), ImVec2(x, area_max.y), IM_COL32(0xe3, 0xe7, 0xee, 255));
-        const std::string text = tick_text(t, (s.view_end - s.view_begin) / 5.0,
-                                           std::max(std::abs(s.view_begin), std::abs(s.view_end)));
-        s.ticks << QString::fromStdString(text);
-        const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddText(ImVec2(std::clamp(x - w / 2, area_min.x, area_max.x - w), area_min.y - kAxisH),
-                      muted, text.c_str());
-    }
-
+    draw_legend(draw, ImGui::GetWindowPos(), !p->memory_ops.empty());
+    Frame frame;
+    if (!s.layOut(frame)) return;
+    const bool clicked = s.handleInput(frame);
+    frame.view_begin = s.view_begin;  // as the input left it
+    frame.view_end = s.view_end;
+    s.ticks = draw_axis(draw, frame);
     const int selected_layer = s.selection->layer();
-    const Event* hover_event = nullptr;
-    long long hover_fold = 0;
-    float y = area_min.y;
+    Hover hover;
+    float y = frame.area_min.y;
     for (const Lane& lane : s.lanes) {
-        if (y + kLaneH > area_max.y) break;
-        draw->AddText(ImVec2(origin.x + 4, y + 3), muted, lane.label.c_str());
-        draw->PushClipRect(ImVec2(area_min.x, y), ImVec2(area_max.x, y + kLaneH), true);
-        const auto& ev = lane.events;
-        // First event that may be visible: events do not overlap within a lane, so the one
-        // before the first begin past view_begin may still reach into view.
-        auto it = std::upper_bound(ev.begin(), ev.end(), s.view_begin,
-                                   [](double t, const Event& e) { return t < static_cast<double>(e.begin); });
-        if (it != ev.begin()) --it;
-        while (it != ev.end() && static_cast<double>(it->begin) < s.view_end) {
-            const float x0 = std::max(x_of(static_cast<double>(it->begin)), area_min.x - 1);
-            const float x1 = x_of(static_cast<double>(it->end));
-            if (x1 < area_min.x) {
-                ++it;
-                continue;
-            }
-            if (x1 - x0 >= kFoldPx) {
-                const bool selected = selected_layer >= 0 && it->layer == selected_layer;
-                draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), it->colour);
-                if (selected) {
-                    draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1),
-                                  IM_COL32(0x1d, 0x23, 0x30, 255), 0.0f, 0, 2.0f);
-                }
-                // The whole name when it fits, else its last part ("mlp" of "layer 3 / mlp"),
-                // never a name cut in the middle.
-                if (x1 - x0 > 12) {
-                    const std::string* label = &it->name;
-                    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) label = &it->part;
-                    if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
-                        draw->AddText(ImVec2(x0 + 3, y + 3), IM_COL32(0x1d, 0x23, 0x30, 255),
-                                      label->c_str());
-                    }
-                }
-                if (io.MousePos.x >= x0 && io.MousePos.x < x1 && io.MousePos.y >= y &&
-                    io.MousePos.y < y + kLaneH) {
-                    hover_event = &*it;
-                    hover_fold = 0;
-                }
-                ++s.boxes;
-                ++it;
-                continue;
-            }
-            // Fold: everything that begins within kFoldPx of where this box ends.
-            long long count = 0;
-            float fold_end = x1;
-            auto j = it;
-            while (j != ev.end()) {
-                const float bx = x_of(static_cast<double>(j->begin));
-                const float ex = x_of(static_cast<double>(j->end));
-                if (bx > fold_end + kFoldPx || ex - bx >= kFoldPx || bx > area_max.x) break;
-                fold_end = std::max(fold_end, ex);
-                ++count;
-                ++j;
-                // Jump over a long run of tiny events at once.
-                const double limit = time_at(fold_end + kFoldPx);
-                auto far = std::upper_bound(j, ev.end(), limit, [](double t, const Event& e) {
-                    return t < static_cast<double>(e.begin);
-                });
-                if (far - j > 8) {
-                    count += far - j;
-                    fold_end = std::max(fold_end, x_of(static_cast<double>(std::prev(far)->end)));
-                    j = far;
-                }
-            }
-            const float right = std::max(fold_end, x0 + kFoldPx);
-            draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1), kFoldColour);
-            if (right - x0 > 24) {
-                const std::string label = std::to_string(count);
-                draw->AddText(ImVec2(x0 + 2, y + 3), IM_COL32(255, 255, 255, 255), label.c_str());
-            }
-            if (io.MousePos.x >= x0 && io.MousePos.x < right && io.MousePos.y >= y &&
-                io.MousePos.y < y + kLaneH) {
-                hover_event = &*it;
-                hover_fold = count;
-            }
-            ++s.boxes;
-            it = j;
-        }
-        draw->PopClipRect();
+        if (y + kLaneH > frame.area_max.y) break;
+        s.boxes += draw_lane(draw, frame, lane, y, selected_layer, hover);
         y += kLaneH;
     }
-
-    if (hover_event && !s.dragging) {
-        ImGui::BeginTooltip();
-        if (hover_fold > 1) {
-            ImGui::Text("%lld events folded (zoom in to see them)", hover_fold);
-            ImGui::TextDisabled("first: %s", hover_event->name.c_str());
-        } else {
-            ImGui::Text("%s", hover_event->name.c_str());
-            ImGui::Text("start %s, duration %s", duration_text(hover_event->begin).c_str(),
-                        duration_text(hover_event->end - hover_event->begin).c_str());
-            if (hover_event->layer >= 0) ImGui::TextDisabled("layer %d (click to select)", hover_event->layer);
-        }
-        ImGui::EndTooltip();
-        if (clicked && hover_event->layer >= 0) s.selection->setLayer(hover_event->layer);
-    }
+    if (hover.event && !s.dragging) draw_tooltip(hover, clicked, s.selection);
 }
 
 }  // namespace l2a::ui

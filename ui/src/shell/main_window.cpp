@@ -91,12 +91,6 @@ QString naming_file(const QString& path, const std::exception& e) {
     return message.contains(QFileInfo(path).fileName()) ? message : path + ": " + message;
 }
 
-QString group_digits(std::int64_t n) {
-    QString digits = QString::number(n);
-    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
-    return digits;
-}
-
 // What the title and messages call a profile's document and model.
 QString document_name(const Profile& p) {
     if (p.document_path.empty() || p.document_path == "<demo document>") return "demo document";
@@ -187,7 +181,25 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.selection = new Selection(this);
     s.controller = new RunController(this);
 
-    // ---- views in docks ----------------------------------------------------------------------
+    createViews();
+    createDocks();
+    createRunOptionsBar();
+    createMenus();
+    createStatusBar();
+    connectRunController();
+    connectWhatIf();
+    restoreSettings();
+
+    if (!options.profile.isEmpty()) {
+        QTimer::singleShot(0, this, [this] { openProfile(state_->options.profile); });
+    } else if (options.run_on_start) {
+        QTimer::singleShot(0, this, &MainWindow::runNow);
+    }
+}
+
+// The views, and in the centre the routing map under its notice (a cut run).
+void MainWindow::createViews() {
+    State& s = *state_;
     s.map = new RoutingMapView(s.session, s.selection);
     s.document = new DocumentView(s.session, s.selection);
     s.layers = new LayersView(s.session, s.selection);
@@ -221,6 +233,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     centre_layout->addWidget(s.notice);
     centre_layout->addWidget(s.map, 1);
     setCentralWidget(centre);
+}
+
+// The docks of the default layout, and the sizes it takes once the window has its own.
+void MainWindow::createDocks() {
+    State& s = *state_;
     auto dock = [&](const QString& title, const QString& name, QWidget* widget,
                     Qt::DockWidgetArea area) {
         auto* d = new QDockWidget(title, this);
@@ -288,8 +305,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         resizeDocks({summary_dock, whatif_dock}, {summary_h, std::max(120, height() - summary_h)},
                     Qt::Vertical);
     };
+}
 
-    // ---- run options toolbar -------------------------------------------------------------------
+// The run options toolbar: device, backend, max tokens, routing, threshold, threads.
+void MainWindow::createRunOptionsBar() {
+    State& s = *state_;
     auto* bar = addToolBar("Run options");
     bar->setObjectName("RunOptionsToolBar");
     bar->addWidget(new QLabel(" device "));
@@ -347,21 +367,27 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
                 "(OMP_NUM_THREADS if set, else the cores not already busy; %1 now)")
             .arg(default_cpu_threads()));
     bar->addWidget(s.threads);
-    auto update_backends = [this] {
-        State& st = *state_;
-        const bool cpu = is_cpu_device(st.device->currentText().toStdString());
-        if (cpu) st.backend->setCurrentText(backend_name(Backend::Reference));
-        for (int i = 1; i < st.backend->count(); ++i) {
-            st.backend->setItemData(i, cpu ? 0 : QVariant(), Qt::UserRole - 1);  // disable on CPU
-        }
-        st.fraction->setEnabled(st.routing->currentText() == "random" ||
-                                st.routing->currentText() == "top");
-    };
-    connect(s.device, &QComboBox::currentIndexChanged, this, update_backends);
-    connect(s.routing, &QComboBox::currentIndexChanged, this, update_backends);
-    update_backends();
+    connect(s.device, &QComboBox::currentIndexChanged, this, &MainWindow::updateRunOptionChoices);
+    connect(s.routing, &QComboBox::currentIndexChanged, this, &MainWindow::updateRunOptionChoices);
+    updateRunOptionChoices();
+}
 
-    // ---- menus ---------------------------------------------------------------------------------
+// The backends the device allows (only the reference one on the CPU) and the routing fraction
+// for the routings that take one.
+void MainWindow::updateRunOptionChoices() {
+    State& st = *state_;
+    const bool cpu = is_cpu_device(st.device->currentText().toStdString());
+    if (cpu) st.backend->setCurrentText(backend_name(Backend::Reference));
+    for (int i = 1; i < st.backend->count(); ++i) {
+        st.backend->setItemData(i, cpu ? 0 : QVariant(), Qt::UserRole - 1);  // disable on CPU
+    }
+    st.fraction->setEnabled(st.routing->currentText() == "random" ||
+                            st.routing->currentText() == "top");
+}
+
+// File: open a model, a document or profiles, recent files, save, export, quit.
+void MainWindow::createFileMenu() {
+    State& s = *state_;
     QMenu* file = menuBar()->addMenu("&File");
     QAction* open_model =
         file->addAction("Open &Model Folder…", this, [this] { openModelFolder({}); });
@@ -401,6 +427,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     file->addSeparator();
     QAction* quit = file->addAction("&Quit", this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
+}
+
+// File, Run, View and Help menus.
+void MainWindow::createMenus() {
+    createFileMenu();
 
     QMenu* run = menuBar()->addMenu("&Run");
     QAction* run_now = run->addAction("&Run", this, &MainWindow::runNow);
@@ -417,7 +448,7 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     reset->setShortcut(QKeySequence("Ctrl+R"));
 
     QMenu* view = menuBar()->addMenu("&View");
-    for (QDockWidget* d : s.docks) view->addAction(d->toggleViewAction());
+    for (QDockWidget* d : state_->docks) view->addAction(d->toggleViewAction());
     view->addSeparator();
     view->addAction("Reset &Layout", this, [this] {
         restoreState(state_->default_state);
@@ -441,8 +472,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
                     "costs, and what pruning would change.</p>")
                 .arg(L2A_VERSION));
     });
+}
 
-    // ---- status bar ----------------------------------------------------------------------------
+// The status bar: stage, progress, Cancel, device, tokens, time, memory.
+void MainWindow::createStatusBar() {
+    State& s = *state_;
     s.status_stage = new QLabel("Ready");
     s.status_device = new QLabel;
     s.status_tokens = new QLabel;
@@ -463,8 +497,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         statusBar()->addPermanentWidget(l);
     }
     connect(s.cancel, &QPushButton::clicked, this, &MainWindow::cancelRun);
+}
 
-    // ---- runs ----------------------------------------------------------------------------------
+// The run controller's jobs to the progress, the status bar and the session.
+void MainWindow::connectRunController() {
+    State& s = *state_;
     RunController* c = s.controller;
     connect(c, &RunController::started, this,
             [this](const QString& what) { state_->status_stage->setText(what + "…"); });
@@ -535,6 +572,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         updateTitle();
         updateStatus();
     });
+}
+
+// What-if options, debounced, start a what-if run; a new base run updates title and notice.
+void MainWindow::connectWhatIf() {
+    State& s = *state_;
     s.whatif_timer = new QTimer(this);
     s.whatif_timer->setSingleShot(true);
     s.whatif_timer->setInterval(kWhatIfDebounceMs);
@@ -555,7 +597,11 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
         updateTitle();
         updateNotice();
     });
+}
 
+// The saved window layout and run options, then the status of what is loaded.
+void MainWindow::restoreSettings() {
+    State& s = *state_;
     s.default_state = saveState();
     QSettings settings;
     restoreGeometry(settings.value("window/geometry").toByteArray());
@@ -572,15 +618,9 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     s.routing->setCurrentText(settings.value("run/routing", "learned").toString());
     s.fraction->setValue(settings.value("run/fraction", 0.2).toDouble());
     s.threshold->setValue(settings.value("run/threshold", 0.0).toDouble());
-    update_backends();
+    updateRunOptionChoices();
     updateRecent();
     updateStatus();
-
-    if (!options.profile.isEmpty()) {
-        QTimer::singleShot(0, this, [this] { openProfile(state_->options.profile); });
-    } else if (options.run_on_start) {
-        QTimer::singleShot(0, this, &MainWindow::runNow);
-    }
 }
 
 MainWindow::~MainWindow() = default;
@@ -622,7 +662,7 @@ void MainWindow::runNow() {
     s.status_device->setText(s.device->currentText());
     s.status_tokens->setText(
         request.options.max_tokens > 0
-            ? QString("≤ %1 tokens").arg(group_digits(request.options.max_tokens))
+            ? QString("≤ %1 tokens").arg(count_text(request.options.max_tokens))
             : QString("whole document"));
     s.status_time->setText("running");
 }
@@ -688,21 +728,21 @@ void MainWindow::updateNotice() {
         const QString why =
             info.cut_by == "context"
                 ? QString("the model's context is %1 tokens (max_position_embeddings)")
-                      .arg(group_digits(info.max_positions))
+                      .arg(count_text(info.max_positions))
             : p->options.max_tokens > 0
-                ? QString("max tokens is %1").arg(group_digits(p->options.max_tokens))
+                ? QString("max tokens is %1").arg(count_text(p->options.max_tokens))
                 : QString("the run that made this profile was limited");
         lines << QString(
                      "This run covers only the first %1 of the %2 tokens of %3: %4. The "
                      "loss and the routing are of that part only.")
-                     .arg(group_digits(p->num_tokens()), group_digits(p->tokens_before_truncation),
+                     .arg(count_text(p->num_tokens()), count_text(p->tokens_before_truncation),
                           document_name(*p), why);
     }
     if (p && info.beyond_context) {
         lines << QString(
                      "%1 tokens are more than the model's max_position_embeddings (%2): "
                      "positions past it are outside what the model was trained for.")
-                     .arg(group_digits(p->num_tokens()), group_digits(info.max_positions));
+                     .arg(count_text(p->num_tokens()), count_text(info.max_positions));
     }
     s.notice_text->setText(lines.join("\n"));
     s.notice_whole->setVisible(cut);

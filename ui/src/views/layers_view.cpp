@@ -19,11 +19,9 @@
 namespace l2a::ui {
 namespace {
 
+// Empty for a phase that did not run.
 QString seconds_text(double s) {
-    if (!(s > 0)) return {};
-    if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
-    if (s >= 1e-3) return QString::number(s * 1e3, 'f', 2) + " ms";
-    return QString::number(s * 1e6, 'f', 1) + " µs";
+    return s > 0 ? duration_text(s, {.s = 3, .ms = 2, .us = 1}) : QString();
 }
 
 QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }

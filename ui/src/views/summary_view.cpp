@@ -44,33 +44,14 @@ constexpr Row kRows[] = {
      "the per-token loss; not a time to first token"},
 };
 
-QString group_digits(std::int64_t n) {
-    QString digits = QString::number(std::llabs(n));
-    for (qsizetype i = digits.size() - 3; i > 0; i -= 3) digits.insert(i, ',');
-    return (n < 0 ? "-" : "") + digits;
-}
-
-QString fixed(double v, int digits) {
-    return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
-}
-
 QString seconds_text(double s) {
-    if (!(s > 0) || !std::isfinite(s)) return "n/a";
-    if (s >= 1.0) return QString::number(s, 'f', 2) + " s";
-    return QString::number(s * 1e3, 'f', 1) + " ms";
+    return s > 0 ? duration_text(s, {.s = 2, .ms = 1, .us = 1}) : QString("n/a");
 }
 
 bool is_demo_model(const std::string& path) {
     if (path.empty()) return false;
     std::error_code error;
     return std::filesystem::equivalent(path, demo_model_dir(), error);
-}
-
-QString parameters_text(std::int64_t n) {
-    if (n >= 1'000'000'000) return QString::number(n / 1e9, 'f', 2) + " B";
-    if (n >= 1'000'000) return QString::number(n / 1e6, 'f', 1) + " M";
-    if (n >= 1'000) return QString::number(n / 1e3, 'f', 1) + " k";
-    return QString::number(n);
 }
 
 }  // namespace
@@ -150,7 +131,7 @@ void SummaryView::refresh() {
                                  : QFileInfo(QString::fromStdString(p->document_path)).fileName();
     const std::int64_t in_document = std::max(p->tokens_before_truncation, p->num_tokens());
     QString doc_text = QString("%1, %2 of %3 tokens")
-                           .arg(document, group_digits(p->num_tokens()), group_digits(in_document));
+                           .arg(document, count_text(p->num_tokens()), count_text(in_document));
     if (in_document > p->num_tokens()) {
         doc_text += info.cut_by == "context" ? QString(", cut at the context")
                                              : QString(", cut by max tokens");
@@ -165,7 +146,7 @@ void SummaryView::refresh() {
     s.values["model"]->setText(QString("%1, %2 layers, %3 params")
                                    .arg(model_name.isEmpty() ? QString("unnamed") : model_name,
                                         QString::number(m.num_layers),
-                                        parameters_text(m.parameter_count)));
+                                        count_short_text(m.parameter_count)));
     s.values["model"]->setToolTip(QString("%1 (%2%3)")
                                       .arg(QString::fromStdString(m.path),
                                            QString::fromStdString(m.model_type),
@@ -187,10 +168,11 @@ void SummaryView::refresh() {
         QString("%1 · %2 · %3 · %4")
             .arg(device, QString::fromStdString(p->options.backend), dtype, threads_text));
 
-    s.values["loss"]->setText(fixed(p->metrics.mean_nll, 4) + " nats/token");
-    s.values["perplexity"]->setText(fixed(p->metrics.perplexity, 3));
+    s.values["loss"]->setText(fixed_text(p->metrics.mean_nll, 4) + " nats/token");
+    s.values["perplexity"]->setText(fixed_text(p->metrics.perplexity, 3));
     s.values["global"]->setText(
-        QString("%1% of token-layers").arg(fixed(100.0 * p->metrics.global_fraction_overall, 1)));
+        QString("%1% of token-layers")
+            .arg(fixed_text(100.0 * p->metrics.global_fraction_overall, 1)));
 
     const std::int64_t with = p->metrics.kv_bytes_total;
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
@@ -198,7 +180,8 @@ void SummaryView::refresh() {
         s.values["kv"]->setText(
             QString("%1, %2% of without L2A")
                 .arg(byte_size_text(with, 2),
-                     fixed(100.0 * static_cast<double>(with) / static_cast<double>(without), 1)));
+                     fixed_text(100.0 * static_cast<double>(with) / static_cast<double>(without),
+                                1)));
         s.values["kv_base"]->setText(byte_size_text(without, 2));
         s.kv_note->setText(
             "L2A keeps global K/V for every token of every layer that is not pruned (plus its "

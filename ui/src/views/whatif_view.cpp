@@ -30,19 +30,9 @@ namespace {
 
 constexpr int kSliderSteps = 1000;  // threshold slider: (0, 1) in steps of 0.001
 
-QString fixed(double v, int digits) {
-    return std::isfinite(v) ? QString::number(v, 'f', digits) : "n/a";
-}
-
-QString signed_fixed(double v, int digits) { return signed_number(v, digits); }
-
 QString bytes_text(std::int64_t bytes) { return byte_size_text(bytes, 2); }
 
-QString seconds_text(double s) {
-    if (!std::isfinite(s)) return "n/a";
-    if (s >= 1.0) return QString::number(s, 'f', 3) + " s";
-    return QString::number(s * 1e3, 'f', 1) + " ms";
-}
+QString seconds_text(double s) { return duration_text(s, {.s = 3, .ms = 1, .us = 1}); }
 
 // "1.204 s (1.190–1.251 s)": the median and the spread of the samples.
 QString measurement_text(const TtftMeasurement& m) {
@@ -152,7 +142,22 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.selection = selection;
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
+    layout->addWidget(createOptions());
+    layout->addLayout(createStatusRow());
+    s.pages = new QStackedWidget(this);
+    s.pages->addWidget(createComparisonPage());
+    s.pages->addWidget(createSideBySidePage());
+    layout->addWidget(s.pages, 1);
+    nameWidgets();
+    connectControls();
+    connectSession();
+    syncControls();
+    showResults();
+}
 
+// The what-if options: routing and its fraction, the threshold override, Reset.
+QGroupBox* WhatIfView::createOptions() {
+    State& s = *state_;
     auto* controls =
         new QGroupBox("What-if options (pruning: the Layers view's check boxes)", this);
     auto* form = new QFormLayout(controls);
@@ -192,8 +197,12 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.reset = new QPushButton("Reset to base", controls);
     s.reset->setToolTip("Back to the base run's options: its pruning, routing and threshold");
     form->addRow(QString(), s.reset);
-    layout->addWidget(controls);
+    return controls;
+}
 
+// The status line and the busy bar of a running what-if.
+QHBoxLayout* WhatIfView::createStatusRow() {
+    State& s = *state_;
     auto* status_row = new QHBoxLayout;
     s.status = new QLabel(this);
     s.status->setStyleSheet("color: #5a6372");
@@ -206,9 +215,13 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.busy->setVisible(false);
     status_row->addWidget(s.status, 1);
     status_row->addWidget(s.busy);
-    layout->addLayout(status_row);
+    return status_row;
+}
 
-    s.pages = new QStackedWidget(this);
+// The comparison: the metric rows (with the token of the largest KL a click away), Measure
+// TTFT, and the per-layer table.
+QWidget* WhatIfView::createComparisonPage() {
+    State& s = *state_;
     s.comparison_page = new QWidget(s.pages);
     auto* comparison_layout = new QVBoxLayout(s.comparison_page);
     comparison_layout->setContentsMargins(0, 0, 0, 0);
@@ -270,32 +283,24 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
         "(0 in pruned layers)");
     s.layers->horizontalHeaderItem(3)->setToolTip("Variant minus base, percentage points");
     comparison_layout->addWidget(s.layers, 1);
-    s.pages->addWidget(s.comparison_page);
+    return s.comparison_page;
+}
+
+// Two profiles side by side (a profile opened to compare, not a what-if of the base).
+QTableWidget* WhatIfView::createSideBySidePage() {
+    State& s = *state_;
     s.side = make_table(2, {"base", "other"}, s.pages);
     s.side->setRowCount(static_cast<int>(std::size(kSideRows)));
     for (int r = 0; r < s.side->rowCount(); ++r) {
         s.side->setVerticalHeaderItem(r, new QTableWidgetItem(kSideRows[r].second));
     }
     s.side->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
-    s.pages->addWidget(s.side);
-    layout->addWidget(s.pages, 1);
+    return s.side;
+}
 
-    auto edited = [this] {
-        State& st = *state_;
-        if (st.updating || !st.session->base()) return;
-        RunOptions o = st.session->whatIfOptions();
-        const auto kind = static_cast<RoutingKind>(st.routing->currentIndex());
-        const bool has_fraction = kind == RoutingKind::Random || kind == RoutingKind::Top;
-        o.routing = RoutingPolicy{kind, has_fraction ? st.fraction->value() : 0.0};
-        o.threshold = st.override_threshold->isChecked()
-                          ? std::optional<double>(st.threshold->value())
-                          : std::nullopt;
-        st.threshold->setEnabled(st.override_threshold->isChecked());
-        st.threshold_slider->setEnabled(st.override_threshold->isChecked());
-        st.fraction->setEnabled(has_fraction);
-        st.session->setWhatIfOptions(o);
-    };
-    // Names for tests and style sheets.
+// Names for tests and style sheets.
+void WhatIfView::nameWidgets() {
+    State& s = *state_;
     s.routing->setObjectName("routing");
     s.fraction->setObjectName("fraction");
     s.override_threshold->setObjectName("thresholdOverride");
@@ -311,17 +316,38 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.pages->setObjectName("comparison");
     s.layers->setObjectName("layerComparison");
     s.side->setObjectName("sideBySide");
+}
 
-    connect(s.routing, &QComboBox::currentIndexChanged, this, edited);
-    connect(s.fraction, &QDoubleSpinBox::valueChanged, this, edited);
-    connect(s.override_threshold, &QCheckBox::toggled, this, edited);
-    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, [this, edited](double v) {
+// The options as the controls now say, into the session (which starts a what-if run).
+void WhatIfView::applyEdits() {
+    State& st = *state_;
+    if (st.updating || !st.session->base()) return;
+    RunOptions o = st.session->whatIfOptions();
+    const auto kind = static_cast<RoutingKind>(st.routing->currentIndex());
+    const bool has_fraction = kind == RoutingKind::Random || kind == RoutingKind::Top;
+    o.routing = RoutingPolicy{kind, has_fraction ? st.fraction->value() : 0.0};
+    o.threshold = st.override_threshold->isChecked() ? std::optional<double>(st.threshold->value())
+                                                     : std::nullopt;
+    st.threshold->setEnabled(st.override_threshold->isChecked());
+    st.threshold_slider->setEnabled(st.override_threshold->isChecked());
+    st.fraction->setEnabled(has_fraction);
+    st.session->setWhatIfOptions(o);
+}
+
+// The controls edit the session's what-if options; the slider and the spin box follow each
+// other; Reset, Measure TTFT and the KL token act.
+void WhatIfView::connectControls() {
+    State& s = *state_;
+    connect(s.routing, &QComboBox::currentIndexChanged, this, &WhatIfView::applyEdits);
+    connect(s.fraction, &QDoubleSpinBox::valueChanged, this, &WhatIfView::applyEdits);
+    connect(s.override_threshold, &QCheckBox::toggled, this, &WhatIfView::applyEdits);
+    connect(s.threshold, &QDoubleSpinBox::valueChanged, this, [this](double v) {
         State& st = *state_;
         const bool was = st.updating;
         st.updating = true;  // the slider follows; one edit, not two
         st.threshold_slider->setValue(static_cast<int>(std::lround(v * kSliderSteps)));
         st.updating = was;
-        edited();
+        applyEdits();
     });
     connect(s.threshold_slider, &QSlider::valueChanged, this, [this](int v) {
         State& st = *state_;
@@ -341,14 +367,16 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     connect(s.kl_token, &QPushButton::clicked, this, [this] {
         if (state_->kl_max_token >= 0) state_->selection->setToken(state_->kl_max_token);
     });
-    connect(session, &Session::whatIfOptionsChanged, this, [this] { syncControls(); });
-    connect(session, &Session::baseChanged, this, [this] {
+}
+
+// A new base or variant, or options changed elsewhere, update the controls and the results.
+void WhatIfView::connectSession() {
+    connect(state_->session, &Session::whatIfOptionsChanged, this, [this] { syncControls(); });
+    connect(state_->session, &Session::baseChanged, this, [this] {
         syncControls();
         showResults();
     });
-    connect(session, &Session::variantChanged, this, [this] { showResults(); });
-    syncControls();
-    showResults();
+    connect(state_->session, &Session::variantChanged, this, [this] { showResults(); });
 }
 
 WhatIfView::~WhatIfView() = default;
@@ -415,21 +443,21 @@ void WhatIfView::showResults() {
                                   .arg(c->start_layer));
         }
         s.values["delta_nll"]->setText(QString("%1 → %2  (%3)")
-                                           .arg(fixed(c->base_mean_nll, 4),
-                                                fixed(c->variant_mean_nll, 4),
-                                                signed_fixed(c->delta_mean_nll, 4)));
+                                           .arg(fixed_text(c->base_mean_nll, 4),
+                                                fixed_text(c->variant_mean_nll, 4),
+                                                signed_number(c->delta_mean_nll, 4)));
         s.values["perplexity"]->setText(QString("%1 → %2  (%3)")
-                                            .arg(fixed(c->base_perplexity, 3),
-                                                 fixed(c->variant_perplexity, 3),
-                                                 signed_fixed(c->delta_perplexity, 3)));
-        s.values["kl_mean"]->setText(fixed(c->kl_mean, 5) + " nats");
-        s.values["kl_max"]->setText(fixed(c->kl_max, 5) + " nats");
-        s.values["top1"]->setText(fixed(100.0 * c->top1_agreement, 2) + "%");
+                                            .arg(fixed_text(c->base_perplexity, 3),
+                                                 fixed_text(c->variant_perplexity, 3),
+                                                 signed_number(c->delta_perplexity, 3)));
+        s.values["kl_mean"]->setText(fixed_text(c->kl_mean, 5) + " nats");
+        s.values["kl_max"]->setText(fixed_text(c->kl_max, 5) + " nats");
+        s.values["top1"]->setText(percent_text(c->top1_agreement, 2));
         s.values["kv"]->setText(QString("%1 → %2  (%3% → %4% of no L2A, %5)")
                                     .arg(bytes_text(c->base_kv_bytes),
                                          bytes_text(c->variant_kv_bytes),
-                                         fixed(100.0 * c->base_kv_relative, 1),
-                                         fixed(100.0 * c->variant_kv_relative, 1),
+                                         fixed_text(100.0 * c->base_kv_relative, 1),
+                                         fixed_text(100.0 * c->variant_kv_relative, 1),
                                          bytes_text(c->kv_bytes_without_l2a)));
         s.values["kv_saved"]->setText(bytes_text(c->base_kv_bytes - c->variant_kv_bytes));
         // Measured only as repeated full runs of both; never the base's time up to the first
@@ -452,7 +480,7 @@ void WhatIfView::showResults() {
         s.values["ttft_predicted"]->setText(QString("%1 → %2  (%3%), predicted")
                                                 .arg(seconds_text(c->base_ttft_predicted),
                                                      seconds_text(c->variant_ttft_predicted),
-                                                     signed_fixed(100.0 * change, 1)));
+                                                     signed_number(100.0 * change, 1)));
         if (c->kl_max > 0 && c->kl_max_token >= 0 && c->kl_max_token < base->num_tokens()) {
             s.kl_max_token = c->kl_max_token;
             s.kl_token->setText(QString("at token %1").arg(c->kl_max_token));
@@ -466,9 +494,9 @@ void WhatIfView::showResults() {
                 l < c->variant_global_fraction.size() ? c->variant_global_fraction[l] : 0.0;
             const int row = static_cast<int>(l);
             s.layers->setItem(row, 0, cell(QString::number(l)));
-            s.layers->setItem(row, 1, cell(fixed(100 * a, 1) + "%"));
-            s.layers->setItem(row, 2, cell(fixed(100 * b, 1) + "%"));
-            s.layers->setItem(row, 3, cell(signed_fixed(100 * (b - a), 1) + " pp"));
+            s.layers->setItem(row, 1, cell(percent_text(a, 1)));
+            s.layers->setItem(row, 2, cell(percent_text(b, 1)));
+            s.layers->setItem(row, 3, cell(signed_number(100 * (b - a), 1) + " pp"));
         }
         return;
     }
@@ -482,9 +510,9 @@ void WhatIfView::showResults() {
     for (int col = 0; col < 2; ++col) {
         const Profile& p = *runs[col];
         const QString texts[] = {
-            fixed(p.metrics.mean_nll, 4) + " nats",
-            fixed(p.metrics.perplexity, 3),
-            fixed(100.0 * p.metrics.global_fraction_overall, 1) + "%",
+            fixed_text(p.metrics.mean_nll, 4) + " nats",
+            fixed_text(p.metrics.perplexity, 3),
+            percent_text(p.metrics.global_fraction_overall, 1),
             bytes_text(p.metrics.kv_bytes_total),
             seconds_text(p.wall_seconds) + (p.time_basis.empty() ? "" : " (composed)") + ", " +
                 threads_text(p.cpu_threads),

@@ -42,6 +42,11 @@ struct L2AConfig {
     bool initfrombase = false;
 };
 
+// The router logit at and above which a token takes global attention at inference:
+// tau * logit(theta) = tau * ln(theta / (1 - theta)), 0 at theta 0.5 (L2A.md). `threshold`
+// replaces sigmoid_threshold (theta) when given, as the run option --threshold does.
+double decision_cut(const L2AConfig& l2a, std::optional<double> threshold = std::nullopt);
+
 struct ModelConfig {
     ModelType model_type = ModelType::Qwen3;
     std::int64_t vocab_size = 0;

@@ -28,6 +28,12 @@ struct RunMetrics {
 // Bytes one token occupies in one K/V cache of one layer: 2 * Hkv * D * bytes_per_element.
 std::int64_t kv_bytes_per_token(const ModelConfig& config, int bytes_per_element);
 
+// The KV cache of one layer after `tokens` tokens: an L2A layer keeps a local cache of at most
+// W tokens and a global cache of every token (none when the layer is pruned); a plain layer
+// keeps one full cache. The same model without L2A keeps `tokens` tokens in each layer.
+LayerKv layer_kv_bytes(const ModelConfig& config, std::int64_t tokens, int bytes_per_element,
+                       bool pruned = false);
+
 // `decisions` is [layers, num_tokens] row-major, 1 where the token ran global attention; a plain
 // model may pass it empty (every token is global). `token_nll` has num_tokens entries (token 0
 // is NaN: nothing predicts it) or is empty when NLL was not measured. With no finite NLL from

@@ -63,6 +63,18 @@ protected:
     void dropEvent(QDropEvent* event) override;
 
 private:
+    // The constructor's parts, in the order it calls them.
+    void createViews();
+    void createDocks();
+    void createRunOptionsBar();
+    void createMenus();
+    void createFileMenu();
+    void createStatusBar();
+    void connectRunController();
+    void connectWhatIf();
+    void restoreSettings();
+
+    void updateRunOptionChoices();
     void updateTitle();
     void updateNotice();
     void addRecent(const QString& path);

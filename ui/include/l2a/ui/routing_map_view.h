@@ -61,6 +61,8 @@ protected:
     void releaseResources() override;
 
 private:
+    void rebuildTextures();  // of the profile shown, on the next frame after a change
+
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -10,6 +10,10 @@
 #include <QWidget>
 #include <memory>
 
+class QGroupBox;
+class QHBoxLayout;
+class QTableWidget;
+
 namespace l2a::ui {
 
 class Selection;
@@ -35,6 +39,16 @@ signals:
     void measureTtftRequested(int repeats);
 
 private:
+    // The constructor's parts, in the order it calls them.
+    QGroupBox* createOptions();
+    QHBoxLayout* createStatusRow();
+    QWidget* createComparisonPage();
+    QTableWidget* createSideBySidePage();
+    void nameWidgets();
+    void connectControls();
+    void connectSession();
+
+    void applyEdits();
     void syncControls();
     void showResults();
 

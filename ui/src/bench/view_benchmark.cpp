@@ -5,7 +5,9 @@
 #include <QOpenGLContext>
 #include <QOpenGLFunctions>
 #include <QString>
-#include <QTest>
+#include <QThread>
+#include <QWidget>
+#include <QWindow>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -108,6 +110,19 @@ long long option(int argc, char** argv, const char* name, long long fallback) {
     return fallback;
 }
 
+// Waits until the window system shows `widget` (at most `timeout_ms`), handling events meanwhile.
+bool wait_until_exposed(QWidget& widget, int timeout_ms = 5000) {
+    QElapsedTimer waited;
+    waited.start();
+    while (true) {
+        QCoreApplication::processEvents(QEventLoop::AllEvents, 10);
+        const QWindow* window = widget.windowHandle();
+        if (window != nullptr && window->isExposed()) return true;
+        if (waited.elapsed() >= timeout_ms) return false;
+        QThread::msleep(5);
+    }
+}
+
 }  // namespace
 
 int run_view_benchmark(int argc, char** argv) {
@@ -136,7 +151,7 @@ int run_view_benchmark(int argc, char** argv) {
     timeline.resize(width, height);
     map.show();
     timeline.show();
-    if (!QTest::qWaitForWindowExposed(&map) || !QTest::qWaitForWindowExposed(&timeline)) {
+    if (!wait_until_exposed(map) || !wait_until_exposed(timeline)) {
         std::fprintf(stderr, "l2a-studio --bench-views: the windows were not shown (no display?)\n");
         return 1;
     }

@@ -1,0 +1,51 @@
+// Numbers with units as people read them, one convention for the CLI, the reports and the app
+// (ui/include/l2a/ui/units.h wraps these in QString). Qt-free and torch-free.
+//
+// Durations: "s", "ms" and "µs" (never "us"); zero reads "0"; a value that rounds up to the next
+// unit is shown in it (999.96 µs with one decimal -> "1.000 ms"). Bytes: binary units ("512 B",
+// "1.50 KiB"). Digits are grouped by commas ("-1,234,567"). No text reads "-0.0": a value that
+// rounds to zero is shown without its sign. Anything not finite reads "n/a" (format_fixed keeps
+// "inf" / "-inf", which a table of numbers should show as such).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace l2a {
+
+// "3.14" for (3.14159, 2); "n/a" for NaN, "inf" / "-inf"; "0.00" for -0.001 (never "-0.00").
+std::string format_fixed(double value, int decimals);
+
+// "+0.25", "-1.50", and "0.00" for anything that rounds to zero; "n/a" when not finite.
+std::string format_signed(double value, int decimals);
+
+// 12345 -> "12,345", -1234 -> "-1,234".
+std::string group_digits(std::int64_t value);
+
+// A count in three or four significant digits: 5712640 -> "5.7M", 1234 -> "1.2K",
+// 7615616512 -> "7.62B", 999 -> "999".
+std::string format_count_short(std::int64_t value);
+
+// "12.3%" for 0.123 (fraction of 1); "n/a" when not finite.
+std::string format_percent(double fraction, int decimals = 1);
+
+// Decimals for each unit of a duration.
+struct DurationDigits {
+    int s = 3;
+    int ms = 3;
+    int us = 1;
+};
+// "1.234 s", "12.345 ms", "5.0 µs" (with the default digits); "0" for zero; "n/a" when not
+// finite. Negative durations keep their sign ("-2.5 µs").
+std::string format_duration(double seconds, DurationDigits digits = {});
+
+// Elapsed wall time of a run: "0.84 s", "12.3 s", "2 min 05 s".
+std::string format_elapsed(double seconds);
+
+// Binary units with `decimals` after the point above bytes: "512 B", "1.50 KiB", "-2.00 MiB".
+std::string format_bytes(std::int64_t bytes, int decimals = 2);
+
+// Binary units with three significant digits: "512 B", "1.50 KiB", "12.5 MiB", "512 GiB".
+std::string format_bytes_short(std::int64_t bytes);
+
+}  // namespace l2a

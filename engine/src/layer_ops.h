@@ -1,0 +1,94 @@
+// The operations a decoder layer is made of, on one device with one kind of kernel. The layer
+// itself is written once over this interface (prefill.cpp, decoder_layer); a run picks the
+// implementation once (make_layer_ops):
+// - reference: LibTorch ops on the CPU or CUDA, fp32 norms and RoPE computed in row blocks,
+//   attention through the run's backend (reference or sdpa; kernels when the fused ops do not
+//   apply to the model's shape).
+// - kernels (CUDA, --backend kernels): the project's fused operators (add + RMSNorm + router
+//   logit, QK-norm + RoPE, gated scatter-add) and attention kernels.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "attention.h"
+#include "l2a/engine/config.h"
+#include "model_impl.h"
+#include "torch_pch.h"
+
+namespace l2a {
+
+// What the operations of one run need: the model's shape and dtype, the attention backend, the
+// row blocks of the row-wise stages, RoPE, and every token as query rows.
+struct LayerOpsSettings {
+    const ModelConfig& config;
+    at::ScalarType dtype;
+    AttentionBackend attend;
+    std::int64_t query_block;  // attention query rows per block (--chunk)
+    std::int64_t norm_rows;    // rows per block of norms and projections
+    std::int64_t mlp_rows;
+    const RopeTables& rope;
+    const QueryRows& every_row;         // tokens 0..T-1
+    std::function<void()> check;        // between blocks; throws to cancel
+};
+
+// The router's view of a layer's residual: u = RMSNorm_global(h) in the model dtype (global
+// attention reads it) and the router logits z = router(u), fp32 [T], on the device.
+struct RouterOutput {
+    at::Tensor u;
+    at::Tensor z;
+};
+
+class LayerOps {
+public:
+    explicit LayerOps(LayerOpsSettings settings) : s_(std::move(settings)) {}
+    virtual ~LayerOps() = default;
+    LayerOps(const LayerOps&) = delete;
+    LayerOps& operator=(const LayerOps&) = delete;
+
+    // RMSNorm of the rows of x [n, d], returned in the model dtype.
+    virtual at::Tensor norm(const at::Tensor& x, const at::Tensor& weight) const = 0;
+    // h = x + local, in place on x; then u = RMSNorm(h) with w.global_norm and z = router(u).
+    virtual RouterOutput add_norm_router(at::Tensor& x, at::Tensor local, const LayerWeights& w) const = 0;
+    // Normalized rows x [n, d] projected to heads [n, heads, D] in the model dtype: bias, then
+    // QK-norm (when `norm` is defined) and RoPE at the positions of `rows` (none when null).
+    virtual at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                               const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) const = 0;
+    // The routed positions (host, ascending) as query rows on the device.
+    virtual QueryRows routed_rows(std::span<const std::int64_t> routed) const = 0;
+    // Gated residual: h[rows[i]] += a[i]; rows not routed add nothing.
+    virtual void gated_add(at::Tensor& h, const at::Tensor& a, const QueryRows& rows) const = 0;
+
+    // Causal attention of every token over w's projections of the normalized rows xn, after the
+    // output projection: [T, d]. window 0: full causal; W > 0: the last W keys.
+    at::Tensor causal_attention(const AttentionWeights& w, const at::Tensor& xn, std::int64_t window) const;
+    // Full causal attention of the routed queries only (keys and values of every token), after
+    // the output projection: [routed, d].
+    at::Tensor routed_attention(const AttentionWeights& w, const at::Tensor& u, const QueryRows& rows) const;
+    // h += MLP(RMSNorm(h) with w.post_norm), in place, in row blocks.
+    void add_mlp(at::Tensor& h, const LayerWeights& w) const;
+
+protected:
+    const LayerOpsSettings& settings() const { return s_; }
+
+private:
+    at::Tensor attention(const AttentionWeights& w, const at::Tensor& queries_from, const QueryRows& rows,
+                         const at::Tensor& keys_from, std::int64_t window) const;
+    LayerOpsSettings s_;
+};
+
+// The kernels' fused operators when `fused` (CUDA builds only), else the reference ops.
+std::unique_ptr<LayerOps> make_layer_ops(LayerOpsSettings settings, bool fused);
+
+// RMSNorm of the rows of x in fp32, in blocks of `block_rows`, returned in `dtype`.
+at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType dtype,
+                          std::int64_t block_rows);
+
+// Router logits (fp32) of the normalized rows u (any dtype; computed in fp32) per the config's
+// router input mode (L2A.md): w . u, u[:, 0] or mean(u). `router` is sigmoid_linear's weight [d].
+at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input);
+
+}  // namespace l2a
