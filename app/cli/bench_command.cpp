@@ -317,28 +317,31 @@ int bench_prefill_shape(const Arguments& args) {
         args.usage_error(e.what());
     }
     ours.device = args.value("--device").value_or("cuda");
-    ours.backend = args.value("--backend").value_or(ours.device == "cpu" ? "reference" : "kernels");
-    if (ours.backend != "reference" && ours.backend != "sdpa" && ours.backend != "kernels") {
-        args.usage_error("--backend: '" + ours.backend + "' is not reference, sdpa or kernels");
+    const bool cpu = is_cpu_device(ours.device);
+    ours.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    if (!parse_backend(ours.backend)) {
+        args.usage_error("--backend: '" + ours.backend + "' is not " + kBackendChoices);
     }
     ours.token_nll = false;
     ours.seed = seed;
     if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
     RunOptions base = ours;
     base.as_base = true;
-    base.backend = ours.device == "cpu" ? "reference" : "sdpa";
+    base.backend = backend_name(cpu ? Backend::Reference : Backend::Sdpa);
     base.routing = RoutingPolicy{};
     apply_threads(args);
     const bool json = args.has("--json");
     const bool quiet = args.has("--quiet");
     const bool trace = args.has("--trace");
-    if (trace && ours.device == "cpu") args.usage_error("--trace: the kernel tracer needs --device cuda");
+    if (trace && cpu) args.usage_error("--trace: the kernel tracer needs --device cuda");
 
     require_device(ours.device);
     const CpuLoad load = check_load("bench");
     Placement placement;
     placement.device = ours.device;
-    placement.dtype = args.value("--dtype").value_or(ours.device == "cpu" ? "fp32" : "bf16");
+    placement.dtype = args.value("--dtype").value_or(
+        weight_dtype_name(cpu ? WeightDtype::Fp32 : WeightDtype::Bf16));
     if (!quiet) std::fprintf(stderr, "l2a bench: making a random %s model\n", shape_name.c_str());
     const Model model = Model::random(config, seed, placement);
     const ModelSummary& s = model.summary();
@@ -354,10 +357,7 @@ int bench_prefill_shape(const Arguments& args) {
     const std::string base_label =
         "backend " + base.backend + ", run as the base model (full causal attention everywhere)";
     std::string device_name = ours.device;
-    if (ours.device != "cpu") {
-        const std::string& d = ours.device;
-        device_name = cuda_device_info(d == "cuda" ? 0 : std::stoi(d.substr(5))).name;
-    }
+    if (!cpu) device_name = cuda_device_info(parse_device(ours.device)->index).name;
     if (!json) {
         std::printf("shape %s (%s, %lld layers, %lld/%lld heads, head dim %lld, %s parameters, "
                     "W=%lld), random weights (seed %llu)\n",
@@ -513,7 +513,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     options.repeat = static_cast<int>(args.integer("--repeat", 1, 1000).value_or(10));
     options.seed = args.unsigned_integer("--seed").value_or(0);
     options.device = args.value("--device").value_or("cuda");
-    if (options.device.rfind("cuda", 0) != 0) {
+    if (const auto device = parse_device(options.device); !device || !device->is_cuda()) {
         args.usage_error("--device: bench attention runs on cuda or cuda:N, not '" +
                          options.device + "'");
     }

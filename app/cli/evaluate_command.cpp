@@ -32,10 +32,11 @@ int evaluate_command(std::span<const std::string_view> raw) {
     RoutingEvalOptions options;
     if (auto device = args.value("--device")) options.device = *device;
     if (auto backend = args.value("--backend")) options.backend = *backend;
-    if (options.backend != "reference" && options.backend != "sdpa" && options.backend != "kernels") {
-        args.usage_error("--backend " + options.backend + ": expected reference, sdpa or kernels");
+    const std::optional<Backend> backend = parse_backend(options.backend);
+    if (!backend) {
+        args.usage_error("--backend " + options.backend + ": expected " + kBackendChoices);
     }
-    if (options.device == "cpu" && options.backend != "reference") {
+    if (is_cpu_device(options.device) && *backend != Backend::Reference) {
         args.usage_error("--backend " + options.backend + ": runs on CUDA devices only (add --device cuda)");
     }
     if (auto n = args.integer("--max-tokens", 2, std::int64_t(1) << 40)) options.max_tokens = *n;

@@ -298,10 +298,11 @@ int run_command(std::span<const std::string_view> raw) {
         args.usage_error("give the input: --doc FILE or --tokens FILE");
     }
     RunOptions options = run_options(args);
-    if (options.backend != "reference" && options.backend != "sdpa" && options.backend != "kernels") {
-        args.usage_error("--backend " + options.backend + ": expected reference, sdpa or kernels");
+    const std::optional<Backend> backend = parse_backend(options.backend);
+    if (!backend) {
+        args.usage_error("--backend " + options.backend + ": expected " + kBackendChoices);
     }
-    if (options.device == "cpu" && options.backend != "reference") {
+    if (is_cpu_device(options.device) && *backend != Backend::Reference) {
         args.usage_error("--backend " + options.backend +
                          ": runs on CUDA devices only (add --device cuda; on the CPU the backend "
                          "is reference)");
@@ -378,7 +379,7 @@ int run_command(std::span<const std::string_view> raw) {
 
     // The kernel timeline of CUDA runs; started last so that it records the run alone.
     std::optional<KernelTracer> tracer;
-    if (options.device != "cpu" && !args.has("--no-trace")) {
+    if (!is_cpu_device(options.device) && !args.has("--no-trace")) {
         tracer.emplace();
         hooks.observer = &*tracer;
         if (!tracer->active() && !quiet) {
@@ -398,7 +399,7 @@ int run_command(std::span<const std::string_view> raw) {
     if (!absolute_error) profile.model.path = absolute.lexically_normal().string();
     profile.kernels = std::move(timeline.kernels);
     profile.memory_ops = std::move(timeline.memory_ops);
-    if (options.device != "cpu") {
+    if (!is_cpu_device(options.device)) {
         profile.timeline_source = tracer ? timeline.source : "host timers only: --no-trace";
     }
 

@@ -18,6 +18,7 @@
 #include "device_runtime.h"
 #include "l2a/engine/bench.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/kernels/attention.h"
 #include "l2a/kernels/fused_ops.h"
 
@@ -385,7 +386,7 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
 
 AttentionBenchResult bench_attention(const AttentionBenchOptions& options) {
     validate(options);
-    if (options.device.rfind("cuda", 0) != 0) {
+    if (const auto device = parse_device(options.device); !device || !device->is_cuda()) {
         fail("", "--device: bench attention runs on a CUDA device (cuda or cuda:N), not '" +
                      options.device + "'");
     }

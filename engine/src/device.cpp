@@ -5,6 +5,7 @@
 
 #include "device_runtime.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/run_choices.h"
 
 #if L2A_ENGINE_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -18,18 +19,8 @@ namespace {
 
 // The index of "cuda" / "cuda:N"; -1 for anything else (including "cpu").
 int parse_cuda_index(const std::string& device) {
-    if (device == "cuda") return 0;
-    const std::string prefix = "cuda:";
-    if (device.rfind(prefix, 0) != 0 || device.size() == prefix.size() ||
-        device.size() > prefix.size() + 4) {
-        return -1;
-    }
-    int index = 0;
-    for (std::size_t i = prefix.size(); i < device.size(); ++i) {
-        if (device[i] < '0' || device[i] > '9') return -1;
-        index = index * 10 + (device[i] - '0');
-    }
-    return index;
+    const std::optional<Device> parsed = parse_device(device);
+    return parsed && parsed->is_cuda() ? parsed->index : -1;
 }
 
 std::string gib(std::int64_t bytes) {
@@ -87,9 +78,9 @@ CudaDeviceInfo cuda_device_info(int index) {
 }
 
 void require_device(const std::string& device) {
-    if (device == "cpu") return;
+    if (is_cpu_device(device)) return;
     const int index = parse_cuda_index(device);
-    if (index < 0) fail("", "--device " + device + ": expected cpu, cuda or cuda:N");
+    if (index < 0) fail("", "--device " + device + ": expected " + kDeviceChoices);
     if (!cuda_built()) {
         fail("", "--device " + device +
                      ": this build has no CUDA support (it was configured with "
@@ -108,13 +99,13 @@ void require_device(const std::string& device) {
 
 at::Device resolve_device(const std::string& device) {
     require_device(device);
-    if (device == "cpu") return at::Device(at::kCPU);
+    if (is_cpu_device(device)) return at::Device(at::kCPU);
     return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(parse_cuda_index(device)));
 }
 
 std::string canonical_device(const std::string& device) {
-    const int index = parse_cuda_index(device);
-    return index < 0 ? device : "cuda:" + std::to_string(index);
+    const std::optional<Device> parsed = parse_device(device);
+    return parsed ? device_name(*parsed) : device;
 }
 
 std::string device_label(const at::Device& device) {

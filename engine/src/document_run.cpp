@@ -131,8 +131,8 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     profile.cpu_threads = cpu_threads();
     profile.device = std::move(result.device);
     profile.peak_device_bytes = result.peak_device_bytes;
-    profile.timeline_source = options.device == "cpu" ? "host timers only: CPU run"
-                                                      : "host timers only";
+    profile.timeline_source =
+        is_cpu_device(options.device) ? "host timers only: CPU run" : "host timers only";
     profile.created_at = utc_now_iso8601();
     profile.tool_version = tool_version();
     return profile;

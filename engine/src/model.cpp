@@ -15,6 +15,7 @@
 #include "l2a/engine/checkpoint.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/engine/tensor_names.h"
 #include "model_impl.h"
 
@@ -309,15 +310,21 @@ void place(Model::Impl& impl, const Placement& requested) {
     p.device = requested.device;
     p.dtype = requested.dtype;
     p.allow_nonfinite_weights = requested.allow_nonfinite_weights;
-    if (p.dtype == "auto") p.dtype = impl.device.is_cpu() ? "fp32" : "bf16";
-    if (p.dtype == "fp32") {
-        impl.dtype = at::kFloat;
-    } else if (p.dtype == "bf16") {
-        impl.dtype = at::kBFloat16;
-    } else if (p.dtype == "fp16") {
-        impl.dtype = at::kHalf;
-    } else {
-        fail("", "--dtype " + requested.dtype + ": expected auto, bf16, fp16 or fp32");
+    std::optional<WeightDtype> dtype = parse_weight_dtype(p.dtype);
+    if (!dtype) fail("", "--dtype " + requested.dtype + ": expected " + kWeightDtypeChoices);
+    if (*dtype == WeightDtype::Auto)
+        dtype = impl.device.is_cpu() ? WeightDtype::Fp32 : WeightDtype::Bf16;
+    p.dtype = weight_dtype_name(*dtype);
+    switch (*dtype) {
+        case WeightDtype::Bf16:
+            impl.dtype = at::kBFloat16;
+            break;
+        case WeightDtype::Fp16:
+            impl.dtype = at::kHalf;
+            break;
+        default:
+            impl.dtype = at::kFloat;
+            break;
     }
     if (impl.device.is_cpu() && impl.dtype != at::kFloat) {
         fail("", "--dtype " + requested.dtype +

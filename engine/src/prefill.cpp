@@ -33,11 +33,13 @@ public:
     RangeRecorder(PrefillObserver* observer, std::vector<TimedRange>& out, const at::Device& device)
         : observer_(observer), out_(out), device_(device), start_(Clock::now()) {}
 
-    void begin(std::string name) {
+    // `layer`: the layer of a layer phase, -1 for the stages outside the layers.
+    void begin(Phase phase, std::int64_t layer) {
         synchronize(device_);
-        if (observer_) observer_->on_range_begin(name);
+        const auto index = static_cast<std::int32_t>(layer);
+        if (observer_) observer_->on_range_begin(range_name(phase, index));
         open_.push_back(out_.size());
-        out_.push_back({std::move(name), now_ns(), 0, static_cast<int>(open_.size()) - 1});
+        out_.push_back({phase, index, now_ns(), 0, static_cast<int>(open_.size()) - 1, {}});
     }
     void end() {
         synchronize(device_);
@@ -49,7 +51,9 @@ public:
         while (!open_.empty()) close();
     }
     // The innermost open range ("layer 3 / mlp"), for error messages.
-    std::string current() const { return open_.empty() ? "the run" : out_[open_.back()].name; }
+    std::string current() const {
+        return open_.empty() ? "the run" : range_name(out_[open_.back()]);
+    }
     double seconds() const {
         return std::chrono::duration<double>(Clock::now() - start_).count();
     }
@@ -59,7 +63,7 @@ private:
         TimedRange& range = out_[open_.back()];
         open_.pop_back();
         range.end_ns = now_ns();
-        if (observer_) observer_->on_range_end(range.name);
+        if (observer_) observer_->on_range_end(range_name(range));
     }
     std::int64_t now_ns() const {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start_).count();
@@ -72,7 +76,9 @@ private:
 };
 
 struct Range {
-    Range(RangeRecorder& recorder, std::string name) : recorder(recorder) { recorder.begin(std::move(name)); }
+    Range(RangeRecorder& recorder, Phase phase, std::int64_t layer = -1) : recorder(recorder) {
+        recorder.begin(phase, layer);
+    }
     ~Range() noexcept(false) {
         // During unwinding the recorder's unwind() closes what is left, without touching the device.
         if (std::uncaught_exceptions() == exceptions_) recorder.end();
@@ -82,8 +88,6 @@ struct Range {
     RangeRecorder& recorder;
     int exceptions_ = std::uncaught_exceptions();
 };
-
-enum class Backend { Reference, Sdpa, Kernels };
 
 Backend validate(const Model& model, std::span<const std::int32_t> tokens, const RunOptions& options) {
     const ModelConfig& c = model.config();
@@ -102,14 +106,9 @@ Backend validate(const Model& model, std::span<const std::int32_t> tokens, const
         fail("", "--device " + options.device + ": the model was loaded on " + m.placement.device +
                      " (load it with the same device as the run)");
     }
-    Backend backend = Backend::Reference;
-    if (options.backend == "sdpa") {
-        backend = Backend::Sdpa;
-    } else if (options.backend == "kernels") {
-        backend = Backend::Kernels;
-    } else if (options.backend != "reference") {
-        fail("", "--backend " + options.backend + ": expected reference, sdpa or kernels");
-    }
+    const std::optional<Backend> parsed = parse_backend(options.backend);
+    if (!parsed) fail("", "--backend " + options.backend + ": expected " + kBackendChoices);
+    const Backend backend = *parsed;
     if (backend != Backend::Reference) {
         if (m.device.is_cpu()) {
             fail("", "--backend " + options.backend +
@@ -290,18 +289,17 @@ public:
         progress(static_cast<double>(layer), "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
     }
 
-    Range range(std::string name) { return Range(ranges_, std::move(name)); }
-    // One phase of a layer: "layer 3 / router".
-    Range phase(std::int64_t layer, const char* phase) {
-        return range("layer " + std::to_string(layer) + " / " + phase);
-    }
+    // A stage outside the layers (Phase::Embed, Phase::LmHead).
+    Range range(Phase phase) { return Range(ranges_, phase); }
+    // One part of a layer: (3, Phase::Router) is shown as "layer 3 / router".
+    Range phase(std::int64_t layer, Phase phase) { return Range(ranges_, phase, layer); }
 
     // Enters a layer with x the residual stream: keeps x when asked, and opens the layer's range.
     Range begin_layer(std::int64_t layer, const at::Tensor& x) {
         check();
         if (keeps(layer)) keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
         if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
-        return range("layer " + std::to_string(layer));
+        return Range(ranges_, Phase::Layer, layer);
     }
     // The layer's routing is decided; what is left of it is the MLP.
     void routed(std::int64_t layer, std::span<const float> z, std::span<const std::uint8_t> d) const {
@@ -397,29 +395,29 @@ void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& ro
     if (!routing.l2a_layers) {
         // A plain Qwen layer (or an L2A layer run as its base): full causal attention with the
         // first attention set, i.e. global attention for every token.
-        const Range r = record.phase(layer, "global");
+        const Range r = record.phase(layer, Phase::Global);
         x.add_(ops.causal_attention(w.attn, ops.norm(x, w.input_norm), 0));
     } else {
         at::Tensor local;
         {
-            const Range r = record.phase(layer, "local");
+            const Range r = record.phase(layer, Phase::Local);
             local = ops.causal_attention(w.attn, ops.norm(x, w.input_norm), routing.l2a.sliding_window);
         }
         RouterOutput router;
         {
-            const Range r = record.phase(layer, "router");
+            const Range r = record.phase(layer, Phase::Router);
             router = ops.add_norm_router(x, std::move(local), w);  // x is now h = x + local
             routing.decide(layer, router.z, z, d);
         }
         const std::vector<std::int64_t> routed = routed_positions(d);
         if (!routed.empty()) {
-            const Range r = record.phase(layer, "global");
+            const Range r = record.phase(layer, Phase::Global);
             const QueryRows rows = ops.routed_rows(routed);
             ops.gated_add(x, ops.routed_attention(w.global, router.u, rows), rows);
         }
     }
     record.routed(layer, z, d);
-    const Range r = record.phase(layer, "mlp");
+    const Range r = record.phase(layer, Phase::Mlp);
     ops.add_mlp(x, w);
     record.check_finite(layer, x);
 }
@@ -514,7 +512,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
             x = host.to(device).to(m.dtype);
         } else {
-            const Range r = record.range("embed");
+            const Range r = record.range(Phase::Embed);
             x = m.embed.index_select(0, ids);
         }
         record.progress_at_layer(start_layer);
@@ -527,7 +525,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         }
         record.end_layers(x);
 
-        const Range r = record.range("lm_head");
+        const Range r = record.range(Phase::LmHead);
         record.read_finite_flags();
         // Without the per-token NLL (and without a logits sink) only the last row is needed: the
         // next token's logits, which is all that time-to-first-token covers.

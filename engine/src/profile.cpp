@@ -203,21 +203,75 @@ RunMetrics metrics_from_json(const json& j) {
 json ranges_to_json(const std::vector<TimedRange>& ranges) {
     json j = json::array();
     for (const TimedRange& r : ranges) {
-        j.push_back(
-            {{"name", r.name}, {"begin_ns", r.begin_ns}, {"end_ns", r.end_ns}, {"depth", r.depth}});
+        json range = {{"phase", phase_name(r.phase)},
+                      {"layer", r.layer},
+                      {"begin_ns", r.begin_ns},
+                      {"end_ns", r.end_ns},
+                      {"depth", r.depth}};
+        if (r.phase == Phase::Other) range["name"] = r.other_name;
+        j.push_back(std::move(range));
     }
     return j;
 }
 
-std::vector<TimedRange> ranges_from_json(const json& j) {
+// Versions 1 and 2 named their ranges; this is the one place such a name is read. A name the
+// engine wrote ("embed", "layer 7", "layer 7 / global", "lm_head") becomes its phase and layer;
+// anything else is kept as an Other range of that name, so that the file loads losslessly.
+TimedRange range_from_name(const std::string& name) {
+    TimedRange r;
+    if (const auto stage = parse_phase(name);
+        stage && !is_layer_phase(*stage) && *stage != Phase::Other) {
+        r.phase = *stage;
+        return r;
+    }
+    constexpr std::string_view prefix = "layer ";
+    if (std::string_view(name).substr(0, prefix.size()) == prefix) {
+        const char* first = name.data() + prefix.size();
+        const char* last = name.data() + name.size();
+        std::int32_t layer = -1;
+        const auto [rest, ec] = std::from_chars(first, last, layer);
+        if (ec == std::errc() && layer >= 0) {
+            const std::string_view tail(rest, static_cast<std::size_t>(last - rest));
+            std::optional<Phase> phase;
+            if (tail.empty()) {
+                phase = Phase::Layer;
+            } else if (tail.substr(0, 3) == " / ") {
+                phase = parse_phase(tail.substr(3));
+            }
+            // Only a name written exactly as the engine writes it ("layer 07" is not).
+            if (phase && is_layer_phase(*phase) && range_name(*phase, layer) == name) {
+                r.phase = *phase;
+                r.layer = layer;
+                return r;
+            }
+        }
+    }
+    r.other_name = name;
+    return r;
+}
+
+std::vector<TimedRange> ranges_from_json(const json& j, std::int64_t version) {
     if (!j.is_array()) throw FieldError{"field 'ranges' is not an array"};
     std::vector<TimedRange> ranges;
     ranges.reserve(j.size());
     for (const json& r : j) {
-        ranges.push_back({get_as<std::string>(r, "name", "ranges"),
-                          get_as<std::int64_t>(r, "begin_ns", "ranges"),
-                          get_as<std::int64_t>(r, "end_ns", "ranges"),
-                          get_as<int>(r, "depth", "ranges")});
+        TimedRange range;
+        if (version < 3) {
+            range = range_from_name(get_as<std::string>(r, "name", "ranges"));
+        } else {
+            const auto phase = get_as<std::string>(r, "phase", "ranges");
+            const auto parsed = parse_phase(phase);
+            if (!parsed) throw FieldError{"field 'ranges.phase' has unknown phase '" + phase + "'"};
+            range.phase = *parsed;
+            range.layer = get_as<std::int32_t>(r, "layer", "ranges");
+            if (range.phase == Phase::Other) {
+                range.other_name = get_as<std::string>(r, "name", "ranges");
+            }
+        }
+        range.begin_ns = get_as<std::int64_t>(r, "begin_ns", "ranges");
+        range.end_ns = get_as<std::int64_t>(r, "end_ns", "ranges");
+        range.depth = get_as<int>(r, "depth", "ranges");
+        ranges.push_back(std::move(range));
     }
     return ranges;
 }
@@ -257,14 +311,23 @@ EncodedTimeline encode_timeline(const Profile& p) {
 void validate_timeline(const Profile& p, const std::string& origin, const std::string& prefix) {
     for (std::size_t i = 0; i < p.ranges.size(); ++i) {
         const TimedRange& r = p.ranges[i];
+        const std::string which = "range " + std::to_string(i) + " ('" + range_name(r) + "')";
         if (r.end_ns < r.begin_ns) {
-            fail(origin, prefix + "range " + std::to_string(i) + " ('" + r.name + "') ends (" +
-                             std::to_string(r.end_ns) + " ns) before it begins (" +
-                             std::to_string(r.begin_ns) + " ns)");
+            fail(origin, prefix + which + " ends (" + std::to_string(r.end_ns) +
+                             " ns) before it begins (" + std::to_string(r.begin_ns) + " ns)");
         }
         if (r.depth < 0) {
-            fail(origin, prefix + "range " + std::to_string(i) + " ('" + r.name +
-                             "') has negative depth " + std::to_string(r.depth));
+            fail(origin, prefix + which + " has negative depth " + std::to_string(r.depth));
+        }
+        if (static_cast<int>(r.phase) > static_cast<int>(Phase::Other)) {
+            fail(origin, prefix + "range " + std::to_string(i) + " has unknown phase " +
+                             std::to_string(static_cast<int>(r.phase)));
+        }
+        if (is_layer_phase(r.phase) ? r.layer < 0 : r.layer != -1) {
+            fail(origin, prefix + which + " has phase " + phase_name(r.phase) + " and layer " +
+                             std::to_string(r.layer) +
+                             (is_layer_phase(r.phase) ? " (expected a layer index of 0 or more)"
+                                                      : " (expected -1: not a layer phase)"));
         }
     }
     const auto ranges = static_cast<std::int64_t>(p.ranges.size());
@@ -401,11 +464,12 @@ std::vector<std::uint32_t> read_offsets(const SafetensorsFile& file, std::string
     return offsets;
 }
 
-std::string stage_of_range(std::string_view name) {
-    // "layer 7 / global" -> "global" and "layer 7" -> "layers": totals per stage across layers.
-    if (name.substr(0, 6) != "layer ") return std::string(name);
-    const auto slash = name.rfind(" / ");
-    return slash == std::string_view::npos ? "layers" : std::string(name.substr(slash + 3));
+// Totals per stage across layers: a layer's part by its phase ("global"), a whole layer as
+// "layers", anything else by its name.
+std::string stage_of_range(const TimedRange& r) {
+    if (r.phase == Phase::Layer) return "layers";
+    if (is_layer_part(r.phase)) return phase_name(r.phase);
+    return range_name(r);
 }
 
 // The number of rows of a 2-D int64 tensor with `columns` columns.
@@ -454,23 +518,6 @@ void read_timeline(const SafetensorsFile& file, const std::vector<std::string>& 
     }
 }
 
-// "layer 7 / global" -> {7, 2}; "layer 7" -> {7, -1}; anything else -> nullopt.
-std::optional<std::pair<std::int64_t, int>> layer_and_phase(std::string_view name) {
-    if (name.substr(0, 6) != "layer ") return std::nullopt;
-    name.remove_prefix(6);
-    std::int64_t layer = 0;
-    const auto [rest, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
-    if (ec != std::errc() || rest == name.data()) return std::nullopt;
-    std::string_view tail(rest, static_cast<std::size_t>(name.data() + name.size() - rest));
-    if (tail.empty()) return std::pair{layer, -1};
-    if (tail.substr(0, 3) != " / ") return std::nullopt;
-    tail.remove_prefix(3);
-    for (int phase = 0; phase < kNumPhases; ++phase) {
-        if (tail == kPhaseNames[phase]) return std::pair{layer, phase};
-    }
-    return std::nullopt;
-}
-
 }  // namespace
 
 const char* memory_op_kind_name(MemoryOpKind kind) {
@@ -510,20 +557,21 @@ TimelineSummary summarize_timeline(const Profile& p) {
         // Nanoseconds until the end (exact in a double), so that sums carry no rounding noise.
         const auto seconds = static_cast<double>(r.end_ns - r.begin_ns);
         end_ns = std::max(end_ns, r.end_ns);
-        const auto lp = layer_and_phase(r.name);
-        if (lp && lp->first >= 0 && lp->first < num_layers) {
-            LayerTiming& layer = s.layers[static_cast<std::size_t>(lp->first)];
-            targets[i] = {lp->first, lp->second, 0};
-            if (lp->second < 0) {
+        if (is_layer_phase(r.phase) && r.layer >= 0 && r.layer < num_layers) {
+            LayerTiming& layer = s.layers[static_cast<std::size_t>(r.layer)];
+            const int phase = is_layer_part(r.phase) ? static_cast<int>(r.phase) : -1;
+            targets[i] = {r.layer, phase, 0};
+            if (phase < 0) {
                 layer.seconds += seconds;
-                has_layer_range[static_cast<std::size_t>(lp->first)] = true;
+                has_layer_range[static_cast<std::size_t>(r.layer)] = true;
             } else {
-                layer.phases[lp->second].seconds += seconds;
+                layer.phases[phase].seconds += seconds;
             }
             continue;
         }
-        auto [it, added] = stage_index.try_emplace(r.name, s.stages.size());
-        if (added) s.stages.push_back({r.name, 0.0, 0, 0.0, 0.0});
+        const std::string name = range_name(r);
+        auto [it, added] = stage_index.try_emplace(name, s.stages.size());
+        if (added) s.stages.push_back({name, 0.0, 0, 0.0, 0.0});
         s.stages[it->second].seconds += seconds;
         targets[i].stage = it->second;
     }
@@ -686,7 +734,7 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
         p.num_layers = get_as<std::int64_t>(j, "num_layers", "profile");
         p.options = options_from_json(field(j, "options", "profile"), version);
         p.metrics = metrics_from_json(field(j, "metrics", "profile"));
-        p.ranges = ranges_from_json(field(j, "ranges", "profile"));
+        p.ranges = ranges_from_json(field(j, "ranges", "profile"), version);
         p.wall_seconds = get_double(j, "wall_seconds", "profile");
         // Absent in profiles written before they were recorded.
         if (j.contains("time_basis")) p.time_basis = get_as<std::string>(j, "time_basis", "profile");
@@ -858,8 +906,8 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
                                       static_cast<int>(layer)) != p.options.prune.end();
         const LayerTiming& timing = summary.layers[i];
         json phases = json::object();
-        for (int phase = 0; phase < kNumPhases; ++phase) {
-            phases[kPhaseNames[phase]] = number(timing.phases[phase].seconds);
+        for (Phase phase : kLayerPhases) {
+            phases[phase_name(phase)] = number(timing.phases[static_cast<int>(phase)].seconds);
         }
         layers.push_back({
             {"index", layer},
@@ -923,7 +971,7 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
     for (const TimedRange& r : p.ranges) {
         const double seconds = static_cast<double>(r.end_ns - r.begin_ns) * 1e-9;
         for (auto [table, key] :
-             {std::pair{&by_name, r.name}, std::pair{&by_stage, stage_of_range(r.name)}}) {
+             {std::pair{&by_name, range_name(r)}, std::pair{&by_stage, stage_of_range(r)}}) {
             json& entry = (*table)[key];
             if (entry.is_null()) entry = {{"count", 0}, {"seconds", 0.0}};
             entry["count"] = entry["count"].get<std::int64_t>() + 1;

@@ -15,18 +15,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// "layer 12" -> 12, anything else (including "layer 12 / mlp") -> -1.
-std::int64_t layer_of_range(std::string_view name) {
-    constexpr std::string_view prefix = "layer ";
-    if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size()) return -1;
-    std::int64_t layer = 0;
-    for (char ch : name.substr(prefix.size())) {
-        if (ch < '0' || ch > '9') return -1;
-        layer = layer * 10 + (ch - '0');
-    }
-    return layer;
-}
-
 // Keys read by the causal global attention of the routed tokens of one layer.
 double global_work(std::span<const std::uint8_t> decisions) {
     double work = 0.0;
@@ -131,8 +119,7 @@ WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> t
     std::int64_t reused_ns = 0;
     for (const TimedRange& range : base.result.ranges) {
         if (range.depth != 0) continue;
-        const std::int64_t layer = layer_of_range(range.name);
-        if (range.name == "embed" || (layer >= 0 && layer < start)) {
+        if (range.phase == Phase::Embed || (range.phase == Phase::Layer && range.layer < start)) {
             reused_ns = std::max(reused_ns, range.end_ns);
         }
     }
@@ -163,20 +150,10 @@ TimingModel calibrate_timing(const WhatIfRun& base) {
     std::vector<double> global_seconds(L, 0.0);
     for (const TimedRange& range : r.ranges) {
         const double seconds = static_cast<double>(range.end_ns - range.begin_ns) * 1e-9;
-        const std::int64_t layer = layer_of_range(range.name);
-        if (layer >= 0 && static_cast<std::size_t>(layer) < L) {
-            layer_seconds[static_cast<std::size_t>(layer)] += seconds;
-            continue;
-        }
-        // "layer N / global"
-        const auto slash = range.name.find(" / global");
-        if (slash != std::string::npos && slash + 9 == range.name.size()) {
-            const std::int64_t owner =
-                layer_of_range(std::string_view(range.name).substr(0, slash));
-            if (owner >= 0 && static_cast<std::size_t>(owner) < L) {
-                global_seconds[static_cast<std::size_t>(owner)] += seconds;
-            }
-        }
+        if (range.layer < 0 || static_cast<std::size_t>(range.layer) >= L) continue;
+        const auto layer = static_cast<std::size_t>(range.layer);
+        if (range.phase == Phase::Layer) layer_seconds[layer] += seconds;
+        if (range.phase == Phase::Global) global_seconds[layer] += seconds;
     }
     TimingModel model;
     model.fixed_seconds.resize(L);
@@ -205,7 +182,7 @@ TimingModel calibrate_timing(const WhatIfRun& base) {
     if (base.options.token_nll && T > 1) {
         double head = 0.0;
         for (const TimedRange& range : r.ranges) {
-            if (range.depth == 0 && range.name == "lm_head") {
+            if (range.depth == 0 && range.phase == Phase::LmHead) {
                 head += static_cast<double>(range.end_ns - range.begin_ns) * 1e-9;
             }
         }

@@ -62,9 +62,10 @@ json metadata_event(const char* name, int pid, int tid, json args) {
             {"pid", pid},   {"tid", tid}, {"args", std::move(args)}};
 }
 
-std::string range_name(const Profile& p, std::int64_t range) {
+// The name of the range a kernel or memory operation lies in ("" for none).
+std::string launching_range_name(const Profile& p, std::int64_t range) {
     return range >= 0 && range < static_cast<std::int64_t>(p.ranges.size())
-               ? p.ranges[static_cast<std::size_t>(range)].name
+               ? range_name(p.ranges[static_cast<std::size_t>(range)])
                : std::string();
 }
 
@@ -104,7 +105,7 @@ std::string profile_to_chrome_trace(const Profile& p) {
         host.push_back({r.begin_ns,
                         r.end_ns,
                         r.depth,
-                        {{"name", r.name},
+                        {{"name", range_name(r)},
                          {"cat", "range"},
                          {"ph", "X"},
                          {"ts", micros(r.begin_ns)},
@@ -117,17 +118,8 @@ std::string profile_to_chrome_trace(const Profile& p) {
     // The routed fraction of each layer, from the moment the layer starts.
     std::vector<std::int64_t> layer_start(static_cast<std::size_t>(p.num_layers), -1);
     for (const TimedRange& r : p.ranges) {
-        const std::string prefix = "layer ";
-        if (r.name.rfind(prefix, 0) != 0) continue;
-        std::size_t used = 0;
-        std::int64_t layer = -1;
-        try {
-            layer = std::stoll(r.name.substr(prefix.size()), &used);
-        } catch (const std::exception&) {
-            continue;
-        }
-        if (layer < 0 || layer >= p.num_layers) continue;
-        auto& start = layer_start[static_cast<std::size_t>(layer)];
+        if (!is_layer_phase(r.phase) || r.layer < 0 || r.layer >= p.num_layers) continue;
+        auto& start = layer_start[static_cast<std::size_t>(r.layer)];
         if (start < 0 || r.begin_ns < start) start = r.begin_ns;
     }
     std::vector<std::pair<std::int64_t, json>> counters;
@@ -152,7 +144,7 @@ std::string profile_to_chrome_trace(const Profile& p) {
     // Kernels and memory operations, one track per (device, stream).
     std::map<std::pair<std::int32_t, std::int32_t>, std::vector<Span>> streams;
     for (const KernelRecord& k : p.kernels) {
-        json args = {{"range", range_name(p, k.range)}, {"stream", k.stream_id}};
+        json args = {{"range", launching_range_name(p, k.range)}, {"stream", k.stream_id}};
         streams[{k.device_id, k.stream_id}].push_back({k.begin_ns,
                                                        k.end_ns,
                                                        0,
@@ -174,7 +166,7 @@ std::string profile_to_chrome_trace(const Profile& p) {
               {"ph", "X"},
               {"ts", micros(m.begin_ns)},
               {"dur", micros(m.end_ns - m.begin_ns)},
-              {"args", {{"bytes", m.bytes}, {"range", range_name(p, m.range)}}}}});
+              {"args", {{"bytes", m.bytes}, {"range", launching_range_name(p, m.range)}}}}});
     }
     std::map<std::int32_t, int> device_pid;
     std::map<int, int> next_tid;

@@ -252,7 +252,7 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
           "\" y=\"236\" text-anchor=\"middle\">layer</text>\n</svg>\n<p class=\"legend\">");
     for (int phase = 0; phase < kNumPhases; ++phase) {
         h.raw(std::string("<span><i style=\"background:") + kPhaseColors[phase] + "\"></i>" +
-              kPhaseNames[phase] + "</span>");
+              phase_name(kLayerPhases[phase]) + "</span>");
     }
     h.raw(
         "</p>\n<table class=\"grid\"><tr><th>stage</th><th>time</th><th>share of run</th>"

@@ -211,7 +211,7 @@ std::vector<StageRow> stage_rows(const TimelineSummary& s) {
 
 std::string phase_title(const LayerTiming& layer, int phase) {
     const PhaseTime& t = layer.phases[phase];
-    return "layer " + std::to_string(layer.layer) + " / " + kPhaseNames[phase] + ": " +
+    return range_name(kLayerPhases[phase], static_cast<std::int32_t>(layer.layer)) + ": " +
            format_duration(t.seconds) + ", " + std::to_string(t.kernels) + " kernels";
 }
 

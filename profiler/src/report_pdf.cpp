@@ -266,7 +266,7 @@ Chart timing_chart(const TimelineSummary& summary) {
                 double lx = left;
                 for (int phase = 0; phase < kNumPhases; ++phase) {
                     p.fillRect(QRectF(lx, r.height() - 8.5, 7, 7), kPhaseColors[phase]);
-                    const QString name = kPhaseNames[phase];
+                    const QString name = phase_name(kLayerPhases[phase]);
                     const double w = text_width_pt(p, name);
                     chart_text(p, QRectF(lx + 10, r.height() - 10, w + 2, 10),
                                Qt::AlignLeft | Qt::AlignVCenter, name);

@@ -155,7 +155,8 @@ TEST(CudaPrefill, Fp32ReferenceMatchesTheCpu) {
     EXPECT_GT(actual.peak_device_bytes, 0);
     // Every range was timed on the GPU and closed.
     ASSERT_FALSE(actual.ranges.empty());
-    for (const auto& range : actual.ranges) EXPECT_GE(range.end_ns, range.begin_ns) << range.name;
+    for (const auto& range : actual.ranges)
+        EXPECT_GE(range.end_ns, range.begin_ns) << l2a::range_name(range);
 }
 
 // ---- bf16 with every backend against the CPU in fp32 -----------------------------------------
@@ -464,10 +465,10 @@ TEST(CudaPrefillBig, Qwen3_8BShapeAt128KTokens) {
         double local = 0, global = 0, mlp = 0, head = 0;
         for (const auto& r : result.ranges) {
             const double s = static_cast<double>(r.end_ns - r.begin_ns) * 1e-9;
-            if (r.name.ends_with("/ local")) local += s;
-            if (r.name.ends_with("/ global")) global += s;
-            if (r.name.ends_with("/ mlp")) mlp += s;
-            if (r.name == "lm_head") head += s;
+            if (r.phase == l2a::Phase::Local) local += s;
+            if (r.phase == l2a::Phase::Global) global += s;
+            if (r.phase == l2a::Phase::Mlp) mlp += s;
+            if (r.phase == l2a::Phase::LmHead) head += s;
         }
         std::printf("[ big ] %s%s, %lld tokens on %s: %.2f s, peak %.1f GiB "
                     "(local %.2f s, global %.2f s, mlp %.2f s, lm_head %.3f s)\n",

@@ -104,7 +104,7 @@ TEST(Prefill, ObserverSeesEveryLayerAndTheAppliedDecisions) {
     EXPECT_FALSE(has("layer 2 / global"));
     // Host-timed copies of the same ranges, ordered and non-negative.
     ASSERT_EQ(result.ranges.size(), recorder.closed.size());
-    for (const auto& r : result.ranges) EXPECT_LE(r.begin_ns, r.end_ns) << r.name;
+    for (const auto& r : result.ranges) EXPECT_LE(r.begin_ns, r.end_ns) << l2a::range_name(r);
     EXPECT_TRUE(std::isnan(result.token_nll[0]));
     for (std::size_t t = 1; t < tokens.size(); ++t) EXPECT_GT(result.token_nll[t], 0.0f);
 }

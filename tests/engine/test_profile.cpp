@@ -89,11 +89,11 @@ Profile sample_profile() {
     p.metrics.kv_bytes_total = 3520;
     p.metrics.kv_bytes_without_l2a = 4800;
 
-    p.ranges = {{"embed", 0, 1000, 0},
-                {"layer 0", 1000, 5000, 0},
-                {"layer 0 / local", 1100, 2000, 1},
-                {"layer 0 / global", 2000, 4000, 1},
-                {"layer 1 / global", 6000, 6500, 1}};
+    p.ranges = {{Phase::Embed, -1, 0, 1000, 0, {}},
+                {Phase::Layer, 0, 1000, 5000, 0, {}},
+                {Phase::Local, 0, 1100, 2000, 1, {}},
+                {Phase::Global, 0, 2000, 4000, 1, {}},
+                {Phase::Global, 1, 6000, 6500, 1, {}}};
     p.wall_seconds = 5e-324;  // the smallest subnormal double
     p.time_basis = "what-if: layers 0-0 reused from the base run (0.001 s) + re-run";
     p.cpu_threads = 3;
@@ -167,7 +167,9 @@ void expect_equal(const Profile& a, const Profile& b) {
 
     ASSERT_EQ(a.ranges.size(), b.ranges.size());
     for (std::size_t i = 0; i < a.ranges.size(); ++i) {
-        EXPECT_EQ(a.ranges[i].name, b.ranges[i].name);
+        EXPECT_EQ(a.ranges[i].phase, b.ranges[i].phase);
+        EXPECT_EQ(a.ranges[i].layer, b.ranges[i].layer);
+        EXPECT_EQ(a.ranges[i].other_name, b.ranges[i].other_name);
         EXPECT_EQ(a.ranges[i].begin_ns, b.ranges[i].begin_ns);
         EXPECT_EQ(a.ranges[i].end_ns, b.ranges[i].end_ns);
         EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
@@ -263,6 +265,146 @@ TEST(Profile, StoresArraysAsTypedTensors) {
     EXPECT_EQ(meta.at("format_version"), kProfileFormatVersion);
     EXPECT_EQ(meta.at("metrics").at("mean_nll"), "nan");
     EXPECT_EQ(meta.at("document").at("text"), "Grüße, 世界! 🙂");
+}
+
+TEST(Profile, RangeNamesComeFromPhaseAndLayer) {
+    EXPECT_EQ(range_name(Phase::Global, 7), "layer 7 / global");
+    EXPECT_EQ(range_name(Phase::Layer, 7), "layer 7");
+    EXPECT_EQ(range_name(Phase::Embed, -1), "embed");
+    EXPECT_EQ(range_name(Phase::LmHead, -1), "lm_head");
+    EXPECT_EQ(range_name(TimedRange{Phase::Other, -1, 0, 0, 0, "final_norm"}), "final_norm");
+    for (Phase phase : {Phase::Local, Phase::Router, Phase::Global, Phase::Mlp, Phase::Layer,
+                        Phase::Embed, Phase::LmHead, Phase::Other}) {
+        EXPECT_EQ(parse_phase(phase_name(phase)), phase) << phase_name(phase);
+    }
+    EXPECT_FALSE(parse_phase("attention").has_value());
+    for (int i = 0; i < kNumPhases; ++i) EXPECT_EQ(static_cast<int>(kLayerPhases[i]), i);
+}
+
+TEST(Profile, StoresRangesAsPhaseAndLayer) {
+    const fs::path dir = scratch_dir();
+    Profile p = sample_profile();
+    p.ranges.push_back({Phase::Other, -1, 6500, 6600, 0, "final_norm"});
+    save_profile(p, dir / "a.l2a");
+    const json meta =
+        json::parse(SafetensorsFile::open(dir / "a.l2a").metadata().at("l2a.profile"));
+    const json& ranges = meta.at("ranges");
+    ASSERT_EQ(ranges.size(), p.ranges.size());
+    EXPECT_EQ(ranges[3].at("phase"), "global");
+    EXPECT_EQ(ranges[3].at("layer"), 0);
+    EXPECT_FALSE(ranges[3].contains("name"));
+    EXPECT_EQ(ranges[0].at("phase"), "embed");
+    EXPECT_EQ(ranges[0].at("layer"), -1);
+    EXPECT_EQ(ranges[5].at("phase"), "other");
+    EXPECT_EQ(ranges[5].at("name"), "final_norm");
+    EXPECT_EQ(load_profile(dir / "a.l2a").ranges, p.ranges);
+}
+
+// Versions 1 and 2 stored each range by its name; the loader derives phase and layer from the
+// names the engine wrote and keeps any other name as it is.
+TEST(Profile, FormatTwoRangesGetPhaseAndLayerFromTheirNames) {
+    const fs::path dir = scratch_dir();
+    const Profile p = sample_profile();
+    save_profile(p, dir / "a.l2a");
+    const std::vector<std::string> names = {"embed", "layer 0", "layer 0 / local",
+                                            "layer 0 / global", "layer 1 / global"};
+    const std::vector<std::string> odd = {
+        "final_norm", "layer 07", "layer 2 / attention", "layer -1", "layer", "local", "other"};
+    rewrite(dir / "a.l2a", dir / "v2.l2a", [&](json& m) {
+        m["format_version"] = 2;
+        json ranges = json::array();
+        std::int64_t t = 0;
+        for (const auto* list : {&names, &odd}) {
+            for (const std::string& name : *list) {
+                ranges.push_back(
+                    {{"name", name}, {"begin_ns", t}, {"end_ns", t + 10}, {"depth", 0}});
+                t += 10;
+            }
+        }
+        m["ranges"] = ranges;
+    });
+    const Profile q = load_profile(dir / "v2.l2a");
+    ASSERT_EQ(q.ranges.size(), names.size() + odd.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        EXPECT_EQ(q.ranges[i].phase, p.ranges[i].phase) << names[i];
+        EXPECT_EQ(q.ranges[i].layer, p.ranges[i].layer) << names[i];
+        EXPECT_EQ(range_name(q.ranges[i]), names[i]);
+    }
+    for (std::size_t i = 0; i < odd.size(); ++i) {
+        const TimedRange& r = q.ranges[names.size() + i];
+        EXPECT_EQ(r.phase, Phase::Other) << odd[i];
+        EXPECT_EQ(r.layer, -1) << odd[i];
+        EXPECT_EQ(range_name(r), odd[i]);
+    }
+    // Saved again, it is a current file with the same ranges.
+    save_profile(q, dir / "v3.l2a");
+    EXPECT_EQ(load_profile(dir / "v3.l2a").ranges, q.ranges);
+}
+
+// A run saved by the format 2 writer (the fuzzing seed): its named ranges load typed.
+TEST(Profile, LoadsASavedFormatTwoRun) {
+    const fs::path file = fs::path(L2A_SOURCE_DIR) / "tests/data/fuzz/profile/demo-run.l2a";
+    const json meta = json::parse(SafetensorsFile::open(file).metadata().at("l2a.profile"));
+    ASSERT_EQ(meta.at("format_version"), 2);
+    const Profile p = load_profile(file);
+    ASSERT_EQ(p.ranges.size(), meta.at("ranges").size());
+    std::int32_t layer = -1;
+    for (std::size_t i = 0; i < p.ranges.size(); ++i) {
+        const TimedRange& r = p.ranges[i];
+        EXPECT_EQ(range_name(r), meta["ranges"][i]["name"].get<std::string>());
+        EXPECT_NE(r.phase, Phase::Other) << range_name(r);
+        if (r.phase == Phase::Layer) {
+            EXPECT_EQ(r.layer, ++layer);
+            EXPECT_EQ(r.depth, 0);
+        } else if (is_layer_part(r.phase)) {
+            EXPECT_EQ(r.layer, layer) << range_name(r);
+            EXPECT_EQ(r.depth, 1);
+        } else {
+            EXPECT_EQ(r.layer, -1);
+        }
+    }
+    EXPECT_EQ(layer, p.num_layers - 1);
+    EXPECT_EQ(p.ranges.front().phase, Phase::Embed);
+    EXPECT_EQ(p.ranges.back().phase, Phase::LmHead);
+    // The one routed layer of this run (layer 4) has its global attention timed.
+    const TimelineSummary s = summarize_timeline(p);
+    EXPECT_GT(s.layers[4].phases[static_cast<int>(Phase::Global)].seconds, 0.0);
+    EXPECT_EQ(s.layers[3].phases[static_cast<int>(Phase::Global)].seconds, 0.0);
+    ASSERT_EQ(s.stages.size(), 2u);
+    EXPECT_EQ(s.stages[0].name, "embed");
+    EXPECT_EQ(s.stages[1].name, "lm_head");
+}
+
+TEST(Profile, RejectsRangesWhosePhaseAndLayerDisagree) {
+    const fs::path dir = scratch_dir();
+    save_profile(sample_profile(), dir / "a.l2a");
+    rewrite(dir / "a.l2a", dir / "nolayer.l2a", [](json& m) { m["ranges"][2]["layer"] = -1; });
+    std::string error = load_error(dir / "nolayer.l2a");
+    EXPECT_NE(error.find("nolayer.l2a"), std::string::npos) << error;
+    EXPECT_NE(error.find("range 2"), std::string::npos) << error;
+    EXPECT_NE(error.find("phase local and layer -1"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "embed.l2a", [](json& m) { m["ranges"][0]["layer"] = 3; });
+    error = load_error(dir / "embed.l2a");
+    EXPECT_NE(error.find("phase embed and layer 3"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "phase.l2a", [](json& m) { m["ranges"][1]["phase"] = "warp"; });
+    error = load_error(dir / "phase.l2a");
+    EXPECT_NE(error.find("unknown phase 'warp'"), std::string::npos) << error;
+
+    rewrite(dir / "a.l2a", dir / "other.l2a", [](json& m) { m["ranges"][1]["phase"] = "other"; });
+    error = load_error(dir / "other.l2a");
+    EXPECT_NE(error.find("ranges.name"), std::string::npos) << error;
+
+    Profile bad = sample_profile();
+    bad.ranges[4].layer = -1;
+    try {
+        save_profile(bad, dir / "bad.l2a");
+        ADD_FAILURE() << "a global range without a layer was saved";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot save: range 4"), std::string::npos)
+            << e.what();
+    }
 }
 
 TEST(Profile, AcceptsThirtyTwoBitOffsets) {

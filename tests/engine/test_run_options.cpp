@@ -16,6 +16,38 @@ std::string error_of(Action action) {
     return test::thrown_error(action).value_or("");
 }
 
+TEST(RunChoices, EveryNameParsesBackToItsValue) {
+    for (Backend backend : kBackends) EXPECT_EQ(parse_backend(backend_name(backend)), backend);
+    EXPECT_EQ(std::string(backend_name(Backend::Reference)), "reference");
+    EXPECT_EQ(std::string(backend_name(Backend::Sdpa)), "sdpa");
+    EXPECT_EQ(std::string(backend_name(Backend::Kernels)), "kernels");
+    EXPECT_FALSE(parse_backend("Kernels").has_value());
+    EXPECT_FALSE(parse_backend("").has_value());
+
+    for (WeightDtype dtype :
+         {WeightDtype::Auto, WeightDtype::Fp32, WeightDtype::Bf16, WeightDtype::Fp16}) {
+        EXPECT_EQ(parse_weight_dtype(weight_dtype_name(dtype)), dtype);
+    }
+    EXPECT_EQ(parse_weight_dtype("bf16"), WeightDtype::Bf16);
+    EXPECT_FALSE(parse_weight_dtype("bfloat16").has_value());
+}
+
+TEST(RunChoices, DevicesParseToKindAndIndex) {
+    EXPECT_EQ(parse_device("cpu"), Device{});
+    EXPECT_EQ(parse_device("cuda"), (Device{Device::Kind::Cuda, 0}));
+    EXPECT_EQ(parse_device("cuda:3"), (Device{Device::Kind::Cuda, 3}));
+    EXPECT_EQ(parse_device("cuda:1234"), (Device{Device::Kind::Cuda, 1234}));
+    for (const char* bad :
+         {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:12345", "cuda0", "CPU"}) {
+        EXPECT_FALSE(parse_device(bad).has_value()) << bad;
+    }
+    EXPECT_EQ(device_name(*parse_device("cuda")), "cuda:0");
+    EXPECT_EQ(device_name(*parse_device("cuda:2")), "cuda:2");
+    EXPECT_EQ(device_name(*parse_device("cpu")), "cpu");
+    EXPECT_TRUE(is_cpu_device("cpu"));
+    EXPECT_FALSE(is_cpu_device("cuda"));
+}
+
 TEST(RoutingPolicy, ParsesEveryKind) {
     EXPECT_EQ(RoutingPolicy::parse("learned").kind, RoutingKind::Learned);
     EXPECT_EQ(RoutingPolicy::parse("global").kind, RoutingKind::Global);

@@ -51,7 +51,7 @@ TEST_F(CuptiTracerTest, ReportsWhyWhereNoDeviceIsPresent) {
     EXPECT_FALSE(tracer.reason().empty());
     tracer.on_range_begin("embed");
     tracer.on_range_end("embed");
-    const std::vector<TimedRange> ranges{{"embed", 10, 20, 0}};
+    const std::vector<TimedRange> ranges{{Phase::Embed, -1, 10, 20, 0, {}}};
     const KernelTimeline timeline = tracer.finish(ranges);
     EXPECT_TRUE(timeline.kernels.empty());
     EXPECT_TRUE(timeline.memory_ops.empty());
@@ -112,13 +112,13 @@ void check_traced_run(const fs::path& dir, const std::string& backend) {
         const TimedRange& r = ranges[i];
         // Ranges come in begin order, so a range with children is followed by a deeper one.
         const bool leaf = i + 1 == ranges.size() || ranges[i + 1].depth <= r.depth;
-        EXPECT_TRUE(leaf) << r.name << ": kernels belong to the innermost range";
-        EXPECT_GE(k.begin_ns, r.begin_ns - kToleranceNs) << r.name;
-        EXPECT_LE(k.end_ns, r.end_ns + kToleranceNs) << r.name;
+        EXPECT_TRUE(leaf) << range_name(r) << ": kernels belong to the innermost range";
+        EXPECT_GE(k.begin_ns, r.begin_ns - kToleranceNs) << range_name(r);
+        EXPECT_LE(k.end_ns, r.end_ns + kToleranceNs) << range_name(r);
         ++per_range[k.range];
     }
     // Layer phases and the stages around them ("embed", "lm_head") are the leaves.
-    EXPECT_TRUE(per_range.count(0)) << ranges.front().name << " has no kernels";
+    EXPECT_TRUE(per_range.count(0)) << range_name(ranges.front()) << " has no kernels";
     // Kernels launched inside ranges are the bulk of the run.
     std::size_t attributed = 0;
     for (const auto& [range, n] : per_range) attributed += static_cast<std::size_t>(n);
@@ -127,10 +127,10 @@ void check_traced_run(const fs::path& dir, const std::string& backend) {
     // Every phase of every layer launches work; a global range exists when tokens were routed.
     std::set<std::string> phases;
     for (std::size_t i = 0; i < ranges.size(); ++i) {
-        const std::string& name = ranges[i].name;
-        if (name.rfind("layer ", 0) != 0 || name.find(" / ") == std::string::npos) continue;
-        phases.insert(name.substr(name.find(" / ") + 3));
-        EXPECT_GT(per_range[static_cast<std::int64_t>(i)], 0) << name << " has no kernels";
+        if (!is_layer_part(ranges[i].phase)) continue;
+        phases.insert(phase_name(ranges[i].phase));
+        EXPECT_GT(per_range[static_cast<std::int64_t>(i)], 0)
+            << range_name(ranges[i]) << " has no kernels";
     }
     EXPECT_TRUE(phases.count("local") && phases.count("router") && phases.count("global") &&
                 phases.count("mlp"));

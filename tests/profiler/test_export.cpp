@@ -143,8 +143,8 @@ Profile make_profile(int words = 150, std::uint32_t seed = 1) {
 
     // Ranges (ns) and kernels inside them; stream 7 runs the compute, stream 13 copies.
     std::int64_t now = 1000;
-    auto range = [&](const std::string& name, int depth, std::int64_t length) {
-        p.ranges.push_back({name, now, now + length, depth});
+    auto range = [&](Phase phase, std::int32_t layer, int depth, std::int64_t length) {
+        p.ranges.push_back({phase, layer, now, now + length, depth, {}});
         return static_cast<std::int64_t>(p.ranges.size() - 1);
     };
     auto kernels_in = [&](std::int64_t r, const std::string& name, int count) {
@@ -155,25 +155,24 @@ Profile make_profile(int words = 150, std::uint32_t seed = 1) {
             p.kernels.push_back({name + "_" + std::to_string(k % 2), 7, 0, b, b + step - 100, r});
         }
     };
-    const std::int64_t embed = range("embed", 0, 4000);
+    const std::int64_t embed = range(Phase::Embed, -1, 0, 4000);
     kernels_in(embed, "index_select", 1);
     p.memory_ops.push_back({MemoryOpKind::CopyHostToDevice, 4096, 13, 0, 1100, 1900, embed});
     now += 4000;
-    for (std::int64_t l = 0; l < kLayers; ++l) {
-        const std::string name = "layer " + std::to_string(l);
-        const std::int64_t layer_range = range(name, 0, 0);
+    for (std::int32_t l = 0; l < kLayers; ++l) {
+        const std::int64_t layer_range = range(Phase::Layer, l, 0, 0);
         const std::int64_t layer_begin = now;
-        for (const char* phase : {"local", "router", "global", "mlp"}) {
-            if (l == kPrunedLayer && std::string(phase) == "global") continue;
-            const std::int64_t length = 10000 + 3000 * l + (std::string(phase) == "mlp" ? 8000 : 0);
-            const std::int64_t r = range(name + " / " + phase, 1, length);
-            kernels_in(r, std::string("l2a_") + phase, std::string(phase) == "router" ? 1 : 3);
+        for (Phase phase : kLayerPhases) {
+            if (l == kPrunedLayer && phase == Phase::Global) continue;
+            const std::int64_t length = 10000 + 3000 * l + (phase == Phase::Mlp ? 8000 : 0);
+            const std::int64_t r = range(phase, l, 1, length);
+            kernels_in(r, std::string("l2a_") + phase_name(phase), phase == Phase::Router ? 1 : 3);
             now += length;
         }
         p.ranges[static_cast<std::size_t>(layer_range)].end_ns = now;
         p.ranges[static_cast<std::size_t>(layer_range)].begin_ns = layer_begin;
     }
-    const std::int64_t head = range("lm_head", 0, 20000);
+    const std::int64_t head = range(Phase::LmHead, -1, 0, 20000);
     kernels_in(head, "gemm", 2);
     p.memory_ops.push_back(
         {MemoryOpKind::CopyDeviceToHost, 1 << 20, 13, 0, now + 15000, now + 19000, head});
@@ -216,7 +215,9 @@ void expect_same_timeline(const Profile& a, const Profile& b) {
     EXPECT_EQ(a.options, b.options);
     ASSERT_EQ(a.ranges.size(), b.ranges.size());
     for (std::size_t i = 0; i < a.ranges.size(); ++i) {
-        EXPECT_EQ(a.ranges[i].name, b.ranges[i].name);
+        EXPECT_EQ(range_name(a.ranges[i]), range_name(b.ranges[i]));
+        EXPECT_EQ(a.ranges[i].phase, b.ranges[i].phase);
+        EXPECT_EQ(a.ranges[i].layer, b.ranges[i].layer);
         EXPECT_EQ(a.ranges[i].begin_ns, b.ranges[i].begin_ns);
         EXPECT_EQ(a.ranges[i].end_ns, b.ranges[i].end_ns);
         EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
@@ -240,7 +241,7 @@ TEST_F(Export, ProfileVersionTwoRoundTripsTheTimelineAndRunFacts) {
 
     SafetensorsFile file = SafetensorsFile::open(dir_ / "v2.l2a");
     const json meta = json::parse(file.metadata().at("l2a.profile"));
-    EXPECT_EQ(meta.at("format_version"), 2);
+    EXPECT_EQ(meta.at("format_version"), kProfileFormatVersion);
     EXPECT_EQ(file.find("kernels")->shape,
               (std::vector<std::int64_t>{static_cast<std::int64_t>(p.kernels.size()), 6}));
     // Names are stored once each.
@@ -282,6 +283,16 @@ void rewrite(const fs::path& from, const fs::path& to, const std::function<void(
     writer.finish();
 }
 
+// Ranges as versions 1 and 2 stored them: by name ("layer 3 / global"), without phase and layer.
+void name_ranges(json& meta) {
+    for (json& r : meta["ranges"]) {
+        const Phase phase = *parse_phase(r["phase"].get<std::string>());
+        if (phase != Phase::Other) r["name"] = range_name(phase, r["layer"].get<std::int32_t>());
+        r.erase("phase");
+        r.erase("layer");
+    }
+}
+
 TEST_F(Export, VersionOneFilesStillLoad) {
     const Profile p = make_profile();
     save_profile(p, dir_ / "v2.l2a");
@@ -290,6 +301,7 @@ TEST_F(Export, VersionOneFilesStillLoad) {
     rewrite(dir_ / "v2.l2a", dir_ / "v1.l2a",
             [](json& m) {
                 m["format_version"] = 1;
+                name_ranges(m);
                 m.erase("timeline");
                 m.erase("device");
                 m.erase("peak_device_bytes");
@@ -306,7 +318,7 @@ TEST_F(Export, VersionOneFilesStillLoad) {
     EXPECT_FALSE(q.options.as_base);
     EXPECT_TRUE(q.options.token_nll);
     EXPECT_EQ(q.options.backend, "kernels");
-    EXPECT_EQ(q.ranges.size(), p.ranges.size());
+    EXPECT_EQ(q.ranges, p.ranges);  // phase and layer from the names
     EXPECT_EQ(q.decisions, p.decisions);
     EXPECT_EQ(q.token_ids, p.token_ids);
 
@@ -318,10 +330,11 @@ TEST_F(Export, VersionOneFilesStillLoad) {
                     "missing tensor 'kernels'");
 
     // Newer than this build: refused with the version named.
-    rewrite(dir_ / "v2.l2a", dir_ / "v3.l2a", [](json& m) { m["format_version"] = 3; });
-    const std::string error = test::message_of([&] { load_profile(dir_ / "v3.l2a"); });
-    EXPECT_CONTAINS(error, "v3.l2a");
-    EXPECT_CONTAINS(error, "version 3");
+    const int newer = kProfileFormatVersion + 1;
+    rewrite(dir_ / "v2.l2a", dir_ / "newer.l2a", [&](json& m) { m["format_version"] = newer; });
+    const std::string error = test::message_of([&] { load_profile(dir_ / "newer.l2a"); });
+    EXPECT_CONTAINS(error, "newer.l2a");
+    EXPECT_CONTAINS(error, "version " + std::to_string(newer));
 }
 
 // Rewrites the kernels table of `from` after `edit` changed its int64 cells.
@@ -441,8 +454,8 @@ TEST_F(Export, SummarizeTimelineAddsPhasesKernelsAndShares) {
 
     // Ranges of layers the model does not have are stages, not a crash.
     Profile odd = p;
-    odd.ranges.push_back({"layer 99 / mlp", 0, 10, 1});
-    odd.ranges.push_back({"layer x", 0, 10, 0});
+    odd.ranges.push_back({Phase::Mlp, 99, 0, 10, 1, {}});
+    odd.ranges.push_back({Phase::Other, -1, 0, 10, 0, "layer x"});
     const TimelineSummary t = summarize_timeline(odd);
     EXPECT_EQ(t.stages.size(), 4u);
 }
@@ -553,7 +566,7 @@ TEST_F(Export, ChromeTraceParsesNestsAndCountsEverything) {
         const json& c = *counters[static_cast<std::size_t>(l)];
         EXPECT_DOUBLE_EQ(c["args"]["routed"].get<double>(), p.metrics.global_fraction[l]);
         const auto layer_range = std::find_if(p.ranges.begin(), p.ranges.end(), [&](auto& r) {
-            return r.name == "layer " + std::to_string(l);
+            return r.phase == Phase::Layer && r.layer == l;
         });
         EXPECT_EQ(to_ns(c["ts"]), layer_range->begin_ns);
     }

@@ -197,7 +197,7 @@ private slots:
         timeline.measureFrames(1);
         const TimedRange* layer2 = nullptr;
         for (const TimedRange& range : profile->ranges) {
-            if (range.name == "layer 2") layer2 = &range;
+            if (range.phase == Phase::Layer && range.layer == 2) layer2 = &range;
         }
         QVERIFY(layer2);
         const double mid = 0.5 * (layer2->begin_ns + layer2->end_ns) / (profile->wall_seconds * 1e9);

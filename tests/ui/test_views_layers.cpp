@@ -40,11 +40,11 @@ std::shared_ptr<Profile> make_profile(bool l2a) {
         p->metrics.kv.push_back({4096, 1024 * static_cast<std::int64_t>(l)});
     }
     // Layer 1: local 1 ms, router 0.5 ms, global 2 ms, mlp 3 ms.
-    p->ranges = {{"layer 1", 0, 7'000'000, 0},
-                 {"layer 1 / local", 0, 1'000'000, 1},
-                 {"layer 1 / router", 1'000'000, 1'500'000, 1},
-                 {"layer 1 / global", 1'500'000, 3'500'000, 1},
-                 {"layer 1 / mlp", 3'500'000, 6'500'000, 1}};
+    p->ranges = {{Phase::Layer, 1, 0, 7'000'000, 0, {}},
+                 {Phase::Local, 1, 0, 1'000'000, 1, {}},
+                 {Phase::Router, 1, 1'000'000, 1'500'000, 1, {}},
+                 {Phase::Global, 1, 1'500'000, 3'500'000, 1, {}},
+                 {Phase::Mlp, 1, 3'500'000, 6'500'000, 1, {}}};
     p->wall_seconds = 0.01;
     return p;
 }

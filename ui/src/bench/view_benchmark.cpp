@@ -69,8 +69,8 @@ Profile synthetic_profile(std::int64_t tokens, int layers, double routed, int ke
     p.device = "synthetic";
     // Timeline: ranges on the host, kernels on two streams under each phase.
     std::int64_t now = 1000;
-    auto range = [&](const std::string& name, int depth, std::int64_t length) {
-        p.ranges.push_back({name, now, now + length, depth});
+    auto range = [&](Phase phase, int layer, int depth, std::int64_t length) {
+        p.ranges.push_back({phase, layer, now, now + length, depth, {}});
         return static_cast<std::int64_t>(p.ranges.size() - 1);
     };
     auto kernels = [&](std::int64_t r, const char* name) {
@@ -81,20 +81,20 @@ Profile synthetic_profile(std::int64_t tokens, int layers, double routed, int ke
             p.kernels.push_back({std::string(name) + "_kernel", k % 2 ? 13 : 7, 0, b, b + step - 40, r});
         }
     };
-    kernels(range("embed", 0, 50000), "embed");
+    kernels(range(Phase::Embed, -1, 0, 50000), "embed");
     now += 50000;
     for (int l = 0; l < layers; ++l) {
-        const std::int64_t layer = range("layer " + std::to_string(l), 0, 0);
+        const std::int64_t layer = range(Phase::Layer, l, 0, 0);
         const std::int64_t begin = now;
-        for (const char* phase : {"local", "router", "global", "mlp"}) {
-            const std::int64_t length = std::strcmp(phase, "router") == 0 ? 20000 : 400000;
-            kernels(range("layer " + std::to_string(l) + " / " + phase, 1, length), phase);
+        for (Phase phase : kLayerPhases) {
+            const std::int64_t length = phase == Phase::Router ? 20000 : 400000;
+            kernels(range(phase, l, 1, length), phase_name(phase));
             now += length;
         }
         p.ranges[static_cast<std::size_t>(layer)].begin_ns = begin;
         p.ranges[static_cast<std::size_t>(layer)].end_ns = now;
     }
-    kernels(range("lm_head", 0, 300000), "lm_head");
+    kernels(range(Phase::LmHead, -1, 0, 300000), "lm_head");
     now += 300000;
     p.wall_seconds = static_cast<double>(now) * 1e-9;
     p.timeline_source = "synthetic";

@@ -19,6 +19,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/ui/units.h"
 
@@ -364,9 +365,10 @@ struct RunController::Worker {
     }
 
     const Model& load_model(const std::filesystem::path& dir, const Placement& placement) {
-        if (!model || model_dir != dir || !(model->placement() == placement ||
-                                            (placement.dtype == "auto" &&
-                                             model->placement().device == placement.device))) {
+        if (!model || model_dir != dir ||
+            !(model->placement() == placement ||
+              (parse_weight_dtype(placement.dtype) == WeightDtype::Auto &&
+               model->placement().device == placement.device))) {
             model.reset();
             base_run.reset();
             model.emplace(Model::load(dir, placement));

@@ -33,6 +33,7 @@ struct Event {
     std::string name;
     int layer = -1;  // the layer it belongs to, -1 for none
     ImU32 colour = 0;
+    std::string part;  // a layer part's phase ("mlp" of "layer 3 / mlp"): the shorter label
 };
 
 struct Lane {
@@ -40,25 +41,22 @@ struct Lane {
     std::vector<Event> events;  // sorted by begin, not overlapping
 };
 
-// "layer 7 / global" -> 7 and "global"; "layer 7" -> 7 and "".
-int layer_of(const std::string& name, std::string* phase) {
-    if (name.rfind("layer ", 0) != 0) return -1;
-    std::size_t end = 6;
-    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
-    if (end == 6) return -1;
-    if (phase) {
-        const std::size_t slash = name.find(" / ", end);
-        *phase = slash == std::string::npos ? "" : name.substr(slash + 3);
-    }
-    return std::stoi(name.substr(6, end - 6));
-}
+// The layer a range belongs to, -1 for none.
+int layer_of(const TimedRange& range) { return is_layer_phase(range.phase) ? range.layer : -1; }
 
-ImU32 phase_colour(const std::string& phase) {
-    if (phase == "local") return IM_COL32(0x7a, 0xa6, 0xd8, 255);
-    if (phase == "router") return IM_COL32(0xf2, 0xb8, 0x4b, 255);
-    if (phase == "global") return IM_COL32(0xd9, 0x53, 0x4f, 255);
-    if (phase == "mlp") return IM_COL32(0x8b, 0xbf, 0x72, 255);
-    return IM_COL32(0xb7, 0xbf, 0xcc, 255);
+ImU32 phase_colour(Phase phase) {
+    switch (phase) {
+        case Phase::Local:
+            return IM_COL32(0x7a, 0xa6, 0xd8, 255);
+        case Phase::Router:
+            return IM_COL32(0xf2, 0xb8, 0x4b, 255);
+        case Phase::Global:
+            return IM_COL32(0xd9, 0x53, 0x4f, 255);
+        case Phase::Mlp:
+            return IM_COL32(0x8b, 0xbf, 0x72, 255);
+        default:
+            return IM_COL32(0xb7, 0xbf, 0xcc, 255);
+    }
 }
 
 const ImU32 kMemoryColour = IM_COL32(0x9b, 0x7f, 0xc9, 255);
@@ -100,10 +98,9 @@ std::vector<Lane> build_lanes(const Profile& p) {
             host_lane[r.depth] = lanes.size();
             lanes.push_back({"host " + std::to_string(r.depth), {}});
         }
-        std::string phase;
-        const int layer = layer_of(r.name, &phase);
         lanes[host_lane[r.depth]].events.push_back(
-            {r.begin_ns, std::max(r.end_ns, r.begin_ns), r.name, layer, phase_colour(phase)});
+            {r.begin_ns, std::max(r.end_ns, r.begin_ns), range_name(r), layer_of(r),
+             phase_colour(r.phase), is_layer_part(r.phase) ? phase_name(r.phase) : ""});
     }
     if (!lanes.empty()) lanes.front().label = "host";
     for (std::size_t i = 1; i < lanes.size(); ++i) lanes[i].label = "host / phases";
@@ -116,25 +113,32 @@ std::vector<Lane> build_lanes(const Profile& p) {
         }
         return lanes[stream_lane[key]];
     };
-    auto range_layer = [&](std::int64_t range, std::string* phase) {
-        if (range < 0 || static_cast<std::size_t>(range) >= p.ranges.size()) return -1;
-        return layer_of(p.ranges[static_cast<std::size_t>(range)].name, phase);
+    // The range a kernel or memory operation lies in; an Other range for none.
+    const TimedRange outside;
+    auto launched_in = [&](std::int64_t range) -> const TimedRange& {
+        if (range < 0 || static_cast<std::size_t>(range) >= p.ranges.size()) return outside;
+        return p.ranges[static_cast<std::size_t>(range)];
     };
     for (const KernelRecord& k : p.kernels) {
-        std::string phase;
-        const int layer = range_layer(k.range, &phase);
+        const TimedRange& r = launched_in(k.range);
         lane_for(k.device_id, k.stream_id)
-            .events.push_back({k.begin_ns, std::max(k.end_ns, k.begin_ns), k.name, layer,
-                               phase_colour(phase)});
+            .events.push_back({k.begin_ns,
+                               std::max(k.end_ns, k.begin_ns),
+                               k.name,
+                               layer_of(r),
+                               phase_colour(r.phase),
+                               {}});
     }
     for (const MemoryOpRecord& m : p.memory_ops) {
-        std::string phase;
-        const int layer = range_layer(m.range, &phase);
+        const int layer = layer_of(launched_in(m.range));
         lane_for(m.device_id, m.stream_id)
             .events.push_back(
-                {m.begin_ns, std::max(m.end_ns, m.begin_ns),
+                {m.begin_ns,
+                 std::max(m.end_ns, m.begin_ns),
                  std::string(memory_op_kind_name(m.kind)) + " " + std::to_string(m.bytes) + " B",
-                 layer, kMemoryColour});
+                 layer,
+                 kMemoryColour,
+                 {}});
     }
     for (Lane& lane : lanes) {
         std::stable_sort(lane.events.begin(), lane.events.end(),
@@ -186,11 +190,10 @@ void draw_legend(ImDrawList* draw, const ImVec2& origin, bool memory) {
         const char* label;
         ImU32 colour;
     };
-    // The phase names as the ranges spell them ("layer 3 / local").
-    std::vector<Key> keys = {
-        {"local", phase_colour("local")},   {"router", phase_colour("router")},
-        {"global", phase_colour("global")}, {"mlp", phase_colour("mlp")},
-        {"layer, other", phase_colour("")}, {"folded: too narrow", kFoldColour}};
+    std::vector<Key> keys;
+    for (Phase phase : kLayerPhases) keys.push_back({phase_name(phase), phase_colour(phase)});
+    keys.push_back({"layer, other", phase_colour(Phase::Other)});
+    keys.push_back({"folded: too narrow", kFoldColour});
     if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
     float x = origin.x + 6;
     const float y = origin.y + 24;
@@ -231,12 +234,7 @@ void draw_event_box(ImDrawList* draw, const Event& e, float x0, float x1, float 
     }
     if (x1 - x0 <= 12) return;
     const std::string* label = &e.name;
-    std::string shorter;
-    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) {
-        const std::size_t slash = e.name.rfind(" / ");
-        shorter = slash == std::string::npos ? std::string() : e.name.substr(slash + 3);
-        label = &shorter;
-    }
+    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) label = &e.part;
     if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
         draw->AddText(ImVec2(x0 + 3, y + 3), kInkColour, label->c_str());
     }

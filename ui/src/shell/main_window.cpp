@@ -45,6 +45,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/profile.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/profiler/export.h"
 #include "l2a/profiler/report_pdf.h"
 #include "l2a/ui/document_view.h"
@@ -321,7 +322,7 @@ void MainWindow::createRunOptionsBar() {
     bar->addWidget(s.device);
     bar->addWidget(new QLabel("  backend "));
     s.backend = new QComboBox;
-    s.backend->addItems({"reference", "sdpa", "kernels"});
+    for (Backend backend : kBackends) s.backend->addItem(backend_name(backend));
     s.backend->setToolTip(
         "Attention implementation: reference (CPU and GPU), sdpa and kernels (GPU)");
     bar->addWidget(s.backend);
@@ -375,8 +376,8 @@ void MainWindow::createRunOptionsBar() {
 // for the routings that take one.
 void MainWindow::updateRunOptionChoices() {
     State& st = *state_;
-    const bool cpu = st.device->currentText() == "cpu";
-    if (cpu) st.backend->setCurrentText("reference");
+    const bool cpu = is_cpu_device(st.device->currentText().toStdString());
+    if (cpu) st.backend->setCurrentText(backend_name(Backend::Reference));
     for (int i = 1; i < st.backend->count(); ++i) {
         st.backend->setItemData(i, cpu ? 0 : QVariant(), Qt::UserRole - 1);  // disable on CPU
     }

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/ui/session.h"
 #include "l2a/ui/units.h"
 
@@ -152,7 +153,7 @@ void SummaryView::refresh() {
                                            m.is_l2a ? QString(", L2A") : QString()));
 
     // Where it ran. The CPU engine runs fp32 only, so a CPU profile's precision is known.
-    const bool cpu = p->options.device == "cpu";
+    const bool cpu = is_cpu_device(p->options.device);
     QString dtype = QString::fromStdString(info.dtype);
     if (dtype.isEmpty() || dtype == "auto") dtype = cpu ? "fp32" : "dtype not recorded";
     const auto threads = info.threads > 0 ? std::int64_t{info.threads} : p->cpu_threads;

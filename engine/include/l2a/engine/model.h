@@ -34,8 +34,9 @@ struct ModelSummary {
 // Where a model's weights live and in which precision.
 struct Placement {
     std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
-    // "auto" (fp32 on the CPU, bf16 on CUDA), "fp32", "bf16" or "fp16". The CPU engine runs
-    // fp32 only; CUDA runs bf16 or fp16 (fp32 on CUDA for tests).
+    // "auto" (fp32 on the CPU, bf16 on CUDA), "fp32", "bf16" or "fp16" (WeightDtype in
+    // run_choices.h). The CPU engine runs fp32 only; CUDA runs bf16 or fp16 (fp32 on CUDA for
+    // tests).
     std::string dtype = "auto";
     // Weights that hold NaN or Inf (as stored, or after conversion to the dtype) are refused at
     // load, naming the tensor; true loads them anyway with a warning (warnings()).

@@ -18,8 +18,9 @@ public:
     // (1 = the token ran global attention). A pruned layer reports all-zero decisions.
     virtual void on_routing(int /*layer*/, std::span<const float> /*logits*/,
                             std::span<const std::uint8_t> /*decisions*/) {}
-    // Named ranges: "embed", "layer 7 / local", "layer 7 / router", "layer 7 / global",
-    // "layer 7 / mlp", "final_norm", "lm_head". Properly nested, begin/end pairs.
+    // Timed ranges by their display name (range_name in timed_range.h: "embed",
+    // "layer 7 / local", "layer 7 / router", "layer 7 / global", "layer 7 / mlp", "lm_head").
+    // Properly nested, begin/end pairs.
     virtual void on_range_begin(std::string_view /*name*/) {}
     virtual void on_range_end(std::string_view /*name*/) {}
 };

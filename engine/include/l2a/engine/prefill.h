@@ -13,19 +13,13 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/observer.h"
 #include "l2a/engine/run_options.h"
+#include "l2a/engine/timed_range.h"
 
 namespace l2a {
 
 class Cancelled : public Error {
 public:
     Cancelled() : Error("run cancelled") {}
-};
-
-struct TimedRange {
-    std::string name;
-    std::int64_t begin_ns = 0;  // since the start of the run
-    std::int64_t end_ns = 0;
-    int depth = 0;
 };
 
 // Residual-stream checkpoints of a run, for what-if re-runs from a chosen layer. Each is the
@@ -63,7 +57,7 @@ struct PrefillResult {
     std::vector<float> router_logits;       // [num_layers, num_tokens]; NaN for plain layers
     std::vector<std::uint8_t> decisions;    // [num_layers, num_tokens]; applied decisions
     std::vector<float> token_nll;           // [num_tokens]; token_nll[0] = NaN (no prediction)
-    std::vector<TimedRange> ranges;         // host-timed named ranges (CUDA: synchronized)
+    std::vector<TimedRange> ranges;         // host-timed ranges (CUDA: synchronized)
     std::vector<float> last_logits;         // [vocab] logits of the last row (next token)
     double wall_seconds = 0.0;
     std::string device;                     // "cpu" or the GPU's name

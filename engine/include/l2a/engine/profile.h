@@ -16,9 +16,11 @@
 
 namespace l2a {
 
+// 3: ranges are typed (phase and layer) instead of named.
 // 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
-// Version 1 files still load (with an empty timeline).
-inline constexpr int kProfileFormatVersion = 2;
+// Version 1 and 2 files still load (version 1 with an empty timeline; the ranges of both get
+// their phase and layer from their names).
+inline constexpr int kProfileFormatVersion = 3;
 // The most layers a profile may claim. Real models have at most a few hundred; a profile with
 // no tokens holds no bytes per layer, so this limit is what keeps a damaged count from costing
 // memory.
@@ -104,34 +106,31 @@ struct Profile {
 // Atomic write. Throws l2a::Error naming the file.
 void save_profile(const Profile& profile, const std::filesystem::path& path);
 // Validates (format version, array sizes consistent with T and L, timeline records: end before
-// begin, range index out of bounds); errors name the file. Version 1 files load with an empty
-// timeline, timeline_source "host timers only: ..." and the run options they did not record at
-// their defaults.
+// begin, range index out of bounds, a phase and layer that do not go together); errors name the
+// file. Version 1 files load with an empty timeline, timeline_source "host timers only: ..." and
+// the run options they did not record at their defaults. The named ranges of version 1 and 2
+// files get their phase and layer from their names (a name the engine never wrote: Other).
 Profile load_profile(const std::filesystem::path& path);
 // The same for the bytes of a profile file (fuzzing, tests); `origin` names it in errors.
 Profile load_profile_from_bytes(std::vector<std::byte> bytes, const std::string& origin);
 
 // Where a run's time went, per layer, from the host ranges and the kernels.
 struct PhaseTime {
-    double seconds = 0.0;         // host ranges named "layer N / <phase>"
+    double seconds = 0.0;         // host ranges of the phase (Local..Mlp) of the layer
     std::int64_t kernels = 0;     // kernels launched inside them
     double kernel_seconds = 0.0;  // their summed GPU time
 };
 
-inline constexpr int kNumPhases = 4;
-// The phases of a layer, in the order they run; plain layers have only global and mlp.
-inline constexpr const char* kPhaseNames[kNumPhases] = {"local", "router", "global", "mlp"};
-
 struct LayerTiming {
     std::int64_t layer = 0;
-    double seconds = 0.0;          // the "layer N" range (the sum of its phases if it has none)
-    PhaseTime phases[kNumPhases];  // in kPhaseNames order
+    double seconds = 0.0;          // the Phase::Layer range (the sum of its phases if it has none)
+    PhaseTime phases[kNumPhases];  // indexed by Phase (Local..Mlp), as kLayerPhases
     std::int64_t kernels = 0;      // kernels launched anywhere in the layer
     double kernel_seconds = 0.0;
     double share = 0.0;  // seconds / TimelineSummary::run_seconds
 };
 
-// Time outside the layers ("embed", "lm_head", ...), by range name in order of appearance.
+// Time outside the layers ("embed", "lm_head", ...), by range_name in order of appearance.
 struct StageTiming {
     std::string name;
     double seconds = 0.0;
@@ -150,7 +149,7 @@ struct TimelineSummary {
     double kernel_seconds = 0.0;
 };
 
-// Ranges not named after a layer of the profile ("layer 99" of a 4-layer run) count as stages.
+// Ranges of a layer the profile does not have ("layer 99" of a 4-layer run) count as stages.
 TimelineSummary summarize_timeline(const Profile& profile);
 
 // How much of a profile the JSON export holds: Full adds the per-token and per-layer arrays

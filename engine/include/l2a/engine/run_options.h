@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "l2a/engine/run_choices.h"
+
 namespace l2a {
 
 enum class RoutingKind { Learned, Global, Local, Random, Top };
@@ -36,11 +38,12 @@ struct RunOptions {
     PruningPlan prune;
     std::uint64_t seed = 0;           // for random routing
     std::int64_t chunk_size = 256;    // query rows per attention / MLP / LM-head chunk
-    // Must match the model's placement ("cpu", "cuda", "cuda:N").
+    // Must match the model's placement ("cpu", "cuda", "cuda:N"; parse_device in run_choices.h).
     std::string device = "cpu";
-    // Attention backend. "reference": blocked LibTorch ops (CPU and CUDA). "sdpa" (CUDA):
-    // LibTorch scaled_dot_product_attention (cuDNN / FlashAttention for full causal, masked for
-    // the window and the routed queries). "kernels" (CUDA): the project's kernels/.
+    // Attention backend, as parse_backend (run_choices.h) reads it. "reference": blocked LibTorch
+    // ops (CPU and CUDA). "sdpa" (CUDA): LibTorch scaled_dot_product_attention (cuDNN /
+    // FlashAttention for full causal, masked for the window and the routed queries). "kernels"
+    // (CUDA): the project's kernels/.
     std::string backend = "reference";
     // Run an L2A model as its base model: every layer runs full causal attention with its first
     // (local) attention set, no router, no global set. The baseline of `l2a bench prefill`.
