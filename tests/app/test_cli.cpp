@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "../engine/scoped_env.h"
 #include "../engine/test_support.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/profile.h"
@@ -416,30 +417,7 @@ TEST_F(Cli, ExportSaysWhatItWrote) {
     EXPECT_TRUE(contains(r.err, "l2a: wrote q.safetensors\n")) << r.err;
 }
 
-// Sets an environment variable for the commands a test runs, and restores it.
-class ScopedEnv {
-public:
-    // A null value unsets it.
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value) {
-            ::setenv(name, value, 1);
-        } else {
-            ::unsetenv(name);
-        }
-    }
-    ~ScopedEnv() {
-        if (old_) {
-            ::setenv(name_, old_->c_str(), 1);
-        } else {
-            ::unsetenv(name_);
-        }
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
+using l2a::test::ScopedEnv;
 
 int count_of(const std::string& text, const std::string& piece) {
     int n = 0;

@@ -14,6 +14,7 @@
 #include "l2a/engine/config.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/tokenizer.h"
+#include "scoped_env.h"
 #include "test_support.h"
 
 namespace l2a {
@@ -29,30 +30,7 @@ protected:
 };
 
 using test::read_file;
-
-// Sets an environment variable for one scope and restores it afterwards.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value) {
-            ::setenv(name, value, 1);
-        } else {
-            ::unsetenv(name);
-        }
-    }
-    ~ScopedEnv() {
-        if (old_) {
-            ::setenv(name_, old_->c_str(), 1);
-        } else {
-            ::unsetenv(name_);
-        }
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
+using test::ScopedEnv;
 
 // Every tensor an l2a_qwen3 checkpoint needs (L2A.md), with its shape, for the demo's sizes.
 std::map<std::string, std::vector<std::int64_t>> expected_tensors(const ModelConfig& c) {

@@ -16,6 +16,7 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/whatif.h"
+#include "scoped_env.h"
 #include "test_support.h"
 
 namespace {
@@ -282,20 +283,17 @@ TEST(WhatIf, MeasuredTtftTimesFullRunsOfBothAlike) {
 
 TEST(WhatIf, DefaultThreadsLeaveBusyCoresAlone) {
     // OMP_NUM_THREADS (set for the test suite) wins when present; check the load rule without it.
-    const char* saved = std::getenv("OMP_NUM_THREADS");
-    const std::string keep = saved ? saved : "";
-    unsetenv("OMP_NUM_THREADS");
-    EXPECT_EQ(l2a::default_cpu_threads({8, 0.1}), 8);
-    EXPECT_EQ(l2a::default_cpu_threads({8, 2.6}), 5);
-    EXPECT_EQ(l2a::default_cpu_threads({2, 1.2}), 1);
-    EXPECT_EQ(l2a::default_cpu_threads({2, 9.0}), 1);
-    EXPECT_EQ(l2a::default_cpu_threads({4, -1.0}), 4);  // load unknown: every core
-    setenv("OMP_NUM_THREADS", "3", 1);
-    EXPECT_EQ(l2a::default_cpu_threads({8, 7.0}), 3);
-    if (saved) {
-        setenv("OMP_NUM_THREADS", keep.c_str(), 1);
-    } else {
-        unsetenv("OMP_NUM_THREADS");
+    {
+        const l2a::test::ScopedEnv unset("OMP_NUM_THREADS", nullptr);
+        EXPECT_EQ(l2a::default_cpu_threads({8, 0.1}), 8);
+        EXPECT_EQ(l2a::default_cpu_threads({8, 2.6}), 5);
+        EXPECT_EQ(l2a::default_cpu_threads({2, 1.2}), 1);
+        EXPECT_EQ(l2a::default_cpu_threads({2, 9.0}), 1);
+        EXPECT_EQ(l2a::default_cpu_threads({4, -1.0}), 4);  // load unknown: every core
+    }
+    {
+        const l2a::test::ScopedEnv three("OMP_NUM_THREADS", "3");
+        EXPECT_EQ(l2a::default_cpu_threads({8, 7.0}), 3);
     }
     const l2a::CpuLoad now = l2a::cpu_load();
     EXPECT_GE(now.cores, 1);
