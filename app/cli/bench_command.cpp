@@ -58,9 +58,8 @@ std::optional<std::int64_t> parse_length(const std::string& item) {
     if (last == 'K' || last == 'k') scale = 1024;
     if (last == 'M' || last == 'm') scale = 1024 * 1024;
     if (scale != 1) digits.pop_back();
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
-            return c >= '0' && c <= '9';
-        })) {
+    if (digits.empty() ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         return std::nullopt;
     }
     if (digits.size() > 10) return std::nullopt;
@@ -84,7 +83,8 @@ std::vector<std::int64_t> parse_lengths(const Arguments& args, const std::string
 
 std::vector<double> parse_fractions(const Arguments& args) {
     std::vector<double> fractions;
-    for (const std::string& item : split_list(args.value("--fractions").value_or("0,0.1,0.2,0.5,1"))) {
+    for (const std::string& item :
+         split_list(args.value("--fractions").value_or("0,0.1,0.2,0.5,1"))) {
         std::size_t used = 0;
         double f = -1;
         try {
@@ -102,7 +102,8 @@ std::vector<double> parse_fractions(const Arguments& args) {
 
 std::vector<AttentionHeads> parse_head_shapes(const Arguments& args) {
     std::vector<AttentionHeads> shapes;
-    for (const std::string& item : split_list(args.value("--shapes").value_or("28/4/128,32/8/128"))) {
+    for (const std::string& item :
+         split_list(args.value("--shapes").value_or("28/4/128,32/8/128"))) {
         AttentionHeads h;
         char extra = 0;
         if (std::sscanf(item.c_str(), "%d/%d/%d%c", &h.q_heads, &h.kv_heads, &h.head_dim, &extra) !=
@@ -161,7 +162,8 @@ int bench_prefill_folder(const Arguments& args) {
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
     RunOptions options;
     try {
-        if (auto routing = args.value("--routing")) options.routing = RoutingPolicy::parse(*routing);
+        if (auto routing = args.value("--routing"))
+            options.routing = RoutingPolicy::parse(*routing);
     } catch (const Error& e) {
         args.usage_error(e.what());
     }
@@ -179,7 +181,8 @@ int bench_prefill_folder(const Arguments& args) {
         text = demo_document(static_cast<std::size_t>(longest) * 4);
     }
     std::vector<std::int32_t> ids = tokenizer->encode(text).ids;
-    if (ids.empty()) fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
+    if (ids.empty())
+        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
     const std::size_t base = ids.size();
     while (static_cast<std::int64_t>(ids.size()) < longest) ids.push_back(ids[ids.size() % base]);
 
@@ -220,8 +223,11 @@ int bench_prefill_folder(const Arguments& args) {
         const double best = seconds.front();
         const double rate = static_cast<double>(n) / median;
         if (json) {
-            rows.push_back({{"tokens", n}, {"median_seconds", median}, {"best_seconds", best},
-                            {"tokens_per_second", rate}, {"global_fraction", global},
+            rows.push_back({{"tokens", n},
+                            {"median_seconds", median},
+                            {"best_seconds", best},
+                            {"tokens_per_second", rate},
+                            {"global_fraction", global},
                             {"peak_rss_mib", peak_rss_mib()}});
         } else {
             std::printf("%8lld  %10.3f  %10.3f  %12.0f  %7.1f%%  %14.0f\n",
@@ -256,8 +262,8 @@ struct PrefillTiming {
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
 // kernel tracer; its flush and conversion after the run are not timed.
 PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> input,
-                           const RunOptions& options, std::int64_t repeat,
-                           const std::string& what, bool quiet, bool trace = false) {
+                           const RunOptions& options, std::int64_t repeat, const std::string& what,
+                           bool quiet, bool trace = false) {
     PrefillTiming t;
     auto run = [&](std::span<const std::int32_t> tokens) {
         if (!trace) return run_prefill(model, tokens, options);
@@ -297,13 +303,15 @@ std::string peak_cell(std::int64_t bytes, const std::string& device) {
 
 int bench_prefill_shape(const Arguments& args) {
     if (args.has("--model") || args.has("--demo") || args.has("--doc")) {
-        args.usage_error("--shape benchmarks random weights on random tokens: it takes no "
-                         "--model, --demo or --doc");
+        args.usage_error(
+            "--shape benchmarks random weights on random tokens: it takes no "
+            "--model, --demo or --doc");
     }
     const std::string shape_name = *args.value("--shape");
     ModelConfig config;
     try {
-        config = published_shape(shape_name, true, args.integer("--window", 1, 1 << 30).value_or(4095));
+        config =
+            published_shape(shape_name, true, args.integer("--window", 1, 1 << 30).value_or(4095));
     } catch (const Error& e) {
         args.usage_error(e.what());
     }
@@ -349,7 +357,8 @@ int bench_prefill_shape(const Arguments& args) {
     const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
     std::vector<std::int32_t> ids(static_cast<std::size_t>(longest));
     std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(s.vocab_size - 1));
+    std::uniform_int_distribution<std::int32_t> token(0,
+                                                      static_cast<std::int32_t>(s.vocab_size - 1));
     for (std::int32_t& id : ids) id = token(rng);
 
     const std::string ours_label =
@@ -359,13 +368,13 @@ int bench_prefill_shape(const Arguments& args) {
     std::string device_name = ours.device;
     if (!cpu) device_name = cuda_device_info(parse_device(ours.device)->index).name;
     if (!json) {
-        std::printf("shape %s (%s, %lld layers, %lld/%lld heads, head dim %lld, %s parameters, "
-                    "W=%lld), random weights (seed %llu)\n",
-                    shape_name.c_str(), s.model_type.c_str(), static_cast<long long>(s.num_layers),
-                    static_cast<long long>(s.num_heads), static_cast<long long>(s.num_kv_heads),
-                    static_cast<long long>(s.head_dim), format_count_short(s.parameter_count).c_str(),
-                    static_cast<long long>(s.sliding_window),
-                    static_cast<unsigned long long>(seed));
+        std::printf(
+            "shape %s (%s, %lld layers, %lld/%lld heads, head dim %lld, %s parameters, "
+            "W=%lld), random weights (seed %llu)\n",
+            shape_name.c_str(), s.model_type.c_str(), static_cast<long long>(s.num_layers),
+            static_cast<long long>(s.num_heads), static_cast<long long>(s.num_kv_heads),
+            static_cast<long long>(s.head_dim), format_count_short(s.parameter_count).c_str(),
+            static_cast<long long>(s.sliding_window), static_cast<unsigned long long>(seed));
         std::printf("%s, %s; time to first token, median of %lld runs after a warm-up\n",
                     device_name.c_str(), model.placement().dtype.c_str(),
                     static_cast<long long>(repeat));
@@ -384,7 +393,8 @@ int bench_prefill_shape(const Arguments& args) {
         const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet);
         const double ratio = b.median_seconds / a.median_seconds;
         PrefillTiming traced;
-        if (trace) traced = time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, true);
+        if (trace)
+            traced = time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, true);
         const double overhead = (traced.median_seconds / a.median_seconds - 1.0) * 100.0;
         if (json) {
             rows.push_back({{"tokens", n},
@@ -508,8 +518,8 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     options.tokens = parse_lengths(args, "8K,32K,64K,128K");
     options.fractions = parse_fractions(args);
     options.shapes = parse_head_shapes(args);
-    options.window = args.integer("--window", 1, std::numeric_limits<std::int32_t>::max())
-                         .value_or(4095);
+    options.window =
+        args.integer("--window", 1, std::numeric_limits<std::int32_t>::max()).value_or(4095);
     options.repeat = static_cast<int>(args.integer("--repeat", 1, 1000).value_or(10));
     options.seed = args.unsigned_integer("--seed").value_or(0);
     options.device = args.value("--device").value_or("cuda");
@@ -518,8 +528,9 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                          options.device + "'");
     }
     if (!cuda_built()) {
-        fail("", "bench attention: this build has no CUDA support (it was configured with "
-                 "L2A_WITH_CUDA=OFF); the attention kernels need a CUDA build and a GPU");
+        fail("",
+             "bench attention: this build has no CUDA support (it was configured with "
+             "L2A_WITH_CUDA=OFF); the attention kernels need a CUDA build and a GPU");
     }
     try {
         require_device(options.device);
@@ -540,29 +551,28 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         nlohmann::json rows = nlohmann::json::array();
         for (const AttentionBenchRow& r : result.rows) {
             const double whole_flop = r.global_flop + r.local_flop;
-            rows.push_back(
-                {{"tokens", r.tokens},
-                 {"q_heads", r.heads.q_heads},
-                 {"kv_heads", r.heads.kv_heads},
-                 {"head_dim", r.heads.head_dim},
-                 {"fraction", r.fraction},
-                 {"routed", r.routed},
-                 {"global_flop", r.global_flop},
-                 {"local_flop", r.local_flop},
-                 {"full_causal_flop", r.full_flop},
-                 {"global", time_json(r.global, r.global_flop)},
-                 {"local", time_json(r.local, r.local_flop)},
-                 {"whole", time_json(r.whole, whole_flop)},
-                 {"sdpa_cudnn", time_json(r.cudnn, r.full_flop)},
-                 {"sdpa_flash", time_json(r.flash, r.full_flop)},
-                 {"whole_over_cudnn",
-                  r.whole.available && r.cudnn.available ? nlohmann::json(r.whole.ms / r.cudnn.ms)
-                                                         : nlohmann::json(nullptr)},
-                 {"global_over_cudnn",
-                  r.global.available && r.cudnn.available ? nlohmann::json(r.global.ms / r.cudnn.ms)
-                                                          : nlohmann::json(nullptr)},
-                 {"global_max_relative_error", r.global_error},
-                 {"local_max_relative_error", r.local_error}});
+            rows.push_back({{"tokens", r.tokens},
+                            {"q_heads", r.heads.q_heads},
+                            {"kv_heads", r.heads.kv_heads},
+                            {"head_dim", r.heads.head_dim},
+                            {"fraction", r.fraction},
+                            {"routed", r.routed},
+                            {"global_flop", r.global_flop},
+                            {"local_flop", r.local_flop},
+                            {"full_causal_flop", r.full_flop},
+                            {"global", time_json(r.global, r.global_flop)},
+                            {"local", time_json(r.local, r.local_flop)},
+                            {"whole", time_json(r.whole, whole_flop)},
+                            {"sdpa_cudnn", time_json(r.cudnn, r.full_flop)},
+                            {"sdpa_flash", time_json(r.flash, r.full_flop)},
+                            {"whole_over_cudnn", r.whole.available && r.cudnn.available
+                                                     ? nlohmann::json(r.whole.ms / r.cudnn.ms)
+                                                     : nlohmann::json(nullptr)},
+                            {"global_over_cudnn", r.global.available && r.cudnn.available
+                                                      ? nlohmann::json(r.global.ms / r.cudnn.ms)
+                                                      : nlohmann::json(nullptr)},
+                            {"global_max_relative_error", r.global_error},
+                            {"local_max_relative_error", r.local_error}});
         }
         std::cout << nlohmann::json{{"device", result.device},
                                     {"machine", machine_json(load)},
@@ -580,20 +590,25 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         return 0;
     }
 
-    std::printf("attention on %s, bf16, W=%lld, random routing (seed %llu), median of %d runs; "
-                "times in ms, TFLOP/s counted exactly\n",
-                result.device.c_str(), static_cast<long long>(options.window),
-                static_cast<unsigned long long>(options.seed), options.repeat);
+    std::printf(
+        "attention on %s, bf16, W=%lld, random routing (seed %llu), median of %d runs; "
+        "times in ms, TFLOP/s counted exactly\n",
+        result.device.c_str(), static_cast<long long>(options.window),
+        static_cast<unsigned long long>(options.seed), options.repeat);
     print_machine_line(load);
-    std::printf("global = routed-query compaction + packed global attention + gated add; "
-                "local = sliding window;\nwhole = local then global in sequence; cuDNN, flash = "
-                "SDPA full causal with that backend forced\n");
-    std::printf("every row checked first against fp32 on sampled rows (max relative error "
-                "shown as err)\n");
-    const char* header_format = "%7s %-10s %6s  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
-                                "%7s %7s  %7s\n";
-    const char* row_format = "%7s %-10s %5.0f%%  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
-                             "%7s %7s  %7s\n";
+    std::printf(
+        "global = routed-query compaction + packed global attention + gated add; "
+        "local = sliding window;\nwhole = local then global in sequence; cuDNN, flash = "
+        "SDPA full causal with that backend forced\n");
+    std::printf(
+        "every row checked first against fp32 on sampled rows (max relative error "
+        "shown as err)\n");
+    const char* header_format =
+        "%7s %-10s %6s  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
+        "%7s %7s  %7s\n";
+    const char* row_format =
+        "%7s %-10s %5.0f%%  %8s %5s  %7s %5s  %8s %5s  %8s %5s  %8s %5s  "
+        "%7s %7s  %7s\n";
     std::printf(header_format, "tokens", "Hq/Hkv/D", "routed", "global", "TF/s", "local", "TF/s",
                 "whole", "TF/s", "cuDNN", "TF/s", "flash", "TF/s", "whl/cDN", "glb/cDN", "err");
     std::string previous;
@@ -606,15 +621,14 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         previous = group;
         char err[32];
         std::snprintf(err, sizeof err, "%.1e", std::max(r.global_error, r.local_error));
-        std::printf(row_format, std::to_string(r.tokens).c_str(), heads.c_str(),
-                    r.fraction * 100, cell_ms(r.global).c_str(),
-                    cell_tflops(r.global, r.global_flop).c_str(), cell_ms(r.local).c_str(),
-                    cell_tflops(r.local, r.local_flop).c_str(), cell_ms(r.whole).c_str(),
-                    cell_tflops(r.whole, r.global_flop + r.local_flop).c_str(),
-                    cell_ms(r.cudnn).c_str(), cell_tflops(r.cudnn, r.full_flop).c_str(),
-                    cell_ms(r.flash).c_str(), cell_tflops(r.flash, r.full_flop).c_str(),
-                    cell_ratio(r.whole, r.cudnn).c_str(), cell_ratio(r.global, r.cudnn).c_str(),
-                    err);
+        std::printf(
+            row_format, std::to_string(r.tokens).c_str(), heads.c_str(), r.fraction * 100,
+            cell_ms(r.global).c_str(), cell_tflops(r.global, r.global_flop).c_str(),
+            cell_ms(r.local).c_str(), cell_tflops(r.local, r.local_flop).c_str(),
+            cell_ms(r.whole).c_str(), cell_tflops(r.whole, r.global_flop + r.local_flop).c_str(),
+            cell_ms(r.cudnn).c_str(), cell_tflops(r.cudnn, r.full_flop).c_str(),
+            cell_ms(r.flash).c_str(), cell_tflops(r.flash, r.full_flop).c_str(),
+            cell_ratio(r.whole, r.cudnn).c_str(), cell_ratio(r.global, r.cudnn).c_str(), err);
     }
     // Unavailable baselines, each reason once.
     std::vector<std::string> said;
@@ -629,7 +643,6 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     }
     return 0;
 }
-
 
 // ---- bench whatif: how long a live what-if takes after a base run -----------------------------
 
@@ -659,21 +672,26 @@ int bench_whatif(std::span<const std::string_view> raw) {
     const Model model = Model::load(folder);
     const Tokenizer* tokenizer = model.tokenizer();
     if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");
-    if (!model.summary().is_l2a) fail(folder.string(), "a what-if prunes L2A layers: this model is plain");
+    if (!model.summary().is_l2a)
+        fail(folder.string(), "a what-if prunes L2A layers: this model is plain");
     const std::int64_t layers = model.config().num_hidden_layers;
     const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
     std::string text = args.value("--doc") ? load_document(*args.value("--doc")).text
                                            : demo_document(static_cast<std::size_t>(tokens) * 4);
     std::vector<std::int32_t> ids = tokenizer->encode(text).ids;
-    if (ids.empty()) fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
+    if (ids.empty())
+        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
     const std::size_t base_size = ids.size();
-    while (static_cast<std::int64_t>(ids.size()) < tokens) ids.push_back(ids[ids.size() % base_size]);
+    while (static_cast<std::int64_t>(ids.size()) < tokens)
+        ids.push_back(ids[ids.size() % base_size]);
     ids.resize(static_cast<std::size_t>(tokens));
 
     const CpuLoad load = check_load("bench");
     RunOptions options;
     const auto clock = [] { return std::chrono::steady_clock::now(); };
-    const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    const auto seconds = [](auto a, auto b) {
+        return std::chrono::duration<double>(b - a).count();
+    };
     const bool quiet = args.has("--quiet");
     const auto say = [&](const std::string& stage) {
         if (!quiet) std::fprintf(stderr, "l2a bench whatif: %s\n", stage.c_str());
@@ -719,8 +737,8 @@ int bench_whatif(std::span<const std::string_view> raw) {
                 static_cast<long long>(repeat));
     print_machine_line(load);
     std::printf("base run (every layer's checkpoint kept)    %8.3f s\n", base_s);
-    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n", static_cast<long long>(layer),
-                rerun_median);
+    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n",
+                static_cast<long long>(layer), rerun_median);
     std::printf("what-if re-run + comparison (median)        %8.3f s   <- what the app waits for\n",
                 total_median);
     return 0;

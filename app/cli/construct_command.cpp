@@ -39,16 +39,19 @@ int construct_command(std::span<const std::string_view> raw) {
         options.temperature = *t;
     }
     if (auto t = args.number("--threshold")) {
-        if (!(*t > 0.0 && *t < 1.0)) args.usage_error("--threshold: must be strictly between 0 and 1");
+        if (!(*t > 0.0 && *t < 1.0))
+            args.usage_error("--threshold: must be strictly between 0 and 1");
         options.threshold = *t;
     }
     options.overwrite = args.has("--force");
     const bool quiet = args.has("--quiet");
     ProgressBar bar("construct " + *out, !quiet);
-    const ConstructSummary s = construct_l2a(*base, *out, options, [&](std::int64_t done, std::int64_t all) {
-        bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0, "weights");
-        throw_if_cancelled();  // the half-written folder is removed as this unwinds
-    });
+    const ConstructSummary s =
+        construct_l2a(*base, *out, options, [&](std::int64_t done, std::int64_t all) {
+            bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0,
+                       "weights");
+            throw_if_cancelled();  // the half-written folder is removed as this unwinds
+        });
     bar.finish();
     if (!quiet) {
         std::printf(
@@ -62,7 +65,12 @@ int construct_command(std::span<const std::string_view> raw) {
 }
 
 int convert_command(std::span<const std::string_view> raw) {
-    Arguments args("convert", {{"--model", true}, {"--out", true}, {"--dtype", true}, {"--force", false}, {"--quiet", false}},
+    Arguments args("convert",
+                   {{"--model", true},
+                    {"--out", true},
+                    {"--dtype", true},
+                    {"--force", false},
+                    {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("convert"), stdout);
@@ -86,12 +94,12 @@ int convert_command(std::span<const std::string_view> raw) {
     }
     const bool quiet = args.has("--quiet");
     ProgressBar bar("convert " + *out, !quiet);
-    const ConvertSummary s = convert_checkpoint(*model, *out, dtype, args.has("--force"),
-                                                [&](std::int64_t done, std::int64_t all) {
-                                                    bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0,
-                                                               "weights");
-                                                    throw_if_cancelled();
-                                                });
+    const ConvertSummary s = convert_checkpoint(
+        *model, *out, dtype, args.has("--force"), [&](std::int64_t done, std::int64_t all) {
+            bar.update(all > 0 ? static_cast<double>(done) / static_cast<double>(all) : 1.0,
+                       "weights");
+            throw_if_cancelled();
+        });
     bar.finish();
     if (!quiet) {
         std::printf("%s -> %s: %lld tensors (%lld converted to %s), %s -> %s\n", model->c_str(),

@@ -83,12 +83,14 @@ int make_docs_command(std::span<const std::string_view> raw) {
         std::snprintf(name, sizeof name, "doc_%06lld", static_cast<long long>(i));
         const std::filesystem::path base = std::filesystem::path(*out) / name;
         write_text_atomically(base.string() + ".txt", doc.text);
-        write_text_atomically(base.string() + ".json", synthetic_doc_sidecar_json(doc, options.seed));
+        write_text_atomically(base.string() + ".json",
+                              synthetic_doc_sidecar_json(doc, options.seed));
         references += doc.references.size();
         bytes += doc.text.size();
     }
     if (!args.has("--quiet")) {
-        std::fprintf(stderr, "l2a: wrote %lld documents (%zu bytes, %zu long-range references) to %s\n",
+        std::fprintf(stderr,
+                     "l2a: wrote %lld documents (%zu bytes, %zu long-range references) to %s\n",
                      static_cast<long long>(count), bytes, references, out->c_str());
     }
     return 0;

@@ -19,11 +19,11 @@
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/document.h"
+#include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
-#include "l2a/engine/document_run.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
@@ -111,11 +111,11 @@ TokenizedInput read_input(const std::optional<std::string>& doc,
         input = load_tokenized_document(*doc, *doc, require_tokenizer(model, folder.string()),
                                         max_tokens);
         if (input.replaced_sequences > 0) {
-            std::fprintf(
-                stderr, "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
-                doc->c_str(),
-                group_digits(static_cast<std::int64_t>(input.replaced_sequences)).c_str(),
-                input.replaced_sequences == 1 ? "" : "s");
+            std::fprintf(stderr,
+                         "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
+                         doc->c_str(),
+                         group_digits(static_cast<std::int64_t>(input.replaced_sequences)).c_str(),
+                         input.replaced_sequences == 1 ? "" : "s");
         }
     } else if (tokens_file) {
         input = read_token_file(*tokens_file, model);
@@ -383,7 +383,8 @@ int run_command(std::span<const std::string_view> raw) {
         tracer.emplace();
         hooks.observer = &*tracer;
         if (!tracer->active() && !quiet) {
-            std::fprintf(stderr, "l2a: warning: no kernel timeline: %s\n", tracer->reason().c_str());
+            std::fprintf(stderr, "l2a: warning: no kernel timeline: %s\n",
+                         tracer->reason().c_str());
         }
     }
     PrefillResult result = run_prefill(model, input.ids, options, hooks);
@@ -415,10 +416,10 @@ int run_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << profile_to_json(profile) << "\n";
     } else {
-        print_report(profile, label,
-                     profile.device == "cpu" ? std::string("cpu")
-                                             : options.device + ": " + profile.device,
-                     threads, counted_all);
+        print_report(
+            profile, label,
+            profile.device == "cpu" ? std::string("cpu") : options.device + ": " + profile.device,
+            threads, counted_all);
     }
     return 0;
 }

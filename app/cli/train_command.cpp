@@ -17,13 +17,31 @@ namespace l2a::cli {
 
 int train_command(std::span<const std::string_view> raw) {
     Arguments args("train",
-                   {{"--model", true},     {"--config", true},     {"--tokenizer", true},
-                    {"--data", true},      {"--out", true},        {"--device", true},
-                    {"--steps", true},     {"--batch", true},      {"--seq-len", true},
-                    {"--lr", true},        {"--warmup", true},     {"--lambda", true},
-                    {"--lambda-ramp", true}, {"--dense-prob", true}, {"--train", true},
-                    {"--seed", true},      {"--save-every", true}, {"--weight-decay", true},
-                    {"--resume", false},   {"--no-autocast", false}, {"--checkpointing", false}, {"--router-lr-scale", true}, {"--router-freeze", true}, kThreadsOption, {"--quiet", false}},
+                   {{"--model", true},
+                    {"--config", true},
+                    {"--tokenizer", true},
+                    {"--data", true},
+                    {"--out", true},
+                    {"--device", true},
+                    {"--steps", true},
+                    {"--batch", true},
+                    {"--seq-len", true},
+                    {"--lr", true},
+                    {"--warmup", true},
+                    {"--lambda", true},
+                    {"--lambda-ramp", true},
+                    {"--dense-prob", true},
+                    {"--train", true},
+                    {"--seed", true},
+                    {"--save-every", true},
+                    {"--weight-decay", true},
+                    {"--resume", false},
+                    {"--no-autocast", false},
+                    {"--checkpointing", false},
+                    {"--router-lr-scale", true},
+                    {"--router-freeze", true},
+                    kThreadsOption,
+                    {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("train"), stdout);
@@ -47,7 +65,8 @@ int train_command(std::span<const std::string_view> raw) {
         o.tokenizer_json = *tokenizer;
     }
     if (o.model_dir.empty() && !o.init_config && !o.resume) {
-        args.usage_error("give --model DIR (e.g. from l2a construct), or --config FILE --tokenizer FILE");
+        args.usage_error(
+            "give --model DIR (e.g. from l2a construct), or --config FILE --tokenizer FILE");
     }
     if (auto device = args.value("--device")) o.device = *device;
     require_device(o.device);
@@ -66,10 +85,12 @@ int train_command(std::span<const std::string_view> raw) {
         if (!(*v >= 0)) args.usage_error("--router-lr-scale: must not be negative");
         o.router_lr_scale = *v;
     }
-    if (auto v = args.integer("--router-freeze", 0, std::int64_t(1) << 40)) o.router_freeze_steps = *v;
+    if (auto v = args.integer("--router-freeze", 0, std::int64_t(1) << 40))
+        o.router_freeze_steps = *v;
     if (!(o.lr > 0)) args.usage_error("--lr: must be positive");
     if (!(o.lambda >= 0)) args.usage_error("--lambda: must not be negative");
-    if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) args.usage_error("--dense-prob: must be within 0..1");
+    if (!(o.dense_prob >= 0 && o.dense_prob <= 1))
+        args.usage_error("--dense-prob: must be within 0..1");
     if (auto group = args.value("--train")) {
         if (*group != "attention" && *group != "all") {
             args.usage_error("--train " + *group + ": expected attention or all");
@@ -84,33 +105,42 @@ int train_command(std::span<const std::string_view> raw) {
     const std::string threads = apply_threads(args);
 
     ProgressBar bar("training, " + group_digits(o.steps) + " steps", !quiet);
-    const TrainResult r = train(o, [&](const TrainStepLog& s) {
-        char stage[160];
-        if (s.global_fraction.empty()) {  // a plain model: no routing
-            std::snprintf(stage, sizeof stage, "step %lld, loss %.4f, %.0f tok/s", static_cast<long long>(s.step),
-                          s.loss, s.tokens_per_second);
-        } else {
-            double sum = 0;
-            for (double g : s.global_fraction) sum += g;
-            std::snprintf(stage, sizeof stage, "step %lld, loss %.4f (CE %.4f), routed %.1f%%, %.0f tok/s",
-                          static_cast<long long>(s.step), s.loss, s.cross_entropy,
-                          100.0 * sum / static_cast<double>(s.global_fraction.size()), s.tokens_per_second);
-        }
-        bar.update(static_cast<double>(s.step) / static_cast<double>(o.steps), stage);
-    }, cancel_flag());
+    const TrainResult r = train(
+        o,
+        [&](const TrainStepLog& s) {
+            char stage[160];
+            if (s.global_fraction.empty()) {  // a plain model: no routing
+                std::snprintf(stage, sizeof stage, "step %lld, loss %.4f, %.0f tok/s",
+                              static_cast<long long>(s.step), s.loss, s.tokens_per_second);
+            } else {
+                double sum = 0;
+                for (double g : s.global_fraction) sum += g;
+                std::snprintf(stage, sizeof stage,
+                              "step %lld, loss %.4f (CE %.4f), routed %.1f%%, %.0f tok/s",
+                              static_cast<long long>(s.step), s.loss, s.cross_entropy,
+                              100.0 * sum / static_cast<double>(s.global_fraction.size()),
+                              s.tokens_per_second);
+            }
+            bar.update(static_cast<double>(s.step) / static_cast<double>(o.steps), stage);
+        },
+        cancel_flag());
     bar.finish();
     if (cancel_requested()) {
         // train() stopped between steps and saved a complete checkpoint to resume from.
-        std::fprintf(stderr, "l2a: train: stopped after step %lld; %s holds it (continue with --resume)\n",
+        std::fprintf(stderr,
+                     "l2a: train: stopped after step %lld; %s holds it (continue with --resume)\n",
                      static_cast<long long>(r.steps.empty() ? 0 : r.steps.back().step),
                      r.last_checkpoint.string().c_str());
         throw_if_cancelled();
     }
     if (!quiet && !r.steps.empty()) {
         const TrainStepLog& s = r.steps.back();
-        std::printf("%s parameters (%s trained); step %lld: loss %.4f, cross-entropy %.4f, mean p^2 %.4g, lambda %.3g\n",
-                    format_count_short(r.parameters).c_str(), format_count_short(r.trainable_parameters).c_str(),
-                    static_cast<long long>(s.step), s.loss, s.cross_entropy, s.sparsity, s.lambda);
+        std::printf(
+            "%s parameters (%s trained); step %lld: loss %.4f, cross-entropy %.4f, mean p^2 %.4g, "
+            "lambda %.3g\n",
+            format_count_short(r.parameters).c_str(),
+            format_count_short(r.trainable_parameters).c_str(), static_cast<long long>(s.step),
+            s.loss, s.cross_entropy, s.sparsity, s.lambda);
         std::printf("%s on %s\n", threads.c_str(), o.device.c_str());
         std::printf("checkpoint: %s (log: %s)\n", r.last_checkpoint.string().c_str(),
                     (o.out_dir / "train.csv").string().c_str());

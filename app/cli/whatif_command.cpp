@@ -174,8 +174,8 @@ Loaded load_inputs(const Arguments& args, bool prune_search) {
     try {
         require_device(profile.options.device);
     } catch (const Error& e) {
-        fail(*profile_path, "was recorded on " + profile.options.device +
-                                ", which cannot run here: " + e.what());
+        fail(*profile_path,
+             "was recorded on " + profile.options.device + ", which cannot run here: " + e.what());
     }
     auto [folder, label] = choose_model(args, profile, *profile_path);
     std::error_code error;

@@ -33,8 +33,9 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables, const at::T
     return x * cos + rotated * sin;
 }
 
-at::Tensor reference_attention(const at::Tensor& q_rows, const QueryRows& rows, const at::Tensor& k_rows,
-                               const at::Tensor& v_rows, std::int64_t window, std::int64_t query_block,
+at::Tensor reference_attention(const at::Tensor& q_rows, const QueryRows& rows,
+                               const at::Tensor& k_rows, const at::Tensor& v_rows,
+                               std::int64_t window, std::int64_t query_block,
                                const std::function<void()>& check) {
     const std::int64_t n = q_rows.size(0);
     const std::int64_t hq = q_rows.size(1);
@@ -61,7 +62,8 @@ at::Tensor reference_attention(const at::Tensor& q_rows, const QueryRows& rows, 
         const std::int64_t qn = std::min(query_block, n - q0);
         const std::int64_t first = pos[q0];
         const std::int64_t last = pos[q0 + qn - 1];
-        const std::int64_t key_begin = window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
+        const std::int64_t key_begin =
+            window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
         const std::int64_t key_end = last + 1;
         at::Tensor qpos = rows.device_positions.narrow(0, q0, qn).view({qn, 1});
         at::Tensor qc = qg.narrow(2, q0, qn).reshape({hkv, group * qn, dim}) * scale;
@@ -74,13 +76,15 @@ at::Tensor reference_attention(const at::Tensor& q_rows, const QueryRows& rows, 
             at::Tensor kpos = at::arange(k0, k0 + kn, qpos.options()).view({1, kn});
             at::Tensor allowed = kpos <= qpos;  // [qn, kn]
             if (window > 0) allowed = allowed & (kpos > qpos - window);
-            at::Tensor scores = at::matmul(qc, k.narrow(1, k0, kn).transpose(1, 2));  // [hkv, g*qn, kn]
+            at::Tensor scores =
+                at::matmul(qc, k.narrow(1, k0, kn).transpose(1, 2));  // [hkv, g*qn, kn]
             scores = scores.view({hkv, group, qn, kn})
                          .masked_fill(allowed.logical_not(), neg_inf)
                          .view({hkv, group * qn, kn});
             at::Tensor block_max = std::get<0>(scores.max(-1, /*keepdim=*/true));
             at::Tensor new_max = at::maximum(row_max, block_max);
-            // Rows with no allowed key yet keep a -inf maximum; shift by 0 there to avoid inf - inf.
+            // Rows with no allowed key yet keep a -inf maximum; shift by 0 there to avoid inf -
+            // inf.
             at::Tensor shift = at::where(at::isinf(new_max), at::zeros_like(new_max), new_max);
             at::Tensor p = at::exp(scores - shift);
             at::Tensor correction = at::exp(row_max - shift);

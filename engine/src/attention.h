@@ -74,7 +74,7 @@ void fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const a
 void fused_norm_rope(const at::Tensor& x, const at::Tensor& norm_weight, double eps,
                      const RopeTables& rope, const at::Tensor& positions32);
 // dst[positions32[i]] += src[i] for i < count32[0] (both int32 on the device).
-void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src, const at::Tensor& positions32,
-                            const at::Tensor& count32);
+void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src,
+                            const at::Tensor& positions32, const at::Tensor& count32);
 
 }  // namespace l2a

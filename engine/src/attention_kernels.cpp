@@ -87,8 +87,8 @@ void fused_norm_rope(const at::Tensor& x, const at::Tensor& norm_weight, double 
     fused("QK-norm + RoPE", [&] { kernels::rope_forward(args, stream_of(x)); });
 }
 
-void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src, const at::Tensor& positions32,
-                            const at::Tensor& count32) {
+void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src,
+                            const at::Tensor& positions32, const at::Tensor& count32) {
     kernels::ScatterAddArgs args;
     args.element_type = element_type(dst);
     args.tokens = dst.size(0);

@@ -32,7 +32,8 @@ at::Tensor full_causal(const at::Tensor& q, const at::Tensor& k, const at::Tenso
     const at::Tensor kh = heads_first(k, group);
     const at::Tensor vh = heads_first(v, group);
     if (q.scalar_type() == at::kFloat) {
-        return rows_first(at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true));
+        return rows_first(
+            at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true));
     }
     try {
         auto result = at::_scaled_dot_product_cudnn_attention(qh, kh, vh, std::nullopt,
@@ -47,7 +48,8 @@ at::Tensor full_causal(const at::Tensor& q, const at::Tensor& k, const at::Tenso
         if (!said) {
             said = true;
             const std::string what = e.what_without_backtrace();
-            std::fprintf(stderr, "l2a: note: cuDNN attention unavailable (%s); using FlashAttention\n",
+            std::fprintf(stderr,
+                         "l2a: note: cuDNN attention unavailable (%s); using FlashAttention\n",
                          what.substr(0, what.find('\n')).c_str());
         }
     }
@@ -84,7 +86,8 @@ at::Tensor routed_causal(const at::Tensor& q, const QueryRows& rows, const at::T
         const at::Tensor qc = qh.narrow(2, q0, qn);
 
         const at::Tensor qf = qc.squeeze(0).to(at::kFloat);  // [H, qn, D]
-        at::Tensor scores = at::matmul(qf, k_heads.narrow(1, first, kn).to(at::kFloat).transpose(1, 2));
+        at::Tensor scores =
+            at::matmul(qf, k_heads.narrow(1, first, kn).to(at::kFloat).transpose(1, 2));
         scores.mul_(scale);
         const at::Tensor qpos = rows.device_positions.narrow(0, q0, qn).view({qn, 1});
         const at::Tensor kpos = at::arange(first, first + kn, qpos.options()).view({1, kn});
@@ -142,7 +145,8 @@ at::Tensor sdpa_attention(const at::Tensor& q, const QueryRows& rows, const at::
         const std::int64_t qn = std::min(block, n - q0);
         const std::int64_t first = pos[q0];
         const std::int64_t last = pos[q0 + qn - 1];
-        const std::int64_t key_begin = window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
+        const std::int64_t key_begin =
+            window > 0 ? std::max<std::int64_t>(0, first - window + 1) : 0;
         const std::int64_t kn = last + 1 - key_begin;
         at::Tensor qpos = rows.device_positions.narrow(0, q0, qn).view({qn, 1});
         at::Tensor kpos = at::arange(key_begin, last + 1, qpos.options()).view({1, kn});

@@ -91,13 +91,13 @@ double max_row_error(const at::Tensor& q_rows, const at::Tensor& out_rows,
         const at::Tensor kk = k.slice(0, lo, p + 1).to(at::kFloat).permute({1, 0, 2});
         const at::Tensor vv = v.slice(0, lo, p + 1).to(at::kFloat).permute({1, 0, 2});
         // [Hkv, group, D]
-        const at::Tensor q = q_rows[static_cast<std::int64_t>(i)].to(at::kFloat).view(
-            {hkv, hq / hkv, dim});
+        const at::Tensor q =
+            q_rows[static_cast<std::int64_t>(i)].to(at::kFloat).view({hkv, hq / hkv, dim});
         const at::Tensor probs = at::softmax(at::matmul(q, kk.transpose(1, 2)) * scale, -1);
         const at::Tensor ref = at::matmul(probs, vv).reshape({hq, dim});
         const at::Tensor ours = out_rows[static_cast<std::int64_t>(i)].to(at::kFloat);
-        const double error = (ours - ref).norm().item<double>() /
-                             std::max(ref.norm().item<double>(), 1e-30);
+        const double error =
+            (ours - ref).norm().item<double>() / std::max(ref.norm().item<double>(), 1e-30);
         // A row never written stays NaN (outputs are poisoned first): that must fail.
         if (std::isnan(error)) return std::numeric_limits<double>::infinity();
         worst = std::max(worst, error);
@@ -232,22 +232,23 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         max_row_error(q.index_select(0, local_index), local_out.index_select(0, local_index),
                       local_rows, k, v, o.window);
     if (!(local_error <= o.tolerance)) {
-        fail("", "bench attention: the sliding-window kernel disagrees with the fp32 reference at " +
-                     label + " W=" + std::to_string(o.window) + ": relative error " +
-                     std::to_string(local_error) + " > " + std::to_string(o.tolerance));
+        fail("",
+             "bench attention: the sliding-window kernel disagrees with the fp32 reference at " +
+                 label + " W=" + std::to_string(o.window) + ": relative error " +
+                 std::to_string(local_error) + " > " + std::to_string(o.tolerance));
     }
     double local_flop = 0;
     for (std::int64_t t = 0; t < tokens; ++t) {
         local_flop += static_cast<double>(std::min(t + 1, o.window));
     }
     local_flop *= pair_flop;
-    const double full_flop = pair_flop * 0.5 * static_cast<double>(tokens) *
-                             static_cast<double>(tokens + 1);
+    const double full_flop =
+        pair_flop * 0.5 * static_cast<double>(tokens) * static_cast<double>(tokens + 1);
 
     const std::size_t workspace_bytes = kernels::routed_compaction_workspace_bytes(tokens);
-    const at::Tensor workspace = at::empty(
-        {static_cast<std::int64_t>(std::max<std::size_t>(workspace_bytes, 1))},
-        at::TensorOptions().dtype(at::kByte).device(device));
+    const at::Tensor workspace =
+        at::empty({static_cast<std::int64_t>(std::max<std::size_t>(workspace_bytes, 1))},
+                  at::TensorOptions().dtype(at::kByte).device(device));
     const auto int32 = at::TensorOptions().dtype(at::kInt).device(device);
     const at::Tensor positions = at::empty({tokens}, int32);
     const at::Tensor count = at::empty({1}, int32);
@@ -307,10 +308,9 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         add_args.count = count.data_ptr<std::int32_t>();
 
         const auto run_global = [&] {
-            kernels::compact_routed_queries(decisions.data_ptr<std::uint8_t>(), tokens,
-                                            positions.data_ptr<std::int32_t>(),
-                                            count.data_ptr<std::int32_t>(),
-                                            workspace.data_ptr(), workspace_bytes, stream);
+            kernels::compact_routed_queries(
+                decisions.data_ptr<std::uint8_t>(), tokens, positions.data_ptr<std::int32_t>(),
+                count.data_ptr<std::int32_t>(), workspace.data_ptr(), workspace_bytes, stream);
             kernels::global_attention_forward(global_args, stream);
             kernels::scatter_add_rows(add_args, stream);
         };
@@ -320,10 +320,9 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         positions.fill_(-1);
         count.fill_(-1);
         global_out.fill_(std::numeric_limits<float>::quiet_NaN());
-        kernels::compact_routed_queries(decisions.data_ptr<std::uint8_t>(), tokens,
-                                        positions.data_ptr<std::int32_t>(),
-                                        count.data_ptr<std::int32_t>(), workspace.data_ptr(),
-                                        workspace_bytes, stream);
+        kernels::compact_routed_queries(
+            decisions.data_ptr<std::uint8_t>(), tokens, positions.data_ptr<std::int32_t>(),
+            count.data_ptr<std::int32_t>(), workspace.data_ptr(), workspace_bytes, stream);
         kernels::global_attention_forward(global_args, stream);
         const std::int64_t got_count = count.item<std::int32_t>();
         bool same_positions = got_count == routed;
@@ -347,14 +346,16 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
             }
             const at::Tensor picked_index =
                 at::tensor(picked, at::TensorOptions().dtype(at::kLong)).to(device);
-            global_error = max_row_error(q_packed.index_select(0, picked_index),
-                                         global_out.index_select(0, picked_index),
-                                         picked_positions, k, v, 0);
+            global_error =
+                max_row_error(q_packed.index_select(0, picked_index),
+                              global_out.index_select(0, picked_index), picked_positions, k, v, 0);
         }
         if (!(global_error <= o.tolerance)) {
-            fail("", "bench attention: the global attention kernel disagrees with the fp32 "
-                     "reference at " + case_label + ": relative error " +
-                         std::to_string(global_error) + " > " + std::to_string(o.tolerance));
+            fail("",
+                 "bench attention: the global attention kernel disagrees with the fp32 "
+                 "reference at " +
+                     case_label + ": relative error " + std::to_string(global_error) + " > " +
+                     std::to_string(o.tolerance));
         }
 
         if (o.progress) o.progress(case_label + " timing");

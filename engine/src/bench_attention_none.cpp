@@ -5,8 +5,9 @@
 namespace l2a {
 
 AttentionBenchResult bench_attention(const AttentionBenchOptions&) {
-    fail("", "bench attention needs a build with CUDA (configure with -DL2A_WITH_CUDA=ON); "
-             "this build has no CUDA path");
+    fail("",
+         "bench attention needs a build with CUDA (configure with -DL2A_WITH_CUDA=ON); "
+         "this build has no CUDA path");
 }
 
 }  // namespace l2a

@@ -38,31 +38,27 @@ std::string clip(std::string text, std::size_t max_bytes = 40) {
     return text;
 }
 
-std::string single_quoted(const std::string& text) {
-    return "'" + clip(text) + "'";
-}
+std::string single_quoted(const std::string& text) { return "'" + clip(text) + "'"; }
 
 // A JSON value as it should appear in an error message: short, and never a whole container.
 std::string describe(const json& value) {
     switch (value.type()) {
-    case json::value_t::object:
-        return "an object";
-    case json::value_t::array:
-        return "an array";
-    case json::value_t::null:
-        return "null";
-    case json::value_t::string:
-        return "string \"" + clip(value.get<std::string>()) + "\"";
-    case json::value_t::boolean:
-        return std::string("boolean ") + (value.get<bool>() ? "true" : "false");
-    default:
-        return "number " + value.dump();
+        case json::value_t::object:
+            return "an object";
+        case json::value_t::array:
+            return "an array";
+        case json::value_t::null:
+            return "null";
+        case json::value_t::string:
+            return "string \"" + clip(value.get<std::string>()) + "\"";
+        case json::value_t::boolean:
+            return std::string("boolean ") + (value.get<bool>() ? "true" : "false");
+        default:
+            return "number " + value.dump();
     }
 }
 
-std::string format_number(double value) {
-    return json(value).dump();
-}
+std::string format_number(double value) { return json(value).dump(); }
 
 // Reads typed fields out of one JSON object, naming `origin` and the field on every error.
 // JSON null counts as absent, as None does for the HuggingFace config classes.
@@ -233,8 +229,7 @@ void parse_head_geometry(const FieldReader& root, ModelConfig& config) {
         if (config.hidden_size % config.num_attention_heads != 0) {
             root.error("hidden_size (" + std::to_string(config.hidden_size) +
                        ") is not a multiple of num_attention_heads (" +
-                       std::to_string(config.num_attention_heads) +
-                       ") and there is no head_dim");
+                       std::to_string(config.num_attention_heads) + ") and there is no head_dim");
         }
         config.head_dim = config.hidden_size / config.num_attention_heads;
     }
@@ -274,8 +269,8 @@ RopeScaling parse_yarn(const FieldReader& root, const FieldReader& rope, const j
     // An explicit null factor means "the ratio of the context lengths", as in DeepSeek-V3.
     auto factor = dict.find("factor");
     if (factor != dict.end() && factor->is_null()) {
-        scaling.factor = static_cast<double>(config.max_position_embeddings) /
-                         static_cast<double>(original);
+        scaling.factor =
+            static_cast<double>(config.max_position_embeddings) / static_cast<double>(original);
         if (scaling.factor < 1.0) {
             rope.error(rope.name("factor") +
                        " is null and max_position_embeddings / "
@@ -436,14 +431,14 @@ double decision_cut(const L2AConfig& l2a, std::optional<double> threshold) {
 
 const char* model_type_name(ModelType type) {
     switch (type) {
-    case ModelType::Qwen2:
-        return "qwen2";
-    case ModelType::Qwen3:
-        return "qwen3";
-    case ModelType::L2AQwen2:
-        return "l2a_qwen2";
-    case ModelType::L2AQwen3:
-        return "l2a_qwen3";
+        case ModelType::Qwen2:
+            return "qwen2";
+        case ModelType::Qwen3:
+            return "qwen3";
+        case ModelType::L2AQwen2:
+            return "l2a_qwen2";
+        case ModelType::L2AQwen3:
+            return "l2a_qwen3";
     }
     return "unknown";
 }
@@ -523,14 +518,14 @@ std::string model_config_to_json(const ModelConfig& config) {
     json out = json::object();
     out["model_type"] = model_type_name(config.model_type);
     switch (config.model_type) {
-    case ModelType::Qwen2:
-        out["architectures"] = json::array({"Qwen2ForCausalLM"});
-        break;
-    case ModelType::Qwen3:
-        out["architectures"] = json::array({"Qwen3ForCausalLM"});
-        break;
-    default:
-        break;
+        case ModelType::Qwen2:
+            out["architectures"] = json::array({"Qwen2ForCausalLM"});
+            break;
+        case ModelType::Qwen3:
+            out["architectures"] = json::array({"Qwen3ForCausalLM"});
+            break;
+        default:
+            break;
     }
     out["vocab_size"] = config.vocab_size;
     out["hidden_size"] = config.hidden_size;
@@ -558,33 +553,33 @@ std::string model_config_to_json(const ModelConfig& config) {
         json scaling = json::object();
         scaling["factor"] = rope.factor;
         switch (rope.type) {
-        case RopeScalingType::Linear:
-            scaling["rope_type"] = "linear";
-            break;
-        case RopeScalingType::Dynamic:
-            scaling["rope_type"] = "dynamic";
-            break;
-        default:
-            scaling["rope_type"] = "yarn";
-            scaling["beta_fast"] = rope.beta_fast;
-            scaling["beta_slow"] = rope.beta_slow;
-            if (rope.original_max_position_embeddings) {
-                scaling["original_max_position_embeddings"] =
-                    *rope.original_max_position_embeddings;
-            }
-            if (rope.attention_factor) {
-                scaling["attention_factor"] = *rope.attention_factor;
-            }
-            if (rope.mscale) {
-                scaling["mscale"] = *rope.mscale;
-            }
-            if (rope.mscale_all_dim) {
-                scaling["mscale_all_dim"] = *rope.mscale_all_dim;
-            }
-            if (!rope.truncate) {
-                scaling["truncate"] = false;
-            }
-            break;
+            case RopeScalingType::Linear:
+                scaling["rope_type"] = "linear";
+                break;
+            case RopeScalingType::Dynamic:
+                scaling["rope_type"] = "dynamic";
+                break;
+            default:
+                scaling["rope_type"] = "yarn";
+                scaling["beta_fast"] = rope.beta_fast;
+                scaling["beta_slow"] = rope.beta_slow;
+                if (rope.original_max_position_embeddings) {
+                    scaling["original_max_position_embeddings"] =
+                        *rope.original_max_position_embeddings;
+                }
+                if (rope.attention_factor) {
+                    scaling["attention_factor"] = *rope.attention_factor;
+                }
+                if (rope.mscale) {
+                    scaling["mscale"] = *rope.mscale;
+                }
+                if (rope.mscale_all_dim) {
+                    scaling["mscale_all_dim"] = *rope.mscale_all_dim;
+                }
+                if (!rope.truncate) {
+                    scaling["truncate"] = false;
+                }
+                break;
         }
         out["rope_scaling"] = std::move(scaling);
     }

@@ -27,10 +27,9 @@ namespace l2a {
 namespace {
 
 // Files of a model folder besides config and weights that a user expects to keep.
-constexpr const char* kSideFiles[] = {"tokenizer.json",          "tokenizer_config.json",
-                                      "special_tokens_map.json", "vocab.json",
-                                      "merges.txt",              "generation_config.json",
-                                      "added_tokens.json",       "README.md"};
+constexpr const char* kSideFiles[] = {
+    "tokenizer.json", "tokenizer_config.json",  "special_tokens_map.json", "vocab.json",
+    "merges.txt",     "generation_config.json", "added_tokens.json",       "README.md"};
 
 struct Output {
     std::string name;
@@ -38,7 +37,6 @@ struct Output {
     std::vector<std::int64_t> shape;
     std::string source;  // base tensor to copy; empty: zeros
 };
-
 
 // Writes a model folder atomically: `fill` writes into a temporary folder beside `out`, which
 // then replaces `out` (an existing one only once the new one is complete).
@@ -49,14 +47,16 @@ void write_model_folder(const std::filesystem::path& out, Fill&& fill) {
     const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
     fs::create_directories(parent, ec);
     if (ec) fail(parent.string(), "cannot create the folder: " + ec.message());
-    const fs::path temp = parent / ("." + out.filename().string() + ".writing-" + std::to_string(::getpid()));
+    const fs::path temp =
+        parent / ("." + out.filename().string() + ".writing-" + std::to_string(::getpid()));
     fs::remove_all(temp, ec);
     fs::create_directories(temp, ec);
     if (ec) fail(temp.string(), "cannot create a temporary folder: " + ec.message());
     try {
         fill(temp);
         if (fs::exists(out)) {
-            const fs::path old = parent / ("." + out.filename().string() + ".replaced-" + std::to_string(::getpid()));
+            const fs::path old = parent / ("." + out.filename().string() + ".replaced-" +
+                                           std::to_string(::getpid()));
             fs::rename(out, old);
             fs::rename(temp, out);
             fs::remove_all(old, ec);
@@ -82,7 +82,8 @@ void copy_side_files(const std::filesystem::path& from, const std::filesystem::p
     }
 }
 
-void check_output_folder(const std::filesystem::path& base, const std::filesystem::path& out, bool overwrite) {
+void check_output_folder(const std::filesystem::path& base, const std::filesystem::path& out,
+                         bool overwrite) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::exists(out)) {
@@ -108,7 +109,8 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
     if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
         fail("--temp", "must be a positive number");
     }
-    if (!(options.threshold > 0.0 && options.threshold < 1.0)) fail("--threshold", "must be strictly between 0 and 1");
+    if (!(options.threshold > 0.0 && options.threshold < 1.0))
+        fail("--threshold", "must be strictly between 0 and 1");
     check_output_folder(base, out, options.overwrite);
 
     ConstructSummary summary;
@@ -124,7 +126,8 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
         fail(config_path.string(), describe_json_error(e.what()));
     }
     j["model_type"] = summary.l2a_type;
-    j["architectures"] = {config.model_type == ModelType::Qwen3 ? "L2AQwen3ForCausalLM" : "L2AQwen2ForCausalLM"};
+    j["architectures"] = {config.model_type == ModelType::Qwen3 ? "L2AQwen3ForCausalLM"
+                                                                : "L2AQwen2ForCausalLM"};
     j["sliding_window"] = options.window;
     j["sigmoid_temp"] = options.temperature;
     j["sigmoid_threshold"] = options.threshold;
@@ -164,7 +167,8 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
              {names::AttentionPart::QProj, names::AttentionPart::KProj, names::AttentionPart::VProj,
               names::AttentionPart::OProj}) {
             const std::string t = names::attention_tensor(layer, names::AttentionSet::Local, part);
-            if (!checkpoint.has(t)) fail(checkpoint.file_of(norm).string(), "missing tensor '" + t + "'");
+            if (!checkpoint.has(t))
+                fail(checkpoint.file_of(norm).string(), "missing tensor '" + t + "'");
         }
     }
 
@@ -203,7 +207,9 @@ ConstructSummary construct_l2a(const std::filesystem::path& base, const std::fil
 
 namespace {
 
-float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+float bf16_to_float(std::uint16_t h) {
+    return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
+}
 
 std::uint16_t float_to_bf16(float f) {  // round to nearest even; NaN stays NaN
     const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
@@ -218,9 +224,11 @@ float f16_to_float(std::uint16_t h) {
     if (exponent == 0) {
         magnitude = std::ldexp(static_cast<float>(mantissa), -24);
     } else if (exponent == 31) {
-        magnitude = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+        magnitude = mantissa ? std::numeric_limits<float>::quiet_NaN()
+                             : std::numeric_limits<float>::infinity();
     } else {
-        magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
+        magnitude =
+            std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
     }
     return std::bit_cast<float>(std::bit_cast<std::uint32_t>(magnitude) | sign);
 }
@@ -232,7 +240,8 @@ std::uint16_t float_to_f16(float f) {  // round to nearest even, overflow to inf
     if (std::isnan(f)) return static_cast<std::uint16_t>(sign | 0x7E00);
     if (a >= 65520.0f) return static_cast<std::uint16_t>(sign | 0x7C00);
     if (a < 6.103515625e-05f) {  // subnormal: multiples of 2^-24
-        return static_cast<std::uint16_t>(sign | static_cast<std::uint16_t>(std::nearbyint(a * 16777216.0f)));
+        return static_cast<std::uint16_t>(
+            sign | static_cast<std::uint16_t>(std::nearbyint(a * 16777216.0f)));
     }
     const std::uint32_t abits = std::bit_cast<std::uint32_t>(a);
     const std::uint32_t exponent = (abits >> 23) - 127 + 15;
@@ -247,13 +256,14 @@ bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d =
 
 }  // namespace
 
-ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std::filesystem::path& out,
-                                  DType dtype, bool overwrite,
+ConvertSummary convert_checkpoint(const std::filesystem::path& model,
+                                  const std::filesystem::path& out, DType dtype, bool overwrite,
                                   const std::function<void(std::int64_t, std::int64_t)>& progress) {
     namespace fs = std::filesystem;
     if (!is_float_dtype(dtype)) fail("--dtype", "expected f32, bf16 or f16");
     const fs::path config_path = model / "config.json";
-    if (!fs::exists(config_path)) fail(model.string(), "not a model folder (it has no config.json)");
+    if (!fs::exists(config_path))
+        fail(model.string(), "not a model folder (it has no config.json)");
     (void)load_model_config(config_path);  // a readable configuration, or a clear error
     check_output_folder(model, out, overwrite);
     const Checkpoint checkpoint = Checkpoint::open(model);
@@ -268,7 +278,9 @@ ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std:
     write_model_folder(out, [&](const fs::path& temp) {
         // config.json as it was, but for the type it names for the weights.
         nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_text_file(config_path));
-        config["torch_dtype"] = dtype == DType::BF16 ? "bfloat16" : dtype == DType::F16 ? "float16" : "float32";
+        config["torch_dtype"] = dtype == DType::BF16  ? "bfloat16"
+                                : dtype == DType::F16 ? "float16"
+                                                      : "float32";
         write_text_atomically(temp / "config.json", config.dump(2) + "\n");
         copy_side_files(model, temp);
         SafetensorsWriter writer(temp / "model.safetensors");
@@ -303,7 +315,8 @@ ConvertSummary convert_checkpoint(const std::filesystem::path& model, const std:
                     if (to == DType::F32) {
                         std::memcpy(dst + 4 * k, &v, 4);
                     } else {
-                        const std::uint16_t h = to == DType::BF16 ? float_to_bf16(v) : float_to_f16(v);
+                        const std::uint16_t h =
+                            to == DType::BF16 ? float_to_bf16(v) : float_to_f16(v);
                         std::memcpy(dst + 2 * k, &h, 2);
                     }
                 }

@@ -320,7 +320,8 @@ std::vector<std::filesystem::path> demo_model_candidates() {
     std::error_code ec;
     const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     if (!ec && exe.has_parent_path()) {
-        candidates.push_back(exe.parent_path().parent_path() / "share" / "l2a-studio" / "models" / kDemoModelName);
+        candidates.push_back(exe.parent_path().parent_path() / "share" / "l2a-studio" / "models" /
+                             kDemoModelName);
     }
 #ifdef L2A_ASSETS_DIR
     candidates.push_back(fs::path(L2A_ASSETS_DIR) / "models" / kDemoModelName);
@@ -331,7 +332,8 @@ std::vector<std::filesystem::path> demo_model_candidates() {
 namespace {
 
 // The first candidate that holds a config.json, if any.
-std::optional<std::filesystem::path> first_model_folder(const std::vector<std::filesystem::path>& candidates) {
+std::optional<std::filesystem::path> first_model_folder(
+    const std::vector<std::filesystem::path>& candidates) {
     std::error_code ec;
     for (const auto& dir : candidates) {
         if (std::filesystem::is_regular_file(dir / "config.json", ec)) return dir;
@@ -353,7 +355,8 @@ std::filesystem::path require_demo_model() {
     std::string looked;
     for (const auto& c : candidates) looked += (looked.empty() ? "" : ", ") + c.string();
     fail(candidates.empty() ? std::string(kDemoModelName) : candidates.back().string(),
-         "the demo model is missing (looked in " + looked + "); reinstall L2A Studio, or set L2A_DEMO_DIR to a model folder");
+         "the demo model is missing (looked in " + looked +
+             "); reinstall L2A Studio, or set L2A_DEMO_DIR to a model folder");
 }
 
 std::filesystem::path ensure_untrained_model(const std::filesystem::path& dir) {

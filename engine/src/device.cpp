@@ -25,7 +25,8 @@ int parse_cuda_index(const std::string& device) {
 
 std::string gib(std::int64_t bytes) {
     char text[32];
-    std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
+    std::snprintf(text, sizeof text, "%.1f GiB",
+                  static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
     return text;
 }
 
@@ -88,7 +89,8 @@ void require_device(const std::string& device) {
     }
     const int count = cuda_device_count();
     if (count == 0) {
-        fail("", "--device " + device + ": no CUDA device is visible on this machine; available: cpu");
+        fail("",
+             "--device " + device + ": no CUDA device is visible on this machine; available: cpu");
     }
     if (index >= count) {
         std::string available = "cpu";
@@ -133,7 +135,8 @@ std::int64_t peak_memory(const at::Device& device) {
 #if L2A_ENGINE_CUDA
     if (device.is_cuda()) {
         const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-        return stats.allocated_bytes[static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+        return stats
+            .allocated_bytes[static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
             .peak;
     }
 #else

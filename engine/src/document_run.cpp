@@ -124,8 +124,8 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     profile.decisions = std::move(result.decisions);
     profile.token_nll = std::move(result.token_nll);
     profile.options = options;
-    profile.metrics = compute_metrics(model.config(), options, num_tokens, profile.decisions,
-                                      profile.token_nll);
+    profile.metrics =
+        compute_metrics(model.config(), options, num_tokens, profile.decisions, profile.token_nll);
     profile.ranges = std::move(result.ranges);
     profile.wall_seconds = result.wall_seconds;
     profile.cpu_threads = cpu_threads();

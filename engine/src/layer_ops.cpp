@@ -4,8 +4,8 @@
 
 namespace l2a {
 
-at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType dtype,
-                          std::int64_t block_rows) {
+at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps,
+                          at::ScalarType dtype, std::int64_t block_rows) {
     const std::int64_t t = x.size(0);
     if (t <= block_rows) return rms_norm(x, weight, eps).to(dtype);
     at::Tensor y = at::empty_like(x, x.options().dtype(dtype));
@@ -19,9 +19,12 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
 at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input) {
     const at::Tensor uf = u.to(at::kFloat);
     switch (input) {
-    case RouterInput::HiddenLinearProj: return at::matmul(uf, router.to(at::kFloat));
-    case RouterInput::HiddenFirstDim: return uf.select(-1, 0).contiguous();
-    case RouterInput::HiddenMean: return uf.mean(-1);
+        case RouterInput::HiddenLinearProj:
+            return at::matmul(uf, router.to(at::kFloat));
+        case RouterInput::HiddenFirstDim:
+            return uf.select(-1, 0).contiguous();
+        case RouterInput::HiddenMean:
+            return uf.mean(-1);
     }
     return {};
 }
@@ -29,7 +32,8 @@ at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterIn
 namespace {
 
 at::Tensor output_projection(const at::Tensor& attn, const AttentionWeights& w) {
-    return w.o_bias.defined() ? at::addmm(w.o_bias, attn, w.o_proj.t()) : at::matmul(attn, w.o_proj.t());
+    return w.o_bias.defined() ? at::addmm(w.o_bias, attn, w.o_proj.t())
+                              : at::matmul(attn, w.o_proj.t());
 }
 
 at::Tensor mlp(const LayerWeights& w, const at::Tensor& x) {
@@ -40,8 +44,9 @@ at::Tensor mlp(const LayerWeights& w, const at::Tensor& x) {
 
 }  // namespace
 
-at::Tensor LayerOps::attention(const AttentionWeights& w, const at::Tensor& queries_from, const QueryRows& rows,
-                               const at::Tensor& keys_from, std::int64_t window) const {
+at::Tensor LayerOps::attention(const AttentionWeights& w, const at::Tensor& queries_from,
+                               const QueryRows& rows, const at::Tensor& keys_from,
+                               std::int64_t window) const {
     const std::int64_t hq = s_.config.num_attention_heads;
     const std::int64_t hkv = s_.config.num_key_value_heads;
     at::Tensor out;
@@ -54,11 +59,13 @@ at::Tensor LayerOps::attention(const AttentionWeights& w, const at::Tensor& quer
     return output_projection(out, w);
 }
 
-at::Tensor LayerOps::causal_attention(const AttentionWeights& w, const at::Tensor& xn, std::int64_t window) const {
+at::Tensor LayerOps::causal_attention(const AttentionWeights& w, const at::Tensor& xn,
+                                      std::int64_t window) const {
     return attention(w, xn, s_.every_row, xn, window);
 }
 
-at::Tensor LayerOps::routed_attention(const AttentionWeights& w, const at::Tensor& u, const QueryRows& rows) const {
+at::Tensor LayerOps::routed_attention(const AttentionWeights& w, const at::Tensor& u,
+                                      const QueryRows& rows) const {
     return attention(w, u.index_select(0, rows.device_positions), rows, u, 0);
 }
 
@@ -91,16 +98,19 @@ public:
         return norm_in_blocks(x, weight, s.config.rms_norm_eps, s.dtype, s.norm_rows);
     }
 
-    RouterOutput add_norm_router(at::Tensor& x, at::Tensor local, const LayerWeights& w) const override {
+    RouterOutput add_norm_router(at::Tensor& x, at::Tensor local,
+                                 const LayerWeights& w) const override {
         const LayerOpsSettings& s = settings();
         const std::int64_t t = x.size(0);
         x.add_(local);
         local = at::Tensor();
-        RouterOutput out{at::empty_like(x, x.options().dtype(s.dtype)), at::empty({t}, x.options().dtype(at::kFloat))};
+        RouterOutput out{at::empty_like(x, x.options().dtype(s.dtype)),
+                         at::empty({t}, x.options().dtype(at::kFloat))};
         // The router sees the fp32 normalized rows; attention gets them in the dtype.
         for (std::int64_t r0 = 0; r0 < t; r0 += s.norm_rows) {
             const std::int64_t n = std::min(s.norm_rows, t - r0);
-            const at::Tensor uf = rms_norm(x.narrow(0, r0, n), w.global_norm, s.config.rms_norm_eps);
+            const at::Tensor uf =
+                rms_norm(x.narrow(0, r0, n), w.global_norm, s.config.rms_norm_eps);
             out.z.narrow(0, r0, n).copy_(router_logits(uf, w.router, s.config.l2a.router_input));
             out.u.narrow(0, r0, n).copy_(uf);
         }
@@ -108,16 +118,19 @@ public:
     }
 
     at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                       const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) const override {
+                       const at::Tensor& norm, std::int64_t heads,
+                       const QueryRows* rows) const override {
         const LayerOpsSettings& s = settings();
         const std::int64_t t = x.size(0);
         const std::int64_t dim = s.config.head_dim;
         const at::Tensor* positions = rows ? &rows->device_positions : nullptr;
         auto block = [&](const at::Tensor& part, std::int64_t r0) {
-            at::Tensor y = bias.defined() ? at::addmm(bias, part, weight.t()) : at::matmul(part, weight.t());
+            at::Tensor y =
+                bias.defined() ? at::addmm(bias, part, weight.t()) : at::matmul(part, weight.t());
             y = y.view({part.size(0), heads, dim});
             if (!norm.defined() && !positions) return y;
-            at::Tensor f = norm.defined() ? rms_norm(y, norm, s.config.rms_norm_eps) : y.to(at::kFloat);
+            at::Tensor f =
+                norm.defined() ? rms_norm(y, norm, s.config.rms_norm_eps) : y.to(at::kFloat);
             if (positions) f = apply_rope(f, s.rope, positions->narrow(0, r0, part.size(0)));
             return f.to(s.dtype);
         };
@@ -152,7 +165,8 @@ public:
     }
 
     // h = x + local, u = RMSNorm_global(h) and (linear router) z = w . u in one pass.
-    RouterOutput add_norm_router(at::Tensor& x, at::Tensor local, const LayerWeights& w) const override {
+    RouterOutput add_norm_router(at::Tensor& x, at::Tensor local,
+                                 const LayerWeights& w) const override {
         const LayerOpsSettings& s = settings();
         const RouterInput input = s.config.l2a.router_input;
         const bool linear = input == RouterInput::HiddenLinearProj;
@@ -165,7 +179,8 @@ public:
     }
 
     at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                       const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) const override {
+                       const at::Tensor& norm, std::int64_t heads,
+                       const QueryRows* rows) const override {
         const LayerOpsSettings& s = settings();
         at::Tensor y = bias.defined() ? at::addmm(bias, x, weight.t()) : at::matmul(x, weight.t());
         y = y.view({x.size(0), heads, s.config.head_dim});

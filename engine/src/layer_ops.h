@@ -31,8 +31,8 @@ struct LayerOpsSettings {
     std::int64_t norm_rows;    // rows per block of norms and projections
     std::int64_t mlp_rows;
     const RopeTables& rope;
-    const QueryRows& every_row;         // tokens 0..T-1
-    std::function<void()> check;        // between blocks; throws to cancel
+    const QueryRows& every_row;   // tokens 0..T-1
+    std::function<void()> check;  // between blocks; throws to cancel
 };
 
 // The router's view of a layer's residual: u = RMSNorm_global(h) in the model dtype (global
@@ -52,11 +52,13 @@ public:
     // RMSNorm of the rows of x [n, d], returned in the model dtype.
     virtual at::Tensor norm(const at::Tensor& x, const at::Tensor& weight) const = 0;
     // h = x + local, in place on x; then u = RMSNorm(h) with w.global_norm and z = router(u).
-    virtual RouterOutput add_norm_router(at::Tensor& x, at::Tensor local, const LayerWeights& w) const = 0;
+    virtual RouterOutput add_norm_router(at::Tensor& x, at::Tensor local,
+                                         const LayerWeights& w) const = 0;
     // Normalized rows x [n, d] projected to heads [n, heads, D] in the model dtype: bias, then
     // QK-norm (when `norm` is defined) and RoPE at the positions of `rows` (none when null).
-    virtual at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                               const at::Tensor& norm, std::int64_t heads, const QueryRows* rows) const = 0;
+    virtual at::Tensor project(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, const at::Tensor& norm, std::int64_t heads,
+                               const QueryRows* rows) const = 0;
     // The routed positions (host, ascending) as query rows on the device.
     virtual QueryRows routed_rows(std::span<const std::int64_t> routed) const = 0;
     // Gated residual: h[rows[i]] += a[i]; rows not routed add nothing.
@@ -64,10 +66,12 @@ public:
 
     // Causal attention of every token over w's projections of the normalized rows xn, after the
     // output projection: [T, d]. window 0: full causal; W > 0: the last W keys.
-    at::Tensor causal_attention(const AttentionWeights& w, const at::Tensor& xn, std::int64_t window) const;
+    at::Tensor causal_attention(const AttentionWeights& w, const at::Tensor& xn,
+                                std::int64_t window) const;
     // Full causal attention of the routed queries only (keys and values of every token), after
     // the output projection: [routed, d].
-    at::Tensor routed_attention(const AttentionWeights& w, const at::Tensor& u, const QueryRows& rows) const;
+    at::Tensor routed_attention(const AttentionWeights& w, const at::Tensor& u,
+                                const QueryRows& rows) const;
     // h += MLP(RMSNorm(h) with w.post_norm), in place, in row blocks.
     void add_mlp(at::Tensor& h, const LayerWeights& w) const;
 
@@ -75,8 +79,9 @@ protected:
     const LayerOpsSettings& settings() const { return s_; }
 
 private:
-    at::Tensor attention(const AttentionWeights& w, const at::Tensor& queries_from, const QueryRows& rows,
-                         const at::Tensor& keys_from, std::int64_t window) const;
+    at::Tensor attention(const AttentionWeights& w, const at::Tensor& queries_from,
+                         const QueryRows& rows, const at::Tensor& keys_from,
+                         std::int64_t window) const;
     LayerOpsSettings s_;
 };
 
@@ -84,8 +89,8 @@ private:
 std::unique_ptr<LayerOps> make_layer_ops(LayerOpsSettings settings, bool fused);
 
 // RMSNorm of the rows of x in fp32, in blocks of `block_rows`, returned in `dtype`.
-at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType dtype,
-                          std::int64_t block_rows);
+at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps,
+                          at::ScalarType dtype, std::int64_t block_rows);
 
 // Router logits (fp32) of the normalized rows u (any dtype; computed in fp32) per the config's
 // router input mode (L2A.md): w . u, u[:, 0] or mean(u). `router` is sigmoid_linear's weight [d].

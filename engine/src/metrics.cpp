@@ -41,9 +41,8 @@ RunMetrics compute_metrics(const ModelConfig& config, const RunOptions& options,
     const std::int64_t tokens = num_tokens;
     const bool all_global = decisions.empty() && !config.is_l2a();
     if (!all_global && static_cast<std::int64_t>(decisions.size()) != layers * tokens) {
-        throw Error("metrics: expected " + std::to_string(layers) + " x " +
-                    std::to_string(tokens) + " routing decisions, got " +
-                    std::to_string(decisions.size()));
+        throw Error("metrics: expected " + std::to_string(layers) + " x " + std::to_string(tokens) +
+                    " routing decisions, got " + std::to_string(decisions.size()));
     }
     if (!token_nll.empty() && static_cast<std::int64_t>(token_nll.size()) != tokens) {
         throw Error("metrics: expected " + std::to_string(tokens) + " token NLL values, got " +
@@ -84,10 +83,9 @@ RunMetrics compute_metrics(const ModelConfig& config, const RunOptions& options,
         }
         const auto row = decisions.subspan(static_cast<std::size_t>(layer * tokens),
                                            static_cast<std::size_t>(tokens));
-        const auto routed = std::count_if(row.begin(), row.end(),
-                                          [](std::uint8_t d) { return d != 0; });
-        metrics.global_fraction[layer] =
-            static_cast<double>(routed) / static_cast<double>(tokens);
+        const auto routed =
+            std::count_if(row.begin(), row.end(), [](std::uint8_t d) { return d != 0; });
+        metrics.global_fraction[layer] = static_cast<double>(routed) / static_cast<double>(tokens);
     }
     double fraction_sum = 0.0;
     for (double fraction : metrics.global_fraction) {

@@ -24,13 +24,20 @@ namespace {
 
 at::ScalarType scalar_type(DType dtype) {
     switch (dtype) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I32: return at::kInt;
-    case DType::I64: return at::kLong;
-    case DType::U8: return at::kByte;
-    case DType::BOOL: return at::kBool;
+        case DType::F32:
+            return at::kFloat;
+        case DType::F16:
+            return at::kHalf;
+        case DType::BF16:
+            return at::kBFloat16;
+        case DType::I32:
+            return at::kInt;
+        case DType::I64:
+            return at::kLong;
+        case DType::U8:
+            return at::kByte;
+        case DType::BOOL:
+            return at::kBool;
     }
     return at::kFloat;
 }
@@ -175,14 +182,18 @@ public:
         const at::TensorOptions options = at::TensorOptions().device(device_).dtype(dtype_);
         at::Tensor t;
         switch (init) {
-        case Init::Norm: t = at::ones(shape, options); break;
-        case Init::Bias: t = at::zeros(shape, options); break;
-        case Init::Matrix:
-        case Init::Router: {
-            at::Generator generator = make_generator(tensor_seed(name));
-            t = at::empty(shape, options).normal_(0.0, 0.02, generator);
-            break;
-        }
+            case Init::Norm:
+                t = at::ones(shape, options);
+                break;
+            case Init::Bias:
+                t = at::zeros(shape, options);
+                break;
+            case Init::Matrix:
+            case Init::Router: {
+                at::Generator generator = make_generator(tensor_seed(name));
+                t = at::empty(shape, options).normal_(0.0, 0.02, generator);
+                break;
+            }
         }
         parameters_ += t.numel();
         return t;
@@ -273,9 +284,12 @@ void make_weights(Weights& weights, Model::Impl& impl) {
 
 std::string router_input_name(RouterInput input) {
     switch (input) {
-    case RouterInput::HiddenLinearProj: return "hidden_linearproj";
-    case RouterInput::HiddenFirstDim: return "hidden_firstdim";
-    case RouterInput::HiddenMean: return "hidden_mean";
+        case RouterInput::HiddenLinearProj:
+            return "hidden_linearproj";
+        case RouterInput::HiddenFirstDim:
+            return "hidden_firstdim";
+        case RouterInput::HiddenMean:
+            return "hidden_mean";
     }
     return "?";
 }
@@ -341,8 +355,8 @@ void make_on_device(Model::Impl& impl, const std::string& what, Make&& make) {
         impl.layers.clear();
         impl.embed = impl.lm_head = impl.final_norm = at::Tensor();
         fail("", out_of_memory_message(impl.device, "loading " + what,
-                                       std::to_string(impl.config.num_hidden_layers) + " layers in " +
-                                           impl.placement.dtype,
+                                       std::to_string(impl.config.num_hidden_layers) +
+                                           " layers in " + impl.placement.dtype,
                                        "try a smaller model"));
     }
 }
@@ -364,9 +378,10 @@ Model Model::load(const std::filesystem::path& model_dir, const Placement& place
     place(*impl, placement);
     std::error_code ec;
     if (!std::filesystem::is_directory(model_dir, ec)) {
-        fail(model_dir.string(), std::filesystem::exists(model_dir, ec)
-                                     ? "not a folder (a model is a folder with config.json and weights)"
-                                     : "no such model folder");
+        fail(model_dir.string(),
+             std::filesystem::exists(model_dir, ec)
+                 ? "not a folder (a model is a folder with config.json and weights)"
+                 : "no such model folder");
     }
     impl->dir = model_dir;
     impl->config = load_model_config(model_dir / "config.json");
@@ -399,7 +414,8 @@ Model Model::random(const ModelConfig& config, std::uint64_t seed, const Placeme
         c.num_attention_heads % c.num_key_value_heads != 0) {
         fail("", name + ": the configuration has an empty or inconsistent shape");
     }
-    if (c.is_l2a() && c.l2a.sliding_window < 1) fail("", name + ": sliding_window must be at least 1");
+    if (c.is_l2a() && c.l2a.sliding_window < 1)
+        fail("", name + ": sliding_window must be at least 1");
     impl->config = config;
     impl->config.untrained = true;
     {

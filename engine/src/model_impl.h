@@ -18,31 +18,31 @@ namespace l2a {
 struct AttentionWeights {
     at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in], as stored by HuggingFace
     at::Tensor q_bias, k_bias, v_bias, o_bias;
-    at::Tensor q_norm, k_norm;                  // [head_dim]
+    at::Tensor q_norm, k_norm;  // [head_dim]
 };
 
 struct LayerWeights {
-    at::Tensor input_norm;     // [d]
-    AttentionWeights attn;     // plain models: the full attention; L2A: the local (SWA) set
-    at::Tensor post_norm;      // [d]
+    at::Tensor input_norm;  // [d]
+    AttentionWeights attn;  // plain models: the full attention; L2A: the local (SWA) set
+    at::Tensor post_norm;   // [d]
     at::Tensor gate_proj, up_proj, down_proj;
     // L2A only.
-    at::Tensor global_norm;    // [d]  input_layernorm_global
-    AttentionWeights global;   // *_proj_global
-    at::Tensor router;         // [d]  sigmoid_linear.weight, flattened
+    at::Tensor global_norm;   // [d]  input_layernorm_global
+    AttentionWeights global;  // *_proj_global
+    at::Tensor router;        // [d]  sigmoid_linear.weight, flattened
 };
 
 struct Model::Impl {
     std::filesystem::path dir;
-    Placement placement;                  // as resolved: dtype never "auto"
+    Placement placement;  // as resolved: dtype never "auto"
     at::Device device = at::Device(at::kCPU);
     at::ScalarType dtype = at::kFloat;
     ModelConfig config;
     ModelSummary summary;
     std::optional<Tokenizer> tokenizer;
-    at::Tensor embed;          // [V, d]
-    at::Tensor final_norm;     // [d]
-    at::Tensor lm_head;        // [V, d] (the embedding when tied)
+    at::Tensor embed;       // [V, d]
+    at::Tensor final_norm;  // [d]
+    at::Tensor lm_head;     // [V, d] (the embedding when tied)
     std::vector<LayerWeights> layers;
     std::vector<std::string> warnings;  // Model::warnings()
 };

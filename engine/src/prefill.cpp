@@ -1,5 +1,8 @@
 #include "l2a/engine/prefill.h"
 
+#include <ATen/Parallel.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,9 +12,6 @@
 #include <numeric>
 #include <string>
 #include <thread>
-
-#include <ATen/Parallel.h>
-#include <sched.h>
 
 #include "attention.h"
 #include "device_runtime.h"
@@ -54,9 +54,7 @@ public:
     std::string current() const {
         return open_.empty() ? "the run" : range_name(out_[open_.back()]);
     }
-    double seconds() const {
-        return std::chrono::duration<double>(Clock::now() - start_).count();
-    }
+    double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
 private:
     void close() {
@@ -80,7 +78,8 @@ struct Range {
         recorder.begin(phase, layer);
     }
     ~Range() noexcept(false) {
-        // During unwinding the recorder's unwind() closes what is left, without touching the device.
+        // During unwinding the recorder's unwind() closes what is left, without touching the
+        // device.
         if (std::uncaught_exceptions() == exceptions_) recorder.end();
     }
     Range(const Range&) = delete;
@@ -89,7 +88,8 @@ struct Range {
     int exceptions_ = std::uncaught_exceptions();
 };
 
-Backend validate(const Model& model, std::span<const std::int32_t> tokens, const RunOptions& options) {
+Backend validate(const Model& model, std::span<const std::int32_t> tokens,
+                 const RunOptions& options) {
     const ModelConfig& c = model.config();
     const Model::Impl& m = model.impl();
     const std::string& where = model.summary().path;
@@ -97,7 +97,8 @@ Backend validate(const Model& model, std::span<const std::int32_t> tokens, const
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         if (tokens[i] < 0 || tokens[i] >= c.vocab_size) {
             fail("", "token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                         " is outside the model's vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+                         " is outside the model's vocabulary (0.." +
+                         std::to_string(c.vocab_size - 1) + ")");
         }
     }
     if (options.chunk_size < 1) fail("", "--chunk: must be at least 1");
@@ -115,7 +116,8 @@ Backend validate(const Model& model, std::span<const std::int32_t> tokens, const
                          ": runs on CUDA devices only (this run is on the CPU, where the backend "
                          "is reference)");
         }
-        if (!cuda_built()) fail("", "--backend " + options.backend + ": this build has no CUDA support");
+        if (!cuda_built())
+            fail("", "--backend " + options.backend + ": this build has no CUDA support");
     }
     if (backend == Backend::Kernels) {
         if (m.dtype != at::kBFloat16 && m.dtype != at::kHalf) {
@@ -129,9 +131,10 @@ Backend validate(const Model& model, std::span<const std::int32_t> tokens, const
     }
     const bool l2a = c.is_l2a() && !options.as_base;
     if (!l2a) {
-        const std::string plain = c.is_l2a() ? std::string("--as-base runs no router")
-                                             : where + " is a plain " + model_type_name(c.model_type) +
-                                                   " model without L2A layers";
+        const std::string plain = c.is_l2a()
+                                      ? std::string("--as-base runs no router")
+                                      : where + " is a plain " + model_type_name(c.model_type) +
+                                            " model without L2A layers";
         if (options.routing.kind != RoutingKind::Learned) fail("", "--routing: " + plain);
         if (!options.prune.empty()) fail("", "--prune: " + plain);
         if (options.threshold) fail("", "--threshold: " + plain);
@@ -162,37 +165,42 @@ AttentionBackend backend_function(Backend backend) {
 }
 
 // Applies the routing policy to one layer's router logits.
-void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer, std::span<const float> z,
-                  std::span<std::uint8_t> out) {
+void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer,
+                  std::span<const float> z, std::span<std::uint8_t> out) {
     const std::size_t t = z.size();
     switch (options.routing.kind) {
-    case RoutingKind::Learned: {
-        const double cut = decision_cut(l2a, options.threshold);
-        for (std::size_t i = 0; i < t; ++i) out[i] = static_cast<double>(z[i]) >= cut ? 1 : 0;
-        break;
-    }
-    case RoutingKind::Global: std::fill(out.begin(), out.end(), 1); break;
-    case RoutingKind::Local: std::fill(out.begin(), out.end(), 0); break;
-    case RoutingKind::Random: {
-        std::uint64_t state = options.seed ^ (0xD1B54A32D192ED03ull * static_cast<std::uint64_t>(layer + 1));
-        for (std::size_t i = 0; i < t; ++i) {
-            const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
-            out[i] = u < options.routing.fraction ? 1 : 0;
+        case RoutingKind::Learned: {
+            const double cut = decision_cut(l2a, options.threshold);
+            for (std::size_t i = 0; i < t; ++i) out[i] = static_cast<double>(z[i]) >= cut ? 1 : 0;
+            break;
         }
-        break;
-    }
-    case RoutingKind::Top: {
-        const auto keep = static_cast<std::size_t>(
-            std::llround(options.routing.fraction * static_cast<double>(t)));
-        std::vector<std::uint32_t> order(t);
-        std::iota(order.begin(), order.end(), 0u);
-        // Highest logits first; among equal logits the earlier token wins.
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::uint32_t a, std::uint32_t b) { return z[a] > z[b]; });
-        std::fill(out.begin(), out.end(), 0);
-        for (std::size_t i = 0; i < std::min(keep, t); ++i) out[order[i]] = 1;
-        break;
-    }
+        case RoutingKind::Global:
+            std::fill(out.begin(), out.end(), 1);
+            break;
+        case RoutingKind::Local:
+            std::fill(out.begin(), out.end(), 0);
+            break;
+        case RoutingKind::Random: {
+            std::uint64_t state =
+                options.seed ^ (0xD1B54A32D192ED03ull * static_cast<std::uint64_t>(layer + 1));
+            for (std::size_t i = 0; i < t; ++i) {
+                const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+                out[i] = u < options.routing.fraction ? 1 : 0;
+            }
+            break;
+        }
+        case RoutingKind::Top: {
+            const auto keep = static_cast<std::size_t>(
+                std::llround(options.routing.fraction * static_cast<double>(t)));
+            std::vector<std::uint32_t> order(t);
+            std::iota(order.begin(), order.end(), 0u);
+            // Highest logits first; among equal logits the earlier token wins.
+            std::stable_sort(order.begin(), order.end(),
+                             [&](std::uint32_t a, std::uint32_t b) { return z[a] > z[b]; });
+            std::fill(out.begin(), out.end(), 0);
+            for (std::size_t i = 0; i < std::min(keep, t); ++i) out[order[i]] = 1;
+            break;
+        }
     }
 }
 
@@ -264,8 +272,12 @@ void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
 // activations. The arithmetic only marks where its phases begin and end.
 class RunRecorder {
 public:
-    RunRecorder(const Model& model, const PrefillHooks& hooks, PrefillResult& result, const at::Device& device)
-        : model_(model), hooks_(hooks), ranges_(hooks.observer, result.ranges, device), cuda_(device.is_cuda()),
+    RunRecorder(const Model& model, const PrefillHooks& hooks, PrefillResult& result,
+                const at::Device& device)
+        : model_(model),
+          hooks_(hooks),
+          ranges_(hooks.observer, result.ranges, device),
+          cuda_(device.is_cuda()),
           layers_(result.num_layers) {
         if (ResidualCheckpoints* keep = hooks.checkpoints) {
             keep->entering.assign(static_cast<std::size_t>(result.num_layers), {});
@@ -286,7 +298,8 @@ public:
         }
     }
     void progress_at_layer(std::int64_t layer) const {
-        progress(static_cast<double>(layer), "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
+        progress(static_cast<double>(layer),
+                 "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
     }
 
     // A stage outside the layers (Phase::Embed, Phase::LmHead).
@@ -297,12 +310,14 @@ public:
     // Enters a layer with x the residual stream: keeps x when asked, and opens the layer's range.
     Range begin_layer(std::int64_t layer, const at::Tensor& x) {
         check();
-        if (keeps(layer)) keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
+        if (keeps(layer))
+            keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
         if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
         return Range(ranges_, Phase::Layer, layer);
     }
     // The layer's routing is decided; what is left of it is the MLP.
-    void routed(std::int64_t layer, std::span<const float> z, std::span<const std::uint8_t> d) const {
+    void routed(std::int64_t layer, std::span<const float> z,
+                std::span<const std::uint8_t> d) const {
         if (hooks_.observer) hooks_.observer->on_routing(static_cast<int>(layer), z, d);
         progress(static_cast<double>(layer) + 0.8, "layer " + std::to_string(layer) + " / mlp");
     }
@@ -351,8 +366,8 @@ private:
     bool keeps(std::int64_t layer) const {
         const ResidualCheckpoints* keep = hooks_.checkpoints;
         if (!keep) return false;
-        return keep->every_layer ||
-               std::find(keep->layers.begin(), keep->layers.end(), static_cast<int>(layer)) != keep->layers.end();
+        return keep->every_layer || std::find(keep->layers.begin(), keep->layers.end(),
+                                              static_cast<int>(layer)) != keep->layers.end();
     }
 
     const Model& model_;
@@ -360,7 +375,8 @@ private:
     RangeRecorder ranges_;
     bool cuda_;
     std::int64_t layers_;
-    std::vector<std::pair<std::int64_t, at::Tensor>> finite_flags_;  // CUDA: read after the last layer
+    std::vector<std::pair<std::int64_t, at::Tensor>>
+        finite_flags_;  // CUDA: read after the last layer
 };
 
 // How a run turns an L2A layer's router logits into decisions.
@@ -370,7 +386,8 @@ struct Routing {
     bool l2a_layers;  // false: plain layers (a plain model, or an L2A model run --as-base)
 
     // Reads the logits z into z_out (the one host synchronization of a layer), then decides.
-    void decide(int layer, const at::Tensor& z, std::span<float> z_out, std::span<std::uint8_t> d_out) const {
+    void decide(int layer, const at::Tensor& z, std::span<float> z_out,
+                std::span<std::uint8_t> d_out) const {
         copy_to_host(z, z_out.data());
         if (std::binary_search(options.prune.begin(), options.prune.end(), layer)) {
             std::fill(d_out.begin(), d_out.end(), 0);
@@ -391,7 +408,8 @@ std::vector<std::int64_t> routed_positions(std::span<const std::uint8_t> decisio
 // One decoder layer (L2A.md), in place on the residual stream x [T, d]. An L2A layer writes its
 // router logits and decisions to z and d; a plain layer leaves them as they are.
 void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& routing, int layer,
-                   at::Tensor& x, std::span<float> z, std::span<std::uint8_t> d, RunRecorder& record) {
+                   at::Tensor& x, std::span<float> z, std::span<std::uint8_t> d,
+                   RunRecorder& record) {
     if (!routing.l2a_layers) {
         // A plain Qwen layer (or an L2A layer run as its base): full causal attention with the
         // first attention set, i.e. global attention for every token.
@@ -401,7 +419,8 @@ void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& ro
         at::Tensor local;
         {
             const Range r = record.phase(layer, Phase::Local);
-            local = ops.causal_attention(w.attn, ops.norm(x, w.input_norm), routing.l2a.sliding_window);
+            local =
+                ops.causal_attention(w.attn, ops.norm(x, w.input_norm), routing.l2a.sliding_window);
         }
         RouterOutput router;
         {
@@ -425,13 +444,15 @@ void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& ro
 // The LM head over normalized final rows xn [n, d]: fp32 logits (for half-precision weights
 // straight from the GEMM's fp32 accumulator), `block_rows` rows at a time, handed in order to
 // `each(first_row, logits)`. `check` (when set) runs before each block.
-void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows, const std::function<void()>& check,
+void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows,
+             const std::function<void()>& check,
              const std::function<void(std::int64_t, const at::Tensor&)>& each) {
     const std::int64_t rows = xn.size(0);
     for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
         if (check) check();
         const at::Tensor x = xn.narrow(0, r0, std::min(block_rows, rows - r0));
-        each(r0, m.dtype == at::kFloat ? at::matmul(x, m.lm_head.t()) : at::mm(x, m.lm_head.t(), at::kFloat));
+        each(r0, m.dtype == at::kFloat ? at::matmul(x, m.lm_head.t())
+                                       : at::mm(x, m.lm_head.t(), at::kFloat));
     }
 }
 
@@ -467,7 +488,8 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     PrefillResult result;
     result.num_tokens = T;
     result.num_layers = L;
-    result.router_logits.assign(static_cast<std::size_t>(L * T), std::numeric_limits<float>::quiet_NaN());
+    result.router_logits.assign(static_cast<std::size_t>(L * T),
+                                std::numeric_limits<float>::quiet_NaN());
     result.decisions.assign(static_cast<std::size_t>(L * T), 1);
     result.token_nll.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());
     result.device = device_label(device);
@@ -491,18 +513,21 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
             make_rope_tables(rope_params.inv_freq, rope_params.attention_scaling, T, device);
         // On the GPU, row-wise stages run in blocks that keep their fp32 temporaries a small,
         // fixed size; on the CPU the whole sequence is one block, as before.
-        const LayerOpsSettings settings{c,
-                                        m.dtype,
-                                        backend_function(backend),
-                                        chunk,
-                                        cuda ? std::int64_t{16384} : T,
-                                        cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
-                                        rope,
-                                        every_row,
-                                        [&record] { record.check(); }};
-        const std::int64_t head_rows = cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64);
+        const LayerOpsSettings settings{
+            c,
+            m.dtype,
+            backend_function(backend),
+            chunk,
+            cuda ? std::int64_t{16384} : T,
+            cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
+            rope,
+            every_row,
+            [&record] { record.check(); }};
+        const std::int64_t head_rows =
+            cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64);
         // The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
-        const bool fused = backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
+        const bool fused =
+            backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
         const std::unique_ptr<LayerOps> ops = make_layer_ops(settings, fused);
 
         at::Tensor x;
@@ -519,8 +544,10 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         for (std::int64_t li = start_layer; li < L; ++li) {
             const Range layer_range = record.begin_layer(li, x);
             std::span<float> z(result.router_logits.data() + li * T, static_cast<std::size_t>(T));
-            std::span<std::uint8_t> d(result.decisions.data() + li * T, static_cast<std::size_t>(T));
-            decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing, static_cast<int>(li), x, z, d, record);
+            std::span<std::uint8_t> d(result.decisions.data() + li * T,
+                                      static_cast<std::size_t>(T));
+            decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing,
+                          static_cast<int>(li), x, z, d, record);
             record.end_layer(li);
         }
         record.end_layers(x);
@@ -552,13 +579,14 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 at::Tensor nll = -logp.gather(1, next).view({predicted});
                 copy_to_host(nll, result.token_nll.data() + r0 + 1);
             }
-            record.progress(static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T), "lm_head");
+            record.progress(
+                static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T),
+                "lm_head");
         });
     } catch (const c10::OutOfMemoryError&) {
         const std::string stage = record.current();
         record.unwind();
-        fail("", out_of_memory_message(device, "running " + stage,
-                                       std::to_string(T) + " tokens",
+        fail("", out_of_memory_message(device, "running " + stage, std::to_string(T) + " tokens",
                                        "try --max-tokens or a smaller model"));
     } catch (const Error&) {
         record.unwind();
@@ -594,10 +622,10 @@ PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t>
     return run_layers(model, tokens, options, start_layer, hidden_at_start, hooks);
 }
 
-void run_lm_head(const Model& model, std::span<const float> final_hidden, std::int64_t rows,
-                 const std::function<void(std::int64_t, std::int64_t, std::int64_t,
-                                          const float*)>& sink,
-                 std::int64_t block_rows) {
+void run_lm_head(
+    const Model& model, std::span<const float> final_hidden, std::int64_t rows,
+    const std::function<void(std::int64_t, std::int64_t, std::int64_t, const float*)>& sink,
+    std::int64_t block_rows) {
     const Model::Impl& m = model.impl();
     const ModelConfig& c = m.config;
     if (rows < 0 || final_hidden.size() != static_cast<std::size_t>(rows * c.hidden_size)) {

@@ -737,7 +737,8 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
         p.ranges = ranges_from_json(field(j, "ranges", "profile"), version);
         p.wall_seconds = get_double(j, "wall_seconds", "profile");
         // Absent in profiles written before they were recorded.
-        if (j.contains("time_basis")) p.time_basis = get_as<std::string>(j, "time_basis", "profile");
+        if (j.contains("time_basis"))
+            p.time_basis = get_as<std::string>(j, "time_basis", "profile");
         if (j.contains("cpu_threads")) {
             p.cpu_threads = get_as<std::int64_t>(j, "cpu_threads", "profile");
             if (p.cpu_threads < 0 || p.cpu_threads > 1 << 20) {

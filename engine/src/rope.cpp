@@ -15,9 +15,7 @@ namespace l2a {
 // holds, not a more precise number that would make cos/sin differ in the last bits.
 namespace {
 
-float to_f32(double value) {
-    return static_cast<float>(value);
-}
+float to_f32(double value) { return static_cast<float>(value); }
 
 // pow on float32 operands; computed in double and rounded once, which is what a correctly
 // rounded float pow gives (torch's vectorised pow is within one ulp of it).
@@ -94,10 +92,10 @@ RopeParams yarn(const ModelConfig& config) {
         params.attention_scaling = yarn_mscale(factor, 1.0);
     }
 
-    double low = yarn_correction_dim(scaling.beta_fast, static_cast<double>(dim), base,
-                                     original_positions);
-    double high = yarn_correction_dim(scaling.beta_slow, static_cast<double>(dim), base,
-                                      original_positions);
+    double low =
+        yarn_correction_dim(scaling.beta_fast, static_cast<double>(dim), base, original_positions);
+    double high =
+        yarn_correction_dim(scaling.beta_slow, static_cast<double>(dim), base, original_positions);
     if (scaling.truncate) {
         low = std::floor(low);
         high = std::ceil(high);
@@ -121,8 +119,8 @@ RopeParams yarn(const ModelConfig& config) {
         const float ramp =
             std::clamp((static_cast<float>(i) - ramp_start) / ramp_width, 0.0f, 1.0f);
         const float extrapolation_weight = 1.0f - ramp;
-        params.inv_freq[i] = interpolation * (1.0f - extrapolation_weight) +
-                             extrapolation * extrapolation_weight;
+        params.inv_freq[i] =
+            interpolation * (1.0f - extrapolation_weight) + extrapolation * extrapolation_weight;
     }
     return params;
 }
@@ -143,26 +141,27 @@ RopeParams compute_rope(const ModelConfig& config, std::int64_t seq_len) {
     }
     RopeParams params;
     switch (config.rope_scaling.type) {
-    case RopeScalingType::None:
-        params.inv_freq = widen(default_inv_freq(to_f32(config.rope_theta), config.head_dim));
-        break;
-    case RopeScalingType::Linear: {
-        // Scaling positions by 1/factor is the same as scaling the frequencies.
-        std::vector<float> inv_freq = default_inv_freq(to_f32(config.rope_theta), config.head_dim);
-        const float factor = to_f32(config.rope_scaling.factor);
-        for (float& value : inv_freq) {
-            value /= factor;
+        case RopeScalingType::None:
+            params.inv_freq = widen(default_inv_freq(to_f32(config.rope_theta), config.head_dim));
+            break;
+        case RopeScalingType::Linear: {
+            // Scaling positions by 1/factor is the same as scaling the frequencies.
+            std::vector<float> inv_freq =
+                default_inv_freq(to_f32(config.rope_theta), config.head_dim);
+            const float factor = to_f32(config.rope_scaling.factor);
+            for (float& value : inv_freq) {
+                value /= factor;
+            }
+            params.inv_freq = widen(inv_freq);
+            break;
         }
-        params.inv_freq = widen(inv_freq);
-        break;
-    }
-    case RopeScalingType::Dynamic:
-        params.inv_freq =
-            widen(default_inv_freq(dynamic_ntk_base(config, seq_len), config.head_dim));
-        break;
-    case RopeScalingType::Yarn:
-        params = yarn(config);
-        break;
+        case RopeScalingType::Dynamic:
+            params.inv_freq =
+                widen(default_inv_freq(dynamic_ntk_base(config, seq_len), config.head_dim));
+            break;
+        case RopeScalingType::Yarn:
+            params = yarn(config);
+            break;
     }
     return params;
 }

@@ -21,11 +21,13 @@ ReferencedDocument load_referenced_document(const fs::path& txt) {
     ReferencedDocument d;
     d.path = txt;
     const Document document = load_document(txt);
-    if (document.replaced_sequences > 0) fail(txt.string(), "is not valid UTF-8 (reference offsets would not hold)");
+    if (document.replaced_sequences > 0)
+        fail(txt.string(), "is not valid UTF-8 (reference offsets would not hold)");
     d.text = document.text;
     fs::path sidecar = txt;
     sidecar.replace_extension(".json");
-    if (!fs::exists(sidecar)) fail(sidecar.string(), "missing: the reference spans of " + txt.filename().string());
+    if (!fs::exists(sidecar))
+        fail(sidecar.string(), "missing: the reference spans of " + txt.filename().string());
     try {
         const auto j = nlohmann::json::parse(read_text_file(sidecar));
         for (const auto& r : j.at("references")) {
@@ -34,8 +36,9 @@ ReferencedDocument load_referenced_document(const fs::path& txt) {
             s.end = r.at("end").get<std::size_t>();
             s.kind = r.value("kind", std::string("reference"));
             if (s.begin >= s.end || s.end > d.text.size()) {
-                fail(sidecar.string(), "reference [" + std::to_string(s.begin) + ", " + std::to_string(s.end) +
-                                           ") is outside the " + std::to_string(d.text.size()) + "-byte text");
+                fail(sidecar.string(), "reference [" + std::to_string(s.begin) + ", " +
+                                           std::to_string(s.end) + ") is outside the " +
+                                           std::to_string(d.text.size()) + "-byte text");
             }
             d.references.push_back(std::move(s));
         }
@@ -51,21 +54,26 @@ std::vector<fs::path> referenced_documents_in(const fs::path& dir) {
     for (const auto& entry : fs::directory_iterator(dir)) {
         fs::path sidecar = entry.path();
         sidecar.replace_extension(".json");
-        if (entry.path().extension() == ".txt" && fs::exists(sidecar)) files.push_back(entry.path());
+        if (entry.path().extension() == ".txt" && fs::exists(sidecar))
+            files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
-    if (files.empty()) fail(dir.string(), "holds no .txt document with a .json sidecar (l2a make-docs writes them)");
+    if (files.empty())
+        fail(dir.string(),
+             "holds no .txt document with a .json sidecar (l2a make-docs writes them)");
     return files;
 }
 
 bool RoutingEvalResult::local_ok() const {
     if (variants.size() < 2) return false;
-    return variants[1].reference_nll - variants[0].reference_nll > variants[1].other_nll - variants[0].other_nll;
+    return variants[1].reference_nll - variants[0].reference_nll >
+           variants[1].other_nll - variants[0].other_nll;
 }
 
 bool RoutingEvalResult::prune_ok() const {
     if (variants.size() < 4) return false;
-    return variants[2].reference_nll - variants[0].reference_nll > variants[3].reference_nll - variants[0].reference_nll;
+    return variants[2].reference_nll - variants[0].reference_nll >
+           variants[3].reference_nll - variants[0].reference_nll;
 }
 
 namespace {
@@ -104,7 +112,8 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
                                    const RoutingEvalOptions& options,
                                    const std::function<void(double, std::string_view)>& progress,
                                    const std::atomic<bool>* cancel) {
-    if (!model.config().is_l2a()) fail("evaluate", "the model has no L2A layers: there is no routing to evaluate");
+    if (!model.config().is_l2a())
+        fail("evaluate", "the model has no L2A layers: there is no routing to evaluate");
     const Tokenizer* tokenizer = model.tokenizer();
     if (!tokenizer) fail("evaluate", "the model folder has no tokenizer.json");
     if (files.empty()) fail("evaluate", "no documents");
@@ -122,13 +131,15 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
         for (const auto& s : d.references) {
             auto k = std::find(kinds.begin(), kinds.end(), s.kind);
             if (k == kinds.end()) k = kinds.insert(kinds.end(), s.kind);
-            const auto code = static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(254, k - kinds.begin()) + 1);
+            const auto code =
+                static_cast<std::uint8_t>(std::min<std::ptrdiff_t>(254, k - kinds.begin()) + 1);
             for (std::size_t b = s.begin; b < s.end; ++b) byte_kind[b] = code;
         }
         const std::size_t T = p.document.ids.size();
         p.reference.assign(T, 0);
         for (std::size_t t = 0; t < T; ++t) {
-            for (std::uint32_t b = p.document.begin[t]; b < p.document.end[t] && b < d.text.size(); ++b) {
+            for (std::uint32_t b = p.document.begin[t]; b < p.document.end[t] && b < d.text.size();
+                 ++b) {
                 if (byte_kind[b]) {
                     p.reference[t] = byte_kind[b];
                     break;
@@ -145,11 +156,12 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
     base.token_nll = true;
     const double runs = 4.0 * static_cast<double>(docs.size());
     double done = 0;
-    auto run = [&](const Prepared& p, const RunOptions& o, std::string_view what, std::size_t index) {
+    auto run = [&](const Prepared& p, const RunOptions& o, std::string_view what,
+                   std::size_t index) {
         PrefillHooks hooks;
         hooks.cancel = cancel;
-        const std::string stage = "document " + std::to_string(index + 1) + " / " + std::to_string(docs.size()) + ": " +
-                                  std::string(what);
+        const std::string stage = "document " + std::to_string(index + 1) + " / " +
+                                  std::to_string(docs.size()) + ": " + std::string(what);
         hooks.progress = [&](double f, std::string_view) {
             if (progress) progress((done + f) / runs, stage);
         };
@@ -162,7 +174,8 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
     result.documents = static_cast<std::int64_t>(docs.size());
     result.layer_fraction.assign(static_cast<std::size_t>(L), 0.0);
     result.layer_reference_rate.assign(static_cast<std::size_t>(L), 0.0);
-    std::vector<double> layer_total(static_cast<std::size_t>(L), 0.0), layer_ref(static_cast<std::size_t>(L), 0.0);
+    std::vector<double> layer_total(static_cast<std::size_t>(L), 0.0),
+        layer_ref(static_cast<std::size_t>(L), 0.0);
     std::vector<double> kind_routed(kinds.size(), 0.0), kind_cells(kinds.size(), 0.0);
     double ref_routed = 0, ref_cells = 0, other_routed = 0, other_cells = 0;
     double token_ref_routed = 0, token_ref_cells = 0, token_other_routed = 0, token_other_cells = 0;
@@ -201,17 +214,20 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
         result.layer_fraction[l] = ratio(layer_total[l], static_cast<double>(result.tokens));
         result.layer_reference_rate[l] = ratio(layer_ref[l], ref_positions);
     }
-    for (std::size_t k = 0; k < kinds.size(); ++k) result.kind_rate[kinds[k]] = ratio(kind_routed[k], kind_cells[k]);
+    for (std::size_t k = 0; k < kinds.size(); ++k)
+        result.kind_rate[kinds[k]] = ratio(kind_routed[k], kind_cells[k]);
     result.reference_rate = ratio(ref_routed, ref_cells);
     result.other_rate = ratio(other_routed, other_cells);
     result.rate_ratio = ratio(result.reference_rate, result.other_rate);
     result.reference_token_rate = ratio(token_ref_routed, token_ref_cells);
     result.other_token_rate = ratio(token_other_routed, token_other_cells);
     result.global_fraction = ratio(learned.routed, learned.cells);
-    result.busiest_layer = static_cast<int>(std::max_element(result.layer_fraction.begin(), result.layer_fraction.end()) -
-                                            result.layer_fraction.begin());
-    result.sparsest_layer = static_cast<int>(std::min_element(result.layer_fraction.begin(), result.layer_fraction.end()) -
-                                             result.layer_fraction.begin());
+    result.busiest_layer = static_cast<int>(
+        std::max_element(result.layer_fraction.begin(), result.layer_fraction.end()) -
+        result.layer_fraction.begin());
+    result.sparsest_layer = static_cast<int>(
+        std::min_element(result.layer_fraction.begin(), result.layer_fraction.end()) -
+        result.layer_fraction.begin());
 
     auto variant = [&](std::string name, const RunOptions& o, NllSums sums) {
         RoutingEvalVariant v;
@@ -242,7 +258,9 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
 }
 
 std::string routing_eval_json(const RoutingEvalResult& r) {
-    auto number = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+    auto number = [](double x) {
+        return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr);
+    };
     nlohmann::json variants = nlohmann::json::array();
     for (const auto& v : r.variants) {
         variants.push_back({{"name", v.name},

@@ -27,9 +27,7 @@ std::string_view trim(std::string_view text) {
     throw Error("--routing: " + message);
 }
 
-[[noreturn]] void prune_error(const std::string& message) {
-    throw Error("--prune: " + message);
-}
+[[noreturn]] void prune_error(const std::string& message) { throw Error("--prune: " + message); }
 
 double parse_fraction(std::string_view policy, std::string_view text) {
     const std::string quoted = "'" + std::string(text) + "'";
@@ -37,8 +35,7 @@ double parse_fraction(std::string_view policy, std::string_view text) {
     const char* end = text.data() + text.size();
     auto [ptr, ec] = std::from_chars(text.data(), end, value, std::chars_format::general);
     if (text.empty() || ec != std::errc() || ptr != end) {
-        routing_error("fraction " + quoted + " of " + std::string(policy) +
-                      " is not a number");
+        routing_error("fraction " + quoted + " of " + std::string(policy) + " is not a number");
     }
     if (!(value >= 0.0 && value <= 1.0)) {
         routing_error("fraction " + quoted + " of " + std::string(policy) +
@@ -61,7 +58,7 @@ RoutingPolicy RoutingPolicy::parse(std::string_view text) {
             routing_error("'" + std::string(name) + "' takes no fraction, got '" +
                           std::string(trimmed) + "'");
         }
-        policy.kind = name == "learned" ? RoutingKind::Learned
+        policy.kind = name == "learned"  ? RoutingKind::Learned
                       : name == "global" ? RoutingKind::Global
                                          : RoutingKind::Local;
         return policy;
@@ -81,20 +78,20 @@ RoutingPolicy RoutingPolicy::parse(std::string_view text) {
 
 std::string RoutingPolicy::to_string() const {
     switch (kind) {
-    case RoutingKind::Learned:
-        return "learned";
-    case RoutingKind::Global:
-        return "global";
-    case RoutingKind::Local:
-        return "local";
-    case RoutingKind::Random:
-    case RoutingKind::Top: {
-        // Shortest text that reads back as the same double, so parse(to_string()) round-trips.
-        char buffer[32];
-        auto [ptr, ec] = std::to_chars(std::begin(buffer), std::end(buffer), fraction);
-        std::string number = ec == std::errc() ? std::string(buffer, ptr) : std::string("nan");
-        return std::string(kind == RoutingKind::Random ? "random:" : "top:") + number;
-    }
+        case RoutingKind::Learned:
+            return "learned";
+        case RoutingKind::Global:
+            return "global";
+        case RoutingKind::Local:
+            return "local";
+        case RoutingKind::Random:
+        case RoutingKind::Top: {
+            // Shortest text that reads back as the same double, so parse(to_string()) round-trips.
+            char buffer[32];
+            auto [ptr, ec] = std::to_chars(std::begin(buffer), std::end(buffer), fraction);
+            std::string number = ec == std::errc() ? std::string(buffer, ptr) : std::string("nan");
+            return std::string(kind == RoutingKind::Random ? "random:" : "top:") + number;
+        }
     }
     return "learned";
 }

@@ -251,26 +251,40 @@ ParsedHeader parse_header(const std::string& origin, const std::byte* bytes, std
 
 std::size_t dtype_size(DType dtype) {
     switch (dtype) {
-        case DType::F32: return 4;
-        case DType::F16: return 2;
-        case DType::BF16: return 2;
-        case DType::I32: return 4;
-        case DType::I64: return 8;
-        case DType::U8: return 1;
-        case DType::BOOL: return 1;
+        case DType::F32:
+            return 4;
+        case DType::F16:
+            return 2;
+        case DType::BF16:
+            return 2;
+        case DType::I32:
+            return 4;
+        case DType::I64:
+            return 8;
+        case DType::U8:
+            return 1;
+        case DType::BOOL:
+            return 1;
     }
     fail("", "invalid dtype value " + std::to_string(static_cast<int>(dtype)));
 }
 
 const char* dtype_name(DType dtype) {
     switch (dtype) {
-        case DType::F32: return "F32";
-        case DType::F16: return "F16";
-        case DType::BF16: return "BF16";
-        case DType::I32: return "I32";
-        case DType::I64: return "I64";
-        case DType::U8: return "U8";
-        case DType::BOOL: return "BOOL";
+        case DType::F32:
+            return "F32";
+        case DType::F16:
+            return "F16";
+        case DType::BF16:
+            return "BF16";
+        case DType::I32:
+            return "I32";
+        case DType::I64:
+            return "I64";
+        case DType::U8:
+            return "U8";
+        case DType::BOOL:
+            return "BOOL";
     }
     fail("", "invalid dtype value " + std::to_string(static_cast<int>(dtype)));
 }

@@ -13,6 +13,8 @@ inline std::uint64_t splitmix_mix(std::uint64_t z) {
     return z ^ (z >> 31);
 }
 
-inline std::uint64_t splitmix64(std::uint64_t& state) { return splitmix_mix(state += 0x9E3779B97F4A7C15ull); }
+inline std::uint64_t splitmix64(std::uint64_t& state) {
+    return splitmix_mix(state += 0x9E3779B97F4A7C15ull);
+}
 
 }  // namespace l2a

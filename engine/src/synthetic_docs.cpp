@@ -7,14 +7,14 @@
 // gains on every byte, which is what makes it learn to look back at all.
 #include "l2a/engine/synthetic_docs.h"
 
-#include "splitmix.h"
-
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string_view>
+
+#include "splitmix.h"
 
 namespace l2a {
 namespace {
@@ -37,36 +37,56 @@ private:
 };
 
 constexpr const char* kAdjectives[] = {
-    "amber", "silver", "quiet", "crimson", "hollow", "bright", "frozen", "gentle", "rapid",
-    "ancient", "narrow", "golden", "bitter", "distant", "hidden", "woven", "copper", "pale",
-    "restless", "steady", "velvet", "jagged", "misty", "scarlet", "humble", "lucid", "brisk",
-    "dusky", "ivory", "lunar"};
-constexpr const char* kNouns[] = {
-    "falcon", "harbor", "lantern", "meadow", "compass", "glacier", "orchard", "signal", "anchor",
-    "beacon", "cipher", "thistle", "canyon", "ember", "willow", "quarry", "mirror", "tundra",
-    "ribbon", "summit", "pebble", "comet", "basalt", "heron", "garnet", "prairie", "spindle",
-    "marble", "lagoon", "tapestry"};
-constexpr const char* kTermStarts[] = {"glor", "vend", "quil", "tras", "mirn", "zeph", "brol",
-                                       "cand", "plum", "drev", "skar", "welt"};
+    "amber",  "silver",  "quiet",    "crimson", "hollow", "bright",  "frozen", "gentle",
+    "rapid",  "ancient", "narrow",   "golden",  "bitter", "distant", "hidden", "woven",
+    "copper", "pale",    "restless", "steady",  "velvet", "jagged",  "misty",  "scarlet",
+    "humble", "lucid",   "brisk",    "dusky",   "ivory",  "lunar"};
+constexpr const char* kNouns[] = {"falcon",  "harbor",  "lantern", "meadow", "compass", "glacier",
+                                  "orchard", "signal",  "anchor",  "beacon", "cipher",  "thistle",
+                                  "canyon",  "ember",   "willow",  "quarry", "mirror",  "tundra",
+                                  "ribbon",  "summit",  "pebble",  "comet",  "basalt",  "heron",
+                                  "garnet",  "prairie", "spindle", "marble", "lagoon",  "tapestry"};
+constexpr const char* kTermStarts[] = {"glor", "vend", "quil", "tras", "mirn", "zeph",
+                                       "brol", "cand", "plum", "drev", "skar", "welt"};
 constexpr const char* kTermEnds[] = {"ix", "ane", "otl", "ume", "ark", "esh", "ona", "ith"};
 // Filler: sentences assembled from parts (thousands of combinations), so that no amount of
 // training makes the filler memorable, but none of it needs anything far back.
 constexpr const char* kSubjects[] = {
-    "The committee", "Our team", "The auditor", "Each reader", "The second survey", "A later draft",
-    "The field crew", "This chapter", "The night shift", "An outside reviewer", "The working group",
-    "The summary table", "Most observers", "The first report", "A small panel", "The archive staff"};
-constexpr const char* kVerbs[] = {
-    "reviewed", "summarized", "questioned", "revisited", "measured", "compared", "described",
-    "postponed", "checked", "recorded", "discussed", "corrected", "estimated", "listed"};
-constexpr const char* kObjects[] = {
-    "the schedule", "the earlier figures", "the shipping records", "two of the samples",
-    "the draft budget", "the weather notes", "the list of open questions", "the older maps",
-    "the survey results", "the supply counts", "the travel plans", "the minutes of the meeting",
-    "the remaining items", "the first estimates"};
-constexpr const char* kTails[] = {
-    " and agreed to revisit it later", " before the meeting ended", " without changing the conclusions",
-    " in some detail", "", "", " once more", " for the third time", " with mixed results",
-    " at the request of the board", " as planned", " over two weeks"};
+    "The committee",       "Our team",          "The auditor",
+    "Each reader",         "The second survey", "A later draft",
+    "The field crew",      "This chapter",      "The night shift",
+    "An outside reviewer", "The working group", "The summary table",
+    "Most observers",      "The first report",  "A small panel",
+    "The archive staff"};
+constexpr const char* kVerbs[] = {"reviewed",  "summarized", "questioned", "revisited", "measured",
+                                  "compared",  "described",  "postponed",  "checked",   "recorded",
+                                  "discussed", "corrected",  "estimated",  "listed"};
+constexpr const char* kObjects[] = {"the schedule",
+                                    "the earlier figures",
+                                    "the shipping records",
+                                    "two of the samples",
+                                    "the draft budget",
+                                    "the weather notes",
+                                    "the list of open questions",
+                                    "the older maps",
+                                    "the survey results",
+                                    "the supply counts",
+                                    "the travel plans",
+                                    "the minutes of the meeting",
+                                    "the remaining items",
+                                    "the first estimates"};
+constexpr const char* kTails[] = {" and agreed to revisit it later",
+                                  " before the meeting ended",
+                                  " without changing the conclusions",
+                                  " in some detail",
+                                  "",
+                                  "",
+                                  " once more",
+                                  " for the third time",
+                                  " with mixed results",
+                                  " at the request of the board",
+                                  " as planned",
+                                  " over two weeks"};
 constexpr const char* kFiller[] = {
     "Several readers asked for more examples, so a few are included below.",
     "This paragraph restates the background for readers who skipped ahead.",
@@ -103,8 +123,8 @@ std::string made_up_word(Random& r) {
 
 struct Fact {
     std::string kind;
-    std::string cue;      // what the reference sentence says before the answer
-    std::string answer;   // what it must recall
+    std::string cue;     // what the reference sentence says before the answer
+    std::string answer;  // what it must recall
     std::size_t source_begin = 0, source_end = 0;
     std::size_t stated_at = 0;  // byte offset where the statement ends
 };
@@ -119,7 +139,8 @@ public:
         while (doc_.text.size() < o_.target_bytes) {
             const std::size_t roll = r_.below(100);
             // Refer back when a fact is old enough (about a third of the steps; dense: most).
-            const bool can_refer = !facts_.empty() && facts_.front().stated_at + o_.min_distance <= doc_.text.size();
+            const bool can_refer =
+                !facts_.empty() && facts_.front().stated_at + o_.min_distance <= doc_.text.size();
             if (can_refer && roll < (o_.dense ? 55u : 35u)) {
                 refer_back();
             } else if (roll < 60 || (o_.dense && roll < 92)) {
@@ -157,7 +178,8 @@ private:
             while (end < source.size() && source[end] != ' ' && source[end] != '\n') ++end;
             std::string chunk = source.substr(mix_offset_, end - mix_offset_);
             // Keep the document valid UTF-8: stop before a cut multi-byte character.
-            while (!chunk.empty() && (static_cast<unsigned char>(chunk.back()) & 0x80)) chunk.pop_back();
+            while (!chunk.empty() && (static_cast<unsigned char>(chunk.back()) & 0x80))
+                chunk.pop_back();
             mix_offset_ = end;
             add(chunk);
             add("\n\n");
@@ -168,8 +190,10 @@ private:
             if (r_.below(5) == 0) {
                 add(r_.pick(kFiller));
             } else {
-                add(std::string(r_.pick(kSubjects)) + " " + r_.pick(kVerbs) + " " + r_.pick(kObjects) + r_.pick(kTails) +
-                    (r_.below(4) == 0 ? " (" + std::to_string(2 + r_.below(40)) + " pages)." : "."));
+                add(std::string(r_.pick(kSubjects)) + " " + r_.pick(kVerbs) + " " +
+                    r_.pick(kObjects) + r_.pick(kTails) +
+                    (r_.below(4) == 0 ? " (" + std::to_string(2 + r_.below(40)) + " pages)."
+                                      : "."));
             }
             add(" ");
         }
@@ -210,9 +234,10 @@ private:
             f.source_end = doc_.text.size();
             add(".\n");
         } else if (kind == 2) {
-            // Claims are numbered within their section (section 2.1 holds claims 2.1.1, 2.1.2, ...).
-            const std::string label = std::to_string(section) + "." + std::to_string(subsection) + "." +
-                                      std::to_string(++claims_[section * 100 + subsection]);
+            // Claims are numbered within their section (section 2.1 holds claims 2.1.1, 2.1.2,
+            // ...).
+            const std::string label = std::to_string(section) + "." + std::to_string(subsection) +
+                                      "." + std::to_string(++claims_[section * 100 + subsection]);
             const std::string noun = r_.pick(kNouns);
             add("Claim " + label + ": the " + noun + " count is ");
             const std::string number = std::to_string(10 + r_.below(990));
@@ -249,7 +274,8 @@ private:
     void refer_back() {
         // A random fact among the old enough ones, so references are not in statement order.
         std::size_t old = 0;
-        while (old < facts_.size() && facts_[old].stated_at + o_.min_distance <= doc_.text.size()) ++old;
+        while (old < facts_.size() && facts_[old].stated_at + o_.min_distance <= doc_.text.size())
+            ++old;
         const std::size_t i = r_.below(old);
         Fact f = facts_[i];
         facts_.erase(facts_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -269,14 +295,16 @@ private:
     Random r_;
     SyntheticDoc doc_;
     std::deque<Fact> facts_;
-    std::set<std::string> used_;     // keys and defined terms
-    std::map<int, int> claims_;      // claims so far per section
+    std::set<std::string> used_;  // keys and defined terms
+    std::map<int, int> claims_;   // claims so far per section
     std::size_t mix_index_ = 0, mix_offset_ = 0;
 };
 
 }  // namespace
 
-SyntheticDoc make_synthetic_doc(const SyntheticDocOptions& options) { return Writer(options).write(); }
+SyntheticDoc make_synthetic_doc(const SyntheticDocOptions& options) {
+    return Writer(options).write();
+}
 
 std::string synthetic_doc_sidecar_json(const SyntheticDoc& doc, std::uint64_t seed) {
     nlohmann::json refs = nlohmann::json::array();
@@ -287,7 +315,8 @@ std::string synthetic_doc_sidecar_json(const SyntheticDoc& doc, std::uint64_t se
                         {"source_begin", r.source_begin},
                         {"source_end", r.source_end}});
     }
-    return nlohmann::json{{"bytes", doc.text.size()}, {"seed", seed}, {"references", refs}}.dump(1) +
+    return nlohmann::json{{"bytes", doc.text.size()}, {"seed", seed}, {"references", refs}}.dump(
+               1) +
            "\n";
 }
 

@@ -142,7 +142,8 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b =
 // Full causal goes to LibTorch's fused kernels (FlashAttention / cuDNN on CUDA). The window is
 // computed in blocks of `window` queries, each against the 2 * window keys that can reach it, so
 // memory grows as T * window, never T * T.
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::int64_t window) {
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            std::int64_t window) {
     const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
     if (window >= T) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
     const std::int64_t W = window, blocks = (T + W - 1) / W, padded = blocks * W;
@@ -150,23 +151,29 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     // rows in front, so that block b's keys are rows [b * W, b * W + 2W) of the padded tensor,
     // i.e. positions [(b - 1) * W, (b + 1) * W).
     const at::Tensor qb = at::constant_pad_nd(q, {0, 0, 0, padded - T})
-                              .view({B, H, blocks, W, D}).permute({0, 2, 1, 3, 4}).reshape({B * blocks, H, W, D});
+                              .view({B, H, blocks, W, D})
+                              .permute({0, 2, 1, 3, 4})
+                              .reshape({B * blocks, H, W, D});
     auto key_blocks = [&](const at::Tensor& t) {
         return at::constant_pad_nd(t, {0, 0, W, padded - T})
-            .unfold(2, 2 * W, W)            // [B, H, blocks, D, 2W]
-            .permute({0, 2, 1, 4, 3})       // [B, blocks, H, 2W, D]
+            .unfold(2, 2 * W, W)       // [B, H, blocks, D, 2W]
+            .permute({0, 2, 1, 4, 3})  // [B, blocks, H, 2W, D]
             .reshape({B * blocks, H, 2 * W, D});
     };
     // Query r of a block (position b * W + r) sees key c (position (b - 1) * W + c) when
     // 0 <= r + W - c < W, i.e. r < c <= r + W; in block 0 the first W keys are padding.
     const auto options = at::TensorOptions().dtype(at::kLong).device(q.device());
-    const at::Tensor r = at::arange(W, options).unsqueeze(1), c = at::arange(2 * W, options).unsqueeze(0);
+    const at::Tensor r = at::arange(W, options).unsqueeze(1),
+                     c = at::arange(2 * W, options).unsqueeze(0);
     const at::Tensor inside = (c > r) & (c <= r + W);  // [W, 2W]
     at::Tensor mask = inside.unsqueeze(0).repeat({blocks, 1, 1});
     mask.select(0, 0).logical_and_(c >= W);
     mask = mask.unsqueeze(0).expand({B, blocks, W, 2 * W}).reshape({B * blocks, 1, W, 2 * W});
     const at::Tensor out = at::scaled_dot_product_attention(qb, key_blocks(k), key_blocks(v), mask);
-    return out.view({B, blocks, H, W, D}).permute({0, 2, 1, 3, 4}).reshape({B, H, padded, D}).narrow(2, 0, T);
+    return out.view({B, blocks, H, W, D})
+        .permute({0, 2, 1, 3, 4})
+        .reshape({B, H, padded, D})
+        .narrow(2, 0, T);
 }
 
 // x: [B, T, d] -> attention output [B, T, d].
@@ -201,21 +208,24 @@ struct LayerOutput {
     at::Tensor x, sparsity, fraction;
 };
 
-LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x, const at::Tensor& positions,
-                          bool dense_global) {
+LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x,
+                          const at::Tensor& positions, bool dense_global) {
     const ModelConfig& c = net.config;
     const Layer& layer = net.layers[index];
     const std::int64_t T = x.size(1);
     LayerOutput out;
     at::Tensor h;
     if (!c.is_l2a()) {
-        h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), T, positions);
+        h = x + attention(net, layer.local,
+                          rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), T,
+                          positions);
         out.sparsity = at::zeros({}, x.options().dtype(at::kFloat));
         out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
     } else {
         const double tau = c.l2a.sigmoid_temp;
         const double cut = decision_cut(c.l2a);
-        h = x + attention(net, layer.local, rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
+        h = x + attention(net, layer.local,
+                          rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()),
                           c.l2a.sliding_window, positions);
         at::Tensor u = rms_norm(h, layer.global_norm, c.rms_norm_eps).to(h.scalar_type());
         at::Tensor z = router_logits(u, layer.router, c.l2a.router_input);  // [B, T]
@@ -250,15 +260,17 @@ void set_autocast(bool on) {
 // dense draw is an argument), so the recomputation equals the original.
 class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 public:
-    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                                                  const at::Tensor& positions, const Net* net,
-                                                  std::int64_t index, bool dense_global, bool autocast) {
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                  const at::Tensor& x, const at::Tensor& positions,
+                                                  const Net* net, std::int64_t index,
+                                                  bool dense_global, bool autocast) {
         ctx->save_for_backward({x, positions});
         ctx->saved_data["net"] = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(net));
         ctx->saved_data["index"] = index;
         ctx->saved_data["dense"] = dense_global;
         ctx->saved_data["autocast"] = autocast;
-        LayerOutput out = layer_forward(*net, static_cast<std::size_t>(index), x, positions, dense_global);
+        LayerOutput out =
+            layer_forward(*net, static_cast<std::size_t>(index), x, positions, dense_global);
         ctx->mark_non_differentiable({out.fraction});
         return {out.x, out.sparsity, out.fraction};
     }
@@ -266,15 +278,17 @@ public:
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                    torch::autograd::variable_list grads) {
         const auto saved = ctx->get_saved_variables();
-        const auto* net = reinterpret_cast<const Net*>(static_cast<std::intptr_t>(ctx->saved_data["net"].toInt()));
+        const auto* net = reinterpret_cast<const Net*>(
+            static_cast<std::intptr_t>(ctx->saved_data["net"].toInt()));
         const bool autocast = ctx->saved_data["autocast"].toBool();
         at::Tensor x = saved[0].detach().set_requires_grad(true);
         {
             at::AutoGradMode enable(true);
             // The backward may run on another thread: autocast is per thread.
             if (autocast) set_autocast(true);
-            LayerOutput out = layer_forward(*net, static_cast<std::size_t>(ctx->saved_data["index"].toInt()), x,
-                                            saved[1], ctx->saved_data["dense"].toBool());
+            LayerOutput out =
+                layer_forward(*net, static_cast<std::size_t>(ctx->saved_data["index"].toInt()), x,
+                              saved[1], ctx->saved_data["dense"].toBool());
             if (autocast) set_autocast(false);
             std::vector<at::Tensor> outputs{out.x}, output_grads{grads[0]};
             if (out.sparsity.requires_grad() && grads[1].defined()) {
@@ -297,7 +311,8 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
     const ModelConfig& c = net.config;
     const std::int64_t B = inputs.size(0), T = inputs.size(1);
     const auto device = inputs.device();
-    const at::Tensor pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)).repeat({B});
+    const at::Tensor pos =
+        at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)).repeat({B});
 
     Forward f;
     at::Tensor x = at::embedding(net.embed, inputs);
@@ -318,13 +333,16 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
         sparsity.push_back(out.sparsity);
         fraction.push_back(out.fraction);
     }
-    at::Tensor logits = dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
-    f.cross_entropy = at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
+    at::Tensor logits =
+        dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
+    f.cross_entropy =
+        at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
     f.sparsity = at::stack(sparsity).mean();
     f.loss = f.cross_entropy + lambda * f.sparsity;
     if (c.is_l2a()) {
         const at::Tensor fractions = at::stack(fraction).to(at::kCPU, at::kDouble).contiguous();
-        f.global_fraction.assign(fractions.data_ptr<double>(), fractions.data_ptr<double>() + fractions.numel());
+        f.global_fraction.assign(fractions.data_ptr<double>(),
+                                 fractions.data_ptr<double>() + fractions.numel());
     }
     return f;
 }
@@ -374,16 +392,27 @@ void save_model(const Net& net, const fs::path& dir, const fs::path& tokenizer_j
 }
 
 nlohmann::json options_json(const TrainOptions& o) {
-    return {{"train_all", o.train_all}, {"batch", o.batch},     {"seq_len", o.seq_len},
-            {"lr", o.lr},               {"warmup", o.warmup},   {"steps", o.steps},
-            {"lambda", o.lambda},       {"lambda_ramp_steps", o.lambda_ramp_steps},
-            {"dense_prob", o.dense_prob}, {"seed", o.seed},     {"weight_decay", o.weight_decay},
-            {"min_lr_ratio", o.min_lr_ratio}, {"grad_clip", o.grad_clip},
-            {"router_lr_scale", o.router_lr_scale}, {"router_freeze_steps", o.router_freeze_steps}};
+    return {{"train_all", o.train_all},
+            {"batch", o.batch},
+            {"seq_len", o.seq_len},
+            {"lr", o.lr},
+            {"warmup", o.warmup},
+            {"steps", o.steps},
+            {"lambda", o.lambda},
+            {"lambda_ramp_steps", o.lambda_ramp_steps},
+            {"dense_prob", o.dense_prob},
+            {"seed", o.seed},
+            {"weight_decay", o.weight_decay},
+            {"min_lr_ratio", o.min_lr_ratio},
+            {"grad_clip", o.grad_clip},
+            {"router_lr_scale", o.router_lr_scale},
+            {"router_freeze_steps", o.router_freeze_steps}};
 }
 
 double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
-    if (step <= o.warmup) return o.lr * static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(1, o.warmup));
+    if (step <= o.warmup)
+        return o.lr * static_cast<double>(step) /
+               static_cast<double>(std::max<std::int64_t>(1, o.warmup));
     const double progress = static_cast<double>(step - o.warmup) /
                             static_cast<double>(std::max<std::int64_t>(1, o.steps - o.warmup));
     const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(1.0, progress)));
@@ -394,7 +423,8 @@ double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
 double lambda_at(const TrainOptions& o, std::int64_t step) {
     const std::int64_t start = std::max(o.warmup, o.router_freeze_steps);
     if (step <= start) return 0.0;
-    const std::int64_t ramp = o.lambda_ramp_steps > 0 ? o.lambda_ramp_steps : std::max<std::int64_t>(1, o.steps - start);
+    const std::int64_t ramp =
+        o.lambda_ramp_steps > 0 ? o.lambda_ramp_steps : std::max<std::int64_t>(1, o.steps - start);
     return o.lambda * std::min(1.0, static_cast<double>(step - start) / static_cast<double>(ramp));
 }
 
@@ -402,7 +432,8 @@ double lambda_at(const TrainOptions& o, std::int64_t step) {
 
 TrainResult train(const TrainOptions& o, const std::function<void(const TrainStepLog&)>& progress,
                   const std::atomic<bool>* cancel) {
-    if (o.steps < 1 || o.batch < 1 || o.seq_len < 2) fail("train", "--steps, --batch must be positive and --seq-len at least 2");
+    if (o.steps < 1 || o.batch < 1 || o.seq_len < 2)
+        fail("train", "--steps, --batch must be positive and --seq-len at least 2");
     if (!(o.lr > 0)) fail("--lr", "must be positive");
     if (!(o.lambda >= 0)) fail("--lambda", "must not be negative");
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) fail("--dense-prob", "must be within 0..1");
@@ -434,7 +465,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     }
     const std::vector<std::int32_t> data = load_tokens(o.data_dir, *tokenizer);
     if (static_cast<std::int64_t>(data.size()) < o.seq_len + 2) {
-        fail(o.data_dir.string(), "holds " + std::to_string(data.size()) + " tokens, fewer than one training window of " +
+        fail(o.data_dir.string(), "holds " + std::to_string(data.size()) +
+                                      " tokens, fewer than one training window of " +
                                       std::to_string(o.seq_len + 1));
     }
 
@@ -452,10 +484,12 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         }
     }
     // Two groups: the routers have their own learning rate (frozen during router_freeze_steps).
-    const auto adamw = torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95});
+    const auto adamw =
+        torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95});
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(weights, std::make_unique<torch::optim::AdamWOptions>(adamw));
-    if (!routers.empty()) groups.emplace_back(routers, std::make_unique<torch::optim::AdamWOptions>(adamw));
+    if (!routers.empty())
+        groups.emplace_back(routers, std::make_unique<torch::optim::AdamWOptions>(adamw));
     torch::optim::AdamW optimizer(std::move(groups), adamw);
 
     std::int64_t step = 0;
@@ -493,8 +527,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         fs::remove_all(temp);
         save_model(net, temp, tokenizer_json);
         torch::save(optimizer, (temp / "optimizer.pt").string());
-        write_text_atomically(temp / "train_state.json",
-                              nlohmann::json{{"step", step}, {"rng", rng}, {"options", options_json(o)}}.dump(2) + "\n");
+        write_text_atomically(
+            temp / "train_state.json",
+            nlohmann::json{{"step", step}, {"rng", rng}, {"options", options_json(o)}}.dump(2) +
+                "\n");
         fs::remove_all(dir);
         fs::rename(temp, dir);
     };
@@ -507,28 +543,33 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         const double lr = lr_at(o, step), lambda = lambda_at(o, step);
         const double router_lr = step > o.router_freeze_steps ? lr * o.router_lr_scale : 0.0;
         for (std::size_t g = 0; g < optimizer.param_groups().size(); ++g) {
-            static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options()).lr(g == 0 ? lr : router_lr);
+            static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options())
+                .lr(g == 0 ? lr : router_lr);
         }
         // The batch: random windows of the token stream, and the dense-global draws.
         std::vector<std::int64_t> window(static_cast<std::size_t>(o.batch * (o.seq_len + 1)));
-        const auto span = static_cast<std::uint64_t>(data.size() - static_cast<std::size_t>(o.seq_len) - 1);
+        const auto span =
+            static_cast<std::uint64_t>(data.size() - static_cast<std::size_t>(o.seq_len) - 1);
         for (std::int64_t b = 0; b < o.batch; ++b) {
             const std::size_t start = static_cast<std::size_t>(splitmix64(rng) % span);
             for (std::int64_t t = 0; t <= o.seq_len; ++t) {
-                window[static_cast<std::size_t>(b * (o.seq_len + 1) + t)] = data[start + static_cast<std::size_t>(t)];
+                window[static_cast<std::size_t>(b * (o.seq_len + 1) + t)] =
+                    data[start + static_cast<std::size_t>(t)];
             }
         }
         std::vector<bool> dense_global(net.layers.size());
         for (std::size_t l = 0; l < dense_global.size(); ++l) {
             dense_global[l] = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
         }
-        const at::Tensor tokens = at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
+        const at::Tensor tokens =
+            at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
         const at::Tensor inputs = tokens.narrow(1, 0, o.seq_len);
         const at::Tensor targets = tokens.narrow(1, 1, o.seq_len).contiguous();
 
         optimizer.zero_grad();
         if (autocast) set_autocast(true);
-        Forward f = forward(net, inputs, targets, lambda, dense_global, o.gradient_checkpointing, autocast);
+        Forward f =
+            forward(net, inputs, targets, lambda, dense_global, o.gradient_checkpointing, autocast);
         if (autocast) set_autocast(false);
         f.loss.backward();
         if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
@@ -542,11 +583,16 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         entry.lambda = lambda;
         entry.lr = lr;
         entry.global_fraction = f.global_fraction;
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        entry.tokens_per_second = static_cast<double>(o.batch * o.seq_len) / std::max(seconds, 1e-9);
-        if (!std::isfinite(entry.loss)) fail("train", "the loss is not finite at step " + std::to_string(step) + " (lower --lr)");
-        log << entry.step << "," << entry.loss << "," << entry.cross_entropy << "," << entry.sparsity << ","
-            << entry.lambda << "," << entry.lr << "," << entry.tokens_per_second;
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        entry.tokens_per_second =
+            static_cast<double>(o.batch * o.seq_len) / std::max(seconds, 1e-9);
+        if (!std::isfinite(entry.loss))
+            fail("train",
+                 "the loss is not finite at step " + std::to_string(step) + " (lower --lr)");
+        log << entry.step << "," << entry.loss << "," << entry.cross_entropy << ","
+            << entry.sparsity << "," << entry.lambda << "," << entry.lr << ","
+            << entry.tokens_per_second;
         for (double g : entry.global_fraction) log << "," << g;
         log << "\n";
         log.flush();

@@ -338,8 +338,7 @@ std::pair<TtftMeasurement, TtftMeasurement> measure_ttft_pair(
             if (progress) progress(++done, total);
         }
     }
-    return {TtftMeasurement::of(std::move(seconds[0])),
-            TtftMeasurement::of(std::move(seconds[1]))};
+    return {TtftMeasurement::of(std::move(seconds[0])), TtftMeasurement::of(std::move(seconds[1]))};
 }
 
 PruneSuggestion suggest_prune(const Model& model, std::span<const std::int32_t> tokens,

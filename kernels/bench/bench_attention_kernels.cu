@@ -10,10 +10,9 @@
 //
 // L2A_ATTENTION_PATH=mma|wgmma in the environment times one path of the dispatcher.
 
-#include <l2a/kernels/attention.h>
-
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <l2a/kernels/attention.h>
 
 #include <algorithm>
 #include <charconv>
@@ -45,8 +44,8 @@ public:
 
 void check_cuda(cudaError_t status, const char* call, int line) {
     if (status != cudaSuccess) {
-        throw BenchError("bench_attention_kernels.cu:" + std::to_string(line) + ": " + call +
-                         ": " + cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
+        throw BenchError("bench_attention_kernels.cu:" + std::to_string(line) + ": " + call + ": " +
+                         cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
     }
 }
 
@@ -164,8 +163,8 @@ bool parse_options(int argc, char** argv, Options& options) {
             }
         } else if (flag == "--heads") {
             const auto parts = split(value, '/');
-            if (parts.size() != 2) throw BenchError("--heads: expected HQ/HKV, got '" +
-                                                    std::string(value) + "'");
+            if (parts.size() != 2)
+                throw BenchError("--heads: expected HQ/HKV, got '" + std::string(value) + "'");
             options.q_heads = static_cast<int>(parse_integer(parts[0], "--heads", 1, 1024));
             options.kv_heads = static_cast<int>(parse_integer(parts[1], "--heads", 1, 1024));
             if (options.q_heads % options.kv_heads != 0) {
@@ -313,9 +312,7 @@ struct Shape {
     size_t q_elements() const { return size_t(tokens) * q_heads * head_dim; }
     size_t kv_elements() const { return size_t(tokens) * kv_heads * head_dim; }
     // [T, H, D] with D contiguous: element (t, h, d) of a tensor with `heads` heads.
-    size_t offset(int64_t t, int h, int heads) const {
-        return (size_t(t) * heads + h) * head_dim;
-    }
+    size_t offset(int64_t t, int h, int heads) const { return (size_t(t) * heads + h) * head_dim; }
     double flops_per_key() const { return 4.0 * head_dim * q_heads; }
 };
 
@@ -490,9 +487,8 @@ struct CheckResult {
 };
 
 std::string row_mismatch(const char* part, int64_t t, int h, double error) {
-    return std::string(part) + " row (token " + std::to_string(t) + ", head " +
-           std::to_string(h) + "): relative error " + std::to_string(error) + " > " +
-           std::to_string(kMaxRelativeError);
+    return std::string(part) + " row (token " + std::to_string(t) + ", head " + std::to_string(h) +
+           "): relative error " + std::to_string(error) + " > " + std::to_string(kMaxRelativeError);
 }
 
 CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
@@ -602,23 +598,22 @@ struct Row {
 };
 
 void print_row(const Row& r) {
-    std::printf("%8lld %6.2f %8zu %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f"
-                " %8.1e %8.1e\n",
-                static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms,
-                r.global_tflops, r.global_causal, r.local_ms, r.local_tflops, r.local_causal,
-                r.whole_ms, r.whole_tflops, r.whole_causal, r.check.global_error,
-                r.check.local_error);
+    std::printf(
+        "%8lld %6.2f %8zu %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f"
+        " %8.1e %8.1e\n",
+        static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms, r.global_tflops,
+        r.global_causal, r.local_ms, r.local_tflops, r.local_causal, r.whole_ms, r.whole_tflops,
+        r.whole_causal, r.check.global_error, r.check.local_error);
     std::fflush(stdout);
 }
 
 void write_csv_row(std::ofstream& csv, const Row& r) {
     char line[512];
-    std::snprintf(line, sizeof(line),
-                  "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.3e,%.3e\n",
-                  static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms,
-                  r.global_tflops, r.global_causal, r.local_ms, r.local_tflops, r.local_causal,
-                  r.whole_ms, r.whole_tflops, r.whole_causal, r.check.global_error,
-                  r.check.local_error);
+    std::snprintf(
+        line, sizeof(line), "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.3e,%.3e\n",
+        static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms, r.global_tflops,
+        r.global_causal, r.local_ms, r.local_tflops, r.local_causal, r.whole_ms, r.whole_tflops,
+        r.whole_causal, r.check.global_error, r.check.local_error);
     csv << line << std::flush;
     if (!csv) throw BenchError("--csv: writing failed");
 }
@@ -652,16 +647,16 @@ int run(const Options& options) {
     std::printf("%s (sm_%d%d, %d SMs, L2 %.0f MB), CUDA runtime %d.%d\n", props.name, props.major,
                 props.minor, props.multiProcessorCount, double(l2_bytes) / 1e6,
                 runtime_version / 1000, (runtime_version % 1000) / 10);
-    std::printf("bf16, %d/%d heads, head_dim %d, window %lld, warm-up %d, median of %d, "
-                "seed %llu\n",
-                options.q_heads, options.kv_heads, options.head_dim,
-                static_cast<long long>(options.window), options.warmup, options.repeats,
-                static_cast<unsigned long long>(options.seed));
+    std::printf(
+        "bf16, %d/%d heads, head_dim %d, window %lld, warm-up %d, median of %d, "
+        "seed %llu\n",
+        options.q_heads, options.kv_heads, options.head_dim, static_cast<long long>(options.window),
+        options.warmup, options.repeats, static_cast<unsigned long long>(options.seed));
     // The dispatcher's choice is not visible through the API: report what was asked for
     // (automatic = wgmma on a 9.x device with sm_90a code, else mma.sync).
     const char* path = std::getenv("L2A_ATTENTION_PATH");
-    std::printf("L2A_ATTENTION_PATH=%s\n", path != nullptr && path[0] != '\0' ? path
-                                                                               : "(automatic)");
+    std::printf("L2A_ATTENTION_PATH=%s\n",
+                path != nullptr && path[0] != '\0' ? path : "(automatic)");
     std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s\n", "tokens", "routed",
                 "count", "global_ms", "g_tflops", "g_causal", "local_ms", "l_tflops", "l_causal",
                 "whole_ms", "w_tflops", "w_causal", "g_err", "l_err");
@@ -723,8 +718,8 @@ int run(const Options& options) {
             row.tokens = tokens;
             row.fraction = fraction;
             row.count = routed.size();
-            row.check = check_once(b, kv, routed, decisions, fraction, mix64(routing_seed),
-                                   stream.get());
+            row.check =
+                check_once(b, kv, routed, decisions, fraction, mix64(routing_seed), stream.get());
 
             const double global = global_flops(shape, routed);
             cudaStream_t s = stream.get();
@@ -732,11 +727,11 @@ int run(const Options& options) {
                                       [&](const InputSet& in) { run_global(b, in, s); });
             row.local_ms = median_ms(b, options.warmup, options.repeats, events, s,
                                      [&](const InputSet& in) { run_local(b, in, s); });
-            row.whole_ms = median_ms(b, options.warmup, options.repeats, events, s,
-                                     [&](const InputSet& in) {
-                                         run_global(b, in, s);
-                                         run_local(b, in, s);
-                                     });
+            row.whole_ms =
+                median_ms(b, options.warmup, options.repeats, events, s, [&](const InputSet& in) {
+                    run_global(b, in, s);
+                    run_local(b, in, s);
+                });
             row.global_tflops = tflops(global, row.global_ms);
             row.global_causal = tflops(causal, row.global_ms);
             row.local_tflops = tflops(local, row.local_ms);

@@ -148,9 +148,11 @@ void dispatch(const std::string& where, const AttentionShape& shape, const Atten
             return;
         }
         if (path == Path::wgmma) {
-            fail(where, "L2A_ATTENTION_PATH=wgmma, but K or V cannot be described by a tensor "
-                        "map (token stride " + std::to_string(params.k_token_stride) + " / " +
-                        std::to_string(params.v_token_stride) + ")");
+            fail(where,
+                 "L2A_ATTENTION_PATH=wgmma, but K or V cannot be described by a tensor "
+                 "map (token stride " +
+                     std::to_string(params.k_token_stride) + " / " +
+                     std::to_string(params.v_token_stride) + ")");
         }
     }
     const int64_t rows = shape.tokens;  // the worst case; the kernel reads the real count

@@ -251,8 +251,8 @@ __global__ void __launch_bounds__(Traits::kThreads)
          chunk += Traits::kThreads) {
         const int row = chunk / Traits::kChunksPerRow;
         const int column = (chunk % Traits::kChunksPerRow) * 8;
-        const int q_row = QuerySet::storage_row(params, first_row + min(row, rows_here - 1),
-                                                row_positions[row]);
+        const int q_row =
+            QuerySet::storage_row(params, first_row + min(row, rows_here - 1), row_positions[row]);
         cp_async_16(q_tile + row * kRowElements + column,
                     q_head_base + int64_t(q_row) * params.q_token_stride + column, true);
     }
@@ -335,8 +335,7 @@ __global__ void __launch_bounds__(Traits::kThreads)
                 ldmatrix_x4(k_fragments, k_tile + row * kRowElements + column);
 #pragma unroll
                 for (int m = 0; m < kMTiles; ++m) {
-                    Ops::mma(scores[m][2 * n_pair], q_fragments[m], k_fragments[0],
-                             k_fragments[1]);
+                    Ops::mma(scores[m][2 * n_pair], q_fragments[m], k_fragments[0], k_fragments[1]);
                     Ops::mma(scores[m][2 * n_pair + 1], q_fragments[m], k_fragments[2],
                              k_fragments[3]);
                 }
@@ -383,8 +382,8 @@ __global__ void __launch_bounds__(Traits::kThreads)
                 float raw_max = -INFINITY;
 #pragma unroll
                 for (int n = 0; n < kBlockN / 8; ++n) {
-                    raw_max = fmaxf(raw_max, fmaxf(scores[m][n][2 * half],
-                                                   scores[m][n][2 * half + 1]));
+                    raw_max =
+                        fmaxf(raw_max, fmaxf(scores[m][n][2 * half], scores[m][n][2 * half + 1]));
                 }
                 raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 1));
                 raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 2));
@@ -438,8 +437,8 @@ __global__ void __launch_bounds__(Traits::kThreads)
                 ldmatrix_x4_trans(v_fragments, v_tile + row * kRowElements + column);
 #pragma unroll
                 for (int m = 0; m < kMTiles; ++m) {
-                    Ops::mma(out_accumulator[m][2 * d_pair], p_fragments[m][k_step],
-                             v_fragments[0], v_fragments[1]);
+                    Ops::mma(out_accumulator[m][2 * d_pair], p_fragments[m][k_step], v_fragments[0],
+                             v_fragments[1]);
                     Ops::mma(out_accumulator[m][2 * d_pair + 1], p_fragments[m][k_step],
                              v_fragments[2], v_fragments[3]);
                 }

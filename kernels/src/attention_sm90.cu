@@ -1,18 +1,17 @@
 // Host side of the Hopper attention path: tensor maps for K and V (cuTensorMapEncodeTiled,
 // reached through the runtime's driver entry point so that libcuda is not linked), and the
 // launches of attention_sm90_kernel.
-#include "attention_sm90.h"
-
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cudaTypedefs.h>
 
 #include <cstdint>
 #include <mutex>
 #include <string>
 
 #include "attention_sm90.cuh"
+#include "attention_sm90.h"
 #include "launch_check.h"
 
 namespace l2a::kernels::detail {
@@ -50,10 +49,10 @@ bool encode_kv_map(CUtensorMap* map, const void* data, const AttentionShape& sha
     const CUtensorMapDataType type = shape.element_type == ElementType::bf16
                                          ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-    const CUresult result = encode(map, type, 3, const_cast<void*>(data), dims, strides, box,
-                                   element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUresult result =
+        encode(map, type, 3, const_cast<void*>(data), dims, strides, box, element_strides,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return result == CUDA_SUCCESS;
 }
 
@@ -106,8 +105,7 @@ Availability query_availability() {
         return {false, "no CUDA device"};
     }
     int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) !=
-        cudaSuccess) {
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
         cudaGetLastError();
         return {false, "the device's compute capability could not be read"};
     }

@@ -57,8 +57,7 @@ struct Sm90AttentionTraits {
 __device__ __forceinline__ uint32_t swizzled_offset(int row, int column, int rows) {
     const int block = column / 64;
     const int chunk = (column % 64) / 8;
-    return uint32_t(block * rows * 128 + row * 128 + ((chunk ^ (row % 8)) * 16) +
-                    (column % 8) * 2);
+    return uint32_t(block * rows * 128 + row * 128 + ((chunk ^ (row % 8)) * 16) + (column % 8) * 2);
 }
 
 // Grid: (row tiles, q heads), as the mma.sync kernel; the linear block index is remapped so
@@ -151,15 +150,15 @@ __global__ void __launch_bounds__(384, 1)
                 mbarrier_arrive_expect_bytes(&k_full[stage], Traits::kTileBytes);
 #pragma unroll
                 for (int block = 0; block < Traits::kColumnBlocks; ++block) {
-                    tma_load_3d(k_stage + block * Traits::kColumnBlockBytes, &k_map,
-                                &k_full[stage], block * 64, tile * kBlockN, kv_head);
+                    tma_load_3d(k_stage + block * Traits::kColumnBlockBytes, &k_map, &k_full[stage],
+                                block * 64, tile * kBlockN, kv_head);
                 }
                 mbarrier_wait(&v_empty[stage], free_parity);
                 mbarrier_arrive_expect_bytes(&v_full[stage], Traits::kTileBytes);
 #pragma unroll
                 for (int block = 0; block < Traits::kColumnBlocks; ++block) {
-                    tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map,
-                                &v_full[stage], block * 64, tile * kBlockN, kv_head);
+                    tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map, &v_full[stage],
+                                block * 64, tile * kBlockN, kv_head);
                 }
             }
         }
@@ -211,7 +210,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
     for (int i = 0; i < HeadDim / 2; ++i) out_accumulator[i] = 0.0f;
     float row_max[2] = {-INFINITY, -INFINITY};  // exp2 domain
-    float row_sum[2] = {0.0f, 0.0f};             // this thread's share; quad-reduced at the end
+    float row_sum[2] = {0.0f, 0.0f};            // this thread's share; quad-reduced at the end
 
     // The consumer's own tiles [my_first_tile, my_last_tile] (a contiguous part of the block's
     // range); it releases the other tiles of the ring as soon as they land.
@@ -231,14 +230,14 @@ __global__ void __launch_bounds__(384, 1)
     for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over(tile);
 
     // S = Q K^T for one tile, issued asynchronously (one commit group).
-    const auto issue_scores = [&](float (&scores)[kBlockN / 2], int stage) {
+    const auto issue_scores = [&](float(&scores)[kBlockN / 2], int stage) {
         const uint32_t k_stage = k_address + stage * Traits::kTileBytes;
         wgmma_fence();
 #pragma unroll
         for (int k_step = 0; k_step < HeadDim / 16; ++k_step) {
             const uint32_t offset = (k_step % 4) * 32;  // 16 columns of 2 bytes
-            const uint64_t a = swizzle128_descriptor(
-                q_address + (k_step / 4) * (kRows * 128) + offset, 16, 1024);
+            const uint64_t a =
+                swizzle128_descriptor(q_address + (k_step / 4) * (kRows * 128) + offset, 16, 1024);
             const uint64_t b = swizzle128_descriptor(
                 k_stage + (k_step / 4) * Traits::kColumnBlockBytes + offset, 16, 1024);
             wgmma_ss_m64n128k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
@@ -246,20 +245,20 @@ __global__ void __launch_bounds__(384, 1)
         wgmma_commit();
     };
     // O += P V for one tile, issued asynchronously (one commit group).
-    const auto issue_values = [&](const uint32_t (&p)[kBlockN / 16][4], int stage) {
+    const auto issue_values = [&](const uint32_t(&p)[kBlockN / 16][4], int stage) {
         const uint32_t v_stage = v_address + stage * Traits::kTileBytes;
         wgmma_fence();
 #pragma unroll
         for (int k_step = 0; k_step < kBlockN / 16; ++k_step) {
-            const uint64_t b = swizzle128_descriptor(v_stage + k_step * 16 * 128,
-                                                     Traits::kColumnBlockBytes, 1024);
+            const uint64_t b =
+                swizzle128_descriptor(v_stage + k_step * 16 * 128, Traits::kColumnBlockBytes, 1024);
             wgmma_rs_pv<HeadDim, Element>(out_accumulator, p[k_step], b);
         }
         wgmma_commit();
     };
     // Masks the tile's scores where needed, updates the running maxima and sums, turns the
     // scores into probabilities and returns the factors the output rows must be rescaled by.
-    const auto softmax = [&](float (&scores)[kBlockN / 2], int tile, float (&rescale)[2]) {
+    const auto softmax = [&](float(&scores)[kBlockN / 2], int tile, float(&rescale)[2]) {
         const int tile_first_key = tile * kBlockN;
         const bool needs_mask = !(tile_first_key >= wg_latest_first_key &&
                                   tile_first_key + kBlockN - 1 <= wg_earliest_position);
@@ -284,8 +283,8 @@ __global__ void __launch_bounds__(384, 1)
             float raw_max = -INFINITY;
 #pragma unroll
             for (int n = 0; n < kBlockN / 8; ++n) {
-                raw_max = fmaxf(raw_max,
-                                fmaxf(scores[4 * n + 2 * half], scores[4 * n + 2 * half + 1]));
+                raw_max =
+                    fmaxf(raw_max, fmaxf(scores[4 * n + 2 * half], scores[4 * n + 2 * half + 1]));
             }
             raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 1));
             raw_max = fmaxf(raw_max, __shfl_xor_sync(0xffffffffu, raw_max, 2));
@@ -305,8 +304,8 @@ __global__ void __launch_bounds__(384, 1)
             row_sum[half] = row_sum[half] * rescale[half] + sum;
         }
     };
-    const auto to_probabilities = [&](const float (&scores)[kBlockN / 2],
-                                      uint32_t (&p)[kBlockN / 16][4]) {
+    const auto to_probabilities = [&](const float(&scores)[kBlockN / 2],
+                                      uint32_t(&p)[kBlockN / 16][4]) {
 #pragma unroll
         for (int k_step = 0; k_step < kBlockN / 16; ++k_step) {
 #pragma unroll
@@ -316,7 +315,7 @@ __global__ void __launch_bounds__(384, 1)
             }
         }
     };
-    const auto rescale_output = [&](const float (&rescale)[2]) {
+    const auto rescale_output = [&](const float(&rescale)[2]) {
 #pragma unroll
         for (int d = 0; d < HeadDim / 8; ++d) {
 #pragma unroll
@@ -329,9 +328,7 @@ __global__ void __launch_bounds__(384, 1)
     // softmax runs while the other's matrix products occupy the tensor cores. Every consumer
     // takes one turn per block tile plus one, skipped tiles included, so the counts match;
     // consumer 1 gives consumer 0 its first turn and skips its own last hand-over.
-    const auto take_turn = [&] {
-        named_barrier_sync(3 + consumer, 256);
-    };
+    const auto take_turn = [&] { named_barrier_sync(3 + consumer, 256); };
     const auto end_turn = [&](bool last) {
         if (!(last && consumer == 1)) named_barrier_arrive(3 + (1 - consumer), 256);
     };

@@ -69,10 +69,14 @@ std::string describe(CUptiResult result) {
 
 MemoryOpKind memory_kind(std::uint8_t copy_kind) {
     switch (copy_kind) {
-    case CUPTI_ACTIVITY_MEMCPY_KIND_HTOD: return MemoryOpKind::CopyHostToDevice;
-    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOH: return MemoryOpKind::CopyDeviceToHost;
-    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOD: return MemoryOpKind::CopyDeviceToDevice;
-    default: return MemoryOpKind::CopyOther;
+        case CUPTI_ACTIVITY_MEMCPY_KIND_HTOD:
+            return MemoryOpKind::CopyHostToDevice;
+        case CUPTI_ACTIVITY_MEMCPY_KIND_DTOH:
+            return MemoryOpKind::CopyDeviceToHost;
+        case CUPTI_ACTIVITY_MEMCPY_KIND_DTOD:
+            return MemoryOpKind::CopyDeviceToDevice;
+        default:
+            return MemoryOpKind::CopyOther;
     }
 }
 
@@ -90,33 +94,35 @@ void CUPTIAPI buffer_completed(CUcontext context, std::uint32_t stream_id, std::
         CUpti_Activity* record = nullptr;
         while (c && cuptiActivityGetNextRecord(buffer, valid_size, &record) == CUPTI_SUCCESS) {
             switch (record->kind) {
-            case CUPTI_ACTIVITY_KIND_KERNEL:
-            case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
-                const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
-                c->kernels.push_back({k->name ? k->name : "<unnamed kernel>", k->start, k->end,
-                                      k->deviceId, k->streamId, k->correlationId});
-                break;
-            }
-            case CUPTI_ACTIVITY_KIND_MEMCPY: {
-                const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
-                c->memory_ops.push_back({memory_kind(m->copyKind), m->bytes, m->start, m->end,
-                                         m->deviceId, m->streamId, m->correlationId});
-                break;
-            }
-            case CUPTI_ACTIVITY_KIND_MEMSET: {
-                const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(record);
-                c->memory_ops.push_back({MemoryOpKind::Set, m->bytes, m->start, m->end,
-                                         m->deviceId, m->streamId, m->correlationId});
-                break;
-            }
-            case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION: {
-                const auto* e = reinterpret_cast<const CUpti_ActivityExternalCorrelation*>(record);
-                if (e->externalKind == CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0) {
-                    c->external[e->correlationId] = e->externalId;
+                case CUPTI_ACTIVITY_KIND_KERNEL:
+                case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
+                    const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+                    c->kernels.push_back({k->name ? k->name : "<unnamed kernel>", k->start, k->end,
+                                          k->deviceId, k->streamId, k->correlationId});
+                    break;
                 }
-                break;
-            }
-            default: break;  // API records: only needed for the external correlation
+                case CUPTI_ACTIVITY_KIND_MEMCPY: {
+                    const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
+                    c->memory_ops.push_back({memory_kind(m->copyKind), m->bytes, m->start, m->end,
+                                             m->deviceId, m->streamId, m->correlationId});
+                    break;
+                }
+                case CUPTI_ACTIVITY_KIND_MEMSET: {
+                    const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(record);
+                    c->memory_ops.push_back({MemoryOpKind::Set, m->bytes, m->start, m->end,
+                                             m->deviceId, m->streamId, m->correlationId});
+                    break;
+                }
+                case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION: {
+                    const auto* e =
+                        reinterpret_cast<const CUpti_ActivityExternalCorrelation*>(record);
+                    if (e->externalKind == CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0) {
+                        c->external[e->correlationId] = e->externalId;
+                    }
+                    break;
+                }
+                default:
+                    break;  // API records: only needed for the external correlation
             }
         }
         std::size_t dropped = 0;
@@ -171,7 +177,8 @@ KernelTracer::KernelTracer(PrefillObserver* next) : next_(next), state_(std::mak
             return;
         }
         if (!g_callbacks_registered) {
-            const CUptiResult r = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed);
+            const CUptiResult r =
+                cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed);
             if (r != CUPTI_SUCCESS) {
                 reason_ = "CUPTI could not start (" + describe(r) + ")";
                 state_.reset();
@@ -281,7 +288,8 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
     auto to_ns = [&](std::uint64_t t) -> std::int64_t {
         auto it = std::upper_bound(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(anchors), t);
         const std::size_t i = it == a.begin() ? 0 : static_cast<std::size_t>(it - a.begin()) - 1;
-        return ranges[i].begin_ns + (static_cast<std::int64_t>(t) - static_cast<std::int64_t>(a[i]));
+        return ranges[i].begin_ns +
+               (static_cast<std::int64_t>(t) - static_cast<std::int64_t>(a[i]));
     };
     auto range_of = [&](std::uint32_t correlation) -> std::int64_t {
         auto it = c.external.find(correlation);

@@ -28,10 +28,9 @@ void check_reportable(const Profile& p, const Profile* compare) {
     if (!compare) return;
     export_support::check_arrays(*compare, "--compare");
     if (compare->token_ids != p.token_ids) {
-        fail("--compare", "the two profiles ran different tokens (" +
-                              std::to_string(p.num_tokens()) + " and " +
-                              std::to_string(compare->num_tokens()) +
-                              "): compare runs of the same document");
+        fail("--compare",
+             "the two profiles ran different tokens (" + std::to_string(p.num_tokens()) + " and " +
+                 std::to_string(compare->num_tokens()) + "): compare runs of the same document");
     }
     if (compare->num_layers != p.num_layers) {
         fail("--compare", "the two profiles have " + std::to_string(p.num_layers) + " and " +
@@ -65,24 +64,24 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
         tokens += " (truncated from " + std::to_string(p.tokens_before_truncation) + ")";
     }
     model.emplace_back("tokens", tokens);
-    model.emplace_back("text", std::to_string(p.document_text.size()) + " bytes" +
-                                   (p.replaced_sequences
-                                        ? ", " + std::to_string(p.replaced_sequences) +
-                                              " invalid UTF-8 sequences replaced"
-                                        : std::string()));
+    model.emplace_back("text",
+                       std::to_string(p.document_text.size()) + " bytes" +
+                           (p.replaced_sequences ? ", " + std::to_string(p.replaced_sequences) +
+                                                       " invalid UTF-8 sequences replaced"
+                                                 : std::string()));
 
     Rows& run = tables[1];
     run.emplace_back("routing",
                      o.routing.to_string() + (o.as_base ? " (run as the base model)" : ""));
-    run.emplace_back("threshold",
-                     o.threshold ? export_support::number_text(*o.threshold) + " (overridden)"
-                                 : export_support::number_text(m.sigmoid_threshold));
+    run.emplace_back("threshold", o.threshold
+                                      ? export_support::number_text(*o.threshold) + " (overridden)"
+                                      : export_support::number_text(m.sigmoid_threshold));
     run.emplace_back("pruned layers", o.prune.empty() ? "none" : format_pruning_plan(o.prune));
     run.emplace_back("seed", std::to_string(o.seed));
     run.emplace_back("chunk size", std::to_string(o.chunk_size));
-    run.emplace_back("device", o.device + (p.device.empty() || p.device == o.device
-                                               ? ""
-                                               : " (" + p.device + ")"));
+    run.emplace_back(
+        "device",
+        o.device + (p.device.empty() || p.device == o.device ? "" : " (" + p.device + ")"));
     run.emplace_back("backend", o.backend);
     run.emplace_back("CPU threads",
                      p.cpu_threads > 0 ? std::to_string(p.cpu_threads) : "not recorded");
@@ -122,8 +121,7 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     results.emplace_back("kernels", std::to_string(summary.kernels) + " (" +
                                         std::to_string(summary.unattributed_kernels) +
                                         " outside any range), " +
-                                        std::to_string(p.memory_ops.size()) +
-                                        " memory operations");
+                                        std::to_string(p.memory_ops.size()) + " memory operations");
     results.emplace_back("created", p.created_at + " by l2a " + p.tool_version);
     return tables;
 }
@@ -235,8 +233,7 @@ std::vector<std::string> timing_differences(const Profile& base, const Profile& 
     // a re-run): not the same measurement as one run timed end to end.
     if (base.time_basis != v.time_basis) {
         auto basis = [](const Profile& p) {
-            return p.time_basis.empty() ? std::string("one run measured end to end")
-                                        : p.time_basis;
+            return p.time_basis.empty() ? std::string("one run measured end to end") : p.time_basis;
         };
         out.push_back("time of " + basis(base) + " vs " + basis(v));
     }
@@ -455,7 +452,9 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
             while (end < tokens && !shown[static_cast<std::size_t>(end)]) ++end;
             in_mark = false;
             pieces.push_back({DocumentPiece::Kind::Gap,
-                              "[… " + std::to_string(end - t) + " tokens omitted …]", 0, {}});
+                              "[… " + std::to_string(end - t) + " tokens omitted …]",
+                              0,
+                              {}});
             cursor = std::max(cursor,
                               char_boundary(text, p.token_end[static_cast<std::size_t>(end - 1)]));
             t = end;
@@ -473,7 +472,9 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
             if (!in_mark) {
                 const std::int64_t s = score[i];
                 const int level = 1 + static_cast<int>(4 * (s - threshold) / (top - threshold + 1));
-                pieces.push_back({DocumentPiece::Kind::Mark, {}, std::clamp(level, 1, 4),
+                pieces.push_back({DocumentPiece::Kind::Mark,
+                                  {},
+                                  std::clamp(level, 1, 4),
                                   "from token " + std::to_string(t) + ": global in " +
                                       std::to_string(s) + " of " + std::to_string(layers) +
                                       " layers"});
@@ -494,10 +495,11 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
     }
 
     if (distinctive) {
-        out.note = "Highlighted: the tokens that ran global attention in the most layers (at "
-                   "least " +
-                   std::to_string(threshold) + " of " + std::to_string(layers) + "; " +
-                   std::to_string(passages) + " passages), darker where more.";
+        out.note =
+            "Highlighted: the tokens that ran global attention in the most layers (at "
+            "least " +
+            std::to_string(threshold) + " of " + std::to_string(layers) + "; " +
+            std::to_string(passages) + " passages), darker where more.";
     } else {
         out.note =
             p.model.is_l2a && !p.options.as_base

@@ -39,7 +39,7 @@ std::vector<LayerBar> layer_bars(const Profile& p);
 struct RoutingGrid {
     std::int64_t columns = 0;
     std::int64_t rows = 0;
-    std::vector<std::uint8_t> level;       // [rows, columns]
+    std::vector<std::uint8_t> level;        // [rows, columns]
     std::vector<std::int64_t> first_layer;  // [rows]
     std::string note;
 };
@@ -86,8 +86,8 @@ struct Comparison {
     // cuda:0", "2 vs 1 CPU threads"); empty when the times can be set against each other.
     std::vector<std::string> not_comparable;
     std::vector<MetricRow> metrics;
-    std::vector<double> nll_bins;  // mean NLL change per bin of tokens
-    double nll_scale = 0.0;        // the chart's scale: max |bin|
+    std::vector<double> nll_bins;     // mean NLL change per bin of tokens
+    double nll_scale = 0.0;           // the chart's scale: max |bin|
     std::int64_t nll_bin_tokens = 1;  // the most tokens in one bin
     // Per bin, kBeyondAbove / kBeyondBelow where a single token's change lies outside +-scale:
     // the chart marks those bins at its edge and says that it is clipped.

@@ -69,7 +69,9 @@ const QColor kPhaseColors[kNumPhases] = {QColor(0x7a, 0xa6, 0xd8), QColor(0xf2, 
 const QColor kMarkColors[4] = {QColor(0xfd, 0xe9, 0xc4), QColor(0xfb, 0xd3, 0x8d),
                                QColor(0xf6, 0xad, 0x55), QColor(0xed, 0x89, 0x36)};
 
-QString q(const std::string& text) { return QString::fromUtf8(text.data(), qsizetype(text.size())); }
+QString q(const std::string& text) {
+    return QString::fromUtf8(text.data(), qsizetype(text.size()));
+}
 
 // ---- charts as inline text objects -----------------------------------------------------------
 
@@ -90,15 +92,16 @@ public:
     std::vector<Chart>& charts() { return charts_; }
 
     QSizeF intrinsicSize(QTextDocument* doc, int, const QTextFormat& format) override {
-        const Chart& chart = charts_.at(static_cast<std::size_t>(format.intProperty(kChartIndexProperty)));
+        const Chart& chart =
+            charts_.at(static_cast<std::size_t>(format.intProperty(kChartIndexProperty)));
         const double scale = points_to_pixels(doc);
-        return {doc->pageSize().width() - 2 * doc->documentMargin() - 1,
-                chart.height_pt * scale};
+        return {doc->pageSize().width() - 2 * doc->documentMargin() - 1, chart.height_pt * scale};
     }
 
     void drawObject(QPainter* painter, const QRectF& rect, QTextDocument* doc, int,
                     const QTextFormat& format) override {
-        const Chart& chart = charts_.at(static_cast<std::size_t>(format.intProperty(kChartIndexProperty)));
+        const Chart& chart =
+            charts_.at(static_cast<std::size_t>(format.intProperty(kChartIndexProperty)));
         const double scale = points_to_pixels(doc);
         painter->save();
         painter->translate(rect.topLeft());
@@ -148,44 +151,45 @@ void chart_text(QPainter& p, const QRectF& box, Qt::Alignment align, const QStri
 
 Chart sparsity_chart(const Profile& profile) {
     auto bars = std::make_shared<std::vector<report::LayerBar>>(report::layer_bars(profile));
-    return {150.0, [bars](QPainter& p, const QRectF& r) {
-                const double left = 34, top = 6, height = r.height() - 30;
-                const double plot_w = r.width() - left - 4;
-                const double bar = plot_w / static_cast<double>(bars->size());
-                for (int tick = 0; tick <= 4; ++tick) {
-                    const double y = top + height * (1.0 - tick / 4.0);
-                    p.setPen(QPen(kGrid, 0.5));
-                    p.drawLine(QPointF(left, y), QPointF(r.width(), y));
-                    chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
-                               QString::number(tick * 25) + "%");
+    return {
+        150.0, [bars](QPainter& p, const QRectF& r) {
+            const double left = 34, top = 6, height = r.height() - 30;
+            const double plot_w = r.width() - left - 4;
+            const double bar = plot_w / static_cast<double>(bars->size());
+            for (int tick = 0; tick <= 4; ++tick) {
+                const double y = top + height * (1.0 - tick / 4.0);
+                p.setPen(QPen(kGrid, 0.5));
+                p.drawLine(QPointF(left, y), QPointF(r.width(), y));
+                chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
+                           QString::number(tick * 25) + "%");
+            }
+            const std::size_t label_every = std::max<std::size_t>(1, bars->size() / 16);
+            for (const report::LayerBar& b : *bars) {
+                const double f = std::isfinite(b.fraction) ? std::clamp(b.fraction, 0.0, 1.0) : 0.0;
+                const double x = left + bar * static_cast<double>(b.layer);
+                if (b.pruned) {
+                    p.fillRect(QRectF(x + bar * 0.1, top, bar * 0.8, height),
+                               QColor(0xec, 0xef, 0xf4));
                 }
-                const std::size_t label_every = std::max<std::size_t>(1, bars->size() / 16);
-                for (const report::LayerBar& b : *bars) {
-                    const double f =
-                        std::isfinite(b.fraction) ? std::clamp(b.fraction, 0.0, 1.0) : 0.0;
-                    const double x = left + bar * static_cast<double>(b.layer);
-                    if (b.pruned) {
-                        p.fillRect(QRectF(x + bar * 0.1, top, bar * 0.8, height), QColor(0xec, 0xef, 0xf4));
-                    }
-                    p.fillRect(QRectF(x + bar * 0.1, top + height * (1.0 - f), bar * 0.8, height * f),
-                               kBar);
-                    if (static_cast<std::size_t>(b.layer) % label_every == 0) {
-                        chart_text(p, QRectF(x, top + height + 2, bar, 10), Qt::AlignHCenter,
-                                   QString::number(b.layer) + (b.pruned ? "P" : ""));
-                    }
+                p.fillRect(QRectF(x + bar * 0.1, top + height * (1.0 - f), bar * 0.8, height * f),
+                           kBar);
+                if (static_cast<std::size_t>(b.layer) % label_every == 0) {
+                    chart_text(p, QRectF(x, top + height + 2, bar, 10), Qt::AlignHCenter,
+                               QString::number(b.layer) + (b.pruned ? "P" : ""));
                 }
-                chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter,
-                           "layer (P: pruned)");
-            }};
+            }
+            chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter,
+                       "layer (P: pruned)");
+        }};
 }
 
 Chart routing_chart(const Profile& profile) {
-    auto grid = std::make_shared<report::RoutingGrid>(
-        report::routing_grid(profile, kMapColumns, kMapRows));
+    auto grid =
+        std::make_shared<report::RoutingGrid>(report::routing_grid(profile, kMapColumns, kMapRows));
     const double cell_h = std::clamp(300.0 / static_cast<double>(grid->rows), 3.0, 10.0);
     const std::int64_t last_token = profile.num_tokens() - 1;
-    return {cell_h * static_cast<double>(grid->rows) + 16, [grid, cell_h, last_token](
-                                                              QPainter& p, const QRectF& r) {
+    return {cell_h * static_cast<double>(grid->rows) + 16,
+            [grid, cell_h, last_token](QPainter& p, const QRectF& r) {
                 const double left = 28, plot_w = r.width() - left;
                 const double map_h = cell_h * static_cast<double>(grid->rows);
                 const double cell_w = plot_w / static_cast<double>(grid->columns);
@@ -321,7 +325,8 @@ Chart nll_chart(std::shared_ptr<const report::Comparison> c) {
 
 class ReportBuilder {
 public:
-    ReportBuilder(QTextDocument& doc, std::vector<Chart>& charts) : doc_(doc), charts_(charts), cursor_(&doc) {
+    ReportBuilder(QTextDocument& doc, std::vector<Chart>& charts)
+        : doc_(doc), charts_(charts), cursor_(&doc) {
         QFont base("DejaVu Sans");
         base.setStyleHint(QFont::SansSerif);
         base.setPointSizeF(9.0);
@@ -437,8 +442,8 @@ public:
         format.setBorder(0);
         format.setCellPadding(1.2);
         format.setCellSpacing(0);
-        format.setColumnWidthConstraints(
-            {QTextLength(QTextLength::PercentageLength, 24), QTextLength(QTextLength::PercentageLength, 76)});
+        format.setColumnWidthConstraints({QTextLength(QTextLength::PercentageLength, 24),
+                                          QTextLength(QTextLength::PercentageLength, 76)});
         QTextTable* table = cursor_.insertTable(static_cast<int>(rows.size()), 2, format);
         for (int r = 0; r < static_cast<int>(rows.size()); ++r) {
             QTextCharFormat label = note_;
@@ -561,9 +566,10 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
 
     b.heading("What-if comparison");
     if (!compare) {
-        b.note("No comparison in this report. Give a second profile of the same document (for "
-               "example a pruned run) with --compare FILE to see the change in NLL per token "
-               "and in routing per layer.");
+        b.note(
+            "No comparison in this report. Give a second profile of the same document (for "
+            "example a pruned run) with --compare FILE to see the change in NLL per token "
+            "and in routing per layer.");
     } else {
         auto c = std::make_shared<const report::Comparison>(report::comparison(p, *compare, 600));
         b.paragraph("Base: this report's run. Variant: " + c->variant_description, b.body());
@@ -737,8 +743,7 @@ void ensure_gui_application() {
 
 bool pdf_export_available() { return true; }
 
-void export_pdf(const Profile& profile, const std::filesystem::path& path,
-                const Profile* compare) {
+void export_pdf(const Profile& profile, const std::filesystem::path& path, const Profile* compare) {
     ensure_gui_application();
     QByteArray bytes;
     {
@@ -746,8 +751,8 @@ void export_pdf(const Profile& profile, const std::filesystem::path& path,
         buffer.open(QIODevice::WriteOnly);
         QPdfWriter writer(&buffer);
         writer.setResolution(300);
-        writer.setPageLayout(QPageLayout(QPageSize(QPageSize::A4), QPageLayout::Portrait,
-                                         QMarginsF(0, 0, 0, 0)));
+        writer.setPageLayout(
+            QPageLayout(QPageSize(QPageSize::A4), QPageLayout::Portrait, QMarginsF(0, 0, 0, 0)));
         writer.setTitle("L2A Studio report: " + q(profile.document_path));
         writer.setCreator("L2A Studio");
         ReportPages pages(profile, compare);

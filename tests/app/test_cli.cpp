@@ -17,9 +17,9 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,12 +77,12 @@ struct Result {
 Result l2a(const std::string& args, const fs::path& dir, const fs::path& demo = demo_dir()) {
     const fs::path out = dir / "stdout.txt";
     const fs::path err = dir / "stderr.txt";
-    const std::string demo_env =
-        demo.empty() ? std::string("env -u L2A_DEMO_DIR ") : "L2A_DEMO_DIR=" + shell_quote(demo.string()) + " ";
-    const std::string command =
-        "cd " + shell_quote(dir.string()) + " && " + demo_env +
-        shell_quote(kBinary.string()) + " " + args + " >" + shell_quote(out.string()) + " 2>" +
-        shell_quote(err.string()) + " </dev/null";
+    const std::string demo_env = demo.empty() ? std::string("env -u L2A_DEMO_DIR ")
+                                              : "L2A_DEMO_DIR=" + shell_quote(demo.string()) + " ";
+    const std::string command = "cd " + shell_quote(dir.string()) + " && " + demo_env +
+                                shell_quote(kBinary.string()) + " " + args + " >" +
+                                shell_quote(out.string()) + " 2>" + shell_quote(err.string()) +
+                                " </dev/null";
     const int raw = std::system(command.c_str());
     Result result;
     result.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -141,7 +141,8 @@ std::vector<std::string> misaligned_help_lines(const std::string& help) {
         // two words after an indent of 1-4, then two or more spaces, then the description.
         const std::size_t gap = line.find("  ", lead > 0 ? static_cast<std::size_t>(lead) : 0);
         const bool term_line = lead >= 1 && lead <= 4 && gap != std::string::npos &&
-                               gap + 2 < line.size() && line.find_first_not_of(' ', gap) != std::string::npos;
+                               gap + 2 < line.size() &&
+                               line.find_first_not_of(' ', gap) != std::string::npos;
         if (term_line) {
             const int description = static_cast<int>(line.find_first_not_of(' ', gap));
             const bool option = line[static_cast<std::size_t>(lead)] == '-';
@@ -421,7 +422,8 @@ using l2a::test::ScopedEnv;
 
 int count_of(const std::string& text, const std::string& piece) {
     int n = 0;
-    for (std::size_t at = text.find(piece); at != std::string::npos; at = text.find(piece, at + 1)) ++n;
+    for (std::size_t at = text.find(piece); at != std::string::npos; at = text.find(piece, at + 1))
+        ++n;
     return n;
 }
 
@@ -434,7 +436,9 @@ TEST_F(Cli, ProgressWithoutATerminalIsOneLinePerStage) {
     EXPECT_FALSE(contains(r.err, "\r")) << r.err;
     EXPECT_FALSE(contains(r.err, "\x1b[")) << r.err;
     for (int layer = 1; layer <= 6; ++layer) {
-        EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens: layer " + std::to_string(layer) + " / 6 ("), 1)
+        EXPECT_EQ(
+            count_of(r.err, "l2a: prefill of 64 tokens: layer " + std::to_string(layer) + " / 6 ("),
+            1)
             << layer << ": " << r.err;
     }
     EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens done in "), 1) << r.err;
@@ -997,9 +1001,10 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
 
 // Without a CUDA build, or without a GPU, bench attention says which of the two is missing.
 TEST_F(Cli, BenchAttentionWithoutCudaSaysSo) {
-    const Result r = l2a("bench attention --quiet --tokens 256 --fractions 0.5 --shapes 4/2/64 "
-                         "--repeat 1",
-                         dir_);
+    const Result r =
+        l2a("bench attention --quiet --tokens 256 --fractions 0.5 --shapes 4/2/64 "
+            "--repeat 1",
+            dir_);
     if (r.status == 0) GTEST_SKIP() << "this build and machine have a GPU: the bench ran";
     EXPECT_ONE_LINE_ERROR(r, 1, "bench attention");
     EXPECT_TRUE(contains(r.err, "CUDA")) << r.err;
@@ -1036,7 +1041,8 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     EXPECT_EQ(j["layers"][2]["variant_global_fraction"], 0.0);
     EXPECT_EQ(j["layers"][2]["pruned"], true);
     EXPECT_EQ(j["layers"][0]["variant_global_fraction"], j["layers"][0]["base_global_fraction"]);
-    EXPECT_LT(j["kv_bytes"]["variant"].get<std::int64_t>(), j["kv_bytes"]["base"].get<std::int64_t>());
+    EXPECT_LT(j["kv_bytes"]["variant"].get<std::int64_t>(),
+              j["kv_bytes"]["base"].get<std::int64_t>());
     EXPECT_GT(j["kl"]["max"].get<double>(), 0.0);
     EXPECT_EQ(j["token_delta_nll"].size(), 48u);
     EXPECT_TRUE(j["token_delta_nll"][0].is_null());
@@ -1074,9 +1080,9 @@ TEST_F(Cli, WhatIfPruneEndToEnd) {
     const Result text =
         l2a("whatif --profile base.l2a --demo --prune 2,4 --ttft-repeats 2 --quiet", dir_);
     ASSERT_EQ(text.status, 0) << text.err;
-    for (const char* piece : {"mean NLL", "perplexity", "KV cache", "TTFT predicted",
-                              "KL(base || variant)", "top-1 agreement", "re-run from layer 2",
-                              "pruned"}) {
+    for (const char* piece :
+         {"mean NLL", "perplexity", "KV cache", "TTFT predicted", "KL(base || variant)",
+          "top-1 agreement", "re-run from layer 2", "pruned"}) {
         EXPECT_TRUE(contains(text.out, piece)) << piece << " in: " << text.out;
     }
     // Base-until-the-layer plus a re-run is not a time to first token: nothing is called
@@ -1120,7 +1126,8 @@ TEST_F(Cli, WhatIfWithoutChangeIsExactlyTheBase) {
 
 TEST_F(Cli, SuggestPruneEndToEnd) {
     make_base_profile(dir_);
-    const Result r = l2a("suggest-prune --profile base.l2a --demo --max-dnll 0.02 --json --quiet", dir_);
+    const Result r =
+        l2a("suggest-prune --profile base.l2a --demo --max-dnll 0.02 --json --quiet", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     const json j = json::parse(r.out);
     EXPECT_LE(j["delta_mean_nll"].get<double>(), 0.02);
@@ -1189,7 +1196,8 @@ TEST_F(Cli, TextFileAsProfileIsNamedAsSuch) {
 TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
     make_base_profile(dir_);
     Result r = l2a("whatif --profile base.l2a --model no-such-model --prune 3,7", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "--prune: layer 7 does not exist (the model of base.l2a has 6 layers: 0-5)");
+    EXPECT_ONE_LINE_ERROR(
+        r, 1, "--prune: layer 7 does not exist (the model of base.l2a has 6 layers: 0-5)");
     r = l2a("whatif --profile base.l2a --prune 6", dir_);
     EXPECT_ONE_LINE_ERROR(r, 1, "--prune: layer 6 does not exist");
     // A run without routers (a plain model, or --as-base) has nothing to prune or route.
@@ -1198,7 +1206,8 @@ TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
         SCOPED_TRACE(option);
         r = l2a(std::string("whatif --profile plain.l2a --model no-such-model ") + option, dir_);
         EXPECT_ONE_LINE_ERROR(r, 1, "plain.l2a is a run of the model as its base model");
-        EXPECT_TRUE(contains(r.err, std::string(option).substr(0, std::string(option).find(' ')) + ":"))
+        EXPECT_TRUE(
+            contains(r.err, std::string(option).substr(0, std::string(option).find(' ')) + ":"))
             << r.err;
     }
     r = l2a("suggest-prune --profile plain.l2a --model no-such-model --max-dnll 0.1", dir_);
@@ -1208,7 +1217,8 @@ TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
     plain.model.model_type = "qwen3";
     l2a::save_profile(plain, dir_ / "qwen3.l2a");
     r = l2a("whatif --profile qwen3.l2a --model no-such-model --routing local", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "--routing: qwen3.l2a is a run of a plain qwen3 model without L2A layers");
+    EXPECT_ONE_LINE_ERROR(
+        r, 1, "--routing: qwen3.l2a is a run of a plain qwen3 model without L2A layers");
     // A profile recorded on a GPU, on a machine without one: said before any model is read.
     l2a::Profile gpu = l2a::load_profile(dir_ / "base.l2a");
     gpu.options.device = "cuda";
@@ -1248,14 +1258,16 @@ TEST_F(Cli, WhatIfDefaultsToTheRecordedModel) {
     config["num_hidden_layers"] = 5;
     write_file(model / "config.json", config.dump());
     r = l2a("whatif --profile base.l2a --prune 1", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "base.l2a: was recorded with the model in " + base.model.path +
-                                    ", which has changed since (layers 6 in the profile, 5 in");
+    EXPECT_ONE_LINE_ERROR(r, 1,
+                          "base.l2a: was recorded with the model in " + base.model.path +
+                              ", which has changed since (layers 6 in the profile, 5 in");
     EXPECT_TRUE(contains(r.err, "--model DIR")) << r.err;
     // The folder is gone.
     fs::rename(model, dir_ / "moved");
     r = l2a("whatif --profile base.l2a --prune 1", dir_);
-    EXPECT_ONE_LINE_ERROR(r, 1, "base.l2a: was recorded with the model in " + base.model.path +
-                                    ", which is no longer there");
+    EXPECT_ONE_LINE_ERROR(r, 1,
+                          "base.l2a: was recorded with the model in " + base.model.path +
+                              ", which is no longer there");
     EXPECT_TRUE(contains(r.err, "--model DIR")) << r.err;
     r = l2a("suggest-prune --profile base.l2a --max-dnll 0.1", dir_);
     EXPECT_ONE_LINE_ERROR(r, 1, "which is no longer there");
@@ -1263,7 +1275,8 @@ TEST_F(Cli, WhatIfDefaultsToTheRecordedModel) {
 }
 
 TEST_F(Cli, WhatIfHelp) {
-    for (const char* args : {"whatif --help", "help whatif", "suggest-prune --help", "help suggest-prune"}) {
+    for (const char* args :
+         {"whatif --help", "help whatif", "suggest-prune --help", "help suggest-prune"}) {
         const Result r = l2a(args, dir_);
         EXPECT_EQ(r.status, 0) << args << ": " << r.err;
         EXPECT_TRUE(contains(r.out, "Usage: l2a")) << args << ": " << r.out;
@@ -1272,7 +1285,6 @@ TEST_F(Cli, WhatIfHelp) {
     EXPECT_TRUE(contains(l2a("help suggest-prune", dir_).out, "--max-dnll X"));
     EXPECT_TRUE(contains(l2a("--help", dir_).out, "suggest-prune"));
 }
-
 
 TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
     Result r = l2a("bench whatif --demo --tokens 128 --repeat 2 --layer 1 --json", dir_);
@@ -1290,7 +1302,6 @@ TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {
     EXPECT_ONE_LINE_ERROR(l2a("bench whatif --demo --layer 99", dir_), 2, "--layer");
     EXPECT_ONE_LINE_ERROR(l2a("bench whatif", dir_), 2, "--demo");
 }
-
 
 // --threads on every command that computes: a value out of range is that command's usage error
 // (an unknown option would be another one).
@@ -1348,9 +1359,10 @@ TEST_F(Cli, BenchPrintsTheLoadAndWarnsWhenBusy) {
 }
 
 TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
-    Result r = l2a("make-docs --out docs --count 3 --tokens 4096 --min-distance 1000 --seed 5 "
-                   "--tokenizer-out docs/tokenizer.json",
-                   dir_);
+    Result r =
+        l2a("make-docs --out docs --count 3 --tokens 4096 --min-distance 1000 --seed 5 "
+            "--tokenizer-out docs/tokenizer.json",
+            dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.err, "3 documents")) << r.err;
     for (const char* name : {"doc_000000", "doc_000001", "doc_000002"}) {
@@ -1369,7 +1381,11 @@ TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
     EXPECT_NE(read_file(dir_ / "docs/doc_000000.txt"), read_file(dir_ / "docs/doc_000001.txt"));
     EXPECT_EQ(json::parse(read_file(dir_ / "docs/tokenizer.json"))["model"]["type"], "BPE");
     // The same seed writes the same documents.
-    ASSERT_EQ(l2a("make-docs --out again --count 1 --tokens 4096 --min-distance 1000 --seed 5 --quiet", dir_).status, 0);
+    ASSERT_EQ(
+        l2a("make-docs --out again --count 1 --tokens 4096 --min-distance 1000 --seed 5 --quiet",
+            dir_)
+            .status,
+        0);
     EXPECT_EQ(read_file(dir_ / "again/doc_000000.txt"), read_file(dir_ / "docs/doc_000000.txt"));
 
     EXPECT_ONE_LINE_ERROR(l2a("make-docs", dir_), 2, "--out DIR");
@@ -1379,12 +1395,13 @@ TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
     EXPECT_TRUE(contains(l2a("help make-docs", dir_).out, "--tokenizer-out"));
 }
 
-
 TEST_F(Cli, ConstructErrorsAreOneLine) {
     EXPECT_ONE_LINE_ERROR(l2a("construct --out x", dir_), 2, "--base DIR");
     EXPECT_ONE_LINE_ERROR(l2a("construct --base b", dir_), 2, "--out DIR");
-    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --quiet", dir_), 1, "no config.json");
-    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --threshold 1.5", dir_), 2, "--threshold");
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --quiet", dir_), 1,
+                          "no config.json");
+    EXPECT_ONE_LINE_ERROR(l2a("construct --base nowhere --out x --threshold 1.5", dir_), 2,
+                          "--threshold");
     // The demo model is already an L2A model.
     const Result info = l2a("info --demo --json", dir_);
     ASSERT_EQ(info.status, 0) << info.err;
@@ -1395,14 +1412,17 @@ TEST_F(Cli, ConstructErrorsAreOneLine) {
     EXPECT_TRUE(contains(l2a("help construct", dir_).out, "--window W"));
 }
 
-
 TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     const Result info = l2a("info --demo --json", dir_);
     ASSERT_EQ(info.status, 0) << info.err;
     const std::string demo = json::parse(info.out)["path"].get<std::string>();
-    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 2048 --min-distance 300 --quiet", dir_).status, 0);
-    Result r = l2a("train --model '" + demo + "' --data docs --out run --steps 3 --batch 1 --seq-len 128 "
-                   "--warmup 1 --threads 1 --quiet", dir_);
+    ASSERT_EQ(
+        l2a("make-docs --out docs --count 2 --tokens 2048 --min-distance 300 --quiet", dir_).status,
+        0);
+    Result r = l2a("train --model '" + demo +
+                       "' --data docs --out run --steps 3 --batch 1 --seq-len 128 "
+                       "--warmup 1 --threads 1 --quiet",
+                   dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(fs::exists(dir_ / "run/last/model.safetensors"));
     EXPECT_TRUE(fs::exists(dir_ / "run/last/train_state.json"));
@@ -1414,10 +1434,13 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
 
     EXPECT_ONE_LINE_ERROR(l2a("train --data docs --out x", dir_), 2, "--model DIR");
     EXPECT_ONE_LINE_ERROR(l2a("train --model m --out x", dir_), 2, "--data DIR");
-    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --train some", dir_), 2, "--train some");
-    EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data nowhere --out x --quiet", dir_), 1, "nowhere");
-    EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data docs --out run --resume --steps 5 --quiet", dir_), 1,
-                          "train_state.json");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --train some", dir_), 2,
+                          "--train some");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model '" + demo + "' --data nowhere --out x --quiet", dir_),
+                          1, "nowhere");
+    EXPECT_ONE_LINE_ERROR(
+        l2a("train --model '" + demo + "' --data docs --out run --resume --steps 5 --quiet", dir_),
+        1, "train_state.json");
     EXPECT_TRUE(contains(l2a("help train", dir_).out, "--dense-prob"));
 }
 
@@ -1429,7 +1452,9 @@ TEST_F(Cli, ConvertThenEvaluateAndTheirMistakesAreOneLine) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(contains(r.out, "converted to bf16")) << r.out;
     EXPECT_EQ(json::parse(read_file(dir_ / "half/config.json"))["torch_dtype"], "bfloat16");
-    ASSERT_EQ(l2a("make-docs --out docs --count 2 --tokens 1024 --min-distance 200 --quiet", dir_).status, 0);
+    ASSERT_EQ(
+        l2a("make-docs --out docs --count 2 --tokens 1024 --min-distance 200 --quiet", dir_).status,
+        0);
     r = l2a("evaluate --model half --docs docs --max-tokens 512 --json --quiet --out e.json", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     const json j = json::parse(r.out);
@@ -1443,9 +1468,12 @@ TEST_F(Cli, ConvertThenEvaluateAndTheirMistakesAreOneLine) {
     EXPECT_TRUE(contains(r.out, "Checks:")) << r.out;
     EXPECT_TRUE(contains(r.out, "1 documents, 256 tokens")) << r.out;
 
-    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half2 --dtype int8", dir_), 2, "--dtype int8");
-    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half --dtype f32", dir_), 1, "own folder");
-    EXPECT_ONE_LINE_ERROR(l2a("convert --model '" + demo + "' --out half --dtype f32 --quiet", dir_), 1, "--force");
+    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half2 --dtype int8", dir_), 2,
+                          "--dtype int8");
+    EXPECT_ONE_LINE_ERROR(l2a("convert --model half --out half --dtype f32", dir_), 1,
+                          "own folder");
+    EXPECT_ONE_LINE_ERROR(
+        l2a("convert --model '" + demo + "' --out half --dtype f32 --quiet", dir_), 1, "--force");
     EXPECT_ONE_LINE_ERROR(l2a("evaluate --model half", dir_), 2, "--docs DIR");
     fs::create_directories(dir_ / "empty");
     EXPECT_ONE_LINE_ERROR(l2a("evaluate --model half --docs empty --quiet", dir_), 1, "make-docs");

@@ -85,18 +85,14 @@ json l2a_qwen3_config() {
     return config;
 }
 
-ModelConfig parse(const json& config) {
-    return parse_model_config(config.dump(), kOrigin);
-}
+ModelConfig parse(const json& config) { return parse_model_config(config.dump(), kOrigin); }
 
 // The message of the l2a::Error that parsing `config` throws ("" when it does not throw).
 std::string parse_error(const std::string& text) {
     return test::thrown_error([&] { parse_model_config(text, kOrigin); }).value_or("");
 }
 
-std::string parse_error(const json& config) {
-    return parse_error(config.dump());
-}
+std::string parse_error(const json& config) { return parse_error(config.dump()); }
 
 void expect_same_config(const ModelConfig& a, const ModelConfig& b) {
     EXPECT_EQ(a.model_type, b.model_type);
@@ -306,8 +302,8 @@ TEST(Config, PlainModelsIgnoreL2AFields) {
 
 TEST(Config, LegacyRopeScaling) {
     json config = qwen25_config();
-    config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0},
-                              {"original_max_position_embeddings", 32768}};
+    config["rope_scaling"] = {
+        {"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
     const ModelConfig parsed = parse(config);
     EXPECT_EQ(parsed.rope_theta, 1e6);
     EXPECT_EQ(parsed.rope_scaling.type, RopeScalingType::Yarn);
@@ -332,16 +328,12 @@ TEST(Config, LegacyRopeScaling) {
 TEST(Config, RopeParametersSpelling) {
     json config = qwen3_config();
     config["rope_theta"] = 5.0;  // the value inside rope_parameters wins
-    config["rope_parameters"] = {{"rope_type", "yarn"},
-                                 {"rope_theta", 1e6},
-                                 {"factor", 2.0},
-                                 {"original_max_position_embeddings", 8192},
-                                 {"beta_fast", 16},
-                                 {"beta_slow", 2},
-                                 {"attention_factor", 1.5},
-                                 {"mscale", 0.5},
-                                 {"mscale_all_dim", 0.25},
-                                 {"truncate", false}};
+    config["rope_parameters"] = {
+        {"rope_type", "yarn"},     {"rope_theta", 1e6},
+        {"factor", 2.0},           {"original_max_position_embeddings", 8192},
+        {"beta_fast", 16},         {"beta_slow", 2},
+        {"attention_factor", 1.5}, {"mscale", 0.5},
+        {"mscale_all_dim", 0.25},  {"truncate", false}};
     ModelConfig parsed = parse(config);
     EXPECT_EQ(parsed.rope_theta, 1e6);
     const RopeScaling& rope = parsed.rope_scaling;
@@ -439,83 +431,114 @@ std::string assigned(const std::string& key, const json& value) {
 std::vector<BadConfig> bad_configs() {
     return {
         {"not_json", "{\"model_type\": ", {"malformed JSON at line 1, column 16: "}},
-        {"unterminated_string", "{\"model_type\": \"" + std::string(5000, 'q'),
+        {"unterminated_string",
+         "{\"model_type\": \"" + std::string(5000, 'q'),
          {"malformed JSON at line 1, column 5017: "}},
         {"empty", "", {"malformed JSON at line 1, column 1: "}},
         {"second_line", "{\n  \"model_type\": qwen2\n}", {"malformed JSON at line 2, column 17: "}},
         {"array", "[1, 2]", {"config must be a JSON object, got an array"}},
         {"number", "42", {"config must be a JSON object, got number 42"}},
-        {"no_model_type", patched(R"({"model_type": null})", false),
+        {"no_model_type",
+         patched(R"({"model_type": null})", false),
          {"missing required field model_type"}},
-        {"model_type_number", patched(R"({"model_type": 2})", false),
+        {"model_type_number",
+         patched(R"({"model_type": 2})", false),
          {"model_type must be a string, got number 2"}},
-        {"no_vocab", patched(R"({"vocab_size": null})", false),
+        {"no_vocab",
+         patched(R"({"vocab_size": null})", false),
          {"missing required field vocab_size"}},
-        {"no_hidden", patched(R"({"hidden_size": null})", false),
+        {"no_hidden",
+         patched(R"({"hidden_size": null})", false),
          {"missing required field hidden_size"}},
-        {"no_intermediate", patched(R"({"intermediate_size": null})", false),
+        {"no_intermediate",
+         patched(R"({"intermediate_size": null})", false),
          {"missing required field intermediate_size"}},
-        {"no_layers", patched(R"({"num_hidden_layers": null})", false),
+        {"no_layers",
+         patched(R"({"num_hidden_layers": null})", false),
          {"missing required field num_hidden_layers"}},
-        {"no_heads", patched(R"({"num_attention_heads": null})", false),
+        {"no_heads",
+         patched(R"({"num_attention_heads": null})", false),
          {"missing required field num_attention_heads"}},
-        {"hidden_string", patched(R"({"hidden_size": "3584"})", false),
+        {"hidden_string",
+         patched(R"({"hidden_size": "3584"})", false),
          {"hidden_size must be an integer, got string \"3584\""}},
-        {"hidden_float", patched(R"({"hidden_size": 3584.5})", false),
+        {"hidden_float",
+         patched(R"({"hidden_size": 3584.5})", false),
          {"hidden_size must be an integer, got number 3584.5"}},
-        {"hidden_bool", patched(R"({"hidden_size": true})", false),
+        {"hidden_bool",
+         patched(R"({"hidden_size": true})", false),
          {"hidden_size must be an integer, got boolean true"}},
-        {"vocab_huge", patched(R"({"vocab_size": 18446744073709551615})", false),
+        {"vocab_huge",
+         patched(R"({"vocab_size": 18446744073709551615})", false),
          {"vocab_size is too large"}},
-        {"hidden_huge", patched(R"({"hidden_size": 1000000000000})", false),
+        {"hidden_huge",
+         patched(R"({"hidden_size": 1000000000000})", false),
          {"hidden_size (1000000000000) is larger than the limit of 16777216"}},
-        {"window_huge", patched(R"({"sliding_window": 4294967296})", true),
+        {"window_huge",
+         patched(R"({"sliding_window": 4294967296})", true),
          {"sliding_window (4294967296) is larger than the limit"}},
-        {"hidden_zero", patched(R"({"hidden_size": 0})", false),
+        {"hidden_zero",
+         patched(R"({"hidden_size": 0})", false),
          {"hidden_size must be positive, got 0"}},
-        {"layers_negative", patched(R"({"num_hidden_layers": -2})", false),
+        {"layers_negative",
+         patched(R"({"num_hidden_layers": -2})", false),
          {"num_hidden_layers must be positive, got -2"}},
-        {"kv_zero", patched(R"({"num_key_value_heads": 0})", false),
+        {"kv_zero",
+         patched(R"({"num_key_value_heads": 0})", false),
          {"num_key_value_heads must be positive, got 0"}},
-        {"heads_not_dividing", patched(R"({"num_key_value_heads": 5})", false),
+        {"heads_not_dividing",
+         patched(R"({"num_key_value_heads": 5})", false),
          {"num_attention_heads (28) is not a multiple of num_key_value_heads (5)"}},
-        {"hidden_not_dividing", patched(R"({"hidden_size": 3585})", false),
+        {"hidden_not_dividing",
+         patched(R"({"hidden_size": 3585})", false),
          {"hidden_size (3585) is not a multiple of num_attention_heads (28)"}},
-        {"head_dim_odd", patched(R"({"head_dim": 63})", false),
-         {"head_dim (63) must be even"}},
-        {"head_dim_negative", patched(R"({"head_dim": -64})", false),
+        {"head_dim_odd", patched(R"({"head_dim": 63})", false), {"head_dim (63) must be even"}},
+        {"head_dim_negative",
+         patched(R"({"head_dim": -64})", false),
          {"head_dim must be positive"}},
-        {"max_positions_zero", patched(R"({"max_position_embeddings": 0})", false),
+        {"max_positions_zero",
+         patched(R"({"max_position_embeddings": 0})", false),
          {"max_position_embeddings must be positive"}},
-        {"eps_string", patched(R"({"rms_norm_eps": "1e-6"})", false),
+        {"eps_string",
+         patched(R"({"rms_norm_eps": "1e-6"})", false),
          {"rms_norm_eps must be a number, got string"}},
-        {"eps_zero", patched(R"({"rms_norm_eps": 0})", false),
-         {"rms_norm_eps must be positive"}},
-        {"tie_string", patched(R"({"tie_word_embeddings": "yes"})", false),
+        {"eps_zero", patched(R"({"rms_norm_eps": 0})", false), {"rms_norm_eps must be positive"}},
+        {"tie_string",
+         patched(R"({"tie_word_embeddings": "yes"})", false),
          {"tie_word_embeddings must be true or false, got string \"yes\""}},
-        {"theta_negative", patched(R"({"rope_theta": -1})", false),
+        {"theta_negative",
+         patched(R"({"rope_theta": -1})", false),
          {"rope_theta must be positive"}},
-        {"theta_array", patched(R"({"rope_theta": [1]})", false),
+        {"theta_array",
+         patched(R"({"rope_theta": [1]})", false),
          {"rope_theta must be a number, got an array"}},
-        {"act_gelu", patched(R"({"hidden_act": "gelu"})", false),
+        {"act_gelu",
+         patched(R"({"hidden_act": "gelu"})", false),
          {"unsupported hidden_act 'gelu'"}},
-        {"dtype_int8", patched(R"({"torch_dtype": "int8"})", false),
+        {"dtype_int8",
+         patched(R"({"torch_dtype": "int8"})", false),
          {"unsupported torch_dtype 'int8'"}},
-        {"eos_string", patched(R"({"eos_token_id": "</s>"})", false),
+        {"eos_string",
+         patched(R"({"eos_token_id": "</s>"})", false),
          {"eos_token_id must be an integer"}},
-        {"qwen2_swa", patched(R"({"use_sliding_window": true})", false),
+        {"qwen2_swa",
+         patched(R"({"use_sliding_window": true})", false),
          {"use_sliding_window: true is not supported for qwen2"}},
-        {"rope_scaling_string", patched(R"({"rope_scaling": "yarn"})", false),
+        {"rope_scaling_string",
+         patched(R"({"rope_scaling": "yarn"})", false),
          {"rope_scaling must be an object, got string \"yarn\""}},
-        {"rope_llama3", patched(R"({"rope_scaling": {"rope_type": "llama3", "factor": 8}})", false),
+        {"rope_llama3",
+         patched(R"({"rope_scaling": {"rope_type": "llama3", "factor": 8}})", false),
          {"unsupported rope type 'llama3' in rope_scaling (supported: default, linear, dynamic, "
           "yarn)"}},
         {"rope_longrope_params",
          patched(R"({"rope_parameters": {"rope_type": "longrope"}})", false),
          {"unsupported rope type 'longrope' in rope_parameters"}},
-        {"rope_type_number", patched(R"({"rope_scaling": {"rope_type": 3}})", false),
+        {"rope_type_number",
+         patched(R"({"rope_scaling": {"rope_type": 3}})", false),
          {"rope_scaling.rope_type must be a string"}},
-        {"linear_no_factor", patched(R"({"rope_scaling": {"rope_type": "linear"}})", false),
+        {"linear_no_factor",
+         patched(R"({"rope_scaling": {"rope_type": "linear"}})", false),
          {"missing rope_scaling.factor for rope type linear"}},
         {"dynamic_small_factor",
          patched(R"({"rope_scaling": {"rope_type": "dynamic", "factor": 0.9}})", false),
@@ -523,7 +546,8 @@ std::vector<BadConfig> bad_configs() {
         {"yarn_small_factor",
          patched(R"({"rope_scaling": {"rope_type": "yarn", "factor": 0.5}})", false),
          {"rope_scaling.factor must be >= 1 for rope type yarn, got 0.5"}},
-        {"yarn_no_factor", patched(R"({"rope_scaling": {"rope_type": "yarn"}})", false),
+        {"yarn_no_factor",
+         patched(R"({"rope_scaling": {"rope_type": "yarn"}})", false),
          {"missing rope_scaling.factor for rope type yarn"}},
         {"vocab_null", assigned("vocab_size", nullptr), {"missing required field vocab_size"}},
         {"yarn_null_factor_below_one",
@@ -544,34 +568,46 @@ std::vector<BadConfig> bad_configs() {
                      "attention_factor": 0}})",
                  false),
          {"rope_scaling.attention_factor must be positive"}},
-        {"partial_rotary", patched(R"({"partial_rotary_factor": 0.5})", false),
+        {"partial_rotary",
+         patched(R"({"partial_rotary_factor": 0.5})", false),
          {"partial_rotary_factor 0.5 is not supported"}},
         {"partial_rotary_inside",
          patched(R"({"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.25}})",
                  false),
          {"rope_parameters.partial_rotary_factor 0.25 is not supported"}},
-        {"nested_not_object", patched(R"({"rope_parameters": {"full_attention": 1}})", false),
+        {"nested_not_object",
+         patched(R"({"rope_parameters": {"full_attention": 1}})", false),
          {"rope_parameters.full_attention must be an object"}},
-        {"threshold_zero", patched(R"({"sigmoid_threshold": 0})", true),
+        {"threshold_zero",
+         patched(R"({"sigmoid_threshold": 0})", true),
          {"sigmoid_threshold must be strictly between 0 and 1, got 0"}},
-        {"threshold_one", patched(R"({"sigmoid_threshold": 1.0})", true),
+        {"threshold_one",
+         patched(R"({"sigmoid_threshold": 1.0})", true),
          {"sigmoid_threshold must be strictly between 0 and 1, got 1.0"}},
-        {"threshold_big", patched(R"({"sigmoid_threshold": 1.5})", true),
+        {"threshold_big",
+         patched(R"({"sigmoid_threshold": 1.5})", true),
          {"sigmoid_threshold must be strictly between 0 and 1, got 1.5"}},
-        {"temp_zero", patched(R"({"sigmoid_temp": 0})", true),
+        {"temp_zero",
+         patched(R"({"sigmoid_temp": 0})", true),
          {"sigmoid_temp must be positive, got 0"}},
-        {"temp_negative", patched(R"({"sigmoid_temp": -0.1})", true),
+        {"temp_negative",
+         patched(R"({"sigmoid_temp": -0.1})", true),
          {"sigmoid_temp must be positive, got -0.1"}},
-        {"window_zero", patched(R"({"sliding_window": 0})", true),
+        {"window_zero",
+         patched(R"({"sliding_window": 0})", true),
          {"sliding_window must be at least 1, got 0"}},
-        {"window_string", patched(R"({"sliding_window": "4095"})", true),
+        {"window_string",
+         patched(R"({"sliding_window": "4095"})", true),
          {"sliding_window must be an integer"}},
-        {"sigmoid_linear_int", patched(R"({"sigmoid_linear": 1})", true),
+        {"sigmoid_linear_int",
+         patched(R"({"sigmoid_linear": 1})", true),
          {"sigmoid_linear must be true or false, got number 1"}},
-        {"sig_input_unknown", patched(R"({"sig_input_type": "hidden_lastdim"})", true),
+        {"sig_input_unknown",
+         patched(R"({"sig_input_type": "hidden_lastdim"})", true),
          {"unsupported sig_input_type 'hidden_lastdim' (supported: hidden_linearproj, "
           "hidden_firstdim)"}},
-        {"untrained_string", patched(R"({"l2a_untrained": "true"})", true),
+        {"untrained_string",
+         patched(R"({"l2a_untrained": "true"})", true),
          {"l2a_untrained must be true or false"}},
     };
 }
@@ -643,8 +679,7 @@ TEST(Config, LongStringsAreShortenedInMessages) {
     config["hidden_size"] = std::string(10000, 'y');
     message = parse_error(config);
     EXPECT_LT(message.size(), 300u);
-    EXPECT_NE(message.find("hidden_size must be an integer, got string \"yyyy"),
-              std::string::npos)
+    EXPECT_NE(message.find("hidden_size must be an integer, got string \"yyyy"), std::string::npos)
         << message;
     message = parse_error("{\"model_type\": \"" + std::string(10000, 'z'));
     EXPECT_LT(message.size(), 300u);
@@ -778,8 +813,8 @@ TEST(Config, TransformersReadsWrittenConfig) {
         "    c.save_pretrained(os.path.join(folder, 'resaved'))\n";
     const fs::path script_file = work / "read_back.py";
     std::ofstream(script_file) << script;
-    const std::string command = std::string("\"") + L2A_PYTHON + "\" \"" +
-                                script_file.string() + "\" \"" + root.string() + "\"";
+    const std::string command = std::string("\"") + L2A_PYTHON + "\" \"" + script_file.string() +
+                                "\" \"" + root.string() + "\"";
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
     for (std::size_t index : plain) {
@@ -797,10 +832,10 @@ TEST(Config, TransformersReadsWrittenConfig) {
         EXPECT_EQ(read.at("dtype"), "torch." + config.torch_dtype);
         const json& rope = read.at("rope");
         EXPECT_EQ(rope.at("rope_theta"), config.rope_theta);
-        const char* type = config.rope_scaling.type == RopeScalingType::None     ? "default"
-                           : config.rope_scaling.type == RopeScalingType::Linear ? "linear"
+        const char* type = config.rope_scaling.type == RopeScalingType::None      ? "default"
+                           : config.rope_scaling.type == RopeScalingType::Linear  ? "linear"
                            : config.rope_scaling.type == RopeScalingType::Dynamic ? "dynamic"
-                                                                                 : "yarn";
+                                                                                  : "yarn";
         EXPECT_EQ(rope.at("rope_type"), type);
         if (config.rope_scaling.type != RopeScalingType::None) {
             EXPECT_EQ(rope.at("factor"), config.rope_scaling.factor);

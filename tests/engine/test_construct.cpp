@@ -54,7 +54,8 @@ Logits run(const Model& model, const std::vector<std::int32_t>& tokens, RoutingK
     options.routing = {routing, 0.0};
     options.chunk_size = 16;
     PrefillHooks hooks;
-    hooks.logits_sink = [&](std::int64_t, std::int64_t rows, std::int64_t vocab, const float* data) {
+    hooks.logits_sink = [&](std::int64_t, std::int64_t rows, std::int64_t vocab,
+                            const float* data) {
         out.values.insert(out.values.end(), data, data + rows * vocab);
     };
     out.result = run_prefill(model, tokens, options, hooks);
@@ -63,7 +64,8 @@ Logits run(const Model& model, const std::vector<std::int32_t>& tokens, RoutingK
 
 double max_difference(const std::vector<float>& a, const std::vector<float>& b) {
     double worst = 0.0;
-    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+    for (std::size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, double(std::abs(a[i] - b[i])));
     return worst;
 }
 
@@ -87,7 +89,8 @@ TEST_P(Construct, KeptLocalItRunsAsTheBase) {
     EXPECT_DOUBLE_EQ(l2a_model.summary().sigmoid_temp, 0.1);
 
     const auto file = SafetensorsFile::open(reference_dir() / (name + ".reference.safetensors"));
-    const std::vector<std::int32_t> tokens = test::read_tensor<std::int32_t>(file, "tokens", DType::I32);
+    const std::vector<std::int32_t> tokens =
+        test::read_tensor<std::int32_t>(file, "tokens", DType::I32);
     const Logits a = run(base_model, tokens, RoutingKind::Learned);
     const Logits b = run(l2a_model, tokens, RoutingKind::Local);
     ASSERT_EQ(a.values.size(), b.values.size());
@@ -143,7 +146,8 @@ TEST_P(Construct, LayoutCopiesTheAttentionAndZeroesTheRouter) {
         EXPECT_TRUE(same_bytes(l.get(p + "input_layernorm_global.weight"),
                                b.get(p + "input_layernorm.weight")));
         const TensorView router = l.get(p + "self_attn.sigmoid_linear.weight", {1, hidden});
-        for (std::size_t k = 0; k < router.size_bytes(); ++k) ASSERT_EQ(router.data[k], std::byte{0});
+        for (std::size_t k = 0; k < router.size_bytes(); ++k)
+            ASSERT_EQ(router.data[k], std::byte{0});
     }
     EXPECT_TRUE(fs::exists(out / "tokenizer.json") == fs::exists(base / "tokenizer.json"));
 }
@@ -161,8 +165,9 @@ TEST_F(ConstructErrors, NameTheFileAndLeaveNothingBehind) {
     EXPECT_CONTAINS(test::message_of([&] { construct_l2a(base, out, options); }), "--force");
     EXPECT_CONTAINS(test::message_of([&] { construct_l2a(work_dir() / "nothing", out, options); }),
                     "no config.json");
-    EXPECT_CONTAINS(test::message_of([&] { construct_l2a(base, base, ConstructOptions{.overwrite = true}); }),
-                    "source model's own folder");
+    EXPECT_CONTAINS(
+        test::message_of([&] { construct_l2a(base, base, ConstructOptions{.overwrite = true}); }),
+        "source model's own folder");
     for (const auto& entry : fs::directory_iterator(work_dir())) {
         EXPECT_EQ(entry.path().filename().string().find(".writing-"), std::string::npos)
             << "temporary folder left: " << entry.path();
@@ -200,7 +205,8 @@ TEST_F(ConstructErrors, ConvertToBf16AndBack) {
     EXPECT_EQ(config_half, config_source);
     for (const auto& entry : fs::directory_iterator(l2a)) {
         if (entry.path().extension() != ".safetensors") {
-            EXPECT_TRUE(fs::exists(half / entry.path().filename())) << entry.path().filename() << " not copied";
+            EXPECT_TRUE(fs::exists(half / entry.path().filename()))
+                << entry.path().filename() << " not copied";
         }
     }
 
@@ -214,13 +220,16 @@ TEST_F(ConstructErrors, ConvertToBf16AndBack) {
         const std::vector<float> f = test::elements_of<float>(source.view(info));
         const std::vector<std::uint16_t> h = test::elements_of<std::uint16_t>(v);
         ASSERT_EQ(f.size(), h.size());
-        for (std::size_t i = 0; i < f.size(); ++i) ASSERT_EQ(h[i], round_to_bf16(f[i])) << info.name << "[" << i << "]";
+        for (std::size_t i = 0; i < f.size(); ++i)
+            ASSERT_EQ(h[i], round_to_bf16(f[i])) << info.name << "[" << i << "]";
     }
 
     const Model original = Model::load(l2a);
     const Model copy = Model::load(half);
-    const auto file = SafetensorsFile::open(reference_dir() / "qwen3_gqa4_bias.reference.safetensors");
-    const std::vector<std::int32_t> tokens = test::read_tensor<std::int32_t>(file, "tokens", DType::I32);
+    const auto file =
+        SafetensorsFile::open(reference_dir() / "qwen3_gqa4_bias.reference.safetensors");
+    const std::vector<std::int32_t> tokens =
+        test::read_tensor<std::int32_t>(file, "tokens", DType::I32);
     const Logits a = run(original, tokens, RoutingKind::Local);
     const Logits b = run(copy, tokens, RoutingKind::Local);
     ASSERT_EQ(a.values.size(), b.values.size());
@@ -247,11 +256,15 @@ TEST_F(ConstructErrors, ConvertErrorsNameTheProblem) {
     const fs::path out = work_dir() / "convert_errors";
     fs::remove_all(out);
     convert_checkpoint(base, out, DType::F16, false);
-    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::F16, false); }), "--force");
-    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(work_dir() / "nothing", out, DType::F16, true); }),
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::F16, false); }),
+                    "--force");
+    EXPECT_CONTAINS(test::message_of(
+                        [&] { convert_checkpoint(work_dir() / "nothing", out, DType::F16, true); }),
                     "no config.json");
-    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, base, DType::F16, true); }), "own folder");
-    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::I32, true); }), "f32, bf16 or f16");
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, base, DType::F16, true); }),
+                    "own folder");
+    EXPECT_CONTAINS(test::message_of([&] { convert_checkpoint(base, out, DType::I32, true); }),
+                    "f32, bf16 or f16");
     // f16 keeps the values that fit: a model loads and runs.
     EXPECT_NO_THROW(Model::load(out));
 }

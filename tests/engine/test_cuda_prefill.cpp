@@ -28,9 +28,9 @@ using l2a::test::message_of;
 
 bool have_gpu() { return l2a::cuda_device_count() > 0; }
 
-#define SKIP_WITHOUT_GPU()                                                             \
-    do {                                                                               \
-        if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";  \
+#define SKIP_WITHOUT_GPU()                                                           \
+    do {                                                                             \
+        if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)"; \
     } while (false)
 
 fs::path work_dir() { return fs::path(L2A_TEST_WORK_DIR) / "cuda_prefill"; }
@@ -145,9 +145,10 @@ TEST(CudaPrefill, Fp32ReferenceMatchesTheCpu) {
     const double logits_error = relative_max_error(actual.last_logits, expected.last_logits);
     const double nll_error = relative_max_error(predicted_nll(actual), predicted_nll(expected));
     const double router_error = relative_max_error(actual.router_logits, expected.router_logits);
-    std::printf("[ cuda fp32 reference vs cpu ] %s: logits %s, nll %s, router %s (max|d|/max|ref|)\n",
-                actual.device.c_str(), l2a::test::scientific(logits_error).c_str(),
-                l2a::test::scientific(nll_error).c_str(), l2a::test::scientific(router_error).c_str());
+    std::printf(
+        "[ cuda fp32 reference vs cpu ] %s: logits %s, nll %s, router %s (max|d|/max|ref|)\n",
+        actual.device.c_str(), l2a::test::scientific(logits_error).c_str(),
+        l2a::test::scientific(nll_error).c_str(), l2a::test::scientific(router_error).c_str());
     EXPECT_LE(logits_error, 1e-4);
     EXPECT_LE(nll_error, 1e-4);
     EXPECT_LE(router_error, 1e-4);
@@ -185,11 +186,12 @@ TEST_P(Bf16Backend, ForcedRoutingMatchesTheCpu) {
     const double kl = kl_divergence(expected.last_logits, actual.last_logits);
     const double nll_error = mean_abs_difference(predicted_nll(actual), predicted_nll(expected));
     const double router_error = relative_max_error(actual.router_logits, expected.router_logits);
-    std::printf("[ bf16 %s vs cpu fp32 ] %s: logits %s, KL %s, mean|dNLL| %s, router %s, peak %.1f MiB\n",
-                GetParam().c_str(), actual.device.c_str(), l2a::test::scientific(logits_error).c_str(),
-                l2a::test::scientific(kl).c_str(), l2a::test::scientific(nll_error).c_str(),
-                l2a::test::scientific(router_error).c_str(),
-                static_cast<double>(actual.peak_device_bytes) / (1 << 20));
+    std::printf(
+        "[ bf16 %s vs cpu fp32 ] %s: logits %s, KL %s, mean|dNLL| %s, router %s, peak %.1f MiB\n",
+        GetParam().c_str(), actual.device.c_str(), l2a::test::scientific(logits_error).c_str(),
+        l2a::test::scientific(kl).c_str(), l2a::test::scientific(nll_error).c_str(),
+        l2a::test::scientific(router_error).c_str(),
+        static_cast<double>(actual.peak_device_bytes) / (1 << 20));
     EXPECT_LE(logits_error, 3e-2);
     EXPECT_LE(kl, 1e-3);
     EXPECT_LE(nll_error, 1e-2);
@@ -215,7 +217,8 @@ TEST_P(Bf16Backend, LearnedRoutingMakesTheCpuDecisions) {
     for (std::size_t layer = 0; layer < static_cast<std::size_t>(expected.num_layers); ++layer) {
         double scale = 0.0;
         for (std::size_t t = 0; t < T; ++t) {
-            scale = std::max(scale, std::abs(static_cast<double>(expected.router_logits[layer * T + t])));
+            scale = std::max(scale,
+                             std::abs(static_cast<double>(expected.router_logits[layer * T + t])));
         }
         for (std::size_t t = 0; t < T; ++t) {
             const std::size_t i = layer * T + t;
@@ -227,8 +230,10 @@ TEST_P(Bf16Backend, LearnedRoutingMakesTheCpuDecisions) {
                 << "layer " << layer << " token " << t;
         }
     }
-    std::printf("[ bf16 %s learned routing ] %zu tokens first flip within %zu decisions (%zu routed on the CPU)\n",
-                GetParam().c_str(), flipped, expected.decisions.size(), routed);
+    std::printf(
+        "[ bf16 %s learned routing ] %zu tokens first flip within %zu decisions (%zu routed on the "
+        "CPU)\n",
+        GetParam().c_str(), flipped, expected.decisions.size(), routed);
     EXPECT_GT(routed, 0u);
     EXPECT_LT(routed, expected.decisions.size());
     EXPECT_LE(flipped, expected.decisions.size() / 100);
@@ -249,7 +254,8 @@ TEST(CudaPrefill, PlainModelFullCausalMatchesTheCpu) {
         const auto actual = l2a::run_prefill(gpu, tokens, on("cuda", backend));
         const double logits_error = relative_max_error(actual.last_logits, expected.last_logits);
         const double kl = kl_divergence(expected.last_logits, actual.last_logits);
-        const double nll_error = mean_abs_difference(predicted_nll(actual), predicted_nll(expected));
+        const double nll_error =
+            mean_abs_difference(predicted_nll(actual), predicted_nll(expected));
         std::printf("[ plain bf16 %s vs cpu fp32 ] logits %s, KL %s, mean|dNLL| %s\n", backend,
                     l2a::test::scientific(logits_error).c_str(), l2a::test::scientific(kl).c_str(),
                     l2a::test::scientific(nll_error).c_str());
@@ -295,10 +301,13 @@ TEST(AsBase, RandomModelsShareTheirBaseWeights) {
     const auto tokens = document_tokens(300);
     l2a::RunOptions as_base;
     as_base.as_base = true;
-    expect_same_run(l2a::run_prefill(l2a_model, tokens, as_base), l2a::run_prefill(plain, tokens, {}), 1e-6);
+    expect_same_run(l2a::run_prefill(l2a_model, tokens, as_base),
+                    l2a::run_prefill(plain, tokens, {}), 1e-6);
     // Another seed, other weights.
     const auto other = l2a::run_prefill(l2a::Model::random(plain_config, 10), tokens, {});
-    EXPECT_GT(relative_max_error(other.last_logits, l2a::run_prefill(plain, tokens, {}).last_logits), 1e-3);
+    EXPECT_GT(
+        relative_max_error(other.last_logits, l2a::run_prefill(plain, tokens, {}).last_logits),
+        1e-3);
 }
 
 TEST(AsBase, EqualsThePlainModelOnCuda) {
@@ -366,19 +375,27 @@ TEST(DeviceErrors, BadDeviceBackendAndDtypeCombinations) {
     EXPECT_CONTAINS(run_error(cpu_demo(), on("cpu", "flash")),
                     "--backend flash: expected reference, sdpa or kernels");
 
-    EXPECT_CONTAINS(message_of([] { l2a::Model::load(demo_dir(), {"cpu", "bf16"}); }),
+    EXPECT_CONTAINS(message_of([] {
+                        l2a::Model::load(demo_dir(), {"cpu", "bf16"});
+                    }),
                     "--dtype bf16: the CPU engine runs fp32 only");
-    EXPECT_CONTAINS(message_of([] { l2a::Model::load(demo_dir(), {"cpu", "fp64"}); }),
+    EXPECT_CONTAINS(message_of([] {
+                        l2a::Model::load(demo_dir(), {"cpu", "fp64"});
+                    }),
                     "--dtype fp64: expected auto, bf16, fp16 or fp32");
     EXPECT_CONTAINS(message_of([] { l2a::require_device("gpu"); }),
                     "--device gpu: expected cpu, cuda or cuda:N");
-    EXPECT_CONTAINS(message_of([] { l2a::Model::load(demo_dir(), {"cuda:x", "auto"}); }),
+    EXPECT_CONTAINS(message_of([] {
+                        l2a::Model::load(demo_dir(), {"cuda:x", "auto"});
+                    }),
                     "expected cpu, cuda or cuda:N");
     EXPECT_NO_THROW(l2a::require_device("cpu"));
 
     // What --device cuda says depends on the build and the machine; it is always an error
     // that names the alternative, never a crash.
-    const std::string missing = message_of([] { l2a::Model::load(demo_dir(), {"cuda:7", "auto"}); });
+    const std::string missing = message_of([] {
+        l2a::Model::load(demo_dir(), {"cuda:7", "auto"});
+    });
     if (!l2a::cuda_built()) {
         EXPECT_CONTAINS(missing, "--device cuda:7: this build has no CUDA support");
         EXPECT_EQ(l2a::cuda_device_count(), 0);
@@ -419,8 +436,9 @@ TEST(DeviceErrors, OutOfGpuMemoryIsAnError) {
     config.num_hidden_layers = 1;
     config.vocab_size = std::int64_t{1} << 32;
     config.hidden_size = 256;
-    const std::string message =
-        message_of([&] { l2a::Model::random(config, 1, {"cuda", "bf16"}); });
+    const std::string message = message_of([&] {
+        l2a::Model::random(config, 1, {"cuda", "bf16"});
+    });
     EXPECT_CONTAINS(message, "out of GPU memory while loading");
     EXPECT_CONTAINS(message, "GiB free");
     std::printf("[ out of memory ] %s\n", message.c_str());
@@ -447,7 +465,8 @@ TEST(CudaPrefillBig, Qwen3_8BShapeAt128KTokens) {
     const std::int64_t T = 131072;
     const auto start = std::chrono::steady_clock::now();
     const l2a::Model model = l2a::Model::random(config, 1, {"cuda", "bf16"});
-    const double made = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double made =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("[ big ] random Qwen3-8B-shaped L2A model: %.2f B parameters, made in %.1f s\n",
                 static_cast<double>(model.summary().parameter_count) / 1e9, made);
     std::vector<std::int32_t> tokens(static_cast<std::size_t>(T));
@@ -470,12 +489,13 @@ TEST(CudaPrefillBig, Qwen3_8BShapeAt128KTokens) {
             if (r.phase == l2a::Phase::Mlp) mlp += s;
             if (r.phase == l2a::Phase::LmHead) head += s;
         }
-        std::printf("[ big ] %s%s, %lld tokens on %s: %.2f s, peak %.1f GiB "
-                    "(local %.2f s, global %.2f s, mlp %.2f s, lm_head %.3f s)\n",
-                    backend.c_str(), as_base ? " as base (full causal)" : " L2A random:0.2",
-                    static_cast<long long>(T), result.device.c_str(), result.wall_seconds,
-                    static_cast<double>(result.peak_device_bytes) / (1024.0 * 1024 * 1024), local,
-                    global, mlp, head);
+        std::printf(
+            "[ big ] %s%s, %lld tokens on %s: %.2f s, peak %.1f GiB "
+            "(local %.2f s, global %.2f s, mlp %.2f s, lm_head %.3f s)\n",
+            backend.c_str(), as_base ? " as base (full causal)" : " L2A random:0.2",
+            static_cast<long long>(T), result.device.c_str(), result.wall_seconds,
+            static_cast<double>(result.peak_device_bytes) / (1024.0 * 1024 * 1024), local, global,
+            mlp, head);
         EXPECT_LT(result.peak_device_bytes, std::int64_t{80} << 30);
         for (float v : result.last_logits) EXPECT_TRUE(std::isfinite(v));
         return result.wall_seconds;

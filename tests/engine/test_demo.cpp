@@ -109,10 +109,13 @@ TEST_F(Demo, ShippedModelIsATrainedSmallL2AQwen3) {
     EXPECT_GT(parameters, 5'000'000);
     // Its routers were trained: not the zero router that l2a construct writes.
     for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
-        const std::string name = "model.layers." + std::to_string(layer) + ".self_attn.sigmoid_linear.weight";
+        const std::string name =
+            "model.layers." + std::to_string(layer) + ".self_attn.sigmoid_linear.weight";
         const auto bits = test::elements_of<std::uint16_t>(checkpoint.get(name));
         // bf16: zero and minus zero have no bits but the sign bit.
-        EXPECT_TRUE(std::any_of(bits.begin(), bits.end(), [](std::uint16_t b) { return (b & 0x7fff) != 0; })) << name;
+        EXPECT_TRUE(std::any_of(bits.begin(), bits.end(), [](std::uint16_t b) {
+            return (b & 0x7fff) != 0;
+        })) << name;
     }
     EXPECT_EQ(Tokenizer::from_file(dir / "tokenizer.json").vocab_size(), 259);
 }

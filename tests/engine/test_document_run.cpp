@@ -1,4 +1,5 @@
-// Tokenizing, truncation and Profile assembly shared by `l2a run`, `l2a whatif` and the desktop app.
+// Tokenizing, truncation and Profile assembly shared by `l2a run`, `l2a whatif` and the desktop
+// app.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -24,8 +25,8 @@ const l2a::Model& demo_model() {
 TEST(DocumentRun, TokenSpansCoverTheText) {
     const l2a::Tokenizer& tokenizer = *demo_model().tokenizer();
     const std::string text = l2a::demo_document(2000);
-    const l2a::TokenizedDocument doc = l2a::tokenize_document("<demo document>", text, 0,
-                                                              tokenizer);
+    const l2a::TokenizedDocument doc =
+        l2a::tokenize_document("<demo document>", text, 0, tokenizer);
     ASSERT_FALSE(doc.ids.empty());
     ASSERT_EQ(doc.begin.size(), doc.ids.size());
     ASSERT_EQ(doc.end.size(), doc.ids.size());

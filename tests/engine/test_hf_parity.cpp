@@ -7,11 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -169,8 +168,8 @@ TEST_P(HfParity, LogitsMatchTransformers) {
 
     const double difference = max_abs_difference(run.logits, reference.logits);
     RecordProperty("max_logit_difference", scientific(difference));
-    EXPECT_LE(difference, kLogitTolerance) << parity_case.name << " (chunk size "
-                                           << parity_case.chunk_size << ")";
+    EXPECT_LE(difference, kLogitTolerance)
+        << parity_case.name << " (chunk size " << parity_case.chunk_size << ")";
 
     // Greedy predictions must agree; a reference near-tie may go either way.
     int argmax_mismatches = 0;

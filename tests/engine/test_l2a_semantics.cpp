@@ -9,14 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
@@ -61,15 +60,15 @@ const ReferenceStatus& reference_status() {
 }
 
 struct ReferenceRun {
-    std::vector<float> logits;                  // [T, V]
-    std::vector<float> router_logits;           // [L, T]
-    std::vector<std::uint8_t> rule_decisions;   // [L, T]: z >= tau * logit(theta)
-    std::vector<std::uint8_t> decisions;        // [L, T]: applied
+    std::vector<float> logits;                 // [T, V]
+    std::vector<float> router_logits;          // [L, T]
+    std::vector<std::uint8_t> rule_decisions;  // [L, T]: z >= tau * logit(theta)
+    std::vector<std::uint8_t> decisions;       // [L, T]: applied
     std::vector<float> token_nll;
 };
 
 struct ReferenceRequest {
-    std::string routing = "learned";  // learned, global, local, given
+    std::string routing = "learned";      // learned, global, local, given
     std::vector<std::uint8_t> decisions;  // [L, T] for "given"
     std::int64_t num_layers = 0;
     std::optional<double> threshold;
@@ -79,10 +78,10 @@ struct ReferenceRequest {
 ReferenceRun run_reference(const std::string& model_name, const std::vector<std::int32_t>& tokens,
                            const ReferenceRequest& request) {
     static int counter = 0;
-    const std::string stem = std::string(testing::UnitTest::GetInstance()
-                                             ->current_test_info()->test_suite_name()) + "." +
-                             testing::UnitTest::GetInstance()->current_test_info()->name() +
-                             "." + std::to_string(counter++);
+    const std::string stem =
+        std::string(testing::UnitTest::GetInstance()->current_test_info()->test_suite_name()) +
+        "." + testing::UnitTest::GetInstance()->current_test_info()->name() + "." +
+        std::to_string(counter++);
     std::string file_stem = stem;
     std::replace(file_stem.begin(), file_stem.end(), '/', '_');
     const fs::path runs = work_dir() / "runs";
@@ -268,8 +267,7 @@ void PrintTo(const FixedRoutingCase& c, std::ostream* os) {
     *os << c.model << " " << c.routing << " (chunk size " << c.chunk_size << ")";
 }
 
-class FixedRouting : public L2AReference,
-                     public testing::WithParamInterface<FixedRoutingCase> {};
+class FixedRouting : public L2AReference, public testing::WithParamInterface<FixedRoutingCase> {};
 
 TEST_P(FixedRouting, MatchesReference) {
     const FixedRoutingCase& c = GetParam();
@@ -292,21 +290,20 @@ TEST_P(FixedRouting, MatchesReference) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Windows, FixedRouting,
-    testing::Values(FixedRoutingCase{"l2a_qwen3", "local", 7},
-                    FixedRoutingCase{"l2a_qwen3", "global", 3},
-                    FixedRoutingCase{"l2a_qwen3_w4", "local", 3},
-                    FixedRoutingCase{"l2a_qwen3_w4", "global", 16},
-                    FixedRoutingCase{"l2a_qwen3_w1", "local", 7},
-                    FixedRoutingCase{"l2a_qwen3_w1", "global", 7},
-                    FixedRoutingCase{"l2a_qwen3_w1000", "local", 16},
-                    FixedRoutingCase{"l2a_qwen3_w1000", "global", 3},
-                    FixedRoutingCase{"l2a_qwen2", "local", 3},
-                    FixedRoutingCase{"l2a_qwen2", "global", 7}),
-    [](const testing::TestParamInfo<FixedRoutingCase>& info) {
-        return info.param.model + "_" + info.param.routing;
-    });
+INSTANTIATE_TEST_SUITE_P(Windows, FixedRouting,
+                         testing::Values(FixedRoutingCase{"l2a_qwen3", "local", 7},
+                                         FixedRoutingCase{"l2a_qwen3", "global", 3},
+                                         FixedRoutingCase{"l2a_qwen3_w4", "local", 3},
+                                         FixedRoutingCase{"l2a_qwen3_w4", "global", 16},
+                                         FixedRoutingCase{"l2a_qwen3_w1", "local", 7},
+                                         FixedRoutingCase{"l2a_qwen3_w1", "global", 7},
+                                         FixedRoutingCase{"l2a_qwen3_w1000", "local", 16},
+                                         FixedRoutingCase{"l2a_qwen3_w1000", "global", 3},
+                                         FixedRoutingCase{"l2a_qwen2", "local", 3},
+                                         FixedRoutingCase{"l2a_qwen2", "global", 7}),
+                         [](const testing::TestParamInfo<FixedRoutingCase>& info) {
+                             return info.param.model + "_" + info.param.routing;
+                         });
 
 // Learned routing on every router mode and window.
 struct LearnedCase {
@@ -348,18 +345,13 @@ TEST_P(LearnedRouting, DecisionsFollowRouterAndLogitsMatch) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, LearnedRouting,
-                         testing::Values(LearnedCase{"l2a_qwen3", 7},
-                                         LearnedCase{"l2a_qwen3_temp1", 3},
-                                         LearnedCase{"l2a_qwen3_w4", 16},
-                                         LearnedCase{"l2a_qwen3_w1", 3},
-                                         LearnedCase{"l2a_qwen3_w1000", 7},
-                                         LearnedCase{"l2a_qwen3_firstdim", 7},
-                                         LearnedCase{"l2a_qwen3_mean", 16},
-                                         LearnedCase{"l2a_qwen2", 3}),
-                         [](const testing::TestParamInfo<LearnedCase>& info) {
-                             return info.param.model;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Modes, LearnedRouting,
+    testing::Values(LearnedCase{"l2a_qwen3", 7}, LearnedCase{"l2a_qwen3_temp1", 3},
+                    LearnedCase{"l2a_qwen3_w4", 16}, LearnedCase{"l2a_qwen3_w1", 3},
+                    LearnedCase{"l2a_qwen3_w1000", 7}, LearnedCase{"l2a_qwen3_firstdim", 7},
+                    LearnedCase{"l2a_qwen3_mean", 16}, LearnedCase{"l2a_qwen2", 3}),
+    [](const testing::TestParamInfo<LearnedCase>& info) { return info.param.model; });
 
 TEST_F(L2AReference, RandomRoutingIsSeededAndComputedRight) {
     const Model model = Model::load(model_dir("l2a_qwen3"));
@@ -420,12 +412,12 @@ TEST_F(L2AReference, PrunedLayerRunsLocalOnly) {
     options.prune = {1};
     const EngineRun engine = run_engine(model, tokens, options);
 
-    const std::span<const std::uint8_t> layer1(engine.result.decisions.data() + kTokens,
-                                               kTokens);
+    const std::span<const std::uint8_t> layer1(engine.result.decisions.data() + kTokens, kTokens);
     EXPECT_EQ(count_ones(layer1), 0);
     // Without pruning layer 1 does route tokens, so pruning must change the result.
-    EXPECT_GT(count_ones({unpruned.result.decisions.data() + kTokens,
-                          static_cast<std::size_t>(kTokens)}), 0);
+    EXPECT_GT(
+        count_ones({unpruned.result.decisions.data() + kTokens, static_cast<std::size_t>(kTokens)}),
+        0);
     EXPECT_GT(max_abs_difference(engine.logits, unpruned.logits), 1e-3);
     EXPECT_EQ(engine.routing.decisions, engine.result.decisions);
 

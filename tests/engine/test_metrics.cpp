@@ -160,8 +160,7 @@ TEST(Metrics, RejectsMismatchedInputs) {
     const std::vector<float> nll(4, 1.0f);
     EXPECT_THROW(compute_metrics(config, RunOptions{}, 5, decisions, {}), Error);
     EXPECT_THROW(compute_metrics(config, RunOptions{}, 4, {}, nll), Error);  // L2A needs them
-    EXPECT_THROW(compute_metrics(config, RunOptions{}, 4, decisions, std::vector<float>(3)),
-                 Error);
+    EXPECT_THROW(compute_metrics(config, RunOptions{}, 4, decisions, std::vector<float>(3)), Error);
     EXPECT_THROW(compute_metrics(config, RunOptions{}, -1, {}, {}), Error);
     RunOptions options;
     options.prune = {3};

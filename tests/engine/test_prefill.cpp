@@ -94,7 +94,8 @@ TEST(Prefill, ObserverSeesEveryLayerAndTheAppliedDecisions) {
     EXPECT_EQ(recorder.events.back(), "end " + std::to_string(L - 1));
     // Named ranges for every phase; layer 2 is pruned so it has no global range.
     auto has = [&](const std::string& name) {
-        return std::find(recorder.closed.begin(), recorder.closed.end(), name) != recorder.closed.end();
+        return std::find(recorder.closed.begin(), recorder.closed.end(), name) !=
+               recorder.closed.end();
     };
     EXPECT_TRUE(has("embed"));
     EXPECT_TRUE(has("layer 0 / local"));
@@ -189,7 +190,8 @@ TEST(Prefill, BadOptionsAndInputsAreClearErrors) {
     bad_threshold.threshold = 1.0;
     EXPECT_NE(error_of(bad_threshold, some_tokens(10)).find("--threshold"), std::string::npos);
     EXPECT_NE(error_of({}, {}).find("no tokens"), std::string::npos);
-    EXPECT_NE(error_of({}, {1, 2, 100000}).find("token id 100000 at position 2"), std::string::npos);
+    EXPECT_NE(error_of({}, {1, 2, 100000}).find("token id 100000 at position 2"),
+              std::string::npos);
     l2a::RunOptions cuda;
     cuda.device = "cuda";
     EXPECT_NE(error_of(cuda, some_tokens(4)).find("--device cuda"), std::string::npos);

@@ -138,8 +138,8 @@ TEST(Rope, MatchesTransformers) {
         ASSERT_EQ(params.inv_freq.size(), expected.size());
         for (std::size_t i = 0; i < expected.size(); ++i) {
             const double difference = relative_difference(params.inv_freq[i], expected[i]);
-            EXPECT_LE(difference, 1e-6) << "inv_freq[" << i << "] " << params.inv_freq[i]
-                                        << " vs " << expected[i];
+            EXPECT_LE(difference, 1e-6)
+                << "inv_freq[" << i << "] " << params.inv_freq[i] << " vs " << expected[i];
             if (difference > worst) {
                 worst = difference;
                 worst_case = name + " [" + std::to_string(i) + "]";
@@ -150,8 +150,8 @@ TEST(Rope, MatchesTransformers) {
                   1e-12);
     }
     std::cout << "[ rope     ] " << cases.size() << " cases vs transformers "
-              << data.at("transformers").get<std::string>()
-              << ", largest relative difference " << worst << " (" << worst_case << ")\n";
+              << data.at("transformers").get<std::string>() << ", largest relative difference "
+              << worst << " (" << worst_case << ")\n";
 }
 
 }  // namespace

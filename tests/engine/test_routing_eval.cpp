@@ -36,7 +36,8 @@ const Model& model() {
 }
 
 // `count` generated documents with their sidecars in `dir`, seeds first_seed, first_seed + 1, ...
-std::vector<fs::path> write_documents(const fs::path& dir, int count, SyntheticDocOptions o, std::uint64_t first_seed) {
+std::vector<fs::path> write_documents(const fs::path& dir, int count, SyntheticDocOptions o,
+                                      std::uint64_t first_seed) {
     fs::create_directories(dir);
     std::vector<fs::path> out;
     for (int i = 0; i < count; ++i) {
@@ -44,7 +45,8 @@ std::vector<fs::path> write_documents(const fs::path& dir, int count, SyntheticD
         const SyntheticDoc d = make_synthetic_doc(o);
         const fs::path txt = dir / ("doc_" + std::to_string(i) + ".txt");
         write_text_atomically(txt, d.text);
-        write_text_atomically(fs::path(txt).replace_extension(".json"), synthetic_doc_sidecar_json(d, o.seed));
+        write_text_atomically(fs::path(txt).replace_extension(".json"),
+                              synthetic_doc_sidecar_json(d, o.seed));
         out.push_back(txt);
     }
     return out;
@@ -82,7 +84,8 @@ Recomputed recompute(const RunOptions& options) {
         std::vector<bool> is_reference(T, false);
         for (std::size_t t = 0; t < T; ++t) {
             for (const auto& s : d.references) {
-                if (e.offsets[t].first < s.end && e.offsets[t].second > s.begin) is_reference[t] = true;
+                if (e.offsets[t].first < s.end && e.offsets[t].second > s.begin)
+                    is_reference[t] = true;
             }
         }
         const PrefillResult r = run_prefill(model(), e.ids, options);
@@ -130,8 +133,8 @@ TEST(RoutingEval, AgreesWithAnIndependentRecomputation) {
     RoutingEvalOptions options;
     options.max_tokens = kMaxTokens;
     std::vector<double> progress;
-    const RoutingEvalResult r =
-        evaluate_routing(model(), documents(), options, [&](double f, std::string_view) { progress.push_back(f); });
+    const RoutingEvalResult r = evaluate_routing(
+        model(), documents(), options, [&](double f, std::string_view) { progress.push_back(f); });
     ASSERT_EQ(r.variants.size(), 4u);
     EXPECT_EQ(r.documents, 2);
     EXPECT_EQ(r.tokens, 2 * kMaxTokens);
@@ -155,8 +158,10 @@ TEST(RoutingEval, AgreesWithAnIndependentRecomputation) {
     for (std::size_t l = 0; l < learned.layer_fraction.size(); ++l) {
         EXPECT_NEAR(r.layer_fraction[l], learned.layer_fraction[l], 1e-12) << "layer " << l;
     }
-    const auto busiest = std::max_element(learned.layer_fraction.begin(), learned.layer_fraction.end());
-    const auto sparsest = std::min_element(learned.layer_fraction.begin(), learned.layer_fraction.end());
+    const auto busiest =
+        std::max_element(learned.layer_fraction.begin(), learned.layer_fraction.end());
+    const auto sparsest =
+        std::min_element(learned.layer_fraction.begin(), learned.layer_fraction.end());
     EXPECT_EQ(r.busiest_layer, busiest - learned.layer_fraction.begin());
     EXPECT_EQ(r.sparsest_layer, sparsest - learned.layer_fraction.begin());
     EXPECT_NE(r.busiest_layer, r.sparsest_layer);
@@ -186,7 +191,8 @@ TEST(RoutingEval, AgreesWithAnIndependentRecomputation) {
     }
 
     // The checks are the comparisons they name.
-    EXPECT_EQ(r.local_ok(), (all_local.reference_nll - learned.reference_nll) > (all_local.other_nll - learned.other_nll));
+    EXPECT_EQ(r.local_ok(), (all_local.reference_nll - learned.reference_nll) >
+                                (all_local.other_nll - learned.other_nll));
     EXPECT_EQ(r.fraction_ok(), learned.fraction <= 0.30);
     EXPECT_EQ(r.rate_ratio_ok(), r.rate_ratio >= 3.0);
     const auto j = nlohmann::json::parse(routing_eval_json(r));
@@ -206,7 +212,8 @@ TEST(RoutingEval, BadInputNamesTheFile) {
     write_text_atomically(dir / "a.json", "{\"refs\": 1}");
     EXPECT_CONTAINS(test::message_of([&] { load_referenced_document(dir / "a.txt"); }), "a.json");
     RoutingEvalOptions options;
-    EXPECT_CONTAINS(test::message_of([&] { evaluate_routing(model(), {}, options); }), "no documents");
+    EXPECT_CONTAINS(test::message_of([&] { evaluate_routing(model(), {}, options); }),
+                    "no documents");
 }
 
 // The shipped demo model, on generated documents it was not trained on (a seed of their own, as
@@ -214,7 +221,8 @@ TEST(RoutingEval, BadInputNamesTheFile) {
 // card. The untrained model meets none of the three that need a trained router.
 TEST(RoutingEval, ShippedDemoModelRoutesTheLongRangeReferences) {
     // 8,192 bytes each, references 1,536 bytes or more after their facts.
-    const std::vector<fs::path> files = write_documents(work() / "heldout", 3, SyntheticDocOptions{}, 99000);
+    const std::vector<fs::path> files =
+        write_documents(work() / "heldout", 3, SyntheticDocOptions{}, 99000);
     const Model demo = Model::load(require_demo_model());
     const RoutingEvalResult r = evaluate_routing(demo, files, RoutingEvalOptions{});
     EXPECT_TRUE(r.rate_ratio_ok()) << r.rate_ratio;
@@ -223,7 +231,8 @@ TEST(RoutingEval, ShippedDemoModelRoutesTheLongRangeReferences) {
     EXPECT_TRUE(r.local_ok()) << routing_eval_json(r);
     EXPECT_TRUE(r.prune_ok()) << routing_eval_json(r);
     // Global attention is what predicts the references: without it their loss grows by far.
-    EXPECT_GT(r.variants[1].reference_nll - r.variants[0].reference_nll, 0.5) << routing_eval_json(r);
+    EXPECT_GT(r.variants[1].reference_nll - r.variants[0].reference_nll, 0.5)
+        << routing_eval_json(r);
 
     const RoutingEvalResult untrained = evaluate_routing(model(), files, RoutingEvalOptions{});
     EXPECT_FALSE(untrained.rate_ratio_ok() && untrained.local_ok() && untrained.prune_ok())

@@ -19,8 +19,8 @@ double non_embedding_parameters(const ModelConfig& c) {
     const double h = static_cast<double>(c.hidden_size);
     const double q = static_cast<double>(c.num_attention_heads * c.head_dim);
     const double kv = static_cast<double>(c.num_key_value_heads * c.head_dim);
-    double layer = h * q * 2 + h * kv * 2 + 3 * h * static_cast<double>(c.intermediate_size) +
-                   2 * h;
+    double layer =
+        h * q * 2 + h * kv * 2 + 3 * h * static_cast<double>(c.intermediate_size) + 2 * h;
     if (c.has_qk_norm()) layer += 2 * static_cast<double>(c.head_dim);
     if (c.has_qkv_bias()) layer += q + 2 * kv;
     return layer * static_cast<double>(c.num_hidden_layers) + h;
@@ -30,10 +30,9 @@ double non_embedding_parameters(const ModelConfig& c) {
 // a wrong width, depth or head count moves the count far more than the rounding.
 TEST(PublishedShapes, MatchTheModelCardsParameterCounts) {
     const std::vector<std::pair<std::string, double>> cards = {
-        {"qwen3-0.6b", 0.44},   {"qwen3-1.7b", 1.4},    {"qwen3-4b", 3.6},
-        {"qwen3-8b", 6.95},     {"qwen3-14b", 13.2},    {"qwen2.5-0.5b", 0.36},
-        {"qwen2.5-1.5b", 1.31}, {"qwen2.5-3b", 2.77},   {"qwen2.5-7b", 6.53},
-        {"qwen2.5-14b", 13.1},
+        {"qwen3-0.6b", 0.44}, {"qwen3-1.7b", 1.4},    {"qwen3-4b", 3.6},      {"qwen3-8b", 6.95},
+        {"qwen3-14b", 13.2},  {"qwen2.5-0.5b", 0.36}, {"qwen2.5-1.5b", 1.31}, {"qwen2.5-3b", 2.77},
+        {"qwen2.5-7b", 6.53}, {"qwen2.5-14b", 13.1},
     };
     const std::vector<std::string> names = published_shape_names();
     EXPECT_EQ(names.size(), cards.size());

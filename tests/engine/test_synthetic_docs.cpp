@@ -90,8 +90,9 @@ TEST(SyntheticDocs, DenseDocumentsRecallMore) {
 TEST(SyntheticDocs, MixedTextIsInterleaved) {
     SyntheticDocOptions o;
     o.target_bytes = 8000;
-    o.mix_texts = {"It was a bright cold day in April, and the clocks were striking thirteen. "
-                   "Café crème, naïve résumé: multi-byte words stay whole. "};
+    o.mix_texts = {
+        "It was a bright cold day in April, and the clocks were striking thirteen. "
+        "Café crème, naïve résumé: multi-byte words stay whole. "};
     for (int i = 0; i < 5; ++i) o.mix_texts[0] += o.mix_texts[0];
     const SyntheticDoc doc = make_synthetic_doc(o);
     EXPECT_NE(doc.text.find("bright cold day in April"), std::string::npos);

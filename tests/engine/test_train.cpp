@@ -13,12 +13,12 @@
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/config.h"
 #include "l2a/engine/construct.h"
-#include "l2a/engine/tokenizer.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/safetensors.h"
 #include "l2a/engine/synthetic_docs.h"
+#include "l2a/engine/tokenizer.h"
 #include "l2a/engine/train.h"
 #include "test_support.h"
 
@@ -58,7 +58,8 @@ const fs::path& data_dir() {
             o.target_bytes = 3000;
             o.min_distance = 200;
             o.seed = 100 + static_cast<std::uint64_t>(i);
-            write_text_atomically(d / ("doc_" + std::to_string(i) + ".txt"), make_synthetic_doc(o).text);
+            write_text_atomically(d / ("doc_" + std::to_string(i) + ".txt"),
+                                  make_synthetic_doc(o).text);
         }
         write_text_atomically(work() / "tokenizer.json", byte_level_tokenizer_json());
         return d;
@@ -95,8 +96,9 @@ double mean_of(const std::vector<TrainStepLog>& steps, std::size_t first, std::s
 double routed(const std::vector<TrainStepLog>& steps, std::size_t first, std::size_t count) {
     double sum = 0.0;
     for (std::size_t i = first; i < first + count; ++i) {
-        sum += std::accumulate(steps[i].global_fraction.begin(), steps[i].global_fraction.end(), 0.0) /
-               static_cast<double>(steps[i].global_fraction.size());
+        sum +=
+            std::accumulate(steps[i].global_fraction.begin(), steps[i].global_fraction.end(), 0.0) /
+            static_cast<double>(steps[i].global_fraction.size());
     }
     return sum / static_cast<double>(count);
 }
@@ -120,7 +122,8 @@ TEST(Train, LossGoesDownAndTheCheckpointRuns) {
     const Model model = Model::load(r.last_checkpoint);
     EXPECT_TRUE(model.summary().is_l2a);
     ASSERT_NE(model.tokenizer(), nullptr);
-    const std::vector<std::int32_t> ids = model.tokenizer()->encode("Key K-1234 is 'amber falcon'.").ids;
+    const std::vector<std::int32_t> ids =
+        model.tokenizer()->encode("Key K-1234 is 'amber falcon'.").ids;
     const PrefillResult run = run_prefill(model, ids, RunOptions{});
     EXPECT_EQ(run.num_layers, 2);
     EXPECT_TRUE(std::isfinite(run.token_nll.back()));
@@ -139,13 +142,14 @@ TEST(Train, SparsityGrowsWithLambda) {
         term.push_back(mean_of(r.steps, 35, 5, &TrainStepLog::sparsity));
         fraction.push_back(routed(r.steps, 35, 5));
         if (lambda > 0) {
-            EXPECT_EQ(r.steps[2].lambda, 0.0);         // still warming up
+            EXPECT_EQ(r.steps[2].lambda, 0.0);               // still warming up
             EXPECT_NEAR(r.steps[39].lambda, lambda, 1e-12);  // ramped to the end
         }
     }
     EXPECT_LT(term[1], term[0] * 0.5) << term[0] << " -> " << term[1];
     EXPECT_LT(term[2], term[1] * 0.5) << term[1] << " -> " << term[2];
-    RecordProperty("sparsity_terms", std::to_string(term[0]) + " " + std::to_string(term[1]) + " " + std::to_string(term[2]));
+    RecordProperty("sparsity_terms", std::to_string(term[0]) + " " + std::to_string(term[1]) + " " +
+                                         std::to_string(term[2]));
     EXPECT_LE(fraction[2], fraction[0]);
 }
 
@@ -157,7 +161,8 @@ TEST(Train, ResumeContinuesExactly) {
     TrainOptions first = tiny_options("resumed");
     first.steps = 16;
     std::atomic<bool> stop{false};
-    const TrainResult part = train(first, [&](const TrainStepLog& s) { stop = s.step >= 8; }, &stop);
+    const TrainResult part = train(
+        first, [&](const TrainStepLog& s) { stop = s.step >= 8; }, &stop);
     ASSERT_EQ(part.steps.size(), 8u);
     TrainOptions second = first;
     second.resume = true;
@@ -167,8 +172,10 @@ TEST(Train, ResumeContinuesExactly) {
         EXPECT_EQ(rest.steps[i].step, static_cast<std::int64_t>(9 + i));
         EXPECT_EQ(rest.steps[i].loss, whole.steps[8 + i].loss) << "step " << 9 + i;
     }
-    const auto a = tensor(whole.last_checkpoint / "model.safetensors", "model.layers.1.self_attn.sigmoid_linear.weight");
-    const auto b = tensor(rest.last_checkpoint / "model.safetensors", "model.layers.1.self_attn.sigmoid_linear.weight");
+    const auto a = tensor(whole.last_checkpoint / "model.safetensors",
+                          "model.layers.1.self_attn.sigmoid_linear.weight");
+    const auto b = tensor(rest.last_checkpoint / "model.safetensors",
+                          "model.layers.1.self_attn.sigmoid_linear.weight");
     EXPECT_EQ(a, b);
 
     // Other options than the checkpoint's are refused, naming the state file.
@@ -200,17 +207,20 @@ TEST(Train, FirstStepLossEqualsTheEngine) {
     write_text_atomically(one / "doc.txt", text);
     for (const ModelType type : {ModelType::L2AQwen3, ModelType::Qwen3}) {
         for (const bool checkpointing : {false, true}) {
-            TrainOptions o = tiny_options(std::string("first-step-") + model_type_name(type) + (checkpointing ? "-ckpt" : ""));
+            TrainOptions o = tiny_options(std::string("first-step-") + model_type_name(type) +
+                                          (checkpointing ? "-ckpt" : ""));
             o.init_config->model_type = type;
             o.data_dir = one;
             o.batch = 1;
-            o.seq_len = static_cast<std::int64_t>(text.size()) - 1;  // the document plus <|endoftext|>: one window
+            o.seq_len = static_cast<std::int64_t>(text.size()) -
+                        1;  // the document plus <|endoftext|>: one window
             o.steps = 1;
             o.gradient_checkpointing = checkpointing;
             const TrainResult r = train(o);
             const Model model = Model::random(*o.init_config, o.seed, Placement{});
             const Encoding e = Tokenizer::from_file(o.tokenizer_json).encode(text);
-            EXPECT_NEAR(r.steps[0].cross_entropy, engine_mean_nll(model, e.ids), 2e-5) << model_type_name(type);
+            EXPECT_NEAR(r.steps[0].cross_entropy, engine_mean_nll(model, e.ids), 2e-5)
+                << model_type_name(type);
             if (type == ModelType::L2AQwen3) {
                 const auto& f = r.steps[0].global_fraction;
                 ASSERT_EQ(f.size(), 2u);
@@ -255,8 +265,8 @@ TEST(Train, ForwardEqualsTheEngineForEveryModelTypeAndRouterInput) {
     for (const Case& k : cases) {
         const std::string label = std::string(model_type_name(k.type)) + " " + k.sig_input_type +
                                   (k.sigmoid_linear ? "" : " (mean)");
-        TrainOptions o = tiny_options(std::string("forward-") + model_type_name(k.type) + "-" + k.sig_input_type +
-                                      (k.sigmoid_linear ? "" : "-mean"));
+        TrainOptions o = tiny_options(std::string("forward-") + model_type_name(k.type) + "-" +
+                                      k.sig_input_type + (k.sigmoid_linear ? "" : "-mean"));
         ModelConfig& c = *o.init_config;
         c.model_type = k.type;
         c.attention_bias = k.type == ModelType::Qwen2 || k.type == ModelType::L2AQwen2;
@@ -265,7 +275,8 @@ TEST(Train, ForwardEqualsTheEngineForEveryModelTypeAndRouterInput) {
         c.l2a.router_input = k.input;
         o.data_dir = one;
         o.batch = 1;
-        o.seq_len = static_cast<std::int64_t>(text.size()) - 1;  // the document plus <|endoftext|>: one window
+        o.seq_len = static_cast<std::int64_t>(text.size()) -
+                    1;  // the document plus <|endoftext|>: one window
         o.steps = 1;
         const TrainResult r = train(o);
         const Model model = Model::random(c, o.seed, Placement{});
@@ -288,8 +299,8 @@ TEST(Train, ForwardEqualsTheEngineForEveryModelTypeAndRouterInput) {
         double routed_layers = 0.0;
         for (std::size_t layer = 0; layer < 2; ++layer) {
             const auto first = run.decisions.begin() + static_cast<std::ptrdiff_t>(layer * T);
-            const double engine =
-                static_cast<double>(std::accumulate(first, first + inputs, 0)) / static_cast<double>(inputs);
+            const double engine = static_cast<double>(std::accumulate(first, first + inputs, 0)) /
+                                  static_cast<double>(inputs);
             EXPECT_NEAR(fraction[layer], engine, 1e-6) << label << ", layer " << layer;
             routed_layers += engine;
         }
@@ -313,15 +324,20 @@ TEST(Train, GradientCheckpointingGivesTheSameWeights) {
         fs::remove_all(checkpointed.out_dir);
         checkpointed.gradient_checkpointing = true;
         const TrainResult a = train(plain), b = train(checkpointed);
-        for (std::size_t i = 0; i < a.steps.size(); ++i) EXPECT_NEAR(a.steps[i].loss, b.steps[i].loss, 1e-5);
+        for (std::size_t i = 0; i < a.steps.size(); ++i)
+            EXPECT_NEAR(a.steps[i].loss, b.steps[i].loss, 1e-5);
         const auto fa = SafetensorsFile::open(a.last_checkpoint / "model.safetensors");
         const auto fb = SafetensorsFile::open(b.last_checkpoint / "model.safetensors");
-        for (const std::string name : {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.o_proj_global.weight",
-                                       "model.layers.0.self_attn.sigmoid_linear.weight", "model.embed_tokens.weight"}) {
-            const auto x = test::read_tensor<float>(fa, name, DType::F32), y = test::read_tensor<float>(fb, name, DType::F32);
+        for (const std::string name :
+             {"model.layers.0.self_attn.q_proj.weight",
+              "model.layers.1.self_attn.o_proj_global.weight",
+              "model.layers.0.self_attn.sigmoid_linear.weight", "model.embed_tokens.weight"}) {
+            const auto x = test::read_tensor<float>(fa, name, DType::F32),
+                       y = test::read_tensor<float>(fb, name, DType::F32);
             ASSERT_EQ(x.size(), y.size());
             double worst = 0.0;
-            for (std::size_t i = 0; i < x.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(x[i] - y[i])));
+            for (std::size_t i = 0; i < x.size(); ++i)
+                worst = std::max(worst, static_cast<double>(std::abs(x[i] - y[i])));
             EXPECT_LT(worst, 1e-5) << name;
         }
     }
@@ -347,10 +363,12 @@ TEST(Train, PlainBaseTrainsAndConstructs) {
     construct_l2a(r.last_checkpoint, l2a, c);
     // Every token local with a window covering the text: the base model's loss.
     const Model constructed = Model::load(l2a);
-    const std::vector<std::int32_t> ids = base.tokenizer()->encode("Key K-1234 is 'amber falcon'. Recall that key").ids;
+    const std::vector<std::int32_t> ids =
+        base.tokenizer()->encode("Key K-1234 is 'amber falcon'. Recall that key").ids;
     RunOptions local;
     local.routing.kind = RoutingKind::Local;
-    const PrefillResult x = run_prefill(base, ids, RunOptions{}), y = run_prefill(constructed, ids, local);
+    const PrefillResult x = run_prefill(base, ids, RunOptions{}),
+                        y = run_prefill(constructed, ids, local);
     for (std::size_t t = 1; t < ids.size(); ++t) EXPECT_NEAR(x.token_nll[t], y.token_nll[t], 1e-4);
 }
 

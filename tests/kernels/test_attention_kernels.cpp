@@ -205,10 +205,10 @@ struct AttentionCase {
     int kv_heads;
     int head_dim;
     ElementType type;
-    Routing routing;     // global attention
-    int64_t window;      // sliding-window attention
-    bool padded_layout;  // strides larger than the dense ones, padding filled with NaN
-    bool packed = false; // global: Q and O hold only the routed rows, in routing order
+    Routing routing;      // global attention
+    int64_t window;       // sliding-window attention
+    bool padded_layout;   // strides larger than the dense ones, padding filled with NaN
+    bool packed = false;  // global: Q and O hold only the routed rows, in routing order
     AttentionPath path = AttentionPath::mma;
 };
 
@@ -445,8 +445,8 @@ TEST_P(AttentionTest, MatchesReference) {
         DeviceBuffer packed_q_device(packed_q.size() * sizeof(uint16_t));
         packed_q_device.upload(packed_q);
         DeviceBuffer packed_out_device(packed_q.size() / row_elements * out_row * sizeof(uint16_t));
-        packed_out_device.upload(std::vector<uint16_t>(packed_q.size() / row_elements * out_row,
-                                                       kPoison16));
+        packed_out_device.upload(
+            std::vector<uint16_t>(packed_q.size() / row_elements * out_row, kPoison16));
         GlobalAttentionArgs args;
         args.shape = shape;
         args.q = {packed_q_device.as<void>(), q.token_stride, q.head_stride};
@@ -549,8 +549,8 @@ std::vector<AttentionCase> global_cases() {
     for (int64_t tokens : {1, 200, 2049}) {
         for (int head_dim : {64, 128}) {
             for (Routing routing : kAllRoutings) {
-                AttentionCase packed = global_case(tokens, 28, 4, head_dim, ElementType::bf16,
-                                                   routing, tokens == 200);
+                AttentionCase packed =
+                    global_case(tokens, 28, 4, head_dim, ElementType::bf16, routing, tokens == 200);
                 packed.packed = true;
                 cases.push_back(packed);
             }

@@ -791,7 +791,9 @@ struct PdfPage {
     return text;
 }
 
-[[maybe_unused]] bool have_pdftotext() { return std::system("command -v pdftotext >/dev/null 2>&1") == 0; }
+[[maybe_unused]] bool have_pdftotext() {
+    return std::system("command -v pdftotext >/dev/null 2>&1") == 0;
+}
 
 // The pages of `pdf` with each word's box, from `pdftotext -bbox-layout`.
 [[maybe_unused]] std::vector<PdfPage> pdf_words(const fs::path& pdf, const fs::path& dir) {
@@ -1240,10 +1242,10 @@ TEST_F(Export, PdfPagesShowTheChartsAndTheHighlightedDocument) {
                 (fs::path(keep) / ("page-" + std::to_string(page) + ".png")).string()));
         }
         EXPECT_GT(non_white(image), 2000) << "page " << page << " is blank";
-        bars += count_colour(image, qRgb(0x3b, 0x6f, 0xb6));     // sparsity bars
-        routed += count_colour(image, qRgb(0xc0, 0x39, 0x2b));   // routing map, worse tokens
-        phases += count_colour(image, qRgb(0x8b, 0xbf, 0x72));   // mlp phase of the timing chart
-        better += count_colour(image, qRgb(0x2e, 0x8b, 0x57));   // tokens the variant improved
+        bars += count_colour(image, qRgb(0x3b, 0x6f, 0xb6));    // sparsity bars
+        routed += count_colour(image, qRgb(0xc0, 0x39, 0x2b));  // routing map, worse tokens
+        phases += count_colour(image, qRgb(0x8b, 0xbf, 0x72));  // mlp phase of the timing chart
+        better += count_colour(image, qRgb(0x2e, 0x8b, 0x57));  // tokens the variant improved
         marks += count_colour(image, qRgb(0xed, 0x89, 0x36)) +  // highlighted passages
                  count_colour(image, qRgb(0xfd, 0xe9, 0xc4));
     }

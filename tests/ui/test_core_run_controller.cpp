@@ -92,7 +92,8 @@ private slots:
         std::filesystem::copy(require_demo_model(), model,
                               std::filesystem::copy_options::overwrite_existing |
                                   std::filesystem::copy_options::recursive);
-        write_file(model / "model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{", 9));
+        write_file(model / "model.safetensors",
+                   std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{", 9));
         controller.startRun(bad);
         QVERIFY(failed.wait(60000));
         const QString second = failed.takeFirst().at(0).toString();

@@ -36,7 +36,7 @@ private slots:
         const long long tokens = 1000;
         const int layers = 3;
         std::vector<unsigned char> d(static_cast<std::size_t>(tokens * layers), 0);
-        d[1 * tokens + 777] = 1;                                  // one token in layer 1
+        d[1 * tokens + 777] = 1;                                          // one token in layer 1
         for (long long t = 0; t < tokens; t += 2) d[2 * tokens + t] = 1;  // half of layer 2
         const RoutingPyramid p = RoutingPyramid::build(d, tokens, layers);
         QVERIFY(p.levels.size() >= 10);
@@ -66,7 +66,8 @@ private slots:
         session.setBase(profile);
         map.repaint();
         QTRY_COMPARE(map.textureSize(), QSize(40000, 7));
-        const long long routed = std::count(profile->decisions.begin(), profile->decisions.end(), 1);
+        const long long routed =
+            std::count(profile->decisions.begin(), profile->decisions.end(), 1);
         QVERIFY(routed > 1000);
         QCOMPARE(map.routedTexelsOnGpu(), routed);
         // Another profile replaces the textures.
@@ -104,7 +105,8 @@ private slots:
         QTest::mouseRelease(&map, Qt::LeftButton, {}, QPoint(map.width() / 2, map.height() / 2));
         // The click in the middle of the re-centred view lands near token 900.
         QTRY_VERIFY(selection.token() != 900);
-        QVERIFY2(std::abs(selection.token() - 900) < 60, qPrintable(QString::number(selection.token())));
+        QVERIFY2(std::abs(selection.token() - 900) < 60,
+                 qPrintable(QString::number(selection.token())));
     }
 
     void routingMapDoubleClickKeepsTheSelection() {
@@ -179,7 +181,8 @@ private slots:
         session.setBase(profile);
         timeline.measureFrames(1);
         QTRY_COMPARE(timeline.laneCount(), 4);  // host depth 0, host depth 1, stream 7, stream 13
-        const long long events = static_cast<long long>(profile->kernels.size() + profile->ranges.size());
+        const long long events =
+            static_cast<long long>(profile->kernels.size() + profile->ranges.size());
         QVERIFY(events > 40000);
         QVERIFY(timeline.boxesDrawnLastFrame() > 0);
         QVERIFY2(timeline.boxesDrawnLastFrame() < events / 20,
@@ -187,7 +190,8 @@ private slots:
         // Zoomed in far enough, single kernels get their own boxes again (more than folded).
         const long long folded = timeline.boxesDrawnLastFrame();
         const TimedRange& r = profile->ranges[2];  // layer 0 / local: kernels of ~160 ns
-        timeline.setVisibleTime(r.begin_ns * 1e-9, (r.begin_ns + (r.end_ns - r.begin_ns) / 50) * 1e-9);
+        timeline.setVisibleTime(r.begin_ns * 1e-9,
+                                (r.begin_ns + (r.end_ns - r.begin_ns) / 50) * 1e-9);
         timeline.measureFrames(1);
         QVERIFY(timeline.boxesDrawnLastFrame() > 0);
         QVERIFY(timeline.boxesDrawnLastFrame() != folded);
@@ -200,7 +204,8 @@ private slots:
             if (range.phase == Phase::Layer && range.layer == 2) layer2 = &range;
         }
         QVERIFY(layer2);
-        const double mid = 0.5 * (layer2->begin_ns + layer2->end_ns) / (profile->wall_seconds * 1e9);
+        const double mid =
+            0.5 * (layer2->begin_ns + layer2->end_ns) / (profile->wall_seconds * 1e9);
         const QRectF area = timeline.eventArea();
         QVERIFY(!area.isEmpty());
         const int x = static_cast<int>(area.left() + mid * area.width());

@@ -33,7 +33,8 @@ Profile synthetic_profile(std::int64_t tokens, int layers, double routed, int ke
     p.model.sigmoid_threshold = 0.5;
     p.document_path = "<synthetic document>";
     std::mt19937 rng(seed);
-    const char* words[] = {"the", "key", "of", "section", "amber", "falcon", "refers", "to", "3.2", "and"};
+    const char* words[] = {"the",    "key",    "of", "section", "amber",
+                           "falcon", "refers", "to", "3.2",     "and"};
     for (std::int64_t t = 0; t < tokens; ++t) {
         p.token_begin.push_back(static_cast<std::uint32_t>(p.document_text.size()));
         p.document_text += words[rng() % 10];
@@ -75,10 +76,12 @@ Profile synthetic_profile(std::int64_t tokens, int layers, double routed, int ke
     };
     auto kernels = [&](std::int64_t r, const char* name) {
         const TimedRange& h = p.ranges[static_cast<std::size_t>(r)];
-        const std::int64_t step = std::max<std::int64_t>(1, (h.end_ns - h.begin_ns) / (kernels_per_phase + 1));
+        const std::int64_t step =
+            std::max<std::int64_t>(1, (h.end_ns - h.begin_ns) / (kernels_per_phase + 1));
         for (int k = 0; k < kernels_per_phase; ++k) {
             const std::int64_t b = h.begin_ns + step * k + 20;
-            p.kernels.push_back({std::string(name) + "_kernel", k % 2 ? 13 : 7, 0, b, b + step - 40, r});
+            p.kernels.push_back(
+                {std::string(name) + "_kernel", k % 2 ? 13 : 7, 0, b, b + step - 40, r});
         }
     };
     kernels(range(Phase::Embed, -1, 0, 50000), "embed");
@@ -134,8 +137,9 @@ int run_view_benchmark(int argc, char** argv) {
         if (std::strcmp(argv[i], "--size") == 0) std::sscanf(argv[i + 1], "%dx%d", &width, &height);
     }
     if (tokens < 1 || layers < 1 || frames < 1 || width < 200 || height < 100) {
-        std::fprintf(stderr, "l2a-studio --bench-views: --tokens, --layers, --frames must be positive "
-                             "and --size at least 200x100\n");
+        std::fprintf(stderr,
+                     "l2a-studio --bench-views: --tokens, --layers, --frames must be positive "
+                     "and --size at least 200x100\n");
         return 2;
     }
     QElapsedTimer clock;
@@ -152,7 +156,8 @@ int run_view_benchmark(int argc, char** argv) {
     map.show();
     timeline.show();
     if (!wait_until_exposed(map) || !wait_until_exposed(timeline)) {
-        std::fprintf(stderr, "l2a-studio --bench-views: the windows were not shown (no display?)\n");
+        std::fprintf(stderr,
+                     "l2a-studio --bench-views: the windows were not shown (no display?)\n");
         return 1;
     }
     session.setBase(profile);
@@ -165,15 +170,16 @@ int run_view_benchmark(int argc, char** argv) {
     }
     timeline.measureFrames(1);
 
-    std::printf("synthetic profile: %lld tokens x %d layers, %zu ranges, %zu kernels (made in %.0f ms)\n",
-                tokens, layers, profile->ranges.size(), profile->kernels.size(), make_ms);
+    std::printf(
+        "synthetic profile: %lld tokens x %d layers, %zu ranges, %zu kernels (made in %.0f ms)\n",
+        tokens, layers, profile->ranges.size(), profile->kernels.size(), make_ms);
     map.makeCurrent();
     QOpenGLFunctions* gl = QOpenGLContext::currentContext()->functions();
     std::printf("OpenGL: %s, %s\n", reinterpret_cast<const char*>(gl->glGetString(GL_RENDERER)),
                 reinterpret_cast<const char*>(gl->glGetString(GL_VERSION)));
     map.doneCurrent();
-    std::printf("window %dx%d, %d frames each; frame = ImGui build + GL draw + glFinish\n", width, height,
-                frames);
+    std::printf("window %dx%d, %d frames each; frame = ImGui build + GL draw + glFinish\n", width,
+                height, frames);
     std::printf("routing map: pyramid build + texture upload (first frame) %.1f ms\n", upload_ms);
     std::printf("%-34s %10s %10s\n", "view", "mean ms", "max ms");
     // Frames one at a time so that a single slow frame (a hitch) shows in the max.

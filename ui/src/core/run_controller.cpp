@@ -238,8 +238,9 @@ struct RunController::Worker {
         TokenizedDocument doc;
         const Tokenizer* tokenizer = m.tokenizer();
         if (!tokenizer) {
-            fail(dir.string(), "the model folder has no tokenizer.json, so a document cannot be "
-                               "tokenized");
+            fail(dir.string(),
+                 "the model folder has no tokenizer.json, so a document cannot be "
+                 "tokenized");
         }
         if (r.document.empty()) {
             doc = tokenize_document(kDemoDocumentLabel, demo_document(), 0, *tokenizer);
@@ -322,9 +323,12 @@ struct RunController::Worker {
         post_started("What-if from layer " + QString::number(start));
         WhatIfRun run = run_whatif_variant(m, tokens, *base_run, variant, hooks());
         check_cancel();
-        auto comparison = std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
+        auto comparison =
+            std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
         auto profile = std::make_shared<const Profile>(make_variant_profile(*base_profile, run));
-        post([profile, comparison](RunController* c) { emit c->whatIfFinished(profile, comparison); });
+        post([profile, comparison](RunController* c) {
+            emit c->whatIfFinished(profile, comparison);
+        });
     }
 
     void execute(MeasureJob& job) {

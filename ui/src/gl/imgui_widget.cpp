@@ -28,16 +28,26 @@ struct KeySlot {
     ImGuiKey imgui_key;
 };
 constexpr KeySlot kKeys[] = {
-    {Qt::Key_Tab, ImGuiKey_Tab},       {Qt::Key_Left, ImGuiKey_LeftArrow},
-    {Qt::Key_Right, ImGuiKey_RightArrow}, {Qt::Key_Up, ImGuiKey_UpArrow},
-    {Qt::Key_Down, ImGuiKey_DownArrow}, {Qt::Key_PageUp, ImGuiKey_PageUp},
-    {Qt::Key_PageDown, ImGuiKey_PageDown}, {Qt::Key_Home, ImGuiKey_Home},
-    {Qt::Key_End, ImGuiKey_End},       {Qt::Key_Insert, ImGuiKey_Insert},
-    {Qt::Key_Delete, ImGuiKey_Delete}, {Qt::Key_Backspace, ImGuiKey_Backspace},
-    {Qt::Key_Space, ImGuiKey_Space},   {Qt::Key_Return, ImGuiKey_Enter},
-    {Qt::Key_Escape, ImGuiKey_Escape}, {Qt::Key_A, ImGuiKey_A},
-    {Qt::Key_C, ImGuiKey_C},           {Qt::Key_V, ImGuiKey_V},
-    {Qt::Key_X, ImGuiKey_X},           {Qt::Key_Y, ImGuiKey_Y},
+    {Qt::Key_Tab, ImGuiKey_Tab},
+    {Qt::Key_Left, ImGuiKey_LeftArrow},
+    {Qt::Key_Right, ImGuiKey_RightArrow},
+    {Qt::Key_Up, ImGuiKey_UpArrow},
+    {Qt::Key_Down, ImGuiKey_DownArrow},
+    {Qt::Key_PageUp, ImGuiKey_PageUp},
+    {Qt::Key_PageDown, ImGuiKey_PageDown},
+    {Qt::Key_Home, ImGuiKey_Home},
+    {Qt::Key_End, ImGuiKey_End},
+    {Qt::Key_Insert, ImGuiKey_Insert},
+    {Qt::Key_Delete, ImGuiKey_Delete},
+    {Qt::Key_Backspace, ImGuiKey_Backspace},
+    {Qt::Key_Space, ImGuiKey_Space},
+    {Qt::Key_Return, ImGuiKey_Enter},
+    {Qt::Key_Escape, ImGuiKey_Escape},
+    {Qt::Key_A, ImGuiKey_A},
+    {Qt::Key_C, ImGuiKey_C},
+    {Qt::Key_V, ImGuiKey_V},
+    {Qt::Key_X, ImGuiKey_X},
+    {Qt::Key_Y, ImGuiKey_Y},
     {Qt::Key_Z, ImGuiKey_Z},
 };
 
@@ -149,7 +159,8 @@ void ImGuiWidget::initializeGL() {
     r.program.bindAttributeLocation("position", 0);
     r.program.bindAttributeLocation("uv", 1);
     r.program.bindAttributeLocation("colour", 2);
-    if (!r.program.link()) qWarning("ImGuiWidget: shader link failed: %s", qPrintable(r.program.log()));
+    if (!r.program.link())
+        qWarning("ImGuiWidget: shader link failed: %s", qPrintable(r.program.log()));
     r.projection_location = r.program.uniformLocation("projection");
     r.vao.create();
     r.vertices.create();
@@ -187,7 +198,9 @@ void ImGuiWidget::paintGL() {
     if (!button_edges_.empty()) {
         io.MouseDown[button_edges_.front().button] = button_edges_.front().down;
         button_edges_.pop_front();
-        if (!button_edges_.empty()) QMetaObject::invokeMethod(this, [this] { update(); }, Qt::QueuedConnection);
+        if (!button_edges_.empty())
+            QMetaObject::invokeMethod(
+                this, [this] { update(); }, Qt::QueuedConnection);
     }
     io.DisplaySize = ImVec2(static_cast<float>(width()), static_cast<float>(height()));
     const auto ratio = static_cast<float>(devicePixelRatioF());
@@ -229,8 +242,9 @@ void ImGuiWidget::renderDrawData() {
 
     const float l = data->DisplayPos.x, rgt = data->DisplayPos.x + data->DisplaySize.x;
     const float t = data->DisplayPos.y, b = data->DisplayPos.y + data->DisplaySize.y;
-    const float projection[16] = {2.0f / (rgt - l), 0, 0, 0, 0, 2.0f / (t - b), 0, 0, 0, 0, -1, 0,
-                                  (rgt + l) / (l - rgt), (t + b) / (b - t), 0, 1};
+    const float projection[16] = {
+        2.0f / (rgt - l),  0, 0, 0, 0, 2.0f / (t - b), 0, 0, 0, 0, -1, 0, (rgt + l) / (l - rgt),
+        (t + b) / (b - t), 0, 1};
     r.program.bind();
     glUniformMatrix4fv(r.projection_location, 1, GL_FALSE, projection);
     r.program.setUniformValue("image", 0);
@@ -271,11 +285,11 @@ void ImGuiWidget::renderDrawData() {
                       static_cast<int>(x1 - x0), static_cast<int>(y1 - y0));
             glBindTexture(GL_TEXTURE_2D,
                           static_cast<GLuint>(reinterpret_cast<std::intptr_t>(cmd.GetTexID())));
-            glDrawElementsBaseVertex(
-                GL_TRIANGLES, static_cast<GLsizei>(cmd.ElemCount),
-                sizeof(ImDrawIdx) == 2 ? GL_UNSIGNED_SHORT : GL_UNSIGNED_INT,
-                reinterpret_cast<void*>(static_cast<std::intptr_t>(cmd.IdxOffset * sizeof(ImDrawIdx))),
-                static_cast<GLint>(cmd.VtxOffset));
+            glDrawElementsBaseVertex(GL_TRIANGLES, static_cast<GLsizei>(cmd.ElemCount),
+                                     sizeof(ImDrawIdx) == 2 ? GL_UNSIGNED_SHORT : GL_UNSIGNED_INT,
+                                     reinterpret_cast<void*>(static_cast<std::intptr_t>(
+                                         cmd.IdxOffset * sizeof(ImDrawIdx))),
+                                     static_cast<GLint>(cmd.VtxOffset));
         }
     }
     r.vao.release();
@@ -296,7 +310,8 @@ double ImGuiWidget::measureFrames(int frames) {
     return ms;
 }
 
-// ---- input ---------------------------------------------------------------------------------------
+// ---- input
+// ---------------------------------------------------------------------------------------
 
 namespace {
 

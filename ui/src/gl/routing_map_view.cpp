@@ -23,7 +23,7 @@ constexpr unsigned char kRouted[3] = {0xc0, 0x39, 0x2b};
 constexpr int kLeftAxis = 44;   // px for the axis title and the layer labels
 constexpr int kTextStrip = 16;  // px under the map for the tokens' text at deep zoom
 constexpr int kBottomAxis = 18 + 18 + kTextStrip;  // text strip, token positions, title/legend
-constexpr int kTopBar = 24;      // px for the toolbar line
+constexpr int kTopBar = 24;                        // px for the toolbar line
 constexpr float kTokenTextPx = 11.0f;  // token text shows once a token is this wide or wider
 
 // Alpha of a texel: 0 without a routed token; else a floor that keeps a lone routed token
@@ -352,16 +352,16 @@ RoutingPyramid RoutingPyramid::build(const std::vector<unsigned char>& decisions
 struct RoutingMapView::State {
     Session* session = nullptr;
     Selection* selection = nullptr;
-    ProfilePtr shown;    // the profile the textures hold
+    ProfilePtr shown;  // the profile the textures hold
     bool show_variant = false;
     RoutingPyramid pyramid;
-    bool dirty = true;   // textures to (re)build on the next frame
+    bool dirty = true;  // textures to (re)build on the next frame
 
     // One GL texture per level: the level's rows wrapped at max_width texels.
     struct Texture {
         GLuint id = 0;
-        int width = 0;      // texels per wrapped row
-        int segments = 0;   // wrapped segments (each `layers` rows tall)
+        int width = 0;     // texels per wrapped row
+        int segments = 0;  // wrapped segments (each `layers` rows tall)
         int tokens_per_texel = 1;
         long long texels = 0;  // texels per layer
     };
@@ -514,7 +514,8 @@ RoutingMapView::RoutingMapView(Session* session, Selection* selection, QWidget* 
     connect(session, &Session::baseChanged, this, [this, rebuild] {
         const ProfilePtr& p = state_->session->base();
         state_->view_first = 0.0;
-        state_->view_last = p ? static_cast<double>(std::max<std::int64_t>(1, p->num_tokens())) : 1.0;
+        state_->view_last =
+            p ? static_cast<double>(std::max<std::int64_t>(1, p->num_tokens())) : 1.0;
         rebuild();
     });
     connect(session, &Session::variantChanged, this, rebuild);
@@ -659,7 +660,8 @@ void RoutingMapView::drawFrame() {
     }
     ImGui::AlignTextToFramePadding();
     if (!want) {
-        ImGui::TextDisabled("No run yet. Run a document (F5) to see which tokens reach global attention.");
+        ImGui::TextDisabled(
+            "No run yet. Run a document (F5) to see which tokens reach global attention.");
         return;
     }
     draw_toolbar(*want, variant != nullptr, s.show_variant);

@@ -109,7 +109,8 @@ std::vector<Lane> build_lanes(const Profile& p) {
         const auto key = std::make_pair(device, stream);
         if (!stream_lane.count(key)) {
             stream_lane[key] = lanes.size();
-            lanes.push_back({"GPU " + std::to_string(device) + " stream " + std::to_string(stream), {}});
+            lanes.push_back(
+                {"GPU " + std::to_string(device) + " stream " + std::to_string(stream), {}});
         }
         return lanes[stream_lane[key]];
     };

@@ -11,9 +11,9 @@
 namespace l2a {
 
 struct AttentionHeads {
-    int q_heads = 28;   // Hq
-    int kv_heads = 4;   // Hkv
-    int head_dim = 128; // D
+    int q_heads = 28;    // Hq
+    int kv_heads = 4;    // Hkv
+    int head_dim = 128;  // D
     bool operator==(const AttentionHeads&) const = default;
 };
 
@@ -21,13 +21,13 @@ struct AttentionBenchOptions {
     std::vector<std::int64_t> tokens = {8192, 32768, 65536, 131072};
     std::vector<double> fractions = {0.0, 0.1, 0.2, 0.5, 1.0};  // routed share, each in [0, 1]
     std::vector<AttentionHeads> shapes = {{28, 4, 128}, {32, 8, 128}};
-    std::int64_t window = 4095;  // W of the local part
-    int repeat = 10;             // timed runs per measurement (the median is reported)
-    int warmup = 3;              // untimed runs before them
-    std::uint64_t seed = 0;      // inputs and routing
-    std::string device = "cuda"; // "cuda" or "cuda:N"
-    int check_rows = 64;         // sampled rows per part checked against fp32 before timing
-    double tolerance = 1e-2;     // relative error allowed per checked row
+    std::int64_t window = 4095;   // W of the local part
+    int repeat = 10;              // timed runs per measurement (the median is reported)
+    int warmup = 3;               // untimed runs before them
+    std::uint64_t seed = 0;       // inputs and routing
+    std::string device = "cuda";  // "cuda" or "cuda:N"
+    int check_rows = 64;          // sampled rows per part checked against fp32 before timing
+    double tolerance = 1e-2;      // relative error allowed per checked row
     // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
     std::function<void(std::string_view)> progress;
 };
@@ -42,12 +42,12 @@ struct BenchTime {
 struct AttentionBenchRow {
     std::int64_t tokens = 0;
     AttentionHeads heads;
-    double fraction = 0.0;      // requested routed share
-    std::int64_t routed = 0;    // tokens actually routed (random, seeded)
+    double fraction = 0.0;    // requested routed share
+    std::int64_t routed = 0;  // tokens actually routed (random, seeded)
     // FLOPs counted exactly: 4 * D * Hq per (query, key) pair, over the pairs each part visits.
-    double global_flop = 0.0;   // routed rows p: p + 1 keys
-    double local_flop = 0.0;    // every row t: min(t + 1, W) keys
-    double full_flop = 0.0;     // every row t: t + 1 keys (the SDPA baselines)
+    double global_flop = 0.0;  // routed rows p: p + 1 keys
+    double local_flop = 0.0;   // every row t: min(t + 1, W) keys
+    double full_flop = 0.0;    // every row t: t + 1 keys (the SDPA baselines)
     // Ours. global: routed-query compaction + packed global attention + gated add of the routed
     // rows into the residual. local: sliding-window attention of every row. whole: local then
     // global, in sequence on one stream (the router's logit is not included: the engine fuses

@@ -24,9 +24,9 @@ struct RopeScaling {
     double beta_fast = 32.0;
     double beta_slow = 1.0;
     std::optional<double> attention_factor;
-    std::optional<double> mscale;          // DeepSeek-style variant of YaRN's attention factor
+    std::optional<double> mscale;  // DeepSeek-style variant of YaRN's attention factor
     std::optional<double> mscale_all_dim;
-    bool truncate = true;                  // HF YaRN: round the correction range
+    bool truncate = true;  // HF YaRN: round the correction range
 };
 
 // How the L2A router turns the normalized hidden state into one logit per token (L2A.md).
@@ -71,8 +71,12 @@ struct ModelConfig {
     bool untrained = false;  // ours: "l2a_untrained": true marks random demo weights
     L2AConfig l2a;           // meaningful when is_l2a()
 
-    bool is_l2a() const { return model_type == ModelType::L2AQwen2 || model_type == ModelType::L2AQwen3; }
-    bool has_qk_norm() const { return model_type == ModelType::Qwen3 || model_type == ModelType::L2AQwen3; }
+    bool is_l2a() const {
+        return model_type == ModelType::L2AQwen2 || model_type == ModelType::L2AQwen3;
+    }
+    bool has_qk_norm() const {
+        return model_type == ModelType::Qwen3 || model_type == ModelType::L2AQwen3;
+    }
     bool has_qkv_bias() const { return attention_bias; }
 };
 

@@ -8,8 +8,8 @@ namespace l2a {
 
 struct CudaDeviceInfo {
     int index = 0;
-    std::string name;             // "NVIDIA H100 80GB HBM3"
-    int compute_major = 0;        // 9 for Hopper
+    std::string name;       // "NVIDIA H100 80GB HBM3"
+    int compute_major = 0;  // 9 for Hopper
     int compute_minor = 0;
     int multiprocessors = 0;
     std::int64_t total_bytes = 0;

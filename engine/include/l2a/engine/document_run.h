@@ -22,8 +22,8 @@ struct TokenizedDocument {
     std::string text;   // valid UTF-8
     std::size_t replaced_sequences = 0;
     std::vector<std::int32_t> ids;
-    std::vector<std::uint32_t> begin;  // [T] byte offsets into text
-    std::vector<std::uint32_t> end;    // [T]
+    std::vector<std::uint32_t> begin;           // [T] byte offsets into text
+    std::vector<std::uint32_t> end;             // [T]
     std::int64_t tokens_before_truncation = 0;  // = ids.size() unless truncate() cut it
     // false when only the beginning of the file was read (load_tokenized_document): then
     // tokens_before_truncation is a lower bound, the tokens of the part read.

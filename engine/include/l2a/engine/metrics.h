@@ -16,11 +16,11 @@ struct LayerKv {
 };
 
 struct RunMetrics {
-    double mean_nll = 0.0;     // over tokens 1..T-1 (token 0 has no prediction)
-    double perplexity = 0.0;   // exp(mean_nll)
+    double mean_nll = 0.0;                // over tokens 1..T-1 (token 0 has no prediction)
+    double perplexity = 0.0;              // exp(mean_nll)
     std::vector<double> global_fraction;  // per layer: share of tokens that ran global attention
     double global_fraction_overall = 0.0;
-    std::vector<LayerKv> kv;              // per layer
+    std::vector<LayerKv> kv;  // per layer
     std::int64_t kv_bytes_total = 0;
     std::int64_t kv_bytes_without_l2a = 0;  // same model with one full-attention cache per layer
 };

@@ -46,7 +46,8 @@ struct PrefillHooks {
     const std::atomic<bool>* cancel = nullptr;
     // Receives the float32 next-token logits in order, `rows` rows of `vocab` floats at a time.
     std::function<void(std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
-                       const float* data)> logits_sink;
+                       const float* data)>
+        logits_sink;
     // When set, receives the run's residual-stream checkpoints (see ResidualCheckpoints).
     ResidualCheckpoints* checkpoints = nullptr;
 };
@@ -54,14 +55,14 @@ struct PrefillHooks {
 struct PrefillResult {
     std::int64_t num_tokens = 0;
     std::int64_t num_layers = 0;
-    std::vector<float> router_logits;       // [num_layers, num_tokens]; NaN for plain layers
-    std::vector<std::uint8_t> decisions;    // [num_layers, num_tokens]; applied decisions
-    std::vector<float> token_nll;           // [num_tokens]; token_nll[0] = NaN (no prediction)
-    std::vector<TimedRange> ranges;         // host-timed ranges (CUDA: synchronized)
-    std::vector<float> last_logits;         // [vocab] logits of the last row (next token)
+    std::vector<float> router_logits;     // [num_layers, num_tokens]; NaN for plain layers
+    std::vector<std::uint8_t> decisions;  // [num_layers, num_tokens]; applied decisions
+    std::vector<float> token_nll;         // [num_tokens]; token_nll[0] = NaN (no prediction)
+    std::vector<TimedRange> ranges;       // host-timed ranges (CUDA: synchronized)
+    std::vector<float> last_logits;       // [vocab] logits of the last row (next token)
     double wall_seconds = 0.0;
-    std::string device;                     // "cpu" or the GPU's name
-    std::int64_t peak_device_bytes = 0;     // CUDA: peak bytes allocated during the run
+    std::string device;                  // "cpu" or the GPU's name
+    std::int64_t peak_device_bytes = 0;  // CUDA: peak bytes allocated during the run
 };
 
 // CPU threads the engine's operators use (LibTorch intra-op threads); 0 keeps the default (one

@@ -97,7 +97,7 @@ struct Profile {
     // Times of different bases, devices, backends or thread counts are not comparable.
     std::string time_basis;
     std::int64_t cpu_threads = 0;  // host threads the run used; 0 when not recorded
-    std::string created_at;  // ISO 8601 UTC
+    std::string created_at;        // ISO 8601 UTC
     std::string tool_version;
 
     std::int64_t num_tokens() const { return static_cast<std::int64_t>(token_ids.size()); }

@@ -46,7 +46,7 @@ struct RoutingEvalOptions {
 
 // Loss of one variant of the runs, in nats per token.
 struct RoutingEvalVariant {
-    std::string name;        // "learned", "all local", "prune busiest (layer 3)", ...
+    std::string name;  // "learned", "all local", "prune busiest (layer 3)", ...
     RunOptions options;
     double reference_nll = 0.0;  // mean over reference tokens
     double other_nll = 0.0;      // mean over the other tokens (token 0 has no prediction)
@@ -62,16 +62,16 @@ struct RoutingEvalResult {
     // (position, layer) pairs that ran global attention.
     double reference_rate = 0.0;
     double other_rate = 0.0;
-    double rate_ratio = 0.0;                 // reference_rate / other_rate (inf when other is 0)
+    double rate_ratio = 0.0;  // reference_rate / other_rate (inf when other is 0)
     // The same rates at the reference tokens themselves and at the other tokens (token 0 too).
     double reference_token_rate = 0.0;
     double other_token_rate = 0.0;
-    double global_fraction = 0.0;            // over all positions and layers
-    std::vector<double> layer_fraction;      // [layers]
+    double global_fraction = 0.0;              // over all positions and layers
+    std::vector<double> layer_fraction;        // [layers]
     std::vector<double> layer_reference_rate;  // [layers]
     std::map<std::string, double> kind_rate;   // reference rate per kind of reference
-    int busiest_layer = 0;                   // most global traffic in the learned run
-    int sparsest_layer = 0;                  // least
+    int busiest_layer = 0;                     // most global traffic in the learned run
+    int sparsest_layer = 0;                    // least
     // learned, all local, prune busiest, prune sparsest (in this order).
     std::vector<RoutingEvalVariant> variants;
 
@@ -79,17 +79,19 @@ struct RoutingEvalResult {
     bool rate_ratio_ok() const { return rate_ratio >= 3.0; }
     bool fraction_ok() const { return global_fraction <= 0.30; }
     bool local_ok() const;  // all-local raises reference NLL more than other NLL
-    bool prune_ok() const;  // pruning the busiest layer hurts reference tokens more than the sparsest
+    bool prune_ok()
+        const;  // pruning the busiest layer hurts reference tokens more than the sparsest
 };
 
 // Runs every document four times (learned routing, all local, busiest layer pruned, sparsest
 // layer pruned; the last two once the learned runs chose the layers). `progress` gets the
 // fraction done and a stage ("document 3 / 8: learned"). Throws l2a::Error for a plain model or
 // bad documents, l2a::Cancelled when `cancel` becomes true.
-RoutingEvalResult evaluate_routing(const Model& model, const std::vector<std::filesystem::path>& documents,
-                                   const RoutingEvalOptions& options,
-                                   const std::function<void(double, std::string_view)>& progress = {},
-                                   const std::atomic<bool>* cancel = nullptr);
+RoutingEvalResult evaluate_routing(
+    const Model& model, const std::vector<std::filesystem::path>& documents,
+    const RoutingEvalOptions& options,
+    const std::function<void(double, std::string_view)>& progress = {},
+    const std::atomic<bool>* cancel = nullptr);
 
 // The result as JSON (every number above, the checks and their verdicts).
 std::string routing_eval_json(const RoutingEvalResult& result);

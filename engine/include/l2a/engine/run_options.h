@@ -36,8 +36,8 @@ struct RunOptions {
     std::optional<double> threshold;  // overrides the checkpoint's sigmoid_threshold (theta)
     RoutingPolicy routing;
     PruningPlan prune;
-    std::uint64_t seed = 0;           // for random routing
-    std::int64_t chunk_size = 256;    // query rows per attention / MLP / LM-head chunk
+    std::uint64_t seed = 0;         // for random routing
+    std::int64_t chunk_size = 256;  // query rows per attention / MLP / LM-head chunk
     // Must match the model's placement ("cpu", "cuda", "cuda:N"; parse_device in run_choices.h).
     std::string device = "cpu";
     // Attention backend, as parse_backend (run_choices.h) reads it. "reference": blocked LibTorch
@@ -51,7 +51,7 @@ struct RunOptions {
     // Compute the per-token NLL (needs logits of every row). Off: only the last row's logits
     // are computed (time to first token).
     bool token_nll = true;
-    int kv_bytes_per_element = 2;     // KV-cache accounting assumes a bf16 cache by default
+    int kv_bytes_per_element = 2;  // KV-cache accounting assumes a bf16 cache by default
     bool operator==(const RunOptions&) const = default;
 };
 

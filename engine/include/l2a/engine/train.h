@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <optional>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,9 +28,9 @@ struct TrainOptions {
     std::filesystem::path out_dir;   // checkpoints: out_dir/step-N and out_dir/last
     std::filesystem::path log_csv;   // "": out_dir/train.csv
 
-    std::string device = "cpu";      // "cpu", "cuda", "cuda:N"
-    bool bf16_autocast = true;       // CUDA only
-    bool train_all = false;          // false: attention, norms and router; FFN, embeddings, head frozen
+    std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
+    bool bf16_autocast = true;   // CUDA only
+    bool train_all = false;      // false: attention, norms and router; FFN, embeddings, head frozen
     // Keep only each layer's input during the forward and recompute the layer in the backward:
     // activation memory of one layer instead of all (about a third more compute).
     bool gradient_checkpointing = false;
@@ -39,14 +39,15 @@ struct TrainOptions {
     std::int64_t batch = 4;
     std::int64_t seq_len = 1024;
     double lr = 3e-4;
-    double min_lr_ratio = 0.1;       // cosine decays to lr * this
-    std::int64_t warmup = 10;        // linear warm-up steps (learning rate and the lambda ramp's start)
+    double min_lr_ratio = 0.1;  // cosine decays to lr * this
+    std::int64_t warmup = 10;   // linear warm-up steps (learning rate and the lambda ramp's start)
     double weight_decay = 0.1;
     double grad_clip = 1.0;
 
-    double lambda = 1e-3;            // sparsity weight reached at the end of the ramp
-    std::int64_t lambda_ramp_steps = 0;  // steps after warm-up (and router freeze) to reach `lambda` (0: to the end)
-    double dense_prob = 0.1;         // per layer and step: global attention for every token
+    double lambda = 1e-3;  // sparsity weight reached at the end of the ramp
+    std::int64_t lambda_ramp_steps =
+        0;  // steps after warm-up (and router freeze) to reach `lambda` (0: to the end)
+    double dense_prob = 0.1;  // per layer and step: global attention for every token
     // The routers' learning rate is lr * router_lr_scale, and 0 for the first
     // router_freeze_steps steps: a freshly constructed model routes every token and runs the
     // sum of its local and global attention (both copies of the base attention), so the
@@ -56,15 +57,15 @@ struct TrainOptions {
     std::int64_t router_freeze_steps = 0;
     std::uint64_t seed = 1;
 
-    std::int64_t save_every = 0;     // 0: only at the end
-    bool resume = false;             // continue from out_dir/last (options must match)
+    std::int64_t save_every = 0;  // 0: only at the end
+    bool resume = false;          // continue from out_dir/last (options must match)
 };
 
 struct TrainStepLog {
     std::int64_t step = 0;  // 1-based
     double loss = 0.0;
     double cross_entropy = 0.0;
-    double sparsity = 0.0;       // mean over layers of mean over tokens of p_t^2
+    double sparsity = 0.0;  // mean over layers of mean over tokens of p_t^2
     double lambda = 0.0;
     double lr = 0.0;
     std::vector<double> global_fraction;  // per layer: hard decisions that were 1

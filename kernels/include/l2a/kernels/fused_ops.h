@@ -30,9 +30,9 @@ struct AddRmsNormArgs {
     int64_t x_row_stride = 0;
     const void* residual = nullptr;  // optional
     int64_t residual_row_stride = 0;
-    void* sum_out = nullptr;         // optional, needs residual
+    void* sum_out = nullptr;  // optional, needs residual
     int64_t sum_row_stride = 0;
-    const void* weight = nullptr;    // [cols]
+    const void* weight = nullptr;  // [cols]
     void* y = nullptr;
     int64_t y_row_stride = 0;
     const void* router_weight = nullptr;  // optional [cols]
@@ -57,8 +57,8 @@ struct RopeArgs {
     float eps = 1e-6f;
     const float* cos = nullptr;
     const float* sin = nullptr;
-    int64_t table_rows = 0;             // positions must be < table_rows
-    const int32_t* positions = nullptr; // optional [rows]
+    int64_t table_rows = 0;              // positions must be < table_rows
+    const int32_t* positions = nullptr;  // optional [rows]
 };
 void rope_forward(const RopeArgs& args, cudaStream_t stream);
 

@@ -17,8 +17,8 @@ namespace l2a {
 
 // What a traced run produced, ready for Profile::kernels, memory_ops and timeline_source.
 struct KernelTimeline {
-    std::vector<KernelRecord> kernels;        // in order of their begin
-    std::vector<MemoryOpRecord> memory_ops;   // in order of their begin
+    std::vector<KernelRecord> kernels;       // in order of their begin
+    std::vector<MemoryOpRecord> memory_ops;  // in order of their begin
     std::string source;  // "cupti", or "host timers only: <why>" (then both lists are empty)
 };
 

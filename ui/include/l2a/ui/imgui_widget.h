@@ -4,9 +4,9 @@
 #pragma once
 
 #include <QElapsedTimer>
-#include <deque>
 #include <QOpenGLExtraFunctions>
 #include <QOpenGLWidget>
+#include <deque>
 
 struct ImGuiContext;
 

@@ -18,8 +18,18 @@ class LayersView : public QWidget {
     Q_OBJECT
 public:
     // Columns of the table model.
-    enum Column { Layer, Prune, GlobalFraction, VariantFraction, Local, Router, Global, Mlp,
-                  KvBytes, ColumnCount };
+    enum Column {
+        Layer,
+        Prune,
+        GlobalFraction,
+        VariantFraction,
+        Local,
+        Router,
+        Global,
+        Mlp,
+        KvBytes,
+        ColumnCount
+    };
 
     LayersView(Session* session, Selection* selection, QWidget* parent = nullptr);
     ~LayersView() override;

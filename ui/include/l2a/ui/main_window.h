@@ -18,9 +18,9 @@ class TimelineView;
 class WhatIfView;
 
 struct StudioOptions {
-    QString model_dir;     // empty: the demo model
-    QString document;      // empty: the demo document
-    QString profile;       // open this .l2a instead of running
+    QString model_dir;         // empty: the demo model
+    QString document;          // empty: the demo document
+    QString profile;           // open this .l2a instead of running
     bool run_on_start = true;  // the first start runs the default at once
 };
 
@@ -40,15 +40,15 @@ public:
     WhatIfView* whatIfView() const;
 
 public slots:
-    void runNow();                                   // F5
-    void cancelRun();                                // Esc
+    void runNow();     // F5
+    void cancelRun();  // Esc
     // Runs every token of the document (past the model's context when it is longer); the
     // notice over a cut run offers it.
     void runWholeDocument();
-    void openModelFolder(const QString& dir);        // Ctrl+Shift+O (dialog when empty)
-    void openDocument(const QString& path);          // Ctrl+O
-    void openProfile(const QString& path);           // Ctrl+Shift+P ... (dialog when empty)
-    void saveProfile(const QString& path);           // Ctrl+S
+    void openModelFolder(const QString& dir);  // Ctrl+Shift+O (dialog when empty)
+    void openDocument(const QString& path);    // Ctrl+O
+    void openProfile(const QString& path);     // Ctrl+Shift+P ... (dialog when empty)
+    void saveProfile(const QString& path);     // Ctrl+S
     // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
     bool exportTo(const QString& format, const QString& path);
 

@@ -22,8 +22,8 @@ struct RunRequest {
     // RunInfo says so. A max_tokens above the context runs that many tokens (RunInfo says it
     // went beyond the context).
     RunOptions options;
-    std::string dtype = "auto";       // Placement::dtype
-    int threads = 0;                  // CPU threads of the run; 0: the engine's default
+    std::string dtype = "auto";  // Placement::dtype
+    int threads = 0;             // CPU threads of the run; 0: the engine's default
 };
 
 class RunController : public QObject {
@@ -54,8 +54,8 @@ public:
 
 signals:
     void busyChanged(bool busy);
-    void jobStarted();                                  // a run or what-if begins: progress 0
-    void started(const QString& what);                  // "Running 2,048 tokens on cpu"
+    void jobStarted();                  // a run or what-if begins: progress 0
+    void started(const QString& what);  // "Running 2,048 tokens on cpu"
     // fraction in [0, 1] of the whole job (a what-if that re-runs the base first counts both
     // passes), never lower than the last within a job; stage names layers from 0 as the views
     // do ("layer 3 of 0-5: mlp").
