@@ -81,19 +81,7 @@ std::string model_difference(const ModelSummary& recorded, const ModelSummary& f
 
 // The shape a model folder's config.json describes, in ModelSummary's terms (no weights read).
 ModelSummary summary_of_config(const std::filesystem::path& folder) {
-    const ModelConfig c = load_model_config(folder / "config.json");
-    ModelSummary s;
-    s.path = folder.string();
-    s.model_type = model_type_name(c.model_type);
-    s.num_layers = c.num_hidden_layers;
-    s.hidden_size = c.hidden_size;
-    s.intermediate_size = c.intermediate_size;
-    s.num_heads = c.num_attention_heads;
-    s.num_kv_heads = c.num_key_value_heads;
-    s.head_dim = c.head_dim;
-    s.vocab_size = c.vocab_size;
-    s.sliding_window = c.is_l2a() ? c.l2a.sliding_window : 0;
-    return s;
+    return summarize_config(load_model_config(folder / "config.json"), folder.string());
 }
 
 // The variant's options against the model the profile was recorded with, before any model is

@@ -295,26 +295,7 @@ std::string router_input_name(RouterInput input) {
 }
 
 void fill_summary(Model::Impl& impl, std::string path, std::int64_t parameters) {
-    const ModelConfig& c = impl.config;
-    ModelSummary& s = impl.summary;
-    s.path = std::move(path);
-    s.model_type = model_type_name(c.model_type);
-    s.num_layers = c.num_hidden_layers;
-    s.hidden_size = c.hidden_size;
-    s.intermediate_size = c.intermediate_size;
-    s.num_heads = c.num_attention_heads;
-    s.num_kv_heads = c.num_key_value_heads;
-    s.head_dim = c.head_dim;
-    s.vocab_size = c.vocab_size;
-    s.parameter_count = parameters;
-    s.is_l2a = c.is_l2a();
-    s.untrained = c.untrained;
-    if (c.is_l2a()) {
-        s.sliding_window = c.l2a.sliding_window;
-        s.sigmoid_temp = c.l2a.sigmoid_temp;
-        s.sigmoid_threshold = c.l2a.sigmoid_threshold;
-        s.router_input = router_input_name(c.l2a.router_input);
-    }
+    impl.summary = summarize_config(impl.config, std::move(path), parameters);
 }
 
 // Checks the placement against this build and machine and resolves dtype "auto".
@@ -362,6 +343,30 @@ void make_on_device(Model::Impl& impl, const std::string& what, Make&& make) {
 }
 
 }  // namespace
+
+ModelSummary summarize_config(const ModelConfig& c, std::string path,
+                              std::int64_t parameter_count) {
+    ModelSummary s;
+    s.path = std::move(path);
+    s.model_type = model_type_name(c.model_type);
+    s.num_layers = c.num_hidden_layers;
+    s.hidden_size = c.hidden_size;
+    s.intermediate_size = c.intermediate_size;
+    s.num_heads = c.num_attention_heads;
+    s.num_kv_heads = c.num_key_value_heads;
+    s.head_dim = c.head_dim;
+    s.vocab_size = c.vocab_size;
+    s.parameter_count = parameter_count;
+    s.is_l2a = c.is_l2a();
+    s.untrained = c.untrained;
+    if (c.is_l2a()) {
+        s.sliding_window = c.l2a.sliding_window;
+        s.sigmoid_temp = c.l2a.sigmoid_temp;
+        s.sigmoid_threshold = c.l2a.sigmoid_threshold;
+        s.router_input = router_input_name(c.l2a.router_input);
+    }
+    return s;
+}
 
 Model::Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 

@@ -31,6 +31,12 @@ struct ModelSummary {
     std::string router_input;  // "hidden_linearproj", ...
 };
 
+// The summary of a model of this configuration: `path` names it, `parameter_count` is the
+// number of weights when known (0 when only config.json was read). Model::summary() is this
+// for the loaded weights.
+ModelSummary summarize_config(const ModelConfig& config, std::string path,
+                              std::int64_t parameter_count = 0);
+
 // Where a model's weights live and in which precision.
 struct Placement {
     std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
