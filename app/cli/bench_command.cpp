@@ -30,7 +30,9 @@
 #include "l2a/engine/shapes.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/study.h"
 #include "model_source.h"
+#include "study_printer.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -646,12 +648,51 @@ int bench_attention_command(std::span<const std::string_view> raw) {
 
 // ---- bench whatif: how long a live what-if takes after a base run -----------------------------
 
-// What the desktop app does when a layer's prune box is toggled: the base run once (keeping
-// every layer's residual checkpoint), then re-runs from the changed layer, each timed.
+// The token ids of a what-if benchmark: the document (--doc, else the demo document) through the
+// model folder's tokenizer, repeated until there are `tokens`; random ids (seeded) for --shape.
+std::vector<std::int32_t> whatif_bench_tokens(const Arguments& args, const ModelSpec& spec,
+                                              std::int64_t tokens) {
+    std::vector<std::int32_t> ids;
+    if (!spec.shape.empty()) {
+        std::mt19937_64 rng(spec.seed);
+        std::uniform_int_distribution<std::int32_t> token(
+            0, static_cast<std::int32_t>(published_shape(spec.shape).vocab_size - 1));
+        ids.resize(static_cast<std::size_t>(tokens));
+        for (std::int32_t& id : ids) id = token(rng);
+        return ids;
+    }
+    const std::filesystem::path tokenizer_json = spec.folder / "tokenizer.json";
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(tokenizer_json, error)) {
+        fail(spec.folder.string(), "the model folder has no tokenizer.json");
+    }
+    const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_json);
+    const std::string text = args.value("--doc")
+                                 ? load_document(*args.value("--doc")).text
+                                 : demo_document(static_cast<std::size_t>(tokens) * 4);
+    ids = tokenizer.encode(text).ids;
+    if (ids.empty()) {
+        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
+    }
+    const std::size_t base_size = ids.size();
+    while (static_cast<std::int64_t>(ids.size()) < tokens) ids.push_back(ids[ids.size() % base_size]);
+    ids.resize(static_cast<std::size_t>(tokens));
+    return ids;
+}
+
+// What the desktop app does when a layer's prune box is toggled, through the study service: the
+// base run once (keeping residual checkpoints within the budget), then what-ifs pruning one
+// layer, each timed with its comparison.
 int bench_whatif(std::span<const std::string_view> raw) {
     Arguments args("bench whatif",
-                   {{"--model", true},
-                    {"--demo", false},
+                   {kModelOption,
+                    kDemoOption,
+                    {"--shape", true},
+                    {"--seed", true},
+                    {"--device", true},
+                    {"--dtype", true},
+                    {"--backend", true},
+                    {"--routing", true},
                     {"--doc", true},
                     {"--tokens", true},
                     {"--layer", true},
@@ -664,63 +705,100 @@ int bench_whatif(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const int sources = int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
+    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    if (args.has("--shape") && args.has("--doc")) {
+        args.usage_error("--shape runs random token ids: it takes no --doc");
+    }
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(4096);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
+    ModelSpec spec;
+    if (auto shape = args.value("--shape")) {
+        spec.shape = *shape;
+        try {
+            published_shape(spec.shape);
+        } catch (const Error& e) {
+            args.usage_error(e.what());
+        }
+    } else {
+        spec.folder = model_folder(args);
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
+    RunOptions options;
+    options.device = args.value("--device").value_or("cpu");
+    const bool cpu = is_cpu_device(options.device);
+    options.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    if (!parse_backend(options.backend)) {
+        args.usage_error("--backend: '" + options.backend + "' is not " + kBackendChoices);
+    }
+    try {
+        // Random weights route at random through a learned router; a fixed share says more.
+        options.routing = RoutingPolicy::parse(
+            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    spec.placement.device = options.device;
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    require_device(options.device);
     apply_threads(args);
-    const std::filesystem::path folder = model_folder(args);
-    const Model model = Model::load(folder);
-    const Tokenizer* tokenizer = model.tokenizer();
-    if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");
-    if (!model.summary().is_l2a)
-        fail(folder.string(), "a what-if prunes L2A layers: this model is plain");
-    const std::int64_t layers = model.config().num_hidden_layers;
-    const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
-    std::string text = args.value("--doc") ? load_document(*args.value("--doc")).text
-                                           : demo_document(static_cast<std::size_t>(tokens) * 4);
-    std::vector<std::int32_t> ids = tokenizer->encode(text).ids;
-    if (ids.empty())
-        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
-    const std::size_t base_size = ids.size();
-    while (static_cast<std::int64_t>(ids.size()) < tokens)
-        ids.push_back(ids[ids.size() % base_size]);
-    ids.resize(static_cast<std::size_t>(tokens));
+    const bool quiet = args.has("--quiet");
+    const std::vector<std::int32_t> ids = whatif_bench_tokens(args, spec, tokens);
 
     const CpuLoad load = check_load("bench");
-    RunOptions options;
+    StudyPrinter printer(quiet);
+    const std::unique_ptr<Study> study = make_local_study({.cancel = cancel_flag()});
+    const ModelSummary model = study->open_model(spec, printer.events());
+    if (!model.is_l2a) fail(spec.label(), "a what-if prunes L2A layers: this model is plain");
+    const std::int64_t layers = model.num_layers;
+    const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
+
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto seconds = [](auto a, auto b) {
         return std::chrono::duration<double>(b - a).count();
     };
-    const bool quiet = args.has("--quiet");
-    const auto say = [&](const std::string& stage) {
-        if (!quiet) std::fprintf(stderr, "l2a bench whatif: %s\n", stage.c_str());
-    };
-    say("base run, " + group_digits(tokens) + " tokens");
+    StudyRunSpec run;
+    run.document.token_ids = ids;
+    run.document.label = spec.shape.empty() ? "<demo document>" : "<random tokens>";
+    if (args.value("--doc")) run.document.label = *args.value("--doc");
+    run.options = options;
+    run.trace = false;  // the what-if's own time, without the tracer's
     auto t0 = clock();
-    const WhatIfRun base = run_whatif_base(model, ids, options);
+    const StudyRunResult base = study->run(run, printer.events());
     const double base_s = seconds(t0, clock());
-    RunOptions variant = options;
+    printer.finish();
+    RunOptions variant = base.profile->options;
     variant.prune = {static_cast<int>(layer)};
     std::vector<double> rerun, compared;
+    int start_layer = 0;
     for (std::int64_t r = 0; r < repeat; ++r) {
-        say("re-run " + std::to_string(r + 1) + " of " + std::to_string(repeat));
+        throw_if_cancelled();
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench whatif: what-if %lld of %lld\n",
+                         static_cast<long long>(r + 1), static_cast<long long>(repeat));
+        }
         t0 = clock();
-        const WhatIfRun run = run_whatif_variant(model, ids, base, variant);
-        const auto t1 = clock();
-        compare(model, ids, base, run);  // the numbers the app shows
-        rerun.push_back(seconds(t0, t1));
+        const StudyWhatIfResult w = study->whatif(variant);
         compared.push_back(seconds(t0, clock()));
+        rerun.push_back(w.run_seconds);
+        start_layer = w.comparison->start_layer;
     }
     std::sort(rerun.begin(), rerun.end());
     std::sort(compared.begin(), compared.end());
     const double rerun_median = rerun[rerun.size() / 2];
     const double total_median = compared[compared.size() / 2];
+    const std::string device =
+        base.profile->device == "cpu" ? "cpu" : options.device + ": " + base.profile->device;
     if (args.has("--json")) {
-        std::cout << nlohmann::json{{"model", model.summary().model_type},
+        std::cout << nlohmann::json{{"model", model.model_type},
+                                    {"shape", spec.shape},
                                     {"layers", layers},
                                     {"tokens", tokens},
+                                    {"device", device},
+                                    {"dtype", base.report.dtype},
                                     {"pruned_layer", layer},
+                                    {"start_layer", start_layer},
                                     {"threads", cpu_threads()},
                                     {"machine", machine_json(load)},
                                     {"base_seconds", base_s},
@@ -731,14 +809,15 @@ int bench_whatif(std::span<const std::string_view> raw) {
                   << "\n";
         return 0;
     }
-    std::printf("model %s (%s, %lld layers), %lld tokens, %lld repeats\n",
-                model_label(args, folder).c_str(), model.summary().model_type.c_str(),
-                static_cast<long long>(layers), static_cast<long long>(tokens),
-                static_cast<long long>(repeat));
+    std::printf("model %s (%s, %lld layers), %lld tokens, %lld repeats, %s, %s\n",
+                spec.shape.empty() ? model_label(args, spec.folder).c_str() : spec.label().c_str(),
+                model.model_type.c_str(), static_cast<long long>(layers),
+                static_cast<long long>(tokens), static_cast<long long>(repeat), device.c_str(),
+                base.report.dtype.c_str());
     print_machine_line(load);
-    std::printf("base run (every layer's checkpoint kept)    %8.3f s\n", base_s);
-    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n",
-                static_cast<long long>(layer), rerun_median);
+    std::printf("base run (checkpoints kept)                 %8.3f s\n", base_s);
+    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s   from layer %d\n",
+                static_cast<long long>(layer), rerun_median, start_layer);
     std::printf("what-if re-run + comparison (median)        %8.3f s   <- what the app waits for\n",
                 total_median);
     return 0;

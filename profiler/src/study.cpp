@@ -94,6 +94,25 @@ TokenizedDocument tokenize_spec(const DocumentSpec& spec, const Model& model,
     return doc;
 }
 
+// The layers whose entering state the base keeps for what-ifs (4 * T * hidden bytes each):
+// empty for every layer when they all fit in `budget`; else as many as fit, evenly spaced and
+// ending at the last layer (a what-if begins at the nearest kept layer below its first change),
+// and at least the last one. The final state is always kept as well.
+std::vector<int> checkpoint_layers(const ModelConfig& config, std::int64_t tokens,
+                                   std::int64_t budget) {
+    const std::int64_t layers = config.num_hidden_layers;
+    const std::int64_t per_layer = std::max<std::int64_t>(4 * tokens * config.hidden_size, 1);
+    if (per_layer * layers <= budget) return {};
+    const std::int64_t fit = std::clamp<std::int64_t>(budget / per_layer, 1, layers);
+    const std::int64_t step = (layers + fit - 1) / fit;
+    std::vector<int> keep;
+    for (std::int64_t l = layers - 1; l >= 0 && static_cast<std::int64_t>(keep.size()) < fit;
+         l -= step) {
+        keep.insert(keep.begin(), static_cast<int>(l));
+    }
+    return keep;
+}
+
 bool same_source(const ModelSpec& a, const ModelSpec& b) {
     return a.folder == b.folder && a.shape == b.shape && (a.shape.empty() || a.seed == b.seed);
 }
@@ -215,10 +234,9 @@ public:
         hooks.logits_sink = events.logits;
         std::optional<KernelTracer> tracer;
         start_tracer(tracer, hooks, options.device, spec.trace, events);
-        const std::int64_t bytes = 4 * tokens * config.hidden_size * config.num_hidden_layers;
-        const std::vector<int> none;
+        const std::vector<int> keep = checkpoint_layers(config, tokens, budget_);
         WhatIfRun base =
-            run_whatif_base(model, doc.ids, options, hooks, bytes <= budget_ ? nullptr : &none);
+            run_whatif_base(model, doc.ids, options, hooks, keep.empty() ? nullptr : &keep);
         KernelTimeline timeline;
         if (tracer) timeline = tracer->finish(base.result.ranges);
         check_cancel();
@@ -327,7 +345,8 @@ public:
             comparison->base_ttft = std::move(base_ttft);
             comparison->variant_ttft = std::move(variant_ttft);
         }
-        return {std::make_shared<const Profile>(std::move(profile)), std::move(comparison)};
+        return {std::make_shared<const Profile>(std::move(profile)), std::move(comparison),
+                run.run_seconds};
     }
 
     std::pair<TtftMeasurement, TtftMeasurement> measure_ttft(const RunOptions& variant, int repeats,
@@ -443,19 +462,26 @@ private:
         return variant;
     }
 
-    bool has_checkpoint(int start) const {
+    // Whether the base kept the state entering `layer` (the final state for num_layers).
+    bool kept(int layer) const {
         if (!base_run_) return false;
         const ResidualCheckpoints& c = base_run_->checkpoints;
-        if (start >= static_cast<int>(model_->config().num_hidden_layers)) {
+        if (layer >= static_cast<int>(model_->config().num_hidden_layers)) {
             return !c.final_hidden.empty();
         }
-        const auto s = static_cast<std::size_t>(start);
+        const auto s = static_cast<std::size_t>(layer);
         return s < c.entering.size() && !c.entering[s].empty();
     }
+    // A what-if that changes layer `start` can begin at a kept state at or below it.
+    bool has_checkpoint(int start) const {
+        for (int l = start; l >= 0; --l) {
+            if (kept(l)) return true;
+        }
+        return false;
+    }
     bool has_every_checkpoint() const {
-        if (!base_run_) return false;
         for (int l = 0; l <= static_cast<int>(model_->config().num_hidden_layers); ++l) {
-            if (!has_checkpoint(l)) return false;
+            if (!kept(l)) return false;
         }
         return true;
     }

@@ -130,6 +130,44 @@ TEST_F(Study, WhatIfsRunOnTheBaseAndAnUnchangedVariantIsExact) {
     EXPECT_FALSE(s.suggestion.layers.empty());
 }
 
+// A checkpoint budget of two layers: the last layer and one below are kept, a what-if starts at
+// the nearest kept layer and equals one with every layer kept; below them the base is re-run.
+TEST_F(Study, ACheckpointBudgetKeepsEvenlySpacedLayers) {
+    constexpr std::int64_t kTokens = 40;
+    const l2a::ModelSummary m = l2a::make_local_study()->open_model(spec());
+    ASSERT_EQ(m.num_layers, 6);
+    const std::int64_t per_layer = 4 * kTokens * m.hidden_size;
+    auto tight = l2a::make_local_study({.checkpoint_budget_bytes = 2 * per_layer});
+    auto roomy = l2a::make_local_study();
+    tight->open_model(spec());
+    roomy->open_model(spec());
+    const auto base = tight->run(run_of(some_tokens(kTokens))).profile;
+    roomy->run(run_of(some_tokens(kTokens)));
+
+    l2a::RunOptions pruned = base->options;
+    pruned.prune = {4};
+    std::vector<std::string> steps;
+    l2a::StudyEvents events;
+    events.step = [&](const std::string& s) { steps.push_back(s); };
+    const auto a = tight->whatif(pruned, 0, events);
+    const auto b = roomy->whatif(pruned);
+    EXPECT_EQ(a.comparison->start_layer, 2);  // kept: layers 2 and 5
+    EXPECT_EQ(b.comparison->start_layer, 4);
+    EXPECT_EQ(steps, std::vector<std::string>{"variant"});
+    EXPECT_EQ(a.variant->decisions, b.variant->decisions);
+    EXPECT_NEAR(a.comparison->delta_mean_nll, b.comparison->delta_mean_nll, 1e-9);
+
+    pruned.prune = {5};
+    EXPECT_EQ(tight->whatif(pruned).comparison->start_layer, 5);
+    steps.clear();
+    pruned.prune = {1};
+    const auto c = tight->whatif(pruned, 0, events);
+    EXPECT_EQ(c.comparison->start_layer, 1);
+    EXPECT_EQ(steps, (std::vector<std::string>{"re-run of the base, 40 tokens", "variant"}));
+    EXPECT_NEAR(c.comparison->delta_mean_nll, roomy->whatif(pruned).comparison->delta_mean_nll,
+                1e-9);
+}
+
 TEST_F(Study, WhatIfWithoutABaseIsAnError) {
     auto study = l2a::make_local_study();
     study->open_model(spec());
@@ -187,7 +225,7 @@ TEST_F(Study, AdoptRefusesAnotherModelAndWarnsOfAChangedConfig) {
                         l2a::make_local_study()->adopt(std::make_shared<const l2a::Profile>(wider),
                                                        "wider.l2a", std::nullopt, {});
                     }),
-                    "wider.l2a: was recorded with another model (hidden_size");
+                    ", which has changed since (hidden_size 264 in the profile, 256 in");
 
     // The same shape with a config.json rewritten: a warning, the what-if runs.
     write_file(model_dir() / "config.json", read_file(model_dir() / "config.json") + " ");

@@ -28,7 +28,9 @@ namespace l2a {
 
 // Host memory the base run's residual checkpoints may take (4 * T * hidden bytes per layer):
 // within it every layer's state is kept and a what-if re-runs only from its first changed
-// layer; beyond it the base is re-run, keeping the one state a what-if starts from.
+// layer; beyond it as many layers as fit are kept, evenly spaced and ending at the last layer,
+// and a what-if begins at the nearest kept layer below its first change. A what-if below every
+// kept layer re-runs the base first.
 inline constexpr std::int64_t kDefaultCheckpointBudgetBytes = std::int64_t{2} << 30;
 
 // Which model a study works on.
@@ -95,6 +97,7 @@ struct StudyRunResult {
 struct StudyWhatIfResult {
     std::shared_ptr<const Profile> variant;
     std::shared_ptr<const WhatIfComparison> comparison;
+    double run_seconds = 0.0;  // the variant's own re-run (WhatIfRun::run_seconds)
 };
 
 struct StudyPruneResult {
