@@ -213,6 +213,15 @@ void copy_to_host(const at::Tensor& t, T* out) {
 
 }  // namespace
 
+std::string describe(const RunProgress& progress) {
+    if (progress.phase == Phase::LmHead) return "LM head and per-token loss";
+    if (!is_layer_phase(progress.phase) || progress.layer < 0) return phase_name(progress.phase);
+    std::string text = "layer " + std::to_string(progress.layer);
+    if (progress.num_layers > 0) text += " of 0-" + std::to_string(progress.num_layers - 1);
+    if (progress.phase != Phase::Layer) text += std::string(": ") + phase_name(progress.phase);
+    return text;
+}
+
 void set_cpu_threads(int threads) {
     if (threads > 0) at::set_num_threads(threads);
 }
@@ -291,15 +300,17 @@ public:
     void check() const {
         if (hooks_.cancel && hooks_.cancel->load(std::memory_order_relaxed)) throw Cancelled();
     }
-    // `done` counts layers; the LM head is one more.
-    void progress(double done, const std::string& stage) const {
-        if (hooks_.progress) {
-            hooks_.progress(std::clamp(done / static_cast<double>(layers_ + 1), 0.0, 1.0), stage);
+    // Before `layer` runs (the layers below it are done); at num_layers the LM head is next.
+    void progress_at_layer(std::int64_t layer) const {
+        if (layer < layers_) {
+            progress(Phase::Layer, layer, static_cast<double>(layer));
+        } else {
+            progress(Phase::LmHead, -1, static_cast<double>(layers_));
         }
     }
-    void progress_at_layer(std::int64_t layer) const {
-        progress(static_cast<double>(layer),
-                 "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
+    // `rows`: the fraction of the LM head's rows done.
+    void progress_in_lm_head(double rows) const {
+        progress(Phase::LmHead, -1, static_cast<double>(layers_) + rows);
     }
 
     // A stage outside the layers (Phase::Embed, Phase::LmHead).
@@ -319,7 +330,7 @@ public:
     void routed(std::int64_t layer, std::span<const float> z,
                 std::span<const std::uint8_t> d) const {
         if (hooks_.observer) hooks_.observer->on_routing(static_cast<int>(layer), z, d);
-        progress(static_cast<double>(layer) + 0.8, "layer " + std::to_string(layer) + " / mlp");
+        progress(Phase::Mlp, layer, static_cast<double>(layer) + 0.8);
     }
     // x is the layer's output: one reduction over it (min and max, which NaN and Inf reach,
     // with no full-size temporary), called inside the layer's last phase so that its kernels
@@ -363,6 +374,13 @@ public:
     double seconds() const { return ranges_.seconds(); }
 
 private:
+    // `done` counts layers; the LM head is one more.
+    void progress(Phase phase, std::int64_t layer, double done) const {
+        if (hooks_.progress) {
+            const double fraction = std::clamp(done / static_cast<double>(layers_ + 1), 0.0, 1.0);
+            hooks_.progress({fraction, phase, layer, layers_});
+        }
+    }
     bool keeps(std::int64_t layer) const {
         const ResidualCheckpoints* keep = hooks_.checkpoints;
         if (!keep) return false;
@@ -596,9 +614,7 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
                 at::Tensor nll = -logp.gather(1, next).view({predicted});
                 copy_to_host(nll, result.token_nll.data() + r0 + 1);
             }
-            record.progress(static_cast<double>(result.num_layers) +
-                                static_cast<double>(r0 + n) / static_cast<double>(T),
-                            "lm_head");
+            record.progress_in_lm_head(static_cast<double>(r0 + n) / static_cast<double>(T));
         });
 }
 
