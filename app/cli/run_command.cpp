@@ -361,9 +361,7 @@ int run_command(std::span<const std::string_view> raw) {
     PrefillHooks hooks;
     hooks.cancel = cancel_flag();
     ProgressBar progress("prefill of " + group_digits(num_tokens) + " tokens", !quiet);
-    hooks.progress = [&progress](double fraction, std::string_view stage) {
-        progress.update(fraction, stage);
-    };
+    hooks.progress = [&progress](const RunProgress& p) { progress.update(p); };
     if (logits_writer) {
         hooks.logits_sink = [&](std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
                                 const float* data) {

@@ -209,9 +209,7 @@ void check_reproduced(const Profile& profile, const WhatIfRun& base, const std::
 
 PrefillHooks progress_hooks(ProgressBar& bar) {
     PrefillHooks hooks;
-    hooks.progress = [&bar](double fraction, std::string_view stage) {
-        bar.update(fraction, stage);
-    };
+    hooks.progress = [&bar](const RunProgress& p) { bar.update(p); };
     hooks.cancel = cancel_flag();
     return hooks;
 }

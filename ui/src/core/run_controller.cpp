@@ -2,7 +2,6 @@
 
 #include <QMetaObject>
 #include <QPointer>
-#include <QRegularExpression>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -35,27 +34,6 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(33);
 const char* const kDemoDocumentLabel = "<demo document>";
 
 QString q(const std::string& text) { return QString::fromStdString(text); }
-
-// The engine's stage names as the views count layers (from 0). The engine says "layer 4 / 6"
-// when layer 3 is done (a count of 6), and "layer 3 / mlp" inside layer 3.
-QString stage_text(const QString& stage, int layers) {
-    static const QRegularExpression count(R"(^layer (\d+) / (\d+)$)");
-    static const QRegularExpression phase(R"(^layer (\d+) / (\w+)$)");
-    const QString range = layers > 0 ? QString(" of 0-%1").arg(layers - 1) : QString();
-    if (const auto m = count.match(stage); m.hasMatch()) {
-        const int next = m.captured(1).toInt();
-        const int total = m.captured(2).toInt();
-        if (next >= total) return "LM head and per-token loss";
-        return QString("layer %1%2")
-            .arg(next)
-            .arg(total > 0 ? QString(" of 0-%1").arg(total - 1) : range);
-    }
-    if (const auto m = phase.match(stage); m.hasMatch()) {
-        return QString("layer %1%2: %3").arg(m.captured(1), range, m.captured(2));
-    }
-    if (stage == "lm_head") return "LM head and per-token loss";
-    return stage;
-}
 
 struct RunJob {
     RunRequest request;
@@ -384,16 +362,14 @@ struct RunController::Worker {
     PrefillHooks hooks() {
         PrefillHooks h;
         h.cancel = &cancel_flag;
-        const int layers = model ? static_cast<int>(model->config().num_hidden_layers) : 0;
-        h.progress = [this, layers](double pass_fraction, std::string_view stage) {
+        h.progress = [this](const RunProgress& pass) {
             const double fraction =
-                std::max(last_fraction, progress_offset + progress_scale * pass_fraction);
+                std::max(last_fraction, progress_offset + progress_scale * pass.fraction);
             const auto now = std::chrono::steady_clock::now();
-            if (pass_fraction < 1.0 && now - last_progress < kProgressInterval) return;
+            if (pass.fraction < 1.0 && now - last_progress < kProgressInterval) return;
             last_progress = now;
             last_fraction = fraction;
-            const QString text =
-                stage_text(QString::fromUtf8(stage.data(), qsizetype(stage.size())), layers);
+            const QString text = q(describe(pass));
             post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
         };
         return h;
