@@ -675,7 +675,8 @@ std::vector<std::int32_t> whatif_bench_tokens(const Arguments& args, const Model
         fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
     }
     const std::size_t base_size = ids.size();
-    while (static_cast<std::int64_t>(ids.size()) < tokens) ids.push_back(ids[ids.size() % base_size]);
+    while (static_cast<std::int64_t>(ids.size()) < tokens)
+        ids.push_back(ids[ids.size() % base_size]);
     ids.resize(static_cast<std::size_t>(tokens));
     return ids;
 }
@@ -705,7 +706,8 @@ int bench_whatif(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    const int sources = int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
+    const int sources =
+        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
     if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
     if (args.has("--shape") && args.has("--doc")) {
         args.usage_error("--shape runs random token ids: it takes no --doc");
@@ -746,13 +748,13 @@ int bench_whatif(std::span<const std::string_view> raw) {
     const bool quiet = args.has("--quiet");
     const std::vector<std::int32_t> ids = whatif_bench_tokens(args, spec, tokens);
 
-    const CpuLoad load = check_load("bench");
     StudyPrinter printer(quiet);
     const std::unique_ptr<Study> study = make_local_study({.cancel = cancel_flag()});
     const ModelSummary model = study->open_model(spec, printer.events());
     if (!model.is_l2a) fail(spec.label(), "a what-if prunes L2A layers: this model is plain");
     const std::int64_t layers = model.num_layers;
     const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
+    const CpuLoad load = check_load("bench");
 
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto seconds = [](auto a, auto b) {

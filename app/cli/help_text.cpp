@@ -138,17 +138,21 @@ constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench attention [options]
-       l2a bench whatif (--model DIR | --demo) [--tokens N] [--layer L] [--repeat N]
-                        [--threads N] [--json] [--quiet]
+       l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
+                        [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
+                        [--backend B] [--routing R] [--threads N] [--json] [--quiet]
 
 Every benchmark prints the CPU threads it uses and the machine's load average over the last
 minute (also in --json), and warns on standard error when the load is above 0.5: other work is
 running, and the timings will be slower and noisier than on an idle machine.
 
 bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
-run keeping every layer's residual checkpoint, then re-runs pruning --layer's global attention
-(default: the last layer) from that layer on, and the comparison with the base (median of
---repeat, default 5) on --tokens of the document (default 4096, the app's default).
+run keeping residual checkpoints (every layer's when they fit in 2 GiB of host memory, else
+evenly spaced ones ending at the last layer), then re-runs pruning --layer's global attention
+(default: the last layer) from the nearest kept layer on, and the comparison with the base
+(median of --repeat, default 5) on --tokens of the document (default 4096). --shape NAME uses
+a published shape with random weights on random token ids and routes random:0.2 by default;
+--device cuda runs on a GPU (bf16 weights unless --dtype says otherwise).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "l2a/engine/prefill.h"
 #include "text_format.h"
 
 namespace l2a::cli {
@@ -63,6 +64,10 @@ void ProgressBar::update(double fraction, std::string_view stage) {
                  fraction_bar(fraction, 30).c_str(), percent, static_cast<int>(stage.size()),
                  stage.data(), format_elapsed(seconds).c_str());
     std::fflush(stderr);
+}
+
+void ProgressBar::update(const RunProgress& progress) {
+    update(progress.fraction, describe(progress));
 }
 
 void ProgressBar::clear() {

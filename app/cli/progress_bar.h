@@ -8,6 +8,10 @@
 #include <string>
 #include <string_view>
 
+namespace l2a {
+struct RunProgress;
+}
+
 namespace l2a::cli {
 
 class ProgressBar {
@@ -17,6 +21,8 @@ public:
     ~ProgressBar();
 
     void update(double fraction, std::string_view stage);
+    // A prefill's progress, in the words of describe(RunProgress).
+    void update(const RunProgress& progress);
     // Clears the bar; on a non-terminal stderr, reports the time taken (runs over the quiet
     // period, or any run that printed a stage). Destroying an unfinished bar only clears it:
     // errors and cancellation print their own line.

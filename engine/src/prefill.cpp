@@ -213,6 +213,15 @@ void copy_to_host(const at::Tensor& t, T* out) {
 
 }  // namespace
 
+std::string describe(const RunProgress& progress) {
+    if (progress.phase == Phase::LmHead) return "LM head and per-token loss";
+    if (!is_layer_phase(progress.phase) || progress.layer < 0) return phase_name(progress.phase);
+    std::string text = "layer " + std::to_string(progress.layer);
+    if (progress.num_layers > 0) text += " of 0-" + std::to_string(progress.num_layers - 1);
+    if (progress.phase != Phase::Layer) text += std::string(": ") + phase_name(progress.phase);
+    return text;
+}
+
 void set_cpu_threads(int threads) {
     if (threads > 0) at::set_num_threads(threads);
 }
@@ -291,15 +300,17 @@ public:
     void check() const {
         if (hooks_.cancel && hooks_.cancel->load(std::memory_order_relaxed)) throw Cancelled();
     }
-    // `done` counts layers; the LM head is one more.
-    void progress(double done, const std::string& stage) const {
-        if (hooks_.progress) {
-            hooks_.progress(std::clamp(done / static_cast<double>(layers_ + 1), 0.0, 1.0), stage);
+    // Before `layer` runs (the layers below it are done); at num_layers the LM head is next.
+    void progress_at_layer(std::int64_t layer) const {
+        if (layer < layers_) {
+            progress(Phase::Layer, layer, static_cast<double>(layer));
+        } else {
+            progress(Phase::LmHead, -1, static_cast<double>(layers_));
         }
     }
-    void progress_at_layer(std::int64_t layer) const {
-        progress(static_cast<double>(layer),
-                 "layer " + std::to_string(layer) + " / " + std::to_string(layers_));
+    // `rows`: the fraction of the LM head's rows done.
+    void progress_in_lm_head(double rows) const {
+        progress(Phase::LmHead, -1, static_cast<double>(layers_) + rows);
     }
 
     // A stage outside the layers (Phase::Embed, Phase::LmHead).
@@ -319,7 +330,7 @@ public:
     void routed(std::int64_t layer, std::span<const float> z,
                 std::span<const std::uint8_t> d) const {
         if (hooks_.observer) hooks_.observer->on_routing(static_cast<int>(layer), z, d);
-        progress(static_cast<double>(layer) + 0.8, "layer " + std::to_string(layer) + " / mlp");
+        progress(Phase::Mlp, layer, static_cast<double>(layer) + 0.8);
     }
     // x is the layer's output: one reduction over it (min and max, which NaN and Inf reach,
     // with no full-size temporary), called inside the layer's last phase so that its kernels
@@ -363,6 +374,13 @@ public:
     double seconds() const { return ranges_.seconds(); }
 
 private:
+    // `done` counts layers; the LM head is one more.
+    void progress(Phase phase, std::int64_t layer, double done) const {
+        if (hooks_.progress) {
+            const double fraction = std::clamp(done / static_cast<double>(layers_ + 1), 0.0, 1.0);
+            hooks_.progress({fraction, phase, layer, layers_});
+        }
+    }
     bool keeps(std::int64_t layer) const {
         const ResidualCheckpoints* keep = hooks_.checkpoints;
         if (!keep) return false;
@@ -456,120 +474,137 @@ void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows
     }
 }
 
-// run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
-PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
-                         const RunOptions& options, std::int64_t start_layer,
-                         std::span<const float> hidden, const PrefillHooks& hooks) {
-    const Backend backend = validate(model, tokens, options);
-    if (hidden.data()) {
-        // After the options: a bad --prune names itself rather than the layer it would start at.
-        const ModelConfig& config = model.config();
-        if (start_layer < 0 || start_layer > config.num_hidden_layers) {
-            fail("", "re-run from layer " + std::to_string(start_layer) + ": the model has " +
-                         std::to_string(config.num_hidden_layers) + " layers (start 0-" +
-                         std::to_string(config.num_hidden_layers) + ")");
-        }
-        const std::size_t expected = tokens.size() * static_cast<std::size_t>(config.hidden_size);
-        if (hidden.size() != expected) {
-            fail("", "re-run from layer " + std::to_string(start_layer) + ": the checkpoint has " +
-                         std::to_string(hidden.size()) + " values, expected " +
-                         std::to_string(tokens.size()) + " tokens x " +
-                         std::to_string(config.hidden_size));
-        }
+// A resumed run's start and checkpoint (after the options: a bad --prune names itself rather than
+// the layer the run would start at).
+void validate_resume(const ModelConfig& config, std::size_t tokens, std::int64_t start_layer,
+                     std::span<const float> hidden) {
+    if (start_layer < 0 || start_layer > config.num_hidden_layers) {
+        fail("", "re-run from layer " + std::to_string(start_layer) + ": the model has " +
+                     std::to_string(config.num_hidden_layers) + " layers (start 0-" +
+                     std::to_string(config.num_hidden_layers) + ")");
     }
-    const Model::Impl& m = model.impl();
-    const ModelConfig& c = m.config;
-    const at::Device device = m.device;
-    const bool cuda = device.is_cuda();
-    const auto T = static_cast<std::int64_t>(tokens.size());
-    const std::int64_t L = c.num_hidden_layers;
-    const std::int64_t chunk = options.chunk_size;
+    const std::size_t expected = tokens * static_cast<std::size_t>(config.hidden_size);
+    if (hidden.size() != expected) {
+        fail("", "re-run from layer " + std::to_string(start_layer) + ": the checkpoint has " +
+                     std::to_string(hidden.size()) + " values, expected " + std::to_string(tokens) +
+                     " tokens x " + std::to_string(config.hidden_size));
+    }
+}
 
+// The result before the run fills it: router logits NaN and decisions 1 (all global) for the
+// layers to run; layers below `start_layer` are not run (NaN, 0); no per-token loss yet.
+PrefillResult empty_result(const Model::Impl& m, std::int64_t tokens, std::int64_t start_layer) {
+    const std::int64_t layers = m.config.num_hidden_layers;
+    const auto cells = static_cast<std::size_t>(layers * tokens);
     PrefillResult result;
-    result.num_tokens = T;
-    result.num_layers = L;
-    result.router_logits.assign(static_cast<std::size_t>(L * T),
-                                std::numeric_limits<float>::quiet_NaN());
-    result.decisions.assign(static_cast<std::size_t>(L * T), 1);
-    result.token_nll.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());
-    result.device = device_label(device);
-    std::fill_n(result.decisions.begin(), static_cast<std::size_t>(start_layer * T), 0);
-    RunRecorder record(model, hooks, result, device);
-    const Routing routing{options, c.l2a, c.is_l2a() && !options.as_base};
+    result.num_tokens = tokens;
+    result.num_layers = layers;
+    result.router_logits.assign(cells, std::numeric_limits<float>::quiet_NaN());
+    result.decisions.assign(cells, 1);
+    std::fill_n(result.decisions.begin(), static_cast<std::size_t>(start_layer * tokens), 0);
+    result.token_nll.assign(static_cast<std::size_t>(tokens),
+                            std::numeric_limits<float>::quiet_NaN());
+    result.device = device_label(m.device);
+    return result;
+}
 
-    at::InferenceMode inference;
-    reset_peak_memory(device);
-    try {
+// One layer's row [T] of a [num_layers, T] result array.
+template <typename T>
+std::span<T> layer_row(std::vector<T>& cells, std::int64_t layer, std::int64_t tokens) {
+    return std::span<T>(cells.data() + layer * tokens, static_cast<std::size_t>(tokens));
+}
+
+// The tokens of a run on its device: ids, and every position as query rows with their RoPE
+// tables. LayerOpsSettings refers to every_row and rope, so an instance stays where it is made.
+struct TokenInputs {
+    TokenInputs(const ModelConfig& c, std::span<const std::int32_t> tokens,
+                const at::Device& device)
+        : all_positions(tokens.size()) {
+        const auto T = static_cast<std::int64_t>(tokens.size());
         const at::TensorOptions i64 = at::TensorOptions().dtype(at::kLong);
-        std::vector<std::int64_t> all_positions(static_cast<std::size_t>(T));
         std::iota(all_positions.begin(), all_positions.end(), std::int64_t{0});
         at::Tensor ids_host = at::empty({T}, i64);
         std::copy(tokens.begin(), tokens.end(), ids_host.data_ptr<std::int64_t>());
-        const at::Tensor ids = ids_host.to(device);
-        const at::Tensor positions = at::arange(T, i64.device(device));
-        const QueryRows every_row{all_positions, positions, true, at::Tensor()};
-        const RopeParams rope_params = compute_rope(c, T);
-        const RopeTables rope =
-            make_rope_tables(rope_params.inv_freq, rope_params.attention_scaling, T, device);
-        // On the GPU, row-wise stages run in blocks that keep their fp32 temporaries a small,
-        // fixed size; on the CPU the whole sequence is one block, as before.
-        const LayerOpsSettings settings{
-            c,
+        ids = ids_host.to(device);
+        every_row = {all_positions, at::arange(T, i64.device(device)), true, at::Tensor()};
+        const RopeParams params = compute_rope(c, T);
+        rope = make_rope_tables(params.inv_freq, params.attention_scaling, T, device);
+    }
+    TokenInputs(const TokenInputs&) = delete;
+    TokenInputs& operator=(const TokenInputs&) = delete;
+
+    std::vector<std::int64_t> all_positions;  // 0..T-1, host
+    at::Tensor ids;                           // [T] int64 on the device
+    QueryRows every_row;
+    RopeTables rope;
+};
+
+// The layer operations' settings. On the GPU, row-wise stages run in blocks that keep their fp32
+// temporaries a small, fixed size; on the CPU the whole sequence is one block.
+LayerOpsSettings layer_ops_settings(const Model::Impl& m, Backend backend, std::int64_t chunk,
+                                    const TokenInputs& inputs, RunRecorder& record) {
+    const bool cuda = m.device.is_cuda();
+    const auto T = static_cast<std::int64_t>(inputs.all_positions.size());
+    return {m.config,
             m.dtype,
             backend_function(backend),
             chunk,
             cuda ? std::int64_t{16384} : T,
             cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
-            rope,
-            every_row,
+            inputs.rope,
+            inputs.every_row,
             [&record] { record.check(); }};
-        const std::int64_t head_rows =
-            cuda ? std::int64_t{2048} : std::max<std::int64_t>(chunk, 64);
-        // The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
-        const bool fused =
-            backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
-        const std::unique_ptr<LayerOps> ops = make_layer_ops(settings, fused);
+}
 
-        at::Tensor x;
-        if (hidden.data()) {
-            // A copy the run owns: the layers update x in place.
-            at::Tensor host = at::empty({T, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
-            std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
-            x = host.to(device).to(m.dtype);
-        } else {
-            const Range r = record.range(Phase::Embed);
-            x = m.embed.index_select(0, ids);
-        }
-        record.progress_at_layer(start_layer);
-        for (std::int64_t li = start_layer; li < L; ++li) {
-            const Range layer_range = record.begin_layer(li, x);
-            std::span<float> z(result.router_logits.data() + li * T, static_cast<std::size_t>(T));
-            std::span<std::uint8_t> d(result.decisions.data() + li * T,
-                                      static_cast<std::size_t>(T));
-            decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing,
-                          static_cast<int>(li), x, z, d, record);
-            record.end_layer(li);
-        }
-        record.end_layers(x);
+// The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
+bool fused_ops_fit(Backend backend, const ModelConfig& c) {
+    return backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
+}
 
-        const Range r = record.range(Phase::LmHead);
-        record.read_finite_flags();
-        // Without the per-token NLL (and without a logits sink) only the last row is needed: the
-        // next token's logits, which is all that time-to-first-token covers.
-        const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
-        const std::int64_t first = all_rows ? 0 : T - 1;
-        const at::Tensor xn = ops->norm(x.narrow(0, first, T - first), m.final_norm);
-        x = at::Tensor();
-        lm_head(m, xn, head_rows, settings.check, [&](std::int64_t row, const at::Tensor& logits) {
+// The residual stream entering the first layer run: the token embeddings, or for a resumed run a
+// copy of the checkpoint that the run owns (the layers update it in place).
+at::Tensor entering_state(const Model::Impl& m, const at::Tensor& ids,
+                          std::span<const float> hidden, RunRecorder& record) {
+    if (!hidden.data()) {
+        const Range r = record.range(Phase::Embed);
+        return m.embed.index_select(0, ids);
+    }
+    at::Tensor host =
+        at::empty({ids.size(0), m.config.hidden_size}, at::TensorOptions().dtype(at::kFloat));
+    std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
+    return host.to(m.device).to(m.dtype);
+}
+
+// After the layers, x the final hidden state (released once normalized): the layers' finiteness
+// flags, then the final norm and LM head into the result's last logits, the logits sink and the
+// per-token NLL.
+void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, const at::Tensor& ids,
+                   const RunOptions& options, const PrefillHooks& hooks, PrefillResult& result,
+                   RunRecorder& record) {
+    const Range r = record.range(Phase::LmHead);
+    record.read_finite_flags();
+    const std::int64_t T = x.size(0);
+    const std::int64_t vocab = m.config.vocab_size;
+    const std::int64_t block_rows =
+        m.device.is_cuda() ? std::int64_t{2048} : std::max<std::int64_t>(options.chunk_size, 64);
+    // Without the per-token NLL (and without a logits sink) only the last row is needed: the
+    // next token's logits, which is all that time-to-first-token covers.
+    const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
+    const std::int64_t first = all_rows ? 0 : T - 1;
+    const at::Tensor xn = ops.norm(x.narrow(0, first, T - first), m.final_norm);
+    x = at::Tensor();
+    lm_head(
+        m, xn, block_rows, [&record] { record.check(); },
+        [&](std::int64_t row, const at::Tensor& logits) {
             const std::int64_t r0 = first + row;
             const std::int64_t n = logits.size(0);
             if (r0 + n == T) {
-                result.last_logits.resize(static_cast<std::size_t>(c.vocab_size));
+                result.last_logits.resize(static_cast<std::size_t>(vocab));
                 copy_to_host(logits.narrow(0, n - 1, 1), result.last_logits.data());
             }
             if (hooks.logits_sink) {
                 const at::Tensor host = logits.to(at::kCPU).contiguous();
-                hooks.logits_sink(r0, n, c.vocab_size, host.data_ptr<float>());
+                hooks.logits_sink(r0, n, vocab, host.data_ptr<float>());
             }
             // Row t predicts token t + 1.
             const std::int64_t predicted = options.token_nll ? std::min(n, T - 1 - r0) : 0;
@@ -579,30 +614,64 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 at::Tensor nll = -logp.gather(1, next).view({predicted});
                 copy_to_host(nll, result.token_nll.data() + r0 + 1);
             }
-            record.progress(
-                static_cast<double>(L) + static_cast<double>(r0 + n) / static_cast<double>(T),
-                "lm_head");
+            record.progress_in_lm_head(static_cast<double>(r0 + n) / static_cast<double>(T));
         });
+}
+
+// Called inside a catch block: closes the ranges the exception left open and throws it on, with
+// LibTorch's errors (running out of memory among them) as an l2a::Error naming the stage.
+[[noreturn]] void fail_run(RunRecorder& record, const at::Device& device, std::int64_t tokens) {
+    const std::string stage = record.current();
+    record.unwind();
+    try {
+        throw;
     } catch (const c10::OutOfMemoryError&) {
-        const std::string stage = record.current();
-        record.unwind();
-        fail("", out_of_memory_message(device, "running " + stage, std::to_string(T) + " tokens",
-                                       "try --max-tokens or a smaller model"));
-    } catch (const Error&) {
-        record.unwind();
-        throw;
+        fail("",
+             out_of_memory_message(device, "running " + stage, std::to_string(tokens) + " tokens",
+                                   "try --max-tokens or a smaller model"));
     } catch (const c10::Error& e) {
-        const std::string stage = record.current();
-        record.unwind();
         const std::string what = e.what_without_backtrace();
-        fail("", "LibTorch failed while running " + stage + " on " + result.device + ": " +
+        fail("", "LibTorch failed while running " + stage + " on " + device_label(device) + ": " +
                      what.substr(0, what.find('\n')));
+    }
+}
+
+// run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
+PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
+                         const RunOptions& options, std::int64_t start_layer,
+                         std::span<const float> hidden, const PrefillHooks& hooks) {
+    const Backend backend = validate(model, tokens, options);
+    if (hidden.data()) validate_resume(model.config(), tokens.size(), start_layer, hidden);
+    const Model::Impl& m = model.impl();
+    const auto T = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t L = m.config.num_hidden_layers;
+    PrefillResult result = empty_result(m, T, start_layer);
+    RunRecorder record(model, hooks, result, m.device);
+    const Routing routing{options, m.config.l2a, m.config.is_l2a() && !options.as_base};
+
+    at::InferenceMode inference;
+    reset_peak_memory(m.device);
+    try {
+        const TokenInputs inputs(m.config, tokens, m.device);
+        const std::unique_ptr<LayerOps> ops =
+            make_layer_ops(layer_ops_settings(m, backend, options.chunk_size, inputs, record),
+                           fused_ops_fit(backend, m.config));
+        at::Tensor x = entering_state(m, inputs.ids, hidden, record);
+        record.progress_at_layer(start_layer);
+        for (std::int64_t li = start_layer; li < L; ++li) {
+            const Range layer_range = record.begin_layer(li, x);
+            decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing,
+                          static_cast<int>(li), x, layer_row(result.router_logits, li, T),
+                          layer_row(result.decisions, li, T), record);
+            record.end_layer(li);
+        }
+        record.end_layers(x);
+        head_and_loss(m, *ops, std::move(x), inputs.ids, options, hooks, result, record);
     } catch (...) {
-        record.unwind();
-        throw;
+        fail_run(record, m.device, T);
     }
     result.wall_seconds = record.seconds();
-    result.peak_device_bytes = peak_memory(device);
+    result.peak_device_bytes = peak_memory(m.device);
     return result;
 }
 

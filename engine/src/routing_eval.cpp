@@ -162,8 +162,8 @@ RoutingEvalResult evaluate_routing(const Model& model, const std::vector<fs::pat
         hooks.cancel = cancel;
         const std::string stage = "document " + std::to_string(index + 1) + " / " +
                                   std::to_string(docs.size()) + ": " + std::string(what);
-        hooks.progress = [&](double f, std::string_view) {
-            if (progress) progress((done + f) / runs, stage);
+        hooks.progress = [&](const RunProgress& p) {
+            if (progress) progress((done + p.fraction) / runs, stage);
         };
         PrefillResult r = run_prefill(model, p.document.ids, o, hooks);
         done += 1.0;

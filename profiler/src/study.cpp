@@ -393,9 +393,9 @@ private:
         PrefillHooks hooks() {
             PrefillHooks h;
             h.cancel = study_.flag();
-            h.progress = [this](double fraction, std::string_view stage) {
-                study_.report_progress(events_, offset_ + scale_ * fraction, fraction,
-                                       std::string(stage));
+            h.progress = [this](const RunProgress& p) {
+                study_.report_progress(events_, offset_ + scale_ * p.fraction, p.fraction,
+                                       describe(p));
             };
             return h;
         }

@@ -435,12 +435,13 @@ TEST_F(Cli, ProgressWithoutATerminalIsOneLinePerStage) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_FALSE(contains(r.err, "\r")) << r.err;
     EXPECT_FALSE(contains(r.err, "\x1b[")) << r.err;
-    for (int layer = 1; layer <= 6; ++layer) {
-        EXPECT_EQ(
-            count_of(r.err, "l2a: prefill of 64 tokens: layer " + std::to_string(layer) + " / 6 ("),
-            1)
-            << layer << ": " << r.err;
+    for (int layer = 0; layer < 6; ++layer) {
+        const std::string at = "l2a: prefill of 64 tokens: layer " + std::to_string(layer);
+        EXPECT_EQ(count_of(r.err, at + " of 0-5 ("), 1) << layer << ": " << r.err;
+        EXPECT_EQ(count_of(r.err, at + " of 0-5: mlp ("), 1) << layer << ": " << r.err;
     }
+    EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens: LM head and per-token loss ("), 1)
+        << r.err;
     EXPECT_EQ(count_of(r.err, "l2a: prefill of 64 tokens done in "), 1) << r.err;
     r = l2a("run --demo --max-tokens 64 --quiet", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
@@ -449,9 +450,11 @@ TEST_F(Cli, ProgressWithoutATerminalIsOneLinePerStage) {
     ASSERT_EQ(l2a("run --demo --max-tokens 48 --quiet --out base.l2a", dir_).status, 0);
     r = l2a("whatif --profile base.l2a --prune 3", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_TRUE(contains(r.err, "l2a: re-run of the base, 48 tokens: layer 1 / 6 (")) << r.err;
+    EXPECT_TRUE(contains(r.err, "l2a: re-run of the base, 48 tokens: layer 0 of 0-5 (")) << r.err;
     EXPECT_TRUE(contains(r.err, "l2a: re-run of the base, 48 tokens done in ")) << r.err;
-    EXPECT_TRUE(contains(r.err, "l2a: variant: layer 4 / 6 (")) << r.err;
+    // The variant re-runs from the pruned layer: the layers below it are the base's.
+    EXPECT_TRUE(contains(r.err, "l2a: variant: layer 3 of 0-5 (")) << r.err;
+    EXPECT_FALSE(contains(r.err, "l2a: variant: layer 2 of 0-5")) << r.err;
     EXPECT_TRUE(contains(r.err, "l2a: variant done in ")) << r.err;
 
     // A run shorter than the quiet period prints nothing (a long period: the machine may be busy).

@@ -352,10 +352,10 @@ TEST(CudaPrefill, CancelAndProgressWork) {
     double last = -1.0;
     l2a::PrefillHooks hooks;
     hooks.cancel = &cancel;
-    hooks.progress = [&](double fraction, std::string_view stage) {
-        EXPECT_GE(fraction, last);
-        last = fraction;
-        if (stage.find("layer 3") != std::string_view::npos) cancel = true;
+    hooks.progress = [&](const l2a::RunProgress& p) {
+        EXPECT_GE(p.fraction, last);
+        last = p.fraction;
+        if (p.layer == 3) cancel = true;
     };
     EXPECT_THROW(l2a::run_prefill(gpu, document_tokens(300), on("cuda", "kernels"), hooks),
                  l2a::Cancelled);

@@ -110,14 +110,68 @@ TEST(Prefill, ObserverSeesEveryLayerAndTheAppliedDecisions) {
     for (std::size_t t = 1; t < tokens.size(); ++t) EXPECT_GT(result.token_nll[t], 0.0f);
 }
 
-TEST(Prefill, ProgressIsMonotonicAndEndsAtOne) {
-    std::vector<double> seen;
+// Progress is typed: each layer in order with its index (next, then inside it once routed), then
+// the LM head; the fraction never goes back and ends at 1.
+TEST(Prefill, ProgressCoversEveryLayerInOrderThenEndsWithTheLmHeadAtOne) {
+    std::vector<l2a::RunProgress> seen;
     l2a::PrefillHooks hooks;
-    hooks.progress = [&](double f, std::string_view) { seen.push_back(f); };
+    hooks.progress = [&](const l2a::RunProgress& p) { seen.push_back(p); };
     l2a::run_prefill(demo_model(), some_tokens(200), {}, hooks);
-    ASSERT_GE(seen.size(), 6u);
-    for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
-    EXPECT_DOUBLE_EQ(seen.back(), 1.0);
+    const std::int64_t layers = demo_model().config().num_hidden_layers;
+    const auto in_layers = static_cast<std::size_t>(2 * layers);
+    ASSERT_GT(seen.size(), in_layers);
+    for (std::size_t i = 0; i < in_layers; ++i) {
+        EXPECT_EQ(seen[i].phase, i % 2 == 0 ? l2a::Phase::Layer : l2a::Phase::Mlp) << i;
+        EXPECT_EQ(seen[i].layer, static_cast<std::int64_t>(i / 2)) << i;
+    }
+    EXPECT_DOUBLE_EQ(seen[0].fraction, 0.0);
+    EXPECT_DOUBLE_EQ(seen[in_layers].fraction,
+                     static_cast<double>(layers) / static_cast<double>(layers + 1));
+    for (std::size_t i = in_layers; i < seen.size(); ++i) {
+        EXPECT_EQ(seen[i].phase, l2a::Phase::LmHead) << i;
+        EXPECT_EQ(seen[i].layer, -1) << i;
+    }
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        EXPECT_EQ(seen[i].num_layers, layers) << i;
+        if (i > 0) {
+            EXPECT_GE(seen[i].fraction, seen[i - 1].fraction) << i;
+        }
+    }
+    EXPECT_DOUBLE_EQ(seen.back().fraction, 1.0);
+}
+
+// A resumed run's progress starts at its first layer, and at the LM head when none is left.
+TEST(Prefill, ResumedRunProgressStartsAtItsFirstLayer) {
+    const auto tokens = some_tokens(64);
+    const std::int64_t layers = demo_model().config().num_hidden_layers;
+    l2a::ResidualCheckpoints keep;
+    keep.every_layer = true;
+    l2a::PrefillHooks base;
+    base.checkpoints = &keep;
+    l2a::run_prefill(demo_model(), tokens, {}, base);
+    for (const std::int64_t start : {std::int64_t{2}, layers}) {
+        std::vector<l2a::RunProgress> seen;
+        l2a::PrefillHooks hooks;
+        hooks.progress = [&](const l2a::RunProgress& p) { seen.push_back(p); };
+        const std::vector<float>& state =
+            start < layers ? keep.entering[static_cast<std::size_t>(start)] : keep.final_hidden;
+        l2a::run_prefill_from(demo_model(), tokens, {}, static_cast<int>(start), state, hooks);
+        ASSERT_FALSE(seen.empty()) << start;
+        const l2a::RunProgress first = seen.front();
+        EXPECT_EQ(first.phase, start < layers ? l2a::Phase::Layer : l2a::Phase::LmHead) << start;
+        EXPECT_EQ(first.layer, start < layers ? start : -1) << start;
+        EXPECT_DOUBLE_EQ(first.fraction,
+                         static_cast<double>(start) / static_cast<double>(layers + 1));
+        EXPECT_EQ(seen.back().phase, l2a::Phase::LmHead) << start;
+        EXPECT_DOUBLE_EQ(seen.back().fraction, 1.0) << start;
+    }
+}
+
+TEST(Prefill, ProgressTextCountsLayersAsTheViewsDo) {
+    EXPECT_EQ(l2a::describe({0.4, l2a::Phase::Layer, 4, 6}), "layer 4 of 0-5");
+    EXPECT_EQ(l2a::describe({0.5, l2a::Phase::Mlp, 3, 6}), "layer 3 of 0-5: mlp");
+    EXPECT_EQ(l2a::describe({0.9, l2a::Phase::LmHead, -1, 6}), "LM head and per-token loss");
+    EXPECT_EQ(l2a::describe({0.1, l2a::Phase::Layer, 0, 0}), "layer 0");
 }
 
 TEST(Prefill, CancellationStopsTheRunAndClosesRanges) {
@@ -126,8 +180,8 @@ TEST(Prefill, CancellationStopsTheRunAndClosesRanges) {
     l2a::PrefillHooks hooks;
     hooks.cancel = &cancel;
     hooks.observer = &recorder;
-    hooks.progress = [&](double f, std::string_view) {
-        if (f > 0.3) cancel = true;
+    hooks.progress = [&](const l2a::RunProgress& p) {
+        if (p.fraction > 0.3) cancel = true;
     };
     EXPECT_THROW(l2a::run_prefill(demo_model(), some_tokens(400), {}, hooks), l2a::Cancelled);
     EXPECT_EQ(recorder.depth, 0);

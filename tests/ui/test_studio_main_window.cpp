@@ -11,12 +11,14 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QFrame>
+#include <QHeaderView>
 #include <QImage>
 #include <QLabel>
 #include <QMenu>
 #include <QMessageBox>
 #include <QPushButton>
 #include <QRegularExpression>
+#include <QScrollArea>
 #include <QScrollBar>
 #include <QSet>
 #include <QSettings>
@@ -107,6 +109,42 @@ QString status_text(QMainWindow* window) {
     QStringList texts;
     for (QLabel* label : window->statusBar()->findChildren<QLabel*>()) texts << label->text();
     return texts.join(" | ");
+}
+
+// `base` with `layer` pruned: its global share 0 there.
+ProfilePtr pruned_variant(const Profile& base, int layer) {
+    auto variant = std::make_shared<Profile>(base);
+    variant->options.prune = {layer};
+    variant->metrics.global_fraction.at(static_cast<std::size_t>(layer)) = 0.0;
+    return variant;
+}
+
+// A comparison of `base` with layer `layer` pruned whose texts are as long as those of the
+// demo's what-if (the layout is what the tests check, not these numbers).
+ComparisonPtr demo_like_comparison(const Profile& base, int layer) {
+    auto c = std::make_shared<WhatIfComparison>();
+    c->num_tokens = base.num_tokens();
+    c->start_layer = layer;
+    c->base_mean_nll = base.metrics.mean_nll;
+    c->variant_mean_nll = base.metrics.mean_nll + 0.0036;
+    c->delta_mean_nll = 0.0036;
+    c->base_perplexity = base.metrics.perplexity;
+    c->variant_perplexity = base.metrics.perplexity + 0.006;
+    c->delta_perplexity = 0.006;
+    c->kl_mean = 0.00345;
+    c->kl_max = 2.11049;
+    c->kl_max_token = base.num_tokens() / 4;
+    c->top1_agreement = 0.9867;
+    c->base_kv_bytes = 26'015'000;
+    c->variant_kv_bytes = 21'810'000;
+    c->kv_bytes_without_l2a = 25'230'000;
+    c->base_kv_relative = 1.031;
+    c->variant_kv_relative = 0.864;
+    c->base_global_fraction = base.metrics.global_fraction;
+    c->variant_global_fraction = pruned_variant(base, layer)->metrics.global_fraction;
+    c->base_ttft_predicted = 3.299;
+    c->variant_ttft_predicted = 3.226;
+    return c;
 }
 
 }  // namespace
@@ -507,7 +545,9 @@ private slots:
     }
 
     // At 1280x720 and 1920x1080 the default layout shows every row of the 6-layer table, a
-    // document pane with room for lines of text, the routing map and the summary.
+    // document pane with room for lines of text, the routing map and the summary; after a
+    // what-if, every column of the layer table without scrolling sideways and every metric of
+    // the what-if's results without scrolling down.
     void layoutAtBothSizes_data() {
         QTest::addColumn<QSize>("size");
         QTest::newRow("1280x720") << QSize(1280, 720);
@@ -550,6 +590,38 @@ private slots:
         auto* time = child<QLabel>(&window, "summary_time");
         QVERIFY2(time->mapTo(summary, QPoint(0, time->height())).y() <= summary->height(),
                  qPrintable(QString("summary %1 px tall").arg(summary->height())));
+        // A what-if's results (layer 4 pruned, numbers as long as the demo's): in front, each
+        // column of the layer table (the what-if share shown now) inside the table, every
+        // metric inside the what-if's scroll area as it stands.
+        window.session()->setVariant(pruned_variant(*window.session()->base(), 4),
+                                     demo_like_comparison(*window.session()->base(), 4));
+        QTRY_VERIFY(!table->isColumnHidden(LayersView::VariantFraction));
+        QTest::qWait(100);
+        QVERIFY(!table->horizontalScrollBar()->isVisible());
+        for (int c = 0; c < LayersView::ColumnCount; ++c) {
+            QHeaderView* header = table->horizontalHeader();
+            const int right = header->sectionViewportPosition(c) + header->sectionSize(c);
+            QVERIFY2(right <= table->viewport()->width(),
+                     qPrintable(QString("column %1 ends at %2 of %3 px")
+                                    .arg(c)
+                                    .arg(right)
+                                    .arg(table->viewport()->width())));
+        }
+        auto* metrics = child<QWidget>(&window, "variantVsBase");
+        QTRY_VERIFY(metrics->isVisible());
+        auto* scroll = qobject_cast<QScrollArea*>(
+            window.whatIfView()->parentWidget()->parentWidget());  // viewport, then the area
+        QVERIFY(scroll);
+        const QRect shown(metrics->mapTo(scroll->viewport(), QPoint(0, 0)), metrics->size());
+        QVERIFY2(scroll->viewport()->rect().contains(shown),
+                 qPrintable(QString("the results at %1..%2 of a %3 px tall view")
+                                .arg(shown.top())
+                                .arg(shown.bottom())
+                                .arg(scroll->viewport()->height())));
+        window.session()->clearVariant();
+        // A new run brings the summary back in front.
+        window.session()->setBase(window_->session()->base(), {}, window_->session()->baseInfo());
+        QTRY_VERIFY(summary->isVisible());
         // A 36-layer model: the table scrolls to its last row.
         window.session()->setBase(
             std::make_shared<const Profile>(synthetic_profile(500, 36, 0.2, 1)));

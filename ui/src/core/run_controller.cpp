@@ -2,7 +2,6 @@
 
 #include <QMetaObject>
 #include <QPointer>
-#include <QRegularExpression>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -34,27 +33,6 @@ constexpr std::int64_t kCheckpointBudgetBytes = std::int64_t(2) << 30;
 constexpr auto kProgressInterval = std::chrono::milliseconds(33);
 
 QString q(const std::string& text) { return QString::fromStdString(text); }
-
-// The engine's stage names as the views count layers (from 0). The engine says "layer 4 / 6"
-// when layer 3 is done (a count of 6), and "layer 3 / mlp" inside layer 3.
-QString stage_text(const QString& stage, int layers) {
-    static const QRegularExpression count(R"(^layer (\d+) / (\d+)$)");
-    static const QRegularExpression phase(R"(^layer (\d+) / (\w+)$)");
-    const QString range = layers > 0 ? QString(" of 0-%1").arg(layers - 1) : QString();
-    if (const auto m = count.match(stage); m.hasMatch()) {
-        const int next = m.captured(1).toInt();
-        const int total = m.captured(2).toInt();
-        if (next >= total) return "LM head and per-token loss";
-        return QString("layer %1%2")
-            .arg(next)
-            .arg(total > 0 ? QString(" of 0-%1").arg(total - 1) : range);
-    }
-    if (const auto m = phase.match(stage); m.hasMatch()) {
-        return QString("layer %1%2: %3").arg(m.captured(1), range, m.captured(2));
-    }
-    if (stage == "lm_head") return "LM head and per-token loss";
-    return stage;
-}
 
 struct RunJob {
     RunRequest request;
@@ -317,13 +295,11 @@ struct RunController::Worker {
             const auto now = std::chrono::steady_clock::now();
             if (step < 1.0 && now - last_progress < kProgressInterval) return;
             last_progress = now;
-            const QString text = stage_text(q(stage), layers());
+            const QString text = q(stage);
             post([job, text](RunController* c) { emit c->progress(job, text); });
         };
         return e;
     }
-
-    int layers() const { return base_profile ? static_cast<int>(base_profile->num_layers) : 0; }
 
     void check_cancel() const {
         if (cancel_flag) throw Cancelled();

@@ -1,8 +1,9 @@
-// The timeline. Lanes: the host ranges by nesting depth, then one lane per GPU stream with its
-// kernels and memory operations. Each lane's events are sorted by begin; a frame binary-searches
-// the first visible one and walks right, folding runs of events narrower than kFoldPx into one
-// box labelled with their count, and jumps past each fold by another binary search, so a frame
-// costs about the number of boxes on screen, not the number of events.
+// The timeline. Two kinds of lane, each with its own builder and draw function (as Tracy's
+// timeline items): the host ranges, one lane per nesting depth, then one lane per GPU stream
+// with its kernels and memory operations. Each lane's events are sorted by begin; a frame
+// binary-searches the first visible one and walks right, folding runs of events narrower than
+// kFoldPx into one box labelled with their count, and jumps past each fold by another binary
+// search, so a frame costs about the number of boxes on screen, not the number of events.
 #include "l2a/ui/timeline_view.h"
 
 #include <imgui.h>
@@ -39,6 +40,24 @@ struct Event {
 struct Lane {
     std::string label;
     std::vector<Event> events;  // sorted by begin, not overlapping
+};
+
+// The lanes by kind, in the order they are drawn.
+struct Lanes {
+    std::vector<Lane> host;     // host ranges, one lane per nesting depth
+    std::vector<Lane> streams;  // one lane per GPU stream: its kernels and memory operations
+
+    std::size_t size() const { return host.size() + streams.size(); }
+    bool empty() const { return size() == 0; }
+    std::int64_t end() const {
+        std::int64_t last = 0;
+        for (const auto* kind : {&host, &streams}) {
+            for (const Lane& lane : *kind) {
+                for (const Event& e : lane.events) last = std::max(last, e.end);
+            }
+        }
+        return last;
+    }
 };
 
 // The layer a range belongs to, -1 for none.
@@ -90,7 +109,15 @@ std::string tick_text(double ns, double step_ns, double axis_max_ns) {
     return buffer;
 }
 
-std::vector<Lane> build_lanes(const Profile& p) {
+void sort_by_begin(std::vector<Lane>& lanes) {
+    for (Lane& lane : lanes) {
+        std::stable_sort(lane.events.begin(), lane.events.end(),
+                         [](const Event& a, const Event& b) { return a.begin < b.begin; });
+    }
+}
+
+// The host ranges, one lane per nesting depth: "host" the outermost, "host / phases" the rest.
+std::vector<Lane> build_host_lanes(const Profile& p) {
     std::vector<Lane> lanes;
     std::map<int, std::size_t> host_lane;  // depth -> lane
     for (const TimedRange& r : p.ranges) {
@@ -104,6 +131,14 @@ std::vector<Lane> build_lanes(const Profile& p) {
     }
     if (!lanes.empty()) lanes.front().label = "host";
     for (std::size_t i = 1; i < lanes.size(); ++i) lanes[i].label = "host / phases";
+    sort_by_begin(lanes);
+    return lanes;
+}
+
+// One lane per GPU stream in order of first use: its kernels in the colour of the phase that
+// launched them, its memory operations in their own colour.
+std::vector<Lane> build_stream_lanes(const Profile& p) {
+    std::vector<Lane> lanes;
     std::map<std::pair<int, int>, std::size_t> stream_lane;
     auto lane_for = [&](int device, int stream) -> Lane& {
         const auto key = std::make_pair(device, stream);
@@ -141,10 +176,7 @@ std::vector<Lane> build_lanes(const Profile& p) {
                  kMemoryColour,
                  {}});
     }
-    for (Lane& lane : lanes) {
-        std::stable_sort(lane.events.begin(), lane.events.end(),
-                         [](const Event& a, const Event& b) { return a.begin < b.begin; });
-    }
+    sort_by_begin(lanes);
     return lanes;
 }
 
@@ -224,21 +256,40 @@ QStringList draw_axis(ImDrawList* draw, const Frame& f) {
     return ticks;
 }
 
-// One event wide enough to see: its box in its phase's colour, outlined when its layer is the
-// selected one, and its whole name when it fits, else its last part ("mlp" of
-// "layer 3 / mlp"), never a name cut in the middle.
-void draw_event_box(ImDrawList* draw, const Event& e, float x0, float x1, float y,
-                    int selected_layer) {
-    draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), e.colour);
-    if (selected_layer >= 0 && e.layer == selected_layer) {
-        draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), kInkColour, 0.0f, 0, 2.0f);
+// One pass of a frame over its lanes, top to bottom: where the next lane goes, the boxes drawn
+// so far and the event under the mouse.
+struct LanePass {
+    LanePass(ImDrawList* d, const Frame& f, int selected)
+        : draw(d), frame(f), selected_layer(selected), y(f.area_min.y) {}
+
+    ImDrawList* draw;
+    const Frame& frame;
+    int selected_layer;
+    float y;  // the next lane's top
+    long long boxes = 0;
+    Hover hover;
+
+    bool full() const { return y + kLaneH > frame.area_max.y; }
+};
+
+// An event's box in its colour, outlined when its layer is the selected one.
+void draw_box(const LanePass& pass, const Event& e, float x0, float x1) {
+    const float y = pass.y;
+    pass.draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), e.colour);
+    if (pass.selected_layer >= 0 && e.layer == pass.selected_layer) {
+        pass.draw->AddRect(ImVec2(x0, y + 1), ImVec2(x1, y + kLaneH - 1), kInkColour, 0.0f, 0,
+                           2.0f);
     }
-    if (x1 - x0 <= 12) return;
-    const std::string* label = &e.name;
-    if (ImGui::CalcTextSize(label->c_str()).x > x1 - x0 - 6) label = &e.part;
-    if (!label->empty() && ImGui::CalcTextSize(label->c_str()).x <= x1 - x0 - 6) {
-        draw->AddText(ImVec2(x0 + 3, y + 3), kInkColour, label->c_str());
-    }
+}
+
+bool fits(const std::string& text, float x0, float x1) {
+    return ImGui::CalcTextSize(text.c_str()).x <= x1 - x0 - 6;
+}
+
+// A name on a box when the box is wide enough for all of it, never a name cut in the middle.
+void draw_box_label(const LanePass& pass, const std::string& text, float x0, float x1) {
+    if (x1 - x0 <= 12 || text.empty() || !fits(text, x0, x1)) return;
+    pass.draw->AddText(ImVec2(x0 + 3, pass.y + 3), kInkColour, text.c_str());
 }
 
 using EventIt = std::vector<Event>::const_iterator;
@@ -246,8 +297,9 @@ using EventIt = std::vector<Event>::const_iterator;
 // A fold from `it`, whose box ends at x1: every event that begins within kFoldPx of where the
 // fold ends so far and is itself narrower than kFoldPx, one grey box labelled with their count.
 // Returns the first event after the fold.
-EventIt draw_fold(ImDrawList* draw, const Frame& f, EventIt it, EventIt end, float x0, float x1,
-                  float y, Hover& hover) {
+EventIt draw_fold(LanePass& pass, EventIt it, EventIt end, float x0, float x1) {
+    const Frame& f = pass.frame;
+    const float y = pass.y;
     long long count = 0;
     float fold_end = x1;
     auto j = it;
@@ -270,24 +322,26 @@ EventIt draw_fold(ImDrawList* draw, const Frame& f, EventIt it, EventIt end, flo
         }
     }
     const float right = std::max(fold_end, x0 + kFoldPx);
-    draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1), kFoldColour);
+    pass.draw->AddRectFilled(ImVec2(x0, y + 1), ImVec2(right, y + kLaneH - 1), kFoldColour);
     if (right - x0 > 24) {
         const std::string label = std::to_string(count);
-        draw->AddText(ImVec2(x0 + 2, y + 3), IM_COL32(255, 255, 255, 255), label.c_str());
+        pass.draw->AddText(ImVec2(x0 + 2, y + 3), IM_COL32(255, 255, 255, 255), label.c_str());
     }
-    if (mouse_in(ImGui::GetIO().MousePos, x0, right, y)) hover = {&*it, count};
+    if (mouse_in(ImGui::GetIO().MousePos, x0, right, y)) pass.hover = {&*it, count};
     return j;
 }
 
-// One lane (a host nesting depth or a GPU stream) at height y: its label, then its visible
-// events left to right, narrow runs folded. Returns the boxes drawn.
-long long draw_lane(ImDrawList* draw, const Frame& f, const Lane& lane, float y, int selected_layer,
-                    Hover& hover) {
-    draw->AddText(ImVec2(f.origin.x + 4, y + 3), kMutedColour, lane.label.c_str());
-    draw->PushClipRect(ImVec2(f.area_min.x, y), ImVec2(f.area_max.x, y + kLaneH), true);
+// One lane at pass.y, whatever its kind: its label, then its visible events left to right,
+// narrow runs folded, each event wide enough to see drawn by draw_event(event, x0, x1). Moves
+// pass.y to the next lane.
+template <typename DrawEvent>
+void draw_lane(LanePass& pass, const Lane& lane, DrawEvent draw_event) {
+    const Frame& f = pass.frame;
+    const float y = pass.y;
+    pass.draw->AddText(ImVec2(f.origin.x + 4, y + 3), kMutedColour, lane.label.c_str());
+    pass.draw->PushClipRect(ImVec2(f.area_min.x, y), ImVec2(f.area_max.x, y + kLaneH), true);
     const ImVec2 mouse = ImGui::GetIO().MousePos;
     const auto& ev = lane.events;
-    long long boxes = 0;
     // First event that may be visible: events do not overlap within a lane, so the one before
     // the first begin past view_begin may still reach into view.
     auto it = std::upper_bound(ev.begin(), ev.end(), f.view_begin, [](double t, const Event& e) {
@@ -301,17 +355,41 @@ long long draw_lane(ImDrawList* draw, const Frame& f, const Lane& lane, float y,
             ++it;
             continue;
         }
-        ++boxes;
+        ++pass.boxes;
         if (x1 - x0 >= kFoldPx) {
-            draw_event_box(draw, *it, x0, x1, y, selected_layer);
-            if (mouse_in(mouse, x0, x1, y)) hover = {&*it, 0};
+            draw_event(*it, x0, x1);
+            if (mouse_in(mouse, x0, x1, y)) pass.hover = {&*it, 0};
             ++it;
         } else {
-            it = draw_fold(draw, f, it, ev.end(), x0, x1, y, hover);
+            it = draw_fold(pass, it, ev.end(), x0, x1);
         }
     }
-    draw->PopClipRect();
-    return boxes;
+    pass.draw->PopClipRect();
+    pass.y += kLaneH;
+}
+
+// The host lanes: layers, phases and the other named ranges in their phase's colour. A box
+// says its range's whole name when it fits, else its phase ("mlp" of "layer 3 / mlp").
+void draw_host_lanes(LanePass& pass, const std::vector<Lane>& lanes) {
+    for (const Lane& lane : lanes) {
+        if (pass.full()) return;
+        draw_lane(pass, lane, [&pass](const Event& e, float x0, float x1) {
+            draw_box(pass, e, x0, x1);
+            draw_box_label(pass, fits(e.name, x0, x1) ? e.name : e.part, x0, x1);
+        });
+    }
+}
+
+// The GPU stream lanes: kernels in the colour of the phase that launched them, memory
+// operations in theirs. A box says its kernel's (or operation's) name when it fits.
+void draw_stream_lanes(LanePass& pass, const std::vector<Lane>& lanes) {
+    for (const Lane& lane : lanes) {
+        if (pass.full()) return;
+        draw_lane(pass, lane, [&pass](const Event& e, float x0, float x1) {
+            draw_box(pass, e, x0, x1);
+            draw_box_label(pass, e.name, x0, x1);
+        });
+    }
 }
 
 // The hovered event's name, start and duration (or how many a fold holds); a click on an event
@@ -338,7 +416,7 @@ struct TimelineView::State {
     Session* session = nullptr;
     Selection* selection = nullptr;
     ProfilePtr shown;
-    std::vector<Lane> lanes;
+    Lanes lanes;
     std::int64_t run_end = 1;
     double view_begin = 0.0, view_end = 1.0;  // ns
     long long boxes = 0;
@@ -350,7 +428,7 @@ struct TimelineView::State {
 
     void show(const ProfilePtr& p);
     bool layOut(Frame& f);
-    bool handleInput(const Frame& f);
+    bool handleInput(Frame& f);
 };
 
 // Lanes of a newly shown profile; the whole run in view for the first one, or when the
@@ -359,11 +437,8 @@ void TimelineView::State::show(const ProfilePtr& p) {
     if (p == shown) return;
     const bool fresh = !shown;
     shown = p;
-    lanes = p ? build_lanes(*p) : std::vector<Lane>{};
-    run_end = 1;
-    for (const Lane& lane : lanes) {
-        for (const Event& e : lane.events) run_end = std::max(run_end, e.end);
-    }
+    lanes = p ? Lanes{build_host_lanes(*p), build_stream_lanes(*p)} : Lanes{};
+    run_end = std::max<std::int64_t>(1, lanes.end());
     if (p) run_end = std::max(run_end, static_cast<std::int64_t>(p->wall_seconds * 1e9));
     if (fresh || view_end > static_cast<double>(run_end) * 1.5) {
         view_begin = 0.0;
@@ -377,8 +452,10 @@ bool TimelineView::State::layOut(Frame& f) {
     const ImVec2 size = ImGui::GetWindowSize();
     f.origin = ImGui::GetWindowPos();
     float label_w = kMinLabelW;
-    for (const Lane& lane : lanes) {
-        label_w = std::max(label_w, ImGui::CalcTextSize(lane.label.c_str()).x + 12);
+    for (const auto* kind : {&lanes.host, &lanes.streams}) {
+        for (const Lane& lane : *kind) {
+            label_w = std::max(label_w, ImGui::CalcTextSize(lane.label.c_str()).x + 12);
+        }
     }
     f.area_min = ImVec2(f.origin.x + label_w, f.origin.y + kTopBar + kAxisH);
     f.area_max = ImVec2(f.origin.x + size.x - 4, f.origin.y + size.y - 2);
@@ -390,9 +467,10 @@ bool TimelineView::State::layOut(Frame& f) {
     return true;
 }
 
-// Wheel zooms about the cursor, drag pans, double-click shows the whole run. Returns whether
-// the mouse was clicked (released where it was pressed).
-bool TimelineView::State::handleInput(const Frame& f) {
+// Wheel zooms about the cursor, drag pans, double-click shows the whole run; the frame gets
+// the time window the input leaves. Returns whether the mouse was clicked (released where it
+// was pressed).
+bool TimelineView::State::handleInput(Frame& f) {
     ImGuiIO& io = ImGui::GetIO();
     const double width = f.width();
     const bool hovered = io.MousePos.x >= f.area_min.x && io.MousePos.x < f.area_max.x &&
@@ -423,6 +501,8 @@ bool TimelineView::State::handleInput(const Frame& f) {
         dragging && ImGui::IsMouseReleased(0) &&
         std::abs(io.MousePos.x - press_pos.x) + std::abs(io.MousePos.y - press_pos.y) < 4.0f;
     if (ImGui::IsMouseReleased(0)) dragging = false;
+    f.view_begin = view_begin;
+    f.view_end = view_end;
     return clicked;
 }
 
@@ -453,8 +533,8 @@ QRectF TimelineView::eventArea() const { return state_->event_area; }
 
 QStringList TimelineView::tickLabels() const { return state_->ticks; }
 
-// The frame as Tracy's timeline items: the source line, the legend, the axis, one lane after
-// another, the tooltip.
+// The frame as Tracy's timeline items: the source line, the legend, the axis, the host lanes,
+// the GPU stream lanes, the tooltip.
 void TimelineView::drawFrame() {
     State& s = *state_;
     const ProfilePtr& p = s.session->base();
@@ -471,18 +551,12 @@ void TimelineView::drawFrame() {
     Frame frame;
     if (!s.layOut(frame)) return;
     const bool clicked = s.handleInput(frame);
-    frame.view_begin = s.view_begin;  // as the input left it
-    frame.view_end = s.view_end;
     s.ticks = draw_axis(draw, frame);
-    const int selected_layer = s.selection->layer();
-    Hover hover;
-    float y = frame.area_min.y;
-    for (const Lane& lane : s.lanes) {
-        if (y + kLaneH > frame.area_max.y) break;
-        s.boxes += draw_lane(draw, frame, lane, y, selected_layer, hover);
-        y += kLaneH;
-    }
-    if (hover.event && !s.dragging) draw_tooltip(hover, clicked, s.selection);
+    LanePass lanes(draw, frame, s.selection->layer());
+    draw_host_lanes(lanes, s.lanes.host);
+    draw_stream_lanes(lanes, s.lanes.streams);
+    s.boxes = lanes.boxes;
+    if (lanes.hover.event && !s.dragging) draw_tooltip(lanes.hover, clicked, s.selection);
 }
 
 }  // namespace l2a::ui

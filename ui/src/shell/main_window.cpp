@@ -267,11 +267,22 @@ void MainWindow::createDocks() {
     QDockWidget* whatif_dock =
         dock("What-if", "WhatIfDock", whatif_scroll, Qt::RightDockWidgetArea);
     splitDockWidget(summary_dock, whatif_dock, Qt::Vertical);
+    // In a column too short for both (see default_sizes) the summary and the what-if are tabs:
+    // a what-if's results come to the front when it finishes, the summary with a new run.
+    auto tabbed = [this, summary_dock, whatif_dock] {
+        return tabifiedDockWidgets(summary_dock).contains(whatif_dock);
+    };
+    connect(s.session, &Session::variantChanged, this, [this, tabbed, whatif_dock] {
+        if (tabbed() && state_->session->variant()) whatif_dock->raise();
+    });
+    connect(s.session, &Session::baseChanged, this, [tabbed, summary_dock] {
+        if (tabbed()) summary_dock->raise();
+    });
     // The summary dock as tall as its rows need (they wrap in a narrow column); the what-if
     // below takes the rest and scrolls.
     connect(s.summary, &SummaryView::preferredHeightChanged, this,
-            [this, summary_dock, whatif_dock](int h) {
-                if (!summary_dock->isVisible() || summary_dock->isFloating()) return;
+            [this, summary_dock, whatif_dock, tabbed](int h) {
+                if (!summary_dock->isVisible() || summary_dock->isFloating() || tabbed()) return;
                 const int title_h = summary_dock->height() - state_->summary->height();
                 resizeDocks({summary_dock, whatif_dock},
                             {h + std::max(0, title_h),
@@ -282,7 +293,8 @@ void MainWindow::createDocks() {
     // Sizes, applied once the window has its size: the bottom docks tall enough for every row
     // of a 6-layer table (more layers scroll) and a paragraph of the document; the layer table
     // wide enough for its columns and the document for a line of text; the right column as
-    // wide as its numbers need; the summary as tall as its rows.
+    // wide as its numbers need; the summary as tall as its rows, and the what-if's results
+    // below it, or (a column too short for both, as at 1280x720) the two as tabs.
     s.default_sizes = [this, doc_dock, layers_dock, summary_dock, whatif_dock] {
         QTableView* table = state_->layers->table();
         const int row_h = table->verticalHeader()->defaultSectionSize();
@@ -300,8 +312,16 @@ void MainWindow::createDocks() {
         resizeDocks({doc_dock, layers_dock}, {centre_w - layers_width, layers_width},
                     Qt::Horizontal);
         // The summary as short as its rows allow (it keeps a minimum height for them), the
-        // what-if the rest.
+        // what-if the rest, when that shows its results; else tabs, the one with news in front.
         const int summary_h = std::max(state_->summary->preferredHeight(), 120) + title_h;
+        const auto* bar = findChild<QToolBar*>("RunOptionsToolBar");
+        const int column_h = height() - menuBar()->height() - (bar ? bar->height() : 0) -
+                             statusBar()->height() - bottom - title_h;
+        if (column_h < summary_h + title_h + state_->whatif->resultsHeightHint()) {
+            tabifyDockWidget(summary_dock, whatif_dock);
+            (state_->session->variant() ? whatif_dock : summary_dock)->raise();
+            return;
+        }
         resizeDocks({summary_dock, whatif_dock}, {summary_h, std::max(120, height() - summary_h)},
                     Qt::Vertical);
     };

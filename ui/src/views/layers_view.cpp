@@ -135,9 +135,9 @@ public:
 
     QVariant headerData(int section, Qt::Orientation orientation, int role) const override {
         if (orientation != Qt::Horizontal) return {};
-        static const char* names[] = {"layer",         "prune", "global share",
-                                      "what-if share", "local", "router",
-                                      "global attn",   "mlp",   "KV cache"};
+        // Short, so that every column fits a 1280-wide window; the tooltips say the rest.
+        static const char* names[] = {"layer",  "prune",  "global %", "what-if %", "local",
+                                      "router", "global", "mlp",      "KV cache"};
         static const char* tips[] = {
             "Layer index",
             "Check to remove this layer's global attention in the what-if run",
@@ -145,7 +145,7 @@ public:
             "Share of tokens that ran global attention in the what-if variant",
             "Time of the local (sliding-window) attention phase",
             "Time of the router phase",
-            "Time of the global attention phase",
+            "Time of the global attention phase (the global % columns: its share of tokens)",
             "Time of the MLP phase",
             "KV-cache bytes of the layer (local window + global cache)"};
         if (role == Qt::DisplayRole) return names[section];
@@ -223,7 +223,7 @@ LayersView::LayersView(Session* session, Selection* selection, QWidget* parent)
         table->resizeColumnsToContents();
         // Room for the bars, not only for the percentages.
         for (int c : {GlobalFraction, VariantFraction}) {
-            table->setColumnWidth(c, std::max(table->columnWidth(c), 96));
+            table->setColumnWidth(c, std::max(table->columnWidth(c), 72));
         }
         show_layer(state_->selection->layer());
     };

@@ -118,6 +118,8 @@ struct WhatIfView::State {
     QDoubleSpinBox* threshold = nullptr;
     QSlider* threshold_slider = nullptr;
     QPushButton* reset = nullptr;
+    QWidget* options = nullptr;
+    QGroupBox* results = nullptr;  // the metrics of the comparison
     QLabel* status = nullptr;
     QProgressBar* busy = nullptr;
     QStackedWidget* pages = nullptr;  // the comparison, or two profiles side by side
@@ -142,7 +144,8 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     s.selection = selection;
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
-    layout->addWidget(createOptions());
+    s.options = createOptions();
+    layout->addWidget(s.options);
     layout->addLayout(createStatusRow());
     s.pages = new QStackedWidget(this);
     s.pages->addWidget(createComparisonPage());
@@ -155,12 +158,14 @@ WhatIfView::WhatIfView(Session* session, Selection* selection, QWidget* parent)
     showResults();
 }
 
-// The what-if options: routing and its fraction, the threshold override, Reset.
-QGroupBox* WhatIfView::createOptions() {
+// The what-if options in two rows, so that the results below fit a short column: routing, its
+// fraction and Reset; the threshold override. Pruning is the Layers view's check boxes (the
+// status line says so until there is a what-if).
+QWidget* WhatIfView::createOptions() {
     State& s = *state_;
-    auto* controls =
-        new QGroupBox("What-if options (pruning: the Layers view's check boxes)", this);
+    auto* controls = new QWidget(this);
     auto* form = new QFormLayout(controls);
+    form->setContentsMargins(0, 0, 0, 0);
     auto* routing_row = new QHBoxLayout;
     s.routing = new QComboBox(controls);
     s.routing->addItems({"learned", "global", "local", "random", "top"});  // RoutingKind order
@@ -173,9 +178,13 @@ QGroupBox* WhatIfView::createOptions() {
     s.fraction->setDecimals(3);
     s.fraction->setValue(0.2);
     s.fraction->setToolTip("Fraction of tokens for random and top routing");
+    s.reset = new QPushButton("Reset to base", controls);
+    s.reset->setToolTip("Back to the base run's options: its pruning, routing and threshold");
     routing_row->addWidget(s.routing);
     routing_row->addWidget(new QLabel("fraction", controls));
     routing_row->addWidget(s.fraction);
+    routing_row->addStretch(1);
+    routing_row->addWidget(s.reset);
     form->addRow("routing", routing_row);
     auto* threshold_row = new QHBoxLayout;
     s.override_threshold = new QCheckBox("override", controls);
@@ -194,9 +203,6 @@ QGroupBox* WhatIfView::createOptions() {
     threshold_row->addWidget(s.threshold);
     threshold_row->addWidget(s.threshold_slider, 1);
     form->addRow("threshold", threshold_row);
-    s.reset = new QPushButton("Reset to base", controls);
-    s.reset->setToolTip("Back to the base run's options: its pruning, routing and threshold");
-    form->addRow(QString(), s.reset);
     return controls;
 }
 
@@ -226,7 +232,9 @@ QWidget* WhatIfView::createComparisonPage() {
     auto* comparison_layout = new QVBoxLayout(s.comparison_page);
     comparison_layout->setContentsMargins(0, 0, 0, 0);
     auto* results = new QGroupBox("Variant vs base", s.comparison_page);
+    s.results = results;
     auto* grid = new QFormLayout(results);
+    grid->setVerticalSpacing(3);
     for (const MetricRow& row : kMetricRows) {
         auto* value = new QLabel(results);
         value->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -314,6 +322,7 @@ void WhatIfView::nameWidgets() {
     s.repeats->setObjectName("ttftRepeats");
     s.measure_progress->setObjectName("ttftProgress");
     s.pages->setObjectName("comparison");
+    s.results->setObjectName("variantVsBase");
     s.layers->setObjectName("layerComparison");
     s.side->setObjectName("sideBySide");
 }
@@ -537,6 +546,16 @@ QString WhatIfView::shownValue(const QString& metric) const {
     }
     auto it = s.values.find(metric);
     return it == s.values.end() ? QString() : it->second->text();
+}
+
+int WhatIfView::resultsHeightHint() const {
+    const State& s = *state_;
+    const auto* box = static_cast<const QBoxLayout*>(layout());
+    const QMargins m = box->contentsMargins();
+    // The status line may wrap once in a narrow column.
+    const int status_h = 2 * s.status->fontMetrics().lineSpacing();
+    return m.top() + m.bottom() + 2 * box->spacing() + s.options->sizeHint().height() + status_h +
+           s.results->sizeHint().height();
 }
 
 void WhatIfView::setMeasuring(bool measuring, double fraction) {

@@ -38,10 +38,26 @@ struct ResidualCheckpoints {
     std::int64_t hidden_size = 0;
 };
 
+// Where a run is, as typed fields, so that no display parses a stage name.
+struct RunProgress {
+    double fraction = 0.0;  // of the whole run, in [0, 1]; never goes back
+    // Layer: `layer` is next (the layers below it are done); Mlp: inside `layer`, its routing
+    // decided; LmHead: the layers are done, the LM head (and per-token loss) runs.
+    Phase phase = Phase::Layer;
+    std::int64_t layer = -1;  // counted from 0, as the views count; -1 outside the layers
+    std::int64_t num_layers = 0;
+    bool operator==(const RunProgress&) const = default;
+};
+
+// The one text for people, layers counted from 0 as the views count them: "layer 4 of 0-5",
+// "layer 3 of 0-5: mlp", "LM head and per-token loss".
+std::string describe(const RunProgress& progress);
+
 struct PrefillHooks {
     PrefillObserver* observer = nullptr;
-    // fraction in [0, 1] and what is running ("layer 3 / 28").
-    std::function<void(double fraction, std::string_view stage)> progress;
+    // Called at each layer, inside each layer once its routing is decided, and for each block of
+    // LM head rows; the last call of a finished run has fraction 1.
+    std::function<void(const RunProgress&)> progress;
     // Checked between chunks and layers; when it becomes true the run throws l2a::Cancelled.
     const std::atomic<bool>* cancel = nullptr;
     // Receives the float32 next-token logits in order, `rows` rows of `vocab` floats at a time.

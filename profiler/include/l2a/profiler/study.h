@@ -114,8 +114,8 @@ struct StudyEvents {
     // "greedy search".
     std::function<void(const std::string& step)> step;
     // Progress of the whole call in [0, 1] (never lower than the last within a call), of the
-    // current step in [0, 1], and what runs now (PrefillHooks::progress's stage, or "TTFT run
-    // 2 of 6", "variant 3").
+    // current step in [0, 1], and what runs now (describe(RunProgress): "layer 4 of 0-5",
+    // "layer 3 of 0-5: mlp", "LM head and per-token loss"; or "TTFT run 2 of 6", "variant 3").
     std::function<void(double job, double step, const std::string& stage)> progress;
     // Something questionable but not fatal, one line naming the file ("doc.txt: replaced 3
     // invalid UTF-8 sequences with U+FFFD").

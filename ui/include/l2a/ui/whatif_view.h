@@ -10,7 +10,6 @@
 #include <QWidget>
 #include <memory>
 
-class QGroupBox;
 class QHBoxLayout;
 class QTableWidget;
 
@@ -28,6 +27,10 @@ public:
     // The value shown for a metric ("delta_nll", "perplexity", "kl_mean", "kl_max", "top1",
     // "kv_saved", "ttft_measured", "ttft_predicted"), as displayed; "" when none. For tests.
     QString shownValue(const QString& metric) const;
+    // The height that shows the options, the status line and every metric of a comparison
+    // without scrolling (the per-layer table under them may scroll), with or without a
+    // comparison shown now. The main window lays out its right column with it.
+    int resultsHeightHint() const;
     // Shows "running..." over the results while a what-if is on its way.
     void setRunning(bool running);
     // While the TTFT of base and variant is being measured: a progress bar (fraction of the
@@ -40,7 +43,7 @@ signals:
 
 private:
     // The constructor's parts, in the order it calls them.
-    QGroupBox* createOptions();
+    QWidget* createOptions();
     QHBoxLayout* createStatusRow();
     QWidget* createComparisonPage();
     QTableWidget* createSideBySidePage();
