@@ -19,6 +19,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/bench.h"
 #include "l2a/engine/demo.h"
@@ -661,10 +662,12 @@ std::vector<std::int32_t> whatif_bench_tokens(const Arguments& args, const Model
         for (std::int32_t& id : ids) id = token(rng);
         return ids;
     }
-    const std::filesystem::path tokenizer_json = spec.folder / "tokenizer.json";
+    // The engine's demo model is this one's: the same tokenizer.
+    const std::filesystem::path folder = spec.folder.empty() ? demo_model_dir() : spec.folder;
+    const std::filesystem::path tokenizer_json = folder / "tokenizer.json";
     std::error_code error;
     if (!std::filesystem::is_regular_file(tokenizer_json, error)) {
-        fail(spec.folder.string(), "the model folder has no tokenizer.json");
+        fail(folder.string(), "the model folder has no tokenizer.json");
     }
     const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_json);
     const std::string text = args.value("--doc")
@@ -699,6 +702,9 @@ int bench_whatif(std::span<const std::string_view> raw) {
                     {"--layer", true},
                     {"--repeat", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -709,6 +715,11 @@ int bench_whatif(std::span<const std::string_view> raw) {
     const int sources =
         int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
     if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    if (remote_engine(args) && args.has("--model")) {
+        args.usage_error(
+            "with --engine, bench whatif runs --demo or --shape NAME (the tokens are "
+            "made here)");
+    }
     if (args.has("--shape") && args.has("--doc")) {
         args.usage_error("--shape runs random token ids: it takes no --doc");
     }
@@ -723,7 +734,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
             args.usage_error(e.what());
         }
     } else {
-        spec.folder = model_folder(args);
+        spec.folder = model_spec(args).folder;
     }
     spec.seed = args.unsigned_integer("--seed").value_or(0);
     RunOptions options;
@@ -743,13 +754,13 @@ int bench_whatif(std::span<const std::string_view> raw) {
     }
     spec.placement.device = options.device;
     if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
-    require_device(options.device);
-    apply_threads(args);
+    int engine_threads = 0;
+    prepare_compute(args, options.device, engine_threads);
     const bool quiet = args.has("--quiet");
     const std::vector<std::int32_t> ids = whatif_bench_tokens(args, spec, tokens);
 
     StudyPrinter printer(quiet);
-    const std::unique_ptr<Study> study = make_local_study({.cancel = cancel_flag()});
+    const std::unique_ptr<Study> study = open_study(args);
     const ModelSummary model = study->open_model(spec, printer.events());
     if (!model.is_l2a) fail(spec.label(), "a what-if prunes L2A layers: this model is plain");
     const std::int64_t layers = model.num_layers;
@@ -766,6 +777,7 @@ int bench_whatif(std::span<const std::string_view> raw) {
     if (args.value("--doc")) run.document.label = *args.value("--doc");
     run.options = options;
     run.trace = false;  // the what-if's own time, without the tracer's
+    run.threads = engine_threads;
     auto t0 = clock();
     const StudyRunResult base = study->run(run, printer.events());
     const double base_s = seconds(t0, clock());
@@ -801,7 +813,8 @@ int bench_whatif(std::span<const std::string_view> raw) {
                                     {"dtype", base.report.dtype},
                                     {"pruned_layer", layer},
                                     {"start_layer", start_layer},
-                                    {"threads", cpu_threads()},
+                                    {"threads", base.report.threads},
+                                    {"engine", study->where()},
                                     {"machine", machine_json(load)},
                                     {"base_seconds", base_s},
                                     {"rerun_median_seconds", rerun_median},

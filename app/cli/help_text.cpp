@@ -20,6 +20,7 @@ Commands:
   train          train an L2A model's routers (or a model from scratch) on documents
   convert        store a model's weights as bf16, f16 or f32
   evaluate       measure whether a model's routing follows documents' long-range references
+  serve          run models for remote clients (--engine): l2a serve --models DIR
   help           show the help of a command: l2a help run
 
 Options:
@@ -423,6 +424,38 @@ Options:
   -h, --help          show this help
 )";
 
+constexpr const char* kServeHelp =
+    R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
+                 [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
+                 [--checkpoint-budget BYTES] [--max-message BYTES] [--quiet]
+
+Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
+whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
+host itself), and the desktop app's File > Connect to Engine. Clients get the same profiles as
+local runs, with the kernel timeline of CUDA runs. One run computes at a time; the others wait
+and are told how many runs are ahead. A client's session keeps its base run's checkpoints for
+its what-ifs; a client that disconnects cancels its run and frees its memory.
+
+Options:
+  --listen HOST:PORT   where to listen (default 127.0.0.1:7787; port 0: any free port, printed
+                       on standard output); unix:PATH listens on a Unix socket (mode 0700)
+  --token-file F       clients must send the token in F (its first line); required on any
+                       address other than loopback
+  --models ROOT        model folders clients may open, by their names under ROOT (default:
+                       $L2A_MODELS); the demo model is always offered
+  --docs ROOT          documents clients may name on the server (else they send the text)
+  --shape NAME         also offer published shapes with random weights, for benchmarks
+  --tls-cert C         TLS certificate (PEM) and its key (--tls-key): clients use tls://
+  --checkpoint-budget  host memory for a session's residual checkpoints (default 2G): within
+                       it what-ifs re-run only from the layer they change
+  --max-message BYTES  the largest request a client may send (default 256M)
+  --until-stdin-closes stop when standard input closes (used by --engine ssh://)
+  --quiet              no log lines on standard error
+  -h, --help           show this help
+
+Stop it with Ctrl-C (SIGINT) or SIGTERM: running requests are cancelled.
+)";
+
 }  // namespace
 
 const char* help_text(std::string_view command) {
@@ -437,6 +470,7 @@ const char* help_text(std::string_view command) {
     if (command == "train") return kTrainHelp;
     if (command == "convert") return kConvertHelp;
     if (command == "evaluate") return kEvaluateHelp;
+    if (command == "serve") return kServeHelp;
     return kMainHelp;
 }
 

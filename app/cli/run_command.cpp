@@ -14,6 +14,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
@@ -223,6 +224,10 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--out", true},
                     {"--logits-out", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
+                    {"--engine-doc", true},
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -233,9 +238,18 @@ int run_command(std::span<const std::string_view> raw) {
     if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
     const auto doc = args.value("--doc");
     const auto tokens_file = args.value("--tokens");
-    if (doc && tokens_file) args.usage_error("give either --doc FILE or --tokens FILE, not both");
-    if (!doc && !tokens_file && !args.has("--demo")) {
+    const auto engine_doc = args.value("--engine-doc");
+    const bool remote = remote_engine(args);
+    if (int(doc.has_value()) + int(tokens_file.has_value()) + int(engine_doc.has_value()) > 1) {
+        args.usage_error("give one input: --doc FILE, --tokens FILE or --engine-doc PATH");
+    }
+    if (!doc && !tokens_file && !engine_doc && !args.has("--demo")) {
         args.usage_error("give the input: --doc FILE or --tokens FILE");
+    }
+    if (engine_doc && !remote)
+        args.usage_error("--engine-doc names a document on a remote --engine");
+    if (remote && args.has("--logits-out")) {
+        args.usage_error("--logits-out: a remote engine does not send logits back");
     }
     RunOptions options = run_options(args);
     const std::optional<Backend> backend = parse_backend(options.backend);
@@ -247,8 +261,8 @@ int run_command(std::span<const std::string_view> raw) {
                          ": runs on CUDA devices only (add --device cuda; on the CPU the backend "
                          "is reference)");
     }
-    require_device(options.device);
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;
+    const std::string threads = prepare_compute(args, options.device, engine_threads);
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
     const bool quiet = args.has("--quiet");
@@ -264,10 +278,9 @@ int run_command(std::span<const std::string_view> raw) {
                           {{"--doc", doc.value_or("")}, {"--tokens", tokens_file.value_or("")}});
     }
 
-    const std::filesystem::path folder = model_folder(args);
-    const std::string label = model_label(args, folder);
-    ModelSpec model;
-    model.folder = folder;
+    ModelSpec model = model_spec(args);
+    const std::string label =
+        args.has("--demo") ? std::string("<demo model>") : model.folder.string();
     model.placement.device = options.device;
     if (auto dtype = args.value("--dtype")) model.placement.dtype = *dtype;
     model.placement.allow_nonfinite_weights = args.has("--allow-nonfinite-weights");
@@ -275,9 +288,24 @@ int run_command(std::span<const std::string_view> raw) {
     StudyRunSpec spec;
     spec.options = options;
     spec.trace = !args.has("--no-trace");
-    if (doc) {
+    spec.threads = engine_threads;
+    if (doc && remote) {
+        // The engine gets the text; the file is read here.
+        Document d = load_document(*doc);
+        spec.document.text = std::move(d.text);
+        spec.document.label = *doc;
+        if (d.replaced_sequences > 0) {
+            std::fprintf(
+                stderr, "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
+                doc->c_str(), group_digits(static_cast<std::int64_t>(d.replaced_sequences)).c_str(),
+                d.replaced_sequences == 1 ? "" : "s");
+        }
+    } else if (doc) {
         spec.document.path = *doc;
         spec.document.label = *doc;
+    } else if (engine_doc) {
+        spec.document.path = *engine_doc;
+        spec.document.label = *engine_doc;
     } else if (tokens_file) {
         spec.document.token_ids = read_token_file(*tokens_file);
         spec.document.label = *tokens_file;
@@ -311,7 +339,7 @@ int run_command(std::span<const std::string_view> raw) {
         };
     }
 
-    const std::unique_ptr<Study> study = make_local_study({.cancel = cancel_flag()});
+    const std::unique_ptr<Study> study = open_study(args);
     vocab_size = study->open_model(model, events).vocab_size;
     throw_if_cancelled();
     const StudyRunResult run = study->run(spec, events);
@@ -334,7 +362,9 @@ int run_command(std::span<const std::string_view> raw) {
     } else {
         print_report(
             profile, label,
-            profile.device == "cpu" ? std::string("cpu") : options.device + ": " + profile.device,
+            (profile.device == "cpu" ? std::string("cpu")
+                                     : options.device + ": " + profile.device) +
+                (remote ? " on " + study->where().substr(0, study->where().find(": ")) : ""),
             threads, run.report.counted_all);
     }
     return 0;

@@ -14,6 +14,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/config.h"
 #include "l2a/engine/device.h"
@@ -100,13 +101,12 @@ Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& print
     std::optional<ModelSpec> spec;
     std::string label = profile->model.path;
     if (args.has("--model") || args.has("--demo")) {
-        spec.emplace();
-        spec->folder = model_folder(args);
+        spec = model_spec(args);
         spec->placement.device = profile->options.device;
         if (!profile->dtype.empty()) spec->placement.dtype = profile->dtype;
-        label = model_label(args, spec->folder);
+        label = args.has("--demo") ? std::string("<demo model>") : spec->folder.string();
     }
-    Loaded in{profile, make_local_study({.cancel = cancel_flag()}), std::move(label)};
+    Loaded in{profile, open_study(args), std::move(label)};
     in.study->adopt(profile, *profile_path, spec, printer.events());
     return in;
 }
@@ -299,6 +299,9 @@ int whatif_command(std::span<const std::string_view> raw) {
                     {"--out", true},
                     {"--ttft-repeats", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -322,7 +325,8 @@ int whatif_command(std::span<const std::string_view> raw) {
     const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
     const int ttft_repeats = static_cast<int>(args.integer("--ttft-repeats", 0, 1000).value_or(3));
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;  // the engine's own default: what-ifs keep the base's threads
+    const std::string threads = prepare_compute(args, "", engine_threads);
     const auto out = args.value("--out");
     if (out) check_output_file(args, {"--out", *out}, {{"--profile", *args.value("--profile")}});
 
@@ -361,6 +365,9 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                     {"--profile", true},
                     {"--max-dnll", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -375,7 +382,8 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                          " is not a non-negative number of nats per token");
     }
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;  // the engine's own default: what-ifs keep the base's threads
+    const std::string threads = prepare_compute(args, "", engine_threads);
 
     StudyPrinter printer(args.has("--quiet"));
     const Loaded in = load_inputs(args, true, printer);

@@ -136,8 +136,8 @@ public:
 
     std::string where() const override {
         const std::string device = model_ ? model_->placement().device : std::string("cpu");
-        if (is_cpu_device(device)) return "this computer (cpu)";
-        return "this computer (" + device + ": " + device_name_ + ")";
+        if (is_cpu_device(device)) return "cpu";
+        return device + " " + device_name_;
     }
 
     ModelSummary open_model(const ModelSpec& requested, const StudyEvents& events) override {

@@ -140,7 +140,8 @@ class Study {
 public:
     virtual ~Study() = default;
 
-    // Where runs happen: "this computer (cpu)", "tcp://gpu1:7787 (NVIDIA H200)".
+    // Where runs happen: "cpu" or "cuda:0 NVIDIA H200" on this computer; a remote engine says
+    // its address first ("tcp://gpu1:7787: cuda:0 NVIDIA H200").
     virtual std::string where() const = 0;
 
     // Loads the model, or keeps it when the spec asks for the one loaded (same source and
