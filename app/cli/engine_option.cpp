@@ -10,7 +10,6 @@
 #include "l2a/engine/error.h"
 #include "l2a/profiler/remote.h"
 #include "model_source.h"
-#include "ssh_tunnel.h"
 #include "threads.h"
 
 namespace l2a::cli {
@@ -21,18 +20,13 @@ bool remote_engine(const Arguments& args) {
 }
 
 std::string read_token(const std::filesystem::path& path) {
-    std::string text = read_text_file(path);
-    const std::size_t end = text.find_first_of("\r\n");
-    if (end != std::string::npos) text.resize(end);
-    const std::size_t first = text.find_first_not_of(" \t");
-    const std::size_t last = text.find_last_not_of(" \t");
-    if (first == std::string::npos) fail(path.string(), "the token file is empty");
+    std::string token = read_engine_token(path);
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0 && (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         std::fprintf(stderr, "l2a: warning: %s: others may read this token file (chmod 600 it)\n",
                      path.c_str());
     }
-    return text.substr(first, last - first + 1);
+    return token;
 }
 
 std::unique_ptr<Study> open_study(const Arguments& args) {
@@ -43,11 +37,8 @@ std::unique_ptr<Study> open_study(const Arguments& args) {
         return make_local_study({.cancel = cancel_flag()});
     }
     const std::string url = *args.value("--engine");
-    if (url.rfind("ssh://", 0) == 0) {
-        if (args.has("--token-file") || args.has("--tls-ca")) {
-            args.usage_error("--engine ssh://...: the tunnel needs no --token-file or --tls-ca");
-        }
-        return open_ssh_study(url);
+    if (url.rfind("ssh://", 0) == 0 && (args.has("--token-file") || args.has("--tls-ca"))) {
+        args.usage_error("--engine ssh://...: the tunnel needs no --token-file or --tls-ca");
     }
     EngineAddress address;
     address.url = url;

@@ -11,6 +11,7 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/profiler/remote.h"
 #include "remote_common.h"
+#include "ssh_tunnel.h"
 #include "wire.h"
 
 namespace l2a {
@@ -247,12 +248,17 @@ private:
 }  // namespace
 
 void check_engine_url(const std::string& url) {
+    if (url.rfind("ssh://", 0) == 0) {
+        remote::check_ssh_url(url);
+        return;
+    }
     bool tls = false;
     remote::grpc_target(url, tls);
 }
 
 std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds) {
     check_engine_url(address.url);
+    if (address.url.rfind("ssh://", 0) == 0) return remote::open_ssh_study(address.url);
     return std::make_unique<RemoteStudy>(address, timeout_seconds);
 }
 

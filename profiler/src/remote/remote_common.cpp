@@ -2,7 +2,9 @@
 
 #include <charconv>
 
+#include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
+#include "l2a/profiler/remote.h"
 
 namespace l2a::remote {
 namespace {
@@ -53,3 +55,17 @@ std::string grpc_target(const std::string& url, bool& tls) {
 }
 
 }  // namespace l2a::remote
+
+namespace l2a {
+
+std::string read_engine_token(const std::filesystem::path& path) {
+    std::string text = read_text_file(path);
+    const std::size_t end = text.find_first_of("\r\n");
+    if (end != std::string::npos) text.resize(end);
+    const std::size_t first = text.find_first_not_of(" \t");
+    const std::size_t last = text.find_last_not_of(" \t");
+    if (first == std::string::npos) fail(path.string(), "the token file is empty");
+    return text.substr(first, last - first + 1);
+}
+
+}  // namespace l2a

@@ -12,6 +12,7 @@
 #include <thread>
 #include <variant>
 
+#include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/document_run.h"
@@ -20,6 +21,7 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_choices.h"
 #include "l2a/engine/whatif.h"
+#include "l2a/profiler/remote.h"
 #include "l2a/profiler/study.h"
 #include "l2a/ui/units.h"
 
@@ -48,7 +50,10 @@ struct MeasureJob {
     ComparisonPtr comparison;
     int repeats = 3;
 };
-using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob>;
+struct ConnectJob {
+    EngineChoice engine;
+};
+using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob, ConnectJob>;
 
 }  // namespace
 
@@ -65,6 +70,7 @@ struct RunController::Worker {
             pending_whatif.reset();
             pending_adopt.reset();
             pending_measure.reset();
+            pending_connect.reset();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -120,9 +126,24 @@ struct RunController::Worker {
         wake.notify_all();
     }
 
+    void submit_connect(EngineChoice engine) {
+        {
+            std::lock_guard lock(mutex);
+            pending_connect = ConnectJob{std::move(engine)};
+            // Made for the engine being left.
+            pending_run.reset();
+            pending_whatif.reset();
+            pending_measure.reset();
+            if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
     void cancel() {
         {
             std::lock_guard lock(mutex);
+            pending_connect.reset();
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
@@ -137,7 +158,8 @@ struct RunController::Worker {
 
     bool running_now() {
         std::lock_guard lock(mutex);
-        return running || pending_run || pending_whatif || pending_adopt || pending_measure;
+        return running || pending_run || pending_whatif || pending_adopt || pending_measure ||
+               pending_connect;
     }
 
     // ---- the worker thread -----------------------------------------------------------------
@@ -149,10 +171,13 @@ struct RunController::Worker {
                 std::unique_lock lock(mutex);
                 wake.wait(lock, [&] {
                     return stopping || pending_run || pending_whatif || pending_adopt ||
-                           pending_measure;
+                           pending_measure || pending_connect;
                 });
                 if (stopping) return;
-                if (pending_adopt) {
+                if (pending_connect) {
+                    job = std::move(*pending_connect);
+                    pending_connect.reset();
+                } else if (pending_adopt) {
                     job = std::move(*pending_adopt);
                     pending_adopt.reset();
                 } else if (pending_run) {
@@ -171,7 +196,8 @@ struct RunController::Worker {
                                  std::holds_alternative<MeasureJob>(job);
                 cancel_flag = false;
             }
-            if (!std::holds_alternative<AdoptJob>(job)) {
+            if (!std::holds_alternative<AdoptJob>(job) &&
+                !std::holds_alternative<ConnectJob>(job)) {
                 post([](RunController* c) { emit c->jobStarted(); });
             }
             try {
@@ -188,7 +214,8 @@ struct RunController::Worker {
                 std::lock_guard lock(mutex);
                 running = false;
                 running_whatif = false;
-                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure;
+                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure &&
+                       !pending_connect;
             }
             if (idle) {
                 post([](RunController* c) {
@@ -211,8 +238,13 @@ struct RunController::Worker {
         check_cancel();
 
         StudyRunSpec run;
-        run.document.path = r.document;  // empty: the demo document
         if (!r.document.empty()) run.document.label = r.document.string();
+        if (remote && !r.document.empty()) {
+            // The engine gets the text; the file is read here.
+            run.document.text = load_document(r.document).text;
+        } else {
+            run.document.path = r.document;  // empty: the demo document
+        }
         run.options = r.options;
         // No limit asked: the whole document, up to the model's context.
         run.cut_at_context = true;
@@ -235,6 +267,39 @@ struct RunController::Worker {
         ProfilePtr profile = result.profile;
         base_profile = profile;
         post([profile, info](RunController* c) { emit c->runFinished(profile, info); });
+    }
+
+    void execute(ConnectJob& job) {
+        const EngineChoice& e = job.engine;
+        std::unique_ptr<Study> next;
+        QStringList models;
+        if (e.url.isEmpty()) {
+            next = make_local_study(
+                {.checkpoint_budget_bytes = kCheckpointBudgetBytes, .cancel = &cancel_flag});
+        } else {
+            EngineAddress address;
+            address.url = e.url.toStdString();
+            if (!e.token_file.isEmpty()) {
+                address.token = read_engine_token(e.token_file.toStdString());
+            }
+            if (!e.tls_ca_file.isEmpty()) {
+                address.tls_ca_pem = read_text_file(e.tls_ca_file.toStdString());
+            }
+            next = connect_study(address);
+            if (address.url.rfind("ssh://", 0) != 0) {
+                for (const std::string& m : engine_info(address).models) models << q(m);
+            }
+        }
+        study = std::move(next);
+        remote = !e.url.isEmpty();
+        engine_url = e.url;
+        // The base stays the app's; the new engine re-runs it when a what-if first needs it.
+        if (base_profile) adopted = base_profile;
+        const QString where = q(study->where());
+        const bool is_remote = remote;
+        post([where, is_remote, models](RunController* c) {
+            emit c->engineChanged(where, is_remote, models);
+        });
     }
 
     void execute(AdoptJob& job) {
@@ -314,6 +379,11 @@ struct RunController::Worker {
         std::string line = message.substr(0, message.find('\n'));
         const QString text = q(line);
         post([text](RunController* c) { emit c->failed(text); });
+        if (remote && (line.find("connection lost") != std::string::npos ||
+                       line.find("connection to the engine is closed") != std::string::npos)) {
+            const QString where = engine_url + " (connection lost)";
+            post([where](RunController* c) { emit c->engineChanged(where, true, {}); });
+        }
     }
 
     template <typename F>
@@ -344,10 +414,13 @@ struct RunController::Worker {
     std::optional<WhatIfJob> pending_whatif;
     std::optional<AdoptJob> pending_adopt;
     std::optional<MeasureJob> pending_measure;
+    std::optional<ConnectJob> pending_connect;
     std::atomic<bool> cancel_flag{false};
     bool busy = false;  // GUI thread only
 
     // Worker-thread state.
+    bool remote = false;
+    QString engine_url;
     std::unique_ptr<Study> study = make_local_study(
         {.checkpoint_budget_bytes = kCheckpointBudgetBytes, .cancel = &cancel_flag});
     ProfilePtr base_profile;
@@ -377,5 +450,7 @@ void RunController::startMeasureTtft(ProfilePtr variant, ComparisonPtr compariso
 }
 
 void RunController::cancel() { worker_->cancel(); }
+
+void RunController::connectEngine(const EngineChoice& engine) { worker_->submit_connect(engine); }
 
 }  // namespace l2a::ui

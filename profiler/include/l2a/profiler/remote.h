@@ -63,14 +63,22 @@ private:
 };
 
 struct EngineAddress {
-    // "tcp://HOST:PORT", "tls://HOST:PORT" or "unix:PATH".
+    // "tcp://HOST:PORT", "tls://HOST:PORT", "unix:PATH", or
+    // "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a][?models=DIR&docs=DIR&shape=NAME]": `l2a serve`
+    // started on HOST through the user's own ssh (their keys, agent and ~/.ssh/config; L2A_SSH
+    // replaces the ssh program and its options), on a Unix socket of the host that ssh forwards
+    // to a private local one; the server ends with the connection.
     std::string url;
     std::string token;
     std::string tls_ca_pem;  // tls://: the certificate authority to trust ("": the system's)
 };
 
-// Parses and checks an --engine value (tcp://HOST:PORT, tls://HOST:PORT, unix:PATH); throws
-// l2a::Error naming it otherwise. ssh:// is the CLI's (it starts the server first).
+// A token file's token: its first line without surrounding white space. Throws l2a::Error
+// naming the file when it cannot be read or holds no token.
+std::string read_engine_token(const std::filesystem::path& path);
+
+// Parses and checks an --engine value (as EngineAddress::url says); throws l2a::Error naming
+// it otherwise.
 void check_engine_url(const std::string& url);
 
 // Connects (within `timeout_seconds`) and checks the token; throws l2a::Error naming the

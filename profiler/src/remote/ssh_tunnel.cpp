@@ -16,7 +16,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/profiler/remote.h"
 
-namespace l2a::cli {
+namespace l2a::remote {
 namespace {
 
 struct SshTarget {
@@ -87,7 +87,8 @@ public:
         local_ = folder_ / "engine.sock";
         const std::string remote_socket = "/tmp/l2a-serve-" + random_hex(16) + ".sock";
         std::string command = "exec " + quoted(t.program) + " serve --listen " +
-                              quoted("unix:" + remote_socket) + " --until-stdin-closes";
+                              quoted("unix:" + remote_socket) +
+                              " --until-stdin-closes --quiet >/dev/null";
         if (!t.models.empty()) command += " --models " + quoted(t.models);
         if (!t.docs.empty()) command += " --docs " + quoted(t.docs);
         if (!t.shape.empty()) command += " --shape " + quoted(t.shape);
@@ -235,6 +236,8 @@ private:
 
 }  // namespace
 
+void check_ssh_url(const std::string& url) { parse(url); }
+
 std::unique_ptr<Study> open_ssh_study(const std::string& url) {
     const SshTarget target = parse(url);
     auto tunnel = std::make_unique<Tunnel>(url, target);
@@ -242,4 +245,4 @@ std::unique_ptr<Study> open_ssh_study(const std::string& url) {
     return std::make_unique<SshStudy>(url, std::move(tunnel), std::move(inner));
 }
 
-}  // namespace l2a::cli
+}  // namespace l2a::remote

@@ -10,8 +10,11 @@
 
 #include "l2a/profiler/study.h"
 
-namespace l2a::cli {
+namespace l2a::remote {
 
 std::unique_ptr<Study> open_ssh_study(const std::string& url);
 
-}  // namespace l2a::cli
+// Throws l2a::Error naming the URL when it is not a valid ssh:// engine.
+void check_ssh_url(const std::string& url);
+
+}  // namespace l2a::remote
