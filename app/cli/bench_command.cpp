@@ -31,6 +31,7 @@
 #include "l2a/engine/shapes.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/remote.h"
 #include "l2a/profiler/study.h"
 #include "model_source.h"
 #include "study_printer.h"
@@ -447,30 +448,139 @@ int bench_prefill_shape(const Arguments& args) {
     return 0;
 }
 
+// ---- bench prefill --engine: the time to first token through a remote engine ----------------
+
+// Each run's time as the engine measured it (what a local run on that machine takes) against
+// the time the client waited for its profile: the remote engine's overhead, and the profile's
+// size on the wire.
+int bench_prefill_engine(const Arguments& args) {
+    if (!args.has("--shape")) {
+        args.usage_error("with --engine, bench prefill runs --shape NAME (random weights)");
+    }
+    for (const char* option : {"--trace", "--window"}) {
+        if (args.has(option)) args.usage_error(std::string(option) + " is not used with --engine");
+    }
+    ModelSpec spec;
+    spec.shape = *args.value("--shape");
+    try {
+        published_shape(spec.shape);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
+    const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
+    const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
+    RunOptions ours;
+    try {
+        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    ours.device = args.value("--device").value_or("cuda");
+    const bool cpu = is_cpu_device(ours.device);
+    ours.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    ours.token_nll = false;  // time to first token
+    ours.seed = spec.seed;
+    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
+    spec.placement.device = ours.device;
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    int threads = 0;
+    prepare_compute(args, ours.device, threads);
+    const bool json = args.has("--json");
+    const bool quiet = args.has("--quiet");
+
+    const std::unique_ptr<Study> study = open_study(args);
+    StudyPrinter printer(quiet);
+    const ModelSummary model = study->open_model(spec, printer.events());
+    printer.finish();
+    const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(longest));
+    std::mt19937_64 rng(spec.seed);
+    std::uniform_int_distribution<std::int32_t> token(
+        0, static_cast<std::int32_t>(model.vocab_size - 1));
+    for (std::int32_t& id : ids) id = token(rng);
+
+    const auto run = [&](std::int64_t n, double& engine_s, double& client_s,
+                         std::int64_t& profile_bytes) {
+        StudyRunSpec r;
+        r.document.token_ids.assign(ids.begin(), ids.begin() + n);
+        r.document.label = "<random tokens>";
+        r.options = ours;
+        r.trace = false;
+        r.threads = threads;
+        const auto t0 = std::chrono::steady_clock::now();
+        const StudyRunResult result = study->run(r);
+        client_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        engine_s = result.profile->wall_seconds;
+        profile_bytes = profile_transfer_bytes(*result.profile);
+    };
+    if (!json) {
+        std::printf("shape %s (%lld layers), random weights (seed %llu) on %s\n",
+                    spec.shape.c_str(), static_cast<long long>(model.num_layers),
+                    static_cast<unsigned long long>(spec.seed), study->where().c_str());
+        std::printf("time to first token, median of %lld runs after a warm-up; routing %s\n",
+                    static_cast<long long>(repeat), ours.routing.to_string().c_str());
+        std::printf("%8s  %10s  %10s  %9s  %12s\n", "tokens", "engine s", "client s", "overhead",
+                    "profile");
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::int64_t n : lengths) {
+        double engine_s = 0, client_s = 0;
+        std::int64_t bytes = 0;
+        if (!quiet) std::fprintf(stderr, "l2a bench: %lld tokens: warm-up\n", (long long)n);
+        run(std::min<std::int64_t>(n, 4096), engine_s, client_s, bytes);
+        std::vector<double> engine, client;
+        for (std::int64_t i = 0; i < repeat; ++i) {
+            throw_if_cancelled();
+            if (!quiet) {
+                std::fprintf(stderr, "l2a bench: %lld tokens: run %lld of %lld\n", (long long)n,
+                             (long long)(i + 1), (long long)repeat);
+            }
+            run(n, engine_s, client_s, bytes);
+            engine.push_back(engine_s);
+            client.push_back(client_s);
+        }
+        const double e = median_of(engine);
+        const double c = median_of(client);
+        const double overhead = (c / e - 1.0) * 100.0;
+        if (json) {
+            rows.push_back({{"tokens", n},
+                            {"engine_median_seconds", e},
+                            {"client_median_seconds", c},
+                            {"overhead_percent", overhead},
+                            {"profile_bytes", bytes}});
+        } else {
+            std::printf("%8lld  %10.3f  %10.3f  %8.1f%%  %12s\n", static_cast<long long>(n), e, c,
+                        overhead, format_bytes_short(bytes).c_str());
+            std::fflush(stdout);
+        }
+    }
+    if (json) {
+        std::cout << nlohmann::json{{"shape", spec.shape},
+                                    {"engine", study->where()},
+                                    {"repeat", repeat},
+                                    {"routing", ours.routing.to_string()},
+                                    {"results", rows}}
+                         .dump(2)
+                  << "\n";
+    }
+    return 0;
+}
+
 int bench_prefill(std::span<const std::string_view> raw) {
     Arguments args("bench",
-                   {kModelOption,
-                    kDemoOption,
-                    {"--doc", true},
-                    {"--shape", true},
-                    {"--tokens", true},
-                    {"--repeat", true},
-                    {"--routing", true},
-                    kThreadsOption,
-                    {"--device", true},
-                    {"--dtype", true},
-                    {"--backend", true},
-                    {"--seed", true},
-                    {"--window", true},
-                    {"--chunk", true},
-                    {"--trace", false},
-                    {"--quiet", false},
-                    {"--json", false}},
+                   {kModelOption,       kDemoOption,        {"--doc", true},     {"--shape", true},
+                    {"--tokens", true}, {"--repeat", true}, {"--routing", true}, kThreadsOption,
+                    {"--device", true}, {"--dtype", true},  {"--backend", true}, {"--seed", true},
+                    {"--window", true}, {"--chunk", true},  {"--trace", false},  kEngineOption,
+                    kTokenFileOption,   kTlsCaOption,       {"--quiet", false},  {"--json", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
+    if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--shape")) return bench_prefill_shape(args);
     for (const char* option :
          {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {

@@ -49,7 +49,7 @@ std::unique_ptr<Study> open_study(const Arguments& args) {
     }
     if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
     if (auto ca = args.value("--tls-ca")) address.tls_ca_pem = read_text_file(*ca);
-    return connect_study(address);
+    return connect_study(address, 10.0, cancel_flag());
 }
 
 std::string prepare_compute(const Arguments& args, const std::string& device, int& threads) {

@@ -31,17 +31,21 @@ Without a model of your own, try: l2a run --demo
 )";
 
 constexpr const char* kInfoHelp = R"(Usage: l2a info (--model DIR | --demo) [--json]
+       l2a info --engine URL [--token-file F] [--json]
 
 Describes a model folder without running it: architecture, sizes, parameter count, the L2A
 settings (sliding window, router temperature and threshold), and how many bytes of KV cache each
-token costs with and without L2A.
+token costs with and without L2A. With --engine, describes a remote engine (`l2a serve`): its
+version, devices, and the model folders and shapes it offers.
 
 Options:
-  --model DIR   a HuggingFace model folder (config.json and safetensors weights)
-  --demo        the demo model shipped with the tool (a small trained byte-level L2A
-                model; see assets/models/l2a-demo/README.md)
-  --json        print the description as JSON
-  -h, --help    show this help
+  --model DIR      a HuggingFace model folder (config.json and safetensors weights)
+  --demo           the demo model shipped with the tool (a small trained byte-level L2A
+                   model; see assets/models/l2a-demo/README.md)
+  --engine URL     a remote engine: tcp://HOST:PORT, tls://HOST:PORT or unix:PATH
+  --token-file F   its token; --tls-ca F: its certificate authority (tls://)
+  --json           print the description as JSON
+  -h, --help       show this help
 )";
 
 constexpr const char* kRunHelp =
@@ -85,6 +89,13 @@ Run:
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
                       host timers only)
+
+Remote engine:
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
+  --engine-doc PATH   a document on the engine (under its --docs) instead of --doc
 
 Output:
   --out FILE          save the profile (.l2a) for `l2a export` and the desktop app
@@ -138,10 +149,12 @@ Options:
 constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
+       l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
        l2a bench attention [options]
        l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
                         [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
-                        [--backend B] [--routing R] [--threads N] [--json] [--quiet]
+                        [--backend B] [--routing R] [--threads N] [--engine URL]
+                        [--token-file F] [--json] [--quiet]
 
 Every benchmark prints the CPU threads it uses and the machine's load average over the last
 minute (also in --json), and warns on standard error when the load is above 0.5: other work is
@@ -165,6 +178,10 @@ download) and random token ids (seeded), and times the time to first token (pref
 token, logits of the last one only) of the L2A model ("ours": --backend, --routing) against the
 same model run as its base model, full causal attention in every layer through cuDNN SDPA
 ("base"), with the ratio base/ours and the peak GPU memory of each.
+bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
+remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
+machine takes), the time the client waited for the profile, the overhead in %, and the
+profile's size on the wire. bench whatif --engine URL times live what-ifs there.
 Shapes: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b, qwen2.5-0.5b, qwen2.5-1.5b,
 qwen2.5-3b, qwen2.5-7b, qwen2.5-14b.
 
@@ -239,6 +256,10 @@ Options:
   --ttft-repeats N    time to first token measured N times for each of base and variant
                       (default 3; 0: predicted only)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
   --json              print the comparison as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -419,6 +440,10 @@ Options:
   --demo              use the demo model
   --max-dnll X        the budget: mean NLL may rise by at most X nats per token (X >= 0)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
   --json              print the suggestion as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help

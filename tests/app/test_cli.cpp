@@ -171,8 +171,9 @@ TEST_F(Cli, HelpColumnsAlign) {
     EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n  --bb      two\n").size(), 0u);
     EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n  --bb       two\n").size(), 1u);
     EXPECT_EQ(misaligned_help_lines("Options:\n  --a X     one\n             more\n").size(), 1u);
-    for (const char* command : {"", "info", "run", "export", "bench", "whatif", "suggest-prune",
-                                "make-docs", "construct", "train", "convert", "evaluate"}) {
+    for (const char* command :
+         {"", "info", "run", "export", "bench", "whatif", "suggest-prune", "make-docs", "construct",
+          "train", "convert", "evaluate", "serve"}) {
         SCOPED_TRACE(command);
         const Result r = l2a(std::string("help ") + command, dir_);
         ASSERT_EQ(r.status, 0) << r.err;

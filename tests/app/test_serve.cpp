@@ -206,6 +206,28 @@ TEST_F(Serve, AClientKilledMidRunLeavesTheServerServing) {
     EXPECT_TRUE(contains(next.out(), "\"num_tokens\": 64")) << next.out();
 }
 
+// Ctrl-C on the client cancels the run on the engine: the client ends as a local run does
+// (130, "cancelled"), and the engine is free for the next run at once.
+TEST_F(Serve, CtrlCOnTheClientCancelsTheRunOnTheEngine) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--engine", engine,
+                  "--threads", "1", "--out", "p.l2a"},
+                 dir_, "client", {"L2A_PROGRESS_SECONDS=0"});
+    ASSERT_TRUE(client.wait_for("prefill of", std::chrono::seconds(60))) << client.err();
+    client.kill(SIGINT);
+    const auto asked = Clock::now();
+    EXPECT_EQ(client.wait(std::chrono::seconds(30)), 130) << client.err();
+    EXPECT_LE(Clock::now() - asked, std::chrono::seconds(5));
+    EXPECT_TRUE(contains(client.err(), "cancelled")) << client.err();
+    EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
+    Child next(
+        {kBinary.string(), "run", "--demo", "--max-tokens", "32", "--engine", engine, "--quiet"},
+        dir_, "next");
+    EXPECT_EQ(next.wait(std::chrono::seconds(60)), 0) << next.err();
+}
+
 TEST_F(Serve, TokensAndAddressesAreChecked) {
     write_file(dir_ / "token", "right-token\n");
     fs::permissions(dir_ / "token", fs::perms::owner_read | fs::perms::owner_write);

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "engine.grpc.pb.h"
 #include "l2a/engine/error.h"
@@ -76,17 +78,27 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
 
 class RemoteStudy final : public Study {
 public:
-    RemoteStudy(EngineAddress address, double timeout_seconds)
-        : address_(std::move(address)),
+    RemoteStudy(EngineAddress address, double timeout_seconds, const std::atomic<bool>* cancel)
+        : cancel_flag_(cancel),
+          address_(std::move(address)),
           channel_(open_channel(address_)),
           stub_(remote::Engine::NewStub(channel_)) {
         const remote::HelloReply reply = hello(address_, *stub_, timeout_seconds);
         devices_ = reply.devices();
         add_token(context_, address_);
         stream_ = stub_->Session(&context_);
+        if (cancel_flag_) watcher_ = std::thread([this] { watch(); });
     }
 
     ~RemoteStudy() override {
+        if (watcher_.joinable()) {
+            {
+                std::lock_guard lock(watch_mutex_);
+                stopping_ = true;
+            }
+            watch_wake_.notify_all();
+            watcher_.join();
+        }
         std::lock_guard lock(write_mutex_);
         if (stream_ && !finished_) {
             stream_->WritesDone();
@@ -176,9 +188,42 @@ public:
     }
 
 private:
+    // While a call runs, the caller's flag becoming true sends the engine a cancel (once).
+    void watch() {
+        std::unique_lock lock(watch_mutex_);
+        bool sent = false;
+        while (!stopping_) {
+            watch_wake_.wait_for(lock, std::chrono::milliseconds(100));
+            if (!in_call_) {
+                sent = false;
+                continue;
+            }
+            if (!sent && cancel_flag_->load()) {
+                sent = true;
+                lock.unlock();
+                cancel();
+                lock.lock();
+            }
+        }
+    }
+
+    struct InCall {
+        explicit InCall(RemoteStudy& s) : study(s) {
+            std::lock_guard lock(study.watch_mutex_);
+            study.in_call_ = true;
+        }
+        ~InCall() {
+            std::lock_guard lock(study.watch_mutex_);
+            study.in_call_ = false;
+        }
+        RemoteStudy& study;
+    };
+
     // Sends `request` and reads events until its answer, which must be of kind `expected`.
     remote::ServerMessage call(const remote::ClientMessage& request, const StudyEvents& events,
                                remote::ServerMessage::KindCase expected) {
+        if (cancel_flag_ && cancel_flag_->load()) throw Cancelled();
+        const InCall in_call(*this);
         {
             std::lock_guard lock(write_mutex_);
             if (finished_) fail(address_.url, "the connection to the engine is closed");
@@ -234,6 +279,12 @@ private:
         fail(address_.url, "connection lost: " + why);
     }
 
+    const std::atomic<bool>* cancel_flag_;
+    std::thread watcher_;
+    std::mutex watch_mutex_;
+    std::condition_variable watch_wake_;
+    bool in_call_ = false;
+    bool stopping_ = false;
     EngineAddress address_;
     std::shared_ptr<grpc::Channel> channel_;
     std::unique_ptr<remote::Engine::Stub> stub_;
@@ -256,10 +307,11 @@ void check_engine_url(const std::string& url) {
     remote::grpc_target(url, tls);
 }
 
-std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds) {
+std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds,
+                                     const std::atomic<bool>* cancel) {
     check_engine_url(address.url);
-    if (address.url.rfind("ssh://", 0) == 0) return remote::open_ssh_study(address.url);
-    return std::make_unique<RemoteStudy>(address, timeout_seconds);
+    if (address.url.rfind("ssh://", 0) == 0) return remote::open_ssh_study(address.url, cancel);
+    return std::make_unique<RemoteStudy>(address, timeout_seconds, cancel);
 }
 
 EngineInfo engine_info(const EngineAddress& address, double timeout_seconds) {

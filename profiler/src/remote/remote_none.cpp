@@ -30,7 +30,8 @@ void check_engine_url(const std::string& url) {
     remote::grpc_target(url, tls);
 }
 
-std::unique_ptr<Study> connect_study(const EngineAddress& address, double) {
+std::unique_ptr<Study> connect_study(const EngineAddress& address, double,
+                                     const std::atomic<bool>*) {
     missing("--engine " + address.url);
 }
 

@@ -155,7 +155,7 @@ public:
     }
 
     // Waits until the forwarded socket answers, or ssh ends, or `seconds` pass.
-    std::unique_ptr<Study> connect(double seconds) {
+    std::unique_ptr<Study> connect(double seconds, const std::atomic<bool>* cancel) {
         const auto until = std::chrono::steady_clock::now() +
                            std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1e3));
         EngineAddress address;
@@ -172,7 +172,7 @@ public:
             if (std::filesystem::exists(local_, error)) {
                 try {
                     engine_info(address, 2.0);
-                    return connect_study(address, 5.0);
+                    return connect_study(address, 5.0, cancel);
                 } catch (const Error& e) {
                     last = e.what();
                 }
@@ -238,10 +238,10 @@ private:
 
 void check_ssh_url(const std::string& url) { parse(url); }
 
-std::unique_ptr<Study> open_ssh_study(const std::string& url) {
+std::unique_ptr<Study> open_ssh_study(const std::string& url, const std::atomic<bool>* cancel) {
     const SshTarget target = parse(url);
     auto tunnel = std::make_unique<Tunnel>(url, target);
-    std::unique_ptr<Study> inner = tunnel->connect(30.0);
+    std::unique_ptr<Study> inner = tunnel->connect(30.0, cancel);
     return std::make_unique<SshStudy>(url, std::move(tunnel), std::move(inner));
 }
 

@@ -5,6 +5,7 @@
 // and its options ("ssh -F my_config").
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -12,7 +13,8 @@
 
 namespace l2a::remote {
 
-std::unique_ptr<Study> open_ssh_study(const std::string& url);
+std::unique_ptr<Study> open_ssh_study(const std::string& url,
+                                      const std::atomic<bool>* cancel = nullptr);
 
 // Throws l2a::Error naming the URL when it is not a valid ssh:// engine.
 void check_ssh_url(const std::string& url);

@@ -285,7 +285,7 @@ struct RunController::Worker {
             if (!e.tls_ca_file.isEmpty()) {
                 address.tls_ca_pem = read_text_file(e.tls_ca_file.toStdString());
             }
-            next = connect_study(address);
+            next = connect_study(address, 10.0, &cancel_flag);
             if (address.url.rfind("ssh://", 0) != 0) {
                 for (const std::string& m : engine_info(address).models) models << q(m);
             }

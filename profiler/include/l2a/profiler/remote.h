@@ -4,6 +4,7 @@
 // travel back as .l2a bytes. Builds without gRPC report that the remote engine is missing.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -73,6 +74,9 @@ struct EngineAddress {
     std::string tls_ca_pem;  // tls://: the certificate authority to trust ("": the system's)
 };
 
+// How many bytes a profile takes on the wire (its .l2a file's size).
+std::int64_t profile_transfer_bytes(const Profile& profile);
+
 // A token file's token: its first line without surrounding white space. Throws l2a::Error
 // naming the file when it cannot be read or holds no token.
 std::string read_engine_token(const std::filesystem::path& path);
@@ -84,7 +88,10 @@ void check_engine_url(const std::string& url);
 // Connects (within `timeout_seconds`) and checks the token; throws l2a::Error naming the
 // engine and the problem (unreachable, wrong token, another protocol). A lost connection later
 // makes the running call throw l2a::Error "<url>: connection lost: ...".
-std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds = 10.0);
+// `cancel`: a flag of the caller's (a signal handler's, a worker's); while a call runs, its
+// becoming true cancels the call on the engine as cancel() does.
+std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds = 10.0,
+                                     const std::atomic<bool>* cancel = nullptr);
 
 // What a server offers, as Hello answers it.
 struct EngineInfo {
