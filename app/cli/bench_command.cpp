@@ -19,6 +19,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/bench.h"
 #include "l2a/engine/demo.h"
@@ -30,7 +31,10 @@
 #include "l2a/engine/shapes.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/remote.h"
+#include "l2a/profiler/study.h"
 #include "model_source.h"
+#include "study_printer.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -444,30 +448,139 @@ int bench_prefill_shape(const Arguments& args) {
     return 0;
 }
 
+// ---- bench prefill --engine: the time to first token through a remote engine ----------------
+
+// Each run's time as the engine measured it (what a local run on that machine takes) against
+// the time the client waited for its profile: the remote engine's overhead, and the profile's
+// size on the wire.
+int bench_prefill_engine(const Arguments& args) {
+    if (!args.has("--shape")) {
+        args.usage_error("with --engine, bench prefill runs --shape NAME (random weights)");
+    }
+    for (const char* option : {"--trace", "--window"}) {
+        if (args.has(option)) args.usage_error(std::string(option) + " is not used with --engine");
+    }
+    ModelSpec spec;
+    spec.shape = *args.value("--shape");
+    try {
+        published_shape(spec.shape);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
+    const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
+    const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
+    RunOptions ours;
+    try {
+        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    ours.device = args.value("--device").value_or("cuda");
+    const bool cpu = is_cpu_device(ours.device);
+    ours.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    ours.token_nll = false;  // time to first token
+    ours.seed = spec.seed;
+    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
+    spec.placement.device = ours.device;
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    int threads = 0;
+    prepare_compute(args, ours.device, threads);
+    const bool json = args.has("--json");
+    const bool quiet = args.has("--quiet");
+
+    const std::unique_ptr<Study> study = open_study(args);
+    StudyPrinter printer(quiet);
+    const ModelSummary model = study->open_model(spec, printer.events());
+    printer.finish();
+    const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(longest));
+    std::mt19937_64 rng(spec.seed);
+    std::uniform_int_distribution<std::int32_t> token(
+        0, static_cast<std::int32_t>(model.vocab_size - 1));
+    for (std::int32_t& id : ids) id = token(rng);
+
+    const auto run = [&](std::int64_t n, double& engine_s, double& client_s,
+                         std::int64_t& profile_bytes) {
+        StudyRunSpec r;
+        r.document.token_ids.assign(ids.begin(), ids.begin() + n);
+        r.document.label = "<random tokens>";
+        r.options = ours;
+        r.trace = false;
+        r.threads = threads;
+        const auto t0 = std::chrono::steady_clock::now();
+        const StudyRunResult result = study->run(r);
+        client_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        engine_s = result.profile->wall_seconds;
+        profile_bytes = profile_transfer_bytes(*result.profile);
+    };
+    if (!json) {
+        std::printf("shape %s (%lld layers), random weights (seed %llu) on %s\n",
+                    spec.shape.c_str(), static_cast<long long>(model.num_layers),
+                    static_cast<unsigned long long>(spec.seed), study->where().c_str());
+        std::printf("time to first token, median of %lld runs after a warm-up; routing %s\n",
+                    static_cast<long long>(repeat), ours.routing.to_string().c_str());
+        std::printf("%8s  %10s  %10s  %9s  %12s\n", "tokens", "engine s", "client s", "overhead",
+                    "profile");
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::int64_t n : lengths) {
+        double engine_s = 0, client_s = 0;
+        std::int64_t bytes = 0;
+        if (!quiet) std::fprintf(stderr, "l2a bench: %lld tokens: warm-up\n", (long long)n);
+        run(std::min<std::int64_t>(n, 4096), engine_s, client_s, bytes);
+        std::vector<double> engine, client;
+        for (std::int64_t i = 0; i < repeat; ++i) {
+            throw_if_cancelled();
+            if (!quiet) {
+                std::fprintf(stderr, "l2a bench: %lld tokens: run %lld of %lld\n", (long long)n,
+                             (long long)(i + 1), (long long)repeat);
+            }
+            run(n, engine_s, client_s, bytes);
+            engine.push_back(engine_s);
+            client.push_back(client_s);
+        }
+        const double e = median_of(engine);
+        const double c = median_of(client);
+        const double overhead = (c / e - 1.0) * 100.0;
+        if (json) {
+            rows.push_back({{"tokens", n},
+                            {"engine_median_seconds", e},
+                            {"client_median_seconds", c},
+                            {"overhead_percent", overhead},
+                            {"profile_bytes", bytes}});
+        } else {
+            std::printf("%8lld  %10.3f  %10.3f  %8.1f%%  %12s\n", static_cast<long long>(n), e, c,
+                        overhead, format_bytes_short(bytes).c_str());
+            std::fflush(stdout);
+        }
+    }
+    if (json) {
+        std::cout << nlohmann::json{{"shape", spec.shape},
+                                    {"engine", study->where()},
+                                    {"repeat", repeat},
+                                    {"routing", ours.routing.to_string()},
+                                    {"results", rows}}
+                         .dump(2)
+                  << "\n";
+    }
+    return 0;
+}
+
 int bench_prefill(std::span<const std::string_view> raw) {
     Arguments args("bench",
-                   {kModelOption,
-                    kDemoOption,
-                    {"--doc", true},
-                    {"--shape", true},
-                    {"--tokens", true},
-                    {"--repeat", true},
-                    {"--routing", true},
-                    kThreadsOption,
-                    {"--device", true},
-                    {"--dtype", true},
-                    {"--backend", true},
-                    {"--seed", true},
-                    {"--window", true},
-                    {"--chunk", true},
-                    {"--trace", false},
-                    {"--quiet", false},
-                    {"--json", false}},
+                   {kModelOption,       kDemoOption,        {"--doc", true},     {"--shape", true},
+                    {"--tokens", true}, {"--repeat", true}, {"--routing", true}, kThreadsOption,
+                    {"--device", true}, {"--dtype", true},  {"--backend", true}, {"--seed", true},
+                    {"--window", true}, {"--chunk", true},  {"--trace", false},  kEngineOption,
+                    kTokenFileOption,   kTlsCaOption,       {"--quiet", false},  {"--json", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
+    if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--shape")) return bench_prefill_shape(args);
     for (const char* option :
          {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {
@@ -646,17 +759,62 @@ int bench_attention_command(std::span<const std::string_view> raw) {
 
 // ---- bench whatif: how long a live what-if takes after a base run -----------------------------
 
-// What the desktop app does when a layer's prune box is toggled: the base run once (keeping
-// every layer's residual checkpoint), then re-runs from the changed layer, each timed.
+// The token ids of a what-if benchmark: the document (--doc, else the demo document) through the
+// model folder's tokenizer, repeated until there are `tokens`; random ids (seeded) for --shape.
+std::vector<std::int32_t> whatif_bench_tokens(const Arguments& args, const ModelSpec& spec,
+                                              std::int64_t tokens) {
+    std::vector<std::int32_t> ids;
+    if (!spec.shape.empty()) {
+        std::mt19937_64 rng(spec.seed);
+        std::uniform_int_distribution<std::int32_t> token(
+            0, static_cast<std::int32_t>(published_shape(spec.shape).vocab_size - 1));
+        ids.resize(static_cast<std::size_t>(tokens));
+        for (std::int32_t& id : ids) id = token(rng);
+        return ids;
+    }
+    // The engine's demo model is this one's: the same tokenizer.
+    const std::filesystem::path folder = spec.folder.empty() ? demo_model_dir() : spec.folder;
+    const std::filesystem::path tokenizer_json = folder / "tokenizer.json";
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(tokenizer_json, error)) {
+        fail(folder.string(), "the model folder has no tokenizer.json");
+    }
+    const Tokenizer tokenizer = Tokenizer::from_file(tokenizer_json);
+    const std::string text = args.value("--doc")
+                                 ? load_document(*args.value("--doc")).text
+                                 : demo_document(static_cast<std::size_t>(tokens) * 4);
+    ids = tokenizer.encode(text).ids;
+    if (ids.empty()) {
+        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
+    }
+    const std::size_t base_size = ids.size();
+    while (static_cast<std::int64_t>(ids.size()) < tokens)
+        ids.push_back(ids[ids.size() % base_size]);
+    ids.resize(static_cast<std::size_t>(tokens));
+    return ids;
+}
+
+// What the desktop app does when a layer's prune box is toggled, through the study service: the
+// base run once (keeping residual checkpoints within the budget), then what-ifs pruning one
+// layer, each timed with its comparison.
 int bench_whatif(std::span<const std::string_view> raw) {
     Arguments args("bench whatif",
-                   {{"--model", true},
-                    {"--demo", false},
+                   {kModelOption,
+                    kDemoOption,
+                    {"--shape", true},
+                    {"--seed", true},
+                    {"--device", true},
+                    {"--dtype", true},
+                    {"--backend", true},
+                    {"--routing", true},
                     {"--doc", true},
                     {"--tokens", true},
                     {"--layer", true},
                     {"--repeat", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -664,64 +822,109 @@ int bench_whatif(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const int sources =
+        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
+    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    if (remote_engine(args) && args.has("--model")) {
+        args.usage_error(
+            "with --engine, bench whatif runs --demo or --shape NAME (the tokens are "
+            "made here)");
+    }
+    if (args.has("--shape") && args.has("--doc")) {
+        args.usage_error("--shape runs random token ids: it takes no --doc");
+    }
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(4096);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
-    apply_threads(args);
-    const std::filesystem::path folder = model_folder(args);
-    const Model model = Model::load(folder);
-    const Tokenizer* tokenizer = model.tokenizer();
-    if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");
-    if (!model.summary().is_l2a)
-        fail(folder.string(), "a what-if prunes L2A layers: this model is plain");
-    const std::int64_t layers = model.config().num_hidden_layers;
-    const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
-    std::string text = args.value("--doc") ? load_document(*args.value("--doc")).text
-                                           : demo_document(static_cast<std::size_t>(tokens) * 4);
-    std::vector<std::int32_t> ids = tokenizer->encode(text).ids;
-    if (ids.empty())
-        fail(args.value("--doc").value_or("<demo document>"), "the input has no tokens");
-    const std::size_t base_size = ids.size();
-    while (static_cast<std::int64_t>(ids.size()) < tokens)
-        ids.push_back(ids[ids.size() % base_size]);
-    ids.resize(static_cast<std::size_t>(tokens));
-
-    const CpuLoad load = check_load("bench");
+    ModelSpec spec;
+    if (auto shape = args.value("--shape")) {
+        spec.shape = *shape;
+        try {
+            published_shape(spec.shape);
+        } catch (const Error& e) {
+            args.usage_error(e.what());
+        }
+    } else {
+        spec.folder = model_spec(args).folder;
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
     RunOptions options;
+    options.device = args.value("--device").value_or("cpu");
+    const bool cpu = is_cpu_device(options.device);
+    options.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    if (!parse_backend(options.backend)) {
+        args.usage_error("--backend: '" + options.backend + "' is not " + kBackendChoices);
+    }
+    try {
+        // Random weights route at random through a learned router; a fixed share says more.
+        options.routing = RoutingPolicy::parse(
+            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    spec.placement.device = options.device;
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    int engine_threads = 0;
+    prepare_compute(args, options.device, engine_threads);
+    const bool quiet = args.has("--quiet");
+    const std::vector<std::int32_t> ids = whatif_bench_tokens(args, spec, tokens);
+
+    StudyPrinter printer(quiet);
+    const std::unique_ptr<Study> study = open_study(args);
+    const ModelSummary model = study->open_model(spec, printer.events());
+    if (!model.is_l2a) fail(spec.label(), "a what-if prunes L2A layers: this model is plain");
+    const std::int64_t layers = model.num_layers;
+    const std::int64_t layer = args.integer("--layer", 0, layers - 1).value_or(layers - 1);
+    const CpuLoad load = check_load("bench");
+
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto seconds = [](auto a, auto b) {
         return std::chrono::duration<double>(b - a).count();
     };
-    const bool quiet = args.has("--quiet");
-    const auto say = [&](const std::string& stage) {
-        if (!quiet) std::fprintf(stderr, "l2a bench whatif: %s\n", stage.c_str());
-    };
-    say("base run, " + group_digits(tokens) + " tokens");
+    StudyRunSpec run;
+    run.document.token_ids = ids;
+    run.document.label = spec.shape.empty() ? "<demo document>" : "<random tokens>";
+    if (args.value("--doc")) run.document.label = *args.value("--doc");
+    run.options = options;
+    run.trace = false;  // the what-if's own time, without the tracer's
+    run.threads = engine_threads;
     auto t0 = clock();
-    const WhatIfRun base = run_whatif_base(model, ids, options);
+    const StudyRunResult base = study->run(run, printer.events());
     const double base_s = seconds(t0, clock());
-    RunOptions variant = options;
+    printer.finish();
+    RunOptions variant = base.profile->options;
     variant.prune = {static_cast<int>(layer)};
     std::vector<double> rerun, compared;
+    int start_layer = 0;
     for (std::int64_t r = 0; r < repeat; ++r) {
-        say("re-run " + std::to_string(r + 1) + " of " + std::to_string(repeat));
+        throw_if_cancelled();
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench whatif: what-if %lld of %lld\n",
+                         static_cast<long long>(r + 1), static_cast<long long>(repeat));
+        }
         t0 = clock();
-        const WhatIfRun run = run_whatif_variant(model, ids, base, variant);
-        const auto t1 = clock();
-        compare(model, ids, base, run);  // the numbers the app shows
-        rerun.push_back(seconds(t0, t1));
+        const StudyWhatIfResult w = study->whatif(variant);
         compared.push_back(seconds(t0, clock()));
+        rerun.push_back(w.run_seconds);
+        start_layer = w.comparison->start_layer;
     }
     std::sort(rerun.begin(), rerun.end());
     std::sort(compared.begin(), compared.end());
     const double rerun_median = rerun[rerun.size() / 2];
     const double total_median = compared[compared.size() / 2];
+    const std::string device =
+        base.profile->device == "cpu" ? "cpu" : options.device + ": " + base.profile->device;
     if (args.has("--json")) {
-        std::cout << nlohmann::json{{"model", model.summary().model_type},
+        std::cout << nlohmann::json{{"model", model.model_type},
+                                    {"shape", spec.shape},
                                     {"layers", layers},
                                     {"tokens", tokens},
+                                    {"device", device},
+                                    {"dtype", base.report.dtype},
                                     {"pruned_layer", layer},
-                                    {"threads", cpu_threads()},
+                                    {"start_layer", start_layer},
+                                    {"threads", base.report.threads},
+                                    {"engine", study->where()},
                                     {"machine", machine_json(load)},
                                     {"base_seconds", base_s},
                                     {"rerun_median_seconds", rerun_median},
@@ -731,14 +934,15 @@ int bench_whatif(std::span<const std::string_view> raw) {
                   << "\n";
         return 0;
     }
-    std::printf("model %s (%s, %lld layers), %lld tokens, %lld repeats\n",
-                model_label(args, folder).c_str(), model.summary().model_type.c_str(),
-                static_cast<long long>(layers), static_cast<long long>(tokens),
-                static_cast<long long>(repeat));
+    std::printf("model %s (%s, %lld layers), %lld tokens, %lld repeats, %s, %s\n",
+                spec.shape.empty() ? model_label(args, spec.folder).c_str() : spec.label().c_str(),
+                model.model_type.c_str(), static_cast<long long>(layers),
+                static_cast<long long>(tokens), static_cast<long long>(repeat), device.c_str(),
+                base.report.dtype.c_str());
     print_machine_line(load);
-    std::printf("base run (every layer's checkpoint kept)    %8.3f s\n", base_s);
-    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s\n",
-                static_cast<long long>(layer), rerun_median);
+    std::printf("base run (checkpoints kept)                 %8.3f s\n", base_s);
+    std::printf("what-if: prune layer %-3lld re-run (median)   %8.3f s   from layer %d\n",
+                static_cast<long long>(layer), rerun_median, start_layer);
     std::printf("what-if re-run + comparison (median)        %8.3f s   <- what the app waits for\n",
                 total_median);
     return 0;

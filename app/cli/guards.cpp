@@ -53,7 +53,7 @@ void install_cancel_handlers() {
     }
 }
 
-const std::atomic<bool>* cancel_flag() { return &g_cancel_requested; }
+std::atomic<bool>* cancel_flag() { return &g_cancel_requested; }
 
 bool cancel_requested() { return g_cancel_requested.load(std::memory_order_relaxed); }
 

@@ -19,7 +19,7 @@ namespace l2a::cli {
 // so a second signal of the same kind ends the process at once. Installed once, by main().
 void install_cancel_handlers();
 // The flag the handlers set, for PrefillHooks::cancel and the engine's other long loops.
-const std::atomic<bool>* cancel_flag();
+std::atomic<bool>* cancel_flag();
 bool cancel_requested();
 // Throws l2a::Cancelled when a signal has arrived.
 void throw_if_cancelled();

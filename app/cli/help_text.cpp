@@ -20,6 +20,7 @@ Commands:
   train          train an L2A model's routers (or a model from scratch) on documents
   convert        store a model's weights as bf16, f16 or f32
   evaluate       measure whether a model's routing follows documents' long-range references
+  serve          run models for remote clients (--engine): l2a serve --models DIR
   help           show the help of a command: l2a help run
 
 Options:
@@ -30,17 +31,21 @@ Without a model of your own, try: l2a run --demo
 )";
 
 constexpr const char* kInfoHelp = R"(Usage: l2a info (--model DIR | --demo) [--json]
+       l2a info --engine URL [--token-file F] [--json]
 
 Describes a model folder without running it: architecture, sizes, parameter count, the L2A
 settings (sliding window, router temperature and threshold), and how many bytes of KV cache each
-token costs with and without L2A.
+token costs with and without L2A. With --engine, describes a remote engine (`l2a serve`): its
+version, devices, and the model folders and shapes it offers.
 
 Options:
-  --model DIR   a HuggingFace model folder (config.json and safetensors weights)
-  --demo        the demo model shipped with the tool (a small trained byte-level L2A
-                model; see assets/models/l2a-demo/README.md)
-  --json        print the description as JSON
-  -h, --help    show this help
+  --model DIR      a HuggingFace model folder (config.json and safetensors weights)
+  --demo           the demo model shipped with the tool (a small trained byte-level L2A
+                   model; see assets/models/l2a-demo/README.md)
+  --engine URL     a remote engine: tcp://HOST:PORT, tls://HOST:PORT or unix:PATH
+  --token-file F   its token; --tls-ca F: its certificate authority (tls://)
+  --json           print the description as JSON
+  -h, --help       show this help
 )";
 
 constexpr const char* kRunHelp =
@@ -84,6 +89,13 @@ Run:
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
                       host timers only)
+
+Remote engine:
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
+  --engine-doc PATH   a document on the engine (under its --docs) instead of --doc
 
 Output:
   --out FILE          save the profile (.l2a) for `l2a export` and the desktop app
@@ -137,18 +149,24 @@ Options:
 constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
+       l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
        l2a bench attention [options]
-       l2a bench whatif (--model DIR | --demo) [--tokens N] [--layer L] [--repeat N]
-                        [--threads N] [--json] [--quiet]
+       l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
+                        [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
+                        [--backend B] [--routing R] [--threads N] [--engine URL]
+                        [--token-file F] [--json] [--quiet]
 
 Every benchmark prints the CPU threads it uses and the machine's load average over the last
 minute (also in --json), and warns on standard error when the load is above 0.5: other work is
 running, and the timings will be slower and noisier than on an idle machine.
 
 bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
-run keeping every layer's residual checkpoint, then re-runs pruning --layer's global attention
-(default: the last layer) from that layer on, and the comparison with the base (median of
---repeat, default 5) on --tokens of the document (default 4096, the app's default).
+run keeping residual checkpoints (every layer's when they fit in 2 GiB of host memory, else
+evenly spaced ones ending at the last layer), then re-runs pruning --layer's global attention
+(default: the last layer) from the nearest kept layer on, and the comparison with the base
+(median of --repeat, default 5) on --tokens of the document (default 4096). --shape NAME uses
+a published shape with random weights on random token ids and routes random:0.2 by default;
+--device cuda runs on a GPU (bf16 weights unless --dtype says otherwise).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the
@@ -160,6 +178,10 @@ download) and random token ids (seeded), and times the time to first token (pref
 token, logits of the last one only) of the L2A model ("ours": --backend, --routing) against the
 same model run as its base model, full causal attention in every layer through cuDNN SDPA
 ("base"), with the ratio base/ours and the peak GPU memory of each.
+bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
+remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
+machine takes), the time the client waited for the profile, the overhead in %, and the
+profile's size on the wire. bench whatif --engine URL times live what-ifs there.
 Shapes: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b, qwen2.5-0.5b, qwen2.5-1.5b,
 qwen2.5-3b, qwen2.5-7b, qwen2.5-14b.
 
@@ -234,6 +256,10 @@ Options:
   --ttft-repeats N    time to first token measured N times for each of base and variant
                       (default 3; 0: predicted only)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
   --json              print the comparison as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
@@ -414,9 +440,45 @@ Options:
   --demo              use the demo model
   --max-dnll X        the budget: mean NLL may rise by at most X nats per token (X >= 0)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
+                      unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
+                      through your ssh); --model then names a folder on the engine
+  --token-file F      the engine's token; --tls-ca F: its certificate authority (tls://)
   --json              print the suggestion as JSON
   --quiet             no progress lines on standard error
   -h, --help          show this help
+)";
+
+constexpr const char* kServeHelp =
+    R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
+                 [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
+                 [--checkpoint-budget BYTES] [--max-message BYTES] [--quiet]
+
+Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
+whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
+host itself), and the desktop app's File > Connect to Engine. Clients get the same profiles as
+local runs, with the kernel timeline of CUDA runs. One run computes at a time; the others wait
+and are told how many runs are ahead. A client's session keeps its base run's checkpoints for
+its what-ifs; a client that disconnects cancels its run and frees its memory.
+
+Options:
+  --listen HOST:PORT   where to listen (default 127.0.0.1:7787; port 0: any free port, printed
+                       on standard output); unix:PATH listens on a Unix socket (mode 0700)
+  --token-file F       clients must send the token in F (its first line); required on any
+                       address other than loopback
+  --models ROOT        model folders clients may open, by their names under ROOT (default:
+                       $L2A_MODELS); the demo model is always offered
+  --docs ROOT          documents clients may name on the server (else they send the text)
+  --shape NAME         also offer published shapes with random weights, for benchmarks
+  --tls-cert C         TLS certificate (PEM) and its key (--tls-key): clients use tls://
+  --checkpoint-budget  host memory for a session's residual checkpoints (default 2G): within
+                       it what-ifs re-run only from the layer they change
+  --max-message BYTES  the largest request a client may send (default 256M)
+  --until-stdin-closes stop when standard input closes (used by --engine ssh://)
+  --quiet              no log lines on standard error
+  -h, --help           show this help
+
+Stop it with Ctrl-C (SIGINT) or SIGTERM: running requests are cancelled.
 )";
 
 }  // namespace
@@ -433,6 +495,7 @@ const char* help_text(std::string_view command) {
     if (command == "train") return kTrainHelp;
     if (command == "convert") return kConvertHelp;
     if (command == "evaluate") return kEvaluateHelp;
+    if (command == "serve") return kServeHelp;
     return kMainHelp;
 }
 

@@ -8,10 +8,13 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
+#include "l2a/engine/atomic_file.h"
 #include "l2a/engine/checkpoint.h"
 #include "l2a/engine/config.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/metrics.h"
+#include "l2a/profiler/remote.h"
 #include "model_source.h"
 #include "text_format.h"
 
@@ -72,11 +75,63 @@ std::string number_text(double value) {
 
 }  // namespace
 
+// What a remote engine offers: its version, devices, model folders and shapes.
+int engine_info_command(const Arguments& args) {
+    EngineAddress address;
+    address.url = *args.value("--engine");
+    try {
+        check_engine_url(address.url);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    if (address.url.rfind("ssh://", 0) == 0) {
+        args.usage_error(
+            "info --engine takes tcp://, tls:// or unix: (an ssh:// engine lives "
+            "only as long as one command)");
+    }
+    if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
+    if (auto ca = args.value("--tls-ca")) address.tls_ca_pem = read_text_file(*ca);
+    const EngineInfo info = engine_info(address);
+    if (args.has("--json")) {
+        std::cout << json{{"engine", address.url},   {"version", info.version},
+                          {"devices", info.devices}, {"models", info.models},
+                          {"shapes", info.shapes},   {"documents", info.documents}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+    const auto list = [](const std::vector<std::string>& items) {
+        std::string text;
+        for (const std::string& item : items) text += (text.empty() ? "" : ", ") + item;
+        return text.empty() ? std::string("none") : text;
+    };
+    std::printf("%-11s%s (l2a %s)\n", "engine", address.url.c_str(), info.version.c_str());
+    std::printf("%-11s%s\n", "devices", info.devices.c_str());
+    std::printf("%-11s%s (and --demo)\n", "models", list(info.models).c_str());
+    std::printf("%-11s%s\n", "shapes", list(info.shapes).c_str());
+    std::printf("%-11s%s\n", "documents",
+                info.documents ? "sent, or named on the engine (--engine-doc)" : "sent");
+    return 0;
+}
+
 int info_command(std::span<const std::string_view> raw) {
-    Arguments args("info", {kModelOption, kDemoOption, {"--json", false}}, raw);
+    Arguments args("info",
+                   {kModelOption,
+                    kDemoOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
+                    {"--json", false}},
+                   raw);
     if (args.help()) {
         std::fputs(help_text("info"), stdout);
         return 0;
+    }
+    if (remote_engine(args)) {
+        if (args.has("--model") || args.has("--demo")) {
+            args.usage_error("with --engine, info describes the engine: give no --model or --demo");
+        }
+        return engine_info_command(args);
     }
     const std::filesystem::path folder = model_folder(args);
     const ModelConfig c = load_model_config(folder / "config.json");

@@ -14,6 +14,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
@@ -27,39 +28,20 @@
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/safetensors.h"
-#include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/study.h"
 #include "model_source.h"
 #include "progress_bar.h"
+#include "study_printer.h"
 #include "text_format.h"
 #include "threads.h"
 
 namespace l2a::cli {
 namespace {
 
-constexpr const char* kDemoDocumentLabel = "<demo document>";
-
 // ---- inputs --------------------------------------------------------------------------------
 
-using TokenizedInput = TokenizedDocument;
-
-TokenizedInput tokenize(std::string label, std::string text, std::size_t replaced,
-                        const Tokenizer& tokenizer) {
-    return tokenize_document(std::move(label), std::move(text), replaced, tokenizer);
-}
-
-const Tokenizer& require_tokenizer(const Model& model, const std::string& folder_label) {
-    const Tokenizer* tokenizer = model.tokenizer();
-    if (!tokenizer) {
-        fail(folder_label,
-             "the model folder has no tokenizer.json, so a document cannot be "
-             "tokenized (give token ids with --tokens FILE instead)");
-    }
-    return *tokenizer;
-}
-
-// A JSON array of token ids. With a tokenizer, each token's text is recorded so that views can
-// show it; without one the profile holds ids only (empty text, empty spans).
-TokenizedInput read_token_file(const std::filesystem::path& path, const Model& model) {
+// A JSON array of token ids (their range is the study's to check against the model).
+std::vector<std::int32_t> read_token_file(const std::filesystem::path& path) {
     const std::string origin = path.string();
     nlohmann::json j;
     try {
@@ -68,9 +50,8 @@ TokenizedInput read_token_file(const std::filesystem::path& path, const Model& m
         fail(origin, describe_json_error(e.what()));
     }
     if (!j.is_array()) fail(origin, "expected a JSON array of token ids, e.g. [9707, 11, 1879]");
-    const std::int64_t vocab = model.config().vocab_size;
-    TokenizedInput input{origin, {}, 0, {}, {}, {}};
-    input.ids.reserve(j.size());
+    std::vector<std::int32_t> ids;
+    ids.reserve(j.size());
     for (std::size_t i = 0; i < j.size(); ++i) {
         const nlohmann::json& entry = j[i];
         if (!entry.is_number_integer()) {
@@ -78,74 +59,34 @@ TokenizedInput read_token_file(const std::filesystem::path& path, const Model& m
                              ") is not an integer token id");
         }
         const auto id = entry.get<std::int64_t>();
-        if (id < 0 || id >= vocab) {
+        if (id < 0 || id > INT32_MAX) {
             fail(origin, "token id " + std::to_string(id) + " at position " + std::to_string(i) +
-                             " is outside the model's vocabulary (0.." + std::to_string(vocab - 1) +
-                             ")");
+                             " is outside any vocabulary");
         }
-        input.ids.push_back(static_cast<std::int32_t>(id));
+        ids.push_back(static_cast<std::int32_t>(id));
     }
-    if (const Tokenizer* tokenizer = model.tokenizer()) {
-        std::string valid;
-        for (std::int32_t id : input.ids) {
-            input.begin.push_back(static_cast<std::uint32_t>(input.text.size()));
-            // A token that holds part of a character is shown by its display text (U+FFFD), so
-            // that the recorded text stays valid UTF-8 and every token keeps its own span.
-            const std::string bytes = tokenizer->decode({id});
-            input.text += sanitize_utf8(bytes, valid) == 0 ? bytes : tokenizer->token_text(id);
-            input.end.push_back(static_cast<std::uint32_t>(input.text.size()));
-        }
-    } else {
-        input.begin.assign(input.ids.size(), 0);
-        input.end.assign(input.ids.size(), 0);
-    }
-    return input;
+    if (ids.empty()) fail(origin, "the input has no tokens");
+    return ids;
 }
 
-TokenizedInput read_input(const std::optional<std::string>& doc,
-                          const std::optional<std::string>& tokens_file, const Model& model,
-                          const std::filesystem::path& folder, std::int64_t max_tokens) {
-    TokenizedInput input;
-    if (doc) {
-        // Only as much of the file as max_tokens needs is read.
-        input = load_tokenized_document(*doc, *doc, require_tokenizer(model, folder.string()),
-                                        max_tokens);
-        if (input.replaced_sequences > 0) {
-            std::fprintf(stderr,
-                         "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
-                         doc->c_str(),
-                         group_digits(static_cast<std::int64_t>(input.replaced_sequences)).c_str(),
-                         input.replaced_sequences == 1 ? "" : "s");
-        }
-    } else if (tokens_file) {
-        input = read_token_file(*tokens_file, model);
-    } else {
-        input = tokenize(kDemoDocumentLabel, demo_document(), 0,
-                         require_tokenizer(model, folder.string()));
-    }
-    if (input.ids.empty()) fail(input.label, "the input has no tokens");
-    return input;
-}
-
-// Keeps the first `max_tokens` tokens (0: all) and says so on stderr.
-void truncate_input(TokenizedInput& input, std::int64_t max_tokens) {
-    const auto tokens = static_cast<std::int64_t>(input.ids.size());
-    if (max_tokens <= 0 || tokens <= max_tokens) return;
-    truncate(input, max_tokens);
-    if (!input.counted_all) {
+// Says on stderr that --max-tokens cut the input.
+void print_truncation(const Profile& p, const RunReport& report) {
+    if (report.cut_by != "max tokens") return;
+    const std::int64_t tokens = p.tokens_before_truncation;
+    const std::int64_t kept = p.num_tokens();
+    if (!report.counted_all) {
         // Only the beginning was read: the count is of that part.
         std::fprintf(stderr,
                      "l2a: %s: read the first %s of %s bytes: at least %s tokens, truncated to %s "
                      "(--max-tokens)\n",
-                     input.label.c_str(),
-                     group_digits(static_cast<std::int64_t>(input.bytes_read)).c_str(),
-                     group_digits(static_cast<std::int64_t>(input.file_bytes)).c_str(),
-                     group_digits(tokens).c_str(), group_digits(max_tokens).c_str());
+                     p.document_path.c_str(),
+                     group_digits(static_cast<std::int64_t>(report.bytes_read)).c_str(),
+                     group_digits(static_cast<std::int64_t>(report.file_bytes)).c_str(),
+                     group_digits(tokens).c_str(), group_digits(kept).c_str());
         return;
     }
     std::fprintf(stderr, "l2a: %s: %s tokens, truncated to %s (--max-tokens)\n",
-                 input.label.c_str(), group_digits(tokens).c_str(),
-                 group_digits(max_tokens).c_str());
+                 p.document_path.c_str(), group_digits(tokens).c_str(), group_digits(kept).c_str());
 }
 
 // ---- options -------------------------------------------------------------------------------
@@ -283,6 +224,10 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--out", true},
                     {"--logits-out", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
+                    {"--engine-doc", true},
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -293,9 +238,18 @@ int run_command(std::span<const std::string_view> raw) {
     if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
     const auto doc = args.value("--doc");
     const auto tokens_file = args.value("--tokens");
-    if (doc && tokens_file) args.usage_error("give either --doc FILE or --tokens FILE, not both");
-    if (!doc && !tokens_file && !args.has("--demo")) {
+    const auto engine_doc = args.value("--engine-doc");
+    const bool remote = remote_engine(args);
+    if (int(doc.has_value()) + int(tokens_file.has_value()) + int(engine_doc.has_value()) > 1) {
+        args.usage_error("give one input: --doc FILE, --tokens FILE or --engine-doc PATH");
+    }
+    if (!doc && !tokens_file && !engine_doc && !args.has("--demo")) {
         args.usage_error("give the input: --doc FILE or --tokens FILE");
+    }
+    if (engine_doc && !remote)
+        args.usage_error("--engine-doc names a document on a remote --engine");
+    if (remote && args.has("--logits-out")) {
+        args.usage_error("--logits-out: a remote engine does not send logits back");
     }
     RunOptions options = run_options(args);
     const std::optional<Backend> backend = parse_backend(options.backend);
@@ -307,8 +261,8 @@ int run_command(std::span<const std::string_view> raw) {
                          ": runs on CUDA devices only (add --device cuda; on the CPU the backend "
                          "is reference)");
     }
-    require_device(options.device);
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;
+    const std::string threads = prepare_compute(args, options.device, engine_threads);
     const auto out = args.value("--out");
     const auto logits_out = args.value("--logits-out");
     const bool quiet = args.has("--quiet");
@@ -324,48 +278,58 @@ int run_command(std::span<const std::string_view> raw) {
                           {{"--doc", doc.value_or("")}, {"--tokens", tokens_file.value_or("")}});
     }
 
-    const std::filesystem::path folder = model_folder(args);
-    const std::string label = model_label(args, folder);
-    Placement placement;
-    placement.device = options.device;
-    if (auto dtype = args.value("--dtype")) placement.dtype = *dtype;
-    placement.allow_nonfinite_weights = args.has("--allow-nonfinite-weights");
-    const Model model = Model::load(folder, placement);
-    print_load_warnings(model.warnings());
-    throw_if_cancelled();
+    ModelSpec model = model_spec(args);
+    const std::string label =
+        args.has("--demo") ? std::string("<demo model>") : model.folder.string();
+    model.placement.device = options.device;
+    if (auto dtype = args.value("--dtype")) model.placement.dtype = *dtype;
+    model.placement.allow_nonfinite_weights = args.has("--allow-nonfinite-weights");
 
-    TokenizedInput input = read_input(doc, tokens_file, model, folder, options.max_tokens);
-    truncate_input(input, options.max_tokens);
-    const bool counted_all = input.counted_all;
-    throw_if_cancelled();
-    const auto num_tokens = static_cast<std::int64_t>(input.ids.size());
-    const ModelConfig& config = model.config();
-    if (num_tokens > config.max_position_embeddings) {
-        std::fprintf(stderr,
-                     "l2a: warning: %s tokens are more than the model's max_position_embeddings "
-                     "(%s)\n",
-                     group_digits(num_tokens).c_str(),
-                     group_digits(config.max_position_embeddings).c_str());
+    StudyRunSpec spec;
+    spec.options = options;
+    spec.trace = !args.has("--no-trace");
+    spec.threads = engine_threads;
+    if (doc && remote) {
+        // The engine gets the text; the file is read here.
+        Document d = load_document(*doc);
+        spec.document.text = std::move(d.text);
+        spec.document.label = *doc;
+        if (d.replaced_sequences > 0) {
+            std::fprintf(
+                stderr, "l2a: warning: %s: replaced %s invalid UTF-8 sequence%s with U+FFFD\n",
+                doc->c_str(), group_digits(static_cast<std::int64_t>(d.replaced_sequences)).c_str(),
+                d.replaced_sequences == 1 ? "" : "s");
+        }
+    } else if (doc) {
+        spec.document.path = *doc;
+        spec.document.label = *doc;
+    } else if (engine_doc) {
+        spec.document.path = *engine_doc;
+        spec.document.label = *engine_doc;
+    } else if (tokens_file) {
+        spec.document.token_ids = read_token_file(*tokens_file);
+        spec.document.label = *tokens_file;
     }
+    // No --doc or --tokens: the demo document.
 
     std::optional<SafetensorsWriter> logits_writer;
     std::int64_t logits_rows_written = 0;
+    std::int64_t vocab_size = 0;
+    StudyPrinter printer(quiet);
+    StudyEvents events = printer.events();
     if (logits_out) {
-        logits_writer.emplace(*logits_out);
-        logits_writer->set_metadata("format", "pt");
-        logits_writer->set_metadata("l2a.document", input.label);
-        logits_writer->set_metadata("l2a.model", label);
-        logits_writer->declare("logits", DType::F32, {num_tokens, config.vocab_size});
-    }
-
-    PrefillHooks hooks;
-    hooks.cancel = cancel_flag();
-    ProgressBar progress("prefill of " + group_digits(num_tokens) + " tokens", !quiet);
-    hooks.progress = [&progress](const RunProgress& p) { progress.update(p); };
-    if (logits_writer) {
-        hooks.logits_sink = [&](std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
-                                const float* data) {
-            if (vocab != config.vocab_size || first_row != logits_rows_written) {
+        events.tokens = [&](std::int64_t num_tokens) {
+            logits_writer.emplace(*logits_out);
+            logits_writer->set_metadata("format", "pt");
+            logits_writer->set_metadata("l2a.document", spec.document.demo()
+                                                            ? std::string("<demo document>")
+                                                            : spec.document.label);
+            logits_writer->set_metadata("l2a.model", label);
+            logits_writer->declare("logits", DType::F32, {num_tokens, vocab_size});
+        };
+        events.logits = [&](std::int64_t first_row, std::int64_t rows, std::int64_t vocab,
+                            const float* data) {
+            if (vocab != vocab_size || first_row != logits_rows_written) {
                 fail(*logits_out, "logits arrived out of order (rows from " +
                                       std::to_string(first_row) + ", vocabulary " +
                                       std::to_string(vocab) + ")");
@@ -375,32 +339,14 @@ int run_command(std::span<const std::string_view> raw) {
         };
     }
 
-    // The kernel timeline of CUDA runs; started last so that it records the run alone.
-    std::optional<KernelTracer> tracer;
-    if (!is_cpu_device(options.device) && !args.has("--no-trace")) {
-        tracer.emplace();
-        hooks.observer = &*tracer;
-        if (!tracer->active() && !quiet) {
-            std::fprintf(stderr, "l2a: warning: no kernel timeline: %s\n",
-                         tracer->reason().c_str());
-        }
-    }
-    PrefillResult result = run_prefill(model, input.ids, options, hooks);
-    KernelTimeline timeline;
-    if (tracer) timeline = tracer->finish(result.ranges);
-    progress.finish();
+    const std::unique_ptr<Study> study = open_study(args);
+    vocab_size = study->open_model(model, events).vocab_size;
     throw_if_cancelled();
-
-    Profile profile = make_profile(model, std::move(input), options, std::move(result));
-    // Absolute, so that whatif and suggest-prune find the model from any folder.
-    std::error_code absolute_error;
-    const std::filesystem::path absolute = std::filesystem::absolute(folder, absolute_error);
-    if (!absolute_error) profile.model.path = absolute.lexically_normal().string();
-    profile.kernels = std::move(timeline.kernels);
-    profile.memory_ops = std::move(timeline.memory_ops);
-    if (!is_cpu_device(options.device)) {
-        profile.timeline_source = tracer ? timeline.source : "host timers only: --no-trace";
-    }
+    const StudyRunResult run = study->run(spec, events);
+    printer.finish();
+    throw_if_cancelled();
+    const Profile& profile = *run.profile;
+    print_truncation(profile, run.report);
 
     if (logits_writer) {
         logits_writer->finish();
@@ -416,8 +362,10 @@ int run_command(std::span<const std::string_view> raw) {
     } else {
         print_report(
             profile, label,
-            profile.device == "cpu" ? std::string("cpu") : options.device + ": " + profile.device,
-            threads, counted_all);
+            (profile.device == "cpu" ? std::string("cpu")
+                                     : options.device + ": " + profile.device) +
+                (remote ? " on " + study->where().substr(0, study->where().find(": ")) : ""),
+            threads, run.report.counted_all);
     }
     return 0;
 }

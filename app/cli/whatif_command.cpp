@@ -14,6 +14,7 @@
 
 #include "arguments.h"
 #include "commands.h"
+#include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/config.h"
 #include "l2a/engine/device.h"
@@ -25,8 +26,9 @@
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/whatif.h"
+#include "l2a/profiler/study.h"
 #include "model_source.h"
-#include "progress_bar.h"
+#include "study_printer.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -42,47 +44,14 @@ std::string format_time(double seconds) {
     return format_elapsed(seconds);
 }
 
-// What a profile needs to be re-run: the model it was made with and its tokens.
+// What a profile needs to be re-run: the study that holds it as its base, and the model's name.
 struct Loaded {
-    Profile profile;
-    Model model;
+    std::shared_ptr<const Profile> profile;
+    std::unique_ptr<Study> study;
     std::string label;
 };
 
 std::string num(std::int64_t v) { return std::to_string(v); }
-
-// The first field in which two model descriptions differ, as "layers 6 in the profile, 8 in
-// DIR"; empty when they agree. `parameters` compares the parameter counts too (known only once
-// the weights are read).
-std::string model_difference(const ModelSummary& recorded, const ModelSummary& found,
-                             const std::string& where, bool parameters) {
-    const std::pair<const char*, std::pair<std::string, std::string>> fields[] = {
-        {"model_type", {recorded.model_type, found.model_type}},
-        {"layers", {num(recorded.num_layers), num(found.num_layers)}},
-        {"hidden_size", {num(recorded.hidden_size), num(found.hidden_size)}},
-        {"intermediate_size", {num(recorded.intermediate_size), num(found.intermediate_size)}},
-        {"heads", {num(recorded.num_heads), num(found.num_heads)}},
-        {"kv heads", {num(recorded.num_kv_heads), num(found.num_kv_heads)}},
-        {"head_dim", {num(recorded.head_dim), num(found.head_dim)}},
-        {"vocabulary", {num(recorded.vocab_size), num(found.vocab_size)}},
-        {"sliding_window", {num(recorded.sliding_window), num(found.sliding_window)}},
-        {"parameters",
-         {num(recorded.parameter_count),
-          parameters ? num(found.parameter_count) : num(recorded.parameter_count)}},
-    };
-    for (const auto& [name, values] : fields) {
-        if (values.first != values.second) {
-            return std::string(name) + " " + values.first + " in the profile, " + values.second +
-                   " in " + where;
-        }
-    }
-    return {};
-}
-
-// The shape a model folder's config.json describes, in ModelSummary's terms (no weights read).
-ModelSummary summary_of_config(const std::filesystem::path& folder) {
-    return summarize_config(load_model_config(folder / "config.json"), folder.string());
-}
 
 // The variant's options against the model the profile was recorded with, before any model is
 // loaded or anything runs: layers that do not exist, routing on a model (or a run) without
@@ -118,100 +87,28 @@ void check_variant(const Arguments& args, const Profile& p, const std::string& p
     }
 }
 
-// --model DIR, --demo, or else the folder the profile recorded, which must still hold the same
-// model. Returns the folder and what the report calls it.
-std::pair<std::filesystem::path, std::string> choose_model(const Arguments& args, const Profile& p,
-                                                           const std::string& profile_path) {
-    if (args.has("--model") || args.has("--demo")) {
-        const std::filesystem::path folder = model_folder(args);
-        return {folder, model_label(args, folder)};
-    }
-    const std::string& recorded = p.model.path;
-    if (recorded.empty()) {
-        fail(profile_path,
-             "does not record the folder of its model; give the model it was made with: "
-             "--model DIR (or --demo)");
-    }
-    const std::filesystem::path folder = recorded;
-    std::error_code error;
-    if (!std::filesystem::is_regular_file(folder / "config.json", error)) {
-        fail(profile_path, "was recorded with the model in " + recorded +
-                               ", which is no longer there; give the model it was made with: "
-                               "--model DIR (or --demo)");
-    }
-    const std::string difference =
-        model_difference(p.model, summary_of_config(folder), recorded, false);
-    if (!difference.empty()) {
-        fail(profile_path, "was recorded with the model in " + recorded +
-                               ", which has changed since (" + difference +
-                               "); give the model it was made with: --model DIR");
-    }
-    return {folder, recorded};
-}
-
+// The profile as the base of a study: its model is --model DIR, --demo, or else the folder, dtype
+// and device the profile recorded (the study checks that it is still the same model).
 // `prune_search`: suggest-prune, which needs a run with routers.
-Loaded load_inputs(const Arguments& args, bool prune_search) {
+Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& printer) {
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the base run: --profile FILE");
     if (profile_path->empty()) args.usage_error("--profile: the file name is empty");
     // Before the model: a missing profile or a layer the model lacks should not wait for a
     // model to load.
-    Profile profile = load_profile(*profile_path);
-    if (profile.token_ids.empty()) fail(*profile_path, "the profile holds no tokens to re-run");
-    check_variant(args, profile, *profile_path, prune_search);
-    try {
-        require_device(profile.options.device);
-    } catch (const Error& e) {
-        fail(*profile_path,
-             "was recorded on " + profile.options.device + ", which cannot run here: " + e.what());
+    auto profile = std::make_shared<const Profile>(load_profile(*profile_path));
+    check_variant(args, *profile, *profile_path, prune_search);
+    std::optional<ModelSpec> spec;
+    std::string label = profile->model.path;
+    if (args.has("--model") || args.has("--demo")) {
+        spec = model_spec(args);
+        spec->placement.device = profile->options.device;
+        if (!profile->dtype.empty()) spec->placement.dtype = profile->dtype;
+        label = args.has("--demo") ? std::string("<demo model>") : spec->folder.string();
     }
-    auto [folder, label] = choose_model(args, profile, *profile_path);
-    std::error_code error;
-    if (std::filesystem::is_regular_file(folder / "config.json", error)) {
-        // The shape first, from config.json alone: a mismatch should not wait for the weights.
-        const std::string shape =
-            model_difference(profile.model, summary_of_config(folder), folder.string(), false);
-        if (!shape.empty()) {
-            fail(*profile_path, "was recorded with another model (" + shape +
-                                    "); give the model it was made with");
-        }
-    }
-    Placement placement;
-    placement.device = profile.options.device;
-    Model model = Model::load(folder, placement);
-    print_load_warnings(model.warnings());
-    const std::string difference =
-        model_difference(profile.model, model.summary(), folder.string(), true);
-    if (!difference.empty()) {
-        fail(*profile_path, "was recorded with another model (" + difference +
-                                "); give the model it was made with");
-    }
-    return {std::move(profile), std::move(model), std::move(label)};
-}
-
-// The base re-run should reproduce the profile; say so when it does not (another device or
-// build), since the comparison is against the re-run.
-void check_reproduced(const Profile& profile, const WhatIfRun& base, const std::string& path) {
-    double worst = 0.0;
-    const std::size_t n = std::min(profile.token_nll.size(), base.result.token_nll.size());
-    for (std::size_t i = 1; i < n; ++i) {
-        const double a = profile.token_nll[i];
-        const double b = base.result.token_nll[i];
-        if (std::isfinite(a) && std::isfinite(b)) worst = std::max(worst, std::abs(a - b));
-    }
-    if (worst > 1e-3) {
-        std::fprintf(stderr,
-                     "l2a: warning: %s: the re-run of the base differs from the profile (per-token "
-                     "NLL by up to %s); comparing against the re-run\n",
-                     path.c_str(), format_fixed(worst, 4).c_str());
-    }
-}
-
-PrefillHooks progress_hooks(ProgressBar& bar) {
-    PrefillHooks hooks;
-    hooks.progress = [&bar](const RunProgress& p) { bar.update(p); };
-    hooks.cancel = cancel_flag();
-    return hooks;
+    Loaded in{profile, open_study(args), std::move(label)};
+    in.study->adopt(profile, *profile_path, spec, printer.events());
+    return in;
 }
 
 std::string describe(const RunOptions& o, const ModelSummary& m) {
@@ -300,7 +197,7 @@ json comparison_json(const WhatIfComparison& c, const RunOptions& base, const Ru
 
 void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOptions& variant,
                       const std::string& threads) {
-    const Profile& p = in.profile;
+    const Profile& p = *in.profile;
     std::printf("model       %s (%s, %lld layers)\n", in.label.c_str(), p.model.model_type.c_str(),
                 static_cast<long long>(p.model.num_layers));
     std::printf("device      %s, %s\n", p.options.device.c_str(), threads.c_str());
@@ -402,6 +299,9 @@ int whatif_command(std::span<const std::string_view> raw) {
                     {"--out", true},
                     {"--ttft-repeats", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -425,54 +325,29 @@ int whatif_command(std::span<const std::string_view> raw) {
     const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
     const int ttft_repeats = static_cast<int>(args.integer("--ttft-repeats", 0, 1000).value_or(3));
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;  // the engine's own default: what-ifs keep the base's threads
+    const std::string threads = prepare_compute(args, "", engine_threads);
     const auto out = args.value("--out");
     if (out) check_output_file(args, {"--out", *out}, {{"--profile", *args.value("--profile")}});
 
-    const Loaded in = load_inputs(args, false);
-    const Profile& p = in.profile;
+    StudyPrinter printer(args.has("--quiet"));
+    const Loaded in = load_inputs(args, false, printer);
+    const Profile& p = *in.profile;
     RunOptions variant = p.options;
     if (prune) variant.prune = *prune;
     if (routing) variant.routing = *routing;
     if (threshold) variant.threshold = threshold;
     if (seed) variant.seed = *seed;
 
-    // Only the checkpoint the variant starts from is kept (the others would cost host memory).
-    const std::vector<int> keep = {first_changed_layer(in.model.config(), p.options, variant)};
-    ProgressBar base_bar("re-run of the base, " + group_digits(p.num_tokens()) + " tokens",
-                         !args.has("--quiet"));
-    const WhatIfRun base =
-        run_whatif_base(in.model, p.token_ids, p.options, progress_hooks(base_bar), &keep);
-    base_bar.finish();
-    check_reproduced(p, base, *args.value("--profile"));
-    ProgressBar variant_bar("variant", !args.has("--quiet"));
-    const WhatIfRun run =
-        run_whatif_variant(in.model, p.token_ids, base, variant, progress_hooks(variant_bar));
-    variant_bar.finish();
-    WhatIfComparison c = compare(in.model, p.token_ids, base, run);
-    if (ttft_repeats > 0) {
-        // The same measurement for both: full prefills, alternating, after a warm-up of each.
-        ProgressBar ttft_bar("time to first token, " + std::to_string(ttft_repeats) +
-                                 " runs each of base and variant",
-                             !args.has("--quiet"));
-        PrefillHooks ttft_hooks;  // each timed run stops at a signal too
-        ttft_hooks.cancel = cancel_flag();
-        auto [base_ttft, variant_ttft] = measure_ttft_pair(
-            in.model, p.token_ids, p.options, variant, ttft_repeats, ttft_hooks,
-            [&ttft_bar](std::int64_t done, std::int64_t all) {
-                ttft_bar.update(
-                    static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(all, 1)),
-                    "run " + std::to_string(done) + " of " + std::to_string(all));
-            });
-        ttft_bar.finish();
-        c.base_ttft = std::move(base_ttft);
-        c.variant_ttft = std::move(variant_ttft);
-    }
+    // The base is re-run keeping the one checkpoint the variant starts from, then the variant;
+    // with --ttft-repeats, full prefills of both, alternating, after a warm-up of each.
+    const StudyWhatIfResult result = in.study->whatif(variant, ttft_repeats, printer.events());
+    printer.finish();
     throw_if_cancelled();
+    const WhatIfComparison& c = *result.comparison;
 
     if (out) {
-        const Profile v = make_variant_profile(p, run);
-        save_profile(v, *out);
+        save_profile(*result.variant, *out);
         if (!args.has("--quiet")) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
     }
     if (args.has("--json")) {
@@ -490,6 +365,9 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                     {"--profile", true},
                     {"--max-dnll", true},
                     kThreadsOption,
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
                     {"--json", false},
                     {"--quiet", false}},
                    raw);
@@ -504,38 +382,25 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
                          " is not a non-negative number of nats per token");
     }
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
-    const std::string threads = apply_threads(args);
+    int engine_threads = 0;  // the engine's own default: what-ifs keep the base's threads
+    const std::string threads = prepare_compute(args, "", engine_threads);
 
-    const Loaded in = load_inputs(args, true);
-    const Profile& p = in.profile;
-    ProgressBar base_bar("re-run of the base, " + group_digits(p.num_tokens()) + " tokens",
-                         !args.has("--quiet"));
-    const WhatIfRun base =
-        run_whatif_base(in.model, p.token_ids, p.options, progress_hooks(base_bar));
-    base_bar.finish();
-    check_reproduced(p, base, *args.value("--profile"));
-    ProgressBar search_bar("greedy search", !args.has("--quiet"));
-    PrefillHooks search_hooks;  // each variant run stops at a signal too
-    search_hooks.cancel = cancel_flag();
-    const PruneSuggestion s = suggest_prune(
-        in.model, p.token_ids, base, *budget,
-        [&search_bar](std::int64_t done, std::int64_t most) {
-            search_bar.update(
-                static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(most, 1)),
-                "variant " + std::to_string(done));
-        },
-        search_hooks);
-    search_bar.finish();
+    StudyPrinter printer(args.has("--quiet"));
+    const Loaded in = load_inputs(args, true, printer);
+    const Profile& p = *in.profile;
+    const StudyPruneResult result = in.study->suggest_prune(*budget, printer.events());
+    printer.finish();
     throw_if_cancelled();
-    const TimingModel timing = calibrate_timing(base);
-    const double base_seconds = timing.predict_ttft(base.result.decisions, p.num_tokens());
+    const PruneSuggestion& s = result.suggestion;
+    const double base_seconds = result.base_ttft_predicted;
+    const std::int64_t base_kv_bytes = result.base_kv_bytes;
 
     if (args.has("--json")) {
         json j = {{"max_dnll", *budget},
                   {"layers", s.layers},
                   {"plan", s.plan},
                   {"delta_mean_nll", s.delta_mean_nll},
-                  {"kv_bytes_base", base.metrics.kv_bytes_total},
+                  {"kv_bytes_base", base_kv_bytes},
                   {"kv_bytes_saved", s.kv_bytes_saved},
                   {"seconds_base_predicted", base_seconds},
                   {"seconds_saved_predicted", s.seconds_saved},
@@ -556,13 +421,12 @@ int suggest_prune_command(std::span<const std::string_view> raw) {
     }
     std::printf("suggestion  --prune %s (ΔNLL %s)\n", format_pruning_plan(s.plan).c_str(),
                 format_signed(s.delta_mean_nll, 4).c_str());
-    const double kv_share = base.metrics.kv_bytes_total > 0
-                                ? static_cast<double>(s.kv_bytes_saved) /
-                                      static_cast<double>(base.metrics.kv_bytes_total)
-                                : 0.0;
+    const double kv_share = base_kv_bytes > 0 ? static_cast<double>(s.kv_bytes_saved) /
+                                                    static_cast<double>(base_kv_bytes)
+                                              : 0.0;
     std::printf("KV cache    saves %s (%s of the base's %s)\n",
                 format_bytes_short(s.kv_bytes_saved).c_str(), format_percent(kv_share).c_str(),
-                format_bytes_short(base.metrics.kv_bytes_total).c_str());
+                format_bytes_short(base_kv_bytes).c_str());
     std::printf("time        saves %s of %s predicted time to first token\n",
                 format_time(s.seconds_saved).c_str(), format_time(base_seconds).c_str());
     return 0;

@@ -24,6 +24,10 @@ constexpr const char* kUsage =
     "  --doc FILE          document to run (UTF-8 text or Markdown); default: the demo document\n"
     "  --profile FILE.l2a  open a saved profile instead of running\n"
     "  --no-run            start without running anything\n"
+    "  --engine URL        run on a remote engine: tcp://HOST:PORT or tls://HOST:PORT (an\n"
+    "                      `l2a serve` there), ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (started\n"
+    "                      through your ssh); --model then names a folder on the engine\n"
+    "  --token-file FILE   the remote engine's token\n"
     "  --bench-views       time the routing map and timeline views on a synthetic profile\n"
     "  --version           print the version\n"
     "  --help              print this help\n"
@@ -102,6 +106,11 @@ int main(int argc, char** argv) {
     parser.addOption({"doc", "Document to run.", "FILE"});
     parser.addOption({"profile", "Saved profile to open.", "FILE.l2a"});
     parser.addOption({"no-run", "Start without running."});
+    parser.addOption({"engine",
+                      "Run on a remote engine (tcp://HOST:PORT, tls://HOST:PORT, "
+                      "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]).",
+                      "URL"});
+    parser.addOption({"token-file", "The remote engine's token.", "FILE"});
     if (!parser.parse(own_arguments(argc, argv))) {
         QString error = parser.errorText();
         if (error.endsWith('.')) error.chop(1);
@@ -133,6 +142,8 @@ int main(int argc, char** argv) {
     options.document = parser.value("doc");
     options.profile = parser.value("profile");
     options.run_on_start = !parser.isSet("no-run");
+    options.engine = parser.value("engine");
+    options.token_file = parser.value("token-file");
     l2a::ui::MainWindow window(options);
     window.show();
     return QApplication::exec();

@@ -130,6 +130,7 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     profile.wall_seconds = result.wall_seconds;
     profile.cpu_threads = cpu_threads();
     profile.device = std::move(result.device);
+    profile.dtype = model.placement().dtype;
     profile.peak_device_bytes = result.peak_device_bytes;
     profile.timeline_source =
         is_cpu_device(options.device) ? "host timers only: CPU run" : "host timers only";

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "device_runtime.h"
+#include "l2a/engine/atomic_file.h"
 #include "l2a/engine/checkpoint.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
@@ -294,6 +295,30 @@ std::string router_input_name(RouterInput input) {
     return "?";
 }
 
+// FNV-1a 64 of the file's bytes as 16 hex digits.
+std::string config_file_hash(const std::filesystem::path& path) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char ch : read_text_file(path)) h = (h ^ ch) * 0x100000001b3ull;
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string text(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) text[static_cast<std::size_t>(i)] = kHex[h & 0xf];
+    return text;
+}
+
+// The bytes of the files that hold the checkpoint's tensors.
+std::int64_t weight_file_bytes(const Checkpoint& checkpoint) {
+    std::set<std::filesystem::path> files;
+    for (const std::string& name : checkpoint.tensor_names())
+        files.insert(checkpoint.file_of(name));
+    std::int64_t bytes = 0;
+    for (const std::filesystem::path& file : files) {
+        std::error_code error;
+        const auto size = std::filesystem::file_size(file, error);
+        if (!error) bytes += static_cast<std::int64_t>(size);
+    }
+    return bytes;
+}
+
 void fill_summary(Model::Impl& impl, std::string path, std::int64_t parameters) {
     impl.summary = summarize_config(impl.config, std::move(path), parameters);
 }
@@ -399,6 +424,8 @@ Model Model::load(const std::filesystem::path& model_dir, const Placement& place
         check_finite(weights, checkpoint, *impl);
         warn_unused(weights, checkpoint, *impl);
         fill_summary(*impl, model_dir.string(), weights.parameters());
+        impl->summary.config_hash = config_file_hash(model_dir / "config.json");
+        impl->summary.weight_bytes = weight_file_bytes(checkpoint);
     }
 
     const std::filesystem::path tokenizer_json = model_dir / "tokenizer.json";

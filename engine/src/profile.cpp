@@ -93,6 +93,8 @@ json summary_to_json(const ModelSummary& s) {
     j["sigmoid_temp"] = double_to_json(s.sigmoid_temp);
     j["sigmoid_threshold"] = double_to_json(s.sigmoid_threshold);
     j["router_input"] = s.router_input;
+    j["config_hash"] = s.config_hash;
+    j["weight_bytes"] = s.weight_bytes;
     return j;
 }
 
@@ -115,6 +117,12 @@ ModelSummary summary_from_json(const json& j) {
     s.sigmoid_temp = get_double(j, "sigmoid_temp", w);
     s.sigmoid_threshold = get_double(j, "sigmoid_threshold", w);
     s.router_input = get_as<std::string>(j, "router_input", w);
+    // Absent before format version 4.
+    if (j.contains("config_hash")) s.config_hash = get_as<std::string>(j, "config_hash", w);
+    if (j.contains("weight_bytes")) {
+        s.weight_bytes = get_as<std::int64_t>(j, "weight_bytes", w);
+        if (s.weight_bytes < 0) throw FieldError{"negative model.weight_bytes"};
+    }
     return s;
 }
 
@@ -391,6 +399,7 @@ std::string profile_metadata(const Profile& p, const std::vector<std::string>& k
     j["wall_seconds"] = double_to_json(p.wall_seconds);
     j["time_basis"] = p.time_basis;
     j["cpu_threads"] = p.cpu_threads;
+    j["dtype"] = p.dtype;
     // The text is valid UTF-8 by construction (document.h); a path need not be, and a run
     // should not be lost over how its file name is displayed.
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -745,6 +754,7 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
                 throw FieldError{"invalid cpu_threads " + std::to_string(p.cpu_threads)};
             }
         }
+        if (j.contains("dtype")) p.dtype = get_as<std::string>(j, "dtype", "profile");
         if (version >= 2) {
             const json& timeline = field(j, "timeline", "profile");
             p.timeline_source = get_as<std::string>(timeline, "source", "timeline");
@@ -893,6 +903,7 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
     run["as_base"] = p.options.as_base;
     run["token_nll"] = p.options.token_nll;
     run["device_name"] = p.device;
+    run["dtype"] = p.dtype;
     run["cpu_threads"] = p.cpu_threads;
     run["peak_device_bytes"] = p.peak_device_bytes;
     j["run"] = std::move(run);

@@ -87,22 +87,24 @@ WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> t
     const ModelConfig& config = model.config();
     const std::int64_t L = config.num_hidden_layers;
     const auto T = static_cast<std::int64_t>(tokens.size());
-    const int start = first_changed_layer(config, base.options, variant);
-
-    std::span<const float> hidden;
-    if (start < L) {
-        const auto s = static_cast<std::size_t>(start);
-        if (s >= base.checkpoints.entering.size() || base.checkpoints.entering[s].empty()) {
-            fail("", "what-if: the base run kept no checkpoint entering layer " +
-                         std::to_string(start));
-        }
-        hidden = base.checkpoints.entering[s];
-    } else {
-        if (base.checkpoints.final_hidden.empty()) {
-            fail("", "what-if: the base run kept no final hidden state");
-        }
-        hidden = base.checkpoints.final_hidden;
+    const int changed = first_changed_layer(config, base.options, variant);
+    // The variant starts from the kept state nearest below its first changed layer: the layers
+    // in between run exactly as in the base.
+    int start = changed;
+    const auto kept = [&](int layer) {
+        const auto l = static_cast<std::size_t>(layer);
+        return l < base.checkpoints.entering.size() && !base.checkpoints.entering[l].empty();
+    };
+    if (changed >= L && base.checkpoints.final_hidden.empty()) start = static_cast<int>(L) - 1;
+    while (start >= 0 && start < L && !kept(start)) --start;
+    if (start < 0) {
+        fail("", "what-if: the base run kept no checkpoint at or below layer " +
+                     std::to_string(changed));
     }
+    const std::span<const float> hidden =
+        start < L
+            ? std::span<const float>(base.checkpoints.entering[static_cast<std::size_t>(start)])
+            : std::span<const float>(base.checkpoints.final_hidden);
 
     WhatIfRun run;
     run.options = variant;

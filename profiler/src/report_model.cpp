@@ -83,6 +83,7 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
         "device",
         o.device + (p.device.empty() || p.device == o.device ? "" : " (" + p.device + ")"));
     run.emplace_back("backend", o.backend);
+    run.emplace_back("weights", p.dtype.empty() ? "not recorded" : p.dtype);
     run.emplace_back("CPU threads",
                      p.cpu_threads > 0 ? std::to_string(p.cpu_threads) : "not recorded");
     if (p.peak_device_bytes > 0)
@@ -222,6 +223,10 @@ std::vector<std::string> timing_differences(const Profile& base, const Profile& 
         out.push_back("device " + base.device + " vs " + v.device);
     }
     if (a.backend != b.backend) out.push_back("backend " + a.backend + " vs " + b.backend);
+    // Weights in another precision run other kernels; "" in profiles written before format 4.
+    if (!base.dtype.empty() && !v.dtype.empty() && base.dtype != v.dtype) {
+        out.push_back("weights " + base.dtype + " vs " + v.dtype);
+    }
     // Threads matter on the CPU; a profile written before they were recorded says 0.
     if (base.cpu_threads != v.cpu_threads && (base.cpu_threads > 0 || v.cpu_threads > 0)) {
         auto threads = [](std::int64_t n) {

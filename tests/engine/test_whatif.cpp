@@ -172,6 +172,32 @@ TEST(WhatIf, IncrementalRerunEqualsFullRerun) {
     }
 }
 
+// A base that kept only some layers: the variant begins at the nearest kept layer below its
+// first change and gives what a start at the change gives.
+TEST(WhatIf, AVariantStartsBelowItsChangeWhereTheBaseKeptNoState) {
+    const auto& model = demo_model();
+    const auto tokens = some_tokens(kTokens);
+    const auto every = l2a::run_whatif_base(model, tokens, {});
+    const std::vector<int> sparse_layers = {2, 5};
+    const auto sparse = l2a::run_whatif_base(model, tokens, {}, {}, &sparse_layers);
+    l2a::RunOptions pruned;
+    pruned.prune = {4};
+    const auto from_kept = l2a::run_whatif_variant(model, tokens, sparse, pruned);
+    const auto from_change = l2a::run_whatif_variant(model, tokens, every, pruned);
+    EXPECT_EQ(from_kept.start_layer, 2);
+    EXPECT_EQ(from_change.start_layer, 4);
+    EXPECT_EQ(from_kept.result.decisions, from_change.result.decisions);
+    expect_close(from_kept.result.token_nll, from_change.result.token_nll, 1e-6, "token NLL");
+    expect_close(from_kept.result.router_logits, from_change.result.router_logits, 1e-6,
+                 "router logits");
+
+    // Nothing kept at or below the change: a clear error.
+    pruned.prune = {1};
+    EXPECT_CONTAINS(
+        l2a::test::message_of([&] { l2a::run_whatif_variant(model, tokens, sparse, pruned); }),
+        "kept no checkpoint at or below layer 1");
+}
+
 TEST(WhatIf, ResumingAtLayerZeroFromTheEmbeddingEqualsTheRun) {
     const auto& model = demo_model();
     const auto tokens = some_tokens(64);
@@ -393,7 +419,7 @@ TEST(WhatIf, BadInputsAreClearErrors) {
         l2a::run_whatif_variant(model, tokens, thin, prune1);
         ADD_FAILURE() << "no error for a missing checkpoint";
     } catch (const l2a::Error& e) {
-        EXPECT_NE(std::string(e.what()).find("entering layer 1"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("at or below layer 1"), std::string::npos) << e.what();
     }
     const auto other_tokens = some_tokens(31);
     EXPECT_THROW(l2a::run_whatif_variant(model, other_tokens, base, {}), l2a::Error);

@@ -1023,6 +1023,16 @@ TEST_F(Export, ReportsNeverSetTimesOfDifferentRunsAgainstEachOther) {
                             "comparable: time of one run measured end to end vs base layers"),
               std::string::npos);
 
+    // Weights in another precision (recorded since format 4; unrecorded is not a difference).
+    variant = base;
+    base.dtype = "bf16";
+    variant.dtype = "fp16";
+    EXPECT_NE(profile_to_html(base, &variant).find("not comparable: weights bf16 vs fp16"),
+              std::string::npos);
+    variant.dtype = "";
+    EXPECT_EQ(profile_to_html(base, &variant).find("not comparable"), std::string::npos);
+    base.dtype = "";
+
     // The same settings: a plain change, no warning.
     Profile same = base;
     same.wall_seconds = 20.0;

@@ -37,6 +37,7 @@
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/profiler/remote.h"
 #include "l2a/profiler/report_pdf.h"
 #include "l2a/ui/document_view.h"
 #include "l2a/ui/layers_view.h"
@@ -321,6 +322,42 @@ private slots:
                                Qt::CheckStateRole));
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
         QVERIFY(window_->session()->base() == base);
+    }
+
+    // File > Connect to Engine: runs, what-ifs and the status bar go through a remote engine
+    // (an `l2a serve` in this process on loopback); back on this computer afterwards.
+    void remoteEngineRunsPrunesAndDisconnects() {
+        if (!l2a::remote_engine_built()) QSKIP("this build has no remote engine");
+        l2a::ServeOptions options;
+        options.listen = "127.0.0.1:0";
+        l2a::StudyServer server(options);
+        const QString url = QString("tcp://127.0.0.1:%1").arg(server.port());
+        QSignalSpy finished(window_->controller(), &RunController::runFinished);
+        window_->connectEngine(url, {});
+        QTRY_VERIFY_WITH_TIMEOUT(window_->engineStatus().startsWith("Engine: " + url + ": cpu"),
+                                 kRunTimeoutMs);
+        window_->runNow();
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        const ProfilePtr base = window_->session()->base();
+        QVERIFY(base && base->num_tokens() > 0);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+
+        QAbstractItemModel* model = window_->layersView()->model();
+        const int last = model->rowCount() - 1;
+        QSignalSpy whatif(window_->controller(), &RunController::whatIfFinished);
+        QVERIFY(
+            model->setData(model->index(last, LayersView::Prune), Qt::Checked, Qt::CheckStateRole));
+        QVERIFY(whatif.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->variant() != nullptr);
+        QCOMPARE(window_->session()->comparison()->start_layer, last);
+        QVERIFY(model->setData(model->index(last, LayersView::Prune), Qt::Unchecked,
+                               Qt::CheckStateRole));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
+
+        window_->connectEngine({}, {});
+        QTRY_VERIFY_WITH_TIMEOUT(window_->engineStatus() == "Engine: this computer (cpu)",
+                                 kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
     }
 
     // TTFT: the prediction shows with the what-if and says it is one; a measurement happens

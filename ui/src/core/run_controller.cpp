@@ -12,6 +12,7 @@
 #include <thread>
 #include <variant>
 
+#include "l2a/engine/atomic_file.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/document_run.h"
@@ -20,6 +21,8 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_choices.h"
 #include "l2a/engine/whatif.h"
+#include "l2a/profiler/remote.h"
+#include "l2a/profiler/study.h"
 #include "l2a/ui/units.h"
 
 namespace l2a::ui {
@@ -30,8 +33,6 @@ namespace {
 // keeping the checkpoint it needs.
 constexpr std::int64_t kCheckpointBudgetBytes = std::int64_t(2) << 30;
 constexpr auto kProgressInterval = std::chrono::milliseconds(33);
-
-const char* const kDemoDocumentLabel = "<demo document>";
 
 QString q(const std::string& text) { return QString::fromStdString(text); }
 
@@ -49,7 +50,10 @@ struct MeasureJob {
     ComparisonPtr comparison;
     int repeats = 3;
 };
-using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob>;
+struct ConnectJob {
+    EngineChoice engine;
+};
+using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob, ConnectJob>;
 
 }  // namespace
 
@@ -66,6 +70,7 @@ struct RunController::Worker {
             pending_whatif.reset();
             pending_adopt.reset();
             pending_measure.reset();
+            pending_connect.reset();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -121,9 +126,24 @@ struct RunController::Worker {
         wake.notify_all();
     }
 
+    void submit_connect(EngineChoice engine) {
+        {
+            std::lock_guard lock(mutex);
+            pending_connect = ConnectJob{std::move(engine)};
+            // Made for the engine being left.
+            pending_run.reset();
+            pending_whatif.reset();
+            pending_measure.reset();
+            if (running) cancel_flag = true;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
     void cancel() {
         {
             std::lock_guard lock(mutex);
+            pending_connect.reset();
             pending_run.reset();
             pending_whatif.reset();
             pending_adopt.reset();
@@ -138,7 +158,8 @@ struct RunController::Worker {
 
     bool running_now() {
         std::lock_guard lock(mutex);
-        return running || pending_run || pending_whatif || pending_adopt || pending_measure;
+        return running || pending_run || pending_whatif || pending_adopt || pending_measure ||
+               pending_connect;
     }
 
     // ---- the worker thread -----------------------------------------------------------------
@@ -150,10 +171,13 @@ struct RunController::Worker {
                 std::unique_lock lock(mutex);
                 wake.wait(lock, [&] {
                     return stopping || pending_run || pending_whatif || pending_adopt ||
-                           pending_measure;
+                           pending_measure || pending_connect;
                 });
                 if (stopping) return;
-                if (pending_adopt) {
+                if (pending_connect) {
+                    job = std::move(*pending_connect);
+                    pending_connect.reset();
+                } else if (pending_adopt) {
                     job = std::move(*pending_adopt);
                     pending_adopt.reset();
                 } else if (pending_run) {
@@ -172,10 +196,8 @@ struct RunController::Worker {
                                  std::holds_alternative<MeasureJob>(job);
                 cancel_flag = false;
             }
-            progress_offset = 0.0;
-            progress_scale = 1.0;
-            last_fraction = 0.0;
-            if (!std::holds_alternative<AdoptJob>(job)) {
+            if (!std::holds_alternative<AdoptJob>(job) &&
+                !std::holds_alternative<ConnectJob>(job)) {
                 post([](RunController* c) { emit c->jobStarted(); });
             }
             try {
@@ -192,7 +214,8 @@ struct RunController::Worker {
                 std::lock_guard lock(mutex);
                 running = false;
                 running_whatif = false;
-                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure;
+                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure &&
+                       !pending_connect;
             }
             if (idle) {
                 post([](RunController* c) {
@@ -206,104 +229,101 @@ struct RunController::Worker {
     void execute(RunJob& job) {
         const RunRequest& r = job.request;
         post_started("Loading the model");
-        Placement placement;
-        placement.device = r.options.device;
-        placement.dtype = r.dtype;
-        const std::filesystem::path dir = r.model_dir.empty() ? require_demo_model() : r.model_dir;
-        const Model& m = load_model(dir, placement);
+        ModelSpec spec;
+        spec.folder = r.model_dir;  // empty: the demo model
+        spec.placement.device = r.options.device;
+        spec.placement.dtype = r.dtype;
+        adopted.reset();
+        study->open_model(spec, events());
         check_cancel();
 
-        TokenizedDocument doc;
-        const Tokenizer* tokenizer = m.tokenizer();
-        if (!tokenizer) {
-            fail(dir.string(),
-                 "the model folder has no tokenizer.json, so a document cannot be "
-                 "tokenized");
-        }
-        if (r.document.empty()) {
-            doc = tokenize_document(kDemoDocumentLabel, demo_document(), 0, *tokenizer);
+        StudyRunSpec run;
+        if (!r.document.empty()) run.document.label = r.document.string();
+        if (remote && !r.document.empty()) {
+            // The engine gets the text; the file is read here.
+            run.document.text = load_document(r.document).text;
         } else {
-            Document d = load_document(r.document);
-            doc = tokenize_document(r.document.string(), std::move(d.text), d.replaced_sequences,
-                                    *tokenizer);
+            run.document.path = r.document;  // empty: the demo document
         }
-        if (doc.ids.empty()) fail(doc.label, "the document has no tokens");
-        const ModelConfig& config = m.config();
+        run.options = r.options;
+        // No limit asked: the whole document, up to the model's context.
+        run.cut_at_context = true;
+        run.count_all_tokens = true;
+        run.threads = r.threads > 0 ? r.threads : default_cpu_threads();
+        StudyEvents e = events();
+        const QString device = q(r.options.device);
+        e.tokens = [this, device](std::int64_t tokens) {
+            post_started("Running " + count_text(tokens) + " tokens on " + device);
+        };
+        StudyRunResult result = study->run(run, e);
+        check_cancel();
         RunInfo info;
-        info.dtype = m.placement().dtype;
-        info.max_positions = config.max_position_embeddings;
-        info.requested_max_tokens = r.options.max_tokens;
-        // No limit asked: the whole document, up to the model's context. The options record
-        // the limit that applied, so a saved profile says how it was cut.
-        RunOptions options = r.options;
-        const auto document_tokens = static_cast<std::int64_t>(doc.ids.size());
-        if (options.max_tokens <= 0 && document_tokens > config.max_position_embeddings) {
-            options.max_tokens = config.max_position_embeddings;
-            info.cut_by = "context";
-        } else if (options.max_tokens > 0 && document_tokens > options.max_tokens) {
-            info.cut_by = "max tokens";
-        }
-        truncate(doc, options.max_tokens);
-        check_cancel();
-
-        const auto T = static_cast<std::int64_t>(doc.ids.size());
-        info.beyond_context = T > config.max_position_embeddings;
-        set_cpu_threads(r.threads > 0 ? r.threads : default_cpu_threads());
-        info.threads = cpu_threads();
-        post_started("Running " + count_text(T) + " tokens on " + q(r.options.device));
-        const std::int64_t bytes = 4 * T * config.hidden_size * config.num_hidden_layers;
-        const std::vector<int> none;
-        WhatIfRun run = run_whatif_base(m, doc.ids, options, hooks(),
-                                        bytes <= kCheckpointBudgetBytes ? nullptr : &none);
-        check_cancel();
-        tokens = doc.ids;
-        PrefillResult result = run.result;  // the base keeps its own copy for what-ifs
-        auto profile = std::make_shared<const Profile>(
-            make_profile(m, std::move(doc), options, std::move(result)));
-        base_run = std::move(run);
+        info.dtype = result.report.dtype;
+        info.threads = result.report.threads;
+        info.max_positions = result.report.max_positions;
+        info.requested_max_tokens = result.report.requested_max_tokens;
+        info.cut_by = result.report.cut_by;
+        info.beyond_context = result.report.beyond_context;
+        ProfilePtr profile = result.profile;
         base_profile = profile;
         post([profile, info](RunController* c) { emit c->runFinished(profile, info); });
     }
 
+    void execute(ConnectJob& job) {
+        const EngineChoice& e = job.engine;
+        std::unique_ptr<Study> next;
+        QStringList models;
+        if (e.url.isEmpty()) {
+            next = make_local_study(
+                {.checkpoint_budget_bytes = kCheckpointBudgetBytes, .cancel = &cancel_flag});
+        } else {
+            EngineAddress address;
+            address.url = e.url.toStdString();
+            if (!e.token_file.isEmpty()) {
+                address.token = read_engine_token(e.token_file.toStdString());
+            }
+            if (!e.tls_ca_file.isEmpty()) {
+                address.tls_ca_pem = read_text_file(e.tls_ca_file.toStdString());
+            }
+            next = connect_study(address, 10.0, &cancel_flag);
+            if (address.url.rfind("ssh://", 0) != 0) {
+                for (const std::string& m : engine_info(address).models) models << q(m);
+            }
+        }
+        study = std::move(next);
+        remote = !e.url.isEmpty();
+        engine_url = e.url;
+        // The base stays the app's; the new engine re-runs it when a what-if first needs it.
+        if (base_profile) adopted = base_profile;
+        const QString where = q(study->where());
+        const bool is_remote = remote;
+        post([where, is_remote, models](RunController* c) {
+            emit c->engineChanged(where, is_remote, models);
+        });
+    }
+
     void execute(AdoptJob& job) {
         // Nothing to compute now: the model and the base re-run wait for the first what-if.
-        base_profile = std::move(job.profile);
-        base_run.reset();
-        tokens = base_profile ? base_profile->token_ids : std::vector<std::int32_t>{};
+        base_profile = job.profile;
+        adopted = std::move(job.profile);
+    }
+
+    // A profile opened from a file becomes the study's base when a what-if first needs it.
+    void adopt_if_opened() {
+        if (!adopted) return;
+        post_started("Loading the model of the opened profile");
+        study->adopt(adopted, "the opened profile", std::nullopt, events());
+        adopted.reset();
     }
 
     void execute(WhatIfJob& job) {
         if (!base_profile) fail("what-if", "there is no base run yet: run a document first");
-        RunOptions variant = job.options;
-        // A what-if keeps the base's document, device and backend.
-        variant.device = base_profile->options.device;
-        variant.max_tokens = base_profile->options.max_tokens;
-        const Model& m = model_for_base();
-        const int start = first_changed_layer(m.config(), base_profile->options, variant);
-        const auto needs_checkpoint = [&] {
-            const auto L = static_cast<int>(m.config().num_hidden_layers);
-            if (!base_run) return true;
-            if (start >= L) return base_run->checkpoints.final_hidden.empty();
-            const auto s = static_cast<std::size_t>(start);
-            return s >= base_run->checkpoints.entering.size() ||
-                   base_run->checkpoints.entering[s].empty();
-        };
-        if (needs_checkpoint()) {
-            post_started("Re-running the base to keep the state entering layer " +
-                         QString::number(start));
-            // Two passes in one progress bar: the base's first half, the variant's second.
-            progress_scale = 0.5;
-            const std::vector<int> keep = {start};
-            base_run = run_whatif_base(m, tokens, base_profile->options, hooks(), &keep);
-            check_cancel();
-            progress_offset = 0.5;
-        }
-        post_started("What-if from layer " + QString::number(start));
-        WhatIfRun run = run_whatif_variant(m, tokens, *base_run, variant, hooks());
+        adopt_if_opened();
+        post_started("What-if");
+        StudyWhatIfResult result = study->whatif(job.options, 0, events());
         check_cancel();
-        auto comparison =
-            std::make_shared<const WhatIfComparison>(compare(m, tokens, *base_run, run));
-        auto profile = std::make_shared<const Profile>(make_variant_profile(*base_profile, run));
+        ProfilePtr profile = result.variant;
+        ComparisonPtr comparison = result.comparison;
         post([profile, comparison](RunController* c) {
             emit c->whatIfFinished(profile, comparison);
         });
@@ -313,21 +333,11 @@ struct RunController::Worker {
         if (!base_profile || !job.variant || !job.comparison) {
             fail("TTFT", "there is no what-if to measure: make one first");
         }
-        RunOptions variant = job.variant->options;
-        variant.device = base_profile->options.device;
-        variant.max_tokens = base_profile->options.max_tokens;
-        const Model& m = model_for_base();
+        adopt_if_opened();
         post_started(QString("Measuring TTFT: %1 full runs each of the base and the variant")
                          .arg(job.repeats));
-        PrefillHooks h;
-        h.cancel = &cancel_flag;
-        auto [base_ttft, variant_ttft] = measure_ttft_pair(
-            m, tokens, base_profile->options, variant, job.repeats, h,
-            [this](std::int64_t done, std::int64_t all) {
-                const double fraction = all > 0 ? static_cast<double>(done) / all : 0.0;
-                const QString stage = QString("TTFT run %1 of %2").arg(done).arg(all);
-                post([fraction, stage](RunController* c) { emit c->progress(fraction, stage); });
-            });
+        auto [base_ttft, variant_ttft] =
+            study->measure_ttft(job.variant->options, job.repeats, events());
         check_cancel();
         auto measured = std::make_shared<WhatIfComparison>(*job.comparison);
         measured->base_ttft = std::move(base_ttft);
@@ -337,42 +347,23 @@ struct RunController::Worker {
         post([profile, result](RunController* c) { emit c->ttftMeasured(profile, result); });
     }
 
-    // The model the base profile was made with (loaded once).
-    const Model& model_for_base() {
-        std::filesystem::path dir = base_profile->model.path;
-        if (dir.empty()) fail("what-if", "the profile does not say which model made it");
-        Placement placement;
-        placement.device = base_profile->options.device;
-        return load_model(dir, placement);
-    }
-
-    const Model& load_model(const std::filesystem::path& dir, const Placement& placement) {
-        if (!model || model_dir != dir ||
-            !(model->placement() == placement ||
-              (parse_weight_dtype(placement.dtype) == WeightDtype::Auto &&
-               model->placement().device == placement.device))) {
-            model.reset();
-            base_run.reset();
-            model.emplace(Model::load(dir, placement));
-            model_dir = dir;
-        }
-        return *model;
-    }
-
-    PrefillHooks hooks() {
-        PrefillHooks h;
-        h.cancel = &cancel_flag;
-        h.progress = [this](const RunProgress& pass) {
-            const double fraction =
-                std::max(last_fraction, progress_offset + progress_scale * pass.fraction);
-            const auto now = std::chrono::steady_clock::now();
-            if (pass.fraction < 1.0 && now - last_progress < kProgressInterval) return;
-            last_progress = now;
-            last_fraction = fraction;
-            const QString text = q(describe(pass));
-            post([fraction, text](RunController* c) { emit c->progress(fraction, text); });
+    // The study's steps and progress as the controller's signals (progress at most every
+    // kProgressInterval, and always at the end of a step).
+    StudyEvents events() {
+        StudyEvents e;
+        e.step = [this](const std::string& step) {
+            if (step.rfind("re-run of the base", 0) == 0) {
+                post_started("Re-running the base to keep the state a what-if starts from");
+            }
         };
-        return h;
+        e.progress = [this](double job, double step, const std::string& stage) {
+            const auto now = std::chrono::steady_clock::now();
+            if (step < 1.0 && now - last_progress < kProgressInterval) return;
+            last_progress = now;
+            const QString text = q(stage);
+            post([job, text](RunController* c) { emit c->progress(job, text); });
+        };
+        return e;
     }
 
     void check_cancel() const {
@@ -388,6 +379,11 @@ struct RunController::Worker {
         std::string line = message.substr(0, message.find('\n'));
         const QString text = q(line);
         post([text](RunController* c) { emit c->failed(text); });
+        if (remote && (line.find("connection lost") != std::string::npos ||
+                       line.find("connection to the engine is closed") != std::string::npos)) {
+            const QString where = engine_url + " (connection lost)";
+            post([where](RunController* c) { emit c->engineChanged(where, true, {}); });
+        }
     }
 
     template <typename F>
@@ -418,19 +414,18 @@ struct RunController::Worker {
     std::optional<WhatIfJob> pending_whatif;
     std::optional<AdoptJob> pending_adopt;
     std::optional<MeasureJob> pending_measure;
+    std::optional<ConnectJob> pending_connect;
     std::atomic<bool> cancel_flag{false};
     bool busy = false;  // GUI thread only
 
     // Worker-thread state.
-    std::optional<Model> model;
-    std::filesystem::path model_dir;
-    std::optional<WhatIfRun> base_run;
+    bool remote = false;
+    QString engine_url;
+    std::unique_ptr<Study> study = make_local_study(
+        {.checkpoint_budget_bytes = kCheckpointBudgetBytes, .cancel = &cancel_flag});
     ProfilePtr base_profile;
-    std::vector<std::int32_t> tokens;
+    ProfilePtr adopted;  // opened from a file, not yet the study's base
     std::chrono::steady_clock::time_point last_progress{};
-    double progress_offset = 0.0;  // this pass's share of the job's progress bar
-    double progress_scale = 1.0;
-    double last_fraction = 0.0;
 };
 
 RunController::RunController(QObject* parent) : QObject(parent) {
@@ -455,5 +450,7 @@ void RunController::startMeasureTtft(ProfilePtr variant, ComparisonPtr compariso
 }
 
 void RunController::cancel() { worker_->cancel(); }
+
+void RunController::connectEngine(const EngineChoice& engine) { worker_->submit_connect(engine); }
 
 }  // namespace l2a::ui

@@ -6,18 +6,23 @@
 #include <QApplication>
 #include <QCloseEvent>
 #include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
 #include <QDockWidget>
 #include <QDoubleSpinBox>
 #include <QDragEnterEvent>
 #include <QDropEvent>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFormLayout>
 #include <QFrame>
 #include <QGuiApplication>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QInputDialog>
 #include <QKeySequence>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
@@ -145,6 +150,9 @@ struct MainWindow::State {
     QPushButton* notice_whole = nullptr;
 
     QLabel* status_device = nullptr;
+    QLabel* status_engine = nullptr;
+    bool remote = false;        // runs happen on a remote engine
+    QStringList engine_models;  // the folders it offers
     QLabel* status_tokens = nullptr;
     QLabel* status_time = nullptr;
     QLabel* status_memory = nullptr;
@@ -190,6 +198,7 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     connectWhatIf();
     restoreSettings();
 
+    if (!options.engine.isEmpty()) connectEngine(options.engine, options.token_file);
     if (!options.profile.isEmpty()) {
         QTimer::singleShot(0, this, [this] { openProfile(state_->options.profile); });
     } else if (options.run_on_start) {
@@ -412,6 +421,10 @@ void MainWindow::createFileMenu() {
     QAction* open_model =
         file->addAction("Open &Model Folder…", this, [this] { openModelFolder({}); });
     open_model->setShortcut(QKeySequence("Ctrl+Shift+O"));
+    QAction* engine =
+        file->addAction("Connect to &Engine…", this, &MainWindow::connectEngineDialog);
+    engine->setShortcut(QKeySequence("Ctrl+Shift+E"));
+    file->addAction("Run on &This Computer", this, [this] { connectEngine({}, {}); });
     QAction* open_doc = file->addAction("&Open Document…", this, [this] { openDocument({}); });
     open_doc->setShortcut(QKeySequence::Open);
     QAction* open_profile = file->addAction("Open &Profile…", this, [this] { openProfile({}); });
@@ -509,7 +522,10 @@ void MainWindow::createStatusBar() {
     s.cancel = new QPushButton("Cancel");
     s.cancel->setVisible(false);
     s.cancel->setToolTip("Stop the run (Esc)");
+    s.status_engine = new QLabel("Engine: this computer");
+    s.status_engine->setToolTip("Where runs happen (File > Connect to Engine…, Ctrl+Shift+E)");
     statusBar()->addWidget(s.status_stage, 1);
+    statusBar()->addPermanentWidget(s.status_engine);
     statusBar()->addPermanentWidget(s.progress);
     statusBar()->addPermanentWidget(s.cancel);
     for (QLabel* l : {s.status_device, s.status_tokens, s.status_time, s.status_memory}) {
@@ -582,6 +598,17 @@ void MainWindow::connectRunController() {
         st.whatif->setMeasuring(true, 0.0);
         st.controller->startMeasureTtft(st.session->variant(), st.session->comparison(), repeats);
     });
+    connect(c, &RunController::engineChanged, this,
+            [this](const QString& where, bool remote, const QStringList& models) {
+                State& st = *state_;
+                st.remote = remote;
+                st.engine_models = models;
+                st.status_engine->setText(remote ? "Engine: " + where
+                                                 : "Engine: this computer (" + where + ")");
+                if (remote && !where.endsWith("(connection lost)")) {
+                    st.status_stage->setText("Connected to " + where);
+                }
+            });
     connect(c, &RunController::failed, this, [this](const QString& message) {
         state_->status_stage->setText("Failed");
         QMessageBox::critical(this, "L2A Studio", message);
@@ -709,6 +736,7 @@ QString MainWindow::shortcutsText() {
         {"Esc", "Cancel the run"},
         {"Ctrl+O", "Open a document"},
         {"Ctrl+Shift+O", "Open a model folder"},
+        {"Ctrl+Shift+E", "Connect to an engine (a GPU server)"},
         {"Ctrl+Shift+P", "Open a profile"},
         {"Ctrl+S", "Save the profile"},
         {"Ctrl+E", "Export an HTML report"},
@@ -773,6 +801,19 @@ void MainWindow::cancelRun() { state_->controller->cancel(); }
 
 void MainWindow::openModelFolder(const QString& dir) {
     QString path = dir;
+    if (state_->remote) {
+        // A folder on the engine, by its name under the engine's --models.
+        if (path.isEmpty()) {
+            bool ok = false;
+            path = QInputDialog::getItem(this, "Model on the engine",
+                                         "Model folder on the engine (under its --models):",
+                                         state_->engine_models, 0, true, &ok);
+            if (!ok || path.isEmpty()) return;
+        }
+        state_->model_dir = path;
+        runNow();
+        return;
+    }
     if (path.isEmpty()) {
         path = QFileDialog::getExistingDirectory(
             this, "Model folder (config.json, *.safetensors, tokenizer.json)");
@@ -787,6 +828,69 @@ void MainWindow::openModelFolder(const QString& dir) {
     addRecent(path);
     runNow();
 }
+
+void MainWindow::connectEngine(const QString& url, const QString& token_file) {
+    State& s = *state_;
+    if (!url.isEmpty()) {
+        QSettings settings;
+        QStringList recent = settings.value("engines/recent").toStringList();
+        recent.removeAll(url);
+        recent.prepend(url);
+        while (recent.size() > 8) recent.removeLast();
+        settings.setValue("engines/recent", recent);
+        settings.setValue("engines/token_file/" + QString(url).replace('/', '|'), token_file);
+    }
+    s.status_engine->setText(url.isEmpty() ? "Engine: this computer"
+                                           : "Engine: connecting to " + url + "…");
+    s.controller->connectEngine({url, token_file, {}});
+}
+
+void MainWindow::connectEngineDialog() {
+    QDialog dialog(this);
+    dialog.setWindowTitle("Connect to Engine");
+    auto* form = new QFormLayout(&dialog);
+    auto* url = new QComboBox;
+    url->setEditable(true);
+    url->addItems(QSettings().value("engines/recent").toStringList());
+    url->setMinimumWidth(420);
+    url->setToolTip(
+        "tcp://HOST:PORT or tls://HOST:PORT: an `l2a serve` listening there\n"
+        "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]: starts `l2a serve` on HOST through your ssh\n"
+        "unix:PATH: a server on this machine's socket");
+    auto* token = new QLineEdit;
+    token->setPlaceholderText("the server's --token-file (not needed for ssh://)");
+    auto* browse = new QPushButton("Browse…");
+    auto* token_row = new QHBoxLayout;
+    token_row->addWidget(token, 1);
+    token_row->addWidget(browse);
+    const auto remembered = [&] {
+        token->setText(QSettings()
+                           .value("engines/token_file/" + url->currentText().replace('/', '|'))
+                           .toString());
+    };
+    remembered();
+    connect(url, &QComboBox::currentTextChanged, &dialog, remembered);
+    connect(browse, &QPushButton::clicked, &dialog, [&] {
+        const QString file = QFileDialog::getOpenFileName(&dialog, "Token file");
+        if (!file.isEmpty()) token->setText(file);
+    });
+    form->addRow("Engine:", url);
+    form->addRow("Token file:", token_row);
+    auto* note = new QLabel(
+        "Start one on the GPU server with <code>l2a serve --models DIR --token-file F "
+        "--listen 0.0.0.0:7787</code>, or use <code>ssh://server</code> to start it through "
+        "ssh. Runs, what-ifs and profiles then come from there.");
+    note->setWordWrap(true);
+    form->addRow(note);
+    auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel);
+    connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+    connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+    form->addRow(buttons);
+    if (dialog.exec() != QDialog::Accepted || url->currentText().trimmed().isEmpty()) return;
+    connectEngine(url->currentText().trimmed(), token->text().trimmed());
+}
+
+QString MainWindow::engineStatus() const { return state_->status_engine->text(); }
 
 void MainWindow::openDocument(const QString& path_in) {
     QString path = path_in;

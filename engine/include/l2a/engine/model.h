@@ -29,6 +29,12 @@ struct ModelSummary {
     double sigmoid_temp = 1.0;
     double sigmoid_threshold = 0.5;
     std::string router_input;  // "hidden_linearproj", ...
+    // Identity beyond the shape, so that a what-if on a saved profile can tell whether the folder
+    // still holds the same model: 16 hex digits of FNV-1a 64 over config.json's bytes, and the
+    // bytes of the weight files. "" and 0 for random models and profiles that did not record
+    // them.
+    std::string config_hash;
+    std::int64_t weight_bytes = 0;
 };
 
 // The summary of a model of this configuration: `path` names it, `parameter_count` is the

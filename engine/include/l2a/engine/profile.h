@@ -16,11 +16,12 @@
 
 namespace l2a {
 
+// 4: the weights' dtype and the model's identity (config.json hash, weight bytes).
 // 3: ranges are typed (phase and layer) instead of named.
 // 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
-// Version 1 and 2 files still load (version 1 with an empty timeline; the ranges of both get
+// Versions 1 to 3 still load (version 1 with an empty timeline; the ranges of both get
 // their phase and layer from their names).
-inline constexpr int kProfileFormatVersion = 3;
+inline constexpr int kProfileFormatVersion = 4;
 // The most layers a profile may claim. Real models have at most a few hundred; a profile with
 // no tokens holds no bytes per layer, so this limit is what keeps a damaged count from costing
 // memory.
@@ -87,7 +88,10 @@ struct Profile {
     std::vector<MemoryOpRecord> memory_ops;
     // "cupti", or "host timers only: <why>" (CPU run, CUPTI missing or owned by another tool).
     std::string timeline_source;
-    std::string device;                  // "cpu" or the GPU's name; "" when not recorded (v1)
+    std::string device;  // "cpu" or the GPU's name; "" when not recorded (v1)
+    // The weights' dtype as placed ("fp32", "bf16", "fp16"); "" when not recorded (before v4).
+    // A what-if on the saved profile loads the model in it.
+    std::string dtype;
     std::int64_t peak_device_bytes = 0;  // GPU: peak bytes allocated during the run
     // Wall time of the run. A full run measures it (including the per-token loss pass, so it is
     // more than the time to first token); a what-if variant composes it (time_basis says so).

@@ -47,9 +47,11 @@ WhatIfRun run_whatif_base(const Model& model, std::span<const std::int32_t> toke
                           const RunOptions& options, const PrefillHooks& hooks = {},
                           const std::vector<int>* keep_layers = nullptr);
 
-// The variant: the base's rows below the first changed layer, then run_prefill_from there with
-// the base's checkpoint. Throws l2a::Error when the options cannot run on the model, or when
-// they change max_tokens or the device (a what-if keeps the document and the placement).
+// The variant: the base's rows below the layer it starts from, then run_prefill_from there with
+// the base's checkpoint. It starts from the first changed layer, or, when the base did not keep
+// that layer's state, from the nearest kept one below it (the layers in between run as in the
+// base); start_layer says which. Throws l2a::Error when the options cannot run on the model, or
+// when they change max_tokens or the device (a what-if keeps the document and the placement).
 WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> tokens,
                              const WhatIfRun& base, const RunOptions& variant,
                              const PrefillHooks& hooks = {});

@@ -22,6 +22,8 @@ struct StudioOptions {
     QString document;          // empty: the demo document
     QString profile;           // open this .l2a instead of running
     bool run_on_start = true;  // the first start runs the default at once
+    QString engine;            // a remote engine to run on (--engine URL); empty: this computer
+    QString token_file;        // its token (--token-file)
 };
 
 class MainWindow : public QMainWindow {
@@ -51,6 +53,12 @@ public slots:
     void saveProfile(const QString& path);     // Ctrl+S
     // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
     bool exportTo(const QString& format, const QString& path);
+    // Runs happen on the engine at `url` from now on (empty: this computer); Ctrl+Shift+E opens
+    // a dialog (recent engines, token file). The status bar says where runs happen.
+    void connectEngine(const QString& url, const QString& token_file);
+    void connectEngineDialog();
+    // The status bar's engine text ("Engine: this computer (cpu)").
+    QString engineStatus() const;
 
 public:
     // The Help > Keyboard Shortcuts text (rich text).

@@ -5,6 +5,7 @@
 
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -24,6 +25,14 @@ struct RunRequest {
     RunOptions options;
     std::string dtype = "auto";  // Placement::dtype
     int threads = 0;             // CPU threads of the run; 0: the engine's default
+};
+
+// Where runs happen: this computer (url empty), or a remote engine (`l2a serve`) at url
+// (tcp://HOST:PORT, tls://HOST:PORT, unix:PATH, ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]).
+struct EngineChoice {
+    QString url;
+    QString token_file;   // the server's token (its first line); "" for none
+    QString tls_ca_file;  // tls://: the certificate authority to trust; "" for the system's
 };
 
 class RunController : public QObject {
@@ -51,6 +60,10 @@ public:
     void startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats);
     // Effective within 0.5 s; emits cancelled() once the worker has stopped.
     void cancel();
+    // Runs from now on happen on `engine` (connected on the worker: engineChanged on success,
+    // failed with one line otherwise, the old engine kept). Pending work for the old engine is
+    // dropped; the base stays and is re-run on the new engine by the first what-if.
+    void connectEngine(const EngineChoice& engine);
 
 signals:
     void busyChanged(bool busy);
@@ -66,6 +79,9 @@ signals:
     void ttftMeasured(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
     // One line that names the file or input and the problem ("model.safetensors: truncated ...").
     void failed(const QString& message);
+    // Where runs happen now: "cpu", "cuda:0 NVIDIA H200", "tcp://gpu1:7787: cuda:0 NVIDIA H200",
+    // or "<url> (connection lost)"; a remote engine's model folders (names under its --models).
+    void engineChanged(const QString& where, bool remote, const QStringList& models);
     void cancelled();
 
 private:

@@ -1,0 +1,86 @@
+#include "engine_option.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "guards.h"
+#include "l2a/engine/atomic_file.h"
+#include "l2a/engine/device.h"
+#include "l2a/engine/error.h"
+#include "l2a/profiler/remote.h"
+#include "model_source.h"
+#include "threads.h"
+
+namespace l2a::cli {
+
+bool remote_engine(const Arguments& args) {
+    const auto engine = args.value("--engine");
+    return engine && *engine != "local";
+}
+
+std::string read_token(const std::filesystem::path& path) {
+    std::string token = read_engine_token(path);
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && (info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        std::fprintf(stderr, "l2a: warning: %s: others may read this token file (chmod 600 it)\n",
+                     path.c_str());
+    }
+    return token;
+}
+
+std::unique_ptr<Study> open_study(const Arguments& args) {
+    if (!remote_engine(args)) {
+        for (const char* option : {"--token-file", "--tls-ca"}) {
+            if (args.has(option)) args.usage_error(std::string(option) + " needs --engine URL");
+        }
+        return make_local_study({.cancel = cancel_flag()});
+    }
+    const std::string url = *args.value("--engine");
+    if (url.rfind("ssh://", 0) == 0 && (args.has("--token-file") || args.has("--tls-ca"))) {
+        args.usage_error("--engine ssh://...: the tunnel needs no --token-file or --tls-ca");
+    }
+    EngineAddress address;
+    address.url = url;
+    try {
+        check_engine_url(url);
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
+    if (auto ca = args.value("--tls-ca")) address.tls_ca_pem = read_text_file(*ca);
+    return connect_study(address, 10.0, cancel_flag());
+}
+
+std::string prepare_compute(const Arguments& args, const std::string& device, int& threads) {
+    threads = 0;
+    if (!remote_engine(args)) {
+        if (!device.empty()) require_device(device);
+        return apply_threads(args);
+    }
+    if (auto n = args.integer("--threads", 1, 1024)) {
+        threads = static_cast<int>(*n);
+        return std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
+               " by --threads on the engine";
+    }
+    return "the engine's threads";
+}
+
+ModelSpec model_spec(const Arguments& args) {
+    ModelSpec spec;
+    if (!remote_engine(args)) {
+        spec.folder = model_folder(args);
+        return spec;
+    }
+    const bool demo = args.has("--demo");
+    auto model = args.value("--model");
+    if (demo && model) args.usage_error("give either --model DIR or --demo, not both");
+    if (!demo && !model) args.usage_error("give --model DIR or --demo");
+    if (model) {
+        if (model->empty()) args.usage_error("--model: the folder name is empty");
+        spec.folder = *model;
+    }
+    return spec;  // an empty folder: the engine's demo model
+}
+
+}  // namespace l2a::cli

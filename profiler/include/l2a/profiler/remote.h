@@ -1,0 +1,106 @@
+// The study service across a network: `l2a serve` runs a StudyServer on the machine with the
+// GPU, and connect_study() gives a client a Study that runs there (gRPC over TCP, optionally
+// TLS, or a Unix socket). The result of every call is what a local study returns: profiles
+// travel back as .l2a bytes. Builds without gRPC report that the remote engine is missing.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "l2a/profiler/study.h"
+
+namespace l2a {
+
+// Whether this build has the remote engine (gRPC was found when it was built).
+bool remote_engine_built();
+
+struct ServeOptions {
+    // "HOST:PORT" (port 0: any free port), or "unix:PATH".
+    std::string listen = "127.0.0.1:7787";
+    // Clients must send it ("Bearer <token>"); may be empty only on loopback or a Unix socket.
+    std::string token;
+    // Model folders clients may open (relative names under it); empty: only the demo model and
+    // --shape models.
+    std::filesystem::path models_root;
+    // Documents clients may name on the server (relative names under it); empty: clients send
+    // their documents.
+    std::filesystem::path docs_root;
+    // Published shapes with random weights clients may open ("qwen3-8b").
+    std::vector<std::string> shapes;
+    // PEM text of a certificate and its key: TLS instead of plain TCP.
+    std::string tls_cert_pem;
+    std::string tls_key_pem;
+    std::int64_t checkpoint_budget_bytes = kDefaultCheckpointBudgetBytes;
+    // The largest message a client may send (documents, profiles to adopt).
+    std::int64_t max_message_bytes = std::int64_t{256} << 20;
+    // One line per event worth a log line (client connected, run started, failures).
+    std::function<void(const std::string& line)> log;
+};
+
+class StudyServer {
+public:
+    // Starts listening; throws l2a::Error (address in use, a non-loopback address without a
+    // token, unreadable TLS files, no remote engine in this build).
+    explicit StudyServer(ServeOptions options);
+    ~StudyServer();  // shuts down: running calls are cancelled
+    StudyServer(const StudyServer&) = delete;
+    StudyServer& operator=(const StudyServer&) = delete;
+
+    // The port bound (the chosen one when asked for 0); 0 for a Unix socket.
+    int port() const;
+    // Blocks until shutdown() (from another thread or a signal handler's thread).
+    void wait();
+    void shutdown();
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+struct EngineAddress {
+    // "tcp://HOST:PORT", "tls://HOST:PORT", "unix:PATH", or
+    // "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a][?models=DIR&docs=DIR&shape=NAME]": `l2a serve`
+    // started on HOST through the user's own ssh (their keys, agent and ~/.ssh/config; L2A_SSH
+    // replaces the ssh program and its options), on a Unix socket of the host that ssh forwards
+    // to a private local one; the server ends with the connection.
+    std::string url;
+    std::string token;
+    std::string tls_ca_pem;  // tls://: the certificate authority to trust ("": the system's)
+};
+
+// How many bytes a profile takes on the wire (its .l2a file's size).
+std::int64_t profile_transfer_bytes(const Profile& profile);
+
+// A token file's token: its first line without surrounding white space. Throws l2a::Error
+// naming the file when it cannot be read or holds no token.
+std::string read_engine_token(const std::filesystem::path& path);
+
+// Parses and checks an --engine value (as EngineAddress::url says); throws l2a::Error naming
+// it otherwise.
+void check_engine_url(const std::string& url);
+
+// Connects (within `timeout_seconds`) and checks the token; throws l2a::Error naming the
+// engine and the problem (unreachable, wrong token, another protocol). A lost connection later
+// makes the running call throw l2a::Error "<url>: connection lost: ...".
+// `cancel`: a flag of the caller's (a signal handler's, a worker's); while a call runs, its
+// becoming true cancels the call on the engine as cancel() does.
+std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds = 10.0,
+                                     const std::atomic<bool>* cancel = nullptr);
+
+// What a server offers, as Hello answers it.
+struct EngineInfo {
+    std::string version;
+    std::string devices;
+    std::vector<std::string> models;
+    std::vector<std::string> shapes;
+    bool documents = false;
+};
+EngineInfo engine_info(const EngineAddress& address, double timeout_seconds = 10.0);
+
+}  // namespace l2a

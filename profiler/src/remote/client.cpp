@@ -1,0 +1,330 @@
+// A Study that runs on a remote `l2a serve`: each call is one request on the session's stream,
+// answered by events and one result.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "engine.grpc.pb.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/profiler/remote.h"
+#include "remote_common.h"
+#include "ssh_tunnel.h"
+#include "wire.h"
+
+namespace l2a {
+namespace {
+
+using Stream = grpc::ClientReaderWriter<remote::ClientMessage, remote::ServerMessage>;
+
+std::shared_ptr<grpc::Channel> open_channel(const EngineAddress& address) {
+    bool tls = false;
+    const std::string target = remote::grpc_target(address.url, tls);
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
+    args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+    // A server that dies or a network that drops is noticed within seconds, not at TCP's pace.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (tls) {
+        grpc::SslCredentialsOptions ssl;
+        ssl.pem_root_certs = address.tls_ca_pem;
+        credentials = grpc::SslCredentials(ssl);
+    }
+    return grpc::CreateCustomChannel(target, credentials, args);
+}
+
+void add_token(grpc::ClientContext& context, const EngineAddress& address) {
+    if (!address.token.empty()) context.AddMetadata("authorization", "Bearer " + address.token);
+}
+
+[[noreturn]] void fail_status(const EngineAddress& address, const grpc::Status& status,
+                              const std::string& doing) {
+    switch (status.error_code()) {
+        case grpc::StatusCode::UNAUTHENTICATED:
+            fail(address.url, "the engine refused the token (" + status.error_message() +
+                                  "); give its token with --token-file FILE");
+        case grpc::StatusCode::UNAVAILABLE:
+        case grpc::StatusCode::DEADLINE_EXCEEDED:
+            fail(address.url, doing + ": " + status.error_message());
+        case grpc::StatusCode::RESOURCE_EXHAUSTED:
+            fail(address.url,
+                 "a message was too large for the engine (" + status.error_message() + ")");
+        default:
+            fail(address.url, doing + ": " + status.error_message());
+    }
+}
+
+remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stub,
+                         double timeout_seconds) {
+    grpc::ClientContext context;
+    add_token(context, address);
+    context.set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(static_cast<std::int64_t>(timeout_seconds * 1e3)));
+    context.set_wait_for_ready(true);  // until the deadline, in case the server is starting
+    remote::HelloReply reply;
+    const grpc::Status status = stub.Hello(&context, remote::HelloRequest{}, &reply);
+    if (!status.ok()) fail_status(address, status, "cannot reach the engine");
+    return reply;
+}
+
+class RemoteStudy final : public Study {
+public:
+    RemoteStudy(EngineAddress address, double timeout_seconds, const std::atomic<bool>* cancel)
+        : cancel_flag_(cancel),
+          address_(std::move(address)),
+          channel_(open_channel(address_)),
+          stub_(remote::Engine::NewStub(channel_)) {
+        const remote::HelloReply reply = hello(address_, *stub_, timeout_seconds);
+        devices_ = reply.devices();
+        add_token(context_, address_);
+        stream_ = stub_->Session(&context_);
+        if (cancel_flag_) watcher_ = std::thread([this] { watch(); });
+    }
+
+    ~RemoteStudy() override {
+        if (watcher_.joinable()) {
+            {
+                std::lock_guard lock(watch_mutex_);
+                stopping_ = true;
+            }
+            watch_wake_.notify_all();
+            watcher_.join();
+        }
+        std::lock_guard lock(write_mutex_);
+        if (stream_ && !finished_) {
+            stream_->WritesDone();
+            context_.TryCancel();
+            stream_->Finish().ok();
+        }
+    }
+
+    std::string where() const override {
+        return address_.url + ": " + (device_.empty() ? devices_ : device_);
+    }
+
+    ModelSummary open_model(const ModelSpec& spec, const StudyEvents& events) override {
+        remote::ClientMessage request;
+        wire::put(spec, *request.mutable_open_model());
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kOpened);
+        device_ = reply.opened().where();
+        return wire::get(reply.opened().summary());
+    }
+
+    StudyRunResult run(const StudyRunSpec& spec, const StudyEvents& events) override {
+        if (events.logits) {
+            fail(address_.url, "the logits of a run are not sent back by a remote engine");
+        }
+        remote::ClientMessage request;
+        wire::put(spec, *request.mutable_run());
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kRun);
+        StudyRunResult result;
+        result.profile = std::make_shared<const Profile>(wire::profile_from_bytes(
+            reply.run().profile(), address_.url + " (profile of the run)"));
+        result.report = wire::get(reply.run().report());
+        if (events.tokens) events.tokens(result.profile->num_tokens());
+        return result;
+    }
+
+    void adopt(std::shared_ptr<const Profile> profile, const std::string& origin,
+               const std::optional<ModelSpec>& model, const StudyEvents& events) override {
+        if (!profile) fail(origin, "no profile");
+        remote::ClientMessage request;
+        remote::AdoptRequest& a = *request.mutable_adopt();
+        a.set_profile(wire::profile_bytes(*profile));
+        a.set_origin(origin);
+        if (model) wire::put(*model, *a.mutable_model());
+        call(request, events, remote::ServerMessage::kAdopted);
+    }
+
+    StudyWhatIfResult whatif(const RunOptions& variant, int ttft_repeats,
+                             const StudyEvents& events) override {
+        remote::ClientMessage request;
+        wire::put(variant, *request.mutable_whatif()->mutable_variant());
+        request.mutable_whatif()->set_ttft_repeats(ttft_repeats);
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kWhatif);
+        StudyWhatIfResult result;
+        result.variant = std::make_shared<const Profile>(wire::profile_from_bytes(
+            reply.whatif().variant(), address_.url + " (profile of the variant)"));
+        result.comparison =
+            std::make_shared<const WhatIfComparison>(wire::get(reply.whatif().comparison()));
+        result.run_seconds = reply.whatif().run_seconds();
+        return result;
+    }
+
+    std::pair<TtftMeasurement, TtftMeasurement> measure_ttft(const RunOptions& variant, int repeats,
+                                                             const StudyEvents& events) override {
+        remote::ClientMessage request;
+        wire::put(variant, *request.mutable_measure_ttft()->mutable_variant());
+        request.mutable_measure_ttft()->set_repeats(repeats);
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kMeasured);
+        return {wire::get(reply.measured().base()), wire::get(reply.measured().variant())};
+    }
+
+    StudyPruneResult suggest_prune(double max_dnll, const StudyEvents& events) override {
+        remote::ClientMessage request;
+        request.mutable_suggest_prune()->set_max_dnll(max_dnll);
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kPruned);
+        StudyPruneResult result;
+        result.suggestion = wire::get(reply.pruned().suggestion());
+        result.base_kv_bytes = reply.pruned().base_kv_bytes();
+        result.base_ttft_predicted = reply.pruned().base_ttft_predicted();
+        return result;
+    }
+
+    void cancel() override {
+        remote::ClientMessage message;
+        message.mutable_cancel();
+        std::lock_guard lock(write_mutex_);
+        if (stream_ && !finished_) stream_->Write(message);
+    }
+
+private:
+    // While a call runs, the caller's flag becoming true sends the engine a cancel (once).
+    void watch() {
+        std::unique_lock lock(watch_mutex_);
+        bool sent = false;
+        while (!stopping_) {
+            watch_wake_.wait_for(lock, std::chrono::milliseconds(100));
+            if (!in_call_) {
+                sent = false;
+                continue;
+            }
+            if (!sent && cancel_flag_->load()) {
+                sent = true;
+                lock.unlock();
+                cancel();
+                lock.lock();
+            }
+        }
+    }
+
+    struct InCall {
+        explicit InCall(RemoteStudy& s) : study(s) {
+            std::lock_guard lock(study.watch_mutex_);
+            study.in_call_ = true;
+        }
+        ~InCall() {
+            std::lock_guard lock(study.watch_mutex_);
+            study.in_call_ = false;
+        }
+        RemoteStudy& study;
+    };
+
+    // Sends `request` and reads events until its answer, which must be of kind `expected`.
+    remote::ServerMessage call(const remote::ClientMessage& request, const StudyEvents& events,
+                               remote::ServerMessage::KindCase expected) {
+        if (cancel_flag_ && cancel_flag_->load()) throw Cancelled();
+        const InCall in_call(*this);
+        {
+            std::lock_guard lock(write_mutex_);
+            if (finished_) fail(address_.url, "the connection to the engine is closed");
+            if (!stream_->Write(request)) lost();
+        }
+        remote::ServerMessage message;
+        for (;;) {
+            if (!stream_->Read(&message)) lost();
+            switch (message.kind_case()) {
+                case remote::ServerMessage::kQueued:
+                    if (events.step) {
+                        const int ahead = message.queued().ahead();
+                        events.step("waiting for the engine: " + std::to_string(ahead) +
+                                    (ahead == 1 ? " run" : " runs") + " ahead");
+                    }
+                    continue;
+                case remote::ServerMessage::kStep:
+                    if (events.step) events.step(message.step().text());
+                    continue;
+                case remote::ServerMessage::kProgress:
+                    if (events.progress) {
+                        events.progress(message.progress().job(), message.progress().step(),
+                                        message.progress().stage());
+                    }
+                    continue;
+                case remote::ServerMessage::kWarning:
+                    if (events.warning) events.warning(message.warning().text());
+                    continue;
+                case remote::ServerMessage::kFailure:
+                    if (message.failure().cancelled()) throw Cancelled();
+                    // The engine's own message names its file or input; say where it ran.
+                    throw Error(message.failure().message() + " (on " + address_.url + ")");
+                default:
+                    break;
+            }
+            if (message.kind_case() != expected) {
+                fail(address_.url, "the engine answered with another kind of message");
+            }
+            return message;
+        }
+    }
+
+    [[noreturn]] void lost() {
+        std::lock_guard lock(write_mutex_);
+        finished_ = true;
+        const grpc::Status status = stream_->Finish();
+        const std::string why =
+            status.ok() ? "the engine ended the session" : status.error_message();
+        if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+            status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+            fail_status(address_, status, "");
+        }
+        fail(address_.url, "connection lost: " + why);
+    }
+
+    const std::atomic<bool>* cancel_flag_;
+    std::thread watcher_;
+    std::mutex watch_mutex_;
+    std::condition_variable watch_wake_;
+    bool in_call_ = false;
+    bool stopping_ = false;
+    EngineAddress address_;
+    std::shared_ptr<grpc::Channel> channel_;
+    std::unique_ptr<remote::Engine::Stub> stub_;
+    grpc::ClientContext context_;
+    std::unique_ptr<Stream> stream_;
+    std::mutex write_mutex_;
+    bool finished_ = false;
+    std::string devices_;
+    std::string device_;
+};
+
+}  // namespace
+
+void check_engine_url(const std::string& url) {
+    if (url.rfind("ssh://", 0) == 0) {
+        remote::check_ssh_url(url);
+        return;
+    }
+    bool tls = false;
+    remote::grpc_target(url, tls);
+}
+
+std::unique_ptr<Study> connect_study(const EngineAddress& address, double timeout_seconds,
+                                     const std::atomic<bool>* cancel) {
+    check_engine_url(address.url);
+    if (address.url.rfind("ssh://", 0) == 0) return remote::open_ssh_study(address.url, cancel);
+    return std::make_unique<RemoteStudy>(address, timeout_seconds, cancel);
+}
+
+EngineInfo engine_info(const EngineAddress& address, double timeout_seconds) {
+    check_engine_url(address.url);
+    auto stub = remote::Engine::NewStub(open_channel(address));
+    const remote::HelloReply reply = hello(address, *stub, timeout_seconds);
+    EngineInfo info;
+    info.version = reply.version();
+    info.devices = reply.devices();
+    info.models.assign(reply.models().begin(), reply.models().end());
+    info.shapes.assign(reply.shapes().begin(), reply.shapes().end());
+    info.documents = reply.documents();
+    return info;
+}
+
+}  // namespace l2a

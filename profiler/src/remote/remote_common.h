@@ -1,0 +1,15 @@
+// What the server and the client of the remote engine share besides the protocol.
+#pragma once
+
+#include <string>
+
+namespace l2a::remote {
+
+// Whether a --listen address (HOST:PORT) stays on this machine: localhost, 127.x.y.z, [::1].
+bool is_loopback_listen(const std::string& listen);
+
+// An --engine URL as gRPC's target: tcp://HOST:PORT and tls://HOST:PORT give HOST:PORT
+// (`tls` set for the latter), unix:PATH stays. Throws l2a::Error naming the URL otherwise.
+std::string grpc_target(const std::string& url, bool& tls);
+
+}  // namespace l2a::remote

@@ -1,0 +1,327 @@
+// `l2a serve` and --engine end to end, as separate processes on loopback: a remote run saves the
+// local run's profile; a server killed mid-run is a client error within 5 s with no file left;
+// a client killed mid-run leaves the server serving; a wrong token is refused; and the SSH
+// transport against an sshd on 127.0.0.1 started here (skipped where sshd cannot start).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "l2a/engine/demo.h"
+#include "l2a/engine/profile.h"
+#include "test_support.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using l2a::test::read_file;
+using l2a::test::write_file;
+
+const fs::path kBinary = fs::path(L2A_BIN_DIR) / "l2a";
+
+fs::path demo_dir() { return fs::path(L2A_TEST_WORK_DIR) / "serve" / "demo-model"; }
+
+bool contains(const std::string& text, const std::string& piece) {
+    return text.find(piece) != std::string::npos;
+}
+
+// A child process with its standard output and error in files.
+class Child {
+public:
+    Child(std::vector<std::string> args, const fs::path& dir, const std::string& name,
+          std::vector<std::string> extra_env = {})
+        : out_(dir / (name + ".out")), err_(dir / (name + ".err")) {
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        // The extra variables first: they win over the default demo folder and the inherited.
+        std::vector<std::string> env = extra_env;
+        env.push_back("L2A_DEMO_DIR=" + demo_dir().string());
+        for (char** e = environ; *e; ++e) {
+            if (std::strncmp(*e, "L2A_DEMO_DIR=", 13) != 0) env.emplace_back(*e);
+        }
+        std::vector<char*> envp;
+        for (std::string& e : env) envp.push_back(e.data());
+        envp.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_addopen(&actions, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+        if (posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) {
+            pid_ = -1;
+        }
+        posix_spawn_file_actions_destroy(&actions);
+    }
+    ~Child() {
+        if (pid_ > 0 && !done_) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    bool started() const { return pid_ > 0; }
+    std::string out() const { return read_file(out_); }
+    std::string err() const { return read_file(err_); }
+    void kill(int signal) { ::kill(pid_, signal); }
+    // The exit status (-1 when killed by a signal), or nothing when it runs past `timeout`.
+    std::optional<int> wait(std::chrono::milliseconds timeout) {
+        const auto until = Clock::now() + timeout;
+        while (Clock::now() < until) {
+            int raw = 0;
+            if (::waitpid(pid_, &raw, WNOHANG) == pid_) {
+                done_ = true;
+                return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return std::nullopt;
+    }
+    // Waits until `piece` appears in the standard error (or output), up to `timeout`.
+    bool wait_for(const std::string& piece, std::chrono::milliseconds timeout,
+                  bool in_out = false) {
+        const auto until = Clock::now() + timeout;
+        while (Clock::now() < until) {
+            if (contains(in_out ? out() : err(), piece)) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return false;
+    }
+
+private:
+    fs::path out_, err_;
+    pid_t pid_ = -1;
+    bool done_ = false;
+};
+
+class Serve : public l2a::test::ScratchDirTest {
+protected:
+    Serve() : ScratchDirTest("serve") {}
+    void SetUp() override {
+        ScratchDirTest::SetUp();
+        l2a::ensure_untrained_model(demo_dir());
+        // A document long enough for a run of a few seconds on one CPU thread.
+        std::string text;
+        while (text.size() < 40000) text += "All work and no play makes a dull log. ";
+        write_file(dir_ / "long.txt", text);
+    }
+
+    // Starts `l2a serve` on a free port; its port, or 0 when it did not start.
+    int start_server(std::vector<std::string> extra = {}) {
+        std::vector<std::string> args = {kBinary.string(), "serve", "--listen", "127.0.0.1:0"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        server_ = std::make_unique<Child>(args, dir_, "server");
+        if (!server_->wait_for("\n", std::chrono::seconds(60), true)) return 0;
+        return std::stoi(server_->out());
+    }
+
+    std::unique_ptr<Child> server_;
+};
+
+TEST_F(Serve, ARemoteRunSavesTheLocalRunsProfile) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child remote({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+                  "--engine", engine, "--out", "remote.l2a", "--quiet"},
+                 dir_, "remote");
+    Child local({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+                 "--out", "local.l2a", "--quiet"},
+                dir_, "local");
+    ASSERT_EQ(remote.wait(std::chrono::seconds(120)), 0) << remote.err();
+    ASSERT_EQ(local.wait(std::chrono::seconds(120)), 0) << local.err();
+    EXPECT_TRUE(contains(remote.out(), "on " + engine)) << remote.out();
+    const l2a::Profile a = l2a::load_profile(dir_ / "remote.l2a");
+    const l2a::Profile b = l2a::load_profile(dir_ / "local.l2a");
+    EXPECT_EQ(a.decisions, b.decisions);
+    EXPECT_EQ(a.token_ids, b.token_ids);
+    EXPECT_EQ(a.document_path, "long.txt");
+    for (std::size_t t = 1; t < a.token_nll.size(); ++t) {
+        EXPECT_NEAR(a.token_nll[t], b.token_nll[t], 1e-6) << t;
+    }
+    EXPECT_TRUE(server_->wait_for("session from", std::chrono::seconds(5))) << server_->err();
+
+    // A what-if of the saved profile on the engine.
+    Child whatif({kBinary.string(), "whatif", "--profile", "remote.l2a", "--prune", "5", "--engine",
+                  engine, "--json", "--quiet", "--ttft-repeats", "0"},
+                 dir_, "whatif");
+    ASSERT_EQ(whatif.wait(std::chrono::seconds(120)), 0) << whatif.err();
+    EXPECT_TRUE(contains(whatif.out(), "\"start_layer\": 5")) << whatif.out();
+}
+
+TEST_F(Serve, AServerKilledMidRunIsAClientErrorWithinFiveSecondsAndNoFile) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--engine",
+                  "tcp://127.0.0.1:" + std::to_string(port), "--out", "p.l2a", "--threads", "1"},
+                 dir_, "client", {"L2A_PROGRESS_SECONDS=0"});
+    ASSERT_TRUE(client.wait_for("prefill of", std::chrono::seconds(60))) << client.err();
+    server_->kill(SIGKILL);
+    const auto killed = Clock::now();
+    const std::optional<int> status = client.wait(std::chrono::seconds(30));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_LE(Clock::now() - killed, std::chrono::seconds(5));
+    EXPECT_EQ(*status, 1) << client.err();
+    EXPECT_TRUE(contains(client.err(), "connection lost")) << client.err();
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+        EXPECT_FALSE(contains(entry.path().filename().string(), "p.l2a")) << entry.path();
+    }
+}
+
+TEST_F(Serve, AClientKilledMidRunLeavesTheServerServing) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    {
+        Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--engine", engine,
+                      "--threads", "1"},
+                     dir_, "doomed", {"L2A_PROGRESS_SECONDS=0"});
+        ASSERT_TRUE(client.wait_for("prefill of", std::chrono::seconds(60))) << client.err();
+        client.kill(SIGKILL);
+        client.wait(std::chrono::seconds(10));
+    }
+    // The server notices, cancels that run, and closes the session.
+    EXPECT_TRUE(server_->wait_for("closed", std::chrono::seconds(10))) << server_->err();
+    Child next({kBinary.string(), "run", "--demo", "--max-tokens", "64", "--engine", engine,
+                "--quiet", "--json"},
+               dir_, "next");
+    EXPECT_EQ(next.wait(std::chrono::seconds(60)), 0) << next.err();
+    EXPECT_TRUE(contains(next.out(), "\"num_tokens\": 64")) << next.out();
+}
+
+// Ctrl-C on the client cancels the run on the engine: the client ends as a local run does
+// (130, "cancelled"), and the engine is free for the next run at once.
+TEST_F(Serve, CtrlCOnTheClientCancelsTheRunOnTheEngine) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--engine", engine,
+                  "--threads", "1", "--out", "p.l2a"},
+                 dir_, "client", {"L2A_PROGRESS_SECONDS=0"});
+    ASSERT_TRUE(client.wait_for("prefill of", std::chrono::seconds(60))) << client.err();
+    client.kill(SIGINT);
+    const auto asked = Clock::now();
+    EXPECT_EQ(client.wait(std::chrono::seconds(30)), 130) << client.err();
+    EXPECT_LE(Clock::now() - asked, std::chrono::seconds(5));
+    EXPECT_TRUE(contains(client.err(), "cancelled")) << client.err();
+    EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
+    Child next(
+        {kBinary.string(), "run", "--demo", "--max-tokens", "32", "--engine", engine, "--quiet"},
+        dir_, "next");
+    EXPECT_EQ(next.wait(std::chrono::seconds(60)), 0) << next.err();
+}
+
+TEST_F(Serve, TokensAndAddressesAreChecked) {
+    write_file(dir_ / "token", "right-token\n");
+    fs::permissions(dir_ / "token", fs::perms::owner_read | fs::perms::owner_write);
+    write_file(dir_ / "wrong", "wrong-token\n");
+    fs::permissions(dir_ / "wrong", fs::perms::owner_read | fs::perms::owner_write);
+    Child open({kBinary.string(), "serve", "--listen", "0.0.0.0:0"}, dir_, "open");
+    EXPECT_EQ(open.wait(std::chrono::seconds(60)), 1);
+    EXPECT_TRUE(contains(open.err(), "needs a token")) << open.err();
+
+    const int port = start_server({"--token-file", "token"});
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child wrong({kBinary.string(), "run", "--demo", "--max-tokens", "16", "--engine", engine,
+                 "--token-file", "wrong"},
+                dir_, "wrong");
+    EXPECT_EQ(wrong.wait(std::chrono::seconds(60)), 1);
+    EXPECT_TRUE(contains(wrong.err(), "refused the token")) << wrong.err();
+    Child right({kBinary.string(), "run", "--demo", "--max-tokens", "16", "--engine", engine,
+                 "--token-file", "token", "--quiet"},
+                dir_, "right");
+    EXPECT_EQ(right.wait(std::chrono::seconds(60)), 0) << right.err();
+    Child bad({kBinary.string(), "run", "--demo", "--engine", "http://x"}, dir_, "bad");
+    EXPECT_EQ(bad.wait(std::chrono::seconds(60)), 2);
+    EXPECT_TRUE(contains(bad.err(), "expected tcp://HOST:PORT")) << bad.err();
+}
+
+// --engine ssh:// against an sshd on 127.0.0.1 with keys made here: l2a serve starts on the
+// "remote" host through ssh and the run comes back through the forwarded socket.
+TEST_F(Serve, TheSshTransportStartsTheServerThroughSsh) {
+    const fs::path sshd = "/usr/sbin/sshd";
+    if (!fs::exists(sshd) || std::system("command -v ssh-keygen >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "openssh-server is not installed (scripts/setup installs it)";
+    }
+    const fs::path keys = dir_ / "ssh";
+    fs::create_directories(keys);
+    for (const char* name : {"host_key", "user_key"}) {
+        const std::string command = "ssh-keygen -q -t ed25519 -N '' -f " +
+                                    l2a::test::shell_quote((keys / name).string()) +
+                                    " >/dev/null 2>&1";
+        ASSERT_EQ(std::system(command.c_str()), 0);
+    }
+    fs::copy_file(keys / "user_key.pub", keys / "authorized_keys");
+    std::mt19937 rng(static_cast<unsigned>(::getpid()));
+    const int port = 20000 + static_cast<int>(rng() % 20000);
+    write_file(keys / "sshd_config",
+               "Port " + std::to_string(port) + "\nListenAddress 127.0.0.1\nHostKey " +
+                   (keys / "host_key").string() + "\nAuthorizedKeysFile " +
+                   (keys / "authorized_keys").string() + "\nPidFile " +
+                   (keys / "sshd.pid").string() +
+                   "\nPermitRootLogin prohibit-password\nStrictModes no\n"
+                   "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                   "AllowStreamLocalForwarding yes\nLogLevel ERROR\n");
+    std::error_code ignored;
+    fs::create_directories("/run/sshd", ignored);  // privilege separation (as root)
+    Child daemon({sshd.string(), "-D", "-e", "-f", (keys / "sshd_config").string()}, dir_, "sshd");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (daemon.wait(std::chrono::milliseconds(10)).has_value()) {
+        GTEST_SKIP() << "sshd could not start here: " << daemon.err();
+    }
+    const passwd* user = ::getpwuid(::getuid());
+    ASSERT_NE(user, nullptr);
+    const std::string ssh = "ssh -F /dev/null -i " + (keys / "user_key").string() +
+                            " -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no"
+                            " -o LogLevel=ERROR -o UserKnownHostsFile=" +
+                            (keys / "known_hosts").string();
+    const std::string engine = "ssh://" + std::string(user->pw_name) +
+                               "@127.0.0.1:" + std::to_string(port) + kBinary.string();
+    // Can ssh log in at all here (some sandboxes forbid it)?
+    const std::string probe = ssh + " -p " + std::to_string(port) + " " + user->pw_name +
+                              "@127.0.0.1 true >/dev/null 2>&1";
+    if (std::system(probe.c_str()) != 0) GTEST_SKIP() << "ssh cannot log in to the test's sshd";
+
+    // The host's demo model (the shipped one: sshd does not pass L2A_DEMO_DIR on).
+    Child remote({kBinary.string(), "run", "--demo", "--max-tokens", "64", "--engine", engine,
+                  "--out", "ssh.l2a", "--quiet"},
+                 dir_, "remote", {"L2A_SSH=" + ssh});
+    ASSERT_EQ(remote.wait(std::chrono::seconds(120)), 0) << remote.err();
+    EXPECT_TRUE(contains(remote.out(), "on " + engine)) << remote.out();
+    Child local(
+        {kBinary.string(), "run", "--demo", "--max-tokens", "64", "--out", "local.l2a", "--quiet"},
+        dir_, "local", {"L2A_DEMO_DIR=" + l2a::demo_model_dir().string()});
+    ASSERT_EQ(local.wait(std::chrono::seconds(120)), 0) << local.err();
+    const l2a::Profile a = l2a::load_profile(dir_ / "ssh.l2a");
+    const l2a::Profile b = l2a::load_profile(dir_ / "local.l2a");
+    EXPECT_EQ(a.decisions, b.decisions);
+    EXPECT_NEAR(a.metrics.mean_nll, b.metrics.mean_nll, 1e-6);
+    // The server ended with the connection: no l2a serve left behind (the bracket keeps pgrep
+    // from finding its own shell).
+    bool left = true;
+    for (int i = 0; i < 50 && left; ++i) {
+        left = std::system("pgrep -f 'l2a serve --listen unix:/tmp/l2a-serv[e]-' >/dev/null") == 0;
+        if (left) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_FALSE(left) << "an l2a serve started through ssh is still running";
+}
+
+}  // namespace

@@ -1,0 +1,308 @@
+// The study service on the CPU: runs equal the engine's, what-ifs and pruning on the study's
+// base, the identity checks of an adopted profile, progress, warnings and cancellation.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "l2a/engine/config.h"
+#include "l2a/engine/demo.h"
+#include "l2a/engine/error.h"
+#include "l2a/engine/prefill.h"
+#include "l2a/engine/profile.h"
+#include "l2a/profiler/study.h"
+#include "test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using l2a::test::read_file;
+using l2a::test::write_file;
+
+std::vector<std::int32_t> some_tokens(std::size_t n) {
+    std::vector<std::int32_t> ids(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = static_cast<std::int32_t>((i * 53 + 7) % 256);
+    return ids;
+}
+
+class Study : public l2a::test::ScratchDirTest {
+protected:
+    Study() : ScratchDirTest("study") {}
+
+    // The untrained model of the demo's shape, in the test's own folder (tests change it).
+    fs::path model_dir() {
+        const fs::path dir = dir_ / "model";
+        if (!fs::exists(dir / "config.json")) l2a::ensure_untrained_model(dir);
+        return dir;
+    }
+
+    l2a::ModelSpec spec() {
+        l2a::ModelSpec s;
+        s.folder = model_dir();
+        return s;
+    }
+
+    l2a::StudyRunSpec run_of(std::vector<std::int32_t> ids) {
+        l2a::StudyRunSpec r;
+        r.document.token_ids = std::move(ids);
+        r.document.label = "ids";
+        return r;
+    }
+};
+
+TEST_F(Study, RunEqualsTheEnginesRunAndRecordsTheModelsIdentity) {
+    auto study = l2a::make_local_study();
+    const l2a::ModelSummary summary = study->open_model(spec());
+    const l2a::StudyRunResult run = study->run(run_of(some_tokens(48)));
+    ASSERT_TRUE(run.profile);
+    const l2a::Profile& p = *run.profile;
+
+    const l2a::Model model = l2a::Model::load(model_dir());
+    const l2a::PrefillResult direct = l2a::run_prefill(model, some_tokens(48), {});
+    EXPECT_EQ(p.decisions, direct.decisions);
+    ASSERT_EQ(p.token_nll.size(), direct.token_nll.size());
+    for (std::size_t t = 1; t < p.token_nll.size(); ++t) {
+        EXPECT_NEAR(p.token_nll[t], direct.token_nll[t], 1e-6) << t;
+    }
+
+    EXPECT_EQ(p.dtype, "fp32");
+    EXPECT_EQ(run.report.dtype, "fp32");
+    EXPECT_EQ(p.model.config_hash.size(), 16u);
+    EXPECT_EQ(p.model.config_hash, summary.config_hash);
+    EXPECT_EQ(p.model.weight_bytes,
+              static_cast<std::int64_t>(fs::file_size(model_dir() / "model.safetensors")));
+    EXPECT_TRUE(fs::path(p.model.path).is_absolute()) << p.model.path;
+    EXPECT_EQ(p.timeline_source, "host timers only: CPU run");
+
+    // The identity survives a save and a load.
+    l2a::save_profile(p, dir_ / "p.l2a");
+    const l2a::Profile loaded = l2a::load_profile(dir_ / "p.l2a");
+    EXPECT_EQ(loaded.dtype, "fp32");
+    EXPECT_EQ(loaded.model.config_hash, p.model.config_hash);
+    EXPECT_EQ(loaded.model.weight_bytes, p.model.weight_bytes);
+}
+
+TEST_F(Study, ConfigHashFollowsTheBytesOfConfigJson) {
+    auto study = l2a::make_local_study();
+    const std::string before = study->open_model(spec()).config_hash;
+    // The same settings written differently are another file: a profile notices the change.
+    write_file(model_dir() / "config.json", read_file(model_dir() / "config.json") + "\n");
+    auto other = l2a::make_local_study();
+    const std::string after = other->open_model(spec()).config_hash;
+    EXPECT_NE(before, after);
+    EXPECT_EQ(after, l2a::make_local_study()->open_model(spec()).config_hash);
+}
+
+TEST_F(Study, WhatIfsRunOnTheBaseAndAnUnchangedVariantIsExact) {
+    auto study = l2a::make_local_study();
+    const l2a::ModelSummary m = study->open_model(spec());
+    const auto base = study->run(run_of(some_tokens(40))).profile;
+
+    const l2a::StudyWhatIfResult same = study->whatif(base->options);
+    EXPECT_EQ(same.comparison->delta_mean_nll, 0.0);
+    EXPECT_EQ(same.variant->decisions, base->decisions);
+
+    l2a::RunOptions pruned = base->options;
+    const int last = static_cast<int>(m.num_layers - 1);
+    pruned.prune = {last};
+    const l2a::StudyWhatIfResult r = study->whatif(pruned);
+    EXPECT_EQ(r.comparison->start_layer, last);
+    EXPECT_LT(r.comparison->variant_kv_bytes, r.comparison->base_kv_bytes);
+    EXPECT_EQ(r.variant->options.prune, pruned.prune);
+    EXPECT_EQ(r.variant->metrics.global_fraction[static_cast<std::size_t>(last)], 0.0);
+    // Below the pruned layer the variant's decisions are the base's.
+    const auto rows = static_cast<std::ptrdiff_t>(last * base->num_tokens());
+    EXPECT_TRUE(std::equal(base->decisions.begin(), base->decisions.begin() + rows,
+                           r.variant->decisions.begin()));
+
+    const auto [base_ttft, variant_ttft] = study->measure_ttft(pruned, 1);
+    EXPECT_EQ(base_ttft.samples.size(), 1u);
+    EXPECT_EQ(variant_ttft.samples.size(), 1u);
+
+    const l2a::StudyPruneResult s = study->suggest_prune(1e9);
+    EXPECT_EQ(s.base_kv_bytes, base->metrics.kv_bytes_total);
+    EXPECT_GT(s.base_ttft_predicted, 0.0);
+    EXPECT_FALSE(s.suggestion.layers.empty());
+}
+
+// A checkpoint budget of two layers: the last layer and one below are kept, a what-if starts at
+// the nearest kept layer and equals one with every layer kept; below them the base is re-run.
+TEST_F(Study, ACheckpointBudgetKeepsEvenlySpacedLayers) {
+    constexpr std::int64_t kTokens = 40;
+    const l2a::ModelSummary m = l2a::make_local_study()->open_model(spec());
+    ASSERT_EQ(m.num_layers, 6);
+    const std::int64_t per_layer = 4 * kTokens * m.hidden_size;
+    auto tight = l2a::make_local_study({.checkpoint_budget_bytes = 2 * per_layer});
+    auto roomy = l2a::make_local_study();
+    tight->open_model(spec());
+    roomy->open_model(spec());
+    const auto base = tight->run(run_of(some_tokens(kTokens))).profile;
+    roomy->run(run_of(some_tokens(kTokens)));
+
+    l2a::RunOptions pruned = base->options;
+    pruned.prune = {4};
+    std::vector<std::string> steps;
+    l2a::StudyEvents events;
+    events.step = [&](const std::string& s) { steps.push_back(s); };
+    const auto a = tight->whatif(pruned, 0, events);
+    const auto b = roomy->whatif(pruned);
+    EXPECT_EQ(a.comparison->start_layer, 2);  // kept: layers 2 and 5
+    EXPECT_EQ(b.comparison->start_layer, 4);
+    EXPECT_EQ(steps, std::vector<std::string>{"variant"});
+    EXPECT_EQ(a.variant->decisions, b.variant->decisions);
+    EXPECT_NEAR(a.comparison->delta_mean_nll, b.comparison->delta_mean_nll, 1e-9);
+
+    pruned.prune = {5};
+    EXPECT_EQ(tight->whatif(pruned).comparison->start_layer, 5);
+    steps.clear();
+    pruned.prune = {1};
+    const auto c = tight->whatif(pruned, 0, events);
+    EXPECT_EQ(c.comparison->start_layer, 1);
+    EXPECT_EQ(steps, (std::vector<std::string>{"re-run of the base, 40 tokens", "variant"}));
+    EXPECT_NEAR(c.comparison->delta_mean_nll, roomy->whatif(pruned).comparison->delta_mean_nll,
+                1e-9);
+}
+
+TEST_F(Study, WhatIfWithoutABaseIsAnError) {
+    auto study = l2a::make_local_study();
+    study->open_model(spec());
+    EXPECT_CONTAINS(l2a::test::message_of([&] { study->whatif({}); }), "no base run");
+}
+
+TEST_F(Study, AnAdoptedProfileIsReRunOnItsRecordedModel) {
+    fs::path saved = dir_ / "base.l2a";
+    {
+        auto study = l2a::make_local_study();
+        study->open_model(spec());
+        l2a::save_profile(*study->run(run_of(some_tokens(32))).profile, saved);
+    }
+    auto profile = std::make_shared<const l2a::Profile>(l2a::load_profile(saved));
+    auto study = l2a::make_local_study();
+    std::vector<std::string> warnings;
+    l2a::StudyEvents events;
+    events.warning = [&](const std::string& w) { warnings.push_back(w); };
+    study->adopt(profile, saved.string(), std::nullopt, events);
+    l2a::RunOptions pruned = profile->options;
+    pruned.prune = {0};
+    const l2a::StudyWhatIfResult r = study->whatif(pruned, 0, events);
+    EXPECT_EQ(r.comparison->start_layer, 0);
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+
+    // A profile whose losses the re-run does not reproduce says so.
+    l2a::Profile changed = *profile;
+    changed.token_nll[5] += 0.5f;
+    auto other = l2a::make_local_study();
+    other->adopt(std::make_shared<const l2a::Profile>(changed), "changed.l2a", std::nullopt,
+                 events);
+    other->whatif(pruned, 0, events);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_CONTAINS(warnings[0], "changed.l2a: the re-run of the base differs from the profile");
+}
+
+TEST_F(Study, AdoptRefusesAnotherModelAndWarnsOfAChangedConfig) {
+    auto study = l2a::make_local_study();
+    study->open_model(spec());
+    auto profile = study->run(run_of(some_tokens(16))).profile;
+
+    // Gone: named with the folder it recorded.
+    l2a::Profile moved = *profile;
+    moved.model.path = (dir_ / "nowhere").string();
+    EXPECT_CONTAINS(l2a::test::message_of([&] {
+                        l2a::make_local_study()->adopt(std::make_shared<const l2a::Profile>(moved),
+                                                       "moved.l2a", std::nullopt, {});
+                    }),
+                    "moved.l2a: was recorded with the model in");
+
+    // Another shape, refused from config.json before any weight is read.
+    l2a::Profile wider = *profile;
+    wider.model.hidden_size += 8;
+    EXPECT_CONTAINS(l2a::test::message_of([&] {
+                        l2a::make_local_study()->adopt(std::make_shared<const l2a::Profile>(wider),
+                                                       "wider.l2a", std::nullopt, {});
+                    }),
+                    ", which has changed since (hidden_size 264 in the profile, 256 in");
+
+    // The same shape with a config.json rewritten: a warning, the what-if runs.
+    write_file(model_dir() / "config.json", read_file(model_dir() / "config.json") + " ");
+    std::vector<std::string> warnings;
+    l2a::StudyEvents events;
+    events.warning = [&](const std::string& w) { warnings.push_back(w); };
+    auto again = l2a::make_local_study();
+    again->adopt(profile, "p.l2a", std::nullopt, events);
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_CONTAINS(warnings[0], "p.l2a: the model's config.json has changed");
+    EXPECT_EQ(again->whatif(profile->options).comparison->delta_mean_nll, 0.0);
+}
+
+TEST_F(Study, DocumentsAreCutAsAskedAndBadIdsNamed) {
+    auto study = l2a::make_local_study();
+    study->open_model(spec());
+    l2a::StudyRunSpec run;
+    run.document.text = std::string(600, 'a') + " and some more words";
+    run.document.label = "doc.txt";
+    run.options.max_tokens = 16;
+    run.count_all_tokens = true;
+    const l2a::StudyRunResult r = study->run(run);
+    EXPECT_EQ(r.profile->num_tokens(), 16);
+    EXPECT_EQ(r.report.cut_by, "max tokens");
+    EXPECT_GT(r.profile->tokens_before_truncation, 16);
+    EXPECT_EQ(r.profile->document_path, "doc.txt");
+
+    l2a::StudyRunSpec bad = run_of({1, 2, 999999});
+    EXPECT_CONTAINS(l2a::test::message_of([&] { study->run(bad); }),
+                    "ids: token id 999999 at position 2 is outside the model's vocabulary");
+    l2a::StudyRunSpec empty;
+    empty.document.text = "";
+    empty.document.label = "empty.txt";
+    const std::string message = l2a::test::message_of([&] { study->run(empty); });
+    EXPECT_CONTAINS(message, "empty.txt: the input has no tokens");
+}
+
+TEST_F(Study, ProgressRisesToOneAndNamesEachStep) {
+    auto study = l2a::make_local_study();
+    std::vector<std::string> steps;
+    std::vector<double> job;
+    l2a::StudyEvents events;
+    events.step = [&](const std::string& s) { steps.push_back(s); };
+    events.progress = [&](double j, double, const std::string&) { job.push_back(j); };
+    study->open_model(spec(), events);
+    const auto base = study->run(run_of(some_tokens(24)), events).profile;
+    ASSERT_FALSE(job.empty());
+    EXPECT_TRUE(std::is_sorted(job.begin(), job.end()));
+    EXPECT_DOUBLE_EQ(job.back(), 1.0);
+    EXPECT_EQ(steps, (std::vector<std::string>{"loading the model", "prefill of 24 tokens"}));
+
+    job.clear();
+    l2a::RunOptions pruned = base->options;
+    pruned.prune = {1};
+    study->whatif(pruned, 1, events);
+    EXPECT_TRUE(std::is_sorted(job.begin(), job.end()));
+    EXPECT_DOUBLE_EQ(job.back(), 1.0);
+    EXPECT_EQ(steps.back(), "time to first token, 1 runs each of base and variant");
+}
+
+TEST_F(Study, CancelStopsTheRunningCallAndTheNextCallRuns) {
+    auto study = l2a::make_local_study();
+    study->open_model(spec());
+    l2a::StudyEvents events;
+    events.progress = [&](double job, double, const std::string&) {
+        if (job > 0.3) study->cancel();
+    };
+    EXPECT_THROW(study->run(run_of(some_tokens(32)), events), l2a::Cancelled);
+    EXPECT_EQ(study->run(run_of(some_tokens(32))).profile->num_tokens(), 32);
+
+    // A caller's flag stops it as well, and stays the caller's to reset.
+    std::atomic<bool> flag{true};
+    auto flagged = l2a::make_local_study({.cancel = &flag});
+    EXPECT_THROW(flagged->open_model(spec()), l2a::Cancelled);
+    flag = false;
+    flagged->open_model(spec());
+    EXPECT_EQ(flagged->run(run_of(some_tokens(8))).profile->num_tokens(), 8);
+}
+
+}  // namespace
