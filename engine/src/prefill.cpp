@@ -323,6 +323,12 @@ public:
         check();
         if (keeps(layer))
             keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
+        if (hooks_.entering) {
+            // Outside the layer's range: what the caller does with it is not the layer's time.
+            std::vector<float> state;
+            keep_hidden(x, state);
+            hooks_.entering(static_cast<int>(layer), state, x.size(0));
+        }
         if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
         return Range(ranges_, Phase::Layer, layer);
     }
