@@ -32,19 +32,22 @@ struct AttentionLens {
 };
 
 // The lens of `token` in L2A layer `layer`, from `hidden_entering` ([num_tokens, hidden] fp32
-// rows, the state entering the layer; only rows 0..token are read). Computes, as the layer
-// does: h = x + SWA(RMSNorm_in(x)) for rows 0..token, u = RMSNorm_global(h), global q and k
-// (projection, QK-norm, RoPE at the absolute positions), softmax(q k^T / sqrt(D)) with GQA, on
-// the model's device and dtype with fp32 softmax. Throws l2a::Error for a plain model or layer,
-// a layer or token out of range, or a state of the wrong size.
+// rows, the state entering the layer; only rows 0..token are read, but num_tokens is the run's
+// length, which dynamic RoPE scaling depends on). Computes, as the layer does, with the
+// engine's reference operations: h = x + SWA(RMSNorm_in(x)) for rows 0..token,
+// u = RMSNorm_global(h), global q and k (projection, QK-norm, RoPE at the absolute positions),
+// softmax(q k^T / sqrt(D)) with GQA, on the model's device and dtype with fp32 softmax. Throws
+// l2a::Error for a plain model, a layer or token out of range, or a state of the wrong size.
 AttentionLens attention_lens(const Model& model, std::span<const float> hidden_entering,
                              std::int64_t num_tokens, int layer, std::int64_t token);
 
 // The distant mass of every token's global query in L2A layer `layer` ([num_tokens], mean over
 // heads), from the state entering the layer: for each query t and head, the log-sum-exp of
 // its scores over keys 0..t-W and over keys 0..t, distant = exp(lse_old - lse_all) (0 for
-// t < W). Blocked over queries and keys with running maxima and sums: never a T x T matrix.
-// Equal to attention_lens(...).distant_mass of each token (within float rounding).
+// t < W). Blocked over queries and keys with a running maximum and two running sums (one
+// maximum serves both: the share is their ratio), in fp32 on the model's device: never a T x T
+// matrix. Equal to attention_lens(...).distant_mass of each token (within float rounding).
+// Throws l2a::Error as attention_lens does.
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
                                 std::int64_t num_tokens, int layer);
 
