@@ -153,6 +153,8 @@ constexpr const char* kBenchHelp =
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
        l2a bench attention [options]
+       l2a bench explain (--model DIR | --demo) [--doc FILE] [--tokens N] [--layer L]
+                         [--repeat N] [--device D] [--threads N] [--json] [--quiet]
        l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
                         [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
                         [--backend B] [--routing R] [--threads N] [--engine URL]
@@ -169,6 +171,11 @@ evenly spaced ones ending at the last layer), then re-runs pruning --layer's glo
 (median of --repeat, default 5) on --tokens of the document (default 4096). --shape NAME uses
 a published shape with random weights on random token ids and routes random:0.2 by default;
 --device cuda runs on a GPU (bf16 weights unless --dtype says otherwise).
+
+bench explain times what `l2a explain` and the routing oracle cost after one base run of
+--tokens tokens (default 8192) of the document: the attention lens of the last token in
+--layer (default: the middle layer) from the base's kept state (median of --repeat, default 5),
+and the oracle of every layer (median of up to 3 runs).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the

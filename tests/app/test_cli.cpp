@@ -997,7 +997,8 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench attention --window 0", "--window"},
         {"bench attention --device cpu", "--device"},
         {"bench attention --model x", "unknown option '--model'"},
-        {"bench sideways", "unknown benchmark 'sideways' (available: prefill, attention, whatif)"},
+        {"bench sideways",
+         "unknown benchmark 'sideways' (available: prefill, attention, whatif, explain)"},
     };
     for (const auto& mistake : mistakes) {
         SCOPED_TRACE(mistake.args);

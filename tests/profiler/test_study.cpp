@@ -200,7 +200,9 @@ TEST_F(Study, ExplainAndTheOracleAgree) {
             const float mass = scored->distant_mass[static_cast<std::size_t>(l * T + t)];
             EXPECT_GE(mass, 0.0f);
             EXPECT_LE(mass, 1.0f + 1e-6f);
-            if (t < W) EXPECT_EQ(mass, 0.0f) << l << "," << t;
+            if (t < W) {
+                EXPECT_EQ(mass, 0.0f) << l << "," << t;
+            }
         }
     }
     EXPECT_NEAR(scored->distant_mass[at], e.lens.distant_mass, 1e-5);
