@@ -27,6 +27,7 @@
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
+#include "l2a/engine/oracle.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/shapes.h"
 #include "l2a/engine/whatif.h"
@@ -948,6 +949,115 @@ int bench_whatif(std::span<const std::string_view> raw) {
     return 0;
 }
 
+// ---- bench explain: the attention lens and the routing oracle after a base run ---------------
+
+// What the app waits for when a token is explained (the lens from the base's kept state) and
+// what the routing oracle of the whole run costs (one more run computing every layer's distant
+// mass), after one base run of --tokens tokens.
+int bench_explain(std::span<const std::string_view> raw) {
+    Arguments args("bench explain",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--doc", true},
+                    {"--tokens", true},
+                    {"--layer", true},
+                    {"--repeat", true},
+                    {"--device", true},
+                    kThreadsOption,
+                    {"--json", false},
+                    {"--quiet", false}},
+                   raw);
+    if (args.help()) {
+        std::fputs(help_text("bench"), stdout);
+        return 0;
+    }
+    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(8192);
+    const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
+    ModelSpec spec;
+    spec.folder = model_folder(args);
+    spec.placement.device = args.value("--device").value_or("cpu");
+    int threads = 0;
+    prepare_compute(args, spec.placement.device, threads);
+    const bool quiet = args.has("--quiet");
+    const std::vector<std::int32_t> ids = whatif_bench_tokens(args, spec, tokens);
+    StudyPrinter printer(quiet);
+    const std::unique_ptr<Study> study = open_study(args);
+    const ModelSummary model = study->open_model(spec, printer.events());
+    if (!model.is_l2a) fail(spec.label(), "the lens explains L2A layers: this model is plain");
+    const std::int64_t layer =
+        args.integer("--layer", 0, model.num_layers - 1).value_or(model.num_layers / 2);
+    const CpuLoad load = check_load("bench");
+    StudyRunSpec run;
+    run.document.token_ids = ids;
+    run.document.label = args.value("--doc").value_or("<demo document>");
+    run.options.device = spec.placement.device;
+    if (!is_cpu_device(spec.placement.device)) run.options.backend = backend_name(Backend::Kernels);
+    run.trace = false;
+    const auto clock = [] { return std::chrono::steady_clock::now(); };
+    const auto seconds = [](auto a, auto b) {
+        return std::chrono::duration<double>(b - a).count();
+    };
+    auto t0 = clock();
+    study->run(run, printer.events());
+    const double base_s = seconds(t0, clock());
+    printer.finish();
+    std::vector<double> lens_s, oracle_s;
+    for (std::int64_t r = 0; r < repeat; ++r) {
+        throw_if_cancelled();
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench explain: explain %lld of %lld\n",
+                         static_cast<long long>(r + 1), static_cast<long long>(repeat));
+        }
+        t0 = clock();
+        study->explain(tokens - 1, static_cast<int>(layer));
+        lens_s.push_back(seconds(t0, clock()));
+    }
+    const std::int64_t oracle_repeat = std::min<std::int64_t>(repeat, 3);
+    for (std::int64_t r = 0; r < oracle_repeat; ++r) {
+        throw_if_cancelled();
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench explain: oracle %lld of %lld\n",
+                         static_cast<long long>(r + 1), static_cast<long long>(oracle_repeat));
+        }
+        t0 = clock();
+        study->oracle(kDefaultMinDistantMass);
+        oracle_s.push_back(seconds(t0, clock()));
+    }
+    const double lens_median = median_of(lens_s);
+    const double oracle_median = median_of(oracle_s);
+    if (args.has("--json")) {
+        std::cout << nlohmann::json{{"model", model.model_type},
+                                    {"layers", model.num_layers},
+                                    {"tokens", tokens},
+                                    {"layer", layer},
+                                    {"device", study->where()},
+                                    {"threads", cpu_threads()},
+                                    {"machine", machine_json(load)},
+                                    {"base_seconds", base_s},
+                                    {"explain_median_seconds", lens_median},
+                                    {"oracle_median_seconds", oracle_median},
+                                    {"repeat", repeat}}
+                         .dump(2)
+                  << "\n";
+        return 0;
+    }
+    std::printf("model %s (%s, %lld layers), %lld tokens, on %s\n",
+                model_label(args, spec.folder).c_str(), model.model_type.c_str(),
+                static_cast<long long>(model.num_layers), static_cast<long long>(tokens),
+                study->where().c_str());
+    print_machine_line(load);
+    std::printf("base run (checkpoints kept)                  %8.3f s\n", base_s);
+    std::printf(
+        "explain token %lld in layer %lld (median of %lld) %8.3f s   <- what the app "
+        "waits for\n",
+        static_cast<long long>(tokens - 1), static_cast<long long>(layer),
+        static_cast<long long>(repeat), lens_median);
+    std::printf("routing oracle of every layer (median of %lld)   %8.3f s\n",
+                static_cast<long long>(oracle_repeat), oracle_median);
+    return 0;
+}
+
 }  // namespace
 
 int bench_command(std::span<const std::string_view> raw) {
@@ -955,11 +1065,14 @@ int bench_command(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    if (raw.empty() || (raw[0] != "prefill" && raw[0] != "attention" && raw[0] != "whatif")) {
-        throw UsageError("bench", raw.empty() ? "name a benchmark: prefill, attention or whatif"
-                                              : "unknown benchmark '" + std::string(raw[0]) +
-                                                    "' (available: prefill, attention, whatif)");
+    if (raw.empty() || (raw[0] != "prefill" && raw[0] != "attention" && raw[0] != "whatif" &&
+                        raw[0] != "explain")) {
+        throw UsageError("bench", raw.empty()
+                                      ? "name a benchmark: prefill, attention, whatif or explain"
+                                      : "unknown benchmark '" + std::string(raw[0]) +
+                                            "' (available: prefill, attention, whatif, explain)");
     }
+    if (raw[0] == "explain") return bench_explain(raw.subspan(1));
     if (raw[0] == "attention") return bench_attention_command(raw.subspan(1));
     if (raw[0] == "whatif") return bench_whatif(raw.subspan(1));
     return bench_prefill(raw.subspan(1));

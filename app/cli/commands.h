@@ -19,6 +19,8 @@ int train_command(std::span<const std::string_view> args);
 int convert_command(std::span<const std::string_view> args);
 int evaluate_command(std::span<const std::string_view> args);
 int serve_command(std::span<const std::string_view> args);
+int explain_command(std::span<const std::string_view> args);
+int oracle_command(std::span<const std::string_view> args);
 
 // Help of one command ("info", "run", "export"), or of l2a itself for "".
 const char* help_text(std::string_view command);

@@ -20,6 +20,8 @@ Commands:
   train          train an L2A model's routers (or a model from scratch) on documents
   convert        store a model's weights as bf16, f16 or f32
   evaluate       measure whether a model's routing follows documents' long-range references
+  explain        why a token went global: its attention over the tokens before it
+  oracle         score each layer's router against where attention really goes
   serve          run models for remote clients (--engine): l2a serve --models DIR
   help           show the help of a command: l2a help run
 
@@ -151,6 +153,8 @@ constexpr const char* kBenchHelp =
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
        l2a bench attention [options]
+       l2a bench explain (--model DIR | --demo) [--doc FILE] [--tokens N] [--layer L]
+                         [--repeat N] [--device D] [--threads N] [--json] [--quiet]
        l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
                         [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
                         [--backend B] [--routing R] [--threads N] [--engine URL]
@@ -167,6 +171,11 @@ evenly spaced ones ending at the last layer), then re-runs pruning --layer's glo
 (median of --repeat, default 5) on --tokens of the document (default 4096). --shape NAME uses
 a published shape with random weights on random token ids and routes random:0.2 by default;
 --device cuda runs on a GPU (bf16 weights unless --dtype says otherwise).
+
+bench explain times what `l2a explain` and the routing oracle cost after one base run of
+--tokens tokens (default 8192) of the document: the attention lens of the last token in
+--layer (default: the middle layer) from the base's kept state (median of --repeat, default 5),
+and the oracle of every layer (median of up to 3 runs).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the
@@ -449,6 +458,59 @@ Options:
   -h, --help          show this help
 )";
 
+constexpr const char* kExplainHelp =
+    R"(Usage: l2a explain (--model DIR | --demo) [--doc FILE] --token T --layer L [options]
+       l2a explain --profile FILE [--model DIR | --demo] --token T --layer L [options]
+
+Shows why token T went global (or not) in layer L: the global attention of its query over the
+tokens 0..T (the mean over heads, and each head's), the share of it on tokens older than the
+local window ("distant mass"), and the router's logit, probability and decision. Tokens and
+layers count from 0. With --doc (or the demo document) the document runs up to token T; with
+--profile the saved run is re-run as far as it needs (the model it recorded, or --model).
+
+Options:
+  --model DIR         a HuggingFace model folder (an L2A model)
+  --demo              the demo model shipped with the tool
+  --doc FILE          the document (default with --demo: the demo document)
+  --profile FILE      a saved run instead of a document
+  --token T           the token to explain
+  --layer L           the layer
+  --top K             how many source tokens to list (default 10), overall and per head
+  --device NAME       cpu (default), cuda or cuda:N (with --doc)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (as `l2a run --engine`); --token-file F its token
+  --json              one JSON object: token, layer, decision, router_logit, probability,
+                      distant_mass, window, sources [{token, weight, text}] (head-mean weights,
+                      largest first), heads [{head, distant_mass, top [{token, weight}]}]
+  --quiet             no progress lines on standard error
+  -h, --help          show this help
+)";
+
+constexpr const char* kOracleHelp =
+    R"(Usage: l2a oracle --profile FILE [--model DIR | --demo] [--out FILE] [--min-mass M]
+
+Scores each layer's router against where attention really goes. One more run of the saved
+profile computes, for every token and layer, the share of its global query's attention on
+tokens older than the local window (its "distant mass"), without forming a T x T matrix. A
+token "needs" global attention when that share is at least M (default 0.5). Per layer: the
+ROC-AUC of the router logit for that label, the precision and recall of the decisions the run
+made, the mean distant mass of routed and of local tokens, and the local tokens with the
+highest distant mass ("missed"). --out saves the profile with the distant masses (export then
+adds each layer's `oracle` object to JSON and a distant_mass column to the routing CSV).
+
+Options:
+  --profile FILE      the run to score, saved by l2a run --out
+  --model DIR         the model it was made with (default: the folder it recorded)
+  --demo              use the demo model
+  --out FILE          save the profile with the routing oracle (.l2a)
+  --min-mass M        the share that makes a token need global attention (0-1, default 0.5)
+  --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --engine URL        run on a remote engine (as `l2a run --engine`); --token-file F its token
+  --json              print the scores as JSON
+  --quiet             no progress lines on standard error
+  -h, --help          show this help
+)";
+
 constexpr const char* kServeHelp =
     R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
                  [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
@@ -496,6 +558,8 @@ const char* help_text(std::string_view command) {
     if (command == "convert") return kConvertHelp;
     if (command == "evaluate") return kEvaluateHelp;
     if (command == "serve") return kServeHelp;
+    if (command == "explain") return kExplainHelp;
+    if (command == "oracle") return kOracleHelp;
     return kMainHelp;
 }
 

@@ -46,8 +46,8 @@ int dispatch(std::span<const std::string_view> args) {
             return 0;
         }
         constexpr std::string_view kCommands[] = {
-            "info",      "run",       "export", "bench",   "whatif",   "suggest-prune",
-            "make-docs", "construct", "train",  "convert", "evaluate", "serve"};
+            "info",      "run",   "export",  "bench",    "whatif", "suggest-prune", "make-docs",
+            "construct", "train", "convert", "evaluate", "serve",  "explain",       "oracle"};
         if (std::find(std::begin(kCommands), std::end(kCommands), rest[0]) == std::end(kCommands)) {
             std::fprintf(stderr, "l2a help: unknown command '%.*s' (see l2a --help)\n",
                          static_cast<int>(rest[0].size()), rest[0].data());
@@ -68,6 +68,8 @@ int dispatch(std::span<const std::string_view> args) {
     if (command == "convert") return l2a::cli::convert_command(rest);
     if (command == "evaluate") return l2a::cli::evaluate_command(rest);
     if (command == "serve") return l2a::cli::serve_command(rest);
+    if (command == "explain") return l2a::cli::explain_command(rest);
+    if (command == "oracle") return l2a::cli::oracle_command(rest);
     if (!command.empty() && command[0] == '-') {
         std::fprintf(stderr, "l2a: unknown option '%.*s' (see l2a --help)\n",
                      static_cast<int>(command.size()), command.data());

@@ -1,6 +1,9 @@
 #include "layer_ops.h"
 
 #include <algorithm>
+#include <numeric>
+
+#include "l2a/engine/rope.h"
 
 namespace l2a {
 
@@ -205,6 +208,32 @@ public:
 #endif
 
 }  // namespace
+
+SequenceRows::SequenceRows(const ModelConfig& config, std::int64_t rows,
+                           std::int64_t sequence_length, const at::Device& device)
+    : positions(static_cast<std::size_t>(rows)) {
+    std::iota(positions.begin(), positions.end(), std::int64_t{0});
+    every_row = {positions, at::arange(rows, at::TensorOptions().dtype(at::kLong).device(device)),
+                 true, at::Tensor()};
+    const RopeParams params = compute_rope(config, sequence_length);
+    rope = make_rope_tables(params.inv_freq, params.attention_scaling, rows, device);
+}
+
+LayerOpsSettings layer_ops_settings(const Model::Impl& m, AttentionBackend attend,
+                                    std::int64_t chunk, const SequenceRows& rows,
+                                    std::function<void()> check) {
+    const bool cuda = m.device.is_cuda();
+    const auto T = static_cast<std::int64_t>(rows.positions.size());
+    return {m.config,
+            m.dtype,
+            attend,
+            chunk,
+            cuda ? std::int64_t{16384} : T,
+            cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
+            rows.rope,
+            rows.every_row,
+            std::move(check)};
+}
 
 std::unique_ptr<LayerOps> make_layer_ops(LayerOpsSettings settings, bool fused) {
 #if L2A_ENGINE_CUDA

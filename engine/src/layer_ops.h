@@ -85,6 +85,28 @@ private:
     LayerOpsSettings s_;
 };
 
+// Positions 0..rows-1 of a sequence as query rows on the device, with their RoPE tables.
+// LayerOpsSettings refers to every_row and rope, so an instance stays where it is made.
+struct SequenceRows {
+    // `sequence_length`: the tokens of the whole run (at least `rows`), which dynamic RoPE
+    // scaling depends on, so that a run over the first rows of a sequence rotates them as the
+    // run over all of it does.
+    SequenceRows(const ModelConfig& config, std::int64_t rows, std::int64_t sequence_length,
+                 const at::Device& device);
+    SequenceRows(const SequenceRows&) = delete;
+    SequenceRows& operator=(const SequenceRows&) = delete;
+
+    std::vector<std::int64_t> positions;  // 0..rows-1, host
+    QueryRows every_row;
+    RopeTables rope;
+};
+
+// The settings of a run of model `m` over `rows`. On the GPU, row-wise stages run in blocks that
+// keep their fp32 temporaries a small, fixed size; on the CPU the whole sequence is one block.
+LayerOpsSettings layer_ops_settings(const Model::Impl& m, AttentionBackend attend,
+                                    std::int64_t chunk, const SequenceRows& rows,
+                                    std::function<void()> check);
+
 // The kernels' fused operators when `fused` (CUDA builds only), else the reference ops.
 std::unique_ptr<LayerOps> make_layer_ops(LayerOpsSettings settings, bool fused);
 

@@ -16,7 +16,6 @@
 #include "attention.h"
 #include "device_runtime.h"
 #include "l2a/engine/device.h"
-#include "l2a/engine/rope.h"
 #include "layer_ops.h"
 #include "model_impl.h"
 #include "splitmix.h"
@@ -323,6 +322,12 @@ public:
         check();
         if (keeps(layer))
             keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
+        if (hooks_.entering) {
+            // Outside the layer's range: what the caller does with it is not the layer's time.
+            std::vector<float> state;
+            keep_hidden(x, state);
+            hooks_.entering(static_cast<int>(layer), state, x.size(0));
+        }
         if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
         return Range(ranges_, Phase::Layer, layer);
     }
@@ -515,46 +520,23 @@ std::span<T> layer_row(std::vector<T>& cells, std::int64_t layer, std::int64_t t
 }
 
 // The tokens of a run on its device: ids, and every position as query rows with their RoPE
-// tables. LayerOpsSettings refers to every_row and rope, so an instance stays where it is made.
+// tables. LayerOpsSettings refers to the rows, so an instance stays where it is made.
 struct TokenInputs {
     TokenInputs(const ModelConfig& c, std::span<const std::int32_t> tokens,
                 const at::Device& device)
-        : all_positions(tokens.size()) {
-        const auto T = static_cast<std::int64_t>(tokens.size());
-        const at::TensorOptions i64 = at::TensorOptions().dtype(at::kLong);
-        std::iota(all_positions.begin(), all_positions.end(), std::int64_t{0});
-        at::Tensor ids_host = at::empty({T}, i64);
+        : rows(c, static_cast<std::int64_t>(tokens.size()),
+               static_cast<std::int64_t>(tokens.size()), device) {
+        at::Tensor ids_host = at::empty({static_cast<std::int64_t>(tokens.size())},
+                                        at::TensorOptions().dtype(at::kLong));
         std::copy(tokens.begin(), tokens.end(), ids_host.data_ptr<std::int64_t>());
         ids = ids_host.to(device);
-        every_row = {all_positions, at::arange(T, i64.device(device)), true, at::Tensor()};
-        const RopeParams params = compute_rope(c, T);
-        rope = make_rope_tables(params.inv_freq, params.attention_scaling, T, device);
     }
     TokenInputs(const TokenInputs&) = delete;
     TokenInputs& operator=(const TokenInputs&) = delete;
 
-    std::vector<std::int64_t> all_positions;  // 0..T-1, host
-    at::Tensor ids;                           // [T] int64 on the device
-    QueryRows every_row;
-    RopeTables rope;
+    SequenceRows rows;
+    at::Tensor ids;  // [T] int64 on the device
 };
-
-// The layer operations' settings. On the GPU, row-wise stages run in blocks that keep their fp32
-// temporaries a small, fixed size; on the CPU the whole sequence is one block.
-LayerOpsSettings layer_ops_settings(const Model::Impl& m, Backend backend, std::int64_t chunk,
-                                    const TokenInputs& inputs, RunRecorder& record) {
-    const bool cuda = m.device.is_cuda();
-    const auto T = static_cast<std::int64_t>(inputs.all_positions.size());
-    return {m.config,
-            m.dtype,
-            backend_function(backend),
-            chunk,
-            cuda ? std::int64_t{16384} : T,
-            cuda ? std::int64_t{8192} : std::max<std::int64_t>(chunk, 256),
-            inputs.rope,
-            inputs.every_row,
-            [&record] { record.check(); }};
-}
 
 // The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
 bool fused_ops_fit(Backend backend, const ModelConfig& c) {
@@ -654,7 +636,8 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     try {
         const TokenInputs inputs(m.config, tokens, m.device);
         const std::unique_ptr<LayerOps> ops =
-            make_layer_ops(layer_ops_settings(m, backend, options.chunk_size, inputs, record),
+            make_layer_ops(layer_ops_settings(m, backend_function(backend), options.chunk_size,
+                                              inputs.rows, [&record] { record.check(); }),
                            fused_ops_fit(backend, m.config));
         at::Tensor x = entering_state(m, inputs.ids, hidden, record);
         record.progress_at_layer(start_layer);

@@ -18,6 +18,7 @@
 
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/oracle.h"
 #include "l2a/engine/safetensors.h"
 
 namespace l2a {
@@ -400,6 +401,7 @@ std::string profile_metadata(const Profile& p, const std::vector<std::string>& k
     j["time_basis"] = p.time_basis;
     j["cpu_threads"] = p.cpu_threads;
     j["dtype"] = p.dtype;
+    if (!p.distant_mass.empty()) j["oracle"] = {{"min_mass", double_to_json(p.oracle_min_mass)}};
     // The text is valid UTF-8 by construction (document.h); a path need not be, and a run
     // should not be lost over how its file name is displayed.
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -656,6 +658,10 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
     if (profile.token_nll.size() != t) {
         fail(origin, "cannot save: token_nll does not match the " + std::to_string(t) + " tokens");
     }
+    if (!profile.distant_mass.empty() && profile.distant_mass.size() != lt) {
+        fail(origin, "cannot save: distant_mass does not match " + std::to_string(num_layers) +
+                         " layers x " + std::to_string(t) + " tokens");
+    }
 
     validate_timeline(profile, origin, "cannot save: ");
 
@@ -672,6 +678,10 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
                bytes_of(profile.router_logits));
     writer.add("decisions", DType::U8, {num_layers, num_tokens}, bytes_of(profile.decisions));
     writer.add("token_nll", DType::F32, {num_tokens}, bytes_of(profile.token_nll));
+    if (!profile.distant_mass.empty()) {
+        writer.add("distant_mass", DType::F32, {num_layers, num_tokens},
+                   bytes_of(profile.distant_mass));
+    }
     writer.add("kernels", DType::I64,
                {static_cast<std::int64_t>(profile.kernels.size()), kKernelColumns},
                bytes_of(timeline.kernels));
@@ -755,6 +765,12 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
             }
         }
         if (j.contains("dtype")) p.dtype = get_as<std::string>(j, "dtype", "profile");
+        if (j.contains("oracle")) {
+            p.oracle_min_mass = get_double(field(j, "oracle", "profile"), "min_mass", "oracle");
+            if (!(p.oracle_min_mass >= 0.0 && p.oracle_min_mass <= 1.0)) {
+                throw FieldError{"oracle.min_mass is not between 0 and 1"};
+            }
+        }
         if (version >= 2) {
             const json& timeline = field(j, "timeline", "profile");
             p.timeline_source = get_as<std::string>(timeline, "source", "timeline");
@@ -810,6 +826,10 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
         read_tensor<float>(file, "router_logits", DType::F32, {num_layers, num_tokens});
     p.decisions = read_tensor<std::uint8_t>(file, "decisions", DType::U8, {num_layers, num_tokens});
     p.token_nll = read_tensor<float>(file, "token_nll", DType::F32, {num_tokens});
+    if (file.find("distant_mass") != nullptr) {
+        p.distant_mass =
+            read_tensor<float>(file, "distant_mass", DType::F32, {num_layers, num_tokens});
+    }
     if (version >= 2) read_timeline(file, kernel_names, p);
     validate_timeline(p, origin, "");
 
@@ -936,6 +956,24 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
             {"kernel_seconds", number(timing.kernel_seconds)},
             {"share_of_run", number(timing.share)},
         });
+        if (!p.distant_mass.empty()) {
+            const auto row = static_cast<std::size_t>(layer * num_tokens);
+            const auto T = static_cast<std::size_t>(num_tokens);
+            const std::span<const float> mass(p.distant_mass.data() + row, T);
+            const LayerOracle o = score_layer(
+                mass, std::span<const float>(p.router_logits.data() + row, T),
+                std::span<const std::uint8_t>(p.decisions.data() + row, T), p.oracle_min_mass);
+            layers.back()["oracle"] = {
+                {"min_mass", number(p.oracle_min_mass)},
+                {"auc", number(o.auc)},
+                {"precision", number(o.precision)},
+                {"recall", number(o.recall)},
+                {"mean_distant_mass_routed", number(o.mean_distant_mass_routed)},
+                {"mean_distant_mass_local", number(o.mean_distant_mass_local)},
+                {"positives", o.positives},
+                {"missed", o.missed},
+            };
+        }
         if (full) {
             json decisions = json::array(), logits = json::array();
             for (std::int64_t t = 0; t < num_tokens; ++t) {
@@ -945,6 +983,14 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
             }
             layers.back()["decisions"] = std::move(decisions);
             layers.back()["router_logits"] = std::move(logits);
+            if (!p.distant_mass.empty()) {
+                json mass = json::array();
+                for (std::int64_t t = 0; t < num_tokens; ++t) {
+                    mass.push_back(float_number(
+                        p.distant_mass[static_cast<std::size_t>(layer * num_tokens + t)]));
+                }
+                layers.back()["distant_mass"] = std::move(mass);
+            }
         }
     }
     j["layers"] = std::move(layers);

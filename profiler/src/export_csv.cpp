@@ -142,7 +142,10 @@ void routing_records(const Profile& p, Emit&& emit) {
             out += float_text(z);
             out += ',';
             out += probability;
-            out += p.decisions[i] != 0 ? ",1\r\n" : ",0\r\n";
+            out += p.decisions[i] != 0 ? ",1," : ",0,";
+            // Empty where the routing oracle was not run (l2a oracle).
+            if (!p.distant_mass.empty()) out += float_text(p.distant_mass[i]);
+            out += "\r\n";
         }
         if (out.size() >= (1u << 20)) {
             emit(out);

@@ -357,6 +357,79 @@ public:
         return measure(keep_base_placement(variant), repeats, events, 0.0, 1.0);
     }
 
+    StudyExplanation explain(std::int64_t token, int layer, const StudyEvents& events) override {
+        begin_call();
+        const Profile& base = require_base("explain");
+        const Model& model = require_model();
+        const std::int64_t L = model.config().num_hidden_layers;
+        const std::int64_t T = base.num_tokens();
+        if (!model.config().is_l2a()) {
+            fail("explain", "the model is a plain " + model.summary().model_type +
+                                " model: no layer has a global attention of its own to explain");
+        }
+        if (layer < 0 || layer >= L) {
+            fail("explain", "layer " + num(layer) + " does not exist (the model has " + num(L) +
+                                " layers: 0-" + num(L - 1) + ")");
+        }
+        if (token < 0 || token >= T) {
+            fail("explain", "token " + num(token) + " does not exist (the run has " + num(T) +
+                                " tokens: 0-" + num(T - 1) + ")");
+        }
+        if (!kept(layer)) {
+            // The layers kept so far stay kept (later what-ifs start from them), and this one.
+            std::vector<int> keep = {layer};
+            for (int l = 0; l < static_cast<int>(L); ++l) {
+                if (kept(l)) keep.push_back(l);
+            }
+            rerun_base(&keep, events, 0.0, 0.9);
+        }
+        if (events.step)
+            events.step("attention of token " + num(token) + " in layer " + num(layer));
+        StudyExplanation out;
+        out.lens =
+            attention_lens(model, base_run_->checkpoints.entering[static_cast<std::size_t>(layer)],
+                           T, layer, token);
+        const auto at = static_cast<std::size_t>(layer * T + token);
+        out.router_logit = base.router_logits[at];
+        out.probability =
+            1.0 /
+            (1.0 + std::exp(-static_cast<double>(out.router_logit) / base.model.sigmoid_temp));
+        out.decision = base.decisions[at] != 0;
+        report_progress(events, 1.0, 1.0, "done");
+        return out;
+    }
+
+    std::shared_ptr<const Profile> oracle(double min_mass, const StudyEvents& events) override {
+        begin_call();
+        const Profile& base = require_base("oracle");
+        const Model& model = require_model();
+        if (!model.config().is_l2a()) {
+            fail("oracle", "the model is a plain " + model.summary().model_type +
+                               " model: it has no router to score");
+        }
+        if (!(min_mass >= 0.0 && min_mass <= 1.0)) {
+            fail("oracle", "--min-mass " + format_fixed(min_mass, 3) + " is not between 0 and 1");
+        }
+        const std::int64_t L = model.config().num_hidden_layers;
+        const std::int64_t T = base.num_tokens();
+        if (events.step) events.step("routing oracle, " + group_digits(T) + " tokens");
+        std::vector<float> mass(static_cast<std::size_t>(L * T), 0.0f);
+        Pass pass(*this, events, 0.0, 1.0);
+        PrefillHooks hooks = pass.hooks();
+        hooks.entering = [&](int layer, std::span<const float> hidden, std::int64_t rows) {
+            const std::vector<float> m = distant_mass(model, hidden, rows, layer);
+            std::copy(m.begin(), m.end(), mass.begin() + static_cast<std::ptrdiff_t>(layer * T));
+        };
+        const PrefillResult rerun = run_prefill(model, tokens_, base.options, hooks);
+        check_cancel();
+        warn_if_not_reproduced(rerun.token_nll, events);
+        auto with_oracle = std::make_shared<Profile>(base);
+        with_oracle->distant_mass = std::move(mass);
+        with_oracle->oracle_min_mass = min_mass;
+        base_ = with_oracle;
+        return with_oracle;
+    }
+
     StudyPruneResult suggest_prune(double max_dnll, const StudyEvents& events) override {
         begin_call();
         require_base("suggest-prune");
@@ -497,7 +570,12 @@ private:
         Pass pass(*this, events, offset, scale);
         base_run_ = run_whatif_base(*model_, tokens_, base_->options, pass.hooks(), keep);
         check_cancel();
-        const double worst = worst_nll_difference(base_->token_nll, base_run_->result.token_nll);
+        warn_if_not_reproduced(base_run_->result.token_nll, events);
+    }
+
+    // A re-run of the base should reproduce its profile (another device or build may not).
+    void warn_if_not_reproduced(const std::vector<float>& rerun_nll, const StudyEvents& events) {
+        const double worst = worst_nll_difference(base_->token_nll, rerun_nll);
         if (worst > 1e-3 && events.warning) {
             events.warning((base_origin_.empty() ? std::string("the base run") : base_origin_) +
                            ": the re-run of the base differs from the profile (per-token NLL by "

@@ -348,7 +348,8 @@ TEST_F(Cli, ExportPerTokenAndPerLayerData) {
     EXPECT_TRUE(contains(r.err, "t.tokens.csv")) << r.err;
     EXPECT_TRUE(contains(r.err, "t.routing.csv")) << r.err;
     const std::string routing = read_file(dir / "t.routing.csv");
-    EXPECT_EQ(routing.rfind("token,layer,router_logit,probability,decision\r\n", 0), 0u);
+    EXPECT_EQ(routing.rfind("token,layer,router_logit,probability,decision,distant_mass\r\n", 0),
+              0u);
     std::size_t rows = 0, pruned_routed = 0;
     for (std::size_t at = routing.find("\r\n"); at != std::string::npos;
          at = routing.find("\r\n", at + 2)) {
@@ -356,11 +357,13 @@ TEST_F(Cli, ExportPerTokenAndPerLayerData) {
         const std::size_t next = routing.find("\r\n", at + 2);
         if (next == std::string::npos) break;
         const std::string row = routing.substr(at + 2, next - at - 2);
-        const std::size_t comma = row.find(',');
-        if (row.substr(comma + 1, row.find(',', comma + 1) - comma - 1) == "2" &&
-            row.back() == '1') {
-            ++pruned_routed;
-        }
+        std::vector<std::string> fields;
+        std::stringstream cells(row);
+        for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+        if (row.back() == ',') fields.emplace_back();  // the empty distant_mass (no oracle)
+        ASSERT_EQ(fields.size(), 6u) << row;
+        EXPECT_EQ(fields[5], "") << row;
+        if (fields[1] == "2" && fields[4] == "1") ++pruned_routed;
     }
     EXPECT_EQ(rows, 1u + 120u * 6u);
     EXPECT_EQ(pruned_routed, 0u);  // layer 2 is pruned: decision 0 for every token
@@ -994,7 +997,8 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench attention --window 0", "--window"},
         {"bench attention --device cpu", "--device"},
         {"bench attention --model x", "unknown option '--model'"},
-        {"bench sideways", "unknown benchmark 'sideways' (available: prefill, attention, whatif)"},
+        {"bench sideways",
+         "unknown benchmark 'sideways' (available: prefill, attention, whatif, explain)"},
     };
     for (const auto& mistake : mistakes) {
         SCOPED_TRACE(mistake.args);
@@ -1288,6 +1292,70 @@ TEST_F(Cli, WhatIfHelp) {
     EXPECT_TRUE(contains(l2a("help whatif", dir_).out, "--prune LIST"));
     EXPECT_TRUE(contains(l2a("help suggest-prune", dir_).out, "--max-dnll X"));
     EXPECT_TRUE(contains(l2a("--help", dir_).out, "suggest-prune"));
+}
+
+// `l2a explain` of a token past the window and `l2a oracle` of a saved run, end to end: the JSON
+// keys the help promises, and the oracle stored in the profile and exported.
+TEST_F(Cli, ExplainAndOracleOnTheDemo) {
+    Result r = l2a("explain --demo --token 300 --layer 3 --top 5 --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json e = json::parse(r.out);
+    for (const char* key : {"token", "layer", "decision", "router_logit", "probability",
+                            "distant_mass", "window", "sources", "heads"}) {
+        EXPECT_TRUE(e.contains(key)) << key;
+    }
+    EXPECT_EQ(e["token"], 300);
+    EXPECT_EQ(e["layer"], 3);
+    EXPECT_EQ(e["window"], 256);
+    ASSERT_EQ(e["sources"].size(), 5u);
+    double last = 2.0;
+    for (const json& source : e["sources"]) {
+        const double w = source["weight"].get<double>();
+        EXPECT_LE(w, last);
+        EXPECT_GE(w, 0.0);
+        last = w;
+        EXPECT_LE(source["token"].get<std::int64_t>(), 300);
+        EXPECT_TRUE(source["text"].is_string());
+    }
+    ASSERT_EQ(e["heads"].size(), 4u);  // the demo shape's query heads
+    EXPECT_EQ(e["heads"][0]["top"].size(), 5u);
+    const double mass = e["distant_mass"].get<double>();
+    EXPECT_GE(mass, 0.0);
+    EXPECT_LE(mass, 1.0);
+    r = l2a("explain --demo --token 20 --layer 1 --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "older than the window")) << r.out;
+    EXPECT_ONE_LINE_ERROR(l2a("explain --demo --layer 1", dir_), 2, "--token");
+    EXPECT_ONE_LINE_ERROR(l2a("explain --demo --token 3 --layer 9 --quiet", dir_), 1, "layer 9");
+
+    ASSERT_EQ(l2a("run --demo --max-tokens 400 --out p.l2a --quiet", dir_).status, 0);
+    r = l2a("oracle --profile p.l2a --out o.l2a --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json o = json::parse(r.out);
+    ASSERT_EQ(o["layers"].size(), 6u);
+    for (const json& layer : o["layers"]) {
+        for (const char* key : {"auc", "precision", "recall", "mean_distant_mass_routed",
+                                "mean_distant_mass_local", "missed"}) {
+            EXPECT_TRUE(layer.contains(key)) << key;
+        }
+    }
+    r = l2a("export --profile o.l2a --format json --out o.json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json exported = json::parse(read_file(dir_ / "o.json"));
+    EXPECT_TRUE(exported["layers"][2]["oracle"].contains("auc"));
+    EXPECT_EQ(exported["layers"][2]["distant_mass"].size(), 400u);
+    // The plain run has no oracle object.
+    r = l2a("export --profile p.l2a --format json --out p.json", dir_);
+    EXPECT_FALSE(json::parse(read_file(dir_ / "p.json"))["layers"][2].contains("oracle"));
+    r = l2a("export --profile o.l2a --format csv --out o.csv", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string routing = read_file(dir_ / "o.routing.csv");
+    // Token 300, layer 0: a distant mass in the last column (a number, not empty).
+    const std::size_t row = routing.find("\r\n300,0,");
+    ASSERT_NE(row, std::string::npos);
+    const std::string line = routing.substr(row + 2, routing.find("\r\n", row + 2) - row - 2);
+    EXPECT_NE(line.back(), ',') << line;
+    EXPECT_ONE_LINE_ERROR(l2a("oracle --profile p.l2a --min-mass 2", dir_), 2, "--min-mass");
 }
 
 TEST_F(Cli, BenchWhatIfTimesTheBaseAndTheReRun) {

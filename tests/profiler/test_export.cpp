@@ -721,7 +721,7 @@ TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
     EXPECT_EQ(paths.routing, dir_ / "run.routing.csv");
     EXPECT_EQ(csv_paths(dir_ / "run").routing, dir_ / "run.routing.csv");
     const std::string text = test::read_file(paths.routing);
-    EXPECT_EQ(text.rfind("token,layer,router_logit,probability,decision\r\n", 0), 0u);
+    EXPECT_EQ(text.rfind("token,layer,router_logit,probability,decision,distant_mass\r\n", 0), 0u);
     EXPECT_EQ(text, profile_routing_csv(p));
     const auto rows = parse_csv(text);
     ASSERT_EQ(rows.size(), static_cast<std::size_t>(tokens * kLayers) + 1);
@@ -730,7 +730,8 @@ TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
     for (std::int64_t t = 0; t < tokens; ++t) {
         for (std::int64_t l = 0; l < kLayers; ++l) {
             const auto& row = rows[static_cast<std::size_t>(t * kLayers + l) + 1];
-            ASSERT_EQ(row.size(), 5u);
+            ASSERT_EQ(row.size(), 6u);
+            EXPECT_EQ(row[5], "");  // no routing oracle in this profile
             EXPECT_EQ(row[0], std::to_string(t));
             EXPECT_EQ(row[1], std::to_string(l));
             const auto i = static_cast<std::size_t>(l * tokens + t);
@@ -754,6 +755,20 @@ TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
     EXPECT_GT(routed, 0);
     // The router wanted some tokens of the pruned layer; its decision is still 0.
     EXPECT_GT(pruned_above_threshold, 0);
+
+    // With the routing oracle, each row's distant mass (the float's shortest text).
+    p.distant_mass.resize(p.decisions.size());
+    for (std::size_t i = 0; i < p.distant_mass.size(); ++i) {
+        p.distant_mass[i] = static_cast<float>(i % 7) / 8.0f;
+    }
+    const auto with_oracle = parse_csv(profile_routing_csv(p));
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        for (std::int64_t l = 0; l < kLayers; ++l) {
+            const auto& row = with_oracle[static_cast<std::size_t>(t * kLayers + l) + 1];
+            ASSERT_EQ(row.size(), 6u);
+            EXPECT_EQ(std::stof(row[5]), p.distant_mass[static_cast<std::size_t>(l * tokens + t)]);
+        }
+    }
 }
 
 // ---- the PDF's own text, as poppler's pdftotext reads it -----------------------------------

@@ -114,6 +114,21 @@ TEST_F(Remote, ARemoteRunAndWhatIfEqualLocalOnes) {
     EXPECT_EQ(sa.suggestion.plan, sb.suggestion.plan);
     EXPECT_EQ(sa.base_kv_bytes, sb.base_kv_bytes);
 
+    // The lens and the oracle cross the wire whole.
+    const l2a::StudyExplanation ea = remote->explain(95, 2);
+    const l2a::StudyExplanation eb = local->explain(95, 2);
+    ASSERT_EQ(ea.lens.weights.size(), eb.lens.weights.size());
+    for (std::size_t i = 0; i < ea.lens.weights.size(); ++i) {
+        EXPECT_NEAR(ea.lens.weights[i], eb.lens.weights[i], 1e-6) << i;
+    }
+    EXPECT_EQ(ea.lens.local_weights.size(), eb.lens.local_weights.size());
+    EXPECT_EQ(ea.decision, eb.decision);
+    EXPECT_EQ(ea.lens.heads, eb.lens.heads);
+    const auto oa = remote->oracle(0.4);
+    const auto ob = local->oracle(0.4);
+    ASSERT_EQ(oa->distant_mass.size(), ob->distant_mass.size());
+    EXPECT_DOUBLE_EQ(oa->oracle_min_mass, 0.4);
+
     // A saved profile adopted by another session, with its recorded model.
     auto other = l2a::connect_study(address());
     other->adopt(a, "a.l2a", std::nullopt, {});

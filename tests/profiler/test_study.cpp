@@ -168,6 +168,53 @@ TEST_F(Study, ACheckpointBudgetKeepsEvenlySpacedLayers) {
                 1e-9);
 }
 
+// The lens of a token from the base's kept state, and the oracle of every layer: each token's
+// distant mass as the lens computes it, 0 within the window, and the scores derived from it.
+TEST_F(Study, ExplainAndTheOracleAgree) {
+    auto study = l2a::make_local_study();
+    const l2a::ModelSummary m = study->open_model(spec());
+    const std::int64_t W = m.sliding_window;
+    ASSERT_GT(W, 0);
+    const std::int64_t T = W + 40;
+    const auto base = study->run(run_of(some_tokens(static_cast<std::size_t>(T)))).profile;
+
+    const l2a::StudyExplanation e = study->explain(T - 1, 2);
+    EXPECT_EQ(e.lens.token, T - 1);
+    EXPECT_EQ(e.lens.window, W);
+    const auto at = static_cast<std::size_t>(2 * T + (T - 1));
+    EXPECT_EQ(e.decision, base->decisions[at] != 0);
+    EXPECT_EQ(e.router_logit, base->router_logits[at]);
+    double sum = 0;
+    for (float w : e.lens.mean_weights) sum += w;
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+    EXPECT_CONTAINS(l2a::test::message_of([&] { study->explain(T, 2); }),
+                    "token " + std::to_string(T));
+    EXPECT_CONTAINS(l2a::test::message_of([&] { study->explain(0, 99); }), "layer 99");
+
+    const auto scored = study->oracle(0.5);
+    ASSERT_EQ(scored->distant_mass.size(), static_cast<std::size_t>(m.num_layers * T));
+    EXPECT_EQ(scored->decisions, base->decisions);
+    EXPECT_DOUBLE_EQ(scored->oracle_min_mass, 0.5);
+    for (std::int64_t l = 0; l < m.num_layers; ++l) {
+        for (std::int64_t t = 0; t < T; ++t) {
+            const float mass = scored->distant_mass[static_cast<std::size_t>(l * T + t)];
+            EXPECT_GE(mass, 0.0f);
+            EXPECT_LE(mass, 1.0f + 1e-6f);
+            if (t < W) {
+                EXPECT_EQ(mass, 0.0f) << l << "," << t;
+            }
+        }
+    }
+    EXPECT_NEAR(scored->distant_mass[at], e.lens.distant_mass, 1e-5);
+    // The oracle's profile is the base now: a later explain sees the same run.
+    EXPECT_EQ(study->explain(T - 1, 2).lens.distant_mass, e.lens.distant_mass);
+    // And it survives a save and a load.
+    l2a::save_profile(*scored, dir_ / "oracle.l2a");
+    const l2a::Profile loaded = l2a::load_profile(dir_ / "oracle.l2a");
+    EXPECT_EQ(loaded.distant_mass, scored->distant_mass);
+    EXPECT_DOUBLE_EQ(loaded.oracle_min_mass, 0.5);
+}
+
 TEST_F(Study, WhatIfWithoutABaseIsAnError) {
     auto study = l2a::make_local_study();
     study->open_model(spec());

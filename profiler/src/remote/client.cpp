@@ -169,6 +169,21 @@ public:
         return {wire::get(reply.measured().base()), wire::get(reply.measured().variant())};
     }
 
+    StudyExplanation explain(std::int64_t token, int layer, const StudyEvents& events) override {
+        remote::ClientMessage request;
+        request.mutable_explain()->set_token(token);
+        request.mutable_explain()->set_layer(layer);
+        return wire::get(call(request, events, remote::ServerMessage::kExplained).explained());
+    }
+
+    std::shared_ptr<const Profile> oracle(double min_mass, const StudyEvents& events) override {
+        remote::ClientMessage request;
+        request.mutable_oracle()->set_min_mass(min_mass);
+        const remote::ServerMessage reply = call(request, events, remote::ServerMessage::kOracle);
+        return std::make_shared<const Profile>(wire::profile_from_bytes(
+            reply.oracle().profile(), address_.url + " (profile with the routing oracle)"));
+    }
+
     StudyPruneResult suggest_prune(double max_dnll, const StudyEvents& events) override {
         remote::ClientMessage request;
         request.mutable_suggest_prune()->set_max_dnll(max_dnll);

@@ -376,6 +376,17 @@ private:
                 reply.mutable_pruned()->set_base_ttft_predicted(r.base_ttft_predicted);
                 return;
             }
+            case remote::ClientMessage::kExplain: {
+                const StudyExplanation e =
+                    study.explain(request.explain().token(), request.explain().layer(), events);
+                wire::put(e, *reply.mutable_explained());
+                return;
+            }
+            case remote::ClientMessage::kOracle: {
+                const auto profile = study.oracle(request.oracle().min_mass(), events);
+                reply.mutable_oracle()->set_profile(wire::profile_bytes(*profile));
+                return;
+            }
             case remote::ClientMessage::kCancel:
             case remote::ClientMessage::KIND_NOT_SET:
                 break;

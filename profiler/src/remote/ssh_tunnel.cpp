@@ -223,6 +223,12 @@ public:
                                                              const StudyEvents& e) override {
         return inner_->measure_ttft(v, r, e);
     }
+    StudyExplanation explain(std::int64_t t, int l, const StudyEvents& e) override {
+        return inner_->explain(t, l, e);
+    }
+    std::shared_ptr<const Profile> oracle(double m, const StudyEvents& e) override {
+        return inner_->oracle(m, e);
+    }
     StudyPruneResult suggest_prune(double m, const StudyEvents& e) override {
         return inner_->suggest_prune(m, e);
     }

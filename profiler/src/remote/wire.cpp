@@ -178,4 +178,38 @@ PruneSuggestion get(const remote::PruneSuggestion& from) {
     return s;
 }
 
+void put(const StudyExplanation& from, remote::Explained& to) {
+    const AttentionLens& l = from.lens;
+    to.set_token(l.token);
+    to.set_layer(l.layer);
+    to.set_window(l.window);
+    to.set_heads(l.heads);
+    fill(*to.mutable_weights(), l.weights);
+    fill(*to.mutable_mean_weights(), l.mean_weights);
+    fill(*to.mutable_local_weights(), l.local_weights);
+    fill(*to.mutable_head_distant_mass(), l.head_distant_mass);
+    to.set_distant_mass(l.distant_mass);
+    to.set_router_logit(from.router_logit);
+    to.set_probability(from.probability);
+    to.set_decision(from.decision);
+}
+
+StudyExplanation get(const remote::Explained& from) {
+    StudyExplanation e;
+    AttentionLens& l = e.lens;
+    l.token = from.token();
+    l.layer = from.layer();
+    l.window = from.window();
+    l.heads = from.heads();
+    l.weights = vec<float>(from.weights());
+    l.mean_weights = vec<float>(from.mean_weights());
+    l.local_weights = vec<float>(from.local_weights());
+    l.head_distant_mass = vec<double>(from.head_distant_mass());
+    l.distant_mass = from.distant_mass();
+    e.router_logit = from.router_logit();
+    e.probability = from.probability();
+    e.decision = from.decision();
+    return e;
+}
+
 }  // namespace l2a::wire

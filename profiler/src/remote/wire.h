@@ -37,6 +37,9 @@ WhatIfComparison get(const remote::Comparison& from);
 void put(const PruneSuggestion& from, remote::PruneSuggestion& to);
 PruneSuggestion get(const remote::PruneSuggestion& from);
 
+void put(const StudyExplanation& from, remote::Explained& to);
+StudyExplanation get(const remote::Explained& from);
+
 // A profile as the bytes of its .l2a file, and back (errors name `origin`).
 std::string profile_bytes(const Profile& profile);
 Profile profile_from_bytes(const std::string& bytes, const std::string& origin);

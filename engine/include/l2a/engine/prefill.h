@@ -66,6 +66,10 @@ struct PrefillHooks {
         logits_sink;
     // When set, receives the run's residual-stream checkpoints (see ResidualCheckpoints).
     ResidualCheckpoints* checkpoints = nullptr;
+    // When set, receives the state entering each layer as it is reached (fp32 host rows
+    // [rows, hidden], as ResidualCheckpoints holds them), one layer at a time: for work on every
+    // layer (the routing oracle) without keeping every layer's state.
+    std::function<void(int layer, std::span<const float> hidden, std::int64_t rows)> entering;
 };
 
 struct PrefillResult {

@@ -16,12 +16,13 @@
 
 namespace l2a {
 
+// 5: the routing oracle's distant mass of every token and layer (optional).
 // 4: the weights' dtype and the model's identity (config.json hash, weight bytes).
 // 3: ranges are typed (phase and layer) instead of named.
 // 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
-// Versions 1 to 3 still load (version 1 with an empty timeline; the ranges of both get
+// Versions 1 to 4 still load (version 1 with an empty timeline; the ranges of both get
 // their phase and layer from their names).
-inline constexpr int kProfileFormatVersion = 4;
+inline constexpr int kProfileFormatVersion = 5;
 // The most layers a profile may claim. Real models have at most a few hundred; a profile with
 // no tokens holds no bytes per layer, so this limit is what keeps a damaged count from costing
 // memory.
@@ -79,6 +80,11 @@ struct Profile {
     std::vector<float> router_logits;     // [L, T]
     std::vector<std::uint8_t> decisions;  // [L, T]
     std::vector<float> token_nll;         // [T]
+    // The routing oracle (`l2a oracle`, lens.h): the share of each token's global attention on
+    // keys older than the window, mean over heads, [L, T]; empty when not computed. Scores
+    // (AUC, precision, recall) are derived from it with oracle_min_mass (oracle.h).
+    std::vector<float> distant_mass;
+    double oracle_min_mass = 0.5;
 
     RunOptions options;
     RunMetrics metrics;

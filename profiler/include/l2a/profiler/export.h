@@ -36,7 +36,8 @@ std::string profile_tokens_csv(const Profile& profile);
 // is 1 where the token ran global attention in the layer, 0 otherwise (always 0 in a pruned
 // layer).
 std::string profile_routing_csv(const Profile& profile);
-inline constexpr const char* kRoutingCsvHeader = "token,layer,router_logit,probability,decision";
+inline constexpr const char* kRoutingCsvHeader =
+    "token,layer,router_logit,probability,decision,distant_mass";
 
 // The files of `out`: "run.csv" or "run" -> "run.layers.csv", "run.tokens.csv" and
 // "run.routing.csv".

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "l2a/engine/lens.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
@@ -100,6 +101,14 @@ struct StudyWhatIfResult {
     double run_seconds = 0.0;  // the variant's own re-run (WhatIfRun::run_seconds)
 };
 
+// Why a token went global (lens.h) with what the base run decided for it.
+struct StudyExplanation {
+    AttentionLens lens;
+    float router_logit = 0.0f;  // NaN in a plain layer
+    double probability = 0.0;   // sigmoid(router_logit / tau)
+    bool decision = false;      // what the base ran (0 in a pruned layer)
+};
+
 struct StudyPruneResult {
     PruneSuggestion suggestion;
     std::int64_t base_kv_bytes = 0;
@@ -170,6 +179,19 @@ public:
     // Time to first token of the base and of `variant`, `repeats` full runs each.
     virtual std::pair<TtftMeasurement, TtftMeasurement> measure_ttft(
         const RunOptions& variant, int repeats, const StudyEvents& events = {}) = 0;
+
+    // The attention lens of `token` in `layer` of the base: from the base's kept state entering
+    // the layer, or a re-run of the base that keeps it. Throws l2a::Error when there is no base,
+    // for a plain model, or a token or layer out of range.
+    virtual StudyExplanation explain(std::int64_t token, int layer,
+                                     const StudyEvents& events = {}) = 0;
+
+    // The routing oracle of the base: one more run of it that computes, layer by layer, the
+    // distant mass of every token's global query (lens.h). Returns the base's profile with
+    // distant_mass and oracle_min_mass set, which becomes the base. Throws l2a::Error when
+    // there is no base or the model is plain.
+    virtual std::shared_ptr<const Profile> oracle(double min_mass,
+                                                  const StudyEvents& events = {}) = 0;
 
     // Greedy pruning search on the base within `max_dnll` nats per token.
     virtual StudyPruneResult suggest_prune(double max_dnll, const StudyEvents& events = {}) = 0;
