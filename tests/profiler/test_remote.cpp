@@ -232,6 +232,34 @@ TEST_F(Remote, TwoClientsTakeTurnsAndTheSecondIsToldItWaits) {
     EXPECT_EQ(steps.front(), "waiting for the engine: 1 run ahead");
 }
 
+// TLS: a server with a certificate (self-signed, made here with openssl) answers a tls://
+// client that trusts it, and refuses a plain-TCP one.
+TEST_F(Remote, TlsWithACertificateTheClientTrusts) {
+    const fs::path cert = dir_ / "cert.pem";
+    const fs::path key = dir_ / "key.pem";
+    const std::string make =
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+        "-addext subjectAltName=DNS:localhost -keyout " +
+        l2a::test::shell_quote(key.string()) + " -out " + l2a::test::shell_quote(cert.string()) +
+        " >/dev/null 2>&1";
+    if (std::system(make.c_str()) != 0) GTEST_SKIP() << "openssl could not make a certificate";
+    l2a::ServeOptions options;
+    options.tls_cert_pem = l2a::test::read_file(cert);
+    options.tls_key_pem = l2a::test::read_file(key);
+    serve(options);
+    const std::string port = std::to_string(server_->port());
+    l2a::EngineAddress tls{"tls://localhost:" + port, "", options.tls_cert_pem};
+    auto study = l2a::connect_study(tls);
+    study->open_model(tiny());
+    EXPECT_EQ(study->run(run_of(some_tokens(16))).profile->num_tokens(), 16);
+    // Plain TCP to a TLS server, and TLS without trusting the certificate: refused.
+    EXPECT_CONTAINS(l2a::test::message_of([&] { l2a::connect_study(address(), 3.0); }),
+                    address().url);
+    l2a::EngineAddress untrusted{"tls://localhost:" + port, "", ""};
+    EXPECT_CONTAINS(l2a::test::message_of([&] { l2a::connect_study(untrusted, 3.0); }),
+                    "tls://localhost:" + port);
+}
+
 // Bytes that are not HTTP/2, and a message over the server's limit: refused, and the server
 // keeps serving.
 TEST_F(Remote, GarbageAndOversizedMessagesLeaveTheServerServing) {
