@@ -509,6 +509,7 @@ int bench_prefill_engine(const Arguments& args) {
         r.document.label = "<random tokens>";
         r.options = ours;
         r.trace = false;
+        r.keep_checkpoints = false;  // the prefill alone, as a local run times it
         r.threads = threads;
         const auto t0 = std::chrono::steady_clock::now();
         const StudyRunResult result = study->run(r);

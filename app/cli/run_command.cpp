@@ -288,6 +288,7 @@ int run_command(std::span<const std::string_view> raw) {
     StudyRunSpec spec;
     spec.options = options;
     spec.trace = !args.has("--no-trace");
+    spec.keep_checkpoints = false;  // one run, timed alone: no what-if follows it here
     spec.threads = engine_threads;
     if (doc && remote) {
         // The engine gets the text; the file is read here.

@@ -9,6 +9,7 @@
 #include "l2a/engine/document.h"
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/metrics.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_choices.h"
 #include "l2a/engine/shapes.h"
@@ -234,9 +235,18 @@ public:
         hooks.logits_sink = events.logits;
         std::optional<KernelTracer> tracer;
         start_tracer(tracer, hooks, options.device, spec.trace, events);
-        const std::vector<int> keep = checkpoint_layers(config, tokens, budget_);
-        WhatIfRun base =
-            run_whatif_base(model, doc.ids, options, hooks, keep.empty() ? nullptr : &keep);
+        WhatIfRun base;
+        if (spec.keep_checkpoints) {
+            const std::vector<int> keep = checkpoint_layers(config, tokens, budget_);
+            base = run_whatif_base(model, doc.ids, options, hooks, keep.empty() ? nullptr : &keep);
+        } else {
+            // No copies of the residual stream: the run's time is the prefill's alone.
+            base.options = options;
+            base.result = run_prefill(model, doc.ids, options, hooks);
+            base.run_seconds = base.result.wall_seconds;
+            base.metrics = compute_metrics(config, options, tokens, base.result.decisions,
+                                           base.result.token_nll);
+        }
         KernelTimeline timeline;
         if (tracer) timeline = tracer->finish(base.result.ranges);
         check_cancel();

@@ -215,6 +215,30 @@ TEST_F(Study, ExplainAndTheOracleAgree) {
     EXPECT_DOUBLE_EQ(loaded.oracle_min_mass, 0.5);
 }
 
+// A run without checkpoints (l2a run): the same profile, and a what-if re-runs the base first.
+TEST_F(Study, ARunWithoutCheckpointsIsTheSameRun) {
+    auto study = l2a::make_local_study();
+    study->open_model(spec());
+    const auto kept = study->run(run_of(some_tokens(32))).profile;
+    l2a::StudyRunSpec plain = run_of(some_tokens(32));
+    plain.keep_checkpoints = false;
+    const auto alone = study->run(plain).profile;
+    EXPECT_EQ(alone->decisions, kept->decisions);
+    ASSERT_EQ(alone->token_nll.size(), kept->token_nll.size());
+    for (std::size_t t = 1; t < kept->token_nll.size(); ++t) {  // token 0 is NaN in both
+        EXPECT_EQ(alone->token_nll[t], kept->token_nll[t]) << t;
+    }
+    EXPECT_EQ(alone->metrics.kv_bytes_total, kept->metrics.kv_bytes_total);
+    EXPECT_DOUBLE_EQ(alone->metrics.mean_nll, kept->metrics.mean_nll);
+    std::vector<std::string> steps;
+    l2a::StudyEvents events;
+    events.step = [&](const std::string& s) { steps.push_back(s); };
+    l2a::RunOptions pruned = alone->options;
+    pruned.prune = {4};
+    study->whatif(pruned, 0, events);
+    EXPECT_EQ(steps, (std::vector<std::string>{"re-run of the base, 32 tokens", "variant"}));
+}
+
 TEST_F(Study, WhatIfWithoutABaseIsAnError) {
     auto study = l2a::make_local_study();
     study->open_model(spec());

@@ -119,6 +119,7 @@ void put(const StudyRunSpec& from, remote::RunRequest& to) {
     to.set_count_all_tokens(from.count_all_tokens);
     to.set_trace(from.trace);
     to.set_threads(from.threads);
+    to.set_keep_checkpoints(from.keep_checkpoints);
 }
 
 StudyRunSpec get(const remote::RunRequest& from) {
@@ -129,6 +130,7 @@ StudyRunSpec get(const remote::RunRequest& from) {
     s.count_all_tokens = from.count_all_tokens();
     s.trace = from.trace();
     s.threads = from.threads();
+    s.keep_checkpoints = from.keep_checkpoints();
     return s;
 }
 

@@ -71,6 +71,9 @@ struct StudyRunSpec {
     // RunReport::counted_all says whether the count is a lower bound).
     bool count_all_tokens = false;
     bool trace = true;  // the CUPTI kernel timeline of CUDA runs
+    // Keep residual checkpoints (within the budget) for later what-ifs. false: a plain prefill,
+    // timed without the copies (`l2a run`, benchmarks); a what-if then re-runs the base first.
+    bool keep_checkpoints = true;
     int threads = 0;    // CPU threads; 0: default_cpu_threads()
 };
 
