@@ -74,7 +74,7 @@ struct StudyRunSpec {
     // Keep residual checkpoints (within the budget) for later what-ifs. false: a plain prefill,
     // timed without the copies (`l2a run`, benchmarks); a what-if then re-runs the base first.
     bool keep_checkpoints = true;
-    int threads = 0;    // CPU threads; 0: default_cpu_threads()
+    int threads = 0;  // CPU threads; 0: default_cpu_threads()
 };
 
 // What a run knew beside its profile.
