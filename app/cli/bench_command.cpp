@@ -306,6 +306,29 @@ std::string peak_cell(std::int64_t bytes, const std::string& device) {
     return device == "cpu" ? "n/a" : format_bytes_short(bytes);
 }
 
+// The options of "ours" in the shape benchmarks: --routing (default random:0.2), --device
+// (default cuda), --backend (kernels on CUDA, reference on the CPU), --chunk; time to first
+// token (no per-token loss pass); `seed` for random routing.
+RunOptions shape_bench_options(const Arguments& args, std::uint64_t seed) {
+    RunOptions ours;
+    try {
+        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+    ours.device = args.value("--device").value_or("cuda");
+    const bool cpu = is_cpu_device(ours.device);
+    ours.backend =
+        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
+    if (!parse_backend(ours.backend)) {
+        args.usage_error("--backend: '" + ours.backend + "' is not " + kBackendChoices);
+    }
+    ours.token_nll = false;
+    ours.seed = seed;
+    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
+    return ours;
+}
+
 int bench_prefill_shape(const Arguments& args) {
     if (args.has("--model") || args.has("--demo") || args.has("--doc")) {
         args.usage_error(
@@ -323,22 +346,8 @@ int bench_prefill_shape(const Arguments& args) {
     const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
     const std::uint64_t seed = args.unsigned_integer("--seed").value_or(0);
-    RunOptions ours;
-    try {
-        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
-    } catch (const Error& e) {
-        args.usage_error(e.what());
-    }
-    ours.device = args.value("--device").value_or("cuda");
+    const RunOptions ours = shape_bench_options(args, seed);
     const bool cpu = is_cpu_device(ours.device);
-    ours.backend =
-        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
-    if (!parse_backend(ours.backend)) {
-        args.usage_error("--backend: '" + ours.backend + "' is not " + kBackendChoices);
-    }
-    ours.token_nll = false;
-    ours.seed = seed;
-    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
     RunOptions base = ours;
     base.as_base = true;
     base.backend = backend_name(cpu ? Backend::Reference : Backend::Sdpa);
@@ -471,19 +480,7 @@ int bench_prefill_engine(const Arguments& args) {
     spec.seed = args.unsigned_integer("--seed").value_or(0);
     const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
-    RunOptions ours;
-    try {
-        ours.routing = RoutingPolicy::parse(args.value("--routing").value_or("random:0.2"));
-    } catch (const Error& e) {
-        args.usage_error(e.what());
-    }
-    ours.device = args.value("--device").value_or("cuda");
-    const bool cpu = is_cpu_device(ours.device);
-    ours.backend =
-        args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
-    ours.token_nll = false;  // time to first token
-    ours.seed = spec.seed;
-    if (auto chunk = args.integer("--chunk", 1, 1 << 20)) ours.chunk_size = *chunk;
+    const RunOptions ours = shape_bench_options(args, spec.seed);
     spec.placement.device = ours.device;
     if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
     int threads = 0;

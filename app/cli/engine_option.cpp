@@ -68,19 +68,14 @@ std::string prepare_compute(const Arguments& args, const std::string& device, in
 
 ModelSpec model_spec(const Arguments& args) {
     ModelSpec spec;
-    if (!remote_engine(args)) {
+    const std::optional<std::filesystem::path> named = named_model(args);
+    // --demo on a remote engine is the engine's demo model: an empty folder.
+    if (named) {
+        spec.folder = *named;
+    } else if (!remote_engine(args)) {
         spec.folder = model_folder(args);
-        return spec;
     }
-    const bool demo = args.has("--demo");
-    auto model = args.value("--model");
-    if (demo && model) args.usage_error("give either --model DIR or --demo, not both");
-    if (!demo && !model) args.usage_error("give --model DIR or --demo");
-    if (model) {
-        if (model->empty()) args.usage_error("--model: the folder name is empty");
-        spec.folder = *model;
-    }
-    return spec;  // an empty folder: the engine's demo model
+    return spec;
 }
 
 }  // namespace l2a::cli

@@ -259,14 +259,8 @@ int oracle_command(std::span<const std::string_view> raw) {
         save_profile(p, *out);
         if (!args.has("--quiet")) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
     }
-    const auto T = static_cast<std::size_t>(p.num_tokens());
-    std::vector<LayerOracle> layers;
-    for (std::int64_t l = 0; l < p.num_layers; ++l) {
-        const std::size_t row = static_cast<std::size_t>(l) * T;
-        layers.push_back(score_layer({p.distant_mass.data() + row, T},
-                                     {p.router_logits.data() + row, T},
-                                     {p.decisions.data() + row, T}, min_mass));
-    }
+    const std::vector<LayerOracle> layers = score_layers(
+        p.distant_mass, p.router_logits, p.decisions, p.num_layers, p.num_tokens(), min_mass);
     if (args.has("--json")) {
         const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
         json j = {{"profile", *args.value("--profile")},

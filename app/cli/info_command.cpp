@@ -40,18 +40,6 @@ const char* architecture_name(ModelType type) {
     return "?";
 }
 
-const char* router_input_name(RouterInput input) {
-    switch (input) {
-        case RouterInput::HiddenLinearProj:
-            return "hidden_linearproj";
-        case RouterInput::HiddenFirstDim:
-            return "hidden_firstdim";
-        case RouterInput::HiddenMean:
-            return "hidden_mean";
-    }
-    return "?";
-}
-
 // KV-cache bytes of the whole model after `tokens` tokens, as compute_metrics counts them.
 struct KvCost {
     const ModelConfig& config;

@@ -429,6 +429,18 @@ double decision_cut(const L2AConfig& l2a, std::optional<double> threshold) {
     return l2a.sigmoid_temp * std::log(theta / (1.0 - theta));
 }
 
+const char* router_input_name(RouterInput input) {
+    switch (input) {
+        case RouterInput::HiddenLinearProj:
+            return "hidden_linearproj";
+        case RouterInput::HiddenFirstDim:
+            return "hidden_firstdim";
+        case RouterInput::HiddenMean:
+            return "hidden_mean";
+    }
+    return "?";
+}
+
 const char* model_type_name(ModelType type) {
     switch (type) {
         case ModelType::Qwen2:

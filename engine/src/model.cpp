@@ -283,18 +283,6 @@ void make_weights(Weights& weights, Model::Impl& impl) {
     }
 }
 
-std::string router_input_name(RouterInput input) {
-    switch (input) {
-        case RouterInput::HiddenLinearProj:
-            return "hidden_linearproj";
-        case RouterInput::HiddenFirstDim:
-            return "hidden_firstdim";
-        case RouterInput::HiddenMean:
-            return "hidden_mean";
-    }
-    return "?";
-}
-
 // FNV-1a 64 of the file's bytes as 16 hex digits.
 std::string config_file_hash(const std::filesystem::path& path) {
     std::uint64_t h = 0xcbf29ce484222325ull;

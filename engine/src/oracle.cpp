@@ -93,4 +93,26 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
     return o;
 }
 
+std::vector<LayerOracle> score_layers(std::span<const float> distant_mass,
+                                      std::span<const float> router_logits,
+                                      std::span<const std::uint8_t> decisions, std::int64_t layers,
+                                      std::int64_t tokens, double min_mass) {
+    const auto size = static_cast<std::size_t>(std::max<std::int64_t>(layers, 0) *
+                                               std::max<std::int64_t>(tokens, 0));
+    if (distant_mass.size() != size || router_logits.size() != size || decisions.size() != size) {
+        fail("", "oracle: arrays of " + std::to_string(distant_mass.size()) + ", " +
+                     std::to_string(router_logits.size()) + " and " +
+                     std::to_string(decisions.size()) + " values for " + std::to_string(layers) +
+                     " layers x " + std::to_string(tokens) + " tokens");
+    }
+    std::vector<LayerOracle> out;
+    const auto T = static_cast<std::size_t>(tokens);
+    for (std::int64_t l = 0; l < layers; ++l) {
+        const std::size_t row = static_cast<std::size_t>(l) * T;
+        out.push_back(score_layer(distant_mass.subspan(row, T), router_logits.subspan(row, T),
+                                  decisions.subspan(row, T), min_mass));
+    }
+    return out;
+}
+
 }  // namespace l2a

@@ -930,6 +930,10 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
 
     const TimelineSummary summary = summarize_timeline(p);
 
+    const std::vector<LayerOracle> oracle =
+        p.distant_mass.empty() ? std::vector<LayerOracle>{}
+                               : score_layers(p.distant_mass, p.router_logits, p.decisions,
+                                              p.num_layers, num_tokens, p.oracle_min_mass);
     json layers = json::array();
     for (std::int64_t layer = 0; layer < p.num_layers; ++layer) {
         const auto i = static_cast<std::size_t>(layer);
@@ -956,13 +960,8 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
             {"kernel_seconds", number(timing.kernel_seconds)},
             {"share_of_run", number(timing.share)},
         });
-        if (!p.distant_mass.empty()) {
-            const auto row = static_cast<std::size_t>(layer * num_tokens);
-            const auto T = static_cast<std::size_t>(num_tokens);
-            const std::span<const float> mass(p.distant_mass.data() + row, T);
-            const LayerOracle o = score_layer(
-                mass, std::span<const float>(p.router_logits.data() + row, T),
-                std::span<const std::uint8_t>(p.decisions.data() + row, T), p.oracle_min_mass);
+        if (!oracle.empty()) {
+            const LayerOracle& o = oracle[i];
             layers.back()["oracle"] = {
                 {"min_mass", number(p.oracle_min_mass)},
                 {"auc", number(o.auc)},

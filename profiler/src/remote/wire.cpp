@@ -5,21 +5,6 @@
 #include "l2a/engine/error.h"
 
 namespace l2a::wire {
-namespace {
-
-template <typename To, typename From>
-std::vector<To> vec(const From& from) {
-    return std::vector<To>(from.begin(), from.end());
-}
-
-template <typename Field, typename From>
-void fill(Field& to, const From& from) {
-    to.Clear();
-    to.Reserve(static_cast<int>(from.size()));
-    for (const auto& v : from) to.Add(v);
-}
-
-}  // namespace
 
 void put(const ModelSummary& from, remote::ModelSummary& to) {
     to.set_path(from.path);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "engine.pb.h"
 #include "l2a/engine/profile.h"
@@ -9,6 +10,19 @@
 #include "l2a/profiler/study.h"
 
 namespace l2a::wire {
+
+// A repeated protobuf field as a vector, and a vector into a repeated field.
+template <typename To, typename From>
+std::vector<To> vec(const From& from) {
+    return std::vector<To>(from.begin(), from.end());
+}
+
+template <typename Field, typename From>
+void fill(Field& to, const From& from) {
+    to.Clear();
+    to.Reserve(static_cast<int>(from.size()));
+    for (const auto& v : from) to.Add(v);
+}
 
 void put(const RunOptions& from, remote::RunOptions& to);
 RunOptions get(const remote::RunOptions& from);  // throws l2a::Error for a bad routing text

@@ -16,18 +16,6 @@
 namespace l2a::wire {
 namespace {
 
-template <typename To, typename From>
-std::vector<To> vec(const From& from) {
-    return std::vector<To>(from.begin(), from.end());
-}
-
-template <typename Field, typename From>
-void fill(Field& to, const From& from) {
-    to.Clear();
-    to.Reserve(static_cast<int>(from.size()));
-    for (const auto& v : from) to.Add(v);
-}
-
 // A scratch file of this process, removed when it goes out of scope.
 struct ScratchFile {
     ScratchFile() {

@@ -31,6 +31,9 @@ struct RopeScaling {
 
 // How the L2A router turns the normalized hidden state into one logit per token (L2A.md).
 enum class RouterInput { HiddenLinearProj, HiddenFirstDim, HiddenMean };
+// "hidden_linearproj", "hidden_firstdim", "hidden_mean": the reference's sig_input_type words
+// (HiddenMean is sigmoid_linear = false), as profiles and `l2a info` name the mode.
+const char* router_input_name(RouterInput input);
 
 struct L2AConfig {
     std::int64_t sliding_window = 4095;  // W: keys t-W+1 .. t

@@ -35,6 +35,13 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
                         std::span<const std::uint8_t> decisions, double min_mass,
                         std::size_t missed = 10);
 
+// Every layer's scores, from [layers, tokens] arrays (row-major: a layer's tokens contiguous) as
+// a profile holds them. Throws l2a::Error on sizes that disagree.
+std::vector<LayerOracle> score_layers(std::span<const float> distant_mass,
+                                      std::span<const float> router_logits,
+                                      std::span<const std::uint8_t> decisions, std::int64_t layers,
+                                      std::int64_t tokens, double min_mass);
+
 // ROC-AUC of `scores` for binary `labels` (the Mann-Whitney statistic, ties counted half); NaN
 // with no positive or no negative label, or a NaN score.
 double roc_auc(std::span<const float> scores, std::span<const std::uint8_t> labels);
