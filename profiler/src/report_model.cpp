@@ -230,7 +230,8 @@ Oracle oracle(const Profile& p, std::size_t max_missed) {
                                     : std::string()) +
         "; AUC: how well the router logit ranks those tokens above the others (0.5 is chance, "
         "1 a perfect ranking); precision and recall: of the router's decisions for them; "
-        "distant mass: that share of attention, averaged over the routed and the local tokens.";
+        "distant mass: that share of attention, averaged over the routed and the local tokens; "
+        "positives: the tokens that need global attention.";
     const auto T = static_cast<std::size_t>(p.num_tokens());
     std::int64_t local_positives = 0;
     bool any_pruned = false;
@@ -262,14 +263,15 @@ Oracle oracle(const Profile& p, std::size_t max_missed) {
     if (o.missed.size() > max_missed) o.missed.resize(max_missed);
     const std::string where = any_pruned ? " (pruned layers aside)" : "";
     if (o.missed.empty()) {
-        o.missed_note = "No token that stayed local reached a distant mass of " + share + where +
-                        ": the router missed none.";
+        o.missed_note = "No token that ran local attention reached a distant mass of " + share +
+                        where + ": the router missed none.";
     } else {
         o.missed_note = group_digits(local_positives) +
-                        (local_positives == 1 ? " token" : " tokens") +
-                        " stayed local in a layer though at least " + share +
-                        " of their attention reached past the window" + where + "; the " +
-                        std::to_string(o.missed.size()) + " with the highest distant mass:";
+                        (local_positives == 1 ? " token-layer" : " token-layers") +
+                        " ran local attention though at least " + share +
+                        " of the token's global attention falls past the window" + where +
+                        "; the " + std::to_string(o.missed.size()) +
+                        " with the highest distant mass:";
     }
     return o;
 }

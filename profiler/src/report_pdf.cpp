@@ -395,9 +395,11 @@ public:
         cursor_.insertText(QString(QChar::ObjectReplacementCharacter), f);
     }
 
-    // A grid table: header row, then rows; first column left-aligned, the rest right-aligned.
+    // A grid table: header row, then rows; first column left-aligned, the rest right-aligned
+    // but for `text_column`, left-aligned in the document's monospace font.
     void table(const std::vector<std::string>& header,
-               const std::vector<std::vector<std::string>>& rows, bool first_is_label = true) {
+               const std::vector<std::vector<std::string>>& rows, bool first_is_label = true,
+               int text_column = -1) {
         cursor_.insertBlock(spaced(6, 2));
         QTextTableFormat format;
         format.setBorderStyle(QTextFrameFormat::BorderStyle_Solid);
@@ -422,9 +424,10 @@ public:
                 }
                 QTextCursor at = cell.firstCursorPosition();
                 QTextBlockFormat block;
-                block.setAlignment(c == 0 && first_is_label ? Qt::AlignLeft : Qt::AlignRight);
+                block.setAlignment((c == 0 && first_is_label) || c == text_column ? Qt::AlignLeft
+                                                                                  : Qt::AlignRight);
                 at.setBlockFormat(block);
-                QTextCharFormat f = note_;
+                QTextCharFormat f = c == text_column && !is_header ? mono_ : note_;
                 f.setForeground(kInk);
                 if (is_header || (c == 0 && first_is_label)) f.setFontWeight(QFont::DemiBold);
                 at.insertText(q(cells[static_cast<std::size_t>(c)]), f);
@@ -539,7 +542,7 @@ void oracle_tables(ReportBuilder& b, const report::Oracle& o, const std::string&
     if (o.missed.empty()) return;
     rows.clear();
     for (const report::MissedToken& token : o.missed) rows.push_back(report::missed_cells(token));
-    b.table(report::missed_header(), rows);
+    b.table(report::missed_header(), rows, true, 3);
 }
 
 void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {

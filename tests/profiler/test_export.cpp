@@ -1058,7 +1058,7 @@ TEST_F(Export, ReportsShowTheRoutingOracleOnlyWithDistantMasses) {
                      [](const Miss& a, const Miss& b) { return a.mass > b.mass; });
     ASSERT_GT(expected.size(), 8u);
     EXPECT_NE(section.find(group_digits(static_cast<std::int64_t>(expected.size())) +
-                           " tokens stayed local in a layer"),
+                           " token-layers ran local attention though"),
               std::string::npos);
     expected.resize(8);
     EXPECT_EQ(expected[0].token, markup);
