@@ -19,6 +19,7 @@ namespace {
 // Past this many bytes of text the document is shown only around its most-routed passages.
 constexpr std::size_t kDocumentBudgetBytes = 40000;
 constexpr std::int64_t kContextTokens = 48;  // shown on each side of a highlighted token
+constexpr std::size_t kMissedTokens = 8;     // the routing oracle's missed tokens shown
 
 const char* const kPhaseColors[kNumPhases] = {"#7aa6d8", "#f2b84b", "#d9534f", "#8bbf72"};
 
@@ -79,6 +80,7 @@ table.meta th { text-align: left; font-weight: 600; padding: 2px 16px 2px 0; col
 table.meta td { padding: 2px 0; }
 table.grid th, table.grid td { border: 1px solid #d8dde6; padding: 3px 8px; text-align: right; }
 table.grid th { background: #f1f3f7; }
+table.grid td.text { text-align: left; font-family: ui-monospace, monospace; }
 .columns { display: flex; flex-wrap: wrap; gap: 8px 48px; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #39414f; }
@@ -203,6 +205,57 @@ void routing_map_section(Html& h, const Profile& p) {
           format_fixed(map_h + 18, 1) + "\" text-anchor=\"end\">token " +
           std::to_string(p.num_tokens() - 1) + "</text>\n</svg>\n");
     h.raw("<p class=\"note\">" + escape(grid.note) + "</p></section>\n");
+}
+
+// ---- routing oracle ----------------------------------------------------------------------------
+
+void grid_table(Html& h, const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows, std::size_t text_column) {
+    h.raw("<table class=\"grid\"><tr>");
+    for (const std::string& name : header) h.raw("<th>" + escape(name) + "</th>");
+    h.raw("</tr>\n");
+    for (const std::vector<std::string>& row : rows) {
+        h.raw("<tr>");
+        for (std::size_t c = 0; c < row.size(); ++c) {
+            h.raw(c == text_column ? "<td class=\"text\">" : "<td>");
+            h.text(row[c]);
+            h.raw("</td>");
+        }
+        h.raw("</tr>\n");
+    }
+    h.raw("</table>\n");
+}
+
+// One run's scores: the per-layer table and the missed tokens.
+void oracle_tables(Html& h, const report::Oracle& o, const std::string& missed_title) {
+    std::vector<std::vector<std::string>> rows;
+    for (const report::OracleLayer& layer : o.layers) rows.push_back(report::oracle_cells(layer));
+    grid_table(h, report::oracle_header(), rows, std::string::npos);
+    h.raw("<h3>" + escape(missed_title) + "</h3>\n<p class=\"note\">" + escape(o.missed_note) +
+          "</p>\n");
+    if (o.missed.empty()) return;
+    rows.clear();
+    for (const report::MissedToken& token : o.missed) rows.push_back(report::missed_cells(token));
+    grid_table(h, report::missed_header(), rows, 3);
+}
+
+// Only for a profile with distant masses (`l2a oracle`); the variant's scores follow when it
+// has them too.
+void oracle_section(Html& h, const Profile& p, const Profile* variant) {
+    const report::Oracle o = report::oracle(p, kMissedTokens);
+    if (!o.present) return;
+    h.raw("<section id=\"oracle\"><h2>Routing oracle</h2>\n<p class=\"note\">" +
+          escape(o.explanation) + "</p>\n");
+    const report::Oracle v = variant ? report::oracle(*variant, kMissedTokens) : report::Oracle{};
+    if (variant) {
+        h.raw("<p class=\"note\">" + escape(report::oracle_scope(o, variant, v)) + "</p>\n");
+    }
+    oracle_tables(h, o, "Missed tokens");
+    if (v.present) {
+        h.raw("<h3>Variant: routing oracle</h3>\n");
+        oracle_tables(h, v, "Variant: missed tokens");
+    }
+    h.raw("</section>\n");
 }
 
 void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
@@ -401,6 +454,7 @@ std::string profile_to_html(const Profile& p, const Profile* compare) {
     run_section(h, p, summary);
     sparsity_section(h, p);
     routing_map_section(h, p);
+    oracle_section(h, p, compare);
     timing_section(h, p, summary);
     compare_section(h, p, compare);
     document_section(h, p);

@@ -33,6 +33,10 @@ inline void check_arrays(const Profile& p, std::string_view exporter) {
         fail(exporter, "the profile's arrays do not match its " + std::to_string(t) +
                            " tokens and " + std::to_string(p.num_layers) + " layers");
     }
+    if (!p.distant_mass.empty() && p.distant_mass.size() != l * t) {
+        fail(exporter, "the profile's distant masses do not match its " + std::to_string(t) +
+                           " tokens and " + std::to_string(p.num_layers) + " layers");
+    }
     for (std::size_t i = 0; i < t; ++i) {
         if (p.token_begin[i] > p.token_end[i] || p.token_end[i] > p.document_text.size()) {
             fail(exporter, "token " + std::to_string(i) + " lies outside the document text");

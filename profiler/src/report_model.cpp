@@ -21,6 +21,41 @@ std::size_t char_boundary(const std::string& text, std::size_t offset) {
     return std::min(offset, text.size());
 }
 
+// The oracle's label threshold as a share: "50%", "35.5%".
+std::string mass_share(double min_mass) {
+    const double percent = 100.0 * min_mass;
+    return format_percent(min_mass, percent == std::round(percent) ? 0 : 1);
+}
+
+// A token's text for a table cell: valid UTF-8 on one line, line breaks and tabs shown as
+// symbols, long tokens cut.
+std::string token_line(const Profile& p, std::int64_t t) {
+    constexpr std::size_t kMaxBytes = 40;
+    const auto i = static_cast<std::size_t>(t);
+    std::string_view raw = std::string_view(p.document_text)
+                               .substr(p.token_begin[i], p.token_end[i] - p.token_begin[i]);
+    const bool cut = raw.size() > kMaxBytes;
+    if (cut) {
+        std::size_t n = kMaxBytes;
+        while (n > 0 && (static_cast<unsigned char>(raw[n]) & 0xC0) == 0x80) --n;
+        raw = raw.substr(0, n);
+    }
+    std::string valid;
+    sanitize_utf8(raw, valid);
+    std::string out;
+    for (std::size_t k = 0; k < valid.size(); ++k) {
+        const char c = valid[k];
+        if (c == '\n' || (c == '\r' && (k + 1 == valid.size() || valid[k + 1] != '\n'))) {
+            out += "↵";
+        } else if (c == '\t') {
+            out += "→";
+        } else if (static_cast<unsigned char>(c) >= 0x20) {
+            out += c;
+        }
+    }
+    return cut ? out + "…" : out;
+}
+
 }  // namespace
 
 void check_reportable(const Profile& p, const Profile* compare) {
@@ -180,6 +215,109 @@ RoutingGrid routing_grid(const Profile& p, std::int64_t max_columns, std::int64_
 }
 
 double level_opacity(int level) { return 0.3 + 0.7 * (level - 1) / 7.0; }
+
+Oracle oracle(const Profile& p, std::size_t max_missed) {
+    Oracle o;
+    if (p.distant_mass.empty()) return o;
+    o.present = true;
+    o.min_mass = p.oracle_min_mass;
+    const std::string share = mass_share(o.min_mass);
+    o.explanation =
+        "A token needs global attention when at least " + share +
+        " of its global query's attention (mean over heads) falls on tokens older than the "
+        "local window" +
+        (p.model.sliding_window > 0 ? " of " + std::to_string(p.model.sliding_window) + " tokens"
+                                    : std::string()) +
+        "; AUC: how well the router logit ranks those tokens above the others (0.5 is chance, "
+        "1 a perfect ranking); precision and recall: of the router's decisions for them; "
+        "distant mass: that share of attention, averaged over the routed and the local tokens; "
+        "positives: the tokens that need global attention.";
+    const auto T = static_cast<std::size_t>(p.num_tokens());
+    std::int64_t local_positives = 0;
+    bool any_pruned = false;
+    for (std::int64_t layer = 0; layer < p.num_layers; ++layer) {
+        const std::size_t row = static_cast<std::size_t>(layer) * T;
+        OracleLayer r;
+        r.layer = layer;
+        r.routed = export_support::global_fraction(p, layer);
+        r.pruned = export_support::is_pruned(p, layer);
+        r.scores = score_layer({p.distant_mass.data() + row, T}, {p.router_logits.data() + row, T},
+                               {p.decisions.data() + row, T}, o.min_mass, max_missed);
+        // A pruned layer runs no global attention by the user's choice, not the router's.
+        any_pruned = any_pruned || r.pruned;
+        if (!r.pruned) {
+            for (std::size_t t = 0; t < T; ++t) {
+                local_positives +=
+                    p.decisions[row + t] == 0 && p.distant_mass[row + t] >= o.min_mass;
+            }
+            for (const std::int64_t t : r.scores.missed) {
+                o.missed.push_back({layer, t, p.distant_mass[row + static_cast<std::size_t>(t)],
+                                    token_line(p, t)});
+            }
+        }
+        o.layers.push_back(std::move(r));
+    }
+    std::stable_sort(
+        o.missed.begin(), o.missed.end(),
+        [](const MissedToken& a, const MissedToken& b) { return a.distant_mass > b.distant_mass; });
+    if (o.missed.size() > max_missed) o.missed.resize(max_missed);
+    const std::string where = any_pruned ? " (pruned layers aside)" : "";
+    if (o.missed.empty()) {
+        o.missed_note = "No token that ran local attention reached a distant mass of " + share +
+                        where + ": the router missed none.";
+    } else {
+        o.missed_note = group_digits(local_positives) +
+                        (local_positives == 1 ? " token-layer" : " token-layers") +
+                        " ran local attention though at least " + share +
+                        " of the token's global attention falls past the window" + where +
+                        "; the " + std::to_string(o.missed.size()) +
+                        " with the highest distant mass:";
+    }
+    return o;
+}
+
+std::string oracle_scope(const Oracle& base, const Profile* variant, const Oracle& scored) {
+    if (!variant || !base.present) return {};
+    if (!scored.present) {
+        return "This report's run only: the variant (--compare) has no routing oracle.";
+    }
+    return "This report's run first, then the variant's (--compare)" +
+           (scored.min_mass != base.min_mass
+                ? std::string(", whose tokens need global attention from a distant mass of ") +
+                      mass_share(scored.min_mass)
+                : std::string()) +
+           ".";
+}
+
+std::vector<std::string> oracle_header() {
+    return {"layer",
+            "routed",
+            "AUC",
+            "precision",
+            "recall",
+            "distant mass routed",
+            "distant mass local",
+            "positives"};
+}
+
+std::vector<std::string> oracle_cells(const OracleLayer& row) {
+    const LayerOracle& s = row.scores;
+    return {std::to_string(row.layer) + (row.pruned ? " (pruned)" : ""),
+            format_percent(row.routed),
+            format_fixed(s.auc, 3),
+            format_fixed(s.precision, 3),
+            format_fixed(s.recall, 3),
+            format_fixed(s.mean_distant_mass_routed, 3),
+            format_fixed(s.mean_distant_mass_local, 3),
+            group_digits(s.positives)};
+}
+
+std::vector<std::string> missed_header() { return {"layer", "token", "distant mass", "text"}; }
+
+std::vector<std::string> missed_cells(const MissedToken& token) {
+    return {std::to_string(token.layer), std::to_string(token.token),
+            format_fixed(token.distant_mass, 3), "\"" + token.text + "\""};
+}
 
 double timing_scale(const TimelineSummary& s) {
     double most = 0.0;

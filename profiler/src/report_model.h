@@ -1,6 +1,6 @@
 // What the HTML and PDF reports show, computed once from a Profile and rendered by each: the
-// run's facts, per-layer sparsity, the pooled routing map, timings, the what-if comparison and
-// the document's most-routed passages. Plain data, no markup.
+// run's facts, per-layer sparsity, the pooled routing map, the routing oracle, timings, the
+// what-if comparison and the document's most-routed passages. Plain data, no markup.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "l2a/engine/oracle.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/units.h"
 
@@ -46,6 +47,40 @@ struct RoutingGrid {
 RoutingGrid routing_grid(const Profile& p, std::int64_t max_columns, std::int64_t max_rows);
 // Cell opacity for a level (1..8): 0.3 .. 1.0.
 double level_opacity(int level);
+
+// ---- routing oracle --------------------------------------------------------------------------
+// Only for profiles with distant masses (`l2a oracle`): how well each layer's router picks the
+// tokens whose global query looks past the local window, from score_layer (oracle.h).
+struct OracleLayer {
+    std::int64_t layer = 0;
+    double routed = 0.0;  // share of tokens that ran global attention
+    bool pruned = false;
+    LayerOracle scores;
+};
+struct MissedToken {
+    std::int64_t layer = 0;
+    std::int64_t token = 0;
+    double distant_mass = 0.0;
+    std::string text;  // the token's text on one line, valid UTF-8 ("" without text)
+};
+struct Oracle {
+    bool present = false;  // false: the profile has no distant masses, the section is left out
+    double min_mass = 0.0;
+    std::string explanation;  // what the oracle measures, in one sentence
+    std::vector<OracleLayer> layers;
+    // The local tokens with the highest distant mass over every layer the router decided
+    // (pruned layers aside), highest first.
+    std::vector<MissedToken> missed;
+    std::string missed_note;
+};
+Oracle oracle(const Profile& p, std::size_t max_missed);
+// With --compare: whose scores the section shows ("" without a variant).
+std::string oracle_scope(const Oracle& base, const Profile* variant, const Oracle& scored);
+// The tables as both reports print them: NaN reads "n/a".
+std::vector<std::string> oracle_header();
+std::vector<std::string> oracle_cells(const OracleLayer& row);
+std::vector<std::string> missed_header();
+std::vector<std::string> missed_cells(const MissedToken& token);
 
 // ---- timing -----------------------------------------------------------------------------------
 struct StageRow {

@@ -55,6 +55,7 @@ constexpr std::size_t kDocumentBudgetBytes = 20000;  // a PDF page holds less th
 constexpr std::int64_t kContextTokens = 40;
 constexpr std::int64_t kMapColumns = 600;
 constexpr std::int64_t kMapRows = 64;
+constexpr std::size_t kMissedTokens = 8;  // the routing oracle's missed tokens shown
 
 const QColor kInk(0x1d, 0x23, 0x30);
 const QColor kMuted(0x5a, 0x63, 0x72);
@@ -394,9 +395,11 @@ public:
         cursor_.insertText(QString(QChar::ObjectReplacementCharacter), f);
     }
 
-    // A grid table: header row, then rows; first column left-aligned, the rest right-aligned.
+    // A grid table: header row, then rows; first column left-aligned, the rest right-aligned
+    // but for `text_column`, left-aligned in the document's monospace font.
     void table(const std::vector<std::string>& header,
-               const std::vector<std::vector<std::string>>& rows, bool first_is_label = true) {
+               const std::vector<std::vector<std::string>>& rows, bool first_is_label = true,
+               int text_column = -1) {
         cursor_.insertBlock(spaced(6, 2));
         QTextTableFormat format;
         format.setBorderStyle(QTextFrameFormat::BorderStyle_Solid);
@@ -421,9 +424,10 @@ public:
                 }
                 QTextCursor at = cell.firstCursorPosition();
                 QTextBlockFormat block;
-                block.setAlignment(c == 0 && first_is_label ? Qt::AlignLeft : Qt::AlignRight);
+                block.setAlignment((c == 0 && first_is_label) || c == text_column ? Qt::AlignLeft
+                                                                                  : Qt::AlignRight);
                 at.setBlockFormat(block);
-                QTextCharFormat f = note_;
+                QTextCharFormat f = c == text_column && !is_header ? mono_ : note_;
                 f.setForeground(kInk);
                 if (is_header || (c == 0 && first_is_label)) f.setFontWeight(QFont::DemiBold);
                 at.insertText(q(cells[static_cast<std::size_t>(c)]), f);
@@ -528,6 +532,19 @@ private:
     std::vector<Keep> keep_with_next_;
 };
 
+// One run's oracle scores: the per-layer table and the missed tokens.
+void oracle_tables(ReportBuilder& b, const report::Oracle& o, const std::string& missed_title) {
+    std::vector<std::vector<std::string>> rows;
+    for (const report::OracleLayer& layer : o.layers) rows.push_back(report::oracle_cells(layer));
+    b.table(report::oracle_header(), rows);
+    b.subheading(missed_title);
+    b.note(o.missed_note);
+    if (o.missed.empty()) return;
+    rows.clear();
+    for (const report::MissedToken& token : o.missed) rows.push_back(report::missed_cells(token));
+    b.table(report::missed_header(), rows, true, 3);
+}
+
 void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
     const TimelineSummary summary = summarize_timeline(p);
     b.title("L2A Studio report", report::subtitle(p));
@@ -549,6 +566,20 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
     } else {
         b.chart(routing_chart(p));
         b.note(report::routing_grid(p, kMapColumns, kMapRows).note);
+    }
+
+    const report::Oracle oracle = report::oracle(p, kMissedTokens);
+    if (oracle.present) {
+        b.heading("Routing oracle");
+        b.note(oracle.explanation);
+        const report::Oracle variant =
+            compare ? report::oracle(*compare, kMissedTokens) : report::Oracle{};
+        if (compare) b.note(report::oracle_scope(oracle, compare, variant));
+        oracle_tables(b, oracle, "Missed tokens");
+        if (variant.present) {
+            b.subheading("Variant: routing oracle");
+            oracle_tables(b, variant, "Variant: missed tokens");
+        }
     }
 
     b.heading("Time per layer and phase");

@@ -18,6 +18,8 @@
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/oracle.h"
+#include "l2a/engine/units.h"
 #include "l2a/profiler/export.h"
 #include "l2a/profiler/report_pdf.h"
 #if L2A_TEST_PDF
@@ -190,6 +192,24 @@ Profile make_profile(int words = 150, std::uint32_t seed = 1) {
     p.created_at = "2026-11-22T07:00:00Z";
     p.tool_version = "0.1.0";
     return p;
+}
+
+// Hand-made routing-oracle results: tokens within the first window see no distant keys; past
+// it a token's distant mass rises with its router logit, with noise, so the router is right
+// more often than not but misses some.
+void add_distant_mass(Profile& p, std::uint32_t seed = 3) {
+    const std::int64_t tokens = p.num_tokens();
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> noise(-2.5f, 2.5f);
+    p.distant_mass.clear();
+    for (std::int64_t l = 0; l < p.num_layers; ++l) {
+        for (std::int64_t t = 0; t < tokens; ++t) {
+            const float z = p.router_logits[static_cast<std::size_t>(l * tokens + t)];
+            const float x = z + noise(rng);
+            p.distant_mass.push_back(t < 16 ? 0.0f : 1.0f / (1.0f + std::exp(-x)));
+        }
+    }
+    p.oracle_min_mass = 0.5;
 }
 
 // Tokens of `layer` that ran global attention.
@@ -954,6 +974,151 @@ TEST_F(Export, HtmlCompareShowsTheWhatIf) {
     EXPECT_EQ(check.result["counts"]["svg"], 4);
 }
 
+// The first token past the first window whose text is `text` and that stayed local in
+// `layer`; -1 when there is none.
+std::int64_t local_token_with_text(const Profile& p, std::int64_t layer, const std::string& text) {
+    const std::int64_t tokens = p.num_tokens();
+    for (std::int64_t t = 16; t < tokens; ++t) {
+        const auto i = static_cast<std::size_t>(t);
+        if (p.document_text.substr(p.token_begin[i], p.token_end[i] - p.token_begin[i]) == text &&
+            p.decisions[static_cast<std::size_t>(layer * tokens + t)] == 0) {
+            return t;
+        }
+    }
+    return -1;
+}
+
+TEST_F(Export, ReportsShowTheRoutingOracleOnlyWithDistantMasses) {
+    Profile p = make_profile();
+    const std::string without = profile_to_html(p);
+    EXPECT_EQ(without.find("Routing oracle"), std::string::npos);
+    EXPECT_EQ(without.find("id=\"oracle\""), std::string::npos);
+
+    add_distant_mass(p);
+    const std::int64_t tokens = p.num_tokens();
+    auto mass = [&](std::int64_t layer, std::int64_t t) -> float& {
+        return p.distant_mass[static_cast<std::size_t>(layer * tokens + t)];
+    };
+    // The two tokens the router missed most, with text that must be escaped or kept on a line;
+    // a pruned layer runs no global attention by choice, so its tokens are no misses.
+    const std::int64_t markup = local_token_with_text(p, 0, "<b>&amp;");
+    const std::int64_t broken = local_token_with_text(p, 1, "line\nbreak");
+    ASSERT_GE(markup, 0);
+    ASSERT_GE(broken, 0);
+    mass(0, markup) = 0.999f;
+    mass(1, broken) = 0.998f;
+    mass(kPrunedLayer, 20) = 1.0f;
+
+    const std::string html = profile_to_html(p);
+    const std::size_t begin = html.find("<section id=\"oracle\"><h2>Routing oracle</h2>");
+    ASSERT_NE(begin, std::string::npos);
+    const std::string section = html.substr(begin, html.find("</section>", begin) - begin);
+    EXPECT_NE(section.find("at least 50% of its global query"), std::string::npos);
+    EXPECT_NE(section.find("older than the local window of 64 tokens"), std::string::npos);
+    EXPECT_NE(section.find("0.5 is chance"), std::string::npos);
+
+    // Per layer, the numbers of score_layer.
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        const auto row = static_cast<std::size_t>(l * tokens);
+        const auto T = static_cast<std::size_t>(tokens);
+        const LayerOracle o =
+            score_layer({p.distant_mass.data() + row, T}, {p.router_logits.data() + row, T},
+                        {p.decisions.data() + row, T}, 0.5);
+        const std::string cells =
+            "<tr><td>" + std::to_string(l) + (l == kPrunedLayer ? " (pruned)" : "") + "</td><td>" +
+            format_percent(p.metrics.global_fraction[static_cast<std::size_t>(l)]) + "</td><td>" +
+            format_fixed(o.auc, 3) + "</td><td>" + format_fixed(o.precision, 3) + "</td><td>" +
+            format_fixed(o.recall, 3) + "</td><td>" + format_fixed(o.mean_distant_mass_routed, 3) +
+            "</td><td>" + format_fixed(o.mean_distant_mass_local, 3) + "</td><td>" +
+            group_digits(o.positives) + "</td></tr>";
+        EXPECT_NE(section.find(cells), std::string::npos) << cells << "\n" << section;
+        if (l == kPrunedLayer) {
+            EXPECT_TRUE(std::isnan(o.precision));
+        }
+    }
+    // The pruned layer routed nothing: its precision and routed mean read n/a, never "nan".
+    EXPECT_NE(section.find("<td>n/a</td>"), std::string::npos);
+    EXPECT_EQ(section.find("nan"), std::string::npos);
+
+    // Missed: the local tokens at or above min_mass of every layer but the pruned one, highest
+    // first, eight of them.
+    struct Miss {
+        float mass;
+        std::int64_t layer, token;
+    };
+    std::vector<Miss> expected;
+    for (std::int64_t l = 0; l < kLayers; ++l) {
+        for (std::int64_t t = 0; t < tokens && l != kPrunedLayer; ++t) {
+            if (p.decisions[static_cast<std::size_t>(l * tokens + t)] == 0 && mass(l, t) >= 0.5f) {
+                expected.push_back({mass(l, t), l, t});
+            }
+        }
+    }
+    std::stable_sort(expected.begin(), expected.end(),
+                     [](const Miss& a, const Miss& b) { return a.mass > b.mass; });
+    ASSERT_GT(expected.size(), 8u);
+    EXPECT_NE(section.find(group_digits(static_cast<std::int64_t>(expected.size())) +
+                           " token-layers ran local attention though"),
+              std::string::npos);
+    expected.resize(8);
+    EXPECT_EQ(expected[0].token, markup);
+    EXPECT_EQ(expected[1].token, broken);
+    std::size_t at = section.find("<h3>Missed tokens</h3>");
+    ASSERT_NE(at, std::string::npos);
+    std::size_t rows = 0;
+    for (std::size_t r = section.find("<tr>", at); r != std::string::npos;
+         r = section.find("<tr>", r + 1)) {
+        ++rows;
+    }
+    EXPECT_EQ(rows, 9u);  // the header and eight tokens
+    for (const Miss& m : expected) {
+        const std::string cells = "<tr><td>" + std::to_string(m.layer) + "</td><td>" +
+                                  std::to_string(m.token) + "</td><td>" + format_fixed(m.mass, 3) +
+                                  "</td><td class=\"text\">";
+        const std::size_t found = section.find(cells, at);
+        EXPECT_NE(found, std::string::npos) << cells << " missing or out of order";
+        if (found != std::string::npos) at = found + 1;
+    }
+    EXPECT_NE(section.find("<td class=\"text\">&quot;&lt;b&gt;&amp;amp;&quot;</td>"),
+              std::string::npos);
+    EXPECT_NE(section.find("<td class=\"text\">&quot;line↵break&quot;</td>"), std::string::npos);
+
+    // With --compare: the variant's scores too when it has them, and the section says whose.
+    Profile plain = p;
+    plain.distant_mass.clear();
+    const std::string base_only = profile_to_html(p, &plain);
+    EXPECT_NE(base_only.find("the variant (--compare) has no routing oracle"), std::string::npos);
+    EXPECT_EQ(base_only.find("Variant: routing oracle"), std::string::npos);
+    EXPECT_EQ(profile_to_html(plain, &p).find("id=\"oracle\""), std::string::npos);
+    Profile scored = p;
+    scored.oracle_min_mass = 0.25;
+    const std::string both = profile_to_html(p, &scored);
+    EXPECT_NE(both.find("<h3>Variant: routing oracle</h3>"), std::string::npos);
+    EXPECT_NE(both.find("<h3>Variant: missed tokens</h3>"), std::string::npos);
+    EXPECT_NE(both.find("from a distant mass of 25%"), std::string::npos);
+
+    write_text_atomically(dir_ / "oracle.html", both);
+    const HtmlCheck check = check_with_python("html", dir_ / "oracle.html", dir_);
+    if (!check.skipped) {
+        EXPECT_EQ(check.result["ids"], json::array({"run", "sparsity", "routing-map", "oracle",
+                                                    "timing", "what-if", "document"}));
+    }
+
+#if L2A_TEST_PDF
+    if (!have_pdftotext()) GTEST_SKIP() << "no pdftotext on PATH (poppler-utils)";
+    export_pdf(p, dir_ / "oracle.pdf", &scored);
+    const std::string text = pdf_text(dir_ / "oracle.pdf", dir_);
+    for (const char* line :
+         {"\nRouting oracle\n", "\nMissed tokens\n", "\nVariant: routing oracle\n", "\"<b>&amp;\"",
+          "\"line↵break\"", "0.5 is chance", "n/a"}) {
+        EXPECT_NE(text.find(line), std::string::npos) << line;
+    }
+    EXPECT_EQ(text.find(" nan"), std::string::npos);
+    export_pdf(plain, dir_ / "plain.pdf");
+    EXPECT_EQ(pdf_text(dir_ / "plain.pdf", dir_).find("Routing oracle"), std::string::npos);
+#endif
+}
+
 TEST_F(Export, ReportsSayWhenTheNllChartIsClipped) {
     // 16000 tokens in 1200 bins of up to 14: one token far above its bin's mean.
     const Profile base = make_profile(8000);
@@ -1122,6 +1287,12 @@ TEST_F(Export, ExportersRejectInconsistentProfiles) {
     EXPECT_CONTAINS(test::message_of([&] { export_csv(p, dir_ / "x.csv"); }), "do not match");
     EXPECT_FALSE(fs::exists(dir_ / "x.layers.csv"));
     EXPECT_FALSE(fs::exists(dir_ / "x.routing.csv"));
+    Profile q = make_profile(10);
+    add_distant_mass(q);
+    q.distant_mass.pop_back();
+    EXPECT_CONTAINS(test::message_of([&] { profile_to_html(q); }), "distant masses do not match");
+    EXPECT_CONTAINS(test::message_of([&] { export_csv(q, dir_ / "y.csv"); }),
+                    "distant masses do not match");
 }
 
 TEST_F(Export, ExportersHandleTinyAndPlainProfiles) {
@@ -1288,6 +1459,10 @@ const std::set<std::string> kHeadings = {"L2A Studio report",
                                          "Run",
                                          "Global attention per layer",
                                          "Routing map",
+                                         "Routing oracle",
+                                         "Missed tokens",
+                                         "Variant: routing oracle",
+                                         "Variant: missed tokens",
                                          "Time per layer and phase",
                                          "What-if comparison",
                                          "NLL change per token (variant - base)",
@@ -1352,7 +1527,8 @@ TEST_F(Export, PdfTextIsTheBodySizeInsideThePageOnEveryPage) {
         GTEST_SKIP() << "no pdftotext on PATH: install poppler-utils (scripts/setup does) to "
                         "read the PDF's text boxes";
     }
-    const Profile p = make_profile(400);
+    Profile p = make_profile(400);
+    add_distant_mass(p);
     Profile variant = p;
     for (std::size_t t = 1; t < variant.token_nll.size(); ++t) variant.token_nll[t] += 0.3f;
     export_pdf(p, dir_ / "report.pdf", &variant);
@@ -1367,7 +1543,8 @@ TEST_F(Export, PdfTextIsTheBodySizeInsideThePageOnEveryPage) {
     }
     std::size_t at = 0;
     for (const char* section :
-         {"Run", "Global attention per layer", "Routing map", "Time per layer and phase",
+         {"Run", "Global attention per layer", "Routing map", "Routing oracle", "Missed tokens",
+          "Variant: routing oracle", "Variant: missed tokens", "Time per layer and phase",
           "What-if comparison", "NLL change per token (variant - base)", "Routing per layer",
           "Document"}) {
         const std::size_t found = all.find(std::string("\n") + section + "\n", at);
@@ -1393,6 +1570,7 @@ TEST_F(Export, PdfOfTheDeepLongRunStaysReadable) {
         p.decisions[static_cast<std::size_t>(30 * tokens + t)] = 1;
     p.metrics.global_fraction.clear();
     p.metrics.kv.clear();
+    add_distant_mass(p);
     Profile variant = p;
     for (std::size_t t = 1; t < variant.token_nll.size(); ++t) {
         variant.token_nll[t] += t % 500 == 0 ? 4.0f : 0.05f;
