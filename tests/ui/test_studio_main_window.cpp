@@ -895,6 +895,57 @@ private slots:
         map->setShowVariant(false);
     }
 
+    // docs/images/studio-lens.png: the routing oracle run and the lens of a routed token with
+    // much of its attention beyond the window, at 1280x720.
+    void lensScreenshot() {
+        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") != "1") {
+            QSKIP("set L2A_WRITE_SCREENSHOT=1 to write docs/images/studio-lens.png");
+        }
+        const QSize size(1280, 720);
+        child<QSpinBox>(window_.get(), "maxTokens")->setValue(0);
+        window_->close();
+        QSettings().remove("window/state");
+        QSettings().remove("window/geometry");
+        window_ = std::make_unique<MainWindow>(StudioOptions{});
+        window_->resize(size);
+        window_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->base() != nullptr, kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        QSignalSpy oracle(window_->controller(), &RunController::oracleFinished);
+        action(window_.get(), "routingOracle")->trigger();
+        QVERIFY(oracle.wait(kRunTimeoutMs));
+        const ProfilePtr p = window_->session()->base();
+        const auto T = static_cast<std::size_t>(p->num_tokens());
+        // The layer that routes the most tokens, and in it the routed token with the highest
+        // distant mass.
+        std::size_t layer = 0;
+        for (std::size_t l = 0; l < p->metrics.global_fraction.size(); ++l) {
+            if (p->metrics.global_fraction[l] > p->metrics.global_fraction[layer]) layer = l;
+        }
+        std::size_t token = T / 2;
+        float best = -1.0f;
+        for (std::size_t t = 0; t < T; ++t) {
+            const float m = p->distant_mass[layer * T + t];
+            if (p->decisions[layer * T + t] && m > best) {
+                best = m;
+                token = t;
+            }
+        }
+        window_->selection()->setLayer(static_cast<int>(layer));
+        window_->selection()->setToken(static_cast<qint64>(token));
+        QSignalSpy explained(window_->controller(), &RunController::explained);
+        action(window_.get(), "explainToken")->trigger();
+        QVERIFY(explained.wait(kRunTimeoutMs));
+        QTest::qWait(300);
+        const QImage image = window_->grab().toImage();
+        QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+        QVERIFY(image.save(QString(L2A_SOURCE_DIR) + "/docs/images/studio-lens.png"));
+        // For a look by eye: the whole lens panel, the oracle's plot at its foot.
+        QVERIFY(window_->lensView()->grab().toImage().save(QDir::tempPath() +
+                                                           "/studio-lens-panel.png"));
+    }
+
     void cleanupTestCase() { window_.reset(); }
 
 private:

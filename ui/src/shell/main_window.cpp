@@ -338,9 +338,9 @@ void MainWindow::createDocks() {
         const int right = std::clamp(width() * 32 / 100, 400, 560);
         resizeDocks({whatif_dock}, {right}, Qt::Horizontal);
         const int centre_w = width() - right;
-        // More than half: the routing oracle's columns (AUC, precision, recall) fit at 1280 px
-        // too.
-        const int layers_width = std::clamp(centre_w * 3 / 5, 300, 760);
+        // A little more than half: the routing oracle's columns (AUC, precision, recall) fit
+        // at 1280 px too.
+        const int layers_width = std::clamp(centre_w * 55 / 100, 300, 720);
         resizeDocks({doc_dock, layers_dock}, {centre_w - layers_width, layers_width},
                     Qt::Horizontal);
         // The summary as short as its rows allow (it keeps a minimum height for them), the

@@ -554,16 +554,14 @@ void DocumentView::updateLensLegend() {
     if (s.lens && s.lens_max > 0) {
         const AttentionLens& lens = s.lens->lens;
         parts << QString(
-                     "<span style='color:#6a3d9a'>strip</span>: global attention of token %1 "
-                     "in layer %2 (dashed), mean over heads, 0 → %3")
+                     "<span style='color:#6a3d9a'>strip</span>: attention of token %1 (dashed) "
+                     "in layer %2, 0 → %3")
                      .arg(lens.token)
                      .arg(lens.layer)
                      .arg(s.lens_max, 0, 'f', 3);
     }
     if (s.missed_layer >= 0) {
-        parts << QString(
-                     "<span style='color:#e67e22'>underlined</span>: local tokens with the "
-                     "highest distant mass in layer %1 (missed by the router)")
+        parts << QString("<span style='color:#e67e22'>underlined</span>: missed in layer %1")
                      .arg(s.missed_layer);
     }
     QColor none = kLens;
@@ -572,8 +570,10 @@ void DocumentView::updateLensLegend() {
     s.lens_ramp->setVisible(s.lens && s.lens_max > 0);
     s.lens_legend->setText(parts.join(" &nbsp;·&nbsp; "));
     s.lens_legend->setToolTip(
-        "Run > Explain Token (X) shows where a token's global attention goes; Run > Routing "
-        "Oracle scores each layer's router against it");
+        "Strip: the global attention of the explained token over the tokens before it, mean over "
+        "heads (Run > Explain Token, X).\nUnderlined: the local tokens with the highest "
+        "distant mass in the selected layer, which the router kept local (Run > Routing "
+        "Oracle).");
     s.lens_row->setVisible(!parts.isEmpty());
 }
 
