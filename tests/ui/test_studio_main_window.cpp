@@ -6,6 +6,7 @@
 // 1920x1080, and a corrupt model folder is an error dialog after which the app still works.
 #include <QAbstractItemModel>
 #include <QApplication>
+#include <QContextMenuEvent>
 #include <QDir>
 #include <QDockWidget>
 #include <QFile>
@@ -16,6 +17,7 @@
 #include <QLabel>
 #include <QMenu>
 #include <QMessageBox>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QScrollArea>
@@ -637,6 +639,33 @@ private slots:
         QTest::mouseClick(sources->viewport(), Qt::LeftButton, {}, cell.center());
         QCOMPARE(window_->selection()->token(), clicked);
         QTRY_VERIFY(!window_->documentView()->selectedTokenRect().isEmpty());
+        // A right click on a token selects it and offers Explain Token first.
+        window_->selection()->setToken(10);
+        QTRY_VERIFY(!window_->documentView()->selectedTokenRect().isEmpty());
+        const QRect first = window_->documentView()->selectedTokenRect();
+        auto* text = window_->documentView()->findChild<QPlainTextEdit*>();
+        QVERIFY(text);
+        // A later token on the line of token 10.
+        QPoint at = first.center();
+        qint64 under = 0;
+        while (under <= 10 && at.x() < text->viewport()->width()) {
+            at.rx() += 3;
+            under = window_->documentView()->tokenAt(at);
+        }
+        QVERIFY(under > 10);
+        QStringList offered;
+        QTimer::singleShot(200, this, [&offered] {
+            if (auto* menu = qobject_cast<QMenu*>(QApplication::activePopupWidget())) {
+                for (QAction* a : menu->actions()) offered << a->text();
+                menu->close();
+            }
+        });
+        QContextMenuEvent menu_event(QContextMenuEvent::Mouse, at,
+                                     text->viewport()->mapToGlobal(at));
+        QApplication::sendEvent(text->viewport(), &menu_event);
+        QCOMPARE(window_->selection()->token(), under);
+        QVERIFY2(!offered.isEmpty() && offered.first() == explain->text(),
+                 qPrintable(offered.join(", ")));
         // A plain model: nothing to explain, and the action says why.
         auto plain = std::make_shared<Profile>(*base);
         plain->model.is_l2a = false;
