@@ -144,6 +144,102 @@ private slots:
                            variant->decisions.begin()));
     }
 
+    // The lens of a token after a run: each head's weights and their mean sum to 1 over the
+    // keys up to the token, and the decision and logit are the profile's. A newer request
+    // replaces a queued one.
+    void explainTokenAfterARun() {
+        RunController controller;
+        QSignalSpy finished(&controller, &RunController::runFinished);
+        QSignalSpy explained(&controller, &RunController::explained);
+        QSignalSpy failed(&controller, &RunController::failed);
+
+        controller.explainToken(3, 0);  // no base yet
+        QVERIFY(failed.wait(30000));
+        QVERIFY(failed.takeFirst().at(0).toString().contains("no base run"));
+
+        constexpr std::int64_t T = 300;
+        controller.startRun(demo_request(T));
+        QVERIFY(finished.wait(120000));
+        const auto base = finished.takeFirst().at(0).value<ProfilePtr>();
+        const int layer = static_cast<int>(base->num_layers / 2);
+        const std::int64_t token = T - 7;
+        controller.explainToken(token, layer);
+        QVERIFY(explained.wait(60000));
+        const auto e = explained.takeFirst().at(0).value<ExplanationPtr>();
+        QVERIFY(e);
+        QCOMPARE(e->lens.token, token);
+        QCOMPARE(e->lens.layer, layer);
+        QCOMPARE(e->lens.mean_weights.size(), static_cast<std::size_t>(token + 1));
+        QCOMPARE(e->lens.weights.size(), static_cast<std::size_t>(e->lens.heads * (token + 1)));
+        double mean_sum = 0.0;
+        for (float w : e->lens.mean_weights) mean_sum += w;
+        QVERIFY2(std::abs(mean_sum - 1.0) < 1e-4, qPrintable(QString::number(mean_sum)));
+        for (std::int64_t h = 0; h < e->lens.heads; ++h) {
+            double sum = 0.0;
+            for (std::int64_t k = 0; k <= token; ++k) {
+                sum += e->lens.weights[static_cast<std::size_t>(h * (token + 1) + k)];
+            }
+            QVERIFY2(std::abs(sum - 1.0) < 1e-4,
+                     qPrintable(QString("head %1: %2").arg(h).arg(sum)));
+        }
+        const auto at = static_cast<std::size_t>(layer * T + token);
+        QCOMPARE(e->decision, base->decisions[at] != 0);
+        QCOMPARE(e->router_logit, base->router_logits[at]);
+
+        // Three requests at once: the first may run, the last one always does, the middle one
+        // is replaced while queued.
+        controller.explainToken(10, 0);
+        controller.explainToken(11, 0);
+        controller.explainToken(12, 1);
+        QTRY_VERIFY_WITH_TIMEOUT(!controller.busy(), 60000);
+        QVERIFY(explained.size() >= 1 && explained.size() <= 2);
+        const auto last = explained.last().at(0).value<ExplanationPtr>();
+        QCOMPARE(last->lens.token, std::int64_t{12});
+        QCOMPARE(last->lens.layer, 1);
+        for (const QList<QVariant>& args : explained) {
+            QVERIFY(args.at(0).value<ExplanationPtr>()->lens.token != 11);
+        }
+
+        // A token out of range is one line naming it.
+        controller.explainToken(T + 5, 0);
+        QVERIFY(failed.wait(30000));
+        const QString message = failed.takeFirst().at(0).toString();
+        QVERIFY2(message.contains("token " + QString::number(T + 5)), qPrintable(message));
+    }
+
+    // The oracle: the base's profile with a distant mass per token and layer, in [0, 1], 0 for
+    // the tokens whose window holds every key; the base's decisions unchanged.
+    void oracleAddsDistantMasses() {
+        RunController controller;
+        QSignalSpy finished(&controller, &RunController::runFinished);
+        QSignalSpy oracle(&controller, &RunController::oracleFinished);
+        // Past the demo model's window of 256, so that some keys are older than it.
+        constexpr std::size_t T = 400;
+        controller.startRun(demo_request(T));
+        QVERIFY(finished.wait(120000));
+        const auto base = finished.takeFirst().at(0).value<ProfilePtr>();
+        QVERIFY(base->distant_mass.empty());
+        const auto W = static_cast<std::size_t>(base->model.sliding_window);
+        QVERIFY(W > 0 && W < T);
+        controller.runOracle(0.4);
+        QVERIFY(oracle.wait(120000));
+        const auto scored = oracle.takeFirst().at(0).value<ProfilePtr>();
+        QVERIFY(scored);
+        const std::size_t L = static_cast<std::size_t>(base->num_layers);
+        QCOMPARE(scored->distant_mass.size(), L * T);
+        QCOMPARE(scored->oracle_min_mass, 0.4);
+        QVERIFY(scored->decisions == base->decisions);
+        QVERIFY(scored->token_ids == base->token_ids);
+        bool some_distant = false;
+        for (std::size_t i = 0; i < scored->distant_mass.size(); ++i) {
+            const float m = scored->distant_mass[i];
+            QVERIFY(m >= 0.0f && m <= 1.0f + 1e-5f);
+            if (i % T < W) QCOMPARE(m, 0.0f);  // the window holds every key
+            some_distant = some_distant || m > 0.0f;
+        }
+        QVERIFY(some_distant);
+    }
+
     void latestWhatIfWins() {
         RunController controller;
         QSignalSpy finished(&controller, &RunController::runFinished);

@@ -6,6 +6,7 @@
 // 1920x1080, and a corrupt model folder is an error dialog after which the app still works.
 #include <QAbstractItemModel>
 #include <QApplication>
+#include <QContextMenuEvent>
 #include <QDir>
 #include <QDockWidget>
 #include <QFile>
@@ -16,6 +17,7 @@
 #include <QLabel>
 #include <QMenu>
 #include <QMessageBox>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QScrollArea>
@@ -26,6 +28,7 @@
 #include <QSpinBox>
 #include <QStatusBar>
 #include <QTableView>
+#include <QTableWidget>
 #include <QTemporaryDir>
 #include <QTest>
 #include <QTextDocument>
@@ -41,6 +44,7 @@
 #include "l2a/profiler/report_pdf.h"
 #include "l2a/ui/document_view.h"
 #include "l2a/ui/layers_view.h"
+#include "l2a/ui/lens_view.h"
 #include "l2a/ui/main_window.h"
 #include "l2a/ui/routing_map_view.h"
 #include "l2a/ui/run_controller.h"
@@ -118,6 +122,23 @@ ProfilePtr pruned_variant(const Profile& base, int layer) {
     variant->options.prune = {layer};
     variant->metrics.global_fraction.at(static_cast<std::size_t>(layer)) = 0.0;
     return variant;
+}
+
+// `base` with a distant mass for every token and layer (as the routing oracle adds them): high
+// where the token was routed, so that each layer's scores are defined.
+ProfilePtr with_distant_masses(const Profile& base) {
+    auto p = std::make_shared<Profile>(base);
+    p->distant_mass.resize(p->decisions.size());
+    for (std::size_t i = 0; i < p->decisions.size(); ++i) {
+        p->distant_mass[i] = p->decisions[i] ? 0.7f : 0.1f + 0.5f * static_cast<float>(i % 2);
+    }
+    return p;
+}
+
+QAction* action(QWidget* window, const char* name) {
+    auto* a = window->findChild<QAction*>(name);
+    if (!a) qFatal("no action %s", name);
+    return a;
 }
 
 // A comparison of `base` with layer `layer` pruned whose texts are as long as those of the
@@ -569,6 +590,171 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
     }
 
+    // Explain Token on the selected token: the lens panel comes to the front and lists the
+    // tokens its global attention reads most (weights descending, the largest striped fully in
+    // the document); clicking one selects it and the document scrolls to it.
+    void explainTokenShowsTheLens() {
+        const ProfilePtr base = window_->session()->base();
+        QAction* explain = action(window_.get(), "explainToken");
+        window_->selection()->clear();
+        QVERIFY(!explain->isEnabled());
+        QVERIFY2(explain->toolTip().contains("Select a token"), qPrintable(explain->toolTip()));
+        const qint64 token = base->num_tokens() - 40;
+        window_->selection()->setLayer(2);
+        window_->selection()->setToken(token);
+        QVERIFY(explain->isEnabled());
+        QCOMPARE(explain->shortcut(), QKeySequence(Qt::Key_X));
+        QSignalSpy explained(window_->controller(), &RunController::explained);
+        explain->trigger();
+        QVERIFY(explained.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->explanation() != nullptr);
+        const ExplanationPtr e = window_->session()->explanation();
+        QCOMPARE(e->lens.token, token);
+        QCOMPARE(e->lens.layer, 2);
+        LensView* lens = window_->lensView();
+        QTRY_VERIFY(lens->isVisible());
+        QVERIFY2(lens->shownValue("token").startsWith(QString("Token %1 ").arg(token)),
+                 qPrintable(lens->shownValue("token")));
+        QVERIFY(lens->shownValue("router").contains(e->decision ? "ran global attention"
+                                                                : "local only"));
+        QTableWidget* sources = lens->sourcesTable();
+        QCOMPARE(sources->rowCount(), 10);
+        double previous = 2.0;
+        for (int r = 0; r < sources->rowCount(); ++r) {
+            const qint64 t = sources->item(r, 0)->data(Qt::UserRole).toLongLong();
+            QVERIFY(t >= 0 && t <= token);
+            const double w = e->lens.mean_weights[static_cast<std::size_t>(t)];
+            QVERIFY(w <= previous);
+            previous = w;
+            QCOMPARE(sources->item(r, 2)->text(), count_text(token - t));
+        }
+        const qint64 top = sources->item(0, 0)->data(Qt::UserRole).toLongLong();
+        QCOMPARE(window_->documentView()->lensStrength(top), 1.0);
+        QCOMPARE(window_->documentView()->lensStrength(token + 1), 0.0);
+        QVERIFY(lens->localTable()->rowCount() > 0);
+        // A click on the last source selects it; the document shows it.
+        const int row = sources->rowCount() - 1;
+        const qint64 clicked = sources->item(row, 0)->data(Qt::UserRole).toLongLong();
+        const QRect cell = sources->visualItemRect(sources->item(row, 3));
+        QTest::mouseClick(sources->viewport(), Qt::LeftButton, {}, cell.center());
+        QCOMPARE(window_->selection()->token(), clicked);
+        QTRY_VERIFY(!window_->documentView()->selectedTokenRect().isEmpty());
+        // A right click on a token selects it and offers Explain Token first.
+        window_->selection()->setToken(10);
+        QTRY_VERIFY(!window_->documentView()->selectedTokenRect().isEmpty());
+        const QRect first = window_->documentView()->selectedTokenRect();
+        auto* text = window_->documentView()->findChild<QPlainTextEdit*>();
+        QVERIFY(text);
+        // A later token on the line of token 10.
+        QPoint at = first.center();
+        qint64 under = 0;
+        while (under <= 10 && at.x() < text->viewport()->width()) {
+            at.rx() += 3;
+            under = window_->documentView()->tokenAt(at);
+        }
+        QVERIFY(under > 10);
+        QStringList offered;
+        QTimer::singleShot(200, this, [&offered] {
+            if (auto* menu = qobject_cast<QMenu*>(QApplication::activePopupWidget())) {
+                for (QAction* a : menu->actions()) offered << a->text();
+                menu->close();
+            }
+        });
+        QContextMenuEvent menu_event(QContextMenuEvent::Mouse, at,
+                                     text->viewport()->mapToGlobal(at));
+        QApplication::sendEvent(text->viewport(), &menu_event);
+        QCOMPARE(window_->selection()->token(), under);
+        QVERIFY2(!offered.isEmpty() && offered.first() == explain->text(),
+                 qPrintable(offered.join(", ")));
+        // A plain model: nothing to explain, and the action says why.
+        auto plain = std::make_shared<Profile>(*base);
+        plain->model.is_l2a = false;
+        StudioOptions options;
+        options.run_on_start = false;
+        MainWindow other(options);
+        other.session()->setBase(plain);
+        other.selection()->setToken(5);
+        QVERIFY(!action(&other, "explainToken")->isEnabled());
+        QVERIFY2(action(&other, "explainToken")->toolTip().contains("plain model"),
+                 qPrintable(action(&other, "explainToken")->toolTip()));
+        QVERIFY(!action(&other, "routingOracle")->isEnabled());
+    }
+
+    // Run > Routing Oracle: the base gains a distant mass per token and layer, the what-if made
+    // before it stays, the layer table shows the oracle's columns and the document underlines
+    // the tokens the router missed in the selected layer.
+    void routingOracleAddsTheLayerColumns() {
+        auto* max_tokens = child<QSpinBox>(window_.get(), "maxTokens");
+        max_tokens->setValue(600);  // the oracle's extra run on a short run
+        QSignalSpy finished(window_->controller(), &RunController::runFinished);
+        window_->runNow();
+        QVERIFY(finished.wait(kRunTimeoutMs));
+        max_tokens->setValue(0);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        const ProfilePtr base = window_->session()->base();
+        QCOMPARE(base->num_tokens(), qint64(600));
+        QTableView* table = window_->layersView()->table();
+        for (int c : {LayersView::OracleAuc, LayersView::OraclePrecision, LayersView::OracleRecall})
+            QVERIFY(table->isColumnHidden(c));
+        QSignalSpy whatif(window_->controller(), &RunController::whatIfFinished);
+        window_->session()->setLayerPruned(1, true);
+        QVERIFY(whatif.wait(kRunTimeoutMs));
+        QTRY_VERIFY(window_->session()->variant() != nullptr);
+        const ProfilePtr variant = window_->session()->variant();
+
+        QSignalSpy oracle(window_->controller(), &RunController::oracleFinished);
+        action(window_.get(), "routingOracle")->trigger();
+        QVERIFY(oracle.wait(kRunTimeoutMs));
+        const ProfilePtr scored = window_->session()->base();
+        const std::size_t L = static_cast<std::size_t>(base->num_layers);
+        QCOMPARE(scored->distant_mass.size(), L * 600);
+        QVERIFY(scored->decisions == base->decisions);
+        QCOMPARE(window_->session()->variant(), variant);
+        QVERIFY(window_->session()->whatIfOptions().prune == PruningPlan{1});
+        for (int c : {LayersView::OracleAuc, LayersView::OraclePrecision, LayersView::OracleRecall})
+            QVERIFY(!table->isColumnHidden(c));
+        QAbstractItemModel* model = window_->layersView()->model();
+        QCOMPARE(model->headerData(LayersView::OracleAuc, Qt::Horizontal).toString(),
+                 QString("AUC"));
+        QVERIFY(model->headerData(LayersView::OracleAuc, Qt::Horizontal, Qt::ToolTipRole)
+                    .toString()
+                    .contains("ROC-AUC"));
+        // The AUC shown is the share of (needs, does not need) pairs the logit orders right,
+        // counted here pair by pair.
+        const int layer = 3;
+        const std::size_t T = 600;
+        double right = 0.0;
+        std::int64_t pairs = 0;
+        for (std::size_t a = 0; a < T; ++a) {
+            if (scored->distant_mass[layer * T + a] < scored->oracle_min_mass) continue;
+            for (std::size_t b = 0; b < T; ++b) {
+                if (scored->distant_mass[layer * T + b] >= scored->oracle_min_mass) continue;
+                const float za = scored->router_logits[layer * T + a];
+                const float zb = scored->router_logits[layer * T + b];
+                right += za > zb ? 1.0 : za == zb ? 0.5 : 0.0;
+                ++pairs;
+            }
+        }
+        const QString shown = model->index(layer, LayersView::OracleAuc).data().toString();
+        if (pairs > 0) {
+            QCOMPARE(shown, QString::number(right / static_cast<double>(pairs), 'f', 2));
+        } else {
+            QCOMPARE(shown, QString("–"));
+        }
+        // The missed tokens of the selected layer are underlined and listed in the lens.
+        window_->selection()->setLayer(layer);
+        QTableWidget* missed = window_->lensView()->missedTable();
+        for (int r = 0; r < missed->rowCount(); ++r) {
+            const qint64 t = missed->item(r, 0)->data(Qt::UserRole).toLongLong();
+            QVERIFY(window_->documentView()->missedMarked(t));
+            QCOMPARE(scored->decisions[layer * T + static_cast<std::size_t>(t)], std::uint8_t{0});
+        }
+        QVERIFY(!window_->lensView()->shownValue("oracle").isEmpty());
+        window_->session()->setLayerPruned(1, false);
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+    }
+
     void shortcutsDialogText() {
         QTextDocument doc;
         doc.setHtml(MainWindow::shortcutsText());
@@ -576,7 +762,7 @@ private slots:
         QVERIFY2(!plain.contains("OOpen") && !plain.contains("Ctrl+Shift+OOpen"),
                  qPrintable(plain));
         for (const char* key : {"F5", "Esc", "Ctrl+O", "Ctrl+Shift+O", "Ctrl+Shift+P", "Ctrl+S",
-                                "Ctrl+E", "Ctrl+R", "Ctrl+Q"}) {
+                                "Ctrl+E", "Ctrl+R", "X", "Ctrl+Q"}) {
             QVERIFY2(MainWindow::shortcutsText().contains(QString("<b>%1</b>").arg(key)), key);
         }
     }
@@ -597,7 +783,9 @@ private slots:
         StudioOptions options;
         options.run_on_start = false;
         MainWindow window(options);
-        window.session()->setBase(window_->session()->base(), {}, window_->session()->baseInfo());
+        // With the routing oracle's columns, the widest the table gets.
+        window.session()->setBase(with_distant_masses(*window_->session()->base()), {},
+                                  window_->session()->baseInfo());
         window.resize(size);
         window.show();
         QVERIFY(QTest::qWaitForWindowExposed(&window));
@@ -633,6 +821,7 @@ private slots:
         window.session()->setVariant(pruned_variant(*window.session()->base(), 4),
                                      demo_like_comparison(*window.session()->base(), 4));
         QTRY_VERIFY(!table->isColumnHidden(LayersView::VariantFraction));
+        QVERIFY(!table->isColumnHidden(LayersView::OracleAuc));
         QTest::qWait(100);
         QVERIFY(!table->horizontalScrollBar()->isVisible());
         for (int c = 0; c < LayersView::ColumnCount; ++c) {
@@ -733,6 +922,57 @@ private slots:
         QTest::qWait(300);
         QVERIFY(window_->grab().toImage().save(extra.chopped(4) + "-variant-us.png"));
         map->setShowVariant(false);
+    }
+
+    // docs/images/studio-lens.png: the routing oracle run and the lens of a routed token with
+    // much of its attention beyond the window, at 1280x720.
+    void lensScreenshot() {
+        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") != "1") {
+            QSKIP("set L2A_WRITE_SCREENSHOT=1 to write docs/images/studio-lens.png");
+        }
+        const QSize size(1280, 720);
+        child<QSpinBox>(window_.get(), "maxTokens")->setValue(0);
+        window_->close();
+        QSettings().remove("window/state");
+        QSettings().remove("window/geometry");
+        window_ = std::make_unique<MainWindow>(StudioOptions{});
+        window_->resize(size);
+        window_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+        QTRY_VERIFY_WITH_TIMEOUT(window_->session()->base() != nullptr, kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        QSignalSpy oracle(window_->controller(), &RunController::oracleFinished);
+        action(window_.get(), "routingOracle")->trigger();
+        QVERIFY(oracle.wait(kRunTimeoutMs));
+        const ProfilePtr p = window_->session()->base();
+        const auto T = static_cast<std::size_t>(p->num_tokens());
+        // The layer that routes the most tokens, and in it the routed token with the highest
+        // distant mass.
+        std::size_t layer = 0;
+        for (std::size_t l = 0; l < p->metrics.global_fraction.size(); ++l) {
+            if (p->metrics.global_fraction[l] > p->metrics.global_fraction[layer]) layer = l;
+        }
+        std::size_t token = T / 2;
+        float best = -1.0f;
+        for (std::size_t t = 0; t < T; ++t) {
+            const float m = p->distant_mass[layer * T + t];
+            if (p->decisions[layer * T + t] && m > best) {
+                best = m;
+                token = t;
+            }
+        }
+        window_->selection()->setLayer(static_cast<int>(layer));
+        window_->selection()->setToken(static_cast<qint64>(token));
+        QSignalSpy explained(window_->controller(), &RunController::explained);
+        action(window_.get(), "explainToken")->trigger();
+        QVERIFY(explained.wait(kRunTimeoutMs));
+        QTest::qWait(300);
+        const QImage image = window_->grab().toImage();
+        QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+        QVERIFY(image.save(QString(L2A_SOURCE_DIR) + "/docs/images/studio-lens.png"));
+        // For a look by eye: the whole lens panel, the oracle's plot at its foot.
+        QVERIFY(window_->lensView()->grab().toImage().save(QDir::tempPath() +
+                                                           "/studio-lens-panel.png"));
     }
 
     void cleanupTestCase() { window_.reset(); }

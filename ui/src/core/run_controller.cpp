@@ -53,7 +53,15 @@ struct MeasureJob {
 struct ConnectJob {
     EngineChoice engine;
 };
-using Job = std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob, ConnectJob>;
+struct ExplainJob {
+    std::int64_t token = 0;
+    int layer = 0;
+};
+struct OracleJob {
+    double min_mass = 0.5;
+};
+using Job =
+    std::variant<RunJob, WhatIfJob, AdoptJob, MeasureJob, ConnectJob, ExplainJob, OracleJob>;
 
 }  // namespace
 
@@ -71,6 +79,8 @@ struct RunController::Worker {
             pending_adopt.reset();
             pending_measure.reset();
             pending_connect.reset();
+            pending_explain.reset();
+            pending_oracle.reset();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -86,6 +96,8 @@ struct RunController::Worker {
             pending_adopt.reset();
             pending_whatif.reset();  // its options were made for the old base
             pending_measure.reset();
+            pending_explain.reset();
+            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -99,6 +111,8 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_measure.reset();
+            pending_explain.reset();
+            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -126,6 +140,24 @@ struct RunController::Worker {
         wake.notify_all();
     }
 
+    void submit_explain(ExplainJob job) {
+        {
+            std::lock_guard lock(mutex);
+            pending_explain = job;  // latest wins
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
+    void submit_oracle(OracleJob job) {
+        {
+            std::lock_guard lock(mutex);
+            pending_oracle = job;
+        }
+        set_busy(true);
+        wake.notify_all();
+    }
+
     void submit_connect(EngineChoice engine) {
         {
             std::lock_guard lock(mutex);
@@ -134,6 +166,8 @@ struct RunController::Worker {
             pending_run.reset();
             pending_whatif.reset();
             pending_measure.reset();
+            pending_explain.reset();
+            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -148,6 +182,8 @@ struct RunController::Worker {
             pending_whatif.reset();
             pending_adopt.reset();
             pending_measure.reset();
+            pending_explain.reset();
+            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         wake.notify_all();
@@ -158,8 +194,13 @@ struct RunController::Worker {
 
     bool running_now() {
         std::lock_guard lock(mutex);
-        return running || pending_run || pending_whatif || pending_adopt || pending_measure ||
-               pending_connect;
+        return running || anything_pending();
+    }
+
+    // Under the mutex.
+    bool anything_pending() const {
+        return pending_run || pending_whatif || pending_adopt || pending_measure ||
+               pending_connect || pending_explain || pending_oracle;
     }
 
     // ---- the worker thread -----------------------------------------------------------------
@@ -169,10 +210,7 @@ struct RunController::Worker {
             Job job;
             {
                 std::unique_lock lock(mutex);
-                wake.wait(lock, [&] {
-                    return stopping || pending_run || pending_whatif || pending_adopt ||
-                           pending_measure || pending_connect;
-                });
+                wake.wait(lock, [&] { return stopping || anything_pending(); });
                 if (stopping) return;
                 if (pending_connect) {
                     job = std::move(*pending_connect);
@@ -183,9 +221,16 @@ struct RunController::Worker {
                 } else if (pending_run) {
                     job = std::move(*pending_run);
                     pending_run.reset();
+                } else if (pending_explain) {
+                    // Before a what-if: the user waits on it with the token selected.
+                    job = *pending_explain;
+                    pending_explain.reset();
                 } else if (pending_whatif) {
                     job = std::move(*pending_whatif);
                     pending_whatif.reset();
+                } else if (pending_oracle) {
+                    job = *pending_oracle;
+                    pending_oracle.reset();
                 } else {
                     job = std::move(*pending_measure);
                     pending_measure.reset();
@@ -214,8 +259,7 @@ struct RunController::Worker {
                 std::lock_guard lock(mutex);
                 running = false;
                 running_whatif = false;
-                idle = !pending_run && !pending_whatif && !pending_adopt && !pending_measure &&
-                       !pending_connect;
+                idle = !anything_pending();
             }
             if (idle) {
                 post([](RunController* c) {
@@ -329,6 +373,27 @@ struct RunController::Worker {
         });
     }
 
+    void execute(ExplainJob& job) {
+        if (!base_profile) fail("explain", "there is no base run yet: run a document first");
+        adopt_if_opened();
+        post_started(QString("Explaining token %1 in layer %2").arg(job.token).arg(job.layer));
+        auto explanation = std::make_shared<const StudyExplanation>(
+            study->explain(job.token, job.layer, events()));
+        check_cancel();
+        ExplanationPtr result = explanation;
+        post([result](RunController* c) { emit c->explained(result); });
+    }
+
+    void execute(OracleJob& job) {
+        if (!base_profile) fail("oracle", "there is no base run yet: run a document first");
+        adopt_if_opened();
+        post_started("Routing oracle: the distant mass of every token in every layer");
+        ProfilePtr profile = study->oracle(job.min_mass, events());
+        check_cancel();
+        base_profile = profile;
+        post([profile](RunController* c) { emit c->oracleFinished(profile); });
+    }
+
     void execute(MeasureJob& job) {
         if (!base_profile || !job.variant || !job.comparison) {
             fail("TTFT", "there is no what-if to measure: make one first");
@@ -415,6 +480,8 @@ struct RunController::Worker {
     std::optional<AdoptJob> pending_adopt;
     std::optional<MeasureJob> pending_measure;
     std::optional<ConnectJob> pending_connect;
+    std::optional<ExplainJob> pending_explain;
+    std::optional<OracleJob> pending_oracle;
     std::atomic<bool> cancel_flag{false};
     bool busy = false;  // GUI thread only
 
@@ -432,6 +499,7 @@ RunController::RunController(QObject* parent) : QObject(parent) {
     qRegisterMetaType<l2a::ui::ProfilePtr>("l2a::ui::ProfilePtr");
     qRegisterMetaType<l2a::ui::ComparisonPtr>("l2a::ui::ComparisonPtr");
     qRegisterMetaType<l2a::ui::RunInfo>("l2a::ui::RunInfo");
+    qRegisterMetaType<l2a::ui::ExplanationPtr>("l2a::ui::ExplanationPtr");
     worker_ = std::make_unique<Worker>(this);
 }
 
@@ -448,6 +516,12 @@ void RunController::startWhatIf(const RunOptions& variant) { worker_->submit_wha
 void RunController::startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats) {
     worker_->submit_measure(MeasureJob{std::move(variant), std::move(comparison), repeats});
 }
+
+void RunController::explainToken(qint64 token, int layer) {
+    worker_->submit_explain(ExplainJob{token, layer});
+}
+
+void RunController::runOracle(double min_mass) { worker_->submit_oracle(OracleJob{min_mass}); }
 
 void RunController::cancel() { worker_->cancel(); }
 

@@ -13,8 +13,21 @@ void Session::setBase(ProfilePtr base, const QString& file, const RunInfo& info)
     variant_.reset();
     comparison_.reset();
     whatif_options_ = base_ ? base_->options : RunOptions{};
+    const bool had_explanation = explanation_ != nullptr;
+    explanation_.reset();
     emit baseChanged();
     emit variantChanged();
+    if (had_explanation) emit explanationChanged();
+}
+
+void Session::updateBase(ProfilePtr base) {
+    base_ = std::move(base);
+    emit baseChanged();
+}
+
+void Session::setExplanation(ExplanationPtr explanation) {
+    explanation_ = std::move(explanation);
+    emit explanationChanged();
 }
 
 void Session::setBaseFile(const QString& file) { base_file_ = file; }

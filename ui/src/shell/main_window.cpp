@@ -48,6 +48,7 @@
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/oracle.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_choices.h"
@@ -55,6 +56,7 @@
 #include "l2a/profiler/report_pdf.h"
 #include "l2a/ui/document_view.h"
 #include "l2a/ui/layers_view.h"
+#include "l2a/ui/lens_view.h"
 #include "l2a/ui/routing_map_view.h"
 #include "l2a/ui/run_controller.h"
 #include "l2a/ui/selection.h"
@@ -129,7 +131,12 @@ struct MainWindow::State {
     LayersView* layers = nullptr;
     TimelineView* timeline = nullptr;
     WhatIfView* whatif = nullptr;
+    LensView* lens = nullptr;
     std::vector<QDockWidget*> docks;
+    QDockWidget* lens_dock = nullptr;
+    QDockWidget* layers_dock = nullptr;
+    QAction* explain = nullptr;
+    QAction* oracle = nullptr;
 
     QString model_dir;      // empty: the demo model
     QString document_path;  // empty: the demo document
@@ -215,6 +222,7 @@ void MainWindow::createViews() {
     s.timeline = new TimelineView(s.session, s.selection);
     s.whatif = new WhatIfView(s.session, s.selection);
     s.summary = new SummaryView(s.session);
+    s.lens = new LensView(s.session, s.selection);
     auto* centre = new QWidget;
     auto* centre_layout = new QVBoxLayout(centre);
     centre_layout->setContentsMargins(0, 0, 0, 0);
@@ -276,13 +284,26 @@ void MainWindow::createDocks() {
     QDockWidget* whatif_dock =
         dock("What-if", "WhatIfDock", whatif_scroll, Qt::RightDockWidgetArea);
     splitDockWidget(summary_dock, whatif_dock, Qt::Vertical);
+    // The attention lens: a tab behind the what-if, in front once a token is explained.
+    auto* lens_scroll = new QScrollArea;
+    lens_scroll->setWidget(s.lens);
+    lens_scroll->setWidgetResizable(true);
+    lens_scroll->setFrameShape(QFrame::NoFrame);
+    lens_scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    QDockWidget* lens_dock =
+        dock("Attention lens", "LensDock", lens_scroll, Qt::RightDockWidgetArea);
+    tabifyDockWidget(whatif_dock, lens_dock);
+    whatif_dock->raise();
+    s.lens_dock = lens_dock;
+    s.layers_dock = layers_dock;
     // In a column too short for both (see default_sizes) the summary and the what-if are tabs:
     // a what-if's results come to the front when it finishes, the summary with a new run.
     auto tabbed = [this, summary_dock, whatif_dock] {
         return tabifiedDockWidgets(summary_dock).contains(whatif_dock);
     };
-    connect(s.session, &Session::variantChanged, this, [this, tabbed, whatif_dock] {
-        if (tabbed() && state_->session->variant()) whatif_dock->raise();
+    connect(s.session, &Session::variantChanged, this, [this, whatif_dock] {
+        if (!tabifiedDockWidgets(whatif_dock).isEmpty() && state_->session->variant())
+            whatif_dock->raise();
     });
     connect(s.session, &Session::baseChanged, this, [tabbed, summary_dock] {
         if (tabbed()) summary_dock->raise();
@@ -304,7 +325,7 @@ void MainWindow::createDocks() {
     // wide enough for its columns and the document for a line of text; the right column as
     // wide as its numbers need; the summary as tall as its rows, and the what-if's results
     // below it, or (a column too short for both, as at 1280x720) the two as tabs.
-    s.default_sizes = [this, doc_dock, layers_dock, summary_dock, whatif_dock] {
+    s.default_sizes = [this, doc_dock, layers_dock, summary_dock, whatif_dock, lens_dock] {
         QTableView* table = state_->layers->table();
         const int row_h = table->verticalHeader()->defaultSectionSize();
         const int header_h = table->horizontalHeader()->sizeHint().height();
@@ -317,7 +338,9 @@ void MainWindow::createDocks() {
         const int right = std::clamp(width() * 32 / 100, 400, 560);
         resizeDocks({whatif_dock}, {right}, Qt::Horizontal);
         const int centre_w = width() - right;
-        const int layers_width = std::clamp(centre_w / 2, 300, 680);
+        // A little more than half: the routing oracle's columns (AUC, precision, recall) fit
+        // at 1280 px too.
+        const int layers_width = std::clamp(centre_w * 55 / 100, 300, 720);
         resizeDocks({doc_dock, layers_dock}, {centre_w - layers_width, layers_width},
                     Qt::Horizontal);
         // The summary as short as its rows allow (it keeps a minimum height for them), the
@@ -328,6 +351,7 @@ void MainWindow::createDocks() {
                              statusBar()->height() - bottom - title_h;
         if (column_h < summary_h + title_h + state_->whatif->resultsHeightHint()) {
             tabifyDockWidget(summary_dock, whatif_dock);
+            tabifyDockWidget(summary_dock, lens_dock);
             (state_->session->variant() ? whatif_dock : summary_dock)->raise();
             return;
         }
@@ -464,6 +488,7 @@ void MainWindow::createFileMenu() {
 
 // File, Run, View and Help menus.
 void MainWindow::createMenus() {
+    State& s = *state_;
     createFileMenu();
 
     QMenu* run = menuBar()->addMenu("&Run");
@@ -479,6 +504,16 @@ void MainWindow::createMenus() {
         }
     });
     reset->setShortcut(QKeySequence("Ctrl+R"));
+    run->addSeparator();
+    s.explain = run->addAction("E&xplain Token", this, &MainWindow::explainSelectedToken);
+    s.explain->setObjectName("explainToken");
+    s.explain->setShortcut(QKeySequence(Qt::Key_X));
+    s.oracle = run->addAction("Routing &Oracle", this, &MainWindow::runRoutingOracle);
+    s.oracle->setObjectName("routingOracle");
+    // A disabled action says why in its tooltip.
+    run->setToolTipsVisible(true);
+    s.document->addContextAction(s.explain);
+    updateLensActions();
 
     QMenu* view = menuBar()->addMenu("&View");
     for (QDockWidget* d : state_->docks) view->addAction(d->toggleViewAction());
@@ -575,6 +610,25 @@ void MainWindow::connectRunController() {
         state_->session->setBase(std::move(profile), {}, info);
         state_->status_stage->setText("Run finished");
     });
+    connect(c, &RunController::explained, this, [this](ExplanationPtr explanation) {
+        State& st = *state_;
+        // Only for the base it was made from (a new run may have come in between).
+        const ProfilePtr& base = st.session->base();
+        if (!base || explanation->lens.token >= base->num_tokens()) return;
+        st.session->setExplanation(std::move(explanation));
+        st.lens_dock->show();
+        st.lens_dock->raise();
+        st.status_stage->setText("Explained");
+    });
+    connect(c, &RunController::oracleFinished, this, [this](ProfilePtr profile) {
+        State& st = *state_;
+        const ProfilePtr& base = st.session->base();
+        if (!base || !profile || profile->token_ids != base->token_ids) return;
+        st.session->updateBase(std::move(profile));
+        st.layers_dock->show();
+        st.layers_dock->raise();
+        st.status_stage->setText("Routing oracle finished");
+    });
     connect(c, &RunController::whatIfFinished, this,
             [this](ProfilePtr variant, ComparisonPtr comparison) {
                 state_->session->setVariant(std::move(variant), std::move(comparison));
@@ -643,7 +697,9 @@ void MainWindow::connectWhatIf() {
         updateStatus();
         updateTitle();
         updateNotice();
+        updateLensActions();
     });
+    connect(s.selection, &Selection::tokenChanged, this, &MainWindow::updateLensActions);
 }
 
 // The saved window layout and run options, then the status of what is loaded.
@@ -680,6 +736,46 @@ RoutingMapView* MainWindow::routingMapView() const { return state_->map; }
 LayersView* MainWindow::layersView() const { return state_->layers; }
 TimelineView* MainWindow::timelineView() const { return state_->timeline; }
 WhatIfView* MainWindow::whatIfView() const { return state_->whatif; }
+LensView* MainWindow::lensView() const { return state_->lens; }
+
+void MainWindow::explainSelectedToken() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    const qint64 token = s.selection->token();
+    if (!p || !p->model.is_l2a || token < 0 || token >= p->num_tokens()) return;
+    const int layer = std::clamp(s.selection->layer(), 0, static_cast<int>(p->num_layers) - 1);
+    s.status_stage->setText(QString("Explaining token %1 in layer %2…").arg(token).arg(layer));
+    s.controller->explainToken(token, layer);
+}
+
+void MainWindow::runRoutingOracle() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    if (!p || !p->model.is_l2a) return;
+    s.status_stage->setText("Starting the routing oracle…");
+    s.controller->runOracle(kDefaultMinDistantMass);
+}
+
+// Explain Token and Routing Oracle need an L2A base (and a token); disabled, they say why.
+void MainWindow::updateLensActions() {
+    State& s = *state_;
+    const ProfilePtr& p = s.session->base();
+    const QString why = !p                 ? "Run a document first"
+                        : !p->model.is_l2a ? "A plain model: every token runs global attention, "
+                                             "there is no router to explain or score"
+                                           : QString();
+    s.oracle->setEnabled(why.isEmpty());
+    s.oracle->setToolTip(why.isEmpty() ? "Compute every token's distant mass in every layer (one "
+                                         "more run) and score each layer's router against it"
+                                       : why);
+    const bool token = s.selection->token() >= 0;
+    s.explain->setEnabled(why.isEmpty() && token);
+    s.explain->setToolTip(!why.isEmpty() ? why
+                          : !token       ? "Select a token first (click it in the document or "
+                                           "the routing map)"
+                                         : "Show where the selected token's global attention goes "
+                                           "in the selected layer");
+}
 
 void MainWindow::runNow() {
     State& s = *state_;
@@ -741,6 +837,7 @@ QString MainWindow::shortcutsText() {
         {"Ctrl+S", "Save the profile"},
         {"Ctrl+E", "Export an HTML report"},
         {"Ctrl+R", "Reset the what-if"},
+        {"X", "Explain the selected token (its attention lens)"},
         {"Ctrl+Q", "Quit"},
     };
     QString html = "<table cellspacing='0' cellpadding='3'>";

@@ -4,12 +4,15 @@
 // has a known UTF-16 position in the shown text.
 #include "l2a/ui/document_view.h"
 
+#include <QAction>
 #include <QComboBox>
+#include <QContextMenuEvent>
 #include <QEvent>
 #include <QHBoxLayout>
 #include <QHelpEvent>
 #include <QLabel>
 #include <QLinearGradient>
+#include <QMenu>
 #include <QMouseEvent>
 #include <QPainter>
 #include <QPlainTextEdit>
@@ -20,8 +23,12 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <span>
+#include <unordered_set>
 #include <vector>
 
+#include "l2a/engine/oracle.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
 #include "l2a/ui/units.h"
@@ -32,6 +39,12 @@ namespace {
 const QColor kRouted(0xc0, 0x39, 0x2b);
 const QColor kBetter(0x2e, 0x8b, 0x57);
 const QColor kSelectedOutline(0x1d, 0x23, 0x30);
+// The attention lens: violet, apart from the routing's red and the loss change's green.
+const QColor kLens(0x6a, 0x3d, 0x9a);
+// Tokens the router missed (oracle): an orange underline.
+const QColor kMissed(0xe6, 0x7e, 0x22);
+// Weights below this share of the largest get no strip: most keys hold almost nothing.
+constexpr double kLensMinStrength = 0.02;
 
 // The shown text and, for every byte offset of the UTF-8 source (and its end), the UTF-16
 // position of the character holding that byte. Invalid bytes become U+FFFD one by one, so a
@@ -135,6 +148,7 @@ protected:
     void paintEvent(QPaintEvent* event) override;
     bool viewportEvent(QEvent* event) override;
     void mouseReleaseEvent(QMouseEvent* event) override;
+    void contextMenuEvent(QContextMenuEvent* event) override;
 
 private:
     void paintBlock(QPainter& painter, const QTextBlock& block, const QRectF& box,
@@ -161,6 +175,22 @@ struct DocumentView::State {
     bool has_logits = false;         // router_logits hold [L, T]
     double max_abs_delta = 0.0;
     bool clicked_here = false;  // the selection comes from a click in this view
+    QList<QAction*> context_actions;
+    // The lens of the session's explanation: its head-mean weights over tokens 0..lens_token.
+    ExplanationPtr lens;
+    double lens_max = 0.0;
+    // The oracle's missed tokens of the selected layer (empty without the oracle).
+    std::unordered_set<std::int64_t> missed;
+    int missed_layer = -1;
+    QLabel* lens_legend = nullptr;
+    LegendRamp* lens_ramp = nullptr;
+    QWidget* lens_row = nullptr;
+
+    double lensStrength(std::size_t t) const {
+        if (!lens || lens_max <= 0 || t >= lens->lens.mean_weights.size()) return 0.0;
+        const double s = lens->lens.mean_weights[t] / lens_max;
+        return s >= kLensMinStrength ? s : 0.0;
+    }
 
     std::size_t numTokens() const { return begin.size(); }
 
@@ -265,10 +295,29 @@ void DocumentText::paintBlock(QPainter& painter, const QTextBlock& block, const 
             if (b <= a) continue;
             const QColor colour = s.tintOf(t);
             const bool is_selected = static_cast<qint64>(t) == selected;
-            if (!colour.isValid() && !is_selected) continue;
+            const double strength = s.lensStrength(t);
+            const bool explained = s.lens && static_cast<std::int64_t>(t) == s.lens->lens.token;
+            const bool missed = !s.missed.empty() && s.missed.count(static_cast<std::int64_t>(t));
+            if (!colour.isValid() && !is_selected && strength <= 0 && !explained && !missed)
+                continue;
             const QRectF r(box.left() + line.cursorToX(a), top,
                            line.cursorToX(b) - line.cursorToX(a), line.height());
             if (colour.isValid()) painter.fillRect(r, colour);
+            if (strength > 0) {
+                // A strip over the text, so that the routing or loss tint stays readable.
+                QColor c = kLens;
+                c.setAlphaF(static_cast<float>(0.2 + 0.8 * strength));
+                painter.fillRect(QRectF(r.left(), r.top(), r.width(),
+                                        std::max(3.0, std::round(r.height() * 0.3))),
+                                 c);
+            }
+            if (missed) {
+                painter.fillRect(QRectF(r.left(), r.bottom() - 2, r.width(), 2), kMissed);
+            }
+            if (explained) {
+                painter.setPen(QPen(kLens, 2, Qt::DashLine));
+                painter.drawRect(r.adjusted(1, 1, -1, -1));
+            }
             if (is_selected) {
                 painter.setPen(QPen(kSelectedOutline, 2));
                 painter.drawRect(r.adjusted(1, 1, -1, -1));
@@ -319,6 +368,23 @@ void DocumentText::mouseReleaseEvent(QMouseEvent* event) {
     }
 }
 
+void DocumentText::contextMenuEvent(QContextMenuEvent* event) {
+    std::unique_ptr<QMenu> menu(createStandardContextMenu(event->pos()));
+    if (!state_->context_actions.isEmpty()) {
+        // The token under the mouse becomes the selection the actions work on.
+        const qint64 t = view_->tokenAt(event->pos());
+        if (t >= 0) {
+            state_->clicked_here = true;
+            state_->selection->setToken(t);
+            state_->clicked_here = false;
+        }
+        QAction* first = menu->actions().value(0);
+        menu->insertActions(first, state_->context_actions);
+        menu->insertSeparator(first);
+    }
+    menu->exec(event->globalPos());
+}
+
 DocumentView::DocumentView(Session* session, Selection* selection, QWidget* parent)
     : QWidget(parent), state_(std::make_unique<State>()) {
     State& s = *state_;
@@ -337,12 +403,27 @@ DocumentView::DocumentView(Session* session, Selection* selection, QWidget* pare
     s.ramp = new LegendRamp(this);
     s.legend = new QLabel(this);
     s.legend->setStyleSheet("color: #5a6372");
+    // Wraps rather than widening the pane: the layer table beside it needs the room.
+    s.legend->setWordWrap(true);
     header->addWidget(new QLabel("Tint:", this));
     header->addWidget(s.mode);
     header->addSpacing(8);
     header->addWidget(s.ramp);
     header->addWidget(s.legend, 1);
     layout->addLayout(header);
+    // The lens's and the oracle's legend line, under the tint's, while there is one.
+    s.lens_row = new QWidget(this);
+    auto* lens_layout = new QHBoxLayout(s.lens_row);
+    lens_layout->setContentsMargins(4, 0, 4, 0);
+    s.lens_ramp = new LegendRamp(s.lens_row);
+    s.lens_legend = new QLabel(s.lens_row);
+    s.lens_legend->setObjectName("lensLegend");
+    s.lens_legend->setStyleSheet("color: #5a6372");
+    s.lens_legend->setWordWrap(true);
+    lens_layout->addWidget(s.lens_ramp);
+    lens_layout->addWidget(s.lens_legend, 1);
+    s.lens_row->setVisible(false);
+    layout->addWidget(s.lens_row);
     s.text = new DocumentText(this, state_.get());
     layout->addWidget(s.text, 1);
 
@@ -405,7 +486,36 @@ DocumentView::DocumentView(Session* session, Selection* selection, QWidget* pare
         st.text->setPlainText(decoded.text);
         refresh_variant();
     };
+    // The oracle's missed tokens of the selected layer, and the lens of the explanation.
+    auto refresh_lens = [this] {
+        State& st = *state_;
+        st.lens = st.session->explanation();
+        st.lens_max = 0.0;
+        if (st.lens) {
+            for (float w : st.lens->lens.mean_weights)
+                st.lens_max = std::max(st.lens_max, static_cast<double>(w));
+        }
+        st.missed.clear();
+        st.missed_layer = -1;
+        const ProfilePtr& p = st.shown;
+        const std::size_t T = st.numTokens();
+        const auto L = p ? static_cast<std::size_t>(std::max<std::int64_t>(p->num_layers, 0)) : 0;
+        if (p && L > 0 && p->distant_mass.size() == L * T && p->router_logits.size() == L * T &&
+            p->decisions.size() == L * T) {
+            st.missed_layer = std::clamp(st.selection->layer(), 0, static_cast<int>(L) - 1);
+            const std::size_t row = static_cast<std::size_t>(st.missed_layer) * T;
+            const LayerOracle o =
+                score_layer({p->distant_mass.data() + row, T}, {p->router_logits.data() + row, T},
+                            {p->decisions.data() + row, T}, p->oracle_min_mass);
+            st.missed.insert(o.missed.begin(), o.missed.end());
+        }
+        updateLensLegend();
+        st.text->viewport()->update();
+    };
     connect(session, &Session::baseChanged, this, load_base);
+    connect(session, &Session::baseChanged, this, refresh_lens);
+    connect(session, &Session::explanationChanged, this, refresh_lens);
+    connect(selection, &Selection::layerChanged, this, refresh_lens);
     connect(session, &Session::variantChanged, this, refresh_variant);
     auto show_token = [this](qint64 token) {
         State& st = *state_;
@@ -425,7 +535,46 @@ DocumentView::DocumentView(Session* session, Selection* selection, QWidget* pare
     });
     // A view made after the run shows it at once.
     load_base();
+    refresh_lens();
     show_token(selection->token());
+}
+
+void DocumentView::addContextAction(QAction* action) { state_->context_actions << action; }
+
+double DocumentView::lensStrength(qint64 token) const {
+    if (token < 0) return 0.0;
+    return state_->lensStrength(static_cast<std::size_t>(token));
+}
+
+bool DocumentView::missedMarked(qint64 token) const { return state_->missed.count(token) > 0; }
+
+void DocumentView::updateLensLegend() {
+    State& s = *state_;
+    QStringList parts;
+    if (s.lens && s.lens_max > 0) {
+        const AttentionLens& lens = s.lens->lens;
+        parts << QString(
+                     "<span style='color:#6a3d9a'>strip</span>: attention of token %1 (dashed) "
+                     "in layer %2, 0 → %3")
+                     .arg(lens.token)
+                     .arg(lens.layer)
+                     .arg(s.lens_max, 0, 'f', 3);
+    }
+    if (s.missed_layer >= 0) {
+        parts << QString("<span style='color:#e67e22'>underlined</span>: missed in layer %1")
+                     .arg(s.missed_layer);
+    }
+    QColor none = kLens;
+    none.setAlphaF(0.2f);
+    s.lens_ramp->setColours(none, kLens);
+    s.lens_ramp->setVisible(s.lens && s.lens_max > 0);
+    s.lens_legend->setText(parts.join(" &nbsp;·&nbsp; "));
+    s.lens_legend->setToolTip(
+        "Strip: the global attention of the explained token over the tokens before it, mean over "
+        "heads (Run > Explain Token, X).\nUnderlined: the local tokens with the highest "
+        "distant mass in the selected layer, which the router kept local (Run > Routing "
+        "Oracle).");
+    s.lens_row->setVisible(!parts.isEmpty());
 }
 
 DocumentView::~DocumentView() = default;

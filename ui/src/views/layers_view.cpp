@@ -11,7 +11,9 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "l2a/engine/oracle.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
 #include "l2a/ui/units.h"
@@ -35,8 +37,22 @@ public:
     void reset() {
         beginResetModel();
         timing_ = session_->base() ? summarize_timeline(*session_->base()) : TimelineSummary{};
+        oracle_.clear();
+        if (const ProfilePtr& p = session_->base()) {
+            const auto T = static_cast<std::size_t>(p->num_tokens());
+            const auto L = static_cast<std::size_t>(std::max<std::int64_t>(p->num_layers, 0));
+            if (L > 0 && p->distant_mass.size() == L * T && p->router_logits.size() == L * T &&
+                p->decisions.size() == L * T) {
+                for (std::size_t l = 0; l < L; ++l) {
+                    oracle_.push_back(score_layer(
+                        {p->distant_mass.data() + l * T, T}, {p->router_logits.data() + l * T, T},
+                        {p->decisions.data() + l * T, T}, p->oracle_min_mass, 0));
+                }
+            }
+        }
         endResetModel();
     }
+    bool hasOracle() const { return !oracle_.empty(); }
     void refreshVariant() {
         if (rowCount() > 0)
             emit dataChanged(index(0, 0), index(rowCount() - 1, LayersView::ColumnCount - 1));
@@ -118,6 +134,32 @@ public:
                         return int(Qt::AlignRight | Qt::AlignVCenter);
                 }
                 break;
+            case LayersView::OracleAuc:
+            case LayersView::OraclePrecision:
+            case LayersView::OracleRecall: {
+                if (l >= oracle_.size()) break;
+                const LayerOracle& o = oracle_[l];
+                const double v = index.column() == LayersView::OracleAuc         ? o.auc
+                                 : index.column() == LayersView::OraclePrecision ? o.precision
+                                                                                 : o.recall;
+                if (role == Qt::DisplayRole) return std::isfinite(v) ? fixed_text(v, 2) : "–";
+                if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
+                if (role == Qt::ToolTipRole) {
+                    const auto num = [](double x) {
+                        return std::isfinite(x) ? fixed_text(x, 3) : QString("n/a");
+                    };
+                    return QString(
+                               "Layer %1: %2 tokens need global attention (distant mass ≥ %3); "
+                               "AUC %4, precision %5, recall %6; mean distant mass of routed "
+                               "tokens %7, of local ones %8")
+                        .arg(layer)
+                        .arg(count_text(o.positives))
+                        .arg(percent_text(p->oracle_min_mass, 0))
+                        .arg(num(o.auc), num(o.precision), num(o.recall),
+                             num(o.mean_distant_mass_routed), num(o.mean_distant_mass_local));
+                }
+                break;
+            }
             default:
                 break;
         }
@@ -136,8 +178,9 @@ public:
     QVariant headerData(int section, Qt::Orientation orientation, int role) const override {
         if (orientation != Qt::Horizontal) return {};
         // Short, so that every column fits a 1280-wide window; the tooltips say the rest.
-        static const char* names[] = {"layer",  "prune",  "global %", "what-if %", "local",
-                                      "router", "global", "mlp",      "KV cache"};
+        static const char* names[] = {"layer",    "prune",  "global %", "what-if %",
+                                      "local",    "router", "global",   "mlp",
+                                      "KV cache", "AUC",    "prec.",    "recall"};
         static const char* tips[] = {
             "Layer index",
             "Check to remove this layer's global attention in the what-if run",
@@ -147,7 +190,14 @@ public:
             "Time of the router phase",
             "Time of the global attention phase (the global % columns: its share of tokens)",
             "Time of the MLP phase",
-            "KV-cache bytes of the layer (local window + global cache)"};
+            "KV-cache bytes of the layer (local window + global cache)",
+            "Routing oracle: ROC-AUC of the router logit as a score for \"the token needs global "
+            "attention\" (at least the oracle's share of its global attention on keys older "
+            "than the window); 0.5 is chance, 1 a perfect ranking",
+            "Routing oracle: of the tokens the router sent to global attention, the share that "
+            "needed it",
+            "Routing oracle: of the tokens that needed global attention, the share the router "
+            "sent there"};
         if (role == Qt::DisplayRole) return names[section];
         if (role == Qt::ToolTipRole) return tips[section];
         return {};
@@ -156,6 +206,7 @@ public:
 private:
     Session* session_;
     TimelineSummary timing_;
+    std::vector<LayerOracle> oracle_;  // per layer; empty without distant masses
 };
 
 // A bar under the percentage, so the table reads as a chart at a glance.
@@ -220,10 +271,16 @@ LayersView::LayersView(Session* session, Selection* selection, QWidget* parent)
     auto load_base = [this, show_layer] {
         state_->model->reset();
         QTableView* table = state_->table;
+        // Before sizing: a hidden column keeps the width it had. With the oracle's columns the
+        // last one keeps its own width (a stretched last column is never narrower than 100 px)
+        // and the bars a little less room, so that every column fits a 1280-wide window.
+        const bool oracle = state_->model->hasOracle();
+        for (int c : {OracleAuc, OraclePrecision, OracleRecall}) table->setColumnHidden(c, !oracle);
+        table->horizontalHeader()->setStretchLastSection(!oracle);
         table->resizeColumnsToContents();
         // Room for the bars, not only for the percentages.
         for (int c : {GlobalFraction, VariantFraction}) {
-            table->setColumnWidth(c, std::max(table->columnWidth(c), 72));
+            table->setColumnWidth(c, std::max(table->columnWidth(c), oracle ? 64 : 72));
         }
         show_layer(state_->selection->layer());
     };

@@ -1,5 +1,6 @@
 // One row per layer: global fraction (base, and variant when there is one), time per phase,
-// KV-cache bytes, and a check box that prunes the layer's global attention (which edits the
+// KV-cache bytes, the routing oracle's scores when the base has distant masses (AUC, precision,
+// recall), and a check box that prunes the layer's global attention (which edits the
 // session's what-if options). Selecting a row selects the layer everywhere.
 #pragma once
 
@@ -28,6 +29,9 @@ public:
         Global,
         Mlp,
         KvBytes,
+        OracleAuc,  // the oracle's columns: shown only when the base has distant masses
+        OraclePrecision,
+        OracleRecall,
         ColumnCount
     };
 

@@ -14,6 +14,7 @@ class Session;
 class DocumentView;
 class RoutingMapView;
 class LayersView;
+class LensView;
 class TimelineView;
 class WhatIfView;
 
@@ -40,6 +41,7 @@ public:
     LayersView* layersView() const;
     TimelineView* timelineView() const;
     WhatIfView* whatIfView() const;
+    LensView* lensView() const;
 
 public slots:
     void runNow();     // F5
@@ -59,6 +61,12 @@ public slots:
     void connectEngineDialog();
     // The status bar's engine text ("Engine: this computer (cpu)").
     QString engineStatus() const;
+    // Run > Explain Token (X): the attention lens of the selected token in the selected layer
+    // (layer 0 when none is selected), shown in the document and the lens panel.
+    void explainSelectedToken();
+    // Run > Routing Oracle: every token's distant mass in every layer; the layer table gains
+    // the oracle's columns.
+    void runRoutingOracle();
 
 public:
     // The Help > Keyboard Shortcuts text (rich text).
@@ -81,6 +89,7 @@ private:
     void connectRunController();
     void connectWhatIf();
     void restoreSettings();
+    void updateLensActions();
 
     void updateRunOptionChoices();
     void updateTitle();

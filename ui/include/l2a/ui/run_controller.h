@@ -58,6 +58,14 @@ public:
     // alternately, on the worker (measure_ttft_pair), and emits ttftMeasured with a copy of
     // `comparison` that holds both measurements. A newer what-if cancels it.
     void startMeasureTtft(ProfilePtr variant, ComparisonPtr comparison, int repeats);
+    // The attention lens of `token` in `layer` of the base (Study::explain), emitted as
+    // explained. While one is queued, a newer request replaces it; a running one finishes.
+    // Fails (signal) when there is no base, for a plain model or a token or layer out of range.
+    void explainToken(qint64 token, int layer);
+    // The routing oracle of the base (Study::oracle): one more run of it that computes every
+    // token's distant mass in every layer. Emits oracleFinished with the base's profile and
+    // its distant_mass, which becomes the base of later what-ifs and explanations.
+    void runOracle(double min_mass);
     // Effective within 0.5 s; emits cancelled() once the worker has stopped.
     void cancel();
     // Runs from now on happen on `engine` (connected on the worker: engineChanged on success,
@@ -75,6 +83,9 @@ signals:
     void progress(double fraction, const QString& stage);
     void runFinished(l2a::ui::ProfilePtr profile, l2a::ui::RunInfo info);
     void whatIfFinished(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
+    void explained(l2a::ui::ExplanationPtr explanation);
+    // The base's profile with distant_mass [L, T] and oracle_min_mass set.
+    void oracleFinished(l2a::ui::ProfilePtr profile);
     // The comparison of `variant` with its TTFT measured (base_ttft, variant_ttft filled).
     void ttftMeasured(l2a::ui::ProfilePtr variant, l2a::ui::ComparisonPtr comparison);
     // One line that names the file or input and the problem ("model.safetensors: truncated ...").

@@ -12,11 +12,13 @@
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/whatif.h"
+#include "l2a/profiler/study.h"
 
 namespace l2a::ui {
 
 using ProfilePtr = std::shared_ptr<const Profile>;
 using ComparisonPtr = std::shared_ptr<const WhatIfComparison>;
+using ExplanationPtr = std::shared_ptr<const StudyExplanation>;
 
 // What a fresh run knows beside its Profile: how the model was placed and why the document
 // was cut. A profile opened from a file has none of it (every field at its default).
@@ -51,7 +53,11 @@ public:
     const RunOptions& whatIfOptions() const { return whatif_options_; }
 
     void setBase(ProfilePtr base, const QString& file = {},
-                 const RunInfo& info = {});  // drops the variant
+                 const RunInfo& info = {});  // drops the variant and the explanation
+    // `base` is the same run as the base with more in it (the routing oracle's distant
+    // masses): it replaces the base and keeps the variant, the what-if options, the file, the
+    // run info and the explanation. Emits baseChanged.
+    void updateBase(ProfilePtr base);
     void setBaseFile(const QString& file);
     void setVariant(ProfilePtr variant, ComparisonPtr comparison = nullptr);
     void clearVariant();
@@ -60,8 +66,13 @@ public:
     // Convenience for the layer table's check boxes.
     void setLayerPruned(int layer, bool pruned);
 
+    // The attention lens of one token of the base (Run > Explain Token); null when none.
+    const ExplanationPtr& explanation() const { return explanation_; }
+    void setExplanation(ExplanationPtr explanation);
+
 signals:
     void baseChanged();
+    void explanationChanged();
     void variantChanged();
     void whatIfOptionsChanged();
 
@@ -72,6 +83,7 @@ private:
     QString base_file_;
     RunInfo base_info_;
     RunOptions whatif_options_;
+    ExplanationPtr explanation_;
 };
 
 }  // namespace l2a::ui
