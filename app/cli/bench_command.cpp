@@ -512,7 +512,7 @@ int bench_prefill_engine(const Arguments& args) {
         const StudyRunResult result = study->run(r);
         client_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         engine_s = result.profile->wall_seconds;
-        profile_bytes = profile_transfer_bytes(*result.profile);
+        profile_bytes = result.transfer_bytes;
     };
     if (!json) {
         std::printf("shape %s (%lld layers), random weights (seed %llu) on %s\n",

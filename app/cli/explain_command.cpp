@@ -17,6 +17,7 @@
 #include "guards.h"
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/lens.h"
 #include "l2a/engine/oracle.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/units.h"
@@ -42,21 +43,6 @@ std::string token_text(const Profile& p, std::int64_t t) {
         if (c == '\n' || c == '\r' || c == '\t') c = ' ';
     }
     return text;
-}
-
-// The `k` largest of `weights` (indices, by weight descending, ties by index).
-std::vector<std::int64_t> top_k(std::span<const float> weights, std::size_t k) {
-    std::vector<std::int64_t> order(weights.size());
-    std::iota(order.begin(), order.end(), std::int64_t{0});
-    const std::size_t n = std::min(k, order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
-                      [&](std::int64_t a, std::int64_t b) {
-                          const float wa = weights[static_cast<std::size_t>(a)];
-                          const float wb = weights[static_cast<std::size_t>(b)];
-                          return wa != wb ? wa > wb : a < b;
-                      });
-    order.resize(n);
-    return order;
 }
 
 // The study with its base: a profile adopted (--profile), or the document run (--doc, or the
@@ -160,7 +146,7 @@ int explain_command(std::span<const std::string_view> raw) {
     const AttentionLens& lens = e.lens;
     const Profile& p = *b.profile;
     const auto keys = static_cast<std::size_t>(lens.token + 1);
-    const std::vector<std::int64_t> sources = top_k(lens.mean_weights, top);
+    const std::vector<std::int64_t> sources = top_weights(lens.mean_weights, top);
 
     if (args.has("--json")) {
         const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
@@ -182,7 +168,7 @@ int explain_command(std::span<const std::string_view> raw) {
             const std::span<const float> row(
                 lens.weights.data() + static_cast<std::size_t>(h) * keys, keys);
             json head_top = json::array();
-            for (std::int64_t s : top_k(row, top)) {
+            for (std::int64_t s : top_weights(row, top)) {
                 head_top.push_back({{"token", s}, {"weight", row[static_cast<std::size_t>(s)]}});
             }
             j["heads"].push_back(

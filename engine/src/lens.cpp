@@ -249,4 +249,18 @@ std::vector<float> distant_mass(const Model& model, std::span<const float> hidde
     }
 }
 
+std::vector<std::int64_t> top_weights(std::span<const float> weights, std::size_t k) {
+    std::vector<std::int64_t> order(weights.size());
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    const std::size_t n = std::min(k, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                      [&](std::int64_t a, std::int64_t b) {
+                          const float wa = weights[static_cast<std::size_t>(a)];
+                          const float wb = weights[static_cast<std::size_t>(b)];
+                          return wa != wb ? wa > wb : a < b;
+                      });
+    order.resize(n);
+    return order;
+}
+
 }  // namespace l2a

@@ -130,6 +130,7 @@ public:
         result.profile = std::make_shared<const Profile>(wire::profile_from_bytes(
             reply.run().profile(), address_.url + " (profile of the run)"));
         result.report = wire::get(reply.run().report());
+        result.transfer_bytes = static_cast<std::int64_t>(reply.run().profile().size());
         if (events.tokens) events.tokens(result.profile->num_tokens());
         return result;
     }
@@ -241,7 +242,9 @@ private:
         const InCall in_call(*this);
         {
             std::lock_guard lock(write_mutex_);
-            if (finished_) fail(address_.url, "the connection to the engine is closed");
+            if (finished_) {
+                throw ConnectionLost(address_.url + ": the connection to the engine is closed");
+            }
             if (!stream_->Write(request)) lost();
         }
         remote::ServerMessage message;
@@ -291,7 +294,7 @@ private:
             status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
             fail_status(address_, status, "");
         }
-        fail(address_.url, "connection lost: " + why);
+        throw ConnectionLost(address_.url + ": connection lost: " + why);
     }
 
     const std::atomic<bool>* cancel_flag_;

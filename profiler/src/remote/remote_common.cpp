@@ -1,8 +1,5 @@
 #include "remote_common.h"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <charconv>
 
 #include "l2a/engine/atomic_file.h"
@@ -60,18 +57,6 @@ std::string grpc_target(const std::string& url, bool& tls) {
 }  // namespace l2a::remote
 
 namespace l2a {
-
-std::int64_t profile_transfer_bytes(const Profile& profile) {
-    static std::atomic<int> counter{0};
-    const std::filesystem::path file =
-        std::filesystem::temp_directory_path() /
-        ("l2a-size-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".l2a");
-    save_profile(profile, file);
-    std::error_code error;
-    const auto size = std::filesystem::file_size(file, error);
-    std::filesystem::remove(file, error);
-    return static_cast<std::int64_t>(size);
-}
 
 std::string read_engine_token(const std::filesystem::path& path) {
     std::string text = read_text_file(path);

@@ -74,13 +74,7 @@ struct RunController::Worker {
         {
             std::lock_guard lock(mutex);
             stopping = true;
-            pending_run.reset();
-            pending_whatif.reset();
-            pending_adopt.reset();
-            pending_measure.reset();
-            pending_connect.reset();
-            pending_explain.reset();
-            pending_oracle.reset();
+            drop_everything();
         }
         cancel_flag = true;
         wake.notify_all();
@@ -92,12 +86,9 @@ struct RunController::Worker {
     void submit_run(RunRequest request) {
         {
             std::lock_guard lock(mutex);
-            pending_run = RunJob{std::move(request)};
+            drop_work_on_the_base();  // made for the old base
             pending_adopt.reset();
-            pending_whatif.reset();  // its options were made for the old base
-            pending_measure.reset();
-            pending_explain.reset();
-            pending_oracle.reset();
+            pending_run = RunJob{std::move(request)};
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -107,12 +98,8 @@ struct RunController::Worker {
     void submit_adopt(ProfilePtr profile) {
         {
             std::lock_guard lock(mutex);
+            drop_work_on_the_base();
             pending_adopt = AdoptJob{std::move(profile)};
-            pending_run.reset();
-            pending_whatif.reset();
-            pending_measure.reset();
-            pending_explain.reset();
-            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -161,13 +148,8 @@ struct RunController::Worker {
     void submit_connect(EngineChoice engine) {
         {
             std::lock_guard lock(mutex);
+            drop_work_on_the_base();  // made for the engine being left
             pending_connect = ConnectJob{std::move(engine)};
-            // Made for the engine being left.
-            pending_run.reset();
-            pending_whatif.reset();
-            pending_measure.reset();
-            pending_explain.reset();
-            pending_oracle.reset();
             if (running) cancel_flag = true;
         }
         set_busy(true);
@@ -177,13 +159,7 @@ struct RunController::Worker {
     void cancel() {
         {
             std::lock_guard lock(mutex);
-            pending_connect.reset();
-            pending_run.reset();
-            pending_whatif.reset();
-            pending_adopt.reset();
-            pending_measure.reset();
-            pending_explain.reset();
-            pending_oracle.reset();
+            drop_everything();
             if (running) cancel_flag = true;
         }
         wake.notify_all();
@@ -195,6 +171,28 @@ struct RunController::Worker {
     bool running_now() {
         std::lock_guard lock(mutex);
         return running || anything_pending();
+    }
+
+    // Under the mutex: the jobs that work on the current base (and its engine).
+    void drop_work_on_the_base() {
+        pending_run.reset();
+        pending_whatif.reset();
+        pending_measure.reset();
+        pending_explain.reset();
+        pending_oracle.reset();
+    }
+    void drop_everything() {
+        drop_work_on_the_base();
+        pending_adopt.reset();
+        pending_connect.reset();
+    }
+    // Moves a waiting job of `slot` into `job`; false when there is none.
+    template <typename T>
+    static bool take(std::optional<T>& slot, Job& job) {
+        if (!slot) return false;
+        job = std::move(*slot);
+        slot.reset();
+        return true;
     }
 
     // Under the mutex.
@@ -212,29 +210,11 @@ struct RunController::Worker {
                 std::unique_lock lock(mutex);
                 wake.wait(lock, [&] { return stopping || anything_pending(); });
                 if (stopping) return;
-                if (pending_connect) {
-                    job = std::move(*pending_connect);
-                    pending_connect.reset();
-                } else if (pending_adopt) {
-                    job = std::move(*pending_adopt);
-                    pending_adopt.reset();
-                } else if (pending_run) {
-                    job = std::move(*pending_run);
-                    pending_run.reset();
-                } else if (pending_explain) {
-                    // Before a what-if: the user waits on it with the token selected.
-                    job = *pending_explain;
-                    pending_explain.reset();
-                } else if (pending_whatif) {
-                    job = std::move(*pending_whatif);
-                    pending_whatif.reset();
-                } else if (pending_oracle) {
-                    job = *pending_oracle;
-                    pending_oracle.reset();
-                } else {
-                    job = std::move(*pending_measure);
-                    pending_measure.reset();
-                }
+                // In this order; an explanation before a what-if: the user waits on it with
+                // the token selected.
+                take(pending_connect, job) || take(pending_adopt, job) || take(pending_run, job) ||
+                    take(pending_explain, job) || take(pending_whatif, job) ||
+                    take(pending_oracle, job) || take(pending_measure, job);
                 running = true;
                 // A newer what-if makes a running what-if or TTFT measurement stale.
                 running_whatif = std::holds_alternative<WhatIfJob>(job) ||
@@ -251,6 +231,10 @@ struct RunController::Worker {
                 post([](RunController* c) { emit c->cancelled(); });
             } catch (const std::bad_alloc&) {
                 post_failure("out of memory: the run needs more host memory than is free");
+            } catch (const ConnectionLost& e) {
+                post_failure(e.what());
+                const QString where = engine_url + " (connection lost)";
+                post([where](RunController* c) { emit c->engineChanged(where, true, {}); });
             } catch (const std::exception& e) {
                 post_failure(e.what());
             }
@@ -444,11 +428,6 @@ struct RunController::Worker {
         std::string line = message.substr(0, message.find('\n'));
         const QString text = q(line);
         post([text](RunController* c) { emit c->failed(text); });
-        if (remote && (line.find("connection lost") != std::string::npos ||
-                       line.find("connection to the engine is closed") != std::string::npos)) {
-            const QString where = engine_url + " (connection lost)";
-            post([where](RunController* c) { emit c->engineChanged(where, true, {}); });
-        }
     }
 
     template <typename F>

@@ -15,6 +15,7 @@
 #include <span>
 #include <vector>
 
+#include "l2a/engine/lens.h"
 #include "l2a/engine/oracle.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
@@ -37,21 +38,6 @@ QString token_text(const Profile& p, std::int64_t t) {
     QString text = QString::fromUtf8(p.document_text.data() + b, static_cast<qsizetype>(e - b));
     text.replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r");
     return text;
-}
-
-// The `k` largest of `weights` (indices by weight, descending; ties by index).
-std::vector<std::int64_t> top_k(std::span<const float> weights, std::size_t k) {
-    std::vector<std::int64_t> order(weights.size());
-    std::iota(order.begin(), order.end(), std::int64_t{0});
-    const std::size_t n = std::min(k, order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
-                      [&](std::int64_t a, std::int64_t b) {
-                          const float wa = weights[static_cast<std::size_t>(a)];
-                          const float wb = weights[static_cast<std::size_t>(b)];
-                          return wa != wb ? wa > wb : a < b;
-                      });
-    order.resize(n);
-    return order;
 }
 
 QTableWidget* token_table(const QStringList& headers, QWidget* parent) {
@@ -306,7 +292,7 @@ void LensView::showLens() {
 
     const auto fill = [&](QTableWidget* table, std::span<const float> weights,
                           std::int64_t first_key) {
-        const std::vector<std::int64_t> top = top_k(weights, kTopSources);
+        const std::vector<std::int64_t> top = top_weights(weights, kTopSources);
         table->setRowCount(static_cast<int>(top.size()));
         for (int r = 0; r < static_cast<int>(top.size()); ++r) {
             const std::int64_t token = first_key + top[static_cast<std::size_t>(r)];

@@ -51,4 +51,8 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
                                 std::int64_t num_tokens, int layer);
 
+// The indices of the `k` largest `weights` (a lens's mean_weights, or one head's row), largest
+// first; equal weights by index.
+std::vector<std::int64_t> top_weights(std::span<const float> weights, std::size_t k);
+
 }  // namespace l2a

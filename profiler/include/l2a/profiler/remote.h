@@ -12,9 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "l2a/engine/error.h"
 #include "l2a/profiler/study.h"
 
 namespace l2a {
+
+// What a call on a remote study throws when the connection to the engine is gone (the server
+// died, the network dropped, or an earlier call found it so): the study is of no more use.
+class ConnectionLost : public Error {
+public:
+    explicit ConnectionLost(const std::string& message) : Error(message) {}
+};
 
 // Whether this build has the remote engine (gRPC was found when it was built).
 bool remote_engine_built();
@@ -73,9 +81,6 @@ struct EngineAddress {
     std::string token;
     std::string tls_ca_pem;  // tls://: the certificate authority to trust ("": the system's)
 };
-
-// How many bytes a profile takes on the wire (its .l2a file's size).
-std::int64_t profile_transfer_bytes(const Profile& profile);
 
 // A token file's token: its first line without surrounding white space. Throws l2a::Error
 // naming the file when it cannot be read or holds no token.

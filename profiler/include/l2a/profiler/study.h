@@ -96,6 +96,8 @@ struct RunReport {
 struct StudyRunResult {
     std::shared_ptr<const Profile> profile;
     RunReport report;
+    // The bytes the profile took on the wire (a remote engine's); 0 for a local run.
+    std::int64_t transfer_bytes = 0;
 };
 
 struct StudyWhatIfResult {
