@@ -956,11 +956,15 @@ int bench_explain(std::span<const std::string_view> raw) {
     Arguments args("bench explain",
                    {kModelOption,
                     kDemoOption,
+                    {"--shape", true},
+                    {"--seed", true},
                     {"--doc", true},
                     {"--tokens", true},
                     {"--layer", true},
                     {"--repeat", true},
                     {"--device", true},
+                    {"--dtype", true},
+                    {"--routing", true},
                     kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
@@ -969,12 +973,36 @@ int bench_explain(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    if (!args.has("--demo") && !args.has("--model")) args.usage_error("give --model DIR or --demo");
+    const int sources =
+        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
+    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    if (args.has("--shape") && args.has("--doc")) {
+        args.usage_error("--shape runs random token ids: it takes no --doc");
+    }
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(8192);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
     ModelSpec spec;
-    spec.folder = model_folder(args);
+    if (auto shape = args.value("--shape")) {
+        spec.shape = *shape;
+        try {
+            published_shape(spec.shape);
+        } catch (const Error& e) {
+            args.usage_error(e.what());
+        }
+    } else {
+        spec.folder = model_folder(args);
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
     spec.placement.device = args.value("--device").value_or("cpu");
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    RoutingPolicy routing;
+    try {
+        // Random weights route at random through a learned router; a fixed share says more.
+        routing = RoutingPolicy::parse(
+            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
     int threads = 0;
     prepare_compute(args, spec.placement.device, threads);
     const bool quiet = args.has("--quiet");
@@ -990,6 +1018,7 @@ int bench_explain(std::span<const std::string_view> raw) {
     run.document.token_ids = ids;
     run.document.label = args.value("--doc").value_or("<demo document>");
     run.options.device = spec.placement.device;
+    run.options.routing = routing;
     if (!is_cpu_device(spec.placement.device)) run.options.backend = backend_name(Backend::Kernels);
     run.trace = false;
     const auto clock = [] { return std::chrono::steady_clock::now(); };
@@ -1024,6 +1053,9 @@ int bench_explain(std::span<const std::string_view> raw) {
     }
     const double lens_median = median_of(lens_s);
     const double oracle_median = median_of(oracle_s);
+    // The oracle re-runs the model and adds one distant-mass pass per layer.
+    const double oracle_per_layer =
+        std::max(0.0, oracle_median - base_s) / static_cast<double>(model.num_layers);
     if (args.has("--json")) {
         std::cout << nlohmann::json{{"model", model.model_type},
                                     {"layers", model.num_layers},
@@ -1035,15 +1067,16 @@ int bench_explain(std::span<const std::string_view> raw) {
                                     {"base_seconds", base_s},
                                     {"explain_median_seconds", lens_median},
                                     {"oracle_median_seconds", oracle_median},
+                                    {"oracle_seconds_per_layer_beyond_run", oracle_per_layer},
                                     {"repeat", repeat}}
                          .dump(2)
                   << "\n";
         return 0;
     }
     std::printf("model %s (%s, %lld layers), %lld tokens, on %s\n",
-                model_label(args, spec.folder).c_str(), model.model_type.c_str(),
-                static_cast<long long>(model.num_layers), static_cast<long long>(tokens),
-                study->where().c_str());
+                spec.shape.empty() ? model_label(args, spec.folder).c_str() : spec.label().c_str(),
+                model.model_type.c_str(), static_cast<long long>(model.num_layers),
+                static_cast<long long>(tokens), study->where().c_str());
     print_machine_line(load);
     std::printf("base run (checkpoints kept)                  %8.3f s\n", base_s);
     std::printf(
@@ -1053,6 +1086,7 @@ int bench_explain(std::span<const std::string_view> raw) {
         static_cast<long long>(repeat), lens_median);
     std::printf("routing oracle of every layer (median of %lld)   %8.3f s\n",
                 static_cast<long long>(oracle_repeat), oracle_median);
+    std::printf("  beyond the run, per layer                  %8.3f s\n", oracle_per_layer);
     return 0;
 }
 

@@ -153,8 +153,9 @@ constexpr const char* kBenchHelp =
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
        l2a bench attention [options]
-       l2a bench explain (--model DIR | --demo) [--doc FILE] [--tokens N] [--layer L]
-                         [--repeat N] [--device D] [--threads N] [--json] [--quiet]
+       l2a bench explain (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
+                         [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
+                         [--routing R] [--threads N] [--json] [--quiet]
        l2a bench whatif (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
                         [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
                         [--backend B] [--routing R] [--threads N] [--engine URL]
@@ -175,7 +176,9 @@ a published shape with random weights on random token ids and routes random:0.2 
 bench explain times what `l2a explain` and the routing oracle cost after one base run of
 --tokens tokens (default 8192) of the document: the attention lens of the last token in
 --layer (default: the middle layer) from the base's kept state (median of --repeat, default 5),
-and the oracle of every layer (median of up to 3 runs).
+and the oracle of every layer (median of up to 3 runs), also per layer beyond the run itself
+((oracle - base run) / layers). --shape NAME, --device cuda and --dtype as in bench whatif; on
+a GPU the lens and the oracle use the project's attention kernels (bf16 and fp16).
 
 bench prefill (--model DIR | --demo) times whole-model prefill at several lengths in one process
 and prints a table: median and best wall time of the timed repeats, tokens per second, and the

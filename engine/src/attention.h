@@ -60,6 +60,12 @@ at::Tensor kernels_attention(const at::Tensor& q, const QueryRows& rows, const a
                              const at::Tensor& v, std::int64_t window, std::int64_t query_block,
                              const std::function<void()>& check);
 
+// The routing oracle's distant mass on the GPU: per query t and head h, the share of t's causal
+// attention on keys 0..t-W, as 1 - exp(LSE over the window - LSE over keys 0..t), both LSEs from
+// the sliding-window kernel (W = T is full causal). q: [T, Hq, D], k: [T, Hkv, D], bf16 or
+// fp16. Returns [T, Hq] fp32; rows t < W are 0. Defined only in builds with the CUDA engine path.
+at::Tensor kernels_distant_mass(const at::Tensor& q, const at::Tensor& k, std::int64_t window);
+
 // The kernels backend's fused per-token operators (kernels/include/l2a/kernels/fused_ops.h) on
 // LibTorch tensors and the current stream; bf16/fp16 only. Undefined tensors mean "absent".
 // Defined only in builds with the CUDA engine path.

@@ -158,4 +158,44 @@ at::Tensor kernels_attention(const at::Tensor& q, const QueryRows& rows, const a
     return out.view({n, hq * dim});
 }
 
+at::Tensor kernels_distant_mass(const at::Tensor& q, const at::Tensor& k, std::int64_t window) {
+    const std::int64_t tokens = q.size(0);
+    const std::int64_t hq = q.size(1);
+    const at::Tensor qc = q.contiguous();
+    const at::Tensor kc = k.contiguous();
+    const at::TensorOptions f32 = q.options().dtype(at::kFloat);
+    at::Tensor out = at::empty_like(qc);  // the attention outputs, not needed
+    at::Tensor lse_all = at::empty({hq, tokens}, f32);
+    at::Tensor lse_window = at::empty({hq, tokens}, f32);
+
+    kernels::SlidingWindowAttentionArgs args;
+    args.shape.tokens = tokens;
+    args.shape.q_heads = static_cast<int>(hq);
+    args.shape.kv_heads = static_cast<int>(k.size(1));
+    args.shape.head_dim = static_cast<int>(q.size(2));
+    args.shape.element_type = element_type(q);
+    args.q = read_view(qc);
+    args.k = read_view(kc);
+    args.v = read_view(kc);  // any values do: only the LSEs are used
+    args.out = write_view(out);
+    const cudaStream_t stream = stream_of(q);
+    try {
+        args.lse = lse_all.data_ptr<float>();
+        args.window = tokens;
+        kernels::sliding_window_attention_forward(args, stream);
+        args.lse = lse_window.data_ptr<float>();
+        args.window = window;
+        kernels::sliding_window_attention_forward(args, stream);
+    } catch (const kernels::KernelError& e) {
+        fail("", std::string("the routing oracle's kernels: ") + e.what());
+    }
+    at::Tensor mass = (1.0 - at::exp(lse_window - lse_all)).clamp_(0.0, 1.0).t().contiguous();
+    if (window < tokens) {
+        mass.narrow(0, 0, window).zero_();  // the window still holds every key
+    } else {
+        mass.zero_();
+    }
+    return mass;
+}
+
 }  // namespace l2a

@@ -124,13 +124,11 @@ struct AttentionInputs {
     at::Tensor u;
 };
 
+// From the residual stream `state` [rows, hidden] on the model's device, which stays unchanged.
 AttentionInputs attention_inputs(const Model::Impl& m, const LayerOps& ops, const LayerWeights& w,
-                                 std::span<const float> hidden, std::int64_t rows) {
+                                 const at::Tensor& state) {
     // A copy: the layer adds the local attention to x in place.
-    at::Tensor host =
-        at::empty({rows, m.config.hidden_size}, at::TensorOptions().dtype(at::kFloat));
-    std::copy_n(hidden.begin(), rows * m.config.hidden_size, host.data_ptr<float>());
-    at::Tensor x = host.to(m.device).to(m.dtype);
+    at::Tensor x = state.to(m.dtype, /*non_blocking=*/false, /*copy=*/true);
     AttentionInputs out;
     out.xn = ops.norm(x, w.input_norm);
     at::Tensor local = ops.causal_attention(w.attn, out.xn, m.config.l2a.sliding_window);
@@ -138,9 +136,35 @@ AttentionInputs attention_inputs(const Model::Impl& m, const LayerOps& ops, cons
     return out;
 }
 
-// The reference operations over positions 0..rows-1 of a run of `sequence_length` tokens.
-std::unique_ptr<LayerOps> reference_ops(const Model::Impl& m, const SequenceRows& rows) {
-    return make_layer_ops(layer_ops_settings(m, &reference_attention, kQueryBlock, rows, [] {}),
+// The first `rows` rows of fp32 host state, on the model's device.
+at::Tensor device_state(const Model::Impl& m, std::span<const float> hidden, std::int64_t rows) {
+    at::Tensor host =
+        at::empty({rows, m.config.hidden_size}, at::TensorOptions().dtype(at::kFloat));
+    std::copy_n(hidden.begin(), rows * m.config.hidden_size, host.data_ptr<float>());
+    return host.to(m.device);
+}
+
+// Whether the project's attention kernels take this model's tensors: a CUDA model in bf16 or
+// fp16 with a head size the kernels have (64 or 128), in a build with the CUDA engine path.
+[[maybe_unused]] bool kernels_apply(const Model::Impl& m) {
+#if L2A_ENGINE_CUDA
+    const std::int64_t dim = m.config.head_dim;
+    return m.device.is_cuda() && (m.dtype == at::kBFloat16 || m.dtype == at::kHalf) &&
+           (dim == 64 || dim == 128);
+#else
+    (void)m;
+    return false;
+#endif
+}
+
+// The unfused operations over positions 0..rows-1 of a run of `sequence_length` tokens:
+// attention through the kernels where they apply, else the blocked fp32 reference.
+std::unique_ptr<LayerOps> lens_ops(const Model::Impl& m, const SequenceRows& rows) {
+    AttentionBackend attend = &reference_attention;
+#if L2A_ENGINE_CUDA
+    if (kernels_apply(m)) attend = &kernels_attention;
+#endif
+    return make_layer_ops(layer_ops_settings(m, attend, kQueryBlock, rows, [] {}),
                           /*fused=*/false);
 }
 
@@ -180,8 +204,9 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
     at::InferenceMode inference;
     try {
         const SequenceRows sequence(c, rows, num_tokens, m.device);
-        const std::unique_ptr<LayerOps> ops = reference_ops(m, sequence);
-        const AttentionInputs in = attention_inputs(m, *ops, w, hidden_entering, rows);
+        const std::unique_ptr<LayerOps> ops = lens_ops(m, sequence);
+        const AttentionInputs in =
+            attention_inputs(m, *ops, w, device_state(m, hidden_entering, rows));
         const std::vector<std::int64_t> query_position{token};
         const QueryRows query = ops->routed_rows(query_position);
 
@@ -224,22 +249,40 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
                                 std::int64_t num_tokens, int layer) {
     validate(model, hidden_entering, num_tokens, layer);
+    at::InferenceMode inference;
+    at::Tensor state;
+    try {
+        state = device_state(model.impl(), hidden_entering, num_tokens);
+    } catch (const c10::Error& e) {
+        libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
+    }
+    return layer_distant_mass(model, state, layer);
+}
+
+std::vector<float> layer_distant_mass(const Model& model, const at::Tensor& state, int layer) {
     const Model::Impl& m = model.impl();
     const ModelConfig& c = m.config;
     const LayerWeights& w = m.layers[static_cast<std::size_t>(layer)];
+    const std::int64_t num_tokens = state.size(0);
     at::InferenceMode inference;
     try {
         const SequenceRows sequence(c, num_tokens, num_tokens, m.device);
-        const std::unique_ptr<LayerOps> ops = reference_ops(m, sequence);
+        const std::unique_ptr<LayerOps> ops = lens_ops(m, sequence);
         at::Tensor q;
         at::Tensor k;
         {
-            const AttentionInputs in = attention_inputs(m, *ops, w, hidden_entering, num_tokens);
+            const AttentionInputs in = attention_inputs(m, *ops, w, state);
             q = ops->project(in.u, w.global.q_proj, w.global.q_bias, w.global.q_norm,
                              c.num_attention_heads, &sequence.every_row);
             k = ops->project(in.u, w.global.k_proj, w.global.k_bias, w.global.k_norm,
                              c.num_key_value_heads, &sequence.every_row);
         }
+#if L2A_ENGINE_CUDA
+        // Two passes of the sliding-window kernel (full causal, then the window) give both LSEs.
+        if (kernels_apply(m)) {
+            return to_host<float>(kernels_distant_mass(q, k, c.l2a.sliding_window).mean(1));
+        }
+#endif
         // Wider key blocks on a GPU: fewer, larger launches.
         const std::int64_t key_block = m.device.is_cuda() ? 4096 : 1024;
         return to_host<float>(

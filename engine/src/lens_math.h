@@ -4,10 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "torch_pch.h"
 
 namespace l2a {
+
+class Model;
 
 // Softmax weights of one query's heads q [H, D] over keys k [n, Hkv, D], scores q . k / sqrt(D)
 // in fp32, as the attention backends group heads (GQA: query head h reads key head
@@ -21,5 +24,11 @@ at::Tensor attention_weights_of(const at::Tensor& q, const at::Tensor& k);
 // running sums (old keys, all keys) per query and head; never a T x T matrix.
 at::Tensor distant_mass_of(const at::Tensor& q, const at::Tensor& k, std::int64_t window,
                            std::int64_t query_block, std::int64_t key_block);
+
+// The distant mass (mean over heads, [T] on the host) of layer `layer`'s global queries from the
+// residual stream `state` [T, hidden] entering it, on the model's device; `state` is not
+// changed. What distant_mass (lens.h) computes from host rows; the routing oracle calls it
+// inside a run, so that the state never leaves the device.
+std::vector<float> layer_distant_mass(const Model& model, const at::Tensor& state, int layer);
 
 }  // namespace l2a

@@ -17,6 +17,7 @@
 #include "device_runtime.h"
 #include "l2a/engine/device.h"
 #include "layer_ops.h"
+#include "lens_math.h"
 #include "model_impl.h"
 #include "splitmix.h"
 
@@ -322,11 +323,10 @@ public:
         check();
         if (keeps(layer))
             keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
-        if (hooks_.entering) {
-            // Outside the layer's range: what the caller does with it is not the layer's time.
-            std::vector<float> state;
-            keep_hidden(x, state);
-            hooks_.entering(static_cast<int>(layer), state, x.size(0));
+        if (hooks_.distant_mass) {
+            // Outside the layer's range: the oracle's work is not the layer's time.
+            const std::vector<float> mass = layer_distant_mass(model_, x, static_cast<int>(layer));
+            hooks_.distant_mass(static_cast<int>(layer), mass);
         }
         if (hooks_.observer) hooks_.observer->on_layer_begin(static_cast<int>(layer));
         return Range(ranges_, Phase::Layer, layer);

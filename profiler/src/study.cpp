@@ -426,8 +426,7 @@ public:
         std::vector<float> mass(static_cast<std::size_t>(L * T), 0.0f);
         Pass pass(*this, events, 0.0, 1.0);
         PrefillHooks hooks = pass.hooks();
-        hooks.entering = [&](int layer, std::span<const float> hidden, std::int64_t rows) {
-            const std::vector<float> m = distant_mass(model, hidden, rows, layer);
+        hooks.distant_mass = [&](int layer, std::span<const float> m) {
             std::copy(m.begin(), m.end(), mass.begin() + static_cast<std::ptrdiff_t>(layer * T));
         };
         const PrefillResult rerun = run_prefill(model, tokens_, base.options, hooks);

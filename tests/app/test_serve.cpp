@@ -115,6 +115,7 @@ class Serve : public l2a::test::ScratchDirTest {
 protected:
     Serve() : ScratchDirTest("serve") {}
     void SetUp() override {
+        if (!L2A_TEST_REMOTE) GTEST_SKIP() << "this build has no remote engine (no gRPC)";
         ScratchDirTest::SetUp();
         l2a::ensure_untrained_model(demo_dir());
         // A document long enough for a run of a few seconds on one CPU thread.

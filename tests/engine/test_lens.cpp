@@ -8,15 +8,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "../../engine/src/attention.h"  // kernels_distant_mass, on a GPU
 #include "../../engine/src/lens_math.h"  // the blocked arithmetic is checked directly below
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/lens.h"
 #include "l2a/engine/model.h"
@@ -303,6 +307,80 @@ TEST(DistantMassOf, BlockSizesDoNotChangeTheResult) {
     }
     // The uniform-score case is not what makes these agree.
     EXPECT_GT(dense_distant_mass(q, k, 6).std().item<double>(), 0.05);
+}
+
+// ---- on a GPU: the kernels' distant mass, and the lens and oracle of a CUDA model ---------------
+
+bool have_gpu() { return l2a::cuda_device_count() > 0; }
+
+#if L2A_TEST_CUDA
+TEST(DistantMassOnCuda, KernelsMatchTheBlockedComputation) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+    const std::int64_t T = 3000;
+    std::uint64_t seed = 10;
+    for (std::int64_t D : {64, 128}) {
+        for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+            const at::TensorOptions on_gpu = at::TensorOptions().dtype(dtype).device(at::kCUDA);
+            // Scores of a few units, so that the mass is neither uniform nor all on one key.
+            const at::Tensor q = (random_normal({T, 8, D}, seed++) * 1.5).to(on_gpu);
+            const at::Tensor k = random_normal({T, 2, D}, seed++).to(on_gpu);
+            for (std::int64_t W : {1, 255, 1024, 2999, 4000}) {
+                const at::Tensor kernels = l2a::kernels_distant_mass(q, k, W).cpu();
+                const at::Tensor blocked = l2a::distant_mass_of(q, k, W, 256, 1024).cpu();
+                ASSERT_EQ(kernels.sizes(), blocked.sizes());
+                const double error = (kernels - blocked).abs().max().item<double>();
+                std::printf(
+                    "[ kernels vs blocked ] D %lld %s W %lld: max |d| %.2e, mean mass %.3f\n",
+                    static_cast<long long>(D), c10::toString(dtype), static_cast<long long>(W),
+                    error, blocked.mean().item<double>());
+                EXPECT_LT(error, 2e-3) << "D " << D << " W " << W;
+                const std::int64_t zero_rows = std::min(W, T);
+                EXPECT_EQ(kernels.narrow(0, 0, zero_rows).abs().max().item<float>(), 0.0f);
+            }
+        }
+    }
+}
+#endif
+
+TEST(AttentionLensOnCuda, MatchesTheCpuModel) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    const std::int64_t t = kTokens - 1;
+    // fp32 on the GPU: LibTorch's arithmetic, the CPU's numbers. bf16: the kernels where they
+    // apply.
+    for (const auto& [dtype, tolerance] :
+         {std::pair<std::string, double>{"fp32", 1e-4}, {"bf16", 3e-2}}) {
+        const l2a::Model gpu = l2a::Model::load(demo().dir, {"cuda", dtype});
+        for (int layer : {0, 3}) {
+            const l2a::AttentionLens cpu_lens =
+                l2a::attention_lens(demo().model, entering(layer), kTokens, layer, t);
+            const l2a::AttentionLens gpu_lens =
+                l2a::attention_lens(gpu, entering(layer), kTokens, layer, t);
+            ASSERT_EQ(gpu_lens.weights.size(), cpu_lens.weights.size());
+            double weight_error = 0.0;
+            for (std::size_t i = 0; i < cpu_lens.weights.size(); ++i)
+                weight_error = std::max<double>(
+                    weight_error, std::abs(gpu_lens.weights[i] - cpu_lens.weights[i]));
+            const std::vector<float> cpu_mass =
+                l2a::distant_mass(demo().model, entering(layer), kTokens, layer);
+            const std::vector<float> gpu_mass =
+                l2a::distant_mass(gpu, entering(layer), kTokens, layer);
+            ASSERT_EQ(gpu_mass.size(), cpu_mass.size());
+            double mass_error = 0.0;
+            for (std::size_t i = 0; i < cpu_mass.size(); ++i)
+                mass_error = std::max<double>(mass_error, std::abs(gpu_mass[i] - cpu_mass[i]));
+            std::printf(
+                "[ cuda %s vs cpu ] layer %d: lens weights max |d| %.2e, distant mass "
+                "%.2e (lens %.4f vs %.4f)\n",
+                dtype.c_str(), layer, weight_error, mass_error, gpu_lens.distant_mass,
+                cpu_lens.distant_mass);
+            EXPECT_LT(weight_error, tolerance) << dtype << " layer " << layer;
+            EXPECT_LT(mass_error, tolerance) << dtype << " layer " << layer;
+            EXPECT_NEAR(gpu_lens.distant_mass, cpu_lens.distant_mass, tolerance);
+            for (std::int64_t h = 0; h < gpu_lens.heads; ++h) {
+                EXPECT_NEAR(sum(gpu_lens.weights.data() + h * kTokens, kTokens), 1.0, 1e-4);
+            }
+        }
+    }
 }
 
 // ---- errors -------------------------------------------------------------------------------------

@@ -66,10 +66,10 @@ struct PrefillHooks {
         logits_sink;
     // When set, receives the run's residual-stream checkpoints (see ResidualCheckpoints).
     ResidualCheckpoints* checkpoints = nullptr;
-    // When set, receives the state entering each layer as it is reached (fp32 host rows
-    // [rows, hidden], as ResidualCheckpoints holds them), one layer at a time: for work on every
-    // layer (the routing oracle) without keeping every layer's state.
-    std::function<void(int layer, std::span<const float> hidden, std::int64_t rows)> entering;
+    // When set (L2A models), the run computes each layer's routing-oracle distant mass from the
+    // state entering the layer, as distant_mass (lens.h) does but on the run's device, where the
+    // state stays, and hands over the layer's [rows] values, one layer at a time.
+    std::function<void(int layer, std::span<const float> mass)> distant_mass;
 };
 
 struct PrefillResult {
