@@ -6,6 +6,7 @@
 // 1920x1080, and a corrupt model folder is an error dialog after which the app still works.
 #include <QAbstractItemModel>
 #include <QApplication>
+#include <QComboBox>
 #include <QContextMenuEvent>
 #include <QDir>
 #include <QDockWidget>
@@ -37,6 +38,7 @@
 #include <fstream>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -753,6 +755,52 @@ private slots:
         window_->session()->setLayerPruned(1, false);
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
         QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+    }
+
+    // On a machine with a GPU: a run on cuda:0 from the app records its kernels (CUPTI) and the
+    // timeline adds their GPU stream lanes to the host lanes. With L2A_WRITE_SCREENSHOT=1 the
+    // window, timeline in front, is saved as studio-cuda.png in docs/images (or in
+    // $L2A_SCREENSHOT_DIR).
+    void cudaRunShowsItsKernelTimeline() {
+        if (cuda_device_count() == 0) QSKIP("no CUDA device (or a build without CUDA)");
+        TimelineView* timeline = window_->timelineView();
+        for (QDockWidget* d : window_->findChildren<QDockWidget*>()) {
+            if (d->widget() == timeline) d->raise();
+        }
+        timeline->update();
+        QTest::qWait(300);
+        const int cpu_lanes = timeline->laneCount();
+        QVERIFY(window_->session()->base()->kernels.empty());  // the CPU run's profile
+
+        auto* device = child<QComboBox>(window_.get(), "device");
+        device->setCurrentText("cuda:0");
+        QCOMPARE(device->currentText(), QString("cuda:0"));
+        QSignalSpy finished(window_->controller(), &RunController::runFinished);
+        window_->runNow();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.size() == 1, kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+        const ProfilePtr p = window_->session()->base();
+        QVERIFY2(!p->device.empty() && p->device != "cpu", p->device.c_str());
+        QVERIFY2(!p->kernels.empty(), "a CUDA run from the app recorded no kernels");
+        timeline->update();
+        QTest::qWait(300);
+        if (gl_available(window_->routingMapView())) {
+            QVERIFY2(timeline->laneCount() > cpu_lanes,
+                     qPrintable(QString("lanes: cpu run %1, cuda run %2")
+                                    .arg(cpu_lanes)
+                                    .arg(timeline->laneCount())));
+        }
+        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") == "1") {
+            const QString dir = qEnvironmentVariable("L2A_SCREENSHOT_DIR",
+                                                     QString(L2A_SOURCE_DIR) + "/docs/images");
+            QDir().mkpath(dir);
+            window_->selection()->setLayer(2);
+            QTest::qWait(300);
+            const QImage image = window_->grab().toImage();
+            QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+            QVERIFY(image.save(dir + "/studio-cuda.png"));
+        }
+        device->setCurrentText("cpu");  // the later cases run on the CPU
     }
 
     void shortcutsDialogText() {

@@ -367,6 +367,7 @@ void MainWindow::createRunOptionsBar() {
     bar->setObjectName("RunOptionsToolBar");
     bar->addWidget(new QLabel(" device "));
     s.device = new QComboBox;
+    s.device->setObjectName("device");
     s.device->addItem("cpu");
     for (int i = 0; i < cuda_device_count(); ++i) {
         s.device->addItem(QString("cuda:%1").arg(i));
