@@ -297,6 +297,12 @@ the byte spans of those long-range references (and of what they refer to), so th
 loss can be measured on exactly them. Values are random word pairs, codes or made-up words:
 nothing nearby predicts them.
 
+With --style handbook the documents are plain English instead: a technical handbook for an
+imaginary machine shop, observatory, rail yard, library or kitchen (one per document), whose
+named parts (part numbers, ratings, rooms, keepers), defined terms and numbered sections are
+stated once and recalled much later, and whose warnings are repeated verbatim. The sidecars
+list the same kinds of references.
+
 Options:
   --out DIR             where the documents go (created if missing)
   --count N             documents to write (default 16)
@@ -304,6 +310,8 @@ Options:
   --seed S              seed (default 1); document i uses its own seed derived from S and i
   --min-distance N      bytes between a fact and its recall, at least (default 1536): more than
                         a sliding window of that size can see
+  --style STYLE         synthetic (the default: codes and made-up words, as the demo model was
+                        trained on) or handbook (English handbook prose)
   --mix FILE[,FILE...]  interleave chunks of these natural-text files with the generated filler
   --dense               no filler, and most facts recalled: a fifth or more of the text needs
                         looking back (a first training stage on short documents teaches a model

@@ -25,6 +25,7 @@ int make_docs_command(std::span<const std::string_view> raw) {
                     {"--min-distance", true},
                     {"--mix", true},
                     {"--dense", false},
+                    {"--style", true},
                     {"--tokenizer-out", true},
                     {"--quiet", false}},
                    raw);
@@ -52,6 +53,13 @@ int make_docs_command(std::span<const std::string_view> raw) {
     options.target_bytes = static_cast<std::size_t>(tokens);
     options.min_distance = static_cast<std::size_t>(distance);
     options.dense = args.has("--dense");
+    if (auto style = args.value("--style")) {
+        const auto parsed = parse_synthetic_doc_style(*style);
+        if (!parsed) {
+            args.usage_error("--style: '" + *style + "' is not a style (handbook or synthetic)");
+        }
+        options.style = *parsed;
+    }
     if (auto mix = args.value("--mix")) {
         std::size_t start = 0;
         while (start <= mix->size()) {

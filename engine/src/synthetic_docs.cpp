@@ -14,27 +14,13 @@
 #include <set>
 #include <string_view>
 
-#include "splitmix.h"
+#include "doc_random.h"
+#include "handbook_docs.h"
 
 namespace l2a {
 namespace {
 
-class Random {
-public:
-    // The seed goes through the mixing function first: with a plain multiple of the increment,
-    // seeds S and S + 1 would give the same stream shifted by one draw (nearly the same
-    // documents), and a model trained on such documents memorizes instead of looking back.
-    explicit Random(std::uint64_t seed) : state_(splitmix_mix(seed + 0x632BE59BD9B4E019ull)) {}
-    std::uint64_t next() { return splitmix64(state_); }
-    std::size_t below(std::size_t n) { return n ? static_cast<std::size_t>(next() % n) : 0; }
-    template <typename T, std::size_t N>
-    const T& pick(const T (&items)[N]) {
-        return items[below(N)];
-    }
-
-private:
-    std::uint64_t state_;
-};
+using Random = DocRandom;
 
 constexpr const char* kAdjectives[] = {
     "amber",  "silver",  "quiet",    "crimson", "hollow", "bright",  "frozen", "gentle",
@@ -303,6 +289,7 @@ private:
 }  // namespace
 
 SyntheticDoc make_synthetic_doc(const SyntheticDocOptions& options) {
+    if (options.style == SyntheticDocStyle::handbook) return make_handbook_doc(options);
     return Writer(options).write();
 }
 
