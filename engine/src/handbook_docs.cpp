@@ -470,6 +470,15 @@ private:
     }
 
     void state_fact() {
+        // A warning and a term early in every document, so that every kind gets recalled.
+        if (!stated_warning_ && state_warning()) {
+            stated_warning_ = true;
+            return;
+        }
+        if (!stated_term_ && state_term()) {
+            stated_term_ = true;
+            return;
+        }
         const std::size_t roll = r_.below(20);
         if (roll < 11) {
             if (!state_key()) filler();
@@ -727,6 +736,7 @@ private:
     std::set<std::string> sentences_;  // sentences written so far
     std::map<std::string, std::size_t> recalled_;
     bool paragraph_open_ = false;
+    bool stated_warning_ = false, stated_term_ = false;
     std::size_t mix_index_ = 0, mix_offset_ = 0;
 };
 

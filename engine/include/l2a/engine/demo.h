@@ -39,4 +39,12 @@ std::string byte_level_tokenizer_json();
 // recalled far later. Deterministic.
 std::string demo_document(std::size_t approx_bytes = 8192);
 
+// A handbook document: the same generator in its English handbook style (make-docs --style
+// handbook, a fixed seed of its own) of about `approx_bytes` bytes: defined terms, named parts
+// with part numbers, ratings, rooms and keepers, and numbered sections, all recalled far later,
+// and warnings repeated verbatim. Deterministic. Not the demo document yet: the shipped demo
+// model is trained on the synthetic style and knows no English; the demo switches to this one
+// together with a demo model retrained on it.
+std::string handbook_document(std::size_t approx_bytes = 8192);
+
 }  // namespace l2a
