@@ -1465,6 +1465,42 @@ TEST_F(Cli, MakeDocsWritesDocumentsSidecarsAndTheTokenizer) {
                           "--min-distance");
     EXPECT_ONE_LINE_ERROR(l2a("make-docs --out d --mix missing.txt", dir_), 1, "missing.txt");
     EXPECT_TRUE(contains(l2a("help make-docs", dir_).out, "--tokenizer-out"));
+    EXPECT_TRUE(contains(l2a("help make-docs", dir_).out, "--style STYLE"));
+}
+
+TEST_F(Cli, MakeDocsWritesHandbookDocuments) {
+    ASSERT_EQ(l2a("make-docs --out hb --count 2 --tokens 4096 --min-distance 1000 --seed 5 "
+                  "--style handbook --quiet",
+                  dir_)
+                  .status,
+              0);
+    const std::string text = read_file(dir_ / "hb/doc_000000.txt");
+    EXPECT_EQ(text.rfind("# The ", 0), 0u) << text.substr(0, 80);
+    EXPECT_TRUE(contains(text, " Handbook\n")) << text.substr(0, 80);
+    const json side = json::parse(read_file(dir_ / "hb/doc_000000.json"));
+    EXPECT_EQ(side["bytes"], text.size());
+    ASSERT_FALSE(side["references"].empty());
+    for (const json& ref : side["references"]) {
+        const auto b = ref["begin"].get<std::size_t>(), e = ref["end"].get<std::size_t>();
+        const auto sb = ref["source_begin"].get<std::size_t>();
+        const auto se = ref["source_end"].get<std::size_t>();
+        EXPECT_GE(b, se + 1000);
+        EXPECT_EQ(text.substr(b, e - b), text.substr(sb, se - sb));
+    }
+    // --style synthetic is the default.
+    ASSERT_EQ(l2a("make-docs --out syn --count 1 --tokens 4096 --min-distance 1000 --seed 5 "
+                  "--style synthetic --quiet",
+                  dir_)
+                  .status,
+              0);
+    ASSERT_EQ(
+        l2a("make-docs --out plain --count 1 --tokens 4096 --min-distance 1000 --seed 5 --quiet",
+            dir_)
+            .status,
+        0);
+    EXPECT_EQ(read_file(dir_ / "syn/doc_000000.txt"), read_file(dir_ / "plain/doc_000000.txt"));
+    EXPECT_NE(read_file(dir_ / "syn/doc_000000.txt"), text);
+    EXPECT_ONE_LINE_ERROR(l2a("make-docs --out d --style prose", dir_), 2, "--style");
 }
 
 TEST_F(Cli, ConstructErrorsAreOneLine) {
