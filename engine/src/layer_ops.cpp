@@ -7,6 +7,11 @@
 
 namespace l2a {
 
+at::Tensor head_logits(const Model::Impl& m, const at::Tensor& xn) {
+    return m.dtype == at::kFloat ? at::matmul(xn, m.lm_head.t())
+                                 : at::mm(xn, m.lm_head.t(), at::kFloat);
+}
+
 at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps,
                           at::ScalarType dtype, std::int64_t block_rows) {
     const std::int64_t t = x.size(0);

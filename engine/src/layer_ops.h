@@ -114,6 +114,10 @@ std::unique_ptr<LayerOps> make_layer_ops(LayerOpsSettings settings, bool fused);
 at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double eps,
                           at::ScalarType dtype, std::int64_t block_rows);
 
+// fp32 logits of normalized final rows xn [n, d] in the model dtype (for half-precision weights
+// straight from the GEMM's fp32 accumulator).
+at::Tensor head_logits(const Model::Impl& m, const at::Tensor& xn);
+
 // Router logits (fp32) of the normalized rows u (any dtype; computed in fp32) per the config's
 // router input mode (L2A.md): w . u, u[:, 0] or mean(u). `router` is sigmoid_linear's weight [d].
 at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input);

@@ -474,8 +474,7 @@ void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows
     for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
         if (check) check();
         const at::Tensor x = xn.narrow(0, r0, std::min(block_rows, rows - r0));
-        each(r0, m.dtype == at::kFloat ? at::matmul(x, m.lm_head.t())
-                                       : at::mm(x, m.lm_head.t(), at::kFloat));
+        each(r0, head_logits(m, x));
     }
 }
 

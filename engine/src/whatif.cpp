@@ -9,6 +9,8 @@
 
 #include "device_runtime.h"
 #include "l2a/engine/error.h"
+#include "layer_ops.h"
+#include "model_impl.h"
 
 namespace l2a {
 namespace {
@@ -22,6 +24,76 @@ double global_work(std::span<const std::uint8_t> decisions) {
         if (decisions[t]) work += static_cast<double>(t + 1);
     }
     return work;
+}
+
+// Per token, KL(base || variant) of the two runs' next-token distributions from their final
+// states [T, d], computed on the model's device (only a number per token comes back), and how
+// many tokens' top next tokens agree. Rows whose final states are equal (a change that did not
+// reach them) are exactly 0 and agree without being computed. fp32 on a GPU; fp64 on the CPU,
+// as the host computation this replaced.
+struct NextTokenComparison {
+    std::vector<double> kl;  // [T]
+    std::int64_t agree = 0;
+};
+
+NextTokenComparison next_token_kl(const Model& model, std::span<const float> base_final,
+                                  std::span<const float> variant_final, std::int64_t T,
+                                  const std::function<void()>& check) {
+    const Model::Impl& m = model.impl();
+    const std::int64_t d = m.config.hidden_size;
+    NextTokenComparison out;
+    out.kl.assign(static_cast<std::size_t>(T), 0.0);
+    out.agree = T;
+    if (T == 0) return out;
+    at::InferenceMode inference;
+    try {
+        const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
+        // Read-only views of the host rows (from_blob needs a non-const pointer; nothing writes).
+        const at::Tensor base = at::from_blob(const_cast<float*>(base_final.data()), {T, d}, f32);
+        const at::Tensor variant =
+            at::from_blob(const_cast<float*>(variant_final.data()), {T, d}, f32);
+        const at::Tensor changed = at::ne(base, variant).any(1).nonzero().flatten();  // int64
+        const std::int64_t n = changed.numel();
+        if (n == 0) return out;
+        const bool cpu = m.device.is_cpu();
+        // Rows per block: the logits of a block are [rows, vocab] fp32 (fp64 on the CPU) twice.
+        const std::int64_t block = cpu ? 64 : 2048;
+        const at::ScalarType math = cpu ? at::kDouble : at::kFloat;
+        const double eps = m.config.rms_norm_eps;
+        std::vector<double> kl(static_cast<std::size_t>(n));
+        std::vector<std::uint8_t> agree(static_cast<std::size_t>(n));
+        for (std::int64_t r0 = 0; r0 < n; r0 += block) {
+            if (check) check();
+            const std::int64_t rows = std::min(block, n - r0);
+            const at::Tensor index = changed.narrow(0, r0, rows);
+            auto log_probs = [&](const at::Tensor& host) {
+                const at::Tensor x = host.index_select(0, index).to(m.device).to(m.dtype);
+                const at::Tensor xn = norm_in_blocks(x, m.final_norm, eps, m.dtype, rows);
+                return at::log_softmax(head_logits(m, xn).to(math), -1);
+            };
+            const at::Tensor log_p = log_probs(base);
+            const at::Tensor log_q = log_probs(variant);
+            // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
+            const at::Tensor row_kl =
+                (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble).cpu();
+            const at::Tensor same_top =
+                at::eq(log_p.argmax(-1), log_q.argmax(-1)).to(at::kByte).cpu();
+            std::copy_n(row_kl.data_ptr<double>(), rows, kl.begin() + r0);
+            std::copy_n(same_top.data_ptr<std::uint8_t>(), rows, agree.begin() + r0);
+        }
+        const at::Tensor rows_changed = changed.cpu();
+        const std::int64_t* at_row = rows_changed.data_ptr<std::int64_t>();
+        for (std::int64_t i = 0; i < n; ++i) {
+            const auto k = static_cast<std::size_t>(i);
+            out.kl[static_cast<std::size_t>(at_row[i])] = kl[k];
+            if (!agree[k]) --out.agree;
+        }
+    } catch (const c10::Error& e) {
+        const std::string what = e.what_without_backtrace();
+        fail("", "LibTorch failed while comparing the what-if's next-token distributions: " +
+                     what.substr(0, what.find('\n')));
+    }
+    return out;
 }
 
 RunMetrics metrics_of(const Model& model, const RunOptions& options, const PrefillResult& result) {
@@ -194,7 +266,8 @@ TimingModel calibrate_timing(const WhatIfRun& base) {
 }
 
 WhatIfComparison compare(const Model& model, std::span<const std::int32_t> tokens,
-                         const WhatIfRun& base, const WhatIfRun& variant) {
+                         const WhatIfRun& base, const WhatIfRun& variant,
+                         const std::function<void()>& check) {
     require_same_tokens(tokens, base, "base");
     require_same_tokens(tokens, variant, "variant");
     const auto T = static_cast<std::int64_t>(tokens.size());
@@ -224,56 +297,11 @@ WhatIfComparison compare(const Model& model, std::span<const std::int32_t> token
     c.variant_perplexity = variant.metrics.perplexity;
     c.delta_perplexity = c.variant_perplexity - c.base_perplexity;
 
-    // Next-token distributions of both runs from their final states, a block of rows at a time.
-    c.kl.assign(static_cast<std::size_t>(T), 0.0);
-    std::int64_t agree = 0;
-    constexpr std::int64_t kBlock = 64;
-    std::vector<float> base_logits;
-    std::vector<float> variant_logits;
-    std::int64_t vocab = 0;
-    auto into = [&vocab](std::vector<float>& out) {
-        return [&out, &vocab](std::int64_t first, std::int64_t rows, std::int64_t v,
-                              const float* data) {
-            vocab = v;
-            if (first == 0) out.clear();
-            out.insert(out.end(), data, data + rows * v);
-        };
-    };
-    for (std::int64_t r0 = 0; r0 < T; r0 += kBlock) {
-        const std::int64_t n = std::min(kBlock, T - r0);
-        const auto offset = static_cast<std::size_t>(r0 * d);
-        const auto count = static_cast<std::size_t>(n * d);
-        run_lm_head(model,
-                    std::span<const float>(base.checkpoints.final_hidden).subspan(offset, count), n,
-                    into(base_logits), kBlock);
-        run_lm_head(model,
-                    std::span<const float>(variant.checkpoints.final_hidden).subspan(offset, count),
-                    n, into(variant_logits), kBlock);
-        for (std::int64_t row = 0; row < n; ++row) {
-            const float* p = base_logits.data() + row * vocab;
-            const float* q = variant_logits.data() + row * vocab;
-            const float* p_top = std::max_element(p, p + vocab);
-            const float* q_top = std::max_element(q, q + vocab);
-            if (p_top - p == q_top - q) ++agree;
-            // log-sum-exp in double around each row's maximum.
-            double p_sum = 0.0;
-            double q_sum = 0.0;
-            for (std::int64_t v = 0; v < vocab; ++v) {
-                p_sum += std::exp(static_cast<double>(p[v]) - *p_top);
-                q_sum += std::exp(static_cast<double>(q[v]) - *q_top);
-            }
-            const double p_norm = *p_top + std::log(p_sum);
-            const double q_norm = *q_top + std::log(q_sum);
-            double kl = 0.0;
-            for (std::int64_t v = 0; v < vocab; ++v) {
-                const double log_p = static_cast<double>(p[v]) - p_norm;
-                const double log_q = static_cast<double>(q[v]) - q_norm;
-                kl += std::exp(log_p) * (log_p - log_q);
-            }
-            // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
-            c.kl[static_cast<std::size_t>(r0 + row)] = std::max(0.0, kl);
-        }
-    }
+    // Next-token distributions of both runs from their final states, on the model's device.
+    NextTokenComparison next = next_token_kl(model, base.checkpoints.final_hidden,
+                                             variant.checkpoints.final_hidden, T, check);
+    c.kl = std::move(next.kl);
+    const std::int64_t agree = next.agree;
     double kl_sum = 0.0;
     for (std::int64_t t = 0; t < T; ++t) {
         const double kl = c.kl[static_cast<std::size_t>(t)];

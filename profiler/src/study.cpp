@@ -345,8 +345,8 @@ public:
         KernelTimeline timeline;
         if (tracer) timeline = tracer->finish(run.result.ranges);
         check_cancel();
-        auto comparison =
-            std::make_shared<WhatIfComparison>(compare(model, tokens_, *base_run_, run));
+        auto comparison = std::make_shared<WhatIfComparison>(
+            compare(model, tokens_, *base_run_, run, [this] { check_cancel(); }));
         Profile profile = make_variant_profile(base, run);
         attach_timeline(profile, tracer, std::move(timeline), true);
         if (ttft_repeats > 0) {

@@ -204,10 +204,14 @@ public:
     }
 
 private:
-    // While a call runs, the caller's flag becoming true sends the engine a cancel (once).
+    // While a call runs, the caller's flag becoming true sends the engine a cancel (once). An
+    // engine that has not confirmed it kCancelGrace later (busy in work it cannot stop at once)
+    // is left: the call's stream is cancelled here and the call ends as cancelled, so that
+    // Ctrl-C always returns.
     void watch() {
         std::unique_lock lock(watch_mutex_);
         bool sent = false;
+        std::chrono::steady_clock::time_point sent_at;
         while (!stopping_) {
             watch_wake_.wait_for(lock, std::chrono::milliseconds(100));
             if (!in_call_) {
@@ -216,9 +220,14 @@ private:
             }
             if (!sent && cancel_flag_->load()) {
                 sent = true;
+                sent_at = std::chrono::steady_clock::now();
                 lock.unlock();
                 cancel();
                 lock.lock();
+            } else if (sent && !abandoned_ &&
+                       std::chrono::steady_clock::now() - sent_at > kCancelGrace) {
+                abandoned_ = true;
+                context_.TryCancel();
             }
         }
     }
@@ -249,7 +258,24 @@ private:
         }
         remote::ServerMessage message;
         for (;;) {
-            if (!stream_->Read(&message)) lost();
+            if (!stream_->Read(&message)) {
+                if (abandoned()) {
+                    {
+                        std::lock_guard lock(write_mutex_);
+                        finished_ = true;
+                    }
+                    if (events.warning) {
+                        events.warning(address_.url +
+                                       ": the engine did not confirm the cancel "
+                                       "within " +
+                                       std::to_string(kCancelGrace.count()) +
+                                       " s; the connection was closed (the engine stops the "
+                                       "run when it notices)");
+                    }
+                    throw Cancelled();
+                }
+                lost();
+            }
             switch (message.kind_case()) {
                 case remote::ServerMessage::kQueued:
                     if (events.step) {
@@ -297,7 +323,15 @@ private:
         throw ConnectionLost(address_.url + ": connection lost: " + why);
     }
 
+    bool abandoned() {
+        std::lock_guard lock(watch_mutex_);
+        return abandoned_;
+    }
+
+    static constexpr std::chrono::seconds kCancelGrace{10};
+
     const std::atomic<bool>* cancel_flag_;
+    bool abandoned_ = false;  // guarded by watch_mutex_
     std::thread watcher_;
     std::mutex watch_mutex_;
     std::condition_variable watch_wake_;

@@ -131,8 +131,11 @@ struct WhatIfComparison {
 };
 
 // Both runs must be of `tokens` on `model`. Throws l2a::Error when a run lacks its final state.
+// The next-token distributions are compared on the model's device, only for the tokens whose
+// final states differ; `check` (when set) runs between blocks of them (it throws to cancel).
 WhatIfComparison compare(const Model& model, std::span<const std::int32_t> tokens,
-                         const WhatIfRun& base, const WhatIfRun& variant);
+                         const WhatIfRun& base, const WhatIfRun& variant,
+                         const std::function<void()>& check = {});
 
 struct PruneSuggestion {
     PruningPlan layers;           // the set to prune, on top of the base's own pruning
