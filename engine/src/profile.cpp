@@ -640,10 +640,12 @@ TimelineSummary summarize_timeline(const Profile& p) {
     return s;
 }
 
-void save_profile(const Profile& profile, const std::filesystem::path& path) {
+namespace {
+
+// The profile's tensors and metadata through `writer`; `origin` names the output in errors.
+void write_profile(const Profile& profile, SafetensorsWriter& writer, const std::string& origin) {
     const std::int64_t num_tokens = profile.num_tokens();
     const std::int64_t num_layers = profile.num_layers;
-    const std::string origin = path.string();
     const auto t = static_cast<std::size_t>(num_tokens);
     const auto lt = static_cast<std::size_t>(num_layers) * t;
     if (num_layers < 0) fail(origin, "cannot save a profile with a negative layer count");
@@ -669,7 +671,6 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
     std::vector<std::int64_t> end(profile.token_end.begin(), profile.token_end.end());
     const EncodedTimeline timeline = encode_timeline(profile);
 
-    SafetensorsWriter writer(path);
     writer.set_metadata(kMetadataKey, profile_metadata(profile, timeline.names));
     writer.add("token_ids", DType::I32, {num_tokens}, bytes_of(profile.token_ids));
     writer.add("token_begin", DType::I64, {num_tokens}, bytes_of(begin));
@@ -689,6 +690,20 @@ void save_profile(const Profile& profile, const std::filesystem::path& path) {
                {static_cast<std::int64_t>(profile.memory_ops.size()), kMemoryOpColumns},
                bytes_of(timeline.memory_ops));
     writer.finish();
+}
+
+}  // namespace
+
+void save_profile(const Profile& profile, const std::filesystem::path& path) {
+    SafetensorsWriter writer(path);
+    write_profile(profile, writer, path.string());
+}
+
+std::vector<std::byte> profile_to_bytes(const Profile& profile, const std::string& origin) {
+    std::vector<std::byte> out;
+    SafetensorsWriter writer(out, origin);
+    write_profile(profile, writer, origin);
+    return out;
 }
 
 namespace {

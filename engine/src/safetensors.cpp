@@ -445,8 +445,10 @@ struct SafetensorsWriter::Impl {
     std::vector<Entry> streamed;  // declare(): bytes arrive through write()
     std::vector<Entry> added;     // add(): bytes written after the streamed tensors
     std::set<std::string, std::less<>> names;
-    std::unique_ptr<AtomicFile> file;  // opened when the header is written
-    std::size_t current = 0;           // first streamed tensor not yet complete
+    std::unique_ptr<AtomicFile> file;          // opened when the header is written
+    std::vector<std::byte>* memory = nullptr;  // the in-memory writer's output instead of a file
+    bool started = false;                      // the header is written
+    std::size_t current = 0;                   // first streamed tensor not yet complete
     std::uint64_t current_written = 0;
     bool finished = false;
     bool failed = false;
@@ -462,7 +464,7 @@ struct SafetensorsWriter::Impl {
 
     void check_header_open(const char* call) const {
         check_open(call);
-        if (file) {
+        if (started) {
             fail(origin, std::string(call) + " after tensor data began (the header is written)");
         }
     }
@@ -525,13 +527,19 @@ struct SafetensorsWriter::Impl {
         text.append((8 - text.size() % 8) % 8, ' ');
         std::string prefix;
         append_le64(prefix, text.size());
-        file = std::make_unique<AtomicFile>(path);
+        if (!memory) file = std::make_unique<AtomicFile>(path);
+        started = true;
         write_bytes(prefix.data(), prefix.size());
         write_bytes(text.data(), text.size());
         skip_complete();
     }
 
     void write_bytes(const void* data, std::size_t size) {
+        if (memory) {
+            const auto* first = static_cast<const std::byte*>(data);
+            memory->insert(memory->end(), first, first + size);
+            return;
+        }
         try {
             file->write(data, size);
         } catch (const Error&) {
@@ -544,6 +552,12 @@ struct SafetensorsWriter::Impl {
 SafetensorsWriter::SafetensorsWriter(std::filesystem::path path) : impl_(std::make_unique<Impl>()) {
     impl_->path = std::move(path);
     impl_->origin = impl_->path.string();
+}
+
+SafetensorsWriter::SafetensorsWriter(std::vector<std::byte>& out, std::string origin)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->memory = &out;
+    impl_->origin = std::move(origin);
 }
 
 SafetensorsWriter::~SafetensorsWriter() = default;
@@ -563,7 +577,7 @@ void SafetensorsWriter::declare(std::string name, DType dtype, std::vector<std::
 void SafetensorsWriter::write(const void* data, std::size_t size) {
     Impl& w = *impl_;
     w.check_open("write()");
-    if (!w.file) {
+    if (!w.started) {
         w.write_header();
     }
     if (size == 0) {
@@ -602,7 +616,7 @@ void SafetensorsWriter::add(std::string name, DType dtype, std::vector<std::int6
 void SafetensorsWriter::finish() {
     Impl& w = *impl_;
     w.check_open("finish()");
-    if (!w.file) {
+    if (!w.started) {
         w.write_header();
     }
     if (w.current < w.streamed.size()) {
@@ -615,7 +629,7 @@ void SafetensorsWriter::finish() {
         w.write_bytes(entry.bytes.data(), entry.bytes.size());
     }
     try {
-        w.file->commit();
+        if (w.file) w.file->commit();
     } catch (const Error&) {
         w.failed = true;
         throw;

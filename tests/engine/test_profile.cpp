@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -217,6 +219,20 @@ TEST(Profile, RoundTripsLosslessly) {
     save_profile(loaded, dir / "again.l2a");
     EXPECT_EQ(fs::file_size(dir / "run.l2a"), fs::file_size(dir / "again.l2a"));
     expect_equal(original, load_profile(dir / "again.l2a"));
+}
+
+// The in-memory bytes (what the remote engine sends) are the file's bytes, and load back.
+TEST(Profile, InMemoryBytesAreTheFilesBytes) {
+    const fs::path dir = scratch_dir();
+    const Profile original = sample_profile();
+    save_profile(original, dir / "run.l2a");
+    std::ifstream in(dir / "run.l2a", std::ios::binary);
+    const std::string file{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::vector<std::byte> bytes = profile_to_bytes(original, "memory");
+    ASSERT_EQ(bytes.size(), file.size());
+    EXPECT_EQ(std::memcmp(bytes.data(), file.data(), file.size()), 0);
+    expect_equal(original, load_profile_from_bytes(bytes, "memory"));
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
 
 TEST(Profile, RoundTripsDoublesExactly) {

@@ -1,36 +1,14 @@
 // The requests' side of the protocol: what a server decodes from a client (and the profiles
 // both sides send), free of the engine so that a fuzz target can link it alone.
-#include <unistd.h>
-
-#include <atomic>
 #include <cstddef>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <string>
 #include <vector>
 
 #include "l2a/engine/error.h"
 #include "wire.h"
 
 namespace l2a::wire {
-namespace {
-
-// A scratch file of this process, removed when it goes out of scope.
-struct ScratchFile {
-    ScratchFile() {
-        static std::atomic<int> counter{0};
-        path = std::filesystem::temp_directory_path() / ("l2a-wire-" + std::to_string(::getpid()) +
-                                                         "-" + std::to_string(counter++) + ".l2a");
-    }
-    ~ScratchFile() {
-        std::error_code ignored;
-        std::filesystem::remove(path, ignored);
-    }
-    std::filesystem::path path;
-};
-
-}  // namespace
 
 void put(const RunOptions& from, remote::RunOptions& to) {
     to.set_routing(from.routing.to_string());
@@ -123,12 +101,8 @@ StudyRunSpec get(const remote::RunRequest& from) {
 }
 
 std::string profile_bytes(const Profile& profile) {
-    const ScratchFile file;
-    save_profile(profile, file.path);
-    std::ifstream in(file.path, std::ios::binary);
-    std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (!in.good() && !in.eof()) fail(file.path.string(), "could not read the profile back");
-    return bytes;
+    const std::vector<std::byte> bytes = profile_to_bytes(profile, "the profile to send");
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
 Profile profile_from_bytes(const std::string& bytes, const std::string& origin) {

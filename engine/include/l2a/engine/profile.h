@@ -115,6 +115,9 @@ struct Profile {
 
 // Atomic write. Throws l2a::Error naming the file.
 void save_profile(const Profile& profile, const std::filesystem::path& path);
+// The bytes save_profile would write, in memory (what the remote engine sends); `origin` names
+// the profile in errors.
+std::vector<std::byte> profile_to_bytes(const Profile& profile, const std::string& origin);
 // Validates (format version, array sizes consistent with T and L, timeline records: end before
 // begin, range index out of bounds, a phase and layer that do not go together); errors name the
 // file. Version 1 files load with an empty timeline, timeline_source "host timers only: ..." and

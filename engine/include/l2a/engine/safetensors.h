@@ -72,6 +72,8 @@ private:
 class SafetensorsWriter {
 public:
     explicit SafetensorsWriter(std::filesystem::path path);
+    // Writes the file's bytes to `out` (appended) instead; `origin` names it in errors.
+    SafetensorsWriter(std::vector<std::byte>& out, std::string origin);
     SafetensorsWriter(const SafetensorsWriter&) = delete;
     SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
     ~SafetensorsWriter();
