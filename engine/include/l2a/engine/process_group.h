@@ -1,0 +1,53 @@
+// A group of processes that run one model together (tensor parallel): each process is a rank
+// from 0 to world - 1, and collectives such as an all-reduce combine their data. On the CPU this
+// is LibTorch's c10d with the Gloo backend; the rendezvous is a c10d TCPStore that rank 0 hosts.
+//
+// Every rank must call the same collectives in the same order. A rank that exits or stops
+// answering makes the others' collectives throw l2a::Error ("rank 1 of 2: all-reduce failed:
+// ...") within GroupOptions::timeout_seconds instead of hanging. No LibTorch types here.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+namespace l2a {
+
+struct GroupOptions {
+    int rank = 0;   // this process, 0 .. world - 1; rank 0 hosts the rendezvous
+    int world = 1;  // number of processes in the group
+    std::string host = "127.0.0.1";
+    int port = 0;  // TCP port of the rendezvous on host (1 .. 65535)
+    // How long the rendezvous and each collective wait for the other ranks before failing.
+    double timeout_seconds = 60;
+};
+
+// Whether this build has process groups (c10d Gloo); without, ProcessGroup::open throws.
+bool process_groups_available();
+
+class ProcessGroup {
+public:
+    // Joins the group: returns once all `world` ranks have met at host:port. Throws l2a::Error
+    // when options are invalid, the rendezvous fails or it times out.
+    static ProcessGroup open(const GroupOptions& options);
+
+    ProcessGroup(ProcessGroup&&) noexcept;
+    ProcessGroup& operator=(ProcessGroup&&) noexcept;
+    ~ProcessGroup();
+
+    int rank() const;
+    int world() const;
+
+    // Replaces data, on every rank, with the element-wise sum of all ranks' data (all ranks pass
+    // the same size).
+    void all_reduce_sum(std::span<float> data);
+    // Returns once every rank has reached it.
+    void barrier();
+
+private:
+    struct Impl;
+    explicit ProcessGroup(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace l2a

@@ -1,0 +1,70 @@
+// One rank of a process group, started by test_process_group (one process per rank).
+//   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE
+// MODE sum: joins the group, all-reduces a vector that depends on the rank, checks that every
+//   element is the exact sum over all ranks, then passes a barrier. Prints "ok" and exits 0, or
+//   "mismatch ..." and exits 1.
+// MODE quit: joins the group, then exits at once without taking part in any collective.
+// An l2a::Error prints "error after S s: MESSAGE" (S: since the step that failed began: joining,
+// or the collectives) and exits 3.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/error.h"
+#include "l2a/engine/process_group.h"
+
+namespace {
+
+constexpr int kElements = 1000;
+
+// Small multiples of 1/4: exact in float, and so are their sums over a few ranks.
+float value(int rank, int i) { return static_cast<float>(rank * 1000 + i) / 4.0f; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 6) {
+        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit\n", argv[0]);
+        return 2;
+    }
+    l2a::GroupOptions options;
+    options.rank = std::atoi(argv[1]);
+    options.world = std::atoi(argv[2]);
+    options.port = std::atoi(argv[3]);
+    options.timeout_seconds = std::atof(argv[4]);
+    const std::string mode = argv[5];
+
+    auto start = std::chrono::steady_clock::now();
+    auto seconds = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    try {
+        l2a::ProcessGroup group = l2a::ProcessGroup::open(options);
+        if (mode == "quit") {
+            std::printf("quit\n");
+            std::fflush(stdout);
+            std::_Exit(0);  // as if it crashed: no goodbye to the other ranks
+        }
+        std::vector<float> data(kElements);
+        for (int i = 0; i < kElements; ++i) data[i] = value(options.rank, i);
+        start = std::chrono::steady_clock::now();
+        group.all_reduce_sum(data);
+        for (int i = 0; i < kElements; ++i) {
+            float want = 0;
+            for (int r = 0; r < options.world; ++r) want += value(r, i);
+            if (data[i] != want) {
+                std::printf("mismatch at %d: got %.9g, want %.9g\n", i, data[i], want);
+                return 1;
+            }
+        }
+        group.barrier();
+        std::printf("ok (rank %d of %d, all-reduce and barrier in %.3f s)\n", group.rank(),
+                    group.world(), seconds());
+        return 0;
+    } catch (const l2a::Error& e) {
+        std::printf("error after %.3f s: %s\n", seconds(), e.what());
+        return 3;
+    }
+}
