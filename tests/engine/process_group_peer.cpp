@@ -4,8 +4,11 @@
 //   element is the exact sum over all ranks, then passes a barrier. Prints "ok" and exits 0, or
 //   "mismatch ..." and exits 1.
 // MODE quit: joins the group, then exits at once without taking part in any collective.
+// MODE hang: joins the group, then waits forever without taking part (the test kills it).
 // An l2a::Error prints "error after S s: MESSAGE" (S: since the step that failed began: joining,
 // or the collectives) and exits 3.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,7 +29,7 @@ float value(int rank, int i) { return static_cast<float>(rank * 1000 + i) / 4.0f
 
 int main(int argc, char** argv) {
     if (argc != 6) {
-        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit\n", argv[0]);
+        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit|hang\n", argv[0]);
         return 2;
     }
     l2a::GroupOptions options;
@@ -46,6 +49,11 @@ int main(int argc, char** argv) {
             std::printf("quit\n");
             std::fflush(stdout);
             std::_Exit(0);  // as if it crashed: no goodbye to the other ranks
+        }
+        if (mode == "hang") {
+            std::printf("hang\n");
+            std::fflush(stdout);
+            for (;;) ::pause();
         }
         std::vector<float> data(kElements);
         for (int i = 0; i < kElements; ++i) data[i] = value(options.rank, i);

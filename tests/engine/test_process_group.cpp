@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,9 +70,11 @@ class ProcessGroupTest : public test::ScratchDirTest {
 protected:
     ProcessGroupTest() : ScratchDirTest("process_group") {}
 
-    // Starts ranks 0 .. world - 1 with mode "quit" for `quitter` and "sum" for the others, and
-    // waits for all to exit; past kHardLimit it kills them and fails the test.
-    std::vector<Peer> run_group(int world, int quitter = -1) {
+    // Starts ranks 0 .. world - 1 with `quitter_mode` ("quit" or "hang") for `quitter` and
+    // "sum" for the others, and waits for all to exit. A "hang" rank is killed once the others
+    // have exited. Past kHardLimit it kills them all and fails the test.
+    std::vector<Peer> run_group(int world, int quitter = -1,
+                                const std::string& quitter_mode = "quit") {
         const int port = free_port();
         EXPECT_GT(port, 0) << "no free port on the loopback";
         std::vector<Peer> peers(world);
@@ -81,7 +84,7 @@ protected:
             std::vector<std::string> args = {
                 L2A_PROCESS_GROUP_PEER,          std::to_string(rank),
                 std::to_string(world),           std::to_string(port),
-                std::to_string(kTimeoutSeconds), rank == quitter ? "quit" : "sum"};
+                std::to_string(kTimeoutSeconds), rank == quitter ? quitter_mode : "sum"};
             std::vector<char*> argv;
             for (std::string& a : args) argv.push_back(a.data());
             argv.push_back(nullptr);
@@ -109,6 +112,13 @@ protected:
                     peer.seconds = std::chrono::duration<double>(Clock::now() - start).count();
                     --running;
                 }
+            }
+            if (quitter_mode == "hang" && running == 1 && peers[quitter].pid > 0 &&
+                !peers[quitter].status) {
+                ::kill(peers[quitter].pid, SIGKILL);
+                ::waitpid(peers[quitter].pid, nullptr, 0);
+                peers[quitter].status = -1;
+                --running;
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
@@ -145,6 +155,10 @@ struct Quit {
     int quitter;
 };
 
+void PrintTo(const Quit& quit, std::ostream* os) {
+    *os << "world " << quit.world << ", rank " << quit.quitter << " quits";
+}
+
 class ProcessGroupQuit : public ProcessGroupTest, public ::testing::WithParamInterface<Quit> {};
 
 TEST_P(ProcessGroupQuit, OtherRanksFailWithinTheTimeout) {
@@ -174,6 +188,19 @@ INSTANTIATE_TEST_SUITE_P(Ranks, ProcessGroupQuit,
                              return "World" + std::to_string(info.param.world) + "Rank" +
                                     std::to_string(info.param.quitter) + "Quits";
                          });
+
+// A rank that stays alive but never joins the collective: the others give up after the
+// timeout (5 s) with an error that says so.
+TEST_F(ProcessGroupTest, AStuckRankMakesTheOthersTimeOut) {
+    SKIP_WITHOUT_GLOO();
+    const std::vector<Peer> peers = run_group(2, 1, "hang");
+    const std::string out = test::read_file(peers[0].out);
+    EXPECT_EQ(peers[0].status, std::optional<int>(3)) << out;
+    EXPECT_CONTAINS(out, "rank 0 of 2: all-reduce failed: timed out after 5 s");
+    EXPECT_GT(peers[0].seconds, 4.0) << out;
+    EXPECT_LT(peers[0].seconds, 10.0) << out;
+    std::printf("    %s\n", out.substr(0, out.find('\n')).c_str());
+}
 
 TEST(ProcessGroupOptions, RejectsARankOutsideTheWorld) {
     SKIP_WITHOUT_GLOO();
