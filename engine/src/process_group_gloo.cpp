@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <utility>
+#include <vector>
 
 #include "l2a/engine/error.h"
 #include "l2a/engine/process_group.h"
