@@ -499,8 +499,16 @@ int bench_prefill_engine(const Arguments& args) {
         0, static_cast<std::int32_t>(model.vocab_size - 1));
     for (std::int32_t& id : ids) id = token(rng);
 
-    const auto run = [&](std::int64_t n, double& engine_s, double& client_s,
-                         std::int64_t& profile_bytes) {
+    // --compare-local: the same runs through a study in this process (the model loaded here
+    // too), so that the overhead is the remote client's wait against a local run's.
+    std::unique_ptr<Study> local;
+    if (args.has("--compare-local")) {
+        local = make_local_study({.cancel = cancel_flag()});
+        local->open_model(spec, printer.events());
+        printer.finish();
+    }
+    const auto run_on = [&](Study& on, std::int64_t n, double& engine_s, double& client_s,
+                            std::int64_t& profile_bytes) {
         StudyRunSpec r;
         r.document.token_ids.assign(ids.begin(), ids.begin() + n);
         r.document.label = "<random tokens>";
@@ -509,10 +517,14 @@ int bench_prefill_engine(const Arguments& args) {
         r.keep_checkpoints = false;  // the prefill alone, as a local run times it
         r.threads = threads;
         const auto t0 = std::chrono::steady_clock::now();
-        const StudyRunResult result = study->run(r);
+        const StudyRunResult result = on.run(r);
         client_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         engine_s = result.profile->wall_seconds;
         profile_bytes = result.transfer_bytes;
+    };
+    const auto run = [&](std::int64_t n, double& engine_s, double& client_s,
+                         std::int64_t& profile_bytes) {
+        run_on(*study, n, engine_s, client_s, profile_bytes);
     };
     if (!json) {
         std::printf("shape %s (%lld layers), random weights (seed %llu) on %s\n",
@@ -520,8 +532,15 @@ int bench_prefill_engine(const Arguments& args) {
                     static_cast<unsigned long long>(spec.seed), study->where().c_str());
         std::printf("time to first token, median of %lld runs after a warm-up; routing %s\n",
                     static_cast<long long>(repeat), ours.routing.to_string().c_str());
-        std::printf("%8s  %10s  %10s  %9s  %12s\n", "tokens", "engine s", "client s", "overhead",
-                    "profile");
+        if (local) {
+            std::printf("local: the same runs through a study in this process, on %s\n",
+                        local->where().c_str());
+            std::printf("%8s  %10s  %10s  %9s  %10s  %9s  %12s\n", "tokens", "engine s", "client s",
+                        "overhead", "local s", "vs local", "profile");
+        } else {
+            std::printf("%8s  %10s  %10s  %9s  %12s\n", "tokens", "engine s", "client s",
+                        "overhead", "profile");
+        }
     }
     nlohmann::json rows = nlohmann::json::array();
     for (std::int64_t n : lengths) {
@@ -543,12 +562,37 @@ int bench_prefill_engine(const Arguments& args) {
         const double e = median_of(engine);
         const double c = median_of(client);
         const double overhead = (c / e - 1.0) * 100.0;
+        double l = 0.0;
+        if (local) {
+            double local_engine = 0, local_client = 0;
+            std::int64_t local_bytes = 0;
+            run_on(*local, std::min<std::int64_t>(n, 4096), local_engine, local_client,
+                   local_bytes);
+            std::vector<double> waits;
+            for (std::int64_t i = 0; i < repeat; ++i) {
+                throw_if_cancelled();
+                run_on(*local, n, local_engine, local_client, local_bytes);
+                waits.push_back(local_client);
+            }
+            l = median_of(waits);
+        }
+        const double vs_local = local ? (c / l - 1.0) * 100.0 : 0.0;
         if (json) {
-            rows.push_back({{"tokens", n},
-                            {"engine_median_seconds", e},
-                            {"client_median_seconds", c},
-                            {"overhead_percent", overhead},
-                            {"profile_bytes", bytes}});
+            nlohmann::json row{{"tokens", n},
+                               {"engine_median_seconds", e},
+                               {"client_median_seconds", c},
+                               {"overhead_percent", overhead},
+                               {"profile_bytes", bytes}};
+            if (local) {
+                row["local_median_seconds"] = l;
+                row["overhead_vs_local_percent"] = vs_local;
+            }
+            rows.push_back(row);
+        } else if (local) {
+            std::printf("%8lld  %10.3f  %10.3f  %8.1f%%  %10.3f  %8.1f%%  %12s\n",
+                        static_cast<long long>(n), e, c, overhead, l, vs_local,
+                        format_bytes_short(bytes).c_str());
+            std::fflush(stdout);
         } else {
             std::printf("%8lld  %10.3f  %10.3f  %8.1f%%  %12s\n", static_cast<long long>(n), e, c,
                         overhead, format_bytes_short(bytes).c_str());
@@ -568,18 +612,20 @@ int bench_prefill_engine(const Arguments& args) {
 }
 
 int bench_prefill(std::span<const std::string_view> raw) {
-    Arguments args("bench",
-                   {kModelOption,       kDemoOption,        {"--doc", true},     {"--shape", true},
-                    {"--tokens", true}, {"--repeat", true}, {"--routing", true}, kThreadsOption,
-                    {"--device", true}, {"--dtype", true},  {"--backend", true}, {"--seed", true},
-                    {"--window", true}, {"--chunk", true},  {"--trace", false},  kEngineOption,
-                    kTokenFileOption,   kTlsCaOption,       {"--quiet", false},  {"--json", false}},
+    Arguments args("bench", {kModelOption,        kDemoOption,         {"--doc", true},
+                             {"--shape", true},   {"--tokens", true},  {"--repeat", true},
+                             {"--routing", true}, kThreadsOption,      {"--device", true},
+                             {"--dtype", true},   {"--backend", true}, {"--seed", true},
+                             {"--window", true},  {"--chunk", true},   {"--trace", false},
+                             kEngineOption,       kTokenFileOption,    kTlsCaOption,
+                             {"--quiet", false},  {"--json", false},   {"--compare-local", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
     if (remote_engine(args)) return bench_prefill_engine(args);
+    if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
     if (args.has("--shape")) return bench_prefill_shape(args);
     for (const char* option :
          {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {

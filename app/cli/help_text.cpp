@@ -151,7 +151,7 @@ Options:
 constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
-       l2a bench prefill --shape NAME --engine URL [--token-file F] [options]
+       l2a bench prefill --shape NAME --engine URL [--token-file F] [--compare-local] [options]
        l2a bench attention [options]
        l2a bench explain (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
                          [--tokens N] [--layer L] [--repeat N] [--device D] [--dtype T]
@@ -193,7 +193,10 @@ same model run as its base model, full causal attention in every layer through c
 bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
 remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
 machine takes), the time the client waited for the profile, the overhead in %, and the
-profile's size on the wire. bench whatif --engine URL times live what-ifs there.
+profile's size on the wire. With --compare-local the same runs also go through a study in the
+client's own process (the model loaded there too: a GPU machine with the engine on loopback),
+and the overhead is also given against that local wait. bench whatif --engine URL times live
+what-ifs there.
 Shapes: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b, qwen2.5-0.5b, qwen2.5-1.5b,
 qwen2.5-3b, qwen2.5-7b, qwen2.5-14b.
 

@@ -1,14 +1,18 @@
 // A Study that runs on a remote `l2a serve`: each call is one request on the session's stream,
 // answered by events and one result.
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "engine.grpc.pb.h"
+#include "grpc_logs.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/profiler/remote.h"
@@ -17,11 +21,34 @@
 #include "wire.h"
 
 namespace l2a {
+
+namespace remote {
+namespace {
+
+// gRPC's default format: severity letter, then file:line, then the message.
+void print_grpc_log(gpr_log_func_args* args) {
+    const std::string_view message = args->message ? args->message : "";
+    if (message.find("keepalive_ping_end state error") != std::string_view::npos) return;
+    const char* severity = gpr_log_severity_string(args->severity);
+    std::fprintf(stderr, "%c %s:%d] %s\n", severity && *severity ? severity[0] : '?',
+                 args->file ? args->file : "?", args->line, args->message ? args->message : "");
+}
+
+}  // namespace
+
+void filter_grpc_logs() {
+    static std::once_flag once;
+    std::call_once(once, [] { gpr_set_log_function(print_grpc_log); });
+}
+
+}  // namespace remote
+
 namespace {
 
 using Stream = grpc::ClientReaderWriter<remote::ClientMessage, remote::ServerMessage>;
 
 std::shared_ptr<grpc::Channel> open_channel(const EngineAddress& address) {
+    remote::filter_grpc_logs();
     bool tls = false;
     const std::string target = remote::grpc_target(address.url, tls);
     grpc::ChannelArguments args;

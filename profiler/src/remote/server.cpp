@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine.grpc.pb.h"
+#include "grpc_logs.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/document_run.h"
@@ -427,6 +428,7 @@ StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>())
         credentials = grpc::SslServerCredentials(ssl);
     }
     impl_->service = std::make_unique<Service>(impl_->options);
+    remote::filter_grpc_logs();
     grpc::ServerBuilder builder;
     builder.AddListeningPort(o.listen, credentials, unix_socket ? nullptr : &impl_->port);
     builder.RegisterService(impl_->service.get());
