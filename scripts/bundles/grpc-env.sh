@@ -1,4 +1,5 @@
 # Source after: mkdir -p /tmp/grpc && tar -xJf grpc.tar.xz -C /tmp/grpc
+# shellcheck shell=bash
 # (set GRPC_ROOT first if you unpacked it elsewhere).
 GRPC_ROOT="${GRPC_ROOT:-/tmp/grpc}"
 export GRPC_PREFIX="$GRPC_ROOT/usr"

@@ -1,4 +1,5 @@
 # Source after: mkdir -p /tmp/gui && tar -xJf gui.tar.xz -C /tmp/gui
+# shellcheck shell=bash
 # (set GUI_ROOT first if you unpacked it elsewhere). Works in bash (uses arrays/functions).
 GUI_ROOT="${GUI_ROOT:-/tmp/gui}"
 export GUI_PREFIX="$GUI_ROOT/usr"
@@ -9,17 +10,22 @@ _gl="$GUI_PREFIX/lib/x86_64-linux-gnu"
 # so newer system copies always win over the bookworm ones.
 _act="$GUI_ROOT/fallback-active"
 mkdir -p "$_act" && rm -f "$_act"/*
-_have="$( { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | awk '{print $1}')"
+_nl='
+'
+_have="$_nl$( { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | awk '{print $1}')$_nl"
 _ldp_dirs="$(printf '%s' "${LD_LIBRARY_PATH:-}" | tr ':' ' ')"
 while read -r _so; do
   [ -n "$_so" ] || continue
   # GUI_FORCE_FALLBACK=1 uses every carried library (for testing, or if a system one misbehaves)
-  if [ -z "${GUI_FORCE_FALLBACK:-}" ] && printf '%s\n' "$_have" | grep -qxF "$_so"; then continue; fi
+  # (a pattern match, not `printf | grep -q`: that pipe fails under pipefail when grep exits early)
+  if [ -z "${GUI_FORCE_FALLBACK:-}" ]; then
+    case "$_have" in *"$_nl$_so$_nl"*) continue ;; esac
+  fi
   _found=
   [ -n "${GUI_FORCE_FALLBACK:-}" ] || for _d in $_ldp_dirs; do [ -e "$_d/$_so" ] && { _found=1; break; }; done
   [ -n "$_found" ] || ln -s "$_gl/fallback/$_so" "$_act/$_so"
 done < "$_gl/fallback/SONAMES"
-unset _have _ldp_dirs _so _d _found
+unset _have _nl _ldp_dirs _so _d _found
 
 export PATH="$GUI_PREFIX/bin:$GUI_PREFIX/lib/qt6/libexec:$GUI_PREFIX/lib/qt6/bin${PATH:+:$PATH}"
 export LD_LIBRARY_PATH="$_gl:$_act${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -74,7 +80,7 @@ start_xvfb() {
       >"$GUI_ROOT/xvfb$n.log" 2>&1 &
   XVFB_PID=$!
   export DISPLAY="$d"
-  local i; for i in $(seq 1 100); do
+  local i=0; while [ $((i += 1)) -le 100 ]; do
     if ! kill -0 "$XVFB_PID" 2>/dev/null; then
       echo "start_xvfb: Xvfb exited; its log ($GUI_ROOT/xvfb$n.log):" >&2; cat "$GUI_ROOT/xvfb$n.log" >&2; return 1
     fi
