@@ -253,6 +253,10 @@ TEST_P(TensorParallel, EveryRankGivesTheSingleProcessResult) {
                                    : name == "plain" ? plain_dir().string()
                                                      : six_heads();
     const Outcome want = single_process(test::tensor_parallel_model(model_name));
+    std::size_t routed = 0;
+    for (std::uint8_t d : want.decisions) routed += d;
+    std::printf("    %s: %zu of %zu (layer, token) decisions global\n", c.name, routed,
+                want.decisions.size());
     const std::vector<std::optional<Outcome>> ranks =
         run_ranks(model_name, c.world, name + "_world" + std::to_string(c.world));
     for (std::size_t rank = 0; rank < ranks.size(); ++rank) {
