@@ -1,9 +1,12 @@
 // One rank of a tensor-parallel prefill, started by test_tensor_parallel (one process per rank).
-//   tensor_parallel_peer RANK WORLD PORT TIMEOUT_SECONDS MODEL OUT [as-base]
+//   tensor_parallel_peer RANK WORLD PORT TIMEOUT_SECONDS MODEL OUT [quit]
 // Loads MODEL (tensor_parallel_models.h), keeps its shard for RANK, joins the group on the
 // loopback's PORT and runs run_prefill_parallel over the test tokens. Writes to OUT, raw:
 // T, L, V (int64), token NLL [T], router logits [L*T] (fp32), decisions [L*T] (uint8), logits
-// [T*V] (fp32); prints "ok" and exits 0. An l2a::Error prints "error: MESSAGE" and exits 3.
+// [T*V] (fp32); prints "ok" and exits 0. An l2a::Error prints "error after S s: MESSAGE" (S: since
+// the group was joined) and exits 3. With "quit" the rank exits at once after joining the group,
+// as if it crashed, without taking part in the run.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -28,7 +31,7 @@ void write(std::ofstream& out, const std::vector<T>& v) {
 
 int main(int argc, char** argv) {
     if (argc != 7 && argc != 8) {
-        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS MODEL OUT [as-base]\n",
+        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS MODEL OUT [quit]\n",
                      argv[0]);
         return 2;
     }
@@ -39,14 +42,24 @@ int main(int argc, char** argv) {
     group_options.timeout_seconds = std::atof(argv[4]);
     const std::string model_name = argv[5];
     const std::string out_path = argv[6];
-    l2a::RunOptions options;
-    options.as_base = argc == 8 && std::string(argv[7]) == "as-base";
+    const bool quit = argc == 8 && std::string(argv[7]) == "quit";
+    const l2a::RunOptions options;
+    auto start = std::chrono::steady_clock::now();
+    auto seconds = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
     try {
         l2a::set_cpu_threads(1);
         const l2a::Model model = l2a::test::tensor_parallel_model(model_name);
         const l2a::Model shard =
             l2a::shard_for_rank(model, group_options.rank, group_options.world);
         l2a::ProcessGroup group = l2a::ProcessGroup::open(group_options);
+        start = std::chrono::steady_clock::now();
+        if (quit) {
+            std::printf("quit\n");
+            std::fflush(stdout);
+            std::_Exit(0);  // no goodbye to the other ranks
+        }
         const std::vector<std::int32_t> tokens = l2a::test::tensor_parallel_tokens();
         const std::int64_t vocab = model.config().vocab_size;
         std::vector<float> logits(tokens.size() * static_cast<std::size_t>(vocab));
@@ -71,7 +84,7 @@ int main(int argc, char** argv) {
                     result.wall_seconds);
         return 0;
     } catch (const l2a::Error& e) {
-        std::printf("error: %s\n", e.what());
+        std::printf("error after %.3f s: %s\n", seconds(), e.what());
         return 3;
     }
 }

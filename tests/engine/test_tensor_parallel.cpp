@@ -167,12 +167,13 @@ struct Peer {
     fs::path log;
     fs::path result;
     std::optional<int> status;
+    double seconds = 0;  // from the start of all ranks to this one's exit
 };
 
 // Starts `world` tensor_parallel_peer ranks over `model` and waits for them (killing them all
-// and failing past kHardLimit). Returns each rank's outcome (nullopt where it failed).
-std::vector<std::optional<Outcome>> run_ranks(const std::string& model, int world,
-                                              const std::string& tag) {
+// and failing past kHardLimit). `quitter`: a rank that exits once the group is joined.
+std::vector<Peer> start_and_wait(const std::string& model, int world, const std::string& tag,
+                                 double timeout_seconds, int quitter = -1) {
     const fs::path dir = work_dir() / tag;
     fs::create_directories(dir);
     const int port = free_port();
@@ -187,9 +188,10 @@ std::vector<std::optional<Outcome>> run_ranks(const std::string& model, int worl
                                          std::to_string(rank),
                                          std::to_string(world),
                                          std::to_string(port),
-                                         std::to_string(kTimeoutSeconds),
+                                         std::to_string(timeout_seconds),
                                          model,
                                          peer.result.string()};
+        if (rank == quitter) args.push_back("quit");
         std::vector<char*> argv;
         for (std::string& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -213,20 +215,30 @@ std::vector<std::optional<Outcome>> run_ranks(const std::string& model, int worl
             int raw = 0;
             if (peer.pid > 0 && !peer.status && ::waitpid(peer.pid, &raw, WNOHANG) == peer.pid) {
                 peer.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+                peer.seconds = std::chrono::duration<double>(Clock::now() - start).count();
                 --running;
             }
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    std::vector<std::optional<Outcome>> out;
     for (Peer& peer : peers) {
-        const int rank = static_cast<int>(&peer - peers.data());
         if (peer.pid > 0 && !peer.status) {
-            ADD_FAILURE() << "rank " << rank << " still running after " << kHardLimit.count()
-                          << " s: killed";
+            ADD_FAILURE() << "rank " << (&peer - peers.data()) << " still running after "
+                          << kHardLimit.count() << " s: killed";
             ::kill(peer.pid, SIGKILL);
             ::waitpid(peer.pid, nullptr, 0);
         }
+    }
+    return peers;
+}
+
+// Every rank's outcome (nullopt where it failed).
+std::vector<std::optional<Outcome>> run_ranks(const std::string& model, int world,
+                                              const std::string& tag) {
+    std::vector<std::optional<Outcome>> out;
+    const std::vector<Peer> peers = start_and_wait(model, world, tag, kTimeoutSeconds);
+    for (const Peer& peer : peers) {
+        const int rank = static_cast<int>(&peer - peers.data());
         const std::string log = fs::exists(peer.log) ? test::read_file(peer.log) : "";
         EXPECT_EQ(peer.status, std::optional<int>(0)) << "rank " << rank << ": " << log;
         out.push_back(peer.status == std::optional<int>(0) ? read_outcome(peer.result)
@@ -287,6 +299,29 @@ INSTANTIATE_TEST_SUITE_P(Models, TensorParallel,
                              return std::string(info.param.name) + "_World" +
                                     std::to_string(info.param.world);
                          });
+
+// A rank that dies once the group is joined: every other rank's run stops with an l2a::Error at
+// its first all-reduce, within the collectives' timeout (5 s here), never a hang.
+TEST(TensorParallelFailure, ARankThatDiesStopsTheOthersWithAnError) {
+    SKIP_WITHOUT_GLOO();
+    const int world = 3;
+    const std::vector<Peer> peers = start_and_wait(six_heads(), world, "quit_world3", 5, 1);
+    for (const Peer& peer : peers) {
+        const int rank = static_cast<int>(&peer - peers.data());
+        const std::string log = fs::exists(peer.log) ? test::read_file(peer.log) : "";
+        if (rank == 1) {
+            EXPECT_EQ(peer.status, std::optional<int>(0)) << log;
+            continue;
+        }
+        EXPECT_EQ(peer.status, std::optional<int>(3)) << "rank " << rank << ": " << log;
+        EXPECT_CONTAINS(log, "error after");
+        EXPECT_CONTAINS(log, "rank " + std::to_string(rank) + " of 3: ");
+        EXPECT_CONTAINS(log, "failed");
+        EXPECT_LT(peer.seconds, 20.0) << log;
+        std::printf("    rank %d (exit after %.1f s): %s\n", rank, peer.seconds,
+                    log.substr(0, log.find('\n')).c_str());
+    }
+}
 
 TEST(TensorParallelShard, RefusesAWorldThatDoesNotDivideTheHeads) {
     const Model model = Model::load(demo_dir());
