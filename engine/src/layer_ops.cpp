@@ -64,7 +64,9 @@ at::Tensor LayerOps::attention(const AttentionWeights& w, const at::Tensor& quer
         const at::Tensor v = project(keys_from, w.v_proj, w.v_bias, at::Tensor(), hkv, nullptr);
         out = s_.attend(q, rows, k, v, window, s_.query_block, s_.check);
     }
-    return output_projection(out, w);
+    at::Tensor y = output_projection(out, w);
+    if (s_.reduce) s_.reduce(y);
+    return y;
 }
 
 at::Tensor LayerOps::causal_attention(const AttentionWeights& w, const at::Tensor& xn,
@@ -83,7 +85,9 @@ void LayerOps::add_mlp(at::Tensor& h, const LayerWeights& w) const {
         s_.check();
         const std::int64_t n = std::min(s_.mlp_rows, t - r0);
         at::Tensor rows = h.narrow(0, r0, n);
-        rows.add_(mlp(w, norm(rows, w.post_norm)));
+        at::Tensor y = mlp(w, norm(rows, w.post_norm));
+        if (s_.reduce) s_.reduce(y);
+        rows.add_(y);
     }
 }
 

@@ -21,6 +21,11 @@
 
 namespace l2a {
 
+// Tensor parallel: sums, in place and across the ranks, the partial outputs [n, d] of a
+// row-parallel projection (each rank's O or down projection over its own heads or intermediate
+// slice), so that every rank holds the whole projection.
+using PartialSum = std::function<void(at::Tensor&)>;
+
 // What the operations of one run need: the model's shape and dtype, the attention backend, the
 // row blocks of the row-wise stages, RoPE, and every token as query rows.
 struct LayerOpsSettings {
@@ -33,6 +38,9 @@ struct LayerOpsSettings {
     const RopeTables& rope;
     const QueryRows& every_row;   // tokens 0..T-1
     std::function<void()> check;  // between blocks; throws to cancel
+    // Tensor parallel only (the model is a shard): applied to the output of every O projection
+    // and MLP down projection before it is added to the residual stream. Empty: one process.
+    PartialSum reduce = {};
 };
 
 // The router's view of a layer's residual: u = RMSNorm_global(h) in the model dtype (global

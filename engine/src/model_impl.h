@@ -45,6 +45,10 @@ struct Model::Impl {
     at::Tensor lm_head;     // [V, d] (the embedding when tied)
     std::vector<LayerWeights> layers;
     std::vector<std::string> warnings;  // Model::warnings()
+    // Tensor parallel (shard_for_rank): this rank's part of a model split across shard_world
+    // ranks; config holds the shard's head counts and intermediate size. 0 and 1: the whole model.
+    int shard_rank = 0;
+    int shard_world = 1;
 };
 
 }  // namespace l2a

@@ -19,6 +19,7 @@
 #include "layer_ops.h"
 #include "lens_math.h"
 #include "model_impl.h"
+#include "prefill_internal.h"
 #include "splitmix.h"
 
 namespace l2a {
@@ -618,9 +619,19 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
 }
 
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
+// `reduce`: a shard's partial sums across the ranks (tensor parallel); empty for a whole model.
 PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
                          const RunOptions& options, std::int64_t start_layer,
-                         std::span<const float> hidden, const PrefillHooks& hooks) {
+                         std::span<const float> hidden, const PrefillHooks& hooks,
+                         const PartialSum& reduce = {}) {
+    if (model.impl().shard_world > 1 && !reduce) {
+        fail(model.summary().path,
+             "this is rank " + std::to_string(model.impl().shard_rank) +
+                 "'s shard of a model split "
+                 "across " +
+                 std::to_string(model.impl().shard_world) +
+                 " ranks: it runs only with the others (run_prefill_parallel)");
+    }
     const Backend backend = validate(model, tokens, options);
     if (hidden.data()) validate_resume(model.config(), tokens.size(), start_layer, hidden);
     const Model::Impl& m = model.impl();
@@ -634,10 +645,12 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     reset_peak_memory(m.device);
     try {
         const TokenInputs inputs(m.config, tokens, m.device);
+        LayerOpsSettings settings =
+            layer_ops_settings(m, backend_function(backend), options.chunk_size, inputs.rows,
+                               [&record] { record.check(); });
+        settings.reduce = reduce;
         const std::unique_ptr<LayerOps> ops =
-            make_layer_ops(layer_ops_settings(m, backend_function(backend), options.chunk_size,
-                                              inputs.rows, [&record] { record.check(); }),
-                           fused_ops_fit(backend, m.config));
+            make_layer_ops(std::move(settings), fused_ops_fit(backend, m.config));
         at::Tensor x = entering_state(m, inputs.ids, hidden, record);
         record.progress_at_layer(start_layer);
         for (std::int64_t li = start_layer; li < L; ++li) {
@@ -662,6 +675,12 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks) {
     return run_layers(model, tokens, options, 0, {}, hooks);
+}
+
+PrefillResult run_prefill_reduced(const Model& shard, std::span<const std::int32_t> tokens,
+                                  const RunOptions& options, const PrefillHooks& hooks,
+                                  PartialSum reduce) {
+    return run_layers(shard, tokens, options, 0, {}, hooks, reduce);
 }
 
 PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,

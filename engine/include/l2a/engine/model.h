@@ -85,6 +85,7 @@ public:
     const Impl& impl() const { return *impl_; }
 
 private:
+    friend Model shard_for_rank(const Model& model, int rank, int world);
     explicit Model(std::shared_ptr<const Impl> impl);
     std::shared_ptr<const Impl> impl_;
 };

@@ -1,0 +1,131 @@
+#include "l2a/engine/tensor_parallel.h"
+
+#include <string>
+
+#include "l2a/engine/error.h"
+#include "model_impl.h"
+#include "prefill_internal.h"
+
+namespace l2a {
+namespace {
+
+// Rows [first, first + count) of dim `dim`, in memory of their own (the whole tensor is freed
+// with the model it came from).
+at::Tensor slice(const at::Tensor& t, std::int64_t dim, std::int64_t first, std::int64_t count) {
+    if (!t.defined()) return t;
+    return t.narrow(dim, first, count).clone(at::MemoryFormat::Contiguous);
+}
+
+// The rank's heads of one attention set: Q/K/V rows and biases (column-parallel), O columns
+// (row-parallel; the O bias is added once, by rank 0).
+AttentionWeights shard_attention(const AttentionWeights& w, const ModelConfig& c, int rank,
+                                 int world) {
+    const std::int64_t dim = c.head_dim;
+    const std::int64_t q = c.num_attention_heads / world * dim;
+    const std::int64_t kv = c.num_key_value_heads / world * dim;
+    AttentionWeights out;
+    out.q_proj = slice(w.q_proj, 0, rank * q, q);
+    out.k_proj = slice(w.k_proj, 0, rank * kv, kv);
+    out.v_proj = slice(w.v_proj, 0, rank * kv, kv);
+    out.o_proj = slice(w.o_proj, 1, rank * q, q);
+    out.q_bias = slice(w.q_bias, 0, rank * q, q);
+    out.k_bias = slice(w.k_bias, 0, rank * kv, kv);
+    out.v_bias = slice(w.v_bias, 0, rank * kv, kv);
+    if (rank == 0) out.o_bias = w.o_bias;
+    out.q_norm = w.q_norm;
+    out.k_norm = w.k_norm;
+    return out;
+}
+
+void require_divides(const std::string& where, int world, std::int64_t n, const char* what) {
+    if (n % world != 0) {
+        fail(where, "tensor parallel over " + std::to_string(world) + " ranks: " + what + " (" +
+                        std::to_string(n) + ") is not a multiple of " + std::to_string(world));
+    }
+}
+
+}  // namespace
+
+Model shard_for_rank(const Model& model, int rank, int world) {
+    const Model::Impl& m = model.impl();
+    const ModelConfig& c = m.config;
+    const std::string& where = m.summary.path;
+    if (m.shard_world != 1) fail(where, "the model is already a shard of a tensor-parallel split");
+    if (world < 1) fail(where, "tensor parallel: " + std::to_string(world) + " ranks");
+    if (rank < 0 || rank >= world) {
+        fail(where, "tensor parallel: rank " + std::to_string(rank) + " is not in 0.." +
+                        std::to_string(world - 1));
+    }
+    if (world == 1) return model;
+    require_divides(where, world, c.num_attention_heads, "num_attention_heads");
+    require_divides(where, world, c.num_key_value_heads, "num_key_value_heads");
+    require_divides(where, world, c.intermediate_size, "intermediate_size");
+
+    at::NoGradGuard no_grad;
+    auto out = std::make_shared<Model::Impl>();
+    out->dir = m.dir;
+    out->placement = m.placement;
+    out->device = m.device;
+    out->dtype = m.dtype;
+    out->config = c;
+    out->config.num_attention_heads = c.num_attention_heads / world;
+    out->config.num_key_value_heads = c.num_key_value_heads / world;
+    out->config.intermediate_size = c.intermediate_size / world;
+    out->summary = m.summary;
+    if (m.tokenizer) out->tokenizer.emplace(Tokenizer::from_file(m.dir / "tokenizer.json"));
+    out->embed = m.embed;
+    out->final_norm = m.final_norm;
+    out->lm_head = m.lm_head;
+    out->warnings = m.warnings;
+    out->shard_rank = rank;
+    out->shard_world = world;
+    const std::int64_t mlp = out->config.intermediate_size;
+    out->layers.reserve(m.layers.size());
+    for (const LayerWeights& w : m.layers) {
+        LayerWeights s;
+        s.input_norm = w.input_norm;
+        s.attn = shard_attention(w.attn, c, rank, world);
+        s.post_norm = w.post_norm;
+        s.gate_proj = slice(w.gate_proj, 0, rank * mlp, mlp);
+        s.up_proj = slice(w.up_proj, 0, rank * mlp, mlp);
+        s.down_proj = slice(w.down_proj, 1, rank * mlp, mlp);
+        s.global_norm = w.global_norm;
+        if (w.global.q_proj.defined()) s.global = shard_attention(w.global, c, rank, world);
+        s.router = w.router;
+        out->layers.push_back(std::move(s));
+    }
+    return Model(std::move(out));
+}
+
+ShardInfo shard_info(const Model& model) {
+    return {model.impl().shard_rank, model.impl().shard_world};
+}
+
+PrefillResult run_prefill_parallel(const Model& shard, std::span<const std::int32_t> tokens,
+                                   const RunOptions& options, ProcessGroup& group,
+                                   const PrefillHooks& hooks) {
+    const Model::Impl& m = shard.impl();
+    const std::string& where = m.summary.path;
+    if (m.shard_rank != group.rank() || m.shard_world != group.world()) {
+        fail(where, "tensor parallel: the model is rank " + std::to_string(m.shard_rank) +
+                        "'s shard of " + std::to_string(m.shard_world) + ", the process is rank " +
+                        std::to_string(group.rank()) + " of " + std::to_string(group.world()) +
+                        " (shard it with shard_for_rank for this rank)");
+    }
+    if (!m.device.is_cpu() || m.dtype != at::kFloat) {
+        fail(where, "tensor parallel runs on the CPU in fp32 for now (the model is placed on " +
+                        m.placement.device + " in " + m.placement.dtype + ")");
+    }
+    if (hooks.checkpoints) fail(where, "tensor parallel: residual checkpoints are not supported");
+    if (hooks.distant_mass)
+        fail(where, "tensor parallel: the distant-mass oracle is not supported");
+    if (group.world() == 1) return run_prefill(shard, tokens, options, hooks);
+    return run_prefill_reduced(shard, tokens, options, hooks, [&group](at::Tensor& partial) {
+        if (!partial.is_contiguous() || partial.scalar_type() != at::kFloat)
+            partial = partial.to(at::kFloat).contiguous();
+        group.all_reduce_sum(
+            std::span<float>(partial.data_ptr<float>(), static_cast<std::size_t>(partial.numel())));
+    });
+}
+
+}  // namespace l2a
