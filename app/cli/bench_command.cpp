@@ -804,6 +804,44 @@ int bench_attention_command(std::span<const std::string_view> raw) {
 
 // ---- bench whatif: how long a live what-if takes after a base run -----------------------------
 
+// The model of a study benchmark (bench whatif, bench explain): one of --model DIR, --demo or
+// --shape NAME (random weights seeded by --seed, random token ids: no --doc), on --device
+// (default cpu) in --dtype.
+ModelSpec study_bench_model(const Arguments& args) {
+    const int sources =
+        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
+    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    if (args.has("--shape") && args.has("--doc")) {
+        args.usage_error("--shape runs random token ids: it takes no --doc");
+    }
+    ModelSpec spec;
+    if (auto shape = args.value("--shape")) {
+        spec.shape = *shape;
+        try {
+            published_shape(spec.shape);
+        } catch (const Error& e) {
+            args.usage_error(e.what());
+        }
+    } else {
+        spec.folder = model_spec(args).folder;
+    }
+    spec.seed = args.unsigned_integer("--seed").value_or(0);
+    spec.placement.device = args.value("--device").value_or("cpu");
+    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    return spec;
+}
+
+// --routing of a study benchmark: random weights route at random through a learned router, so
+// for --shape a fixed share (random:0.2) says more; a model folder's router by default.
+RoutingPolicy study_bench_routing(const Arguments& args, const ModelSpec& spec) {
+    try {
+        return RoutingPolicy::parse(
+            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
+    } catch (const Error& e) {
+        args.usage_error(e.what());
+    }
+}
+
 // The token ids of a what-if benchmark: the document (--doc, else the demo document) through the
 // model folder's tokenizer, repeated until there are `tokens`; random ids (seeded) for --shape.
 std::vector<std::int32_t> whatif_bench_tokens(const Arguments& args, const ModelSpec& spec,
@@ -867,48 +905,23 @@ int bench_whatif(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    const int sources =
-        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
-    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
+    const ModelSpec spec = study_bench_model(args);
     if (remote_engine(args) && args.has("--model")) {
         args.usage_error(
             "with --engine, bench whatif runs --demo or --shape NAME (the tokens are "
             "made here)");
     }
-    if (args.has("--shape") && args.has("--doc")) {
-        args.usage_error("--shape runs random token ids: it takes no --doc");
-    }
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(4096);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
-    ModelSpec spec;
-    if (auto shape = args.value("--shape")) {
-        spec.shape = *shape;
-        try {
-            published_shape(spec.shape);
-        } catch (const Error& e) {
-            args.usage_error(e.what());
-        }
-    } else {
-        spec.folder = model_spec(args).folder;
-    }
-    spec.seed = args.unsigned_integer("--seed").value_or(0);
     RunOptions options;
-    options.device = args.value("--device").value_or("cpu");
+    options.device = spec.placement.device;
     const bool cpu = is_cpu_device(options.device);
     options.backend =
         args.value("--backend").value_or(backend_name(cpu ? Backend::Reference : Backend::Kernels));
     if (!parse_backend(options.backend)) {
         args.usage_error("--backend: '" + options.backend + "' is not " + kBackendChoices);
     }
-    try {
-        // Random weights route at random through a learned router; a fixed share says more.
-        options.routing = RoutingPolicy::parse(
-            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
-    } catch (const Error& e) {
-        args.usage_error(e.what());
-    }
-    spec.placement.device = options.device;
-    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
+    options.routing = study_bench_routing(args, spec);
     int engine_threads = 0;
     prepare_compute(args, options.device, engine_threads);
     const bool quiet = args.has("--quiet");
@@ -1019,36 +1032,10 @@ int bench_explain(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    const int sources =
-        int(args.has("--model")) + int(args.has("--demo")) + int(args.has("--shape"));
-    if (sources != 1) args.usage_error("give one of --model DIR, --demo or --shape NAME");
-    if (args.has("--shape") && args.has("--doc")) {
-        args.usage_error("--shape runs random token ids: it takes no --doc");
-    }
+    const ModelSpec spec = study_bench_model(args);
     const std::int64_t tokens = args.integer("--tokens", 1, std::int64_t(1) << 24).value_or(8192);
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(5);
-    ModelSpec spec;
-    if (auto shape = args.value("--shape")) {
-        spec.shape = *shape;
-        try {
-            published_shape(spec.shape);
-        } catch (const Error& e) {
-            args.usage_error(e.what());
-        }
-    } else {
-        spec.folder = model_folder(args);
-    }
-    spec.seed = args.unsigned_integer("--seed").value_or(0);
-    spec.placement.device = args.value("--device").value_or("cpu");
-    if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
-    RoutingPolicy routing;
-    try {
-        // Random weights route at random through a learned router; a fixed share says more.
-        routing = RoutingPolicy::parse(
-            args.value("--routing").value_or(spec.shape.empty() ? "learned" : "random:0.2"));
-    } catch (const Error& e) {
-        args.usage_error(e.what());
-    }
+    const RoutingPolicy routing = study_bench_routing(args, spec);
     int threads = 0;
     prepare_compute(args, spec.placement.device, threads);
     const bool quiet = args.has("--quiet");

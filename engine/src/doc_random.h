@@ -1,9 +1,14 @@
 // The random stream of the document generators (synthetic_docs.cpp, handbook_docs.cpp):
-// SplitMix64, the same on every machine. Private to the engine.
+// SplitMix64, the same on every machine, and their cursor in the texts they interleave. Private
+// to the engine.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "splitmix.h"
 
@@ -24,6 +29,33 @@ public:
 
 private:
     std::uint64_t state_;
+};
+
+// Where the generators are in the natural texts they interleave (SyntheticDocOptions::mix_texts):
+// the next chunk of a few hundred bytes, taken in order and cut at a line or word boundary, or
+// nothing when the current text is used up (the next call starts the next text, wrapping).
+class MixCursor {
+public:
+    std::optional<std::string> next(const std::vector<std::string>& texts, DocRandom& r) {
+        const std::string& source = texts[index_ % texts.size()];
+        if (offset_ >= source.size()) {
+            offset_ = 0;
+            ++index_;
+            return std::nullopt;
+        }
+        std::size_t end = std::min(source.size(), offset_ + 200 + r.below(300));
+        while (end < source.size() && source[end] != ' ' && source[end] != '\n') ++end;
+        std::string chunk = source.substr(offset_, end - offset_);
+        // Keep the document valid UTF-8: stop before a cut multi-byte character.
+        while (!chunk.empty() && (static_cast<unsigned char>(chunk.back()) & 0x80))
+            chunk.pop_back();
+        offset_ = end;
+        return chunk;
+    }
+
+private:
+    std::size_t index_ = 0;
+    std::size_t offset_ = 0;
 };
 
 }  // namespace l2a

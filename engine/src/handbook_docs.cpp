@@ -648,21 +648,10 @@ private:
 
     // The next chunk of natural text as a paragraph of its own, cut at a line or word boundary.
     void mix_chunk() {
-        const std::string& source = o_.mix_texts[mix_index_ % o_.mix_texts.size()];
-        if (mix_offset_ >= source.size()) {
-            mix_offset_ = 0;
-            ++mix_index_;
-            return;
-        }
-        std::size_t end = std::min(source.size(), mix_offset_ + 200 + r_.below(300));
-        while (end < source.size() && source[end] != ' ' && source[end] != '\n') ++end;
-        std::string chunk = source.substr(mix_offset_, end - mix_offset_);
-        // Keep the document valid UTF-8: stop before a cut multi-byte character.
-        while (!chunk.empty() && (static_cast<unsigned char>(chunk.back()) & 0x80))
-            chunk.pop_back();
-        mix_offset_ = end;
+        const std::optional<std::string> chunk = mix_.next(o_.mix_texts, r_);
+        if (!chunk) return;
         close_paragraph();
-        add(chunk);
+        add(*chunk);
         add("\n\n");
     }
 
@@ -737,7 +726,7 @@ private:
     std::map<std::string, std::size_t> recalled_;
     bool paragraph_open_ = false;
     bool stated_warning_ = false, stated_term_ = false;
-    std::size_t mix_index_ = 0, mix_offset_ = 0;
+    MixCursor mix_;
 };
 
 // The words of a table entry, lowercase; a template's slots ({A}, {T}, ...) are not words.

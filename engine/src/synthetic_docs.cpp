@@ -154,20 +154,9 @@ private:
     void filler() {
         if (!o_.mix_texts.empty()) {
             // The next chunk of natural text, cut at a line or word boundary.
-            const std::string& source = o_.mix_texts[mix_index_ % o_.mix_texts.size()];
-            if (mix_offset_ >= source.size()) {
-                mix_offset_ = 0;
-                ++mix_index_;
-                return;
-            }
-            std::size_t end = std::min(source.size(), mix_offset_ + 200 + r_.below(300));
-            while (end < source.size() && source[end] != ' ' && source[end] != '\n') ++end;
-            std::string chunk = source.substr(mix_offset_, end - mix_offset_);
-            // Keep the document valid UTF-8: stop before a cut multi-byte character.
-            while (!chunk.empty() && (static_cast<unsigned char>(chunk.back()) & 0x80))
-                chunk.pop_back();
-            mix_offset_ = end;
-            add(chunk);
+            const std::optional<std::string> chunk = mix_.next(o_.mix_texts, r_);
+            if (!chunk) return;
+            add(*chunk);
             add("\n\n");
             return;
         }
@@ -283,7 +272,7 @@ private:
     std::deque<Fact> facts_;
     std::set<std::string> used_;  // keys and defined terms
     std::map<int, int> claims_;   // claims so far per section
-    std::size_t mix_index_ = 0, mix_offset_ = 0;
+    MixCursor mix_;
 };
 
 }  // namespace

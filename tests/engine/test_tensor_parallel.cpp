@@ -2,15 +2,7 @@
 // through run_prefill_parallel, give the single-process result (logits, per-token loss and
 // router logits within 1e-5, the same decisions) for an L2A model and a plain qwen3 model. The
 // ranks are tensor_parallel_peer processes on a free port of the loopback.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -28,26 +20,19 @@
 #include "l2a/engine/process_group.h"
 #include "l2a/engine/safetensors.h"
 #include "l2a/engine/tensor_parallel.h"
+#include "rank_processes.h"
 #include "tensor_parallel_models.h"
 #include "test_support.h"
-
-extern char** environ;
 
 namespace l2a {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 // Every group is killed after this, and the test fails: nothing may hang.
 constexpr auto kHardLimit = std::chrono::seconds(120);
 constexpr double kTimeoutSeconds = 30;
 constexpr double kTolerance = 1e-5;
-
-#define SKIP_WITHOUT_GLOO()                                                                  \
-    if (!process_groups_available())                                                         \
-    GTEST_SKIP() << "this build has no c10d Gloo (install libgloo-dev and reconfigure): no " \
-                    "process groups to test"
 
 fs::path work_dir() { return fs::path(L2A_TEST_WORK_DIR) / "tensor_parallel"; }
 
@@ -82,23 +67,6 @@ const fs::path& plain_dir() {
 }
 
 std::string six_heads() { return "random-six-heads:" + demo_dir().string(); }
-
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = 0;
-    socklen_t size = sizeof address;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
-        port = ntohs(address.sin_port);
-    }
-    ::close(fd);
-    return port;
-}
 
 // What one run gives, from run_prefill or a peer's file.
 struct Outcome {
@@ -162,12 +130,9 @@ double max_difference(const std::vector<float>& a, const std::vector<float>& b) 
     return worst;
 }
 
-struct Peer {
-    pid_t pid = -1;
-    fs::path log;
+// A rank's process, its log in `log` and what it computed in `result`.
+struct Peer : test::RankProcess {
     fs::path result;
-    std::optional<int> status;
-    double seconds = 0;  // from the start of all ranks to this one's exit
 };
 
 // Starts `world` tensor_parallel_peer ranks over `model` and waits for them (killing them all
@@ -176,59 +141,28 @@ std::vector<Peer> start_and_wait(const std::string& model, int world, const std:
                                  double timeout_seconds, int quitter = -1) {
     const fs::path dir = work_dir() / tag;
     fs::create_directories(dir);
-    const int port = free_port();
+    const int port = test::free_port();
     EXPECT_GT(port, 0) << "no free port on the loopback";
-    std::vector<Peer> peers(static_cast<std::size_t>(world));
+    std::vector<test::RankProcess> ranks;
+    std::vector<fs::path> results;
     for (int rank = 0; rank < world; ++rank) {
-        Peer& peer = peers[static_cast<std::size_t>(rank)];
-        peer.log = dir / ("rank" + std::to_string(rank) + ".log");
-        peer.result = dir / ("rank" + std::to_string(rank) + ".bin");
-        fs::remove(peer.result);
+        const fs::path result = dir / ("rank" + std::to_string(rank) + ".bin");
+        fs::remove(result);
         std::vector<std::string> args = {L2A_TENSOR_PARALLEL_PEER,
                                          std::to_string(rank),
                                          std::to_string(world),
                                          std::to_string(port),
                                          std::to_string(timeout_seconds),
                                          model,
-                                         peer.result.string()};
+                                         result.string()};
         if (rank == quitter) args.push_back("quit");
-        std::vector<char*> argv;
-        for (std::string& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_addopen(&actions, 1, peer.log.c_str(),
-                                         O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        if (posix_spawn(&peer.pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-            peer.pid = -1;
-            ADD_FAILURE() << "cannot start " << argv[0];
-        }
-        posix_spawn_file_actions_destroy(&actions);
+        ranks.push_back(
+            test::start_rank(std::move(args), dir / ("rank" + std::to_string(rank) + ".log")));
+        results.push_back(result);
     }
-    const auto start = Clock::now();
-    int running = 0;
-    for (const Peer& peer : peers) running += peer.pid > 0 ? 1 : 0;
-    while (running > 0 && Clock::now() - start < kHardLimit) {
-        for (Peer& peer : peers) {
-            int raw = 0;
-            if (peer.pid > 0 && !peer.status && ::waitpid(peer.pid, &raw, WNOHANG) == peer.pid) {
-                peer.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-                peer.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-                --running;
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    for (Peer& peer : peers) {
-        if (peer.pid > 0 && !peer.status) {
-            ADD_FAILURE() << "rank " << (&peer - peers.data()) << " still running after "
-                          << kHardLimit.count() << " s: killed";
-            ::kill(peer.pid, SIGKILL);
-            ::waitpid(peer.pid, nullptr, 0);
-        }
-    }
+    test::wait_for_ranks(ranks, kHardLimit);
+    std::vector<Peer> peers;
+    for (std::size_t i = 0; i < ranks.size(); ++i) peers.push_back({ranks[i], results[i]});
     return peers;
 }
 
