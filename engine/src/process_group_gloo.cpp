@@ -117,6 +117,10 @@ ProcessGroup ProcessGroup::open(const GroupOptions& options) {
         group_options->threads = 2;
         impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank,
                                                                   options.world, group_options);
+        // A rank returns only once every rank is connected: rank 0 hosts the store the others
+        // still use while they connect, so a rank 0 that left straight after its own set-up
+        // would keep them retrying the store well past the timeout.
+        impl->group->barrier()->wait();
     } catch (const std::exception& e) {
         impl->fail_in("connecting the group through " + where, e);
     }
