@@ -50,6 +50,19 @@ bool is_float(DType dtype) {
 // What a tensor is, for weights that are made rather than read (Model::random).
 enum class Init { Matrix, Norm, Bias, Router };
 
+// The part of a tensor a tensor-parallel rank keeps: `count` rows of dimension `dim` from `first`
+// (dim -1: all of it).
+struct Slice {
+    int dim = -1;
+    std::int64_t first = 0;
+    std::int64_t count = 0;
+};
+
+// The rank's part of one tensor of `full` (a view), or `full` itself.
+at::Tensor narrow_to(const at::Tensor& full, const Slice& slice) {
+    return slice.dim < 0 ? full : full.narrow(slice.dim, slice.first, slice.count);
+}
+
 // Copies mapped tensors onto the placement's device, in its dtype (the mapping closes with the
 // checkpoint).
 class CheckpointWeights {
@@ -57,20 +70,26 @@ public:
     CheckpointWeights(const Checkpoint& checkpoint, const at::Device& device, at::ScalarType dtype)
         : checkpoint_(checkpoint), device_(device), dtype_(dtype) {}
 
-    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init /*init*/) {
+    // The tensor `name` of `shape`, or only `slice` of it (read from the mapping: the rest never
+    // leaves the file). The parameter count is of the whole tensor.
+    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init /*init*/,
+                   const Slice& slice = {}) {
         TensorView view = checkpoint_.get(name, shape);
         if (!is_float(view.info->dtype)) {
             fail(checkpoint_.file_of(name).string(),
                  "tensor '" + name + "' has dtype " + dtype_name(view.info->dtype) +
                      ", expected a floating-point type (F32, F16 or BF16)");
         }
-        at::Tensor mapped = at::from_blob(const_cast<std::byte*>(view.data), shape,
-                                          at::TensorOptions().dtype(scalar_type(view.info->dtype)));
+        const at::Tensor whole =
+            at::from_blob(const_cast<std::byte*>(view.data), shape,
+                          at::TensorOptions().dtype(scalar_type(view.info->dtype)));
+        // A slice is gathered on the host first (only its bytes are read).
+        const at::Tensor mapped = slice.dim < 0 ? whole : narrow_to(whole, slice).contiguous();
         // The stored dtype travels (fewer bytes over PCIe); the conversion runs on the device.
         at::Tensor owned = device_.is_cpu()
                                ? mapped.to(dtype_, /*non_blocking=*/false, /*copy=*/true)
                                : mapped.to(device_, mapped.scalar_type(), false, true).to(dtype_);
-        parameters_ += owned.numel();
+        parameters_ += whole.numel();
         used_.push_back(name);
         // One pass per tensor on its device (min and max, which NaN and Inf reach, with no
         // full-size temporary), read back once for all of them (nonfinite()).
@@ -179,7 +198,10 @@ public:
     RandomWeights(std::uint64_t seed, const at::Device& device, at::ScalarType dtype)
         : seed_(seed), device_(device), dtype_(dtype) {}
 
-    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init init) {
+    // A slice is cut from the whole tensor (made one at a time), so that every rank's part
+    // equals the same part of the whole model made with the same seed.
+    at::Tensor get(const std::string& name, std::vector<std::int64_t> shape, Init init,
+                   const Slice& slice = {}) {
         const at::TensorOptions options = at::TensorOptions().device(device_).dtype(dtype_);
         at::Tensor t;
         switch (init) {
@@ -197,7 +219,7 @@ public:
             }
         }
         parameters_ += t.numel();
-        return t;
+        return slice.dim < 0 ? t : narrow_to(t, slice).contiguous();
     }
 
     std::int64_t parameters() const { return parameters_; }
@@ -221,9 +243,20 @@ private:
     std::int64_t parameters_ = 0;
 };
 
+// Which rank of how many a model is made for (tensor parallel; 0 of 1: the whole model).
+struct ShardSpec {
+    int rank = 0;
+    int world = 1;
+    // Rows [rank * n / world, (rank + 1) * n / world) of dimension `dim` of a tensor of n there.
+    Slice part(int dim, std::int64_t n) const {
+        if (world == 1) return {};
+        return {dim, rank * (n / world), n / world};
+    }
+};
+
 template <typename Weights>
 AttentionWeights make_attention(Weights& weights, const ModelConfig& c, std::int64_t layer,
-                                tensor_names::AttentionSet set) {
+                                tensor_names::AttentionSet set, const ShardSpec& shard) {
     using enum tensor_names::AttentionPart;
     using tensor_names::TensorKind;
     const auto name = [&](tensor_names::AttentionPart part, TensorKind kind = TensorKind::Weight) {
@@ -232,17 +265,25 @@ AttentionWeights make_attention(Weights& weights, const ModelConfig& c, std::int
     const std::int64_t d = c.hidden_size;
     const std::int64_t q_out = c.num_attention_heads * c.head_dim;
     const std::int64_t kv_out = c.num_key_value_heads * c.head_dim;
+    // Tensor parallel: the rank's heads (Q/K/V rows, column-parallel) and the matching O columns
+    // (row-parallel); the O bias is added once, by rank 0 (tensor_parallel.h).
     AttentionWeights a;
-    a.q_proj = weights.get(name(QProj), {q_out, d}, Init::Matrix);
-    a.k_proj = weights.get(name(KProj), {kv_out, d}, Init::Matrix);
-    a.v_proj = weights.get(name(VProj), {kv_out, d}, Init::Matrix);
-    a.o_proj = weights.get(name(OProj), {d, q_out}, Init::Matrix);
+    a.q_proj = weights.get(name(QProj), {q_out, d}, Init::Matrix, shard.part(0, q_out));
+    a.k_proj = weights.get(name(KProj), {kv_out, d}, Init::Matrix, shard.part(0, kv_out));
+    a.v_proj = weights.get(name(VProj), {kv_out, d}, Init::Matrix, shard.part(0, kv_out));
+    a.o_proj = weights.get(name(OProj), {d, q_out}, Init::Matrix, shard.part(1, q_out));
     if (c.has_qkv_bias()) {
-        a.q_bias = weights.get(name(QProj, TensorKind::Bias), {q_out}, Init::Bias);
-        a.k_bias = weights.get(name(KProj, TensorKind::Bias), {kv_out}, Init::Bias);
-        a.v_bias = weights.get(name(VProj, TensorKind::Bias), {kv_out}, Init::Bias);
+        a.q_bias =
+            weights.get(name(QProj, TensorKind::Bias), {q_out}, Init::Bias, shard.part(0, q_out));
+        a.k_bias =
+            weights.get(name(KProj, TensorKind::Bias), {kv_out}, Init::Bias, shard.part(0, kv_out));
+        a.v_bias =
+            weights.get(name(VProj, TensorKind::Bias), {kv_out}, Init::Bias, shard.part(0, kv_out));
         // Qwen3 puts the bias flag on all four projections, Qwen2 on q/k/v only.
-        if (c.has_qk_norm()) a.o_bias = weights.get(name(OProj, TensorKind::Bias), {d}, Init::Bias);
+        if (c.has_qk_norm()) {
+            at::Tensor bias = weights.get(name(OProj, TensorKind::Bias), {d}, Init::Bias);
+            if (shard.rank == 0) a.o_bias = std::move(bias);
+        }
     }
     if (c.has_qk_norm()) {
         a.q_norm = weights.get(name(QNorm), {c.head_dim}, Init::Norm);
@@ -251,8 +292,10 @@ AttentionWeights make_attention(Weights& weights, const ModelConfig& c, std::int
     return a;
 }
 
+// Makes impl's weights for impl.config, the whole model's; with a shard, only the rank's part of
+// the split tensors (impl.config is then the caller's to divide).
 template <typename Weights>
-void make_weights(Weights& weights, Model::Impl& impl) {
+void make_weights(Weights& weights, Model::Impl& impl, const ShardSpec& shard = {}) {
     namespace names = tensor_names;
     const ModelConfig& c = impl.config;
     const std::int64_t d = c.hidden_size;
@@ -268,13 +311,15 @@ void make_weights(Weights& weights, Model::Impl& impl) {
         LayerWeights layer;
         layer.input_norm = weights.get(name(names::kInputNorm), {d}, Init::Norm);
         layer.post_norm = weights.get(name(names::kPostAttentionNorm), {d}, Init::Norm);
-        layer.attn = make_attention(weights, c, i, names::AttentionSet::Local);
-        layer.gate_proj = weights.get(name(names::kMlpGate), {m, d}, Init::Matrix);
-        layer.up_proj = weights.get(name(names::kMlpUp), {m, d}, Init::Matrix);
-        layer.down_proj = weights.get(name(names::kMlpDown), {d, m}, Init::Matrix);
+        layer.attn = make_attention(weights, c, i, names::AttentionSet::Local, shard);
+        layer.gate_proj =
+            weights.get(name(names::kMlpGate), {m, d}, Init::Matrix, shard.part(0, m));
+        layer.up_proj = weights.get(name(names::kMlpUp), {m, d}, Init::Matrix, shard.part(0, m));
+        layer.down_proj =
+            weights.get(name(names::kMlpDown), {d, m}, Init::Matrix, shard.part(1, m));
         if (c.is_l2a()) {
             layer.global_norm = weights.get(name(names::kGlobalInputNorm), {d}, Init::Norm);
-            layer.global = make_attention(weights, c, i, names::AttentionSet::Global);
+            layer.global = make_attention(weights, c, i, names::AttentionSet::Global, shard);
             if (c.l2a.router_input == RouterInput::HiddenLinearProj) {
                 layer.router = weights.get(name(names::kRouter), {1, d}, Init::Router).reshape({d});
             }
@@ -391,8 +436,21 @@ const Tokenizer* Model::tokenizer() const {
 }
 const std::vector<std::string>& Model::warnings() const { return impl_->warnings; }
 
-Model Model::load(const std::filesystem::path& model_dir, const Placement& placement) {
-    auto impl = std::make_shared<Impl>();
+namespace {
+
+// The whole model's config becomes the rank's shard's: its heads and MLP slice.
+void divide_for_shard(Model::Impl& impl, const ShardSpec& shard) {
+    if (shard.world == 1) return;
+    impl.config.num_attention_heads /= shard.world;
+    impl.config.num_key_value_heads /= shard.world;
+    impl.config.intermediate_size /= shard.world;
+    impl.shard_rank = shard.rank;
+    impl.shard_world = shard.world;
+}
+
+std::shared_ptr<Model::Impl> load_model(const std::filesystem::path& model_dir,
+                                        const Placement& placement, const ShardSpec& shard) {
+    auto impl = std::make_shared<Model::Impl>();
     place(*impl, placement);
     std::error_code ec;
     if (!std::filesystem::is_directory(model_dir, ec)) {
@@ -403,28 +461,31 @@ Model Model::load(const std::filesystem::path& model_dir, const Placement& place
     }
     impl->dir = model_dir;
     impl->config = load_model_config(model_dir / "config.json");
+    check_tensor_parallel_split(impl->config, model_dir.string(), shard.rank, shard.world);
 
     {
         at::NoGradGuard no_grad;
         Checkpoint checkpoint = Checkpoint::open(model_dir);
         CheckpointWeights weights(checkpoint, impl->device, impl->dtype);
-        make_on_device(*impl, model_dir.string(), [&] { make_weights(weights, *impl); });
+        make_on_device(*impl, model_dir.string(), [&] { make_weights(weights, *impl, shard); });
         check_finite(weights, checkpoint, *impl);
         warn_unused(weights, checkpoint, *impl);
         fill_summary(*impl, model_dir.string(), weights.parameters());
         impl->summary.config_hash = config_file_hash(model_dir / "config.json");
         impl->summary.weight_bytes = weight_file_bytes(checkpoint);
     }
+    divide_for_shard(*impl, shard);
 
     const std::filesystem::path tokenizer_json = model_dir / "tokenizer.json";
     if (std::filesystem::exists(tokenizer_json, ec)) {
         impl->tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
     }
-    return Model(std::move(impl));
+    return impl;
 }
 
-Model Model::random(const ModelConfig& config, std::uint64_t seed, const Placement& placement) {
-    auto impl = std::make_shared<Impl>();
+std::shared_ptr<Model::Impl> random_model(const ModelConfig& config, std::uint64_t seed,
+                                          const Placement& placement, const ShardSpec& shard) {
+    auto impl = std::make_shared<Model::Impl>();
     place(*impl, placement);
     const ModelConfig& c = config;
     const std::string name = std::string("random ") + model_type_name(c.model_type) + " model";
@@ -436,15 +497,55 @@ Model Model::random(const ModelConfig& config, std::uint64_t seed, const Placeme
     }
     if (c.is_l2a() && c.l2a.sliding_window < 1)
         fail("", name + ": sliding_window must be at least 1");
+    check_tensor_parallel_split(c, name, shard.rank, shard.world);
     impl->config = config;
     impl->config.untrained = true;
     {
         at::NoGradGuard no_grad;
         RandomWeights weights(seed, impl->device, impl->dtype);
-        make_on_device(*impl, name, [&] { make_weights(weights, *impl); });
+        make_on_device(*impl, name, [&] { make_weights(weights, *impl, shard); });
         fill_summary(*impl, name + " (seed " + std::to_string(seed) + ")", weights.parameters());
     }
-    return Model(std::move(impl));
+    divide_for_shard(*impl, shard);
+    return impl;
+}
+
+}  // namespace
+
+Model Model::load(const std::filesystem::path& model_dir, const Placement& placement) {
+    return Model(load_model(model_dir, placement, {}));
+}
+
+Model Model::random(const ModelConfig& config, std::uint64_t seed, const Placement& placement) {
+    return Model(random_model(config, seed, placement, {}));
+}
+
+Model load_model_shard(const std::filesystem::path& model_dir, const Placement& placement, int rank,
+                       int world) {
+    return Model(load_model(model_dir, placement, {rank, world}));
+}
+
+Model random_model_shard(const ModelConfig& config, std::uint64_t seed, const Placement& placement,
+                         int rank, int world) {
+    return Model(random_model(config, seed, placement, {rank, world}));
+}
+
+void check_tensor_parallel_split(const ModelConfig& c, const std::string& where, int rank,
+                                 int world) {
+    if (world < 1) fail(where, "tensor parallel: " + std::to_string(world) + " ranks");
+    if (rank < 0 || rank >= world) {
+        fail(where, "tensor parallel: rank " + std::to_string(rank) + " is not in 0.." +
+                        std::to_string(world - 1));
+    }
+    const auto require_divides = [&](std::int64_t n, const char* what) {
+        if (n % world != 0) {
+            fail(where, "tensor parallel over " + std::to_string(world) + " ranks: " + what + " (" +
+                            std::to_string(n) + ") is not a multiple of " + std::to_string(world));
+        }
+    };
+    require_divides(c.num_attention_heads, "num_attention_heads");
+    require_divides(c.num_key_value_heads, "num_key_value_heads");
+    require_divides(c.intermediate_size, "intermediate_size");
 }
 
 }  // namespace l2a

@@ -51,4 +51,9 @@ struct Model::Impl {
     int shard_world = 1;
 };
 
+// Throws l2a::Error (naming `where`) unless rank is in 0..world-1 and world divides the query
+// heads, the KV heads and the MLP's intermediate size of c.
+void check_tensor_parallel_split(const ModelConfig& c, const std::string& where, int rank,
+                                 int world);
+
 }  // namespace l2a

@@ -37,13 +37,6 @@ AttentionWeights shard_attention(const AttentionWeights& w, const ModelConfig& c
     return out;
 }
 
-void require_divides(const std::string& where, int world, std::int64_t n, const char* what) {
-    if (n % world != 0) {
-        fail(where, "tensor parallel over " + std::to_string(world) + " ranks: " + what + " (" +
-                        std::to_string(n) + ") is not a multiple of " + std::to_string(world));
-    }
-}
-
 }  // namespace
 
 Model shard_for_rank(const Model& model, int rank, int world) {
@@ -51,15 +44,8 @@ Model shard_for_rank(const Model& model, int rank, int world) {
     const ModelConfig& c = m.config;
     const std::string& where = m.summary.path;
     if (m.shard_world != 1) fail(where, "the model is already a shard of a tensor-parallel split");
-    if (world < 1) fail(where, "tensor parallel: " + std::to_string(world) + " ranks");
-    if (rank < 0 || rank >= world) {
-        fail(where, "tensor parallel: rank " + std::to_string(rank) + " is not in 0.." +
-                        std::to_string(world - 1));
-    }
+    check_tensor_parallel_split(c, where, rank, world);
     if (world == 1) return model;
-    require_divides(where, world, c.num_attention_heads, "num_attention_heads");
-    require_divides(where, world, c.num_key_value_heads, "num_key_value_heads");
-    require_divides(where, world, c.intermediate_size, "intermediate_size");
 
     at::NoGradGuard no_grad;
     auto out = std::make_shared<Model::Impl>();
@@ -95,6 +81,66 @@ Model shard_for_rank(const Model& model, int rank, int world) {
         out->layers.push_back(std::move(s));
     }
     return Model(std::move(out));
+}
+
+namespace {
+
+class WeightsHash {
+public:
+    void add(const at::Tensor& t) {
+        if (!t.defined()) {
+            mix_value(0xffffffffu);
+            return;
+        }
+        const at::Tensor host = t.to(at::kCPU).contiguous();
+        mix_value(static_cast<std::uint64_t>(host.dim()));
+        for (const std::int64_t n : host.sizes()) mix_value(static_cast<std::uint64_t>(n));
+        mix_value(static_cast<std::uint64_t>(host.scalar_type()));
+        const auto* bytes = static_cast<const unsigned char*>(host.data_ptr());
+        const std::size_t count = host.numel() * host.element_size();
+        for (std::size_t i = 0; i < count; ++i) h_ = (h_ ^ bytes[i]) * 0x100000001b3ull;
+    }
+    void add(const AttentionWeights& a) {
+        for (const at::Tensor* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias,
+                                    &a.k_bias, &a.v_bias, &a.o_bias, &a.q_norm, &a.k_norm}) {
+            add(*t);
+        }
+    }
+    std::string hex() const {
+        static constexpr char kHex[] = "0123456789abcdef";
+        std::string out(16, '0');
+        for (int i = 0; i < 16; ++i)
+            out[static_cast<std::size_t>(i)] = kHex[(h_ >> (60 - 4 * i)) & 0xf];
+        return out;
+    }
+
+private:
+    void mix_value(std::uint64_t v) {
+        for (int i = 0; i < 8; ++i) h_ = (h_ ^ ((v >> (8 * i)) & 0xff)) * 0x100000001b3ull;
+    }
+    std::uint64_t h_ = 0xcbf29ce484222325ull;  // FNV-1a 64
+};
+
+}  // namespace
+
+std::string weights_digest(const Model& model) {
+    const Model::Impl& m = model.impl();
+    WeightsHash hash;
+    hash.add(m.embed);
+    hash.add(m.final_norm);
+    hash.add(m.lm_head);
+    for (const LayerWeights& w : m.layers) {
+        hash.add(w.input_norm);
+        hash.add(w.attn);
+        hash.add(w.post_norm);
+        hash.add(w.gate_proj);
+        hash.add(w.up_proj);
+        hash.add(w.down_proj);
+        hash.add(w.global_norm);
+        hash.add(w.global);
+        hash.add(w.router);
+    }
+    return hash.hex();
 }
 
 ShardInfo shard_info(const Model& model) {

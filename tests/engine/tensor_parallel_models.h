@@ -8,6 +8,7 @@
 
 #include "l2a/engine/config.h"
 #include "l2a/engine/model.h"
+#include "l2a/engine/tensor_parallel.h"
 
 namespace l2a::test {
 
@@ -39,6 +40,17 @@ inline Model tensor_parallel_model(const std::string& name) {
         return Model::random(six_head_config(name.substr(prefix.size())), 1234);
     }
     return Model::load(name);
+}
+
+// The rank's shard of tensor_parallel_model(name), read slice by slice (load_model_shard,
+// random_model_shard) as `l2a --tensor-parallel` ranks do.
+inline Model tensor_parallel_shard(const std::string& name, int rank, int world) {
+    const std::string prefix = "random-six-heads:";
+    if (name.rfind(prefix, 0) == 0) {
+        return random_model_shard(six_head_config(name.substr(prefix.size())), 1234, {}, rank,
+                                  world);
+    }
+    return load_model_shard(name, {}, rank, world);
 }
 
 }  // namespace l2a::test

@@ -1,11 +1,11 @@
 // One rank of a tensor-parallel prefill, started by test_tensor_parallel (one process per rank).
 //   tensor_parallel_peer RANK WORLD PORT TIMEOUT_SECONDS MODEL OUT [quit]
-// Loads MODEL (tensor_parallel_models.h), keeps its shard for RANK, joins the group on the
-// loopback's PORT and runs run_prefill_parallel over the test tokens. Writes to OUT, raw:
-// T, L, V (int64), token NLL [T], router logits [L*T] (fp32), decisions [L*T] (uint8), logits
-// [T*V] (fp32); prints "ok" and exits 0. An l2a::Error prints "error after S s: MESSAGE" (S: since
-// the group was joined) and exits 3. With "quit" the rank exits at once after joining the group,
-// as if it crashed, without taking part in the run.
+// Reads its shard of MODEL (tensor_parallel_models.h: only the rank's slices), joins the group on
+// the loopback's PORT and runs run_prefill_parallel over the test tokens. Writes to OUT, raw: T, L,
+// V (int64), token NLL [T], router logits [L*T] (fp32), decisions [L*T] (uint8), logits [T*V]
+// (fp32); prints "ok" and exits 0. An l2a::Error prints "error after S s: MESSAGE" (S: since the
+// group was joined) and exits 3. With "quit" the rank exits at once after joining the group, as if
+// it crashed, without taking part in the run.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
     };
     try {
         l2a::set_cpu_threads(1);
-        const l2a::Model model = l2a::test::tensor_parallel_model(model_name);
+        // Only the rank's slices are read (the test compares with the whole model in one process).
         const l2a::Model shard =
-            l2a::shard_for_rank(model, group_options.rank, group_options.world);
+            l2a::test::tensor_parallel_shard(model_name, group_options.rank, group_options.world);
         l2a::ProcessGroup group = l2a::ProcessGroup::open(group_options);
         start = std::chrono::steady_clock::now();
         if (quit) {
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
             std::_Exit(0);  // no goodbye to the other ranks
         }
         const std::vector<std::int32_t> tokens = l2a::test::tensor_parallel_tokens();
-        const std::int64_t vocab = model.config().vocab_size;
+        const std::int64_t vocab = shard.config().vocab_size;
         std::vector<float> logits(tokens.size() * static_cast<std::size_t>(vocab));
         l2a::PrefillHooks hooks;
         hooks.logits_sink = [&](std::int64_t r0, std::int64_t n, std::int64_t v, const float* p) {

@@ -279,6 +279,43 @@ TEST(TensorParallelShard, SplitsTheHeadsAndTheMlp) {
     EXPECT_EQ(shard_info(shard_for_rank(model, 0, 1)).world, 1);
 }
 
+// Each rank reads only its slices (load_model_shard, random_model_shard): the same weights as
+// cutting the whole model, and a summary of the whole model.
+TEST(TensorParallelShard, ASliceReadFromTheFolderEqualsTheCutOfTheWholeModel) {
+    for (const fs::path& dir : {demo_dir(), plain_dir()}) {
+        SCOPED_TRACE(dir.string());
+        const Model whole = Model::load(dir);
+        std::vector<std::string> digests;
+        for (int rank = 0; rank < 2; ++rank) {
+            const Model read = load_model_shard(dir, {}, rank, 2);
+            const Model cut = shard_for_rank(whole, rank, 2);
+            digests.push_back(weights_digest(read));
+            EXPECT_EQ(digests.back(), weights_digest(cut)) << "rank " << rank;
+            EXPECT_EQ(read.config().num_attention_heads, cut.config().num_attention_heads);
+            EXPECT_EQ(read.config().intermediate_size, cut.config().intermediate_size);
+            EXPECT_EQ(shard_info(read).rank, rank);
+            EXPECT_EQ(shard_info(read).world, 2);
+            EXPECT_EQ(read.summary().parameter_count, whole.summary().parameter_count);
+            EXPECT_EQ(read.summary().num_heads, whole.summary().num_heads);
+            EXPECT_EQ(read.summary().config_hash, whole.summary().config_hash);
+        }
+        EXPECT_NE(digests[0], digests[1]);
+        EXPECT_NE(digests[0], weights_digest(whole));
+        EXPECT_EQ(weights_digest(load_model_shard(dir, {}, 0, 1)), weights_digest(whole));
+    }
+    const ModelConfig six = test::six_head_config(demo_dir());
+    const Model whole = Model::random(six, 1234);
+    for (int rank = 0; rank < 3; ++rank) {
+        EXPECT_EQ(weights_digest(random_model_shard(six, 1234, {}, rank, 3)),
+                  weights_digest(shard_for_rank(whole, rank, 3)))
+            << "rank " << rank;
+    }
+    EXPECT_CONTAINS(test::message_of([&] { load_model_shard(demo_dir(), {}, 0, 3); }),
+                    "tensor parallel over 3 ranks: num_attention_heads (4) is not a multiple of 3");
+    EXPECT_CONTAINS(test::message_of([&] { load_model_shard(demo_dir(), {}, 3, 3); }),
+                    "rank 3 is not in 0..2");
+}
+
 TEST(TensorParallelShard, AShardDoesNotRunAlone) {
     const Model shard = shard_for_rank(Model::load(demo_dir()), 0, 2);
     const std::vector<std::int32_t> tokens = test::tensor_parallel_tokens();

@@ -86,6 +86,10 @@ public:
 
 private:
     friend Model shard_for_rank(const Model& model, int rank, int world);
+    friend Model load_model_shard(const std::filesystem::path& model_dir,
+                                  const Placement& placement, int rank, int world);
+    friend Model random_model_shard(const ModelConfig& config, std::uint64_t seed,
+                                    const Placement& placement, int rank, int world);
     explicit Model(std::shared_ptr<const Impl> impl);
     std::shared_ptr<const Impl> impl_;
 };

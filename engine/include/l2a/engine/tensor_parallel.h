@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <span>
+#include <string>
 
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -25,6 +27,22 @@ namespace l2a {
 // (num_attention_heads, num_key_value_heads and intermediate_size divided by world); its
 // summary() is the whole model's.
 Model shard_for_rank(const Model& model, int rank, int world);
+
+// The same part read straight from a model folder (Model::load's checks and errors): only the
+// rank's slices of the split tensors are copied to the placement's device, so a model that does
+// not fit one GPU loads across several. Equal, tensor for tensor, to
+// shard_for_rank(Model::load(model_dir, placement), rank, world). Throws l2a::Error as
+// Model::load does and as shard_for_rank does for a split that does not divide the model.
+Model load_model_shard(const std::filesystem::path& model_dir, const Placement& placement, int rank,
+                       int world);
+// The rank's part of Model::random(config, seed, placement), each split tensor made whole and cut
+// one at a time (the same values on every rank as in the whole model).
+Model random_model_shard(const ModelConfig& config, std::uint64_t seed, const Placement& placement,
+                         int rank, int world);
+
+// 16 hex digits of a hash over every weight tensor of the model (shape, dtype and bytes, in a
+// fixed order), for checking that two models, or two ranks' shards, hold the same weights.
+std::string weights_digest(const Model& model);
 
 // The rank and world a model was sharded for (0 and 1 for a whole model).
 struct ShardInfo {
