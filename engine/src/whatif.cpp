@@ -358,6 +358,7 @@ std::pair<TtftMeasurement, TtftMeasurement> measure_ttft_pair(
     for (RunOptions& o : options) o.token_nll = false;
     PrefillHooks quiet;  // no per-run progress or checkpoints; cancellation still applies
     quiet.cancel = hooks.cancel;
+    quiet.group = hooks.group;  // a tensor-parallel run stays one
     const std::int64_t total = 2 * (static_cast<std::int64_t>(repeats) + 1);
     std::int64_t done = 0;
     std::vector<double> seconds[2];
