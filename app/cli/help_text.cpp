@@ -91,6 +91,13 @@ Run:
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
                       host timers only)
+  --tensor-parallel N
+                      split the model across N processes on this computer (CPU, fp32): each
+                      keeps 1/N of the attention heads and of the MLP, and their partial sums
+                      are added (all-reduce) after each attention and MLP; l2a starts the
+                      other N-1 itself (their messages come as "rank 1: ..."). N must divide
+                      the query heads, KV heads and intermediate size. The result is the
+                      single-process one; the profile holds every rank's ranges (default 1)
 
 Remote engine:
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
@@ -149,7 +156,7 @@ Options:
 )";
 
 constexpr const char* kBenchHelp =
-    R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
+    R"(Usage: l2a bench prefill (--model DIR | --demo) [--tensor-parallel N] [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [--compare-local] [options]
        l2a bench attention [options]
@@ -210,6 +217,9 @@ Prefill options:
   --repeat N          timed runs per length (default 3), after one untimed warm-up run
   --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --tensor-parallel N
+                      the model split across N processes, as in `l2a run` (not with --shape;
+                      each process uses --threads threads; default 1)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
  With --shape only:
@@ -271,6 +281,9 @@ Options:
   --ttft-repeats N    time to first token measured N times for each of base and variant
                       (default 3; 0: predicted only)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --tensor-parallel N
+                      base and variant split across N processes on this computer, as in
+                      `l2a run` (a CPU run in fp32; default 1)
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
                       unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
                       through your ssh); --model then names a folder on the engine

@@ -100,6 +100,15 @@ ShardInfo shard_info(const Model& model) {
     return {model.impl().shard_rank, model.impl().shard_world};
 }
 
+ModelConfig whole_config(const Model& model) {
+    const Model::Impl& m = model.impl();
+    ModelConfig c = m.config;
+    c.num_attention_heads *= m.shard_world;
+    c.num_key_value_heads *= m.shard_world;
+    c.intermediate_size *= m.shard_world;
+    return c;
+}
+
 PrefillResult run_prefill_parallel(const Model& shard, std::span<const std::int32_t> tokens,
                                    const RunOptions& options, ProcessGroup& group,
                                    const PrefillHooks& hooks) {

@@ -9,6 +9,7 @@
 
 #include "device_runtime.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/tensor_parallel.h"
 #include "layer_ops.h"
 #include "model_impl.h"
 
@@ -97,7 +98,7 @@ NextTokenComparison next_token_kl(const Model& model, std::span<const float> bas
 }
 
 RunMetrics metrics_of(const Model& model, const RunOptions& options, const PrefillResult& result) {
-    return compute_metrics(model.config(), options, result.num_tokens, result.decisions,
+    return compute_metrics(whole_config(model), options, result.num_tokens, result.decisions,
                            result.token_nll);
 }
 

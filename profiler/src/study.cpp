@@ -254,8 +254,8 @@ public:
             base.options = options;
             base.result = run_prefill(model, doc.ids, options, hooks);
             base.run_seconds = base.result.wall_seconds;
-            base.metrics = compute_metrics(config, options, tokens, base.result.decisions,
-                                           base.result.token_nll);
+            base.metrics = compute_metrics(whole_config(model), options, tokens,
+                                           base.result.decisions, base.result.token_nll);
         }
         KernelTimeline timeline;
         if (tracer) timeline = tracer->finish(base.result.ranges);

@@ -33,6 +33,10 @@ struct ShardInfo {
 };
 ShardInfo shard_info(const Model& model);
 
+// The whole model's config, for a shard too (its config() is the shard's shape): what the
+// metrics of a run count (the KV cache of every head).
+ModelConfig whole_config(const Model& model);
+
 // run_prefill over the shards of one model, one per rank of `group` (every rank calls it with the
 // same tokens and options, and its own shard_for_rank(model, group.rank(), group.world())). Every
 // rank returns the single-process result: the same logits, per-token loss, router logits and
