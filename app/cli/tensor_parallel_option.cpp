@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,6 +30,8 @@
 
 namespace l2a::cli {
 namespace {
+
+namespace fs = std::filesystem;
 
 // How long the rendezvous and each collective wait for the other ranks, and how long rank 0
 // waits for them to finish after its own end.
@@ -306,6 +309,16 @@ int tensor_parallel(const Arguments& args, const std::string& device) {
     }
     if (auto dtype = args.value("--dtype"); dtype && *dtype != "fp32" && *dtype != "auto") {
         args.usage_error(given + ": tensor parallel runs in fp32 (--dtype " + *dtype + ")");
+    }
+    // Every rank reads the input itself: a pipe or a device would give it to one of them only.
+    for (const char* input : {"--doc", "--tokens", "--profile"}) {
+        const std::optional<std::string> path = args.value(input);
+        std::error_code error;
+        if (path && fs::exists(*path, error) && !fs::is_regular_file(*path, error)) {
+            args.usage_error(given + ": " + input + " " + *path +
+                             " is not a regular file; every process reads the input itself, so "
+                             "give a file (not a pipe or a device)");
+        }
     }
     if (internal) {
         if (!args.has(kTensorParallelRankOption.name) ||

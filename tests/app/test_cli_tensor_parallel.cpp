@@ -5,6 +5,8 @@
 // one in a single process, and a rank that dies makes l2a fail naming it, never hang. Every
 // l2a is run under a hard time limit (timeout -s KILL): a hang fails the test.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -18,7 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <span>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../engine/test_support.h"
@@ -26,6 +30,8 @@
 #include "l2a/engine/process_group.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
+
+extern char** environ;
 
 namespace {
 
@@ -375,6 +381,73 @@ TEST_F(CliTensorParallel, ARankThatDiesFailsTheRunNamingIt) {
     EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
 }
 
+// The children of process `pid` (/proc/PID/task/PID/children).
+std::vector<pid_t> children_of(pid_t pid) {
+    const std::string path =
+        "/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children";
+    std::istringstream in(read_file(path));
+    std::vector<pid_t> out;
+    for (pid_t child = 0; in >> child;) out.push_back(child);
+    return out;
+}
+
+// Whether `pid` is gone (or a zombie waiting to be reaped by whoever inherited it).
+bool gone(pid_t pid) {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    const std::size_t close = stat.rfind(')');
+    return stat.empty() ||
+           (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z');
+}
+
+// SIGTERM to rank 0 stops the run as in a single process (130, "cancelled", nothing written)
+// and ends the rank it started.
+TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
+    SKIP_WITHOUT_GLOO();
+    write_file(dir_ / "long.txt", l2a::demo_document(60000));
+    const std::string command = "cd " + shell_quote(dir_.string()) + " && exec " +
+                                shell_quote(kBinary.string()) + " run --model " +
+                                shell_quote(demo_dir().string()) +
+                                " --doc long.txt --quiet --threads 1 --out p.l2a "
+                                "--tensor-parallel 2 >stdout.txt 2>stderr.txt </dev/null";
+    std::vector<std::string> args = {"/bin/sh", "-c", command};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv.data(), environ), 0);
+    using Clock = std::chrono::steady_clock;
+    auto start = Clock::now();
+    std::vector<pid_t> ranks;
+    while (ranks.empty() && Clock::now() - start < std::chrono::seconds(20)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        ranks = children_of(pid);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the run under way
+    ::kill(pid, SIGTERM);
+    int raw = 0;
+    start = Clock::now();
+    while (::waitpid(pid, &raw, WNOHANG) == 0) {
+        if (Clock::now() - start > std::chrono::seconds(kHardLimitSeconds)) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &raw, 0);
+            FAIL() << "l2a still running " << kHardLimitSeconds << " s after SIGTERM: killed";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const std::string err = read_file(dir_ / "stderr.txt");
+    ASSERT_EQ(ranks.size(), 1u) << "rank 0 started no other rank: " << err;
+    ASSERT_TRUE(WIFEXITED(raw)) << "killed by the signal instead of stopping cleanly";
+    if (WEXITSTATUS(raw) == 0) GTEST_SKIP() << "the run finished before the signal";
+    EXPECT_EQ(WEXITSTATUS(raw), 130) << err;
+    EXPECT_TRUE(contains(err, "l2a: cancelled")) << err;
+    EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
+    start = Clock::now();
+    while (!gone(ranks[0]) && Clock::now() - start < std::chrono::seconds(5)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(gone(ranks[0])) << "rank 1 (process " << ranks[0] << ") outlived rank 0";
+}
+
 // Mistakes are usage errors before any process starts; each names the problem.
 TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
     const std::string demo = "--model " + shell_quote(demo_dir().string()) + " --doc doc.txt";
@@ -392,6 +465,8 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
         {"run " + demo + " --tensor-parallel 2 --device cuda",
          "tensor parallel on CUDA devices (NCCL) is not available in this build yet"},
         {"run " + demo + " --tp-rank 1 --tp-port 5000", "--tp-rank and --tp-port are for"},
+        {"run --model " + shell_quote(demo_dir().string()) + " --doc /dev/null --tensor-parallel 2",
+         "--doc /dev/null is not a regular file; every process reads the input itself"},
         {"bench prefill --shape qwen3-0.6b --tensor-parallel 2", "not --shape"},
     };
     for (const auto& c : cases) {
