@@ -541,7 +541,8 @@ Options:
 constexpr const char* kServeHelp =
     R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
                  [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
-                 [--checkpoint-budget BYTES] [--max-message BYTES] [--quiet]
+                 [--checkpoint-budget BYTES] [--max-message BYTES] [--tensor-parallel N]
+                 [--quiet]
 
 Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
 whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
@@ -564,6 +565,11 @@ Options:
                        it what-ifs re-run only from the layer they change
   --max-message BYTES  the largest request a client may send (default 256M)
   --until-stdin-closes stop when standard input closes (used by --engine ssh://)
+  --tensor-parallel N  split every session's model across N processes on this computer, as
+                       `l2a run --tensor-parallel` does (CPU, fp32; N must divide the heads and
+                       intermediate size of the models clients open); the server sends each
+                       request to the others before it runs, and a client's cancel takes
+                       effect once the running request is done
   --quiet              no log lines on standard error
   -h, --help           show this help
 
