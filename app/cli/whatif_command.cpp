@@ -376,7 +376,11 @@ int whatif_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << comparison_json(c, p.options, variant, p.model).dump(2) << "\n";
     } else {
-        print_comparison(c, in, variant, threads);
+        print_comparison(c, in, variant,
+                         threads + (tensor_parallel_ranks > 1
+                                        ? ", tensor parallel over " +
+                                              std::to_string(tensor_parallel_ranks) + " processes"
+                                        : std::string()));
     }
     return 0;
 }
