@@ -61,6 +61,11 @@ public:
         return open_.empty() ? "the run" : range_name(out_[open_.back()]);
     }
     double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+    // When the run started, on the steady clock.
+    std::int64_t started_ns() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch())
+            .count();
+    }
 
 private:
     void close() {
@@ -386,6 +391,7 @@ public:
     std::int32_t current_layer() const { return ranges_.current_layer(); }
     void unwind() { ranges_.unwind(); }
     double seconds() const { return ranges_.seconds(); }
+    std::int64_t started_ns() const { return ranges_.started_ns(); }
 
 private:
     // `done` counts layers; the LM head is one more.
@@ -723,6 +729,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         fail_run(record, m.device, T);
     }
     result.wall_seconds = record.seconds();
+    result.started_ns = record.started_ns();
     result.peak_device_bytes = peak_memory(m.device);
     return result;
 }

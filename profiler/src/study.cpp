@@ -265,7 +265,7 @@ public:
         PrefillResult result = base.result;  // the base keeps its own copy for what-ifs
         Profile profile = make_profile(model, std::move(doc), options, std::move(result));
         attach_timeline(profile, tracer, std::move(timeline), spec.trace);
-        gather_ranges(profile);
+        gather_ranges(profile, base.result.started_ns);
         auto shared = std::make_shared<const Profile>(std::move(profile));
         base_run_ = std::move(base);
         base_ = shared;
@@ -360,7 +360,7 @@ public:
             compare(model, tokens_, *base_run_, run, [this] { check_cancel(); }));
         Profile profile = make_variant_profile(base, run);
         attach_timeline(profile, tracer, std::move(timeline), true);
-        gather_ranges(profile);
+        gather_ranges(profile, run.result.started_ns);
         if (ttft_repeats > 0) {
             auto [base_ttft, variant_ttft] =
                 measure(variant, ttft_repeats, events, share, 1.0 - share);
@@ -641,11 +641,13 @@ private:
 
     // Tensor parallel: every rank's host ranges into the profile (the same on every rank), rank
     // 0's first and in their order, so that kernel and memory records still index rank 0's.
-    void gather_ranges(Profile& profile) const {
+    // `started_ns`: this rank's start of the run on the steady clock, which the processes of
+    // one computer share: the others' times are moved onto rank 0's.
+    void gather_ranges(Profile& profile, std::int64_t started_ns) const {
         if (!group_) return;
         constexpr std::size_t kColumns = 5;  // phase, layer, begin_ns, end_ns, depth
-        std::vector<std::int64_t> rows;
-        rows.reserve(profile.ranges.size() * kColumns);
+        std::vector<std::int64_t> rows = {started_ns};
+        rows.reserve(1 + profile.ranges.size() * kColumns);
         for (const TimedRange& r : profile.ranges) {
             rows.insert(rows.end(), {static_cast<std::int64_t>(r.phase), r.layer, r.begin_ns,
                                      r.end_ns, r.depth});
@@ -653,18 +655,22 @@ private:
         const std::vector<std::vector<std::byte>> all =
             group_->all_gather_bytes(std::as_bytes(std::span<const std::int64_t>(rows)));
         std::vector<TimedRange> merged;
+        std::int64_t rank0_started = 0;
         for (std::size_t rank = 0; rank < all.size(); ++rank) {
             const std::vector<std::byte>& bytes = all[rank];
-            const std::size_t n = bytes.size() / sizeof(std::int64_t) / kColumns;
-            std::vector<std::int64_t> theirs(n * kColumns);
+            std::vector<std::int64_t> theirs(bytes.size() / sizeof(std::int64_t));
             std::memcpy(theirs.data(), bytes.data(), theirs.size() * sizeof(std::int64_t));
+            if (theirs.empty()) continue;
+            if (rank == 0) rank0_started = theirs[0];
+            const std::int64_t shift = theirs[0] - rank0_started;
+            const std::size_t n = (theirs.size() - 1) / kColumns;
             for (std::size_t i = 0; i < n; ++i) {
-                const std::int64_t* c = theirs.data() + i * kColumns;
+                const std::int64_t* c = theirs.data() + 1 + i * kColumns;
                 TimedRange r;
                 r.phase = static_cast<Phase>(c[0]);
                 r.layer = static_cast<std::int32_t>(c[1]);
-                r.begin_ns = c[2];
-                r.end_ns = c[3];
+                r.begin_ns = c[2] + shift;
+                r.end_ns = c[3] + shift;
                 r.depth = static_cast<int>(c[4]);
                 r.rank = static_cast<std::int32_t>(rank);
                 merged.push_back(std::move(r));

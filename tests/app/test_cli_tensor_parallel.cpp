@@ -309,6 +309,21 @@ TEST_P(CliTensorParallelRun, EqualsTheSingleProcessRun) {
         EXPECT_EQ(r.rank, 0);
         EXPECT_NE(r.phase, l2a::Phase::AllReduce);
     }
+    // The ranks' clocks line up: the k-th all-reduce ends at about the same time on every rank
+    // (the median gap well under a millisecond on an idle machine; a loaded one is allowed 25).
+    std::vector<std::vector<std::int64_t>> ends(static_cast<std::size_t>(c.processes));
+    for (const l2a::TimedRange& r : p.ranges) {
+        if (r.phase == l2a::Phase::AllReduce) ends[r.rank].push_back(r.end_ns);
+    }
+    for (int rank = 1; rank < c.processes; ++rank) {
+        ASSERT_EQ(ends[rank].size(), ends[0].size()) << "rank " << rank;
+        std::vector<double> gaps;
+        for (std::size_t k = 0; k < ends[0].size(); ++k) {
+            gaps.push_back(std::abs(static_cast<double>(ends[rank][k] - ends[0][k])) * 1e-6);
+        }
+        std::sort(gaps.begin(), gaps.end());
+        EXPECT_LT(gaps[gaps.size() / 2], 25.0) << "rank " << rank << ": median gap in ms";
+    }
     // The run's timing is rank 0's: one "layer 0" range counted, not one per rank.
     EXPECT_EQ(split.report["timing"]["ranges"]["layer 0"]["count"], 1);
     EXPECT_TRUE(split.report["timing"]["ranges"].contains("layer 0 / all-reduce"));

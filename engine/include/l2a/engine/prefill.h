@@ -89,6 +89,9 @@ struct PrefillResult {
     std::vector<TimedRange> ranges;       // host-timed ranges (CUDA: synchronized)
     std::vector<float> last_logits;       // [vocab] logits of the last row (next token)
     double wall_seconds = 0.0;
+    // The start of the run on the steady clock (CLOCK_MONOTONIC, ns), which the processes of one
+    // computer share: the ranges of a tensor-parallel run's ranks line up by it.
+    std::int64_t started_ns = 0;
     std::string device;                  // "cpu" or the GPU's name
     std::int64_t peak_device_bytes = 0;  // CUDA: peak bytes allocated during the run
 };
