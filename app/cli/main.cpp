@@ -128,6 +128,10 @@ int main(int argc, char** argv) {
         const std::string error = l2a::cli::first_line(l2a::without_library_tags(e.what()));
         // A tensor-parallel run that failed because another rank did names that rank.
         const std::string failure = l2a::cli::tensor_parallel_failure(error);
+        if (failure.empty() && l2a::cli::tensor_parallel_interrupted(error)) {
+            std::fputs("l2a: cancelled\n", stderr);
+            return 130;
+        }
         std::fprintf(stderr, "l2a: error: %s\n", (failure.empty() ? error : failure).c_str());
         return 1;
     }

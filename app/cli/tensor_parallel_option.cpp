@@ -406,10 +406,11 @@ std::string tensor_parallel_failure(const std::string& error) {
     // A collective that failed on rank 0 ("rank 0 of 2: all-reduce failed: ..."): wait a moment
     // to learn which rank exited. (A rank that exits first stops rank 0 as a cancel, after its
     // failure is recorded.)
+    // After a signal no rank's exit counts as a failure: nothing to wait for.
     const bool from_group = error.rfind("rank 0 of ", 0) == 0;
-    std::string failure =
-        w.wait_failure(from_group ? std::chrono::steady_clock::duration(kFailureGrace)
-                                  : std::chrono::steady_clock::duration::zero());
+    std::string failure = w.wait_failure(from_group && !cancel_requested()
+                                             ? std::chrono::steady_clock::duration(kFailureGrace)
+                                             : std::chrono::steady_clock::duration::zero());
     w.stop();
     if (failure.empty()) return {};
     if (error.empty()) return "tensor parallel: " + failure;
@@ -417,6 +418,13 @@ std::string tensor_parallel_failure(const std::string& error) {
     std::string own = error;
     if (from_group) own.erase(0, own.find(": ") + 2);
     return "tensor parallel: " + failure + "; rank 0 stopped: " + own;
+}
+
+bool tensor_parallel_interrupted(const std::string& error) {
+    // "rank 1 of 2: all-reduce failed: ...", as ProcessGroup words a failed collective.
+    const bool from_group = group_slot() != nullptr && error.rfind("rank ", 0) == 0 &&
+                            error.find(" of ") != std::string::npos;
+    return from_group && cancel_requested();
 }
 
 }  // namespace l2a::cli

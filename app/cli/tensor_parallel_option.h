@@ -56,4 +56,9 @@ std::string finish_tensor_parallel();
 // that rank and its last error line; else "". Ends every rank still running either way.
 std::string tensor_parallel_failure(const std::string& error);
 
+// Whether `error` is a collective of this process's group that failed because a signal stopped
+// the run (Ctrl-C reaches every rank; the first to stop closes its connections): the command
+// was cancelled, not broken.
+bool tensor_parallel_interrupted(const std::string& error);
+
 }  // namespace l2a::cli
