@@ -419,10 +419,22 @@ bool gone(pid_t pid) {
            (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z');
 }
 
-// SIGTERM to rank 0 stops the run as in a single process (130, "cancelled", nothing written)
-// and ends the rank it started.
-TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
+// A signal stops the run as in a single process (130, "cancelled", nothing written) and no
+// rank outlives it: SIGTERM to rank 0 alone (which ends the rank it started), and Ctrl-C's
+// SIGINT to every process of the terminal's group (each rank stops; a collective that fails
+// because another stopped first is no error).
+struct SignalCase {
+    const char* name;
+    int signal;
+    bool to_group;
+};
+
+class CliTensorParallelSignal : public CliTensorParallel,
+                                public ::testing::WithParamInterface<SignalCase> {};
+
+TEST_P(CliTensorParallelSignal, StopsEveryRankAsCancelled) {
     SKIP_WITHOUT_GLOO();
+    const SignalCase c = GetParam();
     write_file(dir_ / "long.txt", l2a::demo_document(60000));
     const std::string command = "cd " + shell_quote(dir_.string()) + " && exec " +
                                 shell_quote(kBinary.string()) + " run --model " +
@@ -433,8 +445,20 @@ TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // A process group of its own (as a terminal's job), with the signal's default action (a
+    // test runner may have it ignored).
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, c.signal);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     pid_t pid = -1;
-    ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv.data(), environ), 0);
+    const int spawned = posix_spawn(&pid, "/bin/sh", nullptr, &attributes, argv.data(), environ);
+    posix_spawnattr_destroy(&attributes);
+    ASSERT_EQ(spawned, 0);
     using Clock = std::chrono::steady_clock;
     auto start = Clock::now();
     std::vector<pid_t> ranks;
@@ -443,14 +467,14 @@ TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
         ranks = children_of(pid);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the run under way
-    ::kill(pid, SIGTERM);
+    ::kill(c.to_group ? -pid : pid, c.signal);
     int raw = 0;
     start = Clock::now();
     while (::waitpid(pid, &raw, WNOHANG) == 0) {
         if (Clock::now() - start > std::chrono::seconds(kHardLimitSeconds)) {
-            ::kill(pid, SIGKILL);
+            ::kill(-pid, SIGKILL);
             ::waitpid(pid, &raw, 0);
-            FAIL() << "l2a still running " << kHardLimitSeconds << " s after SIGTERM: killed";
+            FAIL() << "l2a still running " << kHardLimitSeconds << " s after the signal: killed";
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -460,6 +484,7 @@ TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
     if (WEXITSTATUS(raw) == 0) GTEST_SKIP() << "the run finished before the signal";
     EXPECT_EQ(WEXITSTATUS(raw), 130) << err;
     EXPECT_TRUE(contains(err, "l2a: cancelled")) << err;
+    EXPECT_FALSE(contains(err, "l2a: error")) << err;
     EXPECT_FALSE(fs::exists(dir_ / "p.l2a"));
     start = Clock::now();
     while (!gone(ranks[0]) && Clock::now() - start < std::chrono::seconds(5)) {
@@ -467,6 +492,11 @@ TEST_F(CliTensorParallel, ASignalToRankZeroEndsEveryRank) {
     }
     EXPECT_TRUE(gone(ranks[0])) << "rank 1 (process " << ranks[0] << ") outlived rank 0";
 }
+
+INSTANTIATE_TEST_SUITE_P(Signals, CliTensorParallelSignal,
+                         ::testing::Values(SignalCase{"SigtermToRankZero", SIGTERM, false},
+                                           SignalCase{"CtrlCToEveryRank", SIGINT, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 // Mistakes are usage errors before any process starts; each names the problem.
 TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
