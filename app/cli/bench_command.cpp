@@ -30,12 +30,14 @@
 #include "l2a/engine/oracle.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/shapes.h"
+#include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
 #include "l2a/profiler/remote.h"
 #include "l2a/profiler/study.h"
 #include "model_source.h"
 #include "study_printer.h"
+#include "tensor_parallel_option.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -162,7 +164,9 @@ double routed_share(const PrefillResult& result) {
 
 // ---- bench prefill: a model folder or the demo model on its own text ---------------------------
 
-int bench_prefill_folder(const Arguments& args) {
+// `tensor_parallel` > 1: split across that many processes (this one rank 0, or the rank the
+// hidden options name), each timing its own runs; rank 0 reports.
+int bench_prefill_folder(const Arguments& args, int tensor_parallel) {
     const std::vector<std::int64_t> lengths = parse_lengths(args, "2048,8192");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
     RunOptions options;
@@ -175,7 +179,13 @@ int bench_prefill_folder(const Arguments& args) {
     apply_threads(args);
 
     const std::filesystem::path folder = model_folder(args);
-    const Model model = Model::load(folder);
+    check_tensor_parallel_folder(args, tensor_parallel);
+    PrefillHooks hooks;
+    hooks.cancel = cancel_flag();
+    hooks.group = join_tensor_parallel(args, tensor_parallel);
+    const Model model =
+        hooks.group ? shard_for_rank(Model::load(folder), hooks.group->rank(), hooks.group->world())
+                    : Model::load(folder);
     const Tokenizer* tokenizer = model.tokenizer();
     if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");
     const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
@@ -195,20 +205,24 @@ int bench_prefill_folder(const Arguments& args) {
     nlohmann::json rows = nlohmann::json::array();
     const bool json = args.has("--json");
     if (!json) {
-        std::printf("model %s (%s, %s parameters), routing %s, %lld repeats\n",
+        std::printf("model %s (%s, %s parameters), routing %s, %lld repeats%s\n",
                     model_label(args, folder).c_str(), model.summary().model_type.c_str(),
                     format_count_short(model.summary().parameter_count).c_str(),
-                    options.routing.to_string().c_str(), static_cast<long long>(repeat));
+                    options.routing.to_string().c_str(), static_cast<long long>(repeat),
+                    tensor_parallel > 1 ? (", tensor parallel over " +
+                                           std::to_string(tensor_parallel) + " processes")
+                                              .c_str()
+                                        : "");
         print_machine_line(load);
         std::printf("%8s  %10s  %10s  %12s  %8s  %14s\n", "tokens", "median s", "best s",
                     "tokens/s", "global", "peak RSS MiB");
     }
-    const bool quiet = args.has("--quiet");
+    const bool quiet = args.has("--quiet") || tensor_parallel_worker();
     for (std::int64_t n : lengths) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
         const std::string what = group_digits(n) + " tokens";
         if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
-        run_prefill(model, input, options);  // warm-up: first-touch allocations, thread pool
+        run_prefill(model, input, options, hooks);  // warm-up: first-touch allocations, threads
         std::vector<double> seconds;
         double global = 0;
         for (std::int64_t r = 0; r < repeat; ++r) {
@@ -217,7 +231,7 @@ int bench_prefill_folder(const Arguments& args) {
                 std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
                              static_cast<long long>(r + 1), static_cast<long long>(repeat));
             }
-            const PrefillResult result = run_prefill(model, input, options);
+            const PrefillResult result = run_prefill(model, input, options, hooks);
             seconds.push_back(result.wall_seconds);
             double routed = 0;
             for (auto d : result.decisions) routed += d;
@@ -247,6 +261,7 @@ int bench_prefill_folder(const Arguments& args) {
                                     {"machine", machine_json(load)},
                                     {"routing", options.routing.to_string()},
                                     {"repeat", repeat},
+                                    {"tensor_parallel", tensor_parallel},
                                     {"results", rows}}
                          .dump(2)
                   << "\n";
@@ -612,20 +627,42 @@ int bench_prefill_engine(const Arguments& args) {
 }
 
 int bench_prefill(std::span<const std::string_view> raw) {
-    Arguments args("bench", {kModelOption,        kDemoOption,         {"--doc", true},
-                             {"--shape", true},   {"--tokens", true},  {"--repeat", true},
-                             {"--routing", true}, kThreadsOption,      {"--device", true},
-                             {"--dtype", true},   {"--backend", true}, {"--seed", true},
-                             {"--window", true},  {"--chunk", true},   {"--trace", false},
-                             kEngineOption,       kTokenFileOption,    kTlsCaOption,
-                             {"--quiet", false},  {"--json", false},   {"--compare-local", false}},
+    Arguments args("bench",
+                   {kModelOption,
+                    kDemoOption,
+                    {"--doc", true},
+                    {"--shape", true},
+                    {"--tokens", true},
+                    {"--repeat", true},
+                    {"--routing", true},
+                    kThreadsOption,
+                    {"--device", true},
+                    {"--dtype", true},
+                    {"--backend", true},
+                    {"--seed", true},
+                    {"--window", true},
+                    {"--chunk", true},
+                    {"--trace", false},
+                    kEngineOption,
+                    kTokenFileOption,
+                    kTlsCaOption,
+                    {"--quiet", false},
+                    {"--json", false},
+                    {"--compare-local", false},
+                    kTensorParallelOption,
+                    kTensorParallelRankOption,
+                    kTensorParallelPortOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
+    const int tensor_parallel_ranks = tensor_parallel(args, args.value("--device").value_or(""));
     if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
+    if (args.has("--shape") && args.has(kTensorParallelOption.name)) {
+        args.usage_error("--tensor-parallel runs a model folder or --demo, not --shape");
+    }
     if (args.has("--shape")) return bench_prefill_shape(args);
     for (const char* option :
          {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {
@@ -633,7 +670,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
             args.usage_error(std::string(option) + " applies to --shape (random weights) only");
         }
     }
-    return bench_prefill_folder(args);
+    return bench_prefill_folder(args, tensor_parallel_ranks);
 }
 
 // ---- bench attention -------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/profiler/remote.h"
 #include "model_source.h"
+#include "tensor_parallel_option.h"
 #include "threads.h"
 
 namespace l2a::cli {
@@ -29,12 +30,13 @@ std::string read_token(const std::filesystem::path& path) {
     return token;
 }
 
-std::unique_ptr<Study> open_study(const Arguments& args) {
+std::unique_ptr<Study> open_study(const Arguments& args, int tensor_parallel) {
     if (!remote_engine(args)) {
         for (const char* option : {"--token-file", "--tls-ca"}) {
             if (args.has(option)) args.usage_error(std::string(option) + " needs --engine URL");
         }
-        return make_local_study({.cancel = cancel_flag()});
+        return make_local_study(
+            {.cancel = cancel_flag(), .group = join_tensor_parallel(args, tensor_parallel)});
     }
     const std::string url = *args.value("--engine");
     if (url.rfind("ssh://", 0) == 0 && (args.has("--token-file") || args.has("--tls-ca"))) {

@@ -20,7 +20,9 @@ bool remote_engine(const Arguments& args);
 
 // The study the command runs on. Remote: connects (and for ssh:// first starts `l2a serve` on the
 // host through the user's own ssh, forwarding a local socket to it); errors name the engine.
-std::unique_ptr<Study> open_study(const Arguments& args);
+// Local with `tensor_parallel` > 1 (tensor_parallel_option.h): one rank of a group of that many
+// processes, which rank 0 starts here.
+std::unique_ptr<Study> open_study(const Arguments& args, int tensor_parallel = 1);
 
 // The model the arguments name, as a study opens it: --model DIR (on a remote engine a folder
 // under its --models), --demo (the engine's demo model), with the placement left at defaults.

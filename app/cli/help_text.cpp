@@ -91,6 +91,13 @@ Run:
                       memcpy and memset is recorded through CUPTI and attributed to its range;
                       without CUPTI, or with another profiler attached, the run goes on with
                       host timers only)
+  --tensor-parallel N
+                      split the model across N processes on this computer (CPU, fp32): each
+                      keeps 1/N of the attention heads and of the MLP, and their partial sums
+                      are added (all-reduce) after each attention and MLP; l2a starts the
+                      other N-1 itself (their messages come as "rank 1: ..."). N must divide
+                      the query heads, KV heads and intermediate size. The result is the
+                      single-process one; the profile holds every rank's ranges (default 1)
 
 Remote engine:
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
@@ -124,7 +131,8 @@ Formats:
            array (index, id, text, byte_begin, byte_end, nll) and each layer's `decisions`
            and `router_logits` (one per token)
   chrome   Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing: the
-           layer/phase ranges on a host track, kernels and memory copies on one track per GPU
+           layer/phase ranges on a host track (a tensor-parallel run's other ranks on tracks
+           of their own, "rank 1", ...), kernels and memory copies on one track per GPU
            stream (when the run recorded them), a counter track of the routed fraction per
            layer; times in microseconds since the start of the run
   csv      three RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
@@ -149,7 +157,7 @@ Options:
 )";
 
 constexpr const char* kBenchHelp =
-    R"(Usage: l2a bench prefill (--model DIR | --demo) [options]
+    R"(Usage: l2a bench prefill (--model DIR | --demo) [--tensor-parallel N] [options]
        l2a bench prefill --shape NAME [--device cuda] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [--compare-local] [options]
        l2a bench attention [options]
@@ -210,6 +218,9 @@ Prefill options:
   --repeat N          timed runs per length (default 3), after one untimed warm-up run
   --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --tensor-parallel N
+                      the model split across N processes, as in `l2a run` (not with --shape;
+                      each process uses --threads threads; default 1)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
  With --shape only:
@@ -271,6 +282,9 @@ Options:
   --ttft-repeats N    time to first token measured N times for each of base and variant
                       (default 3; 0: predicted only)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
+  --tensor-parallel N
+                      base and variant split across N processes on this computer, as in
+                      `l2a run` (a CPU run in fp32; default 1)
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
                       unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
                       through your ssh); --model then names a folder on the engine
@@ -528,7 +542,8 @@ Options:
 constexpr const char* kServeHelp =
     R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
                  [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
-                 [--checkpoint-budget BYTES] [--max-message BYTES] [--quiet]
+                 [--checkpoint-budget BYTES] [--max-message BYTES] [--tensor-parallel N]
+                 [--quiet]
 
 Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
 whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
@@ -551,6 +566,11 @@ Options:
                        it what-ifs re-run only from the layer they change
   --max-message BYTES  the largest request a client may send (default 256M)
   --until-stdin-closes stop when standard input closes (used by --engine ssh://)
+  --tensor-parallel N  split every session's model across N processes on this computer, as
+                       `l2a run --tensor-parallel` does (CPU, fp32; N must divide the heads and
+                       intermediate size of the models clients open); the server sends each
+                       request to the others before it runs, and a client's cancel takes
+                       effect once the running request is done
   --quiet              no log lines on standard error
   -h, --help           show this help
 

@@ -14,6 +14,7 @@
 #include "guards.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
+#include "tensor_parallel_option.h"
 #include "text_format.h"
 
 namespace {
@@ -84,20 +85,38 @@ int dispatch(std::span<const std::string_view> args) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
+    l2a::cli::set_command_line(argc, argv);
     // Every command stops cleanly on SIGINT, SIGTERM and SIGHUP (guards.h).
     l2a::cli::install_cancel_handlers();
     try {
-        return dispatch(args);
+        const int status = dispatch(args);
+        // Tensor parallel: rank 0 succeeds only once the other ranks it started have.
+        const std::string failure = status == 0 ? l2a::cli::finish_tensor_parallel()
+                                                : l2a::cli::tensor_parallel_failure("");
+        if (!failure.empty()) {
+            std::fflush(stdout);
+            std::fprintf(stderr, "l2a: error: %s\n", failure.c_str());
+            return 1;
+        }
+        return status;
     } catch (const l2a::cli::UsageError& e) {
+        l2a::cli::tensor_parallel_failure("");
         std::fprintf(stderr, "l2a %s: %s (see l2a %s --help)\n", e.command().c_str(),
                      l2a::cli::first_line(e.what()).c_str(), e.command().c_str());
         return 2;
-    } catch (const l2a::Cancelled&) {
+    } catch (const l2a::Cancelled& e) {
         std::fflush(stdout);
+        // Stopped because another rank of a tensor-parallel run exited, or by a signal.
+        if (const std::string failure = l2a::cli::tensor_parallel_failure(e.what());
+            !failure.empty()) {
+            std::fprintf(stderr, "l2a: error: %s\n", failure.c_str());
+            return 1;
+        }
         std::fputs("l2a: cancelled\n", stderr);
         return 130;
     } catch (const std::bad_alloc&) {
         // Inputs are checked before anything is sized by them; this is the last line of defence.
+        l2a::cli::tensor_parallel_failure("");
         std::fflush(stdout);
         std::fputs("l2a: error: out of memory (the input is larger than this machine can hold)\n",
                    stderr);
@@ -106,8 +125,14 @@ int main(int argc, char** argv) {
         // l2a::Error and anything from the libraries below (LibTorch's c10::Error included).
         // The engine words JSON errors itself; a library tag that slips through is dropped here.
         std::fflush(stdout);
-        std::fprintf(stderr, "l2a: error: %s\n",
-                     l2a::cli::first_line(l2a::without_library_tags(e.what())).c_str());
+        const std::string error = l2a::cli::first_line(l2a::without_library_tags(e.what()));
+        // A tensor-parallel run that failed because another rank did names that rank.
+        const std::string failure = l2a::cli::tensor_parallel_failure(error);
+        if (failure.empty() && l2a::cli::tensor_parallel_interrupted(error)) {
+            std::fputs("l2a: cancelled\n", stderr);
+            return 130;
+        }
+        std::fprintf(stderr, "l2a: error: %s\n", (failure.empty() ? error : failure).c_str());
         return 1;
     }
 }

@@ -32,6 +32,7 @@
 #include "model_source.h"
 #include "progress_bar.h"
 #include "study_printer.h"
+#include "tensor_parallel_option.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -229,7 +230,10 @@ int run_command(std::span<const std::string_view> raw) {
                     kTlsCaOption,
                     {"--engine-doc", true},
                     {"--json", false},
-                    {"--quiet", false}},
+                    {"--quiet", false},
+                    kTensorParallelOption,
+                    kTensorParallelRankOption,
+                    kTensorParallelPortOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("run"), stdout);
@@ -261,6 +265,7 @@ int run_command(std::span<const std::string_view> raw) {
                          ": runs on CUDA devices only (add --device cuda; on the CPU the backend "
                          "is reference)");
     }
+    const int tensor_parallel_ranks = tensor_parallel(args, options.device);
     int engine_threads = 0;
     const std::string threads = prepare_compute(args, options.device, engine_threads);
     const auto out = args.value("--out");
@@ -278,6 +283,8 @@ int run_command(std::span<const std::string_view> raw) {
                           {{"--doc", doc.value_or("")}, {"--tokens", tokens_file.value_or("")}});
     }
 
+    // Before any process starts: the split must fit the model.
+    check_tensor_parallel_folder(args, tensor_parallel_ranks);
     ModelSpec model = model_spec(args);
     const std::string label =
         args.has("--demo") ? std::string("<demo model>") : model.folder.string();
@@ -340,14 +347,14 @@ int run_command(std::span<const std::string_view> raw) {
         };
     }
 
-    const std::unique_ptr<Study> study = open_study(args);
+    const std::unique_ptr<Study> study = open_study(args, tensor_parallel_ranks);
     vocab_size = study->open_model(model, events).vocab_size;
     throw_if_cancelled();
     const StudyRunResult run = study->run(spec, events);
     printer.finish();
     throw_if_cancelled();
     const Profile& profile = *run.profile;
-    print_truncation(profile, run.report);
+    if (!tensor_parallel_worker()) print_truncation(profile, run.report);
 
     if (logits_writer) {
         logits_writer->finish();
@@ -366,7 +373,11 @@ int run_command(std::span<const std::string_view> raw) {
             (profile.device == "cpu" ? std::string("cpu")
                                      : options.device + ": " + profile.device) +
                 (remote ? " on " + study->where().substr(0, study->where().find(": ")) : ""),
-            threads, run.report.counted_all);
+            threads + (tensor_parallel_ranks > 1
+                           ? ", tensor parallel over " + std::to_string(tensor_parallel_ranks) +
+                                 " processes"
+                           : std::string()),
+            run.report.counted_all);
     }
     return 0;
 }

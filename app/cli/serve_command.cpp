@@ -1,6 +1,7 @@
 // `l2a serve`: the study service for remote clients (`--engine` on the CLI, File > Connect to
 // Engine in the app). Runs until SIGINT/SIGTERM, or with --until-stdin-closes until its standard
 // input closes (how `--engine ssh://` ends it).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,8 +17,10 @@
 #include "guards.h"
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/prefill.h"
 #include "l2a/engine/shapes.h"
 #include "l2a/profiler/remote.h"
+#include "tensor_parallel_option.h"
 
 namespace l2a::cli {
 namespace {
@@ -75,7 +78,10 @@ int serve_command(std::span<const std::string_view> raw) {
                     {"--checkpoint-budget", true},
                     {"--max-message", true},
                     {"--until-stdin-closes", false},
-                    {"--quiet", false}},
+                    {"--quiet", false},
+                    kTensorParallelOption,
+                    kTensorParallelRankOption,
+                    kTensorParallelPortOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("serve"), stdout);
@@ -123,13 +129,29 @@ int serve_command(std::span<const std::string_view> raw) {
     const bool quiet = args.has("--quiet");
     if (!quiet) options.log = log_line;
 
+    // Tensor parallel: rank 0 serves and starts the others, which follow its requests.
+    const int ranks = tensor_parallel(args, "");
+    if (ranks > 1 && !remote_engine_built()) {
+        fail("l2a serve", "this build has no remote engine (gRPC was not found when it was built)");
+    }
+    options.group = join_tensor_parallel(args, ranks);
+    // The processes share the cores (a client's --threads still sets each one's).
+    if (ranks > 1) set_cpu_threads(std::max(1, default_cpu_threads() / ranks));
+    if (tensor_parallel_worker()) {
+        options.log = nullptr;
+        follow_study_server(options, *options.group);
+        return 0;
+    }
+
     StudyServer server(options);
     if (!quiet) {
         std::string where = options.listen;
         if (server.port() > 0)
             where = where.substr(0, where.rfind(':') + 1) + std::to_string(server.port());
         log_line("listening on " + where + (options.token.empty() ? "" : " (token required)") +
-                 (options.tls_cert_pem.empty() ? "" : " with TLS"));
+                 (options.tls_cert_pem.empty() ? "" : " with TLS") +
+                 (ranks > 1 ? ", tensor parallel over " + std::to_string(ranks) + " processes"
+                            : std::string()));
     }
     // The port on standard output, for scripts that asked for port 0.
     std::printf("%d\n", server.port());

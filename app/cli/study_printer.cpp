@@ -2,7 +2,11 @@
 
 #include <cstdio>
 
+#include "tensor_parallel_option.h"
+
 namespace l2a::cli {
+
+StudyPrinter::StudyPrinter(bool quiet) : quiet_(quiet || tensor_parallel_worker()) {}
 
 StudyEvents StudyPrinter::events() {
     StudyEvents events;

@@ -11,8 +11,9 @@ namespace l2a::cli {
 
 class StudyPrinter {
 public:
-    // `quiet`: no progress bars (warnings are printed all the same).
-    explicit StudyPrinter(bool quiet) : quiet_(quiet) {}
+    // `quiet`: no progress bars (warnings are printed all the same). The ranks other than 0 of a
+    // tensor-parallel run are always quiet: rank 0 shows the progress.
+    explicit StudyPrinter(bool quiet);
 
     // Callbacks that draw into this printer, which must outlive them.
     StudyEvents events();

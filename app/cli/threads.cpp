@@ -1,5 +1,7 @@
 #include "threads.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -23,14 +25,18 @@ std::string apply_threads(const Arguments& args) {
         return plural(cpu_threads(), "thread") + " by --threads";
     }
     const CpuLoad load = cpu_load();
-    const int threads = default_cpu_threads(load);
+    int threads = default_cpu_threads(load);
+    // --tensor-parallel N: the N processes share the cores.
+    const std::int64_t processes =
+        args.has("--tensor-parallel") ? args.integer("--tensor-parallel", 1, 1024).value_or(1) : 1;
+    if (processes > 1) threads = std::max(1, threads / static_cast<int>(processes));
     set_cpu_threads(threads);
     if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) == threads) {
         return plural(cpu_threads(), "thread") + " by OMP_NUM_THREADS";
     }
     const std::string average = load.load1 >= 0 ? format_fixed(load.load1, 2) : "n/a";
-    return plural(cpu_threads(), "thread") + " of " + plural(load.cores, "core") + ", load " +
-           average;
+    return plural(cpu_threads(), "thread") + (processes > 1 ? " per process" : "") + " of " +
+           plural(load.cores, "core") + ", load " + average;
 }
 
 std::string load_line(const CpuLoad& load) {

@@ -24,11 +24,13 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/profile.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/study.h"
 #include "model_source.h"
 #include "study_printer.h"
+#include "tensor_parallel_option.h"
 #include "text_format.h"
 #include "threads.h"
 
@@ -90,7 +92,9 @@ void check_variant(const Arguments& args, const Profile& p, const std::string& p
 // The profile as the base of a study: its model is --model DIR, --demo, or else the folder, dtype
 // and device the profile recorded (the study checks that it is still the same model).
 // `prune_search`: suggest-prune, which needs a run with routers.
-Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& printer) {
+// `tensor_parallel`: the processes the study is split across (whatif --tensor-parallel N).
+Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& printer,
+                   int tensor_parallel = 1) {
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the base run: --profile FILE");
     if (profile_path->empty()) args.usage_error("--profile: the file name is empty");
@@ -98,6 +102,21 @@ Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& print
     // model to load.
     auto profile = std::make_shared<const Profile>(load_profile(*profile_path));
     check_variant(args, *profile, *profile_path, prune_search);
+    if (tensor_parallel > 1) {
+        const std::string given = "--tensor-parallel " + num(tensor_parallel);
+        if (!is_cpu_device(profile->options.device)) {
+            args.usage_error(given + ": " + *profile_path + " is a run on " +
+                             profile->options.device +
+                             ", and tensor parallel on CUDA devices (NCCL) is not available in "
+                             "this build yet");
+        }
+        if (!profile->dtype.empty() && profile->dtype != "fp32") {
+            args.usage_error(given + ": " + *profile_path + " is a run in " + profile->dtype +
+                             ", and tensor parallel runs in fp32");
+        }
+        check_tensor_parallel_shape(args, tensor_parallel, profile->model.num_heads,
+                                    profile->model.num_kv_heads, profile->model.intermediate_size);
+    }
     std::optional<ModelSpec> spec;
     std::string label = profile->model.path;
     if (args.has("--model") || args.has("--demo")) {
@@ -106,7 +125,7 @@ Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& print
         if (!profile->dtype.empty()) spec->placement.dtype = profile->dtype;
         label = args.has("--demo") ? std::string("<demo model>") : spec->folder.string();
     }
-    Loaded in{profile, open_study(args), std::move(label)};
+    Loaded in{profile, open_study(args, tensor_parallel), std::move(label)};
     in.study->adopt(profile, *profile_path, spec, printer.events());
     return in;
 }
@@ -303,7 +322,10 @@ int whatif_command(std::span<const std::string_view> raw) {
                     kTokenFileOption,
                     kTlsCaOption,
                     {"--json", false},
-                    {"--quiet", false}},
+                    {"--quiet", false},
+                    kTensorParallelOption,
+                    kTensorParallelRankOption,
+                    kTensorParallelPortOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("whatif"), stdout);
@@ -325,13 +347,14 @@ int whatif_command(std::span<const std::string_view> raw) {
     const std::optional<std::uint64_t> seed = args.unsigned_integer("--seed");
     const int ttft_repeats = static_cast<int>(args.integer("--ttft-repeats", 0, 1000).value_or(3));
     if (!args.value("--profile")) args.usage_error("give the base run: --profile FILE");
+    const int tensor_parallel_ranks = tensor_parallel(args, "");
     int engine_threads = 0;  // the engine's own default: what-ifs keep the base's threads
     const std::string threads = prepare_compute(args, "", engine_threads);
     const auto out = args.value("--out");
     if (out) check_output_file(args, {"--out", *out}, {{"--profile", *args.value("--profile")}});
 
     StudyPrinter printer(args.has("--quiet"));
-    const Loaded in = load_inputs(args, false, printer);
+    const Loaded in = load_inputs(args, false, printer, tensor_parallel_ranks);
     const Profile& p = *in.profile;
     RunOptions variant = p.options;
     if (prune) variant.prune = *prune;
@@ -353,7 +376,11 @@ int whatif_command(std::span<const std::string_view> raw) {
     if (args.has("--json")) {
         std::cout << comparison_json(c, p.options, variant, p.model).dump(2) << "\n";
     } else {
-        print_comparison(c, in, variant, threads);
+        print_comparison(c, in, variant,
+                         threads + (tensor_parallel_ranks > 1
+                                        ? ", tensor parallel over " +
+                                              std::to_string(tensor_parallel_ranks) + " processes"
+                                        : std::string()));
     }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "l2a/engine/document.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/metrics.h"
+#include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/units.h"
 
 #ifndef L2A_VERSION
@@ -124,8 +125,8 @@ Profile make_profile(const Model& model, TokenizedDocument document, const RunOp
     profile.decisions = std::move(result.decisions);
     profile.token_nll = std::move(result.token_nll);
     profile.options = options;
-    profile.metrics =
-        compute_metrics(model.config(), options, num_tokens, profile.decisions, profile.token_nll);
+    profile.metrics = compute_metrics(whole_config(model), options, num_tokens, profile.decisions,
+                                      profile.token_nll);
     profile.ranges = std::move(result.ranges);
     profile.wall_seconds = result.wall_seconds;
     profile.cpu_threads = cpu_threads();

@@ -6,20 +6,23 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "attention.h"
 #include "device_runtime.h"
 #include "l2a/engine/device.h"
+#include "l2a/engine/process_group.h"
 #include "layer_ops.h"
 #include "lens_math.h"
 #include "model_impl.h"
-#include "prefill_internal.h"
 #include "splitmix.h"
 
 namespace l2a {
@@ -51,11 +54,18 @@ public:
     void unwind() {
         while (!open_.empty()) close();
     }
+    // The layer of the innermost open range; -1 outside the layers.
+    std::int32_t current_layer() const { return open_.empty() ? -1 : out_[open_.back()].layer; }
     // The innermost open range ("layer 3 / mlp"), for error messages.
     std::string current() const {
         return open_.empty() ? "the run" : range_name(out_[open_.back()]);
     }
     double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+    // When the run started, on the steady clock.
+    std::int64_t started_ns() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch())
+            .count();
+    }
 
 private:
     void close() {
@@ -318,6 +328,8 @@ public:
     Range range(Phase phase) { return Range(ranges_, phase); }
     // One part of a layer: (3, Phase::Router) is shown as "layer 3 / router".
     Range phase(std::int64_t layer, Phase phase) { return Range(ranges_, phase, layer); }
+    // A collective (tensor parallel) inside the current layer part.
+    Range all_reduce() { return Range(ranges_, Phase::AllReduce, ranges_.current_layer()); }
 
     // Enters a layer with x the residual stream: keeps x when asked, and opens the layer's range.
     Range begin_layer(std::int64_t layer, const at::Tensor& x) {
@@ -376,8 +388,10 @@ public:
 
     // The innermost open range, for error messages; unwind closes what an exception left open.
     std::string current() const { return ranges_.current(); }
+    std::int32_t current_layer() const { return ranges_.current_layer(); }
     void unwind() { ranges_.unwind(); }
     double seconds() const { return ranges_.seconds(); }
+    std::int64_t started_ns() const { return ranges_.started_ns(); }
 
 private:
     // `done` counts layers; the LM head is one more.
@@ -618,20 +632,53 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
     }
 }
 
+// The process group of a tensor-parallel run, checked against the shard; null for a whole model.
+ProcessGroup* parallel_group(const Model& model, const PrefillHooks& hooks) {
+    const Model::Impl& m = model.impl();
+    const std::string& where = model.summary().path;
+    ProcessGroup* group = hooks.group;
+    if (!group) {
+        if (m.shard_world > 1) {
+            fail(where, "this is rank " + std::to_string(m.shard_rank) +
+                            "'s shard of a model split across " + std::to_string(m.shard_world) +
+                            " ranks: it runs only with the others (run_prefill_parallel, or "
+                            "PrefillHooks::group)");
+        }
+        return nullptr;
+    }
+    if (m.shard_rank != group->rank() || m.shard_world != group->world()) {
+        fail(where, "tensor parallel: the model is rank " + std::to_string(m.shard_rank) +
+                        "'s shard of " + std::to_string(m.shard_world) + ", the process is rank " +
+                        std::to_string(group->rank()) + " of " + std::to_string(group->world()) +
+                        " (shard it with shard_for_rank for this rank)");
+    }
+    if (group->world() == 1) return nullptr;
+    if (!m.device.is_cpu() || m.dtype != at::kFloat) {
+        fail(where, "tensor parallel runs on the CPU in fp32 for now (the model is placed on " +
+                        m.placement.device + " in " + m.placement.dtype + ")");
+    }
+    if (hooks.distant_mass) {
+        fail(where, "tensor parallel: the distant-mass oracle is not supported");
+    }
+    return group;
+}
+
+// A test hook for what a rank's death does to the others: L2A_TEST_EXIT_AT=R:L makes rank R
+// exit at once (status 3, no goodbye) when it reaches the first all-reduce of layer L.
+std::optional<std::pair<int, int>> test_exit_point() {
+    const char* value = std::getenv("L2A_TEST_EXIT_AT");
+    if (!value) return std::nullopt;
+    int rank = -1;
+    int layer = -1;
+    if (std::sscanf(value, "%d:%d", &rank, &layer) != 2) return std::nullopt;
+    return std::pair{rank, layer};
+}
+
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
-// `reduce`: a shard's partial sums across the ranks (tensor parallel); empty for a whole model.
 PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
                          const RunOptions& options, std::int64_t start_layer,
-                         std::span<const float> hidden, const PrefillHooks& hooks,
-                         const PartialSum& reduce = {}) {
-    if (model.impl().shard_world > 1 && !reduce) {
-        fail(model.summary().path,
-             "this is rank " + std::to_string(model.impl().shard_rank) +
-                 "'s shard of a model split "
-                 "across " +
-                 std::to_string(model.impl().shard_world) +
-                 " ranks: it runs only with the others (run_prefill_parallel)");
-    }
+                         std::span<const float> hidden, const PrefillHooks& hooks) {
+    ProcessGroup* const group = parallel_group(model, hooks);
     const Backend backend = validate(model, tokens, options);
     if (hidden.data()) validate_resume(model.config(), tokens.size(), start_layer, hidden);
     const Model::Impl& m = model.impl();
@@ -640,6 +687,22 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     PrefillResult result = empty_result(m, T, start_layer);
     RunRecorder record(model, hooks, result, m.device);
     const Routing routing{options, m.config.l2a, m.config.is_l2a() && !options.as_base};
+    // Tensor parallel: the sum of the ranks' partial outputs, timed as an all-reduce range.
+    PartialSum reduce;
+    if (group) {
+        reduce = [group, &record, exit_at = test_exit_point()](at::Tensor& partial) {
+            const Range r = record.all_reduce();
+            if (exit_at && exit_at->first == group->rank() &&
+                exit_at->second == record.current_layer()) {
+                std::fflush(nullptr);
+                std::_Exit(3);
+            }
+            if (!partial.is_contiguous() || partial.scalar_type() != at::kFloat)
+                partial = partial.to(at::kFloat).contiguous();
+            group->all_reduce_sum(std::span<float>(partial.data_ptr<float>(),
+                                                   static_cast<std::size_t>(partial.numel())));
+        };
+    }
 
     at::InferenceMode inference;
     reset_peak_memory(m.device);
@@ -648,7 +711,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         LayerOpsSettings settings =
             layer_ops_settings(m, backend_function(backend), options.chunk_size, inputs.rows,
                                [&record] { record.check(); });
-        settings.reduce = reduce;
+        settings.reduce = std::move(reduce);
         const std::unique_ptr<LayerOps> ops =
             make_layer_ops(std::move(settings), fused_ops_fit(backend, m.config));
         at::Tensor x = entering_state(m, inputs.ids, hidden, record);
@@ -666,6 +729,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         fail_run(record, m.device, T);
     }
     result.wall_seconds = record.seconds();
+    result.started_ns = record.started_ns();
     result.peak_device_bytes = peak_memory(m.device);
     return result;
 }
@@ -675,12 +739,6 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks) {
     return run_layers(model, tokens, options, 0, {}, hooks);
-}
-
-PrefillResult run_prefill_reduced(const Model& shard, std::span<const std::int32_t> tokens,
-                                  const RunOptions& options, const PrefillHooks& hooks,
-                                  PartialSum reduce) {
-    return run_layers(shard, tokens, options, 0, {}, hooks, reduce);
 }
 
 PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,

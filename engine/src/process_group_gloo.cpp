@@ -3,10 +3,12 @@
 // that name the rank and the step that failed.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -146,6 +148,38 @@ void ProcessGroup::all_reduce_sum(std::span<float> data) {
     } catch (const std::exception& e) {
         impl_->fail_in("all-reduce", e);
     }
+}
+
+std::vector<std::vector<std::byte>> ProcessGroup::all_gather_bytes(
+    std::span<const std::byte> data) {
+    const int world = impl_->options.world;
+    std::vector<std::vector<std::byte>> out(static_cast<std::size_t>(world));
+    try {
+        // The sizes first, then every rank's bytes padded to the largest.
+        std::vector<at::Tensor> size{
+            torch::full({1}, static_cast<std::int64_t>(data.size()), torch::kInt64)};
+        std::vector<std::vector<at::Tensor>> sizes(1);
+        for (int r = 0; r < world; ++r) sizes[0].push_back(torch::empty({1}, torch::kInt64));
+        impl_->group->allgather(sizes, size)->wait();
+        std::int64_t most = 0;
+        for (const at::Tensor& s : sizes[0]) most = std::max(most, s.item<std::int64_t>());
+        std::vector<at::Tensor> mine{
+            torch::zeros({std::max<std::int64_t>(most, 1)}, torch::kUInt8)};
+        if (!data.empty()) std::memcpy(mine[0].data_ptr(), data.data(), data.size());
+        std::vector<std::vector<at::Tensor>> all(1);
+        for (int r = 0; r < world; ++r) all[0].push_back(torch::empty_like(mine[0]));
+        impl_->group->allgather(all, mine)->wait();
+        for (int r = 0; r < world; ++r) {
+            const auto n = static_cast<std::size_t>(
+                sizes[0][static_cast<std::size_t>(r)].item<std::int64_t>());
+            const auto* bytes =
+                static_cast<const std::byte*>(all[0][static_cast<std::size_t>(r)].data_ptr());
+            out[static_cast<std::size_t>(r)].assign(bytes, bytes + n);
+        }
+    } catch (const std::exception& e) {
+        impl_->fail_in("all-gather", e);
+    }
+    return out;
 }
 
 void ProcessGroup::barrier() {

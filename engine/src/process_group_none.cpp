@@ -25,5 +25,8 @@ int ProcessGroup::rank() const { return impl_->options.rank; }
 int ProcessGroup::world() const { return impl_->options.world; }
 void ProcessGroup::all_reduce_sum(std::span<float>) { fail("", "this build has no c10d Gloo"); }
 void ProcessGroup::barrier() { fail("", "this build has no c10d Gloo"); }
+std::vector<std::vector<std::byte>> ProcessGroup::all_gather_bytes(std::span<const std::byte>) {
+    fail("", "this build has no c10d Gloo");
+}
 
 }  // namespace l2a

@@ -218,6 +218,7 @@ json ranges_to_json(const std::vector<TimedRange>& ranges) {
                       {"end_ns", r.end_ns},
                       {"depth", r.depth}};
         if (r.phase == Phase::Other) range["name"] = r.other_name;
+        if (r.rank != 0) range["rank"] = r.rank;
         j.push_back(std::move(range));
     }
     return j;
@@ -280,6 +281,10 @@ std::vector<TimedRange> ranges_from_json(const json& j, std::int64_t version) {
         range.begin_ns = get_as<std::int64_t>(r, "begin_ns", "ranges");
         range.end_ns = get_as<std::int64_t>(r, "end_ns", "ranges");
         range.depth = get_as<int>(r, "depth", "ranges");
+        // Version 6: absent for rank 0.
+        if (version >= 6 && r.contains("rank")) {
+            range.rank = get_as<std::int32_t>(r, "rank", "ranges");
+        }
         ranges.push_back(std::move(range));
     }
     return ranges;
@@ -328,9 +333,15 @@ void validate_timeline(const Profile& p, const std::string& origin, const std::s
         if (r.depth < 0) {
             fail(origin, prefix + which + " has negative depth " + std::to_string(r.depth));
         }
-        if (static_cast<int>(r.phase) > static_cast<int>(Phase::Other)) {
+        if (static_cast<int>(r.phase) > static_cast<int>(Phase::AllReduce)) {
             fail(origin, prefix + "range " + std::to_string(i) + " has unknown phase " +
                              std::to_string(static_cast<int>(r.phase)));
+        }
+        if (r.rank < 0 || r.rank >= p.tensor_parallel) {
+            fail(origin, prefix + which + " was recorded by rank " + std::to_string(r.rank) +
+                             " of a run over " + std::to_string(p.tensor_parallel) + " process" +
+                             (p.tensor_parallel == 1 ? "" : "es") + " (expected 0.." +
+                             std::to_string(p.tensor_parallel - 1) + ")");
         }
         if (is_layer_phase(r.phase) ? r.layer < 0 : r.layer != -1) {
             fail(origin, prefix + which + " has phase " + phase_name(r.phase) + " and layer " +
@@ -394,6 +405,7 @@ std::string profile_metadata(const Profile& p, const std::vector<std::string>& k
     j["options"] = options_to_json(p.options);
     j["metrics"] = metrics_to_json(p.metrics);
     j["ranges"] = ranges_to_json(p.ranges);
+    j["tensor_parallel"] = p.tensor_parallel;
     j["timeline"] = {{"source", p.timeline_source}, {"kernel_names", kernel_names}};
     j["device"] = p.device;
     j["peak_device_bytes"] = p.peak_device_bytes;
@@ -559,6 +571,7 @@ TimelineSummary summarize_timeline(const Profile& p) {
         std::int64_t layer = -1;
         int phase = -1;
         std::size_t stage = 0;
+        bool counted = true;  // false: another rank's range, or an all-reduce (inside a phase)
     };
     std::vector<Target> targets(p.ranges.size());
     std::map<std::string, std::size_t, std::less<>> stage_index;
@@ -567,11 +580,19 @@ TimelineSummary summarize_timeline(const Profile& p) {
         const TimedRange& r = p.ranges[i];
         // Nanoseconds until the end (exact in a double), so that sums carry no rounding noise.
         const auto seconds = static_cast<double>(r.end_ns - r.begin_ns);
+        if (r.rank != 0) {
+            targets[i].counted = false;
+            continue;
+        }
         end_ns = std::max(end_ns, r.end_ns);
+        if (r.phase == Phase::AllReduce && r.layer >= 0 && r.layer < num_layers) {
+            targets[i] = {r.layer, -1, 0, true};
+            continue;
+        }
         if (is_layer_phase(r.phase) && r.layer >= 0 && r.layer < num_layers) {
             LayerTiming& layer = s.layers[static_cast<std::size_t>(r.layer)];
             const int phase = is_layer_part(r.phase) ? static_cast<int>(r.phase) : -1;
-            targets[i] = {r.layer, phase, 0};
+            targets[i] = {r.layer, phase, 0, true};
             if (phase < 0) {
                 layer.seconds += seconds;
                 has_layer_range[static_cast<std::size_t>(r.layer)] = true;
@@ -596,6 +617,7 @@ TimelineSummary summarize_timeline(const Profile& p) {
             continue;
         }
         const Target& t = targets[static_cast<std::size_t>(k.range)];
+        if (!t.counted) continue;
         if (t.layer >= 0) {
             LayerTiming& layer = s.layers[static_cast<std::size_t>(t.layer)];
             ++layer.kernels;
@@ -769,6 +791,14 @@ Profile load_from(const SafetensorsFile& file, const std::string& origin) {
         p.options = options_from_json(field(j, "options", "profile"), version);
         p.metrics = metrics_from_json(field(j, "metrics", "profile"));
         p.ranges = ranges_from_json(field(j, "ranges", "profile"), version);
+        if (version >= 6) {
+            const auto world = get_as<std::int64_t>(j, "tensor_parallel", "profile");
+            if (world < 1 || world > kMaxTensorParallel) {
+                throw FieldError{"invalid tensor_parallel " + std::to_string(world) +
+                                 " (expected 1.." + std::to_string(kMaxTensorParallel) + ")"};
+            }
+            p.tensor_parallel = static_cast<std::int32_t>(world);
+        }
         p.wall_seconds = get_double(j, "wall_seconds", "profile");
         // Absent in profiles written before they were recorded.
         if (j.contains("time_basis"))
@@ -940,6 +970,7 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
     run["device_name"] = p.device;
     run["dtype"] = p.dtype;
     run["cpu_threads"] = p.cpu_threads;
+    run["tensor_parallel"] = p.tensor_parallel;
     run["peak_device_bytes"] = p.peak_device_bytes;
     j["run"] = std::move(run);
 
@@ -1041,6 +1072,7 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
     json by_name = json::object();
     json by_stage = json::object();
     for (const TimedRange& r : p.ranges) {
+        if (r.rank != 0) continue;  // the others' ranges ran at the same time
         const double seconds = static_cast<double>(r.end_ns - r.begin_ns) * 1e-9;
         for (auto [table, key] :
              {std::pair{&by_name, range_name(r)}, std::pair{&by_stage, stage_of_range(r)}}) {

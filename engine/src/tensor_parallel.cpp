@@ -4,7 +4,6 @@
 
 #include "l2a/engine/error.h"
 #include "model_impl.h"
-#include "prefill_internal.h"
 
 namespace l2a {
 namespace {
@@ -147,31 +146,21 @@ ShardInfo shard_info(const Model& model) {
     return {model.impl().shard_rank, model.impl().shard_world};
 }
 
+ModelConfig whole_config(const Model& model) {
+    const Model::Impl& m = model.impl();
+    ModelConfig c = m.config;
+    c.num_attention_heads *= m.shard_world;
+    c.num_key_value_heads *= m.shard_world;
+    c.intermediate_size *= m.shard_world;
+    return c;
+}
+
 PrefillResult run_prefill_parallel(const Model& shard, std::span<const std::int32_t> tokens,
                                    const RunOptions& options, ProcessGroup& group,
                                    const PrefillHooks& hooks) {
-    const Model::Impl& m = shard.impl();
-    const std::string& where = m.summary.path;
-    if (m.shard_rank != group.rank() || m.shard_world != group.world()) {
-        fail(where, "tensor parallel: the model is rank " + std::to_string(m.shard_rank) +
-                        "'s shard of " + std::to_string(m.shard_world) + ", the process is rank " +
-                        std::to_string(group.rank()) + " of " + std::to_string(group.world()) +
-                        " (shard it with shard_for_rank for this rank)");
-    }
-    if (!m.device.is_cpu() || m.dtype != at::kFloat) {
-        fail(where, "tensor parallel runs on the CPU in fp32 for now (the model is placed on " +
-                        m.placement.device + " in " + m.placement.dtype + ")");
-    }
-    if (hooks.checkpoints) fail(where, "tensor parallel: residual checkpoints are not supported");
-    if (hooks.distant_mass)
-        fail(where, "tensor parallel: the distant-mass oracle is not supported");
-    if (group.world() == 1) return run_prefill(shard, tokens, options, hooks);
-    return run_prefill_reduced(shard, tokens, options, hooks, [&group](at::Tensor& partial) {
-        if (!partial.is_contiguous() || partial.scalar_type() != at::kFloat)
-            partial = partial.to(at::kFloat).contiguous();
-        group.all_reduce_sum(
-            std::span<float>(partial.data_ptr<float>(), static_cast<std::size_t>(partial.numel())));
-    });
+    PrefillHooks with_group = hooks;
+    with_group.group = &group;
+    return run_prefill(shard, tokens, options, with_group);
 }
 
 }  // namespace l2a

@@ -20,13 +20,15 @@ const char* phase_name(Phase phase) {
             return "lm_head";
         case Phase::Other:
             return "other";
+        case Phase::AllReduce:
+            return "all-reduce";
     }
     return "other";
 }
 
 std::optional<Phase> parse_phase(std::string_view name) {
     for (Phase phase : {Phase::Local, Phase::Router, Phase::Global, Phase::Mlp, Phase::Layer,
-                        Phase::Embed, Phase::LmHead, Phase::Other}) {
+                        Phase::Embed, Phase::LmHead, Phase::Other, Phase::AllReduce}) {
         if (name == phase_name(phase)) return phase;
     }
     return std::nullopt;

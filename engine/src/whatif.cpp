@@ -9,6 +9,7 @@
 
 #include "device_runtime.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/tensor_parallel.h"
 #include "layer_ops.h"
 #include "model_impl.h"
 
@@ -97,7 +98,7 @@ NextTokenComparison next_token_kl(const Model& model, std::span<const float> bas
 }
 
 RunMetrics metrics_of(const Model& model, const RunOptions& options, const PrefillResult& result) {
-    return compute_metrics(model.config(), options, result.num_tokens, result.decisions,
+    return compute_metrics(whole_config(model), options, result.num_tokens, result.decisions,
                            result.token_nll);
 }
 
@@ -358,6 +359,7 @@ std::pair<TtftMeasurement, TtftMeasurement> measure_ttft_pair(
     for (RunOptions& o : options) o.token_nll = false;
     PrefillHooks quiet;  // no per-run progress or checkpoints; cancellation still applies
     quiet.cancel = hooks.cancel;
+    quiet.group = hooks.group;  // a tensor-parallel run stays one
     const std::int64_t total = 2 * (static_cast<std::int64_t>(repeats) + 1);
     std::int64_t done = 0;
     std::vector<double> seconds[2];

@@ -98,27 +98,36 @@ std::string profile_to_chrome_trace(const Profile& p) {
     // Host ranges.
     metadata.push_back(metadata_event("process_name", kHostPid, 0, {{"name", "L2A host"}}));
     metadata.push_back(metadata_event("process_sort_index", kHostPid, 0, {{"sort_index", 0}}));
-    std::vector<Span> host;
-    host.reserve(p.ranges.size());
+    // Rank 0's on the "ranges" track; in a tensor-parallel run each other rank's on its own
+    // ("rank 1", ...), below it.
+    std::map<std::int32_t, std::vector<Span>> host;
     for (std::size_t i = 0; i < p.ranges.size(); ++i) {
         const TimedRange& r = p.ranges[i];
-        host.push_back({r.begin_ns,
-                        r.end_ns,
-                        r.depth,
-                        {{"name", range_name(r)},
-                         {"cat", "range"},
-                         {"ph", "X"},
-                         {"ts", micros(r.begin_ns)},
-                         {"dur", micros(r.end_ns - r.begin_ns)},
-                         {"args", {{"depth", r.depth}, {"index", i}}}}});
+        json args = {{"depth", r.depth}, {"index", i}};
+        if (p.tensor_parallel > 1) args["rank"] = r.rank;
+        host[r.rank].push_back({r.begin_ns,
+                                r.end_ns,
+                                r.depth,
+                                {{"name", range_name(r)},
+                                 {"cat", r.phase == Phase::AllReduce ? "collective" : "range"},
+                                 {"ph", "X"},
+                                 {"ts", micros(r.begin_ns)},
+                                 {"dur", micros(r.end_ns - r.begin_ns)},
+                                 {"args", std::move(args)}}});
     }
     int host_tid = kHostTid;
-    write_lanes(std::move(host), kHostPid, host_tid, "ranges", 0);
+    int host_sort = 0;
+    for (auto& [rank, spans] : host) {
+        write_lanes(std::move(spans), kHostPid, host_tid,
+                    rank == 0 ? std::string("ranges") : "rank " + std::to_string(rank), host_sort);
+        host_sort += 100;
+    }
 
     // The routed fraction of each layer, from the moment the layer starts.
     std::vector<std::int64_t> layer_start(static_cast<std::size_t>(p.num_layers), -1);
     for (const TimedRange& r : p.ranges) {
-        if (!is_layer_phase(r.phase) || r.layer < 0 || r.layer >= p.num_layers) continue;
+        if (r.rank != 0 || !is_layer_phase(r.phase) || r.layer < 0 || r.layer >= p.num_layers)
+            continue;
         auto& start = layer_start[static_cast<std::size_t>(r.layer)];
         if (start < 0 || r.begin_ns < start) start = r.begin_ns;
     }
@@ -202,6 +211,7 @@ std::string profile_to_chrome_trace(const Profile& p) {
         {"backend", p.options.backend},
         {"routing", p.options.routing.to_string()},
         {"timeline_source", p.timeline_source},
+        {"tensor_parallel", p.tensor_parallel},
     };
     return trace.dump(-1, ' ', false, json::error_handler_t::replace);
 }

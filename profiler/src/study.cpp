@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
+#include <span>
 
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
@@ -13,6 +15,7 @@
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/run_choices.h"
 #include "l2a/engine/shapes.h"
+#include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/units.h"
 #include "l2a/profiler/cupti_tracer.h"
 
@@ -133,7 +136,9 @@ double worst_nll_difference(const std::vector<float>& recorded, const std::vecto
 class LocalStudy final : public Study {
 public:
     explicit LocalStudy(const StudyOptions& options)
-        : budget_(options.checkpoint_budget_bytes), external_(options.cancel) {}
+        : budget_(options.checkpoint_budget_bytes),
+          external_(options.cancel),
+          group_(options.group && options.group->world() > 1 ? options.group : nullptr) {}
 
     std::string where() const override {
         const std::string device = model_ ? model_->placement().device : std::string("cpu");
@@ -163,6 +168,11 @@ public:
             model_.emplace(Model::random(published_shape(spec.shape), spec.seed, spec.placement));
         } else {
             model_.emplace(Model::load(spec.folder, spec.placement));
+        }
+        if (group_) {
+            // The rank keeps its part only; the whole model is freed with the temporary.
+            Model shard = shard_for_rank(*model_, group_->rank(), group_->world());
+            model_.emplace(std::move(shard));
         }
         spec_ = spec;
         spec_.placement = model_->placement();
@@ -244,8 +254,8 @@ public:
             base.options = options;
             base.result = run_prefill(model, doc.ids, options, hooks);
             base.run_seconds = base.result.wall_seconds;
-            base.metrics = compute_metrics(config, options, tokens, base.result.decisions,
-                                           base.result.token_nll);
+            base.metrics = compute_metrics(whole_config(model), options, tokens,
+                                           base.result.decisions, base.result.token_nll);
         }
         KernelTimeline timeline;
         if (tracer) timeline = tracer->finish(base.result.ranges);
@@ -255,6 +265,7 @@ public:
         PrefillResult result = base.result;  // the base keeps its own copy for what-ifs
         Profile profile = make_profile(model, std::move(doc), options, std::move(result));
         attach_timeline(profile, tracer, std::move(timeline), spec.trace);
+        gather_ranges(profile, base.result.started_ns);
         auto shared = std::make_shared<const Profile>(std::move(profile));
         base_run_ = std::move(base);
         base_ = shared;
@@ -349,6 +360,7 @@ public:
             compare(model, tokens_, *base_run_, run, [this] { check_cancel(); }));
         Profile profile = make_variant_profile(base, run);
         attach_timeline(profile, tracer, std::move(timeline), true);
+        gather_ranges(profile, run.result.started_ns);
         if (ttft_repeats > 0) {
             auto [base_ttft, variant_ttft] =
                 measure(variant, ttft_repeats, events, share, 1.0 - share);
@@ -373,6 +385,7 @@ public:
         const Model& model = require_model();
         const std::int64_t L = model.config().num_hidden_layers;
         const std::int64_t T = base.num_tokens();
+        refuse_tensor_parallel("explain");
         if (!model.config().is_l2a()) {
             fail("explain", "the model is a plain " + model.summary().model_type +
                                 " model: no layer has a global attention of its own to explain");
@@ -413,6 +426,7 @@ public:
         begin_call();
         const Profile& base = require_base("oracle");
         const Model& model = require_model();
+        refuse_tensor_parallel("oracle");
         if (!model.config().is_l2a()) {
             fail("oracle", "the model is a plain " + model.summary().model_type +
                                " model: it has no router to score");
@@ -447,6 +461,7 @@ public:
         if (events.step) events.step("greedy search");
         PrefillHooks hooks;
         hooks.cancel = flag();
+        hooks.group = group_;
         StudyPruneResult out;
         out.suggestion = l2a::suggest_prune(
             model, tokens_, *base_run_, max_dnll,
@@ -475,6 +490,7 @@ private:
         PrefillHooks hooks() {
             PrefillHooks h;
             h.cancel = study_.flag();
+            h.group = study_.group_;
             h.progress = [this](const RunProgress& p) {
                 study_.report_progress(events_, offset_ + scale_ * p.fraction, p.fraction,
                                        describe(p));
@@ -601,6 +617,7 @@ private:
         }
         PrefillHooks hooks;
         hooks.cancel = flag();
+        hooks.group = group_;
         auto result = measure_ttft_pair(
             *model_, tokens_, base_->options, variant, repeats, hooks,
             [&](std::int64_t done, std::int64_t all) {
@@ -611,6 +628,56 @@ private:
             });
         check_cancel();
         return result;
+    }
+
+    // What needs the whole model in one process.
+    void refuse_tensor_parallel(const std::string& what) const {
+        if (group_) {
+            fail(what, "not available under tensor parallel (this process holds rank " +
+                           num(group_->rank()) + "'s part of " + num(group_->world()) +
+                           "); run it without --tensor-parallel");
+        }
+    }
+
+    // Tensor parallel: every rank's host ranges into the profile (the same on every rank), rank
+    // 0's first and in their order, so that kernel and memory records still index rank 0's.
+    // `started_ns`: this rank's start of the run on the steady clock, which the processes of
+    // one computer share: the others' times are moved onto rank 0's.
+    void gather_ranges(Profile& profile, std::int64_t started_ns) const {
+        if (!group_) return;
+        constexpr std::size_t kColumns = 5;  // phase, layer, begin_ns, end_ns, depth
+        std::vector<std::int64_t> rows = {started_ns};
+        rows.reserve(1 + profile.ranges.size() * kColumns);
+        for (const TimedRange& r : profile.ranges) {
+            rows.insert(rows.end(), {static_cast<std::int64_t>(r.phase), r.layer, r.begin_ns,
+                                     r.end_ns, r.depth});
+        }
+        const std::vector<std::vector<std::byte>> all =
+            group_->all_gather_bytes(std::as_bytes(std::span<const std::int64_t>(rows)));
+        std::vector<TimedRange> merged;
+        std::int64_t rank0_started = 0;
+        for (std::size_t rank = 0; rank < all.size(); ++rank) {
+            const std::vector<std::byte>& bytes = all[rank];
+            std::vector<std::int64_t> theirs(bytes.size() / sizeof(std::int64_t));
+            std::memcpy(theirs.data(), bytes.data(), theirs.size() * sizeof(std::int64_t));
+            if (theirs.empty()) continue;
+            if (rank == 0) rank0_started = theirs[0];
+            const std::int64_t shift = theirs[0] - rank0_started;
+            const std::size_t n = (theirs.size() - 1) / kColumns;
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::int64_t* c = theirs.data() + 1 + i * kColumns;
+                TimedRange r;
+                r.phase = static_cast<Phase>(c[0]);
+                r.layer = static_cast<std::int32_t>(c[1]);
+                r.begin_ns = c[2] + shift;
+                r.end_ns = c[3] + shift;
+                r.depth = static_cast<int>(c[4]);
+                r.rank = static_cast<std::int32_t>(rank);
+                merged.push_back(std::move(r));
+            }
+        }
+        profile.ranges = std::move(merged);
+        profile.tensor_parallel = static_cast<std::int32_t>(all.size());
     }
 
     void start_tracer(std::optional<KernelTracer>& tracer, PrefillHooks& hooks,
@@ -637,6 +704,7 @@ private:
 
     std::int64_t budget_;
     std::atomic<bool>* external_;
+    ProcessGroup* group_;  // tensor parallel; nullptr for a process alone
     mutable std::atomic<bool> own_{false};
     double last_fraction_ = 0.0;
 

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/process_group.h"
 #include "l2a/engine/profile.h"
 #include "test_support.h"
 
@@ -165,6 +167,56 @@ TEST_F(Serve, ARemoteRunSavesTheLocalRunsProfile) {
                  dir_, "whatif");
     ASSERT_EQ(whatif.wait(std::chrono::seconds(120)), 0) << whatif.err();
     EXPECT_TRUE(contains(whatif.out(), "\"start_layer\": 5")) << whatif.out();
+}
+
+// `l2a serve --tensor-parallel 2`: the server's sessions split across two processes give a
+// client the local single-process result (a run and a what-if of it, in two sessions), with
+// both ranks' ranges in the profile; SIGTERM stops the server and the rank it started, cleanly.
+TEST_F(Serve, ATensorParallelServerGivesTheLocalResult) {
+    if (!l2a::process_groups_available()) GTEST_SKIP() << "this build has no c10d Gloo";
+    const int port = start_server({"--tensor-parallel", "2"});
+    ASSERT_GT(port, 0) << server_->err();
+    EXPECT_TRUE(contains(server_->err(), "tensor parallel over 2 processes")) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child remote({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+                  "--engine", engine, "--out", "remote.l2a", "--quiet", "--threads", "1"},
+                 dir_, "remote");
+    ASSERT_EQ(remote.wait(std::chrono::seconds(120)), 0) << remote.err() << server_->err();
+    Child local({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+                 "--out", "local.l2a", "--quiet", "--threads", "1"},
+                dir_, "local");
+    ASSERT_EQ(local.wait(std::chrono::seconds(120)), 0) << local.err();
+    const l2a::Profile a = l2a::load_profile(dir_ / "remote.l2a");
+    const l2a::Profile b = l2a::load_profile(dir_ / "local.l2a");
+    EXPECT_EQ(a.decisions, b.decisions);
+    EXPECT_EQ(a.metrics.kv_bytes_total, b.metrics.kv_bytes_total);
+    for (std::size_t t = 1; t < a.token_nll.size(); ++t) {
+        EXPECT_NEAR(a.token_nll[t], b.token_nll[t], 1e-5) << t;
+    }
+    EXPECT_EQ(a.tensor_parallel, 2);
+    EXPECT_TRUE(std::any_of(a.ranges.begin(), a.ranges.end(),
+                            [](const l2a::TimedRange& r) { return r.rank == 1; }));
+
+    // A what-if of it in a second session, against the same what-if on this computer.
+    Child whatif({kBinary.string(), "whatif", "--profile", "remote.l2a", "--prune", "5", "--engine",
+                  engine, "--json", "--quiet", "--ttft-repeats", "0"},
+                 dir_, "whatif");
+    ASSERT_EQ(whatif.wait(std::chrono::seconds(120)), 0) << whatif.err() << server_->err();
+    Child whatif_local({kBinary.string(), "whatif", "--profile", "remote.l2a", "--prune", "5",
+                        "--json", "--quiet", "--ttft-repeats", "0", "--threads", "1"},
+                       dir_, "whatif_local");
+    ASSERT_EQ(whatif_local.wait(std::chrono::seconds(120)), 0) << whatif_local.err();
+    EXPECT_TRUE(contains(whatif.out(), "\"start_layer\": 5")) << whatif.out();
+    const auto mean_nll = [](const std::string& json) {
+        const std::size_t at = json.find("\"variant\": ", json.find("\"mean_nll\""));
+        return at == std::string::npos ? NAN : std::stod(json.substr(at + 11));
+    };
+    EXPECT_NEAR(mean_nll(whatif.out()), mean_nll(whatif_local.out()), 1e-6)
+        << whatif.out() << whatif_local.out();
+
+    server_->kill(SIGTERM);
+    EXPECT_EQ(server_->wait(std::chrono::seconds(30)), 0) << server_->err();
+    EXPECT_FALSE(contains(server_->err(), "error")) << server_->err();
 }
 
 TEST_F(Serve, AServerKilledMidRunIsAClientErrorWithinFiveSecondsAndNoFile) {

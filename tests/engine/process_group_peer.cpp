@@ -1,8 +1,9 @@
 // One rank of a process group, started by test_process_group (one process per rank).
 //   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE
 // MODE sum: joins the group, all-reduces a vector that depends on the rank, checks that every
-//   element is the exact sum over all ranks, then passes a barrier. Prints "ok" and exits 0, or
-//   "mismatch ..." and exits 1.
+//   element is the exact sum over all ranks, all-gathers bytes of a size that depends on the rank
+//   (none from rank 0) and checks every rank's, then passes a barrier. Prints "ok" and exits 0,
+//   or "mismatch ..." and exits 1.
 // MODE quit: joins the group, then exits at once without taking part in any collective.
 // MODE hang: joins the group, then waits forever without taking part (the test kills it).
 // An l2a::Error prints "error after S s: MESSAGE" (S: since the step that failed began: joining,
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -24,6 +26,15 @@ constexpr int kElements = 1000;
 
 // Small multiples of 1/4: exact in float, and so are their sums over a few ranks.
 float value(int rank, int i) { return static_cast<float>(rank * 1000 + i) / 4.0f; }
+
+// What rank `rank` all-gathers: 1000 * rank bytes (none from rank 0) that depend on the rank.
+std::vector<std::byte> gathered(int rank) {
+    std::vector<std::byte> bytes(static_cast<std::size_t>(rank) * 1000);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        bytes[i] = static_cast<std::byte>((i * 7 + static_cast<std::size_t>(rank)) & 0xff);
+    }
+    return bytes;
+}
 
 }  // namespace
 
@@ -67,9 +78,23 @@ int main(int argc, char** argv) {
                 return 1;
             }
         }
+        const std::vector<std::vector<std::byte>> all =
+            group.all_gather_bytes(gathered(options.rank));
+        if (all.size() != static_cast<std::size_t>(options.world)) {
+            std::printf("mismatch: all-gather gave %zu parts for %d ranks\n", all.size(),
+                        options.world);
+            return 1;
+        }
+        for (int r = 0; r < options.world; ++r) {
+            if (all[static_cast<std::size_t>(r)] != gathered(r)) {
+                std::printf("mismatch: all-gather gave %zu bytes for rank %d, not its own %zu\n",
+                            all[static_cast<std::size_t>(r)].size(), r, gathered(r).size());
+                return 1;
+            }
+        }
         group.barrier();
-        std::printf("ok (rank %d of %d, all-reduce and barrier in %.3f s)\n", group.rank(),
-                    group.world(), seconds());
+        std::printf("ok (rank %d of %d, all-reduce, all-gather and barrier in %.3f s)\n",
+                    group.rank(), group.world(), seconds());
         return 0;
     } catch (const l2a::Error& e) {
         std::printf("error after %.3f s: %s\n", seconds(), e.what());

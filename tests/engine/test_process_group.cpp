@@ -60,6 +60,7 @@ protected:
 
 class ProcessGroupSum : public ProcessGroupTest, public ::testing::WithParamInterface<int> {};
 
+// The peers check the sum, and the bytes every rank all-gathers (sizes that differ by rank).
 TEST_P(ProcessGroupSum, EveryRankGetsTheExactSum) {
     SKIP_WITHOUT_GLOO();
     const int world = GetParam();

@@ -175,10 +175,12 @@ void expect_equal(const Profile& a, const Profile& b) {
         EXPECT_EQ(a.ranges[i].begin_ns, b.ranges[i].begin_ns);
         EXPECT_EQ(a.ranges[i].end_ns, b.ranges[i].end_ns);
         EXPECT_EQ(a.ranges[i].depth, b.ranges[i].depth);
+        EXPECT_EQ(a.ranges[i].rank, b.ranges[i].rank);
     }
     EXPECT_TRUE(same_bits(a.wall_seconds, b.wall_seconds));
     EXPECT_EQ(a.time_basis, b.time_basis);
     EXPECT_EQ(a.cpu_threads, b.cpu_threads);
+    EXPECT_EQ(a.tensor_parallel, b.tensor_parallel);
     EXPECT_EQ(a.created_at, b.created_at);
     EXPECT_EQ(a.tool_version, b.tool_version);
 }
@@ -421,6 +423,81 @@ TEST(Profile, RejectsRangesWhosePhaseAndLayerDisagree) {
         EXPECT_NE(std::string(e.what()).find("cannot save: range 4"), std::string::npos)
             << e.what();
     }
+}
+
+// A tensor-parallel run: every rank's ranges (rank 0's first) and all-reduce ranges inside the
+// layer parts. They round-trip; the run's timing is rank 0's alone, as if the others' ranges
+// and the all-reduces were not there.
+Profile tensor_parallel_profile() {
+    Profile p = sample_profile();
+    p.tensor_parallel = 2;
+    p.ranges.push_back({Phase::AllReduce, 0, 3500, 3900, 2, {}});
+    p.ranges.push_back({Phase::Layer, 0, 900, 5400, 0, {}, 1});
+    p.ranges.push_back({Phase::Global, 0, 1900, 4100, 1, {}, 1});
+    p.ranges.push_back({Phase::AllReduce, 0, 3600, 4000, 2, {}, 1});
+    p.ranges.push_back({Phase::LmHead, -1, 6000, 9000, 0, {}, 1});
+    return p;
+}
+
+TEST(Profile, TensorParallelRanksRoundTripAndRankZeroTimesTheRun) {
+    const fs::path dir = scratch_dir();
+    const Profile p = tensor_parallel_profile();
+    save_profile(p, dir / "tp.l2a");
+    const json meta =
+        json::parse(SafetensorsFile::open(dir / "tp.l2a").metadata().at("l2a.profile"));
+    EXPECT_EQ(meta.at("format_version"), 6);
+    EXPECT_EQ(meta.at("tensor_parallel"), 2);
+    EXPECT_FALSE(meta.at("ranges")[0].contains("rank"));
+    EXPECT_EQ(meta.at("ranges")[5].at("phase"), "all-reduce");
+    EXPECT_EQ(meta.at("ranges")[6].at("rank"), 1);
+    const Profile loaded = load_profile(dir / "tp.l2a");
+    expect_equal(p, loaded);
+    EXPECT_EQ(loaded.ranges, p.ranges);
+    EXPECT_EQ(range_name(loaded.ranges[5]), "layer 0 / all-reduce");
+
+    const TimelineSummary with = summarize_timeline(p);
+    const TimelineSummary without = summarize_timeline(sample_profile());
+    ASSERT_EQ(with.layers.size(), without.layers.size());
+    for (std::size_t l = 0; l < with.layers.size(); ++l) {
+        EXPECT_EQ(with.layers[l].seconds, without.layers[l].seconds) << "layer " << l;
+        for (int phase = 0; phase < kNumPhases; ++phase) {
+            EXPECT_EQ(with.layers[l].phases[phase].seconds, without.layers[l].phases[phase].seconds)
+                << "layer " << l << ", phase " << phase;
+        }
+    }
+    ASSERT_EQ(with.stages.size(), without.stages.size());  // rank 1's lm_head is not a stage
+    EXPECT_EQ(with.run_seconds, without.run_seconds);
+    const json exported = json::parse(profile_to_json(p));
+    EXPECT_EQ(exported.at("run").at("tensor_parallel"), 2);
+    EXPECT_FALSE(exported.at("timing").at("ranges").contains("lm_head"));
+    EXPECT_EQ(exported.at("timing").at("ranges").at("layer 0 / all-reduce").at("count"), 1);
+}
+
+TEST(Profile, RejectsRanksOutsideTheWorld) {
+    const fs::path dir = scratch_dir();
+    save_profile(tensor_parallel_profile(), dir / "tp.l2a");
+    rewrite(dir / "tp.l2a", dir / "rank.l2a", [](json& m) { m["ranges"][6]["rank"] = 2; });
+    std::string error = load_error(dir / "rank.l2a");
+    EXPECT_NE(error.find("rank.l2a"), std::string::npos) << error;
+    EXPECT_NE(error.find("range 6 ('layer 0') was recorded by rank 2 of a run over 2 processes"),
+              std::string::npos)
+        << error;
+    rewrite(dir / "tp.l2a", dir / "world.l2a", [](json& m) { m["tensor_parallel"] = 0; });
+    error = load_error(dir / "world.l2a");
+    EXPECT_NE(error.find("invalid tensor_parallel 0"), std::string::npos) << error;
+    rewrite(dir / "tp.l2a", dir / "nolayer.l2a", [](json& m) { m["ranges"][5]["layer"] = -1; });
+    error = load_error(dir / "nolayer.l2a");
+    EXPECT_NE(error.find("phase all-reduce and layer -1"), std::string::npos) << error;
+
+    // Version 5 had no ranks: a file of that version loads as a run of one process.
+    save_profile(sample_profile(), dir / "one.l2a");
+    rewrite(dir / "one.l2a", dir / "v5.l2a", [](json& m) {
+        m["format_version"] = 5;
+        m.erase("tensor_parallel");
+    });
+    const Profile v5 = load_profile(dir / "v5.l2a");
+    EXPECT_EQ(v5.tensor_parallel, 1);
+    EXPECT_EQ(v5.ranges, sample_profile().ranges);
 }
 
 TEST(Profile, AcceptsThirtyTwoBitOffsets) {

@@ -320,7 +320,7 @@ TEST(TensorParallelShard, AShardDoesNotRunAlone) {
     const Model shard = shard_for_rank(Model::load(demo_dir()), 0, 2);
     const std::vector<std::int32_t> tokens = test::tensor_parallel_tokens();
     EXPECT_CONTAINS(test::message_of([&] { run_prefill(shard, tokens, {}); }),
-                    "it runs only with the others (run_prefill_parallel)");
+                    "it runs only with the others (run_prefill_parallel");
 }
 
 }  // namespace

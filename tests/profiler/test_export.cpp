@@ -620,6 +620,48 @@ TEST_F(Export, ChromeTraceOfAHostOnlyRun) {
     EXPECT_EQ(trace["otherData"]["timeline_source"], "host timers only: CPU run");
 }
 
+// A tensor-parallel run: rank 0's ranges on the "ranges" track, rank 1's on a "rank 1" track
+// of their own; all-reduce ranges are collectives; the routed-fraction counters follow rank 0.
+TEST_F(Export, ChromeTraceGivesEachRankItsOwnTrack) {
+    Profile p = make_profile(20);
+    p.kernels.clear();
+    p.memory_ops.clear();
+    p.tensor_parallel = 2;
+    const std::size_t rank0 = p.ranges.size();
+    for (std::size_t i = 0; i < rank0; ++i) {
+        TimedRange r = p.ranges[i];
+        r.rank = 1;
+        r.begin_ns += 7;
+        r.end_ns += 7;
+        p.ranges.push_back(r);
+    }
+    p.ranges.push_back({Phase::AllReduce, 0, p.ranges[0].begin_ns, p.ranges[0].begin_ns, 9, {}, 1});
+    const json trace = json::parse(profile_to_chrome_trace(p));
+    std::map<int, std::string> track;  // tid -> name
+    for (const json& e : trace["traceEvents"]) {
+        if (e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 1) {
+            track[e["tid"].get<int>()] = e["args"]["name"].get<std::string>();
+        }
+    }
+    std::map<std::string, std::int64_t> ranges_on;  // track name (lanes folded) -> ranges
+    std::int64_t collectives = 0;
+    for (const json& e : trace["traceEvents"]) {
+        if (e["ph"] != "X" || e["pid"] != 1) continue;
+        const std::string name = track.at(e["tid"].get<int>());
+        ranges_on[name.substr(0, name.find(" (overlap"))] += 1;
+        if (e["cat"] == "collective") {
+            ++collectives;
+            EXPECT_EQ(e["name"], "layer 0 / all-reduce");
+            EXPECT_EQ(e["args"]["rank"], 1);
+        }
+    }
+    EXPECT_EQ(ranges_on["ranges"], static_cast<std::int64_t>(rank0));
+    EXPECT_EQ(ranges_on["rank 1"], static_cast<std::int64_t>(rank0) + 1);
+    EXPECT_EQ(ranges_on.size(), 2u);
+    EXPECT_EQ(collectives, 1);
+    EXPECT_EQ(trace["otherData"]["tensor_parallel"], 2);
+}
+
 // ---- CSV ---------------------------------------------------------------------------------------
 
 // RFC 4180 records; fails the test on a malformed file.

@@ -23,6 +23,7 @@ StudyServer::~StudyServer() = default;
 int StudyServer::port() const { return 0; }
 void StudyServer::wait() {}
 void StudyServer::shutdown() {}
+void follow_study_server(const ServeOptions&, ProcessGroup&) { missing("l2a serve"); }
 
 void check_engine_url(const std::string& url) {
     if (url.rfind("ssh://", 0) == 0) return;

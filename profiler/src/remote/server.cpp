@@ -7,8 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -21,6 +23,7 @@
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/process_group.h"
 #include "l2a/engine/shapes.h"
 #include "l2a/profiler/remote.h"
 #include "remote_common.h"
@@ -115,9 +118,53 @@ std::string devices_text() {
     return text;
 }
 
+// Tensor parallel: what rank 0 tells the other ranks, in the order it runs things.
+enum class FollowOp : std::uint8_t {
+    Idle = 0,     // nothing (sent now and then, so that an idle group does not time out)
+    Request = 1,  // a client's request (a ClientMessage) in a session
+    Close = 2,    // a session ended
+    Stop = 3,     // the server stops
+};
+constexpr std::size_t kFollowHeader = 9;  // op, then the session as 8 bytes
+// How often an idle server tells the others it is still there (well within the group timeout).
+constexpr auto kIdleInterval = std::chrono::seconds(10);
+
+std::vector<std::byte> follow_message(FollowOp op, std::uint64_t session,
+                                      const std::string& payload) {
+    std::vector<std::byte> m(kFollowHeader + payload.size());
+    m[0] = static_cast<std::byte>(op);
+    std::memcpy(m.data() + 1, &session, sizeof session);
+    std::memcpy(m.data() + kFollowHeader, payload.data(), payload.size());
+    return m;
+}
+
 class Service final : public remote::Engine::Service {
 public:
     explicit Service(const ServeOptions& options) : options_(options) {}
+
+    // Rank 0 of a tensor-parallel server: tells the others `op`. Call only within a Turn, so
+    // that the group sees one message at a time, in the order the requests run.
+    void tell(FollowOp op, std::uint64_t session, const std::string& payload = {}) {
+        if (!options_.group || stopped_) return;  // after Stop nobody listens
+        options_.group->all_gather_bytes(follow_message(op, session, payload));
+        if (op == FollowOp::Stop) stopped_ = true;
+    }
+    // The same within a turn of its own (a turn nothing cancels).
+    void tell_in_turn(FollowOp op, std::uint64_t session) {
+        const std::atomic<bool> never{false};
+        const Turn turn(queue_, never, {});
+        tell(op, session);
+    }
+
+    // Another rank's part of a request rank 0 runs: the same study call, nothing sent back
+    // (rank 0 answers the client). Its errors are rank 0's too.
+    void follow(const remote::ClientMessage& request, Study& study) const {
+        remote::ServerMessage reply;
+        try {
+            compute(request, study, {}, reply);
+        } catch (const std::exception&) {
+        }
+    }
 
     Status Hello(ServerContext* context, const remote::HelloRequest*,
                  remote::HelloReply* reply) override {
@@ -134,6 +181,7 @@ public:
         if (Status s = authorize(*context); !s.ok()) return s;
         const std::string peer = context->peer();
         log("session from " + peer + " opened");
+        const std::uint64_t id = next_session_++;
         SessionState state(options_);
         // The reader: requests go to the queue; a Cancel (or the client going away) stops the
         // running request at once.
@@ -163,18 +211,21 @@ public:
                 state.requests.pop_front();
                 state.cancel = false;
             }
-            if (!answer(request, state, *stream, peer)) break;
+            if (!answer(request, state, *stream, peer, id)) break;
         }
         reader.join();
+        if (options_.group) tell_in_turn(FollowOp::Close, id);
         log("session from " + peer + " closed");
         return Status::OK;
     }
 
 private:
     struct SessionState {
+        // Tensor parallel: the study never stops mid-request (the other ranks could not know).
         explicit SessionState(const ServeOptions& options)
             : study(make_local_study({.checkpoint_budget_bytes = options.checkpoint_budget_bytes,
-                                      .cancel = &cancel})) {}
+                                      .cancel = options.group ? nullptr : &cancel,
+                                      .group = options.group})) {}
         std::atomic<bool> cancel{false};
         std::unique_ptr<Study> study;
         std::mutex mutex;
@@ -263,7 +314,7 @@ private:
 
     // Runs one request and writes its events and its answer. False when the client is gone.
     bool answer(const remote::ClientMessage& request, SessionState& state, Stream& stream,
-                const std::string& peer) {
+                const std::string& peer, std::uint64_t session) {
         std::mutex write_mutex;
         const auto write = [&](const remote::ServerMessage& m) {
             std::lock_guard lock(write_mutex);
@@ -294,6 +345,7 @@ private:
                 m.mutable_queued()->set_ahead(ahead);
                 write(m);
             });
+            tell(FollowOp::Request, session, request.SerializeAsString());
             compute(request, *state.study, events, reply);
         } catch (const Cancelled&) {
             reply.mutable_failure()->set_message("run cancelled");
@@ -401,6 +453,8 @@ private:
 
     const ServeOptions& options_;
     mutable EngineQueue queue_;
+    std::atomic<std::uint64_t> next_session_{1};
+    bool stopped_ = false;  // Stop was told (within a turn, like every tell)
 };
 
 }  // namespace
@@ -410,6 +464,11 @@ struct StudyServer::Impl {
     std::unique_ptr<Service> service;
     std::unique_ptr<grpc::Server> server;
     int port = 0;
+    // Tensor parallel: the thread that keeps an idle group alive, and how it is stopped.
+    std::thread idle;
+    std::mutex idle_mutex;
+    std::condition_variable idle_stop;
+    bool stopping = false;
 };
 
 StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>()) {
@@ -447,6 +506,22 @@ StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>())
         fail("--listen " + o.listen,
              "could not listen there (address in use, or not this machine's)");
     }
+    if (o.group) {
+        impl_->idle = std::thread([impl = impl_.get()] {
+            std::unique_lock lock(impl->idle_mutex);
+            while (
+                !impl->idle_stop.wait_for(lock, kIdleInterval, [impl] { return impl->stopping; })) {
+                lock.unlock();
+                try {
+                    impl->service->tell_in_turn(FollowOp::Idle, 0);
+                } catch (const std::exception& e) {
+                    if (impl->options.log)
+                        impl->options.log(std::string("tensor parallel: ") + e.what());
+                }
+                lock.lock();
+            }
+        });
+    }
 }
 
 StudyServer::~StudyServer() { shutdown(); }
@@ -461,6 +536,62 @@ void StudyServer::shutdown() {
     if (impl_->server) {
         // Running sessions see their stream cancelled, which cancels their run.
         impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    }
+    if (impl_->idle.joinable()) {
+        {
+            std::lock_guard lock(impl_->idle_mutex);
+            impl_->stopping = true;
+        }
+        impl_->idle_stop.notify_all();
+        impl_->idle.join();
+        // The other ranks end once the last request is done.
+        try {
+            impl_->service->tell_in_turn(FollowOp::Stop, 0);
+        } catch (const std::exception& e) {
+            if (impl_->options.log) impl_->options.log(std::string("tensor parallel: ") + e.what());
+        }
+    }
+}
+
+void follow_study_server(const ServeOptions& options, ProcessGroup& group) {
+    Service service(options);
+    std::map<std::uint64_t, std::unique_ptr<Study>> sessions;
+    for (;;) {
+        const std::vector<std::vector<std::byte>> all = group.all_gather_bytes({});
+        const std::vector<std::byte>& m = all.front();
+        if (m.size() < kFollowHeader) {
+            fail("", "tensor parallel: rank 0 sent a message of " + std::to_string(m.size()) +
+                         " bytes, not one of the server's");
+        }
+        std::uint64_t session = 0;
+        std::memcpy(&session, m.data() + 1, sizeof session);
+        switch (static_cast<FollowOp>(m[0])) {
+            case FollowOp::Idle:
+                break;
+            case FollowOp::Stop:
+                return;
+            case FollowOp::Close:
+                sessions.erase(session);
+                break;
+            case FollowOp::Request: {
+                remote::ClientMessage request;
+                if (!request.ParseFromArray(m.data() + kFollowHeader,
+                                            static_cast<int>(m.size() - kFollowHeader))) {
+                    fail("", "tensor parallel: rank 0 sent a request that does not parse");
+                }
+                std::unique_ptr<Study>& study = sessions[session];
+                if (!study) {
+                    study = make_local_study(
+                        {.checkpoint_budget_bytes = options.checkpoint_budget_bytes,
+                         .group = &group});
+                }
+                service.follow(request, *study);
+                break;
+            }
+            default:
+                fail("", "tensor parallel: rank 0 sent an unknown message (" +
+                             std::to_string(static_cast<int>(m[0])) + ")");
+        }
     }
 }
 

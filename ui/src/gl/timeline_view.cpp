@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "l2a/engine/units.h"
@@ -116,21 +117,25 @@ void sort_by_begin(std::vector<Lane>& lanes) {
     }
 }
 
-// The host ranges, one lane per nesting depth: "host" the outermost, "host / phases" the rest.
+// The host ranges, one lane per nesting depth: "host" the outermost, "host / phases" the rest;
+// in a tensor-parallel run each other rank's below, as "rank 1" and "rank 1 / phases".
 std::vector<Lane> build_host_lanes(const Profile& p) {
     std::vector<Lane> lanes;
-    std::map<int, std::size_t> host_lane;  // depth -> lane
+    std::map<std::pair<std::int32_t, int>, std::size_t> host_lane;  // (rank, depth) -> lane
+    for (const TimedRange& r : p.ranges) host_lane.try_emplace({r.rank, r.depth}, 0);
+    std::int32_t previous_rank = -1;
+    for (auto& [key, lane] : host_lane) {
+        const auto [rank, depth] = key;
+        const std::string owner = rank == 0 ? std::string("host") : "rank " + std::to_string(rank);
+        lane = lanes.size();
+        lanes.push_back({rank == previous_rank ? owner + " / phases" : owner, {}});
+        previous_rank = rank;
+    }
     for (const TimedRange& r : p.ranges) {
-        if (!host_lane.count(r.depth)) {
-            host_lane[r.depth] = lanes.size();
-            lanes.push_back({"host " + std::to_string(r.depth), {}});
-        }
-        lanes[host_lane[r.depth]].events.push_back(
+        lanes[host_lane[{r.rank, r.depth}]].events.push_back(
             {r.begin_ns, std::max(r.end_ns, r.begin_ns), range_name(r), layer_of(r),
              phase_colour(r.phase), is_layer_part(r.phase) ? phase_name(r.phase) : ""});
     }
-    if (!lanes.empty()) lanes.front().label = "host";
-    for (std::size_t i = 1; i < lanes.size(); ++i) lanes[i].label = "host / phases";
     sort_by_begin(lanes);
     return lanes;
 }

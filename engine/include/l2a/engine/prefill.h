@@ -17,6 +17,8 @@
 
 namespace l2a {
 
+class ProcessGroup;
+
 class Cancelled : public Error {
 public:
     Cancelled() : Error("run cancelled") {}
@@ -70,6 +72,12 @@ struct PrefillHooks {
     // state entering the layer, as distant_mass (lens.h) does but on the run's device, where the
     // state stays, and hands over the layer's [rows] values, one layer at a time.
     std::function<void(int layer, std::span<const float> mass)> distant_mass;
+    // Tensor parallel (tensor_parallel.h): the group whose ranks run the other shards of the
+    // model, which must then be this rank's shard_for_rank. Every rank makes the same calls with
+    // the same tokens and options; each gets the single-process result. The partial outputs of
+    // every O and down projection are summed across the ranks, each sum recorded as an
+    // all-reduce range of its layer. CPU and fp32 only; not with distant_mass.
+    ProcessGroup* group = nullptr;
 };
 
 struct PrefillResult {
@@ -81,6 +89,9 @@ struct PrefillResult {
     std::vector<TimedRange> ranges;       // host-timed ranges (CUDA: synchronized)
     std::vector<float> last_logits;       // [vocab] logits of the last row (next token)
     double wall_seconds = 0.0;
+    // The start of the run on the steady clock (CLOCK_MONOTONIC, ns), which the processes of one
+    // computer share: the ranges of a tensor-parallel run's ranks line up by it.
+    std::int64_t started_ns = 0;
     std::string device;                  // "cpu" or the GPU's name
     std::int64_t peak_device_bytes = 0;  // CUDA: peak bytes allocated during the run
 };

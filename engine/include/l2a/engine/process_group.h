@@ -7,9 +7,11 @@
 // ...") within GroupOptions::timeout_seconds instead of hanging. No LibTorch types here.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace l2a {
 
@@ -43,6 +45,8 @@ public:
     void all_reduce_sum(std::span<float> data);
     // Returns once every rank has reached it.
     void barrier();
+    // Every rank's `data` (sizes may differ), on every rank, indexed by rank.
+    std::vector<std::vector<std::byte>> all_gather_bytes(std::span<const std::byte> data);
 
 private:
     struct Impl;

@@ -16,13 +16,17 @@
 
 namespace l2a {
 
+// 6: tensor parallel: the world size, the rank of each range, and all-reduce ranges.
 // 5: the routing oracle's distant mass of every token and layer (optional).
 // 4: the weights' dtype and the model's identity (config.json hash, weight bytes).
 // 3: ranges are typed (phase and layer) instead of named.
 // 2: the kernel timeline, memory operations, the device and its peak memory, every run option.
-// Versions 1 to 4 still load (version 1 with an empty timeline; the ranges of both get
-// their phase and layer from their names).
-inline constexpr int kProfileFormatVersion = 5;
+// Versions 1 to 5 still load, as runs of one process (world size 1, every range rank 0); version
+// 1 with an empty timeline; the ranges of versions 1 and 2 get their phase and layer from their
+// names.
+inline constexpr int kProfileFormatVersion = 6;
+// The most ranks a tensor-parallel profile may claim.
+inline constexpr std::int64_t kMaxTensorParallel = 4096;
 // The most layers a profile may claim. Real models have at most a few hundred; a profile with
 // no tokens holds no bytes per layer, so this limit is what keeps a damaged count from costing
 // memory.
@@ -88,7 +92,11 @@ struct Profile {
 
     RunOptions options;
     RunMetrics metrics;
+    // Host ranges of every rank (TimedRange::rank); the run's timing is rank 0's.
     std::vector<TimedRange> ranges;
+    // Processes the run was split across (tensor parallel); 1 for a single-process run. Every
+    // range's rank is below it.
+    std::int32_t tensor_parallel = 1;
     // The GPU timeline (empty on the CPU, or when the tracer could not run).
     std::vector<KernelRecord> kernels;
     std::vector<MemoryOpRecord> memory_ops;
@@ -163,6 +171,8 @@ struct TimelineSummary {
 };
 
 // Ranges of a layer the profile does not have ("layer 99" of a 4-layer run) count as stages.
+// Only rank 0's ranges count (in a tensor-parallel run the other ranks ran the same layers at
+// the same time); all-reduce ranges lie inside the layer parts they belong to and add no time.
 TimelineSummary summarize_timeline(const Profile& profile);
 
 // How much of a profile the JSON export holds: Full adds the per-token and per-layer arrays

@@ -51,12 +51,17 @@ struct ShardInfo {
 };
 ShardInfo shard_info(const Model& model);
 
+// The whole model's config, for a shard too (its config() is the shard's shape): what the
+// metrics of a run count (the KV cache of every head).
+ModelConfig whole_config(const Model& model);
+
 // run_prefill over the shards of one model, one per rank of `group` (every rank calls it with the
 // same tokens and options, and its own shard_for_rank(model, group.rank(), group.world())). Every
 // rank returns the single-process result: the same logits, per-token loss, router logits and
-// decisions. CPU and fp32 only for now; residual checkpoints and the distant-mass oracle are not
-// supported. Throws l2a::Error as run_prefill does, and when a collective fails (another rank
-// died or timed out).
+// decisions. The same as run_prefill with PrefillHooks::group set (which run_prefill_from and
+// the what-ifs take as well: the residual stream, and so every checkpoint, is the same on every
+// rank). CPU and fp32 only for now; the distant-mass oracle is not supported. Throws l2a::Error as
+// run_prefill does, and when a collective fails (another rank died or timed out).
 PrefillResult run_prefill_parallel(const Model& shard, std::span<const std::int32_t> tokens,
                                    const RunOptions& options, ProcessGroup& group,
                                    const PrefillHooks& hooks = {});

@@ -21,6 +21,9 @@ enum class Phase : std::uint8_t {
     Embed,   // the token embedding, before the layers
     LmHead,  // final norm and LM head, after the layers
     Other,   // a range the engine does not record (kept by name from an older file)
+    // A collective of a tensor-parallel run (the sum of the ranks' partial outputs), inside the
+    // layer part it belongs to; carries that layer. Its time is part of the enclosing phase.
+    AllReduce,
 };
 
 // The parts of a layer: Local, Router, Global, Mlp.
@@ -28,12 +31,14 @@ inline constexpr int kNumPhases = 4;
 inline constexpr Phase kLayerPhases[kNumPhases] = {Phase::Local, Phase::Router, Phase::Global,
                                                    Phase::Mlp};
 
-// Local..Layer: the phases that belong to one layer (and carry its index).
-constexpr bool is_layer_phase(Phase phase) { return phase <= Phase::Layer; }
+// Local..Layer and AllReduce: the phases that belong to one layer (and carry its index).
+constexpr bool is_layer_phase(Phase phase) {
+    return phase <= Phase::Layer || phase == Phase::AllReduce;
+}
 // Local..Mlp: the index into LayerTiming::phases.
 constexpr bool is_layer_part(Phase phase) { return phase < Phase::Layer; }
 
-// "local", "router", "global", "mlp", "layer", "embed", "lm_head", "other".
+// "local", "router", "global", "mlp", "layer", "embed", "lm_head", "other", "all-reduce".
 const char* phase_name(Phase phase);
 // The inverse of phase_name; nullopt for any other text.
 std::optional<Phase> parse_phase(std::string_view name);
@@ -45,11 +50,15 @@ struct TimedRange {
     std::int64_t end_ns = 0;
     int depth = 0;
     std::string other_name;  // Phase::Other only: the name the range was recorded under
+    // The tensor-parallel rank that recorded it (0 for a single-process run). A merged profile
+    // times the run by rank 0's ranges; the others' are extra tracks of the timeline.
+    std::int32_t rank = 0;
     bool operator==(const TimedRange&) const = default;
 };
 
-// The display name: "layer 7 / global", "layer 7", "embed", "lm_head"; an Other range's own
-// name. The one place these names are made (Chrome trace, timeline labels, exports, observers).
+// The display name: "layer 7 / global", "layer 7 / all-reduce", "layer 7", "embed", "lm_head";
+// an Other range's own name. The one place these names are made (Chrome trace, timeline labels,
+// exports, observers).
 std::string range_name(Phase phase, std::int32_t layer);
 std::string range_name(const TimedRange& range);
 

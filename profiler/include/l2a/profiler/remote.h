@@ -48,6 +48,11 @@ struct ServeOptions {
     std::int64_t max_message_bytes = std::int64_t{256} << 20;
     // One line per event worth a log line (client connected, run started, failures).
     std::function<void(const std::string& line)> log;
+    // Tensor parallel: this server is rank 0 of the group; the other ranks run
+    // follow_study_server. Every session's study is split across the group, every request is
+    // sent to the other ranks before it runs (one at a time, as always), and a client's cancel
+    // takes effect once the running request is done (the ranks must stay in step).
+    ProcessGroup* group = nullptr;
 };
 
 class StudyServer {
@@ -70,6 +75,11 @@ public:
 private:
     std::unique_ptr<Impl> impl_;
 };
+
+// Rank 1.. of a tensor-parallel `l2a serve`: makes the same study calls as rank 0's server, as
+// rank 0 sends them, until rank 0 stops (returns) or the group fails (throws l2a::Error).
+// `options` as rank 0's (models, documents, shapes, budget); it does not listen.
+void follow_study_server(const ServeOptions& options, ProcessGroup& group);
 
 struct EngineAddress {
     // "tcp://HOST:PORT", "tls://HOST:PORT", "unix:PATH", or

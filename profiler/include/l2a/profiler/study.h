@@ -21,6 +21,7 @@
 
 #include "l2a/engine/lens.h"
 #include "l2a/engine/model.h"
+#include "l2a/engine/process_group.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/run_options.h"
 #include "l2a/engine/whatif.h"
@@ -148,6 +149,12 @@ struct StudyOptions {
     // app's worker flag): cancel() sets it, and the caller resets it. nullptr: the study's own,
     // reset at the start of every call.
     std::atomic<bool>* cancel = nullptr;
+    // Tensor parallel: the group this process is one rank of (it must outlive the study). Every
+    // rank makes the same calls with the same arguments; open_model keeps the rank's shard
+    // (shard_for_rank), every run is split across the ranks, and each run's profile holds every
+    // rank's host ranges (TimedRange::rank) and the world size. CPU and fp32 only; explain and
+    // oracle are refused. nullptr (or a group of one): a run of this process alone.
+    ProcessGroup* group = nullptr;
 };
 
 class Study {

@@ -1,0 +1,64 @@
+// `--tensor-parallel N`: one run split across N processes on this computer (tensor parallel on
+// the CPU, c10d Gloo). The process the user started is rank 0: it checks the request, picks a
+// free loopback port, and starts ranks 1..N-1 itself, as this same program with the same
+// arguments (less the files it writes) plus the hidden --tp-rank R --tp-port P. The ranks meet
+// through a c10d TCPStore that rank 0 hosts and then make the same study calls; only rank 0
+// prints the report and writes files.
+//
+// The other ranks die with rank 0 (PR_SET_PDEATHSIG), print nothing on standard output, and
+// their standard error reaches the user line by line as "rank 1: ...". A rank that exits with
+// an error or dies makes rank 0 fail with a message naming it and its last error line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "arguments.h"
+#include "l2a/engine/process_group.h"
+
+namespace l2a::cli {
+
+inline const OptionSpec kTensorParallelOption{"--tensor-parallel", true};
+// Hidden: how rank 0 starts the others.
+inline const OptionSpec kTensorParallelRankOption{"--tp-rank", true};
+inline const OptionSpec kTensorParallelPortOption{"--tp-port", true};
+
+// The largest --tensor-parallel: more processes than this on one computer is a mistake.
+inline constexpr std::int64_t kMaxTensorParallel = 64;
+
+// Records the command line main() was given, for starting the other ranks.
+void set_command_line(int argc, char** argv);
+
+// N from --tensor-parallel (1 when absent). Usage errors: N outside 1..64, with a remote
+// --engine, on a CUDA --device (not in this build yet), or with --dtype other than fp32;
+// --tp-rank/--tp-port without it.
+int tensor_parallel(const Arguments& args, const std::string& device);
+
+// Usage error unless N divides the model's query heads, KV heads and intermediate size.
+void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t heads,
+                                 std::int64_t kv_heads, std::int64_t intermediate_size);
+// The same for the model folder's config.json (the shipped demo model's for --demo).
+void check_tensor_parallel_folder(const Arguments& args, int n);
+
+// Whether this process is one of the ranks rank 0 started (--tp-rank given).
+bool tensor_parallel_worker();
+
+// The group of this run (nullptr when N is 1). Rank 0 starts the other ranks first; every rank
+// returns once all have joined. Throws l2a::Error when the group cannot be formed.
+ProcessGroup* join_tensor_parallel(const Arguments& args, int n);
+
+// main(), after the command returned 0 on rank 0: waits for the other ranks to finish. Returns
+// "" when all exited cleanly, else the message naming the first that did not.
+std::string finish_tensor_parallel();
+
+// main(), after the command failed on rank 0 with `error`: when the failure came from another
+// rank (a collective failed, or the run was stopped because a rank exited), the message naming
+// that rank and its last error line; else "". Ends every rank still running either way.
+std::string tensor_parallel_failure(const std::string& error);
+
+// Whether `error` is a collective of this process's group that failed because a signal stopped
+// the run (Ctrl-C reaches every rank; the first to stop closes its connections): the command
+// was cancelled, not broken.
+bool tensor_parallel_interrupted(const std::string& error);
+
+}  // namespace l2a::cli
