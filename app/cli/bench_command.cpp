@@ -184,7 +184,7 @@ int bench_prefill_folder(const Arguments& args, int tensor_parallel) {
     hooks.cancel = cancel_flag();
     hooks.group = join_tensor_parallel(args, tensor_parallel);
     const Model model =
-        hooks.group ? shard_for_rank(Model::load(folder), hooks.group->rank(), hooks.group->world())
+        hooks.group ? load_model_shard(folder, {}, hooks.group->rank(), hooks.group->world())
                     : Model::load(folder);
     const Tokenizer* tokenizer = model.tokenizer();
     if (!tokenizer) fail(folder.string(), "the model folder has no tokenizer.json");

@@ -164,15 +164,14 @@ public:
         if (keep) return model_->summary();
         drop_model();
         if (events.step) events.step("loading the model");
+        // Tensor parallel: the rank reads only its part of the weights.
+        const int rank = group_ ? group_->rank() : 0;
+        const int world = group_ ? group_->world() : 1;
         if (!spec.shape.empty()) {
-            model_.emplace(Model::random(published_shape(spec.shape), spec.seed, spec.placement));
+            model_.emplace(random_model_shard(published_shape(spec.shape), spec.seed,
+                                              spec.placement, rank, world));
         } else {
-            model_.emplace(Model::load(spec.folder, spec.placement));
-        }
-        if (group_) {
-            // The rank keeps its part only; the whole model is freed with the temporary.
-            Model shard = shard_for_rank(*model_, group_->rank(), group_->world());
-            model_.emplace(std::move(shard));
+            model_.emplace(load_model_shard(spec.folder, spec.placement, rank, world));
         }
         spec_ = spec;
         spec_.placement = model_->placement();
