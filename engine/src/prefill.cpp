@@ -23,6 +23,7 @@
 #include "layer_ops.h"
 #include "lens_math.h"
 #include "model_impl.h"
+#include "process_group_tensor.h"
 #include "splitmix.h"
 
 namespace l2a {
@@ -653,9 +654,17 @@ ProcessGroup* parallel_group(const Model& model, const PrefillHooks& hooks) {
                         " (shard it with shard_for_rank for this rank)");
     }
     if (group->world() == 1) return nullptr;
-    if (!m.device.is_cpu() || m.dtype != at::kFloat) {
-        fail(where, "tensor parallel runs on the CPU in fp32 for now (the model is placed on " +
-                        m.placement.device + " in " + m.placement.dtype + ")");
+    if (m.device.is_cpu() && m.dtype != at::kFloat) {
+        fail(where, "tensor parallel on the CPU runs in fp32 (the model is placed in " +
+                        m.placement.dtype + ")");
+    }
+    // Gloo sums host tensors, NCCL the tensors of its rank's GPU: the model must be there.
+    const bool group_on_cpu = group->device() == "cpu";
+    if (group_on_cpu != m.device.is_cpu() ||
+        (!group_on_cpu &&
+         at::Device(group->device() == "cuda" ? "cuda:0" : group->device()) != m.device)) {
+        fail(where, "tensor parallel: the model is on " + m.device.str() +
+                        ", the process group's collectives on " + group->device());
     }
     if (hooks.distant_mass) {
         fail(where, "tensor parallel: the distant-mass oracle is not supported");
@@ -696,6 +705,11 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
                 exit_at->second == record.current_layer()) {
                 std::fflush(nullptr);
                 std::_Exit(3);
+            }
+            if (partial.is_cuda()) {
+                // NCCL sums the partial outputs where they are, in the model's dtype.
+                all_reduce_sum_tensor(*group, partial);
+                return;
             }
             if (!partial.is_contiguous() || partial.scalar_type() != at::kFloat)
                 partial = partial.to(at::kFloat).contiguous();

@@ -1,193 +1,21 @@
-// ProcessGroup on LibTorch's c10d: a TCPStore for the rendezvous and ProcessGroupGloo for the
-// collectives (CPU tensors). c10d's and Gloo's exceptions become one-line l2a::Error messages
-// that name the rank and the step that failed.
-#include <torch/torch.h>
-
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <exception>
-#include <memory>
-#include <string>
-#include <string_view>
+// The Gloo backend of ProcessGroup (CPU tensors), built where cmake/Distributed.cmake found the
+// Gloo headers.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <utility>
-#include <vector>
 
-#include "l2a/engine/error.h"
-#include "l2a/engine/process_group.h"
+#include "process_group_backends.h"
 
 namespace l2a {
 
-namespace {
+bool gloo_backend_built() { return true; }
 
-// The first line of a library message, without Gloo's "[path/file.cc:123] " prefix.
-std::string first_line(std::string_view what) {
-    while (!what.empty() && (what.front() == '\n' || what.front() == ' ')) what.remove_prefix(1);
-    what = what.substr(0, what.find('\n'));
-    if (!what.empty() && what.front() == '[') {
-        const auto close = what.find("] ");
-        if (close != std::string_view::npos &&
-            what.substr(0, close).find(':') != std::string_view::npos) {
-            what.remove_prefix(close + 2);
-        }
-    }
-    return std::string(what);
-}
-
-bool contains(std::string_view text, std::string_view part) {
-    return text.find(part) != std::string_view::npos;
-}
-
-// What a library message means for a user, then the message itself.
-std::string describe(const std::string& what, double timeout_seconds) {
-    std::string hint;
-    if (contains(what, "Connection reset by peer") || contains(what, "Connection closed by peer") ||
-        contains(what, "Broken pipe") || contains(what, "Connection refused")) {
-        hint = "peer closed the connection (another rank exited?)";
-    } else if (contains(what, "imed out") || contains(what, "imeout")) {
-        char buf[96];
-        std::snprintf(buf, sizeof buf, "timed out after %g s (another rank stuck or not started?)",
-                      timeout_seconds);
-        hint = buf;
-    }
-    if (hint.empty()) return what;
-    return hint + ": " + what;
-}
-
-std::string message_of(const std::exception& e) {
-    if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) {
-        return first_line(c10->what_without_backtrace());
-    }
-    return first_line(e.what());
-}
-
-}  // namespace
-
-struct ProcessGroup::Impl {
-    GroupOptions options;
-    c10::intrusive_ptr<c10d::Store> store;
-    c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-
-    [[noreturn]] void fail_in(std::string_view step, const std::exception& e) const {
-        throw Error("rank " + std::to_string(options.rank) + " of " +
-                    std::to_string(options.world) + ": " + std::string(step) +
-                    " failed: " + describe(message_of(e), options.timeout_seconds));
-    }
-};
-
-bool process_groups_available() { return true; }
-
-ProcessGroup ProcessGroup::open(const GroupOptions& options) {
-    if (options.world < 1) fail("", "process group: world must be 1 or more");
-    if (options.rank < 0 || options.rank >= options.world) {
-        fail("", "process group: rank " + std::to_string(options.rank) + " is not in 0.." +
-                     std::to_string(options.world - 1));
-    }
-    if (options.port < 1 || options.port > 65535) {
-        fail("", "process group: port " + std::to_string(options.port) + " is not in 1..65535");
-    }
-    if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
-        fail("", "process group: timeout must be a positive number of seconds");
-    }
-    if (options.host.empty()) fail("", "process group: no host for the rendezvous");
-
-    auto impl = std::make_unique<Impl>();
-    impl->options = options;
-    const auto timeout = std::chrono::milliseconds(
-        static_cast<std::int64_t>(std::ceil(options.timeout_seconds * 1000.0)));
-    const std::string where = options.host + ":" + std::to_string(options.port);
-    try {
-        c10d::TCPStoreOptions store_options;
-        store_options.port = static_cast<std::uint16_t>(options.port);
-        store_options.isServer = options.rank == 0;
-        store_options.numWorkers = options.world;
-        store_options.waitWorkers = true;
-        store_options.timeout = timeout;
-        impl->store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
-    } catch (const std::exception& e) {
-        impl->fail_in("rendezvous on " + where, e);
-    }
-    try {
-        auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
-        group_options->devices.push_back(
-            c10d::ProcessGroupGloo::createDeviceForHostname(options.host));
-        group_options->threads = 2;
-        impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank,
-                                                                  options.world, group_options);
-        // A rank returns only once every rank is connected: rank 0 hosts the store the others
-        // still use while they connect, so a rank 0 that left straight after its own set-up
-        // would keep them retrying the store well past the timeout.
-        impl->group->barrier()->wait();
-    } catch (const std::exception& e) {
-        impl->fail_in("connecting the group through " + where, e);
-    }
-    return ProcessGroup(std::move(impl));
-}
-
-ProcessGroup::ProcessGroup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-ProcessGroup::ProcessGroup(ProcessGroup&&) noexcept = default;
-ProcessGroup& ProcessGroup::operator=(ProcessGroup&&) noexcept = default;
-ProcessGroup::~ProcessGroup() = default;
-
-int ProcessGroup::rank() const { return impl_->options.rank; }
-int ProcessGroup::world() const { return impl_->options.world; }
-
-void ProcessGroup::all_reduce_sum(std::span<float> data) {
-    try {
-        // The tensor views the caller's memory: the sum lands in data with no copy.
-        std::vector<at::Tensor> tensors{torch::from_blob(
-            data.data(), {static_cast<std::int64_t>(data.size())}, torch::kFloat32)};
-        c10d::AllreduceOptions reduce;
-        reduce.reduceOp = c10d::ReduceOp::SUM;
-        impl_->group->allreduce(tensors, reduce)->wait();
-    } catch (const std::exception& e) {
-        impl_->fail_in("all-reduce", e);
-    }
-}
-
-std::vector<std::vector<std::byte>> ProcessGroup::all_gather_bytes(
-    std::span<const std::byte> data) {
-    const int world = impl_->options.world;
-    std::vector<std::vector<std::byte>> out(static_cast<std::size_t>(world));
-    try {
-        // The sizes first, then every rank's bytes padded to the largest.
-        std::vector<at::Tensor> size{
-            torch::full({1}, static_cast<std::int64_t>(data.size()), torch::kInt64)};
-        std::vector<std::vector<at::Tensor>> sizes(1);
-        for (int r = 0; r < world; ++r) sizes[0].push_back(torch::empty({1}, torch::kInt64));
-        impl_->group->allgather(sizes, size)->wait();
-        std::int64_t most = 0;
-        for (const at::Tensor& s : sizes[0]) most = std::max(most, s.item<std::int64_t>());
-        std::vector<at::Tensor> mine{
-            torch::zeros({std::max<std::int64_t>(most, 1)}, torch::kUInt8)};
-        if (!data.empty()) std::memcpy(mine[0].data_ptr(), data.data(), data.size());
-        std::vector<std::vector<at::Tensor>> all(1);
-        for (int r = 0; r < world; ++r) all[0].push_back(torch::empty_like(mine[0]));
-        impl_->group->allgather(all, mine)->wait();
-        for (int r = 0; r < world; ++r) {
-            const auto n = static_cast<std::size_t>(
-                sizes[0][static_cast<std::size_t>(r)].item<std::int64_t>());
-            const auto* bytes =
-                static_cast<const std::byte*>(all[0][static_cast<std::size_t>(r)].data_ptr());
-            out[static_cast<std::size_t>(r)].assign(bytes, bytes + n);
-        }
-    } catch (const std::exception& e) {
-        impl_->fail_in("all-gather", e);
-    }
-    return out;
-}
-
-void ProcessGroup::barrier() {
-    try {
-        impl_->group->barrier()->wait();
-    } catch (const std::exception& e) {
-        impl_->fail_in("barrier", e);
-    }
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                    const GroupOptions& options,
+                                                    std::chrono::milliseconds timeout) {
+    auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
+    group_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.host));
+    group_options->threads = 2;
+    return c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank, options.world,
+                                                       group_options);
 }
 
 }  // namespace l2a

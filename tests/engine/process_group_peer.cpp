@@ -1,5 +1,6 @@
 // One rank of a process group, started by test_process_group (one process per rank).
-//   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE
+//   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE [DEVICE]
+// DEVICE: where the collectives run, "cpu" (Gloo, the default) or "cuda:N" (NCCL).
 // MODE sum: joins the group, all-reduces a vector that depends on the rank, checks that every
 //   element is the exact sum over all ranks, all-gathers bytes of a size that depends on the rank
 //   (none from rank 0) and checks every rank's, then passes a barrier. Prints "ok" and exits 0,
@@ -39,8 +40,9 @@ std::vector<std::byte> gathered(int rank) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 6) {
-        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit|hang\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit|hang [DEVICE]\n",
+                     argv[0]);
         return 2;
     }
     l2a::GroupOptions options;
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
     options.port = std::atoi(argv[3]);
     options.timeout_seconds = std::atof(argv[4]);
     const std::string mode = argv[5];
+    if (argc == 7) options.device = argv[6];
 
     auto start = std::chrono::steady_clock::now();
     auto seconds = [&] {

@@ -2,6 +2,7 @@
 // the loopback. The collectives give exact sums on every rank, and a rank that exits without
 // taking part makes every other rank fail with an l2a::Error within the timeout, never hang.
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/process_group.h"
 #include "rank_processes.h"
@@ -135,6 +137,74 @@ TEST(ProcessGroupOptions, RejectsARankOutsideTheWorld) {
     options.port = 1234;
     const std::string message = test::message_of([&] { ProcessGroup::open(options); });
     EXPECT_CONTAINS(message, "rank 2 is not in 0..1");
+}
+
+TEST(ProcessGroupOptions, RejectsADeviceThatIsNotCpuOrCuda) {
+    GroupOptions options;
+    options.port = 1234;
+    options.device = "gpu:1";
+    EXPECT_CONTAINS(test::message_of([&] { ProcessGroup::open(options); }),
+                    "device 'gpu:1' is not cpu, cuda or cuda:N");
+}
+
+// NCCL (CUDA builds with the wheel's NCCL headers): one rank on GPU 0, and where a machine has two
+// GPUs, two ranks on theirs.
+TEST(NcclProcessGroup, OneRankSumsGathersAndWaitsOnItsGpu) {
+    if (!nccl_process_groups_available()) GTEST_SKIP() << "this build has no c10d NCCL";
+    if (cuda_device_count() < 1) GTEST_SKIP() << "no GPU";
+    GroupOptions options;
+    options.port = test::free_port();
+    options.device = "cuda:0";
+    options.timeout_seconds = 30;
+    ProcessGroup group = ProcessGroup::open(options);
+    EXPECT_EQ(group.device(), "cuda:0");
+    std::vector<float> data{0.25f, -1.5f, 3.0f};
+    group.all_reduce_sum(data);
+    EXPECT_EQ(data, (std::vector<float>{0.25f, -1.5f, 3.0f}));
+    const std::vector<std::byte> bytes{std::byte{1}, std::byte{2}, std::byte{250}};
+    const std::vector<std::vector<std::byte>> all = group.all_gather_bytes(bytes);
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0], bytes);
+    group.barrier();
+}
+
+TEST(NcclProcessGroup, AGpuThatIsNotThereIsAClearError) {
+    if (!nccl_process_groups_available()) GTEST_SKIP() << "this build has no c10d NCCL";
+    GroupOptions options;
+    options.port = test::free_port();
+    options.device = "cuda:63";
+    options.timeout_seconds = 10;
+    EXPECT_CONTAINS(test::message_of([&] { ProcessGroup::open(options); }), "no GPU cuda:63");
+}
+
+TEST(NcclProcessGroup, BuildsWithoutNcclSayWhatIsMissing) {
+    if (nccl_process_groups_available()) GTEST_SKIP() << "this build has c10d NCCL";
+    GroupOptions options;
+    options.device = "cuda:0";
+    EXPECT_CONTAINS(test::message_of([&] { ProcessGroup::open(options); }),
+                    "tensor parallel on GPUs needs c10d NCCL");
+}
+
+class NcclProcessGroupRanks : public ProcessGroupTest {};
+
+TEST_F(NcclProcessGroupRanks, TwoRanksGetTheExactSumOnTheirGpus) {
+    if (!nccl_process_groups_available()) GTEST_SKIP() << "this build has no c10d NCCL";
+    if (cuda_device_count() < 2) GTEST_SKIP() << "fewer than 2 GPUs";
+    const int port = test::free_port();
+    ASSERT_GT(port, 0);
+    std::vector<Peer> peers;
+    for (int rank = 0; rank < 2; ++rank) {
+        peers.push_back(
+            test::start_rank({L2A_PROCESS_GROUP_PEER, std::to_string(rank), "2",
+                              std::to_string(port), "30", "sum", "cuda:" + std::to_string(rank)},
+                             dir_ / ("nccl" + std::to_string(rank) + ".out")));
+    }
+    test::wait_for_ranks(peers, std::chrono::seconds(90), [](int) { return 0; });
+    for (const Peer& peer : peers) {
+        const std::string out = test::read_file(peer.log);
+        EXPECT_EQ(peer.status, 0) << out;
+        EXPECT_CONTAINS(out, "ok (rank");
+    }
 }
 
 TEST(ProcessGroupOptions, BuildsWithoutGlooSayWhatIsMissing) {

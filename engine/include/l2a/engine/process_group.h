@@ -1,6 +1,7 @@
 // A group of processes that run one model together (tensor parallel): each process is a rank
-// from 0 to world - 1, and collectives such as an all-reduce combine their data. On the CPU this
-// is LibTorch's c10d with the Gloo backend; the rendezvous is a c10d TCPStore that rank 0 hosts.
+// from 0 to world - 1, and collectives such as an all-reduce combine their data. This is
+// LibTorch's c10d: the Gloo backend on the CPU, the NCCL backend on GPUs (one GPU per rank); the
+// rendezvous is a c10d TCPStore that rank 0 hosts.
 //
 // Every rank must call the same collectives in the same order. A rank that exits or stops
 // answering makes the others' collectives throw l2a::Error ("rank 1 of 2: all-reduce failed:
@@ -13,6 +14,10 @@
 #include <string>
 #include <vector>
 
+namespace at {
+class Tensor;
+}
+
 namespace l2a {
 
 struct GroupOptions {
@@ -22,10 +27,18 @@ struct GroupOptions {
     int port = 0;  // TCP port of the rendezvous on host (1 .. 65535)
     // How long the rendezvous and each collective wait for the other ranks before failing.
     double timeout_seconds = 60;
+    // Where the collectives run: "cpu" (Gloo) or "cuda:N" (NCCL on this rank's GPU N; "cuda" is
+    // GPU 0). Keep NVLink multicast off on shared machines (NCCL_NVLS_ENABLE=0 in the
+    // environment before the group opens).
+    std::string device = "cpu";
 };
 
-// Whether this build has process groups (c10d Gloo); without, ProcessGroup::open throws.
+// Whether this build has process groups on the CPU (c10d Gloo); without, ProcessGroup::open
+// throws for device "cpu".
 bool process_groups_available();
+// Whether this build has process groups on GPUs (c10d NCCL: a CUDA build that found the NCCL
+// headers the torch wheel was built with); a rank still needs a GPU of its own to open one.
+bool nccl_process_groups_available();
 
 class ProcessGroup {
 public:
@@ -39,6 +52,8 @@ public:
 
     int rank() const;
     int world() const;
+    // GroupOptions::device as given ("cpu", "cuda:1").
+    const std::string& device() const;
 
     // Replaces data, on every rank, with the element-wise sum of all ranks' data (all ranks pass
     // the same size).
@@ -49,6 +64,8 @@ public:
     std::vector<std::vector<std::byte>> all_gather_bytes(std::span<const std::byte> data);
 
 private:
+    // Sums a tensor on the group's device in place (process_group_backends.h).
+    friend void all_reduce_sum_tensor(ProcessGroup& group, at::Tensor& tensor);
     struct Impl;
     explicit ProcessGroup(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
