@@ -51,6 +51,12 @@ void install_cancel_handlers() {
         }
         ::sigaction(signal, &action, nullptr);
     }
+    // Children (the ranks of --tensor-parallel) are reaped by waitpid for their exit status; an
+    // inherited SIG_IGN for SIGCHLD would reap them unseen.
+    struct sigaction child {};
+    child.sa_handler = SIG_DFL;
+    sigemptyset(&child.sa_mask);
+    ::sigaction(SIGCHLD, &child, nullptr);
 }
 
 std::atomic<bool>* cancel_flag() { return &g_cancel_requested; }

@@ -224,16 +224,21 @@ private:
             ::close(fd);
         }
         int status = 0;
-        while (::waitpid(ranks_[index].pid, &status, 0) < 0 && errno == EINTR) {
+        pid_t reaped = 0;
+        while ((reaped = ::waitpid(ranks_[index].pid, &status, 0)) < 0 && errno == EINTR) {
         }
         std::lock_guard lock(mutex_);
         Rank& r = ranks_[index];
         r.exited = true;
-        r.status = status;
-        const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        // An exit after a stop was asked (a signal to every process of the terminal) is no
-        // failure of its own.
-        if (!clean && !stopping_ && !failed_ && !cancel_flag()->load()) {
+        // waitpid fails only when the rank was reaped elsewhere (SIGCHLD ignored, which main()
+        // undoes): its status is unknown, so it counts as a failure with no status.
+        r.status = reaped < 0 ? (255 << 8) : status;
+        const bool clean = reaped >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        // A rank that ended as cancelled (status 130: Ctrl-C reaches every process of the
+        // terminal, perhaps before rank 0's own handler has run) is no failure of its own, and
+        // neither is an exit after a stop was asked.
+        const bool cancelled = reaped >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 130;
+        if (!clean && !cancelled && !stopping_ && !failed_ && !cancel_flag()->load()) {
             failed_ = index;
             // Rank 0 stops at its next safe point, if no collective has failed it already.
             cancel_flag()->store(true);

@@ -148,6 +148,9 @@ Profile make_variant_profile(const Profile& base, const WhatIfRun& run) {
     v.options = run.options;
     v.metrics = run.metrics;
     v.ranges = run.result.ranges;
+    // The variant ran in this process; a tensor-parallel run gathers the other ranks' ranges
+    // (and sets the number of processes) after this.
+    v.tensor_parallel = 1;
     v.kernels.clear();
     v.memory_ops.clear();
     v.timeline_source =

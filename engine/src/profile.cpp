@@ -492,6 +492,9 @@ std::vector<std::uint32_t> read_offsets(const SafetensorsFile& file, std::string
 std::string stage_of_range(const TimedRange& r) {
     if (r.phase == Phase::Layer) return "layers";
     if (is_layer_part(r.phase)) return phase_name(r.phase);
+    // Inside the parts that sum partial outputs (attention, MLP), as the parts are inside
+    // "layers": one stage over every layer.
+    if (r.phase == Phase::AllReduce) return "all-reduce";
     return range_name(r);
 }
 

@@ -471,6 +471,9 @@ TEST(Profile, TensorParallelRanksRoundTripAndRankZeroTimesTheRun) {
     EXPECT_EQ(exported.at("run").at("tensor_parallel"), 2);
     EXPECT_FALSE(exported.at("timing").at("ranges").contains("lm_head"));
     EXPECT_EQ(exported.at("timing").at("ranges").at("layer 0 / all-reduce").at("count"), 1);
+    // One stage for every layer's all-reduces, as for the layers' parts.
+    EXPECT_EQ(exported.at("timing").at("stages").at("all-reduce").at("count"), 1);
+    EXPECT_FALSE(exported.at("timing").at("stages").contains("layer 0 / all-reduce"));
 }
 
 TEST(Profile, RejectsRanksOutsideTheWorld) {
