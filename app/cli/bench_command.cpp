@@ -4,9 +4,11 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -29,6 +31,7 @@
 #include "l2a/engine/model.h"
 #include "l2a/engine/oracle.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/process_group.h"
 #include "l2a/engine/shapes.h"
 #include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/whatif.h"
@@ -143,6 +146,23 @@ double peak_rss_mib() {
     return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
+// The largest peak resident memory of the ranks of a tensor-parallel run (each holds its shard
+// and the replicated weights), or this process's. Every rank calls it (an all-gather).
+double peak_rss_mib_of_ranks(ProcessGroup* group) {
+    const double own = peak_rss_mib();
+    if (!group) return own;
+    std::array<std::byte, sizeof(double)> bytes{};
+    std::memcpy(bytes.data(), &own, sizeof own);
+    double most = own;
+    for (const std::vector<std::byte>& rank : group->all_gather_bytes(bytes)) {
+        if (rank.size() != sizeof(double)) continue;
+        double value = 0;
+        std::memcpy(&value, rank.data(), sizeof value);
+        most = std::max(most, value);
+    }
+    return most;
+}
+
 double median_of(std::vector<double> values) {
     std::sort(values.begin(), values.end());
     const std::size_t n = values.size();
@@ -215,7 +235,7 @@ int bench_prefill_folder(const Arguments& args, int tensor_parallel) {
                                         : "");
         print_machine_line(load);
         std::printf("%8s  %10s  %10s  %12s  %8s  %14s\n", "tokens", "median s", "best s",
-                    "tokens/s", "global", "peak RSS MiB");
+                    "tokens/s", "global", tensor_parallel > 1 ? "RSS MiB/rank" : "peak RSS MiB");
     }
     const bool quiet = args.has("--quiet") || tensor_parallel_worker();
     for (std::int64_t n : lengths) {
@@ -241,17 +261,17 @@ int bench_prefill_folder(const Arguments& args, int tensor_parallel) {
         const double median = seconds[seconds.size() / 2];
         const double best = seconds.front();
         const double rate = static_cast<double>(n) / median;
+        const double rss = peak_rss_mib_of_ranks(hooks.group);
         if (json) {
             rows.push_back({{"tokens", n},
                             {"median_seconds", median},
                             {"best_seconds", best},
                             {"tokens_per_second", rate},
                             {"global_fraction", global},
-                            {"peak_rss_mib", peak_rss_mib()}});
+                            {"peak_rss_mib", rss}});
         } else {
             std::printf("%8lld  %10.3f  %10.3f  %12.0f  %7.1f%%  %14.0f\n",
-                        static_cast<long long>(n), median, best, rate, global * 100,
-                        peak_rss_mib());
+                        static_cast<long long>(n), median, best, rate, global * 100, rss);
             std::fflush(stdout);
         }
     }

@@ -540,6 +540,8 @@ TEST_F(CliTensorParallel, BenchPrefillRunsSplit) {
     EXPECT_EQ(j["tensor_parallel"], 2);
     ASSERT_EQ(j["results"].size(), 1u);
     EXPECT_GT(j["results"][0]["tokens_per_second"].get<double>(), 0.0);
+    // The largest of the ranks' peak resident memory: each holds at least the model's shard.
+    EXPECT_GT(j["results"][0]["peak_rss_mib"].get<double>(), 1.0);
 }
 
 }  // namespace
