@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -238,6 +239,20 @@ private:
         // terminal, perhaps before rank 0's own handler has run) is no failure of its own, and
         // neither is an exit after a stop was asked.
         const bool cancelled = reaped >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 130;
+        if (!joined_.load() && !stopping_) {
+            // The ranks had not all met: rank 0 waits in the rendezvous, which nothing
+            // interrupts, until its timeout. End the run here, with what happened.
+            for (const Rank& other : ranks_) {
+                if (!other.exited) ::kill(other.pid, SIGKILL);
+            }
+            if (cancelled || cancel_flag()->load()) {
+                std::fputs("l2a: cancelled\n", stderr);
+                std::_Exit(130);
+            }
+            std::fprintf(stderr, "l2a: error: tensor parallel: %s (before every rank had joined)\n",
+                         describe(r).c_str());
+            std::_Exit(1);
+        }
         if (!clean && !cancelled && !stopping_ && !failed_ && !cancel_flag()->load()) {
             failed_ = index;
             // Rank 0 stops at its next safe point, if no collective has failed it already.
@@ -271,6 +286,10 @@ private:
     std::vector<std::thread> threads_;
     bool stopping_ = false;
     std::optional<std::size_t> failed_;
+
+public:
+    // Set once rank 0 has met every rank: before, a rank that ends makes rank 0 exit at once.
+    std::atomic<bool> joined_{false};
 };
 
 Workers& workers() {
@@ -385,6 +404,7 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
         workers().start(n, options.port);
     }
     group_slot() = std::make_unique<ProcessGroup>(ProcessGroup::open(options));
+    workers().joined_ = true;
     return group_slot().get();
 }
 
