@@ -115,7 +115,7 @@ public:
             }
             ::close(fds[1]);
             std::lock_guard lock(mutex_);
-            ranks_.push_back({rank, pid, false, 0, {}, {}});
+            ranks_.push_back({rank, pid, false, false, 0, {}, {}});
             threads_.emplace_back(
                 [this, index = ranks_.size() - 1, fd = fds[0]] { forward(index, fd); });
         }
@@ -148,7 +148,7 @@ public:
             std::lock_guard lock(mutex_);
             stopping_ = true;
             for (const Rank& r : ranks_) {
-                if (!r.exited) ::kill(r.pid, SIGKILL);
+                if (!r.exited && !r.ending) ::kill(r.pid, SIGKILL);
             }
         }
         for (std::thread& t : threads_) {
@@ -170,6 +170,9 @@ private:
         int rank = 0;
         pid_t pid = -1;
         bool exited = false;
+        // Ended and about to be reaped: its pid is no longer for stop() to signal (once reaped,
+        // the pid may be another process's).
+        bool ending = false;
         int status = 0;          // waitpid's
         std::string last_error;  // its last "error" line, else its last line
         std::string last_line;
@@ -224,6 +227,16 @@ private:
         } else {
             ::close(fd);
         }
+        // Wait for the end without reaping (the pid stays this rank's), mark it, then reap.
+        siginfo_t info{};
+        while (::waitid(P_PID, static_cast<id_t>(ranks_[index].pid), &info, WEXITED | WNOWAIT) <
+                   0 &&
+               errno == EINTR) {
+        }
+        {
+            std::lock_guard lock(mutex_);
+            ranks_[index].ending = true;
+        }
         int status = 0;
         pid_t reaped = 0;
         while ((reaped = ::waitpid(ranks_[index].pid, &status, 0)) < 0 && errno == EINTR) {
@@ -243,7 +256,7 @@ private:
             // The ranks had not all met: rank 0 waits in the rendezvous, which nothing
             // interrupts, until its timeout. End the run here, with what happened.
             for (const Rank& other : ranks_) {
-                if (!other.exited) ::kill(other.pid, SIGKILL);
+                if (!other.exited && !other.ending) ::kill(other.pid, SIGKILL);
             }
             if (cancelled || cancel_flag()->load()) {
                 std::fputs("l2a: cancelled\n", stderr);
