@@ -99,6 +99,11 @@ int main(int argc, char** argv) {
             return 1;
         }
         return status;
+    } catch (const l2a::cli::TensorParallelFailed& e) {
+        // The other ranks, checked before rank 0 wrote anything: the message is complete.
+        std::fflush(stdout);
+        std::fprintf(stderr, "l2a: error: %s\n", e.what());
+        return 1;
     } catch (const l2a::cli::UsageError& e) {
         l2a::cli::tensor_parallel_failure("");
         std::fprintf(stderr, "l2a %s: %s (see l2a %s --help)\n", e.command().c_str(),

@@ -356,6 +356,8 @@ int run_command(std::span<const std::string_view> raw) {
     const Profile& profile = *run.profile;
     if (!tensor_parallel_worker()) print_truncation(profile, run.report);
 
+    // Tensor parallel: nothing is written unless every rank finished cleanly.
+    finish_tensor_parallel_before_writing();
     if (logits_writer) {
         logits_writer->finish();
         if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", logits_out->c_str());

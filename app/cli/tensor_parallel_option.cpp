@@ -438,6 +438,12 @@ std::string finish_tensor_parallel() {
     return failure;
 }
 
+void finish_tensor_parallel_before_writing() {
+    if (worker_process() || workers().empty()) return;
+    const std::string failure = finish_tensor_parallel();
+    if (!failure.empty()) throw TensorParallelFailed(failure);
+}
+
 std::string tensor_parallel_failure(const std::string& error) {
     Workers& w = workers();
     if (w.empty()) return {};

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "arguments.h"
+#include "l2a/engine/error.h"
 #include "l2a/engine/process_group.h"
 
 namespace l2a::cli {
@@ -50,6 +51,16 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n);
 // main(), after the command returned 0 on rank 0: waits for the other ranks to finish. Returns
 // "" when all exited cleanly, else the message naming the first that did not.
 std::string finish_tensor_parallel();
+
+// What a command of rank 0 throws when the other ranks did not all finish cleanly: its message
+// is the whole line for the user (main() prints it as it is).
+struct TensorParallelFailed : Error {
+    using Error::Error;
+};
+// Before rank 0 writes its files: waits for the other ranks (finish_tensor_parallel), so that a
+// run whose ranks did not all finish writes nothing. Throws TensorParallelFailed. Nothing to do
+// without --tensor-parallel, or on the other ranks.
+void finish_tensor_parallel_before_writing();
 
 // main(), after the command failed on rank 0 with `error`: when the failure came from another
 // rank (a collective failed, or the run was stopped because a rank exited), the message naming

@@ -369,6 +369,7 @@ int whatif_command(std::span<const std::string_view> raw) {
     throw_if_cancelled();
     const WhatIfComparison& c = *result.comparison;
 
+    finish_tensor_parallel_before_writing();  // nothing is written unless every rank finished
     if (out) {
         save_profile(*result.variant, *out);
         if (!args.has("--quiet")) std::fprintf(stderr, "l2a: wrote %s\n", out->c_str());
