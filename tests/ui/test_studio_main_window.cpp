@@ -803,6 +803,47 @@ private slots:
         device->setCurrentText("cpu");  // the later cases run on the CPU
     }
 
+    // A profile of a CUDA run made through a remote engine (`l2a run --demo --device cuda --engine
+    // tcp://...` against `l2a serve` on an H100; tests/data/profiles/README.md), opened here:
+    // its kernels and memory operations fill GPU lanes of the timeline beside the host ranges.
+    void openedRemoteCudaProfileShowsItsKernelTimeline() {
+        QTemporaryDir dir;
+        const QString previous = dir.filePath("before.l2a");
+        window_->saveProfile(previous);
+        TimelineView* timeline = window_->timelineView();
+        for (QDockWidget* d : window_->findChildren<QDockWidget*>()) {
+            if (d->widget() == timeline) d->raise();
+        }
+        timeline->update();
+        QTest::qWait(300);
+        const int cpu_lanes = timeline->laneCount();
+        window_->openProfile(QString(L2A_SOURCE_DIR) + "/tests/data/profiles/remote-cuda-h100.l2a");
+        const ProfilePtr p = window_->session()->base();
+        QVERIFY2(QString::fromStdString(p->device).contains("H100"), p->device.c_str());
+        QVERIFY2(p->kernels.size() > 100, qPrintable(QString::number(p->kernels.size())));
+        QCOMPARE(QString::fromStdString(p->timeline_source), QString("cupti"));
+        timeline->update();
+        QTest::qWait(300);
+        if (gl_available(window_->routingMapView())) {
+            QVERIFY2(timeline->laneCount() > cpu_lanes,
+                     qPrintable(QString("lanes: cpu run %1, remote cuda profile %2")
+                                    .arg(cpu_lanes)
+                                    .arg(timeline->laneCount())));
+        }
+        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") == "1") {
+            const QString out = qEnvironmentVariable("L2A_SCREENSHOT_DIR",
+                                                     QString(L2A_SOURCE_DIR) + "/docs/images");
+            QDir().mkpath(out);
+            window_->selection()->setLayer(5);
+            QTest::qWait(300);
+            const QImage image = window_->grab().toImage();
+            QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+            QVERIFY(image.save(out + "/studio-remote-cuda.png"));
+        }
+        window_->openProfile(previous);  // the later cases work on the CPU run
+        QCOMPARE(window_->session()->base()->device, std::string("cpu"));
+    }
+
     void shortcutsDialogText() {
         QTextDocument doc;
         doc.setHtml(MainWindow::shortcutsText());

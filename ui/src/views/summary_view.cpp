@@ -154,7 +154,8 @@ void SummaryView::refresh() {
 
     // Where it ran. The CPU engine runs fp32 only, so a CPU profile's precision is known.
     const bool cpu = is_cpu_device(p->options.device);
-    QString dtype = QString::fromStdString(info.dtype);
+    // The run's own report, else what the profile recorded (a profile opened from a file).
+    QString dtype = QString::fromStdString(info.dtype.empty() ? p->dtype : info.dtype);
     if (dtype.isEmpty() || dtype == "auto") dtype = cpu ? "fp32" : "dtype not recorded";
     const auto threads = info.threads > 0 ? std::int64_t{info.threads} : p->cpu_threads;
     const QString threads_text =
