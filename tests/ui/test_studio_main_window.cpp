@@ -822,6 +822,15 @@ private slots:
         QVERIFY2(QString::fromStdString(p->device).contains("H100"), p->device.c_str());
         QVERIFY2(p->kernels.size() > 100, qPrintable(QString::number(p->kernels.size())));
         QCOMPARE(QString::fromStdString(p->timeline_source), QString("cupti"));
+        // The run summary's "ran on": the GPU and the dtype the profile recorded.
+        QTRY_VERIFY([&] {
+            for (const QLabel* label : window_->findChildren<QLabel*>()) {
+                if (label->text().contains("NVIDIA H100") && label->text().contains("bf16")) {
+                    return true;
+                }
+            }
+            return false;
+        }());
         timeline->update();
         QTest::qWait(300);
         if (gl_available(window_->routingMapView())) {
