@@ -817,7 +817,10 @@ private slots:
         timeline->update();
         QTest::qWait(300);
         const int cpu_lanes = timeline->laneCount();
+        MessageBoxCatcher catcher;  // an error opening it must fail the case, not wait for a click
         window_->openProfile(QString(L2A_SOURCE_DIR) + "/tests/data/profiles/remote-cuda-h100.l2a");
+        QTest::qWait(100);
+        QVERIFY2(catcher.text.isEmpty(), qPrintable(catcher.text));
         const ProfilePtr p = window_->session()->base();
         QVERIFY2(QString::fromStdString(p->device).contains("H100"), p->device.c_str());
         QVERIFY2(p->kernels.size() > 100, qPrintable(QString::number(p->kernels.size())));
@@ -849,7 +852,10 @@ private slots:
             QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
             QVERIFY(image.save(out + "/studio-remote-cuda.png"));
         }
+        MessageBoxCatcher back;
         window_->openProfile(previous);  // the later cases work on the CPU run
+        QTest::qWait(100);
+        QVERIFY2(back.text.isEmpty(), qPrintable(back.text));
         QCOMPARE(window_->session()->base()->device, std::string("cpu"));
     }
 
