@@ -157,12 +157,21 @@ public:
     }
 
     // Another rank's part of a request rank 0 runs: the same study call, nothing sent back
-    // (rank 0 answers the client). Its errors are rank 0's too.
+    // (rank 0 answers the client). Errors of the request itself (a missing file, a bad option,
+    // a cancel) are rank 0's too, and this rank goes on with the next. A collective that failed
+    // ("rank 1 of 2: all-reduce failed: ...") means the ranks are out of step: that ends this
+    // rank with the error, and rank 0's next collective with it, rather than a confusing error
+    // requests later.
     void follow(const remote::ClientMessage& request, Study& study) const {
         remote::ServerMessage reply;
         try {
             compute(request, study, {}, reply);
-        } catch (const std::exception&) {
+        } catch (const std::exception& e) {
+            const std::string what = e.what();
+            const bool collective = what.rfind("rank ", 0) == 0 &&
+                                    what.find(" of ") != std::string::npos &&
+                                    what.find(" failed: ") != std::string::npos;
+            if (collective) throw;
         }
     }
 
