@@ -1,11 +1,8 @@
 #include "tensor_parallel_option.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,24 +48,6 @@ std::vector<std::string>& command_line() {
 bool& worker_process() {
     static bool worker = false;
     return worker;
-}
-
-// A TCP port of the loopback that nothing listens on now (the kernel's pick for port 0).
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return 0;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = 0;
-    socklen_t size = sizeof address;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
-        port = ntohs(address.sin_port);
-    }
-    ::close(fd);
-    return port;
 }
 
 // The ranks rank 0 started: their processes, the threads that forward their standard error,
@@ -409,7 +388,7 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
         options.port = static_cast<int>(*args.integer(kTensorParallelPortOption.name, 1, 65535));
     } else {
         options.rank = 0;
-        options.port = free_port();
+        options.port = free_loopback_port();
         if (options.port == 0) {
             fail("", "--tensor-parallel " + num(n) +
                          ": no free TCP port on the loopback for the ranks to meet on");

@@ -2,7 +2,11 @@
 // collectives: Gloo for CPU tensors, NCCL for CUDA tensors (process_group_backends.h makes them).
 // c10d's, Gloo's and NCCL's exceptions become one-line l2a::Error messages that name the rank and
 // the step that failed.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -76,13 +80,30 @@ struct ProcessGroup::Impl {
     c10::intrusive_ptr<c10d::Backend> group;
 
     [[noreturn]] void fail_in(std::string_view step, const std::exception& e) const {
-        throw Error("rank " + std::to_string(options.rank) + " of " +
-                    std::to_string(options.world) + ": " + std::string(step) +
-                    " failed: " + describe(message_of(e), options.timeout_seconds));
+        throw CollectiveFailed("rank " + std::to_string(options.rank) + " of " +
+                               std::to_string(options.world) + ": " + std::string(step) +
+                               " failed: " + describe(message_of(e), options.timeout_seconds));
     }
 };
 
 bool process_groups_available() { return gloo_backend_built(); }
+
+int free_loopback_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    socklen_t size = sizeof address;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
+        port = ntohs(address.sin_port);
+    }
+    ::close(fd);
+    return port;
+}
 bool nccl_process_groups_available() { return nccl_backend_built(); }
 
 namespace {

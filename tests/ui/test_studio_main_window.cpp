@@ -782,24 +782,8 @@ private slots:
         const ProfilePtr p = window_->session()->base();
         QVERIFY2(!p->device.empty() && p->device != "cpu", p->device.c_str());
         QVERIFY2(!p->kernels.empty(), "a CUDA run from the app recorded no kernels");
-        timeline->update();
-        QTest::qWait(300);
-        if (gl_available(window_->routingMapView())) {
-            QVERIFY2(timeline->laneCount() > cpu_lanes,
-                     qPrintable(QString("lanes: cpu run %1, cuda run %2")
-                                    .arg(cpu_lanes)
-                                    .arg(timeline->laneCount())));
-        }
-        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") == "1") {
-            const QString dir = qEnvironmentVariable("L2A_SCREENSHOT_DIR",
-                                                     QString(L2A_SOURCE_DIR) + "/docs/images");
-            QDir().mkpath(dir);
-            window_->selection()->setLayer(2);
-            QTest::qWait(300);
-            const QImage image = window_->grab().toImage();
-            QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
-            QVERIFY(image.save(dir + "/studio-cuda.png"));
-        }
+        verifyGpuLanesAndScreenshot(cpu_lanes, "cuda run", 2, "studio-cuda.png");
+        if (QTest::currentTestFailed()) return;
         device->setCurrentText("cpu");  // the later cases run on the CPU
     }
 
@@ -834,24 +818,8 @@ private slots:
             }
             return false;
         }());
-        timeline->update();
-        QTest::qWait(300);
-        if (gl_available(window_->routingMapView())) {
-            QVERIFY2(timeline->laneCount() > cpu_lanes,
-                     qPrintable(QString("lanes: cpu run %1, remote cuda profile %2")
-                                    .arg(cpu_lanes)
-                                    .arg(timeline->laneCount())));
-        }
-        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") == "1") {
-            const QString out = qEnvironmentVariable("L2A_SCREENSHOT_DIR",
-                                                     QString(L2A_SOURCE_DIR) + "/docs/images");
-            QDir().mkpath(out);
-            window_->selection()->setLayer(5);
-            QTest::qWait(300);
-            const QImage image = window_->grab().toImage();
-            QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
-            QVERIFY(image.save(out + "/studio-remote-cuda.png"));
-        }
+        verifyGpuLanesAndScreenshot(cpu_lanes, "remote cuda profile", 5, "studio-remote-cuda.png");
+        if (QTest::currentTestFailed()) return;
         MessageBoxCatcher back;
         window_->openProfile(previous);  // the later cases work on the CPU run
         QTest::qWait(100);
@@ -1082,6 +1050,33 @@ private slots:
     void cleanupTestCase() { window_.reset(); }
 
 private:
+    // After a profile with GPU kernels became the base: the timeline has more lanes than it had
+    // with `cpu_lanes` (where OpenGL runs), and with L2A_WRITE_SCREENSHOT=1 the window, with
+    // `layer` selected, is saved as `file` in L2A_SCREENSHOT_DIR (default docs/images).
+    void verifyGpuLanesAndScreenshot(int cpu_lanes, const QString& what, int layer,
+                                     const QString& file) {
+        TimelineView* timeline = window_->timelineView();
+        timeline->update();
+        QTest::qWait(300);
+        if (gl_available(window_->routingMapView())) {
+            QVERIFY2(timeline->laneCount() > cpu_lanes,
+                     qPrintable(QString("lanes: cpu run %1, %2 %3")
+                                    .arg(cpu_lanes)
+                                    .arg(what)
+                                    .arg(timeline->laneCount())));
+        }
+        if (qEnvironmentVariable("L2A_WRITE_SCREENSHOT") == "1") {
+            const QString dir = qEnvironmentVariable("L2A_SCREENSHOT_DIR",
+                                                     QString(L2A_SOURCE_DIR) + "/docs/images");
+            QDir().mkpath(dir);
+            window_->selection()->setLayer(layer);
+            QTest::qWait(300);
+            const QImage image = window_->grab().toImage();
+            QVERIFY2(distinct_colours(image, image.rect()) > 50, "the window grabbed blank");
+            QVERIFY(image.save(dir + "/" + file));
+        }
+    }
+
     std::unique_ptr<MainWindow> window_;
     QTemporaryDir documents_;
 };

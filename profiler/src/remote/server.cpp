@@ -166,12 +166,9 @@ public:
         remote::ServerMessage reply;
         try {
             compute(request, study, {}, reply);
-        } catch (const std::exception& e) {
-            const std::string what = e.what();
-            const bool collective = what.rfind("rank ", 0) == 0 &&
-                                    what.find(" of ") != std::string::npos &&
-                                    what.find(" failed: ") != std::string::npos;
-            if (collective) throw;
+        } catch (const CollectiveFailed&) {
+            throw;
+        } catch (const std::exception&) {
         }
     }
 

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "l2a/engine/error.h"
+
 namespace at {
 class Tensor;
 }
@@ -32,6 +34,17 @@ struct GroupOptions {
     // environment before the group opens).
     std::string device = "cpu";
 };
+
+// What a collective throws when another rank failed, exited or timed out ("rank 1 of 2:
+// all-reduce failed: ..."): the ranks are out of step from then on.
+class CollectiveFailed : public Error {
+public:
+    using Error::Error;
+};
+
+// A TCP port of the loopback that nothing listens on now (the kernel's pick for port 0), for
+// rank 0's rendezvous; 0 when there is none.
+int free_loopback_port();
 
 // Whether this build has process groups on the CPU (c10d Gloo); without, ProcessGroup::open
 // throws for device "cpu".
