@@ -536,11 +536,11 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
                           "--tensor-parallel 2: --device cuda: tensor parallel on CUDA devices "
                           "needs NCCL process groups (c10d NCCL), which this build lacks");
     } else {
-        const int gpus = l2a::cuda_device_count();
+        // One more process than GPUs, and at least 2 (1 is no split).
+        const int n = std::max(2, l2a::cuda_device_count() + 1);
         more.emplace_back(
-            "run " + demo + " --tensor-parallel " + std::to_string(gpus + 1) + " --device cuda",
-            std::to_string(gpus + 1) + " processes need a GPU each (rank r runs on " +
-                "cuda:r), and ");
+            "run " + demo + " --tensor-parallel " + std::to_string(n) + " --device cuda",
+            std::to_string(n) + " processes need a GPU each (rank r runs on cuda:r), and ");
     }
     for (const auto& [args, message] : more) {
         SCOPED_TRACE(args);
