@@ -671,7 +671,8 @@ int bench_prefill(std::span<const std::string_view> raw) {
                     {"--compare-local", false},
                     kTensorParallelOption,
                     kTensorParallelRankOption,
-                    kTensorParallelPortOption},
+                    kTensorParallelPortOption,
+                    kTensorParallelRunOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("bench"), stdout);

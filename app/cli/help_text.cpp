@@ -97,7 +97,10 @@ Run:
                       are added (all-reduce) after each attention and MLP; l2a starts the
                       other N-1 itself (their messages come as "rank 1: ..."). N must divide
                       the query heads, KV heads and intermediate size. The result is the
-                      single-process one; the profile holds every rank's ranges (default 1)
+                      single-process one; the profile holds every rank's ranges (default 1).
+                      With --device cuda (CUDA builds with NCCL): process r on GPU cuda:r,
+                      any --dtype, NCCL_NVLS_ENABLE=0 unless set; needs N visible GPUs, and
+                      the profile holds every GPU's kernels
 
 Remote engine:
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
@@ -284,7 +287,7 @@ Options:
   --threads N         CPU threads (default: the cores the machine's load leaves free)
   --tensor-parallel N
                       base and variant split across N processes on this computer, as in
-                      `l2a run` (a CPU run in fp32; default 1)
+                      `l2a run` (a CPU run in fp32, or a GPU run one GPU per process; default 1)
   --engine URL        run on a remote engine (`l2a serve`): tcp://HOST:PORT, tls://HOST:PORT,
                       unix:PATH, or ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (starts the server
                       through your ssh); --model then names a folder on the engine

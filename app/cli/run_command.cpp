@@ -233,7 +233,8 @@ int run_command(std::span<const std::string_view> raw) {
                     {"--quiet", false},
                     kTensorParallelOption,
                     kTensorParallelRankOption,
-                    kTensorParallelPortOption},
+                    kTensorParallelPortOption,
+                    kTensorParallelRunOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("run"), stdout);

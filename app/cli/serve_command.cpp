@@ -81,7 +81,8 @@ int serve_command(std::span<const std::string_view> raw) {
                     {"--quiet", false},
                     kTensorParallelOption,
                     kTensorParallelRankOption,
-                    kTensorParallelPortOption},
+                    kTensorParallelPortOption,
+                    kTensorParallelRunOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("serve"), stdout);

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -22,9 +23,11 @@
 #include "engine_option.h"
 #include "guards.h"
 #include "l2a/engine/config.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/run_choices.h"
 #include "model_source.h"
+#include "tensor_parallel_gpus.h"
 
 namespace l2a::cli {
 namespace {
@@ -50,18 +53,24 @@ bool& worker_process() {
     return worker;
 }
 
+// Whether the ranks run on GPUs (rank r on cuda:r, NCCL) rather than on the CPU (Gloo).
+bool& on_gpus() {
+    static bool gpus = false;
+    return gpus;
+}
+
 // The ranks rank 0 started: their processes, the threads that forward their standard error,
 // and how they ended.
 class Workers {
 public:
     ~Workers() { stop(); }
 
-    void start(int world, int port) {
+    void start(int world, int port, const std::string& run) {
         const pid_t parent = ::getpid();
         // The forwarding threads index ranks_, which must not move under them.
         ranks_.reserve(static_cast<std::size_t>(world));
         for (int rank = 1; rank < world; ++rank) {
-            std::vector<std::string> args = arguments(rank, port);
+            std::vector<std::string> args = arguments(rank, port, run);
             std::vector<char*> argv;
             for (std::string& a : args) argv.push_back(a.data());
             argv.push_back(nullptr);
@@ -159,7 +168,7 @@ private:
 
     // This program's command line for `rank`: the same, less the files it would write, plus
     // where to join.
-    static std::vector<std::string> arguments(int rank, int port) {
+    static std::vector<std::string> arguments(int rank, int port, const std::string& run) {
         std::vector<std::string> out;
         const std::vector<std::string>& all = command_line();
         for (std::size_t i = 0; i < all.size(); ++i) {
@@ -176,7 +185,8 @@ private:
             if (!dropped) out.push_back(a);
         }
         for (std::string a : {std::string(kTensorParallelRankOption.name), std::to_string(rank),
-                              std::string(kTensorParallelPortOption.name), std::to_string(port)}) {
+                              std::string(kTensorParallelPortOption.name), std::to_string(port),
+                              std::string(kTensorParallelRunOption.name), run}) {
             out.push_back(std::move(a));
         }
         return out;
@@ -296,16 +306,28 @@ std::unique_ptr<ProcessGroup>& group_slot() {
 
 std::string num(std::int64_t v) { return std::to_string(v); }
 
+// Names this run's keys in the rendezvous store: rank 0's process id and 64 random bits.
+std::string new_run_id() {
+    std::random_device random;
+    const std::uint64_t bits = (static_cast<std::uint64_t>(random()) << 32) ^ random();
+    char id[48];
+    std::snprintf(id, sizeof id, "%ld-%016llx", static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(bits));
+    return id;
+}
+
 }  // namespace
 
 void set_command_line(int argc, char** argv) { command_line().assign(argv, argv + argc); }
 
 int tensor_parallel(const Arguments& args, const std::string& device) {
-    const bool internal =
-        args.has(kTensorParallelRankOption.name) || args.has(kTensorParallelPortOption.name);
+    const bool internal = args.has(kTensorParallelRankOption.name) ||
+                          args.has(kTensorParallelPortOption.name) ||
+                          args.has(kTensorParallelRunOption.name);
     if (!args.has(kTensorParallelOption.name)) {
         if (internal) {
-            args.usage_error("--tp-rank and --tp-port are for the ranks --tensor-parallel starts");
+            args.usage_error(
+                "--tp-rank, --tp-port and --tp-run are for the ranks --tensor-parallel starts");
         }
         return 1;
     }
@@ -318,13 +340,16 @@ int tensor_parallel(const Arguments& args, const std::string& device) {
                          "go with a remote --engine");
     }
     if (n == 1) return 1;
-    if (!device.empty() && !is_cpu_device(device)) {
-        args.usage_error(given +
-                         ": tensor parallel on CUDA devices (NCCL) is not available in "
-                         "this build yet; it runs on the CPU (--device cpu)");
+    const bool gpu = !device.empty() && !is_cpu_device(device);
+    if (gpu && device != "cuda") {
+        args.usage_error(given + ": --device " + device +
+                         ": tensor parallel puts rank r on cuda:r; give --device cuda "
+                         "(CUDA_VISIBLE_DEVICES picks the GPUs)");
     }
-    if (auto dtype = args.value("--dtype"); dtype && *dtype != "fp32" && *dtype != "auto") {
-        args.usage_error(given + ": tensor parallel runs in fp32 (--dtype " + *dtype + ")");
+    // Gloo sums fp32 on the CPU; NCCL sums the GPU's own dtype.
+    if (auto dtype = args.value("--dtype"); !gpu && dtype && *dtype != "fp32" && *dtype != "auto") {
+        args.usage_error(given + ": tensor parallel on the CPU runs in fp32 (--dtype " + *dtype +
+                         "; bf16 and fp16 run with --device cuda)");
     }
     // Every rank reads the input itself: a pipe or a device would give it to one of them only.
     for (const char* input : {"--doc", "--tokens", "--profile"}) {
@@ -338,12 +363,16 @@ int tensor_parallel(const Arguments& args, const std::string& device) {
     }
     if (internal) {
         if (!args.has(kTensorParallelRankOption.name) ||
-            !args.has(kTensorParallelPortOption.name)) {
-            args.usage_error("--tp-rank and --tp-port go together");
+            !args.has(kTensorParallelPortOption.name) || !args.has(kTensorParallelRunOption.name)) {
+            args.usage_error("--tp-rank, --tp-port and --tp-run go together");
         }
         args.integer(kTensorParallelRankOption.name, 1, n - 1);
         args.integer(kTensorParallelPortOption.name, 1, 65535);
         worker_process() = true;
+    }
+    if (gpu) {
+        use_tensor_parallel_device(args, n, device, "--device " + device);
+        return n;
     }
     if (!process_groups_available()) {
         fail("", given +
@@ -351,6 +380,21 @@ int tensor_parallel(const Arguments& args, const std::string& device) {
                      "and reconfigure");
     }
     return n;
+}
+
+void use_tensor_parallel_device(const Arguments& args, int n, const std::string& device,
+                                const std::string& source) {
+    if (n <= 1 || device.empty() || is_cpu_device(device)) return;
+    if (!nccl_process_groups_available()) {
+        args.usage_error("--tensor-parallel " + num(n) + ": " + source +
+                         ": tensor parallel on CUDA devices needs NCCL process groups (c10d "
+                         "NCCL), which this build lacks: build with the cuda preset where the "
+                         "torch wheel's NCCL headers are installed (docs/BUILDING.md)");
+    }
+    const std::string shortage = tensor_parallel_gpu_shortage(n, cuda_device_count());
+    if (!shortage.empty())
+        args.usage_error("--tensor-parallel " + num(n) + ": " + source + ": " + shortage);
+    on_gpus() = true;
 }
 
 void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t heads,
@@ -383,19 +427,22 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
     GroupOptions options;
     options.world = n;
     options.timeout_seconds = kGroupTimeoutSeconds;
+    // Before rank 0 starts the others, which inherit its environment.
+    if (on_gpus()) keep_nvlink_multicast_off();
     if (worker_process()) {
         options.rank = static_cast<int>(*args.integer(kTensorParallelRankOption.name, 1, n - 1));
         options.port = static_cast<int>(*args.integer(kTensorParallelPortOption.name, 1, 65535));
+        options.run_id = *args.value(kTensorParallelRunOption.name);
     } else {
+        // Rank 0 binds a free port for the rendezvous and only then starts the others with it:
+        // no other program can take the port in between.
         options.rank = 0;
-        options.port = free_loopback_port();
-        if (options.port == 0) {
-            fail("", "--tensor-parallel " + num(n) +
-                         ": no free TCP port on the loopback for the ranks to meet on");
-        }
-        workers().start(n, options.port);
+        options.port = 0;
+        options.run_id = new_run_id();
     }
-    group_slot() = std::make_unique<ProcessGroup>(ProcessGroup::open(options));
+    if (on_gpus()) options.device = tensor_parallel_gpu(options.rank);
+    group_slot() = std::make_unique<ProcessGroup>(
+        ProcessGroup::open(options, [&](int port) { workers().start(n, port, options.run_id); }));
     workers().joined_ = true;
     return group_slot().get();
 }

@@ -1,9 +1,11 @@
-// `--tensor-parallel N`: one run split across N processes on this computer (tensor parallel on
-// the CPU, c10d Gloo). The process the user started is rank 0: it checks the request, picks a
-// free loopback port, and starts ranks 1..N-1 itself, as this same program with the same
-// arguments (less the files it writes) plus the hidden --tp-rank R --tp-port P. The ranks meet
-// through a c10d TCPStore that rank 0 hosts and then make the same study calls; only rank 0
-// prints the report and writes files.
+// `--tensor-parallel N`: one run split across N processes on this computer: on the CPU (c10d
+// Gloo, fp32), or with --device cuda one GPU per process (c10d NCCL: rank r on cuda:r, with
+// NCCL_NVLS_ENABLE=0 unless the user set it). The process the user started is rank 0: it checks the
+// request, hosts a c10d TCPStore on a free loopback port (bound before anyone hears of it), and
+// starts ranks 1..N-1 itself, as this same program with the same arguments (less the files it
+// writes) plus the hidden --tp-rank R --tp-port P --tp-run ID. The ranks meet through that store,
+// under keys of their run ID alone, and then make the same study calls; only rank 0 prints the
+// report and writes files.
 //
 // The other ranks die with rank 0 (PR_SET_PDEATHSIG), print nothing on standard output, and
 // their standard error reaches the user line by line as "rank 1: ...". A rank that exits with
@@ -23,6 +25,7 @@ inline const OptionSpec kTensorParallelOption{"--tensor-parallel", true};
 // Hidden: how rank 0 starts the others.
 inline const OptionSpec kTensorParallelRankOption{"--tp-rank", true};
 inline const OptionSpec kTensorParallelPortOption{"--tp-port", true};
+inline const OptionSpec kTensorParallelRunOption{"--tp-run", true};
 
 // The largest --tensor-parallel: more processes than this on one computer is a mistake.
 inline constexpr std::int64_t kMaxTensorParallel = 64;
@@ -30,10 +33,18 @@ inline constexpr std::int64_t kMaxTensorParallel = 64;
 // Records the command line main() was given, for starting the other ranks.
 void set_command_line(int argc, char** argv);
 
-// N from --tensor-parallel (1 when absent). Usage errors: N outside 1..64, with a remote
-// --engine, on a CUDA --device (not in this build yet), or with --dtype other than fp32;
-// --tp-rank/--tp-port without it.
+// N from --tensor-parallel (1 when absent). `device`: the run's --device ("" when the command
+// learns it later: use_tensor_parallel_device). Usage errors: N outside 1..64, with a remote
+// --engine, on the CPU with --dtype other than fp32, on a CUDA device other than "cuda" or as
+// use_tensor_parallel_device says; --tp-rank/--tp-port/--tp-run without it.
 int tensor_parallel(const Arguments& args, const std::string& device);
+
+// Where the N ranks run, for a command that learns the device after tensor_parallel() (a
+// what-if runs on the device of its profile; `source` names it in messages). A CUDA device puts
+// rank r on cuda:r: usage error when this build has no NCCL process groups or fewer than N GPUs
+// are visible. Nothing to do for the CPU or when N is 1.
+void use_tensor_parallel_device(const Arguments& args, int n, const std::string& device,
+                                const std::string& source);
 
 // Usage error unless N divides the model's query heads, KV heads and intermediate size.
 void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t heads,

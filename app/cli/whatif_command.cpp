@@ -104,15 +104,13 @@ Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& print
     check_variant(args, *profile, *profile_path, prune_search);
     if (tensor_parallel > 1) {
         const std::string given = "--tensor-parallel " + num(tensor_parallel);
-        if (!is_cpu_device(profile->options.device)) {
-            args.usage_error(given + ": " + *profile_path + " is a run on " +
-                             profile->options.device +
-                             ", and tensor parallel on CUDA devices (NCCL) is not available in "
-                             "this build yet");
-        }
-        if (!profile->dtype.empty() && profile->dtype != "fp32") {
+        // The ranks re-run the base where it ran: on the CPU in fp32, or one GPU each.
+        use_tensor_parallel_device(args, tensor_parallel, profile->options.device,
+                                   *profile_path + ", a run on " + profile->options.device);
+        if (is_cpu_device(profile->options.device) && !profile->dtype.empty() &&
+            profile->dtype != "fp32") {
             args.usage_error(given + ": " + *profile_path + " is a run in " + profile->dtype +
-                             ", and tensor parallel runs in fp32");
+                             ", and tensor parallel on the CPU runs in fp32");
         }
         check_tensor_parallel_shape(args, tensor_parallel, profile->model.num_heads,
                                     profile->model.num_kv_heads, profile->model.intermediate_size);
@@ -325,7 +323,8 @@ int whatif_command(std::span<const std::string_view> raw) {
                     {"--quiet", false},
                     kTensorParallelOption,
                     kTensorParallelRankOption,
-                    kTensorParallelPortOption},
+                    kTensorParallelPortOption,
+                    kTensorParallelRunOption},
                    raw);
     if (args.help()) {
         std::fputs(help_text("whatif"), stdout);

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <utility>
 #include <vector>
@@ -121,7 +122,8 @@ at::Device group_device(const std::string& device) {
 
 }  // namespace
 
-ProcessGroup ProcessGroup::open(const GroupOptions& options) {
+ProcessGroup ProcessGroup::open(const GroupOptions& options,
+                                const std::function<void(int port)>& hosted) {
     // What this build lacks first: no other check helps a build that cannot open any group.
     const at::Device device = group_device(options.device);
     if (device.is_cpu() && !gloo_backend_built()) make_gloo_backend({}, options, {});
@@ -131,30 +133,55 @@ ProcessGroup ProcessGroup::open(const GroupOptions& options) {
         fail("", "process group: rank " + std::to_string(options.rank) + " is not in 0.." +
                      std::to_string(options.world - 1));
     }
-    if (options.port < 1 || options.port > 65535) {
+    // Rank 0 may leave the port to the system (0); the others must be told it.
+    const bool pick_port = options.rank == 0 && options.port == 0;
+    if (!pick_port && (options.port < 1 || options.port > 65535)) {
         fail("", "process group: port " + std::to_string(options.port) + " is not in 1..65535");
     }
     if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
         fail("", "process group: timeout must be a positive number of seconds");
     }
     if (options.host.empty()) fail("", "process group: no host for the rendezvous");
+    if (options.run_id.size() > 64 ||
+        options.run_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789-_") != std::string::npos) {
+        fail("", "process group: run id '" + options.run_id +
+                     "' is not up to 64 letters, digits, '-' and '_'");
+    }
 
     auto impl = std::make_unique<Impl>();
     impl->options = options;
     impl->device = device;
     const auto timeout = std::chrono::milliseconds(
         static_cast<std::int64_t>(std::ceil(options.timeout_seconds * 1000.0)));
-    const std::string where = options.host + ":" + std::to_string(options.port);
+    std::string where = options.host + ":" + std::to_string(options.port);
+    c10::intrusive_ptr<c10d::TCPStore> store;
     try {
         c10d::TCPStoreOptions store_options;
         store_options.port = static_cast<std::uint16_t>(options.port);
         store_options.isServer = options.rank == 0;
         store_options.numWorkers = options.world;
-        store_options.waitWorkers = true;
+        // Rank 0 listens before it waits: the port is bound before `hosted` hears of it.
+        store_options.waitWorkers = options.rank != 0;
         store_options.timeout = timeout;
-        impl->store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
+        store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
     } catch (const std::exception& e) {
         impl->fail_in("rendezvous on " + where, e);
+    }
+    if (options.rank == 0) {
+        const int port = store->getPort();
+        impl->options.port = port;
+        where = options.host + ":" + std::to_string(port);
+        if (hosted) hosted(port);
+        try {
+            store->waitForWorkers();
+        } catch (const std::exception& e) {
+            impl->fail_in("rendezvous on " + where, e);
+        }
+    }
+    impl->store = store;
+    if (!options.run_id.empty()) {
+        impl->store = c10::make_intrusive<c10d::PrefixStore>("l2a/" + options.run_id, store);
     }
     try {
         impl->group = impl->device.is_cpu()

@@ -299,6 +299,10 @@ struct EncodedTimeline {
     std::vector<std::string> names;
     std::vector<std::int64_t> kernels;     // [K, kKernelColumns]
     std::vector<std::int64_t> memory_ops;  // [M, kMemoryOpColumns]
+    // Tensor parallel: the rank of each kernel and memory operation; empty when all are rank 0's
+    // (then the file holds no such tensors, as before they existed).
+    std::vector<std::int32_t> kernel_ranks;     // [K]
+    std::vector<std::int32_t> memory_op_ranks;  // [M]
 };
 
 EncodedTimeline encode_timeline(const Profile& p) {
@@ -316,6 +320,14 @@ EncodedTimeline encode_timeline(const Profile& p) {
         e.memory_ops.insert(e.memory_ops.end(),
                             {static_cast<std::int64_t>(m.kind), m.bytes, m.stream_id, m.device_id,
                              m.begin_ns, m.end_ns, m.range});
+    }
+    const bool ranked = std::any_of(p.kernels.begin(), p.kernels.end(),
+                                    [](const auto& k) { return k.rank != 0; }) ||
+                        std::any_of(p.memory_ops.begin(), p.memory_ops.end(),
+                                    [](const auto& m) { return m.rank != 0; });
+    if (ranked) {
+        for (const KernelRecord& k : p.kernels) e.kernel_ranks.push_back(k.rank);
+        for (const MemoryOpRecord& m : p.memory_ops) e.memory_op_ranks.push_back(m.rank);
     }
     return e;
 }
@@ -352,7 +364,7 @@ void validate_timeline(const Profile& p, const std::string& origin, const std::s
     }
     const auto ranges = static_cast<std::int64_t>(p.ranges.size());
     auto check = [&](const char* what, std::size_t i, std::int64_t begin, std::int64_t end,
-                     std::int64_t range) {
+                     std::int64_t range, std::int32_t rank) {
         const std::string which = std::string(what) + " " + std::to_string(i);
         if (end < begin) {
             fail(origin, prefix + which + " ends (" + std::to_string(end) +
@@ -363,14 +375,26 @@ void validate_timeline(const Profile& p, const std::string& origin, const std::s
                              std::to_string(ranges) + " (expected -1 or 0.." +
                              std::to_string(ranges - 1) + ")");
         }
+        if (rank < 0 || rank >= p.tensor_parallel) {
+            fail(origin, prefix + which + " was recorded by rank " + std::to_string(rank) +
+                             " of a run over " + std::to_string(p.tensor_parallel) + " process" +
+                             (p.tensor_parallel == 1 ? "" : "es") + " (expected 0.." +
+                             std::to_string(p.tensor_parallel - 1) + ")");
+        }
+        if (range >= 0 && p.ranges[static_cast<std::size_t>(range)].rank != rank) {
+            fail(origin, prefix + which + " of rank " + std::to_string(rank) + " names range " +
+                             std::to_string(range) + ", which rank " +
+                             std::to_string(p.ranges[static_cast<std::size_t>(range)].rank) +
+                             " recorded");
+        }
     };
     for (std::size_t i = 0; i < p.kernels.size(); ++i) {
         const KernelRecord& k = p.kernels[i];
-        check("kernel", i, k.begin_ns, k.end_ns, k.range);
+        check("kernel", i, k.begin_ns, k.end_ns, k.range, k.rank);
     }
     for (std::size_t i = 0; i < p.memory_ops.size(); ++i) {
         const MemoryOpRecord& m = p.memory_ops[i];
-        check("memory operation", i, m.begin_ns, m.end_ns, m.range);
+        check("memory operation", i, m.begin_ns, m.end_ns, m.range, m.rank);
         if (m.bytes < 0) {
             fail(origin, prefix + "memory operation " + std::to_string(i) + " has " +
                              std::to_string(m.bytes) + " bytes");
@@ -542,6 +566,17 @@ void read_timeline(const SafetensorsFile& file, const std::vector<std::string>& 
                                 narrow_id(c[2], origin, which + " stream"),
                                 narrow_id(c[3], origin, which + " device"), c[4], c[5], c[6]});
     }
+    // Tensor parallel: the rank of each record, when not all are rank 0's (optional: files of one
+    // process, and those written before the tensors existed, have none).
+    auto read_ranks = [&](std::string_view name, std::size_t rows, auto& records) {
+        const TensorInfo* info = file.find(name);
+        if (!info) return;
+        const auto ranks =
+            read_tensor<std::int32_t>(file, name, DType::I32, {static_cast<std::int64_t>(rows)});
+        for (std::size_t i = 0; i < rows; ++i) records[i].rank = ranks[i];
+    };
+    read_ranks("kernel_ranks", p.kernels.size(), p.kernels);
+    read_ranks("memory_op_ranks", p.memory_ops.size(), p.memory_ops);
 }
 
 }  // namespace
@@ -611,6 +646,7 @@ TimelineSummary summarize_timeline(const Profile& p) {
         targets[i].stage = it->second;
     }
     for (const KernelRecord& k : p.kernels) {
+        if (k.rank != 0) continue;
         const auto seconds = static_cast<double>(k.end_ns - k.begin_ns);
         end_ns = std::max(end_ns, k.end_ns);
         ++s.kernels;
@@ -634,7 +670,9 @@ TimelineSummary summarize_timeline(const Profile& p) {
             s.stages[t.stage].kernel_seconds += seconds;
         }
     }
-    for (const MemoryOpRecord& m : p.memory_ops) end_ns = std::max(end_ns, m.end_ns);
+    for (const MemoryOpRecord& m : p.memory_ops) {
+        if (m.rank == 0) end_ns = std::max(end_ns, m.end_ns);
+    }
 
     for (std::size_t i = 0; i < s.layers.size(); ++i) {
         if (has_layer_range[i]) continue;
@@ -714,6 +752,13 @@ void write_profile(const Profile& profile, SafetensorsWriter& writer, const std:
     writer.add("memory_ops", DType::I64,
                {static_cast<std::int64_t>(profile.memory_ops.size()), kMemoryOpColumns},
                bytes_of(timeline.memory_ops));
+    if (!timeline.kernel_ranks.empty() || !timeline.memory_op_ranks.empty()) {
+        writer.add("kernel_ranks", DType::I32, {static_cast<std::int64_t>(profile.kernels.size())},
+                   bytes_of(timeline.kernel_ranks));
+        writer.add("memory_op_ranks", DType::I32,
+                   {static_cast<std::int64_t>(profile.memory_ops.size())},
+                   bytes_of(timeline.memory_op_ranks));
+    }
     writer.finish();
 }
 

@@ -150,23 +150,29 @@ std::string profile_to_chrome_trace(const Profile& p) {
                      [](const auto& a, const auto& b) { return a.first < b.first; });
     for (auto& [ts, event] : counters) events.push_back(std::move(event));
 
-    // Kernels and memory operations, one track per (device, stream).
-    std::map<std::pair<std::int32_t, std::int32_t>, std::vector<Span>> streams;
+    // Kernels and memory operations: a process per GPU (in a tensor-parallel run, per rank and
+    // its GPU), a track per stream.
+    const bool ranked = p.tensor_parallel > 1;
+    std::map<std::tuple<std::int32_t, std::int32_t, std::int32_t>, std::vector<Span>> streams;
     for (const KernelRecord& k : p.kernels) {
         json args = {{"range", launching_range_name(p, k.range)}, {"stream", k.stream_id}};
-        streams[{k.device_id, k.stream_id}].push_back({k.begin_ns,
-                                                       k.end_ns,
-                                                       0,
-                                                       {{"name", k.name},
-                                                        {"cat", "kernel"},
-                                                        {"ph", "X"},
-                                                        {"ts", micros(k.begin_ns)},
-                                                        {"dur", micros(k.end_ns - k.begin_ns)},
-                                                        {"args", std::move(args)}}});
+        if (ranked) args["rank"] = k.rank;
+        streams[{k.rank, k.device_id, k.stream_id}].push_back(
+            {k.begin_ns,
+             k.end_ns,
+             0,
+             {{"name", k.name},
+              {"cat", "kernel"},
+              {"ph", "X"},
+              {"ts", micros(k.begin_ns)},
+              {"dur", micros(k.end_ns - k.begin_ns)},
+              {"args", std::move(args)}}});
     }
     for (const MemoryOpRecord& m : p.memory_ops) {
         const bool set = m.kind == MemoryOpKind::Set;
-        streams[{m.device_id, m.stream_id}].push_back(
+        json args = {{"bytes", m.bytes}, {"range", launching_range_name(p, m.range)}};
+        if (ranked) args["rank"] = m.rank;
+        streams[{m.rank, m.device_id, m.stream_id}].push_back(
             {m.begin_ns,
              m.end_ns,
              0,
@@ -175,18 +181,19 @@ std::string profile_to_chrome_trace(const Profile& p) {
               {"ph", "X"},
               {"ts", micros(m.begin_ns)},
               {"dur", micros(m.end_ns - m.begin_ns)},
-              {"args", {{"bytes", m.bytes}, {"range", launching_range_name(p, m.range)}}}}});
+              {"args", std::move(args)}}});
     }
-    std::map<std::int32_t, int> device_pid;
+    std::map<std::pair<std::int32_t, std::int32_t>, int> device_pid;  // (rank, device) -> pid
     std::map<int, int> next_tid;
     int sort_index = 0;
     for (auto& [key, spans] : streams) {
-        const auto [device, stream] = key;
-        auto [it, added] =
-            device_pid.try_emplace(device, kFirstGpuPid + static_cast<int>(device_pid.size()));
+        const auto [rank, device, stream] = key;
+        auto [it, added] = device_pid.try_emplace(
+            {rank, device}, kFirstGpuPid + static_cast<int>(device_pid.size()));
         const int pid = it->second;
         if (added) {
             std::string label = "GPU " + std::to_string(device);
+            if (ranked) label = "rank " + std::to_string(rank) + ", " + label;
             if (!p.device.empty() && p.device != "cpu") label += ": " + p.device;
             metadata.push_back(metadata_event("process_name", pid, 0, {{"name", label}}));
             metadata.push_back(metadata_event("process_sort_index", pid, 0, {{"sort_index", pid}}));

@@ -18,6 +18,7 @@
 #include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/units.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/rank_timeline.h"
 
 namespace l2a {
 namespace {
@@ -149,6 +150,7 @@ public:
     ModelSummary open_model(const ModelSpec& requested, const StudyEvents& events) override {
         begin_call();
         ModelSpec spec = requested;
+        spec.placement.device = rank_device(spec.placement.device);
         if (spec.demo()) spec.folder = require_demo_model();
         if (!spec.folder.empty()) {
             std::error_code error;
@@ -191,6 +193,7 @@ public:
         const Model& model = require_model();
         const ModelConfig& config = model.config();
         RunOptions options = spec.options;
+        options.device = rank_device(options.device);
         StudyRunResult out;
         RunReport& report = out.report;
         report.requested_max_tokens = options.max_tokens;
@@ -277,6 +280,12 @@ public:
                const std::optional<ModelSpec>& model, const StudyEvents& events) override {
         begin_call();
         if (!profile) fail(origin, "no profile");
+        if (rank_device(profile->options.device) != profile->options.device) {
+            // This rank re-runs it on its own GPU.
+            auto own = std::make_shared<Profile>(*profile);
+            own->options.device = rank_device(profile->options.device);
+            profile = std::move(own);
+        }
         const Profile& p = *profile;
         if (p.token_ids.empty()) fail(origin, "the profile holds no tokens to re-run");
         try {
@@ -629,6 +638,14 @@ private:
         return result;
     }
 
+    // Tensor parallel on GPUs: each rank runs on its group's GPU, whichever CUDA device the run
+    // names ("cuda", or "cuda:0" in the profile of such a run, which rank 0 ran).
+    std::string rank_device(const std::string& device) const {
+        const bool cuda = device.rfind("cuda", 0) == 0;
+        if (!group_ || is_cpu_device(group_->device()) || !cuda) return device;
+        return group_->device();
+    }
+
     // What needs the whole model in one process.
     void refuse_tensor_parallel(const std::string& what) const {
         if (group_) {
@@ -638,45 +655,14 @@ private:
         }
     }
 
-    // Tensor parallel: every rank's host ranges into the profile (the same on every rank), rank
-    // 0's first and in their order, so that kernel and memory records still index rank 0's.
-    // `started_ns`: this rank's start of the run on the steady clock, which the processes of
-    // one computer share: the others' times are moved onto rank 0's.
+    // Tensor parallel: every rank's host ranges, kernels and memory operations into the profile
+    // (the same on every rank), rank 0's first, so that its records still index its ranges.
+    // `started_ns`: this rank's start of the run on the steady clock, which the processes of one
+    // computer share: the others' times are moved onto rank 0's.
     void gather_ranges(Profile& profile, std::int64_t started_ns) const {
         if (!group_) return;
-        constexpr std::size_t kColumns = 5;  // phase, layer, begin_ns, end_ns, depth
-        std::vector<std::int64_t> rows = {started_ns};
-        rows.reserve(1 + profile.ranges.size() * kColumns);
-        for (const TimedRange& r : profile.ranges) {
-            rows.insert(rows.end(), {static_cast<std::int64_t>(r.phase), r.layer, r.begin_ns,
-                                     r.end_ns, r.depth});
-        }
-        const std::vector<std::vector<std::byte>> all =
-            group_->all_gather_bytes(std::as_bytes(std::span<const std::int64_t>(rows)));
-        std::vector<TimedRange> merged;
-        std::int64_t rank0_started = 0;
-        for (std::size_t rank = 0; rank < all.size(); ++rank) {
-            const std::vector<std::byte>& bytes = all[rank];
-            std::vector<std::int64_t> theirs(bytes.size() / sizeof(std::int64_t));
-            std::memcpy(theirs.data(), bytes.data(), theirs.size() * sizeof(std::int64_t));
-            if (theirs.empty()) continue;
-            if (rank == 0) rank0_started = theirs[0];
-            const std::int64_t shift = theirs[0] - rank0_started;
-            const std::size_t n = (theirs.size() - 1) / kColumns;
-            for (std::size_t i = 0; i < n; ++i) {
-                const std::int64_t* c = theirs.data() + 1 + i * kColumns;
-                TimedRange r;
-                r.phase = static_cast<Phase>(c[0]);
-                r.layer = static_cast<std::int32_t>(c[1]);
-                r.begin_ns = c[2] + shift;
-                r.end_ns = c[3] + shift;
-                r.depth = static_cast<int>(c[4]);
-                r.rank = static_cast<std::int32_t>(rank);
-                merged.push_back(std::move(r));
-            }
-        }
-        profile.ranges = std::move(merged);
-        profile.tensor_parallel = static_cast<std::int32_t>(all.size());
+        merge_rank_timelines(profile,
+                             group_->all_gather_bytes(encode_rank_timeline(profile, started_ns)));
     }
 
     void start_tracer(std::optional<KernelTracer>& tracer, PrefillHooks& hooks,

@@ -28,6 +28,7 @@
 
 #include "../engine/test_support.h"
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/process_group.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
@@ -516,20 +517,92 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
         {"run " + demo + " --tensor-parallel 0", "--tensor-parallel"},
         {"run " + demo + " --tensor-parallel 2 --engine tcp://127.0.0.1:1",
          "does not go with a remote --engine"},
-        {"run " + demo + " --tensor-parallel 2 --device cuda",
-         "tensor parallel on CUDA devices (NCCL) is not available in this build yet"},
-        {"run " + demo + " --tp-rank 1 --tp-port 5000", "--tp-rank and --tp-port are for"},
+        {"run " + demo + " --tensor-parallel 2 --device cuda:1",
+         "--tensor-parallel 2: --device cuda:1: tensor parallel puts rank r on cuda:r; give "
+         "--device cuda"},
+        {"run " + demo + " --tensor-parallel 2 --dtype bf16",
+         "--tensor-parallel 2: tensor parallel on the CPU runs in fp32 (--dtype bf16"},
+        {"run " + demo + " --tp-rank 1 --tp-port 5000",
+         "--tp-rank, --tp-port and --tp-run are for"},
         {"run --model " + shell_quote(demo_dir().string()) + " --doc /dev/null --tensor-parallel 2",
          "--doc /dev/null is not a regular file; every process reads the input itself"},
         {"bench prefill --shape qwen3-0.6b --tensor-parallel 2", "not --shape"},
     };
-    for (const auto& c : cases) {
-        SCOPED_TRACE(c.args);
-        const Result r = l2a(c.args, dir_);
+    std::vector<std::pair<std::string, std::string>> more;
+    for (const auto& c : cases) more.emplace_back(c.args, c.message);
+    // GPUs: a build without NCCL process groups says so; one with them needs a GPU per process.
+    if (!l2a::nccl_process_groups_available()) {
+        more.emplace_back("run " + demo + " --tensor-parallel 2 --device cuda",
+                          "--tensor-parallel 2: --device cuda: tensor parallel on CUDA devices "
+                          "needs NCCL process groups (c10d NCCL), which this build lacks");
+    } else {
+        // One more process than GPUs, and at least 2 (1 is no split).
+        const int n = std::max(2, l2a::cuda_device_count() + 1);
+        more.emplace_back(
+            "run " + demo + " --tensor-parallel " + std::to_string(n) + " --device cuda",
+            std::to_string(n) + " processes need a GPU each (rank r runs on cuda:r), and ");
+    }
+    for (const auto& [args, message] : more) {
+        SCOPED_TRACE(args);
+        const Result r = l2a(args, dir_);
         EXPECT_EQ(r.status, 2) << r.err;
-        EXPECT_TRUE(contains(r.err, c.message)) << r.err;
+        EXPECT_TRUE(contains(r.err, message)) << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     }
+}
+
+// On two GPUs (a CUDA build with NCCL process groups): `l2a run --tensor-parallel 2 --device
+// cuda` in bf16 gives the single-GPU run's decisions and nearly its loss, and its profile holds
+// both ranks' ranges and kernels, each rank's on its own GPU (rank r on cuda:r), which the Chrome
+// trace shows as a process per GPU. A what-if of it runs split as well.
+TEST_F(CliTensorParallel, RunsOnTwoGpusThroughNccl) {
+    if (!l2a::nccl_process_groups_available()) {
+        GTEST_SKIP() << "this build has no c10d NCCL (a CUDA build with the torch wheel's NCCL "
+                        "headers): no tensor parallel on GPUs to test";
+    }
+    if (l2a::cuda_device_count() < 2) {
+        GTEST_SKIP() << "fewer than 2 GPUs visible (" << l2a::cuda_device_count() << ")";
+    }
+    const std::string run = "run --model " + shell_quote(demo_dir().string()) +
+                            " --doc doc.txt --max-tokens " + std::to_string(kTokens) +
+                            " --device cuda --dtype bf16 --json --quiet";
+    const Result one = l2a(run + " --out one.l2a", dir_);
+    ASSERT_EQ(one.status, 0) << one.err;
+    const Result split = l2a(run + " --tensor-parallel 2 --out split.l2a", dir_);
+    ASSERT_EQ(split.status, 0) << split.err;
+    EXPECT_EQ(json::parse(split.out)["run"]["tensor_parallel"], 2);
+    const l2a::Profile a = l2a::load_profile(dir_ / "one.l2a");
+    const l2a::Profile p = l2a::load_profile(dir_ / "split.l2a");
+    EXPECT_EQ(p.tensor_parallel, 2);
+    EXPECT_EQ(p.dtype, "bf16");
+    // bf16 sums in another order: the loss may move a little, not the run.
+    EXPECT_LT(max_difference(p.token_nll, a.token_nll), 0.1);
+
+    // Both ranks' kernels, rank r's on GPU r and inside rank r's ranges; rank 0 counts the run.
+    std::set<std::pair<std::int32_t, std::int32_t>> rank_devices;
+    for (const l2a::KernelRecord& k : p.kernels) {
+        rank_devices.insert({k.rank, k.device_id});
+        if (k.range >= 0) {
+            EXPECT_EQ(p.ranges[static_cast<std::size_t>(k.range)].rank, k.rank);
+        }
+    }
+    if (p.timeline_source == "cupti") {
+        EXPECT_EQ(rank_devices, (std::set<std::pair<std::int32_t, std::int32_t>>{{0, 0}, {1, 1}}));
+        const Result trace =
+            l2a("export --profile split.l2a --format chrome --out trace.json", dir_, "", false);
+        ASSERT_EQ(trace.status, 0) << trace.err;
+        const std::string text = read_file(dir_ / "trace.json");
+        EXPECT_TRUE(contains(text, "\"rank 0, GPU 0")) << text.substr(0, 2000);
+        EXPECT_TRUE(contains(text, "\"rank 1, GPU 1")) << text.substr(0, 2000);
+    } else {
+        std::printf("    no kernel timeline: %s\n", p.timeline_source.c_str());
+    }
+
+    const Result whatif =
+        l2a("whatif --profile split.l2a --prune 3 --ttft-repeats 0 --json "
+            "--quiet --tensor-parallel 2",
+            dir_);
+    EXPECT_EQ(whatif.status, 0) << whatif.err;
 }
 
 // bench prefill splits its runs as well, and says so.

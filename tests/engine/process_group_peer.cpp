@@ -1,6 +1,8 @@
 // One rank of a process group, started by test_process_group (one process per rank).
-//   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE [DEVICE]
-// DEVICE: where the collectives run, "cpu" (Gloo, the default) or "cuda:N" (NCCL).
+//   process_group_peer RANK WORLD PORT TIMEOUT_SECONDS MODE [DEVICE [RUN_ID]]
+// DEVICE: where the collectives run, "cpu" (Gloo, the default) or "cuda:N" (NCCL). RUN_ID: the
+// run's keys in the rendezvous store (GroupOptions::run_id). PORT 0 on rank 0: it binds a free
+// port and prints "port P" before it waits for the others.
 // MODE sum: joins the group, all-reduces a vector that depends on the rank, checks that every
 //   element is the exact sum over all ranks, all-gathers bytes of a size that depends on the rank
 //   (none from rank 0) and checks every rank's, then passes a barrier. Prints "ok" and exits 0,
@@ -40,8 +42,9 @@ std::vector<std::byte> gathered(int rank) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 6 && argc != 7) {
-        std::fprintf(stderr, "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit|hang [DEVICE]\n",
+    if (argc < 6 || argc > 8) {
+        std::fprintf(stderr,
+                     "usage: %s RANK WORLD PORT TIMEOUT_SECONDS sum|quit|hang [DEVICE [RUN_ID]]\n",
                      argv[0]);
         return 2;
     }
@@ -51,14 +54,18 @@ int main(int argc, char** argv) {
     options.port = std::atoi(argv[3]);
     options.timeout_seconds = std::atof(argv[4]);
     const std::string mode = argv[5];
-    if (argc == 7) options.device = argv[6];
+    if (argc >= 7) options.device = argv[6];
+    if (argc == 8) options.run_id = argv[7];
 
     auto start = std::chrono::steady_clock::now();
     auto seconds = [&] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     try {
-        l2a::ProcessGroup group = l2a::ProcessGroup::open(options);
+        l2a::ProcessGroup group = l2a::ProcessGroup::open(options, [](int port) {
+            std::printf("port %d\n", port);
+            std::fflush(stdout);
+        });
         if (mode == "quit") {
             std::printf("quit\n");
             std::fflush(stdout);

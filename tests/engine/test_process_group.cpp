@@ -1,8 +1,14 @@
 // Process groups across real processes: process_group_peer runs one rank each, on a free port of
 // the loopback. The collectives give exact sums on every rank, and a rank that exits without
 // taking part makes every other rank fail with an l2a::Error within the timeout, never hang.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -127,6 +133,93 @@ TEST_F(ProcessGroupTest, AStuckRankMakesTheOthersTimeOut) {
     EXPECT_GT(peers[0].seconds, 4.0) << out;
     EXPECT_LT(peers[0].seconds, 10.0) << out;
     std::printf("    %s\n", out.substr(0, out.find('\n')).c_str());
+}
+
+// Whether a socket of this process can bind 127.0.0.1:port.
+bool can_bind(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    ::close(fd);
+    return bound;
+}
+
+// The port rank 0 printed ("port P") once it bound it; 0 when it did not within 10 s.
+int hosted_port(const fs::path& log) {
+    for (int i = 0; i < 1000; ++i) {
+        const std::string out = test::read_file(log);
+        const auto at = out.find("port ");
+        if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
+            return std::atoi(out.c_str() + at + 5);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return 0;
+}
+
+// Rank 0 given port 0 binds a free port itself and names it before it waits: the others join
+// there, under the keys of their run.
+TEST_F(ProcessGroupTest, RankZeroBindsItsPortBeforeTheOthersHearOfIt) {
+    SKIP_WITHOUT_GLOO();
+    std::vector<Peer> peers;
+    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "0", "2", "0",
+                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
+                                     dir_ / "rank0.out"));
+    const int port = hosted_port(dir_ / "rank0.out");
+    ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
+    // Bound already: nothing else can take it now.
+    EXPECT_FALSE(can_bind(port)) << "port " << port;
+    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "1", "2", std::to_string(port),
+                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
+                                     dir_ / "rank1.out"));
+    test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
+    for (int rank = 0; rank < 2; ++rank) {
+        const std::string out = test::read_file(peers[rank].log);
+        EXPECT_EQ(peers[rank].status, std::optional<int>(0)) << out;
+        EXPECT_CONTAINS(out, "ok (rank " + std::to_string(rank) + " of 2");
+    }
+}
+
+// A rank of another run that reaches the port by mistake never meets this run's ranks: both
+// fail within the timeout instead of mixing their collectives.
+TEST_F(ProcessGroupTest, RanksOfAnotherRunDoNotMeet) {
+    SKIP_WITHOUT_GLOO();
+    std::vector<Peer> peers;
+    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "0", "2", "0",
+                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
+                                     dir_ / "rank0.out"));
+    const int port = hosted_port(dir_ / "rank0.out");
+    ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
+    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "1", "2", std::to_string(port),
+                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-b"},
+                                     dir_ / "rank1.out"));
+    test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
+    for (int rank = 0; rank < 2; ++rank) {
+        const std::string out = test::read_file(peers[rank].log);
+        EXPECT_EQ(peers[rank].status, std::optional<int>(3)) << out;
+        EXPECT_CONTAINS(out, "connecting the group through 127.0.0.1:" + std::to_string(port));
+    }
+}
+
+TEST(ProcessGroupOptions, OnlyRankZeroMayLeaveThePortToTheSystem) {
+    SKIP_WITHOUT_GLOO();
+    GroupOptions options;
+    options.rank = 1;
+    options.world = 2;
+    EXPECT_CONTAINS(test::message_of([&] { ProcessGroup::open(options); }),
+                    "port 0 is not in 1..65535");
+}
+
+TEST(ProcessGroupOptions, RejectsARunIdThatIsNotAName) {
+    SKIP_WITHOUT_GLOO();
+    GroupOptions options;
+    options.run_id = "a/b";
+    EXPECT_CONTAINS(test::message_of([&] { ProcessGroup::open(options); }),
+                    "run id 'a/b' is not up to 64 letters, digits, '-' and '_'");
 }
 
 TEST(ProcessGroupOptions, RejectsARankOutsideTheWorld) {

@@ -8,7 +8,9 @@
 #include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "l2a/engine/error.h"
 #include "l2a/engine/profile.h"
@@ -501,6 +503,91 @@ TEST(Profile, RejectsRanksOutsideTheWorld) {
     const Profile v5 = load_profile(dir / "v5.l2a");
     EXPECT_EQ(v5.tensor_parallel, 1);
     EXPECT_EQ(v5.ranges, sample_profile().ranges);
+}
+
+// A tensor-parallel run on GPUs: every rank's kernels and memory operations, each with its rank
+// (in the optional tensors kernel_ranks and memory_op_ranks, which a run of one process does not
+// write). They round-trip; the run's kernel counts and times are rank 0's alone.
+Profile tensor_parallel_gpu_profile() {
+    Profile p = tensor_parallel_profile();
+    p.kernels = {{"gemm", 7, 0, 1200, 1800, 2},
+                 {"flash", 7, 0, 2100, 3000, 3},
+                 {"nccl:all_reduce", 9, 0, 3500, 3900, 5},
+                 {"gemm", 7, 1, 1150, 1900, 7, 1},
+                 {"nccl:all_reduce", 9, 1, 3600, 4000, 8, 1},
+                 {"late", 7, 1, 9000, 12000, -1, 1}};
+    p.memory_ops = {{MemoryOpKind::CopyHostToDevice, 64, 7, 0, 100, 200, 0},
+                    {MemoryOpKind::Set, 32, 7, 1, 150, 250, -1, 1}};
+    return p;
+}
+
+TEST(Profile, TensorParallelKernelRanksRoundTripAndRankZeroCountsTheKernels) {
+    const fs::path dir = scratch_dir();
+    const Profile p = tensor_parallel_gpu_profile();
+    save_profile(p, dir / "tp-gpu.l2a");
+    const SafetensorsFile file = SafetensorsFile::open(dir / "tp-gpu.l2a");
+    ASSERT_NE(file.find("kernel_ranks"), nullptr);
+    EXPECT_EQ(file.find("kernel_ranks")->shape, (std::vector<std::int64_t>{6}));
+    ASSERT_NE(file.find("memory_op_ranks"), nullptr);
+    const Profile loaded = load_profile(dir / "tp-gpu.l2a");
+    expect_equal(p, loaded);
+    EXPECT_EQ(loaded.kernels, p.kernels);
+    EXPECT_EQ(loaded.memory_ops, p.memory_ops);
+
+    Profile rank0 = p;
+    std::erase_if(rank0.kernels, [](const KernelRecord& k) { return k.rank != 0; });
+    std::erase_if(rank0.memory_ops, [](const MemoryOpRecord& m) { return m.rank != 0; });
+    const TimelineSummary with = summarize_timeline(p);
+    const TimelineSummary without = summarize_timeline(rank0);
+    EXPECT_EQ(with.kernels, 3);
+    EXPECT_EQ(with.kernels, without.kernels);
+    EXPECT_EQ(with.kernel_seconds, without.kernel_seconds);
+    EXPECT_EQ(with.unattributed_kernels, 0);  // rank 1's "late" is not rank 0's
+    EXPECT_EQ(with.run_seconds, without.run_seconds);
+
+    // A file of one process holds no rank tensors: what older versions wrote and still read.
+    save_profile(rank0, dir / "one-gpu.l2a");
+    EXPECT_EQ(SafetensorsFile::open(dir / "one-gpu.l2a").find("kernel_ranks"), nullptr);
+    EXPECT_EQ(load_profile(dir / "one-gpu.l2a").kernels, rank0.kernels);
+    // Without them every record is rank 0's: rank 1's kernels then lie in ranges of another
+    // rank, which the loader refuses rather than count them as rank 0's.
+    rewrite(
+        dir / "tp-gpu.l2a", dir / "no-ranks.l2a", [](json&) {}, "kernel_ranks");
+    const std::string error = load_error(dir / "no-ranks.l2a");
+    EXPECT_NE(error.find("kernel 3 of rank 0 names range 7, which rank 1 recorded"),
+              std::string::npos)
+        << error;
+}
+
+TEST(Profile, RejectsKernelRanksThatDoNotFit) {
+    const fs::path dir = scratch_dir();
+    Profile p = tensor_parallel_gpu_profile();
+    p.kernels[3].rank = 0;  // its range (7) is rank 1's
+    EXPECT_NE(test::thrown_error([&] { save_profile(p, dir / "bad.l2a"); })
+                  .value_or("")
+                  .find("cannot save: kernel 3 of rank 0 names range 7, which rank 1 recorded"),
+              std::string::npos);
+
+    save_profile(tensor_parallel_gpu_profile(), dir / "tp-gpu.l2a");
+    const std::vector<std::int32_t> ranks = {0, 0, 0, 1, 1, 2};
+    rewrite(
+        dir / "tp-gpu.l2a", dir / "rank2.l2a", [](json&) {}, "kernel_ranks",
+        [&](SafetensorsWriter& w) {
+            w.add("kernel_ranks", DType::I32, {6}, std::as_bytes(std::span(ranks)));
+        });
+    std::string error = load_error(dir / "rank2.l2a");
+    EXPECT_NE(error.find("rank2.l2a"), std::string::npos) << error;
+    EXPECT_NE(error.find("kernel 5 was recorded by rank 2 of a run over 2 processes"),
+              std::string::npos)
+        << error;
+    const std::vector<std::int32_t> short_ranks = {0, 1};
+    rewrite(
+        dir / "tp-gpu.l2a", dir / "short.l2a", [](json&) {}, "kernel_ranks",
+        [&](SafetensorsWriter& w) {
+            w.add("kernel_ranks", DType::I32, {2}, std::as_bytes(std::span(short_ranks)));
+        });
+    error = load_error(dir / "short.l2a");
+    EXPECT_NE(error.find("kernel_ranks"), std::string::npos) << error;
 }
 
 TEST(Profile, AcceptsThirtyTwoBitOffsets) {

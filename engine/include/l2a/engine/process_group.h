@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,7 +27,14 @@ struct GroupOptions {
     int rank = 0;   // this process, 0 .. world - 1; rank 0 hosts the rendezvous
     int world = 1;  // number of processes in the group
     std::string host = "127.0.0.1";
-    int port = 0;  // TCP port of the rendezvous on host (1 .. 65535)
+    // TCP port of the rendezvous on host (1 .. 65535). Rank 0 may give 0: it then binds a free
+    // port of host at once and says which through ProcessGroup::open's `hosted`, so that no other
+    // program can take the port between its choice and the rendezvous.
+    int port = 0;
+    // The run these ranks belong to: every key of the rendezvous store begins with
+    // "l2a/<run_id>/", so ranks of another run that reach the same port by mistake never read or
+    // write this run's keys. Letters, digits, '-' and '_', at most 64; "" for no prefix.
+    std::string run_id;
     // How long the rendezvous and each collective wait for the other ranks before failing.
     double timeout_seconds = 60;
     // Where the collectives run: "cpu" (Gloo) or "cuda:N" (NCCL on this rank's GPU N; "cuda" is
@@ -56,8 +64,12 @@ bool nccl_process_groups_available();
 class ProcessGroup {
 public:
     // Joins the group: returns once all `world` ranks have met at host:port. Throws l2a::Error
-    // when options are invalid, the rendezvous fails or it times out.
-    static ProcessGroup open(const GroupOptions& options);
+    // when options are invalid, the rendezvous fails or it times out. On rank 0, `hosted` (when
+    // given) is called with the port once the rendezvous listens on it and before rank 0 waits
+    // for the others: where a program starts the other ranks when it picked port 0. What
+    // `hosted` throws leaves open as it is.
+    static ProcessGroup open(const GroupOptions& options,
+                             const std::function<void(int port)>& hosted = {});
 
     ProcessGroup(ProcessGroup&&) noexcept;
     ProcessGroup& operator=(ProcessGroup&&) noexcept;

@@ -42,6 +42,9 @@ struct KernelRecord {
     std::int64_t begin_ns = 0;
     std::int64_t end_ns = 0;
     std::int64_t range = -1;  // index into Profile::ranges of the range that launched it; -1: none
+    // The rank whose process launched it (tensor parallel: each rank on a GPU of its own); 0 in
+    // a run of one process.
+    std::int32_t rank = 0;
     bool operator==(const KernelRecord&) const = default;
 };
 
@@ -65,6 +68,7 @@ struct MemoryOpRecord {
     std::int64_t begin_ns = 0;  // as KernelRecord
     std::int64_t end_ns = 0;
     std::int64_t range = -1;
+    std::int32_t rank = 0;  // as KernelRecord
     bool operator==(const MemoryOpRecord&) const = default;
 };
 
@@ -97,7 +101,8 @@ struct Profile {
     // Processes the run was split across (tensor parallel); 1 for a single-process run. Every
     // range's rank is below it.
     std::int32_t tensor_parallel = 1;
-    // The GPU timeline (empty on the CPU, or when the tracer could not run).
+    // The GPU timeline (empty on the CPU, or when the tracer could not run); in a tensor-parallel
+    // run every rank's (KernelRecord::rank), rank 0's first.
     std::vector<KernelRecord> kernels;
     std::vector<MemoryOpRecord> memory_ops;
     // "cupti", or "host timers only: <why>" (CPU run, CUPTI missing or owned by another tool).
@@ -171,8 +176,9 @@ struct TimelineSummary {
 };
 
 // Ranges of a layer the profile does not have ("layer 99" of a 4-layer run) count as stages.
-// Only rank 0's ranges count (in a tensor-parallel run the other ranks ran the same layers at
-// the same time); all-reduce ranges lie inside the layer parts they belong to and add no time.
+// Only rank 0's ranges and kernels count (in a tensor-parallel run the other ranks ran the same
+// layers at the same time); all-reduce ranges lie inside the layer parts they belong to and add no
+// time.
 TimelineSummary summarize_timeline(const Profile& profile);
 
 // How much of a profile the JSON export holds: Full adds the per-token and per-layer arrays
