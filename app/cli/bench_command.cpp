@@ -678,7 +678,9 @@ int bench_prefill(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    const int tensor_parallel_ranks = tensor_parallel(args, args.value("--device").value_or(""));
+    // A model folder runs on the CPU here (--device is refused below unless with --shape).
+    const int tensor_parallel_ranks = tensor_parallel(
+        args, args.has("--shape") ? args.value("--device").value_or("") : std::string("cpu"));
     if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
     if (args.has("--shape") && args.has(kTensorParallelOption.name)) {

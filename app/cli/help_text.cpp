@@ -177,8 +177,9 @@ minute (also in --json), and warns on standard error when the load is above 0.5:
 running, and the timings will be slower and noisier than on an idle machine.
 
 bench whatif times what the desktop app waits for when a layer's prune box is toggled: one base
-run keeping residual checkpoints (every layer's when they fit in 2 GiB of host memory, else
-evenly spaced ones ending at the last layer), then re-runs pruning --layer's global attention
+run keeping residual checkpoints (every layer's when they fit: on the CPU in 2 GiB of host
+memory, on a GPU in 40% of its free memory, in the model's dtype; else evenly spaced ones ending
+at the last layer), then re-runs pruning --layer's global attention
 (default: the last layer) from the nearest kept layer on, and the comparison with the base
 (median of --repeat, default 5) on --tokens of the document (default 4096). --shape NAME uses
 a published shape with random weights on random token ids and routes random:0.2 by default;
@@ -565,7 +566,8 @@ Options:
   --docs ROOT          documents clients may name on the server (else they send the text)
   --shape NAME         also offer published shapes with random weights, for benchmarks
   --tls-cert C         TLS certificate (PEM) and its key (--tls-key): clients use tls://
-  --checkpoint-budget  host memory for a session's residual checkpoints (default 2G): within
+  --checkpoint-budget  host memory for a session's residual checkpoints on the CPU (default
+                       2G; a GPU session keeps them in 40% of the GPU's free memory): within
                        it what-ifs re-run only from the layer they change
   --max-message BYTES  the largest request a client may send (default 256M)
   --until-stdin-closes stop when standard input closes (used by --engine ssh://)

@@ -318,6 +318,19 @@ std::string new_run_id() {
 
 }  // namespace
 
+namespace {
+
+// Tensor parallel on the CPU sums through c10d Gloo.
+void require_gloo(int n) {
+    if (!process_groups_available()) {
+        fail("", "--tensor-parallel " + std::to_string(n) +
+                     ": this build has no process groups (c10d Gloo); install libgloo-dev "
+                     "and reconfigure");
+    }
+}
+
+}  // namespace
+
 void set_command_line(int argc, char** argv) { command_line().assign(argv, argv + argc); }
 
 int tensor_parallel(const Arguments& args, const std::string& device) {
@@ -374,11 +387,9 @@ int tensor_parallel(const Arguments& args, const std::string& device) {
         use_tensor_parallel_device(args, n, device, "--device " + device);
         return n;
     }
-    if (!process_groups_available()) {
-        fail("", given +
-                     ": this build has no process groups (c10d Gloo); install libgloo-dev "
-                     "and reconfigure");
-    }
+    // With no device given (whatif: the profile's; serve), join_tensor_parallel checks once the
+    // device is known: a GPU profile needs NCCL, not Gloo.
+    if (!device.empty()) require_gloo(n);
     return n;
 }
 
@@ -424,6 +435,7 @@ bool tensor_parallel_worker() { return worker_process(); }
 
 ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
     if (n <= 1) return nullptr;
+    if (!on_gpus()) require_gloo(n);
     GroupOptions options;
     options.world = n;
     options.timeout_seconds = kGroupTimeoutSeconds;

@@ -157,6 +157,15 @@ std::int64_t free_memory(const at::Device& device) {
     return 0;
 }
 
+std::int64_t cuda_free_bytes(int index) {
+#if L2A_ENGINE_CUDA
+    return free_memory(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index)));
+#else
+    (void)index;
+    return 0;
+#endif
+}
+
 std::string out_of_memory_message(const at::Device& device, const std::string& stage,
                                   const std::string& what, const std::string& advice) {
     std::string name = "the GPU";

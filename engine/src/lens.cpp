@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
 
 #include "attention.h"
+#include "hidden_state.h"
 #include "l2a/engine/error.h"
 #include "layer_ops.h"
 #include "lens_math.h"
@@ -96,8 +98,7 @@ namespace {
 constexpr std::int64_t kQueryBlock = 256;
 
 // The checks both entry points share, before any arithmetic.
-void validate(const Model& model, std::span<const float> hidden, std::int64_t num_tokens,
-              int layer) {
+void validate(const Model& model, std::size_t values, std::int64_t num_tokens, int layer) {
     const ModelConfig& c = model.config();
     const std::string name = "layer " + std::to_string(layer);
     if (layer < 0 || layer >= c.num_hidden_layers) {
@@ -110,8 +111,8 @@ void validate(const Model& model, std::span<const float> hidden, std::int64_t nu
     }
     if (num_tokens < 1) fail("", "the state entering " + name + " has no tokens");
     const auto expected = static_cast<std::size_t>(num_tokens * c.hidden_size);
-    if (hidden.size() != expected) {
-        fail("", "the state entering " + name + " has " + std::to_string(hidden.size()) +
+    if (values != expected) {
+        fail("", "the state entering " + name + " has " + std::to_string(values) +
                      " values, expected " + std::to_string(num_tokens) + " tokens x " +
                      std::to_string(c.hidden_size));
     }
@@ -142,6 +143,16 @@ at::Tensor device_state(const Model::Impl& m, std::span<const float> hidden, std
         at::empty({rows, m.config.hidden_size}, at::TensorOptions().dtype(at::kFloat));
     std::copy_n(hidden.begin(), rows * m.config.hidden_size, host.data_ptr<float>());
     return host.to(m.device);
+}
+
+// The first `rows` rows of a kept state as fp32 on the model's device (no host round trip when
+// the state is there already).
+at::Tensor kept_rows(const Model::Impl& m, const HiddenState& state, std::int64_t rows) {
+    return state_tensor(state)
+        .view({-1, m.config.hidden_size})
+        .narrow(0, 0, rows)
+        .to(m.device)
+        .to(at::kFloat);
 }
 
 // Whether the project's attention kernels take this model's tensors: a CUDA model in bf16 or
@@ -179,11 +190,10 @@ std::vector<T> to_host(const at::Tensor& t) {
     fail("", "LibTorch failed while computing " + what + ": " + text.substr(0, text.find('\n')));
 }
 
-}  // namespace
-
-AttentionLens attention_lens(const Model& model, std::span<const float> hidden_entering,
-                             std::int64_t num_tokens, int layer, std::int64_t token) {
-    validate(model, hidden_entering, num_tokens, layer);
+// The lens with the state's first rows from `state_rows(rows)` (fp32 on the model's device).
+AttentionLens lens_of(const Model& model, const std::function<at::Tensor(std::int64_t)>& state_rows,
+                      std::size_t values, std::int64_t num_tokens, int layer, std::int64_t token) {
+    validate(model, values, num_tokens, layer);
     if (token < 0 || token >= num_tokens) {
         fail("", "token " + std::to_string(token) + " is outside the state entering layer " +
                      std::to_string(layer) + " (tokens 0-" + std::to_string(num_tokens - 1) + ")");
@@ -205,8 +215,7 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
     try {
         const SequenceRows sequence(c, rows, num_tokens, m.device);
         const std::unique_ptr<LayerOps> ops = lens_ops(m, sequence);
-        const AttentionInputs in =
-            attention_inputs(m, *ops, w, device_state(m, hidden_entering, rows));
+        const AttentionInputs in = attention_inputs(m, *ops, w, state_rows(rows));
         const std::vector<std::int64_t> query_position{token};
         const QueryRows query = ops->routed_rows(query_position);
 
@@ -246,13 +255,42 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
     return lens;
 }
 
+}  // namespace
+
+AttentionLens attention_lens(const Model& model, std::span<const float> hidden_entering,
+                             std::int64_t num_tokens, int layer, std::int64_t token) {
+    return lens_of(
+        model, [&](std::int64_t rows) { return device_state(model.impl(), hidden_entering, rows); },
+        hidden_entering.size(), num_tokens, layer, token);
+}
+
+AttentionLens attention_lens(const Model& model, const HiddenState& hidden_entering,
+                             std::int64_t num_tokens, int layer, std::int64_t token) {
+    return lens_of(
+        model, [&](std::int64_t rows) { return kept_rows(model.impl(), hidden_entering, rows); },
+        hidden_entering.size(), num_tokens, layer, token);
+}
+
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
                                 std::int64_t num_tokens, int layer) {
-    validate(model, hidden_entering, num_tokens, layer);
+    validate(model, hidden_entering.size(), num_tokens, layer);
     at::InferenceMode inference;
     at::Tensor state;
     try {
         state = device_state(model.impl(), hidden_entering, num_tokens);
+    } catch (const c10::Error& e) {
+        libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
+    }
+    return layer_distant_mass(model, state, layer);
+}
+
+std::vector<float> distant_mass(const Model& model, const HiddenState& hidden_entering,
+                                std::int64_t num_tokens, int layer) {
+    validate(model, hidden_entering.size(), num_tokens, layer);
+    at::InferenceMode inference;
+    at::Tensor state;
+    try {
+        state = kept_rows(model.impl(), hidden_entering, num_tokens);
     } catch (const c10::Error& e) {
         libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
     }

@@ -18,6 +18,7 @@
 
 #include "attention.h"
 #include "device_runtime.h"
+#include "hidden_state.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/process_group.h"
 #include "layer_ops.h"
@@ -217,10 +218,13 @@ void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer,
 }
 
 // Copies a device tensor's elements to a host span of the same length.
+// (One copy straight into `out`: no intermediate host tensor, whose fresh pages cost more than
+// the transfer.)
 template <typename T>
 void copy_to_host(const at::Tensor& t, T* out) {
-    const at::Tensor host = t.device().is_cpu() ? t.contiguous() : t.to(at::kCPU).contiguous();
-    std::copy_n(host.data_ptr<T>(), host.numel(), out);
+    if (t.numel() == 0) return;
+    at::from_blob(out, {t.numel()}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))
+        .copy_(t.reshape({t.numel()}));
 }
 
 }  // namespace
@@ -272,11 +276,8 @@ int default_cpu_threads() { return default_cpu_threads(cpu_load()); }
 
 namespace {
 
-// Copies the device rows x [T, d] into a fp32 host array.
-void keep_hidden(const at::Tensor& x, std::vector<float>& out) {
-    out.resize(static_cast<std::size_t>(x.numel()));
-    copy_to_host(x.to(at::kFloat), out.data());
-}
+// Keeps a copy of the rows x [T, d] where they are, in their dtype (the layers update x in place).
+void keep_hidden(const at::Tensor& x, HiddenState& out) { out = hidden_state(x.clone()); }
 
 // NaN or Inf in the residual stream make every later number meaningless (the loss comes out as
 // "n/a"): the run stops and says where it happened.
@@ -302,7 +303,7 @@ public:
           layers_(result.num_layers) {
         if (ResidualCheckpoints* keep = hooks.checkpoints) {
             keep->entering.assign(static_cast<std::size_t>(result.num_layers), {});
-            keep->final_hidden.clear();
+            keep->final_hidden = {};
             keep->num_tokens = result.num_tokens;
             keep->hidden_size = model.config().hidden_size;
         }
@@ -332,6 +333,11 @@ public:
     // A collective (tensor parallel) inside the current layer part.
     Range all_reduce() { return Range(ranges_, Phase::AllReduce, ranges_.current_layer()); }
 
+    // Keeps x, the state entering `layer`, when asked to.
+    void keep_entering(std::int64_t layer, const at::Tensor& x) {
+        if (keeps(layer))
+            keep_hidden(x, hooks_.checkpoints->entering[static_cast<std::size_t>(layer)]);
+    }
     // Enters a layer with x the residual stream: keeps x when asked, and opens the layer's range.
     Range begin_layer(std::int64_t layer, const at::Tensor& x) {
         check();
@@ -497,14 +503,14 @@ void lm_head(const Model::Impl& m, const at::Tensor& xn, std::int64_t block_rows
 // A resumed run's start and checkpoint (after the options: a bad --prune names itself rather than
 // the layer the run would start at).
 void validate_resume(const ModelConfig& config, std::size_t tokens, std::int64_t start_layer,
-                     std::span<const float> hidden) {
+                     const HiddenState& hidden) {
     if (start_layer < 0 || start_layer > config.num_hidden_layers) {
         fail("", "re-run from layer " + std::to_string(start_layer) + ": the model has " +
                      std::to_string(config.num_hidden_layers) + " layers (start 0-" +
                      std::to_string(config.num_hidden_layers) + ")");
     }
     const std::size_t expected = tokens * static_cast<std::size_t>(config.hidden_size);
-    if (hidden.size() != expected) {
+    if (hidden.size() != expected || hidden.hidden_size() != config.hidden_size) {
         fail("", "re-run from layer " + std::to_string(start_layer) + ": the checkpoint has " +
                      std::to_string(hidden.size()) + " values, expected " + std::to_string(tokens) +
                      " tokens x " + std::to_string(config.hidden_size));
@@ -559,17 +565,16 @@ bool fused_ops_fit(Backend backend, const ModelConfig& c) {
 }
 
 // The residual stream entering the first layer run: the token embeddings, or for a resumed run a
-// copy of the checkpoint that the run owns (the layers update it in place).
-at::Tensor entering_state(const Model::Impl& m, const at::Tensor& ids,
-                          std::span<const float> hidden, RunRecorder& record) {
-    if (!hidden.data()) {
+// copy of the checkpoint that the run owns (the layers update it in place), on the model's device
+// in its dtype.
+at::Tensor entering_state(const Model::Impl& m, const at::Tensor& ids, const at::Tensor& hidden,
+                          RunRecorder& record) {
+    if (!hidden.defined()) {
         const Range r = record.range(Phase::Embed);
         return m.embed.index_select(0, ids);
     }
-    at::Tensor host =
-        at::empty({ids.size(0), m.config.hidden_size}, at::TensorOptions().dtype(at::kFloat));
-    std::copy(hidden.begin(), hidden.end(), host.data_ptr<float>());
-    return host.to(m.device).to(m.dtype);
+    if (hidden.device() == m.device && hidden.scalar_type() == m.dtype) return hidden.clone();
+    return hidden.to(m.device).to(m.dtype);
 }
 
 // After the layers, x the final hidden state (released once normalized): the layers' finiteness
@@ -588,6 +593,18 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
     // next token's logits, which is all that time-to-first-token covers.
     const bool all_rows = options.token_nll || static_cast<bool>(hooks.logits_sink);
     const std::int64_t first = all_rows ? 0 : T - 1;
+    // A what-if variant compared with its base: the rows whose final state differs.
+    const HiddenState* reference = hooks.reference_final;
+    at::Tensor reference_state;
+    at::Tensor changed;  // [T] bool
+    if (options.token_nll && reference && !reference->empty() &&
+        reference->size() == static_cast<std::size_t>(x.numel())) {
+        reference_state = state_tensor(*reference).view(x.sizes()).to(m.device).to(x.scalar_type());
+        changed = at::ne(x, reference_state).any(1);
+        result.reference_kl.assign(static_cast<std::size_t>(T), 0.0);
+        result.reference_top1_agree = T;
+    }
+    const at::ScalarType kl_math = m.device.is_cpu() ? at::kDouble : at::kFloat;
     const at::Tensor xn = ops.norm(x.narrow(0, first, T - first), m.final_norm);
     x = at::Tensor();
     lm_head(
@@ -610,6 +627,19 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
                 at::Tensor next = ids.narrow(0, r0 + 1, predicted).view({predicted, 1});
                 at::Tensor nll = -logp.gather(1, next).view({predicted});
                 copy_to_host(nll, result.token_nll.data() + r0 + 1);
+            }
+            if (changed.defined() && changed.narrow(0, r0, n).any().item<bool>()) {
+                // The reference's logits of the same block, through the same norm and GEMM shape:
+                // rows with equal states get bit-equal logits, so their KL is exactly 0.
+                const at::Tensor base_n = ops.norm(reference_state.narrow(0, r0, n), m.final_norm);
+                const at::Tensor log_p = at::log_softmax(head_logits(m, base_n).to(kl_math), -1);
+                const at::Tensor log_q = at::log_softmax(logits.to(kl_math), -1);
+                // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
+                const at::Tensor kl =
+                    (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble);
+                copy_to_host(kl, result.reference_kl.data() + r0);
+                result.reference_top1_agree -=
+                    at::ne(log_p.argmax(-1), log_q.argmax(-1)).sum().item<std::int64_t>();
             }
             record.progress_in_lm_head(static_cast<double>(r0 + n) / static_cast<double>(T));
         });
@@ -686,10 +716,10 @@ std::optional<std::pair<int, int>> test_exit_point() {
 // run_prefill from `start_layer`, with the state entering it (`hidden`: null to embed the tokens).
 PrefillResult run_layers(const Model& model, std::span<const std::int32_t> tokens,
                          const RunOptions& options, std::int64_t start_layer,
-                         std::span<const float> hidden, const PrefillHooks& hooks) {
+                         const HiddenState* hidden, const PrefillHooks& hooks) {
     ProcessGroup* const group = parallel_group(model, hooks);
     const Backend backend = validate(model, tokens, options);
-    if (hidden.data()) validate_resume(model.config(), tokens.size(), start_layer, hidden);
+    if (hidden) validate_resume(model.config(), tokens.size(), start_layer, *hidden);
     const Model::Impl& m = model.impl();
     const auto T = static_cast<std::int64_t>(tokens.size());
     const std::int64_t L = m.config.num_hidden_layers;
@@ -719,6 +749,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     }
 
     at::InferenceMode inference;
+    bool stopped = false;
     reset_peak_memory(m.device);
     try {
         const TokenInputs inputs(m.config, tokens, m.device);
@@ -728,17 +759,26 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
         settings.reduce = std::move(reduce);
         const std::unique_ptr<LayerOps> ops =
             make_layer_ops(std::move(settings), fused_ops_fit(backend, m.config));
-        at::Tensor x = entering_state(m, inputs.ids, hidden, record);
+        at::Tensor x = entering_state(
+            m, inputs.ids,
+            hidden ? state_tensor(*hidden).view({T, m.config.hidden_size}) : at::Tensor(), record);
         record.progress_at_layer(start_layer);
         for (std::int64_t li = start_layer; li < L; ++li) {
+            if (li == hooks.stop_at_layer) {
+                record.keep_entering(li, x);
+                stopped = true;
+                break;
+            }
             const Range layer_range = record.begin_layer(li, x);
             decoder_layer(*ops, m.layers[static_cast<std::size_t>(li)], routing,
                           static_cast<int>(li), x, layer_row(result.router_logits, li, T),
                           layer_row(result.decisions, li, T), record);
             record.end_layer(li);
         }
-        record.end_layers(x);
-        head_and_loss(m, *ops, std::move(x), inputs.ids, options, hooks, result, record);
+        if (!stopped) {
+            record.end_layers(x);
+            head_and_loss(m, *ops, std::move(x), inputs.ids, options, hooks, result, record);
+        }
     } catch (...) {
         fail_run(record, m.device, T);
     }
@@ -752,16 +792,24 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
 
 PrefillResult run_prefill(const Model& model, std::span<const std::int32_t> tokens,
                           const RunOptions& options, const PrefillHooks& hooks) {
-    return run_layers(model, tokens, options, 0, {}, hooks);
+    return run_layers(model, tokens, options, 0, nullptr, hooks);
+}
+
+PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,
+                               const RunOptions& options, int start_layer,
+                               const HiddenState& hidden_at_start, const PrefillHooks& hooks) {
+    if (hidden_at_start.empty()) {
+        fail("", "re-run from layer " + std::to_string(start_layer) + ": no checkpoint");
+    }
+    return run_layers(model, tokens, options, start_layer, &hidden_at_start, hooks);
 }
 
 PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,
                                const RunOptions& options, int start_layer,
                                std::span<const float> hidden_at_start, const PrefillHooks& hooks) {
-    // A non-null data pointer marks a resumed run, even for an empty checkpoint (an error).
-    static const float kNoState = 0.0f;
-    if (!hidden_at_start.data()) hidden_at_start = std::span<const float>(&kNoState, 0);
-    return run_layers(model, tokens, options, start_layer, hidden_at_start, hooks);
+    const HiddenState state(std::vector<float>(hidden_at_start.begin(), hidden_at_start.end()),
+                            model.config().hidden_size);
+    return run_layers(model, tokens, options, start_layer, &state, hooks);
 }
 
 void run_lm_head(
@@ -789,6 +837,59 @@ void run_lm_head(
         const std::string what = e.what_without_backtrace();
         fail("", "LibTorch failed while running the LM head: " + what.substr(0, what.find('\n')));
     }
+}
+
+HiddenState hidden_state(at::Tensor tensor) {
+    auto impl = std::make_shared<HiddenState::Impl>();
+    impl->hidden_size = tensor.dim() == 2 ? tensor.size(1) : 0;
+    impl->tensor = tensor.contiguous();
+    return HiddenState(std::move(impl));
+}
+
+const at::Tensor& state_tensor(const HiddenState& state) {
+    static const at::Tensor kNone;
+    return state.empty() ? kNone : state.impl()->tensor;
+}
+
+HiddenState::HiddenState(std::vector<float> rows, std::int64_t hidden_size) {
+    if (hidden_size < 1) fail("", "a hidden state needs a hidden size of at least 1");
+    auto impl = std::make_shared<Impl>();
+    impl->hidden_size = hidden_size;
+    const auto n = static_cast<std::int64_t>(rows.size());
+    at::Tensor t = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
+    std::copy(rows.begin(), rows.end(), t.data_ptr<float>());
+    impl->tensor = n % hidden_size == 0 ? t.view({n / hidden_size, hidden_size}) : t;
+    // The host copy is the rows themselves.
+    impl->host = std::move(rows);
+    std::call_once(impl->host_once, [] {});
+    impl_ = std::move(impl);
+}
+
+std::int64_t HiddenState::rows() const {
+    return impl_ && impl_->hidden_size > 0 ? impl_->tensor.numel() / impl_->hidden_size : 0;
+}
+
+std::int64_t HiddenState::hidden_size() const { return impl_ ? impl_->hidden_size : 0; }
+
+std::size_t HiddenState::size() const {
+    return impl_ ? static_cast<std::size_t>(impl_->tensor.numel()) : 0;
+}
+
+std::int64_t HiddenState::bytes() const {
+    return impl_ ? static_cast<std::int64_t>(impl_->tensor.nbytes()) : 0;
+}
+
+bool HiddenState::on_device() const { return impl_ && !impl_->tensor.device().is_cpu(); }
+
+const std::vector<float>& HiddenState::host() const {
+    static const std::vector<float> kEmpty;
+    if (!impl_) return kEmpty;
+    std::call_once(impl_->host_once, [this] {
+        const at::Tensor t = impl_->tensor;
+        impl_->host.resize(static_cast<std::size_t>(t.numel()));
+        if (t.numel() > 0) copy_to_host(t.to(at::kFloat), impl_->host.data());
+    });
+    return impl_->host;
 }
 
 }  // namespace l2a

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "device_runtime.h"
+#include "hidden_state.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/tensor_parallel.h"
 #include "layer_ops.h"
@@ -37,8 +38,8 @@ struct NextTokenComparison {
     std::int64_t agree = 0;
 };
 
-NextTokenComparison next_token_kl(const Model& model, std::span<const float> base_final,
-                                  std::span<const float> variant_final, std::int64_t T,
+NextTokenComparison next_token_kl(const Model& model, const HiddenState& base_final,
+                                  const HiddenState& variant_final, std::int64_t T,
                                   const std::function<void()>& check) {
     const Model::Impl& m = model.impl();
     const std::int64_t d = m.config.hidden_size;
@@ -48,11 +49,10 @@ NextTokenComparison next_token_kl(const Model& model, std::span<const float> bas
     if (T == 0) return out;
     at::InferenceMode inference;
     try {
-        const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
-        // Read-only views of the host rows (from_blob needs a non-const pointer; nothing writes).
-        const at::Tensor base = at::from_blob(const_cast<float*>(base_final.data()), {T, d}, f32);
-        const at::Tensor variant =
-            at::from_blob(const_cast<float*>(variant_final.data()), {T, d}, f32);
+        // Both states where the runs kept them (the GPU for a CUDA run): only the indices of the
+        // rows that differ and a number per such row come back to the host.
+        const at::Tensor base = state_tensor(base_final).view({T, d}).to(m.device);
+        const at::Tensor variant = state_tensor(variant_final).view({T, d}).to(m.device);
         const at::Tensor changed = at::ne(base, variant).any(1).nonzero().flatten();  // int64
         const std::int64_t n = changed.numel();
         if (n == 0) return out;
@@ -67,8 +67,8 @@ NextTokenComparison next_token_kl(const Model& model, std::span<const float> bas
             if (check) check();
             const std::int64_t rows = std::min(block, n - r0);
             const at::Tensor index = changed.narrow(0, r0, rows);
-            auto log_probs = [&](const at::Tensor& host) {
-                const at::Tensor x = host.index_select(0, index).to(m.device).to(m.dtype);
+            auto log_probs = [&](const at::Tensor& state) {
+                const at::Tensor x = state.index_select(0, index).to(m.dtype);
                 const at::Tensor xn = norm_in_blocks(x, m.final_norm, eps, m.dtype, rows);
                 return at::log_softmax(head_logits(m, xn).to(math), -1);
             };
@@ -174,17 +174,19 @@ WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> t
         fail("", "what-if: the base run kept no checkpoint at or below layer " +
                      std::to_string(changed));
     }
-    const std::span<const float> hidden =
-        start < L
-            ? std::span<const float>(base.checkpoints.entering[static_cast<std::size_t>(start)])
-            : std::span<const float>(base.checkpoints.final_hidden);
+    const HiddenState& hidden = start < L
+                                    ? base.checkpoints.entering[static_cast<std::size_t>(start)]
+                                    : base.checkpoints.final_hidden;
 
     WhatIfRun run;
     run.options = variant;
     run.start_layer = start;
     PrefillHooks with_checkpoints = hooks;
     with_checkpoints.checkpoints = &run.checkpoints;
+    // The LM head pass compares the next-token distributions with the base's as it goes.
+    with_checkpoints.reference_final = &base.checkpoints.final_hidden;
     run.result = run_prefill_from(model, tokens, variant, start, hidden, with_checkpoints);
+    if (!run.result.reference_kl.empty()) run.kl_reference = base.checkpoints.final_hidden;
     // The layers below the start ran exactly as in the base.
     const auto below = static_cast<std::size_t>(start) * static_cast<std::size_t>(T);
     std::copy_n(base.result.router_logits.begin(), below, run.result.router_logits.begin());
@@ -299,8 +301,17 @@ WhatIfComparison compare(const Model& model, std::span<const std::int32_t> token
     c.delta_perplexity = c.variant_perplexity - c.base_perplexity;
 
     // Next-token distributions of both runs from their final states, on the model's device.
-    NextTokenComparison next = next_token_kl(model, base.checkpoints.final_hidden,
-                                             variant.checkpoints.final_hidden, T, check);
+    NextTokenComparison next;
+    if (variant.result.reference_kl.size() == static_cast<std::size_t>(T) &&
+        !variant.kl_reference.empty() &&
+        variant.kl_reference.impl() == base.checkpoints.final_hidden.impl()) {
+        // The variant's LM head pass compared them already.
+        next.kl = variant.result.reference_kl;
+        next.agree = variant.result.reference_top1_agree;
+    } else {
+        next = next_token_kl(model, base.checkpoints.final_hidden, variant.checkpoints.final_hidden,
+                             T, check);
+    }
     c.kl = std::move(next.kl);
     const std::int64_t agree = next.agree;
     double kl_sum = 0.0;

@@ -99,14 +99,15 @@ TokenizedDocument tokenize_spec(const DocumentSpec& spec, const Model& model,
     return doc;
 }
 
-// The layers whose entering state the base keeps for what-ifs (4 * T * hidden bytes each):
+// The layers whose entering state the base keeps for what-ifs (T * hidden * `value_bytes` each):
 // empty for every layer when they all fit in `budget`; else as many as fit, evenly spaced and
 // ending at the last layer (a what-if begins at the nearest kept layer below its first change),
 // and at least the last one. The final state is always kept as well.
 std::vector<int> checkpoint_layers(const ModelConfig& config, std::int64_t tokens,
-                                   std::int64_t budget) {
+                                   std::int64_t budget, std::int64_t value_bytes) {
     const std::int64_t layers = config.num_hidden_layers;
-    const std::int64_t per_layer = std::max<std::int64_t>(4 * tokens * config.hidden_size, 1);
+    const std::int64_t per_layer =
+        std::max<std::int64_t>(value_bytes * tokens * config.hidden_size, 1);
     if (per_layer * layers <= budget) return {};
     const std::int64_t fit = std::clamp<std::int64_t>(budget / per_layer, 1, layers);
     const std::int64_t step = (layers + fit - 1) / fit;
@@ -116,6 +117,16 @@ std::vector<int> checkpoint_layers(const ModelConfig& config, std::int64_t token
         keep.insert(keep.begin(), static_cast<int>(l));
     }
     return keep;
+}
+
+// Where the base's checkpoints go and how much they may take: a CUDA run keeps them in GPU memory
+// (a share of what is free once the model is loaded), a CPU run in host memory (the budget).
+std::int64_t checkpoint_budget(const std::string& device, std::int64_t host_budget,
+                               double device_share) {
+    if (device.rfind("cuda", 0) != 0 || !(device_share > 0.0)) return host_budget;
+    const std::size_t colon = device.find(':');
+    const int index = colon == std::string::npos ? 0 : std::stoi(device.substr(colon + 1));
+    return static_cast<std::int64_t>(device_share * static_cast<double>(cuda_free_bytes(index)));
 }
 
 bool same_source(const ModelSpec& a, const ModelSpec& b) {
@@ -138,6 +149,7 @@ class LocalStudy final : public Study {
 public:
     explicit LocalStudy(const StudyOptions& options)
         : budget_(options.checkpoint_budget_bytes),
+          device_share_(options.device_checkpoint_share),
           external_(options.cancel),
           group_(options.group && options.group->world() > 1 ? options.group : nullptr) {}
 
@@ -242,6 +254,7 @@ public:
         if (events.tokens) {
             events.tokens(tokens);
         }
+        warm_up(doc.ids, options);
         Pass pass(*this, events, 0.0, 1.0);
         PrefillHooks hooks = pass.hooks();
         hooks.logits_sink = events.logits;
@@ -249,7 +262,10 @@ public:
         start_tracer(tracer, hooks, options.device, spec.trace, events);
         WhatIfRun base;
         if (spec.keep_checkpoints) {
-            const std::vector<int> keep = checkpoint_layers(config, tokens, budget_);
+            const std::int64_t value_bytes = model.placement().dtype == "fp32" ? 4 : 2;
+            const std::vector<int> keep = checkpoint_layers(
+                config, tokens, checkpoint_budget(options.device, budget_, device_share_),
+                value_bytes);
             base = run_whatif_base(model, doc.ids, options, hooks, keep.empty() ? nullptr : &keep);
         } else {
             // No copies of the residual stream: the run's time is the prefill's alone.
@@ -406,14 +422,7 @@ public:
             fail("explain", "token " + num(token) + " does not exist (the run has " + num(T) +
                                 " tokens: 0-" + num(T - 1) + ")");
         }
-        if (!kept(layer)) {
-            // The layers kept so far stay kept (later what-ifs start from them), and this one.
-            std::vector<int> keep = {layer};
-            for (int l = 0; l < static_cast<int>(L); ++l) {
-                if (kept(l)) keep.push_back(l);
-            }
-            rerun_base(&keep, events, 0.0, 0.9);
-        }
+        if (!kept(layer)) keep_entering(layer, events);
         if (events.step)
             events.step("attention of token " + num(token) + " in layer " + num(layer));
         StudyExplanation out;
@@ -541,6 +550,7 @@ private:
     void drop_model() {
         model_.reset();
         base_run_.reset();
+        warmed_ = false;
     }
 
     // The folder a profile recorded for its model, which must still be there.
@@ -594,6 +604,51 @@ private:
 
     // Re-runs the base keeping `keep` (nullptr: every layer) and says so when the re-run does
     // not reproduce the profile (another device or build): comparisons are against the re-run.
+    // The first run on a GPU pays one-time costs (module loading, library handles, the caching
+    // allocator's first blocks): a short untimed run first keeps them out of the profile's first
+    // layer. Once per model.
+    void warm_up(std::span<const std::int32_t> ids, const RunOptions& options) {
+        if (warmed_ || options.device.rfind("cuda", 0) != 0 || ids.empty()) return;
+        RunOptions quick = options;
+        quick.token_nll = false;
+        PrefillHooks hooks;
+        hooks.cancel = flag();
+        hooks.group = group_;
+        run_prefill(*model_, ids.first(std::min<std::size_t>(ids.size(), 512)), quick, hooks);
+        warmed_ = true;
+    }
+
+    // Keeps the base's state entering `layer` as well: the layers from the nearest kept one
+    // below it run up to it (nothing else), or the whole base re-runs when none below is kept.
+    void keep_entering(int layer, const StudyEvents& events) {
+        int below = layer - 1;
+        while (below >= 0 && !kept(below)) --below;
+        if (below < 0) {
+            // The layers kept so far stay kept (later what-ifs start from them), and this one.
+            std::vector<int> keep = {layer};
+            for (int l = 0; l < static_cast<int>(model_->config().num_hidden_layers); ++l) {
+                if (kept(l)) keep.push_back(l);
+            }
+            rerun_base(&keep, events, 0.0, 0.9);
+            return;
+        }
+        if (events.step) {
+            events.step("layers " + num(below) + "-" + num(layer - 1) + " of the base again");
+        }
+        Pass pass(*this, events, 0.0, 0.9);
+        PrefillHooks hooks = pass.hooks();
+        ResidualCheckpoints state;
+        state.layers = {layer};
+        hooks.checkpoints = &state;
+        hooks.stop_at_layer = layer;
+        run_prefill_from(*model_, tokens_, base_->options, below,
+                         base_run_->checkpoints.entering[static_cast<std::size_t>(below)], hooks);
+        check_cancel();
+        base_run_->checkpoints.entering[static_cast<std::size_t>(layer)] =
+            state.entering[static_cast<std::size_t>(layer)];
+        base_run_->checkpoints.layers.push_back(layer);
+    }
+
     void rerun_base(const std::vector<int>* keep, const StudyEvents& events, double offset,
                     double scale) {
         if (events.step) {
@@ -688,6 +743,8 @@ private:
     }
 
     std::int64_t budget_;
+    double device_share_;
+    bool warmed_ = false;  // a run on the GPU has warmed it up (warm_up), for this model
     std::atomic<bool>* external_;
     ProcessGroup* group_;  // tensor parallel; nullptr for a process alone
     mutable std::atomic<bool> own_{false};

@@ -59,7 +59,7 @@ const Demo& demo() {
 }
 
 const std::vector<float>& entering(int layer) {
-    return demo().checkpoints.entering[static_cast<std::size_t>(layer)];
+    return demo().checkpoints.entering[static_cast<std::size_t>(layer)].host();
 }
 
 // ---- an independent dense computation, in double, from model.safetensors --------------------
@@ -170,6 +170,22 @@ TEST(AttentionLens, WeightsAreDistributionsOverTheKeysBeforeTheToken) {
             for (float weight : lens.weights) EXPECT_GE(weight, 0.0f);
         }
     }
+}
+
+// The lens and the distant mass read a kept state where it is: the same numbers as from its rows.
+TEST(AttentionLens, AKeptStateGivesTheLensOfItsRows) {
+    const l2a::HiddenState& kept = demo().checkpoints.entering[3];
+    EXPECT_FALSE(kept.on_device());
+    EXPECT_EQ(kept.rows(), kTokens);
+    for (std::int64_t t : {std::int64_t{5}, kTokens - 1}) {
+        const l2a::AttentionLens a = l2a::attention_lens(demo().model, kept, kTokens, 3, t);
+        const l2a::AttentionLens b = l2a::attention_lens(demo().model, entering(3), kTokens, 3, t);
+        EXPECT_EQ(a.weights, b.weights) << t;
+        EXPECT_EQ(a.local_weights, b.local_weights) << t;
+        EXPECT_EQ(a.distant_mass, b.distant_mass) << t;
+    }
+    EXPECT_EQ(l2a::distant_mass(demo().model, kept, kTokens, 3),
+              l2a::distant_mass(demo().model, entering(3), kTokens, 3));
 }
 
 TEST(AttentionLens, MatchesADenseComputationFromTheWeightFile) {
@@ -385,6 +401,32 @@ TEST(AttentionLensOnCuda, MatchesTheCpuModel) {
 
 // ---- errors -------------------------------------------------------------------------------------
 
+// A CUDA run keeps its states in GPU memory in its dtype; the lens reads them there and gives
+// what their fp32 rows give.
+TEST(AttentionLensOnCuda, AKeptGpuStateStaysOnTheGpu) {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    const l2a::Model gpu = l2a::Model::load(demo().dir, {"cuda", "bf16"});
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(kTokens));
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        tokens[i] = static_cast<std::int32_t>((i * 53 + 7) % 256);
+    l2a::ResidualCheckpoints kept;
+    kept.every_layer = true;
+    l2a::PrefillHooks hooks;
+    hooks.checkpoints = &kept;
+    l2a::RunOptions options;
+    options.device = "cuda";
+    l2a::run_prefill(gpu, tokens, options, hooks);
+    const l2a::HiddenState& state = kept.entering[2];
+    ASSERT_TRUE(state.on_device());
+    EXPECT_EQ(state.bytes(), kTokens * gpu.config().hidden_size * 2);  // bf16
+    EXPECT_TRUE(kept.final_hidden.on_device());
+    const std::int64_t t = kTokens - 1;
+    const l2a::AttentionLens a = l2a::attention_lens(gpu, state, kTokens, 2, t);
+    const l2a::AttentionLens b = l2a::attention_lens(gpu, state.host(), kTokens, 2, t);
+    EXPECT_EQ(a.weights, b.weights);
+    EXPECT_EQ(a.distant_mass, b.distant_mass);
+}
+
 TEST(AttentionLens, RefusesWhatItCannotLookAt) {
     const l2a::Model& model = demo().model;
     const std::vector<float>& state = entering(2);
@@ -407,7 +449,7 @@ TEST(AttentionLens, RefusesWhatItCannotLookAt) {
                         std::to_string(model.config().hidden_size));
     EXPECT_CONTAINS(message_of([&] { l2a::distant_mass(model, short_state, kTokens, 2); }),
                     "values, expected 300 tokens");
-    EXPECT_CONTAINS(message_of([&] { l2a::distant_mass(model, {}, 0, 2); }),
+    EXPECT_CONTAINS(message_of([&] { l2a::distant_mass(model, std::span<const float>(), 0, 2); }),
                     "the state entering layer 2 has no tokens");
 
     l2a::ModelConfig plain_config = model.config();

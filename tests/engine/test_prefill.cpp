@@ -153,7 +153,7 @@ TEST(Prefill, ResumedRunProgressStartsAtItsFirstLayer) {
         std::vector<l2a::RunProgress> seen;
         l2a::PrefillHooks hooks;
         hooks.progress = [&](const l2a::RunProgress& p) { seen.push_back(p); };
-        const std::vector<float>& state =
+        const l2a::HiddenState& state =
             start < layers ? keep.entering[static_cast<std::size_t>(start)] : keep.final_hidden;
         l2a::run_prefill_from(demo_model(), tokens, {}, static_cast<int>(start), state, hooks);
         ASSERT_FALSE(seen.empty()) << start;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/prefill.h"
@@ -44,6 +45,10 @@ std::vector<T> layer_rows(const std::vector<T>& all, std::size_t tokens, std::si
 }
 
 // Bitwise equality, NaN included.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
+bool same_bits(const l2a::HiddenState& a, const l2a::HiddenState& b) {
+    return same_bits(a.host(), b.host());
+}
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -156,8 +161,8 @@ TEST(WhatIf, IncrementalRerunEqualsFullRerun) {
         expect_close(incremental.result.token_nll, full.token_nll, 1e-6, "token NLL");
         expect_close(incremental.result.router_logits, full.router_logits, 1e-6, "router logits");
         EXPECT_EQ(incremental.result.decisions, full.decisions);
-        expect_close(incremental.checkpoints.final_hidden, full_states.final_hidden, 1e-6,
-                     "final state");
+        expect_close(incremental.checkpoints.final_hidden.host(), full_states.final_hidden.host(),
+                     1e-6, "final state");
         expect_close(incremental.result.last_logits, full.last_logits, 1e-6, "last logits");
         EXPECT_NEAR(incremental.metrics.mean_nll,
                     l2a::run_whatif_base(model, tokens, variants[i]).metrics.mean_nll, 1e-6);
@@ -174,6 +179,36 @@ TEST(WhatIf, IncrementalRerunEqualsFullRerun) {
 
 // A base that kept only some layers: the variant begins at the nearest kept layer below its
 // first change and gives what a start at the change gives.
+// On CUDA the base keeps its states in GPU memory and the variant starts from one there: the
+// same result as the variant's full run on the GPU.
+TEST(WhatIfOnCuda, TheVariantStartsFromTheStateKeptOnTheGpu) {
+    if (l2a::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "whatif" / "demo";
+    const l2a::Model gpu = l2a::Model::load(l2a::ensure_untrained_model(dir), {"cuda", "bf16"});
+    const auto tokens = some_tokens(kTokens);
+    l2a::RunOptions options;
+    options.device = "cuda";
+    const auto base = l2a::run_whatif_base(gpu, tokens, options);
+    ASSERT_TRUE(base.checkpoints.entering[2].on_device());
+    ASSERT_TRUE(base.checkpoints.final_hidden.on_device());
+    l2a::RunOptions variant = options;
+    variant.prune = {2};
+    const auto incremental = l2a::run_whatif_variant(gpu, tokens, base, variant);
+    EXPECT_EQ(incremental.start_layer, 2);
+    EXPECT_TRUE(incremental.checkpoints.final_hidden.on_device());
+    l2a::ResidualCheckpoints full_states;
+    l2a::PrefillHooks hooks;
+    hooks.checkpoints = &full_states;
+    const auto full = l2a::run_prefill(gpu, tokens, variant, hooks);
+    EXPECT_EQ(incremental.result.decisions, full.decisions);
+    expect_close(incremental.result.token_nll, full.token_nll, 1e-5, "token NLL");
+    const l2a::WhatIfComparison c = l2a::compare(gpu, tokens, base, incremental);
+    EXPECT_GT(c.kl_max, 0.0);
+    const l2a::WhatIfComparison same = l2a::compare(gpu, tokens, base, base);
+    EXPECT_EQ(same.kl_max, 0.0);
+    EXPECT_EQ(same.top1_agreement, 1.0);
+}
+
 TEST(WhatIf, AVariantStartsBelowItsChangeWhereTheBaseKeptNoState) {
     const auto& model = demo_model();
     const auto tokens = some_tokens(kTokens);
@@ -399,7 +434,7 @@ TEST(WhatIf, BadInputsAreClearErrors) {
     EXPECT_THROW(l2a::suggest_prune(model, tokens, base, std::numeric_limits<double>::quiet_NaN()),
                  l2a::Error);
     l2a::WhatIfRun no_state = base;
-    no_state.checkpoints.final_hidden.clear();
+    no_state.checkpoints.final_hidden = {};
     EXPECT_THROW(l2a::compare(model, tokens, base, no_state), l2a::Error);
     l2a::RunOptions bad;
     bad.prune = {9};

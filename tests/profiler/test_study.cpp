@@ -168,6 +168,38 @@ TEST_F(Study, ACheckpointBudgetKeepsEvenlySpacedLayers) {
                 1e-9);
 }
 
+// Explaining a layer whose entering state was not kept runs the layers from the nearest kept one
+// below it up to it (not the whole base), and keeps that state for the next time.
+TEST_F(Study, ExplainOfALayerNotKeptRunsOnlyFromTheNearestKeptLayer) {
+    const l2a::ModelSummary m = l2a::make_local_study()->open_model(spec());
+    const std::int64_t T = m.sliding_window + 20;
+    const std::int64_t per_layer = 4 * T * m.hidden_size;
+    auto tight = l2a::make_local_study({.checkpoint_budget_bytes = 2 * per_layer});
+    auto roomy = l2a::make_local_study();
+    tight->open_model(spec());
+    roomy->open_model(spec());
+    tight->run(run_of(some_tokens(static_cast<std::size_t>(T))));
+    roomy->run(run_of(some_tokens(static_cast<std::size_t>(T))));
+    std::vector<std::string> steps;
+    l2a::StudyEvents events;
+    events.step = [&](const std::string& s) { steps.push_back(s); };
+    // Kept: layers 2 and 5.
+    const l2a::StudyExplanation a = tight->explain(T - 1, 4, events);
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps.front(), "layers 2-3 of the base again");
+    const l2a::StudyExplanation b = roomy->explain(T - 1, 4);
+    EXPECT_EQ(a.lens.weights, b.lens.weights);
+    EXPECT_EQ(a.lens.distant_mass, b.lens.distant_mass);
+    steps.clear();
+    tight->explain(3, 4, events);  // kept now
+    EXPECT_EQ(steps.size(), 1u) << steps.front();
+    steps.clear();
+    const l2a::StudyExplanation c = tight->explain(T - 1, 1, events);  // nothing kept below
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps.front(), "re-run of the base, " + std::to_string(T) + " tokens");
+    EXPECT_EQ(c.lens.weights, roomy->explain(T - 1, 1).lens.weights);
+}
+
 // The lens of a token from the base's kept state, and the oracle of every layer: each token's
 // distant mass as the lens computes it, 0 within the window, and the scores derived from it.
 TEST_F(Study, ExplainAndTheOracleAgree) {

@@ -771,6 +771,9 @@ private slots:
         QTest::qWait(300);
         const int cpu_lanes = timeline->laneCount();
         QVERIFY(window_->session()->base()->kernels.empty());  // the CPU run's profile
+        QTemporaryDir dir;
+        const QString cpu_run = dir.filePath("cpu-run.l2a");
+        window_->saveProfile(cpu_run);
 
         auto* device = child<QComboBox>(window_.get(), "device");
         device->setCurrentText("cuda:0");
@@ -784,7 +787,29 @@ private slots:
         QVERIFY2(!p->kernels.empty(), "a CUDA run from the app recorded no kernels");
         verifyGpuLanesAndScreenshot(cpu_lanes, "cuda run", 2, "studio-cuda.png");
         if (QTest::currentTestFailed()) return;
-        device->setCurrentText("cpu");  // the later cases run on the CPU
+        // The first layer's time is the layer's own: the study warmed the GPU up before the run
+        // (one-time CUDA set-up used to land there, hundreds of times a layer's time).
+        std::vector<double> layer_ms(static_cast<std::size_t>(p->num_layers), 0.0);
+        for (const TimedRange& r : p->ranges) {
+            if (r.phase == Phase::Layer && r.depth == 0 && r.rank == 0 && r.layer >= 0 &&
+                r.layer < p->num_layers) {
+                layer_ms[static_cast<std::size_t>(r.layer)] +=
+                    static_cast<double>(r.end_ns - r.begin_ns) * 1e-6;
+            }
+        }
+        QVERIFY(layer_ms.size() > 1);
+        const double slowest_other = *std::max_element(layer_ms.begin() + 1, layer_ms.end());
+        QVERIFY2(layer_ms[0] < 5 * slowest_other + 20.0,
+                 qPrintable(QString("layer 0 %1 ms, the slowest other %2 ms")
+                                .arg(layer_ms[0])
+                                .arg(slowest_other)));
+        // The later cases work on the CPU run.
+        device->setCurrentText("cpu");
+        MessageBoxCatcher back;
+        window_->openProfile(cpu_run);
+        QTest::qWait(100);
+        QVERIFY2(back.text.isEmpty(), qPrintable(back.text));
+        QCOMPARE(window_->session()->base()->device, std::string("cpu"));
     }
 
     // A profile of a CUDA run made through a remote engine (`l2a run --demo --device cuda --engine
@@ -800,6 +825,7 @@ private slots:
         }
         timeline->update();
         QTest::qWait(300);
+        QCOMPARE(window_->session()->base()->device, std::string("cpu"));  // lanes of a CPU run
         const int cpu_lanes = timeline->laneCount();
         MessageBoxCatcher catcher;  // an error opening it must fail the case, not wait for a click
         window_->openProfile(QString(L2A_SOURCE_DIR) + "/tests/data/profiles/remote-cuda-h100.l2a");

@@ -29,8 +29,8 @@ namespace l2a::ui {
 namespace {
 
 // Residual checkpoints of every layer are kept for live what-ifs while they take at most this
-// much host memory; beyond it only the final state is kept and a what-if re-runs the base once
-// keeping the checkpoint it needs.
+// much host memory (a CUDA run keeps them in GPU memory: StudyOptions::device_checkpoint_share);
+// beyond it evenly spaced layers are kept, and a what-if starts from the nearest one below.
 constexpr std::int64_t kCheckpointBudgetBytes = std::int64_t(2) << 30;
 constexpr auto kProgressInterval = std::chrono::milliseconds(33);
 

@@ -22,6 +22,9 @@ bool cuda_built();
 int cuda_device_count();
 // Throws l2a::Error when `index` names no device.
 CudaDeviceInfo cuda_device_info(int index = 0);
+// Free memory of GPU `index`, counting the blocks the engine has cached but not in use as free
+// (they are released first); 0 without a CUDA path.
+std::int64_t cuda_free_bytes(int index = 0);
 
 // Checks a --device value ("cpu", "cuda", "cuda:N") against this build and machine; throws
 // l2a::Error with a message that says what is available otherwise.

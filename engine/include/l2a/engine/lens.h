@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "l2a/engine/model.h"
+#include "l2a/engine/prefill.h"
 
 namespace l2a {
 
@@ -40,6 +41,9 @@ struct AttentionLens {
 // l2a::Error for a plain model, a layer or token out of range, or a state of the wrong size.
 AttentionLens attention_lens(const Model& model, std::span<const float> hidden_entering,
                              std::int64_t num_tokens, int layer, std::int64_t token);
+// The same from a kept state (ResidualCheckpoints::entering), read where it is kept.
+AttentionLens attention_lens(const Model& model, const HiddenState& hidden_entering,
+                             std::int64_t num_tokens, int layer, std::int64_t token);
 
 // The distant mass of every token's global query in L2A layer `layer` ([num_tokens], mean over
 // heads), from the state entering the layer: for each query t and head, the log-sum-exp of
@@ -49,6 +53,8 @@ AttentionLens attention_lens(const Model& model, std::span<const float> hidden_e
 // matrix. Equal to attention_lens(...).distant_mass of each token (within float rounding).
 // Throws l2a::Error as attention_lens does.
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
+                                std::int64_t num_tokens, int layer);
+std::vector<float> distant_mass(const Model& model, const HiddenState& hidden_entering,
                                 std::int64_t num_tokens, int layer);
 
 // The indices of the `k` largest `weights` (a lens's mean_weights, or one head's row), largest

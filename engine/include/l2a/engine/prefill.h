@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,9 +25,40 @@ public:
     Cancelled() : Error("run cancelled") {}
 };
 
-// Residual-stream checkpoints of a run, for what-if re-runs from a chosen layer. Each is the
-// hidden state as fp32 host rows [num_tokens, hidden_size], row-major (exact for fp32 weights;
-// bf16/fp16 states widen losslessly). Memory: 4 * T * hidden bytes per kept layer.
+// A residual-stream state [num_tokens, hidden_size] kept by a run. It stays where the run
+// computed it, in the run's dtype: on the GPU for a CUDA run, so that a what-if re-run or the
+// attention lens starts from it without a round trip through the host, and exactly the run's own
+// values (bf16/fp16 states widen losslessly to the fp32 rows `host` gives). Copies share the
+// state, which never changes once kept.
+class HiddenState {
+public:
+    struct Impl;
+    HiddenState() = default;
+    // fp32 host rows [rows, hidden] (a state from elsewhere: a file, a test).
+    HiddenState(std::vector<float> rows, std::int64_t hidden_size);
+
+    bool empty() const { return !impl_; }
+    std::int64_t rows() const;
+    std::int64_t hidden_size() const;
+    // Values: rows * hidden_size.
+    std::size_t size() const;
+    // Bytes it holds where it is kept (device or host), not counting a copy made by `host`.
+    std::int64_t bytes() const;
+    // Whether it is kept in GPU memory.
+    bool on_device() const;
+    // The fp32 host rows, row-major: copied from the device on the first call and kept (for
+    // callers that read the values; runs and the lens use the state where it is).
+    const std::vector<float>& host() const;
+
+    const Impl* impl() const { return impl_.get(); }
+    explicit HiddenState(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+// Residual-stream checkpoints of a run, for what-if re-runs from a chosen layer and the attention
+// lens. Memory: T * hidden * (bytes of the run's dtype) per kept layer, on the run's device.
 struct ResidualCheckpoints {
     // What to keep: the state entering every layer, or entering the listed layers only.
     bool every_layer = false;
@@ -34,8 +66,8 @@ struct ResidualCheckpoints {
     // Filled by the run. entering[l]: the state entering layer l (empty where not kept; layers
     // below a run_prefill_from start are never kept). final_hidden: after the last layer,
     // before the final norm, always kept.
-    std::vector<std::vector<float>> entering;  // [num_layers]
-    std::vector<float> final_hidden;
+    std::vector<HiddenState> entering;  // [num_layers]
+    HiddenState final_hidden;
     std::int64_t num_tokens = 0;
     std::int64_t hidden_size = 0;
 };
@@ -68,6 +100,15 @@ struct PrefillHooks {
         logits_sink;
     // When set, receives the run's residual-stream checkpoints (see ResidualCheckpoints).
     ResidualCheckpoints* checkpoints = nullptr;
+    // What-if variants: the final state of the run this one is compared with (its base's). With
+    // the per-token loss, the LM head pass then also compares the two runs' next-token
+    // distributions (PrefillResult::reference_kl), the reference's logits computed only for the
+    // blocks of rows whose final state differs.
+    const HiddenState* reference_final = nullptr;
+    // >= 0: the run stops on reaching this layer, having kept the state entering it when
+    // `checkpoints` asks for it; no later layer and no LM head run (the attention lens needs the
+    // state entering a layer that was not kept: a run from the nearest kept layer below it).
+    std::int64_t stop_at_layer = -1;
     // When set (L2A models), the run computes each layer's routing-oracle distant mass from the
     // state entering the layer, as distant_mass (lens.h) does but on the run's device, where the
     // state stays, and hands over the layer's [rows] values, one layer at a time.
@@ -94,6 +135,11 @@ struct PrefillResult {
     std::int64_t started_ns = 0;
     std::string device;                  // "cpu" or the GPU's name
     std::int64_t peak_device_bytes = 0;  // CUDA: peak bytes allocated during the run
+    // With PrefillHooks::reference_final: per token, KL(reference || this run) of the next-token
+    // distributions ([num_tokens]; exactly 0 where the final states are equal), and the number of
+    // tokens whose top next token is the same. Empty when not computed.
+    std::vector<double> reference_kl;
+    std::int64_t reference_top1_agree = 0;
 };
 
 // CPU threads the engine's operators use (LibTorch intra-op threads); 0 keeps the default (one
@@ -131,6 +177,12 @@ PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t>
                                const RunOptions& options, int start_layer,
                                std::span<const float> hidden_at_start,
                                const PrefillHooks& hooks = {});
+
+// The same from a kept state (ResidualCheckpoints): where it is on the model's device, the run
+// starts from a device copy of it, with no transfer through the host.
+PrefillResult run_prefill_from(const Model& model, std::span<const std::int32_t> tokens,
+                               const RunOptions& options, int start_layer,
+                               const HiddenState& hidden_at_start, const PrefillHooks& hooks = {});
 
 // The LM head alone over final hidden states (ResidualCheckpoints::final_hidden, `rows` rows):
 // final norm and head as run_prefill computes them on the CPU, the fp32 logits delivered to

@@ -32,6 +32,8 @@ struct WhatIfRun {
     // Variant: the base's time up to the end of the layers it reused (0 for a full run).
     double reused_base_seconds = 0.0;
     RunMetrics metrics;
+    // Variant: the base final state its result's reference_kl was computed against.
+    HiddenState kl_reference;
 };
 
 // The first layer whose computation differs between two option sets: 0 when anything that

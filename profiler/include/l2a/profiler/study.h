@@ -28,7 +28,8 @@
 
 namespace l2a {
 
-// Host memory the base run's residual checkpoints may take (4 * T * hidden bytes per layer):
+// Host memory the base run's residual checkpoints may take on the CPU (T * hidden * 4 bytes per
+// layer in fp32; a CUDA run keeps them in GPU memory: StudyOptions::device_checkpoint_share):
 // within it every layer's state is kept and a what-if re-runs only from its first changed
 // layer; beyond it as many layers as fit are kept, evenly spaced and ending at the last layer,
 // and a what-if begins at the nearest kept layer below its first change. A what-if below every
@@ -145,6 +146,11 @@ struct StudyEvents {
 
 struct StudyOptions {
     std::int64_t checkpoint_budget_bytes = kDefaultCheckpointBudgetBytes;
+    // A CUDA run keeps its checkpoints in GPU memory, in the model's dtype (T * hidden * 2 bytes
+    // per layer in bf16): at most this share of the GPU memory free when the run starts (the
+    // model loaded). With every layer kept, the attention lens and a what-if start from the
+    // state they need without re-running anything. 0: checkpoint_budget_bytes instead.
+    double device_checkpoint_share = 0.4;
     // The flag the study's runs stop on, when the caller owns one (the CLI's signal flag, an
     // app's worker flag): cancel() sets it, and the caller resets it. nullptr: the study's own,
     // reset at the start of every call.
