@@ -24,6 +24,15 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
     return y;
 }
 
+RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const at::Tensor& logits,
+                                      at::ScalarType math) {
+    const at::Tensor log_p = at::log_softmax(reference_logits.to(math), -1);
+    const at::Tensor log_q = at::log_softmax(logits.to(math), -1);
+    // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
+    return {(log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble),
+            at::eq(log_p.argmax(-1), log_q.argmax(-1))};
+}
+
 at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input) {
     const at::Tensor uf = u.to(at::kFloat);
     switch (input) {

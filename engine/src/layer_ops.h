@@ -126,6 +126,16 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
 // straight from the GEMM's fp32 accumulator).
 at::Tensor head_logits(const Model::Impl& m, const at::Tensor& xn);
 
+// Per row of two runs' next-token logits [rows, vocab] (the reference's and the other's):
+// KL(reference || other) in `math` (fp64 on the CPU, fp32 on a GPU), as fp64, and whether
+// their top tokens agree (bool), both on the logits' device.
+struct RowComparison {
+    at::Tensor kl;
+    at::Tensor same_top;
+};
+RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const at::Tensor& logits,
+                                      at::ScalarType math);
+
 // Router logits (fp32) of the normalized rows u (any dtype; computed in fp32) per the config's
 // router input mode (L2A.md): w . u, u[:, 0] or mean(u). `router` is sigmoid_linear's weight [d].
 at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input);

@@ -255,6 +255,21 @@ AttentionLens lens_of(const Model& model, const std::function<at::Tensor(std::in
     return lens;
 }
 
+// The distant mass of every token with the whole state from `state_rows` (as lens_of).
+std::vector<float> distant_mass_of(const Model& model,
+                                   const std::function<at::Tensor(std::int64_t)>& state_rows,
+                                   std::size_t values, std::int64_t num_tokens, int layer) {
+    validate(model, values, num_tokens, layer);
+    at::InferenceMode inference;
+    at::Tensor state;
+    try {
+        state = state_rows(num_tokens);
+    } catch (const c10::Error& e) {
+        libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
+    }
+    return layer_distant_mass(model, state, layer);
+}
+
 }  // namespace
 
 AttentionLens attention_lens(const Model& model, std::span<const float> hidden_entering,
@@ -273,28 +288,16 @@ AttentionLens attention_lens(const Model& model, const HiddenState& hidden_enter
 
 std::vector<float> distant_mass(const Model& model, std::span<const float> hidden_entering,
                                 std::int64_t num_tokens, int layer) {
-    validate(model, hidden_entering.size(), num_tokens, layer);
-    at::InferenceMode inference;
-    at::Tensor state;
-    try {
-        state = device_state(model.impl(), hidden_entering, num_tokens);
-    } catch (const c10::Error& e) {
-        libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
-    }
-    return layer_distant_mass(model, state, layer);
+    return distant_mass_of(
+        model, [&](std::int64_t rows) { return device_state(model.impl(), hidden_entering, rows); },
+        hidden_entering.size(), num_tokens, layer);
 }
 
 std::vector<float> distant_mass(const Model& model, const HiddenState& hidden_entering,
                                 std::int64_t num_tokens, int layer) {
-    validate(model, hidden_entering.size(), num_tokens, layer);
-    at::InferenceMode inference;
-    at::Tensor state;
-    try {
-        state = kept_rows(model.impl(), hidden_entering, num_tokens);
-    } catch (const c10::Error& e) {
-        libtorch_failed(e, "the distant mass of layer " + std::to_string(layer));
-    }
-    return layer_distant_mass(model, state, layer);
+    return distant_mass_of(
+        model, [&](std::int64_t rows) { return kept_rows(model.impl(), hidden_entering, rows); },
+        hidden_entering.size(), num_tokens, layer);
 }
 
 std::vector<float> layer_distant_mass(const Model& model, const at::Tensor& state, int layer) {

@@ -632,14 +632,10 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
                 // The reference's logits of the same block, through the same norm and GEMM shape:
                 // rows with equal states get bit-equal logits, so their KL is exactly 0.
                 const at::Tensor base_n = ops.norm(reference_state.narrow(0, r0, n), m.final_norm);
-                const at::Tensor log_p = at::log_softmax(head_logits(m, base_n).to(kl_math), -1);
-                const at::Tensor log_q = at::log_softmax(logits.to(kl_math), -1);
-                // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
-                const at::Tensor kl =
-                    (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble);
-                copy_to_host(kl, result.reference_kl.data() + r0);
-                result.reference_top1_agree -=
-                    at::ne(log_p.argmax(-1), log_q.argmax(-1)).sum().item<std::int64_t>();
+                const RowComparison rows =
+                    compare_next_token_rows(head_logits(m, base_n), logits, kl_math);
+                copy_to_host(rows.kl, result.reference_kl.data() + r0);
+                result.reference_top1_agree -= n - rows.same_top.sum().item<std::int64_t>();
             }
             record.progress_in_lm_head(static_cast<double>(r0 + n) / static_cast<double>(T));
         });
@@ -855,13 +851,13 @@ HiddenState::HiddenState(std::vector<float> rows, std::int64_t hidden_size) {
     if (hidden_size < 1) fail("", "a hidden state needs a hidden size of at least 1");
     auto impl = std::make_shared<Impl>();
     impl->hidden_size = hidden_size;
-    const auto n = static_cast<std::int64_t>(rows.size());
-    at::Tensor t = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
-    std::copy(rows.begin(), rows.end(), t.data_ptr<float>());
-    impl->tensor = n % hidden_size == 0 ? t.view({n / hidden_size, hidden_size}) : t;
-    // The host copy is the rows themselves.
+    // The rows are the host copy, and the tensor a view of them (never written): no second copy.
     impl->host = std::move(rows);
     std::call_once(impl->host_once, [] {});
+    const auto n = static_cast<std::int64_t>(impl->host.size());
+    const at::Tensor t =
+        at::from_blob(impl->host.data(), {n}, at::TensorOptions().dtype(at::kFloat));
+    impl->tensor = n % hidden_size == 0 ? t.view({n / hidden_size, hidden_size}) : t;
     impl_ = std::move(impl);
 }
 

@@ -67,18 +67,14 @@ NextTokenComparison next_token_kl(const Model& model, const HiddenState& base_fi
             if (check) check();
             const std::int64_t rows = std::min(block, n - r0);
             const at::Tensor index = changed.narrow(0, r0, rows);
-            auto log_probs = [&](const at::Tensor& state) {
+            auto logits_of = [&](const at::Tensor& state) {
                 const at::Tensor x = state.index_select(0, index).to(m.dtype);
-                const at::Tensor xn = norm_in_blocks(x, m.final_norm, eps, m.dtype, rows);
-                return at::log_softmax(head_logits(m, xn).to(math), -1);
+                return head_logits(m, norm_in_blocks(x, m.final_norm, eps, m.dtype, rows));
             };
-            const at::Tensor log_p = log_probs(base);
-            const at::Tensor log_q = log_probs(variant);
-            // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
-            const at::Tensor row_kl =
-                (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble).cpu();
-            const at::Tensor same_top =
-                at::eq(log_p.argmax(-1), log_q.argmax(-1)).to(at::kByte).cpu();
+            const RowComparison rows_compared =
+                compare_next_token_rows(logits_of(base), logits_of(variant), math);
+            const at::Tensor row_kl = rows_compared.kl.cpu();
+            const at::Tensor same_top = rows_compared.same_top.to(at::kByte).cpu();
             std::copy_n(row_kl.data_ptr<double>(), rows, kl.begin() + r0);
             std::copy_n(same_top.data_ptr<std::uint8_t>(), rows, agree.begin() + r0);
         }

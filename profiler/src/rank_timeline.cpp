@@ -66,6 +66,15 @@ public:
         }
         return static_cast<std::int32_t>(v);
     }
+    // The next word as a value of the enumeration 0..last.
+    template <typename Enum>
+    Enum enumerated(Enum last, const char* what) {
+        const std::int64_t v = word();
+        if (v < 0 || v > static_cast<std::int64_t>(last)) {
+            damaged(std::string(what) + " " + std::to_string(v));
+        }
+        return static_cast<Enum>(v);
+    }
     bool done() const { return at_ == bytes_.size(); }
     [[noreturn]] void damaged(const std::string& what) const {
         fail("", "tensor parallel: the timeline rank " + std::to_string(rank_) +
@@ -143,11 +152,7 @@ void merge_rank_timelines(Profile& profile, const std::vector<std::vector<std::b
         };
         for (std::size_t i = 0; i < num_ranges; ++i) {
             TimedRange r;
-            const std::int64_t phase = in.word();
-            if (phase < 0 || phase > static_cast<std::int64_t>(Phase::AllReduce)) {
-                in.damaged("phase " + std::to_string(phase));
-            }
-            r.phase = static_cast<Phase>(phase);
+            r.phase = in.enumerated(Phase::AllReduce, "phase");
             r.layer = in.narrow(in.word(), "layer");
             r.begin_ns = in.word() + shift;
             r.end_ns = in.word() + shift;
@@ -169,11 +174,7 @@ void merge_rank_timelines(Profile& profile, const std::vector<std::vector<std::b
         }
         for (std::size_t i = 0; i < num_ops; ++i) {
             MemoryOpRecord m;
-            const std::int64_t kind = in.word();
-            if (kind < 0 || kind > static_cast<std::int64_t>(MemoryOpKind::Set)) {
-                in.damaged("memory operation kind " + std::to_string(kind));
-            }
-            m.kind = static_cast<MemoryOpKind>(kind);
+            m.kind = in.enumerated(MemoryOpKind::Set, "memory operation kind");
             m.bytes = in.word();
             m.stream_id = in.narrow(in.word(), "stream");
             m.device_id = in.narrow(in.word(), "device");

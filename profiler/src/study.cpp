@@ -123,10 +123,10 @@ std::vector<int> checkpoint_layers(const ModelConfig& config, std::int64_t token
 // (a share of what is free once the model is loaded), a CPU run in host memory (the budget).
 std::int64_t checkpoint_budget(const std::string& device, std::int64_t host_budget,
                                double device_share) {
-    if (device.rfind("cuda", 0) != 0 || !(device_share > 0.0)) return host_budget;
-    const std::size_t colon = device.find(':');
-    const int index = colon == std::string::npos ? 0 : std::stoi(device.substr(colon + 1));
-    return static_cast<std::int64_t>(device_share * static_cast<double>(cuda_free_bytes(index)));
+    const std::optional<Device> gpu = parse_device(device);
+    if (!gpu || !gpu->is_cuda() || !(device_share > 0.0)) return host_budget;
+    return static_cast<std::int64_t>(device_share *
+                                     static_cast<double>(cuda_free_bytes(gpu->index)));
 }
 
 bool same_source(const ModelSpec& a, const ModelSpec& b) {
@@ -608,7 +608,7 @@ private:
     // allocator's first blocks): a short untimed run first keeps them out of the profile's first
     // layer. Once per model.
     void warm_up(std::span<const std::int32_t> ids, const RunOptions& options) {
-        if (warmed_ || options.device.rfind("cuda", 0) != 0 || ids.empty()) return;
+        if (warmed_ || is_cpu_device(options.device) || ids.empty()) return;
         RunOptions quick = options;
         quick.token_nll = false;
         PrefillHooks hooks;

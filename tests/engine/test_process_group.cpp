@@ -38,6 +38,15 @@ class ProcessGroupTest : public test::ScratchDirTest {
 protected:
     ProcessGroupTest() : ScratchDirTest("process_group") {}
 
+    // Starts rank `rank` of a world of 2 summing for the run `run`, meeting at `port` (0: rank
+    // 0 binds a free port and names it in its log).
+    void start_of_two(std::vector<Peer>& peers, int rank, int port, const std::string& run) {
+        peers.push_back(test::start_rank(
+            {L2A_PROCESS_GROUP_PEER, std::to_string(rank), "2", std::to_string(port),
+             std::to_string(kTimeoutSeconds), "sum", "cpu", run},
+            dir_ / ("rank" + std::to_string(rank) + ".out")));
+    }
+
     // Starts ranks 0 .. world - 1 with `quitter_mode` ("quit" or "hang") for `quitter` and
     // "sum" for the others, and waits for all to exit. A "hang" rank is killed once the others
     // have exited. Past kHardLimit it kills them all and fails the test.
@@ -166,16 +175,12 @@ int hosted_port(const fs::path& log) {
 TEST_F(ProcessGroupTest, RankZeroBindsItsPortBeforeTheOthersHearOfIt) {
     SKIP_WITHOUT_GLOO();
     std::vector<Peer> peers;
-    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "0", "2", "0",
-                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
-                                     dir_ / "rank0.out"));
+    start_of_two(peers, 0, 0, "run-a");
     const int port = hosted_port(dir_ / "rank0.out");
     ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
     // Bound already: nothing else can take it now.
     EXPECT_FALSE(can_bind(port)) << "port " << port;
-    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "1", "2", std::to_string(port),
-                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
-                                     dir_ / "rank1.out"));
+    start_of_two(peers, 1, port, "run-a");
     test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
     for (int rank = 0; rank < 2; ++rank) {
         const std::string out = test::read_file(peers[rank].log);
@@ -189,14 +194,10 @@ TEST_F(ProcessGroupTest, RankZeroBindsItsPortBeforeTheOthersHearOfIt) {
 TEST_F(ProcessGroupTest, RanksOfAnotherRunDoNotMeet) {
     SKIP_WITHOUT_GLOO();
     std::vector<Peer> peers;
-    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "0", "2", "0",
-                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-a"},
-                                     dir_ / "rank0.out"));
+    start_of_two(peers, 0, 0, "run-a");
     const int port = hosted_port(dir_ / "rank0.out");
     ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
-    peers.push_back(test::start_rank({L2A_PROCESS_GROUP_PEER, "1", "2", std::to_string(port),
-                                      std::to_string(kTimeoutSeconds), "sum", "cpu", "run-b"},
-                                     dir_ / "rank1.out"));
+    start_of_two(peers, 1, port, "run-b");
     test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
     for (int rank = 0; rank < 2; ++rank) {
         const std::string out = test::read_file(peers[rank].log);
