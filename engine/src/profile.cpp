@@ -575,6 +575,13 @@ void read_timeline(const SafetensorsFile& file, const std::vector<std::string>& 
             read_tensor<std::int32_t>(file, name, DType::I32, {static_cast<std::int64_t>(rows)});
         for (std::size_t i = 0; i < rows; ++i) records[i].rank = ranks[i];
     };
+    // Written together: one without the other is a damaged file, not an older one.
+    if ((file.find("kernel_ranks") != nullptr) != (file.find("memory_op_ranks") != nullptr)) {
+        fail(origin, std::string("has ") +
+                         (file.find("kernel_ranks") ? "kernel_ranks without memory_op_ranks"
+                                                    : "memory_op_ranks without kernel_ranks") +
+                         " (the two are written together)");
+    }
     read_ranks("kernel_ranks", p.kernels.size(), p.kernels);
     read_ranks("memory_op_ranks", p.memory_ops.size(), p.memory_ops);
 }
@@ -1142,7 +1149,9 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
         {"kernels", summary.kernels},
         {"unattributed_kernels", summary.unattributed_kernels},
         {"kernel_seconds", number(summary.kernel_seconds)},
-        {"memory_ops", p.memory_ops.size()},
+        // Rank 0's, as the kernels (a tensor-parallel profile holds every rank's).
+        {"memory_ops", std::count_if(p.memory_ops.begin(), p.memory_ops.end(),
+                                     [](const MemoryOpRecord& m) { return m.rank == 0; })},
     };
     return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }

@@ -154,10 +154,13 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     results.emplace_back("timeline", !p.timeline_source.empty() ? p.timeline_source
                                      : p.ranges.empty()         ? "not recorded"
                                                                 : "host timers only");
-    results.emplace_back("kernels", std::to_string(summary.kernels) + " (" +
-                                        std::to_string(summary.unattributed_kernels) +
-                                        " outside any range), " +
-                                        std::to_string(p.memory_ops.size()) + " memory operations");
+    results.emplace_back(
+        "kernels",
+        std::to_string(summary.kernels) + " (" + std::to_string(summary.unattributed_kernels) +
+            " outside any range), " +
+            std::to_string(std::count_if(p.memory_ops.begin(), p.memory_ops.end(),
+                                         [](const MemoryOpRecord& m) { return m.rank == 0; })) +
+            " memory operations");
     results.emplace_back("created", p.created_at + " by l2a " + p.tool_version);
     return tables;
 }

@@ -549,11 +549,16 @@ TEST(Profile, TensorParallelKernelRanksRoundTripAndRankZeroCountsTheKernels) {
     save_profile(rank0, dir / "one-gpu.l2a");
     EXPECT_EQ(SafetensorsFile::open(dir / "one-gpu.l2a").find("kernel_ranks"), nullptr);
     EXPECT_EQ(load_profile(dir / "one-gpu.l2a").kernels, rank0.kernels);
-    // Without them every record is rank 0's: rank 1's kernels then lie in ranges of another
-    // rank, which the loader refuses rather than count them as rank 0's.
+    // The two are written together: one without the other is a damaged file.
     rewrite(
         dir / "tp-gpu.l2a", dir / "no-ranks.l2a", [](json&) {}, "kernel_ranks");
-    const std::string error = load_error(dir / "no-ranks.l2a");
+    std::string error = load_error(dir / "no-ranks.l2a");
+    EXPECT_NE(error.find("memory_op_ranks without kernel_ranks"), std::string::npos) << error;
+    // Without both, every record is rank 0's: rank 1's kernels then lie in ranges of another
+    // rank, which the loader refuses rather than count them as rank 0's.
+    rewrite(
+        dir / "no-ranks.l2a", dir / "no-ranks-at-all.l2a", [](json&) {}, "memory_op_ranks");
+    error = load_error(dir / "no-ranks-at-all.l2a");
     EXPECT_NE(error.find("kernel 3 of rank 0 names range 7, which rank 1 recorded"),
               std::string::npos)
         << error;
