@@ -24,13 +24,35 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
     return y;
 }
 
+at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& next) {
+    const std::int64_t rows = logits.size(0);
+    return (at::logsumexp(logits, -1) - logits.gather(1, next.view({rows, 1})).view({rows}))
+        .to(at::kFloat);
+}
+
 RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const at::Tensor& logits,
-                                      at::ScalarType math) {
-    const at::Tensor log_p = at::log_softmax(reference_logits.to(math), -1);
-    const at::Tensor log_q = at::log_softmax(logits.to(math), -1);
+                                      at::ScalarType math, const at::Tensor& next) {
+    const std::int64_t rows = logits.size(0);
+    const at::Tensor a = reference_logits.to(math);
+    const at::Tensor b = logits.to(math);
+    const at::Tensor lse_a = at::logsumexp(a, -1, true);
+    const at::Tensor lse_b = at::logsumexp(b, -1, true);
+    // KL(p || q) = sum_v p_v (log p_v - log q_v) = sum_v p_v (a_v - b_v) - lse(a) + lse(b),
+    // with p = softmax(a): one temporary of the block's size besides p, no log-softmax tensors.
+    const at::Tensor p = (a - lse_a).exp_();
+    const at::Tensor kl = (at::sub(a, b).mul_(p)).sum(-1) - lse_a.view({rows}) + lse_b.view({rows});
+    RowComparison out;
     // Rounding may leave a tiny negative sum where the distributions (nearly) agree.
-    return {(log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0).to(at::kDouble),
-            at::eq(log_p.argmax(-1), log_q.argmax(-1))};
+    out.kl = kl.clamp_min(0.0).to(at::kDouble);
+    out.same_top = at::eq(a.argmax(-1), b.argmax(-1));
+    if (next.defined()) {
+        // In the logits' own precision, as a run without a reference computes it.
+        out.loss = logits.scalar_type() == math
+                       ? (lse_b.view({rows}) - b.gather(1, next.view({rows, 1})).view({rows}))
+                             .to(at::kFloat)
+                       : next_token_loss(logits, next);
+    }
+    return out;
 }
 
 at::Tensor router_logits(const at::Tensor& u, const at::Tensor& router, RouterInput input) {

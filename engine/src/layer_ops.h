@@ -126,15 +126,21 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
 // straight from the GEMM's fp32 accumulator).
 at::Tensor head_logits(const Model::Impl& m, const at::Tensor& xn);
 
+// The loss of next-token logits [rows, vocab] (fp32) against the tokens that follow, `next`
+// [rows] int64: log-sum-exp minus the next token's logit, per row (fp32, on the logits' device).
+at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& next);
+
 // Per row of two runs' next-token logits [rows, vocab] (the reference's and the other's):
 // KL(reference || other) in `math` (fp64 on the CPU, fp32 on a GPU), as fp64, and whether
-// their top tokens agree (bool), both on the logits' device.
+// their top tokens agree (bool), both on the logits' device. Given `next` [rows] int64 also the
+// other run's loss (next_token_loss), from the same log-sum-exp.
 struct RowComparison {
     at::Tensor kl;
     at::Tensor same_top;
+    at::Tensor loss;  // with `next` only
 };
 RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const at::Tensor& logits,
-                                      at::ScalarType math);
+                                      at::ScalarType math, const at::Tensor& next = {});
 
 // Router logits (fp32) of the normalized rows u (any dtype; computed in fp32) per the config's
 // router input mode (L2A.md): w . u, u[:, 0] or mean(u). `router` is sigmoid_linear's weight [d].

@@ -577,6 +577,58 @@ at::Tensor entering_state(const Model::Impl& m, const at::Tensor& ids, const at:
     return hidden.to(m.device).to(m.dtype);
 }
 
+// A what-if variant's LM head pass where the reference (its base) left its final state and its
+// per-token loss: the rows whose final state equals the reference's have the reference's logits,
+// so they take its loss as it is, a KL of exactly 0 and the same top token. The LM head runs on
+// the other rows and the last one (the next token's logits), gathered into blocks, and on the
+// reference's state of the same rows for the comparison.
+void head_on_changed_rows(const Model::Impl& m, const LayerOps& ops, const at::Tensor& x,
+                          const at::Tensor& reference_state, const at::Tensor& changed,
+                          const at::Tensor& ids, std::span<const float> reference_nll,
+                          std::int64_t block_rows, at::ScalarType kl_math, PrefillResult& result,
+                          RunRecorder& record) {
+    const std::int64_t T = x.size(0);
+    const std::int64_t vocab = m.config.vocab_size;
+    std::copy(reference_nll.begin(), reference_nll.end(), result.token_nll.begin());
+    at::Tensor wanted = changed.clone();
+    wanted.narrow(0, T - 1, 1).fill_(true);
+    const at::Tensor index = wanted.nonzero().flatten();  // ascending, int64, on the device
+    const at::Tensor index_host = index.cpu();
+    const std::int64_t* row_of = index_host.data_ptr<std::int64_t>();
+    const std::int64_t n_rows = index.numel();
+    std::vector<float> loss(static_cast<std::size_t>(block_rows));
+    std::vector<double> kl(static_cast<std::size_t>(block_rows));
+    std::vector<std::uint8_t> same(static_cast<std::size_t>(block_rows));
+    for (std::int64_t r0 = 0; r0 < n_rows; r0 += block_rows) {
+        record.check();
+        const std::int64_t n = std::min(block_rows, n_rows - r0);
+        const at::Tensor rows = index.narrow(0, r0, n);
+        const at::Tensor logits =
+            head_logits(m, ops.norm(x.index_select(0, rows).contiguous(), m.final_norm));
+        const at::Tensor reference_logits = head_logits(
+            m, ops.norm(reference_state.index_select(0, rows).contiguous(), m.final_norm));
+        // Row t predicts token t + 1; the last row predicts none (its loss is not kept).
+        const at::Tensor next = ids.index_select(0, (rows + 1).clamp_max(T - 1));
+        const RowComparison compared =
+            compare_next_token_rows(reference_logits, logits, kl_math, next);
+        copy_to_host(compared.loss, loss.data());
+        copy_to_host(compared.kl, kl.data());
+        copy_to_host(compared.same_top.to(at::kByte), same.data());
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::int64_t t = row_of[r0 + i];
+            const auto k = static_cast<std::size_t>(i);
+            if (t + 1 < T) result.token_nll[static_cast<std::size_t>(t + 1)] = loss[k];
+            result.reference_kl[static_cast<std::size_t>(t)] = kl[k];
+            if (!same[k]) --result.reference_top1_agree;
+        }
+        if (r0 + n == n_rows) {
+            result.last_logits.resize(static_cast<std::size_t>(vocab));
+            copy_to_host(logits.narrow(0, n - 1, 1), result.last_logits.data());
+        }
+        record.progress_in_lm_head(static_cast<double>(r0 + n) / static_cast<double>(n_rows));
+    }
+}
+
 // After the layers, x the final hidden state (released once normalized): the layers' finiteness
 // flags, then the final norm and LM head into the result's last logits, the logits sink and the
 // per-token NLL.
@@ -605,6 +657,12 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
         result.reference_top1_agree = T;
     }
     const at::ScalarType kl_math = m.device.is_cpu() ? at::kDouble : at::kFloat;
+    if (changed.defined() && !hooks.logits_sink &&
+        hooks.reference_nll.size() == static_cast<std::size_t>(T)) {
+        head_on_changed_rows(m, ops, x, reference_state, changed, ids, hooks.reference_nll,
+                             block_rows, kl_math, result, record);
+        return;
+    }
     const at::Tensor xn = ops.norm(x.narrow(0, first, T - first), m.final_norm);
     x = at::Tensor();
     lm_head(
@@ -623,9 +681,8 @@ void head_and_loss(const Model::Impl& m, const LayerOps& ops, at::Tensor x, cons
             // Row t predicts token t + 1.
             const std::int64_t predicted = options.token_nll ? std::min(n, T - 1 - r0) : 0;
             if (predicted > 0) {
-                at::Tensor logp = at::log_softmax(logits.narrow(0, 0, predicted), -1);
-                at::Tensor next = ids.narrow(0, r0 + 1, predicted).view({predicted, 1});
-                at::Tensor nll = -logp.gather(1, next).view({predicted});
+                const at::Tensor nll = next_token_loss(logits.narrow(0, 0, predicted),
+                                                       ids.narrow(0, r0 + 1, predicted));
                 copy_to_host(nll, result.token_nll.data() + r0 + 1);
             }
             if (changed.defined() && changed.narrow(0, r0, n).any().item<bool>()) {

@@ -181,6 +181,10 @@ WhatIfRun run_whatif_variant(const Model& model, std::span<const std::int32_t> t
     with_checkpoints.checkpoints = &run.checkpoints;
     // The LM head pass compares the next-token distributions with the base's as it goes.
     with_checkpoints.reference_final = &base.checkpoints.final_hidden;
+    // and takes the base's loss where the final state is the base's.
+    if (base.options.token_nll && variant.token_nll) {
+        with_checkpoints.reference_nll = base.result.token_nll;
+    }
     run.result = run_prefill_from(model, tokens, variant, start, hidden, with_checkpoints);
     if (!run.result.reference_kl.empty()) run.kl_reference = base.checkpoints.final_hidden;
     // The layers below the start ran exactly as in the base.

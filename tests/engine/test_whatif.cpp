@@ -2,6 +2,7 @@
 // greedy pruning suggestion, on the demo model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -175,6 +176,71 @@ TEST(WhatIf, IncrementalRerunEqualsFullRerun) {
         EXPECT_GT(c.top1_agreement, 0.0);
         EXPECT_LE(c.top1_agreement, 1.0);
     }
+}
+
+// A variant's LM head runs only on the rows whose final state differs from the base's (and the
+// last row): the other rows take the base's loss bit for bit, and the loss, the KL and the top
+// token agreement equal those of a pass over every row, and of the comparison made afterwards
+// from the two final states.
+TEST(WhatIf, TheVariantsLmHeadRunsOnlyOnTheRowsThatChanged) {
+    const auto& model = demo_model();
+    const auto tokens = some_tokens(kTokens);
+    // A fifth of the tokens at random in every layer: pruning the last layer changes the rows
+    // it routed, and only those.
+    l2a::RunOptions options;
+    options.routing = l2a::RoutingPolicy::parse("random:0.2");
+    const auto base = l2a::run_whatif_base(model, tokens, options);
+    const int last = static_cast<int>(model.config().num_hidden_layers) - 1;
+    l2a::RunOptions pruned = options;
+    pruned.prune = {last};
+    const auto variant = l2a::run_whatif_variant(model, tokens, base, pruned);
+    ASSERT_EQ(variant.start_layer, last);
+
+    // Which rows changed.
+    const std::vector<float> a = base.checkpoints.final_hidden.host();
+    const std::vector<float> b = variant.checkpoints.final_hidden.host();
+    const auto d = static_cast<std::size_t>(model.config().hidden_size);
+    std::vector<bool> changed(kTokens);
+    std::size_t n_changed = 0;
+    for (std::size_t t = 0; t < kTokens; ++t) {
+        changed[t] = std::memcmp(a.data() + t * d, b.data() + t * d, d * sizeof(float)) != 0;
+        n_changed += changed[t] ? 1 : 0;
+    }
+    ASSERT_GT(n_changed, 0U);
+    ASSERT_LT(n_changed, kTokens - 1) << "the test needs rows the pruning leaves alone";
+    for (std::size_t t = 0; t + 1 < kTokens; ++t) {
+        if (changed[t]) continue;
+        EXPECT_EQ(std::memcmp(&variant.result.token_nll[t + 1], &base.result.token_nll[t + 1],
+                              sizeof(float)),
+                  0)
+            << "row " << t;
+        EXPECT_EQ(variant.result.reference_kl[t], 0.0) << "row " << t;
+    }
+
+    // The same run with the LM head over every row (no reference loss to take).
+    l2a::PrefillHooks every_row;
+    every_row.reference_final = &base.checkpoints.final_hidden;
+    const auto full =
+        l2a::run_prefill_from(model, tokens, pruned, last,
+                              base.checkpoints.entering[static_cast<std::size_t>(last)], every_row);
+    expect_close(variant.result.token_nll, full.token_nll, 1e-6, "token NLL");
+    expect_close(variant.result.last_logits, full.last_logits, 1e-6, "last logits");
+    ASSERT_EQ(variant.result.reference_kl.size(), full.reference_kl.size());
+    for (std::size_t t = 0; t < kTokens; ++t) {
+        EXPECT_NEAR(variant.result.reference_kl[t], full.reference_kl[t], 1e-6) << "row " << t;
+    }
+    EXPECT_EQ(variant.result.reference_top1_agree, full.reference_top1_agree);
+
+    // And the comparison from the two final states, made after the runs.
+    const auto during = l2a::compare(model, tokens, base, variant);
+    auto without = variant;
+    without.result.reference_kl.clear();
+    const auto after = l2a::compare(model, tokens, base, without);
+    EXPECT_GT(during.kl_max, 0.0);
+    EXPECT_NEAR(during.kl_mean, after.kl_mean, 1e-9);
+    EXPECT_NEAR(during.kl_max, after.kl_max, 1e-8);
+    EXPECT_EQ(during.kl_max_token, after.kl_max_token);
+    EXPECT_EQ(during.top1_agreement, after.top1_agreement);
 }
 
 // A base that kept only some layers: the variant begins at the nearest kept layer below its

@@ -105,6 +105,10 @@ struct PrefillHooks {
     // distributions (PrefillResult::reference_kl), the reference's logits computed only for the
     // blocks of rows whose final state differs.
     const HiddenState* reference_final = nullptr;
+    // With reference_final: the reference's per-token loss (its PrefillResult::token_nll, same
+    // model and tokens). The rows whose final state equals the reference's then take its loss
+    // as they are, and the LM head runs only on the rows that differ and on the last row.
+    std::span<const float> reference_nll;
     // >= 0: the run stops on reaching this layer, having kept the state entering it when
     // `checkpoints` asks for it; no later layer and no LM head run (the attention lens needs the
     // state entering a layer that was not kept: a run from the nearest kept layer below it).
