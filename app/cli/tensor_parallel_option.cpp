@@ -440,8 +440,8 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
     GroupOptions options;
     options.world = n;
     options.timeout_seconds = kGroupTimeoutSeconds;
-    // Before rank 0 starts the others, which inherit its environment.
-    if (on_gpus()) keep_nvlink_multicast_off();
+    // NCCL_NVLS_ENABLE=0 is in the environment already, unless the user set it: main() set it
+    // before any thread started (prepare_tensor_parallel_env), and the others inherit it.
     if (worker_process()) {
         options.rank = static_cast<int>(*args.integer(kTensorParallelRankOption.name, 1, n - 1));
         options.port = static_cast<int>(*args.integer(kTensorParallelPortOption.name, 1, 65535));
