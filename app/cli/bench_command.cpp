@@ -146,21 +146,33 @@ double peak_rss_mib() {
     return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-// The largest peak resident memory of the ranks of a tensor-parallel run (each holds its shard
-// and the replicated weights), or this process's. Every rank calls it (an all-gather).
-double peak_rss_mib_of_ranks(ProcessGroup* group) {
-    const double own = peak_rss_mib();
-    if (!group) return own;
+// Every rank's `own` value, indexed by rank (this process's alone without a group). Every rank
+// calls it (an all-gather).
+std::vector<double> value_of_ranks(ProcessGroup* group, double own) {
+    if (!group) return {own};
     std::array<std::byte, sizeof(double)> bytes{};
     std::memcpy(bytes.data(), &own, sizeof own);
-    double most = own;
+    std::vector<double> values;
     for (const std::vector<std::byte>& rank : group->all_gather_bytes(bytes)) {
-        if (rank.size() != sizeof(double)) continue;
-        double value = 0;
-        std::memcpy(&value, rank.data(), sizeof value);
-        most = std::max(most, value);
+        double value = std::nan("");
+        if (rank.size() == sizeof(double)) std::memcpy(&value, rank.data(), sizeof value);
+        values.push_back(value);
+    }
+    return values;
+}
+
+double largest_of(const std::vector<double>& values) {
+    double most = 0;
+    for (double v : values) {
+        if (!std::isnan(v)) most = std::max(most, v);
     }
     return most;
+}
+
+// The peak resident memory of each rank of a tensor-parallel run (each holds its shard and the
+// replicated weights), or this process's alone. Every rank calls it (an all-gather).
+std::vector<double> peak_rss_mib_of_ranks(ProcessGroup* group) {
+    return value_of_ranks(group, peak_rss_mib());
 }
 
 double median_of(std::vector<double> values) {
@@ -261,7 +273,7 @@ int bench_prefill_folder(const Arguments& args, int tensor_parallel) {
         const double median = seconds[seconds.size() / 2];
         const double best = seconds.front();
         const double rate = static_cast<double>(n) / median;
-        const double rss = peak_rss_mib_of_ranks(hooks.group);
+        const double rss = largest_of(peak_rss_mib_of_ranks(hooks.group));
         if (json) {
             rows.push_back({{"tokens", n},
                             {"median_seconds", median},
@@ -300,16 +312,19 @@ struct PrefillTiming {
 };
 
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
-// kernel tracer; its flush and conversion after the run are not timed.
+// kernel tracer; its flush and conversion after the run are not timed. `group`: tensor parallel
+// (`model` is this rank's shard; every rank makes the same calls).
 PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> input,
                            const RunOptions& options, std::int64_t repeat, const std::string& what,
-                           bool quiet, bool trace = false) {
+                           bool quiet, ProcessGroup* group, bool trace = false) {
     PrefillTiming t;
     auto run = [&](std::span<const std::int32_t> tokens) {
-        if (!trace) return run_prefill(model, tokens, options);
+        PrefillHooks hooks;
+        hooks.cancel = cancel_flag();
+        hooks.group = group;
+        if (!trace) return run_prefill(model, tokens, options, hooks);
         KernelTracer tracer;
         if (!tracer.active()) fail("--trace", "no kernel tracer: " + tracer.reason());
-        PrefillHooks hooks;
         hooks.observer = &tracer;
         PrefillResult result = run_prefill(model, tokens, options, hooks);
         t.kernels = static_cast<std::int64_t>(tracer.finish(result.ranges).kernels.size());
@@ -364,7 +379,39 @@ RunOptions shape_bench_options(const Arguments& args, std::uint64_t seed) {
     return ours;
 }
 
-int bench_prefill_shape(const Arguments& args) {
+// The peaks of one length on each rank (one entry without tensor parallel): the GPU memory of
+// ours and of the base (0 on the CPU, whose engine does not track its allocations) and the
+// process's peak resident memory. Every rank calls it (all-gathers).
+struct RankPeaks {
+    std::vector<double> ours_device_bytes;
+    std::vector<double> base_device_bytes;
+    std::vector<double> rss_mib;
+};
+RankPeaks peaks_of_ranks(ProcessGroup* group, const PrefillTiming& ours,
+                         const PrefillTiming& base) {
+    RankPeaks p;
+    p.ours_device_bytes = value_of_ranks(group, static_cast<double>(ours.peak_device_bytes));
+    p.base_device_bytes = value_of_ranks(group, static_cast<double>(base.peak_device_bytes));
+    p.rss_mib = peak_rss_mib_of_ranks(group);
+    return p;
+}
+
+nlohmann::json ranks_json(const RankPeaks& p) {
+    nlohmann::json ranks = nlohmann::json::array();
+    for (std::size_t r = 0; r < p.rss_mib.size(); ++r) {
+        ranks.push_back(
+            {{"rank", r},
+             {"ours_peak_device_bytes", static_cast<std::int64_t>(p.ours_device_bytes[r])},
+             {"base_peak_device_bytes", static_cast<std::int64_t>(p.base_device_bytes[r])},
+             {"peak_rss_mib", p.rss_mib[r]}});
+    }
+    return ranks;
+}
+
+// `tensor_parallel` > 1: split across that many processes (this one rank 0, or the rank the
+// hidden options name), each holding its shard of the same random model (the same seed) and
+// running the same random tokens; rank 0 reports, with each rank's peak memory.
+int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
     if (args.has("--model") || args.has("--demo") || args.has("--doc")) {
         args.usage_error(
             "--shape benchmarks random weights on random tokens: it takes no "
@@ -378,21 +425,30 @@ int bench_prefill_shape(const Arguments& args) {
     } catch (const Error& e) {
         args.usage_error(e.what());
     }
+    check_tensor_parallel_shape(args, tensor_parallel, config.num_attention_heads,
+                                config.num_key_value_heads, config.intermediate_size,
+                                "shape " + shape_name);
     const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
     const std::uint64_t seed = args.unsigned_integer("--seed").value_or(0);
-    const RunOptions ours = shape_bench_options(args, seed);
+    RunOptions ours = shape_bench_options(args, seed);
     const bool cpu = is_cpu_device(ours.device);
+    apply_threads(args);
+    const bool json = args.has("--json");
+    const bool quiet = args.has("--quiet") || tensor_parallel_worker();
+    const bool trace = args.has("--trace");
+    if (trace && cpu) args.usage_error("--trace: the kernel tracer needs --device cuda");
+    if (trace && tensor_parallel > 1) {
+        args.usage_error("--trace: the kernel tracer runs without --tensor-parallel");
+    }
+
+    ProcessGroup* const group = join_tensor_parallel(args, tensor_parallel);
+    // Tensor parallel on GPUs: rank r runs on cuda:r, its group's device.
+    if (group && !cpu) ours.device = group->device();
     RunOptions base = ours;
     base.as_base = true;
     base.backend = backend_name(cpu ? Backend::Reference : Backend::Sdpa);
     base.routing = RoutingPolicy{};
-    apply_threads(args);
-    const bool json = args.has("--json");
-    const bool quiet = args.has("--quiet");
-    const bool trace = args.has("--trace");
-    if (trace && cpu) args.usage_error("--trace: the kernel tracer needs --device cuda");
-
     require_device(ours.device);
     const CpuLoad load = check_load("bench");
     Placement placement;
@@ -400,7 +456,10 @@ int bench_prefill_shape(const Arguments& args) {
     placement.dtype = args.value("--dtype").value_or(
         weight_dtype_name(cpu ? WeightDtype::Fp32 : WeightDtype::Bf16));
     if (!quiet) std::fprintf(stderr, "l2a bench: making a random %s model\n", shape_name.c_str());
-    const Model model = Model::random(config, seed, placement);
+    // Each rank's shard of Model::random(config, seed): together, the single process's model.
+    const Model model =
+        group ? random_model_shard(config, seed, placement, group->rank(), group->world())
+              : Model::random(config, seed, placement);
     const ModelSummary& s = model.summary();
 
     const std::int64_t longest = *std::max_element(lengths.begin(), lengths.end());
@@ -424,27 +483,38 @@ int bench_prefill_shape(const Arguments& args) {
             static_cast<long long>(s.num_heads), static_cast<long long>(s.num_kv_heads),
             static_cast<long long>(s.head_dim), format_count_short(s.parameter_count).c_str(),
             static_cast<long long>(s.sliding_window), static_cast<unsigned long long>(seed));
-        std::printf("%s, %s; time to first token, median of %lld runs after a warm-up\n",
-                    device_name.c_str(), model.placement().dtype.c_str(),
-                    static_cast<long long>(repeat));
+        std::printf(
+            "%s, %s; time to first token, median of %lld runs after a warm-up%s\n",
+            device_name.c_str(), model.placement().dtype.c_str(), static_cast<long long>(repeat),
+            tensor_parallel > 1 ? ("; tensor parallel over " + std::to_string(tensor_parallel) +
+                                   (cpu ? " processes" : " GPUs (rank r on cuda:r)"))
+                                      .c_str()
+                                : "");
         std::printf("ours: %s; base: %s\n", ours_label.c_str(), base_label.c_str());
         print_machine_line(load);
         if (trace) std::printf("traced: ours again under the CUPTI kernel tracer\n");
         std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s", "tokens", "ours s", "base s",
-                    "base/ours", "global", "ours peak", "base peak");
+                    "base/ours", "global", tensor_parallel > 1 ? "ours max" : "ours peak",
+                    tensor_parallel > 1 ? "base max" : "base peak");
         std::printf(trace ? "  %9s  %8s  %8s\n" : "\n", "traced s", "overhead", "kernels");
     }
     nlohmann::json rows = nlohmann::json::array();
     for (std::int64_t n : lengths) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
         const std::string at = " at " + std::to_string(n) + " tokens";
-        const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet);
-        const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet);
+        const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet, group);
+        const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet, group);
         const double ratio = b.median_seconds / a.median_seconds;
         PrefillTiming traced;
-        if (trace)
-            traced = time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, true);
+        if (trace) {
+            traced =
+                time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, group, true);
+        }
         const double overhead = (traced.median_seconds / a.median_seconds - 1.0) * 100.0;
+        const RankPeaks peaks = peaks_of_ranks(group, a, b);
+        // The largest rank's (this process's alone without tensor parallel).
+        const auto ours_peak = static_cast<std::int64_t>(largest_of(peaks.ours_device_bytes));
+        const auto base_peak = static_cast<std::int64_t>(largest_of(peaks.base_device_bytes));
         if (json) {
             rows.push_back({{"tokens", n},
                             {"ours_median_seconds", a.median_seconds},
@@ -453,8 +523,9 @@ int bench_prefill_shape(const Arguments& args) {
                             {"base_best_seconds", b.best_seconds},
                             {"base_over_ours", ratio},
                             {"ours_global_fraction", a.routed},
-                            {"ours_peak_device_bytes", a.peak_device_bytes},
-                            {"base_peak_device_bytes", b.peak_device_bytes}});
+                            {"ours_peak_device_bytes", ours_peak},
+                            {"base_peak_device_bytes", base_peak},
+                            {"ranks", ranks_json(peaks)}});
             if (trace) {
                 rows.back()["ours_traced_median_seconds"] = traced.median_seconds;
                 rows.back()["trace_overhead_percent"] = overhead;
@@ -463,13 +534,27 @@ int bench_prefill_shape(const Arguments& args) {
         } else {
             std::printf("%8lld  %9.3f  %9.3f  %9.2fx  %6.1f%%  %10s  %10s",
                         static_cast<long long>(n), a.median_seconds, b.median_seconds, ratio,
-                        a.routed * 100, peak_cell(a.peak_device_bytes, ours.device).c_str(),
-                        peak_cell(b.peak_device_bytes, ours.device).c_str());
+                        a.routed * 100, peak_cell(ours_peak, ours.device).c_str(),
+                        peak_cell(base_peak, ours.device).c_str());
             if (trace) {
                 std::printf("  %9.3f  %7.1f%%  %8lld", traced.median_seconds, overhead,
                             static_cast<long long>(traced.kernels));
             }
             std::printf("\n");
+            // Tensor parallel: each rank's peaks under its row.
+            for (std::size_t r = 0; tensor_parallel > 1 && r < peaks.rss_mib.size(); ++r) {
+                std::string line = "          rank " + std::to_string(r) + ": ";
+                if (!cpu) {
+                    line +=
+                        "ours peak " +
+                        format_bytes_short(static_cast<std::int64_t>(peaks.ours_device_bytes[r])) +
+                        ", base peak " +
+                        format_bytes_short(static_cast<std::int64_t>(peaks.base_device_bytes[r])) +
+                        ", ";
+                }
+                line += "peak RSS " + format_fixed(peaks.rss_mib[r], 0) + " MiB";
+                std::printf("%s\n", line.c_str());
+            }
             std::fflush(stdout);
         }
     }
@@ -482,6 +567,7 @@ int bench_prefill_shape(const Arguments& args) {
                                     {"machine", machine_json(load)},
                                     {"seed", seed},
                                     {"repeat", repeat},
+                                    {"tensor_parallel", tensor_parallel},
                                     {"ours",
                                      {{"backend", ours.backend},
                                       {"routing", ours.routing.to_string()}}},
@@ -678,15 +764,13 @@ int bench_prefill(std::span<const std::string_view> raw) {
         std::fputs(help_text("bench"), stdout);
         return 0;
     }
-    // A model folder runs on the CPU here (--device is refused below unless with --shape).
+    // A model folder runs on the CPU here (--device is refused below unless with --shape);
+    // --shape runs on --device, CUDA unless given.
     const int tensor_parallel_ranks = tensor_parallel(
-        args, args.has("--shape") ? args.value("--device").value_or("") : std::string("cpu"));
+        args, args.has("--shape") ? args.value("--device").value_or("cuda") : std::string("cpu"));
     if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
-    if (args.has("--shape") && args.has(kTensorParallelOption.name)) {
-        args.usage_error("--tensor-parallel runs a model folder or --demo, not --shape");
-    }
-    if (args.has("--shape")) return bench_prefill_shape(args);
+    if (args.has("--shape")) return bench_prefill_shape(args, tensor_parallel_ranks);
     for (const char* option :
          {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {
         if (args.has(option)) {

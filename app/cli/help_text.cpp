@@ -161,7 +161,7 @@ Options:
 
 constexpr const char* kBenchHelp =
     R"(Usage: l2a bench prefill (--model DIR | --demo) [--tensor-parallel N] [options]
-       l2a bench prefill --shape NAME [--device cuda] [options]
+       l2a bench prefill --shape NAME [--device cuda] [--tensor-parallel N] [options]
        l2a bench prefill --shape NAME --engine URL [--token-file F] [--compare-local] [options]
        l2a bench attention [options]
        l2a bench explain (--model DIR | --demo | --shape NAME [--seed S]) [--doc FILE]
@@ -201,7 +201,14 @@ bench prefill --shape NAME builds a model of a published shape with random weigh
 download) and random token ids (seeded), and times the time to first token (prefill of every
 token, logits of the last one only) of the L2A model ("ours": --backend, --routing) against the
 same model run as its base model, full causal attention in every layer through cuDNN SDPA
-("base"), with the ratio base/ours and the peak GPU memory of each.
+("base"), with the ratio base/ours and the peak GPU memory of each. With --tensor-parallel N
+the random model is split across N processes as in `l2a run` (with --device cuda rank r runs on
+cuda:r and they sum through NCCL; with --device cpu through Gloo, in fp32): each makes its
+slices of the same seeded weights, so together they hold the single-process model, and all run
+the same tokens. The table's peaks are then the largest process's, and each process's peak GPU
+memory and peak resident memory follow under its row (in --json: tensor_parallel, and each
+result's ranks). N must divide the shape's query heads, KV heads and intermediate size
+(qwen3-8b and qwen3-14b: 2, 4 or 8); --trace runs without it.
 bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
 remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
 machine takes), the time the client waited for the profile, the overhead in %, and the
@@ -223,8 +230,8 @@ Prefill options:
   --routing POLICY    as in `l2a run` (default learned; with --shape random:0.2)
   --threads N         CPU threads (default: the cores the machine's load leaves free)
   --tensor-parallel N
-                      the model split across N processes, as in `l2a run` (not with --shape;
-                      each process uses --threads threads; default 1)
+                      the model split across N processes, as in `l2a run` (each process uses
+                      --threads threads; default 1)
   --json              print the results as JSON
   --quiet             no progress lines on standard error
  With --shape only:

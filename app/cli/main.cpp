@@ -14,6 +14,7 @@
 #include "guards.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
+#include "tensor_parallel_gpus.h"
 #include "tensor_parallel_option.h"
 #include "text_format.h"
 
@@ -85,6 +86,8 @@ int dispatch(std::span<const std::string_view> args) {
 
 int main(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
+    // Before any thread exists (setenv is not safe beside a getenv of another thread).
+    l2a::cli::prepare_tensor_parallel_env(args);
     l2a::cli::set_command_line(argc, argv);
     // Every command stops cleanly on SIGINT, SIGTERM and SIGHUP (guards.h).
     l2a::cli::install_cancel_handlers();

@@ -1,5 +1,6 @@
 #include "tensor_parallel_gpus.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -22,6 +23,18 @@ std::string tensor_parallel_gpu_shortage(int n, int visible) {
 bool keep_nvlink_multicast_off() {
     if (std::getenv("NCCL_NVLS_ENABLE") != nullptr) return false;
     return ::setenv("NCCL_NVLS_ENABLE", "0", 0) == 0;
+}
+
+bool asks_for_tensor_parallel(std::span<const std::string_view> args) {
+    constexpr std::string_view kOption = "--tensor-parallel";
+    return std::any_of(args.begin(), args.end(), [&](std::string_view a) {
+        return a == kOption || (a.size() > kOption.size() &&
+                                a.substr(0, kOption.size()) == kOption && a[kOption.size()] == '=');
+    });
+}
+
+void prepare_tensor_parallel_env(std::span<const std::string_view> args) {
+    if (asks_for_tensor_parallel(args)) keep_nvlink_multicast_off();
 }
 
 }  // namespace l2a::cli

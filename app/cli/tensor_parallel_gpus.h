@@ -2,7 +2,9 @@
 // a GPU nor the rest of the command line (the tests call them directly).
 #pragma once
 
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace l2a::cli {
 
@@ -15,7 +17,17 @@ std::string tensor_parallel_gpu_shortage(int n, int visible);
 
 // Keeps NVLink multicast (NVLS) off for the NCCL groups of this process and of every rank it
 // starts: sets NCCL_NVLS_ENABLE=0 in the environment unless the user set it. Returns whether it
-// set it.
+// set it. setenv is not safe while another thread may read the environment: main() calls it
+// first thing, before LibTorch or the command start any thread (prepare_tensor_parallel_env).
 bool keep_nvlink_multicast_off();
+
+// Whether a command line (main's arguments without the program name) asks for tensor parallel:
+// --tensor-parallel, alone or as --tensor-parallel=N, whatever its value.
+bool asks_for_tensor_parallel(std::span<const std::string_view> args);
+
+// main(), first thing: keep_nvlink_multicast_off() when the command line asks for tensor
+// parallel (the device, and so whether NCCL runs, may be known only later: a CPU run never
+// reads the variable).
+void prepare_tensor_parallel_env(std::span<const std::string_view> args);
 
 }  // namespace l2a::cli

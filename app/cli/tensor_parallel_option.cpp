@@ -409,7 +409,8 @@ void use_tensor_parallel_device(const Arguments& args, int n, const std::string&
 }
 
 void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t heads,
-                                 std::int64_t kv_heads, std::int64_t intermediate_size) {
+                                 std::int64_t kv_heads, std::int64_t intermediate_size,
+                                 const std::string& model) {
     if (n <= 1) return;
     std::string wrong;
     for (auto [what, value] : {std::pair{"query heads", heads}, std::pair{"KV heads", kv_heads},
@@ -418,9 +419,9 @@ void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t head
         wrong += (wrong.empty() ? "" : ", ") + std::string(what) + " " + num(value);
     }
     if (wrong.empty()) return;
-    args.usage_error("--tensor-parallel " + num(n) +
-                     ": the model's query heads, KV heads and intermediate size (" + num(heads) +
-                     ", " + num(kv_heads) + ", " + num(intermediate_size) +
+    args.usage_error("--tensor-parallel " + num(n) + ": " + model +
+                     "'s query heads, KV heads and intermediate size (" + num(heads) + ", " +
+                     num(kv_heads) + ", " + num(intermediate_size) +
                      ") must each be a multiple of " + num(n) + "; not: " + wrong);
 }
 
@@ -439,8 +440,8 @@ ProcessGroup* join_tensor_parallel(const Arguments& args, int n) {
     GroupOptions options;
     options.world = n;
     options.timeout_seconds = kGroupTimeoutSeconds;
-    // Before rank 0 starts the others, which inherit its environment.
-    if (on_gpus()) keep_nvlink_multicast_off();
+    // NCCL_NVLS_ENABLE=0 is in the environment already, unless the user set it: main() set it
+    // before any thread started (prepare_tensor_parallel_env), and the others inherit it.
     if (worker_process()) {
         options.rank = static_cast<int>(*args.integer(kTensorParallelRankOption.name, 1, n - 1));
         options.port = static_cast<int>(*args.integer(kTensorParallelPortOption.name, 1, 65535));

@@ -46,9 +46,11 @@ int tensor_parallel(const Arguments& args, const std::string& device);
 void use_tensor_parallel_device(const Arguments& args, int n, const std::string& device,
                                 const std::string& source);
 
-// Usage error unless N divides the model's query heads, KV heads and intermediate size.
+// Usage error unless N divides the model's query heads, KV heads and intermediate size. `model`
+// names it in the message ("shape qwen3-14b"; "the model" when not given).
 void check_tensor_parallel_shape(const Arguments& args, int n, std::int64_t heads,
-                                 std::int64_t kv_heads, std::int64_t intermediate_size);
+                                 std::int64_t kv_heads, std::int64_t intermediate_size,
+                                 const std::string& model = "the model");
 // The same for the model folder's config.json (the shipped demo model's for --demo).
 void check_tensor_parallel_folder(const Arguments& args, int n);
 

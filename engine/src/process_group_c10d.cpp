@@ -3,12 +3,14 @@
 // c10d's, Gloo's and NCCL's exceptions become one-line l2a::Error messages that name the rank and
 // the step that failed.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -63,6 +65,53 @@ std::string describe(const std::string& what, double timeout_seconds) {
     }
     if (hint.empty()) return what;
     return hint + ": " + what;
+}
+
+// A TCP socket bound to `host` ("127.0.0.1" by default) and `port` (0: the kernel
+// picks a free one) and listening, for rank 0's store to take over (TCPStoreOptions::
+// masterListenFd): c10d's TCPStore, left to bind its port itself, listens on every interface of
+// the machine. Returns the socket; `port` becomes the port bound. Throws l2a::Error naming the
+// address when it cannot bind.
+int listen_on(const std::string& host, int& port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(port);
+    if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+        error != 0) {
+        fail("", "process group: cannot resolve host '" + host + "': " + ::gai_strerror(error));
+    }
+    std::string reason = "no address";
+    int fd = -1;
+    for (const addrinfo* a = found; a && fd < 0; a = a->ai_next) {
+        fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            reason = std::strerror(errno);
+            continue;
+        }
+        if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+            reason = std::strerror(errno);
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    ::freeaddrinfo(found);
+    if (fd < 0) {
+        fail("", "process group: cannot listen on " + host + ":" + service + ": " + reason);
+    }
+    sockaddr_storage bound{};
+    socklen_t size = sizeof bound;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &size) != 0) {
+        const std::string error = std::strerror(errno);
+        ::close(fd);
+        fail("", "process group: cannot read the port bound on " + host + ": " + error);
+    }
+    port =
+        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
+                                          : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+    return fd;
 }
 
 std::string message_of(const std::exception& e) {
@@ -156,22 +205,28 @@ ProcessGroup ProcessGroup::open(const GroupOptions& options,
         static_cast<std::int64_t>(std::ceil(options.timeout_seconds * 1000.0)));
     std::string where = options.host + ":" + std::to_string(options.port);
     c10::intrusive_ptr<c10d::TCPStore> store;
+    c10d::TCPStoreOptions store_options;
+    int port = options.port;
+    if (options.rank == 0) {
+        // Rank 0's store listens on host alone (the loopback unless told otherwise).
+        store_options.masterListenFd = listen_on(options.host, port);
+        where = options.host + ":" + std::to_string(port);
+    }
     try {
-        c10d::TCPStoreOptions store_options;
-        store_options.port = static_cast<std::uint16_t>(options.port);
+        store_options.port = static_cast<std::uint16_t>(port);
         store_options.isServer = options.rank == 0;
         store_options.numWorkers = options.world;
         // Rank 0 listens before it waits: the port is bound before `hosted` hears of it.
         store_options.waitWorkers = options.rank != 0;
         store_options.timeout = timeout;
+        // The store owns the listening socket from here on, also when it throws (it may have
+        // taken it over already: closing it here could close another file's descriptor).
         store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
     } catch (const std::exception& e) {
         impl->fail_in("rendezvous on " + where, e);
     }
     if (options.rank == 0) {
-        const int port = store->getPort();
         impl->options.port = port;
-        where = options.host + ":" + std::to_string(port);
         if (hosted) hosted(port);
         try {
             store->waitForWorkers();

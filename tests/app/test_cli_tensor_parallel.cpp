@@ -2,7 +2,8 @@
 // ranks itself. A split run gives the single-process result (the same decisions, per-token loss
 // and logits within 1e-5) for an L2A model and a plain qwen3 model over 2 and 3 processes, its
 // profile holds every rank's ranges and the all-reduces, a what-if under tensor parallel equals
-// one in a single process, and a rank that dies makes l2a fail naming it, never hang. Every
+// one in a single process, bench prefill --shape splits a published shape's random model as one
+// process holds it, and a rank that dies makes l2a fail naming it, never hang. Every
 // l2a is run under a hard time limit (timeout -s KILL): a hang fails the test.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -526,7 +527,11 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
          "--tp-rank, --tp-port and --tp-run are for"},
         {"run --model " + shell_quote(demo_dir().string()) + " --doc /dev/null --tensor-parallel 2",
          "--doc /dev/null is not a regular file; every process reads the input itself"},
-        {"bench prefill --shape qwen3-0.6b --tensor-parallel 2", "not --shape"},
+        {"bench prefill --shape qwen2.5-0.5b --device cpu --tensor-parallel 4",
+         "--tensor-parallel 4: shape qwen2.5-0.5b's query heads, KV heads and intermediate size "
+         "(14, 2, 4864) must each be a multiple of 4; not: query heads 14, KV heads 2"},
+        {"bench prefill --shape qwen2.5-0.5b --device cpu --dtype bf16 --tensor-parallel 2",
+         "--tensor-parallel 2: tensor parallel on the CPU runs in fp32 (--dtype bf16"},
     };
     std::vector<std::pair<std::string, std::string>> more;
     for (const auto& c : cases) more.emplace_back(c.args, c.message);
@@ -618,6 +623,48 @@ TEST_F(CliTensorParallel, BenchPrefillRunsSplit) {
     EXPECT_GT(j["results"][0]["tokens_per_second"].get<double>(), 0.0);
     // The largest of the ranks' peak resident memory: each holds at least the model's shard.
     EXPECT_GT(j["results"][0]["peak_rss_mib"].get<double>(), 1.0);
+}
+
+// bench prefill --shape splits the random model of a published shape (the smallest, with a
+// short window and few tokens to keep it quick): each rank holds its shard of the same model,
+// rank 0 reports each rank's peak memory, and the learned routing decides as in one process.
+TEST_F(CliTensorParallel, BenchPrefillShapeEqualsTheSingleProcessRun) {
+    SKIP_WITHOUT_GLOO();
+    const std::string bench =
+        "bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
+        "--routing learned --json --quiet";
+    const Result one = l2a(bench, dir_);
+    ASSERT_EQ(one.status, 0) << one.err;
+    const Result split = l2a(bench + " --tensor-parallel 2", dir_);
+    ASSERT_EQ(split.status, 0) << split.err;
+    const json a = json::parse(one.out);
+    const json j = json::parse(split.out);
+    EXPECT_EQ(a["tensor_parallel"], 1);
+    EXPECT_EQ(j["tensor_parallel"], 2);
+    EXPECT_EQ(j["dtype"], "fp32");
+    EXPECT_EQ(j["parameters"], a["parameters"]);  // the summary is the whole model's
+    ASSERT_EQ(j["results"].size(), 1u);
+    const json& row = j["results"][0];
+    EXPECT_EQ(row["tokens"], 64);
+    EXPECT_GT(row["ours_median_seconds"].get<double>(), 0.0);
+    EXPECT_GT(row["base_median_seconds"].get<double>(), 0.0);
+    // The same decisions as one process (fp32 sums in another order could flip a decision that
+    // sits on the threshold: 1 of the 24 x 64 would move the fraction by 0.00065).
+    const double global = row["ours_global_fraction"].get<double>();
+    EXPECT_GT(global, 0.0);
+    EXPECT_LT(global, 1.0);
+    EXPECT_NEAR(global, a["results"][0]["ours_global_fraction"].get<double>(), 1e-3);
+    // Each rank's peak resident memory: at least the replicated embedding (151,936 x 896 fp32,
+    // 519 MiB), less than the single process's whole model.
+    ASSERT_EQ(row["ranks"].size(), 2u);
+    const double whole = a["results"][0]["ranks"][0]["peak_rss_mib"].get<double>();
+    for (int rank = 0; rank < 2; ++rank) {
+        const json& r = row["ranks"][rank];
+        EXPECT_EQ(r["rank"], rank);
+        EXPECT_GT(r["peak_rss_mib"].get<double>(), 519.0) << r;
+        EXPECT_LT(r["peak_rss_mib"].get<double>(), whole * 1.1) << r;
+        EXPECT_EQ(r["ours_peak_device_bytes"], 0);  // the CPU engine does not track them
+    }
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // The GPU parts of `--tensor-parallel N --device cuda` that need no GPU: the GPU of each rank,
 // the usage error when fewer GPUs are visible than processes, and NCCL_NVLS_ENABLE=0 for the
-// ranks rank 0 starts (they inherit its environment) unless the user set it.
+// ranks rank 0 starts (they inherit its environment) unless the user set it, set at the start of
+// a command line that asks for tensor parallel.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "tensor_parallel_gpus.h"
 
@@ -53,6 +56,30 @@ TEST(TensorParallelGpus, NvlinkMulticastIsOffForEveryRankUnlessTheUserSetIt) {
     EXPECT_FALSE(keep_nvlink_multicast_off());
     EXPECT_STREQ(std::getenv("NCCL_NVLS_ENABLE"), "1");
     EXPECT_EQ(child_sees("NCCL_NVLS_ENABLE"), "1\n");
+    ::unsetenv("NCCL_NVLS_ENABLE");
+}
+
+// main() sets the variable first thing, before any thread, for a command line that asks for
+// tensor parallel (in either spelling) and for no other.
+TEST(TensorParallelGpus, OnlyATensorParallelCommandLineSetsItAtTheStart) {
+    using Args = std::vector<std::string_view>;
+    EXPECT_TRUE(asks_for_tensor_parallel(Args{"run", "--demo", "--tensor-parallel", "2"}));
+    EXPECT_TRUE(asks_for_tensor_parallel(Args{"bench", "prefill", "--tensor-parallel=2"}));
+    EXPECT_FALSE(asks_for_tensor_parallel(Args{"run", "--demo"}));
+    EXPECT_FALSE(asks_for_tensor_parallel(Args{"run", "--tensor-parallelism", "2"}));
+    EXPECT_FALSE(asks_for_tensor_parallel(Args{}));
+
+    ::unsetenv("NCCL_NVLS_ENABLE");
+    prepare_tensor_parallel_env(Args{"run", "--demo"});
+    EXPECT_EQ(std::getenv("NCCL_NVLS_ENABLE"), nullptr);
+    prepare_tensor_parallel_env(Args{"run", "--demo", "--tensor-parallel", "2"});
+    ASSERT_NE(std::getenv("NCCL_NVLS_ENABLE"), nullptr);
+    EXPECT_STREQ(std::getenv("NCCL_NVLS_ENABLE"), "0");
+
+    // The user's choice stands.
+    ::setenv("NCCL_NVLS_ENABLE", "1", 1);
+    prepare_tensor_parallel_env(Args{"run", "--demo", "--tensor-parallel", "2"});
+    EXPECT_STREQ(std::getenv("NCCL_NVLS_ENABLE"), "1");
     ::unsetenv("NCCL_NVLS_ENABLE");
 }
 

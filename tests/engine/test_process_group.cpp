@@ -9,10 +9,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,6 +188,46 @@ TEST_F(ProcessGroupTest, RankZeroBindsItsPortBeforeTheOthersHearOfIt) {
         const std::string out = test::read_file(peers[rank].log);
         EXPECT_EQ(peers[rank].status, std::optional<int>(0)) << out;
         EXPECT_CONTAINS(out, "ok (rank " + std::to_string(rank) + " of 2");
+    }
+}
+
+// The local addresses ("0100007F" is 127.0.0.1, as /proc/net/tcp writes it) of the sockets
+// of this machine that listen on TCP port `port`, IPv4 and IPv6.
+std::vector<std::string> listening_addresses(int port) {
+    char wanted[8];
+    std::snprintf(wanted, sizeof wanted, ":%04X", port);
+    std::vector<std::string> addresses;
+    for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+        std::istringstream lines(test::read_file(table));
+        std::string line;
+        std::getline(lines, line);  // the header
+        while (std::getline(lines, line)) {
+            std::istringstream fields(line);
+            std::string slot, local, remote, state;
+            fields >> slot >> local >> remote >> state;
+            const auto colon = local.rfind(':');
+            if (state != "0A" || colon == std::string::npos || local.substr(colon) != wanted) {
+                continue;
+            }
+            addresses.push_back(local.substr(0, colon));
+        }
+    }
+    return addresses;
+}
+
+// Rank 0's store listens on the loopback alone (127.0.0.1, the default host), not on every
+// interface as c10d's TCPStore does when it binds its port itself.
+TEST_F(ProcessGroupTest, RankZeroListensOnTheLoopbackOnly) {
+    SKIP_WITHOUT_GLOO();
+    std::vector<Peer> peers;
+    start_of_two(peers, 0, 0, "run-a");
+    const int port = hosted_port(dir_ / "rank0.out");
+    ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
+    EXPECT_EQ(listening_addresses(port), std::vector<std::string>{"0100007F"}) << "port " << port;
+    start_of_two(peers, 1, port, "run-a");
+    test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
+    for (int rank = 0; rank < 2; ++rank) {
+        EXPECT_EQ(peers[rank].status, std::optional<int>(0)) << test::read_file(peers[rank].log);
     }
 }
 

@@ -1,7 +1,8 @@
 // A group of processes that run one model together (tensor parallel): each process is a rank
 // from 0 to world - 1, and collectives such as an all-reduce combine their data. This is
 // LibTorch's c10d: the Gloo backend on the CPU, the NCCL backend on GPUs (one GPU per rank); the
-// rendezvous is a c10d TCPStore that rank 0 hosts.
+// rendezvous is a c10d TCPStore that rank 0 hosts, listening on GroupOptions::host only (it binds
+// the socket itself: the store, left to bind its port, would listen on every interface).
 //
 // Every rank must call the same collectives in the same order. A rank that exits or stops
 // answering makes the others' collectives throw l2a::Error ("rank 1 of 2: all-reduce failed:
@@ -26,6 +27,7 @@ namespace l2a {
 struct GroupOptions {
     int rank = 0;   // this process, 0 .. world - 1; rank 0 hosts the rendezvous
     int world = 1;  // number of processes in the group
+    // Where rank 0's rendezvous listens (on this address alone) and the others connect to it.
     std::string host = "127.0.0.1";
     // TCP port of the rendezvous on host (1 .. 65535). Rank 0 may give 0: it then binds a free
     // port of host at once and says which through ProcessGroup::open's `hosted`, so that no other
