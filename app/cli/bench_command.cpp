@@ -396,14 +396,17 @@ RankPeaks peaks_of_ranks(ProcessGroup* group, const PrefillTiming& ours,
     return p;
 }
 
-nlohmann::json ranks_json(const RankPeaks& p) {
+nlohmann::json ranks_json(const RankPeaks& p, bool with_base) {
     nlohmann::json ranks = nlohmann::json::array();
     for (std::size_t r = 0; r < p.rss_mib.size(); ++r) {
         ranks.push_back(
             {{"rank", r},
              {"ours_peak_device_bytes", static_cast<std::int64_t>(p.ours_device_bytes[r])},
-             {"base_peak_device_bytes", static_cast<std::int64_t>(p.base_device_bytes[r])},
              {"peak_rss_mib", p.rss_mib[r]}});
+        if (with_base) {
+            ranks.back()["base_peak_device_bytes"] =
+                static_cast<std::int64_t>(p.base_device_bytes[r]);
+        }
     }
     return ranks;
 }
@@ -437,6 +440,9 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
     const bool json = args.has("--json");
     const bool quiet = args.has("--quiet") || tensor_parallel_worker();
     const bool trace = args.has("--trace");
+    // Ours alone: at 512K tokens and beyond the base's full causal attention takes many times
+    // longer than ours.
+    const bool with_base = !args.has("--no-base");
     if (trace && cpu) args.usage_error("--trace: the kernel tracer needs --device cuda");
     if (trace && tensor_parallel > 1) {
         args.usage_error("--trace: the kernel tracer runs without --tensor-parallel");
@@ -490,7 +496,8 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                                    (cpu ? " processes" : " GPUs (rank r on cuda:r)"))
                                       .c_str()
                                 : "");
-        std::printf("ours: %s; base: %s\n", ours_label.c_str(), base_label.c_str());
+        std::printf("ours: %s; base: %s\n", ours_label.c_str(),
+                    with_base ? base_label.c_str() : "not run (--no-base)");
         print_machine_line(load);
         if (trace) std::printf("traced: ours again under the CUPTI kernel tracer\n");
         std::printf("%8s  %9s  %9s  %10s  %7s  %10s  %10s", "tokens", "ours s", "base s",
@@ -503,7 +510,9 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
         const std::string at = " at " + std::to_string(n) + " tokens";
         const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet, group);
-        const PrefillTiming b = time_prefill(model, input, base, repeat, "base" + at, quiet, group);
+        const PrefillTiming b =
+            with_base ? time_prefill(model, input, base, repeat, "base" + at, quiet, group)
+                      : PrefillTiming{};
         const double ratio = b.median_seconds / a.median_seconds;
         PrefillTiming traced;
         if (trace) {
@@ -519,23 +528,27 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
             rows.push_back({{"tokens", n},
                             {"ours_median_seconds", a.median_seconds},
                             {"ours_best_seconds", a.best_seconds},
-                            {"base_median_seconds", b.median_seconds},
-                            {"base_best_seconds", b.best_seconds},
-                            {"base_over_ours", ratio},
                             {"ours_global_fraction", a.routed},
                             {"ours_peak_device_bytes", ours_peak},
-                            {"base_peak_device_bytes", base_peak},
-                            {"ranks", ranks_json(peaks)}});
+                            {"ranks", ranks_json(peaks, with_base)}});
+            if (with_base) {
+                rows.back()["base_median_seconds"] = b.median_seconds;
+                rows.back()["base_best_seconds"] = b.best_seconds;
+                rows.back()["base_over_ours"] = ratio;
+                rows.back()["base_peak_device_bytes"] = base_peak;
+            }
             if (trace) {
                 rows.back()["ours_traced_median_seconds"] = traced.median_seconds;
                 rows.back()["trace_overhead_percent"] = overhead;
                 rows.back()["traced_kernels"] = traced.kernels;
             }
         } else {
-            std::printf("%8lld  %9.3f  %9.3f  %9.2fx  %6.1f%%  %10s  %10s",
-                        static_cast<long long>(n), a.median_seconds, b.median_seconds, ratio,
-                        a.routed * 100, peak_cell(ours_peak, ours.device).c_str(),
-                        peak_cell(base_peak, ours.device).c_str());
+            std::printf("%8lld  %9.3f  %9s  %10s  %6.1f%%  %10s  %10s", static_cast<long long>(n),
+                        a.median_seconds,
+                        with_base ? format_fixed(b.median_seconds, 3).c_str() : "-",
+                        with_base ? (format_fixed(ratio, 2) + "x").c_str() : "-", a.routed * 100,
+                        peak_cell(ours_peak, ours.device).c_str(),
+                        with_base ? peak_cell(base_peak, ours.device).c_str() : "-");
             if (trace) {
                 std::printf("  %9.3f  %7.1f%%  %8lld", traced.median_seconds, overhead,
                             static_cast<long long>(traced.kernels));
@@ -548,9 +561,13 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                     line +=
                         "ours peak " +
                         format_bytes_short(static_cast<std::int64_t>(peaks.ours_device_bytes[r])) +
-                        ", base peak " +
-                        format_bytes_short(static_cast<std::int64_t>(peaks.base_device_bytes[r])) +
                         ", ";
+                    if (with_base) {
+                        line += "base peak " +
+                                format_bytes_short(
+                                    static_cast<std::int64_t>(peaks.base_device_bytes[r])) +
+                                ", ";
+                    }
                 }
                 line += "peak RSS " + format_fixed(peaks.rss_mib[r], 0) + " MiB";
                 std::printf("%s\n", line.c_str());
@@ -571,7 +588,9 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                                     {"ours",
                                      {{"backend", ours.backend},
                                       {"routing", ours.routing.to_string()}}},
-                                    {"base", {{"backend", base.backend}, {"as_base", true}}},
+                                    {"base", with_base ? nlohmann::json{{"backend", base.backend},
+                                                                        {"as_base", true}}
+                                                       : nlohmann::json(nullptr)},
                                     {"results", rows}}
                          .dump(2)
                   << "\n";
@@ -749,6 +768,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
                     {"--window", true},
                     {"--chunk", true},
                     {"--trace", false},
+                    {"--no-base", false},
                     kEngineOption,
                     kTokenFileOption,
                     kTlsCaOption,
@@ -771,8 +791,8 @@ int bench_prefill(std::span<const std::string_view> raw) {
     if (remote_engine(args)) return bench_prefill_engine(args);
     if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
     if (args.has("--shape")) return bench_prefill_shape(args, tensor_parallel_ranks);
-    for (const char* option :
-         {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk", "--trace"}) {
+    for (const char* option : {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk",
+                               "--trace", "--no-base"}) {
         if (args.has(option)) {
             args.usage_error(std::string(option) + " applies to --shape (random weights) only");
         }

@@ -244,6 +244,8 @@ Prefill options:
   --chunk N           query rows computed at a time (default 256)
   --trace             also time "ours" under the CUPTI kernel tracer (as `l2a run` records the
                       timeline) and print the tracer's overhead in % and the kernels recorded
+  --no-base           time "ours" alone (the base's full causal attention takes many times
+                      longer at 512K tokens and beyond)
 
 bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 inputs
 with random routing (seeded): ours, as the global part (routed-query compaction, packed global

@@ -977,6 +977,31 @@ TEST_F(Cli, BenchUnknownShapeListsTheKnownOnes) {
     EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
+// --no-base times ours alone: no base run, no base figures (the smallest published shape, a
+// short window and few tokens on the CPU to keep it quick).
+TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
+    const Result r =
+        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64,96 --repeat 1 "
+            "--no-base --json --quiet",
+            dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_TRUE(j["base"].is_null()) << j["base"];
+    ASSERT_EQ(j["results"].size(), 2u);
+    for (const json& row : j["results"]) {
+        EXPECT_GT(row["ours_median_seconds"].get<double>(), 0.0) << row;
+        EXPECT_FALSE(row.contains("base_median_seconds")) << row;
+        EXPECT_FALSE(row.contains("base_over_ours")) << row;
+        EXPECT_FALSE(row["ranks"][0].contains("base_peak_device_bytes")) << row;
+    }
+    const Result text =
+        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
+            "--no-base --quiet",
+            dir_);
+    ASSERT_EQ(text.status, 0) << text.err;
+    EXPECT_TRUE(contains(text.out, "base: not run (--no-base)")) << text.out;
+}
+
 TEST_F(Cli, BenchBadArgumentsExitTwo) {
     const struct {
         const char* args;
@@ -989,6 +1014,7 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench prefill --shape qwen3-8b --backend magic", "--backend: 'magic'"},
         {"bench prefill --shape qwen3-8b --demo", "--shape"},
         {"bench prefill --demo --device cuda", "--device applies to --shape"},
+        {"bench prefill --demo --no-base", "--no-base applies to --shape"},
         {"bench attention --tokens 0", "--tokens: '0'"},
         {"bench attention --tokens 99999999999K", "--tokens"},
         {"bench attention --fractions 0.2,1.5", "--fractions: '1.5'"},
