@@ -15,12 +15,15 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 RopeTables make_rope_tables(const std::vector<double>& inv_freq, double attention_scaling,
                             std::int64_t positions, const at::Device& device) {
     // Angles in double: at 128K positions fp32 products lose several digits of the phase.
-    at::Tensor freq = at::tensor(inv_freq, at::TensorOptions().dtype(at::kDouble));
-    at::Tensor pos = at::arange(positions, at::TensorOptions().dtype(at::kDouble));
+    // Computed where the tables are used: at 128K positions the host's cos and sin of 16.7
+    // million doubles and the upload took about 0.1 s, paid by every run, lens and oracle layer.
+    const at::TensorOptions f64 = at::TensorOptions().dtype(at::kDouble).device(device);
+    at::Tensor freq = at::tensor(inv_freq, at::TensorOptions().dtype(at::kDouble)).to(device);
+    at::Tensor pos = at::arange(positions, f64);
     at::Tensor angles = at::outer(pos, freq);                // [P, D/2]
     at::Tensor full = at::cat({angles, angles}, /*dim=*/1);  // [P, D], HF's rotate_half layout
-    return {(full.cos() * attention_scaling).to(device, at::kFloat),
-            (full.sin() * attention_scaling).to(device, at::kFloat)};
+    return {(full.cos() * attention_scaling).to(at::kFloat),
+            (full.sin() * attention_scaling).to(at::kFloat)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables, const at::Tensor& positions) {

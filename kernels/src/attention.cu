@@ -137,14 +137,15 @@ Path requested_path(const std::string& where) {
 // policy.
 template <typename QuerySet, typename KeyRange>
 void dispatch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
-              cudaStream_t stream) {
+              cudaStream_t stream, bool lse_only = false) {
     const Path path = requested_path(where);
     if (path == Path::wgmma && !detail::sm90_attention_available()) {
         fail(where, "L2A_ATTENTION_PATH=wgmma, but the wgmma path cannot run here: " +
                         detail::sm90_attention_unavailable_reason());
     }
     if (path != Path::mma && detail::sm90_attention_available()) {
-        if (detail::sm90_attention_launch<QuerySet, KeyRange>(where, shape, params, stream)) {
+        if (detail::sm90_attention_launch<QuerySet, KeyRange>(where, shape, params, stream,
+                                                              lse_only)) {
             return;
         }
         if (path == Path::wgmma) {
@@ -199,7 +200,9 @@ void sliding_window_attention_forward(const SlidingWindowAttentionArgs& args, cu
     AttentionParams params = make_params(args.shape, args.q, args.k, args.v, args.out, args.lse);
     // A window past the sequence end is plain causal attention; clamping keeps it in int range.
     params.window = static_cast<int>(std::min<int64_t>(args.window, args.shape.tokens));
-    dispatch<detail::AllQueries, detail::WindowKeys>(where, args.shape, params, stream);
+    if (args.lse_only && args.lse == nullptr) fail(where, "lse_only needs lse");
+    dispatch<detail::AllQueries, detail::WindowKeys>(where, args.shape, params, stream,
+                                                     args.lse_only);
 }
 
 }  // namespace l2a::kernels

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "attention_sm90.cuh"
 #include "attention_sm90.h"
@@ -56,14 +57,15 @@ bool encode_kv_map(CUtensorMap* map, const void* data, const AttentionShape& sha
     return result == CUDA_SUCCESS;
 }
 
-template <typename Element, int HeadDim, typename QuerySet, typename KeyRange>
+template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly>
 void launch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
             const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream) {
     using Traits = Sm90AttentionTraits<HeadDim>;
-    const auto kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange>;
+    const auto kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, LseOnly>;
     const std::string name = std::string("attention_sm90_kernel<") + ElementOps<Element>::kName +
                              ", D=" + std::to_string(HeadDim) + ", " + QuerySet::kName +
-                             " queries, " + KeyRange::kName + " keys>";
+                             " queries, " + KeyRange::kName + " keys" +
+                             (LseOnly ? ", LSE only>" : ">");
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(Traits::kSmemBytes)),
                where, "cudaFuncSetAttribute for " + name);
@@ -145,9 +147,38 @@ bool sm90_attention_available() { return availability().available; }
 
 std::string sm90_attention_unavailable_reason() { return availability().reason; }
 
+namespace {
+
+// The element type and head dim of the shape, for one LseOnly.
+template <typename QuerySet, typename KeyRange, bool LseOnly>
+void launch_for_shape(const std::string& where, const AttentionShape& shape,
+                      const AttentionParams& params, const CUtensorMap& k_map,
+                      const CUtensorMap& v_map, cudaStream_t stream) {
+    const bool bf16 = shape.element_type == ElementType::bf16;
+    if (shape.head_dim == 64) {
+        if (bf16) {
+            launch<__nv_bfloat16, 64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
+                                                                   v_map, stream);
+        } else {
+            launch<__half, 64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
+                                                            stream);
+        }
+    } else {
+        if (bf16) {
+            launch<__nv_bfloat16, 128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
+                                                                    v_map, stream);
+        } else {
+            launch<__half, 128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
+                                                             stream);
+        }
+    }
+}
+
+}  // namespace
+
 template <typename QuerySet, typename KeyRange>
 bool sm90_attention_launch(const std::string& where, const AttentionShape& shape,
-                           const AttentionParams& params, cudaStream_t stream) {
+                           const AttentionParams& params, cudaStream_t stream, bool lse_only) {
     constexpr int kBlockN = Sm90AttentionTraits<128>::kBlockN;
     static_assert(kBlockN == Sm90AttentionTraits<64>::kBlockN, "one box shape for both dims");
     CUtensorMap k_map;
@@ -158,31 +189,24 @@ bool sm90_attention_launch(const std::string& where, const AttentionShape& shape
                        kBlockN)) {
         return false;
     }
-    const bool bf16 = shape.element_type == ElementType::bf16;
-    if (shape.head_dim == 64) {
-        if (bf16) {
-            launch<__nv_bfloat16, 64, QuerySet, KeyRange>(where, shape, params, k_map, v_map,
-                                                          stream);
-        } else {
-            launch<__half, 64, QuerySet, KeyRange>(where, shape, params, k_map, v_map, stream);
-        }
-    } else {
-        if (bf16) {
-            launch<__nv_bfloat16, 128, QuerySet, KeyRange>(where, shape, params, k_map, v_map,
-                                                           stream);
-        } else {
-            launch<__half, 128, QuerySet, KeyRange>(where, shape, params, k_map, v_map, stream);
+    // Only every-query attention has an LSE-only kernel (the routing oracle's passes).
+    if constexpr (std::is_same_v<QuerySet, AllQueries>) {
+        if (lse_only) {
+            launch_for_shape<QuerySet, KeyRange, true>(where, shape, params, k_map, v_map, stream);
+            return true;
         }
     }
+    launch_for_shape<QuerySet, KeyRange, false>(where, shape, params, k_map, v_map, stream);
     return true;
 }
 
 template bool sm90_attention_launch<RoutedQueries, CausalKeys>(const std::string&,
                                                                const AttentionShape&,
-                                                               const AttentionParams&,
-                                                               cudaStream_t);
+                                                               const AttentionParams&, cudaStream_t,
+                                                               bool);
 template bool sm90_attention_launch<AllQueries, WindowKeys>(const std::string&,
                                                             const AttentionShape&,
-                                                            const AttentionParams&, cudaStream_t);
+                                                            const AttentionParams&, cudaStream_t,
+                                                            bool);
 
 }  // namespace l2a::kernels::detail

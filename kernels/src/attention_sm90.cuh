@@ -63,7 +63,10 @@ __device__ __forceinline__ uint32_t swizzled_offset(int row, int column, int row
 // Grid: (row tiles, q heads), as the mma.sync kernel; the linear block index is remapped so
 // that blocks start in order of decreasing row tile across all heads (longest key ranges
 // first, and the q heads that share a kv head run side by side and share its tiles in L2).
-template <typename Element, int HeadDim, typename QuerySet, typename KeyRange>
+// LseOnly: only each row's log-sum-exp (params.lse) is computed: the producer streams no V
+// tiles, the consumers issue no P V products, and O is not written (the routing oracle needs
+// the LSEs alone, and P V is half of the matrix products).
+template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly = false>
 __global__ void __launch_bounds__(384, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionParams params,
                           const __grid_constant__ CUtensorMap k_map,
@@ -153,12 +156,14 @@ __global__ void __launch_bounds__(384, 1)
                     tma_load_3d(k_stage + block * Traits::kColumnBlockBytes, &k_map, &k_full[stage],
                                 block * 64, tile * kBlockN, kv_head);
                 }
-                mbarrier_wait(&v_empty[stage], free_parity);
-                mbarrier_arrive_expect_bytes(&v_full[stage], Traits::kTileBytes);
+                if constexpr (!LseOnly) {
+                    mbarrier_wait(&v_empty[stage], free_parity);
+                    mbarrier_arrive_expect_bytes(&v_full[stage], Traits::kTileBytes);
 #pragma unroll
-                for (int block = 0; block < Traits::kColumnBlocks; ++block) {
-                    tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map, &v_full[stage],
-                                block * 64, tile * kBlockN, kv_head);
+                    for (int block = 0; block < Traits::kColumnBlocks; ++block) {
+                        tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map,
+                                    &v_full[stage], block * 64, tile * kBlockN, kv_head);
+                    }
                 }
             }
         }
@@ -224,8 +229,10 @@ __global__ void __launch_bounds__(384, 1)
         // that the producer never refills a stage that is still being written.
         mbarrier_wait(&k_full[stage], parity);
         mbarrier_arrive(&k_empty[stage]);
-        mbarrier_wait(&v_full[stage], parity);
-        mbarrier_arrive(&v_empty[stage]);
+        if constexpr (!LseOnly) {
+            mbarrier_wait(&v_full[stage], parity);
+            mbarrier_arrive(&v_empty[stage]);
+        }
     };
     for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over(tile);
 
@@ -341,7 +348,26 @@ __global__ void __launch_bounds__(384, 1)
     };
     for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over_in_turn(tile, false);
 
-    {
+    if constexpr (LseOnly) {
+        // S = Q K^T and the running maxima and sums per tile, one turn each, and the final
+        // turn that the pipeline below spends on the last P V (the turn counts must match).
+        for (int tile = my_first_tile; tile <= my_last_tile; ++tile) {
+            const int i = tile - first_tile;
+            const int stage = i % kStages;
+            float scores[kBlockN / 2];
+            mbarrier_wait(&k_full[stage], (i / kStages) & 1);
+            take_turn();
+            issue_scores(scores, stage);
+            end_turn(false);
+            wgmma_wait<0>();
+            pin_registers(scores);
+            mbarrier_arrive(&k_empty[stage]);
+            float rescale[2];
+            softmax(scores, tile, rescale);
+        }
+        take_turn();
+        end_turn(my_last_tile == last_tile);
+    } else {
         // Software pipeline: while the softmax of tile j runs on the CUDA cores, the tensor
         // cores compute P V of tile j - 1. Per iteration: issue S_j, issue P_{j-1} V_{j-1}, wait
         // for S_j (the older group), softmax, wait for P V, rescale O.
@@ -404,8 +430,6 @@ __global__ void __launch_bounds__(384, 1)
         pass_over_in_turn(tile, tile == last_tile);
     }
 
-    Element* out_head_base =
-        static_cast<Element*>(params.out) + int64_t(q_head) * params.out_head_stride;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         float sum = row_sum[half];
@@ -414,14 +438,18 @@ __global__ void __launch_bounds__(384, 1)
         const int row = consumer * kRows + warp * 16 + lane_row + 8 * half;
         if (row >= rows_here) continue;
         const int position = my_position[half];
-        const float inverse_sum = 1.0f / sum;
-        const int out_index = QuerySet::storage_row(params, first_row + row, position);
-        Element* out_row = out_head_base + int64_t(out_index) * params.out_token_stride;
+        if constexpr (!LseOnly) {
+            Element* out_head_base =
+                static_cast<Element*>(params.out) + int64_t(q_head) * params.out_head_stride;
+            const float inverse_sum = 1.0f / sum;
+            const int out_index = QuerySet::storage_row(params, first_row + row, position);
+            Element* out_row = out_head_base + int64_t(out_index) * params.out_token_stride;
 #pragma unroll
-        for (int d = 0; d < HeadDim / 8; ++d) {
-            *reinterpret_cast<uint32_t*>(out_row + d * 8 + lane_column) =
-                Ops::pack(out_accumulator[4 * d + 2 * half] * inverse_sum,
-                          out_accumulator[4 * d + 2 * half + 1] * inverse_sum);
+            for (int d = 0; d < HeadDim / 8; ++d) {
+                *reinterpret_cast<uint32_t*>(out_row + d * 8 + lane_column) =
+                    Ops::pack(out_accumulator[4 * d + 2 * half] * inverse_sum,
+                              out_accumulator[4 * d + 2 * half + 1] * inverse_sum);
+            }
         }
         if (params.lse != nullptr && lane % 4 == 0) {
             constexpr float kLn2 = 0.693147180559945309f;

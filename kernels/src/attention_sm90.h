@@ -20,9 +20,11 @@ std::string sm90_attention_unavailable_reason();
 
 // Launch the Hopper kernel for the given policies. Returns false, launching nothing, when the
 // K or V tensor cannot be described by a tensor map (e.g. a zero token stride); the caller then
-// uses the mma.sync kernel. Launch failures throw KernelError.
+// uses the mma.sync kernel. Launch failures throw KernelError. `lse_only` (every-query
+// attention only): the kernel computes the LSEs alone and writes no output rows.
 template <typename QuerySet, typename KeyRange>
 bool sm90_attention_launch(const std::string& where, const AttentionShape& shape,
-                           const AttentionParams& params, cudaStream_t stream);
+                           const AttentionParams& params, cudaStream_t stream,
+                           bool lse_only = false);
 
 }  // namespace l2a::kernels::detail

@@ -496,7 +496,38 @@ TEST_P(AttentionTest, MatchesReference) {
 
     const ReferenceResult reference =
         reference_attention(q, k, v, positions, c.kind == Kind::window ? c.window : 0);
-    check_outputs(c, out_layout, out_bits, lse_device.download<float>(), positions, reference);
+    const std::vector<float> lse = lse_device.download<float>();
+    check_outputs(c, out_layout, out_bits, lse, positions, reference);
+    if (c.kind != Kind::window || HasFatalFailure()) return;
+
+    // The LSE-only pass (the routing oracle's): the same LSEs as the whole pass, and on the
+    // wgmma path no output row written.
+    out_device.upload(out_layout.bits);  // all poison again
+    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+    SlidingWindowAttentionArgs args;
+    args.shape = shape;
+    args.q = const_view(q_device, q);
+    args.k = const_view(k_device, k);
+    args.v = const_view(v_device, v);
+    args.out = out_view;
+    args.lse = lse_device.as<float>();
+    args.window = c.window;
+    args.lse_only = true;
+    sliding_window_attention_forward(args, stream.get());
+    stream.finish();
+    const std::vector<float> lse_alone = lse_device.download<float>();
+    for (size_t slot = 0; slot < lse.size(); ++slot) {
+        ASSERT_NEAR(lse_alone[slot], lse[slot], 1e-6 * std::max(1.0f, std::abs(lse[slot])))
+            << "LSE-only pass, lse entry " << slot;
+    }
+    if (c.path == AttentionPath::wgmma) {
+        const std::vector<uint16_t> untouched = out_device.download<uint16_t>();
+        for (size_t slot = 0; slot < untouched.size(); ++slot) {
+            ASSERT_EQ(untouched[slot], kPoison16) << "LSE-only pass wrote output element " << slot;
+        }
+    }
+    args.lse = nullptr;
+    EXPECT_THROW(sliding_window_attention_forward(args, stream.get()), KernelError);
 }
 
 const std::vector<int64_t> kTokenCounts{1, 17, 64, 200, 1000, 2049};

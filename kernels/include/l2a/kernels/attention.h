@@ -98,6 +98,10 @@ struct SlidingWindowAttentionArgs {
     TokenHeadTensor out;
     float* lse = nullptr;  // optional, [Hq, T]
     int64_t window = 0;    // W
+    // Only the LSEs are wanted (lse required): where the Hopper kernel runs it computes them
+    // alone (no P V, about half the matrix products) and leaves `out` as it was; the mma.sync
+    // path writes `out` as well. Either way `out` must be a valid tensor.
+    bool lse_only = false;
 };
 void sliding_window_attention_forward(const SlidingWindowAttentionArgs& args, cudaStream_t stream);
 
