@@ -607,7 +607,7 @@ int bench_prefill_engine(const Arguments& args) {
     if (!args.has("--shape")) {
         args.usage_error("with --engine, bench prefill runs --shape NAME (random weights)");
     }
-    for (const char* option : {"--trace", "--window"}) {
+    for (const char* option : {"--trace", "--window", "--no-base"}) {
         if (args.has(option)) args.usage_error(std::string(option) + " is not used with --engine");
     }
     ModelSpec spec;

@@ -20,10 +20,12 @@ RopeTables make_rope_tables(const std::vector<double>& inv_freq, double attentio
     const at::TensorOptions f64 = at::TensorOptions().dtype(at::kDouble).device(device);
     at::Tensor freq = at::tensor(inv_freq, at::TensorOptions().dtype(at::kDouble)).to(device);
     at::Tensor pos = at::arange(positions, f64);
-    at::Tensor angles = at::outer(pos, freq);                // [P, D/2]
-    at::Tensor full = at::cat({angles, angles}, /*dim=*/1);  // [P, D], HF's rotate_half layout
-    return {(full.cos() * attention_scaling).to(at::kFloat),
-            (full.sin() * attention_scaling).to(at::kFloat)};
+    const at::Tensor angles = at::outer(pos, freq);  // [P, D/2]
+    // Each half of a row repeats the other (HF's rotate_half layout): cos and sin of the D/2
+    // angles once, rounded to fp32, then the halves side by side ([P, D]).
+    const at::Tensor cos = angles.cos().mul_(attention_scaling).to(at::kFloat);
+    const at::Tensor sin = angles.sin().mul_(attention_scaling).to(at::kFloat);
+    return {at::cat({cos, cos}, /*dim=*/1), at::cat({sin, sin}, /*dim=*/1)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables, const at::Tensor& positions) {

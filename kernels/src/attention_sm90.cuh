@@ -234,8 +234,6 @@ __global__ void __launch_bounds__(384, 1)
             mbarrier_arrive(&v_empty[stage]);
         }
     };
-    for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over(tile);
-
     // S = Q K^T for one tile, issued asynchronously (one commit group).
     const auto issue_scores = [&](float(&scores)[kBlockN / 2], int stage) {
         const uint32_t k_stage = k_address + stage * Traits::kTileBytes;

@@ -1015,6 +1015,8 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench prefill --shape qwen3-8b --demo", "--shape"},
         {"bench prefill --demo --device cuda", "--device applies to --shape"},
         {"bench prefill --demo --no-base", "--no-base applies to --shape"},
+        {"bench prefill --shape qwen3-8b --engine tcp://127.0.0.1:9 --no-base",
+         "--no-base is not used with --engine"},
         {"bench attention --tokens 0", "--tokens: '0'"},
         {"bench attention --tokens 99999999999K", "--tokens"},
         {"bench attention --fractions 0.2,1.5", "--fractions: '1.5'"},

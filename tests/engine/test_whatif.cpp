@@ -217,6 +217,23 @@ TEST(WhatIf, TheVariantsLmHeadRunsOnlyOnTheRowsThatChanged) {
         EXPECT_EQ(variant.result.reference_kl[t], 0.0) << "row " << t;
     }
 
+    // The LM head did skip the unchanged rows: given a marker as the base's loss, they carry it
+    // and the changed rows do not.
+    const std::vector<float> marker(kTokens, 1234.0f);
+    l2a::PrefillHooks marked;
+    marked.reference_final = &base.checkpoints.final_hidden;
+    marked.reference_nll = marker;
+    const auto skipped =
+        l2a::run_prefill_from(model, tokens, pruned, last,
+                              base.checkpoints.entering[static_cast<std::size_t>(last)], marked);
+    for (std::size_t t = 0; t + 1 < kTokens; ++t) {
+        if (changed[t]) {
+            EXPECT_NE(skipped.token_nll[t + 1], 1234.0f) << "row " << t;
+        } else {
+            EXPECT_EQ(skipped.token_nll[t + 1], 1234.0f) << "row " << t;
+        }
+    }
+
     // The same run with the LM head over every row (no reference loss to take).
     l2a::PrefillHooks every_row;
     every_row.reference_final = &base.checkpoints.final_hidden;
