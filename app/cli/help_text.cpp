@@ -555,8 +555,8 @@ Options:
 constexpr const char* kServeHelp =
     R"(Usage: l2a serve [--listen HOST:PORT | --listen unix:PATH] [--token-file F] [--models ROOT]
                  [--docs ROOT] [--shape NAME[,NAME]] [--tls-cert C --tls-key K]
-                 [--checkpoint-budget BYTES] [--max-message BYTES] [--tensor-parallel N]
-                 [--quiet]
+                 [--checkpoint-budget BYTES] [--max-message BYTES]
+                 [--tensor-parallel N [--device cpu|cuda]] [--quiet]
 
 Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
 whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
@@ -585,6 +585,12 @@ Options:
                        intermediate size of the models clients open); the server sends each
                        request to the others before it runs, and a client's cancel takes
                        effect once the running request is done
+  --device NAME        where the --tensor-parallel processes run: cpu (default; c10d Gloo) or
+                       cuda (CUDA builds with NCCL: process r on GPU cuda:r, any --dtype; needs
+                       N visible GPUs). Clients must ask for that kind of device (--device cpu,
+                       or --device cuda); a request for the other is refused with an error and
+                       the server goes on. Only with --tensor-parallel: without it (and with
+                       --tensor-parallel 1) each client's request names its own device
   --quiet              no log lines on standard error
   -h, --help           show this help
 

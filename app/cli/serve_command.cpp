@@ -8,6 +8,7 @@
 #include <ctime>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -79,6 +80,7 @@ int serve_command(std::span<const std::string_view> raw) {
                     {"--max-message", true},
                     {"--until-stdin-closes", false},
                     {"--quiet", false},
+                    {"--device", true},
                     kTensorParallelOption,
                     kTensorParallelRankOption,
                     kTensorParallelPortOption,
@@ -130,8 +132,21 @@ int serve_command(std::span<const std::string_view> raw) {
     const bool quiet = args.has("--quiet");
     if (!quiet) options.log = log_line;
 
-    // Tensor parallel: rank 0 serves and starts the others, which follow its requests.
-    const int ranks = tensor_parallel(args, "");
+    // Tensor parallel: rank 0 serves and starts the others, which follow its requests. Where
+    // they run is the server's choice (--device: the CPU through Gloo, or rank r on cuda:r
+    // through NCCL); without tensor parallel each client's request names its device.
+    const std::optional<std::string> device = args.value("--device");
+    if (device && !args.has(kTensorParallelOption.name)) {
+        args.usage_error(
+            "--device applies to --tensor-parallel (without it, each client's request names its "
+            "device)");
+    }
+    if (device && *device != "cpu" && *device != "cuda") {
+        args.usage_error("--device " + *device +
+                         ": expected cpu or cuda (tensor parallel puts rank r on cuda:r; "
+                         "CUDA_VISIBLE_DEVICES picks the GPUs)");
+    }
+    const int ranks = tensor_parallel(args, device.value_or(""));
     if (ranks > 1 && !remote_engine_built()) {
         fail("l2a serve", "this build has no remote engine (gRPC was not found when it was built)");
     }
@@ -151,7 +166,10 @@ int serve_command(std::span<const std::string_view> raw) {
             where = where.substr(0, where.rfind(':') + 1) + std::to_string(server.port());
         log_line("listening on " + where + (options.token.empty() ? "" : " (token required)") +
                  (options.tls_cert_pem.empty() ? "" : " with TLS") +
-                 (ranks > 1 ? ", tensor parallel over " + std::to_string(ranks) + " processes"
+                 (ranks > 1 ? ", tensor parallel over " + std::to_string(ranks) + " processes" +
+                                  (options.group->device() == "cpu"
+                                       ? std::string(" on the CPU")
+                                       : " on cuda:0 to cuda:" + std::to_string(ranks - 1))
                             : std::string()));
     }
     // The port on standard output, for scripts that asked for port 0.

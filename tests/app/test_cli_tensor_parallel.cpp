@@ -554,6 +554,35 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
         EXPECT_TRUE(contains(r.err, message)) << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     }
+
+    // `l2a serve --tensor-parallel N --device cuda`: the same checks as `run`, before it listens.
+    const std::string serve = "serve --listen 127.0.0.1:0 --quiet";
+    std::vector<std::pair<std::string, std::string>> serving = {
+        {serve + " --device cuda",
+         "l2a serve: --device applies to --tensor-parallel (without it, each client's request "
+         "names its device)"},
+        {serve + " --tensor-parallel 2 --device gpu",
+         "--device gpu: expected cpu or cuda (tensor parallel puts rank r on cuda:r"},
+        {serve + " --tensor-parallel 2 --device cuda:1", "--device cuda:1: expected cpu or cuda"},
+    };
+    if (!l2a::nccl_process_groups_available()) {
+        serving.emplace_back(serve + " --tensor-parallel 2 --device cuda",
+                             "--tensor-parallel 2: --device cuda: tensor parallel on CUDA "
+                             "devices needs NCCL process groups (c10d NCCL), which this build "
+                             "lacks");
+    } else {
+        const int n = std::max(2, l2a::cuda_device_count() + 1);
+        serving.emplace_back(
+            serve + " --tensor-parallel " + std::to_string(n) + " --device cuda",
+            std::to_string(n) + " processes need a GPU each (rank r runs on cuda:r), and ");
+    }
+    for (const auto& [args, message] : serving) {
+        SCOPED_TRACE(args);
+        const Result r = l2a(args, dir_, "", false);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_TRUE(contains(r.err, message)) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
 }
 
 // On two GPUs (a CUDA build with NCCL process groups): `l2a run --tensor-parallel 2 --device

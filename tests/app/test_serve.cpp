@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/device.h"
 #include "l2a/engine/process_group.h"
 #include "l2a/engine/profile.h"
 #include "test_support.h"
@@ -197,6 +198,19 @@ TEST_F(Serve, ATensorParallelServerGivesTheLocalResult) {
     EXPECT_TRUE(std::any_of(a.ranges.begin(), a.ranges.end(),
                             [](const l2a::TimedRange& r) { return r.rank == 1; }));
 
+    // The ranks sum on the CPU: a client that asks for a GPU is refused in one line naming both
+    // devices, and the server goes on serving.
+    Child gpu({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+               "--engine", engine, "--device", "cuda", "--quiet"},
+              dir_, "gpu");
+    EXPECT_EQ(gpu.wait(std::chrono::seconds(60)), 1) << gpu.err() << server_->err();
+    EXPECT_TRUE(contains(gpu.err(),
+                         "--device cuda: this server runs tensor parallel over 2 processes on "
+                         "the CPU (l2a serve --tensor-parallel 2); ask for --device cpu"))
+        << gpu.err();
+    const std::string gpu_err = gpu.err();
+    EXPECT_EQ(std::count(gpu_err.begin(), gpu_err.end(), '\n'), 1) << gpu_err;
+
     // A what-if of it in a second session, against the same what-if on this computer.
     Child whatif({kBinary.string(), "whatif", "--profile", "remote.l2a", "--prune", "5", "--engine",
                   engine, "--json", "--quiet", "--ttft-repeats", "0"},
@@ -213,6 +227,66 @@ TEST_F(Serve, ATensorParallelServerGivesTheLocalResult) {
     };
     EXPECT_NEAR(mean_nll(whatif.out()), mean_nll(whatif_local.out()), 1e-6)
         << whatif.out() << whatif_local.out();
+
+    server_->kill(SIGTERM);
+    EXPECT_EQ(server_->wait(std::chrono::seconds(30)), 0) << server_->err();
+    EXPECT_FALSE(contains(server_->err(), "error")) << server_->err();
+}
+
+// `l2a serve --tensor-parallel 2 --device cuda` on two GPUs (a CUDA build with NCCL process
+// groups): rank r runs on cuda:r and a client's bf16 run on cuda gives nearly the single-GPU
+// run's loss, with both ranks' ranges in the profile; a client that asks for the CPU is refused
+// in one line naming both devices, and the server goes on serving.
+TEST_F(Serve, ATensorParallelServerOnTwoGpusServesCudaClients) {
+    if (!l2a::nccl_process_groups_available()) {
+        GTEST_SKIP() << "this build has no c10d NCCL (a CUDA build with the torch wheel's NCCL "
+                        "headers): no tensor parallel on GPUs to test";
+    }
+    if (l2a::cuda_device_count() < 2) {
+        GTEST_SKIP() << "fewer than 2 GPUs visible (" << l2a::cuda_device_count() << ")";
+    }
+    const int port = start_server({"--tensor-parallel", "2", "--device", "cuda"});
+    ASSERT_GT(port, 0) << server_->err();
+    EXPECT_TRUE(contains(server_->err(), "tensor parallel over 2 processes on cuda:0 to cuda:1"))
+        << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+
+    Child cpu({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+               "--engine", engine, "--device", "cpu", "--quiet"},
+              dir_, "cpu");
+    EXPECT_EQ(cpu.wait(std::chrono::seconds(60)), 1) << cpu.err() << server_->err();
+    EXPECT_TRUE(contains(cpu.err(),
+                         "--device cpu: this server runs tensor parallel over 2 processes on "
+                         "GPUs cuda:0 to cuda:1 (l2a serve --tensor-parallel 2 --device cuda); "
+                         "ask for --device cuda"))
+        << cpu.err();
+    const std::string cpu_err = cpu.err();
+    EXPECT_EQ(std::count(cpu_err.begin(), cpu_err.end(), '\n'), 1) << cpu_err;
+
+    const std::vector<std::string> run = {kBinary.string(), "run",          "--demo", "--doc",
+                                          "long.txt",       "--max-tokens", "300",    "--device",
+                                          "cuda",           "--dtype",      "bf16",   "--quiet"};
+    std::vector<std::string> remote_args = run;
+    for (const char* a : {"--engine", engine.c_str(), "--out", "remote.l2a"})
+        remote_args.emplace_back(a);
+    Child remote(remote_args, dir_, "remote");
+    ASSERT_EQ(remote.wait(std::chrono::seconds(120)), 0) << remote.err() << server_->err();
+    std::vector<std::string> local_args = run;
+    for (const char* a : {"--out", "local.l2a"}) local_args.emplace_back(a);
+    Child local(local_args, dir_, "local");
+    ASSERT_EQ(local.wait(std::chrono::seconds(120)), 0) << local.err();
+    const l2a::Profile a = l2a::load_profile(dir_ / "remote.l2a");
+    const l2a::Profile b = l2a::load_profile(dir_ / "local.l2a");
+    EXPECT_EQ(a.tensor_parallel, 2);
+    EXPECT_EQ(a.dtype, "bf16");
+    EXPECT_EQ(a.token_ids, b.token_ids);
+    ASSERT_EQ(a.token_nll.size(), b.token_nll.size());
+    // bf16 sums in another order: the loss may move a little, not the run.
+    for (std::size_t t = 1; t < a.token_nll.size(); ++t) {
+        EXPECT_NEAR(a.token_nll[t], b.token_nll[t], 0.1) << t;
+    }
+    EXPECT_TRUE(std::any_of(a.ranges.begin(), a.ranges.end(),
+                            [](const l2a::TimedRange& r) { return r.rank == 1; }));
 
     server_->kill(SIGTERM);
     EXPECT_EQ(server_->wait(std::chrono::seconds(30)), 0) << server_->err();

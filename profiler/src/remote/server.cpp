@@ -24,6 +24,7 @@
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/process_group.h"
+#include "l2a/engine/run_choices.h"
 #include "l2a/engine/shapes.h"
 #include "l2a/profiler/remote.h"
 #include "remote_common.h"
@@ -267,9 +268,28 @@ private:
         return names;
     }
 
+    // Tensor parallel: the group's collectives run where the server started them (Gloo on the
+    // CPU; with --device cuda, NCCL with rank r on cuda:r), so a request for the other kind of
+    // device cannot run: it is refused, naming both, and the server goes on serving.
+    void check_device(const std::string& requested) const {
+        const ProcessGroup* group = options_.group;
+        if (!group || group->world() <= 1) return;
+        const bool on_cpu = is_cpu_device(group->device());
+        if (is_cpu_device(requested) == on_cpu) return;
+        const std::string n = std::to_string(group->world());
+        const std::string where = on_cpu
+                                      ? std::string("the CPU")
+                                      : "GPUs cuda:0 to cuda:" + std::to_string(group->world() - 1);
+        fail("--device " + requested,
+             "this server runs tensor parallel over " + n + " processes on " + where +
+                 " (l2a serve --tensor-parallel " + n + (on_cpu ? "" : " --device cuda") +
+                 "); ask for --device " + (on_cpu ? "cpu" : "cuda"));
+    }
+
     // A client's model, as this server allows it: a folder under --models, the demo model, or
-    // one of the --shape shapes.
+    // one of the --shape shapes, on the device kind of a tensor-parallel server's ranks.
     ModelSpec allowed(ModelSpec spec) const {
+        check_device(spec.placement.device);
         if (!spec.shape.empty()) {
             if (std::find(options_.shapes.begin(), options_.shapes.end(), spec.shape) ==
                 options_.shapes.end()) {
@@ -380,6 +400,7 @@ private:
             }
             case remote::ClientMessage::kRun: {
                 StudyRunSpec spec = wire::get(request.run());
+                check_device(spec.options.device);
                 spec.document = allowed(std::move(spec.document));
                 const StudyRunResult r = study.run(spec, events);
                 reply.mutable_run()->set_profile(wire::profile_bytes(*r.profile));

@@ -51,7 +51,9 @@ struct ServeOptions {
     // Tensor parallel: this server is rank 0 of the group; the other ranks run
     // follow_study_server. Every session's study is split across the group, every request is
     // sent to the other ranks before it runs (one at a time, as always), and a client's cancel
-    // takes effect once the running request is done (the ranks must stay in step).
+    // takes effect once the running request is done (the ranks must stay in step). A request
+    // for another kind of device than the group's (the CPU for a Gloo group, CUDA for an NCCL
+    // one) is refused to its client with an error naming both.
     ProcessGroup* group = nullptr;
 };
 
