@@ -1002,6 +1002,23 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
     EXPECT_TRUE(contains(text.out, "base: not run (--no-base)")) << text.out;
 }
 
+// bench explain: the base run, the lens (its first call and the median) and the oracle, timed.
+TEST_F(Cli, BenchExplainTimesTheLensAndTheOracle) {
+    const Result r = l2a(
+        "bench explain --demo --tokens 512 --layer 2 --repeat 2 --threads 1 --json --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["tokens"], 512);
+    EXPECT_EQ(j["layer"], 2);
+    EXPECT_EQ(j["repeat"], 2);
+    for (const char* key : {"base_seconds", "explain_first_seconds", "explain_median_seconds",
+                            "oracle_median_seconds"}) {
+        ASSERT_TRUE(j.contains(key)) << key;
+        EXPECT_GT(j[key].get<double>(), 0.0) << key;
+    }
+    EXPECT_GE(j["oracle_seconds_per_layer_beyond_run"].get<double>(), 0.0);
+}
+
 TEST_F(Cli, BenchBadArgumentsExitTwo) {
     const struct {
         const char* args;
