@@ -24,10 +24,19 @@ at::Tensor norm_in_blocks(const at::Tensor& x, const at::Tensor& weight, double 
     return y;
 }
 
-at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& next) {
+namespace {
+
+// The loss of each row of `logits` [rows, vocab] given its log-sum-exp `lse` ([rows], or
+// [rows, 1]), fp32.
+at::Tensor loss_with_lse(const at::Tensor& logits, const at::Tensor& lse, const at::Tensor& next) {
     const std::int64_t rows = logits.size(0);
-    return (at::logsumexp(logits, -1) - logits.gather(1, next.view({rows, 1})).view({rows}))
-        .to(at::kFloat);
+    return (lse.view({rows}) - logits.gather(1, next.view({rows, 1})).view({rows})).to(at::kFloat);
+}
+
+}  // namespace
+
+at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& next) {
+    return loss_with_lse(logits, at::logsumexp(logits, -1), next);
 }
 
 RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const at::Tensor& logits,
@@ -47,10 +56,8 @@ RowComparison compare_next_token_rows(const at::Tensor& reference_logits, const 
     out.same_top = at::eq(a.argmax(-1), b.argmax(-1));
     if (next.defined()) {
         // In the logits' own precision, as a run without a reference computes it.
-        out.loss = logits.scalar_type() == math
-                       ? (lse_b.view({rows}) - b.gather(1, next.view({rows, 1})).view({rows}))
-                             .to(at::kFloat)
-                       : next_token_loss(logits, next);
+        out.loss = logits.scalar_type() == math ? loss_with_lse(b, lse_b, next)
+                                                : next_token_loss(logits, next);
     }
     return out;
 }

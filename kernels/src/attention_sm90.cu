@@ -149,28 +149,31 @@ std::string sm90_attention_unavailable_reason() { return availability().reason; 
 
 namespace {
 
+// The element type of the shape, for one head dim and LseOnly.
+template <int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly>
+void launch_for_element(const std::string& where, const AttentionShape& shape,
+                        const AttentionParams& params, const CUtensorMap& k_map,
+                        const CUtensorMap& v_map, cudaStream_t stream) {
+    if (shape.element_type == ElementType::bf16) {
+        launch<__nv_bfloat16, HeadDim, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
+                                                                    v_map, stream);
+    } else {
+        launch<__half, HeadDim, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
+                                                             stream);
+    }
+}
+
 // The element type and head dim of the shape, for one LseOnly.
 template <typename QuerySet, typename KeyRange, bool LseOnly>
 void launch_for_shape(const std::string& where, const AttentionShape& shape,
                       const AttentionParams& params, const CUtensorMap& k_map,
                       const CUtensorMap& v_map, cudaStream_t stream) {
-    const bool bf16 = shape.element_type == ElementType::bf16;
     if (shape.head_dim == 64) {
-        if (bf16) {
-            launch<__nv_bfloat16, 64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
-                                                                   v_map, stream);
-        } else {
-            launch<__half, 64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
+        launch_for_element<64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
                                                             stream);
-        }
     } else {
-        if (bf16) {
-            launch<__nv_bfloat16, 128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
-                                                                    v_map, stream);
-        } else {
-            launch<__half, 128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
+        launch_for_element<128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
                                                              stream);
-        }
     }
 }
 

@@ -345,23 +345,29 @@ __global__ void __launch_bounds__(384, 1)
         pass_over(tile);
     };
     for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over_in_turn(tile, false);
+    // S = Q K^T of one of the consumer's own tiles alone, in its turn; the K stage released once
+    // S is in registers, then the softmax. Returns the tile's stage.
+    const auto scores_alone = [&](float(&scores)[kBlockN / 2], int tile, float(&rescale)[2]) {
+        const int i = tile - first_tile;
+        const int stage = i % kStages;
+        mbarrier_wait(&k_full[stage], (i / kStages) & 1);
+        take_turn();
+        issue_scores(scores, stage);
+        end_turn(false);
+        wgmma_wait<0>();
+        pin_registers(scores);
+        mbarrier_arrive(&k_empty[stage]);
+        softmax(scores, tile, rescale);
+        return stage;
+    };
 
     if constexpr (LseOnly) {
         // S = Q K^T and the running maxima and sums per tile, one turn each, and the final
         // turn that the pipeline below spends on the last P V (the turn counts must match).
         for (int tile = my_first_tile; tile <= my_last_tile; ++tile) {
-            const int i = tile - first_tile;
-            const int stage = i % kStages;
             float scores[kBlockN / 2];
-            mbarrier_wait(&k_full[stage], (i / kStages) & 1);
-            take_turn();
-            issue_scores(scores, stage);
-            end_turn(false);
-            wgmma_wait<0>();
-            pin_registers(scores);
-            mbarrier_arrive(&k_empty[stage]);
             float rescale[2];
-            softmax(scores, tile, rescale);
+            scores_alone(scores, tile, rescale);
         }
         take_turn();
         end_turn(my_last_tile == last_tile);
@@ -372,20 +378,10 @@ __global__ void __launch_bounds__(384, 1)
         uint32_t p_fragments[kBlockN / 16][4];
         int previous_stage;
         {
-            const int i = my_first_tile - first_tile;
-            const int stage = i % kStages;
             float scores[kBlockN / 2];
-            mbarrier_wait(&k_full[stage], (i / kStages) & 1);
-            take_turn();
-            issue_scores(scores, stage);
-            end_turn(false);
-            wgmma_wait<0>();
-            pin_registers(scores);
-            mbarrier_arrive(&k_empty[stage]);
-            float rescale[2];
-            softmax(scores, my_first_tile, rescale);  // O is still 0: nothing to rescale
+            float rescale[2];  // O is still 0: nothing to rescale
+            previous_stage = scores_alone(scores, my_first_tile, rescale);
             to_probabilities(scores, p_fragments);
-            previous_stage = stage;
         }
         for (int tile = my_first_tile + 1; tile <= my_last_tile; ++tile) {
             const int i = tile - first_tile;

@@ -136,6 +136,19 @@ protected:
         return std::stoi(server_->out());
     }
 
+    // A client run on `device` that the server refuses: it exits 1 with one line that holds
+    // `message`.
+    void expect_device_refused(const std::string& engine, const std::string& device,
+                               const std::string& message) {
+        Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
+                      "--engine", engine, "--device", device, "--quiet"},
+                     dir_, device);
+        EXPECT_EQ(client.wait(std::chrono::seconds(60)), 1) << client.err() << server_->err();
+        const std::string err = client.err();
+        EXPECT_TRUE(contains(err, message)) << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    }
+
     std::unique_ptr<Child> server_;
 };
 
@@ -200,16 +213,9 @@ TEST_F(Serve, ATensorParallelServerGivesTheLocalResult) {
 
     // The ranks sum on the CPU: a client that asks for a GPU is refused in one line naming both
     // devices, and the server goes on serving.
-    Child gpu({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
-               "--engine", engine, "--device", "cuda", "--quiet"},
-              dir_, "gpu");
-    EXPECT_EQ(gpu.wait(std::chrono::seconds(60)), 1) << gpu.err() << server_->err();
-    EXPECT_TRUE(contains(gpu.err(),
-                         "--device cuda: this server runs tensor parallel over 2 processes on "
-                         "the CPU (l2a serve --tensor-parallel 2); ask for --device cpu"))
-        << gpu.err();
-    const std::string gpu_err = gpu.err();
-    EXPECT_EQ(std::count(gpu_err.begin(), gpu_err.end(), '\n'), 1) << gpu_err;
+    expect_device_refused(engine, "cuda",
+                          "--device cuda: this server runs tensor parallel over 2 processes on "
+                          "the CPU (l2a serve --tensor-parallel 2); ask for --device cpu");
 
     // A what-if of it in a second session, against the same what-if on this computer.
     Child whatif({kBinary.string(), "whatif", "--profile", "remote.l2a", "--prune", "5", "--engine",
@@ -251,17 +257,10 @@ TEST_F(Serve, ATensorParallelServerOnTwoGpusServesCudaClients) {
         << server_->err();
     const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
 
-    Child cpu({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens", "300",
-               "--engine", engine, "--device", "cpu", "--quiet"},
-              dir_, "cpu");
-    EXPECT_EQ(cpu.wait(std::chrono::seconds(60)), 1) << cpu.err() << server_->err();
-    EXPECT_TRUE(contains(cpu.err(),
-                         "--device cpu: this server runs tensor parallel over 2 processes on "
-                         "GPUs cuda:0 to cuda:1 (l2a serve --tensor-parallel 2 --device cuda); "
-                         "ask for --device cuda"))
-        << cpu.err();
-    const std::string cpu_err = cpu.err();
-    EXPECT_EQ(std::count(cpu_err.begin(), cpu_err.end(), '\n'), 1) << cpu_err;
+    expect_device_refused(engine, "cpu",
+                          "--device cpu: this server runs tensor parallel over 2 processes on "
+                          "GPUs cuda:0 to cuda:1 (l2a serve --tensor-parallel 2 --device cuda); "
+                          "ask for --device cuda");
 
     const std::vector<std::string> run = {kBinary.string(), "run",          "--demo", "--doc",
                                           "long.txt",       "--max-tokens", "300",    "--device",

@@ -36,6 +36,19 @@ constexpr double kTimeoutSeconds = 5;
 
 using Peer = test::RankProcess;  // its output in `log`
 
+// The port rank 0 printed ("port P") once it bound it; 0 when it did not within 10 s.
+int hosted_port(const fs::path& log) {
+    for (int i = 0; i < 1000; ++i) {
+        const std::string out = test::read_file(log);
+        const auto at = out.find("port ");
+        if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
+            return std::atoi(out.c_str() + at + 5);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return 0;
+}
+
 class ProcessGroupTest : public test::ScratchDirTest {
 protected:
     ProcessGroupTest() : ScratchDirTest("process_group") {}
@@ -47,6 +60,17 @@ protected:
             {L2A_PROCESS_GROUP_PEER, std::to_string(rank), "2", std::to_string(port),
              std::to_string(kTimeoutSeconds), "sum", "cpu", run},
             dir_ / ("rank" + std::to_string(rank) + ".out")));
+    }
+    // Rank 0 of a run "run-a" of two, left to bind a free port itself: the port it names
+    // (0 when it names none).
+    int start_hosting_rank(std::vector<Peer>& peers) {
+        start_of_two(peers, 0, 0, "run-a");
+        return hosted_port(dir_ / "rank0.out");
+    }
+    // Rank 1 of that run at `port`, then both ranks' exits.
+    void join_and_wait(std::vector<Peer>& peers, int port) {
+        start_of_two(peers, 1, port, "run-a");
+        test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
     }
 
     // Starts ranks 0 .. world - 1 with `quitter_mode` ("quit" or "hang") for `quitter` and
@@ -159,31 +183,16 @@ bool can_bind(int port) {
     return bound;
 }
 
-// The port rank 0 printed ("port P") once it bound it; 0 when it did not within 10 s.
-int hosted_port(const fs::path& log) {
-    for (int i = 0; i < 1000; ++i) {
-        const std::string out = test::read_file(log);
-        const auto at = out.find("port ");
-        if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-            return std::atoi(out.c_str() + at + 5);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return 0;
-}
-
 // Rank 0 given port 0 binds a free port itself and names it before it waits: the others join
 // there, under the keys of their run.
 TEST_F(ProcessGroupTest, RankZeroBindsItsPortBeforeTheOthersHearOfIt) {
     SKIP_WITHOUT_GLOO();
     std::vector<Peer> peers;
-    start_of_two(peers, 0, 0, "run-a");
-    const int port = hosted_port(dir_ / "rank0.out");
+    const int port = start_hosting_rank(peers);
     ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
     // Bound already: nothing else can take it now.
     EXPECT_FALSE(can_bind(port)) << "port " << port;
-    start_of_two(peers, 1, port, "run-a");
-    test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
+    join_and_wait(peers, port);
     for (int rank = 0; rank < 2; ++rank) {
         const std::string out = test::read_file(peers[rank].log);
         EXPECT_EQ(peers[rank].status, std::optional<int>(0)) << out;
@@ -220,12 +229,10 @@ std::vector<std::string> listening_addresses(int port) {
 TEST_F(ProcessGroupTest, RankZeroListensOnTheLoopbackOnly) {
     SKIP_WITHOUT_GLOO();
     std::vector<Peer> peers;
-    start_of_two(peers, 0, 0, "run-a");
-    const int port = hosted_port(dir_ / "rank0.out");
+    const int port = start_hosting_rank(peers);
     ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
     EXPECT_EQ(listening_addresses(port), std::vector<std::string>{"0100007F"}) << "port " << port;
-    start_of_two(peers, 1, port, "run-a");
-    test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });
+    join_and_wait(peers, port);
     for (int rank = 0; rank < 2; ++rank) {
         EXPECT_EQ(peers[rank].status, std::optional<int>(0)) << test::read_file(peers[rank].log);
     }
@@ -236,8 +243,7 @@ TEST_F(ProcessGroupTest, RankZeroListensOnTheLoopbackOnly) {
 TEST_F(ProcessGroupTest, RanksOfAnotherRunDoNotMeet) {
     SKIP_WITHOUT_GLOO();
     std::vector<Peer> peers;
-    start_of_two(peers, 0, 0, "run-a");
-    const int port = hosted_port(dir_ / "rank0.out");
+    const int port = start_hosting_rank(peers);
     ASSERT_GT(port, 0) << test::read_file(dir_ / "rank0.out");
     start_of_two(peers, 1, port, "run-b");
     test::wait_for_ranks(peers, kHardLimit, [](int) { return 0; });

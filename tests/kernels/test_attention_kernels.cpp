@@ -430,6 +430,18 @@ TEST_P(AttentionTest, MatchesReference) {
     const TokenHeadTensor out_view{out_device.as<void>(), out_layout.token_stride,
                                    out_layout.head_stride};
     Stream stream;
+    // The window kernel's arguments over these buffers (the whole pass and the LSE-only pass).
+    const auto window_args = [&] {
+        SlidingWindowAttentionArgs args;
+        args.shape = shape;
+        args.q = const_view(q_device, q);
+        args.k = const_view(k_device, k);
+        args.v = const_view(v_device, v);
+        args.out = out_view;
+        args.lse = lse_device.as<float>();
+        args.window = c.window;
+        return args;
+    };
     std::vector<uint16_t> out_bits;
     if (c.kind == Kind::global && c.packed) {
         // Q rows gathered into routing order; O comes back in routing order and is scattered to
@@ -481,15 +493,7 @@ TEST_P(AttentionTest, MatchesReference) {
         args.routed_count = count_device.as<int32_t>();
         global_attention_forward(args, stream.get());
     } else {
-        SlidingWindowAttentionArgs args;
-        args.shape = shape;
-        args.q = const_view(q_device, q);
-        args.k = const_view(k_device, k);
-        args.v = const_view(v_device, v);
-        args.out = out_view;
-        args.lse = lse_device.as<float>();
-        args.window = c.window;
-        sliding_window_attention_forward(args, stream.get());
+        sliding_window_attention_forward(window_args(), stream.get());
     }
     stream.finish();
     if (out_bits.empty()) out_bits = out_device.download<uint16_t>();
@@ -504,14 +508,7 @@ TEST_P(AttentionTest, MatchesReference) {
     // wgmma path no output row written.
     out_device.upload(out_layout.bits);  // all poison again
     lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
-    SlidingWindowAttentionArgs args;
-    args.shape = shape;
-    args.q = const_view(q_device, q);
-    args.k = const_view(k_device, k);
-    args.v = const_view(v_device, v);
-    args.out = out_view;
-    args.lse = lse_device.as<float>();
-    args.window = c.window;
+    SlidingWindowAttentionArgs args = window_args();
     args.lse_only = true;
     sliding_window_attention_forward(args, stream.get());
     stream.finish();
