@@ -406,7 +406,8 @@ Options:
   --seq-len N          tokens per sequence (default 1024)
   --lr X               peak learning rate (default 3e-4)
   --warmup N           warm-up steps (default 10)
-  --weight-decay X     AdamW weight decay (default 0.1)
+  --weight-decay X     AdamW weight decay of the matrices; norm gains and biases have none
+                       (default 0.1)
   --lambda X           sparsity weight at the end of the ramp (default 1e-3)
   --lambda-ramp N      steps from the end of warm-up (and of --router-freeze) to full lambda
                        (default: to the last step)

@@ -403,11 +403,16 @@ nlohmann::json options_json(const TrainOptions& o) {
             {"dense_prob", o.dense_prob},
             {"seed", o.seed},
             {"weight_decay", o.weight_decay},
+            {"weight_decay_on", "matrices"},
             {"min_lr_ratio", o.min_lr_ratio},
             {"grad_clip", o.grad_clip},
             {"router_lr_scale", o.router_lr_scale},
             {"router_freeze_steps", o.router_freeze_steps}};
 }
+
+// Weight decay applies to the matrices (projections, MLP, embeddings) only, as is usual for
+// transformers; one-dimensional tensors (RMSNorm gains, biases) keep their scale.
+bool decays_weight(const at::Tensor& t) { return t.dim() >= 2; }
 
 double lr_at(const TrainOptions& o, std::int64_t step) {  // step: 1-based
     if (step <= o.warmup)
@@ -472,22 +477,31 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
 
     Net net = make_net(*model, o.train_all, o.seq_len);
     const at::Device device = model->impl().device;
-    std::vector<at::Tensor> trainable, weights, routers;
+    std::vector<at::Tensor> trainable, matrices, gains, routers;
     TrainResult result;
     for (const Param& p : net.params) {
         if (p.name == tensor_names::kLmHead && net.config.tie_word_embeddings) continue;
         result.parameters += p.tensor.numel();
         if (p.trainable) {
             trainable.push_back(p.tensor);
-            (p.router ? routers : weights).push_back(p.tensor);
+            (p.router ? routers : decays_weight(p.tensor) ? matrices : gains).push_back(p.tensor);
             result.trainable_parameters += p.tensor.numel();
         }
     }
-    // Two groups: the routers have their own learning rate (frozen during router_freeze_steps).
+    // Up to three groups: the matrices with weight decay; the norm gains and biases without it
+    // (decay would pull every RMSNorm gain toward zero, and the query and key norms' gains bound
+    // how sharp attention can be: with QK-norm no logit exceeds sqrt(head_dim) * |g_q| * |g_k|);
+    // the routers, with their own learning rate (0 during router_freeze_steps).
     const auto adamw =
         torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay).betas({0.9, 0.95});
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(weights, std::make_unique<torch::optim::AdamWOptions>(adamw));
+    groups.emplace_back(matrices, std::make_unique<torch::optim::AdamWOptions>(adamw));
+    if (!gains.empty()) {
+        auto no_decay = std::make_unique<torch::optim::AdamWOptions>(adamw);
+        no_decay->weight_decay(0.0);
+        groups.emplace_back(gains, std::move(no_decay));
+    }
+    const std::size_t router_group = groups.size();
     if (!routers.empty())
         groups.emplace_back(routers, std::make_unique<torch::optim::AdamWOptions>(adamw));
     torch::optim::AdamW optimizer(std::move(groups), adamw);
@@ -544,7 +558,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         const double router_lr = step > o.router_freeze_steps ? lr * o.router_lr_scale : 0.0;
         for (std::size_t g = 0; g < optimizer.param_groups().size(); ++g) {
             static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options())
-                .lr(g == 0 ? lr : router_lr);
+                .lr(g == router_group ? router_lr : lr);
         }
         // The batch: random windows of the token stream, and the dense-global draws.
         std::vector<std::int64_t> window(static_cast<std::size_t>(o.batch * (o.seq_len + 1)));
