@@ -399,7 +399,9 @@ Options:
   --config FILE        start from random weights of this config.json (l2a_qwen3 or qwen3)
   --tokenizer FILE     with --config: the tokenizer.json (copied into the checkpoints)
   --train GROUP        attention (default with --model: attention sets, norms and router; FFN,
-                       embeddings and LM head frozen) or all (default with --config)
+                       embeddings and LM head frozen), local (the same with the global attention
+                       set and its input norm frozen too: the base's attention after construct)
+                       or all (default with --config)
   --device NAME        cpu (default), cuda or cuda:N
   --steps N            optimizer steps (default 100)
   --batch N            sequences per step (default 4)

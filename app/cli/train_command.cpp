@@ -92,10 +92,11 @@ int train_command(std::span<const std::string_view> raw) {
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1))
         args.usage_error("--dense-prob: must be within 0..1");
     if (auto group = args.value("--train")) {
-        if (*group != "attention" && *group != "all") {
-            args.usage_error("--train " + *group + ": expected attention or all");
+        if (*group != "attention" && *group != "all" && *group != "local") {
+            args.usage_error("--train " + *group + ": expected attention, local or all");
         }
         o.train_all = *group == "all";
+        o.freeze_global = *group == "local";
     } else {
         o.train_all = o.init_config.has_value();  // from scratch everything trains
     }

@@ -99,7 +99,7 @@ Attn copy_attention(Net& net, const AttentionWeights& w, std::int64_t layer,
     return a;
 }
 
-Net make_net(const Model& model, bool train_all, std::int64_t max_positions) {
+Net make_net(const Model& model, bool train_all, bool freeze_global, std::int64_t max_positions) {
     namespace names = tensor_names;
     const Model::Impl& m = model.impl();
     Net net;
@@ -123,8 +123,10 @@ Net make_net(const Model& model, bool train_all, std::int64_t max_positions) {
         l.up = copy_param(net, name(names::kMlpUp), w.up_proj, train_all);
         l.down = copy_param(net, name(names::kMlpDown), w.down_proj, train_all);
         l.local = copy_attention(net, w.attn, layer, names::AttentionSet::Local, true);
-        l.global_norm = copy_param(net, name(names::kGlobalInputNorm), w.global_norm, true);
-        l.global = copy_attention(net, w.global, layer, names::AttentionSet::Global, true);
+        l.global_norm =
+            copy_param(net, name(names::kGlobalInputNorm), w.global_norm, !freeze_global);
+        l.global =
+            copy_attention(net, w.global, layer, names::AttentionSet::Global, !freeze_global);
         l.router = copy_param(net, name(names::kRouter), w.router, true, true);
         net.layers.push_back(std::move(l));
     }
@@ -393,6 +395,7 @@ void save_model(const Net& net, const fs::path& dir, const fs::path& tokenizer_j
 
 nlohmann::json options_json(const TrainOptions& o) {
     return {{"train_all", o.train_all},
+            {"freeze_global", o.freeze_global},
             {"batch", o.batch},
             {"seq_len", o.seq_len},
             {"lr", o.lr},
@@ -475,7 +478,12 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
                                       std::to_string(o.seq_len + 1));
     }
 
-    Net net = make_net(*model, o.train_all, o.seq_len);
+    if (o.freeze_global && (o.train_all || !model->summary().is_l2a)) {
+        fail("train", o.train_all ? "the global attention set can only stay fixed when the FFN "
+                                    "and embeddings do too (--train local, not all)"
+                                  : "--train local needs an L2A model (l2a construct makes one)");
+    }
+    Net net = make_net(*model, o.train_all, o.freeze_global, o.seq_len);
     const at::Device device = model->impl().device;
     std::vector<at::Tensor> trainable, matrices, gains, routers;
     TrainResult result;

@@ -373,6 +373,46 @@ TEST(Train, PlainBaseTrainsAndConstructs) {
     for (std::size_t t = 1; t < ids.size(); ++t) EXPECT_NEAR(x.token_nll[t], y.token_nll[t], 1e-4);
 }
 
+// --train local: the local set, norms and routers train, while the global attention set and its
+// input norm keep their bytes (with dense draws, so the global set does get gradients); a plain
+// model, or the whole network, cannot be trained that way.
+TEST(Train, LocalGroupKeepsTheGlobalSetFixed) {
+    TrainOptions o = tiny_options("local-group");
+    o.train_all = false;
+    o.freeze_global = true;
+    o.steps = 4;
+    o.dense_prob = 1.0;
+    o.save_every = 1;
+    const TrainResult r = train(o);
+    const fs::path first = o.out_dir / "step-1" / "model.safetensors",
+                   last = r.last_checkpoint / "model.safetensors";
+    const auto moved = [&](const std::string& name) {
+        const auto a = tensor(first, name), b = tensor(last, name);
+        double sum = 0.0;
+        for (std::size_t i = 0; i < a.size(); ++i) sum += std::abs(a[i] - b[i]);
+        return sum;
+    };
+    for (const std::string name :
+         {"model.layers.0.self_attn.q_proj_global.weight",
+          "model.layers.1.self_attn.o_proj_global.weight",
+          "model.layers.0.self_attn.k_norm_global.weight",
+          "model.layers.1.input_layernorm_global.weight", "model.layers.1.mlp.up_proj.weight"})
+        EXPECT_EQ(moved(name), 0.0) << name;
+    for (const std::string name :
+         {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+          "model.layers.0.input_layernorm.weight"})
+        EXPECT_GT(moved(name), 1e-4) << name;
+
+    TrainOptions all = tiny_options("local-group-all");
+    all.freeze_global = true;  // train_all stays true
+    EXPECT_CONTAINS(test::message_of([&] { train(all); }), "--train local");
+    TrainOptions plain = tiny_options("local-group-plain");
+    plain.init_config->model_type = ModelType::Qwen3;
+    plain.train_all = false;
+    plain.freeze_global = true;
+    EXPECT_CONTAINS(test::message_of([&] { train(plain); }), "L2A model");
+}
+
 // Weight decay shrinks the matrices but leaves the RMSNorm gains alone: decayed query and key
 // norm gains would cap how sharp attention can get. A strong decay for three steps scales the
 // matrices by about 0.79 against a run without it; the gains differ only by the optimizer's own

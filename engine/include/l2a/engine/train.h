@@ -31,6 +31,10 @@ struct TrainOptions {
     std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
     bool bf16_autocast = true;   // CUDA only
     bool train_all = false;      // false: attention, norms and router; FFN, embeddings, head frozen
+    // With train_all false, an L2A model only: its global attention set and the global input norm
+    // stay as they are too (after `l2a construct`, the base's attention), so the oracle's distant
+    // mass keeps measuring where the base would look.
+    bool freeze_global = false;
     // Keep only each layer's input during the forward and recompute the layer in the backward:
     // activation memory of one layer instead of all (about a third more compute).
     bool gradient_checkpointing = false;
