@@ -16,7 +16,11 @@
 namespace l2a::cli {
 namespace {
 
-void say_wrote(const std::string& path) { std::fprintf(stderr, "l2a: wrote %s\n", path.c_str()); }
+bool quiet = false;  // --quiet: no line naming each file written
+
+void say_wrote(const std::string& path) {
+    if (!quiet) std::fprintf(stderr, "l2a: wrote %s\n", path.c_str());
+}
 
 // To standard output for "-"; else to the file, then one line on stderr naming it.
 void write_output(const std::string& out, const std::string& text) {
@@ -38,12 +42,14 @@ int export_command(std::span<const std::string_view> raw) {
                     {"--format", true},
                     {"--out", true},
                     {"--compare", true},
-                    {"--detail", true}},
+                    {"--detail", true},
+                    {"--quiet", false}},
                    raw);
     if (args.help()) {
         std::fputs(help_text("export"), stdout);
         return 0;
     }
+    quiet = args.has("--quiet");
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the profile to export: --profile FILE");
     const std::string format = args.value("--format").value_or("json");

@@ -123,7 +123,7 @@ Ctrl-C (or SIGTERM, SIGHUP) stops the run between chunks; nothing is written the
 
 constexpr const char* kExportHelp =
     R"(Usage: l2a export --profile FILE [--format json|chrome|csv|html|pdf]
-                  [--out FILE] [--compare FILE]
+                  [--out FILE] [--compare FILE] [--quiet]
 
 Converts a profile saved by `l2a run --out` into another format. Files are written atomically
 (a temporary file renamed into place).
@@ -156,6 +156,7 @@ Options:
   --compare FILE   html and pdf: a second profile of the same document (a what-if run, e.g.
                    pruned); the report adds the change in NLL per token and in routing per layer
   --detail LEVEL   json: full (default: with the per-token and per-layer arrays) or summary
+  --quiet          no line on standard error naming each file written
   -h, --help       show this help
 )";
 

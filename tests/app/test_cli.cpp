@@ -390,7 +390,8 @@ TEST_F(Cli, ExportPerTokenAndPerLayerData) {
     EXPECT_FALSE(fs::exists(dir / "u.layers.csv"));
 }
 
-// Every file an export writes gets one line on stderr; what goes to standard output gets none.
+// Every file an export writes gets one line on stderr (none with --quiet); what goes to standard
+// output gets none.
 TEST_F(Cli, ExportSaysWhatItWrote) {
     ASSERT_EQ(l2a("run --demo --max-tokens 32 --quiet --out p.l2a", dir_).status, 0);
     const struct {
@@ -415,6 +416,12 @@ TEST_F(Cli, ExportSaysWhatItWrote) {
     Result r = l2a("export --profile p.l2a --format json", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
+    // --quiet: the same files, no lines naming them.
+    fs::remove(dir_ / "run.tokens.csv");
+    r = l2a("export --profile p.l2a --format csv --out run.csv --quiet", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_TRUE(fs::exists(dir_ / "run.tokens.csv"));
     // run names the files it saved too (--quiet leaves them out).
     r = l2a("run --demo --max-tokens 16 --out q.l2a --logits-out q.safetensors", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
