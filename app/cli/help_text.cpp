@@ -343,7 +343,8 @@ Options:
                         a sliding window of that size can see
   --style STYLE         synthetic (the default: codes and made-up words, as the demo model was
                         trained on) or handbook (English handbook prose)
-  --mix FILE[,FILE...]  interleave chunks of these natural-text files with the generated filler
+  --mix FILE[,FILE...]  interleave chunks of these natural-text files with the generated filler,
+                        in order from a place each document draws from its seed
   --dense               no filler, and most facts recalled: a fifth or more of the text needs
                         looking back (a first training stage on short documents teaches a model
                         to look back far sooner than the default mix does)

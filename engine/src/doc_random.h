@@ -33,10 +33,24 @@ private:
 
 // Where the generators are in the natural texts they interleave (SyntheticDocOptions::mix_texts):
 // the next chunk of a few hundred bytes, taken in order and cut at a line or word boundary, or
-// nothing when the current text is used up (the next call starts the next text, wrapping).
+// nothing when the current text is used up (the next call starts the next text, wrapping). The
+// first chunk starts at a place drawn from the document's seed.
 class MixCursor {
 public:
     std::optional<std::string> next(const std::vector<std::string>& texts, DocRandom& r) {
+        if (!started_) {
+            // Each document starts at its own place (a line start, else a word start, drawn from
+            // its seed): from the first byte, every document would carry the same passage, which
+            // a model memorizes.
+            started_ = true;
+            index_ = r.below(texts.size());
+            const std::string& first = texts[index_];
+            const std::size_t at = r.below(first.size());
+            std::size_t line = first.find('\n', at), word = first.find(' ', at);
+            offset_ = line != std::string::npos   ? line + 1
+                      : word != std::string::npos ? word + 1
+                                                  : 0;
+        }
         const std::string& source = texts[index_ % texts.size()];
         if (offset_ >= source.size()) {
             offset_ = 0;
@@ -54,6 +68,7 @@ public:
     }
 
 private:
+    bool started_ = false;
     std::size_t index_ = 0;
     std::size_t offset_ = 0;
 };

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -105,6 +107,45 @@ TEST(SyntheticDocs, MixedTextIsInterleaved) {
     std::string valid;
     EXPECT_EQ(sanitize_utf8(doc.text, valid), 0u) << "a multi-byte character was cut";
     EXPECT_FALSE(doc.references.empty());
+}
+
+// Each document takes the mixed-in text from a place of its own (from its seed), in order from
+// there: documents that all began with the text's first passage would teach a model to recite it.
+TEST(SyntheticDocs, EachDocumentMixesTextFromItsOwnPlace) {
+    std::string lines;
+    for (int i = 0; i < 400; ++i) {
+        char line[48];
+        std::snprintf(line, sizeof line, "Line %04d of the reference manual text.\n", i);
+        lines += line;
+    }
+    for (const SyntheticDocStyle style :
+         {SyntheticDocStyle::synthetic, SyntheticDocStyle::handbook}) {
+        SCOPED_TRACE(synthetic_doc_style_name(style));
+        std::set<int> firsts;
+        for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+            SyntheticDocOptions o;
+            o.style = style;
+            o.target_bytes = 4000;
+            o.seed = seed;
+            o.mix_texts = {lines};
+            const std::string text = make_synthetic_doc(o).text;
+            std::vector<int> seen;
+            for (std::size_t at = text.find("Line "); at != std::string::npos;
+                 at = text.find("Line ", at + 1)) {
+                if (at + 9 <= text.size())
+                    seen.push_back(std::atoi(text.substr(at + 5, 4).c_str()));
+            }
+            ASSERT_FALSE(seen.empty());
+            // In order (a chunk cut at the space inside "Line NNNN" hides that one line), or
+            // wrapped around to the text's start.
+            for (std::size_t i = 1; i < seen.size(); ++i) {
+                const int step = seen[i] - seen[i - 1];
+                EXPECT_TRUE((step >= 1 && step <= 2) || seen[i] <= 1) << "line " << seen[i];
+            }
+            firsts.insert(seen.front());
+        }
+        EXPECT_GE(firsts.size(), 5u) << "documents start mixing at the same line";
+    }
 }
 
 TEST(SyntheticDocs, ByteLevelTokenizerMakesOneTokenPerByte) {
