@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -169,6 +170,16 @@ at::Device group_device(const std::string& device) {
     fail("", "process group: device '" + device + "' is not cpu, cuda or cuda:N");
 }
 
+// A rank whose peer died must get an error, not be killed: writing to a socket the peer has
+// closed raises SIGPIPE, whose default action ends the process without a word. Ignored (only
+// where it still has its default action), the write fails with EPIPE and the backend reports it.
+void ignore_broken_pipes() {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+        std::signal(SIGPIPE, SIG_IGN);
+    }
+}
+
 }  // namespace
 
 ProcessGroup ProcessGroup::open(const GroupOptions& options,
@@ -198,6 +209,7 @@ ProcessGroup ProcessGroup::open(const GroupOptions& options,
                      "' is not up to 64 letters, digits, '-' and '_'");
     }
 
+    ignore_broken_pipes();
     auto impl = std::make_unique<Impl>();
     impl->options = options;
     impl->device = device;

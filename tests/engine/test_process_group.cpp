@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -252,6 +254,37 @@ TEST_F(ProcessGroupTest, RanksOfAnotherRunDoNotMeet) {
         EXPECT_EQ(peers[rank].status, std::optional<int>(3)) << out;
         EXPECT_CONTAINS(out, "connecting the group through 127.0.0.1:" + std::to_string(port));
     }
+}
+
+// A rank must not die silently when a peer does: once a group is open, writing to a socket the
+// peer closed fails with EPIPE (an error the backend reports) instead of raising SIGPIPE, whose
+// default action ends the process. A handler of the program's own stays.
+TEST(ProcessGroupSignals, AnOpenGroupTurnsBrokenPipesIntoErrors) {
+    SKIP_WITHOUT_GLOO();
+    std::signal(SIGPIPE, SIG_DFL);
+    GroupOptions options;
+    options.world = 1;
+    options.rank = 0;
+    options.port = 0;
+    options.timeout_seconds = kTimeoutSeconds;
+    {
+        const ProcessGroup group = ProcessGroup::open(options);
+        struct sigaction now {};
+        ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+        EXPECT_EQ(now.sa_handler, SIG_IGN);
+        int fds[2];
+        ASSERT_EQ(::pipe(fds), 0);
+        ::close(fds[0]);
+        const char byte = 'x';
+        EXPECT_EQ(::write(fds[1], &byte, 1), -1);  // the process lives on to see the error
+        EXPECT_EQ(errno, EPIPE);
+        ::close(fds[1]);
+    }
+    static volatile std::sig_atomic_t seen = 0;
+    std::signal(SIGPIPE, [](int) { seen = 1; });
+    const ProcessGroup again = ProcessGroup::open(options);
+    std::raise(SIGPIPE);
+    EXPECT_EQ(seen, 1);
 }
 
 TEST(ProcessGroupOptions, OnlyRankZeroMayLeaveThePortToTheSystem) {
