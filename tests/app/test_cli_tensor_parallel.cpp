@@ -590,13 +590,7 @@ TEST_F(CliTensorParallel, MistakesAreUsageErrors) {
 // both ranks' ranges and kernels, each rank's on its own GPU (rank r on cuda:r), which the Chrome
 // trace shows as a process per GPU. A what-if of it runs split as well.
 TEST_F(CliTensorParallel, RunsOnTwoGpusThroughNccl) {
-    if (!l2a::nccl_process_groups_available()) {
-        GTEST_SKIP() << "this build has no c10d NCCL (a CUDA build with the torch wheel's NCCL "
-                        "headers): no tensor parallel on GPUs to test";
-    }
-    if (l2a::cuda_device_count() < 2) {
-        GTEST_SKIP() << "fewer than 2 GPUs visible (" << l2a::cuda_device_count() << ")";
-    }
+    SKIP_WITHOUT_TWO_NCCL_GPUS();
     const std::string run = "run --model " + shell_quote(demo_dir().string()) +
                             " --doc doc.txt --max-tokens " + std::to_string(kTokens) +
                             " --device cuda --dtype bf16 --json --quiet";

@@ -244,13 +244,7 @@ TEST_F(Serve, ATensorParallelServerGivesTheLocalResult) {
 // run's loss, with both ranks' ranges in the profile; a client that asks for the CPU is refused
 // in one line naming both devices, and the server goes on serving.
 TEST_F(Serve, ATensorParallelServerOnTwoGpusServesCudaClients) {
-    if (!l2a::nccl_process_groups_available()) {
-        GTEST_SKIP() << "this build has no c10d NCCL (a CUDA build with the torch wheel's NCCL "
-                        "headers): no tensor parallel on GPUs to test";
-    }
-    if (l2a::cuda_device_count() < 2) {
-        GTEST_SKIP() << "fewer than 2 GPUs visible (" << l2a::cuda_device_count() << ")";
-    }
+    SKIP_WITHOUT_TWO_NCCL_GPUS();
     const int port = start_server({"--tensor-parallel", "2", "--device", "cuda"});
     ASSERT_GT(port, 0) << server_->err();
     EXPECT_TRUE(contains(server_->err(), "tensor parallel over 2 processes on cuda:0 to cuda:1"))

@@ -363,8 +363,7 @@ TEST(NcclProcessGroup, BuildsWithoutNcclSayWhatIsMissing) {
 class NcclProcessGroupRanks : public ProcessGroupTest {};
 
 TEST_F(NcclProcessGroupRanks, TwoRanksGetTheExactSumOnTheirGpus) {
-    if (!nccl_process_groups_available()) GTEST_SKIP() << "this build has no c10d NCCL";
-    if (cuda_device_count() < 2) GTEST_SKIP() << "fewer than 2 GPUs";
+    SKIP_WITHOUT_TWO_NCCL_GPUS();
     const int port = test::free_port();
     ASSERT_GT(port, 0);
     std::vector<Peer> peers;

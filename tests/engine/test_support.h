@@ -97,6 +97,20 @@ inline std::string message_of(const std::function<void()>& action) {
 #define EXPECT_CONTAINS(text, part) \
     EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
 
+// Skips the running test unless this build has c10d NCCL process groups and at least two GPUs
+// are visible (the tests of tensor parallel over two GPUs). Needs l2a/engine/device.h and
+// l2a/engine/process_group.h where it is used.
+#define SKIP_WITHOUT_TWO_NCCL_GPUS()                                                            \
+    do {                                                                                        \
+        if (!::l2a::nccl_process_groups_available()) {                                          \
+            GTEST_SKIP() << "this build has no c10d NCCL (a CUDA build with the torch wheel's " \
+                            "NCCL headers): no tensor parallel on GPUs to test";                \
+        }                                                                                       \
+        if (::l2a::cuda_device_count() < 2) {                                                   \
+            GTEST_SKIP() << "fewer than 2 GPUs visible (" << ::l2a::cuda_device_count() << ")"; \
+        }                                                                                       \
+    } while (false)
+
 // ---- tensors ---------------------------------------------------------------------------------
 
 // The elements of `view` as T (the caller knows its dtype).

@@ -430,15 +430,19 @@ TEST_P(AttentionTest, MatchesReference) {
     const TokenHeadTensor out_view{out_device.as<void>(), out_layout.token_stride,
                                    out_layout.head_stride};
     Stream stream;
-    // The window kernel's arguments over these buffers (the whole pass and the LSE-only pass).
-    const auto window_args = [&] {
-        SlidingWindowAttentionArgs args;
+    // A kernel's arguments over these buffers (Args: either kernel's), Q and O in token order.
+    const auto over_buffers = [&]<typename Args>(Args args) {
         args.shape = shape;
         args.q = const_view(q_device, q);
         args.k = const_view(k_device, k);
         args.v = const_view(v_device, v);
         args.out = out_view;
         args.lse = lse_device.as<float>();
+        return args;
+    };
+    // The window kernel's (the whole pass and the LSE-only pass).
+    const auto window_args = [&] {
+        SlidingWindowAttentionArgs args = over_buffers(SlidingWindowAttentionArgs{});
         args.window = c.window;
         return args;
     };
@@ -482,13 +486,7 @@ TEST_P(AttentionTest, MatchesReference) {
                         out_bits.begin() + static_cast<ptrdiff_t>(positions[i] * out_row));
         }
     } else if (c.kind == Kind::global) {
-        GlobalAttentionArgs args;
-        args.shape = shape;
-        args.q = const_view(q_device, q);
-        args.k = const_view(k_device, k);
-        args.v = const_view(v_device, v);
-        args.out = out_view;
-        args.lse = lse_device.as<float>();
+        GlobalAttentionArgs args = over_buffers(GlobalAttentionArgs{});
         args.routed_positions = positions_device.as<int32_t>();
         args.routed_count = count_device.as<int32_t>();
         global_attention_forward(args, stream.get());
