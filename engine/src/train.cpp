@@ -562,7 +562,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         if (cancel && *cancel) break;
         const auto t0 = std::chrono::steady_clock::now();
         ++step;
-        const double lr = lr_at(o, step), lambda = lambda_at(o, step);
+        // A plain model has no routers and no sparsity term: its log says lambda 0 whatever
+        // --lambda was.
+        const double lr = lr_at(o, step);
+        const double lambda = net.config.is_l2a() ? lambda_at(o, step) : 0.0;
         const double router_lr = step > o.router_freeze_steps ? lr * o.router_lr_scale : 0.0;
         for (std::size_t g = 0; g < optimizer.param_groups().size(); ++g) {
             static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options())

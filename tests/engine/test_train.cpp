@@ -349,10 +349,12 @@ TEST(Train, GradientCheckpointingGivesTheSameWeights) {
 TEST(Train, PlainBaseTrainsAndConstructs) {
     TrainOptions o = tiny_options("plain");
     o.init_config->model_type = ModelType::Qwen3;
+    o.lambda = 1e-3;  // no sparsity term without routers: the log says lambda 0 all the same
     const TrainResult r = train(o);
     EXPECT_LT(mean_of(r.steps, 35, 5, &TrainStepLog::cross_entropy),
               mean_of(r.steps, 0, 5, &TrainStepLog::cross_entropy) - 0.5);
     EXPECT_DOUBLE_EQ(r.steps.back().sparsity, 0.0);
+    EXPECT_DOUBLE_EQ(r.steps.back().lambda, 0.0);
     const Model base = Model::load(r.last_checkpoint);
     EXPECT_FALSE(base.summary().is_l2a);
     const std::string header = read_text_file(o.out_dir / "train.csv").substr(0, 80);
