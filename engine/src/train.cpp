@@ -463,6 +463,12 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     } else {
         fail("train", "give --model DIR, or a configuration to start from random weights");
     }
+    // Before the data are read: a wrong combination fails at once.
+    if (o.freeze_global && (o.train_all || !model->summary().is_l2a)) {
+        fail("train", o.train_all ? "the global attention set can only stay fixed when the FFN "
+                                    "and embeddings do too (--train local, not all)"
+                                  : "--train local needs an L2A model (l2a construct makes one)");
+    }
     std::optional<Tokenizer> tokenizer;
     if (model->tokenizer()) {
         tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
@@ -478,11 +484,6 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
                                       std::to_string(o.seq_len + 1));
     }
 
-    if (o.freeze_global && (o.train_all || !model->summary().is_l2a)) {
-        fail("train", o.train_all ? "the global attention set can only stay fixed when the FFN "
-                                    "and embeddings do too (--train local, not all)"
-                                  : "--train local needs an L2A model (l2a construct makes one)");
-    }
     Net net = make_net(*model, o.train_all, o.freeze_global, o.seq_len);
     const at::Device device = model->impl().device;
     std::vector<at::Tensor> trainable, matrices, gains, routers;
