@@ -1,5 +1,6 @@
 #include "arguments.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -100,6 +101,27 @@ std::optional<double> Arguments::number(std::string_view name) const {
     auto [ptr, ec] = std::from_chars(text->data(), end, result);
     if (ec != std::errc() || ptr != end || text->empty() || !std::isfinite(result)) {
         usage_error(std::string(name) + ": " + quoted(*text) + " is not a number");
+    }
+    return result;
+}
+
+std::optional<std::vector<double>> Arguments::numbers(std::string_view name) const {
+    auto text = value(name);
+    if (!text) return std::nullopt;
+    std::vector<double> result;
+    std::size_t start = 0;
+    while (start <= text->size()) {
+        const std::size_t comma = std::min(text->find(',', start), text->size());
+        const std::string_view item = std::string_view(*text).substr(start, comma - start);
+        double x = 0;
+        auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), x);
+        if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() ||
+            !std::isfinite(x)) {
+            usage_error(std::string(name) + ": " + quoted(item) + " (in " + quoted(*text) +
+                        ") is not a number");
+        }
+        result.push_back(x);
+        start = comma + 1;
     }
     return result;
 }

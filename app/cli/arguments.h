@@ -48,6 +48,8 @@ public:
                                         std::int64_t max) const;
     std::optional<std::uint64_t> unsigned_integer(std::string_view name) const;
     std::optional<double> number(std::string_view name) const;
+    // Comma-separated finite numbers ("1,1,0.5"); an empty item or a malformed one is an error.
+    std::optional<std::vector<double>> numbers(std::string_view name) const;
 
     [[noreturn]] void usage_error(const std::string& message) const;
 

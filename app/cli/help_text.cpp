@@ -415,6 +415,9 @@ Options:
   --lambda X           sparsity weight at the end of the ramp (default 1e-3)
   --lambda-ramp N      steps from the end of warm-up (and of --router-freeze) to full lambda
                        (default: to the last step)
+  --lambda-layers F,.. one factor on lambda per layer (default: 1 for each), e.g. 1,1,1,1,4,8
+                       presses the last two layers' routers harder toward local attention:
+                       for layers whose global attention spreads thinly over the whole past
   --dense-prob X       probability of dense global attention per layer and step (default 0.1)
   --router-freeze N    keep the routers fixed for the first N steps (default 0): after l2a
                        construct every token routes, and the local and global attention sets

@@ -30,6 +30,7 @@ int train_command(std::span<const std::string_view> raw) {
                     {"--warmup", true},
                     {"--lambda", true},
                     {"--lambda-ramp", true},
+                    {"--lambda-layers", true},
                     {"--dense-prob", true},
                     {"--train", true},
                     {"--seed", true},
@@ -89,6 +90,12 @@ int train_command(std::span<const std::string_view> raw) {
         o.router_freeze_steps = *v;
     if (!(o.lr > 0)) args.usage_error("--lr: must be positive");
     if (!(o.lambda >= 0)) args.usage_error("--lambda: must not be negative");
+    if (auto v = args.numbers("--lambda-layers")) {
+        for (double f : *v) {
+            if (!(f >= 0)) args.usage_error("--lambda-layers: every factor must be 0 or more");
+        }
+        o.layer_lambda = *v;
+    }
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1))
         args.usage_error("--dense-prob: must be within 0..1");
     if (auto group = args.value("--train")) {

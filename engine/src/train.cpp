@@ -309,7 +309,8 @@ struct Forward {
 };
 
 Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
-                const std::vector<bool>& dense_global, bool checkpointing, bool autocast) {
+                const std::vector<double>& layer_lambda, const std::vector<bool>& dense_global,
+                bool checkpointing, bool autocast) {
     const ModelConfig& c = net.config;
     const std::int64_t B = inputs.size(0), T = inputs.size(1);
     const auto device = inputs.device();
@@ -339,8 +340,15 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
         dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
     f.cross_entropy =
         at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
-    f.sparsity = at::stack(sparsity).mean();
-    f.loss = f.cross_entropy + lambda * f.sparsity;
+    const at::Tensor per_layer = at::stack(sparsity);
+    f.sparsity = per_layer.mean();
+    if (layer_lambda.empty()) {
+        f.loss = f.cross_entropy + lambda * f.sparsity;
+    } else {
+        const at::Tensor factors = at::tensor(layer_lambda, at::TensorOptions().dtype(at::kDouble))
+                                       .to(per_layer.device(), per_layer.scalar_type());
+        f.loss = f.cross_entropy + lambda * (per_layer * factors).mean();
+    }
     if (c.is_l2a()) {
         const at::Tensor fractions = at::stack(fraction).to(at::kCPU, at::kDouble).contiguous();
         f.global_fraction.assign(fractions.data_ptr<double>(),
@@ -394,23 +402,26 @@ void save_model(const Net& net, const fs::path& dir, const fs::path& tokenizer_j
 }
 
 nlohmann::json options_json(const TrainOptions& o) {
-    return {{"train_all", o.train_all},
-            {"freeze_global", o.freeze_global},
-            {"batch", o.batch},
-            {"seq_len", o.seq_len},
-            {"lr", o.lr},
-            {"warmup", o.warmup},
-            {"steps", o.steps},
-            {"lambda", o.lambda},
-            {"lambda_ramp_steps", o.lambda_ramp_steps},
-            {"dense_prob", o.dense_prob},
-            {"seed", o.seed},
-            {"weight_decay", o.weight_decay},
-            {"weight_decay_on", "matrices"},
-            {"min_lr_ratio", o.min_lr_ratio},
-            {"grad_clip", o.grad_clip},
-            {"router_lr_scale", o.router_lr_scale},
-            {"router_freeze_steps", o.router_freeze_steps}};
+    nlohmann::json j = {{"train_all", o.train_all},
+                        {"freeze_global", o.freeze_global},
+                        {"batch", o.batch},
+                        {"seq_len", o.seq_len},
+                        {"lr", o.lr},
+                        {"warmup", o.warmup},
+                        {"steps", o.steps},
+                        {"lambda", o.lambda},
+                        {"lambda_ramp_steps", o.lambda_ramp_steps},
+                        {"dense_prob", o.dense_prob},
+                        {"seed", o.seed},
+                        {"weight_decay", o.weight_decay},
+                        {"weight_decay_on", "matrices"},
+                        {"min_lr_ratio", o.min_lr_ratio},
+                        {"grad_clip", o.grad_clip},
+                        {"router_lr_scale", o.router_lr_scale},
+                        {"router_freeze_steps", o.router_freeze_steps}};
+    // Only when given, so that checkpoints written before the option existed still resume.
+    if (!o.layer_lambda.empty()) j["layer_lambda"] = o.layer_lambda;
+    return j;
 }
 
 // Weight decay applies to the matrices (projections, MLP, embeddings) only, as is usual for
@@ -444,6 +455,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         fail("train", "--steps, --batch must be positive and --seq-len at least 2");
     if (!(o.lr > 0)) fail("--lr", "must be positive");
     if (!(o.lambda >= 0)) fail("--lambda", "must not be negative");
+    for (double f : o.layer_lambda) {
+        if (!(f >= 0) || !std::isfinite(f))
+            fail("--lambda-layers", "every factor must be a finite number, 0 or more");
+    }
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) fail("--dense-prob", "must be within 0..1");
     if (o.out_dir.empty()) fail("--out", "give the checkpoint folder");
     const fs::path last = o.out_dir / "last";
@@ -468,6 +483,15 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         fail("train", o.train_all ? "the global attention set can only stay fixed when the FFN "
                                     "and embeddings do too (--train local, not all)"
                                   : "--train local needs an L2A model (l2a construct makes one)");
+    }
+    if (!o.layer_lambda.empty()) {
+        const ModelSummary& m = model->summary();
+        if (!m.is_l2a) fail("--lambda-layers", "a plain model has no routers");
+        if (static_cast<std::int64_t>(o.layer_lambda.size()) != m.num_layers) {
+            fail("--lambda-layers", "gives " + std::to_string(o.layer_lambda.size()) +
+                                        " factors; the model has " + std::to_string(m.num_layers) +
+                                        " layers");
+        }
     }
     std::optional<Tokenizer> tokenizer;
     if (model->tokenizer()) {
@@ -594,8 +618,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
 
         optimizer.zero_grad();
         if (autocast) set_autocast(true);
-        Forward f =
-            forward(net, inputs, targets, lambda, dense_global, o.gradient_checkpointing, autocast);
+        Forward f = forward(net, inputs, targets, lambda, o.layer_lambda, dense_global,
+                            o.gradient_checkpointing, autocast);
         if (autocast) set_autocast(false);
         f.loss.backward();
         if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);

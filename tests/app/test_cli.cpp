@@ -1601,7 +1601,17 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     EXPECT_ONE_LINE_ERROR(
         l2a("train --model '" + demo + "' --data docs --out run --resume --steps 5 --quiet", dir_),
         1, "train_state.json");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --lambda-layers 1,,2", dir_), 2,
+                          "--lambda-layers: '' (in '1,,2') is not a number");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --lambda-layers 1,-1", dir_), 2,
+                          "every factor must be 0 or more");
+    // The demo model has 6 layers: the count is checked before any data are read.
+    EXPECT_ONE_LINE_ERROR(
+        l2a("train --model '" + demo + "' --data nowhere --out x --lambda-layers 1,2 --quiet",
+            dir_),
+        1, "gives 2 factors; the model has 6 layers");
     EXPECT_TRUE(contains(l2a("help train", dir_).out, "--dense-prob"));
+    EXPECT_TRUE(contains(l2a("help train", dir_).out, "--lambda-layers"));
 }
 
 TEST_F(Cli, ConvertThenEvaluateAndTheirMistakesAreOneLine) {

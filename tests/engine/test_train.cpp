@@ -454,6 +454,52 @@ TEST(Train, WeightDecayShrinksMatricesButNotNormGains) {
     }
 }
 
+// --lambda-layers: a factor of 0 frees a layer's router from the sparsity term, a large one
+// presses it toward local. Two runs that differ only in which layer gets the pressure: each
+// layer routes less where it is pressed. Factors of 1 are the plain objective, to the bit.
+TEST(Train, LayerLambdaPressesOnlyItsLayer) {
+    const auto run = [](const std::string& name, std::vector<double> factors) {
+        TrainOptions o = tiny_options(name);
+        o.train_all = false;  // attention, norms and routers
+        o.lambda = 2e-4;
+        o.seed = 4;  // weights where lambda 0 routes most tokens in both layers
+        o.layer_lambda = std::move(factors);
+        return train(o);
+    };
+    const auto layer_routed = [](const TrainResult& r, std::size_t layer) {
+        double sum = 0.0;
+        for (std::size_t i = 35; i < 40; ++i) sum += r.steps[i].global_fraction[layer];
+        return sum / 5.0;
+    };
+    const TrainResult first = run("layer-lambda-10", {1.0, 0.0});
+    const TrainResult second = run("layer-lambda-01", {0.0, 1.0});
+    RecordProperty("routed", std::to_string(layer_routed(first, 0)) + " " +
+                                 std::to_string(layer_routed(first, 1)) + " / " +
+                                 std::to_string(layer_routed(second, 0)) + " " +
+                                 std::to_string(layer_routed(second, 1)));
+    EXPECT_LT(layer_routed(first, 0), layer_routed(second, 0) - 0.3);
+    EXPECT_LT(layer_routed(second, 1), layer_routed(first, 1) - 0.3);
+
+    const TrainResult ones = run("layer-lambda-11", {1.0, 1.0});
+    const TrainResult plain = run("layer-lambda-none", {});
+    ASSERT_EQ(ones.steps.size(), plain.steps.size());
+    for (std::size_t i = 0; i < ones.steps.size(); ++i)
+        EXPECT_EQ(ones.steps[i].loss, plain.steps[i].loss) << i;
+
+    EXPECT_CONTAINS(test::message_of([&] {
+                        run("layer-lambda-count", {1.0, 1.0, 1.0});
+                    }),
+                    "the model has 2 layers");
+    EXPECT_CONTAINS(test::message_of([&] {
+                        run("layer-lambda-negative", {1.0, -1.0});
+                    }),
+                    "--lambda-layers");
+    TrainOptions plain_model = tiny_options("layer-lambda-plain");
+    plain_model.init_config->model_type = ModelType::Qwen3;
+    plain_model.layer_lambda = {1.0, 1.0};
+    EXPECT_CONTAINS(test::message_of([&] { train(plain_model); }), "no routers");
+}
+
 TEST(Train, RouterLearnsThroughTheStraightThroughEstimator) {
     // Attention, norms and router train (the FFN, embeddings and head are frozen); no dense
     // draws and no weight decay, so the router moves only if the estimator's p - stopgrad(p)

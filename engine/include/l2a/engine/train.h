@@ -49,6 +49,10 @@ struct TrainOptions {
     double grad_clip = 1.0;
 
     double lambda = 1e-3;  // sparsity weight reached at the end of the ramp
+    // Per layer, a factor on lambda (empty: 1 for every layer; else one non-negative value per
+    // layer): a layer whose global attention is not worth its cost (say, one that spreads its
+    // attention thinly over the whole past for every token) can be pressed harder toward local.
+    std::vector<double> layer_lambda;
     std::int64_t lambda_ramp_steps =
         0;  // steps after warm-up (and router freeze) to reach `lambda` (0: to the end)
     double dense_prob = 0.1;  // per layer and step: global attention for every token
