@@ -260,6 +260,8 @@ int oracle_command(std::span<const std::string_view> raw) {
                                    {"recall", number(o.recall)},
                                    {"mean_distant_mass_routed", number(o.mean_distant_mass_routed)},
                                    {"mean_distant_mass_local", number(o.mean_distant_mass_local)},
+                                   {"ratio", number(o.ratio)},
+                                   {"ceiling_ratio", number(o.ceiling_ratio)},
                                    {"positives", o.positives},
                                    {"missed", o.missed}});
         }
@@ -274,8 +276,9 @@ int oracle_command(std::span<const std::string_view> raw) {
         "%s of it falls beyond the window\n\n",
         args.value("--profile")->c_str(), group_digits(p.num_tokens()).c_str(),
         format_percent(min_mass, 0).c_str());
-    std::printf("%5s  %7s  %6s  %9s  %6s  %12s  %12s  %s\n", "layer", "global", "AUC", "precision",
-                "recall", "mass routed", "mass local", "missed (highest first)");
+    std::printf("%5s  %7s  %6s  %9s  %6s  %12s  %12s  %6s  %7s  %s\n", "layer", "global", "AUC",
+                "precision", "recall", "mass routed", "mass local", "ratio", "ceiling",
+                "missed (highest first)");
     for (std::size_t l = 0; l < layers.size(); ++l) {
         const LayerOracle& o = layers[l];
         std::string missed;
@@ -285,16 +288,18 @@ int oracle_command(std::span<const std::string_view> raw) {
         if (o.missed.size() > 5) missed += ", ...";
         const double global =
             l < p.metrics.global_fraction.size() ? p.metrics.global_fraction[l] : 0;
-        std::printf("%5zu  %6s%%  %6s  %9s  %6s  %12s  %12s  %s\n", l,
+        std::printf("%5zu  %6s%%  %6s  %9s  %6s  %12s  %12s  %6s  %7s  %s\n", l,
                     format_fixed(global * 100, 1).c_str(), cell(o.auc, 3).c_str(),
                     cell(o.precision, 3).c_str(), cell(o.recall, 3).c_str(),
                     cell(o.mean_distant_mass_routed, 3).c_str(),
-                    cell(o.mean_distant_mass_local, 3).c_str(),
-                    missed.empty() ? "none" : missed.c_str());
+                    cell(o.mean_distant_mass_local, 3).c_str(), cell(o.ratio, 2).c_str(),
+                    cell(o.ceiling_ratio, 2).c_str(), missed.empty() ? "none" : missed.c_str());
     }
     std::printf(
         "\nAUC: how well the router logit ranks the tokens that need global attention "
-        "above those that do not (0.5: chance)\n");
+        "above those that do not (0.5: chance)\n"
+        "ratio: mass routed / mass local; ceiling: the same for the best choice of as many tokens "
+        "(near 1: the layer looks far for every token alike)\n");
     return 0;
 }
 

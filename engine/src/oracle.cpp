@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -80,6 +81,21 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
                    : kNan;
     o.mean_distant_mass_routed = routed > 0 ? routed_sum / static_cast<double>(routed) : kNan;
     o.mean_distant_mass_local = local > 0 ? local_sum / static_cast<double>(local) : kNan;
+    o.ratio = std::isfinite(o.mean_distant_mass_routed) && o.mean_distant_mass_local > 0
+                  ? o.mean_distant_mass_routed / o.mean_distant_mass_local
+                  : kNan;
+    o.ceiling_ratio = kNan;
+    if (routed > 0 && local > 0) {
+        std::vector<float> sorted(distant_mass.begin(), distant_mass.end());
+        const auto k = static_cast<std::ptrdiff_t>(routed);
+        std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(),
+                         std::greater<float>());
+        double top = 0.0, total = 0.0;
+        for (std::ptrdiff_t i = 0; i < k; ++i) top += sorted[static_cast<std::size_t>(i)];
+        for (const float m : sorted) total += m;
+        const double rest = (total - top) / static_cast<double>(local);
+        if (rest > 0) o.ceiling_ratio = (top / static_cast<double>(routed)) / rest;
+    }
     std::vector<std::int64_t> candidates;
     for (std::size_t t = 0; t < n; ++t) {
         if (decisions[t] == 0 && labels[t] != 0) candidates.push_back(static_cast<std::int64_t>(t));

@@ -1070,6 +1070,8 @@ std::string profile_to_json(const Profile& p, int indent, JsonDetail detail) {
                 {"recall", number(o.recall)},
                 {"mean_distant_mass_routed", number(o.mean_distant_mass_routed)},
                 {"mean_distant_mass_local", number(o.mean_distant_mass_local)},
+                {"ratio", number(o.ratio)},
+                {"ceiling_ratio", number(o.ceiling_ratio)},
                 {"positives", o.positives},
                 {"missed", o.missed},
             };

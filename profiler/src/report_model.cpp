@@ -234,6 +234,8 @@ Oracle oracle(const Profile& p, std::size_t max_missed) {
         "; AUC: how well the router logit ranks those tokens above the others (0.5 is chance, "
         "1 a perfect ranking); precision and recall: of the router's decisions for them; "
         "distant mass: that share of attention, averaged over the routed and the local tokens; "
+        "ratio: routed over local; ceiling: the ratio of the best choice of as many tokens (near "
+        "1: the layer looks far for every token alike, and no router could do better); "
         "positives: the tokens that need global attention.";
     const auto T = static_cast<std::size_t>(p.num_tokens());
     std::int64_t local_positives = 0;
@@ -300,6 +302,8 @@ std::vector<std::string> oracle_header() {
             "recall",
             "distant mass routed",
             "distant mass local",
+            "ratio",
+            "ceiling",
             "positives"};
 }
 
@@ -312,6 +316,8 @@ std::vector<std::string> oracle_cells(const OracleLayer& row) {
             format_fixed(s.recall, 3),
             format_fixed(s.mean_distant_mass_routed, 3),
             format_fixed(s.mean_distant_mass_local, 3),
+            format_fixed(s.ratio, 2),
+            format_fixed(s.ceiling_ratio, 2),
             group_digits(s.positives)};
 }
 

@@ -1387,14 +1387,19 @@ TEST_F(Cli, ExplainAndOracleOnTheDemo) {
     ASSERT_EQ(o["layers"].size(), 6u);
     for (const json& layer : o["layers"]) {
         for (const char* key : {"auc", "precision", "recall", "mean_distant_mass_routed",
-                                "mean_distant_mass_local", "missed"}) {
+                                "mean_distant_mass_local", "ratio", "ceiling_ratio", "missed"}) {
             EXPECT_TRUE(layer.contains(key)) << key;
+        }
+        // No choice of as many tokens beats the best one.
+        if (layer["ratio"].is_number() && layer["ceiling_ratio"].is_number()) {
+            EXPECT_LE(layer["ratio"].get<double>(), layer["ceiling_ratio"].get<double>() + 1e-9);
         }
     }
     r = l2a("export --profile o.l2a --format json --out o.json", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     const json exported = json::parse(read_file(dir_ / "o.json"));
     EXPECT_TRUE(exported["layers"][2]["oracle"].contains("auc"));
+    EXPECT_EQ(exported["layers"][2]["oracle"]["ceiling_ratio"], o["layers"][2]["ceiling_ratio"]);
     EXPECT_EQ(exported["layers"][2]["distant_mass"].size(), 400u);
     // The plain run has no oracle object.
     r = l2a("export --profile p.l2a --format json --out p.json", dir_);

@@ -1,5 +1,5 @@
 // The routing oracle's scores (oracle.h): ROC-AUC on cases with a known ordering, and a layer's
-// precision, recall, means and missed tokens on a hand-made layer.
+// precision, recall, means, ratio and its ceiling, and missed tokens on a hand-made layer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -41,6 +41,14 @@ TEST(Oracle, ALayersScores) {
     EXPECT_NEAR(o.mean_distant_mass_routed, (0.9 + 0.2 + 0.7) / 3.0, 1e-7);
     EXPECT_NEAR(o.mean_distant_mass_local, (0.0 + 0.6 + 0.1) / 3.0, 1e-7);
     EXPECT_EQ(o.missed, std::vector<std::int64_t>{2});
+    EXPECT_NEAR(o.ratio, 1.8 / 0.7, 1e-6);
+    // The best three tokens to route: 0.9, 0.7, 0.6 against 0.2, 0.1, 0.0.
+    EXPECT_NEAR(o.ceiling_ratio, (2.2 / 3.0) / (0.3 / 3.0), 1e-6);
+    // Every token's distant mass the same: no router can do better than 1.
+    const l2a::LayerOracle flat =
+        l2a::score_layer(std::vector<float>(6, 0.8f), logits, decisions, 0.5);
+    EXPECT_NEAR(flat.ratio, 1.0, 1e-6);
+    EXPECT_NEAR(flat.ceiling_ratio, 1.0, 1e-6);
 
     // Nothing routed: no precision, no routed mean; every positive missed, highest first.
     const std::vector<std::uint8_t> none(6, 0);
@@ -48,7 +56,14 @@ TEST(Oracle, ALayersScores) {
     EXPECT_TRUE(std::isnan(n.precision));
     EXPECT_DOUBLE_EQ(n.recall, 0.0);
     EXPECT_TRUE(std::isnan(n.mean_distant_mass_routed));
+    EXPECT_TRUE(std::isnan(n.ratio));
+    EXPECT_TRUE(std::isnan(n.ceiling_ratio));
     EXPECT_EQ(n.missed, (std::vector<std::int64_t>{1, 4}));
+    // Every token routed: no local mean, no ratio.
+    const l2a::LayerOracle all =
+        l2a::score_layer(mass, logits, std::vector<std::uint8_t>(6, 1), 0.5);
+    EXPECT_TRUE(std::isnan(all.ratio));
+    EXPECT_TRUE(std::isnan(all.ceiling_ratio));
     EXPECT_THROW(l2a::score_layer(mass, logits, std::vector<std::uint8_t>(5), 0.5), l2a::Error);
 }
 

@@ -1058,6 +1058,7 @@ TEST_F(Export, ReportsShowTheRoutingOracleOnlyWithDistantMasses) {
     EXPECT_NE(section.find("at least 50% of its global query"), std::string::npos);
     EXPECT_NE(section.find("older than the local window of 64 tokens"), std::string::npos);
     EXPECT_NE(section.find("0.5 is chance"), std::string::npos);
+    EXPECT_NE(section.find("ceiling: the ratio of the best choice"), std::string::npos);
 
     // Per layer, the numbers of score_layer.
     for (std::int64_t l = 0; l < kLayers; ++l) {
@@ -1072,7 +1073,8 @@ TEST_F(Export, ReportsShowTheRoutingOracleOnlyWithDistantMasses) {
             format_fixed(o.auc, 3) + "</td><td>" + format_fixed(o.precision, 3) + "</td><td>" +
             format_fixed(o.recall, 3) + "</td><td>" + format_fixed(o.mean_distant_mass_routed, 3) +
             "</td><td>" + format_fixed(o.mean_distant_mass_local, 3) + "</td><td>" +
-            group_digits(o.positives) + "</td></tr>";
+            format_fixed(o.ratio, 2) + "</td><td>" + format_fixed(o.ceiling_ratio, 2) +
+            "</td><td>" + group_digits(o.positives) + "</td></tr>";
         EXPECT_NE(section.find(cells), std::string::npos) << cells << "\n" << section;
         if (l == kPrunedLayer) {
             EXPECT_TRUE(std::isnan(o.precision));

@@ -106,6 +106,25 @@ private slots:
         QVERIFY(view_->table()->isColumnHidden(LayersView::VariantFraction));
     }
 
+    // With the oracle's distant masses, the oracle columns' tooltip gives the routed/local ratio
+    // and its ceiling. Layer 0 routes tokens 0 and 1 (masses 0.2 and 0.9); the local ones have
+    // 0.1 but token 6, 0.7: ratio 0.55 / 0.2 = 2.75; the best two (0.9, 0.7) against the rest's
+    // 0.7 / 6: ceiling 6.857.
+    void oracleTooltipGivesTheRatioAndItsCeiling() {
+        auto p = make_profile(true);
+        const int T = 8;
+        p->distant_mass.assign(kLayers * T, 0.1f);
+        p->distant_mass[0] = 0.2f;
+        p->distant_mass[1] = 0.9f;
+        p->distant_mass[6] = 0.7f;
+        p->decisions[0] = p->decisions[1] = 1;
+        p->oracle_min_mass = 0.5;
+        session_->setBase(p);
+        const QString tip = shown(0, LayersView::OracleAuc, Qt::ToolTipRole);
+        QVERIFY2(tip.contains("2.750x"), qPrintable(tip));
+        QVERIFY2(tip.contains("would reach 6.857x"), qPrintable(tip));
+    }
+
     void viewMadeAfterTheRunShowsIt() {
         session_->setBase(make_profile(true));
         selection_->setLayer(1);

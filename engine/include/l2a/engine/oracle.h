@@ -23,7 +23,14 @@ struct LayerOracle {
     double recall = 0.0;
     double mean_distant_mass_routed = 0.0;  // NaN when no token was routed
     double mean_distant_mass_local = 0.0;   // NaN when every token was routed
-    std::int64_t positives = 0;             // tokens labelled as needing global attention
+    // mean_distant_mass_routed / mean_distant_mass_local (NaN when either is, or the local one
+    // is 0), and the same ratio for the best router that routes as many tokens: the ones with
+    // the most distant mass. A ceiling near 1 says the layer's global attention looks far for
+    // every token alike, so no choice of tokens could single out those that need it; a ratio
+    // well under its ceiling says the router could choose better.
+    double ratio = 0.0;
+    double ceiling_ratio = 0.0;
+    std::int64_t positives = 0;  // tokens labelled as needing global attention
     // Local tokens (decision 0) with the highest distant mass, highest first (at most `missed`
     // of them, only those at or above min_mass).
     std::vector<std::int64_t> missed;
