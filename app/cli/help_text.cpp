@@ -415,9 +415,9 @@ Options:
   --lambda X           sparsity weight at the end of the ramp (default 1e-3)
   --lambda-ramp N      steps from the end of warm-up (and of --router-freeze) to full lambda
                        (default: to the last step)
-  --lambda-layers F,.. one factor on lambda per layer (default: 1 for each), e.g. 1,1,1,1,4,8
-                       presses the last two layers' routers harder toward local attention:
-                       for layers whose global attention spreads thinly over the whole past
+  --lambda-layers F,.. one factor on lambda per layer, as many as the model has layers (default:
+                       1 for each), e.g. 1,1,1,1,4,8 presses the last two layers' routers
+                       harder toward local attention (--resume needs the same factors)
   --dense-prob X       probability of dense global attention per layer and step (default 0.1)
   --router-freeze N    keep the routers fixed for the first N steps (default 0): after l2a
                        construct every token routes, and the local and global attention sets
@@ -543,7 +543,9 @@ profile computes, for every token and layer, the share of its global query's att
 tokens older than the local window (its "distant mass"), without forming a T x T matrix. A
 token "needs" global attention when that share is at least M (default 0.5). Per layer: the
 ROC-AUC of the router logit for that label, the precision and recall of the decisions the run
-made, the mean distant mass of routed and of local tokens, and the local tokens with the
+made, the mean distant mass of routed and of local tokens, their ratio and its ceiling (the
+ratio of the best choice of as many tokens: near 1, the layer's global attention looks far
+for every token alike and no router could single any out), and the local tokens with the
 highest distant mass ("missed"). --out saves the profile with the distant masses (export then
 adds each layer's `oracle` object to JSON and a distant_mass column to the routing CSV).
 

@@ -9,6 +9,7 @@
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/train.h"
+#include "l2a/engine/units.h"
 #include "progress_bar.h"
 #include "text_format.h"
 #include "threads.h"
@@ -92,7 +93,10 @@ int train_command(std::span<const std::string_view> raw) {
     if (!(o.lambda >= 0)) args.usage_error("--lambda: must not be negative");
     if (auto v = args.numbers("--lambda-layers")) {
         for (double f : *v) {
-            if (!(f >= 0)) args.usage_error("--lambda-layers: every factor must be 0 or more");
+            if (!(f >= 0)) {
+                args.usage_error("--lambda-layers: every factor must be 0 or more (" +
+                                 format_fixed(f, 3) + " is not)");
+            }
         }
         o.layer_lambda = *v;
     }

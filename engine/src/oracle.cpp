@@ -81,11 +81,18 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
                    : kNan;
     o.mean_distant_mass_routed = routed > 0 ? routed_sum / static_cast<double>(routed) : kNan;
     o.mean_distant_mass_local = local > 0 ? local_sum / static_cast<double>(local) : kNan;
-    o.ratio = std::isfinite(o.mean_distant_mass_routed) && o.mean_distant_mass_local > 0
-                  ? o.mean_distant_mass_routed / o.mean_distant_mass_local
-                  : kNan;
+    // A ratio over a local mean of 0 (every token left local is within the first window, or
+    // looks no further) is unbounded: +inf when the routed mean is above 0.
+    const auto ratio_of = [](double routed_mean, double local_mean) {
+        if (!std::isfinite(routed_mean) || !std::isfinite(local_mean)) return kNan;
+        if (local_mean > 0) return routed_mean / local_mean;
+        return routed_mean > 0 ? std::numeric_limits<double>::infinity() : kNan;
+    };
+    o.ratio = ratio_of(o.mean_distant_mass_routed, o.mean_distant_mass_local);
     o.ceiling_ratio = kNan;
-    if (routed > 0 && local > 0) {
+    const bool finite = std::all_of(distant_mass.begin(), distant_mass.end(),
+                                    [](float m) { return std::isfinite(m); });
+    if (routed > 0 && local > 0 && finite) {
         std::vector<float> sorted(distant_mass.begin(), distant_mass.end());
         const auto k = static_cast<std::ptrdiff_t>(routed);
         std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(),
@@ -93,8 +100,8 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
         double top = 0.0, total = 0.0;
         for (std::ptrdiff_t i = 0; i < k; ++i) top += sorted[static_cast<std::size_t>(i)];
         for (const float m : sorted) total += m;
-        const double rest = (total - top) / static_cast<double>(local);
-        if (rest > 0) o.ceiling_ratio = (top / static_cast<double>(routed)) / rest;
+        o.ceiling_ratio = ratio_of(top / static_cast<double>(routed),
+                                   std::max(0.0, total - top) / static_cast<double>(local));
     }
     std::vector<std::int64_t> candidates;
     for (std::size_t t = 0; t < n; ++t) {

@@ -59,6 +59,15 @@ TEST(Oracle, ALayersScores) {
     EXPECT_TRUE(std::isnan(n.ratio));
     EXPECT_TRUE(std::isnan(n.ceiling_ratio));
     EXPECT_EQ(n.missed, (std::vector<std::int64_t>{1, 4}));
+    // The tokens left local have no distant mass: the ratio and its ceiling are unbounded.
+    const std::vector<float> zeros_left = {0.0f, 0.9f, 0.0f, 0.2f, 0.7f, 0.0f};
+    const l2a::LayerOracle unbounded = l2a::score_layer(zeros_left, logits, decisions, 0.5);
+    EXPECT_TRUE(std::isinf(unbounded.ratio) && unbounded.ratio > 0);
+    EXPECT_TRUE(std::isinf(unbounded.ceiling_ratio) && unbounded.ceiling_ratio > 0);
+    // A NaN mass makes them undefined, never a wrong number.
+    std::vector<float> with_nan = mass;
+    with_nan[3] = NAN;
+    EXPECT_TRUE(std::isnan(l2a::score_layer(with_nan, logits, decisions, 0.5).ceiling_ratio));
     // Every token routed: no local mean, no ratio.
     const l2a::LayerOracle all =
         l2a::score_layer(mass, logits, std::vector<std::uint8_t>(6, 1), 0.5);

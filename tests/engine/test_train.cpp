@@ -494,6 +494,27 @@ TEST(Train, LayerLambdaPressesOnlyItsLayer) {
                         run("layer-lambda-negative", {1.0, -1.0});
                     }),
                     "--lambda-layers");
+    // The factors are part of the options a checkpoint resumes with: the same ones go on,
+    // none (or others) are refused, naming the state file.
+    TrainOptions resumable = tiny_options("layer-lambda-resume");
+    resumable.train_all = false;
+    resumable.lambda = 2e-4;
+    resumable.layer_lambda = {1.0, 0.0};
+    resumable.steps = 12;
+    std::atomic<bool> stop{false};
+    const TrainResult part = train(
+        resumable, [&](const TrainStepLog& s) { stop = s.step >= 6; }, &stop);
+    ASSERT_EQ(part.steps.size(), 6u);
+    TrainOptions without = resumable;
+    without.resume = true;
+    without.layer_lambda.clear();
+    EXPECT_CONTAINS(test::message_of([&] { train(without); }), "train_state.json");
+    TrainOptions again = resumable;
+    again.resume = true;
+    const TrainResult rest = train(again);
+    ASSERT_EQ(rest.steps.size(), 6u);
+    EXPECT_EQ(rest.steps.front().step, 7);
+
     TrainOptions plain_model = tiny_options("layer-lambda-plain");
     plain_model.init_config->model_type = ModelType::Qwen3;
     plain_model.layer_lambda = {1.0, 1.0};

@@ -151,15 +151,15 @@ public:
                     return QString(
                                "Layer %1: %2 tokens need global attention (distant mass ≥ %3); "
                                "AUC %4, precision %5, recall %6; mean distant mass of routed "
-                               "tokens %7, of local ones %8: %9x, where the best choice of as "
-                               "many tokens would reach %10x (near 1: the layer looks far for "
+                               "tokens %7, of local ones %8: %9, where the best choice of as "
+                               "many tokens would reach %10 (near 1: the layer looks far for "
                                "every token alike)")
                         .arg(layer)
                         .arg(count_text(o.positives))
                         .arg(percent_text(p->oracle_min_mass, 0))
                         .arg(num(o.auc), num(o.precision), num(o.recall),
                              num(o.mean_distant_mass_routed), num(o.mean_distant_mass_local),
-                             num(o.ratio), num(o.ceiling_ratio));
+                             ratio_text(o.ratio), ratio_text(o.ceiling_ratio));
                 }
                 break;
             }

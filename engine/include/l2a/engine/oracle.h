@@ -23,11 +23,12 @@ struct LayerOracle {
     double recall = 0.0;
     double mean_distant_mass_routed = 0.0;  // NaN when no token was routed
     double mean_distant_mass_local = 0.0;   // NaN when every token was routed
-    // mean_distant_mass_routed / mean_distant_mass_local (NaN when either is, or the local one
-    // is 0), and the same ratio for the best router that routes as many tokens: the ones with
-    // the most distant mass. A ceiling near 1 says the layer's global attention looks far for
-    // every token alike, so no choice of tokens could single out those that need it; a ratio
-    // well under its ceiling says the router could choose better.
+    // mean_distant_mass_routed / mean_distant_mass_local (NaN when either is NaN; +inf when the
+    // local one is 0 and the routed one is not), and the same ratio for the best router that
+    // routes as many tokens: the ones with the most distant mass (+inf when the rest have none). A
+    // ceiling near 1 says the layer's global attention looks far for every token alike, so no
+    // choice of tokens could single out those that need it; a ratio well under its ceiling says the
+    // router could choose better.
     double ratio = 0.0;
     double ceiling_ratio = 0.0;
     std::int64_t positives = 0;  // tokens labelled as needing global attention

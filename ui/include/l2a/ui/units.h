@@ -3,6 +3,7 @@
 #pragma once
 
 #include <QString>
+#include <cmath>
 #include <cstdint>
 
 #include "l2a/engine/units.h"
@@ -23,6 +24,13 @@ inline QString signed_number(double v, int digits) {
 // "3.142"; "0.0" for -0.01 with one digit; "n/a", "inf", "-inf" when not finite.
 inline QString fixed_text(double v, int digits) {
     return QString::fromStdString(format_fixed(v, digits));
+}
+
+// A ratio as "2.750x"; "unbounded" for +inf (a denominator of 0), "n/a" when undefined.
+inline QString ratio_text(double v, int digits = 3) {
+    if (std::isinf(v) && v > 0) return QStringLiteral("unbounded");
+    if (!std::isfinite(v)) return QStringLiteral("n/a");
+    return fixed_text(v, digits) + "x";
 }
 
 // 12345 -> "12,345".
