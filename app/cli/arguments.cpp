@@ -105,14 +105,22 @@ std::optional<double> Arguments::number(std::string_view name) const {
     return result;
 }
 
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> items;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        items.push_back(text.substr(start, comma - start));
+        start = comma + 1;
+    }
+    return items;
+}
+
 std::optional<std::vector<double>> Arguments::numbers(std::string_view name) const {
     auto text = value(name);
     if (!text) return std::nullopt;
     std::vector<double> result;
-    std::size_t start = 0;
-    while (start <= text->size()) {
-        const std::size_t comma = std::min(text->find(',', start), text->size());
-        const std::string_view item = std::string_view(*text).substr(start, comma - start);
+    for (const std::string& item : split_list(*text)) {
         double x = 0;
         auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), x);
         if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() ||
@@ -121,7 +129,6 @@ std::optional<std::vector<double>> Arguments::numbers(std::string_view name) con
                         ") is not a number");
         }
         result.push_back(x);
-        start = comma + 1;
     }
     return result;
 }

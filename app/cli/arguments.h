@@ -30,6 +30,9 @@ struct OptionSpec {
     bool takes_value = false;
 };
 
+// Comma-separated items of an option's value ("" items included, so that "8K,,32K" is an error).
+std::vector<std::string> split_list(const std::string& text);
+
 class Arguments {
 public:
     // Accepts "--name value" and "--name=value". Throws UsageError for unknown options, missing

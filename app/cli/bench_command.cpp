@@ -47,18 +47,6 @@
 namespace l2a::cli {
 namespace {
 
-// Comma-separated items of an option's value ("" items included, so that "8K,,32K" is an error).
-std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> items;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        const std::size_t comma = std::min(text.find(',', start), text.size());
-        items.push_back(text.substr(start, comma - start));
-        start = comma + 1;
-    }
-    return items;
-}
-
 // "8192", "8K" (x 1024) or "1M" (x 1048576).
 std::optional<std::int64_t> parse_length(const std::string& item) {
     if (item.empty()) return std::nullopt;

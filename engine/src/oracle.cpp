@@ -90,16 +90,14 @@ LayerOracle score_layer(std::span<const float> distant_mass, std::span<const flo
     };
     o.ratio = ratio_of(o.mean_distant_mass_routed, o.mean_distant_mass_local);
     o.ceiling_ratio = kNan;
-    const bool finite = std::all_of(distant_mass.begin(), distant_mass.end(),
-                                    [](float m) { return std::isfinite(m); });
-    if (routed > 0 && local > 0 && finite) {
+    // A NaN mass makes the sum NaN (and would break the ordering nth_element needs).
+    const double total = routed_sum + local_sum;
+    if (routed > 0 && local > 0 && std::isfinite(total)) {
         std::vector<float> sorted(distant_mass.begin(), distant_mass.end());
         const auto k = static_cast<std::ptrdiff_t>(routed);
         std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(),
                          std::greater<float>());
-        double top = 0.0, total = 0.0;
-        for (std::ptrdiff_t i = 0; i < k; ++i) top += sorted[static_cast<std::size_t>(i)];
-        for (const float m : sorted) total += m;
+        const double top = std::accumulate(sorted.begin(), sorted.begin() + k, 0.0);
         o.ceiling_ratio = ratio_of(top / static_cast<double>(routed),
                                    std::max(0.0, total - top) / static_cast<double>(local));
     }

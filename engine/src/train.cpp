@@ -308,8 +308,9 @@ struct Forward {
     std::vector<double> global_fraction;  // empty for a plain model
 };
 
+// `layer_factors`: lambda's factor per layer ([layers], on the device), or undefined for 1 each.
 Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
-                const std::vector<double>& layer_lambda, const std::vector<bool>& dense_global,
+                const at::Tensor& layer_factors, const std::vector<bool>& dense_global,
                 bool checkpointing, bool autocast) {
     const ModelConfig& c = net.config;
     const std::int64_t B = inputs.size(0), T = inputs.size(1);
@@ -342,13 +343,10 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
         at::cross_entropy_loss(logits.to(at::kFloat).view({B * T, -1}), targets.view({B * T}));
     const at::Tensor per_layer = at::stack(sparsity);
     f.sparsity = per_layer.mean();
-    if (layer_lambda.empty()) {
-        f.loss = f.cross_entropy + lambda * f.sparsity;
-    } else {
-        const at::Tensor factors = at::tensor(layer_lambda, at::TensorOptions().dtype(at::kDouble))
-                                       .to(per_layer.device(), per_layer.scalar_type());
-        f.loss = f.cross_entropy + lambda * (per_layer * factors).mean();
-    }
+    f.loss = f.cross_entropy +
+             lambda * (layer_factors.defined()
+                           ? (per_layer * layer_factors.to(per_layer.scalar_type())).mean()
+                           : f.sparsity);
     if (c.is_l2a()) {
         const at::Tensor fractions = at::stack(fraction).to(at::kCPU, at::kDouble).contiguous();
         f.global_fraction.assign(fractions.data_ptr<double>(),
@@ -583,6 +581,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     };
 
     const bool autocast = o.bf16_autocast && device.is_cuda();
+    const at::Tensor layer_factors =
+        o.layer_lambda.empty() ? at::Tensor()
+                               : at::tensor(o.layer_lambda, at::TensorOptions().dtype(at::kDouble))
+                                     .to(device, at::kFloat);
     while (step < o.steps) {
         if (cancel && *cancel) break;
         const auto t0 = std::chrono::steady_clock::now();
@@ -618,7 +620,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
 
         optimizer.zero_grad();
         if (autocast) set_autocast(true);
-        Forward f = forward(net, inputs, targets, lambda, o.layer_lambda, dense_global,
+        Forward f = forward(net, inputs, targets, lambda, layer_factors, dense_global,
                             o.gradient_checkpointing, autocast);
         if (autocast) set_autocast(false);
         f.loss.backward();

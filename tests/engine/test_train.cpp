@@ -154,6 +154,13 @@ TEST(Train, SparsityGrowsWithLambda) {
     EXPECT_LE(fraction[2], fraction[0]);
 }
 
+// A run of `o` stopped (as by Ctrl-C) once step `last` is done: its checkpoint is `last`.
+TrainResult stopped_after(const TrainOptions& o, std::int64_t last) {
+    std::atomic<bool> stop{false};
+    return train(
+        o, [&](const TrainStepLog& s) { stop = s.step >= last; }, &stop);
+}
+
 TEST(Train, ResumeContinuesExactly) {
     TrainOptions straight = tiny_options("straight");
     straight.steps = 16;
@@ -161,10 +168,7 @@ TEST(Train, ResumeContinuesExactly) {
 
     TrainOptions first = tiny_options("resumed");
     first.steps = 16;
-    std::atomic<bool> stop{false};
-    const TrainResult part = train(
-        first, [&](const TrainStepLog& s) { stop = s.step >= 8; }, &stop);
-    ASSERT_EQ(part.steps.size(), 8u);
+    ASSERT_EQ(stopped_after(first, 8).steps.size(), 8u);
     TrainOptions second = first;
     second.resume = true;
     const TrainResult rest = train(second);
@@ -501,10 +505,7 @@ TEST(Train, LayerLambdaPressesOnlyItsLayer) {
     resumable.lambda = 2e-4;
     resumable.layer_lambda = {1.0, 0.0};
     resumable.steps = 12;
-    std::atomic<bool> stop{false};
-    const TrainResult part = train(
-        resumable, [&](const TrainStepLog& s) { stop = s.step >= 6; }, &stop);
-    ASSERT_EQ(part.steps.size(), 6u);
+    ASSERT_EQ(stopped_after(resumable, 6).steps.size(), 6u);
     TrainOptions without = resumable;
     without.resume = true;
     without.layer_lambda.clear();
