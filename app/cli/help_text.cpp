@@ -419,6 +419,16 @@ Options:
                        1 for each), e.g. 1,1,1,1,4,8 presses the last two layers' routers
                        harder toward local attention (--resume needs the same factors)
   --dense-prob X       probability of dense global attention per layer and step (default 0.1)
+  --locality X         locality pressure (default 0: off): the loss gains X times the mean
+                       attention mass on keys older than the window (the oracle's distant mass)
+                       of the attention a token would run globally (a plain model's attention,
+                       which l2a construct copies into the global set; an L2A model's global
+                       set), over layers, heads and sampled positions. On
+                       a base, before l2a construct: tokens that gain little from the far past
+                       keep their attention near, so that the routers have tokens to tell apart
+  --locality-window N  the window it counts from (default: an L2A model's; a plain model needs it)
+  --locality-queries N query positions sampled per step (default 256); train.csv gains a
+                       distant_mass column
   --router-freeze N    keep the routers fixed for the first N steps (default 0): after l2a
                        construct every token routes, and the local and global attention sets
                        first learn to work together

@@ -32,6 +32,9 @@ int train_command(std::span<const std::string_view> raw) {
                     {"--lambda", true},
                     {"--lambda-ramp", true},
                     {"--lambda-layers", true},
+                    {"--locality", true},
+                    {"--locality-window", true},
+                    {"--locality-queries", true},
                     {"--dense-prob", true},
                     {"--train", true},
                     {"--seed", true},
@@ -100,6 +103,16 @@ int train_command(std::span<const std::string_view> raw) {
         }
         o.layer_lambda = *v;
     }
+    if (auto v = args.number("--locality")) {
+        if (!(*v >= 0)) args.usage_error("--locality: must not be negative");
+        o.locality = *v;
+    }
+    if (auto v = args.integer("--locality-window", 1, std::int64_t(1) << 40))
+        o.locality_window = *v;
+    if (auto v = args.integer("--locality-queries", 1, std::int64_t(1) << 40))
+        o.locality_queries = *v;
+    if (o.locality == 0 && (args.has("--locality-window") || args.has("--locality-queries")))
+        args.usage_error("--locality-window and --locality-queries go with --locality X (X > 0)");
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1))
         args.usage_error("--dense-prob: must be within 0..1");
     if (auto group = args.value("--train")) {
@@ -121,7 +134,12 @@ int train_command(std::span<const std::string_view> raw) {
         o,
         [&](const TrainStepLog& s) {
             char stage[160];
-            if (s.global_fraction.empty()) {  // a plain model: no routing
+            if (s.global_fraction.empty() && o.locality > 0) {  // a plain model, pressed near
+                std::snprintf(stage, sizeof stage,
+                              "step %lld, loss %.4f (CE %.4f), distant mass %.3f, %.0f tok/s",
+                              static_cast<long long>(s.step), s.loss, s.cross_entropy,
+                              s.distant_mass, s.tokens_per_second);
+            } else if (s.global_fraction.empty()) {  // a plain model: no routing
                 std::snprintf(stage, sizeof stage, "step %lld, loss %.4f, %.0f tok/s",
                               static_cast<long long>(s.step), s.loss, s.tokens_per_second);
             } else {
@@ -153,6 +171,9 @@ int train_command(std::span<const std::string_view> raw) {
             format_count_short(r.parameters).c_str(),
             format_count_short(r.trainable_parameters).c_str(), static_cast<long long>(s.step),
             s.loss, s.cross_entropy, s.sparsity, s.lambda);
+        if (o.locality > 0) {
+            std::printf("distant mass %.4f (locality pressure %.3g)\n", s.distant_mass, o.locality);
+        }
         std::printf("%s on %s\n", threads.c_str(), o.device.c_str());
         std::printf("checkpoint: %s (log: %s)\n", r.last_checkpoint.string().c_str(),
                     (o.out_dir / "train.csv").string().c_str());

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <numeric>
@@ -178,9 +179,32 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
         .narrow(2, 0, T);
 }
 
-// x: [B, T, d] -> attention output [B, T, d].
+// The query positions whose distant mass the locality pressure measures ([S] long, the same in
+// every sequence of the batch; empty: no pressure) and the window it counts from.
+struct Probe {
+    at::Tensor queries;
+    std::int64_t window = 0;
+    bool on() const { return queries.defined() && queries.numel() > 0; }
+};
+
+// The mean over batch, heads and the probe's queries of the softmax mass on keys older than the
+// window (keys 0..t-W of query t), as the routing oracle measures it. q, k: [B, H, T, D], k with
+// the query heads' count, RoPE applied.
+at::Tensor probe_distant_mass(const at::Tensor& q, const at::Tensor& k, const Probe& probe) {
+    const at::Tensor t = probe.queries.unsqueeze(1);                                      // [S, 1]
+    const at::Tensor keys = at::arange(k.size(2), probe.queries.options()).unsqueeze(0);  // [1, T]
+    at::Tensor scores = at::matmul(q.index_select(2, probe.queries), k.transpose(-1, -2))
+                            .to(at::kFloat)
+                            .mul(1.0 / std::sqrt(static_cast<double>(q.size(3))));  // [B, H, S, T]
+    scores = scores.masked_fill(keys > t, -std::numeric_limits<float>::infinity());
+    return at::softmax(scores, -1).masked_fill(keys > t - probe.window, 0.0).sum(-1).mean();
+}
+
+// x: [B, T, d] -> attention output [B, T, d]. With `probe` on, `distant` receives the probe's
+// distant mass of this attention.
 at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, std::int64_t window,
-                     const at::Tensor& positions) {
+                     const at::Tensor& positions, const Probe* probe = nullptr,
+                     at::Tensor* distant = nullptr) {
     const ModelConfig& c = net.config;
     const std::int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
                        Hkv = c.num_key_value_heads, D = c.head_dim;
@@ -198,6 +222,7 @@ at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, std::in
         k = k.repeat_interleave(H / Hkv, 1);
         v = v.repeat_interleave(H / Hkv, 1);
     }
+    if (probe && probe->on()) *distant = probe_distant_mass(q, k, *probe);
     at::Tensor out = causal_attention(q.to(v.scalar_type()), k.to(v.scalar_type()), v, window);
     return dense(out.transpose(1, 2).reshape({B, T, H * D}), a.o, a.ob);
 }
@@ -206,21 +231,24 @@ at::Tensor attention(const Net& net, const Attn& a, const at::Tensor& x, std::in
 // global attention (dense or routed rows only), MLP; `sparsity` is the sum over tokens of p^2
 // averaged over the batch, `fraction` the share of hard decisions that are 1. For a plain layer
 // (a base model being trained): full causal attention and MLP; sparsity and fraction are 0.
+// `distant`: the probe's distant mass of the attention a token would run globally (the plain
+// layer's attention, the L2A layer's global set); 0 with the probe off.
 struct LayerOutput {
-    at::Tensor x, sparsity, fraction;
+    at::Tensor x, sparsity, fraction, distant;
 };
 
 LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x,
-                          const at::Tensor& positions, bool dense_global) {
+                          const at::Tensor& positions, bool dense_global, const Probe& probe) {
     const ModelConfig& c = net.config;
     const Layer& layer = net.layers[index];
     const std::int64_t T = x.size(1);
     LayerOutput out;
+    out.distant = at::zeros({}, x.options().dtype(at::kFloat));
     at::Tensor h;
     if (!c.is_l2a()) {
         h = x + attention(net, layer.local,
                           rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), T,
-                          positions);
+                          positions, &probe, &out.distant);
         out.sparsity = at::zeros({}, x.options().dtype(at::kFloat));
         out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
     } else {
@@ -234,7 +262,7 @@ LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x
         at::Tensor p = at::sigmoid(z / tau);
         at::Tensor hard = (z >= cut).to(at::kFloat);
         at::Tensor d = hard + p - p.detach();  // straight-through: forward hard, gradient of p
-        at::Tensor a = attention(net, layer.global, u, T, positions);
+        at::Tensor a = attention(net, layer.global, u, T, positions, &probe, &out.distant);
         // Without the dense draw, unrouted rows of the global attention are never computed,
         // so they carry no router gradient (as in the routed-only inference).
         if (!dense_global) a = a * hard.unsqueeze(-1).to(a.scalar_type());
@@ -265,16 +293,19 @@ public:
     static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                   const at::Tensor& x, const at::Tensor& positions,
                                                   const Net* net, std::int64_t index,
-                                                  bool dense_global, bool autocast) {
-        ctx->save_for_backward({x, positions});
+                                                  bool dense_global, bool autocast,
+                                                  const at::Tensor& probe_queries,
+                                                  std::int64_t probe_window) {
+        ctx->save_for_backward({x, positions, probe_queries});
         ctx->saved_data["net"] = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(net));
         ctx->saved_data["index"] = index;
         ctx->saved_data["dense"] = dense_global;
         ctx->saved_data["autocast"] = autocast;
-        LayerOutput out =
-            layer_forward(*net, static_cast<std::size_t>(index), x, positions, dense_global);
+        ctx->saved_data["probe_window"] = probe_window;
+        LayerOutput out = layer_forward(*net, static_cast<std::size_t>(index), x, positions,
+                                        dense_global, Probe{probe_queries, probe_window});
         ctx->mark_non_differentiable({out.fraction});
-        return {out.x, out.sparsity, out.fraction};
+        return {out.x, out.sparsity, out.fraction, out.distant};
     }
 
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -290,28 +321,34 @@ public:
             if (autocast) set_autocast(true);
             LayerOutput out =
                 layer_forward(*net, static_cast<std::size_t>(ctx->saved_data["index"].toInt()), x,
-                              saved[1], ctx->saved_data["dense"].toBool());
+                              saved[1], ctx->saved_data["dense"].toBool(),
+                              Probe{saved[2], ctx->saved_data["probe_window"].toInt()});
             if (autocast) set_autocast(false);
             std::vector<at::Tensor> outputs{out.x}, output_grads{grads[0]};
             if (out.sparsity.requires_grad() && grads[1].defined()) {
                 outputs.push_back(out.sparsity);
                 output_grads.push_back(grads[1]);
             }
+            if (out.distant.requires_grad() && grads[3].defined()) {
+                outputs.push_back(out.distant);
+                output_grads.push_back(grads[3]);
+            }
             torch::autograd::backward(outputs, output_grads);
         }
-        return {x.grad(), {}, {}, {}, {}, {}};
+        return {x.grad(), {}, {}, {}, {}, {}, {}, {}};
     }
 };
 
 struct Forward {
-    at::Tensor loss, cross_entropy, sparsity;
+    at::Tensor loss, cross_entropy, sparsity, distant;
     std::vector<double> global_fraction;  // empty for a plain model
 };
 
 // `layer_factors`: lambda's factor per layer ([layers], on the device), or undefined for 1 each.
+// With `probe` on, the loss has `locality` times the mean over layers of the probe's distant mass.
 Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targets, double lambda,
                 const at::Tensor& layer_factors, const std::vector<bool>& dense_global,
-                bool checkpointing, bool autocast) {
+                const Probe& probe, double locality, bool checkpointing, bool autocast) {
     const ModelConfig& c = net.config;
     const std::int64_t B = inputs.size(0), T = inputs.size(1);
     const auto device = inputs.device();
@@ -323,19 +360,23 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
     // A checkpointed layer passes gradients on only when its input needs them (frozen
     // embeddings: it would not).
     if (checkpointing && !x.requires_grad()) x = x.detach().set_requires_grad(true);
-    std::vector<at::Tensor> sparsity, fraction;
+    std::vector<at::Tensor> sparsity, fraction, distant;
+    const at::Tensor probe_queries =
+        probe.on() ? probe.queries : at::empty({0}, inputs.options().dtype(at::kLong));
     for (std::size_t l = 0; l < net.layers.size(); ++l) {
         LayerOutput out;
         if (checkpointing) {
             auto outputs = CheckpointedLayer::apply(x, pos, &net, static_cast<std::int64_t>(l),
-                                                    static_cast<bool>(dense_global[l]), autocast);
-            out = {outputs[0], outputs[1], outputs[2]};
+                                                    static_cast<bool>(dense_global[l]), autocast,
+                                                    probe_queries, probe.window);
+            out = {outputs[0], outputs[1], outputs[2], outputs[3]};
         } else {
-            out = layer_forward(net, l, x, pos, dense_global[l]);
+            out = layer_forward(net, l, x, pos, dense_global[l], probe);
         }
         x = out.x;
         sparsity.push_back(out.sparsity);
         fraction.push_back(out.fraction);
+        distant.push_back(out.distant);
     }
     at::Tensor logits =
         dense(rms_norm(x, net.final_norm, c.rms_norm_eps).to(x.scalar_type()), net.lm_head);
@@ -347,6 +388,8 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
              lambda * (layer_factors.defined()
                            ? (per_layer * layer_factors.to(per_layer.scalar_type())).mean()
                            : f.sparsity);
+    f.distant = at::stack(distant).mean();
+    if (probe.on()) f.loss = f.loss + locality * f.distant;
     if (c.is_l2a()) {
         const at::Tensor fractions = at::stack(fraction).to(at::kCPU, at::kDouble).contiguous();
         f.global_fraction.assign(fractions.data_ptr<double>(),
@@ -419,6 +462,11 @@ nlohmann::json options_json(const TrainOptions& o) {
                         {"router_freeze_steps", o.router_freeze_steps}};
     // Only when given, so that checkpoints written before the option existed still resume.
     if (!o.layer_lambda.empty()) j["layer_lambda"] = o.layer_lambda;
+    if (o.locality > 0) {
+        j["locality"] = o.locality;
+        j["locality_window"] = o.locality_window;
+        j["locality_queries"] = o.locality_queries;
+    }
     return j;
 }
 
@@ -458,6 +506,10 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             fail("--lambda-layers", "every factor must be a finite number, 0 or more");
     }
     if (!(o.dense_prob >= 0 && o.dense_prob <= 1)) fail("--dense-prob", "must be within 0..1");
+    if (!(o.locality >= 0) || !std::isfinite(o.locality))
+        fail("--locality", "must be a finite number, 0 or more");
+    if (o.locality_window < 0) fail("--locality-window", "must not be negative");
+    if (o.locality_queries < 1) fail("--locality-queries", "must be at least 1");
     if (o.out_dir.empty()) fail("--out", "give the checkpoint folder");
     const fs::path last = o.out_dir / "last";
 
@@ -489,6 +541,28 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             fail("--lambda-layers", "gives " + std::to_string(o.layer_lambda.size()) +
                                         " factors; the model has " + std::to_string(m.num_layers) +
                                         " layers");
+        }
+    }
+    TrainOptions options = o;  // with the locality window resolved
+    if (o.locality > 0) {
+        const ModelSummary& m = model->summary();
+        if (o.freeze_global) {
+            fail("--locality",
+                 "presses on the global attention set, which --train local keeps "
+                 "fixed: train the base with it, or --train attention");
+        }
+        if (options.locality_window == 0) {
+            if (!m.is_l2a) {
+                fail("--locality-window",
+                     "a plain model has no sliding window: give the window "
+                     "the distant mass counts from");
+            }
+            options.locality_window = model->impl().config.l2a.sliding_window;
+        }
+        if (options.locality_window >= o.seq_len) {
+            fail("--locality-window", std::to_string(options.locality_window) +
+                                          " leaves no key older than the window in a sequence of " +
+                                          std::to_string(o.seq_len) + " tokens (--seq-len)");
         }
     }
     std::optional<Tokenizer> tokenizer;
@@ -546,7 +620,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             state = nlohmann::json::parse(read_text_file(state_path));
             step = state.at("step").get<std::int64_t>();
             rng = state.at("rng").get<std::uint64_t>();
-            if (state.at("options") != options_json(o)) {
+            if (state.at("options") != options_json(options)) {
                 fail(state_path.string(),
                      "was written with other options: " + state.at("options").dump());
             }
@@ -561,6 +635,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
     if (!log) fail(log_path.string(), "cannot open for writing");
     if (!o.resume) {
         log << "step,loss,cross_entropy,sparsity,lambda,lr,tokens_per_second";
+        if (o.locality > 0) log << ",distant_mass";
         if (net.config.is_l2a()) {
             for (std::size_t l = 0; l < net.layers.size(); ++l) log << ",global_fraction_" << l;
         }
@@ -574,7 +649,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         torch::save(optimizer, (temp / "optimizer.pt").string());
         write_text_atomically(
             temp / "train_state.json",
-            nlohmann::json{{"step", step}, {"rng", rng}, {"options", options_json(o)}}.dump(2) +
+            nlohmann::json{{"step", step}, {"rng", rng}, {"options", options_json(options)}}.dump(
+                2) +
                 "\n");
         fs::remove_all(dir);
         fs::rename(temp, dir);
@@ -613,6 +689,25 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         for (std::size_t l = 0; l < dense_global.size(); ++l) {
             dense_global[l] = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
         }
+        // The locality pressure's query positions: at or after the window (earlier ones have no
+        // key older than it), drawn uniformly, or all of them when there are no more.
+        Probe probe;
+        if (o.locality > 0) {
+            probe.window = options.locality_window;
+            const std::int64_t first = probe.window, count = o.seq_len - first;
+            std::vector<std::int64_t> queries;
+            if (o.locality_queries >= count) {
+                queries.resize(static_cast<std::size_t>(count));
+                std::iota(queries.begin(), queries.end(), first);
+            } else {
+                for (std::int64_t i = 0; i < o.locality_queries; ++i) {
+                    queries.push_back(first +
+                                      static_cast<std::int64_t>(splitmix64(rng) %
+                                                                static_cast<std::uint64_t>(count)));
+                }
+            }
+            probe.queries = at::tensor(queries, at::TensorOptions().dtype(at::kLong)).to(device);
+        }
         const at::Tensor tokens =
             at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
         const at::Tensor inputs = tokens.narrow(1, 0, o.seq_len);
@@ -620,8 +715,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
 
         optimizer.zero_grad();
         if (autocast) set_autocast(true);
-        Forward f = forward(net, inputs, targets, lambda, layer_factors, dense_global,
-                            o.gradient_checkpointing, autocast);
+        Forward f = forward(net, inputs, targets, lambda, layer_factors, dense_global, probe,
+                            o.locality, o.gradient_checkpointing, autocast);
         if (autocast) set_autocast(false);
         f.loss.backward();
         if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
@@ -632,6 +727,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         entry.loss = f.loss.item<double>();
         entry.cross_entropy = f.cross_entropy.item<double>();
         entry.sparsity = f.sparsity.item<double>() / static_cast<double>(o.seq_len);
+        entry.distant_mass = f.distant.item<double>();
         entry.lambda = lambda;
         entry.lr = lr;
         entry.global_fraction = f.global_fraction;
@@ -645,6 +741,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         log << entry.step << "," << entry.loss << "," << entry.cross_entropy << ","
             << entry.sparsity << "," << entry.lambda << "," << entry.lr << ","
             << entry.tokens_per_second;
+        if (o.locality > 0) log << "," << entry.distant_mass;
         for (double g : entry.global_fraction) log << "," << g;
         log << "\n";
         log.flush();

@@ -1625,6 +1625,20 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
         1, "gives 2 factors; the model has 6 layers");
     EXPECT_TRUE(contains(l2a("help train", dir_).out, "--dense-prob"));
     EXPECT_TRUE(contains(l2a("help train", dir_).out, "--lambda-layers"));
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --locality -1", dir_), 2,
+                          "--locality: must not be negative");
+    EXPECT_ONE_LINE_ERROR(l2a("train --model m --data docs --out x --locality-window 8", dir_), 2,
+                          "go with --locality X");
+    // The demo model's window is 256: a sequence of 128 tokens has no key older than it.
+    EXPECT_ONE_LINE_ERROR(
+        l2a("train --model '" + demo + "' --data nowhere --out x --locality 0.5 --seq-len 128",
+            dir_),
+        1, "leaves no key older than the window");
+    EXPECT_ONE_LINE_ERROR(
+        l2a("train --model '" + demo + "' --data nowhere --out x --locality 0.5 --train local",
+            dir_),
+        1, "--train local keeps fixed");
+    EXPECT_TRUE(contains(l2a("help train", dir_).out, "--locality-window"));
 }
 
 TEST_F(Cli, ConvertThenEvaluateAndTheirMistakesAreOneLine) {

@@ -53,6 +53,17 @@ struct TrainOptions {
     // layer): a layer whose global attention is not worth its cost (say, one that spreads its
     // attention thinly over the whole past for every token) can be pressed harder toward local.
     std::vector<double> layer_lambda;
+    // Locality pressure: + locality * the mean over layers, heads and sampled query positions of
+    // the attention mass on keys older than `locality_window` (the routing oracle's "distant
+    // mass"), of the attention a token would run globally: a plain model's attention, an L2A
+    // model's global set. A base trained with it keeps the attention of tokens that gain little
+    // from the far past near, and looks far only where that pays in the loss: the tokens a
+    // router can then tell apart. Each step samples `locality_queries` positions at or after
+    // the window, the same in every sequence of the batch (all of them when there are no more).
+    // 0: off.
+    double locality = 0.0;
+    std::int64_t locality_window = 0;  // 0: an L2A model's sliding window (a plain model needs one)
+    std::int64_t locality_queries = 256;
     std::int64_t lambda_ramp_steps =
         0;  // steps after warm-up (and router freeze) to reach `lambda` (0: to the end)
     double dense_prob = 0.1;  // per layer and step: global attention for every token
@@ -73,7 +84,8 @@ struct TrainStepLog {
     std::int64_t step = 0;  // 1-based
     double loss = 0.0;
     double cross_entropy = 0.0;
-    double sparsity = 0.0;  // mean over layers of mean over tokens of p_t^2
+    double sparsity = 0.0;      // mean over layers of mean over tokens of p_t^2
+    double distant_mass = 0.0;  // with locality pressure: the mean it presses on (else 0)
     double lambda = 0.0;
     double lr = 0.0;
     std::vector<double> global_fraction;  // per layer: hard decisions that were 1
