@@ -38,8 +38,7 @@ constexpr const char* kDemoMarker = "untrained-v1";
 constexpr const char* kDemoModelName = "l2a-demo";
 constexpr std::uint64_t kDemoSeed = 0x4c32'4144'454d'4f31ULL;
 // Not a seed of the demo model's training or held-out documents (scripts/train-demo).
-constexpr std::uint64_t kDemoDocumentSeed = 20261203;
-constexpr std::uint64_t kHandbookDocumentSeed = 20270117;
+constexpr std::uint64_t kDemoDocumentSeed = 20270117;
 
 // Architecture of the demo model: small enough to run a few thousand tokens per second on a
 // laptop CPU, large enough to have real GQA, QK-norm and a window shorter than the document.
@@ -405,7 +404,7 @@ std::string generated_document(std::size_t approx_bytes, std::uint64_t seed,
     options.target_bytes = std::max<std::size_t>(approx_bytes, 1);
     options.seed = seed;
     options.style = style;
-    // References reach beyond the demo model's window (256) by far; short documents keep the
+    // References reach beyond the demo model's window (64) by far; short documents keep the
     // distance to a quarter of their length so that they still hold some.
     options.min_distance = std::min<std::size_t>(1536, std::max<std::size_t>(64, approx_bytes / 4));
     std::string text = make_synthetic_doc(options).text;
@@ -420,11 +419,7 @@ std::string generated_document(std::size_t approx_bytes, std::uint64_t seed,
 }  // namespace
 
 std::string demo_document(std::size_t approx_bytes) {
-    return generated_document(approx_bytes, kDemoDocumentSeed, SyntheticDocStyle::synthetic);
-}
-
-std::string handbook_document(std::size_t approx_bytes) {
-    return generated_document(approx_bytes, kHandbookDocumentSeed, SyntheticDocStyle::handbook);
+    return generated_document(approx_bytes, kDemoDocumentSeed, SyntheticDocStyle::handbook);
 }
 
 }  // namespace l2a

@@ -34,17 +34,10 @@ std::filesystem::path ensure_untrained_model(const std::filesystem::path& dir);
 // `tokenizers` loads it and encodes every text to its UTF-8 bytes, as our tokenizer does.
 std::string byte_level_tokenizer_json();
 
-// The demo document: a generated document (l2a make-docs' generator, a fixed seed of its own)
-// of about `approx_bytes` bytes with keys, defined terms, numbered claims and repeated passages
-// recalled far later. Deterministic.
+// The demo document: a generated handbook in English (l2a make-docs --style handbook, a fixed seed
+// of its own) of about `approx_bytes` bytes: defined terms, named parts with part numbers,
+// ratings, rooms and keepers, and numbered sections, all recalled far later, and warnings
+// repeated verbatim. Deterministic.
 std::string demo_document(std::size_t approx_bytes = 8192);
-
-// A handbook document: the same generator in its English handbook style (make-docs --style
-// handbook, a fixed seed of its own) of about `approx_bytes` bytes: defined terms, named parts
-// with part numbers, ratings, rooms and keepers, and numbered sections, all recalled far later,
-// and warnings repeated verbatim. Deterministic. Not the demo document yet: the shipped demo
-// model is trained on the synthetic style and knows no English; the demo switches to this one
-// together with a demo model retrained on it.
-std::string handbook_document(std::size_t approx_bytes = 8192);
 
 }  // namespace l2a
