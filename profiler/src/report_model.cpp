@@ -545,13 +545,16 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
                 p.decisions[static_cast<std::size_t>(l * tokens + t)] != 0;
         }
     }
-    // Highlighted: the top tenth of tokens by score, when that singles anything out.
+    // Highlighted: the top tenth of tokens by score, when that singles anything out; with
+    // sparser routing (fewer than a tenth of the tokens route anywhere), every token that ran
+    // global attention in at least one layer.
     std::vector<std::int64_t> sorted = score;
     std::sort(sorted.begin(), sorted.end());
-    const std::int64_t threshold = sorted.empty() ? 0 : sorted[(sorted.size() - 1) * 9 / 10];
-    const bool distinctive =
-        p.model.is_l2a && !p.options.as_base && threshold > 0 && sorted.front() < sorted.back();
     const std::int64_t top = sorted.empty() ? 0 : sorted.back();
+    const std::int64_t threshold =
+        std::max<std::int64_t>(1, sorted.empty() ? 0 : sorted[(sorted.size() - 1) * 9 / 10]);
+    const bool l2a_run = p.model.is_l2a && !p.options.as_base;
+    const bool distinctive = l2a_run && top >= threshold && sorted.front() < sorted.back();
     auto highlighted = [&](std::int64_t t) {
         return distinctive && score[static_cast<std::size_t>(t)] >= threshold;
     };
@@ -652,12 +655,15 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
             "least " +
             std::to_string(threshold) + " of " + std::to_string(layers) + "; " +
             std::to_string(passages) + " passages), darker where more.";
-    } else {
+    } else if (!l2a_run) {
         out.note =
-            p.model.is_l2a && !p.options.as_base
-                ? "No tokens stand out: every token ran global attention in as many layers."
-                : "A plain model (or a base run): every token runs global attention, nothing is "
-                  "highlighted.";
+            "A plain model (or a base run): every token runs global attention, nothing is "
+            "highlighted.";
+    } else if (top == 0) {
+        out.note = "No token ran global attention in any layer: nothing is highlighted.";
+    } else {
+        out.note = "No tokens stand out: every token ran global attention in " +
+                   std::to_string(top) + " of " + std::to_string(layers) + " layers.";
     }
     if (trimmed) {
         out.note += " The document has " + std::to_string(text.size()) + " bytes; shown are " +

@@ -964,6 +964,37 @@ TEST_F(Export, HtmlIsWellFormedSelfContainedAndComplete) {
     EXPECT_NE(text.find("<b>&amp;"), std::string::npos);
 }
 
+// The document section's highlights and note say what the routing was: with sparse routing
+// (a few tokens in one layer, far fewer than a tenth) those tokens are highlighted; with none,
+// the note says none ran global attention; with every token in the same layers, that none
+// stands out. Never that every token ran global attention when few did.
+TEST_F(Export, ReportDocumentHighlightsSparseRoutingAndSaysWhatItSaw) {
+    Profile p = make_profile();
+    const std::int64_t tokens = p.num_tokens();
+    std::fill(p.decisions.begin(), p.decisions.end(), 0);
+    for (std::int64_t t : {10, 11, 40}) p.decisions[static_cast<std::size_t>(3 * tokens + t)] = 1;
+    std::string html = profile_to_html(p);
+    EXPECT_NE(html.find("at least 1 of 4"), std::string::npos);
+    EXPECT_NE(html.find("2 passages"), std::string::npos);
+    EXPECT_EQ(html.find("No tokens stand out"), std::string::npos);
+    std::size_t marks = 0;
+    for (std::size_t at = html.find("<mark"); at != std::string::npos;
+         at = html.find("<mark", at + 1)) {
+        ++marks;
+    }
+    EXPECT_EQ(marks, 2u);
+
+    std::fill(p.decisions.begin(), p.decisions.end(), 0);
+    html = profile_to_html(p);
+    EXPECT_NE(html.find("No token ran global attention in any layer"), std::string::npos);
+    EXPECT_EQ(html.find("<mark"), std::string::npos);
+
+    for (std::int64_t t = 0; t < tokens; ++t) p.decisions[static_cast<std::size_t>(t)] = 1;
+    html = profile_to_html(p);
+    EXPECT_NE(html.find("every token ran global attention in 1 of 4 layers"), std::string::npos);
+    EXPECT_EQ(html.find("<mark"), std::string::npos);
+}
+
 TEST_F(Export, HtmlRoutingMapMaxPoolsSoARoutedTokenNeverDisappears) {
     Profile p = make_profile(8000);  // 16000 tokens, about 57 KB of text
     const std::int64_t tokens = p.num_tokens();
