@@ -42,6 +42,8 @@ constexpr std::uint64_t kDemoDocumentSeed = 20270117;
 
 // Architecture of the demo model: small enough to run a few thousand tokens per second on a
 // laptop CPU, large enough to have real GQA, QK-norm and a window shorter than the document.
+// The untrained model keeps a 256-token window, which the tests' token counts assume; the
+// shipped, trained one has 64 (its config.json).
 struct DemoShape {
     std::int64_t vocab = 264;  // 256 bytes + 3 special tokens, padded to a multiple of 8
     std::int64_t hidden = 256;
