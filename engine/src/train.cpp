@@ -560,9 +560,11 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             options.locality_window = model->impl().config.l2a.sliding_window;
         }
         if (options.locality_window >= o.seq_len) {
-            fail("--locality-window", std::to_string(options.locality_window) +
-                                          " leaves no key older than the window in a sequence of " +
-                                          std::to_string(o.seq_len) + " tokens (--seq-len)");
+            fail(o.locality_window > 0 ? "--locality-window" : "--locality",
+                 (o.locality_window > 0 ? "" : "the model's window, ") +
+                     std::to_string(options.locality_window) +
+                     ", leaves no key older than the window in a sequence of " +
+                     std::to_string(o.seq_len) + " tokens (--seq-len)");
         }
     }
     std::optional<Tokenizer> tokenizer;
@@ -690,7 +692,8 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
             dense_global[l] = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
         }
         // The locality pressure's query positions: at or after the window (earlier ones have no
-        // key older than it), drawn uniformly, or all of them when there are no more.
+        // key older than it), drawn uniformly with replacement, or all of them when there are no
+        // more.
         Probe probe;
         if (o.locality > 0) {
             probe.window = options.locality_window;

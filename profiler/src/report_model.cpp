@@ -554,7 +554,7 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
     const std::int64_t threshold =
         std::max<std::int64_t>(1, sorted.empty() ? 0 : sorted[(sorted.size() - 1) * 9 / 10]);
     const bool l2a_run = p.model.is_l2a && !p.options.as_base;
-    const bool distinctive = l2a_run && top >= threshold && sorted.front() < sorted.back();
+    const bool distinctive = l2a_run && !sorted.empty() && sorted.front() < sorted.back();
     auto highlighted = [&](std::int64_t t) {
         return distinctive && score[static_cast<std::size_t>(t)] >= threshold;
     };
@@ -649,7 +649,11 @@ DocumentExcerpt document_excerpt(const Profile& p, std::size_t budget_bytes,
         add_text(std::string_view(text).substr(cursor));
     }
 
-    if (distinctive) {
+    if (distinctive && threshold == 1) {
+        out.note = "Highlighted: the tokens that ran global attention in at least 1 of " +
+                   std::to_string(layers) + " layers (" + std::to_string(passages) +
+                   " passages), darker where more.";
+    } else if (distinctive) {
         out.note =
             "Highlighted: the tokens that ran global attention in the most layers (at "
             "least " +

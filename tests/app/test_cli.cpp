@@ -1633,7 +1633,7 @@ TEST_F(Cli, TrainRunsAndItsMistakesAreOneLine) {
     EXPECT_ONE_LINE_ERROR(
         l2a("train --model '" + demo + "' --data nowhere --out x --locality 0.5 --seq-len 128",
             dir_),
-        1, "leaves no key older than the window");
+        1, "--locality: the model's window, 256, leaves no key older than the window");
     EXPECT_ONE_LINE_ERROR(
         l2a("train --model '" + demo + "' --data nowhere --out x --locality 0.5 --train local",
             dir_),

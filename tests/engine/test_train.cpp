@@ -525,6 +525,21 @@ TEST(Train, LocalityPressureKeepsAttentionNear) {
     EXPECT_CONTAINS(test::message_of([&] { train(resumed); }), "other options");
     resumed.locality = 3.0;
     EXPECT_TRUE(train(resumed).steps.empty());  // the same options: resumes, all steps done
+    resumed.locality = 0.0;
+    EXPECT_CONTAINS(test::message_of([&] { train(resumed); }), "other options");
+
+    // An L2A model's own window (--locality-window not given) is what the checkpoint records, so
+    // a run stopped early resumes with the same options or that window given, not another.
+    TrainOptions l2a = tiny_options("locality-l2a-resume");
+    l2a.locality = 0.5;
+    l2a.steps = 4;
+    ASSERT_EQ(stopped_after(l2a, 2).steps.size(), 2u);
+    l2a.resume = true;
+    EXPECT_EQ(train(l2a).steps.size(), 2u);
+    l2a.locality_window = 16;  // the model's window, now given: the same options
+    EXPECT_TRUE(train(l2a).steps.empty());
+    l2a.locality_window = 8;
+    EXPECT_CONTAINS(test::message_of([&] { train(l2a); }), "other options");
 }
 
 // Weight decay shrinks the matrices but leaves the RMSNorm gains alone: decayed query and key
