@@ -124,17 +124,18 @@ void sparsity_section(Html& h, const Profile& p) {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1200\" height=\"240\" "
         "viewBox=\"0 0 1200 240\" role=\"img\" aria-label=\"share of tokens with global "
         "attention per layer\">\n");
+    const double axis = report::bar_axis_max(bars);
     for (int tick = 0; tick <= 4; ++tick) {
         const double y = top + height * (1.0 - tick / 4.0);
         h.raw("<line x1=\"" + format_fixed(left, 1) + "\" x2=\"" + format_fixed(width, 1) +
               "\" y1=\"" + format_fixed(y, 1) + "\" y2=\"" + format_fixed(y, 1) +
               "\" stroke=\"#e3e7ee\"/>");
         h.raw("<text x=\"" + format_fixed(left - 6, 1) + "\" y=\"" + format_fixed(y + 4, 1) +
-              "\" text-anchor=\"end\">" + std::to_string(tick * 25) + "%</text>\n");
+              "\" text-anchor=\"end\">" + report::axis_label(axis, tick) + "</text>\n");
     }
     const std::int64_t label_every = std::max<std::int64_t>(1, layers / 16);
     for (const report::LayerBar& b : bars) {
-        const double f = std::isfinite(b.fraction) ? std::clamp(b.fraction, 0.0, 1.0) : 0.0;
+        const double f = std::isfinite(b.fraction) ? std::clamp(b.fraction / axis, 0.0, 1.0) : 0.0;
         const double x = left + bar * static_cast<double>(b.layer);
         if (b.pruned) {
             h.raw("<rect x=\"" + format_fixed(x + bar * 0.1, 2) + "\" y=\"" + format_fixed(top, 1) +

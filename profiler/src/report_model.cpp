@@ -179,6 +179,28 @@ std::vector<LayerBar> layer_bars(const Profile& p) {
     return bars;
 }
 
+double bar_axis_max(const std::vector<LayerBar>& bars) {
+    double most = 0.0;
+    for (const LayerBar& b : bars) {
+        if (std::isfinite(b.fraction)) most = std::max(most, b.fraction);
+    }
+    for (double top : {0.01, 0.02, 0.04, 0.1, 0.2, 0.4}) {
+        if (most <= top) return top;
+    }
+    return 1.0;
+}
+
+std::string axis_label(double axis_max, int tick) {
+    // In hundredths of a percent, so that 0.25% and 7.5% print exactly.
+    const auto basis = static_cast<std::int64_t>(std::llround(axis_max * 10000.0 * tick / 4.0));
+    std::string text = std::to_string(basis / 100);
+    if (basis % 100 != 0) {
+        text += "." + std::to_string(basis % 100 / 10);
+        if (basis % 10 != 0) text += std::to_string(basis % 10);
+    }
+    return text + "%";
+}
+
 RoutingGrid routing_grid(const Profile& p, std::int64_t max_columns, std::int64_t max_rows) {
     RoutingGrid grid;
     const std::int64_t tokens = p.num_tokens(), layers = p.num_layers;

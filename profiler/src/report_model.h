@@ -33,6 +33,11 @@ struct LayerBar {
     std::string title;  // "layer 3: 21.0% of tokens global (pruned)"
 };
 std::vector<LayerBar> layer_bars(const Profile& p);
+// The chart's vertical axis: the smallest of 1%, 2%, 4%, 10%, 20%, 40% and 100% that holds every
+// bar, so that a sparse run's bars are not a hair's height. Its five gridlines are at 0, 1/4, ...,
+// 1 of it; `axis_label(top, tick)` names gridline `tick` (0..4): "0%", "0.25%", "2%", "30%".
+double bar_axis_max(const std::vector<LayerBar>& bars);
+std::string axis_label(double axis_max, int tick);
 
 // ---- routing map, max-pooled -----------------------------------------------------------------
 // Each cell covers a block of tokens x layers; level 0: no routed token in it, 1..8: some, by

@@ -152,36 +152,38 @@ void chart_text(QPainter& p, const QRectF& box, Qt::Alignment align, const QStri
 
 Chart sparsity_chart(const Profile& profile) {
     auto bars = std::make_shared<std::vector<report::LayerBar>>(report::layer_bars(profile));
-    return {
-        150.0, [bars](QPainter& p, const QRectF& r) {
-            const double left = 34, top = 6, height = r.height() - 30;
-            const double plot_w = r.width() - left - 4;
-            const double bar = plot_w / static_cast<double>(bars->size());
-            for (int tick = 0; tick <= 4; ++tick) {
-                const double y = top + height * (1.0 - tick / 4.0);
-                p.setPen(QPen(kGrid, 0.5));
-                p.drawLine(QPointF(left, y), QPointF(r.width(), y));
-                chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
-                           QString::number(tick * 25) + "%");
-            }
-            const std::size_t label_every = std::max<std::size_t>(1, bars->size() / 16);
-            for (const report::LayerBar& b : *bars) {
-                const double f = std::isfinite(b.fraction) ? std::clamp(b.fraction, 0.0, 1.0) : 0.0;
-                const double x = left + bar * static_cast<double>(b.layer);
-                if (b.pruned) {
-                    p.fillRect(QRectF(x + bar * 0.1, top, bar * 0.8, height),
-                               QColor(0xec, 0xef, 0xf4));
+    return {150.0, [bars](QPainter& p, const QRectF& r) {
+                const double left = 34, top = 6, height = r.height() - 30;
+                const double plot_w = r.width() - left - 4;
+                const double bar = plot_w / static_cast<double>(bars->size());
+                const double axis = report::bar_axis_max(*bars);
+                for (int tick = 0; tick <= 4; ++tick) {
+                    const double y = top + height * (1.0 - tick / 4.0);
+                    p.setPen(QPen(kGrid, 0.5));
+                    p.drawLine(QPointF(left, y), QPointF(r.width(), y));
+                    chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
+                               QString::fromStdString(report::axis_label(axis, tick)));
                 }
-                p.fillRect(QRectF(x + bar * 0.1, top + height * (1.0 - f), bar * 0.8, height * f),
-                           kBar);
-                if (static_cast<std::size_t>(b.layer) % label_every == 0) {
-                    chart_text(p, QRectF(x, top + height + 2, bar, 10), Qt::AlignHCenter,
-                               QString::number(b.layer) + (b.pruned ? "P" : ""));
+                const std::size_t label_every = std::max<std::size_t>(1, bars->size() / 16);
+                for (const report::LayerBar& b : *bars) {
+                    const double f =
+                        std::isfinite(b.fraction) ? std::clamp(b.fraction / axis, 0.0, 1.0) : 0.0;
+                    const double x = left + bar * static_cast<double>(b.layer);
+                    if (b.pruned) {
+                        p.fillRect(QRectF(x + bar * 0.1, top, bar * 0.8, height),
+                                   QColor(0xec, 0xef, 0xf4));
+                    }
+                    p.fillRect(
+                        QRectF(x + bar * 0.1, top + height * (1.0 - f), bar * 0.8, height * f),
+                        kBar);
+                    if (static_cast<std::size_t>(b.layer) % label_every == 0) {
+                        chart_text(p, QRectF(x, top + height + 2, bar, 10), Qt::AlignHCenter,
+                                   QString::number(b.layer) + (b.pruned ? "P" : ""));
+                    }
                 }
-            }
-            chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter,
-                       "layer (P: pruned)");
-        }};
+                chart_text(p, QRectF(left, r.height() - 11, plot_w, 10), Qt::AlignHCenter,
+                           "layer (P: pruned)");
+            }};
 }
 
 Chart routing_chart(const Profile& profile) {

@@ -994,6 +994,43 @@ TEST_F(Export, ReportDocumentHighlightsSparseRoutingAndSaysWhatItSaw) {
     EXPECT_EQ(html.find("<mark"), std::string::npos);
 }
 
+// The per-layer chart's axis ends at the smallest of 1%, 2%, 4%, 10%, 20%, 40%, 100% that holds
+// the busiest layer, so that a sparse run's bars stay visible: at 1.5% the axis reads 0-2% and
+// the bar stands three quarters high; at 55% it reads 0-100%.
+TEST_F(Export, ReportSparsityAxisFitsTheBusiestLayer) {
+    Profile p = make_profile();
+    p.metrics.global_fraction = {0.0, 0.004, 0.015, 0.0};
+    std::string html = profile_to_html(p);
+    const auto chart = [&] {
+        const std::size_t at = html.find("id=\"sparsity\"");
+        return html.substr(at, html.find("</svg>", at) - at);
+    };
+    std::string svg = chart();
+    for (const char* label : {">0%<", ">0.5%<", ">1%<", ">1.5%<", ">2%<"}) {
+        EXPECT_NE(svg.find(label), std::string::npos) << label;
+    }
+    EXPECT_EQ(svg.find(">100%<"), std::string::npos);
+    EXPECT_NE(svg.find("height=\"150.00\" fill=\"#3b6fb6\"><title>layer 2: 1.5%"),
+              std::string::npos)
+        << svg;
+    p.metrics.global_fraction = {0.0, 0.1, 0.55, 0.3};
+    html = profile_to_html(p);
+    svg = chart();
+    for (const char* label : {">25%<", ">100%<"}) EXPECT_NE(svg.find(label), std::string::npos);
+    p.metrics.global_fraction = {0.0, 0.008, 0.0, 0.0};
+    html = profile_to_html(p);
+    svg = chart();
+    for (const char* label : {">0.25%<", ">0.75%<", ">1%<"}) {
+        EXPECT_NE(svg.find(label), std::string::npos) << label;
+    }
+    p.metrics.global_fraction = {0.0, 0.07, 0.0, 0.0};
+    html = profile_to_html(p);
+    svg = chart();
+    for (const char* label : {">2.5%<", ">7.5%<", ">10%<"}) {
+        EXPECT_NE(svg.find(label), std::string::npos) << label;
+    }
+}
+
 TEST_F(Export, HtmlRoutingMapMaxPoolsSoARoutedTokenNeverDisappears) {
     Profile p = make_profile(8000);  // 16000 tokens, about 57 KB of text
     const std::int64_t tokens = p.num_tokens();
