@@ -180,7 +180,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 // The query positions whose distant mass the locality pressure measures ([S] long, the same in
-// every sequence of the batch; empty: no pressure) and the window it counts from.
+// every sequence of the batch; empty: no pressure) and the window it counts from
+// (sample_probe makes one per step).
 struct Probe {
     at::Tensor queries;
     std::int64_t window = 0;
@@ -242,15 +243,16 @@ LayerOutput layer_forward(const Net& net, std::size_t index, const at::Tensor& x
     const ModelConfig& c = net.config;
     const Layer& layer = net.layers[index];
     const std::int64_t T = x.size(1);
+    const auto zero = [&] { return at::zeros({}, x.options().dtype(at::kFloat)); };
     LayerOutput out;
-    out.distant = at::zeros({}, x.options().dtype(at::kFloat));
+    out.distant = zero();
     at::Tensor h;
     if (!c.is_l2a()) {
         h = x + attention(net, layer.local,
                           rms_norm(x, layer.input_norm, c.rms_norm_eps).to(x.scalar_type()), T,
                           positions, &probe, &out.distant);
-        out.sparsity = at::zeros({}, x.options().dtype(at::kFloat));
-        out.fraction = at::zeros({}, x.options().dtype(at::kFloat));
+        out.sparsity = zero();
+        out.fraction = zero();
     } else {
         const double tau = c.l2a.sigmoid_temp;
         const double cut = decision_cut(c.l2a);
@@ -361,14 +363,12 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
     // embeddings: it would not).
     if (checkpointing && !x.requires_grad()) x = x.detach().set_requires_grad(true);
     std::vector<at::Tensor> sparsity, fraction, distant;
-    const at::Tensor probe_queries =
-        probe.on() ? probe.queries : at::empty({0}, inputs.options().dtype(at::kLong));
     for (std::size_t l = 0; l < net.layers.size(); ++l) {
         LayerOutput out;
         if (checkpointing) {
             auto outputs = CheckpointedLayer::apply(x, pos, &net, static_cast<std::int64_t>(l),
                                                     static_cast<bool>(dense_global[l]), autocast,
-                                                    probe_queries, probe.window);
+                                                    probe.queries, probe.window);
             out = {outputs[0], outputs[1], outputs[2], outputs[3]};
         } else {
             out = layer_forward(net, l, x, pos, dense_global[l], probe);
@@ -396,6 +396,27 @@ Forward forward(const Net& net, const at::Tensor& inputs, const at::Tensor& targ
                                  fractions.data_ptr<double>() + fractions.numel());
     }
     return f;
+}
+
+// The locality pressure's query positions for one step (`o.locality_window` resolved): at or
+// after the window (earlier ones have no key older than it), drawn uniformly with replacement,
+// or all of them when there are no more; none without pressure (and no draw from `rng`).
+Probe sample_probe(const TrainOptions& o, std::uint64_t& rng, const at::Device& device) {
+    std::vector<std::int64_t> queries;
+    if (o.locality > 0) {
+        const std::int64_t first = o.locality_window, count = o.seq_len - first;
+        if (o.locality_queries >= count) {
+            queries.resize(static_cast<std::size_t>(count));
+            std::iota(queries.begin(), queries.end(), first);
+        } else {
+            for (std::int64_t i = 0; i < o.locality_queries; ++i) {
+                queries.push_back(first + static_cast<std::int64_t>(
+                                              splitmix64(rng) % static_cast<std::uint64_t>(count)));
+            }
+        }
+    }
+    return {at::tensor(queries, at::TensorOptions().dtype(at::kLong)).to(device),
+            o.locality_window};
 }
 
 // ---- data ------------------------------------------------------------------------------------
@@ -691,26 +712,7 @@ TrainResult train(const TrainOptions& o, const std::function<void(const TrainSte
         for (std::size_t l = 0; l < dense_global.size(); ++l) {
             dense_global[l] = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53 < o.dense_prob;
         }
-        // The locality pressure's query positions: at or after the window (earlier ones have no
-        // key older than it), drawn uniformly with replacement, or all of them when there are no
-        // more.
-        Probe probe;
-        if (o.locality > 0) {
-            probe.window = options.locality_window;
-            const std::int64_t first = probe.window, count = o.seq_len - first;
-            std::vector<std::int64_t> queries;
-            if (o.locality_queries >= count) {
-                queries.resize(static_cast<std::size_t>(count));
-                std::iota(queries.begin(), queries.end(), first);
-            } else {
-                for (std::int64_t i = 0; i < o.locality_queries; ++i) {
-                    queries.push_back(first +
-                                      static_cast<std::int64_t>(splitmix64(rng) %
-                                                                static_cast<std::uint64_t>(count)));
-                }
-            }
-            probe.queries = at::tensor(queries, at::TensorOptions().dtype(at::kLong)).to(device);
-        }
+        const Probe probe = sample_probe(options, rng, device);
         const at::Tensor tokens =
             at::from_blob(window.data(), {o.batch, o.seq_len + 1}, at::kLong).to(device);
         const at::Tensor inputs = tokens.narrow(1, 0, o.seq_len);

@@ -201,15 +201,22 @@ double engine_mean_nll(const Model& model, const std::vector<std::int32_t>& ids)
     return sum / static_cast<double>(run.token_nll.size() - 1);
 }
 
+// One generated document of about `bytes` bytes (references 50+ bytes back) as `folder`/doc.txt,
+// for runs whose one training window is the whole document; returns its text.
+std::string write_one_doc(const fs::path& folder, std::size_t bytes, std::uint64_t seed) {
+    fs::create_directories(folder);
+    SyntheticDocOptions d;
+    d.target_bytes = bytes;
+    d.min_distance = 50;
+    d.seed = seed;
+    std::string text = make_synthetic_doc(d).text;
+    write_text_atomically(folder / "doc.txt", text);
+    return text;
+}
+
 TEST(Train, FirstStepLossEqualsTheEngine) {
     const fs::path one = work() / "one-doc";
-    fs::create_directories(one);
-    SyntheticDocOptions d;
-    d.target_bytes = 200;
-    d.min_distance = 50;
-    d.seed = 5;
-    const std::string text = make_synthetic_doc(d).text;
-    write_text_atomically(one / "doc.txt", text);
+    const std::string text = write_one_doc(one, 200, 5);
     for (const ModelType type : {ModelType::L2AQwen3, ModelType::Qwen3}) {
         for (const bool checkpointing : {false, true}) {
             TrainOptions o = tiny_options(std::string("first-step-") + model_type_name(type) +
@@ -425,13 +432,7 @@ TEST(Train, LocalGroupKeepsTheGlobalSetFixed) {
 // set's queries), for an L2A model (its own window), with and without gradient checkpointing.
 TEST(Train, LocalityMeasuresTheOraclesDistantMass) {
     const fs::path one = work() / "locality-doc";
-    fs::create_directories(one);
-    SyntheticDocOptions d;
-    d.target_bytes = 300;
-    d.min_distance = 50;
-    d.seed = 6;
-    const std::string text = make_synthetic_doc(d).text;
-    write_text_atomically(one / "doc.txt", text);
+    const std::string text = write_one_doc(one, 300, 6);
     const auto engine_mean = [](const Model& model, std::vector<std::int32_t> ids,
                                 std::int64_t window, std::size_t layers) {
         ids.pop_back();  // the training window's inputs: every token but the last
