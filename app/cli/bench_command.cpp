@@ -36,6 +36,7 @@
 #include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/kernel_summary.h"
 #include "l2a/profiler/remote.h"
 #include "l2a/profiler/study.h"
 #include "model_source.h"
@@ -297,6 +298,8 @@ struct PrefillTiming {
     std::int64_t peak_device_bytes = 0;
     double routed = std::nan("");
     std::int64_t kernels = 0;  // traced runs: kernels recorded in the last run
+    KernelSummary summary;     // traced runs: where the last run's GPU time went
+    double last_seconds = 0;   // traced runs: the last run's wall time
 };
 
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
@@ -315,7 +318,10 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
         if (!tracer.active()) fail("--trace", "no kernel tracer: " + tracer.reason());
         hooks.observer = &tracer;
         PrefillResult result = run_prefill(model, tokens, options, hooks);
-        t.kernels = static_cast<std::int64_t>(tracer.finish(result.ranges).kernels.size());
+        const KernelTimeline timeline = tracer.finish(result.ranges);
+        t.kernels = static_cast<std::int64_t>(timeline.kernels.size());
+        t.summary = summarize_kernels(timeline.kernels, result.ranges);
+        t.last_seconds = result.wall_seconds;
         return result;
     };
     // A short run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first blocks.
@@ -337,6 +343,56 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
     t.median_seconds = median_of(seconds);
     t.best_seconds = *std::min_element(seconds.begin(), seconds.end());
     return t;
+}
+
+// How many of the kernels that took the most time a traced run's breakdown lists.
+constexpr std::size_t kTracedKernelsListed = 15;
+
+// Where the last traced run's GPU time went, under its row of the table: the kernels' summed
+// time against the run's wall time, per phase, and the kernels that took the most.
+void print_trace_breakdown(const PrefillTiming& t) {
+    const KernelSummary& s = t.summary;
+    const double wall = t.last_seconds;
+    const auto share = [&](std::int64_t ns) {
+        return wall > 0 ? format_fixed(static_cast<double>(ns) * 1e-9 / wall * 100.0, 1) + "%"
+                        : std::string("-");
+    };
+    std::printf("          last traced run: %.3f s; kernels %.3f s (%s of it), %lld launches\n",
+                wall, static_cast<double>(s.kernel_ns) * 1e-9, share(s.kernel_ns).c_str(),
+                static_cast<long long>(s.calls));
+    std::string phases = "          by phase:";
+    for (const KernelSummary::Total& p : s.phases) {
+        phases += " " + p.name + " " + format_fixed(static_cast<double>(p.ns) * 1e-9, 3) + " s (" +
+                  share(p.ns) + ")";
+        if (&p != &s.phases.back()) phases += ",";
+    }
+    std::printf("%s\n", phases.c_str());
+    std::printf("          %-72s  %7s  %8s  %6s\n", "kernel", "calls", "s", "wall");
+    for (std::size_t i = 0; i < std::min(kTracedKernelsListed, s.kernels.size()); ++i) {
+        const KernelSummary::Total& k = s.kernels[i];
+        std::string name = k.name;
+        if (name.size() > 72) name = name.substr(0, 69) + "...";
+        std::printf("          %-72s  %7lld  %8.3f  %6s\n", name.c_str(),
+                    static_cast<long long>(k.calls), static_cast<double>(k.ns) * 1e-9,
+                    share(k.ns).c_str());
+    }
+}
+
+nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
+    const auto totals = [](const std::vector<KernelSummary::Total>& list, std::size_t most) {
+        nlohmann::json out = nlohmann::json::array();
+        for (std::size_t i = 0; i < std::min(most, list.size()); ++i) {
+            out.push_back({{"name", list[i].name},
+                           {"calls", list[i].calls},
+                           {"seconds", static_cast<double>(list[i].ns) * 1e-9}});
+        }
+        return out;
+    };
+    return {{"wall_seconds", t.last_seconds},
+            {"kernel_seconds", static_cast<double>(t.summary.kernel_ns) * 1e-9},
+            {"launches", t.summary.calls},
+            {"phases", totals(t.summary.phases, t.summary.phases.size())},
+            {"kernels", totals(t.summary.kernels, kTracedKernelsListed)}};
 }
 
 // Peak GPU memory; the CPU engine does not track its allocations.
@@ -529,6 +585,7 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                 rows.back()["ours_traced_median_seconds"] = traced.median_seconds;
                 rows.back()["trace_overhead_percent"] = overhead;
                 rows.back()["traced_kernels"] = traced.kernels;
+                rows.back()["traced_breakdown"] = trace_breakdown_json(traced);
             }
         } else {
             std::printf("%8lld  %9.3f  %9s  %10s  %6.1f%%  %10s  %10s", static_cast<long long>(n),
@@ -542,6 +599,7 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                             static_cast<long long>(traced.kernels));
             }
             std::printf("\n");
+            if (trace) print_trace_breakdown(traced);
             // Tensor parallel: each rank's peaks under its row.
             for (std::size_t r = 0; tensor_parallel > 1 && r < peaks.rss_mib.size(); ++r) {
                 std::string line = "          rank " + std::to_string(r) + ": ";

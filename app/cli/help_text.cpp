@@ -244,7 +244,9 @@ Prefill options:
   --window W          sliding window of the L2A layers (default 4095)
   --chunk N           query rows computed at a time (default 256)
   --trace             also time "ours" under the CUPTI kernel tracer (as `l2a run` records the
-                      timeline) and print the tracer's overhead in % and the kernels recorded
+                      timeline) and print the tracer's overhead in % and the kernels recorded,
+                      and where the last traced run's GPU time went: kernel time per phase
+                      (local, router, global, mlp, ...) and the 15 kernels that took the most
   --no-base           time "ours" alone (the base's full causal attention takes many times
                       longer at 512K tokens and beyond)
 

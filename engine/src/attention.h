@@ -82,5 +82,7 @@ void fused_norm_rope(const at::Tensor& x, const at::Tensor& norm_weight, double 
 // dst[positions32[i]] += src[i] for i < count32[0] (both int32 on the device).
 void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src,
                             const at::Tensor& positions32, const at::Tensor& count32);
+// out = silu(gate) * up over [rows, cols] (out may be gate or up), rounded as the unfused ops.
+void fused_silu_mul(const at::Tensor& gate, const at::Tensor& up, const at::Tensor& out);
 
 }  // namespace l2a

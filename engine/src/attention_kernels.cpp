@@ -102,6 +102,20 @@ void fused_scatter_add_rows(const at::Tensor& dst, const at::Tensor& src,
     fused("gated scatter-add", [&] { kernels::scatter_add_rows(args, stream_of(dst)); });
 }
 
+void fused_silu_mul(const at::Tensor& gate, const at::Tensor& up, const at::Tensor& out) {
+    kernels::SiluMulArgs args;
+    args.element_type = element_type(gate);
+    args.rows = gate.size(0);
+    args.cols = gate.size(1);
+    args.gate = gate.data_ptr();
+    args.gate_row_stride = gate.stride(0);
+    args.up = up.data_ptr();
+    args.up_row_stride = up.stride(0);
+    args.out = out.data_ptr();
+    args.out_row_stride = out.stride(0);
+    fused("SiLU x up", [&] { kernels::silu_mul_forward(args, stream_of(gate)); });
+}
+
 at::Tensor kernels_attention(const at::Tensor& q, const QueryRows& rows, const at::Tensor& k,
                              const at::Tensor& v, std::int64_t window, std::int64_t /*query_block*/,
                              const std::function<void()>& check) {

@@ -123,10 +123,14 @@ void LayerOps::add_mlp(at::Tensor& h, const LayerWeights& w) const {
         s_.check();
         const std::int64_t n = std::min(s_.mlp_rows, t - r0);
         at::Tensor rows = h.narrow(0, r0, n);
-        at::Tensor y = mlp(w, norm(rows, w.post_norm));
-        if (s_.reduce) s_.reduce(y);
-        rows.add_(y);
+        add_mlp_rows(rows, norm(rows, w.post_norm), w);
     }
+}
+
+void LayerOps::add_mlp_rows(at::Tensor& rows, const at::Tensor& xn, const LayerWeights& w) const {
+    at::Tensor y = mlp(w, xn);
+    if (s_.reduce) s_.reduce(y);
+    rows.add_(y);
 }
 
 namespace {
@@ -250,6 +254,25 @@ public:
         const at::Tensor count = at::full({1}, static_cast<std::int64_t>(rows.positions.size()),
                                           at::TensorOptions().dtype(at::kInt).device(h.device()));
         fused_scatter_add_rows(h, a, rows.device_positions32, count);
+    }
+
+protected:
+    // silu(gate) * up in one pass, in place on gate; without tensor parallel the residual add
+    // rides on the down projection's GEMM (rows = rows + act W^T: no y to write and read back).
+    void add_mlp_rows(at::Tensor& rows, const at::Tensor& xn,
+                      const LayerWeights& w) const override {
+        at::Tensor gate = at::matmul(xn, w.gate_proj.t());
+        {
+            const at::Tensor up = at::matmul(xn, w.up_proj.t());
+            fused_silu_mul(gate, up, gate);
+        }
+        if (settings().reduce) {
+            at::Tensor y = at::matmul(gate, w.down_proj.t());
+            settings().reduce(y);
+            rows.add_(y);
+        } else {
+            rows.addmm_(gate, w.down_proj.t());
+        }
     }
 };
 #endif

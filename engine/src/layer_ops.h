@@ -85,6 +85,8 @@ public:
 
 protected:
     const LayerOpsSettings& settings() const { return s_; }
+    // rows += MLP(xn) for one block of rows (xn: the rows after the post-attention norm).
+    virtual void add_mlp_rows(at::Tensor& rows, const at::Tensor& xn, const LayerWeights& w) const;
 
 private:
     at::Tensor attention(const AttentionWeights& w, const at::Tensor& queries_from,

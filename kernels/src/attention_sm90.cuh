@@ -117,23 +117,17 @@ __global__ void __launch_bounds__(384, 1)
 
     // Key range of the whole block (the tiles the producer streams) and of each consumer's 64
     // rows (tiles outside it are skipped; tiles inside its fully visible range skip masking).
+    // Positions increase with the row (rows past the count repeat the last one) and first_key
+    // never decreases with the position, so the ends of each range are its first and last rows'.
     const int warpgroup = threadIdx.x / 128;
     const int my_half = warpgroup == 2 ? 1 : 0;
-    int block_first_key = INT_MAX, block_last_key = -1;
-    int wg_first_key = INT_MAX, wg_last_key = -1;
-    int wg_latest_first_key = 0, wg_earliest_position = INT_MAX;
-    for (int row = 0; row < kBlockM; ++row) {
-        const int position = row_positions[row];
-        const int first_key = KeyRange::first_key(params, position);
-        block_first_key = min(block_first_key, first_key);
-        block_last_key = max(block_last_key, position);
-        if (row / Traits::kConsumerRows == my_half) {
-            wg_first_key = min(wg_first_key, first_key);
-            wg_last_key = max(wg_last_key, position);
-            wg_latest_first_key = max(wg_latest_first_key, first_key);
-            wg_earliest_position = min(wg_earliest_position, position);
-        }
-    }
+    const int block_first_key = KeyRange::first_key(params, row_positions[0]);
+    const int block_last_key = row_positions[kBlockM - 1];
+    const int wg_earliest_position = row_positions[my_half * Traits::kConsumerRows];
+    const int wg_last_key =
+        row_positions[my_half * Traits::kConsumerRows + Traits::kConsumerRows - 1];
+    const int wg_first_key = KeyRange::first_key(params, wg_earliest_position);
+    const int wg_latest_first_key = KeyRange::first_key(params, wg_last_key);
     const int first_tile = block_first_key / kBlockN;
     const int last_tile = block_last_key / kBlockN;
 

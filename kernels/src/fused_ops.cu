@@ -1,8 +1,9 @@
 // The small per-token operators of an L2A layer: residual add + RMSNorm (+ router logit), RoPE
-// with QK-norm, and the gated scatter-add of routed rows. Each is bound by memory traffic, so
-// each element is read and written once, in 16-byte vectors of 8 elements, with fp32 arithmetic
-// in registers. Roundings to the element type happen where HuggingFace's Qwen modules round, so
-// the results match the reference model rather than an idealized fp32 pipeline.
+// with QK-norm, the gated scatter-add of routed rows, and the MLP's SiLU-gated product. Each is
+// bound by memory traffic, so each element is read and written once, in 16-byte vectors of 8
+// elements, with fp32 arithmetic in registers. Roundings to the element type happen where
+// HuggingFace's Qwen modules round, so the results match the reference model rather than an
+// idealized fp32 pipeline.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -335,6 +336,47 @@ __global__ void __launch_bounds__(kScatterThreads) scatter_add_kernel(ScatterAdd
     }
 }
 
+// ---- the MLP's gated activation --------------------------------------------------------------
+
+struct SiluMulParams {
+    const uint4* gate;
+    int64_t gate_stride;  // in vectors
+    const uint4* up;
+    int64_t up_stride;
+    uint4* out;
+    int64_t out_stride;
+    int64_t rows;
+    int64_t vectors;  // per row
+};
+
+constexpr int kSiluMulThreads = 256;
+
+// One 16-byte vector per thread and step, the threads striding over rows x vectors.
+template <typename Element>
+__global__ void __launch_bounds__(kSiluMulThreads) silu_mul_kernel(SiluMulParams params) {
+    using Pairs = ElementPairs<Element>;
+    const int64_t total = params.rows * params.vectors;
+    for (int64_t i = int64_t(blockIdx.x) * kSiluMulThreads + threadIdx.x; i < total;
+         i += int64_t(gridDim.x) * kSiluMulThreads) {
+        const int64_t row = i / params.vectors;
+        const int64_t vector = i - row * params.vectors;
+        float gate[kVectorElements];
+        float up[kVectorElements];
+        unpack<Element>(params.gate[row * params.gate_stride + vector], gate);
+        unpack<Element>(params.up[row * params.up_stride + vector], up);
+#pragma unroll
+        for (int e = 0; e < kVectorElements; e += 2) {
+            // silu(g) = g / (1 + exp(-g)) in fp32, rounded to the element type as the unfused
+            // activation's output is, then the product in fp32 (rounded once, by pack).
+            const float2 act = Pairs::to_float2(Pairs::from_floats(
+                gate[e] / (1.0f + expf(-gate[e])), gate[e + 1] / (1.0f + expf(-gate[e + 1]))));
+            gate[e] = act.x * up[e];
+            gate[e + 1] = act.y * up[e + 1];
+        }
+        params.out[row * params.out_stride + vector] = pack<Element>(gate);
+    }
+}
+
 // ---- host-side validation -------------------------------------------------------------------
 
 void check_element_type(const std::string& where, ElementType type) {
@@ -430,6 +472,23 @@ void launch_scatter_add(const std::string& where, const ScatterAddParams& params
     scatter_add_kernel<Element><<<blocks, kScatterThreads, 0, stream>>>(params);
     detail::check_launch(where,
                          std::string("scatter_add_kernel<") + ElementPairs<Element>::kName + ">");
+}
+
+template <typename Element>
+void launch_silu_mul(const std::string& where, const SiluMulParams& params, cudaStream_t stream) {
+    int device = 0;
+    detail::check_cuda(cudaGetDevice(&device), where, "cudaGetDevice");
+    int multiprocessors = 0;
+    detail::check_cuda(
+        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), where,
+        "cudaDeviceGetAttribute(multiprocessor count)");
+    // A few waves of resident blocks; never more blocks than vectors.
+    const int64_t needed = (params.rows * params.vectors + kSiluMulThreads - 1) / kSiluMulThreads;
+    const int64_t resident = int64_t(std::max(multiprocessors, 1)) * (2048 / kSiluMulThreads) * 4;
+    const auto blocks = static_cast<unsigned>(std::min(needed, resident));
+    silu_mul_kernel<Element><<<blocks, kSiluMulThreads, 0, stream>>>(params);
+    detail::check_launch(where,
+                         std::string("silu_mul_kernel<") + ElementPairs<Element>::kName + ">");
 }
 
 }  // namespace
@@ -582,6 +641,35 @@ void scatter_add_rows(const ScatterAddArgs& args, cudaStream_t stream) {
         launch_scatter_add<__nv_bfloat16>(where, params, stream);
     } else {
         launch_scatter_add<__half>(where, params, stream);
+    }
+}
+
+void silu_mul_forward(const SiluMulArgs& args, cudaStream_t stream) {
+    const std::string where = "silu_mul_forward";
+    check_element_type(where, args.element_type);
+    if (args.rows < 0) fail(where, "rows (" + std::to_string(args.rows) + ") must be >= 0");
+    if (args.cols <= 0 || args.cols % kVectorElements != 0 || args.cols > INT32_MAX) {
+        fail(where, "cols (" + std::to_string(args.cols) + ") must be a positive multiple of 8");
+    }
+    if (args.rows == 0) return;
+    const int cols = static_cast<int>(args.cols);
+    check_rows(where, "gate", args.gate, args.gate_row_stride, args.rows, cols, false);
+    check_rows(where, "up", args.up, args.up_row_stride, args.rows, cols, false);
+    check_rows(where, "out", args.out, args.out_row_stride, args.rows, cols, true);
+
+    SiluMulParams params{};
+    params.gate = static_cast<const uint4*>(args.gate);
+    params.gate_stride = args.gate_row_stride / kVectorElements;
+    params.up = static_cast<const uint4*>(args.up);
+    params.up_stride = args.up_row_stride / kVectorElements;
+    params.out = static_cast<uint4*>(args.out);
+    params.out_stride = args.out_row_stride / kVectorElements;
+    params.rows = args.rows;
+    params.vectors = args.cols / kVectorElements;
+    if (args.element_type == ElementType::bf16) {
+        launch_silu_mul<__nv_bfloat16>(where, params, stream);
+    } else {
+        launch_silu_mul<__half>(where, params, stream);
     }
 }
 

@@ -626,6 +626,99 @@ std::vector<ScatterCase> scatter_cases() {
 INSTANTIATE_TEST_SUITE_P(Shapes, ScatterAddTest, testing::ValuesIn(scatter_cases()),
                          scatter_case_name);
 
+// ---- silu(gate) * up --------------------------------------------------------------------------
+
+struct SiluMulCase {
+    int64_t rows;
+    int cols;
+    ElementType type;
+    bool padded;    // row strides past cols, padding poisoned
+    bool in_place;  // out is gate
+};
+
+std::string silu_mul_case_name(const testing::TestParamInfo<SiluMulCase>& info) {
+    const SiluMulCase& c = info.param;
+    return std::string(type_name(c.type)) + "_" + std::to_string(c.rows) + "x" +
+           std::to_string(c.cols) + (c.padded ? "_padded" : "") + (c.in_place ? "_in_place" : "");
+}
+
+using SiluMulTest = GpuTest<SiluMulCase>;
+
+TEST_P(SiluMulTest, MatchesTheUnfusedRounding) {
+    const SiluMulCase& c = GetParam();
+    const ElementType type = c.type;
+    std::mt19937 random = seeded_random(silu_mul_case_name({c, 0}));
+    const HostMatrix gate = random_matrix(c.rows, c.cols, c.padded, type, random);
+    const HostMatrix up = random_matrix(c.rows, c.cols, c.padded, type, random);
+    const HostMatrix out = poisoned_matrix(c.rows, c.cols, c.padded);
+    DeviceBuffer gate_device(gate.bits);
+    DeviceBuffer up_device(up.bits);
+    DeviceBuffer out_device(out.bits);
+
+    SiluMulArgs args;
+    args.element_type = type;
+    args.rows = c.rows;
+    args.cols = c.cols;
+    args.gate = gate_device.as<void>();
+    args.gate_row_stride = gate.stride;
+    args.up = up_device.as<void>();
+    args.up_row_stride = up.stride;
+    args.out = c.in_place ? gate_device.as<void>() : out_device.as<void>();
+    args.out_row_stride = c.in_place ? gate.stride : out.stride;
+    Stream stream;
+    silu_mul_forward(args, stream.get());
+    stream.finish();
+    const std::vector<uint16_t> got_bits =
+        (c.in_place ? gate_device : out_device).download<uint16_t>();
+    const std::vector<uint16_t> up_after = up_device.download<uint16_t>();
+
+    // silu(g) rounded to the element type, then the product rounded, as the unfused ops do. The
+    // product of two 16-bit values is exact in fp32, so the output is exactly the rounded
+    // product of a rounded silu; silu itself is computed in fp32 (expf), so its rounding may land
+    // on either neighbour of the exact value: any faithful rounding of silu(g) is accepted.
+    for (int64_t r = 0; r < c.rows; ++r) {
+        for (int col = 0; col < c.cols; ++col) {
+            const size_t index = gate.at(r, col);
+            const double g = from_bits(type, gate.bits[index]);
+            const double silu = g / (1.0 + std::exp(-g));
+            const float u = from_bits(type, up.bits[up.at(r, col)]);
+            const uint16_t nearest = to_bits(type, static_cast<float>(silu));
+            const float got = from_bits(type, got_bits[index]);
+            bool matched = false;
+            for (int step = -1; step <= 1 && !matched; ++step) {
+                if ((nearest & 0x7fff) == 0 && step < 0) continue;  // no neighbour below zero
+                const float act = from_bits(type, static_cast<uint16_t>(nearest + step));
+                if (std::fabs(act - silu) >= ulp(type, silu)) continue;  // not faithful
+                matched = got == round_to(type, act * u);
+            }
+            ASSERT_TRUE(matched) << "row " << r << ", col " << col << ": silu(" << g << ") x " << u
+                                 << " gave " << got << ", expected "
+                                 << round_to(type, from_bits(type, nearest) * u);
+        }
+    }
+    for (size_t index = 0; index < got_bits.size(); ++index) {
+        if (gate.is_padding(index)) {
+            ASSERT_EQ(got_bits[index], c.in_place ? gate.bits[index] : kPoison16)
+                << "padding " << index;
+        }
+    }
+    ASSERT_EQ(up_after, up.bits) << "up must not change";
+}
+
+std::vector<SiluMulCase> silu_mul_cases() {
+    std::vector<SiluMulCase> cases;
+    for (ElementType type : {ElementType::bf16, ElementType::fp16}) {
+        cases.push_back({1, 8, type, false, false});
+        cases.push_back({37, 3072, type, true, false});
+        cases.push_back({300, 1032, type, false, true});
+        cases.push_back({1025, 256, type, true, true});
+    }
+    return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SiluMulTest, testing::ValuesIn(silu_mul_cases()),
+                         silu_mul_case_name);
+
 // ---- host-side validation (no GPU needed: nothing is launched) -----------------------------
 
 template <typename Call>
@@ -812,6 +905,37 @@ TEST(FusedOpsValidationTest, ScatterRejectsBadArguments) {
     EXPECT_EQ(scatter_error(args), "l2a::kernels::scatter_add_rows: positions is null");
 }
 
+TEST(FusedOpsValidationTest, SiluMulRejectsBadArguments) {
+    alignas(16) static unsigned char memory[64];
+    SiluMulArgs args;
+    args.rows = 2;
+    args.cols = 16;
+    args.gate = memory;
+    args.gate_row_stride = 16;
+    args.up = memory;
+    args.up_row_stride = 16;
+    args.out = memory;
+    args.out_row_stride = 16;
+    const auto error = [](const SiluMulArgs& a) {
+        return error_of([&] { silu_mul_forward(a, nullptr); });
+    };
+    SiluMulArgs bad = args;
+    bad.cols = 12;
+    EXPECT_EQ(error(bad),
+              "l2a::kernels::silu_mul_forward: cols (12) must be a positive multiple of 8");
+    bad = args;
+    bad.up = nullptr;
+    EXPECT_EQ(error(bad), "l2a::kernels::silu_mul_forward: up is null");
+    bad = args;
+    bad.out_row_stride = 8;
+    EXPECT_EQ(error(bad),
+              "l2a::kernels::silu_mul_forward: out row stride (8) is less than cols (16): rows "
+              "would overlap");
+    bad = args;
+    bad.rows = -1;
+    EXPECT_EQ(error(bad), "l2a::kernels::silu_mul_forward: rows (-1) must be >= 0");
+}
+
 TEST(FusedOpsValidationTest, EmptyInputsLaunchNothing) {
     // No pointer is needed, and nothing touches the device, when there is nothing to compute.
     AddRmsNormArgs norm;
@@ -827,6 +951,10 @@ TEST(FusedOpsValidationTest, EmptyInputsLaunchNothing) {
     scatter.tokens = 0;
     scatter.cols = 256;
     EXPECT_NO_THROW(scatter_add_rows(scatter, nullptr));
+    SiluMulArgs silu;
+    silu.rows = 0;
+    silu.cols = 4096;
+    EXPECT_NO_THROW(silu_mul_forward(silu, nullptr));
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The small per-token operators of an L2A layer, fused where that saves passes over memory:
-// residual add + RMSNorm (+ router logit), RoPE with QK-norm, and the gated scatter-add of the
-// routed rows. Same conventions as attention.h: device pointers, element strides, a stream,
-// host-side validation, KernelError on failure, no synchronization.
+// residual add + RMSNorm (+ router logit), RoPE with QK-norm, the gated scatter-add of the
+// routed rows, and the MLP's SiLU-gated product. Same conventions as attention.h: device pointers,
+// element strides, a stream, host-side validation, KernelError on failure, no synchronization.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -77,5 +77,21 @@ struct ScatterAddArgs {
     const int32_t* count = nullptr;      // device
 };
 void scatter_add_rows(const ScatterAddArgs& args, cudaStream_t stream);
+
+// The MLP's gated activation: out = silu(gate) * up, elementwise over [rows, cols], rounded as
+// HuggingFace's Qwen MLP rounds (silu(gate) to the element type, then the product), in one pass
+// instead of two. out may alias gate or up (same strides). cols a multiple of 8.
+struct SiluMulArgs {
+    ElementType element_type = ElementType::bf16;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    const void* gate = nullptr;
+    int64_t gate_row_stride = 0;  // elements
+    const void* up = nullptr;
+    int64_t up_row_stride = 0;
+    void* out = nullptr;
+    int64_t out_row_stride = 0;
+};
+void silu_mul_forward(const SiluMulArgs& args, cudaStream_t stream);
 
 }  // namespace l2a::kernels

@@ -1,0 +1,39 @@
+// Where a traced run's GPU time went: kernel time per phase of the run (local, router, global,
+// MLP, embedding, LM head) and the kernels that took the most time, summed over their calls.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "l2a/engine/profile.h"
+#include "l2a/engine/timed_range.h"
+
+namespace l2a {
+
+struct KernelSummary {
+    struct Total {
+        std::string name;  // a phase name (phase_name, or "outside ranges") or a kernel's name
+        std::int64_t calls = 0;
+        std::int64_t ns = 0;  // summed kernel durations
+    };
+    std::int64_t kernel_ns = 0;  // every kernel's duration, summed
+    std::int64_t calls = 0;
+    // The span from the first kernel's begin to the last one's end (0 without kernels).
+    std::int64_t span_ns = 0;
+    std::vector<Total> phases;   // in the order of Phase, present ones only, then "outside ranges"
+    std::vector<Total> kernels;  // by short_kernel_name, most time first (ties: by name)
+};
+
+// `kernels` of one run and its `ranges` (KernelRecord::range indexes them). A kernel counts for
+// the phase of the range that launched it: a layer part (local, router, global, mlp), an
+// all-reduce, a whole layer outside its parts ("layer"), the embedding or the LM head.
+KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
+                                std::span<const TimedRange> ranges);
+
+// A demangled kernel name without its return type, argument list and the project's namespace:
+// "void l2a::kernels::detail::k<float, 128>(Params)" -> "k<float, 128>".
+std::string short_kernel_name(const std::string& name);
+
+}  // namespace l2a

@@ -1,0 +1,75 @@
+#include "l2a/profiler/kernel_summary.h"
+
+#include <algorithm>
+#include <map>
+#include <string_view>
+
+namespace l2a {
+
+std::string short_kernel_name(const std::string& name) {
+    std::string_view s = name;
+    if (s.starts_with("void ")) s.remove_prefix(5);
+    // The argument list: the last '(' at template depth 0 whose ')' ends the name.
+    if (s.ends_with(')')) {
+        int depth = 0;
+        for (std::size_t i = s.size(); i-- > 0;) {
+            const char c = s[i];
+            if (c == ')') ++depth;
+            if (c == '(' && --depth == 0) {
+                s = s.substr(0, i);
+                break;
+            }
+        }
+    }
+    std::string out(s);
+    for (const std::string_view prefix : {"l2a::kernels::detail::", "l2a::kernels::"}) {
+        for (std::size_t at = out.find(prefix); at != std::string::npos;
+             at = out.find(prefix, at)) {
+            out.erase(at, prefix.size());
+        }
+    }
+    return out.empty() ? name : out;
+}
+
+KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
+                                std::span<const TimedRange> ranges) {
+    KernelSummary out;
+    constexpr int kPhases = static_cast<int>(Phase::AllReduce) + 1;
+    std::vector<KernelSummary::Total> phases(kPhases + 1);  // the last: outside every range
+    std::map<std::string, KernelSummary::Total> by_name;
+    std::map<std::string, std::string> short_names;
+    std::int64_t first = 0, last = 0;
+    for (const KernelRecord& k : kernels) {
+        const std::int64_t ns = std::max<std::int64_t>(0, k.end_ns - k.begin_ns);
+        if (out.calls == 0 || k.begin_ns < first) first = k.begin_ns;
+        if (out.calls == 0 || k.end_ns > last) last = k.end_ns;
+        out.kernel_ns += ns;
+        ++out.calls;
+        const bool in_range = k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size();
+        const int p =
+            in_range ? static_cast<int>(ranges[static_cast<std::size_t>(k.range)].phase) : kPhases;
+        phases[static_cast<std::size_t>(p)].ns += ns;
+        ++phases[static_cast<std::size_t>(p)].calls;
+        auto [it, added] = short_names.try_emplace(k.name);
+        if (added) it->second = short_kernel_name(k.name);
+        KernelSummary::Total& t = by_name[it->second];
+        t.ns += ns;
+        ++t.calls;
+    }
+    out.span_ns = out.calls > 0 ? last - first : 0;
+    for (int p = 0; p <= kPhases; ++p) {
+        KernelSummary::Total& t = phases[static_cast<std::size_t>(p)];
+        if (t.calls == 0) continue;
+        t.name = p == kPhases ? "outside ranges" : phase_name(static_cast<Phase>(p));
+        out.phases.push_back(std::move(t));
+    }
+    for (auto& [name, total] : by_name) {
+        total.name = name;
+        out.kernels.push_back(std::move(total));
+    }
+    std::stable_sort(out.kernels.begin(), out.kernels.end(),
+                     [](const auto& a, const auto& b) { return a.ns > b.ns; });
+    return out;
+}
+
+}  // namespace l2a

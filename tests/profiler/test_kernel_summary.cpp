@@ -1,0 +1,94 @@
+// Where a traced run's GPU time went: kernel time per phase and per kernel (no GPU needed).
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "l2a/profiler/kernel_summary.h"
+
+namespace l2a {
+namespace {
+
+KernelRecord kernel(const std::string& name, std::int64_t begin, std::int64_t end,
+                    std::int64_t range) {
+    KernelRecord k;
+    k.name = name;
+    k.begin_ns = begin;
+    k.end_ns = end;
+    k.range = range;
+    return k;
+}
+
+TEST(KernelSummary, ShortNamesDropReturnTypeArgumentsAndTheProjectsNamespace) {
+    EXPECT_EQ(short_kernel_name("void l2a::kernels::detail::attention_sm90_kernel<__nv_bfloat16, "
+                                "128, l2a::kernels::detail::RoutedQueries, "
+                                "l2a::kernels::detail::CausalKeys, false>(l2a::kernels::detail::"
+                                "AttentionParams, CUtensorMap_st, CUtensorMap_st, int)"),
+              "attention_sm90_kernel<__nv_bfloat16, 128, RoutedQueries, CausalKeys, false>");
+    // Parentheses inside the template arguments stay; only the trailing argument list goes.
+    EXPECT_EQ(short_kernel_name("void at::native::vectorized_elementwise_kernel<4, "
+                                "at::native::(anonymous namespace)::silu_kernel(at::"
+                                "TensorIteratorBase&)::{lambda()#1}>(int, float)"),
+              "at::native::vectorized_elementwise_kernel<4, at::native::(anonymous "
+              "namespace)::silu_kernel(at::TensorIteratorBase&)::{lambda()#1}>");
+    EXPECT_EQ(short_kernel_name("sm90_xmma_gemm_bf16bf16_bf16f32"),
+              "sm90_xmma_gemm_bf16bf16_bf16f32");
+    EXPECT_EQ(short_kernel_name("void f()"), "f");
+}
+
+TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
+    std::vector<TimedRange> ranges(4);
+    ranges[0].phase = Phase::Layer;
+    ranges[0].layer = 0;
+    ranges[1].phase = Phase::Local;
+    ranges[1].layer = 0;
+    ranges[2].phase = Phase::Global;
+    ranges[2].layer = 0;
+    ranges[3].phase = Phase::Mlp;
+    ranges[3].layer = 0;
+    const std::vector<KernelRecord> kernels = {
+        kernel("void gemm(int)", 100, 400, 1),            // local 300
+        kernel("void attention<1>(int)", 400, 600, 1),    // local 200
+        kernel("void gemm(int)", 700, 1200, 3),           // mlp 500
+        kernel("void attention<1>(int)", 1300, 1350, 2),  // global 50
+        kernel("void copy(int)", 1400, 1410, -1),         // outside every range
+        kernel("void copy(int)", 1500, 1520, 9),          // a range the run did not record
+        kernel("void layer_tail(int)", 1600, 1601, 0),    // the layer, outside its parts
+    };
+    const KernelSummary s = summarize_kernels(kernels, ranges);
+    EXPECT_EQ(s.calls, 7);
+    EXPECT_EQ(s.kernel_ns, 300 + 200 + 500 + 50 + 10 + 20 + 1);
+    EXPECT_EQ(s.span_ns, 1601 - 100);
+    ASSERT_EQ(s.phases.size(), 5u);
+    EXPECT_EQ(s.phases[0].name, "local");
+    EXPECT_EQ(s.phases[0].ns, 500);
+    EXPECT_EQ(s.phases[0].calls, 2);
+    EXPECT_EQ(s.phases[1].name, "global");
+    EXPECT_EQ(s.phases[1].ns, 50);
+    EXPECT_EQ(s.phases[2].name, "mlp");
+    EXPECT_EQ(s.phases[2].ns, 500);
+    EXPECT_EQ(s.phases[3].name, "layer");
+    EXPECT_EQ(s.phases[3].ns, 1);
+    EXPECT_EQ(s.phases[4].name, "outside ranges");
+    EXPECT_EQ(s.phases[4].ns, 30);
+    EXPECT_EQ(s.phases[4].calls, 2);
+    ASSERT_EQ(s.kernels.size(), 4u);
+    EXPECT_EQ(s.kernels[0].name, "gemm");
+    EXPECT_EQ(s.kernels[0].ns, 800);
+    EXPECT_EQ(s.kernels[0].calls, 2);
+    EXPECT_EQ(s.kernels[1].name, "attention<1>");
+    EXPECT_EQ(s.kernels[1].ns, 250);
+    EXPECT_EQ(s.kernels[2].name, "copy");
+    EXPECT_EQ(s.kernels[3].name, "layer_tail");
+}
+
+TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
+    const KernelSummary s = summarize_kernels({}, {});
+    EXPECT_EQ(s.calls, 0);
+    EXPECT_EQ(s.kernel_ns, 0);
+    EXPECT_EQ(s.span_ns, 0);
+    EXPECT_TRUE(s.phases.empty());
+    EXPECT_TRUE(s.kernels.empty());
+}
+
+}  // namespace
+}  // namespace l2a
