@@ -1009,6 +1009,53 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
     EXPECT_TRUE(contains(text.out, "base: not run (--no-base)")) << text.out;
 }
 
+// --trace: under each row, where the last traced run's GPU time went (kernel time per phase and
+// the kernels that took the most), consistent with itself. Needs a GPU and CUPTI; skips without.
+TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
+    if (l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status != 0) {
+        GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    }
+    const std::string args =
+        "bench prefill --shape qwen2.5-0.5b --device cuda --window 32 --tokens 512 --repeat 1 "
+        "--no-base --trace --quiet";
+    const Result r = l2a(args + " --json", dir_);
+    if (r.status != 0 && contains(r.err, "no kernel tracer")) GTEST_SKIP() << r.err;
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json row = json::parse(r.out)["results"].at(0);
+    const json& b = row.at("traced_breakdown");
+    const double wall = b.at("wall_seconds").get<double>();
+    const double kernels = b.at("kernel_seconds").get<double>();
+    EXPECT_GT(wall, 0.0) << b;
+    EXPECT_GT(kernels, 0.0) << b;
+    EXPECT_LE(kernels, wall * 1.01) << "one stream: the kernels' time fits in the run's";
+    EXPECT_EQ(b.at("launches"), row.at("traced_kernels"));
+    double by_phase = 0;
+    std::vector<std::string> phases;
+    for (const json& p : b.at("phases")) {
+        phases.push_back(p.at("name").get<std::string>());
+        by_phase += p.at("seconds").get<double>();
+    }
+    EXPECT_NEAR(by_phase, kernels, 1e-9 + 1e-9 * kernels);
+    for (const char* part : {"local", "router", "global", "mlp"}) {
+        EXPECT_NE(std::find(phases.begin(), phases.end(), part), phases.end()) << part;
+    }
+    const json& top = b.at("kernels");
+    ASSERT_FALSE(top.empty());
+    EXPECT_LE(top.size(), 15u);
+    for (std::size_t i = 1; i < top.size(); ++i) {
+        EXPECT_GE(top[i - 1].at("seconds").get<double>(), top[i].at("seconds").get<double>());
+    }
+    const auto attention = std::find_if(top.begin(), top.end(), [](const json& k) {
+        return contains(k.at("name").get<std::string>(), "attention");
+    });
+    EXPECT_NE(attention, top.end()) << top;
+
+    const Result text = l2a(args, dir_);
+    ASSERT_EQ(text.status, 0) << text.err;
+    EXPECT_TRUE(contains(text.out, "last traced run:")) << text.out;
+    EXPECT_TRUE(contains(text.out, "by phase: local")) << text.out;
+}
+
 // bench explain: the base run, the lens (its first call and the median) and the oracle, timed.
 TEST_F(Cli, BenchExplainTimesTheLensAndTheOracle) {
     const Result r = l2a(
