@@ -873,6 +873,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                     {"--repeat", true},
                     {"--seed", true},
                     {"--device", true},
+                    {"--dtype", true},
                     kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
@@ -883,6 +884,11 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     }
     apply_threads(args);
     AttentionBenchOptions options;
+    const std::string dtype = args.value("--dtype").value_or("bf16");
+    if (dtype != "bf16" && dtype != "fp16") {
+        args.usage_error("--dtype: bench attention times bf16 or fp16, not '" + dtype + "'");
+    }
+    options.fp16 = dtype == "fp16";
     options.tokens = parse_lengths(args, "8K,32K,64K,128K");
     options.fractions = parse_fractions(args);
     options.shapes = parse_head_shapes(args);
@@ -944,7 +950,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         }
         std::cout << nlohmann::json{{"device", result.device},
                                     {"machine", machine_json(load)},
-                                    {"dtype", "bf16"},
+                                    {"dtype", dtype},
                                     {"window", options.window},
                                     {"repeat", options.repeat},
                                     {"seed", options.seed},
@@ -959,9 +965,9 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     }
 
     std::printf(
-        "attention on %s, bf16, W=%lld, random routing (seed %llu), median of %d runs; "
+        "attention on %s, %s, W=%lld, random routing (seed %llu), median of %d runs; "
         "times in ms, TFLOP/s counted exactly\n",
-        result.device.c_str(), static_cast<long long>(options.window),
+        result.device.c_str(), dtype.c_str(), static_cast<long long>(options.window),
         static_cast<unsigned long long>(options.seed), options.repeat);
     print_machine_line(load);
     std::printf(

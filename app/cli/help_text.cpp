@@ -250,15 +250,16 @@ Prefill options:
   --no-base           time "ours" alone (the base's full causal attention takes many times
                       longer at 512K tokens and beyond)
 
-bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 inputs
-with random routing (seeded): ours, as the global part (routed-query compaction, packed global
-attention, gated add into the residual), the local part (sliding window) and the whole L2A
-attention (local then global, in sequence), against full causal attention through SDPA with
-the cuDNN and the FlashAttention backend forced (n/a with the reason when a backend refuses).
-Before timing, each configuration is checked against an fp32 reference on sampled rows (64
-routed, 64 local; relative error <= 1e-2) and the run stops if it fails. Times are medians of
-CUDA-event timings after a warm-up; FLOPs are counted exactly (4 x D x Hq per query-key pair
-visited), with TFLOP/s and the ratios whole/cuDNN and global/cuDNN.
+bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 (--dtype
+fp16: fp16) inputs with random routing (seeded): ours, as the global part (routed-query
+compaction, packed global attention, gated add into the residual), the local part (sliding
+window) and the whole L2A attention (local then global, in sequence), against full causal
+attention through SDPA with the cuDNN and the FlashAttention backend forced (n/a with the
+reason when a backend refuses). Before timing, each configuration is checked against an fp32
+reference on sampled rows (64 routed, 64 local; relative error <= 1e-2) and the run stops if
+it fails. Times are medians of CUDA-event timings after a warm-up; FLOPs are counted exactly
+(4 x D x Hq per query-key pair visited), with TFLOP/s and the ratios whole/cuDNN and
+global/cuDNN.
 
 Attention options:
   --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)
@@ -268,6 +269,7 @@ Attention options:
   --repeat N          timed runs per measurement (default 10)
   --seed S            seed of the inputs and the routing (default 0)
   --device NAME       cuda (default) or cuda:N
+  --dtype TYPE        bf16 (default) or fp16: the inputs, our kernels and the baselines
   --threads N         CPU threads (default: the cores the machine's load leaves free)
   --json              print the results as JSON
   --quiet             no progress lines on standard error

@@ -170,11 +170,13 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const std::int64_t hkv = heads.kv_heads;
     const std::int64_t dim = heads.head_dim;
     const std::string label = shape_label(tokens, heads);
-    const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(device);
+    const auto half = at::TensorOptions().dtype(o.fp16 ? at::kHalf : at::kBFloat16).device(device);
+    const kernels::ElementType element =
+        o.fp16 ? kernels::ElementType::fp16 : kernels::ElementType::bf16;
     at::manual_seed(o.seed);
-    const at::Tensor q = at::randn({tokens, hq, dim}, bf16);
-    const at::Tensor k = at::randn({tokens, hkv, dim}, bf16);
-    const at::Tensor v = at::randn({tokens, hkv, dim}, bf16);
+    const at::Tensor q = at::randn({tokens, hq, dim}, half);
+    const at::Tensor k = at::randn({tokens, hkv, dim}, half);
+    const at::Tensor v = at::randn({tokens, hkv, dim}, half);
     const double pair_flop = 4.0 * static_cast<double>(dim * hq);
 
     // Baselines, once per (tokens, shape).
@@ -203,10 +205,10 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     shape.q_heads = heads.q_heads;
     shape.kv_heads = heads.kv_heads;
     shape.head_dim = heads.head_dim;
-    shape.element_type = kernels::ElementType::bf16;
+    shape.element_type = element;
 
     // The local part does not depend on the routing: run and check it once.
-    const at::Tensor local_out = at::empty({tokens, hq, dim}, bf16);
+    const at::Tensor local_out = at::empty({tokens, hq, dim}, half);
     kernels::SlidingWindowAttentionArgs local_args;
     local_args.shape = shape;
     local_args.q = read_view(q);
@@ -253,7 +255,7 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const at::Tensor positions = at::empty({tokens}, int32);
     const at::Tensor count = at::empty({1}, int32);
     // The residual stream that the gated add writes into: [T, Hq * D], like h in the engine.
-    const at::Tensor residual = at::randn({tokens, hq * dim}, bf16);
+    const at::Tensor residual = at::randn({tokens, hq * dim}, half);
 
     for (double fraction : o.fractions) {
         char fraction_text[32];
@@ -280,11 +282,11 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         // Packed queries, as the engine projects them: row i is the routed query i. Gathered
         // once, outside the timed region (in the engine it is the projection's output).
         const std::int64_t packed_rows = std::max<std::int64_t>(routed, 1);
-        at::Tensor q_packed = at::empty({packed_rows, hq, dim}, bf16);
+        at::Tensor q_packed = at::empty({packed_rows, hq, dim}, half);
         const at::Tensor routed_index =
             at::tensor(routed_rows, at::TensorOptions().dtype(at::kLong)).to(device);
         if (routed > 0) q_packed.narrow(0, 0, routed).copy_(q.index_select(0, routed_index));
-        const at::Tensor global_out = at::empty({packed_rows, hq, dim}, bf16);
+        const at::Tensor global_out = at::empty({packed_rows, hq, dim}, half);
 
         kernels::GlobalAttentionArgs global_args;
         global_args.shape = shape;
@@ -297,7 +299,7 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         global_args.packed = true;
 
         kernels::ScatterAddArgs add_args;
-        add_args.element_type = kernels::ElementType::bf16;
+        add_args.element_type = element;
         add_args.tokens = tokens;
         add_args.cols = static_cast<int>(hq * dim);
         add_args.dst = residual.data_ptr();

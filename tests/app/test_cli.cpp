@@ -1095,6 +1095,7 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench attention --shapes 28/4/96", "--shapes: '28/4/96'"},
         {"bench attention --window 0", "--window"},
         {"bench attention --device cpu", "--device"},
+        {"bench attention --dtype fp32", "--dtype: bench attention times bf16 or fp16, not 'fp32'"},
         {"bench attention --model x", "unknown option '--model'"},
         {"bench sideways",
          "unknown benchmark 'sideways' (available: prefill, attention, whatif, explain)"},

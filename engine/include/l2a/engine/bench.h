@@ -26,6 +26,7 @@ struct AttentionBenchOptions {
     int warmup = 3;               // untimed runs before them
     std::uint64_t seed = 0;       // inputs and routing
     std::string device = "cuda";  // "cuda" or "cuda:N"
+    bool fp16 = false;            // the inputs' and kernels' element type: fp16, else bf16
     int check_rows = 64;          // sampled rows per part checked against fp32 before timing
     double tolerance = 1e-2;      // relative error allowed per checked row
     // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
