@@ -170,13 +170,14 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const std::int64_t hkv = heads.kv_heads;
     const std::int64_t dim = heads.head_dim;
     const std::string label = shape_label(tokens, heads);
-    const auto half = at::TensorOptions().dtype(o.fp16 ? at::kHalf : at::kBFloat16).device(device);
+    const auto element_options =
+        at::TensorOptions().dtype(o.fp16 ? at::kHalf : at::kBFloat16).device(device);
     const kernels::ElementType element =
         o.fp16 ? kernels::ElementType::fp16 : kernels::ElementType::bf16;
     at::manual_seed(o.seed);
-    const at::Tensor q = at::randn({tokens, hq, dim}, half);
-    const at::Tensor k = at::randn({tokens, hkv, dim}, half);
-    const at::Tensor v = at::randn({tokens, hkv, dim}, half);
+    const at::Tensor q = at::randn({tokens, hq, dim}, element_options);
+    const at::Tensor k = at::randn({tokens, hkv, dim}, element_options);
+    const at::Tensor v = at::randn({tokens, hkv, dim}, element_options);
     const double pair_flop = 4.0 * static_cast<double>(dim * hq);
 
     // Baselines, once per (tokens, shape).
@@ -208,7 +209,7 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     shape.element_type = element;
 
     // The local part does not depend on the routing: run and check it once.
-    const at::Tensor local_out = at::empty({tokens, hq, dim}, half);
+    const at::Tensor local_out = at::empty({tokens, hq, dim}, element_options);
     kernels::SlidingWindowAttentionArgs local_args;
     local_args.shape = shape;
     local_args.q = read_view(q);
@@ -255,7 +256,7 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const at::Tensor positions = at::empty({tokens}, int32);
     const at::Tensor count = at::empty({1}, int32);
     // The residual stream that the gated add writes into: [T, Hq * D], like h in the engine.
-    const at::Tensor residual = at::randn({tokens, hq * dim}, half);
+    const at::Tensor residual = at::randn({tokens, hq * dim}, element_options);
 
     for (double fraction : o.fractions) {
         char fraction_text[32];
@@ -282,11 +283,11 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         // Packed queries, as the engine projects them: row i is the routed query i. Gathered
         // once, outside the timed region (in the engine it is the projection's output).
         const std::int64_t packed_rows = std::max<std::int64_t>(routed, 1);
-        at::Tensor q_packed = at::empty({packed_rows, hq, dim}, half);
+        at::Tensor q_packed = at::empty({packed_rows, hq, dim}, element_options);
         const at::Tensor routed_index =
             at::tensor(routed_rows, at::TensorOptions().dtype(at::kLong)).to(device);
         if (routed > 0) q_packed.narrow(0, 0, routed).copy_(q.index_select(0, routed_index));
-        const at::Tensor global_out = at::empty({packed_rows, hq, dim}, half);
+        const at::Tensor global_out = at::empty({packed_rows, hq, dim}, element_options);
 
         kernels::GlobalAttentionArgs global_args;
         global_args.shape = shape;

@@ -257,8 +257,10 @@ public:
     }
 
 protected:
-    // silu(gate) * up in one pass, in place on gate; without tensor parallel the residual add
-    // rides on the down projection's GEMM (rows = rows + act W^T: no y to write and read back).
+    // silu(gate) * up in one pass, in place on gate (rounded as the unfused ops). Without tensor
+    // parallel the residual add rides on the down projection's GEMM (rows = rows + act W^T: no
+    // y to write and read back); it then rounds once, in fp32, where HuggingFace rounds y to the
+    // model dtype before the add, so this backend's sums can differ from it in the last bit.
     void add_mlp_rows(at::Tensor& rows, const at::Tensor& xn,
                       const LayerWeights& w) const override {
         at::Tensor gate = at::matmul(xn, w.gate_proj.t());

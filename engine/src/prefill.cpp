@@ -559,9 +559,11 @@ struct TokenInputs {
     at::Tensor ids;  // [T] int64 on the device
 };
 
-// The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide.
+// The kernels' fused operators need rows of whole 16-byte vectors, at most 16384 wide (the MLP's
+// SiLU product: its intermediate rows, this process's slice under tensor parallel).
 bool fused_ops_fit(Backend backend, const ModelConfig& c) {
-    return backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384;
+    return backend == Backend::Kernels && c.hidden_size % 8 == 0 && c.hidden_size <= 16384 &&
+           c.intermediate_size % 8 == 0;
 }
 
 // The residual stream entering the first layer run: the token embeddings, or for a resumed run a

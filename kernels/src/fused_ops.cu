@@ -649,7 +649,8 @@ void silu_mul_forward(const SiluMulArgs& args, cudaStream_t stream) {
     check_element_type(where, args.element_type);
     if (args.rows < 0) fail(where, "rows (" + std::to_string(args.rows) + ") must be >= 0");
     if (args.cols <= 0 || args.cols % kVectorElements != 0 || args.cols > INT32_MAX) {
-        fail(where, "cols (" + std::to_string(args.cols) + ") must be a positive multiple of 8");
+        fail(where, "cols (" + std::to_string(args.cols) +
+                        ") must be a positive multiple of 8, at most 2^31 - 1");
     }
     if (args.rows == 0) return;
     const int cols = static_cast<int>(args.cols);

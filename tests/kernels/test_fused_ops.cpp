@@ -628,18 +628,25 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScatterAddTest, testing::ValuesIn(scatter_cases
 
 // ---- silu(gate) * up --------------------------------------------------------------------------
 
+enum class SiluOut { separate, gate, up };  // where the product goes
+
 struct SiluMulCase {
     int64_t rows;
     int cols;
     ElementType type;
-    bool padded;    // row strides past cols, padding poisoned
-    bool in_place;  // out is gate
+    bool gate_padded;  // row strides past cols (padding poisoned), so the three strides differ
+    bool up_padded;
+    SiluOut out;
 };
 
 std::string silu_mul_case_name(const testing::TestParamInfo<SiluMulCase>& info) {
     const SiluMulCase& c = info.param;
+    const char* out = c.out == SiluOut::gate ? "_into_gate"
+                      : c.out == SiluOut::up ? "_into_up"
+                                             : "";
     return std::string(type_name(c.type)) + "_" + std::to_string(c.rows) + "x" +
-           std::to_string(c.cols) + (c.padded ? "_padded" : "") + (c.in_place ? "_in_place" : "");
+           std::to_string(c.cols) + (c.gate_padded ? "_gate_padded" : "") +
+           (c.up_padded ? "_up_padded" : "") + out;
 }
 
 using SiluMulTest = GpuTest<SiluMulCase>;
@@ -648,12 +655,17 @@ TEST_P(SiluMulTest, MatchesTheUnfusedRounding) {
     const SiluMulCase& c = GetParam();
     const ElementType type = c.type;
     std::mt19937 random = seeded_random(silu_mul_case_name({c, 0}));
-    const HostMatrix gate = random_matrix(c.rows, c.cols, c.padded, type, random);
-    const HostMatrix up = random_matrix(c.rows, c.cols, c.padded, type, random);
-    const HostMatrix out = poisoned_matrix(c.rows, c.cols, c.padded);
+    const HostMatrix gate = random_matrix(c.rows, c.cols, c.gate_padded, type, random);
+    const HostMatrix up = random_matrix(c.rows, c.cols, c.up_padded, type, random);
+    // A separate output gets a stride of its own: padded where gate is not.
+    const HostMatrix out = poisoned_matrix(c.rows, c.cols, !c.gate_padded);
     DeviceBuffer gate_device(gate.bits);
     DeviceBuffer up_device(up.bits);
     DeviceBuffer out_device(out.bits);
+    const HostMatrix& result = c.out == SiluOut::gate ? gate : c.out == SiluOut::up ? up : out;
+    DeviceBuffer& result_device = c.out == SiluOut::gate ? gate_device
+                                  : c.out == SiluOut::up ? up_device
+                                                         : out_device;
 
     SiluMulArgs args;
     args.element_type = type;
@@ -663,14 +675,12 @@ TEST_P(SiluMulTest, MatchesTheUnfusedRounding) {
     args.gate_row_stride = gate.stride;
     args.up = up_device.as<void>();
     args.up_row_stride = up.stride;
-    args.out = c.in_place ? gate_device.as<void>() : out_device.as<void>();
-    args.out_row_stride = c.in_place ? gate.stride : out.stride;
+    args.out = result_device.as<void>();
+    args.out_row_stride = result.stride;
     Stream stream;
     silu_mul_forward(args, stream.get());
     stream.finish();
-    const std::vector<uint16_t> got_bits =
-        (c.in_place ? gate_device : out_device).download<uint16_t>();
-    const std::vector<uint16_t> up_after = up_device.download<uint16_t>();
+    const std::vector<uint16_t> got_bits = result_device.download<uint16_t>();
 
     // silu(g) rounded to the element type, then the product rounded, as the unfused ops do. The
     // product of two 16-bit values is exact in fp32, so the output is exactly the rounded
@@ -678,12 +688,11 @@ TEST_P(SiluMulTest, MatchesTheUnfusedRounding) {
     // on either neighbour of the exact value: any faithful rounding of silu(g) is accepted.
     for (int64_t r = 0; r < c.rows; ++r) {
         for (int col = 0; col < c.cols; ++col) {
-            const size_t index = gate.at(r, col);
-            const double g = from_bits(type, gate.bits[index]);
+            const double g = from_bits(type, gate.bits[gate.at(r, col)]);
             const double silu = g / (1.0 + std::exp(-g));
             const float u = from_bits(type, up.bits[up.at(r, col)]);
             const uint16_t nearest = to_bits(type, static_cast<float>(silu));
-            const float got = from_bits(type, got_bits[index]);
+            const float got = from_bits(type, got_bits[result.at(r, col)]);
             bool matched = false;
             for (int step = -1; step <= 1 && !matched; ++step) {
                 if ((nearest & 0x7fff) == 0 && step < 0) continue;  // no neighbour below zero
@@ -696,22 +705,28 @@ TEST_P(SiluMulTest, MatchesTheUnfusedRounding) {
                                  << round_to(type, from_bits(type, nearest) * u);
         }
     }
+    // The output's padding keeps what was there; inputs that are not the output do not change.
     for (size_t index = 0; index < got_bits.size(); ++index) {
-        if (gate.is_padding(index)) {
-            ASSERT_EQ(got_bits[index], c.in_place ? gate.bits[index] : kPoison16)
-                << "padding " << index;
+        if (result.is_padding(index)) {
+            ASSERT_EQ(got_bits[index], result.bits[index]) << "padding " << index;
         }
     }
-    ASSERT_EQ(up_after, up.bits) << "up must not change";
+    if (c.out != SiluOut::gate) {
+        ASSERT_EQ(gate_device.download<uint16_t>(), gate.bits) << "gate must not change";
+    }
+    if (c.out != SiluOut::up) {
+        ASSERT_EQ(up_device.download<uint16_t>(), up.bits) << "up must not change";
+    }
 }
 
 std::vector<SiluMulCase> silu_mul_cases() {
     std::vector<SiluMulCase> cases;
     for (ElementType type : {ElementType::bf16, ElementType::fp16}) {
-        cases.push_back({1, 8, type, false, false});
-        cases.push_back({37, 3072, type, true, false});
-        cases.push_back({300, 1032, type, false, true});
-        cases.push_back({1025, 256, type, true, true});
+        cases.push_back({1, 8, type, false, false, SiluOut::separate});
+        cases.push_back({37, 3072, type, true, false, SiluOut::separate});
+        cases.push_back({300, 1032, type, false, true, SiluOut::gate});
+        cases.push_back({1025, 256, type, true, false, SiluOut::gate});
+        cases.push_back({64, 4096, type, false, true, SiluOut::up});
     }
     return cases;
 }
@@ -922,7 +937,8 @@ TEST(FusedOpsValidationTest, SiluMulRejectsBadArguments) {
     SiluMulArgs bad = args;
     bad.cols = 12;
     EXPECT_EQ(error(bad),
-              "l2a::kernels::silu_mul_forward: cols (12) must be a positive multiple of 8");
+              "l2a::kernels::silu_mul_forward: cols (12) must be a positive multiple of 8, at most "
+              "2^31 - 1");
     bad = args;
     bad.up = nullptr;
     EXPECT_EQ(error(bad), "l2a::kernels::silu_mul_forward: up is null");

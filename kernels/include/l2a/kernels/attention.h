@@ -9,7 +9,8 @@
 //   aligned (tiles move in 16-byte chunks).
 // - LSE (natural-log sum of exp of the scaled scores) is fp32 [q_heads, tokens], contiguous:
 //   lse[h * tokens + t]. It may be null when the caller does not need it.
-// - Routed positions are int32 token indices in increasing order; the routed count is one int32
+// - Routed positions are int32 token indices in strictly increasing order (the Hopper path reads
+//   each block's key range from its first and last rows); the routed count is one int32
 //   that lives on the device, so no host synchronization is needed between routing and
 //   attention.
 #pragma once
