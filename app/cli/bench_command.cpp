@@ -345,6 +345,9 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
     return t;
 }
 
+// Nanoseconds of the kernel summary as seconds.
+double seconds_of(std::int64_t ns) { return static_cast<double>(ns) * 1e-9; }
+
 // How many of the kernels that took the most time a traced run's breakdown lists.
 constexpr std::size_t kTracedKernelsListed = 15;
 
@@ -354,16 +357,15 @@ void print_trace_breakdown(const PrefillTiming& t) {
     const KernelSummary& s = t.summary;
     const double wall = t.last_seconds;
     const auto share = [&](std::int64_t ns) {
-        return wall > 0 ? format_fixed(static_cast<double>(ns) * 1e-9 / wall * 100.0, 1) + "%"
-                        : std::string("-");
+        return wall > 0 ? format_fixed(seconds_of(ns) / wall * 100.0, 1) + "%" : std::string("-");
     };
     std::printf("          last traced run: %.3f s; kernels %.3f s (%s of it), %lld launches\n",
-                wall, static_cast<double>(s.kernel_ns) * 1e-9, share(s.kernel_ns).c_str(),
+                wall, seconds_of(s.kernel_ns), share(s.kernel_ns).c_str(),
                 static_cast<long long>(s.calls));
     std::string phases = "          by phase:";
     for (const KernelSummary::Total& p : s.phases) {
-        phases += " " + p.name + " " + format_fixed(static_cast<double>(p.ns) * 1e-9, 3) + " s (" +
-                  share(p.ns) + ")";
+        phases +=
+            " " + p.name + " " + format_fixed(seconds_of(p.ns), 3) + " s (" + share(p.ns) + ")";
         if (&p != &s.phases.back()) phases += ",";
     }
     std::printf("%s\n", phases.c_str());
@@ -373,8 +375,7 @@ void print_trace_breakdown(const PrefillTiming& t) {
         std::string name = k.name;
         if (name.size() > 72) name = name.substr(0, 69) + "...";
         std::printf("          %-72s  %7lld  %8.3f  %6s\n", name.c_str(),
-                    static_cast<long long>(k.calls), static_cast<double>(k.ns) * 1e-9,
-                    share(k.ns).c_str());
+                    static_cast<long long>(k.calls), seconds_of(k.ns), share(k.ns).c_str());
     }
 }
 
@@ -384,12 +385,12 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
         for (std::size_t i = 0; i < std::min(most, list.size()); ++i) {
             out.push_back({{"name", list[i].name},
                            {"calls", list[i].calls},
-                           {"seconds", static_cast<double>(list[i].ns) * 1e-9}});
+                           {"seconds", seconds_of(list[i].ns)}});
         }
         return out;
     };
     return {{"wall_seconds", t.last_seconds},
-            {"kernel_seconds", static_cast<double>(t.summary.kernel_ns) * 1e-9},
+            {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
             {"phases", totals(t.summary.phases, t.summary.phases.size())},
             {"kernels", totals(t.summary.kernels, kTracedKernelsListed)}};

@@ -456,18 +456,24 @@ void launch_rope(const std::string& where, const RopeParams& params, cudaStream_
                                     ", D=" + std::to_string(HeadDim) + ">");
 }
 
-template <typename Element>
-void launch_scatter_add(const std::string& where, const ScatterAddParams& params,
-                        cudaStream_t stream) {
+// The current device's multiprocessors (at least 1), for grids sized to the machine.
+int multiprocessor_count(const std::string& where) {
     int device = 0;
     detail::check_cuda(cudaGetDevice(&device), where, "cudaGetDevice");
     int multiprocessors = 0;
     detail::check_cuda(
         cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), where,
         "cudaDeviceGetAttribute(multiprocessor count)");
+    return std::max(multiprocessors, 1);
+}
+
+template <typename Element>
+void launch_scatter_add(const std::string& where, const ScatterAddParams& params,
+                        cudaStream_t stream) {
+    const int multiprocessors = multiprocessor_count(where);
     // Enough warps to fill the machine, never more blocks than the worst-case count needs.
     const int64_t needed = (int64_t(params.tokens) + kScatterWarps - 1) / kScatterWarps;
-    const int64_t resident = int64_t(std::max(multiprocessors, 1)) * (2048 / kScatterThreads);
+    const int64_t resident = int64_t(multiprocessors) * (2048 / kScatterThreads);
     const auto blocks = static_cast<unsigned>(std::min(needed, resident));
     scatter_add_kernel<Element><<<blocks, kScatterThreads, 0, stream>>>(params);
     detail::check_launch(where,
@@ -476,15 +482,10 @@ void launch_scatter_add(const std::string& where, const ScatterAddParams& params
 
 template <typename Element>
 void launch_silu_mul(const std::string& where, const SiluMulParams& params, cudaStream_t stream) {
-    int device = 0;
-    detail::check_cuda(cudaGetDevice(&device), where, "cudaGetDevice");
-    int multiprocessors = 0;
-    detail::check_cuda(
-        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device), where,
-        "cudaDeviceGetAttribute(multiprocessor count)");
+    const int multiprocessors = multiprocessor_count(where);
     // A few waves of resident blocks; never more blocks than vectors.
     const int64_t needed = (params.rows * params.vectors + kSiluMulThreads - 1) / kSiluMulThreads;
-    const int64_t resident = int64_t(std::max(multiprocessors, 1)) * (2048 / kSiluMulThreads) * 4;
+    const int64_t resident = int64_t(multiprocessors) * (2048 / kSiluMulThreads) * 4;
     const auto blocks = static_cast<unsigned>(std::min(needed, resident));
     silu_mul_kernel<Element><<<blocks, kSiluMulThreads, 0, stream>>>(params);
     detail::check_launch(where,

@@ -37,14 +37,11 @@ TEST(KernelSummary, ShortNamesDropReturnTypeArgumentsAndTheProjectsNamespace) {
 
 TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
     std::vector<TimedRange> ranges(4);
-    ranges[0].phase = Phase::Layer;
-    ranges[0].layer = 0;
-    ranges[1].phase = Phase::Local;
-    ranges[1].layer = 0;
-    ranges[2].phase = Phase::Global;
-    ranges[2].layer = 0;
-    ranges[3].phase = Phase::Mlp;
-    ranges[3].layer = 0;
+    const Phase phases[] = {Phase::Layer, Phase::Local, Phase::Global, Phase::Mlp};
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+        ranges[i].phase = phases[i];
+        ranges[i].layer = 0;
+    }
     const std::vector<KernelRecord> kernels = {
         kernel("void gemm(int)", 100, 400, 1),            // local 300
         kernel("void attention<1>(int)", 400, 600, 1),    // local 200
