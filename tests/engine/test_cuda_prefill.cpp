@@ -343,6 +343,30 @@ TEST(CudaPrefill, RandomModelOnTheDevice) {
     for (float v : ra.last_logits) ASSERT_TRUE(std::isfinite(v));
 }
 
+// The fused SiLU product needs MLP rows of whole 16-byte vectors: a model whose MLP width is
+// not a multiple of 8 runs `--backend kernels` on the plain ops for its MLP, and agrees with
+// `--backend sdpa` (the same weights) within bf16 precision.
+TEST(CudaPrefill, KernelsRunMlpWidthsThatAreNotMultiplesOfEight) {
+    SKIP_WITHOUT_GPU();
+    l2a::ModelConfig config = l2a::load_model_config(demo_dir() / "config.json");
+    config.intermediate_size += 4;
+    ASSERT_NE(config.intermediate_size % 8, 0);
+    const l2a::Model model = l2a::Model::random(config, 5, {"cuda", "bf16"});
+    const auto tokens = document_tokens(300);
+    l2a::RunOptions options = on("cuda", "kernels");
+    options.routing = l2a::RoutingPolicy::parse("random:0.3");
+    const auto kernels = l2a::run_prefill(model, tokens, options);
+    options.backend = "sdpa";
+    const auto sdpa = l2a::run_prefill(model, tokens, options);
+    EXPECT_EQ(kernels.decisions, sdpa.decisions);
+    const double logits_error = relative_max_error(kernels.last_logits, sdpa.last_logits);
+    std::printf("[ kernels vs sdpa, MLP width %lld ] logits %s (max|d|/max|ref|)\n",
+                static_cast<long long>(config.intermediate_size),
+                l2a::test::scientific(logits_error).c_str());
+    EXPECT_LE(logits_error, 3e-2);
+    EXPECT_LE(mean_abs_difference(predicted_nll(kernels), predicted_nll(sdpa)), 1e-2);
+}
+
 // ---- cancellation and progress on the GPU ----------------------------------------------------
 
 TEST(CudaPrefill, CancelAndProgressWork) {
