@@ -619,6 +619,12 @@ std::vector<AttentionCase> window_cases() {
     for (int head_dim : {64, 128}) {
         cases.push_back(window_case(200, 7, 1, head_dim, ElementType::bf16, 100, true));
     }
+    // Many blocks per kv head and per SM (672 items at 3,000 tokens x 28 heads), with key ranges
+    // that start mid-tile and a last row tile that ends mid-tile.
+    for (int head_dim : {64, 128}) {
+        cases.push_back(window_case(3000, 28, 4, head_dim, ElementType::bf16, 300));
+    }
+    cases.push_back(window_case(3000, 28, 4, 128, ElementType::fp16, 4095));
     return cases;
 }
 
