@@ -7,17 +7,16 @@
 //     copy engine, each K or V tile completing on its own mbarrier ("full"); it refills a K or
 //     V slot once both consumers have released it (an "empty" mbarrier per slot);
 //   - warpgroups 1 and 2 are consumers of 64 query rows each: S = Q K^T with wgmma from shared
-//     memory (m64n176k16 for causal key ranges, m64n128k16 for windows), masking and online softmax
-//     on the fp32 accumulators, P converted in registers and used as the A operand of O += P V
-//     (m64nDk16, V read transposed). A row's reference maximum moves only when the row's maximum
-//     grows by more than 2^8, so that most tiles leave O's scale alone (probabilities stay <= 256;
-//     the final division by the row sum, taken against the same reference, is unchanged). Each
-//     consumer pipelines its tiles (S of tile j and P V of tile j - 1 in flight together, the
-//     softmax of tile j under the P V), and the two consumers take turns issuing their matrix
-//     products (ping-pong on named barriers), as in FlashAttention-3.
+//     memory (m64n176k16), masking and online softmax on the fp32 accumulators, P converted in
+//     registers and used as the A operand of O += P V (m64nDk16, V read transposed). A row's
+//     reference maximum moves only when the row's maximum grows by more than 2^8, so that
+//     most tiles leave O's scale alone (probabilities stay <= 256; the final division by the
+//     row sum, taken against the same reference, is unchanged).
+//     Each consumer pipelines its tiles (S of tile j and P V of tile j - 1 in flight together,
+//     the softmax of tile j under the P V), and the two consumers take turns issuing their
+//     matrix products (ping-pong on named barriers), as in FlashAttention-3.
 // The producer gives most of its registers to the consumers (setmaxnreg 24 / 240 of the 168 a
-// thread starts with): a consumer thread holds kBlockN / 2 S (88 with 176-key tiles) and D/2 O
-// accumulators and kBlockN / 4 P registers.
+// thread starts with): a consumer thread holds 88 S and D/2 O accumulators and 44 P registers.
 //
 // Q rows are gathered (routed rows are not contiguous) by the consumers themselves with
 // cp.async into the swizzled layout; K and V are contiguous token ranges of one kv head, read
@@ -29,26 +28,25 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 
 #include "attention_kernel.cuh"
 #include "hopper.cuh"
 
 namespace l2a::kernels::detail {
 
-// Key tiles of 176 for causal key ranges (the routed part, unmasked but for its last tiles), as
-// FlashAttention-3's unmasked D = 128 tiles: fewer tiles per row, so fewer barrier waits, row
-// maxima and rescales per key (global -4.5%, 100% routed -5.4% at 128K; kernels/NOTES.md v12).
-// Windows keep 128: their masked first and last tiles would grow with the tile.
-template <int HeadDim, typename KeyRange>
+// Key tiles of 176, FlashAttention-3's tile for D = 128 without a causal mask: fewer tiles per
+// row than 128, so fewer barrier waits, row maxima and turn hand-overs per key (kernels/NOTES.md
+// v12-v13: global -4.5%, 100% routed -5.5%, local -3% at 128K). Tiles start at the block's first
+// key, so a window of W keys and 128 rows takes ceil((W + 127) / 176) tiles wherever it begins.
+template <int HeadDim>
 struct Sm90AttentionTraits {
     static constexpr int kHeadDim = HeadDim;
     static constexpr int kBlockM = 128;
-    static constexpr int kBlockN = std::is_same_v<KeyRange, CausalKeys> ? 176 : 128;
+    static constexpr int kBlockN = 176;
     static constexpr int kConsumerRows = 64;  // rows per consumer warpgroup
     static constexpr int kThreads = 384;
     static constexpr int kConsumerThreads = 256;
-    // 176 (128) keys x D: 44 (32) KB per K or V tile at D = 128, half at D = 64. K and V stages are
+    // 176 keys x D: 44 KB per K or V tile at D = 128, 22 KB at D = 64. K and V stages are
     // released separately, so two D = 128 stages keep the copies ahead (three measured no
     // faster; see kernels/NOTES.md).
     static constexpr int kStages = HeadDim == 128 ? 2 : 4;
@@ -81,7 +79,7 @@ __global__ void __launch_bounds__(384, 1)
                           const __grid_constant__ CUtensorMap k_map,
                           const __grid_constant__ CUtensorMap v_map, int q_heads) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Traits = Sm90AttentionTraits<HeadDim, KeyRange>;
+    using Traits = Sm90AttentionTraits<HeadDim>;
     using Ops = ElementOps<Element>;
     constexpr int kBlockM = Traits::kBlockM;
     constexpr int kBlockN = Traits::kBlockN;
@@ -137,8 +135,11 @@ __global__ void __launch_bounds__(384, 1)
         row_positions[my_half * Traits::kConsumerRows + Traits::kConsumerRows - 1];
     const int wg_first_key = KeyRange::first_key(params, wg_earliest_position);
     const int wg_latest_first_key = KeyRange::first_key(params, wg_last_key);
-    const int first_tile = block_first_key / kBlockN;
-    const int last_tile = block_last_key / kBlockN;
+    // Tiles start at the block's first key (a tensor copy's coordinates need no alignment): tile
+    // t holds keys key_origin + t * kBlockN ..
+    const int key_origin = block_first_key;
+    const int first_tile = 0;
+    const int last_tile = (block_last_key - key_origin) / kBlockN;
 
     if (warpgroup == 0) {
         warpgroup_registers_decrease<24>();
@@ -157,7 +158,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                 for (int block = 0; block < Traits::kColumnBlocks; ++block) {
                     tma_load_3d(k_stage + block * Traits::kColumnBlockBytes, &k_map, &k_full[stage],
-                                block * 64, tile * kBlockN, kv_head);
+                                block * 64, key_origin + tile * kBlockN, kv_head);
                 }
                 if constexpr (!LseOnly) {
                     mbarrier_wait(&v_empty[stage], free_parity);
@@ -165,7 +166,8 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                     for (int block = 0; block < Traits::kColumnBlocks; ++block) {
                         tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map,
-                                    &v_full[stage], block * 64, tile * kBlockN, kv_head);
+                                    &v_full[stage], block * 64, key_origin + tile * kBlockN,
+                                    kv_head);
                     }
                 }
             }
@@ -222,8 +224,8 @@ __global__ void __launch_bounds__(384, 1)
 
     // The consumer's own tiles [my_first_tile, my_last_tile] (a contiguous part of the block's
     // range); it releases the other tiles of the ring as soon as they land.
-    const int my_first_tile = max(first_tile, wg_first_key / kBlockN);
-    const int my_last_tile = wg_last_key / kBlockN;
+    const int my_first_tile = max(first_tile, (wg_first_key - key_origin) / kBlockN);
+    const int my_last_tile = (wg_last_key - key_origin) / kBlockN;
     const auto pass_over = [&](int tile) {
         const int i = tile - first_tile;
         const int stage = i % kStages;
@@ -271,7 +273,7 @@ __global__ void __launch_bounds__(384, 1)
     // Masks the tile's scores where needed, updates the running maxima and sums, turns the
     // scores into probabilities and returns the factors the output rows must be rescaled by.
     const auto softmax = [&](float(&scores)[kBlockN / 2], int tile, float(&rescale)[2]) {
-        const int tile_first_key = tile * kBlockN;
+        const int tile_first_key = key_origin + tile * kBlockN;
         const bool needs_mask = !(tile_first_key >= wg_latest_first_key &&
                                   tile_first_key + kBlockN - 1 <= wg_earliest_position);
         if (needs_mask) {
