@@ -34,10 +34,11 @@
 
 namespace l2a::kernels::detail {
 
-// Key tiles of 176, FlashAttention-3's tile for D = 128 without a causal mask: fewer tiles per
-// row than 128, so fewer barrier waits, row maxima and turn hand-overs per key (kernels/NOTES.md
-// v12-v13: global -4.5%, 100% routed -5.5%, local -3% at 128K). Tiles start at the block's first
-// key, so a window of W keys and 128 rows takes ceil((W + 127) / 176) tiles wherever it begins.
+// Key tiles of 176 (FlashAttention-3 uses them for D = 128 without a causal mask; here for every
+// key range and both head dims): fewer tiles per row than 128, so fewer barrier waits, row
+// maxima and turn hand-overs per key (kernels/NOTES.md v12-v13: global -4.5%, 100% routed
+// -5.5%, local -3% at 128K). Tiles start at the block's first key, so a window of W keys and 128
+// rows takes ceil((W + 127) / 176) tiles wherever it begins (fewer where it is cut at key 0).
 template <int HeadDim>
 struct Sm90AttentionTraits {
     static constexpr int kHeadDim = HeadDim;
@@ -47,8 +48,9 @@ struct Sm90AttentionTraits {
     static constexpr int kThreads = 384;
     static constexpr int kConsumerThreads = 256;
     // 176 keys x D: 44 KB per K or V tile at D = 128, 22 KB at D = 64. K and V stages are
-    // released separately, so two D = 128 stages keep the copies ahead (three measured no
-    // faster; see kernels/NOTES.md).
+    // released separately, so two D = 128 stages keep the copies ahead (with 128-key tiles
+    // three measured no faster, kernels/NOTES.md v6a); with 176-key tiles two (D = 128) and
+    // four (D = 64) are also the most that fit in 227 KB.
     static constexpr int kStages = HeadDim == 128 ? 2 : 4;
     static constexpr int kColumnBlocks = HeadDim / 64;  // 128-byte column blocks per row
     static constexpr uint32_t kQBytes = kBlockM * HeadDim * 2;
@@ -58,6 +60,10 @@ struct Sm90AttentionTraits {
     static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * size_t(kStages) * kTileBytes + 1024;
 
     static_assert(HeadDim == 64 || HeadDim == 128, "head dims 64 and 128");
+    static_assert(kBlockN == 128 || kBlockN == 176, "wgmma shapes for S: n128 and n176");
+    // 227 KB of shared memory per block on sm_90, less about 1 KB of static arrays (row
+    // positions and barriers).
+    static_assert(kSmemBytes <= 232448 - 1024, "shared memory of one block");
 };
 
 // Byte offset of element (row, column) in a 128-byte-swizzled tile of `rows` rows.
@@ -357,6 +363,8 @@ __global__ void __launch_bounds__(384, 1)
         end_turn(last);
         pass_over(tile);
     };
+    // Tiles before the consumer's own: none for all-rows query sets (the second consumer's first
+    // key is at most 64 keys past the block's), kept for query sets with gaps.
     for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over_in_turn(tile, false);
     // S = Q K^T of one of the consumer's own tiles alone, in its turn; the K stage released once
     // S is in registers, then the softmax. Returns the tile's stage.

@@ -601,11 +601,12 @@ std::vector<AttentionCase> window_cases() {
             }
         }
     }
-    // A block whose second consumer's keys begin a tile later than the first's (it passes over
-    // a stage) and whose key range spans more tiles than the ring has stages (stages are
-    // refilled): 3 tiles for 2 stages at D = 128, 5 tiles for 4 stages at D = 64.
-    cases.push_back(window_case(1000, 4, 1, 128, ElementType::bf16, 150));
-    cases.push_back(window_case(1000, 4, 1, 64, ElementType::bf16, 400));
+    // Blocks whose key range spans more tiles than the ring has stages (stages are refilled):
+    // 727 keys are 5 tiles of 176 for 2 stages at D = 128, 927 keys 6 tiles for 4 stages at
+    // D = 64. (A consumer no longer passes over a tile in a window: tiles start at the block's
+    // first key, and the second consumer's first key is at most 64 keys later.)
+    cases.push_back(window_case(1000, 4, 1, 128, ElementType::bf16, 600));
+    cases.push_back(window_case(1000, 4, 1, 64, ElementType::bf16, 800));
     for (auto [q_heads, kv_heads] : {std::pair{2, 2}, std::pair{7, 1}, std::pair{28, 4}}) {
         for (int64_t tokens : {200, 1000}) {
             for (int head_dim : {64, 128}) {
