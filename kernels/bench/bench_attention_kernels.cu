@@ -52,6 +52,10 @@ void check_cuda(cudaError_t status, const char* call, int line) {
 #define BENCH_CUDA_CHECK(call) check_cuda((call), #call, __LINE__)
 
 constexpr double kMaxRelativeError = 1e-2;
+// The LSE is the log of a sum of up to 131,072 fp32 terms: 1e-3 is about 50 times the drift of a
+// round-to-nearest sum of that length (sqrt(n) units in the last place); the largest error seen
+// is printed either way (g_lse, l_lse).
+constexpr double kMaxLseError = 1e-3;
 constexpr int kCheckedRows = 8;
 constexpr uint16_t kPoison16 = 0xffff;  // a NaN in bf16: any row the kernels write replaces it
 
@@ -78,7 +82,8 @@ Times the L2A CUDA attention kernels (bf16, batch 1, Q/K/V/O in [tokens, heads, 
   local  = sliding-window attention of every token
   whole  = global then local, back to back on one stream
 Each configuration is checked against a CPU double reference on a few random rows before it is
-timed; a mismatch ends the run with exit status 1.
+timed (outputs, and the log-sum-exp of each row, which the check's runs also write); a mismatch
+ends the run with exit status 1.
 
 options:
   --tokens LIST      sequence lengths, comma separated            (default 8192,32768,131072)
@@ -110,6 +115,8 @@ columns (ms are medians; TFLOP/s count multiply and add as 2 FLOPs):
   w_causal   full causal FLOPs / whole_ms: the speed full causal attention would need to match
   g_err      largest relative error of the checked global rows (L2 norm over head_dim)
   l_err      same for the checked local rows
+  g_lse      largest absolute error of the checked global rows' log-sum-exp (natural log)
+  l_lse      same for the checked local rows
 )";
 
 int64_t parse_integer(std::string_view text, const char* flag, int64_t low, int64_t high) {
@@ -345,6 +352,7 @@ struct Buffers {
     Shape shape;
     std::vector<InputSet> sets;
     DeviceArray<__nv_bfloat16> out_global, out_local;
+    DeviceArray<float> lse_global, lse_local;  // [Hq, T], written by the check's runs only
     DeviceArray<uint8_t> decisions;
     DeviceArray<int32_t> positions, count;
     DeviceArray<unsigned char> workspace;
@@ -370,8 +378,9 @@ kernels::TokenHeadTensor tensor(const DeviceArray<__nv_bfloat16>& array, const S
     return {array.data(), int64_t(heads) * shape.head_dim, shape.head_dim};
 }
 
-// L2A merges the two parts with a gated residual add, not by LSE, so no LSE is written.
-void run_global(const Buffers& b, const InputSet& in, cudaStream_t stream) {
+// L2A merges the two parts with a gated residual add, not by LSE, so the timed runs write no LSE
+// (`lse` null); the check's runs do.
+void run_global(const Buffers& b, const InputSet& in, cudaStream_t stream, float* lse = nullptr) {
     kernels::compact_routed_queries(b.decisions.data(), b.shape.tokens, b.positions.data(),
                                     b.count.data(), b.workspace.data(), b.workspace.bytes(),
                                     stream);
@@ -383,10 +392,11 @@ void run_global(const Buffers& b, const InputSet& in, cudaStream_t stream) {
     args.out = tensor(b.out_global, b.shape, b.shape.q_heads);
     args.routed_positions = b.positions.data();
     args.routed_count = b.count.data();
+    args.lse = lse;
     kernels::global_attention_forward(args, stream);
 }
 
-void run_local(const Buffers& b, const InputSet& in, cudaStream_t stream) {
+void run_local(const Buffers& b, const InputSet& in, cudaStream_t stream, float* lse = nullptr) {
     kernels::SlidingWindowAttentionArgs args;
     args.shape = attention_shape(b.shape);
     args.q = const_tensor(in.q, b.shape, b.shape.q_heads);
@@ -394,6 +404,7 @@ void run_local(const Buffers& b, const InputSet& in, cudaStream_t stream) {
     args.v = const_tensor(in.v, b.shape, b.shape.kv_heads);
     args.out = tensor(b.out_local, b.shape, b.shape.q_heads);
     args.window = b.shape.window;
+    args.lse = lse;
     kernels::sliding_window_attention_forward(args, stream);
 }
 
@@ -414,10 +425,16 @@ std::vector<T> copy_to_host(const T* device, size_t count) {
     return host;
 }
 
-// Relative L2 error over head_dim of one output row (token t, query head h) against softmax
-// attention over keys first..t, computed in double from the bf16 inputs.
-double row_error(const Shape& shape, const InputSet& in, const HostKeysValues& kv,
-                 const DeviceArray<__nv_bfloat16>& out, int64_t t, int h, int64_t first) {
+struct RowError {
+    double relative = 0.0;  // relative L2 error of the output row over head_dim
+    double lse = 0.0;       // absolute error of the row's log-sum-exp
+};
+
+// The errors of one output row and its LSE (token t, query head h) against softmax attention
+// over keys first..t, computed in double from the bf16 inputs.
+RowError row_error(const Shape& shape, const InputSet& in, const HostKeysValues& kv,
+                   const DeviceArray<__nv_bfloat16>& out, const DeviceArray<float>& lse, int64_t t,
+                   int h, int64_t first) {
     const int d_count = shape.head_dim;
     const auto q_bits = copy_to_host(
         reinterpret_cast<const uint16_t*>(in.q.data()) + shape.offset(t, h, shape.q_heads),
@@ -455,8 +472,12 @@ double row_error(const Shape& shape, const InputSet& in, const HostKeysValues& k
         error_squared += diff * diff;
         expected_squared += e * e;
     }
-    // NaN (an unwritten poison row) propagates and fails the caller's comparison.
-    return std::sqrt(error_squared / std::max(expected_squared, 1e-300));
+    const auto lse_value = copy_to_host(lse.data() + int64_t(h) * shape.tokens + t, 1);
+    // NaN (an unwritten poison row or LSE) propagates and fails the caller's comparison.
+    RowError error;
+    error.relative = std::sqrt(error_squared / std::max(expected_squared, 1e-300));
+    error.lse = std::abs(double(lse_value[0]) - (max_score + std::log(sum)));
+    return error;
 }
 
 std::vector<int> checked_heads(int q_heads, std::mt19937_64& random) {
@@ -484,11 +505,25 @@ std::vector<T> sample(const std::vector<T>& from, size_t wanted, std::mt19937_64
 struct CheckResult {
     double global_error = 0.0;
     double local_error = 0.0;
+    double global_lse_error = 0.0;
+    double local_lse_error = 0.0;
 };
 
-std::string row_mismatch(const char* part, int64_t t, int h, double error) {
-    return std::string(part) + " row (token " + std::to_string(t) + ", head " + std::to_string(h) +
-           "): relative error " + std::to_string(error) + " > " + std::to_string(kMaxRelativeError);
+// Throws when a checked row is off; else folds its errors into the part's largest.
+void take_row(const std::string& where, const char* part, int64_t t, int h, const RowError& error,
+              double& largest, double& largest_lse) {
+    const std::string row =
+        std::string(part) + " row (token " + std::to_string(t) + ", head " + std::to_string(h);
+    if (!(error.relative <= kMaxRelativeError)) {
+        throw BenchError(where + row + "): relative error " + std::to_string(error.relative) +
+                         " > " + std::to_string(kMaxRelativeError));
+    }
+    if (!(error.lse <= kMaxLseError)) {
+        throw BenchError(where + row + "): log-sum-exp off by " + std::to_string(error.lse) +
+                         " > " + std::to_string(kMaxLseError));
+    }
+    largest = std::max(largest, error.relative);
+    largest_lse = std::max(largest_lse, error.lse);
 }
 
 CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
@@ -499,8 +534,10 @@ CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
     BENCH_CUDA_CHECK(cudaMemsetAsync(b.out_global.data(), 0xff, b.out_global.bytes(), stream));
     BENCH_CUDA_CHECK(cudaMemsetAsync(b.out_local.data(), 0xff, b.out_local.bytes(), stream));
     BENCH_CUDA_CHECK(cudaMemsetAsync(b.positions.data(), 0xff, b.positions.bytes(), stream));
-    run_global(b, in, stream);
-    run_local(b, in, stream);
+    BENCH_CUDA_CHECK(cudaMemsetAsync(b.lse_global.data(), 0xff, b.lse_global.bytes(), stream));
+    BENCH_CUDA_CHECK(cudaMemsetAsync(b.lse_local.data(), 0xff, b.lse_local.bytes(), stream));
+    run_global(b, in, stream, b.lse_global.data());
+    run_local(b, in, stream, b.lse_local.data());
     BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
 
     const std::string where = "check at tokens " + std::to_string(s.tokens) + ", routed " +
@@ -519,11 +556,9 @@ CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
     CheckResult result;
     for (const int32_t t : sample(routed, kCheckedRows, random)) {
         for (const int h : heads) {
-            const double error = row_error(s, in, kv, b.out_global, t, h, 0);
-            if (!(error <= kMaxRelativeError)) {
-                throw BenchError(where + row_mismatch("global", t, h, error));
-            }
-            result.global_error = std::max(result.global_error, error);
+            take_row(where, "global", t, h,
+                     row_error(s, in, kv, b.out_global, b.lse_global, t, h, 0), result.global_error,
+                     result.global_lse_error);
         }
     }
     // Unrouted rows of the global output must keep the poison (nothing else writes them).
@@ -548,11 +583,9 @@ CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
     for (const int64_t t : local_rows) {
         for (const int h : heads) {
             const int64_t first = std::max<int64_t>(0, t - s.window + 1);
-            const double error = row_error(s, in, kv, b.out_local, t, h, first);
-            if (!(error <= kMaxRelativeError)) {
-                throw BenchError(where + row_mismatch("local", t, h, error));
-            }
-            result.local_error = std::max(result.local_error, error);
+            take_row(where, "local", t, h,
+                     row_error(s, in, kv, b.out_local, b.lse_local, t, h, first),
+                     result.local_error, result.local_lse_error);
         }
     }
     return result;
@@ -600,20 +633,22 @@ struct Row {
 void print_row(const Row& r) {
     std::printf(
         "%8lld %6.2f %8zu %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f"
-        " %8.1e %8.1e\n",
+        " %8.1e %8.1e %8.1e %8.1e\n",
         static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms, r.global_tflops,
         r.global_causal, r.local_ms, r.local_tflops, r.local_causal, r.whole_ms, r.whole_tflops,
-        r.whole_causal, r.check.global_error, r.check.local_error);
+        r.whole_causal, r.check.global_error, r.check.local_error, r.check.global_lse_error,
+        r.check.local_lse_error);
     std::fflush(stdout);
 }
 
 void write_csv_row(std::ofstream& csv, const Row& r) {
     char line[512];
-    std::snprintf(
-        line, sizeof(line), "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.3e,%.3e\n",
-        static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms, r.global_tflops,
-        r.global_causal, r.local_ms, r.local_tflops, r.local_causal, r.whole_ms, r.whole_tflops,
-        r.whole_causal, r.check.global_error, r.check.local_error);
+    std::snprintf(line, sizeof(line),
+                  "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.3e,%.3e,%.3e,%.3e\n",
+                  static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms,
+                  r.global_tflops, r.global_causal, r.local_ms, r.local_tflops, r.local_causal,
+                  r.whole_ms, r.whole_tflops, r.whole_causal, r.check.global_error,
+                  r.check.local_error, r.check.global_lse_error, r.check.local_lse_error);
     csv << line << std::flush;
     if (!csv) throw BenchError("--csv: writing failed");
 }
@@ -641,7 +676,8 @@ int run(const Options& options) {
         csv << "tokens,routed_fraction,routed_count,global_ms,global_tflops,"
                "global_causal_equivalent_tflops,local_ms,local_tflops,"
                "local_causal_equivalent_tflops,whole_ms,whole_tflops,"
-               "whole_causal_equivalent_tflops,global_max_rel_err,local_max_rel_err\n";
+               "whole_causal_equivalent_tflops,global_max_rel_err,local_max_rel_err,"
+               "global_max_lse_err,local_max_lse_err\n";
     }
 
     std::printf("%s (sm_%d%d, %d SMs, L2 %.0f MB), CUDA runtime %d.%d\n", props.name, props.major,
@@ -657,9 +693,9 @@ int run(const Options& options) {
     const char* path = std::getenv("L2A_ATTENTION_PATH");
     std::printf("L2A_ATTENTION_PATH=%s\n",
                 path != nullptr && path[0] != '\0' ? path : "(automatic)");
-    std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s\n", "tokens", "routed",
-                "count", "global_ms", "g_tflops", "g_causal", "local_ms", "l_tflops", "l_causal",
-                "whole_ms", "w_tflops", "w_causal", "g_err", "l_err");
+    std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s %8s %8s\n", "tokens",
+                "routed", "count", "global_ms", "g_tflops", "g_causal", "local_ms", "l_tflops",
+                "l_causal", "whole_ms", "w_tflops", "w_causal", "g_err", "l_err", "g_lse", "l_lse");
 
     Stream stream;
     const EventPool events(size_t(2 * (options.warmup + options.repeats)));
@@ -674,6 +710,8 @@ int run(const Options& options) {
                   {},
                   DeviceArray<__nv_bfloat16>(shape.q_elements()),
                   DeviceArray<__nv_bfloat16>(shape.q_elements()),
+                  DeviceArray<float>(size_t(tokens) * size_t(options.q_heads)),
+                  DeviceArray<float>(size_t(tokens) * size_t(options.q_heads)),
                   DeviceArray<uint8_t>(size_t(tokens)),
                   DeviceArray<int32_t>(size_t(tokens)),
                   DeviceArray<int32_t>(1),
