@@ -60,7 +60,7 @@ struct Sm90AttentionTraits {
     static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * size_t(kStages) * kTileBytes + 1024;
 
     static_assert(HeadDim == 64 || HeadDim == 128, "head dims 64 and 128");
-    static_assert(kBlockN == 128 || kBlockN == 176, "wgmma shapes for S: n128 and n176");
+    static_assert(kBlockN == 176, "S is issued as wgmma m64n176k16");
     // 227 KB of shared memory per block on sm_90, less about 1 KB of static arrays (row
     // positions and barriers).
     static_assert(kSmemBytes <= 232448 - 1024, "shared memory of one block");
@@ -142,9 +142,8 @@ __global__ void __launch_bounds__(384, 1)
     const int wg_first_key = KeyRange::first_key(params, wg_earliest_position);
     const int wg_latest_first_key = KeyRange::first_key(params, wg_last_key);
     // Tiles start at the block's first key (a tensor copy's coordinates need no alignment): tile
-    // t holds keys key_origin + t * kBlockN ..
+    // t holds keys key_origin + t * kBlockN .. and goes through ring stage t % kStages.
     const int key_origin = block_first_key;
-    const int first_tile = 0;
     const int last_tile = (block_last_key - key_origin) / kBlockN;
 
     if (warpgroup == 0) {
@@ -152,11 +151,11 @@ __global__ void __launch_bounds__(384, 1)
         if (threadIdx.x == 0) {
             prefetch_tensor_map(&k_map);
             prefetch_tensor_map(&v_map);
-            for (int tile = first_tile, i = 0; tile <= last_tile; ++tile, ++i) {
-                const int stage = i % kStages;
+            for (int tile = 0; tile <= last_tile; ++tile) {
+                const int stage = tile % kStages;
                 // The first pass over the ring finds every stage free (parity 1 of a fresh
                 // barrier counts as complete).
-                const uint32_t free_parity = ((i / kStages) & 1) ^ 1;
+                const uint32_t free_parity = ((tile / kStages) & 1) ^ 1;
                 unsigned char* k_stage = k_tiles + stage * Traits::kTileBytes;
                 unsigned char* v_stage = v_tiles + stage * Traits::kTileBytes;
                 mbarrier_wait(&k_empty[stage], free_parity);
@@ -230,12 +229,11 @@ __global__ void __launch_bounds__(384, 1)
 
     // The consumer's own tiles [my_first_tile, my_last_tile] (a contiguous part of the block's
     // range); it releases the other tiles of the ring as soon as they land.
-    const int my_first_tile = max(first_tile, (wg_first_key - key_origin) / kBlockN);
+    const int my_first_tile = max(0, (wg_first_key - key_origin) / kBlockN);
     const int my_last_tile = (wg_last_key - key_origin) / kBlockN;
     const auto pass_over = [&](int tile) {
-        const int i = tile - first_tile;
-        const int stage = i % kStages;
-        const uint32_t parity = (i / kStages) & 1;
+        const int stage = tile % kStages;
+        const uint32_t parity = (tile / kStages) & 1;
         // Even a stage this consumer does not read is released only after it has landed, so
         // that the producer never refills a stage that is still being written.
         mbarrier_wait(&k_full[stage], parity);
@@ -256,11 +254,7 @@ __global__ void __launch_bounds__(384, 1)
                 swizzle128_descriptor(q_address + (k_step / 4) * (kRows * 128) + offset, 16, 1024);
             const uint64_t b = swizzle128_descriptor(
                 k_stage + (k_step / 4) * Traits::kColumnBlockBytes + offset, 16, 1024);
-            if constexpr (kBlockN == 176) {
-                wgmma_ss_m64n176k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
-            } else {
-                wgmma_ss_m64n128k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
-            }
+            wgmma_ss_m64n176k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
         }
         wgmma_commit();
     };
@@ -365,13 +359,12 @@ __global__ void __launch_bounds__(384, 1)
     };
     // Tiles before the consumer's own: none for all-rows query sets (the second consumer's first
     // key is at most 64 keys past the block's), kept for query sets with gaps.
-    for (int tile = first_tile; tile < my_first_tile; ++tile) pass_over_in_turn(tile, false);
+    for (int tile = 0; tile < my_first_tile; ++tile) pass_over_in_turn(tile, false);
     // S = Q K^T of one of the consumer's own tiles alone, in its turn; the K stage released once
     // S is in registers, then the softmax. Returns the tile's stage.
     const auto scores_alone = [&](float(&scores)[kBlockN / 2], int tile, float(&rescale)[2]) {
-        const int i = tile - first_tile;
-        const int stage = i % kStages;
-        mbarrier_wait(&k_full[stage], (i / kStages) & 1);
+        const int stage = tile % kStages;
+        mbarrier_wait(&k_full[stage], (tile / kStages) & 1);
         take_turn();
         issue_scores(scores, stage);
         end_turn(false);
@@ -407,10 +400,9 @@ __global__ void __launch_bounds__(384, 1)
             to_probabilities(scores, p_fragments);
         }
         for (int tile = my_first_tile + 1; tile <= my_last_tile; ++tile) {
-            const int i = tile - first_tile;
-            const int stage = i % kStages;
-            const uint32_t parity = (i / kStages) & 1;
-            const uint32_t previous_parity = ((i - 1) / kStages) & 1;
+            const int stage = tile % kStages;
+            const uint32_t parity = (tile / kStages) & 1;
+            const uint32_t previous_parity = ((tile - 1) / kStages) & 1;
             float scores[kBlockN / 2];
             mbarrier_wait(&k_full[stage], parity);
             mbarrier_wait(&v_full[previous_stage], previous_parity);
@@ -431,8 +423,7 @@ __global__ void __launch_bounds__(384, 1)
             previous_stage = stage;
         }
         {
-            const int i = my_last_tile - first_tile;
-            mbarrier_wait(&v_full[previous_stage], (i / kStages) & 1);
+            mbarrier_wait(&v_full[previous_stage], (my_last_tile / kStages) & 1);
             take_turn();
             rescale_output(rescale);
             pin_registers(out_accumulator);

@@ -98,29 +98,8 @@ __device__ __forceinline__ void pin_registers(float (&values)[N]) {
         "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
         "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
-// D[64 x 128] (+)= A[64 x 16] B[16 x 128]; A and B K-major in shared memory. `accumulate` = 0
+// D[64 x 176] (+)= A[64 x 16] B[16 x 176]; A and B K-major in shared memory. `accumulate` = 0
 // overwrites D.
-template <typename Element>
-__device__ __forceinline__ void wgmma_ss_m64n128k16(float (&d)[64], uint64_t a, uint64_t b,
-                                                    int accumulate) {
-    if constexpr (std::is_same_v<Element, __nv_bfloat16>) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" L2A_WGMMA_ACC64_TEXT
-            "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC64_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
-    } else {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" L2A_WGMMA_ACC64_TEXT
-            "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC64_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
-    }
-}
-
-// D[64 x 176] (+)= A[64 x 16] B[16 x 176]; A and B K-major in shared memory.
 #define L2A_WGMMA_ACC88_TEXT                                                                     \
     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
     "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, " \
