@@ -6,7 +6,8 @@
 // events, warm-up, median.
 //
 //     bench_attention_kernels [--tokens 8192,32768,131072] [--fractions 0,0.1,0.2,0.5,1]
-//                             [--heads 28/4] [--head-dim 128] [--window 4095] [--csv FILE]
+//                             [--heads 28/4] [--head-dim 128] [--window 4095] [--q-scale 1]
+//                             [--csv FILE]
 //
 // L2A_ATTENTION_PATH=mma|wgmma in the environment times one path of the dispatcher.
 
@@ -72,6 +73,7 @@ struct Options {
     int repeats = 10;
     int input_sets = 0;  // 0: chosen from the L2 size
     uint64_t seed = 20261122;
+    double q_scale = 1.0;
     std::string csv_path;
 };
 
@@ -97,6 +99,9 @@ options:
   --sets N           input sets to rotate through (default: 3 when Q+K+V of one set is smaller
                      than 4x the L2 cache, else 1)
   --seed N           seed of inputs and routing                    (default 20261122)
+  --q-scale S        standard deviation of the queries' values     (default 1)
+                     scores spread about S: above 1 the softmax is sharper and a row's
+                     maximum moves more often (trained models' attention is often sharp)
   --csv FILE         also write the table to FILE as CSV
   --help             this text
 
@@ -194,6 +199,14 @@ bool parse_options(int argc, char** argv, Options& options) {
             options.input_sets = static_cast<int>(parse_integer(value, "--sets", 1, 8));
         } else if (flag == "--seed") {
             options.seed = static_cast<uint64_t>(parse_integer(value, "--seed", 0, INT64_MAX));
+        } else if (flag == "--q-scale") {
+            const std::string copy(value);
+            char* end = nullptr;
+            options.q_scale = std::strtod(copy.c_str(), &end);
+            if (copy.empty() || end != copy.c_str() + copy.size() ||
+                !(options.q_scale > 0.0 && options.q_scale <= 64.0)) {
+                throw BenchError("--q-scale: '" + copy + "' is not a number in (0, 64]");
+            }
         } else if (flag == "--csv") {
             options.csv_path = std::string(value);
         } else {
@@ -278,9 +291,10 @@ __host__ __device__ inline uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// Standard normal values (Box-Muller on a counter hash), so scores have unit-scale spread and
-// softmax is neither flat nor one-hot. Generated on the device: 128K tokens of Q is 117M values.
-__global__ void fill_normal_bf16(__nv_bfloat16* out, int64_t count, uint64_t seed) {
+// Normal values of standard deviation `scale` (Box-Muller on a counter hash); at scale 1 scores
+// have unit-scale spread and softmax is neither flat nor one-hot. Generated on the device: 128K
+// tokens of Q is 117M values.
+__global__ void fill_normal_bf16(__nv_bfloat16* out, int64_t count, uint64_t seed, float scale) {
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
          i += stride) {
@@ -288,15 +302,17 @@ __global__ void fill_normal_bf16(__nv_bfloat16* out, int64_t count, uint64_t see
         const float u1 = static_cast<float>((hash >> 40) + 1) * 0x1p-24f;  // (0, 1]
         const float u2 = static_cast<float>((hash >> 16) & 0xffffffull) * 0x1p-24f;
         const float normal = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
-        out[i] = __float2bfloat16_rn(normal);
+        out[i] = __float2bfloat16_rn(normal * scale);
     }
 }
 
-void fill_random(DeviceArray<__nv_bfloat16>& array, uint64_t seed, cudaStream_t stream) {
+void fill_random(DeviceArray<__nv_bfloat16>& array, uint64_t seed, cudaStream_t stream,
+                 double scale = 1.0) {
     const int64_t count = static_cast<int64_t>(array.count());
     const int threads = 256;
     const int blocks = static_cast<int>(std::min<int64_t>((count + threads - 1) / threads, 8192));
-    fill_normal_bf16<<<blocks, threads, 0, stream>>>(array.data(), count, mix64(seed));
+    fill_normal_bf16<<<blocks, threads, 0, stream>>>(array.data(), count, mix64(seed),
+                                                     static_cast<float>(scale));
     BENCH_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -685,9 +701,10 @@ int run(const Options& options) {
                 runtime_version / 1000, (runtime_version % 1000) / 10);
     std::printf(
         "bf16, %d/%d heads, head_dim %d, window %lld, warm-up %d, median of %d, "
-        "seed %llu\n",
+        "seed %llu, q scale %g\n",
         options.q_heads, options.kv_heads, options.head_dim, static_cast<long long>(options.window),
-        options.warmup, options.repeats, static_cast<unsigned long long>(options.seed));
+        options.warmup, options.repeats, static_cast<unsigned long long>(options.seed),
+        options.q_scale);
     // The dispatcher's choice is not visible through the API: report what was asked for
     // (automatic = wgmma on a 9.x device with sm_90a code, else mma.sync).
     const char* path = std::getenv("L2A_ATTENTION_PATH");
@@ -721,7 +738,7 @@ int run(const Options& options) {
                          DeviceArray<__nv_bfloat16>(shape.kv_elements()),
                          DeviceArray<__nv_bfloat16>(shape.kv_elements())};
             const uint64_t base = options.seed ^ mix64(uint64_t(tokens) * 16 + uint64_t(i) * 4);
-            fill_random(set.q, base + 1, stream.get());
+            fill_random(set.q, base + 1, stream.get(), options.q_scale);
             fill_random(set.k, base + 2, stream.get());
             fill_random(set.v, base + 3, stream.get());
             b.sets.push_back(std::move(set));
