@@ -6,14 +6,18 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "l2a/kernels/attention.h"  // ElementType
@@ -146,12 +150,38 @@ public:
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
     cudaStream_t get() const { return stream_; }
+    // Waits for the stream's work; a kernel that has not finished after the limit (a stalled
+    // barrier never returns) ends the process with a line naming the test, since nothing can
+    // stop it from the host. L2A_KERNEL_TEST_LIMIT_S sets the limit (default 120 s; the
+    // sanitizers run kernels many times slower).
     void finish() const {
-        cuda_ok(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        const auto deadline = std::chrono::steady_clock::now() + finish_limit();
+        cudaError_t status = cudaStreamQuery(stream_);
+        while (status == cudaErrorNotReady) {
+            if (std::chrono::steady_clock::now() > deadline) report_stall();
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            status = cudaStreamQuery(stream_);
+        }
+        cuda_ok(status, "the stream's kernels");
         cuda_ok(cudaGetLastError(), "after the kernels");
     }
 
 private:
+    static std::chrono::seconds finish_limit() {
+        const char* text = std::getenv("L2A_KERNEL_TEST_LIMIT_S");
+        const long seconds = text != nullptr ? std::strtol(text, nullptr, 10) : 0;
+        return std::chrono::seconds(seconds > 0 ? seconds : 120);
+    }
+    [[noreturn]] static void report_stall() {
+        const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+        std::fprintf(stderr, "kernel stall: %s%s%s did not finish within %lld s; stopping\n",
+                     test != nullptr ? test->test_suite_name() : "a kernel",
+                     test != nullptr ? "." : "", test != nullptr ? test->name() : "",
+                     static_cast<long long>(finish_limit().count()));
+        std::fflush(stderr);
+        std::_Exit(3);
+    }
+
     cudaStream_t stream_ = nullptr;
 };
 
