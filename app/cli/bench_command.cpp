@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -36,6 +37,7 @@
 #include "l2a/engine/tensor_parallel.h"
 #include "l2a/engine/whatif.h"
 #include "l2a/profiler/cupti_tracer.h"
+#include "l2a/profiler/gpu_clocks.h"
 #include "l2a/profiler/kernel_summary.h"
 #include "l2a/profiler/remote.h"
 #include "l2a/profiler/study.h"
@@ -300,6 +302,10 @@ struct PrefillTiming {
     std::int64_t kernels = 0;  // traced runs: kernels recorded in the last run
     KernelSummary summary;     // traced runs: where the last run's GPU time went
     double last_seconds = 0;   // traced runs: the last run's wall time
+    // Traced runs on a GPU: its SM clock during the last run, overall and in each kernel.
+    ClockStats clocks;
+    std::map<std::string, ClockStats> kernel_clocks;  // by short kernel name
+    std::string clock_source;
 };
 
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
@@ -317,11 +323,17 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
         KernelTracer tracer;
         if (!tracer.active()) fail("--trace", "no kernel tracer: " + tracer.reason());
         hooks.observer = &tracer;
+        if (const auto device = parse_device(options.device); device && device->is_cuda()) {
+            tracer.sample_clocks(cuda_device_info(device->index).pci_bus_id);
+        }
         PrefillResult result = run_prefill(model, tokens, options, hooks);
         const KernelTimeline timeline = tracer.finish(result.ranges);
         t.kernels = static_cast<std::int64_t>(timeline.kernels.size());
         t.summary = summarize_kernels(timeline.kernels, result.ranges);
         t.last_seconds = result.wall_seconds;
+        t.clocks = clock_stats(timeline.clocks);
+        t.kernel_clocks = clock_stats_by_kernel(timeline.kernels, timeline.clocks);
+        t.clock_source = timeline.clock_source;
         return result;
     };
     // A short run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first blocks.
@@ -350,6 +362,30 @@ double seconds_of(std::int64_t ns) { return static_cast<double>(ns) * 1e-9; }
 
 // How many of the kernels that took the most time a traced run's breakdown lists.
 constexpr std::size_t kTracedKernelsListed = 15;
+// Fewer samples inside a kernel than this give it no clock of its own (about 15 ms of calls).
+constexpr std::int64_t kClockSamplesPerKernel = 3;
+
+// The median SM clock of the samples taken inside kernel `name`, "-" with too few.
+std::string kernel_mhz(const PrefillTiming& t, const std::string& name) {
+    const auto it = t.kernel_clocks.find(name);
+    if (it == t.kernel_clocks.end() || it->second.samples < kClockSamplesPerKernel) return "-";
+    return std::to_string(it->second.median_mhz);
+}
+
+// "SM clock (NVML, 5 ms, 1071 samples): median 1755 MHz (1410-1980), power 690 W; held by the
+// power cap in 64% of samples", or why there are no samples.
+std::string clock_line(const PrefillTiming& t) {
+    const ClockStats& c = t.clocks;
+    if (c.samples == 0) return "SM clock: " + t.clock_source;
+    std::string line = "SM clock (NVML, every 5 ms, " + std::to_string(c.samples) +
+                       " samples): median " + std::to_string(c.median_mhz) + " MHz (" +
+                       std::to_string(c.min_mhz) + "-" + std::to_string(c.max_mhz) + ")";
+    if (c.median_watts > 0) line += ", power median " + format_fixed(c.median_watts, 0) + " W";
+    line +=
+        "; held by the power cap in " + format_fixed(c.power_capped * 100.0, 0) + "% of samples";
+    if (c.thermal > 0) line += ", slowed for heat in " + format_fixed(c.thermal * 100.0, 0) + "%";
+    return line;
+}
 
 // Where the last traced run's GPU time went, under its row of the table: the kernels' summed
 // time against the run's wall time, per phase, and the kernels that took the most.
@@ -369,13 +405,15 @@ void print_trace_breakdown(const PrefillTiming& t) {
         if (&p != &s.phases.back()) phases += ",";
     }
     std::printf("%s\n", phases.c_str());
-    std::printf("          %-72s  %7s  %8s  %6s\n", "kernel", "calls", "s", "wall");
+    std::printf("          %s\n", clock_line(t).c_str());
+    std::printf("          %-72s  %7s  %8s  %6s  %6s\n", "kernel", "calls", "s", "wall", "MHz");
     for (std::size_t i = 0; i < std::min(kTracedKernelsListed, s.kernels.size()); ++i) {
         const KernelSummary::Total& k = s.kernels[i];
         std::string name = k.name;
         if (name.size() > 72) name = name.substr(0, 69) + "...";
-        std::printf("          %-72s  %7lld  %8.3f  %6s\n", name.c_str(),
-                    static_cast<long long>(k.calls), seconds_of(k.ns), share(k.ns).c_str());
+        std::printf("          %-72s  %7lld  %8.3f  %6s  %6s\n", name.c_str(),
+                    static_cast<long long>(k.calls), seconds_of(k.ns), share(k.ns).c_str(),
+                    kernel_mhz(t, k.name).c_str());
     }
 }
 
@@ -389,11 +427,26 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
         }
         return out;
     };
+    nlohmann::json kernels = totals(t.summary.kernels, kTracedKernelsListed);
+    for (nlohmann::json& k : kernels) {
+        const std::string mhz = kernel_mhz(t, k["name"].get<std::string>());
+        k["median_sm_mhz"] = mhz == "-" ? nlohmann::json(nullptr) : nlohmann::json(std::stoi(mhz));
+    }
+    const ClockStats& c = t.clocks;
     return {{"wall_seconds", t.last_seconds},
             {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
             {"phases", totals(t.summary.phases, t.summary.phases.size())},
-            {"kernels", totals(t.summary.kernels, kTracedKernelsListed)}};
+            {"kernels", kernels},
+            {"clocks",
+             {{"source", t.clock_source},
+              {"samples", c.samples},
+              {"median_sm_mhz", c.median_mhz},
+              {"min_sm_mhz", c.min_mhz},
+              {"max_sm_mhz", c.max_mhz},
+              {"median_watts", c.median_watts},
+              {"power_capped_share", c.power_capped},
+              {"thermal_share", c.thermal}}}};
 }
 
 // Peak GPU memory; the CPU engine does not track its allocations.

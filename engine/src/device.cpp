@@ -66,6 +66,12 @@ CudaDeviceInfo cuda_device_info(int index) {
     info.compute_minor = properties.minor;
     info.multiprocessors = properties.multiProcessorCount;
     info.total_bytes = static_cast<std::int64_t>(properties.totalGlobalMem);
+    char bus_id[32] = {};
+    if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, index) == cudaSuccess) {
+        info.pci_bus_id = bus_id;
+    } else {
+        (void)cudaGetLastError();
+    }
     c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
     std::size_t free_bytes = 0;
     std::size_t total_bytes = 0;

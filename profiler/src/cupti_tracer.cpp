@@ -8,9 +8,11 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -151,6 +153,8 @@ struct KernelTracer::State {
     int open = 0;             // external ids pushed and not yet popped
     bool collecting = false;  // kinds enabled and the collector installed
     bool finished = false;
+    std::unique_ptr<ClockSampler> clocks;
+    std::string clock_reason = "not asked for";
 };
 
 namespace {
@@ -224,6 +228,17 @@ bool KernelTracer::active() const { return state_ && state_->collecting; }
 
 const std::string& KernelTracer::reason() const { return reason_; }
 
+void KernelTracer::sample_clocks(const std::string& pci_bus_id) {
+    if (!active() || state_->clocks) return;
+    state_->clocks =
+        std::make_unique<ClockSampler>(pci_bus_id, std::chrono::microseconds(5000), [] {
+            std::uint64_t now = 0;
+            cuptiGetTimestamp(&now);
+            return static_cast<std::int64_t>(now);
+        });
+    state_->clock_reason = state_->clocks->reason();
+}
+
 void KernelTracer::on_layer_begin(int layer) {
     if (next_) next_->on_layer_begin(layer);
 }
@@ -273,6 +288,13 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
     }
     stop(*state_);
     state_->finished = true;
+    std::vector<ClockSample> clocks;
+    if (state_->clocks) {
+        clocks = state_->clocks->stop();
+        state_->clocks.reset();
+    }
+    out.clock_source = "not sampled: " + (state_->clock_reason.empty() ? std::string("no samples")
+                                                                       : state_->clock_reason);
     const std::size_t anchors = std::min(state_->anchors.size(), ranges.size());
     if (anchors == 0) {
         out.source = "host timers only: the run reported no ranges";
@@ -321,6 +343,11 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
     auto by_begin = [](const auto& x, const auto& y) { return x.begin_ns < y.begin_ns; };
     std::stable_sort(out.kernels.begin(), out.kernels.end(), by_begin);
     std::stable_sort(out.memory_ops.begin(), out.memory_ops.end(), by_begin);
+    for (ClockSample& sample : clocks) {
+        sample.time_ns = to_ns(static_cast<std::uint64_t>(sample.time_ns));
+        out.clocks.push_back(sample);
+    }
+    if (!out.clocks.empty()) out.clock_source = "nvml";
     c = Collector{};
     out.source = "cupti";
     return out;

@@ -14,8 +14,10 @@ bool KernelTracer::active() const { return false; }
 
 const std::string& KernelTracer::reason() const { return reason_; }
 
+void KernelTracer::sample_clocks(const std::string& /*pci_bus_id*/) {}
+
 KernelTimeline KernelTracer::finish(std::span<const TimedRange> /*ranges*/) {
-    return {{}, {}, "host timers only: " + reason_};
+    return {{}, {}, "host timers only: " + reason_, {}, "not sampled: " + reason_};
 }
 
 void KernelTracer::on_layer_begin(int layer) {

@@ -1049,11 +1049,28 @@ TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
         return contains(k.at("name").get<std::string>(), "attention");
     });
     EXPECT_NE(attention, top.end()) << top;
+    // The GPU's clock while the run went: sampled (NVML, every 5 ms) or a reason why not.
+    const json& clocks = b.at("clocks");
+    const std::string source = clocks.at("source").get<std::string>();
+    if (source == "nvml") {
+        EXPECT_GT(clocks.at("samples").get<std::int64_t>(), 0) << clocks;
+        const auto median = clocks.at("median_sm_mhz").get<std::int64_t>();
+        EXPECT_GE(median, clocks.at("min_sm_mhz").get<std::int64_t>()) << clocks;
+        EXPECT_LE(median, clocks.at("max_sm_mhz").get<std::int64_t>()) << clocks;
+        EXPECT_GT(clocks.at("min_sm_mhz").get<std::int64_t>(), 0) << clocks;
+        EXPECT_GE(clocks.at("power_capped_share").get<double>(), 0.0) << clocks;
+        EXPECT_LE(clocks.at("power_capped_share").get<double>(), 1.0) << clocks;
+    } else {
+        EXPECT_TRUE(source.starts_with("not sampled: ")) << source;
+        EXPECT_EQ(clocks.at("samples"), 0) << clocks;
+    }
+    for (const json& k : top) EXPECT_TRUE(k.contains("median_sm_mhz")) << k;
 
     const Result text = l2a(args, dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(text.out, "last traced run:")) << text.out;
     EXPECT_TRUE(contains(text.out, "by phase: local")) << text.out;
+    EXPECT_TRUE(contains(text.out, "SM clock")) << text.out;
 }
 
 // bench explain: the base run, the lens (its first call and the median) and the oracle, timed.

@@ -1,8 +1,10 @@
 // Where a traced run's GPU time went: kernel time per phase and per kernel (no GPU needed).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <vector>
 
+#include "l2a/profiler/gpu_clocks.h"
 #include "l2a/profiler/kernel_summary.h"
 
 namespace l2a {
@@ -85,6 +87,70 @@ TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
     EXPECT_EQ(s.span_ns, 0);
     EXPECT_TRUE(s.phases.empty());
     EXPECT_TRUE(s.kernels.empty());
+}
+
+ClockSample sample(std::int64_t t, std::uint32_t mhz, std::uint32_t mw, std::uint64_t reasons) {
+    ClockSample s;
+    s.time_ns = t;
+    s.sm_mhz = mhz;
+    s.power_mw = mw;
+    s.reasons = reasons;
+    return s;
+}
+
+TEST(GpuClocks, StatsOfSamples) {
+    const std::vector<ClockSample> samples = {
+        sample(0, 1980, 400000, 0), sample(5, 1500, 700000, kClockReasonPowerCap),
+        sample(10, 1600, 690000, kClockReasonPowerCap | kClockReasonSoftwareThermal),
+        sample(15, 1755, 0, kClockReasonPowerBrake),  // power not readable in this one
+        sample(20, 1410, 650000, kClockReasonIdle)};
+    const ClockStats c = clock_stats(samples);
+    EXPECT_EQ(c.samples, 5);
+    EXPECT_EQ(c.median_mhz, 1600u);
+    EXPECT_EQ(c.min_mhz, 1410u);
+    EXPECT_EQ(c.max_mhz, 1980u);
+    // The median of the four readable powers (400, 650, 690, 700 W): the upper middle one.
+    EXPECT_DOUBLE_EQ(c.median_watts, 690.0);
+    EXPECT_DOUBLE_EQ(c.power_capped, 3.0 / 5.0);  // the software cap twice, the brake once
+    EXPECT_DOUBLE_EQ(c.thermal, 1.0 / 5.0);
+
+    const ClockStats none = clock_stats({});
+    EXPECT_EQ(none.samples, 0);
+    EXPECT_EQ(none.median_mhz, 0u);
+    EXPECT_DOUBLE_EQ(none.power_capped, 0.0);
+}
+
+TEST(GpuClocks, SamplesBelongToTheKernelRunningThenByShortName) {
+    // Two calls of one kernel, a gap, another kernel; samples before, inside, between, after.
+    const std::vector<KernelRecord> kernels = {
+        kernel("void l2a::kernels::attention<1>(int)", 100, 200, -1), kernel("gemm", 200, 300, -1),
+        kernel("void l2a::kernels::attention<1>(int)", 400, 500, -1)};
+    const std::vector<ClockSample> samples = {
+        sample(50, 1000, 0, 0),    // before every kernel
+        sample(100, 1900, 0, 0),   // the first call's begin
+        sample(199, 1800, 0, 0),   // the first call's last nanosecond
+        sample(200, 1500, 0, 0),   // gemm's begin (the attention call has ended)
+        sample(350, 1000, 0, 0),   // between gemm and the second call
+        sample(450, 1700, 0, 0),   // the second call
+        sample(500, 1000, 0, 0)};  // the second call's end: outside
+    const std::map<std::string, ClockStats> by = clock_stats_by_kernel(kernels, samples);
+    ASSERT_EQ(by.size(), 2u);
+    const ClockStats& attention = by.at("attention<1>");
+    EXPECT_EQ(attention.samples, 3);
+    EXPECT_EQ(attention.median_mhz, 1800u);
+    EXPECT_EQ(attention.min_mhz, 1700u);
+    EXPECT_EQ(by.at("gemm").samples, 1);
+    EXPECT_EQ(by.at("gemm").median_mhz, 1500u);
+    EXPECT_TRUE(clock_stats_by_kernel({}, samples).empty());
+}
+
+// A GPU no NVML knows (or a machine without NVML): the sampler never starts and says why.
+TEST(GpuClocks, SamplerOfAnUnknownGpuSaysWhyItDidNotStart) {
+    ClockSampler sampler("0000:ff:1f.7", std::chrono::microseconds(5000),
+                         [] { return std::int64_t{0}; });
+    EXPECT_FALSE(sampler.active());
+    EXPECT_FALSE(sampler.reason().empty());
+    EXPECT_TRUE(sampler.stop().empty());
 }
 
 }  // namespace

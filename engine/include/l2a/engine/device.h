@@ -14,6 +14,7 @@ struct CudaDeviceInfo {
     int multiprocessors = 0;
     std::int64_t total_bytes = 0;
     std::int64_t free_bytes = 0;  // at the time of the call
+    std::string pci_bus_id;       // "0000:1a:00.0", as nvidia-smi and NVML know the GPU
 };
 
 // Whether the engine was compiled with its CUDA path (L2A_WITH_CUDA).

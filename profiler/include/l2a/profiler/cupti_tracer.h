@@ -12,6 +12,7 @@
 #include "l2a/engine/observer.h"
 #include "l2a/engine/prefill.h"
 #include "l2a/engine/profile.h"
+#include "l2a/profiler/gpu_clocks.h"
 
 namespace l2a {
 
@@ -20,6 +21,9 @@ struct KernelTimeline {
     std::vector<KernelRecord> kernels;       // in order of their begin
     std::vector<MemoryOpRecord> memory_ops;  // in order of their begin
     std::string source;  // "cupti", or "host timers only: <why>" (then both lists are empty)
+    // The GPU's clock while the run went (sample_clocks), times in ns since the run start.
+    std::vector<ClockSample> clocks;
+    std::string clock_source;  // "nvml", or "not sampled: <why>"
 };
 
 // A PrefillObserver decorator: pass it as PrefillHooks::observer for one run (it forwards every
@@ -38,6 +42,9 @@ public:
     bool active() const;
     // Why the tracer is not active ("" when it is).
     const std::string& reason() const;
+    // Also samples the SM clock, power and clock-event reasons of the GPU at `pci_bus_id`
+    // every 5 ms until finish(), on the tracer's clock (an active tracer only; once).
+    void sample_clocks(const std::string& pci_bus_id);
 
     // Stops tracing, flushes CUPTI's buffers and converts the records: times to nanoseconds
     // since the run start (anchored on the ranges' host times), each record's range to an index
