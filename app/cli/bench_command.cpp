@@ -365,11 +365,11 @@ constexpr std::size_t kTracedKernelsListed = 15;
 // Fewer samples inside a kernel than this give it no clock of its own (about 15 ms of calls).
 constexpr std::int64_t kClockSamplesPerKernel = 3;
 
-// The median SM clock of the samples taken inside kernel `name`, "-" with too few.
-std::string kernel_mhz(const PrefillTiming& t, const std::string& name) {
+// The median SM clock of the samples taken inside kernel `name`; none with too few.
+std::optional<std::uint32_t> kernel_mhz(const PrefillTiming& t, const std::string& name) {
     const auto it = t.kernel_clocks.find(name);
-    if (it == t.kernel_clocks.end() || it->second.samples < kClockSamplesPerKernel) return "-";
-    return std::to_string(it->second.median_mhz);
+    if (it == t.kernel_clocks.end() || it->second.samples < kClockSamplesPerKernel) return {};
+    return it->second.median_mhz;
 }
 
 // "SM clock (NVML, 5 ms, 1071 samples): median 1755 MHz (1410-1980), power 690 W; held by the
@@ -383,7 +383,9 @@ std::string clock_line(const PrefillTiming& t) {
     if (c.median_watts > 0) line += ", power median " + format_fixed(c.median_watts, 0) + " W";
     line +=
         "; held by the power cap in " + format_fixed(c.power_capped * 100.0, 0) + "% of samples";
-    if (c.thermal > 0) line += ", slowed for heat in " + format_fixed(c.thermal * 100.0, 0) + "%";
+    if (c.slowed > 0) {
+        line += ", slowed by heat or the hardware in " + format_fixed(c.slowed * 100.0, 0) + "%";
+    }
     return line;
 }
 
@@ -413,7 +415,7 @@ void print_trace_breakdown(const PrefillTiming& t) {
         if (name.size() > 72) name = name.substr(0, 69) + "...";
         std::printf("          %-72s  %7lld  %8.3f  %6s  %6s\n", name.c_str(),
                     static_cast<long long>(k.calls), seconds_of(k.ns), share(k.ns).c_str(),
-                    kernel_mhz(t, k.name).c_str());
+                    kernel_mhz(t, k.name) ? std::to_string(*kernel_mhz(t, k.name)).c_str() : "-");
     }
 }
 
@@ -429,10 +431,13 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
     };
     nlohmann::json kernels = totals(t.summary.kernels, kTracedKernelsListed);
     for (nlohmann::json& k : kernels) {
-        const std::string mhz = kernel_mhz(t, k["name"].get<std::string>());
-        k["median_sm_mhz"] = mhz == "-" ? nlohmann::json(nullptr) : nlohmann::json(std::stoi(mhz));
+        const auto mhz = kernel_mhz(t, k["name"].get<std::string>());
+        k["median_sm_mhz"] = mhz ? nlohmann::json(*mhz) : nlohmann::json(nullptr);
     }
     const ClockStats& c = t.clocks;
+    const auto mhz_or_null = [&](std::uint32_t mhz) {
+        return c.samples > 0 ? nlohmann::json(mhz) : nlohmann::json(nullptr);
+    };
     return {{"wall_seconds", t.last_seconds},
             {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
@@ -441,12 +446,12 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
             {"clocks",
              {{"source", t.clock_source},
               {"samples", c.samples},
-              {"median_sm_mhz", c.median_mhz},
-              {"min_sm_mhz", c.min_mhz},
-              {"max_sm_mhz", c.max_mhz},
+              {"median_sm_mhz", mhz_or_null(c.median_mhz)},
+              {"min_sm_mhz", mhz_or_null(c.min_mhz)},
+              {"max_sm_mhz", mhz_or_null(c.max_mhz)},
               {"median_watts", c.median_watts},
               {"power_capped_share", c.power_capped},
-              {"thermal_share", c.thermal}}}};
+              {"slowed_share", c.slowed}}}};
 }
 
 // Peak GPU memory; the CPU engine does not track its allocations.

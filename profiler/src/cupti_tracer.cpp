@@ -286,8 +286,7 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
         out.source = "host timers only: the trace was already collected";
         return out;
     }
-    stop(*state_);
-    state_->finished = true;
+    // The clock first: CUPTI's flush below can take tens of milliseconds of an idle GPU.
     std::vector<ClockSample> clocks;
     if (state_->clocks) {
         clocks = state_->clocks->stop();
@@ -295,9 +294,12 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
     }
     out.clock_source = "not sampled: " + (state_->clock_reason.empty() ? std::string("no samples")
                                                                        : state_->clock_reason);
+    stop(*state_);
+    state_->finished = true;
     const std::size_t anchors = std::min(state_->anchors.size(), ranges.size());
     if (anchors == 0) {
         out.source = "host timers only: the run reported no ranges";
+        out.clock_source = "not sampled: the run reported no ranges";
         return out;
     }
     Collector& c = state_->collector;
@@ -343,11 +345,23 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
     auto by_begin = [](const auto& x, const auto& y) { return x.begin_ns < y.begin_ns; };
     std::stable_sort(out.kernels.begin(), out.kernels.end(), by_begin);
     std::stable_sort(out.memory_ops.begin(), out.memory_ops.end(), by_begin);
+    // Only the samples taken while the run went (not the host's set-up before its first range).
+    std::int64_t run_begin = ranges.front().begin_ns;
+    std::int64_t run_end = ranges.front().end_ns;
+    for (const TimedRange& r : ranges) {
+        run_begin = std::min(run_begin, r.begin_ns);
+        run_end = std::max(run_end, r.end_ns);
+    }
     for (ClockSample& sample : clocks) {
         sample.time_ns = to_ns(static_cast<std::uint64_t>(sample.time_ns));
-        out.clocks.push_back(sample);
+        if (sample.time_ns >= run_begin && sample.time_ns <= run_end) out.clocks.push_back(sample);
     }
-    if (!out.clocks.empty()) out.clock_source = "nvml";
+    out.clock_source = out.clocks.empty() ? "not sampled: no sample fell inside the run" : "nvml";
+    if (clocks.empty()) {
+        out.clock_source =
+            "not sampled: " +
+            (state_->clock_reason.empty() ? std::string("no samples") : state_->clock_reason);
+    }
     c = Collector{};
     out.source = "cupti";
     return out;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -29,7 +30,7 @@ ClockStats clock_stats(std::span<const ClockSample> samples) {
     std::vector<std::uint32_t> mhz;
     std::vector<std::uint32_t> milliwatts;
     std::int64_t capped = 0;
-    std::int64_t thermal = 0;
+    std::int64_t slowed = 0;
     out.min_mhz = samples.front().sm_mhz;
     for (const ClockSample& s : samples) {
         mhz.push_back(s.sm_mhz);
@@ -37,13 +38,16 @@ ClockStats clock_stats(std::span<const ClockSample> samples) {
         out.min_mhz = std::min(out.min_mhz, s.sm_mhz);
         out.max_mhz = std::max(out.max_mhz, s.sm_mhz);
         if (s.reasons & (kClockReasonPowerCap | kClockReasonPowerBrake)) ++capped;
-        if (s.reasons & (kClockReasonSoftwareThermal | kClockReasonHardwareThermal)) ++thermal;
+        if (s.reasons & (kClockReasonSoftwareThermal | kClockReasonHardwareThermal |
+                         kClockReasonHardwareSlowdown)) {
+            ++slowed;
+        }
     }
     out.samples = static_cast<std::int64_t>(samples.size());
     out.median_mhz = median_of(std::move(mhz));
     out.median_watts = static_cast<double>(median_of(std::move(milliwatts))) * 1e-3;
     out.power_capped = static_cast<double>(capped) / static_cast<double>(out.samples);
-    out.thermal = static_cast<double>(thermal) / static_cast<double>(out.samples);
+    out.slowed = static_cast<double>(slowed) / static_cast<double>(out.samples);
     return out;
 }
 
@@ -82,6 +86,7 @@ using HandleByPciFn = int (*)(const char*, NvmlDevice*);
 using ClockFn = int (*)(NvmlDevice, int, unsigned int*);
 using PowerFn = int (*)(NvmlDevice, unsigned int*);
 using ReasonsFn = int (*)(NvmlDevice, unsigned long long*);
+using ErrorStringFn = const char* (*)(int);
 constexpr int kNvmlSuccess = 0;
 constexpr int kNvmlClockSm = 1;
 
@@ -110,7 +115,9 @@ struct ClockSampler::Impl {
 
     void run() {
         std::unique_lock<std::mutex> lock(mutex);
+        auto next = std::chrono::steady_clock::now();
         while (!stopping) {
+            next += period;
             lock.unlock();
             ClockSample s;
             s.time_ns = now();
@@ -121,13 +128,18 @@ struct ClockSampler::Impl {
             if (reasons && reasons(device, &bits) == kNvmlSuccess) s.reasons = bits;
             lock.lock();
             if (s.sm_mhz > 0) samples.push_back(s);
-            wake.wait_for(lock, period, [this] { return stopping; });
+            wake.wait_until(lock, next, [this] { return stopping; });
         }
     }
 };
 
 ClockSampler::ClockSampler(const std::string& pci_bus_id, std::chrono::microseconds period,
                            std::function<std::int64_t()> now) {
+    if (pci_bus_id.empty() || !now) {
+        reason_ =
+            pci_bus_id.empty() ? "the GPU's PCI bus id is unknown" : "no clock to stamp samples";
+        return;
+    }
     auto impl = std::make_unique<Impl>();
     impl->library = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!impl->library) {
@@ -145,27 +157,30 @@ ClockSampler::ClockSampler(const std::string& pci_bus_id, std::chrono::microseco
             reinterpret_cast<ReasonsFn>(symbol("nvmlDeviceGetCurrentClocksThrottleReasons"));
     }
     const auto shutdown = reinterpret_cast<ShutdownFn>(symbol("nvmlShutdown"));
+    const auto error_string = reinterpret_cast<ErrorStringFn>(symbol("nvmlErrorString"));
+    const auto describe = [&](int status) {
+        const char* text = error_string ? error_string(status) : nullptr;
+        return std::string(text ? text : "error") + " (" + std::to_string(status) + ")";
+    };
     if (!init || !by_pci || !impl->clock || !shutdown) {
         reason_ = "NVML lacks the clock functions";
         return;
     }
-    if (init() != kNvmlSuccess) {
-        reason_ = "NVML did not start (no driver?)";
+    if (const int status = init(); status != kNvmlSuccess) {
+        reason_ = "NVML did not start: " + describe(status);
         return;
     }
     impl->shutdown = shutdown;
-    // CUDA names the domain with 4 hex digits, NVML with 8; NVML is asked with both.
-    std::string id = pci_bus_id;
-    if (by_pci(id.c_str(), &impl->device) != kNvmlSuccess) {
-        id = "0000" + pci_bus_id;
-        if (by_pci(id.c_str(), &impl->device) != kNvmlSuccess) {
-            reason_ = "NVML does not know the GPU at PCI bus id '" + pci_bus_id + "'";
-            return;
-        }
+    // NVML reads the id's fields as hex numbers: CUDA's spelling (4-digit domain, upper case)
+    // names the same GPU as its own (8-digit domain).
+    if (const int status = by_pci(pci_bus_id.c_str(), &impl->device); status != kNvmlSuccess) {
+        reason_ =
+            "NVML does not give the GPU at PCI bus id " + pci_bus_id + ": " + describe(status);
+        return;
     }
     unsigned int mhz = 0;
-    if (impl->clock(impl->device, kNvmlClockSm, &mhz) != kNvmlSuccess) {
-        reason_ = "NVML cannot read this GPU's SM clock";
+    if (const int status = impl->clock(impl->device, kNvmlClockSm, &mhz); status != kNvmlSuccess) {
+        reason_ = "NVML cannot read this GPU's SM clock: " + describe(status);
         return;
     }
     impl->now = std::move(now);

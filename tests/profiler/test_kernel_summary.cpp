@@ -100,19 +100,21 @@ ClockSample sample(std::int64_t t, std::uint32_t mhz, std::uint32_t mw, std::uin
 
 TEST(GpuClocks, StatsOfSamples) {
     const std::vector<ClockSample> samples = {
-        sample(0, 1980, 400000, 0), sample(5, 1500, 700000, kClockReasonPowerCap),
+        sample(0, 1980, 400000, 0),
+        sample(5, 1500, 700000, kClockReasonPowerCap),
         sample(10, 1600, 690000, kClockReasonPowerCap | kClockReasonSoftwareThermal),
         sample(15, 1755, 0, kClockReasonPowerBrake),  // power not readable in this one
+        sample(17, 1655, 680000, kClockReasonHardwareSlowdown),
         sample(20, 1410, 650000, kClockReasonIdle)};
     const ClockStats c = clock_stats(samples);
-    EXPECT_EQ(c.samples, 5);
-    EXPECT_EQ(c.median_mhz, 1600u);
+    EXPECT_EQ(c.samples, 6);
+    EXPECT_EQ(c.median_mhz, 1655u);  // of six: the upper middle one
     EXPECT_EQ(c.min_mhz, 1410u);
     EXPECT_EQ(c.max_mhz, 1980u);
-    // The median of the four readable powers (400, 650, 690, 700 W): the upper middle one.
-    EXPECT_DOUBLE_EQ(c.median_watts, 690.0);
-    EXPECT_DOUBLE_EQ(c.power_capped, 3.0 / 5.0);  // the software cap twice, the brake once
-    EXPECT_DOUBLE_EQ(c.thermal, 1.0 / 5.0);
+    // The median of the five readable powers (400, 650, 680, 690, 700 W).
+    EXPECT_DOUBLE_EQ(c.median_watts, 680.0);
+    EXPECT_DOUBLE_EQ(c.power_capped, 3.0 / 6.0);  // the software cap twice, the brake once
+    EXPECT_DOUBLE_EQ(c.slowed, 2.0 / 6.0);        // heat once, a hardware slowdown once
 
     const ClockStats none = clock_stats({});
     EXPECT_EQ(none.samples, 0);
@@ -151,6 +153,13 @@ TEST(GpuClocks, SamplerOfAnUnknownGpuSaysWhyItDidNotStart) {
     EXPECT_FALSE(sampler.active());
     EXPECT_FALSE(sampler.reason().empty());
     EXPECT_TRUE(sampler.stop().empty());
+    // Nothing to name the GPU by, or nothing to stamp the samples with: never starts.
+    ClockSampler unnamed("", std::chrono::microseconds(5000), [] { return std::int64_t{0}; });
+    EXPECT_FALSE(unnamed.active());
+    EXPECT_EQ(unnamed.reason(), "the GPU's PCI bus id is unknown");
+    ClockSampler unstamped("0000:01:00.0", std::chrono::microseconds(5000), {});
+    EXPECT_FALSE(unstamped.active());
+    EXPECT_EQ(unstamped.reason(), "no clock to stamp samples");
 }
 
 }  // namespace

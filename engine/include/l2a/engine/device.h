@@ -14,7 +14,7 @@ struct CudaDeviceInfo {
     int multiprocessors = 0;
     std::int64_t total_bytes = 0;
     std::int64_t free_bytes = 0;  // at the time of the call
-    std::string pci_bus_id;       // "0000:1a:00.0", as nvidia-smi and NVML know the GPU
+    std::string pci_bus_id;       // "0000:1A:00.0" (NVML reads it; nvidia-smi: "00000000:1A:00.0")
 };
 
 // Whether the engine was compiled with its CUDA path (L2A_WITH_CUDA).

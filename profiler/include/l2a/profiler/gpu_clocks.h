@@ -40,7 +40,7 @@ struct ClockStats {
     std::uint32_t max_mhz = 0;
     double median_watts = 0;  // 0 when no sample read the power
     double power_capped = 0;  // share of samples held by the power cap (software or brake)
-    double thermal = 0;       // share of samples slowed for heat (software or hardware)
+    double slowed = 0;  // share slowed for heat (software or hardware) or by a hardware slowdown
 };
 
 // Statistics of `samples` (all zero without samples).
@@ -52,10 +52,11 @@ ClockStats clock_stats(std::span<const ClockSample> samples);
 std::map<std::string, ClockStats> clock_stats_by_kernel(std::span<const KernelRecord> kernels,
                                                         std::span<const ClockSample> samples);
 
-// Samples one GPU, named by its PCI bus id ("0000:1a:00.0", CudaDeviceInfo::pci_bus_id), every
-// `period` on a thread of its own until stop(), each sample stamped by `now` (nanoseconds on any
-// clock the caller can convert). Where NVML (libnvidia-ml.so.1) or the GPU is missing it never
-// starts and reason() says why.
+// Samples one GPU, named by its PCI bus id ("0000:1A:00.0", CudaDeviceInfo::pci_bus_id), every
+// `period` (at least 1 ms) on a thread of its own until stop(), each sample stamped by `now`
+// (nanoseconds on any clock the caller can convert). Where NVML (libnvidia-ml.so.1) or the GPU is
+// missing it never starts and reason() says why. Power is NVML's reading, which on recent GPUs
+// is averaged over about a second.
 class ClockSampler {
 public:
     ClockSampler(const std::string& pci_bus_id, std::chrono::microseconds period,
