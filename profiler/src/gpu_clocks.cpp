@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -141,9 +142,11 @@ ClockSampler::ClockSampler(const std::string& pci_bus_id, std::chrono::microseco
         return;
     }
     auto impl = std::make_unique<Impl>();
-    impl->library = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    const char* path = std::getenv("L2A_NVML_LIBRARY");
+    const std::string library = path != nullptr && path[0] != '\0' ? path : "libnvidia-ml.so.1";
+    impl->library = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!impl->library) {
-        reason_ = "NVML (libnvidia-ml.so.1) is not installed";
+        reason_ = "NVML (" + library + ") is not installed";
         return;
     }
     const auto symbol = [&](const char* name) { return dlsym(impl->library, name); };

@@ -1,7 +1,12 @@
 // Where a traced run's GPU time went: kernel time per phase and per kernel (no GPU needed).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "l2a/profiler/gpu_clocks.h"
@@ -144,6 +149,78 @@ TEST(GpuClocks, SamplesBelongToTheKernelRunningThenByShortName) {
     EXPECT_EQ(by.at("gemm").samples, 1);
     EXPECT_EQ(by.at("gemm").median_mhz, 1500u);
     EXPECT_TRUE(clock_stats_by_kernel({}, samples).empty());
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        setenv(name, value, 1);
+    }
+    ~ScopedEnv() {
+        if (old_) {
+            setenv(name_, old_->c_str(), 1);
+        } else {
+            unsetenv(name_);
+        }
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+// Against the stand-in NVML (fake_nvml.cpp): samples come every period on the sampler's thread,
+// stamped by the caller's clock, with the library's clock, power and reasons; stop() ends it.
+TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
+    const ScopedEnv nvml("L2A_NVML_LIBRARY", L2A_FAKE_NVML);
+    std::atomic<std::int64_t> ticks{0};
+    const auto started = std::chrono::steady_clock::now();
+    ClockSampler sampler("0000:42:00.0", std::chrono::microseconds(2000),
+                         [&] { return ticks.fetch_add(10) + 10; });
+    ASSERT_TRUE(sampler.active()) << sampler.reason();
+    EXPECT_EQ(sampler.reason(), "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    const std::vector<ClockSample> samples = sampler.stop();
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    // One at the start, then one per 2 ms that passed (a late thread catches up, never more).
+    ASSERT_GE(samples.size(), 5u);
+    EXPECT_LE(samples.size(), static_cast<std::size_t>(elapsed / std::chrono::milliseconds(2)) + 1);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+        EXPECT_EQ(samples[i].time_ns, static_cast<std::int64_t>(10 * (i + 1))) << i;
+        EXPECT_GE(samples[i].sm_mhz, 1400u);
+        EXPECT_LE(samples[i].sm_mhz, 1800u);
+        EXPECT_EQ(samples[i].sm_mhz % 100, 0u);
+        EXPECT_EQ(samples[i].power_mw, 650000u);
+        EXPECT_EQ(samples[i].reasons, kClockReasonPowerCap);
+    }
+    // The constructor's check read 1400; the samples continue the sequence from 1500.
+    EXPECT_EQ(samples[0].sm_mhz, 1500u);
+    EXPECT_EQ(samples[1].sm_mhz, 1600u);
+    EXPECT_FALSE(sampler.active());
+    EXPECT_TRUE(sampler.stop().empty());  // once
+    const ClockStats c = clock_stats(samples);
+    EXPECT_DOUBLE_EQ(c.power_capped, 1.0);
+    EXPECT_DOUBLE_EQ(c.median_watts, 650.0);
+
+    // A PCI bus id that library does not know: named, with the library's words for it.
+    ClockSampler other("0000:43:00.0", std::chrono::microseconds(2000),
+                       [] { return std::int64_t{0}; });
+    EXPECT_FALSE(other.active());
+    EXPECT_EQ(other.reason(),
+              "NVML does not give the GPU at PCI bus id 0000:43:00.0: Not Found (6)");
+}
+
+// A library that is not there: the sampler never starts and names it.
+TEST(GpuClocks, SamplerWithoutNvmlSaysSo) {
+    const ScopedEnv nvml("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
+    ClockSampler sampler("0000:42:00.0", std::chrono::microseconds(5000),
+                         [] { return std::int64_t{0}; });
+    EXPECT_FALSE(sampler.active());
+    EXPECT_EQ(sampler.reason(), "NVML (/nonexistent/libnvidia-ml.so.1) is not installed");
 }
 
 // A GPU no NVML knows (or a machine without NVML): the sampler never starts and says why.

@@ -54,9 +54,9 @@ std::map<std::string, ClockStats> clock_stats_by_kernel(std::span<const KernelRe
 
 // Samples one GPU, named by its PCI bus id ("0000:1A:00.0", CudaDeviceInfo::pci_bus_id), every
 // `period` (at least 1 ms) on a thread of its own until stop(), each sample stamped by `now`
-// (nanoseconds on any clock the caller can convert). Where NVML (libnvidia-ml.so.1) or the GPU is
-// missing it never starts and reason() says why. Power is NVML's reading, which on recent GPUs
-// is averaged over about a second.
+// (nanoseconds on any clock the caller can convert). Where NVML (libnvidia-ml.so.1, or the file
+// that L2A_NVML_LIBRARY names) or the GPU is missing it never starts and reason() says why.
+// Power is NVML's reading, which on recent GPUs is averaged over about a second.
 class ClockSampler {
 public:
     ClockSampler(const std::string& pci_bus_id, std::chrono::microseconds period,
