@@ -315,6 +315,11 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
                            const RunOptions& options, std::int64_t repeat, const std::string& what,
                            bool quiet, ProcessGroup* group, bool trace = false) {
     PrefillTiming t;
+    // The GPU whose clock traced runs sample (looked up once, not per run).
+    std::optional<std::string> pci_bus_id;
+    if (const auto device = parse_device(options.device); trace && device && device->is_cuda()) {
+        pci_bus_id = cuda_device_info(device->index).pci_bus_id;
+    }
     auto run = [&](std::span<const std::int32_t> tokens) {
         PrefillHooks hooks;
         hooks.cancel = cancel_flag();
@@ -323,9 +328,7 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
         KernelTracer tracer;
         if (!tracer.active()) fail("--trace", "no kernel tracer: " + tracer.reason());
         hooks.observer = &tracer;
-        if (const auto device = parse_device(options.device); device && device->is_cuda()) {
-            tracer.sample_clocks(cuda_device_info(device->index).pci_bus_id);
-        }
+        if (pci_bus_id) tracer.sample_clocks(*pci_bus_id);
         PrefillResult result = run_prefill(model, tokens, options, hooks);
         const KernelTimeline timeline = tracer.finish(result.ranges);
         t.kernels = static_cast<std::int64_t>(timeline.kernels.size());
@@ -413,9 +416,10 @@ void print_trace_breakdown(const PrefillTiming& t) {
         const KernelSummary::Total& k = s.kernels[i];
         std::string name = k.name;
         if (name.size() > 72) name = name.substr(0, 69) + "...";
+        const auto mhz = kernel_mhz(t, k.name);
         std::printf("          %-72s  %7lld  %8.3f  %6s  %6s\n", name.c_str(),
                     static_cast<long long>(k.calls), seconds_of(k.ns), share(k.ns).c_str(),
-                    kernel_mhz(t, k.name) ? std::to_string(*kernel_mhz(t, k.name)).c_str() : "-");
+                    mhz ? std::to_string(*mhz).c_str() : "-");
     }
 }
 

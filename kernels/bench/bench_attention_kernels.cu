@@ -135,14 +135,20 @@ int64_t parse_integer(std::string_view text, const char* flag, int64_t low, int6
     return value;
 }
 
-double parse_fraction(std::string_view text, const char* flag) {
+// `text` as a number that `accept` takes; otherwise an error naming the flag and `range`.
+template <typename Accept>
+double parse_number(std::string_view text, const char* flag, const char* range, Accept accept) {
     const std::string copy(text);
     char* end = nullptr;
     const double value = std::strtod(copy.c_str(), &end);
-    if (copy.empty() || end != copy.c_str() + copy.size() || !(value >= 0.0 && value <= 1.0)) {
-        throw BenchError(std::string(flag) + ": '" + copy + "' is not a number in [0, 1]");
+    if (copy.empty() || end != copy.c_str() + copy.size() || !accept(value)) {
+        throw BenchError(std::string(flag) + ": '" + copy + "' is not a number in " + range);
     }
     return value;
+}
+
+double parse_fraction(std::string_view text, const char* flag) {
+    return parse_number(text, flag, "[0, 1]", [](double v) { return v >= 0.0 && v <= 1.0; });
 }
 
 std::vector<std::string_view> split(std::string_view text, char separator) {
@@ -200,13 +206,8 @@ bool parse_options(int argc, char** argv, Options& options) {
         } else if (flag == "--seed") {
             options.seed = static_cast<uint64_t>(parse_integer(value, "--seed", 0, INT64_MAX));
         } else if (flag == "--q-scale") {
-            const std::string copy(value);
-            char* end = nullptr;
-            options.q_scale = std::strtod(copy.c_str(), &end);
-            if (copy.empty() || end != copy.c_str() + copy.size() ||
-                !(options.q_scale > 0.0 && options.q_scale <= 64.0)) {
-                throw BenchError("--q-scale: '" + copy + "' is not a number in (0, 64]");
-            }
+            options.q_scale = parse_number(value, "--q-scale", "(0, 64]",
+                                           [](double v) { return v > 0.0 && v <= 64.0; });
         } else if (flag == "--csv") {
             options.csv_path = std::string(value);
         } else {

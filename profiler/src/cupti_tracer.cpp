@@ -356,11 +356,10 @@ KernelTimeline KernelTracer::finish(std::span<const TimedRange> ranges) {
         sample.time_ns = to_ns(static_cast<std::uint64_t>(sample.time_ns));
         if (sample.time_ns >= run_begin && sample.time_ns <= run_end) out.clocks.push_back(sample);
     }
-    out.clock_source = out.clocks.empty() ? "not sampled: no sample fell inside the run" : "nvml";
-    if (clocks.empty()) {
-        out.clock_source =
-            "not sampled: " +
-            (state_->clock_reason.empty() ? std::string("no samples") : state_->clock_reason);
+    if (!out.clocks.empty()) {
+        out.clock_source = "nvml";
+    } else if (!clocks.empty()) {
+        out.clock_source = "not sampled: no sample fell inside the run";
     }
     c = Collector{};
     out.source = "cupti";

@@ -3,14 +3,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "l2a/profiler/gpu_clocks.h"
 #include "l2a/profiler/kernel_summary.h"
+#include "scoped_env.h"
 
 namespace l2a {
 namespace {
@@ -95,12 +94,7 @@ TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
 }
 
 ClockSample sample(std::int64_t t, std::uint32_t mhz, std::uint32_t mw, std::uint64_t reasons) {
-    ClockSample s;
-    s.time_ns = t;
-    s.sm_mhz = mhz;
-    s.power_mw = mw;
-    s.reasons = reasons;
-    return s;
+    return {t, mhz, mw, reasons};
 }
 
 TEST(GpuClocks, StatsOfSamples) {
@@ -151,32 +145,10 @@ TEST(GpuClocks, SamplesBelongToTheKernelRunningThenByShortName) {
     EXPECT_TRUE(clock_stats_by_kernel({}, samples).empty());
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        setenv(name, value, 1);
-    }
-    ~ScopedEnv() {
-        if (old_) {
-            setenv(name_, old_->c_str(), 1);
-        } else {
-            unsetenv(name_);
-        }
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
-
 // Against the stand-in NVML (fake_nvml.cpp): samples come every period on the sampler's thread,
 // stamped by the caller's clock, with the library's clock, power and reasons; stop() ends it.
 TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
-    const ScopedEnv nvml("L2A_NVML_LIBRARY", L2A_FAKE_NVML);
+    const test::ScopedEnv nvml("L2A_NVML_LIBRARY", L2A_FAKE_NVML);
     std::atomic<std::int64_t> ticks{0};
     const auto started = std::chrono::steady_clock::now();
     ClockSampler sampler("0000:42:00.0", std::chrono::microseconds(2000),
@@ -216,7 +188,7 @@ TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
 
 // A library that is not there: the sampler never starts and names it.
 TEST(GpuClocks, SamplerWithoutNvmlSaysSo) {
-    const ScopedEnv nvml("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
+    const test::ScopedEnv nvml("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
     ClockSampler sampler("0000:42:00.0", std::chrono::microseconds(5000),
                          [] { return std::int64_t{0}; });
     EXPECT_FALSE(sampler.active());
