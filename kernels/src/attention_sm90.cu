@@ -60,7 +60,7 @@ bool encode_kv_map(CUtensorMap* map, const void* data, const AttentionShape& sha
 template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly>
 void launch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
             const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream) {
-    using Traits = Sm90AttentionTraits<HeadDim>;
+    using Traits = Sm90TraitsFor<HeadDim, KeyRange>;
     const auto kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, LseOnly>;
     const std::string name = std::string("attention_sm90_kernel<") + ElementOps<Element>::kName +
                              ", D=" + std::to_string(HeadDim) + ", " + QuerySet::kName +
@@ -182,8 +182,7 @@ void launch_for_shape(const std::string& where, const AttentionShape& shape,
 template <typename QuerySet, typename KeyRange>
 bool sm90_attention_launch(const std::string& where, const AttentionShape& shape,
                            const AttentionParams& params, cudaStream_t stream, bool lse_only) {
-    constexpr int kBlockN = Sm90AttentionTraits<128>::kBlockN;
-    static_assert(kBlockN == Sm90AttentionTraits<64>::kBlockN, "one box shape for both dims");
+    constexpr int kBlockN = kSm90BlockN<KeyRange>;  // one box shape for both head dims
     CUtensorMap k_map;
     CUtensorMap v_map;
     if (!encode_kv_map(&k_map, params.k, shape, params.k_token_stride, params.k_head_stride,

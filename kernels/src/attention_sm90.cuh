@@ -34,16 +34,16 @@
 
 namespace l2a::kernels::detail {
 
-// Key tiles of 176 (FlashAttention-3 uses them for D = 128 without a causal mask; here for every
-// key range and both head dims): fewer tiles per row than 128, so fewer barrier waits, row
-// maxima and turn hand-overs per key (kernels/NOTES.md v12-v13: global -4.5%, 100% routed
-// -5.5%, local -3% at 128K). Tiles start at the block's first key, so a window of W keys and 128
-// rows takes ceil((W + 127) / 176) tiles wherever it begins (fewer where it is cut at key 0).
-template <int HeadDim>
+// Key tiles of BlockN keys (176 or 192; kSm90BlockN below picks one per key range): fewer tiles
+// per row than 128, so fewer barrier waits, row maxima and turn hand-overs per key
+// (kernels/NOTES.md v12-v13: 176 against 128, global -4.5%, 100% routed -5.5%, local -3% at
+// 128K). Tiles start at the block's first key, so a window of W keys and 128 rows takes
+// ceil((W + 127) / BlockN) tiles wherever it begins (fewer where it is cut at key 0).
+template <int HeadDim, int BlockN = 176>
 struct Sm90AttentionTraits {
     static constexpr int kHeadDim = HeadDim;
     static constexpr int kBlockM = 128;
-    static constexpr int kBlockN = 176;
+    static constexpr int kBlockN = BlockN;
     static constexpr int kConsumerRows = 64;  // rows per consumer warpgroup
     static constexpr int kThreads = 384;
     static constexpr int kConsumerThreads = 256;
@@ -60,11 +60,20 @@ struct Sm90AttentionTraits {
     static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * size_t(kStages) * kTileBytes + 1024;
 
     static_assert(HeadDim == 64 || HeadDim == 128, "head dims 64 and 128");
-    static_assert(kBlockN == 176, "S is issued as wgmma m64n176k16");
+    static_assert(kBlockN == 176 || kBlockN == 192, "S is issued as wgmma m64n176k16 or n192k16");
     // 227 KB of shared memory per block on sm_90, less about 1 KB of static arrays (row
     // positions and barriers).
     static_assert(kSmemBytes <= 232448 - 1024, "shared memory of one block");
 };
+
+// The key tile width of a key range: 192 for causal ranges (the routed part; 1.3% faster than
+// 176 at 128K, kernels/NOTES.md v13b), 176 for windows, whose masked first and last tiles grow
+// with the tile (192 made them 2% slower).
+template <typename KeyRange>
+inline constexpr int kSm90BlockN = std::is_same_v<KeyRange, CausalKeys> ? 192 : 176;
+
+template <int HeadDim, typename KeyRange>
+using Sm90TraitsFor = Sm90AttentionTraits<HeadDim, kSm90BlockN<KeyRange>>;
 
 // Byte offset of element (row, column) in a 128-byte-swizzled tile of `rows` rows.
 __device__ __forceinline__ uint32_t swizzled_offset(int row, int column, int rows) {
@@ -85,7 +94,7 @@ __global__ void __launch_bounds__(384, 1)
                           const __grid_constant__ CUtensorMap k_map,
                           const __grid_constant__ CUtensorMap v_map, int q_heads) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using Traits = Sm90AttentionTraits<HeadDim>;
+    using Traits = Sm90TraitsFor<HeadDim, KeyRange>;
     using Ops = ElementOps<Element>;
     constexpr int kBlockM = Traits::kBlockM;
     constexpr int kBlockN = Traits::kBlockN;
@@ -254,7 +263,11 @@ __global__ void __launch_bounds__(384, 1)
                 swizzle128_descriptor(q_address + (k_step / 4) * (kRows * 128) + offset, 16, 1024);
             const uint64_t b = swizzle128_descriptor(
                 k_stage + (k_step / 4) * Traits::kColumnBlockBytes + offset, 16, 1024);
-            wgmma_ss_m64n176k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
+            if constexpr (kBlockN == 192) {
+                wgmma_ss_m64n192k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
+            } else {
+                wgmma_ss_m64n176k16<Element>(scores, a, b, k_step > 0 ? 1 : 0);
+            }
         }
         wgmma_commit();
     };
