@@ -7,16 +7,17 @@
 //     copy engine, each K or V tile completing on its own mbarrier ("full"); it refills a K or
 //     V slot once both consumers have released it (an "empty" mbarrier per slot);
 //   - warpgroups 1 and 2 are consumers of 64 query rows each: S = Q K^T with wgmma from shared
-//     memory (m64n176k16), masking and online softmax on the fp32 accumulators, P converted in
-//     registers and used as the A operand of O += P V (m64nDk16, V read transposed). A row's
-//     reference maximum moves only when the row's maximum grows by more than 2^8, so that
-//     most tiles leave O's scale alone (probabilities stay <= 256; the final division by the
-//     row sum, taken against the same reference, is unchanged).
-//     Each consumer pipelines its tiles (S of tile j and P V of tile j - 1 in flight together,
-//     the softmax of tile j under the P V), and the two consumers take turns issuing their
-//     matrix products (ping-pong on named barriers), as in FlashAttention-3.
+//     memory (m64n192k16 for causal key ranges, m64n176k16 for windows), masking and online softmax
+//     on the fp32 accumulators, P converted in registers and used as the A operand of O += P V
+//     (m64nDk16, V read transposed). A row's reference maximum moves only when the row's maximum
+//     grows by more than 2^8, so that most tiles leave O's scale alone (probabilities stay <= 256;
+//     the final division by the row sum, taken against the same reference, is unchanged). Each
+//     consumer pipelines its tiles (S of tile j and P V of tile j - 1 in flight together, the
+//     softmax of tile j under the P V), and the two consumers take turns issuing their matrix
+//     products (ping-pong on named barriers), as in FlashAttention-3.
 // The producer gives most of its registers to the consumers (setmaxnreg 24 / 240 of the 168 a
-// thread starts with): a consumer thread holds 88 S and D/2 O accumulators and 44 P registers.
+// thread starts with): a consumer thread holds kBlockN / 2 S and D / 2 O accumulators and
+// kBlockN / 4 P registers (96, 64 and 48 with 192-key tiles at D = 128).
 //
 // Q rows are gathered (routed rows are not contiguous) by the consumers themselves with
 // cp.async into the swizzled layout; K and V are contiguous token ranges of one kv head, read
@@ -47,10 +48,10 @@ struct Sm90AttentionTraits {
     static constexpr int kConsumerRows = 64;  // rows per consumer warpgroup
     static constexpr int kThreads = 384;
     static constexpr int kConsumerThreads = 256;
-    // 176 keys x D: 44 KB per K or V tile at D = 128, 22 KB at D = 64. K and V stages are
-    // released separately, so two D = 128 stages keep the copies ahead (with 128-key tiles
-    // three measured no faster, kernels/NOTES.md v6a); with 176-key tiles two (D = 128) and
-    // four (D = 64) are also the most that fit in 227 KB.
+    // 176 keys x D: 44 KB per K or V tile at D = 128, 22 KB at D = 64 (192 keys: 48 and 24 KB).
+    // K and V stages are released separately, so two D = 128 stages keep the copies ahead (with
+    // 128-key tiles three measured no faster, kernels/NOTES.md v6a); with 176- or 192-key tiles
+    // two (D = 128) and four (D = 64) are also the most that fit in 227 KB.
     static constexpr int kStages = HeadDim == 128 ? 2 : 4;
     static constexpr int kColumnBlocks = HeadDim / 64;  // 128-byte column blocks per row
     static constexpr uint32_t kQBytes = kBlockM * HeadDim * 2;
@@ -66,9 +67,9 @@ struct Sm90AttentionTraits {
     static_assert(kSmemBytes <= 232448 - 1024, "shared memory of one block");
 };
 
-// The key tile width of a key range: 192 for causal ranges (the routed part; 1.3% faster than
-// 176 at 128K, kernels/NOTES.md v13b), 176 for windows, whose masked first and last tiles grow
-// with the tile (192 made them 2% slower).
+// The key tile width of a key range: 192 for causal ranges (the routed part: 0.3-1.3% faster
+// than 176 at 128K and 20% routed, up to 1.7% at 100%, kernels/NOTES.md v13e), 176 for windows,
+// whose masked first and last tiles grow with the tile (192 made them 2% slower, v13b).
 template <typename KeyRange>
 inline constexpr int kSm90BlockN = std::is_same_v<KeyRange, CausalKeys> ? 192 : 176;
 
