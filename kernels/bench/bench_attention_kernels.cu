@@ -118,6 +118,8 @@ columns (ms are medians; TFLOP/s count multiply and add as 2 FLOPs):
   whole_ms   global + local back to back
   w_tflops   (global + local FLOPs) / whole_ms
   w_causal   full causal FLOPs / whole_ms: the speed full causal attention would need to match
+  wg_ms      the global part inside whole_ms (an event between the two parts; medians of each
+  wl_ms      the local part inside whole_ms   part, so wg_ms + wl_ms need not equal whole_ms)
   g_err      largest relative error of the checked global rows (L2 norm over head_dim)
   l_err      same for the checked local rows
   g_lse      largest absolute error of the checked global rows' log-sum-exp (natural log)
@@ -610,29 +612,55 @@ CheckResult check_once(const Buffers& b, const HostKeysValues& kv,
 
 // ---- timing ---------------------------------------------------------------------------------
 
-// Runs `launch(set)` warm-up + repeats times back to back, rotating through the input sets, and
-// returns the median event time of the timed runs in ms. Everything is enqueued before the one
-// synchronization, so the GPU never waits for the host and launch latency is not timed.
-template <typename Launch>
-double median_ms(const Buffers& b, int warmup, int repeats, const EventPool& events,
-                 cudaStream_t stream, Launch&& launch) {
-    const int runs = warmup + repeats;
-    for (int i = 0; i < runs; ++i) {
-        BENCH_CUDA_CHECK(cudaEventRecord(events[size_t(2 * i)], stream));
-        launch(b.sets[size_t(i) % b.sets.size()]);
-        BENCH_CUDA_CHECK(cudaEventRecord(events[size_t(2 * i + 1)], stream));
-    }
-    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
-    std::vector<double> times;
-    for (int i = warmup; i < runs; ++i) {
-        float ms = 0.0f;
-        BENCH_CUDA_CHECK(
-            cudaEventElapsedTime(&ms, events[size_t(2 * i)], events[size_t(2 * i + 1)]));
-        times.push_back(ms);
-    }
+double median(std::vector<double> times) {
     std::sort(times.begin(), times.end());
     const size_t middle = times.size() / 2;
     return times.size() % 2 == 1 ? times[middle] : 0.5 * (times[middle - 1] + times[middle]);
+}
+
+// Median times in ms of a run of two parts: the first part, the second, and the whole run.
+struct SplitTimes {
+    double first_ms, second_ms, whole_ms;
+};
+
+// Runs `first(set)` then `second(set)` warm-up + repeats times back to back, rotating through
+// the input sets, with an event before, between and after the two parts, and returns the medians
+// of the timed runs. Everything is enqueued before the one synchronization, so the GPU never
+// waits for the host and launch latency is not timed.
+template <typename First, typename Second>
+SplitTimes median_split_ms(const Buffers& b, int warmup, int repeats, const EventPool& events,
+                           cudaStream_t stream, First&& first, Second&& second) {
+    const int runs = warmup + repeats;
+    for (int i = 0; i < runs; ++i) {
+        const InputSet& set = b.sets[size_t(i) % b.sets.size()];
+        BENCH_CUDA_CHECK(cudaEventRecord(events[size_t(3 * i)], stream));
+        first(set);
+        BENCH_CUDA_CHECK(cudaEventRecord(events[size_t(3 * i + 1)], stream));
+        second(set);
+        BENCH_CUDA_CHECK(cudaEventRecord(events[size_t(3 * i + 2)], stream));
+    }
+    BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<double> firsts, seconds, wholes;
+    const auto elapsed = [&](size_t from, size_t to) {
+        float ms = 0.0f;
+        BENCH_CUDA_CHECK(cudaEventElapsedTime(&ms, events[from], events[to]));
+        return double(ms);
+    };
+    for (int i = warmup; i < runs; ++i) {
+        const size_t e = size_t(3 * i);
+        firsts.push_back(elapsed(e, e + 1));
+        seconds.push_back(elapsed(e + 1, e + 2));
+        wholes.push_back(elapsed(e, e + 2));
+    }
+    return {median(std::move(firsts)), median(std::move(seconds)), median(std::move(wholes))};
+}
+
+// The median time in ms of `launch(set)` alone, run as median_split_ms runs its parts.
+template <typename Launch>
+double median_ms(const Buffers& b, int warmup, int repeats, const EventPool& events,
+                 cudaStream_t stream, Launch&& launch) {
+    return median_split_ms(b, warmup, repeats, events, stream, launch, [](const InputSet&) {})
+        .whole_ms;
 }
 
 // ---- main -----------------------------------------------------------------------------------
@@ -644,28 +672,31 @@ struct Row {
     double global_ms, global_tflops, global_causal;
     double local_ms, local_tflops, local_causal;
     double whole_ms, whole_tflops, whole_causal;
+    double whole_global_ms, whole_local_ms;
     CheckResult check;
 };
 
 void print_row(const Row& r) {
     std::printf(
-        "%8lld %6.2f %8zu %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f"
+        "%8lld %6.2f %8zu %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %10.3f %8.1f %8.1f %8.3f %8.3f"
         " %8.1e %8.1e %8.1e %8.1e\n",
         static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms, r.global_tflops,
         r.global_causal, r.local_ms, r.local_tflops, r.local_causal, r.whole_ms, r.whole_tflops,
-        r.whole_causal, r.check.global_error, r.check.local_error, r.check.global_lse_error,
-        r.check.local_lse_error);
+        r.whole_causal, r.whole_global_ms, r.whole_local_ms, r.check.global_error,
+        r.check.local_error, r.check.global_lse_error, r.check.local_lse_error);
     std::fflush(stdout);
 }
 
 void write_csv_row(std::ofstream& csv, const Row& r) {
     char line[512];
     std::snprintf(line, sizeof(line),
-                  "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.3e,%.3e,%.3e,%.3e\n",
+                  "%lld,%g,%zu,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.2f,%.2f,%.4f,%.4f,%.3e,%.3e,"
+                  "%.3e,%.3e\n",
                   static_cast<long long>(r.tokens), r.fraction, r.count, r.global_ms,
                   r.global_tflops, r.global_causal, r.local_ms, r.local_tflops, r.local_causal,
-                  r.whole_ms, r.whole_tflops, r.whole_causal, r.check.global_error,
-                  r.check.local_error, r.check.global_lse_error, r.check.local_lse_error);
+                  r.whole_ms, r.whole_tflops, r.whole_causal, r.whole_global_ms, r.whole_local_ms,
+                  r.check.global_error, r.check.local_error, r.check.global_lse_error,
+                  r.check.local_lse_error);
     csv << line << std::flush;
     if (!csv) throw BenchError("--csv: writing failed");
 }
@@ -693,7 +724,8 @@ int run(const Options& options) {
         csv << "tokens,routed_fraction,routed_count,global_ms,global_tflops,"
                "global_causal_equivalent_tflops,local_ms,local_tflops,"
                "local_causal_equivalent_tflops,whole_ms,whole_tflops,"
-               "whole_causal_equivalent_tflops,global_max_rel_err,local_max_rel_err,"
+               "whole_causal_equivalent_tflops,whole_global_ms,whole_local_ms,"
+               "global_max_rel_err,local_max_rel_err,"
                "global_max_lse_err,local_max_lse_err\n";
     }
 
@@ -711,12 +743,13 @@ int run(const Options& options) {
     const char* path = std::getenv("L2A_ATTENTION_PATH");
     std::printf("L2A_ATTENTION_PATH=%s\n",
                 path != nullptr && path[0] != '\0' ? path : "(automatic)");
-    std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s %8s %8s\n", "tokens",
-                "routed", "count", "global_ms", "g_tflops", "g_causal", "local_ms", "l_tflops",
-                "l_causal", "whole_ms", "w_tflops", "w_causal", "g_err", "l_err", "g_lse", "l_lse");
+    std::printf("%8s %6s %8s %10s %8s %8s %10s %8s %8s %10s %8s %8s %8s %8s %8s %8s %8s %8s\n",
+                "tokens", "routed", "count", "global_ms", "g_tflops", "g_causal", "local_ms",
+                "l_tflops", "l_causal", "whole_ms", "w_tflops", "w_causal", "wg_ms", "wl_ms",
+                "g_err", "l_err", "g_lse", "l_lse");
 
     Stream stream;
-    const EventPool events(size_t(2 * (options.warmup + options.repeats)));
+    const EventPool events(size_t(3 * (options.warmup + options.repeats)));
     for (const int64_t tokens : options.tokens) {
         const Shape shape{tokens, options.q_heads, options.kv_heads, options.head_dim,
                           options.window};
@@ -783,11 +816,13 @@ int run(const Options& options) {
                                       [&](const InputSet& in) { run_global(b, in, s); });
             row.local_ms = median_ms(b, options.warmup, options.repeats, events, s,
                                      [&](const InputSet& in) { run_local(b, in, s); });
-            row.whole_ms =
-                median_ms(b, options.warmup, options.repeats, events, s, [&](const InputSet& in) {
-                    run_global(b, in, s);
-                    run_local(b, in, s);
-                });
+            const SplitTimes whole = median_split_ms(
+                b, options.warmup, options.repeats, events, s,
+                [&](const InputSet& in) { run_global(b, in, s); },
+                [&](const InputSet& in) { run_local(b, in, s); });
+            row.whole_ms = whole.whole_ms;
+            row.whole_global_ms = whole.first_ms;
+            row.whole_local_ms = whole.second_ms;
             row.global_tflops = tflops(global, row.global_ms);
             row.global_causal = tflops(causal, row.global_ms);
             row.local_tflops = tflops(local, row.local_ms);
