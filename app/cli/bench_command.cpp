@@ -302,11 +302,38 @@ struct PrefillTiming {
     std::int64_t kernels = 0;  // traced runs: kernels recorded in the last run
     KernelSummary summary;     // traced runs: where the last run's GPU time went
     double last_seconds = 0;   // traced runs: the last run's wall time
-    // Traced runs on a GPU: its SM clock during the last run, overall and in each kernel.
+    // Runs on a GPU: its SM clock during the timed runs (traced: during the last run), and in
+    // each kernel of a traced run. Under the power cap the clock moves between runs and machines,
+    // and a run's time with it.
     ClockStats clocks;
     std::map<std::string, ClockStats> kernel_clocks;  // by short kernel name
-    std::string clock_source;
+    std::string clock_source;                         // "nvml", or "not sampled: <why>"
 };
+
+// How often the GPU's clock is sampled while a benchmark runs.
+constexpr std::chrono::microseconds kClockPeriod{5000};
+
+// Samples the SM clock of GPU `pci_bus_id` while `work()` runs (untraced runs: the kernel tracer
+// samples its own), keeping the samples taken between its start and end; `source` becomes why
+// there are none when NVML cannot sample.
+template <typename Work>
+auto sample_clocks_around(const std::string& pci_bus_id, std::vector<ClockSample>& samples,
+                          std::string& source, Work&& work) {
+    const auto now = [] {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    };
+    ClockSampler sampler(pci_bus_id, kClockPeriod, now);
+    if (!sampler.active()) source = "not sampled: " + sampler.reason();
+    const std::int64_t begin = now();
+    auto result = work();
+    const std::int64_t end = now();
+    for (const ClockSample& sample : sampler.stop()) {
+        if (sample.time_ns >= begin && sample.time_ns <= end) samples.push_back(sample);
+    }
+    return result;
+}
 
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
 // kernel tracer; its flush and conversion after the run are not timed. `group`: tensor parallel
@@ -315,9 +342,9 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
                            const RunOptions& options, std::int64_t repeat, const std::string& what,
                            bool quiet, ProcessGroup* group, bool trace = false) {
     PrefillTiming t;
-    // The GPU whose clock traced runs sample (looked up once, not per run).
+    // The GPU whose clock the runs sample (looked up once, not per run).
     std::optional<std::string> pci_bus_id;
-    if (const auto device = parse_device(options.device); trace && device && device->is_cuda()) {
+    if (const auto device = parse_device(options.device); device && device->is_cuda()) {
         pci_bus_id = cuda_device_info(device->index).pci_bus_id;
     }
     auto run = [&](std::span<const std::int32_t> tokens) {
@@ -344,16 +371,25 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
     if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
     run(input.subspan(0, warm));
     std::vector<double> seconds;
+    std::vector<ClockSample> clocks;  // untraced runs on a GPU: every timed run's samples
+    if (!trace) t.clock_source = pci_bus_id ? "not sampled: no sample fell inside the runs" : "";
     for (std::int64_t r = 0; r < repeat; ++r) {
         throw_if_cancelled();
         if (!quiet) {
             std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
                          static_cast<long long>(r + 1), static_cast<long long>(repeat));
         }
-        const PrefillResult result = run(input);
+        const PrefillResult result = !trace && pci_bus_id
+                                         ? sample_clocks_around(*pci_bus_id, clocks, t.clock_source,
+                                                                [&] { return run(input); })
+                                         : run(input);
         seconds.push_back(result.wall_seconds);
         t.peak_device_bytes = std::max(t.peak_device_bytes, result.peak_device_bytes);
         t.routed = routed_share(result);
+    }
+    if (!clocks.empty()) {
+        t.clocks = clock_stats(clocks);
+        t.clock_source = "nvml";
     }
     t.median_seconds = median_of(seconds);
     t.best_seconds = *std::min_element(seconds.begin(), seconds.end());
@@ -423,6 +459,22 @@ void print_trace_breakdown(const PrefillTiming& t) {
     }
 }
 
+// The SM clock of a timing's runs: where it came from, and its statistics.
+nlohmann::json clocks_json(const PrefillTiming& t) {
+    const ClockStats& c = t.clocks;
+    const auto mhz_or_null = [&](std::uint32_t mhz) {
+        return c.samples > 0 ? nlohmann::json(mhz) : nlohmann::json(nullptr);
+    };
+    return {{"source", t.clock_source},
+            {"samples", c.samples},
+            {"median_sm_mhz", mhz_or_null(c.median_mhz)},
+            {"min_sm_mhz", mhz_or_null(c.min_mhz)},
+            {"max_sm_mhz", mhz_or_null(c.max_mhz)},
+            {"median_watts", c.median_watts},
+            {"power_capped_share", c.power_capped},
+            {"slowed_share", c.slowed}};
+}
+
 nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
     const auto totals = [](const std::vector<KernelSummary::Total>& list, std::size_t most) {
         nlohmann::json out = nlohmann::json::array();
@@ -438,24 +490,12 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
         const auto mhz = kernel_mhz(t, k["name"].get<std::string>());
         k["median_sm_mhz"] = mhz ? nlohmann::json(*mhz) : nlohmann::json(nullptr);
     }
-    const ClockStats& c = t.clocks;
-    const auto mhz_or_null = [&](std::uint32_t mhz) {
-        return c.samples > 0 ? nlohmann::json(mhz) : nlohmann::json(nullptr);
-    };
     return {{"wall_seconds", t.last_seconds},
             {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
             {"phases", totals(t.summary.phases, t.summary.phases.size())},
             {"kernels", kernels},
-            {"clocks",
-             {{"source", t.clock_source},
-              {"samples", c.samples},
-              {"median_sm_mhz", mhz_or_null(c.median_mhz)},
-              {"min_sm_mhz", mhz_or_null(c.min_mhz)},
-              {"max_sm_mhz", mhz_or_null(c.max_mhz)},
-              {"median_watts", c.median_watts},
-              {"power_capped_share", c.power_capped},
-              {"slowed_share", c.slowed}}}};
+            {"clocks", clocks_json(t)}};
 }
 
 // Peak GPU memory; the CPU engine does not track its allocations.
@@ -638,11 +678,13 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                             {"ours_global_fraction", a.routed},
                             {"ours_peak_device_bytes", ours_peak},
                             {"ranks", ranks_json(peaks, with_base)}});
+            if (!cpu) rows.back()["ours_clocks"] = clocks_json(a);
             if (with_base) {
                 rows.back()["base_median_seconds"] = b.median_seconds;
                 rows.back()["base_best_seconds"] = b.best_seconds;
                 rows.back()["base_over_ours"] = ratio;
                 rows.back()["base_peak_device_bytes"] = base_peak;
+                if (!cpu) rows.back()["base_clocks"] = clocks_json(b);
             }
             if (trace) {
                 rows.back()["ours_traced_median_seconds"] = traced.median_seconds;
@@ -662,6 +704,11 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                             static_cast<long long>(traced.kernels));
             }
             std::printf("\n");
+            // The clock the timed runs ran at (this process's GPU with tensor parallel).
+            if (!cpu) {
+                std::printf("          ours: %s\n", clock_line(a).c_str());
+                if (with_base) std::printf("          base: %s\n", clock_line(b).c_str());
+            }
             if (trace) print_trace_breakdown(traced);
             // Tensor parallel: each rank's peaks under its row.
             for (std::size_t r = 0; tensor_parallel > 1 && r < peaks.rss_mib.size(); ++r) {

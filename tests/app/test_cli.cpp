@@ -1000,6 +1000,7 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
         EXPECT_FALSE(row.contains("base_median_seconds")) << row;
         EXPECT_FALSE(row.contains("base_over_ours")) << row;
         EXPECT_FALSE(row["ranks"][0].contains("base_peak_device_bytes")) << row;
+        EXPECT_FALSE(row.contains("ours_clocks")) << "a CPU has no SM clock to sample: " << row;
     }
     const Result text =
         l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
@@ -1007,6 +1008,47 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
             dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(text.out, "base: not run (--no-base)")) << text.out;
+    EXPECT_FALSE(contains(text.out, "SM clock")) << text.out;
+}
+
+// A bench's "clocks" object: sampled through NVML and consistent, or a reason why not.
+void expect_clocks(const json& clocks) {
+    const std::string source = clocks.at("source").get<std::string>();
+    if (source == "nvml") {
+        EXPECT_GT(clocks.at("samples").get<std::int64_t>(), 0) << clocks;
+        const auto median = clocks.at("median_sm_mhz").get<std::int64_t>();
+        EXPECT_GE(median, clocks.at("min_sm_mhz").get<std::int64_t>()) << clocks;
+        EXPECT_LE(median, clocks.at("max_sm_mhz").get<std::int64_t>()) << clocks;
+        EXPECT_GT(clocks.at("min_sm_mhz").get<std::int64_t>(), 0) << clocks;
+        EXPECT_GE(clocks.at("power_capped_share").get<double>(), 0.0) << clocks;
+        EXPECT_LE(clocks.at("power_capped_share").get<double>(), 1.0) << clocks;
+    } else {
+        EXPECT_TRUE(source.starts_with("not sampled: ")) << source;
+        EXPECT_EQ(clocks.at("samples"), 0) << clocks;
+    }
+}
+
+// On a GPU the timed runs of ours and of the base report the SM clock they ran at (under the
+// power cap it moves between runs, and the times with it). Needs a GPU; skips without.
+TEST_F(Cli, BenchPrefillSaysTheClockItRanAt) {
+    if (l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status != 0) {
+        GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    }
+    const std::string args =
+        "bench prefill --shape qwen2.5-0.5b --device cuda --window 32 --tokens 16384 --repeat 2 "
+        "--quiet";
+    const Result r = l2a(args + " --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json row = json::parse(r.out)["results"].at(0);
+    ASSERT_TRUE(row.contains("ours_clocks")) << row;
+    ASSERT_TRUE(row.contains("base_clocks")) << row;
+    expect_clocks(row["ours_clocks"]);
+    expect_clocks(row["base_clocks"]);
+
+    const Result text = l2a(args, dir_);
+    ASSERT_EQ(text.status, 0) << text.err;
+    EXPECT_TRUE(contains(text.out, "ours: SM clock")) << text.out;
+    EXPECT_TRUE(contains(text.out, "base: SM clock")) << text.out;
 }
 
 // --trace: under each row, where the last traced run's GPU time went (kernel time per phase and
@@ -1050,20 +1092,7 @@ TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
     });
     EXPECT_NE(attention, top.end()) << top;
     // The GPU's clock while the run went: sampled (NVML, every 5 ms) or a reason why not.
-    const json& clocks = b.at("clocks");
-    const std::string source = clocks.at("source").get<std::string>();
-    if (source == "nvml") {
-        EXPECT_GT(clocks.at("samples").get<std::int64_t>(), 0) << clocks;
-        const auto median = clocks.at("median_sm_mhz").get<std::int64_t>();
-        EXPECT_GE(median, clocks.at("min_sm_mhz").get<std::int64_t>()) << clocks;
-        EXPECT_LE(median, clocks.at("max_sm_mhz").get<std::int64_t>()) << clocks;
-        EXPECT_GT(clocks.at("min_sm_mhz").get<std::int64_t>(), 0) << clocks;
-        EXPECT_GE(clocks.at("power_capped_share").get<double>(), 0.0) << clocks;
-        EXPECT_LE(clocks.at("power_capped_share").get<double>(), 1.0) << clocks;
-    } else {
-        EXPECT_TRUE(source.starts_with("not sampled: ")) << source;
-        EXPECT_EQ(clocks.at("samples"), 0) << clocks;
-    }
+    expect_clocks(b.at("clocks"));
     for (const json& k : top) EXPECT_TRUE(k.contains("median_sm_mhz")) << k;
 
     const Result text = l2a(args, dir_);
