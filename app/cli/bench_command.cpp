@@ -446,6 +446,17 @@ void print_trace_breakdown(const PrefillTiming& t) {
         if (&p != &s.phases.back()) phases += ",";
     }
     std::printf("%s\n", phases.c_str());
+    // Where the GPU waited for the host: the gaps between kernels, by the phase that ended them.
+    const auto ms = [](std::int64_t ns) { return format_fixed(seconds_of(ns) * 1e3, 1) + " ms"; };
+    std::string before;
+    for (const KernelSummary::Total& p : s.phases) {
+        if (p.idle_before_ns > 0) {
+            before += (before.empty() ? "" : ", ") + p.name + " " + ms(p.idle_before_ns);
+        }
+    }
+    std::string idle = "          GPU idle between kernels " + ms(s.idle_ns) + " (" +
+                       share(s.idle_ns) + ")" + (before.empty() ? "" : ", before " + before);
+    std::printf("%s\n", idle.c_str());
     std::printf("          %s\n", clock_line(t).c_str());
     std::printf("          %-72s  %7s  %8s  %6s  %6s\n", "kernel", "calls", "s", "wall", "MHz");
     for (std::size_t i = 0; i < std::min(kTracedKernelsListed, s.kernels.size()); ++i) {
@@ -485,6 +496,10 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
         }
         return out;
     };
+    nlohmann::json phases = totals(t.summary.phases, t.summary.phases.size());
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+        phases[i]["idle_before_seconds"] = seconds_of(t.summary.phases[i].idle_before_ns);
+    }
     nlohmann::json kernels = totals(t.summary.kernels, kTracedKernelsListed);
     for (nlohmann::json& k : kernels) {
         const auto mhz = kernel_mhz(t, k["name"].get<std::string>());
@@ -493,7 +508,8 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
     return {{"wall_seconds", t.last_seconds},
             {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
-            {"phases", totals(t.summary.phases, t.summary.phases.size())},
+            {"idle_seconds", seconds_of(t.summary.idle_ns)},
+            {"phases", phases},
             {"kernels", kernels},
             {"clocks", clocks_json(t)}};
 }

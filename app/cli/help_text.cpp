@@ -250,9 +250,11 @@ Prefill options:
   --trace             also time "ours" under the CUPTI kernel tracer (as `l2a run` records the
                       timeline) and print the tracer's overhead in % and the kernels recorded,
                       and where the last traced run's GPU time went: kernel time per phase
-                      (local, router, global, mlp, ...) and the 15 kernels that took the most,
-                      with the GPU's SM clock sampled every 5 ms (NVML): over the run (median,
-                      range, power, share held by the power cap) and inside each kernel
+                      (local, router, global, mlp, ...), the GPU's idle time between kernels
+                      (waiting for the host) by the phase that ended each gap, and the 15
+                      kernels that took the most, with the GPU's SM clock sampled every 5 ms
+                      (NVML): over the run (median, range, power, share held by the power cap)
+                      and inside each kernel
   --no-base           time "ours" alone (the base's full causal attention takes many times
                       longer at 512K tokens and beyond)
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <string_view>
 
 namespace l2a {
@@ -38,6 +39,12 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
     std::vector<KernelSummary::Total> phases(kPhases + 1);  // the last: outside every range
     std::map<std::string, KernelSummary::Total> by_name;
     std::map<std::string, std::string> short_names;
+    // A kernel's phase: that of the range that launched it, the last slot outside every range.
+    const auto phase_index = [&](const KernelRecord& k) {
+        const bool in_range = k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size();
+        return in_range ? static_cast<int>(ranges[static_cast<std::size_t>(k.range)].phase)
+                        : kPhases;
+    };
     std::int64_t first = 0, last = 0;
     for (const KernelRecord& k : kernels) {
         const std::int64_t ns = std::max<std::int64_t>(0, k.end_ns - k.begin_ns);
@@ -45,9 +52,7 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
         if (out.calls == 0 || k.end_ns > last) last = k.end_ns;
         out.kernel_ns += ns;
         ++out.calls;
-        const bool in_range = k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size();
-        const int p =
-            in_range ? static_cast<int>(ranges[static_cast<std::size_t>(k.range)].phase) : kPhases;
+        const int p = phase_index(k);
         phases[static_cast<std::size_t>(p)].ns += ns;
         ++phases[static_cast<std::size_t>(p)].calls;
         auto [it, added] = short_names.try_emplace(k.name);
@@ -57,6 +62,23 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
         ++t.calls;
     }
     out.span_ns = out.calls > 0 ? last - first : 0;
+    // The GPU's idle gaps, in order of the kernels' begins: a gap ends at a kernel's begin and
+    // counts for that kernel's phase.
+    std::vector<std::size_t> order(kernels.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return kernels[a].begin_ns < kernels[b].begin_ns;
+    });
+    std::int64_t covered_until = 0;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        const KernelRecord& k = kernels[order[i]];
+        if (i > 0 && k.begin_ns > covered_until) {
+            const std::int64_t gap = k.begin_ns - covered_until;
+            phases[static_cast<std::size_t>(phase_index(k))].idle_before_ns += gap;
+            out.idle_ns += gap;
+        }
+        covered_until = i == 0 ? k.end_ns : std::max(covered_until, k.end_ns);
+    }
     for (int p = 0; p <= kPhases; ++p) {
         KernelSummary::Total& t = phases[static_cast<std::size_t>(p)];
         if (t.calls == 0) continue;

@@ -1078,6 +1078,17 @@ TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
         by_phase += p.at("seconds").get<double>();
     }
     EXPECT_NEAR(by_phase, kernels, 1e-9 + 1e-9 * kernels);
+    // The GPU's idle gaps between kernels, by the phase whose kernel ended each: they add up,
+    // and with the kernels (one stream) fit in the run.
+    const double idle = b.at("idle_seconds").get<double>();
+    double idle_by_phase = 0;
+    for (const json& p : b.at("phases")) {
+        EXPECT_GE(p.at("idle_before_seconds").get<double>(), 0.0) << p;
+        idle_by_phase += p.at("idle_before_seconds").get<double>();
+    }
+    EXPECT_GE(idle, 0.0) << b;
+    EXPECT_NEAR(idle_by_phase, idle, 1e-9 + 1e-9 * idle);
+    EXPECT_LE(kernels + idle, wall * 1.01) << b;
     for (const char* part : {"local", "router", "global", "mlp"}) {
         EXPECT_NE(std::find(phases.begin(), phases.end(), part), phases.end()) << part;
     }
@@ -1099,6 +1110,7 @@ TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(text.out, "last traced run:")) << text.out;
     EXPECT_TRUE(contains(text.out, "by phase: local")) << text.out;
+    EXPECT_TRUE(contains(text.out, "GPU idle between kernels")) << text.out;
     EXPECT_TRUE(contains(text.out, "SM clock")) << text.out;
 }
 

@@ -74,6 +74,14 @@ TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
     EXPECT_EQ(s.phases[4].name, "outside ranges");
     EXPECT_EQ(s.phases[4].ns, 30);
     EXPECT_EQ(s.phases[4].calls, 2);
+    // The GPU's idle gaps, each counted for the phase of the kernel that ended it.
+    EXPECT_EQ(s.phases[0].idle_before_ns, 0);        // local: from the first kernel on, no gap
+    EXPECT_EQ(s.phases[1].idle_before_ns, 100);      // global: 1200 -> 1300
+    EXPECT_EQ(s.phases[2].idle_before_ns, 100);      // mlp: 600 -> 700
+    EXPECT_EQ(s.phases[3].idle_before_ns, 80);       // layer: 1520 -> 1600
+    EXPECT_EQ(s.phases[4].idle_before_ns, 50 + 90);  // outside: 1350 -> 1400, 1410 -> 1500
+    EXPECT_EQ(s.idle_ns, 420);
+    EXPECT_EQ(s.idle_ns, s.span_ns - s.kernel_ns) << "one stream: the span is kernels and gaps";
     ASSERT_EQ(s.kernels.size(), 4u);
     EXPECT_EQ(s.kernels[0].name, "gemm");
     EXPECT_EQ(s.kernels[0].ns, 800);
@@ -84,11 +92,37 @@ TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
     EXPECT_EQ(s.kernels[3].name, "layer_tail");
 }
 
+// Kernels of two streams overlap: a gap is time when no kernel of any stream ran, whatever the
+// order the records come in.
+TEST(KernelSummary, IdleGapsAreWhereNoStreamRanAKernel) {
+    std::vector<TimedRange> ranges(2);
+    ranges[0].phase = Phase::Router;
+    ranges[1].phase = Phase::Global;
+    const std::vector<KernelRecord> kernels = {
+        kernel("void late(int)", 500, 600, 1),   // global, after a gap of 250 (250 -> 500)
+        kernel("void a(int)", 0, 100, 0),        // router, first: no gap before it
+        kernel("void inside(int)", 60, 80, 1),   // global, inside a's time: no gap
+        kernel("void b(int)", 50, 250, 0),       // router, overlaps a: no gap
+        kernel("void after(int)", 650, 700, 0),  // router, after a gap of 50
+    };
+    const KernelSummary s = summarize_kernels(kernels, ranges);
+    EXPECT_EQ(s.span_ns, 700);
+    EXPECT_EQ(s.idle_ns, 300);
+    ASSERT_EQ(s.phases.size(), 2u);
+    EXPECT_EQ(s.phases[0].name, "router");
+    EXPECT_EQ(s.phases[0].idle_before_ns, 50);
+    EXPECT_EQ(s.phases[1].name, "global");
+    EXPECT_EQ(s.phases[1].idle_before_ns, 250);
+    // The summed durations count the overlapping time twice; the gaps do not.
+    EXPECT_GT(s.idle_ns, s.span_ns - s.kernel_ns);
+}
+
 TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
     const KernelSummary s = summarize_kernels({}, {});
     EXPECT_EQ(s.calls, 0);
     EXPECT_EQ(s.kernel_ns, 0);
     EXPECT_EQ(s.span_ns, 0);
+    EXPECT_EQ(s.idle_ns, 0);
     EXPECT_TRUE(s.phases.empty());
     EXPECT_TRUE(s.kernels.empty());
 }

@@ -17,11 +17,18 @@ struct KernelSummary {
         std::string name;  // a phase name (phase_name, or "outside ranges") or a kernel's name
         std::int64_t calls = 0;
         std::int64_t ns = 0;  // summed kernel durations
+        // Phases only: how long the GPU ran no kernel right before this phase's kernels began
+        // (the gaps between kernels, each counted for the kernel that ended it): time the GPU
+        // waited for the host to launch them, after a synchronization or the host's own work.
+        std::int64_t idle_before_ns = 0;
     };
     std::int64_t kernel_ns = 0;  // every kernel's duration, summed
     std::int64_t calls = 0;
     // The span from the first kernel's begin to the last one's end (0 without kernels).
     std::int64_t span_ns = 0;
+    // The time inside the span when no kernel ran (kernels on several streams may overlap: the
+    // span is the union of their intervals plus this), the sum of the phases' idle_before_ns.
+    std::int64_t idle_ns = 0;
     std::vector<Total> phases;   // in the order of Phase, present ones only, then "outside ranges"
     std::vector<Total> kernels;  // by short_kernel_name, most time first (ties: by name)
 };
