@@ -313,26 +313,11 @@ struct PrefillTiming {
 // How often the GPU's clock is sampled while a benchmark runs.
 constexpr std::chrono::microseconds kClockPeriod{5000};
 
-// Samples the SM clock of GPU `pci_bus_id` while `work()` runs (untraced runs: the kernel tracer
-// samples its own), keeping the samples taken between its start and end; `source` becomes why
-// there are none when NVML cannot sample.
-template <typename Work>
-auto sample_clocks_around(const std::string& pci_bus_id, std::vector<ClockSample>& samples,
-                          std::string& source, Work&& work) {
-    const auto now = [] {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-            .count();
-    };
-    ClockSampler sampler(pci_bus_id, kClockPeriod, now);
-    if (!sampler.active()) source = "not sampled: " + sampler.reason();
-    const std::int64_t begin = now();
-    auto result = work();
-    const std::int64_t end = now();
-    for (const ClockSample& sample : sampler.stop()) {
-        if (sample.time_ns >= begin && sample.time_ns <= end) samples.push_back(sample);
-    }
-    return result;
+// Nanoseconds on the steady clock, which stamps the samples of untraced runs.
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 // With `trace`, every run (the warm-up too, which pays CUPTI's one-time set-up) runs under the
@@ -371,25 +356,40 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
     if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
     run(input.subspan(0, warm));
     std::vector<double> seconds;
-    std::vector<ClockSample> clocks;  // untraced runs on a GPU: every timed run's samples
-    if (!trace) t.clock_source = pci_bus_id ? "not sampled: no sample fell inside the runs" : "";
+    // Untraced runs on a GPU: one sampler for all the timed runs (started after the warm-up and
+    // outside them), keeping the samples taken inside a run.
+    std::optional<ClockSampler> sampler;
+    std::vector<std::pair<std::int64_t, std::int64_t>> windows;  // each timed run's, steady ns
+    if (!trace && pci_bus_id) {
+        sampler.emplace(*pci_bus_id, kClockPeriod, steady_ns);
+        t.clock_source = sampler->active() ? "not sampled: no sample fell inside the runs"
+                                           : "not sampled: " + sampler->reason();
+    }
     for (std::int64_t r = 0; r < repeat; ++r) {
         throw_if_cancelled();
         if (!quiet) {
             std::fprintf(stderr, "l2a bench: %s: run %lld of %lld\n", what.c_str(),
                          static_cast<long long>(r + 1), static_cast<long long>(repeat));
         }
-        const PrefillResult result = !trace && pci_bus_id
-                                         ? sample_clocks_around(*pci_bus_id, clocks, t.clock_source,
-                                                                [&] { return run(input); })
-                                         : run(input);
+        const std::int64_t begin = steady_ns();
+        const PrefillResult result = run(input);
+        windows.emplace_back(begin, steady_ns());
         seconds.push_back(result.wall_seconds);
         t.peak_device_bytes = std::max(t.peak_device_bytes, result.peak_device_bytes);
         t.routed = routed_share(result);
     }
-    if (!clocks.empty()) {
-        t.clocks = clock_stats(clocks);
-        t.clock_source = "nvml";
+    if (sampler) {
+        std::vector<ClockSample> inside;
+        for (const ClockSample& sample : sampler->stop()) {
+            const bool in_a_run = std::any_of(windows.begin(), windows.end(), [&](const auto& w) {
+                return sample.time_ns >= w.first && sample.time_ns <= w.second;
+            });
+            if (in_a_run) inside.push_back(sample);
+        }
+        if (!inside.empty()) {
+            t.clocks = clock_stats(inside);
+            t.clock_source = "nvml";
+        }
     }
     t.median_seconds = median_of(seconds);
     t.best_seconds = *std::min_element(seconds.begin(), seconds.end());

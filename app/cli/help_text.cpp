@@ -212,8 +212,8 @@ result's ranks). N must divide the shape's query heads, KV heads and intermediat
 (qwen3-8b and qwen3-14b: 2, 4 or 8); --trace runs without it. On a GPU each row is followed by
 the SM clock that ours and the base ran at in their timed runs (sampled every 5 ms through
 NVML: median, range, power and the share of samples held by the power cap; --json:
-ours_clocks, base_clocks), or why it was not sampled: a GPU at its power cap runs slower, and
-two runs are comparable only at comparable clocks.
+ours_clocks, base_clocks; with --tensor-parallel, rank 0's GPU), or why it was not sampled: a
+GPU at its power cap runs slower, and two runs are comparable only at comparable clocks.
 bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
 remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
 machine takes), the time the client waited for the profile, the overhead in %, and the

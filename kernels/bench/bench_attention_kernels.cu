@@ -118,8 +118,9 @@ columns (ms are medians; TFLOP/s count multiply and add as 2 FLOPs):
   whole_ms   global + local back to back
   w_tflops   (global + local FLOPs) / whole_ms
   w_causal   full causal FLOPs / whole_ms: the speed full causal attention would need to match
-  wg_ms      the global part inside whole_ms (an event between the two parts; medians of each
-  wl_ms      the local part inside whole_ms   part, so wg_ms + wl_ms need not equal whole_ms)
+  wg_ms      the global part inside whole_ms, timed by an event between the two parts
+  wl_ms      the local part inside whole_ms (each column is a median of its own, so wg_ms +
+             wl_ms need not equal whole_ms exactly)
   g_err      largest relative error of the checked global rows (L2 norm over head_dim)
   l_err      same for the checked local rows
   g_lse      largest absolute error of the checked global rows' log-sum-exp (natural log)

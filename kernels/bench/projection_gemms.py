@@ -1,7 +1,8 @@
 """The attention projections of a prefill as cuBLAS GEMMs (bf16, y = x W^T, x [tokens, hidden]):
 separate Q, K and V products against one fused product, and whole against row-chunked calls.
 Decides whether fusing the projections is worth building; timed like sdpa_baseline.py (CUDA
-events, warm-up, median), back to back so that the GPU runs at its power cap as in a prefill.
+events, warm-up, median of 20), one shape after another with no pause, so that the GPU stays
+at its power cap as in a prefill.
 
     python3 kernels/bench/projection_gemms.py [--tokens 131072] [--hidden 4096]
         [--q-out 4096] [--kv-out 1024] [--chunk 16384] [--rounds 2]
@@ -9,10 +10,8 @@ events, warm-up, median), back to back so that the GPU runs at its power cap as 
 import argparse
 import statistics
 
-import torch
 
-
-def time_ms(fn, warmup=3, repeat=20):
+def time_ms(torch, fn, warmup=3, repeat=20):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -37,6 +36,8 @@ def main():
     parser.add_argument("--chunk", type=int, default=16384, help="rows per call, chunked rows")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    import torch  # after the arguments: --help works without it
+
     if not torch.cuda.is_available():
         raise SystemExit("projection_gemms.py: needs a CUDA GPU")
     x = torch.randn(args.tokens, args.hidden, device="cuda", dtype=torch.bfloat16)
@@ -49,7 +50,7 @@ def main():
             for r0 in range(0, args.tokens, rows):
                 torch.matmul(x[r0:r0 + rows], w.t())
 
-        ms = time_ms(run)
+        ms = time_ms(torch, run)
         tflops = 2.0 * args.tokens * args.hidden * out / (ms * 1e-3) / 1e12
         print(f"{label:36s} N={out:6d} rows/call={rows:7d} {ms:8.3f} ms {tflops:6.1f} TF/s",
               flush=True)

@@ -1,5 +1,6 @@
 // End-to-end tests of the `l2a` command line: they run the built binary as a user would and
 // check exit status, output and the one-line error messages.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -1044,11 +1045,34 @@ TEST_F(Cli, BenchPrefillSaysTheClockItRanAt) {
     ASSERT_TRUE(row.contains("base_clocks")) << row;
     expect_clocks(row["ours_clocks"]);
     expect_clocks(row["base_clocks"]);
+    // Where NVML loads, runs of 16K tokens (far longer than a 5 ms sample) are sampled.
+    void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (nvml != nullptr) {
+        dlclose(nvml);
+        EXPECT_EQ(row["ours_clocks"]["source"], "nvml") << row["ours_clocks"];
+        EXPECT_EQ(row["base_clocks"]["source"], "nvml") << row["base_clocks"];
+    }
 
     const Result text = l2a(args, dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(text.out, "ours: SM clock")) << text.out;
     EXPECT_TRUE(contains(text.out, "base: SM clock")) << text.out;
+
+    // Without NVML the runs still time, and say why there is no clock; --no-base: none for it.
+    const ScopedEnv missing("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
+    const Result without =
+        l2a("bench prefill --shape qwen2.5-0.5b --device cuda --window 32 --tokens 2048 --repeat 1 "
+            "--no-base --json --quiet",
+            dir_);
+    ASSERT_EQ(without.status, 0) << without.err;
+    const json lone = json::parse(without.out)["results"].at(0);
+    EXPECT_FALSE(lone.contains("base_clocks")) << lone;
+    const json& clocks = lone.at("ours_clocks");
+    EXPECT_EQ(clocks.at("source"),
+              "not sampled: NVML (/nonexistent/libnvidia-ml.so.1) is not installed")
+        << clocks;
+    EXPECT_TRUE(clocks.at("median_sm_mhz").is_null()) << clocks;
+    EXPECT_EQ(clocks.at("samples"), 0) << clocks;
 }
 
 // --trace: under each row, where the last traced run's GPU time went (kernel time per phase and

@@ -1,8 +1,9 @@
-// The GPU's SM clock, board power and clock-event reasons, sampled while a traced run goes
+// The GPU's SM clock, board power and clock-event reasons, sampled while a benchmark's runs go
 // (NVML, loaded at run time: builds and machines without it still run, and say why nothing was
-// sampled), and what the samples say about the run and about each kernel. A kernel timed while
-// the power cap held the clock down is slower for a reason outside the kernel; the traced
-// breakdown shows it next to the kernel's time. Free of LibTorch and of CUDA and NVML headers.
+// sampled), and what the samples say about the runs and, traced, about each kernel. A kernel
+// timed while the power cap held the clock down is slower for a reason outside the kernel; the
+// traced breakdown shows it next to the kernel's time. Free of LibTorch and of CUDA and NVML
+// headers.
 #pragma once
 
 #include <chrono>
