@@ -77,7 +77,9 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
             phases[static_cast<std::size_t>(phase_index(k))].idle_before_ns += gap;
             out.idle_ns += gap;
         }
-        covered_until = i == 0 ? k.end_ns : std::max(covered_until, k.end_ns);
+        // A record that ends before it begins counts as no time, as in the durations above.
+        const std::int64_t end = std::max(k.begin_ns, k.end_ns);
+        covered_until = i == 0 ? end : std::max(covered_until, end);
     }
     for (int p = 0; p <= kPhases; ++p) {
         KernelSummary::Total& t = phases[static_cast<std::size_t>(p)];

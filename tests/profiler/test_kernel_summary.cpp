@@ -115,6 +115,14 @@ TEST(KernelSummary, IdleGapsAreWhereNoStreamRanAKernel) {
     EXPECT_EQ(s.phases[1].idle_before_ns, 250);
     // The summed durations count the overlapping time twice; the gaps do not.
     EXPECT_GT(s.idle_ns, s.span_ns - s.kernel_ns);
+
+    // A record that ends before it begins is no time, busy or idle.
+    const KernelSummary reversed = summarize_kernels(
+        std::vector<KernelRecord>{kernel("void a(int)", 0, 10, 0), kernel("void b(int)", 20, 15, 0),
+                                  kernel("void c(int)", 30, 40, 0)},
+        ranges);
+    EXPECT_EQ(reversed.kernel_ns, 20);
+    EXPECT_EQ(reversed.idle_ns, 20);  // 10 -> 20 and 20 -> 30
 }
 
 TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
