@@ -98,8 +98,9 @@ __device__ __forceinline__ void pin_registers(float (&values)[N]) {
         "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
         "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
-// D[64 x 176] (+)= A[64 x 16] B[16 x 176]; A and B K-major in shared memory. `accumulate` = 0
-// overwrites D.
+// D[64 x N] (+)= A[64 x 16] B[16 x N] for the S tiles' widths (N = 176 and 192, COUNT = N / 2
+// accumulators per thread); A and B K-major in shared memory. `accumulate` = 0 overwrites D.
+// The operands after the accumulators are a, b and accumulate: %COUNT, %COUNT+1, %COUNT+2.
 #define L2A_WGMMA_ACC88_TEXT                                                                     \
     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
     "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, " \
@@ -120,72 +121,37 @@ __device__ __forceinline__ void pin_registers(float (&values)[N]) {
         "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), \
         "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), \
         "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
-template <typename Element>
-__device__ __forceinline__ void wgmma_ss_m64n176k16(float (&d)[88], uint64_t a, uint64_t b,
-                                                    int accumulate) {
-    if constexpr (std::is_same_v<Element, __nv_bfloat16>) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {" L2A_WGMMA_ACC88_TEXT
-            "}, %88, %89, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC88_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
-    } else {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {" L2A_WGMMA_ACC88_TEXT
-            "}, %88, %89, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC88_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
+#define L2A_WGMMA_ACC96_TEXT L2A_WGMMA_ACC88_TEXT ", %88, %89, %90, %91, %92, %93, %94, %95"
+#define L2A_WGMMA_ACC96_OPERANDS                                                               \
+    L2A_WGMMA_ACC88_OPERANDS, "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), \
+        "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+#define L2A_WGMMA_SS_WIDE(N, COUNT, TEXT, OPERANDS, A, B, ACCUMULATE)                              \
+    template <typename Element>                                                                    \
+    __device__ __forceinline__ void wgmma_ss_m64n##N##k16(float(&d)[COUNT], uint64_t a,            \
+                                                          uint64_t b, int accumulate) {            \
+        if constexpr (std::is_same_v<Element, __nv_bfloat16>) {                                    \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #ACCUMULATE                          \
+                         ", 0;\n"                                                                  \
+                         "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {" TEXT         \
+                         "}, %" #A ", %" #B ", p, 1, 1, 0, 0;\n}\n"                                \
+                         : OPERANDS                                                                \
+                         : "l"(a), "l"(b), "r"(accumulate));                                       \
+        } else {                                                                                   \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #ACCUMULATE                          \
+                         ", 0;\n"                                                                  \
+                         "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.f16.f16 {" TEXT "}, %" #A \
+                         ", %" #B ", p, 1, 1, 0, 0;\n}\n"                                          \
+                         : OPERANDS                                                                \
+                         : "l"(a), "l"(b), "r"(accumulate));                                       \
+        }                                                                                          \
     }
-}
-#undef L2A_WGMMA_ACC88_TEXT
-#undef L2A_WGMMA_ACC88_OPERANDS
-
-// D[64 x 192] (+)= A[64 x 16] B[16 x 192]; A and B K-major in shared memory.
-#define L2A_WGMMA_ACC96_TEXT                                                                     \
-    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
-    "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, " \
-    "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, " \
-    "%56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, " \
-    "%74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, " \
-    "%92, %93, %94, %95"
-#define L2A_WGMMA_ACC96_OPERANDS                                                                   \
-    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),            \
-        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),    \
-        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), \
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
-        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), \
-        "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), \
-        "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), \
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), \
-        "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), \
-        "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), \
-        "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), \
-        "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), \
-        "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
-template <typename Element>
-__device__ __forceinline__ void wgmma_ss_m64n192k16(float (&d)[96], uint64_t a, uint64_t b,
-                                                    int accumulate) {
-    if constexpr (std::is_same_v<Element, __nv_bfloat16>) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 {" L2A_WGMMA_ACC96_TEXT
-            "}, %96, %97, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC96_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
-    } else {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {" L2A_WGMMA_ACC96_TEXT
-            "}, %96, %97, p, 1, 1, 0, 0;\n}\n"
-            : L2A_WGMMA_ACC96_OPERANDS
-            : "l"(a), "l"(b), "r"(accumulate));
-    }
-}
+L2A_WGMMA_SS_WIDE(176, 88, L2A_WGMMA_ACC88_TEXT, L2A_WGMMA_ACC88_OPERANDS, 88, 89, 90)
+L2A_WGMMA_SS_WIDE(192, 96, L2A_WGMMA_ACC96_TEXT, L2A_WGMMA_ACC96_OPERANDS, 96, 97, 98)
+#undef L2A_WGMMA_SS_WIDE
 #undef L2A_WGMMA_ACC96_TEXT
 #undef L2A_WGMMA_ACC96_OPERANDS
+#undef L2A_WGMMA_ACC88_TEXT
+#undef L2A_WGMMA_ACC88_OPERANDS
 
 // D[64 x 128] += A[64 x 16] B[16 x 128]; A in registers, B MN-major (transposed) in shared
 // memory.

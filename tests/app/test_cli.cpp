@@ -92,6 +92,11 @@ Result l2a(const std::string& args, const fs::path& dir, const fs::path& demo = 
     return result;
 }
 
+// Whether this build and machine run the demo model on a CUDA GPU (the GPU cases skip without).
+bool cuda_here(const fs::path& dir) {
+    return l2a("run --demo --device cuda --max-tokens 2 --quiet", dir).status == 0;
+}
+
 bool contains(const std::string& text, const std::string& piece) {
     return text.find(piece) != std::string::npos;
 }
@@ -1032,9 +1037,7 @@ void expect_clocks(const json& clocks) {
 // On a GPU the timed runs of ours and of the base report the SM clock they ran at (under the
 // power cap it moves between runs, and the times with it). Needs a GPU; skips without.
 TEST_F(Cli, BenchPrefillSaysTheClockItRanAt) {
-    if (l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status != 0) {
-        GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
-    }
+    if (!cuda_here(dir_)) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
     const std::string args =
         "bench prefill --shape qwen2.5-0.5b --device cuda --window 32 --tokens 16384 --repeat 2 "
         "--quiet";
@@ -1078,9 +1081,7 @@ TEST_F(Cli, BenchPrefillSaysTheClockItRanAt) {
 // --trace: under each row, where the last traced run's GPU time went (kernel time per phase and
 // the kernels that took the most), consistent with itself. Needs a GPU and CUPTI; skips without.
 TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {
-    if (l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status != 0) {
-        GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
-    }
+    if (!cuda_here(dir_)) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
     const std::string args =
         "bench prefill --shape qwen2.5-0.5b --device cuda --window 32 --tokens 512 --repeat 1 "
         "--no-base --trace --quiet";
@@ -1414,8 +1415,7 @@ TEST_F(Cli, WhatIfChecksItsOptionsBeforeAnyWork) {
     gpu.options.device = "cuda";
     l2a::save_profile(gpu, dir_ / "gpu.l2a");
     r = l2a("whatif --profile gpu.l2a --model no-such-model --prune 1", dir_);
-    const bool gpu_here = l2a("run --demo --device cuda --max-tokens 2 --quiet", dir_).status == 0;
-    if (!gpu_here) {
+    if (!cuda_here(dir_)) {
         EXPECT_ONE_LINE_ERROR(r, 1, "gpu.l2a: was recorded on cuda, which cannot run here: ");
     } else {
         EXPECT_ONE_LINE_ERROR(r, 1, "no-such-model");
