@@ -135,11 +135,16 @@ void LayerOps::add_mlp_rows(at::Tensor& rows, const at::Tensor& xn, const LayerW
 
 namespace {
 
-// Host positions as an int64 tensor on the run's device.
+// Host positions as an int64 tensor on the run's device (on a GPU, copied straight from the
+// span, with no host tensor in between; on the CPU, a copy, since the span may not outlive it).
 at::Tensor device_positions(std::span<const std::int64_t> positions, const LayerOpsSettings& s) {
-    return at::tensor(at::ArrayRef<std::int64_t>(positions.data(), positions.size()),
-                      at::TensorOptions().dtype(at::kLong))
-        .to(s.every_row.device_positions.device());
+    const at::Device device = s.every_row.device_positions.device();
+    if (positions.empty())
+        return at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device));
+    const at::Tensor host = at::from_blob(const_cast<std::int64_t*>(positions.data()),
+                                          {static_cast<std::int64_t>(positions.size())},
+                                          at::TensorOptions().dtype(at::kLong));
+    return device.is_cpu() ? host.clone() : host.to(device);
 }
 
 // LibTorch ops: norms, QK-norm and RoPE in fp32, computed in blocks of norm_rows rows.

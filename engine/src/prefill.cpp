@@ -177,10 +177,16 @@ AttentionBackend backend_function(Backend backend) {
     return &reference_attention;
 }
 
-// Applies the routing policy to one layer's router logits.
+// Whether a routing policy reads the router logits (the others decide without them).
+bool reads_logits(RoutingKind kind) {
+    return kind == RoutingKind::Learned || kind == RoutingKind::Top;
+}
+
+// Applies the routing policy to one layer's router logits z (one per decision in `out`; not read
+// by the policies that reads_logits() says decide without them).
 void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer,
                   std::span<const float> z, std::span<std::uint8_t> out) {
-    const std::size_t t = z.size();
+    const std::size_t t = out.size();
     switch (options.routing.kind) {
         case RoutingKind::Learned: {
             const double cut = decision_cut(l2a, options.threshold);
@@ -429,30 +435,43 @@ struct Routing {
     const RunOptions& options;
     const L2AConfig& l2a;
     bool l2a_layers;  // false: plain layers (a plain model, or an L2A model run --as-base)
+    std::vector<std::int64_t> positions{};  // the current layer's routed positions (reused)
 
-    // Reads the logits z into z_out (the one host synchronization of a layer), then decides.
+    // Reads the logits z into z_out (the one host synchronization of a layer) and decides. A
+    // decision that does not read them (a pruned layer, a random, all-global or all-local
+    // policy) is made first, while the device is still computing them, so that the device
+    // waits only for the copy.
     void decide(int layer, const at::Tensor& z, std::span<float> z_out,
                 std::span<std::uint8_t> d_out) const {
-        copy_to_host(z, z_out.data());
-        if (std::binary_search(options.prune.begin(), options.prune.end(), layer)) {
+        const bool pruned = std::binary_search(options.prune.begin(), options.prune.end(), layer);
+        const bool after_copy = !pruned && reads_logits(options.routing.kind);
+        if (pruned) {
             std::fill(d_out.begin(), d_out.end(), 0);
-        } else {
-            apply_policy(options, l2a, layer, z_out, d_out);
+        } else if (!after_copy) {
+            apply_policy(options, l2a, layer, {}, d_out);
         }
+        copy_to_host(z, z_out.data());
+        if (after_copy) apply_policy(options, l2a, layer, z_out, d_out);
     }
 };
 
-std::vector<std::int64_t> routed_positions(std::span<const std::uint8_t> decisions) {
-    std::vector<std::int64_t> routed;
+// The routed positions of one layer's decisions, ascending, written to `buffer`, which every
+// layer of a run reuses (no allocation and no fresh pages per layer). Without a branch per
+// token: a random policy's decisions would mispredict one branch in every few tokens.
+std::span<const std::int64_t> routed_positions(std::span<const std::uint8_t> decisions,
+                                               std::vector<std::int64_t>& buffer) {
+    buffer.resize(decisions.size());
+    std::size_t n = 0;
     for (std::size_t t = 0; t < decisions.size(); ++t) {
-        if (decisions[t]) routed.push_back(static_cast<std::int64_t>(t));
+        buffer[n] = static_cast<std::int64_t>(t);
+        n += decisions[t] != 0 ? 1 : 0;
     }
-    return routed;
+    return {buffer.data(), n};
 }
 
 // One decoder layer (L2A.md), in place on the residual stream x [T, d]. An L2A layer writes its
 // router logits and decisions to z and d; a plain layer leaves them as they are.
-void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& routing, int layer,
+void decoder_layer(const LayerOps& ops, const LayerWeights& w, Routing& routing, int layer,
                    at::Tensor& x, std::span<float> z, std::span<std::uint8_t> d,
                    RunRecorder& record) {
     if (!routing.l2a_layers) {
@@ -473,7 +492,7 @@ void decoder_layer(const LayerOps& ops, const LayerWeights& w, const Routing& ro
             router = ops.add_norm_router(x, std::move(local), w);  // x is now h = x + local
             routing.decide(layer, router.z, z, d);
         }
-        const std::vector<std::int64_t> routed = routed_positions(d);
+        const std::span<const std::int64_t> routed = routed_positions(d, routing.positions);
         if (!routed.empty()) {
             const Range r = record.phase(layer, Phase::Global);
             const QueryRows rows = ops.routed_rows(routed);
@@ -780,7 +799,7 @@ PrefillResult run_layers(const Model& model, std::span<const std::int32_t> token
     const std::int64_t L = m.config.num_hidden_layers;
     PrefillResult result = empty_result(m, T, start_layer);
     RunRecorder record(model, hooks, result, m.device);
-    const Routing routing{options, m.config.l2a, m.config.is_l2a() && !options.as_base};
+    Routing routing{options, m.config.l2a, m.config.is_l2a() && !options.as_base};
     // Tensor parallel: the sum of the ranks' partial outputs, timed as an all-reduce range.
     PartialSum reduce;
     if (group) {
