@@ -251,7 +251,9 @@ Prefill options:
                       timeline) and print the tracer's overhead in % and the kernels recorded,
                       and where the last traced run's GPU time went: kernel time per phase
                       (local, router, global, mlp, ...), the GPU's idle time between kernels
-                      (waiting for the host) by the phase that ended each gap, and the 15
+                      (waiting for the host) by the phase that ended each gap, and how much
+                      of it fell where a range began (a synchronization and the host's work
+                      between ranges) rather than inside one, and the 15
                       kernels that took the most, with the GPU's SM clock sampled every 5 ms
                       (NVML): over the run (median, range, power, share held by the power cap)
                       and inside each kernel

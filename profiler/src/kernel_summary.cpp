@@ -70,12 +70,24 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
         return kernels[a].begin_ns < kernels[b].begin_ns;
     });
     std::int64_t covered_until = 0;
+    std::vector<bool> range_started(ranges.size(), false);
     for (std::size_t i = 0; i < order.size(); ++i) {
         const KernelRecord& k = kernels[order[i]];
+        // The first kernel of a recorded range (kernels outside every range begin none).
+        bool starts_range = false;
+        if (k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size()) {
+            starts_range = !range_started[static_cast<std::size_t>(k.range)];
+            range_started[static_cast<std::size_t>(k.range)] = true;
+        }
         if (i > 0 && k.begin_ns > covered_until) {
             const std::int64_t gap = k.begin_ns - covered_until;
-            phases[static_cast<std::size_t>(phase_index(k))].idle_before_ns += gap;
+            KernelSummary::Total& phase = phases[static_cast<std::size_t>(phase_index(k))];
+            phase.idle_before_ns += gap;
             out.idle_ns += gap;
+            if (starts_range) {
+                phase.idle_at_range_start_ns += gap;
+                out.idle_at_range_start_ns += gap;
+            }
         }
         // A record that ends before it begins counts as no time, as in the durations above.
         const std::int64_t end = std::max(k.begin_ns, k.end_ns);

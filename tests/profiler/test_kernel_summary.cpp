@@ -82,6 +82,14 @@ TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
     EXPECT_EQ(s.phases[4].idle_before_ns, 50 + 90);  // outside: 1350 -> 1400, 1410 -> 1500
     EXPECT_EQ(s.idle_ns, 420);
     EXPECT_EQ(s.idle_ns, s.span_ns - s.kernel_ns) << "one stream: the span is kernels and gaps";
+    // Of those, the gaps that ended at a range's first kernel (each of these ranges begins with
+    // its gap; kernels outside every recorded range begin none).
+    EXPECT_EQ(s.phases[0].idle_at_range_start_ns, 0);
+    EXPECT_EQ(s.phases[1].idle_at_range_start_ns, 100);
+    EXPECT_EQ(s.phases[2].idle_at_range_start_ns, 100);
+    EXPECT_EQ(s.phases[3].idle_at_range_start_ns, 80);
+    EXPECT_EQ(s.phases[4].idle_at_range_start_ns, 0);
+    EXPECT_EQ(s.idle_at_range_start_ns, 280);
     ASSERT_EQ(s.kernels.size(), 4u);
     EXPECT_EQ(s.kernels[0].name, "gemm");
     EXPECT_EQ(s.kernels[0].ns, 800);
@@ -125,12 +133,41 @@ TEST(KernelSummary, IdleGapsAreWhereNoStreamRanAKernel) {
     EXPECT_EQ(reversed.idle_ns, 20);  // 10 -> 20 and 20 -> 30
 }
 
+// A gap before a range's later kernel is the range's own (launch gaps, or host work inside it);
+// only the gap before its first kernel is a boundary's. Two ranges of one phase each begin once.
+TEST(KernelSummary, IdleAtARangesStartIsTheGapBeforeItsFirstKernel) {
+    std::vector<TimedRange> ranges(3);
+    ranges[0].phase = Phase::Mlp;
+    ranges[1].phase = Phase::Global;
+    ranges[2].phase = Phase::Mlp;
+    const std::vector<KernelRecord> kernels = {
+        kernel("void norm(int)", 0, 10, 0),       // mlp range 0 begins: first kernel, no gap
+        kernel("void gemm(int)", 13, 50, 0),      // 3 inside range 0
+        kernel("void gemm(int)", 55, 90, 0),      // 5 inside range 0
+        kernel("void gather(int)", 190, 200, 1),  // 100 before global range 1 begins
+        kernel("void gemm(int)", 201, 300, 1),    // 1 inside range 1
+        kernel("void norm(int)", 320, 330, 2),    // 20 before mlp range 2 begins
+        kernel("void gemm(int)", 334, 400, 2),    // 4 inside range 2
+    };
+    const KernelSummary s = summarize_kernels(kernels, ranges);
+    ASSERT_EQ(s.phases.size(), 2u);
+    EXPECT_EQ(s.phases[0].name, "global");
+    EXPECT_EQ(s.phases[0].idle_before_ns, 101);
+    EXPECT_EQ(s.phases[0].idle_at_range_start_ns, 100);
+    EXPECT_EQ(s.phases[1].name, "mlp");
+    EXPECT_EQ(s.phases[1].idle_before_ns, 3 + 5 + 20 + 4);
+    EXPECT_EQ(s.phases[1].idle_at_range_start_ns, 20);
+    EXPECT_EQ(s.idle_ns, 133);
+    EXPECT_EQ(s.idle_at_range_start_ns, 120);
+}
+
 TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
     const KernelSummary s = summarize_kernels({}, {});
     EXPECT_EQ(s.calls, 0);
     EXPECT_EQ(s.kernel_ns, 0);
     EXPECT_EQ(s.span_ns, 0);
     EXPECT_EQ(s.idle_ns, 0);
+    EXPECT_EQ(s.idle_at_range_start_ns, 0);
     EXPECT_TRUE(s.phases.empty());
     EXPECT_TRUE(s.kernels.empty());
 }
