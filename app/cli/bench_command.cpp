@@ -457,20 +457,19 @@ void print_trace_breakdown(const PrefillTiming& t) {
     std::string idle = "          GPU idle between kernels " + ms(s.idle_ns) + " (" +
                        share(s.idle_ns) + ")" + (before.empty() ? "" : ", before " + before);
     std::printf("%s\n", idle.c_str());
-    // The same gaps split where a range began (its synchronization and the host's work between
-    // ranges) and inside a range (launch gaps, or the host's work inside it).
+    // The same gaps split across range boundaries (a synchronization and the host's work between
+    // ranges) and between two kernels of one range (launch gaps, or the host's work inside it).
     if (s.idle_ns > 0) {
-        std::string at_start;
+        std::string across;
         for (const KernelSummary::Total& p : s.phases) {
-            if (p.idle_at_range_start_ns > 0) {
-                at_start +=
-                    (at_start.empty() ? "" : ", ") + p.name + " " + ms(p.idle_at_range_start_ns);
+            if (p.idle_across_ranges_ns > 0) {
+                across += (across.empty() ? "" : ", ") + p.name + " " + ms(p.idle_across_ranges_ns);
             }
         }
-        std::printf("          of it where a range began %s%s, inside ranges %s\n",
-                    ms(s.idle_at_range_start_ns).c_str(),
-                    at_start.empty() ? "" : (" (" + at_start + ")").c_str(),
-                    ms(s.idle_ns - s.idle_at_range_start_ns).c_str());
+        const std::string by_phase = across.empty() ? "" : " (before " + across + ")";
+        std::printf("          of it across range boundaries %s%s, within one range %s\n",
+                    ms(s.idle_across_ranges_ns).c_str(), by_phase.c_str(),
+                    ms(s.idle_ns - s.idle_across_ranges_ns).c_str());
     }
     std::printf("          %s\n", clock_line(t).c_str());
     std::printf("          %-72s  %7s  %8s  %6s  %6s\n", "kernel", "calls", "s", "wall", "MHz");
@@ -514,8 +513,8 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
     nlohmann::json phases = totals(t.summary.phases, t.summary.phases.size());
     for (std::size_t i = 0; i < phases.size(); ++i) {
         phases[i]["idle_before_seconds"] = seconds_of(t.summary.phases[i].idle_before_ns);
-        phases[i]["idle_at_range_start_seconds"] =
-            seconds_of(t.summary.phases[i].idle_at_range_start_ns);
+        phases[i]["idle_across_ranges_seconds"] =
+            seconds_of(t.summary.phases[i].idle_across_ranges_ns);
     }
     nlohmann::json kernels = totals(t.summary.kernels, kTracedKernelsListed);
     for (nlohmann::json& k : kernels) {
@@ -526,7 +525,7 @@ nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
             {"kernel_seconds", seconds_of(t.summary.kernel_ns)},
             {"launches", t.summary.calls},
             {"idle_seconds", seconds_of(t.summary.idle_ns)},
-            {"idle_at_range_start_seconds", seconds_of(t.summary.idle_at_range_start_ns)},
+            {"idle_across_ranges_seconds", seconds_of(t.summary.idle_across_ranges_ns)},
             {"phases", phases},
             {"kernels", kernels},
             {"clocks", clocks_json(t)}};

@@ -251,10 +251,10 @@ Prefill options:
                       timeline) and print the tracer's overhead in % and the kernels recorded,
                       and where the last traced run's GPU time went: kernel time per phase
                       (local, router, global, mlp, ...), the GPU's idle time between kernels
-                      (waiting for the host) by the phase that ended each gap, and how much
-                      of it fell where a range began (a synchronization and the host's work
-                      between ranges) rather than inside one, and the 15
-                      kernels that took the most, with the GPU's SM clock sampled every 5 ms
+                      (waiting for the host) by the phase that ended each gap, how much of it
+                      fell across range boundaries (a synchronization and the host's work
+                      between ranges) rather than within one range, and the 15 kernels that
+                      took the most, with the GPU's SM clock sampled every 5 ms
                       (NVML): over the run (median, range, power, share held by the power cap)
                       and inside each kernel
   --no-base           time "ours" alone (the base's full causal attention takes many times

@@ -70,28 +70,32 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
         return kernels[a].begin_ns < kernels[b].begin_ns;
     });
     std::int64_t covered_until = 0;
-    std::vector<bool> range_started(ranges.size(), false);
+    // The range of the kernel whose end is covered_until (-1: outside every recorded range).
+    const auto range_of = [&](const KernelRecord& k) {
+        return k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size() ? k.range
+                                                                                 : std::int64_t{-1};
+    };
+    std::int64_t covering_range = -1;
     for (std::size_t i = 0; i < order.size(); ++i) {
         const KernelRecord& k = kernels[order[i]];
-        // The first kernel of a recorded range (kernels outside every range begin none).
-        bool starts_range = false;
-        if (k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size()) {
-            starts_range = !range_started[static_cast<std::size_t>(k.range)];
-            range_started[static_cast<std::size_t>(k.range)] = true;
-        }
         if (i > 0 && k.begin_ns > covered_until) {
             const std::int64_t gap = k.begin_ns - covered_until;
             KernelSummary::Total& phase = phases[static_cast<std::size_t>(phase_index(k))];
             phase.idle_before_ns += gap;
             out.idle_ns += gap;
-            if (starts_range) {
-                phase.idle_at_range_start_ns += gap;
-                out.idle_at_range_start_ns += gap;
+            // The kernels on either side of the gap came from different ranges: the GPU waited
+            // across a range boundary.
+            if (range_of(k) != covering_range) {
+                phase.idle_across_ranges_ns += gap;
+                out.idle_across_ranges_ns += gap;
             }
         }
         // A record that ends before it begins counts as no time, as in the durations above.
         const std::int64_t end = std::max(k.begin_ns, k.end_ns);
-        covered_until = i == 0 ? end : std::max(covered_until, end);
+        if (i == 0 || end > covered_until) {
+            covered_until = end;
+            covering_range = range_of(k);
+        }
     }
     for (int p = 0; p <= kPhases; ++p) {
         KernelSummary::Total& t = phases[static_cast<std::size_t>(p)];

@@ -82,14 +82,14 @@ TEST(KernelSummary, SumsPerPhaseAndPerKernelMostTimeFirst) {
     EXPECT_EQ(s.phases[4].idle_before_ns, 50 + 90);  // outside: 1350 -> 1400, 1410 -> 1500
     EXPECT_EQ(s.idle_ns, 420);
     EXPECT_EQ(s.idle_ns, s.span_ns - s.kernel_ns) << "one stream: the span is kernels and gaps";
-    // Of those, the gaps that ended at a range's first kernel (each of these ranges begins with
-    // its gap; kernels outside every recorded range begin none).
-    EXPECT_EQ(s.phases[0].idle_at_range_start_ns, 0);
-    EXPECT_EQ(s.phases[1].idle_at_range_start_ns, 100);
-    EXPECT_EQ(s.phases[2].idle_at_range_start_ns, 100);
-    EXPECT_EQ(s.phases[3].idle_at_range_start_ns, 80);
-    EXPECT_EQ(s.phases[4].idle_at_range_start_ns, 0);
-    EXPECT_EQ(s.idle_at_range_start_ns, 280);
+    // Of those, the gaps across a range boundary: every one but 1410 -> 1500, between two
+    // kernels outside every recorded range (an unrecorded range counts as outside).
+    EXPECT_EQ(s.phases[0].idle_across_ranges_ns, 0);
+    EXPECT_EQ(s.phases[1].idle_across_ranges_ns, 100);
+    EXPECT_EQ(s.phases[2].idle_across_ranges_ns, 100);
+    EXPECT_EQ(s.phases[3].idle_across_ranges_ns, 80);
+    EXPECT_EQ(s.phases[4].idle_across_ranges_ns, 50);
+    EXPECT_EQ(s.idle_across_ranges_ns, 330);
     ASSERT_EQ(s.kernels.size(), 4u);
     EXPECT_EQ(s.kernels[0].name, "gemm");
     EXPECT_EQ(s.kernels[0].ns, 800);
@@ -133,32 +133,63 @@ TEST(KernelSummary, IdleGapsAreWhereNoStreamRanAKernel) {
     EXPECT_EQ(reversed.idle_ns, 20);  // 10 -> 20 and 20 -> 30
 }
 
-// A gap before a range's later kernel is the range's own (launch gaps, or host work inside it);
-// only the gap before its first kernel is a boundary's. Two ranges of one phase each begin once.
-TEST(KernelSummary, IdleAtARangesStartIsTheGapBeforeItsFirstKernel) {
-    std::vector<TimedRange> ranges(3);
+// A gap between two kernels of one range is the range's own (launch gaps, or host work inside
+// it); a gap between kernels of two ranges is a boundary's. Two ranges of one phase are two.
+TEST(KernelSummary, IdleAcrossRangesIsBetweenKernelsOfTwoRanges) {
+    std::vector<TimedRange> ranges(4);
     ranges[0].phase = Phase::Mlp;
     ranges[1].phase = Phase::Global;
     ranges[2].phase = Phase::Mlp;
+    ranges[3].phase = Phase::Layer;
     const std::vector<KernelRecord> kernels = {
         kernel("void norm(int)", 0, 10, 0),       // mlp range 0 begins: first kernel, no gap
-        kernel("void gemm(int)", 13, 50, 0),      // 3 inside range 0
-        kernel("void gemm(int)", 55, 90, 0),      // 5 inside range 0
-        kernel("void gather(int)", 190, 200, 1),  // 100 before global range 1 begins
-        kernel("void gemm(int)", 201, 300, 1),    // 1 inside range 1
-        kernel("void norm(int)", 320, 330, 2),    // 20 before mlp range 2 begins
-        kernel("void gemm(int)", 334, 400, 2),    // 4 inside range 2
+        kernel("void gemm(int)", 13, 50, 0),      // 3 within range 0
+        kernel("void gemm(int)", 55, 90, 0),      // 5 within range 0
+        kernel("void gather(int)", 190, 200, 1),  // 100 across: range 0 -> global range 1
+        kernel("void gemm(int)", 201, 300, 1),    // 1 within range 1
+        kernel("void norm(int)", 320, 330, 2),    // 20 across: range 1 -> mlp range 2
+        kernel("void gemm(int)", 334, 400, 2),    // 4 within range 2
+        kernel("void check(int)", 410, 420, 3),   // 10 across: into the enclosing layer range
+        kernel("void gemm(int)", 450, 460, 2),    // 30 across: back into range 2
+    };
+    const KernelSummary s = summarize_kernels(kernels, ranges);
+    ASSERT_EQ(s.phases.size(), 3u);
+    EXPECT_EQ(s.phases[0].name, "global");
+    EXPECT_EQ(s.phases[0].idle_before_ns, 101);
+    EXPECT_EQ(s.phases[0].idle_across_ranges_ns, 100);
+    EXPECT_EQ(s.phases[1].name, "mlp");
+    EXPECT_EQ(s.phases[1].idle_before_ns, 3 + 5 + 20 + 4 + 30);
+    EXPECT_EQ(s.phases[1].idle_across_ranges_ns, 20 + 30);
+    EXPECT_EQ(s.phases[2].name, "layer");
+    EXPECT_EQ(s.phases[2].idle_across_ranges_ns, 10);
+    EXPECT_EQ(s.idle_ns, 173);
+    EXPECT_EQ(s.idle_across_ranges_ns, 160);
+}
+
+// With two streams and records in any order, the kernel before a gap is the one whose end the
+// gap follows, not the one that began last.
+TEST(KernelSummary, IdleAcrossRangesFollowsTheKernelThatEndedLast) {
+    std::vector<TimedRange> ranges(2);
+    ranges[0].phase = Phase::Router;
+    ranges[1].phase = Phase::Global;
+    const std::vector<KernelRecord> kernels = {
+        kernel("void late(int)", 500, 600, 1),  // 90 after d (router): across
+        kernel("void d(int)", 400, 410, 0),     // 80 after c (global): across
+        kernel("void inside(int)", 60, 80, 0),  // router, inside b's time: ends before b
+        kernel("void a(int)", 0, 100, 0),       // router, first
+        kernel("void c(int)", 300, 320, 1),     // 50 after b (global): within
+        kernel("void b(int)", 50, 250, 1),      // global, overlaps a and ends last
     };
     const KernelSummary s = summarize_kernels(kernels, ranges);
     ASSERT_EQ(s.phases.size(), 2u);
-    EXPECT_EQ(s.phases[0].name, "global");
-    EXPECT_EQ(s.phases[0].idle_before_ns, 101);
-    EXPECT_EQ(s.phases[0].idle_at_range_start_ns, 100);
-    EXPECT_EQ(s.phases[1].name, "mlp");
-    EXPECT_EQ(s.phases[1].idle_before_ns, 3 + 5 + 20 + 4);
-    EXPECT_EQ(s.phases[1].idle_at_range_start_ns, 20);
-    EXPECT_EQ(s.idle_ns, 133);
-    EXPECT_EQ(s.idle_at_range_start_ns, 120);
+    EXPECT_EQ(s.phases[0].name, "router");
+    EXPECT_EQ(s.phases[0].idle_before_ns, 80);
+    EXPECT_EQ(s.phases[0].idle_across_ranges_ns, 80);
+    EXPECT_EQ(s.phases[1].name, "global");
+    EXPECT_EQ(s.phases[1].idle_before_ns, 50 + 90);
+    EXPECT_EQ(s.phases[1].idle_across_ranges_ns, 90);
+    EXPECT_EQ(s.idle_ns, 220);
+    EXPECT_EQ(s.idle_across_ranges_ns, 170);
 }
 
 TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
@@ -167,7 +198,7 @@ TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
     EXPECT_EQ(s.kernel_ns, 0);
     EXPECT_EQ(s.span_ns, 0);
     EXPECT_EQ(s.idle_ns, 0);
-    EXPECT_EQ(s.idle_at_range_start_ns, 0);
+    EXPECT_EQ(s.idle_across_ranges_ns, 0);
     EXPECT_TRUE(s.phases.empty());
     EXPECT_TRUE(s.kernels.empty());
 }

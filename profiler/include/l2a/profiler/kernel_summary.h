@@ -21,10 +21,12 @@ struct KernelSummary {
         // (the gaps between kernels, each counted for the kernel that ended it): time the GPU
         // waited for the host to launch them, after a synchronization or the host's own work.
         std::int64_t idle_before_ns = 0;
-        // Of idle_before_ns, the gaps that ended at the first kernel of a range: the GPU waited
-        // across a range boundary (the host's synchronization and its work between the ranges).
-        // The rest ended at a later kernel of its range: launch gaps, or host work inside it.
-        std::int64_t idle_at_range_start_ns = 0;
+        // Of idle_before_ns, the gaps across a range boundary: the kernel that ended the gap and
+        // the one that ended the GPU's work before it came from different ranges (kernels
+        // outside every recorded range count as one more), so the GPU waited for the host's
+        // synchronization and its work between the ranges. The rest fell between two kernels
+        // of one range: launch gaps, or the host's work inside the range.
+        std::int64_t idle_across_ranges_ns = 0;
     };
     std::int64_t kernel_ns = 0;  // every kernel's duration, summed
     std::int64_t calls = 0;
@@ -33,7 +35,7 @@ struct KernelSummary {
     // The time inside the span when no kernel ran (kernels on several streams may overlap: the
     // span is the union of their intervals plus this), the sum of the phases' idle_before_ns.
     std::int64_t idle_ns = 0;
-    std::int64_t idle_at_range_start_ns = 0;  // the phases' idle_at_range_start_ns, summed
+    std::int64_t idle_across_ranges_ns = 0;  // the phases' idle_across_ranges_ns, summed
     std::vector<Total> phases;   // in the order of Phase, present ones only, then "outside ranges"
     std::vector<Total> kernels;  // by short_kernel_name, most time first (ties: by name)
 };
