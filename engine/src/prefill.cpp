@@ -26,6 +26,7 @@
 #include "model_impl.h"
 #include "process_group_tensor.h"
 #include "splitmix.h"
+#include "top_routing.h"
 
 namespace l2a {
 namespace {
@@ -211,13 +212,8 @@ void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer,
         case RoutingKind::Top: {
             const auto keep = static_cast<std::size_t>(
                 std::llround(options.routing.fraction * static_cast<double>(t)));
-            std::vector<std::uint32_t> order(t);
-            std::iota(order.begin(), order.end(), 0u);
-            // Highest logits first; among equal logits the earlier token wins.
-            std::stable_sort(order.begin(), order.end(),
-                             [&](std::uint32_t a, std::uint32_t b) { return z[a] > z[b]; });
-            std::fill(out.begin(), out.end(), 0);
-            for (std::size_t i = 0; i < std::min(keep, t); ++i) out[order[i]] = 1;
+            std::vector<float> scratch;
+            route_top(z, keep, out, scratch);
             break;
         }
     }

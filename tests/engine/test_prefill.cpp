@@ -2,15 +2,20 @@
 // cancellation, and clear errors for options that cannot apply.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../../engine/src/top_routing.h"  // the top:F choice is checked directly below
 #include "l2a/engine/demo.h"
 #include "l2a/engine/device.h"
 #include "l2a/engine/error.h"
@@ -228,6 +233,50 @@ TEST(Prefill, RandomRoutingIsSeededAndNearItsFraction) {
     double routed = 0;
     for (auto d : a.decisions) routed += d;
     EXPECT_NEAR(routed / static_cast<double>(a.decisions.size()), 0.2, 0.03);
+}
+
+// The top:F choice: the tokens of a stable sort by descending logit, cut after `keep`.
+std::vector<std::uint8_t> top_by_sorting(const std::vector<float>& z, std::size_t keep) {
+    std::vector<std::size_t> order(z.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    const auto rank = [&](std::size_t i) {
+        return std::isnan(z[i]) ? -std::numeric_limits<float>::infinity() : z[i];
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return rank(a) > rank(b); });
+    std::vector<std::uint8_t> out(z.size(), 0);
+    for (std::size_t i = 0; i < std::min(keep, z.size()); ++i) out[order[i]] = 1;
+    return out;
+}
+
+TEST(TopRouting, RoutesTheHighestLogitsTheEarlierTokenWinningTies) {
+    std::mt19937 gen(5);
+    std::vector<float> scratch;
+    for (const std::size_t t : {1u, 2u, 7u, 64u, 1000u}) {
+        // Logits from few values (many ties), from many (few ties), and with NaN and infinities.
+        for (const int values : {3, 1000}) {
+            std::uniform_int_distribution<int> pick(0, values - 1);
+            std::vector<float> z(t);
+            for (float& v : z) v = static_cast<float>(pick(gen)) / 4.0f;
+            if (t > 4) {
+                z[1] = std::numeric_limits<float>::quiet_NaN();
+                z[2] = -std::numeric_limits<float>::infinity();
+                z[3] = std::numeric_limits<float>::infinity();
+            }
+            for (const std::size_t keep :
+                 {std::size_t{0}, std::size_t{1}, t / 5, t / 2, t - 1, t, t + 3}) {
+                std::vector<std::uint8_t> out(t, 7);
+                l2a::route_top(z, keep, out, scratch);
+                EXPECT_EQ(out, top_by_sorting(z, keep))
+                    << "tokens " << t << ", " << values << " values, keep " << keep;
+            }
+        }
+    }
+    // Ties at the cut go to the earliest tokens.
+    const std::vector<float> tied = {1, 2, 2, 0, 2, 2};
+    std::vector<std::uint8_t> out(tied.size());
+    l2a::route_top(tied, 3, out, scratch);
+    EXPECT_EQ(out, (std::vector<std::uint8_t>{0, 1, 1, 0, 1, 0}));
 }
 
 std::string error_of(const l2a::RunOptions& options, std::vector<std::int32_t> tokens) {
