@@ -15,7 +15,7 @@ namespace l2a {
 
 // Routes the `keep` tokens of highest logit z: out[t] = 1 for those, 0 for the rest. Among equal
 // logits the earlier token wins (what a stable sort by descending logit, cut after `keep`,
-// gives). A NaN logit ranks below every number. `scratch` is reused between calls.
+// gives). A NaN logit ranks as -inf. `scratch` is working space (a caller may keep it).
 inline void route_top(std::span<const float> z, std::size_t keep, std::span<std::uint8_t> out,
                       std::vector<float>& scratch) {
     const std::size_t t = out.size();

@@ -272,11 +272,23 @@ TEST(TopRouting, RoutesTheHighestLogitsTheEarlierTokenWinningTies) {
             }
         }
     }
-    // Ties at the cut go to the earliest tokens.
+    // Ties at the cut go to the earliest tokens; -0 and +0 tie, and NaN ties with -inf.
     const std::vector<float> tied = {1, 2, 2, 0, 2, 2};
     std::vector<std::uint8_t> out(tied.size());
     l2a::route_top(tied, 3, out, scratch);
     EXPECT_EQ(out, (std::vector<std::uint8_t>{0, 1, 1, 0, 1, 0}));
+    const std::vector<float> zeros = {-1.0f, 0.0f, -0.0f, 0.0f, -0.0f};
+    out.assign(zeros.size(), 7);
+    l2a::route_top(zeros, 2, out, scratch);
+    EXPECT_EQ(out, (std::vector<std::uint8_t>{0, 1, 1, 0, 0}));
+    out.assign(3, 7);
+    l2a::route_top(std::vector<float>{-0.0f, -1.0f, 0.0f}, 1, out, scratch);
+    EXPECT_EQ(out, (std::vector<std::uint8_t>{1, 0, 0}));
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float minus_inf = -std::numeric_limits<float>::infinity();
+    out.assign(3, 7);
+    l2a::route_top(std::vector<float>{nan, minus_inf, 0.0f}, 2, out, scratch);
+    EXPECT_EQ(out, (std::vector<std::uint8_t>{1, 0, 1}));
 }
 
 std::string error_of(const l2a::RunOptions& options, std::vector<std::int32_t> tokens) {
