@@ -212,8 +212,7 @@ void apply_policy(const RunOptions& options, const L2AConfig& l2a, int layer,
         case RoutingKind::Top: {
             const auto keep = static_cast<std::size_t>(
                 std::llround(options.routing.fraction * static_cast<double>(t)));
-            std::vector<float> scratch;
-            route_top(z, keep, out, scratch);
+            route_top(z, keep, out);
             break;
         }
     }

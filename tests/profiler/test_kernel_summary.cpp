@@ -24,6 +24,14 @@ KernelRecord kernel(const std::string& name, std::int64_t begin, std::int64_t en
     return k;
 }
 
+// A phase's name, idle time before its kernels and the part of it across range boundaries.
+void expect_idle(const KernelSummary::Total& phase, const std::string& name, std::int64_t before,
+                 std::int64_t across) {
+    EXPECT_EQ(phase.name, name);
+    EXPECT_EQ(phase.idle_before_ns, before) << name;
+    EXPECT_EQ(phase.idle_across_ranges_ns, across) << name;
+}
+
 TEST(KernelSummary, ShortNamesDropReturnTypeArgumentsAndTheProjectsNamespace) {
     EXPECT_EQ(short_kernel_name("void l2a::kernels::detail::attention_sm90_kernel<__nv_bfloat16, "
                                 "128, l2a::kernels::detail::RoutedQueries, "
@@ -154,12 +162,8 @@ TEST(KernelSummary, IdleAcrossRangesIsBetweenKernelsOfTwoRanges) {
     };
     const KernelSummary s = summarize_kernels(kernels, ranges);
     ASSERT_EQ(s.phases.size(), 3u);
-    EXPECT_EQ(s.phases[0].name, "global");
-    EXPECT_EQ(s.phases[0].idle_before_ns, 101);
-    EXPECT_EQ(s.phases[0].idle_across_ranges_ns, 100);
-    EXPECT_EQ(s.phases[1].name, "mlp");
-    EXPECT_EQ(s.phases[1].idle_before_ns, 3 + 5 + 20 + 4 + 30);
-    EXPECT_EQ(s.phases[1].idle_across_ranges_ns, 20 + 30);
+    expect_idle(s.phases[0], "global", 101, 100);
+    expect_idle(s.phases[1], "mlp", 3 + 5 + 20 + 4 + 30, 20 + 30);
     EXPECT_EQ(s.phases[2].name, "layer");
     EXPECT_EQ(s.phases[2].idle_across_ranges_ns, 10);
     EXPECT_EQ(s.idle_ns, 173);
@@ -182,12 +186,8 @@ TEST(KernelSummary, IdleAcrossRangesFollowsTheKernelThatEndedLast) {
     };
     const KernelSummary s = summarize_kernels(kernels, ranges);
     ASSERT_EQ(s.phases.size(), 2u);
-    EXPECT_EQ(s.phases[0].name, "router");
-    EXPECT_EQ(s.phases[0].idle_before_ns, 80);
-    EXPECT_EQ(s.phases[0].idle_across_ranges_ns, 80);
-    EXPECT_EQ(s.phases[1].name, "global");
-    EXPECT_EQ(s.phases[1].idle_before_ns, 50 + 90);
-    EXPECT_EQ(s.phases[1].idle_across_ranges_ns, 90);
+    expect_idle(s.phases[0], "router", 80, 80);
+    expect_idle(s.phases[1], "global", 50 + 90, 90);
     EXPECT_EQ(s.idle_ns, 220);
     EXPECT_EQ(s.idle_across_ranges_ns, 170);
 }
