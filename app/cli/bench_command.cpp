@@ -82,6 +82,31 @@ std::vector<std::int64_t> parse_lengths(const Arguments& args, const std::string
     return lengths;
 }
 
+// The tokens of the untimed warm-up run before a length's timed runs: --warmup N (at most the
+// length) or full (the length itself: the timed runs then find the allocator's blocks and the
+// libraries' plans for that length already made). Default 4096.
+struct Warmup {
+    std::optional<std::int64_t> tokens;  // none: the length itself
+    std::int64_t at(std::int64_t length) const {
+        return tokens ? std::min(*tokens, length) : length;
+    }
+    std::string describe() const {
+        return tokens ? "a warm-up run of " + group_digits(*tokens) + " tokens (at most the length)"
+                      : "a warm-up run at the same length";
+    }
+};
+
+Warmup parse_warmup(const Arguments& args) {
+    const std::string value = args.value("--warmup").value_or("4096");
+    if (value == "full") return {};
+    const std::optional<std::int64_t> n = parse_length(value);
+    if (!n || *n < 1) {
+        args.usage_error("--warmup: '" + value +
+                         "' is neither a number of tokens (e.g. 4096 or 4K) nor 'full'");
+    }
+    return {n};
+}
+
 std::vector<double> parse_fractions(const Arguments& args) {
     std::vector<double> fractions;
     for (const std::string& item :
@@ -324,8 +349,9 @@ std::int64_t steady_ns() {
 // kernel tracer; its flush and conversion after the run are not timed. `group`: tensor parallel
 // (`model` is this rank's shard; every rank makes the same calls).
 PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> input,
-                           const RunOptions& options, std::int64_t repeat, const std::string& what,
-                           bool quiet, ProcessGroup* group, bool trace = false) {
+                           const RunOptions& options, std::int64_t repeat, const Warmup& warmup,
+                           const std::string& what, bool quiet, ProcessGroup* group,
+                           bool trace = false) {
     PrefillTiming t;
     // The GPU whose clock the runs sample (looked up once, not per run).
     std::optional<std::string> pci_bus_id;
@@ -351,9 +377,13 @@ PrefillTiming time_prefill(const Model& model, std::span<const std::int32_t> inp
         t.clock_source = timeline.clock_source;
         return result;
     };
-    // A short run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first blocks.
-    const std::size_t warm = std::min<std::size_t>(input.size(), 4096);
-    if (!quiet) std::fprintf(stderr, "l2a bench: %s: warm-up\n", what.c_str());
+    // An untimed run first: cuBLAS/cuDNN handles, kernel caches and the allocator's first
+    // blocks (at the run's own length, also its blocks and plans of that size).
+    const auto warm = static_cast<std::size_t>(warmup.at(static_cast<std::int64_t>(input.size())));
+    if (!quiet) {
+        std::fprintf(stderr, "l2a bench: %s: warm-up run of %s tokens\n", what.c_str(),
+                     group_digits(static_cast<std::int64_t>(warm)).c_str());
+    }
     run(input.subspan(0, warm));
     std::vector<double> seconds;
     // Untraced runs on a GPU: one sampler for all the timed runs (started after the warm-up and
@@ -613,6 +643,7 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                                 "shape " + shape_name);
     const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
+    const Warmup warmup = parse_warmup(args);
     const std::uint64_t seed = args.unsigned_integer("--seed").value_or(0);
     RunOptions ours = shape_bench_options(args, seed);
     const bool cpu = is_cpu_device(ours.device);
@@ -669,13 +700,14 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
             static_cast<long long>(s.num_heads), static_cast<long long>(s.num_kv_heads),
             static_cast<long long>(s.head_dim), format_count_short(s.parameter_count).c_str(),
             static_cast<long long>(s.sliding_window), static_cast<unsigned long long>(seed));
-        std::printf(
-            "%s, %s; time to first token, median of %lld runs after a warm-up%s\n",
-            device_name.c_str(), model.placement().dtype.c_str(), static_cast<long long>(repeat),
-            tensor_parallel > 1 ? ("; tensor parallel over " + std::to_string(tensor_parallel) +
-                                   (cpu ? " processes" : " GPUs (rank r on cuda:r)"))
-                                      .c_str()
-                                : "");
+        std::printf("%s, %s; time to first token, median of %lld runs after %s%s\n",
+                    device_name.c_str(), model.placement().dtype.c_str(),
+                    static_cast<long long>(repeat), warmup.describe().c_str(),
+                    tensor_parallel > 1
+                        ? ("; tensor parallel over " + std::to_string(tensor_parallel) +
+                           (cpu ? " processes" : " GPUs (rank r on cuda:r)"))
+                              .c_str()
+                        : "");
         std::printf("ours: %s; base: %s\n", ours_label.c_str(),
                     with_base ? base_label.c_str() : "not run (--no-base)");
         print_machine_line(load);
@@ -689,15 +721,16 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
     for (std::int64_t n : lengths) {
         const std::span<const std::int32_t> input(ids.data(), static_cast<std::size_t>(n));
         const std::string at = " at " + std::to_string(n) + " tokens";
-        const PrefillTiming a = time_prefill(model, input, ours, repeat, "ours" + at, quiet, group);
+        const PrefillTiming a =
+            time_prefill(model, input, ours, repeat, warmup, "ours" + at, quiet, group);
         const PrefillTiming b =
-            with_base ? time_prefill(model, input, base, repeat, "base" + at, quiet, group)
+            with_base ? time_prefill(model, input, base, repeat, warmup, "base" + at, quiet, group)
                       : PrefillTiming{};
         const double ratio = b.median_seconds / a.median_seconds;
         PrefillTiming traced;
         if (trace) {
-            traced =
-                time_prefill(model, input, ours, repeat, "ours traced" + at, quiet, group, true);
+            traced = time_prefill(model, input, ours, repeat, warmup, "ours traced" + at, quiet,
+                                  group, true);
         }
         const double overhead = (traced.median_seconds / a.median_seconds - 1.0) * 100.0;
         const RankPeaks peaks = peaks_of_ranks(group, a, b);
@@ -706,6 +739,7 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
         const auto base_peak = static_cast<std::int64_t>(largest_of(peaks.base_device_bytes));
         if (json) {
             rows.push_back({{"tokens", n},
+                            {"warmup_tokens", warmup.at(n)},
                             {"ours_median_seconds", a.median_seconds},
                             {"ours_best_seconds", a.best_seconds},
                             {"ours_global_fraction", a.routed},
@@ -809,6 +843,7 @@ int bench_prefill_engine(const Arguments& args) {
     spec.seed = args.unsigned_integer("--seed").value_or(0);
     const std::vector<std::int64_t> lengths = parse_lengths(args, "32768");
     const std::int64_t repeat = args.integer("--repeat", 1, 1000).value_or(3);
+    const Warmup warmup = parse_warmup(args);
     const RunOptions ours = shape_bench_options(args, spec.seed);
     spec.placement.device = ours.device;
     if (auto dtype = args.value("--dtype")) spec.placement.dtype = *dtype;
@@ -859,8 +894,9 @@ int bench_prefill_engine(const Arguments& args) {
         std::printf("shape %s (%lld layers), random weights (seed %llu) on %s\n",
                     spec.shape.c_str(), static_cast<long long>(model.num_layers),
                     static_cast<unsigned long long>(spec.seed), study->where().c_str());
-        std::printf("time to first token, median of %lld runs after a warm-up; routing %s\n",
-                    static_cast<long long>(repeat), ours.routing.to_string().c_str());
+        std::printf("time to first token, median of %lld runs after %s; routing %s\n",
+                    static_cast<long long>(repeat), warmup.describe().c_str(),
+                    ours.routing.to_string().c_str());
         if (local) {
             std::printf("local: the same runs through a study in this process, on %s\n",
                         local->where().c_str());
@@ -875,8 +911,11 @@ int bench_prefill_engine(const Arguments& args) {
     for (std::int64_t n : lengths) {
         double engine_s = 0, client_s = 0;
         std::int64_t bytes = 0;
-        if (!quiet) std::fprintf(stderr, "l2a bench: %lld tokens: warm-up\n", (long long)n);
-        run(std::min<std::int64_t>(n, 4096), engine_s, client_s, bytes);
+        if (!quiet) {
+            std::fprintf(stderr, "l2a bench: %lld tokens: warm-up run of %s tokens\n", (long long)n,
+                         group_digits(warmup.at(n)).c_str());
+        }
+        run(warmup.at(n), engine_s, client_s, bytes);
         std::vector<double> engine, client;
         for (std::int64_t i = 0; i < repeat; ++i) {
             throw_if_cancelled();
@@ -895,8 +934,7 @@ int bench_prefill_engine(const Arguments& args) {
         if (local) {
             double local_engine = 0, local_client = 0;
             std::int64_t local_bytes = 0;
-            run_on(*local, std::min<std::int64_t>(n, 4096), local_engine, local_client,
-                   local_bytes);
+            run_on(*local, warmup.at(n), local_engine, local_client, local_bytes);
             std::vector<double> waits;
             for (std::int64_t i = 0; i < repeat; ++i) {
                 throw_if_cancelled();
@@ -908,6 +946,7 @@ int bench_prefill_engine(const Arguments& args) {
         const double vs_local = local ? (c / l - 1.0) * 100.0 : 0.0;
         if (json) {
             nlohmann::json row{{"tokens", n},
+                               {"warmup_tokens", warmup.at(n)},
                                {"engine_median_seconds", e},
                                {"client_median_seconds", c},
                                {"overhead_percent", overhead},
@@ -948,6 +987,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
                     {"--shape", true},
                     {"--tokens", true},
                     {"--repeat", true},
+                    {"--warmup", true},
                     {"--routing", true},
                     kThreadsOption,
                     {"--device", true},
@@ -981,7 +1021,7 @@ int bench_prefill(std::span<const std::string_view> raw) {
     if (args.has("--compare-local")) args.usage_error("--compare-local needs --engine URL");
     if (args.has("--shape")) return bench_prefill_shape(args, tensor_parallel_ranks);
     for (const char* option : {"--device", "--dtype", "--backend", "--seed", "--window", "--chunk",
-                               "--trace", "--no-base"}) {
+                               "--trace", "--no-base", "--warmup"}) {
         if (args.has(option)) {
             args.usage_error(std::string(option) + " applies to --shape (random weights) only");
         }

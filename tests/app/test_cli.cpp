@@ -1017,6 +1017,29 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
     EXPECT_FALSE(contains(text.out, "SM clock")) << text.out;
 }
 
+// --warmup sets the untimed run before each length's timed runs: N tokens (at most the length)
+// or the length itself; each row says what it was, and the progress lines name it.
+TEST_F(Cli, BenchPrefillWarmsUpAsAsked) {
+    const std::string bench =
+        "bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64,96 --repeat 1 "
+        "--no-base ";
+    const Result some = l2a(bench + "--warmup 80 --json", dir_);
+    ASSERT_EQ(some.status, 0) << some.err;
+    const json j = json::parse(some.out);
+    std::vector<std::int64_t> warmups;
+    for (const json& row : j["results"])
+        warmups.push_back(row["warmup_tokens"].get<std::int64_t>());
+    EXPECT_EQ(warmups, (std::vector<std::int64_t>{64, 80}));
+    EXPECT_TRUE(contains(some.err, "ours at 64 tokens: warm-up run of 64 tokens")) << some.err;
+    EXPECT_TRUE(contains(some.err, "ours at 96 tokens: warm-up run of 80 tokens")) << some.err;
+
+    const Result full = l2a(bench + "--warmup full", dir_);
+    ASSERT_EQ(full.status, 0) << full.err;
+    EXPECT_TRUE(contains(full.out, "median of 1 runs after a warm-up run at the same length"))
+        << full.out;
+    EXPECT_TRUE(contains(full.err, "ours at 96 tokens: warm-up run of 96 tokens")) << full.err;
+}
+
 // A bench's "clocks" object: sampled through NVML and consistent, or a reason why not.
 void expect_clocks(const json& clocks) {
     const std::string source = clocks.at("source").get<std::string>();
@@ -1181,6 +1204,9 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench prefill --shape qwen3-8b --demo", "--shape"},
         {"bench prefill --demo --device cuda", "--device applies to --shape"},
         {"bench prefill --demo --no-base", "--no-base applies to --shape"},
+        {"bench prefill --shape qwen3-8b --warmup 0", "--warmup: '0'"},
+        {"bench prefill --shape qwen3-8b --warmup soon", "--warmup: 'soon'"},
+        {"bench prefill --demo --warmup full", "--warmup applies to --shape"},
         {"bench prefill --shape qwen3-8b --engine tcp://127.0.0.1:9 --no-base",
          "--no-base is not used with --engine"},
         {"bench attention --tokens 0", "--tokens: '0'"},
