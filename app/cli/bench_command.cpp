@@ -94,6 +94,8 @@ struct Warmup {
         return tokens ? "a warm-up run of " + group_digits(*tokens) + " tokens (at most the length)"
                       : "a warm-up run at the same length";
     }
+    // The setting as asked: a number of tokens, or "full".
+    nlohmann::json to_json() const { return tokens ? nlohmann::json(*tokens) : "full"; }
 };
 
 Warmup parse_warmup(const Arguments& args) {
@@ -807,6 +809,7 @@ int bench_prefill_shape(const Arguments& args, int tensor_parallel) {
                                     {"machine", machine_json(load)},
                                     {"seed", seed},
                                     {"repeat", repeat},
+                                    {"warmup", warmup.to_json()},
                                     {"tensor_parallel", tensor_parallel},
                                     {"ours",
                                      {{"backend", ours.backend},
@@ -971,6 +974,7 @@ int bench_prefill_engine(const Arguments& args) {
         std::cout << nlohmann::json{{"shape", spec.shape},
                                     {"engine", study->where()},
                                     {"repeat", repeat},
+                                    {"warmup", warmup.to_json()},
                                     {"routing", ours.routing.to_string()},
                                     {"results", rows}}
                          .dump(2)

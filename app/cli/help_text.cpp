@@ -259,11 +259,12 @@ Prefill options:
                       and inside each kernel
   --no-base           time "ours" alone (the base's full causal attention takes many times
                       longer at 512K tokens and beyond)
-  --warmup N|full     tokens of the untimed warm-up run before each length's timed runs
-                      (default 4096, at most the length; also with --engine); full: the length
-                      itself, so that the timed runs find the allocator's blocks and cuBLAS's
-                      and cuDNN's plans for that length already made (with --repeat 1 the one
-                      timed run is otherwise the first at its length)
+  --warmup N|full     tokens of the untimed warm-up run before each length's timed runs,
+                      e.g. 4096 or 4K (default 4096, at most the length; also with --engine);
+                      full: the length itself, so that the timed runs find the allocator's
+                      blocks and cuBLAS's and cuDNN's plans for that length already made (with
+                      --repeat 1 at a length above N the one timed run is otherwise the first
+                      at its length)
 
 bench attention (builds with CUDA, on a GPU) times one attention layer on random bf16 (--dtype
 fp16: fp16) inputs with random routing (seeded): ours, as the global part (routed-query

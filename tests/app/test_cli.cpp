@@ -1030,9 +1030,18 @@ TEST_F(Cli, BenchPrefillWarmsUpAsAsked) {
     for (const json& row : j["results"])
         warmups.push_back(row["warmup_tokens"].get<std::int64_t>());
     EXPECT_EQ(warmups, (std::vector<std::int64_t>{64, 80}));
+    EXPECT_EQ(j["warmup"], 80) << j["warmup"];
     EXPECT_TRUE(contains(some.err, "ours at 64 tokens: warm-up run of 64 tokens")) << some.err;
     EXPECT_TRUE(contains(some.err, "ours at 96 tokens: warm-up run of 80 tokens")) << some.err;
 
+    const Result one =
+        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
+            "--no-base --warmup full --json --quiet",
+            dir_);
+    ASSERT_EQ(one.status, 0) << one.err;
+    const json full_json = json::parse(one.out);
+    EXPECT_EQ(full_json["warmup"], "full") << full_json["warmup"];
+    EXPECT_EQ(full_json["results"][0]["warmup_tokens"], 64) << full_json;
     const Result full = l2a(bench + "--warmup full", dir_);
     ASSERT_EQ(full.status, 0) << full.err;
     EXPECT_TRUE(contains(full.out, "median of 1 runs after a warm-up run at the same length"))
