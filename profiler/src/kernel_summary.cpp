@@ -39,11 +39,16 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
     std::vector<KernelSummary::Total> phases(kPhases + 1);  // the last: outside every range
     std::map<std::string, KernelSummary::Total> by_name;
     std::map<std::string, std::string> short_names;
-    // A kernel's phase: that of the range that launched it, the last slot outside every range.
+    // The range that launched a kernel; -1 outside every recorded range.
+    const auto range_of = [&](const KernelRecord& k) {
+        return k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size() ? k.range
+                                                                                 : std::int64_t{-1};
+    };
+    // A kernel's phase: that of its range, the last slot outside every range.
     const auto phase_index = [&](const KernelRecord& k) {
-        const bool in_range = k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size();
-        return in_range ? static_cast<int>(ranges[static_cast<std::size_t>(k.range)].phase)
-                        : kPhases;
+        const std::int64_t range = range_of(k);
+        return range >= 0 ? static_cast<int>(ranges[static_cast<std::size_t>(range)].phase)
+                          : kPhases;
     };
     std::int64_t first = 0, last = 0;
     for (const KernelRecord& k : kernels) {
@@ -71,10 +76,6 @@ KernelSummary summarize_kernels(std::span<const KernelRecord> kernels,
     });
     std::int64_t covered_until = 0;
     // The range of the kernel whose end is covered_until (-1: outside every recorded range).
-    const auto range_of = [&](const KernelRecord& k) {
-        return k.range >= 0 && static_cast<std::size_t>(k.range) < ranges.size() ? k.range
-                                                                                 : std::int64_t{-1};
-    };
     std::int64_t covering_range = -1;
     for (std::size_t i = 0; i < order.size(); ++i) {
         const KernelRecord& k = kernels[order[i]];

@@ -990,13 +990,17 @@ TEST_F(Cli, BenchUnknownShapeListsTheKnownOnes) {
     EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
+// `bench prefill` of the smallest published shape on the CPU, ours alone, with a short window
+// and few tokens to keep it quick, then `more`.
+std::string tiny_bench(const std::string& tokens, const std::string& more) {
+    return "bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens " + tokens +
+           " --repeat 1 --no-base " + more;
+}
+
 // --no-base times ours alone: no base run, no base figures (the smallest published shape, a
 // short window and few tokens on the CPU to keep it quick).
 TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
-    const Result r =
-        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64,96 --repeat 1 "
-            "--no-base --json --quiet",
-            dir_);
+    const Result r = l2a(tiny_bench("64,96", "--json --quiet"), dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     const json j = json::parse(r.out);
     EXPECT_TRUE(j["base"].is_null()) << j["base"];
@@ -1008,10 +1012,7 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
         EXPECT_FALSE(row["ranks"][0].contains("base_peak_device_bytes")) << row;
         EXPECT_FALSE(row.contains("ours_clocks")) << "a CPU has no SM clock to sample: " << row;
     }
-    const Result text =
-        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
-            "--no-base --quiet",
-            dir_);
+    const Result text = l2a(tiny_bench("64", "--quiet"), dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(text.out, "base: not run (--no-base)")) << text.out;
     EXPECT_FALSE(contains(text.out, "SM clock")) << text.out;
@@ -1020,10 +1021,7 @@ TEST_F(Cli, BenchPrefillShapeWithoutTheBase) {
 // --warmup sets the untimed run before each length's timed runs: N tokens (at most the length)
 // or the length itself; each row says what it was, and the progress lines name it.
 TEST_F(Cli, BenchPrefillWarmsUpAsAsked) {
-    const std::string bench =
-        "bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64,96 --repeat 1 "
-        "--no-base ";
-    const Result some = l2a(bench + "--warmup 80 --json", dir_);
+    const Result some = l2a(tiny_bench("64,96", "--warmup 80 --json"), dir_);
     ASSERT_EQ(some.status, 0) << some.err;
     const json j = json::parse(some.out);
     std::vector<std::int64_t> warmups;
@@ -1034,15 +1032,12 @@ TEST_F(Cli, BenchPrefillWarmsUpAsAsked) {
     EXPECT_TRUE(contains(some.err, "ours at 64 tokens: warm-up run of 64 tokens")) << some.err;
     EXPECT_TRUE(contains(some.err, "ours at 96 tokens: warm-up run of 80 tokens")) << some.err;
 
-    const Result one =
-        l2a("bench prefill --shape qwen2.5-0.5b --device cpu --window 32 --tokens 64 --repeat 1 "
-            "--no-base --warmup full --json --quiet",
-            dir_);
+    const Result one = l2a(tiny_bench("64", "--warmup full --json --quiet"), dir_);
     ASSERT_EQ(one.status, 0) << one.err;
     const json full_json = json::parse(one.out);
     EXPECT_EQ(full_json["warmup"], "full") << full_json["warmup"];
     EXPECT_EQ(full_json["results"][0]["warmup_tokens"], 64) << full_json;
-    const Result full = l2a(bench + "--warmup full", dir_);
+    const Result full = l2a(tiny_bench("64,96", "--warmup full"), dir_);
     ASSERT_EQ(full.status, 0) << full.err;
     EXPECT_TRUE(contains(full.out, "median of 1 runs after a warm-up run at the same length"))
         << full.out;
