@@ -598,9 +598,9 @@ constexpr const char* kServeHelp =
                  [--checkpoint-budget BYTES] [--max-message BYTES]
                  [--tensor-parallel N [--device cpu|cuda]] [--quiet]
 
-Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune` and `bench
-whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts this command on the
-host itself), and the desktop app's File > Connect to Engine. Clients get the same profiles as
+Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune`, `bench
+prefill` and `bench whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts
+this command on the host itself), and the desktop app's File > Connect to Engine. Clients get the same profiles as
 local runs, with the kernel timeline of CUDA runs. One run computes at a time; the others wait
 and are told how many runs are ahead. A client's session keeps its base run's checkpoints for
 its what-ifs; a client that disconnects cancels its run and frees its memory.

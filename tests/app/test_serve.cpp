@@ -1,7 +1,9 @@
 // `l2a serve` and --engine end to end, as separate processes on loopback: a remote run saves the
 // local run's profile; a server killed mid-run is a client error within 5 s with no file left;
-// a client killed mid-run leaves the server serving; a wrong token is refused; and the SSH
-// transport against an sshd on 127.0.0.1 started here (skipped where sshd cannot start).
+// a client killed mid-run leaves the server serving; a server gone between requests is a client
+// error, not a hang; a server or client stalled for seconds keeps its session; bench prefill
+// through the engine; a wrong token is refused; and the SSH transport against an sshd on 127.0.0.1
+// started here (skipped where sshd cannot start).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
@@ -15,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -32,6 +35,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
 using l2a::test::read_file;
 using l2a::test::write_file;
 
@@ -346,6 +350,75 @@ TEST_F(Serve, CtrlCOnTheClientCancelsTheRunOnTheEngine) {
         {kBinary.string(), "run", "--demo", "--max-tokens", "32", "--engine", engine, "--quiet"},
         dir_, "next");
     EXPECT_EQ(next.wait(std::chrono::seconds(60)), 0) << next.err();
+}
+
+// A server or client that stops answering for a few seconds (a busy host, a process swapped
+// out) keeps its session: here each is stopped for 12 s during a run, and the run ends as usual.
+TEST_F(Serve, APeerThatStallsForSecondsKeepsItsSession) {
+    const int port = start_server();
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    for (const bool stop_server : {true, false}) {
+        const std::string name = stop_server ? "server-stalls" : "client-stalls";
+        Child client({kBinary.string(), "run", "--demo", "--doc", "long.txt", "--max-tokens",
+                      "2000", "--engine", engine, "--threads", "1", "--out", name + ".l2a"},
+                     dir_, name, {"L2A_PROGRESS_SECONDS=0"});
+        ASSERT_TRUE(client.wait_for("prefill of", std::chrono::seconds(60))) << client.err();
+        Child& stalled = stop_server ? *server_ : client;
+        stalled.kill(SIGSTOP);
+        std::this_thread::sleep_for(std::chrono::seconds(12));
+        stalled.kill(SIGCONT);
+        EXPECT_EQ(client.wait(std::chrono::seconds(120)), 0) << name << ": " << client.err();
+        EXPECT_TRUE(fs::exists(dir_ / (name + ".l2a"))) << name;
+    }
+}
+
+// bench prefill through the engine: the engine times its runs of a published shape (random
+// weights) after the warm-up asked for, and --compare-local times the same runs in the client.
+TEST_F(Serve, ABenchThroughTheEngineWarmsUpAsAsked) {
+    const int port = start_server({"--shape", "qwen2.5-0.5b"});
+    ASSERT_GT(port, 0) << server_->err();
+    const std::string engine = "tcp://127.0.0.1:" + std::to_string(port);
+    Child bench({kBinary.string(), "bench", "prefill", "--shape", "qwen2.5-0.5b", "--device", "cpu",
+                 "--tokens", "64,96", "--repeat", "1", "--warmup", "80", "--engine", engine,
+                 "--compare-local", "--json"},
+                dir_, "bench");
+    ASSERT_EQ(bench.wait(std::chrono::seconds(240)), 0) << bench.err();
+    const json j = json::parse(bench.out());
+    EXPECT_EQ(j["warmup"], 80) << j;
+    EXPECT_TRUE(contains(j["engine"].get<std::string>(), engine)) << j["engine"];
+    ASSERT_EQ(j["results"].size(), 2u) << j;
+    std::vector<std::int64_t> warmups;
+    for (const json& row : j["results"]) {
+        warmups.push_back(row["warmup_tokens"].get<std::int64_t>());
+        const double engine_s = row["engine_median_seconds"].get<double>();
+        EXPECT_GT(engine_s, 0.0) << row;
+        // The client's wait holds the engine's run.
+        EXPECT_GE(row["client_median_seconds"].get<double>(), engine_s) << row;
+        EXPECT_GT(row["local_median_seconds"].get<double>(), 0.0) << row;
+    }
+    EXPECT_EQ(warmups, (std::vector<std::int64_t>{64, 80}));
+    EXPECT_TRUE(contains(bench.err(), "96 tokens: warm-up run of 80 tokens")) << bench.err();
+}
+
+// A server that goes away between a client's requests: the client's next request cannot be
+// sent, and that is the same one-line error as a connection lost mid-run, not a hang. Here the
+// server dies while the client loads its own copy of the model for --compare-local, before the
+// first timed run is sent.
+TEST_F(Serve, AServerGoneBetweenRequestsIsAClientErrorNotAHang) {
+    const int port = start_server({"--shape", "qwen2.5-0.5b"});
+    ASSERT_GT(port, 0) << server_->err();
+    Child client({kBinary.string(), "bench", "prefill", "--shape", "qwen2.5-0.5b", "--device",
+                  "cpu", "--tokens", "64", "--repeat", "1", "--engine",
+                  "tcp://127.0.0.1:" + std::to_string(port), "--compare-local"},
+                 dir_, "client");
+    ASSERT_TRUE(client.wait_for("loading the model done", std::chrono::seconds(120)))
+        << client.err();
+    server_->kill(SIGKILL);
+    const std::optional<int> status = client.wait(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value()) << "the client hangs: " << client.err();
+    EXPECT_EQ(*status, 1) << client.err();
+    EXPECT_TRUE(contains(client.err(), "connection lost")) << client.err();
 }
 
 TEST_F(Serve, TokensAndAddressesAreChecked) {

@@ -54,9 +54,12 @@ std::shared_ptr<grpc::Channel> open_channel(const EngineAddress& address) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
     args.SetMaxSendMessageSize(std::numeric_limits<int>::max());
-    // A server that dies or a network that drops is noticed within seconds, not at TCP's pace.
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 2000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
+    // A network that drops silently, or a host that stops answering, is noticed within 25 s, not
+    // at TCP's pace (a server that dies closes its socket: that is noticed at once). The answer
+    // to a ping may take 20 s: a server host busy for a few seconds (loading a model, all its
+    // cores in a CPU run) is not taken for dead.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
@@ -276,13 +279,16 @@ private:
                                remote::ServerMessage::KindCase expected) {
         if (cancel_flag_ && cancel_flag_->load()) throw Cancelled();
         const InCall in_call(*this);
+        bool written = false;
         {
             std::lock_guard lock(write_mutex_);
             if (finished_) {
                 throw ConnectionLost(address_.url + ": the connection to the engine is closed");
             }
-            if (!stream_->Write(request)) lost();
+            written = stream_->Write(request);
         }
+        // lost() takes the write lock itself.
+        if (!written) lost();
         remote::ServerMessage message;
         for (;;) {
             if (!stream_->Read(&message)) {

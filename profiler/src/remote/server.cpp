@@ -524,8 +524,10 @@ StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>())
     // Clients ping every few seconds so that a dead server is noticed; allow it.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    // A client that vanished without closing its connection is noticed within 30 s; one busy
+    // for a few seconds (the desktop app drawing, a client loading a model) keeps its session.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
     const mode_t old_mask = unix_socket ? ::umask(077) : 0;
     impl_->server = builder.BuildAndStart();
     if (unix_socket) ::umask(old_mask);
