@@ -600,10 +600,11 @@ constexpr const char* kServeHelp =
 
 Runs the study service for remote clients: `l2a run`, `whatif`, `suggest-prune`, `bench
 prefill` and `bench whatif` with --engine tcp://HOST:PORT (or tls://, or ssh://, which starts
-this command on the host itself), and the desktop app's File > Connect to Engine. Clients get the same profiles as
-local runs, with the kernel timeline of CUDA runs. One run computes at a time; the others wait
-and are told how many runs are ahead. A client's session keeps its base run's checkpoints for
-its what-ifs; a client that disconnects cancels its run and frees its memory.
+this command on the host itself), and the desktop app's File > Connect to Engine. Clients get
+the same profiles as local runs, with the kernel timeline of CUDA runs. One run computes at a
+time; the others wait and are told how many runs are ahead. A client's session keeps its base
+run's checkpoints for its what-ifs; a client that disconnects cancels its run and frees its
+memory.
 
 Options:
   --listen HOST:PORT   where to listen (default 127.0.0.1:7787; port 0: any free port, printed
