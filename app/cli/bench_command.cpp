@@ -516,13 +516,12 @@ void print_trace_breakdown(const PrefillTiming& t) {
     }
 }
 
-// The SM clock of a timing's runs: where it came from, and its statistics.
-nlohmann::json clocks_json(const PrefillTiming& t) {
-    const ClockStats& c = t.clocks;
+// SM clock statistics and where they came from ("nvml", or "not sampled: <why>").
+nlohmann::json clock_json(const ClockStats& c, const std::string& source) {
     const auto mhz_or_null = [&](std::uint32_t mhz) {
         return c.samples > 0 ? nlohmann::json(mhz) : nlohmann::json(nullptr);
     };
-    return {{"source", t.clock_source},
+    return {{"source", source},
             {"samples", c.samples},
             {"median_sm_mhz", mhz_or_null(c.median_mhz)},
             {"min_sm_mhz", mhz_or_null(c.min_mhz)},
@@ -531,6 +530,9 @@ nlohmann::json clocks_json(const PrefillTiming& t) {
             {"power_capped_share", c.power_capped},
             {"slowed_share", c.slowed}};
 }
+
+// The SM clock of a timing's runs.
+nlohmann::json clocks_json(const PrefillTiming& t) { return clock_json(t.clocks, t.clock_source); }
 
 nlohmann::json trace_breakdown_json(const PrefillTiming& t) {
     const auto totals = [](const std::vector<KernelSummary::Total>& list, std::size_t most) {
@@ -1046,9 +1048,44 @@ std::string cell_ratio(const BenchTime& ours, const BenchTime& base) {
                                                            : "n/a";
 }
 
-nlohmann::json time_json(const BenchTime& t, double flop) {
+// "28/4/128": query heads, KV heads, head dimension.
+std::string heads_label(const AttentionHeads& h) {
+    return std::to_string(h.q_heads) + "/" + std::to_string(h.kv_heads) + "/" +
+           std::to_string(h.head_dim);
+}
+
+// The GPU's clock while one part's timed runs went: the samples inside its bracket, and where
+// they came from.
+struct PartClock {
+    ClockStats stats;
+    std::string source;  // "nvml", or "not sampled: <why>"
+};
+
+// `unsampled`: why the bench's sampler never started ("" when it sampled).
+PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
+                     const std::string& unsampled) {
+    if (!unsampled.empty()) return {{}, "not sampled: " + unsampled};
+    std::vector<ClockSample> inside;
+    for (const ClockSample& sample : samples) {
+        if (sample.time_ns >= t.begin_ns && sample.time_ns <= t.end_ns) inside.push_back(sample);
+    }
+    if (inside.empty()) return {{}, "not sampled: no sample fell inside the timed runs"};
+    return {clock_stats(inside), "nvml"};
+}
+
+// "1755 (64%)": the median SM clock and the share of samples held by the power cap; "-" with
+// fewer samples than a kernel of a traced run needs for a clock of its own.
+std::string cell_clock(const PartClock& c) {
+    if (c.stats.samples < kClockSamplesPerKernel) return "-";
+    return std::to_string(c.stats.median_mhz) + " (" + format_fixed(c.stats.power_capped * 100, 0) +
+           "%)";
+}
+
+nlohmann::json time_json(const BenchTime& t, double flop, const PartClock& clock) {
     if (!t.available) return {{"available", false}, {"reason", t.reason}};
-    return {{"ms", t.ms}, {"tflops", t.ms > 0 ? flop / (t.ms * 1e-3) / 1e12 : 0.0}};
+    return {{"ms", t.ms},
+            {"tflops", t.ms > 0 ? flop / (t.ms * 1e-3) / 1e12 : 0.0},
+            {"clock", clock_json(clock.stats, clock.source)}};
 }
 
 int bench_attention_command(std::span<const std::string_view> raw) {
@@ -1106,11 +1143,27 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                          what.data());
         };
     }
+    // The GPU's clock through the whole grid, sorted out by each part's timed runs after.
+    ClockSampler sampler(cuda_device_info(parse_device(options.device)->index).pci_bus_id,
+                         kClockPeriod, steady_ns);
     const AttentionBenchResult result = bench_attention(options);
+    const std::vector<ClockSample> samples = sampler.stop();
+    struct RowClocks {
+        PartClock global, local, whole, cudnn, flash;
+    };
+    std::vector<RowClocks> clocks;
+    for (const AttentionBenchRow& r : result.rows) {
+        const auto of = [&](const BenchTime& t) {
+            return part_clock(t, samples, sampler.active() ? "" : sampler.reason());
+        };
+        clocks.push_back({of(r.global), of(r.local), of(r.whole), of(r.cudnn), of(r.flash)});
+    }
 
     if (json) {
         nlohmann::json rows = nlohmann::json::array();
-        for (const AttentionBenchRow& r : result.rows) {
+        for (std::size_t i = 0; i < result.rows.size(); ++i) {
+            const AttentionBenchRow& r = result.rows[i];
+            const RowClocks& c = clocks[i];
             const double whole_flop = r.global_flop + r.local_flop;
             rows.push_back({{"tokens", r.tokens},
                             {"q_heads", r.heads.q_heads},
@@ -1121,11 +1174,11 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                             {"global_flop", r.global_flop},
                             {"local_flop", r.local_flop},
                             {"full_causal_flop", r.full_flop},
-                            {"global", time_json(r.global, r.global_flop)},
-                            {"local", time_json(r.local, r.local_flop)},
-                            {"whole", time_json(r.whole, whole_flop)},
-                            {"sdpa_cudnn", time_json(r.cudnn, r.full_flop)},
-                            {"sdpa_flash", time_json(r.flash, r.full_flop)},
+                            {"global", time_json(r.global, r.global_flop, c.global)},
+                            {"local", time_json(r.local, r.local_flop, c.local)},
+                            {"whole", time_json(r.whole, whole_flop, c.whole)},
+                            {"sdpa_cudnn", time_json(r.cudnn, r.full_flop, c.cudnn)},
+                            {"sdpa_flash", time_json(r.flash, r.full_flop, c.flash)},
                             {"whole_over_cudnn", r.whole.available && r.cudnn.available
                                                      ? nlohmann::json(r.whole.ms / r.cudnn.ms)
                                                      : nlohmann::json(nullptr)},
@@ -1174,9 +1227,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                 "whole", "TF/s", "cuDNN", "TF/s", "flash", "TF/s", "whl/cDN", "glb/cDN", "err");
     std::string previous;
     for (const AttentionBenchRow& r : result.rows) {
-        const std::string heads = std::to_string(r.heads.q_heads) + "/" +
-                                  std::to_string(r.heads.kv_heads) + "/" +
-                                  std::to_string(r.heads.head_dim);
+        const std::string heads = heads_label(r.heads);
         const std::string group = std::to_string(r.tokens) + heads;
         if (!previous.empty() && group != previous) std::printf("\n");
         previous = group;
@@ -1190,6 +1241,28 @@ int bench_attention_command(std::span<const std::string_view> raw) {
             cell_ms(r.cudnn).c_str(), cell_tflops(r.cudnn, r.full_flop).c_str(),
             cell_ms(r.flash).c_str(), cell_tflops(r.flash, r.full_flop).c_str(),
             cell_ratio(r.whole, r.cudnn).c_str(), cell_ratio(r.global, r.cudnn).c_str(), err);
+    }
+    // The clock of each part's timed runs: under the power cap it differs between parts (the
+    // window kernel, the routed kernel and cuDNN draw different power), and a time with it.
+    if (!sampler.active()) {
+        std::printf("\nSM clock: not sampled: %s\n", sampler.reason().c_str());
+    } else {
+        std::printf(
+            "\nSM clock in each part's timed runs (NVML, every 5 ms): median MHz (share of "
+            "samples held by the power cap); - under %lld samples\n",
+            static_cast<long long>(kClockSamplesPerKernel));
+        const char* clock_format = "%7s %-10s %6s  %11s %11s %11s %11s %11s\n";
+        std::printf(clock_format, "tokens", "Hq/Hkv/D", "routed", "global", "local", "whole",
+                    "cuDNN", "flash");
+        for (std::size_t i = 0; i < result.rows.size(); ++i) {
+            const AttentionBenchRow& r = result.rows[i];
+            const RowClocks& c = clocks[i];
+            std::printf(
+                clock_format, std::to_string(r.tokens).c_str(), heads_label(r.heads).c_str(),
+                (format_fixed(r.fraction * 100, 0) + "%").c_str(), cell_clock(c.global).c_str(),
+                cell_clock(c.local).c_str(), cell_clock(c.whole).c_str(),
+                cell_clock(c.cudnn).c_str(), cell_clock(c.flash).c_str());
+        }
     }
     // Unavailable baselines, each reason once.
     std::vector<std::string> said;

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -38,11 +39,21 @@ void check_cuda(cudaError_t status, const char* what) {
     }
 }
 
+// Nanoseconds on the steady clock (BenchTime's begin_ns and end_ns).
+std::int64_t steady_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 // Median time of `repeat` runs of `work` on `stream`, after `warmup` untimed runs; one pair of
 // CUDA events around each run, so host gaps between runs are not counted.
 template <typename Work>
 BenchTime median_time(Work&& work, int warmup, int repeat, cudaStream_t stream) {
     for (int i = 0; i < warmup; ++i) work();
+    // The warm-up done before the timed runs' bracket opens.
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    const std::int64_t begin_ns = steady_now_ns();
     std::vector<cudaEvent_t> events(static_cast<std::size_t>(2 * repeat));
     for (cudaEvent_t& e : events) check_cuda(cudaEventCreate(&e), "cudaEventCreate");
     for (int i = 0; i < repeat; ++i) {
@@ -51,6 +62,7 @@ BenchTime median_time(Work&& work, int warmup, int repeat, cudaStream_t stream) 
         check_cuda(cudaEventRecord(events[2 * i + 1], stream), "cudaEventRecord");
     }
     check_cuda(cudaEventSynchronize(events.back()), "cudaEventSynchronize");
+    const std::int64_t end_ns = steady_now_ns();
     std::vector<double> ms;
     for (int i = 0; i < repeat; ++i) {
         float elapsed = 0;
@@ -62,6 +74,8 @@ BenchTime median_time(Work&& work, int warmup, int repeat, cudaStream_t stream) 
     std::sort(ms.begin(), ms.end());
     BenchTime t;
     t.available = true;
+    t.begin_ns = begin_ns;
+    t.end_ns = end_ns;
     t.ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
     return t;
 }

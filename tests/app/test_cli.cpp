@@ -1105,6 +1105,46 @@ TEST_F(Cli, BenchPrefillSaysTheClockItRanAt) {
     EXPECT_EQ(clocks.at("samples"), 0) << clocks;
 }
 
+// bench attention: each part's time with the SM clock of its own timed runs (the samples inside
+// their bracket), and without NVML a reason in its place. Needs a GPU; skips without.
+TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
+    if (!cuda_here(dir_)) GTEST_SKIP() << "no CUDA device (or a build without CUDA)";
+    // 32K tokens, 10 runs: global and local take tens of ms, so every part is sampled.
+    const std::string args =
+        "bench attention --tokens 32768 --fractions 0.2 --shapes 28/4/128 --repeat 10 --quiet";
+    const Result r = l2a(args + " --json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const json row = json::parse(r.out)["results"].at(0);
+    void* nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (nvml != nullptr) dlclose(nvml);
+    for (const char* part : {"global", "local", "whole", "sdpa_cudnn"}) {
+        ASSERT_TRUE(row.at(part).contains("clock")) << part << ": " << row.at(part);
+        const json& clock = row[part]["clock"];
+        expect_clocks(clock);
+        if (nvml != nullptr) {
+            EXPECT_EQ(clock["source"], "nvml") << part << ": " << clock;
+            // At most one sample every 5 ms, inside the part's timed runs.
+            const double ms = row[part]["ms"].get<double>();
+            EXPECT_LE(clock["samples"].get<double>(), 1.2 * 10 * ms / 5.0 + 2)
+                << part << ": " << clock;
+        }
+    }
+    const Result text = l2a(args, dir_);
+    ASSERT_EQ(text.status, 0) << text.err;
+    EXPECT_TRUE(contains(
+        text.out, nvml != nullptr ? "SM clock in each part's timed runs" : "SM clock: not sampled"))
+        << text.out;
+
+    const ScopedEnv missing("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
+    const Result without = l2a(args + " --json", dir_);
+    ASSERT_EQ(without.status, 0) << without.err;
+    const json lone = json::parse(without.out)["results"].at(0);
+    EXPECT_EQ(lone["local"]["clock"]["source"],
+              "not sampled: NVML (/nonexistent/libnvidia-ml.so.1) is not installed")
+        << lone["local"];
+    EXPECT_EQ(lone["local"]["clock"]["samples"], 0) << lone["local"];
+}
+
 // --trace: under each row, where the last traced run's GPU time went (kernel time per phase and
 // the kernels that took the most), consistent with itself. Needs a GPU and CUPTI; skips without.
 TEST_F(Cli, BenchPrefillTraceSaysWhereTheTimeWent) {

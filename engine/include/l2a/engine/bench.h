@@ -38,6 +38,11 @@ struct BenchTime {
     double ms = 0.0;
     bool available = false;
     std::string reason;  // why not, when unavailable
+    // When the timed runs went, on the steady clock (nanoseconds since its epoch): from after the
+    // warm-up runs had finished to after the last timed run had. A caller that samples the GPU's
+    // clock meanwhile keeps the samples inside.
+    std::int64_t begin_ns = 0;
+    std::int64_t end_ns = 0;
 };
 
 struct AttentionBenchRow {
