@@ -275,7 +275,9 @@ reason when a backend refuses). Before timing, each configuration is checked aga
 reference on sampled rows (64 routed, 64 local; relative error <= 1e-2) and the run stops if
 it fails. Times are medians of CUDA-event timings after a warm-up; FLOPs are counted exactly
 (4 x D x Hq per query-key pair visited), with TFLOP/s and the ratios whole/cuDNN and
-global/cuDNN.
+global/cuDNN. Under them, the GPU's SM clock during each part's timed runs (NVML, sampled every
+5 ms: the median and the share of samples held by the power cap), since under the cap each
+kernel runs at the clock its own power draw leaves it; JSON: each part's "clock".
 
 Attention options:
   --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)
