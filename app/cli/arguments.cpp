@@ -51,6 +51,11 @@ Arguments::Arguments(std::string command, const std::vector<OptionSpec>& specs,
         } else if (inline_value) {
             usage_error("option " + quoted(name) + " takes no value");
         }
+        // An empty value ("$DOC" of an unset variable) is a mistake, never a choice: without this
+        // check `--doc ""` would run the built-in document.
+        if (spec->takes_value && value.empty()) {
+            usage_error("option " + quoted(name) + " needs a value (it is empty)");
+        }
         values_.emplace(std::string(name), std::move(value));
     }
 }

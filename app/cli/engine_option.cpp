@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <string_view>
 
 #include "guards.h"
 #include "l2a/engine/atomic_file.h"
@@ -14,6 +15,19 @@
 #include "threads.h"
 
 namespace l2a::cli {
+
+std::string read_pem(const std::filesystem::path& path, const std::string& label,
+                     const std::string& what) {
+    std::string text = read_text_file(path);
+    // "-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----", "-----BEGIN EC PRIVATE
+    // KEY-----".
+    const std::size_t begin = text.find("-----BEGIN ");
+    const std::size_t end = begin == std::string::npos ? begin : text.find("-----", begin + 11);
+    const bool found = end != std::string::npos &&
+                       std::string_view(text).substr(begin + 11, end - begin - 11).ends_with(label);
+    if (!found) fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
+    return text;
+}
 
 bool remote_engine(const Arguments& args) {
     const auto engine = args.value("--engine");
@@ -50,7 +64,10 @@ std::unique_ptr<Study> open_study(const Arguments& args, int tensor_parallel) {
         args.usage_error(e.what());
     }
     if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
-    if (auto ca = args.value("--tls-ca")) address.tls_ca_pem = read_text_file(*ca);
+    if (auto ca = args.value("--tls-ca")) {
+        if (url.rfind("tls://", 0) != 0) args.usage_error("--tls-ca is for tls:// engines");
+        address.tls_ca_pem = read_pem(*ca, "CERTIFICATE", "a PEM certificate");
+    }
     return connect_study(address, 10.0, cancel_flag());
 }
 

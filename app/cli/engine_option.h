@@ -38,4 +38,9 @@ std::string prepare_compute(const Arguments& args, const std::string& device, in
 // naming the file when it cannot be read or is empty.
 std::string read_token(const std::filesystem::path& path);
 
+// A PEM file's text (--tls-cert, --tls-key, --tls-ca): throws l2a::Error naming the file when it
+// cannot be read or holds no "-----BEGIN ...<label>-----" line (`what`: "a PEM certificate").
+std::string read_pem(const std::filesystem::path& path, const std::string& label,
+                     const std::string& what);
+
 }  // namespace l2a::cli

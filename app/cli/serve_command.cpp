@@ -123,8 +123,9 @@ int serve_command(std::span<const std::string_view> raw) {
         args.usage_error("give both --tls-cert FILE and --tls-key FILE");
     }
     if (auto cert = args.value("--tls-cert")) {
-        options.tls_cert_pem = read_text_file(*cert);
-        options.tls_key_pem = read_text_file(*args.value("--tls-key"));
+        options.tls_cert_pem = read_pem(*cert, "CERTIFICATE", "a PEM certificate");
+        options.tls_key_pem =
+            read_pem(*args.value("--tls-key"), "PRIVATE KEY", "a PEM private key");
     }
     options.checkpoint_budget_bytes =
         parse_bytes(args, "--checkpoint-budget", kDefaultCheckpointBudgetBytes);

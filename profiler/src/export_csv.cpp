@@ -177,6 +177,13 @@ CsvPaths export_csv(const Profile& profile, const std::filesystem::path& out) {
     // profile leaves no partial set. The routing table, the large one, streams to its file.
     const std::string layers = profile_layers_csv(profile);
     const std::string tokens = profile_tokens_csv(profile);
+    // Nor does a table whose file name is taken by a folder.
+    for (const std::filesystem::path& path : {paths.layers, paths.tokens, paths.routing}) {
+        std::error_code error;
+        if (std::filesystem::is_directory(path, error)) {
+            fail(path.string(), "is a folder; none of the three tables was written");
+        }
+    }
     write_file_atomically(paths.routing, [&](std::FILE* f) {
         routing_records(profile, [&](const std::string& piece) {
             if (std::fwrite(piece.data(), 1, piece.size(), f) != piece.size()) {

@@ -200,6 +200,9 @@ TEST_F(Cli, UsageMistakesExitTwoWithOneLine) {
     } mistakes[] = {
         {"run --foo", "l2a run: unknown option '--foo' (see l2a run --help)"},
         {"run --demo --max-tokens", "'--max-tokens' needs a value"},
+        {"run --demo --doc ''", "'--doc' needs a value (it is empty)"},
+        {"run --demo --doc=", "'--doc' needs a value (it is empty)"},
+        {"export --profile '' --format csv", "'--profile' needs a value (it is empty)"},
         {"run --demo --max-tokens abc", "--max-tokens: 'abc' is not a whole number"},
         {"run --demo --threshold 1.5", "--threshold"},
         {"run --demo --routing sometimes", "--routing"},

@@ -445,6 +445,68 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
     Child bad({kBinary.string(), "run", "--demo", "--engine", "http://x"}, dir_, "bad");
     EXPECT_EQ(bad.wait(std::chrono::seconds(60)), 2);
     EXPECT_TRUE(contains(bad.err(), "expected tcp://HOST:PORT")) << bad.err();
+
+    // Each mistake below is one line on the standard error with this exit status; no crash.
+    write_file(dir_ / "accented",
+               "s\xc3\xa9"
+               "cret\n");
+    write_file(dir_ / "tabbed", "tok\twith tab\n");
+    write_file(dir_ / "not.pem", "just text\n");
+    for (const char* file : {"accented", "tabbed"}) {
+        fs::permissions(dir_ / file, fs::perms::owner_read | fs::perms::owner_write);
+    }
+    const struct {
+        std::vector<std::string> args;
+        int status;
+        const char* error;
+    } mistakes[] = {
+        {{"run", "--demo", "--max-tokens", "16", "--engine", engine, "--token-file", "accented"},
+         1,
+         "accented: the token holds a byte that cannot be sent (0xc3 at character 2)"},
+        {{"run", "--demo", "--max-tokens", "16", "--engine", engine, "--token-file", "tabbed"},
+         1,
+         "tabbed: the token holds a byte that cannot be sent (0x09 at character 4)"},
+        {{"serve", "--listen", "127.0.0.1:0", "--token-file", "accented"},
+         1,
+         "the token holds a byte that cannot be sent"},
+        {{"serve", "--listen", "127.0.0.1:99999"}, 1, "expected HOST:PORT with a port in 0..65535"},
+        {{"serve", "--listen", "127.0.0.1"}, 1, "expected HOST:PORT"},
+        {{"serve", "--listen", "unix:"}, 1, "the socket's path is empty"},
+        {{"serve", "--listen", "unix:/nonexistent-l2a-folder/s"},
+         1,
+         "the folder /nonexistent-l2a-folder does not exist"},
+        {{"serve", "--listen", "unix:" + dir_.string()}, 1, "is a folder"},
+        // A port another server holds (this test's): refused, not shared with it.
+        {{"serve", "--listen", "127.0.0.1:" + std::to_string(port)},
+         1,
+         "could not listen there (address in use"},
+        {{"serve", "--listen", "127.0.0.1:0", "--tls-cert", "not.pem", "--tls-key", "not.pem"},
+         1,
+         "not.pem: not a PEM certificate"},
+        {{"run", "--demo", "--engine", "tls://127.0.0.1:" + std::to_string(port), "--tls-ca",
+          "not.pem"},
+         1,
+         "not.pem: not a PEM certificate"},
+        {{"run", "--demo", "--engine", engine, "--tls-ca", "not.pem"},
+         2,
+         "--tls-ca is for tls:// engines"},
+    };
+    int n = 0;
+    for (const auto& m : mistakes) {
+        std::vector<std::string> args = {kBinary.string()};
+        args.insert(args.end(), m.args.begin(), m.args.end());
+        Child child(args, dir_, "mistake" + std::to_string(n++));
+        const std::optional<int> status = child.wait(std::chrono::seconds(60));
+        const std::string err = child.err();
+        EXPECT_EQ(status, m.status) << m.args[0] << " " << m.args.back() << ": " << err;
+        EXPECT_TRUE(contains(err, m.error)) << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    }
+    // The server still serves the right token.
+    Child again({kBinary.string(), "run", "--demo", "--max-tokens", "16", "--engine", engine,
+                 "--token-file", "token", "--quiet"},
+                dir_, "again");
+    EXPECT_EQ(again.wait(std::chrono::seconds(60)), 0) << again.err();
 }
 
 // --engine ssh:// against an sshd on 127.0.0.1 with keys made here: l2a serve starts on the

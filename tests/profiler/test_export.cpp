@@ -771,6 +771,29 @@ TEST_F(Export, CsvTablesHaveTheDocumentedColumnsAndQuoteProperly) {
     EXPECT_NE(tokens_text.find("\"say \"\"hi\"\"\""), std::string::npos);
 }
 
+// A table whose file name a folder holds: an error naming it, and none of the three written
+// (whichever of the three it is).
+TEST_F(Export, CsvWritesNoTableWhenOneNameIsAFolder) {
+    const Profile p = make_profile();
+    for (const char* taken : {"tokens", "routing", "layers"}) {
+        const fs::path dir = dir_ / taken;
+        fs::create_directories(dir / (std::string("run.") + taken + ".csv"));
+        try {
+            export_csv(p, dir / "run.csv");
+            ADD_FAILURE() << taken << ": no error";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("is a folder; none of the three tables"),
+                      std::string::npos)
+                << e.what();
+        }
+        for (const char* table : {"tokens", "routing", "layers"}) {
+            if (std::string(table) == taken) continue;
+            EXPECT_FALSE(fs::exists(dir / (std::string("run.") + table + ".csv")))
+                << taken << " taken, " << table << " written";
+        }
+    }
+}
+
 TEST_F(Export, CsvRoutingTableHasOneRowPerTokenAndLayer) {
     Profile p = make_profile();
     const std::int64_t tokens = p.num_tokens();

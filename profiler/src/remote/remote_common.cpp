@@ -1,6 +1,8 @@
 #include "remote_common.h"
 
 #include <charconv>
+#include <cstdio>
+#include <filesystem>
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
@@ -23,6 +25,30 @@ bool split_host_port(const std::string& text, std::string& host, int& port) {
 }
 
 }  // namespace
+
+void check_listen_address(const std::string& listen) {
+    const std::string where = "--listen " + listen;
+    if (listen.rfind("unix:", 0) == 0) {
+        const std::filesystem::path path = listen.substr(5);
+        if (path.empty()) fail(where, "the socket's path is empty (unix:PATH)");
+        std::error_code error;
+        if (std::filesystem::is_directory(path, error)) {
+            fail(where, "is a folder; give the socket's file name in it");
+        }
+        const std::filesystem::path folder = path.parent_path();
+        if (!folder.empty() && !std::filesystem::is_directory(folder, error)) {
+            fail(where, "the folder " + folder.string() + " does not exist");
+        }
+        return;
+    }
+    std::string host;
+    int port = 0;
+    if (!split_host_port(listen, host, port)) {
+        fail(where,
+             "expected HOST:PORT with a port in 0..65535 (for example 127.0.0.1:7787; port 0: "
+             "any free port) or unix:PATH");
+    }
+}
 
 bool is_loopback_listen(const std::string& listen) {
     std::string host;
@@ -65,7 +91,20 @@ std::string read_engine_token(const std::filesystem::path& path) {
     const std::size_t first = text.find_first_not_of(" \t");
     const std::size_t last = text.find_last_not_of(" \t");
     if (first == std::string::npos) fail(path.string(), "the token file is empty");
-    return text.substr(first, last - first + 1);
+    std::string token = text.substr(first, last - first + 1);
+    // The token travels as an HTTP/2 header value: printable ASCII only (gRPC stops the process
+    // on any other byte, so it is refused here, on the server as on the client).
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        const auto c = static_cast<unsigned char>(token[i]);
+        if (c < 0x20 || c > 0x7e) {
+            char byte[8];
+            std::snprintf(byte, sizeof byte, "0x%02x", c);
+            fail(path.string(), "the token holds a byte that cannot be sent (" + std::string(byte) +
+                                    " at character " + std::to_string(i + 1) +
+                                    "): a token is printable ASCII only");
+        }
+    }
+    return token;
 }
 
 }  // namespace l2a

@@ -5,6 +5,10 @@
 
 namespace l2a::remote {
 
+// Throws l2a::Error naming `listen` when it is neither HOST:PORT (port 0..65535) nor unix:PATH
+// with a path whose folder exists and that is not a folder itself.
+void check_listen_address(const std::string& listen);
+
 // Whether a --listen address (HOST:PORT) stays on this machine: localhost, 127.x.y.z, [::1].
 bool is_loopback_listen(const std::string& listen);
 

@@ -501,6 +501,7 @@ struct StudyServer::Impl {
 StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>()) {
     impl_->options = std::move(options);
     const ServeOptions& o = impl_->options;
+    remote::check_listen_address(o.listen);
     const bool unix_socket = o.listen.rfind("unix:", 0) == 0;
     if (!unix_socket && !remote::is_loopback_listen(o.listen) && o.token.empty()) {
         fail("--listen " + o.listen,
@@ -528,6 +529,9 @@ StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>())
     // for a few seconds (the desktop app drawing, a client loading a model) keeps its session.
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+    // A port another server holds is an error, not shared with it (gRPC sets SO_REUSEPORT by
+    // default, and the kernel would split the clients between the two).
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     const mode_t old_mask = unix_socket ? ::umask(077) : 0;
     impl_->server = builder.BuildAndStart();
     if (unix_socket) ::umask(old_mask);

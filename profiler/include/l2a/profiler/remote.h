@@ -95,7 +95,8 @@ struct EngineAddress {
 };
 
 // A token file's token: its first line without surrounding white space. Throws l2a::Error
-// naming the file when it cannot be read or holds no token.
+// naming the file when it cannot be read, holds no token, or a byte other than printable ASCII
+// (a token is sent as a header value).
 std::string read_engine_token(const std::filesystem::path& path);
 
 // Parses and checks an --engine value (as EngineAddress::url says); throws l2a::Error naming
