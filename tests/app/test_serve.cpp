@@ -490,6 +490,17 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
         {{"run", "--demo", "--engine", engine, "--tls-ca", "not.pem"},
          2,
          "--tls-ca is for tls:// engines"},
+        // Nothing answers: after the 10 s wait, why (a plain connection attempt tells).
+        {{"run", "--demo", "--engine", "tcp://127.0.0.1:1"},
+         1,
+         "cannot reach the engine within 10 s: nothing listens on 127.0.0.1:1 (connection "
+         "refused"},
+        {{"run", "--demo", "--engine", "unix:" + (dir_ / "no-socket").string()},
+         1,
+         "no-socket (is l2a serve running?)"},
+        {{"run", "--demo", "--engine", "tls://127.0.0.1:" + std::to_string(port)},
+         1,
+         "the TLS handshake failed ("},
     };
     int n = 0;
     for (const auto& m : mistakes) {

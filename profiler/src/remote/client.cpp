@@ -15,6 +15,7 @@
 #include "grpc_logs.h"
 #include "l2a/engine/error.h"
 #include "l2a/engine/prefill.h"
+#include "l2a/engine/units.h"
 #include "l2a/profiler/remote.h"
 #include "remote_common.h"
 #include "ssh_tunnel.h"
@@ -25,10 +26,20 @@ namespace l2a {
 namespace remote {
 namespace {
 
+std::mutex g_tls_error_mutex;
+std::string g_tls_error;  // gRPC's last "Handshake failed ..." line, for the client's error
+
 // gRPC's default format: severity letter, then file:line, then the message.
 void print_grpc_log(gpr_log_func_args* args) {
     const std::string_view message = args->message ? args->message : "";
     if (message.find("keepalive_ping_end state error") != std::string_view::npos) return;
+    // A failed TLS handshake is retried until the deadline, a line each time: kept for the one
+    // error line that ends the attempt instead.
+    if (message.find("Handshake failed") != std::string_view::npos) {
+        const std::lock_guard lock(g_tls_error_mutex);
+        g_tls_error = std::string(message);
+        return;
+    }
     // A server that cannot bind says so in its own error line (the address, and why).
     if (message.find("No address added out of total") != std::string_view::npos) return;
     const char* severity = gpr_log_severity_string(args->severity);
@@ -41,6 +52,11 @@ void print_grpc_log(gpr_log_func_args* args) {
 void filter_grpc_logs() {
     static std::once_flag once;
     std::call_once(once, [] { gpr_set_log_function(print_grpc_log); });
+}
+
+std::string last_tls_handshake_error() {
+    const std::lock_guard lock(g_tls_error_mutex);
+    return g_tls_error;
 }
 
 }  // namespace remote
@@ -104,6 +120,23 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     context.set_wait_for_ready(true);  // until the deadline, in case the server is starting
     remote::HelloReply reply;
     const grpc::Status status = stub.Hello(&context, remote::HelloRequest{}, &reply);
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        // gRPC says only that the deadline passed; a plain connection attempt says why.
+        std::string why;
+        try {
+            bool tls = false;
+            why = remote::why_unreachable(remote::grpc_target(address.url, tls));
+        } catch (const Error&) {
+        }
+        if (const std::string tls = remote::last_tls_handshake_error(); !tls.empty()) {
+            why = "the TLS handshake failed (" + tls +
+                  "): a server without TLS, or a certificate not trusted (--tls-ca)";
+        }
+        if (!why.empty()) {
+            fail(address.url, "cannot reach the engine within " + format_fixed(timeout_seconds, 0) +
+                                  " s: " + why);
+        }
+    }
     if (!status.ok()) fail_status(address, status, "cannot reach the engine");
     return reply;
 }

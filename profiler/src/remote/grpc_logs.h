@@ -1,10 +1,17 @@
 // gRPC's own log lines, filtered: what gRPC 1.51 prints as errors for the benign race in its
-// keepalive pings ("keepalive_ping_end state error") is dropped, everything else goes to
-// standard error as gRPC prints it. Called before the first channel or server is made.
+// keepalive pings ("keepalive_ping_end state error") is dropped, failed TLS handshakes are kept
+// for the client's error line, everything else goes to standard error as gRPC prints it. Called
+// before the first channel or server is made.
 #pragma once
+
+#include <string>
 
 namespace l2a::remote {
 
 void filter_grpc_logs();
+
+// The message of the last failed TLS handshake gRPC logged (these lines are kept, not printed),
+// or "".
+std::string last_tls_handshake_error();
 
 }  // namespace l2a::remote

@@ -1,5 +1,11 @@
 #include "remote_common.h"
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -48,6 +54,60 @@ void check_listen_address(const std::string& listen) {
              "expected HOST:PORT with a port in 0..65535 (for example 127.0.0.1:7787; port 0: "
              "any free port) or unix:PATH");
     }
+}
+
+std::string why_unreachable(const std::string& target) {
+    if (target.rfind("unix:", 0) == 0) {
+        const std::string path = target.substr(5);
+        std::error_code error;
+        const auto status = std::filesystem::status(path, error);
+        if (!std::filesystem::exists(status))
+            return "no socket " + path + " (is l2a serve running?)";
+        if (status.type() != std::filesystem::file_type::socket) return path + " is not a socket";
+        return "nothing answers on the socket " + path;
+    }
+    std::string host;
+    int port = 0;
+    if (!split_host_port(target, host, port)) return "";
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(port);
+    if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
+        return "unknown host " + host + " (" + ::gai_strerror(error) + ")";
+    }
+    // One plain connection attempt, at most 3 s: refused, silent, or open.
+    std::string why = target + " does not answer within 3 s (the host is down, or a firewall)";
+    for (addrinfo* a = found; a; a = a->ai_next) {
+        const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
+        if (fd < 0) continue;
+        int error = 0;
+        if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            error = errno;
+            if (error == EINPROGRESS) {
+                pollfd p{fd, POLLOUT, 0};
+                if (::poll(&p, 1, 3000) == 1) {
+                    socklen_t size = sizeof error;
+                    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
+                } else {
+                    error = ETIMEDOUT;
+                }
+            }
+        }
+        ::close(fd);
+        if (error == 0) {
+            why = target +
+                  " accepts connections, but no l2a engine answered there (another program's "
+                  "port; for tls://, a server without TLS or a certificate not trusted: --tls-ca)";
+            break;
+        }
+        if (error == ECONNREFUSED) {
+            why = "nothing listens on " + target + " (connection refused; is l2a serve running?)";
+            break;
+        }
+    }
+    ::freeaddrinfo(found);
+    return why;
 }
 
 bool is_loopback_listen(const std::string& listen) {

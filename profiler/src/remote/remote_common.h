@@ -9,6 +9,11 @@ namespace l2a::remote {
 // with a path whose folder exists and that is not a folder itself.
 void check_listen_address(const std::string& listen);
 
+// Why nothing answered at a gRPC target (HOST:PORT or unix:PATH), told by a plain connection
+// attempt of at most 3 s: an unknown host, a refused connection, silence, a missing socket, or a
+// port that accepts but is no engine. "" for a target it cannot read.
+std::string why_unreachable(const std::string& target);
+
 // Whether a --listen address (HOST:PORT) stays on this machine: localhost, 127.x.y.z, [::1].
 bool is_loopback_listen(const std::string& listen);
 
