@@ -53,7 +53,7 @@ Arguments::Arguments(std::string command, const std::vector<OptionSpec>& specs,
         }
         // An empty value ("$DOC" of an unset variable) is a mistake, never a choice: without this
         // check `--doc ""` would run the built-in document.
-        if (spec->takes_value && value.empty()) {
+        if (spec->takes_value && value.empty() && !spec->empty_allowed) {
             usage_error("option " + quoted(name) + " needs a value (it is empty)");
         }
         values_.emplace(std::string(name), std::move(value));

@@ -28,6 +28,9 @@ private:
 struct OptionSpec {
     std::string name;  // with the dashes: "--max-tokens"
     bool takes_value = false;
+    // An empty value is a usage error unless the option gives it a meaning (whatif --prune "":
+    // no layer pruned).
+    bool empty_allowed = false;
 };
 
 // Comma-separated items of an option's value ("" items included, so that "8K,,32K" is an error).

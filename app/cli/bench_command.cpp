@@ -1147,15 +1147,16 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     ClockSampler sampler(cuda_device_info(parse_device(options.device)->index).pci_bus_id,
                          kClockPeriod, steady_ns);
     const AttentionBenchResult result = bench_attention(options);
+    // Whether it sampled, and why not, read before stop() (after it the sampler is inactive).
+    const bool sampled = sampler.active();
+    const std::string unsampled = sampled ? "" : sampler.reason();
     const std::vector<ClockSample> samples = sampler.stop();
     struct RowClocks {
         PartClock global, local, whole, cudnn, flash;
     };
     std::vector<RowClocks> clocks;
     for (const AttentionBenchRow& r : result.rows) {
-        const auto of = [&](const BenchTime& t) {
-            return part_clock(t, samples, sampler.active() ? "" : sampler.reason());
-        };
+        const auto of = [&](const BenchTime& t) { return part_clock(t, samples, unsampled); };
         clocks.push_back({of(r.global), of(r.local), of(r.whole), of(r.cudnn), of(r.flash)});
     }
 
@@ -1244,8 +1245,8 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     }
     // The clock of each part's timed runs: under the power cap it differs between parts (the
     // window kernel, the routed kernel and cuDNN draw different power), and a time with it.
-    if (!sampler.active()) {
-        std::printf("\nSM clock: not sampled: %s\n", sampler.reason().c_str());
+    if (!sampled) {
+        std::printf("\nSM clock: not sampled: %s\n", unsampled.c_str());
     } else {
         std::printf(
             "\nSM clock in each part's timed runs (NVML, every 5 ms): median MHz (share of "

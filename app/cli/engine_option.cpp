@@ -19,14 +19,16 @@ namespace l2a::cli {
 std::string read_pem(const std::filesystem::path& path, const std::string& label,
                      const std::string& what) {
     std::string text = read_text_file(path);
-    // "-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----", "-----BEGIN EC PRIVATE
-    // KEY-----".
-    const std::size_t begin = text.find("-----BEGIN ");
-    const std::size_t end = begin == std::string::npos ? begin : text.find("-----", begin + 11);
-    const bool found = end != std::string::npos &&
-                       std::string_view(text).substr(begin + 11, end - begin - 11).ends_with(label);
-    if (!found) fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
-    return text;
+    // Any "-----BEGIN ...<label>-----" block: "CERTIFICATE", "PRIVATE KEY", "EC PRIVATE KEY"
+    // (after "EC PARAMETERS", as openssl ecparam writes them).
+    const std::string_view view(text);
+    for (std::size_t begin = view.find("-----BEGIN "); begin != std::string_view::npos;
+         begin = view.find("-----BEGIN ", begin + 11)) {
+        const std::size_t end = view.find("-----", begin + 11);
+        if (end == std::string_view::npos) break;
+        if (view.substr(begin + 11, end - begin - 11).ends_with(label)) return text;
+    }
+    fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
 }
 
 bool remote_engine(const Arguments& args) {

@@ -309,7 +309,7 @@ int whatif_command(std::span<const std::string_view> raw) {
                    {kModelOption,
                     kDemoOption,
                     {"--profile", true},
-                    {"--prune", true},
+                    {"--prune", true, /*empty_allowed=*/true},
                     {"--threshold", true},
                     {"--routing", true},
                     {"--seed", true},

@@ -411,9 +411,19 @@ TEST_F(Serve, AServerGoneBetweenRequestsIsAClientErrorNotAHang) {
     Child client({kBinary.string(), "bench", "prefill", "--shape", "qwen2.5-0.5b", "--device",
                   "cpu", "--tokens", "64", "--repeat", "1", "--engine",
                   "tcp://127.0.0.1:" + std::to_string(port), "--compare-local"},
-                 dir_, "client");
-    ASSERT_TRUE(client.wait_for("loading the model done", std::chrono::seconds(120)))
-        << client.err();
+                 dir_, "client", {"L2A_PROGRESS_SECONDS=0"});
+    // The engine's model loaded, the client's own loading: then the server goes.
+    const auto loading_here = [&] {
+        const std::string err = client.err();
+        const std::size_t first = err.find("loading the model");
+        return first != std::string::npos &&
+               err.find("loading the model", first + 1) != std::string::npos;
+    };
+    const auto until = Clock::now() + std::chrono::seconds(120);
+    while (!loading_here() && Clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(loading_here()) << client.err();
     server_->kill(SIGKILL);
     const std::optional<int> status = client.wait(std::chrono::seconds(60));
     ASSERT_TRUE(status.has_value()) << "the client hangs: " << client.err();

@@ -3,6 +3,7 @@
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "engine.grpc.pb.h"
 #include "grpc_logs.h"
@@ -27,7 +29,12 @@ namespace remote {
 namespace {
 
 std::mutex g_tls_error_mutex;
-std::string g_tls_error;  // gRPC's last "Handshake failed ..." line, for the client's error
+// gRPC's last "Handshake failed ..." line in a client process, for its error line (leaked: gRPC's
+// threads may log after static destructors ran).
+std::string& g_tls_error = *new std::string;
+// Set once this process opens a channel to an engine: a server prints handshake failures (its
+// operator's only sign of a client without TLS), a client keeps them for its error.
+std::atomic<bool> g_client{false};
 
 // gRPC's default format: severity letter, then file:line, then the message.
 void print_grpc_log(gpr_log_func_args* args) {
@@ -35,7 +42,7 @@ void print_grpc_log(gpr_log_func_args* args) {
     if (message.find("keepalive_ping_end state error") != std::string_view::npos) return;
     // A failed TLS handshake is retried until the deadline, a line each time: kept for the one
     // error line that ends the attempt instead.
-    if (message.find("Handshake failed") != std::string_view::npos) {
+    if (g_client.load() && message.find("Handshake failed") != std::string_view::npos) {
         const std::lock_guard lock(g_tls_error_mutex);
         g_tls_error = std::string(message);
         return;
@@ -54,9 +61,9 @@ void filter_grpc_logs() {
     std::call_once(once, [] { gpr_set_log_function(print_grpc_log); });
 }
 
-std::string last_tls_handshake_error() {
+std::string take_tls_handshake_error() {
     const std::lock_guard lock(g_tls_error_mutex);
-    return g_tls_error;
+    return std::exchange(g_tls_error, std::string());
 }
 
 }  // namespace remote
@@ -67,6 +74,7 @@ using Stream = grpc::ClientReaderWriter<remote::ClientMessage, remote::ServerMes
 
 std::shared_ptr<grpc::Channel> open_channel(const EngineAddress& address) {
     remote::filter_grpc_logs();
+    remote::g_client = true;
     bool tls = false;
     const std::string target = remote::grpc_target(address.url, tls);
     grpc::ChannelArguments args;
@@ -119,18 +127,21 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
         std::chrono::milliseconds(static_cast<std::int64_t>(timeout_seconds * 1e3)));
     context.set_wait_for_ready(true);  // until the deadline, in case the server is starting
     remote::HelloReply reply;
+    remote::take_tls_handshake_error();  // an earlier connection's
     const grpc::Status status = stub.Hello(&context, remote::HelloRequest{}, &reply);
     if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-        // gRPC says only that the deadline passed; a plain connection attempt says why.
+        // gRPC says only that the deadline passed; its handshake log or a plain connection
+        // attempt says why.
         std::string why;
+        bool tls = false;
         try {
-            bool tls = false;
-            why = remote::why_unreachable(remote::grpc_target(address.url, tls));
+            const std::string target = remote::grpc_target(address.url, tls);
+            const std::string handshake = tls ? remote::take_tls_handshake_error() : "";
+            why = !handshake.empty()
+                      ? "the TLS handshake failed (" + handshake +
+                            "): a server without TLS, or a certificate not trusted (--tls-ca)"
+                      : remote::why_unreachable(target);
         } catch (const Error&) {
-        }
-        if (const std::string tls = remote::last_tls_handshake_error(); !tls.empty()) {
-            why = "the TLS handshake failed (" + tls +
-                  "): a server without TLS, or a certificate not trusted (--tls-ca)";
         }
         if (!why.empty()) {
             fail(address.url, "cannot reach the engine within " + format_fixed(timeout_seconds, 0) +

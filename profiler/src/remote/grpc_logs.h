@@ -10,8 +10,8 @@ namespace l2a::remote {
 
 void filter_grpc_logs();
 
-// The message of the last failed TLS handshake gRPC logged (these lines are kept, not printed),
-// or "".
-std::string last_tls_handshake_error();
+// The message of the last failed TLS handshake gRPC logged in this client process (kept, not
+// printed, once a channel to an engine is open), or ""; taking it clears it.
+std::string take_tls_handshake_error();
 
 }  // namespace l2a::remote

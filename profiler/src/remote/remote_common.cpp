@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "l2a/engine/atomic_file.h"
@@ -76,11 +77,14 @@ std::string why_unreachable(const std::string& target) {
     if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
         return "unknown host " + host + " (" + ::gai_strerror(error) + ")";
     }
-    // One plain connection attempt, at most 3 s: refused, silent, or open.
+    // One plain connection attempt, at most 3 s: refused, silent, failed at once, or open.
     std::string why = target + " does not answer within 3 s (the host is down, or a firewall)";
     for (addrinfo* a = found; a; a = a->ai_next) {
         const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            why = "no connection to " + target + " (" + std::strerror(errno) + ")";
+            continue;
+        }
         int error = 0;
         if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
             error = errno;
@@ -97,14 +101,16 @@ std::string why_unreachable(const std::string& target) {
         ::close(fd);
         if (error == 0) {
             why = target +
-                  " accepts connections, but no l2a engine answered there (another program's "
-                  "port; for tls://, a server without TLS or a certificate not trusted: --tls-ca)";
+                  " accepts connections, but no l2a engine answered there (a server too busy or "
+                  "stopped, a server with TLS reached by tcp://, or another program's port)";
             break;
         }
         if (error == ECONNREFUSED) {
             why = "nothing listens on " + target + " (connection refused; is l2a serve running?)";
             break;
         }
+        if (error != ETIMEDOUT)
+            why = "no connection to " + target + " (" + std::strerror(error) + ")";
     }
     ::freeaddrinfo(found);
     return why;
