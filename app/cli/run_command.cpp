@@ -59,9 +59,12 @@ std::vector<std::int32_t> read_token_file(const std::filesystem::path& path) {
             fail(origin, "entry " + std::to_string(i) + " (" + entry.dump() +
                              ") is not an integer token id");
         }
-        const auto id = entry.get<std::int64_t>();
-        if (id < 0 || id > INT32_MAX) {
-            fail(origin, "token id " + std::to_string(id) + " at position " + std::to_string(i) +
+        // An unsigned entry above INT64_MAX would wrap as a signed one: it is out of range too.
+        const bool huge = entry.is_number_unsigned() &&
+                          entry.get<std::uint64_t>() > static_cast<std::uint64_t>(INT32_MAX);
+        const auto id = huge ? std::int64_t{-1} : entry.get<std::int64_t>();
+        if (huge || id < 0 || id > INT32_MAX) {
+            fail(origin, "token id " + entry.dump() + " at position " + std::to_string(i) +
                              " is outside any vocabulary");
         }
         ids.push_back(static_cast<std::int32_t>(id));

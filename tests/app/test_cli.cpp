@@ -628,6 +628,9 @@ TEST_F(Cli, BadTokenFiles) {
         {"object.json", "{\"ids\": [1]}", "object.json: expected a JSON array"},
         {"text.json", "[1, \"two\"]", "text.json: entry 1"},
         {"large.json", "[1, 264]", "large.json: token id 264 at position 1"},
+        {"huge.json", "[9223372036854775808]",
+         "huge.json: token id 9223372036854775808 at position 0 is outside any vocabulary"},
+        {"negative.json", "[-3]", "negative.json: token id -3 at position 0"},
         {"none.json", "[]", "none.json"},
     };
     for (const auto& bad : bad_files) {

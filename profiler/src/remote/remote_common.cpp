@@ -116,6 +116,38 @@ std::string why_unreachable(const std::string& target) {
     return why;
 }
 
+std::string why_cannot_listen(const std::string& listen) {
+    if (listen.rfind("unix:", 0) == 0) return "";
+    std::string host;
+    int port = 0;
+    if (!split_host_port(listen, host, port)) return "";
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(port);
+    if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
+        return "unknown host " + host + " (" + ::gai_strerror(error) + ")";
+    }
+    std::string why;
+    for (addrinfo* a = found; a && why.empty(); a = a->ai_next) {
+        const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        if (fd < 0) continue;
+        const int on = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            const int error = errno;
+            why = error == EADDRINUSE      ? "address in use: another server listens there"
+                  : error == EACCES        ? "permission denied: ports below 1024 need privileges"
+                  : error == EADDRNOTAVAIL ? "not an address of this machine"
+                                           : std::string(std::strerror(error));
+        }
+        ::close(fd);
+    }
+    ::freeaddrinfo(found);
+    return why;
+}
+
 bool is_loopback_listen(const std::string& listen) {
     std::string host;
     int port = 0;

@@ -14,6 +14,10 @@ void check_listen_address(const std::string& listen);
 // port that accepts but is no engine. "" for a target it cannot read.
 std::string why_unreachable(const std::string& target);
 
+// Why a server cannot listen on HOST:PORT, told by a plain bind() (address in use, a port below
+// 1024 without privileges, not this machine's address), or "" when it can or for unix:PATH.
+std::string why_cannot_listen(const std::string& listen);
+
 // Whether a --listen address (HOST:PORT) stays on this machine: localhost, 127.x.y.z, [::1].
 bool is_loopback_listen(const std::string& listen);
 

@@ -536,8 +536,10 @@ StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>())
     impl_->server = builder.BuildAndStart();
     if (unix_socket) ::umask(old_mask);
     if (!impl_->server || (!unix_socket && impl_->port == 0)) {
+        const std::string why = remote::why_cannot_listen(o.listen);
         fail("--listen " + o.listen,
-             "could not listen there (address in use, or not this machine's)");
+             "could not listen there (" +
+                 (why.empty() ? std::string("address in use, or not this machine's") : why) + ")");
     }
     if (o.group) {
         impl_->idle = std::thread([impl = impl_.get()] {
