@@ -31,7 +31,6 @@ int construct_command(std::span<const std::string_view> raw) {
     const auto out = args.value("--out");
     if (!base) args.usage_error("give the base model: --base DIR");
     if (!out) args.usage_error("give the output folder: --out DIR");
-    if (out->empty()) args.usage_error("--out: the folder name is empty");
     ConstructOptions options;
     if (auto w = args.integer("--window", 1, std::int64_t(1) << 30)) options.window = *w;
     if (auto t = args.number("--temp")) {
@@ -80,7 +79,7 @@ int convert_command(std::span<const std::string_view> raw) {
     const auto out = args.value("--out");
     const auto dtype_name = args.value("--dtype");
     if (!model) args.usage_error("give the model: --model DIR");
-    if (!out || out->empty()) args.usage_error("give the output folder: --out DIR");
+    if (!out) args.usage_error("give the output folder: --out DIR");
     if (!dtype_name) args.usage_error("give the type: --dtype bf16, f16 or f32");
     DType dtype;
     if (*dtype_name == "bf16") {

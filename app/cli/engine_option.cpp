@@ -31,6 +31,13 @@ std::string read_pem(const std::filesystem::path& path, const std::string& label
     fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
 }
 
+std::string read_tls_ca(const Arguments& args, const std::string& url) {
+    const auto ca = args.value("--tls-ca");
+    if (!ca) return "";
+    if (url.rfind("tls://", 0) != 0) args.usage_error("--tls-ca is for tls:// engines");
+    return read_pem(*ca, "CERTIFICATE", "a PEM certificate");
+}
+
 bool remote_engine(const Arguments& args) {
     const auto engine = args.value("--engine");
     return engine && *engine != "local";
@@ -66,10 +73,7 @@ std::unique_ptr<Study> open_study(const Arguments& args, int tensor_parallel) {
         args.usage_error(e.what());
     }
     if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
-    if (auto ca = args.value("--tls-ca")) {
-        if (url.rfind("tls://", 0) != 0) args.usage_error("--tls-ca is for tls:// engines");
-        address.tls_ca_pem = read_pem(*ca, "CERTIFICATE", "a PEM certificate");
-    }
+    address.tls_ca_pem = read_tls_ca(args, url);
     return connect_study(address, 10.0, cancel_flag());
 }
 

@@ -43,4 +43,8 @@ std::string read_token(const std::filesystem::path& path);
 std::string read_pem(const std::filesystem::path& path, const std::string& label,
                      const std::string& what);
 
+// --tls-ca's certificate authority for an engine at `url` ("" without the option): a usage error
+// unless `url` is tls://, and read_pem's errors.
+std::string read_tls_ca(const Arguments& args, const std::string& url);
+
 }  // namespace l2a::cli

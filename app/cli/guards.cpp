@@ -71,7 +71,6 @@ void check_output_file(const Arguments& args, const NamedPath& output,
                        std::initializer_list<NamedPath> inputs) {
     const auto& [name, value] = output;
     if (value == "-") return;
-    if (value.empty()) args.usage_error(name + ": the file name is empty");
     const fs::path path(value);
     for (const auto& [input_name, input] : inputs) {
         if (input.empty() || input == "-") continue;

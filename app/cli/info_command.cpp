@@ -78,10 +78,7 @@ int engine_info_command(const Arguments& args) {
             "only as long as one command)");
     }
     if (auto token_file = args.value("--token-file")) address.token = read_token(*token_file);
-    if (auto ca = args.value("--tls-ca")) {
-        if (address.url.rfind("tls://", 0) != 0) args.usage_error("--tls-ca is for tls:// engines");
-        address.tls_ca_pem = read_pem(*ca, "CERTIFICATE", "a PEM certificate");
-    }
+    address.tls_ca_pem = read_tls_ca(args, address.url);
     const EngineInfo info = engine_info(address);
     if (args.has("--json")) {
         std::cout << json{{"engine", address.url},   {"version", info.version},

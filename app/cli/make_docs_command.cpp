@@ -37,7 +37,6 @@ int make_docs_command(std::span<const std::string_view> raw) {
     if (!out && !args.value("--tokenizer-out")) {
         args.usage_error("give --out DIR (documents) and/or --tokenizer-out FILE");
     }
-    if (out && out->empty()) args.usage_error("--out: the folder name is empty");
     const std::int64_t count = args.integer("--count", 1, 10000000).value_or(16);
     const std::int64_t tokens = args.integer("--tokens", 256, std::int64_t(1) << 26).value_or(8192);
     const std::uint64_t seed = args.unsigned_integer("--seed").value_or(1);

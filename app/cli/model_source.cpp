@@ -10,7 +10,6 @@ std::optional<std::filesystem::path> named_model(const Arguments& args) {
     if (demo && model) args.usage_error("give either --model DIR or --demo, not both");
     if (!demo && !model) args.usage_error("give --model DIR or --demo");
     if (!model) return std::nullopt;
-    if (model->empty()) args.usage_error("--model: the folder name is empty");
     return std::filesystem::path(*model);
 }
 

@@ -97,7 +97,6 @@ Loaded load_inputs(const Arguments& args, bool prune_search, StudyPrinter& print
                    int tensor_parallel = 1) {
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the base run: --profile FILE");
-    if (profile_path->empty()) args.usage_error("--profile: the file name is empty");
     // Before the model: a missing profile or a layer the model lacks should not wait for a
     // model to load.
     auto profile = std::make_shared<const Profile>(load_profile(*profile_path));

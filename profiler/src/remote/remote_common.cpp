@@ -31,6 +31,31 @@ bool split_host_port(const std::string& text, std::string& host, int& port) {
     return error == std::errc() && at == end && port >= 0 && port <= 65535;
 }
 
+// The addresses of HOST:PORT for a stream socket (`passive`: to listen on), freed with it;
+// none for text that is not HOST:PORT, and `why` for a host that does not resolve.
+struct Resolved {
+    Resolved(const std::string& text, bool passive) {
+        std::string host;
+        int port = 0;
+        if (!split_host_port(text, host, port)) return;
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        if (passive) hints.ai_flags = AI_PASSIVE;
+        const std::string service = std::to_string(port);
+        if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
+            found = nullptr;
+            why = "unknown host " + host + " (" + ::gai_strerror(error) + ")";
+        }
+    }
+    ~Resolved() {
+        if (found) ::freeaddrinfo(found);
+    }
+    Resolved(const Resolved&) = delete;
+    Resolved& operator=(const Resolved&) = delete;
+    addrinfo* found = nullptr;
+    std::string why;
+};
+
 }  // namespace
 
 void check_listen_address(const std::string& listen) {
@@ -67,19 +92,11 @@ std::string why_unreachable(const std::string& target) {
         if (status.type() != std::filesystem::file_type::socket) return path + " is not a socket";
         return "nothing answers on the socket " + path;
     }
-    std::string host;
-    int port = 0;
-    if (!split_host_port(target, host, port)) return "";
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    const std::string service = std::to_string(port);
-    if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
-        return "unknown host " + host + " (" + ::gai_strerror(error) + ")";
-    }
+    const Resolved resolved(target, false);
+    if (!resolved.why.empty() || !resolved.found) return resolved.why;
     // One plain connection attempt, at most 3 s: refused, silent, failed at once, or open.
     std::string why = target + " does not answer within 3 s (the host is down, or a firewall)";
-    for (addrinfo* a = found; a; a = a->ai_next) {
+    for (addrinfo* a = resolved.found; a; a = a->ai_next) {
         const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
         if (fd < 0) {
             why = "no connection to " + target + " (" + std::strerror(errno) + ")";
@@ -112,25 +129,14 @@ std::string why_unreachable(const std::string& target) {
         if (error != ETIMEDOUT)
             why = "no connection to " + target + " (" + std::strerror(error) + ")";
     }
-    ::freeaddrinfo(found);
     return why;
 }
 
 std::string why_cannot_listen(const std::string& listen) {
     if (listen.rfind("unix:", 0) == 0) return "";
-    std::string host;
-    int port = 0;
-    if (!split_host_port(listen, host, port)) return "";
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    addrinfo* found = nullptr;
-    const std::string service = std::to_string(port);
-    if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
-        return "unknown host " + host + " (" + ::gai_strerror(error) + ")";
-    }
-    std::string why;
-    for (addrinfo* a = found; a && why.empty(); a = a->ai_next) {
+    const Resolved resolved(listen, true);
+    std::string why = resolved.why;
+    for (addrinfo* a = resolved.found; a && why.empty(); a = a->ai_next) {
         const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
         if (fd < 0) continue;
         const int on = 1;
@@ -144,7 +150,6 @@ std::string why_cannot_listen(const std::string& listen) {
         }
         ::close(fd);
     }
-    ::freeaddrinfo(found);
     return why;
 }
 
