@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <string_view>
 
 #include "guards.h"
 #include "l2a/engine/atomic_file.h"
@@ -16,26 +15,11 @@
 
 namespace l2a::cli {
 
-std::string read_pem(const std::filesystem::path& path, const std::string& label,
-                     const std::string& what) {
-    std::string text = read_text_file(path);
-    // Any "-----BEGIN ...<label>-----" block: "CERTIFICATE", "PRIVATE KEY", "EC PRIVATE KEY"
-    // (after "EC PARAMETERS", as openssl ecparam writes them).
-    const std::string_view view(text);
-    for (std::size_t begin = view.find("-----BEGIN "); begin != std::string_view::npos;
-         begin = view.find("-----BEGIN ", begin + 11)) {
-        const std::size_t end = view.find("-----", begin + 11);
-        if (end == std::string_view::npos) break;
-        if (view.substr(begin + 11, end - begin - 11).ends_with(label)) return text;
-    }
-    fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
-}
-
 std::string read_tls_ca(const Arguments& args, const std::string& url) {
     const auto ca = args.value("--tls-ca");
     if (!ca) return "";
     if (url.rfind("tls://", 0) != 0) args.usage_error("--tls-ca is for tls:// engines");
-    return read_pem(*ca, "CERTIFICATE", "a PEM certificate");
+    return read_pem_file(*ca, "CERTIFICATE", "a PEM certificate");
 }
 
 bool remote_engine(const Arguments& args) {

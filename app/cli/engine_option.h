@@ -38,13 +38,8 @@ std::string prepare_compute(const Arguments& args, const std::string& device, in
 // naming the file when it cannot be read or is empty.
 std::string read_token(const std::filesystem::path& path);
 
-// A PEM file's text (--tls-cert, --tls-key, --tls-ca): throws l2a::Error naming the file when it
-// cannot be read or holds no "-----BEGIN ...<label>-----" line (`what`: "a PEM certificate").
-std::string read_pem(const std::filesystem::path& path, const std::string& label,
-                     const std::string& what);
-
 // --tls-ca's certificate authority for an engine at `url` ("" without the option): a usage error
-// unless `url` is tls://, and read_pem's errors.
+// unless `url` is tls://, and read_pem_file's errors.
 std::string read_tls_ca(const Arguments& args, const std::string& url);
 
 }  // namespace l2a::cli

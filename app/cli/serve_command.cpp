@@ -123,9 +123,9 @@ int serve_command(std::span<const std::string_view> raw) {
         args.usage_error("give both --tls-cert FILE and --tls-key FILE");
     }
     if (auto cert = args.value("--tls-cert")) {
-        options.tls_cert_pem = read_pem(*cert, "CERTIFICATE", "a PEM certificate");
+        options.tls_cert_pem = read_pem_file(*cert, "CERTIFICATE", "a PEM certificate");
         options.tls_key_pem =
-            read_pem(*args.value("--tls-key"), "PRIVATE KEY", "a PEM private key");
+            read_pem_file(*args.value("--tls-key"), "PRIVATE KEY", "a PEM private key");
     }
     options.checkpoint_budget_bytes =
         parse_bytes(args, "--checkpoint-budget", kDefaultCheckpointBudgetBytes);
@@ -151,6 +151,9 @@ int serve_command(std::span<const std::string_view> raw) {
     if (ranks > 1 && !remote_engine_built()) {
         fail("l2a serve", "this build has no remote engine (gRPC was not found when it was built)");
     }
+    // Rank 0 checks where it will listen before it starts the other ranks, so that a taken port
+    // or a bad address is said at once rather than after every rank has loaded.
+    if (ranks > 1 && !tensor_parallel_worker()) check_serve_address(options);
     options.group = join_tensor_parallel(args, ranks);
     // The processes share the cores (a client's --threads still sets each one's).
     if (ranks > 1) set_cpu_threads(std::max(1, default_cpu_threads() / ranks));

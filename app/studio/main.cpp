@@ -28,6 +28,8 @@ constexpr const char* kUsage =
     "                      `l2a serve` there), ssh://[USER@]HOST[:PORT][/PATH/TO/l2a] (started\n"
     "                      through your ssh); --model then names a folder on the engine\n"
     "  --token-file FILE   the remote engine's token\n"
+    "  --tls-ca FILE       tls:// engines: the certificate authority to trust (PEM); default:\n"
+    "                      the system's\n"
     "  --bench-views       time the routing map and timeline views on a synthetic profile\n"
     "  --version           print the version\n"
     "  --help              print this help\n"
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
                       "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]).",
                       "URL"});
     parser.addOption({"token-file", "The remote engine's token.", "FILE"});
+    parser.addOption({"tls-ca", "tls:// engines: the certificate authority to trust.", "FILE"});
     if (!parser.parse(own_arguments(argc, argv))) {
         QString error = parser.errorText();
         if (error.endsWith('.')) error.chop(1);
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
     options.run_on_start = !parser.isSet("no-run");
     options.engine = parser.value("engine");
     options.token_file = parser.value("token-file");
+    options.tls_ca_file = parser.value("tls-ca");
     l2a::ui::MainWindow window(options);
     window.show();
     return QApplication::exec();

@@ -523,6 +523,20 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
         EXPECT_TRUE(contains(err, m.error)) << err;
         EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     }
+    // A tensor-parallel server checks where it will listen before it starts its other ranks.
+    if (l2a::process_groups_available()) {
+        for (const auto& [listen, error] :
+             {std::pair<std::string, std::string>{"127.0.0.1:" + std::to_string(port),
+                                                  "could not listen there (address in use"},
+              {"0.0.0.0:0", "a non-loopback address needs a token"}}) {
+            Child child({kBinary.string(), "serve", "--tensor-parallel", "2", "--listen", listen},
+                        dir_, "tensor-parallel");
+            EXPECT_EQ(child.wait(std::chrono::seconds(60)), 1) << child.err();
+            const std::string err = child.err();
+            EXPECT_TRUE(contains(err, "--listen " + listen + ": " + error)) << err;
+            EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+        }
+    }
     // The server still serves the right token.
     Child again({kBinary.string(), "run", "--demo", "--max-tokens", "16", "--engine", engine,
                  "--token-file", "token", "--quiet"},

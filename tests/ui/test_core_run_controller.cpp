@@ -104,6 +104,28 @@ private slots:
         QCOMPARE(finished.takeFirst().at(0).value<ProfilePtr>()->num_tokens(), 64);
     }
 
+    // A tls:// engine's certificate authority is read before any connection: a file that is
+    // no PEM certificate, or one given for another scheme, is one line naming the file.
+    void engineCertificateAuthorityIsChecked() {
+        QTemporaryDir dir;
+        const QString text = dir.filePath("ca.txt");
+        write_file(text.toStdString(), "not a certificate\n");
+        RunController controller;
+        QSignalSpy failed(&controller, &RunController::failed);
+        QSignalSpy changed(&controller, &RunController::engineChanged);
+        controller.connectEngine({"tls://127.0.0.1:1", {}, text});
+        QVERIFY(failed.wait(30000));
+        QString message = failed.takeFirst().at(0).toString();
+        QVERIFY2(message.startsWith(text + ": not a PEM certificate"), qPrintable(message));
+        controller.connectEngine({"tcp://127.0.0.1:1", {}, text});
+        QVERIFY(failed.wait(30000));
+        message = failed.takeFirst().at(0).toString();
+        QVERIFY2(message.startsWith(text + ": a certificate authority is for tls:// engines only"),
+                 qPrintable(message));
+        QVERIFY(!message.contains('\n'));
+        QCOMPARE(changed.size(), 0);
+    }
+
     void whatIfPrunesALayerAndNoChangeIsExactlyZero() {
         RunController controller;
         QSignalSpy finished(&controller, &RunController::runFinished);

@@ -8,6 +8,7 @@
 #include <QApplication>
 #include <QComboBox>
 #include <QContextMenuEvent>
+#include <QDialog>
 #include <QDir>
 #include <QDockWidget>
 #include <QFile>
@@ -16,6 +17,7 @@
 #include <QHeaderView>
 #include <QImage>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMenu>
 #include <QMessageBox>
 #include <QPlainTextEdit>
@@ -34,6 +36,7 @@
 #include <QTest>
 #include <QTextDocument>
 #include <QTimer>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -378,6 +381,76 @@ private slots:
                                Qt::CheckStateRole));
         QTRY_VERIFY_WITH_TIMEOUT(window_->session()->variant() == nullptr, 5000);
 
+        window_->connectEngine({}, {});
+        QTRY_VERIFY_WITH_TIMEOUT(window_->engineStatus() == "Engine: this computer (cpu)",
+                                 kRunTimeoutMs);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+    }
+
+    // File > Connect to Engine: the certificate authority row is for tls:// only; what the dialog
+    // gives reaches the controller, whose one-line error names a CA file that is no PEM.
+    void connectDialogTakesACertificateAuthorityForTls() {
+        QTemporaryDir dir;
+        const QString ca_file = dir.filePath("ca.txt");
+        {
+            QFile f(ca_file);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write("not a certificate\n");
+        }
+        QStringList seen;
+        QTimer poll;
+        poll.setInterval(50);
+        connect(&poll, &QTimer::timeout, this, [&] {
+            auto* dialog = qobject_cast<QDialog*>(QApplication::activeModalWidget());
+            if (!dialog || dialog->windowTitle() != "Connect to Engine") return;
+            poll.stop();
+            auto* url = dialog->findChild<QComboBox*>("engineUrl");
+            auto* ca = dialog->findChild<QLineEdit*>("engineTlsCa");
+            if (!url || !ca) {
+                seen << "missing widgets";
+                dialog->reject();
+                return;
+            }
+            url->setEditText("tcp://127.0.0.1:1");
+            seen << QString("tcp enabled=%1").arg(ca->isEnabled());
+            url->setEditText("tls://127.0.0.1:1");
+            seen << QString("tls enabled=%1").arg(ca->isEnabled());
+            ca->setText(ca_file);
+            const QString shot = qEnvironmentVariable("L2A_DIALOG_SCREENSHOT");
+            if (!shot.isEmpty()) dialog->grab().save(shot);
+            dialog->accept();
+        });
+        poll.start();
+        window_->connectEngineDialog();
+        QCOMPARE(seen, (QStringList{"tcp enabled=0", "tls enabled=1"}));
+        MessageBoxCatcher failure;
+        QTRY_VERIFY_WITH_TIMEOUT(!failure.text.isEmpty(), 30000);
+        QVERIFY2(failure.text.startsWith(ca_file + ": not a PEM certificate"),
+                 qPrintable(failure.text));
+        // Remembered for that engine, as its token file is.
+        QCOMPARE(QSettings().value("engines/tls_ca_file/tls:||127.0.0.1:1").toString(), ca_file);
+        QTRY_VERIFY_WITH_TIMEOUT(!window_->controller()->busy(), kRunTimeoutMs);
+
+        // A TLS server whose self-signed certificate the app is told to trust: connected.
+        if (!l2a::remote_engine_built()) QSKIP("this build has no remote engine");
+        const QString cert = dir.filePath("cert.pem");
+        const QString key = dir.filePath("key.pem");
+        const QString make =
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+            "-addext subjectAltName=DNS:localhost -keyout '" +
+            key + "' -out '" + cert + "' >/dev/null 2>&1";
+        if (std::system(make.toUtf8().constData()) != 0) {
+            QSKIP("openssl could not make a certificate");
+        }
+        l2a::ServeOptions options;
+        options.listen = "127.0.0.1:0";
+        options.tls_cert_pem = l2a::read_pem_file(cert.toStdString(), "CERTIFICATE", "a cert");
+        options.tls_key_pem = l2a::read_pem_file(key.toStdString(), "PRIVATE KEY", "a key");
+        l2a::StudyServer server(options);
+        const QString url = QString("tls://localhost:%1").arg(server.port());
+        window_->connectEngine(url, {}, cert);
+        QTRY_VERIFY_WITH_TIMEOUT(window_->engineStatus().startsWith("Engine: " + url + ": cpu"),
+                                 kRunTimeoutMs);
         window_->connectEngine({}, {});
         QTRY_VERIFY_WITH_TIMEOUT(window_->engineStatus() == "Engine: this computer (cpu)",
                                  kRunTimeoutMs);

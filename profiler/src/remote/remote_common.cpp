@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
@@ -152,6 +153,49 @@ std::string why_cannot_listen(const std::string& listen) {
     }
     return why;
 }
+
+}  // namespace l2a::remote
+
+namespace l2a {
+
+std::string read_pem_file(const std::filesystem::path& path, const std::string& label,
+                          const std::string& what) {
+    std::string text = read_text_file(path);
+    // Any "-----BEGIN ...<label>-----" block: "CERTIFICATE", "PRIVATE KEY", "EC PRIVATE KEY"
+    // (after "EC PARAMETERS", as openssl ecparam writes them).
+    const std::string_view view(text);
+    for (std::size_t begin = view.find("-----BEGIN "); begin != std::string_view::npos;
+         begin = view.find("-----BEGIN ", begin + 11)) {
+        const std::size_t end = view.find("-----", begin + 11);
+        if (end == std::string_view::npos) break;
+        if (view.substr(begin + 11, end - begin - 11).ends_with(label)) return text;
+    }
+    fail(path.string(), "not " + what + " (no -----BEGIN ..." + label + "----- line)");
+}
+
+std::string read_tls_ca_file(const std::filesystem::path& path, const std::string& url) {
+    if (url.rfind("tls://", 0) != 0) {
+        fail(path.string(), "a certificate authority is for tls:// engines only, not " + url);
+    }
+    return read_pem_file(path, "CERTIFICATE", "a PEM certificate");
+}
+
+void check_serve_address(const ServeOptions& o) {
+    remote::check_listen_address(o.listen);
+    const bool unix_socket = o.listen.rfind("unix:", 0) == 0;
+    if (!unix_socket && !remote::is_loopback_listen(o.listen) && o.token.empty()) {
+        fail("--listen " + o.listen,
+             "a non-loopback address needs a token (--token-file FILE): anyone who reaches the "
+             "port could run models on this machine");
+    }
+    if (const std::string why = remote::why_cannot_listen(o.listen); !why.empty()) {
+        fail("--listen " + o.listen, "could not listen there (" + why + ")");
+    }
+}
+
+}  // namespace l2a
+
+namespace l2a::remote {
 
 bool is_loopback_listen(const std::string& listen) {
     std::string host;

@@ -501,13 +501,8 @@ struct StudyServer::Impl {
 StudyServer::StudyServer(ServeOptions options) : impl_(std::make_unique<Impl>()) {
     impl_->options = std::move(options);
     const ServeOptions& o = impl_->options;
-    remote::check_listen_address(o.listen);
+    check_serve_address(o);
     const bool unix_socket = o.listen.rfind("unix:", 0) == 0;
-    if (!unix_socket && !remote::is_loopback_listen(o.listen) && o.token.empty()) {
-        fail("--listen " + o.listen,
-             "a non-loopback address needs a token (--token-file FILE): anyone who reaches the "
-             "port could run models on this machine");
-    }
     std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
     if (!o.tls_cert_pem.empty()) {
         grpc::SslServerCredentialsOptions ssl;

@@ -311,7 +311,7 @@ struct RunController::Worker {
                 address.token = read_engine_token(e.token_file.toStdString());
             }
             if (!e.tls_ca_file.isEmpty()) {
-                address.tls_ca_pem = read_text_file(e.tls_ca_file.toStdString());
+                address.tls_ca_pem = read_tls_ca_file(e.tls_ca_file.toStdString(), address.url);
             }
             next = connect_study(address, 10.0, &cancel_flag);
             if (address.url.rfind("ssh://", 0) != 0) {

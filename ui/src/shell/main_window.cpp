@@ -205,7 +205,9 @@ MainWindow::MainWindow(const StudioOptions& options, QWidget* parent)
     connectWhatIf();
     restoreSettings();
 
-    if (!options.engine.isEmpty()) connectEngine(options.engine, options.token_file);
+    if (!options.engine.isEmpty()) {
+        connectEngine(options.engine, options.token_file, options.tls_ca_file);
+    }
     if (!options.profile.isEmpty()) {
         QTimer::singleShot(0, this, [this] { openProfile(state_->options.profile); });
     } else if (options.run_on_start) {
@@ -927,7 +929,8 @@ void MainWindow::openModelFolder(const QString& dir) {
     runNow();
 }
 
-void MainWindow::connectEngine(const QString& url, const QString& token_file) {
+void MainWindow::connectEngine(const QString& url, const QString& token_file,
+                               const QString& tls_ca_file) {
     State& s = *state_;
     if (!url.isEmpty()) {
         QSettings settings;
@@ -936,11 +939,13 @@ void MainWindow::connectEngine(const QString& url, const QString& token_file) {
         recent.prepend(url);
         while (recent.size() > 8) recent.removeLast();
         settings.setValue("engines/recent", recent);
-        settings.setValue("engines/token_file/" + QString(url).replace('/', '|'), token_file);
+        const QString key = QString(url).replace('/', '|');
+        settings.setValue("engines/token_file/" + key, token_file);
+        settings.setValue("engines/tls_ca_file/" + key, tls_ca_file);
     }
     s.status_engine->setText(url.isEmpty() ? "Engine: this computer"
                                            : "Engine: connecting to " + url + "…");
-    s.controller->connectEngine({url, token_file, {}});
+    s.controller->connectEngine({url, token_file, tls_ca_file});
 }
 
 void MainWindow::connectEngineDialog() {
@@ -948,6 +953,7 @@ void MainWindow::connectEngineDialog() {
     dialog.setWindowTitle("Connect to Engine");
     auto* form = new QFormLayout(&dialog);
     auto* url = new QComboBox;
+    url->setObjectName("engineUrl");
     url->setEditable(true);
     url->addItems(QSettings().value("engines/recent").toStringList());
     url->setMinimumWidth(420);
@@ -956,15 +962,28 @@ void MainWindow::connectEngineDialog() {
         "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]: starts `l2a serve` on HOST through your ssh\n"
         "unix:PATH: a server on this machine's socket");
     auto* token = new QLineEdit;
+    token->setObjectName("engineTokenFile");
     token->setPlaceholderText("the server's --token-file (not needed for ssh://)");
     auto* browse = new QPushButton("Browse…");
     auto* token_row = new QHBoxLayout;
     token_row->addWidget(token, 1);
     token_row->addWidget(browse);
+    // tls:// only: the certificate authority that signed the server's certificate (empty: the
+    // system's authorities).
+    auto* ca = new QLineEdit;
+    ca->setObjectName("engineTlsCa");
+    ca->setPlaceholderText("tls:// with a private authority: its PEM certificate");
+    auto* browse_ca = new QPushButton("Browse…");
+    auto* ca_row = new QHBoxLayout;
+    ca_row->addWidget(ca, 1);
+    ca_row->addWidget(browse_ca);
     const auto remembered = [&] {
-        token->setText(QSettings()
-                           .value("engines/token_file/" + url->currentText().replace('/', '|'))
-                           .toString());
+        const QString key = url->currentText().trimmed().replace('/', '|');
+        token->setText(QSettings().value("engines/token_file/" + key).toString());
+        ca->setText(QSettings().value("engines/tls_ca_file/" + key).toString());
+        const bool tls = url->currentText().trimmed().startsWith("tls://");
+        ca->setEnabled(tls);
+        browse_ca->setEnabled(tls);
     };
     remembered();
     connect(url, &QComboBox::currentTextChanged, &dialog, remembered);
@@ -972,8 +991,14 @@ void MainWindow::connectEngineDialog() {
         const QString file = QFileDialog::getOpenFileName(&dialog, "Token file");
         if (!file.isEmpty()) token->setText(file);
     });
+    connect(browse_ca, &QPushButton::clicked, &dialog, [&] {
+        const QString file = QFileDialog::getOpenFileName(
+            &dialog, "Certificate authority", {}, "PEM certificates (*.pem *.crt);;All files (*)");
+        if (!file.isEmpty()) ca->setText(file);
+    });
     form->addRow("Engine:", url);
     form->addRow("Token file:", token_row);
+    form->addRow("Certificate authority:", ca_row);
     auto* note = new QLabel(
         "Start one on the GPU server with <code>l2a serve --models DIR --token-file F "
         "--listen 0.0.0.0:7787</code>, or use <code>ssh://server</code> to start it through "
@@ -985,7 +1010,9 @@ void MainWindow::connectEngineDialog() {
     connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
     form->addRow(buttons);
     if (dialog.exec() != QDialog::Accepted || url->currentText().trimmed().isEmpty()) return;
-    connectEngine(url->currentText().trimmed(), token->text().trimmed());
+    const QString chosen = url->currentText().trimmed();
+    connectEngine(chosen, token->text().trimmed(),
+                  chosen.startsWith("tls://") ? ca->text().trimmed() : QString());
 }
 
 QString MainWindow::engineStatus() const { return state_->status_engine->text(); }

@@ -57,6 +57,12 @@ struct ServeOptions {
     ProcessGroup* group = nullptr;
 };
 
+// What StudyServer checks before it listens, without listening: the --listen form, a token for
+// a non-loopback address, and that HOST:PORT can be bound now (address in use, a port below
+// 1024 without privileges, not this machine's address). Throws l2a::Error naming --listen. A
+// tensor-parallel `l2a serve` calls it before it starts its other ranks.
+void check_serve_address(const ServeOptions& options);
+
 class StudyServer {
 public:
     // Starts listening; throws l2a::Error (address in use, a non-loopback address without a
@@ -98,6 +104,16 @@ struct EngineAddress {
 // naming the file when it cannot be read, holds no token, or a byte other than printable ASCII
 // (a token is sent as a header value).
 std::string read_engine_token(const std::filesystem::path& path);
+
+// A PEM file's text (a server's certificate and key, a client's certificate authority): throws
+// l2a::Error naming the file when it cannot be read or holds no "-----BEGIN ...<label>-----"
+// line (`what`: "a PEM certificate").
+std::string read_pem_file(const std::filesystem::path& path, const std::string& label,
+                          const std::string& what);
+
+// The certificate authority a client trusts for `url` (tls:// only: any other scheme is an
+// error naming the file), read with read_pem_file.
+std::string read_tls_ca_file(const std::filesystem::path& path, const std::string& url);
 
 // Parses and checks an --engine value (as EngineAddress::url says); throws l2a::Error naming
 // it otherwise.

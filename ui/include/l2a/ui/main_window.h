@@ -25,6 +25,7 @@ struct StudioOptions {
     bool run_on_start = true;  // the first start runs the default at once
     QString engine;            // a remote engine to run on (--engine URL); empty: this computer
     QString token_file;        // its token (--token-file)
+    QString tls_ca_file;       // tls://: the certificate authority to trust (--tls-ca)
 };
 
 class MainWindow : public QMainWindow {
@@ -56,8 +57,10 @@ public slots:
     // format: "html", "pdf", "json", "csv", "chrome". Errors show a dialog naming the file.
     bool exportTo(const QString& format, const QString& path);
     // Runs happen on the engine at `url` from now on (empty: this computer); Ctrl+Shift+E opens
-    // a dialog (recent engines, token file). The status bar says where runs happen.
-    void connectEngine(const QString& url, const QString& token_file);
+    // a dialog (recent engines, token file, certificate authority for tls://). The status bar
+    // says where runs happen.
+    void connectEngine(const QString& url, const QString& token_file,
+                       const QString& tls_ca_file = {});
     void connectEngineDialog();
     // The status bar's engine text ("Engine: this computer (cpu)").
     QString engineStatus() const;
