@@ -120,6 +120,28 @@ void add_token(grpc::ClientContext& context, const EngineAddress& address) {
 
 remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stub,
                          double timeout_seconds) {
+    // Nothing can answer (an unknown host, a refused connection, no socket): said within 2 s,
+    // not after the whole wait, which is for a server that is starting or busy. A server just
+    // starting gets those 2 s to begin listening.
+    bool tls = false;
+    std::string target;
+    try {
+        target = remote::grpc_target(address.url, tls);
+    } catch (const Error&) {
+    }
+    if (!target.empty()) {
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::milliseconds(
+                               static_cast<std::int64_t>(std::min(2.0, timeout_seconds) * 1e3));
+        for (;;) {
+            const std::string why = remote::refused_now(target);
+            if (why.empty()) break;
+            if (std::chrono::steady_clock::now() >= until) {
+                fail(address.url, "cannot reach the engine: " + why);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+    }
     grpc::ClientContext context;
     add_token(context, address);
     context.set_deadline(
@@ -133,9 +155,7 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
         // gRPC says only that the deadline passed; its handshake log or a plain connection
         // attempt says why.
         std::string why;
-        bool tls = false;
         try {
-            const std::string target = remote::grpc_target(address.url, tls);
             const std::string handshake = tls ? remote::take_tls_handshake_error() : "";
             why = !handshake.empty()
                       ? "the TLS handshake failed (" + handshake +

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,23 +84,50 @@ void check_listen_address(const std::string& listen) {
     }
 }
 
-std::string why_unreachable(const std::string& target) {
+namespace {
+
+// What one plain connection attempt at a gRPC target (HOST:PORT or unix:PATH) finds, waiting at
+// most `wait_ms` for an answer. `definite`: nothing can answer there now (an unknown host, a
+// refused connection, no socket), as opposed to silence or a port that accepts.
+struct Reach {
+    std::string why;
+    bool definite = false;
+};
+
+Reach reach(const std::string& target, int wait_ms) {
     if (target.rfind("unix:", 0) == 0) {
         const std::string path = target.substr(5);
         std::error_code error;
         const auto status = std::filesystem::status(path, error);
         if (!std::filesystem::exists(status))
-            return "no socket " + path + " (is l2a serve running?)";
-        if (status.type() != std::filesystem::file_type::socket) return path + " is not a socket";
-        return "nothing answers on the socket " + path;
+            return {"no socket " + path + " (is l2a serve running?)", true};
+        if (status.type() != std::filesystem::file_type::socket)
+            return {path + " is not a socket", true};
+        sockaddr_un where{};
+        where.sun_family = AF_UNIX;
+        if (path.size() >= sizeof where.sun_path) return {"nothing answers on the socket " + path};
+        std::memcpy(where.sun_path, path.c_str(), path.size() + 1);
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0) return {"nothing answers on the socket " + path};
+        const bool refused =
+            ::connect(fd, reinterpret_cast<const sockaddr*>(&where), sizeof where) != 0 &&
+            errno == ECONNREFUSED;
+        ::close(fd);
+        if (refused)
+            return {"nothing listens on the socket " + path + " (is l2a serve running?)", true};
+        return {"nothing answers on the socket " + path};
     }
     const Resolved resolved(target, false);
-    if (!resolved.why.empty() || !resolved.found) return resolved.why;
-    // One plain connection attempt, at most 3 s: refused, silent, failed at once, or open.
-    std::string why = target + " does not answer within 3 s (the host is down, or a firewall)";
+    if (!resolved.why.empty()) return {resolved.why, true};
+    if (!resolved.found) return {};
+    // Each address: open (done), refused, silent, or failed at once.
+    std::string why = target + " does not answer within " + std::to_string(wait_ms / 1000) +
+                      " s (the host is down, or a firewall)";
+    bool all_refused = true;
     for (addrinfo* a = resolved.found; a; a = a->ai_next) {
         const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
         if (fd < 0) {
+            all_refused = false;
             why = "no connection to " + target + " (" + std::strerror(errno) + ")";
             continue;
         }
@@ -108,7 +136,7 @@ std::string why_unreachable(const std::string& target) {
             error = errno;
             if (error == EINPROGRESS) {
                 pollfd p{fd, POLLOUT, 0};
-                if (::poll(&p, 1, 3000) == 1) {
+                if (::poll(&p, 1, wait_ms) == 1) {
                     socklen_t size = sizeof error;
                     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
                 } else {
@@ -118,19 +146,29 @@ std::string why_unreachable(const std::string& target) {
         }
         ::close(fd);
         if (error == 0) {
-            why = target +
-                  " accepts connections, but no l2a engine answered there (a server too busy or "
-                  "stopped, a server with TLS reached by tcp://, or another program's port)";
-            break;
+            return {target +
+                    " accepts connections, but no l2a engine answered there (a server too busy or "
+                    "stopped, a server with TLS reached by tcp://, or another program's port)"};
         }
-        if (error == ECONNREFUSED) {
-            why = "nothing listens on " + target + " (connection refused; is l2a serve running?)";
-            break;
-        }
+        if (error == ECONNREFUSED) continue;
+        all_refused = false;
         if (error != ETIMEDOUT)
             why = "no connection to " + target + " (" + std::strerror(error) + ")";
     }
-    return why;
+    if (all_refused) {
+        return {"nothing listens on " + target + " (connection refused; is l2a serve running?)",
+                true};
+    }
+    return {why};
+}
+
+}  // namespace
+
+std::string why_unreachable(const std::string& target) { return reach(target, 3000).why; }
+
+std::string refused_now(const std::string& target) {
+    const Reach r = reach(target, 1000);
+    return r.definite ? r.why : "";
 }
 
 std::string why_cannot_listen(const std::string& listen) {

@@ -14,6 +14,11 @@ void check_listen_address(const std::string& listen);
 // port that accepts but is no engine. "" for a target it cannot read.
 std::string why_unreachable(const std::string& target);
 
+// Why nothing can answer at a gRPC target right now, told by one plain connection attempt of at
+// most 1 s: an unknown host, every address refusing, or a missing or refusing socket; "" when
+// something accepts, stays silent, or `target` cannot be read (then only waiting tells).
+std::string refused_now(const std::string& target);
+
 // Why a server cannot listen on HOST:PORT, told by a plain bind() (address in use, a port below
 // 1024 without privileges, not this machine's address), or "" when it can or for unix:PATH.
 std::string why_cannot_listen(const std::string& listen);
