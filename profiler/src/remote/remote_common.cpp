@@ -167,7 +167,7 @@ Reach reach(const std::string& target, int wait_ms) {
 std::string why_unreachable(const std::string& target) { return reach(target, 3000).why; }
 
 std::string refused_now(const std::string& target) {
-    const Reach r = reach(target, 1000);
+    const Reach r = reach(target, 500);
     return r.definite ? r.why : "";
 }
 

@@ -15,7 +15,7 @@ void check_listen_address(const std::string& listen);
 std::string why_unreachable(const std::string& target);
 
 // Why nothing can answer at a gRPC target right now, told by one plain connection attempt of at
-// most 1 s: an unknown host, every address refusing, or a missing or refusing socket; "" when
+// most 0.5 s: an unknown host, every address refusing, or a missing or refusing socket; "" when
 // something accepts, stays silent, or `target` cannot be read (then only waiting tells).
 std::string refused_now(const std::string& target);
 
