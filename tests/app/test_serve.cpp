@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,27 @@ fs::path demo_dir() { return fs::path(L2A_TEST_WORK_DIR) / "serve" / "demo-model
 
 bool contains(const std::string& text, const std::string& piece) {
     return text.find(piece) != std::string::npos;
+}
+
+// Whether a process whose parent is `parent` has `argument` on its command line (from /proc).
+bool has_child_with_argument(pid_t parent, const std::string& argument) {
+    std::error_code error;
+    for (const fs::directory_entry& entry : fs::directory_iterator("/proc", error)) {
+        const std::string name = entry.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const std::string stat = read_file(entry.path() / "stat");
+        // "pid (comm) state ppid ...": the parent follows the state, after the last ')'.
+        const std::size_t close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        int ppid = -1;
+        char state = 0;
+        if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
+        if (ppid != parent) continue;
+        std::string command = read_file(entry.path() / "cmdline");
+        std::replace(command.begin(), command.end(), '\0', ' ');
+        if (contains(command, " " + argument)) return true;
+    }
+    return false;
 }
 
 // A child process with its standard output and error in files.
@@ -85,6 +107,14 @@ public:
         }
     }
     bool started() const { return pid_ > 0; }
+    pid_t pid() const { return pid_; }
+    // The exit status (-1 when killed by a signal) if it has ended, without waiting.
+    std::optional<int> poll() {
+        int raw = 0;
+        if (done_ || ::waitpid(pid_, &raw, WNOHANG) != pid_) return std::nullopt;
+        done_ = true;
+        return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    }
     std::string out() const { return read_file(out_); }
     std::string err() const { return read_file(err_); }
     void kill(int signal) { ::kill(pid_, signal); }
@@ -486,6 +516,12 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
          1,
          "the folder /nonexistent-l2a-folder does not exist"},
         {{"serve", "--listen", "unix:" + dir_.string()}, 1, "is a folder"},
+        {{"serve", "--listen", "unix:/tmp/" + std::string(120, 's')},
+         1,
+         "the socket's path is 125 bytes long; a socket's path has at most 107"},
+        {{"run", "--demo", "--engine", "unix:/tmp/" + std::string(120, 's')},
+         2,
+         "the socket's path is 125 bytes long; a socket's path has at most 107"},
         // A port another server holds (this test's): refused, not shared with it.
         {{"serve", "--listen", "127.0.0.1:" + std::to_string(port)},
          1,
@@ -500,7 +536,8 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
         {{"run", "--demo", "--engine", engine, "--tls-ca", "not.pem"},
          2,
          "--tls-ca is for tls:// engines"},
-        // Nothing can answer: said at once, and why (a plain connection attempt tells).
+        // Nothing can answer: said after a short grace, and why (a plain connection attempt
+        // tells).
         {{"run", "--demo", "--engine", "tcp://127.0.0.1:1"},
          1,
          "cannot reach the engine: nothing listens on 127.0.0.1:1 (connection refused"},
@@ -522,7 +559,8 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
         EXPECT_TRUE(contains(err, m.error)) << err;
         EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     }
-    // A tensor-parallel server checks where it will listen before it starts its other ranks.
+    // A tensor-parallel server checks where it will listen before it starts its other ranks:
+    // no rank process (one with --tp-rank) ever appears.
     if (l2a::process_groups_available()) {
         for (const auto& [listen, error] :
              {std::pair<std::string, std::string>{"127.0.0.1:" + std::to_string(port),
@@ -530,7 +568,15 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
               {"0.0.0.0:0", "a non-loopback address needs a token"}}) {
             Child child({kBinary.string(), "serve", "--tensor-parallel", "2", "--listen", listen},
                         dir_, "tensor-parallel");
-            EXPECT_EQ(child.wait(std::chrono::seconds(60)), 1) << child.err();
+            ASSERT_TRUE(child.started());
+            bool ranks_started = false;
+            std::optional<int> status;
+            const auto until = Clock::now() + std::chrono::seconds(60);
+            while (!(status = child.poll()) && Clock::now() < until) {
+                ranks_started = ranks_started || has_child_with_argument(child.pid(), "--tp-rank");
+            }
+            EXPECT_EQ(status, 1) << child.err();
+            EXPECT_FALSE(ranks_started) << listen;
             const std::string err = child.err();
             EXPECT_TRUE(contains(err, "--listen " + listen + ": " + error)) << err;
             EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
@@ -584,10 +630,16 @@ TEST_F(Serve, TheSshTransportStartsTheServerThroughSsh) {
                             (keys / "known_hosts").string();
     const std::string engine = "ssh://" + std::string(user->pw_name) +
                                "@127.0.0.1:" + std::to_string(port) + kBinary.string();
-    // Can ssh log in at all here (some sandboxes forbid it)?
+    // Can ssh log in at all here (some sandboxes forbid it)? Asked again for a few seconds: on a
+    // busy machine sshd may not listen yet.
     const std::string probe = ssh + " -p " + std::to_string(port) + " " + user->pw_name +
                               "@127.0.0.1 true >/dev/null 2>&1";
-    if (std::system(probe.c_str()) != 0) GTEST_SKIP() << "ssh cannot log in to the test's sshd";
+    bool logged_in = false;
+    for (int attempt = 0; attempt < 20 && !logged_in; ++attempt) {
+        if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        logged_in = std::system(probe.c_str()) == 0;
+    }
+    if (!logged_in) GTEST_SKIP() << "ssh cannot log in to the test's sshd";
 
     // The host's demo model (the shipped one: sshd does not pass L2A_DEMO_DIR on).
     Child remote({kBinary.string(), "run", "--demo", "--max-tokens", "64", "--engine", engine,

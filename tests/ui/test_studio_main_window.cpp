@@ -421,6 +421,13 @@ private slots:
             dialog->accept();
         });
         poll.start();
+        // Should the dialog not be found, close whatever is modal so that the test fails rather
+        // than waits.
+        QTimer::singleShot(20000, this, [] {
+            if (auto* modal = qobject_cast<QDialog*>(QApplication::activeModalWidget())) {
+                modal->reject();
+            }
+        });
         window_->connectEngineDialog();
         QCOMPARE(seen, (QStringList{"tcp enabled=0", "tls enabled=1"}));
         MessageBoxCatcher failure;

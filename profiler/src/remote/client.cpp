@@ -3,6 +3,7 @@
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -120,9 +121,12 @@ void add_token(grpc::ClientContext& context, const EngineAddress& address) {
 
 remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stub,
                          double timeout_seconds) {
-    // Nothing can answer (an unknown host, a refused connection, no socket): said within 2 s,
-    // not after the whole wait, which is for a server that is starting or busy. A server just
-    // starting gets those 2 s to begin listening.
+    // Nothing can answer (an unknown host, a refused connection, no socket): said after about
+    // 2 s, not after the whole wait, which is for a server that is busy. A server just starting
+    // gets those 2 s to begin listening; an unknown host is said at once.
+    const auto start = std::chrono::system_clock::now();
+    const auto deadline =
+        start + std::chrono::milliseconds(static_cast<std::int64_t>(timeout_seconds * 1e3));
     bool tls = false;
     std::string target;
     try {
@@ -130,13 +134,13 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     } catch (const Error&) {
     }
     if (!target.empty()) {
-        const auto until = std::chrono::steady_clock::now() +
-                           std::chrono::milliseconds(
-                               static_cast<std::int64_t>(std::min(2.0, timeout_seconds) * 1e3));
+        const auto grace = start + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                       std::min(2.0, timeout_seconds) * 1e3));
         for (;;) {
-            const std::string why = remote::refused_now(target);
+            bool lasting = false;
+            const std::string why = remote::refused_now(target, lasting);
             if (why.empty()) break;
-            if (std::chrono::steady_clock::now() >= until) {
+            if (lasting || std::chrono::system_clock::now() >= grace) {
                 fail(address.url, "cannot reach the engine: " + why);
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -144,10 +148,8 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     }
     grpc::ClientContext context;
     add_token(context, address);
-    context.set_deadline(
-        std::chrono::system_clock::now() +
-        std::chrono::milliseconds(static_cast<std::int64_t>(timeout_seconds * 1e3)));
-    context.set_wait_for_ready(true);  // until the deadline, in case the server is starting
+    context.set_deadline(deadline);
+    context.set_wait_for_ready(true);  // until the deadline, in case the server is busy
     remote::HelloReply reply;
     remote::take_tls_handshake_error();  // an earlier connection's
     const grpc::Status status = stub.Hello(&context, remote::HelloRequest{}, &reply);

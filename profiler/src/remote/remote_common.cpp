@@ -6,8 +6,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,10 +17,14 @@
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
+#include "l2a/engine/units.h"
 #include "l2a/profiler/remote.h"
 
 namespace l2a::remote {
 namespace {
+
+// The longest path of a Unix socket (sockaddr_un's sun_path, less its terminating zero).
+constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
 // HOST and PORT of "HOST:PORT" or "[V6]:PORT"; false when it is not that.
 bool split_host_port(const std::string& text, std::string& host, int& port) {
@@ -65,6 +71,11 @@ void check_listen_address(const std::string& listen) {
     if (listen.rfind("unix:", 0) == 0) {
         const std::filesystem::path path = listen.substr(5);
         if (path.empty()) fail(where, "the socket's path is empty (unix:PATH)");
+        if (path.string().size() > kMaxSocketPath) {
+            fail(where, "the socket's path is " + std::to_string(path.string().size()) +
+                            " bytes long; a socket's path has at most " +
+                            std::to_string(kMaxSocketPath));
+        }
         std::error_code error;
         if (std::filesystem::is_directory(path, error)) {
             fail(where, "is a folder; give the socket's file name in it");
@@ -92,102 +103,142 @@ namespace {
 struct Reach {
     std::string why;
     bool definite = false;
+    // Definite whatever a server does next (an unknown host, a path that is no socket): not
+    // worth asking again.
+    bool lasting = false;
 };
+
+// Waits up to `wait_ms` for a non-blocking connect on `fd` to end; its errno value (0: open,
+// ETIMEDOUT: no answer in time).
+int finish_connect(int fd, int wait_ms) {
+    pollfd p{fd, POLLOUT, 0};
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            until - std::chrono::steady_clock::now());
+        const int ready = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+        if (ready == 1) {
+            int error = 0;
+            socklen_t size = sizeof error;
+            ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
+            return error;
+        }
+        if (ready == 0 || errno != EINTR || left.count() <= 0) return ETIMEDOUT;
+    }
+}
 
 Reach reach(const std::string& target, int wait_ms) {
     if (target.rfind("unix:", 0) == 0) {
         const std::string path = target.substr(5);
+        if (path.size() > kMaxSocketPath) {
+            return {"the socket's path " + path + " is " + std::to_string(path.size()) +
+                        " bytes long; a socket's path has at most " +
+                        std::to_string(kMaxSocketPath),
+                    true, true};
+        }
         std::error_code error;
         const auto status = std::filesystem::status(path, error);
         if (!std::filesystem::exists(status))
             return {"no socket " + path + " (is l2a serve running?)", true};
         if (status.type() != std::filesystem::file_type::socket)
-            return {path + " is not a socket", true};
+            return {path + " is not a socket", true, true};
         sockaddr_un where{};
         where.sun_family = AF_UNIX;
-        if (path.size() >= sizeof where.sun_path) return {"nothing answers on the socket " + path};
         std::memcpy(where.sun_path, path.c_str(), path.size() + 1);
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        // Non-blocking: a listener whose queue is full would hold a blocking connect forever.
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return {"nothing answers on the socket " + path};
-        const bool refused =
-            ::connect(fd, reinterpret_cast<const sockaddr*>(&where), sizeof where) != 0 &&
-            errno == ECONNREFUSED;
+        int failure = 0;
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&where), sizeof where) != 0) {
+            failure = errno;
+        }
         ::close(fd);
-        if (refused)
+        if (failure == ECONNREFUSED)
             return {"nothing listens on the socket " + path + " (is l2a serve running?)", true};
+        if (failure == EACCES || failure == EPERM)
+            return {"no permission to connect to the socket " + path, true, true};
+        if (failure != 0 && failure != EAGAIN && failure != EINPROGRESS) {
+            return {"no connection to the socket " + path + " (" + std::strerror(failure) + ")"};
+        }
         return {"nothing answers on the socket " + path};
     }
     const Resolved resolved(target, false);
-    if (!resolved.why.empty()) return {resolved.why, true};
+    if (!resolved.why.empty()) return {resolved.why, true, true};
     if (!resolved.found) return {};
-    // Each address: open (done), refused, silent, or failed at once.
-    std::string why = target + " does not answer within " + std::to_string(wait_ms / 1000) +
-                      " s (the host is down, or a firewall)";
-    bool all_refused = true;
+    // Each address: open (done), refused, silent, or failed at once (no route, no such address
+    // family here). Nothing can answer when no address is open or silent; a refusal is then the
+    // reason to name, since it says a host is there.
+    const std::string silent = target + " does not answer within " +
+                               format_fixed(wait_ms / 1e3, wait_ms % 1000 ? 1 : 0) +
+                               " s (the host is down, or a firewall)";
+    bool any_silent = false;
+    bool any_refused = false;
+    std::string failed_at_once;
     for (addrinfo* a = resolved.found; a; a = a->ai_next) {
-        const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
-        if (fd < 0) {
-            all_refused = false;
-            why = "no connection to " + target + " (" + std::strerror(errno) + ")";
-            continue;
-        }
+        const int fd =
+            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         int error = 0;
-        if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+        if (fd < 0) {
             error = errno;
-            if (error == EINPROGRESS) {
-                pollfd p{fd, POLLOUT, 0};
-                if (::poll(&p, 1, wait_ms) == 1) {
-                    socklen_t size = sizeof error;
-                    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
-                } else {
-                    error = ETIMEDOUT;
-                }
+        } else {
+            if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+                error = errno;
+                if (error == EINPROGRESS) error = finish_connect(fd, wait_ms);
             }
+            ::close(fd);
         }
-        ::close(fd);
         if (error == 0) {
             return {target +
                     " accepts connections, but no l2a engine answered there (a server too busy or "
                     "stopped, a server with TLS reached by tcp://, or another program's port)"};
         }
-        if (error == ECONNREFUSED) continue;
-        all_refused = false;
-        if (error != ETIMEDOUT)
-            why = "no connection to " + target + " (" + std::strerror(error) + ")";
+        if (error == ECONNREFUSED) {
+            any_refused = true;
+        } else if (error == ETIMEDOUT) {
+            any_silent = true;
+        } else if (failed_at_once.empty()) {
+            failed_at_once = "no connection to " + target + " (" + std::strerror(error) + ")";
+        }
     }
-    if (all_refused) {
+    if (any_silent) return {silent};
+    if (any_refused) {
         return {"nothing listens on " + target + " (connection refused; is l2a serve running?)",
                 true};
     }
-    return {why};
+    return {failed_at_once, true};
 }
 
 }  // namespace
 
 std::string why_unreachable(const std::string& target) { return reach(target, 3000).why; }
 
-std::string refused_now(const std::string& target) {
+std::string refused_now(const std::string& target, bool& lasting) {
     const Reach r = reach(target, 500);
+    lasting = r.definite && r.lasting;
     return r.definite ? r.why : "";
 }
 
 std::string why_cannot_listen(const std::string& listen) {
     if (listen.rfind("unix:", 0) == 0) return "";
     const Resolved resolved(listen, true);
-    std::string why = resolved.why;
-    for (addrinfo* a = resolved.found; a && why.empty(); a = a->ai_next) {
-        const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (!resolved.why.empty()) return resolved.why;
+    // As gRPC: listening works when one of the addresses binds; otherwise the first's reason.
+    std::string why;
+    for (addrinfo* a = resolved.found; a; a = a->ai_next) {
+        const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) continue;
         const int on = 1;
         ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-        if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
-            const int error = errno;
+        const bool bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
+        const int error = errno;
+        ::close(fd);
+        if (bound) return "";
+        if (why.empty()) {
             why = error == EADDRINUSE      ? "address in use: another server listens there"
                   : error == EACCES        ? "permission denied: ports below 1024 need privileges"
                   : error == EADDRNOTAVAIL ? "not an address of this machine"
                                            : std::string(std::strerror(error));
         }
-        ::close(fd);
     }
     return why;
 }
@@ -244,7 +295,14 @@ bool is_loopback_listen(const std::string& listen) {
 
 std::string grpc_target(const std::string& url, bool& tls) {
     tls = false;
-    if (url.rfind("unix:", 0) == 0 && url.size() > 5) return url;
+    if (url.rfind("unix:", 0) == 0 && url.size() > 5) {
+        if (url.size() - 5 > kMaxSocketPath) {
+            fail("--engine " + url, "the socket's path is " + std::to_string(url.size() - 5) +
+                                        " bytes long; a socket's path has at most " +
+                                        std::to_string(kMaxSocketPath));
+        }
+        return url;
+    }
     std::string rest;
     if (url.rfind("tcp://", 0) == 0) {
         rest = url.substr(6);

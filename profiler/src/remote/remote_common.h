@@ -15,9 +15,11 @@ void check_listen_address(const std::string& listen);
 std::string why_unreachable(const std::string& target);
 
 // Why nothing can answer at a gRPC target right now, told by one plain connection attempt of at
-// most 0.5 s: an unknown host, every address refusing, or a missing or refusing socket; "" when
-// something accepts, stays silent, or `target` cannot be read (then only waiting tells).
-std::string refused_now(const std::string& target);
+// most 0.5 s: an unknown host, no address accepting or silent (refused, or failed at once), or a
+// missing, refusing or unusable socket; "" when something accepts, stays silent, or `target`
+// cannot be read (then only waiting tells). `lasting`: no server starting can change it (an
+// unknown host, a path that is no socket).
+std::string refused_now(const std::string& target, bool& lasting);
 
 // Why a server cannot listen on HOST:PORT, told by a plain bind() (address in use, a port below
 // 1024 without privileges, not this machine's address), or "" when it can or for unix:PATH.

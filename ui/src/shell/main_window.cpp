@@ -929,9 +929,15 @@ void MainWindow::openModelFolder(const QString& dir) {
     runNow();
 }
 
-void MainWindow::connectEngine(const QString& url, const QString& token_file,
-                               const QString& tls_ca_file) {
+void MainWindow::connectEngine(const QString& url, const QString& token_file_in,
+                               const QString& tls_ca_file_in) {
     State& s = *state_;
+    // Remembered and read as absolute paths: a relative one means nothing in a later session.
+    const auto absolute = [](const QString& path) {
+        return path.isEmpty() ? path : QFileInfo(path).absoluteFilePath();
+    };
+    const QString token_file = absolute(token_file_in);
+    const QString tls_ca_file = absolute(tls_ca_file_in);
     if (!url.isEmpty()) {
         QSettings settings;
         QStringList recent = settings.value("engines/recent").toStringList();
