@@ -967,44 +967,46 @@ void MainWindow::connectEngineDialog() {
         "tcp://HOST:PORT or tls://HOST:PORT: an `l2a serve` listening there\n"
         "ssh://[USER@]HOST[:PORT][/PATH/TO/l2a]: starts `l2a serve` on HOST through your ssh\n"
         "unix:PATH: a server on this machine's socket");
-    auto* token = new QLineEdit;
-    token->setObjectName("engineTokenFile");
-    token->setPlaceholderText("the server's --token-file (not needed for ssh://)");
-    auto* browse = new QPushButton("Browse…");
-    auto* token_row = new QHBoxLayout;
-    token_row->addWidget(token, 1);
-    token_row->addWidget(browse);
+    // A file's path with a Browse… button beside it.
+    struct FileRow {
+        QLineEdit* path;
+        QPushButton* browse;
+        QHBoxLayout* layout;
+    };
+    const auto file_row = [&dialog](const char* name, const QString& placeholder,
+                                    const QString& title, const QString& filter) {
+        FileRow row{new QLineEdit, new QPushButton("Browse…"), new QHBoxLayout};
+        row.path->setObjectName(name);
+        row.path->setPlaceholderText(placeholder);
+        row.layout->addWidget(row.path, 1);
+        row.layout->addWidget(row.browse);
+        QLineEdit* path = row.path;
+        connect(row.browse, &QPushButton::clicked, &dialog, [&dialog, path, title, filter] {
+            const QString file = QFileDialog::getOpenFileName(&dialog, title, {}, filter);
+            if (!file.isEmpty()) path->setText(file);
+        });
+        return row;
+    };
+    const FileRow token = file_row(
+        "engineTokenFile", "the server's --token-file (not needed for ssh://)", "Token file", {});
     // tls:// only: the certificate authority that signed the server's certificate (empty: the
     // system's authorities).
-    auto* ca = new QLineEdit;
-    ca->setObjectName("engineTlsCa");
-    ca->setPlaceholderText("tls:// with a private authority: its PEM certificate");
-    auto* browse_ca = new QPushButton("Browse…");
-    auto* ca_row = new QHBoxLayout;
-    ca_row->addWidget(ca, 1);
-    ca_row->addWidget(browse_ca);
+    const FileRow ca =
+        file_row("engineTlsCa", "tls:// with a private authority: its PEM certificate",
+                 "Certificate authority", "PEM certificates (*.pem *.crt);;All files (*)");
     const auto remembered = [&] {
         const QString key = url->currentText().trimmed().replace('/', '|');
-        token->setText(QSettings().value("engines/token_file/" + key).toString());
-        ca->setText(QSettings().value("engines/tls_ca_file/" + key).toString());
+        token.path->setText(QSettings().value("engines/token_file/" + key).toString());
+        ca.path->setText(QSettings().value("engines/tls_ca_file/" + key).toString());
         const bool tls = url->currentText().trimmed().startsWith("tls://");
-        ca->setEnabled(tls);
-        browse_ca->setEnabled(tls);
+        ca.path->setEnabled(tls);
+        ca.browse->setEnabled(tls);
     };
     remembered();
     connect(url, &QComboBox::currentTextChanged, &dialog, remembered);
-    connect(browse, &QPushButton::clicked, &dialog, [&] {
-        const QString file = QFileDialog::getOpenFileName(&dialog, "Token file");
-        if (!file.isEmpty()) token->setText(file);
-    });
-    connect(browse_ca, &QPushButton::clicked, &dialog, [&] {
-        const QString file = QFileDialog::getOpenFileName(
-            &dialog, "Certificate authority", {}, "PEM certificates (*.pem *.crt);;All files (*)");
-        if (!file.isEmpty()) ca->setText(file);
-    });
     form->addRow("Engine:", url);
-    form->addRow("Token file:", token_row);
-    form->addRow("Certificate authority:", ca_row);
+    form->addRow("Token file:", token.layout);
+    form->addRow("Certificate authority:", ca.layout);
     auto* note = new QLabel(
         "Start one on the GPU server with <code>l2a serve --models DIR --token-file F "
         "--listen 0.0.0.0:7787</code>, or use <code>ssh://server</code> to start it through "
@@ -1017,8 +1019,8 @@ void MainWindow::connectEngineDialog() {
     form->addRow(buttons);
     if (dialog.exec() != QDialog::Accepted || url->currentText().trimmed().isEmpty()) return;
     const QString chosen = url->currentText().trimmed();
-    connectEngine(chosen, token->text().trimmed(),
-                  chosen.startsWith("tls://") ? ca->text().trimmed() : QString());
+    connectEngine(chosen, token.path->text().trimmed(),
+                  chosen.startsWith("tls://") ? ca.path->text().trimmed() : QString());
 }
 
 QString MainWindow::engineStatus() const { return state_->status_engine->text(); }
