@@ -134,6 +134,19 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    // The engine's token and certificate authority go with an engine (and the latter with a
+    // tls:// one): given alone they would be ignored without a word.
+    const auto usage_error = [](const char* message) {
+        std::fprintf(stderr, "l2a-studio: %s (see l2a-studio --help)\n", message);
+        return 2;
+    };
+    if (parser.isSet("token-file") && !parser.isSet("engine")) {
+        return usage_error("--token-file goes with --engine URL");
+    }
+    if (parser.isSet("tls-ca") && !parser.value("engine").startsWith("tls://")) {
+        return usage_error("--tls-ca goes with --engine tls://HOST:PORT");
+    }
+
     set_default_gl_format(false);
     QApplication app(argc, argv);
     QApplication::setOrganizationName("L2A Studio");
