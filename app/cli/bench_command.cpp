@@ -1073,12 +1073,15 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
     return {clock_stats(inside), "nvml"};
 }
 
-// "1755 (64%)": the median SM clock and the share of samples held by the power cap; "-" with
-// fewer samples than a kernel of a traced run needs for a clock of its own.
+// "1335 P31 H69": the median SM clock, the share of samples (%) held by the power cap (P) and,
+// where any, slowed for heat or by the hardware (H): a low clock with no power cap is a hot GPU.
+// "-" with fewer samples than a kernel of a traced run needs for a clock of its own.
 std::string cell_clock(const PartClock& c) {
     if (c.stats.samples < kClockSamplesPerKernel) return "-";
-    return std::to_string(c.stats.median_mhz) + " (" + format_fixed(c.stats.power_capped * 100, 0) +
-           "%)";
+    std::string cell =
+        std::to_string(c.stats.median_mhz) + " P" + format_fixed(c.stats.power_capped * 100, 0);
+    if (c.stats.slowed > 0) cell += " H" + format_fixed(c.stats.slowed * 100, 0);
+    return cell;
 }
 
 nlohmann::json time_json(const BenchTime& t, double flop, const PartClock& clock) {
@@ -1249,10 +1252,11 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         std::printf("\nSM clock: not sampled: %s\n", unsampled.c_str());
     } else {
         std::printf(
-            "\nSM clock in each part's timed runs (NVML, every 5 ms): median MHz (share of "
-            "samples held by the power cap); - under %lld samples\n",
+            "\nSM clock in each part's timed runs (NVML, every 5 ms): median MHz, P: %% of samples "
+            "held by the power cap,\nH: %% slowed for heat or by the hardware (where any); - "
+            "under %lld samples\n",
             static_cast<long long>(kClockSamplesPerKernel));
-        const char* clock_format = "%7s %-10s %6s  %11s %11s %11s %11s %11s\n";
+        const char* clock_format = "%7s %-10s %6s  %12s %12s %12s %12s %12s\n";
         std::printf(clock_format, "tokens", "Hq/Hkv/D", "routed", "global", "local", "whole",
                     "cuDNN", "flash");
         for (std::size_t i = 0; i < result.rows.size(); ++i) {

@@ -1152,6 +1152,39 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
     EXPECT_TRUE(contains(
         text.out, nvml != nullptr ? "SM clock in each part's timed runs" : "SM clock: not sampled"))
         << text.out;
+    if (nvml != nullptr) {
+        // The clock table's row: five cells, each "-" or the median MHz, the power-capped share
+        // "P<n>" and, where there is one, the share slowed for heat or by the hardware "H<n>".
+        const std::size_t table = text.out.find("SM clock in each part");
+        const std::size_t header = text.out.find("\n tokens", table);
+        ASSERT_NE(header, std::string::npos) << text.out;
+        const std::size_t row_begin = text.out.find('\n', header + 1) + 1;
+        std::istringstream row(
+            text.out.substr(row_begin, text.out.find('\n', row_begin) - row_begin));
+        std::vector<std::string> words;
+        for (std::string w; row >> w;) words.push_back(w);
+        const auto share = [](const std::string& w, char tag) {
+            return w.size() >= 2 && w[0] == tag &&
+                   w.find_first_not_of("0123456789", 1) == std::string::npos &&
+                   std::stoi(w.substr(1)) <= 100;
+        };
+        int cells = 0;
+        bool sampled_cell = false;
+        for (std::size_t i = 3; i < words.size(); ++cells) {
+            if (words[i] == "-") {
+                ++i;
+                continue;
+            }
+            ASSERT_TRUE(words[i].find_first_not_of("0123456789") == std::string::npos &&
+                        i + 1 < words.size() && share(words[i + 1], 'P'))
+                << text.out;
+            sampled_cell = true;
+            i += 2;
+            if (i < words.size() && share(words[i], 'H')) ++i;
+        }
+        EXPECT_EQ(cells, 5) << text.out;
+        EXPECT_TRUE(sampled_cell) << text.out;
+    }
 
     const ScopedEnv missing("L2A_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
     const Result without = l2a(args + " --json", dir_);
