@@ -183,7 +183,31 @@ Document load_document(const std::filesystem::path& path, std::uint64_t max_byte
     document.replaced_sequences = sanitize_utf8(text, document.text);
     document.complete = !more;
     document.file_bytes = file_bytes;
+    document.skipped_bytes = bytes.size() - text.size();
+    // Only a part of the file, and offsets in it that no longer match the file's: keep the bytes
+    // to map a cut back (file_offset).
+    if (more && document.replaced_sequences > 0) document.raw.assign(text);
     return document;
+}
+
+std::uint64_t file_offset(const Document& document, std::size_t text_offset) {
+    if (text_offset == 0 || document.replaced_sequences == 0 || document.raw.empty()) {
+        return document.skipped_bytes + text_offset;
+    }
+    const std::string_view text = document.text;
+    std::size_t ascii = 0;
+    for (std::size_t i = 0; i < text_offset && i < text.size(); ++i) {
+        if (static_cast<unsigned char>(text[i]) < 0x80) ++ascii;
+    }
+    // The file offset just past the ascii-th ASCII byte of the raw bytes.
+    std::size_t seen = 0;
+    for (std::size_t i = 0; i < document.raw.size(); ++i) {
+        if (static_cast<unsigned char>(document.raw[i]) < 0x80 && ++seen == ascii) {
+            // The character at text_offset follows an ASCII one, as it does in the file.
+            return document.skipped_bytes + i + 1;
+        }
+    }
+    return document.skipped_bytes + document.raw.size();
 }
 
 }  // namespace l2a

@@ -78,13 +78,14 @@ TokenizedDocument load_tokenized_document(const std::filesystem::path& path, std
         }
         const std::size_t cut = last_safe_cut(document.text);
         if (cut > 0) {
+            const std::uint64_t cut_in_file = file_offset(document, cut);
             document.text.resize(cut);
             TokenizedDocument doc = tokenize_document(label, std::move(document.text),
                                                       document.replaced_sequences, tokenizer);
             if (static_cast<std::int64_t>(doc.ids.size()) > max_tokens) {
                 doc.counted_all = false;
                 doc.file_bytes = document.file_bytes;
-                doc.bytes_read = cut;
+                doc.bytes_read = cut_in_file;
                 return doc;
             }
         }

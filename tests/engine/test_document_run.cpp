@@ -8,6 +8,7 @@
 #include <string>
 
 #include "l2a/engine/demo.h"
+#include "l2a/engine/document.h"
 #include "l2a/engine/document_run.h"
 #include "l2a/engine/model.h"
 #include "l2a/engine/whatif.h"
@@ -156,5 +157,34 @@ TEST_P(LongDocument, IsReadOnlyAsFarAsMaxTokensNeeds) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DocumentRun, LongDocument, ::testing::Values("demo", "qwen_style"));
+
+// A file read in part whose bytes are partly not UTF-8 (each bad sequence becomes the three
+// bytes of U+FFFD, so the text is longer than the bytes it came from) after a byte order mark:
+// bytes_read is where the cut falls in the file, and those bytes give exactly the text that was
+// tokenized.
+TEST(DocumentRun, APartReadOfInvalidUtf8SaysHowMuchOfTheFile) {
+    const auto dir = std::filesystem::path(L2A_TEST_WORK_DIR) / "document_run" / "invalid";
+    std::filesystem::create_directories(dir);
+    std::string bytes = "\xef\xbb\xbf";
+    while (bytes.size() < 600'000) bytes += "\xff\xfe\xc3 abc \xe2\x82 word\x80\x80\nnext line\n";
+    const auto path = dir / "invalid.txt";
+    {
+        std::FILE* f = std::fopen(path.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        std::fwrite(bytes.data(), 1, bytes.size(), f);
+        std::fclose(f);
+    }
+    const l2a::TokenizedDocument part =
+        l2a::load_tokenized_document(path, "invalid.txt", *demo_model().tokenizer(), 100);
+    EXPECT_FALSE(part.counted_all);
+    EXPECT_EQ(part.file_bytes, bytes.size());
+    ASSERT_GT(part.bytes_read, 3u);
+    EXPECT_LT(part.bytes_read, bytes.size());
+    std::string expected;
+    EXPECT_GT(l2a::sanitize_utf8(std::string_view(bytes).substr(3, part.bytes_read - 3), expected),
+              0u);
+    EXPECT_EQ(part.text, expected);
+    EXPECT_GT(part.text.size(), part.bytes_read) << "the replacements make the text longer";
+}
 
 }  // namespace

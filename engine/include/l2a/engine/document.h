@@ -17,7 +17,19 @@ struct Document {
     bool complete = true;
     // The file's size in bytes when it is a regular file; else the bytes read.
     std::uint64_t file_bytes = 0;
+    // Bytes of the file before `text` begins (a UTF-8 byte order mark: 3, else 0).
+    std::uint64_t skipped_bytes = 0;
+    // The bytes `text` was made from, kept only where replacements make their offsets differ
+    // (see file_offset).
+    std::string raw;
 };
+
+// Where in the file the character at `text_offset` of `document.text` begins, for an offset of
+// 0 or one that follows an ASCII character (line breaks and spaces: where a cut is made). The
+// same as skipped_bytes + text_offset unless invalid sequences were replaced (each U+FFFD is
+// three bytes in `text`, one to three in the file); ASCII bytes are never part of a replaced
+// sequence, so the n-th ASCII byte of `text` is the n-th of the file's.
+std::uint64_t file_offset(const Document& document, std::size_t text_offset);
 
 // Documents are limited to what 32-bit token offsets can address.
 inline constexpr std::uint64_t kMaxDocumentBytes = 0xFFFFFFFFull;
