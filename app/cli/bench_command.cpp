@@ -1074,7 +1074,8 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
 }
 
 // "1335 P31 H69": the median SM clock, the share of samples (%) held by the power cap (P) and,
-// where any, slowed for heat or by the hardware (H): a low clock with no power cap is a hot GPU.
+// where any, slowed for heat or by the hardware (H: NVML's thermal and hardware-slowdown
+// reasons; the latter includes a power brake), so that a low clock says what held it.
 // "-" with fewer samples than a kernel of a traced run needs for a clock of its own.
 std::string cell_clock(const PartClock& c) {
     if (c.stats.samples < kClockSamplesPerKernel) return "-";

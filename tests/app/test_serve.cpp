@@ -574,6 +574,8 @@ TEST_F(Serve, TokensAndAddressesAreChecked) {
             const auto until = Clock::now() + std::chrono::seconds(60);
             while (!(status = child.poll()) && Clock::now() < until) {
                 ranks_started = ranks_started || has_child_with_argument(child.pid(), "--tp-rank");
+                // A rank lives for its group's rendezvous (tenths of a second) at least.
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
             }
             EXPECT_EQ(status, 1) << child.err();
             EXPECT_FALSE(ranks_started) << listen;

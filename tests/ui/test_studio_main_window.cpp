@@ -422,13 +422,17 @@ private slots:
         });
         poll.start();
         // Should the dialog not be found, close whatever is modal so that the test fails rather
-        // than waits.
-        QTimer::singleShot(20000, this, [] {
+        // than waits (a timer of this test's own: it never fires into a later one).
+        QTimer give_up;
+        give_up.setSingleShot(true);
+        connect(&give_up, &QTimer::timeout, this, [] {
             if (auto* modal = qobject_cast<QDialog*>(QApplication::activeModalWidget())) {
                 modal->reject();
             }
         });
+        give_up.start(20000);
         window_->connectEngineDialog();
+        give_up.stop();
         QCOMPARE(seen, (QStringList{"tcp enabled=0", "tls enabled=1"}));
         MessageBoxCatcher failure;
         QTRY_VERIFY_WITH_TIMEOUT(!failure.text.isEmpty(), 30000);

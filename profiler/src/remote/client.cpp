@@ -134,13 +134,14 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     } catch (const Error&) {
     }
     if (!target.empty()) {
-        const auto grace = start + std::chrono::milliseconds(static_cast<std::int64_t>(
-                                       std::min(2.0, timeout_seconds) * 1e3));
+        const auto grace = std::chrono::steady_clock::now() +
+                           std::chrono::milliseconds(
+                               static_cast<std::int64_t>(std::min(2.0, timeout_seconds) * 1e3));
         for (;;) {
             bool lasting = false;
             const std::string why = remote::refused_now(target, lasting);
             if (why.empty()) break;
-            if (lasting || std::chrono::system_clock::now() >= grace) {
+            if (lasting || std::chrono::steady_clock::now() >= grace) {
                 fail(address.url, "cannot reach the engine: " + why);
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -53,6 +53,8 @@ struct Resolved {
         if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found)) {
             found = nullptr;
             why = "unknown host " + host + " (" + ::gai_strerror(error) + ")";
+            // A name server that did not answer in time may answer later.
+            temporary = error == EAI_AGAIN;
         }
     }
     ~Resolved() {
@@ -62,6 +64,7 @@ struct Resolved {
     Resolved& operator=(const Resolved&) = delete;
     addrinfo* found = nullptr;
     std::string why;
+    bool temporary = false;  // the lookup failed for now (EAI_AGAIN), not for good
 };
 
 }  // namespace
@@ -163,7 +166,7 @@ Reach reach(const std::string& target, int wait_ms) {
         return {"nothing answers on the socket " + path};
     }
     const Resolved resolved(target, false);
-    if (!resolved.why.empty()) return {resolved.why, true, true};
+    if (!resolved.why.empty()) return {resolved.why, true, !resolved.temporary};
     if (!resolved.found) return {};
     // Each address: open (done), refused, silent, or failed at once (no route, no such address
     // family here). Nothing can answer when no address is open or silent; a refusal is then the
@@ -222,25 +225,34 @@ std::string why_cannot_listen(const std::string& listen) {
     if (listen.rfind("unix:", 0) == 0) return "";
     const Resolved resolved(listen, true);
     if (!resolved.why.empty()) return resolved.why;
-    // As gRPC: listening works when one of the addresses binds; otherwise the first's reason.
-    std::string why;
+    // A port in use or forbidden at any of the addresses is refused (gRPC would listen on the
+    // others and share the clients with the server there); an address this machine lacks (no
+    // IPv6 on its loopback) is left out, as gRPC leaves it, as long as one address binds.
+    std::string missing;
+    bool any_bound = false;
     for (addrinfo* a = resolved.found; a; a = a->ai_next) {
         const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            if (missing.empty()) missing = std::strerror(errno);
+            continue;
+        }
         const int on = 1;
         ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
         const bool bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
         const int error = errno;
         ::close(fd);
-        if (bound) return "";
-        if (why.empty()) {
-            why = error == EADDRINUSE      ? "address in use: another server listens there"
-                  : error == EACCES        ? "permission denied: ports below 1024 need privileges"
-                  : error == EADDRNOTAVAIL ? "not an address of this machine"
-                                           : std::string(std::strerror(error));
+        if (bound) {
+            any_bound = true;
+        } else if (error == EADDRINUSE) {
+            return "address in use: another server listens there";
+        } else if (error == EACCES) {
+            return "permission denied: ports below 1024 need privileges";
+        } else if (missing.empty()) {
+            missing = error == EADDRNOTAVAIL ? "not an address of this machine"
+                                             : std::string(std::strerror(error));
         }
     }
-    return why;
+    return any_bound ? "" : missing;
 }
 
 }  // namespace l2a::remote
