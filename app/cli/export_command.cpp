@@ -52,13 +52,15 @@ int export_command(std::span<const std::string_view> raw) {
     quiet = args.has("--quiet");
     const auto profile_path = args.value("--profile");
     if (!profile_path) args.usage_error("give the profile to export: --profile FILE");
-    const std::string format = args.value("--format").value_or("json");
+    // "perfetto" is the Chrome trace, which Perfetto opens (users look for it by that name).
+    std::string format = args.value("--format").value_or("json");
+    if (format == "perfetto") format = "chrome";
     const std::string out = args.value("--out").value_or("-");
     const auto compare_path = args.value("--compare");
     if (format != "json" && format != "chrome" && format != "csv" && format != "html" &&
         format != "pdf") {
         args.usage_error("--format: unknown format '" + format +
-                         "' (supported: json, chrome, csv, html, pdf)");
+                         "' (supported: json, chrome or perfetto, csv, html, pdf)");
     }
     const auto detail = args.value("--detail");
     if (detail && *detail != "full" && *detail != "summary") {

@@ -133,11 +133,11 @@ Formats:
            KV memory and timing, metrics; with --detail full (the default) also a `tokens`
            array (index, id, text, byte_begin, byte_end, nll) and each layer's `decisions`
            and `router_logits` (one per token)
-  chrome   Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or chrome://tracing: the
-           layer/phase ranges on a host track (a tensor-parallel run's other ranks on tracks
-           of their own, "rank 1", ...), kernels and memory copies on one track per GPU
-           stream (when the run recorded them), a counter track of the routed fraction per
-           layer; times in microseconds since the start of the run
+  chrome   (or perfetto) Chrome Trace Event JSON for Perfetto (ui.perfetto.dev) or
+           chrome://tracing: the layer/phase ranges on a host track (a tensor-parallel run's
+           other ranks on tracks of their own, "rank 1", ...), kernels and memory copies on
+           one track per GPU stream (when the run recorded them), a counter track of the
+           routed fraction per layer; times in microseconds since the start of the run
   csv      three RFC 4180 tables: --out run.csv (or run) writes run.layers.csv (per layer:
            global fraction, routed tokens, pruned, KV bytes with and without L2A, time per
            phase, kernels, share of the run), run.tokens.csv (per token: position, id, byte

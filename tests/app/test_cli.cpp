@@ -422,7 +422,11 @@ TEST_F(Cli, ExportSaysWhatItWrote) {
         }
         EXPECT_EQ(r.err_lines(), static_cast<int>(e.files.size())) << r.err;
     }
-    Result r = l2a("export --profile p.l2a --format json", dir_);
+    // "perfetto" names the same Chrome trace (which Perfetto opens).
+    Result r = l2a("export --profile p.l2a --format perfetto --out p.json", dir_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(read_file(dir_ / "p.json"), read_file(dir_ / "t.json"));
+    r = l2a("export --profile p.l2a --format json", dir_);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err, "");
     // --quiet: the same files, no lines naming them.
