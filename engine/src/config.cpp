@@ -516,6 +516,19 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
 ModelConfig load_model_config(const std::filesystem::path& config_json) {
     std::ifstream in(config_json, std::ios::binary);
     if (!in) {
+        // Said of the model folder where that is what is wrong.
+        std::error_code error;
+        const std::filesystem::path folder = config_json.parent_path();
+        if (config_json.filename() == "config.json" && !folder.empty() &&
+            !std::filesystem::exists(config_json, error)) {
+            if (!std::filesystem::exists(folder, error))
+                fail(folder.string(), "no such model folder");
+            if (!std::filesystem::is_directory(folder, error)) {
+                fail(folder.string(),
+                     "not a folder (a model is a folder with config.json and weights)");
+            }
+            fail(folder.string(), "not a model folder (it has no config.json)");
+        }
         fail(config_json.string(), "cannot open file");
     }
     std::ostringstream text;

@@ -846,3 +846,22 @@ TEST(Config, TransformersReadsWrittenConfig) {
 
 }  // namespace
 }  // namespace l2a
+
+// A config.json that cannot be opened is said of the model folder where that is what is wrong:
+// no such folder, a file given as the folder, a folder without config.json.
+TEST(Config, AMissingConfigNamesTheModelFolder) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::path(L2A_TEST_WORK_DIR) / "config" / "missing";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "empty");
+    std::ofstream(dir / "file.bin") << "not a folder";
+    const auto error_of = [](const fs::path& folder) {
+        return l2a::test::message_of([&] { l2a::load_model_config(folder / "config.json"); });
+    };
+    EXPECT_EQ(error_of(dir / "nowhere"), (dir / "nowhere").string() + ": no such model folder");
+    EXPECT_EQ(error_of(dir / "file.bin"),
+              (dir / "file.bin").string() +
+                  ": not a folder (a model is a folder with config.json and weights)");
+    EXPECT_EQ(error_of(dir / "empty"),
+              (dir / "empty").string() + ": not a model folder (it has no config.json)");
+}
