@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "l2a/engine/atomic_file.h"
 #include "l2a/engine/error.h"
@@ -185,8 +186,8 @@ Document load_document(const std::filesystem::path& path, std::uint64_t max_byte
     document.file_bytes = file_bytes;
     document.skipped_bytes = bytes.size() - text.size();
     // Only a part of the file, and offsets in it that no longer match the file's: keep the bytes
-    // to map a cut back (file_offset).
-    if (more && document.replaced_sequences > 0) document.raw.assign(text);
+    // (moved, byte order mark included) to map a cut back (file_offset).
+    if (more && document.replaced_sequences > 0) document.raw = std::move(bytes);
     return document;
 }
 
@@ -199,15 +200,15 @@ std::uint64_t file_offset(const Document& document, std::size_t text_offset) {
     for (std::size_t i = 0; i < text_offset && i < text.size(); ++i) {
         if (static_cast<unsigned char>(text[i]) < 0x80) ++ascii;
     }
-    // The file offset just past the ascii-th ASCII byte of the raw bytes.
+    // The file offset just past the ascii-th ASCII byte of the file's (after the skipped ones).
     std::size_t seen = 0;
-    for (std::size_t i = 0; i < document.raw.size(); ++i) {
+    for (std::size_t i = document.skipped_bytes; i < document.raw.size(); ++i) {
         if (static_cast<unsigned char>(document.raw[i]) < 0x80 && ++seen == ascii) {
             // The character at text_offset follows an ASCII one, as it does in the file.
-            return document.skipped_bytes + i + 1;
+            return i + 1;
         }
     }
-    return document.skipped_bytes + document.raw.size();
+    return document.raw.size();
 }
 
 }  // namespace l2a

@@ -452,14 +452,8 @@ std::shared_ptr<Model::Impl> load_model(const std::filesystem::path& model_dir,
                                         const Placement& placement, const ShardSpec& shard) {
     auto impl = std::make_shared<Model::Impl>();
     place(*impl, placement);
-    std::error_code ec;
-    if (!std::filesystem::is_directory(model_dir, ec)) {
-        fail(model_dir.string(),
-             std::filesystem::exists(model_dir, ec)
-                 ? "not a folder (a model is a folder with config.json and weights)"
-                 : "no such model folder");
-    }
     impl->dir = model_dir;
+    // A missing folder, a file, or a folder without config.json: said of the folder.
     impl->config = load_model_config(model_dir / "config.json");
     check_tensor_parallel_split(impl->config, model_dir.string(), shard.rank, shard.world);
 
@@ -477,6 +471,7 @@ std::shared_ptr<Model::Impl> load_model(const std::filesystem::path& model_dir,
     divide_for_shard(*impl, shard);
 
     const std::filesystem::path tokenizer_json = model_dir / "tokenizer.json";
+    std::error_code ec;
     if (std::filesystem::exists(tokenizer_json, ec)) {
         impl->tokenizer.emplace(Tokenizer::from_file(tokenizer_json));
     }

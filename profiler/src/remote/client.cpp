@@ -127,13 +127,10 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     const auto start = std::chrono::system_clock::now();
     const auto deadline =
         start + std::chrono::milliseconds(static_cast<std::int64_t>(timeout_seconds * 1e3));
+    // The channel was made from this URL, so it reads as a target.
     bool tls = false;
-    std::string target;
-    try {
-        target = remote::grpc_target(address.url, tls);
-    } catch (const Error&) {
-    }
-    if (!target.empty()) {
+    const std::string target = remote::grpc_target(address.url, tls);
+    {
         const auto grace = std::chrono::steady_clock::now() +
                            std::chrono::milliseconds(
                                static_cast<std::int64_t>(std::min(2.0, timeout_seconds) * 1e3));
@@ -157,15 +154,12 @@ remote::HelloReply hello(const EngineAddress& address, remote::Engine::Stub& stu
     if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
         // gRPC says only that the deadline passed; its handshake log or a plain connection
         // attempt says why.
-        std::string why;
-        try {
-            const std::string handshake = tls ? remote::take_tls_handshake_error() : "";
-            why = !handshake.empty()
-                      ? "the TLS handshake failed (" + handshake +
-                            "): a server without TLS, or a certificate not trusted (--tls-ca)"
-                      : remote::why_unreachable(target);
-        } catch (const Error&) {
-        }
+        const std::string handshake = tls ? remote::take_tls_handshake_error() : "";
+        const std::string why =
+            !handshake.empty()
+                ? "the TLS handshake failed (" + handshake +
+                      "): a server without TLS, or a certificate not trusted (--tls-ca)"
+                : remote::why_unreachable(target);
         if (!why.empty()) {
             fail(address.url, "cannot reach the engine within " + format_fixed(timeout_seconds, 0) +
                                   " s: " + why);

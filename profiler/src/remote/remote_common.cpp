@@ -26,6 +26,13 @@ namespace {
 // The longest path of a Unix socket (sockaddr_un's sun_path, less its terminating zero).
 constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
+// Why a Unix socket cannot have `path`, or "" when it can.
+std::string socket_path_too_long(const std::string& path) {
+    if (path.size() <= kMaxSocketPath) return "";
+    return "the socket's path is " + std::to_string(path.size()) +
+           " bytes long; a socket's path has at most " + std::to_string(kMaxSocketPath);
+}
+
 // HOST and PORT of "HOST:PORT" or "[V6]:PORT"; false when it is not that.
 bool split_host_port(const std::string& text, std::string& host, int& port) {
     const std::size_t colon = text.rfind(':');
@@ -74,10 +81,8 @@ void check_listen_address(const std::string& listen) {
     if (listen.rfind("unix:", 0) == 0) {
         const std::filesystem::path path = listen.substr(5);
         if (path.empty()) fail(where, "the socket's path is empty (unix:PATH)");
-        if (path.string().size() > kMaxSocketPath) {
-            fail(where, "the socket's path is " + std::to_string(path.string().size()) +
-                            " bytes long; a socket's path has at most " +
-                            std::to_string(kMaxSocketPath));
+        if (const std::string why = socket_path_too_long(path.string()); !why.empty()) {
+            fail(where, why);
         }
         std::error_code error;
         if (std::filesystem::is_directory(path, error)) {
@@ -133,11 +138,9 @@ int finish_connect(int fd, int wait_ms) {
 Reach reach(const std::string& target, int wait_ms) {
     if (target.rfind("unix:", 0) == 0) {
         const std::string path = target.substr(5);
-        if (path.size() > kMaxSocketPath) {
-            return {"the socket's path " + path + " is " + std::to_string(path.size()) +
-                        " bytes long; a socket's path has at most " +
-                        std::to_string(kMaxSocketPath),
-                    true, true};
+        // grpc_target refuses such a path before any connection; kept for sun_path's size.
+        if (const std::string why = socket_path_too_long(path); !why.empty()) {
+            return {why, true, true};
         }
         std::error_code error;
         const auto status = std::filesystem::status(path, error);
@@ -308,10 +311,8 @@ bool is_loopback_listen(const std::string& listen) {
 std::string grpc_target(const std::string& url, bool& tls) {
     tls = false;
     if (url.rfind("unix:", 0) == 0 && url.size() > 5) {
-        if (url.size() - 5 > kMaxSocketPath) {
-            fail("--engine " + url, "the socket's path is " + std::to_string(url.size() - 5) +
-                                        " bytes long; a socket's path has at most " +
-                                        std::to_string(kMaxSocketPath));
+        if (const std::string why = socket_path_too_long(url.substr(5)); !why.empty()) {
+            fail("--engine " + url, why);
         }
         return url;
     }

@@ -19,8 +19,8 @@ struct Document {
     std::uint64_t file_bytes = 0;
     // Bytes of the file before `text` begins (a UTF-8 byte order mark: 3, else 0).
     std::uint64_t skipped_bytes = 0;
-    // The bytes `text` was made from, kept only where replacements make their offsets differ
-    // (see file_offset).
+    // The file's bytes read (skipped ones included), kept only where replacements make offsets
+    // in `text` differ from the file's (see file_offset).
     std::string raw;
 };
 
