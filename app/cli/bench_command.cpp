@@ -452,6 +452,7 @@ std::string clock_line(const PrefillTiming& t) {
                        " samples): median " + std::to_string(c.median_mhz) + " MHz (" +
                        std::to_string(c.min_mhz) + "-" + std::to_string(c.max_mhz) + ")";
     if (c.median_watts > 0) line += ", power median " + format_fixed(c.median_watts, 0) + " W";
+    if (c.max_celsius > 0) line += ", up to " + std::to_string(c.max_celsius) + " C";
     line +=
         "; held by the power cap in " + format_fixed(c.power_capped * 100.0, 0) + "% of samples";
     if (c.slowed > 0) {
@@ -528,7 +529,9 @@ nlohmann::json clock_json(const ClockStats& c, const std::string& source) {
             {"max_sm_mhz", mhz_or_null(c.max_mhz)},
             {"median_watts", c.median_watts},
             {"power_capped_share", c.power_capped},
-            {"slowed_share", c.slowed}};
+            {"slowed_share", c.slowed},
+            {"max_celsius",
+             c.max_celsius > 0 ? nlohmann::json(c.max_celsius) : nlohmann::json(nullptr)}};
 }
 
 // The SM clock of a timing's runs.
@@ -1073,15 +1076,17 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
     return {clock_stats(inside), "nvml"};
 }
 
-// "1335 P31 H69": the median SM clock, the share of samples (%) held by the power cap (P) and,
-// where any, slowed for heat or by the hardware (H: NVML's thermal and hardware-slowdown
-// reasons; the latter includes a power brake), so that a low clock says what held it.
+// "1335 P31 H69 84C": the median SM clock, the share of samples (%) held by the power cap (P)
+// and, where any, slowed for heat or by the hardware (H: NVML's thermal and hardware-slowdown
+// reasons; the latter includes a power brake), and the hottest sample's temperature where NVML
+// reads it, so that a low clock says what held it.
 // "-" with fewer samples than a kernel of a traced run needs for a clock of its own.
 std::string cell_clock(const PartClock& c) {
     if (c.stats.samples < kClockSamplesPerKernel) return "-";
     std::string cell =
         std::to_string(c.stats.median_mhz) + " P" + format_fixed(c.stats.power_capped * 100, 0);
     if (c.stats.slowed > 0) cell += " H" + format_fixed(c.stats.slowed * 100, 0);
+    if (c.stats.max_celsius > 0) cell += " " + std::to_string(c.stats.max_celsius) + "C";
     return cell;
 }
 
@@ -1257,7 +1262,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
             "held by the power cap,\nH: %% slowed for heat or by the hardware (where any); - "
             "under %lld samples\n",
             static_cast<long long>(kClockSamplesPerKernel));
-        const char* clock_format = "%7s %-10s %6s  %12s %12s %12s %12s %12s\n";
+        const char* clock_format = "%7s %-10s %6s  %18s %18s %18s %18s %18s\n";
         std::printf(clock_format, "tokens", "Hq/Hkv/D", "routed", "global", "local", "whole",
                     "cuDNN", "flash");
         for (std::size_t i = 0; i < result.rows.size(); ++i) {

@@ -38,6 +38,7 @@ ClockStats clock_stats(std::span<const ClockSample> samples) {
         if (s.power_mw > 0) milliwatts.push_back(s.power_mw);
         out.min_mhz = std::min(out.min_mhz, s.sm_mhz);
         out.max_mhz = std::max(out.max_mhz, s.sm_mhz);
+        out.max_celsius = std::max(out.max_celsius, s.celsius);
         if (s.reasons & (kClockReasonPowerCap | kClockReasonPowerBrake)) ++capped;
         if (s.reasons & (kClockReasonSoftwareThermal | kClockReasonHardwareThermal |
                          kClockReasonHardwareSlowdown)) {
@@ -87,9 +88,11 @@ using HandleByPciFn = int (*)(const char*, NvmlDevice*);
 using ClockFn = int (*)(NvmlDevice, int, unsigned int*);
 using PowerFn = int (*)(NvmlDevice, unsigned int*);
 using ReasonsFn = int (*)(NvmlDevice, unsigned long long*);
+using TemperatureFn = int (*)(NvmlDevice, int, unsigned int*);
 using ErrorStringFn = const char* (*)(int);
 constexpr int kNvmlSuccess = 0;
 constexpr int kNvmlClockSm = 1;
+constexpr int kNvmlTemperatureGpu = 0;  // the die's sensor, degrees Celsius
 
 }  // namespace
 
@@ -99,6 +102,7 @@ struct ClockSampler::Impl {
     ClockFn clock = nullptr;
     PowerFn power = nullptr;
     ReasonsFn reasons = nullptr;
+    TemperatureFn temperature = nullptr;
     NvmlDevice device = nullptr;
     std::function<std::int64_t()> now;
     std::chrono::microseconds period{5000};
@@ -127,6 +131,9 @@ struct ClockSampler::Impl {
             if (power && power(device, &value) == kNvmlSuccess) s.power_mw = value;
             unsigned long long bits = 0;
             if (reasons && reasons(device, &bits) == kNvmlSuccess) s.reasons = bits;
+            if (temperature && temperature(device, kNvmlTemperatureGpu, &value) == kNvmlSuccess) {
+                s.celsius = value;
+            }
             lock.lock();
             if (s.sm_mhz > 0) samples.push_back(s);
             wake.wait_until(lock, next, [this] { return stopping; });
@@ -155,6 +162,7 @@ ClockSampler::ClockSampler(const std::string& pci_bus_id, std::chrono::microseco
     impl->clock = reinterpret_cast<ClockFn>(symbol("nvmlDeviceGetClockInfo"));
     impl->power = reinterpret_cast<PowerFn>(symbol("nvmlDeviceGetPowerUsage"));
     impl->reasons = reinterpret_cast<ReasonsFn>(symbol("nvmlDeviceGetCurrentClocksEventReasons"));
+    impl->temperature = reinterpret_cast<TemperatureFn>(symbol("nvmlDeviceGetTemperature"));
     if (!impl->reasons) {
         impl->reasons =
             reinterpret_cast<ReasonsFn>(symbol("nvmlDeviceGetCurrentClocksThrottleReasons"));

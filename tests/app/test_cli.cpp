@@ -1143,6 +1143,8 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
         ASSERT_TRUE(row.at(part).contains("clock")) << part << ": " << row.at(part);
         const json& clock = row[part]["clock"];
         expect_clocks(clock);
+        // The hottest sample's temperature, or null where NVML does not read it.
+        ASSERT_TRUE(clock.contains("max_celsius")) << part << ": " << clock;
         if (nvml != nullptr) {
             EXPECT_EQ(clock["source"], "nvml") << part << ": " << clock;
             // At most one sample every 5 ms, inside the part's timed runs.
@@ -1158,7 +1160,8 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
         << text.out;
     if (nvml != nullptr) {
         // The clock table's row: five cells, each "-" or the median MHz, the power-capped share
-        // "P<n>" and, where there is one, the share slowed for heat or by the hardware "H<n>".
+        // "P<n>", where there is one the share slowed for heat or by the hardware "H<n>", and
+        // where NVML reads it the hottest temperature "<n>C" (as the JSON's max_celsius).
         const std::size_t table = text.out.find("SM clock in each part");
         const std::size_t header = text.out.find("\n tokens", table);
         ASSERT_NE(header, std::string::npos) << text.out;
@@ -1185,6 +1188,12 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
             sampled_cell = true;
             i += 2;
             if (i < words.size() && share(words[i], 'H')) ++i;
+            if (i < words.size() && words[i].size() >= 2 && words[i].back() == 'C' &&
+                words[i].find_first_not_of("0123456789") == words[i].size() - 1) {
+                const int celsius = std::stoi(words[i]);
+                EXPECT_TRUE(celsius > 10 && celsius < 120) << text.out;
+                ++i;
+            }
         }
         EXPECT_EQ(cells, 5) << text.out;
         EXPECT_TRUE(sampled_cell) << text.out;

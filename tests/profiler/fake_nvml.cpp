@@ -1,7 +1,7 @@
 // A stand-in for NVML (libnvidia-ml.so.1) with the entry points the clock sampler loads, so that
 // its running path (load, start, sample on its thread, stop) is tested without a GPU. One GPU,
 // at PCI bus id 0000:42:00.0; its SM clock steps through 1400, 1500, ..., 1800 MHz, read by
-// read; power 650 W; held by the software power cap.
+// read; power 650 W; 71 C; held by the software power cap.
 #include <atomic>
 #include <cstring>
 
@@ -48,6 +48,13 @@ __attribute__((visibility("default"))) int nvmlDeviceGetCurrentClocksEventReason
     void* device, unsigned long long* reasons) {
     if (device != &g_device) return kInvalidArgument;
     *reasons = 0x4;
+    return kSuccess;
+}
+
+__attribute__((visibility("default"))) int nvmlDeviceGetTemperature(void* device, int sensor,
+                                                                    unsigned* celsius) {
+    if (device != &g_device || sensor != 0) return kInvalidArgument;
+    *celsius = 71;
     return kSuccess;
 }
 }

@@ -203,16 +203,17 @@ TEST(KernelSummary, NoKernelsIsAnEmptySummary) {
     EXPECT_TRUE(s.kernels.empty());
 }
 
-ClockSample sample(std::int64_t t, std::uint32_t mhz, std::uint32_t mw, std::uint64_t reasons) {
-    return {t, mhz, mw, reasons};
+ClockSample sample(std::int64_t t, std::uint32_t mhz, std::uint32_t mw, std::uint64_t reasons,
+                   std::uint32_t celsius = 0) {
+    return {t, mhz, mw, reasons, celsius};
 }
 
 TEST(GpuClocks, StatsOfSamples) {
     const std::vector<ClockSample> samples = {
-        sample(0, 1980, 400000, 0),
-        sample(5, 1500, 700000, kClockReasonPowerCap),
-        sample(10, 1600, 690000, kClockReasonPowerCap | kClockReasonSoftwareThermal),
-        sample(15, 1755, 0, kClockReasonPowerBrake),  // power not readable in this one
+        sample(0, 1980, 400000, 0, 55),
+        sample(5, 1500, 700000, kClockReasonPowerCap, 74),
+        sample(10, 1600, 690000, kClockReasonPowerCap | kClockReasonSoftwareThermal, 83),
+        sample(15, 1755, 0, kClockReasonPowerBrake),  // neither power nor heat readable here
         sample(17, 1655, 680000, kClockReasonHardwareSlowdown),
         sample(20, 1410, 650000, kClockReasonIdle)};
     const ClockStats c = clock_stats(samples);
@@ -224,11 +225,13 @@ TEST(GpuClocks, StatsOfSamples) {
     EXPECT_DOUBLE_EQ(c.median_watts, 680.0);
     EXPECT_DOUBLE_EQ(c.power_capped, 3.0 / 6.0);  // the software cap twice, the brake once
     EXPECT_DOUBLE_EQ(c.slowed, 2.0 / 6.0);        // heat once, a hardware slowdown once
+    EXPECT_EQ(c.max_celsius, 83u);
 
     const ClockStats none = clock_stats({});
     EXPECT_EQ(none.samples, 0);
     EXPECT_EQ(none.median_mhz, 0u);
     EXPECT_DOUBLE_EQ(none.power_capped, 0.0);
+    EXPECT_EQ(none.max_celsius, 0u);
 }
 
 TEST(GpuClocks, SamplesBelongToTheKernelRunningThenByShortName) {
@@ -256,7 +259,8 @@ TEST(GpuClocks, SamplesBelongToTheKernelRunningThenByShortName) {
 }
 
 // Against the stand-in NVML (fake_nvml.cpp): samples come every period on the sampler's thread,
-// stamped by the caller's clock, with the library's clock, power and reasons; stop() ends it.
+// stamped by the caller's clock, with the library's clock, power, reasons and temperature; stop()
+// ends it.
 TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
     const test::ScopedEnv nvml("L2A_NVML_LIBRARY", L2A_FAKE_NVML);
     std::atomic<std::int64_t> ticks{0};
@@ -278,6 +282,7 @@ TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
         EXPECT_EQ(samples[i].sm_mhz % 100, 0u);
         EXPECT_EQ(samples[i].power_mw, 650000u);
         EXPECT_EQ(samples[i].reasons, kClockReasonPowerCap);
+        EXPECT_EQ(samples[i].celsius, 71u);
     }
     // The constructor's check read 1400; the samples continue the sequence from 1500.
     EXPECT_EQ(samples[0].sm_mhz, 1500u);
@@ -287,6 +292,7 @@ TEST(GpuClocks, SamplerTakesStampedSamplesUntilStopped) {
     const ClockStats c = clock_stats(samples);
     EXPECT_DOUBLE_EQ(c.power_capped, 1.0);
     EXPECT_DOUBLE_EQ(c.median_watts, 650.0);
+    EXPECT_EQ(c.max_celsius, 71u);
 
     // A PCI bus id that library does not know: named, with the library's words for it.
     ClockSampler other("0000:43:00.0", std::chrono::microseconds(2000),

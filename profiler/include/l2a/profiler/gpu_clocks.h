@@ -1,6 +1,6 @@
-// The GPU's SM clock, board power and clock-event reasons, sampled while a benchmark's runs go
-// (NVML, loaded at run time: builds and machines without it still run, and say why nothing was
-// sampled), and what the samples say about the runs and, traced, about each kernel. A kernel
+// The GPU's SM clock, board power, temperature and clock-event reasons, sampled while a benchmark's
+// runs go (NVML, loaded at run time: builds and machines without it still run, and say why nothing
+// was sampled), and what the samples say about the runs and, traced, about each kernel. A kernel
 // timed while the power cap held the clock down is slower for a reason outside the kernel; the
 // traced breakdown shows it next to the kernel's time. Free of LibTorch and of CUDA and NVML
 // headers.
@@ -24,6 +24,7 @@ struct ClockSample {
     std::uint32_t sm_mhz = 0;
     std::uint32_t power_mw = 0;  // 0: not readable on this GPU
     std::uint64_t reasons = 0;   // NVML clock-event reasons, the bits below
+    std::uint32_t celsius = 0;   // the GPU's temperature; 0: not readable
 };
 
 // NVML's clock-event reason bits (nvmlClocksEventReason*): why the clock is below its maximum.
@@ -42,6 +43,7 @@ struct ClockStats {
     double median_watts = 0;  // 0 when no sample read the power
     double power_capped = 0;  // share of samples held by the power cap (software or brake)
     double slowed = 0;  // share slowed for heat (software or hardware) or by a hardware slowdown
+    std::uint32_t max_celsius = 0;  // the hottest sample's temperature; 0 when none was read
 };
 
 // Statistics of `samples` (all zero without samples).
