@@ -1070,7 +1070,12 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
     if (!unsampled.empty()) return {{}, "not sampled: " + unsampled};
     std::vector<ClockSample> inside;
     for (const ClockSample& sample : samples) {
-        if (sample.time_ns >= t.begin_ns && sample.time_ns <= t.end_ns) inside.push_back(sample);
+        for (const BenchTime::Span& span : t.spans) {
+            if (sample.time_ns >= span.begin_ns && sample.time_ns <= span.end_ns) {
+                inside.push_back(sample);
+                break;
+            }
+        }
     }
     if (inside.empty()) return {{}, "not sampled: no sample fell inside the timed runs"};
     return {clock_stats(inside), "nvml"};
@@ -1107,6 +1112,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                     {"--seed", true},
                     {"--device", true},
                     {"--dtype", true},
+                    {"--order", true},
                     kThreadsOption,
                     {"--json", false},
                     {"--quiet", false}},
@@ -1117,6 +1123,12 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     }
     apply_threads(args);
     AttentionBenchOptions options;
+    const std::string order = args.value("--order").value_or("blocks");
+    if (order != "interleaved" && order != "blocks") {
+        args.usage_error("--order: the parts' timed runs are 'interleaved' or in 'blocks', not '" +
+                         order + "'");
+    }
+    options.interleaved = order == "interleaved";
     const std::string dtype = args.value("--dtype").value_or("bf16");
     if (dtype != "bf16" && dtype != "fp16") {
         args.usage_error("--dtype: bench attention times bf16 or fp16, not '" + dtype + "'");
@@ -1203,6 +1215,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                                     {"dtype", dtype},
                                     {"window", options.window},
                                     {"repeat", options.repeat},
+                                    {"order", order},
                                     {"seed", options.seed},
                                     {"global_includes",
                                      "routed-query compaction, packed global attention, gated "
@@ -1224,6 +1237,15 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         "global = routed-query compaction + packed global attention + gated add; "
         "local = sliding window;\nwhole = local then global in sequence; cuDNN, flash = "
         "SDPA full causal with that backend forced\n");
+    if (options.interleaved) {
+        std::printf(
+            "timed in rounds: each round runs global, local, whole and cuDNN once, starting one "
+            "part later each\nround; flash in a block of its own\n");
+    } else {
+        std::printf(
+            "timed in blocks: cuDNN's runs, flash's, then each row's global, local and whole, "
+            "each part's runs\nback to back\n");
+    }
     std::printf(
         "every row checked first against fp32 on sampled rows (max relative error "
         "shown as err)\n");

@@ -275,9 +275,16 @@ reason when a backend refuses). Before timing, each configuration is checked aga
 reference on sampled rows (64 routed, 64 local; relative error <= 1e-2) and the run stops if
 it fails. Times are medians of CUDA-event timings after a warm-up; FLOPs are counted exactly
 (4 x D x Hq per query-key pair visited), with TFLOP/s and the ratios whole/cuDNN and
-global/cuDNN. Under them, the GPU's SM clock during each part's timed runs (NVML, sampled every
-5 ms: the median and the share of samples held by the power cap), since under the cap each
-kernel runs at the clock its own power draw leaves it; JSON: each part's "clock".
+global/cuDNN. The timed runs go in blocks (--order blocks, the default): each part's runs back
+to back after its warm-up, so that each runs near the clock its own power draw leaves it under
+the power cap. --order interleaved runs rounds of global, local, whole and cuDNN once each,
+starting one part later each round: every part then runs at about the clock the mix leaves
+(the cap follows the last few hundred milliseconds, which cuDNN's long runs dominate), as the
+kernels of a prefill do among its GEMMs, and cuDNN is timed with each row; flash, the slowest,
+is timed in a block of its own either way. Under the times, the GPU's SM clock during each
+part's timed runs (NVML, sampled every 5 ms: the median, the share of samples held by the
+power cap, the share slowed for heat or by the hardware where any, and the hottest
+temperature); JSON: each part's "clock".
 
 Attention options:
   --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)
@@ -285,6 +292,8 @@ Attention options:
   --shapes H/K/D,...  query heads / KV heads / head dim (default 28/4/128,32/8/128)
   --window W          sliding window (default 4095)
   --repeat N          timed runs per measurement (default 10)
+  --order ORDER       blocks (default): each part's runs back to back; interleaved: the
+                      parts' runs in rounds
   --seed S            seed of the inputs and the routing (default 0)
   --device NAME       cuda (default) or cuda:N
   --dtype TYPE        bf16 (default) or fp16: the inputs, our kernels and the baselines

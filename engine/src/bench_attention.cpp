@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <random>
@@ -39,11 +40,18 @@ void check_cuda(cudaError_t status, const char* what) {
     }
 }
 
-// Nanoseconds on the steady clock (BenchTime's begin_ns and end_ns).
+// Nanoseconds on the steady clock (BenchTime's spans).
 std::int64_t steady_now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
+}
+
+// The median of a non-empty list (of an even count, the mean of the middle two).
+double median_of(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    const std::size_t n = values.size();
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 // Median time of `repeat` runs of `work` on `stream`, after `warmup` untimed runs; one pair of
@@ -71,13 +79,49 @@ BenchTime median_time(Work&& work, int warmup, int repeat, cudaStream_t stream) 
         ms.push_back(elapsed);
     }
     for (cudaEvent_t e : events) cudaEventDestroy(e);
-    std::sort(ms.begin(), ms.end());
     BenchTime t;
     t.available = true;
-    t.begin_ns = begin_ns;
-    t.end_ns = end_ns;
-    t.ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+    t.spans = {{begin_ns, end_ns}};
+    t.ms = median_of(std::move(ms));
     return t;
+}
+
+// Median times of `parts` run in rounds: after `warmup` untimed rounds, `repeat` timed rounds
+// each running every part once, round r starting with part r % n (so that no part always
+// follows the same one). Each run is waited for before the next is launched, so that its span
+// on the steady clock brackets its GPU time closely; CUDA events time it.
+std::vector<BenchTime> interleaved_times(const std::vector<std::function<void()>>& parts,
+                                         int warmup, int repeat, cudaStream_t stream) {
+    const std::size_t n = parts.size();
+    for (int i = 0; i < warmup; ++i) {
+        for (const auto& part : parts) part();
+    }
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    cudaEvent_t events[2];
+    for (cudaEvent_t& e : events) check_cuda(cudaEventCreate(&e), "cudaEventCreate");
+    std::vector<std::vector<double>> ms(n);
+    std::vector<BenchTime> out(n);
+    for (int round = 0; round < repeat; ++round) {
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t part = (static_cast<std::size_t>(round) + i) % n;
+            const std::int64_t begin_ns = steady_now_ns();
+            check_cuda(cudaEventRecord(events[0], stream), "cudaEventRecord");
+            parts[part]();
+            check_cuda(cudaEventRecord(events[1], stream), "cudaEventRecord");
+            check_cuda(cudaEventSynchronize(events[1]), "cudaEventSynchronize");
+            out[part].spans.push_back({begin_ns, steady_now_ns()});
+            float elapsed = 0;
+            check_cuda(cudaEventElapsedTime(&elapsed, events[0], events[1]),
+                       "cudaEventElapsedTime");
+            ms[part].push_back(elapsed);
+        }
+    }
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i].available = true;
+        out[i].ms = median_of(std::move(ms[i]));
+    }
+    return out;
 }
 
 kernels::ConstTokenHeadTensor read_view(const at::Tensor& t) {
@@ -136,12 +180,17 @@ at::Tensor heads_first(const at::Tensor& x, std::int64_t group) {
 }
 
 // Full causal attention through one SDPA backend, forced (no fallback); unavailable with the
-// backend's reason when it refuses the shape or the GPU.
+// backend's reason when it refuses the shape or the GPU. `timed` false: only whether it runs
+// (available, no time), for a caller that times it with other parts.
 template <typename Call>
-BenchTime time_sdpa(Call&& call, const AttentionBenchOptions& o, cudaStream_t stream) {
+BenchTime time_sdpa(Call&& call, const AttentionBenchOptions& o, cudaStream_t stream,
+                    bool timed = true) {
     try {
         call();
-        return median_time(call, o.warmup, o.repeat, stream);
+        if (timed) return median_time(call, o.warmup, o.repeat, stream);
+        BenchTime t;
+        t.available = true;
+        return t;
     } catch (const c10::OutOfMemoryError&) {
         throw;
     } catch (const c10::Error& e) {
@@ -194,26 +243,22 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const at::Tensor v = at::randn({tokens, hkv, dim}, element_options);
     const double pair_flop = 4.0 * static_cast<double>(dim * hq);
 
-    // Baselines, once per (tokens, shape).
+    // Baselines, once per (tokens, shape); interleaved, cuDNN is only tried here and timed with
+    // each row's parts.
     if (o.progress) o.progress(label + " SDPA baselines");
-    BenchTime cudnn;
-    BenchTime flash;
-    {
-        const std::int64_t group = hq / hkv;
-        const at::Tensor qh = heads_first(q, 1);
-        const at::Tensor kh = heads_first(k, group);
-        const at::Tensor vh = heads_first(v, group);
-        cudnn = time_sdpa(
-            [&] {
-                at::_scaled_dot_product_cudnn_attention(qh, kh, vh, std::nullopt,
-                                                        /*compute_log_sumexp=*/false, 0.0,
-                                                        /*is_causal=*/true);
-            },
-            o, stream);
-        flash = time_sdpa(
-            [&] { at::_scaled_dot_product_flash_attention(qh, kh, vh, 0.0, /*is_causal=*/true); },
-            o, stream);
-    }
+    const std::int64_t group = hq / hkv;
+    const at::Tensor qh = heads_first(q, 1);
+    const at::Tensor kh = heads_first(k, group);
+    const at::Tensor vh = heads_first(v, group);
+    const std::function<void()> run_cudnn = [&] {
+        at::_scaled_dot_product_cudnn_attention(qh, kh, vh, std::nullopt,
+                                                /*compute_log_sumexp=*/false, 0.0,
+                                                /*is_causal=*/true);
+    };
+    const BenchTime cudnn = time_sdpa(run_cudnn, o, stream, !o.interleaved);
+    const BenchTime flash = time_sdpa(
+        [&] { at::_scaled_dot_product_flash_attention(qh, kh, vh, 0.0, /*is_causal=*/true); }, o,
+        stream);
 
     kernels::AttentionShape shape;
     shape.tokens = tokens;
@@ -384,16 +429,26 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
         row.global_flop = global_flop;
         row.local_flop = local_flop;
         row.full_flop = full_flop;
-        row.global = median_time(run_global, o.warmup, o.repeat, stream);
-        row.local = median_time(run_local, o.warmup, o.repeat, stream);
-        row.whole = median_time(
-            [&] {
-                run_local();
-                run_global();
-            },
-            o.warmup, o.repeat, stream);
+        const auto run_whole = [&] {
+            run_local();
+            run_global();
+        };
         row.cudnn = cudnn;
         row.flash = flash;
+        if (o.interleaved) {
+            std::vector<std::function<void()>> parts = {run_global, run_local, run_whole};
+            if (cudnn.available) parts.push_back(run_cudnn);
+            const std::vector<BenchTime> times =
+                interleaved_times(parts, o.warmup, o.repeat, stream);
+            row.global = times[0];
+            row.local = times[1];
+            row.whole = times[2];
+            if (cudnn.available) row.cudnn = times[3];
+        } else {
+            row.global = median_time(run_global, o.warmup, o.repeat, stream);
+            row.local = median_time(run_local, o.warmup, o.repeat, stream);
+            row.whole = median_time(run_whole, o.warmup, o.repeat, stream);
+        }
         row.global_error = global_error;
         row.local_error = local_error;
         out.push_back(row);

@@ -1153,10 +1153,39 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
                 << part << ": " << clock;
         }
     }
+    EXPECT_EQ(json::parse(r.out)["order"], "blocks");  // the default
+
+    // Either order times every part with its clock; in blocks cuDNN is timed once for the rows
+    // of one length and shape, interleaved once with each row's parts.
+    for (const char* order : {"blocks", "interleaved"}) {
+        SCOPED_TRACE(order);
+        const Result other =
+            l2a(std::string("bench attention --tokens 8192 --fractions 0.2,1 --shapes 8/2/128 "
+                            "--repeat 4 --quiet --json --order ") +
+                    order,
+                dir_);
+        ASSERT_EQ(other.status, 0) << other.err;
+        const json results = json::parse(other.out);
+        EXPECT_EQ(results["order"], order);
+        ASSERT_EQ(results["results"].size(), 2u);
+        for (const json& each : results["results"]) {
+            for (const char* part : {"global", "local", "whole"}) {
+                ASSERT_TRUE(each.at(part).contains("ms")) << each;
+                expect_clocks(each[part]["clock"]);
+            }
+        }
+        const json& first_cudnn = results["results"][0]["sdpa_cudnn"];
+        if (std::string(order) == "blocks" && first_cudnn.contains("ms")) {
+            EXPECT_EQ(first_cudnn["ms"], results["results"][1]["sdpa_cudnn"]["ms"]);
+        }
+    }
+
     const Result text = l2a(args, dir_);
     ASSERT_EQ(text.status, 0) << text.err;
     EXPECT_TRUE(contains(
         text.out, nvml != nullptr ? "SM clock in each part's timed runs" : "SM clock: not sampled"))
+        << text.out;
+    EXPECT_TRUE(contains(text.out, "timed in blocks: cuDNN's runs, flash's, then each row's"))
         << text.out;
     if (nvml != nullptr) {
         // The clock table's row: five cells, each "-" or the median MHz, the power-capped share
@@ -1325,6 +1354,8 @@ TEST_F(Cli, BenchBadArgumentsExitTwo) {
         {"bench attention --window 0", "--window"},
         {"bench attention --device cpu", "--device"},
         {"bench attention --dtype fp32", "--dtype: bench attention times bf16 or fp16, not 'fp32'"},
+        {"bench attention --order random",
+         "--order: the parts' timed runs are 'interleaved' or in 'blocks', not 'random'"},
         {"bench attention --model x", "unknown option '--model'"},
         {"bench sideways",
          "unknown benchmark 'sideways' (available: prefill, attention, whatif, explain)"},

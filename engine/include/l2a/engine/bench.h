@@ -29,6 +29,15 @@ struct AttentionBenchOptions {
     bool fp16 = false;            // the inputs' and kernels' element type: fp16, else bf16
     int check_rows = 64;          // sampled rows per part checked against fp32 before timing
     double tolerance = 1e-2;      // relative error allowed per checked row
+    // How the parts' timed runs are ordered. In blocks (the default): cuDNN's runs, then
+    // flash's, once per (tokens, shape), then per row global's, local's and whole's, each part's
+    // runs back to back after its warm-up, so that each runs near the clock its own power draw
+    // leaves it under the power cap. Interleaved: rounds that run global, local, whole and cuDNN
+    // once each, starting one part later each round; every part then runs at about the clock
+    // the mix leaves (the cap's controller follows the last few hundred milliseconds, which
+    // cuDNN's long runs dominate), as kernels do inside a prefill among its GEMMs, and cuDNN is
+    // timed for each row. Flash (the slowest) is timed in a block of its own either way.
+    bool interleaved = false;
     // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
     std::function<void(std::string_view)> progress;
 };
@@ -38,11 +47,15 @@ struct BenchTime {
     double ms = 0.0;
     bool available = false;
     std::string reason;  // why not, when unavailable
-    // When the timed runs went, on the steady clock (nanoseconds since its epoch): from after the
-    // warm-up runs had finished to after the last timed run had. A caller that samples the GPU's
+    // When the timed runs went, on the steady clock (nanoseconds since its epoch): in blocks one
+    // span, from after the warm-up runs had finished to after the last timed run had;
+    // interleaved one span per run, from its launch to its end. A caller that samples the GPU's
     // clock meanwhile keeps the samples inside.
-    std::int64_t begin_ns = 0;
-    std::int64_t end_ns = 0;
+    struct Span {
+        std::int64_t begin_ns = 0;
+        std::int64_t end_ns = 0;
+    };
+    std::vector<Span> spans;
 };
 
 struct AttentionBenchRow {
@@ -61,7 +74,7 @@ struct AttentionBenchRow {
     BenchTime global;
     BenchTime local;
     BenchTime whole;
-    BenchTime cudnn;  // SDPA, cuDNN backend, full causal (same for every fraction)
+    BenchTime cudnn;  // SDPA, cuDNN backend, full causal (in blocks the same for every fraction)
     BenchTime flash;  // SDPA, FlashAttention backend, full causal
     // Largest relative error (row norm) of the sampled rows against the fp32 reference.
     double global_error = 0.0;
