@@ -288,8 +288,8 @@ int oracle_command(std::span<const std::string_view> raw) {
         if (o.missed.size() > 5) missed += ", ...";
         const double global =
             l < p.metrics.global_fraction.size() ? p.metrics.global_fraction[l] : 0;
-        std::printf("%5zu  %6s%%  %6s  %9s  %6s  %12s  %12s  %6s  %7s  %s\n", l,
-                    format_fixed(global * 100, 1).c_str(), cell(o.auc, 3).c_str(),
+        std::printf("%5zu  %7s  %6s  %9s  %6s  %12s  %12s  %6s  %7s  %s\n", l,
+                    format_percent(global).c_str(), cell(o.auc, 3).c_str(),
                     cell(o.precision, 3).c_str(), cell(o.recall, 3).c_str(),
                     cell(o.mean_distant_mass_routed, 3).c_str(),
                     cell(o.mean_distant_mass_local, 3).c_str(), cell(o.ratio, 2).c_str(),

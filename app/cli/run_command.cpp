@@ -170,12 +170,12 @@ void print_report(const Profile& p, const std::string& model_label, const std::s
         const double fraction = i < metrics.global_fraction.size() ? metrics.global_fraction[i] : 0;
         const bool pruned = std::find(p.options.prune.begin(), p.options.prune.end(),
                                       static_cast<int>(layer)) != p.options.prune.end();
-        std::printf("%5lld  %6s%%  %s%s\n", static_cast<long long>(layer),
-                    format_fixed(fraction * 100, 1).c_str(), fraction_bar(fraction, 20).c_str(),
+        std::printf("%5lld  %7s  %s%s\n", static_cast<long long>(layer),
+                    format_percent(fraction).c_str(), fraction_bar(fraction, 20).c_str(),
                     pruned ? "  pruned" : "");
     }
-    std::printf("%5s  %6s%%  of token-layer pairs ran global attention\n\n", "all",
-                format_fixed(metrics.global_fraction_overall * 100, 1).c_str());
+    std::printf("%5s  %7s  of token-layer pairs ran global attention\n\n", "all",
+                format_percent(metrics.global_fraction_overall).c_str());
 
     line("quality", "mean NLL " + format_fixed(metrics.mean_nll, 4) + " nats/token, perplexity " +
                         format_fixed(metrics.perplexity, 2));

@@ -270,9 +270,8 @@ void print_comparison(const WhatIfComparison& c, const Loaded& in, const RunOpti
     for (std::size_t l = 0; l < c.base_global_fraction.size(); ++l) {
         const bool pruned =
             std::binary_search(variant.prune.begin(), variant.prune.end(), static_cast<int>(l));
-        std::printf(
-            "%5zu  %7s%%  %7s%%%s\n", l, format_fixed(c.base_global_fraction[l] * 100, 1).c_str(),
-            format_fixed(c.variant_global_fraction[l] * 100, 1).c_str(), pruned ? "  pruned" : "");
+        std::printf("%5zu  %8s  %8s%s\n", l, format_percent(c.base_global_fraction[l]).c_str(),
+                    format_percent(c.variant_global_fraction[l]).c_str(), pruned ? "  pruned" : "");
     }
 
     // The tokens whose loss changed most.

@@ -1,5 +1,6 @@
 #include "l2a/engine/units.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -69,7 +70,16 @@ std::string format_count_short(std::int64_t value) {
 
 std::string format_percent(double fraction, int decimals) {
     if (!std::isfinite(fraction)) return "n/a";
-    return format_fixed(100.0 * fraction, decimals) + "%";
+    const double percent = 100.0 * fraction;
+    const std::string text = format_fixed(percent, decimals);
+    // A share that is something never reads as nothing, and one short of all never as all: a
+    // layer that routes 2 of 8,206 tokens is "<0.1%", not "0.0%".
+    const double step = std::pow(10.0, -std::max(decimals, 0));
+    if (percent > 0.0 && rounds_to_zero(text)) return "<" + format_fixed(step, decimals) + "%";
+    if (percent < 100.0 && text == format_fixed(100.0, decimals)) {
+        return ">" + format_fixed(100.0 - step, decimals) + "%";
+    }
+    return text + "%";
 }
 
 std::string format_duration(double seconds, DurationDigits digits) {

@@ -60,6 +60,14 @@ TEST(Units, Percent) {
     EXPECT_EQ(format_percent(0.5, 0), "50%");
     EXPECT_EQ(format_percent(-0.00001), "0.0%");
     EXPECT_EQ(format_percent(kNan), "n/a");
+    // Something never reads as nothing, nor nearly all as all.
+    EXPECT_EQ(format_percent(2.0 / 8206.0), "<0.1%");
+    EXPECT_EQ(format_percent(0.0), "0.0%");
+    EXPECT_EQ(format_percent(0.0004, 0), "<1%");
+    EXPECT_EQ(format_percent(0.00049, 1), "<0.1%");
+    EXPECT_EQ(format_percent(0.99996, 2), ">99.99%");
+    EXPECT_EQ(format_percent(0.9994), "99.9%");
+    EXPECT_EQ(format_percent(1.0004), "100.0%");
 }
 
 TEST(Units, DurationUnits) {

@@ -108,7 +108,7 @@ public:
                     index.column() == LayersView::GlobalFraction ? p.get() : v.get();
                 if (!src || l >= src->metrics.global_fraction.size()) return {};
                 const double f = src->metrics.global_fraction[l];
-                if (role == Qt::DisplayRole) return QString::number(100.0 * f, 'f', 1) + "%";
+                if (role == Qt::DisplayRole) return percent_text(f);
                 if (role == kFractionRole) return f;
                 if (role == Qt::TextAlignmentRole) return int(Qt::AlignRight | Qt::AlignVCenter);
                 break;

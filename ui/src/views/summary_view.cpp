@@ -172,8 +172,7 @@ void SummaryView::refresh() {
     s.values["loss"]->setText(fixed_text(p->metrics.mean_nll, 4) + " nats/token");
     s.values["perplexity"]->setText(fixed_text(p->metrics.perplexity, 3));
     s.values["global"]->setText(
-        QString("%1% of token-layers")
-            .arg(fixed_text(100.0 * p->metrics.global_fraction_overall, 1)));
+        QString("%1 of token-layers").arg(percent_text(p->metrics.global_fraction_overall)));
 
     const std::int64_t with = p->metrics.kv_bytes_total;
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;

@@ -26,7 +26,9 @@ std::string group_digits(std::int64_t value);
 // 7615616512 -> "7.62B", 999 -> "999".
 std::string format_count_short(std::int64_t value);
 
-// "12.3%" for 0.123 (fraction of 1); "n/a" when not finite.
+// "12.3%" for 0.123 (fraction of 1); "n/a" when not finite. A positive share that would round
+// to zero reads "<0.1%", one below 1 that would round to 100% reads ">99.9%" (with the decimals
+// asked for); a tiny negative one reads "0.0%".
 std::string format_percent(double fraction, int decimals = 1);
 
 // Decimals for each unit of a duration.
