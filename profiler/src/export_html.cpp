@@ -276,9 +276,7 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         h.raw("<line x1=\"" + format_fixed(left, 0) + "\" x2=\"1190\" y1=\"" + format_fixed(y, 1) +
               "\" y2=\"" + format_fixed(y, 1) + "\" stroke=\"#e3e7ee\"/><text x=\"" +
               format_fixed(left - 6, 0) + "\" y=\"" + format_fixed(y + 4, 1) +
-              "\" text-anchor=\"end\">" +
-              (tick == 0 ? std::string("0") : escape(format_duration(most * tick / 4.0))) +
-              "</text>\n");
+              "\" text-anchor=\"end\">" + escape(report::timing_tick(most, tick)) + "</text>\n");
     }
     const std::size_t label_every = std::max<std::size_t>(1, s.layers.size() / 16);
     for (std::size_t i = 0; i < s.layers.size(); ++i) {

@@ -357,7 +357,31 @@ double timing_scale(const TimelineSummary& s) {
         for (const PhaseTime& phase : layer.phases) stacked += phase.seconds;
         most = std::max({most, stacked, layer.seconds});
     }
-    return most;
+    if (!(most > 0.0) || !std::isfinite(most)) return 0.0;
+    // The smallest round step of which four reach the tallest bar.
+    const double decade = std::pow(10.0, std::floor(std::log10(most / 4.0)));
+    for (double factor : {1.0, 2.0, 5.0, 10.0}) {
+        const double step = factor * decade;
+        if (4.0 * step >= most * (1.0 - 1e-12)) return 4.0 * step;
+    }
+    return 40.0 * decade;
+}
+
+std::string timing_tick(double scale, int tick) {
+    if (tick == 0) return "0";
+    const double seconds = scale * tick / 4.0;
+    // The unit format_duration picks, then the fewest decimals that show the value exactly.
+    const double magnitude = std::abs(seconds);
+    const double in_unit = magnitude < 1e-3  ? magnitude * 1e6
+                           : magnitude < 1.0 ? magnitude * 1e3
+                                             : magnitude;
+    int decimals = 0;
+    while (decimals < 3) {
+        const double scaled = in_unit * std::pow(10.0, decimals);
+        if (std::abs(scaled - std::round(scaled)) < 1e-6 * std::max(1.0, scaled)) break;
+        ++decimals;
+    }
+    return format_duration(seconds, {decimals, decimals, decimals});
 }
 
 std::vector<StageRow> stage_rows(const TimelineSummary& s) {

@@ -94,8 +94,13 @@ struct StageRow {
     double share = 0.0;
     std::int64_t kernels = 0;
 };
-// The tallest stacked layer bar (0 when nothing was timed).
+// The top of the time axis: the tallest stacked layer bar rounded up so that each of the axis's
+// four ticks is a round duration (1, 2 or 5 times a power of ten: 0.3286 s -> 0.4 s, ticks 100,
+// 200, 300 and 400 ms); 0 when nothing was timed.
 double timing_scale(const TimelineSummary& s);
+// Tick `tick` (0-4) of a time axis topped at `scale`: "0", then durations with no more decimals
+// than the value needs ("100 ms", "2.5 ms", "1.5 s").
+std::string timing_tick(double scale, int tick);
 // The stages outside the layers, then "all layers" and "whole run".
 std::vector<StageRow> stage_rows(const TimelineSummary& s);
 std::string phase_title(const LayerTiming& layer, int phase);

@@ -225,11 +225,6 @@ Chart routing_chart(const Profile& profile) {
             }};
 }
 
-// A time axis tick: "0" at the origin, then durations.
-std::string tick_label(double most, int tick) {
-    return tick == 0 ? "0" : format_duration(most * tick / 4.0);
-}
-
 Chart timing_chart(const TimelineSummary& summary) {
     auto s = std::make_shared<TimelineSummary>(summary);
     const double most = report::timing_scale(summary);
@@ -238,7 +233,7 @@ Chart timing_chart(const TimelineSummary& summary) {
                 const double top = 6, height = r.height() - 44;
                 double left = 0;
                 for (int tick = 0; tick <= 4; ++tick) {
-                    left = std::max(left, text_width_pt(p, q(tick_label(most, tick))));
+                    left = std::max(left, text_width_pt(p, q(report::timing_tick(most, tick))));
                 }
                 left += 8;
                 const double plot_w = r.width() - left - 4;
@@ -248,7 +243,7 @@ Chart timing_chart(const TimelineSummary& summary) {
                     p.setPen(QPen(kGrid, 0.5));
                     p.drawLine(QPointF(left, y), QPointF(r.width(), y));
                     chart_text(p, QRectF(0, y - 5, left - 4, 10), Qt::AlignRight | Qt::AlignVCenter,
-                               q(tick_label(most, tick)));
+                               q(report::timing_tick(most, tick)));
                 }
                 const std::size_t label_every = std::max<std::size_t>(1, s->layers.size() / 16);
                 for (std::size_t i = 0; i < s->layers.size(); ++i) {

@@ -1017,6 +1017,62 @@ TEST_F(Export, ReportDocumentHighlightsSparseRoutingAndSaysWhatItSaw) {
     EXPECT_EQ(html.find("<mark"), std::string::npos);
 }
 
+// The time chart's axis has four round ticks (1, 2 or 5 times a power of ten, each label with no
+// more decimals than it needs: "100 ms", not "82.138 ms"), and its top holds the tallest layer
+// with that layer's bar at least 40% of the plot's height, whatever the run's time scale.
+TEST_F(Export, ReportTimeAxisHasRoundTicks) {
+    for (double factor : {1.0, 3.7, 0.013, 260.0}) {
+        SCOPED_TRACE(factor);
+        Profile p = make_profile();
+        for (auto& r : p.ranges) {
+            r.begin_ns = static_cast<std::int64_t>(std::llround(r.begin_ns * factor));
+            r.end_ns = static_cast<std::int64_t>(std::llround(r.end_ns * factor));
+        }
+        const std::string html = profile_to_html(p);
+        const std::size_t at = html.find("id=\"timing\"");
+        ASSERT_NE(at, std::string::npos);
+        const std::string svg = html.substr(at, html.find("</svg>", at) - at);
+        std::vector<std::string> labels;
+        const std::string key = "text-anchor=\"end\">";
+        for (std::size_t i = svg.find(key); i != std::string::npos; i = svg.find(key, i + 1)) {
+            const std::size_t begin = i + key.size();
+            labels.push_back(svg.substr(begin, svg.find('<', begin) - begin));
+        }
+        ASSERT_EQ(labels.size(), 5u) << svg;
+        EXPECT_EQ(labels[0], "0");
+        std::vector<double> seconds;
+        for (std::size_t i = 1; i < labels.size(); ++i) {
+            const std::string& label = labels[i];
+            const std::size_t space = label.find(' ');
+            ASSERT_NE(space, std::string::npos) << label;
+            const std::string number = label.substr(0, space), unit = label.substr(space + 1);
+            // No needless decimals: none ends in 0 after the point.
+            if (number.find('.') != std::string::npos) {
+                EXPECT_NE(number.back(), '0') << label;
+            }
+            const double scale = unit == "s" ? 1.0 : unit == "ms" ? 1e-3 : 1e-6;
+            seconds.push_back(std::stod(number) * scale);
+        }
+        const double step = seconds[0];
+        const double mantissa = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
+        EXPECT_TRUE(std::abs(mantissa - 1) < 1e-6 || std::abs(mantissa - 2) < 1e-6 ||
+                    std::abs(mantissa - 5) < 1e-6)
+            << labels[1];
+        for (std::size_t i = 0; i < seconds.size(); ++i) {
+            EXPECT_NEAR(seconds[i], step * static_cast<double>(i + 1), 1e-9 * seconds[i]);
+        }
+        // The plot runs from y = 10 (the top tick) to y = 210; the tallest stack's top.
+        double highest = 1e9;
+        for (std::size_t i = svg.find("<rect x="); i != std::string::npos;
+             i = svg.find("<rect x=", i + 1)) {
+            const std::size_t y = svg.find("y=\"", i) + 3;
+            highest = std::min(highest, std::stod(svg.substr(y, svg.find('"', y) - y)));
+        }
+        EXPECT_GE(highest, 10.0 - 0.01);
+        EXPECT_LE(highest, 10.0 + 200.0 * 0.6);
+    }
+}
+
 // The per-layer chart's axis ends at the smallest of 1%, 2%, 4%, 10%, 20%, 40%, 100% that holds
 // the busiest layer, so that a sparse run's bars stay visible: at 1.5% the axis reads 0-2% and
 // the bar stands three quarters high; at 55% it reads 0-100%.
