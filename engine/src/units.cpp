@@ -82,6 +82,18 @@ std::string format_percent(double fraction, int decimals) {
     return text + "%";
 }
 
+std::string format_points(double change, int decimals) {
+    if (!std::isfinite(change)) return "n/a";
+    const double points = 100.0 * change;
+    const std::string text = format_signed(points, decimals);
+    // Below half a token in a million the difference is rounding noise, not a token.
+    if (std::abs(change) >= 5e-7 && rounds_to_zero(text)) {
+        return std::string(points > 0 ? "+<" : "-<") +
+               format_fixed(std::pow(10.0, -std::max(decimals, 0)), decimals) + " pp";
+    }
+    return text + " pp";
+}
+
 std::string format_duration(double seconds, DurationDigits digits) {
     if (!std::isfinite(seconds)) return "n/a";
     if (seconds == 0.0) return "0";

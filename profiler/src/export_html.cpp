@@ -399,8 +399,8 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
     for (const report::LayerChange& row : c.layers) {
         h.raw("<tr><td>" + std::to_string(row.layer) + "</td><td>" + format_percent(row.base) +
               "</td><td>" + format_percent(row.variant) + "</td><td>" +
-              format_fixed(100 * (row.variant - row.base), 1) + " pp</td><td>" +
-              std::to_string(row.changed) + "</td><td>" + row.pruned + "</td></tr>\n");
+              format_points(row.variant - row.base) + "</td><td>" + std::to_string(row.changed) +
+              "</td><td>" + row.pruned + "</td></tr>\n");
     }
     h.raw("</table></section>\n");
 }

@@ -623,8 +623,7 @@ void build_report(ReportBuilder& b, const Profile& p, const Profile* compare) {
         rows.clear();
         for (const report::LayerChange& row : c->layers) {
             rows.push_back({std::to_string(row.layer), format_percent(row.base),
-                            format_percent(row.variant),
-                            format_fixed(100 * (row.variant - row.base), 1) + " pp",
+                            format_percent(row.variant), format_points(row.variant - row.base),
                             std::to_string(row.changed), row.pruned});
         }
         b.table({"layer", "base global", "variant global", "change", "tokens decided differently",

@@ -70,6 +70,17 @@ TEST(Units, Percent) {
     EXPECT_EQ(format_percent(1.0004), "100.0%");
 }
 
+TEST(Units, PercentagePoints) {
+    EXPECT_EQ(format_points(-0.022), "-2.2 pp");
+    EXPECT_EQ(format_points(0.012), "+1.2 pp");
+    EXPECT_EQ(format_points(0.0), "0.0 pp");
+    EXPECT_EQ(format_points(-2.0 / 8206.0), "-<0.1 pp");
+    EXPECT_EQ(format_points(0.0001), "+<0.1 pp");
+    EXPECT_EQ(format_points(1.0 / 1048576.0), "+<0.1 pp");  // one token in 1M
+    EXPECT_EQ(format_points(-1e-7), "0.0 pp");              // rounding noise
+    EXPECT_EQ(format_points(kNan), "n/a");
+}
+
 TEST(Units, DurationUnits) {
     EXPECT_EQ(format_duration(0.0), "0");
     EXPECT_EQ(format_duration(-0.0), "0");

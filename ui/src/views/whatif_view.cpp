@@ -506,7 +506,7 @@ void WhatIfView::showResults() {
             s.layers->setItem(row, 0, cell(QString::number(l)));
             s.layers->setItem(row, 1, cell(percent_text(a, 1)));
             s.layers->setItem(row, 2, cell(percent_text(b, 1)));
-            s.layers->setItem(row, 3, cell(signed_number(100 * (b - a), 1) + " pp"));
+            s.layers->setItem(row, 3, cell(QString::fromStdString(format_points(b - a))));
         }
         return;
     }
