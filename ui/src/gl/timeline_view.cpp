@@ -90,7 +90,7 @@ std::string duration_text(std::int64_t ns) {
 }
 
 // An axis tick: one unit for the whole axis, chosen by the largest time on it, with the
-// decimals the step between ticks needs ("0", "0.5 ms", "1.0 ms", "17.6062 ms", ...).
+// decimals the round step between ticks needs ("0", "0.5 ms", "1 ms", "17.61 ms", ...).
 std::string tick_text(double ns, double step_ns, double axis_max_ns) {
     if (std::abs(ns) < step_ns * 1e-6) return "0";
     const double span = std::abs(axis_max_ns);
@@ -104,7 +104,7 @@ std::string tick_text(double ns, double step_ns, double axis_max_ns) {
         scale = 1e-6;
     }
     const double step = step_ns * scale;
-    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step))) + 1, 0, 7);
+    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 7);
     char buffer[40];
     std::snprintf(buffer, sizeof buffer, "%.*f %s", decimals, ns * scale, unit);
     return buffer;
@@ -242,16 +242,39 @@ void draw_legend(ImDrawList* draw, const ImVec2& origin, bool memory) {
     }
 }
 
-// The time axis above the lanes: six ticks with a grid line each; returns their labels.
+// The step between the time axis's ticks: 1, 2 or 5 times a power of ten, the smallest that
+// leaves at most eight intervals across the view and room for each label (so that the ticks
+// fall on round times: 100, 200, 300 ms, never 75, 150, 225 ms of a 376 ms view).
+double tick_step(const Frame& f) {
+    const double span = std::max(f.view_end - f.view_begin, 1e-3);
+    const double axis_max = std::max(std::abs(f.view_begin), std::abs(f.view_end));
+    double decade = std::pow(10.0, std::floor(std::log10(span / 8.0)));
+    for (int round = 0; round < 6; ++round, decade *= 10.0) {
+        for (double factor : {1.0, 2.0, 5.0}) {
+            const double step = factor * decade;
+            const double intervals = span / step;
+            if (intervals > 8.0) continue;
+            const float label =
+                ImGui::CalcTextSize(tick_text(f.view_end, step, axis_max).c_str()).x;
+            if (intervals * (label + 40.0) <= f.width()) return step;
+        }
+    }
+    return decade;
+}
+
+// The time axis above the lanes: a tick with a grid line at each round multiple of the step
+// inside the view (tick_step); returns their labels.
 QStringList draw_axis(ImDrawList* draw, const Frame& f) {
     QStringList ticks;
-    for (int tick = 0; tick <= 5; ++tick) {
-        const double t = f.view_begin + (f.view_end - f.view_begin) * tick / 5.0;
+    const double step = tick_step(f);
+    const double first = std::ceil(f.view_begin / step - 1e-6);
+    for (double k = first; k * step <= f.view_end + step * 1e-6; k += 1.0) {
+        const double t = k * step;
         const float x = f.x_of(t);
         draw->AddLine(ImVec2(x, f.area_min.y - 4), ImVec2(x, f.area_max.y),
                       IM_COL32(0xe3, 0xe7, 0xee, 255));
-        const std::string text = tick_text(t, (f.view_end - f.view_begin) / 5.0,
-                                           std::max(std::abs(f.view_begin), std::abs(f.view_end)));
+        const std::string text =
+            tick_text(t, step, std::max(std::abs(f.view_begin), std::abs(f.view_end)));
         ticks << QString::fromStdString(text);
         const float w = ImGui::CalcTextSize(text.c_str()).x;
         draw->AddText(
