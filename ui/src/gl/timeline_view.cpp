@@ -222,23 +222,34 @@ void draw_source_line(const Profile& p) {
     if (ImGui::CalcTextSize(hint).x <= room) ImGui::TextDisabled("%s", hint);
 }
 
-// Colour legend on the second line: the phases, then what GPU lanes add.
-void draw_legend(ImDrawList* draw, const ImVec2& origin, bool memory) {
+// Colour legend on the second line: the phases, then what GPU lanes add. In a narrow window the
+// longer labels shorten ("folded", "other", "memory"), and a key that still has no room is left
+// out whole rather than cut.
+void draw_legend(ImDrawList* draw, const ImVec2& origin, float width, bool memory) {
     struct Key {
         const char* label;
+        const char* short_label;
         ImU32 colour;
     };
     std::vector<Key> keys;
-    for (Phase phase : kLayerPhases) keys.push_back({phase_name(phase), phase_colour(phase)});
-    keys.push_back({"layer, other", phase_colour(Phase::Other)});
-    keys.push_back({"folded: too narrow", kFoldColour});
-    if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", kMemoryColour});
+    for (Phase phase : kLayerPhases) {
+        keys.push_back({phase_name(phase), phase_name(phase), phase_colour(phase)});
+    }
+    keys.push_back({"layer, other", "other", phase_colour(Phase::Other)});
+    keys.push_back({"folded: too narrow", "folded", kFoldColour});
+    if (memory) keys.insert(keys.end() - 1, Key{"memcpy, memset", "memory", kMemoryColour});
+    const auto key_width = [](const char* label) { return 16 + ImGui::CalcTextSize(label).x + 14; };
+    float full = 0;
+    for (const Key& k : keys) full += key_width(k.label);
+    const bool shorten = 6 + full - 14 > width;
     float x = origin.x + 6;
     const float y = origin.y + 24;
     for (const Key& k : keys) {
+        const char* label = shorten ? k.short_label : k.label;
+        if (x + 16 + ImGui::CalcTextSize(label).x > origin.x + width) break;
         draw->AddRectFilled(ImVec2(x, y + 2), ImVec2(x + 12, y + 12), k.colour);
-        draw->AddText(ImVec2(x + 16, y), kMutedColour, k.label);
-        x += 16 + ImGui::CalcTextSize(k.label).x + 14;
+        draw->AddText(ImVec2(x + 16, y), kMutedColour, label);
+        x += key_width(label);
     }
 }
 
@@ -575,7 +586,7 @@ void TimelineView::drawFrame() {
     }
     draw_source_line(*p);
     ImDrawList* draw = ImGui::GetWindowDrawList();
-    draw_legend(draw, ImGui::GetWindowPos(), !p->memory_ops.empty());
+    draw_legend(draw, ImGui::GetWindowPos(), ImGui::GetWindowWidth(), !p->memory_ops.empty());
     Frame frame;
     if (!s.layOut(frame)) return;
     const bool clicked = s.handleInput(frame);
