@@ -452,11 +452,10 @@ std::string clock_line(const PrefillTiming& t) {
                        " samples): median " + std::to_string(c.median_mhz) + " MHz (" +
                        std::to_string(c.min_mhz) + "-" + std::to_string(c.max_mhz) + ")";
     if (c.median_watts > 0) line += ", power median " + format_fixed(c.median_watts, 0) + " W";
-    if (c.max_celsius > 0) line += ", up to " + std::to_string(c.max_celsius) + " C";
-    line +=
-        "; held by the power cap in " + format_fixed(c.power_capped * 100.0, 0) + "% of samples";
+    if (c.max_celsius > 0) line += ", hottest " + std::to_string(c.max_celsius) + "C";
+    line += "; held by the power cap in " + format_percent(c.power_capped, 0) + " of samples";
     if (c.slowed > 0) {
-        line += ", slowed by heat or the hardware in " + format_fixed(c.slowed * 100.0, 0) + "%";
+        line += ", slowed by heat or the hardware in " + format_percent(c.slowed, 0);
     }
     return line;
 }
@@ -1081,6 +1080,14 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
     return {clock_stats(inside), "nvml"};
 }
 
+// A share of samples as a whole percent without the sign, never rounded to all or none:
+// "31", "100", ">99" (1 to 5 of 1,000 samples were not), "<1".
+std::string share_digits(double share) {
+    std::string text = format_percent(share, 0);
+    text.pop_back();  // the '%'
+    return text;
+}
+
 // "1335 P31 H69 84C": the median SM clock, the share of samples (%) held by the power cap (P)
 // and, where any, slowed for heat or by the hardware (H: NVML's thermal and hardware-slowdown
 // reasons; the latter includes a power brake), and the hottest sample's temperature where NVML
@@ -1089,16 +1096,24 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
 std::string cell_clock(const PartClock& c) {
     if (c.stats.samples < kClockSamplesPerKernel) return "-";
     std::string cell =
-        std::to_string(c.stats.median_mhz) + " P" + format_fixed(c.stats.power_capped * 100, 0);
-    if (c.stats.slowed > 0) cell += " H" + format_fixed(c.stats.slowed * 100, 0);
+        std::to_string(c.stats.median_mhz) + " P" + share_digits(c.stats.power_capped);
+    if (c.stats.slowed > 0) cell += " H" + share_digits(c.stats.slowed);
     if (c.stats.max_celsius > 0) cell += " " + std::to_string(c.stats.max_celsius) + "C";
     return cell;
 }
 
 nlohmann::json time_json(const BenchTime& t, double flop, const PartClock& clock) {
     if (!t.available) return {{"available", false}, {"reason", t.reason}};
+    // When the timed runs went: one span in blocks, one per run interleaved, and how long the
+    // spans lasted in all (the clock's samples come from inside them).
+    double span_ms = 0;
+    for (const BenchTime::Span& span : t.spans) {
+        span_ms += static_cast<double>(span.end_ns - span.begin_ns) * 1e-6;
+    }
     return {{"ms", t.ms},
             {"tflops", t.ms > 0 ? flop / (t.ms * 1e-3) / 1e12 : 0.0},
+            {"timed_spans", t.spans.size()},
+            {"timed_span_ms", span_ms},
             {"clock", clock_json(clock.stats, clock.source)}};
 }
 
@@ -1281,10 +1296,10 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     } else {
         std::printf(
             "\nSM clock in each part's timed runs (NVML, every 5 ms): median MHz, P: %% of samples "
-            "held by the power cap,\nH: %% slowed for heat or by the hardware (where any); - "
-            "under %lld samples\n",
+            "held by the power cap,\nH: %% slowed for heat or by the hardware (where any), C: the "
+            "hottest sample's degrees Celsius;\n- under %lld samples\n",
             static_cast<long long>(kClockSamplesPerKernel));
-        const char* clock_format = "%7s %-10s %6s  %18s %18s %18s %18s %18s\n";
+        const char* clock_format = "%7s %-10s %6s  %19s %19s %19s %19s %19s\n";
         std::printf(clock_format, "tokens", "Hq/Hkv/D", "routed", "global", "local", "whole",
                     "cuDNN", "flash");
         for (std::size_t i = 0; i < result.rows.size(); ++i) {

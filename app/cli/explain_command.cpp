@@ -275,7 +275,7 @@ int oracle_command(std::span<const std::string_view> raw) {
         "routing oracle of %s: %s tokens; a token needs global attention when at least "
         "%s of it falls beyond the window\n\n",
         args.value("--profile")->c_str(), group_digits(p.num_tokens()).c_str(),
-        format_percent(min_mass, 0).c_str());
+        format_setting_percent(min_mass).c_str());
     std::printf("%5s  %7s  %6s  %9s  %6s  %12s  %12s  %6s  %7s  %s\n", "layer", "global", "AUC",
                 "precision", "recall", "mass routed", "mass local", "ratio", "ceiling",
                 "missed (highest first)");

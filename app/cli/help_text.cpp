@@ -211,9 +211,10 @@ memory and peak resident memory follow under its row (in --json: tensor_parallel
 result's ranks). N must divide the shape's query heads, KV heads and intermediate size
 (qwen3-8b and qwen3-14b: 2, 4 or 8); --trace runs without it. On a GPU each row is followed by
 the SM clock that ours and the base ran at in their timed runs (sampled every 5 ms through
-NVML: median, range, power and the share of samples held by the power cap; --json:
-ours_clocks, base_clocks; with --tensor-parallel, rank 0's GPU), or why it was not sampled: a
-GPU at its power cap runs slower, and two runs are comparable only at comparable clocks.
+NVML: median, range, power, the hottest sample's temperature and the share of samples held by
+the power cap; --json: ours_clocks, base_clocks; with --tensor-parallel, rank 0's GPU), or why
+it was not sampled: a GPU at its power cap runs slower, and two runs are comparable only at
+comparable clocks.
 bench prefill --shape NAME --engine URL times the time to first token of "ours" through a
 remote engine (`l2a serve --shape NAME`): per length the engine's own time (what a run on that
 machine takes), the time the client waited for the profile, the overhead in %, and the
@@ -278,13 +279,15 @@ it fails. Times are medians of CUDA-event timings after a warm-up; FLOPs are cou
 global/cuDNN. The timed runs go in blocks (--order blocks, the default): each part's runs back
 to back after its warm-up, so that each runs near the clock its own power draw leaves it under
 the power cap. --order interleaved runs rounds of global, local, whole and cuDNN once each,
-starting one part later each round: every part then runs at about the clock the mix leaves
+each part after every other equally often over the rounds, each round after a millisecond's
+head start that queues its launches: every part then runs at about the clock the mix leaves
 (the cap follows the last few hundred milliseconds, which cuDNN's long runs dominate), as the
 kernels of a prefill do among its GEMMs, and cuDNN is timed with each row; flash, the slowest,
 is timed in a block of its own either way. Under the times, the GPU's SM clock during each
 part's timed runs (NVML, sampled every 5 ms: the median, the share of samples held by the
 power cap, the share slowed for heat or by the hardware where any, and the hottest
-temperature); JSON: each part's "clock".
+temperature in degrees Celsius); JSON: each part's "clock", "timed_spans" and
+"timed_span_ms" (when its timed runs went).
 
 Attention options:
   --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)

@@ -1,6 +1,7 @@
 // `l2a bench attention`: the project's L2A attention kernels against full causal attention
 // through LibTorch's SDPA backends (cuDNN, FlashAttention), on random inputs, in one process.
 // Every measured configuration is first checked against an fp32 reference on sampled rows.
+#include <ATen/cuda/Sleep.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -86,34 +87,47 @@ BenchTime median_time(Work&& work, int warmup, int repeat, cudaStream_t stream) 
     return t;
 }
 
+// The GPU spins this many cycles (about a millisecond) at the start of each interleaved round,
+// so that the round's launches queue behind it and no part's time holds a launch's latency.
+constexpr std::int64_t kRoundHeadStartCycles = 2'000'000;
+
 // Median times of `parts` run in rounds: after `warmup` untimed rounds, `repeat` timed rounds
-// each running every part once, round r starting with part r % n (so that no part always
-// follows the same one). Each run is waited for before the next is launched, so that its span
-// on the steady clock brackets its GPU time closely; CUDA events time it.
+// each running every part once, in the order interleaved_order gives. CUDA events time each
+// run; its span on the steady clock is the round's start on the host plus the events' offsets
+// from the round's first event (recorded while the GPU was idle).
 std::vector<BenchTime> interleaved_times(const std::vector<std::function<void()>>& parts,
                                          int warmup, int repeat, cudaStream_t stream) {
     const std::size_t n = parts.size();
-    for (int i = 0; i < warmup; ++i) {
-        for (const auto& part : parts) part();
+    for (int round = 0; round < warmup; ++round) {
+        for (std::size_t part : interleaved_order(round, n)) parts[part]();
     }
-    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    cudaEvent_t events[2];
+    std::vector<cudaEvent_t> events(2 * n + 1);
     for (cudaEvent_t& e : events) check_cuda(cudaEventCreate(&e), "cudaEventCreate");
     std::vector<std::vector<double>> ms(n);
     std::vector<BenchTime> out(n);
+    const auto elapsed_ms = [&](cudaEvent_t from, cudaEvent_t to) {
+        float value = 0;
+        check_cuda(cudaEventElapsedTime(&value, from, to), "cudaEventElapsedTime");
+        return static_cast<double>(value);
+    };
     for (int round = 0; round < repeat; ++round) {
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::size_t part = (static_cast<std::size_t>(round) + i) % n;
-            const std::int64_t begin_ns = steady_now_ns();
-            check_cuda(cudaEventRecord(events[0], stream), "cudaEventRecord");
-            parts[part]();
-            check_cuda(cudaEventRecord(events[1], stream), "cudaEventRecord");
-            check_cuda(cudaEventSynchronize(events[1]), "cudaEventSynchronize");
-            out[part].spans.push_back({begin_ns, steady_now_ns()});
-            float elapsed = 0;
-            check_cuda(cudaEventElapsedTime(&elapsed, events[0], events[1]),
-                       "cudaEventElapsedTime");
-            ms[part].push_back(elapsed);
+        check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+        const std::int64_t round_ns = steady_now_ns();
+        check_cuda(cudaEventRecord(events[0], stream), "cudaEventRecord");
+        at::cuda::sleep(kRoundHeadStartCycles);
+        const std::vector<std::size_t> order = interleaved_order(round, n);
+        for (std::size_t j = 0; j < n; ++j) {
+            check_cuda(cudaEventRecord(events[1 + 2 * j], stream), "cudaEventRecord");
+            parts[order[j]]();
+            check_cuda(cudaEventRecord(events[2 + 2 * j], stream), "cudaEventRecord");
+        }
+        check_cuda(cudaEventSynchronize(events[2 * n]), "cudaEventSynchronize");
+        for (std::size_t j = 0; j < n; ++j) {
+            const double begin_ms = elapsed_ms(events[0], events[1 + 2 * j]);
+            const double end_ms = elapsed_ms(events[0], events[2 + 2 * j]);
+            ms[order[j]].push_back(end_ms - begin_ms);
+            out[order[j]].spans.push_back({round_ns + static_cast<std::int64_t>(begin_ms * 1e6),
+                                           round_ns + static_cast<std::int64_t>(end_ms * 1e6)});
         }
     }
     for (cudaEvent_t e : events) cudaEventDestroy(e);

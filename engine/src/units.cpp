@@ -70,11 +70,12 @@ std::string format_count_short(std::int64_t value) {
 
 std::string format_percent(double fraction, int decimals) {
     if (!std::isfinite(fraction)) return "n/a";
+    decimals = std::max(decimals, 0);
     const double percent = 100.0 * fraction;
     const std::string text = format_fixed(percent, decimals);
     // A share that is something never reads as nothing, and one short of all never as all: a
     // layer that routes 2 of 8,206 tokens is "<0.1%", not "0.0%".
-    const double step = std::pow(10.0, -std::max(decimals, 0));
+    const double step = std::pow(10.0, -decimals);
     if (percent > 0.0 && rounds_to_zero(text)) return "<" + format_fixed(step, decimals) + "%";
     if (percent < 100.0 && text == format_fixed(100.0, decimals)) {
         return ">" + format_fixed(100.0 - step, decimals) + "%";
@@ -82,12 +83,23 @@ std::string format_percent(double fraction, int decimals) {
     return text + "%";
 }
 
+std::string format_setting_percent(double fraction) {
+    if (!std::isfinite(fraction)) return "n/a";
+    const double percent = 100.0 * fraction;
+    for (int decimals = 0; decimals < 3; ++decimals) {
+        const double scale = std::pow(10.0, decimals);
+        if (std::abs(std::round(percent * scale) - percent * scale) < 1e-6) {
+            return format_fixed(percent, decimals) + "%";
+        }
+    }
+    return format_fixed(percent, 3) + "%";
+}
+
 std::string format_points(double change, int decimals) {
     if (!std::isfinite(change)) return "n/a";
     const double points = 100.0 * change;
     const std::string text = format_signed(points, decimals);
-    // Below half a token in a million the difference is rounding noise, not a token.
-    if (std::abs(change) >= 5e-7 && rounds_to_zero(text)) {
+    if (points != 0.0 && rounds_to_zero(text)) {
         return std::string(points > 0 ? "+<" : "-<") +
                format_fixed(std::pow(10.0, -std::max(decimals, 0)), decimals) + " pp";
     }

@@ -22,10 +22,7 @@ std::size_t char_boundary(const std::string& text, std::size_t offset) {
 }
 
 // The oracle's label threshold as a share: "50%", "35.5%".
-std::string mass_share(double min_mass) {
-    const double percent = 100.0 * min_mass;
-    return format_percent(min_mass, percent == std::round(percent) ? 0 : 1);
-}
+std::string mass_share(double min_mass) { return format_setting_percent(min_mass); }
 
 // A token's text for a table cell: valid UTF-8 on one line, line breaks and tabs shown as
 // symbols, long tokens cut.

@@ -1155,13 +1155,16 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
     }
     EXPECT_EQ(json::parse(r.out)["order"], "blocks");  // the default
 
-    // Either order times every part with its clock; in blocks cuDNN is timed once for the rows
-    // of one length and shape, interleaved once with each row's parts.
+    // Either order times every part, with its clock from the samples inside its timed spans:
+    // in blocks one span a part (cuDNN's shared by the rows of one length and shape),
+    // interleaved one a run (cuDNN's with each row's parts), and at most one sample per 5 ms of
+    // them and one more per span.
     for (const char* order : {"blocks", "interleaved"}) {
         SCOPED_TRACE(order);
+        const bool interleaved = std::string(order) == "interleaved";
         const Result other =
-            l2a(std::string("bench attention --tokens 8192 --fractions 0.2,1 --shapes 8/2/128 "
-                            "--repeat 4 --quiet --json --order ") +
+            l2a(std::string("bench attention --tokens 32768 --fractions 0.2,1 --shapes 28/4/128 "
+                            "--repeat 6 --quiet --json --order ") +
                     order,
                 dir_);
         ASSERT_EQ(other.status, 0) << other.err;
@@ -1169,13 +1172,23 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
         EXPECT_EQ(results["order"], order);
         ASSERT_EQ(results["results"].size(), 2u);
         for (const json& each : results["results"]) {
-            for (const char* part : {"global", "local", "whole"}) {
+            for (const char* part : {"global", "local", "whole", "sdpa_cudnn"}) {
+                if (each.at(part).contains("available")) continue;  // a backend's refusal
                 ASSERT_TRUE(each.at(part).contains("ms")) << each;
-                expect_clocks(each[part]["clock"]);
+                const json& timed = each[part];
+                expect_clocks(timed["clock"]);
+                EXPECT_EQ(timed["timed_spans"], interleaved ? 6 : 1) << part << ": " << timed;
+                const double span_ms = timed["timed_span_ms"].get<double>();
+                EXPECT_GE(span_ms, 6 * 0.9 * timed["ms"].get<double>()) << part << ": " << timed;
+                if (nvml != nullptr) {
+                    EXPECT_LE(timed["clock"]["samples"].get<double>(),
+                              span_ms / 5.0 + timed["timed_spans"].get<double>() + 1)
+                        << part << ": " << timed;
+                }
             }
         }
         const json& first_cudnn = results["results"][0]["sdpa_cudnn"];
-        if (std::string(order) == "blocks" && first_cudnn.contains("ms")) {
+        if (!interleaved && first_cudnn.contains("ms")) {
             EXPECT_EQ(first_cudnn["ms"], results["results"][1]["sdpa_cudnn"]["ms"]);
         }
     }
@@ -1199,10 +1212,12 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
             text.out.substr(row_begin, text.out.find('\n', row_begin) - row_begin));
         std::vector<std::string> words;
         for (std::string w; row >> w;) words.push_back(w);
+        // A share: "P31", "P100", or never rounded to all or none, "P>99" and "P<1".
         const auto share = [](const std::string& w, char tag) {
-            return w.size() >= 2 && w[0] == tag &&
-                   w.find_first_not_of("0123456789", 1) == std::string::npos &&
-                   std::stoi(w.substr(1)) <= 100;
+            const std::size_t digits = w.size() >= 2 && (w[1] == '<' || w[1] == '>') ? 2 : 1;
+            return w.size() > digits && w[0] == tag &&
+                   w.find_first_not_of("0123456789", digits) == std::string::npos &&
+                   std::stoi(w.substr(digits)) <= 100;
         };
         int cells = 0;
         bool sampled_cell = false;

@@ -3,7 +3,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <utility>
+#include <vector>
 
+#include "l2a/engine/bench.h"
 #include "l2a/engine/units.h"
 
 namespace l2a {
@@ -76,9 +80,40 @@ TEST(Units, PercentagePoints) {
     EXPECT_EQ(format_points(0.0), "0.0 pp");
     EXPECT_EQ(format_points(-2.0 / 8206.0), "-<0.1 pp");
     EXPECT_EQ(format_points(0.0001), "+<0.1 pp");
-    EXPECT_EQ(format_points(1.0 / 1048576.0), "+<0.1 pp");  // one token in 1M
-    EXPECT_EQ(format_points(-1e-7), "0.0 pp");              // rounding noise
+    EXPECT_EQ(format_points(1.0 / 1048576.0), "+<0.1 pp");   // one token in 1M
+    EXPECT_EQ(format_points(-1.0 / 4194304.0), "-<0.1 pp");  // one token in 4M
+    EXPECT_EQ(format_points(0.1 - 0.1), "0.0 pp");
     EXPECT_EQ(format_points(kNan), "n/a");
+}
+
+TEST(Units, SettingPercent) {
+    // A threshold is shown as it was set, never clamped like a measured share.
+    EXPECT_EQ(format_setting_percent(0.5), "50%");
+    EXPECT_EQ(format_setting_percent(0.355), "35.5%");
+    EXPECT_EQ(format_setting_percent(0.001), "0.1%");
+    EXPECT_EQ(format_setting_percent(0.0005), "0.05%");
+    EXPECT_EQ(format_setting_percent(0.9996), "99.96%");
+    EXPECT_EQ(format_setting_percent(kNan), "n/a");
+}
+
+TEST(Units, InterleavedOrderIsBalanced) {
+    // Each part directly follows every other equally often: over n rounds for even n, 2n for odd
+    // n; every round holds each part once.
+    for (std::size_t n = 1; n <= 6; ++n) {
+        const int rounds = static_cast<int>(n % 2 == 0 ? n : 2 * n);
+        std::map<std::pair<std::size_t, std::size_t>, int> follows;
+        for (int round = 0; round < rounds; ++round) {
+            std::vector<std::size_t> order = interleaved_order(round, n);
+            ASSERT_EQ(order.size(), n);
+            for (std::size_t j = 1; j < n; ++j) ++follows[{order[j - 1], order[j]}];
+            std::sort(order.begin(), order.end());
+            for (std::size_t j = 0; j < n; ++j) EXPECT_EQ(order[j], j) << "round " << round;
+        }
+        EXPECT_EQ(follows.size(), n * (n - 1)) << n;
+        for (const auto& [pair, count] : follows) EXPECT_EQ(count, n % 2 == 0 ? 1 : 2) << n;
+    }
+    EXPECT_EQ(interleaved_order(0, 4), (std::vector<std::size_t>{0, 1, 3, 2}));
+    EXPECT_EQ(interleaved_order(4, 4), interleaved_order(0, 4));
 }
 
 TEST(Units, DurationUnits) {

@@ -288,7 +288,7 @@ private slots:
         QVERIFY(!child<QProgressBar>("ttftProgress")->isVisible());
     }
 
-    // A change that rounds to zero reads "0.0 pp", never "-0.0 pp".
+    // No change reads "0.0 pp", a change too small for one decimal "-<0.1 pp", never "-0.0 pp".
     void noNegativeZero() {
         QCOMPARE(signed_number(-0.0001, 1), QString("0.0"));
         QCOMPARE(signed_number(0.0001, 1), QString("0.0"));
@@ -301,7 +301,8 @@ private slots:
         c->variant_global_fraction = {0.5, 0.0999999, 0.125};
         session_->setVariant(make_profile(2.75), c);
         const auto* table = child<QTableWidget>("layerComparison");
-        QCOMPARE(table->item(1, 3)->text(), QString("0.0 pp"));
+        QCOMPARE(table->item(0, 3)->text(), QString("0.0 pp"));
+        QCOMPARE(table->item(1, 3)->text(), QString("-<0.1 pp"));
     }
 };
 

@@ -2,6 +2,8 @@
 // through LibTorch's SDPA backends, in one process. Free of LibTorch and CUDA headers.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -33,14 +35,32 @@ struct AttentionBenchOptions {
     // flash's, once per (tokens, shape), then per row global's, local's and whole's, each part's
     // runs back to back after its warm-up, so that each runs near the clock its own power draw
     // leaves it under the power cap. Interleaved: rounds that run global, local, whole and cuDNN
-    // once each, starting one part later each round; every part then runs at about the clock
-    // the mix leaves (the cap's controller follows the last few hundred milliseconds, which
-    // cuDNN's long runs dominate), as kernels do inside a prefill among its GEMMs, and cuDNN is
+    // once each, in the orders of interleaved_order (each part follows every other equally
+    // often); every part then runs at about the clock the mix leaves (the cap's controller
+    // follows the last few hundred milliseconds, which cuDNN's long runs dominate), and cuDNN is
     // timed for each row. Flash (the slowest) is timed in a block of its own either way.
     bool interleaved = false;
     // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
     std::function<void(std::string_view)> progress;
 };
+
+// The order of `n` parts in timed round `round` of an interleaved benchmark: a Williams design,
+// so that over n rounds (2n when n is odd) each part directly follows every other part equally
+// often and no part always runs after the same one. Round 0 of four parts: 0, 1, 3, 2.
+inline std::vector<std::size_t> interleaved_order(int round, std::size_t n) {
+    std::vector<std::size_t> order(n);
+    if (n == 0) return order;
+    // The first row: 0, 1, n-1, 2, n-2, ...; row k adds k to each (mod n).
+    std::size_t low = 1, high = n - 1;
+    const std::size_t period = n % 2 == 0 ? n : 2 * n;
+    const std::size_t k = static_cast<std::size_t>(std::max(round, 0)) % period;
+    for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t first = j == 0 ? 0 : j % 2 == 1 ? low++ : high--;
+        order[j] = (first + k) % n;
+    }
+    if (k >= n) std::reverse(order.begin(), order.end());  // odd n: the rows reversed
+    return order;
+}
 
 // One time in milliseconds (median of the timed runs), or unavailable with the reason.
 struct BenchTime {

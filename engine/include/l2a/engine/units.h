@@ -31,9 +31,14 @@ std::string format_count_short(std::int64_t value);
 // asked for); a tiny negative one reads "0.0%".
 std::string format_percent(double fraction, int decimals = 1);
 
+// A setting given as a share (a threshold the user chose), as it is: "50%", "35.5%", "0.1%",
+// "0.05%", with as few decimals as show it (at most 3), never clamped as format_percent clamps
+// measured shares; "n/a" when not finite.
+std::string format_setting_percent(double fraction);
+
 // A change of a share in percentage points, signed: "+1.2 pp", "-2.2 pp", "0.0 pp" for none,
-// and "+<0.1 pp" / "-<0.1 pp" for a change that would round to none (one of at least half a
-// token in a million; smaller ones are rounding noise and read "0.0 pp"); "n/a" when not finite.
+// and "+<0.1 pp" / "-<0.1 pp" for a change that would round to none (shares are ratios of token
+// counts, so any change is a token's); "n/a" when not finite.
 std::string format_points(double change, int decimals = 1);
 
 // Decimals for each unit of a duration.
