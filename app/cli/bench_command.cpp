@@ -1254,8 +1254,8 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         "SDPA full causal with that backend forced\n");
     if (options.interleaved) {
         std::printf(
-            "timed in rounds: each round runs global, local, whole and cuDNN once, starting one "
-            "part later each\nround; flash in a block of its own\n");
+            "timed in rounds: each round runs global, local, whole and cuDNN once, each part after "
+            "every other\nequally often over the rounds; flash in a block of its own\n");
     } else {
         std::printf(
             "timed in blocks: cuDNN's runs, flash's, then each row's global, local and whole, "
