@@ -185,9 +185,7 @@ void print_report(const Profile& p, const std::string& model_label, const std::s
         local += kv.local_bytes;
         global += kv.global_bytes;
     }
-    const std::string element = p.options.kv_bytes_per_element == 2
-                                    ? "bf16"
-                                    : std::to_string(p.options.kv_bytes_per_element) + " B/element";
+    const std::string element = kv_element_text(p.options.kv_bytes_per_element);
     if (m.is_l2a) {
         line("KV cache", format_bytes_short(metrics.kv_bytes_total) + " with L2A (" + element +
                              "; local " + format_bytes_short(local) + " + global " +

@@ -83,6 +83,19 @@ std::string format_percent(double fraction, int decimals) {
     return text + "%";
 }
 
+std::string kv_element_text(int bytes_per_element) {
+    switch (bytes_per_element) {
+        case 1:
+            return "8-bit";
+        case 2:
+            return "bf16";
+        case 4:
+            return "fp32";
+        default:
+            return std::to_string(bytes_per_element) + " B/element";
+    }
+}
+
 std::string format_setting_percent(double fraction) {
     if (!std::isfinite(fraction)) return "n/a";
     const double percent = 100.0 * fraction;

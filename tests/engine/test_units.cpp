@@ -86,6 +86,13 @@ TEST(Units, PercentagePoints) {
     EXPECT_EQ(format_points(kNan), "n/a");
 }
 
+TEST(Units, KvElement) {
+    EXPECT_EQ(kv_element_text(2), "bf16");
+    EXPECT_EQ(kv_element_text(4), "fp32");
+    EXPECT_EQ(kv_element_text(1), "8-bit");
+    EXPECT_EQ(kv_element_text(3), "3 B/element");
+}
+
 TEST(Units, SettingPercent) {
     // A threshold is shown as it was set, never clamped like a measured share.
     EXPECT_EQ(format_setting_percent(0.5), "50%");

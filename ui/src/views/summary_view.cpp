@@ -175,20 +175,24 @@ void SummaryView::refresh() {
         QString("%1 of token-layers").arg(percent_text(p->metrics.global_fraction_overall)));
 
     const std::int64_t with = p->metrics.kv_bytes_total;
+    // The cache is counted in the element a deployment keeps (bf16 by default), not in the dtype
+    // the run computed in: an fp32 run on the CPU still shows a bf16 cache, and says so.
+    const QString kv_element =
+        QString::fromStdString(kv_element_text(p->options.kv_bytes_per_element));
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
     if (m.is_l2a && !p->options.as_base && without > 0) {
         s.values["kv"]->setText(
-            QString("%1, %2% of without L2A")
-                .arg(byte_size_text(with, 2),
-                     fixed_text(100.0 * static_cast<double>(with) / static_cast<double>(without),
-                                1)));
+            QString("%1 as a %2 cache, %3 of without L2A")
+                .arg(byte_size_text(with, 2), kv_element,
+                     percent_text(static_cast<double>(with) / static_cast<double>(without))));
         s.values["kv_base"]->setText(byte_size_text(without, 2));
         s.kv_note->setText(
             "L2A keeps global K/V for every token of every layer that is not pruned (plus its "
             "window): a little more than the base model. Pruning layers is what saves.");
         s.kv_note->setVisible(true);
     } else {
-        s.values["kv"]->setText(byte_size_text(with, 2));
+        s.values["kv"]->setText(
+            QString("%1 as a %2 cache").arg(byte_size_text(with, 2), kv_element));
         s.values["kv_base"]->setText(without > 0 ? byte_size_text(without, 2) : QString("—"));
         s.kv_note->clear();
         s.kv_note->setVisible(false);

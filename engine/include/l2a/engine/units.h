@@ -31,6 +31,11 @@ std::string format_count_short(std::int64_t value);
 // asked for); a tiny negative one reads "0.0%".
 std::string format_percent(double fraction, int decimals = 1);
 
+// The element a KV-cache size is counted in (RunOptions::kv_bytes_per_element): "bf16" for 2
+// bytes (the default: the cache a deployment keeps, whatever dtype the run computed in),
+// "fp32" for 4, "8-bit" for 1, else "N B/element".
+std::string kv_element_text(int bytes_per_element);
+
 // A setting given as a share (a threshold the user chose), as it is: "50%", "35.5%", "0.1%",
 // "0.05%", with as few decimals as show it (at most 3), never clamped as format_percent clamps
 // measured shares; "n/a" when not finite.
