@@ -279,8 +279,10 @@ QStringList draw_axis(ImDrawList* draw, const Frame& f) {
     QStringList ticks;
     const double step = tick_step(f);
     const double first = std::ceil(f.view_begin / step - 1e-6);
-    for (double k = first; k * step <= f.view_end + step * 1e-6; k += 1.0) {
-        const double t = k * step;
+    // At most a few dozen ticks fit; the count bounds the loop even where k + 1 == k.
+    for (int i = 0; i < 64; ++i) {
+        const double t = (first + i) * step;
+        if (!(t <= f.view_end + step * 1e-6)) break;
         const float x = f.x_of(t);
         draw->AddLine(ImVec2(x, f.area_min.y - 4), ImVec2(x, f.area_max.y),
                       IM_COL32(0xe3, 0xe7, 0xee, 255));
