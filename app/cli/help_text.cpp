@@ -281,10 +281,10 @@ to back after its warm-up, so that each runs near the clock its own power draw l
 the power cap. --order interleaved runs rounds of global, local, whole and cuDNN once each,
 each part after every other equally often over the rounds, each round after a millisecond's
 head start that queues its launches: every part then runs at about the clock the mix leaves
-(the cap follows the last few hundred milliseconds, which cuDNN's long runs dominate), as the
-kernels of a prefill do among its GEMMs, and cuDNN is timed with each row; flash, the slowest,
-is timed in a block of its own either way. Under the times, the GPU's SM clock during each
-part's timed runs (NVML, sampled every 5 ms: the median, the share of samples held by the
+(the cap follows the last few hundred milliseconds, which cuDNN's long runs dominate), closer
+to a prefill, whose kernels run among GEMMs, and cuDNN is timed with each row; flash, the
+slowest, is timed in a block of its own either way. Under the times, the GPU's SM clock during
+each part's timed runs (NVML, sampled every 5 ms: the median, the share of samples held by the
 power cap, the share slowed for heat or by the hardware where any, and the hottest
 temperature in degrees Celsius); JSON: each part's "clock", "timed_spans" and
 "timed_span_ms" (when its timed runs went).
