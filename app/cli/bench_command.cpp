@@ -1083,6 +1083,7 @@ PartClock part_clock(const BenchTime& t, std::span<const ClockSample> samples,
 // A share of samples as a whole percent without the sign, never rounded to all or none:
 // "31", "100", ">99" (1 to 5 of 1,000 samples were not), "<1".
 std::string share_digits(double share) {
+    if (!std::isfinite(share)) return "?";
     std::string text = format_percent(share, 0);
     text.pop_back();  // the '%'
     return text;
@@ -1254,8 +1255,9 @@ int bench_attention_command(std::span<const std::string_view> raw) {
         "SDPA full causal with that backend forced\n");
     if (options.interleaved) {
         std::printf(
-            "timed in rounds: each round runs global, local, whole and cuDNN once, each part after "
-            "every other\nequally often over the rounds; flash in a block of its own\n");
+            "timed in rounds: each round runs global, local, whole and cuDNN once, in a balanced "
+            "order (each\npart after every other equally often in each cycle of rounds); flash in "
+            "a block of its own\n");
     } else {
         std::printf(
             "timed in blocks: cuDNN's runs, flash's, then each row's global, local and whole, "

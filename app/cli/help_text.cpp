@@ -279,8 +279,10 @@ it fails. Times are medians of CUDA-event timings after a warm-up; FLOPs are cou
 global/cuDNN. The timed runs go in blocks (--order blocks, the default): each part's runs back
 to back after its warm-up, so that each runs near the clock its own power draw leaves it under
 the power cap. --order interleaved runs rounds of global, local, whole and cuDNN once each,
-each part after every other equally often over the rounds, each round after a millisecond's
-head start that queues its launches: every part then runs at about the clock the mix leaves
+each part after every other equally often in each cycle of 4 rounds (6 without cuDNN; a
+--repeat that is no multiple of it leaves the last cycle part-done), each round behind a
+millisecond's head start that queues its launches: every part then runs at about the clock
+the mix leaves
 (the cap follows the last few hundred milliseconds, which cuDNN's long runs dominate), closer
 to a prefill, whose kernels run among GEMMs, and cuDNN is timed with each row; flash, the
 slowest, is timed in a block of its own either way. Under the times, the GPU's SM clock during

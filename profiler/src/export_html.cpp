@@ -311,8 +311,8 @@ void timing_section(Html& h, const Profile& p, const TimelineSummary& s) {
         "<th>kernels</th></tr>\n");
     for (const report::StageRow& row : report::stage_rows(s)) {
         h.raw("<tr><th>" + escape(row.name) + "</th><td>" + escape(format_duration(row.seconds)) +
-              "</td><td>" + format_percent(row.share) + "</td><td>" + std::to_string(row.kernels) +
-              "</td></tr>\n");
+              "</td><td>" + escape(format_percent(row.share)) + "</td><td>" +
+              std::to_string(row.kernels) + "</td></tr>\n");
     }
     h.raw("</table></section>\n");
 }
@@ -397,10 +397,10 @@ void compare_section(Html& h, const Profile& base, const Profile* variant) {
         "</th><th>variant global</th><th>change</th><th>tokens decided differently</th>"
         "<th>pruned</th></tr>\n");
     for (const report::LayerChange& row : c.layers) {
-        h.raw("<tr><td>" + std::to_string(row.layer) + "</td><td>" + format_percent(row.base) +
-              "</td><td>" + format_percent(row.variant) + "</td><td>" +
-              format_points(row.variant - row.base) + "</td><td>" + std::to_string(row.changed) +
-              "</td><td>" + row.pruned + "</td></tr>\n");
+        h.raw("<tr><td>" + std::to_string(row.layer) + "</td><td>" +
+              escape(format_percent(row.base)) + "</td><td>" + escape(format_percent(row.variant)) +
+              "</td><td>" + escape(format_points(row.variant - row.base)) + "</td><td>" +
+              std::to_string(row.changed) + "</td><td>" + row.pruned + "</td></tr>\n");
     }
     h.raw("</table></section>\n");
 }

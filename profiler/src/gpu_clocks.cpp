@@ -136,6 +136,9 @@ struct ClockSampler::Impl {
             }
             lock.lock();
             if (s.sm_mhz > 0) samples.push_back(s);
+            // A late round (a slow read) does not make the next ones come back to back: at most
+            // one sample a period, whatever the reads cost.
+            next = std::max(next, std::chrono::steady_clock::now());
             wake.wait_until(lock, next, [this] { return stopping; });
         }
     }

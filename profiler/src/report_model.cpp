@@ -127,8 +127,8 @@ std::vector<Rows> run_tables(const Profile& p, const TimelineSummary& summary) {
     results.emplace_back("perplexity", format_fixed(metrics.perplexity, 3));
     results.emplace_back("global attention",
                          format_percent(metrics.global_fraction_overall) + " of token-layers");
-    std::string kv = format_bytes(metrics.kv_bytes_total) + " as a " +
-                     kv_element_text(p.options.kv_bytes_per_element) + " cache";
+    std::string kv = format_bytes(metrics.kv_bytes_total) + " in " +
+                     kv_element_text(p.options.kv_bytes_per_element);
     if (metrics.kv_bytes_without_l2a > 0) {
         kv += " (" +
               format_percent(static_cast<double>(metrics.kv_bytes_total) /

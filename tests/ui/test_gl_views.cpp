@@ -203,6 +203,24 @@ private slots:
         expect_round_ticks(round, 1e-3);
         QVERIFY2(round.front() == "50 ms" || round.front() == "100 ms",
                  qPrintable(round.join(" | ")));
+        // A narrow timeline still shows at least one round tick.
+        timeline.resize(260, 400);
+        timeline.measureFrames(1);
+        const QStringList narrow = timeline.tickLabels();
+        QVERIFY2(!narrow.isEmpty(), "no tick in a narrow timeline");
+        if (narrow.size() >= 2) expect_round_ticks(narrow, 1e-3);
+        timeline.resize(900, 400);
+        // A view too short to tell its times apart (1 ns at 10^7 s): no ticks, no hang, and
+        // never the same label twice.
+        timeline.setVisibleTime(1e7, 1e7);
+        timeline.measureFrames(1);
+        const QStringList flat = timeline.tickLabels();
+        QCOMPARE(QSet<QString>(flat.begin(), flat.end()).size(), flat.size());
+        timeline.setVisibleTime(1000.0, 1000.0 + 50e-9);  // 50 ns at 1000 s: distinct labels
+        timeline.measureFrames(1);
+        const QStringList fine = timeline.tickLabels();
+        QVERIFY2(fine.size() >= 2, qPrintable(fine.join(" | ")));
+        QCOMPARE(QSet<QString>(fine.begin(), fine.end()).size(), fine.size());
         // The lanes start after the widest lane label.
         QVERIFY(timeline.eventArea().left() > 60);
     }

@@ -266,7 +266,7 @@ private slots:
         const double relative = static_cast<double>(p->metrics.kv_bytes_total) /
                                 static_cast<double>(p->metrics.kv_bytes_without_l2a);
         QVERIFY(relative > 1.0 && relative < 1.1);
-        QCOMPARE(shown("kv"), byte_size_text(p->metrics.kv_bytes_total, 2) + " as a bf16 cache, " +
+        QCOMPARE(shown("kv"), byte_size_text(p->metrics.kv_bytes_total, 2) + " in bf16, " +
                                   QString::number(100.0 * relative, 'f', 1) + "% of without L2A");
         QCOMPARE(shown("kv_base"), byte_size_text(p->metrics.kv_bytes_without_l2a, 2));
         auto* note = child<QLabel>(window_.get(), "summary_kv_note");

@@ -104,8 +104,8 @@ std::string tick_text(double ns, double step_ns, double axis_max_ns) {
         scale = 1e-6;
     }
     const double step = step_ns * scale;
-    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 7);
-    char buffer[40];
+    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 10);
+    char buffer[64];
     std::snprintf(buffer, sizeof buffer, "%.*f %s", decimals, ns * scale, unit);
     return buffer;
 }
@@ -255,22 +255,30 @@ void draw_legend(ImDrawList* draw, const ImVec2& origin, float width, bool memor
 
 // The step between the time axis's ticks: 1, 2 or 5 times a power of ten, the smallest that
 // leaves at most eight intervals across the view and room for each label (so that the ticks
-// fall on round times: 100, 200, 300 ms, never 75, 150, 225 ms of a 376 ms view).
+// fall on round times: 100, 200, 300 ms, never 75, 150, 225 ms of a 376 ms view); in a view too
+// narrow for that, the largest step that still leaves one interval. 0: no ticks, for a view so
+// short against its distance from 0 that its times cannot be told apart.
 double tick_step(const Frame& f) {
-    const double span = std::max(f.view_end - f.view_begin, 1e-3);
+    const double span = f.view_end - f.view_begin;
     const double axis_max = std::max(std::abs(f.view_begin), std::abs(f.view_end));
+    if (!(span > 0.0) || !std::isfinite(span) || span < axis_max * 1e-12) return 0.0;
     double decade = std::pow(10.0, std::floor(std::log10(span / 8.0)));
-    for (int round = 0; round < 6; ++round, decade *= 10.0) {
+    double widest = 0.0;  // the largest candidate no longer than the view
+    for (int round = 0; round < 3; ++round, decade *= 10.0) {
         for (double factor : {1.0, 2.0, 5.0}) {
             const double step = factor * decade;
             const double intervals = span / step;
             if (intervals > 8.0) continue;
-            const float label =
-                ImGui::CalcTextSize(tick_text(f.view_end, step, axis_max).c_str()).x;
-            if (intervals * (label + 40.0) <= f.width()) return step;
+            if (intervals < 1.0) return widest > 0.0 ? widest : step;
+            widest = step;
+            const std::string label = tick_text(f.view_end, step, axis_max);
+            const std::string other = tick_text(f.view_begin, step, axis_max);
+            const float width = std::max(ImGui::CalcTextSize(label.c_str()).x,
+                                         ImGui::CalcTextSize(other.c_str()).x);
+            if (intervals * (width + 40.0) <= f.width()) return step;
         }
     }
-    return decade;
+    return widest > 0.0 ? widest : decade;
 }
 
 // The time axis above the lanes: a tick with a grid line at each round multiple of the step
@@ -278,6 +286,7 @@ double tick_step(const Frame& f) {
 QStringList draw_axis(ImDrawList* draw, const Frame& f) {
     QStringList ticks;
     const double step = tick_step(f);
+    if (step <= 0.0) return ticks;
     const double first = std::ceil(f.view_begin / step - 1e-6);
     // At most a few dozen ticks fit; the count bounds the loop even where k + 1 == k.
     for (int i = 0; i < 64; ++i) {

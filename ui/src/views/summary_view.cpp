@@ -182,7 +182,7 @@ void SummaryView::refresh() {
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
     if (m.is_l2a && !p->options.as_base && without > 0) {
         s.values["kv"]->setText(
-            QString("%1 as a %2 cache, %3 of without L2A")
+            QString("%1 in %2, %3 of without L2A")
                 .arg(byte_size_text(with, 2), kv_element,
                      percent_text(static_cast<double>(with) / static_cast<double>(without))));
         s.values["kv_base"]->setText(byte_size_text(without, 2));
@@ -191,8 +191,7 @@ void SummaryView::refresh() {
             "window): a little more than the base model. Pruning layers is what saves.");
         s.kv_note->setVisible(true);
     } else {
-        s.values["kv"]->setText(
-            QString("%1 as a %2 cache").arg(byte_size_text(with, 2), kv_element));
+        s.values["kv"]->setText(QString("%1 in %2").arg(byte_size_text(with, 2), kv_element));
         s.values["kv_base"]->setText(without > 0 ? byte_size_text(without, 2) : QString("—"));
         s.kv_note->clear();
         s.kv_note->setVisible(false);

@@ -35,10 +35,11 @@ struct AttentionBenchOptions {
     // flash's, once per (tokens, shape), then per row global's, local's and whole's, each part's
     // runs back to back after its warm-up, so that each runs near the clock its own power draw
     // leaves it under the power cap. Interleaved: rounds that run global, local, whole and cuDNN
-    // once each, in the orders of interleaved_order (each part follows every other equally
-    // often); every part then runs at about the clock the mix leaves (the cap's controller
-    // follows the last few hundred milliseconds, which cuDNN's long runs dominate), and cuDNN is
-    // timed for each row. Flash (the slowest) is timed in a block of its own either way.
+    // once each, in the orders of interleaved_order (in each cycle of its rounds each part
+    // follows every other equally often); every part then runs at about the clock the mix leaves
+    // (the cap's controller follows the last few hundred milliseconds, which cuDNN's long runs
+    // dominate), and cuDNN is timed for each row. Flash (the slowest) is timed in a block of its
+    // own either way.
     bool interleaved = false;
     // What is running now ("T=32768 28/4/128 routed 20%"), for a progress line.
     std::function<void(std::string_view)> progress;
