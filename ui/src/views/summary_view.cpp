@@ -182,13 +182,15 @@ void SummaryView::refresh() {
     const std::int64_t without = p->metrics.kv_bytes_without_l2a;
     if (m.is_l2a && !p->options.as_base && without > 0) {
         s.values["kv"]->setText(
-            QString("%1 in %2, %3 of without L2A")
-                .arg(byte_size_text(with, 2), kv_element,
+            QString("%1, %2 of without L2A")
+                .arg(byte_size_text(with, 2),
                      percent_text(static_cast<double>(with) / static_cast<double>(without))));
         s.values["kv_base"]->setText(byte_size_text(without, 2));
         s.kv_note->setText(
-            "L2A keeps global K/V for every token of every layer that is not pruned (plus its "
-            "window): a little more than the base model. Pruning layers is what saves.");
+            "Counted in " + kv_element +
+            ", the cache a deployment keeps, whatever the run computed in. L2A keeps global K/V "
+            "for every token of every layer that is not pruned (plus its window): a little more "
+            "than the base model. Pruning layers is what saves.");
         s.kv_note->setVisible(true);
     } else {
         s.values["kv"]->setText(QString("%1 in %2").arg(byte_size_text(with, 2), kv_element));
