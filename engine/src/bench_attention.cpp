@@ -261,9 +261,11 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     // each row's parts.
     if (o.progress) o.progress(label + " SDPA baselines");
     const std::int64_t group = hq / hkv;
-    const at::Tensor qh = heads_first(q, 1);
-    const at::Tensor kh = heads_first(k, group);
-    const at::Tensor vh = heads_first(v, group);
+    // Held through the rows only when cuDNN runs with them (interleaved): with the KV heads
+    // repeated for each query head they take as much memory as the rest of the bench.
+    at::Tensor qh = heads_first(q, 1);
+    at::Tensor kh = heads_first(k, group);
+    at::Tensor vh = heads_first(v, group);
     const std::function<void()> run_cudnn = [&] {
         at::_scaled_dot_product_cudnn_attention(qh, kh, vh, std::nullopt,
                                                 /*compute_log_sumexp=*/false, 0.0,
@@ -273,6 +275,11 @@ void bench_one(const AttentionBenchOptions& o, std::int64_t tokens, const Attent
     const BenchTime flash = time_sdpa(
         [&] { at::_scaled_dot_product_flash_attention(qh, kh, vh, 0.0, /*is_causal=*/true); }, o,
         stream);
+    if (!o.interleaved || !cudnn.available) {
+        qh = at::Tensor();
+        kh = at::Tensor();
+        vh = at::Tensor();
+    }
 
     kernels::AttentionShape shape;
     shape.tokens = tokens;
