@@ -96,16 +96,26 @@ std::string kv_element_text(int bytes_per_element) {
     }
 }
 
+int exact_decimals(double value, int most) {
+    for (int decimals = 0; decimals < most; ++decimals) {
+        const double scaled = std::abs(value) * std::pow(10.0, decimals);
+        if (std::abs(scaled - std::round(scaled)) <= 1e-6 * scaled) return decimals;
+    }
+    return std::max(most, 0);
+}
+
+double round_step(double at_least) {
+    const double decade = std::pow(10.0, std::floor(std::log10(at_least)));
+    for (double factor : {1.0, 2.0, 5.0}) {
+        if (factor * decade >= at_least * (1.0 - 1e-12)) return factor * decade;
+    }
+    return 10.0 * decade;
+}
+
 std::string format_setting_percent(double fraction) {
     if (!std::isfinite(fraction)) return "n/a";
     const double percent = 100.0 * fraction;
-    for (int decimals = 0; decimals < 3; ++decimals) {
-        const double scale = std::pow(10.0, decimals);
-        if (std::abs(std::round(percent * scale) - percent * scale) < 1e-6) {
-            return format_fixed(percent, decimals) + "%";
-        }
-    }
-    return format_fixed(percent, 3) + "%";
+    return format_fixed(percent, exact_decimals(percent, 3)) + "%";
 }
 
 std::string format_points(double change, int decimals) {

@@ -357,12 +357,7 @@ double timing_scale(const TimelineSummary& s) {
     }
     if (!(most > 0.0) || !std::isfinite(most)) return 0.0;
     // The smallest round step of which four reach the tallest bar.
-    const double decade = std::pow(10.0, std::floor(std::log10(most / 4.0)));
-    for (double factor : {1.0, 2.0, 5.0, 10.0}) {
-        const double step = factor * decade;
-        if (4.0 * step >= most * (1.0 - 1e-12)) return 4.0 * step;
-    }
-    return 40.0 * decade;
+    return 4.0 * round_step(most / 4.0);
 }
 
 std::string timing_tick(double scale, int tick) {
@@ -373,12 +368,7 @@ std::string timing_tick(double scale, int tick) {
     const double in_unit = magnitude < 1e-3  ? magnitude * 1e6
                            : magnitude < 1.0 ? magnitude * 1e3
                                              : magnitude;
-    int decimals = 0;
-    while (decimals < 3) {
-        const double scaled = in_unit * std::pow(10.0, decimals);
-        if (std::abs(scaled - std::round(scaled)) < 1e-6 * std::max(1.0, scaled)) break;
-        ++decimals;
-    }
+    const int decimals = exact_decimals(in_unit, 3);
     return format_duration(seconds, {decimals, decimals, decimals});
 }
 

@@ -86,6 +86,19 @@ TEST(Units, PercentagePoints) {
     EXPECT_EQ(format_points(kNan), "n/a");
 }
 
+TEST(Units, ExactDecimalsAndRoundSteps) {
+    EXPECT_EQ(exact_decimals(35.5, 3), 1);
+    EXPECT_EQ(exact_decimals(100.0, 3), 0);
+    EXPECT_EQ(exact_decimals(0.05, 3), 2);
+    EXPECT_EQ(exact_decimals(1e-8, 10), 8);  // a small step is never shown as 0
+    EXPECT_EQ(exact_decimals(1.0 / 3.0, 3), 3);
+    EXPECT_DOUBLE_EQ(round_step(0.082), 0.1);
+    EXPECT_DOUBLE_EQ(round_step(1.5), 2.0);
+    EXPECT_DOUBLE_EQ(round_step(3.0), 5.0);
+    EXPECT_DOUBLE_EQ(round_step(5.0), 5.0);
+    EXPECT_DOUBLE_EQ(round_step(7.5), 10.0);
+}
+
 TEST(Units, KvElement) {
     EXPECT_EQ(kv_element_text(2), "bf16");
     EXPECT_EQ(kv_element_text(4), "fp32");

@@ -103,8 +103,7 @@ std::string tick_text(double ns, double step_ns, double axis_max_ns) {
         unit = "ms";
         scale = 1e-6;
     }
-    const double step = step_ns * scale;
-    const int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 10);
+    const int decimals = exact_decimals(step_ns * scale, 10);
     char buffer[64];
     std::snprintf(buffer, sizeof buffer, "%.*f %s", decimals, ns * scale, unit);
     return buffer;
@@ -262,23 +261,20 @@ double tick_step(const Frame& f) {
     const double span = f.view_end - f.view_begin;
     const double axis_max = std::max(std::abs(f.view_begin), std::abs(f.view_end));
     if (!(span > 0.0) || !std::isfinite(span) || span < axis_max * 1e-12) return 0.0;
-    double decade = std::pow(10.0, std::floor(std::log10(span / 8.0)));
     double widest = 0.0;  // the largest candidate no longer than the view
-    for (int round = 0; round < 3; ++round, decade *= 10.0) {
-        for (double factor : {1.0, 2.0, 5.0}) {
-            const double step = factor * decade;
-            const double intervals = span / step;
-            if (intervals > 8.0) continue;
-            if (intervals < 1.0) return widest > 0.0 ? widest : step;
-            widest = step;
-            const std::string label = tick_text(f.view_end, step, axis_max);
-            const std::string other = tick_text(f.view_begin, step, axis_max);
-            const float width = std::max(ImGui::CalcTextSize(label.c_str()).x,
-                                         ImGui::CalcTextSize(other.c_str()).x);
-            if (intervals * (width + 40.0) <= f.width()) return step;
-        }
+    double step = round_step(span / 8.0);
+    // The candidates in turn, 1, 2, 5, 10, ... times the first's decade, for three decades.
+    for (int candidate = 0; candidate < 9; ++candidate, step = round_step(step * 1.5)) {
+        const double intervals = span / step;
+        if (intervals < 1.0) return widest > 0.0 ? widest : step;
+        widest = step;
+        const std::string label = tick_text(f.view_end, step, axis_max);
+        const std::string other = tick_text(f.view_begin, step, axis_max);
+        const float width =
+            std::max(ImGui::CalcTextSize(label.c_str()).x, ImGui::CalcTextSize(other.c_str()).x);
+        if (intervals * (width + 40.0) <= f.width()) return step;
     }
-    return widest > 0.0 ? widest : decade;
+    return widest;
 }
 
 // The time axis above the lanes: a tick with a grid line at each round multiple of the step

@@ -26,6 +26,14 @@ std::string group_digits(std::int64_t value);
 // 7615616512 -> "7.62B", 999 -> "999".
 std::string format_count_short(std::int64_t value);
 
+// The fewest decimals, at most `most`, that show `value` exactly (within a millionth of it):
+// 35.5 -> 1, 100 -> 0, 0.05 -> 2, 1e-8 -> 8.
+int exact_decimals(double value, int most);
+
+// The smallest round step at or above `at_least` (> 0): 1, 2 or 5 times a power of ten, as an
+// axis's ticks are spaced (0.082 -> 0.1, 1.5 -> 2, 3 -> 5).
+double round_step(double at_least);
+
 // "12.3%" for 0.123 (fraction of 1); "n/a" when not finite. A positive share that would round
 // to zero reads "<0.1%", one below 1 that would round to 100% reads ">99.9%" (with the decimals
 // asked for); a tiny negative one reads "0.0%".
