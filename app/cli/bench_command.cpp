@@ -1103,18 +1103,25 @@ std::string cell_clock(const PartClock& c) {
     return cell;
 }
 
-nlohmann::json time_json(const BenchTime& t, double flop, const PartClock& clock) {
+// `origin_ns`: the steady clock when the benchmark began, from which the spans are placed.
+nlohmann::json time_json(const BenchTime& t, double flop, const PartClock& clock,
+                         std::int64_t origin_ns) {
     if (!t.available) return {{"available", false}, {"reason", t.reason}};
-    // When the timed runs went: one span in blocks, one per run interleaved, and how long the
-    // spans lasted in all (the clock's samples come from inside them).
+    // When the timed runs went: one span in blocks, one per run interleaved, each as [begin,
+    // end] in ms since the benchmark began, and how long the spans lasted in all (the clock's
+    // samples come from inside them).
     double span_ms = 0;
+    nlohmann::json at = nlohmann::json::array();
     for (const BenchTime::Span& span : t.spans) {
         span_ms += static_cast<double>(span.end_ns - span.begin_ns) * 1e-6;
+        at.push_back({static_cast<double>(span.begin_ns - origin_ns) * 1e-6,
+                      static_cast<double>(span.end_ns - origin_ns) * 1e-6});
     }
     return {{"ms", t.ms},
             {"tflops", t.ms > 0 ? flop / (t.ms * 1e-3) / 1e12 : 0.0},
             {"timed_spans", t.spans.size()},
             {"timed_span_ms", span_ms},
+            {"timed_spans_at_ms", at},
             {"clock", clock_json(clock.stats, clock.source)}};
 }
 
@@ -1183,6 +1190,7 @@ int bench_attention_command(std::span<const std::string_view> raw) {
     // The GPU's clock through the whole grid, sorted out by each part's timed runs after.
     ClockSampler sampler(cuda_device_info(parse_device(options.device)->index).pci_bus_id,
                          kClockPeriod, steady_ns);
+    const std::int64_t origin_ns = steady_ns();
     const AttentionBenchResult result = bench_attention(options);
     // Whether it sampled, and why not, read before stop() (after it the sampler is inactive).
     const bool sampled = sampler.active();
@@ -1212,11 +1220,11 @@ int bench_attention_command(std::span<const std::string_view> raw) {
                             {"global_flop", r.global_flop},
                             {"local_flop", r.local_flop},
                             {"full_causal_flop", r.full_flop},
-                            {"global", time_json(r.global, r.global_flop, c.global)},
-                            {"local", time_json(r.local, r.local_flop, c.local)},
-                            {"whole", time_json(r.whole, whole_flop, c.whole)},
-                            {"sdpa_cudnn", time_json(r.cudnn, r.full_flop, c.cudnn)},
-                            {"sdpa_flash", time_json(r.flash, r.full_flop, c.flash)},
+                            {"global", time_json(r.global, r.global_flop, c.global, origin_ns)},
+                            {"local", time_json(r.local, r.local_flop, c.local, origin_ns)},
+                            {"whole", time_json(r.whole, whole_flop, c.whole, origin_ns)},
+                            {"sdpa_cudnn", time_json(r.cudnn, r.full_flop, c.cudnn, origin_ns)},
+                            {"sdpa_flash", time_json(r.flash, r.full_flop, c.flash, origin_ns)},
                             {"whole_over_cudnn", r.whole.available && r.cudnn.available
                                                      ? nlohmann::json(r.whole.ms / r.cudnn.ms)
                                                      : nlohmann::json(nullptr)},

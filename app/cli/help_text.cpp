@@ -288,8 +288,8 @@ to a prefill, whose kernels run among GEMMs, and cuDNN is timed with each row; f
 slowest, is timed in a block of its own either way. Under the times, the GPU's SM clock during
 each part's timed runs (NVML, sampled every 5 ms: the median, the share of samples held by the
 power cap, the share slowed for heat or by the hardware where any, and the hottest
-temperature in degrees Celsius); JSON: each part's "clock", "timed_spans" and
-"timed_span_ms" (when its timed runs went).
+temperature in degrees Celsius); JSON: each part's "clock", "timed_spans", "timed_span_ms"
+and "timed_spans_at_ms" (when its timed runs went: [begin, end] in ms since the benchmark began).
 
 Attention options:
   --tokens N,N,...    sequence lengths (default 8K,32K,64K,128K)

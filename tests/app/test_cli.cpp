@@ -27,6 +27,7 @@
 
 #include "../engine/scoped_env.h"
 #include "../engine/test_support.h"
+#include "l2a/engine/bench.h"
 #include "l2a/engine/demo.h"
 #include "l2a/engine/profile.h"
 #include "l2a/engine/safetensors.h"
@@ -1190,6 +1191,58 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
         const json& first_cudnn = results["results"][0]["sdpa_cudnn"];
         if (!interleaved && first_cudnn.contains("ms")) {
             EXPECT_EQ(first_cudnn["ms"], results["results"][1]["sdpa_cudnn"]["ms"]);
+        }
+        // Where each span lies: no two parts ran at once; in blocks cuDNN's runs came first and
+        // then each row's global, local and whole; interleaved, each round ran the parts in the
+        // order interleaved_order gives, and each run's span lasts about a run.
+        for (const json& each : results["results"]) {
+            struct Run {
+                double begin, end;
+                std::size_t part;
+            };
+            std::vector<Run> runs;
+            std::vector<std::size_t> parts;
+            const std::vector<std::string> names = {"global", "local", "whole", "sdpa_cudnn"};
+            for (std::size_t part = 0; part < names.size(); ++part) {
+                const json& timed = each[names[part]];
+                if (!timed.contains("ms")) continue;  // cuDNN refused: three parts
+                parts.push_back(part);
+                const json& at = timed["timed_spans_at_ms"];
+                ASSERT_EQ(at.size(), timed["timed_spans"].get<std::size_t>()) << timed;
+                for (const json& span : at) {
+                    const double begin = span.at(0).get<double>();
+                    const double end = span.at(1).get<double>();
+                    EXPECT_GE(begin, 0.0) << names[part];
+                    EXPECT_GT(end, begin) << names[part];
+                    if (interleaved) {
+                        // One run: about the median run (6 runs spread by the GPU's clock).
+                        const double ms = timed["ms"].get<double>();
+                        EXPECT_GT(end - begin, 0.5 * ms) << names[part] << ": " << span;
+                        EXPECT_LT(end - begin, 2.0 * ms) << names[part] << ": " << span;
+                    }
+                    runs.push_back({begin, end, part});
+                }
+            }
+            std::sort(runs.begin(), runs.end(),
+                      [](const Run& a, const Run& b) { return a.begin < b.begin; });
+            for (std::size_t i = 1; i < runs.size(); ++i) {
+                EXPECT_LE(runs[i - 1].end, runs[i].begin)
+                    << names[runs[i - 1].part] << " overlaps " << names[runs[i].part];
+            }
+            std::vector<std::size_t> got;
+            for (const Run& run : runs) got.push_back(run.part);
+            std::vector<std::size_t> expected;
+            if (interleaved) {
+                for (int round = 0; round < 6; ++round) {
+                    for (std::size_t j : l2a::interleaved_order(round, parts.size())) {
+                        expected.push_back(parts[j]);
+                    }
+                }
+            } else {
+                expected = {3, 0, 1, 2};  // cuDNN's block, then global, local and whole
+                if (parts.size() == 3) expected.erase(expected.begin());
+            }
+            EXPECT_EQ(got, expected);
         }
     }
 
