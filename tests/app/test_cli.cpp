@@ -1192,58 +1192,76 @@ TEST_F(Cli, BenchAttentionSaysTheClockOfEachPart) {
         if (!interleaved && first_cudnn.contains("ms")) {
             EXPECT_EQ(first_cudnn["ms"], results["results"][1]["sdpa_cudnn"]["ms"]);
         }
-        // Where each span lies: no two parts ran at once; in blocks cuDNN's runs came first and
-        // then each row's global, local and whole; interleaved, each round ran the parts in the
-        // order interleaved_order gives, and each run's span lasts about a run.
-        for (const json& each : results["results"]) {
-            struct Run {
-                double begin, end;
-                std::size_t part;
-            };
-            std::vector<Run> runs;
-            std::vector<std::size_t> parts;
-            const std::vector<std::string> names = {"global", "local", "whole", "sdpa_cudnn"};
-            for (std::size_t part = 0; part < names.size(); ++part) {
-                const json& timed = each[names[part]];
-                if (!timed.contains("ms")) continue;  // cuDNN refused: three parts
-                parts.push_back(part);
-                const json& at = timed["timed_spans_at_ms"];
-                ASSERT_EQ(at.size(), timed["timed_spans"].get<std::size_t>()) << timed;
-                for (const json& span : at) {
-                    const double begin = span.at(0).get<double>();
-                    const double end = span.at(1).get<double>();
-                    EXPECT_GE(begin, 0.0) << names[part];
-                    EXPECT_GT(end, begin) << names[part];
-                    if (interleaved) {
-                        // One run: about the median run (6 runs spread by the GPU's clock).
-                        const double ms = timed["ms"].get<double>();
-                        EXPECT_GT(end - begin, 0.5 * ms) << names[part] << ": " << span;
-                        EXPECT_LT(end - begin, 2.0 * ms) << names[part] << ": " << span;
-                    }
-                    runs.push_back({begin, end, part});
+        // Where each span lies, across the whole grid (one length and shape): no two parts ran
+        // at once, and they ran in the documented order. In blocks: cuDNN's runs, flash's, then
+        // each row's global, local and whole. Interleaved: flash's, then each row's rounds,
+        // each in the order interleaved_order gives, one span a run lasting about a run.
+        // The baselines timed once for both rows (cuDNN in blocks, flash always) show the same
+        // spans in both and are counted once.
+        struct Run {
+            double begin, end;
+            std::string label;
+        };
+        std::vector<Run> runs;
+        const std::vector<std::string> names = {"global", "local", "whole", "sdpa_cudnn"};
+        const auto add_spans = [&](const json& timed, const std::string& label) {
+            for (const json& span : timed["timed_spans_at_ms"]) {
+                const double begin = span.at(0).get<double>();
+                const double end = span.at(1).get<double>();
+                EXPECT_GE(begin, 0.0) << label;
+                EXPECT_GT(end, begin) << label;
+                if (interleaved && label.rfind("flash", 0) != 0) {
+                    // One run: about the median run (6 runs spread by the GPU's clock).
+                    const double ms = timed["ms"].get<double>();
+                    EXPECT_GT(end - begin, 0.5 * ms) << label << ": " << span;
+                    EXPECT_LT(end - begin, 2.0 * ms) << label << ": " << span;
                 }
+                runs.push_back({begin, end, label});
             }
-            std::sort(runs.begin(), runs.end(),
-                      [](const Run& a, const Run& b) { return a.begin < b.begin; });
-            for (std::size_t i = 1; i < runs.size(); ++i) {
-                EXPECT_LE(runs[i - 1].end, runs[i].begin)
-                    << names[runs[i - 1].part] << " overlaps " << names[runs[i].part];
+        };
+        const json& rows = results["results"];
+        std::vector<std::string> expected;
+        const auto shared = [&](const char* part, const std::string& label) {
+            if (!rows[0].at(part).contains("ms")) return;  // the backend refused
+            EXPECT_EQ(rows[1][part]["timed_spans_at_ms"], rows[0][part]["timed_spans_at_ms"])
+                << part;
+            add_spans(rows[0][part], label);
+            expected.push_back(label);
+        };
+        if (!interleaved) shared("sdpa_cudnn", "cudnn");
+        shared("sdpa_flash", "flash");
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            const json& each = rows[r];
+            const std::string row = "row " + std::to_string(r) + " ";
+            std::vector<std::size_t> parts;
+            for (std::size_t part = 0; part < names.size(); ++part) {
+                if (!each.at(names[part]).contains("ms")) continue;  // cuDNN refused
+                if (part == 3 && !interleaved) continue;             // counted once above
+                parts.push_back(part);
+                add_spans(each[names[part]], row + names[part]);
             }
-            std::vector<std::size_t> got;
-            for (const Run& run : runs) got.push_back(run.part);
-            std::vector<std::size_t> expected;
             if (interleaved) {
-                for (int round = 0; round < 6; ++round) {
+                const int rounds = each["global"]["timed_spans"].get<int>();
+                for (int round = 0; round < rounds; ++round) {
                     for (std::size_t j : l2a::interleaved_order(round, parts.size())) {
-                        expected.push_back(parts[j]);
+                        expected.push_back(row + names[parts[j]]);
                     }
                 }
             } else {
-                expected = {3, 0, 1, 2};  // cuDNN's block, then global, local and whole
-                if (parts.size() == 3) expected.erase(expected.begin());
+                for (std::size_t part : parts) expected.push_back(row + names[part]);
             }
-            EXPECT_EQ(got, expected);
         }
+        std::sort(runs.begin(), runs.end(),
+                  [](const Run& a, const Run& b) { return a.begin < b.begin; });
+        std::vector<std::string> got;
+        for (std::size_t i = 0; i < runs.size(); ++i) {
+            if (i > 0) {
+                EXPECT_LE(runs[i - 1].end, runs[i].begin)
+                    << runs[i - 1].label << " overlaps " << runs[i].label;
+            }
+            got.push_back(runs[i].label);
+        }
+        EXPECT_EQ(got, expected);
     }
 
     const Result text = l2a(args, dir_);
