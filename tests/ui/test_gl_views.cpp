@@ -100,6 +100,38 @@ private slots:
         QTRY_COMPARE(map.textureSize(), QSize(300, 2));
     }
 
+    void routingMapTokenAxisHasRoundTicks() {
+        Session session;
+        Selection selection;
+        RoutingMapView map(&session, &selection);
+        if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
+        session.setBase(std::make_shared<const Profile>(synthetic_profile(8206, 3, 0.2, 1)));
+        map.repaint();
+        // The whole document: from 0 at round positions (not 2051, 4103 ...), none past its end.
+        QTRY_VERIFY(map.tickLabels().size() >= 3);
+        QStringList ticks = map.tickLabels();
+        QCOMPARE(ticks.front(), QString("0"));
+        expect_round_ticks(ticks, 1.0);
+        QVERIFY2(ticks.back().toLongLong() < 8206 && ticks.back().toLongLong() >= 6000,
+                 qPrintable(ticks.join(" | ")));
+        // A view that starts and ends between round positions: the ticks fall on them.
+        map.setVisibleTokens(1234.4, 5678.9);
+        map.repaint();
+        const auto within = [&map](long long first, long long last) {
+            const QStringList now = map.tickLabels();
+            return !now.isEmpty() && now.front().toLongLong() >= first &&
+                   now.back().toLongLong() <= last;
+        };
+        QTRY_VERIFY2(within(1234, 5678), qPrintable(map.tickLabels().join(" | ")));
+        expect_round_ticks(map.tickLabels(), 1.0);
+        // Zoomed in to 30 tokens: a tick every few tokens, each under a token of the view.
+        map.setVisibleTokens(500, 530);
+        map.repaint();
+        QTRY_VERIFY2(within(500, 529), qPrintable(map.tickLabels().join(" | ")));
+        expect_round_ticks(map.tickLabels(), 1.0);
+        QVERIFY2(map.tickLabels().size() >= 3, qPrintable(map.tickLabels().join(" | ")));
+    }
+
     void routingMapClickSelectsAndFollowsTheSelection() {
         Session session;
         Selection selection;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "l2a/engine/units.h"
 #include "l2a/ui/selection.h"
 #include "l2a/ui/session.h"
 
@@ -228,22 +229,46 @@ void draw_legend(ImDrawList* draw, const MapFrame& f, float title_y) {
     }
 }
 
-// The token axis under the text strip: five token positions, then the axis title and the
-// legend on one line.
-void draw_token_axis(ImDrawList* draw, const MapFrame& f) {
+// The step between the token axis's ticks: 1, 2 or 5 times a power of ten tokens (at least
+// one), the smallest that leaves at most eight intervals across the view and room for each
+// label (0, 2000, 4000 of an 8,206-token document, never 2051, 4103); 0 for an empty view.
+long long token_tick_step(const MapFrame& f) {
+    const double span = f.view_last - f.view_first;
+    if (!(span > 0.0) || !std::isfinite(span)) return 0;
+    const std::string widest = std::to_string(static_cast<long long>(std::ceil(f.view_last)));
+    const double room = ImGui::CalcTextSize(widest.c_str()).x + 24.0;
+    double step = std::max(1.0, round_step(span / 8.0));
+    // Wider steps in turn (2, 5, 10 times ...) until the labels fit, for at most four decades.
+    for (int i = 0; i < 12 && span / step * room > f.map_w; ++i) step = round_step(step * 1.5);
+    return static_cast<long long>(step);
+}
+
+// The token axis under the text strip: a tick under the middle of each token at a round
+// position (token_tick_step) in view, then the axis title and the legend on one line. Returns
+// the ticks' labels.
+QStringList draw_token_axis(ImDrawList* draw, const MapFrame& f) {
+    QStringList labels;
     const float ticks_y = f.map_max.y + kTextStrip + 2;
-    for (int tick = 0; tick <= 4; ++tick) {
-        const double token = f.view_first + (f.view_last - f.view_first) * tick / 4.0;
-        const std::string text = std::to_string(static_cast<long long>(token));
-        const float x = static_cast<float>(f.map_min.x + f.map_w * tick / 4.0);
-        const float w = ImGui::CalcTextSize(text.c_str()).x;
-        draw->AddLine(ImVec2(x, f.map_max.y), ImVec2(x, f.map_max.y + 3), kMuted);
-        draw->AddText(ImVec2(std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w), ticks_y), kMuted,
-                      text.c_str());
+    const long long step = token_tick_step(f);
+    if (step > 0) {
+        // Token t spans [t, t + 1): the first whose middle is in view.
+        long long token = static_cast<long long>(std::ceil((f.view_first - 0.5) / step)) * step;
+        // At most a few dozen fit; the count bounds the loop.
+        for (int i = 0; i < 64 && token + 0.5 <= f.view_last; ++i, token += step) {
+            if (token < 0) continue;
+            const std::string text = std::to_string(token);
+            const float x = f.x_of(static_cast<double>(token) + 0.5);
+            const float w = ImGui::CalcTextSize(text.c_str()).x;
+            draw->AddLine(ImVec2(x, f.map_max.y), ImVec2(x, f.map_max.y + 3), kMuted);
+            draw->AddText(ImVec2(std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w), ticks_y),
+                          kMuted, text.c_str());
+            labels << QString::fromStdString(text);
+        }
     }
     const float title_y = ticks_y + 17;
     draw->AddText(ImVec2(f.map_min.x, title_y), kMuted, "token position in the document");
     draw_legend(draw, f, title_y);
+    return labels;
 }
 
 // The selection: the token as a vertical line, the layer as a band outline.
@@ -378,6 +403,7 @@ struct RoutingMapView::State {
     // double-click puts back.
     QRectF map_area;
     int token_texts = 0;
+    QStringList ticks;  // the token axis's labels in the last frame
     qint64 token_before_click = -1;
     int layer_before_click = -1;
 
@@ -560,6 +586,8 @@ void RoutingMapView::setShowVariant(bool variant) {
 
 int RoutingMapView::tokenTextsDrawn() const { return state_->token_texts; }
 
+QStringList RoutingMapView::tickLabels() const { return state_->ticks; }
+
 void RoutingMapView::initializeResources() {
     GLint max_size = 0;
     glGetIntegerv(GL_MAX_TEXTURE_SIZE, &max_size);
@@ -676,7 +704,7 @@ void RoutingMapView::drawFrame() {
     draw_pruned_layers(draw, f, want->options.prune);
     draw_layer_axis(draw, f);
     s.token_texts = draw_token_texts(draw, f, *want);
-    draw_token_axis(draw, f);
+    s.ticks = draw_token_axis(draw, f);
     draw_selection(draw, f, *s.selection, want->num_tokens());
     if (hovered && !s.dragging) {
         draw_tooltip(draw, f, *want, level > 0 ? s.textures[level].tokens_per_texel : 0);

@@ -8,6 +8,7 @@
 
 #include <QRectF>
 #include <QSize>
+#include <QStringList>
 #include <memory>
 #include <vector>
 
@@ -54,6 +55,8 @@ public:
     // over the map do.
     void setShowVariant(bool variant);
     int tokenTextsDrawn() const;
+    // The token axis's tick labels in the last frame (round positions: "0", "2000", ...).
+    QStringList tickLabels() const;
 
 protected:
     void drawFrame() override;
