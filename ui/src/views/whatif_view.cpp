@@ -71,6 +71,9 @@ QTableWidget* make_table(int columns, const QStringList& headers, QWidget* paren
     table->verticalHeader()->setDefaultSectionSize(20);
     table->setEditTriggers(QAbstractItemView::NoEditTriggers);
     table->setSelectionBehavior(QAbstractItemView::SelectRows);
+    // Columns as wide as their contents (a narrow dock shows every column without a sideways
+    // scroll), the last taking the rest.
+    table->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
     table->horizontalHeader()->setStretchLastSection(true);
     return table;
 }
