@@ -1024,6 +1024,20 @@ private slots:
                                 .arg(shown.top())
                                 .arg(shown.bottom())
                                 .arg(scroll->viewport()->height())));
+        // The per-layer comparison under them: every column inside its table ("change" whole,
+        // not cut to "0.0 p" in the narrow dock of 1280x720).
+        auto* comparison = child<QTableWidget>(&window, "layerComparison");
+        QTRY_VERIFY(comparison->isVisible());
+        for (int c = 0; c < comparison->columnCount(); ++c) {
+            QHeaderView* header = comparison->horizontalHeader();
+            const int right = header->sectionViewportPosition(c) + header->sectionSize(c);
+            QVERIFY2(right <= comparison->viewport()->width(),
+                     qPrintable(QString("what-if column %1 ends at %2 of %3 px")
+                                    .arg(c)
+                                    .arg(right)
+                                    .arg(comparison->viewport()->width())));
+            QVERIFY(header->sectionSize(c) >= header->sectionSizeHint(c));
+        }
         window.session()->clearVariant();
         // A new run brings the summary back in front.
         window.session()->setBase(window_->session()->base(), {}, window_->session()->baseInfo());
