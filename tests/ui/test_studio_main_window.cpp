@@ -108,6 +108,20 @@ QString with_commas(qint64 n) {
     return digits;
 }
 
+// Every column of `table` ends inside its viewport: none needs a sideways scroll.
+void expect_columns_inside(QTableView* table, const char* what) {
+    QHeaderView* header = table->horizontalHeader();
+    for (int c = 0; c < header->count(); ++c) {
+        const int right = header->sectionViewportPosition(c) + header->sectionSize(c);
+        QVERIFY2(right <= table->viewport()->width(),
+                 qPrintable(QString("%1: column %2 ends at %3 of %4 px")
+                                .arg(what)
+                                .arg(c)
+                                .arg(right)
+                                .arg(table->viewport()->width())));
+    }
+}
+
 template <typename W>
 W* child(QWidget* window, const char* name) {
     W* w = window->findChild<W*>(name);
@@ -1004,15 +1018,8 @@ private slots:
         QVERIFY(!table->isColumnHidden(LayersView::OracleAuc));
         QTest::qWait(100);
         QVERIFY(!table->horizontalScrollBar()->isVisible());
-        for (int c = 0; c < LayersView::ColumnCount; ++c) {
-            QHeaderView* header = table->horizontalHeader();
-            const int right = header->sectionViewportPosition(c) + header->sectionSize(c);
-            QVERIFY2(right <= table->viewport()->width(),
-                     qPrintable(QString("column %1 ends at %2 of %3 px")
-                                    .arg(c)
-                                    .arg(right)
-                                    .arg(table->viewport()->width())));
-        }
+        expect_columns_inside(table, "layer table");
+        if (QTest::currentTestFailed()) return;
         auto* metrics = child<QWidget>(&window, "variantVsBase");
         QTRY_VERIFY(metrics->isVisible());
         auto* scroll = qobject_cast<QScrollArea*>(
@@ -1028,15 +1035,11 @@ private slots:
         // not cut to "0.0 p" in the narrow dock of 1280x720).
         auto* comparison = child<QTableWidget>(&window, "layerComparison");
         QTRY_VERIFY(comparison->isVisible());
+        expect_columns_inside(comparison, "what-if comparison");
+        if (QTest::currentTestFailed()) return;
         for (int c = 0; c < comparison->columnCount(); ++c) {
-            QHeaderView* header = comparison->horizontalHeader();
-            const int right = header->sectionViewportPosition(c) + header->sectionSize(c);
-            QVERIFY2(right <= comparison->viewport()->width(),
-                     qPrintable(QString("what-if column %1 ends at %2 of %3 px")
-                                    .arg(c)
-                                    .arg(right)
-                                    .arg(comparison->viewport()->width())));
-            QVERIFY(header->sectionSize(c) >= header->sectionSizeHint(c));
+            QVERIFY(comparison->horizontalHeader()->sectionSize(c) >=
+                    comparison->horizontalHeader()->sectionSizeHint(c));
         }
         window.session()->clearVariant();
         // A new run brings the summary back in front.
