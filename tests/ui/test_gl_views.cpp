@@ -107,7 +107,8 @@ private slots:
         if (!show_with_gl(map)) QSKIP("no OpenGL context on this platform (run under Xvfb)");
         session.setBase(std::make_shared<const Profile>(synthetic_profile(8206, 3, 0.2, 1)));
         map.repaint();
-        // The whole document: from 0 at round positions (not 2051, 4103 ...), none past its end.
+        // The whole document: from 0 at round positions (not 2051, 4103 ...), the last before its
+        // end.
         QTRY_VERIFY(map.tickLabels().size() >= 3);
         QStringList ticks = map.tickLabels();
         QCOMPARE(ticks.front(), QString("0"));
@@ -130,6 +131,13 @@ private slots:
         QTRY_VERIFY2(within(500, 529), qPrintable(map.tickLabels().join(" | ")));
         expect_round_ticks(map.tickLabels(), 1.0);
         QVERIFY2(map.tickLabels().size() >= 3, qPrintable(map.tickLabels().join(" | ")));
+        // The last token selected while 100 tokens are in view: the view ends at the document's
+        // end, and no tick names a token past it.
+        map.setVisibleTokens(0, 100);
+        selection.setToken(8205);
+        map.repaint();
+        QTRY_VERIFY2(within(8106, 8205), qPrintable(map.tickLabels().join(" | ")));
+        expect_round_ticks(map.tickLabels(), 1.0);
     }
 
     void routingMapClickSelectsAndFollowsTheSelection() {

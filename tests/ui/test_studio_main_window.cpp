@@ -1037,9 +1037,16 @@ private slots:
         QTRY_VERIFY(comparison->isVisible());
         expect_columns_inside(comparison, "what-if comparison");
         if (QTest::currentTestFailed()) return;
+        // Each column as wide as its widest cell and its header: nothing elided.
+        auto* cells = static_cast<QAbstractItemView*>(comparison);  // sizeHintForColumn is public
         for (int c = 0; c < comparison->columnCount(); ++c) {
-            QVERIFY(comparison->horizontalHeader()->sectionSize(c) >=
-                    comparison->horizontalHeader()->sectionSizeHint(c));
+            QHeaderView* header = comparison->horizontalHeader();
+            const int wanted = std::max(cells->sizeHintForColumn(c), header->sectionSizeHint(c));
+            QVERIFY2(header->sectionSize(c) >= wanted,
+                     qPrintable(QString("what-if column %1: %2 px of %3")
+                                    .arg(c)
+                                    .arg(header->sectionSize(c))
+                                    .arg(wanted)));
         }
         window.session()->clearVariant();
         // A new run brings the summary back in front.

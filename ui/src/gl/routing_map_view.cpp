@@ -229,17 +229,27 @@ void draw_legend(ImDrawList* draw, const MapFrame& f, float title_y) {
     }
 }
 
+// The last token position the axis labels: the view's, within the document.
+double last_labelled(const MapFrame& f) { return std::min(f.view_last, f.tokens) - 0.5; }
+
 // The step between the token axis's ticks: 1, 2 or 5 times a power of ten tokens (at least
 // one), the smallest that leaves at most eight intervals across the view and room for each
-// label (0, 2000, 4000 of an 8,206-token document, never 2051, 4103); 0 for an empty view.
+// label (0, 2000, 4000 of an 8,206-token document, never 2051, 4103); in a map too narrow for
+// that, the widest step no longer than the view, so that a tick remains. 0 for an empty view.
 long long token_tick_step(const MapFrame& f) {
     const double span = f.view_last - f.view_first;
     if (!(span > 0.0) || !std::isfinite(span)) return 0;
-    const std::string widest = std::to_string(static_cast<long long>(std::ceil(f.view_last)));
+    const auto widest_token = static_cast<long long>(std::max(0.0, last_labelled(f)));
+    const std::string widest = std::to_string(widest_token);
     const double room = ImGui::CalcTextSize(widest.c_str()).x + 24.0;
     double step = std::max(1.0, round_step(span / 8.0));
-    // Wider steps in turn (2, 5, 10 times ...) until the labels fit, for at most four decades.
-    for (int i = 0; i < 12 && span / step * room > f.map_w; ++i) step = round_step(step * 1.5);
+    // Wider steps in turn (2, 5, 10 times ...) until the labels fit, for at most four decades,
+    // never wider than the view.
+    for (int i = 0; i < 12 && span / step * room > f.map_w; ++i) {
+        const double wider = round_step(step * 1.5);
+        if (wider > span) break;
+        step = wider;
+    }
     return static_cast<long long>(step);
 }
 
@@ -251,17 +261,25 @@ QStringList draw_token_axis(ImDrawList* draw, const MapFrame& f) {
     const float ticks_y = f.map_max.y + kTextStrip + 2;
     const long long step = token_tick_step(f);
     if (step > 0) {
-        // Token t spans [t, t + 1): the first whose middle is in view.
+        // Token t spans [t, t + 1): the first whose middle is in view, up to the last token
+        // of the document in view.
         long long token = static_cast<long long>(std::ceil((f.view_first - 0.5) / step)) * step;
+        const double last = last_labelled(f);
+        float previous_right = -1e30f;  // where the last label drawn ends
         // At most a few dozen fit; the count bounds the loop.
-        for (int i = 0; i < 64 && token + 0.5 <= f.view_last; ++i, token += step) {
+        for (int i = 0; i < 64 && static_cast<double>(token) <= last; ++i, token += step) {
             if (token < 0) continue;
             const std::string text = std::to_string(token);
             const float x = f.x_of(static_cast<double>(token) + 0.5);
             const float w = ImGui::CalcTextSize(text.c_str()).x;
             draw->AddLine(ImVec2(x, f.map_max.y), ImVec2(x, f.map_max.y + 3), kMuted);
-            draw->AddText(ImVec2(std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w), ticks_y),
-                          kMuted, text.c_str());
+            // A label the map cannot hold, or that would run into the one before, is left out.
+            const float room = static_cast<float>(f.map_w);
+            if (w > room) continue;
+            const float left = std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w);
+            if (left < previous_right + 4) continue;
+            draw->AddText(ImVec2(left, ticks_y), kMuted, text.c_str());
+            previous_right = left + w;
             labels << QString::fromStdString(text);
         }
     }
@@ -445,9 +463,9 @@ bool RoutingMapView::State::handleInput(const MapFrame& f) {
     if (hovered && io.MouseWheel != 0.0f) {
         const double anchor = f.token_at(io.MousePos.x);
         const double factor = std::pow(0.8, io.MouseWheel);
-        double span = std::clamp((view_last - view_first) * factor, 16.0, T);
+        double span = std::clamp((view_last - view_first) * factor, std::min(16.0, T), T);
         double first = anchor - (anchor - view_first) * span / (view_last - view_first);
-        first = std::clamp(first, 0.0, T - span);
+        first = std::clamp(first, 0.0, std::max(0.0, T - span));
         view_first = first;
         view_last = first + span;
     }
@@ -548,8 +566,12 @@ RoutingMapView::RoutingMapView(Session* session, Selection* selection, QWidget* 
     connect(selection, &Selection::tokenChanged, this, [this](qint64 token) {
         State& s = *state_;
         if (token >= 0 && (token < s.view_first || token >= s.view_last)) {
+            // Centred on the token, within the document as a drag keeps it.
             const double span = s.view_last - s.view_first;
-            s.view_first = std::max(0.0, static_cast<double>(token) - span / 2);
+            const ProfilePtr& p = s.session->base();
+            const double tokens = p ? static_cast<double>(p->num_tokens()) : span;
+            s.view_first = std::clamp(static_cast<double>(token) - span / 2, 0.0,
+                                      std::max(0.0, tokens - span));
             s.view_last = s.view_first + span;
         }
         update();
@@ -680,6 +702,7 @@ void RoutingMapView::rebuildTextures() {
 // legend, the selection, the tooltip.
 void RoutingMapView::drawFrame() {
     State& s = *state_;
+    s.ticks.clear();  // until this frame draws its axis
     const ProfilePtr& variant = s.session->variant();
     const ProfilePtr& want = s.show_variant && variant ? variant : s.session->base();
     if (s.dirty || want != s.shown) {
