@@ -112,6 +112,20 @@ double round_step(double at_least) {
     return 10.0 * decade;
 }
 
+double axis_step(double span, double width, const std::function<double(double)>& room,
+                 double at_least) {
+    double step = std::max(at_least, round_step(span / 8.0));
+    // The round steps in turn (1, 2, 5, 10 ... times the first's decade); the bound only guards
+    // the loop, which leaves within a few steps once a step nears the span.
+    for (int candidate = 0; candidate < 12; ++candidate) {
+        if (span / step * room(step) <= width) return step;
+        const double wider = round_step(step * 1.5);
+        if (wider > span) return step;
+        step = wider;
+    }
+    return step;
+}
+
 std::string format_setting_percent(double fraction) {
     if (!std::isfinite(fraction)) return "n/a";
     const double percent = 100.0 * fraction;

@@ -86,6 +86,21 @@ TEST(Units, PercentagePoints) {
     EXPECT_EQ(format_points(kNan), "n/a");
 }
 
+TEST(Units, AxisStepsAreRoundAndLeaveRoomForTheirLabels) {
+    const auto room = [](double each) { return [each](double) { return each; }; };
+    // A 376 ms view 800 px wide: every 50 ms with 30 px labels, every 100 with 200 px ones.
+    EXPECT_DOUBLE_EQ(axis_step(376.0, 800.0, room(30.0)), 50.0);
+    EXPECT_DOUBLE_EQ(axis_step(376.0, 800.0, room(200.0)), 100.0);
+    // Too narrow for any: the widest round step no longer than the view, so one tick remains.
+    EXPECT_DOUBLE_EQ(axis_step(376.0, 10.0, room(200.0)), 200.0);
+    // Never finer than asked (whole tokens).
+    EXPECT_DOUBLE_EQ(axis_step(10.0, 1000.0, room(1.0)), 2.0);
+    EXPECT_DOUBLE_EQ(axis_step(10.0, 1000.0, room(1.0), 5.0), 5.0);
+    // The room may depend on the step (labels with more decimals at finer steps).
+    EXPECT_DOUBLE_EQ(axis_step(1.0, 100.0, [](double step) { return step < 0.5 ? 80.0 : 10.0; }),
+                     0.5);
+}
+
 TEST(Units, ExactDecimalsAndRoundSteps) {
     EXPECT_EQ(exact_decimals(35.5, 3), 1);
     EXPECT_EQ(exact_decimals(100.0, 3), 0);

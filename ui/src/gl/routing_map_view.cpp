@@ -242,15 +242,8 @@ long long token_tick_step(const MapFrame& f) {
     const auto widest_token = static_cast<long long>(std::max(0.0, last_labelled(f)));
     const std::string widest = std::to_string(widest_token);
     const double room = ImGui::CalcTextSize(widest.c_str()).x + 24.0;
-    double step = std::max(1.0, round_step(span / 8.0));
-    // Wider steps in turn (2, 5, 10 times ...) until the labels fit, for at most four decades,
-    // never wider than the view.
-    for (int i = 0; i < 12 && span / step * room > f.map_w; ++i) {
-        const double wider = round_step(step * 1.5);
-        if (wider > span) break;
-        step = wider;
-    }
-    return static_cast<long long>(step);
+    return static_cast<long long>(axis_step(
+        span, f.map_w, [room](double) { return room; }, 1.0));
 }
 
 // The token axis under the text strip: a tick under the middle of each token at a round

@@ -261,20 +261,14 @@ double tick_step(const Frame& f) {
     const double span = f.view_end - f.view_begin;
     const double axis_max = std::max(std::abs(f.view_begin), std::abs(f.view_end));
     if (!(span > 0.0) || !std::isfinite(span) || span < axis_max * 1e-12) return 0.0;
-    double widest = 0.0;  // the largest candidate no longer than the view
-    double step = round_step(span / 8.0);
-    // The candidates in turn, 1, 2, 5, 10, ... times the first's decade, for three decades.
-    for (int candidate = 0; candidate < 9; ++candidate, step = round_step(step * 1.5)) {
-        const double intervals = span / step;
-        if (intervals < 1.0) return widest > 0.0 ? widest : step;
-        widest = step;
+    // Each label as wide as the wider of the view's ends at that step, and 40 px of gap.
+    return axis_step(span, f.width(), [&](double step) {
         const std::string label = tick_text(f.view_end, step, axis_max);
         const std::string other = tick_text(f.view_begin, step, axis_max);
-        const float width =
-            std::max(ImGui::CalcTextSize(label.c_str()).x, ImGui::CalcTextSize(other.c_str()).x);
-        if (intervals * (width + 40.0) <= f.width()) return step;
-    }
-    return widest;
+        return std::max(ImGui::CalcTextSize(label.c_str()).x,
+                        ImGui::CalcTextSize(other.c_str()).x) +
+               40.0;
+    });
 }
 
 // The time axis above the lanes: a tick with a grid line at each round multiple of the step

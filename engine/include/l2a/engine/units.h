@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace l2a {
@@ -33,6 +34,14 @@ int exact_decimals(double value, int most);
 // The smallest round step at or above `at_least` (> 0): 1, 2 or 5 times a power of ten, as an
 // axis's ticks are spaced (0.082 -> 0.1, 1.5 -> 2, 3 -> 5).
 double round_step(double at_least);
+
+// The step between an axis's ticks across a view `span` long and `width` wide (in the units of
+// `room`): a round step (round_step), the smallest from span / 8 (at most eight intervals, at
+// least `at_least`) up that leaves each interval room(step), a label and its gap, of the width;
+// in a view too narrow for that, the widest round step no longer than the view, so that a tick
+// remains. Shared by the timeline's time axis and the routing map's token axis.
+double axis_step(double span, double width, const std::function<double(double)>& room,
+                 double at_least = 0.0);
 
 // "12.3%" for 0.123 (fraction of 1); "n/a" when not finite. A positive share that would round
 // to zero reads "<0.1%", one below 1 that would round to 100% reads ">99.9%" (with the decimals
