@@ -363,13 +363,12 @@ double timing_scale(const TimelineSummary& s) {
 std::string timing_tick(double scale, int tick) {
     if (tick == 0) return "0";
     const double seconds = scale * tick / 4.0;
-    // The unit format_duration picks, then the fewest decimals that show the value exactly.
+    // In each unit the fewest decimals that show the value exactly; format_duration picks the
+    // unit.
     const double magnitude = std::abs(seconds);
-    const double in_unit = magnitude < 1e-3  ? magnitude * 1e6
-                           : magnitude < 1.0 ? magnitude * 1e3
-                                             : magnitude;
-    const int decimals = exact_decimals(in_unit, 3);
-    return format_duration(seconds, {decimals, decimals, decimals});
+    return format_duration(seconds,
+                           {exact_decimals(magnitude, 3), exact_decimals(magnitude * 1e3, 3),
+                            exact_decimals(magnitude * 1e6, 3)});
 }
 
 std::vector<StageRow> stage_rows(const TimelineSummary& s) {
