@@ -156,7 +156,7 @@ public:
                                "every token alike)")
                         .arg(layer)
                         .arg(count_text(o.positives))
-                        .arg(QString::fromStdString(format_setting_percent(p->oracle_min_mass)))
+                        .arg(setting_percent_text(p->oracle_min_mass))
                         .arg(num(o.auc), num(o.precision), num(o.recall),
                              num(o.mean_distant_mass_routed), num(o.mean_distant_mass_local),
                              ratio_text(o.ratio), ratio_text(o.ceiling_ratio));

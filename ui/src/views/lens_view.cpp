@@ -354,10 +354,9 @@ void LensView::showOracle() {
                 "%2 tokens here. AUC %3, precision %4, recall %5; mean distant mass of routed "
                 "tokens %6, of local ones %7: %8, where the best choice of as many tokens "
                 "would reach %9. Missed (local, highest distant mass first):")
-            .arg(QString::fromStdString(format_setting_percent(p->oracle_min_mass)),
-                 count_text(o.positives), num(o.auc), num(o.precision), num(o.recall),
-                 num(o.mean_distant_mass_routed), num(o.mean_distant_mass_local),
-                 ratio_text(o.ratio), ratio_text(o.ceiling_ratio)));
+            .arg(setting_percent_text(p->oracle_min_mass), count_text(o.positives), num(o.auc),
+                 num(o.precision), num(o.recall), num(o.mean_distant_mass_routed),
+                 num(o.mean_distant_mass_local), ratio_text(o.ratio), ratio_text(o.ceiling_ratio)));
     s.missed->setRowCount(static_cast<int>(o.missed.size()));
     for (int r = 0; r < static_cast<int>(o.missed.size()); ++r) {
         const std::int64_t token = o.missed[static_cast<std::size_t>(r)];

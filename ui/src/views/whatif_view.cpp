@@ -509,7 +509,7 @@ void WhatIfView::showResults() {
             s.layers->setItem(row, 0, cell(QString::number(l)));
             s.layers->setItem(row, 1, cell(percent_text(a, 1)));
             s.layers->setItem(row, 2, cell(percent_text(b, 1)));
-            s.layers->setItem(row, 3, cell(QString::fromStdString(format_points(b - a))));
+            s.layers->setItem(row, 3, cell(points_text(b - a)));
         }
         return;
     }

@@ -46,6 +46,14 @@ inline QString percent_text(double fraction, int digits = 1) {
     return QString::fromStdString(format_percent(fraction, digits));
 }
 
+// A share as it was set: "50%", "0.05%".
+inline QString setting_percent_text(double fraction) {
+    return QString::fromStdString(format_setting_percent(fraction));
+}
+
+// A change in percentage points: "+1.2 pp", "+<0.1 pp", "0.0 pp".
+inline QString points_text(double change) { return QString::fromStdString(format_points(change)); }
+
 // "1.234 s", "12.5 ms", "500.0 µs" with the digits given per unit; "0" for zero.
 inline QString duration_text(double seconds, DurationDigits digits = {}) {
     return QString::fromStdString(format_duration(seconds, digits));
