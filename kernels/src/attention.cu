@@ -133,19 +133,32 @@ Path requested_path(const std::string& where) {
                     "\"; expected \"mma\", \"wgmma\" or unset");
 }
 
+// Whether the Hopper kernel may pair its blocks (L2A_SM90_PAIRS: "1" or unset, or "0" to time
+// and test the unpaired kernel); read at every call, as the path.
+bool requested_pairs(const std::string& where) {
+    const char* value = std::getenv("L2A_SM90_PAIRS");
+    if (value == nullptr || value[0] == '\0') return true;
+    const std::string text(value);
+    if (text == "1") return true;
+    if (text == "0") return false;
+    fail(where,
+         "environment variable L2A_SM90_PAIRS is \"" + text + "\"; expected \"0\", \"1\" or unset");
+}
+
 // The one dispatcher: path, then element type x head dim, for a given query-set and key-range
 // policy.
 template <typename QuerySet, typename KeyRange>
 void dispatch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
               cudaStream_t stream, bool lse_only = false) {
     const Path path = requested_path(where);
+    const bool pairs = requested_pairs(where);
     if (path == Path::wgmma && !detail::sm90_attention_available()) {
         fail(where, "L2A_ATTENTION_PATH=wgmma, but the wgmma path cannot run here: " +
                         detail::sm90_attention_unavailable_reason());
     }
     if (path != Path::mma && detail::sm90_attention_available()) {
         if (detail::sm90_attention_launch<QuerySet, KeyRange>(where, shape, params, stream,
-                                                              lse_only)) {
+                                                              lse_only, pairs)) {
             return;
         }
         if (path == Path::wgmma) {

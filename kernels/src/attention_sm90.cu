@@ -59,8 +59,40 @@ bool encode_kv_map(CUtensorMap* map, const void* data, const AttentionShape& sha
 
 template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly>
 void launch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
-            const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream) {
+            const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream, bool pairs) {
     using Traits = Sm90TraitsFor<HeadDim, KeyRange>;
+    // Routed D = 128 launches pair their blocks (attention_sm90_kernel's Paired) unless pairs
+    // are off. Windows are never paired: their pairs were 6% slower (kernels/NOTES.md v15).
+    if constexpr (std::is_same_v<KeyRange, CausalKeys> && HeadDim == 128 && !LseOnly) {
+        if (pairs) {
+            const auto kernel =
+                attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, false, true>;
+            const std::string name = std::string("attention_sm90_kernel<") +
+                                     ElementOps<Element>::kName + ", D=128, " + QuerySet::kName +
+                                     " queries, causal keys, paired>";
+            check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(Traits::kSmemBytes)),
+                       where, "cudaFuncSetAttribute for " + name);
+            const unsigned row_tiles =
+                static_cast<unsigned>((shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM);
+            cudaLaunchConfig_t config{};
+            config.gridDim = dim3(2 * static_cast<unsigned>(shape.q_heads), (row_tiles + 1) / 2);
+            config.blockDim = dim3(Traits::kThreads);
+            config.dynamicSmemBytes = Traits::kSmemBytes;
+            config.stream = stream;
+            cudaLaunchAttribute attribute{};
+            attribute.id = cudaLaunchAttributeClusterDimension;
+            attribute.val.clusterDim.x = 2;
+            attribute.val.clusterDim.y = 1;
+            attribute.val.clusterDim.z = 1;
+            config.attrs = &attribute;
+            config.numAttrs = 1;
+            check_cuda(cudaLaunchKernelEx(&config, kernel, params, k_map, v_map, shape.q_heads),
+                       where, "cudaLaunchKernelEx for " + name);
+            check_launch(where, name);
+            return;
+        }
+    }
     const auto kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, LseOnly>;
     const std::string name = std::string("attention_sm90_kernel<") + ElementOps<Element>::kName +
                              ", D=" + std::to_string(HeadDim) + ", " + QuerySet::kName +
@@ -153,13 +185,13 @@ namespace {
 template <int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly>
 void launch_for_element(const std::string& where, const AttentionShape& shape,
                         const AttentionParams& params, const CUtensorMap& k_map,
-                        const CUtensorMap& v_map, cudaStream_t stream) {
+                        const CUtensorMap& v_map, cudaStream_t stream, bool pairs) {
     if (shape.element_type == ElementType::bf16) {
         launch<__nv_bfloat16, HeadDim, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map,
-                                                                    v_map, stream);
+                                                                    v_map, stream, pairs);
     } else {
         launch<__half, HeadDim, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
-                                                             stream);
+                                                             stream, pairs);
     }
 }
 
@@ -167,13 +199,13 @@ void launch_for_element(const std::string& where, const AttentionShape& shape,
 template <typename QuerySet, typename KeyRange, bool LseOnly>
 void launch_for_shape(const std::string& where, const AttentionShape& shape,
                       const AttentionParams& params, const CUtensorMap& k_map,
-                      const CUtensorMap& v_map, cudaStream_t stream) {
+                      const CUtensorMap& v_map, cudaStream_t stream, bool pairs) {
     if (shape.head_dim == 64) {
         launch_for_element<64, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
-                                                            stream);
+                                                            stream, pairs);
     } else {
         launch_for_element<128, QuerySet, KeyRange, LseOnly>(where, shape, params, k_map, v_map,
-                                                             stream);
+                                                             stream, pairs);
     }
 }
 
@@ -181,7 +213,8 @@ void launch_for_shape(const std::string& where, const AttentionShape& shape,
 
 template <typename QuerySet, typename KeyRange>
 bool sm90_attention_launch(const std::string& where, const AttentionShape& shape,
-                           const AttentionParams& params, cudaStream_t stream, bool lse_only) {
+                           const AttentionParams& params, cudaStream_t stream, bool lse_only,
+                           bool pairs) {
     constexpr int kBlockN = kSm90BlockN<KeyRange>;  // one box shape for both head dims
     CUtensorMap k_map;
     CUtensorMap v_map;
@@ -194,21 +227,22 @@ bool sm90_attention_launch(const std::string& where, const AttentionShape& shape
     // Only every-query attention has an LSE-only kernel (the routing oracle's passes).
     if constexpr (std::is_same_v<QuerySet, AllQueries>) {
         if (lse_only) {
-            launch_for_shape<QuerySet, KeyRange, true>(where, shape, params, k_map, v_map, stream);
+            launch_for_shape<QuerySet, KeyRange, true>(where, shape, params, k_map, v_map, stream,
+                                                       pairs);
             return true;
         }
     }
-    launch_for_shape<QuerySet, KeyRange, false>(where, shape, params, k_map, v_map, stream);
+    launch_for_shape<QuerySet, KeyRange, false>(where, shape, params, k_map, v_map, stream, pairs);
     return true;
 }
 
 template bool sm90_attention_launch<RoutedQueries, CausalKeys>(const std::string&,
                                                                const AttentionShape&,
                                                                const AttentionParams&, cudaStream_t,
-                                                               bool);
+                                                               bool, bool);
 template bool sm90_attention_launch<AllQueries, WindowKeys>(const std::string&,
                                                             const AttentionShape&,
                                                             const AttentionParams&, cudaStream_t,
-                                                            bool);
+                                                            bool, bool);
 
 }  // namespace l2a::kernels::detail

@@ -19,6 +19,9 @@
 // thread starts with): a consumer thread holds kBlockN / 2 S and D / 2 O accumulators and
 // kBlockN / 4 P registers (96, 64 and 48 with 192-key tiles at D = 128).
 //
+// Routed D = 128 launches pair their blocks (Paired, below): two blocks of a cluster share each K
+// and V tile, each copying half of it into both (kernels/NOTES.md v15).
+//
 // Q rows are gathered (routed rows are not contiguous) by the consumers themselves with
 // cp.async into the swizzled layout; K and V are contiguous token ranges of one kv head, read
 // through tensor maps made on the host (attention_sm90.cu).
@@ -89,7 +92,14 @@ __device__ __forceinline__ uint32_t swizzled_offset(int row, int column, int row
 // LseOnly: only each row's log-sum-exp (params.lse) is computed: the producer streams no V
 // tiles, the consumers issue no P V products, and O is not written (the routing oracle needs
 // the LSEs alone, and P V is half of the matrix products).
-template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly = false>
+// Paired (routed queries, causal keys, D = 128): a cluster of two blocks computes row tiles 2p and
+// 2p + 1 of one q head. Their key ranges both start at key 0 and differ only in their last few
+// tiles, so the pair streams the longer range once: each block's producer copies one column
+// block (64 of the 128 columns) of every K and V tile into both blocks' shared memory
+// (multicast), and a stage is refilled once the consumers of both blocks have released it. The
+// shorter block passes over the last tiles. Half the bytes per row come from L2.
+template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, bool LseOnly = false,
+          bool Paired = false>
 __global__ void __launch_bounds__(384, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionParams params,
                           const __grid_constant__ CUtensorMap k_map,
@@ -101,13 +111,32 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int kBlockN = Traits::kBlockN;
     constexpr int kStages = Traits::kStages;
 
+    static_assert(!Paired || (std::is_same_v<KeyRange, CausalKeys> && HeadDim == 128 && !LseOnly),
+                  "pairs share causal key ranges, one 64-column block each");
     const int64_t linear = int64_t(blockIdx.y) * gridDim.x + blockIdx.x;
-    const int q_head = int(linear % q_heads);
-    const int row_tile = int(gridDim.x - 1 - linear / q_heads);
+    int q_head = 0;
+    int row_tile = 0;
+    uint32_t rank = 0;  // in the pair's cluster
+    if constexpr (Paired) {
+        // Grid (2 x q heads, pairs): x = 2 x head + rank, the pairs in decreasing order.
+        rank = cluster_block_rank();
+        const int64_t pair = linear / 2;
+        q_head = int(pair % q_heads);
+        row_tile = 2 * int(gridDim.y - 1 - pair / q_heads) + int(rank);
+    } else {
+        q_head = int(linear % q_heads);
+        row_tile = int(gridDim.x - 1 - linear / q_heads);
+    }
     const int row_count = QuerySet::count(params);
-    const int first_row = row_tile * kBlockM;
-    if (first_row >= row_count) return;
-    const int rows_here = min(kBlockM, row_count - first_row);
+    int first_row = row_tile * kBlockM;
+    // A pair whose first block has rows computes; its second block past the rows repeats the
+    // first's rows (streaming its half of each tile, storing nothing).
+    const int pair_first_row = Paired ? (row_tile & ~1) * kBlockM : first_row;
+    if (pair_first_row >= row_count) return;
+    const bool repeats = Paired && first_row >= row_count;
+    if (repeats) first_row -= kBlockM;
+    const int rows_real = min(kBlockM, row_count - first_row);
+    const int rows_here = repeats ? 0 : rows_real;  // rows stored
     const int kv_head = q_head / params.q_per_kv;
 
     extern __shared__ unsigned char shared_raw[];
@@ -125,18 +154,26 @@ __global__ void __launch_bounds__(384, 1)
     if (threadIdx.x < kBlockM) {
         // Rows past the count repeat the last real row: harmless work, never stored.
         row_positions[threadIdx.x] =
-            QuerySet::position(params, first_row + min(int(threadIdx.x), rows_here - 1));
+            QuerySet::position(params, first_row + min(int(threadIdx.x), rows_real - 1));
     }
+    // A stage is released by every consumer thread, or paired by one lane of each consumer
+    // warp of both blocks.
+    constexpr uint32_t kReleases =
+        Paired ? 2 * (Traits::kConsumerThreads / 32) : Traits::kConsumerThreads;
     if (threadIdx.x == 0) {
         for (int s = 0; s < kStages; ++s) {
             mbarrier_init(&k_full[s], 1);
             mbarrier_init(&v_full[s], 1);
-            mbarrier_init(&k_empty[s], Traits::kConsumerThreads);
-            mbarrier_init(&v_empty[s], Traits::kConsumerThreads);
+            mbarrier_init(&k_empty[s], kReleases);
+            mbarrier_init(&v_empty[s], kReleases);
         }
         mbarrier_init_fence();
     }
-    __syncthreads();
+    if constexpr (Paired) {
+        cluster_sync();  // the partner's barriers exist before anything lands on them
+    } else {
+        __syncthreads();
+    }
 
     // Key range of the whole block (the tiles the producer streams) and of each consumer's 64
     // rows (tiles outside it are skipped; tiles inside its fully visible range skip masking).
@@ -145,7 +182,15 @@ __global__ void __launch_bounds__(384, 1)
     const int warpgroup = threadIdx.x / 128;
     const int my_half = warpgroup == 2 ? 1 : 0;
     const int block_first_key = KeyRange::first_key(params, row_positions[0]);
-    const int block_last_key = row_positions[kBlockM - 1];
+    int block_last_key = row_positions[kBlockM - 1];
+    if constexpr (Paired) {
+        // The pair's range: to the later of its two blocks' last rows, computed alike in both
+        // (their producers must stream the same tiles, or one would wait for ever).
+        const int first_block_last_row = min(pair_first_row + kBlockM, row_count) - 1;
+        const int pair_last_row = min(pair_first_row + 2 * kBlockM, row_count) - 1;
+        block_last_key = max(QuerySet::position(params, first_block_last_row),
+                             QuerySet::position(params, pair_last_row));
+    }
     const int wg_earliest_position = row_positions[my_half * Traits::kConsumerRows];
     const int wg_last_key =
         row_positions[my_half * Traits::kConsumerRows + Traits::kConsumerRows - 1];
@@ -168,12 +213,26 @@ __global__ void __launch_bounds__(384, 1)
                 const uint32_t free_parity = ((tile / kStages) & 1) ^ 1;
                 unsigned char* k_stage = k_tiles + stage * Traits::kTileBytes;
                 unsigned char* v_stage = v_tiles + stage * Traits::kTileBytes;
+                const int first_key = key_origin + tile * kBlockN;
+                if constexpr (Paired) {
+                    // This block's column block of the tile, into both blocks; the whole tile
+                    // (both halves) completes each block's barrier.
+                    mbarrier_wait(&k_empty[stage], free_parity);
+                    mbarrier_arrive_expect_bytes(&k_full[stage], Traits::kTileBytes);
+                    tma_load_3d_multicast(k_stage + rank * Traits::kColumnBlockBytes, &k_map,
+                                          &k_full[stage], int(rank) * 64, first_key, kv_head, 0x3);
+                    mbarrier_wait(&v_empty[stage], free_parity);
+                    mbarrier_arrive_expect_bytes(&v_full[stage], Traits::kTileBytes);
+                    tma_load_3d_multicast(v_stage + rank * Traits::kColumnBlockBytes, &v_map,
+                                          &v_full[stage], int(rank) * 64, first_key, kv_head, 0x3);
+                    continue;
+                }
                 mbarrier_wait(&k_empty[stage], free_parity);
                 mbarrier_arrive_expect_bytes(&k_full[stage], Traits::kTileBytes);
 #pragma unroll
                 for (int block = 0; block < Traits::kColumnBlocks; ++block) {
                     tma_load_3d(k_stage + block * Traits::kColumnBlockBytes, &k_map, &k_full[stage],
-                                block * 64, key_origin + tile * kBlockN, kv_head);
+                                block * 64, first_key, kv_head);
                 }
                 if constexpr (!LseOnly) {
                     mbarrier_wait(&v_empty[stage], free_parity);
@@ -181,12 +240,14 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
                     for (int block = 0; block < Traits::kColumnBlocks; ++block) {
                         tma_load_3d(v_stage + block * Traits::kColumnBlockBytes, &v_map,
-                                    &v_full[stage], block * 64, key_origin + tile * kBlockN,
-                                    kv_head);
+                                    &v_full[stage], block * 64, first_key, kv_head);
                     }
                 }
             }
         }
+        // Neither block of a pair leaves while the other may still write into its shared
+        // memory or arrive on its barriers.
+        if constexpr (Paired) cluster_sync();
         return;
     }
 
@@ -205,7 +266,7 @@ __global__ void __launch_bounds__(384, 1)
             const int local_row = chunk / kChunksPerRow;
             const int column = (chunk % kChunksPerRow) * 8;
             const int row = consumer * kRows + local_row;
-            const int q_row = QuerySet::storage_row(params, first_row + min(row, rows_here - 1),
+            const int q_row = QuerySet::storage_row(params, first_row + min(row, rows_real - 1),
                                                     row_positions[row]);
             cp_async_16(my_q + swizzled_offset(local_row, column, kRows),
                         q_head_base + int64_t(q_row) * params.q_token_stride + column, true);
@@ -241,16 +302,28 @@ __global__ void __launch_bounds__(384, 1)
     // range); it releases the other tiles of the ring as soon as they land.
     const int my_first_tile = max(0, (wg_first_key - key_origin) / kBlockN);
     const int my_last_tile = (wg_last_key - key_origin) / kBlockN;
+    // Releases a stage: each thread, or paired one lane per warp on both blocks' barriers.
+    const auto release = [&](uint64_t* barrier) {
+        if constexpr (Paired) {
+            __syncwarp();
+            if (lane == 0) {
+                mbarrier_arrive(barrier);
+                mbarrier_arrive_remote(barrier, rank ^ 1u);
+            }
+        } else {
+            mbarrier_arrive(barrier);
+        }
+    };
     const auto pass_over = [&](int tile) {
         const int stage = tile % kStages;
         const uint32_t parity = (tile / kStages) & 1;
         // Even a stage this consumer does not read is released only after it has landed, so
         // that the producer never refills a stage that is still being written.
         mbarrier_wait(&k_full[stage], parity);
-        mbarrier_arrive(&k_empty[stage]);
+        release(&k_empty[stage]);
         if constexpr (!LseOnly) {
             mbarrier_wait(&v_full[stage], parity);
-            mbarrier_arrive(&v_empty[stage]);
+            release(&v_empty[stage]);
         }
     };
     // S = Q K^T for one tile, issued asynchronously (one commit group).
@@ -384,7 +457,7 @@ __global__ void __launch_bounds__(384, 1)
         end_turn(false);
         wgmma_wait<0>();
         pin_registers(scores);
-        mbarrier_arrive(&k_empty[stage]);
+        release(&k_empty[stage]);
         softmax(scores, tile, rescale);
         return stage;
     };
@@ -428,11 +501,11 @@ __global__ void __launch_bounds__(384, 1)
             end_turn(false);
             wgmma_wait<1>();
             pin_registers(scores);
-            mbarrier_arrive(&k_empty[stage]);
+            release(&k_empty[stage]);
             softmax(scores, tile, rescale);
             wgmma_wait<0>();
             pin_registers(out_accumulator);
-            mbarrier_arrive(&v_empty[previous_stage]);
+            release(&v_empty[previous_stage]);
             to_probabilities(scores, p_fragments);
             previous_stage = stage;
         }
@@ -445,7 +518,7 @@ __global__ void __launch_bounds__(384, 1)
             end_turn(my_last_tile == last_tile);
             wgmma_wait<0>();
             pin_registers(out_accumulator);
-            mbarrier_arrive(&v_empty[previous_stage]);
+            release(&v_empty[previous_stage]);
         }
     }
     for (int tile = my_last_tile + 1; tile <= last_tile; ++tile) {
@@ -479,6 +552,7 @@ __global__ void __launch_bounds__(384, 1)
                 (row_max[half] + log2f(sum)) * kLn2;
         }
     }
+    if constexpr (Paired) cluster_sync();
 #else
     // Built without the sm_90a target: the host never launches this kernel (see
     // sm90_attention_available), and a launch by mistake fails loudly.

@@ -250,6 +250,31 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* barrier, uint32_t parity
     } while (done == 0);
 }
 
+// ---- clusters -------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t cluster_block_rank() {
+    uint32_t rank = 0;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    return rank;
+}
+
+// Arrives on the barrier at `barrier`'s offset in the cluster's block of rank `block`. Default
+// semantics, as a release of a stage needs: the reads it releases are the wgmma reads of
+// shared memory, complete once wgmma.wait_group returns (a cluster-scope release compiles to a
+// GPU-wide fence before the arrive, on the consumers' critical path).
+__device__ __forceinline__ void mbarrier_arrive_remote(uint64_t* barrier, uint32_t block) {
+    uint32_t remote = 0;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
+                 : "=r"(remote)
+                 : "r"(smem_u32(barrier)), "r"(block));
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
+// Every thread of every block of the cluster (not required to be converged).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
 // ---- bulk tensor copy -----------------------------------------------------------------------
 
 // Copies the box at coordinates (c0, c1, c2) of a 3-D tensor map into shared memory, completing
@@ -260,6 +285,20 @@ __device__ __forceinline__ void tma_load_3d(void* destination, const CUtensorMap
         "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
         "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(destination)),
         "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(barrier))
+        : "memory");
+}
+
+// As tma_load_3d, into the same shared-memory offset of every block of the cluster named in
+// `cta_mask` (bit i: rank i), completing the bytes each receives on the barrier at `barrier`'s
+// offset in that block.
+__device__ __forceinline__ void tma_load_3d_multicast(void* destination, const CUtensorMap* map,
+                                                      uint64_t* barrier, int c0, int c1, int c2,
+                                                      uint16_t cta_mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        ".multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(smem_u32(destination)),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(barrier)),
+        "h"(cta_mask)
         : "memory");
 }
 

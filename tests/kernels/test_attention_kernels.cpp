@@ -106,33 +106,41 @@ bool wgmma_path_expected() {
 #endif
 }
 
-// Sets L2A_ATTENTION_PATH for one scope and restores the previous value.
-class ScopedAttentionPath {
+// Sets an environment variable (L2A_ATTENTION_PATH, L2A_SM90_PAIRS) for one scope, or unsets it
+// (nullptr), and restores the previous value.
+class ScopedEnvironment {
 public:
-    explicit ScopedAttentionPath(const char* value) {
-        const char* previous = std::getenv(kVariable);
+    ScopedEnvironment(const char* variable, const char* value) : variable_(variable) {
+        const char* previous = std::getenv(variable_);
         had_previous_ = previous != nullptr;
         if (had_previous_) previous_ = previous;
         if (value == nullptr) {
-            unsetenv(kVariable);
+            unsetenv(variable_);
         } else {
-            setenv(kVariable, value, 1);
+            setenv(variable_, value, 1);
         }
     }
-    ~ScopedAttentionPath() {
+    ~ScopedEnvironment() {
         if (had_previous_) {
-            setenv(kVariable, previous_.c_str(), 1);
+            setenv(variable_, previous_.c_str(), 1);
         } else {
-            unsetenv(kVariable);
+            unsetenv(variable_);
         }
     }
-    ScopedAttentionPath(const ScopedAttentionPath&) = delete;
-    ScopedAttentionPath& operator=(const ScopedAttentionPath&) = delete;
+    ScopedEnvironment(const ScopedEnvironment&) = delete;
+    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
 
 private:
-    static constexpr const char* kVariable = "L2A_ATTENTION_PATH";
+    const char* variable_;
     bool had_previous_ = false;
     std::string previous_;
+};
+
+// Forces the dispatcher onto a path for one scope.
+class ScopedAttentionPath : public ScopedEnvironment {
+public:
+    explicit ScopedAttentionPath(const char* value)
+        : ScopedEnvironment("L2A_ATTENTION_PATH", value) {}
 };
 
 // ---- compaction -----------------------------------------------------------------------------
@@ -212,6 +220,7 @@ struct AttentionCase {
     bool padded_layout;   // strides larger than the dense ones, padding filled with NaN
     bool packed = false;  // global: Q and O hold only the routed rows, in routing order
     AttentionPath path = AttentionPath::mma;
+    bool unpaired = false;  // wgmma, D = 128: blocks not paired (L2A_SM90_PAIRS=0)
 };
 
 std::string attention_case_name(const AttentionCase& c) {
@@ -222,6 +231,7 @@ std::string attention_case_name(const AttentionCase& c) {
                                    : "_W" + std::to_string(c.window);
     if (c.padded_layout) name += "_padded";
     if (c.packed) name += "_packed";
+    if (c.unpaired) name += "_unpaired";
     name += std::string("_") + path_name(c.path);
     return name;
 }
@@ -412,6 +422,7 @@ TEST_P(AttentionTest, MatchesReference) {
         GTEST_SKIP() << "the wgmma path needs a compute capability 9.x device and sm_90a code";
     }
     const ScopedAttentionPath forced_path(path_name(c.path));
+    const ScopedEnvironment pairs("L2A_SM90_PAIRS", c.unpaired ? "0" : nullptr);
     std::mt19937 random = seeded_random(attention_case_name(c));
     const HostTensor q =
         random_tensor(c.tokens, c.q_heads, c.head_dim, c.padded_layout, c.type, random);
@@ -651,13 +662,19 @@ std::vector<AttentionCase> window_cases() {
     return cases;
 }
 
-// Every case on each path.
+// Every case on each path; the wgmma path's routed D = 128 cases of several tiles also with
+// unpaired blocks (the kernel those launches use when L2A_SM90_PAIRS=0; D = 64, windows and
+// LSE-only launches are never paired).
 std::vector<AttentionCase> on_every_path(std::vector<AttentionCase> cases) {
     const size_t count = cases.size();
     for (size_t i = 0; i < count; ++i) {
         AttentionCase on_wgmma = cases[i];
         on_wgmma.path = AttentionPath::wgmma;
         cases.push_back(on_wgmma);
+        if (on_wgmma.kind == Kind::global && on_wgmma.head_dim == 128 && on_wgmma.tokens >= 200) {
+            on_wgmma.unpaired = true;
+            cases.push_back(on_wgmma);
+        }
     }
     return cases;
 }
@@ -788,6 +805,14 @@ TEST(AttentionValidationTest, RejectsUnknownPathInEnvironment) {
     EXPECT_EQ(global_error(plausible_global_args(memory)),
               "l2a::kernels::global_attention_forward: environment variable L2A_ATTENTION_PATH is "
               "\"tensor-cores\"; expected \"mma\", \"wgmma\" or unset");
+}
+
+TEST(AttentionValidationTest, RejectsUnknownPairsInEnvironment) {
+    alignas(16) static unsigned char memory[16];
+    const ScopedEnvironment pairs("L2A_SM90_PAIRS", "yes");
+    EXPECT_EQ(global_error(plausible_global_args(memory)),
+              "l2a::kernels::global_attention_forward: environment variable L2A_SM90_PAIRS is "
+              "\"yes\"; expected \"0\", \"1\" or unset");
 }
 
 TEST(AttentionValidationTest, RejectsForcedWgmmaWhereItCannotRun) {
