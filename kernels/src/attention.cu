@@ -190,6 +190,17 @@ void dispatch(const std::string& where, const AttentionShape& shape, const Atten
 
 }  // namespace
 
+namespace detail {
+
+std::string& last_launch_name() {
+    thread_local std::string name;
+    return name;
+}
+
+}  // namespace detail
+
+std::string last_kernel_launched() { return detail::last_launch_name(); }
+
 void global_attention_forward(const GlobalAttentionArgs& args, cudaStream_t stream) {
     const std::string where = "global_attention_forward";
     validate_common(where, args.shape, args.q, args.k, args.v, args.out, args.lse);

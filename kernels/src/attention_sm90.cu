@@ -62,9 +62,11 @@ void launch(const std::string& where, const AttentionShape& shape, const Attenti
             const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream, bool pairs) {
     using Traits = Sm90TraitsFor<HeadDim, KeyRange>;
     // Routed D = 128 launches pair their blocks (attention_sm90_kernel's Paired) unless pairs
-    // are off. Windows are never paired: their pairs were 6% slower (kernels/NOTES.md v15).
+    // are off. Windows are never paired: their pairs were 5-7% slower (kernels/NOTES.md v15).
     if constexpr (std::is_same_v<KeyRange, CausalKeys> && HeadDim == 128 && !LseOnly) {
-        if (pairs) {
+        const int64_t row_tiles = (shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM;
+        // A grid's y extent is at most 65,535: longer inputs (over 16.7M tokens) run unpaired.
+        if (pairs && (row_tiles + 1) / 2 <= 65535) {
             const auto kernel =
                 attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, false, true>;
             const std::string name = std::string("attention_sm90_kernel<") +
@@ -73,10 +75,9 @@ void launch(const std::string& where, const AttentionShape& shape, const Attenti
             check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             static_cast<int>(Traits::kSmemBytes)),
                        where, "cudaFuncSetAttribute for " + name);
-            const unsigned row_tiles =
-                static_cast<unsigned>((shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM);
             cudaLaunchConfig_t config{};
-            config.gridDim = dim3(2 * static_cast<unsigned>(shape.q_heads), (row_tiles + 1) / 2);
+            config.gridDim = dim3(2 * static_cast<unsigned>(shape.q_heads),
+                                  static_cast<unsigned>((row_tiles + 1) / 2));
             config.blockDim = dim3(Traits::kThreads);
             config.dynamicSmemBytes = Traits::kSmemBytes;
             config.stream = stream;

@@ -21,10 +21,14 @@ inline void check_cuda(cudaError_t status, const std::string& where, const std::
     }
 }
 
+// The name of the kernel this thread launched last (last_kernel_launched in attention.h).
+std::string& last_launch_name();
+
 // Call right after a <<<...>>> launch: reports bad launch configurations and any error that an
-// earlier asynchronous operation left behind.
+// earlier asynchronous operation left behind, and records the kernel's name.
 inline void check_launch(const std::string& where, const std::string& kernel) {
     check_cuda(cudaGetLastError(), where, "launch of " + kernel);
+    last_launch_name() = kernel;
 }
 
 }  // namespace l2a::kernels::detail

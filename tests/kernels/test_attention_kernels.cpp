@@ -528,6 +528,13 @@ TEST_P(AttentionTest, MatchesReference) {
     }
     stream.finish();
     if (out_bits.empty()) out_bits = out_device.download<uint16_t>();
+    if (c.path == AttentionPath::wgmma) {
+        // The variant the case names ran: routed D = 128 launches are paired unless turned off.
+        const std::string kernel = last_kernel_launched();
+        EXPECT_EQ(kernel.rfind("attention_sm90_kernel<", 0), 0u) << kernel;
+        const bool paired = c.kind == Kind::global && c.head_dim == 128 && !c.unpaired;
+        EXPECT_EQ(kernel.find(", paired>") != std::string::npos, paired) << kernel;
+    }
 
     const ReferenceResult reference =
         reference_attention(q, k, v, positions, c.kind == Kind::window ? c.window : 0);
@@ -604,6 +611,12 @@ std::vector<AttentionCase> global_cases() {
             cases.push_back(global_case(200, 7, 1, head_dim, type, Routing::fifth, true));
         }
     }
+    // Routed counts at a pair's edges (D = 128 row tiles run in pairs of 128-row blocks): one
+    // full block whose partner repeats it (128), a partner with one row (129), two full blocks
+    // (256), a second pair of one block with one row (257).
+    for (int64_t tokens : {128, 129, 256, 257}) {
+        cases.push_back(global_case(tokens, 4, 1, 128, ElementType::bf16, Routing::all));
+    }
     // Packed Q and O (the engine's layout: only routed rows are projected).
     for (int64_t tokens : {1, 200, 2049}) {
         for (int head_dim : {64, 128}) {
@@ -662,7 +675,7 @@ std::vector<AttentionCase> window_cases() {
     return cases;
 }
 
-// Every case on each path; the wgmma path's routed D = 128 cases of several tiles also with
+// Every case on each path; the wgmma path's routed D = 128 cases of a full tile and more also with
 // unpaired blocks (the kernel those launches use when L2A_SM90_PAIRS=0; D = 64, windows and
 // LSE-only launches are never paired).
 std::vector<AttentionCase> on_every_path(std::vector<AttentionCase> cases) {
@@ -671,7 +684,7 @@ std::vector<AttentionCase> on_every_path(std::vector<AttentionCase> cases) {
         AttentionCase on_wgmma = cases[i];
         on_wgmma.path = AttentionPath::wgmma;
         cases.push_back(on_wgmma);
-        if (on_wgmma.kind == Kind::global && on_wgmma.head_dim == 128 && on_wgmma.tokens >= 200) {
+        if (on_wgmma.kind == Kind::global && on_wgmma.head_dim == 128 && on_wgmma.tokens >= 128) {
             on_wgmma.unpaired = true;
             cases.push_back(on_wgmma);
         }

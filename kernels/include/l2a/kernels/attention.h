@@ -54,6 +54,11 @@ struct AttentionShape {
     ElementType element_type = ElementType::bf16;  // of Q, K, V and O
 };
 
+// The name of the last kernel the calling thread launched through this module (for example
+// "attention_sm90_kernel<bf16, D=128, routed queries, causal keys, paired>"), or "" before the
+// first: which kernel variant a call chose, for tests and diagnostics.
+std::string last_kernel_launched();
+
 // ---- routed-query compaction --------------------------------------------------------------
 
 // Device scratch bytes that compact_routed_queries needs for `tokens` decisions.
