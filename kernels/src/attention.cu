@@ -203,6 +203,7 @@ std::string last_kernel_launched() { return detail::last_launch_name(); }
 
 void global_attention_forward(const GlobalAttentionArgs& args, cudaStream_t stream) {
     const std::string where = "global_attention_forward";
+    detail::last_launch_name().clear();  // a call that launches nothing leaves no stale name
     validate_common(where, args.shape, args.q, args.k, args.v, args.out, args.lse);
     if (args.shape.tokens == 0) return;
     if (args.routed_positions == nullptr) fail(where, "routed_positions is null");
@@ -216,6 +217,7 @@ void global_attention_forward(const GlobalAttentionArgs& args, cudaStream_t stre
 
 void sliding_window_attention_forward(const SlidingWindowAttentionArgs& args, cudaStream_t stream) {
     const std::string where = "sliding_window_attention_forward";
+    detail::last_launch_name().clear();
     validate_common(where, args.shape, args.q, args.k, args.v, args.out, args.lse);
     if (args.window < 1) {
         fail(where, "window (" + std::to_string(args.window) + ") must be at least 1");

@@ -528,9 +528,12 @@ TEST_P(AttentionTest, MatchesReference) {
     }
     stream.finish();
     if (out_bits.empty()) out_bits = out_device.download<uint16_t>();
-    if (c.path == AttentionPath::wgmma) {
-        // The variant the case names ran: routed D = 128 launches are paired unless turned off.
-        const std::string kernel = last_kernel_launched();
+    // The variant the case names ran: the path's kernel, and on the wgmma path routed D = 128
+    // launches paired unless turned off.
+    const std::string kernel = last_kernel_launched();
+    if (c.path == AttentionPath::mma) {
+        EXPECT_EQ(kernel.rfind("attention_forward_kernel<", 0), 0u) << kernel;
+    } else {
         EXPECT_EQ(kernel.rfind("attention_sm90_kernel<", 0), 0u) << kernel;
         const bool paired = c.kind == Kind::global && c.head_dim == 128 && !c.unpaired;
         EXPECT_EQ(kernel.find(", paired>") != std::string::npos, paired) << kernel;
@@ -556,6 +559,8 @@ TEST_P(AttentionTest, MatchesReference) {
             << "LSE-only pass, lse entry " << slot;
     }
     if (c.path == AttentionPath::wgmma) {
+        const std::string lse_kernel = last_kernel_launched();
+        EXPECT_NE(lse_kernel.find(", LSE only>"), std::string::npos) << lse_kernel;
         const std::vector<uint16_t> untouched = out_device.download<uint16_t>();
         for (size_t slot = 0; slot < untouched.size(); ++slot) {
             ASSERT_EQ(untouched[slot], kPoison16) << "LSE-only pass wrote output element " << slot;

@@ -56,7 +56,8 @@ struct AttentionShape {
 
 // The name of the last kernel the calling thread launched through this module (for example
 // "attention_sm90_kernel<bf16, D=128, routed queries, causal keys, paired>"), or "" before the
-// first: which kernel variant a call chose, for tests and diagnostics.
+// first and after an attention call that launched nothing: which kernel variant a call chose,
+// for tests and diagnostics.
 std::string last_kernel_launched();
 
 // ---- routed-query compaction --------------------------------------------------------------
