@@ -61,52 +61,47 @@ template <typename Element, int HeadDim, typename QuerySet, typename KeyRange, b
 void launch(const std::string& where, const AttentionShape& shape, const AttentionParams& params,
             const CUtensorMap& k_map, const CUtensorMap& v_map, cudaStream_t stream, bool pairs) {
     using Traits = Sm90TraitsFor<HeadDim, KeyRange>;
+    // Sized for the largest possible row count; blocks past the device-side count exit at once.
+    const int64_t row_tiles = (shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM;
     // Routed D = 128 launches pair their blocks (attention_sm90_kernel's Paired) unless pairs
     // are off. Windows are never paired: their pairs were 5-7% slower (kernels/NOTES.md v15).
-    if constexpr (std::is_same_v<KeyRange, CausalKeys> && HeadDim == 128 && !LseOnly) {
-        const int64_t row_tiles = (shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM;
-        // A grid's y extent is at most 65,535: longer inputs (over 16.7M tokens) run unpaired.
-        if (pairs && (row_tiles + 1) / 2 <= 65535) {
-            const auto kernel =
-                attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, false, true>;
-            const std::string name = std::string("attention_sm90_kernel<") +
-                                     ElementOps<Element>::kName + ", D=128, " + QuerySet::kName +
-                                     " queries, causal keys, paired>";
-            check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(Traits::kSmemBytes)),
-                       where, "cudaFuncSetAttribute for " + name);
-            cudaLaunchConfig_t config{};
-            config.gridDim = dim3(2 * static_cast<unsigned>(shape.q_heads),
-                                  static_cast<unsigned>((row_tiles + 1) / 2));
-            config.blockDim = dim3(Traits::kThreads);
-            config.dynamicSmemBytes = Traits::kSmemBytes;
-            config.stream = stream;
-            cudaLaunchAttribute attribute{};
-            attribute.id = cudaLaunchAttributeClusterDimension;
-            attribute.val.clusterDim.x = 2;
-            attribute.val.clusterDim.y = 1;
-            attribute.val.clusterDim.z = 1;
-            config.attrs = &attribute;
-            config.numAttrs = 1;
-            check_cuda(cudaLaunchKernelEx(&config, kernel, params, k_map, v_map, shape.q_heads),
-                       where, "cudaLaunchKernelEx for " + name);
-            check_launch(where, name);
-            return;
+    // A grid's y extent is at most 65,535: longer inputs (over 16.7M tokens) run unpaired.
+    constexpr bool kMayPair = std::is_same_v<KeyRange, CausalKeys> && HeadDim == 128 && !LseOnly;
+    const bool paired = kMayPair && pairs && (row_tiles + 1) / 2 <= 65535;
+    void (*kernel)(AttentionParams, CUtensorMap, CUtensorMap, int) =
+        attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, LseOnly>;
+    if constexpr (kMayPair) {
+        if (paired) {
+            kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, false, true>;
         }
     }
-    const auto kernel = attention_sm90_kernel<Element, HeadDim, QuerySet, KeyRange, LseOnly>;
     const std::string name = std::string("attention_sm90_kernel<") + ElementOps<Element>::kName +
                              ", D=" + std::to_string(HeadDim) + ", " + QuerySet::kName +
                              " queries, " + KeyRange::kName + " keys" +
-                             (LseOnly ? ", LSE only>" : ">");
+                             (LseOnly  ? ", LSE only>"
+                              : paired ? ", paired>"
+                                       : ">");
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(Traits::kSmemBytes)),
                where, "cudaFuncSetAttribute for " + name);
-    // Sized for the largest possible row count; blocks past the device-side count exit at once.
-    const dim3 grid(static_cast<unsigned>((shape.tokens + Traits::kBlockM - 1) / Traits::kBlockM),
-                    static_cast<unsigned>(shape.q_heads));
-    kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params, k_map, v_map,
-                                                                   shape.q_heads);
+    cudaLaunchConfig_t config{};
+    // Paired: (2 x q heads, pairs) in clusters of two along x; else (row tiles, q heads).
+    config.gridDim =
+        paired ? dim3(2 * static_cast<unsigned>(shape.q_heads),
+                      static_cast<unsigned>((row_tiles + 1) / 2))
+               : dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(shape.q_heads));
+    config.blockDim = dim3(Traits::kThreads);
+    config.dynamicSmemBytes = Traits::kSmemBytes;
+    config.stream = stream;
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 2;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    config.attrs = paired ? &cluster : nullptr;
+    config.numAttrs = paired ? 1 : 0;
+    check_cuda(cudaLaunchKernelEx(&config, kernel, params, k_map, v_map, shape.q_heads), where,
+               "cudaLaunchKernelEx for " + name);
     check_launch(where, name);
 }
 
