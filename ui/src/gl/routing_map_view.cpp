@@ -256,18 +256,18 @@ QStringList draw_token_axis(ImDrawList* draw, const MapFrame& f) {
     if (step > 0) {
         // Token t spans [t, t + 1): the first whose middle is in view, up to the last token
         // of the document in view.
-        long long token = static_cast<long long>(std::ceil((f.view_first - 0.5) / step)) * step;
+        long long token =
+            std::max(0LL, static_cast<long long>(std::ceil((f.view_first - 0.5) / step)) * step);
         const double last = last_labelled(f);
+        const auto room = static_cast<float>(f.map_w);
         float previous_right = -1e30f;  // where the last label drawn ends
         // At most a few dozen fit; the count bounds the loop.
         for (int i = 0; i < 64 && static_cast<double>(token) <= last; ++i, token += step) {
-            if (token < 0) continue;
             const std::string text = std::to_string(token);
             const float x = f.x_of(static_cast<double>(token) + 0.5);
             const float w = ImGui::CalcTextSize(text.c_str()).x;
             draw->AddLine(ImVec2(x, f.map_max.y), ImVec2(x, f.map_max.y + 3), kMuted);
             // A label the map cannot hold, or that would run into the one before, is left out.
-            const float room = static_cast<float>(f.map_w);
             if (w > room) continue;
             const float left = std::clamp(x - w / 2, f.map_min.x, f.map_max.x - w);
             if (left < previous_right + 4) continue;
