@@ -164,9 +164,11 @@ void dispatch(const std::string& where, const AttentionShape& shape, const Atten
         if (path == Path::wgmma) {
             fail(where,
                  "L2A_ATTENTION_PATH=wgmma, but K or V cannot be described by a tensor "
-                 "map (token stride " +
+                 "map (token strides " +
                      std::to_string(params.k_token_stride) + " / " +
-                     std::to_string(params.v_token_stride) + ")");
+                     std::to_string(params.v_token_stride) + ", head strides " +
+                     std::to_string(params.k_head_stride) + " / " +
+                     std::to_string(params.v_head_stride) + ")");
         }
     }
     const int64_t rows = shape.tokens;  // the worst case; the kernel reads the real count

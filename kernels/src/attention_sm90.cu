@@ -35,13 +35,15 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 // A [tokens, kv_heads, head_dim] tensor as a 3-D map (dims: column, token, head) whose boxes
 // are 64 columns x kBlockN tokens of one head, 128-byte swizzled. Tokens past the end read as
-// zeros.
+// zeros. False where no map describes the tensor: no encoder, or heads (several) or tokens
+// that share their data (stride 0), which the mma.sync path reads as they are.
 bool encode_kv_map(CUtensorMap* map, const void* data, const AttentionShape& shape,
                    int64_t token_stride, int64_t head_stride, int block_tokens) {
     const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
     if (encode == nullptr || token_stride <= 0) return false;
     // With one kv head the head coordinate is always 0 and its stride is never used.
-    if (shape.kv_heads == 1 || head_stride <= 0) head_stride = token_stride;
+    if (shape.kv_heads == 1) head_stride = token_stride;
+    if (head_stride <= 0) return false;
     const cuuint64_t dims[3] = {cuuint64_t(shape.head_dim), cuuint64_t(shape.tokens),
                                 cuuint64_t(shape.kv_heads)};
     const cuuint64_t strides[2] = {cuuint64_t(token_stride) * 2, cuuint64_t(head_stride) * 2};

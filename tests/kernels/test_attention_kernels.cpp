@@ -756,6 +756,61 @@ TEST(RoutedPipelineTest, CompactionFeedsGlobalAttention) {
                   positions, reference_attention(q, k, v, positions, 0));
 }
 
+// K and V whose kv heads share one tensor (head stride 0) are valid arguments: every kv head
+// reads the same keys and values. No tensor map describes them, so the Hopper path hands them to
+// the mma.sync kernel (where it would have read the next token as the next head), and forcing
+// the wgmma path names the strides.
+TEST(AttentionLayoutTest, KvHeadsSharingOneTensor) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    const ScopedAttentionPath default_path(nullptr);
+    const AttentionCase c = window_case(300, 4, 2, 128, ElementType::bf16, 100);
+    std::mt19937 random = seeded_random("shared kv heads");
+    const HostTensor q = random_tensor(c.tokens, c.q_heads, c.head_dim, false, c.type, random);
+    // One head of data seen as two: the reference reads it as one kv head for all q heads.
+    const HostTensor k = random_tensor(c.tokens, 1, c.head_dim, false, c.type, random);
+    const HostTensor v = random_tensor(c.tokens, 1, c.head_dim, false, c.type, random);
+    const HostTensor out_layout = make_layout(c.tokens, c.q_heads, c.head_dim, false);
+    std::vector<int32_t> positions;
+    for (int64_t t = 0; t < c.tokens; ++t) positions.push_back(static_cast<int32_t>(t));
+
+    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
+    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
+    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
+    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
+    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
+    q_device.upload(q.bits);
+    k_device.upload(k.bits);
+    v_device.upload(v.bits);
+    out_device.upload(out_layout.bits);
+    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+
+    SlidingWindowAttentionArgs args;
+    args.shape = {c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
+    args.q = const_view(q_device, q);
+    args.k = {k_device.as<void>(), k.token_stride, 0};
+    args.v = {v_device.as<void>(), v.token_stride, 0};
+    args.out = {out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
+    args.lse = lse_device.as<float>();
+    args.window = c.window;
+    Stream stream;
+    sliding_window_attention_forward(args, stream.get());
+    stream.finish();
+    EXPECT_EQ(last_kernel_launched().rfind("attention_forward_kernel<", 0), 0u)
+        << last_kernel_launched();
+    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
+                  positions, reference_attention(q, k, v, positions, c.window));
+
+    if (!wgmma_path_expected()) return;
+    const ScopedAttentionPath forced_path("wgmma");
+    try {
+        sliding_window_attention_forward(args, stream.get());
+        ADD_FAILURE() << "the forced wgmma path took K and V whose heads share one tensor";
+    } catch (const KernelError& error) {
+        EXPECT_NE(std::string(error.what()).find("head strides 0 / 0"), std::string::npos)
+            << error.what();
+    }
+}
+
 // ---- argument validation: host-only, runs without a GPU -------------------------------------
 
 GlobalAttentionArgs plausible_global_args(void* fake_device_memory) {
