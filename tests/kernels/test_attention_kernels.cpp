@@ -355,6 +355,20 @@ ReferenceResult reference_attention(const HostTensor& q, const HostTensor& k, co
     return result;
 }
 
+// Device copies of a case's Q, K and V, its output buffer all poison (out_layout's bits) and
+// its LSE ([q heads, tokens]) all poison.
+struct AttentionBuffers {
+    AttentionBuffers(const HostTensor& q_host, const HostTensor& k_host, const HostTensor& v_host,
+                     const HostTensor& out_layout)
+        : q(q_host.bits),
+          k(k_host.bits),
+          v(v_host.bits),
+          out(out_layout.bits),
+          lse(std::vector<uint32_t>(static_cast<size_t>(q_host.tokens) * q_host.heads, kPoison32)) {
+    }
+    DeviceBuffer q, k, v, out, lse;
+};
+
 ConstTokenHeadTensor const_view(const DeviceBuffer& buffer, const HostTensor& layout) {
     return {buffer.as<void>(), layout.token_stride, layout.head_stride};
 }
@@ -439,16 +453,7 @@ TEST_P(AttentionTest, MatchesReference) {
         for (int64_t t = 0; t < c.tokens; ++t) positions.push_back(static_cast<int32_t>(t));
     }
 
-    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
-    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
-    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
-    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
-    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
-    q_device.upload(q.bits);
-    k_device.upload(k.bits);
-    v_device.upload(v.bits);
-    out_device.upload(out_layout.bits);  // all poison
-    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+    AttentionBuffers buffers(q, k, v, out_layout);  // the output and LSE all poison
 
     // Slots past the count hold an out-of-range position: reading one would show up.
     std::vector<int32_t> position_slots(static_cast<size_t>(c.tokens),
@@ -460,17 +465,17 @@ TEST_P(AttentionTest, MatchesReference) {
     count_device.upload(std::vector<int32_t>{static_cast<int32_t>(positions.size())});
 
     const AttentionShape shape{c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
-    const TokenHeadTensor out_view{out_device.as<void>(), out_layout.token_stride,
+    const TokenHeadTensor out_view{buffers.out.as<void>(), out_layout.token_stride,
                                    out_layout.head_stride};
     Stream stream;
     // A kernel's arguments over these buffers (Args: either kernel's), Q and O in token order.
     const auto over_buffers = [&]<typename Args>(Args args) {
         args.shape = shape;
-        args.q = const_view(q_device, q);
-        args.k = const_view(k_device, k);
-        args.v = const_view(v_device, v);
+        args.q = const_view(buffers.q, q);
+        args.k = const_view(buffers.k, k);
+        args.v = const_view(buffers.v, v);
         args.out = out_view;
-        args.lse = lse_device.as<float>();
+        args.lse = buffers.lse.as<float>();
         return args;
     };
     // The window kernel's (the whole pass and the LSE-only pass).
@@ -499,10 +504,10 @@ TEST_P(AttentionTest, MatchesReference) {
         GlobalAttentionArgs args;
         args.shape = shape;
         args.q = {packed_q_device.as<void>(), q.token_stride, q.head_stride};
-        args.k = const_view(k_device, k);
-        args.v = const_view(v_device, v);
+        args.k = const_view(buffers.k, k);
+        args.v = const_view(buffers.v, v);
         args.out = {packed_out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
-        args.lse = lse_device.as<float>();
+        args.lse = buffers.lse.as<float>();
         args.routed_positions = positions_device.as<int32_t>();
         args.routed_count = count_device.as<int32_t>();
         args.packed = true;
@@ -527,7 +532,7 @@ TEST_P(AttentionTest, MatchesReference) {
         sliding_window_attention_forward(window_args(), stream.get());
     }
     stream.finish();
-    if (out_bits.empty()) out_bits = out_device.download<uint16_t>();
+    if (out_bits.empty()) out_bits = buffers.out.download<uint16_t>();
     // The variant the case names ran: the path's kernel, and on the wgmma path routed D = 128
     // launches paired unless turned off.
     const std::string kernel = last_kernel_launched();
@@ -541,19 +546,19 @@ TEST_P(AttentionTest, MatchesReference) {
 
     const ReferenceResult reference =
         reference_attention(q, k, v, positions, c.kind == Kind::window ? c.window : 0);
-    const std::vector<float> lse = lse_device.download<float>();
+    const std::vector<float> lse = buffers.lse.download<float>();
     check_outputs(c, out_layout, out_bits, lse, positions, reference);
     if (c.kind != Kind::window || HasFatalFailure()) return;
 
     // The LSE-only pass (the routing oracle's): the same LSEs as the whole pass, and on the
     // wgmma path no output row written.
-    out_device.upload(out_layout.bits);  // all poison again
-    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+    buffers.out.upload(out_layout.bits);  // all poison again
+    buffers.lse.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
     SlidingWindowAttentionArgs args = window_args();
     args.lse_only = true;
     sliding_window_attention_forward(args, stream.get());
     stream.finish();
-    const std::vector<float> lse_alone = lse_device.download<float>();
+    const std::vector<float> lse_alone = buffers.lse.download<float>();
     for (size_t slot = 0; slot < lse.size(); ++slot) {
         ASSERT_NEAR(lse_alone[slot], lse[slot], 1e-6 * std::max(1.0f, std::abs(lse[slot])))
             << "LSE-only pass, lse entry " << slot;
@@ -561,7 +566,7 @@ TEST_P(AttentionTest, MatchesReference) {
     if (c.path == AttentionPath::wgmma) {
         const std::string lse_kernel = last_kernel_launched();
         EXPECT_NE(lse_kernel.find(", LSE only>"), std::string::npos) << lse_kernel;
-        const std::vector<uint16_t> untouched = out_device.download<uint16_t>();
+        const std::vector<uint16_t> untouched = buffers.out.download<uint16_t>();
         for (size_t slot = 0; slot < untouched.size(); ++slot) {
             ASSERT_EQ(untouched[slot], kPoison16) << "LSE-only pass wrote output element " << slot;
         }
@@ -724,16 +729,7 @@ TEST(RoutedPipelineTest, CompactionFeedsGlobalAttention) {
     DeviceBuffer count_device(sizeof(int32_t));
     const size_t workspace_bytes = routed_compaction_workspace_bytes(c.tokens);
     DeviceBuffer workspace(workspace_bytes);
-    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
-    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
-    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
-    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
-    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
-    q_device.upload(q.bits);
-    k_device.upload(k.bits);
-    v_device.upload(v.bits);
-    out_device.upload(out_layout.bits);
-    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+    AttentionBuffers buffers(q, k, v, out_layout);  // the output and LSE all poison
 
     Stream stream;
     compact_routed_queries(decisions_device.as<uint8_t>(), c.tokens, positions_device.as<int32_t>(),
@@ -741,18 +737,18 @@ TEST(RoutedPipelineTest, CompactionFeedsGlobalAttention) {
                            stream.get());
     GlobalAttentionArgs args;
     args.shape = {c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
-    args.q = const_view(q_device, q);
-    args.k = const_view(k_device, k);
-    args.v = const_view(v_device, v);
-    args.out = {out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
-    args.lse = lse_device.as<float>();
+    args.q = const_view(buffers.q, q);
+    args.k = const_view(buffers.k, k);
+    args.v = const_view(buffers.v, v);
+    args.out = {buffers.out.as<void>(), out_layout.token_stride, out_layout.head_stride};
+    args.lse = buffers.lse.as<float>();
     args.routed_positions = positions_device.as<int32_t>();
     args.routed_count = count_device.as<int32_t>();
     global_attention_forward(args, stream.get());
     stream.finish();
 
     ASSERT_EQ(count_device.download<int32_t>()[0], static_cast<int32_t>(positions.size()));
-    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
+    check_outputs(c, out_layout, buffers.out.download<uint16_t>(), buffers.lse.download<float>(),
                   positions, reference_attention(q, k, v, positions, 0));
 }
 
@@ -773,31 +769,22 @@ TEST(AttentionLayoutTest, KvHeadsSharingOneTensor) {
     std::vector<int32_t> positions;
     for (int64_t t = 0; t < c.tokens; ++t) positions.push_back(static_cast<int32_t>(t));
 
-    DeviceBuffer q_device(q.bits.size() * sizeof(uint16_t));
-    DeviceBuffer k_device(k.bits.size() * sizeof(uint16_t));
-    DeviceBuffer v_device(v.bits.size() * sizeof(uint16_t));
-    DeviceBuffer out_device(out_layout.bits.size() * sizeof(uint16_t));
-    DeviceBuffer lse_device(static_cast<size_t>(c.tokens) * c.q_heads * sizeof(float));
-    q_device.upload(q.bits);
-    k_device.upload(k.bits);
-    v_device.upload(v.bits);
-    out_device.upload(out_layout.bits);
-    lse_device.upload(std::vector<uint32_t>(static_cast<size_t>(c.tokens) * c.q_heads, kPoison32));
+    AttentionBuffers buffers(q, k, v, out_layout);  // the output and LSE all poison
 
     SlidingWindowAttentionArgs args;
     args.shape = {c.tokens, c.q_heads, c.kv_heads, c.head_dim, c.type};
-    args.q = const_view(q_device, q);
-    args.k = {k_device.as<void>(), k.token_stride, 0};
-    args.v = {v_device.as<void>(), v.token_stride, 0};
-    args.out = {out_device.as<void>(), out_layout.token_stride, out_layout.head_stride};
-    args.lse = lse_device.as<float>();
+    args.q = const_view(buffers.q, q);
+    args.k = {buffers.k.as<void>(), k.token_stride, 0};
+    args.v = {buffers.v.as<void>(), v.token_stride, 0};
+    args.out = {buffers.out.as<void>(), out_layout.token_stride, out_layout.head_stride};
+    args.lse = buffers.lse.as<float>();
     args.window = c.window;
     Stream stream;
     sliding_window_attention_forward(args, stream.get());
     stream.finish();
     EXPECT_EQ(last_kernel_launched().rfind("attention_forward_kernel<", 0), 0u)
         << last_kernel_launched();
-    check_outputs(c, out_layout, out_device.download<uint16_t>(), lse_device.download<float>(),
+    check_outputs(c, out_layout, buffers.out.download<uint16_t>(), buffers.lse.download<float>(),
                   positions, reference_attention(q, k, v, positions, c.window));
 
     if (!wgmma_path_expected()) return;
